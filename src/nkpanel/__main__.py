@@ -1,0 +1,3 @@
+from nkpanel.cli import main
+
+main()

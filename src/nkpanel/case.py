@@ -1,0 +1,135 @@
+"""The case manifest: one patient's test episode, as a TOML file a lab writes or nkpanel generates.
+
+Example::
+
+    [case]
+    id = "EP-2026-0042"            # this test episode
+    patient_id = "PSN-7F3A"        # pseudonymous; never a name or a national number
+    age_years = 34
+
+    [indication]
+    pregnancy_losses = 3
+    failed_ivf_cycles = 0
+    unexplained_infertility = false
+
+    [[blood_draws]]
+    id = "draw-1"
+    collected = 2026-11-02T08:30:00
+    fcs = ["blood/tube1.fcs"]      # paths relative to this file
+    bead_lot = "TRUCOUNT-12345"
+    beads_per_test = 50000         # from the bead lot's certificate
+    sample_volume_ul = 50.0
+    lymphocytes_per_ul = 1800      # optional: haematology analyser, for dual-platform counts
+
+Later sections (``[[cytotoxicity]]`` plates, ``[[endometrial]]`` biopsies) are accepted and kept
+for the biomarkers that read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nkpanel.errors import ConfigError
+
+__all__ = [
+    "BloodDraw",
+    "Case",
+    "CaseInfo",
+    "CytotoxicityPlate",
+    "EndometrialBiopsy",
+    "Indication",
+    "load_case",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CaseInfo(_Strict):
+    id: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(min_length=1, max_length=64, description="pseudonymous patient id")
+    age_years: int | None = Field(default=None, ge=10, le=70)
+    synthetic: bool = Field(default=False, description="true for data nkpanel generated")
+
+
+class Indication(_Strict):
+    pregnancy_losses: int = Field(default=0, ge=0, le=50)
+    failed_ivf_cycles: int = Field(default=0, ge=0, le=50)
+    unexplained_infertility: bool = False
+
+
+class BloodDraw(_Strict):
+    id: str = "draw-1"
+    collected: dt.datetime | None = None
+    received: dt.datetime | None = None
+    fcs: tuple[Path, ...] = Field(min_length=1)
+    bead_lot: str | None = None
+    beads_per_test: float | None = Field(default=None, gt=0)
+    sample_volume_ul: float | None = Field(default=None, gt=0)
+    lymphocytes_per_ul: float | None = Field(default=None, gt=0, le=100_000)
+    template: Path | None = None
+    notes: str = ""
+
+    @field_validator("fcs", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class CytotoxicityPlate(_Strict):
+    """Placeholder record kept for the NK-activity biomarker (issue 3)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    id: str = "plate-1"
+
+
+class EndometrialBiopsy(_Strict):
+    """Placeholder record kept for the endometrial NK biomarker (issue 4)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    id: str = "biopsy-1"
+
+
+class Case(_Strict):
+    case: CaseInfo
+    indication: Indication = Indication()
+    blood_draws: tuple[BloodDraw, ...] = ()
+    cytotoxicity: tuple[CytotoxicityPlate, ...] = ()
+    endometrial: tuple[EndometrialBiopsy, ...] = ()
+    base_dir: Path = Path(".")
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the manifest, relative to the manifest's folder."""
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def load_case(path: str | Path) -> Case:
+    """Read and validate a case manifest.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML, or fields that fail validation; the message names the
+        file and each offending field.
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read case manifest ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: case manifest is not valid TOML ({exc})") from None
+    data["base_dir"] = p.resolve().parent
+    try:
+        return Case.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{p}: invalid case manifest: {problems}") from None
