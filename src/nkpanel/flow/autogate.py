@@ -1,0 +1,498 @@
+"""Automated NK gating of the standard panel, with cut points taken from each sample's own data.
+
+The sequence follows clinical TBNK practice (domain.md §1):
+
+    Time (stable flow) ─┬─ Beads (counting beads, when present)
+                        └─ Singlets (FSC-A vs FSC-H) ─ Leukocytes (CD45+, not beads)
+                             └─ Lymphocytes (low SSC)
+                                  ├─ CD3- (and CD19- where stained) ─ NK (CD56+ and/or CD16+)
+                                  │     ├─ NK CD56bright            └─ NK CD56dim CD16+
+                                  ├─ CD3+ ─ NK-like T (CD3+ CD56+)
+                                  └─ B cells (CD3- CD19+)
+
+Every cut is found on the parent population by :func:`nkpanel.flow.density.find_cut`, then
+written as a plain gate record on the compensated linear scale, so the gates evaluate exactly the
+same way here, in the exported Gating-ML, and in FlowKit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel.errors import QCError
+from nkpanel.flow.density import Cut, find_cut
+from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
+from nkpanel.flow.markers import MarkerMap
+from nkpanel.flow.sample import FlowSample
+
+__all__ = [
+    "POPULATIONS",
+    "AutoGateResult",
+    "AutoGateSettings",
+    "auto_gate",
+    "detect_cytometry",
+]
+
+Array = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+#: names of the populations automated gating can produce, parent first
+POPULATIONS = (
+    "Time",
+    "Beads",
+    "Singlets",
+    "Leukocytes",
+    "Lymphocytes",
+    "CD3-",
+    "NK",
+    "NK CD56bright",
+    "NK CD56dim",
+    "CD3+",
+    "NK-like T",
+    "B cells",
+)
+
+_MASS_CYTOMETERS = re.compile(r"cytof|helios|fluidigm|standard biotools|xt\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AutoGateSettings:
+    """Tunable parts of automated gating; the defaults are the method, not a fit to one file.
+
+    Attributes
+    ----------
+    cytometry
+        ``"flow"`` (logicle display scale), ``"mass"`` (asinh, cofactor 5, no scatter) or
+        ``"auto"`` (from $CYT and the channels).
+    singlet_sds
+        Singlets lie within this many robust SDs of the FSC-H expected for their FSC-A.
+    time_bins
+        Acquisition time is cut into this many bins to follow the flow rate.
+    rate_tolerance
+        A bin whose event rate departs from the median by more than this fraction (and by more
+        than Poisson noise allows) is unstable.
+    asinh_cofactor
+        Cofactor for mass cytometry (5 is the convention for CyTOF data).
+    """
+
+    cytometry: Literal["auto", "flow", "mass"] = "auto"
+    singlet_sds: float = 4.0
+    time_bins: int = 100
+    rate_tolerance: float = 0.25
+    asinh_cofactor: float = 5.0
+    logicle_m: float = 4.5
+
+
+@dataclass(frozen=True)
+class AutoGateResult:
+    """The gates found for one sample, each event's membership, and how each cut was found."""
+
+    tree: GateTree
+    membership: Mapping[str, BoolArray]
+    cuts: Mapping[str, Cut]
+    notes: tuple[str, ...]
+    cytometry: Literal["flow", "mass"]
+    unstable_time_fraction: float = 0.0
+    scales: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
+
+
+def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
+    """``"mass"`` for CyTOF/Helios files (by $CYT, or no scatter and metal channel names)."""
+    cyt = sample.metadata.get("cyt", "")
+    if _MASS_CYTOMETERS.search(cyt):
+        return "mass"
+    names = " ".join(sample.pnn).upper()
+    has_scatter = "FSC" in names or "SSC" in names or re.search(r"\bFS\b|\bSS\b", names)
+    metals = sum(bool(re.fullmatch(r"[A-Z][a-z]?\d{2,3}D[id]", n)) for n in sample.pnn)
+    return "mass" if not has_scatter and metals >= 3 else "flow"
+
+
+class _Scale:
+    """The display/density scale of one channel: logicle (estimated W) or asinh."""
+
+    def __init__(self, kind: str, *, t: float, m: float, w: float, cofactor: float) -> None:
+        self.kind, self.t, self.m, self.w, self.cofactor = kind, t, m, w, cofactor
+
+    def __call__(self, x: Array) -> Array:
+        if self.kind == "asinh":
+            return np.arcsinh(np.asarray(x, dtype=np.float64) / self.cofactor)
+        if self.kind == "log":
+            return np.log10(np.clip(np.asarray(x, dtype=np.float64), 1.0, None))
+        from flowutils import transforms
+
+        arr = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, 1)
+        out = transforms.logicle(arr, [0], t=self.t, m=self.m, w=self.w, a=0.0)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    def inverse(self, y: float) -> float:
+        if self.kind == "asinh":
+            return float(np.sinh(y) * self.cofactor)
+        if self.kind == "log":
+            return float(10.0**y)
+        from flowutils import transforms
+
+        arr = np.array([[y]], dtype=np.float64)
+        out = transforms.logicle_inverse(arr, [0], t=self.t, m=self.m, w=self.w, a=0.0)
+        return float(out[0, 0])
+
+
+def _logicle_w(values: Array, t: float, m: float) -> float:
+    """Logicle linearisation width from the data's negative tail (Parks et al. 2006, eq. 9).
+
+    W = (M − log10(T / |r|)) / 2 with r the 5th percentile of the negative values, bounded to
+    [0, M/2 − 0.1] (0 when there are no meaningful negatives).
+    """
+    neg = values[values < 0]
+    if neg.size < 50:
+        return 0.5
+    r = abs(float(np.percentile(neg, 5)))
+    if r <= 0:
+        return 0.5
+    w = (m - np.log10(t / r)) / 2.0
+    return float(np.clip(w, 0.0, m / 2.0 - 0.1))
+
+
+class _Gater:
+    def __init__(self, sample: FlowSample, comp: Array, markers: MarkerMap, s: AutoGateSettings):
+        self.sample, self.comp, self.markers, self.settings = sample, comp, markers, s
+        self.col = {c.pnn: c.index for c in sample.channels}
+        self.kind: Literal["flow", "mass"] = (
+            detect_cytometry(sample) if s.cytometry == "auto" else s.cytometry
+        )
+        self.gates: list[Gate] = []
+        self.member: dict[str, BoolArray] = {}
+        self.cuts: dict[str, Cut] = {}
+        self.notes: list[str] = []
+        self.scales: dict[str, _Scale] = {}
+        self.n = sample.n_events
+
+    # -- helpers ---------------------------------------------------------------------------
+    def raw(self, pnn: str) -> Array:
+        return self.comp[:, self.col[pnn]]
+
+    def scale(self, pnn: str) -> _Scale:
+        if pnn not in self.scales:
+            if self.kind == "mass":
+                self.scales[pnn] = _Scale(
+                    "asinh", t=0, m=0, w=0, cofactor=self.settings.asinh_cofactor
+                )
+            elif pnn.upper().startswith(("FSC", "SSC", "FS", "SS")):
+                self.scales[pnn] = _Scale("log", t=0, m=0, w=0, cofactor=1)
+            else:
+                ch = self.sample.channels[self.col[pnn]]
+                t = ch.pnr if ch.pnr > 1 else 262144.0
+                m = self.settings.logicle_m
+                w = _logicle_w(self.raw(pnn), t, m)
+                self.scales[pnn] = _Scale("logicle", t=t, m=m, w=w, cofactor=1)
+        return self.scales[pnn]
+
+    def scaled(self, pnn: str, within: BoolArray) -> Array:
+        return self.scale(pnn)(self.raw(pnn)[within])
+
+    def dim(self, pnn: str) -> Dimension:
+        fluor = self.sample.spillover is not None and pnn in self.sample.spillover.channels
+        return Dimension(pnn, None, compensated=fluor)
+
+    def cut(
+        self, label: str, pnn: str, within: BoolArray, side: Literal["above", "below"] = "above"
+    ) -> float:
+        """Find a cut on ``pnn`` inside ``within``; record it; return it on the linear scale."""
+        if within.sum() < 10:
+            raise QCError(
+                f"{self.sample.source}: too few events ({int(within.sum())}) to place the {label} cut"
+            )
+        c = find_cut(self.scaled(pnn, within), side=side)
+        self.cuts[label] = c
+        if c.method != "valley":
+            self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
+        return self.scale(pnn).inverse(c.value)
+
+    def add(self, gate: Gate) -> BoolArray:
+        values = [self.comp[:, self.col[d.channel]] for d in gate.dims]
+        inside = gate.contains(values)
+        if gate.parent is not None:
+            inside &= self.member[gate.parent]
+        self.gates.append(gate)
+        self.member[gate.name] = inside
+        return inside
+
+    def everything(self) -> BoolArray:
+        return np.ones(self.n, dtype=bool)
+
+    # -- steps -----------------------------------------------------------------------------
+    def time_gate(self) -> tuple[str | None, float]:
+        if not self.markers.has("Time"):
+            self.notes.append("no Time channel: flow-rate stability not checked")
+            return None, 0.0
+        tch = self.markers.channel_for("Time")
+        t = self.sample.events[:, self.col[tch]]
+        if self.n < 100 or not np.all(np.diff(t) >= 0) or t[-1] <= t[0]:
+            self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
+            return None, 0.0
+        bins = max(10, min(self.settings.time_bins, self.n // 50))
+        edges = np.linspace(t[0], t[-1], bins + 1)
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        counts = np.histogram(t, bins=edges)[0].astype(np.float64)
+        med = float(np.median(counts))
+        # a bin is unstable when it departs from the median rate by more than the tolerance
+        # and by more than 4 Poisson SDs
+        tol = np.maximum(self.settings.rate_tolerance * med, 4.0 * np.sqrt(max(med, 1.0)))
+        bad = np.abs(counts - med) > tol
+        first = int(np.argmax(~bad)) if not bad.all() else 0
+        last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
+        interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
+        lo = float(edges[first]) if first > 0 else None
+        hi = float(edges[last + 1]) if last < bins - 1 else None
+        self.add(RangeGate("Time", None, (Dimension(tch, None, False),), (lo,), (hi,)))
+        trimmed = first + (bins - 1 - last)
+        if trimmed:
+            self.notes.append(f"Time: {trimmed} unstable bin(s) trimmed at the start/end")
+        return "Time", interior_bad
+
+    def bead_gate(self, parent: str | None) -> tuple[str, float] | None:
+        """Counting beads are bright on every fluorescence channel at once; no cell is."""
+        fluor = [
+            self.markers.markers[m]
+            for m in ("CD3", "CD19", "CD56", "CD16", "CD45")
+            if m in self.markers.markers
+        ]
+        fluor = list(dict.fromkeys(fluor))
+        if len(fluor) < 2:
+            return None
+        base = self.member[parent] if parent else self.everything()
+        scaled = np.column_stack([self.scale(p)(self.raw(p)) for p in fluor])
+        low = scaled.min(axis=1)
+        c = find_cut(low[base])
+        if c.method != "valley":
+            return None
+        candidates = base & (low >= c.value)
+        if candidates.sum() < 20:
+            return None
+        # the one channel that separates beads from every cell best carries the gate
+        best, best_gap, best_cut = fluor[0], -np.inf, 0.0
+        for j, p in enumerate(fluor):
+            bead_lo = float(np.percentile(scaled[candidates, j], 0.5))
+            cell_hi = float(np.percentile(scaled[base & ~candidates, j], 99.95))
+            gap = bead_lo - cell_hi
+            if gap > best_gap:
+                best, best_gap, best_cut = p, gap, 0.5 * (bead_lo + cell_hi)
+        if best_gap <= 0:
+            return None
+        self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
+        lin = self.scale(best).inverse(best_cut)
+        self.add(RangeGate("Beads", parent, (self.dim(best),), (lin,), (None,)))
+        return best, lin
+
+    def singlet_gate(self, parent: str | None) -> str | None:
+        if not (self.markers.has("FSC-A") and self.markers.has("FSC-H")):
+            self.notes.append("no FSC-A/FSC-H pair: doublets not excluded")
+            return parent
+        a_ch, h_ch = self.markers.channel_for("FSC-A"), self.markers.channel_for("FSC-H")
+        base = self.member[parent] if parent else self.everything()
+        a, h = self.raw(a_ch)[base], self.raw(h_ch)[base]
+        ok = (a > 0) & (h > 0)
+        a, h = a[ok], h[ok]
+        if a.size < 200:
+            self.notes.append("too few events for a singlet gate")
+            return parent
+        # expected FSC-H for each FSC-A: medians in quantile bins; spread from the MAD
+        qs = np.quantile(a, np.linspace(0.0, 1.0, 21))
+        xs, lows, highs = [], [], []
+        for lo_q, hi_q in zip(qs[:-1], qs[1:], strict=True):
+            sel = (a >= lo_q) & (a <= hi_q)
+            if sel.sum() < 10:
+                continue
+            ratio = h[sel] / a[sel]
+            med = float(np.median(ratio))
+            sd = 1.4826 * float(np.median(np.abs(ratio - med)))
+            xs.append(float(np.median(a[sel])))
+            k = self.settings.singlet_sds
+            lows.append(max(med - k * sd, 0.0))
+            highs.append(med + k * sd)
+        top = float(self.sample.channels[self.col[a_ch]].pnr) * 1.05
+        xs_arr = np.array([0.0, *xs, top])
+        lo_r = np.array([lows[0], *lows, lows[-1]])
+        hi_r = np.array([highs[0], *highs, highs[-1]])
+        vertices = [(float(x), float(x * r)) for x, r in zip(xs_arr, lo_r, strict=True)]
+        vertices += [
+            (float(x), float(x * r)) for x, r in zip(xs_arr[::-1], hi_r[::-1], strict=True)
+        ]
+        dims = (Dimension(a_ch, None, False), Dimension(h_ch, None, False))
+        self.add(PolygonGate("Singlets", parent, dims, tuple(vertices)))
+        return "Singlets"
+
+    def leukocyte_gate(self, parent: str | None, bead: tuple[str, float] | None) -> str | None:
+        base = self.member[parent] if parent else self.everything()
+        dims: list[Dimension] = []
+        lo: list[float | None] = []
+        hi: list[float | None] = []
+        if self.markers.has("CD45"):
+            ch = self.markers.channel_for("CD45")
+            notbead = base if bead is None else base & (self.raw(bead[0]) < bead[1])
+            dims.append(self.dim(ch))
+            lo.append(self.cut("CD45+", ch, notbead, side="below"))
+            hi.append(None)
+        else:
+            self.notes.append("no CD45: leukocytes taken from scatter alone")
+        if bead is not None and (not dims or dims[0].channel != bead[0]):
+            dims.append(self.dim(bead[0]))
+            lo.append(None)
+            hi.append(bead[1])
+        if not dims:
+            return parent
+        self.add(RangeGate("Leukocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
+        return "Leukocytes"
+
+    def lymphocyte_gate(self, parent: str | None) -> str | None:
+        base = self.member[parent] if parent else self.everything()
+        dims: list[Dimension] = []
+        lo: list[float | None] = []
+        hi: list[float | None] = []
+        if self.markers.has("SSC-A"):
+            ch = self.markers.channel_for("SSC-A")
+            dims.append(self.dim(ch))
+            lo.append(None)
+            hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
+            if not self.markers.has("CD45") and self.markers.has("FSC-A"):
+                fch = self.markers.channel_for("FSC-A")
+                c = find_cut(self.scaled(fch, base & (self.raw(fch) > 0)))
+                if c.method == "valley":
+                    self.cuts["FSC debris"] = c
+                    dims.append(self.dim(fch))
+                    lo.append(self.scale(fch).inverse(c.value))
+                    hi.append(None)
+        if self.markers.has("CD14"):
+            ch = self.markers.channel_for("CD14")
+            dims.append(self.dim(ch))
+            lo.append(None)
+            hi.append(self.cut("CD14-", ch, base))
+        if not dims:
+            self.notes.append("no SSC or CD14: lymphocytes not separated from other leukocytes")
+            dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
+        self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
+        return "Lymphocytes"
+
+    def lineage_gates(self, lymph: str) -> None:
+        """CD3/CD19/CD56/CD16 gates inside the lymphocytes.
+
+        CD56 and CD16 cuts are found on all lymphocytes; the CD3 cut that separates NK from
+        NK-like T cells is found on the NK-marker-positive lymphocytes, where both populations
+        stand as peaks. CD3- means inside the CD3-negative population's own spread (its peak +
+        3 SD, never past the valley); CD3+ means above the valley. Events in between are CD3-dim
+        and counted in neither, as a person drawing the gates would leave them.
+        """
+        base = self.member[lymph]
+        cd3 = self.markers.channel_for("CD3")
+        cd56 = self.markers.channel_for("CD56")
+        cd16 = self.markers.markers.get("CD16")
+        separate16 = cd16 is not None and cd16 != cd56
+        if cd16 == cd56:
+            self.notes.append("CD16 and CD56 share one channel: NK = CD3- CD16/56+; no subsets")
+        # first pass on all lymphocytes, to find the NK-marker-positive cells for the CD3 split
+        nk_marker = base & (self.raw(cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base))
+        if separate16 and cd16 is not None:
+            nk_marker |= base & (self.raw(cd16) >= self.cut("CD16 (all lymphocytes)", cd16, base))
+        enough = nk_marker.sum() >= 50
+        self.cut("CD3", cd3, nk_marker if enough else base)
+        c3_valley = self.linear(cd3, self.cuts["CD3"].value)
+        c3_neg = self.linear(cd3, self.cuts["CD3"].tail_end)
+
+        dims = [self.dim(cd3)]
+        lo: list[float | None] = [None]
+        hi: list[float | None] = [c3_neg]
+        c19: float | None = None
+        cd19 = self.markers.markers.get("CD19")
+        if cd19 is not None:
+            c19 = self.cut("CD19", cd19, base & (self.raw(cd3) < c3_neg))
+            dims.append(self.dim(cd19))
+            lo.append(None)
+            hi.append(c19)
+        neg = self.add(RangeGate("CD3-", lymph, tuple(dims), tuple(lo), tuple(hi)))
+        # the NK cuts proper, on the NK gate's own parent
+        c56 = self.cut("CD56", cd56, neg)
+        c16 = self.cut("CD16", cd16, neg) if separate16 and cd16 is not None else None
+
+        nk: Gate
+        if separate16 and cd16 is not None and c16 is not None:
+            big = 1e9
+            # CD56+ or CD16+: everything outside the double-negative corner
+            vertices = ((-big, c16), (c56, c16), (c56, -big), (big, -big), (big, big), (-big, big))
+            nk = PolygonGate("NK", "CD3-", (self.dim(cd56), self.dim(cd16)), vertices)
+        else:
+            nk = RangeGate("NK", "CD3-", (self.dim(cd56),), (c56,), (None,))
+        nk_in = self.add(nk)
+        if separate16 and cd16 is not None and nk_in.sum() >= 20:
+            c_bright = find_cut(
+                self.scaled(cd56, nk_in), above=float(self.scale(cd56)(np.array([c56]))[0])
+            )
+            self.cuts["CD56bright"] = c_bright
+            lin_b = self.linear(cd56, c_bright.value)
+            self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))
+            self.add(
+                RangeGate(
+                    "NK CD56dim", "NK", (self.dim(cd56), self.dim(cd16)), (None, c16), (lin_b, None)
+                )
+            )
+        self.add(RangeGate("CD3+", lymph, (self.dim(cd3),), (c3_valley,), (None,)))
+        self.add(RangeGate("NK-like T", "CD3+", (self.dim(cd56),), (c56,), (None,)))
+        if cd19 is not None and c19 is not None:
+            self.add(
+                RangeGate(
+                    "B cells", lymph, (self.dim(cd3), self.dim(cd19)), (None, c19), (c3_neg, None)
+                )
+            )
+
+    def linear(self, pnn: str, y: float | None) -> float:
+        if y is None:
+            raise AssertionError("cut without a tail end")
+        return self.scale(pnn).inverse(y)
+
+
+def auto_gate(
+    sample: FlowSample,
+    compensated: Array,
+    markers: MarkerMap,
+    settings: AutoGateSettings | None = None,
+) -> AutoGateResult:
+    """Gate the NK panel on one sample.
+
+    Parameters
+    ----------
+    sample
+        The sample (its channels, metadata and raw events).
+    compensated
+        Its compensated events (``sample.events`` itself when there is nothing to compensate).
+    markers
+        Channels for CD3, CD56 (required) and CD16, CD19, CD45, CD14, FSC-A, FSC-H, SSC-A, Time
+        (used where present).
+
+    Returns
+    -------
+    AutoGateResult
+        Gate records (exportable as Gating-ML), each event's membership, and the audit trail of
+        every cut.
+    """
+    g = _Gater(sample, compensated, markers, settings or AutoGateSettings())
+    root, unstable = g.time_gate()
+    bead = g.bead_gate(root) if g.kind == "flow" else None
+    single = g.singlet_gate(root)
+    leuk = g.leukocyte_gate(single, bead)
+    lymph = g.lymphocyte_gate(leuk)
+    if lymph is None:
+        raise AssertionError("lymphocyte gate is always built")
+    g.lineage_gates(lymph)
+    return AutoGateResult(
+        tree=GateTree(tuple(g.gates)),
+        membership=g.member,
+        cuts=g.cuts,
+        notes=tuple(g.notes),
+        cytometry=g.kind,
+        unstable_time_fraction=unstable,
+        scales=dict(g.scales),
+    )

@@ -1,0 +1,215 @@
+"""Data-driven cut points from one-dimensional densities, in the manner of flowDensity's
+``deGate`` and openCyto's ``mindensity``: find the populations' peaks, cut at the density
+minimum between the negative and the positive one, and fall back to the negative peak's upper
+tail when the positive population forms no peak of its own.
+
+References
+----------
+Malek M et al. flowDensity: reproducing manual gating of flow cytometry data by automated
+density-based cell population identification. Bioinformatics 2015;31:606-607.
+Finak G et al. OpenCyto: an open source infrastructure for scalable, robust, reproducible, and
+automated, end-to-end flow cytometry data analysis. PLoS Comput Biol 2014;10:e1003806.
+Silverman BW. Density Estimation for Statistics and Data Analysis. Chapman & Hall 1986 (§3.4.2).
+Botev ZI, Grotowski JF, Kroese DP. Kernel density estimation via diffusion. Ann Stat
+2010;38:2916-2957 (the improved Sheather-Jones bandwidth used here: Silverman's rule
+oversmooths multimodal data and would blur the valleys gating depends on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.fft import dct
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import brentq
+from scipy.signal import find_peaks
+
+__all__ = ["Cut", "Density", "density_1d", "find_cut"]
+
+#: a peak must rise this far (as a fraction of the highest density) above its surroundings
+MIN_PROMINENCE = 0.03
+#: the upper tail of a lone negative peak is its centre plus this many left-side SDs
+TAIL_SDS = 3.0
+
+
+@dataclass(frozen=True)
+class Density:
+    """A binned Gaussian kernel density estimate on an even grid."""
+
+    grid: NDArray[np.float64]
+    density: NDArray[np.float64]
+    bandwidth: float
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A threshold and how it was found (for the audit trail and the plots)."""
+
+    value: float
+    method: Literal["valley", "tail", "fallback"]
+    peaks: tuple[float, ...]
+    #: where the reference population's own spread ends (its peak ± ``tail_sds`` SDs), never
+    #: past the valley: events between this and ``value`` belong clearly to neither side
+    tail_end: float | None = None
+    #: likewise where the other population's spread begins (its peak ∓ ``tail_sds`` SDs of its
+    #: outer half), never before the valley; ``None`` when it forms no peak
+    other_start: float | None = None
+
+
+def _silverman(x: NDArray[np.float64]) -> float:
+    n = x.size
+    sd = float(np.std(x))
+    q75, q25 = np.percentile(x, [75, 25])
+    spread = min(sd, float(q75 - q25) / 1.349) or sd or 1.0
+    return 0.9 * spread * n ** (-0.2)
+
+
+def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None:
+    """Improved Sheather-Jones bandwidth (Botev et al. 2010), or ``None`` if it has no solution.
+
+    The fixed point t = ξγ^[ℓ](t) is solved with ℓ = 7 on a DCT of the binned data; the
+    bandwidth is √t times the data range.
+    """
+    lo, hi = float(np.min(x)), float(np.max(x))
+    span = (hi - lo) * 1.2
+    if span <= 0:
+        return None
+    lo -= (hi - lo) * 0.1
+    counts, _ = np.histogram(x, bins=n_grid, range=(lo, lo + span))
+    a = dct(counts / counts.sum(), type=2)
+    n = x.size
+    i2 = np.arange(1, n_grid, dtype=np.float64) ** 2
+    a2 = (a[1:] / 2.0) ** 2
+
+    def functional(s: int, t: float) -> float:
+        return float(2.0 * np.pi ** (2 * s) * np.sum(i2**s * a2 * np.exp(-i2 * np.pi**2 * t)))
+
+    def fixed_point(t: float) -> float:
+        ell = 7
+        f = functional(ell, t)
+        for s in range(ell - 1, 1, -1):
+            k0 = float(np.prod(np.arange(1, 2 * s, 2))) / np.sqrt(2 * np.pi)
+            const = (1 + 0.5 ** (s + 0.5)) / 3.0
+            time = (2 * const * k0 / n / f) ** (2.0 / (3 + 2 * s))
+            f = functional(s, time)
+        return t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4)
+
+    try:
+        t_star = brentq(fixed_point, 1e-12, 0.1, xtol=1e-14)
+    except (ValueError, RuntimeError, FloatingPointError, ZeroDivisionError):
+        return None
+    return float(np.sqrt(t_star) * span)
+
+
+def density_1d(
+    values: NDArray[np.float64],
+    *,
+    n_grid: int = 512,
+    bw_adjust: float = 1.0,
+    limits: tuple[float, float] | None = None,
+) -> Density:
+    """Binned Gaussian KDE of ``values`` (Silverman's rule × ``bw_adjust``).
+
+    Counts on an even grid convolved with a Gaussian: O(n + g log g), and within a fraction of a
+    bin of the exact KDE for the grid sizes used here.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        raise ValueError("at least two finite values are needed for a density")
+    lo, hi = limits if limits is not None else (float(np.min(x)), float(np.max(x)))
+    if hi <= lo:
+        hi = lo + 1.0
+    with np.errstate(all="ignore"):
+        isj = isj_bandwidth(x) if x.size >= 50 else None
+    silverman = _silverman(x)
+    # ISJ can collapse onto rounding artefacts of integer data; never go below a fifth of
+    # Silverman's rule, nor above it
+    bw = (min(max(isj, 0.2 * silverman), silverman) if isj else silverman) * bw_adjust
+    pad = 3 * bw
+    edges = np.linspace(lo - pad, hi + pad, n_grid + 1)
+    counts, _ = np.histogram(x, bins=edges)
+    step = edges[1] - edges[0]
+    dens = gaussian_filter1d(counts.astype(np.float64), sigma=max(bw / step, 0.5), mode="constant")
+    dens /= max(dens.sum() * step, 1e-300)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    return Density(centres, dens, bw)
+
+
+def find_cut(
+    values: NDArray[np.float64],
+    *,
+    above: float | None = None,
+    side: Literal["above", "below"] = "above",
+    max_points: int = 200_000,
+    bw_adjust: float = 1.0,
+    tail_sds: float = TAIL_SDS,
+    seed: int = 0,
+) -> Cut:
+    """Threshold between a negative population and the positive one above it.
+
+    Parameters
+    ----------
+    values
+        Transformed intensities of the parent population.
+    above
+        Only peaks above this value are considered (e.g. the bright subset of a population
+        already known to be positive).
+    side
+        ``"above"``: the lowest prominent peak is the negative population and the cut lies above
+        it (CD3, CD56…). ``"below"``: the highest peak is the positive majority and the cut
+        lies below it (CD45 on leukocytes).
+    max_points
+        Larger inputs are subsampled (with a fixed seed) for the density; the cut is the same to
+        within a grid bin.
+    tail_sds
+        For a lone peak: the cut is the peak plus this many SDs of its left side (a Gaussian
+        negative population then leaves 0.13% of its events above the cut).
+
+    Returns
+    -------
+    Cut
+        ``method`` is ``"valley"`` when a density minimum between two peaks was used,
+        ``"tail"`` when only the negative peak was found.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 10:
+        return Cut(float(np.max(x)) if x.size else 0.0, "fallback", ())
+    if x.size > max_points:
+        x = np.random.default_rng(seed).choice(x, max_points, replace=False)
+    lo, hi = np.percentile(x, [0.1, 99.9])
+    d = density_1d(x, bw_adjust=bw_adjust, limits=(float(lo), float(hi)))
+    peaks, _ = find_peaks(d.density, prominence=MIN_PROMINENCE * float(d.density.max()))
+    if above is not None:
+        peaks = peaks[d.grid[peaks] > above]
+    if peaks.size == 0:
+        peaks = np.array([int(np.argmax(d.density))])
+    peak_x = tuple(float(v) for v in d.grid[peaks])
+    if side == "above":
+        # the reference is the lowest prominent peak; the positive one is the next peak above it
+        ref = 0
+        other = 1 if peaks.size >= 2 else None
+    else:
+        # the reference is the highest peak; the negative one is the nearest prominent peak below
+        ref = int(np.argmax(d.density[peaks]))
+        other = ref - 1 if ref >= 1 else None
+    centre = float(d.grid[int(peaks[ref])])
+    # the reference population's spread, from its outer half (the side away from the other one)
+    half = x[x <= centre] - centre if side == "above" else x[x >= centre] - centre
+    sd = float(np.sqrt(np.mean(half**2))) if half.size >= 5 else float(np.std(x))
+    tail = centre + (tail_sds if side == "above" else -tail_sds) * sd
+    if other is not None:
+        a, b = sorted((int(peaks[ref]), int(peaks[other])))
+        valley = float(d.grid[a + int(np.argmin(d.density[a : b + 1]))])
+        end = min(valley, tail) if side == "above" else max(valley, tail)
+        o_centre = float(d.grid[int(peaks[other])])
+        o_half = x[x >= o_centre] - o_centre if side == "above" else x[x <= o_centre] - o_centre
+        o_sd = float(np.sqrt(np.mean(o_half**2))) if o_half.size >= 5 else sd
+        o_tail = o_centre - (tail_sds if side == "above" else -tail_sds) * o_sd
+        start = max(valley, o_tail) if side == "above" else min(valley, o_tail)
+        return Cut(valley, "valley", peak_x, end, start)
+    return Cut(tail, "tail", peak_x, tail)
