@@ -17,6 +17,7 @@ same way here, in the exported Gating-ML, and in FlowKit.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import QCError
-from nkpanel.flow.density import Cut, find_cut
+from nkpanel.flow.density import Cut, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.sample import FlowSample
@@ -192,6 +193,17 @@ class _Gater:
                 self.scales[pnn] = _Scale("logicle", t=t, m=m, w=w, cofactor=1)
         return self.scales[pnn]
 
+    def separation(self, pnn: str) -> float:
+        """The scale's width of an e-fold (≈2.7×) change in bright signal: the smallest distance
+        at which two peaks count as two populations."""
+        sc = self.scale(pnn)
+        if sc.kind == "asinh":
+            return 1.0
+        if sc.kind == "log":
+            return float(np.log10(np.e)) / 2.0
+        # logicle: M decades over the unit interval
+        return float(np.log10(np.e)) / sc.m
+
     def scaled(self, pnn: str, within: BoolArray) -> Array:
         return self.scale(pnn)(self.raw(pnn)[within])
 
@@ -200,14 +212,29 @@ class _Gater:
         return Dimension(pnn, None, compensated=fluor)
 
     def cut(
-        self, label: str, pnn: str, within: BoolArray, side: Literal["above", "below"] = "above"
+        self,
+        label: str,
+        pnn: str,
+        within: BoolArray,
+        side: Literal["above", "below"] = "above",
+        brightest: bool = False,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within``; record it; return it on the linear scale."""
         if within.sum() < 10:
-            raise QCError(
-                f"{self.sample.source}: too few events ({int(within.sum())}) to place the {label} cut"
-            )
-        c = find_cut(self.scaled(pnn, within), side=side)
+            n = int(within.sum())
+            raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
+        if self.kind == "mass":
+            # zero counts are unambiguously negative but pile into a spike that a density would
+            # take for a population of its own: place the cut on the non-zero events
+            nonzero = within & (self.raw(pnn) != 0)
+            if nonzero.sum() >= 10:
+                within = nonzero
+        c = find_cut(
+            self.scaled(pnn, within),
+            side=side,
+            brightest=brightest,
+            min_separation=self.separation(pnn),
+        )
         self.cuts[label] = c
         if c.method != "valley":
             self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
@@ -301,27 +328,42 @@ class _Gater:
         if a.size < 200:
             self.notes.append("too few events for a singlet gate")
             return parent
-        # expected FSC-H for each FSC-A: medians in quantile bins; spread from the MAD
-        qs = np.quantile(a, np.linspace(0.0, 1.0, 21))
-        xs, lows, highs = [], [], []
-        for lo_q, hi_q in zip(qs[:-1], qs[1:], strict=True):
-            sel = (a >= lo_q) & (a <= hi_q)
-            if sel.sum() < 10:
+        # singlets keep FSC-H in proportion to FSC-A; doublets have a larger FSC-A for their
+        # FSC-H. Follow the singlets' most common log(H/A) along FSC-A (the mode in quantile
+        # bins, so that doublets do not drag it), then cut the residual below the singlet peak
+        # (valley to the doublets, or the peak's tail) and above it (its tail).
+        log_a, r = np.log(a), np.log(h / a)
+        qs = np.quantile(log_a, np.linspace(0.0, 1.0, 21))
+        xs, modes = [], []
+        for lo_q, hi_q in itertools.pairwise(qs):
+            sel = (log_a >= lo_q) & (log_a <= hi_q)
+            if sel.sum() < 20:
                 continue
-            ratio = h[sel] / a[sel]
-            med = float(np.median(ratio))
-            sd = 1.4826 * float(np.median(np.abs(ratio - med)))
-            xs.append(float(np.median(a[sel])))
-            k = self.settings.singlet_sds
-            lows.append(max(med - k * sd, 0.0))
-            highs.append(med + k * sd)
+            d = density_1d(r[sel])
+            xs.append(float(np.median(log_a[sel])))
+            modes.append(float(d.grid[int(np.argmax(d.density))]))
+        if len(xs) < 2:
+            self.notes.append("too few events for a singlet gate")
+            return parent
+        trend = np.interp(log_a, xs, modes)
+        resid = r - trend
+        k = self.settings.singlet_sds
+        low_cut = find_cut(resid, side="below", tail_sds=k)
+        self.cuts["Singlets"] = low_cut
+        up = resid[resid > 0]
+        hi_off = k * float(np.sqrt(np.mean(up**2))) if up.size >= 5 else 0.1
+        lo_off = low_cut.value
         top = float(self.sample.channels[self.col[a_ch]].pnr) * 1.05
-        xs_arr = np.array([0.0, *xs, top])
-        lo_r = np.array([lows[0], *lows, lows[-1]])
-        hi_r = np.array([highs[0], *highs, highs[-1]])
-        vertices = [(float(x), float(x * r)) for x, r in zip(xs_arr, lo_r, strict=True)]
+        bottom = max(float(np.min(a)) * 0.5, 1.0)
+        xs_lin = np.array([bottom, *np.exp(xs), top])
+        modes_arr = np.array([modes[0], *modes, modes[-1]])
+        vertices = [
+            (float(x), float(x * np.exp(m + lo_off)))
+            for x, m in zip(xs_lin, modes_arr, strict=True)
+        ]
         vertices += [
-            (float(x), float(x * r)) for x, r in zip(xs_arr[::-1], hi_r[::-1], strict=True)
+            (float(x), float(x * np.exp(m + hi_off)))
+            for x, m in zip(xs_lin[::-1], modes_arr[::-1], strict=True)
         ]
         dims = (Dimension(a_ch, None, False), Dimension(h_ch, None, False))
         self.add(PolygonGate("Singlets", parent, dims, tuple(vertices)))
@@ -355,23 +397,42 @@ class _Gater:
         lo: list[float | None] = []
         hi: list[float | None] = []
         if self.markers.has("SSC-A"):
+            if not self.markers.has("CD45") and self.markers.has("FSC-A"):
+                # without CD45, debris (low FSC, low SSC) must go before the low-SSC cluster is
+                # looked for, or it would be taken for the lymphocytes
+                fch = self.markers.channel_for("FSC-A")
+                c = find_cut(
+                    self.scaled(fch, base & (self.raw(fch) > 0)),
+                    min_separation=self.separation(fch),
+                )
+                if c.method == "valley":
+                    self.cuts["FSC debris"] = c
+                    fsc_lo = self.scale(fch).inverse(c.value)
+                    dims.append(self.dim(fch))
+                    lo.append(fsc_lo)
+                    hi.append(None)
+                    base = base & (self.raw(fch) >= fsc_lo)
             ch = self.markers.channel_for("SSC-A")
             dims.append(self.dim(ch))
             lo.append(None)
             hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
-            if not self.markers.has("CD45") and self.markers.has("FSC-A"):
-                fch = self.markers.channel_for("FSC-A")
-                c = find_cut(self.scaled(fch, base & (self.raw(fch) > 0)))
-                if c.method == "valley":
-                    self.cuts["FSC debris"] = c
-                    dims.append(self.dim(fch))
-                    lo.append(self.scale(fch).inverse(c.value))
-                    hi.append(None)
-        if self.markers.has("CD14"):
-            ch = self.markers.channel_for("CD14")
+        elif self.markers.has("CD45"):
+            # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
+            ch = self.markers.channel_for("CD45")
             dims.append(self.dim(ch))
-            lo.append(None)
-            hi.append(self.cut("CD14-", ch, base))
+            # placed on all events, where the CD45-dim granulocytes still stand as their own peak
+            everyone = self.member.get("Time", self.everything())
+            bright = self.cut("CD45 bright", ch, everyone, side="below", brightest=True)
+            lo.append(bright)
+            hi.append(None)
+            base = base & (self.raw(ch) >= bright)
+        for marker in ("CD14", "CD66"):  # monocytes, granulocytes
+            if self.markers.has(marker):
+                ch = self.markers.channel_for(marker)
+                dims.append(self.dim(ch))
+                lo.append(None)
+                hi.append(self.cut(f"{marker}-", ch, base))
+                base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
         if not dims:
             self.notes.append("no SSC or CD14: lymphocytes not separated from other leukocytes")
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
@@ -408,15 +469,22 @@ class _Gater:
         hi: list[float | None] = [c3_neg]
         c19: float | None = None
         cd19 = self.markers.markers.get("CD19")
+        cd19_parent = base & (self.raw(cd3) < c3_neg)
+        if cd19 is not None and cd19_parent.sum() < 10:
+            self.notes.append("too few CD3- events to place a CD19 cut: B cells not excluded")
+            cd19 = None
         if cd19 is not None:
-            c19 = self.cut("CD19", cd19, base & (self.raw(cd3) < c3_neg))
+            c19 = self.cut("CD19", cd19, cd19_parent)
             dims.append(self.dim(cd19))
             lo.append(None)
             hi.append(c19)
-        neg = self.add(RangeGate("CD3-", lymph, tuple(dims), tuple(lo), tuple(hi)))
+        self.add(RangeGate("CD3-", lymph, tuple(dims), tuple(lo), tuple(hi)))
         # the NK cuts proper, on the NK gate's own parent
-        c56 = self.cut("CD56", cd56, neg)
-        c16 = self.cut("CD16", cd16, neg) if separate16 and cd16 is not None else None
+        # reference population for the NK cuts: CD3- lymphocytes with the B cells kept in, so
+        # that a CD56-/CD16- population is always there to define "negative"
+        neg_ref = base & (self.raw(cd3) < c3_neg)
+        c56 = self.cut("CD56", cd56, neg_ref)
+        c16 = self.cut("CD16", cd16, neg_ref) if separate16 and cd16 is not None else None
 
         nk: Gate
         if separate16 and cd16 is not None and c16 is not None:

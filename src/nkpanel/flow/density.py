@@ -17,6 +17,7 @@ oversmooths multimodal data and would blur the valleys gating depends on).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,8 +30,14 @@ from scipy.signal import find_peaks
 
 __all__ = ["Cut", "Density", "density_1d", "find_cut"]
 
-#: a peak must rise this far (as a fraction of the highest density) above its surroundings
-MIN_PROMINENCE = 0.03
+#: a peak must stand out by this fraction of its own height (a real dip on both sides, not a
+#: shoulder) …
+MIN_RELATIVE_PROMINENCE = 0.25
+#: … and reach this fraction of the highest density (not a ripple in a sparse tail) …
+MIN_HEIGHT = 0.01
+#: … and hold at least this fraction of the events between its valleys (a population, not a
+#: ripple of a few events that a narrow bandwidth resolves in a sparse tail)
+MIN_MASS = 0.02
 #: the upper tail of a lone negative peak is its centre plus this many left-side SDs
 TAIL_SDS = 3.0
 
@@ -64,7 +71,7 @@ def _silverman(x: NDArray[np.float64]) -> float:
     sd = float(np.std(x))
     q75, q25 = np.percentile(x, [75, 25])
     spread = min(sd, float(q75 - q25) / 1.349) or sd or 1.0
-    return 0.9 * spread * n ** (-0.2)
+    return float(0.9 * spread * n ** (-0.2))
 
 
 def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None:
@@ -95,13 +102,13 @@ def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None
             const = (1 + 0.5 ** (s + 0.5)) / 3.0
             time = (2 * const * k0 / n / f) ** (2.0 / (3 + 2 * s))
             f = functional(s, time)
-        return t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4)
+        return float(t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4))
 
     try:
         t_star = brentq(fixed_point, 1e-12, 0.1, xtol=1e-14)
     except (ValueError, RuntimeError, FloatingPointError, ZeroDivisionError):
         return None
-    return float(np.sqrt(t_star) * span)
+    return float(np.sqrt(float(t_star)) * span)
 
 
 def density_1d(
@@ -139,11 +146,31 @@ def density_1d(
     return Density(centres, dens, bw)
 
 
+def _drop_light_peaks(d: Density, peaks: NDArray[np.intp]) -> NDArray[np.intp]:
+    """Remove, lightest first, peaks whose share of the density (between the valleys that bound
+    them) is below ``MIN_MASS``."""
+    peaks = np.asarray(peaks)
+    step = float(d.grid[1] - d.grid[0])
+    while peaks.size > 1:
+        bounds = [0]
+        for a, b in itertools.pairwise(peaks):
+            bounds.append(int(a) + int(np.argmin(d.density[a : b + 1])))
+        bounds.append(d.density.size)
+        mass = np.array([d.density[lo:hi].sum() * step for lo, hi in itertools.pairwise(bounds)])
+        lightest = int(np.argmin(mass))
+        if mass[lightest] >= MIN_MASS:
+            break
+        peaks = np.delete(peaks, lightest)
+    return peaks
+
+
 def find_cut(
     values: NDArray[np.float64],
     *,
     above: float | None = None,
     side: Literal["above", "below"] = "above",
+    min_separation: float = 0.0,
+    brightest: bool = False,
     max_points: int = 200_000,
     bw_adjust: float = 1.0,
     tail_sds: float = TAIL_SDS,
@@ -165,6 +192,14 @@ def find_cut(
     max_points
         Larger inputs are subsampled (with a fixed seed) for the density; the cut is the same to
         within a grid bin.
+    brightest
+        With ``side="below"``: take the brightest peak as the reference instead of the highest
+        (lymphocytes are the CD45-brightest leukocytes, though rarely the most numerous).
+    min_separation
+        Peaks closer than this (in the units of ``values``) are one population: the lower
+        one is dropped. Set it to the scale's width of a ~2.7-fold intensity change so that a
+        pile of zero counts beside the dim negatives (mass cytometry) is not taken for two
+        populations.
     tail_sds
         For a lone peak: the cut is the peak plus this many SDs of its left side (a Gaussian
         negative population then leaves 0.13% of its events above the cut).
@@ -183,7 +218,12 @@ def find_cut(
         x = np.random.default_rng(seed).choice(x, max_points, replace=False)
     lo, hi = np.percentile(x, [0.1, 99.9])
     d = density_1d(x, bw_adjust=bw_adjust, limits=(float(lo), float(hi)))
-    peaks, _ = find_peaks(d.density, prominence=MIN_PROMINENCE * float(d.density.max()))
+    step = float(d.grid[1] - d.grid[0])
+    distance = max(1, round(min_separation / step)) if min_separation > 0 else None
+    top = float(d.density.max())
+    peaks, props = find_peaks(d.density, prominence=0.0, height=MIN_HEIGHT * top, distance=distance)
+    keep = props["prominences"] >= MIN_RELATIVE_PROMINENCE * d.density[peaks]
+    peaks = _drop_light_peaks(d, peaks[keep])
     if above is not None:
         peaks = peaks[d.grid[peaks] > above]
     if peaks.size == 0:
@@ -195,7 +235,7 @@ def find_cut(
         other = 1 if peaks.size >= 2 else None
     else:
         # the reference is the highest peak; the negative one is the nearest prominent peak below
-        ref = int(np.argmax(d.density[peaks]))
+        ref = peaks.size - 1 if brightest else int(np.argmax(d.density[peaks]))
         other = ref - 1 if ref >= 1 else None
     centre = float(d.grid[int(peaks[ref])])
     # the reference population's spread, from its outer half (the side away from the other one)

@@ -1,0 +1,378 @@
+"""One FCS file in, one :class:`~nkpanel.flow.results.FlowResult` out: resolve markers,
+compensate, gate (automated or a lab template), count, check quality."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel.errors import InputError
+from nkpanel.flow.autogate import AutoGateResult, AutoGateSettings, auto_gate, detect_cytometry
+from nkpanel.flow.compensation import compensate
+from nkpanel.flow.gates import GateTree
+from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
+from nkpanel.flow.qc import QCFlag, QCLimits
+from nkpanel.flow.results import FlowResult, PopulationCount
+from nkpanel.flow.sample import FlowSample, Spillover, read_fcs
+
+__all__ = ["AbsoluteCountInputs", "FlowAnalysis", "FlowSettings", "analyze_file", "analyze_sample"]
+
+BoolArray = NDArray[np.bool_]
+
+REQUIRED_MARKERS = ("CD3", "CD56")
+OPTIONAL_MARKERS = ("CD16", "CD19", "CD45", "CD14", "CD66", "FSC-A", "FSC-H", "SSC-A", "Time")
+#: metadata keywords copied into every result
+KEPT_KEYWORDS = ("cyt", "cytsn", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src")
+
+
+@dataclass(frozen=True)
+class AbsoluteCountInputs:
+    """What absolute counts need: the bead lot's beads per test and the sample volume (single
+    platform), or the lymphocyte count from a haematology analyser (dual platform)."""
+
+    beads_per_test: float | None = None
+    sample_volume_ul: float | None = None
+    lymphocytes_per_ul: float | None = None
+
+    @property
+    def bead_method(self) -> bool:
+        return self.beads_per_test is not None and self.sample_volume_ul is not None
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Everything a flow analysis can be told; the defaults analyse a standard NK panel."""
+
+    aliases: AliasTable | None = None
+    marker_overrides: Mapping[str, str] = field(default_factory=dict)
+    spillover: Spillover | None = None
+    template: Path | None = None
+    template_populations: Mapping[str, str] = field(default_factory=dict)
+    counts: AbsoluteCountInputs = field(default_factory=AbsoluteCountInputs)
+    qc: QCLimits = field(default_factory=QCLimits)
+    autogate: AutoGateSettings = field(default_factory=AutoGateSettings)
+
+    def alias_table(self) -> AliasTable:
+        table = self.aliases or load_aliases()
+        return table.with_overrides(self.marker_overrides) if self.marker_overrides else table
+
+
+@dataclass(frozen=True, eq=False)
+class FlowAnalysis:
+    """A result together with what produced it (for plots, exports and audits)."""
+
+    result: FlowResult
+    sample: FlowSample
+    compensated: NDArray[np.float64]
+    membership: Mapping[str, BoolArray]
+    parents: Mapping[str, str | None]
+    tree: GateTree | None = None
+    gating: AutoGateResult | None = None
+    markers: MarkerMap | None = None
+
+
+def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> FlowAnalysis:
+    """Read and analyse one FCS file; see :func:`analyze_sample`."""
+    return analyze_sample(read_fcs(path), settings)
+
+
+def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> FlowAnalysis:
+    """Analyse one sample: automated NK gating, or the lab's template when one is set.
+
+    Raises
+    ------
+    MarkerError
+        CD3 or CD56 (or their aliases) not on any channel (automated gating only).
+    CompensationError
+        A supplied or embedded spillover matrix that does not fit the file.
+    QCError
+        Too few events to place a gate at all.
+    """
+    s = settings or FlowSettings()
+    cytometry = detect_cytometry(sample) if s.autogate.cytometry == "auto" else s.autogate.cytometry
+    spill = s.spillover if s.spillover is not None else sample.spillover
+    comp = compensate(sample, spill) if spill is not None else sample.events
+    if s.template is not None:
+        return _analyze_with_template(sample, comp, s, cytometry)
+    markers = resolve_markers(
+        sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
+    )
+    gating = auto_gate(sample, comp, markers, s.autogate)
+    parents = {g.name: g.parent for g in gating.tree.gates}
+    qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating)
+    used = {d.channel for g in gating.tree.gates for d in g.dims}
+    qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
+    result = _build_result(
+        sample, gating.membership, parents, s, cytometry, "automated", qc, gating.notes
+    )
+    return FlowAnalysis(
+        result, sample, comp, gating.membership, parents, gating.tree, gating, markers
+    )
+
+
+def _analyze_with_template(
+    sample: FlowSample,
+    comp: NDArray[np.float64],
+    s: FlowSettings,
+    cytometry: Literal["flow", "mass"],
+) -> FlowAnalysis:
+    from nkpanel.flow.template import apply_template, load_template
+
+    if s.template is None:
+        raise AssertionError("template analysis without a template")
+    if sample.path is None:
+        raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
+    template = load_template(s.template)
+    applied = apply_template(template, sample.path)
+    roles = _template_roles(applied.membership.keys(), s.template_populations)
+    membership: dict[str, BoolArray] = {}
+    parents: dict[str, str | None] = {}
+    for name, mask in applied.membership.items():
+        membership[name] = np.asarray(mask, dtype=bool)
+        parents[name] = applied.parents.get(name)
+    for role, gate in roles.items():
+        membership[role] = membership[gate]
+    notes = [f"template {s.template.name}: {role} = gate {gate!r}" for role, gate in roles.items()]
+    role_parents = {role: _role_parent(role, roles, parents) for role in roles}
+    qc = _qc_checks(sample, membership, {**parents, **role_parents}, s, cytometry, None, None)
+    result = _build_result(
+        sample,
+        membership,
+        {**parents, **role_parents},
+        s,
+        cytometry,
+        "template",
+        qc,
+        tuple(notes),
+    )
+    return FlowAnalysis(result, sample, comp, membership, {**parents, **role_parents})
+
+
+_ROLE_NAMES = {
+    "Lymphocytes": ("lymphocytes", "lymphs", "lymph"),
+    "Leukocytes": ("leukocytes", "cd45+", "cd45"),
+    "NK": ("nk cells", "nk", "cd3-cd56+", "cd3- cd56+", "cd3-cd16+56+"),
+    "NK CD56bright": ("cd56bright", "nk cd56bright", "cd56 bright"),
+    "NK CD56dim": ("cd56dim", "nk cd56dim", "cd56 dim"),
+    "NK-like T": ("nk t cells", "nkt", "nk-like t", "cd3+cd56+"),
+    "Beads": ("beads", "counting beads", "trucount"),
+}
+
+
+def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str]:
+    """Which template gate plays each role (NK, Lymphocytes…): explicit mapping, else by name."""
+    names = list(gates)  # type: ignore[call-overload]
+    out: dict[str, str] = {}
+    for role, aliases in _ROLE_NAMES.items():
+        if role in explicit:
+            if explicit[role] not in names:
+                raise InputError(None, f"template has no gate {explicit[role]!r} for {role}")
+            out[role] = explicit[role]
+            continue
+        for n in names:
+            leaf = str(n).rsplit("/", 1)[-1].strip().casefold()
+            if leaf in aliases and n not in out.values():
+                out[role] = str(n)
+                break
+    return out
+
+
+def _role_parent(
+    role: str, roles: Mapping[str, str], parents: Mapping[str, str | None]
+) -> str | None:
+    gate = roles[role]
+    parent = parents.get(gate)
+    for other_role, other_gate in roles.items():
+        if other_gate == parent:
+            return other_role
+    return parent
+
+
+def _qc_checks(
+    sample: FlowSample,
+    member: Mapping[str, BoolArray],
+    parents: Mapping[str, str | None],
+    s: FlowSettings,
+    cytometry: Literal["flow", "mass"],
+    spill: Spillover | None,
+    gating: AutoGateResult | None,
+) -> list[QCFlag]:
+    lim = s.qc
+    flags: list[QCFlag] = []
+    n_lymph = int(member["Lymphocytes"].sum()) if "Lymphocytes" in member else 0
+    flags.append(
+        QCFlag(
+            "lymphocyte events",
+            n_lymph >= lim.min_lymphocyte_events,
+            n_lymph,
+            lim.min_lymphocyte_events,
+            f"{n_lymph} gated lymphocyte events (minimum {lim.min_lymphocyte_events})",
+        )
+    )
+    n_nk = int(member["NK"].sum()) if "NK" in member else 0
+    flags.append(
+        QCFlag(
+            "NK events",
+            n_nk >= lim.min_nk_events,
+            n_nk,
+            lim.min_nk_events,
+            f"{n_nk} gated NK events (minimum {lim.min_nk_events} for a count CV ≤ 10%)",
+        )
+    )
+    if s.counts.bead_method:
+        n_beads = int(member["Beads"].sum()) if "Beads" in member else 0
+        flags.append(
+            QCFlag(
+                "bead events",
+                n_beads >= lim.min_bead_events,
+                n_beads,
+                lim.min_bead_events,
+                f"{n_beads} counting-bead events (minimum {lim.min_bead_events})"
+                if n_beads
+                else "bead method requested but no counting-bead population was found",
+            )
+        )
+    if gating is not None:
+        frac = gating.unstable_time_fraction
+        flags.append(
+            QCFlag(
+                "flow rate",
+                frac <= lim.max_unstable_time_fraction,
+                round(frac, 4),
+                lim.max_unstable_time_fraction,
+                f"flow rate unstable over {frac:.0%} of the acquisition time "
+                f"(limit {lim.max_unstable_time_fraction:.0%})",
+            )
+        )
+    if cytometry == "flow" and gating is not None:
+        present = spill is not None
+        identity = (
+            present
+            and spill is not None
+            and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
+        )
+        flags.append(
+            QCFlag(
+                "compensation",
+                present and not identity,
+                None,
+                None,
+                "no spillover matrix in the file and none supplied: fluorescence is uncompensated"
+                if not present
+                else (
+                    "spillover matrix is the identity: check that compensation was recorded"
+                    if identity
+                    else "compensated with the "
+                    + ("supplied" if s.spillover else "file's")
+                    + " matrix"
+                ),
+                blocking=not present,
+            )
+        )
+    return flags
+
+
+def _saturation_check(
+    sample: FlowSample, channels: set[str], within: BoolArray | None, lim: QCLimits
+) -> QCFlag:
+    idx = [sample.index_of(c) for c in sorted(channels)]
+    top = np.array([sample.channels[i].pnr for i in idx]) * 0.999
+    ev = sample.events[:, idx] if within is None else sample.events[within][:, idx]
+    sat = float(np.mean(np.any(ev >= top, axis=1))) if ev.shape[0] else 0.0
+    return QCFlag(
+        "saturation",
+        sat <= lim.max_saturated_fraction,
+        round(sat, 5),
+        lim.max_saturated_fraction,
+        f"{sat:.2%} of events at the top of a gated channel's range "
+        f"(limit {lim.max_saturated_fraction:.0%})",
+    )
+
+
+def _pct(num: int, den: int) -> float | None:
+    return 100.0 * num / den if den > 0 else None
+
+
+def _build_result(
+    sample: FlowSample,
+    member: Mapping[str, BoolArray],
+    parents: Mapping[str, str | None],
+    s: FlowSettings,
+    cytometry: Literal["flow", "mass"],
+    gating: Literal["automated", "template"],
+    qc: list[QCFlag],
+    notes: tuple[str, ...],
+) -> FlowResult:
+    counts = {k: int(v.sum()) for k, v in member.items()}
+    n_lymph = counts.get("Lymphocytes", 0)
+    n_leuk = counts.get("Leukocytes", 0)
+    n_beads = counts.get("Beads", 0)
+    c = s.counts
+    method: Literal["bead", "dual-platform", "none"] = "none"
+    if c.bead_method and n_beads > 0:
+        method = "bead"
+    elif c.lymphocytes_per_ul is not None and n_lymph > 0:
+        method = "dual-platform"
+
+    def under_lymph(name: str) -> bool:
+        p: str | None = name
+        while p is not None:
+            if p == "Lymphocytes":
+                return True
+            p = parents.get(p)
+        return False
+
+    def per_ul(name: str, n: int) -> float | None:
+        if method == "bead" and c.beads_per_test and c.sample_volume_ul and name != "Beads":
+            # single platform (BD IFU 23-3483): cells/µL = cells/beads × beads per test / volume
+            return n / n_beads * c.beads_per_test / c.sample_volume_ul
+        if method == "dual-platform" and c.lymphocytes_per_ul and under_lymph(name):
+            return n / n_lymph * c.lymphocytes_per_ul
+        return None
+
+    rows = []
+    for name, n in counts.items():
+        parent = parents.get(name)
+        parent_n = counts[parent] if parent is not None else sample.n_events
+        rows.append(
+            PopulationCount(
+                population=name,
+                parent=parent,
+                count=n,
+                parent_count=parent_n,
+                percent_of_parent=_pct(n, parent_n),
+                percent_of_lymphocytes=_pct(n, n_lymph) if under_lymph(name) else None,
+                percent_of_leukocytes=_pct(n, n_leuk) if n_leuk and name != "Beads" else None,
+                cells_per_ul=per_ul(name, n),
+            )
+        )
+    n_nk = counts.get("NK", 0)
+    bright, dim = counts.get("NK CD56bright"), counts.get("NK CD56dim")
+    nk_ul = per_ul("NK", n_nk) if "NK" in counts else None
+    meta = {k: sample.metadata[k] for k in KEPT_KEYWORDS if k in sample.metadata}
+    return FlowResult(
+        sample=sample.name,
+        source=sample.source,
+        gating=gating,
+        cytometry=cytometry,
+        n_events=sample.n_events,
+        populations=tuple(rows),
+        qc=tuple(qc),
+        notes=notes,
+        nk_percent_of_lymphocytes=_pct(n_nk, n_lymph) if "NK" in counts else None,
+        nk_percent_of_leukocytes=_pct(n_nk, n_leuk) if "NK" in counts and n_leuk else None,
+        cd56bright_percent_of_nk=_pct(bright, n_nk) if bright is not None else None,
+        cd56dim_percent_of_nk=_pct(dim, n_nk) if dim is not None else None,
+        cd56bright_to_dim_ratio=bright / dim if bright is not None and dim else None,
+        nk_like_t_percent_of_lymphocytes=_pct(counts["NK-like T"], n_lymph)
+        if "NK-like T" in counts
+        else None,
+        nk_cells_per_ul=nk_ul,
+        absolute_count_method=method if nk_ul is not None else "none",
+        metadata=meta,
+    )

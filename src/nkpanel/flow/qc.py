@@ -1,0 +1,56 @@
+"""Quality checks on a flow result. A failed blocking check makes the result not reportable.
+
+Default limits come from counting statistics, not from one data set: a count of ``n`` events has
+a Poisson coefficient of variation of 1/√n, so 100 events give 10%, 400 give 5%, 1,000 give 3.2%.
+Labs set their own limits (``QCLimits``); the defaults below say why they are what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["QCFlag", "QCLimits"]
+
+
+@dataclass(frozen=True)
+class QCLimits:
+    """Limits for the flow quality checks.
+
+    Attributes
+    ----------
+    min_lymphocyte_events
+        2,000: at an NK fraction of 5% this still leaves 100 NK events (CV 10%).
+    min_nk_events
+        100: Poisson CV of the NK count ≤ 10%.
+    min_bead_events
+        1,000: Poisson CV of the bead count ≤ 3.2%, so the bead term adds little to the absolute
+        count's error.
+    max_unstable_time_fraction
+        0.10: more than a tenth of the acquisition with an event rate off the median (a clog or
+        bubble) means part of the tube was not sampled evenly.
+    max_saturated_fraction
+        0.02: events piled at the top of a channel's range cannot be placed by a gate.
+    """
+
+    min_lymphocyte_events: int = 2000
+    min_nk_events: int = 100
+    min_bead_events: int = 1000
+    max_unstable_time_fraction: float = 0.10
+    max_saturated_fraction: float = 0.02
+
+
+@dataclass(frozen=True)
+class QCFlag:
+    """One check: its name, whether it passed, the measured value and the limit, and why."""
+
+    check: str
+    passed: bool
+    value: float | None
+    limit: float | None
+    reason: str
+    blocking: bool = True
+
+    @property
+    def label(self) -> str:
+        state = "pass" if self.passed else ("FAIL" if self.blocking else "warn")
+        return f"{self.check}: {state}"

@@ -1,0 +1,499 @@
+"""A laboratory's own gating template, applied to FCS files.
+
+A lab that already gates its NK panel by hand keeps the gates as a Gating-ML 2.0 document or a
+FlowJo 10 workspace. :func:`load_template` reads either (told apart by content, not by the file
+name) and :func:`apply_template` runs its gate hierarchy, with the compensation and transforms it
+names, on an FCS file. FlowKit parses the files and evaluates the gates; this module picks the
+gate tree, checks the file has the channels the gates use, and turns every failure into a
+one-line nkpanel error naming the file.
+
+A FlowJo workspace holds one gate tree per sample. By default the workspace sample with the FCS
+file's name is used; ``sample_id=`` names another one, so that one sample's gates (with its
+compensation matrix and transforms) can be applied to a new patient's file.
+
+References
+----------
+Spidlen J et al. Gating-ML 2.0. International Society for Advancement of Cytometry (ISAC)
+standard for representing gating descriptions in flow cytometry. 2013.
+http://flowcyt.sourceforge.net/gating/latest.pdf
+
+White S et al. FlowKit: a Python toolkit for integrated manual and automated cytometry analysis
+workflows. Front Immunol 2021;12:768541.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
+
+__all__ = [
+    "GATINGML_NS",
+    "NKPANEL_NS",
+    "Template",
+    "TemplateResult",
+    "apply_template",
+    "load_template",
+]
+
+#: XML namespace of Gating-ML 2.0 gates
+GATINGML_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
+#: XML namespace of Gating-ML 2.0 data types (``custom_info`` lives here)
+DATATYPE_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
+#: namespace of nkpanel's own elements inside ``data-type:custom_info`` (gate display names)
+NKPANEL_NS = "urn:x-nkpanel:gating-ml:1"
+
+TemplateKind = Literal["gatingml", "flowjo"]
+V = TypeVar("V")
+
+
+class ResultMap(Mapping[str, V]):
+    """Read-only map keyed by gate path (``"/Lymphocytes/Singlets/NK cells"``).
+
+    Iteration yields the full paths only; lookup also accepts a bare gate name when exactly one
+    gate carries it. A name that matches no gate, or several, raises ``KeyError`` saying which
+    gates exist, so a misspelt gate never reads as a zero count.
+    """
+
+    def __init__(self, by_path: Mapping[str, V], gate_names: Mapping[str, str]) -> None:
+        self._by_path = dict(by_path)
+        names: dict[str, list[str]] = {}
+        for p in self._by_path:
+            names.setdefault(gate_names.get(p, p.rsplit("/", 1)[-1]), []).append(p)
+        self._paths_of_name = names
+
+    def __getitem__(self, key: str) -> V:
+        if key in self._by_path:
+            return self._by_path[key]
+        paths = self._paths_of_name.get(key, [])
+        if len(paths) == 1:
+            return self._by_path[paths[0]]
+        if paths:
+            raise KeyError(f"gate name {key!r} is ambiguous; use one of the paths {paths}")
+        raise KeyError(f"no gate {key!r}; the template's gates are {list(self._by_path)}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_path)
+
+    def __len__(self) -> int:
+        return len(self._by_path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._by_path)})"
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """A parsed gating template: one FlowKit ``GatingStrategy`` per workspace sample.
+
+    Build it with :func:`load_template`.
+
+    Attributes
+    ----------
+    source
+        The template file.
+    kind
+        ``"gatingml"`` or ``"flowjo"``.
+    strategies
+        Workspace sample name → FlowKit ``GatingStrategy``; a Gating-ML document has one
+        strategy, under the key ``""``.
+    groups
+        FlowJo sample group → names of its samples (empty for Gating-ML).
+    gate_names
+        Gating-ML gate id → display name, for documents written by
+        :func:`nkpanel.flow.gatingml.export_gatingml` (whose ids must be XML names).
+    notes
+        Warnings FlowKit raised while reading the file.
+    """
+
+    source: Path
+    kind: TemplateKind
+    strategies: Mapping[str, Any]
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    gate_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    notes: tuple[str, ...] = ()
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """Workspace sample names (empty for Gating-ML, whose gates apply to every file)."""
+        return tuple(s for s in self.strategies if s) if self.kind == "flowjo" else ()
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateResult:
+    """Gate membership of every event of one file under a template.
+
+    Keys are gate paths such as ``"/Lymphocytes/Singlets/NK cells"``; a bare gate name works as
+    a key when only one gate has it. A quadrant's path runs through its quadrant gate
+    (``"/Quadrant1/FL2P-FL4P"``); the quadrant gate itself has no entry of its own.
+
+    Attributes
+    ----------
+    sample
+        The FCS file name.
+    membership
+        Gate path → one boolean per event, in file order (each gate within its parents).
+    counts
+        Gate path → number of events in the gate.
+    parents
+        Gate path → the parent population's path, or ``None`` for a gate on all events.
+    n_events
+        Events in the file.
+    template
+        The template file that was applied, and for a workspace the sample whose gates were used.
+    notes
+        Warnings raised while gating (recoverable oddities, for the QC notes).
+    """
+
+    sample: str
+    membership: Mapping[str, NDArray[np.bool_]]
+    counts: Mapping[str, int]
+    parents: Mapping[str, str | None]
+    n_events: int = 0
+    template: str = ""
+    notes: tuple[str, ...] = ()
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def _one_line(exc: BaseException | str) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    return msg if len(msg) <= 200 else msg[:197] + "..."
+
+
+def _root_element(path: Path) -> ET.Element:
+    """The document's root element (only the start tag is parsed), or a ConfigError."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+            if b"<!ENTITY" in head:
+                raise ConfigError(
+                    f"{path}: declares XML entities, which nkpanel refuses to expand in a template"
+                )
+            fh.seek(0)
+            for _event, elem in ET.iterparse(fh, events=("start",)):
+                root: ET.Element = elem
+                return root
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the template: {exc.strerror or exc}") from None
+    except ET.ParseError as exc:
+        raise ConfigError(f"{path}: not an XML document ({_one_line(exc)})") from None
+    raise ConfigError(f"{path}: not an XML document (no root element)")
+
+
+def _detect_kind(path: Path) -> TemplateKind:
+    root = _root_element(path)
+    if root.tag == f"{{{GATINGML_NS}}}Gating-ML":
+        return "gatingml"
+    local = root.tag.rsplit("}", 1)[-1]
+    if local == "Workspace" and "flowJoVersion" in root.attrib:
+        version = root.attrib["flowJoVersion"]
+        try:
+            major = int(version.split(".")[0])
+        except ValueError:
+            major = 0
+        if major < 10:
+            raise ConfigError(
+                f"{path}: FlowJo workspace version {version!r}; only FlowJo 10 or later is read"
+            )
+        return "flowjo"
+    raise ConfigError(
+        f"{path}: neither a Gating-ML 2.0 document nor a FlowJo 10 workspace "
+        f"(root element <{local}>)"
+    )
+
+
+def _schema_problem(path: Path) -> str | None:
+    """First Gating-ML 2.0 schema violation, as ``"line N: message"``, if one can be found."""
+    try:
+        etree: Any = importlib.import_module("lxml.etree")
+        schema: Any = importlib.import_module("flowkit._resources").gml_schema
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        doc = etree.parse(str(path), parser)
+        if schema.validate(doc):
+            return None
+        err = schema.error_log[0]
+        message = str(err.message)
+        for prefix, uri in (("gating", GATINGML_NS), ("data-type", DATATYPE_NS)):
+            message = message.replace(f"{{{uri}}}", f"{prefix}:")
+        return f"line {err.line}: {_one_line(message)}"
+    except Exception:  # the message is a courtesy; never let it hide the real error
+        return None
+
+
+def _collect(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """FlowKit's own warnings as notes; library deprecation chatter is dropped."""
+    skip = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    return tuple(_one_line(str(w.message)) for w in caught if not issubclass(w.category, skip))
+
+
+def _gate_display_names(path: Path) -> dict[str, str]:
+    """Gate id → name from nkpanel's ``custom_info`` (present only in nkpanel's own exports)."""
+    names: dict[str, str] = {}
+    for elem in ET.parse(path).getroot():
+        gate_id = elem.get(f"{{{GATINGML_NS}}}id")
+        if gate_id is None:
+            continue
+        name = elem.find(f"{{{DATATYPE_NS}}}custom_info/{{{NKPANEL_NS}}}gate-name")
+        if name is not None and name.text:
+            names[gate_id] = name.text
+    return names
+
+
+def load_template(path: str | Path) -> Template:
+    """Read a gating template: a Gating-ML 2.0 document or a FlowJo 10 workspace.
+
+    The format is told by content (the root element), not by the file name.
+
+    Parameters
+    ----------
+    path
+        The ``.xml`` (Gating-ML 2.0) or ``.wsp`` (FlowJo 10) file.
+
+    Returns
+    -------
+    Template
+        The parsed gate hierarchies, compensation matrices and transforms.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is not XML, is neither Gating-ML 2.0 nor a FlowJo 10
+        workspace, breaks the Gating-ML 2.0 schema (the first violation is quoted), or holds
+        gates FlowKit cannot build. The message is one line and names the file.
+
+    Examples
+    --------
+    >>> t = load_template(Path("gating.wsp"))  # doctest: +SKIP
+    >>> apply_template(t, Path("68983.fcs")).counts["NK cells"]  # doctest: +SKIP
+    """
+    import flowkit
+
+    p = Path(path)
+    kind = _detect_kind(p)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if kind == "gatingml":
+            try:
+                strategy = flowkit.parse_gating_xml(str(p))
+            except Exception as exc:
+                problem = _schema_problem(p)
+                cause = (
+                    f"not valid Gating-ML 2.0 ({problem})"
+                    if problem
+                    else f"cannot build its gates: {_one_line(exc)}"
+                )
+                raise ConfigError(f"{p}: {cause}") from None
+            names = _gate_display_names(p)
+            return Template(
+                p,
+                kind,
+                MappingProxyType({"": strategy}),
+                gate_names=MappingProxyType(names),
+                notes=_collect(caught),
+            )
+        try:
+            wsp = flowkit.parse_wsp(str(p))
+        except Exception as exc:
+            raise ConfigError(f"{p}: cannot read the FlowJo workspace: {_one_line(exc)}") from None
+    samples = {str(k): v["gating_strategy"] for k, v in wsp["samples"].items()}
+    if not samples:
+        raise ConfigError(f"{p}: the FlowJo workspace holds no samples")
+    groups = {str(g): tuple(str(s) for s in d["samples"]) for g, d in wsp["groups"].items()}
+    return Template(
+        p,
+        kind,
+        MappingProxyType(samples),
+        MappingProxyType(groups),
+        notes=_collect(caught),
+    )
+
+
+# ---------------------------------------------------------------------------------------- applying
+
+
+def _pick_strategy(
+    template: Template, fcs_path: Path, sample_id: str | None, group: str
+) -> tuple[Any, str]:
+    """The gating strategy to use and a label saying where it came from."""
+    if template.kind == "gatingml":
+        return template.strategies[""], template.source.name
+    src = template.source
+    if group not in template.groups:
+        raise ConfigError(
+            f"{src}: no sample group {group!r} in the workspace (groups: {sorted(template.groups)})"
+        )
+    wanted = sample_id if sample_id is not None else fcs_path.name
+    members = template.groups[group]
+    if wanted not in members or wanted not in template.strategies:
+        hint = (
+            ""
+            if sample_id is not None
+            else "; pass sample_id= to apply one workspace sample's gates to this file"
+        )
+        raise ConfigError(
+            f"{src}: workspace group {group!r} has no sample {wanted!r} "
+            f"(samples: {list(members)}){hint}"
+        )
+    return template.strategies[wanted], f"{src.name} [{wanted}]"
+
+
+def _load_fcs(fcs_path: Path, *, flowjo_labels: bool) -> Any:
+    """A FlowKit ``Sample``; on failure nkpanel's reader names the cause."""
+    import flowkit
+
+    try:
+        # our own handle, closed here even when flowio gives up half-way
+        with fcs_path.open("rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return flowkit.Sample(fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels)
+    except Exception as exc:
+        from nkpanel.flow.sample import read_fcs
+
+        read_fcs(fcs_path)  # raises FCSFormatError with the precise cause
+        raise FCSFormatError(fcs_path, f"unreadable FCS data: {_one_line(exc)}") from None
+
+
+def _needed_channels(strategy: Any) -> dict[str, str]:
+    """Channel label → compensation reference, for every gate dimension of ``strategy``."""
+    import flowkit
+
+    needed: dict[str, str] = {}
+    for name, ancestors in strategy.get_gate_ids():
+        try:
+            gate = strategy.get_gate(name, ancestors)
+        except flowkit.exceptions.QuadrantReferenceError:
+            continue
+        for dim in getattr(gate, "dimensions", None) or []:
+            comp = str(getattr(dim, "compensation_ref", None) or "uncompensated")
+            if isinstance(dim, flowkit.RatioDimension):
+                ratio = strategy.transformations.get(dim.ratio_ref)
+                for label in getattr(ratio, "dimensions", []):
+                    needed.setdefault(str(label), comp)
+            elif isinstance(dim, flowkit.QuadrantDivider):
+                needed.setdefault(str(dim.dimension_ref), comp)
+            else:
+                needed.setdefault(str(dim.id), comp)
+    return needed
+
+
+def _check_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> None:
+    pnn = [str(x) for x in sample.pnn_labels]
+    known = set(pnn) | {str(x) for x in sample.pns_labels if str(x).strip()}
+    known |= {x.replace("/", "_") for x in pnn}
+    missing = []
+    for channel, comp in _needed_channels(strategy).items():
+        if channel in known:
+            continue
+        matrix = strategy.comp_matrices.get(comp)
+        if matrix is not None and channel in list(matrix.fluorochromes):
+            continue
+        missing.append(channel)
+    if missing:
+        raise MarkerError(
+            fcs_path,
+            f"template {label} gates on {missing}, not channels of this file (channels: {pnn})",
+        )
+
+
+def _path_string(parts: tuple[str, ...], names: Mapping[str, str]) -> str:
+    return "/" + "/".join(names.get(p, p) for p in parts)
+
+
+def apply_template(
+    template: Template,
+    fcs_path: str | Path,
+    *,
+    sample_id: str | None = None,
+    group: str = "All Samples",
+) -> TemplateResult:
+    """Gate one FCS file with a lab's template.
+
+    Parameters
+    ----------
+    template
+        From :func:`load_template`.
+    fcs_path
+        The FCS file to gate.
+    sample_id
+        FlowJo only: the workspace sample whose gate tree (with its compensation matrix and
+        transforms) is applied. Default: the sample named like ``fcs_path``. Name another
+        sample to apply a template workspace to a new patient's file. Ignored for Gating-ML,
+        whose gates apply to every file.
+    group
+        FlowJo only: the sample group in which ``sample_id`` is looked up.
+
+    Returns
+    -------
+    TemplateResult
+        Membership, counts and parents of every gate, keyed by gate path.
+
+    Raises
+    ------
+    ConfigError
+        The workspace has no such group, or no such sample in it.
+    FCSFormatError
+        The FCS file cannot be read.
+    MarkerError
+        The template gates on a channel the file does not have.
+    InputError
+        FlowKit fails while compensating, transforming or gating the file.
+    """
+    p = Path(fcs_path)
+    strategy, label = _pick_strategy(template, p, sample_id, group)
+    sample = _load_fcs(p, flowjo_labels=template.kind == "flowjo")
+    _check_channels(strategy, sample, p, label)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = strategy.gate_sample(sample)
+        except Exception as exc:
+            raise InputError(p, f"template {label} cannot be applied: {_one_line(exc)}") from None
+    notes = template.notes + _collect(caught)
+
+    membership: dict[str, NDArray[np.bool_]] = {}
+    parents: dict[str, str | None] = {}
+    leaf: dict[str, str] = {}
+    names = template.gate_names
+    # the template's own gate order (parents first); a quadrant sits under its quadrant gate,
+    # while its population's parent is the quadrant gate's parent
+    position = {
+        (str(n), tuple(str(a) for a in anc)): i
+        for i, (n, anc) in enumerate(strategy.get_gate_ids())
+    }
+    rows: list[tuple[int, str, tuple[str, ...], tuple[str, ...]]] = []
+    for row in results.report.itertuples(index=False):
+        parent_path = tuple(str(a) for a in row.gate_path)  # from "root"
+        quad = row.quadrant_parent if isinstance(row.quadrant_parent, str) else None
+        tree_path = (*parent_path, quad) if quad is not None else parent_path
+        gate_name = str(row.gate_name)
+        rank = position.get((gate_name, tree_path), len(position))
+        rows.append((rank, gate_name, parent_path, tree_path))
+    for _rank, gate_name, parent_path, tree_path in sorted(rows):
+        key = _path_string((*tree_path[1:], gate_name), names)
+        events = np.array(results.get_gate_membership(gate_name, parent_path), dtype=bool)
+        events.setflags(write=False)
+        membership[key] = events
+        parents[key] = _path_string(parent_path[1:], names) if len(parent_path) > 1 else None
+        leaf[key] = names.get(gate_name, gate_name)
+    counts = {k: int(np.count_nonzero(v)) for k, v in membership.items()}
+    return TemplateResult(
+        sample=p.name,
+        membership=ResultMap(membership, leaf),
+        counts=ResultMap(counts, leaf),
+        parents=ResultMap(parents, leaf),
+        n_events=int(sample.event_count),
+        template=label,
+        notes=notes,
+    )

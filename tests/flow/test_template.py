@@ -1,0 +1,423 @@
+"""Lab gating templates (Gating-ML 2.0, FlowJo 10) applied to FCS files.
+
+Truth comes from outside: the Gating-ML 2.0 compliance suite's per-event results, the expert's
+counts for the FlowSOM 68983 workspace (../shared/data/README.md) and the expert's per-event
+labels in gatingResult.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
+from nkpanel.flow.template import Template, TemplateResult, apply_template, load_template
+
+# Each Results_<id>.txt of the compliance suite → the gate it is the truth for, and every gml
+# file (gml_<stem>.xml) in which that gate is defined. Quadrant results are named after the
+# quadrant; Results_ParQuadRect.txt is the rectangle ParRectangle1 whose parent is quadrant
+# FL2P-FL4P. Two gml files have no Results file: gml_ellipse2_gate.xml (myEllipse2) and
+# gml_range_gate_attr_testing.xml, which breaks the schema on purpose (tested below).
+COMPLIANCE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "And1": ("And1", ("all_gates", "boolean_and1_gate")),
+    "And2": ("And2", ("all_gates", "boolean_and2_gate")),
+    "And3": ("And3", ("all_gates", "boolean_and3_complement_gate")),
+    "And4": ("And4", ("all_gates", "boolean_and4_not_gate")),
+    "Ellipse1": (
+        "Ellipse1",
+        (
+            "all_gates",
+            "boolean_and2_gate",
+            "boolean_and3_complement_gate",
+            "boolean_and4_not_gate",
+            "boolean_not1_gate",
+            "boolean_or1_gate",
+            "ellipse1_gate",
+            "parent_poly1_boolean_and2_gate",
+            "parent_range1_boolean_and3_gate",
+        ),
+    ),
+    "Ellipsoid3D": ("Ellipsoid3D", ("ellipsoid3d_gate",)),
+    "FL2N-FL4N": (
+        "FL2N-FL4N",
+        ("all_gates", "boolean_or2_gate", "parent_quadrant_rect_gate", "quadrant1_gate"),
+    ),
+    "FL2N-FL4P": (
+        "FL2N-FL4P",
+        ("all_gates", "boolean_or2_gate", "parent_quadrant_rect_gate", "quadrant1_gate"),
+    ),
+    "FL2P-FL4N": (
+        "FL2P-FL4N",
+        ("all_gates", "boolean_or2_gate", "parent_quadrant_rect_gate", "quadrant1_gate"),
+    ),
+    "FL2P-FL4P": (
+        "FL2P-FL4P",
+        ("all_gates", "boolean_or2_gate", "parent_quadrant_rect_gate", "quadrant1_gate"),
+    ),
+    "FSCD-FL1P": ("FSCD-FL1P", ("all_gates", "quadrant2_gate")),
+    "FSCD-SSCN-FL1N": ("FSCD-SSCN-FL1N", ("all_gates", "quadrant2_gate")),
+    "FSCN-SSCN": ("FSCN-SSCN", ("all_gates", "quadrant2_gate")),
+    "FSCN-SSCP-FL1P": ("FSCN-SSCP-FL1P", ("all_gates", "quadrant2_gate")),
+    "FSCP-SSCN-FL1N": ("FSCP-SSCN-FL1N", ("all_gates", "quadrant2_gate")),
+    "Not1": ("Not1", ("all_gates", "boolean_and4_not_gate", "boolean_not1_gate")),
+    "Or1": ("Or1", ("all_gates", "boolean_or1_gate")),
+    "Or2": ("Or2", ("all_gates", "boolean_or2_gate")),
+    "ParAnd2": ("ParAnd2", ("all_gates", "parent_poly1_boolean_and2_gate")),
+    "ParAnd3": ("ParAnd3", ("all_gates", "parent_range1_boolean_and3_gate")),
+    "ParQuadRect": ("ParRectangle1", ("parent_quadrant_rect_gate",)),
+    "Polygon1": (
+        "Polygon1",
+        (
+            "all_gates",
+            "boolean_and1_gate",
+            "boolean_and2_gate",
+            "boolean_and3_complement_gate",
+            "boolean_and4_not_gate",
+            "boolean_or1_gate",
+            "parent_poly1_boolean_and2_gate",
+            "parent_range1_boolean_and3_gate",
+            "poly1_gate",
+        ),
+    ),
+    "Polygon2": ("Polygon2", ("all_gates", "poly2_gate")),
+    "Polygon3NS": ("Polygon3NS", ("all_gates", "poly3ns_gate")),
+    "Polygon4": ("Polygon4", ("all_gates", "matrix_poly4_gate")),
+    "Range1": (
+        "Range1",
+        (
+            "all_gates",
+            "boolean_and2_gate",
+            "boolean_and3_complement_gate",
+            "boolean_and4_not_gate",
+            "boolean_or1_gate",
+            "parent_poly1_boolean_and2_gate",
+            "parent_range1_boolean_and3_gate",
+            "range_gate",
+        ),
+    ),
+    "Range2": ("Range2", ("all_gates", "boolean_and1_gate", "time_range_gate")),
+    "RatRange1": ("RatRange1", ("all_gates", "ratio_range1_gate")),
+    "RatRange1a": ("RatRange1a", ("all_gates", "log_ratio_range1_gate")),
+    "RatRange2": ("RatRange2", ("all_gates", "ratio_range2_gate")),
+    "Rectangle1": ("Rectangle1", ("all_gates", "rect1_gate")),
+    "Rectangle2": ("Rectangle2", ("all_gates", "boolean_or2_gate", "rect2_gate")),
+    "Rectangle3": ("Rectangle3", ("all_gates", "matrix_rect3_gate")),
+    "Rectangle4": ("Rectangle4", ("all_gates", "matrix_rect4_gate")),
+    "Rectangle5": ("Rectangle5", ("all_gates", "matrix_rect5_gate")),
+    "ScalePar1": ("ScalePar1", ("all_gates", "parent_rect1_rect_par1_gate")),
+    "ScaleRange1": ("ScaleRange1", ("all_gates", "transform_asinh_range1_gate")),
+    "ScaleRange1c": ("ScaleRange1c", ("all_gates", "matrix_transform_asinh_range1c_gate")),
+    "ScaleRange2": ("ScaleRange2", ("all_gates", "transform_hyperlog_range2_gate")),
+    "ScaleRange2c": ("ScaleRange2c", ("all_gates", "matrix_transform_hyperlog_range2c_gate")),
+    "ScaleRange3": ("ScaleRange3", ("all_gates", "transform_linear_range3_gate")),
+    "ScaleRange3c": ("ScaleRange3c", ("all_gates", "matrix_transform_linear_range3c_gate")),
+    "ScaleRange4": ("ScaleRange4", ("all_gates", "transform_logicle_range4_gate")),
+    "ScaleRange4c": ("ScaleRange4c", ("all_gates", "matrix_transform_logicle_range4c_gate")),
+    "ScaleRange5": ("ScaleRange5", ("all_gates", "transform_logicle_range5_gate")),
+    "ScaleRange5c": ("ScaleRange5c", ("all_gates", "matrix_transform_logicle_range5c_gate")),
+    "ScaleRange6": ("ScaleRange6", ("all_gates", "transform_log_range6_gate")),
+    "ScaleRange6c": ("ScaleRange6c", ("all_gates", "matrix_transform_asinh_range6c_gate")),
+    "ScaleRange7c": ("ScaleRange7c", ("all_gates", "matrix_transform_hyperlog_range7c_gate")),
+    "ScaleRange8c": ("ScaleRange8c", ("all_gates", "matrix_transform_logicle_range8c_gate")),
+    "ScaleRect1": (
+        "ScaleRect1",
+        ("all_gates", "matrix_transform_logicle_rect1_gate", "parent_rect1_rect_par1_gate"),
+    ),
+}
+CASES = [
+    pytest.param(results, gate, stem, id=f"{results}@{stem}")
+    for results, (gate, stems) in COMPLIANCE.items()
+    for stem in stems
+]
+
+#: the expert's counts for 68983.fcs (../shared/data/README.md)
+EXPERT_COUNTS = {"Singlets2": 18_585, "NK1_1+": 923, "NK cells": 312, "NK T cells": 535}
+#: the populations gatingResult.csv labels (each event carries its deepest labelled one)
+CSV_LABELS = ("NK cells", "NK T cells", "B cells", "CD4 T cells", "CD8 T cells", "gd T cells")
+
+
+@pytest.fixture(scope="session")
+def compliance(shared_data: Path) -> Path:
+    path = shared_data / "gatingml-2.0-compliance"
+    if not (path / "data1.fcs").is_file():
+        pytest.skip(f"Gating-ML 2.0 compliance suite not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gate_compliance_file(compliance: Path) -> Callable[[str], TemplateResult]:
+    """data1.fcs gated with gml_<stem>.xml, each file read and applied once per session."""
+    cache: dict[str, TemplateResult] = {}
+
+    def run(stem: str) -> TemplateResult:
+        if stem not in cache:
+            template = load_template(compliance / "gml" / f"gml_{stem}.xml")
+            cache[stem] = apply_template(template, compliance / "data1.fcs")
+        return cache[stem]
+
+    return run
+
+
+def read_results(path: Path) -> NDArray[np.bool_]:
+    values = np.loadtxt(path, dtype=np.int64)
+    assert set(np.unique(values)) <= {0, 1}
+    return values.astype(bool)
+
+
+@pytest.mark.shared_data
+def test_every_compliance_result_is_mapped(compliance: Path) -> None:
+    on_disk = {
+        p.name.removeprefix("Results_").removesuffix(".txt")
+        for p in compliance.glob("truth/Results_*.txt")
+    }
+    assert on_disk == set(COMPLIANCE)
+    for _gate, stems in COMPLIANCE.values():
+        for stem in stems:
+            assert (compliance / "gml" / f"gml_{stem}.xml").is_file(), stem
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("results", "gate", "stem"), CASES)
+def test_compliance_suite_event_for_event(
+    compliance: Path,
+    gate_compliance_file: Callable[[str], TemplateResult],
+    results: str,
+    gate: str,
+    stem: str,
+) -> None:
+    truth = read_results(compliance / "truth" / f"Results_{results}.txt")
+    result = gate_compliance_file(stem)
+    got = result.membership[gate]
+    assert got.shape == truth.shape == (result.n_events,)
+    wrong = np.flatnonzero(got != truth)
+    assert wrong.size == 0, f"{wrong.size} events differ, first {wrong[:10]}"
+    assert result.counts[gate] == int(truth.sum())
+
+
+@pytest.mark.shared_data
+def test_quadrants_and_their_children_have_paths(
+    gate_compliance_file: Callable[[str], TemplateResult],
+) -> None:
+    result = gate_compliance_file("parent_quadrant_rect_gate")
+    assert set(result.membership) == {
+        "/Quadrant1/FL2N-FL4N",
+        "/Quadrant1/FL2N-FL4P",
+        "/Quadrant1/FL2P-FL4N",
+        "/Quadrant1/FL2P-FL4P",
+        "/Quadrant1/FL2P-FL4P/ParRectangle1",
+    }
+    assert result.parents["ParRectangle1"] == "/Quadrant1/FL2P-FL4P"
+    assert result.parents["FL2P-FL4P"] is None
+    # the four quadrants split every event exactly once
+    quads = [result.membership[q] for q in ("FL2N-FL4N", "FL2N-FL4P", "FL2P-FL4N", "FL2P-FL4P")]
+    assert np.array_equal(np.sum(quads, axis=0), np.ones(result.n_events))
+
+
+# ------------------------------------------------------------------------- FlowSOM 68983 workspace
+
+
+@pytest.fixture(scope="session")
+def flowsom(shared_data: Path) -> Path:
+    path = shared_data / "flowsom-68983"
+    if not (path / "gating.wsp").is_file() or not (path / "68983.fcs").is_file():
+        pytest.skip(f"FlowSOM 68983 data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wsp_template(flowsom: Path) -> Template:
+    return load_template(flowsom / "gating.wsp")
+
+
+@pytest.fixture(scope="session")
+def wsp_result(flowsom: Path, wsp_template: Template) -> TemplateResult:
+    return apply_template(wsp_template, flowsom / "68983.fcs")
+
+
+@pytest.mark.shared_data
+def test_workspace_reproduces_expert_counts(
+    wsp_template: Template, wsp_result: TemplateResult
+) -> None:
+    assert wsp_template.kind == "flowjo"
+    assert wsp_template.sample_names == ("68983.fcs",)
+    assert wsp_result.sample == "68983.fcs"
+    for gate, expected in EXPERT_COUNTS.items():
+        assert wsp_result.counts[gate] == expected, gate
+        assert int(wsp_result.membership[gate].sum()) == expected
+    nk = "/Lymphocytes/Singlets/Singlets2/NK1_1+/NK cells"
+    assert wsp_result.counts[nk] == EXPERT_COUNTS["NK cells"]
+    assert wsp_result.parents[nk] == "/Lymphocytes/Singlets/Singlets2/NK1_1+"
+    assert wsp_result.parents["Lymphocytes"] is None
+    # NK and NK T cells split NK1.1+ between them (CD3− / CD3+), without overlap
+    both = wsp_result.membership["NK cells"] & wsp_result.membership["NK T cells"]
+    assert not both.any()
+
+
+@pytest.mark.shared_data
+def test_workspace_agrees_with_expert_per_event_labels(
+    flowsom: Path, wsp_result: TemplateResult
+) -> None:
+    with (flowsom / "gatingResult.csv").open(newline="") as fh:
+        labels = np.array([row[0] for row in csv.reader(fh)])
+    assert labels.size == wsp_result.n_events
+    predicted = np.full(labels.size, "Unlabeled", dtype=object)
+    for name in CSV_LABELS:
+        predicted[wsp_result.membership[name]] = name
+    # the NK read-outs agree event for event
+    for name in ("NK cells", "NK T cells"):
+        assert np.array_equal(labels == name, predicted == name), name
+    # and the whole labelling nearly so: FlowJo and FlowKit may place an event lying on a gate
+    # edge differently (the CSV came from the R evaluation of the same workspace)
+    assert np.mean(labels == predicted) >= 0.999
+
+
+@pytest.mark.shared_data
+def test_workspace_sample_gates_apply_to_a_new_file(
+    flowsom: Path, wsp_template: Template, wsp_result: TemplateResult, tmp_path: Path
+) -> None:
+    import flowio
+
+    from nkpanel.flow.sample import read_fcs
+
+    original = read_fcs(flowsom / "68983.fcs")
+    # a "new patient": a synthetic file made of every third event of 68983, in reverse order
+    picked = np.arange(original.n_events)[::3][::-1]
+    new = tmp_path / "patient-2 (synthetic).fcs"
+    with new.open("wb") as fh:
+        flowio.create_fcs(fh, original.events[picked].ravel().tolist(), list(original.pnn))
+
+    with pytest.raises(ConfigError, match=re.escape(f"has no sample '{new.name}'")):
+        apply_template(wsp_template, new)
+    result = apply_template(wsp_template, new, sample_id="68983.fcs")
+    assert result.sample == new.name
+    assert set(result.membership) == set(wsp_result.membership)
+    for path, events in wsp_result.membership.items():
+        assert np.array_equal(result.membership[path], events[picked]), path
+
+
+@pytest.mark.shared_data
+def test_flowjo_gatingml_export_is_not_valid_gatingml(flowsom: Path) -> None:
+    # manualGating.xml is FlowJo's own Gating-ML export of the same gates; it omits the
+    # compensation-ref that Gating-ML 2.0 requires, so FlowKit (and nkpanel) refuse it
+    with pytest.raises(ConfigError, match="compensation-ref") as info:
+        load_template(flowsom / "manualGating.xml")
+    assert "manualGating.xml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------- bad inputs
+
+
+def one_line(exc: pytest.ExceptionInfo[BaseException], path: Path) -> None:
+    message = str(exc.value)
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_non_xml_file_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "template.xml"
+    bad.write_bytes(b"FCS3.0    \x00\x01 not xml at all")
+    with pytest.raises(ConfigError, match="not an XML document") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+def test_empty_file_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "empty.wsp"
+    bad.write_bytes(b"")
+    with pytest.raises(ConfigError, match="not an XML document") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        load_template(tmp_path / "nope.xml")
+    one_line(info, tmp_path / "nope.xml")
+
+
+def test_xml_that_is_not_gating_ml_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "panel.xml"
+    bad.write_text("<?xml version='1.0'?><panel><marker>CD56</marker></panel>")
+    with pytest.raises(ConfigError, match=r"neither a Gating-ML 2\.0 document") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+def test_old_flowjo_workspace_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "old.wsp"
+    bad.write_text("<?xml version='1.0'?><Workspace flowJoVersion='9.9.6'/>")
+    with pytest.raises(ConfigError, match="only FlowJo 10") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+def test_entity_declarations_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "xxe.xml"
+    bad.write_text(
+        "<?xml version='1.0'?><!DOCTYPE g [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><g>&x;</g>"
+    )
+    with pytest.raises(ConfigError, match="entities") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+@pytest.mark.shared_data
+def test_schema_breaking_gating_ml_names_the_problem(compliance: Path) -> None:
+    bad = compliance / "gml" / "gml_range_gate_attr_testing.xml"
+    with pytest.raises(ConfigError, match=r"not valid Gating-ML 2\.0 \(line 7") as info:
+        load_template(bad)
+    one_line(info, bad)
+
+
+@pytest.mark.shared_data
+def test_workspace_without_the_sample(
+    compliance: Path, wsp_template: Template, flowsom: Path
+) -> None:
+    data1 = compliance / "data1.fcs"
+    with pytest.raises(ConfigError, match=r"has no sample 'data1\.fcs'.*sample_id=") as info:
+        apply_template(wsp_template, data1)
+    one_line(info, flowsom / "gating.wsp")
+    with pytest.raises(ConfigError, match=r"has no sample 'other\.fcs'") as info:
+        apply_template(wsp_template, data1, sample_id="other.fcs")
+    one_line(info, flowsom / "gating.wsp")
+    with pytest.raises(ConfigError, match="no sample group 'Controls'") as info:
+        apply_template(wsp_template, flowsom / "68983.fcs", group="Controls")
+    one_line(info, flowsom / "gating.wsp")
+
+
+@pytest.mark.shared_data
+def test_template_channels_missing_from_file(compliance: Path, wsp_template: Template) -> None:
+    data1 = compliance / "data1.fcs"
+    with pytest.raises(MarkerError, match="not channels of this file") as info:
+        apply_template(wsp_template, data1, sample_id="68983.fcs")
+    one_line(info, data1)
+    assert isinstance(info.value, InputError)
+
+
+@pytest.mark.shared_data
+def test_unreadable_fcs_is_an_fcs_format_error(compliance: Path, tmp_path: Path) -> None:
+    template = load_template(compliance / "gml" / "gml_range_gate.xml")
+    bad = tmp_path / "broken.fcs"
+    bad.write_bytes((compliance / "data1.fcs").read_bytes()[:2000])
+    with pytest.raises(FCSFormatError) as info:
+        apply_template(template, bad)
+    one_line(info, bad)
+
+
+@pytest.mark.shared_data
+def test_unknown_gate_name_fails_loudly(
+    gate_compliance_file: Callable[[str], TemplateResult],
+) -> None:
+    result = gate_compliance_file("boolean_and2_gate")
+    with pytest.raises(KeyError, match="no gate 'NK cells'"):
+        result.counts["NK cells"]
+    assert "/Polygon1" in result.counts
+    assert "Polygon1" in result.counts
+    assert len(result.counts) == len(list(result.counts)) == 4
