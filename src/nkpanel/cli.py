@@ -1,22 +1,47 @@
-"""The ``nkpanel`` command line."""
+"""The ``nkpanel`` command line.
+
+Every error nkpanel raises on purpose becomes one line on stderr and a non-zero exit; a
+traceback is shown only with ``--debug``.
+"""
 
 from __future__ import annotations
 
+import csv
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from nkpanel import __version__
-from nkpanel.errors import NkPanelError
+from nkpanel.errors import CompensationError, ConfigError, NkPanelError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="nkpanel: NK-cell testing from raw instrument files to measurements with QC.",
+)
 flow_app = typer.Typer(no_args_is_help=True, help="Peripheral-blood NK cells by flow cytometry.")
 app.add_typer(flow_app, name="flow")
+out_console = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
+
+
+class Cytometry(StrEnum):
+    auto = "auto"
+    flow = "flow"
+    mass = "mass"
+
+
+class EventFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
 
 
 @app.callback()
@@ -32,24 +57,268 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _parse_markers(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        marker, sep, label = pair.partition("=")
+        if not sep or not marker.strip() or not label.strip():
+            raise ConfigError(f"--marker {pair!r}: expected MARKER=LABEL, e.g. CD56=NK1.1")
+        out[marker.strip()] = label.strip()
+    return out
+
+
+def _read_spillover(path: Path) -> object:
+    from nkpanel.flow.sample import Spillover
+
+    try:
+        rows = list(csv.reader(path.read_text("utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompensationError(path, f"cannot read spillover matrix ({exc})") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise CompensationError(path, "spillover CSV needs a header of channel names and rows")
+    names = tuple(c.strip() for c in rows[0])
+    try:
+        matrix = np.array([[float(c) for c in r] for r in rows[1:]], dtype=np.float64)
+    except ValueError:
+        raise CompensationError(path, "spillover CSV holds a non-numeric value") from None
+    try:
+        return Spillover(names, matrix)
+    except CompensationError as exc:
+        raise CompensationError(path, exc.cause) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _print_results(analyses: list[object], failures: list[object], out: Path) -> None:
+    from nkpanel.flow.analyze import FlowAnalysis
+    from nkpanel.flow.output import BatchFailure
+
+    table = Table(title="Peripheral-blood NK cells", show_lines=False)
+    for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
+        table.add_column(col)
+
+    def fmt(v: float | None, nd: int = 1) -> str:
+        return "–" if v is None else f"{v:.{nd}f}"
+
+    for a in analyses:
+        assert isinstance(a, FlowAnalysis)
+        r = a.result
+        qc = (
+            "reportable"
+            if r.reportable
+            else "NOT REPORTABLE: " + "; ".join(r.not_reportable_reasons)
+        )
+        table.add_row(
+            r.sample,
+            fmt(r.nk_percent_of_lymphocytes),
+            fmt(r.nk_cells_per_ul, 0),
+            fmt(r.cd56bright_percent_of_nk),
+            fmt(r.nk_like_t_percent_of_lymphocytes),
+            qc,
+        )
+    if analyses:
+        out_console.print(table)
+    for f in failures:
+        assert isinstance(f, BatchFailure)
+        err.print(f"[red]failed:[/red] {f.source}: {f.reason}", highlight=False, soft_wrap=True)
+    out_console.print(f"outputs written to {out}")
+
+
+@flow_app.command("analyze")
+def flow_analyze(
+    files: Annotated[list[Path], typer.Argument(help="FCS files (2.0, 3.0, 3.1).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-flow"),
+    template: Annotated[
+        Path | None,
+        typer.Option("--template", help="Gating-ML 2.0 (.xml) or FlowJo 10 (.wsp) template."),
+    ] = None,
+    beads: Annotated[
+        float | None,
+        typer.Option("--beads", "--beads-per-test", help="Counting beads per test (bead lot)."),
+    ] = None,
+    volume: Annotated[
+        float | None, typer.Option("--volume", help="Sample volume in the tube, µL.")
+    ] = None,
+    lymphocytes_per_ul: Annotated[
+        float | None,
+        typer.Option("--lymphocytes-per-ul", help="Haematology lymphocyte count (dual platform)."),
+    ] = None,
+    marker: Annotated[
+        list[str] | None,
+        typer.Option("--marker", help="Map a marker to a channel label, e.g. CD56=NK1.1."),
+    ] = None,
+    aliases: Annotated[
+        Path | None, typer.Option("--aliases", help="The lab's marker alias file (TOML).")
+    ] = None,
+    spillover: Annotated[
+        Path | None,
+        typer.Option("--spillover", help="Spillover matrix CSV to use instead of the file's."),
+    ] = None,
+    cytometry: Annotated[Cytometry, typer.Option("--cytometry")] = Cytometry.auto,
+    export_events: Annotated[
+        EventFormat | None,
+        typer.Option("--export-events", help="Write per-event gate membership."),
+    ] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Gating figures.")] = True,
+) -> None:
+    """Analyse FCS files: automated NK gating (or a lab template), counts, QC, figures."""
+    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
+    from nkpanel.flow.autogate import AutoGateSettings
+    from nkpanel.flow.markers import load_aliases
+    from nkpanel.flow.sample import Spillover
+    from nkpanel.pipeline import analyze_flow_batch
+
+    if (beads is None) != (volume is None):
+        raise ConfigError("--beads and --volume go together (bead-method absolute counts)")
+    spill = _read_spillover(spillover) if spillover is not None else None
+    assert spill is None or isinstance(spill, Spillover)
+    settings = FlowSettings(
+        aliases=load_aliases(aliases) if aliases is not None else None,
+        marker_overrides=_parse_markers(marker or []),
+        spillover=spill,
+        template=template,
+        counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
+        autogate=AutoGateSettings(cytometry=cytometry.value),
+    )
+    if template is not None:
+        from nkpanel.flow.template import load_template
+
+        load_template(template)  # a bad template fails once, before any file is read
+    with _progress() as progress:
+        task = progress.add_task("analysing", total=len(files), current="")
+
+        outcome = analyze_flow_batch(
+            files,
+            settings,
+            out,
+            plots=plots,
+            export_events=export_events.value if export_events else None,
+            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+        )
+    _print_results(list(outcome.analyses), list(outcome.failures), out)
+    if outcome.failures:
+        err.print(f"{len(outcome.failures)} of {len(files)} file(s) failed", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic case.")] = Path(
+        "nkpanel-synthetic"
+    ),
+    n_events: Annotated[int, typer.Option("--events", min=1000)] = 100_000,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    nk_percent: Annotated[float, typer.Option("--nk-percent", min=0.1, max=80)] = 14.0,
+    bright_percent: Annotated[float, typer.Option("--cd56bright-percent", min=0, max=100)] = 8.0,
+) -> None:
+    """Write a synthetic case: simulated FCS 3.1 tube(s) with truth files, and its case.toml."""
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(
+        out, n_events=n_events, seed=seed, nk_percent=nk_percent, bright_percent=bright_percent
+    )
+    out_console.print(f"synthetic case written: {manifest}")
+
+
 @app.command()
 def run(
     case: Annotated[Path, typer.Argument(help="Case manifest (TOML).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-out"),
+    plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
 ) -> None:
     """Run every biomarker a case manifest holds."""
     from nkpanel.case import load_case
+    from nkpanel.pipeline import run_case
 
-    load_case(case)
-    raise NotImplementedError
+    manifest = load_case(case)
+    n_files = sum(len(d.fcs) for d in manifest.blood_draws)
+    with _progress() as progress:
+        task = progress.add_task("analysing", total=n_files, current="")
+        outcome = run_case(
+            manifest,
+            out,
+            plots=plots,
+            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+        )
+    analyses = [a for o in outcome.draws.values() for a in o.analyses]
+    _print_results(list(analyses), list(outcome.failures), out)
+    out_console.print(f"case summary: {outcome.summary_path}")
+    if outcome.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+) -> None:
+    """Simulate a synthetic case, run it, and say where the results are."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+    from nkpanel.pipeline import run_case
+
+    manifest_path = write_synthetic_case(out / "synthetic-case", n_events=100_000, seed=7)
+    manifest = load_case(manifest_path)
+    with _progress() as progress:
+        task = progress.add_task(
+            "demo", total=sum(len(d.fcs) for d in manifest.blood_draws), current=""
+        )
+        outcome = run_case(
+            manifest,
+            out / "results",
+            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+        )
+    analyses = [a for o in outcome.draws.values() for a in o.analyses]
+    _print_results(list(analyses), list(outcome.failures), out / "results")
+    out_console.print(
+        "SYNTHETIC DATA: the demo case was generated by nkpanel and is not from a patient.\n"
+        f"case manifest: {manifest_path}\ncase summary: {outcome.summary_path}"
+    )
+    if outcome.failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:
     """Entry point: run the app, turning nkpanel errors into one line and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # without standalone mode a typer.Exit comes back as its exit code
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except NkPanelError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"error: {' '.join(str(exc).split())}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", highlight=False)
+        sys.exit(130)
+    except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own help
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}", highlight=False)
+        sys.exit(exc.exit_code or 2)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(3)

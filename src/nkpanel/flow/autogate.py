@@ -274,8 +274,10 @@ class _Gater:
         first = int(np.argmax(~bad)) if not bad.all() else 0
         last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
         interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
-        lo = float(edges[first]) if first > 0 else None
-        hi = float(edges[last + 1]) if last < bins - 1 else None
+        # an untrimmed end still gets a bound (the acquisition's own start or end), so that
+        # the gate is a real range wherever it is exported
+        lo = float(edges[first])
+        hi = float(edges[last + 1])
         self.add(RangeGate("Time", None, (Dimension(tch, None, False),), (lo,), (hi,)))
         trimmed = first + (bins - 1 - last)
         if trimmed:

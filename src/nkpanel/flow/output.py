@@ -1,0 +1,154 @@
+"""Writing a batch's outputs: the tidy table (CSV, Parquet, JSON), per-sample summaries, the
+automated gates as Gating-ML, gating figures, and per-event membership on request. Every file is
+written atomically, so an interrupted run leaves no half-written output."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from nkpanel._atomic import write_bytes, write_text, write_with
+from nkpanel.flow.analyze import FlowAnalysis
+
+__all__ = ["BatchFailure", "write_batch", "write_events", "write_sample_outputs"]
+
+EventFormat = Literal["parquet", "csv"]
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    """A file that could not be analysed, and why (one line)."""
+
+    source: str
+    reason: str
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def sample_dir(out_dir: Path, analysis: FlowAnalysis) -> Path:
+    return out_dir / "samples" / analysis.result.sample
+
+
+def write_events(analysis: FlowAnalysis, target: Path, fmt: EventFormat) -> Path:
+    """One boolean column per population, one row per event in file order."""
+    frame = _frame([])
+    frame = frame.assign(
+        **{name: np.asarray(m, dtype=bool) for name, m in analysis.membership.items()}
+    )
+    frame.insert(0, "event", np.arange(analysis.sample.n_events, dtype=np.int64))
+    if fmt == "parquet":
+        write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False)
+        write_text(target, buf.getvalue())
+    return target
+
+
+def write_sample_outputs(
+    analysis: FlowAnalysis,
+    out_dir: Path,
+    *,
+    plots: bool = True,
+    export_events: EventFormat | None = None,
+) -> list[Path]:
+    """Per-sample files: summary JSON, Gating-ML of the automated gates, figures, events."""
+    d = sample_dir(out_dir, analysis)
+    written: list[Path] = []
+    summary = analysis.result.summary()
+    target = d / "summary.json"
+    write_text(target, json.dumps(summary, indent=2, default=str))
+    written.append(target)
+    if analysis.tree is not None:
+        from nkpanel.flow.gatingml import export_gatingml
+
+        target = d / "gates.gatingml.xml"
+        export_gatingml(analysis.tree, target, spillover=analysis.sample.spillover)
+        written.append(target)
+    if plots and analysis.tree is not None and analysis.gating is not None:
+        written += _plots(analysis, d / "plots")
+    if export_events is not None:
+        written.append(write_events(analysis, d / f"events.{export_events}", export_events))
+    return written
+
+
+def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
+    from nkpanel.flow.plots import plot_gates
+
+    sample, comp = analysis.sample, analysis.compensated
+    gating = analysis.gating
+    if gating is None or analysis.tree is None:
+        return []
+    scales = gating.scales
+
+    def values(ch: str) -> Any:
+        return comp[:, sample.index_of(ch)]
+
+    def scale_for(ch: str) -> Any:
+        return scales.get(ch, lambda v: v)
+
+    def label_for(ch: str) -> str:
+        ch_obj = sample.channels[sample.index_of(ch)]
+        return f"{ch_obj.pns} ({ch})" if ch_obj.pns else ch
+
+    markers = dict(analysis.markers.markers) if analysis.markers else {}
+    if analysis.markers:
+        markers.update(analysis.markers.channels)
+    synthetic = sample.metadata.get("nkpanel_synthetic", "") == "1"
+    return plot_gates(
+        sample_name=sample.name,
+        gates=analysis.tree.gates,
+        membership=analysis.membership,
+        values=values,
+        scale_for=scale_for,
+        label_for=label_for,
+        channel_for_marker=markers,
+        out_dir=plot_dir,
+        synthetic=synthetic,
+    )
+
+
+def write_batch(
+    analyses: Sequence[FlowAnalysis],
+    failures: Sequence[BatchFailure],
+    out_dir: Path,
+) -> list[Path]:
+    """The batch-level tidy table in three formats and the run summary."""
+    rows = [row for a in analyses for row in a.result.rows()]
+    frame = _frame(rows)
+    written = []
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    target = out_dir / "flow_populations.csv"
+    write_text(target, buf.getvalue())
+    written.append(target)
+    target = out_dir / "flow_populations.parquet"
+    write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    written.append(target)
+    target = out_dir / "flow_populations.json"
+    write_bytes(target, json.dumps(rows, indent=1, default=_json_default).encode())
+    written.append(target)
+    summary = {
+        "samples": [a.result.summary() for a in analyses],
+        "failures": [{"source": f.source, "reason": f.reason} for f in failures],
+    }
+    target = out_dir / "flow_summary.json"
+    write_text(target, json.dumps(summary, indent=2, default=_json_default))
+    written.append(target)
+    return written
+
+
+def _json_default(obj: object) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)

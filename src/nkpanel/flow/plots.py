@@ -1,0 +1,167 @@
+"""Gating figures: one density plot per gate, its parent's events on the gate's axes, the gate
+drawn on top. PNG for reports, SVG for print; data nkpanel generated carry a SYNTHETIC mark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel._atomic import atomic_path
+from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
+
+__all__ = ["plot_gates"]
+
+Array = NDArray[np.float64]
+Scale = Callable[[Array], Array]
+
+#: a 1-D gate is drawn against a companion axis a person would expect beside it
+COMPANION = {
+    "CD3": "CD56",
+    "CD56": "CD3",
+    "CD16": "CD56",
+    "CD19": "CD3",
+    "CD45": "SSC-A",
+    "SSC-A": "CD45",
+    "CD14": "CD45",
+    "CD66": "CD45",
+}
+MAX_POINTS = 200_000
+BINS = 200
+
+
+def _safe(name: str) -> str:
+    name = name.replace("+", "pos").replace("-", "neg") if name[-1:] in "+-" else name
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_") or "gate"
+
+
+def plot_gates(
+    *,
+    sample_name: str,
+    gates: tuple[Gate, ...],
+    membership: Mapping[str, NDArray[np.bool_]],
+    values: Callable[[str], Array],
+    scale_for: Callable[[str], Scale],
+    label_for: Callable[[str], str],
+    channel_for_marker: Mapping[str, str],
+    out_dir: Path,
+    synthetic: bool = False,
+    formats: tuple[str, ...] = ("png", "svg"),
+) -> list[Path]:
+    """Draw every gate; return the files written.
+
+    Parameters
+    ----------
+    values
+        $PnN → that channel's (compensated) events, on the linear scale.
+    scale_for
+        $PnN → the display transform (logicle, asinh, log or identity).
+    label_for
+        $PnN → axis label, e.g. ``"CD56 (APC-A)"``.
+    channel_for_marker
+        Marker → $PnN, used to pick the companion axis of one-dimensional gates.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    marker_of = {ch: m for m, ch in channel_for_marker.items()}
+    written: list[Path] = []
+    n_all = len(next(iter(membership.values()))) if membership else 0
+    rng = np.random.default_rng(0)
+    for gate in gates:
+        parent = membership[gate.parent] if gate.parent else np.ones(n_all, dtype=bool)
+        idx = np.flatnonzero(parent)
+        if idx.size > MAX_POINTS:
+            idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
+        x_ch = gate.dims[0].channel
+        if len(gate.dims) >= 2:
+            y_ch: str | None = gate.dims[1].channel
+        else:
+            partner = COMPANION.get(marker_of.get(x_ch, x_ch))
+            y_ch = channel_for_marker.get(partner, None) if partner else None
+        fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=100)
+        inside = membership[gate.name][idx]
+        sx = scale_for(x_ch)
+        x = sx(values(x_ch)[idx])
+        pct = 100.0 * inside.sum() / max(idx.size, 1)
+        if y_ch is None:
+            ax.hist(x, bins=BINS, color="0.35", histtype="stepfilled")
+            ax.set_ylabel("events")
+            _draw_range_1d(ax, gate, sx)
+        else:
+            sy = scale_for(y_ch)
+            y = sy(values(y_ch)[idx])
+            _density(ax, x, y)
+            _draw_gate(ax, gate, x_ch, y_ch, sx, sy)
+            ax.set_ylabel(label_for(y_ch))
+        ax.set_xlabel(label_for(x_ch))
+        title = f"{gate.name}: {inside.sum():,} of {gate.parent or 'all events'} ({pct:.1f}%)"
+        ax.set_title(title, fontsize=9)
+        fig.suptitle(sample_name + ("  SYNTHETIC DATA" if synthetic else ""), fontsize=8, y=0.995)
+        fig.tight_layout()
+        for ext in formats:
+            target = out_dir / f"{_safe(gate.name)}.{ext}"
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=ext)
+            written.append(target)
+        plt.close(fig)
+    return written
+
+
+def _density(ax: object, x: Array, y: Array) -> None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size == 0:
+        return
+    xl = np.percentile(x, [0.05, 99.95])
+    yl = np.percentile(y, [0.05, 99.95])
+    pad_x = (xl[1] - xl[0]) * 0.05 or 1.0
+    pad_y = (yl[1] - yl[0]) * 0.05 or 1.0
+    rx = (xl[0] - pad_x, xl[1] + pad_x)
+    ry = (yl[0] - pad_y, yl[1] + pad_y)
+    h, _, _ = np.histogram2d(x, y, bins=BINS, range=(rx, ry))
+    img = np.log1p(h.T)
+    img[img == 0] = np.nan
+    ax.imshow(  # type: ignore[attr-defined]
+        img,
+        origin="lower",
+        extent=(*rx, *ry),
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+    )
+    ax.set_xlim(*rx)  # type: ignore[attr-defined]
+    ax.set_ylim(*ry)  # type: ignore[attr-defined]
+
+
+def _draw_range_1d(ax: object, gate: Gate, sx: Scale) -> None:
+    if isinstance(gate, RangeGate):
+        for v in (gate.lo[0], gate.hi[0]):
+            if v is not None:
+                ax.axvline(float(sx(np.array([v]))[0]), color="crimson", lw=1.5)  # type: ignore[attr-defined]
+
+
+def _draw_gate(ax: object, gate: Gate, x_ch: str, y_ch: str, sx: Scale, sy: Scale) -> None:
+    xlim = ax.get_xlim()  # type: ignore[attr-defined]
+    ylim = ax.get_ylim()  # type: ignore[attr-defined]
+    if isinstance(gate, PolygonGate):
+        v = np.asarray(gate.vertices, dtype=np.float64)
+        px = np.clip(sx(v[:, 0]), xlim[0] - 1, xlim[1] + 1)
+        py = np.clip(sy(v[:, 1]), ylim[0] - 1, ylim[1] + 1)
+        ax.fill(px, py, facecolor="none", edgecolor="crimson", lw=1.5)  # type: ignore[attr-defined]
+    else:
+        dims = [d.channel for d in gate.dims]
+        bounds = {ch: (lo, hi) for ch, lo, hi in zip(dims, gate.lo, gate.hi, strict=True)}
+        x_lo, x_hi = bounds.get(x_ch, (None, None))
+        y_lo, y_hi = bounds.get(y_ch, (None, None))
+        x0 = float(sx(np.array([x_lo]))[0]) if x_lo is not None else xlim[0]
+        x1 = float(sx(np.array([x_hi]))[0]) if x_hi is not None else xlim[1]
+        y0 = float(sy(np.array([y_lo]))[0]) if y_lo is not None else ylim[0]
+        y1 = float(sy(np.array([y_hi]))[0]) if y_hi is not None else ylim[1]
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="crimson", lw=1.5)  # type: ignore[attr-defined]
+        ax.set_xlim(*xlim)  # type: ignore[attr-defined]
+        ax.set_ylim(*ylim)  # type: ignore[attr-defined]

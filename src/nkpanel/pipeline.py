@@ -1,0 +1,142 @@
+"""Running a case: every biomarker its manifest holds, into one output folder.
+
+Today the case pipeline runs the peripheral-blood flow biomarker; NK activity (cytotoxicity
+plates) and endometrial NK cells plug in here as they land.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nkpanel._atomic import write_text
+from nkpanel.case import BloodDraw, Case
+from nkpanel.errors import NkPanelError
+from nkpanel.flow.analyze import AbsoluteCountInputs, FlowAnalysis, FlowSettings, analyze_file
+from nkpanel.flow.output import BatchFailure, write_batch, write_sample_outputs
+
+__all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "run_case"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch produced: the analyses, the files that failed (with reasons), and outputs."""
+
+    analyses: list[FlowAnalysis] = field(default_factory=list)
+    failures: list[BatchFailure] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def analyze_flow_batch(
+    paths: Sequence[Path],
+    settings: FlowSettings,
+    out_dir: Path,
+    *,
+    plots: bool = True,
+    export_events: Literal["parquet", "csv"] | None = None,
+    on_file: Progress | None = None,
+) -> BatchOutcome:
+    """Analyse each file in turn; a bad file is recorded as a failure and the rest still run."""
+    outcome = BatchOutcome()
+    for path in paths:
+        if on_file is not None:
+            on_file(str(path))
+        try:
+            analysis = analyze_file(path, settings)
+            outcome.written += write_sample_outputs(
+                analysis, out_dir, plots=plots, export_events=export_events
+            )
+        except NkPanelError as exc:
+            outcome.failures.append(BatchFailure(str(path), _one_line(exc, path)))
+            continue
+        outcome.analyses.append(analysis)
+    outcome.written += write_batch(outcome.analyses, outcome.failures, out_dir)
+    return outcome
+
+
+def _one_line(exc: NkPanelError, path: Path) -> str:
+    msg = " ".join(str(exc).split())
+    prefix = f"{path}: "
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg
+
+
+@dataclass
+class CaseOutcome:
+    """A case's outputs: per blood draw, the flow batch outcome."""
+
+    case: Case
+    draws: dict[str, BatchOutcome] = field(default_factory=dict)
+    summary_path: Path | None = None
+
+    @property
+    def failures(self) -> list[BatchFailure]:
+        return [f for o in self.draws.values() for f in o.failures]
+
+
+def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSettings:
+    counts = AbsoluteCountInputs(
+        beads_per_test=draw.beads_per_test,
+        sample_volume_ul=draw.sample_volume_ul,
+        lymphocytes_per_ul=draw.lymphocytes_per_ul,
+    )
+    template = case.resolve(draw.template) if draw.template is not None else base.template
+    return FlowSettings(
+        aliases=base.aliases,
+        marker_overrides=base.marker_overrides,
+        spillover=base.spillover,
+        template=template,
+        template_populations=base.template_populations,
+        counts=counts,
+        qc=base.qc,
+        autogate=base.autogate,
+    )
+
+
+def run_case(
+    case: Case,
+    out_dir: Path,
+    *,
+    settings: FlowSettings | None = None,
+    plots: bool = True,
+    on_file: Progress | None = None,
+) -> CaseOutcome:
+    """Run every biomarker of ``case`` and write a case summary beside the per-biomarker outputs."""
+    base = settings or FlowSettings()
+    outcome = CaseOutcome(case)
+    for draw in case.blood_draws:
+        files = [case.resolve(p) for p in draw.fcs]
+        draw_out = out_dir / "flow" / draw.id
+        outcome.draws[draw.id] = analyze_flow_batch(
+            files, _draw_settings(base, draw, case), draw_out, plots=plots, on_file=on_file
+        )
+    summary: dict[str, Any] = {
+        "case": case.case.model_dump(mode="json"),
+        "indication": case.indication.model_dump(mode="json"),
+        "synthetic": case.case.synthetic,
+        "blood_draws": [
+            {
+                "id": draw.id,
+                "collected": draw.collected.isoformat() if draw.collected else None,
+                "bead_lot": draw.bead_lot,
+                "flow": [a.result.summary() for a in outcome.draws[draw.id].analyses],
+                "failures": [
+                    {"source": f.source, "reason": f.reason}
+                    for f in outcome.draws[draw.id].failures
+                ],
+            }
+            for draw in case.blood_draws
+        ],
+        "not_yet_analysed": {
+            "cytotoxicity_plates": len(case.cytotoxicity),
+            "endometrial_biopsies": len(case.endometrial),
+        },
+    }
+    target = out_dir / "case_summary.json"
+    write_text(target, json.dumps(summary, indent=2, default=str))
+    outcome.summary_path = target
+    return outcome
