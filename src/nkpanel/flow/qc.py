@@ -26,8 +26,9 @@ class QCLimits:
         1,000: Poisson CV of the bead count ≤ 3.2%, so the bead term adds little to the absolute
         count's error.
     max_unstable_time_fraction
-        0.10: more than a tenth of the acquisition with an event rate off the median (a clog or
-        bubble) means part of the tube was not sampled evenly.
+        0.05: more than a twentieth of the acquisition time with an event rate off the median
+        (by more than 25% and 4 Poisson SDs: a clog or a bubble) means part of the tube was
+        not sampled evenly. A steady Poisson stream exceeds 4 SDs in well under 1% of bins.
     max_saturated_fraction
         0.02: events piled at the top of a channel's range cannot be placed by a gate.
     """
@@ -35,7 +36,7 @@ class QCLimits:
     min_lymphocyte_events: int = 2000
     min_nk_events: int = 100
     min_bead_events: int = 1000
-    max_unstable_time_fraction: float = 0.10
+    max_unstable_time_fraction: float = 0.05
     max_saturated_fraction: float = 0.02
 
 

@@ -1,0 +1,106 @@
+"""Counts, absolute counts and quality checks of one analysis, checked by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_sample
+from nkpanel.flow.qc import QCLimits
+from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+
+@pytest.fixture(scope="module")
+def tube():  # type: ignore[no-untyped-def]
+    return simulate_tube(SimulationSpec(seed=21))
+
+
+def test_percentages_and_counts_follow_from_membership(tube) -> None:  # type: ignore[no-untyped-def]
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    m = {k: int(v.sum()) for k, v in a.membership.items()}
+    r = a.result
+    assert r.nk_percent_of_lymphocytes == pytest.approx(100 * m["NK"] / m["Lymphocytes"])
+    assert r.nk_percent_of_leukocytes == pytest.approx(100 * m["NK"] / m["Leukocytes"])
+    assert r.cd56bright_percent_of_nk == pytest.approx(100 * m["NK CD56bright"] / m["NK"])
+    assert r.cd56bright_to_dim_ratio == pytest.approx(m["NK CD56bright"] / m["NK CD56dim"])
+    # single platform, BD Trucount formula: cells/µL = cells/beads × beads per test / volume
+    assert r.nk_cells_per_ul == pytest.approx(m["NK"] / m["Beads"] * 50_000 / 50)
+    assert r.absolute_count_method == "bead"
+    nk = r.population("NK")
+    assert nk.parent == "CD3-"
+    assert nk.percent_of_parent == pytest.approx(100 * m["NK"] / m["CD3-"])
+    assert r.reportable
+
+
+def test_dual_platform_count(tube) -> None:  # type: ignore[no-untyped-def]
+    a = analyze_sample(
+        tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(lymphocytes_per_ul=1800))
+    )
+    r = a.result
+    assert r.absolute_count_method == "dual-platform"
+    assert r.nk_percent_of_lymphocytes is not None
+    assert r.nk_cells_per_ul == pytest.approx(r.nk_percent_of_lymphocytes / 100 * 1800)
+    # populations outside the lymphocytes get no dual-platform count
+    assert r.population("Beads").cells_per_ul is None
+
+
+def test_too_few_events_is_not_reportable(tube) -> None:  # type: ignore[no-untyped-def]
+    limits = QCLimits(min_lymphocyte_events=10**7)
+    a = analyze_sample(tube.to_sample(), FlowSettings(qc=limits))
+    assert not a.result.reportable
+    assert any("lymphocyte events" in r for r in a.result.not_reportable_reasons)
+    # the numbers are still there for review, just flagged
+    assert a.result.nk_percent_of_lymphocytes is not None
+
+
+def test_clog_fails_flow_rate_check() -> None:
+    tube = simulate_tube(SimulationSpec(seed=22, clog_at=0.4))
+    a = analyze_sample(tube.to_sample())
+    flag = next(f for f in a.result.qc if f.check == "flow rate")
+    assert not flag.passed
+    assert not a.result.reportable
+
+
+def test_steady_flow_passes(tube) -> None:  # type: ignore[no-untyped-def]
+    a = analyze_sample(tube.to_sample())
+    assert next(f for f in a.result.qc if f.check == "flow rate").passed
+
+
+def test_missing_compensation_is_not_reportable(tube) -> None:  # type: ignore[no-untyped-def]
+    sample = dataclasses.replace(tube.to_sample(), spillover=None)
+    a = analyze_sample(sample)
+    flag = next(f for f in a.result.qc if f.check == "compensation")
+    assert not flag.passed and flag.blocking
+    assert "uncompensated" in flag.reason
+
+
+def test_saturation_check() -> None:
+    tube = simulate_tube(SimulationSpec(seed=23, saturate_fraction=0.05))
+    a = analyze_sample(tube.to_sample())
+    flag = next(f for f in a.result.qc if f.check == "saturation")
+    assert not flag.passed
+    expected = float(np.mean(tube.labels[a.membership["Time"]] == "saturated"))
+    assert flag.value == pytest.approx(expected, abs=0.01)
+
+
+def test_bead_method_without_beads_says_so() -> None:
+    tube = simulate_tube(SimulationSpec(seed=24, with_beads=False))
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    assert a.result.nk_cells_per_ul is None
+    assert any("no counting-bead population" in r for r in a.result.not_reportable_reasons)
+
+
+def test_missing_marker_names_file_wanted_and_found(tube) -> None:  # type: ignore[no-untyped-def]
+    from nkpanel.errors import MarkerError
+
+    sample = tube.to_sample()
+    channels = tuple(
+        dataclasses.replace(c, pns="") if "CD56" in c.pns else c for c in sample.channels
+    )
+    broken = dataclasses.replace(sample, channels=channels, name="no-cd56")
+    with pytest.raises(MarkerError) as info:
+        analyze_sample(broken)
+    msg = str(info.value)
+    assert "no-cd56" in msg and "CD56" in msg and "APC-A" in msg

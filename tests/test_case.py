@@ -1,0 +1,65 @@
+"""The case manifest: valid manifests load; invalid ones fail with the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nkpanel.case import load_case
+from nkpanel.errors import ConfigError
+
+GOOD = """
+[case]
+id = "EP-1"
+patient_id = "PSN-1"
+age_years = 34
+
+[indication]
+pregnancy_losses = 3
+
+[[blood_draws]]
+collected = 2026-11-02T08:30:00
+fcs = "blood/tube.fcs"
+beads_per_test = 50000
+sample_volume_ul = 50
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "case.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
+    case = load_case(write(tmp_path, GOOD))
+    assert case.case.patient_id == "PSN-1"
+    draw = case.blood_draws[0]
+    assert case.resolve(draw.fcs[0]) == tmp_path.resolve() / "blood" / "tube.fcs"
+    assert draw.beads_per_test == 50000
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (GOOD.replace("age_years = 34", "age_years = 340"), "age_years"),
+        (GOOD.replace('patient_id = "PSN-1"', ""), "patient_id"),
+        (GOOD.replace("pregnancy_losses = 3", "pregnancy_losses = -1"), "pregnancy_losses"),
+        (GOOD.replace("sample_volume_ul = 50", "sample_volume_ul = 0"), "sample_volume_ul"),
+        (GOOD + "\nunknown_field = 1\n", "unknown_field"),
+        (GOOD.replace('fcs = "blood/tube.fcs"', "fcs = []"), "fcs"),
+        ("[case\n", "not valid TOML"),
+    ],
+)
+def test_bad_manifest_names_file_and_field(tmp_path: Path, text: str, fragment: str) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_case(p)
+    assert str(p) in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_case(tmp_path / "nope.toml")

@@ -1,0 +1,114 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+
+def nkpanel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "nkpanel", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_demo_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = nkpanel("demo", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "SYNTHETIC" in proc.stdout
+    summary = json.loads((out / "results" / "case_summary.json").read_text())
+    assert summary["synthetic"] is True
+    flow = summary["blood_draws"][0]["flow"][0]
+    truth = json.loads((out / "synthetic-case" / "blood" / "tbnk_tube1.truth.json").read_text())
+    assert truth["synthetic"] is True
+    assert abs(flow["nk_percent_of_lymphocytes"] - truth["nk_percent_of_lymphocytes"]) < 1.0
+    plots = list(
+        (out / "results" / "flow" / "draw-1" / "samples" / "tbnk_tube1" / "plots").glob("*.png")
+    )
+    assert len(plots) >= 8
+
+
+def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:
+    good = write_fcs(simulate_tube(SimulationSpec(seed=31, n_events=30_000)), tmp_path / "good.fcs")
+    empty = tmp_path / "empty.fcs"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.fcs"
+    text.write_text("this is not an FCS file\n")
+    truncated = tmp_path / "truncated.fcs"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    out = tmp_path / "out"
+    proc = nkpanel(
+        "flow",
+        "analyze",
+        str(empty),
+        str(text),
+        str(good),
+        str(truncated),
+        "--out",
+        str(out),
+        "--no-plots",
+        "--export-events",
+        "csv",
+    )
+    assert proc.returncode == 1
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("failed:")]
+    assert len(err_lines) == 3
+    for bad in (empty, text, truncated):
+        assert any(str(bad) in ln for ln in err_lines)
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((out / "flow_summary.json").read_text())
+    assert [s["sample"] for s in summary["samples"]] == ["good"]
+    assert len(summary["failures"]) == 3
+    events = (out / "samples" / "good" / "events.csv").read_text().splitlines()
+    assert len(events) == 30_000 + 1
+    assert not list(out.rglob("*.part"))
+
+
+def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
+    proc = nkpanel("flow", "analyze", "x.fcs", "--marker", "CD56", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:")
+    assert "MARKER=LABEL" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "case.toml"
+    p.write_text("[case]\nid = 'x'\n")
+    proc = nkpanel("run", str(p), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(p) in lines[0] and "patient_id" in lines[0]
+
+
+@pytest.mark.shared_data
+def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> None:
+    d = shared_data / "flowsom-68983"
+    proc = nkpanel(
+        "flow",
+        "analyze",
+        str(d / "68983.fcs"),
+        "--template",
+        str(d / "gating.wsp"),
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "flow_populations.json").read_text())
+    counts = {r["population"]: r["count"] for r in rows}
+    assert counts["NK"] == 312
