@@ -280,10 +280,13 @@ def _qc_checks(
 def _saturation_check(
     sample: FlowSample, channels: set[str], within: BoolArray | None, lim: QCLimits
 ) -> QCFlag:
-    idx = [sample.index_of(c) for c in sorted(channels)]
-    top = np.array([sample.channels[i].pnr for i in idx]) * 0.999
-    ev = sample.events[:, idx] if within is None else sample.events[within][:, idx]
-    sat = float(np.mean(np.any(ev >= top, axis=1))) if ev.shape[0] else 0.0
+    any_top = np.zeros(sample.n_events, dtype=bool)
+    for ch in sorted(channels):
+        i = sample.index_of(ch)
+        any_top |= sample.events[:, i] >= 0.999 * sample.channels[i].pnr
+    n = int(within.sum()) if within is not None else sample.n_events
+    hits = int((any_top & within).sum()) if within is not None else int(any_top.sum())
+    sat = hits / n if n else 0.0
     return QCFlag(
         "saturation",
         sat <= lim.max_saturated_fraction,
