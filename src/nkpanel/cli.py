@@ -167,6 +167,12 @@ def flow_analyze(
         typer.Option("--spillover", help="Spillover matrix CSV to use instead of the file's."),
     ] = None,
     cytometry: Annotated[Cytometry, typer.Option("--cytometry")] = Cytometry.auto,
+    asinh_cofactor: Annotated[
+        float, typer.Option("--asinh-cofactor", min=0.01, help="asinh cofactor (mass cytometry).")
+    ] = 5.0,
+    logicle_m: Annotated[
+        float, typer.Option("--logicle-m", min=2.0, max=7.0, help="Logicle decades M (flow).")
+    ] = 4.5,
     export_events: Annotated[
         EventFormat | None,
         typer.Option("--export-events", help="Write per-event gate membership."),
@@ -190,7 +196,9 @@ def flow_analyze(
         spillover=spill,
         template=template,
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
-        autogate=AutoGateSettings(cytometry=cytometry.value),
+        autogate=AutoGateSettings(
+            cytometry=cytometry.value, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
+        ),
     )
     if template is not None:
         from nkpanel.flow.template import load_template

@@ -133,19 +133,21 @@ class GateTree:
         compensated, raw
             Events × channels, compensated and not; ``column`` maps $PnN to the column.
         """
-        cache: dict[Dimension, NDArray[np.float64]] = {}
-
-        def values(dim: Dimension) -> NDArray[np.float64]:
-            if dim not in cache:
-                src = compensated if dim.compensated else raw
-                v = src[:, column[dim.channel]]
-                cache[dim] = dim.transform(v) if dim.transform is not None else v
-            return cache[dim]
-
         out: dict[str, BoolArray] = {}
+        n = compensated.shape[0]
         for g in self.gates:
-            inside = g.contains([values(d) for d in g.dims])
-            if g.parent is not None:
-                inside &= out[g.parent]
-            out[g.name] = inside
+
+            def values(dim: Dimension, idx: NDArray[np.intp] | None) -> NDArray[np.float64]:
+                src = compensated if dim.compensated else raw
+                v = src[:, column[dim.channel]] if idx is None else src[idx, column[dim.channel]]
+                return dim.transform(v) if dim.transform is not None else v
+
+            if g.parent is None:
+                out[g.name] = g.contains([values(d, None) for d in g.dims])
+            else:
+                # only the parent's events can be inside
+                idx = np.flatnonzero(out[g.parent])
+                inside = np.zeros(n, dtype=bool)
+                inside[idx] = g.contains([values(d, idx) for d in g.dims])
+                out[g.name] = inside
         return out
