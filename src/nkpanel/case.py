@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nkpanel.cytotox.manifest import CytotoxicityPlate
 from nkpanel.errors import ConfigError
 
 __all__ = [
@@ -80,13 +81,6 @@ class BloodDraw(_Strict):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
-
-
-class CytotoxicityPlate(_Strict):
-    """Placeholder record kept for the NK-activity biomarker (issue 3)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    id: str = "plate-1"
 
 
 class EndometrialBiopsy(_Strict):

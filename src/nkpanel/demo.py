@@ -52,6 +52,9 @@ bead_lot = "SYNTHETIC-LOT-1"
 beads_per_test = {spec.beads_per_test}
 sample_volume_ul = {spec.sample_volume_ul}
 """
+    from nkpanel.cytotox.simulate import write_synthetic_case_assays
+
+    manifest += write_synthetic_case_assays(out, seed=seed)
     target = out / "case.toml"
     write_text(target, manifest)
     return target

@@ -71,11 +71,18 @@ class CaseOutcome:
 
     case: Case
     draws: dict[str, BatchOutcome] = field(default_factory=dict)
+    cytotoxicity: list[dict[str, Any]] = field(default_factory=list)
     summary_path: Path | None = None
 
     @property
     def failures(self) -> list[BatchFailure]:
-        return [f for o in self.draws.values() for f in o.failures]
+        out = [f for o in self.draws.values() for f in o.failures]
+        for plate in self.cytotoxicity:
+            if "error" in plate:
+                out.append(BatchFailure(f"cytotoxicity plate {plate['id']}", plate["error"]))
+            for fail in plate.get("failures", []):
+                out.append(BatchFailure(f"cytotoxicity plate {plate['id']}", str(fail)))
+        return out
 
 
 def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSettings:
@@ -114,6 +121,21 @@ def run_case(
         outcome.draws[draw.id] = analyze_flow_batch(
             files, _draw_settings(base, draw, case), draw_out, plots=plots, on_file=on_file
         )
+    from nkpanel.cytotox.manifest import run_plate_for_case
+
+    for plate in case.cytotoxicity:
+        if on_file is not None:
+            on_file(f"cytotoxicity plate {plate.id}")
+        try:
+            outcome.cytotoxicity.append(
+                run_plate_for_case(
+                    plate, case.base_dir, out_dir / "cytotoxicity" / plate.id, None, plots=plots
+                )
+            )
+        except NkPanelError as exc:
+            outcome.cytotoxicity.append(
+                {"id": plate.id, "assay": plate.assay, "error": " ".join(str(exc).split())}
+            )
     summary: dict[str, Any] = {
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),
@@ -131,10 +153,8 @@ def run_case(
             }
             for draw in case.blood_draws
         ],
-        "not_yet_analysed": {
-            "cytotoxicity_plates": len(case.cytotoxicity),
-            "endometrial_biopsies": len(case.endometrial),
-        },
+        "cytotoxicity": outcome.cytotoxicity,
+        "not_yet_analysed": {"endometrial_biopsies": len(case.endometrial)},
     }
     target = out_dir / "case_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))

@@ -1,0 +1,193 @@
+"""Reading a table of cells from CSV/TSV text or an XLSX sheet, with the row numbers a person sees.
+
+Plate-reader and gamma-counter software export CSV (comma, semicolon or tab separated) or
+XLSX; plate layouts come the same ways. This module only turns a file into rows of cells; what
+the cells mean is decided by :mod:`nkpanel.cytotox.reads` and :mod:`nkpanel.cytotox.layout`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from nkpanel.errors import InputError
+
+__all__ = ["Cell", "Table", "cell_text", "parse_number", "read_table"]
+
+#: a cell as read: text (CSV, or text in a sheet), a number (a numeric XLSX cell), or empty
+Cell = str | float | None
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+_SHEET_SUFFIXES = (".xlsx", ".xlsm")
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of cells; ``row_numbers[i]`` is the 1-based line or sheet row of ``rows[i]``."""
+
+    source: str
+    rows: tuple[tuple[Cell, ...], ...]
+    row_numbers: tuple[int, ...]
+    decimal_comma: bool = False
+
+
+def cell_text(cell: Cell) -> str:
+    """A cell as stripped text (``""`` when empty; numbers in ``%g`` form)."""
+    if cell is None:
+        return ""
+    if isinstance(cell, float):
+        return format(cell, "g")
+    return cell.strip()
+
+
+def parse_number(cell: Cell, *, decimal_comma: bool = False) -> float | None:
+    """A cell's number, ``None`` when the cell is empty.
+
+    Raises
+    ------
+    ValueError
+        The cell holds text that is not a finite number (e.g. ``"OVER"``, ``"n/a"``).
+
+    Examples
+    --------
+    >>> parse_number("1234.5"), parse_number(""), parse_number("12,5", decimal_comma=True)
+    (1234.5, None, 12.5)
+    """
+    if cell is None:
+        return None
+    if isinstance(cell, float):
+        if not math.isfinite(cell):
+            raise ValueError(str(cell))
+        return cell
+    text = cell.strip()
+    if not text:
+        return None
+    if decimal_comma:
+        text = text.replace(",", ".")
+    value = float(text)  # raises ValueError for text
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    sample = [ln for ln in lines[:50] if ln.strip()]
+    best, best_score = ",", -1
+    for delim in (",", ";", "\t"):
+        counts = [ln.count(delim) for ln in sample]
+        score = sum(1 for c in counts if c > 0)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _read_text(path: Path) -> Table:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    for encoding in ("utf-8-sig", "utf-16", "latin-1"):
+        if encoding == "utf-16" and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            continue
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - latin-1 decodes every byte
+        raise InputError(path, "not a text file")
+    if "\x00" in text:
+        raise InputError(path, "not a text table (binary content); export CSV or XLSX")
+    lines = text.splitlines()
+    delim = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(lines)
+    rows: list[tuple[Cell, ...]] = []
+    numbers: list[int] = []
+    for i, row in enumerate(csv.reader(lines, delimiter=delim), start=1):
+        cells: tuple[Cell, ...] = tuple(c.strip() or None for c in row)
+        if any(c is not None for c in cells):
+            rows.append(cells)
+            numbers.append(i)
+    return Table(str(path), tuple(rows), tuple(numbers), decimal_comma=delim == ";")
+
+
+def _xlsx_cell(value: object) -> Cell:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        v = float(value)
+        return None if math.isnan(v) else v
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    text = str(value).strip()
+    return text or None
+
+
+def _read_sheet(path: Path, sheet: str | None) -> Table:
+    import pandas as pd
+
+    try:
+        book = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
+    except ImportError as exc:
+        raise InputError(path, f"reading XLSX needs openpyxl ({exc})") from None
+    except Exception as exc:  # zip, XML and openpyxl errors all mean "unreadable"
+        msg = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise InputError(path, f"not a readable XLSX workbook ({msg})") from None
+    names = list(book)
+    if not names:
+        raise InputError(path, "the workbook holds no sheet")
+    if sheet is None:
+        chosen = names[0]
+    elif sheet in book:
+        chosen = sheet
+    else:
+        raise InputError(path, f"no sheet named {sheet!r}; sheets are {', '.join(names)}")
+    frame = book[chosen]
+    rows: list[tuple[Cell, ...]] = []
+    numbers: list[int] = []
+    for i, values in enumerate(frame.itertuples(index=False, name=None), start=1):
+        cells = tuple(_xlsx_cell(v) for v in values)
+        if any(c is not None for c in cells):
+            rows.append(cells)
+            numbers.append(i)
+    source = f"{path} [sheet {chosen}]"
+    if not rows:
+        others = [n for n in names if n != chosen and not book[n].dropna(how="all").empty]
+        hint = f"; data found on sheet {others[0]!r} (choose it with --sheet)" if others else ""
+        raise InputError(source, f"the sheet is empty{hint}")
+    return Table(source, tuple(rows), tuple(numbers))
+
+
+def read_table(path: str | Path, *, sheet: str | None = None) -> Table:
+    """Read a CSV/TSV/TXT file or one XLSX sheet into rows of cells; empty rows are skipped.
+
+    Parameters
+    ----------
+    path
+        The file; its suffix decides how it is read.
+    sheet
+        XLSX only: the sheet to read (the first sheet by default).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, an unsupported format (``.xls``: save as XLSX or CSV), or a
+        file or sheet without any non-empty cell.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if not p.is_file():
+        raise InputError(p, "file not found")
+    if suffix in _SHEET_SUFFIXES:
+        return _read_sheet(p, sheet)
+    if suffix == ".xls":
+        raise InputError(p, "legacy .xls workbooks are not read; save the sheet as XLSX or CSV")
+    if suffix not in _TEXT_SUFFIXES:
+        raise InputError(p, f"unknown file type {p.suffix!r}; expected CSV, TSV, TXT or XLSX")
+    table = _read_text(p)
+    if not table.rows:
+        raise InputError(p, "the file is empty (no cell holds a value)")
+    return table

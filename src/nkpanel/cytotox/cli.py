@@ -1,0 +1,362 @@
+"""``nkpanel cytotox``: NK-cell activity from plate reads or flow-killing tubes.
+
+The root command line registers :data:`app` as ``nkpanel cytotox``; errors nkpanel raises on
+purpose propagate to it, which prints them as one line and exits 2. A plate on which some
+samples fail prints each failure and exits 1 after writing the others' results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from nkpanel.cytotox.simulate import SimKind
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="NK-cell activity (cytotoxicity): release-assay plates and flow-based killing.",
+)
+out_console = Console()
+err = Console(stderr=True)
+
+
+class Assay(StrEnum):
+    chromium51 = "chromium51"
+    europium = "europium"
+    calcein = "calcein"
+    ldh = "ldh"
+    release = "release"
+
+
+class SimAssay(StrEnum):
+    chromium51 = "chromium51"
+    europium = "europium"
+    calcein = "calcein"
+    ldh = "ldh"
+    flow = "flow"
+
+
+class ReadsForm(StrEnum):
+    grid = "grid"
+    long = "long"
+    xlsx = "xlsx"
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[str], None]]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(description, total=total, current="")
+
+        def step(name: str) -> None:
+            progress.update(task, advance=1, current=Path(name).name)
+
+        yield step
+
+
+def _settings(
+    *,
+    targets_per_well: float | None,
+    lysis_level: float,
+    standard_ratio: float,
+    spontaneous_limit: float,
+    cv_limit: float,
+    min_replicates: int,
+    reference_low: float | None,
+    reference_high: float | None,
+    reference_ratio: float,
+    reference_source: str,
+) -> object:
+    from nkpanel.cytotox.analyze import CytotoxSettings, ReferenceBand
+    from nkpanel.errors import ConfigError
+
+    if (reference_low is None) != (reference_high is None):
+        raise ConfigError("--reference-low and --reference-high go together")
+    reference = (
+        ReferenceBand(reference_low, reference_high, reference_ratio, reference_source)
+        if reference_low is not None and reference_high is not None
+        else None
+    )
+    return CytotoxSettings(
+        spontaneous_limit_percent=spontaneous_limit,
+        cv_limit_percent=cv_limit,
+        min_replicates=min_replicates,
+        lysis_level_percent=lysis_level,
+        standard_ratio=standard_ratio,
+        targets_per_well=targets_per_well,
+        reference=reference,
+    )
+
+
+def _fmt(v: float | None, nd: int = 1) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _report(result: object, out: Path) -> None:
+    from nkpanel.cytotox.results import CytotoxResult, ratio_label
+
+    assert isinstance(result, CytotoxResult)
+    table = Table(
+        title=f"NK activity ({result.assay})" + (" SYNTHETIC" if result.synthetic else "")
+    )
+    for col in ("sample", "treatment", "lysis at std ratio %", "LU/10⁷", "S/M %", "QC"):
+        table.add_column(col)
+    for s in result.samples:
+        for c in s.conditions:
+            std = c.standard_ratio
+            at = _fmt(std.lysis_percent)
+            if std.lysis_percent is not None:
+                at += f" at {ratio_label(std.ratio)}" + (
+                    "" if std.method == "measured" else f" ({std.method})"
+                )
+            lu = c.lytic_units.lu_per_1e7_effectors if c.lytic_units else None
+            qc = (
+                "reportable"
+                if c.reportable
+                else "NOT REPORTABLE: " + "; ".join(c.not_reportable_reasons)
+            )
+            table.add_row(
+                s.sample, c.treatment, at, _fmt(lu), _fmt(c.spontaneous_percent_of_maximum), qc
+            )
+    if result.samples:
+        out_console.print(table)
+    std_ratio = float(result.settings.get("standard_ratio", 50.0))
+    for s in result.samples:
+        for x in s.suppression:
+            if x.suppression_percent is not None and abs(x.ratio - std_ratio) < 1e-9:
+                out_console.print(
+                    f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}"
+                    f"{' (model)' if x.basis == 'model' else ''}: {x.suppression_percent:.1f}% "
+                    "(as measured; no validated criterion)",
+                    highlight=False,
+                )
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for f in result.failures:
+        who = f"sample {f.sample}" if f.sample else "no sample"
+        for reason in f.reasons:
+            err.print(f"[red]failed[/red] ({who}): {reason}", highlight=False, soft_wrap=True)
+    out_console.print(f"outputs written to {out}")
+
+
+TargetsOpt = Annotated[
+    float | None,
+    typer.Option("--targets-per-well", min=1, help="Target cells per well (for LU per 10⁷)."),
+]
+LevelOpt = Annotated[
+    float, typer.Option("--lysis-level", min=0.1, max=99.9, help="Lysis level of one LU (%).")
+]
+StdOpt = Annotated[
+    float, typer.Option("--standard-ratio", min=0.01, help="Report lysis at this E:T ratio.")
+]
+SpontOpt = Annotated[
+    float,
+    typer.Option(
+        "--spontaneous-limit", min=0.1, max=100, help="Max spontaneous release, % of maximum."
+    ),
+]
+CvOpt = Annotated[float, typer.Option("--cv-limit", min=0.1, help="Max replicate CV (%).")]
+RefLowOpt = Annotated[float | None, typer.Option("--reference-low", help="Reference band low %.")]
+RefHighOpt = Annotated[
+    float | None, typer.Option("--reference-high", help="Reference band high %.")
+]
+RefRatioOpt = Annotated[float, typer.Option("--reference-ratio", min=0.01)]
+RefSourceOpt = Annotated[str, typer.Option("--reference-source", help="Where the band is from.")]
+PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Lysis figures.")]
+
+
+@app.command("analyze")
+def analyze(
+    plate: Annotated[Path, typer.Argument(help="Plate export: CSV/TSV/XLSX, long or grid.")],
+    layout: Annotated[
+        Path, typer.Option("--layout", help="Layout: well,sample,role,ratio,treatment.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-cytotox"),
+    assay: Annotated[Assay, typer.Option("--assay", help="Release assay kind.")] = Assay.release,
+    unit: Annotated[
+        str | None, typer.Option("--unit", help="Unit when the file is silent.")
+    ] = None,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="XLSX sheet of the reads.")] = None,
+    layout_sheet: Annotated[str | None, typer.Option("--layout-sheet")] = None,
+    grid: Annotated[int | None, typer.Option("--grid", min=1, help="Which plate grid.")] = None,
+    plate_id: Annotated[str | None, typer.Option("--plate-id")] = None,
+    targets_per_well: TargetsOpt = None,
+    lysis_level: LevelOpt = 20.0,
+    standard_ratio: StdOpt = 50.0,
+    spontaneous_limit: SpontOpt = 30.0,
+    cv_limit: CvOpt = 20.0,
+    min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 2,
+    reference_low: RefLowOpt = None,
+    reference_high: RefHighOpt = None,
+    reference_ratio: RefRatioOpt = 50.0,
+    reference_source: RefSourceOpt = "",
+    plots: PlotsOpt = True,
+) -> None:
+    """Analyse a release-assay plate: % specific lysis, QC, lytic units, suppression."""
+    from nkpanel.cytotox.analyze import CytotoxSettings, analyze_plate_files
+    from nkpanel.cytotox.output import write_outputs
+
+    settings = _settings(
+        targets_per_well=targets_per_well,
+        lysis_level=lysis_level,
+        standard_ratio=standard_ratio,
+        spontaneous_limit=spontaneous_limit,
+        cv_limit=cv_limit,
+        min_replicates=min_replicates,
+        reference_low=reference_low,
+        reference_high=reference_high,
+        reference_ratio=reference_ratio,
+        reference_source=reference_source,
+    )
+    assert isinstance(settings, CytotoxSettings)
+    result = analyze_plate_files(
+        plate,
+        layout,
+        settings,
+        kind=assay.value,
+        unit=unit,
+        sheet=sheet,
+        layout_sheet=layout_sheet,
+        grid=grid,
+        plate_id=plate_id,
+    )
+    with _progress("figures", len(result.samples)) as step:
+        write_outputs(result, out, plots=plots, reference=settings.reference, on_sample=step)
+    _report(result, out)
+    if result.failures:
+        n = sum(len(f.reasons) for f in result.failures)
+        err.print(
+            f"{len(result.failures)} sample(s) not analysed ({n} problem(s))", highlight=False
+        )
+        raise typer.Exit(1)
+
+
+@app.command("flow")
+def flow(
+    tubes: Annotated[Path, typer.Argument(help="Tube list: file,sample,role,ratio,treatment.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-killing"),
+    label_channel: Annotated[
+        str | None, typer.Option("--label-channel", help="Target-label channel, e.g. FITC-A.")
+    ] = None,
+    dead_channel: Annotated[
+        str | None, typer.Option("--dead-channel", help="Dead-cell dye channel, e.g. PE-A.")
+    ] = None,
+    min_target_events: Annotated[int, typer.Option("--min-target-events", min=1)] = 1000,
+    targets_per_well: TargetsOpt = None,
+    lysis_level: LevelOpt = 20.0,
+    standard_ratio: StdOpt = 50.0,
+    spontaneous_limit: SpontOpt = 30.0,
+    cv_limit: CvOpt = 20.0,
+    min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 1,
+    reference_low: RefLowOpt = None,
+    reference_high: RefHighOpt = None,
+    reference_ratio: RefRatioOpt = 50.0,
+    reference_source: RefSourceOpt = "",
+    plots: PlotsOpt = True,
+) -> None:
+    """Flow-based killing: gate labelled targets and their dead fraction in each tube."""
+    from dataclasses import asdict
+
+    from nkpanel.cytotox.analyze import CytotoxSettings
+    from nkpanel.cytotox.flowkill import FlowKillingSettings, analyze_flow_killing, read_tube_list
+    from nkpanel.cytotox.output import write_outputs
+
+    settings = _settings(
+        targets_per_well=targets_per_well,
+        lysis_level=lysis_level,
+        standard_ratio=standard_ratio,
+        spontaneous_limit=spontaneous_limit,
+        cv_limit=cv_limit,
+        min_replicates=min_replicates,
+        reference_low=reference_low,
+        reference_high=reference_high,
+        reference_ratio=reference_ratio,
+        reference_source=reference_source,
+    )
+    assert isinstance(settings, CytotoxSettings)
+    fk_settings = FlowKillingSettings(
+        label_channel=label_channel,
+        dead_channel=dead_channel,
+        min_target_events=min_target_events,
+        cytotox=settings,
+    )
+    entries, _ = read_tube_list(tubes)
+    with _progress("tubes", len(entries)) as step:
+        fk = analyze_flow_killing(tubes, fk_settings, on_tube=step)
+    gating = [asdict(g) for g in fk.gating]
+    with _progress("figures", len(fk.result.samples)) as step:
+        write_outputs(
+            fk.result,
+            out,
+            plots=plots,
+            reference=settings.reference,
+            extra={"flow_gating": gating},
+            extra_tables={"gating.csv": gating},
+            on_sample=step,
+        )
+    _report(fk.result, out)
+    if fk.result.failures:
+        raise typer.Exit(1)
+
+
+@app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic files.")] = Path(
+        "nkpanel-synthetic-cytotox"
+    ),
+    assay: Annotated[SimAssay, typer.Option("--assay")] = SimAssay.chromium51,
+    form: Annotated[ReadsForm, typer.Option("--form", help="Reads as grid, long or xlsx.")] = (
+        ReadsForm.grid
+    ),
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    wells: Annotated[int, typer.Option("--wells", help="Plate format: 96 or 384.")] = 96,
+) -> None:
+    """Write a SYNTHETIC plate (reads, layout, truth) or flow-killing tubes (FCS, tube list)."""
+    from nkpanel.cytotox.simulate import (
+        FlowKillingSpec,
+        PlateSimulationSpec,
+        write_synthetic_flow_killing,
+        write_synthetic_plate,
+    )
+    from nkpanel.errors import ConfigError
+
+    if wells not in (96, 384):
+        raise ConfigError(f"--wells {wells}: a plate has 96 or 384 wells")
+    if assay is SimAssay.flow:
+        tubes, truth = write_synthetic_flow_killing(out, FlowKillingSpec(seed=seed))
+        out_console.print(
+            "SYNTHETIC flow-killing tubes written (not from a patient):\n"
+            f"tube list: {tubes}\ntruth: {truth}\n"
+            f"analyse with: nkpanel cytotox flow {tubes} --out DIR"
+        )
+        return
+    spec = PlateSimulationSpec(
+        seed=seed, kind=cast("SimKind", assay.value), plate_format=96 if wells == 96 else 384
+    )
+    reads, layout, truth = write_synthetic_plate(out, spec, form=form.value)
+    out_console.print(
+        "SYNTHETIC plate written (not from a patient):\n"
+        f"reads: {reads}\nlayout: {layout}\ntruth: {truth}\n"
+        f"analyse with: nkpanel cytotox analyze {reads} --layout {layout} --assay {assay.value} "
+        f"--targets-per-well {spec.targets_per_well} --out DIR"
+    )

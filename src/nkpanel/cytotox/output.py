@@ -1,0 +1,150 @@
+"""Writing NK-activity outputs: the tidy table (CSV and JSON), per-condition and suppression
+tables, the per-well audit trail, a summary JSON and the figures. Every file is written
+atomically, so an interrupted run leaves no half-written output.
+
+Files, in the output folder:
+
+``lysis.csv`` / ``lysis.json``
+    The tidy table: sample × treatment × ratio with mean % lysis, SD, CV, n, flags.
+``conditions.csv``
+    Sample × treatment: controls, spontaneous/maximum, fit, lytic units, standard-ratio lysis.
+``suppression.csv``
+    Sample × treatment × ratio: suppression against the untreated wells, as measured.
+``wells.csv``
+    Every well used: raw and blank-corrected signal, lysis, outlier flag.
+``summary.json``
+    Everything above nested per sample, with QC, failures and notes.
+``plots/<sample>.png`` and ``.svg``
+    Lysis against E:T per condition.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from nkpanel._atomic import write_text
+from nkpanel.cytotox.results import CytotoxResult
+
+__all__ = ["clean_json", "write_outputs"]
+
+
+def clean_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
+_clean = clean_json
+
+
+def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    buf = io.StringIO()
+    cols = list(columns or (rows[0].keys() if rows else []))
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in _clean(row).items()})
+    return buf.getvalue()
+
+
+_LYSIS_COLUMNS = (
+    "plate",
+    "assay",
+    "sample",
+    "treatment",
+    "ratio",
+    "ratio_label",
+    "n",
+    "mean_lysis_percent",
+    "sd_lysis_percent",
+    "cv_lysis_percent",
+    "signal_cv_percent",
+    "mean_lysis_excluding_outliers_percent",
+    "wells",
+    "outlier_wells",
+    "spontaneous_percent_of_maximum",
+    "reportable",
+    "flags",
+    "synthetic",
+)
+
+
+def write_outputs(
+    result: CytotoxResult,
+    out_dir: Path,
+    *,
+    plots: bool = True,
+    reference: object | None = None,
+    extra: dict[str, Any] | None = None,
+    extra_tables: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    on_sample: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write every output of ``result`` into ``out_dir``; return the files written.
+
+    ``extra`` is merged into ``summary.json`` (e.g. flow gating); ``extra_tables`` are written
+    as further CSV files (name → rows).
+    """
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+
+    def put(name: str, text: str) -> None:
+        target = out_dir / name
+        write_text(target, text)
+        written.append(target)
+
+    rows = result.rows()
+    put("lysis.csv", _csv(rows, _LYSIS_COLUMNS))
+    put("lysis.json", json.dumps(_clean(rows), indent=2) + "\n")
+    conditions = result.condition_rows()
+    put("conditions.csv", _csv(conditions))
+    suppression = result.suppression_rows()
+    sup_cols = [
+        "plate",
+        "sample",
+        "treatment",
+        "reference_treatment",
+        "ratio",
+        "basis",
+        "lysis_without_percent",
+        "lysis_with_percent",
+        "suppression_percent",
+        "reportable",
+        "note",
+        "synthetic",
+    ]
+    put("suppression.csv", _csv(suppression, sup_cols))
+    put("wells.csv", _csv(result.well_rows()))
+    for name, table in (extra_tables or {}).items():
+        put(name, _csv(list(table)))
+    summary = result.summary()
+    if extra:
+        summary.update(extra)
+    if reference is not None:
+        summary["reference_band"] = asdict(reference)  # type: ignore[call-overload]
+    put("summary.json", json.dumps(_clean(summary), indent=2, default=str) + "\n")
+    if plots:
+        from nkpanel.cytotox.plots import plot_sample
+
+        for s in result.samples:
+            if on_sample is not None:
+                on_sample(s.sample)
+            written += plot_sample(
+                s,
+                out_dir / "plots",
+                assay=result.assay,
+                reference=reference,
+                synthetic=result.synthetic,
+            )
+    return written

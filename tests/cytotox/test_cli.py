@@ -1,0 +1,121 @@
+"""``nkpanel cytotox`` as a user meets it: the Typer app in process, and through the root
+command line (one-line errors, exit codes) in a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nkpanel.cytotox.cli import app
+from nkpanel.errors import InputError
+
+from .plates import write_plate
+
+#: runs the root CLI with ``cytotox`` registered, as cli.py will once it is wired in
+ROOT = """
+import nkpanel.cli as c
+from nkpanel.cytotox.cli import app
+if not any(g.name == "cytotox" for g in c.app.registered_groups):
+    c.app.add_typer(app, name="cytotox")
+c.main()
+"""
+
+
+def nkpanel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", ROOT, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        check=False,
+    )
+
+
+runner = CliRunner()
+
+
+def test_simulate_then_analyze(tmp_path: Path) -> None:
+    sim = runner.invoke(app, ["simulate", "--out", str(tmp_path / "sim"), "--form", "xlsx"])
+    assert sim.exit_code == 0, sim.output
+    assert "SYNTHETIC" in sim.output
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(tmp_path / "sim" / "plate_reads.xlsx"),
+            "--layout",
+            str(tmp_path / "sim" / "plate_layout.csv"),
+            "--assay",
+            "chromium51",
+            "--targets-per-well",
+            "10000",
+            "--reference-low",
+            "10",
+            "--reference-high",
+            "20",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "SYNTH-P01" in res.output and "suppression at 50:1" in res.output
+    rows = json.loads((out / "lysis.json").read_text())
+    assert len(rows) == 20 and {r["sample"] for r in rows} == {"SYNTH-P01", "SYNTH-P02"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_band"]["low_percent"] == 10.0
+    assert (out / "plots" / "SYNTH-P02.svg").is_file()
+
+
+def test_flow_killing_command(tmp_path: Path) -> None:
+    sim = runner.invoke(app, ["simulate", "--assay", "flow", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    res = runner.invoke(
+        app,
+        ["flow", str(tmp_path / "sim" / "tubes.csv"), "--out", str(tmp_path / "o"), "--no-plots"],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / "gating.csv").is_file()
+
+
+def test_errors_propagate_for_the_root_cli(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["analyze", str(tmp_path / "x.csv"), "--layout", "y.csv"])
+    assert isinstance(res.exception, InputError)
+
+
+def test_root_cli_one_line_error_exit_2(tmp_path: Path) -> None:
+    reads, layout = write_plate(tmp_path, value_header="value (furlongs)")
+    proc = nkpanel("cytotox", "analyze", str(reads), "--layout", str(layout), "--out", "o")
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert lines == [
+        f"error: {reads}: unknown unit 'furlongs' (in the file); known units: "
+        "cpm, cps, dpm, counts, RFU, absorbance (OD, A490)"
+    ]
+
+
+def test_root_cli_failed_samples_exit_1_and_the_rest_written(tmp_path: Path) -> None:
+    reads, layout = write_plate(tmp_path, reads={"D3": "OVER"})
+    out = tmp_path / "out"
+    proc = nkpanel(
+        "cytotox", "analyze", str(reads), "--layout", str(layout), "--out", str(out), "--no-plots"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"failed (sample P2): {reads}: well D3: text 'OVER' in a numeric cell" in proc.stderr
+    rows = json.loads((out / "lysis.json").read_text())
+    assert {r["sample"] for r in rows} == {"P1"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failures"][0]["sample"] == "P2"
+
+
+@pytest.mark.parametrize("args", [["simulate", "--wells", "48"], ["analyze", "r.csv"]])
+def test_usage_errors(args: list[str]) -> None:
+    res = runner.invoke(app, args)
+    assert res.exit_code != 0
