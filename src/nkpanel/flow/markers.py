@@ -4,6 +4,20 @@ Instruments and kits name the same antigen in many ways ($PnS "CD56 PE", "141Pr_
 a TBNK kit's shared "CD16+56" channel). :func:`resolve_markers` maps each marker nkpanel needs to
 one channel through an alias table the lab can extend, and fails loudly, naming the file, the
 markers wanted and the labels found, rather than counting zero cells.
+
+Matching is by whole words, never by substring: "CD3" matches "CD3 PerCP" and "170Er_CD3" but not
+"CD38" or "CD34", and "CD16" does not match "CD161". A label is read at three levels, and the
+first level at which a marker's aliases hit decides:
+
+1. the whole label: the $PnS or $PnN equal to an alias (ignoring case, spaces, dashes,
+   underscores and dots), or the $PnN exactly as written;
+2. the words of the $PnS (split at spaces, ``_ : | / + , ; ( ) [ ]``, then at dashes; adjacent
+   words also joined, so "Leu 19" and "NK1/1" read as "Leu19" and "NK11");
+3. the words of the $PnN.
+
+"CD16+56" and "CD16/56" name both CD16 and CD56, so both markers land on the shared channel
+(:attr:`MarkerMap.combined_cd16_cd56`). Scatter and time channels are matched on the whole
+$PnN (then $PnS) only, so "FSC-H" is never taken for "FSC".
 """
 
 from __future__ import annotations
@@ -11,7 +25,8 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,24 +34,44 @@ from pathlib import Path
 from nkpanel.errors import ConfigError, MarkerError
 from nkpanel.flow.sample import FlowSample
 
-__all__ = ["AliasTable", "MarkerMap", "load_aliases", "normalise_label", "resolve_markers"]
+__all__ = [
+    "AliasTable",
+    "MarkerMap",
+    "load_aliases",
+    "normalise_label",
+    "parse_marker_override",
+    "resolve_markers",
+]
 
-_SPLIT = re.compile(r"[\s_:|/()\[\],;]+")
+_SPLIT = re.compile(r"[\s_:|/+&()\[\]{},;]+")
 _STRIP = re.compile(r"[\s\-_.·]+")
+_DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―−", "-"))
+# "CD16+56", "CD16/56", "CD3/16/56": a bare number after a CD word names another CD
+_CD_SHORTHAND = re.compile(r"(?i)\b(cd\d+[a-z]*)(\s*[+/&]\s*)(\d+[a-z]*)\b")
 COMBINED_CD16_CD56 = "CD16+56"
 
 
 def normalise_label(text: str) -> str:
     """Case-fold and drop separators: ``"Leu-19"`` → ``"leu19"``, ``"FcγRIII"`` → ``"fcgriii"``."""
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
     return _STRIP.sub("", text.replace("γ", "g").replace("Γ", "g")).casefold()
 
 
-def _candidates(label: str) -> list[str]:
-    """The whole label, each word and each pair of adjacent words, normalised."""
-    words = [w for w in _SPLIT.split(label.strip()) if w]
-    sub = [s for w in words for s in w.split("-") if s]
-    out = [normalise_label(label)]
-    for seq in (words, sub):
+def _expand_cd_shorthand(label: str) -> str:
+    prev = None
+    while prev != label:
+        prev = label
+        label = _CD_SHORTHAND.sub(lambda m: f"{m[1]}{m[2]}CD{m[3]}", label)
+    return label
+
+
+def _words(label: str) -> list[str]:
+    """The normalised words of a label, its dash-separated parts, and adjacent pairs of both."""
+    text = _expand_cd_shorthand(unicodedata.normalize("NFKC", label).translate(_DASHES))
+    words = [w for w in _SPLIT.split(text.strip()) if w]
+    parts = [s for w in words for s in w.split("-") if s]
+    out: list[str] = []
+    for seq in (words, parts):
         out += [normalise_label(w) for w in seq]
         out += [normalise_label(a + b) for a, b in itertools.pairwise(seq)]
     return [c for c in dict.fromkeys(out) if c]
@@ -53,39 +88,106 @@ class AliasTable:
         """This table extended by ``other`` (aliases appended, new markers added)."""
         markers = {k: tuple(v) for k, v in self.markers.items()}
         for k, v in other.markers.items():
-            markers[k] = tuple(dict.fromkeys((*markers.get(k, ()), *v)))
+            key = _find_key(markers, k) or k
+            markers[key] = tuple(dict.fromkeys((*markers.get(key, ()), *v)))
         channels = {k: tuple(v) for k, v in self.channels.items()}
         for k, v in other.channels.items():
-            channels[k] = tuple(dict.fromkeys((*channels.get(k, ()), *v)))
+            key = _find_key(channels, k) or k
+            channels[key] = tuple(dict.fromkeys((*channels.get(key, ()), *v)))
         return AliasTable(markers, channels)
 
     def with_overrides(self, overrides: Mapping[str, str]) -> AliasTable:
-        """Put a lab's own channel label first for each marker (``--marker CD56=NK1.1``)."""
+        """This table with each named marker mapped to exactly one label (``--marker CD56=NK1.1``).
+
+        The label replaces the marker's aliases: it may be a $PnS ("NK1.1", "NK1/1"), a word of
+        one, or a $PnN ("PE-A"). A name the table lists as a scatter/time channel overrides that
+        channel instead.
+
+        Raises
+        ------
+        ConfigError
+            An empty marker name or label.
+        """
         markers = dict(self.markers)
         channels = dict(self.channels)
         for marker, label in overrides.items():
-            target = channels if marker in channels else markers
-            target[marker] = (label,)
+            if not str(marker).strip() or not str(label).strip():
+                raise ConfigError(f"marker override {marker!r}={label!r}: both sides must be named")
+            ch_key = _find_key(channels, marker)
+            if ch_key is not None:
+                channels[ch_key] = (label.strip(),)
+            else:
+                key = _find_key(markers, marker) or marker.strip()
+                markers[key] = (label.strip(),)
         return AliasTable(markers, channels)
+
+    def aliases_for(self, name: str) -> tuple[tuple[str, ...], bool]:
+        """The aliases of ``name`` and whether it is a scatter/time channel."""
+        ch_key = _find_key(self.channels, name)
+        if ch_key is not None:
+            return tuple(self.channels[ch_key]), True
+        key = _find_key(self.markers, name)
+        return (tuple(self.markers[key]) if key is not None else (name,)), False
+
+
+def _find_key(table: Mapping[str, object], name: str) -> str | None:
+    """The key of ``table`` naming ``name``, matched exactly first, then normalised."""
+    if name in table:
+        return name
+    want = normalise_label(name)
+    return next((k for k in table if normalise_label(k) == want), None)
+
+
+def parse_marker_override(text: str) -> tuple[str, str]:
+    """``"CD56=NK1.1"`` → ``("CD56", "NK1.1")``, for ``--marker`` options.
+
+    Raises
+    ------
+    ConfigError
+        No ``=``, or an empty side.
+    """
+    marker, sep, label = text.partition("=")
+    if not sep or not marker.strip() or not label.strip():
+        raise ConfigError(f"marker override {text!r} must read MARKER=LABEL, e.g. CD56=NK1.1")
+    return marker.strip(), label.strip()
 
 
 def _parse_table(data: Mapping[str, object], source: str) -> AliasTable:
+    unknown = set(data) - {"markers", "channels"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table(s) {', '.join(sorted(unknown))}; use [markers] or [channels]"
+        )
+
     def section(name: str) -> dict[str, tuple[str, ...]]:
         raw = data.get(name, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: [{name}] must be a table of lists")
         out: dict[str, tuple[str, ...]] = {}
         for key, val in raw.items():
-            if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
-                raise ConfigError(f"{source}: [{name}] {key} must be a list of strings")
-            out[str(key)] = tuple(val)
+            if (
+                not isinstance(val, list)
+                or not val
+                or not all(isinstance(v, str) and v.strip() for v in val)
+            ):
+                raise ConfigError(
+                    f"{source}: [{name}] {key} must be a non-empty list of non-empty strings"
+                )
+            out[str(key)] = tuple(v.strip() for v in val)
         return out
 
     return AliasTable(section("markers"), section("channels"))
 
 
 def load_aliases(path: str | Path | None = None) -> AliasTable:
-    """The bundled alias table, extended by a lab's TOML file when ``path`` is given."""
+    """The bundled alias table, extended by a lab's TOML file when ``path`` is given.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is not TOML, or is not laid out as ``[markers]``/``[channels]``
+        tables of string lists.
+    """
     bundled = resources.files("nkpanel.flow").joinpath("aliases.toml").read_text("utf-8")
     table = _parse_table(tomllib.loads(bundled), "bundled aliases.toml")
     if path is None:
@@ -95,6 +197,8 @@ def load_aliases(path: str | Path | None = None) -> AliasTable:
         extra = tomllib.loads(p.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
     return table.merged(_parse_table(extra, str(p)))
@@ -126,18 +230,65 @@ class MarkerMap:
         ) == self.markers.get("CD56")
 
 
-def _match(aliases: Iterable[str], labels: Sequence[tuple[str, str]]) -> list[str]:
-    """Channels (pnn) whose label matches an alias; $PnS is tried before $PnN."""
-    wanted = {normalise_label(a) for a in aliases}
-    for which in (1, 0):  # pns first, then pnn
-        hits = [
-            pnn
-            for pnn, pns in (lab for lab in labels)
-            if set(_candidates((pnn, pns)[which])) & wanted
-        ]
+@dataclass(frozen=True)
+class _Label:
+    pnn: str
+    pns: str
+    whole: frozenset[str]  # normalised $PnS and $PnN
+    pns_words: frozenset[str]
+    pnn_words: frozenset[str]
+
+
+def _labels(sample: FlowSample) -> list[_Label]:
+    return [
+        _Label(
+            c.pnn,
+            c.pns,
+            frozenset(x for x in (normalise_label(c.pns), normalise_label(c.pnn)) if x),
+            frozenset(_words(c.pns)),
+            frozenset(_words(c.pnn)),
+        )
+        for c in sample.channels
+    ]
+
+
+def _match_marker(aliases: Iterable[str], labels: Sequence[_Label]) -> list[str]:
+    """Channels whose label carries one of ``aliases``, from the first level that has any."""
+    raw = set(aliases)
+    wanted = {normalise_label(a) for a in raw} - {""}
+    levels: tuple[Callable[[_Label], bool], ...] = (
+        lambda lab: lab.pnn in raw or bool(lab.whole & wanted),
+        lambda lab: bool(lab.pns_words & wanted),
+        lambda lab: bool(lab.pnn_words & wanted),
+    )
+    for hit in levels:
+        hits = [lab.pnn for lab in labels if hit(lab)]
         if hits:
-            return list(dict.fromkeys(hits))
+            return hits
     return []
+
+
+def _match_channel(aliases: Sequence[str], labels: Sequence[_Label]) -> list[str]:
+    """Scatter/time: the first alias, in table order, equal to a whole $PnN (then $PnS)."""
+    for alias in aliases:
+        want = normalise_label(alias)
+        for which in ("pnn", "pns"):
+            hits = [
+                lab.pnn
+                for lab in labels
+                if lab.pnn == alias or normalise_label(getattr(lab, which)) == want
+            ]
+            if hits:
+                return hits
+    return []
+
+
+def _describe(labels: Sequence[_Label], only: Sequence[str] | None = None) -> str:
+    return ", ".join(
+        lab.pnn + (f" [{lab.pns}]" if lab.pns else "")
+        for lab in labels
+        if only is None or lab.pnn in only
+    )
 
 
 def resolve_markers(
@@ -161,49 +312,53 @@ def resolve_markers(
     aliases
         The table to use; the bundled one by default.
 
+    Returns
+    -------
+    MarkerMap
+        Keyed by the names asked for, exactly as given.
+
     Raises
     ------
     MarkerError
-        A required marker is on no channel, or on more than one: the message names the file,
-        the markers wanted and the labels found.
+        A required marker is on no channel, or any marker is on more than one: the message
+        names the file, the markers wanted and the channels found.
+
+    Examples
+    --------
+    >>> s = FlowSample.from_array([[0.0, 0.0]], ["FL1-A", "FL2-A"], pns=["CD3 FITC", "CD16+56 PE"])
+    >>> m = resolve_markers(s, ["CD3", "CD56", "CD16"])
+    >>> m.channel_for("CD3"), m.channel_for("CD56"), m.combined_cd16_cd56
+    ('FL1-A', 'FL2-A', True)
     """
     table = aliases or load_aliases()
-    labels = [(c.pnn, c.pns) for c in sample.channels]
+    labels = _labels(sample)
     found_m: dict[str, str] = {}
     found_c: dict[str, str] = {}
     missing: list[str] = []
-    for name in (*required, *optional):
-        is_channel = name in table.channels
-        alias_list = (table.channels if is_channel else table.markers).get(name, (name,))
-        hits = _match(alias_list, labels)
-        if not hits and name in ("CD16", "CD56"):
-            hits = _match(table.markers.get(COMBINED_CD16_CD56, ()), labels)
-        if len(hits) > 1 and not is_channel:
-            # a marker named on two channels: prefer an exact stain label
-            exact = [
-                h
-                for h in hits
-                if normalise_label(dict(labels)[h]) in map(normalise_label, alias_list)
-            ]
-            hits = exact if len(exact) == 1 else hits
-        if len(hits) > 1 and is_channel:
-            exact = [h for h in hits if h in alias_list]
-            hits = exact[:1] if exact else hits[:1]
+    for name in dict.fromkeys((*required, *optional)):
+        alias_list, is_channel = table.aliases_for(name)
+        if is_channel:
+            hits = _match_channel(alias_list, labels)
+        else:
+            hits = _match_marker(alias_list, labels)
+            if not hits and normalise_label(name) in ("cd16", "cd56"):
+                combined, _ = table.aliases_for(COMBINED_CD16_CD56)
+                hits = _match_marker(combined, labels)
         if len(hits) == 1:
             (found_c if is_channel else found_m)[name] = hits[0]
         elif len(hits) > 1:
             raise MarkerError(
                 sample.source,
-                f"marker {name} matches several channels ({', '.join(hits)}); "
+                f"marker {name} matches several channels: {_describe(labels, hits)}; "
                 f"choose one with --marker {name}=LABEL",
             )
         elif name in required:
             missing.append(name)
     if missing:
-        seen = ", ".join(f"{pnn}" + (f" [{pns}]" if pns else "") for pnn, pns in labels)
         raise MarkerError(
             sample.source,
-            f"required marker(s) {', '.join(missing)} not found; wanted {', '.join(required)}; "
-            f"channels are: {seen}",
+            f"required marker(s) {', '.join(missing)} not found; wanted "
+            f"{', '.join(required)}; channels are: {_describe(labels)}; "
+            f"map one with --marker {missing[0]}=LABEL",
         )
     return MarkerMap(found_m, found_c, sample.source)

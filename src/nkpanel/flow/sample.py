@@ -1,16 +1,37 @@
 """Reading FCS files into a :class:`FlowSample`: events on their linear scale plus the keywords.
 
-FCS 2.0, 3.0 and 3.1 with every data type are parsed by flowio; this module validates what it
-returns and turns every failure into a one-line :class:`~nkpanel.errors.FCSFormatError` naming the
-file and the cause.
+FCS 2.0, 3.0 and 3.1 list-mode files with $DATATYPE I (8, 16 or 32 bits), F or D, in either byte
+order, are parsed by flowio. Before flowio sees a file, this module checks the HEADER and the TEXT
+keywords itself (offsets inside the file, segments that do not overlap, $PAR and $TOT that agree
+with the size of the DATA segment, known data type and byte order, sane $PnB/$PnE/$PnG/$PnR), so
+that every defect becomes one :class:`~nkpanel.errors.FCSFormatError` naming the file and the
+cause, and no header value can make the reader allocate more memory than the file holds
+(files with ASCII data, histogram modes or more than one data set are refused the same way).
+flowio's own reading of the critical keywords is cross-checked against this module's, and the
+channel values it returns are converted to scale values here:
+
+* $DATATYPE I with $PnE ``f1,f2`` and ``f1 > 0`` (log amplification): a channel value ``c`` in a
+  range $PnR ``r`` becomes ``f2 · 10^(f1 · c / r)``, with ``f2 = 0`` read as 1 (FCS 3.1, $PnE);
+* every parameter but Time is then divided by its gain $PnG (FCS 3.1, $PnG; a gain of 0 is read
+  as 1 and noted), as FlowKit/flowio do;
+* the parameter named ``Time`` (any case) is multiplied by $TIMESTEP and never divided by a gain,
+  as FlowKit does;
+* $DATATYPE F and D are linear by definition (FCS 3.1: "all parameters shall be stored as linear
+  with $PnE/0,0/"), so a non-zero $PnE on floating-point data is ignored and recorded in
+  :attr:`FlowSample.notes` (flowio/FlowKit would apply it; flowCore ignores it, as here).
 
 References
 ----------
 Spidlen J et al. Data File Standard for Flow Cytometry, version FCS 3.1. Cytometry A 2010;77:97-100.
+Seamer LC et al. Proposed new data file standard for flow cytometry, version FCS 3.0.
+Cytometry 1997;28:118-122.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +45,26 @@ from nkpanel.errors import CompensationError, FCSFormatError
 
 __all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs"]
 
-#: keywords (lower case, without "$") that may carry a spillover matrix, in order of preference
+#: keywords (lower case, without "$") that may carry a spillover matrix, in order of preference;
+#: $COMP (FCS 3.0) is used only when it is written in the $SPILLOVER layout (it usually is not)
 SPILLOVER_KEYWORDS = ("spillover", "spill", "comp")
 #: keywords kept as metadata in every result
 KEPT_KEYWORDS = ("cyt", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src", "cytsn")
 #: an FCS file claiming more than this many events or parameters is refused before allocation
 MAX_EVENTS = 200_000_000
 MAX_PARAMETERS = 10_000
+#: a $PnE claiming more decades than this is refused (real instruments use 4 to 6)
+MAX_LOG_DECADES = 30.0
+
+_HEADER_BYTES = 58
+_VERSIONS = ("2.0", "3.0", "3.1", "3.2")
+#: FCS 3.x headers write 0 for DATA offsets beyond this byte (FCS 3.1, HEADER segment)
+_HEADER_OFFSET_LIMIT = 99_999_999
+_INT_BITS = (8, 16, 32)
+_PNN_KEY = re.compile(r"^p(\d+)n$", re.IGNORECASE)
+#: delimiters flowio's TEXT parser cannot use: it builds a regular expression from the delimiter
+#: escaping only | \\ and *, and deletes every "$" before splitting
+_FLOWIO_BAD_DELIMITERS = frozenset(".^$+?()[]{}")
 
 
 @dataclass(frozen=True)
@@ -50,23 +84,49 @@ class Channel:
         return self.pne[0] > 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spillover:
-    """A spillover matrix: ``matrix[i, j]`` is the fraction of dye ``i`` seen in detector ``j``."""
+    """A spillover matrix: ``matrix[i, j]`` is the fraction of dye ``i`` seen in detector ``j``.
+
+    Raises
+    ------
+    CompensationError
+        The matrix is not ``n × n`` for ``n`` channels, names a channel twice, holds a non-finite
+        value, or is singular (condition number above 1e12).
+    """
 
     channels: tuple[str, ...]
     matrix: NDArray[np.float64]
 
     def __post_init__(self) -> None:
         n = len(self.channels)
-        if self.matrix.shape != (n, n):
+        try:
+            arr = np.array(self.matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CompensationError(None, "spillover matrix is not numeric") from None
+        if arr.shape != (n, n):
             raise CompensationError(
-                None, f"spillover matrix is {self.matrix.shape}, expected {n}×{n} for {n} channels"
+                None, f"spillover matrix is {arr.shape}, expected {n}×{n} for {n} channels"
             )
-        if not np.all(np.isfinite(self.matrix)):
+        if len(set(self.channels)) != n:
+            raise CompensationError(None, "spillover matrix names one channel twice")
+        if not np.all(np.isfinite(arr)):
             raise CompensationError(None, "spillover matrix holds non-finite values")
-        if n and np.linalg.cond(self.matrix) > 1e12:
-            raise CompensationError(None, "spillover matrix is singular and cannot be inverted")
+        if n:
+            with np.errstate(all="ignore"):
+                cond = float(np.linalg.cond(arr))
+            if not cond <= 1e12:  # also catches nan
+                raise CompensationError(None, "spillover matrix is singular and cannot be inverted")
+        arr.setflags(write=False)
+        object.__setattr__(self, "channels", tuple(self.channels))
+        object.__setattr__(self, "matrix", arr)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Spillover):
+            return NotImplemented
+        return self.channels == other.channels and bool(np.array_equal(self.matrix, other.matrix))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +135,9 @@ class FlowSample:
 
     ``events`` has one row per event, in file order, and one column per channel; $PnE
     log amplification and $PnG gain are already decoded, and Time is in seconds where
-    $TIMESTEP is given.
+    $TIMESTEP is given. ``metadata`` holds every TEXT keyword, lower case and without the
+    leading ``$`` (``metadata["cyt"]``, ``metadata["p3n"]``). ``notes`` lists recoverable
+    oddities met while reading (for the result's QC notes).
     """
 
     name: str
@@ -85,6 +147,7 @@ class FlowSample:
     spillover: Spillover | None = None
     version: str = "3.1"
     path: Path | None = None
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_fcs(cls, path: str | Path) -> FlowSample:
@@ -103,11 +166,14 @@ class FlowSample:
         metadata: Mapping[str, str] | None = None,
     ) -> FlowSample:
         """Wrap an events array (rows = events) with channel names."""
-        arr = np.asarray(events, dtype=np.float64)
+        arr = np.array(events, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != len(pnn):
             raise FCSFormatError(name, f"events of shape {arr.shape} do not fit {len(pnn)} names")
+        if len(set(pnn)) != len(pnn):
+            raise FCSFormatError(name, "two channels share one name")
         labels = list(pns) if pns is not None else [""] * len(pnn)
         chans = tuple(Channel(i, n, s) for i, (n, s) in enumerate(zip(pnn, labels, strict=True)))
+        arr.setflags(write=False)
         return cls(name, chans, arr, MappingProxyType(dict(metadata or {})), spillover)
 
     @property
@@ -141,13 +207,19 @@ class FlowSample:
 def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None) -> Spillover:
     """Parse a $SPILLOVER / SPILL keyword value.
 
-    The value is ``n, name_1 … name_n, m_11 … m_nn`` (row-major); names may also be 1-based
-    channel numbers, as some instruments write them.
+    The value is ``n, name_1 … name_n, m_11 … m_nn`` (row-major, FCS 3.1 $SPILLOVER); names may
+    also be 1-based channel numbers, as some instruments write them.
+
+    Raises
+    ------
+    CompensationError
+        The value does not start with a count, holds the wrong number of values, names a channel
+        the file does not have, or gives a matrix :class:`Spillover` refuses.
     """
     parts = [p.strip() for p in text.split(",")]
     try:
         n = int(float(parts[0]))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):
         raise CompensationError(
             source, f"spillover keyword does not start with a count: {text[:40]!r}"
         ) from None
@@ -155,7 +227,8 @@ def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None)
         raise CompensationError(
             source,
             f"spillover keyword declares {n} channels but holds {len(parts) - 1} values "
-            f"(expected {n + n * n}) for a file of {len(pnn)} channels",
+            f"(expected {n + n * n if 0 < n <= len(pnn) else 'n + n²'}) "
+            f"for a file of {len(pnn)} channels",
         )
     names: list[str] = []
     for raw in parts[1 : 1 + n]:
@@ -164,7 +237,9 @@ def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None)
         elif raw.isdigit() and 1 <= int(raw) <= len(pnn):
             names.append(pnn[int(raw) - 1])
         else:
-            raise CompensationError(source, f"spillover names channel {raw!r}, not in the file")
+            raise CompensationError(
+                source, f"spillover names channel {raw[:40]!r}, not in the file"
+            )
     try:
         values = np.array([float(v) for v in parts[1 + n :]], dtype=np.float64).reshape(n, n)
     except ValueError:
@@ -175,28 +250,446 @@ def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None)
         raise CompensationError(source, exc.cause) from None
 
 
-def _fcs_error(path: Path, cause: str) -> FCSFormatError:
-    return FCSFormatError(path, cause)
+# ---------------------------------------------------------------------------------------------
+# reading
 
 
-def _check_header(path: Path, head: bytes, size: int) -> None:
+@dataclass(frozen=True)
+class _Header:
+    version: str
+    text: tuple[int, int]
+    data: tuple[int, int]
+    analysis: tuple[int, int]  # -1 where the header field is not a number
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the TEXT keywords say about the DATA segment, after validation."""
+
+    par: int
+    tot: int
+    datatype: str  # "I", "F" or "D"
+    bits: tuple[int, ...]  # per parameter, as decoded
+    data: tuple[int, int]  # inclusive byte offsets of the DATA segment
+    off_by_one: bool  # $ENDDATA points one byte past the data (common writer bug)
+    header_zero: bool  # FCS 3.x HEADER gives 0 for DATA; $BEGINDATA/$ENDDATA are used
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return f"keyword {exc.args[0]!r} not found"
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    return msg if len(msg) <= 160 else msg[:157] + "..."
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def _parse_header(buf: bytes, p: Path) -> _Header:
+    size = len(buf)
     if size == 0:
-        raise _fcs_error(path, "file is empty")
-    if not head.startswith(b"FCS"):
-        raise _fcs_error(path, "not an FCS file (no FCS version in the first bytes)")
-    version = head[3:6].decode("ascii", "replace")
-    if version not in ("2.0", "3.0", "3.1", "3.2"):
-        raise _fcs_error(path, f"unsupported FCS version {head[:6].decode('ascii', 'replace')!r}")
-    if size < 58:
-        raise _fcs_error(path, "file is truncated inside its 58-byte header")
+        raise FCSFormatError(p, "file is empty")
+    if not buf.startswith(b"FCS"):
+        raise FCSFormatError(p, "not an FCS file (no FCS version in the first bytes)")
+    version = buf[3:6].decode("ascii", "replace")
+    if version not in _VERSIONS:
+        raise FCSFormatError(p, f"unsupported FCS version {buf[:6].decode('ascii', 'replace')!r}")
+    if size < _HEADER_BYTES:
+        raise FCSFormatError(p, f"file is truncated inside its {_HEADER_BYTES}-byte header")
+
+    def field(i: int) -> int:
+        raw = buf[10 + 8 * i : 18 + 8 * i].strip()
+        if not re.fullmatch(rb"[+-]?\d+", raw):
+            raise ValueError(raw)
+        return int(raw)
+
     try:
-        text_start, text_end = int(head[10:18]), int(head[18:26])
+        text = (field(0), field(1))
     except ValueError:
-        raise _fcs_error(path, "header TEXT offsets are not numbers") from None
-    if not 0 < text_start <= text_end < size:
-        raise _fcs_error(
-            path, f"header TEXT offsets {text_start}–{text_end} lie outside the file ({size} bytes)"
+        raise FCSFormatError(p, "header TEXT offsets are not numbers") from None
+    try:
+        data = (field(2), field(3))
+    except ValueError:
+        raise FCSFormatError(p, "header DATA offsets are not numbers") from None
+
+    def loose(i: int) -> int:  # as flowio reads the ANALYSIS offsets: -1 when not a number
+        try:
+            return int(buf[10 + 8 * i : 18 + 8 * i])
+        except ValueError:
+            return -1
+
+    analysis = (loose(4), loose(5))
+    if not _HEADER_BYTES <= text[0] < text[1] < size:
+        raise FCSFormatError(
+            p,
+            f"header TEXT offsets {text[0]}–{text[1]} lie outside the file ({size} bytes)",
         )
+    return _Header(version, text, data, analysis)
+
+
+@dataclass(frozen=True)
+class _Text:
+    keywords: dict[str, str]  # as this module reads them
+    closed: bool  # the segment ends with its delimiter, as FCS requires
+    flowio_view: dict[str, str]  # as flowio will read them (for the cross-check)
+    delimiter: str
+    odd_run: bool  # an odd run of 3+ delimiters: a value starting or ending with one
+
+
+def _split_text(segment: bytes) -> _Text:
+    """Keyword → value from a TEXT segment; keys lower case without the leading ``$``.
+
+    The first byte is the delimiter; a doubled delimiter inside a keyword or value stands for
+    the character itself (FCS 3.1, TEXT segment). A keyword present both with and without
+    ``$`` keeps the ``$`` one.
+
+    flowio reads TEXT its own way (it deletes every ``$``, splits only at delimiters with no
+    delimiter beside them, and lets the last of two equal keys win); ``flowio_view`` predicts its
+    reading, so that a TEXT segment the two read differently is refused with a clear message
+    before flowio decodes DATA with settings the metadata would not show.
+    """
+    try:
+        text = segment.decode("utf-8")
+    except UnicodeDecodeError:
+        text = segment.decode("latin-1")
+    delim = text[0]
+    body = text[1:]
+    tokens: list[str] = []
+    cur: list[str] = []
+    pos = 0
+    odd_run = False
+    for m in re.finditer(re.escape(delim) + "+", body):
+        cur.append(body[pos : m.start()])
+        run = m.end() - m.start()
+        odd_run = odd_run or (run >= 3 and run % 2 == 1)
+        cur.append(delim * (run // 2))
+        if run % 2:
+            tokens.append("".join(cur))
+            cur = []
+        pos = m.end()
+    tail = "".join(cur) + body[pos:]
+    if tail:
+        tokens.append(tail)
+    out: dict[str, str] = {}
+    official: set[str] = set()
+    for raw_key, value in zip(tokens[0::2], tokens[1::2], strict=False):
+        key = raw_key.lower()
+        is_official = key.startswith("$")
+        key = key[1:] if is_official else key
+        if key in official and not is_official:
+            continue
+        out[key] = value
+        if is_official:
+            official.add(key)
+
+    d = re.escape(delim)
+    theirs = re.split(f"(?<=[^{d}]){d}(?!{d})", text[1:-1].replace("$", ""))
+    twice = delim * 2
+    view = {
+        k.lower().replace(twice, delim): v.replace(twice, delim)
+        for k, v in zip(theirs[0::2], theirs[1::2], strict=False)
+    }
+    return _Text(out, text.endswith(delim), view, delim, odd_run)
+
+
+def _int_kw(text: Mapping[str, str], key: str, p: Path) -> int:
+    if key not in text:
+        raise FCSFormatError(p, f"TEXT lacks the required keyword ${key.upper()}")
+    raw = text[key]
+    try:
+        return int(raw)
+    except ValueError:
+        raise FCSFormatError(p, f"${key.upper()} {_short(raw)} is not a whole number") from None
+
+
+def _float_kw(text: Mapping[str, str], key: str, p: Path) -> float:
+    raw = text[key]
+    try:
+        return float(raw)
+    except ValueError:
+        raise FCSFormatError(p, f"${key.upper()} {_short(raw)} is not a number") from None
+
+
+def _byte_order(raw: str, bits: Sequence[int], p: Path) -> None:
+    """Accept the byte orders flowio decodes correctly on this machine; refuse the rest."""
+    if raw in ("1,2,3,4", "1,2", "4,3,2,1", "2,1") or set(bits) == {8}:
+        return
+    try:
+        order = [int(v) for v in raw.split(",")]
+    except ValueError:
+        order = []
+    ascending = bool(order) and order == list(range(1, len(order) + 1))
+    if ascending and sys.byteorder == "little" and len(set(bits)) == 1:
+        return  # flowio falls back to the machine's order, which is this one
+    raise FCSFormatError(p, f"unsupported $BYTEORD {_short(raw)}")
+
+
+def _check_keywords(
+    text: Mapping[str, str], header: _Header, size: int, p: Path, notes: list[str]
+) -> tuple[_Layout, list[Channel]]:
+    par = _int_kw(text, "par", p)
+    tot = _int_kw(text, "tot", p)
+    if not 0 < par <= MAX_PARAMETERS:
+        raise FCSFormatError(p, f"absurd $PAR value {par}")
+    if not 0 <= tot <= MAX_EVENTS:
+        raise FCSFormatError(p, f"absurd $TOT value {tot}")
+    nextdata = _int_kw(text, "nextdata", p) if "nextdata" in text else 0
+    if nextdata != 0:
+        raise FCSFormatError(
+            p, "file holds more than one data set ($NEXTDATA ≠ 0); split it into one file each"
+        )
+    mode = text.get("mode")
+    if mode is None:
+        raise FCSFormatError(p, "TEXT lacks the required keyword $MODE")
+    if mode.strip().upper() != "L":
+        raise FCSFormatError(p, f"$MODE {_short(mode)}: only list-mode (L) data can be read")
+    raw_type = text.get("datatype")
+    if raw_type is None:
+        raise FCSFormatError(p, "TEXT lacks the required keyword $DATATYPE")
+    datatype = raw_type.upper()
+    if raw_type.strip().upper() == "A":
+        raise FCSFormatError(p, "$DATATYPE A (ASCII) data cannot be read (flowio does not)")
+    if datatype not in ("I", "F", "D"):
+        raise FCSFormatError(p, f"unknown $DATATYPE {_short(raw_type)}")
+
+    numbers = set()
+    for key in text:
+        m = _PNN_KEY.match(key)
+        if m:
+            numbers.add(int(m.group(1)))
+    if numbers != set(range(1, par + 1)):
+        extra = sorted(numbers - set(range(1, par + 1)))
+        missing = sorted(set(range(1, par + 1)) - numbers)
+        what = (
+            f"$P{missing[0]}N is missing"
+            if missing
+            else f"$P{extra[0]}N is present (n must not exceed $PAR)"
+        )
+        raise FCSFormatError(p, f"$PAR says {par} parameters but {what}")
+
+    channels: list[Channel] = []
+    bits: list[int] = []
+    for n in range(1, par + 1):
+        for kw in ("b", "r"):
+            if f"p{n}{kw}" not in text:
+                raise FCSFormatError(p, f"TEXT lacks the required keyword $P{n}{kw.upper()}")
+        b = _int_kw(text, f"p{n}b", p)
+        if datatype == "I":
+            if b not in _INT_BITS:
+                raise FCSFormatError(
+                    p, f"$P{n}B {b}: integer data must use 8, 16 or 32 bits per value"
+                )
+            rng = float(_int_kw(text, f"p{n}r", p))
+            if rng <= 0:
+                raise FCSFormatError(p, f"$P{n}R {text[f'p{n}r']!r} is not a positive range")
+            bits.append(b)
+        else:
+            want = 32 if datatype == "F" else 64
+            if b <= 0:
+                raise FCSFormatError(p, f"$P{n}B {b} is not a positive number of bits")
+            if b != want:
+                notes.append(f"$P{n}B is {b} but $DATATYPE {datatype} values have {want} bits")
+            rng = _float_kw(text, f"p{n}r", p)
+            bits.append(want)
+        pne = (0.0, 0.0)
+        if f"p{n}e" in text:
+            raw = text[f"p{n}e"]
+            try:
+                f1, f2 = (float(v) for v in raw.split(","))
+            except ValueError:
+                raise FCSFormatError(p, f"$P{n}E {_short(raw)} is not two numbers f1,f2") from None
+            if not (np.isfinite(f1) and np.isfinite(f2)) or f1 < 0 or f2 < 0:
+                raise FCSFormatError(p, f"$P{n}E {_short(raw)} holds a negative or infinite value")
+            if f1 > MAX_LOG_DECADES:
+                raise FCSFormatError(p, f"absurd $P{n}E {_short(raw)} ({f1:g} decades)")
+            if f1 > 0 and f2 == 0:
+                f2 = 1.0  # FCS 3.1: "4,0" is read as "4,1"
+            if f1 > 0 and datatype != "I":
+                notes.append(f"$P{n}E {raw} ignored: $DATATYPE {datatype} values are stored linear")
+                f1, f2 = 0.0, 0.0
+            pne = (f1, f2) if f1 > 0 else (0.0, 0.0)
+        png = 1.0
+        if f"p{n}g" in text:
+            png = _float_kw(text, f"p{n}g", p)
+            if not np.isfinite(png) or png < 0:
+                raise FCSFormatError(p, f"$P{n}G {text[f'p{n}g']!r} is not a positive gain")
+            if png == 0:
+                notes.append(f"$P{n}G is 0; read as 1 (no gain)")
+                png = 1.0
+        pnn = text[f"p{n}n"].strip()
+        if not pnn:
+            raise FCSFormatError(p, f"$P{n}N is empty")
+        pns = text.get(f"p{n}s", "").strip()
+        channels.append(Channel(n - 1, pnn, pns, pne, png, rng))
+    names = [c.pnn for c in channels]
+    if len(set(names)) != len(names):
+        dup = next(x for x in names if names.count(x) > 1)
+        raise FCSFormatError(p, f"two parameters share the $PnN name {_short(dup)}")
+
+    if datatype == "I" and len(set(bits)) == 1:
+        # flowio masks uniform-width integers by the next power of two of $PnR; with one range
+        # wider than the values and another narrower its mask does not fit the value type
+        b = bits[0]
+        ranges = [int(text[f"p{i}r"]) for i in range(1, par + 1)]
+        if any(r > 2**b for r in ranges) and any(r < 2 ** (b - 1) + 1 for r in ranges):
+            i = next(i for i, r in enumerate(ranges, 1) if r > 2**b)
+            raise FCSFormatError(
+                p, f"$P{i}R {ranges[i - 1]} exceeds what a {b}-bit value ($P{i}B) can hold"
+            )
+
+    if "byteord" not in text:
+        raise FCSFormatError(p, "TEXT lacks the required keyword $BYTEORD")
+    _byte_order(text["byteord"], bits, p)
+
+    data = _data_offsets(text, header, size, p)
+    header_zero = header.version != "2.0" and header.data == (0, 0) and data != (0, 0)
+    if header_zero and data[1] <= _HEADER_OFFSET_LIMIT:
+        notes.append("HEADER gives 0 for the DATA offsets; $BEGINDATA/$ENDDATA used")
+    row_bytes = sum(bits) // 8
+    expected = tot * row_bytes
+    off_by_one = False
+    if tot > 0:
+        start, stop = data
+        if not 0 < start <= stop:
+            raise FCSFormatError(p, f"DATA offsets {start}–{stop} are not a byte range")
+        if stop >= size:
+            raise FCSFormatError(
+                p, f"DATA segment ends at byte {stop} but the file has {size} bytes (truncated?)"
+            )
+        for name, (lo, hi) in (("HEADER", (0, _HEADER_BYTES - 1)), ("TEXT", header.text)):
+            if start <= hi and lo <= stop:
+                raise FCSFormatError(p, f"DATA segment {start}–{stop} overlaps the {name}")
+        length = stop - start + 1
+        # flowio can drop one surplus byte only when it reads values wider than a byte
+        can_drop_byte = datatype != "I" or (len(set(bits)) == 1 and bits[0] > 8)
+        off_by_one = length == expected + 1 and can_drop_byte
+        if length != expected and not off_by_one:
+            raise FCSFormatError(
+                p,
+                f"DATA segment holds {length} bytes but $TOT {tot} × {row_bytes} bytes per "
+                f"event ($PAR {par}) needs {expected}",
+            )
+        if off_by_one:
+            notes.append("$ENDDATA points one byte past the data (read anyway)")
+
+    if "timestep" in text:
+        try:
+            step = float(text["timestep"])
+        except ValueError:
+            step = float("nan")
+        if not (np.isfinite(step) and step > 0):
+            notes.append(f"$TIMESTEP {_short(text['timestep'])} is not a positive number; ignored")
+    return _Layout(par, tot, datatype, tuple(bits), data, off_by_one, header_zero), channels
+
+
+def _data_offsets(text: Mapping[str, str], header: _Header, size: int, p: Path) -> tuple[int, int]:
+    """The DATA byte range as flowio will use it, refusing HEADER/TEXT disagreements."""
+    if header.version == "2.0":
+        return header.data
+    start = _int_kw(text, "begindata", p)
+    stop = _int_kw(text, "enddata", p)
+    h_start, h_stop = header.data
+    if (h_start, h_stop) == (0, 0):
+        return start, stop  # FCS 3.1: 0 in the HEADER means "see TEXT"
+    big = h_start == 0 and stop > _HEADER_OFFSET_LIMIT
+    if (start != h_start and not big) or (stop != h_stop and not (h_stop == 0 and big)):
+        raise FCSFormatError(
+            p,
+            f"HEADER puts DATA at {h_start}–{h_stop} but $BEGINDATA/$ENDDATA say {start}–{stop}",
+        )
+    return start, stop
+
+
+def _check_analysis(text: Mapping[str, str], header: _Header, buf: bytes, p: Path) -> None:
+    """flowio parses the ANALYSIS segment too; refuse what it would trip over."""
+    size = len(buf)
+    try:
+        start = int(text["beginanalysis"]) if "beginanalysis" in text else None
+        stop = int(text["endanalysis"]) if "endanalysis" in text else None
+    except ValueError:
+        raise FCSFormatError(p, "$BEGINANALYSIS/$ENDANALYSIS are not whole numbers") from None
+    start = header.analysis[0] if start is None else start
+    stop = header.analysis[1] if stop is None else stop
+    if start == stop:
+        return
+    if not _HEADER_BYTES <= start < stop < size:
+        raise FCSFormatError(
+            p, f"ANALYSIS segment offsets {start}–{stop} lie outside the file ({size} bytes)"
+        )
+    delim = chr(buf[start])
+    if delim in _FLOWIO_BAD_DELIMITERS:
+        raise FCSFormatError(p, f"ANALYSIS delimiter {delim!r} cannot be parsed by flowio")
+
+
+def _cross_check(text: Mapping[str, str], fd_text: Mapping[str, str], par: int, p: Path) -> None:
+    """flowio parses TEXT its own way; both readings of the keywords that matter must agree."""
+    keys = ["par", "tot", "datatype", "byteord", "mode", "nextdata", "begindata", "enddata"]
+    keys += ["beginanalysis", "endanalysis", "timestep"]
+    keys += [f"p{n}{k}" for n in range(1, par + 1) for k in "nbegr"]
+    for key in keys:
+        mine = text.get(key)
+        theirs = fd_text.get(key)
+        if mine is None and theirs is None:
+            continue
+        if mine is None or theirs is None or mine.replace("$", "") != theirs:
+            raise FCSFormatError(
+                p,
+                f"TEXT segment is ambiguous (a keyword given twice, or stray delimiters or $): "
+                f"${key.upper()} reads {_short(mine) if mine is not None else 'absent'} here "
+                f"but {_short(theirs) if theirs is not None else 'absent'} in flowio",
+            )
+    numbers = {int(m.group(1)) for k in fd_text if (m := _PNN_KEY.match(k))}
+    if numbers != set(range(1, par + 1)):
+        raise FCSFormatError(
+            p,
+            "TEXT segment is ambiguous (stray $ or delimiters): flowio finds parameters "
+            f"{sorted(numbers)[:6]} for $PAR {par}",
+        )
+
+
+def _decode(
+    raw: NDArray[np.float64], channels: Sequence[Channel], datatype: str, text: Mapping[str, str]
+) -> NDArray[np.float64]:
+    """Channel values → scale values ($PnE, $PnG, $TIMESTEP); see the module docstring."""
+    out = np.asarray(raw, dtype=np.float64)  # flowio hands over a fresh array: decode in place
+    step: float | None = None
+    if "timestep" in text:
+        try:
+            step = float(text["timestep"])
+        except ValueError:
+            step = None
+        if step is not None and not (np.isfinite(step) and step > 0):
+            step = None
+    with np.errstate(all="ignore"):
+        for ch in channels:
+            col = out[:, ch.index]
+            f1, f2 = ch.pne
+            if datatype == "I" and f1 > 0:
+                col[:] = f2 * np.power(10.0, f1 * col / ch.pnr)
+            if ch.pnn.lower() == "time":
+                if step is not None and f1 == 0:
+                    col *= step
+            elif ch.png != 1.0:
+                col /= ch.png
+    return out
+
+
+def _spillover_from_text(
+    text: Mapping[str, str], pnn: Sequence[str], p: Path, notes: list[str]
+) -> Spillover | None:
+    for key in SPILLOVER_KEYWORDS:
+        value = text.get(key, "").strip()
+        if not value or value.split(",")[0].strip() in ("0", "0.0"):
+            continue
+        if key == "comp":
+            try:
+                return parse_spillover(value, pnn, source=str(p))
+            except CompensationError:
+                notes.append("$COMP (FCS 3.0 compensation) is not in $SPILLOVER form; not used")
+                return None
+        return parse_spillover(value, pnn, source=str(p))
+    return None
 
 
 def read_fcs(path: str | Path) -> FlowSample:
@@ -210,96 +703,98 @@ def read_fcs(path: str | Path) -> FlowSample:
     Returns
     -------
     FlowSample
-        Events with $PnE/$PnG decoded (flowio's preprocessing), keywords as metadata, and the
-        spillover matrix from $SPILLOVER, SPILL or $COMP when present.
+        Events converted to scale values ($PnE, $PnG, $TIMESTEP; see the module docstring),
+        every TEXT keyword as metadata, the spillover matrix from $SPILLOVER or SPILL when
+        present, and notes on recoverable oddities.
 
     Raises
     ------
     FCSFormatError
-        Empty, not FCS, truncated, offsets outside the file, $PAR or $TOT that disagree with the
-        data, absurd header values, or any other failure of the parser.
+        Empty, not FCS, truncated, offsets outside the file or overlapping, $PAR or $TOT that
+        disagree with the DATA segment, absurd keyword values, more than one data set, ASCII or
+        histogram data, or any other failure of the parser. The message starts with the path.
     CompensationError
-        A spillover keyword that is present but cannot be used.
-    """
-    import flowio
+        A spillover keyword that is present but cannot be used (wrong size, singular, naming a
+        channel the file does not have).
 
+    Examples
+    --------
+    >>> sample = read_fcs("68983.fcs")  # doctest: +SKIP
+    >>> sample.events.shape  # doctest: +SKIP
+    (19225, 18)
+    """
     p = Path(path)
     try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
-            head = fh.read(58)
+        buf = p.read_bytes()
     except OSError as exc:
-        raise _fcs_error(p, exc.strerror or str(exc)) from None
-    _check_header(p, head, size)
+        raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
+    return _read_buffer(buf, p)
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fd = flowio.FlowData(str(p))
-    except Exception as exc:  # flowio raises many types; all mean "unreadable"
-        raise _fcs_error(p, f"unreadable FCS data: {_one_line(exc)}") from None
 
-    text: dict[str, str] = {str(k).lower().lstrip("$"): str(v) for k, v in fd.text.items()}
-    try:
-        n_par = int(text.get("par", "-1"))
-        n_tot = int(text.get("tot", "-1"))
-    except ValueError:
-        raise _fcs_error(p, "$PAR or $TOT is not a number") from None
-    if not 0 < n_par <= MAX_PARAMETERS:
-        raise _fcs_error(p, f"absurd $PAR value {n_par}")
-    if not 0 <= n_tot <= MAX_EVENTS:
-        raise _fcs_error(p, f"absurd $TOT value {n_tot}")
-    if fd.channel_count != n_par:
-        raise _fcs_error(p, f"$PAR says {n_par} parameters but {fd.channel_count} are described")
-
-    channels: list[Channel] = []
-    for i in range(n_par):
-        meta = fd.channels.get(i + 1) or fd.channels.get(str(i + 1)) or {}
-        pnn = str(meta.get("pnn") or text.get(f"p{i + 1}n") or f"P{i + 1}").strip()
-        pns = str(meta.get("pns") or text.get(f"p{i + 1}s") or "").strip()
-        pne_raw = meta.get("pne", (0.0, 0.0))
-        pne = (float(pne_raw[0]), float(pne_raw[1])) if pne_raw else (0.0, 0.0)
-        png = float(meta.get("png", 1.0) or 1.0)
-        pnr = float(meta.get("pnr", 262144.0) or 262144.0)
-        channels.append(Channel(i, pnn, pns, pne, png, pnr))
-    if len({c.pnn for c in channels}) != len(channels):
-        raise _fcs_error(p, "two parameters share one $PnN name")
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            events = np.ascontiguousarray(fd.as_array(preprocess=True), dtype=np.float64)
-    except Exception as exc:
-        raise _fcs_error(p, f"cannot decode the DATA segment: {_one_line(exc)}") from None
-    if events.ndim != 2 or events.shape[1] != n_par:
-        raise _fcs_error(p, f"DATA segment does not hold {n_par} parameters per event")
-    if n_tot >= 0 and events.shape[0] != n_tot:
-        raise _fcs_error(
-            p, f"$TOT says {n_tot} events but the DATA segment holds {events.shape[0]}"
+def _read_buffer(buf: bytes, p: Path) -> FlowSample:
+    header = _parse_header(buf, p)
+    parsed = _split_text(buf[header.text[0] : header.text[1] + 1])
+    text, delim = parsed.keywords, parsed.delimiter
+    if delim in _FLOWIO_BAD_DELIMITERS:
+        raise FCSFormatError(p, f"TEXT delimiter {delim!r} cannot be parsed by flowio")
+    if not parsed.closed:
+        raise FCSFormatError(
+            p,
+            f"TEXT segment {header.text[0]}–{header.text[1]} does not end with its delimiter "
+            f"{delim!r} (wrong TEXT offsets or a truncated keyword)",
         )
-    if events.size and not np.all(np.isfinite(events)):
+    if parsed.odd_run:
+        raise FCSFormatError(
+            p,
+            f"a TEXT keyword or value starts or ends with the delimiter {delim!r}, "
+            "which flowio cannot parse",
+        )
+    notes: list[str] = []
+    layout, channels = _check_keywords(text, header, len(buf), p, notes)
+    _check_analysis(text, header, buf, p)
+    _cross_check(text, parsed.flowio_view, layout.par, p)
+
+    if layout.tot == 0:
+        events = np.zeros((0, layout.par), dtype=np.float64)
+        notes.append("the file holds no events ($TOT 0)")
+    else:
+        import flowio
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fd = flowio.FlowData(
+                    io.BytesIO(buf),
+                    ignore_offset_error=layout.off_by_one,
+                    ignore_offset_discrepancy=layout.header_zero,
+                )
+                _cross_check(text, fd.text, layout.par, p)
+                raw = fd.as_array(preprocess=False)
+        except FCSFormatError:
+            raise
+        except Exception as exc:  # flowio raises many types; all mean "unreadable"
+            raise FCSFormatError(
+                p, f"flowio cannot parse it (TEXT delimiter {delim!r}): {_one_line(exc)}"
+            ) from None
+        if raw.shape != (layout.tot, layout.par):
+            raise FCSFormatError(
+                p,
+                f"DATA segment decodes to {raw.shape}, not $TOT {layout.tot} × $PAR {layout.par}",
+            )
+        events = _decode(raw, channels, layout.datatype, text)
+    if not np.all(np.isfinite(events)):
         bad = int(np.count_nonzero(~np.isfinite(events)))
-        raise _fcs_error(p, f"DATA segment holds {bad} non-finite values")
+        raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
     events.setflags(write=False)
 
-    spill = None
-    pnn_list = [c.pnn for c in channels]
-    for key in SPILLOVER_KEYWORDS:
-        if text.get(key, "").strip():
-            spill = parse_spillover(text[key], pnn_list, source=str(p))
-            break
-
+    spill = _spillover_from_text(text, [c.pnn for c in channels], p, notes)
     return FlowSample(
         name=p.stem,
         channels=tuple(channels),
         events=events,
-        metadata=MappingProxyType(text),
+        metadata=MappingProxyType(dict(text)),
         spillover=spill,
-        version=str(fd.version),
+        version=header.version,
         path=p,
+        notes=tuple(notes),
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    return msg if len(msg) <= 160 else msg[:157] + "..."

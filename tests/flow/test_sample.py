@@ -1,0 +1,784 @@
+"""Reading FCS files: decoded values against hand calculations, FlowKit and the Gating-ML 2.0
+compliance results; the real public files; and one clear error line for every kind of bad input.
+
+Synthetic files come from :mod:`tests.flow.fcs_bytes` (labelled synthetic in $CYT).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tracemalloc
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from nkpanel.errors import CompensationError, FCSFormatError, InputError
+from nkpanel.flow.sample import FlowSample, read_fcs
+from tests.flow.fcs_bytes import build_fcs, edit_text_value, set_header_field, text_span
+from tests.flow.test_transforms import GML_DIR, compliance_gates, evaluate_rectangle, gml_truth
+
+PNN = ["FSC-A", "CD3", "CD56", "Time"]
+PNS = ["", "CD3 FITC", "CD56 PE", ""]
+# stored channel values; with $PnR 1024 and $PnE 4,x the chosen values decode to round numbers
+RAW = np.array(
+    [
+        [0, 0, 0, 0],
+        [100, 256, 512, 10],
+        [1000, 512, 768, 20],
+        [1023, 768, 256, 1023],
+        [7, 1023, 1, 500],
+    ],
+    dtype=np.float64,
+)
+
+
+def write(tmp_path: Path, data: bytes, name: str = "t.fcs") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def flowkit_events(path: Path) -> NDArray[np.float64]:
+    flowkit = pytest.importorskip("flowkit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(flowkit.Sample(str(path)).get_events(source="raw"), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# decoding by hand: every version × integer width × float type × byte order
+
+INT_LAYOUTS = [8, 16, 32, (8, 16, 32, 16)]
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0", "3.1"])
+@pytest.mark.parametrize("bits", INT_LAYOUTS, ids=lambda b: f"I{b}")
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_integer_data_decoded_by_hand(
+    tmp_path: Path, version: str, bits: int | tuple[int, ...], byteorder: str
+) -> None:
+    # $PnR 1024 for 16/32 bits; 8-bit values only reach 255, so their range is 256
+    eight = bits == 8
+    rng = 256 if eight else 1024
+    raw = np.minimum(RAW, 255) if eight or isinstance(bits, tuple) else RAW.copy()
+    if isinstance(bits, tuple):
+        raw[:, 1:] = RAW[:, 1:]  # only the first parameter is 8-bit
+    pnr = [256 if (eight or (isinstance(bits, tuple) and i == 0)) else rng for i in range(4)]
+    data = build_fcs(
+        raw,
+        PNN,
+        version=version,
+        datatype="I",
+        bits=list(bits) if isinstance(bits, tuple) else bits,
+        byteorder=byteorder,
+        pns=PNS,
+        pne=["0,0", "4,1", "4,0", "0,0"],  # FCS 3.1: "4,0" is read as "4,1"
+        png=["2", "1", "1", "5"],  # gain divides linear values; Time ignores its gain
+        pnr=pnr,
+        keywords={"$TIMESTEP": "0.01"},
+    )
+    path = write(tmp_path, data)
+    s = read_fcs(path)
+    assert s.version == version
+    assert s.events.shape == (5, 4)
+    assert s.notes == ()
+    # hand: FSC-A = c / 2; CD3 = 10^(4c/R) · 1; CD56 = 10^(4c/R); Time = c · 0.01
+    r2 = pnr[1]
+    expected = np.column_stack(
+        [
+            raw[:, 0] / 2,
+            10.0 ** (4 * raw[:, 1] / r2),
+            10.0 ** (4 * raw[:, 2] / r2),
+            raw[:, 3] * 0.01,
+        ]
+    )
+    np.testing.assert_allclose(s.events, expected, rtol=1e-13)
+    if not eight:
+        # spot values: c = 256, 512, 768 of 1024 with 4 decades are 10, 100, 1000
+        assert s.events[1, 1] == pytest.approx(10.0, rel=1e-14)
+        assert s.events[2, 1] == pytest.approx(100.0, rel=1e-14)
+        assert s.events[3, 1] == pytest.approx(1000.0, rel=1e-14)
+        assert s.events[1, 3] == pytest.approx(0.1)  # 10 ticks × 0.01 s
+    np.testing.assert_allclose(s.events, flowkit_events(path), rtol=1e-13)
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0", "3.1"])
+@pytest.mark.parametrize("datatype", ["F", "D"])
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_float_data_decoded_by_hand(
+    tmp_path: Path, version: str, datatype: str, byteorder: str
+) -> None:
+    raw = RAW * 1.5 - 100.0  # negative and fractional values are legal in float data
+    data = build_fcs(
+        raw,
+        PNN,
+        version=version,
+        datatype=datatype,
+        byteorder=byteorder,
+        pns=PNS,
+        png=["2", "1", "4", "5"],
+        keywords={"$TIMESTEP": "0.5"},
+    )
+    path = write(tmp_path, data)
+    s = read_fcs(path)
+    expected = np.column_stack([raw[:, 0] / 2, raw[:, 1], raw[:, 2] / 4, raw[:, 3] * 0.5])
+    np.testing.assert_allclose(s.events, expected, rtol=1e-7 if datatype == "F" else 1e-15)
+    np.testing.assert_allclose(s.events, flowkit_events(path), rtol=1e-13)
+
+
+def test_log_pne_on_float_data_is_ignored_with_a_note(tmp_path: Path) -> None:
+    """FCS 3.1: floating-point parameters "shall be stored as linear with $PnE/0,0/".
+
+    A writer that puts "4,1" on float data still stored linear values; nkpanel keeps them as
+    stored (as flowCore does) and notes it, where FlowKit/flowio would exponentiate them.
+    """
+    data = build_fcs(RAW, PNN, datatype="F", pne=["0,0", "4,1", "0,0", "0,0"])
+    path = write(tmp_path, data)
+    s = read_fcs(path)
+    np.testing.assert_array_equal(s.events[:, 1], RAW[:, 1])
+    assert s.channels[1].pne == (0.0, 0.0)
+    assert s.notes == ("$P2E 4,1 ignored: $DATATYPE F values are stored linear",)
+    fk = flowkit_events(path)
+    assert fk[1, 1] == pytest.approx(10.0 ** (4 * 256 / 262144))  # FlowKit's reading differs
+
+
+def test_pne_with_other_log_zero_and_decades(tmp_path: Path) -> None:
+    # $PnE 3,0.01 with R 1024: value = 0.01 · 10^(3c/1024); c = 512 → 0.01 · 10^1.5
+    raw = np.array([[512.0], [0.0], [1023.0]])
+    data = build_fcs(raw, ["FL1-H"], datatype="I", bits=16, pne=["3,0.01"], pnr=[1024])
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_allclose(
+        s.events[:, 0], [0.01 * 10**1.5, 0.01, 0.01 * 10 ** (3 * 1023 / 1024)], rtol=1e-14
+    )
+    assert s.channels[0].is_log_amplified
+
+
+def test_integer_bits_above_the_range_are_masked(tmp_path: Path) -> None:
+    """FCS 3.1 $PnR: bits above the range are ignored (1029 in a 1024 range reads as 5)."""
+    raw = np.array([[1029.0, 5.0], [2047.0, 1.0], [65535.0, 0.0]])
+    data = build_fcs(raw, ["FL1-H", "FL2-H"], datatype="I", bits=16, pnr=[1024, 1024])
+    path = write(tmp_path, data)
+    s = read_fcs(path)
+    np.testing.assert_array_equal(s.events, [[5.0, 5.0], [1023.0, 1.0], [1023.0, 0.0]])
+    np.testing.assert_array_equal(s.events, flowkit_events(path))
+
+
+def test_missing_pne_and_png_are_linear(tmp_path: Path) -> None:
+    raw = np.array([[3.0, 4.0]])
+    data = build_fcs(raw, ["A", "B"], datatype="I", drop=["$P1E", "$P2E"])
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, raw)
+    assert s.channels[0].pne == (0.0, 0.0) and s.channels[0].png == 1.0
+
+
+def test_keywords_are_kept_as_metadata(tmp_path: Path) -> None:
+    data = build_fcs(
+        RAW,
+        PNN,
+        datatype="I",
+        pns=PNS,
+        pne=["0,0", "4,1", "4,0", "0,0"],
+        png=["2", "1", "1", "1"],
+        keywords={
+            "$CYT": "FACSCanto II (synthetic)",
+            "$DATE": "21-NOV-2026",
+            "$BTIM": "09:15:02",
+            "$ETIM": "09:16:40",
+            "$TIMESTEP": "0.01",
+            "$SPILLOVER": "2,CD3,CD56,1,0.1,0.02,1",
+            "SPILL": "2,CD3,CD56,1,0.5,0.5,1",
+            "LAB NOTE": "FcγRIII panel",
+        },
+    )
+    s = read_fcs(write(tmp_path, data))
+    md = s.metadata
+    assert md["cyt"] == "FACSCanto II (synthetic)"
+    assert (md["date"], md["btim"], md["etim"], md["timestep"]) == (
+        "21-NOV-2026",
+        "09:15:02",
+        "09:16:40",
+        "0.01",
+    )
+    assert (md["p2n"], md["p2s"], md["p2e"], md["p1g"]) == ("CD3", "CD3 FITC", "4,1", "2")
+    assert md["spillover"].startswith("2,CD3") and md["spill"].startswith("2,CD3")
+    assert md["lab note"] == "FcγRIII panel"
+    assert s.pns == ("", "CD3 FITC", "CD56 PE", "")
+    assert s.pnn == tuple(PNN)
+    # $SPILLOVER is preferred over SPILL
+    assert s.spillover is not None
+    np.testing.assert_array_equal(s.spillover.matrix, [[1.0, 0.1], [0.02, 1.0]])
+    with pytest.raises(TypeError):
+        md["cyt"] = "x"  # type: ignore[index]
+    assert not s.events.flags.writeable
+
+
+@pytest.mark.parametrize(
+    ("keywords", "channels", "note"),
+    [
+        ({"SPILL": "2,2,3,1,0.1,0,1"}, ("CD3", "CD56"), None),  # 1-based channel numbers
+        ({"$SPILLOVER": "0"}, None, None),  # "no compensation"
+        ({"$COMP": "2,1,0.1,0,1"}, None, "$COMP (FCS 3.0 compensation)"),  # no names: not used
+        ({"$COMP": "2,CD3,CD56,1,0.1,0,1"}, ("CD3", "CD56"), None),  # written as $SPILLOVER
+    ],
+)
+def test_spillover_keyword_forms(
+    tmp_path: Path, keywords: dict[str, str], channels: tuple[str, ...] | None, note: str | None
+) -> None:
+    s = read_fcs(write(tmp_path, build_fcs(RAW, PNN, keywords=keywords)))
+    assert (s.spillover.channels if s.spillover else None) == channels
+    assert any(note in n for n in s.notes) if note else s.notes == ()
+
+
+@pytest.mark.parametrize("delimiter", ["/", "|", "\\", "*", "\x0c", "\t", "!"])
+def test_text_delimiters_and_escaped_delimiters(tmp_path: Path, delimiter: str) -> None:
+    pns = ["", f"CD16{delimiter}56 PE", "CD56", ""]
+    data = build_fcs(RAW, PNN, pns=pns, delimiter=delimiter, keywords={"$CYT": "a b"})
+    s = read_fcs(write(tmp_path, data))
+    assert s.pns[1] == f"CD16{delimiter}56 PE"  # a doubled delimiter is the character itself
+    np.testing.assert_array_equal(s.events, RAW)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "bits", "byteord"),
+    [("D", None, "1,2,3,4,5,6,7,8"), ("I", 8, "1"), ("I", 8, "4,3,2,1"), ("F", None, "1, 2, 3, 4")],
+)
+def test_other_byte_order_spellings(
+    tmp_path: Path, datatype: str, bits: int | None, byteord: str
+) -> None:
+    """Little-endian orders written longhand, and any order for one-byte values."""
+    if bits != 8 and sys.byteorder != "little":
+        pytest.skip("flowio reads longhand byte orders in the machine's order")
+    raw = np.minimum(RAW, 255)
+    data = build_fcs(
+        raw, PNN, datatype=datatype, bits=bits, pnr=[256] * 4, keywords={"$BYTEORD": byteord}
+    )
+    np.testing.assert_array_equal(read_fcs(write(tmp_path, data)).events, raw)
+
+
+def test_latin1_text_is_read(tmp_path: Path) -> None:
+    data = build_fcs(RAW, PNN, keywords={"$CYT": "ZZZ"})
+    data = data.replace(b"ZZZ", "µ°Ä".encode("latin-1"))  # same length: offsets stay right
+    s = read_fcs(write(tmp_path, data))
+    assert s.metadata["cyt"] == "µ°Ä"
+
+
+def test_no_events(tmp_path: Path) -> None:
+    s = read_fcs(write(tmp_path, build_fcs(np.empty((0, 4)), PNN)))
+    assert s.events.shape == (0, 4)
+    assert s.notes == ("the file holds no events ($TOT 0)",)
+
+
+def test_enddata_one_past_the_data_is_read_with_a_note(tmp_path: Path) -> None:
+    good = build_fcs(RAW, PNN, datatype="F", trailer=b"\x00")
+    begin, end = int(good[26:34]), int(good[34:42])
+    data = build_fcs(
+        RAW,
+        PNN,
+        datatype="F",
+        trailer=b"\x00",
+        keywords={"$ENDDATA": str(end + 1)},
+        header_data=(begin, end + 1),
+    )
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, RAW)
+    assert s.notes == ("$ENDDATA points one byte past the data (read anyway)",)
+
+
+def test_analysis_segment_is_tolerated(tmp_path: Path) -> None:
+    s = read_fcs(write(tmp_path, with_analysis(b"/GATE 1/CD3-CD56+/")))
+    np.testing.assert_array_equal(s.events[:, 0], RAW[:, 0])
+
+
+def test_zero_header_data_offsets_mean_see_text(tmp_path: Path) -> None:
+    """FCS 3.1 HEADER: 0 for the DATA offsets defers to $BEGINDATA/$ENDDATA."""
+    s = read_fcs(write(tmp_path, good(header_data=(0, 0))))
+    assert s.events.shape == (5, 4)
+    assert s.notes == ("HEADER gives 0 for the DATA offsets; $BEGINDATA/$ENDDATA used",)
+
+
+def test_from_array() -> None:
+    s = FlowSample.from_array([[1, 2], [3, 4]], ["A", "B"], pns=["CD3", ""])
+    assert s.events.dtype == np.float64 and s.n_events == 2
+    assert s.column("B").tolist() == [2.0, 4.0]
+    assert s.source == "array"
+    with pytest.raises(FCSFormatError, match="do not fit 3 names"):
+        FlowSample.from_array([[1, 2]], ["A", "B", "C"])
+    with pytest.raises(FCSFormatError, match="share one name"):
+        FlowSample.from_array([[1, 2]], ["A", "A"])
+    with pytest.raises(KeyError):
+        s.index_of("Z")
+
+
+# --------------------------------------------------------------------------------------------
+# the real public files
+
+
+@pytest.fixture(scope="module")
+def real(shared_data: Path) -> Path:
+    return shared_data
+
+
+def _need(p: Path) -> Path:
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    return p
+
+
+@pytest.mark.shared_data
+def test_68983(real: Path) -> None:
+    p = _need(real / "flowsom-68983" / "68983.fcs")
+    s = read_fcs(p)
+    assert s.version == "3.0"
+    assert s.events.shape == (19225, 18)  # README: 19,225 events
+    assert s.metadata["datatype"] == "F" and s.metadata["timestep"] == "0.01"
+    labels = dict(zip(s.pnn, s.pns, strict=True))
+    assert labels["PE-A"] == "NK1/1"
+    assert labels["PE-Cy7-A"] == "CD3"
+    assert labels["Alexa Fluor 700-A"] == "CD45"
+    assert labels["PE-Cy5-A"] == "CD19"
+    assert labels["FSC-A"] == ""  # " " in the file
+    assert s.spillover is not None and s.spillover.channels[0] == "FITC-A"
+    np.testing.assert_array_equal(s.events, flowkit_events(p))
+
+
+@pytest.mark.shared_data
+def test_data1(real: Path) -> None:
+    p = _need(real / GML_DIR / "data1.fcs")
+    s = read_fcs(p)
+    assert s.version == "2.0"
+    assert s.events.shape == (13367, 8)
+    assert s.metadata["cyt"] == "FACSCalibur"
+    assert s.pns[:5] == ("FSC-Height", "SSC-Height", "CD4 FITC", "CD8 B PE", "CD3 PerCP")
+    assert s.channels[0].png == 3.67 and s.channels[2].pne == (4.0, 1.0)  # file: $P3E 4,0
+    np.testing.assert_array_equal(s.events, flowkit_events(p))
+    # 16-bit values in a 1024 range, log over 4 decades: FL1-H lies in [1, 10^(4·1023/1024)]
+    fl1 = s.column("FL1-H")
+    assert fl1.min() >= 1.0 and fl1.max() <= 10 ** (4 * 1023 / 1024) * (1 + 1e-12)
+
+
+@pytest.mark.shared_data
+def test_cytonorm(real: Path) -> None:
+    files = sorted((real / "cytonorm-cytof").glob("*.fcs"))
+    if not files:
+        pytest.skip("cytonorm-cytof files not found")
+    assert len(files) == 6
+    for p in files:
+        s = read_fcs(p)
+        assert s.events.shape == (1000, 55), p.name  # README: 1,000 events each
+        assert s.metadata["cyt"] == "DVSSCIENCES-CYTOF"
+        for marker in ("CD45", "CD3", "CD56", "CD16", "CD19", "CD14"):
+            assert marker in s.pns
+        np.testing.assert_array_equal(s.events, flowkit_events(p))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("gate_id", ["Range1", "Range2", "Rectangle1", "Rectangle2"])
+def test_decoding_matches_gatingml_truth(real: Path, gate_id: str) -> None:
+    """Range1 needs $P1G 3.67 applied, Rectangle1/2 $P2G 8 and $P3E 4,0; Range2 is on Time."""
+    folder = real / GML_DIR
+    _need(folder / "data1.fcs")
+    (gate,) = [
+        g
+        for g in compliance_gates(folder, transformed=False, compensated=False)
+        if g.gate_id == gate_id
+    ]
+    truth = gml_truth(folder, gate_id)
+    assert 0 < truth.sum() < truth.size
+    np.testing.assert_array_equal(evaluate_rectangle(read_fcs(folder / "data1.fcs"), gate), truth)
+
+
+# --------------------------------------------------------------------------------------------
+# bad input: one InputError line that starts with the path and states the cause
+
+
+def good(**kw: object) -> bytes:
+    """A valid 16-bit FCS 3.1 file (overridable)."""
+    args: dict[str, object] = {
+        "version": "3.1",
+        "datatype": "I",
+        "bits": 16,
+        "pne": ["0,0", "4,1", "4,1", "0,0"],
+        "pns": PNS,
+    }
+    args.update(kw)
+    return build_fcs(RAW, PNN, **args)  # type: ignore[arg-type]
+
+
+def data_span(buf: bytes) -> tuple[int, int]:
+    return int(buf[26:34]), int(buf[34:42])
+
+
+@dataclass(frozen=True)
+class Bad:
+    kind: str
+    make: Callable[[], bytes]
+    cause: str
+    error: type[InputError] = FCSFormatError
+
+
+def _nan_float() -> bytes:
+    ev = RAW.copy()
+    ev[2, 1] = np.nan
+    return build_fcs(ev, PNN, datatype="F")
+
+
+def _inf_double() -> bytes:
+    ev = RAW.copy()
+    ev[0, 0] = np.inf
+    return build_fcs(ev, PNN, datatype="D", byteorder="big")
+
+
+def _header_data_shift(delta: int) -> bytes:
+    b = good()
+    s, e = data_span(b)
+    return good(header_data=(s + delta, e + delta))
+
+
+def _truncated_text() -> bytes:
+    b = good()
+    t0, t1 = text_span(b)
+    return b[: (t0 + t1) // 2]
+
+
+def _enddata_beyond() -> bytes:
+    kw = {"$ENDDATA": "99999990"}
+    s, _ = data_span(good(keywords=kw))
+    return good(keywords=kw, header_data=(s, 99999990))
+
+
+def _beginanalysis_outside() -> bytes:
+    b = good()
+    return good(
+        keywords={"$BEGINANALYSIS": str(len(b) - 2), "$ENDANALYSIS": str(len(b) + 500)},
+        header_analysis=(len(b) - 2, len(b) + 500),
+    )
+
+
+def _unescaped_delimiter() -> bytes:
+    return good(pns=["", "CD16/56", "CD56", ""], escape=False)
+
+
+def _data_larger_than_tot() -> bytes:
+    b = good(trailer=b"\x00" * 8)
+    s, e = data_span(b)
+    return good(trailer=b"\x00" * 8, keywords={"$ENDDATA": str(e + 8)}, header_data=(s, e + 8))
+
+
+def _off_by_one_8bit() -> bytes:
+    ev = np.minimum(RAW, 255)
+    b = build_fcs(ev, PNN, datatype="I", bits=8, pnr=[256] * 4, trailer=b"\x00")
+    s, e = data_span(b)
+    return build_fcs(
+        ev,
+        PNN,
+        datatype="I",
+        bits=8,
+        pnr=[256] * 4,
+        trailer=b"\x00",
+        keywords={"$ENDDATA": str(e + 1)},
+        header_data=(s, e + 1),
+    )
+
+
+def with_analysis(segment: bytes) -> bytes:
+    """good() with an ANALYSIS segment after DATA (offsets zero-padded so TEXT keeps its size)."""
+    pad = "0" * 8
+    kw = {"$BEGINANALYSIS": pad, "$ENDANALYSIS": pad}
+    start = len(good(keywords=kw))
+    end = start + len(segment) - 1
+    kw = {"$BEGINANALYSIS": f"{start:08d}", "$ENDANALYSIS": f"{end:08d}"}
+    return good(keywords=kw, header_analysis=(start, end), trailer=segment)
+
+
+def _spill(value: str) -> Callable[[], bytes]:
+    return lambda: good(keywords={"$SPILLOVER": value})
+
+
+def _set(key: str, value: str, **extra: object) -> Callable[[], bytes]:
+    return lambda: good(keywords={key: value}, **extra)
+
+
+BAD = [
+    Bad("empty file", lambda: b"", "file is empty"),
+    Bad("text file", lambda: b"CD3,CD56\n1,2\n", "not an FCS file"),
+    Bad("png image", lambda: b"\x89PNG\r\n\x1a\n" + bytes(200), "not an FCS file"),
+    Bad("FCS 4.0", lambda: b"FCS4.0" + good()[6:], "unsupported FCS version 'FCS4.0'"),
+    Bad("truncated in HEADER", lambda: good()[:30], "truncated inside its 58-byte header"),
+    Bad("truncated in TEXT", _truncated_text, "lie outside the file"),
+    Bad("truncated in DATA", lambda: good()[:-5], "DATA segment ends at byte"),
+    Bad(
+        "header TEXT offsets not numbers",
+        lambda: set_header_field(good(), 0, "abc"),
+        "TEXT offsets are not numbers",
+    ),
+    Bad(
+        "header TEXT end beyond file",
+        lambda: set_header_field(good(), 1, 99999999),
+        "lie outside the file",
+    ),
+    Bad(
+        "header TEXT start negative",
+        lambda: set_header_field(good(), 0, -58),
+        "lie outside the file",
+    ),
+    Bad(
+        "header TEXT start inside HEADER",
+        lambda: set_header_field(good(), 0, 10),
+        "lie outside the file",
+    ),
+    Bad(
+        "header DATA offsets not numbers",
+        lambda: set_header_field(good(version="2.0"), 2, "x"),
+        "DATA offsets are not numbers",
+    ),
+    Bad(
+        "2.0 DATA offset into TEXT",
+        lambda: good(version="2.0", header_data=(70, 70 + 5 * 8 - 1)),
+        "overlaps the TEXT",
+    ),
+    Bad(
+        "2.0 DATA start negative",
+        lambda: good(version="2.0", header_data=(-20, 19)),
+        "are not a byte range",
+    ),
+    Bad(
+        "2.0 DATA end beyond file",
+        lambda: good(version="2.0", header_data=(1000, 99999999)),
+        "DATA segment ends at byte 99999999",
+    ),
+    Bad("3.1 HEADER/TEXT DATA disagree", lambda: _header_data_shift(4), "HEADER puts DATA at"),
+    Bad(
+        "3.1 $BEGINDATA negative",
+        lambda: good(keywords={"$BEGINDATA": "-10"}, header_data=(-10, data_span(good())[1])),
+        "are not a byte range",
+    ),
+    Bad("3.1 $ENDDATA beyond file", _enddata_beyond, "DATA segment ends at byte 99999990"),
+    Bad(
+        "3.1 $BEGINDATA missing",
+        lambda: good(drop=["$BEGINDATA"]),
+        "lacks the required keyword $BEGINDATA",
+    ),
+    Bad(
+        "3.1 $BEGINDATA not a number",
+        _set("$BEGINDATA", "12a"),
+        "$BEGINDATA '12a' is not a whole number",
+    ),
+    Bad(
+        "DATA longer than $TOT needs",
+        _data_larger_than_tot,
+        "DATA segment holds 48 bytes but $TOT 5",
+    ),
+    Bad(
+        "$ENDDATA off by one on 8-bit data",
+        _off_by_one_8bit,
+        "DATA segment holds 21 bytes but $TOT 5",
+    ),
+    Bad(
+        "$PAR above the parameters", _set("$PAR", "5"), "$PAR says 5 parameters but $P5N is missing"
+    ),
+    Bad(
+        "$PAR below the parameters", _set("$PAR", "3"), "$PAR says 3 parameters but $P4N is present"
+    ),
+    Bad("$PAR 0", _set("$PAR", "0"), "absurd $PAR value 0"),
+    Bad("$PAR absurd", _set("$PAR", "1000000000"), "absurd $PAR value 1000000000"),
+    Bad("$PAR not a number", _set("$PAR", "four"), "$PAR 'four' is not a whole number"),
+    Bad("$PAR missing", lambda: good(drop=["$PAR"]), "lacks the required keyword $PAR"),
+    Bad("$TOT 10^12", _set("$TOT", "1000000000000"), "absurd $TOT value 1000000000000"),
+    Bad(
+        "$TOT one more than the data",
+        _set("$TOT", "6"),
+        "DATA segment holds 40 bytes but $TOT 6 × 8 bytes per event ($PAR 4) needs 48",
+    ),
+    Bad("$TOT one less than the data", _set("$TOT", "4"), "needs 32"),
+    Bad("$TOT 200 million on a tiny file", _set("$TOT", "200000000"), "needs 1600000000"),
+    Bad("$TOT negative", _set("$TOT", "-5"), "absurd $TOT value -5"),
+    Bad("$TOT not a whole number", _set("$TOT", "5.0"), "$TOT '5.0' is not a whole number"),
+    Bad("$TOT missing", lambda: good(drop=["$TOT"]), "lacks the required keyword $TOT"),
+    Bad(
+        "$PnB 0 on integer data",
+        _set("$P2B", "0"),
+        "$P2B 0: integer data must use 8, 16 or 32 bits",
+    ),
+    Bad(
+        "$PnB 24 on integer data",
+        lambda: good(bits=24, data=bytes(5 * 4 * 3)),
+        "$P1B 24: integer data must use 8, 16 or 32",
+    ),
+    Bad(
+        "$PnB 0 on float data",
+        lambda: good(datatype="F", keywords={"$P3B": "0"}),
+        "$P3B 0 is not a positive number of bits",
+    ),
+    Bad("$PnB not a number", _set("$P1B", "sixteen"), "$P1B 'sixteen' is not a whole number"),
+    Bad("$PnB missing", lambda: good(drop=["$P2B"]), "lacks the required keyword $P2B"),
+    Bad("$PnE one number", _set("$P2E", "4"), "$P2E '4' is not two numbers"),
+    Bad("$PnE not numbers", _set("$P2E", "a,b"), "$P2E 'a,b' is not two numbers"),
+    Bad("$PnE negative", _set("$P2E", "-1,1"), "$P2E '-1,1' holds a negative or infinite value"),
+    Bad("$PnE infinite", _set("$P2E", "inf,1"), "holds a negative or infinite value"),
+    Bad("$PnE absurd decades", _set("$P2E", "400,1"), "absurd $P2E '400,1' (400 decades)"),
+    Bad("$PnG negative", _set("$P1G", "-2"), "$P1G '-2' is not a positive gain"),
+    Bad("$PnG nan", _set("$P1G", "nan"), "$P1G 'nan' is not a positive gain"),
+    Bad("$PnG not a number", _set("$P1G", "x2"), "$P1G 'x2' is not a number"),
+    Bad("$PnR 0 on integer data", _set("$P2R", "0"), "$P2R '0' is not a positive range"),
+    Bad(
+        "$PnR not a number",
+        lambda: good(datatype="F", keywords={"$P2R": "big"}),
+        "$P2R 'big' is not a number",
+    ),
+    Bad("$PnR missing", lambda: good(drop=["$P3R"]), "lacks the required keyword $P3R"),
+    Bad(
+        "$PnR beyond the bit width",
+        lambda: good(pnr=[1024, 1024, 262144, 1024]),
+        "$P3R 262144 exceeds what a 16-bit value ($P3B) can hold",
+    ),
+    Bad(
+        "$DATATYPE A", lambda: good(datatype="A", bits=8), "$DATATYPE A (ASCII) data cannot be read"
+    ),
+    Bad("$DATATYPE unknown", _set("$DATATYPE", "Q"), "unknown $DATATYPE 'Q'"),
+    Bad(
+        "$DATATYPE missing",
+        lambda: good(drop=["$DATATYPE"]),
+        "lacks the required keyword $DATATYPE",
+    ),
+    Bad("$MODE C (histogram)", _set("$MODE", "C"), "only list-mode (L) data can be read"),
+    Bad("$MODE missing", lambda: good(drop=["$MODE"]), "lacks the required keyword $MODE"),
+    Bad("$BYTEORD mixed", _set("$BYTEORD", "3,4,1,2"), "unsupported $BYTEORD '3,4,1,2'"),
+    Bad("$BYTEORD missing", lambda: good(drop=["$BYTEORD"]), "lacks the required keyword $BYTEORD"),
+    Bad("$PnN missing", lambda: good(drop=["$P2N"]), "$PAR says 4 parameters but $P2N is missing"),
+    Bad("$PnN duplicated", _set("$P3N", "CD3"), "two parameters share the $PnN name 'CD3'"),
+    Bad("$PnN blank", _set("$P3N", "  "), "$P3N is empty"),
+    Bad("$NEXTDATA set", _set("$NEXTDATA", "1000"), "more than one data set"),
+    Bad(
+        "$NEXTDATA not a number",
+        _set("$NEXTDATA", "next"),
+        "$NEXTDATA 'next' is not a whole number",
+    ),
+    Bad("NaN in float data", _nan_float, "DATA segment holds 1 non-finite values"),
+    Bad("inf in double data", _inf_double, "DATA segment holds 1 non-finite values"),
+    Bad("ANALYSIS outside the file", _beginanalysis_outside, "ANALYSIS segment offsets"),
+    Bad(
+        "ANALYSIS delimiter flowio cannot use",
+        lambda: with_analysis(b"[NOTE[x["),
+        "ANALYSIS delimiter '[' cannot be parsed by flowio",
+    ),
+    Bad(
+        "$BEGINANALYSIS not a number",
+        _set("$BEGINANALYSIS", "x"),
+        "$BEGINANALYSIS/$ENDANALYSIS are not whole numbers",
+    ),
+    Bad("unescaped delimiter in a value", _unescaped_delimiter, "$PAR says 4 parameters but"),
+    Bad(
+        "a lone $ as a value (flowio deletes every $)",
+        _set("$TIMESTEP", "$"),
+        "TEXT segment is ambiguous (a keyword given twice, or stray delimiters or $): "
+        "$BEGINDATA reads",
+    ),
+    Bad(
+        "custom TOT beside $TOT",
+        _set("TOT", "3"),
+        "TEXT segment is ambiguous (a keyword given twice, or stray delimiters or $): "
+        "$TOT reads '5' here but '3' in flowio",
+    ),
+    Bad(
+        "value ending in the delimiter",
+        _set("$CYT", "ACME/"),
+        "starts or ends with the delimiter '/', which flowio cannot parse",
+    ),
+    Bad(
+        "TEXT delimiter flowio cannot use",
+        lambda: good(delimiter="("),
+        "TEXT delimiter '(' cannot be parsed by flowio",
+    ),
+    Bad(
+        "TEXT delimiter flowio reads as a pattern",
+        lambda: good(delimiter="."),
+        "TEXT delimiter '.' cannot be parsed by flowio",
+    ),
+    Bad("spillover singular", _spill("2,CD3,CD56,1,1,1,1"), "singular", CompensationError),
+    Bad(
+        "spillover mis-sized",
+        _spill("2,CD3,CD56,1,0.1,0.2"),
+        "declares 2 channels but holds 5",
+        CompensationError,
+    ),
+    Bad(
+        "spillover larger than the file",
+        _spill("5,CD3,CD56,A,B,C" + ",0" * 25),
+        "declares 5 channels",
+        CompensationError,
+    ),
+    Bad(
+        "spillover naming an unknown channel",
+        _spill("2,CD3,CD19,1,0,0,1"),
+        "'CD19', not in the file",
+        CompensationError,
+    ),
+    Bad("spillover non-numeric", _spill("2,CD3,CD56,1,a,0,1"), "non-numeric", CompensationError),
+    Bad(
+        "spillover count not a number",
+        _spill("x,CD3"),
+        "does not start with a count",
+        CompensationError,
+    ),
+    Bad(
+        "spillover count infinite",
+        _spill("inf,CD3"),
+        "does not start with a count",
+        CompensationError,
+    ),
+]
+
+
+def test_bad_kinds_are_distinct() -> None:
+    assert len({b.kind for b in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("bad", BAD, ids=[b.kind for b in BAD])
+def test_bad_input_gives_one_clear_line(tmp_path: Path, bad: Bad) -> None:
+    path = write(tmp_path, bad.make(), "bad input.fcs")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as info:
+            read_fcs(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    err = info.value
+    msg = str(err)
+    assert type(err) is bad.error, msg
+    assert msg.startswith(f"{path}: "), msg
+    assert "\n" not in msg and len(msg) < 400, msg
+    assert bad.cause in msg, msg
+    assert peak < 16 * 2**20, (
+        f"{peak / 2**20:.1f} MiB allocated for a {path.stat().st_size}-byte file"
+    )
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(FCSFormatError, match=r"nope\.fcs: No such file or directory$"):
+        read_fcs(tmp_path / "nope.fcs")
+    with pytest.raises(FCSFormatError, match="Is a directory"):
+        read_fcs(tmp_path)
+
+
+def test_edit_text_value_helper_breaks_offsets(tmp_path: Path) -> None:
+    """The helper used by the fuzz test: a longer value shifts DATA away from its offsets."""
+    b = edit_text_value(good(), "$CYT", "a much longer instrument name")
+    with pytest.raises(FCSFormatError, match="overlaps the TEXT"):
+        read_fcs(write(tmp_path, b))
+    same = edit_text_value(good(), "$CYT", "X" * len("nkpanel-test-synthetic"))
+    assert read_fcs(write(tmp_path, same)).metadata["cyt"] == "X" * 22
+
+
+def test_decoded_values_never_overflow(tmp_path: Path) -> None:
+    """30 decades (the most accepted) at full range stays finite without warnings."""
+    raw = np.array([[65535.0]])
+    data = build_fcs(raw, ["FL1"], datatype="I", bits=16, pnr=[65536], pne=["30,1"])
+    s = read_fcs(write(tmp_path, data))
+    assert math.isfinite(s.events[0, 0]) and s.events[0, 0] > 1e29
