@@ -31,16 +31,26 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     proc = nkpanel("demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "SYNTHETIC" in proc.stdout
-    summary = json.loads((out / "results" / "case_summary.json").read_text())
+    current = out / "results" / "episode-2-2026-11"
+    summary = json.loads((current / "case_summary.json").read_text())
     assert summary["synthetic"] is True
+    assert summary["pre_analytic"]["current_corticosteroid"] is True
     flow = summary["blood_draws"][0]["flow"][0]
-    truth = json.loads((out / "synthetic-case" / "blood" / "tbnk_tube1.truth.json").read_text())
+    case_dir = out / "synthetic-cases" / "episode-2-2026-11"
+    truth = json.loads((case_dir / "blood" / "tbnk_tube1.truth.json").read_text())
     assert truth["synthetic"] is True
     assert abs(flow["nk_percent_of_lymphocytes"] - truth["nk_percent_of_lymphocytes"]) < 1.0
-    plots = list(
-        (out / "results" / "flow" / "draw-1" / "samples" / "tbnk_tube1" / "plots").glob("*.png")
-    )
+    assert summary["cytotoxicity"] and "error" not in summary["cytotoxicity"][0]
+    plots = list((current / "flow" / "draw-1" / "samples" / "tbnk_tube1" / "plots").glob("*.png"))
     assert len(plots) >= 8
+    report = current / "report"
+    for name in ("report.html", "patient.html", "report.json", "report.fhir.json"):
+        assert (report / name).stat().st_size > 0, name
+    doc = json.loads((report / "report.json").read_text())
+    # the earlier episode is there as history for the serial view
+    assert "2026-06-01" in json.dumps(doc)
+    for line in ("clinician report:", "patient page:", "FHIR bundle:"):
+        assert line in proc.stdout
 
 
 def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nkpanel.cytotox.manifest import CytotoxicityPlate
 from nkpanel.errors import ConfigError
+from nkpanel.interpret.preanalytic import PreAnalytic
 
 __all__ = [
     "BloodDraw",
@@ -76,6 +77,7 @@ class BloodDraw(_Strict):
     lymphocytes_per_ul: float | None = Field(default=None, gt=0, le=100_000)
     template: Path | None = None
     notes: str = ""
+    pre_analytic: PreAnalytic = PreAnalytic()
 
     @field_validator("fcs", mode="before")
     @classmethod
@@ -96,6 +98,7 @@ class Case(_Strict):
     blood_draws: tuple[BloodDraw, ...] = ()
     cytotoxicity: tuple[CytotoxicityPlate, ...] = ()
     endometrial: tuple[EndometrialBiopsy, ...] = ()
+    pre_analytic: PreAnalytic = PreAnalytic()
     base_dir: Path = Path(".")
 
     def resolve(self, path: Path) -> Path:

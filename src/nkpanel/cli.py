@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -20,6 +21,11 @@ from rich.table import Table
 
 from nkpanel import __version__
 from nkpanel.errors import CompensationError, ConfigError, NkPanelError
+
+if TYPE_CHECKING:
+    from nkpanel.case import Case
+    from nkpanel.pipeline import CaseOutcome
+    from nkpanel.report.model import LabInfo
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -34,6 +40,10 @@ def _register_biomarkers() -> None:
     from nkpanel.cytotox.cli import app as cytotox_app
 
     app.add_typer(cytotox_app, name="cytotox")
+    from nkpanel.report.cli import report as report_command
+
+    # a command, not a group: a group would stop reading options after its first argument
+    app.command("report")(report_command)
 
 
 _register_biomarkers()
@@ -285,56 +295,136 @@ def run(
     case: Annotated[Path, typer.Argument(help="Case manifest (TOML).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-out"),
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+    reports: Annotated[
+        bool, typer.Option("--report/--no-report", help="Interpret and write the reports.")
+    ] = True,
+    history: Annotated[
+        list[Path] | None,
+        typer.Option("--history", help="An earlier episode's case_summary.json (repeatable)."),
+    ] = None,
+    reference_intervals: Annotated[
+        Path | None,
+        typer.Option("--reference-intervals", help="The lab's reference-interval TOML."),
+    ] = None,
+    lab_file: Annotated[
+        Path | None, typer.Option("--lab", help="Lab TOML: name, analyst, authoriser, …")
+    ] = None,
 ) -> None:
-    """Run every biomarker a case manifest holds."""
+    """Run every biomarker a case manifest holds, then interpret and report."""
     from nkpanel.case import load_case
-    from nkpanel.pipeline import run_case
+    from nkpanel.report.model import load_lab_info
 
     manifest = load_case(case)
-    n_files = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
+    earlier = [_read_summary(p) for p in history or []]
+    lab = load_lab_info(lab_file) if lab_file is not None else None
+    outcome = _run_with_progress(
+        manifest,
+        out,
+        plots=plots,
+        reports=reports,
+        history=earlier,
+        intervals_path=reference_intervals,
+        lab=lab,
+    )
+    _print_case(outcome, out)
+    if outcome.failures:
+        raise typer.Exit(1)
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read case summary ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not a JSON case summary ({exc.msg})") from None
+    if not isinstance(data, dict) or "case" not in data:
+        raise ConfigError(f"{path}: not a case summary written by nkpanel run")
+    return data
+
+
+def _run_with_progress(
+    manifest: Case,
+    out: Path,
+    *,
+    plots: bool = True,
+    reports: bool = True,
+    history: Sequence[dict[str, Any]] = (),
+    intervals_path: Path | None = None,
+    lab: LabInfo | None = None,
+) -> CaseOutcome:
+    from nkpanel.pipeline import run_case
+
+    total = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
+    total += 1 if reports else 0
     with _progress() as progress:
-        task = progress.add_task("analysing", total=n_files, current="")
-        outcome = run_case(
+        task = progress.add_task(str(manifest.case.id), total=total, current="")
+        return run_case(
             manifest,
             out,
-            plots=plots,
             on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+            plots=plots,
+            reports=reports,
+            history=history,
+            intervals_path=intervals_path,
+            lab=lab,
         )
+
+
+def _print_case(outcome: CaseOutcome, out: Path) -> None:
     analyses = [a for o in outcome.draws.values() for a in o.analyses]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_results(list(analyses), list(outcome.failures), out)
     out_console.print(f"case summary: {outcome.summary_path}")
-    if outcome.failures:
-        raise typer.Exit(1)
+    if outcome.report is not None:
+        r = outcome.report
+        out_console.print(
+            f"clinician report: {r.clinician_pdf or r.clinician_html}\n"
+            f"patient page: {r.patient_pdf or r.patient_html}\n"
+            f"FHIR bundle: {r.fhir}"
+        )
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
 ) -> None:
-    """Simulate a synthetic case, run it, and say where the results are."""
+    """Simulate a synthetic patient with two episodes, run both, report the second with the
+    first as history, and say where everything is."""
     from nkpanel.case import load_case
-    from nkpanel.demo import write_synthetic_case
-    from nkpanel.pipeline import run_case
+    from nkpanel.demo import DEMO_EPISODES, write_synthetic_case
 
-    manifest_path = write_synthetic_case(out / "synthetic-case", n_events=100_000, seed=7)
-    manifest = load_case(manifest_path)
-    with _progress() as progress:
-        total = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
-        task = progress.add_task("demo", total=total, current="")
-        outcome = run_case(
-            manifest,
-            out / "results",
-            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+    history: list[dict[str, Any]] = []
+    outcome: CaseOutcome | None = None
+    for i, ep in enumerate(DEMO_EPISODES):
+        last = i == len(DEMO_EPISODES) - 1
+        manifest_path = write_synthetic_case(
+            out / "synthetic-cases" / ep.folder,
+            seed=ep.seed,
+            nk_percent=ep.nk_percent,
+            bright_percent=ep.bright_percent,
+            collected=ep.collected,
+            episode=ep.episode,
+            pre_analytic=ep.pre_analytic,
         )
-    analyses = [a for o in outcome.draws.values() for a in o.analyses]
-    _print_cytotoxicity(outcome.cytotoxicity)
-    _print_results(list(analyses), list(outcome.failures), out / "results")
+        result = _run_with_progress(
+            load_case(manifest_path),
+            out / "results" / ep.folder,
+            reports=last,
+            history=list(history),
+        )
+        history.append(result.summary)
+        outcome = result
+        if last:
+            out_console.rule(f"current episode {ep.episode} (earlier episodes as history)")
+            _print_case(result, out / "results" / ep.folder)
     out_console.print(
-        "SYNTHETIC DATA: the demo case was generated by nkpanel and is not from a patient.\n"
-        f"case manifest: {manifest_path}\ncase summary: {outcome.summary_path}"
+        "SYNTHETIC DATA: the demo patient and every file were generated by nkpanel; "
+        "no patient or instrument is involved."
     )
-    if outcome.failures:
+    if outcome is not None and outcome.failures:
         raise typer.Exit(1)
 
 

@@ -17,6 +17,7 @@ from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import NkPanelError
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowAnalysis, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, write_batch, write_sample_outputs
+from nkpanel.report.model import LabInfo, ReportPaths
 
 __all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "run_case"]
 
@@ -73,6 +74,8 @@ class CaseOutcome:
     draws: dict[str, BatchOutcome] = field(default_factory=dict)
     cytotoxicity: list[dict[str, Any]] = field(default_factory=list)
     summary_path: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    report: ReportPaths | None = None
 
     @property
     def failures(self) -> list[BatchFailure]:
@@ -111,8 +114,16 @@ def run_case(
     settings: FlowSettings | None = None,
     plots: bool = True,
     on_file: Progress | None = None,
+    reports: bool = True,
+    history: Sequence[dict[str, Any]] = (),
+    intervals_path: Path | None = None,
+    lab: LabInfo | None = None,
 ) -> CaseOutcome:
-    """Run every biomarker of ``case`` and write a case summary beside the per-biomarker outputs."""
+    """Run every biomarker of ``case``, write a case summary beside the per-biomarker outputs,
+    then interpret it and write the reports (clinician, patient, JSON, FHIR) under ``report/``.
+
+    ``history`` holds the same patient's earlier case summaries, for the serial view.
+    """
     base = settings or FlowSettings()
     outcome = CaseOutcome(case)
     for draw in case.blood_draws:
@@ -140,10 +151,13 @@ def run_case(
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),
         "synthetic": case.case.synthetic,
+        "pre_analytic": case.pre_analytic.model_dump(mode="json", exclude_none=True),
         "blood_draws": [
             {
                 "id": draw.id,
                 "collected": draw.collected.isoformat() if draw.collected else None,
+                "received": draw.received.isoformat() if draw.received else None,
+                "pre_analytic": draw.pre_analytic.model_dump(mode="json", exclude_none=True),
                 "bead_lot": draw.bead_lot,
                 "flow": [a.result.summary() for a in outcome.draws[draw.id].analyses],
                 "failures": [
@@ -159,4 +173,18 @@ def run_case(
     target = out_dir / "case_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))
     outcome.summary_path = target
+    outcome.summary = json.loads(target.read_text("utf-8"))
+    if reports:
+        from nkpanel.report import build_reports
+
+        if on_file is not None:
+            on_file("reports")
+        outcome.report = build_reports(
+            outcome.summary,
+            out_dir / "report",
+            history=history,
+            intervals_path=intervals_path,
+            lab=lab,
+            results_dir=out_dir,
+        )
     return outcome

@@ -1,0 +1,194 @@
+"""The evidence panel: a bundled file of sourced statements, and the choice of those relevant to
+a case's results.
+
+Each statement carries its source, and where the source gives them its design, size, effect and
+confidence interval. :func:`select_evidence` keeps the statements whose ``show_when`` conditions
+match the case (a measurand measured, a result flagged or near a limit, a pre-analytic caveat,
+a patient on treatment), in the file's order grouped by topic.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nkpanel.errors import ConfigError
+from nkpanel.interpret.measurands import MEASURANDS
+from nkpanel.interpret.wording import check_wording
+
+__all__ = ["TOPICS", "EvidenceStatement", "load_evidence", "select_evidence"]
+
+Topic = Literal[
+    "prediction",
+    "population",
+    "reproducibility",
+    "pre_analytic",
+    "treatment_trial",
+    "supportive_care",
+    "guideline",
+    "counterpoint",
+]
+
+#: Topic → heading, in the order the report shows them.
+TOPICS: dict[str, str] = {
+    "prediction": "What results have and have not been shown to predict",
+    "population": "Values in patient groups",
+    "reproducibility": "Reproducibility and timing",
+    "pre_analytic": "Before the sample is taken",
+    "treatment_trial": "What treatment trials found",
+    "supportive_care": "The supportive-care baseline",
+    "guideline": "Guideline positions",
+    "counterpoint": "Counterpoint positions",
+}
+
+
+class EvidenceStatement(BaseModel):
+    """One sourced statement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=80)
+    topic: Topic
+    measurands: tuple[str, ...] = ()
+    show_when: tuple[str, ...] = ("always",)
+    text: str = Field(min_length=10)
+    plain: str = ""
+    source: str = Field(min_length=3)
+    design: str | None = None
+    size: str | None = None
+    effect: str | None = None
+    ci: str | None = None
+    note: str = ""
+
+    @field_validator("measurands")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in v if c not in MEASURANDS]
+        if unknown:
+            raise ValueError(f"unknown measurand(s) {unknown}; known: {', '.join(MEASURANDS)}")
+        return v
+
+    @field_validator("show_when")
+    @classmethod
+    def _conditions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            if c not in ("always", "measured", "flagged", "on_treatment") and not c.startswith(
+                "caveat:"
+            ):
+                raise ValueError(f"unknown show_when condition {c!r}")
+        return v
+
+    @property
+    def attributed(self) -> bool:
+        """A body's position (guideline, counterpoint), which may report its recommendation."""
+        return self.topic in ("guideline", "counterpoint")
+
+    def wording_problems(self) -> list[str]:
+        """Problems with the statement's wording (see :mod:`nkpanel.interpret.wording`)."""
+        return check_wording(self.text, attributed=self.attributed) + check_wording(
+            self.plain, attributed=self.attributed
+        )
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_: int = Field(default=1, alias="schema")
+    replace_bundled: bool = False
+    statement: list[EvidenceStatement] = Field(default_factory=list)
+
+
+def _read(path: Path | None) -> tuple[_File, str]:
+    if path is None:
+        name = "nkpanel bundled evidence.toml"
+        raw = resources.files("nkpanel.interpret").joinpath("evidence.toml").read_text("utf-8")
+    else:
+        name = str(path)
+        try:
+            raw = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read evidence file ({exc})") from None
+    try:
+        data: dict[str, Any] = tomllib.loads(raw)
+        return _File.model_validate(data), name
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: evidence file is not valid TOML ({exc})") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{name}: invalid evidence file: {problems}") from None
+
+
+def load_evidence(lab_file: Path | None = None) -> list[EvidenceStatement]:
+    """The bundled statements, replaced or extended (same ``id``) by ``lab_file``.
+
+    Raises
+    ------
+    ConfigError
+        An invalid file, a duplicate id, or a statement whose wording diagnoses, prescribes or
+        recommends in nkpanel's own voice.
+    """
+    files = [_read(None)] + ([_read(lab_file)] if lab_file is not None else [])
+    out: dict[str, EvidenceStatement] = {}
+    for f, name in files:
+        if f.replace_bundled:
+            out = {}
+        ids = [s.id for s in f.statement]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"{name}: evidence id(s) used twice: {', '.join(dupes)}")
+        for s in f.statement:
+            problems = s.wording_problems()
+            if problems:
+                raise ConfigError(f"{name}: statement {s.id}: {'; '.join(problems)}")
+            out[s.id] = s
+    return list(out.values())
+
+
+def select_evidence(
+    statements: Sequence[EvidenceStatement],
+    *,
+    measured: Collection[str],
+    flagged: Collection[str] = (),
+    caveats: Collection[str] = (),
+    on_treatment: bool = False,
+) -> list[EvidenceStatement]:
+    """The statements relevant to a case, grouped by topic in :data:`TOPICS` order.
+
+    Parameters
+    ----------
+    measured
+        Measurand codes with a result in the report.
+    flagged
+        Measurand codes whose result is below or above its interval, or near a limit.
+    caveats
+        Codes of the pre-analytic caveats raised (e.g. ``"acute-exposure"``).
+    on_treatment
+        Whether a current corticosteroid or immunotherapy is recorded.
+    """
+
+    def about(s: EvidenceStatement, codes: Collection[str]) -> bool:
+        return not s.measurands or any(c in codes for c in s.measurands)
+
+    def relevant(s: EvidenceStatement) -> bool:
+        if s.measurands and not about(s, measured):
+            return False
+        for cond in s.show_when:
+            if (
+                cond == "always"
+                or (cond == "measured" and about(s, measured))
+                or (cond == "flagged" and about(s, flagged))
+                or (cond == "on_treatment" and on_treatment)
+                or (cond.startswith("caveat:") and cond.split(":", 1)[1] in caveats)
+            ):
+                return True
+        return False
+
+    order = list(TOPICS)
+    chosen = [s for s in statements if relevant(s)]
+    return sorted(chosen, key=lambda s: order.index(s.topic))

@@ -1,0 +1,423 @@
+"""One result against its interval: below, within or above; near a limit when the limit lies
+within the result's measurement uncertainty; and the pre-analytic caveats that qualify it.
+
+Measurement uncertainty
+    The components known for a result are combined in quadrature as independent relative
+    uncertainties: the lab's analytical CV for the measurand (interval file, or
+    ``InterpretSettings.analytical_cv``), the biomarker's own CV (replicates), and the counting
+    CV of the events behind the value. The expanded uncertainty is U = k · CV · value with
+    coverage factor k = 2 (about 95% for a normal distribution; JCGM 100:2008, the GUM, §6.2–6.3).
+    A result is *near a limit* when |value − limit| ≤ U: the test cannot tell on which side of
+    the limit the patient lies, and the advice is to repeat rather than act.
+
+Values are rounded to the measurand's reporting precision before they are compared with a
+limit, so the flag agrees with the number printed beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval
+from nkpanel.interpret.measurands import Measurand, measurand
+from nkpanel.interpret.measurements import Measurement
+from nkpanel.interpret.wording import check_wording
+
+__all__ = [
+    "SPECIMEN_CAVEATS",
+    "Caveat",
+    "Flag",
+    "InterpretSettings",
+    "Interpretation",
+    "Uncertainty",
+    "interpret_measurement",
+    "pre_analytic_caveats",
+    "uncertainty_of",
+]
+
+Flag = Literal["below", "within", "above", "not_interpreted", "no_interval", "reported_only"]
+
+#: Caveats about the specimen rather than the single result: a report states them once per
+#: specimen.
+SPECIMEN_CAVEATS = frozenset({"acute-exposure", "storage", "sample-age", "on-treatment"})
+
+#: Adrenaline effects are back to baseline by 60–120 min (Schedlowski 1993): an exposure less
+#: than this long before the draw raises the caveat.
+EXPOSURE_WINDOW_MIN = 120.0
+
+
+@dataclass(frozen=True)
+class InterpretSettings:
+    """How results are read.
+
+    Attributes
+    ----------
+    coverage_factor
+        k of the expanded uncertainty U = k · u (JCGM 100:2008 §6.3; 2 ≈ 95% coverage).
+    analytical_cv
+        Measurand code → analytical CV in %, overriding the interval file's.
+    """
+
+    coverage_factor: float = 2.0
+    analytical_cv: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """A result's relative standard uncertainty and expanded uncertainty, with its basis."""
+
+    cv_percent: float
+    expanded: float
+    coverage_factor: float
+    basis: str
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """A pre-analytic or quality caveat on a result.
+
+    ``blocks_interval`` is true when the interval cannot be applied at all (a biopsy outside
+    the interval's LH window, for instance); the result is then reported without a flag.
+    """
+
+    code: str
+    text: str
+    patient_text: str = ""
+    blocks_interval: bool = False
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """A result, read: its value as reported, the interval applied and its flag, comments."""
+
+    measurement: Measurement
+    measurand: Measurand
+    reported_value: float | None
+    display_value: str
+    interval: ReferenceInterval | None
+    other_intervals: tuple[ReferenceInterval, ...]
+    flag: Flag
+    near_limit: float | None
+    uncertainty: Uncertainty | None
+    caveats: tuple[Caveat, ...]
+    comment: str
+    patient_comment: str
+
+    @property
+    def flagged(self) -> bool:
+        """Below or above the interval, or near one of its limits."""
+        return self.flag in ("below", "above") or self.near_limit is not None
+
+    @property
+    def flag_label(self) -> str:
+        """The flag as printed in the results table."""
+        return {
+            "below": "L (below)",
+            "within": "within",
+            "above": "H (above)",
+            "not_interpreted": "not interpreted",
+            "no_interval": "no interval",
+            "reported_only": "reported only",
+        }[self.flag] + (" · near limit" if self.near_limit is not None else "")
+
+
+def _fmt(v: float, decimals: int) -> str:
+    return f"{v:.{decimals}f}"
+
+
+def uncertainty_of(
+    m: Measurement, intervals: IntervalSet, settings: InterpretSettings
+) -> Uncertainty | None:
+    """The combined uncertainty of ``m`` (see the module docstring), or ``None`` if unknown."""
+    parts: list[tuple[float, str]] = []
+    lab_cv = settings.analytical_cv.get(m.code)
+    if lab_cv is not None:
+        parts.append((lab_cv, f"analytical CV {lab_cv:g}% (laboratory setting)"))
+    elif (file_cv := intervals.cv_for(m.code)) is not None:
+        parts.append(
+            (file_cv.cv_percent, f"analytical CV {file_cv.cv_percent:g}% ({file_cv.source})")
+        )
+    if m.cv_percent is not None and m.cv_percent > 0:
+        parts.append((m.cv_percent, f"measurement CV {m.cv_percent:.1f}% (replicates)"))
+    if m.counting_cv_percent is not None and m.counting_cv_percent > 0:
+        parts.append((m.counting_cv_percent, f"counting CV {m.counting_cv_percent:.1f}%"))
+    if not parts or m.value is None:
+        return None
+    total = math.sqrt(sum(p * p for p, _ in parts))
+    k = settings.coverage_factor
+    return Uncertainty(
+        cv_percent=total,
+        expanded=k * total / 100.0 * abs(m.value),
+        coverage_factor=k,
+        basis="; ".join(b for _, b in parts),
+    )
+
+
+def pre_analytic_caveats(
+    m: Measurement, interval: ReferenceInterval | None, intervals: IntervalSet
+) -> list[Caveat]:
+    """The caveats the specimen's pre-analytic record raises for this result."""
+    pa = m.pre_analytic
+    out: list[Caveat] = []
+    blood = m.biomarker in ("flow", "cytotoxicity")
+    if blood and pa.acute_exposure not in (None, "none"):
+        minutes = pa.minutes_since_exposure
+        if minutes is None or minutes < EXPOSURE_WINDOW_MIN:
+            when = f"{minutes:.0f} min" if minutes is not None else "an unrecorded time"
+            out.append(
+                Caveat(
+                    "acute-exposure",
+                    f"{str(pa.acute_exposure).capitalize()} {when} before the draw. Adrenaline "
+                    "mobilises NK cells into blood within 5 min, peaking at 15–30 min and back "
+                    "to baseline by 60–120 min (Schedlowski 1993), so a raised value may reflect "
+                    "this: repeat the draw at rest rather than act on this result.",
+                    "You had stress, exercise or adrenaline shortly before the blood test. That "
+                    "can raise NK cells for an hour or two, so a repeat test at rest is more "
+                    "reliable.",
+                )
+            )
+    if m.biomarker == "flow" and pa.storage in ("refrigerated", "frozen"):
+        out.append(
+            Caveat(
+                "storage",
+                f"Blood was {pa.storage} before analysis; refrigerated or frozen blood is "
+                "unacceptable for NK immunophenotyping to ARUP and LabCorp.",
+                "The blood sample was stored cold, which can make this test unreliable.",
+            )
+        )
+    if pa.processed is not None and m.collected is not None:
+        limit = intervals.sample_age_limit(m.biomarker, pa.anticoagulant)
+        hours = (pa.processed - m.collected) / dt.timedelta(hours=1)
+        if limit is not None and hours > limit.max_hours:
+            tube = f"{pa.anticoagulant} " if pa.anticoagulant else ""
+            out.append(
+                Caveat(
+                    "sample-age",
+                    f"The {tube}sample was {hours:.0f} h old when processed, older than the "
+                    f"{limit.max_hours:g} h the assay allows ({limit.source}); the result may "
+                    "not reflect the blood as drawn.",
+                    "The sample was older than the test allows when it was processed, so the "
+                    "result may be less reliable.",
+                )
+            )
+    if pa.on_treatment:
+        what = " and ".join(
+            w
+            for w, on in (
+                ("a corticosteroid", pa.current_corticosteroid),
+                ("an immunotherapy", pa.current_immunotherapy),
+            )
+            if on
+        )
+        note = f" ({pa.medication_note})" if pa.medication_note else ""
+        out.append(
+            Caveat(
+                "on-treatment",
+                f"Recorded as currently taking {what}{note}: the result describes the patient "
+                "on treatment, not a baseline; read it beside earlier results (serial view).",
+                "You were taking a medicine that can affect the immune system when this "
+                "sample was taken, so this result is not a before-treatment value.",
+            )
+        )
+    if interval is not None and interval.lh_window is not None:
+        out += _timing_caveats(pa.lh_day, pa.cycle_day, interval)
+    return out
+
+
+def _timing_caveats(
+    lh_day: int | None, cycle_day: int | None, interval: ReferenceInterval
+) -> list[Caveat]:
+    """An LH-timed interval applies only to a biopsy in its window (Moffett 2004: uNK rise
+    steeply after LH+7); the cycle day stands in, approximately, when the LH day is unknown."""
+    assert interval.lh_window is not None
+    lo, hi = interval.lh_window
+    outside = (
+        "The biopsy was taken on a day of the cycle for which the usual range does not apply, "
+        "so the result is not compared with it."
+    )
+    if lh_day is not None:
+        if lo <= lh_day <= hi:
+            return []
+        return [
+            Caveat(
+                "lh-window",
+                f"Biopsy at LH+{lh_day}, outside LH+{lo} to LH+{hi} for which the interval "
+                "applies: uterine NK cells rise steeply after LH+7 (Moffett 2004), so the range "
+                "does not apply and the value is not compared with it.",
+                outside,
+                blocks_interval=True,
+            )
+        ]
+    window = interval.cycle_day_window
+    if cycle_day is not None and window is not None:
+        clo, chi = window
+        if clo <= cycle_day <= chi:
+            return [
+                Caveat(
+                    "cycle-day",
+                    f"Biopsy timed by cycle day ({cycle_day}), not by the LH surge: cycle day "
+                    f"{clo}–{chi} stands for LH+{lo} to LH+{hi} only in a 28-day cycle, so the "
+                    "timing, and with it the interval, is approximate.",
+                    "The timing of the biopsy was estimated from the day of your cycle, which "
+                    "is less precise than timing from ovulation tests.",
+                )
+            ]
+        return [
+            Caveat(
+                "cycle-day-window",
+                f"Biopsy on cycle day {cycle_day}, outside cycle day {clo}–{chi} (LH+{lo} to "
+                f"LH+{hi} in a 28-day cycle): uterine NK cells rise steeply after LH+7 "
+                "(Moffett 2004), so the range does not apply and the value is not compared "
+                "with it.",
+                outside,
+                blocks_interval=True,
+            )
+        ]
+    return [
+        Caveat(
+            "lh-unknown",
+            "The biopsy's LH day is not recorded, so the interval timed at "
+            f"{interval.cycle_timing or f'LH+{lo} to LH+{hi}'} cannot be applied.",
+            "The day of your cycle when the biopsy was taken was not recorded, so the result "
+            "cannot be compared with the usual range.",
+            blocks_interval=True,
+        )
+    ]
+
+
+def _limit_phrase(iv: ReferenceInterval, decimals: int) -> str:
+    what = "reference interval" if iv.kind == "reference_interval" else "clinic cutoff"
+    return f"{what} {iv.describe(decimals)} ({iv.source}; {iv.population})"
+
+
+def interpret_measurement(
+    m: Measurement,
+    intervals: IntervalSet,
+    settings: InterpretSettings | None = None,
+) -> Interpretation:
+    """Read one result against the lab's default interval for its measurand.
+
+    A result that failed QC upstream is not interpreted: the comment gives only the reason.
+    """
+    settings = settings or InterpretSettings()
+    meas = measurand(m.code)
+    interval = intervals.default_for(m.code)
+    others = tuple(iv for iv in intervals.for_measurand(m.code) if iv is not interval)
+    reported = round(m.value, meas.decimals) if m.value is not None else None
+    display = _fmt(reported, meas.decimals) if reported is not None else "—"
+
+    def done(
+        flag: Flag,
+        comment: str,
+        patient: str,
+        *,
+        caveats: tuple[Caveat, ...] = (),
+        near: float | None = None,
+        unc: Uncertainty | None = None,
+        iv: ReferenceInterval | None = interval,
+    ) -> Interpretation:
+        for text in (comment, patient, *(c.text for c in caveats)):
+            problems = check_wording(text)
+            if problems:  # a programming error in nkpanel's own sentences
+                raise AssertionError(f"interpretive text breaks the wording rules: {problems}")
+        return Interpretation(
+            measurement=m,
+            measurand=meas,
+            reported_value=reported,
+            display_value=display,
+            interval=iv,
+            other_intervals=others,
+            flag=flag,
+            near_limit=near,
+            uncertainty=unc,
+            caveats=caveats,
+            comment=comment,
+            patient_comment=patient,
+        )
+
+    if not m.reportable or reported is None:
+        reasons = "; ".join(m.not_reportable_reasons) or "not measured"
+        reported, display = None, "—"  # measured, perhaps, but not reportable: no value shown
+        return done(
+            "not_interpreted",
+            f"Not interpreted: the result did not pass quality control ({reasons}).",
+            "This result could not be reported because the sample did not pass the "
+            "laboratory's quality checks. The laboratory will explain what happens next.",
+            iv=None,
+        )
+    caveats = list(pre_analytic_caveats(m, interval, intervals))
+    caveats += [Caveat("qc-note", f"Quality note: {n}.") for n in m.qc_notes]
+    unc = uncertainty_of(m, intervals, settings)
+    if not meas.verdict:
+        return done(
+            "reported_only",
+            "Reported as measured. No validated criterion exists for this measurement, so no "
+            "verdict is given.",
+            "This is reported as measured; there is no agreed normal range for it.",
+            caveats=tuple(caveats),
+            unc=unc,
+            iv=None,
+        )
+    if interval is None:
+        published = "; ".join(f"{iv.describe(meas.decimals)} ({iv.source})" for iv in others)
+        return done(
+            "no_interval",
+            "No reference interval has been chosen by the laboratory for this measurand, so "
+            "the value is reported without a flag."
+            + (f" Published limits: {published}." if published else ""),
+            "There is no agreed normal range for this measurement, so the result is given "
+            "as a number only.",
+            caveats=tuple(caveats),
+            unc=unc,
+        )
+    blocking = [c for c in caveats if c.blocks_interval]
+    if blocking:
+        return done(
+            "no_interval",
+            "Not compared with the interval: " + " ".join(c.text for c in blocking),
+            " ".join(c.patient_text for c in blocking),
+            caveats=tuple(c for c in caveats if not c.blocks_interval),
+            unc=unc,
+        )
+    limits = [x for x in (interval.lower, interval.upper) if x is not None]
+    flag: Flag
+    if interval.lower is not None and reported < interval.lower:
+        flag = "below"
+    elif interval.upper is not None and reported > interval.upper:
+        flag = "above"
+    else:
+        flag = "within"
+    near = None
+    if unc is not None:
+        close = [lim for lim in limits if abs(reported - lim) <= unc.expanded]
+        near = min(close, key=lambda lim: abs(reported - lim)) if close else None
+    d = meas.decimals
+    phrase = _limit_phrase(interval, d)
+    comment = {
+        "within": f"Within the {phrase}.",
+        "above": f"Above the upper limit of the {phrase}.",
+        "below": f"Below the lower limit of the {phrase}.",
+    }[flag]
+    if interval.kind == "clinic_cutoff":
+        comment += " This cutoff is not validated as a treatment threshold."
+    where = {"within": "inside", "above": "above", "below": "below"}[flag]
+    patient = (
+        f"Your result is {where} the range the laboratory uses "
+        f"({interval.describe(d).replace(' (clinic cutoff)', '')})."
+    )
+    if near is not None and unc is not None:
+        comment += (
+            f" The limit {_fmt(near, d)} {meas.unit} lies within the result's measurement "
+            f"uncertainty (± {_fmt(unc.expanded, d)} {meas.unit}, k = {unc.coverage_factor:g}): "
+            "the test cannot tell on which side of the limit the value lies, so repeat the "
+            "measurement rather than act on this result."
+        )
+        patient += (
+            " It is so close to the edge of the range that the test's own variation could move "
+            "it to the other side, so a repeat test is more useful than acting on this one."
+        )
+    return done(flag, comment, patient, caveats=tuple(caveats), near=near, unc=unc)

@@ -1,0 +1,767 @@
+"""Measurements as interpretation sees them: one generic record per measured value, read from a
+case summary (the JSON ``nkpanel run`` and ``nkpanel demo`` write).
+
+Interpretation never looks at a biomarker's own structures: each biomarker's section of the
+summary is turned into :class:`Measurement` records here, and everything downstream works on
+those. The sections read:
+
+``blood_draws[].flow[]``
+    The flow biomarker's :meth:`FlowResult.summary` (NK % of lymphocytes, NK cells/µL,
+    CD56bright and CD56dim % of NK, NK-like T %, QC). Counting uncertainty is derived from the
+    QC checks' event counts ("NK events", "lymphocyte events", "bead events").
+``cytotoxicity[]``
+    One entry per plate, with ``specific_lysis_percent_at_50_1``,
+    ``lytic_units_per_1e7_effectors``, ``suppression_percent`` (``{"IVIG": …, "intralipid":
+    …}``), ``lysis_by_ratio`` (``[{"effector_to_target": 50, "specific_lysis_percent": …}]``),
+    ``method``, ``reportable``, ``not_reportable_reasons``, ``qc``, ``collected``, ``figures``.
+``endometrial[]``
+    One entry per biopsy, with ``unk_percent_of_stromal_cells``, ``unk_per_mm2_stroma``,
+    ``lh_day`` (or ``cycle_day``), ``method``, ``reportable``, ``not_reportable_reasons``,
+    ``qc``, ``collected``, ``figures`` (overlay thumbnails).
+
+The summaries the biomarker packages write themselves are read as well: a plate as
+:func:`nkpanel.cytotox.manifest.run_plate_for_case` returns it (``headline`` rows per treatment:
+lysis at the standard ratio, lytic units, suppression; ``samples`` for the curve) and a biopsy
+as :func:`nkpanel.uterine.manifest.run_biopsy_for_case` returns it (``uterine`` pooled summary,
+``timing``, ``outputs`` with the overlay images).
+
+Any entry may instead (or as well) carry ``measurements``: a list of generic records
+``{"code", "value", "unit", "method", "qc_status", "reportable", "not_reportable_reasons",
+"cv_percent"}``; those win over the named fields for the same code. Any entry, and the summary
+itself, may carry ``pre_analytic`` (:class:`~nkpanel.interpret.preanalytic.PreAnalytic`).
+Relative figure paths are relative to the folder of the case summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nkpanel.errors import InputError
+from nkpanel.interpret.measurands import MEASURANDS, Biomarker, measurand
+from nkpanel.interpret.preanalytic import PreAnalytic, merge_pre_analytic, parse_pre_analytic
+
+__all__ = ["Episode", "Failure", "Measurement", "QCCheck", "QCStatus", "SampleQC", "read_episode"]
+
+QCStatus = Literal["pass", "warn", "fail"]
+SOURCE = "case summary"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value of one measurand on one specimen.
+
+    Attributes
+    ----------
+    code
+        The measurand code (:data:`~nkpanel.interpret.measurands.MEASURANDS`).
+    value
+        In the measurand's unit; ``None`` when it could not be measured.
+    qc_status
+        ``"fail"`` when a blocking check failed (then ``reportable`` is false and
+        ``not_reportable_reasons`` says why), ``"warn"`` when only a non-blocking one did.
+    cv_percent
+        The measurement's own coefficient of variation where the biomarker gives one
+        (replicate wells, say), in %.
+    counting_cv_percent
+        The counting (binomial/Poisson) CV from the number of events behind the value, in %.
+    """
+
+    code: str
+    value: float | None
+    unit: str
+    method: str
+    qc_status: QCStatus
+    reportable: bool
+    specimen_id: str
+    sample: str
+    episode_id: str
+    biomarker: Biomarker
+    collected: dt.datetime | None = None
+    not_reportable_reasons: tuple[str, ...] = ()
+    qc_notes: tuple[str, ...] = ()
+    cv_percent: float | None = None
+    counting_cv_percent: float | None = None
+    pre_analytic: PreAnalytic = field(default_factory=PreAnalytic)
+    figures: tuple[str, ...] = ()
+    curve: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A specimen file that produced no measurement, and why."""
+
+    specimen_id: str
+    source: str
+    reason: str
+    biomarker: Biomarker
+
+
+@dataclass(frozen=True)
+class QCCheck:
+    """One quality check as the biomarker recorded it."""
+
+    check: str
+    passed: bool
+    blocking: bool
+    reason: str
+    value: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
+class SampleQC:
+    """The quality checks of one sample (an FCS file, a plate, a biopsy)."""
+
+    specimen_id: str
+    sample: str
+    biomarker: Biomarker
+    reportable: bool
+    checks: tuple[QCCheck, ...]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One test episode (one case summary): who, when, and every measurement."""
+
+    episode_id: str
+    patient_id: str
+    age_years: int | None
+    synthetic: bool
+    indication: Mapping[str, Any]
+    measurements: tuple[Measurement, ...]
+    failures: tuple[Failure, ...]
+    pre_analytic: PreAnalytic
+    specimens: tuple[Mapping[str, Any], ...]
+    qc: tuple[SampleQC, ...] = ()
+
+    @property
+    def collected(self) -> dt.datetime | None:
+        """The earliest collection time of the episode's specimens."""
+        times = [m.collected for m in self.measurements if m.collected is not None]
+        times += [t for s in self.specimens if isinstance(t := s.get("collected"), dt.datetime)]
+        return min(times) if times else None
+
+
+def _bad(where: str, cause: str) -> InputError:
+    return InputError(SOURCE, f"{where}: {cause}")
+
+
+def _time(value: Any, where: str) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _bad(where, f"not an ISO 8601 date-time: {value!r}") from None
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(where, f"expected a number, found {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise _bad(where, f"not a finite number: {value!r}")
+    return v
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(where, f"expected a list, found {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _bad(where, f"expected an object, found {type(value).__name__}")
+    return value
+
+
+def _qc(
+    entry: Mapping[str, Any], where: str
+) -> tuple[QCStatus, bool, tuple[str, ...], tuple[str, ...]]:
+    """QC status, reportable, blocking reasons and non-blocking notes of a summary entry."""
+    flags = [_mapping(f, f"{where}.qc[{i}]") for i, f in enumerate(_list(entry.get("qc"), where))]
+    reasons = tuple(str(r) for r in _list(entry.get("not_reportable_reasons"), where))
+    reasons += tuple(
+        str(f.get("reason", f.get("check", "")))
+        for f in flags
+        if f.get("blocking", True)
+        and not f.get("passed", True)
+        and str(f.get("reason", "")) not in reasons
+    )
+    reportable = bool(entry.get("reportable", not reasons)) and not reasons
+    notes = tuple(
+        str(f.get("reason", f.get("check", "")))
+        for f in flags
+        if not f.get("blocking", True) and not f.get("passed", True)
+    ) + tuple(str(n) for n in _list(entry.get("notes"), where))
+    status: QCStatus = "fail" if not reportable else ("warn" if notes else "pass")
+    return status, reportable, reasons, notes
+
+
+def _sample_qc(
+    entry: Mapping[str, Any], where: str, specimen_id: str, biomarker: Biomarker
+) -> SampleQC:
+    _, reportable, _, _ = _qc(entry, where)
+    checks = []
+    for i, raw in enumerate(_list(entry.get("qc"), where)):
+        f = _mapping(raw, f"{where}.qc[{i}]")
+        value, limit = f.get("value"), f.get("limit")
+        checks.append(
+            QCCheck(
+                check=str(f.get("check", "")),
+                passed=bool(f.get("passed", True)),
+                blocking=bool(f.get("blocking", True)),
+                reason=str(f.get("reason", "")),
+                value=_number(value, f"{where}.qc[{i}].value"),
+                limit=_number(limit, f"{where}.qc[{i}].limit"),
+            )
+        )
+    return SampleQC(
+        specimen_id, str(entry.get("sample", specimen_id)), biomarker, reportable, tuple(checks)
+    )
+
+
+def _event_count(entry: Mapping[str, Any], check: str) -> float | None:
+    for f in entry.get("qc") or ():
+        if isinstance(f, Mapping) and f.get("check") == check:
+            v = f.get("value")
+            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                return float(v)
+    return None
+
+
+def _binomial_cv(fraction: float, n_parent: float | None) -> float | None:
+    """CV (%) of a proportion ``fraction`` counted among ``n_parent`` events.
+
+    The binomial SD of a proportion is √(p(1−p)/N), so CV = √((1−p)/(pN)); for small p this is
+    the Poisson CV 1/√n of the n = pN events counted (counting statistics, as in the QC
+    defaults of :mod:`nkpanel.flow.qc`).
+    """
+    if n_parent is None or not 0 < fraction < 1:
+        return None
+    return 100.0 * math.sqrt((1.0 - fraction) / (fraction * n_parent))
+
+
+def _flow_measurements(
+    entry: Mapping[str, Any],
+    *,
+    where: str,
+    draw_id: str,
+    episode_id: str,
+    collected: dt.datetime | None,
+    pre: PreAnalytic,
+) -> list[Measurement]:
+    status, reportable, reasons, notes = _qc(entry, where)
+    sample = str(entry.get("sample", draw_id))
+    gating = str(entry.get("gating", "automated"))
+    count_method = str(entry.get("absolute_count_method", "none"))
+    base_method = f"flow cytometry, {gating} gating (CD3− CD56+ and/or CD16+ lymphocytes)"
+    n_nk = _event_count(entry, "NK events")
+    n_lymph = _event_count(entry, "lymphocyte events")
+    n_beads = _event_count(entry, "bead events")
+
+    def num(key: str) -> float | None:
+        return _number(entry.get(key), f"{where}.{key}")
+
+    nk_pct = num("nk_percent_of_lymphocytes")
+    per_ul = num("nk_cells_per_ul")
+    bright = num("cd56bright_percent_of_nk")
+    dim = num("cd56dim_percent_of_nk")
+    nklt = num("nk_like_t_percent_of_lymphocytes")
+
+    cv_pct = _binomial_cv(nk_pct / 100, n_lymph) if nk_pct is not None else None
+    cv_abs: float | None = None
+    if count_method == "bead" and n_nk and n_beads:
+        cv_abs = 100.0 * math.sqrt(1.0 / n_nk + 1.0 / n_beads)  # Poisson, events and beads
+    elif count_method == "dual-platform":
+        cv_abs = cv_pct  # flow part only; the haematology count's own CV is not known here
+    abs_method = {
+        "bead": "single-platform bead count (cells/µL = cells/beads × beads per test/volume)",
+        "dual-platform": "dual platform: % of lymphocytes × haematology lymphocyte count",
+    }.get(count_method, "no absolute count")
+    rows: list[tuple[str, float | None, str, float | None]] = [
+        ("pnk-pct-lymph", nk_pct, base_method, cv_pct),
+        ("pnk-per-ul", per_ul, f"{base_method}; {abs_method}", cv_abs),
+        (
+            "pnk-cd56bright-pct-nk",
+            bright,
+            base_method,
+            _binomial_cv(bright / 100, n_nk) if bright is not None else None,
+        ),
+        (
+            "pnk-cd56dim-pct-nk",
+            dim,
+            base_method,
+            _binomial_cv(dim / 100, n_nk) if dim is not None else None,
+        ),
+        (
+            "pnk-nklike-t-pct-lymph",
+            nklt,
+            "flow cytometry, CD3+ CD56+ lymphocytes",
+            _binomial_cv(nklt / 100, n_lymph) if nklt is not None else None,
+        ),
+    ]
+    out = []
+    for code, value, method, cv in rows:
+        if value is None and code == "pnk-per-ul" and count_method == "none" and reportable:
+            continue  # no absolute count was asked for: nothing to report
+        if value is None and code in ("pnk-cd56dim-pct-nk",) and reportable:
+            continue
+        out.append(
+            Measurement(
+                code=code,
+                value=value,
+                unit=measurand(code).unit,
+                method=method,
+                qc_status=status,
+                reportable=reportable and value is not None,
+                not_reportable_reasons=reasons
+                or (() if value is not None else ("value not measured",)),
+                qc_notes=notes,
+                specimen_id=draw_id,
+                sample=sample,
+                episode_id=episode_id,
+                biomarker="flow",
+                collected=collected,
+                counting_cv_percent=cv,
+                pre_analytic=pre,
+            )
+        )
+    return out
+
+
+_CYTO_FIELDS = {
+    "nka-lysis-50-1": "specific_lysis_percent_at_50_1",
+    "nka-lu": "lytic_units_per_1e7_effectors",
+}
+_SUPPRESSION = {"ivig": "nka-suppression-ivig", "intralipid": "nka-suppression-intralipid"}
+_ENDO_FIELDS = {
+    "unk-pct-stroma": "unk_percent_of_stromal_cells",
+    "unk-per-mm2": "unk_per_mm2_stroma",
+}
+
+
+def _generic(
+    entry: Mapping[str, Any],
+    *,
+    where: str,
+    biomarker: Biomarker,
+    specimen_id: str,
+    episode_id: str,
+    collected: dt.datetime | None,
+    pre: PreAnalytic,
+    named: Mapping[str, float | None],
+    default_method: str,
+    curve: tuple[tuple[float, float], ...] = (),
+) -> list[Measurement]:
+    """Measurements of a cytotoxicity or endometrial entry: named fields, then the generic list."""
+    status, reportable, reasons, notes = _qc(entry, where)
+    figures = tuple(str(f) for f in _list(entry.get("figures"), where))
+    sample = str(entry.get("sample", specimen_id))
+    method = str(entry.get("method", default_method))
+    cv_entry = _number(entry.get("cv_percent"), f"{where}.cv_percent")
+    found: dict[str, Measurement] = {}
+    for code, value in named.items():
+        if value is None and reportable:
+            continue
+        found[code] = Measurement(
+            code=code,
+            value=value,
+            unit=measurand(code).unit,
+            method=method,
+            qc_status=status,
+            reportable=reportable and value is not None,
+            not_reportable_reasons=reasons,
+            qc_notes=notes,
+            specimen_id=specimen_id,
+            sample=sample,
+            episode_id=episode_id,
+            biomarker=biomarker,
+            collected=collected,
+            cv_percent=cv_entry,
+            pre_analytic=pre,
+            figures=figures,
+            curve=curve if code.startswith("nka-lysis") else (),
+        )
+    for i, raw in enumerate(_list(entry.get("measurements"), where)):
+        w = f"{where}.measurements[{i}]"
+        rec = _mapping(raw, w)
+        code = str(rec.get("code", ""))
+        if code not in MEASURANDS:
+            raise _bad(w, f"unknown measurand code {code!r}; known: {', '.join(MEASURANDS)}")
+        m = MEASURANDS[code]
+        unit = str(rec.get("unit", m.unit))
+        if unit != m.unit:
+            raise _bad(w, f"{code} must be in {m.unit!r}, found {unit!r}")
+        value = _number(rec.get("value"), f"{w}.value")
+        own_reasons = tuple(str(r) for r in _list(rec.get("not_reportable_reasons"), w))
+        rec_status = str(rec.get("qc_status", status))
+        if rec_status not in ("pass", "warn", "fail"):
+            raise _bad(w, f"qc_status must be pass, warn or fail, found {rec_status!r}")
+        ok = (
+            bool(rec.get("reportable", rec_status != "fail"))
+            and reportable
+            and value is not None
+            and rec_status != "fail"
+        )
+        found[code] = Measurement(
+            code=code,
+            value=value,
+            unit=unit,
+            method=str(rec.get("method", method)),
+            qc_status="fail" if not ok else rec_status,  # type: ignore[arg-type]
+            reportable=ok,
+            not_reportable_reasons=reasons + own_reasons
+            or (() if ok else ("not reportable (no reason given)",)),
+            qc_notes=notes,
+            specimen_id=specimen_id,
+            sample=sample,
+            episode_id=episode_id,
+            biomarker=m.biomarker,
+            collected=collected,
+            cv_percent=_number(rec.get("cv_percent"), f"{w}.cv_percent") or cv_entry,
+            pre_analytic=pre,
+            figures=figures,
+            curve=curve if code.startswith("nka-lysis") else (),
+        )
+    return list(found.values())
+
+
+def _curve(entry: Mapping[str, Any], where: str) -> tuple[tuple[float, float], ...]:
+    points = []
+    for i, raw in enumerate(_list(entry.get("lysis_by_ratio"), where)):
+        rec = _mapping(raw, f"{where}.lysis_by_ratio[{i}]")
+        et = _number(rec.get("effector_to_target"), f"{where}.lysis_by_ratio[{i}]")
+        lysis = _number(rec.get("specific_lysis_percent"), f"{where}.lysis_by_ratio[{i}]")
+        if et is not None and lysis is not None:
+            points.append((et, lysis))
+    return tuple(sorted(points))
+
+
+def _agent_code(treatment: str) -> str | None:
+    t = treatment.casefold()
+    if t.startswith("ivig"):
+        return "nka-suppression-ivig"
+    if t.startswith("intralipid"):
+        return "nka-suppression-intralipid"
+    return None
+
+
+def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[Failure]]:
+    """A plate summary of :mod:`nkpanel.cytotox` in the documented cytotoxicity shape."""
+    pid = str(entry.get("id", "plate"))
+    rows = [_mapping(h, f"{where}.headline") for h in _list(entry.get("headline"), where)]
+    wanted = entry.get("sample_id") or (rows[0].get("sample") if rows else None)
+    rows = [h for h in rows if h.get("sample") == wanted]
+    failures = [
+        Failure(
+            pid,
+            f"{pid}: sample {f.get('sample') or '(plate)'}",
+            "; ".join(str(r) for r in _list(f.get("reasons"), where)),
+            "cytotoxicity",
+        )
+        for f in (_mapping(x, f"{where}.failures") for x in _list(entry.get("failures"), where))
+        if f.get("sample") in (wanted, "", None)
+    ]
+    base = next((h for h in rows if str(h.get("treatment", "none")) == "none"), None)
+    assay = str(entry.get("assay") or "killing assay")
+    method = (
+        f"NK-cell killing ({assay}) of {entry.get('target_cells') or 'K562'} targets by "
+        f"{entry.get('effector_cells') or 'patient'} effectors"
+    )
+    records: list[dict[str, Any]] = []
+
+    def rec(code: str, value: Any, row: Mapping[str, Any], note: str = "") -> None:
+        if value is None and row.get("reportable", True):
+            return  # not measured (e.g. no lytic units without targets per well): nothing to say
+        records.append(
+            {
+                "code": code,
+                "value": value,
+                "reportable": bool(row.get("reportable", True)) and value is not None,
+                "not_reportable_reasons": list(row.get("not_reportable_reasons") or [])
+                or ([] if value is not None else ["not measured"]),
+                "method": method + note,
+            }
+        )
+
+    curve: list[dict[str, Any]] = []
+    cv = None
+    if base is not None:
+        ratio = _number(base.get("standard_ratio"), f"{where}.headline.standard_ratio")
+        if ratio is not None and math.isclose(ratio, 50.0):
+            how = base.get("lysis_at_standard_ratio_method") or "measured"
+            rec(
+                "nka-lysis-50-1",
+                base.get("lysis_at_standard_ratio_percent"),
+                base,
+                f"; lysis at 50:1 {how}",
+            )
+        rec(
+            "nka-lu",
+            base.get("lu_per_1e7_effectors"),
+            base,
+            f"; lytic units at {base.get('lu_level_percent')}% lysis (Pross 1981)",
+        )
+        for s in _list(entry.get("samples"), where):
+            if not isinstance(s, Mapping) or s.get("sample") != wanted:
+                continue
+            for c in _list(s.get("conditions"), where):
+                if isinstance(c, Mapping) and str(c.get("treatment", "none")) == "none":
+                    for r in _list(c.get("ratios"), where):
+                        if isinstance(r, Mapping) and r.get("mean_lysis_percent") is not None:
+                            curve.append(
+                                {
+                                    "effector_to_target": r.get("ratio"),
+                                    "specific_lysis_percent": r.get("mean_lysis_percent"),
+                                }
+                            )
+                            if r.get("ratio") == 50 and r.get("cv_lysis_percent") is not None:
+                                cv = r.get("cv_lysis_percent")
+    for h in rows:
+        code = _agent_code(str(h.get("treatment", "")))
+        if code is not None:
+            ok = dict(h)
+            if base is not None and not base.get("reportable", True):
+                ok["reportable"] = False
+                ok["not_reportable_reasons"] = list(base.get("not_reportable_reasons") or [])
+            rec(
+                code,
+                h.get("suppression_at_standard_ratio_percent"),
+                ok,
+                f"; {h.get('treatment')} added in vitro, suppression at "
+                f"{h.get('standard_ratio'):g}:1"
+                if isinstance(h.get("standard_ratio"), int | float)
+                else f"; {h.get('treatment')} added in vitro",
+            )
+    if cv is not None:
+        for r in records:
+            if r["code"] == "nka-lysis-50-1":
+                r["cv_percent"] = cv
+    figures = [
+        f
+        for f in (str(x) for x in _list(entry.get("files"), where))
+        if f.endswith(".png")
+        and "/plots/" in f.replace("\\", "/")
+        and (wanted is None or Path(f).stem == str(wanted))
+    ]
+    doc = {
+        "id": pid,
+        "sample": str(wanted or pid),
+        "collected": entry.get("collected"),
+        "method": method,
+        "reportable": True,
+        "measurements": records,
+        "lysis_by_ratio": curve,
+        "figures": figures,
+        "notes": [str(n) for n in _list(entry.get("notes"), where)],
+    }
+    if entry.get("pre_analytic") is not None:
+        doc["pre_analytic"] = entry["pre_analytic"]
+    return doc, failures
+
+
+def _from_uterine(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[Failure]]:
+    """A biopsy summary of :mod:`nkpanel.uterine` in the documented endometrial shape."""
+    bid = str(entry.get("id", "biopsy"))
+    failures = [
+        Failure(bid, str(f.get("source", "")), str(f.get("reason", "")), "endometrial")
+        for f in (_mapping(x, f"{where}.failures") for x in _list(entry.get("failures"), where))
+    ]
+    timing = _mapping(entry.get("timing") or {}, f"{where}.timing")
+    doc: dict[str, Any] = {
+        "id": bid,
+        "sample": bid,
+        "collected": entry.get("collected"),
+        "lh_day": timing.get("lh_day"),
+        "cycle_day": timing.get("cycle_day"),
+    }
+    if entry.get("pre_analytic") is not None:
+        doc["pre_analytic"] = entry["pre_analytic"]
+    u = entry.get("uterine")
+    if not isinstance(u, Mapping):
+        doc |= {
+            "reportable": False,
+            "not_reportable_reasons": ["no image could be analysed"],
+            "unk_percent_of_stromal_cells": None,
+            "unk_per_mm2_stroma": None,
+        }
+        return doc, failures
+    exclusion = u.get("exclusion_of_glands_and_epithelium", "")
+    doc |= {
+        "method": "CD56 immunohistochemistry, automated count: CD56+ cells per 100 stromal "
+        f"cells and per mm² of stroma (glands and luminal epithelium excluded: {exclusion})",
+        "reportable": bool(u.get("reportable", True)),
+        "not_reportable_reasons": list(u.get("not_reportable_reasons") or []),
+        "qc": list(u.get("qc") or []),
+        "notes": list(u.get("notes") or []),
+        "unk_percent_of_stromal_cells": u.get("cd56_per_100_stromal_cells"),
+        "unk_per_mm2_stroma": u.get("cd56_per_mm2_stroma"),
+    }
+    outputs = entry.get("outputs")
+    if isinstance(outputs, str) and outputs:
+        found = sorted(Path(outputs).rglob("overlay*.png"))[:4]
+        doc["figures"] = [str(p) for p in found]
+    return doc, failures
+
+
+def read_episode(summary: Mapping[str, Any]) -> Episode:
+    """Read a case summary into an :class:`Episode` of generic measurements.
+
+    Raises
+    ------
+    InputError
+        When a section has the wrong shape; the message names the field.
+    """
+    summary = _mapping(summary, "top level")
+    case = _mapping(summary.get("case") or {}, "case")
+    episode_id = str(case.get("id") or "unknown-episode")
+    episode_pre = parse_pre_analytic(summary.get("pre_analytic"), where=f"{SOURCE}: pre_analytic")
+    measurements: list[Measurement] = []
+    failures: list[Failure] = []
+    sample_qc: list[SampleQC] = []
+    specimens: list[Mapping[str, Any]] = []
+
+    def pre_for(entry: Mapping[str, Any], where: str) -> PreAnalytic:
+        own = parse_pre_analytic(entry.get("pre_analytic"), where=f"{SOURCE}: {where}")
+        return merge_pre_analytic(episode_pre, own)
+
+    for i, raw in enumerate(_list(summary.get("blood_draws"), "blood_draws")):
+        where = f"blood_draws[{i}]"
+        draw = _mapping(raw, where)
+        draw_id = str(draw.get("id", f"draw-{i + 1}"))
+        collected = _time(draw.get("collected"), f"{where}.collected")
+        pre = pre_for(draw, where)
+        specimens.append(
+            {
+                "id": draw_id,
+                "kind": "peripheral blood",
+                "collected": collected,
+                "detail": f"bead lot {draw['bead_lot']}" if draw.get("bead_lot") else "",
+            }
+        )
+        for j, fr in enumerate(_list(draw.get("flow"), f"{where}.flow")):
+            sample_qc.append(_sample_qc(_mapping(fr, where), f"{where}.flow[{j}]", draw_id, "flow"))
+            measurements += _flow_measurements(
+                _mapping(fr, f"{where}.flow[{j}]"),
+                where=f"{where}.flow[{j}]",
+                draw_id=draw_id,
+                episode_id=episode_id,
+                collected=collected,
+                pre=pre,
+            )
+        for j, fl in enumerate(_list(draw.get("failures"), f"{where}.failures")):
+            rec = _mapping(fl, f"{where}.failures[{j}]")
+            failures.append(
+                Failure(draw_id, str(rec.get("source", "")), str(rec.get("reason", "")), "flow")
+            )
+
+    for i, raw in enumerate(_list(summary.get("cytotoxicity"), "cytotoxicity")):
+        where = f"cytotoxicity[{i}]"
+        plate = _mapping(raw, where)
+        if "headline" in plate:  # as nkpanel.cytotox writes it
+            plate, own_failures = _from_cytotox(plate, where)
+            failures += own_failures
+        pid = str(plate.get("id", f"plate-{i + 1}"))
+        collected = _time(plate.get("collected"), f"{where}.collected")
+        specimens.append(
+            {
+                "id": pid,
+                "kind": "peripheral blood (NK activity)",
+                "collected": collected,
+                "detail": "",
+            }
+        )
+        named: dict[str, float | None] = {
+            code: _number(plate.get(key), f"{where}.{key}") for code, key in _CYTO_FIELDS.items()
+        }
+        supp = plate.get("suppression_percent") or {}
+        for agent, value in _mapping(supp, f"{where}.suppression_percent").items():
+            code = _SUPPRESSION.get(str(agent).lower())
+            if code is None:
+                raise _bad(f"{where}.suppression_percent", f"unknown agent {agent!r}")
+            named[code] = _number(value, f"{where}.suppression_percent.{agent}")
+        sample_qc.append(_sample_qc(plate, where, pid, "cytotoxicity"))
+        measurements += _generic(
+            plate,
+            where=where,
+            biomarker="cytotoxicity",
+            specimen_id=pid,
+            episode_id=episode_id,
+            collected=collected,
+            pre=pre_for(plate, where),
+            named=named,
+            default_method="NK-cell killing of K562 targets",
+            curve=_curve(plate, where),
+        )
+
+    for i, raw in enumerate(_list(summary.get("endometrial"), "endometrial")):
+        where = f"endometrial[{i}]"
+        biopsy = _mapping(raw, where)
+        if "uterine" in biopsy or "timing" in biopsy:  # as nkpanel.uterine writes it
+            biopsy, own_failures = _from_uterine(biopsy, where)
+            failures += own_failures
+        bid = str(biopsy.get("id", f"biopsy-{i + 1}"))
+        collected = _time(biopsy.get("collected"), f"{where}.collected")
+        pre = pre_for(biopsy, where)
+        for key in ("lh_day", "cycle_day"):
+            day = _number(biopsy.get(key), f"{where}.{key}")
+            if day is not None:
+                pre = pre.model_copy(update={key: int(day)})
+        timing = (
+            f"LH+{pre.lh_day}"
+            if pre.lh_day is not None
+            else f"cycle day {pre.cycle_day}"
+            if pre.cycle_day is not None
+            else "LH day not recorded"
+        )
+        specimens.append(
+            {"id": bid, "kind": "endometrial biopsy", "collected": collected, "detail": timing}
+        )
+        named = {
+            code: _number(biopsy.get(key), f"{where}.{key}") for code, key in _ENDO_FIELDS.items()
+        }
+        sample_qc.append(_sample_qc(biopsy, where, bid, "endometrial"))
+        measurements += _generic(
+            biopsy,
+            where=where,
+            biomarker="endometrial",
+            specimen_id=bid,
+            episode_id=episode_id,
+            collected=collected,
+            pre=pre,
+            named=named,
+            default_method="CD56 immunohistochemistry, counted in endometrial stroma",
+        )
+
+    age = case.get("age_years")
+    return Episode(
+        episode_id=episode_id,
+        patient_id=str(case.get("patient_id") or "unknown"),
+        age_years=int(age) if isinstance(age, int) else None,
+        synthetic=bool(summary.get("synthetic", case.get("synthetic", False))),
+        indication=dict(_mapping(summary.get("indication") or {}, "indication")),
+        measurements=tuple(measurements),
+        failures=tuple(failures),
+        pre_analytic=episode_pre,
+        specimens=tuple(specimens),
+        qc=tuple(sample_qc),
+    )
+
+
+def codes_present(episodes: Sequence[Episode]) -> list[str]:
+    """Measurand codes measured in any episode, in catalogue order."""
+    seen = {m.code for e in episodes for m in e.measurements}
+    return [c for c in MEASURANDS if c in seen]

@@ -1,0 +1,149 @@
+"""A whole case read at once: every result interpreted, the trends across earlier episodes, the
+relevant evidence, and the case-level comments a report opens with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nkpanel.interpret.evidence import EvidenceStatement, load_evidence, select_evidence
+from nkpanel.interpret.flags import Interpretation, InterpretSettings, interpret_measurement
+from nkpanel.interpret.intervals import IntervalSet, load_intervals
+from nkpanel.interpret.measurements import Episode, Failure, read_episode
+from nkpanel.interpret.serial import Trend, trends
+from nkpanel.interpret.wording import check_wording
+
+__all__ = ["CaseInterpretation", "interpret_case"]
+
+
+@dataclass(frozen=True)
+class CaseInterpretation:
+    """Everything a report of one episode needs, read from its case summary."""
+
+    episode: Episode
+    history: tuple[Episode, ...]
+    results: tuple[Interpretation, ...]
+    failures: tuple[Failure, ...]
+    trends: tuple[Trend, ...]
+    evidence: tuple[EvidenceStatement, ...]
+    intervals: IntervalSet
+    settings: InterpretSettings
+    comments: tuple[str, ...]
+    not_yet_analysed: Mapping[str, int]
+
+    @property
+    def caveat_codes(self) -> set[str]:
+        return {c.code for r in self.results for c in r.caveats}
+
+
+def _comments(
+    results: Sequence[Interpretation], failures: Sequence[Failure], pending: Mapping[str, int]
+) -> list[str]:
+    out = []
+    failed = [r for r in results if r.flag == "not_interpreted"]
+    if failed or failures:
+        n = len(failed) + len(failures)
+        out.append(
+            f"{n} result(s) or file(s) did not pass quality control and are not interpreted; "
+            "the results table gives each reason."
+        )
+    if any(r.near_limit is not None for r in results):
+        out.append(
+            "One or more results lie within measurement uncertainty of a limit: repeat the "
+            "measurement rather than act on it."
+        )
+    if any(r.flag in ("above", "below") for r in results):
+        out.append(
+            "A result outside an interval says where the value lies against a reference "
+            "population or a clinic cutoff; it is not a diagnosis, and NK results have not been "
+            "shown to predict pregnancy outcome (see the evidence panel)."
+        )
+    if any(c.code == "acute-exposure" for r in results for c in r.caveats):
+        out.append(
+            "Stress, exercise or adrenaline shortly before the draw can raise NK cells in blood "
+            "for up to 1–2 h: repeat the draw at rest before drawing conclusions."
+        )
+    names = {"cytotoxicity_plates": "NK-activity plate(s)", "endometrial_biopsies": "biopsy(ies)"}
+    waiting = [f"{n} {names.get(k, k)}" for k, n in pending.items() if n]
+    if waiting:
+        out.append(
+            f"The case manifest also lists {' and '.join(waiting)} not analysed in this report."
+        )
+    out.append(
+        "This report gives measurements, their quality and where they lie against stated "
+        "intervals, with the state of the evidence; clinical decisions rest with the treating "
+        "clinician."
+    )
+    for text in out:
+        problems = check_wording(text)
+        if problems:
+            raise AssertionError(f"case comment breaks the wording rules: {problems}")
+    return out
+
+
+def interpret_case(
+    summary: Mapping[str, Any],
+    *,
+    history: Sequence[Mapping[str, Any]] = (),
+    intervals: IntervalSet | None = None,
+    intervals_path: Path | None = None,
+    evidence: Sequence[EvidenceStatement] | None = None,
+    settings: InterpretSettings | None = None,
+) -> CaseInterpretation:
+    """Interpret a case summary (and earlier episodes' summaries, for trends).
+
+    Parameters
+    ----------
+    summary
+        The case summary JSON as written by ``nkpanel run`` / ``nkpanel demo``.
+    history
+        Earlier episodes' case summaries of the same patient, any order.
+    intervals, intervals_path
+        An :class:`IntervalSet`, or a lab file to load on top of the bundled intervals.
+    evidence
+        Statements to choose from (default: the bundled evidence file).
+    settings
+        Coverage factor and analytical-CV overrides.
+
+    Raises
+    ------
+    InputError
+        A malformed summary (the message names the field).
+    ConfigError
+        An invalid interval or evidence file.
+    """
+    settings = settings or InterpretSettings()
+    ivs = intervals or load_intervals(intervals_path)
+    statements = list(evidence) if evidence is not None else load_evidence()
+    episode = read_episode(summary)
+    earlier = tuple(read_episode(h) for h in history)
+    results = tuple(interpret_measurement(m, ivs, settings) for m in episode.measurements)
+    series = tuple(trends(episode, earlier, ivs, settings))
+    caveat_codes = {c.code for r in results for c in r.caveats}
+    chosen = select_evidence(
+        statements,
+        measured={r.measurement.code for r in results},
+        flagged={r.measurement.code for r in results if r.flagged},
+        caveats=caveat_codes,
+        on_treatment=any(r.measurement.pre_analytic.on_treatment for r in results),
+    )
+    raw_pending = summary.get("not_yet_analysed") or {}
+    pending = {
+        str(k): int(v)
+        for k, v in (raw_pending.items() if isinstance(raw_pending, Mapping) else ())
+        if isinstance(v, int)
+    }
+    return CaseInterpretation(
+        episode=episode,
+        history=earlier,
+        results=results,
+        failures=episode.failures,
+        trends=series,
+        evidence=tuple(chosen),
+        intervals=ivs,
+        settings=settings,
+        comments=tuple(_comments(results, episode.failures, pending)),
+        not_yet_analysed=pending,
+    )

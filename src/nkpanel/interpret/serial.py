@@ -1,0 +1,123 @@
+"""Serial results: each biomarker's values across a patient's episodes (before and on treatment,
+say), in time order, with each change set against the measurement uncertainty of the
+difference.
+
+The uncertainty of a difference of two independent results with standard uncertainties u₁ and
+u₂ is √(u₁² + u₂²) (JCGM 100:2008 §5.1, law of propagation for a difference); a change is called
+larger than the measurement uncertainty when |Δ| > k·√(u₁² + u₂²). This says nothing about
+biological variation within a person, for which the domain brief gives no figure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nkpanel.interpret.flags import InterpretSettings, uncertainty_of
+from nkpanel.interpret.intervals import IntervalSet
+from nkpanel.interpret.measurands import MEASURANDS, Measurand
+from nkpanel.interpret.measurements import Episode
+
+__all__ = ["Trend", "TrendPoint", "trends"]
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One result in a series."""
+
+    episode_id: str
+    specimen_id: str
+    collected: dt.datetime | None
+    value: float | None
+    reportable: bool
+    on_treatment: bool
+    current: bool
+    expanded_uncertainty: float | None
+
+    @property
+    def label(self) -> str:
+        when = self.collected.date().isoformat() if self.collected else self.episode_id
+        return when + (" (on treatment)" if self.on_treatment else "")
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A measurand's results over episodes, oldest first, with a sentence on the last change."""
+
+    measurand: Measurand
+    points: tuple[TrendPoint, ...]
+    change: float | None
+    change_exceeds_uncertainty: bool | None
+    summary: str
+
+
+def _sort_key(ep: Episode, order: int) -> tuple[int, dt.datetime, int]:
+    t = ep.collected
+    return (0, t, order) if t is not None else (1, dt.datetime.min, order)
+
+
+def trends(
+    current: Episode,
+    history: Sequence[Episode],
+    intervals: IntervalSet,
+    settings: InterpretSettings | None = None,
+) -> list[Trend]:
+    """Every measurand with results in at least two episodes, in catalogue order."""
+    settings = settings or InterpretSettings()
+    eps = sorted(
+        [(e, i) for i, e in enumerate(history)] + [(current, len(history))],
+        key=lambda pair: _sort_key(*pair),
+    )
+    out = []
+    for code, meas in MEASURANDS.items():
+        points: list[TrendPoint] = []
+        for ep, _ in eps:
+            for m in ep.measurements:
+                if m.code != code:
+                    continue
+                unc = uncertainty_of(m, intervals, settings)
+                value = round(m.value, meas.decimals) if m.value is not None else None
+                points.append(
+                    TrendPoint(
+                        episode_id=ep.episode_id,
+                        specimen_id=m.specimen_id,
+                        collected=m.collected,
+                        value=value if m.reportable else None,
+                        reportable=m.reportable,
+                        on_treatment=m.pre_analytic.on_treatment,
+                        current=ep is current,
+                        expanded_uncertainty=unc.expanded if unc and m.reportable else None,
+                    )
+                )
+        if len({p.episode_id for p in points}) < 2:
+            continue
+        out.append(_trend(meas, points, settings.coverage_factor))
+    return out
+
+
+def _trend(meas: Measurand, points: list[TrendPoint], k: float) -> Trend:
+    d, unit = meas.decimals, meas.unit
+    usable = [p for p in points if p.value is not None]
+    if len(usable) < 2:
+        return Trend(meas, tuple(points), None, None, "Fewer than two reportable results.")
+    a, b = usable[-2], usable[-1]
+    assert a.value is not None and b.value is not None
+    delta = b.value - a.value
+    text = (
+        f"{a.value:.{d}f} {unit} ({a.label}) → {b.value:.{d}f} {unit} ({b.label}): "
+        f"change {delta:+.{d}f} {unit}"
+    )
+    exceeds: bool | None = None
+    if a.expanded_uncertainty is not None and b.expanded_uncertainty is not None:
+        # expanded uncertainties back to standard ones, combined, then expanded again
+        u = math.hypot(a.expanded_uncertainty / k, b.expanded_uncertainty / k)
+        exceeds = abs(delta) > k * u
+        text += (
+            f", {'larger' if exceeds else 'not larger'} than the measurement uncertainty of "
+            f"the difference (± {k * u:.{d}f} {unit}, k = {k:g})."
+        )
+    else:
+        text += "; the measurement uncertainty of the difference is not known."
+    return Trend(meas, tuple(points), delta, exceeds, text)

@@ -1,0 +1,74 @@
+"""What nkpanel must never say: it does not diagnose, and it does not recommend or dose a
+treatment. These patterns are checked on every bundled evidence statement (tests) and on every
+sentence the interpretation writes (:func:`check_wording` is called as text is built), so a lab's
+own evidence file is held to the same rules.
+
+A guideline or counterpoint statement may report a body's recommendation, attributed to that
+body ("ESHRE … found insufficient evidence to recommend …"); nkpanel's own voice never does.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["check_wording"]
+
+#: Phrasings that diagnose (name a condition as the patient's).
+_DIAGNOSIS = (
+    r"\bNK[- ]?(cells?[- ])?mediated\b",
+    r"\bdiagnos\w*\s+(of|with)\b",
+    r"\b(consistent with|indicative of|suggestive of|confirms?)\b",
+    r"\bimmun\w* (cause of|infertility|rejection)\b",
+    r"\b(you|the patient|she) (ha[sv]e?|suffers? from) (an? )?\w*\s?(immune|NK)\b",
+    r"\b(killer cells?|NK cells?) (are |were )?(attack|reject)\w*",
+)
+#: Phrasings that prescribe or dose.
+_PRESCRIBING = (
+    r"\b\d+(\.\d+)?\s?(mg|g|mL|ml|µg|mcg|IU)\b(?!\s?/\s?(mL|ml|L|dL))",
+    r"\bmg/kg\b",
+    r"\b(dose|doses|dosing|dosage|regimen)\b",
+    r"\b(start|begin|commence|initiate|take|give|administer|prescribe\w*)\b[^.]{0,40}"
+    r"\b(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|heparin|"
+    r"aspirin|tacrolimus|treatment|therapy)\b",
+    r"\b(is|are) indicated\b",
+    r"\bshould (be )?(treated|receive|start|take|have treatment)\b",
+    r"\btreatment (is )?(advised|needed|required|warranted)\b",
+)
+#: Recommending in nkpanel's own voice (allowed only when attributed to a named body).
+_RECOMMENDING = (r"\brecommend\w*\b", r"\b(we|nkpanel|the laboratory) (advise|suggest)s?\b")
+
+_COMPILED = [(re.compile(p, re.IGNORECASE), "diagnoses") for p in _DIAGNOSIS] + [
+    (re.compile(p, re.IGNORECASE), "prescribes or doses") for p in _PRESCRIBING
+]
+_OWN_VOICE = [re.compile(p, re.IGNORECASE) for p in _RECOMMENDING]
+
+
+def check_wording(text: str, *, attributed: bool = False) -> list[str]:
+    """Return each problem found in ``text`` (empty when it is acceptable).
+
+    Parameters
+    ----------
+    text
+        A sentence or a page of text.
+    attributed
+        True for a guideline or counterpoint statement that reports a named body's position:
+        the word "recommend" is then allowed; diagnosing and dosing never are.
+
+    Examples
+    --------
+    >>> check_wording("Within the reference interval.")
+    []
+    >>> check_wording("Start prednisolone 20 mg daily.")[0]
+    "prescribes or doses: '20 mg'"
+    """
+    problems = []
+    for pattern, what in _COMPILED:
+        m = pattern.search(text)
+        if m:
+            problems.append(f"{what}: {m.group(0)!r}")
+    if not attributed:
+        for pattern in _OWN_VOICE:
+            m = pattern.search(text)
+            if m:
+                problems.append(f"recommends in nkpanel's own voice: {m.group(0)!r}")
+    return problems

@@ -1,0 +1,310 @@
+"""The report's content, once: a JSON-ready dict from which the HTML, the PDF and the FHIR
+bundle are all rendered, so every format says the same thing.
+
+The dict carries the report elements of ISO 15189:2022 §7.4.1.6: identification of the
+examination and the laboratory, the patient and the requester, specimen type and collection
+time, the measurement procedure, results with units, reference intervals and flags, QC status,
+interpretive comments, the authoriser, the report's date, version and amendment history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from nkpanel import __version__
+from nkpanel.interpret.evidence import TOPICS
+from nkpanel.interpret.flags import SPECIMEN_CAVEATS, Interpretation
+from nkpanel.interpret.intervals import ReferenceInterval
+from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM
+from nkpanel.interpret.panel import CaseInterpretation
+from nkpanel.interpret.preanalytic import PreAnalytic
+from nkpanel.report.model import Amendment, LabInfo
+
+__all__ = ["SCHEMA", "ReportStatus", "report_document"]
+
+SCHEMA = "nkpanel-report/1"
+ReportStatus = Literal["preliminary", "final", "amended"]
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat(timespec="minutes") if t is not None else None
+
+
+def _interval(iv: ReferenceInterval | None, decimals: int) -> dict[str, Any] | None:
+    if iv is None:
+        return None
+    return {
+        "id": iv.id,
+        "kind": iv.kind,
+        "lower": iv.lower,
+        "upper": iv.upper,
+        "unit": iv.unit,
+        "text": iv.describe(decimals),
+        "source": iv.source,
+        "population": iv.population,
+        "method": iv.method,
+        "cycle_timing": iv.cycle_timing,
+        "note": iv.note,
+    }
+
+
+def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
+    lines = []
+    if pa.acute_exposure is not None:
+        when = (
+            f", {pa.minutes_since_exposure:.0f} min before the draw"
+            if pa.minutes_since_exposure is not None
+            else ""
+        )
+        lines.append(f"stress/exercise/adrenaline: {pa.acute_exposure}{when}")
+    if pa.current_corticosteroid is not None:
+        lines.append(f"current corticosteroid: {'yes' if pa.current_corticosteroid else 'no'}")
+    if pa.current_immunotherapy is not None:
+        lines.append(f"current immunotherapy: {'yes' if pa.current_immunotherapy else 'no'}")
+    if pa.medication_note:
+        lines.append(f"medication: {pa.medication_note}")
+    if pa.anticoagulant:
+        lines.append(f"anticoagulant: {pa.anticoagulant}")
+    if pa.storage:
+        lines.append(f"storage: {pa.storage.replace('_', ' ')}")
+    if pa.processed:
+        lines.append(f"processed: {_iso(pa.processed)}")
+    if pa.lh_day is not None:
+        lines.append(f"biopsy day: LH+{pa.lh_day}")
+    return lines
+
+
+def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
+    m, meas = r.measurement, r.measurand
+    unc = r.uncertainty
+    return {
+        "code": meas.code,
+        "label": meas.label,
+        "patient_name": meas.patient_name,
+        "patient_what": meas.patient_what,
+        "biomarker": meas.biomarker,
+        "loinc": meas.loinc,
+        "local_code": meas.code,
+        "value": r.reported_value,
+        "display_value": r.display_value,
+        "unit": meas.unit,
+        "ucum": meas.ucum,
+        "flag": r.flag,
+        "flag_label": r.flag_label,
+        "near_limit": r.near_limit,
+        "interval": _interval(r.interval, meas.decimals),
+        "other_intervals": [_interval(iv, meas.decimals) for iv in r.other_intervals],
+        "uncertainty": None
+        if unc is None
+        else {
+            "cv_percent": round(unc.cv_percent, 2),
+            "expanded": round(unc.expanded, meas.decimals + 1),
+            "coverage_factor": unc.coverage_factor,
+            "basis": unc.basis,
+        },
+        "method": m.method,
+        "qc_status": m.qc_status,
+        "reportable": m.reportable,
+        "not_reportable_reasons": list(m.not_reportable_reasons),
+        "qc_notes": list(m.qc_notes),
+        "specimen_id": m.specimen_id,
+        "sample": m.sample,
+        "collected": _iso(m.collected),
+        "comment": r.comment,
+        "patient_comment": r.patient_comment,
+        "caveats": [
+            {
+                "code": c.code,
+                "text": c.text,
+                "patient_text": c.patient_text,
+                "about_specimen": c.code in SPECIMEN_CAVEATS,
+            }
+            for c in r.caveats
+        ],
+        "evidence_refs": list(refs),
+    }
+
+
+def _serial_table(reading: CaseInterpretation) -> dict[str, Any]:
+    """All trends in one table: a column per episode (oldest first), a row per measurand."""
+    columns: dict[str, str] = {}
+    for t in reading.trends:
+        for p in t.points:
+            label = p.label + (" · this report" if p.current else "")
+            columns.setdefault(p.episode_id, label)
+    order = list(columns)
+    rows = []
+    for t in reading.trends:
+        cells: dict[str, list[str]] = {e: [] for e in order}
+        d = t.measurand.decimals
+        for p in t.points:
+            cells[p.episode_id].append(
+                f"{p.value:.{d}f}" if p.value is not None else "not reportable"
+            )
+        rows.append(
+            {
+                "code": t.measurand.code,
+                "label": t.measurand.label,
+                "unit": t.measurand.unit,
+                "cells": [" / ".join(cells[e]) or "—" for e in order],
+                "summary": t.summary,
+            }
+        )
+    return {"columns": [columns[e] for e in order], "rows": rows}
+
+
+def report_status(lab: LabInfo, amendments: Sequence[Amendment]) -> ReportStatus:
+    """Preliminary until authorised; amended once an earlier version was replaced."""
+    if not lab.authoriser:
+        return "preliminary"
+    return "amended" if amendments else "final"
+
+
+def report_document(
+    reading: CaseInterpretation,
+    *,
+    lab: LabInfo,
+    issued: dt.datetime,
+    version: int = 1,
+    amendments: Sequence[Amendment] = (),
+    figures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring)."""
+    ep = reading.episode
+    refs = {s.id: f"E{i}" for i, s in enumerate(reading.evidence, start=1)}
+
+    def refs_for(code: str) -> list[str]:
+        return [refs[s.id] for s in reading.evidence if code in s.measurands]
+
+    specimens = []
+    by_specimen = {m.specimen_id: m.pre_analytic for m in ep.measurements}
+    for s in ep.specimens:
+        sid = str(s["id"])
+        pa = by_specimen.get(sid, ep.pre_analytic)
+        caveats: dict[str, str] = {}
+        for r in reading.results:
+            if r.measurement.specimen_id == sid:
+                for c in r.caveats:
+                    if c.code in SPECIMEN_CAVEATS:
+                        caveats.setdefault(c.text, c.code)
+        specimens.append(
+            {
+                "id": s["id"],
+                "kind": s["kind"],
+                "collected": _iso(s.get("collected")),
+                "detail": s.get("detail", ""),
+                "pre_analytic": pa.model_dump(mode="json", exclude_defaults=True),
+                "pre_analytic_lines": _pre_analytic_lines(pa),
+                "caveats": [{"code": code, "text": text} for text, code in caveats.items()],
+            }
+        )
+    patient_caveats = list(  # the specimen-level ones, once each, for the patient page
+        dict.fromkeys(
+            c.patient_text
+            for r in reading.results
+            for c in r.caveats
+            if c.patient_text and c.code in SPECIMEN_CAVEATS
+        )
+    )
+    status = report_status(lab, amendments)
+    return {
+        "schema": SCHEMA,
+        "synthetic": ep.synthetic,
+        "report": {
+            "id": f"NKR-{ep.episode_id}",
+            "title": "NK-cell panel: laboratory report",
+            "version": version,
+            "status": status,
+            "issued": _iso(issued),
+            "amendments": [a.model_dump(mode="json") for a in amendments],
+            "generator": f"nkpanel {__version__}",
+            "local_code_system": LOCAL_CODE_SYSTEM,
+        },
+        "laboratory": lab.model_dump(mode="json"),
+        "patient": {"id": ep.patient_id, "age_years": ep.age_years},
+        "episode": {
+            "id": ep.episode_id,
+            "collected": _iso(ep.collected),
+            "indication": dict(ep.indication),
+            "requester": lab.requester,
+        },
+        "specimens": specimens,
+        "results": [_result(r, refs_for(r.measurand.code)) for r in reading.results],
+        "failures": [
+            {
+                "specimen_id": f.specimen_id,
+                "source": f.source,
+                "reason": f.reason,
+                "biomarker": f.biomarker,
+            }
+            for f in reading.failures
+        ],
+        "qc": [
+            {
+                "specimen_id": q.specimen_id,
+                "sample": q.sample,
+                "biomarker": q.biomarker,
+                "reportable": q.reportable,
+                "checks": [
+                    {
+                        "check": c.check,
+                        "status": "pass" if c.passed else ("FAIL" if c.blocking else "warn"),
+                        "reason": c.reason,
+                    }
+                    for c in q.checks
+                ],
+            }
+            for q in ep.qc
+        ],
+        "comments": list(reading.comments),
+        "patient_caveats": patient_caveats,
+        "trends": [
+            {
+                "code": t.measurand.code,
+                "label": t.measurand.label,
+                "unit": t.measurand.unit,
+                "summary": t.summary,
+                "change": t.change,
+                "change_exceeds_uncertainty": t.change_exceeds_uncertainty,
+                "points": [
+                    {
+                        "episode_id": p.episode_id,
+                        "specimen_id": p.specimen_id,
+                        "collected": _iso(p.collected),
+                        "value": p.value,
+                        "reportable": p.reportable,
+                        "on_treatment": p.on_treatment,
+                        "current": p.current,
+                        "label": p.label,
+                    }
+                    for p in t.points
+                ],
+            }
+            for t in reading.trends
+        ],
+        "serial_table": _serial_table(reading),
+        "history_episodes": [e.episode_id for e in reading.history],
+        "evidence": [
+            {
+                "ref": refs[s.id],
+                "id": s.id,
+                "topic": s.topic,
+                "topic_heading": TOPICS[s.topic],
+                "measurands": list(s.measurands),
+                "text": s.text,
+                "plain": s.plain,
+                "source": s.source,
+                "design": s.design,
+                "size": s.size,
+                "effect": s.effect,
+                "ci": s.ci,
+                "note": s.note,
+            }
+            for s in reading.evidence
+        ],
+        "interval_files": list(reading.intervals.files),
+        "not_yet_analysed": dict(reading.not_yet_analysed),
+        "figures": dict(figures or {}),
+    }

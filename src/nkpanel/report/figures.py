@@ -1,0 +1,279 @@
+"""Report figures: each result on its reference bar, each biomarker's trend, the lysis curve;
+and the biomarkers' own figures (gating plots, uNK overlays) found beside the case summary.
+
+Figures are drawn with matplotlib's object API (no global pyplot state) as SVG with text kept
+as text, so they stay sharp in print and searchable; data nkpanel generated carry a SYNTHETIC
+mark in the figure itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nkpanel.interpret.flags import Interpretation
+from nkpanel.interpret.intervals import ReferenceInterval
+from nkpanel.interpret.measurements import Measurement
+from nkpanel.interpret.serial import Trend
+
+__all__ = [
+    "Figure",
+    "biomarker_figures",
+    "lysis_curve_svg",
+    "reference_bar_svg",
+    "trend_svg",
+]
+
+COLOURS = {
+    "band": "#cfe8d5",
+    "band_edge": "#4f9a62",
+    "within": "#1b1b1b",
+    "flag": "#b3261e",
+    "near": "#c77700",
+    "muted": "#8a8a8a",
+}
+#: Gating plots shown in the report, in the order a reader follows the gating.
+GATING_PLOTS = ("Lymphocytes", "CD3neg", "NK", "NK_CD56bright", "NK-like_T", "Beads")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure for the report: a title, the image as a data URI, and where it came from."""
+
+    title: str
+    data_uri: str
+    source: str = ""
+    caption: str = ""
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "nkpanel"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def svg_data_uri(svg: str) -> str:
+    """An SVG document as a ``data:`` URI for an ``<img>``."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def _new(width: float, height: float) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(width, height), dpi=100)
+    fig.patch.set_alpha(0)
+    ax = fig.add_subplot()
+    ax.set_facecolor("none")
+    return fig, ax
+
+
+def _mark_synthetic(fig: Any, synthetic: bool) -> None:
+    if synthetic:
+        fig.text(0.995, 0.98, "SYNTHETIC", ha="right", va="top", fontsize=6, color="#b3261e")
+
+
+def _span(iv: ReferenceInterval | None, value: float, unc: float) -> tuple[float, float]:
+    lo = [value - unc, value]
+    hi = [value + unc, value]
+    if iv is not None:
+        lo.append(iv.lower if iv.lower is not None else 0.0)
+        hi.append(iv.upper if iv.upper is not None else (iv.lower or 0.0) * 2)
+    a, b = min(lo), max(hi)
+    if a >= 0:
+        a = max(0.0, a - 0.12 * (b - a))
+    else:
+        a -= 0.12 * (b - a)
+    b += 0.12 * (b - a) or 1.0
+    return a, b
+
+
+def reference_bar_svg(r: Interpretation, *, synthetic: bool) -> str | None:
+    """The result as a marker on its interval's bar, with its expanded uncertainty.
+
+    Returns ``None`` unless the result was read against an interval (no value, no interval
+    applied, or no verdict allowed: a bar would suggest a scale that does not exist).
+    """
+    if r.reported_value is None or r.interval is None or r.flag not in ("below", "within", "above"):
+        return None
+    value = r.reported_value
+    unc = r.uncertainty.expanded if r.uncertainty else 0.0
+    iv = r.interval
+    a, b = _span(iv, value, unc)
+    fig, ax = _new(2.3, 0.55)
+    ax.axhspan(0.35, 0.65, color="#eeeeee", lw=0)
+    if iv is not None:
+        lo = iv.lower if iv.lower is not None else a
+        hi = iv.upper if iv.upper is not None else b
+        ax.axvspan(lo, hi, ymin=0.35, ymax=0.65, color=COLOURS["band"], lw=0)
+        for lim in (iv.lower, iv.upper):
+            if lim is not None:
+                ax.axvline(lim, ymin=0.25, ymax=0.75, color=COLOURS["band_edge"], lw=1.2)
+    colour = (
+        COLOURS["near"]
+        if r.near_limit is not None
+        else COLOURS["flag"]
+        if r.flag in ("above", "below")
+        else COLOURS["within"]
+    )
+    if unc > 0:
+        ax.errorbar([value], [0.5], xerr=[[unc], [unc]], fmt="none", ecolor=colour, capsize=3)
+    ax.plot([value], [0.5], marker="D", ms=7, color=colour, mec="white", mew=0.8)
+    ticks = sorted(
+        {x for x in (iv.lower if iv else None, iv.upper if iv else None) if x is not None}
+    )
+    d = r.measurand.decimals
+    ax.set_xticks(ticks, [f"{t:.{d}f}" for t in ticks])
+    ax.tick_params(axis="x", labelsize=7.5, length=2, pad=1)
+    ax.set_xlim(a, b)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.spines["bottom"].set_color(COLOURS["muted"])
+    ax.text(
+        value,
+        0.93,
+        f"{value:.{d}f} {r.measurand.unit}",
+        ha="center",
+        va="top",
+        fontsize=7.5,
+        color=colour,
+    )
+    _mark_synthetic(fig, synthetic)
+    return _svg(fig)
+
+
+def trend_svg(t: Trend, interval: ReferenceInterval | None, *, synthetic: bool) -> str:
+    """A measurand's results across episodes, on the interval's band."""
+    fig, ax = _new(3.4, 1.9)
+    d = t.measurand.decimals
+    measured = {p.episode_id for p in t.points if p.value is not None}
+    # an unreportable sample beside a reportable one of the same episode adds nothing here
+    points = [p for p in t.points if p.value is not None or p.episode_id not in measured]
+    xs = list(range(len(points)))
+    if interval is not None:
+        lo = interval.lower if interval.lower is not None else 0.0
+        hi = interval.upper if interval.upper is not None else lo * 2
+        ax.axhspan(lo, hi, color=COLOURS["band"], lw=0, label=f"interval {interval.describe(d)}")
+    usable = [(x, p) for x, p in zip(xs, points, strict=True) if p.value is not None]
+    if usable:
+        ax.plot([x for x, _ in usable], [p.value for _, p in usable], color=COLOURS["muted"], lw=1)
+    for x, p in usable:
+        err = p.expanded_uncertainty or 0.0
+        style = dict(marker="s", mfc="white") if p.on_treatment else dict(marker="o")
+        ax.errorbar(
+            [x],
+            [p.value],
+            yerr=[[err], [err]],
+            color=COLOURS["within"],
+            capsize=3,
+            ms=6,
+            **style,
+        )
+    for x, p in zip(xs, points, strict=True):
+        if p.value is None:
+            ax.annotate(
+                "not reportable",
+                (x, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 4),
+                textcoords="offset points",
+                ha="center",
+                fontsize=6,
+                color=COLOURS["flag"],
+            )
+    ax.set_xticks(xs, [p.label.replace(" (on treatment)", "\n(on treatment)") for p in points])
+    ax.tick_params(axis="both", labelsize=7)
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylabel(t.measurand.unit, fontsize=7)
+    values = [p.value for p in points if p.value is not None]
+    if values:
+        top = max(values + ([interval.upper] if interval and interval.upper else []))
+        ax.set_ylim(0, top * 1.25 if top > 0 else 1)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if interval is not None:
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    _mark_synthetic(fig, synthetic)
+    return _svg(fig)
+
+
+def lysis_curve_svg(m: Measurement, *, synthetic: bool) -> str | None:
+    """% specific lysis against effector:target ratio, as the NK-activity biomarker measured it."""
+    if len(m.curve) < 2:
+        return None
+    fig, ax = _new(3.2, 2.1)
+    ets = [p[0] for p in m.curve]
+    ax.plot(ets, [p[1] for p in m.curve], marker="o", color=COLOURS["within"], lw=1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ets, [f"{e:g}:1" for e in ets])
+    ax.minorticks_off()
+    ax.set_xlabel("effector : target", fontsize=7)
+    ax.set_ylabel("% specific lysis", fontsize=7)
+    ax.tick_params(labelsize=7)
+    top = max(p[1] for p in m.curve)
+    ax.set_ylim(min(0.0, min(p[1] for p in m.curve)), max(10.0, math.ceil(top * 1.2)))
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    _mark_synthetic(fig, synthetic)
+    return _svg(fig)
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _image_uri(path: Path) -> str | None:
+    if path.suffix.lower() == ".png":
+        return _png_uri(path)
+    if path.suffix.lower() == ".svg":
+        return svg_data_uri(path.read_text("utf-8"))
+    return None
+
+
+def biomarker_figures(
+    measurements: Sequence[Measurement], results_dir: Path | None
+) -> list[Figure]:
+    """The biomarkers' own figures: gating plots of each flow sample, and the figures a
+    cytotoxicity plate or biopsy lists (overlay thumbnails, curves).
+
+    Gating plots are looked up where the case pipeline writes them:
+    ``<results_dir>/flow/<draw>/samples/<sample>/plots/<population>.png``. Files that do not
+    exist are skipped; nothing is drawn again.
+    """
+    if results_dir is None:
+        return []
+    out: list[Figure] = []
+    seen: set[Path] = set()
+    for m in measurements:
+        paths: list[tuple[str, Path]] = []
+        if m.biomarker == "flow":
+            plot_dir = results_dir / "flow" / m.specimen_id / "samples" / m.sample / "plots"
+            paths = [
+                (f"{m.sample}: {name} gate", plot_dir / f"{name}.png") for name in GATING_PLOTS
+            ]
+        what = {"cytotoxicity": "lysis curves", "endometrial": "CD56 overlay"}.get(m.biomarker, "")
+        for rel in m.figures:
+            p = Path(rel)
+            title = f"{m.specimen_id} ({m.sample}): {what or p.stem.replace('_', ' ')}"
+            if what == "CD56 overlay" and p.stem not in ("overlay",):
+                title += f" {p.parent.name}/{p.stem}"
+            paths.append((title, p if p.is_absolute() else results_dir / p))
+        for title, path in paths:
+            resolved = path.resolve()
+            if resolved in seen or not path.is_file():
+                continue
+            uri = _image_uri(path)
+            if uri is None:
+                continue
+            seen.add(resolved)
+            out.append(Figure(title=title, data_uri=uri, source=str(path)))
+    return out

@@ -1,0 +1,90 @@
+"""Who issues a report and which version it is: the laboratory, its analyst and authoriser,
+and the amendment history (ISO 15189:2022 §7.4.1: a report identifies the laboratory, the
+authoriser, the report's date and, for an amended report, what changed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nkpanel.errors import ConfigError
+
+__all__ = ["Amendment", "LabInfo", "ReportPaths", "load_lab_info"]
+
+
+class Amendment(BaseModel):
+    """One earlier version of the report and why it was replaced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    date: dt.datetime
+    reason: str = Field(min_length=3, max_length=500)
+    by: str = ""
+
+
+class LabInfo(BaseModel):
+    """The issuing laboratory and the people who sign a report.
+
+    A report without an ``authoriser`` is issued as *preliminary*; one with amendments is
+    *amended*; otherwise *final*.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="Laboratory name not configured", min_length=1, max_length=200)
+    address: str = ""
+    accreditation: str = Field(default="", description="e.g. an ISO 15189 accreditation number")
+    contact: str = ""
+    analyst: str | None = None
+    authoriser: str | None = None
+    requester: str | None = Field(default=None, description="the requesting clinician or unit")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of the lab: naive times in a case summary are read in it",
+    )
+
+
+def load_lab_info(path: Path) -> LabInfo:
+    """Read a lab file (TOML with the :class:`LabInfo` fields at the top level).
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML or invalid fields; the message names the file.
+    """
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read lab file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: lab file is not valid TOML ({exc})") from None
+    try:
+        return LabInfo.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid lab file: {problems}") from None
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """The files one report run wrote."""
+
+    clinician_html: Path
+    clinician_pdf: Path | None
+    patient_html: Path
+    patient_pdf: Path | None
+    json: Path
+    fhir: Path
+    figures: tuple[Path, ...] = field(default=())
+
+    def all(self) -> list[Path]:
+        """Every file written, in a stable order."""
+        files = [self.clinician_html, self.clinician_pdf, self.patient_html, self.patient_pdf]
+        return [p for p in files if p is not None] + [self.json, self.fhir, *self.figures]

@@ -1,0 +1,194 @@
+"""Hand-made case summaries (synthetic) in the shape ``nkpanel run`` writes, including the
+cytotoxicity and endometrial sections the other biomarkers will add
+(:mod:`nkpanel.interpret.measurements` documents that contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def flow_entry(
+    *,
+    sample: str = "tube1",
+    nk_pct: float | None = 14.0,
+    per_ul: float | None = 280.0,
+    bright: float | None = 5.0,
+    dim: float | None = 94.0,
+    nklt: float | None = 4.0,
+    n_lymph: int = 20_000,
+    n_nk: int = 2_800,
+    n_beads: int = 10_000,
+    failed_check: str | None = None,
+    warn_check: str | None = None,
+    count_method: str = "bead",
+) -> dict[str, Any]:
+    """A flow result as :meth:`FlowResult.summary` writes it."""
+    qc: list[dict[str, Any]] = [
+        {
+            "check": "lymphocyte events",
+            "passed": True,
+            "value": n_lymph,
+            "limit": 2000,
+            "reason": f"{n_lymph} gated lymphocyte events (minimum 2000)",
+            "blocking": True,
+        },
+        {
+            "check": "NK events",
+            "passed": True,
+            "value": n_nk,
+            "limit": 100,
+            "reason": f"{n_nk} gated NK events (minimum 100 for a count CV ≤ 10%)",
+            "blocking": True,
+        },
+        {
+            "check": "bead events",
+            "passed": True,
+            "value": n_beads,
+            "limit": 1000,
+            "reason": f"{n_beads} counting-bead events (minimum 1000)",
+            "blocking": True,
+        },
+    ]
+    if failed_check:
+        qc.append(
+            {
+                "check": "flow rate",
+                "passed": False,
+                "value": 0.2,
+                "limit": 0.05,
+                "reason": failed_check,
+                "blocking": True,
+            }
+        )
+    if warn_check:
+        qc.append(
+            {
+                "check": "compensation",
+                "passed": False,
+                "value": None,
+                "limit": None,
+                "reason": warn_check,
+                "blocking": False,
+            }
+        )
+    reasons = [failed_check] if failed_check else []
+    return {
+        "sample": sample,
+        "source": f"/data/{sample}.fcs",
+        "gating": "automated",
+        "cytometry": "flow",
+        "n_events": 100_000,
+        "reportable": not reasons,
+        "not_reportable_reasons": reasons,
+        "nk_percent_of_lymphocytes": nk_pct,
+        "nk_percent_of_leukocytes": None if nk_pct is None else nk_pct / 3,
+        "cd56bright_percent_of_nk": bright,
+        "cd56dim_percent_of_nk": dim,
+        "cd56bright_to_dim_ratio": None,
+        "nk_like_t_percent_of_lymphocytes": nklt,
+        "nk_cells_per_ul": per_ul,
+        "absolute_count_method": count_method,
+        "qc": qc,
+        "notes": [],
+        "metadata": {"cyt": "hand-made test summary (synthetic)"},
+    }
+
+
+def summary(
+    *,
+    episode: str = "SYNTH-EP-2",
+    collected: str = "2026-11-02T08:30:00",
+    flow: list[dict[str, Any]] | None = None,
+    cytotoxicity: list[dict[str, Any]] | None = None,
+    endometrial: list[dict[str, Any]] | None = None,
+    pre_analytic: dict[str, Any] | None = None,
+    draw_pre_analytic: dict[str, Any] | None = None,
+    failures: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A whole case summary; flow defaults to one reportable tube."""
+    draw: dict[str, Any] = {
+        "id": "draw-1",
+        "collected": collected,
+        "bead_lot": "SYNTHETIC-LOT-1",
+        "flow": [flow_entry()] if flow is None else flow,
+        "failures": failures or [],
+    }
+    if draw_pre_analytic is not None:
+        draw["pre_analytic"] = draw_pre_analytic
+    out: dict[str, Any] = {
+        "case": {"id": episode, "patient_id": "SYNTH-P1", "age_years": 34, "synthetic": True},
+        "indication": {
+            "pregnancy_losses": 3,
+            "failed_ivf_cycles": 1,
+            "unexplained_infertility": False,
+        },
+        "synthetic": True,
+        "blood_draws": [draw],
+        "not_yet_analysed": {"cytotoxicity_plates": 0, "endometrial_biopsies": 0},
+    }
+    if cytotoxicity is not None:
+        out["cytotoxicity"] = cytotoxicity
+    if endometrial is not None:
+        out["endometrial"] = endometrial
+    if pre_analytic is not None:
+        out["pre_analytic"] = pre_analytic
+    return out
+
+
+def plate(
+    *,
+    lysis: float | None = 18.0,
+    lu: float | None = 35.0,
+    ivig: float | None = 41.0,
+    intralipid: float | None = None,
+    reportable: bool = True,
+    collected: str = "2026-11-02T08:30:00",
+) -> dict[str, Any]:
+    """An NK-activity plate in the documented cytotoxicity shape."""
+    supp: dict[str, float] = {}
+    if ivig is not None:
+        supp["IVIG"] = ivig
+    if intralipid is not None:
+        supp["intralipid"] = intralipid
+    return {
+        "id": "plate-1",
+        "sample": "plate-1",
+        "collected": collected,
+        "method": "51Cr release, K562 targets, PBMC effectors",
+        "reportable": reportable,
+        "not_reportable_reasons": [] if reportable else ["spontaneous release 45% of maximum"],
+        "specific_lysis_percent_at_50_1": lysis,
+        "lytic_units_per_1e7_effectors": lu,
+        "suppression_percent": supp,
+        "lysis_by_ratio": [
+            {"effector_to_target": 50, "specific_lysis_percent": lysis or 0.0},
+            {"effector_to_target": 25, "specific_lysis_percent": (lysis or 0.0) * 0.7},
+            {"effector_to_target": 12.5, "specific_lysis_percent": (lysis or 0.0) * 0.45},
+        ],
+        "qc": [],
+    }
+
+
+def biopsy(
+    *,
+    pct: float | None = 3.0,
+    per_mm2: float | None = 250.0,
+    lh_day: int | None = 8,
+    reportable: bool = True,
+    collected: str = "2026-10-20T10:00:00",
+    figures: list[str] | None = None,
+) -> dict[str, Any]:
+    """An endometrial biopsy in the documented endometrial shape."""
+    return {
+        "id": "biopsy-1",
+        "sample": "slide-1",
+        "collected": collected,
+        "lh_day": lh_day,
+        "method": "CD56 IHC, % of stromal cells, 10 fields ×400",
+        "reportable": reportable,
+        "not_reportable_reasons": [] if reportable else ["fewer than 10 fields of stroma"],
+        "unk_percent_of_stromal_cells": pct,
+        "unk_per_mm2_stroma": per_mm2,
+        "figures": figures or [],
+        "qc": [],
+    }

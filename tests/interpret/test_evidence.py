@@ -1,0 +1,195 @@
+"""The evidence panel: every statement sourced, none diagnoses or prescribes, and the report
+shows the ones relevant to its results."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nkpanel.errors import ConfigError
+from nkpanel.interpret import check_wording, interpret_case, load_evidence, select_evidence
+from tests.interpret.summaries import biopsy, plate, summary
+
+DOMAIN = Path(__file__).resolve().parents[2].parent / "shared" / "domain.md"
+
+
+def test_every_statement_has_a_source_and_clean_wording() -> None:
+    statements = load_evidence()
+    assert len(statements) >= 20
+    for s in statements:
+        assert len(s.source) >= 8, s.id
+        assert re.search(r"(19|20)\d\d", s.source), f"{s.id}: source without a year"
+        assert s.text.strip().endswith("."), s.id
+        assert s.wording_problems() == [], s.id
+        assert "NK-mediated" not in s.text and "NK-mediated" not in s.plain
+
+
+def test_the_issue_topics_are_all_covered() -> None:
+    topics = {s.topic for s in load_evidence()}
+    assert {
+        "prediction",
+        "treatment_trial",
+        "supportive_care",
+        "guideline",
+        "counterpoint",
+        "pre_analytic",
+    } <= topics
+    ids = {s.id for s in load_evidence()}
+    assert {"eshre-2017", "rcog-gtg17-2023", "ksri-2017", "brigham-1999", "tang-2011-pnk"} <= ids
+
+
+def test_effects_and_intervals_as_the_brief_gives_them() -> None:
+    by_id = {s.id: s for s in load_evidence()}
+    # hand-copied from shared/domain.md, "The case against, in numbers"
+    assert by_id["tang-2011-pnk"].ci == "0.82–350.6"
+    assert by_id["tang-2011-nka"].ci == "0.16–40.3"
+    assert by_id["tang-2011-unk"].ci == "0.16–11.1"
+    assert by_id["ivig-meta-2015"].ci == "0.75–1.12"
+    assert "0.92" in by_id["ivig-meta-2015"].text
+    assert "12 of 20" in by_id["tang-2013"].text and "8 of 20" in by_id["tang-2013"].text
+
+
+#: For each bundled statement, a passage of shared/domain.md it rests on (checked by hand).
+DOMAIN_PASSAGES = {
+    "tang-2011-pnk": "pNK% OR 17 (0.82–350.6)",
+    "tang-2011-nka": "NK activity OR 2.51 (0.16–40.3)",
+    "tang-2011-unk": "uNK OR 1.33 (0.16–11.1)",
+    "katano-2013": "Katano 2013 (Fertil",
+    "tuckerman-2007": "recurrent miscarriage mean 11.2% (1.1–41.4)",
+    "cutoffs-differ": "none is validated as a treatment threshold",
+    "toth-2019": "12.4 ± 5.5% and 239 ± 119 cells/µL",
+    "kwak-kim-2022": "13.5 ± 1.1% (n 24)",
+    "gilman-sachs-1999": "r 0.1–0.3",
+    "roussev-2007": "mean suppression ~39–45%",
+    "drury-2011": "inter-observer CV 10.3% (Drury 2011",
+    "jri-2012-kappa": "cycle-to-cycle kappa 0.35",
+    "moffett-2004": "can exceed 30% of stromal cells late in the cycle",
+    "schedlowski-1993": "peaking at 15–30 min",
+    "shakhar-2006": "gone at a second draw",
+    "quenby-2005": "median 14% to 9% (p = 0.0004)",
+    "tang-2013": "live birth 12/20 (60%)",
+    "ivig-meta-2015": "RR of no live birth 0.92 (0.75–1.12)",
+    "brigham-1999": "~75% success in idiopathic recurrent miscarriage",
+    "hum-reprod-1997": "miscarriage 26% with supportive care vs 51% without",
+    "eshre-2017": "insufficient evidence to recommend NK testing",
+    "rcog-gtg17-2023": "should not be\n  routinely offered",
+    "ksri-2017": "recommends IVIG for abnormal NK levels or activity",
+}
+
+
+def test_every_statement_rests_on_the_domain_brief() -> None:
+    if not DOMAIN.is_file():
+        pytest.skip(f"domain brief not found at {DOMAIN}")
+    text = " ".join(DOMAIN.read_text("utf-8").split())
+    ids = {s.id for s in load_evidence()}
+    assert ids == set(DOMAIN_PASSAGES)
+    for sid, passage in DOMAIN_PASSAGES.items():
+        assert " ".join(passage.split()) in text, sid
+
+
+def test_unconfirmed_numbers_are_not_quoted() -> None:
+    shakhar = next(s for s in load_evidence() if s.id == "shakhar-2006")
+    assert not re.search(r"\d", shakhar.text), "the brief marks Shakhar 2006's numbers unconfirmed"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Start prednisolone 20 mg daily from the day of transfer.",
+        "Findings consistent with NK-mediated infertility.",
+        "The patient has an immune disorder affecting implantation.",
+        "We recommend IVIG before the next cycle.",
+        "Intralipid is indicated.",
+        "The patient should be treated with intralipid.",
+        "Give 0.4 g/kg IVIG.",
+        "Diagnosis of immunological infertility.",
+        "Treatment is advised.",
+        "The dose of prednisolone is 10 mg.",
+        "NK cells are attacking the embryo.",
+    ],
+)
+def test_wording_rules_catch_diagnosis_and_prescription(bad: str) -> None:
+    assert check_wording(bad), bad
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "Within the reference interval 4.0–26.0 % (ARUP Laboratories, test 0092404).",
+        "With IVIG (2–4 mg/mL) added to the assay, mean suppression was about 39–45%.",
+        "It is not a diagnosis.",
+        "Repeat the measurement rather than act on this result.",
+        "In a trial, 12 of 20 women given prednisolone had a live birth.",
+    ],
+)
+def test_wording_rules_let_honest_sentences_through(good: str) -> None:
+    assert check_wording(good) == []
+
+
+def test_attributed_positions_may_report_a_recommendation() -> None:
+    text = "The society's 2017 position recommends IVIG for abnormal NK levels."
+    assert check_wording(text, attributed=True) == []
+    assert check_wording(text)  # never in nkpanel's own voice
+    assert check_wording("The society recommends 2 g/kg IVIG.", attributed=True)  # dosing never
+
+
+def test_selection_follows_the_results() -> None:
+    statements = load_evidence()
+    flow_only = {s.id for s in select_evidence(statements, measured={"pnk-pct-lymph"})}
+    assert "tang-2011-pnk" in flow_only and "tang-2011-unk" not in flow_only
+    assert {"eshre-2017", "rcog-gtg17-2023", "ksri-2017", "brigham-1999"} <= flow_only
+    assert "schedlowski-1993" not in flow_only  # only when flagged or after exertion
+    flagged = {
+        s.id
+        for s in select_evidence(statements, measured={"pnk-pct-lymph"}, flagged={"pnk-pct-lymph"})
+    }
+    assert "schedlowski-1993" in flagged
+    reading = interpret_case(summary(cytotoxicity=[plate()], endometrial=[biopsy()]))
+    ids = [s.id for s in reading.evidence]
+    assert {"tang-2011-nka", "katano-2013", "tang-2011-unk", "drury-2011", "roussev-2007"} <= set(
+        ids
+    )
+    topics = [s.topic for s in reading.evidence]
+    assert topics == sorted(
+        topics,
+        key=[
+            "prediction",
+            "population",
+            "reproducibility",
+            "pre_analytic",
+            "treatment_trial",
+            "supportive_care",
+            "guideline",
+            "counterpoint",
+        ].index,
+    )
+
+
+def test_lab_evidence_is_held_to_the_same_rules(tmp_path: Path) -> None:
+    f = tmp_path / "ev.toml"
+    f.write_text(
+        '[[statement]]\nid = "x"\ntopic = "treatment_trial"\n'
+        'text = "Patients with high NK should be treated with prednisolone."\n'
+        'source = "Somebody 2020"\n',
+        "utf-8",
+    )
+    with pytest.raises(ConfigError, match="statement x"):
+        load_evidence(f)
+    f.write_text('[[statement]]\nid = "x"\ntopic = "guideline"\ntext = "No source here."\n')
+    with pytest.raises(ConfigError, match="source"):
+        load_evidence(f)
+
+
+def test_lab_evidence_extends(tmp_path: Path) -> None:
+    f = tmp_path / "ev.toml"
+    f.write_text(
+        '[[statement]]\nid = "lab-audit"\ntopic = "population"\nmeasurands = ["pnk-pct-lymph"]\n'
+        'show_when = ["measured"]\n'
+        'text = "In this laboratory\'s 2025 audit, the median was 11%."\n'
+        'source = "Lab audit 2025 (synthetic)"\n',
+        "utf-8",
+    )
+    ids = [s.id for s in load_evidence(f)]
+    assert "lab-audit" in ids and "eshre-2017" in ids

@@ -1,0 +1,327 @@
+"""Each result against its interval: flags, near-limit by measurement uncertainty (hand
+calculations), pre-analytic caveats, and no interpretation after a QC failure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from nkpanel.errors import InputError
+from nkpanel.interpret import (
+    Interpretation,
+    InterpretSettings,
+    Measurement,
+    ReferenceInterval,
+    check_wording,
+    interpret_case,
+    interpret_measurement,
+    load_intervals,
+)
+from tests.interpret.summaries import biopsy, flow_entry, plate, summary
+
+
+def result(reading: Any, code: str) -> Interpretation:
+    found = [r for r in reading.results if r.measurand.code == code]
+    assert len(found) == 1, [r.measurand.code for r in reading.results]
+    return found[0]
+
+
+def nk_pct(value: float, **kw: Any) -> Interpretation:
+    reading = interpret_case(summary(flow=[flow_entry(nk_pct=value, **kw)]))
+    return result(reading, "pnk-pct-lymph")
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [
+        (3.9, "below"),
+        (4.0, "within"),  # limits are inclusive
+        (26.0, "within"),
+        (26.04, "within"),  # compared as printed: 26.0
+        (26.06, "above"),  # printed 26.1
+        (30.0, "above"),
+    ],
+)
+def test_flag_against_default_interval(value: float, flag: str) -> None:
+    # ARUP 0092404: 4–26% of lymphocytes (domain brief). A huge lymphocyte count makes the
+    # counting CV negligible here, so "near" does not interfere.
+    r = nk_pct(value, n_lymph=10**9)
+    assert r.flag == flag
+    assert "ARUP Laboratories, test 0092404" in r.comment
+    assert r.interval is not None and r.interval.id == "arup-0092404-pct"
+
+
+def test_counting_cv_by_hand() -> None:
+    # 10% NK among 10,000 lymphocyte events: binomial CV = √((1−p)/(pN)) = √(0.9/1000) = 3.0%
+    r = nk_pct(10.0, n_lymph=10_000)
+    assert r.uncertainty is not None
+    assert r.uncertainty.cv_percent == pytest.approx(3.0, abs=1e-9)
+    # expanded U = 2 × 3% × 10 = 0.6 percentage points
+    assert r.uncertainty.expanded == pytest.approx(0.6)
+    reading = interpret_case(summary(flow=[flow_entry(n_nk=400, n_beads=10_000)]))
+    # bead count: Poisson on NK events and beads, √(1/400 + 1/10000) = 5.099%
+    cv = result(reading, "pnk-per-ul").uncertainty
+    assert cv is not None and cv.cv_percent == pytest.approx(100 * math.sqrt(0.0026))
+
+
+def test_near_a_limit_by_hand() -> None:
+    settings = InterpretSettings(analytical_cv={"pnk-pct-lymph": 5.0})
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=25.0, n_lymph=10**9)]), settings=settings
+    )
+    r = result(reading, "pnk-pct-lymph")
+    # U = 2 × 5% × 25 = 2.5; |25 − 26| = 1 ≤ 2.5: near the upper limit, still "within"
+    assert r.flag == "within" and r.near_limit == 26.0
+    assert "repeat the measurement rather than act" in r.comment
+    assert "repeat test" in r.patient_comment
+    assert "near limit" in r.flag_label
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=20.0, n_lymph=10**9)]), settings=settings
+    )
+    r = result(reading, "pnk-pct-lymph")
+    # U = 2 × 5% × 20 = 2.0 < |20 − 26| = 6: not near
+    assert r.flag == "within" and r.near_limit is None
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=4.1, n_lymph=10**9)]), settings=settings
+    )
+    # U = 0.41 ≥ |4.1 − 4.0| = 0.1: near the lower limit
+    assert result(reading, "pnk-pct-lymph").near_limit == 4.0
+    assert any("repeat" in c for c in reading.comments)
+
+
+def test_qc_failure_means_no_interpretation_only_the_reason() -> None:
+    reason = "flow rate unstable over 20% of the acquisition time (limit 5%)"
+    reading = interpret_case(summary(flow=[flow_entry(nk_pct=40.0, failed_check=reason)]))
+    for r in reading.results:
+        assert r.flag == "not_interpreted"
+        assert reason in r.comment
+        assert "above" not in r.comment.lower() and "within" not in r.comment.lower()
+        assert r.near_limit is None and not r.caveats
+    assert "did not pass quality control" in reading.comments[0]
+
+
+def test_non_blocking_qc_warning_is_a_caveat() -> None:
+    reading = interpret_case(summary(flow=[flow_entry(warn_check="no spillover matrix")]))
+    r = result(reading, "pnk-pct-lymph")
+    assert r.measurement.qc_status == "warn" and r.flag == "within"
+    assert any(c.code == "qc-note" and "no spillover" in c.text for c in r.caveats)
+
+
+def test_suppression_is_reported_without_a_verdict() -> None:
+    reading = interpret_case(summary(cytotoxicity=[plate(ivig=90.0, intralipid=2.0)]))
+    for code in ("nka-suppression-ivig", "nka-suppression-intralipid"):
+        r = result(reading, code)
+        assert r.flag == "reported_only" and r.interval is None
+        assert "no verdict" in r.comment
+
+
+def test_activity_has_no_default_interval_but_a_lab_may_choose_one(tmp_path: Path) -> None:
+    reading = interpret_case(summary(cytotoxicity=[plate(lysis=18.0)]))
+    r = result(reading, "nka-lysis-50-1")
+    assert r.flag == "no_interval" and "without a flag" in r.comment
+    assert result(reading, "nka-lu").flag == "no_interval"
+    lab = tmp_path / "lab.toml"
+    lab.write_text(
+        '[defaults]\n"nka-lysis-50-1" = "lab-nka"\n[[interval]]\nid = "lab-nka"\n'
+        'measurand = "nka-lysis-50-1"\nkind = "clinic_cutoff"\nupper = 15.0\nunit = "%"\n'
+        'method = "51Cr"\npopulation = "lab convention"\nsource = "Lab SOP (synthetic)"\n',
+        "utf-8",
+    )
+    reading = interpret_case(summary(cytotoxicity=[plate(lysis=18.0)]), intervals_path=lab)
+    r = result(reading, "nka-lysis-50-1")
+    assert r.flag == "above" and "Lab SOP (synthetic)" in r.comment
+    assert "not validated as a treatment threshold" in r.comment
+
+
+@pytest.mark.parametrize(
+    ("lh_day", "flag", "caveat"),
+    [
+        (7, "within", None),
+        (9, "within", None),
+        (11, "no_interval", "lh-window"),
+        (5, "no_interval", "lh-window"),
+        (None, "no_interval", "lh-unknown"),
+    ],
+)
+def test_biopsy_timing(lh_day: int | None, flag: str, caveat: str | None) -> None:
+    reading = interpret_case(summary(endometrial=[biopsy(pct=3.0, lh_day=lh_day)]))
+    r = result(reading, "unk-pct-stroma")
+    assert r.flag == flag
+    if caveat is None:
+        assert "1.2–4.5" in r.comment  # Lash 2016 range at LH+7 (domain brief)
+    else:
+        assert "Not compared with the interval" in r.comment
+        assert r.patient_comment
+    # uNK per mm² has no interval at all
+    assert result(reading, "unk-per-mm2").flag == "no_interval"
+
+
+def test_unk_uses_the_inter_observer_cv() -> None:
+    reading = interpret_case(summary(endometrial=[biopsy(pct=4.2, lh_day=8)]))
+    r = result(reading, "unk-pct-stroma")
+    # Drury 2011 CV 10.3%: U = 2 × 0.103 × 4.2 = 0.8652 ≥ |4.2 − 4.5|: near the upper limit
+    assert r.uncertainty is not None
+    assert r.uncertainty.expanded == pytest.approx(0.8652)
+    assert r.near_limit == 4.5
+
+
+@pytest.mark.parametrize(
+    ("exposure", "minutes", "raised"),
+    [
+        ("adrenaline", 10, True),
+        ("exercise", None, True),
+        ("stress", 119, True),
+        ("stress", 180, False),
+        ("none", None, False),
+    ],
+)
+def test_acute_exposure_caveat(exposure: str, minutes: float | None, raised: bool) -> None:
+    pa: dict[str, Any] = {"acute_exposure": exposure}
+    if minutes is not None:
+        pa["minutes_since_exposure"] = minutes
+    reading = interpret_case(summary(draw_pre_analytic=pa))
+    r = result(reading, "pnk-pct-lymph")
+    assert any(c.code == "acute-exposure" for c in r.caveats) is raised
+    if raised:
+        assert "Schedlowski 1993" in next(c.text for c in r.caveats)
+        assert {"schedlowski-1993", "shakhar-2006"} <= {s.id for s in reading.evidence}
+
+
+@pytest.mark.parametrize(
+    ("anticoagulant", "processed", "raised"),
+    [
+        ("EDTA", "2026-11-03T10:30:00", True),  # 26 h > 24 h (LabCorp, EDTA)
+        ("ACD", "2026-11-03T10:30:00", False),  # 26 h ≤ 48 h (LabCorp, ACD)
+        (None, "2026-11-04T10:30:00", True),  # 50 h > 48 h (ARUP)
+        (None, "2026-11-02T12:00:00", False),
+    ],
+)
+def test_sample_age_caveat(anticoagulant: str | None, processed: str, raised: bool) -> None:
+    pa: dict[str, Any] = {"processed": processed}
+    if anticoagulant:
+        pa["anticoagulant"] = anticoagulant
+    reading = interpret_case(summary(draw_pre_analytic=pa))
+    r = result(reading, "pnk-per-ul")
+    assert any(c.code == "sample-age" for c in r.caveats) is raised
+
+
+def test_storage_and_treatment_caveats_and_episode_level_record() -> None:
+    reading = interpret_case(
+        summary(
+            pre_analytic={"current_corticosteroid": True, "medication_note": "prednisolone"},
+            draw_pre_analytic={"storage": "refrigerated"},
+            endometrial=[biopsy()],
+        )
+    )
+    r = result(reading, "pnk-pct-lymph")
+    codes = {c.code for c in r.caveats}
+    assert {"storage", "on-treatment"} <= codes  # episode record merged into the draw's
+    assert "quenby-2005" in {s.id for s in reading.evidence}
+    u = result(reading, "unk-pct-stroma")
+    assert "on-treatment" in {c.code for c in u.caveats}
+    assert "storage" not in {c.code for c in u.caveats}  # blood storage: flow only
+
+
+def test_invalid_pre_analytic_names_the_field() -> None:
+    with pytest.raises(InputError, match=r"blood_draws\[0\].*acute_exposure"):
+        interpret_case(summary(draw_pre_analytic={"acute_exposure": "marathon"}))
+
+
+def test_every_sentence_passes_the_wording_rules() -> None:
+    reading = interpret_case(
+        summary(
+            flow=[flow_entry(nk_pct=30.0), flow_entry(sample="t2", failed_check="bad tube")],
+            cytotoxicity=[plate()],
+            endometrial=[biopsy(lh_day=12)],
+            draw_pre_analytic={"acute_exposure": "stress", "current_immunotherapy": True},
+        )
+    )
+    texts = list(reading.comments)
+    for r in reading.results:
+        texts += [r.comment, r.patient_comment] + [c.text for c in r.caveats]
+        texts += [c.patient_text for c in r.caveats]
+    assert texts
+    for text in texts:
+        assert check_wording(text) == [], text
+
+
+def test_intervals_can_be_passed_in() -> None:
+    ivs = load_intervals()
+    reading = interpret_case(summary(), intervals=ivs)
+    assert reading.intervals is ivs
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.floats(min_value=0.0, max_value=100.0, allow_nan=False),
+    lower=st.floats(min_value=0.0, max_value=50.0),
+    width=st.floats(min_value=0.1, max_value=50.0),
+    cv=st.floats(min_value=0.5, max_value=30.0),
+)
+def test_flags_and_near_limit_follow_their_definitions(
+    value: float, lower: float, width: float, cv: float
+) -> None:
+    lower, upper = round(lower, 1), round(lower + width, 1)
+    ivs = load_intervals()
+    iv = ReferenceInterval(
+        id="h",
+        measurand="pnk-pct-lymph",
+        kind="reference_interval",
+        lower=lower,
+        upper=upper,
+        unit="%",
+        method="m",
+        population="p",
+        source="hypothesis (synthetic)",
+    )
+    ivs = replace(ivs, intervals={"h": iv}, defaults={"pnk-pct-lymph": "h"})
+    m = Measurement(
+        code="pnk-pct-lymph",
+        value=value,
+        unit="%",
+        method="m",
+        qc_status="pass",
+        reportable=True,
+        specimen_id="d",
+        sample="s",
+        episode_id="e",
+        biomarker="flow",
+    )
+    r = interpret_measurement(m, ivs, InterpretSettings(analytical_cv={"pnk-pct-lymph": cv}))
+    shown = round(value, 1)
+    expected = "below" if shown < lower else "above" if shown > upper else "within"
+    assert r.flag == expected
+    u = 2 * cv / 100 * value
+    assume(all(abs(abs(shown - lim) - u) > 1e-9 for lim in (lower, upper)))  # no float ties
+    near = [lim for lim in (lower, upper) if abs(shown - lim) <= u]
+    assert (r.near_limit is not None) == bool(near)
+    if r.near_limit is not None:
+        assert r.near_limit in near
+        assert "rather than act" in r.comment
+
+
+@pytest.mark.parametrize(
+    ("cycle_day", "flag", "caveat"),
+    [
+        (21, "within", "cycle-day"),
+        (19, "within", "cycle-day"),
+        (26, "no_interval", "cycle-day-window"),
+    ],
+)
+def test_biopsy_timed_by_cycle_day(cycle_day: int, flag: str, caveat: str) -> None:
+    # domain brief §3: LH+7 to LH+9 is cycle day ~21 ± 2 in a 28-day cycle
+    entry = biopsy(pct=3.0, lh_day=None)
+    entry["cycle_day"] = cycle_day
+    r = result(interpret_case(summary(endometrial=[entry])), "unk-pct-stroma")
+    assert r.flag == flag
+    if flag == "within":
+        assert caveat in {c.code for c in r.caveats}
+        assert "approximate" in next(c.text for c in r.caveats if c.code == caveat)
+    else:
+        assert f"cycle day {cycle_day}, outside cycle day 19–23" in r.comment

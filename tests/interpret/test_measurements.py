@@ -1,0 +1,139 @@
+"""Reading case summaries into generic measurements: the flow section as ``nkpanel run`` writes
+it, the cytotoxicity and endometrial sections as documented, and the generic list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from nkpanel.errors import InputError
+from nkpanel.interpret import MEASURANDS, read_episode
+from tests.interpret.summaries import biopsy, flow_entry, plate, summary
+
+
+def test_flow_section() -> None:
+    ep = read_episode(summary())
+    codes = [m.code for m in ep.measurements]
+    assert codes == [
+        "pnk-pct-lymph",
+        "pnk-per-ul",
+        "pnk-cd56bright-pct-nk",
+        "pnk-cd56dim-pct-nk",
+        "pnk-nklike-t-pct-lymph",
+    ]
+    m = ep.measurements[0]
+    assert m.value == 14.0 and m.unit == "%" and m.reportable and m.qc_status == "pass"
+    assert m.collected == dt.datetime(2026, 11, 2, 8, 30)
+    assert m.specimen_id == "draw-1" and m.sample == "tube1" and m.biomarker == "flow"
+    assert ep.synthetic and ep.patient_id == "SYNTH-P1" and ep.age_years == 34
+    assert ep.qc[0].checks[0].check == "lymphocyte events"
+
+
+def test_no_absolute_count_is_left_out_not_failed() -> None:
+    ep = read_episode(summary(flow=[flow_entry(per_ul=None, count_method="none")]))
+    assert "pnk-per-ul" not in [m.code for m in ep.measurements]
+
+
+def test_failed_tube_and_failed_file() -> None:
+    ep = read_episode(
+        summary(
+            flow=[flow_entry(failed_check="too few events")],
+            failures=[{"source": "/data/t2.fcs", "reason": "truncated file"}],
+        )
+    )
+    assert all(not m.reportable and m.qc_status == "fail" for m in ep.measurements)
+    assert ep.measurements[0].not_reportable_reasons == ("too few events",)
+    assert ep.failures[0].reason == "truncated file"
+
+
+def test_cytotoxicity_and_endometrial_sections() -> None:
+    ep = read_episode(summary(cytotoxicity=[plate(intralipid=30.0)], endometrial=[biopsy()]))
+    by_code = {m.code: m for m in ep.measurements}
+    assert by_code["nka-lysis-50-1"].value == 18.0
+    assert by_code["nka-lu"].value == 35.0
+    assert by_code["nka-suppression-ivig"].value == 41.0
+    assert by_code["nka-suppression-intralipid"].value == 30.0
+    assert by_code["nka-lysis-50-1"].curve == ((12.5, 8.1), (25.0, 12.6), (50.0, 18.0))
+    assert by_code["unk-pct-stroma"].value == 3.0
+    assert by_code["unk-pct-stroma"].pre_analytic.lh_day == 8
+    assert by_code["unk-per-mm2"].unit == "cells/mm²"
+    assert {s["kind"] for s in ep.specimens} == {
+        "peripheral blood",
+        "peripheral blood (NK activity)",
+        "endometrial biopsy",
+    }
+
+
+def test_unreportable_plate() -> None:
+    ep = read_episode(summary(flow=[], cytotoxicity=[plate(reportable=False)]))
+    assert ep.measurements and all(not m.reportable for m in ep.measurements)
+    assert ep.measurements[0].not_reportable_reasons == ("spontaneous release 45% of maximum",)
+
+
+def test_generic_measurement_list_wins() -> None:
+    entry = biopsy(pct=3.0)
+    entry["measurements"] = [
+        {"code": "unk-pct-stroma", "value": 6.5, "unit": "%", "cv_percent": 8.0},
+        {
+            "code": "unk-per-mm2",
+            "value": None,
+            "qc_status": "fail",
+            "not_reportable_reasons": ["stroma area below 1 mm²"],
+        },
+    ]
+    ep = read_episode(summary(flow=[], endometrial=[entry]))
+    by_code = {m.code: m for m in ep.measurements}
+    assert by_code["unk-pct-stroma"].value == 6.5 and by_code["unk-pct-stroma"].cv_percent == 8.0
+    assert not by_code["unk-per-mm2"].reportable
+    assert by_code["unk-per-mm2"].not_reportable_reasons == ("stroma area below 1 mm²",)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda s: s.update(blood_draws={}), "blood_draws: expected a list"),
+        (lambda s: s["blood_draws"][0].update(collected="yesterday"), "ISO 8601"),
+        (
+            lambda s: s["blood_draws"][0]["flow"][0].update(nk_percent_of_lymphocytes="12"),
+            "nk_percent_of_lymphocytes: expected a number",
+        ),
+        (
+            lambda s: s.update(cytotoxicity=[{"measurements": [{"code": "nk-bogus", "value": 1}]}]),
+            "unknown measurand code",
+        ),
+        (
+            lambda s: s.update(
+                endometrial=[
+                    {
+                        "measurements": [
+                            {"code": "unk-pct-stroma", "value": 1.0, "unit": "cells/mm²"}
+                        ]
+                    }
+                ]
+            ),
+            "must be in",
+        ),
+        (
+            lambda s: s.update(cytotoxicity=[{"suppression_percent": {"aspirin": 3.0}}]),
+            "unknown agent",
+        ),
+        (
+            lambda s: s["blood_draws"][0]["flow"][0].update(nk_cells_per_ul=float("nan")),
+            "not a finite number",
+        ),
+    ],
+)
+def test_malformed_summaries_name_the_field(mutate: Any, expected: str) -> None:
+    s = summary()
+    mutate(s)
+    with pytest.raises(InputError, match="case summary") as info:
+        read_episode(s)
+    assert expected in str(info.value)
+
+
+def test_every_measurand_has_patient_wording_and_unit() -> None:
+    for m in MEASURANDS.values():
+        assert m.patient_name and m.patient_what and m.unit
+        assert m.loinc in (None, "9728-7", "107067-1")  # only codes the brief lists as checked

@@ -1,0 +1,79 @@
+"""Serial results: before and on treatment, in time order, changes against the measurement
+uncertainty of the difference (hand calculations)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nkpanel.interpret import InterpretSettings, interpret_case
+from tests.interpret.summaries import biopsy, flow_entry, summary
+
+
+def test_trend_before_and_on_treatment() -> None:
+    before = summary(
+        episode="EP-1",
+        collected="2026-06-01T08:30:00",
+        flow=[flow_entry(nk_pct=20.0, n_lymph=10_000)],
+    )
+    on = summary(
+        episode="EP-2",
+        collected="2026-09-01T08:30:00",
+        flow=[flow_entry(nk_pct=12.0, n_lymph=10_000)],
+        pre_analytic={"current_corticosteroid": True},
+    )
+    latest = summary(
+        episode="EP-3",
+        collected="2026-11-02T08:30:00",
+        flow=[flow_entry(nk_pct=11.0, n_lymph=10_000)],
+        pre_analytic={"current_corticosteroid": True},
+    )
+    reading = interpret_case(latest, history=[on, before])  # any order in
+    trend = next(t for t in reading.trends if t.measurand.code == "pnk-pct-lymph")
+    assert [p.episode_id for p in trend.points] == ["EP-1", "EP-2", "EP-3"]
+    assert [p.value for p in trend.points] == [20.0, 12.0, 11.0]
+    assert [p.on_treatment for p in trend.points] == [False, True, True]
+    assert trend.points[-1].current and not trend.points[0].current
+    # last change 12 → 11; binomial CVs √((1−p)/(pN)): 12%: √(0.88/1200), 11%: √(0.89/1100)
+    u12 = 12.0 * math.sqrt(0.88 / 1200)
+    u11 = 11.0 * math.sqrt(0.89 / 1100)
+    assert trend.change == pytest.approx(-1.0)
+    expanded = 2 * math.hypot(u12, u11)  # ≈ 0.88
+    assert trend.change_exceeds_uncertainty is (expanded < 1.0)
+    assert f"± {expanded:.1f} %" in trend.summary
+    assert "(on treatment)" in trend.summary
+
+
+def test_small_change_within_uncertainty() -> None:
+    s = InterpretSettings(analytical_cv={"pnk-pct-lymph": 10.0})
+    a = summary(episode="A", collected="2026-01-01T08:00:00", flow=[flow_entry(nk_pct=14.0)])
+    b = summary(episode="B", collected="2026-02-01T08:00:00", flow=[flow_entry(nk_pct=15.0)])
+    trend = next(
+        t
+        for t in interpret_case(b, history=[a], settings=s).trends
+        if t.measurand.code == "pnk-pct-lymph"
+    )
+    # CV ≥ 10% each: 2·√(1.4² + 1.5²) > 4 ≫ 1
+    assert trend.change_exceeds_uncertainty is False
+    assert "not larger than the measurement uncertainty" in trend.summary
+
+
+def test_unreportable_earlier_result_is_a_gap() -> None:
+    a = summary(
+        episode="A",
+        collected="2026-01-01T08:00:00",
+        flow=[flow_entry(failed_check="clogged")],
+        endometrial=[biopsy(pct=14.0, collected="2026-01-05T09:00:00")],
+    )
+    b = summary(episode="B", endometrial=[biopsy(pct=9.0)])
+    reading = interpret_case(b, history=[a])
+    pct = next(t for t in reading.trends if t.measurand.code == "pnk-pct-lymph")
+    assert [p.value for p in pct.points] == [None, 14.0]
+    assert pct.change is None and "Fewer than two" in pct.summary
+    unk = next(t for t in reading.trends if t.measurand.code == "unk-pct-stroma")
+    assert unk.change == pytest.approx(-5.0)
+
+
+def test_no_history_no_trends() -> None:
+    assert interpret_case(summary()).trends == ()

@@ -1,0 +1,93 @@
+"""The NK-activity and endometrial sections as their own packages write them
+(:func:`run_plate_for_case`, :func:`run_biopsy_for_case`), read into the report: the contract
+between those summaries and interpretation, on synthetic plates and fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from nkpanel.cytotox.manifest import CytotoxicityPlate, run_plate_for_case
+from nkpanel.cytotox.simulate import write_synthetic_plate
+from nkpanel.interpret import interpret_case
+from nkpanel.report import build_reports
+from nkpanel.uterine.cli import app as uterine_app
+from nkpanel.uterine.manifest import EndometrialBiopsy, run_biopsy_for_case
+from tests.interpret.summaries import summary
+
+
+@pytest.fixture(scope="module")
+def sections(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    d = tmp_path_factory.mktemp("biomarkers")
+    write_synthetic_plate(d / "nk")
+    plate = CytotoxicityPlate.model_validate(
+        {
+            "id": "nk-activity-1",
+            "assay": "chromium51",
+            "reads": "nk/plate_reads.csv",
+            "layout": "nk/plate_layout.csv",
+            "sample_id": "SYNTH-P01",
+            "effector_cells": "pbmc",
+            "targets_per_well": 10000,
+        }
+    )
+    cyto = run_plate_for_case(plate, d, d / "results" / "cytotoxicity" / plate.id, None)
+    res = CliRunner().invoke(
+        uterine_app, ["simulate", "--out", str(d / "ut"), "--fields", "1", "--seed", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    biopsy = EndometrialBiopsy.model_validate(
+        {
+            "id": "biopsy-1",
+            "lh_day": 8,
+            "images": ["ut/synthetic_field_01.tif"],
+            "collected": "2026-10-20",
+        }
+    )
+    endo = run_biopsy_for_case(biopsy, d, d / "results" / "uterine" / "biopsy-1")
+    return d, json.loads(json.dumps(cyto)), json.loads(json.dumps(endo))
+
+
+def test_native_sections_become_measurements(
+    sections: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, cyto, endo = sections
+    reading = interpret_case(summary(cytotoxicity=[cyto], endometrial=[endo]))
+    by = {r.measurand.code: r for r in reading.results}
+    head = {h["treatment"]: h for h in cyto["headline"]}
+    assert by["nka-lysis-50-1"].measurement.value == head["none"]["lysis_at_standard_ratio_percent"]
+    assert by["nka-lu"].measurement.value == head["none"]["lu_per_1e7_effectors"]
+    assert (
+        by["nka-suppression-ivig"].measurement.value
+        == (head["IVIG 2 mg/mL"]["suppression_at_standard_ratio_percent"])
+    )
+    assert by["nka-suppression-ivig"].flag == "reported_only"
+    assert len(by["nka-lysis-50-1"].measurement.curve) >= 3
+    assert by["unk-pct-stroma"].measurement.value == endo["uterine"]["cd56_per_100_stromal_cells"]
+    assert by["unk-per-mm2"].measurement.value == endo["uterine"]["cd56_per_mm2_stroma"]
+    assert by["unk-pct-stroma"].measurement.pre_analytic.lh_day == 8
+    assert by["unk-pct-stroma"].flag in ("below", "within", "above")  # LH+8: the range applies
+    assert all(r.measurement.figures for r in by.values() if r.measurand.biomarker != "flow")
+
+
+def test_reports_embed_the_biomarkers_figures(
+    sections: tuple[Path, dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    d, cyto, endo = sections
+    paths = build_reports(
+        summary(cytotoxicity=[cyto], endometrial=[endo]),
+        tmp_path,
+        results_dir=d / "results",
+        pdf=False,
+    )
+    doc = json.loads(paths.json.read_text("utf-8"))
+    titles = [f["title"] for f in doc["figures"]["biomarker_figures"]]
+    assert any("lysis curves" in t for t in titles)
+    assert any("CD56 overlay" in t for t in titles)
+    assert {"tang-2011-nka", "tang-2011-unk", "roussev-2007"} <= {e["id"] for e in doc["evidence"]}

@@ -1,0 +1,113 @@
+"""``nkpanel report`` as a user meets it, standalone and registered on a parent app the way
+the main command line registers it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nkpanel.errors import ConfigError, InputError
+from nkpanel.report.cli import app, report
+from tests.interpret.summaries import flow_entry, summary
+
+
+def write(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data), "utf-8")
+    return path
+
+
+def test_report_command_mounted_like_the_main_cli(tmp_path: Path) -> None:
+    parent = typer.Typer()
+
+    @parent.command()
+    def version() -> None:  # a second command, so "report" is a subcommand as in nkpanel
+        typer.echo("0")
+
+    parent.command("report")(report)
+    current = write(tmp_path / "case_summary.json", summary(episode="EP-2"))
+    earlier = write(
+        tmp_path / "earlier.json",
+        summary(episode="EP-1", collected="2026-06-01T08:00:00", flow=[flow_entry(nk_pct=20.0)]),
+    )
+    lab = tmp_path / "lab.toml"
+    lab.write_text('name = "CLI Test Lab"\nanalyst = "A. Analyst"\n', "utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        parent,
+        [
+            "report",
+            str(current),
+            "--out",
+            str(out),
+            "--history",
+            str(earlier),
+            "--lab",
+            str(lab),
+            "--authoriser",
+            "Dr Z",
+            "--amendment",
+            "wrong bead lot",
+            "--analytical-cv",
+            "pnk-pct-lymph=5",
+            "--no-pdf",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC DATA" in result.output and "FHIR R4 bundle" in result.output
+    doc = json.loads((out / "report.json").read_text("utf-8"))
+    assert doc["laboratory"]["name"] == "CLI Test Lab"
+    assert doc["laboratory"]["authoriser"] == "Dr Z"
+    assert doc["report"]["version"] == 2 and doc["report"]["status"] == "amended"
+    assert doc["trends"] and doc["trends"][0]["code"] == "pnk-pct-lymph"
+    nk = next(r for r in doc["results"] if r["code"] == "pnk-pct-lymph")
+    assert "analytical CV 5% (laboratory setting)" in nk["uncertainty"]["basis"]
+    assert (out / "report.fhir.json").is_file() and (out / "patient.html").is_file()
+    assert not (out / "report.pdf").exists()
+
+
+def test_reference_intervals_option(tmp_path: Path) -> None:
+    lab = tmp_path / "intervals.toml"
+    lab.write_text('[defaults]\n"pnk-pct-lymph" = "baystate-tbnk-pct"\n', "utf-8")
+    current = write(tmp_path / "s.json", summary())
+    result = CliRunner().invoke(
+        app,
+        [str(current), "--out", str(tmp_path / "o"), "--reference-intervals", str(lab), "--no-pdf"],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "o" / "report.json").read_text("utf-8"))
+    nk = next(r for r in doc["results"] if r["code"] == "pnk-pct-lymph")
+    assert nk["interval"]["source"] == "Baystate Health laboratory, TBNK panel"
+    assert str(lab) in doc["interval_files"]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "match"),
+    [
+        ("{not json", InputError, "not valid JSON"),
+        ("[1, 2]", InputError, "must be a JSON object"),
+        (None, InputError, "cannot read"),
+    ],
+)
+def test_bad_summary_files(
+    tmp_path: Path, content: str | None, error: type[Exception], match: str
+) -> None:
+    path = tmp_path / "s.json"
+    if content is not None:
+        path.write_text(content, "utf-8")
+    result = CliRunner().invoke(app, [str(path), "--out", str(tmp_path / "o"), "--no-pdf"])
+    assert isinstance(result.exception, error)
+    assert match in str(result.exception) and str(path) in str(result.exception)
+
+
+@pytest.mark.parametrize("pair", ["pnk-pct-lymph", "bogus=3", "pnk-pct-lymph=abc", "nka-lu=0"])
+def test_bad_analytical_cv(tmp_path: Path, pair: str) -> None:
+    current = write(tmp_path / "s.json", summary())
+    result = CliRunner().invoke(
+        app, [str(current), "--out", str(tmp_path / "o"), "--analytical-cv", pair, "--no-pdf"]
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "--analytical-cv" in str(result.exception)

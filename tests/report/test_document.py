@@ -1,0 +1,122 @@
+"""The report document (JSON): ISO 15189 report elements, interpretation carried through,
+the synthetic label, status and versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from nkpanel.errors import ConfigError
+from nkpanel.report import Amendment, LabInfo, build_reports, load_lab_info
+from tests.interpret.summaries import summary
+from tests.report.conftest import Reported
+
+
+def test_iso_15189_report_elements(reported: Reported) -> None:
+    doc = reported.doc
+    r = doc["report"]
+    # identification of the report, version, status, issue time, amendment history
+    assert r["id"] == "NKR-SYNTH-EP-2" and r["version"] == 2 and r["status"] == "amended"
+    assert r["issued"].startswith("2026-11-05T14:00")
+    assert r["amendments"][0]["reason"] == "bead lot corrected"
+    # laboratory, analyst, authoriser, requester
+    assert doc["laboratory"]["name"] == "Synthetic Reproductive Immunology Lab"
+    assert doc["laboratory"]["analyst"] and doc["laboratory"]["authoriser"]
+    assert doc["episode"]["requester"].startswith("Dr C.")
+    # patient and specimen identification, collection time
+    assert doc["patient"]["id"] == "SYNTH-P1"
+    kinds = {s["kind"] for s in doc["specimens"]}
+    assert kinds == {"peripheral blood", "peripheral blood (NK activity)", "endometrial biopsy"}
+    assert all(s["collected"] for s in doc["specimens"])
+    # results with units, methods, intervals, flags, QC status, comments
+    for res in doc["results"]:
+        assert res["unit"] and res["method"] and res["qc_status"] in ("pass", "warn", "fail")
+        assert res["flag"] and res["comment"]
+        if res["interval"] is not None:
+            assert res["interval"]["source"]
+    assert doc["comments"] and doc["evidence"] and doc["synthetic"] is True
+
+
+def test_interpretation_reaches_the_report(reported: Reported) -> None:
+    by = {(r["code"], r["sample"]): r for r in reported.doc["results"]}
+    nk = by[("pnk-pct-lymph", "tube1")]
+    assert nk["display_value"] == "25.5" and nk["flag"] == "within"
+    # 25.5 within counting uncertainty of 26.0: binomial CV √(0.745/(0.255·20000)) = 1.21%,
+    # U = 2 × 1.21% × 25.5 = 0.62 ≥ 0.5
+    assert nk["near_limit"] == 26.0
+    assert {c["code"] for c in nk["caveats"]} >= {"acute-exposure", "sample-age", "on-treatment"}
+    failed = by[("pnk-pct-lymph", "tube2")]
+    assert failed["flag"] == "not_interpreted" and not failed["reportable"]
+    assert failed["caveats"] == [] and "flow rate unstable" in failed["comment"]
+    assert by[("nka-suppression-intralipid", "plate-1")]["flag"] == "reported_only"
+    assert by[("unk-pct-stroma", "slide-1")]["interval"]["id"] == "lash-2016-lh7"
+    assert reported.doc["failures"][0]["reason"] == "truncated FCS file"
+    trend_codes = {t["code"] for t in reported.doc["trends"]}
+    assert {"pnk-pct-lymph", "nka-lysis-50-1", "unk-pct-stroma"} <= trend_codes
+    refs = [e["ref"] for e in reported.doc["evidence"]]
+    assert refs == [f"E{i}" for i in range(1, len(refs) + 1)]
+    assert set(nk["evidence_refs"]) <= set(refs) and nk["evidence_refs"]
+
+
+def test_figure_files(reported: Reported) -> None:
+    names = {p.name for p in reported.paths.figures}
+    assert any(n.startswith("bar_") for n in names)
+    assert {"trend_pnk-pct-lymph.svg", "lysis_plate-1.svg"} <= names
+    for p in reported.paths.figures:
+        text = p.read_text("utf-8")
+        assert "<svg" in text and "<path" in text and "SYNTHETIC" in text
+    sources = [f["source"] for f in reported.doc["figures"]["biomarker_figures"]]
+    assert any(s.endswith("NK.png") for s in sources)
+    assert any(s.endswith("overlay_field01.png") for s in sources)
+
+
+@pytest.mark.parametrize(
+    ("lab", "amendments", "status"),
+    [
+        (LabInfo(), [], "preliminary"),
+        (LabInfo(authoriser="Dr X"), [], "final"),
+        (
+            LabInfo(authoriser="Dr X"),
+            [Amendment(version=1, date=dt.datetime(2026, 1, 1), reason="typo fixed")],
+            "amended",
+        ),
+    ],
+)
+def test_status(tmp_path: Path, lab: LabInfo, amendments: list[Amendment], status: str) -> None:
+    paths = build_reports(
+        summary(),
+        tmp_path,
+        lab=lab,
+        amendments=amendments,
+        version=len(amendments) + 1,
+        pdf=False,
+    )
+    import json
+
+    doc = json.loads(paths.json.read_text("utf-8"))
+    assert doc["report"]["status"] == status
+    assert paths.clinician_pdf is None and paths.clinician_html.is_file()
+
+
+def test_version_must_exceed_amended_versions(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="version"):
+        build_reports(
+            summary(),
+            tmp_path,
+            version=1,
+            pdf=False,
+            amendments=[Amendment(version=1, date=dt.datetime(2026, 1, 1), reason="typo")],
+        )
+
+
+def test_lab_file(tmp_path: Path) -> None:
+    f = tmp_path / "lab.toml"
+    f.write_text('name = "Lab"\nauthoriser = "Dr Y"\ntimezone = "Europe/Berlin"\n', "utf-8")
+    assert load_lab_info(f).authoriser == "Dr Y"
+    f.write_text('name = "Lab"\nbogus = 1\n', "utf-8")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_lab_info(f)
+    with pytest.raises(ConfigError, match="time zone"):
+        build_reports(summary(), tmp_path / "o", lab=LabInfo(timezone="Mars/Olympus"), pdf=False)

@@ -1,0 +1,104 @@
+"""The FHIR R4 bundle: valid (fhir.resources), coded only with checked LOINC codes or the
+documented local code system, flags and QC failures carried, synthetic data labelled."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from nkpanel.errors import NkPanelError
+from nkpanel.interpret import LOCAL_CODE_SYSTEM, MEASURANDS
+from nkpanel.report import validate_bundle
+from tests.report.conftest import Reported
+
+
+def resources(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def test_bundle_validates_and_references_resolve(reported: Reported) -> None:
+    bundle = reported.bundle
+    validate_bundle(bundle)
+    assert bundle["type"] == "collection"
+    urls = {e["fullUrl"] for e in bundle["entry"]}
+    (report,) = resources(bundle, "DiagnosticReport")
+    refs = [r["reference"] for r in report["result"] + report["specimen"]]
+    refs.append(report["subject"]["reference"])
+    for obs in resources(bundle, "Observation"):
+        refs.append(obs["subject"]["reference"])
+        refs += [obs["specimen"]["reference"]] if "specimen" in obs else []
+    assert refs and set(refs) <= urls
+    assert report["status"] == "amended"
+    assert report["resultsInterpreter"][0]["display"] == "Dr B. Authoriser"
+    assert {f["contentType"] for f in report["presentedForm"]} == {"application/pdf", "text/html"}
+    assert len(report["result"]) == len(reported.doc["results"])
+
+
+def test_codes(reported: Reported) -> None:
+    loinc_used = set()
+    local_used = set()
+    for obs in resources(reported.bundle, "Observation"):
+        codings = obs["code"]["coding"]
+        for c in codings:
+            if c["system"] == "http://loinc.org":
+                loinc_used.add(c["code"])
+            else:
+                assert c["system"] == LOCAL_CODE_SYSTEM
+                local_used.add(c["code"])
+        assert any(c["system"] == LOCAL_CODE_SYSTEM for c in codings)
+    # the only LOINC codes the domain brief lists as checked
+    assert loinc_used == {"9728-7", "107067-1"}
+    (cs,) = resources(reported.bundle, "CodeSystem")
+    assert cs["url"] == LOCAL_CODE_SYSTEM
+    defined = {c["code"] for c in cs["concept"]}
+    assert local_used <= defined and set(MEASURANDS) <= defined
+    assert all(c["definition"] for c in cs["concept"])
+
+
+def test_values_flags_ranges_and_qc_failures(reported: Reported) -> None:
+    obs = resources(reported.bundle, "Observation")
+    by_doc = reported.doc["results"]
+    for o, res in zip(obs, by_doc, strict=True):
+        if res["reportable"]:
+            q = o["valueQuantity"]
+            assert q["value"] == res["value"] and q["unit"] == res["unit"]
+            if res["ucum"]:
+                assert q["system"] == "http://unitsofmeasure.org" and q["code"] == res["ucum"]
+        else:
+            assert "valueQuantity" not in o
+            assert o["dataAbsentReason"]["coding"][0]["code"] == "error"
+            assert "flow rate unstable" in o["dataAbsentReason"]["text"]
+        codes = [c["code"] for i in o.get("interpretation", []) for c in i["coding"]]
+        expected = {"below": ["L"], "within": ["N"], "above": ["H"]}.get(res["flag"], [])
+        assert codes == expected
+        if res["interval"]:
+            assert res["interval"]["source"] in o["referenceRange"][0]["text"]
+        assert o["effectiveDateTime"].endswith(("+00:00", "+01:00"))  # lab zone Europe/London
+
+
+def test_synthetic_label_on_every_resource(reported: Reported) -> None:
+    assert reported.bundle["meta"]["security"][0]["code"] == "HTEST"
+    for e in reported.bundle["entry"]:
+        if e["resource"]["resourceType"] != "CodeSystem":
+            assert e["resource"]["meta"]["security"][0]["code"] == "HTEST"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b["entry"][0]["resource"].update(status="done"),
+        lambda b: resources(b, "Observation")[0].update(status="bogus"),
+        lambda b: resources(b, "Observation")[0].pop("code"),
+        lambda b: b["entry"][0]["resource"].update(issued="2026-11-05T14:00:00"),  # no zone
+        lambda b: resources(b, "Observation")[0]["interpretation"][0]["coding"][0].update(
+            code="HIGHISH"
+        ),
+    ],
+)
+def test_invalid_bundles_are_rejected(reported: Reported, mutate: Any) -> None:
+    broken = copy.deepcopy(reported.bundle)
+    mutate(broken)
+    with pytest.raises(NkPanelError, match="not valid R4"):
+        validate_bundle(broken)

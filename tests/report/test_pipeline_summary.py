@@ -1,0 +1,51 @@
+"""From a real run: a synthetic case through the flow pipeline, then its case_summary.json
+through the reports. Checks the contract between the summary the pipeline writes and what
+interpretation reads, and that the gating plots the pipeline drew are embedded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nkpanel.case import load_case
+from nkpanel.demo import write_synthetic_case
+from nkpanel.interpret import read_episode
+from nkpanel.pipeline import run_case
+from nkpanel.report import build_reports
+from tests.interpret.summaries import flow_entry
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline")
+    manifest = write_synthetic_case(out / "case", n_events=30_000, seed=11, nk_percent=14.0)
+    run_case(load_case(manifest), out / "results")
+    return out / "results"
+
+
+def test_hand_made_flow_entries_have_the_pipelines_shape(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "case_summary.json").read_text("utf-8"))
+    real = summary["blood_draws"][0]["flow"][0]
+    assert set(flow_entry()) == set(real)
+    checks = {q["check"] for q in real["qc"]}
+    assert {"lymphocyte events", "NK events", "bead events"} <= checks  # counting CVs need them
+
+
+def test_reports_from_a_real_case_summary(run_dir: Path, tmp_path: Path) -> None:
+    summary = json.loads((run_dir / "case_summary.json").read_text("utf-8"))
+    episode = read_episode(summary)
+    nk = next(m for m in episode.measurements if m.code == "pnk-pct-lymph")
+    assert nk.value == pytest.approx(
+        summary["blood_draws"][0]["flow"][0]["nk_percent_of_lymphocytes"]
+    )
+    assert nk.counting_cv_percent is not None and nk.counting_cv_percent > 0
+    paths = build_reports(summary, tmp_path / "report", results_dir=run_dir, pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    sources = [f["source"] for f in doc["figures"]["biomarker_figures"]]
+    assert any(s.endswith("/plots/NK.png") for s in sources)
+    assert any(s.endswith("/plots/Lymphocytes.png") for s in sources)
+    html = paths.clinician_html.read_text("utf-8")
+    assert html.count("data:image/png;base64,") == len(sources)
+    assert doc["synthetic"] is True and "SYNTHETIC DATA" in html
