@@ -41,6 +41,9 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     assert truth["synthetic"] is True
     assert abs(flow["nk_percent_of_lymphocytes"] - truth["nk_percent_of_lymphocytes"]) < 1.0
     assert summary["cytotoxicity"] and "error" not in summary["cytotoxicity"][0]
+    biopsy = summary["endometrial"][0]
+    assert biopsy["synthetic"] is True and not biopsy["failures"]
+    assert 4.0 < biopsy["uterine"]["cd56_per_100_stromal_cells"] < 12.0  # simulated at 8
     plots = list((current / "flow" / "draw-1" / "samples" / "tbnk_tube1" / "plots").glob("*.png"))
     assert len(plots) >= 8
     report = current / "report"

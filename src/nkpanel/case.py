@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from nkpanel.cytotox.manifest import CytotoxicityPlate
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.preanalytic import PreAnalytic
+from nkpanel.uterine.manifest import EndometrialBiopsy
 
 __all__ = [
     "BloodDraw",
@@ -83,13 +84,6 @@ class BloodDraw(_Strict):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
-
-
-class EndometrialBiopsy(_Strict):
-    """Placeholder record kept for the endometrial NK biomarker (issue 4)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    id: str = "biopsy-1"
 
 
 class Case(_Strict):

@@ -40,6 +40,9 @@ def _register_biomarkers() -> None:
     from nkpanel.cytotox.cli import app as cytotox_app
 
     app.add_typer(cytotox_app, name="cytotox")
+    from nkpanel.uterine.cli import app as uterine_app
+
+    app.add_typer(uterine_app, name="uterine")
     from nkpanel.report.cli import report as report_command
 
     # a command, not a group: a group would stop reading options after its first argument
@@ -358,7 +361,7 @@ def _run_with_progress(
     from nkpanel.pipeline import run_case
 
     total = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
-    total += 1 if reports else 0
+    total += len(manifest.endometrial) + (1 if reports else 0)
     with _progress() as progress:
         task = progress.add_task(str(manifest.case.id), total=total, current="")
         return run_case(

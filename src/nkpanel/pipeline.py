@@ -73,6 +73,7 @@ class CaseOutcome:
     case: Case
     draws: dict[str, BatchOutcome] = field(default_factory=dict)
     cytotoxicity: list[dict[str, Any]] = field(default_factory=list)
+    endometrial: list[dict[str, Any]] = field(default_factory=list)
     summary_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     report: ReportPaths | None = None
@@ -85,6 +86,9 @@ class CaseOutcome:
                 out.append(BatchFailure(f"cytotoxicity plate {plate['id']}", plate["error"]))
             for fail in plate.get("failures", []):
                 out.append(BatchFailure(f"cytotoxicity plate {plate['id']}", str(fail)))
+        for biopsy in self.endometrial:
+            for fail in biopsy.get("failures", []):
+                out.append(BatchFailure(str(fail.get("source")), str(fail.get("reason"))))
         return out
 
 
@@ -147,6 +151,14 @@ def run_case(
             outcome.cytotoxicity.append(
                 {"id": plate.id, "assay": plate.assay, "error": " ".join(str(exc).split())}
             )
+    from nkpanel.uterine.manifest import run_biopsy_for_case
+
+    for biopsy in case.endometrial:
+        if on_file is not None:
+            on_file(f"endometrial biopsy {biopsy.id}")
+        outcome.endometrial.append(
+            run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
+        )
     summary: dict[str, Any] = {
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),
@@ -168,7 +180,7 @@ def run_case(
             for draw in case.blood_draws
         ],
         "cytotoxicity": outcome.cytotoxicity,
-        "not_yet_analysed": {"endometrial_biopsies": len(case.endometrial)},
+        "endometrial": outcome.endometrial,
     }
     target = out_dir / "case_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))

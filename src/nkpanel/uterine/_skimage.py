@@ -1,0 +1,44 @@
+"""Typed wrappers over the few scikit-image functions the uterine kernels call (scikit-image
+ships no type information for them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["expand_labels", "find_boundaries", "h_maxima", "watershed"]
+
+
+def _f(fn: object) -> Callable[..., Any]:
+    return cast(Callable[..., Any], fn)
+
+
+def find_boundaries(
+    labels: NDArray[Any], mode: Literal["inner", "outer", "thick"] = "inner"
+) -> NDArray[np.bool_]:
+    from skimage.segmentation import find_boundaries as fb
+
+    return np.asarray(_f(fb)(labels, mode=mode), dtype=bool)
+
+
+def h_maxima(image: NDArray[Any], h: float) -> NDArray[np.uint8]:
+    from skimage.morphology import h_maxima as hm
+
+    return np.asarray(_f(hm)(image, h), dtype=np.uint8)
+
+
+def watershed(
+    image: NDArray[Any], markers: NDArray[Any], mask: NDArray[np.bool_]
+) -> NDArray[np.int32]:
+    from skimage.segmentation import watershed as ws
+
+    return np.asarray(_f(ws)(image, markers, mask=mask), dtype=np.int32)
+
+
+def expand_labels(labels: NDArray[Any], distance: float) -> NDArray[np.int32]:
+    from skimage.segmentation import expand_labels as el
+
+    return np.asarray(_f(el)(labels, distance), dtype=np.int32)

@@ -1,0 +1,608 @@
+"""Analysing one CD56 image: field image or whole slide, tile by tile, in bounded memory.
+
+The steps, for either kind of image:
+
+1. **Overview** at ``tissue.overview_um`` (2 µm/px): tissue (:func:`~nkpanel.uterine.tissue.
+   detect_tissue`), drawn regions rasterised (:mod:`nkpanel.uterine.regions`), and, when no
+   regions were drawn, glands and luminal epithelium found automatically
+   (:func:`~nkpanel.uterine.tissue.detect_epithelium`). Countable stroma = tissue ∩ drawn
+   stroma regions (if any) − exclusions − epithelium. No tissue is an error.
+2. **Stain vectors**: the white point is estimated (99.5th percentile per channel: glass, or
+   the palest stroma of a field filled with tissue); the standard Ruifrok H-DAB vectors are used
+   by default, so that QuPath thresholds carry over; Macenko vectors are estimated from the image
+   in every run and reported with their sanity checks, and used instead when asked
+   (``stains="estimated"``) and sane.
+3. **Fields**: a field image is one field. On a whole slide, ten random ×400 fields of stroma
+   are chosen (:mod:`nkpanel.uterine.fields`) before counting.
+4. **Tiles**: the analysis grid (0.5 µm/px by default; the image's own pixel size when it is
+   coarser) is cut into tiles of ``tile_px`` with a margin wide enough for background
+   subtraction and cell expansion; tiles with no countable stroma are skipped. Each tile is
+   read, deconvolved, and its cells detected (:func:`~nkpanel.uterine.detect.detect_cells`);
+   a cell belongs to the tile whose core holds its centroid (no cell is counted twice) and is
+   counted when its centroid lies in countable stroma. Memory is bounded by one tile, the
+   overview and the table of counted cells.
+5. **Counts**: CD56+ cells, stromal cells (every counted cell, positive or not), stromal area;
+   per field and over the whole stroma; the confidence interval across fields
+   (:func:`~nkpanel.uterine.results.ratio_ci`).
+
+Coordinates of cells are continuous level-0 pixel coordinates (pixel ``(i, j)`` spans
+``[j, j+1) × [i, i+1)``), QuPath's convention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel.errors import InputError, QCError
+from nkpanel.uterine.detect import CellTable, DetectionSettings, Segmentation, detect_cells
+from nkpanel.uterine.fields import FieldCircle, choose_fields
+from nkpanel.uterine.images import (
+    FieldImage,
+    ImageSource,
+    WholeSlide,
+    check_brightfield,
+    open_image,
+)
+from nkpanel.uterine.regions import Regions, read_qupath_geojson
+from nkpanel.uterine.results import (
+    FieldCount,
+    UterineQC,
+    UterineResult,
+    ratio_ci,
+)
+from nkpanel.uterine.simulate import SYNTHETIC_TAG
+from nkpanel.uterine.stains import (
+    StainCheck,
+    StainVectors,
+    deconvolve,
+    estimate_macenko,
+    estimate_white,
+    ruifrok_hdab,
+)
+from nkpanel.uterine.tissue import TissueSettings, detect_epithelium, detect_tissue
+
+__all__ = [
+    "AnalysisPlan",
+    "TileSink",
+    "TileView",
+    "UterineAnalysis",
+    "UterineSettings",
+    "analyze_image",
+    "analyze_source",
+]
+
+U8 = NDArray[np.uint8]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class UterineSettings:
+    """Everything that decides a count; recorded in every result.
+
+    Attributes
+    ----------
+    detection
+        Cell detection and positivity (:class:`~nkpanel.uterine.detect.DetectionSettings`);
+        its ``pixel_size_um`` is the analysis resolution.
+    tissue
+        Tissue and automatic epithelium detection.
+    stains
+        ``"ruifrok"`` (standard vectors, default) or ``"estimated"`` (Macenko, when sane).
+    stain_vectors
+        A lab's own vectors (e.g. from QuPath); overrides ``stains``.
+    white_point
+        I0 per channel; estimated from the image when None.
+    auto_exclude_epithelium
+        Find glands and luminal epithelium automatically when no regions are given.
+    tile_px
+        Tile core size on the analysis grid (1024 px = 512 µm at 0.5 µm/px).
+    n_fields, field_diameter_um, min_field_stroma_fraction, seed
+        Random ×400 fields on whole slides (see :mod:`nkpanel.uterine.fields`).
+    min_stromal_cells
+        500: a CD56+ percentage near 5% from 500 cells has a binomial SE of about 1 point.
+    max_pixel_size_um
+        1.0: coarser images cannot outline 5–10 µm nuclei.
+    """
+
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    tissue: TissueSettings = field(default_factory=TissueSettings)
+    stains: Literal["ruifrok", "estimated"] = "ruifrok"
+    stain_vectors: StainVectors | None = None
+    white_point: tuple[float, float, float] | None = None
+    auto_exclude_epithelium: bool = True
+    tile_px: int = 1024
+    n_fields: int = 10
+    field_diameter_um: float = 550.0
+    min_field_stroma_fraction: float = 0.75
+    seed: int = 0
+    min_stromal_cells: int = 500
+    max_pixel_size_um: float = 1.0
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        if self.stain_vectors is not None:
+            d["stain_vectors"] = self.stain_vectors.as_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class TileView:
+    """One analysed tile as handed to sinks (overlays, GeoJSON writers).
+
+    ``rgb`` and the label images cover the tile with its margin; :meth:`core` selects the core
+    (``core_shape``), whose top-left corner is ``(x0, y0)`` on the analysis grid. Label ``i`` is
+    row ``i − 1`` of ``cells`` (the tile's detections, in the pixels of the tile with margin);
+    ``positive[i]`` and ``counted[i]`` say whether it is CD56+ and counted (index 0 is the
+    background). A cell is counted in one tile only, the one whose core holds its centroid.
+    """
+
+    x0: int
+    y0: int
+    margin: int
+    core_shape: tuple[int, int]
+    rgb: U8
+    segmentation: Segmentation
+    positive: BoolArray
+    counted: BoolArray
+    cells: CellTable
+    analysis_downsample: float
+
+    def core(self) -> tuple[slice, slice]:
+        """The slices of ``rgb`` and the label images that are this tile's core."""
+        m = self.margin
+        return (slice(m, m + self.core_shape[0]), slice(m, m + self.core_shape[1]))
+
+
+class TileSink(Protocol):
+    """Receives analysed tiles that overlap the analysis-grid box it asks for."""
+
+    def wants(self, x0: int, y0: int, w: int, h: int) -> bool: ...
+
+    def add(self, view: TileView) -> None: ...
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """What is fixed before any tile is read: masks on the overview grid, fields, scales."""
+
+    source: Path
+    overview: U8
+    tissue: BoolArray
+    excluded: BoolArray
+    stroma: BoolArray
+    fields: tuple[FieldCircle, ...]
+    overview_downsample: float
+    analysis_downsample: float
+    level0_size: tuple[int, int]
+    stains: StainVectors
+
+
+@dataclass(frozen=True)
+class UterineAnalysis:
+    """One image's result with what the outputs need (plan, counted cells)."""
+
+    result: UterineResult
+    plan: AnalysisPlan
+    cells: CellTable  # counted cells, continuous level-0 coordinates
+    field_of_cell: NDArray[np.int16]  # index into plan.fields, −1 outside every field
+
+
+def _read_overview(src: ImageSource, ds: float) -> U8:
+    """The whole image at downsample ``ds``, read in bands of bounded size."""
+    out_w = max(1, round(src.width / ds))
+    out_h = max(1, round(src.height / ds))
+    if isinstance(src, FieldImage):
+        return src.read(0, 0, src.width, src.height, ds)
+    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    band = max(1, 2048 // max(1, math.ceil(out_w / 2048)))
+    for y in range(0, out_h, band):
+        h = min(band, out_h - y)
+        y0 = round(y * ds)
+        y1 = min(src.height, round((y + h) * ds))
+        part = src.read(0, y0, src.width, max(1, y1 - y0), ds)
+        part = _fit(part, h, out_w)
+        out[y : y + h] = part
+    return out
+
+
+def _fit(a: U8, h: int, w: int) -> U8:
+    """Crop or pad (white) an RGB array to h × w."""
+    if a.shape[0] == h and a.shape[1] == w:
+        return a
+    out = np.full((h, w, 3), 255, dtype=np.uint8)
+    hh, ww = min(h, a.shape[0]), min(w, a.shape[1])
+    out[:hh, :ww] = a[:hh, :ww]
+    return out
+
+
+def _mirror_pad(rgb: U8, r_in: BoolArray, c_in: BoolArray) -> U8:
+    """Replace the rows/columns outside the image by a mirror image of the inside."""
+    r0, r1 = int(np.argmax(r_in)), len(r_in) - int(np.argmax(r_in[::-1]))
+    c0, c1 = int(np.argmax(c_in)), len(c_in) - int(np.argmax(c_in[::-1]))
+    inside = rgb[r0:r1, c0:c1]
+    pads = ((r0, len(r_in) - r1), (c0, len(c_in) - c1), (0, 0))
+    if min(inside.shape[:2]) > max(max(p) for p in pads[:2]):
+        return np.asarray(np.pad(inside, pads, mode="symmetric"), dtype=np.uint8)
+    return np.asarray(np.pad(inside, pads, mode="edge"), dtype=np.uint8)
+
+
+def _stain_sample(
+    src: ImageSource, tissue: BoolArray, ds_ov: float, ds_a: float, rng: np.random.Generator
+) -> U8:
+    """Pixels at analysis resolution for white-point and stain estimation."""
+    if isinstance(src, FieldImage):
+        return src.read(0, 0, src.width, src.height, ds_a)
+    # random tissue pixels of the overview, drawn without listing every tissue pixel
+    flat = rng.integers(0, tissue.size, size=20_000)
+    hits = flat[tissue.ravel()[flat]][:8]
+    if hits.size == 0:
+        hits = np.flatnonzero(tissue.ravel())[:1]
+    if hits.size == 0:
+        return np.zeros((0, 1, 3), np.uint8)
+    ys, xs = np.unravel_index(hits, tissue.shape)
+    size = 512
+    parts = []
+    for i in range(hits.size):
+        cx, cy = (xs[i] + 0.5) * ds_ov, (ys[i] + 0.5) * ds_ov
+        w0 = round(size * ds_a)
+        parts.append(
+            src.read(round(cx - w0 / 2), round(cy - w0 / 2), w0, w0, ds_a).reshape(-1, 1, 3)
+        )
+    return np.concatenate(parts, axis=0)
+
+
+def _is_synthetic(src: ImageSource) -> bool:
+    p = src.path
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return SYNTHETIC_TAG.encode() in head
+
+
+def analyze_source(
+    src: ImageSource,
+    settings: UterineSettings | None = None,
+    *,
+    regions: Regions | None = None,
+    sinks: Sequence[TileSink] = (),
+    sink_factory: Callable[[AnalysisPlan], Sequence[TileSink]] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> UterineAnalysis:
+    """Analyse an opened image; see the module docstring for the steps.
+
+    Parameters
+    ----------
+    src
+        An opened field image or whole slide (:func:`nkpanel.uterine.images.open_image`).
+    settings
+        What decides the count.
+    regions
+        Regions drawn by a person (QuPath GeoJSON); None for automatic exclusion.
+    sinks
+        Receivers of analysed tiles (overlays, GeoJSON).
+    sink_factory
+        Called once fields are chosen (before any tile is read) to make more sinks, e.g. one
+        overlay per field; it sees the :class:`AnalysisPlan`.
+    on_tile
+        Progress callback ``(tiles done, tiles total)``.
+
+    Raises
+    ------
+    InputError
+        No tissue found; a grayscale or fluorescence slide.
+    """
+    s = settings or UterineSettings()
+    notes: list[str] = list(src.notes)
+    px0 = src.pixel_size.um_per_px
+    ds_a = max(1.0, s.detection.pixel_size_um / px0)
+    a_um = px0 * ds_a
+    det = replace(s.detection, pixel_size_um=a_um)
+    ds_ov = max(1.0, s.tissue.overview_um / px0)
+    ov_um = px0 * ds_ov
+    tis = replace(s.tissue, overview_um=ov_um)
+    rng = np.random.default_rng(s.seed)
+
+    overview = _read_overview(src, ds_ov)
+    if isinstance(src, WholeSlide):
+        check_brightfield(overview, src.path)
+    # white point: glass on a slide overview; the palest pixels of a field
+    if s.white_point is not None:
+        white = s.white_point
+    elif isinstance(src, WholeSlide):
+        white = estimate_white(overview)
+    else:
+        white = estimate_white(src.read(0, 0, src.width, src.height, ds_a))
+    if min(white) < 120:
+        raise InputError(
+            src.path,
+            f"no bright background (white point {tuple(round(v) for v in white)}): a "
+            "brightfield image is needed",
+        )
+    std = ruifrok_hdab(white)
+    tissue = detect_tissue(overview, std, tis)
+    if not tissue.any():
+        raise InputError(src.path, "no tissue found (nothing stained above glass)")
+    sample = _stain_sample(src, tissue, ds_ov, ds_a, rng)
+    estimated, check = estimate_macenko(sample, white=white)
+    if s.stain_vectors is not None:
+        stains = s.stain_vectors
+    elif s.stains == "estimated":
+        stains = estimated
+        if not check.passed:
+            notes.append(
+                "estimated stain vectors failed their sanity checks ("
+                + "; ".join(check.reasons)
+                + "): the standard Ruifrok vectors were used"
+            )
+    else:
+        stains = std
+    # countable stroma on the overview grid
+    oh, ow = tissue.shape
+    excluded = np.zeros_like(tissue)
+    count_region: BoolArray | None = None
+    exclusion_source: Literal["regions", "automatic", "none"] = "none"
+    if regions is not None:
+        count_region, excl = regions.rasterise(ow, oh, ds_ov)
+        excluded |= excl
+        exclusion_source = "regions"
+        notes.extend(regions.notes)
+    elif s.auto_exclude_epithelium:
+        excluded |= detect_epithelium(overview, tissue, std, tis)
+        exclusion_source = "automatic"
+    stroma = tissue & ~excluded
+    if count_region is not None:
+        stroma &= count_region
+    ov_px_mm2 = (ov_um * 1e-3) ** 2
+    if isinstance(src, WholeSlide):
+        fields = choose_fields(
+            stroma,
+            ds_ov,
+            diameter_px0=s.field_diameter_um / px0,
+            n_fields=s.n_fields,
+            min_stroma_fraction=s.min_field_stroma_fraction,
+            seed=s.seed,
+        )
+    else:
+        fields = ()
+
+    plan = AnalysisPlan(
+        source=src.path,
+        overview=overview,
+        tissue=tissue,
+        excluded=excluded & tissue,
+        stroma=stroma,
+        fields=fields,
+        overview_downsample=ds_ov,
+        analysis_downsample=ds_a,
+        level0_size=(src.width, src.height),
+        stains=stains,
+    )
+    all_sinks = list(sinks)
+    if sink_factory is not None:
+        all_sinks += list(sink_factory(plan))
+
+    # tiles on the analysis grid
+    wa = math.ceil(src.width / ds_a)
+    ha = math.ceil(src.height / ds_a)
+    margin = math.ceil(
+        (det.background_radius_um + det.cell_expansion_um + 3 * det.sigma_um + 6.0) / a_um
+    )
+    t = s.tile_px
+    boxes = []
+    for ya in range(0, ha, t):
+        for xa in range(0, wa, t):
+            tw, th = min(t, wa - xa), min(t, ha - ya)
+            oy0 = int(ya * ds_a / ds_ov)
+            oy1 = min(oh, math.ceil((ya + th) * ds_a / ds_ov))
+            ox0 = int(xa * ds_a / ds_ov)
+            ox1 = min(ow, math.ceil((xa + tw) * ds_a / ds_ov))
+            if stroma[oy0:oy1, ox0:ox1].any():
+                boxes.append((xa, ya, tw, th))
+    tables: list[CellTable] = []
+    for k, (xa, ya, tw, th) in enumerate(boxes):
+        want_labels = any(sk.wants(xa, ya, tw, th) for sk in all_sinks)
+        x0, y0 = round((xa - margin) * ds_a), round((ya - margin) * ds_a)
+        w0, h0 = round((tw + 2 * margin) * ds_a), round((th + 2 * margin) * ds_a)
+        rgb = _fit(src.read(x0, y0, w0, h0, ds_a), th + 2 * margin, tw + 2 * margin)
+        # pixels of the analysis grid that lie inside the image; beyond its edge the tile is
+        # filled by mirroring the image (so filters see tissue, not a white frame) and masked
+        rows = np.arange(ya - margin, ya - margin + rgb.shape[0])
+        cols = np.arange(xa - margin, xa - margin + rgb.shape[1])
+        r_in = (rows >= 0) & (rows < ha)
+        c_in = (cols >= 0) & (cols < wa)
+        valid: BoolArray | None = None
+        if not (r_in.all() and c_in.all()):
+            valid = r_in[:, None] & c_in[None, :]
+            rgb = _mirror_pad(rgb, r_in, c_in)
+        hem, dab = deconvolve(rgb, stains)
+        cells, seg = detect_cells(hem, dab, det, return_labels=want_labels, valid=valid)
+        core = (
+            (cells.y >= margin)
+            & (cells.y < margin + th)
+            & (cells.x >= margin)
+            & (cells.x < margin + tw)
+        )
+        # continuous level-0 coordinates of the nucleus centroid
+        gx = (cells.x + (xa - margin) + 0.5) * ds_a
+        gy = (cells.y + (ya - margin) + 0.5) * ds_a
+        oxi = np.clip((gx / ds_ov).astype(np.intp), 0, ow - 1)
+        oyi = np.clip((gy / ds_ov).astype(np.intp), 0, oh - 1)
+        counted = core & stroma[oyi, oxi]
+        kept = cells.take(counted)
+        tables.append(
+            CellTable(
+                gy[counted],
+                gx[counted],
+                *(getattr(kept, f) for f in list(CellTable.__dataclass_fields__)[2:]),
+            )
+        )
+        if want_labels and seg is not None:
+            pos = np.concatenate([[False], cells.positive])
+            cnt = np.concatenate([[False], counted])
+            view = TileView(xa, ya, margin, (th, tw), rgb, seg, pos, cnt, cells, ds_a)
+            for sk in all_sinks:
+                if sk.wants(xa, ya, tw, th):
+                    sk.add(view)
+        if on_tile is not None:
+            on_tile(k + 1, len(boxes))
+    counted_cells = CellTable.concat(tables)
+    field_of_cell = np.full(len(counted_cells), -1, dtype=np.int16)
+    for i, f in enumerate(fields):
+        field_of_cell[f.contains(counted_cells.x, counted_cells.y)] = i
+
+    # counts
+    stroma_mm2 = float(stroma.sum()) * ov_px_mm2
+    overall = FieldCount(
+        "whole stroma" if fields else "image",
+        "whole-stroma" if fields else "image",
+        int(counted_cells.positive.sum()),
+        len(counted_cells),
+        stroma_mm2,
+    )
+    field_counts: list[FieldCount] = []
+    if fields:
+        for i, f in enumerate(fields):
+            # stromal area of the field, on a window of the overview around it
+            r = f.diameter / ds_ov / 2 + 1
+            y0o, y1o = max(0, int(f.cy / ds_ov - r)), min(oh, int(f.cy / ds_ov + r) + 1)
+            x0o, x1o = max(0, int(f.cx / ds_ov - r)), min(ow, int(f.cx / ds_ov + r) + 1)
+            gy, gx = np.ogrid[y0o:y1o, x0o:x1o]
+            disc = f.contains((gx + 0.5) * ds_ov, (gy + 0.5) * ds_ov)
+            inside = disc & stroma[y0o:y1o, x0o:x1o]
+            sel = field_of_cell == i
+            field_counts.append(
+                FieldCount(
+                    f.name,
+                    "lash-field",
+                    int(counted_cells.positive[sel].sum()),
+                    int(sel.sum()),
+                    float(inside.sum()) * ov_px_mm2,
+                    round(f.cx * px0, 2),
+                    round(f.cy * px0, 2),
+                    s.field_diameter_um,
+                )
+            )
+        if len(fields) < s.n_fields:
+            notes.append(
+                f"only {len(fields)} of {s.n_fields} ×400 fields with at least "
+                f"{s.min_field_stroma_fraction:.0%} stroma fit on this slide"
+            )
+    else:
+        field_counts.append(overall)
+    qc = [
+        UterineQC(
+            "pixel size",
+            px0 <= s.max_pixel_size_um,
+            px0,
+            s.max_pixel_size_um,
+            f"pixel size {px0:.3g} µm: nuclei need ≤ {s.max_pixel_size_um:g} µm per pixel",
+        ),
+        UterineQC(
+            "stromal cells counted",
+            len(counted_cells) >= s.min_stromal_cells,
+            float(len(counted_cells)),
+            float(s.min_stromal_cells),
+            f"{len(counted_cells)} stromal cells counted, fewer than {s.min_stromal_cells}: "
+            "the CD56+ percentage is too imprecise to report",
+            blocking=isinstance(src, WholeSlide),
+        ),
+    ]
+    if isinstance(src, WholeSlide):
+        qc.append(
+            UterineQC(
+                "×400 fields",
+                len(fields) >= s.n_fields,
+                float(len(fields)),
+                float(s.n_fields),
+                f"only {len(fields)} random ×400 fields of stroma (protocol: {s.n_fields})",
+                blocking=False,
+            )
+        )
+    if exclusion_source == "automatic":
+        notes.append(
+            "glands and luminal epithelium were excluded automatically (no regions given): "
+            "check the excluded area on the overlay"
+        )
+    result = UterineResult(
+        sample=src.path.stem,
+        sources=(str(src.path),),
+        kind=src.kind,
+        synthetic=_is_synthetic(src),
+        pixel_size_um=px0,
+        pixel_size_source=src.pixel_size.source,
+        analysis_pixel_size_um=a_um,
+        stains=stains.as_dict(),
+        stain_estimate_check=_check_dict(check, estimated),
+        exclusion_source=exclusion_source,
+        tissue_area_mm2=float(tissue.sum()) * ov_px_mm2,
+        excluded_area_mm2=float((excluded & tissue).sum()) * ov_px_mm2,
+        overall=overall,
+        fields=tuple(field_counts),
+        per_100_ci=ratio_ci(
+            [f.cd56_positive_cells for f in field_counts],
+            [f.stromal_cells for f in field_counts],
+            scale=100.0,
+        ),
+        per_mm2_ci=ratio_ci(
+            [f.cd56_positive_cells for f in field_counts],
+            [f.stromal_area_mm2 for f in field_counts],
+        ),
+        qc=tuple(qc),
+        notes=tuple(notes),
+        settings={**s.as_dict(), "detection": {**det.as_dict()}, "tissue": asdict(tis)},
+    )
+    return UterineAnalysis(result, plan, counted_cells, field_of_cell)
+
+
+def _check_dict(check: StainCheck, estimated: StainVectors) -> dict[str, object]:
+    d = check.as_dict()
+    d["estimated_vectors"] = estimated.as_dict() if check.passed else None
+    return d
+
+
+def analyze_image(
+    path: str | Path,
+    settings: UterineSettings | None = None,
+    *,
+    pixel_size_um: float | None = None,
+    regions: str | Path | Regions | None = None,
+    sinks: Sequence[TileSink] = (),
+    sink_factory: Callable[[AnalysisPlan], Sequence[TileSink]] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> UterineAnalysis:
+    """Open and analyse one image (field or whole slide).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_field(simulate_field(FieldSpec(seed=3)), d / "f.tif")
+    >>> a = analyze_image(d / "f.tif")
+    >>> a.result.synthetic, a.result.overall.stromal_cells > 500
+    (True, True)
+    """
+    reg = read_qupath_geojson(regions) if isinstance(regions, str | Path) else regions
+    src = open_image(path, pixel_size_um=pixel_size_um)
+    try:
+        return analyze_source(
+            src,
+            settings or UterineSettings(),
+            regions=reg,
+            sinks=sinks,
+            sink_factory=sink_factory,
+            on_tile=on_tile,
+        )
+    except MemoryError:
+        raise QCError(f"{path}: out of memory while analysing") from None
+    finally:
+        src.close()

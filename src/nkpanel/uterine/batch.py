@@ -1,0 +1,242 @@
+"""A biopsy's images analysed in turn, one bad file never stopping the others, and pooled.
+
+Output folder layout::
+
+    OUT/
+      uterine_results.csv          one row per image and one for the pooled biopsy
+      biopsy_summary.json          the pooled biopsy (every field of every image), failures
+      images/<image>/summary.json  per image: counts, fields, CI, stain vectors, QC, settings
+      images/<image>/cells.csv     every counted cell
+      images/<image>/detections.geojson   QuPath cell objects (Positive/Negative)
+      images/<image>/overlay*.png  review overlays (one per ×400 field on a slide)
+      images/<image>/overview.png  slides: tissue, exclusions and fields
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from nkpanel._atomic import write_text
+from nkpanel.errors import ConfigError, NkPanelError
+from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
+from nkpanel.uterine.output import (
+    GeoJSONWriter,
+    overlay_sinks,
+    write_batch_table,
+    write_image_outputs,
+)
+from nkpanel.uterine.results import FieldCount, UterineQC, UterineResult, ratio_ci
+
+__all__ = ["ImageFailure", "UterineBatch", "analyze_batch", "pair_regions", "pool_results"]
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image that could not be analysed, and why (one line)."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class UterineBatch:
+    """Per-image results, failures, the pooled biopsy result and the files written."""
+
+    results: list[UterineResult] = field(default_factory=list)
+    failures: list[ImageFailure] = field(default_factory=list)
+    pooled: UterineResult | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path | None]:
+    """Match regions files to images: one per image in order, or a folder searched for
+    ``<image stem>.geojson`` / ``<image stem>.regions.geojson``.
+
+    Raises
+    ------
+    ConfigError
+        When the numbers do not match.
+    """
+    if not regions:
+        return [None] * len(images)
+    if len(regions) == 1 and regions[0].is_dir():
+        folder = regions[0]
+        out: list[Path | None] = []
+        for img in images:
+            hits = [folder / f"{img.stem}.geojson", folder / f"{img.stem}.regions.geojson"]
+            out.append(next((h for h in hits if h.is_file()), None))
+        return out
+    if len(regions) != len(images):
+        raise ConfigError(
+            f"--regions: {len(regions)} file(s) for {len(images)} image(s); give one per image "
+            "in the same order, or a folder holding <image name>.geojson files"
+        )
+    return list(regions)
+
+
+def _one_line(exc: NkPanelError, path: Path) -> str:
+    msg = " ".join(str(exc).split())
+    prefix = f"{path}: "
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg
+
+
+def pool_results(
+    results: Sequence[UterineResult], sample: str, min_cells: int = 500
+) -> UterineResult:
+    """Pool images of one biopsy: every field of every image is a field of the biopsy."""
+    fields: list[FieldCount] = []
+    for r in results:
+        for f in r.fields:
+            name = f"{r.sample}/{f.field}" if f.kind == "lash-field" else r.sample
+            fields.append(
+                FieldCount(
+                    name,
+                    f.kind,
+                    f.cd56_positive_cells,
+                    f.stromal_cells,
+                    f.stromal_area_mm2,
+                    f.centre_x_um,
+                    f.centre_y_um,
+                    f.diameter_um,
+                )
+            )
+    pos = sum(r.overall.cd56_positive_cells for r in results)
+    cells = sum(r.overall.stromal_cells for r in results)
+    area = sum(r.overall.stromal_area_mm2 for r in results)
+    sources = tuple(s for r in results for s in r.sources)
+    excl = {r.exclusion_source for r in results}
+    exclusion: Literal["regions", "automatic", "none", "mixed"] = (
+        next(iter(excl)) if len(excl) == 1 else "mixed"
+    )
+    sizes = {r.pixel_size_um for r in results}
+    qc = [
+        UterineQC(
+            "stromal cells counted",
+            cells >= min_cells,
+            float(cells),
+            float(min_cells),
+            f"{cells} stromal cells counted in the biopsy, fewer than {min_cells}: the CD56+ "
+            "percentage is too imprecise to report",
+        )
+    ]
+    for r in results:
+        for q in r.qc:
+            if q.blocking and not q.passed and q.check != "stromal cells counted":
+                qc.append(UterineQC(q.check, False, q.value, q.limit, f"{r.sample}: {q.reason}"))
+    notes = tuple(f"{r.sample}: {n}" for r in results for n in r.notes)
+    return UterineResult(
+        sample=sample,
+        sources=sources,
+        kind="biopsy",
+        synthetic=bool(results) and all(r.synthetic for r in results),
+        pixel_size_um=next(iter(sizes)) if len(sizes) == 1 else None,
+        pixel_size_source=None,
+        analysis_pixel_size_um=None,
+        stains={"per_image": {r.sample: r.stains.get("source") for r in results}},
+        stain_estimate_check=None,
+        exclusion_source=exclusion,
+        tissue_area_mm2=sum(r.tissue_area_mm2 for r in results),
+        excluded_area_mm2=sum(r.excluded_area_mm2 for r in results),
+        overall=FieldCount("biopsy", "whole-stroma", pos, cells, area),
+        fields=tuple(fields),
+        per_100_ci=ratio_ci(
+            [f.cd56_positive_cells for f in fields], [f.stromal_cells for f in fields], scale=100.0
+        ),
+        per_mm2_ci=ratio_ci(
+            [f.cd56_positive_cells for f in fields], [f.stromal_area_mm2 for f in fields]
+        ),
+        qc=tuple(qc),
+        notes=notes,
+        settings=results[0].settings if results else {},
+    )
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, k = stem, 2
+    while name in used:
+        name, k = f"{stem}-{k}", k + 1
+    used.add(name)
+    return name
+
+
+def analyze_batch(
+    images: Sequence[Path],
+    out_dir: Path,
+    settings: UterineSettings | None = None,
+    *,
+    pixel_size_um: float | None = None,
+    regions: Sequence[Path | None] | None = None,
+    sample: str = "biopsy",
+    overlays: bool = True,
+    detections: bool = True,
+    on_image: Callable[[str], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> UterineBatch:
+    """Analyse each image; a bad one is recorded as a failure and the rest still run.
+
+    Writes the per-image outputs, the batch table and the pooled biopsy summary (see the
+    module docstring for the layout).
+    """
+    settings = settings or UterineSettings()
+    batch = UterineBatch()
+    regs = list(regions) if regions is not None else [None] * len(images)
+    if len(regs) != len(images):
+        raise ConfigError(f"{len(regs)} regions file(s) for {len(images)} image(s)")
+    used: set[str] = set()
+    for path, reg in zip(images, regs, strict=True):
+        if on_image is not None:
+            on_image(str(path))
+        name = _unique_name(Path(path).stem, used)
+        img_dir = out_dir / "images" / name
+        sinks: list[TileSink] = []
+
+        def make_sinks(
+            plan: AnalysisPlan, img_dir: Path = img_dir, sinks: list[TileSink] = sinks
+        ) -> list[TileSink]:
+            made: list[TileSink] = []
+            if overlays:
+                made.extend(overlay_sinks(plan, img_dir))
+            if detections:
+                made.append(GeoJSONWriter(img_dir / "detections.geojson"))
+            sinks.extend(made)
+            return made
+
+        try:
+            analysis = analyze_image(
+                path,
+                settings,
+                pixel_size_um=pixel_size_um,
+                regions=reg,
+                sink_factory=make_sinks,
+                on_tile=on_tile,
+            )
+            batch.written += write_image_outputs(analysis, img_dir, sinks)
+        except NkPanelError as exc:
+            for sk in sinks:
+                if isinstance(sk, GeoJSONWriter):
+                    sk.abort()
+            batch.failures.append(ImageFailure(str(path), _one_line(exc, Path(path))))
+            continue
+        result = analysis.result
+        if name != result.sample:
+            from dataclasses import replace
+
+            result = replace(result, sample=name)
+        batch.results.append(result)
+    if batch.results:
+        batch.pooled = pool_results(batch.results, sample, settings.min_stromal_cells)
+    rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
+    batch.written.append(write_batch_table(rows, out_dir / "uterine_results.csv"))
+    summary = {
+        "biopsy": batch.pooled.summary() if batch.pooled is not None else None,
+        "images": [r.summary() for r in batch.results],
+        "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
+    }
+    target = out_dir / "biopsy_summary.json"
+    write_text(target, json.dumps(summary, indent=2, default=str))
+    batch.written.append(target)
+    return batch

@@ -1,0 +1,251 @@
+"""``nkpanel uterine``: endometrial NK cells on CD56 immunohistochemistry.
+
+Registered by the root command line as a sub-application::
+
+    nkpanel uterine analyze IMAGES… [--pixel-size MICRONS] [--regions GEOJSON] --out DIR
+    nkpanel uterine simulate --out DIR
+
+Errors nkpanel raises on purpose propagate to the root command line, which prints one line and
+exits 2; in a batch, a bad image is listed and the others still run (exit 1 when any failed).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nkpanel.errors import ConfigError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Endometrial (uterine) NK cells: CD56+ cells per 100 stromal cells and per mm² stroma.",
+)
+out_console = Console()
+err = Console(stderr=True)
+
+
+class Stains(StrEnum):
+    ruifrok = "ruifrok"
+    estimated = "estimated"
+
+
+class Compartment(StrEnum):
+    cytoplasm = "cytoplasm"
+    cell = "cell"
+    nucleus = "nucleus"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _fmt(v: float | None, nd: int = 1) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _print_results(batch: object, out: Path) -> None:
+    from nkpanel.uterine.batch import UterineBatch
+
+    assert isinstance(batch, UterineBatch)
+    table = Table(title="Endometrial NK cells (CD56)")
+    for col in (
+        "image",
+        "CD56+",
+        "stromal cells",
+        "CD56+ /100 stromal",
+        "95% CI",
+        "CD56+ /mm²",
+        "glands excluded by",
+        "QC",
+    ):
+        table.add_column(col)
+    rows = list(batch.results) + ([batch.pooled] if batch.pooled and len(batch.results) > 1 else [])
+    for r in rows:
+        ci = r.per_100_ci
+        qc = (
+            "reportable"
+            if r.reportable
+            else "NOT REPORTABLE: " + "; ".join(r.not_reportable_reasons)
+        )
+        label = r.sample + (" (synthetic)" if r.synthetic else "")
+        if r.kind == "biopsy":
+            label = f"[bold]{label} (all images)[/bold]"
+        table.add_row(
+            label,
+            str(r.overall.cd56_positive_cells),
+            str(r.overall.stromal_cells),
+            _fmt(r.overall.cd56_per_100_stromal_cells, 2),
+            "–" if ci.lower is None else f"{ci.lower:.2f}–{ci.upper:.2f} ({ci.n_fields} fields)",
+            _fmt(r.overall.cd56_per_mm2_stroma, 0),
+            r.exclusion_source,
+            qc,
+        )
+    if rows:
+        out_console.print(table)
+    if any(r.synthetic for r in rows):
+        out_console.print(
+            "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
+        )
+    for f in batch.failures:
+        err.print(f"[red]failed:[/red] {f.source}: {f.reason}", highlight=False, soft_wrap=True)
+    out_console.print(f"outputs written to {out}")
+
+
+@app.command("analyze")
+def analyze(
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Field images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, TIFF…)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-uterine"),
+    pixel_size: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-size",
+            min=0.01,
+            max=50.0,
+            help="Microns per pixel at full resolution (overrides the file's metadata).",
+        ),
+    ] = None,
+    regions: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--regions",
+            help="QuPath GeoJSON regions (Stroma to count; Gland, "
+            "Epithelium, Ignore… to exclude): one per image, or a folder of "
+            "<image name>.geojson.",
+        ),
+    ] = None,
+    stains: Annotated[
+        Stains, typer.Option("--stains", help="Standard Ruifrok vectors or estimated per image.")
+    ] = Stains.ruifrok,
+    qupath_stains: Annotated[
+        str | None,
+        typer.Option(
+            "--qupath-stains",
+            help="Stain vectors pasted from QuPath's setColorDeconvolutionStains(...).",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", min=0.001, help="CD56+ threshold, DAB OD (QuPath units)."),
+    ] = 0.2,
+    compartment: Annotated[
+        Compartment, typer.Option("--compartment", help="Where DAB is measured.")
+    ] = Compartment.cytoplasm,
+    fields: Annotated[
+        int, typer.Option("--fields", min=1, help="Random ×400 fields per slide.")
+    ] = 10,
+    field_diameter: Annotated[
+        float, typer.Option("--field-diameter", min=50.0, help="×400 field diameter, µm.")
+    ] = 550.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random field choice.")] = 0,
+    sample: Annotated[str, typer.Option("--sample", help="Name of the pooled biopsy.")] = "biopsy",
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays")] = True,
+    detections: Annotated[
+        bool, typer.Option("--detections/--no-detections", help="QuPath GeoJSON of the cells.")
+    ] = True,
+) -> None:
+    """Count CD56+ uNK cells per 100 stromal cells and per mm² of stroma, with overlays."""
+    from dataclasses import replace
+
+    from nkpanel.uterine.analyze import UterineSettings
+    from nkpanel.uterine.batch import analyze_batch, pair_regions
+    from nkpanel.uterine.stains import parse_qupath_stains
+
+    base = UterineSettings()
+    settings = UterineSettings(
+        detection=replace(
+            base.detection, positive_threshold_od=threshold, compartment=compartment.value
+        ),
+        stains=stains.value,
+        stain_vectors=parse_qupath_stains(qupath_stains) if qupath_stains else None,
+        n_fields=fields,
+        field_diameter_um=field_diameter,
+        seed=seed,
+    )
+    paired = pair_regions(images, regions or [])
+    if not images:
+        raise ConfigError("no image given")
+    with _progress() as progress:
+        task = progress.add_task("images", total=len(images), current="")
+        tiles = progress.add_task("tiles", total=None, current="")
+
+        def on_image(name: str) -> None:
+            progress.update(task, advance=1, current=Path(name).name)
+            progress.reset(tiles, total=None)
+
+        def on_tile(done: int, total: int) -> None:
+            progress.update(tiles, completed=done, total=total, current="")
+
+        batch = analyze_batch(
+            images,
+            out,
+            settings,
+            pixel_size_um=pixel_size,
+            regions=paired,
+            sample=sample,
+            overlays=overlays,
+            detections=detections,
+            on_image=on_image,
+            on_tile=on_tile,
+        )
+    _print_results(batch, out)
+    if batch.failures:
+        err.print(f"{len(batch.failures)} of {len(images)} image(s) failed", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic fields.")] = Path(
+        "nkpanel-uterine-synthetic"
+    ),
+    n_fields: Annotated[int, typer.Option("--fields", min=1, max=100)] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    unk_percent: Annotated[
+        float, typer.Option("--unk-percent", min=0.0, max=60.0, help="CD56+ % of stromal cells.")
+    ] = 5.0,
+    dab_od: Annotated[float, typer.Option("--dab-od", min=0.05, max=2.0)] = 0.8,
+    glands: Annotated[int, typer.Option("--glands", min=0, max=10, help="Glands per field.")] = 1,
+    density: Annotated[
+        float, typer.Option("--density", min=500, max=20000, help="Stromal cells per mm².")
+    ] = 5000.0,
+) -> None:
+    """Write synthetic CD56 fields (labelled SYNTHETIC) with truth files and glands drawn."""
+    from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
+
+    written = []
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=n_fields, current="")
+        for i in range(n_fields):
+            spec = FieldSpec(
+                seed=seed * 1000 + i,
+                unk_percent_of_stromal=unk_percent,
+                dab_od=dab_od,
+                n_glands=glands,
+                stromal_cells_per_mm2=density,
+            )
+            written += write_field(simulate_field(spec), out / f"synthetic_field_{i + 1:02d}.tif")
+            progress.update(task, advance=1, current=f"field {i + 1}")
+    out_console.print(
+        f"SYNTHETIC DATA: {n_fields} simulated CD56 field(s) written to {out} "
+        f"({len(written)} files: images, truth JSON, gland regions GeoJSON)"
+    )

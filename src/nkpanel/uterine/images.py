@@ -1,0 +1,611 @@
+"""Opening brightfield field images and whole-slide images, with their pixel size.
+
+Two kinds of input, one reading interface (:class:`ImageSource.read`: a region of level-0
+pixels returned at a chosen downsample), so the analysis is always tile by tile:
+
+* **Field images** (TIFF, PNG, JPEG up to :data:`MAX_FIELD_PIXELS`): decoded whole, once, after
+  their header dimensions passed the decompression-bomb guard. A field image is one field.
+* **Whole-slide images** (Aperio SVS, Hamamatsu NDPI, generic tiled TIFF, and every other format
+  OpenSlide reads, through openslide-python with the openslide-bin library; OME and other tiled
+  TIFF pyramids OpenSlide does not open are read tile by tile with tifffile). Only the tiles a
+  region needs are decoded.
+
+Pixel size, in order: the value given by the user (``--pixel-size``); OpenSlide's
+``openslide.mpp-x``; the Aperio ``MPP =`` entry; OME ``PhysicalSizeX``; TIFF resolution tags
+in centimetres or inches; PNG ``pHYs``; JPEG/JFIF density. A value outside
+:data:`PLAUSIBLE_UM_PER_PX` (e.g. the 72 or 96 dpi a screen-capture tool writes) is not a
+microscope scale and counts as unknown. An unknown pixel size is an error: counts per mm² and
+every size limit in microns depend on it.
+
+Bad input raises :class:`~nkpanel.errors.InputError` naming the file and the cause in one line:
+not an image, too large to decode safely, grayscale or fluorescence, unknown pixel size.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nkpanel.errors import InputError
+
+__all__ = [
+    "MAX_FIELD_PIXELS",
+    "PLAUSIBLE_UM_PER_PX",
+    "FieldImage",
+    "ImageSource",
+    "PixelSize",
+    "WholeSlide",
+    "check_brightfield",
+    "open_image",
+]
+
+U8 = NDArray[np.uint8]
+
+#: largest image decoded whole (50 megapixels, 150 MB as RGB): larger non-tiled images are
+#: refused as a decompression-bomb risk; a ×400 field at 0.25 µm/px is about 5 megapixels
+MAX_FIELD_PIXELS = 50_000_000
+#: a pixel size outside this range (µm per pixel) is not from a microscope
+PLAUSIBLE_UM_PER_PX = (0.05, 10.0)
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """Microns per pixel at level 0, and where the value came from."""
+
+    um_per_px: float
+    source: str
+
+
+class ImageSource(Protocol):
+    """What the analysis reads from: a field or a whole slide."""
+
+    path: Path
+    pixel_size: PixelSize
+    kind: Literal["field", "slide"]
+    notes: tuple[str, ...]
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    def read(self, x: int, y: int, w: int, h: int, downsample: float) -> U8:
+        """Level-0 region (x, y, w, h) as RGB uint8 at ``downsample`` (≥ 1)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _resize(rgb: U8, out_w: int, out_h: int) -> U8:
+    if rgb.shape[1] == out_w and rgb.shape[0] == out_h:
+        return rgb
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    return np.asarray(im.resize((out_w, out_h), Image.Resampling.BOX), dtype=np.uint8)
+
+
+@dataclass
+class FieldImage:
+    """A field image held in memory as RGB uint8."""
+
+    path: Path
+    rgb: U8
+    pixel_size: PixelSize
+    notes: tuple[str, ...] = ()
+    kind: Literal["field", "slide"] = "field"
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def read(self, x: int, y: int, w: int, h: int, downsample: float) -> U8:
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, self.width), min(y + h, self.height)
+        if x1 > x0 and y1 > y0:
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = self.rgb[y0:y1, x0:x1]
+        ow, oh = max(1, round(w / downsample)), max(1, round(h / downsample))
+        return _resize(out, ow, oh)
+
+    def close(self) -> None:
+        return None
+
+
+class _LevelReader(Protocol):
+    def __call__(self, level: int, x: int, y: int, w: int, h: int) -> U8: ...
+
+
+@dataclass
+class WholeSlide:
+    """A pyramidal whole-slide image read region by region.
+
+    ``levels`` holds (width, height, downsample) per pyramid level; ``read`` picks the finest
+    level no finer than needed and resamples the rest of the way (box filter).
+    """
+
+    path: Path
+    width: int
+    height: int
+    pixel_size: PixelSize
+    levels: tuple[tuple[int, int, float], ...]
+    backend: str
+    _read_level: Callable[[int, int, int, int, int], U8]
+    _close: Callable[[], None]
+    notes: tuple[str, ...] = ()
+    kind: Literal["field", "slide"] = "slide"
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def best_level(self, downsample: float) -> int:
+        best = 0
+        for i, (_, _, ds) in enumerate(self.levels):
+            if ds <= downsample * 1.0001:
+                best = i
+        return best
+
+    def read(self, x: int, y: int, w: int, h: int, downsample: float) -> U8:
+        level = self.best_level(downsample)
+        ds = self.levels[level][2]
+        lw = max(1, math.ceil(w / ds))
+        lh = max(1, math.ceil(h / ds))
+        rgb = self._read_level(level, x, y, lw, lh)
+        return _resize(rgb, max(1, round(w / downsample)), max(1, round(h / downsample)))
+
+    def close(self) -> None:
+        self._close()
+
+
+# ---------------------------------------------------------------------------------------------
+# pixel size from metadata
+
+
+def _plausible(um: float | None, source: str, notes: list[str]) -> PixelSize | None:
+    if um is None or not math.isfinite(um) or um <= 0:
+        return None
+    lo, hi = PLAUSIBLE_UM_PER_PX
+    if lo <= um <= hi:
+        return PixelSize(um, source)
+    notes.append(f"{source} says {um:.4g} µm/pixel, which is not a microscope scale (ignored)")
+    return None
+
+
+def _from_resolution(value: float | None, unit: str | int | None) -> float | None:
+    """µm per pixel from a resolution in pixels per unit (TIFF 2 = inch, 3 = cm)."""
+    if not value or value <= 0:
+        return None
+    u = str(unit).lower() if unit is not None else ""
+    if u in ("3", "centimeter", "cm", "resunit.centimeter"):
+        return 1e4 / value
+    if u in ("2", "inch", "resunit.inch"):
+        return 25400.0 / value
+    return None
+
+
+_APERIO_MPP = re.compile(r"MPP\s*=\s*([0-9.eE+-]+)")
+_OME_SIZE = re.compile(r'PhysicalSizeX="([0-9.eE+-]+)"')
+_OME_UNIT = re.compile(r'PhysicalSizeXUnit="([^"]+)"')
+_OME_UNITS = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _tiff_pixel_size(tif: Any, notes: list[str]) -> PixelSize | None:
+    page = tif.pages.first
+    desc = str(getattr(page, "description", "") or "")
+    m = _APERIO_MPP.search(desc)
+    if m:
+        ps = _plausible(float(m.group(1)), "Aperio MPP", notes)
+        if ps:
+            return ps
+    ome = tif.ome_metadata if getattr(tif, "is_ome", False) else None
+    if ome:
+        m = _OME_SIZE.search(ome)
+        if m:
+            mu = _OME_UNIT.search(ome)
+            scale = _OME_UNITS.get(mu.group(1) if mu else "µm")
+            if scale is not None:
+                ps = _plausible(float(m.group(1)) * scale, "OME PhysicalSizeX", notes)
+                if ps:
+                    return ps
+    tags = page.tags
+    xres = tags.get("XResolution")
+    unit = tags.get("ResolutionUnit")
+    if xres is not None:
+        num, den = xres.value if isinstance(xres.value, tuple) else (xres.value, 1)
+        value = float(num) / float(den) if den else 0.0
+        um = _from_resolution(value, int(unit.value) if unit is not None else 2)
+        return _plausible(um, "TIFF resolution tags", notes)
+    return None
+
+
+def _pil_pixel_size(info: dict[str, Any], fmt: str, notes: list[str]) -> PixelSize | None:
+    dpi = info.get("dpi")
+    if dpi:
+        try:
+            x = float(dpi[0])
+        except (TypeError, ValueError, IndexError):
+            return None
+        source = "PNG pHYs" if fmt == "PNG" else f"{fmt} density"
+        return _plausible(25400.0 / x if x > 0 else None, source, notes)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def check_brightfield(rgb: U8, source: Path | str) -> None:
+    """Refuse grayscale and fluorescence images (brightfield RGB is needed).
+
+    Grayscale: in 99.9% of pixels the three channels differ by at most 4 levels. Fluorescence:
+    a dark background (median brightness below 80 of 255), where brightfield has bright glass or
+    pale stroma (median well above 150 in every DAB/haematoxylin field we know of).
+    """
+    px = rgb.reshape(-1, 3)
+    if px.shape[0] > 200_000:
+        px = px[:: px.shape[0] // 200_000]
+    p = px.astype(np.int16)
+    spread = np.maximum(np.abs(p[:, 0] - p[:, 1]), np.abs(p[:, 1] - p[:, 2]))
+    if np.mean(spread <= 4) >= 0.999:
+        raise InputError(
+            source,
+            "grayscale image (R, G and B equal): a brightfield RGB image with DAB and "
+            "haematoxylin is needed",
+        )
+    lum = 0.299 * p[:, 0] + 0.587 * p[:, 1] + 0.114 * p[:, 2]
+    med = float(np.median(lum))
+    if med < 80:
+        raise InputError(
+            source,
+            f"dark background (median brightness {med:.0f} of 255): looks like a fluorescence "
+            "image; a brightfield RGB image with DAB and haematoxylin is needed",
+        )
+
+
+def _to_rgb8(arr: NDArray[Any], source: Path, mode: str) -> U8:
+    """RGB uint8 from a decoded array; alpha is composited on white; 16-bit scaled down."""
+    a = np.asarray(arr)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 2)):
+        raise InputError(
+            source,
+            f"grayscale image ({mode}): a brightfield RGB image with DAB and haematoxylin "
+            "is needed",
+        )
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise InputError(
+            source, f"unexpected image shape {a.shape}: an RGB image (height×width×3) is needed"
+        )
+    if a.dtype == np.uint16:
+        a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
+            a = np.clip(np.nan_to_num(a) * 255.0, 0, 255).round().astype(np.uint8)
+        else:
+            raise InputError(source, f"unsupported sample type {a.dtype} for an RGB image")
+    if a.shape[2] == 4:
+        alpha = a[..., 3]
+        rgb = np.ascontiguousarray(a[..., :3])
+        clear = alpha < 255
+        if clear.any():  # composite on white only where the image is not opaque
+            al = alpha[clear].astype(np.uint32)[:, None]
+            mixed = (rgb[clear].astype(np.uint32) * al + 255 * (255 - al) + 127) // 255
+            rgb[clear] = mixed.astype(np.uint8)
+        return rgb
+    return np.ascontiguousarray(a[..., :3])
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except IsADirectoryError:
+        return "directory"
+    except OSError as exc:
+        raise InputError(path, f"cannot read file ({exc.strerror or exc})") from None
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    return "other"
+
+
+def _resolve_pixel_size(
+    path: Path, given: float | None, found: PixelSize | None, notes: list[str]
+) -> PixelSize:
+    if given is not None:
+        if not (given > 0 and math.isfinite(given)):
+            raise InputError(path, f"pixel size {given} µm is not a positive number")
+        if found is not None and abs(found.um_per_px - given) / given > 0.05:
+            notes.append(
+                f"pixel size given as {given:g} µm; the file's {found.source} says "
+                f"{found.um_per_px:.4g} µm (the given value is used)"
+            )
+        return PixelSize(float(given), "given")
+    if found is None:
+        raise InputError(
+            path,
+            "unknown pixel size: the file holds no microscope resolution in its metadata; "
+            "give it with --pixel-size MICRONS",
+        )
+    return found
+
+
+def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> FieldImage:
+    from PIL import Image, ImageFile
+
+    notes: list[str] = []
+    # a truncated file is an error here, whatever another library (WeasyPrint sets it on
+    # import) has done to Pillow's global LOAD_TRUNCATED_IMAGES
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise InputError(
+                        path,
+                        f"image of {w}×{h} pixels is larger than the {max_pixels / 1e6:g} "
+                        "megapixels nkpanel decodes whole (decompression-bomb guard); save a "
+                        "whole slide as a tiled pyramidal TIFF",
+                    )
+                mode = im.mode
+                info = {str(k): v for k, v in im.info.items()}
+                im.load()
+                arr = np.asarray(im.convert("RGBA") if mode in ("P", "PA") else im)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(
+            path, f"image too large to decode safely (decompression-bomb guard: {exc})"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(path, f"not a readable {fmt.upper()} image ({exc})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    rgb = _to_rgb8(arr, path, mode)
+    check_brightfield(rgb, path)
+    found = _pil_pixel_size(info, fmt.upper(), notes)
+    ps = _resolve_pixel_size(path, given, found, notes)
+    return FieldImage(path, rgb, ps, tuple(notes))
+
+
+def _open_tiff_field(path: Path, tif: Any, given: float | None, notes: list[str]) -> FieldImage:
+    try:
+        arr = tif.pages.first.asarray()
+    except Exception as exc:  # tifffile raises many types on corrupt data
+        raise InputError(path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})") from None
+    page = tif.pages.first
+    mode = f"{page.photometric.name}, {page.samplesperpixel} sample(s)"
+    if page.photometric.name not in ("RGB", "YCBCR") and arr.ndim == 2:
+        raise InputError(
+            path,
+            f"grayscale image ({mode}): a brightfield RGB image with DAB and haematoxylin "
+            "is needed",
+        )
+    rgb = _to_rgb8(arr, path, mode)
+    check_brightfield(rgb, path)
+    found = _tiff_pixel_size(tif, notes)
+    ps = _resolve_pixel_size(path, given, found, notes)
+    return FieldImage(path, rgb, ps, tuple(notes))
+
+
+def _open_openslide(path: Path, given: float | None) -> WholeSlide:
+    import openslide
+
+    try:
+        slide = openslide.OpenSlide(str(path))
+    except openslide.OpenSlideError as exc:
+        raise InputError(path, f"OpenSlide cannot read this slide ({exc})") from None
+    notes: list[str] = []
+    props = dict(slide.properties)
+    found: PixelSize | None = None
+    mpp = props.get(openslide.PROPERTY_NAME_MPP_X)
+    if mpp:
+        found = _plausible(float(mpp), "slide metadata (openslide.mpp-x)", notes)
+    if found is None and "tiff.XResolution" in props:
+        um = _from_resolution(float(props["tiff.XResolution"]), props.get("tiff.ResolutionUnit"))
+        found = _plausible(um, "TIFF resolution tags", notes)
+    try:
+        ps = _resolve_pixel_size(path, given, found, notes)
+    except InputError:
+        slide.close()
+        raise
+    levels = tuple(
+        (int(d[0]), int(d[1]), float(ds))
+        for d, ds in zip(slide.level_dimensions, slide.level_downsamples, strict=True)
+    )
+
+    def read_level(level: int, x: int, y: int, w: int, h: int) -> U8:
+        try:
+            region = slide.read_region((x, y), level, (w, h))
+        except openslide.OpenSlideError as exc:
+            raise InputError(path, f"slide region cannot be decoded ({exc})") from None
+        rgba = np.asarray(region, dtype=np.uint8)
+        return _to_rgb8(rgba, path, "RGBA")
+
+    w0, h0 = slide.dimensions
+    vendor = openslide.OpenSlide.detect_format(str(path)) or "unknown"
+    return WholeSlide(
+        path,
+        int(w0),
+        int(h0),
+        ps,
+        levels,
+        f"openslide {openslide.__library_version__} ({vendor})",
+        read_level,
+        slide.close,
+        tuple(notes),
+        properties={k: v for k, v in props.items() if k.startswith("openslide.")},
+    )
+
+
+def _open_tifffile_pyramid(
+    path: Path, tif: Any, given: float | None, notes: list[str]
+) -> WholeSlide:
+    series = tif.series[0]
+    pages = [lvl.keyframe for lvl in series.levels]
+    for p in pages:
+        if not p.is_tiled:
+            tif.close()
+            raise InputError(
+                path,
+                f"TIFF of {pages[0].imagewidth}×{pages[0].imagelength} pixels is not tiled and "
+                f"larger than the {MAX_FIELD_PIXELS / 1e6:g} megapixels nkpanel decodes whole "
+                "(decompression-bomb guard); save it as a tiled pyramidal TIFF",
+            )
+    if pages[0].samplesperpixel < 3:
+        tif.close()
+        raise InputError(path, "grayscale image: a brightfield RGB image is needed")
+    found = _tiff_pixel_size(tif, notes)
+    try:
+        ps = _resolve_pixel_size(path, given, found, notes)
+    except InputError:
+        tif.close()
+        raise
+    w0, h0 = int(pages[0].imagewidth), int(pages[0].imagelength)
+    levels = tuple((int(p.imagewidth), int(p.imagelength), w0 / float(p.imagewidth)) for p in pages)
+    fh = tif.filehandle
+
+    def read_level(level: int, x: int, y: int, w: int, h: int) -> U8:
+        page = pages[level]
+        ds = levels[level][2]
+        lx, ly = int(x / ds), int(y / ds)
+        tw, th = int(page.tilewidth), int(page.tilelength)
+        pw, ph = int(page.imagewidth), int(page.imagelength)
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        tiles_across = -(-pw // tw)
+        decode = page.decode
+        for ty in range(max(ly, 0) // th, min(ly + h, ph - 1) // th + 1):
+            for tx in range(max(lx, 0) // tw, min(lx + w, pw - 1) // tw + 1):
+                idx = ty * tiles_across + tx
+                off, n = page.dataoffsets[idx], page.databytecounts[idx]
+                if n == 0:
+                    continue
+                fh.seek(off)
+                try:
+                    data = decode(fh.read(n), idx, jpegtables=page.jpegtables)[0]
+                except Exception as exc:
+                    raise InputError(path, f"TIFF tile {idx} cannot be decoded ({exc})") from None
+                tile = _to_rgb8(np.asarray(data)[0], path, "RGB")
+                # paste the overlap of this tile and the requested region
+                gx0, gy0 = tx * tw, ty * th
+                sx0, sy0 = max(lx, gx0), max(ly, gy0)
+                sx1 = min(lx + w, gx0 + tw, pw)
+                sy1 = min(ly + h, gy0 + th, ph)
+                if sx1 > sx0 and sy1 > sy0:
+                    out[sy0 - ly : sy1 - ly, sx0 - lx : sx1 - lx] = tile[
+                        sy0 - gy0 : sy1 - gy0, sx0 - gx0 : sx1 - gx0
+                    ]
+        return out
+
+    return WholeSlide(
+        path,
+        w0,
+        h0,
+        ps,
+        levels,
+        f"tifffile {_tifffile_version()}",
+        read_level,
+        tif.close,
+        tuple(notes),
+    )
+
+
+def _tifffile_version() -> str:
+    import tifffile
+
+    return str(tifffile.__version__)
+
+
+def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    try:
+        page = tif.pages.first
+        w, h = int(page.imagewidth), int(page.imagelength)
+        n_levels = len(tif.series[0].levels) if tif.series else 1
+    except Exception as exc:
+        tif.close()
+        raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    notes: list[str] = []
+    if w * h <= max_pixels and n_levels == 1:
+        try:
+            return _open_tiff_field(path, tif, given, notes)
+        finally:
+            tif.close()
+    # a large or pyramidal TIFF: OpenSlide when it knows the format, else tifffile
+    import openslide
+
+    fmt = openslide.OpenSlide.detect_format(str(path))
+    if fmt is not None and not getattr(tif, "is_ome", False):
+        tif.close()
+        return _open_openslide(path, given)
+    return _open_tifffile_pyramid(path, tif, given, notes)
+
+
+def open_image(
+    path: str | Path,
+    *,
+    pixel_size_um: float | None = None,
+    max_field_pixels: int = MAX_FIELD_PIXELS,
+) -> ImageSource:
+    """Open a field image or a whole-slide image for analysis.
+
+    Parameters
+    ----------
+    path
+        TIFF, PNG or JPEG field image; or a whole-slide image OpenSlide reads (SVS, NDPI,
+        MRXS, SCN, BIF, CZI, tiled TIFF…), or a tiled OME-TIFF pyramid.
+    pixel_size_um
+        Microns per pixel at full resolution; overrides the file's metadata.
+    max_field_pixels
+        Largest image decoded whole (decompression-bomb guard).
+
+    Raises
+    ------
+    InputError
+        Not an image; too large to decode safely; grayscale or fluorescence; unknown pixel size.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "file not found")
+    kind = _sniff(p)
+    if kind == "png":
+        return _open_pil(p, "png", pixel_size_um, max_field_pixels)
+    if kind == "jpeg":
+        return _open_pil(p, "jpeg", pixel_size_um, max_field_pixels)
+    if kind == "tiff":
+        return _open_tiff(p, pixel_size_um, max_field_pixels)
+    import openslide
+
+    fmt = openslide.OpenSlide.detect_format(str(p))
+    if fmt is None:
+        raise InputError(
+            p,
+            "not an image nkpanel reads (expected TIFF, PNG, JPEG or a whole-slide format "
+            "OpenSlide reads, e.g. SVS, NDPI, MRXS)",
+        )
+    return _open_openslide(p, pixel_size_um)

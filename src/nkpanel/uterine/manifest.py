@@ -1,0 +1,155 @@
+"""The ``[[endometrial]]`` table of a case manifest, and running it for the case pipeline.
+
+Example::
+
+    [[endometrial]]
+    id = "biopsy-1"
+    collected = 2026-11-20
+    lh_day = 7                      # LH+7; or cycle_day = 21
+    images = ["uterine/cd56_field01.tif", "uterine/cd56_field02.tif"]   # relative to the manifest
+    pixel_size_um = 0.25            # when the files do not say
+    regions = ["uterine/cd56_field01.geojson", "uterine/cd56_field02.geojson"]  # optional
+    positive_threshold_od = 0.2     # QuPath units (DAB OD); the lab's own setting
+
+Timing: uNK rise steeply after LH+7, so a biopsy is read against the mid-luteal window
+LH+7 to LH+9 (cycle day 19–23 of a 28-day cycle); outside it the summary says so
+(domain brief §3; Moffett 2004; Lash et al. 2016).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["EndometrialBiopsy", "biopsy_timing", "run_biopsy_for_case"]
+
+#: the mid-luteal window for uNK counts: LH+7 to LH+9, cycle day 19–23 (28-day cycle)
+LH_WINDOW = (7, 9)
+CYCLE_DAY_WINDOW = (19, 23)
+
+
+class EndometrialBiopsy(BaseModel):
+    """One endometrial biopsy: its CD56 images and what is needed to read them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default="biopsy-1", min_length=1, max_length=64)
+    collected: dt.date | dt.datetime | None = None
+    lh_day: int | None = Field(default=None, ge=-5, le=20, description="days after the LH surge")
+    cycle_day: int | None = Field(default=None, ge=1, le=60, description="day of the cycle")
+    images: tuple[Path, ...] = Field(min_length=1)
+    pixel_size_um: float | None = Field(default=None, gt=0, le=50)
+    regions: tuple[Path, ...] = ()
+    stains: Literal["ruifrok", "estimated"] = "ruifrok"
+    qupath_stains: str | None = None
+    positive_threshold_od: float = Field(default=0.2, gt=0, le=3)
+    compartment: Literal["cytoplasm", "cell", "nucleus"] = "cytoplasm"
+    n_fields: int = Field(default=10, ge=1, le=100)
+    field_diameter_um: float = Field(default=550.0, ge=50, le=5000)
+    seed: int = 0
+    notes: str = ""
+
+    @field_validator("images", "regions", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _regions_match(self) -> EndometrialBiopsy:
+        if self.regions and len(self.regions) not in (1, len(self.images)):
+            raise ValueError(
+                f"regions: {len(self.regions)} file(s) for {len(self.images)} image(s); give one "
+                "per image, or one folder"
+            )
+        return self
+
+
+def biopsy_timing(biopsy: EndometrialBiopsy) -> dict[str, Any]:
+    """Whether the biopsy lies in the mid-luteal window the reference ranges assume."""
+    if biopsy.lh_day is not None:
+        lo, hi = LH_WINDOW
+        inside = lo <= biopsy.lh_day <= hi
+        day = f"LH+{biopsy.lh_day}"
+        window = f"LH+{lo} to LH+{hi}"
+    elif biopsy.cycle_day is not None:
+        lo, hi = CYCLE_DAY_WINDOW
+        inside = lo <= biopsy.cycle_day <= hi
+        day = f"cycle day {biopsy.cycle_day}"
+        window = f"cycle day {lo}–{hi} (28-day cycle)"
+    else:
+        return {
+            "lh_day": None,
+            "cycle_day": None,
+            "in_mid_luteal_window": None,
+            "note": "biopsy timing not given: the result cannot be read against an LH+7 range",
+        }
+    note = (
+        f"{day}: inside the mid-luteal window ({window})"
+        if inside
+        else f"{day}: outside the mid-luteal window ({window}); uNK density changes steeply "
+        "across the luteal phase, so an LH+7 reference range does not apply"
+    )
+    return {
+        "lh_day": biopsy.lh_day,
+        "cycle_day": biopsy.cycle_day,
+        "in_mid_luteal_window": inside,
+        "note": note,
+    }
+
+
+def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Analyse a biopsy's images into ``out_dir`` and return a JSON-ready summary.
+
+    Paths in the biopsy are relative to ``base_dir`` (the manifest's folder). A bad image is
+    listed under ``failures`` and the others still run.
+
+    Raises
+    ------
+    ConfigError
+        Invalid stain vectors or regions that do not match the images.
+    """
+    from dataclasses import replace
+
+    from nkpanel.uterine.analyze import UterineSettings
+    from nkpanel.uterine.batch import analyze_batch, pair_regions
+    from nkpanel.uterine.stains import parse_qupath_stains
+
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else base_dir / p
+
+    images = [resolve(p) for p in biopsy.images]
+    regions = pair_regions(images, [resolve(p) for p in biopsy.regions])
+    base = UterineSettings()
+    settings = UterineSettings(
+        detection=replace(
+            base.detection,
+            positive_threshold_od=biopsy.positive_threshold_od,
+            compartment=biopsy.compartment,
+        ),
+        stains=biopsy.stains,
+        stain_vectors=parse_qupath_stains(biopsy.qupath_stains) if biopsy.qupath_stains else None,
+        n_fields=biopsy.n_fields,
+        field_diameter_um=biopsy.field_diameter_um,
+        seed=biopsy.seed,
+    )
+    batch = analyze_batch(
+        images,
+        out_dir,
+        settings,
+        pixel_size_um=biopsy.pixel_size_um,
+        regions=regions,
+        sample=biopsy.id,
+    )
+    return {
+        "id": biopsy.id,
+        "collected": biopsy.collected.isoformat() if biopsy.collected else None,
+        "timing": biopsy_timing(biopsy),
+        "synthetic": batch.pooled.synthetic if batch.pooled is not None else False,
+        "uterine": batch.pooled.summary() if batch.pooled is not None else None,
+        "images": [r.summary() for r in batch.results],
+        "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
+        "outputs": str(out_dir),
+    }

@@ -1,0 +1,201 @@
+"""Typed result records of the endometrial NK biomarker, and the confidence interval across fields.
+
+The overall density over several fields is a ratio of sums (CD56+ cells over stromal cells, or
+over stromal area), as in the standardised protocol (Lash et al. 2016: the CD56+ cells of ten
+fields as a percentage of their stromal cells). Its confidence interval treats the fields as a
+sample of clusters and uses the variance of the ratio estimator (Cochran 1977, §6.4)::
+
+    R = Σy_i / Σx_i
+    SE(R)² = Σ (y_i − R·x_i)² / (n (n − 1) x̄²)
+    CI = R ± t_{0.975, n−1} · SE(R)
+
+with ``y_i`` the CD56+ cells and ``x_i`` the stromal cells (or stromal mm²) of field ``i``; the
+lower bound is clipped at 0. With fewer than two fields there is no interval.
+
+References
+----------
+Cochran WG. Sampling Techniques, 3rd ed. Wiley 1977, chapter 6 (ratio estimators).
+Lash GE et al. Standardisation of uterine natural killer (uNK) cell measurements in the
+endometrium of women with recurrent pregnancy loss. J Reprod Immunol 2016;116:50-59.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["FieldCount", "RatioCI", "UterineQC", "UterineResult", "ratio_ci"]
+
+
+@dataclass(frozen=True)
+class RatioCI:
+    """A ratio of sums across fields with its confidence interval (None below two fields)."""
+
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    n_fields: int
+    level: float = 0.95
+
+
+def ratio_ci(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    *,
+    scale: float = 1.0,
+    level: float = 0.95,
+) -> RatioCI:
+    """``scale · Σy/Σx`` with a cluster (ratio-estimator) confidence interval across fields.
+
+    Examples
+    --------
+    >>> r = ratio_ci([2, 4, 3], [100, 100, 100], scale=100)
+    >>> round(r.estimate, 3), round(r.lower, 3), round(r.upper, 3)
+    (3.0, 0.516, 5.484)
+    """
+    from scipy.stats import t as student_t
+
+    y = [float(v) for v in numerators]
+    x = [float(v) for v in denominators]
+    n = len(y)
+    sx = sum(x)
+    if n == 0 or sx <= 0:
+        return RatioCI(None, None, None, n, level)
+    r = sum(y) / sx
+    if n < 2:
+        return RatioCI(scale * r, None, None, n, level)
+    xbar = sx / n
+    ss = sum((yi - r * xi) ** 2 for yi, xi in zip(y, x, strict=True))
+    se = math.sqrt(ss / (n * (n - 1))) / xbar
+    q = float(student_t.ppf(0.5 + level / 2, n - 1))
+    return RatioCI(scale * r, scale * max(0.0, r - q * se), scale * (r + q * se), n, level)
+
+
+@dataclass(frozen=True)
+class FieldCount:
+    """Counts in one field: a field image, a ×400 field chosen on a slide, or a whole stroma."""
+
+    field: str
+    kind: Literal["image", "lash-field", "whole-stroma"]
+    cd56_positive_cells: int
+    stromal_cells: int
+    stromal_area_mm2: float
+    centre_x_um: float | None = None
+    centre_y_um: float | None = None
+    diameter_um: float | None = None
+
+    @property
+    def cd56_per_100_stromal_cells(self) -> float | None:
+        return 100.0 * self.cd56_positive_cells / self.stromal_cells if self.stromal_cells else None
+
+    @property
+    def cd56_per_mm2_stroma(self) -> float | None:
+        return (
+            self.cd56_positive_cells / self.stromal_area_mm2 if self.stromal_area_mm2 > 0 else None
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cd56_per_100_stromal_cells"] = _r(self.cd56_per_100_stromal_cells)
+        d["cd56_per_mm2_stroma"] = _r(self.cd56_per_mm2_stroma)
+        d["stromal_area_mm2"] = round(self.stromal_area_mm2, 6)
+        return d
+
+
+def _r(v: float | None, nd: int = 3) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+@dataclass(frozen=True)
+class UterineQC:
+    """One quality check: passed or not, the value and limit, and why it matters."""
+
+    check: str
+    passed: bool
+    value: float | None
+    limit: float | None
+    reason: str
+    blocking: bool = True
+
+
+@dataclass(frozen=True)
+class UterineResult:
+    """CD56+ uterine NK cells of one image (or, pooled, of one biopsy).
+
+    ``overall`` counts the whole stromal area analysed; ``fields`` are the units of the
+    across-field confidence interval (each field image, or the random ×400 fields of a slide);
+    ``lash`` pools those fields (the standardised protocol's estimate).
+    """
+
+    sample: str
+    sources: tuple[str, ...]
+    kind: Literal["field", "slide", "biopsy"]
+    synthetic: bool
+    pixel_size_um: float | None
+    pixel_size_source: str | None
+    analysis_pixel_size_um: float | None
+    stains: dict[str, Any]
+    stain_estimate_check: dict[str, Any] | None
+    exclusion_source: Literal["regions", "automatic", "none", "mixed"]
+    tissue_area_mm2: float
+    excluded_area_mm2: float
+    overall: FieldCount
+    fields: tuple[FieldCount, ...]
+    per_100_ci: RatioCI
+    per_mm2_ci: RatioCI
+    qc: tuple[UterineQC, ...] = ()
+    notes: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reportable(self) -> bool:
+        return all(q.passed or not q.blocking for q in self.qc)
+
+    @property
+    def not_reportable_reasons(self) -> tuple[str, ...]:
+        return tuple(q.reason for q in self.qc if q.blocking and not q.passed)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (every number with its unit in the key)."""
+        o = self.overall
+
+        def ci(c: RatioCI) -> dict[str, Any]:
+            return {
+                "estimate": _r(c.estimate),
+                "lower": _r(c.lower),
+                "upper": _r(c.upper),
+                "level": c.level,
+                "n_fields": c.n_fields,
+                "method": "ratio estimator across fields, t interval (Cochran 1977 §6.4)",
+            }
+
+        return {
+            "biomarker": "endometrial NK cells (CD56 immunohistochemistry)",
+            "sample": self.sample,
+            "sources": list(self.sources),
+            "kind": self.kind,
+            "synthetic": self.synthetic,
+            "reportable": self.reportable,
+            "not_reportable_reasons": list(self.not_reportable_reasons),
+            "cd56_positive_cells": o.cd56_positive_cells,
+            "stromal_cells": o.stromal_cells,
+            "stromal_area_mm2": round(o.stromal_area_mm2, 6),
+            "cd56_per_100_stromal_cells": _r(o.cd56_per_100_stromal_cells),
+            "cd56_per_mm2_stroma": _r(o.cd56_per_mm2_stroma),
+            "fields": [f.as_dict() for f in self.fields],
+            "across_fields_cd56_per_100_stromal_cells": ci(self.per_100_ci),
+            "across_fields_cd56_per_mm2_stroma": ci(self.per_mm2_ci),
+            "exclusion_of_glands_and_epithelium": self.exclusion_source,
+            "tissue_area_mm2": round(self.tissue_area_mm2, 6),
+            "excluded_area_mm2": round(self.excluded_area_mm2, 6),
+            "pixel_size_um": self.pixel_size_um,
+            "pixel_size_source": self.pixel_size_source,
+            "analysis_pixel_size_um": self.analysis_pixel_size_um,
+            "stain_vectors": self.stains,
+            "stain_estimate_check": self.stain_estimate_check,
+            "qc": [asdict(q) for q in self.qc],
+            "notes": list(self.notes),
+            "settings": self.settings,
+        }

@@ -1,0 +1,358 @@
+"""Synthetic CD56 immunohistochemistry fields of endometrium with a known truth.
+
+Everything here is **synthetic**: the images carry "nkpanel SYNTHETIC" in their metadata
+(TIFF ImageDescription, PNG text) and every truth file says ``"synthetic": true``. They exist
+for the always-on tests and the demo; they are not endometrium.
+
+How a field is made
+-------------------
+Stain amounts (haematoxylin ``H`` and DAB ``D``, in OD units) are painted on a grid at
+``pixel_size_um`` and turned into light by the Beer–Lambert law with the standard H-DAB
+vectors (Ruifrok & Johnston 2001)::
+
+    I_c = I0_c · 10^−(H·s_H,c + D·s_DAB,c)
+
+then blurred slightly (optics) and given camera noise. Objects:
+
+* **stroma**: a faint haematoxylin wash with fibrous texture;
+* **stromal cells**: elliptical nuclei (semi-axes 3.5–5.5 × 2.2–3.2 µm, any orientation;
+  endometrial stromal nuclei are oval to spindle, about 5 × 10 µm), H OD 0.25–0.5 with
+  chromatin texture;
+* **uNK cells** (CD56+): round nucleus (radius 2.8–3.5 µm, H OD 0.35–0.55) inside a cell of
+  radius 5–6.5 µm whose membrane (a 1.5 µm ring) carries DAB at ``dab_od`` and whose
+  cytoplasm is filled with DAB granules (mean about a third of it, peaks near it); uNK are
+  large granular lymphocytes, CD56 bright on the membrane;
+* **glands**: a clear lumen (radius 15–35 µm) lined by a band of columnar epithelial cells
+  whose elongated nuclei (4.5 × 2 µm semi-axes) point at the lumen, packed 4 µm apart; CD56
+  negative.
+
+Variants used by the tests: ``dab_od`` 0.15–0.3 for faint staining, ``stromal_cells_per_mm2``
+12,000 for dense (decidualised) stroma, ``n_glands`` > 0 for glands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from nkpanel._atomic import write_text, write_with
+
+__all__ = ["SYNTHETIC_TAG", "FieldSpec", "SyntheticField", "simulate_field", "write_field"]
+
+F32 = NDArray[np.float32]
+U8 = NDArray[np.uint8]
+
+#: the label every synthetic image carries in its metadata
+SYNTHETIC_TAG = "nkpanel SYNTHETIC CD56 field (simulated, not a patient)"
+
+_S_H = np.array([0.650, 0.704, 0.286]) / np.linalg.norm([0.650, 0.704, 0.286])
+_S_D = np.array([0.268, 0.570, 0.776]) / np.linalg.norm([0.268, 0.570, 0.776])
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What to simulate. Densities per mm² of the whole field; lengths in µm."""
+
+    width_px: int = 1000
+    height_px: int = 1000
+    pixel_size_um: float = 0.5
+    seed: int = 0
+    stromal_cells_per_mm2: float = 5000.0
+    unk_percent_of_stromal: float = 8.0
+    dab_od: float = 0.8
+    n_glands: int = 0
+    white: tuple[float, float, float] = (242.0, 240.0, 236.0)
+    noise_sd: float = 2.0
+
+
+@dataclass(frozen=True)
+class TruthCell:
+    y_px: float
+    x_px: float
+    kind: Literal["stromal", "unk", "epithelial"]
+
+    @property
+    def positive(self) -> bool:
+        return self.kind == "unk"
+
+
+@dataclass(frozen=True)
+class SyntheticField:
+    """A simulated RGB field, its truth cells and its truth gland mask."""
+
+    spec: FieldSpec
+    rgb: U8
+    cells: tuple[TruthCell, ...]
+    gland_mask: NDArray[np.bool_]
+    glands: tuple[tuple[float, float, float, float], ...]  # (cy, cx, lumen r, outer r) px
+
+    @property
+    def stromal_cells(self) -> int:
+        return sum(c.kind != "epithelial" for c in self.cells)
+
+    @property
+    def positive_cells(self) -> int:
+        return sum(c.kind == "unk" for c in self.cells)
+
+    @property
+    def stromal_area_mm2(self) -> float:
+        px = self.spec.pixel_size_um * 1e-3
+        return float((~self.gland_mask).sum()) * px * px
+
+    def truth(self) -> dict[str, object]:
+        return {
+            "synthetic": True,
+            "label": SYNTHETIC_TAG,
+            "spec": asdict(self.spec),
+            "cd56_positive_cells": self.positive_cells,
+            "stromal_cells": self.stromal_cells,
+            "cd56_per_100_stromal_cells": 100.0 * self.positive_cells / max(self.stromal_cells, 1),
+            "stromal_area_mm2": self.stromal_area_mm2,
+            "cells": [
+                {"y_px": round(c.y_px, 2), "x_px": round(c.x_px, 2), "kind": c.kind}
+                for c in self.cells
+            ],
+            "glands": [
+                {"cy_px": g[0], "cx_px": g[1], "lumen_radius_px": g[2], "outer_radius_px": g[3]}
+                for g in self.glands
+            ],
+        }
+
+
+def _paint_ellipse(
+    img: F32,
+    cy: float,
+    cx: float,
+    a: float,
+    b: float,
+    theta: float,
+    value: float | F32,
+    edge: float = 0.7,
+) -> None:
+    """Add ``value`` inside an ellipse (semi-axes a, b px; angle theta) with a soft edge."""
+    r = math.ceil(max(a, b) + 2 * edge + 1)
+    y0, y1 = max(0, int(cy) - r), min(img.shape[0], int(cy) + r + 1)
+    x0, x1 = max(0, int(cx) - r), min(img.shape[1], int(cx) + r + 1)
+    if y1 <= y0 or x1 <= x0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    c, s = math.cos(theta), math.sin(theta)
+    u = (dx * c + dy * s) / a
+    v = (-dx * s + dy * c) / b
+    rho = np.sqrt(u * u + v * v)
+    # soft edge: 1 inside, falling to 0 over ~edge px at the boundary
+    w = np.clip((1.0 - rho) * min(a, b) / edge + 0.5, 0.0, 1.0)
+    if isinstance(value, np.ndarray):
+        img[y0:y1, x0:x1] += w * value[y0:y1, x0:x1]
+    else:
+        img[y0:y1, x0:x1] += w * np.float32(value)
+
+
+def _paint_ring(img: F32, cy: float, cx: float, r: float, width: float, value: float) -> None:
+    rr = math.ceil(r + width + 2)
+    y0, y1 = max(0, int(cy) - rr), min(img.shape[0], int(cy) + rr + 1)
+    x0, x1 = max(0, int(cx) - rr), min(img.shape[1], int(cx) + rr + 1)
+    if y1 <= y0 or x1 <= x0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    d = np.hypot(yy - cy, xx - cx)
+    w = np.clip(1.0 - np.abs(d - r) / max(width / 2, 0.5), 0.0, 1.0)
+    img[y0:y1, x0:x1] += w * np.float32(value)
+
+
+def simulate_field(spec: FieldSpec) -> SyntheticField:
+    """Simulate one synthetic CD56 field; see the module docstring.
+
+    Examples
+    --------
+    >>> f = simulate_field(FieldSpec(width_px=200, height_px=200, seed=1))
+    >>> f.rgb.shape, f.positive_cells <= f.stromal_cells
+    ((200, 200, 3), True)
+    """
+    rng = np.random.default_rng(spec.seed)
+    h_, w_ = spec.height_px, spec.width_px
+    um = spec.pixel_size_um
+    H = np.zeros((h_, w_), np.float32)
+    D = np.zeros((h_, w_), np.float32)
+    texture = ndi.gaussian_filter(rng.normal(0, 1, (h_, w_)).astype(np.float32), 1.0 / um)
+    chrom = ndi.gaussian_filter(rng.normal(0, 1, (h_, w_)).astype(np.float32), 0.4 / um)
+    chrom /= np.float32(chrom.std() + 1e-6)  # unit-SD granularity
+    # stroma wash with fibres
+    fib = ndi.gaussian_filter(rng.normal(0, 1, (h_, w_)).astype(np.float32), (0.6 / um, 4.0 / um))
+    H += (
+        np.float32(0.03)
+        + np.float32(0.012) * texture
+        + np.float32(0.02) * np.abs(fib) / (float(np.abs(fib).std()) + 1e-6) * np.float32(0.5)
+    )
+    gland_mask = np.zeros((h_, w_), bool)
+    glands: list[tuple[float, float, float, float]] = []
+    cells: list[TruthCell] = []
+    yy, xx = np.mgrid[0:h_, 0:w_]
+    for _ in range(spec.n_glands):
+        for _attempt in range(50):
+            lumen = rng.uniform(15, 35) / um
+            outer = lumen + rng.uniform(18, 24) / um
+            cy = rng.uniform(outer, h_ - outer) if h_ > 2 * outer else h_ / 2
+            cx = rng.uniform(outer, w_ - outer) if w_ > 2 * outer else w_ / 2
+            if all(math.hypot(cy - g[0], cx - g[1]) > outer + g[3] + 10 / um for g in glands):
+                break
+        glands.append((float(cy), float(cx), float(lumen), float(outer)))
+        d = np.hypot(yy - cy, xx - cx)
+        gland_mask |= d <= outer
+        H[d <= lumen] = 0.0
+        band = (d > lumen) & (d <= outer)
+        H[band] += 0.04  # epithelial cytoplasm
+        # columnar nuclei along the middle of the band, long axis pointing at the lumen
+        rmid = lumen + 0.45 * (outer - lumen)
+        n = int(2 * math.pi * rmid * um / 4.0)
+        for k in range(n):
+            ang = 2 * math.pi * (k + rng.uniform(-0.15, 0.15)) / n
+            ny = cy + rmid * math.sin(ang)
+            nx = cx + rmid * math.cos(ang)
+            _paint_ellipse(H, ny, nx, 4.5 / um, 2.0 / um, ang, rng.uniform(0.3, 0.5))
+            if 0 <= ny < h_ and 0 <= nx < w_:
+                cells.append(TruthCell(float(ny), float(nx), "epithelial"))
+    # stromal cells and uNK cells by dart throwing with a minimum spacing
+    area_mm2 = (~gland_mask).sum() * (um * 1e-3) ** 2
+    n_cells = int(rng.poisson(spec.stromal_cells_per_mm2 * area_mm2))
+    n_unk = round(n_cells * spec.unk_percent_of_stromal / 100.0)
+    placed: list[tuple[float, float, float]] = []
+    grid: dict[tuple[int, int], list[int]] = {}
+    cellsz = 14.0 / um
+
+    def free(y: float, x: float, r: float) -> bool:
+        if gland_mask[min(int(y), h_ - 1), min(int(x), w_ - 1)]:
+            return False
+        for g in glands:
+            if math.hypot(y - g[0], x - g[1]) < g[3] + r:
+                return False
+        gy, gx = int(y // cellsz), int(x // cellsz)
+        for oy in (-1, 0, 1):
+            for ox in (-1, 0, 1):
+                for i in grid.get((gy + oy, gx + ox), []):
+                    py, px, pr = placed[i]
+                    if math.hypot(y - py, x - px) < 0.85 * (r + pr):
+                        return False
+        return True
+
+    kinds = ["unk"] * n_unk + ["stromal"] * (n_cells - n_unk)
+    rng.shuffle(kinds)
+    for kind in kinds:
+        r_excl = (6.0 if kind == "unk" else 3.2) / um
+        for _attempt in range(60):
+            y, x = rng.uniform(0, h_), rng.uniform(0, w_)
+            if free(y, x, r_excl):
+                break
+        else:
+            continue
+        placed.append((y, x, r_excl))
+        grid.setdefault((int(y // cellsz), int(x // cellsz)), []).append(len(placed) - 1)
+        if kind == "unk":
+            rn = rng.uniform(2.8, 3.5) / um
+            _paint_ellipse(
+                H,
+                y,
+                x,
+                rn,
+                rn * rng.uniform(0.85, 1.0),
+                rng.uniform(0, math.pi),
+                rng.uniform(0.35, 0.55) * (1 + 0.25 * chrom),
+            )
+            rc = rng.uniform(5.0, 6.5) / um
+            dab = spec.dab_od * rng.uniform(0.8, 1.2)
+            _paint_ring(D, y, x, rc, 1.5 / um, dab)
+            gran = (np.float32(0.35) + np.float32(0.65) * np.clip(chrom, 0, None)) * np.float32(
+                dab / 2
+            )
+            _paint_ellipse(D, y, x, rc, rc, 0.0, gran)
+        else:
+            a = rng.uniform(3.5, 5.5) / um
+            b = rng.uniform(2.2, 3.2) / um
+            _paint_ellipse(
+                H, y, x, a, b, rng.uniform(0, math.pi), rng.uniform(0.25, 0.5) * (1 + 0.25 * chrom)
+            )
+        cells.append(TruthCell(float(y), float(x), "stromal" if kind == "stromal" else "unk"))
+    od = H[..., None] * _S_H.astype(np.float32) + D[..., None] * _S_D.astype(np.float32)
+    light = np.asarray(spec.white, np.float32) * np.power(np.float32(10.0), -od)
+    light = ndi.gaussian_filter(light, (0.5, 0.5, 0))
+    light += rng.normal(0, spec.noise_sd, light.shape).astype(np.float32)
+    rgb = np.clip(np.round(light), 0, 255).astype(np.uint8)
+    return SyntheticField(spec, rgb, tuple(cells), gland_mask, tuple(glands))
+
+
+def _gland_geojson(f: SyntheticField, n_vertices: int = 48) -> dict[str, object]:
+    feats: list[dict[str, object]] = []
+    for cy, cx, _lumen, outer in f.glands:
+        ring = [
+            [
+                cx + outer * math.cos(2 * math.pi * k / n_vertices),
+                cy + outer * math.sin(2 * math.pi * k / n_vertices),
+            ]
+            for k in range(n_vertices)
+        ]
+        ring.append(ring[0])
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "annotation",
+                    "classification": {"name": "Gland", "color": [255, 200, 0]},
+                    "synthetic": True,
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def write_field(
+    field: SyntheticField, target: Path, *, fmt: Literal["tiff", "png"] = "tiff"
+) -> list[Path]:
+    """Write the image (pixel size in its metadata), its truth JSON and, when it has glands, a
+    QuPath-style GeoJSON with the glands drawn as exclusions. Returns the files written."""
+    from PIL import Image, PngImagePlugin
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    um = field.spec.pixel_size_um
+    written: list[Path] = []
+    if fmt == "tiff":
+        import tifffile
+
+        def w_tiff(tmp: Path) -> None:
+            tifffile.imwrite(
+                tmp,
+                field.rgb,
+                photometric="rgb",
+                resolution=(1e4 / um, 1e4 / um),
+                resolutionunit="CENTIMETER",
+                description=SYNTHETIC_TAG,
+                metadata=None,
+            )
+
+        write_with(target, w_tiff)
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Description", SYNTHETIC_TAG)
+        dpi = 25400.0 / um
+
+        def w_png(tmp: Path) -> None:
+            Image.fromarray(field.rgb).save(tmp, format="PNG", pnginfo=info, dpi=(dpi, dpi))
+
+        write_with(target, w_png)
+    written.append(target)
+    truth = target.with_suffix(".truth.json")
+    write_text(truth, json.dumps(field.truth(), indent=1))
+    written.append(truth)
+    if field.glands:
+        regions = target.with_suffix(".regions.geojson")
+        write_text(regions, json.dumps(_gland_geojson(field), indent=1))
+        written.append(regions)
+    return written

@@ -1,0 +1,141 @@
+"""The ``nkpanel uterine`` sub-commands and the case manifest's ``[[endometrial]]`` table, on
+SYNTHETIC fields written by ``nkpanel uterine simulate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from nkpanel.errors import ConfigError
+from nkpanel.uterine.cli import app
+from nkpanel.uterine.manifest import EndometrialBiopsy, biopsy_timing, run_biopsy_for_case
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("synthetic")
+    res = runner.invoke(app, ["simulate", "--out", str(d), "--fields", "2", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    assert "SYNTHETIC" in res.output
+    return d
+
+
+def test_simulate_writes_labelled_fields(synthetic: Path) -> None:
+    images = sorted(synthetic.glob("*.tif"))
+    assert [p.name for p in images] == ["synthetic_field_01.tif", "synthetic_field_02.tif"]
+    truth = json.loads((synthetic / "synthetic_field_01.truth.json").read_text())
+    assert truth["synthetic"] is True
+    assert (synthetic / "synthetic_field_01.regions.geojson").is_file()
+
+
+def test_analyze_with_regions_folder(synthetic: Path, tmp_path: Path) -> None:
+    images = sorted(synthetic.glob("*.tif"))
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["analyze", *map(str, images), "--regions", str(synthetic), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "synthetic" in res.output
+    summary = json.loads((out / "biopsy_summary.json").read_text())
+    biopsy = summary["biopsy"]
+    assert biopsy["synthetic"] is True
+    assert biopsy["exclusion_of_glands_and_epithelium"] == "regions"
+    assert biopsy["across_fields_cd56_per_100_stromal_cells"]["n_fields"] == 2
+    truth = [json.loads(p.with_suffix(".truth.json").read_text()) for p in images]
+    t100 = (
+        100 * sum(t["cd56_positive_cells"] for t in truth) / sum(t["stromal_cells"] for t in truth)
+    )
+    assert abs(biopsy["cd56_per_100_stromal_cells"] - t100) <= 1.5
+    assert (out / "uterine_results.csv").read_text().count("\n") == 4  # header, 2 images, biopsy
+    # review outputs: overlay with both colours, GeoJSON QuPath can import
+    from PIL import Image
+
+    img_dir = out / "images" / "synthetic_field_01"
+    ov = np.asarray(Image.open(img_dir / "overlay.png").convert("RGB"))
+    assert ((ov == (230, 20, 20)).all(axis=2)).sum() > 100
+    assert ((ov == (20, 190, 40)).all(axis=2)).sum() > 1000
+    geo = json.loads((img_dir / "detections.geojson").read_text())
+    feats = geo["features"]
+    per_image = summary["images"][0]
+    assert len(feats) == per_image["stromal_cells"]
+    names = [f["properties"]["classification"]["name"] for f in feats]
+    assert names.count("Positive") == per_image["cd56_positive_cells"]
+    for f in feats[:50]:
+        ring = f["geometry"]["coordinates"][0]
+        assert ring[0] == ring[-1] and len(ring) >= 4
+        assert f["properties"]["objectType"] == "cell"
+        assert "nucleusGeometry" in f["properties"]
+        xs = [p[0] for p in ring]
+        assert min(xs) >= 0 and max(xs) <= 1000
+    cells = (img_dir / "cells.csv").read_text().splitlines()
+    assert len(cells) == per_image["stromal_cells"] + 1
+
+
+def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    good = synthetic / "synthetic_field_01.tif"
+    res = runner.invoke(
+        app, ["analyze", str(bad), str(good), "--out", str(tmp_path / "o"), "--no-detections"]
+    )
+    assert res.exit_code == 1
+    assert "broken.tif" in res.output
+    assert "1 of 2 image(s) failed" in res.output
+    assert (tmp_path / "o" / "images" / "synthetic_field_01" / "summary.json").is_file()
+
+
+def test_regions_count_mismatch_is_a_config_error(synthetic: Path, tmp_path: Path) -> None:
+    images = sorted(synthetic.glob("*.tif"))
+    regs = sorted(synthetic.glob("*.geojson"))[:1]
+    res = runner.invoke(
+        app, ["analyze", *map(str, images), "--regions", str(regs[0]), "--out", str(tmp_path)]
+    )
+    assert isinstance(res.exception, ConfigError)
+
+
+def test_manifest_model() -> None:
+    b = EndometrialBiopsy.model_validate({"images": "a.tif", "lh_day": 7})
+    assert b.images == (Path("a.tif"),)
+    assert biopsy_timing(b)["in_mid_luteal_window"] is True
+    late = EndometrialBiopsy.model_validate({"images": ["a.tif"], "cycle_day": 26})
+    assert biopsy_timing(late)["in_mid_luteal_window"] is False
+    assert "outside" in biopsy_timing(late)["note"]
+    none = EndometrialBiopsy.model_validate({"images": ["a.tif"]})
+    assert biopsy_timing(none)["in_mid_luteal_window"] is None
+    with pytest.raises(ValidationError):
+        EndometrialBiopsy.model_validate({"images": ["a.tif"], "colour": "brown"})
+    with pytest.raises(ValidationError):
+        EndometrialBiopsy.model_validate({"images": []})
+    with pytest.raises(ValidationError):
+        EndometrialBiopsy.model_validate(
+            {"images": ["a.tif", "b.tif", "c.tif"], "regions": ["a.json", "b.json"]}
+        )
+    with pytest.raises(ValidationError):
+        b.model_copy(update={"id": "x"}).__setattr__("id", "y")
+
+
+def test_run_biopsy_for_case(synthetic: Path, tmp_path: Path) -> None:
+    b = EndometrialBiopsy.model_validate(
+        {
+            "id": "biopsy-1",
+            "lh_day": 8,
+            "images": ["synthetic_field_01.tif", "missing.tif"],
+            "collected": "2026-11-20",
+        }
+    )
+    out = run_biopsy_for_case(b, synthetic, tmp_path / "uterine" / "biopsy-1")
+    json.dumps(out)  # JSON-ready
+    assert out["synthetic"] is True
+    assert out["timing"]["in_mid_luteal_window"] is True
+    assert out["uterine"]["sample"] == "biopsy-1"
+    assert out["uterine"]["exclusion_of_glands_and_epithelium"] == "automatic"
+    assert [Path(f["source"]).name for f in out["failures"]] == ["missing.tif"]
+    assert "file not found" in out["failures"][0]["reason"]
+    assert (tmp_path / "uterine" / "biopsy-1" / "biopsy_summary.json").is_file()

@@ -1,0 +1,172 @@
+"""Reading images: pixel size from each kind of metadata, and every kind of bad input giving one
+line that names the file and the cause."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nkpanel.errors import InputError
+from nkpanel.uterine.analyze import analyze_image
+from nkpanel.uterine.images import FieldImage, open_image
+from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
+
+
+@pytest.fixture(scope="module")
+def small_field() -> np.ndarray:
+    return simulate_field(FieldSpec(width_px=240, height_px=200, seed=9)).rgb
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def _bomb_png(path: Path, side: int = 100_000) -> None:
+    """A 150-byte PNG whose header claims side × side RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_pixel_size_from_tiff_png_and_jpeg(tmp_path: Path, small_field: np.ndarray) -> None:
+    f = simulate_field(FieldSpec(width_px=120, height_px=100, seed=1, pixel_size_um=0.4))
+    tif = write_field(f, tmp_path / "a.tif")[0]
+    png = write_field(f, tmp_path / "a.png", fmt="png")[0]
+    src = open_image(tif)
+    assert src.pixel_size.source == "TIFF resolution tags"
+    assert src.pixel_size.um_per_px == pytest.approx(0.4, rel=1e-6)
+    src = open_image(png)
+    assert src.pixel_size.source == "PNG pHYs"
+    assert src.pixel_size.um_per_px == pytest.approx(0.4, rel=1e-3)
+    jpg = tmp_path / "a.jpg"
+    Image.fromarray(small_field).save(jpg, quality=95, dpi=(25400 / 0.5, 25400 / 0.5))
+    src = open_image(jpg)
+    assert src.pixel_size.um_per_px == pytest.approx(0.5, rel=1e-2)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(open_image(tif).read(0, 0, 120, 100, 1.0), f.rgb)
+
+
+def test_given_pixel_size_overrides_and_notes_disagreement(tmp_path: Path) -> None:
+    f = simulate_field(FieldSpec(width_px=120, height_px=100, seed=1, pixel_size_um=0.4))
+    tif = write_field(f, tmp_path / "a.tif")[0]
+    src = open_image(tif, pixel_size_um=0.25)
+    assert src.pixel_size.source == "given"
+    assert any("0.4" in n for n in src.notes)
+
+
+def test_screen_resolution_is_not_a_microscope_scale(
+    tmp_path: Path, small_field: np.ndarray
+) -> None:
+    p = tmp_path / "screen.png"
+    Image.fromarray(small_field).save(p, dpi=(72, 72))
+    with pytest.raises(InputError, match="unknown pixel size"):
+        open_image(p)
+    assert open_image(p, pixel_size_um=0.5).pixel_size.um_per_px == 0.5
+
+
+def _make_bad(kind: str, d: Path, rgb: np.ndarray) -> Path:
+    if kind == "text":
+        p = d / "notes.png"
+        p.write_text("not an image at all\n")
+    elif kind == "truncated":
+        good = d / "good.png"
+        Image.fromarray(rgb).save(good, dpi=(50800, 50800))
+        p = d / "truncated.png"
+        p.write_bytes(good.read_bytes()[:300])
+    elif kind == "bomb":
+        p = d / "bomb.png"
+        _bomb_png(p)
+    elif kind == "grayscale":
+        p = d / "gray.png"
+        Image.fromarray(rgb[..., 1]).save(p, dpi=(50800, 50800))
+    elif kind == "gray-as-rgb":
+        p = d / "gray_rgb.tif"
+        g = rgb[..., 1:2].repeat(3, axis=2)
+        Image.fromarray(g).save(p, dpi=(50800, 50800))
+    elif kind == "fluorescence":
+        p = d / "fluo.tif"
+        f = np.zeros_like(rgb)
+        f[..., 2] = (255 - rgb[..., 0]) // 2  # blue DAPI-like nuclei on black
+        f[::7, ::5, 1] = 180
+        Image.fromarray(f).save(p, dpi=(50800, 50800))
+    elif kind == "no-tissue":
+        p = d / "blank.tif"
+        glass = np.empty_like(rgb)
+        glass[:] = (241, 236, 229)  # clear glass, slightly warm, with camera noise
+        noise = np.random.default_rng(0).integers(-2, 3, rgb.shape)
+        Image.fromarray((glass + noise).astype(np.uint8)).save(p, dpi=(50800, 50800))
+    elif kind == "no-pixel-size":
+        p = d / "nosize.png"
+        Image.fromarray(rgb).save(p)
+    elif kind == "missing":
+        p = d / "missing.tif"
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    return p
+
+
+BAD = {
+    "text": "not an image nkpanel reads",
+    "truncated": "not a readable PNG",
+    "bomb": "decompression-bomb guard",
+    "grayscale": "grayscale",
+    "gray-as-rgb": "grayscale",
+    "fluorescence": "fluorescence",
+    "no-tissue": "no tissue found",
+    "no-pixel-size": "unknown pixel size",
+    "missing": "file not found",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_input_is_one_line_naming_file_and_cause(
+    kind: str, tmp_path: Path, small_field: np.ndarray
+) -> None:
+    p = _make_bad(kind, tmp_path, small_field)
+    with pytest.raises(InputError) as info:
+        analyze_image(p)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(p))
+    assert BAD[kind] in msg
+
+
+def test_bad_inputs_do_not_stop_a_batch(tmp_path: Path, small_field: np.ndarray) -> None:
+    from nkpanel.uterine.batch import analyze_batch
+
+    good = write_field(
+        simulate_field(FieldSpec(width_px=400, height_px=400, seed=2)), tmp_path / "good.tif"
+    )[0]
+    bad = [_make_bad(k, tmp_path, small_field) for k in ("text", "bomb", "fluorescence")]
+    batch = analyze_batch([bad[0], good, *bad[1:]], tmp_path / "out", detections=False)
+    assert [r.sample for r in batch.results] == ["good"]
+    assert [Path(f.source).name for f in batch.failures] == [p.name for p in bad]
+    assert all("\n" not in f.reason for f in batch.failures)
+    assert (tmp_path / "out" / "images" / "good" / "summary.json").is_file()
+
+
+def test_truncated_file_is_refused_even_if_pillow_is_told_to_load_it(
+    tmp_path: Path, small_field: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WeasyPrint sets Pillow's global LOAD_TRUNCATED_IMAGES on import; nkpanel still refuses."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    p = _make_bad("truncated", tmp_path, small_field)
+    with pytest.raises(InputError, match="not a readable PNG"):
+        open_image(p)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored

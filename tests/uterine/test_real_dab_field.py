@@ -1,0 +1,129 @@
+"""Accuracy against a person on a real DAB field: ../shared/data/deepliif-ki67-sample.
+
+``6_2.png`` is a 512×512 Ki67 DAB/haematoxylin field; ``6_2_gt.png`` is the expert's mask (red =
+positive nuclei, blue = negative nuclei, green = outlines). The truth is each colour's connected
+components (22 positive, 24 negative, as the data's README says). The pixel size is not stated
+by the data set; 0.25 µm/px is judged from nucleus size (the issue's figure). This is not
+endometrium and not CD56: it is the nearest real stand-in with an expert's annotation.
+
+Settings: the package defaults for everything (chosen from biology and QuPath's defaults, not
+from this image) except the two a lab changes for a nuclear stain: DAB is measured in the nucleus
+(``compartment = "nucleus"``: Ki67 is nuclear, CD56 membranous) and nuclei are found on
+haematoxylin + DAB (positive Ki67 nuclei are so brown that little blue is left). In fairness:
+prototypes with both detection images had been run on this image before these two settings were
+fixed, so this is not a blind evaluation; no numeric parameter was tuned to it.
+
+Matching: a detection matches a truth nucleus when their centroids are within 4 µm (16 px, about
+the radius of a nucleus 8 µm across), one-to-one (Hungarian assignment).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nkpanel.uterine.analyze import UterineAnalysis, UterineSettings, analyze_image
+from nkpanel.uterine.detect import DetectionSettings
+
+from .helpers import f1, match
+
+PIXEL_UM = 0.25
+RADIUS_PX = 4.0 / PIXEL_UM
+NUCLEAR_STAIN = UterineSettings(
+    detection=DetectionSettings(detection_image="haematoxylin+dab", compartment="nucleus")
+)
+
+
+def _truth(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    gt = np.asarray(Image.open(folder / "6_2_gt.png").convert("RGB")).astype(int)
+    red = (gt[..., 0] > 150) & (gt[..., 1] < 100) & (gt[..., 2] < 100)
+    blue = (gt[..., 2] > 150) & (gt[..., 0] < 100) & (gt[..., 1] < 100)
+    xy, pos = [], []
+    for positive, mask in ((True, red), (False, blue)):
+        lab, n = ndi.label(mask, structure=np.ones((3, 3)))
+        for c in ndi.center_of_mass(mask, lab, range(1, n + 1)):
+            xy.append(c)
+            pos.append(positive)
+    return np.asarray(xy, dtype=np.float64), np.asarray(pos)
+
+
+@pytest.fixture(scope="module")
+def real(shared_data: Path) -> tuple[UterineAnalysis, np.ndarray, np.ndarray]:
+    folder = shared_data / "deepliif-ki67-sample"
+    if not (folder / "6_2.png").is_file():
+        pytest.skip(f"{folder} holds no 6_2.png")
+    truth_xy, truth_pos = _truth(folder)
+    a = analyze_image(folder / "6_2.png", NUCLEAR_STAIN, pixel_size_um=PIXEL_UM)
+    return a, truth_xy, truth_pos
+
+
+def _detected(a: UterineAnalysis) -> np.ndarray:
+    return np.c_[a.cells.y - 0.5, a.cells.x - 0.5]
+
+
+def test_truth_is_what_the_readme_says(
+    real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
+) -> None:
+    _, _, pos = real
+    assert int(pos.sum()) == 22
+    assert int((~pos).sum()) == 24
+
+
+def test_positive_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarray]) -> None:
+    a, xy, pos = real
+    det = _detected(a)
+    i, _ = match(det[a.cells.positive], xy[pos], RADIUS_PX)
+    score = f1(int(a.cells.positive.sum()), int(pos.sum()), len(i))
+    assert score >= 0.85, score
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="two causes, seen on the overlay: the expert's mask leaves out most spindle-shaped "
+    "stromal nuclei, so ~30 correct detections count as false; and nkpanel misses 10 of the 24 "
+    "annotated negative nuclei, pale vesicular ones below QuPath's default 0.1 OD threshold; "
+    "measured F1 0.57 (goal 0.80)",
+)
+def test_all_cells_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarray]) -> None:
+    a, xy, _ = real
+    det = _detected(a)
+    i, _ = match(det, xy, RADIUS_PX)
+    assert f1(len(det), len(xy), len(i)) >= 0.80
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="same two causes: unannotated spindle nuclei enter nkpanel's denominator and pale "
+    "negative nuclei are missed; measured 34.2% vs the expert's 47.8% (goal: within 5 points)",
+)
+def test_positive_percent_within_5_points(
+    real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
+) -> None:
+    a, _, pos = real
+    ours = 100.0 * a.cells.positive.mean()
+    assert abs(ours - 100.0 * pos.mean()) <= 5.0
+
+
+def test_classification_agrees_on_the_nuclei_the_expert_annotated(
+    real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
+) -> None:
+    """On the nuclei both found, positive/negative calls agree with the expert's."""
+    a, xy, pos = real
+    det = _detected(a)
+    i, j = match(det, xy, RADIUS_PX)
+    assert len(i) >= 30  # most annotated nuclei are found (recall of the truth ≥ 65%)
+    agree = float(np.mean(a.cells.positive[i] == pos[j]))
+    assert agree >= 0.95
+    assert abs(100.0 * a.cells.positive[i].mean() - 100.0 * pos[j].mean()) <= 5.0
+
+
+def test_pixel_size_is_required(shared_data: Path) -> None:
+    from nkpanel.errors import InputError
+
+    with pytest.raises(InputError, match="unknown pixel size"):
+        analyze_image(shared_data / "deepliif-ki67-sample" / "6_2.png")

@@ -1,0 +1,103 @@
+"""Reading QuPath's GeoJSON export (annotations with classes) and rasterising it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nkpanel.errors import InputError
+from nkpanel.uterine.regions import read_qupath_geojson
+
+
+def _feature(
+    cls: Any, coords: list[Any], gtype: str = "Polygon", kind: str = "annotation"
+) -> dict[str, Any]:
+    props: dict[str, Any] = {"objectType": kind}
+    if cls is not None:
+        props["classification"] = cls
+    return {
+        "type": "Feature",
+        "geometry": {"type": gtype, "coordinates": coords},
+        "properties": props,
+    }
+
+
+SQUARE = [[[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]]
+HOLE = [[20, 20], [40, 20], [40, 40], [20, 40], [20, 20]]
+
+
+def test_feature_collection_with_classes(tmp_path: Path) -> None:
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            _feature({"name": "Stroma", "color": [0, 255, 0]}, [SQUARE[0], HOLE]),
+            _feature({"name": "Gland"}, [[[60, 60], [80, 60], [80, 80], [60, 80], [60, 60]]]),
+            _feature("Ignore*", [[[0, 0], [10, 0], [10, 10], [0, 0]]]),
+            _feature(None, [[[5, 5], [6, 5], [6, 6]]], gtype="Point", kind="annotation"),
+            _feature({"name": "Positive"}, SQUARE, kind="cell"),
+        ],
+    }
+    p = tmp_path / "r.geojson"
+    p.write_text(json.dumps(doc))
+    r = read_qupath_geojson(p)
+    assert [x.role for x in r.regions] == ["count", "exclude", "exclude"]
+    assert r.regions[0].area_px == pytest.approx(100 * 100 - 20 * 20)
+    assert any("cell objects" in n for n in r.notes)
+    count, excl = r.rasterise(100, 100, 1.0)
+    assert count is not None
+    # a hole in a count region is not counted; an exclusion is excluded
+    assert not count[30, 30] and count[10, 50]
+    assert excl[70, 70] and not excl[50, 50]
+    assert count.sum() == pytest.approx(100 * 100 - 20 * 20, rel=0.05)
+    # the same regions on a grid 4 times coarser
+    count4, _ = r.rasterise(25, 25, 4.0)
+    assert count4 is not None and count4.sum() == pytest.approx(count.sum() / 16, rel=0.1)
+
+
+def test_bare_list_and_multipolygon_and_unclassified(tmp_path: Path) -> None:
+    doc = [
+        _feature(
+            None, [SQUARE, [[[200, 200], [210, 200], [210, 210], [200, 200]]]], gtype="MultiPolygon"
+        )
+    ]
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(doc))
+    r = read_qupath_geojson(p)
+    assert len(r.regions) == 2 and all(x.role == "count" for x in r.regions)
+    assert r.has_count_regions and not r.has_exclusions
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [
+        ("{not json", "not valid GeoJSON"),
+        (json.dumps({"type": "Polygon"}), "not a GeoJSON Feature"),
+        (json.dumps({"type": "FeatureCollection", "features": []}), "no polygon annotation"),
+        (json.dumps([_feature({"name": "Tumor"}, SQUARE)]), "'Tumor'"),
+        (json.dumps([_feature(None, [[[0, 0], [1, 1]]])]), "fewer than 3 points"),
+    ],
+)
+def test_bad_regions(tmp_path: Path, content: str, cause: str) -> None:
+    p = tmp_path / "bad.geojson"
+    p.write_text(content)
+    with pytest.raises(InputError, match=cause) as info:
+        read_qupath_geojson(p)
+    assert str(info.value).startswith(str(p))
+
+
+def test_missing_regions_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read"):
+        read_qupath_geojson(tmp_path / "nope.geojson")
+
+
+def test_rasterise_without_count_regions(tmp_path: Path) -> None:
+    p = tmp_path / "g.geojson"
+    p.write_text(json.dumps([_feature({"name": "Epithelium"}, SQUARE)]))
+    count, excl = read_qupath_geojson(p).rasterise(50, 50, 4.0)
+    assert count is None
+    assert excl[:24, :24].all() and not excl[30:, 30:].any()
+    assert np.count_nonzero(excl) == pytest.approx(25 * 25, rel=0.1)

@@ -1,0 +1,50 @@
+"""The across-field confidence interval (ratio estimator), by hand and by property."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nkpanel.uterine.results import FieldCount, ratio_ci
+
+
+def test_ratio_ci_by_hand() -> None:
+    # fields: 2/100, 4/100, 3/100 → R = 9/300 = 0.03; residuals −1, 1, 0 → Σ = 2;
+    # SE = sqrt(2 / (3·2)) / 100 = 0.0057735; t(0.975, 2) = 4.302653 (table value)
+    r = ratio_ci([2, 4, 3], [100, 100, 100], scale=100)
+    half = 4.302653 * math.sqrt(2 / 6) / 100 * 100
+    assert r.estimate == pytest.approx(3.0)
+    assert r.lower == pytest.approx(3.0 - half, abs=1e-5)
+    assert r.upper == pytest.approx(3.0 + half, abs=1e-5)
+    assert r.n_fields == 3
+
+
+def test_ratio_ci_edge_cases() -> None:
+    assert ratio_ci([], []).estimate is None
+    one = ratio_ci([5], [100], scale=100)
+    assert one.estimate == 5.0 and one.lower is None
+    assert ratio_ci([0, 0], [0, 0]).estimate is None
+    clipped = ratio_ci([0, 0, 9], [100, 100, 100])
+    assert clipped.lower == 0.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 2000)), min_size=2, max_size=15))
+def test_ratio_ci_properties(fields: list[tuple[int, int]]) -> None:
+    ys = [min(y, x) for y, x in fields]
+    xs = [x for _, x in fields]
+    r = ratio_ci(ys, xs, scale=100)
+    assert r.estimate == pytest.approx(100 * sum(ys) / sum(xs))
+    assert r.lower is not None and r.upper is not None
+    assert 0 <= r.lower <= r.estimate <= r.upper
+
+
+def test_field_count_units() -> None:
+    f = FieldCount("f", "image", 12, 400, 0.2)
+    assert f.cd56_per_100_stromal_cells == 3.0
+    assert f.cd56_per_mm2_stroma == 60.0
+    empty = FieldCount("e", "image", 0, 0, 0.0)
+    assert empty.cd56_per_100_stromal_cells is None and empty.cd56_per_mm2_stroma is None

@@ -1,0 +1,132 @@
+"""Whole-slide images: a SYNTHETIC pyramidal TIFF read through OpenSlide (generic tiled TIFF)
+and an OME-TIFF pyramid read with tifffile; tiling, tissue on glass, random ×400 fields."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nkpanel.uterine.analyze import UterineAnalysis, UterineSettings, analyze_source
+from nkpanel.uterine.images import FieldImage, PixelSize, WholeSlide, open_image
+from nkpanel.uterine.simulate import SYNTHETIC_TAG, FieldSpec, simulate_field
+
+from .helpers import f1, match
+
+UM = 0.5
+SETTINGS = UterineSettings(n_fields=3, field_diameter_um=250.0, tile_px=256)
+
+
+@pytest.fixture(scope="module")
+def mosaic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four synthetic 600×600 fields on glass: RGB, truth centres (y, x), truth positivity."""
+    rng = np.random.default_rng(0)
+    canvas = (np.array([241, 236, 229]) + rng.integers(-2, 3, (1600, 1600, 3))).astype(np.uint8)
+    xy, pos = [], []
+    for k in range(4):
+        f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=20 + k))
+        oy, ox = 200 + 600 * (k // 2), 200 + 600 * (k % 2)
+        canvas[oy : oy + 600, ox : ox + 600] = f.rgb
+        for c in f.cells:
+            xy.append((c.y_px + oy, c.x_px + ox))
+            pos.append(c.positive)
+    return canvas, np.asarray(xy), np.asarray(pos)
+
+
+def _write_generic_pyramid(path: Path, rgb: np.ndarray) -> None:
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tw:
+        for level, step in enumerate((1, 4)):
+            tw.write(
+                np.ascontiguousarray(rgb[::step, ::step]),
+                photometric="rgb",
+                tile=(256, 256),
+                compression="jpeg",
+                compressionargs={"level": 95},
+                resolution=(1e4 / (UM * step), 1e4 / (UM * step)),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if level else 0,
+                description=SYNTHETIC_TAG if level == 0 else None,
+                metadata=None,
+            )
+
+
+def _write_ome_pyramid(path: Path, rgb: np.ndarray) -> None:
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tw:
+        meta = {
+            "axes": "YXS",
+            "PhysicalSizeX": UM,
+            "PhysicalSizeY": UM,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+        }
+        tw.write(
+            rgb, subifds=1, photometric="rgb", tile=(256, 256), compression="zlib", metadata=meta
+        )
+        tw.write(
+            np.ascontiguousarray(rgb[::4, ::4]),
+            subfiletype=1,
+            photometric="rgb",
+            tile=(256, 256),
+            compression="zlib",
+        )
+
+
+def _score(a: UterineAnalysis, xy: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
+    det = np.c_[a.cells.y - 0.5, a.cells.x - 0.5]
+    i, _ = match(det, xy, 4.0 / UM)
+    ip, _ = match(det[a.cells.positive], xy[pos], 4.0 / UM)
+    return f1(len(det), len(xy), len(i)), f1(int(a.cells.positive.sum()), int(pos.sum()), len(ip))
+
+
+@pytest.mark.parametrize("kind", ["openslide", "ome-tifffile"])
+def test_pyramid_slide(
+    kind: str, tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    rgb, xy, pos = mosaic
+    if kind == "openslide":
+        path = tmp_path / "slide.tif"
+        _write_generic_pyramid(path, rgb)
+    else:
+        path = tmp_path / "slide.ome.tif"
+        _write_ome_pyramid(path, rgb)
+    src = open_image(path, max_field_pixels=1_000_000)
+    assert isinstance(src, WholeSlide)
+    assert src.backend.startswith("openslide" if kind == "openslide" else "tifffile")
+    assert src.pixel_size.um_per_px == pytest.approx(UM, rel=1e-3)
+    assert len(src.levels) == 2
+    try:
+        a = analyze_source(src, SETTINGS)
+    finally:
+        src.close()
+    r = a.result
+    assert r.kind == "slide"
+    # tissue is the 0.6 × 0.6 mm mosaic, not the glass around it
+    assert r.tissue_area_mm2 == pytest.approx(0.36, rel=0.08)
+    f1_all, f1_pos = _score(a, xy, pos)
+    assert f1_all >= 0.85
+    assert f1_pos >= 0.90
+    truth100 = 100.0 * pos.mean()
+    assert abs((r.overall.cd56_per_100_stromal_cells or 0) - truth100) <= 1.5
+    # three random ×400-style fields inside the tissue, each counted, with an interval
+    assert len(r.fields) == 3
+    assert all(f.kind == "lash-field" and f.stromal_cells > 100 for f in r.fields)
+    assert sum(f.stromal_cells for f in r.fields) < r.overall.stromal_cells
+    assert r.per_100_ci.lower is not None and r.per_100_ci.upper is not None
+    assert r.per_100_ci.lower <= (r.per_100_ci.estimate or 0) <= r.per_100_ci.upper
+
+
+def test_tiles_do_not_change_the_count(mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """The same pixels analysed as one field (one tile) and in 256-px tiles with margins."""
+    rgb = mosaic[0][200:1400, 200:1400]
+    field = FieldImage(Path("synthetic-mosaic.tif"), rgb, PixelSize(UM, "given"))
+    whole = analyze_source(field, replace(SETTINGS, tile_px=4096))
+    tiled = analyze_source(field, replace(SETTINGS, tile_px=256))
+    a, b = whole.result.overall, tiled.result.overall
+    assert abs(a.stromal_cells - b.stromal_cells) <= 0.01 * a.stromal_cells
+    assert abs(a.cd56_positive_cells - b.cd56_positive_cells) <= 2
