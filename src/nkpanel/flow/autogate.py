@@ -135,7 +135,7 @@ class _Scale:
         from flowutils import transforms
 
         if not hasattr(self, "_table"):
-            y = np.linspace(-0.5, 1.2, 8193)
+            y = np.linspace(-0.5, 1.2, 2049)
             xs = transforms.logicle_inverse(
                 y.reshape(-1, 1), [0], t=self.t, m=self.m, w=self.w, a=0.0
             ).reshape(-1)
@@ -379,7 +379,7 @@ class _Gater:
         # bins, so that doublets do not drag it), then cut the residual below the singlet peak
         # (valley to the doublets, or the peak's tail) and above it (its tail).
         log_a, r = np.log(a), np.log(h / a)
-        qs = np.quantile(log_a, np.linspace(0.0, 1.0, 21))
+        qs = np.quantile(log_a, np.linspace(0.0, 1.0, 13))
         xs, modes = [], []
         for lo_q, hi_q in itertools.pairwise(qs):
             sel = (log_a >= lo_q) & (log_a <= hi_q)

@@ -781,7 +781,8 @@ def _read_buffer(buf: bytes, p: Path) -> FlowSample:
                 p,
                 f"DATA segment decodes to {raw.shape}, not $TOT {layout.tot} × $PAR {layout.par}",
             )
-        events = _decode(raw, channels, layout.datatype, text)
+        # one column per channel, contiguous: every step after reading works channel by channel
+        events = np.asfortranarray(_decode(raw, channels, layout.datatype, text))
     if not np.all(np.isfinite(events)):
         bad = int(np.count_nonzero(~np.isfinite(events)))
         raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
