@@ -28,6 +28,15 @@ COMPANION = {
     "CD14": "CD45",
     "CD66": "CD45",
 }
+#: the axes a person expects for a gate, where the channels exist (else the gate's own dims)
+PREFERRED_AXES = {
+    "Leukocytes": ("CD45", "SSC-A"),
+    "Lymphocytes": ("CD45", "SSC-A"),
+    "CD3+": ("CD3", "CD56"),
+    "NK-like T": ("CD3", "CD56"),
+    "NK CD56bright": ("CD56", "CD16"),
+    "NK CD56dim": ("CD56", "CD16"),
+}
 MAX_POINTS = 200_000
 BINS = 200
 
@@ -78,8 +87,12 @@ def plot_gates(
         if idx.size > MAX_POINTS:
             idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
         x_ch = gate.dims[0].channel
-        if len(gate.dims) >= 2:
-            y_ch: str | None = gate.dims[1].channel
+        y_ch: str | None
+        preferred = [channel_for_marker.get(m) for m in PREFERRED_AXES.get(gate.name, ())]
+        if len(preferred) == 2 and preferred[0] and preferred[1]:
+            x_ch, y_ch = preferred[0], preferred[1]
+        elif len(gate.dims) >= 2:
+            y_ch = gate.dims[1].channel
         else:
             partner = COMPANION.get(marker_of.get(x_ch, x_ch))
             y_ch = channel_for_marker.get(partner, None) if partner else None
@@ -152,7 +165,11 @@ def _draw_gate(ax: object, gate: Gate, x_ch: str, y_ch: str, sx: Scale, sy: Scal
         v = np.asarray(gate.vertices, dtype=np.float64)
         px = np.clip(sx(v[:, 0]), xlim[0] - 1, xlim[1] + 1)
         py = np.clip(sy(v[:, 1]), ylim[0] - 1, ylim[1] + 1)
-        ax.fill(px, py, facecolor="none", edgecolor="crimson", lw=1.5)  # type: ignore[attr-defined]
+        # shade the gated region too: an "outside the corner" gate (CD56+ or CD16+) has most of
+        # its edges beyond the axes, and a lone outline would not say which side is inside
+        ax.fill(px, py, facecolor=(0.86, 0.08, 0.24, 0.08), edgecolor="crimson", lw=1.5)  # type: ignore[attr-defined]
+        ax.set_xlim(*xlim)  # type: ignore[attr-defined]
+        ax.set_ylim(*ylim)  # type: ignore[attr-defined]
     else:
         dims = [d.channel for d in gate.dims]
         bounds = {ch: (lo, hi) for ch, lo, hi in zip(dims, gate.lo, gate.hi, strict=True)}
