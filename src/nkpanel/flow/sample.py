@@ -675,6 +675,27 @@ def _decode(
     return out
 
 
+def _float_data(buf: bytes, text: Mapping[str, str], layout: _Layout) -> NDArray[np.float64] | None:
+    """The DATA segment as a column-ordered float64 array when it is uniform $DATATYPE F or D
+    in a plain byte order; ``None`` for anything flowio should decode."""
+    width = {"F": 32, "D": 64}.get(layout.datatype)
+    if width is None or any(b != width for b in layout.bits) or layout.off_by_one:
+        return None
+    order = text.get("byteord", "").replace(" ", "")
+    ascending = ",".join(str(i) for i in range(1, width // 8 + 1))
+    descending = ",".join(str(i) for i in range(width // 8, 0, -1))
+    if order not in (ascending, descending):
+        return None
+    kind = "<" if order == ascending else ">"
+    dtype = np.dtype(f"{kind}f{width // 8}")
+    count = layout.tot * layout.par
+    start = layout.data[0]
+    if start < 0 or start + count * dtype.itemsize > len(buf):
+        return None
+    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=start)
+    return np.asfortranarray(flat.reshape(layout.tot, layout.par), dtype=np.float64)
+
+
 def _spillover_from_text(
     text: Mapping[str, str], pnn: Sequence[str], p: Path, notes: list[str]
 ) -> Spillover | None:
@@ -757,6 +778,10 @@ def _read_buffer(buf: bytes, p: Path) -> FlowSample:
     if layout.tot == 0:
         events = np.zeros((0, layout.par), dtype=np.float64)
         notes.append("the file holds no events ($TOT 0)")
+    elif (fast := _float_data(buf, text, layout)) is not None:
+        # uniform float/double data, already validated against the TEXT and the file size:
+        # NumPy reads it straight into columns, one pass instead of flowio's three
+        events = _decode(fast, channels, layout.datatype, text)
     else:
         import flowio
 
