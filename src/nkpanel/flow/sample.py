@@ -675,6 +675,23 @@ def _decode(
     return out
 
 
+def _flowio_text_check(buf: bytes, text: Mapping[str, str], layout: _Layout, p: Path) -> None:
+    import flowio
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fd = flowio.FlowData(
+                io.BytesIO(buf),
+                only_text=True,
+                ignore_offset_error=layout.off_by_one,
+                ignore_offset_discrepancy=layout.header_zero,
+            )
+    except Exception as exc:  # flowio raises many types; all mean "unreadable"
+        raise FCSFormatError(p, f"flowio cannot parse its TEXT: {_one_line(exc)}") from None
+    _cross_check(text, fd.text, layout.par, p)
+
+
 def _float_data(buf: bytes, text: Mapping[str, str], layout: _Layout) -> NDArray[np.float64] | None:
     """The DATA segment as a column-ordered float64 array when it is uniform $DATATYPE F or D
     in a plain byte order; ``None`` for anything flowio should decode."""
@@ -780,7 +797,9 @@ def _read_buffer(buf: bytes, p: Path) -> FlowSample:
         notes.append("the file holds no events ($TOT 0)")
     elif (fast := _float_data(buf, text, layout)) is not None:
         # uniform float/double data, already validated against the TEXT and the file size:
-        # NumPy reads it straight into columns, one pass instead of flowio's three
+        # flowio parses the TEXT (and must agree with nkpanel's reading of it), then NumPy
+        # reads the DATA straight into columns, one pass instead of flowio's three
+        _flowio_text_check(buf, text, layout, p)
         events = _decode(fast, channels, layout.datatype, text)
     else:
         import flowio
