@@ -28,14 +28,13 @@ for the biomarkers that read them.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nkpanel._toml import load_toml, validate_toml
 from nkpanel.cytotox.manifest import CytotoxicityPlate
-from nkpanel.errors import ConfigError
 from nkpanel.interpret.preanalytic import PreAnalytic
 from nkpanel.uterine.manifest import EndometrialBiopsy
 
@@ -110,17 +109,6 @@ def load_case(path: str | Path) -> Case:
         file and each offending field.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read case manifest ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: case manifest is not valid TOML ({exc})") from None
+    data = load_toml(p, "case manifest")
     data["base_dir"] = p.resolve().parent
-    try:
-        return Case.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{p}: invalid case manifest: {problems}") from None
+    return validate_toml(Case, data, p, "case manifest")

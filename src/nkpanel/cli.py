@@ -9,17 +9,24 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nkpanel import __version__
+from nkpanel._cli import (
+    HistoryOption,
+    IntervalsOption,
+    LabOption,
+    fmt,
+    out_console,
+    parse_pairs,
+    progress_steps,
+    say,
+)
 from nkpanel.errors import CompensationError, ConfigError, NkPanelError
 
 if TYPE_CHECKING:
@@ -50,20 +57,10 @@ def _register_biomarkers() -> None:
 
 
 _register_biomarkers()
-out_console = Console()
-err = Console(stderr=True)
 _state = {"debug": False}
 
-
-class Cytometry(StrEnum):
-    auto = "auto"
-    flow = "flow"
-    mass = "mass"
-
-
-class EventFormat(StrEnum):
-    parquet = "parquet"
-    csv = "csv"
+Cytometry = Literal["auto", "flow", "mass"]
+EventFormat = Literal["parquet", "csv"]
 
 
 @app.callback()
@@ -77,16 +74,6 @@ def _root(
 def version() -> None:
     """Print the nkpanel version."""
     typer.echo(__version__)
-
-
-def _parse_markers(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        marker, sep, label = pair.partition("=")
-        if not sep or not marker.strip() or not label.strip():
-            raise ConfigError(f"--marker {pair!r}: expected MARKER=LABEL, e.g. CD56=NK1.1")
-        out[marker.strip()] = label.strip()
-    return out
 
 
 def _read_spillover(path: Path) -> object:
@@ -110,19 +97,6 @@ def _read_spillover(path: Path) -> object:
         raise CompensationError(path, exc.cause) from None
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}"),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-
-
 def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     """NK activity headlines of a case: lysis at the standard ratio, LU, suppression."""
     rows = [
@@ -137,8 +111,8 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     for col in ("plate", "sample", "treatment", "lysis % at std ratio", "LU/1e7", "suppr. %", "QC"):
         table.add_column(col)
 
-    def fmt(v: object) -> str:
-        return "–" if not isinstance(v, (int, float)) else f"{v:.1f}"
+    def num(v: object) -> str:
+        return fmt(v if isinstance(v, int | float) else None)
 
     for plate_id, h in rows:
         qc = "reportable" if h.get("reportable") else "NOT REPORTABLE"
@@ -146,9 +120,9 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
             plate_id,
             str(h.get("sample")),
             str(h.get("treatment")),
-            fmt(h.get("lysis_at_standard_ratio_percent")),
-            fmt(h.get("lu_per_1e7_effectors")),
-            fmt(h.get("suppression_at_standard_ratio_percent")),
+            num(h.get("lysis_at_standard_ratio_percent")),
+            num(h.get("lu_per_1e7_effectors")),
+            num(h.get("suppression_at_standard_ratio_percent")),
             qc,
         )
     out_console.print(table)
@@ -161,10 +135,6 @@ def _print_results(analyses: list[object], failures: list[object], out: Path) ->
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
         table.add_column(col)
-
-    def fmt(v: float | None, nd: int = 1) -> str:
-        return "–" if v is None else f"{v:.{nd}f}"
-
     for a in analyses:
         assert isinstance(a, FlowAnalysis)
         r = a.result
@@ -185,7 +155,7 @@ def _print_results(analyses: list[object], failures: list[object], out: Path) ->
         out_console.print(table)
     for f in failures:
         assert isinstance(f, BatchFailure)
-        err.print(f"[red]failed:[/red] {f.source}: {f.reason}", highlight=False, soft_wrap=True)
+        say(f"[red]failed:[/red] {f.source}: {f.reason}")
     out_console.print(f"outputs written to {out}")
 
 
@@ -219,7 +189,7 @@ def flow_analyze(
         Path | None,
         typer.Option("--spillover", help="Spillover matrix CSV to use instead of the file's."),
     ] = None,
-    cytometry: Annotated[Cytometry, typer.Option("--cytometry")] = Cytometry.auto,
+    cytometry: Annotated[Cytometry, typer.Option("--cytometry")] = "auto",
     asinh_cofactor: Annotated[
         float, typer.Option("--asinh-cofactor", min=0.01, help="asinh cofactor (mass cytometry).")
     ] = 5.0,
@@ -245,32 +215,31 @@ def flow_analyze(
     assert spill is None or isinstance(spill, Spillover)
     settings = FlowSettings(
         aliases=load_aliases(aliases) if aliases is not None else None,
-        marker_overrides=_parse_markers(marker or []),
+        marker_overrides=parse_pairs(
+            marker or [],
+            option="--marker",
+            form="MARKER=LABEL",
+            hint=", e.g. CD56=NK1.1",
+            convert=lambda _marker, label: label,
+        ),
         spillover=spill,
         template=template,
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
         autogate=AutoGateSettings(
-            cytometry=cytometry.value, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
+            cytometry=cytometry, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
         ),
     )
     if template is not None:
         from nkpanel.flow.template import load_template
 
         load_template(template)  # a bad template fails once, before any file is read
-    with _progress() as progress:
-        task = progress.add_task("analysing", total=len(files), current="")
-
+    with progress_steps("analysing", len(files)) as step:
         outcome = analyze_flow_batch(
-            files,
-            settings,
-            out,
-            plots=plots,
-            export_events=export_events.value if export_events else None,
-            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+            files, settings, out, plots=plots, export_events=export_events, on_file=step
         )
     _print_results(list(outcome.analyses), list(outcome.failures), out)
     if outcome.failures:
-        err.print(f"{len(outcome.failures)} of {len(files)} file(s) failed", highlight=False)
+        say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
 
 
@@ -301,17 +270,9 @@ def run(
     reports: Annotated[
         bool, typer.Option("--report/--no-report", help="Interpret and write the reports.")
     ] = True,
-    history: Annotated[
-        list[Path] | None,
-        typer.Option("--history", help="An earlier episode's case_summary.json (repeatable)."),
-    ] = None,
-    reference_intervals: Annotated[
-        Path | None,
-        typer.Option("--reference-intervals", help="The lab's reference-interval TOML."),
-    ] = None,
-    lab_file: Annotated[
-        Path | None, typer.Option("--lab", help="Lab TOML: name, analyst, authoriser, …")
-    ] = None,
+    history: HistoryOption = None,
+    reference_intervals: IntervalsOption = None,
+    lab_file: LabOption = None,
 ) -> None:
     """Run every biomarker a case manifest holds, then interpret and report."""
     from nkpanel.case import load_case
@@ -335,15 +296,10 @@ def run(
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
-    import json
+    from nkpanel.report.cli import read_summary
 
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read case summary ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not a JSON case summary ({exc.msg})") from None
-    if not isinstance(data, dict) or "case" not in data:
+    data = read_summary(path)
+    if "case" not in data:
         raise ConfigError(f"{path}: not a case summary written by nkpanel run")
     return data
 
@@ -362,12 +318,11 @@ def _run_with_progress(
 
     total = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
     total += len(manifest.endometrial) + (1 if reports else 0)
-    with _progress() as progress:
-        task = progress.add_task(str(manifest.case.id), total=total, current="")
+    with progress_steps(str(manifest.case.id), total) as step:
         return run_case(
             manifest,
             out,
-            on_file=lambda name: progress.update(task, advance=1, current=Path(name).name),
+            on_file=step,
             plots=plots,
             reports=reports,
             history=history,
@@ -441,26 +396,22 @@ def main() -> None:
     except NkPanelError as exc:
         if _state["debug"]:
             raise
-        err.print(f"error: {' '.join(str(exc).split())}", highlight=False, soft_wrap=True)
+        say(f"error: {' '.join(str(exc).split())}")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted", highlight=False)
+        say("aborted")
         sys.exit(130)
     except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own help
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         else:
-            err.print(f"error: {exc.format_message()}", highlight=False)
+            say(f"error: {exc.format_message()}")
         sys.exit(exc.exit_code or 2)
     except Exception as exc:
         if _state["debug"]:
             raise
-        err.print(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         sys.exit(3)

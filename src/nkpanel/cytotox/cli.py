@@ -7,19 +7,18 @@ samples fail prints each failure and exits 1 after writing the others' results.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nkpanel._cli import fmt, out_console, progress_steps, say
+
 if TYPE_CHECKING:
-    from nkpanel.cytotox.simulate import SimKind
+    from nkpanel.cytotox.analyze import CytotoxSettings
+    from nkpanel.cytotox.results import CytotoxResult
 
 __all__ = ["app"]
 
@@ -27,95 +26,73 @@ app = typer.Typer(
     no_args_is_help=True,
     help="NK-cell activity (cytotoxicity): release-assay plates and flow-based killing.",
 )
-out_console = Console()
-err = Console(stderr=True)
+
+ReleaseAssay = Literal["chromium51", "europium", "calcein", "ldh"]
+Assay = Literal[ReleaseAssay, "release"]
+SimAssay = Literal[ReleaseAssay, "flow"]
+ReadsForm = Literal["grid", "long", "xlsx"]
 
 
-class Assay(StrEnum):
-    chromium51 = "chromium51"
-    europium = "europium"
-    calcein = "calcein"
-    ldh = "ldh"
-    release = "release"
+def _settings(options: Mapping[str, Any]) -> CytotoxSettings:
+    """The analysis settings from the options every analysis command takes.
 
-
-class SimAssay(StrEnum):
-    chromium51 = "chromium51"
-    europium = "europium"
-    calcein = "calcein"
-    ldh = "ldh"
-    flow = "flow"
-
-
-class ReadsForm(StrEnum):
-    grid = "grid"
-    long = "long"
-    xlsx = "xlsx"
-
-
-@contextmanager
-def _progress(description: str, total: int) -> Iterator[Callable[[str], None]]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}"),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(description, total=total, current="")
-
-        def step(name: str) -> None:
-            progress.update(task, advance=1, current=Path(name).name)
-
-        yield step
-
-
-def _settings(
-    *,
-    targets_per_well: float | None,
-    lysis_level: float,
-    standard_ratio: float,
-    spontaneous_limit: float,
-    cv_limit: float,
-    min_replicates: int,
-    reference_low: float | None,
-    reference_high: float | None,
-    reference_ratio: float,
-    reference_source: str,
-) -> object:
+    ``options`` is the command's ``ctx.params``: the values by parameter name
+    (``targets_per_well``, ``lysis_level``, ``standard_ratio``, ``spontaneous_limit``,
+    ``cv_limit``, ``min_replicates`` and the ``reference_*`` band).
+    """
     from nkpanel.cytotox.analyze import CytotoxSettings, ReferenceBand
     from nkpanel.errors import ConfigError
 
-    if (reference_low is None) != (reference_high is None):
+    low, high = options["reference_low"], options["reference_high"]
+    if (low is None) != (high is None):
         raise ConfigError("--reference-low and --reference-high go together")
     reference = (
-        ReferenceBand(reference_low, reference_high, reference_ratio, reference_source)
-        if reference_low is not None and reference_high is not None
+        ReferenceBand(low, high, options["reference_ratio"], options["reference_source"])
+        if low is not None and high is not None
         else None
     )
     return CytotoxSettings(
-        spontaneous_limit_percent=spontaneous_limit,
-        cv_limit_percent=cv_limit,
-        min_replicates=min_replicates,
-        lysis_level_percent=lysis_level,
-        standard_ratio=standard_ratio,
-        targets_per_well=targets_per_well,
+        spontaneous_limit_percent=options["spontaneous_limit"],
+        cv_limit_percent=options["cv_limit"],
+        min_replicates=options["min_replicates"],
+        lysis_level_percent=options["lysis_level"],
+        standard_ratio=options["standard_ratio"],
+        targets_per_well=options["targets_per_well"],
         reference=reference,
     )
 
 
-def _fmt(v: float | None, nd: int = 1) -> str:
-    return "–" if v is None else f"{v:.{nd}f}"
+def _write_and_report(
+    result: CytotoxResult,
+    out: Path,
+    settings: CytotoxSettings,
+    *,
+    plots: bool,
+    extra: dict[str, Any] | None = None,
+    extra_tables: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+) -> None:
+    """Write the outputs (a progress bar over the samples' figures), then print the results.
+
+    ``extra`` and ``extra_tables`` go to :func:`~nkpanel.cytotox.output.write_outputs`.
+    """
+    from nkpanel.cytotox.output import write_outputs
+
+    with progress_steps("figures", len(result.samples)) as step:
+        write_outputs(
+            result,
+            out,
+            plots=plots,
+            reference=settings.reference,
+            extra=extra,
+            extra_tables=extra_tables,
+            on_sample=step,
+        )
+    _report(result, out)
 
 
-def _report(result: object, out: Path) -> None:
-    from nkpanel.cytotox.results import CytotoxResult, ratio_label
+def _report(result: CytotoxResult, out: Path) -> None:
+    from nkpanel.cytotox.results import ratio_label
 
-    assert isinstance(result, CytotoxResult)
     table = Table(
         title=f"NK activity ({result.assay})" + (" SYNTHETIC" if result.synthetic else "")
     )
@@ -124,7 +101,7 @@ def _report(result: object, out: Path) -> None:
     for s in result.samples:
         for c in s.conditions:
             std = c.standard_ratio
-            at = _fmt(std.lysis_percent)
+            at = fmt(std.lysis_percent)
             if std.lysis_percent is not None:
                 at += f" at {ratio_label(std.ratio)}" + (
                     "" if std.method == "measured" else f" ({std.method})"
@@ -136,7 +113,7 @@ def _report(result: object, out: Path) -> None:
                 else "NOT REPORTABLE: " + "; ".join(c.not_reportable_reasons)
             )
             table.add_row(
-                s.sample, c.treatment, at, _fmt(lu), _fmt(c.spontaneous_percent_of_maximum), qc
+                s.sample, c.treatment, at, fmt(lu), fmt(c.spontaneous_percent_of_maximum), qc
             )
     if result.samples:
         out_console.print(table)
@@ -151,11 +128,11 @@ def _report(result: object, out: Path) -> None:
                     highlight=False,
                 )
     for note in result.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+        say(f"note: {note}")
     for f in result.failures:
         who = f"sample {f.sample}" if f.sample else "no sample"
         for reason in f.reasons:
-            err.print(f"[red]failed[/red] ({who}): {reason}", highlight=False, soft_wrap=True)
+            say(f"[red]failed[/red] ({who}): {reason}")
     out_console.print(f"outputs written to {out}")
 
 
@@ -187,12 +164,13 @@ PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Lysis figure
 
 @app.command("analyze")
 def analyze(
+    ctx: typer.Context,
     plate: Annotated[Path, typer.Argument(help="Plate export: CSV/TSV/XLSX, long or grid.")],
     layout: Annotated[
         Path, typer.Option("--layout", help="Layout: well,sample,role,ratio,treatment.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-cytotox"),
-    assay: Annotated[Assay, typer.Option("--assay", help="Release assay kind.")] = Assay.release,
+    assay: Annotated[Assay, typer.Option("--assay", help="Release assay kind.")] = "release",
     unit: Annotated[
         str | None, typer.Option("--unit", help="Unit when the file is silent.")
     ] = None,
@@ -200,6 +178,7 @@ def analyze(
     layout_sheet: Annotated[str | None, typer.Option("--layout-sheet")] = None,
     grid: Annotated[int | None, typer.Option("--grid", min=1, help="Which plate grid.")] = None,
     plate_id: Annotated[str | None, typer.Option("--plate-id")] = None,
+    # the analysis settings, read by name from ctx.params in _settings
     targets_per_well: TargetsOpt = None,
     lysis_level: LevelOpt = 20.0,
     standard_ratio: StdOpt = 50.0,
@@ -213,46 +192,30 @@ def analyze(
     plots: PlotsOpt = True,
 ) -> None:
     """Analyse a release-assay plate: % specific lysis, QC, lytic units, suppression."""
-    from nkpanel.cytotox.analyze import CytotoxSettings, analyze_plate_files
-    from nkpanel.cytotox.output import write_outputs
+    from nkpanel.cytotox.analyze import analyze_plate_files
 
-    settings = _settings(
-        targets_per_well=targets_per_well,
-        lysis_level=lysis_level,
-        standard_ratio=standard_ratio,
-        spontaneous_limit=spontaneous_limit,
-        cv_limit=cv_limit,
-        min_replicates=min_replicates,
-        reference_low=reference_low,
-        reference_high=reference_high,
-        reference_ratio=reference_ratio,
-        reference_source=reference_source,
-    )
-    assert isinstance(settings, CytotoxSettings)
+    settings = _settings(ctx.params)
     result = analyze_plate_files(
         plate,
         layout,
         settings,
-        kind=assay.value,
+        kind=assay,
         unit=unit,
         sheet=sheet,
         layout_sheet=layout_sheet,
         grid=grid,
         plate_id=plate_id,
     )
-    with _progress("figures", len(result.samples)) as step:
-        write_outputs(result, out, plots=plots, reference=settings.reference, on_sample=step)
-    _report(result, out)
+    _write_and_report(result, out, settings, plots=plots)
     if result.failures:
         n = sum(len(f.reasons) for f in result.failures)
-        err.print(
-            f"{len(result.failures)} sample(s) not analysed ({n} problem(s))", highlight=False
-        )
+        say(f"{len(result.failures)} sample(s) not analysed ({n} problem(s))")
         raise typer.Exit(1)
 
 
 @app.command("flow")
 def flow(
+    ctx: typer.Context,
     tubes: Annotated[Path, typer.Argument(help="Tube list: file,sample,role,ratio,treatment.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-killing"),
     label_channel: Annotated[
@@ -262,6 +225,7 @@ def flow(
         str | None, typer.Option("--dead-channel", help="Dead-cell dye channel, e.g. PE-A.")
     ] = None,
     min_target_events: Annotated[int, typer.Option("--min-target-events", min=1)] = 1000,
+    # the analysis settings, read by name from ctx.params in _settings
     targets_per_well: TargetsOpt = None,
     lysis_level: LevelOpt = 20.0,
     standard_ratio: StdOpt = 50.0,
@@ -277,23 +241,9 @@ def flow(
     """Flow-based killing: gate labelled targets and their dead fraction in each tube."""
     from dataclasses import asdict
 
-    from nkpanel.cytotox.analyze import CytotoxSettings
     from nkpanel.cytotox.flowkill import FlowKillingSettings, analyze_flow_killing, read_tube_list
-    from nkpanel.cytotox.output import write_outputs
 
-    settings = _settings(
-        targets_per_well=targets_per_well,
-        lysis_level=lysis_level,
-        standard_ratio=standard_ratio,
-        spontaneous_limit=spontaneous_limit,
-        cv_limit=cv_limit,
-        min_replicates=min_replicates,
-        reference_low=reference_low,
-        reference_high=reference_high,
-        reference_ratio=reference_ratio,
-        reference_source=reference_source,
-    )
-    assert isinstance(settings, CytotoxSettings)
+    settings = _settings(ctx.params)
     fk_settings = FlowKillingSettings(
         label_channel=label_channel,
         dead_channel=dead_channel,
@@ -301,20 +251,17 @@ def flow(
         cytotox=settings,
     )
     entries, _ = read_tube_list(tubes)
-    with _progress("tubes", len(entries)) as step:
+    with progress_steps("tubes", len(entries)) as step:
         fk = analyze_flow_killing(tubes, fk_settings, on_tube=step)
     gating = [asdict(g) for g in fk.gating]
-    with _progress("figures", len(fk.result.samples)) as step:
-        write_outputs(
-            fk.result,
-            out,
-            plots=plots,
-            reference=settings.reference,
-            extra={"flow_gating": gating},
-            extra_tables={"gating.csv": gating},
-            on_sample=step,
-        )
-    _report(fk.result, out)
+    _write_and_report(
+        fk.result,
+        out,
+        settings,
+        plots=plots,
+        extra={"flow_gating": gating},
+        extra_tables={"gating.csv": gating},
+    )
     if fk.result.failures:
         raise typer.Exit(1)
 
@@ -324,10 +271,10 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic files.")] = Path(
         "nkpanel-synthetic-cytotox"
     ),
-    assay: Annotated[SimAssay, typer.Option("--assay")] = SimAssay.chromium51,
-    form: Annotated[ReadsForm, typer.Option("--form", help="Reads as grid, long or xlsx.")] = (
-        ReadsForm.grid
-    ),
+    assay: Annotated[SimAssay, typer.Option("--assay")] = "chromium51",
+    form: Annotated[
+        ReadsForm, typer.Option("--form", help="Reads as grid, long or xlsx.")
+    ] = "grid",
     seed: Annotated[int, typer.Option("--seed")] = 1,
     wells: Annotated[int, typer.Option("--wells", help="Plate format: 96 or 384.")] = 96,
 ) -> None:
@@ -342,7 +289,7 @@ def simulate(
 
     if wells not in (96, 384):
         raise ConfigError(f"--wells {wells}: a plate has 96 or 384 wells")
-    if assay is SimAssay.flow:
+    if assay == "flow":
         tubes, truth = write_synthetic_flow_killing(out, FlowKillingSpec(seed=seed))
         out_console.print(
             "SYNTHETIC flow-killing tubes written (not from a patient):\n"
@@ -350,13 +297,11 @@ def simulate(
             f"analyse with: nkpanel cytotox flow {tubes} --out DIR"
         )
         return
-    spec = PlateSimulationSpec(
-        seed=seed, kind=cast("SimKind", assay.value), plate_format=96 if wells == 96 else 384
-    )
-    reads, layout, truth = write_synthetic_plate(out, spec, form=form.value)
+    spec = PlateSimulationSpec(seed=seed, kind=assay, plate_format=96 if wells == 96 else 384)
+    reads, layout, truth = write_synthetic_plate(out, spec, form=form)
     out_console.print(
         "SYNTHETIC plate written (not from a patient):\n"
         f"reads: {reads}\nlayout: {layout}\ntruth: {truth}\n"
-        f"analyse with: nkpanel cytotox analyze {reads} --layout {layout} --assay {assay.value} "
+        f"analyse with: nkpanel cytotox analyze {reads} --layout {layout} --assay {assay} "
         f"--targets-per-well {spec.targets_per_well} --out DIR"
     )

@@ -9,14 +9,13 @@ a patient on treatment), in the file's order grouped by topic.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Collection, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nkpanel._toml import load_toml_or_bundled, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
 from nkpanel.interpret.wording import check_wording
@@ -103,25 +102,11 @@ class _File(BaseModel):
 
 
 def _read(path: Path | None) -> tuple[_File, str]:
-    if path is None:
-        name = "nkpanel bundled evidence.toml"
-        raw = resources.files("nkpanel.interpret").joinpath("evidence.toml").read_text("utf-8")
-    else:
-        name = str(path)
-        try:
-            raw = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read evidence file ({exc})") from None
-    try:
-        data: dict[str, Any] = tomllib.loads(raw)
-        return _File.model_validate(data), name
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: evidence file is not valid TOML ({exc})") from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{name}: invalid evidence file: {problems}") from None
+    what = "evidence file"
+    data, name = load_toml_or_bundled(
+        path, package="nkpanel.interpret", resource="evidence.toml", what=what
+    )
+    return validate_toml(_File, data, name, what), name
 
 
 def load_evidence(lab_file: Path | None = None) -> list[EvidenceStatement]:

@@ -17,15 +17,14 @@ Example::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nkpanel._toml import load_toml_or_bundled, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
 
@@ -166,27 +165,11 @@ class IntervalSet:
 
 
 def _read(path: Path | None) -> tuple[_File, str]:
-    if path is None:
-        text = resources.files("nkpanel.interpret").joinpath("reference_intervals.toml")
-        name = "nkpanel bundled reference_intervals.toml"
-        raw = text.read_text("utf-8")
-    else:
-        name = str(path)
-        try:
-            raw = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read reference intervals ({exc})") from None
-    try:
-        data: dict[str, Any] = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: reference intervals are not valid TOML ({exc})") from None
-    try:
-        return _File.model_validate(data), name
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{name}: invalid reference intervals: {problems}") from None
+    what = "reference-interval file"
+    data, name = load_toml_or_bundled(
+        path, package="nkpanel.interpret", resource="reference_intervals.toml", what=what
+    )
+    return validate_toml(_File, data, name, what), name
 
 
 def load_intervals(lab_file: Path | None = None) -> IntervalSet:

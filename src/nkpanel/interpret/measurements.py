@@ -147,6 +147,57 @@ class Episode:
         return min(times) if times else None
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """What every measurement read from one summary entry shares: the specimen, the episode,
+    the pre-analytic record, the entry's non-blocking QC notes and its figures."""
+
+    specimen_id: str
+    sample: str
+    episode_id: str
+    collected: dt.datetime | None
+    pre_analytic: PreAnalytic
+    qc_notes: tuple[str, ...]
+    figures: tuple[str, ...] = ()
+    curve: tuple[tuple[float, float], ...] = ()
+
+    def measurement(
+        self,
+        code: str,
+        value: float | None,
+        *,
+        biomarker: Biomarker,
+        method: str,
+        qc_status: QCStatus,
+        reportable: bool,
+        reasons: tuple[str, ...],
+        cv_percent: float | None = None,
+        counting_cv_percent: float | None = None,
+    ) -> Measurement:
+        """One measurement of ``code`` from this entry (in the measurand's unit); the lysis
+        curve goes only to the lysis measurands."""
+        return Measurement(
+            code=code,
+            value=value,
+            unit=measurand(code).unit,
+            method=method,
+            qc_status=qc_status,
+            reportable=reportable,
+            not_reportable_reasons=reasons,
+            qc_notes=self.qc_notes,
+            specimen_id=self.specimen_id,
+            sample=self.sample,
+            episode_id=self.episode_id,
+            biomarker=biomarker,
+            collected=self.collected,
+            cv_percent=cv_percent,
+            counting_cv_percent=counting_cv_percent,
+            pre_analytic=self.pre_analytic,
+            figures=self.figures,
+            curve=self.curve if code.startswith("nka-lysis") else (),
+        )
+
+
 def _bad(where: str, cause: str) -> InputError:
     return InputError(SOURCE, f"{where}: {cause}")
 
@@ -313,6 +364,7 @@ def _flow_measurements(
             _binomial_cv(nklt / 100, n_lymph) if nklt is not None else None,
         ),
     ]
+    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes)
     out = []
     for code, value, method, cv in rows:
         if value is None and code == "pnk-per-ul" and count_method == "none" and reportable:
@@ -320,23 +372,15 @@ def _flow_measurements(
         if value is None and code in ("pnk-cd56dim-pct-nk",) and reportable:
             continue
         out.append(
-            Measurement(
-                code=code,
-                value=value,
-                unit=measurand(code).unit,
+            origin.measurement(
+                code,
+                value,
+                biomarker="flow",
                 method=method,
                 qc_status=status,
                 reportable=reportable and value is not None,
-                not_reportable_reasons=reasons
-                or (() if value is not None else ("value not measured",)),
-                qc_notes=notes,
-                specimen_id=draw_id,
-                sample=sample,
-                episode_id=episode_id,
-                biomarker="flow",
-                collected=collected,
+                reasons=reasons or (() if value is not None else ("value not measured",)),
                 counting_cv_percent=cv,
-                pre_analytic=pre,
             )
         )
     return out
@@ -372,28 +416,20 @@ def _generic(
     sample = str(entry.get("sample", specimen_id))
     method = str(entry.get("method", default_method))
     cv_entry = _number(entry.get("cv_percent"), f"{where}.cv_percent")
+    origin = _Origin(specimen_id, sample, episode_id, collected, pre, notes, figures, curve)
     found: dict[str, Measurement] = {}
     for code, value in named.items():
         if value is None and reportable:
             continue
-        found[code] = Measurement(
-            code=code,
-            value=value,
-            unit=measurand(code).unit,
+        found[code] = origin.measurement(
+            code,
+            value,
+            biomarker=biomarker,
             method=method,
             qc_status=status,
             reportable=reportable and value is not None,
-            not_reportable_reasons=reasons,
-            qc_notes=notes,
-            specimen_id=specimen_id,
-            sample=sample,
-            episode_id=episode_id,
-            biomarker=biomarker,
-            collected=collected,
+            reasons=reasons,
             cv_percent=cv_entry,
-            pre_analytic=pre,
-            figures=figures,
-            curve=curve if code.startswith("nka-lysis") else (),
         )
     for i, raw in enumerate(_list(entry.get("measurements"), where)):
         w = f"{where}.measurements[{i}]"
@@ -416,25 +452,15 @@ def _generic(
             and value is not None
             and rec_status != "fail"
         )
-        found[code] = Measurement(
-            code=code,
-            value=value,
-            unit=unit,
+        found[code] = origin.measurement(
+            code,
+            value,
+            biomarker=m.biomarker,
             method=str(rec.get("method", method)),
             qc_status="fail" if not ok else rec_status,  # type: ignore[arg-type]
             reportable=ok,
-            not_reportable_reasons=reasons + own_reasons
-            or (() if ok else ("not reportable (no reason given)",)),
-            qc_notes=notes,
-            specimen_id=specimen_id,
-            sample=sample,
-            episode_id=episode_id,
-            biomarker=m.biomarker,
-            collected=collected,
+            reasons=reasons + own_reasons or (() if ok else ("not reportable (no reason given)",)),
             cv_percent=_number(rec.get("cv_percent"), f"{w}.cv_percent") or cv_entry,
-            pre_analytic=pre,
-            figures=figures,
-            curve=curve if code.startswith("nka-lysis") else (),
         )
     return list(found.values())
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from nkpanel._cli import HistoryOption, IntervalsOption, LabOption, parse_pairs
 from nkpanel.errors import ConfigError, InputError
 
 __all__ = ["app", "read_summary", "report"]
@@ -64,21 +65,9 @@ def report(
         Path, typer.Argument(help="case_summary.json written by `nkpanel run` or `nkpanel demo`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the report files.")],
-    history: Annotated[
-        list[Path] | None,
-        typer.Option("--history", help="An earlier episode's case_summary.json (repeatable)."),
-    ] = None,
-    reference_intervals: Annotated[
-        Path | None,
-        typer.Option(
-            "--reference-intervals",
-            help="The lab's reference-interval TOML, replacing or extending the bundled one.",
-        ),
-    ] = None,
-    lab_file: Annotated[
-        Path | None,
-        typer.Option("--lab", help="Lab TOML: name, address, accreditation, analyst, …"),
-    ] = None,
+    history: HistoryOption = None,
+    reference_intervals: IntervalsOption = None,
+    lab_file: LabOption = None,
     analyst: Annotated[str | None, typer.Option("--analyst")] = None,
     authoriser: Annotated[
         str | None,
@@ -110,19 +99,20 @@ def report(
     updates = {k: v for k, v in (("analyst", analyst), ("authoriser", authoriser)) if v}
     if updates:
         lab = lab.model_copy(update=updates)
-    cvs: dict[str, float] = {}
-    for pair in analytical_cv or []:
-        code, sep, value = pair.partition("=")
-        try:
-            cv = float(value)
-        except ValueError:
-            cv = -1.0
-        if not sep or code.strip() not in MEASURANDS or not 0 < cv <= 100:
-            raise ConfigError(
-                f"--analytical-cv {pair!r}: expected CODE=PERCENT with a known measurand code "
-                f"and 0 < PERCENT ≤ 100 (codes: {', '.join(MEASURANDS)})"
-            )
-        cvs[code.strip()] = cv
+
+    def cv_percent(code: str, value: str) -> float:
+        cv = float(value)
+        if code not in MEASURANDS or not 0 < cv <= 100:
+            raise ValueError(value)
+        return cv
+
+    cvs = parse_pairs(
+        analytical_cv or [],
+        option="--analytical-cv",
+        form="CODE=PERCENT",
+        hint=f" with a known measurand code and 0 < PERCENT ≤ 100 (codes: {', '.join(MEASURANDS)})",
+        convert=cv_percent,
+    )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     amendments = [_amendment(t, i + 1, now) for i, t in enumerate(amendment or [])]
     paths = build_reports(

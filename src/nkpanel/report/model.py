@@ -5,13 +5,12 @@ authoriser, the report's date and, for an amended report, what changed)."""
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from nkpanel.errors import ConfigError
+from nkpanel._toml import load_toml, validate_toml
 
 __all__ = ["Amendment", "LabInfo", "ReportPaths", "load_lab_info"]
 
@@ -57,19 +56,7 @@ def load_lab_info(path: Path) -> LabInfo:
     ConfigError
         Unreadable file, invalid TOML or invalid fields; the message names the file.
     """
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read lab file ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: lab file is not valid TOML ({exc})") from None
-    try:
-        return LabInfo.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid lab file: {problems}") from None
+    return validate_toml(LabInfo, load_toml(path, "lab file"), path, "lab file")
 
 
 @dataclass(frozen=True)

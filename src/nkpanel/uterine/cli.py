@@ -11,15 +11,13 @@ exits 2; in a batch, a bad image is listed and the others still run (exit 1 when
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nkpanel._cli import fmt, out_console, progress, progress_steps, say
 from nkpanel.errors import ConfigError
 
 __all__ = ["app"]
@@ -28,36 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Endometrial (uterine) NK cells: CD56+ cells per 100 stromal cells and per mm² stroma.",
 )
-out_console = Console()
-err = Console(stderr=True)
 
-
-class Stains(StrEnum):
-    ruifrok = "ruifrok"
-    estimated = "estimated"
-
-
-class Compartment(StrEnum):
-    cytoplasm = "cytoplasm"
-    cell = "cell"
-    nucleus = "nucleus"
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}"),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-
-
-def _fmt(v: float | None, nd: int = 1) -> str:
-    return "–" if v is None else f"{v:.{nd}f}"
+Stains = Literal["ruifrok", "estimated"]
+Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 
 def _print_results(batch: object, out: Path) -> None:
@@ -91,9 +62,9 @@ def _print_results(batch: object, out: Path) -> None:
             label,
             str(r.overall.cd56_positive_cells),
             str(r.overall.stromal_cells),
-            _fmt(r.overall.cd56_per_100_stromal_cells, 2),
+            fmt(r.overall.cd56_per_100_stromal_cells, 2),
             "–" if ci.lower is None else f"{ci.lower:.2f}–{ci.upper:.2f} ({ci.n_fields} fields)",
-            _fmt(r.overall.cd56_per_mm2_stroma, 0),
+            fmt(r.overall.cd56_per_mm2_stroma, 0),
             r.exclusion_source,
             qc,
         )
@@ -104,7 +75,7 @@ def _print_results(batch: object, out: Path) -> None:
             "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
         )
     for f in batch.failures:
-        err.print(f"[red]failed:[/red] {f.source}: {f.reason}", highlight=False, soft_wrap=True)
+        say(f"[red]failed:[/red] {f.source}: {f.reason}")
     out_console.print(f"outputs written to {out}")
 
 
@@ -135,7 +106,7 @@ def analyze(
     ] = None,
     stains: Annotated[
         Stains, typer.Option("--stains", help="Standard Ruifrok vectors or estimated per image.")
-    ] = Stains.ruifrok,
+    ] = "ruifrok",
     qupath_stains: Annotated[
         str | None,
         typer.Option(
@@ -149,7 +120,7 @@ def analyze(
     ] = 0.2,
     compartment: Annotated[
         Compartment, typer.Option("--compartment", help="Where DAB is measured.")
-    ] = Compartment.cytoplasm,
+    ] = "cytoplasm",
     fields: Annotated[
         int, typer.Option("--fields", min=1, help="Random ×400 fields per slide.")
     ] = 10,
@@ -172,10 +143,8 @@ def analyze(
 
     base = UterineSettings()
     settings = UterineSettings(
-        detection=replace(
-            base.detection, positive_threshold_od=threshold, compartment=compartment.value
-        ),
-        stains=stains.value,
+        detection=replace(base.detection, positive_threshold_od=threshold, compartment=compartment),
+        stains=stains,
         stain_vectors=parse_qupath_stains(qupath_stains) if qupath_stains else None,
         n_fields=fields,
         field_diameter_um=field_diameter,
@@ -184,16 +153,16 @@ def analyze(
     paired = pair_regions(images, regions or [])
     if not images:
         raise ConfigError("no image given")
-    with _progress() as progress:
-        task = progress.add_task("images", total=len(images), current="")
-        tiles = progress.add_task("tiles", total=None, current="")
+    with progress() as bar:
+        task = bar.add_task("images", total=len(images), current="")
+        tiles = bar.add_task("tiles", total=None, current="")
 
         def on_image(name: str) -> None:
-            progress.update(task, advance=1, current=Path(name).name)
-            progress.reset(tiles, total=None)
+            bar.update(task, advance=1, current=Path(name).name)
+            bar.reset(tiles, total=None)
 
         def on_tile(done: int, total: int) -> None:
-            progress.update(tiles, completed=done, total=total, current="")
+            bar.update(tiles, completed=done, total=total, current="")
 
         batch = analyze_batch(
             images,
@@ -209,7 +178,7 @@ def analyze(
         )
     _print_results(batch, out)
     if batch.failures:
-        err.print(f"{len(batch.failures)} of {len(images)} image(s) failed", highlight=False)
+        say(f"{len(batch.failures)} of {len(images)} image(s) failed")
         raise typer.Exit(1)
 
 
@@ -233,8 +202,7 @@ def simulate(
     from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
 
     written = []
-    with _progress() as progress:
-        task = progress.add_task("simulating", total=n_fields, current="")
+    with progress_steps("simulating", n_fields) as step:
         for i in range(n_fields):
             spec = FieldSpec(
                 seed=seed * 1000 + i,
@@ -244,7 +212,7 @@ def simulate(
                 stromal_cells_per_mm2=density,
             )
             written += write_field(simulate_field(spec), out / f"synthetic_field_{i + 1:02d}.tif")
-            progress.update(task, advance=1, current=f"field {i + 1}")
+            step(f"field {i + 1}")
     out_console.print(
         f"SYNTHETIC DATA: {n_fields} simulated CD56 field(s) written to {out} "
         f"({len(written)} files: images, truth JSON, gland regions GeoJSON)"

@@ -1,0 +1,140 @@
+"""What nkpanel's command lines share: the consoles, the progress bar, one-line messages on
+stderr, ``KEY=VALUE`` options, and the options ``nkpanel run`` and ``nkpanel report`` both take.
+
+The root command line (:mod:`nkpanel.cli`) and the biomarkers' sub-applications
+(:mod:`nkpanel.cytotox.cli`, :mod:`nkpanel.uterine.cli`, :mod:`nkpanel.report.cli`) import
+from here, so that every command looks and fails the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from nkpanel.errors import ConfigError
+
+__all__ = [
+    "HistoryOption",
+    "IntervalsOption",
+    "LabOption",
+    "err_console",
+    "fmt",
+    "out_console",
+    "parse_pairs",
+    "progress",
+    "progress_steps",
+    "say",
+]
+
+V = TypeVar("V")
+
+#: results, tables and where the outputs went
+out_console = Console()
+#: progress, notes, failures and errors
+err_console = Console(stderr=True)
+
+HistoryOption = Annotated[
+    list[Path] | None,
+    typer.Option("--history", help="An earlier episode's case_summary.json (repeatable)."),
+]
+IntervalsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference-intervals",
+        help="The lab's reference-interval TOML, replacing or extending the bundled one.",
+    ),
+]
+LabOption = Annotated[
+    Path | None,
+    typer.Option("--lab", help="Lab TOML: name, address, accreditation, analyst, authoriser, …"),
+]
+
+
+def progress() -> Progress:
+    """A transient progress bar on stderr, silent when stderr is not a terminal.
+
+    Tasks carry a ``current`` field: the item being worked on.
+    """
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+@contextmanager
+def progress_steps(description: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A :func:`progress` bar of ``total`` items; yields the callback that counts one done.
+
+    The callback takes the item's name (a path shows as its file name).
+
+    Example::
+
+        with progress_steps("analysing", len(files)) as step:
+            analyze_batch(files, on_file=step)
+    """
+    with progress() as bar:
+        task = bar.add_task(description, total=total, current="")
+
+        def step(name: str) -> None:
+            bar.update(task, advance=1, current=Path(name).name)
+
+        yield step
+
+
+def say(text: str) -> None:
+    """Print one line (rich markup allowed) on stderr, unwrapped and without highlighting."""
+    err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def fmt(value: float | None, decimals: int = 1) -> str:
+    """A number for a results table; ``–`` when there is none."""
+    return "–" if value is None else f"{value:.{decimals}f}"
+
+
+def parse_pairs(
+    texts: Iterable[str],
+    *,
+    option: str,
+    form: str,
+    hint: str = "",
+    convert: Callable[[str, str], V],
+) -> dict[str, V]:
+    """Read repeated ``KEY=VALUE`` options into a mapping (a later key wins).
+
+    Parameters
+    ----------
+    texts
+        The option's values as typed.
+    option, form, hint
+        For the message: ``"{option} {text!r}: expected {form}{hint}"``.
+    convert
+        ``(key, value) -> V`` with both sides stripped; raises ``ValueError`` for a value it
+        cannot take.
+
+    Raises
+    ------
+    ConfigError
+        A text without ``=``, with an empty side, or that ``convert`` rejects.
+    """
+    out: dict[str, V] = {}
+    for text in texts:
+        key, sep, value = (part.strip() for part in text.partition("="))
+        try:
+            if not sep or not key or not value:
+                raise ValueError(text)
+            out[key] = convert(key, value)
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: expected {form}{hint}") from None
+    return out
