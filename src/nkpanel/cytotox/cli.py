@@ -127,13 +127,26 @@ def _report(result: CytotoxResult, out: Path) -> None:
                     "(as measured; no validated criterion)",
                     highlight=False,
                 )
-    for note in result.notes:
+    for note in _capped(list(result.notes)):
         say(f"note: {note}")
     for f in result.failures:
         who = f"sample {f.sample}" if f.sample else "no sample"
-        for reason in f.reasons:
+        for reason in _capped(list(f.reasons)):
             say(f"[red]failed[/red] ({who}): {reason}")
     out_console.print(f"outputs written to {out}")
+
+
+#: a plate read against the wrong layout fails on every well: show a few, count the rest
+MAX_LINES = 5
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_LINES:
+        return lines
+    # distinct causes (a duplicate well, text in a cell) before the run of missing wells
+    lines = sorted(lines, key=lambda line: "no value" in line)
+    rest = len(lines) - MAX_LINES
+    return [*lines[:MAX_LINES], f"… and {rest} more (all listed in summary.json)"]
 
 
 TargetsOpt = Annotated[
