@@ -125,3 +125,16 @@ def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> No
     rows = json.loads((tmp_path / "flow_populations.json").read_text())
     counts = {r["population"]: r["count"] for r in rows}
     assert counts["NK"] == 312
+
+
+def test_qc_limits_are_set_on_the_command_line(tmp_path: Path) -> None:
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=32, n_events=30_000)), tmp_path / "t.fcs")
+    out = tmp_path / "out"
+    proc = nkpanel(
+        "flow", "analyze", str(tube), "--out", str(out), "--no-plots", "--min-nk-events", "100000"
+    )
+    assert proc.returncode == 0, proc.stderr  # analysed, but not reportable
+    sample = json.loads((out / "flow_summary.json").read_text())["samples"][0]
+    assert sample["reportable"] is False
+    flag = next(f for f in sample["qc"] if f["check"] == "NK events")
+    assert flag["limit"] == 100000 and not flag["passed"]

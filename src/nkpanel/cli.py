@@ -28,6 +28,7 @@ from nkpanel._cli import (
     say,
 )
 from nkpanel.errors import CompensationError, ConfigError, NkPanelError
+from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
     from nkpanel.case import Case
@@ -201,6 +202,23 @@ def flow_analyze(
         typer.Option("--export-events", help="Write per-event gate membership."),
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Gating figures.")] = True,
+    min_lymphocytes: Annotated[
+        int, typer.Option("--min-lymphocyte-events", min=0, help="QC: fewest gated lymphocytes.")
+    ] = QCLimits.min_lymphocyte_events,
+    min_nk: Annotated[
+        int, typer.Option("--min-nk-events", min=0, help="QC: fewest NK events (CV 1/√n).")
+    ] = QCLimits.min_nk_events,
+    min_beads: Annotated[
+        int, typer.Option("--min-bead-events", min=0, help="QC: fewest counting-bead events.")
+    ] = QCLimits.min_bead_events,
+    max_unstable: Annotated[
+        float,
+        typer.Option("--max-unstable-time", min=0, max=1, help="QC: unstable flow-rate fraction."),
+    ] = QCLimits.max_unstable_time_fraction,
+    max_saturated: Annotated[
+        float,
+        typer.Option("--max-saturated", min=0, max=1, help="QC: saturated-event fraction."),
+    ] = QCLimits.max_saturated_fraction,
 ) -> None:
     """Analyse FCS files: automated NK gating (or a lab template), counts, QC, figures."""
     from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
@@ -225,6 +243,13 @@ def flow_analyze(
         spillover=spill,
         template=template,
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
+        qc=QCLimits(
+            min_lymphocyte_events=min_lymphocytes,
+            min_nk_events=min_nk,
+            min_bead_events=min_beads,
+            max_unstable_time_fraction=max_unstable,
+            max_saturated_fraction=max_saturated,
+        ),
         autogate=AutoGateSettings(
             cytometry=cytometry, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
         ),
