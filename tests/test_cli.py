@@ -125,6 +125,10 @@ def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> No
     rows = json.loads((tmp_path / "flow_populations.json").read_text())
     counts = {r["population"]: r["count"] for r in rows}
     assert counts["NK"] == 312
+    # every rectangle and polygon gate of the workspace is drawn (15 in this tree)
+    plots = sorted((tmp_path / "samples" / "68983" / "plots").glob("*.png"))
+    assert len(plots) == 15
+    assert (tmp_path / "samples" / "68983" / "plots" / "NK_cells.svg").stat().st_size > 0
 
 
 def test_qc_limits_are_set_on_the_command_line(tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ class FlowAnalysis:
     tree: GateTree | None = None
     gating: AutoGateResult | None = None
     markers: MarkerMap | None = None
+    template: Path | None = None
 
 
 def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> FlowAnalysis:
@@ -150,7 +151,9 @@ def _analyze_with_template(
         qc,
         tuple(notes),
     )
-    return FlowAnalysis(result, sample, comp, membership, {**parents, **role_parents})
+    return FlowAnalysis(
+        result, sample, comp, membership, {**parents, **role_parents}, template=s.template
+    )
 
 
 _ROLE_NAMES = {

@@ -77,6 +77,18 @@ def write_sample_outputs(
         written.append(target)
     if plots and analysis.tree is not None and analysis.gating is not None:
         written += _plots(analysis, d / "plots")
+    elif plots and analysis.template is not None and analysis.sample.path is not None:
+        from nkpanel.flow.template_plots import plot_template_gates
+
+        figures, _ = plot_template_gates(
+            analysis.template,
+            analysis.sample.path,
+            analysis.membership,
+            analysis.parents,
+            d / "plots",
+            synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
+        )
+        written += figures
     if export_events is not None:
         written.append(write_events(analysis, d / f"events.{export_events}", export_events))
     return written
