@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
+from nkpanel.flow.gates import PolygonGate
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
 
 NK_LABELS = ("NK_bright", "NK_dim")
@@ -46,6 +47,9 @@ def test_simulated_nk_percent_within_one_point(design: str, seed: int, tmp_path:
         bright = tube.truth["cd56bright_percent_of_nk"]
         assert a.result.cd56bright_percent_of_nk is not None
         assert abs(a.result.cd56bright_percent_of_nk - bright) < 2.0
+        dim = tube.truth["cd56dim_percent_of_nk"]
+        assert a.result.cd56dim_percent_of_nk is not None
+        assert abs(a.result.cd56dim_percent_of_nk - dim) < 2.0
     if spec.with_beads:
         # bead-method NK count against the count computed from the true labels
         expected = tube.truth["nk_per_ul_bead_method"]
@@ -58,6 +62,22 @@ def test_doublets_debris_and_beads_are_kept_out_of_lymphocytes() -> None:
     lymph_labels = set(np.unique(tube.labels[a.membership["Lymphocytes"]]))
     assert not lymph_labels & {"bead", "debris", "doublet", "granulocyte", "saturated"}
     assert set(np.unique(tube.labels[a.membership["Beads"]])) == {"bead"}
+
+
+def test_cd56dim_subset_leaves_out_cd56_negative_nk() -> None:
+    """CD56dim CD16+ (ARUP 2013805) has a CD56 lower bound: CD56- CD16+ cells are NK by the
+    'CD56+ and/or CD16+' rule but in neither CD56 subset."""
+    tube = simulate_tube(SimulationSpec(seed=6))
+    a = analyze_sample(tube.to_sample())
+    assert a.tree is not None and a.markers is not None
+    dim_gate = a.tree["NK CD56dim"]
+    nk_gate = a.tree["NK"]
+    assert dim_gate.lo[0] is not None
+    # the subset's CD56 bound is the NK gate's CD56 cut (the polygon's inner corner)
+    assert isinstance(nk_gate, PolygonGate)
+    assert dim_gate.lo[0] == pytest.approx(nk_gate.vertices[1][0])
+    cd56 = a.compensated[:, a.sample.index_of(a.markers.markers["CD56"])]
+    assert np.all(cd56[a.membership["NK CD56dim"]] >= dim_gate.lo[0])
 
 
 def test_gate_tree_reproduces_membership() -> None:

@@ -550,7 +550,13 @@ class _Gater:
             self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))
             self.add(
                 RangeGate(
-                    "NK CD56dim", "NK", (self.dim(cd56), self.dim(cd16)), (None, c16), (lin_b, None)
+                    # CD56dim CD16+ (ARUP 2013805): CD56 between the NK cut and the bright cut;
+                    # CD56- CD16+ NK cells belong to neither subset
+                    "NK CD56dim",
+                    "NK",
+                    (self.dim(cd56), self.dim(cd16)),
+                    (c56, c16),
+                    (lin_b, None),
                 )
             )
         self.add(RangeGate("CD3+", lymph, (self.dim(cd3),), (c3_valley,), (None,)))
