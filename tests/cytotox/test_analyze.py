@@ -10,10 +10,15 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from nkpanel.cytotox.analyze import CytotoxSettings, analyze_plate, analyze_plate_files
+from nkpanel.cytotox.analyze import (
+    CytotoxSettings,
+    analyze_plate,
+    analyze_plate_files,
+    replicate_cv_flags,
+)
 from nkpanel.cytotox.layout import PlateLayout
 from nkpanel.cytotox.reads import PlateReads
-from nkpanel.cytotox.results import CytotoxResult
+from nkpanel.cytotox.results import CytotoxResult, RatioResult
 from nkpanel.errors import ConfigError, InputError
 
 from .plates import CONTROLS, P1, Well, plate_wells, write_plate
@@ -147,7 +152,11 @@ def test_outliers_are_flagged_and_kept(tmp_path: Path) -> None:
         # M ≤ S
         ({"A4": 400.0, "A5": 400.0, "A6": 400.0}, "maximum_above_spontaneous", "not above"),
         # maximum wells 1500, 2500, 3500 (corrected 1400, 2400, 3400): SD 1000, CV 41.7%
-        ({"A4": 1500.0, "A5": 2500.0, "A6": 3500.0}, "maximum_replicate_cv", "CV 41.7%"),
+        (
+            {"A4": 1500.0, "A5": 2500.0, "A6": 3500.0},
+            "maximum_replicate_signal_cv",
+            "signal CV 41.7% (CV of the blank-corrected signals) is above the 20% limit",
+        ),
     ],
 )
 def test_control_qc_blocks_with_reasons(
@@ -181,17 +190,105 @@ def test_spontaneous_below_the_blank_is_a_warning(tmp_path: Path) -> None:
 
 def test_replicate_cv_above_the_limit(tmp_path: Path) -> None:
     wells = plate_wells()
-    # corrected 1000, 1500, 2000: CV = 500 / 1500 = 33.3% > 20%
+    # corrected 1000, 1500, 2000: signal CV = 500 / 1500 = 33.3% > 20%
+    # lysis (c − 400) / 2000: 30, 55, 80%; SD 25, lysis CV = 25 / 55 = 45.5% (≥ 10% lysis)
     for w, v in (("B1", 1100.0), ("B2", 1600.0), ("B3", 2100.0)):
         wells[w] = ("P1", "test", "50", "none", v)
     res = run(tmp_path, wells)
     r = res.sample("P1").condition("none").ratios[0]
-    flag = next(f for f in r.qc if f.check == "replicate_cv")
+    flag = next(f for f in r.qc if f.check == "replicate_signal_cv")
     assert flag.value == pytest.approx(100 / 3) and not flag.passed and not r.reportable
-    assert res.rows()[0]["reportable"] is False and "CV 33.3%" in res.rows()[0]["flags"]
+    assert flag.reason == (
+        "signal CV 33.3% (CV of the replicate wells' blank-corrected signals) "
+        "is above the 20% limit"
+    )
+    lysis_flag = next(f for f in r.qc if f.check == "replicate_lysis_cv")
+    assert lysis_flag.value == pytest.approx(100 * 25 / 55) and not lysis_flag.passed
+    assert not lysis_flag.blocking
+    row = res.rows()[0]
+    assert row["reportable"] is False and "signal CV 33.3%" in row["flags"]
+    assert row["cv_lysis_percent"] == pytest.approx(100 * 25 / 55)
+    assert row["signal_cv_percent"] == pytest.approx(100 / 3)
     # a lab with a looser limit
     res2 = run(tmp_path / "b", wells, settings=CytotoxSettings(cv_limit_percent=40.0))
     assert res2.sample("P1").condition("none").ratios[0].reportable
+
+
+def _ratio(res: CytotoxResult, treatment: str, ratio: float) -> RatioResult:
+    return next(r for r in res.sample("P1").condition(treatment).ratios if r.ratio == ratio)
+
+
+def test_lysis_cv_is_a_warning_from_ten_percent_lysis(tmp_path: Path) -> None:
+    """The signal CV blocks; the CV of % lysis warns above the same limit at ≥ 10% lysis.
+
+    S = 400, M = 2400 (span 2000), blank 100 (tests/cytotox/plates.py).
+    """
+    wells = plate_wells()
+    # none 12.5:1 → corrected 580, 640, 700: mean 640, SD 60, signal CV 60 / 640 = 9.375%;
+    # lysis (c − 400) / 20 = 9, 12, 15%: mean 12, SD 3, lysis CV 3 / 12 = 25% > 20%
+    for w, v in (("B7", 680.0), ("B8", 740.0), ("B9", 800.0)):
+        wells[w] = ("P1", "test", "12.5", "none", v)
+    # IVIG 12.5:1 → corrected 460, 500, 540: mean 500, SD 40, signal CV 8%;
+    # lysis 3, 5, 7%: mean 5, SD 2, lysis CV 40%, but below the 10% floor: not judged
+    for w, v in (("C7", 560.0), ("C8", 600.0), ("C9", 640.0)):
+        wells[w] = ("P1", "test", "12.5", "IVIG 2 mg/mL", v)
+    res = run(tmp_path, wells)
+
+    warned = _ratio(res, "none", 12.5)
+    assert warned.signal_cv_percent == pytest.approx(9.375)
+    assert warned.cv_lysis_percent == pytest.approx(25.0)
+    flags = {f.check: f for f in warned.qc}
+    sig, lys = flags["replicate_signal_cv"], flags["replicate_lysis_cv"]
+    assert sig.passed and sig.blocking and sig.value == pytest.approx(9.375)
+    assert sig.reason == (
+        "signal CV 9.4% (CV of the replicate wells' blank-corrected signals; limit 20%)"
+    )
+    assert not lys.passed and not lys.blocking
+    assert (lys.value, lys.limit) == (pytest.approx(25.0), 20.0)
+    assert lys.reason.startswith(
+        "% lysis CV 25.0% at a mean lysis of 12.0% is above the 20% limit: the replicates "
+        "disagree on the reported lysis"
+    )
+    assert warned.reportable  # a warning, not a block
+    row = next(r for r in res.rows() if r["treatment"] == "none" and r["ratio"] == 12.5)
+    assert row["cv_lysis_percent"] == pytest.approx(25.0)
+    assert row["signal_cv_percent"] == pytest.approx(9.375)
+    assert row["reportable"] is True and "replicate_lysis_cv: % lysis CV 25.0%" in row["flags"]
+
+    low = _ratio(res, "IVIG 2 mg/mL", 12.5)
+    assert low.mean_lysis_percent == pytest.approx(5.0)
+    assert low.cv_lysis_percent == pytest.approx(40.0)  # in the table, not flagged
+    assert low.signal_cv_percent == pytest.approx(8.0)
+    assert [f.check for f in low.qc] == ["replicate_signal_cv"] and low.reportable
+
+    # above the floor and within the limit: 50:1 → 40, 42, 38%, lysis CV 2 / 40 = 5%
+    ok = next(f for f in _ratio(res, "none", 50.0).qc if f.check == "replicate_lysis_cv")
+    assert ok.passed and ok.value == pytest.approx(5.0)
+    assert ok.reason == "% lysis CV 5.0% at a mean lysis of 40.0% (limit 20%)"
+
+    # a lab's own floor: from 4% lysis the IVIG 12.5:1 wells are judged too (40% > 20%)
+    res4 = run(tmp_path / "b", wells, settings=CytotoxSettings(lysis_cv_floor_percent=4.0))
+    low4 = next(f for f in _ratio(res4, "IVIG 2 mg/mL", 12.5).qc if f.check == "replicate_lysis_cv")
+    assert not low4.passed and low4.value == pytest.approx(40.0)
+
+
+def test_replicate_cv_flags_by_hand() -> None:
+    # no lysis (controls missing): only the signal check
+    (only,) = replicate_cv_flags(12.0, None, None)
+    assert only.check == "replicate_signal_cv" and only.passed
+    # one well: neither CV exists, no check
+    assert replicate_cv_flags(None, None, 30.0) == []
+    # at the floor exactly the lysis CV is judged; the limit itself passes
+    at_floor = replicate_cv_flags(5.0, 20.0, 10.0)
+    assert [(f.check, f.passed) for f in at_floor] == [
+        ("replicate_signal_cv", True),
+        ("replicate_lysis_cv", True),
+    ]
+    # flow killing names its signal
+    (flow,) = replicate_cv_flags(25.0, None, None, signal_name="the replicate tubes' dead %")
+    assert not flow.passed and flow.reason == (
+        "signal CV 25.0% (CV of the replicate tubes' dead %) is above the 20% limit"
+    )
 
 
 def test_missing_controls_and_sample_controls_preferred(tmp_path: Path) -> None:
@@ -363,6 +460,9 @@ def test_settings_are_checked() -> None:
         CytotoxSettings(lysis_level_percent=120)
     with pytest.raises(ConfigError, match="min_replicates"):
         CytotoxSettings(min_replicates=0)
+    for floor in (-1.0, 100.0, math.nan):
+        with pytest.raises(ConfigError, match="lysis_cv_floor_percent"):
+            CytotoxSettings(lysis_cv_floor_percent=floor)
 
 
 def test_in_memory_plate() -> None:

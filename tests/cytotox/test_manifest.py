@@ -43,6 +43,9 @@ def test_the_manifest_table() -> None:
     assert plate.model_config.get("extra") == "forbid" and plate.model_config.get("frozen")
     s = plate.settings()
     assert s.min_replicates == 2 and s.reference is not None and s.targets_per_well == 10000
+    assert (s.cv_limit_percent, s.lysis_cv_floor_percent) == (20.0, 10.0)
+    own = CytotoxicityPlate(reads=Path("r"), layout=Path("l"), lysis_cv_floor_percent=5)
+    assert own.settings().lysis_cv_floor_percent == 5.0
     whole = CytotoxicityPlate(reads=Path("r"), layout=Path("l"), effector_cells="Whole_Blood")
     assert whole.effector_cells == "whole blood"
     flow = CytotoxicityPlate(assay="flow", tubes=Path("t.csv"))

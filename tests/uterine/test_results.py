@@ -1,4 +1,5 @@
-"""The across-field confidence interval (ratio estimator), by hand and by property."""
+"""The across-field confidence interval (ratio estimator), by hand and by property, and the
+QC records worded for a pass and for a fail."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkpanel.uterine.results import FieldCount, ratio_ci
+from nkpanel.uterine.results import FieldCount, fields_qc, ratio_ci, stromal_cells_qc
 
 
 def test_ratio_ci_by_hand() -> None:
@@ -48,3 +49,40 @@ def test_field_count_units() -> None:
     assert f.cd56_per_mm2_stroma == 60.0
     empty = FieldCount("e", "image", 0, 0, 0.0)
     assert empty.cd56_per_100_stromal_cells is None and empty.cd56_per_mm2_stroma is None
+
+
+@pytest.mark.parametrize(
+    ("cells", "minimum", "where", "passed", "reason"),
+    [
+        (2291, 500, "", True, "2291 stromal cells counted (minimum 500)"),
+        (500, 500, "", True, "500 stromal cells counted (minimum 500)"),  # the limit passes
+        (
+            499,
+            500,
+            " in the biopsy",
+            False,
+            "499 stromal cells counted in the biopsy, fewer than the minimum of 500: the CD56+ "
+            "percentage is too imprecise to report",
+        ),
+    ],
+)
+def test_stromal_cells_qc_is_worded_for_its_outcome(
+    cells: int, minimum: int, where: str, passed: bool, reason: str
+) -> None:
+    q = stromal_cells_qc(cells, minimum, where=where)
+    assert (q.check, q.passed, q.value, q.limit, q.reason) == (
+        "stromal cells counted",
+        passed,
+        float(cells),
+        float(minimum),
+        reason,
+    )
+    assert q.blocking
+    assert not stromal_cells_qc(cells, minimum, blocking=False).blocking
+
+
+def test_fields_qc_is_worded_for_its_outcome() -> None:
+    ok, short = fields_qc(10, 10), fields_qc(6, 10)
+    assert ok.passed and ok.reason == "10 random ×400 fields of stroma (protocol: 10)"
+    assert not short.passed and short.reason == "only 6 random ×400 fields of stroma (protocol: 10)"
+    assert not ok.blocking and not short.blocking

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from nkpanel.uterine.analyze import UterineAnalysis, UterineSettings, analyze_image
+from nkpanel.uterine.batch import pool_results
 from nkpanel.uterine.detect import DetectionSettings, detect_cells
 from nkpanel.uterine.simulate import FieldSpec, SyntheticField, simulate_field, write_field
 
@@ -169,3 +170,50 @@ def test_membrane_ring_is_positive_in_the_cytoplasm_compartment() -> None:
     assert cells.dab_nucleus_od[0] < 0.05
     nuclear, _ = detect_cells(h, d, DetectionSettings(compartment="nucleus"))
     assert not bool(nuclear.positive[0])
+
+
+def test_qc_reasons_read_right_when_passing_and_failing(
+    ordinary: tuple[SyntheticField, UterineAnalysis], tmp_path: Path
+) -> None:
+    """A passing check states its value against the limit; only a failing one says why it
+    blocks (a reviewer saw "pass · 2291 stromal cells counted…, fewer than 500: … too
+    imprecise to report")."""
+    _, a = ordinary
+    n = a.result.overall.stromal_cells
+    assert n >= 500  # the ordinary 900 × 900 px field holds well over 500 stromal cells
+    qc = {q.check: q for q in a.result.qc}
+    cells = qc["stromal cells counted"]
+    assert cells.passed and cells.reason == f"{n} stromal cells counted (minimum 500)"
+    px = qc["pixel size"]
+    assert px.passed and "too coarse" not in px.reason and "(nuclei need ≤ 1 µm" in px.reason
+    for q in a.result.qc:
+        assert "fewer" not in q.reason and "too imprecise" not in q.reason
+
+    # the same cells pooled as a biopsy (batch.pool_results): at the limit it passes ...
+    ok = pool_results([a.result], "biopsy", min_cells=n)
+    pooled = next(q for q in ok.qc if q.check == "stromal cells counted")
+    assert (
+        pooled.passed and pooled.reason == f"{n} stromal cells counted in the biopsy (minimum {n})"
+    )
+    assert ok.reportable and ok.not_reportable_reasons == ()
+    # ... one cell short it fails, says why, and blocks
+    short = pool_results([a.result], "biopsy", min_cells=n + 1)
+    failed = next(q for q in short.qc if q.check == "stromal cells counted")
+    assert not failed.passed and failed.reason == (
+        f"{n} stromal cells counted in the biopsy, fewer than the minimum of {n + 1}: "
+        "the CD56+ percentage is too imprecise to report"
+    )
+    assert short.not_reportable_reasons == (failed.reason,)
+
+    # analyze.py's failing wording: limits no field can meet
+    strict = UterineSettings(min_stromal_cells=10**6, max_pixel_size_um=0.01)
+    _, b = _run(tmp_path, FieldSpec(width_px=300, height_px=300, seed=5), strict)
+    qb = {q.check: q for q in b.result.qc}
+    m = b.result.overall.stromal_cells
+    assert not qb["stromal cells counted"].passed
+    assert qb["stromal cells counted"].reason == (
+        f"{m} stromal cells counted, fewer than the minimum of 1000000: "
+        "the CD56+ percentage is too imprecise to report"
+    )
+    assert not qb["pixel size"].passed
+    assert "too coarse: nuclei need ≤ 0.01 µm per pixel" in qb["pixel size"].reason

@@ -13,9 +13,11 @@ The steps, for each sample on the plate and each treatment it was tested under:
    effector-spontaneous wells of its own uses the sample's untreated ones.
 4. **Replicates.** Mean, SD and CV per ratio; outliers are flagged by the modified z-score
    rule of :func:`~nkpanel.cytotox.lysis.robust_outliers` and kept.
-5. **QC.** Missing controls, ``M̄ ≤ S̄``, spontaneous release above a limit, replicate CV above a
-   limit (blocking: the result is kept but marked not reportable); outliers, negative lysis,
-   a poor fit and extrapolation (warnings).
+5. **QC.** Missing controls, ``M̄ ≤ S̄``, spontaneous release above a limit, a CV of the
+   replicate wells' blank-corrected *signals* above a limit (blocking: the result is kept but
+   marked not reportable); a CV of the replicates' *% lysis* above the same limit at a mean
+   lysis of at least 10%, outliers, negative lysis, a poor fit and extrapolation (warnings).
+   Both CVs are in the tidy table; :func:`replicate_cv_flags` says why there are two.
 6. **Lytic units** and lysis at the standard ratio from the exponential fit
    (:mod:`nkpanel.cytotox.lytic`); **suppression** by each treatment against the untreated wells.
 
@@ -67,6 +69,7 @@ __all__ = [
     "analyze_measurements",
     "analyze_plate",
     "analyze_plate_files",
+    "replicate_cv_flags",
 ]
 
 
@@ -106,7 +109,12 @@ class CytotoxSettings:
         end, set your own. For flow killing it limits the dead % of targets alone.
     cv_limit_percent
         20: replicate wells whose blank-corrected signals vary more than this (CV) are not
-        reportable.
+        reportable; replicates whose % lysis varies more than this (CV) at a mean lysis of at
+        least ``lysis_cv_floor_percent`` get a warning (see :func:`replicate_cv_flags`).
+    lysis_cv_floor_percent
+        10: the mean % lysis from which the CV of % lysis is judged. Below it the CV's
+        denominator is too near zero for a CV to mean anything (a spread of one percentage
+        point at 5% lysis is a CV of 20%); the signal CV still applies there.
     min_replicates
         2: fewer wells at a ratio fail the sample (SD and CV need two). Flow killing, with one
         tube per ratio, uses 1.
@@ -126,6 +134,7 @@ class CytotoxSettings:
 
     spontaneous_limit_percent: float = 30.0
     cv_limit_percent: float = 20.0
+    lysis_cv_floor_percent: float = 10.0
     min_replicates: int = 2
     outlier_z: float = OUTLIER_Z
     outlier_floor_percent: float = OUTLIER_FLOOR_PERCENT
@@ -144,6 +153,8 @@ class CytotoxSettings:
         positive("cv_limit_percent", self.cv_limit_percent)
         positive("outlier_z", self.outlier_z)
         positive("standard_ratio", self.standard_ratio)
+        if not (0 <= self.lysis_cv_floor_percent < 100):
+            raise ConfigError("cytotoxicity setting lysis_cv_floor_percent must lie in [0, 100)")
         if not (math.isfinite(self.outlier_floor_percent) and self.outlier_floor_percent >= 0):
             raise ConfigError("cytotoxicity setting outlier_floor_percent must be ≥ 0")
         if not 0 < self.lysis_level_percent < 100:
@@ -518,24 +529,144 @@ def _well(m: Measurement, signal: float, lysis: float | None, outlier: bool) -> 
     )
 
 
+def _signal_cv_reason(cv: float, passed: bool, limit: str, signal_name: str) -> str:
+    what = f"signal CV {cv:.1f}% (CV of {signal_name}"
+    return f"{what}; limit {limit})" if passed else f"{what}) is above the {limit} limit"
+
+
 def _control_checks(
-    role: str, wells: Sequence[Measurement], corrected: list[float], s: CytotoxSettings
+    role: str,
+    wells: Sequence[Measurement],
+    corrected: list[float],
+    s: CytotoxSettings,
+    *,
+    flow: bool = False,
 ) -> list[QCFlag]:
     if len(corrected) < 2:
         return []
     cv = replicate_stats(corrected).cv_percent
     if cv is None:
         return []
+    passed = cv <= s.cv_limit_percent
+    limit = f"{s.cv_limit_percent:g}%"
+    unit_word = "tube" if flow else "well"
+    signal_name = "the dead %" if flow else "the blank-corrected signals"
     return [
         _flag(
-            f"{role}_replicate_cv",
-            cv <= s.cv_limit_percent,
-            f"{role} wells {' '.join(m.unit_id for m in wells)}: CV {cv:.1f}% "
-            f"(limit {s.cv_limit_percent:g}%)",
+            f"{role}_replicate_signal_cv",
+            passed,
+            f"{role} {unit_word}s {' '.join(m.unit_id for m in wells)}: "
+            + _signal_cv_reason(cv, passed, limit, signal_name),
             value=cv,
             limit=s.cv_limit_percent,
         )
     ]
+
+
+def replicate_cv_flags(
+    signal_cv_percent: float | None,
+    lysis_cv_percent: float | None,
+    mean_lysis_percent: float | None,
+    *,
+    limit_percent: float = 20.0,
+    lysis_floor_percent: float = 10.0,
+    signal_name: str = "the replicate wells' blank-corrected signals",
+) -> list[QCFlag]:
+    """The two replicate-precision checks of one ratio: signal CV (blocking), lysis CV (warning).
+
+    Parameters
+    ----------
+    signal_cv_percent
+        CV of the replicate wells' test signals after blank correction (before the
+        spontaneous release is subtracted); ``None`` with fewer than two wells.
+    lysis_cv_percent, mean_lysis_percent
+        CV and mean of the same wells' % specific lysis; ``None`` when not computed.
+    limit_percent
+        The lab's replicate CV limit (``CytotoxSettings.cv_limit_percent``), used for both.
+    lysis_floor_percent
+        The lysis CV is judged only when the mean lysis is at least this (default 10%).
+    signal_name
+        What the signal CV is the CV of, for the reason text (for flow killing,
+        ``"the replicate tubes' dead %"``).
+
+    Returns
+    -------
+    list of QCFlag
+        ``replicate_signal_cv`` (blocking) when the signal CV exists, and
+        ``replicate_lysis_cv`` (non-blocking) when the lysis CV exists and the mean lysis is
+        at least ``lysis_floor_percent``. Each reason names its CV and reads right whether
+        the check passed or not.
+
+    Notes
+    -----
+    With ``E`` a test well's blank-corrected signal, ``S`` and ``M`` the mean spontaneous and
+    maximum release and ``ES`` the effector-spontaneous release subtracted at this ratio,
+    lysis is ``100 (E − ES − S)/(M − S)`` (Brunner 1968), a linear map of ``E``. Its SD is
+    ``100 SD(E)/(M − S)`` and so::
+
+        CV(lysis) = CV(E) · Ē / (Ē − ES − S)
+
+    The lysis CV is the signal CV magnified by the test signal over its net release. The
+    signal CV judges the wells themselves (pipetting, counting) on any scale and stays
+    bounded at any level of lysis, so it is the blocking check. The lysis CV judges the
+    reported number, but it grows without bound as the mean lysis nears zero: at 5% lysis a
+    spread of one percentage point is a CV of 20%. The rule here: **the lysis CV is flagged
+    when it exceeds the limit while the mean lysis is at least the floor (10%)**. From 10% up
+    a lysis CV above a 20% limit means an SD above 2 percentage points, a real disagreement
+    between replicates about the reported value; it happens with a passing signal CV when
+    spontaneous release makes up much of the test signal (a large ``Ē/(Ē − ES − S)``). It
+    is a warning and does not block: the lab reviews the wells. The 10% floor is this
+    package's choice, not a published criterion; labs set their own
+    (``lysis_cv_floor_percent``).
+
+    References
+    ----------
+    Brunner KT, Mauel J, Cerottini JC, Chapuis B. Quantitative assay of the lytic action of
+    immune lymphoid cells on 51Cr-labelled allogeneic target cells in vitro. Immunology
+    1968;14:181-196.
+
+    Examples
+    --------
+    >>> # signals 580, 640, 700 (SD 60): signal CV 9.4%; S 400, M 2400 → lysis 9, 12, 15%
+    >>> flags = replicate_cv_flags(100 * 60 / 640, 100 * 3 / 12, 12.0)
+    >>> [(f.check, f.passed, f.blocking) for f in flags]
+    [('replicate_signal_cv', True, True), ('replicate_lysis_cv', False, False)]
+    """
+    flags: list[QCFlag] = []
+    limit = f"{limit_percent:g}%"
+    if signal_cv_percent is not None:
+        passed = signal_cv_percent <= limit_percent
+        flags.append(
+            _flag(
+                "replicate_signal_cv",
+                passed,
+                _signal_cv_reason(signal_cv_percent, passed, limit, signal_name),
+                value=signal_cv_percent,
+                limit=limit_percent,
+            )
+        )
+    if (
+        lysis_cv_percent is not None
+        and mean_lysis_percent is not None
+        and mean_lysis_percent >= lysis_floor_percent
+    ):
+        passed = lysis_cv_percent <= limit_percent
+        where = f"at a mean lysis of {mean_lysis_percent:.1f}%"
+        flags.append(
+            _flag(
+                "replicate_lysis_cv",
+                passed,
+                f"% lysis CV {lysis_cv_percent:.1f}% {where} (limit {limit})"
+                if passed
+                else f"% lysis CV {lysis_cv_percent:.1f}% {where} is above the {limit} limit: "
+                "the replicates disagree on the reported lysis; review the wells (a warning: "
+                "reportability is decided by the signal CV)",
+                value=lysis_cv_percent,
+                limit=limit_percent,
+                blocking=False,
+            )
+        )
+    return flags
 
 
 def _condition(
@@ -617,7 +748,7 @@ def _condition(
                 blocking=False,
             )
         )
-    qc += _control_checks("spontaneous", spont, s_sig, s)
+    qc += _control_checks("spontaneous", spont, s_sig, s, flow=flow)
     if not flow:
         qc += _control_checks("maximum", maxi, m_sig, s)
 
@@ -695,16 +826,16 @@ def _condition(
             lysis = [None] * net.size
             mean = sd = cv = mean_wo = None
         sig_cv = replicate_stats(corrected).cv_percent if corrected.size >= 2 else None
-        if sig_cv is not None:
-            rq.append(
-                _flag(
-                    "replicate_cv",
-                    sig_cv <= s.cv_limit_percent,
-                    f"replicate signals vary with CV {sig_cv:.1f}% (limit {s.cv_limit_percent:g}%)",
-                    value=sig_cv,
-                    limit=s.cv_limit_percent,
-                )
-            )
+        rq += replicate_cv_flags(
+            sig_cv,
+            cv,
+            mean,
+            limit_percent=s.cv_limit_percent,
+            lysis_floor_percent=s.lysis_cv_floor_percent,
+            signal_name="the replicate tubes' dead %"
+            if flow
+            else "the replicate wells' blank-corrected signals",
+        )
         if outliers.any():
             names = " ".join(m.unit_id for m, o in zip(wells, outliers, strict=True) if o)
             rq.append(

@@ -75,6 +75,9 @@ class CytotoxicityPlate(BaseModel):
     standard_ratio: float = Field(default=50.0, gt=0)
     spontaneous_limit_percent: float = Field(default=30.0, gt=0, le=100)
     cv_limit_percent: float = Field(default=20.0, gt=0)
+    lysis_cv_floor_percent: float = Field(
+        default=10.0, ge=0, lt=100, description="mean % lysis from which its CV is judged"
+    )
     min_replicates: int | None = Field(default=None, ge=1, description="2 for plates, 1 for flow")
     reference_low_percent: float | None = None
     reference_high_percent: float | None = None
@@ -127,6 +130,7 @@ class CytotoxicityPlate(BaseModel):
         return CytotoxSettings(
             spontaneous_limit_percent=self.spontaneous_limit_percent,
             cv_limit_percent=self.cv_limit_percent,
+            lysis_cv_floor_percent=self.lysis_cv_floor_percent,
             min_replicates=self.min_replicates or (1 if self.assay == "flow" else 2),
             lysis_level_percent=self.lysis_level_percent,
             standard_ratio=self.standard_ratio,

@@ -5,7 +5,9 @@ atomically, so an interrupted run leaves no half-written output.
 Files, in the output folder:
 
 ``lysis.csv`` / ``lysis.json``
-    The tidy table: sample × treatment × ratio with mean % lysis, SD, CV, n, flags.
+    The tidy table: sample × treatment × ratio with mean % lysis, its SD and CV
+    (``cv_lysis_percent``), the CV of the blank-corrected signals (``signal_cv_percent``),
+    n, flags.
 ``conditions.csv``
     Sample × treatment: controls, spontaneous/maximum, fit, lytic units, standard-ratio lysis.
 ``suppression.csv``

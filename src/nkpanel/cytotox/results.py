@@ -64,8 +64,11 @@ class RatioResult:
 
     ``mean_lysis_percent`` uses every well, outliers included (they are flagged, never
     dropped); ``mean_lysis_excluding_outliers_percent`` is given beside it for review.
-    ``signal_cv_percent`` is the CV of the wells' blank-corrected signals, the replicate check
-    (the CV of lysis itself grows without bound as lysis nears zero).
+    ``cv_lysis_percent`` is the CV of the wells' % lysis, ``signal_cv_percent`` the CV of their
+    blank-corrected signals. The signal CV is the blocking replicate check (the CV of lysis
+    grows without bound as lysis nears zero); the lysis CV is flagged as a warning above the
+    same limit when the mean lysis is at least 10%
+    (:func:`~nkpanel.cytotox.analyze.replicate_cv_flags`).
     """
 
     sample: str

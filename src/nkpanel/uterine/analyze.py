@@ -55,7 +55,9 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    fields_qc,
     ratio_ci,
+    stromal_cells_qc,
 )
 from nkpanel.uterine.simulate import SYNTHETIC_TAG
 from nkpanel.uterine.stains import (
@@ -504,29 +506,17 @@ def analyze_source(
             px0 <= s.max_pixel_size_um,
             px0,
             s.max_pixel_size_um,
-            f"pixel size {px0:.3g} µm: nuclei need ≤ {s.max_pixel_size_um:g} µm per pixel",
+            f"pixel size {px0:.3g} µm (nuclei need ≤ {s.max_pixel_size_um:g} µm per pixel)"
+            if px0 <= s.max_pixel_size_um
+            else f"pixel size {px0:.3g} µm is too coarse: nuclei need ≤ "
+            f"{s.max_pixel_size_um:g} µm per pixel",
         ),
-        UterineQC(
-            "stromal cells counted",
-            len(counted_cells) >= s.min_stromal_cells,
-            float(len(counted_cells)),
-            float(s.min_stromal_cells),
-            f"{len(counted_cells)} stromal cells counted, fewer than {s.min_stromal_cells}: "
-            "the CD56+ percentage is too imprecise to report",
-            blocking=isinstance(src, WholeSlide),
+        stromal_cells_qc(
+            len(counted_cells), s.min_stromal_cells, blocking=isinstance(src, WholeSlide)
         ),
     ]
     if isinstance(src, WholeSlide):
-        qc.append(
-            UterineQC(
-                "×400 fields",
-                len(fields) >= s.n_fields,
-                float(len(fields)),
-                float(s.n_fields),
-                f"only {len(fields)} random ×400 fields of stroma (protocol: {s.n_fields})",
-                blocking=False,
-            )
-        )
+        qc.append(fields_qc(len(fields), s.n_fields))
     if exclusion_source == "automatic":
         notes.append(
             "glands and luminal epithelium were excluded automatically (no regions given): "

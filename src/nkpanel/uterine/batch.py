@@ -29,7 +29,13 @@ from nkpanel.uterine.output import (
     write_batch_table,
     write_image_outputs,
 )
-from nkpanel.uterine.results import FieldCount, UterineQC, UterineResult, ratio_ci
+from nkpanel.uterine.results import (
+    FieldCount,
+    UterineQC,
+    UterineResult,
+    ratio_ci,
+    stromal_cells_qc,
+)
 
 __all__ = ["ImageFailure", "UterineBatch", "analyze_batch", "pair_regions", "pool_results"]
 
@@ -113,16 +119,7 @@ def pool_results(
         next(iter(excl)) if len(excl) == 1 else "mixed"
     )
     sizes = {r.pixel_size_um for r in results}
-    qc = [
-        UterineQC(
-            "stromal cells counted",
-            cells >= min_cells,
-            float(cells),
-            float(min_cells),
-            f"{cells} stromal cells counted in the biopsy, fewer than {min_cells}: the CD56+ "
-            "percentage is too imprecise to report",
-        )
-    ]
+    qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy")]
     for r in results:
         for q in r.qc:
             if q.blocking and not q.passed and q.check != "stromal cells counted":

@@ -26,7 +26,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FieldCount", "RatioCI", "UterineQC", "UterineResult", "ratio_ci"]
+__all__ = [
+    "FieldCount",
+    "RatioCI",
+    "UterineQC",
+    "UterineResult",
+    "fields_qc",
+    "ratio_ci",
+    "stromal_cells_qc",
+]
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,11 @@ def _r(v: float | None, nd: int = 3) -> float | None:
 
 @dataclass(frozen=True)
 class UterineQC:
-    """One quality check: passed or not, the value and limit, and why it matters."""
+    """One quality check: passed or not, the value and limit, and a one-line ``reason``.
+
+    The reason is worded for the outcome: a passing check states the value against its limit
+    ("2291 stromal cells counted (minimum 500)"), a failing one says why it matters.
+    """
 
     check: str
     passed: bool
@@ -118,6 +130,55 @@ class UterineQC:
     limit: float | None
     reason: str
     blocking: bool = True
+
+
+def stromal_cells_qc(
+    cells: int, min_cells: int, *, where: str = "", blocking: bool = True
+) -> UterineQC:
+    """The check that enough stromal cells were counted, its reason worded for pass or fail.
+
+    ``where`` (e.g. ``" in the biopsy"``) follows "counted" in the reason.
+
+    Examples
+    --------
+    >>> stromal_cells_qc(2291, 500).reason
+    '2291 stromal cells counted (minimum 500)'
+    >>> q = stromal_cells_qc(312, 500, where=" in the biopsy")
+    >>> q.passed, q.reason.split(":")[0]
+    (False, '312 stromal cells counted in the biopsy, fewer than the minimum of 500')
+    """
+    passed = cells >= min_cells
+    reason = (
+        f"{cells} stromal cells counted{where} (minimum {min_cells})"
+        if passed
+        else f"{cells} stromal cells counted{where}, fewer than the minimum of {min_cells}: "
+        "the CD56+ percentage is too imprecise to report"
+    )
+    return UterineQC(
+        "stromal cells counted", passed, float(cells), float(min_cells), reason, blocking
+    )
+
+
+def fields_qc(n_fields: int, protocol_fields: int) -> UterineQC:
+    """The (non-blocking) check that a slide held the protocol's number of random ×400 fields.
+
+    Examples
+    --------
+    >>> fields_qc(10, 10).reason
+    '10 random ×400 fields of stroma (protocol: 10)'
+    >>> fields_qc(6, 10).reason
+    'only 6 random ×400 fields of stroma (protocol: 10)'
+    """
+    passed = n_fields >= protocol_fields
+    reason = f"{'' if passed else 'only '}{n_fields} random ×400 fields of stroma"
+    return UterineQC(
+        "×400 fields",
+        passed,
+        float(n_fields),
+        float(protocol_fields),
+        f"{reason} (protocol: {protocol_fields})",
+        blocking=False,
+    )
 
 
 @dataclass(frozen=True)
