@@ -192,3 +192,112 @@ def biopsy(
         "figures": figures or [],
         "qc": [],
     }
+
+
+def _check(check: str, passed: bool, reason: str, *, blocking: bool = True) -> dict[str, Any]:
+    return {
+        "check": check,
+        "passed": passed,
+        "value": None,
+        "limit": None,
+        "reason": reason,
+        "blocking": blocking,
+    }
+
+
+def native_plate(
+    *,
+    lu_extrapolated: bool = False,
+    outlier_at: float | None = None,
+    ivig_fit_warning: bool = False,
+) -> dict[str, Any]:
+    """A plate summary as :func:`nkpanel.cytotox.manifest.run_plate_for_case` writes it (the
+    fields interpretation reads; hand-made, synthetic), one sample with and without IVIG."""
+
+    def ratios(treatment: str) -> list[dict[str, Any]]:
+        out = []
+        for ratio, lysis in ((50.0, 30.0), (25.0, 18.0), (12.5, 11.0)):
+            qc = [_check("replicate_cv", True, f"replicate signals vary with CV 4.{int(ratio)}%")]
+            if outlier_at is not None and ratio == outlier_at and treatment == "none":
+                qc.append(
+                    _check(
+                        "outliers",
+                        False,
+                        f"well(s) B{int(ratio)} lie outside their replicates; kept in the mean",
+                        blocking=False,
+                    )
+                )
+            out.append(
+                {
+                    "ratio": ratio,
+                    "ratio_label": f"{ratio:g}:1",
+                    "mean_lysis_percent": lysis,
+                    "cv_lysis_percent": 6.0,
+                    "qc": qc,
+                }
+            )
+        return out
+
+    def condition(treatment: str) -> dict[str, Any]:
+        qc = [
+            _check(
+                "spontaneous_release", True, "spontaneous release is 12.0% of maximum (limit 30%)"
+            ),
+            _check("fit_quality", True, "exponential fit R² 0.98", blocking=False),
+        ]
+        if treatment == "none" and lu_extrapolated:
+            qc.append(
+                _check(
+                    "lytic_units_extrapolated",
+                    False,
+                    "LU20: the model reaches 20% at 60:1, outside the tested 12.5:1–50:1",
+                    blocking=False,
+                )
+            )
+        if treatment != "none" and ivig_fit_warning:
+            qc[1] = _check("fit_quality", False, "exponential fit R² 0.61", blocking=False)
+        return {
+            "treatment": treatment,
+            "spontaneous_percent_of_maximum": 12.0,
+            "reportable": True,
+            "not_reportable_reasons": [],
+            "ratios": ratios(treatment),
+            "lytic_units": {"extrapolated": treatment == "none" and lu_extrapolated},
+            "qc": qc,
+        }
+
+    def head(treatment: str, suppression: float | None) -> dict[str, Any]:
+        return {
+            "sample": "SYNTH-P01",
+            "treatment": treatment,
+            "standard_ratio": 50.0,
+            "lysis_at_standard_ratio_percent": 30.0 if treatment == "none" else 20.0,
+            "lysis_at_standard_ratio_method": "measured",
+            "lu_level_percent": 20.0,
+            "lu_per_1e7_effectors": 30.0 if treatment == "none" else 15.0,
+            "reportable": True,
+            "not_reportable_reasons": [],
+            "suppression_at_standard_ratio_percent": suppression,
+        }
+
+    return {
+        "id": "plate-native",
+        "assay": "chromium51",
+        "effector_cells": "PBMC",
+        "target_cells": "K562",
+        "sample_id": "SYNTH-P01",
+        "synthetic": True,
+        "files": [],
+        "headline": [head("none", None), head("IVIG 2 mg/mL", 33.3)],
+        "samples": [
+            {
+                "sample": "SYNTH-P01",
+                "reportable": True,
+                "not_reportable_reasons": [],
+                "conditions": [condition("none"), condition("IVIG 2 mg/mL")],
+                "notes": [],
+            }
+        ],
+        "failures": [],
+        "notes": [],
+    }

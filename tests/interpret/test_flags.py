@@ -325,3 +325,138 @@ def test_biopsy_timed_by_cycle_day(cycle_day: int, flag: str, caveat: str) -> No
         assert "approximate" in next(c.text for c in r.caveats if c.code == caveat)
     else:
         assert f"cycle day {cycle_day}, outside cycle day 19–23" in r.comment
+
+
+# ---- free text from a case is quoted as data, never checked or rejected ---------------------
+
+
+def test_medication_note_is_quoted_not_checked() -> None:
+    # a lab's note such as "prednisolone 20 mg daily" would break nkpanel's own wording rules
+    # (a dose); it is the lab's record, quoted as such, and interpretation goes on
+    note = "prednisolone 20 mg daily"
+    reading = interpret_case(
+        summary(pre_analytic={"current_corticosteroid": True, "medication_note": note})
+    )
+    r = result(reading, "pnk-pct-lymph")
+    text = next(c.text for c in r.caveats if c.code == "on-treatment")
+    assert f"medication recorded: “{note}”" in text
+    patient = next(c.patient_text for c in r.caveats if c.code == "on-treatment")
+    assert "20 mg" not in patient  # the patient sentence is nkpanel's own, without the note
+    assert check_wording(patient) == []
+
+
+def test_qc_reason_with_free_text_is_reported_not_rejected() -> None:
+    reason = "operator note: tube labelled 2 mL, give 20 mg to re-run"
+    reading = interpret_case(summary(flow=[flow_entry(warn_check=reason)]))
+    r = result(reading, "pnk-pct-lymph")
+    assert any(reason in c.text for c in r.caveats if c.code == "qc-note")
+
+
+# ---- a clinic cutoff is never presented to the patient as a normal range --------------------
+
+CUTOFF_LAB = '[defaults]\n"pnk-pct-lymph" = "ajri-1995-cutoff-12"\n'  # the bundled >12% cutoff
+
+
+@pytest.mark.parametrize(
+    ("value", "flag", "where"),
+    [(14.0, "above", "above a cutoff (12.0 %)"), (10.0, "within", "not above a cutoff (12.0 %)")],
+)
+def test_cutoff_has_its_own_patient_sentence(
+    tmp_path: Path, value: float, flag: str, where: str
+) -> None:
+    lab = tmp_path / "lab.toml"
+    lab.write_text(CUTOFF_LAB, "utf-8")
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=value, n_lymph=10**9)]), intervals_path=lab
+    )
+    r = result(reading, "pnk-pct-lymph")
+    assert r.flag == flag
+    # domain brief §1: "Cutoffs differ between clinics; none is validated as a treatment
+    # threshold"
+    assert where in r.patient_comment and "some clinics use" in r.patient_comment
+    assert "none has been shown to guide treatment" in r.patient_comment
+    assert "range" not in r.patient_comment and "healthy" not in r.patient_comment
+    assert "clinic cutoff of 12.0 %" in r.comment
+    assert "not validated as a treatment threshold" in r.comment
+    assert check_wording(r.patient_comment) == [] and check_wording(r.comment) == []
+
+
+def test_healthy_adults_only_for_a_reference_interval_of_a_healthy_population() -> None:
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=14.0)], endometrial=[biopsy(pct=3.0, lh_day=8)])
+    )
+    # ARUP 0092404: a laboratory reference interval (healthy reference individuals)
+    assert "healthy adults" in result(reading, "pnk-pct-lymph").patient_comment
+    # Lash 2016 uNK range at LH+7: population not stated as healthy adults
+    unk = result(reading, "unk-pct-stroma")
+    assert unk.flag == "within" and "healthy" not in unk.patient_comment
+
+
+# ---- method note on automated uNK counts ---------------------------------------------------
+
+REAL_FIELD_TEST = Path(__file__).resolve().parents[1] / "uterine" / "test_real_dab_field.py"
+
+
+def test_automated_unk_count_carries_the_method_note() -> None:
+    entry = biopsy(pct=3.0, lh_day=8)
+    entry["method"] = "CD56 immunohistochemistry, automated count: CD56+ cells per 100 stromal"
+    reading = interpret_case(summary(endometrial=[entry]))
+    for code in ("unk-pct-stroma", "unk-per-mm2"):
+        r = result(reading, code)
+        (note,) = [c for c in r.caveats if c.code == "method-note"]
+        assert "not yet validated against a person" in note.text and "CD56" in note.text
+        assert "Ki67" in note.text and "test_real_dab_field.py" in note.text
+        assert note.patient_text and "computer" in note.patient_text
+    assert result(reading, "unk-pct-stroma").flag == "within"  # the flag itself still stands
+
+
+def test_the_method_note_numbers_are_those_of_its_source() -> None:
+    # the numbers in the note must be the ones measured in tests/uterine/test_real_dab_field.py
+    # (its xfail reasons record them): F1 0.57 (goal 0.80); 34.2% vs the expert's 47.8%
+    from nkpanel.interpret.method_notes import load_method_notes
+
+    (note,) = load_method_notes()
+    source = REAL_FIELD_TEST.read_text("utf-8")
+    assert "measured F1 0.57 (goal 0.80)" in source
+    assert "measured 34.2% vs the expert's 47.8%" in source
+    assert "F1 0.57 (goal 0.80)" in note.text
+    assert "34.2%" in note.text and "47.8%" in note.text
+    assert {(f.measured, f.goal) for f in note.figures} == {
+        (0.57, 0.80),
+        (34.2, None),
+        (47.8, None),
+    }
+    assert "tests/uterine/test_real_dab_field.py" in note.source
+
+
+def test_a_manual_unk_count_has_no_automated_method_note() -> None:
+    reading = interpret_case(summary(endometrial=[biopsy(pct=3.0, lh_day=8)]))  # "10 fields ×400"
+    assert not [c for c in result(reading, "unk-pct-stroma").caveats if c.code == "method-note"]
+
+
+def test_every_fixed_sentence_of_every_branch_passes_the_wording_rules(tmp_path: Path) -> None:
+    # nkpanel's own wording, checked here rather than at run time: cutoffs above and within,
+    # reference intervals, method notes, serial notes on treatment, case comments
+    lab = tmp_path / "lab.toml"
+    lab.write_text(CUTOFF_LAB, "utf-8")
+    entry = biopsy(pct=6.0, lh_day=8)
+    entry["method"] = "CD56 immunohistochemistry, automated count"
+    before = summary(episode="EP-1", collected="2026-06-01T08:30:00", flow=[flow_entry(nk_pct=9.0)])
+    for value in (14.0, 9.0):
+        reading = interpret_case(
+            summary(
+                flow=[flow_entry(nk_pct=value)],
+                endometrial=[entry],
+                pre_analytic={"current_corticosteroid": True},
+            ),
+            history=[before],
+            intervals_path=lab,
+        )
+        texts = [*reading.comments, *reading.serial_notes, *reading.patient_serial_notes]
+        texts += [t.summary for t in reading.trends]
+        for r in reading.results:
+            texts += [r.comment, r.patient_comment]
+            texts += [c.text for c in r.caveats] + [c.patient_text for c in r.caveats]
+        assert reading.serial_notes and reading.patient_serial_notes
+        for text in texts:
+            assert check_wording(text) == [], text

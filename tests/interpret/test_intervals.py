@@ -195,3 +195,69 @@ def test_bad_lab_files_name_the_file_and_cause(tmp_path: Path, body: str, expect
 def test_missing_lab_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_intervals(tmp_path / "absent.toml")
+
+
+_LAB_IV = (
+    "[[interval]]\nid='lab-x'\nmeasurand='pnk-pct-lymph'\nkind='reference_interval'\n"
+    "lower=5.0\nupper=20.0\nunit='%'\nmethod='our TBNK tube'\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("fields", "entry"),
+    [
+        # population text that names a diagnosis ("immune infertility")
+        (
+            "population='women without immune infertility'\nsource='Lab study 2026'\n",
+            "interval 'lab-x' population",
+        ),
+        # a source that doses a treatment
+        (
+            "population='local controls'\nsource='Lab SOP 2026: give 20 mg prednisolone'\n",
+            "interval 'lab-x' source",
+        ),
+        (
+            "population='local controls'\nsource='Lab study 2026'\nnote='NK-mediated loss'\n",
+            "interval 'lab-x' note",
+        ),
+    ],
+)
+def test_lab_text_breaking_the_wording_rules_is_refused_at_load(
+    tmp_path: Path, fields: str, entry: str
+) -> None:
+    # the text is printed in the report's sentences; it is checked once, when the lab's file
+    # loads, and a violation is a ConfigError naming the file and the entry (never an
+    # AssertionError later, while the report is written)
+    f = tmp_path / "lab.toml"
+    f.write_text(_LAB_IV + fields, "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_intervals(f)
+    assert str(f) in str(info.value) and entry in str(info.value)
+
+
+def test_sample_age_source_is_checked_too(tmp_path: Path) -> None:
+    f = tmp_path / "lab.toml"
+    f.write_text(
+        "[[sample_age]]\nbiomarker='flow'\nmax_hours=24\nsource='SOP: diagnosis of NK-mediated "
+        "loss needs fresh blood'\n",
+        "utf-8",
+    )
+    with pytest.raises(ConfigError, match="sample_age for flow source"):
+        load_intervals(f)
+
+
+def test_healthy_population_only_on_laboratory_reference_intervals(tmp_path: Path) -> None:
+    ivs = load_intervals()
+    # domain brief §1: the ARUP and Baystate ranges are laboratory reference intervals; the uNK
+    # range at LH+7 and every clinic cutoff are not ranges of healthy adults
+    for iv in ivs.intervals.values():
+        expected = iv.id.startswith(("arup-", "baystate-"))
+        assert iv.healthy_population is expected, iv.id
+    f = tmp_path / "lab.toml"
+    f.write_text(
+        "[[interval]]\nid='c'\nmeasurand='pnk-pct-lymph'\nkind='clinic_cutoff'\nupper=12.0\n"
+        "unit='%'\nmethod='m'\npopulation='p'\nsource='Lab 2026'\nhealthy_population=true\n",
+        "utf-8",
+    )
+    with pytest.raises(ConfigError, match="healthy_population applies only"):
+        load_intervals(f)

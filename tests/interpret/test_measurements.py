@@ -10,7 +10,7 @@ import pytest
 
 from nkpanel.errors import InputError
 from nkpanel.interpret import MEASURANDS, read_episode
-from tests.interpret.summaries import biopsy, flow_entry, plate, summary
+from tests.interpret.summaries import biopsy, flow_entry, native_plate, plate, summary
 
 
 def test_flow_section() -> None:
@@ -137,3 +137,68 @@ def test_every_measurand_has_patient_wording_and_unit() -> None:
     for m in MEASURANDS.values():
         assert m.patient_name and m.patient_what and m.unit
         assert m.loinc in (None, "9728-7", "107067-1")  # only codes the brief lists as checked
+
+
+def test_nk_counts_use_the_local_code_not_a_narrower_loinc() -> None:
+    # domain brief §1: NK = CD3− CD56+ and/or CD16+ (CD19− where stained); LOINC 107067-1 is
+    # CD19−CD3−CD56+ cells/100 cells and 9728-7 CD3−CD16+CD56+ cells/volume: neither names
+    # that population, so neither is used, and each measurand says why.
+    for code, loinc in (("pnk-pct-lymph", "107067-1"), ("pnk-per-ul", "9728-7")):
+        m = MEASURANDS[code]
+        assert m.loinc is None
+        assert loinc in m.loinc_not_used and "and/or CD16+" in m.loinc_not_used
+
+
+def _by_code(ep: Any) -> dict[str, Any]:
+    return {m.code: m for m in ep.measurements}
+
+
+def test_plate_qc_reaches_the_qc_record() -> None:
+    # a plate summary as nkpanel.cytotox writes it: each condition's checks (S/M %, fit) and
+    # each ratio's (replicate CV) become one QC group per condition, ratio checks named with
+    # their ratio; nothing is dropped
+    ep = read_episode(summary(cytotoxicity=[native_plate()]))
+    groups = [q for q in ep.qc if q.biomarker == "cytotoxicity"]
+    assert [q.sample for q in groups] == [
+        "SYNTH-P01, no additive (spontaneous release 12.0% of maximum)",
+        "SYNTH-P01, with IVIG 2 mg/mL (spontaneous release 12.0% of maximum)",
+    ]
+    for q in groups:
+        names = [c.check for c in q.checks]
+        # 2 condition checks + 3 ratios × 1 replicate-CV check, by hand
+        assert names == [
+            "spontaneous_release",
+            "fit_quality",
+            "replicate_cv at 50:1",
+            "replicate_cv at 25:1",
+            "replicate_cv at 12.5:1",
+        ]
+        assert q.reportable and q.specimen_id == "plate-native"
+    assert "12.0% of maximum" in groups[0].checks[0].reason
+
+
+def test_extrapolated_lytic_units_carry_a_warning_on_that_value_only() -> None:
+    ep = read_episode(summary(cytotoxicity=[native_plate(lu_extrapolated=True)]))
+    by = _by_code(ep)
+    lu = by["nka-lu"]
+    assert lu.qc_status == "warn" and lu.reportable
+    assert any("outside the tested 12.5:1–50:1" in n and "fitted curve" in n for n in lu.qc_notes)
+    # lysis at 50:1 and suppression at 50:1 are measured wells, not the LU extrapolation
+    for code in ("nka-lysis-50-1", "nka-suppression-ivig"):
+        assert by[code].qc_status == "pass" and by[code].qc_notes == (), code
+
+
+@pytest.mark.parametrize(("ratio", "on_lysis"), [(50.0, True), (25.0, False)])
+def test_ratio_warnings_go_to_the_values_that_use_that_ratio(ratio: float, on_lysis: bool) -> None:
+    # an outlier well at 50:1 qualifies lysis at 50:1, the suppression at 50:1 and the lytic
+    # units (the whole curve); one at 25:1 only the lytic units
+    by = _by_code(read_episode(summary(cytotoxicity=[native_plate(outlier_at=ratio)])))
+    assert any("outside their replicates" in n for n in by["nka-lu"].qc_notes)
+    for code in ("nka-lysis-50-1", "nka-suppression-ivig"):
+        assert any("outside their replicates" in n for n in by[code].qc_notes) is on_lysis
+
+
+def test_treated_condition_warnings_qualify_its_suppression() -> None:
+    by = _by_code(read_episode(summary(cytotoxicity=[native_plate(ivig_fit_warning=True)])))
+    assert by["nka-suppression-ivig"].qc_notes == ("IVIG 2 mg/mL: exponential fit R² 0.61",)
+    assert by["nka-lysis-50-1"].qc_notes == ()

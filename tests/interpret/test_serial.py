@@ -77,3 +77,40 @@ def test_unreportable_earlier_result_is_a_gap() -> None:
 
 def test_no_history_no_trends() -> None:
     assert interpret_case(summary()).trends == ()
+
+
+def test_change_sentences_say_what_the_uncertainty_leaves_out() -> None:
+    # only the measurement's uncertainty is in the comparison; domain brief §1: adrenaline
+    # mobilises NK cells within 5 min (Schedlowski 1993), so within-person and pre-analytic
+    # variation must be named as not included
+    a = summary(episode="A", collected="2026-01-01T08:00:00", flow=[flow_entry(nk_pct=20.0)])
+    b = summary(episode="B", collected="2026-02-01T08:00:00", flow=[flow_entry(nk_pct=11.0)])
+    reading = interpret_case(b, history=[a])
+    trend = next(t for t in reading.trends if t.measurand.code == "pnk-pct-lymph")
+    assert trend.change_exceeds_uncertainty is True
+    assert "within-person and pre-analytic variation not included" in trend.summary
+    (note,) = reading.serial_notes  # nobody on treatment: no treatment note
+    assert "Within-person and pre-analytic variation are not included" in note
+    assert "Schedlowski 1993" in note and "within minutes" in note
+    (plain,) = reading.patient_serial_notes
+    assert "stress or exercise" in plain and "not allowed for" in plain
+
+
+def test_a_change_on_treatment_is_not_called_evidence_of_benefit() -> None:
+    # domain brief, "Treatment monitoring": Quenby 2005 lowered uNK 14% → 9%; Tang 2013 live
+    # birth 12/20 vs 8/20, not significant
+    a = summary(episode="A", collected="2026-01-01T08:00:00", endometrial=[biopsy(pct=14.0)])
+    b = summary(
+        episode="B", endometrial=[biopsy(pct=9.0)], pre_analytic={"current_corticosteroid": True}
+    )
+    reading = interpret_case(b, history=[a])
+    assert len(reading.serial_notes) == 2
+    treatment = reading.serial_notes[1]
+    assert "not evidence of benefit" in treatment
+    assert "Quenby 2005" in treatment and "Tang 2013" in treatment and "12/20" in treatment
+    assert "does not show that the medicine" in reading.patient_serial_notes[1]
+
+
+def test_no_trend_no_serial_notes() -> None:
+    reading = interpret_case(summary())
+    assert reading.serial_notes == () and reading.patient_serial_notes == ()

@@ -91,3 +91,21 @@ def test_reports_embed_the_biomarkers_figures(
     assert any("lysis curves" in t for t in titles)
     assert any("CD56 overlay" in t for t in titles)
     assert {"tang-2011-nka", "tang-2011-unk", "roussev-2007"} <= {e["id"] for e in doc["evidence"]}
+
+
+def test_plate_qc_of_the_real_summary_is_kept_whole(
+    sections: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    # every check nkpanel.cytotox recorded for the patient's sample (per condition and per
+    # ratio) reaches the report's QC record; none is dropped
+    _, cyto, _ = sections
+    (sample,) = [s for s in cyto["samples"] if s["sample"] == cyto["sample_id"]]
+    expected = [len(c["qc"]) + sum(len(r["qc"]) for r in c["ratios"]) for c in sample["conditions"]]
+    reading = interpret_case(summary(cytotoxicity=[cyto]))
+    groups = [q for q in reading.episode.qc if q.biomarker == "cytotoxicity"]
+    assert [len(q.checks) for q in groups] == expected
+    assert all(any(c.check == "spontaneous_release" for c in q.checks) for q in groups)
+    for q, c in zip(groups, sample["conditions"], strict=True):
+        assert q.reportable is c["reportable"]
+        label = "no additive" if c["treatment"] == "none" else f"with {c['treatment']}"
+        assert label in q.sample

@@ -4,6 +4,9 @@ the main command line registers it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,51 @@ def test_bad_analytical_cv(tmp_path: Path, pair: str) -> None:
     )
     assert isinstance(result.exception, ConfigError)
     assert "--analytical-cv" in str(result.exception)
+
+
+def _nkpanel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nkpanel", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+        check=False,
+    )
+
+
+def test_free_text_in_the_case_never_stops_the_report(tmp_path: Path) -> None:
+    # the reviewer's case: a manifest's medication note with a dose used to end in
+    # "internal error … exit 3" with no report; it is the lab's record, quoted as such
+    note = "prednisolone 20 mg daily"
+    s = summary(pre_analytic={"current_corticosteroid": True, "medication_note": note})
+    s["blood_draws"][0]["flow"][0]["qc"].append(
+        {"check": "operator", "passed": False, "blocking": False, "reason": "give 2 mg re-run"}
+    )
+    current = write(tmp_path / "s.json", s)
+    proc = _nkpanel("report", str(current), "--out", str(tmp_path / "o"), "--no-pdf")
+    assert proc.returncode == 0, proc.stderr
+    clinician = (tmp_path / "o" / "report.html").read_text("utf-8")
+    assert f"medication recorded: “{note}”" in clinician
+    assert "20 mg" not in (tmp_path / "o" / "patient.html").read_text("utf-8")
+
+
+def test_a_lab_interval_file_breaking_the_wording_rules_is_one_config_error(
+    tmp_path: Path,
+) -> None:
+    lab = tmp_path / "intervals.toml"
+    lab.write_text(
+        '[defaults]\n"pnk-pct-lymph" = "lab-x"\n[[interval]]\nid = "lab-x"\n'
+        'measurand = "pnk-pct-lymph"\nkind = "reference_interval"\nlower = 5.0\nupper = 20.0\n'
+        'unit = "%"\nmethod = "TBNK"\npopulation = "women without immune infertility"\n'
+        'source = "Lab study 2026 (synthetic)"\n',
+        "utf-8",
+    )
+    current = write(tmp_path / "s.json", summary())
+    proc = _nkpanel(
+        "report", str(current), "--out", str(tmp_path / "o"), "--reference-intervals", str(lab)
+    )
+    assert proc.returncode not in (0, 3), proc.stderr
+    assert "internal error" not in proc.stderr and "AssertionError" not in proc.stderr
+    assert str(lab) in proc.stderr and "interval 'lab-x' population" in proc.stderr
+    assert not (tmp_path / "o" / "report.html").exists()

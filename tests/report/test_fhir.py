@@ -48,13 +48,24 @@ def test_codes(reported: Reported) -> None:
                 assert c["system"] == LOCAL_CODE_SYSTEM
                 local_used.add(c["code"])
         assert any(c["system"] == LOCAL_CODE_SYSTEM for c in codings)
-    # the only LOINC codes the domain brief lists as checked
-    assert loinc_used == {"9728-7", "107067-1"}
+    # The LOINC codes the domain brief lists name narrower populations than nkpanel's NK
+    # "CD3− CD56+ and/or CD16+" (domain brief §1): 107067-1 is CD19−CD3−CD56+ cells/100 cells,
+    # 9728-7 CD3−CD16+CD56+ cells/volume. So no result carries a LOINC code.
+    assert loinc_used == set()
     (cs,) = resources(reported.bundle, "CodeSystem")
     assert cs["url"] == LOCAL_CODE_SYSTEM
     defined = {c["code"] for c in cs["concept"]}
     assert local_used <= defined and set(MEASURANDS) <= defined
     assert all(c["definition"] for c in cs["concept"])
+
+
+def test_codesystem_says_why_the_nk_loinc_codes_were_not_used(reported: Reported) -> None:
+    (cs,) = resources(reported.bundle, "CodeSystem")
+    by_code = {c["code"]: c["definition"] for c in cs["concept"]}
+    pct, per_ul = by_code["pnk-pct-lymph"], by_code["pnk-per-ul"]
+    assert "107067-1" in pct and "not used" in pct and "and/or CD16+" in pct
+    assert "9728-7" in per_ul and "not used" in per_ul and "both CD16 and CD56" in per_ul
+    assert "107067-1" in cs["description"] and "9728-7" in cs["description"]
 
 
 def test_values_flags_ranges_and_qc_failures(reported: Reported) -> None:

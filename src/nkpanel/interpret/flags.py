@@ -12,20 +12,27 @@ Measurement uncertainty
 
 Values are rounded to the measurand's reporting precision before they are compared with a
 limit, so the flag agrees with the number printed beside it.
+
+Wording
+    The sentences written here are nkpanel's own fixed wording, checked against
+    :mod:`nkpanel.interpret.wording` by the tests for every branch; the text they quote from files
+    (interval sources and populations, method notes) is checked when those files load. Free text
+    from a case (a medication note, a QC reason) is quoted as recorded data ("medication
+    recorded: “…”") and never checked or rewritten: a lab's note is not nkpanel's statement.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval
 from nkpanel.interpret.measurands import Measurand, measurand
 from nkpanel.interpret.measurements import Measurement
-from nkpanel.interpret.wording import check_wording
+from nkpanel.interpret.method_notes import MethodNote, notes_for
 
 __all__ = [
     "SPECIMEN_CAVEATS",
@@ -35,6 +42,7 @@ __all__ = [
     "Interpretation",
     "Uncertainty",
     "interpret_measurement",
+    "method_caveats",
     "pre_analytic_caveats",
     "uncertainty_of",
 ]
@@ -213,7 +221,7 @@ def pre_analytic_caveats(
             )
             if on
         )
-        note = f" ({pa.medication_note})" if pa.medication_note else ""
+        note = f" (medication recorded: “{pa.medication_note}”)" if pa.medication_note else ""
         out.append(
             Caveat(
                 "on-treatment",
@@ -290,8 +298,61 @@ def _timing_caveats(
 
 
 def _limit_phrase(iv: ReferenceInterval, decimals: int) -> str:
-    what = "reference interval" if iv.kind == "reference_interval" else "clinic cutoff"
-    return f"{what} {iv.describe(decimals)} ({iv.source}; {iv.population})"
+    where = f"({iv.source}; {iv.population})"
+    if iv.kind == "reference_interval":
+        return f"reference interval {iv.describe(decimals)} {where}"
+    if iv.lower is not None and iv.upper is not None:
+        limits = iv.describe(decimals).removesuffix(" (clinic cutoff)")
+        return f"clinic cutoffs {limits} {where}"
+    for limit in (iv.upper, iv.lower):
+        if limit is not None:
+            return f"clinic cutoff of {_num(limit, decimals, iv.unit)} {where}"
+    return f"clinic cutoff {where}"  # not reached: an interval has a limit (ReferenceInterval)
+
+
+def _num(v: float, decimals: int, unit: str) -> str:
+    return f"{_fmt(v, decimals)} {unit}"
+
+
+def _patient_sentence(flag: Flag, iv: ReferenceInterval, decimals: int) -> str:
+    """Where the result lies, for the patient: a clinic cutoff is never called a normal range,
+    and "healthy adults" is said only of a reference interval from a healthy population."""
+    if iv.kind == "clinic_cutoff":
+        lo = _num(iv.lower, decimals, iv.unit) if iv.lower is not None else None
+        hi = _num(iv.upper, decimals, iv.unit) if iv.upper is not None else None
+        if lo is not None and hi is not None:
+            where = {
+                "above": f"above the upper of the cutoffs ({lo} and {hi})",
+                "below": f"below the lower of the cutoffs ({lo} and {hi})",
+                "within": f"between the cutoffs ({lo} and {hi})",
+            }[flag]
+        else:
+            side, limit = ("above", hi) if hi is not None else ("below", lo)
+            where = {
+                "above": f"above a cutoff ({limit})",
+                "below": f"below a cutoff ({limit})",
+                "within": f"not {side} a cutoff ({limit})",
+            }[flag]
+        return (
+            f"Your result is {where} that some clinics use. Cutoffs differ between clinics, "
+            "and none has been shown to guide treatment."
+        )
+    where = {"within": "inside", "above": "above", "below": "below"}[flag]
+    rng = iv.describe(decimals)
+    if iv.healthy_population:
+        return (
+            f"Your result is {where} the laboratory's reference range ({rng}), which describes "
+            "values seen in healthy adults."
+        )
+    return f"Your result is {where} the range the laboratory uses ({rng})."
+
+
+def method_caveats(m: Measurement, notes: Sequence[MethodNote] | None = None) -> list[Caveat]:
+    """The method notes (:mod:`nkpanel.interpret.method_notes`) that apply to ``m``."""
+    return [
+        Caveat("method-note", f"{n.text} (Source: {n.source}.)", n.plain)
+        for n in notes_for(m.code, m.method, notes)
+    ]
 
 
 def interpret_measurement(
@@ -320,10 +381,6 @@ def interpret_measurement(
         unc: Uncertainty | None = None,
         iv: ReferenceInterval | None = interval,
     ) -> Interpretation:
-        for text in (comment, patient, *(c.text for c in caveats)):
-            problems = check_wording(text)
-            if problems:  # a programming error in nkpanel's own sentences
-                raise AssertionError(f"interpretive text breaks the wording rules: {problems}")
         return Interpretation(
             measurement=m,
             measurand=meas,
@@ -350,6 +407,7 @@ def interpret_measurement(
             iv=None,
         )
     caveats = list(pre_analytic_caveats(m, interval, intervals))
+    caveats += method_caveats(m)
     caveats += [Caveat("qc-note", f"Quality note: {n}.") for n in m.qc_notes]
     unc = uncertainty_of(m, intervals, settings)
     if not meas.verdict:
@@ -403,12 +461,19 @@ def interpret_measurement(
         "below": f"Below the lower limit of the {phrase}.",
     }[flag]
     if interval.kind == "clinic_cutoff":
-        comment += " This cutoff is not validated as a treatment threshold."
-    where = {"within": "inside", "above": "above", "below": "below"}[flag]
-    patient = (
-        f"Your result is {where} the range the laboratory uses "
-        f"({interval.describe(d).replace(' (clinic cutoff)', '')})."
-    )
+        side = "above" if interval.upper is not None else "below"
+        comment = {
+            "within": f"Not {side} the {phrase}."
+            if interval.lower is None or interval.upper is None
+            else f"Between the {phrase}.",
+            "above": f"Above the {phrase}.",
+            "below": f"Below the {phrase}.",
+        }[flag]
+        comment += (
+            " This cutoff is not validated as a treatment threshold; cutoffs differ between "
+            "clinics."
+        )
+    patient = _patient_sentence(flag, interval, d)
     if near is not None and unc is not None:
         comment += (
             f" The limit {_fmt(near, d)} {meas.unit} lies within the result's measurement "

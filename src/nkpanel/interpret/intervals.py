@@ -7,6 +7,11 @@ sources disagree, and ``[defaults]`` naming the one the report applies. A lab fi
 shape: an ``[[interval]]`` with a bundled ``id`` replaces it, a new ``id`` extends the set,
 ``[defaults]`` entries override, and ``replace_bundled = true`` starts from an empty set.
 
+The text a report prints from a file (an interval's source, population, timing and note; the
+sources of analytical CVs and sample-age limits) is held to nkpanel's wording rules
+(:mod:`nkpanel.interpret.wording`) when the file is loaded: a file whose text diagnoses or
+prescribes is refused with a :class:`~nkpanel.errors.ConfigError` naming the file and the entry.
+
 Example::
 
     >>> from nkpanel.interpret import load_intervals
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nkpanel._toml import load_toml_or_bundled, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
+from nkpanel.interpret.wording import check_wording
 
 __all__ = ["AnalyticalCV", "IntervalSet", "ReferenceInterval", "SampleAgeLimit", "load_intervals"]
 
@@ -40,6 +46,10 @@ class ReferenceInterval(_Strict):
 
     Limits are inclusive: a value is *below* when it is less than ``lower`` and *above* when it
     is greater than ``upper``. A clinic cutoff such as ">12%" is ``upper = 12``.
+
+    ``healthy_population`` is true only for a reference interval derived from healthy
+    (reference) individuals; only then does the patient page say the range describes values
+    seen in healthy adults.
     """
 
     id: str = Field(min_length=1, max_length=80)
@@ -57,9 +67,12 @@ class ReferenceInterval(_Strict):
     cycle_day_min: int | None = Field(default=None, ge=1, le=60)
     cycle_day_max: int | None = Field(default=None, ge=1, le=60)
     note: str = ""
+    healthy_population: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ReferenceInterval:
+        if self.healthy_population and self.kind != "reference_interval":
+            raise ValueError("healthy_population applies only to a reference_interval")
         if self.measurand not in MEASURANDS:
             raise ValueError(
                 f"unknown measurand {self.measurand!r}; known: {', '.join(MEASURANDS)}"
@@ -164,12 +177,36 @@ class IntervalSet:
         return found[0] if found else None
 
 
+def _wording_problems(f: _File) -> list[str]:
+    """Each printed text of the file that breaks the wording rules, naming its entry."""
+    found = []
+    for iv in f.interval:
+        for name in ("source", "population", "cycle_timing", "note"):
+            text = getattr(iv, name) or ""
+            for problem in check_wording(text):
+                found.append(f"interval {iv.id!r} {name}: {problem}")
+    for cv in f.analytical_cv:
+        for problem in check_wording(cv.source):
+            found.append(f"analytical_cv for {cv.measurand} source: {problem}")
+    for age in f.sample_age:
+        for problem in check_wording(age.source):
+            found.append(f"sample_age for {age.biomarker} source: {problem}")
+    return found
+
+
 def _read(path: Path | None) -> tuple[_File, str]:
     what = "reference-interval file"
     data, name = load_toml_or_bundled(
         path, package="nkpanel.interpret", resource="reference_intervals.toml", what=what
     )
-    return validate_toml(_File, data, name, what), name
+    f = validate_toml(_File, data, name, what)
+    problems = _wording_problems(f)
+    if problems:
+        raise ConfigError(
+            f"{name}: text the report would print breaks nkpanel's wording rules (it must not "
+            f"diagnose or prescribe): {'; '.join(problems)}"
+        )
+    return f, name
 
 
 def load_intervals(lab_file: Path | None = None) -> IntervalSet:
@@ -178,8 +215,9 @@ def load_intervals(lab_file: Path | None = None) -> IntervalSet:
     Raises
     ------
     ConfigError
-        An unreadable or invalid file, a duplicate ``id`` within one file, or a default that
-        names no interval of its measurand; the message names the file.
+        An unreadable or invalid file, a duplicate ``id`` within one file, a default that
+        names no interval of its measurand, or printed text that diagnoses or prescribes; the
+        message names the file (and the entry).
     """
     files = [_read(None)]
     if lab_file is not None:

@@ -1,10 +1,19 @@
 """The measurands nkpanel reports: what each is called, its unit, its code, and how it is read.
 
 Codes are nkpanel's own, stable and lower-case (``pnk-pct-lymph``); they key the reference
-interval file, the evidence file and the report. LOINC codes are attached only where the domain
-brief lists a code checked against the LOINC listings (9728-7 for NK cells/µL, 107067-1 for NK
-cells per 100 cells by flow cytometry); every other measurand is coded in nkpanel's local code
-system, documented by :data:`LOCAL_CODE_SYSTEM` and shipped as a FHIR CodeSystem in each bundle.
+interval file, the evidence file and the report. A LOINC code is attached only where a code
+checked against the LOINC listings (domain brief) names the same population as nkpanel measures.
+None does today, so every measurand is coded in nkpanel's local code system, documented by
+:data:`LOCAL_CODE_SYSTEM` and shipped as a FHIR CodeSystem in each bundle:
+
+- 107067-1 is "CD19−CD3−CD56+ (NK) cells/100 cells in Blood by flow cytometry": CD56+ cells
+  only, CD19 excluded. nkpanel's NK cells are CD3− CD56+ *and/or* CD16+ (CD19− only where CD19
+  is stained), which also counts CD56− CD16+ cells, and CD19 is not always in the panel.
+- 9728-7 is "CD3−CD16+CD56+ (NK) cells [#/volume] in Blood": its component names cells
+  positive for both CD16 and CD56, while nkpanel's count also holds CD56bright CD16− cells
+  (about 10% of NK; ARUP 2013805) and CD56− CD16+ cells.
+
+Each measurand's :attr:`Measurand.loinc_not_used` says why, and the CodeSystem repeats it.
 """
 
 from __future__ import annotations
@@ -39,7 +48,10 @@ class Measurand:
     decimals
         Reporting precision: values are rounded to it before they are compared with a limit.
     loinc
-        A LOINC code checked against the LOINC listings (domain brief), else ``None``.
+        A LOINC code checked against the LOINC listings (domain brief) that names the same
+        population, else ``None``.
+    loinc_not_used
+        Why a nearby LOINC code was not used (printed in the local CodeSystem).
     verdict
         False where no validated criterion exists and the report must give the measured value
         only, never below/within/above (IVIG or intralipid suppression; domain brief).
@@ -56,6 +68,7 @@ class Measurand:
     specimen: Specimen
     loinc: str | None = None
     loinc_display: str | None = None
+    loinc_not_used: str = ""
     verdict: bool = True
     patient_name: str = ""
     patient_what: str = ""
@@ -70,8 +83,10 @@ _ALL = (
         1,
         "flow",
         "blood",
-        loinc="107067-1",
-        loinc_display="CD19-CD3-CD56+ (NK) cells/100 cells in Blood by Flow cytometry (FC)",
+        loinc_not_used="LOINC 107067-1 (CD19-CD3-CD56+ (NK) cells/100 cells in Blood by Flow "
+        "cytometry) was not used: it counts CD56+ cells with CD19 excluded, while this measurand "
+        "counts CD3- cells that are CD56+ and/or CD16+ (CD19- only where CD19 is stained), so "
+        "it also holds CD56- CD16+ cells.",
         patient_name="NK cells in blood, as a share of lymphocytes",
         patient_what="The share of your blood's lymphocytes (a kind of white blood cell) that "
         "are natural killer (NK) cells.",
@@ -84,8 +99,10 @@ _ALL = (
         0,
         "flow",
         "blood",
-        loinc="9728-7",
-        loinc_display="CD3-CD16+CD56+ (Natural killer) cells [#/volume] in Blood",
+        loinc_not_used="LOINC 9728-7 (CD3-CD16+CD56+ (Natural killer) cells [#/volume] in "
+        "Blood) was not used: its component names cells positive for both CD16 and CD56, while "
+        "this measurand counts CD3- cells that are CD56+ and/or CD16+, including CD56bright "
+        "CD16- cells (about 10% of NK cells) and CD56- CD16+ cells.",
         patient_name="NK cells in blood, number per microlitre",
         patient_what="How many NK cells there are in a microlitre (a millionth of a litre) of "
         "your blood.",

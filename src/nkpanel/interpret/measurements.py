@@ -13,7 +13,9 @@ those. The sections read:
     One entry per plate, with ``specific_lysis_percent_at_50_1``,
     ``lytic_units_per_1e7_effectors``, ``suppression_percent`` (``{"IVIG": …, "intralipid":
     …}``), ``lysis_by_ratio`` (``[{"effector_to_target": 50, "specific_lysis_percent": …}]``),
-    ``method``, ``reportable``, ``not_reportable_reasons``, ``qc``, ``collected``, ``figures``.
+    ``method``, ``reportable``, ``not_reportable_reasons``, ``qc``, ``collected``, ``figures``,
+    and optionally ``qc_groups`` (``[{"sample", "reportable", "qc"}]``: checks shown in the
+    report's QC table, one group per condition, which do not by themselves block the entry).
 ``endometrial[]``
     One entry per biopsy, with ``unk_percent_of_stromal_cells``, ``unk_per_mm2_stroma``,
     ``lh_day`` (or ``cycle_day``), ``method``, ``reportable``, ``not_reportable_reasons``,
@@ -21,14 +23,18 @@ those. The sections read:
 
 The summaries the biomarker packages write themselves are read as well: a plate as
 :func:`nkpanel.cytotox.manifest.run_plate_for_case` returns it (``headline`` rows per treatment:
-lysis at the standard ratio, lytic units, suppression; ``samples`` for the curve) and a biopsy
+lysis at the standard ratio, lytic units, suppression; ``samples`` for the curve and the QC
+of every condition and ratio, which reach the report's QC table and, as warnings, the values
+they qualify) and a biopsy
 as :func:`nkpanel.uterine.manifest.run_biopsy_for_case` returns it (``uterine`` pooled summary,
 ``timing``, ``outputs`` with the overlay images).
 
 Any entry may instead (or as well) carry ``measurements``: a list of generic records
 ``{"code", "value", "unit", "method", "qc_status", "reportable", "not_reportable_reasons",
-"cv_percent"}``; those win over the named fields for the same code. Any entry, and the summary
-itself, may carry ``pre_analytic`` (:class:`~nkpanel.interpret.preanalytic.PreAnalytic`).
+"cv_percent", "qc_notes"}``; those win over the named fields for the same code, and a record's
+``qc_notes`` (non-blocking warnings about that value only) join the entry's. Any entry, and
+the summary itself, may carry ``pre_analytic``
+(:class:`~nkpanel.interpret.preanalytic.PreAnalytic`).
 Relative figure paths are relative to the folder of the case summary.
 """
 
@@ -173,9 +179,11 @@ class _Origin:
         reasons: tuple[str, ...],
         cv_percent: float | None = None,
         counting_cv_percent: float | None = None,
+        extra_notes: tuple[str, ...] = (),
     ) -> Measurement:
-        """One measurement of ``code`` from this entry (in the measurand's unit); the lysis
-        curve goes only to the lysis measurands."""
+        """One measurement of ``code`` from this entry (in the measurand's unit), with the
+        entry's QC notes and ``extra_notes`` of its own; the lysis curve goes only to the lysis
+        measurands."""
         return Measurement(
             code=code,
             value=value,
@@ -184,7 +192,7 @@ class _Origin:
             qc_status=qc_status,
             reportable=reportable,
             not_reportable_reasons=reasons,
-            qc_notes=self.qc_notes,
+            qc_notes=tuple(dict.fromkeys(self.qc_notes + extra_notes)),
             specimen_id=self.specimen_id,
             sample=self.sample,
             episode_id=self.episode_id,
@@ -282,6 +290,30 @@ def _sample_qc(
     return SampleQC(
         specimen_id, str(entry.get("sample", specimen_id)), biomarker, reportable, tuple(checks)
     )
+
+
+def _sample_qcs(
+    entry: Mapping[str, Any], where: str, specimen_id: str, biomarker: Biomarker
+) -> list[SampleQC]:
+    """The entry's own checks, and one record per ``qc_groups`` entry (a plate's conditions)."""
+    groups = _list(entry.get("qc_groups"), f"{where}.qc_groups")
+    out = []
+    if not groups or _list(entry.get("qc"), where):
+        out.append(_sample_qc(entry, where, specimen_id, biomarker))
+    for i, raw in enumerate(groups):
+        gw = f"{where}.qc_groups[{i}]"
+        g = _mapping(raw, gw)
+        own = _sample_qc(g, gw, specimen_id, biomarker)
+        out.append(
+            SampleQC(
+                specimen_id,
+                str(g.get("sample", specimen_id)),
+                biomarker,
+                bool(g.get("reportable", own.reportable)),
+                own.checks,
+            )
+        )
+    return out
 
 
 def _event_count(entry: Mapping[str, Any], check: str) -> float | None:
@@ -443,9 +475,12 @@ def _generic(
             raise _bad(w, f"{code} must be in {m.unit!r}, found {unit!r}")
         value = _number(rec.get("value"), f"{w}.value")
         own_reasons = tuple(str(r) for r in _list(rec.get("not_reportable_reasons"), w))
+        own_notes = tuple(str(n) for n in _list(rec.get("qc_notes"), f"{w}.qc_notes"))
         rec_status = str(rec.get("qc_status", status))
         if rec_status not in ("pass", "warn", "fail"):
             raise _bad(w, f"qc_status must be pass, warn or fail, found {rec_status!r}")
+        if own_notes and rec_status == "pass":
+            rec_status = "warn"
         ok = (
             bool(rec.get("reportable", rec_status != "fail"))
             and reportable
@@ -461,6 +496,7 @@ def _generic(
             reportable=ok,
             reasons=reasons + own_reasons or (() if ok else ("not reportable (no reason given)",)),
             cv_percent=_number(rec.get("cv_percent"), f"{w}.cv_percent") or cv_entry,
+            extra_notes=own_notes,
         )
     return list(found.values())
 
@@ -485,8 +521,99 @@ def _agent_code(treatment: str) -> str | None:
     return None
 
 
+#: Plate checks that concern one derived quantity only: the lytic units rest on the whole curve,
+#: lysis at the standard ratio and suppression on that ratio.
+_LU_ONLY = frozenset({"lytic_units_extrapolated"})
+_STANDARD_RATIO_ONLY = frozenset({"standard_ratio_extrapolated"})
+
+
+def _ratio_label(r: Mapping[str, Any]) -> str:
+    label = r.get("ratio_label")
+    if label:
+        return str(label)
+    ratio = r.get("ratio")
+    return f"{ratio:g}:1" if isinstance(ratio, int | float) else "?"
+
+
+def _cytotox_checks(
+    condition: Mapping[str, Any], where: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, float | None, Mapping[str, Any]]]]:
+    """A condition's checks as the QC table shows them (ratio checks named with their ratio),
+    and every check with the ratio it belongs to (``None``: the whole condition)."""
+    shown: list[dict[str, Any]] = []
+    tagged: list[tuple[str, float | None, Mapping[str, Any]]] = []
+    for i, raw in enumerate(_list(condition.get("qc"), where)):
+        f = _mapping(raw, f"{where}.qc[{i}]")
+        shown.append(dict(f))
+        tagged.append((str(f.get("check", "")), None, f))
+    for j, raw_r in enumerate(_list(condition.get("ratios"), where)):
+        r = _mapping(raw_r, f"{where}.ratios[{j}]")
+        ratio = _number(r.get("ratio"), f"{where}.ratios[{j}].ratio")
+        for i, raw in enumerate(_list(r.get("qc"), f"{where}.ratios[{j}]")):
+            f = _mapping(raw, f"{where}.ratios[{j}].qc[{i}]")
+            shown.append({**f, "check": f"{f.get('check', '')} at {_ratio_label(r)}"})
+            tagged.append((str(f.get("check", "")), ratio, f))
+    return shown, tagged
+
+
+def _cytotox_notes(
+    conditions: Sequence[tuple[str, Mapping[str, Any], list[Any]]],
+    *,
+    lytic_units: bool,
+    standard_ratio: float | None,
+) -> list[str]:
+    """The non-blocking warnings that qualify one derived value (blocking failures already make
+    the headline row not reportable, with its reasons).
+
+    ``conditions`` are ``(treatment, condition, tagged checks)`` of the conditions the value
+    rests on. Lytic units rest on the whole fitted curve; lysis at the standard ratio and
+    suppression on that ratio only.
+    """
+    notes: list[str] = []
+    for treatment, cond, tagged in conditions:
+        prefix = "" if treatment == "none" else f"{treatment}: "
+        for check, ratio, f in tagged:
+            if f.get("passed", True) or f.get("blocking", True):
+                continue
+            if check in _LU_ONLY and not lytic_units:
+                continue
+            if check in _STANDARD_RATIO_ONLY and lytic_units:
+                continue
+            if (
+                ratio is not None
+                and not lytic_units
+                and (standard_ratio is None or not math.isclose(ratio, standard_ratio))
+            ):
+                continue
+            text = str(f.get("reason") or check)
+            if check == "lytic_units_extrapolated":
+                text += (
+                    "; the lytic units rest on the fitted curve beyond the measured ratios, not "
+                    "on measured wells"
+                )
+            notes.append(prefix + text)
+        lu = cond.get("lytic_units")
+        if (
+            lytic_units
+            and isinstance(lu, Mapping)
+            and lu.get("extrapolated")
+            and not any(c == "lytic_units_extrapolated" for c, _, _ in tagged)
+        ):
+            notes.append(
+                f"{prefix}lytic units extrapolated beyond the tested ratios: they rest on the "
+                "fitted curve, not on measured wells"
+            )
+    return list(dict.fromkeys(notes))
+
+
 def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[Failure]]:
-    """A plate summary of :mod:`nkpanel.cytotox` in the documented cytotoxicity shape."""
+    """A plate summary of :mod:`nkpanel.cytotox` in the documented cytotoxicity shape.
+
+    The plate's QC is carried over: every condition's checks (controls, spontaneous/maximum
+    release, fit) and every ratio's (replicate CV, outliers, negative lysis) become a QC group
+    of the sample, shown in the report's QC table; the non-blocking warnings that qualify a
+    value (an extrapolated lytic unit, an outlier well at 50:1, …) become that value's QC notes.
+    """
     pid = str(entry.get("id", "plate"))
     rows = [_mapping(h, f"{where}.headline") for h in _list(entry.get("headline"), where)]
     wanted = entry.get("sample_id") or (rows[0].get("sample") if rows else None)
@@ -507,9 +634,42 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         f"NK-cell killing ({assay}) of {entry.get('target_cells') or 'K562'} targets by "
         f"{entry.get('effector_cells') or 'patient'} effectors"
     )
+
+    # the sample's conditions, with their checks
+    sample_entry: Mapping[str, Any] | None = None
+    for k, s in enumerate(_list(entry.get("samples"), where)):
+        if isinstance(s, Mapping) and s.get("sample") == wanted:
+            sample_entry = _mapping(s, f"{where}.samples[{k}]")
+    conditions: dict[str, tuple[Mapping[str, Any], list[Any]]] = {}
+    qc_groups: list[dict[str, Any]] = []
+    sample_notes: list[str] = []
+    if sample_entry is not None:
+        sample_notes = [str(n) for n in _list(sample_entry.get("notes"), where)]
+        for k, raw in enumerate(_list(sample_entry.get("conditions"), where)):
+            cw = f"{where}.samples[{wanted}].conditions[{k}]"
+            c = _mapping(raw, cw)
+            treatment = str(c.get("treatment", "none"))
+            shown, tagged = _cytotox_checks(c, cw)
+            conditions[treatment] = (c, tagged)
+            label = "no additive" if treatment == "none" else f"with {treatment}"
+            spm = _number(c.get("spontaneous_percent_of_maximum"), f"{cw}.spontaneous")
+            qc_groups.append(
+                {
+                    "sample": f"{wanted}, {label}"
+                    + (f" (spontaneous release {spm:.1f}% of maximum)" if spm is not None else ""),
+                    "reportable": bool(c.get("reportable", True)),
+                    "qc": shown,
+                }
+            )
+
+    def on(*treatments: str) -> list[tuple[str, Mapping[str, Any], list[Any]]]:
+        return [(t, *conditions[t]) for t in treatments if t in conditions]
+
     records: list[dict[str, Any]] = []
 
-    def rec(code: str, value: Any, row: Mapping[str, Any], note: str = "") -> None:
+    def rec(
+        code: str, value: Any, row: Mapping[str, Any], note: str = "", qc: Sequence[str] = ()
+    ) -> None:
         if value is None and row.get("reportable", True):
             return  # not measured (e.g. no lytic units without targets per well): nothing to say
         records.append(
@@ -520,6 +680,7 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
                 "not_reportable_reasons": list(row.get("not_reportable_reasons") or [])
                 or ([] if value is not None else ["not measured"]),
                 "method": method + note,
+                "qc_notes": list(qc),
             }
         )
 
@@ -534,17 +695,17 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
                 base.get("lysis_at_standard_ratio_percent"),
                 base,
                 f"; lysis at 50:1 {how}",
+                _cytotox_notes(on("none"), lytic_units=False, standard_ratio=ratio),
             )
         rec(
             "nka-lu",
             base.get("lu_per_1e7_effectors"),
             base,
             f"; lytic units at {base.get('lu_level_percent')}% lysis (Pross 1981)",
+            _cytotox_notes(on("none"), lytic_units=True, standard_ratio=ratio),
         )
-        for s in _list(entry.get("samples"), where):
-            if not isinstance(s, Mapping) or s.get("sample") != wanted:
-                continue
-            for c in _list(s.get("conditions"), where):
+        if sample_entry is not None:
+            for c in _list(sample_entry.get("conditions"), where):
                 if isinstance(c, Mapping) and str(c.get("treatment", "none")) == "none":
                     for r in _list(c.get("ratios"), where):
                         if isinstance(r, Mapping) and r.get("mean_lysis_percent") is not None:
@@ -557,20 +718,23 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
                             if r.get("ratio") == 50 and r.get("cv_lysis_percent") is not None:
                                 cv = r.get("cv_lysis_percent")
     for h in rows:
-        code = _agent_code(str(h.get("treatment", "")))
+        treatment = str(h.get("treatment", ""))
+        code = _agent_code(treatment)
         if code is not None:
             ok = dict(h)
             if base is not None and not base.get("reportable", True):
                 ok["reportable"] = False
                 ok["not_reportable_reasons"] = list(base.get("not_reportable_reasons") or [])
+            std = h.get("standard_ratio")
+            std_ratio = float(std) if isinstance(std, int | float) else None
             rec(
                 code,
                 h.get("suppression_at_standard_ratio_percent"),
                 ok,
-                f"; {h.get('treatment')} added in vitro, suppression at "
-                f"{h.get('standard_ratio'):g}:1"
-                if isinstance(h.get("standard_ratio"), int | float)
-                else f"; {h.get('treatment')} added in vitro",
+                f"; {treatment} added in vitro, suppression at {std_ratio:g}:1"
+                if std_ratio is not None
+                else f"; {treatment} added in vitro",
+                _cytotox_notes(on("none", treatment), lytic_units=False, standard_ratio=std_ratio),
             )
     if cv is not None:
         for r in records:
@@ -592,7 +756,8 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         "measurements": records,
         "lysis_by_ratio": curve,
         "figures": figures,
-        "notes": [str(n) for n in _list(entry.get("notes"), where)],
+        "notes": [str(n) for n in _list(entry.get("notes"), where)] + sample_notes,
+        "qc_groups": qc_groups,
     }
     if entry.get("pre_analytic") is not None:
         doc["pre_analytic"] = entry["pre_analytic"]
@@ -719,7 +884,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
             if code is None:
                 raise _bad(f"{where}.suppression_percent", f"unknown agent {agent!r}")
             named[code] = _number(value, f"{where}.suppression_percent.{agent}")
-        sample_qc.append(_sample_qc(plate, where, pid, "cytotoxicity"))
+        sample_qc += _sample_qcs(plate, where, pid, "cytotoxicity")
         measurements += _generic(
             plate,
             where=where,
@@ -759,7 +924,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
         named = {
             code: _number(biopsy.get(key), f"{where}.{key}") for code, key in _ENDO_FIELDS.items()
         }
-        sample_qc.append(_sample_qc(biopsy, where, bid, "endometrial"))
+        sample_qc += _sample_qcs(biopsy, where, bid, "endometrial")
         measurements += _generic(
             biopsy,
             where=where,

@@ -4,8 +4,16 @@ difference.
 
 The uncertainty of a difference of two independent results with standard uncertainties u₁ and
 u₂ is √(u₁² + u₂²) (JCGM 100:2008 §5.1, law of propagation for a difference); a change is called
-larger than the measurement uncertainty when |Δ| > k·√(u₁² + u₂²). This says nothing about
-biological variation within a person, for which the domain brief gives no figure.
+larger than the measurement uncertainty when |Δ| > k·√(u₁² + u₂²).
+
+That uncertainty is the measurement's only (counting statistics and, where known, analytical
+and replicate CV). Variation within a person and before the sample reaches the laboratory is not
+in it, and it is large: adrenaline mobilises NK cells into blood within 5 min and they are back
+to baseline by 60–120 min (Schedlowski 1993), and the domain brief gives no within-person figure
+to add. So every change sentence says so, and :func:`serial_notes` gives the notes a report
+prints with the serial view, for the clinician and the patient, including that a change on
+treatment is not evidence of benefit (Quenby 2005 lowered uNK with prednisolone; the
+feasibility RCT of Tang 2013 found live birth 12/20 vs 8/20, not significant).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from nkpanel.interpret.intervals import IntervalSet
 from nkpanel.interpret.measurands import MEASURANDS, Measurand
 from nkpanel.interpret.measurements import Episode
 
-__all__ = ["Trend", "TrendPoint", "trends"]
+__all__ = ["Trend", "TrendPoint", "serial_notes", "trends"]
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,49 @@ def _trend(meas: Measurand, points: list[TrendPoint], k: float) -> Trend:
         exceeds = abs(delta) > k * u
         text += (
             f", {'larger' if exceeds else 'not larger'} than the measurement uncertainty of "
-            f"the difference (± {k * u:.{d}f} {unit}, k = {k:g})."
+            f"the difference (± {k * u:.{d}f} {unit}, k = {k:g}; within-person and "
+            "pre-analytic variation not included)."
         )
     else:
         text += "; the measurement uncertainty of the difference is not known."
     return Trend(meas, tuple(points), delta, exceeds, text)
+
+
+#: What the serial comparison leaves out (clinician wording).
+SERIAL_NOTE = (
+    "Changes are set against measurement uncertainty only (counting statistics and, where "
+    "known, analytical and replicate CV). Within-person and pre-analytic variation are not "
+    "included: NK cells in blood change within minutes with stress or exercise (adrenaline "
+    "mobilises them within 5 min, back to baseline by 60–120 min; Schedlowski 1993), so a "
+    "change larger than the measurement uncertainty need not be a lasting change in the patient."
+)
+#: A change on treatment is not evidence of benefit (clinician wording).
+TREATMENT_NOTE = (
+    "A change while on treatment is not evidence of benefit: prednisolone lowered uterine NK "
+    "cells from a median of 14% to 9% (Quenby 2005), but a fall in a count is not a better "
+    "pregnancy outcome, and in a feasibility randomised trial live birth was 12/20 with "
+    "prednisolone and 8/20 with placebo, not significant (Tang 2013)."
+)
+PATIENT_SERIAL_NOTE = (
+    "When your results are compared over time, the comparison allows only for the test's own "
+    "measurement error. Normal ups and downs in your body, and things like stress or exercise "
+    "shortly before a blood test, can change NK cells within minutes and are not allowed for."
+)
+PATIENT_TREATMENT_NOTE = (
+    "A change in your results while you were on a medicine does not show that the medicine "
+    "improves the chance of a successful pregnancy; studies so far have not shown that it does."
+)
+
+
+def serial_notes(series: Sequence[Trend]) -> tuple[list[str], list[str]]:
+    """The notes a report prints with the serial view: (clinician, patient).
+
+    Empty when there is no trend; the treatment note only when a point is on treatment.
+    """
+    if not series:
+        return [], []
+    clinician, patient = [SERIAL_NOTE], [PATIENT_SERIAL_NOTE]
+    if any(p.on_treatment for t in series for p in t.points):
+        clinician.append(TREATMENT_NOTE)
+        patient.append(PATIENT_TREATMENT_NOTE)
+    return clinician, patient

@@ -1,7 +1,13 @@
 """What nkpanel must never say: it does not diagnose, and it does not recommend or dose a
-treatment. These patterns are checked on every bundled evidence statement (tests) and on every
-sentence the interpretation writes (:func:`check_wording` is called as text is built), so a lab's
-own evidence file is held to the same rules.
+treatment. These patterns are checked on nkpanel's own words: the fixed sentences the
+interpretation and the report write (by the tests, for every branch), and the text of the data
+files those sentences quote (reference intervals, evidence statements, method notes), when a
+file loads, so a lab's own files are held to the same rules and a violation is a
+:class:`~nkpanel.errors.ConfigError` naming the file and the entry.
+
+Free text from a case (a medication note, a QC reason written by an instrument or an operator)
+is not nkpanel's voice: it is quoted as recorded data and never checked, so it can neither be
+silently rewritten nor stop a report.
 
 A guideline or counterpoint statement may report a body's recommendation, attributed to that
 body ("ESHRE … found insufficient evidence to recommend …"); nkpanel's own voice never does.

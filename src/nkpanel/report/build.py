@@ -1,5 +1,11 @@
 """From a case summary to every report file: clinician HTML and PDF, patient page HTML and PDF,
-report JSON, FHIR R4 bundle, and the figures as SVG files."""
+report JSON, FHIR R4 bundle, and the figures as SVG files.
+
+The wording rules (:mod:`nkpanel.interpret.wording`) are enforced where text is written, not on
+the finished page: nkpanel's own sentences by the tests, interval, evidence and method-note files
+when they load (a :class:`~nkpanel.errors.ConfigError` naming the file and entry). The page also
+quotes a case's free text (a medication note, a QC reason) as recorded data, which is not
+nkpanel's statement and is never checked or rewritten."""
 
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ from nkpanel.errors import ConfigError, NkPanelWarning
 from nkpanel.interpret.evidence import EvidenceStatement
 from nkpanel.interpret.flags import InterpretSettings
 from nkpanel.interpret.panel import CaseInterpretation, interpret_case
-from nkpanel.interpret.wording import check_wording
 from nkpanel.report.document import report_document
 from nkpanel.report.fhir import fhir_bundle, validate_bundle
 from nkpanel.report.figures import (
@@ -39,19 +44,6 @@ FILES = {
     "json": "report.json",
     "fhir": "report.fhir.json",
 }
-
-
-def _check_page_wording(doc: Mapping[str, Any]) -> None:
-    """nkpanel's own sentences on the page must not diagnose or prescribe (evidence
-    statements were checked, with their attribution, when the evidence file was loaded)."""
-    texts = list(doc["comments"])
-    for r in doc["results"]:
-        texts += [r["comment"], r["patient_comment"], *(c["text"] for c in r["caveats"])]
-    texts += [t["summary"] for t in doc["trends"]]
-    for text in texts:
-        problems = check_wording(text)
-        if problems:
-            raise AssertionError(f"report text breaks the wording rules: {problems}: {text!r}")
 
 
 def render_reading(
@@ -116,7 +108,6 @@ def render_reading(
         amendments=amendments,
         figures=figure_index,
     )
-    _check_page_wording(doc)
 
     paths = {k: out_dir / v for k, v in FILES.items()}
     clinician = render_clinician_html(

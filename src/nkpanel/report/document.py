@@ -47,7 +47,38 @@ def _interval(iv: ReferenceInterval | None, decimals: int) -> dict[str, Any] | N
         "method": iv.method,
         "cycle_timing": iv.cycle_timing,
         "note": iv.note,
+        "healthy_population": iv.healthy_population,
     }
+
+
+def _patient_interval_kind(iv: ReferenceInterval | None) -> str | None:
+    """How the patient page names the interval: ``"healthy_reference"``, ``"range"`` or
+    ``"cutoff"`` (``None`` when no interval was applied)."""
+    if iv is None:
+        return None
+    if iv.kind == "clinic_cutoff":
+        return "cutoff"
+    return "healthy_reference" if iv.healthy_population else "range"
+
+
+#: What the patient page says about each kind of interval applied to a reported result.
+PATIENT_INTERVAL_NOTES = {
+    "healthy_reference": "Where a result is compared with the laboratory's reference range, "
+    "that range describes values seen in healthy adults. Being outside it is not a diagnosis.",
+    "range": "Where a result is compared with a range from published studies, being outside "
+    "it is not a diagnosis.",
+    "cutoff": "Where a result is compared with a cutoff, it is a cutoff some clinics use; "
+    "cutoffs differ between clinics, and none has been shown to guide treatment.",
+}
+
+
+def _patient_interval_notes(results: Sequence[Interpretation]) -> list[str]:
+    kinds = {
+        _patient_interval_kind(r.interval)
+        for r in results
+        if r.measurement.reportable and r.flag in ("below", "within", "above")
+    }
+    return [text for kind, text in PATIENT_INTERVAL_NOTES.items() if kind in kinds]
 
 
 def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
@@ -64,7 +95,7 @@ def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
     if pa.current_immunotherapy is not None:
         lines.append(f"current immunotherapy: {'yes' if pa.current_immunotherapy else 'no'}")
     if pa.medication_note:
-        lines.append(f"medication: {pa.medication_note}")
+        lines.append(f"medication recorded: “{pa.medication_note}”")
     if pa.anticoagulant:
         lines.append(f"anticoagulant: {pa.anticoagulant}")
     if pa.storage:
@@ -95,6 +126,7 @@ def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
         "flag_label": r.flag_label,
         "near_limit": r.near_limit,
         "interval": _interval(r.interval, meas.decimals),
+        "patient_interval_kind": _patient_interval_kind(r.interval),
         "other_intervals": [_interval(iv, meas.decimals) for iv in r.other_intervals],
         "uncertainty": None
         if unc is None
@@ -260,6 +292,9 @@ def report_document(
         ],
         "comments": list(reading.comments),
         "patient_caveats": patient_caveats,
+        "patient_interval_notes": _patient_interval_notes(reading.results),
+        "serial_notes": list(reading.serial_notes),
+        "patient_serial_notes": list(reading.patient_serial_notes),
         "trends": [
             {
                 "code": t.measurand.code,

@@ -1,10 +1,12 @@
 """The report as a FHIR R4 bundle: a DiagnosticReport with one Observation per result, the
 Patient and Specimens they point to, and a CodeSystem that documents nkpanel's local codes.
 
-Codes: LOINC only where the domain brief lists a code checked against the LOINC listings
-(9728-7 NK cells/µL; 107067-1 NK cells per 100 cells by flow cytometry); every result also
-carries its code in nkpanel's local code system (:data:`LOCAL_CODE_SYSTEM`), which the bundle's
-CodeSystem resource defines. Units are UCUM where UCUM has a code. Flags use HL7
+Codes: LOINC only where a code checked against the LOINC listings (domain brief) names the
+population nkpanel measures. None does today: 107067-1 counts CD19−CD3−CD56+ cells and 9728-7
+CD3−CD16+CD56+ cells, while nkpanel's NK cells are CD3− CD56+ *and/or* CD16+
+(:mod:`nkpanel.interpret.measurands`), so every result is coded in nkpanel's local code system
+(:data:`LOCAL_CODE_SYSTEM`), which the bundle's CodeSystem resource defines, with the reason each
+nearby LOINC code was not used. Units are UCUM where UCUM has a code. Flags use HL7
 v3-ObservationInterpretation (L, N, H); a result that failed QC has no value but a
 dataAbsentReason of ``error`` and the reason in a note. Synthetic data carry the HL7
 v3-ActReason security label HTEST ("test health data") on every resource.
@@ -261,6 +263,8 @@ def code_system() -> dict[str, Any]:
     ]
     for m in MEASURANDS.values():
         loinc = f" LOINC {m.loinc} carries the same measurand." if m.loinc else ""
+        if m.loinc_not_used:
+            loinc += f" {m.loinc_not_used}"
         concepts.append(
             {
                 "code": m.code,
@@ -277,7 +281,10 @@ def code_system() -> dict[str, Any]:
         "content": "complete",
         "caseSensitive": True,
         "description": "nkpanel's local codes for NK-cell measurands that have no LOINC code "
-        "checked against the LOINC listings; results with a checked LOINC code carry both.",
+        "checked against the LOINC listings for the same population; results with such a code "
+        "carry both. The NK counts are coded here because the nearest LOINC codes (107067-1, "
+        "9728-7) name a narrower population than nkpanel's CD3- CD56+ and/or CD16+ gate; each "
+        "concept's definition says why.",
         "concept": concepts,
     }
 
