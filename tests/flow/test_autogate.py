@@ -144,3 +144,28 @@ def test_human_mass_cytometry_runs_with_plausible_nk(shared_data: Path) -> None:
         # 1,000 events cannot give enough NK events: the result must say so, not pass silently
         assert not a.result.reportable
         assert any("NK events" in r for r in a.result.not_reportable_reasons)
+
+
+def test_height_only_scatter_of_older_instruments() -> None:
+    """FACSCalibur-era files record FSC-H and SSC-H only: lymphocytes come from SSC-H, and the
+    missing singlet gate is said, not silently skipped."""
+    from nkpanel.flow.sample import FlowSample
+
+    tube = simulate_tube(SimulationSpec(seed=8))
+    full = tube.to_sample()
+    keep = [c.index for c in full.channels if c.pnn not in ("FSC-A", "SSC-A")]
+    sample = FlowSample.from_array(
+        full.events[:, keep],
+        [full.channels[i].pnn for i in keep],
+        pns=[full.channels[i].pns for i in keep],
+        name="height-only",
+        spillover=full.spillover,
+        metadata=full.metadata,
+    )
+    a = analyze_sample(sample)
+    assert any("FSC-A/FSC-H" in n for n in a.result.notes)
+    lymph = a.tree["Lymphocytes"] if a.tree is not None else None
+    assert lymph is not None and "SSC-H" in [d.channel for d in lymph.dims]
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None
+    assert abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0

@@ -25,7 +25,18 @@ __all__ = ["AbsoluteCountInputs", "FlowAnalysis", "FlowSettings", "analyze_file"
 BoolArray = NDArray[np.bool_]
 
 REQUIRED_MARKERS = ("CD3", "CD56")
-OPTIONAL_MARKERS = ("CD16", "CD19", "CD45", "CD14", "CD66", "FSC-A", "FSC-H", "SSC-A", "Time")
+OPTIONAL_MARKERS = (
+    "CD16",
+    "CD19",
+    "CD45",
+    "CD14",
+    "CD66",
+    "FSC-A",
+    "FSC-H",
+    "SSC-A",
+    "SSC-H",
+    "Time",
+)
 #: metadata keywords copied into every result
 KEPT_KEYWORDS = ("cyt", "cytsn", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src")
 

@@ -291,6 +291,14 @@ class _Gater:
         self.member[gate.name] = inside
         return inside
 
+    def scatter(self, kind: Literal["FSC", "SSC"]) -> str | None:
+        """The area channel of a scatter, or its height channel where the instrument records
+        no area (older analogue instruments write FSC-H/SSC-H only)."""
+        for name in (f"{kind}-A", f"{kind}-H"):
+            if self.markers.has(name):
+                return self.markers.channel_for(name)
+        return None
+
     def everything(self) -> BoolArray:
         return np.ones(self.n, dtype=bool)
 
@@ -442,11 +450,13 @@ class _Gater:
         dims: list[Dimension] = []
         lo: list[float | None] = []
         hi: list[float | None] = []
-        if self.markers.has("SSC-A"):
-            if not self.markers.has("CD45") and self.markers.has("FSC-A"):
+        ssc = self.scatter("SSC")
+        fsc = self.scatter("FSC")
+        if ssc is not None:
+            if not self.markers.has("CD45") and fsc is not None:
                 # without CD45, debris (low FSC, low SSC) must go before the low-SSC cluster is
                 # looked for, or it would be taken for the lymphocytes
-                fch = self.markers.channel_for("FSC-A")
+                fch = fsc
                 c = find_cut(
                     self.scaled(fch, base & (self.raw(fch) > 0)),
                     min_separation=self.separation(fch),
@@ -458,7 +468,7 @@ class _Gater:
                     lo.append(fsc_lo)
                     hi.append(None)
                     base = base & (self.raw(fch) >= fsc_lo)
-            ch = self.markers.channel_for("SSC-A")
+            ch = ssc
             dims.append(self.dim(ch))
             lo.append(None)
             hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
