@@ -169,3 +169,52 @@ def test_height_only_scatter_of_older_instruments() -> None:
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None
     assert abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
+
+
+def test_log_amplified_integer_fcs2_file(tmp_path: Path) -> None:
+    """An FCS 2.0 file as older analogue instruments wrote it: 10-bit integers, fluorescence on
+    4-decade log amplifiers ($PnE 4,1), scatter linear. Values decode to 1…10⁴, above $PnR."""
+    from tests.flow.fcs_bytes import build_fcs
+
+    tube = simulate_tube(SimulationSpec(seed=9, n_events=60_000))
+    fluor = set(tube.spillover.channels)
+    stored = np.empty_like(tube.events)
+    pne, pnr = [], []
+    for j, name in enumerate(tube.pnn):
+        x = tube.events[:, j]
+        if name in fluor:
+            # 1024 channels over 4 decades of a 0…262143 signal rescaled to 1…10^4
+            scaled = np.clip(x / 262144.0 * 1e4, 1.0, 1e4)
+            stored[:, j] = np.clip(np.round(np.log10(scaled) / 4 * 1024), 0, 1023)
+            pne.append("4,1")
+        elif name == "Time":
+            stored[:, j] = np.clip(np.round(x / x.max() * 1023), 0, 1023)
+            pne.append("0,0")
+        else:
+            stored[:, j] = np.clip(np.round(x / 256.0), 0, 1023)
+            pne.append("0,0")
+        pnr.append(1024)
+    spill = ",".join(
+        [str(len(tube.spillover.channels)), *tube.spillover.channels]
+        + [repr(float(v)) for v in tube.spillover.matrix.ravel()]
+    )
+    data = build_fcs(
+        stored,
+        list(tube.pnn),
+        version="2.0",
+        datatype="I",
+        bits=16,
+        pns=list(tube.pns),
+        pne=pne,
+        pnr=pnr,
+        keywords={"SPILL": spill},
+    )
+    path = tmp_path / "calibur_like.fcs"
+    path.write_bytes(data)
+    a = analyze_file(path)
+    assert a.sample.version == "2.0"
+    sat = next(f for f in a.result.qc if f.check == "saturation")
+    assert sat.passed, sat.reason  # decoded values reach 10^4 without being "saturated"
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None
+    assert abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0, nk

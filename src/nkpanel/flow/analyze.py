@@ -297,7 +297,7 @@ def _saturation_check(
     any_top = np.zeros(sample.n_events, dtype=bool)
     for ch in sorted(channels):
         i = sample.index_of(ch)
-        any_top |= sample.events[:, i] >= 0.999 * sample.channels[i].pnr
+        any_top |= sample.events[:, i] >= 0.999 * sample.channels[i].top
     n = int(within.sum()) if within is not None else sample.n_events
     hits = int((any_top & within).sum()) if within is not None else int(any_top.sum())
     sat = hits / n if n else 0.0

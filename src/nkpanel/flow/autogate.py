@@ -211,7 +211,7 @@ class _Gater:
                 self.scales[pnn] = _Scale("log", t=0, m=0, w=0, cofactor=1)
             else:
                 ch = self.sample.channels[self.col[pnn]]
-                t = ch.pnr if ch.pnr > 1 else 262144.0
+                t = ch.top if ch.top > 1 else 262144.0
                 m = self.settings.logicle_m
                 w = _logicle_w(self.raw(pnn)[self.subsample(self.everything())], t, m)
                 self.scales[pnn] = _Scale("logicle", t=t, m=m, w=w, cofactor=1)
@@ -407,7 +407,7 @@ class _Gater:
         up = resid[resid > 0]
         hi_off = k * float(np.sqrt(np.mean(up**2))) if up.size >= 5 else 0.1
         lo_off = low_cut.value
-        top = float(self.sample.channels[self.col[a_ch]].pnr) * 1.05
+        top = float(self.sample.channels[self.col[a_ch]].top) * 1.05
         bottom = max(float(np.min(a)) * 0.5, 1.0)
         xs_lin = np.array([bottom, *np.exp(xs), top])
         modes_arr = np.array([modes[0], *modes, modes[-1]])

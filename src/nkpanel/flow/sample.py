@@ -83,6 +83,14 @@ class Channel:
         """True when $PnE says the instrument stored log-amplified values (decoded on read)."""
         return self.pne[0] > 0
 
+    @property
+    def top(self) -> float:
+        """The largest value the channel can hold on the scale nkpanel reads it in: $PnR, or
+        for log-amplified channels f2 · 10^f1 (a 4-decade channel decodes to 1…10⁴, whatever
+        its $PnR), divided by the gain."""
+        raw = self.pne[1] * 10.0 ** self.pne[0] if self.is_log_amplified else self.pnr
+        return raw / self.png if self.png > 0 else raw
+
 
 @dataclass(frozen=True, eq=False)
 class Spillover:
