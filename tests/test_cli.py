@@ -52,6 +52,7 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     doc = json.loads((report / "report.json").read_text())
     # the earlier episode is there as history for the serial view
     assert "2026-06-01" in json.dumps(doc)
+    assert "Endometrial NK cells" in proc.stdout and "NK activity" in proc.stdout
     for line in ("clinician report:", "patient page:", "FHIR bundle:"):
         assert line in proc.stdout
 

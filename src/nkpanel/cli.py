@@ -356,9 +356,37 @@ def _run_with_progress(
         )
 
 
+def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
+    """Endometrial NK headlines of a case: CD56+ per 100 stromal cells and per mm²."""
+    rows = [b for b in biopsies if isinstance(b.get("uterine"), dict)]
+    if not rows:
+        return
+    table = Table(title="Endometrial NK cells (CD56 IHC)")
+    for col in ("biopsy", "timing", "CD56+ /100 stromal (95% CI)", "CD56+ /mm²", "QC"):
+        table.add_column(col)
+    for b in rows:
+        u = b["uterine"]
+        ci = u.get("across_fields_cd56_per_100_stromal_cells") or {}
+        low, high = ci.get("lower"), ci.get("upper")
+        interval = f" ({low:.1f}–{high:.1f})" if low is not None and high is not None else ""
+        value = u.get("cd56_per_100_stromal_cells")
+        shown = f"{value:.1f}{interval}" if isinstance(value, int | float) else "–"
+        per_mm2 = u.get("cd56_per_mm2_stroma")
+        timing = (b.get("timing") or {}).get("lh_day")
+        table.add_row(
+            str(b.get("id")),
+            f"LH+{timing}" if timing is not None else "not recorded",
+            shown,
+            f"{per_mm2:.0f}" if isinstance(per_mm2, int | float) else "–",
+            "reportable" if u.get("reportable") else "NOT REPORTABLE",
+        )
+    out_console.print(table)
+
+
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
     analyses = [a for o in outcome.draws.values() for a in o.analyses]
     _print_cytotoxicity(outcome.cytotoxicity)
+    _print_endometrial(outcome.endometrial)
     _print_results(list(analyses), list(outcome.failures), out)
     out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:
