@@ -139,14 +139,15 @@ def test_every_measurand_has_patient_wording_and_unit() -> None:
         assert m.loinc in (None, "9728-7", "107067-1")  # only codes the brief lists as checked
 
 
-def test_nk_counts_use_the_local_code_not_a_narrower_loinc() -> None:
-    # domain brief §1: NK = CD3− CD56+ and/or CD16+ (CD19− where stained); LOINC 107067-1 is
-    # CD19−CD3−CD56+ cells/100 cells and 9728-7 CD3−CD16+CD56+ cells/volume: neither names
-    # that population, so neither is used, and each measurand says why.
-    for code, loinc in (("pnk-pct-lymph", "107067-1"), ("pnk-per-ul", "9728-7")):
-        m = MEASURANDS[code]
-        assert m.loinc is None
-        assert loinc in m.loinc_not_used and "and/or CD16+" in m.loinc_not_used
+def test_nk_loinc_codes() -> None:
+    # domain brief §1: 9728-7 = CD3−CD16+CD56+ (NK) cells [#/volume] in Blood, the TBNK name of
+    # the NK count (CD16 and CD56 on one fluorochrome: CD3− CD16/56+); LOINC 107067-1 is
+    # CD19−CD3−CD56+ cells/100 cells, CD56+ only, so the NK percentage keeps the local code
+    # and says why.
+    assert MEASURANDS["pnk-per-ul"].loinc == "9728-7"
+    pct = MEASURANDS["pnk-pct-lymph"]
+    assert pct.loinc is None
+    assert "107067-1" in pct.loinc_not_used and "and/or CD16+" in pct.loinc_not_used
 
 
 def _by_code(ep: Any) -> dict[str, Any]:

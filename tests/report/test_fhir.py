@@ -48,10 +48,10 @@ def test_codes(reported: Reported) -> None:
                 assert c["system"] == LOCAL_CODE_SYSTEM
                 local_used.add(c["code"])
         assert any(c["system"] == LOCAL_CODE_SYSTEM for c in codings)
-    # The LOINC codes the domain brief lists name narrower populations than nkpanel's NK
-    # "CD3− CD56+ and/or CD16+" (domain brief §1): 107067-1 is CD19−CD3−CD56+ cells/100 cells,
-    # 9728-7 CD3−CD16+CD56+ cells/volume. So no result carries a LOINC code.
-    assert loinc_used == set()
+    # domain brief §1: 9728-7 = CD3−CD16+CD56+ (NK) cells [#/volume] in Blood, the TBNK name of
+    # the NK count; 107067-1 (CD19−CD3−CD56+ cells/100 cells) counts CD56+ cells only and is not
+    # used for nkpanel's "CD56+ and/or CD16+" percentage.
+    assert loinc_used == {"9728-7"}
     (cs,) = resources(reported.bundle, "CodeSystem")
     assert cs["url"] == LOCAL_CODE_SYSTEM
     defined = {c["code"] for c in cs["concept"]}
@@ -59,12 +59,11 @@ def test_codes(reported: Reported) -> None:
     assert all(c["definition"] for c in cs["concept"])
 
 
-def test_codesystem_says_why_the_nk_loinc_codes_were_not_used(reported: Reported) -> None:
+def test_codesystem_says_why_the_nk_percent_loinc_code_was_not_used(reported: Reported) -> None:
     (cs,) = resources(reported.bundle, "CodeSystem")
     by_code = {c["code"]: c["definition"] for c in cs["concept"]}
-    pct, per_ul = by_code["pnk-pct-lymph"], by_code["pnk-per-ul"]
+    pct = by_code["pnk-pct-lymph"]
     assert "107067-1" in pct and "not used" in pct and "and/or CD16+" in pct
-    assert "9728-7" in per_ul and "not used" in per_ul and "both CD16 and CD56" in per_ul
     assert "107067-1" in cs["description"] and "9728-7" in cs["description"]
 
 

@@ -9,9 +9,10 @@ None does today, so every measurand is coded in nkpanel's local code system, doc
 - 107067-1 is "CD19−CD3−CD56+ (NK) cells/100 cells in Blood by flow cytometry": CD56+ cells
   only, CD19 excluded. nkpanel's NK cells are CD3− CD56+ *and/or* CD16+ (CD19− only where CD19
   is stained), which also counts CD56− CD16+ cells, and CD19 is not always in the panel.
-- 9728-7 is "CD3−CD16+CD56+ (NK) cells [#/volume] in Blood": its component names cells
-  positive for both CD16 and CD56, while nkpanel's count also holds CD56bright CD16− cells
-  (about 10% of NK; ARUP 2013805) and CD56− CD16+ cells.
+- 9728-7, "CD3−CD16+CD56+ (NK) cells [#/volume] in Blood", is used for the NK count: its name
+  is the TBNK convention for NK cells, counted in kits with CD16 and CD56 on one fluorochrome
+  (BD Multitest, domain brief §1) as CD3− CD16/56+, which is nkpanel's "CD56+ and/or CD16+";
+  the domain brief lists it as checked and names it for NK cells/µL.
 
 Each measurand's :attr:`Measurand.loinc_not_used` says why, and the CodeSystem repeats it.
 """
@@ -99,10 +100,8 @@ _ALL = (
         0,
         "flow",
         "blood",
-        loinc_not_used="LOINC 9728-7 (CD3-CD16+CD56+ (Natural killer) cells [#/volume] in "
-        "Blood) was not used: its component names cells positive for both CD16 and CD56, while "
-        "this measurand counts CD3- cells that are CD56+ and/or CD16+, including CD56bright "
-        "CD16- cells (about 10% of NK cells) and CD56- CD16+ cells.",
+        loinc="9728-7",
+        loinc_display="CD3-CD16+CD56+ (Natural killer) cells [#/volume] in Blood",
         patient_name="NK cells in blood, number per microlitre",
         patient_what="How many NK cells there are in a microlitre (a millionth of a litre) of "
         "your blood.",

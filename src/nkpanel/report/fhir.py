@@ -2,10 +2,10 @@
 Patient and Specimens they point to, and a CodeSystem that documents nkpanel's local codes.
 
 Codes: LOINC only where a code checked against the LOINC listings (domain brief) names the
-population nkpanel measures. None does today: 107067-1 counts CD19−CD3−CD56+ cells and 9728-7
-CD3−CD16+CD56+ cells, while nkpanel's NK cells are CD3− CD56+ *and/or* CD16+
-(:mod:`nkpanel.interpret.measurands`), so every result is coded in nkpanel's local code system
-(:data:`LOCAL_CODE_SYSTEM`), which the bundle's CodeSystem resource defines, with the reason each
+population nkpanel measures: 9728-7 for the NK count (the TBNK name of CD3− CD16/56+ cells).
+The NK percentage is not 107067-1 (CD19−CD3−CD56+, CD56+ cells only), and subsets, activity
+and uNK have no checked code; every result also carries nkpanel's local code
+(:data:`LOCAL_CODE_SYSTEM`), which the bundle's CodeSystem resource defines, with the reason a
 nearby LOINC code was not used. Units are UCUM where UCUM has a code. Flags use HL7
 v3-ObservationInterpretation (L, N, H); a result that failed QC has no value but a
 dataAbsentReason of ``error`` and the reason in a note. Synthetic data carry the HL7
@@ -282,9 +282,10 @@ def code_system() -> dict[str, Any]:
         "caseSensitive": True,
         "description": "nkpanel's local codes for NK-cell measurands that have no LOINC code "
         "checked against the LOINC listings for the same population; results with such a code "
-        "carry both. The NK counts are coded here because the nearest LOINC codes (107067-1, "
-        "9728-7) name a narrower population than nkpanel's CD3- CD56+ and/or CD16+ gate; each "
-        "concept's definition says why.",
+        "carry both. The NK percentage is coded here because LOINC 107067-1 names CD56+ cells "
+        "only, narrower than nkpanel's CD3- CD56+ and/or CD16+ gate; the NK count also carries "
+        "LOINC 9728-7 (CD3-CD16+CD56+, the TBNK name of that gate). Each concept's definition "
+        "says why a nearby LOINC code was not used.",
         "concept": concepts,
     }
 
