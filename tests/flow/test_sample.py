@@ -414,6 +414,13 @@ def data_span(buf: bytes) -> tuple[int, int]:
     return int(buf[26:34]), int(buf[34:42])
 
 
+def _ascii_with_text_cell() -> bytes:
+    """A valid fixed-width ASCII file whose first value is replaced by text."""
+    buf = good(datatype="A", bits=8)
+    start, _ = data_span(buf)
+    return buf[:start] + b"     abc" + buf[start + 8 :]
+
+
 @dataclass(frozen=True)
 class Bad:
     kind: str
@@ -638,7 +645,9 @@ BAD = [
         "$P3R 262144 exceeds what a 16-bit value ($P3B) can hold",
     ),
     Bad(
-        "$DATATYPE A", lambda: good(datatype="A", bits=8), "$DATATYPE A (ASCII) data cannot be read"
+        "$DATATYPE A with a non-number",
+        lambda: _ascii_with_text_cell(),
+        "ASCII DATA holds a value that is not a number",
     ),
     Bad("$DATATYPE unknown", _set("$DATATYPE", "Q"), "unknown $DATATYPE 'Q'"),
     Bad(
@@ -782,3 +791,62 @@ def test_decoded_values_never_overflow(tmp_path: Path) -> None:
     data = build_fcs(raw, ["FL1"], datatype="I", bits=16, pnr=[65536], pne=["30,1"])
     s = read_fcs(write(tmp_path, data))
     assert math.isfinite(s.events[0, 0]) and s.events[0, 0] > 1e29
+
+
+# --------------------------------------------------------------------------------------------
+# ASCII data ($DATATYPE A), which flowio does not decode
+
+
+def test_ascii_fixed_width_decodes_like_integers(tmp_path: Path) -> None:
+    raw = np.array([[5, 256, 512, 7], [1023, 768, 0, 9]], dtype=np.int64)
+    path = tmp_path / "ascii.fcs"
+    path.write_bytes(
+        build_fcs(
+            raw, PNN, version="3.0", datatype="A", bits=6, pne=["0,0", "4,1", "4,1", "0,0"], pns=PNS
+        )
+    )
+    s = read_fcs(path)
+    assert s.n_events == 2
+    # $PnE 4,1 over $PnR 1024: 10^(4·c/1024), so 256 → 10, 512 → 100, 768 → 1000, 0 → 1
+    np.testing.assert_allclose(s.events[:, 1], [10.0, 1000.0])
+    np.testing.assert_allclose(s.events[:, 2], [100.0, 1.0])
+    np.testing.assert_array_equal(s.events[:, 0], [5.0, 1023.0])
+    np.testing.assert_array_equal(s.events[:, 3], [7.0, 9.0])
+
+
+def test_ascii_delimited_values(tmp_path: Path) -> None:
+    body = b"5 256,512\t7\n1023 768 0 9\n"
+    path = tmp_path / "ascii_delimited.fcs"
+    path.write_bytes(
+        build_fcs(
+            np.zeros((2, 4)),
+            PNN,
+            version="3.1",
+            datatype="A",
+            bits=8,
+            keywords={f"$P{i}B": "*" for i in range(1, 5)},
+            data=body,
+            pns=PNS,
+        )
+    )
+    s = read_fcs(path)
+    np.testing.assert_array_equal(s.events[:, 0], [5.0, 1023.0])
+    np.testing.assert_array_equal(s.events[:, 3], [7.0, 9.0])
+
+
+def test_ascii_delimited_value_count_must_fit(tmp_path: Path) -> None:
+    path = tmp_path / "short.fcs"
+    path.write_bytes(
+        build_fcs(
+            np.zeros((2, 4)),
+            PNN,
+            version="3.1",
+            datatype="A",
+            bits=8,
+            keywords={f"$P{i}B": "*" for i in range(1, 5)},
+            data=b"1 2 3 4 5 6 7",
+            pns=PNS,
+        )
+    )
+    with pytest.raises(FCSFormatError, match="7 values, not"):
+        read_fcs(path)

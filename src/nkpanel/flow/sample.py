@@ -6,7 +6,8 @@ keywords itself (offsets inside the file, segments that do not overlap, $PAR and
 with the size of the DATA segment, known data type and byte order, sane $PnB/$PnE/$PnG/$PnR), so
 that every defect becomes one :class:`~nkpanel.errors.FCSFormatError` naming the file and the
 cause, and no header value can make the reader allocate more memory than the file holds
-(files with ASCII data, histogram modes or more than one data set are refused the same way).
+(files in histogram mode or with more than one data set are refused the same way; ASCII data,
+which flowio does not decode, is read by nkpanel after flowio has parsed the TEXT).
 flowio's own reading of the critical keywords is cross-checked against this module's, and the
 channel values it returns are converted to scale values here:
 
@@ -30,6 +31,7 @@ Cytometry 1997;28:118-122.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import sys
 import warnings
@@ -52,6 +54,7 @@ SPILLOVER_KEYWORDS = ("spillover", "spill", "comp")
 KEPT_KEYWORDS = ("cyt", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src", "cytsn")
 #: an FCS file claiming more than this many events or parameters is refused before allocation
 MAX_EVENTS = 200_000_000
+_MAX_ASCII_CHARS = 64
 MAX_PARAMETERS = 10_000
 #: a $PnE claiming more decades than this is refused (real instruments use 4 to 6)
 MAX_LOG_DECADES = 30.0
@@ -456,9 +459,8 @@ def _check_keywords(
     if raw_type is None:
         raise FCSFormatError(p, "TEXT lacks the required keyword $DATATYPE")
     datatype = raw_type.upper()
-    if raw_type.strip().upper() == "A":
-        raise FCSFormatError(p, "$DATATYPE A (ASCII) data cannot be read (flowio does not)")
-    if datatype not in ("I", "F", "D"):
+    datatype = datatype.strip()
+    if datatype not in ("I", "F", "D", "A"):
         raise FCSFormatError(p, f"unknown $DATATYPE {_short(raw_type)}")
 
     numbers = set()
@@ -482,8 +484,25 @@ def _check_keywords(
         for kw in ("b", "r"):
             if f"p{n}{kw}" not in text:
                 raise FCSFormatError(p, f"TEXT lacks the required keyword $P{n}{kw.upper()}")
-        b = _int_kw(text, f"p{n}b", p)
-        if datatype == "I":
+        if datatype == "A":
+            # ASCII: $PnB is the number of characters of each value, or "*" when values are
+            # separated by delimiters (FCS 3.1 §3.3.9); kept here as 8 × characters
+            raw_b = text[f"p{n}b"].strip()
+            chars = 0 if raw_b == "*" else _int_kw(text, f"p{n}b", p)
+            if not 0 <= chars <= _MAX_ASCII_CHARS:
+                raise FCSFormatError(p, f"$P{n}B {raw_b!r}: ASCII values need 1 to 64 characters")
+            if raw_b != "*" and chars == 0:
+                raise FCSFormatError(p, f"$P{n}B 0 is not a number of characters")
+            rng = float(_int_kw(text, f"p{n}r", p))
+            if rng <= 0:
+                raise FCSFormatError(p, f"$P{n}R {text[f'p{n}r']!r} is not a positive range")
+            bits.append(8 * chars)
+            b = 8 * chars
+        else:
+            b = _int_kw(text, f"p{n}b", p)
+        if datatype == "A":
+            pass
+        elif datatype == "I":
             if b not in _INT_BITS:
                 raise FCSFormatError(
                     p, f"$P{n}B {b}: integer data must use 8, 16 or 32 bits per value"
@@ -513,7 +532,7 @@ def _check_keywords(
                 raise FCSFormatError(p, f"absurd $P{n}E {_short(raw)} ({f1:g} decades)")
             if f1 > 0 and f2 == 0:
                 f2 = 1.0  # FCS 3.1: "4,0" is read as "4,1"
-            if f1 > 0 and datatype != "I":
+            if f1 > 0 and datatype not in ("I", "A"):
                 notes.append(f"$P{n}E {raw} ignored: $DATATYPE {datatype} values are stored linear")
                 f1, f2 = 0.0, 0.0
             pne = (f1, f2) if f1 > 0 else (0.0, 0.0)
@@ -548,7 +567,8 @@ def _check_keywords(
 
     if "byteord" not in text:
         raise FCSFormatError(p, "TEXT lacks the required keyword $BYTEORD")
-    _byte_order(text["byteord"], bits, p)
+    if datatype != "A":  # characters have no byte order
+        _byte_order(text["byteord"], bits, p)
 
     data = _data_offsets(text, header, size, p)
     header_zero = header.version != "2.0" and header.data == (0, 0) and data != (0, 0)
@@ -556,6 +576,7 @@ def _check_keywords(
         notes.append("HEADER gives 0 for the DATA offsets; $BEGINDATA/$ENDDATA used")
     row_bytes = sum(bits) // 8
     expected = tot * row_bytes
+    delimited = datatype == "A" and 0 in bits
     off_by_one = False
     if tot > 0:
         start, stop = data
@@ -571,8 +592,8 @@ def _check_keywords(
         length = stop - start + 1
         # flowio can drop one surplus byte only when it reads values wider than a byte
         can_drop_byte = datatype != "I" or (len(set(bits)) == 1 and bits[0] > 8)
-        off_by_one = length == expected + 1 and can_drop_byte
-        if length != expected and not off_by_one:
+        off_by_one = length == expected + 1 and can_drop_byte and datatype != "A"
+        if length != expected and not off_by_one and not delimited:
             raise FCSFormatError(
                 p,
                 f"DATA segment holds {length} bytes but $TOT {tot} × {row_bytes} bytes per "
@@ -673,7 +694,7 @@ def _decode(
         for ch in channels:
             col = out[:, ch.index]
             f1, f2 = ch.pne
-            if datatype == "I" and f1 > 0:
+            if datatype in ("I", "A") and f1 > 0:
                 col[:] = f2 * np.power(10.0, f1 * col / ch.pnr)
             if ch.pnn.lower() == "time":
                 if step is not None and f1 == 0:
@@ -700,6 +721,41 @@ def _flowio_text_check(buf: bytes, text: Mapping[str, str], layout: _Layout, p: 
     _cross_check(text, fd.text, layout.par, p)
 
 
+def _ascii_data(buf: bytes, layout: _Layout, p: Path) -> NDArray[np.float64]:
+    """$DATATYPE A: fixed-width character fields ($PnB characters each) or, where every $PnB
+    is "*", numbers separated by spaces, tabs, commas or line breaks (FCS 3.1 §3.3.9)."""
+    start, stop = layout.data
+    segment = buf[start : stop + 1]
+    try:
+        text = segment.decode("ascii")
+    except UnicodeDecodeError:
+        raise FCSFormatError(p, "ASCII DATA segment holds non-ASCII bytes") from None
+    n = layout.tot * layout.par
+    widths = [b // 8 for b in layout.bits]
+    try:
+        if 0 in widths:
+            tokens = [tok for tok in re.split(r"[\s,]+", text) if tok]
+            if len(tokens) != n:
+                raise FCSFormatError(
+                    p, f"ASCII DATA holds {len(tokens)} values, not $TOT × $PAR = {n}"
+                )
+            values = np.array([float(tok) for tok in tokens], dtype=np.float64)
+        else:
+            row = sum(widths)
+            edges = np.cumsum([0, *widths])
+            values = np.array(
+                [
+                    float(text[i * row + a : i * row + b])
+                    for i in range(layout.tot)
+                    for a, b in itertools.pairwise(edges)
+                ],
+                dtype=np.float64,
+            )
+    except ValueError as exc:
+        raise FCSFormatError(p, f"ASCII DATA holds a value that is not a number ({exc})") from None
+    return values.reshape(layout.tot, layout.par)
+
+
 def _float_data(buf: bytes, text: Mapping[str, str], layout: _Layout) -> NDArray[np.float64] | None:
     """The DATA segment as a column-ordered float64 array when it is uniform $DATATYPE F or D
     in a plain byte order; ``None`` for anything flowio should decode."""
@@ -718,7 +774,9 @@ def _float_data(buf: bytes, text: Mapping[str, str], layout: _Layout) -> NDArray
     if start < 0 or start + count * dtype.itemsize > len(buf):
         return None
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=start)
-    return np.asfortranarray(flat.reshape(layout.tot, layout.par), dtype=np.float64)
+    # NaN or inf in the file would warn here; read_fcs refuses non-finite values right after
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asfortranarray(flat.reshape(layout.tot, layout.par), dtype=np.float64)
 
 
 def _spillover_from_text(
@@ -757,8 +815,9 @@ def read_fcs(path: str | Path) -> FlowSample:
     ------
     FCSFormatError
         Empty, not FCS, truncated, offsets outside the file or overlapping, $PAR or $TOT that
-        disagree with the DATA segment, absurd keyword values, more than one data set, ASCII or
-        histogram data, or any other failure of the parser. The message starts with the path.
+        disagree with the DATA segment, absurd keyword values, more than one data set, ASCII
+        values that are not numbers, histogram data, or any other failure of the parser. The
+        message starts with the path.
     CompensationError
         A spillover keyword that is present but cannot be used (wrong size, singular, naming a
         channel the file does not have).
@@ -803,6 +862,12 @@ def _read_buffer(buf: bytes, p: Path) -> FlowSample:
     if layout.tot == 0:
         events = np.zeros((0, layout.par), dtype=np.float64)
         notes.append("the file holds no events ($TOT 0)")
+    elif layout.datatype == "A":
+        # flowio does not decode ASCII data: its TEXT is still parsed and checked by flowio
+        _flowio_text_check(buf, text, layout, p)
+        events = np.asfortranarray(
+            _decode(_ascii_data(buf, layout, p), channels, layout.datatype, text)
+        )
     elif (fast := _float_data(buf, text, layout)) is not None:
         # uniform float/double data, already validated against the TEXT and the file size:
         # flowio parses the TEXT (and must agree with nkpanel's reading of it), then NumPy
