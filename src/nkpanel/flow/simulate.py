@@ -95,9 +95,10 @@ LABELS: tuple[str, ...] = (
     "B",
     "NK_bright",
     "NK_dim",
+    "NK_CD56neg",
 )
-LYMPHOCYTE_LABELS: tuple[str, ...] = ("T", "NKT", "B", "NK_bright", "NK_dim")
-NK_LABELS: tuple[str, ...] = ("NK_bright", "NK_dim")
+LYMPHOCYTE_LABELS: tuple[str, ...] = ("T", "NKT", "B", "NK_bright", "NK_dim", "NK_CD56neg")
+NK_LABELS: tuple[str, ...] = ("NK_bright", "NK_dim", "NK_CD56neg")
 _CODE = {name: i for i, name in enumerate(LABELS)}
 
 # --- detectors -------------------------------------------------------------------------------
@@ -188,6 +189,14 @@ _PHENOTYPES: tuple[_Phenotype, ...] = (
         (15_000, 0.20),
         (("CD56", 1_800, 0.45), ("CD16", 14_000, 0.45), ("CD45", 22_000, 0.20)),
     ),
+    # CD56- CD16+ NK cells: NK by the "CD56+ and/or CD16+" rule, in neither CD56 subset
+    _Phenotype(
+        "NK CD56neg",
+        "NK_CD56neg",
+        (55_000, 0.10),
+        (15_000, 0.20),
+        (("CD56", 120, 0.50), ("CD16", 11_000, 0.45), ("CD45", 22_000, 0.20)),
+    ),
     _Phenotype(
         "classical monocyte",
         "monocyte",
@@ -268,6 +277,9 @@ class SimulationSpec:
     seed: int = 0
     nk_percent_of_lymphocytes: float = 12.0
     cd56bright_percent_of_nk: float = 8.0
+    #: CD56- CD16+ NK cells; ARUP 2013805 puts CD56dim CD16+ at 47-94.5% of NK, so other
+    #: subsets make up the rest; a few % is a modest, synthetic choice
+    cd56neg_percent_of_nk: float = 3.0
     nkt_percent_of_lymphocytes: float = 4.0
     b_percent_of_lymphocytes: float = 12.0
     lymphocytes_per_ul: float = 2000.0
@@ -364,6 +376,7 @@ def _check_spec(spec: SimulationSpec) -> datetime:
     for name in (
         "nk_percent_of_lymphocytes",
         "cd56bright_percent_of_nk",
+        "cd56neg_percent_of_nk",
         "nkt_percent_of_lymphocytes",
         "b_percent_of_lymphocytes",
         "lymphocyte_percent_of_leukocytes",
@@ -372,6 +385,8 @@ def _check_spec(spec: SimulationSpec) -> datetime:
         value = float(getattr(spec, name))
         if not 0.0 <= value <= 100.0:
             raise bad(f"{name} must be a percentage in [0, 100], got {value}")
+    if spec.cd56bright_percent_of_nk + spec.cd56neg_percent_of_nk > 100.0:
+        raise bad("CD56bright + CD56- percentages of NK cells add up to more than 100")
     subsets = spec.nk_percent_of_lymphocytes + spec.nkt_percent_of_lymphocytes
     subsets += spec.b_percent_of_lymphocytes
     if subsets > 100.0:
@@ -469,8 +484,10 @@ def _phenotype_probabilities(spec: SimulationSpec) -> tuple[NDArray[np.float64],
     leuko[_P["NKT CD16-"]] = lym * nkt * (1.0 - _NKT_CD16_POSITIVE)
     leuko[_P["NKT CD16+"]] = lym * nkt * _NKT_CD16_POSITIVE
     leuko[_P["B"]] = lym * b
+    neg = spec.cd56neg_percent_of_nk / 100.0
     leuko[_P["NK CD56bright"]] = lym * nk * bright
-    leuko[_P["NK CD56dim"]] = lym * nk * (1.0 - bright)
+    leuko[_P["NK CD56dim"]] = lym * nk * (1.0 - bright - neg)
+    leuko[_P["NK CD56neg"]] = lym * nk * neg
     leuko[_P["classical monocyte"]] = mono * (1.0 - _MONOCYTE_CD16_POSITIVE)
     leuko[_P["CD16+ monocyte"]] = mono * _MONOCYTE_CD16_POSITIVE
     leuko[_P["neutrophil"]] = gran * (1.0 - _GRANULOCYTE_EOSINOPHIL)
@@ -778,6 +795,7 @@ def _truth(
         "nk_percent_of_lymphocytes": _percent(nk, lymph),
         "cd56bright_percent_of_nk": _percent(counts["NK_bright"], nk),
         "cd56dim_percent_of_nk": _percent(counts["NK_dim"], nk),
+        "cd56neg_percent_of_nk": _percent(counts["NK_CD56neg"], nk),
         "nkt_percent_of_lymphocytes": _percent(counts["NKT"], lymph),
         "b_percent_of_lymphocytes": _percent(counts["B"], lymph),
         "t_percent_of_lymphocytes": _percent(counts["T"], lymph),
