@@ -43,10 +43,7 @@ def test_simulated_nk_percent_within_one_point(design: str, seed: int, tmp_path:
     assert a.result.nk_percent_of_lymphocytes is not None
     # the issue's bar: the true NK % recovered within 1 percentage point
     assert abs(a.result.nk_percent_of_lymphocytes - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
-    # NK cells are large granular lymphocytes: the largest few % sit past the SSC valley
-    # between lymphocytes and monocytes and leave with the monocytes (about 5% of NK in the
-    # low-NK design), so per-event F1 is held to 0.93, the NK % to the issue's 1 point
-    assert f1(truth_nk, a.membership["NK"]) > 0.93
+    assert f1(truth_nk, a.membership["NK"]) > 0.95
     if not spec.combined_cd16_cd56:
         bright = tube.truth["cd56bright_percent_of_nk"]
         assert a.result.cd56bright_percent_of_nk is not None
@@ -56,8 +53,10 @@ def test_simulated_nk_percent_within_one_point(design: str, seed: int, tmp_path:
         assert abs(a.result.cd56dim_percent_of_nk - dim) < 2.0
     if spec.with_beads:
         # bead-method NK count against the count computed from the true labels
-        # the same SSC-valley loss (above) carries into the count: up to about 6% low when NK
-        # are few; the issue sets no bar for counts, this is the measured limit
+        # NK cells are large granular lymphocytes: the largest few % lie past the SSC valley
+        # between lymphocytes and monocytes and leave with the monocytes, so the count runs up
+        # to about 6% low when NK are few (measured: -5.7% in the low-NK design); the issue sets
+        # no bar for counts, this is the measured limit
         expected = tube.truth["nk_per_ul_bead_method"]
         assert a.result.nk_cells_per_ul == pytest.approx(expected, rel=0.08)
 
