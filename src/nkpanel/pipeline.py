@@ -183,9 +183,11 @@ def run_case(
         "endometrial": outcome.endometrial,
     }
     target = out_dir / "case_summary.json"
-    write_text(target, json.dumps(summary, indent=2, default=str))
+    text = json.dumps(summary, indent=2, default=str)
+    write_text(target, text)
     outcome.summary_path = target
-    outcome.summary = json.loads(target.read_text("utf-8"))
+    # the reports read exactly what was written (JSON types), without reading the file back
+    outcome.summary = json.loads(text)
     if reports:
         from nkpanel.report import build_reports
 

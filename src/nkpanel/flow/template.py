@@ -23,6 +23,7 @@ workflows. Front Immunol 2021;12:768541.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 import xml.etree.ElementTree as ET
@@ -278,9 +279,23 @@ def load_template(path: str | Path) -> Template:
     >>> t = load_template(Path("gating.wsp"))  # doctest: +SKIP
     >>> apply_template(t, Path("68983.fcs")).counts["NK cells"]  # doctest: +SKIP
     """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _parse_template(p)  # _detect_kind names the file and the cause
+    # a batch applies one template to many files: parse it once while the file is unchanged
+    return _cached_template(p, p.resolve(), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_template(p: Path, _resolved: Path, _mtime_ns: int, _size: int) -> Template:
+    return _parse_template(p)
+
+
+def _parse_template(p: Path) -> Template:
     import flowkit
 
-    p = Path(path)
     kind = _detect_kind(p)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
