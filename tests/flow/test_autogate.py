@@ -85,6 +85,22 @@ def test_cd56dim_subset_leaves_out_cd56_negative_nk() -> None:
     assert np.all(cd56[a.membership["NK CD56dim"]] >= dim_gate.lo[0])
 
 
+def test_logicle_display_scale_agrees_with_flowutils() -> None:
+    """The tabulated logicle used for densities equals flowutils' exact transform (Parks et
+    al. 2006) to 1e-6 of the display range, inside its table and beyond it."""
+    from flowutils import transforms
+
+    tube = simulate_tube(SimulationSpec(seed=4, n_events=20_000))
+    a = analyze_sample(tube.to_sample())
+    assert a.gating is not None and a.markers is not None
+    cd56 = a.markers.markers["CD56"]
+    scale = a.gating.scales[cd56]
+    x = np.r_[-(10.0 ** np.linspace(-2, 6, 400)), 0.0, 10.0 ** np.linspace(-2, 9, 600)]
+    s = scale.t, scale.m, scale.w  # type: ignore[attr-defined]
+    exact = transforms.logicle(x.reshape(-1, 1), [0], t=s[0], m=s[1], w=s[2], a=0.0).ravel()
+    np.testing.assert_allclose(scale(x), exact, rtol=0, atol=1e-6)
+
+
 def test_gate_tree_reproduces_membership() -> None:
     tube = simulate_tube(SimulationSpec(seed=3))
     a = analyze_sample(tube.to_sample())

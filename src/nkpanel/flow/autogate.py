@@ -129,20 +129,34 @@ class _Scale:
         return self._logicle(np.asarray(x, dtype=np.float64))
 
     def _logicle(self, x: Array) -> Array:
-        """Logicle by interpolation in a table of the exact inverse (which is closed-form),
-        with flowutils' exact transform for values beyond the table. Used for densities and
-        display only: gates compare linear values, so this never decides membership."""
+        """Logicle by linear interpolation in a table that is even in u = asinh(x / c).
+
+        The logicle scale is itself close to an asinh, so in u it is nearly a straight line and
+        4,097 even steps interpolate it to within about 1e-6 of the display range; finding a
+        value's place in an even table is arithmetic, not a search, which makes this some ten
+        times faster than a searched table. The table is computed with flowutils' exact
+        transform, which also serves values beyond it. Used for densities and display only:
+        gates compare linear values, so this never decides membership."""
         from flowutils import transforms
 
         if not hasattr(self, "_table"):
-            y = np.linspace(-0.5, 1.2, 2049)
-            xs = transforms.logicle_inverse(
-                y.reshape(-1, 1), [0], t=self.t, m=self.m, w=self.w, a=0.0
+            ends = transforms.logicle_inverse(
+                np.array([[-0.5], [1.2]]), [0], t=self.t, m=self.m, w=self.w, a=0.0
             ).reshape(-1)
-            self._table = (np.asarray(xs, dtype=np.float64), y)
-        xs, ys = self._table
-        out = np.interp(x, xs, ys)
-        outside = (x < xs[0]) | (x > xs[-1])
+            # c: where the scale turns from linear to logarithmic (10^(M−W) below the top)
+            self._c = self.t * 10.0 ** (self.w - self.m)
+            u_lo, u_hi = np.arcsinh(np.asarray(ends, dtype=np.float64) / self._c)
+            u = np.linspace(u_lo, u_hi, 4097)
+            xs = (np.sinh(u) * self._c).reshape(-1, 1)
+            ys = transforms.logicle(xs, [0], t=self.t, m=self.m, w=self.w, a=0.0).reshape(-1)
+            self._table = (float(u_lo), float(u[1] - u[0]), np.asarray(ys, dtype=np.float64))
+        u_lo, step, ys = self._table
+        pos = (np.arcsinh(x / self._c) - u_lo) / step
+        outside = (pos < 0.0) | (pos > ys.size - 1)
+        np.clip(pos, 0.0, ys.size - 1.000001, out=pos)
+        i = pos.astype(np.intp)
+        frac = pos - i
+        out = ys[i] * (1.0 - frac) + ys[i + 1] * frac
         if outside.any():
             exact = transforms.logicle(
                 np.ascontiguousarray(x[outside]).reshape(-1, 1),
@@ -393,7 +407,7 @@ class _Gater:
             sel = (log_a >= lo_q) & (log_a <= hi_q)
             if sel.sum() < 20:
                 continue
-            d = density_1d(r[sel])
+            d = density_1d(r[sel], bandwidth="silverman")
             xs.append(float(np.median(log_a[sel])))
             modes.append(float(d.grid[int(np.argmax(d.density))]))
         if len(xs) < 2:

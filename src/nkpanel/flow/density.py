@@ -66,10 +66,10 @@ class Cut:
     other_start: float | None = None
 
 
-def _silverman(x: NDArray[np.float64]) -> float:
+def _silverman(x: NDArray[np.float64], quartiles: tuple[float, float] | None = None) -> float:
     n = x.size
     sd = float(np.std(x))
-    q75, q25 = np.percentile(x, [75, 25])
+    q25, q75 = quartiles if quartiles is not None else np.percentile(x, [25, 75])
     spread = min(sd, float(q75 - q25) / 1.349) or sd or 1.0
     return float(0.9 * spread * n ** (-0.2))
 
@@ -117,11 +117,22 @@ def density_1d(
     n_grid: int = 512,
     bw_adjust: float = 1.0,
     limits: tuple[float, float] | None = None,
+    bandwidth: Literal["isj", "silverman"] = "isj",
+    quartiles: tuple[float, float] | None = None,
 ) -> Density:
-    """Binned Gaussian KDE of ``values`` (Silverman's rule × ``bw_adjust``).
+    """Binned Gaussian KDE of ``values``, bandwidth × ``bw_adjust``.
 
     Counts on an even grid convolved with a Gaussian: O(n + g log g), and within a fraction of a
     bin of the exact KDE for the grid sizes used here.
+
+    Parameters
+    ----------
+    bandwidth
+        ``"isj"``: improved Sheather-Jones, bounded to [1/5, 1] × Silverman's rule (for valleys
+        between populations); ``"silverman"``: Silverman's rule alone, enough to place the
+        mode of one dominant population and about ten times cheaper.
+    quartiles
+        The 25th and 75th percentiles of ``values`` when the caller has them already.
     """
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -131,8 +142,8 @@ def density_1d(
     if hi <= lo:
         hi = lo + 1.0
     with np.errstate(all="ignore"):
-        isj = isj_bandwidth(x) if x.size >= 50 else None
-    silverman = _silverman(x)
+        isj = isj_bandwidth(x) if x.size >= 50 and bandwidth == "isj" else None
+    silverman = _silverman(x, quartiles)
     # ISJ can collapse onto rounding artefacts of integer data; never go below a fifth of
     # Silverman's rule, nor above it
     bw = (min(max(isj, 0.2 * silverman), silverman) if isj else silverman) * bw_adjust
@@ -216,8 +227,10 @@ def find_cut(
         return Cut(float(np.max(x)) if x.size else 0.0, "fallback", ())
     if x.size > max_points:
         x = np.random.default_rng(seed).choice(x, max_points, replace=False)
-    lo, hi = np.percentile(x, [0.1, 99.9])
-    d = density_1d(x, bw_adjust=bw_adjust, limits=(float(lo), float(hi)))
+    lo, q25, q75, hi = np.percentile(x, [0.1, 25, 75, 99.9])  # one partial sort for all four
+    d = density_1d(
+        x, bw_adjust=bw_adjust, limits=(float(lo), float(hi)), quartiles=(float(q25), float(q75))
+    )
     step = float(d.grid[1] - d.grid[0])
     distance = max(1, round(min_separation / step)) if min_separation > 0 else None
     top = float(d.density.max())

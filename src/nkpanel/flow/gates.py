@@ -82,17 +82,58 @@ def points_in_polygon(
     """Which points lie inside a closed polygon (edges inclusive, even-odd rule).
 
     Uses flowutils' C kernel, the one FlowKit evaluates Gating-ML polygons with, so exported
-    gates give the same membership in both; points outside the bounding box are never tested.
+    gates give the same membership in both; points outside the bounding box are never tested,
+    nor, for a band polygon (see :func:`_ratio_band`), points that are certainly in or out.
     """
     from flowutils.gating import points_in_polygon as _kernel
 
     inside = np.zeros(x.shape[0], dtype=bool)
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
+    in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
+    band = _ratio_band(vertices)
+    if band is not None:
+        (low_min, low_max), (high_min, high_max) = band
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = y / x
+        sure = in_box & (ratio >= low_max) & (ratio <= high_min)
+        inside |= sure
+        in_box &= ~sure & (ratio >= low_min) & (ratio <= high_max)
+    cand = np.flatnonzero(in_box)
     if cand.size:
         pts = np.column_stack((x[cand], y[cand]))
         inside[cand] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
     return inside
+
+
+def _ratio_band(
+    vertices: NDArray[np.float64],
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The y/x ranges of a band polygon's lower and upper edges, or ``None`` for any other shape.
+
+    A band is a lower chain of vertices with x strictly increasing, then an upper chain back
+    over the same x values, above the lower one, all at x > 0 and y > 0 (a singlet gate drawn
+    along the FSC-A/FSC-H diagonal). Along a straight edge y/x moves monotonically between its
+    end values, so every point of the lower edge has a ratio within the lower vertices' range,
+    and likewise the upper edge. A point inside the x range whose y/x is at least the largest
+    lower ratio and at most the smallest upper ratio is inside; one whose ratio is below every
+    lower or above every upper ratio is outside. Only the points between need the kernel, which
+    for a narrow diagonal band is a small fraction.
+    """
+    n = vertices.shape[0]
+    if n < 4 or n % 2:
+        return None
+    lower, upper = vertices[: n // 2], vertices[n // 2 :][::-1]
+    xs = lower[:, 0]
+    if (
+        not np.array_equal(upper[:, 0], xs)
+        or not np.all(np.diff(xs) > 0)
+        or xs[0] <= 0
+        or not np.all(lower[:, 1] > 0)
+        or not np.all(upper[:, 1] >= lower[:, 1])
+    ):
+        return None
+    low, high = lower[:, 1] / xs, upper[:, 1] / xs
+    return (float(low.min()), float(low.max())), (float(high.min()), float(high.max()))
 
 
 @dataclass(frozen=True)

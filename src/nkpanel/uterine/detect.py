@@ -195,6 +195,12 @@ class Segmentation:
 
 
 def _opening_background(img: F32, radius_px: int) -> F32:
+    """Morphological opening with a square window of side ``2·radius_px + 1`` (reflected edges).
+
+    A square window is separable: scipy applies the minimum and maximum filters row by row and
+    then column by column (van Herk 1992; Gil & Werman 1993), so the cost does not grow with
+    the window.
+    """
     if radius_px < 1:
         return np.zeros_like(img)
     size = 2 * radius_px + 1
@@ -202,13 +208,59 @@ def _opening_background(img: F32, radius_px: int) -> F32:
 
 
 def _local_maxima(img: F32, mask: NDArray[np.bool_], distance_px: int, floor: float) -> I32:
-    """Seeds: pixels equal to the maximum of their (2d+1)² window, above ``floor``, in mask."""
+    """Seeds: pixels equal to the maximum of their (2d+1)² window, above ``floor``, in mask.
+
+    The window is reflected at the array's edge, as the image would be if it went on as its
+    mirror image (the convention of every other filter here).
+    """
     size = 2 * max(distance_px, 1) + 1
-    mx = ndi.maximum_filter(img, size=size, mode="nearest")
+    mx = ndi.maximum_filter(img, size=size, mode="reflect")
     peaks = (img >= mx) & mask & (img > floor)
     # a plateau gives one seed per connected piece
     seeds, _ = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     return np.asarray(seeds, dtype=np.int32)
+
+
+def _interior(labels: I32) -> NDArray[np.bool_]:
+    """Object pixels whose four neighbours all carry the same label (beyond the array: none).
+
+    The complement, within objects, is skimage's ``find_boundaries(mode="inner")`` with a
+    background of 0 outside the array.
+    """
+    p = np.pad(labels, 1)
+    c = p[1:-1, 1:-1]
+    return np.asarray(
+        (c > 0)
+        & (c == p[:-2, 1:-1])
+        & (c == p[2:, 1:-1])
+        & (c == p[1:-1, :-2])
+        & (c == p[1:-1, 2:]),
+        dtype=bool,
+    )
+
+
+def _edt_inside(mask: NDArray[np.bool_]) -> F32:
+    """Euclidean distance of each mask pixel to the nearest pixel outside it (the array's
+    surroundings count as outside)."""
+    d = ndi.distance_transform_edt(np.pad(mask, 1))
+    return np.asarray(d[1:-1, 1:-1], dtype=np.float32)
+
+
+def _pack(shapes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Shelf packing: top-left corners of boxes laid in rows of at most ``width`` pixels, one
+    empty pixel between boxes; returns (corners, mosaic height, mosaic width)."""
+    corners: list[tuple[int, int]] = []
+    y = x = shelf = 0
+    w_max = 0
+    for h, w in shapes:
+        if x > 0 and x + w > width:
+            y += shelf + 1
+            x = shelf = 0
+        corners.append((y, x))
+        x += w + 1
+        shelf = max(shelf, h)
+        w_max = max(w_max, x)
+    return corners, y + shelf, w_max
 
 
 def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
@@ -216,12 +268,18 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
 
     Only objects holding two or more local maxima of the distance map (at least
     ``min_seed_px`` deep) are examined; in each, maxima whose dynamic exceeds ``h_px``
-    (h-maxima) seed a watershed of the negated distance, within that object only.
-    """
-    from nkpanel.uterine._skimage import find_boundaries, h_maxima, watershed
+    (h-maxima, Soille 2003, ch. 6) seed a watershed of the negated distance, within that object
+    only.
 
-    inner = (labels > 0) & ~find_boundaries(labels, mode="inner")
-    dist = np.asarray(ndi.distance_transform_edt(inner), dtype=np.float32)
+    The candidates are cut out and laid side by side in one mosaic, one empty pixel apart, so
+    that a single h-maxima transform and a single watershed treat them all. This is the same
+    as treating them one by one: each object's distance map is 0 on its outline, and both
+    operations are local to the connected pieces of the mosaic (a morphological reconstruction
+    cannot raise a value above the lowest value on the way, 0).
+    """
+    from nkpanel.uterine._skimage import h_maxima, watershed
+
+    dist = _edt_inside(_interior(labels))
     # candidates: objects with two or more regional-maximum plateaus deep enough to seed
     peaks = (dist >= min_seed_px) & (dist >= ndi.maximum_filter(dist, size=3))
     seeds, n_seeds = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
@@ -229,41 +287,71 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
         return labels
     n_obj = int(labels.max())
     flat = np.flatnonzero(seeds.ravel())
-    pairs = np.unique(np.stack([labels.ravel()[flat], seeds.ravel()[flat]]), axis=1)
-    per_obj = np.bincount(pairs[0], minlength=n_obj + 1)
+    key = labels.ravel()[flat].astype(np.int64) * (n_seeds + 1) + seeds.ravel()[flat]
+    per_obj = np.bincount(np.unique(key) // (n_seeds + 1), minlength=n_obj + 1)
     candidates = np.flatnonzero(per_obj >= 2)
     candidates = candidates[candidates > 0]
     if candidates.size == 0:
         return labels
-    out = labels.copy()
-    next_id = n_obj + 1
+    # h-maxima of an object whose deepest point is less than h are empty (skimage's rule)
+    deepest = np.zeros(n_obj + 1, dtype=np.float32)
+    np.maximum.at(deepest, labels.ravel()[flat], dist.ravel()[flat])
+    candidates = candidates[deepest[candidates] >= np.float32(h_px)]
+    if candidates.size == 0:
+        return labels
     boxes = ndi.find_objects(labels)
-    for obj in candidates:
-        sl = boxes[obj - 1]
-        if sl is None:
+    slices = [boxes[obj - 1] for obj in candidates]
+    shapes = [(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) for sl in slices if sl]
+    corners, mh, mw = _pack(shapes, max(256, max(w for _, w in shapes)))
+    d_m = np.zeros((mh, mw), dtype=np.float32)
+    obj_m = np.zeros((mh, mw), dtype=np.int32)
+    for obj, sl, (y, x), (h, w) in zip(candidates, slices, corners, shapes, strict=True):
+        region = labels[sl] == obj
+        d_m[y : y + h, x : x + w] = np.where(region, dist[sl], 0.0)
+        obj_m[y : y + h, x : x + w][region] = obj
+    hm = (h_maxima(d_m, h_px) > 0) & (d_m >= min_seed_px)
+    marks, n_marks = ndi.label(hm, structure=np.ones((3, 3), dtype=bool))
+    if n_marks < 2:
+        return labels
+    # objects with two or more seeds are split; the others keep their label
+    owner = np.zeros(n_marks + 1, dtype=np.int64)
+    mflat = np.flatnonzero(marks.ravel())
+    owner[marks.ravel()[mflat]] = obj_m.ravel()[mflat]
+    n_per = np.bincount(owner[1:], minlength=n_obj + 1)
+    split_marks = np.flatnonzero(n_per[owner] >= 2)
+    split_marks = split_marks[split_marks > 0]
+    if split_marks.size == 0:
+        return labels
+    # new labels in the order of the objects, then of their seeds (as one by one)
+    order = np.lexsort((split_marks, owner[split_marks]))
+    new_id = np.zeros(n_marks + 1, dtype=np.int32)
+    new_id[split_marks[order]] = np.arange(n_obj + 1, n_obj + 1 + split_marks.size, dtype=np.int32)
+    seeds_m = new_id[marks]
+    split_obj = n_per >= 2
+    split_obj[0] = False
+    parts = watershed(-d_m, seeds_m, mask=split_obj[obj_m])
+    out = labels.copy()
+    for obj, sl, (y, x), (h, w) in zip(candidates, slices, corners, shapes, strict=True):
+        if not split_obj[obj]:
             continue
         region = labels[sl] == obj
-        d = np.where(region, dist[sl], 0.0).astype(np.float32)
-        hm = (h_maxima(d, h_px) > 0) & (d >= min_seed_px)
-        marks, n = ndi.label(hm, structure=np.ones((3, 3), dtype=bool))
-        if n < 2:
-            continue
-        parts = watershed(-d, marks, mask=region)
         crop = out[sl]
-        crop[region] = 0
-        sel = parts > 0
-        crop[sel] = parts[sel] + (next_id - 1)
-        next_id += n
+        crop[region] = parts[y : y + h, x : x + w][region]
     return out
 
 
 def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]:
-    holes = ndi.binary_fill_holes(mask) & ~mask
-    if not holes.any():
+    """Fill holes (4-connected pieces of background not reaching the array's edge, as
+    :func:`scipy.ndimage.binary_fill_holes` defines them) of at most ``max_px`` pixels."""
+    lab, n = ndi.label(~mask)
+    if n == 0:
         return mask
-    lab, n = ndi.label(holes)
     small = np.bincount(lab.ravel(), minlength=n + 1) <= max_px
     small[0] = False
+    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        small[edge] = False
+    if not small.any():
+        return mask
     return np.asarray(mask | small[lab], dtype=bool)
 
 

@@ -1,0 +1,54 @@
+"""Polygon membership: nkpanel's shortcuts against flowutils' kernel (the one FlowKit uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nkpanel.flow.gates import _ratio_band, points_in_polygon
+
+
+def _kernel(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    from flowutils.gating import points_in_polygon as kernel
+
+    return np.asarray(kernel(vertices, np.column_stack((x, y))), dtype=bool)
+
+
+def _band(rng: np.random.Generator, n: int) -> np.ndarray:
+    xs = np.sort(rng.uniform(1.0, 3e5, n))
+    trend = np.cumsum(rng.normal(0.0, 0.08, n))
+    lower = xs * np.exp(trend - rng.uniform(0.05, 0.5))
+    upper = xs * np.exp(trend + rng.uniform(0.0, 0.3))
+    return np.r_[np.c_[xs, lower], np.c_[xs[::-1], upper[::-1]]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 16))
+def test_band_polygons_match_the_kernel(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    vertices = _band(rng, n)
+    assert _ratio_band(vertices) is not None
+    x = rng.uniform(-1e4, 3.3e5, 20_000)
+    y = x * np.exp(rng.normal(0.0, 0.6, x.size)) + rng.normal(0.0, 2e3, x.size)
+    assert np.array_equal(points_in_polygon(x, y, vertices), _kernel(x, y, vertices))
+
+
+def test_shapes_that_are_not_bands_take_the_kernel_alone() -> None:
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    assert _ratio_band(square) is None  # a vertex at x = 0
+    bowtie = np.array([[1.0, 1.0], [2.0, 3.0], [2.0, 1.0], [1.0, 3.0]])
+    assert _ratio_band(bowtie) is None  # upper chain below the lower one
+    rng = np.random.default_rng(1)
+    triangle = np.array([[1.0, 1.0], [5.0, 2.0], [3.0, 6.0]])
+    x, y = rng.uniform(0, 6, 5000), rng.uniform(0, 7, 5000)
+    assert _ratio_band(triangle) is None
+    assert np.array_equal(points_in_polygon(x, y, triangle), _kernel(x, y, triangle))
+
+
+def test_band_of_a_hand_drawn_singlet_gate() -> None:
+    """A point on the diagonal is inside, points far above or below are not (hand-placed)."""
+    vertices = np.array([[10.0, 8.0], [100.0, 80.0], [100.0, 110.0], [10.0, 11.0]])
+    x = np.array([50.0, 50.0, 50.0, 5.0, 150.0])
+    y = np.array([50.0, 20.0, 90.0, 5.0, 150.0])
+    assert points_in_polygon(x, y, vertices).tolist() == [True, False, False, False, False]
