@@ -156,7 +156,7 @@ class _Scale:
         np.clip(pos, 0.0, ys.size - 1.000001, out=pos)
         i = pos.astype(np.intp)
         frac = pos - i
-        out = ys[i] * (1.0 - frac) + ys[i + 1] * frac
+        out: Array = ys[i] * (1.0 - frac) + ys[i + 1] * frac
         if outside.any():
             exact = transforms.logicle(
                 np.ascontiguousarray(x[outside]).reshape(-1, 1),
