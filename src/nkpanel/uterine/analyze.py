@@ -235,6 +235,38 @@ def _mirror_pad(rgb: U8, r_in: BoolArray, c_in: BoolArray) -> U8:
     return np.asarray(np.pad(inside, pads, mode="edge"), dtype=np.uint8)
 
 
+def _tile_view(
+    box: tuple[int, int, int, int],
+    cut: tuple[int, int, int, int],
+    margin: int,
+    rgb: U8,
+    seg: Segmentation,
+    cells: CellTable,
+    counted: BoolArray,
+    ds_a: float,
+) -> TileView:
+    """The view sinks expect: the tile with its full margin on every side, the part beyond
+    the image's edge filled with the image's mirror image (RGB) and no cells (labels)."""
+    xa, ya, tw, th = box
+    xs, ys, xe, ye = cut
+    top, left = ys - (ya - margin), xs - (xa - margin)
+    bottom, right = (ya + th + margin) - ye, (xa + tw + margin) - xe
+    if top or left or bottom or right:
+        rows = np.arange(ya - margin, ya + th + margin)
+        cols = np.arange(xa - margin, xa + tw + margin)
+        full = np.full((rows.size, cols.size, 3), 255, dtype=np.uint8)
+        full[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
+        r_in = (rows >= ys) & (rows < ye)
+        c_in = (cols >= xs) & (cols < xe)
+        rgb = _mirror_pad(full, r_in, c_in)
+        pad = ((top, bottom), (left, right))
+        seg = Segmentation(np.pad(seg.nuclei, pad), np.pad(seg.cells, pad))
+        cells = cells.shifted(float(top), float(left))
+    pos = np.concatenate([[False], cells.positive])
+    cnt = np.concatenate([[False], counted])
+    return TileView(xa, ya, margin, (th, tw), rgb, seg, pos, cnt, cells, ds_a)
+
+
 def _stain_sample(
     src: ImageSource, tissue: BoolArray, ds_ov: float, ds_a: float, rng: np.random.Generator
 ) -> U8:
@@ -316,13 +348,15 @@ def analyze_source(
     overview = _read_overview(src, ds_ov)
     if isinstance(src, WholeSlide):
         check_brightfield(overview, src.path)
+    # a field image is read once at the analysis resolution: white point, stain sample, tiles
+    field_a = src.read(0, 0, src.width, src.height, ds_a) if isinstance(src, FieldImage) else None
     # white point: glass on a slide overview; the palest pixels of a field
     if s.white_point is not None:
         white = s.white_point
-    elif isinstance(src, WholeSlide):
-        white = estimate_white(overview)
+    elif field_a is not None:
+        white = estimate_white(field_a)
     else:
-        white = estimate_white(src.read(0, 0, src.width, src.height, ds_a))
+        white = estimate_white(overview)
     if min(white) < 120:
         raise InputError(
             src.path,
@@ -333,7 +367,7 @@ def analyze_source(
     tissue = detect_tissue(overview, std, tis)
     if not tissue.any():
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
-    sample = _stain_sample(src, tissue, ds_ov, ds_a, rng)
+    sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
     estimated, check = estimate_macenko(sample, white=white)
     if s.stain_vectors is not None:
         stains = s.stain_vectors
@@ -412,30 +446,24 @@ def analyze_source(
     tables: list[CellTable] = []
     for k, (xa, ya, tw, th) in enumerate(boxes):
         want_labels = any(sk.wants(xa, ya, tw, th) for sk in all_sinks)
-        x0, y0 = round((xa - margin) * ds_a), round((ya - margin) * ds_a)
-        w0, h0 = round((tw + 2 * margin) * ds_a), round((th + 2 * margin) * ds_a)
-        rgb = _fit(src.read(x0, y0, w0, h0, ds_a), th + 2 * margin, tw + 2 * margin)
-        # pixels of the analysis grid that lie inside the image; beyond its edge the tile is
-        # filled by mirroring the image (so filters see tissue, not a white frame) and masked
-        rows = np.arange(ya - margin, ya - margin + rgb.shape[0])
-        cols = np.arange(xa - margin, xa - margin + rgb.shape[1])
-        r_in = (rows >= 0) & (rows < ha)
-        c_in = (cols >= 0) & (cols < wa)
-        valid: BoolArray | None = None
-        if not (r_in.all() and c_in.all()):
-            valid = r_in[:, None] & c_in[None, :]
-            rgb = _mirror_pad(rgb, r_in, c_in)
+        # the tile with its margin, cut at the image's edge: beyond it every filter reflects
+        # the image (as if the tissue went on as its mirror image) and nothing is detected
+        xs, ys = max(0, xa - margin), max(0, ya - margin)
+        xe, ye = min(wa, xa + tw + margin), min(ha, ya + th + margin)
+        if field_a is not None and (xs, ys, xe, ye) == (0, 0, wa, ha):
+            rgb = _fit(field_a, ha, wa)
+        else:
+            x0, y0 = round(xs * ds_a), round(ys * ds_a)
+            w0, h0 = round((xe - xs) * ds_a), round((ye - ys) * ds_a)
+            rgb = _fit(src.read(x0, y0, w0, h0, ds_a), ye - ys, xe - xs)
         hem, dab = deconvolve(rgb, stains)
-        cells, seg = detect_cells(hem, dab, det, return_labels=want_labels, valid=valid)
-        core = (
-            (cells.y >= margin)
-            & (cells.y < margin + th)
-            & (cells.x >= margin)
-            & (cells.x < margin + tw)
-        )
+        cells, seg = detect_cells(hem, dab, det, return_labels=want_labels)
+        # tile pixels → analysis grid
+        gxa, gya = cells.x + xs, cells.y + ys
+        core = (gya >= ya) & (gya < ya + th) & (gxa >= xa) & (gxa < xa + tw)
         # continuous level-0 coordinates of the nucleus centroid
-        gx = (cells.x + (xa - margin) + 0.5) * ds_a
-        gy = (cells.y + (ya - margin) + 0.5) * ds_a
+        gx = (gxa + 0.5) * ds_a
+        gy = (gya + 0.5) * ds_a
         oxi = np.clip((gx / ds_ov).astype(np.intp), 0, ow - 1)
         oyi = np.clip((gy / ds_ov).astype(np.intp), 0, oh - 1)
         counted = core & stroma[oyi, oxi]
@@ -448,9 +476,9 @@ def analyze_source(
             )
         )
         if want_labels and seg is not None:
-            pos = np.concatenate([[False], cells.positive])
-            cnt = np.concatenate([[False], counted])
-            view = TileView(xa, ya, margin, (th, tw), rgb, seg, pos, cnt, cells, ds_a)
+            view = _tile_view(
+                (xa, ya, tw, th), (xs, ys, xe, ye), margin, rgb, seg, cells, counted, ds_a
+            )
             for sk in all_sinks:
                 if sk.wants(xa, ya, tw, th):
                     sk.add(view)
