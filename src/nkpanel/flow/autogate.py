@@ -255,11 +255,13 @@ class _Gater:
         Cut points need a density, not every event (see ``AutoGateSettings.density_events``);
         gates are then evaluated on every event.
         """
-        idx = np.flatnonzero(within)
         n = self.settings.density_events
+        stride = max(1, int(np.count_nonzero(within)) // n)
+        # every stride-th event of the acquisition, of those inside, then evenly spaced among
+        # those: events arrive in random order, so this is a random sample, deterministic and
+        # cheap (a large parent's mask is only read at every stride-th event)
+        idx = np.flatnonzero(within[::stride]) * stride
         if idx.size > n:
-            # evenly spaced through the acquisition: events arrive in random order, so this is
-            # a random sample, and it is deterministic and cheap
             idx = idx[np.linspace(0, idx.size - 1, n).astype(np.intp)]
         return idx
 
@@ -334,13 +336,14 @@ class _Gater:
             return None, 0.0
         tch = self.markers.channel_for("Time")
         t = self.sample.events[:, self.col[tch]]
-        if self.n < 100 or not np.all(np.diff(t) >= 0) or t[-1] <= t[0]:
+        if self.n < 100 or not np.all(t[1:] >= t[:-1]) or t[-1] <= t[0]:
             self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
             return None, 0.0
         bins = max(10, min(self.settings.time_bins, self.n // 50))
         edges = np.linspace(t[0], t[-1], bins + 1)
         edges[-1] = np.nextafter(edges[-1], np.inf)
-        counts = np.histogram(t, bins=edges)[0].astype(np.float64)
+        # events per bin [edge, next edge): the times are sorted, so a search per edge counts
+        counts = np.diff(np.searchsorted(t, edges, side="left")).astype(np.float64)
         med = float(np.median(counts))
         # a bin is unstable when it departs from the median rate by more than the tolerance
         # and by more than 4 Poisson SDs
