@@ -218,7 +218,7 @@ def _qc_checks(
 ) -> list[QCFlag]:
     lim = s.qc
     flags: list[QCFlag] = []
-    n_lymph = int(member["Lymphocytes"].sum()) if "Lymphocytes" in member else 0
+    n_lymph = int(np.count_nonzero(member["Lymphocytes"])) if "Lymphocytes" in member else 0
     flags.append(
         QCFlag(
             "lymphocyte events",
@@ -228,7 +228,7 @@ def _qc_checks(
             f"{n_lymph} gated lymphocyte events (minimum {lim.min_lymphocyte_events})",
         )
     )
-    n_nk = int(member["NK"].sum()) if "NK" in member else 0
+    n_nk = int(np.count_nonzero(member["NK"])) if "NK" in member else 0
     flags.append(
         QCFlag(
             "NK events",
@@ -239,7 +239,7 @@ def _qc_checks(
         )
     )
     if s.counts.bead_method:
-        n_beads = int(member["Beads"].sum()) if "Beads" in member else 0
+        n_beads = int(np.count_nonzero(member["Beads"])) if "Beads" in member else 0
         flags.append(
             QCFlag(
                 "bead events",
@@ -297,9 +297,15 @@ def _saturation_check(
     any_top = np.zeros(sample.n_events, dtype=bool)
     for ch in sorted(channels):
         i = sample.index_of(ch)
-        any_top |= sample.events[:, i] >= 0.999 * sample.channels[i].top
-    n = int(within.sum()) if within is not None else sample.n_events
-    hits = int((any_top & within).sum()) if within is not None else int(any_top.sum())
+        col, top = sample.events[:, i], 0.999 * sample.channels[i].top
+        if col.size and col.max() >= top:  # most channels never reach the top: skip the mask
+            any_top |= col >= top
+    n = int(np.count_nonzero(within)) if within is not None else sample.n_events
+    hits = (
+        int(np.count_nonzero(any_top & within))
+        if within is not None
+        else int(np.count_nonzero(any_top))
+    )
     sat = hits / n if n else 0.0
     return QCFlag(
         "saturation",
@@ -325,7 +331,7 @@ def _build_result(
     qc: list[QCFlag],
     notes: tuple[str, ...],
 ) -> FlowResult:
-    counts = {k: int(v.sum()) for k, v in member.items()}
+    counts = {k: int(np.count_nonzero(v)) for k, v in member.items()}
     n_lymph = counts.get("Lymphocytes", 0)
     n_leuk = counts.get("Leukocytes", 0)
     n_beads = counts.get("Beads", 0)

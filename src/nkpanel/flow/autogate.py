@@ -281,14 +281,14 @@ class _Gater:
         brightest: bool = False,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within``; record it; return it on the linear scale."""
-        if within.sum() < 10:
-            n = int(within.sum())
+        if np.count_nonzero(within) < 10:
+            n = int(np.count_nonzero(within))
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
             # zero counts are unambiguously negative but pile into a spike that a density would
             # take for a population of its own: place the cut on the non-zero events
             nonzero = within & (self.raw(pnn) != 0)
-            if nonzero.sum() >= 10:
+            if np.count_nonzero(nonzero) >= 10:
                 within = nonzero
         c = find_cut(
             self.scaled(pnn, within),
@@ -380,7 +380,7 @@ class _Gater:
         if c.method != "valley":
             return None
         candidates = low >= c.value
-        if candidates.sum() < 20:
+        if np.count_nonzero(candidates) < 20:
             return None
         # the one channel that separates beads from every cell best carries the gate
         best, best_gap, best_cut = fluor[0], -np.inf, 0.0
@@ -419,7 +419,7 @@ class _Gater:
         xs, modes = [], []
         for lo_q, hi_q in itertools.pairwise(qs):
             sel = (log_a >= lo_q) & (log_a <= hi_q)
-            if sel.sum() < 20:
+            if np.count_nonzero(sel) < 20:
                 continue
             d = density_1d(r[sel], bandwidth="silverman")
             xs.append(float(np.median(log_a[sel])))
@@ -543,7 +543,7 @@ class _Gater:
         nk_marker = base & (self.raw(cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base))
         if separate16 and cd16 is not None:
             nk_marker |= base & (self.raw(cd16) >= self.cut("CD16 (all lymphocytes)", cd16, base))
-        enough = nk_marker.sum() >= 50
+        enough = np.count_nonzero(nk_marker) >= 50
         self.cut("CD3", cd3, nk_marker if enough else base)
         c3_valley = self.linear(cd3, self.cuts["CD3"].value)
         c3_neg = self.linear(cd3, self.cuts["CD3"].tail_end)
@@ -554,7 +554,7 @@ class _Gater:
         c19: float | None = None
         cd19 = self.markers.markers.get("CD19")
         cd19_parent = base & (self.raw(cd3) < c3_neg)
-        if cd19 is not None and cd19_parent.sum() < 10:
+        if cd19 is not None and np.count_nonzero(cd19_parent) < 10:
             self.notes.append("too few CD3- events to place a CD19 cut: B cells not excluded")
             cd19 = None
         if cd19 is not None:
@@ -579,7 +579,7 @@ class _Gater:
         else:
             nk = RangeGate("NK", "CD3-", (self.dim(cd56),), (c56,), (None,))
         nk_in = self.add(nk)
-        if separate16 and cd16 is not None and nk_in.sum() >= 20:
+        if separate16 and cd16 is not None and np.count_nonzero(nk_in) >= 20:
             c_bright = find_cut(
                 self.scaled(cd56, nk_in), above=float(self.scale(cd56)(np.array([c56]))[0])
             )
