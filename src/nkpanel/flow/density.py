@@ -66,6 +66,28 @@ class Cut:
     other_start: float | None = None
 
 
+def _bin_counts(x: NDArray[np.float64], lo: float, hi: float, bins: int) -> NDArray[np.int64]:
+    """Counts of ``x`` in ``bins`` even bins over [lo, hi); values outside are left out.
+
+    The same counts as ``np.histogram`` up to values within rounding of a bin edge, at a third
+    of its cost (an index per value and one ``bincount``).
+    """
+    scale = bins / (hi - lo)
+    idx = np.floor((x - lo) * scale)
+    idx = idx[(idx >= 0) & (idx < bins)].astype(np.intp)
+    return np.bincount(idx, minlength=bins).astype(np.int64)
+
+
+def _quantiles_from_counts(
+    counts: NDArray[np.int64], lo: float, step: float, probs: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Quantiles read off a fine histogram, linearly within a bin (to within one bin width)."""
+    cdf = np.concatenate(([0.0], np.cumsum(counts, dtype=np.float64)))
+    cdf /= cdf[-1]
+    edges = lo + step * np.arange(cdf.size)
+    return tuple(float(np.interp(p, cdf, edges)) for p in probs)
+
+
 def _silverman(x: NDArray[np.float64], quartiles: tuple[float, float] | None = None) -> float:
     n = x.size
     sd = float(np.std(x))
@@ -86,8 +108,13 @@ def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None
         return None
     lo -= (hi - lo) * 0.1
     counts, _ = np.histogram(x, bins=n_grid, range=(lo, lo + span))
+    return _isj_from_counts(counts, x.size, span)
+
+
+def _isj_from_counts(counts: NDArray[np.int64], n: int, span: float) -> float | None:
+    """ISJ bandwidth from data binned on an even grid ``span`` wide (see :func:`isj_bandwidth`)."""
+    n_grid = counts.size
     a = dct(counts / counts.sum(), type=2)
-    n = x.size
     i2 = np.arange(1, n_grid, dtype=np.float64) ** 2
     a2 = (a[1:] / 2.0) ** 2
     ell = 7
@@ -127,7 +154,7 @@ def density_1d(
     n_grid: int = 512,
     bw_adjust: float = 1.0,
     limits: tuple[float, float] | None = None,
-    bandwidth: Literal["isj", "silverman"] = "isj",
+    bandwidth: Literal["isj", "silverman"] | float = "isj",
     quartiles: tuple[float, float] | None = None,
 ) -> Density:
     """Binned Gaussian KDE of ``values``, bandwidth × ``bw_adjust``.
@@ -140,7 +167,8 @@ def density_1d(
     bandwidth
         ``"isj"``: improved Sheather-Jones, bounded to [1/5, 1] × Silverman's rule (for valleys
         between populations); ``"silverman"``: Silverman's rule alone, enough to place the
-        mode of one dominant population and about ten times cheaper.
+        mode of one dominant population and about ten times cheaper; a number: that
+        bandwidth (before ``bw_adjust``).
     quartiles
         The 25th and 75th percentiles of ``values`` when the caller has them already.
     """
@@ -151,16 +179,19 @@ def density_1d(
     lo, hi = limits if limits is not None else (float(np.min(x)), float(np.max(x)))
     if hi <= lo:
         hi = lo + 1.0
-    with np.errstate(all="ignore"):
-        isj = isj_bandwidth(x) if x.size >= 50 and bandwidth == "isj" else None
-    silverman = _silverman(x, quartiles)
-    # ISJ can collapse onto rounding artefacts of integer data; never go below a fifth of
-    # Silverman's rule, nor above it
-    bw = (min(max(isj, 0.2 * silverman), silverman) if isj else silverman) * bw_adjust
+    if isinstance(bandwidth, str):
+        with np.errstate(all="ignore"):
+            isj = isj_bandwidth(x) if x.size >= 50 and bandwidth == "isj" else None
+        silverman = _silverman(x, quartiles)
+        # ISJ can collapse onto rounding artefacts of integer data; never go below a fifth of
+        # Silverman's rule, nor above it
+        bw = (min(max(isj, 0.2 * silverman), silverman) if isj else silverman) * bw_adjust
+    else:
+        bw = float(bandwidth) * bw_adjust
     pad = 3 * bw
-    edges = np.linspace(lo - pad, hi + pad, n_grid + 1)
-    counts, _ = np.histogram(x, bins=edges)
-    step = edges[1] - edges[0]
+    counts = _bin_counts(x, lo - pad, hi + pad, n_grid)
+    step = (hi - lo + 2 * pad) / n_grid
+    edges = lo - pad + step * np.arange(n_grid + 1)
     dens = gaussian_filter1d(counts.astype(np.float64), sigma=max(bw / step, 0.5), mode="constant")
     dens /= max(dens.sum() * step, 1e-300)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -183,6 +214,28 @@ def _drop_light_peaks(d: Density, peaks: NDArray[np.intp]) -> NDArray[np.intp]:
             break
         peaks = np.delete(peaks, lightest)
     return peaks
+
+
+def _cut_density(x: NDArray[np.float64], bw_adjust: float) -> Density:
+    """The density a cut is placed on: the 0.1–99.9th percentile range, ISJ bandwidth.
+
+    One fine histogram (1,024 bins over the data's range and a tenth beyond each end, the ISJ
+    grid) gives both the bandwidth and the quantiles, to within a bin (0.12% of the range),
+    instead of a partial sort for the quantiles and a second pass for the bandwidth.
+    """
+    mn, mx = float(np.min(x)), float(np.max(x))
+    if mx <= mn:
+        return density_1d(x, bw_adjust=bw_adjust)
+    span = (mx - mn) * 1.2
+    start = mn - (mx - mn) * 0.1
+    fine = _bin_counts(x, start, start + span, 1024)
+    lo, q25, q75, hi = _quantiles_from_counts(fine, start, span / 1024, (0.001, 0.25, 0.75, 0.999))
+    silverman = _silverman(x, (q25, q75))
+    with np.errstate(all="ignore"):
+        isj = _isj_from_counts(fine, x.size, span) if x.size >= 50 else None
+    # as in density_1d: ISJ bounded to [1/5, 1] × Silverman's rule
+    bw = min(max(isj, 0.2 * silverman), silverman) if isj else silverman
+    return density_1d(x, bw_adjust=bw_adjust, limits=(lo, hi), bandwidth=bw)
 
 
 def find_cut(
@@ -237,10 +290,7 @@ def find_cut(
         return Cut(float(np.max(x)) if x.size else 0.0, "fallback", ())
     if x.size > max_points:
         x = np.random.default_rng(seed).choice(x, max_points, replace=False)
-    lo, q25, q75, hi = np.percentile(x, [0.1, 25, 75, 99.9])  # one partial sort for all four
-    d = density_1d(
-        x, bw_adjust=bw_adjust, limits=(float(lo), float(hi)), quartiles=(float(q25), float(q75))
-    )
+    d = _cut_density(x, bw_adjust)
     step = float(d.grid[1] - d.grid[0])
     distance = max(1, round(min_separation / step)) if min_separation > 0 else None
     top = float(d.density.max())
