@@ -17,6 +17,7 @@ same way here, in the exported Gating-ML, and in FlowKit.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Mapping
@@ -217,6 +218,8 @@ class _Gater:
         self.notes: list[str] = []
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
+        self._indices: dict[str, NDArray[np.intp]] = {}
+        self._values: dict[tuple[str, str], Array] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def raw(self, pnn: str) -> Array:
@@ -234,7 +237,7 @@ class _Gater:
                 ch = self.sample.channels[self.col[pnn]]
                 t = ch.top if ch.top > 1 else 262144.0
                 m = self.settings.logicle_m
-                w = _logicle_w(self.raw(pnn)[self.subsample(self.everything())], t, m)
+                w = _logicle_w(self.raw(pnn)[self.sample_of_all], t, m)
                 self.scales[pnn] = _Scale("logicle", t=t, m=m, w=w, cofactor=1)
         return self.scales[pnn]
 
@@ -301,19 +304,32 @@ class _Gater:
             self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
         return self.scale(pnn).inverse(c.value)
 
+    def indices(self, population: str) -> NDArray[np.intp]:
+        """The events of a population (kept: several gates share a parent)."""
+        if population not in self._indices:
+            self._indices[population] = np.flatnonzero(self.member[population])
+        return self._indices[population]
+
+    def values_in(self, population: str, pnn: str) -> Array:
+        """A channel's (compensated) values of a population's events, kept likewise."""
+        key = (population, pnn)
+        if key not in self._values:
+            self._values[key] = self.comp[self.indices(population), self.col[pnn]]
+        return self._values[key]
+
     def add(self, gate: Gate) -> BoolArray:
-        parent = None if gate.parent is None else self.member[gate.parent]
-        if parent is None or 4 * int(np.count_nonzero(parent)) > self.n:
+        name = gate.parent
+        if name is None or 4 * int(np.count_nonzero(self.member[name])) > self.n:
             # a large parent: testing every event and keeping the parent's costs less than
             # gathering the parent's events first
             inside = gate.contains([self.comp[:, self.col[d.channel]] for d in gate.dims])
-            if parent is not None:
-                inside &= parent
+            if name is not None:
+                inside &= self.member[name]
         else:
             # only the parent's events can be inside
-            idx = np.flatnonzero(parent)
             inside = np.zeros(self.n, dtype=bool)
-            inside[idx] = gate.contains([self.comp[idx, self.col[d.channel]] for d in gate.dims])
+            values = [self.values_in(name, d.channel) for d in gate.dims]
+            inside[self.indices(name)] = gate.contains(values)
         self.gates.append(gate)
         self.member[gate.name] = inside
         return inside
@@ -328,6 +344,11 @@ class _Gater:
 
     def everything(self) -> BoolArray:
         return np.ones(self.n, dtype=bool)
+
+    @functools.cached_property
+    def sample_of_all(self) -> NDArray[np.intp]:
+        """The density subsample of every event (each channel's logicle width is set on it)."""
+        return self.subsample(self.everything())
 
     # -- steps -----------------------------------------------------------------------------
     def time_gate(self) -> tuple[str | None, float]:
