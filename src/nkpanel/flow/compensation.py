@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
 from nkpanel.flow.sample import FlowSample, Spillover
 
@@ -67,8 +68,13 @@ def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArra
     # one column at a time into a column-ordered result: every later step reads channels as
     # contiguous columns, and nothing but the result is allocated
     out = np.empty(events.shape, dtype=np.float64, order="F")
-    for j in set(range(events.shape[1])) - set(idx):
-        out[:, j] = events[:, j]
+    others = sorted(set(range(events.shape[1])) - set(idx))
+
+    def copy(start: int, stop: int) -> None:
+        for j in others:
+            out[start:stop, j] = events[start:stop, j]
+
+    for_row_blocks(events.shape[0], copy)
     if not idx:
         return out
     # x = o · S⁻¹: the inverse of the small matrix is formed once (a matrix with a condition
@@ -76,13 +82,17 @@ def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArra
     # against a million right-hand sides instead (as flowutils does) takes five times as long
     # and agrees to within 1e-15 relative
     inverse = np.linalg.inv(spill.matrix)
-    for start in range(0, events.shape[0], _BLOCK_ROWS):
-        # a block of events at a time, so each block's detector values are read from memory
-        # once and stay in the cache for all the channels' products
-        rows = slice(start, start + _BLOCK_ROWS)
-        observed = events[rows, idx]
-        for k, j in enumerate(idx):
-            np.dot(observed, inverse[:, k], out=out[rows, j])
+
+    def solve(start: int, stop: int) -> None:
+        for i in range(start, stop, _BLOCK_ROWS):
+            # a block of events at a time, so each block's detector values are read from
+            # memory once and stay in the cache for all the channels' products
+            rows = slice(i, min(i + _BLOCK_ROWS, stop))
+            observed = events[rows, idx]
+            for k, j in enumerate(idx):
+                np.dot(observed, inverse[:, k], out=out[rows, j])
+
+    for_row_blocks(events.shape[0], solve, align=_BLOCK_ROWS)
     return out
 
 

@@ -45,6 +45,7 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError, FCSFormatError
 
 __all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs"]
@@ -861,10 +862,13 @@ _BLOCK_ROWS = 65_536
 def _to_columns(rows: NDArray[Any]) -> NDArray[np.float64]:
     """A row-ordered event array as a column-ordered float64 copy, block by block."""
     out = np.empty(rows.shape, dtype=np.float64, order="F")
-    # NaN or inf in the file would warn here; read_fcs refuses non-finite values right after
-    with np.errstate(invalid="ignore", over="ignore"):
-        for i in range(0, rows.shape[0], _BLOCK_ROWS):
-            out[i : i + _BLOCK_ROWS] = rows[i : i + _BLOCK_ROWS]
+
+    def convert(start: int, stop: int) -> None:
+        for i in range(start, stop, _BLOCK_ROWS):
+            j = min(i + _BLOCK_ROWS, stop)
+            out[i:j] = rows[i:j]
+
+    for_row_blocks(rows.shape[0], convert, align=_BLOCK_ROWS)
     return out
 
 

@@ -1,0 +1,57 @@
+"""Row-block threading: every row once, errors surface, results equal to one thread's."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from nkpanel._threads import MIN_ROWS_PER_THREAD, for_row_blocks, thread_count
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("n_rows", [0, 7, MIN_ROWS_PER_THREAD * 3 + 17])
+def test_every_row_is_worked_on_once(
+    threads: str, n_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NKPANEL_THREADS", threads)
+    hits = np.zeros(n_rows, dtype=np.int64)
+    names: set[str] = set()
+
+    def work(start: int, stop: int) -> None:
+        names.add(threading.current_thread().name)
+        hits[start:stop] += 1
+
+    for_row_blocks(n_rows, work, align=1000)
+    assert np.all(hits == 1)
+    if n_rows >= 2 * MIN_ROWS_PER_THREAD and threads != "1":
+        assert len(names) > 1
+
+
+def test_an_error_in_a_block_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+
+    def work(start: int, stop: int) -> None:
+        if start > 0:
+            raise ValueError("second half")
+
+    with pytest.raises(ValueError, match="second half"):
+        for_row_blocks(MIN_ROWS_PER_THREAD * 4, work)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("1", 1), ("3", 3), ("junk", 1), ("0", 1)])
+def test_thread_count_setting(setting: str, expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NKPANEL_THREADS", setting)
+    assert thread_count() == expected
+
+
+def test_compensation_is_the_same_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    sample = simulate_tube(SimulationSpec(seed=2, n_events=250_000)).to_sample()
+    monkeypatch.setenv("NKPANEL_THREADS", "1")
+    one = compensate(sample)
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    assert np.array_equal(compensate(sample), one)
