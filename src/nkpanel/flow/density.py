@@ -111,8 +111,14 @@ def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None
     return _isj_from_counts(counts, x.size, span)
 
 
-def _isj_from_counts(counts: NDArray[np.int64], n: int, span: float) -> float | None:
-    """ISJ bandwidth from data binned on an even grid ``span`` wide (see :func:`isj_bandwidth`)."""
+def _isj_from_counts(
+    counts: NDArray[np.int64], n: int, span: float, near: tuple[float, float] | None = None
+) -> float | None:
+    """ISJ bandwidth from data binned on an even grid ``span`` wide (see :func:`isj_bandwidth`).
+
+    ``near``: bandwidths between which the solution is looked for first (the caller bounds
+    the result to them anyway); the whole range is searched when no solution lies between.
+    """
     n_grid = counts.size
     a = dct(counts / counts.sum(), type=2)
     i2 = np.arange(1, n_grid, dtype=np.float64) ** 2
@@ -140,9 +146,17 @@ def _isj_from_counts(counts: NDArray[np.int64], n: int, span: float) -> float | 
             f = functional(s, (consts[s] / f) ** (2.0 / (3 + 2 * s)))
         return float(t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4))
 
+    bracket = (1e-12, 0.1)
+    if near is not None:
+        a, b = (near[0] / span) ** 2, (near[1] / span) ** 2
+        try:
+            if 1e-12 < a < b < 0.1 and fixed_point(a) * fixed_point(b) < 0:
+                bracket = (a, b)  # a narrow bracket: half the iterations
+        except (FloatingPointError, ZeroDivisionError):
+            pass
     try:
         # t to six significant digits: the bandwidth, √t, to three parts in ten million
-        t_star = brentq(fixed_point, 1e-12, 0.1, xtol=1e-14, rtol=1e-6)
+        t_star = brentq(fixed_point, *bracket, xtol=1e-14, rtol=1e-6)
     except (ValueError, RuntimeError, FloatingPointError, ZeroDivisionError):
         return None
     return float(np.sqrt(float(t_star)) * span)
@@ -232,7 +246,8 @@ def _cut_density(x: NDArray[np.float64], bw_adjust: float) -> Density:
     lo, q25, q75, hi = _quantiles_from_counts(fine, start, span / 1024, (0.001, 0.25, 0.75, 0.999))
     silverman = _silverman(x, (q25, q75))
     with np.errstate(all="ignore"):
-        isj = _isj_from_counts(fine, x.size, span) if x.size >= 50 else None
+        near = (0.2 * silverman, silverman)
+        isj = _isj_from_counts(fine, x.size, span, near) if x.size >= 50 else None
     # as in density_1d: ISJ bounded to [1/5, 1] × Silverman's rule
     bw = min(max(isj, 0.2 * silverman), silverman) if isj else silverman
     return density_1d(x, bw_adjust=bw_adjust, limits=(lo, hi), bandwidth=bw)
