@@ -176,6 +176,7 @@ class GateTree:
         """
         out: dict[str, BoolArray] = {}
         n = compensated.shape[0]
+        indices: dict[str, NDArray[np.intp]] = {}
         for g in self.gates:
 
             def values(dim: Dimension, idx: NDArray[np.intp] | None) -> NDArray[np.float64]:
@@ -183,11 +184,16 @@ class GateTree:
                 v = src[:, column[dim.channel]] if idx is None else src[idx, column[dim.channel]]
                 return dim.transform(v) if dim.transform is not None else v
 
-            if g.parent is None:
-                out[g.name] = g.contains([values(d, None) for d in g.dims])
+            name = g.parent
+            if name is None or 4 * int(np.count_nonzero(out[name])) > n:
+                # no parent, or a large one: test every event, keep the parent's
+                inside = g.contains([values(d, None) for d in g.dims])
+                out[g.name] = inside if name is None else inside & out[name]
             else:
-                # only the parent's events can be inside
-                idx = np.flatnonzero(out[g.parent])
+                # a small parent: only its events can be inside
+                if name not in indices:
+                    indices[name] = np.flatnonzero(out[name])
+                idx = indices[name]
                 inside = np.zeros(n, dtype=bool)
                 inside[idx] = g.contains([values(d, idx) for d in g.dims])
                 out[g.name] = inside
