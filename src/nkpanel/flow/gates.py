@@ -87,17 +87,20 @@ def points_in_polygon(
     """
     from flowutils.gating import points_in_polygon as _kernel
 
-    inside = np.zeros(x.shape[0], dtype=bool)
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
     band = _ratio_band(vertices)
-    if band is not None:
+    if band is None:
+        inside = np.zeros(x.shape[0], dtype=bool)
+        in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
+    else:
+        # inside the band's x range, y/x decides all but the points near an edge (the y
+        # range of the bounding box is implied by the ratio bounds)
         (low_min, low_max), (high_min, high_max) = band
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = y / x
-        sure = in_box & (ratio >= low_max) & (ratio <= high_min)
-        inside |= sure
-        in_box &= ~sure & (ratio >= low_min) & (ratio <= high_max)
+        in_box = (x >= lo[0]) & (x <= hi[0]) & (ratio >= low_min) & (ratio <= high_max)
+        inside = in_box & (ratio >= low_max) & (ratio <= high_min)
+        in_box &= ~inside
     cand = np.flatnonzero(in_box)
     if cand.size:
         pts = np.column_stack((x[cand], y[cand]))

@@ -833,7 +833,8 @@ def _float_data(
     buf: _FileBytes, text: Mapping[str, str], layout: _Layout
 ) -> NDArray[np.float64] | None:
     """The DATA segment as a column-ordered float64 array when it is uniform $DATATYPE F or D
-    in a plain byte order of finite numbers; ``None`` for anything flowio should decode."""
+    in a plain byte order of finite numbers; ``None`` for anything flowio should decode (it
+    also counts the values that are not finite)."""
     width = {"F": 32, "D": 64}.get(layout.datatype)
     if width is None or any(b != width for b in layout.bits) or layout.off_by_one:
         return None
@@ -849,8 +850,6 @@ def _float_data(
     if start < 0 or start + count * dtype.itemsize > len(buf):
         return None
     flat = np.frombuffer(buf.array, dtype=dtype, count=count, offset=start)
-    if not _all_finite(flat):  # checked on the file's own numbers: half the bytes of float64
-        return None  # flowio's path reads it and counts what is not finite
     return _to_columns(flat.reshape(layout.tot, layout.par))
 
 
@@ -859,17 +858,22 @@ def _float_data(
 _BLOCK_ROWS = 65_536
 
 
-def _to_columns(rows: NDArray[Any]) -> NDArray[np.float64]:
-    """A row-ordered event array as a column-ordered float64 copy, block by block."""
+def _to_columns(rows: NDArray[Any]) -> NDArray[np.float64] | None:
+    """A row-ordered event array as a column-ordered float64 copy, block by block, or ``None``
+    when a value is not finite (each block is checked while it is in the cache)."""
     out = np.empty(rows.shape, dtype=np.float64, order="F")
+    finite: list[bool] = []
 
     def convert(start: int, stop: int) -> None:
         for i in range(start, stop, _BLOCK_ROWS):
             j = min(i + _BLOCK_ROWS, stop)
-            out[i:j] = rows[i:j]
+            block = rows[i:j]
+            finite.append(_all_finite(block))
+            out[i:j] = block
 
-    for_row_blocks(rows.shape[0], convert, align=_BLOCK_ROWS)
-    return out
+    with np.errstate(invalid="ignore", over="ignore"):
+        for_row_blocks(rows.shape[0], convert, align=_BLOCK_ROWS)
+    return out if all(finite) else None
 
 
 def _all_finite(events: NDArray[Any]) -> bool:
