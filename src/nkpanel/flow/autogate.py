@@ -43,6 +43,13 @@ __all__ = [
 
 Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+#: a set of events: a mask over all events, or their indices in ascending order
+Events = NDArray[np.bool_] | NDArray[np.intp]
+
+
+def _count(events: Events) -> int:
+    return int(np.count_nonzero(events)) if events.dtype == np.bool_ else int(events.size)
+
 
 #: names of the populations automated gating can produce, parent first
 POPULATIONS = (
@@ -254,23 +261,26 @@ class _Gater:
         # logicle: M decades over the unit interval
         return float(np.log10(np.e)) / sc.m
 
-    def subsample(self, within: BoolArray) -> NDArray[np.intp]:
-        """Indices of ``within``, at most ``density_events`` of them.
+    def subsample(self, within: Events) -> NDArray[np.intp]:
+        """Indices of ``within`` (a mask or ascending indices), at most ``density_events``.
 
         Cut points need a density, not every event (see ``AutoGateSettings.density_events``);
-        gates are then evaluated on every event.
+        gates are then evaluated on every event. Events arrive in random order, so events
+        evenly spaced through the acquisition are a random sample, deterministic and cheap.
         """
         n = self.settings.density_events
-        stride = max(1, int(np.count_nonzero(within)) // n)
-        # every stride-th event of the acquisition, of those inside, then evenly spaced among
-        # those: events arrive in random order, so this is a random sample, deterministic and
-        # cheap (a large parent's mask is only read at every stride-th event)
-        idx = np.flatnonzero(within[::stride]) * stride
+        if within.dtype != np.bool_:
+            idx = within.astype(np.intp, copy=False)
+        else:
+            # every stride-th event of the acquisition, of those inside: a large parent's mask
+            # is only read at every stride-th event
+            stride = max(1, _count(within) // n)
+            idx = np.flatnonzero(within[::stride]) * stride
         if idx.size > n:
             idx = idx[np.linspace(0, idx.size - 1, n).astype(np.intp)]
         return idx
 
-    def scaled(self, pnn: str, within: BoolArray) -> Array:
+    def scaled(self, pnn: str, within: Events) -> Array:
         return self.scale(pnn)(self.raw(pnn)[self.subsample(within)])
 
     def dim(self, pnn: str) -> Dimension:
@@ -281,19 +291,22 @@ class _Gater:
         self,
         label: str,
         pnn: str,
-        within: BoolArray,
+        within: Events,
         side: Literal["above", "below"] = "above",
         brightest: bool = False,
     ) -> float:
-        """Find a cut on ``pnn`` inside ``within``; record it; return it on the linear scale."""
-        if np.count_nonzero(within) < 10:
-            n = int(np.count_nonzero(within))
+        """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
+        on the linear scale."""
+        if (n := _count(within)) < 10:
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
             # zero counts are unambiguously negative but pile into a spike that a density would
             # take for a population of its own: place the cut on the non-zero events
-            nonzero = within & (self.raw(pnn) != 0)
-            if np.count_nonzero(nonzero) >= 10:
+            if within.dtype == np.bool_:
+                nonzero = within & (self.raw(pnn) != 0)
+            else:
+                nonzero = within[self.raw(pnn)[within] != 0]
+            if _count(nonzero) >= 10:
                 within = nonzero
         c = find_cut(
             self.scaled(pnn, within),
@@ -331,7 +344,10 @@ class _Gater:
             # only the parent's events can be inside
             inside = np.zeros(self.n, dtype=bool)
             values = [self.values_in(name, d.channel) for d in gate.dims]
-            inside[self.indices(name)] = gate.contains(values)
+            contained = gate.contains(values)
+            parent_idx = self.indices(name)
+            inside[parent_idx] = contained
+            self._indices[gate.name] = parent_idx[contained]
         self.gates.append(gate)
         self.member[gate.name] = inside
         return inside
@@ -555,7 +571,8 @@ class _Gater:
         3 SD, never past the valley); CD3+ means above the valley. Events in between are CD3-dim
         and counted in neither, as a person drawing the gates would leave them.
         """
-        base = self.member[lymph]
+        # every mask below is a subset of the lymphocytes: work on their indices and values
+        base = self.indices(lymph)
         cd3 = self.markers.channel_for("CD3")
         cd56 = self.markers.channel_for("CD56")
         cd16 = self.markers.markers.get("CD16")
@@ -563,10 +580,12 @@ class _Gater:
         if cd16 == cd56:
             self.notes.append("CD16 and CD56 share one channel: NK = CD3- CD16/56+; no subsets")
         # first pass on all lymphocytes, to find the NK-marker-positive cells for the CD3 split
-        nk_marker = base & (self.raw(cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base))
+        marker_pos = self.values_in(lymph, cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base)
         if separate16 and cd16 is not None:
-            nk_marker |= base & (self.raw(cd16) >= self.cut("CD16 (all lymphocytes)", cd16, base))
-        enough = np.count_nonzero(nk_marker) >= 50
+            c16_all = self.cut("CD16 (all lymphocytes)", cd16, base)
+            marker_pos |= self.values_in(lymph, cd16) >= c16_all
+        nk_marker = base[marker_pos]
+        enough = nk_marker.size >= 50
         self.cut("CD3", cd3, nk_marker if enough else base)
         c3_valley = self.linear(cd3, self.cuts["CD3"].value)
         c3_neg = self.linear(cd3, self.cuts["CD3"].tail_end)
@@ -576,8 +595,8 @@ class _Gater:
         hi: list[float | None] = [c3_neg]
         c19: float | None = None
         cd19 = self.markers.markers.get("CD19")
-        cd19_parent = base & (self.raw(cd3) < c3_neg)
-        if cd19 is not None and np.count_nonzero(cd19_parent) < 10:
+        cd19_parent = base[self.values_in(lymph, cd3) < c3_neg]
+        if cd19 is not None and cd19_parent.size < 10:
             self.notes.append("too few CD3- events to place a CD19 cut: B cells not excluded")
             cd19 = None
         if cd19 is not None:
@@ -601,8 +620,9 @@ class _Gater:
             nk = PolygonGate("NK", "CD3-", (self.dim(cd56), self.dim(cd16)), vertices)
         else:
             nk = RangeGate("NK", "CD3-", (self.dim(cd56),), (c56,), (None,))
-        nk_in = self.add(nk)
-        if separate16 and cd16 is not None and np.count_nonzero(nk_in) >= 20:
+        self.add(nk)
+        nk_in = self.indices("NK")
+        if separate16 and cd16 is not None and nk_in.size >= 20:
             c_bright = find_cut(
                 self.scaled(cd56, nk_in), above=float(self.scale(cd56)(np.array([c56]))[0])
             )
