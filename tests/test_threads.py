@@ -17,16 +17,19 @@ def test_every_row_is_worked_on_once(
 ) -> None:
     monkeypatch.setenv("NKPANEL_THREADS", threads)
     hits = np.zeros(n_rows, dtype=np.int64)
-    names: set[str] = set()
+    ranges: list[tuple[int, int]] = []
+    lock = threading.Lock()
 
     def work(start: int, stop: int) -> None:
-        names.add(threading.current_thread().name)
+        with lock:
+            ranges.append((start, stop))
         hits[start:stop] += 1
 
     for_row_blocks(n_rows, work, align=1000)
     assert np.all(hits == 1)
-    if n_rows >= 2 * MIN_ROWS_PER_THREAD and threads != "1":
-        assert len(names) > 1
+    assert all(start % 1000 == 0 for start, _ in ranges)
+    expected = 1 if threads == "1" or n_rows < 2 * MIN_ROWS_PER_THREAD else int(threads)
+    assert len(ranges) == expected
 
 
 def test_an_error_in_a_block_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
