@@ -18,7 +18,9 @@ data), ``manifest`` (case manifests), ``cli`` (``nkpanel cytotox``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nkpanel._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nkpanel.cytotox.analyze import (
@@ -116,14 +118,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'nkpanel.cytotox' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"nkpanel.cytotox.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)

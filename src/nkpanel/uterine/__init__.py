@@ -16,8 +16,9 @@ Modules: :mod:`~nkpanel.uterine.images` (reading, pixel size, bad input),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nkpanel._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nkpanel.uterine.analyze import UterineAnalysis, UterineSettings, analyze_image
@@ -68,12 +69,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'nkpanel.uterine' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nkpanel.uterine.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)
