@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
+from nkpanel.flow.autogate import POPULATIONS
 from nkpanel.flow.gates import PolygonGate
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
 
@@ -105,6 +106,7 @@ def test_gate_tree_reproduces_membership() -> None:
     tube = simulate_tube(SimulationSpec(seed=3))
     a = analyze_sample(tube.to_sample())
     assert a.tree is not None
+    assert set(a.tree.names) <= set(POPULATIONS)  # the documented population names
     col = {c.pnn: c.index for c in a.sample.channels}
     again = a.tree.evaluate(a.compensated, a.sample.events, col)
     for name, mask in a.membership.items():

@@ -950,9 +950,3 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
         specimens=tuple(specimens),
         qc=tuple(sample_qc),
     )
-
-
-def codes_present(episodes: Sequence[Episode]) -> list[str]:
-    """Measurand codes measured in any episode, in catalogue order."""
-    seen = {m.code for e in episodes for m in e.measurements}
-    return [c for c in MEASURANDS if c in seen]
