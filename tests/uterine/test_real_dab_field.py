@@ -85,9 +85,9 @@ def test_positive_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarr
 @pytest.mark.xfail(
     strict=True,
     reason="two causes, seen on the overlay: the expert's mask leaves out most spindle-shaped "
-    "stromal nuclei, so ~30 correct detections count as false; and nkpanel misses 10 of the 24 "
-    "annotated negative nuclei, pale vesicular ones below QuPath's default 0.1 OD threshold; "
-    "measured F1 0.57 (goal 0.80)",
+    "stromal nuclei, so ~35 correct detections count as false; and nkpanel misses 7 of the 24 "
+    "annotated negative nuclei (3 pale ones barely above QuPath's default 0.1 OD threshold, "
+    "4 pale ones merged with a darker neighbour); measured F1 0.58 (goal 0.80)",
 )
 def test_all_cells_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarray]) -> None:
     a, xy, _ = real
@@ -98,8 +98,8 @@ def test_all_cells_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndar
 
 @pytest.mark.xfail(
     strict=True,
-    reason="same two causes: unannotated spindle nuclei enter nkpanel's denominator and pale "
-    "negative nuclei are missed; measured 34.2% vs the expert's 47.8% (goal: within 5 points)",
+    reason="same two causes: unannotated spindle nuclei enter nkpanel's denominator and some "
+    "pale negative nuclei are missed; measured 30.5% vs the expert's 47.8% (goal: within 5 points)",
 )
 def test_positive_percent_within_5_points(
     real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
@@ -117,6 +117,8 @@ def test_classification_agrees_on_the_nuclei_the_expert_annotated(
     det = _detected(a)
     i, j = match(det, xy, RADIUS_PX)
     assert len(i) >= 30  # most annotated nuclei are found (recall of the truth ≥ 65%)
+    # pale negative nuclei count: at least two thirds of the annotated negatives are found
+    assert int((~pos[j]).sum()) >= 16
     agree = float(np.mean(a.cells.positive[i] == pos[j]))
     assert agree >= 0.95
     assert abs(100.0 * a.cells.positive[i].mean() - 100.0 * pos[j].mean()) <= 5.0

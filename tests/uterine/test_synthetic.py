@@ -138,6 +138,22 @@ def test_touching_nuclei_are_split_by_shape() -> None:
     assert len(unsplit) == 1
 
 
+def test_pale_small_nucleus_is_found() -> None:
+    """A pale nucleus (OD 0.13, radius 2.5 µm) whose outline passes QuPath's 0.1 threshold but
+    whose peak, after the 1.5 µm smoothing used for seeds, does not (a 2-D Gaussian of σ 3 px
+    keeps 1 − exp(−5²/(2·3²)) = 75% of a 5 px disc at its centre: 0.13 × 0.75 ≈ 0.098 < 0.1).
+    Every thresholded piece is a nucleus, seeded or not."""
+    um = 0.5
+    yy, xx = np.mgrid[:80, :80]
+    h = (0.13 * (np.hypot(yy - 40, xx - 40) * um <= 2.5)).astype(np.float32)
+    cells, _ = detect_cells(h, np.zeros_like(h), DetectionSettings())
+    assert len(cells) == 1
+    assert cells.y[0] == pytest.approx(40, abs=0.5) and cells.x[0] == pytest.approx(40, abs=0.5)
+    # its outline lies inside the 19.6 µm² disc (the threshold cuts its blurred edge) and
+    # above the 10 µm² minimum
+    assert 10.0 <= cells.nucleus_area_um2[0] <= 19.6
+
+
 def test_area_limits_in_microns() -> None:
     um = 0.5
     yy, xx = np.mgrid[:200, :200]

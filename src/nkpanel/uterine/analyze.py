@@ -16,7 +16,9 @@ The steps, for either kind of image:
    are chosen (:mod:`nkpanel.uterine.fields`) before counting.
 4. **Tiles**: the analysis grid (0.5 µm/px by default; the image's own pixel size when it is
    coarser) is cut into tiles of ``tile_px`` with a margin wide enough for background
-   subtraction and cell expansion; tiles with no countable stroma are skipped. Each tile is
+   subtraction and cell expansion, cut at the image's edge (beyond it every filter reflects the
+   image, as if the tissue went on as its mirror image); tiles with no countable stroma are
+   skipped. A field image is resampled to the analysis grid once. Each tile is
    read, deconvolved, and its cells detected (:func:`~nkpanel.uterine.detect.detect_cells`);
    a cell belongs to the tile whose core holds its centroid (no cell is counted twice) and is
    counted when its centroid lies in countable stroma. Memory is bounded by one tile, the
@@ -47,6 +49,7 @@ from nkpanel.uterine.images import (
     FieldImage,
     ImageSource,
     WholeSlide,
+    _resize,
     check_brightfield,
     open_image,
 )
@@ -196,12 +199,18 @@ class UterineAnalysis:
     field_of_cell: NDArray[np.int16]  # index into plan.fields, −1 outside every field
 
 
+def _whole_field(src: FieldImage, ds: float) -> U8:
+    """A field image at downsample ``ds``: ``src.read(0, 0, width, height, ds)`` without the
+    copy that a region read makes."""
+    return _resize(src.rgb, max(1, round(src.width / ds)), max(1, round(src.height / ds)))
+
+
 def _read_overview(src: ImageSource, ds: float) -> U8:
     """The whole image at downsample ``ds``, read in bands of bounded size."""
     out_w = max(1, round(src.width / ds))
     out_h = max(1, round(src.height / ds))
     if isinstance(src, FieldImage):
-        return src.read(0, 0, src.width, src.height, ds)
+        return _whole_field(src, ds)
     out = np.empty((out_h, out_w, 3), dtype=np.uint8)
     band = max(1, 2048 // max(1, math.ceil(out_w / 2048)))
     for y in range(0, out_h, band):
@@ -349,7 +358,7 @@ def analyze_source(
     if isinstance(src, WholeSlide):
         check_brightfield(overview, src.path)
     # a field image is read once at the analysis resolution: white point, stain sample, tiles
-    field_a = src.read(0, 0, src.width, src.height, ds_a) if isinstance(src, FieldImage) else None
+    field_a = _whole_field(src, ds_a) if isinstance(src, FieldImage) else None
     # white point: glass on a slide overview; the palest pixels of a field
     if s.white_point is not None:
         white = s.white_point

@@ -21,7 +21,9 @@ Steps (every length in microns, converted with the tile's pixel size)
    ``threshold_od``; holes smaller than the smallest nucleus are filled.
 5. **Watershed on intensity**: seeds at local maxima (of the strongly smoothed image) at least
    ``seed_distance_um`` apart; the smoothed stain image is flooded from them within the
-   thresholded mask.
+   thresholded mask. A thresholded piece that no seed reaches (a pale nucleus whose smoothed
+   peak stays below the threshold although its outline passes it) is a nucleus of its own, as
+   QuPath keeps every region whose mean exceeds the threshold.
 6. **Split by shape**: inside each object, the maxima of the distance to its edge whose
    dynamic exceeds ``shape_split_h_um`` become seeds of a second watershed, so two touching
    round nuclei that share one intensity maximum are parted at their waist.
@@ -55,6 +57,15 @@ Default values, from biology and from QuPath's own defaults
   and the nucleus (unstained) would dilute a whole-cell mean. For a nuclear stain (Ki67) use
   ``compartment = "nucleus"``.
 
+Speed
+-----
+Everything runs on the analysis grid (0.5 µm/px), in float32. The opening and the seed search
+take square windows, computed row then column by window doubling (log2(w) array operations;
+van Herk 1992, Gil & Werman 1993); the shape split treats all objects in one mosaic
+(:func:`_split_by_shape`); per-cell sums are one ``bincount`` each over the cells' pixels.
+Only the watershed's visiting order among pixels of exactly equal distance differs from
+treating objects one by one.
+
 References
 ----------
 Bankhead P et al. QuPath: open source software for digital pathology image analysis. Sci Rep
@@ -63,10 +74,15 @@ Beucher S, Meyer F. The morphological approach to segmentation: the watershed tr
 In: Mathematical Morphology in Image Processing. 1993:433-481.
 King A et al. Uterine large granular lymphocytes: a morphological and functional study. Hum
 Reprod 1989;4:823-828 (uNK are large granular lymphocytes, ~10–14 µm).
+Soille P. Morphological Image Analysis, 2nd ed. Springer 2003, ch. 6 (h-maxima, dynamics).
+van Herk M. A fast algorithm for local minimum and maximum filters on rectangular and
+octagonal kernels. Pattern Recognit Lett 1992;13:517-521; Gil J, Werman M. Computing 2-D min,
+median, and max filters. IEEE TPAMI 1993;15:504-507.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -194,17 +210,50 @@ class Segmentation:
     cells: I32
 
 
-def _opening_background(img: F32, radius_px: int) -> F32:
-    """Morphological opening with a square window of side ``2·radius_px + 1`` (reflected edges).
+def _run_extreme(a: F32, size: int, axis: int, fn: np.ufunc) -> F32:
+    """Minimum or maximum (``fn`` = ``np.minimum`` / ``np.maximum``) over a window of ``size``
+    pixels along ``axis``, centred as scipy centres it, the image reflected at its edges.
 
-    A square window is separable: scipy applies the minimum and maximum filters row by row and
-    then column by column (van Herk 1992; Gil & Werman 1993), so the cost does not grow with
-    the window.
+    Windows of 2, 4, 8 … pixels are built by combining two shifted copies of the previous
+    ones; the last step combines two overlapping windows of the largest power of two. The
+    cost is log2(size) array operations (the doubling behind van Herk 1992 and Gil & Werman
+    1993), and the result is exactly :func:`scipy.ndimage.minimum_filter1d` /
+    ``maximum_filter1d`` with ``mode="reflect"``.
     """
+    if size <= 1:
+        return a
+    lo = size // 2
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (lo, size - 1 - lo)
+    m = np.pad(a, pad, mode="symmetric")
+    n = a.shape[axis]
+
+    def cut(start: int, stop: int) -> tuple[slice, slice]:
+        return (slice(start, stop), slice(None)) if axis == 0 else (slice(None), slice(start, stop))
+
+    span = 1
+    while span * 2 <= size:
+        length = m.shape[axis]
+        m = fn(m[cut(0, length - span)], m[cut(span, length)])
+        span *= 2
+    if span < size:
+        m = fn(m[cut(0, n)], m[cut(size - span, size - span + n)])
+    return np.asarray(m[cut(0, n)], dtype=a.dtype)
+
+
+def _square_extreme(a: F32, size: int, fn: np.ufunc) -> F32:
+    """Minimum or maximum over a ``size``×``size`` square (separable: rows, then columns)."""
+    return _run_extreme(_run_extreme(a, size, 0, fn), size, 1, fn)
+
+
+def _opening_background(img: F32, radius_px: int) -> F32:
+    """Morphological opening with a square window of side ``2·radius_px + 1`` (reflected edges):
+    the minimum, then the maximum, over the square; the same as
+    ``scipy.ndimage.grey_opening(img, size=(w, w))``."""
     if radius_px < 1:
         return np.zeros_like(img)
     size = 2 * radius_px + 1
-    return np.asarray(ndi.grey_opening(img, size=(size, size)), dtype=np.float32)
+    return _square_extreme(_square_extreme(img, size, np.minimum), size, np.maximum)
 
 
 def _local_maxima(img: F32, mask: NDArray[np.bool_], distance_px: int, floor: float) -> I32:
@@ -214,11 +263,29 @@ def _local_maxima(img: F32, mask: NDArray[np.bool_], distance_px: int, floor: fl
     mirror image (the convention of every other filter here).
     """
     size = 2 * max(distance_px, 1) + 1
-    mx = ndi.maximum_filter(img, size=size, mode="reflect")
+    mx = _square_extreme(img, size, np.maximum)
     peaks = (img >= mx) & mask & (img > floor)
     # a plateau gives one seed per connected piece
     seeds, _ = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
     return np.asarray(seeds, dtype=np.int32)
+
+
+def _label_seedless(labels: I32, mask: NDArray[np.bool_]) -> I32:
+    """Give each above-threshold piece that no seed reached a label of its own.
+
+    A pale nucleus whose strongly smoothed peak stays below the threshold, or that lies
+    beside a darker nucleus within the seed distance, has no seed of its own; when it is not
+    joined to a seeded object it would be lost although its outline passed the threshold.
+    Every thresholded piece is at least one nucleus (as in QuPath, where every region whose
+    mean exceeds the threshold is kept; Bankhead et al. 2017); it is one object, the same as
+    a watershed from its brightest pixel would give.
+    """
+    left = mask & (labels == 0)
+    if not left.any():
+        return labels
+    pieces, _ = ndi.label(left)
+    start = int(labels.max())
+    return np.where(left, pieces + start, labels).astype(np.int32)
 
 
 def _interior(labels: I32) -> NDArray[np.bool_]:
@@ -247,20 +314,52 @@ def _edt_inside(mask: NDArray[np.bool_]) -> F32:
 
 
 def _pack(shapes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int, int]:
-    """Shelf packing: top-left corners of boxes laid in rows of at most ``width`` pixels, one
-    empty pixel between boxes; returns (corners, mosaic height, mosaic width)."""
-    corners: list[tuple[int, int]] = []
+    """Shelf packing, tallest boxes first: top-left corners (in the order given) of boxes laid
+    in rows of at most ``width`` pixels, one empty pixel between boxes and between rows;
+    returns (corners, mosaic height, mosaic width)."""
+    corners: list[tuple[int, int]] = [(0, 0)] * len(shapes)
     y = x = shelf = 0
     w_max = 0
-    for h, w in shapes:
+    for i in sorted(range(len(shapes)), key=lambda k: -shapes[k][0]):
+        h, w = shapes[i]
         if x > 0 and x + w > width:
             y += shelf + 1
             x = shelf = 0
-        corners.append((y, x))
+        corners[i] = (y, x)
         x += w + 1
         shelf = max(shelf, h)
         w_max = max(w_max, x)
     return corners, y + shelf, w_max
+
+
+def _mosaic(labels: I32, keep: NDArray[np.bool_]) -> tuple[I32, NDArray[np.intp], NDArray[np.intp]]:
+    """The objects whose ``keep[label]`` is true, each cut out (its bounding box, other
+    objects' pixels blanked) and laid in a mosaic one empty pixel apart.
+
+    Returns the mosaic and, for every pixel of a kept object, its flat index in ``labels``
+    and in the mosaic.
+    """
+    boxes = ndi.find_objects(labels)
+    ids = [i for i in range(1, len(boxes) + 1) if keep[i] and boxes[i - 1] is not None]
+    shapes = [
+        (boxes[i - 1][0].stop - boxes[i - 1][0].start, boxes[i - 1][1].stop - boxes[i - 1][1].start)
+        for i in ids
+    ]
+    side = max(int(math.sqrt(sum(h * w for h, w in shapes))), max(w for _, w in shapes))
+    corners, mh, mw = _pack(shapes, side)
+    shift_y = np.zeros(len(boxes) + 1, dtype=np.intp)
+    shift_x = np.zeros(len(boxes) + 1, dtype=np.intp)
+    for i, (cy, cx) in zip(ids, corners, strict=True):
+        shift_y[i] = cy - boxes[i - 1][0].start
+        shift_x[i] = cx - boxes[i - 1][1].start
+    flat = labels.ravel()
+    src = np.asarray(np.flatnonzero(keep[flat]), dtype=np.intp)
+    lab = flat[src]
+    row, col = np.divmod(src, labels.shape[1])
+    dst = np.asarray((row + shift_y[lab]) * mw + (col + shift_x[lab]), dtype=np.intp)
+    mosaic = np.zeros((mh, mw), dtype=np.int32)
+    mosaic.ravel()[dst] = lab
+    return mosaic, src, dst
 
 
 def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
@@ -271,52 +370,53 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     (h-maxima, Soille 2003, ch. 6) seed a watershed of the negated distance, within that object
     only.
 
-    The candidates are cut out and laid side by side in one mosaic, one empty pixel apart, so
-    that a single h-maxima transform and a single watershed treat them all. This is the same
-    as treating them one by one: each object's distance map is 0 on its outline, and both
-    operations are local to the connected pieces of the mosaic (a morphological reconstruction
-    cannot raise a value above the lowest value on the way, 0).
+    The objects are cut out and laid in a mosaic one empty pixel apart (:func:`_mosaic`), and
+    the cores of the candidates again in a smaller one, so that one distance transform, one
+    h-maxima transform and one watershed treat them all, on fewer pixels than the tile holds.
+    This is the same as treating them one by one: each object's distance map is 0 on its
+    outline, and all three operations are local to the connected pieces of a mosaic (a
+    morphological reconstruction cannot carry a value across the 0 between objects). Only the
+    order in which a watershed visits pixels of exactly equal distance can differ.
     """
     from nkpanel.uterine._skimage import h_maxima, watershed
 
-    dist = _edt_inside(_interior(labels))
+    n_obj = int(labels.max())
+    everything = np.ones(n_obj + 1, dtype=bool)
+    everything[0] = False
+    objects, src1, dst1 = _mosaic(labels, everything)
+    dist = _edt_inside(_interior(objects))
     # candidates: objects with two or more regional-maximum plateaus deep enough to seed
-    peaks = (dist >= min_seed_px) & (dist >= ndi.maximum_filter(dist, size=3))
-    seeds, n_seeds = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    peaks = (dist >= min_seed_px) & (dist >= _square_extreme(dist, 3, np.maximum))
+    eight = np.ones((3, 3), dtype=bool)
+    seeds, n_seeds = ndi.label(peaks, structure=eight)
     if n_seeds < 2:
         return labels
-    n_obj = int(labels.max())
     flat = np.flatnonzero(seeds.ravel())
-    key = labels.ravel()[flat].astype(np.int64) * (n_seeds + 1) + seeds.ravel()[flat]
-    per_obj = np.bincount(np.unique(key) // (n_seeds + 1), minlength=n_obj + 1)
-    candidates = np.flatnonzero(per_obj >= 2)
-    candidates = candidates[candidates > 0]
-    if candidates.size == 0:
-        return labels
+    owner_px = objects.ravel()[flat]
+    key = owner_px.astype(np.int64) * (n_seeds + 1) + seeds.ravel()[flat]
+    candidate = np.bincount(np.unique(key) // (n_seeds + 1), minlength=n_obj + 1) >= 2
     # h-maxima of an object whose deepest point is less than h are empty (skimage's rule)
     deepest = np.zeros(n_obj + 1, dtype=np.float32)
-    np.maximum.at(deepest, labels.ravel()[flat], dist.ravel()[flat])
-    candidates = candidates[deepest[candidates] >= np.float32(h_px)]
-    if candidates.size == 0:
+    np.maximum.at(deepest, owner_px, dist.ravel()[flat])
+    candidate &= deepest >= np.float32(h_px)
+    candidate[0] = False
+    if not candidate.any():
         return labels
-    boxes = ndi.find_objects(labels)
-    slices = [boxes[obj - 1] for obj in candidates]
-    shapes = [(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) for sl in slices if sl]
-    corners, mh, mw = _pack(shapes, max(256, max(w for _, w in shapes)))
-    d_m = np.zeros((mh, mw), dtype=np.float32)
-    obj_m = np.zeros((mh, mw), dtype=np.int32)
-    for obj, sl, (y, x), (h, w) in zip(candidates, slices, corners, shapes, strict=True):
-        region = labels[sl] == obj
-        d_m[y : y + h, x : x + w] = np.where(region, dist[sl], 0.0)
-        obj_m[y : y + h, x : x + w][region] = obj
-    hm = (h_maxima(d_m, h_px) > 0) & (d_m >= min_seed_px)
-    marks, n_marks = ndi.label(hm, structure=np.ones((3, 3), dtype=bool))
+    # h-maxima on the candidates' cores (only values above min_seed − h matter: see
+    # _spread_floor), cut out again into a smaller mosaic
+    floor = min_seed_px - h_px
+    core = objects if floor < 0 else np.where(dist > floor, objects, 0).astype(np.int32)
+    cores, src2, dst2 = _mosaic(core, candidate)
+    d = np.zeros(cores.shape, dtype=np.float32)
+    d.ravel()[dst2] = dist.ravel()[src2]
+    hm = (h_maxima(_spread_floor(d, floor), h_px) > 0) & (d >= min_seed_px)
+    marks, n_marks = ndi.label(hm, structure=eight)
     if n_marks < 2:
         return labels
     # objects with two or more seeds are split; the others keep their label
     owner = np.zeros(n_marks + 1, dtype=np.int64)
     mflat = np.flatnonzero(marks.ravel())
-    owner[marks.ravel()[mflat]] = obj_m.ravel()[mflat]
+    owner[marks.ravel()[mflat]] = cores.ravel()[mflat]
     n_per = np.bincount(owner[1:], minlength=n_obj + 1)
     split_marks = np.flatnonzero(n_per[owner] >= 2)
     split_marks = split_marks[split_marks > 0]
@@ -326,18 +426,33 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     order = np.lexsort((split_marks, owner[split_marks]))
     new_id = np.zeros(n_marks + 1, dtype=np.int32)
     new_id[split_marks[order]] = np.arange(n_obj + 1, n_obj + 1 + split_marks.size, dtype=np.int32)
-    seeds_m = new_id[marks]
-    split_obj = n_per >= 2
-    split_obj[0] = False
-    parts = watershed(-d_m, seeds_m, mask=split_obj[obj_m])
+    # the seeds back in the mosaic of whole objects; a watershed of the split ones there
+    seeds_o = np.zeros(objects.shape, dtype=np.int32)
+    seeds_o.ravel()[src2] = new_id[marks.ravel()[dst2]]
+    split = n_per >= 2
+    split[0] = False
+    in_split = split[objects]
+    d_o = np.where(in_split, dist, np.float32(0.0))
+    objects = np.where(in_split, watershed(-d_o, seeds_o, mask=in_split), objects)
     out = labels.copy()
-    for obj, sl, (y, x), (h, w) in zip(candidates, slices, corners, shapes, strict=True):
-        if not split_obj[obj]:
-            continue
-        region = labels[sl] == obj
-        crop = out[sl]
-        crop[region] = parts[y : y + h, x : x + w][region]
+    out.ravel()[src1] = objects.ravel()[dst1]
     return out
+
+
+def _spread_floor(d: F32, floor: float) -> F32:
+    """``d`` with its zeros replaced by distinct negative values, when ``floor`` ≥ 0.
+
+    Whether a pixel at least ``floor + h`` deep is an h-maximum depends only on paths whose
+    lowest point lies above ``floor`` (anything lower is ≤ its value − h), so values at or
+    below ``floor`` may be lowered freely. Spreading the zeros over many levels keeps the
+    sort inside the morphological reconstruction fast (numpy's quicksort slows down tenfold on
+    one value repeated over most of an image).
+    """
+    if floor < 0:
+        return d
+    zero = d == 0
+    spread = -1.0 - (np.arange(d.size, dtype=np.float32) % 997).reshape(d.shape)
+    return np.where(zero, spread, d).astype(np.float32)
 
 
 def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]:
@@ -353,6 +468,26 @@ def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]
     if not small.any():
         return mask
     return np.asarray(mask | small[lab], dtype=bool)
+
+
+def _expand_labels(labels: I32, distance_px: int) -> I32:
+    """Grow each label into the background pixels within ``distance_px`` whose nearest label
+    pixel (Euclidean) is its own; labels never overlap.
+
+    The same rule as :func:`skimage.segmentation.expand_labels` (from CellProfiler's
+    "IdentifySecondaryObjects, Distance-N"), on the same feature transform, with the distance
+    compared in integers (squared).
+    """
+    background = labels == 0
+    if not background.any() or background.all():
+        return labels
+    iy, ix = ndi.distance_transform_edt(background, return_distances=False, return_indices=True)
+    dy = iy - np.arange(labels.shape[0], dtype=iy.dtype)[:, None]
+    dx = ix - np.arange(labels.shape[1], dtype=ix.dtype)[None, :]
+    near = dy * dy + dx * dx <= distance_px * distance_px
+    out = np.zeros_like(labels)
+    out[near] = labels[iy[near], ix[near]]
+    return out
 
 
 def _relabel(labels: I32, keep: NDArray[np.bool_]) -> I32:
@@ -397,7 +532,7 @@ def detect_cells(
     >>> len(cells), bool(cells.positive[0])
     (1, False)
     """
-    from nkpanel.uterine._skimage import expand_labels, watershed
+    from nkpanel.uterine._skimage import watershed
 
     s = settings
     um = s.pixel_size_um
@@ -424,6 +559,7 @@ def detect_cells(
     mask = _fill_small_holes(mask, min_px)
     seeds = _local_maxima(sub, mask, round(s.seed_distance_um / um), s.threshold_od)
     labels = np.asarray(watershed(-sub, seeds, mask=mask), dtype=np.int32)
+    labels = _label_seedless(labels, mask)
     if s.split_by_shape and labels.max() > 0:
         labels = _split_by_shape(labels, s.shape_split_h_um / um, s.seed_distance_um / um / 2)
     n = int(labels.max())
@@ -440,21 +576,21 @@ def detect_cells(
         empty = Segmentation(nuclei, nuclei) if return_labels else None
         return CellTable.empty(), empty
     expand_px = round(s.cell_expansion_um / um)
-    cells = (
-        np.asarray(expand_labels(nuclei, expand_px), dtype=np.int32) if expand_px > 0 else nuclei
-    )
+    cells = _expand_labels(nuclei, expand_px) if expand_px > 0 else nuclei
     if valid is not None and expand_px > 0:
         cells = np.where(valid, cells, 0).astype(np.int32)
-    nf = nuclei.ravel()
-    cf = cells.ravel()
+    # per-cell sums over the pixels of cells only (in image order, as over the whole tile)
+    at = np.flatnonzero(cells.ravel())
+    cf = cells.ravel()[at]
+    nf = nuclei.ravel()[at]
     m = n + 1
     nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
     cell_px = np.bincount(cf, minlength=m).astype(np.float64)
-    yy, xx = np.indices(nuclei.shape, dtype=np.float64)
-    cy = np.bincount(nf, weights=yy.ravel(), minlength=m)
-    cx = np.bincount(nf, weights=xx.ravel(), minlength=m)
-    hv = h.ravel().astype(np.float64)
-    dv = d.ravel().astype(np.float64)
+    row, col = np.divmod(at, nuclei.shape[1])
+    cy = np.bincount(nf, weights=row.astype(np.float64), minlength=m)
+    cx = np.bincount(nf, weights=col.astype(np.float64), minlength=m)
+    hv = h.ravel()[at].astype(np.float64)
+    dv = d.ravel()[at].astype(np.float64)
     h_nuc = np.bincount(nf, weights=hv, minlength=m)
     d_nuc = np.bincount(nf, weights=dv, minlength=m)
     d_cell = np.bincount(cf, weights=dv, minlength=m)

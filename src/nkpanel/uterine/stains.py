@@ -261,18 +261,35 @@ def deconvolve(rgb: U8, stains: StainVectors) -> tuple[F32, F32]:
     return h, d
 
 
+def _percentile_u8(counts: NDArray[np.intp], n: int, q: float) -> float:
+    """``numpy.percentile(values, q)`` (linear method) of ``n`` uint8 values given as a
+    histogram of 256 counts, with numpy's own index and interpolation arithmetic."""
+    virtual = (n - 1) * (np.float64(q) / 100.0)
+    lo = int(np.floor(virtual))
+    gamma = float(virtual - lo)
+    cum = np.cumsum(counts)
+    a = float(np.searchsorted(cum, lo, side="right"))
+    b = float(np.searchsorted(cum, min(lo + 1, n - 1), side="right"))
+    diff = b - a
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
 def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, float, float]:
     """The white point: each channel's ``percentile`` over a sample of the image's pixels.
 
     Clear glass (or, in a field filled with tissue, the palest stroma) is the brightest thing
     in a brightfield image; a high percentile rather than the maximum ignores dust glints and
     saturated pixels. QuPath's stain estimation sets its "Background" the same way, from the
-    brightest pixels.
+    brightest pixels. For 8-bit images the percentile is read from each channel's histogram
+    (the same value as :func:`numpy.percentile`, without sorting).
     """
     px = rgb_sample.reshape(-1, 3)
-    w = np.percentile(px, percentile, axis=0)
-    w = np.maximum(w, 1.0)
-    return (float(w[0]), float(w[1]), float(w[2]))
+    if px.dtype == np.uint8 and px.shape[0] > 0:
+        n = int(px.shape[0])
+        w = [_percentile_u8(np.bincount(px[:, c], minlength=256), n, percentile) for c in range(3)]
+        return (max(w[0], 1.0), max(w[1], 1.0), max(w[2], 1.0))
+    wp = np.maximum(np.percentile(px, percentile, axis=0), 1.0)
+    return (float(wp[0]), float(wp[1]), float(wp[2]))
 
 
 @dataclass(frozen=True)
@@ -318,6 +335,22 @@ class StainCheck:
         }
 
 
+def _stained_od(px: U8, white: tuple[float, float, float], beta: float) -> NDArray[np.float64]:
+    """Optical densities (n×3, float64) of the pixels whose OD exceeds ``beta`` in every
+    channel, as :func:`optical_density` computes them; the test is made on the 256 levels of
+    each channel first, so only the stained pixels are converted."""
+    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    luts = [np.log10(white[c] / levels).astype(np.float32) for c in range(3)]
+    keep = np.ones(px.shape[0], dtype=bool)
+    for c in range(3):
+        keep &= np.take(luts[c] > beta, px[:, c])
+    sel = px[keep]
+    od = np.empty(sel.shape, dtype=np.float64)
+    for c in range(3):
+        od[:, c] = np.take(luts[c], sel[:, c])
+    return od
+
+
 def estimate_macenko(
     rgb_sample: U8,
     *,
@@ -351,8 +384,7 @@ def estimate_macenko(
         "max_angle_to_standard_deg": max_angle_to_standard_deg,
         "min_angle_between_deg": min_angle_between_deg,
     }
-    od = optical_density(np.ascontiguousarray(rgb_sample.reshape(-1, 1, 3)), w).reshape(-1, 3)
-    od = od[np.all(od > beta, axis=1)].astype(np.float64)
+    od = _stained_od(rgb_sample.reshape(-1, 3), w, beta)
     n = int(od.shape[0])
     if n < min_pixels:
         reason = f"only {n} stained pixels (OD > {beta} in every channel; need {min_pixels})"

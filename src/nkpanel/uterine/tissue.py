@@ -72,6 +72,32 @@ def _disk(r: int) -> BoolArray:
     return np.asarray(yy * yy + xx * xx <= r * r, dtype=bool)
 
 
+def _dilate_disk(mask: BoolArray, r: int) -> BoolArray:
+    """Binary dilation by :func:`_disk` (radius ``r``): the pixels within Euclidean distance
+    ``r`` of the mask. The same as ``ndi.binary_dilation(mask, _disk(r))``, in time that does
+    not grow with the disc (one distance transform)."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    d2 = _sq_distance(~mask)
+    return np.asarray(d2 <= r * r, dtype=bool)
+
+
+def _erode_disk(mask: BoolArray, r: int) -> BoolArray:
+    """Binary erosion by :func:`_disk` with everything beyond the array outside the mask (as
+    ``ndi.binary_erosion(mask, _disk(r))``): the pixels farther than ``r`` from the nearest
+    pixel outside the mask."""
+    d2 = _sq_distance(np.pad(mask, 1))[1:-1, 1:-1]
+    return np.asarray(d2 > r * r, dtype=bool)
+
+
+def _sq_distance(mask: BoolArray) -> NDArray[np.int64]:
+    """Squared Euclidean distance (exact integers) of each True pixel to the nearest False."""
+    iy, ix = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
+    dy = iy - np.arange(mask.shape[0])[:, None]
+    dx = ix - np.arange(mask.shape[1])[None, :]
+    return np.asarray(dy.astype(np.int64) ** 2 + dx.astype(np.int64) ** 2)
+
+
 def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
     lab, n = ndi.label(mask)
     if n == 0:
@@ -122,7 +148,7 @@ def detect_tissue(
     r = max(1, round(s.closing_um / um))
     pad = r + 1
     padded = np.pad(stained, pad, mode="edge")
-    closed = ndi.binary_closing(padded, structure=_disk(r))[pad:-pad, pad:-pad]
+    closed = _erode_disk(_dilate_disk(padded, r), r)[pad:-pad, pad:-pad]
     # the closing must not fill a gland lumen: clear spaces larger than a stromal gap stay out
     big_clear = _remove_small(od < s.clear_od, max(1, round(s.max_gap_um2 / (um * um))))
     closed &= ~big_clear
@@ -149,7 +175,7 @@ def detect_epithelium(
     if not clear.any():
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
-    near = ndi.binary_dilation(clear, structure=_disk(reach)) & ~clear
+    near = _dilate_disk(clear, reach) & ~clear
     h, _ = deconvolve(overview, stains)
     density = ndi.gaussian_filter(np.maximum(h, 0), s.density_sigma_um / um)
     inside = density[tissue]
@@ -160,4 +186,4 @@ def detect_epithelium(
     if not epi.any():
         return epi
     r = max(1, round(s.margin_um / um))
-    return np.asarray(ndi.binary_dilation(epi, structure=_disk(r)) & tissue, dtype=bool)
+    return np.asarray(_dilate_disk(epi, r) & tissue, dtype=bool)

@@ -1,0 +1,34 @@
+"""The fast square min/max filters of detect.py equal SciPy's (the reference implementation)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from nkpanel.uterine.detect import _opening_background, _square_extreme
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    size=st.integers(1, 45),
+)
+def test_square_min_and_max_equal_scipy(seed: int, h: int, w: int, size: int) -> None:
+    img = np.random.default_rng(seed).random((h, w)).astype(np.float32)
+    ours_min = _square_extreme(img, size, np.minimum)
+    ours_max = _square_extreme(img, size, np.maximum)
+    assert np.array_equal(ours_min, ndi.minimum_filter(img, size=size, mode="reflect"))
+    assert np.array_equal(ours_max, ndi.maximum_filter(img, size=size, mode="reflect"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), radius=st.integers(1, 20))
+def test_opening_equals_scipy_grey_opening(seed: int, radius: int) -> None:
+    img = np.random.default_rng(seed).random((37, 53)).astype(np.float32)
+    size = 2 * radius + 1
+    expected = ndi.grey_opening(img, size=(size, size))
+    assert np.array_equal(_opening_background(img, radius), expected)
