@@ -253,8 +253,9 @@ def check_brightfield(rgb: U8, source: Path | str) -> None:
     pale stroma (median well above 150 in every DAB/haematoxylin field we know of).
     """
     px = rgb.reshape(-1, 3)
-    if px.shape[0] > 200_000:
-        px = px[:: px.shape[0] // 200_000]
+    # 50,000 evenly spaced pixels estimate both fractions to well within a percentage point
+    if px.shape[0] > 50_000:
+        px = px[:: px.shape[0] // 50_000]
     p = px.astype(np.int16)
     spread = np.maximum(np.abs(p[:, 0] - p[:, 1]), np.abs(p[:, 1] - p[:, 2]))
     if np.mean(spread <= 4) >= 0.999:
@@ -263,8 +264,11 @@ def check_brightfield(rgb: U8, source: Path | str) -> None:
             "grayscale image (R, G and B equal): a brightfield RGB image with DAB and "
             "haematoxylin is needed",
         )
-    lum = 0.299 * p[:, 0] + 0.587 * p[:, 1] + 0.114 * p[:, 2]
-    med = float(np.median(lum))
+    # Rec. 601 luma in whole levels; its median from a 256-bin count, no sort
+    q = p.astype(np.int32)
+    lum = (299 * q[:, 0] + 587 * q[:, 1] + 114 * q[:, 2] + 500) // 1000
+    cdf = np.cumsum(np.bincount(lum, minlength=256))
+    med = float(np.searchsorted(cdf, (cdf[-1] + 1) // 2))
     if med < 80:
         raise InputError(
             source,
