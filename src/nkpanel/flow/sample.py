@@ -362,12 +362,45 @@ class _ArrayFile(io.RawIOBase):
 
 
 def _read_file(p: Path) -> _FileBytes:
-    """The whole file in a NumPy buffer (one read, no intermediate ``bytes``)."""
-    with p.open("rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
+    """The whole file in a NumPy buffer, no intermediate ``bytes``.
+
+    Large files are read in parts by several threads at once (``os.preadv`` at each part's
+    offset, where the platform has it): copying from the page cache is then shared between
+    cores. A part that comes back short (the file shrank while being read) ends the buffer
+    there, so the checks that follow see a truncated file.
+    """
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
         array = np.empty(size, dtype=np.uint8)
-        got = fh.readinto(array.data)
-    return _FileBytes(array[: got or 0])
+        ends: dict[int, int] = {}
+
+        def read_part(start: int, stop: int) -> None:
+            view = array.data[start:stop]
+            got = 0
+            while got < stop - start:
+                n = os.preadv(fd, [view[got:]], start + got)
+                if n <= 0:
+                    break
+                got += n
+            ends[start] = start + got
+
+        if hasattr(os, "preadv"):
+            for_row_blocks(size, read_part, align=1 << 20)
+        else:  # one sequential read
+            with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+                got = 0
+                while got < size and (n := fh.readinto(array.data[got:]) or 0) > 0:
+                    got += n
+            ends[0] = got
+    finally:
+        os.close(fd)
+    end = 0
+    for start in sorted(ends):
+        if start != end:
+            break
+        end = ends[start]
+    return _FileBytes(array[:end])
 
 
 def _parse_header(buf: _FileBytes, p: Path) -> _Header:
