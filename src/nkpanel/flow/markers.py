@@ -22,6 +22,7 @@ $PnN (then $PnS) only, so "FSC-H" is never taken for "FSC".
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import tomllib
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 from nkpanel.errors import ConfigError, MarkerError
 from nkpanel.flow.sample import FlowSample
@@ -179,6 +181,15 @@ def _parse_table(data: Mapping[str, object], source: str) -> AliasTable:
     return AliasTable(section("markers"), section("channels"))
 
 
+@functools.cache
+def _bundled_aliases() -> AliasTable:
+    """The package's own table, parsed once per process (it is immutable)."""
+    bundled = resources.files("nkpanel.flow").joinpath("aliases.toml").read_text("utf-8")
+    table = _parse_table(tomllib.loads(bundled), "bundled aliases.toml")
+    # shared by every caller: read-only views, so that no caller can change it for the others
+    return AliasTable(MappingProxyType(dict(table.markers)), MappingProxyType(dict(table.channels)))
+
+
 def load_aliases(path: str | Path | None = None) -> AliasTable:
     """The bundled alias table, extended by a lab's TOML file when ``path`` is given.
 
@@ -188,8 +199,7 @@ def load_aliases(path: str | Path | None = None) -> AliasTable:
         The file cannot be read, is not TOML, or is not laid out as ``[markers]``/``[channels]``
         tables of string lists.
     """
-    bundled = resources.files("nkpanel.flow").joinpath("aliases.toml").read_text("utf-8")
-    table = _parse_table(tomllib.loads(bundled), "bundled aliases.toml")
+    table = _bundled_aliases()
     if path is None:
         return table
     p = Path(path)
