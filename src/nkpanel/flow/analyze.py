@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel._threads import for_row_blocks
 from nkpanel.errors import InputError
 from nkpanel.flow.autogate import AutoGateResult, AutoGateSettings, auto_gate, detect_cytometry
 from nkpanel.flow.compensation import compensate
@@ -295,11 +296,17 @@ def _saturation_check(
     sample: FlowSample, channels: set[str], within: BoolArray | None, lim: QCLimits
 ) -> QCFlag:
     any_top = np.zeros(sample.n_events, dtype=bool)
-    for ch in sorted(channels):
-        i = sample.index_of(ch)
-        col, top = sample.events[:, i], 0.999 * sample.channels[i].top
-        if col.size and col.max() >= top:  # most channels never reach the top: skip the mask
-            any_top |= col >= top
+    cols = [sample.index_of(ch) for ch in sorted(channels)]
+    tops = np.array([0.999 * sample.channels[i].top for i in cols])
+
+    def mark(start: int, stop: int) -> None:
+        block = sample.events[start:stop]
+        for i, top in zip(cols, tops, strict=True):
+            col = block[:, i]
+            if col.size and col.max() >= top:  # most channels never reach the top: no mask
+                any_top[start:stop] |= col >= top
+
+    for_row_blocks(sample.n_events, mark)
     n = int(np.count_nonzero(within)) if within is not None else sample.n_events
     hits = (
         int(np.count_nonzero(any_top & within))
