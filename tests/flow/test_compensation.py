@@ -203,3 +203,60 @@ def test_spillover_record() -> None:
         Spillover(("A", "B"), np.eye(3))
     with pytest.raises(CompensationError, match="singular"):
         Spillover(("A", "B"), np.array([[1.0, 1.0], [1.0, 1.0 + 1e-15]]))
+
+
+# --------------------------------------------------------------------------------------------
+# compensating while reading: the same numbers as compensating afterwards
+
+
+def _tube_file(tmp_path: Path, n_events: int = 300_000) -> Path:
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    return write_fcs(simulate_tube(SimulationSpec(seed=9, n_events=n_events)), tmp_path / "t.fcs")
+
+
+def test_compensating_while_reading_equals_compensating_after(tmp_path: Path) -> None:
+    path = _tube_file(tmp_path)
+    plain = read_fcs(path)
+    fused = read_fcs(path, compensate=True)
+    assert plain.compensated is None
+    assert fused.compensated is not None and fused.compensated_with == plain.spillover
+    assert np.array_equal(fused.events, plain.events)
+    assert np.array_equal(fused.compensated, compensate(plain))
+    assert compensate(fused) is fused.compensated  # reused, not computed again
+    assert not fused.compensated.flags.writeable
+
+
+def test_compensating_while_reading_with_a_supplied_matrix(tmp_path: Path) -> None:
+    path = _tube_file(tmp_path, 20_000)
+    plain = read_fcs(path)
+    assert plain.spillover is not None
+    other = Spillover(plain.spillover.channels, np.eye(len(plain.spillover.channels)) * 1.0)
+    fused = read_fcs(path, compensate=other)
+    assert fused.compensated_with == other
+    assert np.array_equal(fused.compensated, plain.events)  # the identity changes nothing
+    # a different matrix asked of compensate() is computed, not taken from the cache
+    assert np.array_equal(compensate(fused), compensate(plain))
+
+
+def test_compensating_while_reading_integer_data(tmp_path: Path) -> None:
+    """Data flowio decodes (16-bit integers) is compensated after reading, to the same end."""
+    from tests.flow.fcs_bytes import build_fcs
+
+    rng = np.random.default_rng(3)
+    events = rng.integers(0, 1000, size=(500, 2)).astype(float)
+    spill = "2,FL1,FL2,1,0.2,0.1,1"
+    path = tmp_path / "int.fcs"
+    path.write_bytes(
+        build_fcs(events, ["FL1", "FL2"], datatype="I", bits=16, keywords={"$SPILLOVER": spill})
+    )
+    fused = read_fcs(path, compensate=True)
+    assert fused.compensated is not None
+    np.testing.assert_allclose(fused.compensated, compensate(read_fcs(path)), rtol=0, atol=0)
+
+
+def test_a_supplied_matrix_that_does_not_fit_names_the_file(tmp_path: Path) -> None:
+    path = _tube_file(tmp_path, 2_000)
+    wrong = Spillover(("FL9-A", "FL8-A"), np.eye(2))
+    with pytest.raises(CompensationError, match=r"t\.fcs.*FL9-A"):
+        read_fcs(path, compensate=wrong)

@@ -90,8 +90,16 @@ class FlowAnalysis:
 
 
 def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> FlowAnalysis:
-    """Read and analyse one FCS file; see :func:`analyze_sample`."""
-    return analyze_sample(read_fcs(path), settings)
+    """Read and analyse one FCS file; see :func:`analyze_sample`.
+
+    The events are compensated while they are read (with the supplied matrix, else the
+    file's own), except when a lab template is applied: FlowKit compensates those.
+    """
+    s = settings or FlowSettings()
+    if s.template is not None:
+        return analyze_sample(read_fcs(path), s)
+    matrix = s.spillover if s.spillover is not None else True
+    return analyze_sample(read_fcs(path, compensate=matrix), s)
 
 
 def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> FlowAnalysis:

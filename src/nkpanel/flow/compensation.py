@@ -6,6 +6,9 @@ FCS 3.1 and the ``spectrumMatrix`` of Gating-ML 2.0, one row per dye).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -13,11 +16,14 @@ from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
 from nkpanel.flow.sample import FlowSample, Spillover
 
-__all__ = ["compensate"]
+__all__ = ["BLOCK_ROWS", "compensate", "compensate_block", "unmixing"]
 
 
 def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArray[np.float64]:
-    """Compensated events of ``sample`` (a new array; other channels are copied unchanged).
+    """Compensated events of ``sample``, read-only (other channels are copied unchanged).
+
+    When the sample was read with :func:`~nkpanel.flow.sample.read_fcs` ``compensate=`` the
+    same matrix, the events it compensated while reading are returned.
 
     Each event's detector values ``o`` (a row over the spillover's channels) are replaced by the
     dye amounts ``x`` that solve ``x · S = o``.
@@ -56,44 +62,68 @@ def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArra
     spill = spillover if spillover is not None else sample.spillover
     if spill is None:
         raise CompensationError(sample.source, "no spillover matrix in the file and none supplied")
-    try:
-        idx = [sample.index_of(ch) for ch in spill.channels]
-    except KeyError as exc:
-        raise CompensationError(
-            sample.source,
-            f"spillover matrix names channel {exc.args[0]!r}, not in the file "
-            f"(channels: {', '.join(sample.pnn)})",
-        ) from None
+    if sample.compensated is not None and sample.compensated_with == spill:
+        return sample.compensated  # compensated while it was read
+    idx, inverse = unmixing(spill, sample.pnn, sample.source)
     events = np.asarray(sample.events, dtype=np.float64)
-    # one column at a time into a column-ordered result: every later step reads channels as
-    # contiguous columns, and nothing but the result is allocated
+    # into a column-ordered result: every later step reads channels as contiguous columns
     out = np.empty(events.shape, dtype=np.float64, order="F")
-    others = sorted(set(range(events.shape[1])) - set(idx))
 
-    def copy(start: int, stop: int) -> None:
-        for j in others:
-            out[start:stop, j] = events[start:stop, j]
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop, BLOCK_ROWS):
+            j = min(i + BLOCK_ROWS, stop)
+            compensate_block(events[i:j], out[i:j], idx, inverse)
 
-    for_row_blocks(events.shape[0], copy)
-    if not idx:
-        return out
-    # x = o · S⁻¹: the inverse of the small matrix is formed once (a matrix with a condition
-    # number above 1e12 is refused when it is parsed), then one product per channel; solving
-    # against a million right-hand sides instead (as flowutils does) takes five times as long
-    # and agrees to within 1e-15 relative
-    inverse = np.linalg.inv(spill.matrix)
-
-    def solve(start: int, stop: int) -> None:
-        for i in range(start, stop, _BLOCK_ROWS):
-            # a block of events at a time, so each block's detector values are read from
-            # memory once and stay in the cache for all the channels' products
-            rows = slice(i, min(i + _BLOCK_ROWS, stop))
-            observed = events[rows, idx]
-            for k, j in enumerate(idx):
-                np.dot(observed, inverse[:, k], out=out[rows, j])
-
-    for_row_blocks(events.shape[0], solve, align=_BLOCK_ROWS)
+    for_row_blocks(events.shape[0], work, align=BLOCK_ROWS)
+    out.setflags(write=False)
     return out
 
 
-_BLOCK_ROWS = 65_536
+#: events compensated per block: each block's detector values are read from memory once and
+#: stay in the cache for all the channels' products
+BLOCK_ROWS = 65_536
+
+
+def unmixing(
+    spill: Spillover, pnn: Sequence[str], source: str | Path | None
+) -> tuple[list[int], NDArray[np.float64]]:
+    """The columns of the spillover's channels among ``pnn``, and the inverse matrix.
+
+    x = o · S⁻¹: the inverse of the small matrix is formed once (a matrix with a condition
+    number above 1e12 is refused when it is parsed), then one product per channel; solving
+    against a million right-hand sides instead (as flowutils does) takes five times as long
+    and agrees to within 1e-15 relative.
+
+    Raises
+    ------
+    CompensationError
+        The matrix names a channel that is not among ``pnn``.
+    """
+    column = {name: i for i, name in enumerate(pnn)}
+    missing = [ch for ch in spill.channels if ch not in column]
+    if missing:
+        raise CompensationError(
+            source,
+            f"spillover matrix names channel {missing[0]!r}, not in the file "
+            f"(channels: {', '.join(pnn)})",
+        )
+    inverse = np.asarray(np.linalg.inv(spill.matrix), dtype=np.float64)
+    return [column[ch] for ch in spill.channels], inverse
+
+
+def compensate_block(
+    observed: NDArray[np.float64],
+    out: NDArray[np.float64],
+    idx: Sequence[int],
+    inverse: NDArray[np.float64],
+) -> None:
+    """Write the compensated values of a block of events (rows) into ``out``, same shape."""
+    detectors = set(idx)
+    for j in range(observed.shape[1]):
+        if j not in detectors:
+            out[:, j] = observed[:, j]
+    if not idx:
+        return
+    dyes = observed[:, idx]
+    for k, j in enumerate(idx):
+        np.dot(dyes, inverse[:, k], out=out[:, j])
