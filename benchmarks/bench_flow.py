@@ -134,8 +134,9 @@ def nkpanel_analysis(path: Path) -> FlowAnalysis:
 
 
 def nkpanel_apply_gates(path: Path, tree: GateTree) -> dict[str, int]:
-    """nkpanel doing FlowKit's share only: read, compensate, evaluate given gates, count."""
-    sample = read_fcs(path)
+    """nkpanel doing FlowKit's share only: read and compensate (in one pass), evaluate the
+    given gates, count."""
+    sample = read_fcs(path, compensate=True)
     comp = compensate(sample) if sample.spillover is not None else sample.events
     column = {c.pnn: c.index for c in sample.channels}
     member = tree.evaluate(comp, sample.events, column)

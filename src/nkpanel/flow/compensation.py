@@ -124,6 +124,9 @@ def compensate_block(
             out[:, j] = observed[:, j]
     if not idx:
         return
+    # the block's detector values as one compact array (a view into the full columns would
+    # leave BLAS a stride of a whole column), then one matrix-vector product per channel (a
+    # matrix-matrix product would start BLAS's own threads inside these)
     dyes = observed[:, idx]
     for k, j in enumerate(idx):
         np.dot(dyes, inverse[:, k], out=out[:, j])
