@@ -423,12 +423,12 @@ class _Gater:
             return None
         # the one channel that separates beads from every cell best carries the gate
         best, best_gap, best_cut = fluor[0], -np.inf, 0.0
-        for j, p in enumerate(fluor):
-            bead_lo = float(np.percentile(scaled[candidates, j], 0.5))
-            cell_hi = float(np.percentile(scaled[~candidates, j], 99.95))
+        bead_lows = np.percentile(scaled[candidates], 0.5, axis=0)
+        cell_highs = np.percentile(scaled[~candidates], 99.95, axis=0)
+        for p, bead_lo, cell_hi in zip(fluor, bead_lows, cell_highs, strict=True):
             gap = bead_lo - cell_hi
             if gap > best_gap:
-                best, best_gap, best_cut = p, gap, 0.5 * (bead_lo + cell_hi)
+                best, best_gap, best_cut = p, float(gap), float(0.5 * (bead_lo + cell_hi))
         if best_gap <= 0:
             return None
         self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
