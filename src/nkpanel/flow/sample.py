@@ -36,6 +36,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -366,6 +367,25 @@ class _ArrayFile(io.RawIOBase):
         return n
 
 
+_SCRATCH = threading.local()
+#: files up to this size are read into a buffer kept for the next file of the same thread
+_SCRATCH_MAX_BYTES = 256 << 20
+
+
+def _scratch(size: int) -> NDArray[np.uint8]:
+    """A buffer of ``size`` bytes for reading a file: the thread's kept buffer when it is
+    large enough (fresh memory must be zeroed by the kernel, which for a 40 MB file costs as
+    much as reading it). Nothing read from a file keeps a reference into the buffer: events,
+    keywords and every other part of a sample are copies."""
+    if size > _SCRATCH_MAX_BYTES:
+        return np.empty(size, dtype=np.uint8)
+    kept: NDArray[np.uint8] | None = getattr(_SCRATCH, "buffer", None)
+    if kept is None or kept.shape[0] < size:
+        kept = np.empty(size, dtype=np.uint8)
+        _SCRATCH.buffer = kept
+    return kept[:size]
+
+
 def _read_file(p: Path) -> _FileBytes:
     """The whole file in a NumPy buffer, no intermediate ``bytes``.
 
@@ -377,7 +397,7 @@ def _read_file(p: Path) -> _FileBytes:
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         size = os.fstat(fd).st_size
-        array = np.empty(size, dtype=np.uint8)
+        array = _scratch(size)
         ends: dict[int, int] = {}
 
         def read_part(start: int, stop: int) -> None:
