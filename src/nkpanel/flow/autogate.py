@@ -229,6 +229,8 @@ class _Gater:
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
         self._values: dict[tuple[str, str], Array] = {}
+        #: population → (its parent, which of the parent's events it holds), where known
+        self._inside: dict[str, tuple[str, BoolArray]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def raw(self, pnn: str) -> Array:
@@ -329,7 +331,12 @@ class _Gater:
         """A channel's (compensated) values of a population's events, kept likewise."""
         key = (population, pnn)
         if key not in self._values:
-            self._values[key] = self.comp[self.indices(population), self.col[pnn]]
+            inside = self._inside.get(population)
+            if inside is not None and (inside[0], pnn) in self._values:
+                # the parent's values of the same events, already at hand
+                self._values[key] = self._values[(inside[0], pnn)][inside[1]]
+            else:
+                self._values[key] = self.comp[self.indices(population), self.col[pnn]]
         return self._values[key]
 
     def add(self, gate: Gate) -> BoolArray:
@@ -348,6 +355,7 @@ class _Gater:
             parent_idx = self.indices(name)
             inside[parent_idx] = contained
             self._indices[gate.name] = parent_idx[contained]
+            self._inside[gate.name] = (name, contained)
         self.gates.append(gate)
         self.member[gate.name] = inside
         return inside
