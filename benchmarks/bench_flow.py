@@ -354,12 +354,15 @@ def environment() -> dict[str, Any]:
     import flowutils
 
     import nkpanel
+    from nkpanel._threads import thread_count
 
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "nkpanel threads": thread_count(),
+        "NKPANEL_THREADS": os.environ.get("NKPANEL_THREADS"),
         "numpy": np.__version__,
         "nkpanel": nkpanel.__version__,
         "flowkit": flowkit.__version__,
@@ -415,7 +418,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the tube")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per contender")
+    parser.add_argument("--repeat", type=int, default=11, help="timed runs per contender")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--profile", action="store_true", help="cProfile one nkpanel analysis")
     parser.add_argument("--seed", type=int, default=0, help="simulation seed")
