@@ -354,11 +354,18 @@ def analyze_source(
     tis = replace(s.tissue, overview_um=ov_um)
     rng = np.random.default_rng(s.seed)
 
-    overview = _read_overview(src, ds_ov)
-    if isinstance(src, WholeSlide):
-        check_brightfield(overview, src.path)
     # a field image is read once at the analysis resolution: white point, stain sample, tiles
     field_a = _whole_field(src, ds_a) if isinstance(src, FieldImage) else None
+    step = ds_ov / ds_a
+    if field_a is not None and step == round(step):
+        # the overview is the same box filter of the analysis image (whole-number steps)
+        overview = _resize(
+            field_a, max(1, round(src.width / ds_ov)), max(1, round(src.height / ds_ov))
+        )
+    else:
+        overview = _read_overview(src, ds_ov)
+    if isinstance(src, WholeSlide):
+        check_brightfield(overview, src.path)
     # white point: glass on a slide overview; the palest pixels of a field
     if s.white_point is not None:
         white = s.white_point
