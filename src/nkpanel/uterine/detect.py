@@ -293,7 +293,7 @@ def _flood(img: F32, seeds: I32, mask: NDArray[np.bool_]) -> I32:
     label_of = np.zeros(n_pieces + 1, dtype=np.int32)
     one = per_piece[pair_piece] == 1
     label_of[pair_piece[one]] = (pairs % (int(seeds.max()) + 1))[one]
-    labels = label_of[pieces]
+    labels: I32 = np.asarray(label_of[pieces], dtype=np.int32)
     several = per_piece >= 2
     several[0] = False
     if several.any():
