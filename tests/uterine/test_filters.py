@@ -32,3 +32,20 @@ def test_opening_equals_scipy_grey_opening(seed: int, radius: int) -> None:
     size = 2 * radius + 1
     expected = ndi.grey_opening(img, size=(size, size))
     assert np.array_equal(_opening_background(img, radius), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.floats(0.3, 0.7))
+def test_flood_by_pieces_equals_one_watershed(seed: int, level: float) -> None:
+    """Flooding only the mask pieces with several seeds gives skimage's whole-image result."""
+    from skimage.segmentation import watershed
+
+    from nkpanel.uterine.detect import _flood, _local_maxima
+
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random((96, 120)), 2.5).astype(np.float32)
+    img = (img - img.min()) / (img.max() - img.min())
+    mask = img > level
+    seeds = _local_maxima(img, mask, 2, level)
+    expected = watershed(-img, seeds, mask=mask)
+    assert np.array_equal(_flood(img, seeds, mask), expected)
