@@ -129,16 +129,15 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     out_console.print(table)
 
 
-def _print_results(analyses: list[object], failures: list[object], out: Path) -> None:
-    from nkpanel.flow.analyze import FlowAnalysis
+def _print_results(results: list[object], failures: list[object], out: Path) -> None:
     from nkpanel.flow.output import BatchFailure
+    from nkpanel.flow.results import FlowResult
 
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
         table.add_column(col)
-    for a in analyses:
-        assert isinstance(a, FlowAnalysis)
-        r = a.result
+    for r in results:
+        assert isinstance(r, FlowResult)
         qc = (
             "reportable"
             if r.reportable
@@ -152,7 +151,7 @@ def _print_results(analyses: list[object], failures: list[object], out: Path) ->
             fmt(r.nk_like_t_percent_of_lymphocytes),
             qc,
         )
-    if analyses:
+    if results:
         out_console.print(table)
     for f in failures:
         assert isinstance(f, BatchFailure)
@@ -262,7 +261,7 @@ def flow_analyze(
         outcome = analyze_flow_batch(
             files, settings, out, plots=plots, export_events=export_events, on_file=step
         )
-    _print_results(list(outcome.analyses), list(outcome.failures), out)
+    _print_results(list(outcome.results), list(outcome.failures), out)
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
@@ -384,10 +383,10 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
 
 
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
-    analyses = [a for o in outcome.draws.values() for a in o.analyses]
+    results = [r for o in outcome.draws.values() for r in o.results]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
-    _print_results(list(analyses), list(outcome.failures), out)
+    _print_results(list(results), list(outcome.failures), out)
     out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:
         r = outcome.report

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from nkpanel._atomic import write_text
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import NkPanelError
-from nkpanel.flow.analyze import AbsoluteCountInputs, FlowAnalysis, FlowSettings, analyze_file
+from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, write_batch, write_sample_outputs
+from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
 
 __all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "run_case"]
@@ -26,9 +27,11 @@ Progress = Callable[[str], None]
 
 @dataclass
 class BatchOutcome:
-    """What a batch produced: the analyses, the files that failed (with reasons), and outputs."""
+    """What a batch produced: each file's result, the files that failed (with reasons), and
+    the outputs. Only results are kept (not events), so a batch's memory does not grow with
+    the number of files."""
 
-    analyses: list[FlowAnalysis] = field(default_factory=list)
+    results: list[FlowResult] = field(default_factory=list)
     failures: list[BatchFailure] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
 
@@ -55,8 +58,9 @@ def analyze_flow_batch(
         except NkPanelError as exc:
             outcome.failures.append(BatchFailure(str(path), _one_line(exc, path)))
             continue
-        outcome.analyses.append(analysis)
-    outcome.written += write_batch(outcome.analyses, outcome.failures, out_dir)
+        outcome.results.append(analysis.result)
+        del analysis  # its events go before the next file is read
+    outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
     return outcome
 
 
@@ -171,7 +175,7 @@ def run_case(
                 "received": draw.received.isoformat() if draw.received else None,
                 "pre_analytic": draw.pre_analytic.model_dump(mode="json", exclude_none=True),
                 "bead_lot": draw.bead_lot,
-                "flow": [a.result.summary() for a in outcome.draws[draw.id].analyses],
+                "flow": [r.summary() for r in outcome.draws[draw.id].results],
                 "failures": [
                     {"source": f.source, "reason": f.reason}
                     for f in outcome.draws[draw.id].failures

@@ -15,6 +15,7 @@ import numpy as np
 
 from nkpanel._atomic import write_bytes, write_text, write_with
 from nkpanel.flow.analyze import FlowAnalysis
+from nkpanel.flow.results import FlowResult
 
 __all__ = ["BatchFailure", "write_batch", "write_events", "write_sample_outputs"]
 
@@ -131,12 +132,12 @@ def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
 
 
 def write_batch(
-    analyses: Sequence[FlowAnalysis],
+    results: Sequence[FlowResult],
     failures: Sequence[BatchFailure],
     out_dir: Path,
 ) -> list[Path]:
     """The batch-level tidy table in three formats and the run summary."""
-    rows = [row for a in analyses for row in a.result.rows()]
+    rows = [row for r in results for row in r.rows()]
     frame = _frame(rows)
     written = []
     buf = io.StringIO()
@@ -151,7 +152,7 @@ def write_batch(
     write_bytes(target, json.dumps(rows, indent=1, default=_json_default).encode())
     written.append(target)
     summary = {
-        "samples": [a.result.summary() for a in analyses],
+        "samples": [r.summary() for r in results],
         "failures": [{"source": f.source, "reason": f.reason} for f in failures],
     }
     target = out_dir / "flow_summary.json"

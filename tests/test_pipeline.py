@@ -1,0 +1,42 @@
+"""The flow batch: every file's result kept, bad files listed, no file's events kept."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import pytest
+
+import nkpanel.pipeline as pipeline
+from nkpanel.flow.analyze import FlowAnalysis, FlowSettings
+from nkpanel.flow.results import FlowResult
+from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+
+def test_batch_keeps_results_not_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=20_000)), tmp_path / f"t{s}.fcs")
+        for s in (1, 2)
+    ]
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"not an FCS file at all")
+    made: list[weakref.ref[FlowAnalysis]] = []
+    real = pipeline.analyze_file
+
+    def tracked(path: Path, settings: FlowSettings | None = None) -> FlowAnalysis:
+        analysis = real(path, settings)
+        made.append(weakref.ref(analysis))
+        return analysis
+
+    monkeypatch.setattr(pipeline, "analyze_file", tracked)
+    outcome = pipeline.analyze_flow_batch(
+        [good[0], bad, good[1]], FlowSettings(), tmp_path / "out", plots=False
+    )
+    assert [r.sample for r in outcome.results] == ["t1", "t2"]
+    assert all(isinstance(r, FlowResult) for r in outcome.results)
+    assert [f.source for f in outcome.failures] == [str(bad)]
+    assert "not an FCS file" in outcome.failures[0].reason
+    gc.collect()
+    assert len(made) == 2 and all(ref() is None for ref in made)  # no analysis outlives its file
+    assert (tmp_path / "out" / "flow_populations.csv").is_file()
