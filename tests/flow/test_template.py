@@ -421,3 +421,25 @@ def test_unknown_gate_name_fails_loudly(
     assert "/Polygon1" in result.counts
     assert "Polygon1" in result.counts
     assert len(result.counts) == len(list(result.counts)) == 4
+
+
+@pytest.mark.shared_data
+def test_template_figures_reuse_the_gated_sample(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The figures of a template run draw from the FlowKit sample that was gated: the FCS file
+    is read once for gating and not again for the figures."""
+    import nkpanel.flow.template_plots as template_plots
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+
+    d = shared_data / "flowsom-68983"
+    analysis = analyze_file(d / "68983.fcs", FlowSettings(template=d / "gating.wsp"))
+    assert analysis.template_sample is not None
+
+    def no_second_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the FCS file was read again for the figures")
+
+    monkeypatch.setattr(template_plots, "_load_fcs", no_second_read)
+    written = write_sample_outputs(analysis, tmp_path, plots=True)
+    assert len([p for p in written if p.suffix == ".png"]) == 15

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -87,6 +87,8 @@ class FlowAnalysis:
     gating: AutoGateResult | None = None
     markers: MarkerMap | None = None
     template: Path | None = None
+    #: the ``flowkit.Sample`` a lab template gated (its events serve the template's figures)
+    template_sample: Any = field(default=None, repr=False)
 
 
 def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> FlowAnalysis:
@@ -172,7 +174,13 @@ def _analyze_with_template(
         tuple(notes),
     )
     return FlowAnalysis(
-        result, sample, comp, membership, {**parents, **role_parents}, template=s.template
+        result,
+        sample,
+        comp,
+        membership,
+        {**parents, **role_parents},
+        template=s.template,
+        template_sample=applied.flowkit_sample,
     )
 
 

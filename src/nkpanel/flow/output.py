@@ -88,6 +88,7 @@ def write_sample_outputs(
             analysis.parents,
             d / "plots",
             synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
+            flowkit_sample=analysis.template_sample,
         )
         written += figures
     if export_events is not None:

@@ -154,6 +154,9 @@ class TemplateResult:
         The template file that was applied, and for a workspace the sample whose gates were used.
     notes
         Warnings raised while gating (recoverable oddities, for the QC notes).
+    flowkit_sample
+        The ``flowkit.Sample`` the file was gated as, for figures that need its compensated
+        and transformed events (so the file is not read again).
     """
 
     sample: str
@@ -163,6 +166,7 @@ class TemplateResult:
     n_events: int = 0
     template: str = ""
     notes: tuple[str, ...] = ()
+    flowkit_sample: Any = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -511,4 +515,5 @@ def apply_template(
         n_events=int(sample.event_count),
         template=label,
         notes=notes,
+        flowkit_sample=sample,
     )

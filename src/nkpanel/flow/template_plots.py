@@ -33,14 +33,19 @@ def plot_template_gates(
     sample_id: str | None = None,
     group: str = "All Samples",
     synthetic: bool = False,
+    flowkit_sample: Any = None,
 ) -> tuple[list[Path], list[str]]:
     """Draw every rectangle and polygon gate of the template; return (files, notes).
 
-    Quadrant, boolean and ellipsoid gates are not drawn; a note names them.
+    ``flowkit_sample``: the ``flowkit.Sample`` the template was applied to
+    (:attr:`~nkpanel.flow.template.TemplateResult.flowkit_sample`); without it the file is read
+    again. Quadrant, boolean and ellipsoid gates are not drawn; a note names them.
     """
     template = load_template(template_path)
     strategy, _ = _pick_strategy(template, fcs_path, sample_id, group)
-    sample = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
+    sample = flowkit_sample
+    if sample is None:
+        sample = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
     names = template.gate_names
     written: list[Path] = []
     skipped: list[str] = []
