@@ -443,3 +443,27 @@ def test_template_figures_reuse_the_gated_sample(
     monkeypatch.setattr(template_plots, "_load_fcs", no_second_read)
     written = write_sample_outputs(analysis, tmp_path, plots=True)
     assert len([p for p in written if p.suffix == ".png"]) == 15
+
+
+@pytest.mark.shared_data
+def test_quadrant_gates_are_drawn_one_figure_per_quadrant(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """gml_quadrant1_gate.xml divides FL2/FL4 into four quadrants: four figures, no note."""
+    from nkpanel.flow.template_plots import plot_template_gates
+
+    gml = shared_data / "gatingml-2.0-compliance" / "gml" / "gml_quadrant1_gate.xml"
+    fcs = shared_data / "gatingml-2.0-compliance" / "data1.fcs"
+    applied = apply_template(load_template(gml), fcs)
+    quadrants = [k for k in applied.membership if k.count("/") == 2]
+    assert len(quadrants) == 4
+    files, notes = plot_template_gates(
+        gml,
+        fcs,
+        applied.membership,
+        applied.parents,
+        tmp_path,
+        flowkit_sample=applied.flowkit_sample,
+    )
+    assert len([f for f in files if f.suffix == ".png"]) == 4
+    assert notes == []

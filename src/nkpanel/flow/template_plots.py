@@ -1,15 +1,17 @@
-"""Figures for a lab template's gates: each rectangle or polygon gate drawn over its parent's
-events, in the compensated and transformed space the template gates in (as FlowKit evaluates
-it), with the same look as the automated gating figures."""
+"""Figures for a lab template's gates: each rectangle, polygon or quadrant drawn over its
+parent's events, in the compensated and transformed space the template gates in (as FlowKit
+evaluates it), with the same look as the automated gating figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flowkit.exceptions import QuadrantReferenceError
 from numpy.typing import NDArray
 
 from nkpanel.flow.gates import Dimension, Gate, PolygonGate, RangeGate
@@ -35,11 +37,12 @@ def plot_template_gates(
     synthetic: bool = False,
     flowkit_sample: Any = None,
 ) -> tuple[list[Path], list[str]]:
-    """Draw every rectangle and polygon gate of the template; return (files, notes).
+    """Draw every rectangle, polygon and quadrant gate of the template (one figure per
+    quadrant); return (files, notes).
 
     ``flowkit_sample``: the ``flowkit.Sample`` the template was applied to
     (:attr:`~nkpanel.flow.template.TemplateResult.flowkit_sample`); without it the file is read
-    again. Quadrant, boolean and ellipsoid gates are not drawn; a note names them.
+    again. Boolean and ellipsoid gates are not drawn; a note names them.
     """
     template = load_template(template_path)
     strategy, _ = _pick_strategy(template, fcs_path, sample_id, group)
@@ -62,47 +65,28 @@ def plot_template_gates(
             else (f"{parts[-1]} in {parts[-2]}")
         )
 
-    for name, ancestors in gate_ids:
-        gate = strategy.get_gate(name, ancestors)
-        key = _path_string((*tuple(ancestors)[1:], name), names)
-        kind = type(gate).__name__
-        dims = list(getattr(gate, "dimensions", []))
-        if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:
-            skipped.append(f"{key} ({kind})")
-            continue
-        if key not in membership:
-            skipped.append(f"{key} (no result)")
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            frame: Any = strategy._preprocess_sample_events(sample, gate)
-        cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
+    def draw(
+        key: str, shape: Gate, cols: dict[str, NDArray[np.float64]], xforms: dict[str, str]
+    ) -> None:
+        """One figure: ``shape`` (a gate record whose names are filled in here) over the
+        events of the gate ``key``'s parent."""
+        nonlocal written
         label = label_of(key)
         parent_key = parents.get(key)
         parent_label = label_of(parent_key) if parent_key else None
-        record: Gate
-        our_dims = tuple(Dimension(str(d.id)) for d in dims)
-        if kind == "PolygonGate":
-            vertices = tuple((float(x), float(y)) for x, y in gate.vertices)
-            record = PolygonGate(label, parent_label, (our_dims[0], our_dims[1]), vertices)
-        else:
-            lo = tuple(None if d.min is None else float(d.min) for d in dims)
-            hi = tuple(None if d.max is None else float(d.max) for d in dims)
-            record = RangeGate(label, parent_label, our_dims, lo, hi)
         masks = {label: np.asarray(membership[key], dtype=bool)}
         if parent_label is not None and parent_key is not None:
             masks[parent_label] = np.asarray(membership[parent_key], dtype=bool)
-        xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
 
-        def values(ch: str, cols: dict[str, NDArray[np.float64]] = cols) -> NDArray[np.float64]:
+        def values(ch: str) -> NDArray[np.float64]:
             return cols[ch] if ch in cols else np.zeros(n)
 
-        def axis_label(ch: str, xforms: dict[str, str] = xforms) -> str:
+        def axis_label(ch: str) -> str:
             return f"{ch} ({xforms.get(ch, 'linear')})"
 
         written += plot_gates(
             sample_name=fcs_path.stem,
-            gates=(record,),
+            gates=(dataclasses.replace(shape, name=label, parent=parent_label),),
             membership=masks,
             values=values,
             scale_for=lambda ch: _identity,
@@ -111,5 +95,54 @@ def plot_template_gates(
             out_dir=out_dir,
             synthetic=synthetic,
         )
+
+    for name, ancestors in gate_ids:
+        try:
+            gate = strategy.get_gate(name, ancestors)
+        except QuadrantReferenceError:
+            continue  # one quadrant of a quadrant gate: drawn with its quadrant gate
+        path = (*tuple(ancestors)[1:], name)
+        key = _path_string(path, names)
+        kind = type(gate).__name__
+        dims = list(getattr(gate, "dimensions", []))
+        if kind == "QuadrantGate" and 1 <= len(dims) <= 2:
+            # each quadrant is a rectangle on the dividers' channels, open where it is open
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = strategy._preprocess_sample_events(sample, gate)
+            refs = [str(d.dimension_ref) for d in dims]
+            cols = {r: np.asarray(frame[r], dtype=np.float64) for r in refs}
+            xforms = {str(d.dimension_ref): str(d.transformation_ref or "linear") for d in dims}
+            our_dims = tuple(Dimension(r) for r in refs)
+            for quadrant in gate.quadrants.values():
+                q_key = _path_string((*path, quadrant.id), names)
+                if q_key not in membership:
+                    skipped.append(f"{q_key} (no result)")
+                    continue
+                ranges = [quadrant.get_divider_range(d.id) for d in dims]
+                lo = tuple(None if r[0] is None else float(r[0]) for r in ranges)
+                hi = tuple(None if r[1] is None else float(r[1]) for r in ranges)
+
+                draw(q_key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
+            continue
+        if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:
+            skipped.append(f"{key} ({kind})")
+            continue
+        if key not in membership:
+            skipped.append(f"{key} (no result)")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = strategy._preprocess_sample_events(sample, gate)
+        cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
+        xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
+        our_dims = tuple(Dimension(str(d.id)) for d in dims)
+        if kind == "PolygonGate":
+            vertices = tuple((float(x), float(y)) for x, y in gate.vertices)
+            draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), vertices), cols, xforms)
+        else:
+            lo = tuple(None if d.min is None else float(d.min) for d in dims)
+            hi = tuple(None if d.max is None else float(d.max) for d in dims)
+            draw(key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
     notes = [f"template gates not drawn: {', '.join(skipped)}"] if skipped else []
     return written, notes
