@@ -467,3 +467,38 @@ def test_quadrant_gates_are_drawn_one_figure_per_quadrant(
     )
     assert len([f for f in files if f.suffix == ".png"]) == 4
     assert notes == []
+
+
+@pytest.mark.shared_data
+def test_ellipse_gate_is_drawn_from_its_own_outline(shared_data: Path, tmp_path: Path) -> None:
+    """The drawn outline of gml_ellipse1_gate.xml holds the events FlowKit put in the gate."""
+    from nkpanel.flow.gates import points_in_polygon
+    from nkpanel.flow.template_plots import _ellipse_outline, plot_template_gates
+
+    gml = shared_data / "gatingml-2.0-compliance" / "gml" / "gml_ellipse1_gate.xml"
+    fcs = shared_data / "gatingml-2.0-compliance" / "data1.fcs"
+    applied = apply_template(load_template(gml), fcs)
+    files, notes = plot_template_gates(
+        gml,
+        fcs,
+        applied.membership,
+        applied.parents,
+        tmp_path,
+        flowkit_sample=applied.flowkit_sample,
+    )
+    assert [f.name for f in files if f.suffix == ".png"] == ["Ellipse1.png"] and notes == []
+    strategy = load_template(gml).strategies[""]
+    (name, anc), *_ = strategy.get_gate_ids()
+    gate = strategy.get_gate(name, anc)
+    outline = np.asarray(
+        _ellipse_outline(gate.coordinates, gate.covariance_matrix, 1.0 * gate.distance_square)
+    )
+    # every outline point lies on the ellipse: Mahalanobis distance² = d²
+    diff = outline - np.asarray(gate.coordinates, dtype=float)
+    inv = np.linalg.inv(np.asarray(gate.covariance_matrix, dtype=float))
+    np.testing.assert_allclose(np.einsum("ij,jk,ik->i", diff, inv, diff), gate.distance_square)
+    frame = strategy._preprocess_sample_events(applied.flowkit_sample, gate)
+    x, y = (np.asarray(frame[d.id], dtype=float) for d in gate.dimensions)
+    ours = points_in_polygon(x, y, outline)
+    theirs = np.asarray(applied.membership[next(iter(applied.membership))])
+    assert np.mean(ours == theirs) > 0.999  # a 120-gon inside the ellipse misses a sliver

@@ -25,6 +25,19 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
     return v
 
 
+def _ellipse_outline(
+    centre: Any, covariance: Any, distance_square: float, n: int = 120
+) -> tuple[tuple[float, float], ...]:
+    """The boundary of {x : (x − μ)ᵀ C⁻¹ (x − μ) ≤ d²} (a Gating-ML ellipsoid gate in two
+    dimensions) as ``n`` points: μ + d · L · (cos t, sin t) with C = L Lᵀ. For drawing only;
+    membership is FlowKit's."""
+    mu = np.asarray(centre, dtype=np.float64).reshape(2)
+    chol = np.linalg.cholesky(np.asarray(covariance, dtype=np.float64).reshape(2, 2))
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    pts = mu[:, None] + np.sqrt(float(distance_square)) * chol @ np.vstack((np.cos(t), np.sin(t)))
+    return tuple((float(x), float(y)) for x, y in pts.T)
+
+
 def plot_template_gates(
     template_path: Path,
     fcs_path: Path,
@@ -37,12 +50,13 @@ def plot_template_gates(
     synthetic: bool = False,
     flowkit_sample: Any = None,
 ) -> tuple[list[Path], list[str]]:
-    """Draw every rectangle, polygon and quadrant gate of the template (one figure per
-    quadrant); return (files, notes).
+    """Draw every rectangle, polygon, quadrant and two-dimensional ellipse gate of the template
+    (one figure per quadrant); return (files, notes).
 
     ``flowkit_sample``: the ``flowkit.Sample`` the template was applied to
     (:attr:`~nkpanel.flow.template.TemplateResult.flowkit_sample`); without it the file is read
-    again. Boolean and ellipsoid gates are not drawn; a note names them.
+    again. Boolean gates and ellipsoids in more than two dimensions are not drawn; a note names
+    them.
     """
     template = load_template(template_path)
     strategy, _ = _pick_strategy(template, fcs_path, sample_id, group)
@@ -124,6 +138,18 @@ def plot_template_gates(
                 hi = tuple(None if r[1] is None else float(r[1]) for r in ranges)
 
                 draw(q_key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
+            continue
+        if kind == "EllipsoidGate" and len(dims) == 2 and key in membership:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = strategy._preprocess_sample_events(sample, gate)
+            cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
+            xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
+            our_dims = tuple(Dimension(str(d.id)) for d in dims)
+            outline = _ellipse_outline(
+                gate.coordinates, gate.covariance_matrix, gate.distance_square
+            )
+            draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), outline), cols, xforms)
             continue
         if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:
             skipped.append(f"{key} ({kind})")
