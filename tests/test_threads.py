@@ -58,3 +58,31 @@ def test_compensation_is_the_same_with_threads(monkeypatch: pytest.MonkeyPatch) 
     one = compensate(sample)
     monkeypatch.setenv("NKPANEL_THREADS", "2")
     assert np.array_equal(compensate(sample), one)
+
+
+def test_a_forked_child_gets_a_working_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After fork the parent's pool threads do not exist in the child; work must still run."""
+    import multiprocessing
+
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    both = threading.Barrier(2, timeout=10)
+    # two ranges that wait for each other: the parent's pool then has two (idle) threads
+    for_row_blocks(MIN_ROWS_PER_THREAD * 4, lambda start, stop: both.wait() and None)
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_work_in_child)
+    child.start()
+    child.join(timeout=20)
+    if child.is_alive():  # hung: its pool had no threads
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+
+
+def _work_in_child() -> None:
+    hits = np.zeros(MIN_ROWS_PER_THREAD * 4, dtype=np.int64)
+
+    def work(start: int, stop: int) -> None:
+        hits[start:stop] += 1
+
+    for_row_blocks(hits.size, work)
+    raise SystemExit(0 if np.all(hits == 1) else 1)

@@ -22,6 +22,16 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when needed."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def thread_count() -> int:
     """Threads for row-block work: ``NKPANEL_THREADS``, else usable CPUs capped at 4."""
     setting = os.environ.get("NKPANEL_THREADS", "").strip()
