@@ -60,6 +60,7 @@ def test_compensation_is_the_same_with_threads(monkeypatch: pytest.MonkeyPatch) 
     assert np.array_equal(compensate(sample), one)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_gets_a_working_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """After fork the parent's pool threads do not exist in the child; work must still run."""
     import multiprocessing
