@@ -49,3 +49,16 @@ def test_flood_by_pieces_equals_one_watershed(seed: int, level: float) -> None:
     seeds = _local_maxima(img, mask, 2, level)
     expected = watershed(-img, seeds, mask=mask)
     assert np.array_equal(_flood(img, seeds, mask), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), r=st.integers(1, 9), fill=st.floats(0.02, 0.6))
+def test_disc_dilation_and_erosion_equal_scipy(seed: int, r: int, fill: float) -> None:
+    """tissue.py's distance-transform dilation and erosion by a disc equal SciPy's with the
+    same disc (erosion with everything beyond the array outside the mask)."""
+    from nkpanel.uterine.tissue import _dilate_disk, _disk, _erode_disk
+
+    mask = np.random.default_rng(seed).random((41, 57)) < fill
+    disc = _disk(r)
+    assert np.array_equal(_dilate_disk(mask, r), ndi.binary_dilation(mask, disc))
+    assert np.array_equal(_erode_disk(mask, r), ndi.binary_erosion(mask, disc, border_value=0))

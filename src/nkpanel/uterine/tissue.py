@@ -31,6 +31,7 @@ excluded area so a pathologist can check it. Drawn regions are preferred.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,12 +91,22 @@ def _erode_disk(mask: BoolArray, r: int) -> BoolArray:
     return np.asarray(d2 > r * r, dtype=bool)
 
 
-def _sq_distance(mask: BoolArray) -> NDArray[np.int64]:
-    """Squared Euclidean distance (exact integers) of each True pixel to the nearest False."""
+def _sq_distance(mask: BoolArray) -> NDArray[np.signedinteger[Any]]:
+    """Squared Euclidean distance (exact integers) of each True pixel to the nearest False.
+
+    Worked out in place in the feature transform's own index arrays (a slide overview has
+    millions of pixels: int64 temporaries would take several times the memory)."""
     iy, ix = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
-    dy = iy - np.arange(mask.shape[0])[:, None]
-    dx = ix - np.arange(mask.shape[1])[None, :]
-    return np.asarray(dy.astype(np.int64) ** 2 + dx.astype(np.int64) ** 2)
+    kind = np.int64 if max(mask.shape) > 30_000 else np.int32  # d² must fit
+    dy = iy.astype(kind, copy=False)
+    dx = ix.astype(kind, copy=False)
+    dy -= np.arange(mask.shape[0], dtype=kind)[:, None]
+    dy *= dy
+    dx -= np.arange(mask.shape[1], dtype=kind)[None, :]
+    dx *= dx
+    dy += dx
+    out: NDArray[np.signedinteger[Any]] = dy
+    return out
 
 
 def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
