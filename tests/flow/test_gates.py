@@ -31,6 +31,14 @@ def test_band_polygons_match_the_kernel(seed: int, n: int) -> None:
     assert _ratio_band(vertices) is not None
     x = rng.uniform(-1e4, 3.3e5, 20_000)
     y = x * np.exp(rng.normal(0.0, 0.6, x.size)) + rng.normal(0.0, 2e3, x.size)
+    # and points exactly on every edge, at the vertices, and within rounding of them, where
+    # the kernel's own rule must decide
+    ends = np.roll(vertices, -1, axis=0)
+    t = rng.random((vertices.shape[0], 50))
+    on_edges = vertices[:, None, :] + t[..., None] * (ends - vertices)[:, None, :]
+    near = vertices[:, None, :] * (1 + rng.choice([-1, 0, 1], (vertices.shape[0], 5, 2)) * 1e-15)
+    extra = np.concatenate((on_edges.reshape(-1, 2), near.reshape(-1, 2), vertices))
+    x, y = np.r_[x, extra[:, 0]], np.r_[y, extra[:, 1]]
     assert np.array_equal(points_in_polygon(x, y, vertices), _kernel(x, y, vertices))
 
 
@@ -44,6 +52,15 @@ def test_shapes_that_are_not_bands_take_the_kernel_alone() -> None:
     x, y = rng.uniform(0, 6, 5000), rng.uniform(0, 7, 5000)
     assert _ratio_band(triangle) is None
     assert np.array_equal(points_in_polygon(x, y, triangle), _kernel(x, y, triangle))
+
+
+def test_integer_events_on_a_rectangle_drawn_as_polygon() -> None:
+    """A rectangle drawn as a 4-vertex polygon is a band too; integer events on its edges get
+    the kernel's answer (it leaves most of the right edge out)."""
+    v = np.array([[200.0, 100.0], [600.0, 100.0], [600.0, 400.0], [200.0, 400.0]])
+    g = np.mgrid[150:651:1, 50:451:1].reshape(2, -1).T.astype(float)
+    assert _ratio_band(v) is not None
+    assert np.array_equal(points_in_polygon(g[:, 0], g[:, 1], v), _kernel(g[:, 0], g[:, 1], v))
 
 
 def test_band_of_a_hand_drawn_singlet_gate() -> None:

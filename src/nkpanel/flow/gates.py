@@ -79,11 +79,12 @@ Gate = RangeGate | PolygonGate
 def points_in_polygon(
     x: NDArray[np.float64], y: NDArray[np.float64], vertices: NDArray[np.float64]
 ) -> BoolArray:
-    """Which points lie inside a closed polygon (edges inclusive, even-odd rule).
+    """Which points lie inside a closed polygon, by flowutils' C kernel.
 
-    Uses flowutils' C kernel, the one FlowKit evaluates Gating-ML polygons with, so exported
-    gates give the same membership in both; points outside the bounding box are never tested,
-    nor, for a band polygon (see :func:`_ratio_band`), points that are certainly in or out.
+    The kernel is the one FlowKit evaluates Gating-ML polygons with, so exported gates give
+    the same membership in both, points on an edge included (the kernel's own rule decides
+    them). Points outside the bounding box are never tested, nor, for a band polygon (see
+    :func:`_ratio_band`), points clearly inside or outside it.
     """
     from flowutils.gating import points_in_polygon as _kernel
 
@@ -95,17 +96,35 @@ def points_in_polygon(
     else:
         # inside the band's x range, y/x decides all but the points near an edge (the y
         # range of the bounding box is implied by the ratio bounds)
+        # points on or within rounding of an edge go to the kernel, whose own rule decides
+        # them (it is not "edges inclusive" everywhere): only clear cases are decided here
         (low_min, low_max), (high_min, high_max) = band
+        eps = _BAND_MARGIN
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = y / x
-        in_box = (x >= lo[0]) & (x <= hi[0]) & (ratio >= low_min) & (ratio <= high_max)
-        inside = in_box & (ratio >= low_max) & (ratio <= high_min)
+        in_box = (
+            (x >= lo[0])
+            & (x <= hi[0])
+            & (ratio >= low_min * (1 - eps))
+            & (ratio <= high_max * (1 + eps))
+        )
+        inside = (
+            (x > lo[0])
+            & (x < hi[0])
+            & (ratio > low_max * (1 + eps))
+            & (ratio < high_min * (1 - eps))
+        )
         in_box &= ~inside
     cand = np.flatnonzero(in_box)
     if cand.size:
         pts = np.column_stack((x[cand], y[cand]))
         inside[cand] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
     return inside
+
+
+#: relative margin around a band's ratio bounds within which the kernel decides (far above the
+#: rounding of y/x and of the kernel's own arithmetic)
+_BAND_MARGIN = 1e-9
 
 
 def _ratio_band(
