@@ -65,6 +65,13 @@ def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1
         _pool = ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="nkpanel")
         _pool_size = len(bounds)
     futures = [_pool.submit(work, lo, hi) for lo, hi in bounds]
-    wait(futures)
+    try:
+        wait(futures)
+    finally:
+        # interrupted (KeyboardInterrupt…): no range may still be running once this returns,
+        # since the caller's buffers and files are released then
+        for f in futures:
+            f.cancel()
+        wait(futures)
     for f in futures:
         f.result()
