@@ -7,6 +7,7 @@ Synthetic files come from :mod:`tests.flow.fcs_bytes` (labelled synthetic in $CY
 from __future__ import annotations
 
 import math
+import os
 import sys
 import tracemalloc
 import warnings
@@ -850,3 +851,19 @@ def test_ascii_delimited_value_count_must_fit(tmp_path: Path) -> None:
     )
     with pytest.raises(FCSFormatError, match="7 values, not"):
         read_fcs(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_reads_from_a_named_pipe(tmp_path: Path) -> None:
+    """A pipe has no size to go by: it is read to its end, not taken for an empty file."""
+    import threading
+
+    data = build_fcs(np.arange(40.0).reshape(20, 2), ["FSC-A", "SSC-A"])
+    pipe = tmp_path / "pipe.fcs"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_bytes, args=(data,))
+    writer.start()
+    sample = read_fcs(pipe)
+    writer.join(timeout=10)
+    assert sample.events.shape == (20, 2)
+    assert np.array_equal(sample.events[:, 1], np.arange(1.0, 40.0, 2.0))

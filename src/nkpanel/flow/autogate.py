@@ -168,8 +168,13 @@ class _Scale:
             ys = np.interp(u, u_dense, y_dense)
             self._table = (float(u[0]), float(u[1] - u[0]), ys)
         u_lo, step, ys = self._table
-        pos = (np.arcsinh(x / self._c) - u_lo) / step
-        outside = (pos < 0.0) | (pos > ys.size - 1)
+        shape = np.shape(x)
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            pos = (np.arcsinh(x / self._c) - u_lo) / step
+        # beyond the table, or not a number: flowutils' exact transform
+        outside = ~((pos >= 0.0) & (pos <= ys.size - 1))
+        pos[outside] = 0.0
         np.clip(pos, 0.0, ys.size - 1.000001, out=pos)
         i = pos.astype(np.intp)
         frac = pos - i
@@ -184,7 +189,8 @@ class _Scale:
                 a=0.0,
             )
             out[outside] = np.asarray(exact, dtype=np.float64).reshape(-1)
-        return out
+            out[np.isnan(x)] = np.nan  # not a number stays so (flowutils would give -1)
+        return out.reshape(shape)
 
     def inverse(self, y: float) -> float:
         if self.kind == "asinh":

@@ -243,7 +243,13 @@ def _cut_density(x: NDArray[np.float64], bw_adjust: float) -> Density:
     span = (mx - mn) * 1.2
     start = mn - (mx - mn) * 0.1
     fine = _bin_counts(x, start, start + span, 1024)
-    lo, q25, q75, hi = _quantiles_from_counts(fine, start, span / 1024, (0.001, 0.25, 0.75, 0.999))
+    probs = (0.001, 0.25, 0.75, 0.999)
+    if fine.max() * 4 > x.size:
+        # a spike (a quarter of the values in one fine bin): within-bin interpolation would
+        # invent a spread there, so read the quantiles off the values themselves
+        lo, q25, q75, hi = (float(v) for v in np.percentile(x, [100 * p for p in probs]))
+    else:
+        lo, q25, q75, hi = _quantiles_from_counts(fine, start, span / 1024, probs)
     silverman = _silverman(x, (q25, q75))
     with np.errstate(all="ignore"):
         near = (0.2 * silverman, silverman)

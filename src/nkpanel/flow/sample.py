@@ -35,6 +35,7 @@ import io
 import itertools
 import os
 import re
+import stat
 import sys
 import threading
 import warnings
@@ -396,7 +397,12 @@ def _read_file(p: Path) -> _FileBytes:
     """
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # a pipe or a special file: no size to go by, read to its end
+            with os.fdopen(os.dup(fd), "rb") as stream:
+                return _FileBytes(stream.read())
+        size = info.st_size
         array = _scratch(size)
         ends: dict[int, int] = {}
 
@@ -953,14 +959,17 @@ def _to_columns(
     out = np.empty(rows.shape, dtype=np.float64, order="F")
     comp = np.empty(rows.shape, dtype=np.float64, order="F") if unmix is not None else None
     finite: list[bool] = []
+    scaled = sorted({col for col, _, _ in ops})
 
     def convert(start: int, stop: int) -> None:
         for i in range(start, stop, BLOCK_ROWS):
             j = min(i + BLOCK_ROWS, stop)
             block = rows[i:j]
-            finite.append(_all_finite(block))
+            ok = _all_finite(block)
             out[i:j] = block
             _apply_linear(out[i:j], ops)
+            # decoding can overflow only the columns it scales
+            finite.append(ok and all(_all_finite(out[i:j, col]) for col in scaled))
             if comp is not None and unmix is not None:
                 compensate_block(out[i:j], comp[i:j], unmix[0], unmix[1])
 
