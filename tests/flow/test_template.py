@@ -502,3 +502,11 @@ def test_ellipse_gate_is_drawn_from_its_own_outline(shared_data: Path, tmp_path:
     ours = points_in_polygon(x, y, outline)
     theirs = np.asarray(applied.membership[next(iter(applied.membership))])
     assert np.mean(ours == theirs) > 0.999  # a 120-gon inside the ellipse misses a sliver
+
+
+def test_an_ellipse_without_a_positive_definite_covariance_has_no_outline() -> None:
+    from nkpanel.flow.template_plots import _ellipse_outline
+
+    assert _ellipse_outline([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]], 1.0) is None
+    circle = np.asarray(_ellipse_outline([1.0, 2.0], [[4.0, 0.0], [0.0, 4.0]], 1.0))
+    np.testing.assert_allclose(np.hypot(circle[:, 0] - 1.0, circle[:, 1] - 2.0), 2.0)

@@ -117,7 +117,10 @@ def compensate_block(
     idx: Sequence[int],
     inverse: NDArray[np.float64],
 ) -> None:
-    """Write the compensated values of a block of events (rows) into ``out``, same shape."""
+    """Write the compensated values of a block of events (rows) into ``out``, same shape.
+
+    ``out``'s columns must each be contiguous (a column-ordered array or a block of rows of
+    one), as every column is written in place by one matrix-vector product."""
     detectors = set(idx)
     for j in range(observed.shape[1]):
         if j not in detectors:

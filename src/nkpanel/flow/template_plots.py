@@ -27,14 +27,20 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _ellipse_outline(
     centre: Any, covariance: Any, distance_square: float, n: int = 120
-) -> tuple[tuple[float, float], ...]:
+) -> tuple[tuple[float, float], ...] | None:
     """The boundary of {x : (x − μ)ᵀ C⁻¹ (x − μ) ≤ d²} (a Gating-ML ellipsoid gate in two
     dimensions) as ``n`` points: μ + d · L · (cos t, sin t) with C = L Lᵀ. For drawing only;
     membership is FlowKit's."""
     mu = np.asarray(centre, dtype=np.float64).reshape(2)
-    chol = np.linalg.cholesky(np.asarray(covariance, dtype=np.float64).reshape(2, 2))
+    cov = np.asarray(covariance, dtype=np.float64).reshape(2, 2)
+    # C = V diag(λ) Vᵀ, so L = V diag(√λ) also gives C = L Lᵀ; eigh copes with any symmetric
+    # matrix, and a matrix that is not positive definite (no ellipse) gives None
+    lam, vec = np.linalg.eigh(0.5 * (cov + cov.T))
+    if not (np.all(np.isfinite(lam)) and lam.min() > 0 and distance_square > 0):
+        return None
     t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    pts = mu[:, None] + np.sqrt(float(distance_square)) * chol @ np.vstack((np.cos(t), np.sin(t)))
+    unit = np.vstack((np.cos(t), np.sin(t)))
+    pts = mu[:, None] + np.sqrt(float(distance_square)) * (vec * np.sqrt(lam)) @ unit
     return tuple((float(x), float(y)) for x, y in pts.T)
 
 
@@ -139,16 +145,19 @@ def plot_template_gates(
 
                 draw(q_key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
             continue
-        if kind == "EllipsoidGate" and len(dims) == 2 and key in membership:
+        if kind == "EllipsoidGate" and len(dims) == 2:
+            outline = _ellipse_outline(
+                gate.coordinates, gate.covariance_matrix, gate.distance_square
+            )
+            if key not in membership or outline is None:
+                skipped.append(f"{key} ({'no result' if outline else 'no ellipse'})")
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 frame = strategy._preprocess_sample_events(sample, gate)
             cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
             xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
             our_dims = tuple(Dimension(str(d.id)) for d in dims)
-            outline = _ellipse_outline(
-                gate.coordinates, gate.covariance_matrix, gate.distance_square
-            )
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), outline), cols, xforms)
             continue
         if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:

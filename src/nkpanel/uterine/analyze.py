@@ -358,7 +358,8 @@ def analyze_source(
     field_a = _whole_field(src, ds_a) if isinstance(src, FieldImage) else None
     step = ds_ov / ds_a
     if field_a is not None and step == round(step):
-        # the overview is the same box filter of the analysis image (whole-number steps)
+        # the overview is a box filter of the analysis image (whole-number steps), not of the
+        # original pixels: block means of block means
         overview = _resize(
             field_a, max(1, round(src.width / ds_ov)), max(1, round(src.height / ds_ov))
         )
