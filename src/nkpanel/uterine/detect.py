@@ -615,21 +615,21 @@ def detect_cells(
     cells = _expand_labels(nuclei, expand_px) if expand_px > 0 else nuclei
     if valid is not None and expand_px > 0:
         cells = np.where(valid, cells, 0).astype(np.int32)
-    # per-cell sums over the pixels of cells only (in image order, as over the whole tile)
+    # per-cell sums over the pixels of cells only, and per-nucleus sums over the pixels of
+    # nuclei only (each in image order, as over the whole tile)
     at = np.flatnonzero(cells.ravel())
     cf = cells.ravel()[at]
-    nf = nuclei.ravel()[at]
     m = n + 1
-    nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
     cell_px = np.bincount(cf, minlength=m).astype(np.float64)
-    row, col = np.divmod(at, nuclei.shape[1])
+    d_cell = np.bincount(cf, weights=d.ravel()[at].astype(np.float64), minlength=m)
+    at_n = np.flatnonzero(nuclei.ravel())
+    nf = nuclei.ravel()[at_n]
+    nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
+    row, col = np.divmod(at_n, nuclei.shape[1])
     cy = np.bincount(nf, weights=row.astype(np.float64), minlength=m)
     cx = np.bincount(nf, weights=col.astype(np.float64), minlength=m)
-    hv = h.ravel()[at].astype(np.float64)
-    dv = d.ravel()[at].astype(np.float64)
-    h_nuc = np.bincount(nf, weights=hv, minlength=m)
-    d_nuc = np.bincount(nf, weights=dv, minlength=m)
-    d_cell = np.bincount(cf, weights=dv, minlength=m)
+    h_nuc = np.bincount(nf, weights=h.ravel()[at_n].astype(np.float64), minlength=m)
+    d_nuc = np.bincount(nf, weights=d.ravel()[at_n].astype(np.float64), minlength=m)
     ring_px = cell_px - nuc_px
     with np.errstate(invalid="ignore", divide="ignore"):
         d_nuc_mean = d_nuc[1:] / nuc_px[1:]
