@@ -867,3 +867,20 @@ def test_reads_from_a_named_pipe(tmp_path: Path) -> None:
     writer.join(timeout=10)
     assert sample.events.shape == (20, 2)
     assert np.array_equal(sample.events[:, 1], np.arange(1.0, 40.0, 2.0))
+
+
+def test_concurrent_reads_do_not_share_a_buffer(tmp_path: Path) -> None:
+    """Reads in several threads at once: each gets its own buffer (one is the kept one), so
+    every sample holds its own file's events."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for k in range(4):
+        events = np.arange(k, k + 2 * 50_000, dtype=np.float64).reshape(50_000, 2)
+        paths.append(tmp_path / f"f{k}.fcs")
+        paths[-1].write_bytes(build_fcs(events, ["FSC-A", "SSC-A"]))
+    with ThreadPoolExecutor(4) as pool:
+        samples = list(pool.map(read_fcs, paths * 5))
+    for i, sample in enumerate(samples):
+        k = i % 4
+        assert sample.events[0, 0] == k and sample.events[-1, 1] == k + 2 * 50_000 - 1

@@ -30,6 +30,7 @@ Cytometry 1997;28:118-122.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import itertools
@@ -39,7 +40,7 @@ import stat
 import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -368,27 +369,33 @@ class _ArrayFile(io.RawIOBase):
         return n
 
 
-_SCRATCH = threading.local()
-#: files up to this size are read into a buffer kept for the next file of the same thread
+#: one buffer kept for the next file read (fresh memory must be zeroed by the kernel, which for
+#: a 40 MB file costs as much as reading it); files larger than this get their own
 _SCRATCH_MAX_BYTES = 256 << 20
+_scratch_lock = threading.Lock()
+_scratch_buffer: NDArray[np.uint8] | None = None
 
 
-def _scratch(size: int) -> NDArray[np.uint8]:
-    """A buffer of ``size`` bytes for reading a file: the thread's kept buffer when it is
-    large enough (fresh memory must be zeroed by the kernel, which for a 40 MB file costs as
-    much as reading it). Nothing read from a file keeps a reference into the buffer: events,
-    keywords and every other part of a sample are copies."""
-    if size > _SCRATCH_MAX_BYTES:
-        return np.empty(size, dtype=np.uint8)
-    kept: NDArray[np.uint8] | None = getattr(_SCRATCH, "buffer", None)
-    if kept is None or kept.shape[0] < size:
-        kept = np.empty(size, dtype=np.uint8)
-        _SCRATCH.buffer = kept
-    return kept[:size]
+@contextlib.contextmanager
+def _buffer(size: int) -> Iterator[NDArray[np.uint8]]:
+    """A buffer of ``size`` bytes for reading one file, held until the file is parsed: the
+    process's kept buffer when no other read holds it (so concurrent reads in many threads
+    never keep more than one), else a new one. Nothing read from a file keeps a reference
+    into the buffer: events, keywords and every other part of a sample are copies."""
+    global _scratch_buffer
+    if size <= _SCRATCH_MAX_BYTES and _scratch_lock.acquire(blocking=False):
+        try:
+            if _scratch_buffer is None or _scratch_buffer.shape[0] < size:
+                _scratch_buffer = np.empty(size, dtype=np.uint8)
+            yield _scratch_buffer[:size]
+        finally:
+            _scratch_lock.release()
+    else:
+        yield np.empty(size, dtype=np.uint8)
 
 
-def _read_file(p: Path) -> _FileBytes:
-    """The whole file in a NumPy buffer, no intermediate ``bytes``.
+def _read_file(p: Path, buffer: Callable[[int], NDArray[np.uint8]]) -> _FileBytes:
+    """The whole file in a NumPy buffer from ``buffer(size)``, no intermediate ``bytes``.
 
     Large files are read in parts by several threads at once (``os.preadv`` at each part's
     offset, where the platform has it): copying from the page cache is then shared between
@@ -403,7 +410,7 @@ def _read_file(p: Path) -> _FileBytes:
             with os.fdopen(os.dup(fd), "rb") as stream:
                 return _FileBytes(stream.read())
         size = info.st_size
-        array = _scratch(size)
+        array = buffer(size)
         ends: dict[int, int] = {}
 
         def read_part(start: int, stop: int) -> None:
@@ -1042,11 +1049,16 @@ def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowS
     (19225, 18)
     """
     p = Path(path)
-    try:
-        buf = _read_file(p)
-    except OSError as exc:
-        raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
-    return _read_buffer(buf, p, compensate)
+    with contextlib.ExitStack() as held:
+
+        def buffer(size: int) -> NDArray[np.uint8]:
+            return held.enter_context(_buffer(size))
+
+        try:
+            buf = _read_file(p, buffer)
+        except OSError as exc:
+            raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
+        return _read_buffer(buf, p, compensate)
 
 
 def _read_buffer(
