@@ -409,8 +409,15 @@ class _Gater:
         # the gate is a real range wherever it is exported
         lo = float(edges[first])
         hi = float(edges[last + 1])
-        self.add(RangeGate("Time", None, (Dimension(tch, None, False),), (lo,), (hi,)))
+        gate = RangeGate("Time", None, (Dimension(tch, None, False),), (lo,), (hi,))
         trimmed = first + (bins - 1 - last)
+        if trimmed:
+            self.add(gate)
+        else:
+            # from the first event's time to just past the last one, over sorted times: every
+            # event is inside, no need to test each
+            self.gates.append(gate)
+            self.member["Time"] = np.ones(self.n, dtype=bool)
         if trimmed:
             self.notes.append(f"Time: {trimmed} unstable bin(s) trimmed at the start/end")
         return "Time", interior_bad
@@ -427,8 +434,11 @@ class _Gater:
             return None
         base = self.member[parent] if parent else self.everything()
         idx = self.subsample(base)
-        scaled = np.column_stack([self.scale(p)(self.raw(p)[idx]) for p in fluor])
-        low = scaled.min(axis=1)
+        # one column per channel (column order: the reductions below run down columns)
+        scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
+        for j, p in enumerate(fluor):
+            scaled[:, j] = self.scale(p)(self.raw(p)[idx])
+        low = np.minimum.reduce([scaled[:, j] for j in range(len(fluor))])
         c = find_cut(low)
         if c.method != "valley":
             return None
@@ -437,8 +447,8 @@ class _Gater:
             return None
         # the one channel that separates beads from every cell best carries the gate
         best, best_gap, best_cut = fluor[0], -np.inf, 0.0
-        bead_lows = np.percentile(scaled[candidates], 0.5, axis=0)
-        cell_highs = np.percentile(scaled[~candidates], 99.95, axis=0)
+        bead_lows = np.percentile(np.asfortranarray(scaled[candidates]), 0.5, axis=0)
+        cell_highs = np.percentile(np.asfortranarray(scaled[~candidates]), 99.95, axis=0)
         for p, bead_lo, cell_hi in zip(fluor, bead_lows, cell_highs, strict=True):
             gap = bead_lo - cell_hi
             if gap > best_gap:
