@@ -216,15 +216,25 @@ def _tube_file(tmp_path: Path, n_events: int = 300_000) -> Path:
 
 
 def test_compensating_while_reading_equals_compensating_after(tmp_path: Path) -> None:
+    from nkpanel.flow.compensation import CompensatedColumns
+
     path = _tube_file(tmp_path)
     plain = read_fcs(path)
     fused = read_fcs(path, compensate=True)
-    assert plain.compensated is None
-    assert fused.compensated is not None and fused.compensated_with == plain.spillover
+    assert plain.detector_columns is None
+    assert fused.detector_columns is not None and fused.compensated_with == plain.spillover
+    assert not fused.detector_columns.flags.writeable
     assert np.array_equal(fused.events, plain.events)
-    assert np.array_equal(fused.compensated, compensate(plain))
-    assert compensate(fused) is fused.compensated  # reused, not computed again
-    assert not fused.compensated.flags.writeable
+    full = compensate(plain)
+    assert np.array_equal(compensate(fused), full)  # bit for bit
+    columns = CompensatedColumns(fused, fused.spillover)
+    assert np.array_equal(columns.matrix(), full)
+    for j in range(full.shape[1]):
+        assert np.array_equal(columns.column(j), full[:, j])
+    # a detector column is the one read, not computed again
+    first = plain.index_of(plain.spillover.channels[0])  # type: ignore[union-attr]
+    fresh = CompensatedColumns(fused, fused.spillover)
+    assert np.shares_memory(fresh.column(first), fused.detector_columns)
 
 
 def test_compensating_while_reading_with_a_supplied_matrix(tmp_path: Path) -> None:
@@ -234,8 +244,8 @@ def test_compensating_while_reading_with_a_supplied_matrix(tmp_path: Path) -> No
     other = Spillover(plain.spillover.channels, np.eye(len(plain.spillover.channels)) * 1.0)
     fused = read_fcs(path, compensate=other)
     assert fused.compensated_with == other
-    assert np.array_equal(fused.compensated, plain.events)  # the identity changes nothing
-    # a different matrix asked of compensate() is computed, not taken from the cache
+    assert np.array_equal(compensate(fused, other), plain.events)  # the identity changes nothing
+    # a different matrix asked of compensate() is computed, not taken from what was read
     assert np.array_equal(compensate(fused), compensate(plain))
 
 
@@ -251,8 +261,8 @@ def test_compensating_while_reading_integer_data(tmp_path: Path) -> None:
         build_fcs(events, ["FL1", "FL2"], datatype="I", bits=16, keywords={"$SPILLOVER": spill})
     )
     fused = read_fcs(path, compensate=True)
-    assert fused.compensated is not None
-    np.testing.assert_allclose(fused.compensated, compensate(read_fcs(path)), rtol=0, atol=0)
+    assert fused.detector_columns is not None
+    np.testing.assert_array_equal(compensate(fused), compensate(read_fcs(path)))
 
 
 def test_a_supplied_matrix_that_does_not_fit_names_the_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import InputError
 from nkpanel.flow.autogate import AutoGateResult, AutoGateSettings, auto_gate, detect_cytometry
-from nkpanel.flow.compensation import compensate
+from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.gates import GateTree
 from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
 from nkpanel.flow.qc import QCFlag, QCLimits
@@ -80,7 +80,7 @@ class FlowAnalysis:
 
     result: FlowResult
     sample: FlowSample
-    compensated: NDArray[np.float64]
+    values: CompensatedColumns
     membership: Mapping[str, BoolArray]
     parents: Mapping[str, str | None]
     tree: GateTree | None = None
@@ -89,6 +89,12 @@ class FlowAnalysis:
     template: Path | None = None
     #: the ``flowkit.Sample`` a lab template gated (its events serve the template's figures)
     template_sample: Any = field(default=None, repr=False)
+
+    @property
+    def compensated(self) -> NDArray[np.float64]:
+        """Every event compensated, events × channels (built when first asked for: the gating
+        itself reads the compensated detector columns and the other channels in place)."""
+        return self.values.matrix()
 
 
 def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> FlowAnalysis:
@@ -119,7 +125,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     s = settings or FlowSettings()
     cytometry = detect_cytometry(sample) if s.autogate.cytometry == "auto" else s.autogate.cytometry
     spill = s.spillover if s.spillover is not None else sample.spillover
-    comp = compensate(sample, spill) if spill is not None else sample.events
+    comp = CompensatedColumns(sample, spill)
     if s.template is not None:
         return _analyze_with_template(sample, comp, s, cytometry)
     markers = resolve_markers(
@@ -140,7 +146,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
 
 def _analyze_with_template(
     sample: FlowSample,
-    comp: NDArray[np.float64],
+    comp: CompensatedColumns,
     s: FlowSettings,
     cytometry: Literal["flow", "mass"],
 ) -> FlowAnalysis:

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import QCError
+from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.density import Cut, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
 from nkpanel.flow.markers import MarkerMap
@@ -221,7 +222,9 @@ def _logicle_w(values: Array, t: float, m: float) -> float:
 
 
 class _Gater:
-    def __init__(self, sample: FlowSample, comp: Array, markers: MarkerMap, s: AutoGateSettings):
+    def __init__(
+        self, sample: FlowSample, comp: CompensatedColumns, markers: MarkerMap, s: AutoGateSettings
+    ):
         self.sample, self.comp, self.markers, self.settings = sample, comp, markers, s
         self.col = {c.pnn: c.index for c in sample.channels}
         self.kind: Literal["flow", "mass"] = (
@@ -240,7 +243,8 @@ class _Gater:
 
     # -- helpers ---------------------------------------------------------------------------
     def raw(self, pnn: str) -> Array:
-        return self.comp[:, self.col[pnn]]
+        """A channel's (compensated) linear values, every event."""
+        return self.comp.column(self.col[pnn])
 
     def scale(self, pnn: str) -> _Scale:
         if pnn not in self.scales:
@@ -342,7 +346,7 @@ class _Gater:
                 # the parent's values of the same events, already at hand
                 self._values[key] = self._values[(inside[0], pnn)][inside[1]]
             else:
-                self._values[key] = self.comp[self.indices(population), self.col[pnn]]
+                self._values[key] = self.raw(pnn)[self.indices(population)]
         return self._values[key]
 
     def add(self, gate: Gate) -> BoolArray:
@@ -350,7 +354,7 @@ class _Gater:
         if name is None or 4 * int(np.count_nonzero(self.member[name])) > self.n:
             # a large parent: testing every event and keeping the parent's costs less than
             # gathering the parent's events first
-            inside = gate.contains([self.comp[:, self.col[d.channel]] for d in gate.dims])
+            inside = gate.contains([self.raw(d.channel) for d in gate.dims])
             if name is not None:
                 inside &= self.member[name]
         else:
@@ -681,7 +685,7 @@ class _Gater:
 
 def auto_gate(
     sample: FlowSample,
-    compensated: Array,
+    compensated: Array | CompensatedColumns,
     markers: MarkerMap,
     settings: AutoGateSettings | None = None,
 ) -> AutoGateResult:
@@ -692,7 +696,8 @@ def auto_gate(
     sample
         The sample (its channels, metadata and raw events).
     compensated
-        Its compensated events (``sample.events`` itself when there is nothing to compensate).
+        Its compensated events (``sample.events`` itself when there is nothing to compensate),
+        as an array or as :class:`~nkpanel.flow.compensation.CompensatedColumns`.
     markers
         Channels for CD3, CD56 (required) and CD16, CD19, CD45, CD14, FSC-A, FSC-H, SSC-A, Time
         (used where present).
@@ -703,6 +708,8 @@ def auto_gate(
         Gate records (exportable as Gating-ML), each event's membership, and the audit trail of
         every cut.
     """
+    if not isinstance(compensated, CompensatedColumns):
+        compensated = CompensatedColumns.of_matrix(sample, compensated)
     g = _Gater(sample, compensated, markers, settings or AutoGateSettings())
     root, unstable = g.time_gate()
     bead = g.bead_gate(root) if g.kind == "flow" else None

@@ -16,14 +16,21 @@ from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
 from nkpanel.flow.sample import FlowSample, Spillover
 
-__all__ = ["BLOCK_ROWS", "compensate", "compensate_block", "unmixing"]
+__all__ = [
+    "BLOCK_ROWS",
+    "CompensatedColumns",
+    "compensate",
+    "compensate_block",
+    "detector_columns",
+    "unmixing",
+]
 
 
 def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArray[np.float64]:
     """Compensated events of ``sample``, read-only (other channels are copied unchanged).
 
     When the sample was read with :func:`~nkpanel.flow.sample.read_fcs` ``compensate=`` the
-    same matrix, the events it compensated while reading are returned.
+    same matrix, the detector columns it compensated while reading are used.
 
     Each event's detector values ``o`` (a row over the spillover's channels) are replaced by the
     dye amounts ``x`` that solve ``x · S = o``.
@@ -62,8 +69,8 @@ def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArra
     spill = spillover if spillover is not None else sample.spillover
     if spill is None:
         raise CompensationError(sample.source, "no spillover matrix in the file and none supplied")
-    if sample.compensated is not None and sample.compensated_with == spill:
-        return sample.compensated  # compensated while it was read
+    if sample.detector_columns is not None and sample.compensated_with == spill:
+        return CompensatedColumns(sample, spill).matrix()  # compensated while it was read
     idx, inverse = unmixing(spill, sample.pnn, sample.source)
     events = np.asarray(sample.events, dtype=np.float64)
     # into a column-ordered result: every later step reads channels as contiguous columns
@@ -133,3 +140,98 @@ def compensate_block(
     dyes = observed[:, idx]
     for k, j in enumerate(idx):
         np.dot(dyes, inverse[:, k], out=out[:, j])
+
+
+def detector_columns(
+    events: NDArray[np.float64], idx: Sequence[int], inverse: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The compensated values of the detector columns ``idx`` only (events × len(idx), in
+    column order), block by block as :func:`compensate` computes them (bit for bit)."""
+    out = np.empty((events.shape[0], len(idx)), dtype=np.float64, order="F")
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop, BLOCK_ROWS):
+            j = min(i + BLOCK_ROWS, stop)
+            unmix_block(events[i:j], out[i:j], idx, inverse)
+
+    for_row_blocks(events.shape[0], work, align=BLOCK_ROWS)
+    return out
+
+
+def unmix_block(
+    observed: NDArray[np.float64],
+    out: NDArray[np.float64],
+    idx: Sequence[int],
+    inverse: NDArray[np.float64],
+) -> None:
+    """Compensated detector values of a block of events: ``out[:, k]`` for detector ``idx[k]``
+    (``out``'s columns contiguous, as in a column-ordered array)."""
+    if not idx:
+        return
+    # the block's detector values as one compact array (a view into the full columns would
+    # leave BLAS a stride of a whole column), then one matrix-vector product per channel (a
+    # matrix-matrix product would start BLAS's own threads inside these)
+    dyes = observed[:, idx]
+    for k in range(len(idx)):
+        np.dot(dyes, inverse[:, k], out=out[:, k])
+
+
+class CompensatedColumns:
+    """A sample's compensated events without copying the channels compensation leaves alone.
+
+    :meth:`column` gives a detector's compensated column, or the sample's own column for any
+    other channel; :meth:`matrix` builds the whole events × channels array (once, when asked).
+    The detector columns come from :func:`~nkpanel.flow.sample.read_fcs` when it compensated
+    with the same matrix, else they are computed on first use. Without a matrix, the events
+    themselves.
+    """
+
+    def __init__(self, sample: FlowSample, spillover: Spillover | None) -> None:
+        self.sample, self.spillover = sample, spillover
+        self._full: NDArray[np.float64] | None = None
+        self._detectors: dict[int, int] = {}
+        self._values: NDArray[np.float64] | None = None
+        if spillover is not None:
+            idx, self._inverse = unmixing(spillover, sample.pnn, sample.source)
+            self._idx = idx
+            self._detectors = {col: k for k, col in enumerate(idx)}
+            if sample.detector_columns is not None and sample.compensated_with == spillover:
+                self._values = sample.detector_columns
+
+    @classmethod
+    def of_matrix(cls, sample: FlowSample, matrix: NDArray[np.float64]) -> CompensatedColumns:
+        """Values already compensated (or needing none): ``matrix``, events × channels."""
+        out = cls(sample, None)
+        out._full = np.asarray(matrix, dtype=np.float64)
+        return out
+
+    def _detector_values(self) -> NDArray[np.float64]:
+        if self._values is None:
+            events = np.asarray(self.sample.events, dtype=np.float64)
+            self._values = detector_columns(events, self._idx, self._inverse)
+        return self._values
+
+    def column(self, j: int) -> NDArray[np.float64]:
+        """Channel ``j`` (a column index), compensated where compensation changes it."""
+        if self._full is not None:
+            return self._full[:, j]
+        k = self._detectors.get(j)
+        if k is None:
+            return np.asarray(self.sample.events[:, j], dtype=np.float64)
+        return self._detector_values()[:, k]
+
+    def matrix(self) -> NDArray[np.float64]:
+        """Every channel, every event (read-only; built once)."""
+        if self._full is None:
+            events = np.asarray(self.sample.events, dtype=np.float64)
+            if not self._detectors:
+                full = events
+            else:
+                full = np.empty(events.shape, dtype=np.float64, order="F")
+                values = self._detector_values()
+                for j in range(events.shape[1]):
+                    k = self._detectors.get(j)
+                    full[:, j] = events[:, j] if k is None else values[:, k]
+                full.setflags(write=False)
+            self._full = full
+        return self._full

@@ -166,9 +166,10 @@ class FlowSample:
     version: str = "3.1"
     path: Path | None = None
     notes: tuple[str, ...] = ()
-    #: the events compensated with ``compensated_with`` while they were read (see
-    #: :func:`read_fcs`), which :func:`nkpanel.flow.compensation.compensate` then returns
-    compensated: NDArray[np.float64] | None = None
+    #: the compensated values of the detector channels (events × detectors, in the order of
+    #: ``compensated_with.channels``), computed while the events were read (see
+    #: :func:`read_fcs`); :mod:`nkpanel.flow.compensation` uses them
+    detector_columns: NDArray[np.float64] | None = None
     compensated_with: Spillover | None = None
 
     @classmethod
@@ -961,10 +962,12 @@ def _to_columns(
     decoded and compensated while it is in the cache, which is what makes reading a million
     events a small multiple of copying their bytes.
     """
-    from nkpanel.flow.compensation import BLOCK_ROWS, compensate_block
+    from nkpanel.flow.compensation import BLOCK_ROWS, unmix_block
 
     out = np.empty(rows.shape, dtype=np.float64, order="F")
-    comp = np.empty(rows.shape, dtype=np.float64, order="F") if unmix is not None else None
+    comp = None
+    if unmix is not None:
+        comp = np.empty((rows.shape[0], len(unmix[0])), dtype=np.float64, order="F")
     finite: list[bool] = []
     scaled = sorted({col for col, _, _ in ops})
 
@@ -978,7 +981,7 @@ def _to_columns(
             # decoding can overflow only the columns it scales
             finite.append(ok and all(_all_finite(out[i:j, col]) for col in scaled))
             if comp is not None and unmix is not None:
-                compensate_block(out[i:j], comp[i:j], unmix[0], unmix[1])
+                unmix_block(out[i:j], comp[i:j], unmix[0], unmix[1])
 
     with np.errstate(invalid="ignore", over="ignore"):
         for_row_blocks(rows.shape[0], convert, align=BLOCK_ROWS)
@@ -1019,10 +1022,10 @@ def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowS
     path
         The FCS file.
     compensate
-        Also compensate the events while reading them: ``True`` with the file's own spillover
-        matrix (when it has one), or with the matrix given. The result is kept in
-        :attr:`FlowSample.compensated`, and :func:`nkpanel.flow.compensation.compensate`
-        returns it; for a large file this saves a second pass through memory.
+        Also compensate the detector channels while reading them: ``True`` with the file's own
+        spillover matrix (when it has one), or with the matrix given. The values are kept in
+        :attr:`FlowSample.detector_columns` for :mod:`nkpanel.flow.compensation`; for a large
+        file this saves a second pass through memory.
 
     Returns
     -------
@@ -1154,9 +1157,11 @@ def _read_buffer(
     )
     if with_matrix is None:
         return sample
-    if comp is None:
-        from nkpanel.flow.compensation import compensate as compensate_events
+    if comp is None and unmix is not None:
+        from nkpanel.flow.compensation import detector_columns
 
-        comp = compensate_events(sample, with_matrix)
+        comp = detector_columns(events, unmix[0], unmix[1])
+    if comp is None:
+        return sample
     comp.setflags(write=False)
-    return dataclasses.replace(sample, compensated=comp, compensated_with=with_matrix)
+    return dataclasses.replace(sample, detector_columns=comp, compensated_with=with_matrix)
