@@ -56,7 +56,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.flow.analyze import FlowAnalysis, FlowSettings, analyze_file
-from nkpanel.flow.compensation import compensate
+from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.gates import GateTree, RangeGate
 from nkpanel.flow.gatingml import export_gatingml, gate_ids
 from nkpanel.flow.sample import read_fcs
@@ -137,7 +137,7 @@ def nkpanel_apply_gates(path: Path, tree: GateTree) -> dict[str, int]:
     """nkpanel doing FlowKit's share only: read and compensate (in one pass), evaluate the
     given gates, count."""
     sample = read_fcs(path, compensate=True)
-    comp = compensate(sample) if sample.spillover is not None else sample.events
+    comp = CompensatedColumns(sample, sample.spillover)
     column = {c.pnn: c.index for c in sample.channels}
     member = tree.evaluate(comp, sample.events, column)
     return {name: int(np.count_nonzero(m)) for name, m in member.items()}

@@ -109,8 +109,10 @@ def test_gate_tree_reproduces_membership() -> None:
     assert set(a.tree.names) <= set(POPULATIONS)  # the documented population names
     col = {c.pnn: c.index for c in a.sample.channels}
     again = a.tree.evaluate(a.compensated, a.sample.events, col)
+    by_column = a.tree.evaluate(a.values, a.sample.events, col)  # compensated columns in place
     for name, mask in a.membership.items():
         assert np.array_equal(again[name], mask), name
+        assert np.array_equal(by_column[name], mask), name
 
 
 def test_exported_gates_match_flowkit_event_for_event(tmp_path: Path) -> None:

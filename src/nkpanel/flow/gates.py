@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -158,6 +159,12 @@ def _ratio_band(
     return (float(low.min()), float(low.max())), (float(high.min()), float(high.max()))
 
 
+class ColumnSource(Protocol):
+    """Compensated events one channel at a time."""
+
+    def column(self, j: int) -> NDArray[np.float64]: ...
+
+
 @dataclass(frozen=True)
 class GateTree:
     """Gates in the order they are applied; each gate's parent comes before it."""
@@ -185,7 +192,7 @@ class GateTree:
 
     def evaluate(
         self,
-        compensated: NDArray[np.float64],
+        compensated: NDArray[np.float64] | ColumnSource,
         raw: NDArray[np.float64],
         column: Mapping[str, int],
     ) -> dict[str, BoolArray]:
@@ -194,16 +201,24 @@ class GateTree:
         Parameters
         ----------
         compensated, raw
-            Events × channels, compensated and not; ``column`` maps $PnN to the column.
+            Events × channels, compensated and not; ``column`` maps $PnN to the column. The
+            compensated events may also be anything with a ``column(j)`` method (such as
+            :class:`~nkpanel.flow.compensation.CompensatedColumns`).
         """
         out: dict[str, BoolArray] = {}
-        n = compensated.shape[0]
+        n = raw.shape[0]
         indices: dict[str, NDArray[np.intp]] = {}
         for g in self.gates:
 
             def values(dim: Dimension, idx: NDArray[np.intp] | None) -> NDArray[np.float64]:
-                src = compensated if dim.compensated else raw
-                v = src[:, column[dim.channel]] if idx is None else src[idx, column[dim.channel]]
+                j = column[dim.channel]
+                if not dim.compensated:
+                    col = raw[:, j]
+                elif isinstance(compensated, np.ndarray):
+                    col = compensated[:, j]
+                else:
+                    col = compensated.column(j)
+                v = col if idx is None else col[idx]
                 return dim.transform(v) if dim.transform is not None else v
 
             name = g.parent
