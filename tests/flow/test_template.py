@@ -445,26 +445,32 @@ def test_template_figures_reuse_the_gated_sample(
     assert len([p for p in written if p.suffix == ".png"]) == 15
 
 
+def _compliance_applied(shared_data: Path, name: str) -> tuple[Path, Path, TemplateResult]:
+    """A Gating-ML compliance file applied to the suite's data1.fcs."""
+    gml = shared_data / "gatingml-2.0-compliance" / "gml" / name
+    fcs = shared_data / "gatingml-2.0-compliance" / "data1.fcs"
+    return gml, fcs, apply_template(load_template(gml), fcs)
+
+
+def _plots(
+    gml: Path, fcs: Path, applied: TemplateResult, out: Path
+) -> tuple[list[Path], list[str]]:
+    from nkpanel.flow.template_plots import plot_template_gates
+
+    return plot_template_gates(
+        gml, fcs, applied.membership, applied.parents, out, flowkit_sample=applied.flowkit_sample
+    )
+
+
 @pytest.mark.shared_data
 def test_quadrant_gates_are_drawn_one_figure_per_quadrant(
     shared_data: Path, tmp_path: Path
 ) -> None:
     """gml_quadrant1_gate.xml divides FL2/FL4 into four quadrants: four figures, no note."""
-    from nkpanel.flow.template_plots import plot_template_gates
-
-    gml = shared_data / "gatingml-2.0-compliance" / "gml" / "gml_quadrant1_gate.xml"
-    fcs = shared_data / "gatingml-2.0-compliance" / "data1.fcs"
-    applied = apply_template(load_template(gml), fcs)
+    gml, fcs, applied = _compliance_applied(shared_data, "gml_quadrant1_gate.xml")
     quadrants = [k for k in applied.membership if k.count("/") == 2]
     assert len(quadrants) == 4
-    files, notes = plot_template_gates(
-        gml,
-        fcs,
-        applied.membership,
-        applied.parents,
-        tmp_path,
-        flowkit_sample=applied.flowkit_sample,
-    )
+    files, notes = _plots(gml, fcs, applied, tmp_path)
     assert len([f for f in files if f.suffix == ".png"]) == 4
     assert notes == []
 
@@ -473,19 +479,10 @@ def test_quadrant_gates_are_drawn_one_figure_per_quadrant(
 def test_ellipse_gate_is_drawn_from_its_own_outline(shared_data: Path, tmp_path: Path) -> None:
     """The drawn outline of gml_ellipse1_gate.xml holds the events FlowKit put in the gate."""
     from nkpanel.flow.gates import points_in_polygon
-    from nkpanel.flow.template_plots import _ellipse_outline, plot_template_gates
+    from nkpanel.flow.template_plots import _ellipse_outline
 
-    gml = shared_data / "gatingml-2.0-compliance" / "gml" / "gml_ellipse1_gate.xml"
-    fcs = shared_data / "gatingml-2.0-compliance" / "data1.fcs"
-    applied = apply_template(load_template(gml), fcs)
-    files, notes = plot_template_gates(
-        gml,
-        fcs,
-        applied.membership,
-        applied.parents,
-        tmp_path,
-        flowkit_sample=applied.flowkit_sample,
-    )
+    gml, fcs, applied = _compliance_applied(shared_data, "gml_ellipse1_gate.xml")
+    files, notes = _plots(gml, fcs, applied, tmp_path)
     assert [f.name for f in files if f.suffix == ".png"] == ["Ellipse1.png"] and notes == []
     strategy = load_template(gml).strategies[""]
     (name, anc), *_ = strategy.get_gate_ids()

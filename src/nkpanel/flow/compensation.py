@@ -20,7 +20,6 @@ __all__ = [
     "BLOCK_ROWS",
     "CompensatedColumns",
     "compensate",
-    "compensate_block",
     "detector_columns",
     "unmixing",
 ]
@@ -69,21 +68,9 @@ def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArra
     spill = spillover if spillover is not None else sample.spillover
     if spill is None:
         raise CompensationError(sample.source, "no spillover matrix in the file and none supplied")
-    if sample.detector_columns is not None and sample.compensated_with == spill:
-        return CompensatedColumns(sample, spill).matrix()  # compensated while it was read
-    idx, inverse = unmixing(spill, sample.pnn, sample.source)
-    events = np.asarray(sample.events, dtype=np.float64)
-    # into a column-ordered result: every later step reads channels as contiguous columns
-    out = np.empty(events.shape, dtype=np.float64, order="F")
-
-    def work(start: int, stop: int) -> None:
-        for i in range(start, stop, BLOCK_ROWS):
-            j = min(i + BLOCK_ROWS, stop)
-            compensate_block(events[i:j], out[i:j], idx, inverse)
-
-    for_row_blocks(events.shape[0], work, align=BLOCK_ROWS)
-    out.setflags(write=False)
-    return out
+    # the detector columns (those read with the file when it was compensated then), and the
+    # other channels copied beside them, column-ordered
+    return CompensatedColumns(sample, spill).matrix()
 
 
 #: events compensated per block: each block's detector values are read from memory once and
@@ -116,30 +103,6 @@ def unmixing(
         )
     inverse = np.asarray(np.linalg.inv(spill.matrix), dtype=np.float64)
     return [column[ch] for ch in spill.channels], inverse
-
-
-def compensate_block(
-    observed: NDArray[np.float64],
-    out: NDArray[np.float64],
-    idx: Sequence[int],
-    inverse: NDArray[np.float64],
-) -> None:
-    """Write the compensated values of a block of events (rows) into ``out``, same shape.
-
-    ``out``'s columns must each be contiguous (a column-ordered array or a block of rows of
-    one), as every column is written in place by one matrix-vector product."""
-    detectors = set(idx)
-    for j in range(observed.shape[1]):
-        if j not in detectors:
-            out[:, j] = observed[:, j]
-    if not idx:
-        return
-    # the block's detector values as one compact array (a view into the full columns would
-    # leave BLAS a stride of a whole column), then one matrix-vector product per channel (a
-    # matrix-matrix product would start BLAS's own threads inside these)
-    dyes = observed[:, idx]
-    for k, j in enumerate(idx):
-        np.dot(dyes, inverse[:, k], out=out[:, j])
 
 
 def detector_columns(

@@ -116,6 +116,23 @@ def plot_template_gates(
             synthetic=synthetic,
         )
 
+    def axes(
+        gate: Any, channel_of: Any
+    ) -> tuple[dict[str, NDArray[np.float64]], dict[str, str], tuple[Dimension, ...]]:
+        """A gate's events on its axes (compensated and transformed as FlowKit gates them),
+        each axis's transform name, and the axes as dimensions."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = strategy._preprocess_sample_events(sample, gate)
+        dims = list(gate.dimensions)
+        cols: dict[str, NDArray[np.float64]] = {}
+        xforms: dict[str, str] = {}
+        for d in dims:
+            ref = str(channel_of(d))
+            cols[ref] = np.asarray(frame[channel_of(d)], dtype=np.float64)
+            xforms[ref] = str(d.transformation_ref or "linear")
+        return cols, xforms, tuple(Dimension(r) for r in cols)
+
     for name, ancestors in gate_ids:
         try:
             gate = strategy.get_gate(name, ancestors)
@@ -127,13 +144,7 @@ def plot_template_gates(
         dims = list(getattr(gate, "dimensions", []))
         if kind == "QuadrantGate" and 1 <= len(dims) <= 2:
             # each quadrant is a rectangle on the dividers' channels, open where it is open
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frame = strategy._preprocess_sample_events(sample, gate)
-            refs = [str(d.dimension_ref) for d in dims]
-            cols = {r: np.asarray(frame[r], dtype=np.float64) for r in refs}
-            xforms = {str(d.dimension_ref): str(d.transformation_ref or "linear") for d in dims}
-            our_dims = tuple(Dimension(r) for r in refs)
+            cols, xforms, our_dims = axes(gate, lambda d: d.dimension_ref)
             for quadrant in gate.quadrants.values():
                 q_key = _path_string((*path, quadrant.id), names)
                 if q_key not in membership:
@@ -152,12 +163,7 @@ def plot_template_gates(
             if key not in membership or outline is None:
                 skipped.append(f"{key} ({'no result' if outline else 'no ellipse'})")
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frame = strategy._preprocess_sample_events(sample, gate)
-            cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
-            xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
-            our_dims = tuple(Dimension(str(d.id)) for d in dims)
+            cols, xforms, our_dims = axes(gate, lambda d: d.id)
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), outline), cols, xforms)
             continue
         if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:
@@ -166,12 +172,7 @@ def plot_template_gates(
         if key not in membership:
             skipped.append(f"{key} (no result)")
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            frame = strategy._preprocess_sample_events(sample, gate)
-        cols = {str(d.id): np.asarray(frame[d.id], dtype=np.float64) for d in dims}
-        xforms = {str(d.id): str(d.transformation_ref or "linear") for d in dims}
-        our_dims = tuple(Dimension(str(d.id)) for d in dims)
+        cols, xforms, our_dims = axes(gate, lambda d: d.id)
         if kind == "PolygonGate":
             vertices = tuple((float(x), float(y)) for x, y in gate.vertices)
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), vertices), cols, xforms)
