@@ -351,6 +351,10 @@ def _stained_od(px: U8, white: tuple[float, float, float], beta: float) -> NDArr
     return od
 
 
+#: stained pixels a Macenko estimate is made from at most
+_MACENKO_PIXELS = 65_536
+
+
 def estimate_macenko(
     rgb_sample: U8,
     *,
@@ -389,6 +393,10 @@ def estimate_macenko(
     if n < min_pixels:
         reason = f"only {n} stained pixels (OD > {beta} in every channel; need {min_pixels})"
         return std, StainCheck(False, (reason,), n, None, None, None, limits)
+    if n > _MACENKO_PIXELS:
+        # evenly spaced stained pixels: the principal plane and the 1st/99th-percentile
+        # angles of 65,536 pixels are those of all of them to well within the check's limits
+        od = od[:: n // _MACENKO_PIXELS]
     cov = np.cov(od, rowvar=False)
     _, vecs = np.linalg.eigh(cov)
     plane = vecs[:, [2, 1]]  # two largest principal directions
