@@ -127,7 +127,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     spill = s.spillover if s.spillover is not None else sample.spillover
     comp = CompensatedColumns(sample, spill)
     if s.template is not None:
-        return _analyze_with_template(sample, comp, s, cytometry)
+        return _analyze_with_template(sample, comp, s, s.template, cytometry)
     markers = resolve_markers(
         sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
     )
@@ -148,15 +148,14 @@ def _analyze_with_template(
     sample: FlowSample,
     comp: CompensatedColumns,
     s: FlowSettings,
+    template_path: Path,
     cytometry: Literal["flow", "mass"],
 ) -> FlowAnalysis:
     from nkpanel.flow.template import apply_template, load_template
 
-    if s.template is None:
-        raise AssertionError("template analysis without a template")
     if sample.path is None:
         raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
-    template = load_template(s.template)
+    template = load_template(template_path)
     applied = apply_template(template, sample.path)
     roles = _template_roles(applied.membership.keys(), s.template_populations)
     membership: dict[str, BoolArray] = {}
@@ -166,7 +165,9 @@ def _analyze_with_template(
         parents[name] = applied.parents.get(name)
     for role, gate in roles.items():
         membership[role] = membership[gate]
-    notes = [f"template {s.template.name}: {role} = gate {gate!r}" for role, gate in roles.items()]
+    notes = [
+        f"template {template_path.name}: {role} = gate {gate!r}" for role, gate in roles.items()
+    ]
     role_parents = {role: _role_parent(role, roles, parents) for role in roles}
     qc = _qc_checks(sample, membership, {**parents, **role_parents}, s, cytometry, None, None)
     result = _build_result(
@@ -185,7 +186,7 @@ def _analyze_with_template(
         comp,
         membership,
         {**parents, **role_parents},
-        template=s.template,
+        template=template_path,
         template_sample=applied.flowkit_sample,
     )
 

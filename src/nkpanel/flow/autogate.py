@@ -540,7 +540,7 @@ class _Gater:
         self.add(RangeGate("Leukocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
         return "Leukocytes"
 
-    def lymphocyte_gate(self, parent: str | None) -> str | None:
+    def lymphocyte_gate(self, parent: str | None) -> str:
         base = self.member[parent] if parent else self.everything()
         dims: list[Dimension] = []
         lo: list[float | None] = []
@@ -678,8 +678,8 @@ class _Gater:
             )
 
     def linear(self, pnn: str, y: float | None) -> float:
-        if y is None:
-            raise AssertionError("cut without a tail end")
+        if y is None:  # a fallback cut (fewer than 10 usable events) has no tail end
+            raise QCError(f"{self.sample.source}: too few usable events on {pnn} to place a cut")
         return self.scale(pnn).inverse(y)
 
 
@@ -716,8 +716,6 @@ def auto_gate(
     single = g.singlet_gate(root)
     leuk = g.leukocyte_gate(single, bead)
     lymph = g.lymphocyte_gate(leuk)
-    if lymph is None:
-        raise AssertionError("lymphocyte gate is always built")
     g.lineage_gates(lymph)
     return AutoGateResult(
         tree=GateTree(tuple(g.gates)),
