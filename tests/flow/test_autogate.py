@@ -243,3 +243,23 @@ def test_log_amplified_integer_fcs2_file(tmp_path: Path) -> None:
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None
     assert abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0, nk
+
+
+def test_gates_found_with_a_supplied_matrix_say_they_are_compensated() -> None:
+    """A matrix supplied for a file without one: the gates record their channels as
+    compensated, so re-evaluating (or exporting) them gives the same events."""
+    from nkpanel.flow.sample import FlowSample
+
+    tube = simulate_tube(SimulationSpec(seed=14, n_events=30_000))
+    with_spill = tube.to_sample()
+    assert with_spill.spillover is not None
+    bare = FlowSample.from_array(
+        with_spill.events, with_spill.pnn, pns=[c.pns for c in with_spill.channels]
+    )
+    a = analyze_sample(bare, FlowSettings(spillover=with_spill.spillover))
+    assert a.tree is not None
+    assert a.tree["NK"].dims[0].compensated
+    col = {c.pnn: c.index for c in bare.channels}
+    again = a.tree.evaluate(a.compensated, bare.events, col)
+    for name, mask in a.membership.items():
+        assert np.array_equal(again[name], mask), name

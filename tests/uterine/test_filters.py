@@ -62,3 +62,20 @@ def test_disc_dilation_and_erosion_equal_scipy(seed: int, r: int, fill: float) -
     disc = _disk(r)
     assert np.array_equal(_dilate_disk(mask, r), ndi.binary_dilation(mask, disc))
     assert np.array_equal(_erode_disk(mask, r), ndi.binary_erosion(mask, disc, border_value=0))
+
+
+def test_a_small_invalid_hole_inside_a_nucleus_is_not_measured() -> None:
+    """The nucleus keeps its shape over a 3×3 hole of the valid area, but the hole's 9 pixels
+    (0.25 µm² each at the default 0.5 µm/px) are left out of what is measured."""
+    from nkpanel.uterine.detect import DetectionSettings, detect_cells
+
+    yy, xx = np.mgrid[:96, :96]
+    h = (0.6 * (((yy - 48) ** 2 + (xx - 48) ** 2) < 64)).astype(np.float32)
+    d = (0.3 * (((yy - 48) ** 2 + (xx - 48) ** 2) < 150)).astype(np.float32)
+    valid = np.ones_like(h, dtype=bool)
+    valid[47:50, 47:50] = False
+    whole, _ = detect_cells(h, d, DetectionSettings())
+    holed, _ = detect_cells(h, d, DetectionSettings(), valid=valid)
+    assert len(whole) == len(holed) == 1
+    assert holed.nucleus_area_um2[0] == whole.nucleus_area_um2[0] - 9 * 0.25
+    assert holed.cell_area_um2[0] == whole.cell_area_um2[0] - 9 * 0.25

@@ -296,7 +296,9 @@ class _Gater:
         return self.scale(pnn)(self.raw(pnn)[self.subsample(within)])
 
     def dim(self, pnn: str) -> Dimension:
-        fluor = self.sample.spillover is not None and pnn in self.sample.spillover.channels
+        # compensated when the matrix the gating used (a supplied one, else the file's) covers it
+        spill = self.comp.spillover if self.comp.spillover is not None else self.sample.spillover
+        fluor = spill is not None and pnn in spill.channels
         return Dimension(pnn, None, compensated=fluor)
 
     def cut(

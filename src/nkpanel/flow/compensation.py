@@ -118,6 +118,7 @@ def detector_columns(
             unmix_block(events[i:j], out[i:j], idx, inverse)
 
     for_row_blocks(events.shape[0], work, align=BLOCK_ROWS)
+    out.setflags(write=False)
     return out
 
 
@@ -165,7 +166,9 @@ class CompensatedColumns:
     def of_matrix(cls, sample: FlowSample, matrix: NDArray[np.float64]) -> CompensatedColumns:
         """Values already compensated (or needing none): ``matrix``, events × channels."""
         out = cls(sample, None)
-        out._full = np.asarray(matrix, dtype=np.float64)
+        full = np.asarray(matrix, dtype=np.float64).view()
+        full.setflags(write=False)  # a read-only view: the caller's array is left as it is
+        out._full = full
         return out
 
     def _detector_values(self) -> NDArray[np.float64]:

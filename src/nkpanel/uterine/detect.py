@@ -622,7 +622,9 @@ def detect_cells(
     m = n + 1
     cell_px = np.bincount(cf, minlength=m).astype(np.float64)
     d_cell = np.bincount(cf, weights=d.ravel()[at].astype(np.float64), minlength=m)
-    at_n = np.flatnonzero(nuclei.ravel())
+    # measured where detection is valid only, as the cells are (a small hole of the valid
+    # area inside a nucleus is filled for its shape but not measured)
+    at_n = np.flatnonzero(nuclei.ravel() if valid is None else (nuclei > 0) & valid)
     nf = nuclei.ravel()[at_n]
     nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
     row, col = np.divmod(at_n, nuclei.shape[1])

@@ -396,7 +396,7 @@ def estimate_macenko(
     if n > _MACENKO_PIXELS:
         # evenly spaced stained pixels: the principal plane and the 1st/99th-percentile
         # angles of 65,536 pixels are those of all of them to well within the check's limits
-        od = od[:: n // _MACENKO_PIXELS]
+        od = od[:: -(-n // _MACENKO_PIXELS)]
     cov = np.cov(od, rowvar=False)
     _, vecs = np.linalg.eigh(cov)
     plane = vecs[:, [2, 1]]  # two largest principal directions
