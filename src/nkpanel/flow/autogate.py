@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from nkpanel.errors import QCError
 from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.density import Cut, density_1d, find_cut
-from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
+from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.sample import FlowSample
 
@@ -353,20 +353,19 @@ class _Gater:
 
     def add(self, gate: Gate) -> BoolArray:
         name = gate.parent
-        if name is None or 4 * int(np.count_nonzero(self.member[name])) > self.n:
-            # a large parent: testing every event and keeping the parent's costs less than
-            # gathering the parent's events first
-            inside = gate.contains([self.raw(d.channel) for d in gate.dims])
-            if name is not None:
-                inside &= self.member[name]
-        else:
-            # only the parent's events can be inside
-            inside = np.zeros(self.n, dtype=bool)
-            values = [self.values_in(name, d.channel) for d in gate.dims]
-            contained = gate.contains(values)
-            parent_idx = self.indices(name)
-            inside[parent_idx] = contained
-            self._indices[gate.name] = parent_idx[contained]
+
+        def values(dim: Dimension, idx: NDArray[np.intp] | None) -> Array:
+            if idx is None or name is None:
+                return self.raw(dim.channel)
+            return self.values_in(name, dim.channel)  # the parent's events, kept
+
+        parent = None if name is None else self.member[name]
+        inside, contained = gate_events(
+            gate, self.n, parent, lambda: self.indices(str(name)), values
+        )
+        if name is not None and contained is not None:
+            # the gate's events and which of its parent's they are, for its own children
+            self._indices[gate.name] = self.indices(name)[contained]
             self._inside[gate.name] = (name, contained)
         self.gates.append(gate)
         self.member[gate.name] = inside

@@ -8,7 +8,7 @@ them as a template.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +23,7 @@ __all__ = [
     "GateTree",
     "PolygonGate",
     "RangeGate",
+    "gate_events",
     "points_in_polygon",
 ]
 
@@ -159,6 +160,31 @@ def _ratio_band(
     return (float(low.min()), float(low.max())), (float(high.min()), float(high.max()))
 
 
+def gate_events(
+    gate: Gate,
+    n: int,
+    parent: BoolArray | None,
+    parent_events: Callable[[], NDArray[np.intp]],
+    values: Callable[[Dimension, NDArray[np.intp] | None], NDArray[np.float64]],
+) -> tuple[BoolArray, BoolArray | None]:
+    """One gate's members among ``n`` events, within its ``parent`` mask (``None``: all).
+
+    ``values(dim, idx)`` gives a dimension's values at the events ``idx`` (every event for
+    ``None``); ``parent_events()`` the parent's event indices. A parent holding more than a
+    quarter of the events is gated by testing every event and keeping the parent's (cheaper
+    than gathering its events); a smaller one by testing its events alone, and then the
+    second result says which of them are inside (else it is ``None``).
+    """
+    if parent is None or 4 * int(np.count_nonzero(parent)) > n:
+        inside = gate.contains([values(d, None) for d in gate.dims])
+        return (inside if parent is None else inside & parent), None
+    idx = parent_events()
+    contained = gate.contains([values(d, idx) for d in gate.dims])
+    inside = np.zeros(n, dtype=bool)
+    inside[idx] = contained
+    return inside, contained
+
+
 class ColumnSource(Protocol):
     """Compensated events one channel at a time."""
 
@@ -221,17 +247,12 @@ class GateTree:
                 v = col if idx is None else col[idx]
                 return dim.transform(v) if dim.transform is not None else v
 
-            name = g.parent
-            if name is None or 4 * int(np.count_nonzero(out[name])) > n:
-                # no parent, or a large one: test every event, keep the parent's
-                inside = g.contains([values(d, None) for d in g.dims])
-                out[g.name] = inside if name is None else inside & out[name]
-            else:
-                # a small parent: only its events can be inside
-                if name not in indices:
-                    indices[name] = np.flatnonzero(out[name])
-                idx = indices[name]
-                inside = np.zeros(n, dtype=bool)
-                inside[idx] = g.contains([values(d, idx) for d in g.dims])
-                out[g.name] = inside
+            def parent_events(name: str | None = g.parent) -> NDArray[np.intp]:
+                key = str(name)
+                if key not in indices:
+                    indices[key] = np.flatnonzero(out[key])
+                return indices[key]
+
+            parent = None if g.parent is None else out[g.parent]
+            out[g.name], _ = gate_events(g, n, parent, parent_events, values)
         return out

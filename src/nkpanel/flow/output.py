@@ -74,8 +74,8 @@ def write_sample_outputs(
         from nkpanel.flow.gatingml import export_gatingml
 
         target = d / "gates.gatingml.xml"
-        used = analysis.values.spillover or analysis.sample.spillover
-        export_gatingml(analysis.tree, target, spillover=used)
+        # the matrix the gating used: the supplied one, else the file's own
+        export_gatingml(analysis.tree, target, spillover=analysis.values.spillover)
         written.append(target)
     if plots and analysis.tree is not None and analysis.gating is not None:
         written += _plots(analysis, d / "plots")
