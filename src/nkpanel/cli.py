@@ -27,7 +27,7 @@ from nkpanel._cli import (
     progress_steps,
     say,
 )
-from nkpanel.errors import CompensationError, ConfigError, NkPanelError
+from nkpanel.errors import CompensationError, ConfigError, NkPanelError, one_line
 from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
@@ -448,7 +448,7 @@ def main() -> None:
     except NkPanelError as exc:
         if _state["debug"]:
             raise
-        say(f"error: {' '.join(str(exc).split())}")
+        say(f"error: {one_line(exc)}")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

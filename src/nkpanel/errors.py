@@ -28,7 +28,21 @@ __all__ = [
     "NkPanelError",
     "NkPanelWarning",
     "QCError",
+    "one_line",
 ]
+
+
+def one_line(exc: BaseException | str, *, limit: int = 0, source: str | Path | None = None) -> str:
+    """An error's message on one line: runs of whitespace become one space, an empty message
+    becomes the exception's type, a leading "``source``: " is dropped (where the caller names
+    the source itself), and beyond ``limit`` characters (when given) it is cut with "..."."""
+    msg = " ".join(str(exc).split())
+    if not msg and isinstance(exc, BaseException):
+        msg = type(exc).__name__
+    prefix = f"{source}: " if source is not None else ""
+    if prefix and msg.startswith(prefix):
+        msg = msg[len(prefix) :]
+    return msg if not limit or len(msg) <= limit else msg[: limit - 3] + "..."
 
 
 class NkPanelError(Exception):

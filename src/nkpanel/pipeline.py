@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from nkpanel._atomic import write_text
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import NkPanelError
+from nkpanel.errors import NkPanelError, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, write_batch, write_sample_outputs
 from nkpanel.flow.results import FlowResult
@@ -56,18 +56,12 @@ def analyze_flow_batch(
                 analysis, out_dir, plots=plots, export_events=export_events
             )
         except NkPanelError as exc:
-            outcome.failures.append(BatchFailure(str(path), _one_line(exc, path)))
+            outcome.failures.append(BatchFailure(str(path), one_line(exc, source=path)))
             continue
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
     outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
     return outcome
-
-
-def _one_line(exc: NkPanelError, path: Path) -> str:
-    msg = " ".join(str(exc).split())
-    prefix = f"{path}: "
-    return msg[len(prefix) :] if msg.startswith(prefix) else msg
 
 
 @dataclass
@@ -153,7 +147,7 @@ def run_case(
             )
         except NkPanelError as exc:
             outcome.cytotoxicity.append(
-                {"id": plate.id, "assay": plate.assay, "error": " ".join(str(exc).split())}
+                {"id": plate.id, "assay": plate.assay, "error": one_line(exc)}
             )
     from nkpanel.uterine.manifest import run_biopsy_for_case
 

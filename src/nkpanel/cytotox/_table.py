@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from nkpanel.errors import InputError
+from nkpanel.errors import InputError, one_line
 
 __all__ = ["Cell", "Table", "cell_text", "parse_number", "read_table"]
 
@@ -134,7 +134,7 @@ def _read_sheet(path: Path, sheet: str | None) -> Table:
     except ImportError as exc:
         raise InputError(path, f"reading XLSX needs openpyxl ({exc})") from None
     except Exception as exc:  # zip, XML and openpyxl errors all mean "unreadable"
-        msg = " ".join(str(exc).split())[:120] or type(exc).__name__
+        msg = one_line(exc)[:120]
         raise InputError(path, f"not a readable XLSX workbook ({msg})") from None
     names = list(book)
     if not names:

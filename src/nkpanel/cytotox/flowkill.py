@@ -47,7 +47,7 @@ from nkpanel.cytotox._table import cell_text, read_table
 from nkpanel.cytotox.analyze import CytotoxSettings, Measurement, analyze_measurements
 from nkpanel.cytotox.layout import Treatment, parse_ratio, parse_role, parse_treatment
 from nkpanel.cytotox.results import CytotoxResult
-from nkpanel.errors import InputError, NkPanelError
+from nkpanel.errors import InputError, NkPanelError, one_line
 from nkpanel.flow.density import Cut, find_cut
 from nkpanel.flow.markers import AliasTable, resolve_markers
 from nkpanel.flow.qc import QCFlag
@@ -327,7 +327,7 @@ def analyze_flow_killing(
                 fs = read_fcs(e.path)
                 mm = resolve_markers(fs, ("TargetLabel", "DeadDye"), aliases=aliases)
             except NkPanelError as exc:
-                msg = " ".join(str(exc).split())
+                msg = one_line(exc)
                 msg = msg.replace("--marker TargetLabel=LABEL", "--label-channel LABEL")
                 bad[i] = msg.replace("--marker DeadDye=LABEL", "--dead-channel LABEL")
                 continue

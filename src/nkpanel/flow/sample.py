@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
-from nkpanel.errors import CompensationError, FCSFormatError
+from nkpanel.errors import CompensationError, FCSFormatError, one_line
 
 __all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs"]
 
@@ -301,8 +301,7 @@ class _Layout:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return f"keyword {exc.args[0]!r} not found"
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    return msg if len(msg) <= 160 else msg[:157] + "..."
+    return one_line(exc, limit=160)
 
 
 def _short(value: str) -> str:

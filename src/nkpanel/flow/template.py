@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
+from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError, one_line
 
 __all__ = [
     "GATINGML_NS",
@@ -173,8 +173,7 @@ class TemplateResult:
 
 
 def _one_line(exc: BaseException | str) -> str:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    return msg if len(msg) <= 200 else msg[:197] + "..."
+    return one_line(exc, limit=200)
 
 
 def _root_element(path: Path) -> ET.Element:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from nkpanel._atomic import write_text
-from nkpanel.errors import ConfigError, NkPanelError
+from nkpanel.errors import ConfigError, NkPanelError, one_line
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
 from nkpanel.uterine.output import (
     GeoJSONWriter,
@@ -82,12 +82,6 @@ def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path |
             "in the same order, or a folder holding <image name>.geojson files"
         )
     return list(regions)
-
-
-def _one_line(exc: NkPanelError, path: Path) -> str:
-    msg = " ".join(str(exc).split())
-    prefix = f"{path}: "
-    return msg[len(prefix) :] if msg.startswith(prefix) else msg
 
 
 def pool_results(
@@ -216,7 +210,7 @@ def analyze_batch(
             for sk in sinks:
                 if isinstance(sk, GeoJSONWriter):
                     sk.abort()
-            batch.failures.append(ImageFailure(str(path), _one_line(exc, Path(path))))
+            batch.failures.append(ImageFailure(str(path), one_line(exc, source=Path(path))))
             continue
         result = analysis.result
         if name != result.sample:
