@@ -60,7 +60,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,10 +127,6 @@ HTK_WORKER = textwrap.dedent(
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _best_median(times: list[float]) -> tuple[float, float]:
-    return min(times), statistics.median(times)
 
 
 def _ensure_peers(venv: Path) -> Path:
@@ -215,13 +210,6 @@ def _scores(
         "expert_positive_percent": 100.0 * float(np.mean(tpos)),
         "n_detected": len(det),
     }
-
-
-def _vmhwm_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return -1
 
 
 # ----------------------------------------------------------------------------- nkpanel side

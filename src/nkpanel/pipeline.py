@@ -6,6 +6,7 @@ plates) and endometrial NK cells plug in here as they land.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -97,16 +98,7 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
         lymphocytes_per_ul=draw.lymphocytes_per_ul,
     )
     template = case.resolve(draw.template) if draw.template is not None else base.template
-    return FlowSettings(
-        aliases=base.aliases,
-        marker_overrides=base.marker_overrides,
-        spillover=base.spillover,
-        template=template,
-        template_populations=base.template_populations,
-        counts=counts,
-        qc=base.qc,
-        autogate=base.autogate,
-    )
+    return dataclasses.replace(base, template=template, counts=counts)
 
 
 def run_case(

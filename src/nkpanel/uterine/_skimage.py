@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["expand_labels", "find_boundaries", "h_maxima", "watershed"]
+__all__ = ["find_boundaries", "h_maxima", "watershed"]
 
 
 def _f(fn: object) -> Callable[..., Any]:
@@ -36,9 +36,3 @@ def watershed(
     from skimage.segmentation import watershed as ws
 
     return np.asarray(_f(ws)(image, markers, mask=mask), dtype=np.int32)
-
-
-def expand_labels(labels: NDArray[Any], distance: float) -> NDArray[np.int32]:
-    from skimage.segmentation import expand_labels as el
-
-    return np.asarray(_f(el)(labels, distance), dtype=np.int32)

@@ -279,9 +279,8 @@ def _tile_view(
 def _stain_sample(
     src: ImageSource, tissue: BoolArray, ds_ov: float, ds_a: float, rng: np.random.Generator
 ) -> U8:
-    """Pixels at analysis resolution for white-point and stain estimation."""
-    if isinstance(src, FieldImage):
-        return src.read(0, 0, src.width, src.height, ds_a)
+    """Pixels of a whole slide at analysis resolution for white-point and stain estimation
+    (a field image is read whole at that resolution instead)."""
     # random tissue pixels of the overview, drawn without listing every tissue pixel
     flat = rng.integers(0, tissue.size, size=20_000)
     hits = flat[tissue.ravel()[flat]][:8]

@@ -71,7 +71,6 @@ class OverlayCanvas:
         self.pos = np.zeros((h, w), dtype=bool)
         self.neg = np.zeros((h, w), dtype=bool)
         self.other = np.zeros((h, w), dtype=bool)
-        self.received = False
 
     def wants(self, x0: int, y0: int, w: int, h: int) -> bool:
         return not (
@@ -106,7 +105,6 @@ class OverlayCanvas:
         self.pos[dst] |= e & pos
         self.neg[dst] |= e & cnt & ~pos
         self.other[dst] |= e & (lb > 0) & ~cnt
-        self.received = True
 
     def render(self) -> U8:
         out = self.rgb.astype(np.float32)
@@ -204,21 +202,16 @@ def _ring(pts: NDArray[np.float64], x0: float, y0: float, ds: float) -> list[lis
 class GeoJSONWriter:
     """Streams counted cells to a QuPath-readable GeoJSON FeatureCollection."""
 
-    def __init__(self, target: Path, *, box: tuple[int, int, int, int] | None = None) -> None:
+    def __init__(self, target: Path) -> None:
         self.target = target
-        self.box = box
         self._ctx = atomic_path(target)
         self._tmp = self._ctx.__enter__()
         self._fh: IO[str] = self._tmp.open("w", encoding="utf-8")
         self._fh.write('{"type": "FeatureCollection", "features": [\n')
         self._first = True
-        self.n_written = 0
 
     def wants(self, x0: int, y0: int, w: int, h: int) -> bool:
-        if self.box is None:
-            return True
-        bx, by, bw, bh = self.box
-        return not (x0 >= bx + bw or x0 + w <= bx or y0 >= by + bh or y0 + h <= by)
+        return True  # every counted cell
 
     def add(self, view: TileView) -> None:
         seg = view.segmentation
@@ -265,7 +258,6 @@ class GeoJSONWriter:
             self._fh.write(",\n")
         self._fh.write(",\n".join(parts))
         self._first = False
-        self.n_written += len(parts)
 
     def close(self) -> Path:
         self._fh.write("\n]}\n")

@@ -61,12 +61,6 @@ class Region:
     holes: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     @property
-    def bbox(self) -> tuple[float, float, float, float]:
-        xs = [p[0] for p in self.exterior]
-        ys = [p[1] for p in self.exterior]
-        return (min(xs), min(ys), max(xs), max(ys))
-
-    @property
     def area_px(self) -> float:
         """Area in level-0 pixels² (shoelace formula, holes subtracted)."""
 

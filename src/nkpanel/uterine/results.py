@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from nkpanel.flow.qc import QCFlag
+
 __all__ = [
     "FieldCount",
     "RatioCI",
@@ -116,20 +118,10 @@ def _r(v: float | None, nd: int = 3) -> float | None:
     return None if v is None else round(v, nd)
 
 
-@dataclass(frozen=True)
-class UterineQC:
-    """One quality check: passed or not, the value and limit, and a one-line ``reason``.
-
-    The reason is worded for the outcome: a passing check states the value against its limit
-    ("2291 stromal cells counted (minimum 500)"), a failing one says why it matters.
-    """
-
-    check: str
-    passed: bool
-    value: float | None
-    limit: float | None
-    reason: str
-    blocking: bool = True
+#: one quality check: passed or not, the value and limit, and a one-line reason worded for the
+#: outcome (a passing check states the value against its limit, "2291 stromal cells counted
+#: (minimum 500)"; a failing one says why it matters); the same record as the flow checks'
+UterineQC = QCFlag
 
 
 def stromal_cells_qc(

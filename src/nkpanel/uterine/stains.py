@@ -63,9 +63,6 @@ __all__ = [
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]
 
-#: the largest OD a pixel can have at 8 bits: log10(255 / 1)
-MAX_OD_8BIT = math.log10(255.0)
-
 
 def _unit(v: NDArray[np.float64]) -> NDArray[np.float64]:
     n = float(np.linalg.norm(v))
@@ -118,9 +115,6 @@ class StainVectors:
     def unmixing(self) -> NDArray[np.float64]:
         """The matrix ``U`` with ``amounts = OD @ U`` (the inverse of :meth:`matrix`)."""
         return np.asarray(np.linalg.inv(self.matrix()), dtype=np.float64)
-
-    def with_white(self, white: tuple[float, float, float]) -> StainVectors:
-        return StainVectors(self.haematoxylin, self.dab, white, self.source)
 
     def qupath(self) -> str:
         """The same vectors as a QuPath ``setColorDeconvolutionStains`` argument."""
