@@ -55,6 +55,7 @@ __all__ = [
     "deconvolve",
     "estimate_macenko",
     "estimate_white",
+    "od_table",
     "optical_density",
     "parse_qupath_stains",
     "ruifrok_hdab",
@@ -203,16 +204,22 @@ def parse_qupath_stains(text: str) -> StainVectors:
     return StainVectors(h, d, white, "given")
 
 
+def od_table(white: tuple[float, float, float]) -> NDArray[np.float64]:
+    """``log10(I0 / max(I, 1))`` for each channel (rows) and each 8-bit level ``I`` (columns):
+    every optical density nkpanel takes of an 8-bit image is a lookup in this table."""
+    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    return np.log10(np.asarray(white, dtype=np.float64)[:, None] / levels[None, :])
+
+
 def optical_density(rgb: U8, white: tuple[float, float, float] = (255.0, 255.0, 255.0)) -> F32:
     """Per-channel optical density ``log10(I0 / max(I, 1))`` of an 8-bit RGB image (H×W×3).
 
     A 256-entry lookup table per channel makes this one gather per pixel.
     """
     out = np.empty(rgb.shape, dtype=np.float32)
-    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    table = od_table(white).astype(np.float32)
     for c in range(3):
-        lut = np.log10(white[c] / levels).astype(np.float32)
-        np.take(lut, rgb[..., c], out=out[..., c])
+        np.take(table[c], rgb[..., c], out=out[..., c])
     return out
 
 
@@ -246,10 +253,10 @@ def deconvolve(rgb: U8, stains: StainVectors) -> tuple[F32, F32]:
     white = stains.white
     h = np.zeros(rgb.shape[:2], dtype=np.float32)
     d = np.zeros(rgb.shape[:2], dtype=np.float32)
-    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    table = od_table(white)
     # amounts are linear in the per-channel OD, so each channel adds a looked-up term
     for c in range(3):
-        od = np.log10(white[c] / levels)
+        od = table[c]
         h += np.take((od * u[c, 0]).astype(np.float32), rgb[..., c])
         d += np.take((od * u[c, 1]).astype(np.float32), rgb[..., c])
     return h, d
@@ -333,8 +340,7 @@ def _stained_od(px: U8, white: tuple[float, float, float], beta: float) -> NDArr
     """Optical densities (n×3, float64) of the pixels whose OD exceeds ``beta`` in every
     channel, as :func:`optical_density` computes them; the test is made on the 256 levels of
     each channel first, so only the stained pixels are converted."""
-    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
-    luts = [np.log10(white[c] / levels).astype(np.float32) for c in range(3)]
+    luts = od_table(white).astype(np.float32)
     keep = np.ones(px.shape[0], dtype=bool)
     for c in range(3):
         keep &= np.take(luts[c] > beta, px[:, c])

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine.stains import StainVectors, deconvolve
+from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue"]
 
@@ -131,9 +131,9 @@ def _fill_small(mask: BoolArray, max_px: int) -> BoolArray:
 def _od_sum(overview: U8, white: tuple[float, float, float]) -> NDArray[np.float32]:
     """Summed R+G+B optical density, lightly blurred (one lookup table per channel)."""
     od = np.zeros(overview.shape[:2], dtype=np.float32)
-    levels = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    table = od_table(white).astype(np.float32)
     for c in range(3):
-        od += np.take(np.log10(white[c] / levels).astype(np.float32), overview[..., c])
+        od += np.take(table[c], overview[..., c])
     return np.asarray(ndi.gaussian_filter(od, 0.75), dtype=np.float32)
 
 
