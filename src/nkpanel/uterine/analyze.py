@@ -71,7 +71,7 @@ from nkpanel.uterine.stains import (
     estimate_white,
     ruifrok_hdab,
 )
-from nkpanel.uterine.tissue import TissueSettings, detect_epithelium, detect_tissue
+from nkpanel.uterine.tissue import TissueSettings, detect_epithelium, detect_tissue, overview_od
 
 __all__ = [
     "AnalysisPlan",
@@ -380,7 +380,8 @@ def analyze_source(
             "brightfield image is needed",
         )
     std = ruifrok_hdab(white)
-    tissue = detect_tissue(overview, std, tis)
+    overview_density = overview_od(overview, std.white)  # for tissue and for glands
+    tissue = detect_tissue(overview, std, tis, od=overview_density)
     if not tissue.any():
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
     sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
@@ -408,7 +409,7 @@ def analyze_source(
         exclusion_source = "regions"
         notes.extend(regions.notes)
     elif s.auto_exclude_epithelium:
-        excluded |= detect_epithelium(overview, tissue, std, tis)
+        excluded |= detect_epithelium(overview, tissue, std, tis, od=overview_density)
         exclusion_source = "automatic"
     stroma = tissue & ~excluded
     if count_region is not None:

@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
-__all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue"]
+__all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue", "overview_od"]
 
 BoolArray = NDArray[np.bool_]
 U8 = NDArray[np.uint8]
@@ -128,7 +128,7 @@ def _fill_small(mask: BoolArray, max_px: int) -> BoolArray:
     return np.asarray(mask | small[lab], dtype=bool)
 
 
-def _od_sum(overview: U8, white: tuple[float, float, float]) -> NDArray[np.float32]:
+def overview_od(overview: U8, white: tuple[float, float, float]) -> NDArray[np.float32]:
     """Summed R+G+B optical density, lightly blurred (one lookup table per channel)."""
     od = np.zeros(overview.shape[:2], dtype=np.float32)
     table = od_table(white).astype(np.float32)
@@ -138,23 +138,34 @@ def _od_sum(overview: U8, white: tuple[float, float, float]) -> NDArray[np.float
 
 
 def clear_spaces(
-    overview: U8, stains: StainVectors, settings: TissueSettings | None = None
+    overview: U8,
+    stains: StainVectors,
+    settings: TissueSettings | None = None,
+    *,
+    od: NDArray[np.float32] | None = None,
 ) -> BoolArray:
     """Clear spaces (glass, gland lumina, the uterine cavity): unstained pixels (summed OD
-    below ``clear_od``) in pieces of at least ``min_lumen_um2``."""
+    below ``clear_od``) in pieces of at least ``min_lumen_um2``. ``od``: the overview's
+    :func:`overview_od`, when the caller has it."""
     s = settings or TissueSettings()
     um = s.overview_um
-    clear = _od_sum(overview, stains.white) < s.clear_od
+    od = overview_od(overview, stains.white) if od is None else od
+    clear = od < s.clear_od
     return _remove_small(clear, max(1, round(s.min_lumen_um2 / (um * um))))
 
 
 def detect_tissue(
-    overview: U8, stains: StainVectors, settings: TissueSettings | None = None
+    overview: U8,
+    stains: StainVectors,
+    settings: TissueSettings | None = None,
+    *,
+    od: NDArray[np.float32] | None = None,
 ) -> BoolArray:
-    """Tissue mask of an RGB overview at ``settings.overview_um`` µm per pixel."""
+    """Tissue mask of an RGB overview at ``settings.overview_um`` µm per pixel (``od``: its
+    :func:`overview_od`, when the caller has it)."""
     s = settings or TissueSettings()
     um = s.overview_um
-    od = _od_sum(overview, stains.white)
+    od = overview_od(overview, stains.white) if od is None else od
     stained = od > s.tissue_od
     r = max(1, round(s.closing_um / um))
     pad = r + 1
@@ -176,13 +187,16 @@ def detect_epithelium(
     tissue: BoolArray,
     stains: StainVectors,
     settings: TissueSettings | None = None,
+    *,
+    od: NDArray[np.float32] | None = None,
 ) -> BoolArray:
-    """Glandular and luminal epithelium (mask on the overview grid); see the module docstring."""
+    """Glandular and luminal epithelium (mask on the overview grid); see the module docstring.
+    ``od``: the overview's :func:`overview_od`, when the caller has it."""
     s = settings or TissueSettings()
     um = s.overview_um
     if not tissue.any():
         return np.zeros_like(tissue)
-    clear = clear_spaces(overview, stains, s) & ~tissue
+    clear = clear_spaces(overview, stains, s, od=od) & ~tissue
     if not clear.any():
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
