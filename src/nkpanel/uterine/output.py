@@ -284,8 +284,12 @@ def _overview_png(plan: AnalysisPlan, target: Path) -> Path:
     for f in plan.fields:
         cx, cy = f.cx / plan.overview_downsample, f.cy / plan.overview_downsample
         r = f.diameter / plan.overview_downsample / 2
-        gy, gx = np.ogrid[:h, :w]
-        out[np.abs(np.hypot(gy - cy, gx - cx) - r) <= 1.0] = (0, 90, 255)
+        # the ring (within a pixel of the circle) lies inside the circle's box widened by 2
+        y0, y1 = max(0, int(np.floor(cy - r - 2))), min(h, int(np.ceil(cy + r + 2)) + 1)
+        x0, x1 = max(0, int(np.floor(cx - r - 2))), min(w, int(np.ceil(cx + r + 2)) + 1)
+        gy, gx = np.ogrid[y0:y1, x0:x1]
+        ring = np.abs(np.hypot(gy - cy, gx - cx) - r) <= 1.0
+        out[y0:y1, x0:x1][ring] = (0, 90, 255)
     im = Image.fromarray(out)
     write_with(target, lambda tmp: im.save(tmp, format="PNG", compress_level=1))
     return target
