@@ -335,12 +335,14 @@ def analyze_flow_killing(
             read.append((e, fs, mm.channel_for("TargetLabel"), mm.channel_for("DeadDye")))
         if read:
             cap = s.max_events_per_tube_for_cuts
-            pooled_label = np.concatenate(
-                [_subsample(scale(fs.column(lc)), cap, k) for k, (_, fs, lc, _) in enumerate(read)]
-            )
+            labels = [scale(fs.column(lc)) for _, fs, lc, _ in read]  # each tube's, once
+            pooled_label = np.concatenate([_subsample(lab, cap, k) for k, lab in enumerate(labels)])
             label_cut = find_cut(pooled_label, side="above")
             t_label = label_cut.value
-            dye = [scale(fs.column(dc))[scale(fs.column(lc)) > t_label] for _, fs, lc, dc in read]
+            dye = [
+                scale(fs.column(dc)[lab > t_label])
+                for (_, fs, _, dc), lab in zip(read, labels, strict=True)
+            ]
             pooled_dead = np.concatenate([_subsample(d, cap, k) for k, d in enumerate(dye)])
             dead_cut = find_cut(pooled_dead, side="above") if pooled_dead.size else None
             label_values[sample] = pooled_label
