@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -32,6 +31,8 @@ from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
     from nkpanel.case import Case
+    from nkpanel.flow.output import BatchFailure
+    from nkpanel.flow.results import FlowResult
     from nkpanel.pipeline import CaseOutcome
     from nkpanel.report.model import LabInfo
 
@@ -78,6 +79,8 @@ def version() -> None:
 
 
 def _read_spillover(path: Path) -> object:
+    import numpy as np
+
     from nkpanel.flow.sample import Spillover
 
     try:
@@ -129,15 +132,13 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     out_console.print(table)
 
 
-def _print_results(results: list[object], failures: list[object], out: Path) -> None:
-    from nkpanel.flow.output import BatchFailure
-    from nkpanel.flow.results import FlowResult
-
+def _print_results(
+    results: Sequence[FlowResult], failures: Sequence[BatchFailure], out: Path
+) -> None:
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
         table.add_column(col)
     for r in results:
-        assert isinstance(r, FlowResult)
         qc = (
             "reportable"
             if r.reportable
@@ -154,7 +155,6 @@ def _print_results(results: list[object], failures: list[object], out: Path) -> 
     if results:
         out_console.print(table)
     for f in failures:
-        assert isinstance(f, BatchFailure)
         say(f"[red]failed:[/red] {f.source}: {f.reason}")
     out_console.print(f"outputs written to {out}")
 
@@ -261,7 +261,7 @@ def flow_analyze(
         outcome = analyze_flow_batch(
             files, settings, out, plots=plots, export_events=export_events, on_file=step
         )
-    _print_results(list(outcome.results), list(outcome.failures), out)
+    _print_results(outcome.results, outcome.failures, out)
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
@@ -386,7 +386,7 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     results = [r for o in outcome.draws.values() for r in o.results]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
-    _print_results(list(results), list(outcome.failures), out)
+    _print_results(results, outcome.failures, out)
     out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:
         r = outcome.report

@@ -18,21 +18,57 @@ Example::
 
 from __future__ import annotations
 
-from nkpanel.interpret.evidence import TOPICS, EvidenceStatement, load_evidence, select_evidence
-from nkpanel.interpret.flags import (
-    Caveat,
-    Interpretation,
-    InterpretSettings,
-    Uncertainty,
-    interpret_measurement,
-)
-from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval, load_intervals
-from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM, MEASURANDS, Measurand
-from nkpanel.interpret.measurements import Episode, Failure, Measurement, read_episode
-from nkpanel.interpret.panel import CaseInterpretation, interpret_case
-from nkpanel.interpret.preanalytic import PreAnalytic
-from nkpanel.interpret.serial import Trend, TrendPoint, trends
-from nkpanel.interpret.wording import check_wording
+from typing import TYPE_CHECKING
+
+from nkpanel._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from nkpanel.interpret.evidence import TOPICS, EvidenceStatement, load_evidence, select_evidence
+    from nkpanel.interpret.flags import (
+        Caveat,
+        Interpretation,
+        InterpretSettings,
+        Uncertainty,
+        interpret_measurement,
+    )
+    from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval, load_intervals
+    from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM, MEASURANDS, Measurand
+    from nkpanel.interpret.measurements import Episode, Failure, Measurement, read_episode
+    from nkpanel.interpret.panel import CaseInterpretation, interpret_case
+    from nkpanel.interpret.preanalytic import PreAnalytic
+    from nkpanel.interpret.serial import Trend, TrendPoint, trends
+    from nkpanel.interpret.wording import check_wording
+
+#: where each public name lives; imported on first use, so that the command line and the
+#: case manifest do not load Jinja2, WeasyPrint and pydantic models before they are needed
+_HOME = {
+    "TOPICS": "evidence",
+    "EvidenceStatement": "evidence",
+    "load_evidence": "evidence",
+    "select_evidence": "evidence",
+    "Caveat": "flags",
+    "Interpretation": "flags",
+    "InterpretSettings": "flags",
+    "Uncertainty": "flags",
+    "interpret_measurement": "flags",
+    "IntervalSet": "intervals",
+    "ReferenceInterval": "intervals",
+    "load_intervals": "intervals",
+    "LOCAL_CODE_SYSTEM": "measurands",
+    "MEASURANDS": "measurands",
+    "Measurand": "measurands",
+    "Episode": "measurements",
+    "Failure": "measurements",
+    "Measurement": "measurements",
+    "read_episode": "measurements",
+    "CaseInterpretation": "panel",
+    "interpret_case": "panel",
+    "PreAnalytic": "preanalytic",
+    "Trend": "serial",
+    "TrendPoint": "serial",
+    "trends": "serial",
+    "check_wording": "wording",
+}
 
 __all__ = [
     "LOCAL_CODE_SYSTEM",
@@ -62,3 +98,5 @@ __all__ = [
     "select_evidence",
     "trends",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)

@@ -14,10 +14,29 @@ Example::
 
 from __future__ import annotations
 
-from nkpanel.report.build import build_reports, render_reading
-from nkpanel.report.document import report_document
-from nkpanel.report.fhir import fhir_bundle, validate_bundle
-from nkpanel.report.model import Amendment, LabInfo, ReportPaths, load_lab_info
+from typing import TYPE_CHECKING
+
+from nkpanel._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from nkpanel.report.build import build_reports, render_reading
+    from nkpanel.report.document import report_document
+    from nkpanel.report.fhir import fhir_bundle, validate_bundle
+    from nkpanel.report.model import Amendment, LabInfo, ReportPaths, load_lab_info
+
+#: where each public name lives; imported on first use, so that the command line and the
+#: case manifest do not load Jinja2, WeasyPrint and pydantic models before they are needed
+_HOME = {
+    "build_reports": "build",
+    "render_reading": "build",
+    "report_document": "document",
+    "fhir_bundle": "fhir",
+    "validate_bundle": "fhir",
+    "Amendment": "model",
+    "LabInfo": "model",
+    "ReportPaths": "model",
+    "load_lab_info": "model",
+}
 
 __all__ = [
     "Amendment",
@@ -30,3 +49,5 @@ __all__ = [
     "report_document",
     "validate_bundle",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)
