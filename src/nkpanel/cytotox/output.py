@@ -48,16 +48,13 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-_clean = clean_json
-
-
 def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     buf = io.StringIO()
     cols = list(columns or (rows[0].keys() if rows else []))
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for row in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in _clean(row).items()})
+        w.writerow({k: ("" if v is None else v) for k, v in clean_json(row).items()})
     return buf.getvalue()
 
 
@@ -108,7 +105,7 @@ def write_outputs(
 
     rows = result.rows()
     put("lysis.csv", _csv(rows, _LYSIS_COLUMNS))
-    put("lysis.json", json.dumps(_clean(rows), indent=2) + "\n")
+    put("lysis.json", json.dumps(clean_json(rows), indent=2) + "\n")
     conditions = result.condition_rows()
     put("conditions.csv", _csv(conditions))
     suppression = result.suppression_rows()
@@ -135,7 +132,7 @@ def write_outputs(
         summary.update(extra)
     if reference is not None:
         summary["reference_band"] = asdict(reference)  # type: ignore[call-overload]
-    put("summary.json", json.dumps(_clean(summary), indent=2, default=str) + "\n")
+    put("summary.json", json.dumps(clean_json(summary), indent=2, default=str) + "\n")
     if plots:
         from nkpanel.cytotox.plots import plot_sample
 

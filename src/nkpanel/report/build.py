@@ -25,6 +25,7 @@ from nkpanel.interpret.panel import CaseInterpretation, interpret_case
 from nkpanel.report.document import report_document
 from nkpanel.report.fhir import fhir_bundle, validate_bundle
 from nkpanel.report.figures import (
+    Figure,
     biomarker_figures,
     lysis_curve_svg,
     reference_bar_svg,
@@ -89,8 +90,6 @@ def render_reading(
             continue  # the biomarker drew its own curves; they are embedded below
         svg = lysis_curve_svg(r.measurement, synthetic=synthetic)
         if svg is not None:
-            from nkpanel.report.figures import Figure
-
             name = f"lysis_{r.measurement.specimen_id}.svg"
             lysis.append(Figure(f"{r.measurement.sample}: lysis curve", save(name, svg), name))
     own = biomarker_figures([r.measurement for r in reading.results], results_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -92,18 +92,7 @@ def pool_results(
     for r in results:
         for f in r.fields:
             name = f"{r.sample}/{f.field}" if f.kind == "lash-field" else r.sample
-            fields.append(
-                FieldCount(
-                    name,
-                    f.kind,
-                    f.cd56_positive_cells,
-                    f.stromal_cells,
-                    f.stromal_area_mm2,
-                    f.centre_x_um,
-                    f.centre_y_um,
-                    f.diameter_um,
-                )
-            )
+            fields.append(replace(f, field=name))
     pos = sum(r.overall.cd56_positive_cells for r in results)
     cells = sum(r.overall.stromal_cells for r in results)
     area = sum(r.overall.stromal_area_mm2 for r in results)

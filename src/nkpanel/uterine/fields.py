@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel.uterine.tissue import _disk
+
 __all__ = ["FieldCircle", "choose_fields"]
 
 
@@ -37,11 +39,6 @@ class FieldCircle:
         """Whether level-0 points (broadcastable arrays) lie inside the field."""
         r = self.diameter / 2
         return np.asarray((x - self.cx) ** 2 + (y - self.cy) ** 2 <= r * r, dtype=bool)
-
-
-def _disk(r: int) -> NDArray[np.float64]:
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return np.asarray(yy * yy + xx * xx <= r * r, dtype=np.float64)
 
 
 def choose_fields(
@@ -77,7 +74,7 @@ def choose_fields(
     r = max(1, round(diameter_px0 / ds / 2))
     if 2 * r + 1 > hc or 2 * r + 1 > wc:
         return ()
-    disk = _disk(r)
+    disk = _disk(r).astype(np.float64)
     frac = fftconvolve(coarse, disk, mode="same") / disk.sum()
     ok = np.zeros((hc, wc), dtype=bool)
     ok[r : hc - r, r : wc - r] = frac[r : hc - r, r : wc - r] >= min_stroma_fraction - 1e-6
