@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from nkpanel.uterine.detect import _fill_small_holes
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue", "overview_od"]
@@ -118,16 +119,6 @@ def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
     return np.asarray(big[lab], dtype=bool)
 
 
-def _fill_small(mask: BoolArray, max_px: int) -> BoolArray:
-    holes = ndi.binary_fill_holes(mask) & ~mask
-    lab, n = ndi.label(holes)
-    if n == 0:
-        return mask
-    small = np.bincount(lab.ravel(), minlength=n + 1) <= max_px
-    small[0] = False
-    return np.asarray(mask | small[lab], dtype=bool)
-
-
 def overview_od(overview: U8, white: tuple[float, float, float]) -> NDArray[np.float32]:
     """Summed R+G+B optical density, lightly blurred (one lookup table per channel)."""
     od = np.zeros(overview.shape[:2], dtype=np.float32)
@@ -178,7 +169,9 @@ def detect_tissue(
     if not tissue.any():
         return tissue
     # gaps cut by the image edge count as enclosed: pad with tissue before filling
-    filled = _fill_small(np.pad(tissue, 1, constant_values=True), round(s.max_gap_um2 / (um * um)))
+    filled = _fill_small_holes(
+        np.pad(tissue, 1, constant_values=True), round(s.max_gap_um2 / (um * um))
+    )
     return np.asarray(filled[1:-1, 1:-1], dtype=bool)
 
 
