@@ -26,7 +26,14 @@ from pydantic import BaseModel, ValidationError
 
 from nkpanel.errors import ConfigError
 
-__all__ = ["load_bundled_toml", "load_toml", "load_toml_or_bundled", "parse_toml", "validate_toml"]
+__all__ = [
+    "load_bundled_toml",
+    "load_toml",
+    "load_toml_or_bundled",
+    "parse_toml",
+    "refuse_duplicate_ids",
+    "validate_toml",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -133,3 +140,10 @@ def validate_toml(model: type[M], data: Mapping[str, Any], source: str | Path, w
             f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{source}: invalid {what}: {problems}") from None
+
+
+def refuse_duplicate_ids(ids: list[str], name: str, what: str) -> None:
+    """One ConfigError line naming the file and every id used more than once in it."""
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"{name}: {what} id(s) used twice: {', '.join(dupes)}")

@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nkpanel._toml import load_toml_or_bundled, validate_toml
+from nkpanel._toml import load_toml_or_bundled, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
-from nkpanel.interpret.measurands import MEASURANDS
+from nkpanel.interpret.measurands import known_codes
 from nkpanel.interpret.wording import check_wording
 
 __all__ = ["TOPICS", "EvidenceStatement", "load_evidence", "select_evidence"]
@@ -67,10 +67,7 @@ class EvidenceStatement(BaseModel):
     @field_validator("measurands")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in v if c not in MEASURANDS]
-        if unknown:
-            raise ValueError(f"unknown measurand(s) {unknown}; known: {', '.join(MEASURANDS)}")
-        return v
+        return known_codes(v)
 
     @field_validator("show_when")
     @classmethod
@@ -123,10 +120,7 @@ def load_evidence(lab_file: Path | None = None) -> list[EvidenceStatement]:
     for f, name in files:
         if f.replace_bundled:
             out = {}
-        ids = [s.id for s in f.statement]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ConfigError(f"{name}: evidence id(s) used twice: {', '.join(dupes)}")
+        refuse_duplicate_ids([s.id for s in f.statement], name, "evidence")
         for s in f.statement:
             problems = s.wording_problems()
             if problems:

@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nkpanel._toml import load_toml_or_bundled, validate_toml
+from nkpanel._toml import load_toml_or_bundled, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
 from nkpanel.interpret.wording import check_wording
@@ -229,10 +229,7 @@ def load_intervals(lab_file: Path | None = None) -> IntervalSet:
     for f, name in files:
         if f.replace_bundled:
             intervals, defaults, cvs, ages = {}, {}, {}, []
-        ids = [iv.id for iv in f.interval]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ConfigError(f"{name}: interval id(s) used twice: {', '.join(dupes)}")
+        refuse_duplicate_ids([iv.id for iv in f.interval], name, "interval")
         for iv in f.interval:
             intervals[iv.id] = iv
         for code, chosen in f.defaults.items():

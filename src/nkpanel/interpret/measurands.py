@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LOCAL_CODE_SYSTEM", "MEASURANDS", "Measurand", "measurand"]
+__all__ = ["LOCAL_CODE_SYSTEM", "MEASURANDS", "Measurand", "known_codes", "measurand"]
 
 #: URI of nkpanel's local code system for measurands without a checked LOINC code (a URN, so it
 #: names no web host; each bundle carries a CodeSystem resource that defines every code).
@@ -233,3 +233,12 @@ def measurand(code: str) -> Measurand:
         return MEASURANDS[code]
     except KeyError:
         raise KeyError(f"unknown measurand {code!r}; known: {', '.join(MEASURANDS)}") from None
+
+
+def known_codes(codes: tuple[str, ...]) -> tuple[str, ...]:
+    """``codes`` when each names a measurand; a ValueError naming the others (the body of the
+    data files' pydantic validators)."""
+    unknown = [c for c in codes if c not in MEASURANDS]
+    if unknown:
+        raise ValueError(f"unknown measurand(s) {unknown}; known: {', '.join(MEASURANDS)}")
+    return codes

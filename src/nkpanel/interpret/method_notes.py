@@ -20,9 +20,9 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nkpanel._toml import load_bundled_toml, validate_toml
+from nkpanel._toml import load_bundled_toml, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
-from nkpanel.interpret.measurands import MEASURANDS
+from nkpanel.interpret.measurands import known_codes
 from nkpanel.interpret.wording import check_wording
 
 __all__ = ["MethodFigure", "MethodNote", "load_method_notes", "notes_for"]
@@ -54,10 +54,7 @@ class MethodNote(BaseModel):
     @field_validator("measurands")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in v if c not in MEASURANDS]
-        if unknown:
-            raise ValueError(f"unknown measurand(s) {unknown}; known: {', '.join(MEASURANDS)}")
-        return v
+        return known_codes(v)
 
     def applies_to(self, code: str, method: str) -> bool:
         """Whether the note concerns a result of ``code`` measured by ``method``."""
@@ -82,10 +79,7 @@ def load_method_notes() -> tuple[MethodNote, ...]:
     what = "method-notes file"
     data, name = load_bundled_toml("nkpanel.interpret", "method_notes.toml", what)
     f = validate_toml(_File, data, name, what)
-    ids = [n.id for n in f.note]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise ConfigError(f"{name}: method-note id(s) used twice: {', '.join(dupes)}")
+    refuse_duplicate_ids([n.id for n in f.note], name, "method-note")
     for n in f.note:
         problems = check_wording(n.text) + check_wording(n.plain)
         if problems:
