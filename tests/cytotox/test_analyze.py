@@ -69,6 +69,10 @@ def test_hand_calculated_plate(tmp_path: Path) -> None:
     for x in sup.values():
         assert x.suppression_percent == pytest.approx(50.0) and x.basis == "measured"
         assert x.treatment == "IVIG 2 mg/mL" and x.reference_treatment == "none"
+    # the lookup by ratio takes a ratio that differs by rounding only (as computed elsewhere)
+    (at_12,) = p1.suppression_at(12.5 * (1 + 1e-12))
+    assert at_12 is sup[12.5] and p1.suppression_at(12.5, "IVIG 2 mg/mL") == [at_12]
+    assert p1.suppression_at(12.5, "none") == [] and p1.suppression_at(6.25) == []
 
 
 def test_negative_and_zero_lysis_are_reported_as_measured(tmp_path: Path) -> None:

@@ -119,8 +119,8 @@ def _report(result: CytotoxResult, out: Path) -> None:
         out_console.print(table)
     std_ratio = float(result.settings.get("standard_ratio", 50.0))
     for s in result.samples:
-        for x in s.suppression:
-            if x.suppression_percent is not None and abs(x.ratio - std_ratio) < 1e-9:
+        for x in s.suppression_at(std_ratio):
+            if x.suppression_percent is not None:
                 out_console.print(
                     f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}"
                     f"{' (model)' if x.basis == 'model' else ''}: {x.suppression_percent:.1f}% "

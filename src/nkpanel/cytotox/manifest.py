@@ -250,9 +250,7 @@ def run_plate_for_case(
                     "suppression_at_standard_ratio_percent": next(
                         (
                             x.suppression_percent
-                            for x in s.suppression
-                            if x.treatment == c.treatment
-                            and math.isclose(x.ratio, c.standard_ratio.ratio)
+                            for x in s.suppression_at(c.standard_ratio.ratio, c.treatment)
                         ),
                         None,
                     ),

@@ -9,6 +9,7 @@ analysed are listed with one line per cause.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -191,6 +192,17 @@ class SampleResult:
             if c.treatment == treatment:
                 return c
         raise KeyError(treatment)
+
+    def suppression_at(self, ratio: float, treatment: str | None = None) -> list[SuppressionResult]:
+        """The suppression results at ``ratio`` (by each treatment, or by ``treatment`` only).
+
+        Ratios are compared with :func:`math.isclose`: a ratio given in a file as 12.5 and one
+        computed as 50 / 4 are the same ratio."""
+        return [
+            x
+            for x in self.suppression
+            if math.isclose(x.ratio, ratio) and treatment in (None, x.treatment)
+        ]
 
 
 @dataclass(frozen=True)
