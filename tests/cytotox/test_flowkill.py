@@ -122,6 +122,25 @@ def test_high_background_death_is_not_reportable(tmp_path: Path) -> None:
     assert not flag.passed and "targets alone are" in flag.reason and "% dead" in flag.reason
 
 
+def test_a_tube_list_read_once_is_analysed_as_given(
+    tubes: tuple[Path, dict[str, object]],
+) -> None:
+    tube_list, truth = tubes
+    listed = read_tube_list(tube_list)
+    rows = truth["tubes"]
+    assert isinstance(rows, list) and len(listed.entries) == len(rows)
+    assert listed.synthetic and not listed.problems
+    # analysed from the list as read: the same result as from its path
+    assert (
+        analyze_flow_killing(listed).result.rows() == analyze_flow_killing(tube_list).result.rows()
+    )
+    # a list without the SYNTHETIC line is not marked as synthetic by itself
+    plain = tube_list.with_name("plain_tubes.csv")
+    lines = tube_list.read_text().splitlines()
+    plain.write_text("\n".join(x for x in lines if "SYNTHETIC" not in x) + "\n")
+    assert not read_tube_list(plain).synthetic
+
+
 def test_tube_list_errors(tmp_path: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text("a,b\n1,2\n")

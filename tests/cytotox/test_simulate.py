@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from nkpanel.cytotox.analyze import CytotoxSettings, analyze_plate_files
+from nkpanel.cytotox.layout import read_layout
+from nkpanel.cytotox.reads import read_plate
 from nkpanel.cytotox.simulate import (
     PlateSimulationSpec,
     SimulatedSample,
@@ -62,6 +64,13 @@ def test_xlsx_and_384_wells(tmp_path: Path) -> None:
     assert reads.suffix == ".xlsx"
     res = analyze_plate_files(reads, layout)
     assert len(res.samples) == 12 and not res.failures and res.rows()[0]["n"] == 4
+    # the workbook says SYNTHETIC on its first row, and so does each file on its own
+    assert read_plate(reads).synthetic and read_layout(layout).synthetic and res.synthetic
+    unmarked = tmp_path / "lab_layout.csv"
+    unmarked.write_text("\n".join(layout.read_text().splitlines()[1:]) + "\n")
+    assert not read_layout(unmarked).synthetic
+    # marked workbook, unmarked layout: still synthetic (either file says so)
+    assert analyze_plate_files(reads, unmarked).synthetic
 
 
 def test_a_design_too_big_for_the_plate() -> None:

@@ -32,6 +32,12 @@ class Table:
     row_numbers: tuple[int, ...]
     decimal_comma: bool = False
 
+    @property
+    def says_synthetic(self) -> bool:
+        """Whether the first rows carry a SYNTHETIC mark, as every table nkpanel generates
+        does (:mod:`nkpanel.cytotox.simulate`), so that results from it are labelled so."""
+        return any("SYNTHETIC" in cell_text(c).upper() for row in self.rows[:3] for c in row)
+
 
 def cell_text(cell: Cell) -> str:
     """A cell as stripped text (``""`` when empty; numbers in ``%g`` form)."""

@@ -326,7 +326,7 @@ def analyze_plate_files(
     reads = read_plate(reads_path, kind=kind, unit=unit, sheet=sheet, grid=grid)
     layout = read_layout(layout_path, sheet=layout_sheet)
     if synthetic is None:
-        synthetic = _says_synthetic(Path(reads_path)) or _says_synthetic(Path(layout_path))
+        synthetic = reads.synthetic or layout.synthetic
     return analyze_plate(
         reads,
         layout,
@@ -335,17 +335,6 @@ def analyze_plate_files(
         assay=kind,
         synthetic=synthetic,
     )
-
-
-def _says_synthetic(path: Path) -> bool:
-    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
-        return False
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
-            head = fh.read(400)
-    except OSError:
-        return False
-    return "SYNTHETIC" in head.upper()
 
 
 # --- the engine ------------------------------------------------------------------------------

@@ -263,9 +263,9 @@ def flow(
         min_target_events=min_target_events,
         cytotox=settings,
     )
-    entries, _ = read_tube_list(tubes)
-    with progress_steps("tubes", len(entries)) as step:
-        fk = analyze_flow_killing(tubes, fk_settings, on_tube=step)
+    tube_list = read_tube_list(tubes)
+    with progress_steps("tubes", len(tube_list.entries)) as step:
+        fk = analyze_flow_killing(tube_list, fk_settings, on_tube=step)
     gating = [asdict(g) for g in fk.gating]
     _write_and_report(
         fk.result,
