@@ -61,6 +61,8 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
             "10",
             "--reference-high",
             "20",
+            "--lysis-cv-floor",
+            "5",
             "--out",
             str(out),
         ],
@@ -71,6 +73,24 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
     assert len(rows) == 20 and {r["sample"] for r in rows} == {"SYNTH-P01", "SYNTH-P02"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reference_band"]["low_percent"] == 10.0
+    assert summary["settings"]["lysis_cv_floor_percent"] == 5.0
+    # one limit without the other: one line, a non-zero exit, nothing written
+    proc = nkpanel(
+        "cytotox",
+        "analyze",
+        str(tmp_path / "sim" / "plate_reads.xlsx"),
+        "--layout",
+        str(tmp_path / "sim" / "plate_layout.csv"),
+        "--reference-low",
+        "10",
+        "--lysis-cv-floor",
+        "5",
+        "--out",
+        str(tmp_path / "half"),
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("reference band: the low and high limits go together")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "half").exists()
     assert (out / "plots" / "SYNTH-P02.svg").is_file()
 
 

@@ -96,6 +96,23 @@ class ReferenceBand:
         if not (math.isfinite(self.ratio) and self.ratio > 0):
             raise ConfigError("reference band: ratio must be a positive number")
 
+    @classmethod
+    def from_limits(
+        cls, low: float | None, high: float | None, ratio: float = 50.0, source: str = ""
+    ) -> ReferenceBand | None:
+        """The band from its two limits as a lab gives them, ``None`` when neither is given.
+
+        Raises
+        ------
+        ConfigError
+            Only one limit given, or limits that are not a band.
+        """
+        if low is None and high is None:
+            return None
+        if low is None or high is None:
+            raise ConfigError("reference band: the low and high limits go together")
+        return cls(low, high, ratio, source)
+
 
 @dataclass(frozen=True)
 class CytotoxSettings:

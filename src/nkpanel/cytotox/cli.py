@@ -38,22 +38,20 @@ def _settings(options: Mapping[str, Any]) -> CytotoxSettings:
 
     ``options`` is the command's ``ctx.params``: the values by parameter name
     (``targets_per_well``, ``lysis_level``, ``standard_ratio``, ``spontaneous_limit``,
-    ``cv_limit``, ``min_replicates`` and the ``reference_*`` band).
+    ``cv_limit``, ``lysis_cv_floor``, ``min_replicates`` and the ``reference_*`` band).
     """
     from nkpanel.cytotox.analyze import CytotoxSettings, ReferenceBand
-    from nkpanel.errors import ConfigError
 
-    low, high = options["reference_low"], options["reference_high"]
-    if (low is None) != (high is None):
-        raise ConfigError("--reference-low and --reference-high go together")
-    reference = (
-        ReferenceBand(low, high, options["reference_ratio"], options["reference_source"])
-        if low is not None and high is not None
-        else None
+    reference = ReferenceBand.from_limits(
+        options["reference_low"],
+        options["reference_high"],
+        options["reference_ratio"],
+        options["reference_source"],
     )
     return CytotoxSettings(
         spontaneous_limit_percent=options["spontaneous_limit"],
         cv_limit_percent=options["cv_limit"],
+        lysis_cv_floor_percent=options["lysis_cv_floor"],
         min_replicates=options["min_replicates"],
         lysis_level_percent=options["lysis_level"],
         standard_ratio=options["standard_ratio"],
@@ -166,6 +164,15 @@ SpontOpt = Annotated[
     ),
 ]
 CvOpt = Annotated[float, typer.Option("--cv-limit", min=0.1, help="Max replicate CV (%).")]
+CvFloorOpt = Annotated[
+    float,
+    typer.Option(
+        "--lysis-cv-floor",
+        min=0.0,
+        max=99.9,
+        help="Mean % lysis from which the CV of % lysis is judged.",
+    ),
+]
 RefLowOpt = Annotated[float | None, typer.Option("--reference-low", help="Reference band low %.")]
 RefHighOpt = Annotated[
     float | None, typer.Option("--reference-high", help="Reference band high %.")
@@ -197,6 +204,7 @@ def analyze(
     standard_ratio: StdOpt = 50.0,
     spontaneous_limit: SpontOpt = 30.0,
     cv_limit: CvOpt = 20.0,
+    lysis_cv_floor: CvFloorOpt = 10.0,
     min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 2,
     reference_low: RefLowOpt = None,
     reference_high: RefHighOpt = None,
@@ -244,6 +252,7 @@ def flow(
     standard_ratio: StdOpt = 50.0,
     spontaneous_limit: SpontOpt = 30.0,
     cv_limit: CvOpt = 20.0,
+    lysis_cv_floor: CvFloorOpt = 10.0,
     min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 1,
     reference_low: RefLowOpt = None,
     reference_high: RefHighOpt = None,

@@ -119,14 +119,12 @@ class CytotoxicityPlate(BaseModel):
         """The :class:`~nkpanel.cytotox.analyze.CytotoxSettings` this entry asks for."""
         from nkpanel.cytotox.analyze import CytotoxSettings, ReferenceBand
 
-        reference = None
-        if self.reference_low_percent is not None and self.reference_high_percent is not None:
-            reference = ReferenceBand(
-                self.reference_low_percent,
-                self.reference_high_percent,
-                self.reference_ratio,
-                self.reference_source,
-            )
+        reference = ReferenceBand.from_limits(
+            self.reference_low_percent,
+            self.reference_high_percent,
+            self.reference_ratio,
+            self.reference_source,
+        )
         return CytotoxSettings(
             spontaneous_limit_percent=self.spontaneous_limit_percent,
             cv_limit_percent=self.cv_limit_percent,
