@@ -124,7 +124,6 @@ def summary(
         },
         "synthetic": True,
         "blood_draws": [draw],
-        "not_yet_analysed": {"cytotoxicity_plates": 0, "endometrial_biopsies": 0},
     }
     if cytotoxicity is not None:
         out["cytotoxicity"] = cytotoxicity

@@ -30,7 +30,6 @@ class CaseInterpretation:
     intervals: IntervalSet
     settings: InterpretSettings
     comments: tuple[str, ...]
-    not_yet_analysed: Mapping[str, int]
     serial_notes: tuple[str, ...] = ()
     patient_serial_notes: tuple[str, ...] = ()
 
@@ -39,9 +38,7 @@ class CaseInterpretation:
         return {c.code for r in self.results for c in r.caveats}
 
 
-def _comments(
-    results: Sequence[Interpretation], failures: Sequence[Failure], pending: Mapping[str, int]
-) -> list[str]:
+def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) -> list[str]:
     out = []
     failed = [r for r in results if r.flag == "not_interpreted"]
     if failed or failures:
@@ -65,12 +62,6 @@ def _comments(
         out.append(
             "Stress, exercise or adrenaline shortly before the draw can raise NK cells in blood "
             "for up to 1–2 h: repeat the draw at rest before drawing conclusions."
-        )
-    names = {"cytotoxicity_plates": "NK-activity plate(s)", "endometrial_biopsies": "biopsy(ies)"}
-    waiting = [f"{n} {names.get(k, k)}" for k, n in pending.items() if n]
-    if waiting:
-        out.append(
-            f"The case manifest also lists {' and '.join(waiting)} not analysed in this report."
         )
     out.append(
         "This report gives measurements, their quality and where they lie against stated "
@@ -127,12 +118,6 @@ def interpret_case(
         caveats=caveat_codes,
         on_treatment=any(r.measurement.pre_analytic.on_treatment for r in results),
     )
-    raw_pending = summary.get("not_yet_analysed") or {}
-    pending = {
-        str(k): int(v)
-        for k, v in (raw_pending.items() if isinstance(raw_pending, Mapping) else ())
-        if isinstance(v, int)
-    }
     return CaseInterpretation(
         episode=episode,
         history=earlier,
@@ -142,8 +127,7 @@ def interpret_case(
         evidence=tuple(chosen),
         intervals=ivs,
         settings=settings,
-        comments=tuple(_comments(results, episode.failures, pending)),
-        not_yet_analysed=pending,
+        comments=tuple(_comments(results, episode.failures)),
         serial_notes=tuple(notes),
         patient_serial_notes=tuple(patient_notes),
     )

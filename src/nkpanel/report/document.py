@@ -340,6 +340,5 @@ def report_document(
             for s in reading.evidence
         ],
         "interval_files": list(reading.intervals.files),
-        "not_yet_analysed": dict(reading.not_yet_analysed),
         "figures": dict(figures or {}),
     }
