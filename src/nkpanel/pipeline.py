@@ -28,13 +28,15 @@ Progress = Callable[[str], None]
 
 @dataclass
 class BatchOutcome:
-    """What a batch produced: each file's result, the files that failed (with reasons), and
-    the outputs. Only results are kept (not events), so a batch's memory does not grow with
-    the number of files."""
+    """What a batch produced: each file's result, the files that failed (with reasons), the
+    outputs, and per sample its gating figures as a report embeds them (PNG, in gate order).
+    Only results are kept (not events), so a batch's memory does not grow with the number of
+    files."""
 
     results: list[FlowResult] = field(default_factory=list)
     failures: list[BatchFailure] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def analyze_flow_batch(
@@ -53,12 +55,14 @@ def analyze_flow_batch(
             on_file(str(path))
         try:
             analysis = analyze_file(path, settings)
-            outcome.written += write_sample_outputs(
+            written = write_sample_outputs(
                 analysis, out_dir, plots=plots, export_events=export_events
             )
         except NkPanelError as exc:
             outcome.failures.append(BatchFailure(str(path), one_line(exc, source=path)))
             continue
+        outcome.written += written
+        outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
     outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
@@ -99,6 +103,14 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     )
     template = case.resolve(draw.template) if draw.template is not None else base.template
     return dataclasses.replace(base, template=template, counts=counts)
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when inside it (the case folder can then be moved)."""
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def run_case(
@@ -161,7 +173,16 @@ def run_case(
                 "received": draw.received.isoformat() if draw.received else None,
                 "pre_analytic": draw.pre_analytic.model_dump(mode="json", exclude_none=True),
                 "bead_lot": draw.bead_lot,
-                "flow": [r.summary() for r in outcome.draws[draw.id].results],
+                "flow": [
+                    {
+                        **r.summary(),
+                        "figures": [
+                            _relative(p, out_dir)
+                            for p in outcome.draws[draw.id].figures.get(r.sample, [])
+                        ],
+                    }
+                    for r in outcome.draws[draw.id].results
+                ],
                 "failures": [
                     {"source": f.source, "reason": f.reason}
                     for f in outcome.draws[draw.id].failures

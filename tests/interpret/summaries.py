@@ -21,8 +21,10 @@ def flow_entry(
     failed_check: str | None = None,
     warn_check: str | None = None,
     count_method: str = "bead",
+    figures: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A flow result as :meth:`FlowResult.summary` writes it."""
+    """A flow result as :meth:`FlowResult.summary` writes it, with the ``figures`` the case
+    pipeline adds."""
     qc: list[dict[str, Any]] = [
         {
             "check": "lymphocyte events",
@@ -91,6 +93,7 @@ def flow_entry(
         "qc": qc,
         "notes": [],
         "metadata": {"cyt": "hand-made test summary (synthetic)"},
+        "figures": figures or [],
     }
 
 

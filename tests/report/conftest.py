@@ -48,7 +48,16 @@ def full_summaries() -> tuple[dict[str, Any], dict[str, Any]]:
     current = summary(
         episode="SYNTH-EP-2",
         flow=[
-            flow_entry(nk_pct=25.5, per_ul=455.0, bright=7.1),
+            flow_entry(
+                nk_pct=25.5,
+                per_ul=455.0,
+                bright=7.1,
+                # as the case pipeline lists them (gate order); NK-like_T was not drawn
+                figures=[
+                    f"flow/draw-1/samples/tube1/plots/{g}.png"
+                    for g in ("Time", "NK", "Lymphocytes", "NK-like_T")
+                ],
+            ),
             flow_entry(sample="tube2", failed_check="flow rate unstable over 20% (limit 5%)"),
         ],
         cytotoxicity=[plate(lysis=16.0, intralipid=35.0)],

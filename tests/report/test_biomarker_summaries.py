@@ -109,3 +109,22 @@ def test_plate_qc_of_the_real_summary_is_kept_whole(
         assert q.reportable is c["reportable"]
         label = "no additive" if c["treatment"] == "none" else f"with {c['treatment']}"
         assert label in q.sample
+
+
+def test_a_template_runs_gating_plots_reach_the_report(tmp_path: Path) -> None:
+    """A lab template names its own gates: its plots are shown as the summary lists them (in
+    gate order), at most MAX_TEMPLATE_PLOTS of them; files not on disk are skipped."""
+    from nkpanel.interpret.measurements import read_episode
+    from nkpanel.report.figures import MAX_TEMPLATE_PLOTS, biomarker_figures
+    from tests.interpret.summaries import flow_entry
+    from tests.report.conftest import _png
+
+    gates = [f"gate {i}" for i in range(MAX_TEMPLATE_PLOTS + 2)]
+    listed = [f"flow/d1/samples/tube1/plots/{g}.png" for g in gates]
+    for rel in listed[1:]:  # the first one was listed but not written
+        _png(tmp_path / rel, (90, 90, 90))
+    entry = flow_entry(figures=listed) | {"gating": "template"}
+    episode = read_episode(summary(flow=[entry]))
+    figures = biomarker_figures(episode.measurements, tmp_path)
+    assert [Path(f.source).stem for f in figures] == gates[1:MAX_TEMPLATE_PLOTS]
+    assert figures[0].title == "tube1: gate 1 gate"

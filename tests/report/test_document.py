@@ -68,7 +68,10 @@ def test_figure_files(reported: Reported) -> None:
         text = p.read_text("utf-8")
         assert "<svg" in text and "<path" in text and "SYNTHETIC" in text
     sources = [f["source"] for f in reported.doc["figures"]["biomarker_figures"]]
-    assert any(s.endswith("NK.png") for s in sources)
+    # the automated gates' plots the summary lists, in the order a reader follows the gating
+    # (Lymphocytes before NK), without the Time plot, and without NK-like_T (not on disk)
+    flow = [Path(s).name for s in sources if "/plots/" in s]
+    assert flow == ["Lymphocytes.png", "NK.png"]
     assert any(s.endswith("overlay_field01.png") for s in sources)
 
 

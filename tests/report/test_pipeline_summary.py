@@ -41,6 +41,10 @@ def test_reports_from_a_real_case_summary(run_dir: Path, tmp_path: Path) -> None
         summary["blood_draws"][0]["flow"][0]["nk_percent_of_lymphocytes"]
     )
     assert nk.counting_cv_percent is not None and nk.counting_cv_percent > 0
+    # the pipeline lists each sample's gating plots, relative to the case folder
+    listed = summary["blood_draws"][0]["flow"][0]["figures"]
+    assert listed and all(f.endswith(".png") and not Path(f).is_absolute() for f in listed)
+    assert all((run_dir / f).is_file() for f in listed)
     paths = build_reports(summary, tmp_path / "report", results_dir=run_dir, pdf=False)
     doc = json.loads(paths.json.read_text("utf-8"))
     sources = [f["source"] for f in doc["figures"]["biomarker_figures"]]

@@ -167,7 +167,8 @@ def run_plate_for_case(
     -------
     dict
         ``id``, ``assay``, effector and target cells, date, ``sample_id``, ``synthetic``,
-        ``outputs``, ``headline`` (for the sample: per treatment, lysis at the standard ratio,
+        ``outputs``, ``files``, ``figures`` (per sample, the PNG figures a report embeds),
+        ``headline`` (for the sample: per treatment, lysis at the standard ratio,
         lytic units, reportable, and suppression at the standard ratio), and the full summary
         (``samples``, ``failures`` with one line per cause, ``notes``).
 
@@ -265,7 +266,12 @@ def run_plate_for_case(
             "sample_id": sid,
             "synthetic": result.synthetic,
             "outputs": str(out_dir),
-            "files": [str(p) for p in outputs],
+            "files": [str(p) for p in outputs.files],
+            "figures": {
+                name: [str(p) for p in paths]
+                for name, paths in outputs.figures.items()
+                if sid is None or name == sid
+            },
             "headline": headline,
             **extra,
             **{k: v for k, v in summary.items() if k not in ("plate", "assay", "synthetic")},

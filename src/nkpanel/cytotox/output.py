@@ -27,14 +27,22 @@ import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nkpanel._atomic import write_text
 from nkpanel.cytotox.results import CytotoxResult
 
-__all__ = ["clean_json", "write_outputs"]
+__all__ = ["CytotoxOutputs", "clean_json", "write_outputs"]
+
+
+@dataclass
+class CytotoxOutputs:
+    """The files written, and per sample its figures as a report embeds them (PNG)."""
+
+    files: list[Path] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def clean_json(value: Any) -> Any:
@@ -89,14 +97,16 @@ def write_outputs(
     extra: dict[str, Any] | None = None,
     extra_tables: Mapping[str, Sequence[dict[str, Any]]] | None = None,
     on_sample: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Write every output of ``result`` into ``out_dir``; return the files written.
+) -> CytotoxOutputs:
+    """Write every output of ``result`` into ``out_dir``; return the files written and each
+    sample's figures.
 
     ``extra`` is merged into ``summary.json`` (e.g. flow gating); ``extra_tables`` are written
     as further CSV files (name → rows).
     """
     out_dir = Path(out_dir)
     written: list[Path] = []
+    figures: dict[str, list[Path]] = {}
 
     def put(name: str, text: str) -> None:
         target = out_dir / name
@@ -139,11 +149,13 @@ def write_outputs(
         for s in result.samples:
             if on_sample is not None:
                 on_sample(s.sample)
-            written += plot_sample(
+            drawn = plot_sample(
                 s,
                 out_dir / "plots",
                 assay=result.assay,
                 reference=reference,
                 synthetic=result.synthetic,
             )
-    return written
+            written += drawn
+            figures[s.sample] = [f for f in drawn if f.suffix == ".png"]
+    return CytotoxOutputs(written, figures)

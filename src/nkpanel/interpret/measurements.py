@@ -7,8 +7,9 @@ those. The sections read:
 
 ``blood_draws[].flow[]``
     The flow biomarker's :meth:`FlowResult.summary` (NK % of lymphocytes, NK cells/µL,
-    CD56bright and CD56dim % of NK, NK-like T %, QC). Counting uncertainty is derived from the
-    QC checks' event counts ("NK events", "lymphocyte events", "bead events").
+    CD56bright and CD56dim % of NK, NK-like T %, QC) and ``figures`` (its gating plots, in
+    gate order). Counting uncertainty is derived from the QC checks' event counts ("NK
+    events", "lymphocyte events", "bead events").
 ``cytotoxicity[]``
     One entry per plate, with ``specific_lysis_percent_at_50_1``,
     ``lytic_units_per_1e7_effectors``, ``suppression_percent`` (``{"IVIG": …, "intralipid":
@@ -396,7 +397,8 @@ def _flow_measurements(
             _binomial_cv(nklt / 100, n_lymph) if nklt is not None else None,
         ),
     ]
-    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes)
+    figures = tuple(str(f) for f in _list(entry.get("figures"), f"{where}.figures"))
+    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures)
     out = []
     for code, value, method, cv in rows:
         if value is None and code == "pnk-per-ul" and count_method == "none" and reportable:
@@ -740,12 +742,12 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         for r in records:
             if r["code"] == "nka-lysis-50-1":
                 r["cv_percent"] = cv
+    by_sample = _mapping(entry.get("figures") or {}, f"{where}.figures")
     figures = [
-        f
-        for f in (str(x) for x in _list(entry.get("files"), where))
-        if f.endswith(".png")
-        and "/plots/" in f.replace("\\", "/")
-        and (wanted is None or Path(f).stem == str(wanted))
+        str(f)
+        for name, paths in by_sample.items()
+        if wanted is None or name == str(wanted)
+        for f in _list(paths, f"{where}.figures.{name}")
     ]
     doc = {
         "id": pid,

@@ -37,8 +37,10 @@ COLOURS = {
     "near": "#c77700",
     "muted": "#8a8a8a",
 }
-#: Gating plots shown in the report, in the order a reader follows the gating.
+#: Automated gating plots shown in the report, in the order a reader follows the gating.
 GATING_PLOTS = ("Lymphocytes", "CD3neg", "NK", "NK_CD56bright", "NK-like_T", "Beads")
+#: At most this many gating plots of a lab template (every gate has one) per sample.
+MAX_TEMPLATE_PLOTS = 8
 
 
 @dataclass(frozen=True)
@@ -242,12 +244,13 @@ def _image_uri(path: Path) -> str | None:
 def biomarker_figures(
     measurements: Sequence[Measurement], results_dir: Path | None
 ) -> list[Figure]:
-    """The biomarkers' own figures: gating plots of each flow sample, and the figures a
-    cytotoxicity plate or biopsy lists (overlay thumbnails, curves).
+    """The biomarkers' own figures, as each measurement's entry in the case summary lists them:
+    gating plots of each flow sample, lysis curves of a plate, overlay thumbnails of a biopsy.
 
-    Gating plots are looked up where the case pipeline writes them:
-    ``<results_dir>/flow/<draw>/samples/<sample>/plots/<population>.png``. Files that do not
-    exist are skipped; nothing is drawn again.
+    Of a flow sample's gating plots, the automated gates' are shown in the order of
+    :data:`GATING_PLOTS`; a lab template's (named by the lab) in gate order, at most
+    :data:`MAX_TEMPLATE_PLOTS`. Relative paths are relative to ``results_dir``. Files that do
+    not exist are skipped; nothing is drawn again.
     """
     if results_dir is None:
         return []
@@ -255,15 +258,17 @@ def biomarker_figures(
     seen: set[Path] = set()
     for m in measurements:
         paths: list[tuple[str, Path]] = []
+        listed = [Path(f) for f in m.figures]
         if m.biomarker == "flow":
-            plot_dir = results_dir / "flow" / m.specimen_id / "samples" / m.sample / "plots"
-            paths = [
-                (f"{m.sample}: {name} gate", plot_dir / f"{name}.png") for name in GATING_PLOTS
-            ]
+            by_gate = {p.stem: p for p in listed}
+            automated = [by_gate[g] for g in GATING_PLOTS if g in by_gate]
+            listed = automated or listed[:MAX_TEMPLATE_PLOTS]
         what = {"cytotoxicity": "lysis curves", "endometrial": "CD56 overlay"}.get(m.biomarker, "")
-        for rel in m.figures:
-            p = Path(rel)
-            title = f"{m.specimen_id} ({m.sample}): {what or p.stem.replace('_', ' ')}"
+        for p in listed:
+            if m.biomarker == "flow":
+                title = f"{m.sample}: {p.stem} gate"
+            else:
+                title = f"{m.specimen_id} ({m.sample}): {what or p.stem.replace('_', ' ')}"
             if what == "CD56 overlay" and p.stem not in ("overlay",):
                 title += f" {p.parent.name}/{p.stem}"
             paths.append((title, p if p.is_absolute() else results_dir / p))
