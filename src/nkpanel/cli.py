@@ -201,6 +201,15 @@ def flow_analyze(
         typer.Option("--export-events", help="Write per-event gate membership."),
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Gating figures.")] = True,
+    dataset: Annotated[
+        int | None,
+        typer.Option(
+            "--dataset",
+            min=1,
+            help="Data set to read from files that hold several (default: the first; the "
+            "FCS 3 one of a Beckman Coulter LMD pair).",
+        ),
+    ] = None,
     min_lymphocytes: Annotated[
         int, typer.Option("--min-lymphocyte-events", min=0, help="QC: fewest gated lymphocytes.")
     ] = QCLimits.min_lymphocyte_events,
@@ -252,6 +261,7 @@ def flow_analyze(
         autogate=AutoGateSettings(
             cytometry=cytometry, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
         ),
+        dataset=dataset,
     )
     if template is not None:
         from nkpanel.flow.template import load_template

@@ -663,7 +663,7 @@ BAD = [
     Bad("$PnN missing", lambda: good(drop=["$P2N"]), "$PAR says 4 parameters but $P2N is missing"),
     Bad("$PnN duplicated", _set("$P3N", "CD3"), "two parameters share the $PnN name 'CD3'"),
     Bad("$PnN blank", _set("$P3N", "  "), "$P3N is empty"),
-    Bad("$NEXTDATA set", _set("$NEXTDATA", "1000"), "more than one data set"),
+    Bad("$NEXTDATA negative", _set("$NEXTDATA", "-58"), "$NEXTDATA -58 points back into the file"),
     Bad(
         "$NEXTDATA not a number",
         _set("$NEXTDATA", "next"),
@@ -884,3 +884,59 @@ def test_concurrent_reads_do_not_share_a_buffer(tmp_path: Path) -> None:
     for i, sample in enumerate(samples):
         k = i % 4
         assert sample.events[0, 0] == k and sample.events[-1, 1] == k + 2 * 50_000 - 1
+
+
+# -- files with several data sets ($NEXTDATA) -------------------------------------------------
+
+
+def _chained(first: dict[str, object], second: dict[str, object]) -> tuple[bytes, bytes]:
+    """Two data sets in one file: the first's $NEXTDATA (written at a fixed width, so the
+    TEXT keeps its length) points to where the second begins."""
+    width = {"$NEXTDATA": "0" * 10}
+    a = good(keywords=width, **first)
+    a = good(keywords={"$NEXTDATA": f"{len(a):010d}"}, **first)
+    return a, good(**second)
+
+
+def _alone(tmp_path: Path, name: str, data: bytes) -> FlowSample:
+    """A data set read as a file of its own: the truth for reading it out of a chain."""
+    p = tmp_path / name
+    p.write_bytes(data)
+    return read_fcs(p)
+
+
+def test_a_second_data_set_is_read_when_asked_for(tmp_path: Path) -> None:
+    a, _ = _chained({}, {})
+    b = good(datatype="F", bits=32, pne=["0,0"] * 4, pnr=[262144] * 4)  # other values
+    p = tmp_path / "two.fcs"
+    p.write_bytes(a + b)
+    first, second = read_fcs(p), read_fcs(p, dataset=2)
+    assert np.array_equal(first.events, _alone(tmp_path, "a.fcs", a).events)
+    assert np.array_equal(second.events, _alone(tmp_path, "b.fcs", b).events)
+    assert not np.array_equal(first.events, second.events)
+    assert any("holds 2 data sets" in n and "data set 1 read" in n for n in first.notes)
+    assert any("data set 2 read (as asked)" in n for n in second.notes)
+    with pytest.raises(FCSFormatError, match="data set 3 asked for, but the file holds 2"):
+        read_fcs(p, dataset=3)
+
+
+def test_beckman_coulter_fcs2_and_fcs3_pair_reads_the_fcs3_data_set(tmp_path: Path) -> None:
+    """Navios/Gallios list-mode files: FCS 2.0 (compensated, log-scaled 10-bit) then FCS 3.0
+    (uncompensated, full resolution) of the same events; the analysis wants the second."""
+    a, _ = _chained({"version": "2.0"}, {})
+    b = good(version="3.0", datatype="F", bits=32, pne=["0,0"] * 4, pnr=[262144] * 4)
+    p = tmp_path / "navios.LMD"
+    p.write_bytes(a + b)
+    s = read_fcs(p)
+    assert s.version == "3.0"
+    assert np.array_equal(s.events, _alone(tmp_path, "b.fcs", b).events)
+    assert any("FCS 2 + FCS 3 pair" in n for n in s.notes)
+    assert read_fcs(p, dataset=1).version == "2.0"
+
+
+def test_nextdata_past_the_end_is_a_note_not_an_error(tmp_path: Path) -> None:
+    """Millipore/Guava write $NEXTDATA = $ENDDATA + 1 with no data set there."""
+    data = good(keywords={"$NEXTDATA": "100000"})
+    s = _alone(tmp_path, "guava.fcs", data)
+    assert np.array_equal(s.events, _alone(tmp_path, "plain.fcs", good()).events)
+    assert any("where no further data set starts" in n for n in s.notes)

@@ -68,6 +68,9 @@ class FlowSettings:
     counts: AbsoluteCountInputs = field(default_factory=AbsoluteCountInputs)
     qc: QCLimits = field(default_factory=QCLimits)
     autogate: AutoGateSettings = field(default_factory=AutoGateSettings)
+    #: which data set of a file that holds several to read, from 1 (``None``: the default
+    #: choice of :func:`~nkpanel.flow.sample.read_fcs`)
+    dataset: int | None = None
 
     def alias_table(self) -> AliasTable:
         table = self.aliases or load_aliases()
@@ -105,9 +108,9 @@ def analyze_file(path: str | Path, settings: FlowSettings | None = None) -> Flow
     """
     s = settings or FlowSettings()
     if s.template is not None:
-        return analyze_sample(read_fcs(path), s)
+        return analyze_sample(read_fcs(path, dataset=s.dataset), s)
     matrix = s.spillover if s.spillover is not None else True
-    return analyze_sample(read_fcs(path, compensate=matrix), s)
+    return analyze_sample(read_fcs(path, compensate=matrix, dataset=s.dataset), s)
 
 
 def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> FlowAnalysis:
@@ -156,7 +159,7 @@ def _analyze_with_template(
     if sample.path is None:
         raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
     template = load_template(template_path)
-    applied = apply_template(template, sample.path)
+    applied = apply_template(template, sample.path, dataset=s.dataset)
     roles = _template_roles(applied.membership.keys(), s.template_populations)
     membership: dict[str, BoolArray] = {}
     parents: dict[str, str | None] = {}

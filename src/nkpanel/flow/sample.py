@@ -589,11 +589,6 @@ def _check_keywords(
         raise FCSFormatError(p, f"absurd $PAR value {par}")
     if not 0 <= tot <= MAX_EVENTS:
         raise FCSFormatError(p, f"absurd $TOT value {tot}")
-    nextdata = _int_kw(text, "nextdata", p) if "nextdata" in text else 0
-    if nextdata != 0:
-        raise FCSFormatError(
-            p, "file holds more than one data set ($NEXTDATA ≠ 0); split it into one file each"
-        )
     mode = text.get("mode")
     if mode is None:
         raise FCSFormatError(p, "TEXT lacks the required keyword $MODE")
@@ -877,6 +872,7 @@ def _flowio_text_check(buf: _FileBytes, text: Mapping[str, str], layout: _Layout
             fd = flowio.FlowData(
                 buf.file(),
                 only_text=True,
+                nextdata_offset=0,  # the data set chosen starts the buffer
                 ignore_offset_error=layout.off_by_one,
                 ignore_offset_discrepancy=layout.header_zero,
             )
@@ -1013,7 +1009,9 @@ def _spillover_from_text(
     return None
 
 
-def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowSample:
+def read_fcs(
+    path: str | Path, *, compensate: bool | Spillover = False, dataset: int | None = None
+) -> FlowSample:
     """Read one FCS file (2.0, 3.0, 3.1) into a :class:`FlowSample`.
 
     Parameters
@@ -1025,6 +1023,10 @@ def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowS
         spillover matrix (when it has one), or with the matrix given. The values are kept in
         :attr:`FlowSample.detector_columns` for :mod:`nkpanel.flow.compensation`; for a large
         file this saves a second pass through memory.
+    dataset
+        Which data set of a file that holds several ($NEXTDATA), counting from 1. Default: the
+        first, or the FCS 3 data set of a Beckman Coulter FCS 2 + FCS 3 pair; a note says
+        which was read.
 
     Returns
     -------
@@ -1037,9 +1039,9 @@ def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowS
     ------
     FCSFormatError
         Empty, not FCS, truncated, offsets outside the file or overlapping, $PAR or $TOT that
-        disagree with the DATA segment, absurd keyword values, more than one data set, ASCII
-        values that are not numbers, histogram data, or any other failure of the parser. The
-        message starts with the path.
+        disagree with the DATA segment, absurd keyword values, a data set the file does not
+        hold, ASCII values that are not numbers, histogram data, or any other failure of the
+        parser. The message starts with the path.
     CompensationError
         A spillover keyword that is present but cannot be used (wrong size, singular, naming a
         channel the file does not have), or a ``compensate`` matrix that does not fit.
@@ -1060,13 +1062,115 @@ def read_fcs(path: str | Path, *, compensate: bool | Spillover = False) -> FlowS
             buf = _read_file(p, buffer)
         except OSError as exc:
             raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
-        return _read_buffer(buf, p, compensate)
+        return _read_buffer(buf, p, compensate, dataset)
+
+
+#: at most this many data sets are looked for in one file (a loop of $NEXTDATA is refused)
+MAX_DATA_SETS = 1000
+
+
+def _data_sets(buf: _FileBytes, p: Path, notes: list[str]) -> list[tuple[int, str]]:
+    """Where each data set of the file starts, and its FCS version.
+
+    $NEXTDATA is the offset of the next data set from the start of the current one (FCS 3.1
+    §3.2.20); 0 ends the chain. Some instruments (Millipore/Guava) write $ENDDATA + 1 with no
+    further data set: an offset at or past the end of the file, or to bytes that are no FCS
+    header, ends the chain with a note.
+    """
+    sets: list[tuple[int, str]] = []
+    base = 0
+    while True:
+        view = buf if base == 0 else _FileBytes(buf.array[base:])
+        header = _parse_header(view, p)
+        sets.append((base, header.version))
+        text = _split_text(view[header.text[0] : header.text[1] + 1]).keywords
+        raw = text.get("nextdata", "0").strip() or "0"
+        try:
+            nextdata = int(raw)
+        except ValueError:
+            raise FCSFormatError(p, f"$NEXTDATA {_short(raw)} is not a whole number") from None
+        if nextdata == 0:
+            return sets
+        if nextdata < 0:
+            raise FCSFormatError(p, f"$NEXTDATA {nextdata} points back into the file")
+        following = base + nextdata
+        if following >= len(buf) or buf[following : following + 3] != b"FCS":
+            notes.append(
+                f"$NEXTDATA of data set {len(sets)} points to byte {following}, where no "
+                "further data set starts; ignored"
+            )
+            return sets
+        if len(sets) >= MAX_DATA_SETS:
+            raise FCSFormatError(p, f"more than {MAX_DATA_SETS} data sets ($NEXTDATA loop?)")
+        base = following
+
+
+def _choose_data_set(
+    sets: Sequence[tuple[int, str]], dataset: int | None, p: Path, notes: list[str]
+) -> int:
+    """The byte offset of the data set to read (``dataset`` counts from 1).
+
+    By default the first; except in Beckman Coulter's list-mode files (Navios, Gallios), which
+    hold the same events twice: an FCS 2.0 data set of compensated, log-scaled 10-bit values,
+    then an FCS 3.0 data set of uncompensated full-resolution values (FlowKit issue #104). The
+    analysis compensates and scales the events itself, so it reads the FCS 3 data set.
+    """
+    if dataset is not None:
+        if not 1 <= dataset <= len(sets):
+            raise FCSFormatError(p, f"data set {dataset} asked for, but the file holds {len(sets)}")
+        chosen = dataset
+    elif len(sets) == 2 and sets[0][1] == "2.0" and sets[1][1].startswith("3."):
+        chosen = 2
+    else:
+        chosen = 1
+    if len(sets) > 1:
+        kinds = ", ".join(f"{i} (FCS {v})" for i, (_, v) in enumerate(sets, start=1))
+        why = (
+            "as asked"
+            if dataset is not None
+            else (
+                "the full-resolution FCS 3 data set of an FCS 2 + FCS 3 pair"
+                if chosen == 2
+                else "the first; choose another with --dataset"
+            )
+        )
+        notes.append(
+            f"the file holds {len(sets)} data sets: {kinds}; data set {chosen} read ({why})"
+        )
+    return sets[chosen - 1][0]
+
+
+def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, tuple[str, ...]]:
+    """Where the data set :func:`read_fcs` reads (``dataset``, or its default) starts in the
+    file, as a byte offset (flowio's ``nextdata_offset``), and the notes on the choice.
+
+    Raises
+    ------
+    FCSFormatError
+        The file cannot be read, its HEADER or $NEXTDATA chain is broken, or it does not hold
+        ``dataset``.
+    """
+    p = Path(path)
+    try:
+        buf = _read_file(p, lambda size: np.empty(size, dtype=np.uint8))
+    except OSError as exc:
+        raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
+    notes: list[str] = []
+    offset = _choose_data_set(_data_sets(buf, p, notes), dataset, p, notes)
+    return offset, tuple(notes)
 
 
 def _read_buffer(
-    data: bytes | _FileBytes, p: Path, compensate: bool | Spillover = False
+    data: bytes | _FileBytes,
+    p: Path,
+    compensate: bool | Spillover = False,
+    dataset: int | None = None,
 ) -> FlowSample:
     buf = data if isinstance(data, _FileBytes) else _FileBytes(data)
+    notes: list[str] = []
+    base = _choose_data_set(_data_sets(buf, p, notes), dataset, p, notes)
+    if base:
+        buf = _FileBytes(buf.array[base:])  # every offset of a data set counts from its start
     header = _parse_header(buf, p)
     parsed = _split_text(buf[header.text[0] : header.text[1] + 1])
     text, delim = parsed.keywords, parsed.delimiter
@@ -1084,7 +1188,6 @@ def _read_buffer(
             f"a TEXT keyword or value starts or ends with the delimiter {delim!r}, "
             "which flowio cannot parse",
         )
-    notes: list[str] = []
     layout, channels = _check_keywords(text, header, len(buf), p, notes)
     _check_analysis(text, header, buf, p)
     _cross_check(text, parsed.flowio_view, layout.par, p)
@@ -1121,6 +1224,7 @@ def _read_buffer(
                 warnings.simplefilter("ignore")
                 fd = flowio.FlowData(
                     buf.file(),
+                    nextdata_offset=0,  # the data set chosen starts the buffer
                     ignore_offset_error=layout.off_by_one,
                     ignore_offset_discrepancy=layout.header_zero,
                 )

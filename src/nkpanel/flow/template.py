@@ -367,19 +367,36 @@ def _pick_strategy(
     return template.strategies[wanted], f"{src.name} [{wanted}]"
 
 
-def _load_fcs(fcs_path: Path, *, flowjo_labels: bool) -> Any:
-    """A FlowKit ``Sample``; on failure nkpanel's reader names the cause."""
+def _load_fcs(fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None) -> Any:
+    """A FlowKit ``Sample`` of the data set :func:`~nkpanel.flow.sample.read_fcs` would read
+    (``dataset``, or its default); on failure nkpanel's reader names the cause."""
+    import flowio
     import flowkit
 
-    try:
-        # our own handle, closed here even when flowio gives up half-way
-        with fcs_path.open("rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return flowkit.Sample(fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels)
-    except Exception as exc:
-        from nkpanel.flow.sample import read_fcs
+    from nkpanel.flow.sample import data_set_offset, read_fcs
 
-        read_fcs(fcs_path)  # raises FCSFormatError with the precise cause
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if dataset is None:
+                try:
+                    # our own handle, closed here even when flowio gives up half-way
+                    with fcs_path.open("rb") as fh:
+                        return flowkit.Sample(
+                            fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
+                        )
+                except flowio.exceptions.MultipleDataSetsError:
+                    pass  # flowio wants to be told which one: the one read_fcs reads
+            offset, _ = data_set_offset(fcs_path, dataset)
+            with fcs_path.open("rb") as fh:
+                data = flowio.FlowData(fh, nextdata_offset=offset)
+                return flowkit.Sample(
+                    data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
+                )
+    except FCSFormatError:
+        raise
+    except Exception as exc:
+        read_fcs(fcs_path, dataset=dataset)  # raises FCSFormatError with the precise cause
         raise FCSFormatError(fcs_path, f"unreadable FCS data: {_one_line(exc)}") from None
 
 
@@ -435,6 +452,7 @@ def apply_template(
     *,
     sample_id: str | None = None,
     group: str = "All Samples",
+    dataset: int | None = None,
 ) -> TemplateResult:
     """Gate one FCS file with a lab's template.
 
@@ -451,6 +469,8 @@ def apply_template(
         whose gates apply to every file.
     group
         FlowJo only: the sample group in which ``sample_id`` is looked up.
+    dataset
+        The data set of a file that holds several (see :func:`~nkpanel.flow.sample.read_fcs`).
 
     Returns
     -------
@@ -470,7 +490,7 @@ def apply_template(
     """
     p = Path(fcs_path)
     strategy, label = _pick_strategy(template, p, sample_id, group)
-    sample = _load_fcs(p, flowjo_labels=template.kind == "flowjo")
+    sample = _load_fcs(p, flowjo_labels=template.kind == "flowjo", dataset=dataset)
     _check_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
