@@ -46,23 +46,26 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
     assert sim.exit_code == 0, sim.output
     assert "SYNTHETIC" in sim.output
     out = tmp_path / "out"
+    plate = [
+        "analyze",
+        str(tmp_path / "sim" / "plate_reads.xlsx"),
+        "--layout",
+        str(tmp_path / "sim" / "plate_layout.csv"),
+        "--lysis-cv-floor",
+        "5",
+        "--reference-low",
+        "10",
+    ]
     res = runner.invoke(
         app,
         [
-            "analyze",
-            str(tmp_path / "sim" / "plate_reads.xlsx"),
-            "--layout",
-            str(tmp_path / "sim" / "plate_layout.csv"),
+            *plate,
+            "--reference-high",
+            "20",
             "--assay",
             "chromium51",
             "--targets-per-well",
             "10000",
-            "--reference-low",
-            "10",
-            "--reference-high",
-            "20",
-            "--lysis-cv-floor",
-            "5",
             "--out",
             str(out),
         ],
@@ -75,19 +78,7 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
     assert summary["reference_band"]["low_percent"] == 10.0
     assert summary["settings"]["lysis_cv_floor_percent"] == 5.0
     # one limit without the other: one line, a non-zero exit, nothing written
-    proc = nkpanel(
-        "cytotox",
-        "analyze",
-        str(tmp_path / "sim" / "plate_reads.xlsx"),
-        "--layout",
-        str(tmp_path / "sim" / "plate_layout.csv"),
-        "--reference-low",
-        "10",
-        "--lysis-cv-floor",
-        "5",
-        "--out",
-        str(tmp_path / "half"),
-    )
+    proc = nkpanel("cytotox", *plate, "--out", str(tmp_path / "half"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("reference band: the low and high limits go together")
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "half").exists()
