@@ -92,6 +92,13 @@ def test_run_plate_for_case(tmp_path: Path) -> None:
     assert [s["sample"] for s in other["samples"]] == ["SYNTH-P02"]
     with pytest.raises(InputError, match="sample 'P99' is not on the plate"):
         run_plate_for_case(plate, tmp_path, tmp_path / "o3", "P99", plots=False)
+    # no sample named for a plate of two: refused, not the first sample taken as the patient's
+    anyone = plate.model_copy(update={"sample_id": None})
+    with pytest.raises(
+        InputError, match=r"holds 2 samples \(SYNTH-P01, SYNTH-P02\): set sample_id"
+    ):
+        run_plate_for_case(anyone, tmp_path, tmp_path / "o4", None, plots=False)
+    assert not (tmp_path / "o4").exists()
 
 
 def test_run_flow_killing_for_case(tmp_path: Path) -> None:

@@ -203,3 +203,14 @@ def test_treated_condition_warnings_qualify_its_suppression() -> None:
     by = _by_code(read_episode(summary(cytotoxicity=[native_plate(ivig_fit_warning=True)])))
     assert by["nka-suppression-ivig"].qc_notes == ("IVIG 2 mg/mL: exponential fit R² 0.61",)
     assert by["nka-lysis-50-1"].qc_notes == ()
+
+
+def test_a_plate_of_several_samples_must_name_the_patients() -> None:
+    plate = native_plate()
+    other = [dict(h, sample="SYNTH-P02") for h in plate["headline"]]
+    several = {**plate, "sample_id": None, "headline": [*plate["headline"], *other]}
+    with pytest.raises(InputError, match=r"holds 2 samples \(SYNTH-P01, SYNTH-P02\)"):
+        read_episode(summary(cytotoxicity=[several]))
+    # named: the patient's sample only
+    named = read_episode(summary(cytotoxicity=[{**several, "sample_id": "SYNTH-P02"}]))
+    assert {m.sample for m in named.measurements if m.biomarker == "cytotoxicity"} == {"SYNTH-P02"}

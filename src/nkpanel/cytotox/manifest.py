@@ -160,8 +160,8 @@ def run_plate_for_case(
     out_dir
         Where this plate's outputs go (tidy tables, summary, figures).
     sample_id
-        The patient's sample on the plate; ``None`` uses ``plate.sample_id``, and when that is
-        also ``None`` every sample on the plate is summarised.
+        The patient's sample on the plate; ``None`` uses ``plate.sample_id``. When that is
+        also ``None`` the plate must hold one sample only.
 
     Returns
     -------
@@ -175,8 +175,8 @@ def run_plate_for_case(
     Raises
     ------
     InputError
-        A file cannot be read, the layout belongs to another plate, or ``sample_id`` is not on
-        the plate.
+        A file cannot be read, the layout belongs to another plate, ``sample_id`` is not on
+        the plate, or none is given for a plate of several samples.
     ConfigError
         Invalid settings.
     """
@@ -220,11 +220,17 @@ def run_plate_for_case(
             plate_id=plate.id,
         )
         source = str(_resolve(base_dir, plate.layout))
-    if sid is not None:
-        on_plate = {s.sample for s in result.samples} | {f.sample for f in result.failures}
-        if sid not in on_plate:
-            names = ", ".join(sorted(x for x in on_plate if x)) or "none"
-            raise InputError(source, f"sample {sid!r} is not on the plate (samples: {names})")
+    on_plate = {s.sample for s in result.samples} | {f.sample for f in result.failures if f.sample}
+    names = ", ".join(sorted(on_plate)) or "none"
+    if sid is not None and sid not in on_plate:
+        raise InputError(source, f"sample {sid!r} is not on the plate (samples: {names})")
+    if sid is None and len(on_plate) > 1:
+        # whose is it? a case must not take another patient's sample for its own
+        raise InputError(
+            source,
+            f"the plate holds {len(on_plate)} samples ({names}): set sample_id to the "
+            "patient's in the case manifest",
+        )
     outputs = write_outputs(
         result, out_dir, plots=plots, reference=settings.reference, extra=extra, extra_tables=tables
     )

@@ -618,6 +618,13 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
     """
     pid = str(entry.get("id", "plate"))
     rows = [_mapping(h, f"{where}.headline") for h in _list(entry.get("headline"), where)]
+    samples = list(dict.fromkeys(str(h.get("sample")) for h in rows))
+    if not entry.get("sample_id") and len(samples) > 1:
+        raise _bad(
+            where,
+            f"plate {pid} holds {len(samples)} samples ({', '.join(samples)}) and names no "
+            "sample_id: whose result it is cannot be told",
+        )
     wanted = entry.get("sample_id") or (rows[0].get("sample") if rows else None)
     rows = [h for h in rows if h.get("sample") == wanted]
     failures = [
