@@ -114,3 +114,19 @@ def test_a_change_on_treatment_is_not_called_evidence_of_benefit() -> None:
 def test_no_trend_no_serial_notes() -> None:
     reading = interpret_case(summary())
     assert reading.serial_notes == () and reading.patient_serial_notes == ()
+
+
+def test_history_of_another_patient_or_a_later_episode_is_refused() -> None:
+    from nkpanel.errors import InputError
+
+    now = summary(episode="SYNTH-EP-2", collected="2026-11-02T08:30:00")
+    before = summary(episode="SYNTH-EP-1", collected="2026-06-01T08:30:00")
+    stranger = {**before, "case": {**before["case"], "patient_id": "OTHER-9"}}
+    with pytest.raises(InputError, match="is of patient OTHER-9, not SYNTH-P1"):
+        interpret_case(now, history=[stranger])
+    later = summary(episode="SYNTH-EP-3", collected="2027-01-10T08:30:00")
+    with pytest.raises(InputError, match="collected 2027-01-10, after this episode"):
+        interpret_case(now, history=[later])
+    with pytest.raises(InputError, match="is the episode being reported"):
+        interpret_case(now, history=[now])
+    assert interpret_case(now, history=[before]).trends  # the patient's own earlier episode

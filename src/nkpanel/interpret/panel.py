@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nkpanel.errors import InputError
 from nkpanel.interpret.evidence import EvidenceStatement, load_evidence, select_evidence
 from nkpanel.interpret.flags import Interpretation, InterpretSettings, interpret_measurement
 from nkpanel.interpret.intervals import IntervalSet, load_intervals
-from nkpanel.interpret.measurements import Episode, Failure, read_episode
+from nkpanel.interpret.measurements import SOURCE, Episode, Failure, read_episode
 from nkpanel.interpret.serial import Trend, serial_notes, trends
 
 __all__ = ["CaseInterpretation", "interpret_case"]
@@ -71,6 +72,29 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
     return out
 
 
+def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
+    """Refuse history that would put another patient's, or a later, result in the serial view."""
+    for h in earlier:
+        where = f"history episode {h.episode_id}"
+        if h.patient_id != episode.patient_id:
+            raise InputError(
+                SOURCE,
+                f"{where} is of patient {h.patient_id}, not {episode.patient_id}: a serial view "
+                "compares one patient's episodes only",
+            )
+        if h.episode_id == episode.episode_id:
+            raise InputError(SOURCE, f"{where} is the episode being reported, not an earlier one")
+        then, now = h.collected, episode.collected
+        if then is None or now is None or (then.tzinfo is None) != (now.tzinfo is None):
+            continue  # no dates to compare
+        if then > now:
+            raise InputError(
+                SOURCE,
+                f"{where} was collected {then:%Y-%m-%d}, after this episode "
+                f"({now:%Y-%m-%d}): history holds earlier episodes only",
+            )
+
+
 def interpret_case(
     summary: Mapping[str, Any],
     *,
@@ -98,7 +122,8 @@ def interpret_case(
     Raises
     ------
     InputError
-        A malformed summary (the message names the field).
+        A malformed summary (the message names the field), or a history episode of another
+        patient, the same episode again, or one collected after this one.
     ConfigError
         An invalid interval or evidence file.
     """
@@ -107,6 +132,7 @@ def interpret_case(
     statements = list(evidence) if evidence is not None else load_evidence()
     episode = read_episode(summary)
     earlier = tuple(read_episode(h) for h in history)
+    _check_history(episode, earlier)
     results = tuple(interpret_measurement(m, ivs, settings) for m in episode.measurements)
     series = tuple(trends(episode, earlier, ivs, settings))
     notes, patient_notes = serial_notes(series)
