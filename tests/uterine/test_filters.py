@@ -79,3 +79,110 @@ def test_a_small_invalid_hole_inside_a_nucleus_is_not_measured() -> None:
     assert len(whole) == len(holed) == 1
     assert holed.nucleus_area_um2[0] == whole.nucleus_area_um2[0] - 9 * 0.25
     assert holed.cell_area_um2[0] == whole.cell_area_um2[0] - 9 * 0.25
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 48),
+    w=st.integers(1, 48),
+    n_labels=st.integers(1, 6),
+    fill=st.floats(0.0, 0.5),
+    distance=st.integers(0, 16),
+)
+def test_expand_labels_equals_skimage(
+    seed: int, h: int, w: int, n_labels: int, fill: float, distance: int
+) -> None:
+    """Cell expansion gives skimage's expand_labels exactly, ties between equally near labels
+    included (single pixels of random labels make many ties)."""
+    from skimage.segmentation import expand_labels
+
+    from nkpanel.uterine.detect import _expand_labels, _expand_labels_edt
+
+    rng = np.random.default_rng(seed)
+    labels = (rng.integers(1, n_labels + 1, (h, w)) * (rng.random((h, w)) < fill)).astype(np.int32)
+    expected = expand_labels(labels, distance)
+    assert np.array_equal(_expand_labels(labels, distance), expected)
+    assert np.array_equal(_expand_labels_edt(labels, distance), expected)
+
+
+def test_expand_labels_ties_on_a_lattice() -> None:
+    """Label pixels on a regular lattice: every background pixel midway between two or four
+    of them is a tie, settled as skimage (SciPy's feature transform) settles it."""
+    from skimage.segmentation import expand_labels
+
+    from nkpanel.uterine.detect import _expand_labels
+
+    labels = np.zeros((40, 44), dtype=np.int32)
+    labels[2::6, 3::6] = np.arange(1, labels[2::6, 3::6].size + 1).reshape(labels[2::6, 3::6].shape)
+    for distance in (1, 2, 3, 4, 5, 9):
+        assert np.array_equal(_expand_labels(labels, distance), expand_labels(labels, distance))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    fill=st.floats(0.05, 0.95),
+    pad=st.booleans(),
+)
+def test_squared_distance_equals_scipy(seed: int, h: int, w: int, fill: float, pad: bool) -> None:
+    """The exact squared distance to the nearest False pixel is SciPy's, with and without a
+    limit; the distance inside objects is distance_transform_edt's, rounded to float32."""
+    from nkpanel.uterine.detect import _edt_inside, _sq_distance
+
+    inside = np.random.default_rng(seed).random((h, w)) < fill
+    if pad:
+        inside = np.pad(inside, 1)
+    if not inside.all():
+        _, (iy, ix) = ndi.distance_transform_edt(inside, return_indices=True)
+        dy = iy - np.arange(inside.shape[0])[:, None]
+        dx = ix - np.arange(inside.shape[1])[None, :]
+        exact = dy * dy + dx * dx
+        if (~inside).any(axis=0).all():  # every column holds a False pixel
+            assert np.array_equal(_sq_distance(inside), exact)
+        for limit in (1, 2, 5, 9):
+            assert np.array_equal(_sq_distance(inside, limit), np.minimum(exact, limit * limit + 1))
+    expected = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1].astype(np.float32)
+    assert np.array_equal(_edt_inside(inside), expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.floats(0.25, 6.0),
+    levels=st.integers(2, 40),
+    kind=st.sampled_from(["smooth", "plateaus", "distance"]),
+)
+def test_h_maxima_equals_skimage(seed: int, h: float, levels: int, kind: str) -> None:
+    """The h-maxima (reconstruction by iterated geodesic dilation) are skimage's exactly, on
+    smooth images, images of few grey levels (plateaus everywhere) and distance maps."""
+    from skimage.morphology import h_maxima
+
+    from nkpanel.uterine.detect import _h_maxima
+
+    rng = np.random.default_rng(seed)
+    if kind == "distance":
+        img = ndi.distance_transform_edt(rng.random((40, 50)) < 0.8).astype(np.float32)
+    else:
+        img = ndi.gaussian_filter(rng.random((40, 50)), 2.0) * 10
+        if kind == "plateaus":
+            img = np.round(img * levels / 10)
+        img = img.astype(np.float32)
+    assert np.array_equal(_h_maxima(img, h), h_maxima(img, h) > 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 30), w=st.integers(1, 30))
+def test_reconstruction_by_dilation_equals_skimage(seed: int, h: int, w: int) -> None:
+    """Iterated geodesic dilation reaches skimage's reconstruction exactly (8-connected)."""
+    from skimage.morphology import reconstruction
+
+    from nkpanel.uterine.detect import _reconstruct_by_dilation
+
+    rng = np.random.default_rng(seed)
+    mask = np.round(rng.random((h, w)) * 8).astype(np.float32)
+    marker = np.where(rng.random((h, w)) < 0.1, mask, mask.min()).astype(np.float32)
+    expected = reconstruction(marker, mask, method="dilation")
+    assert np.array_equal(_reconstruct_by_dilation(marker, mask), expected)

@@ -162,3 +162,21 @@ def test_white_point_is_a_high_percentile() -> None:
     img[:10] = (240, 236, 230)
     img[0, 0] = (255, 255, 255)  # one glint is ignored
     assert estimate_white(img) == (240.0, 236.0, 230.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 5000),
+    q=st.floats(0.0, 100.0),
+    narrow=st.booleans(),
+)
+def test_white_point_equals_numpy_percentile(seed: int, n: int, q: float, narrow: bool) -> None:
+    """The white point read from per-channel level counts (Pillow's histogram) is NumPy's
+    percentile of each channel, floored at 1."""
+    rng = np.random.default_rng(seed)
+    px = rng.integers(0, 256, (n, 1, 3)).astype(np.uint8)
+    if narrow:  # few levels: many equal values around the percentile
+        px = (px // 64 * 64).astype(np.uint8)
+    expected = np.maximum(np.percentile(px.reshape(-1, 3), q, axis=0), 1.0)
+    assert estimate_white(px, percentile=q) == tuple(float(v) for v in expected)

@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["find_boundaries", "h_maxima", "watershed"]
+__all__ = ["find_boundaries", "watershed"]
 
 
 def _f(fn: object) -> Callable[..., Any]:
@@ -22,12 +22,6 @@ def find_boundaries(
     from skimage.segmentation import find_boundaries as fb
 
     return np.asarray(_f(fb)(labels, mode=mode), dtype=bool)
-
-
-def h_maxima(image: NDArray[Any], h: float) -> NDArray[np.uint8]:
-    from skimage.morphology import h_maxima as hm
-
-    return np.asarray(_f(hm)(image, h), dtype=np.uint8)
 
 
 def watershed(

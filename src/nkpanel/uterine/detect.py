@@ -64,7 +64,11 @@ take square windows, computed row then column by window doubling (log2(w) array 
 van Herk 1992, Gil & Werman 1993); the shape split treats all objects in one mosaic
 (:func:`_split_by_shape`); per-cell sums are one ``bincount`` each over the cells' pixels.
 Only the watershed's visiting order among pixels of exactly equal distance differs from
-treating objects one by one.
+treating objects one by one. Distances are exact squared integers worked out only as far as
+they matter (:func:`_sq_distance`; cell expansion looks ``cell_expansion_um`` away, no
+farther, with SciPy's tie rule: :func:`_expand_labels`), and the h-maxima's reconstruction is
+iterated geodesic dilation (:func:`_h_maxima`); each gives scikit-image's or SciPy's numbers
+exactly (property tests in ``tests/uterine/test_filters.py``).
 
 References
 ----------
@@ -74,7 +78,11 @@ Beucher S, Meyer F. The morphological approach to segmentation: the watershed tr
 In: Mathematical Morphology in Image Processing. 1993:433-481.
 King A et al. Uterine large granular lymphocytes: a morphological and functional study. Hum
 Reprod 1989;4:823-828 (uNK are large granular lymphocytes, ~10–14 µm).
+Maurer CR, Qi R, Raghavan V. A linear time algorithm for computing exact Euclidean distance
+transforms of binary images in arbitrary dimensions. IEEE TPAMI 2003;25:265-270.
 Soille P. Morphological Image Analysis, 2nd ed. Springer 2003, ch. 6 (h-maxima, dynamics).
+Vincent L. Morphological grayscale reconstruction in image analysis: applications and
+efficient algorithms. IEEE Trans Image Process 1993;2:176-201.
 van Herk M. A fast algorithm for local minimum and maximum filters on rectangular and
 octagonal kernels. Pattern Recognit Lett 1992;13:517-521; Gil J, Werman M. Computing 2-D min,
 median, and max filters. IEEE TPAMI 1993;15:504-507.
@@ -84,7 +92,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -97,7 +105,11 @@ __all__ = ["CellTable", "DetectionSettings", "Segmentation", "detect_cells"]
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
+U16 = NDArray[np.uint16]
 Compartment = Literal["cell", "cytoplasm", "nucleus"]
+
+#: cell expansion (pixels) up to which :func:`_expand_labels` packs its keys in 32 bits
+_MAX_EXPAND_PX = 120
 
 
 @dataclass(frozen=True)
@@ -345,9 +357,64 @@ def _interior(labels: I32) -> NDArray[np.bool_]:
 
 def _edt_inside(mask: NDArray[np.bool_]) -> F32:
     """Euclidean distance of each mask pixel to the nearest pixel outside it (the array's
-    surroundings count as outside)."""
-    d = ndi.distance_transform_edt(np.pad(mask, 1))
-    return np.asarray(d[1:-1, 1:-1], dtype=np.float32)
+    surroundings count as outside), as ``scipy.ndimage.distance_transform_edt`` gives it
+    (the square root, in float64, of the exact squared distance; here rounded to float32)."""
+    d2 = _sq_distance(np.pad(mask, 1))[1:-1, 1:-1]
+    return np.sqrt(d2.astype(np.float64)).astype(np.float32)
+
+
+def _sq_distance(inside: NDArray[np.bool_], limit: int | None = None) -> NDArray[np.uint32]:
+    """Squared Euclidean distance (exact integers) from each pixel to the nearest False pixel
+    of ``inside`` (0 on False pixels); nothing beyond the array counts.
+
+    With ``limit``, only distances up to ``limit`` are worked out: a pixel with no False pixel
+    that near gets ``limit² + 1``. Without it, every column must hold a False pixel (pad the
+    array with False).
+
+    The exact squared distance is, over the columns, the least of (column offset)² +
+    (distance to the nearest False pixel within that column)² (the separable decomposition of
+    Saito & Toriwaki 1994 and Maurer et al. 2003); the column distances come by doubling
+    (:func:`_column_gaps`), the row step as shifted minima over the offsets that can matter,
+    at most the largest column distance (or ``limit``) either way.
+
+    References
+    ----------
+    Saito T, Toriwaki J-I. New algorithms for Euclidean distance transformation of an
+    n-dimensional digitized picture with applications. Pattern Recognit 1994;27:1551-1565.
+    """
+    h, w = inside.shape
+    cap = h + 1 if limit is None else limit + 1
+    if cap >= 1 << 15:
+        d2 = _sq_distance_edt(inside)
+        return d2 if limit is None else np.minimum(d2, np.uint32(limit * limit + 1))
+    up, down = _column_gaps(~inside, cap)
+    gap = np.minimum(up, down)
+    top = int(gap.max()) if limit is None else cap  # no gap is larger
+    reach = min(top if limit is None else limit, w - 1)  # column offsets that can matter
+    kind: type[np.unsignedinteger[Any]] = (
+        np.uint16 if top * top + reach * reach < 1 << 16 else np.uint32
+    )
+    sq: NDArray[np.unsignedinteger[Any]] = gap.astype(kind)
+    np.multiply(sq, sq, out=sq)
+    padded = np.full((h, w + 2 * reach), top * top, dtype=kind)  # beyond: nothing nearer
+    padded[:, reach : reach + w] = sq
+    best = sq
+    shifted = np.empty_like(best)
+    for dx in range(1, reach + 1):
+        for start in (reach - dx, reach + dx):
+            np.add(padded[:, start : start + w], kind(dx * dx), out=shifted)
+            np.minimum(best, shifted, out=best)
+    if limit is not None:
+        np.minimum(best, kind(limit * limit + 1), out=best)
+    return best.astype(np.uint32, copy=False)
+
+
+def _sq_distance_edt(inside: NDArray[np.bool_]) -> NDArray[np.uint32]:
+    """:func:`_sq_distance` on SciPy's feature transform (arrays too tall for 16-bit gaps)."""
+    iy, ix = ndi.distance_transform_edt(inside, return_distances=False, return_indices=True)
+    dy = iy.astype(np.int64) - np.arange(inside.shape[0])[:, None]
+    dx = ix.astype(np.int64) - np.arange(inside.shape[1])[None, :]
+    return np.asarray(dy * dy + dx * dx, dtype=np.uint32)
 
 
 def _pack(shapes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int, int]:
@@ -390,7 +457,8 @@ def _mosaic(labels: I32, keep: NDArray[np.bool_]) -> tuple[I32, NDArray[np.intp]
         shift_y[i] = cy - boxes[i - 1][0].start
         shift_x[i] = cx - boxes[i - 1][1].start
     flat = labels.ravel()
-    src = np.asarray(np.flatnonzero(keep[flat]), dtype=np.intp)
+    kept = flat != 0 if not keep[0] and keep[1:].all() else keep[flat]  # all: no lookup
+    src = np.asarray(np.flatnonzero(kept), dtype=np.intp)
     lab = flat[src]
     row, col = np.divmod(src, labels.shape[1])
     dst = np.asarray((row + shift_y[lab]) * mw + (col + shift_x[lab]), dtype=np.intp)
@@ -415,7 +483,7 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     morphological reconstruction cannot carry a value across the 0 between objects). Only the
     order in which a watershed visits pixels of exactly equal distance can differ.
     """
-    from nkpanel.uterine._skimage import h_maxima, watershed
+    from nkpanel.uterine._skimage import watershed
 
     n_obj = int(labels.max())
     everything = np.ones(n_obj + 1, dtype=bool)
@@ -446,7 +514,7 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     cores, src2, dst2 = _mosaic(core, candidate)
     d = np.zeros(cores.shape, dtype=np.float32)
     d.ravel()[dst2] = dist.ravel()[src2]
-    hm = (h_maxima(_spread_floor(d, floor), h_px) > 0) & (d >= min_seed_px)
+    hm = _h_maxima(_spread_floor(d, floor), h_px) & (d >= min_seed_px)
     marks, n_marks = ndi.label(hm, structure=eight)
     if n_marks < 2:
         return labels
@@ -474,6 +542,54 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     out = labels.copy()
     out.ravel()[src1] = objects.ravel()[dst1]
     return out
+
+
+def _h_maxima(image: F32, h: float) -> NDArray[np.bool_]:
+    """:func:`skimage.morphology.h_maxima` (8-connected) of a float32 image, as a mask.
+
+    The same arithmetic as scikit-image's: the marker is ``image − h − 2·res·|image|``
+    (``res`` the float32 resolution, against rounding), reconstructed by dilation under the
+    image; pixels whose residue ``image − reconstruction`` reaches ``h`` are the h-maxima
+    (Soille 2003, ch. 6). A reconstruction takes its values from the marker and the image
+    only (each pixel gets the largest, over paths, of the least value along the path), so
+    any exact algorithm gives the same numbers: here iterated elementary geodesic dilations
+    (:func:`_reconstruct_by_dilation`).
+    """
+    if h > np.ptp(image):
+        return np.zeros(image.shape, dtype=bool)
+    if h == 0:
+        raise ValueError("h = 0 is ambiguous, use local_maxima() instead?")
+    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    shifted = image - h - resolution
+    rec = _reconstruct_by_dilation(shifted, image)
+    return np.asarray((image - rec) >= h, dtype=bool)
+
+
+def _reconstruct_by_dilation(marker: F32, mask: F32) -> F32:
+    """Morphological reconstruction by dilation of ``marker`` (≤ ``mask``) under ``mask``,
+    8-connected, nothing beyond the array: elementary geodesic dilations (the 3×3 maximum,
+    then the minimum with the mask) repeated until nothing changes (Vincent 1993, §III).
+
+    References
+    ----------
+    Vincent L. Morphological grayscale reconstruction in image analysis: applications and
+    efficient algorithms. IEEE Trans Image Process 1993;2:176-201.
+    """
+    h, w = marker.shape
+    padded = np.full((h + 2, w + 2), -np.inf, dtype=marker.dtype)
+    rec = padded[1:-1, 1:-1]
+    rec[...] = marker
+    rows = np.empty((h + 2, w), dtype=marker.dtype)
+    grown = np.empty((h, w), dtype=marker.dtype)
+    while True:
+        np.maximum(padded[:, :-2], padded[:, 1:-1], out=rows)
+        np.maximum(rows, padded[:, 2:], out=rows)
+        np.maximum(rows[:-2], rows[1:-1], out=grown)
+        np.maximum(grown, rows[2:], out=grown)
+        np.minimum(grown, mask, out=grown)
+        if np.array_equal(grown, rec):
+            return np.array(rec)
+        rec[...] = grown
 
 
 def _spread_floor(d: F32, floor: float) -> F32:
@@ -507,14 +623,90 @@ def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]
     return np.asarray(mask | small[lab], dtype=bool)
 
 
+def _column_gaps(feat: NDArray[np.bool_], cap: int) -> tuple[U16, U16]:
+    """Rows from each pixel up to the nearest ``feat`` pixel of its column at or above it, and
+    down to the nearest at or below it; ``cap`` when there is none within ``cap − 1`` rows.
+
+    Distances double each step: after the step of ``s`` rows, a pixel knows the nearest
+    feature within ``2s − 1`` rows (min-plus doubling, log2(cap) array operations).
+    """
+    up = (~feat).astype(np.uint16) * np.uint16(cap)
+    down = up[::-1].copy()
+    span = 1
+    while span < cap and span < feat.shape[0]:
+        np.minimum(up[span:], up[:-span] + np.uint16(span), out=up[span:])
+        np.minimum(down[span:], down[:-span] + np.uint16(span), out=down[span:])
+        span *= 2
+        if span >= 8 and max(int(up.max()), int(down.max())) < cap:
+            break  # every pixel has found its feature both ways
+    return np.minimum(up, np.uint16(cap)), np.minimum(down[::-1], np.uint16(cap))
+
+
 def _expand_labels(labels: I32, distance_px: int) -> I32:
     """Grow each label into the background pixels within ``distance_px`` whose nearest label
     pixel (Euclidean) is its own; labels never overlap.
 
-    The same rule as :func:`skimage.segmentation.expand_labels` (from CellProfiler's
-    "IdentifySecondaryObjects, Distance-N"), on the same feature transform, with the distance
-    compared in integers (squared).
+    The result is :func:`skimage.segmentation.expand_labels`' (from CellProfiler's
+    "IdentifySecondaryObjects, Distance-N"), which takes each pixel's nearest label pixel from
+    SciPy's exact Euclidean feature transform (Maurer et al. 2003). That transform works one
+    axis after the other: down each column the nearest feature, the upper one on a tie; then
+    along each row the column whose candidate is nearest, the leftmost on a tie (its lower
+    envelope keeps a parabola on equality and its scan moves on only to a strictly nearer
+    one). So the pixel taken is the nearest label pixel, ties broken by smaller column, then
+    smaller row. Here both steps look only ``distance_px`` pixels away (farther pixels are
+    never grown into): the column step by doubling (:func:`_column_gaps`), the row step as
+    ``2·distance_px + 1`` shifted minima of one packed key per pixel, squared distance, then
+    column, then the row offset that names the pixel; everything in small integers.
+
+    References
+    ----------
+    Maurer CR, Qi R, Raghavan V. A linear time algorithm for computing exact Euclidean
+    distance transforms of binary images in arbitrary dimensions. IEEE TPAMI 2003;25:265-270.
     """
+    r = distance_px
+    background = labels == 0
+    if not background.any() or background.all() or r < 1:
+        return labels
+    h, w = labels.shape
+    if r > _MAX_EXPAND_PX or h * w >= 2**31:
+        return _expand_labels_edt(labels, r)
+    up, down = _column_gaps(~background, r + 1)
+    # the column's candidate: its offset (r − up or r + down, in 0…2r) and squared distance
+    take_up = up <= down
+    gap = np.minimum(up, down).astype(np.uint32)
+    offset = np.where(
+        take_up,
+        np.uint16(r) - np.minimum(up, np.uint16(r)),
+        np.uint16(r) + np.minimum(down, np.uint16(r)),
+    )
+    bits = (2 * r).bit_length()
+    key = (gap * gap) << np.uint32(2 * bits) | offset
+    beyond = np.uint32((r * r + 1) << (2 * bits))  # every key from here on is too far
+    padded = np.full((h, w + 2 * r), beyond, dtype=np.uint32)
+    padded[:, r : r + w] = key
+    best = np.full((h, w), beyond, dtype=np.uint32)
+    shifted = np.empty((h, w), dtype=np.uint32)
+    for dx in range(-r, r + 1):  # left to right: on equal distance the leftmost column wins
+        np.add(
+            padded[:, r + dx : r + dx + w],
+            np.uint32((dx * dx << 2 * bits) | (dx + r) << bits),
+            out=shifted,
+        )
+        np.minimum(best, shifted, out=best)
+    hit = best < beyond
+    low = np.uint32((1 << bits) - 1)
+    source = ((best >> np.uint32(bits)) & low).astype(np.int32) - r
+    source += ((best & low).astype(np.int32) - r) * w
+    source += np.arange(h * w, dtype=np.int32).reshape(h, w)
+    source *= hit
+    out = labels.ravel().take(source.ravel()).reshape(h, w)
+    out *= hit
+    return np.asarray(out, dtype=np.int32)
+
+
+def _expand_labels_edt(labels: I32, distance_px: int) -> I32:
+    """:func:`_expand_labels` on SciPy's whole feature transform (for distances too large
+    for the packed keys there), with the distance compared in integers (squared)."""
     background = labels == 0
     if not background.any() or background.all():
         return labels

@@ -275,6 +275,17 @@ def _percentile_u8(counts: NDArray[np.intp], n: int, q: float) -> float:
     return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
+def _channel_counts(px: U8) -> NDArray[np.intp]:
+    """How many of the n×3 uint8 pixels have each level (3 rows of 256 counts), counted by
+    Pillow's histogram in one pass (a third of three ``numpy.bincount`` calls' time)."""
+    if px.shape[0] < 1 << 30:
+        from PIL import Image
+
+        row = np.ascontiguousarray(px).reshape(1, -1, 3)
+        return np.asarray(Image.fromarray(row).histogram(), dtype=np.intp).reshape(3, 256)
+    return np.stack([np.bincount(px[:, c], minlength=256) for c in range(3)])
+
+
 def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, float, float]:
     """The white point: each channel's ``percentile`` over a sample of the image's pixels.
 
@@ -287,7 +298,8 @@ def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, 
     px = rgb_sample.reshape(-1, 3)
     if px.dtype == np.uint8 and px.shape[0] > 0:
         n = int(px.shape[0])
-        w = [_percentile_u8(np.bincount(px[:, c], minlength=256), n, percentile) for c in range(3)]
+        counts = _channel_counts(px)
+        w = [_percentile_u8(counts[c], n, percentile) for c in range(3)]
         return (max(w[0], 1.0), max(w[1], 1.0), max(w[2], 1.0))
     wp = np.maximum(np.percentile(px, percentile, axis=0), 1.0)
     return (float(wp[0]), float(wp[1]), float(wp[2]))

@@ -31,13 +31,12 @@ excluded area so a pathologist can check it. Drawn regions are preferred.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine.detect import _fill_small_holes
+from nkpanel.uterine.detect import _fill_small_holes, _sq_distance
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue", "overview_od"]
@@ -76,38 +75,19 @@ def _disk(r: int) -> BoolArray:
 
 def _dilate_disk(mask: BoolArray, r: int) -> BoolArray:
     """Binary dilation by :func:`_disk` (radius ``r``): the pixels within Euclidean distance
-    ``r`` of the mask. The same as ``ndi.binary_dilation(mask, _disk(r))``, in time that does
-    not grow with the disc (one distance transform)."""
+    ``r`` of the mask. The same as ``ndi.binary_dilation(mask, _disk(r))``, in time that grows
+    with the disc's radius, not its area (:func:`~nkpanel.uterine.detect._sq_distance`)."""
     if not mask.any():
         return np.zeros_like(mask)
-    d2 = _sq_distance(~mask)
-    return np.asarray(d2 <= r * r, dtype=bool)
+    return np.asarray(_sq_distance(~mask, r) <= r * r, dtype=bool)
 
 
 def _erode_disk(mask: BoolArray, r: int) -> BoolArray:
     """Binary erosion by :func:`_disk` with everything beyond the array outside the mask (as
     ``ndi.binary_erosion(mask, _disk(r))``): the pixels farther than ``r`` from the nearest
     pixel outside the mask."""
-    d2 = _sq_distance(np.pad(mask, 1))[1:-1, 1:-1]
+    d2 = _sq_distance(np.pad(mask, 1), r)[1:-1, 1:-1]
     return np.asarray(d2 > r * r, dtype=bool)
-
-
-def _sq_distance(mask: BoolArray) -> NDArray[np.signedinteger[Any]]:
-    """Squared Euclidean distance (exact integers) of each True pixel to the nearest False.
-
-    Worked out in place in the feature transform's own index arrays (a slide overview has
-    millions of pixels: int64 temporaries would take several times the memory)."""
-    iy, ix = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
-    kind = np.int64 if max(mask.shape) > 30_000 else np.int32  # d² must fit
-    dy = iy.astype(kind, copy=False)
-    dx = ix.astype(kind, copy=False)
-    dy -= np.arange(mask.shape[0], dtype=kind)[:, None]
-    dy *= dy
-    dx -= np.arange(mask.shape[1], dtype=kind)[None, :]
-    dx *= dx
-    dy += dx
-    out: NDArray[np.signedinteger[Any]] = dy
-    return out
 
 
 def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
