@@ -50,6 +50,15 @@ def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
         (GOOD + "\nunknown_field = 1\n", "unknown_field"),
         (GOOD.replace('fcs = "blood/tube.fcs"', "fcs = []"), "fcs"),
         ("[case\n", "not valid TOML"),
+        # two draws with one id would write into one folder: the first result lost
+        (GOOD + GOOD[GOOD.index("[[blood_draws]]") :], "blood draw id(s) used twice: draw-1"),
+        (GOOD.replace("[[blood_draws]]", '[[blood_draws]]\nid = "../x"'), "must be a plain name"),
+        (
+            GOOD
+            + '\n[[endometrial]]\nid = "b"\nimages = ["a.png"]\npixel_size_um = 0.5\n'
+            + '[[endometrial]]\nid = "b"\nimages = ["c.png"]\npixel_size_um = 0.5\n',
+            "endometrial biopsy id(s) used twice: b",
+        ),
     ],
 )
 def test_bad_manifest_names_file_and_field(tmp_path: Path, text: str, fragment: str) -> None:

@@ -33,8 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nkpanel._toml import load_toml, validate_toml
+from nkpanel._toml import load_toml, refuse_duplicate_ids, validate_toml
 from nkpanel.cytotox.manifest import CytotoxicityPlate
+from nkpanel.errors import ConfigError
 from nkpanel.interpret.preanalytic import PreAnalytic
 from nkpanel.uterine.manifest import EndometrialBiopsy
 
@@ -106,9 +107,21 @@ def load_case(path: str | Path) -> Case:
     ------
     ConfigError
         Unreadable file, invalid TOML, or fields that fail validation; the message names the
-        file and each offending field.
+        file and each offending field. Two specimens of a kind with one id (their outputs
+        would overwrite each other), or an id that is not a plain folder name.
     """
     p = Path(path)
     data = load_toml(p, "case manifest")
     data["base_dir"] = p.resolve().parent
-    return validate_toml(Case, data, p, "case manifest")
+    case = validate_toml(Case, data, p, "case manifest")
+    sections = (
+        ("blood draw", [d.id for d in case.blood_draws]),
+        ("cytotoxicity plate", [c.id for c in case.cytotoxicity]),
+        ("endometrial biopsy", [b.id for b in case.endometrial]),
+    )
+    for what, ids in sections:
+        refuse_duplicate_ids(ids, str(p), what)
+        for i in ids:
+            if not i.strip() or i in (".", "..") or Path(i).name != i or "\\" in i:
+                raise ConfigError(f"{p}: {what} id {i!r} must be a plain name (it names a folder)")
+    return case
