@@ -40,3 +40,20 @@ def test_batch_keeps_results_not_events(tmp_path: Path, monkeypatch: pytest.Monk
     gc.collect()
     assert len(made) == 2 and all(ref() is None for ref in made)  # no analysis outlives its file
     assert (tmp_path / "out" / "flow_populations.csv").is_file()
+
+
+def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Path) -> None:
+    paths = []
+    for seed, folder in ((3, "episode-1"), (4, "episode-2")):
+        (tmp_path / folder).mkdir()
+        tube = simulate_tube(SimulationSpec(seed=seed, n_events=20_000))
+        paths.append(write_fcs(tube, tmp_path / folder / "tube1.fcs"))
+    out = tmp_path / "out"
+    outcome = pipeline.analyze_flow_batch(paths, FlowSettings(), out, plots=False)
+    first, second = outcome.results
+    assert (first.sample, second.sample) == ("tube1", "tube1-2")
+    assert second.source == str(paths[1]) and "also called tube1" in second.notes[-1]
+    for r in outcome.results:  # each sample's own summary, not overwritten by the other
+        summary = (out / "samples" / r.sample / "summary.json").read_text()
+        assert f'"source": "{r.source}"' in summary
+    assert first.nk_percent_of_lymphocytes != second.nk_percent_of_lymphocytes

@@ -48,13 +48,24 @@ def analyze_flow_batch(
     export_events: Literal["parquet", "csv"] | None = None,
     on_file: Progress | None = None,
 ) -> BatchOutcome:
-    """Analyse each file in turn; a bad file is recorded as a failure and the rest still run."""
+    """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
+
+    Files are named by their stem; files of one stem from different folders are told apart
+    as ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that
+    none overwrites another's outputs."""
     outcome = BatchOutcome()
-    for path in paths:
+    names = _unique_names(paths)
+    for path, name in zip(paths, names, strict=True):
         if on_file is not None:
             on_file(str(path))
         try:
             analysis = analyze_file(path, settings)
+            if name != analysis.result.sample:
+                note = f"named {name}: another file of the batch is also called {path.stem}"
+                result = dataclasses.replace(
+                    analysis.result, sample=name, notes=(*analysis.result.notes, note)
+                )
+                analysis = dataclasses.replace(analysis, result=result)
             written = write_sample_outputs(
                 analysis, out_dir, plots=plots, export_events=export_events
             )
@@ -67,6 +78,20 @@ def analyze_flow_batch(
         del analysis  # its events go before the next file is read
     outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
     return outcome
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    """Each file's stem, with ``-2``, ``-3``… on the second and later files of one stem."""
+    taken: set[str] = set()
+    names = []
+    for p in paths:
+        name, k = p.stem, 1
+        while name in taken:
+            k += 1
+            name = f"{p.stem}-{k}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 @dataclass
