@@ -101,6 +101,24 @@ def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("counts", "said"),
+    [
+        (("--beads", "-50000", "--volume", "50"), "beads per test must be a positive number"),
+        (("--beads", "50000", "--volume", "0"), "sample volume (µL) must be a positive number"),
+        (("--lymphocytes-per-ul", "-3"), "lymphocytes per µL must be a positive number"),
+    ],
+)
+def test_impossible_count_inputs_are_refused(
+    tmp_path: Path, counts: tuple[str, ...], said: str
+) -> None:
+    """A negative bead count once gave NK cells/µL of −258, 'reportable'."""
+    proc = nkpanel("flow", "analyze", "x.fcs", *counts, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and not (tmp_path / "o").exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0]
+
+
 def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     p = tmp_path / "case.toml"
     p.write_text("[case]\nid = 'x'\n")

@@ -3,6 +3,7 @@ compensate, gate (automated or a lab template), count, check quality."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
-from nkpanel.errors import InputError
+from nkpanel.errors import ConfigError, InputError
 from nkpanel.flow.autogate import AutoGateResult, AutoGateSettings, auto_gate, detect_cytometry
 from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.gates import GateTree
@@ -50,6 +51,17 @@ class AbsoluteCountInputs:
     beads_per_test: float | None = None
     sample_volume_ul: float | None = None
     lymphocytes_per_ul: float | None = None
+
+    def __post_init__(self) -> None:
+        for what, value in (
+            ("beads per test", self.beads_per_test),
+            ("sample volume (µL)", self.sample_volume_ul),
+            ("lymphocytes per µL", self.lymphocytes_per_ul),
+        ):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"absolute counts: {what} must be a positive number, not {value:g}"
+                )
 
     @property
     def bead_method(self) -> bool:
