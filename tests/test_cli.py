@@ -119,6 +119,32 @@ def test_impossible_count_inputs_are_refused(
     assert len(lines) == 1 and said in lines[0]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("flow", "analyze", "x.fcs"),
+        ("cytotox", "analyze", "r.csv", "--layout", "l.csv"),
+        ("uterine", "analyze", "a.png"),
+        ("report", "summary.json"),
+        ("run", "case.toml"),
+        ("simulate",),
+        ("demo",),
+    ],
+)
+def test_an_output_folder_that_is_a_file_is_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    taken = tmp_path / "results.txt"
+    taken.write_text("a file a user already has")
+    for out, why in ((taken, "not a folder"), (taken / "sub", "cannot be made in it")):
+        proc = nkpanel(*command, "--out", str(out))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"error: {taken}: the output folder (--out) is a file")
+        assert why in lines[0]
+    assert taken.read_text() == "a file a user already has"
+
+
 def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     p = tmp_path / "case.toml"
     p.write_text("[case]\nid = 'x'\n")

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nkpanel.errors import ConfigError
+from nkpanel.errors import ConfigError, InputError
 
 __all__ = [
     "HistoryOption",
@@ -26,6 +26,7 @@ __all__ = [
     "err_console",
     "fmt",
     "out_console",
+    "output_folder",
     "parse_pairs",
     "progress",
     "progress_steps",
@@ -33,6 +34,20 @@ __all__ = [
 ]
 
 V = TypeVar("V")
+
+
+def output_folder(folder: Path) -> Path:
+    """An ``--out`` option's check, before any work: the folder, or the nearest part of its
+    path that exists, must be a folder (a file there would fail the first write, after the
+    analysis)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                why = "not a folder" if part == folder else f"so {folder} cannot be made in it"
+                raise InputError(part, f"the output folder (--out) is a file, {why}")
+            break
+    return folder
+
 
 #: results, tables and where the outputs went
 out_console = Console()

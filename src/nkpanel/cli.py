@@ -22,6 +22,7 @@ from nkpanel._cli import (
     LabOption,
     fmt,
     out_console,
+    output_folder,
     parse_pairs,
     progress_steps,
     say,
@@ -162,7 +163,9 @@ def _print_results(
 @flow_app.command("analyze")
 def flow_analyze(
     files: Annotated[list[Path], typer.Argument(help="FCS files (2.0, 3.0, 3.1).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-flow"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("nkpanel-flow"),
     template: Annotated[
         Path | None,
         typer.Option("--template", help="Gating-ML 2.0 (.xml) or FlowJo 10 (.wsp) template."),
@@ -279,9 +282,9 @@ def flow_analyze(
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic case.")] = Path(
-        "nkpanel-synthetic"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the synthetic case.", callback=output_folder)
+    ] = Path("nkpanel-synthetic"),
     n_events: Annotated[int, typer.Option("--events", min=1000)] = 100_000,
     seed: Annotated[int, typer.Option("--seed")] = 1,
     nk_percent: Annotated[float, typer.Option("--nk-percent", min=0.1, max=80)] = 14.0,
@@ -299,7 +302,9 @@ def simulate(
 @app.command()
 def run(
     case: Annotated[Path, typer.Argument(help="Case manifest (TOML).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-out"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("nkpanel-out"),
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
     reports: Annotated[
         bool, typer.Option("--report/--no-report", help="Interpret and write the reports.")
@@ -409,7 +414,9 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("demo-output"),
 ) -> None:
     """Simulate a synthetic patient with two episodes, run both, report the second with the
     first as history, and say where everything is."""

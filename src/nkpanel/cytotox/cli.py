@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from nkpanel._cli import fmt, out_console, progress_steps, say
+from nkpanel._cli import fmt, out_console, output_folder, progress_steps, say
 
 if TYPE_CHECKING:
     from nkpanel.cytotox.analyze import CytotoxSettings
@@ -189,7 +189,9 @@ def analyze(
     layout: Annotated[
         Path, typer.Option("--layout", help="Layout: well,sample,role,ratio,treatment.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-cytotox"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("nkpanel-cytotox"),
     assay: Annotated[Assay, typer.Option("--assay", help="Release assay kind.")] = "release",
     unit: Annotated[
         str | None, typer.Option("--unit", help="Unit when the file is silent.")
@@ -238,7 +240,9 @@ def analyze(
 def flow(
     ctx: typer.Context,
     tubes: Annotated[Path, typer.Argument(help="Tube list: file,sample,role,ratio,treatment.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-killing"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("nkpanel-killing"),
     label_channel: Annotated[
         str | None, typer.Option("--label-channel", help="Target-label channel, e.g. FITC-A.")
     ] = None,
@@ -290,9 +294,9 @@ def flow(
 
 @app.command("simulate")
 def simulate(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic files.")] = Path(
-        "nkpanel-synthetic-cytotox"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the synthetic files.", callback=output_folder)
+    ] = Path("nkpanel-synthetic-cytotox"),
     assay: Annotated[SimAssay, typer.Option("--assay")] = "chromium51",
     form: Annotated[
         ReadsForm, typer.Option("--form", help="Reads as grid, long or xlsx.")

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nkpanel._cli import HistoryOption, IntervalsOption, LabOption, parse_pairs
+from nkpanel._cli import HistoryOption, IntervalsOption, LabOption, output_folder, parse_pairs
 from nkpanel.errors import ConfigError, InputError
 
 __all__ = ["app", "read_summary", "report"]
@@ -64,7 +64,9 @@ def report(
     case_summary: Annotated[
         Path, typer.Argument(help="case_summary.json written by `nkpanel run` or `nkpanel demo`.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the report files.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the report files.", callback=output_folder)
+    ],
     history: HistoryOption = None,
     reference_intervals: IntervalsOption = None,
     lab_file: LabOption = None,

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from nkpanel._cli import fmt, out_console, progress, progress_steps, say
+from nkpanel._cli import fmt, out_console, output_folder, progress, progress_steps, say
 from nkpanel.errors import ConfigError
 
 __all__ = ["app"]
@@ -85,7 +85,9 @@ def analyze(
         list[Path],
         typer.Argument(help="Field images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, TIFF…)."),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("nkpanel-uterine"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder.", callback=output_folder)
+    ] = Path("nkpanel-uterine"),
     pixel_size: Annotated[
         float | None,
         typer.Option(
@@ -184,9 +186,9 @@ def analyze(
 
 @app.command("simulate")
 def simulate(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the synthetic fields.")] = Path(
-        "nkpanel-uterine-synthetic"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the synthetic fields.", callback=output_folder)
+    ] = Path("nkpanel-uterine-synthetic"),
     n_fields: Annotated[int, typer.Option("--fields", min=1, max=100)] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 1,
     unk_percent: Annotated[
