@@ -145,6 +145,19 @@ def test_an_output_folder_that_is_a_file_is_one_line(
     assert taken.read_text() == "a file a user already has"
 
 
+def test_brackets_in_names_are_printed_as_they_are(tmp_path: Path) -> None:
+    """Rich reads [b] as bold and [/i] as a closing tag: names are never read as markup."""
+    tube = write_fcs(simulate_tube(SimulationSpec(n_events=20_000, seed=5)), tmp_path / "t.fcs")
+    named = tube.rename(tmp_path / "tube[b]1.fcs")
+    missing = tmp_path / "gone[/i].fcs"
+    proc = nkpanel(
+        "flow", "analyze", str(named), str(missing), "--no-plots", "--out", str(tmp_path / "o")
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "tube[b]1" in proc.stdout
+    assert f"failed: {missing}: No such file or directory" in proc.stderr
+
+
 def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     p = tmp_path / "case.toml"
     p.write_text("[case]\nid = 'x'\n")

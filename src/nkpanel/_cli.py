@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from nkpanel.errors import ConfigError, InputError
 
@@ -49,8 +50,9 @@ def output_folder(folder: Path) -> Path:
     return folder
 
 
-#: results, tables and where the outputs went
-out_console = Console()
+#: results, tables and where the outputs went; no markup is read from what is printed (sample
+#: and file names may hold brackets)
+out_console = Console(markup=False)
 #: progress, notes, failures and errors
 err_console = Console(stderr=True)
 
@@ -77,11 +79,11 @@ def progress() -> Progress:
     Tasks carry a ``current`` field: the item being worked on.
     """
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}"),
+        TextColumn("{task.fields[current]}", markup=False),
         console=err_console,
         transient=True,
         disable=not err_console.is_terminal,
@@ -108,9 +110,12 @@ def progress_steps(description: str, total: int) -> Iterator[Callable[[str], Non
         yield step
 
 
-def say(text: str) -> None:
-    """Print one line (rich markup allowed) on stderr, unwrapped and without highlighting."""
-    err_console.print(text, highlight=False, soft_wrap=True)
+def say(text: str, *, flag: str | None = None) -> None:
+    """Print one line on stderr, unwrapped, exactly as given: no markup is read from it (file
+    names and messages may hold brackets: ``[l/d]``, ``[/i]``). ``flag`` (e.g. ``"failed:"``)
+    leads the line in red."""
+    line = Text(text) if flag is None else Text.assemble((flag, "red"), " ", text)
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def fmt(value: float | None, decimals: int = 1) -> str:

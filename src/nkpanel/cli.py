@@ -156,8 +156,8 @@ def _print_results(
     if results:
         out_console.print(table)
     for f in failures:
-        say(f"[red]failed:[/red] {f.source}: {f.reason}")
-    out_console.print(f"outputs written to {out}")
+        say(f"{f.source}: {f.reason}", flag="failed:")
+    out_console.print(f"outputs written to {out}", markup=False)
 
 
 @flow_app.command("analyze")
@@ -296,7 +296,7 @@ def simulate(
     manifest = write_synthetic_case(
         out, n_events=n_events, seed=seed, nk_percent=nk_percent, bright_percent=bright_percent
     )
-    out_console.print(f"synthetic case written: {manifest}")
+    out_console.print(f"synthetic case written: {manifest}", markup=False)
 
 
 @app.command()
@@ -402,7 +402,7 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
     _print_results(results, outcome.failures, out)
-    out_console.print(f"case summary: {outcome.summary_path}")
+    out_console.print(f"case summary: {outcome.summary_path}", markup=False)
     if outcome.report is not None:
         r = outcome.report
         out_console.print(

@@ -130,8 +130,8 @@ def _report(result: CytotoxResult, out: Path) -> None:
     for f in result.failures:
         who = f"sample {f.sample}" if f.sample else "no sample"
         for reason in _capped(list(f.reasons)):
-            say(f"[red]failed[/red] ({who}): {reason}")
-    out_console.print(f"outputs written to {out}")
+            say(f"({who}): {reason}", flag="failed")
+    out_console.print(f"outputs written to {out}", markup=False)
 
 
 #: a plate read against the wrong layout fails on every well: show a few, count the rest

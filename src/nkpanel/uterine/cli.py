@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from nkpanel._cli import fmt, out_console, output_folder, progress, progress_steps, say
 from nkpanel.errors import ConfigError
@@ -47,7 +48,9 @@ def _print_results(batch: object, out: Path) -> None:
         "QC",
     ):
         table.add_column(col)
-    rows = list(batch.results) + ([batch.pooled] if batch.pooled and len(batch.results) > 1 else [])
+    # the biopsy's row always: its QC (e.g. too few stromal cells over all images) can differ
+    # from a single image's
+    rows = list(batch.results) + ([batch.pooled] if batch.pooled else [])
     for r in rows:
         ci = r.per_100_ci
         qc = (
@@ -55,9 +58,8 @@ def _print_results(batch: object, out: Path) -> None:
             if r.reportable
             else "NOT REPORTABLE: " + "; ".join(r.not_reportable_reasons)
         )
-        label = r.sample + (" (synthetic)" if r.synthetic else "")
-        if r.kind == "biopsy":
-            label = f"[bold]{label} (all images)[/bold]"
+        name = r.sample + (" (synthetic)" if r.synthetic else "")
+        label = Text(f"{name} (all images)", style="bold") if r.kind == "biopsy" else Text(name)
         table.add_row(
             label,
             str(r.overall.cd56_positive_cells),
@@ -75,8 +77,8 @@ def _print_results(batch: object, out: Path) -> None:
             "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
         )
     for f in batch.failures:
-        say(f"[red]failed:[/red] {f.source}: {f.reason}")
-    out_console.print(f"outputs written to {out}")
+        say(f"{f.source}: {f.reason}", flag="failed:")
+    out_console.print(f"outputs written to {out}", markup=False)
 
 
 @app.command("analyze")
