@@ -158,6 +158,9 @@ def test_biopsy_timing(lh_day: int | None, flag: str, caveat: str | None) -> Non
     else:
         assert "Not compared with the interval" in r.comment
         assert r.patient_comment
+        # the LH+7 interval is not the one applied: nothing may present it as applied
+        assert r.interval is None
+        assert "lash-2016-lh7" in {iv.id for iv in r.other_intervals}
     # uNK per mm² has no interval at all
     assert result(reading, "unk-per-mm2").flag == "no_interval"
 

@@ -85,6 +85,8 @@ def test_values_flags_ranges_and_qc_failures(reported: Reported) -> None:
         assert codes == expected
         if res["interval"]:
             assert res["interval"]["source"] in o["referenceRange"][0]["text"]
+        else:  # no interval applied (none chosen, or an LH-timed one outside its window)
+            assert "referenceRange" not in o
         assert o["effectiveDateTime"].endswith(("+00:00", "+01:00"))  # lab zone Europe/London
 
 

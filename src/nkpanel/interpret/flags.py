@@ -380,6 +380,7 @@ def interpret_measurement(
         near: float | None = None,
         unc: Uncertainty | None = None,
         iv: ReferenceInterval | None = interval,
+        not_applied: tuple[ReferenceInterval, ...] = (),
     ) -> Interpretation:
         return Interpretation(
             measurement=m,
@@ -387,7 +388,7 @@ def interpret_measurement(
             reported_value=reported,
             display_value=display,
             interval=iv,
-            other_intervals=others,
+            other_intervals=not_applied + others,
             flag=flag,
             near_limit=near,
             uncertainty=unc,
@@ -440,6 +441,9 @@ def interpret_measurement(
             " ".join(c.patient_text for c in blocking),
             caveats=tuple(c for c in caveats if not c.blocks_interval),
             unc=unc,
+            # not applied: no report, table or FHIR reference range may carry it as applied
+            iv=None,
+            not_applied=(interval,),
         )
     limits = [x for x in (interval.lower, interval.upper) if x is not None]
     flag: Flag
