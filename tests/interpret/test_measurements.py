@@ -123,6 +123,9 @@ def test_generic_measurement_list_wins() -> None:
             lambda s: s["blood_draws"][0]["flow"][0].update(nk_cells_per_ul=float("nan")),
             "not a finite number",
         ),
+        # another JSON file (a plate's truth file, say) is not a case summary
+        (lambda s: s.pop("case"), "case.id: missing: not a case summary"),
+        (lambda s: s["case"].pop("patient_id"), "case.patient_id: missing"),
     ],
 )
 def test_malformed_summaries_name_the_field(mutate: Any, expected: str) -> None:

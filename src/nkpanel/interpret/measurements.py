@@ -823,11 +823,18 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
     Raises
     ------
     InputError
-        When a section has the wrong shape; the message names the field.
+        When a section has the wrong shape, or the case's ``id`` or ``patient_id`` is missing
+        (another JSON file); the message names the field.
     """
     summary = _mapping(summary, "top level")
     case = _mapping(summary.get("case") or {}, "case")
-    episode_id = str(case.get("id") or "unknown-episode")
+    for key in ("id", "patient_id"):
+        if not case.get(key):
+            raise _bad(
+                f"case.{key}",
+                "missing: not a case summary (nkpanel run writes one as case_summary.json)",
+            )
+    episode_id = str(case["id"])
     episode_pre = parse_pre_analytic(summary.get("pre_analytic"), where=f"{SOURCE}: pre_analytic")
     measurements: list[Measurement] = []
     failures: list[Failure] = []
@@ -949,7 +956,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
     age = case.get("age_years")
     return Episode(
         episode_id=episode_id,
-        patient_id=str(case.get("patient_id") or "unknown"),
+        patient_id=str(case["patient_id"]),
         age_years=int(age) if isinstance(age, int) else None,
         synthetic=bool(summary.get("synthetic", case.get("synthetic", False))),
         indication=dict(_mapping(summary.get("indication") or {}, "indication")),
