@@ -91,6 +91,11 @@ def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path)
     events = (out / "samples" / "good" / "events.csv").read_text().splitlines()
     assert len(events) == 30_000 + 1
     assert not list(out.rglob("*.part"))
+    # every file bad: nothing written, not empty tables
+    none = tmp_path / "none"
+    proc = nkpanel("flow", "analyze", str(empty), str(text), "--out", str(none))
+    assert proc.returncode == 1 and "no file could be analysed: nothing written" in proc.stderr
+    assert not none.exists()
 
 
 def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:

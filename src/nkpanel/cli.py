@@ -157,7 +157,10 @@ def _print_results(
         out_console.print(table)
     for f in failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
-    out_console.print(f"outputs written to {out}", markup=False)
+    if results:
+        out_console.print(f"outputs written to {out}", markup=False)
+    else:
+        say("no file could be analysed: nothing written")
 
 
 @flow_app.command("analyze")

@@ -50,7 +50,7 @@ def analyze_flow_batch(
 ) -> BatchOutcome:
     """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
 
-    Files are named by their stem; files of one stem from different folders are told apart
+    When every file fails, nothing is written. Files are named by their stem; files of one stem from different folders are told apart
     as ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that
     none overwrites another's outputs."""
     outcome = BatchOutcome()
@@ -76,7 +76,8 @@ def analyze_flow_batch(
         outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
-    outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
+    if outcome.results:  # every file failed: no empty tables
+        outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
     return outcome
 
 
