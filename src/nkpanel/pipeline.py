@@ -50,9 +50,9 @@ def analyze_flow_batch(
 ) -> BatchOutcome:
     """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
 
-    When every file fails, nothing is written. Files are named by their stem; files of one stem from different folders are told apart
-    as ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that
-    none overwrites another's outputs."""
+    When every file fails, nothing is written. Files are named by their stem; files of one
+    stem from different folders are told apart as ``<stem>-2``, ``<stem>-3``… in the order
+    given (with a note naming the file), so that none overwrites another's outputs."""
     outcome = BatchOutcome()
     names = _unique_names(paths)
     for path, name in zip(paths, names, strict=True):
