@@ -260,6 +260,25 @@ def test_workspace_reproduces_expert_counts(
 
 
 @pytest.mark.shared_data
+def test_template_nk_percent_is_of_the_cleaned_lymphocytes(flowsom: Path) -> None:
+    """The expert gates NK from Lymphocytes → Singlets → Singlets2; NK % of lymphocytes is
+    of the 18,585 singlet lymphocytes NK is gated from (the expert's 1.68%), not of the
+    19,225 events of the first lymphocyte gate, which still hold doublets (1.62%)."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    a = analyze_file(flowsom / "68983.fcs", FlowSettings(template=flowsom / "gating.wsp"))
+    assert int(a.membership["Lymphocytes"].sum()) == EXPERT_COUNTS["Singlets2"]
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk == pytest.approx(100 * EXPERT_COUNTS["NK cells"] / EXPERT_COUNTS["Singlets2"])
+    assert any("Lymphocytes = gate '/Lymphocytes/Singlets/Singlets2'" in n for n in a.result.notes)
+    # a lab that means its first gate says so, and gets it
+    own = FlowSettings(
+        template=flowsom / "gating.wsp", template_populations={"Lymphocytes": "/Lymphocytes"}
+    )
+    assert int(analyze_file(flowsom / "68983.fcs", own).membership["Lymphocytes"].sum()) == 19_225
+
+
+@pytest.mark.shared_data
 def test_workspace_agrees_with_expert_per_event_labels(
     flowsom: Path, wsp_result: TemplateResult
 ) -> None:

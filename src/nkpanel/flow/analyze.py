@@ -4,6 +4,7 @@ compensate, gate (automated or a lab template), count, check quality."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,8 @@ def _analyze_with_template(
     for name, mask in applied.membership.items():
         membership[name] = np.asarray(mask, dtype=bool)
         parents[name] = applied.parents.get(name)
+    if "Lymphocytes" in roles and "NK" in roles and "Lymphocytes" not in s.template_populations:
+        roles["Lymphocytes"] = _clean_lymphocytes(roles["Lymphocytes"], roles["NK"], parents)
     for role, gate in roles.items():
         membership[role] = membership[gate]
     notes = [
@@ -233,6 +236,30 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
                 out[role] = str(n)
                 break
     return out
+
+
+#: gates that clean a population without choosing cells by lineage: doublets, dead cells,
+#: unstable acquisition time
+_CLEANUP_GATE = re.compile(r"single|singlet|doublet|live|viab|dead|time|clean", re.IGNORECASE)
+
+
+def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -> str:
+    """The lymphocytes NK cells are counted among: in a template whose lymphocyte gate is
+    followed, on the way to NK, by singlet, live-cell or time gates, the last of those (the
+    cleaned lymphocytes NK are gated from, as the percentage's denominator must be); else the
+    lymphocyte gate itself."""
+    chain: list[str] = []
+    p = parents.get(nk)
+    while p is not None and p != lymph:
+        chain.append(p)
+        p = parents.get(p)
+    if p != lymph:
+        return lymph  # NK is not gated from these lymphocytes
+    for i, gate in enumerate(chain):  # deepest first
+        # the gate and every gate above it, up to the lymphocytes, only clean
+        if all(_CLEANUP_GATE.search(g.rsplit("/", 1)[-1]) for g in chain[i:]):
+            return gate
+    return lymph
 
 
 def _role_parent(
