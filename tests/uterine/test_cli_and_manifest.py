@@ -92,6 +92,12 @@ def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) 
     # one image analysed: the biopsy's own row is still shown (its QC can differ from the
     # image's: e.g. too few stromal cells over the biopsy)
     assert "(all" in res.output and "images)" in res.output  # the label wraps at 80 columns
+    # the biopsy's result says it rests on fewer images than given, and why
+    biopsy = json.loads((tmp_path / "o" / "biopsy_summary.json").read_text())["biopsy"]
+    (warning,) = [q for q in biopsy["qc"] if q["check"] == "images analysed"]
+    assert not warning["passed"] and not warning["blocking"]
+    assert warning["reason"].startswith("1 of 2 images analysed; not counted: ")
+    assert "broken.tif: not a readable TIFF" in warning["reason"]
 
 
 def test_regions_count_mismatch_is_a_config_error(synthetic: Path, tmp_path: Path) -> None:

@@ -85,9 +85,15 @@ def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path |
 
 
 def pool_results(
-    results: Sequence[UterineResult], sample: str, min_cells: int = 500
+    results: Sequence[UterineResult],
+    sample: str,
+    min_cells: int = 500,
+    failed: Sequence[ImageFailure] = (),
 ) -> UterineResult:
-    """Pool images of one biopsy: every field of every image is a field of the biopsy."""
+    """Pool images of one biopsy: every field of every image is a field of the biopsy.
+
+    Images of the biopsy that could not be analysed (``failed``) are named in a warning: the
+    result stands for the images counted, which the reader must know are fewer."""
     fields: list[FieldCount] = []
     for r in results:
         for f in r.fields:
@@ -107,6 +113,19 @@ def pool_results(
         for q in r.qc:
             if q.blocking and not q.passed and q.check != "stromal cells counted":
                 qc.append(UterineQC(q.check, False, q.value, q.limit, f"{r.sample}: {q.reason}"))
+    if failed:
+        n = len(results) + len(failed)
+        missing = "; ".join(f"{Path(f.source).name}: {f.reason}" for f in failed)
+        qc.append(
+            UterineQC(
+                "images analysed",
+                False,
+                float(len(results)),
+                float(n),
+                f"{len(results)} of {n} images analysed; not counted: {missing}",
+                blocking=False,
+            )
+        )
     notes = tuple(f"{r.sample}: {n}" for r in results for n in r.notes)
     return UterineResult(
         sample=sample,
@@ -208,7 +227,9 @@ def analyze_batch(
             result = replace(result, sample=name)
         batch.results.append(result)
     if batch.results:
-        batch.pooled = pool_results(batch.results, sample, settings.min_stromal_cells)
+        batch.pooled = pool_results(
+            batch.results, sample, settings.min_stromal_cells, failed=batch.failures
+        )
     rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
     batch.written.append(write_batch_table(rows, out_dir / "uterine_results.csv"))
     summary = {
