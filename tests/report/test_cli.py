@@ -65,6 +65,9 @@ def test_report_command_mounted_like_the_main_cli(tmp_path: Path) -> None:
     assert doc["laboratory"]["name"] == "CLI Test Lab"
     assert doc["laboratory"]["authoriser"] == "Dr Z"
     assert doc["report"]["version"] == 2 and doc["report"]["status"] == "amended"
+    (amended,) = doc["report"]["amendments"]
+    assert amended["version"] == 1 and amended["reason"] == "wrong bead lot"
+    assert amended["by"] == "Dr Z"  # amended now, by the one who signs this version
     assert doc["trends"] and doc["trends"][0]["code"] == "pnk-pct-lymph"
     nk = next(r for r in doc["results"] if r["code"] == "pnk-pct-lymph")
     assert "analytical CV 5% (laboratory setting)" in nk["uncertainty"]["basis"]

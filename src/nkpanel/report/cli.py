@@ -50,13 +50,13 @@ def read_summary(path: Path) -> dict[str, Any]:
     return data
 
 
-def _amendment(text: str, version: int, now: dt.datetime) -> Any:
+def _amendment(text: str, version: int, now: dt.datetime, by: str) -> Any:
     from nkpanel.report.model import Amendment
 
     reason = text.strip()
     if len(reason) < 3:
         raise ConfigError(f"--amendment {text!r}: give the reason for the amendment")
-    return Amendment(version=version, date=now, reason=reason)
+    return Amendment(version=version, date=now, reason=reason, by=by)
 
 
 @app.command()
@@ -116,7 +116,9 @@ def report(
         convert=cv_percent,
     )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    amendments = [_amendment(t, i + 1, now) for i, t in enumerate(amendment or [])]
+    # amended now, by whoever signs this version
+    by = lab.authoriser or lab.analyst or ""
+    amendments = [_amendment(t, i + 1, now, by) for i, t in enumerate(amendment or [])]
     paths = build_reports(
         summary,
         out,
