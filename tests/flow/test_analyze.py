@@ -32,6 +32,14 @@ def test_percentages_and_counts_follow_from_membership(tube) -> None:  # type: i
     assert nk.parent == "CD3-"
     assert nk.percent_of_parent == pytest.approx(100 * m["NK"] / m["CD3-"])
     assert r.reportable
+    # populations that hold debris, beads or doublets are not cells of the blood: no % of
+    # leukocytes (Time once showed 129%) and no cells/µL
+    for outside in ("Time", "Singlets", "Beads"):
+        row = r.population(outside)
+        assert row.percent_of_leukocytes is None and row.cells_per_ul is None, outside
+    assert r.population("Lymphocytes").cells_per_ul == pytest.approx(
+        m["Lymphocytes"] / m["Beads"] * 50_000 / 50
+    )
 
 
 def test_dual_platform_count(tube) -> None:  # type: ignore[no-untyped-def]

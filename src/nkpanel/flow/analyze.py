@@ -197,6 +197,7 @@ def _analyze_with_template(
         "template",
         qc,
         tuple(notes),
+        roles,
     )
     return FlowAnalysis(
         result,
@@ -402,7 +403,15 @@ def _build_result(
     gating: Literal["automated", "template"],
     qc: list[QCFlag],
     notes: tuple[str, ...],
+    roles: Mapping[str, str] | None = None,
 ) -> FlowResult:
+    """The result: counts and percentages of every population, the headline measures.
+
+    ``roles`` maps a role (``"Lymphocytes"``…) to the template gate that plays it; a gate is
+    counted among the lymphocytes (or leukocytes) when the role or its gate is an ancestor.
+    Percentages of leukocytes and absolute counts are given for populations inside the
+    leukocytes (or, without a leukocyte gate, the lymphocytes) only: not for debris, beads or
+    the acquisition-time gate."""
     counts = {k: int(np.count_nonzero(v)) for k, v in member.items()}
     n_lymph = counts.get("Lymphocytes", 0)
     n_leuk = counts.get("Leukocytes", 0)
@@ -414,16 +423,23 @@ def _build_result(
     elif c.lymphocytes_per_ul is not None and n_lymph > 0:
         method = "dual-platform"
 
-    def under_lymph(name: str) -> bool:
+    def under(name: str, role: str) -> bool:
+        targets = {role, (roles or {}).get(role, role)}
         p: str | None = name
         while p is not None:
-            if p == "Lymphocytes":
+            if p in targets:
                 return True
             p = parents.get(p)
         return False
 
+    def under_lymph(name: str) -> bool:
+        return under(name, "Lymphocytes")
+
+    def cells(name: str) -> bool:
+        return under(name, "Leukocytes") if n_leuk else under_lymph(name)
+
     def per_ul(name: str, n: int) -> float | None:
-        if method == "bead" and c.beads_per_test and c.sample_volume_ul and name != "Beads":
+        if method == "bead" and c.beads_per_test and c.sample_volume_ul and cells(name):
             # single platform (BD IFU 23-3483): cells/µL = cells/beads × beads per test / volume
             return n / n_beads * c.beads_per_test / c.sample_volume_ul
         if method == "dual-platform" and c.lymphocytes_per_ul and under_lymph(name):
@@ -442,7 +458,7 @@ def _build_result(
                 parent_count=parent_n,
                 percent_of_parent=_pct(n, parent_n),
                 percent_of_lymphocytes=_pct(n, n_lymph) if under_lymph(name) else None,
-                percent_of_leukocytes=_pct(n, n_leuk) if n_leuk and name != "Beads" else None,
+                percent_of_leukocytes=_pct(n, n_leuk) if n_leuk and cells(name) else None,
                 cells_per_ul=per_ul(name, n),
             )
         )
