@@ -104,6 +104,10 @@ def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     assert proc.stderr.strip().startswith("error:")
     assert "MARKER=LABEL" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    # a misspelt marker is named, not ignored
+    proc = nkpanel("flow", "analyze", "x.fcs", "--marker", "CD65=NK1.1", "--out", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "CD65 is not a marker the NK analysis uses" in proc.stderr
 
 
 @pytest.mark.parametrize(

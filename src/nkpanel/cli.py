@@ -252,7 +252,7 @@ def flow_analyze(
             option="--marker",
             form="MARKER=LABEL",
             hint=", e.g. CD56=NK1.1",
-            convert=lambda _marker, label: label,
+            convert=_marker_label,
         ),
         spillover=spill,
         template=template,
@@ -281,6 +281,20 @@ def flow_analyze(
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
+
+
+def _marker_label(marker: str, label: str) -> str:
+    """A ``--marker`` override's label, once its marker is one the flow analysis uses (a
+    misspelt one, CD65 for CD56, would otherwise be ignored)."""
+    from nkpanel.flow.analyze import OPTIONAL_MARKERS, REQUIRED_MARKERS
+
+    known = (*REQUIRED_MARKERS, *OPTIONAL_MARKERS)
+    if marker.strip().casefold() not in {m.casefold() for m in known}:
+        raise ConfigError(
+            f"--marker {marker}={label}: {marker} is not a marker the NK analysis uses "
+            f"({', '.join(known)})"
+        )
+    return label
 
 
 @app.command()
