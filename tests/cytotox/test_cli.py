@@ -3,6 +3,7 @@ command line (one-line errors, exit codes) in a real process."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -82,6 +83,14 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("reference band: the low and high limits go together")
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "half").exists()
+    # lytic units read off the curve beyond the tested ratios say so in the table
+    with (out / "conditions.csv").open(newline="") as fh:
+        flags = [row["lu_extrapolated"] for row in csv.DictReader(fh)]
+    assert "True" in flags, flags
+    full = nkpanel(
+        "cytotox", *plate, "--reference-high", "20", "--targets-per-well", "1e4", "--out", str(out)
+    )
+    assert full.returncode == 0 and "(extrapolated)" in full.stdout
     assert (out / "plots" / "SYNTH-P02.svg").is_file()
 
 

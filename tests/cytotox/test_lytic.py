@@ -115,3 +115,11 @@ def test_exact_curves_are_recovered(a: float, k: float) -> None:
     # tested ratios see only its linear part, but the predictions do not)
     pred = fit.predict(np.array(RATIOS))
     assert pred.tolist() == pytest.approx([model(a, k, r) for r in RATIOS], rel=1e-4, abs=1e-4)
+
+
+def test_ratio_labels() -> None:
+    from nkpanel.cytotox.results import ratio_label
+
+    # dilutions as a lab writes them; a ratio read off a curve to four significant digits
+    assert [ratio_label(x) for x in (50, 12.5, 1.5625)] == ["50:1", "12.5:1", "1.5625:1"]
+    assert ratio_label(52.49991234) == "52.5:1" and ratio_label(120.70712) == "120.7:1"

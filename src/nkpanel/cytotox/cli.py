@@ -105,13 +105,16 @@ def _report(result: CytotoxResult, out: Path) -> None:
                     "" if std.method == "measured" else f" ({std.method})"
                 )
             lu = c.lytic_units.lu_per_1e7_effectors if c.lytic_units else None
+            lu_text = fmt(lu)
+            if lu is not None and c.lytic_units is not None and c.lytic_units.extrapolated:
+                lu_text += " (extrapolated)"  # beyond the tested ratios: the model, not wells
             qc = (
                 "reportable"
                 if c.reportable
                 else "NOT REPORTABLE: " + "; ".join(c.not_reportable_reasons)
             )
             table.add_row(
-                s.sample, c.treatment, at, fmt(lu), fmt(c.spontaneous_percent_of_maximum), qc
+                s.sample, c.treatment, at, lu_text, fmt(c.spontaneous_percent_of_maximum), qc
             )
     if result.samples:
         out_console.print(table)

@@ -32,8 +32,9 @@ __all__ = [
 
 
 def ratio_label(ratio: float) -> str:
-    """``50.0`` → ``"50:1"``, ``12.5`` → ``"12.5:1"``."""
-    return f"{ratio:g}:1"
+    """``50.0`` → ``"50:1"``, ``1.5625`` → ``"1.5625:1"``; a ratio read off a curve (not a
+    dilution of four decimals at most) to four significant digits: ``52.4999`` → ``"52.5:1"``."""
+    return f"{ratio:g}:1" if ratio == round(ratio, 4) else f"{ratio:.4g}:1"
 
 
 def _failed(qc: tuple[QCFlag, ...]) -> str:
