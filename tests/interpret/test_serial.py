@@ -41,7 +41,9 @@ def test_trend_before_and_on_treatment() -> None:
     assert trend.change == pytest.approx(-1.0)
     expanded = 2 * math.hypot(u12, u11)  # ≈ 0.88
     assert trend.change_exceeds_uncertainty is (expanded < 1.0)
-    assert f"± {expanded:.1f} %" in trend.summary
+    # a difference of percentages is in percentage points
+    assert "change -1.0 percentage points" in trend.summary
+    assert f"± {expanded:.1f} percentage points" in trend.summary
     assert "(on treatment)" in trend.summary
 
 

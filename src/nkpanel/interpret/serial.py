@@ -113,9 +113,11 @@ def _trend(meas: Measurand, points: list[TrendPoint], k: float) -> Trend:
     a, b = usable[-2], usable[-1]
     assert a.value is not None and b.value is not None
     delta = b.value - a.value
+    # a difference of two percentages is in percentage points, not per cent of the first
+    diff_unit = "percentage points" if unit == "%" else unit
     text = (
         f"{a.value:.{d}f} {unit} ({a.label}) → {b.value:.{d}f} {unit} ({b.label}): "
-        f"change {delta:+.{d}f} {unit}"
+        f"change {delta:+.{d}f} {diff_unit}"
     )
     exceeds: bool | None = None
     if a.expanded_uncertainty is not None and b.expanded_uncertainty is not None:
@@ -124,7 +126,7 @@ def _trend(meas: Measurand, points: list[TrendPoint], k: float) -> Trend:
         exceeds = abs(delta) > k * u
         text += (
             f", {'larger' if exceeds else 'not larger'} than the measurement uncertainty of "
-            f"the difference (± {k * u:.{d}f} {unit}, k = {k:g}; within-person and "
+            f"the difference (± {k * u:.{d}f} {diff_unit}, k = {k:g}; within-person and "
             "pre-analytic variation not included)."
         )
     else:
