@@ -97,7 +97,25 @@ def test_bead_method_without_beads_says_so() -> None:
     tube = simulate_tube(SimulationSpec(seed=24, with_beads=False))
     a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
     assert a.result.nk_cells_per_ul is None
-    assert any("no counting-bead population" in r for r in a.result.not_reportable_reasons)
+    flag = next(f for f in a.result.qc if f.check == "bead events")
+    assert not flag.passed and "no counting-bead population" in flag.reason
+    # the count is withheld; the percentages, which need no beads, are still reported
+    assert a.result.reportable and a.result.nk_percent_of_lymphocytes is not None
+    assert a.result.absolute_count_method == "bead"
+    assert all(p.cells_per_ul is None for p in a.result.populations)
+    # the report says why the count asked for is missing
+    from nkpanel.interpret import read_episode
+
+    summary = {
+        "case": {"id": "E", "patient_id": "P"},
+        "blood_draws": [{"id": "d", "flow": [a.result.summary()]}],
+    }
+    per_ul = next(m for m in read_episode(summary).measurements if m.code == "pnk-per-ul")
+    assert (
+        not per_ul.reportable and "no counting-bead population" in per_ul.not_reportable_reasons[0]
+    )
+    pct = next(m for m in read_episode(summary).measurements if m.code == "pnk-pct-lymph")
+    assert pct.reportable
 
 
 def test_missing_marker_names_file_wanted_and_found(tube) -> None:  # type: ignore[no-untyped-def]

@@ -316,6 +316,9 @@ def _qc_checks(
                 f"{n_beads} counting-bead events (minimum {lim.min_bead_events})"
                 if n_beads
                 else "bead method requested but no counting-bead population was found",
+                # it decides the absolute count only (withheld when it fails, see
+                # _build_result), not the percentages, which need no beads
+                blocking=False,
             )
         )
     if gating is not None:
@@ -418,8 +421,9 @@ def _build_result(
     n_beads = counts.get("Beads", 0)
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
-    if c.bead_method and n_beads > 0:
-        method = "bead"
+    beads_ok = n_beads > 0 and all(f.passed for f in qc if f.check == "bead events")
+    if c.bead_method:
+        method = "bead"  # asked for: with too few beads the count is withheld, not replaced
     elif c.lymphocytes_per_ul is not None and n_lymph > 0:
         method = "dual-platform"
 
@@ -439,6 +443,8 @@ def _build_result(
         return under(name, "Leukocytes") if n_leuk else under_lymph(name)
 
     def per_ul(name: str, n: int) -> float | None:
+        if not beads_ok:
+            return None
         if method == "bead" and c.beads_per_test and c.sample_volume_ul and cells(name):
             # single platform (BD IFU 23-3483): cells/µL = cells/beads × beads per test / volume
             return n / n_beads * c.beads_per_test / c.sample_volume_ul
@@ -484,6 +490,7 @@ def _build_result(
         if "NK-like T" in counts
         else None,
         nk_cells_per_ul=nk_ul,
-        absolute_count_method=method if nk_ul is not None else "none",
+        # a bead count asked for but withheld (too few beads) stays "bead": the report says why
+        absolute_count_method=method if nk_ul is not None or method == "bead" else "none",
         metadata=meta,
     )

@@ -399,6 +399,14 @@ def _flow_measurements(
     ]
     figures = tuple(str(f) for f in _list(entry.get("figures"), f"{where}.figures"))
     origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures)
+    # why a value asked for is missing: a failed check that withholds it (the bead count)
+    withheld = {
+        "pnk-per-ul": tuple(
+            str(f.get("reason"))
+            for f in _list(entry.get("qc"), where)
+            if isinstance(f, Mapping) and f.get("check") == "bead events" and not f.get("passed")
+        )
+    }
     out = []
     for code, value, method, cv in rows:
         if value is None and code == "pnk-per-ul" and count_method == "none" and reportable:
@@ -413,7 +421,8 @@ def _flow_measurements(
                 method=method,
                 qc_status=status,
                 reportable=reportable and value is not None,
-                reasons=reasons or (() if value is not None else ("value not measured",)),
+                reasons=reasons
+                or (() if value is not None else withheld.get(code) or ("value not measured",)),
                 counting_cv_percent=cv,
             )
         )
