@@ -529,3 +529,22 @@ def test_an_ellipse_without_a_positive_definite_covariance_has_no_outline() -> N
     assert _ellipse_outline([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]], 1.0) is None
     circle = np.asarray(_ellipse_outline([1.0, 2.0], [[4.0, 0.0], [0.0, 4.0]], 1.0))
     np.testing.assert_allclose(np.hypot(circle[:, 0] - 1.0, circle[:, 1] - 2.0), 2.0)
+
+
+def test_clean_lymphocytes_stops_at_a_gate_that_chooses_by_marker() -> None:
+    """Only gates that clean (singlets, live, time) move the NK % denominator; a viability
+    gate that also drops CD14/CD19 or a dump channel chooses cells and is not one of them."""
+    from nkpanel.flow.analyze import _clean_lymphocytes
+
+    def chain(*gates: str) -> dict[str, str | None]:
+        paths = ["/L", *("/L/" + "/".join(gates[: i + 1]) for i in range(len(gates)))]
+        return {p: (paths[i - 1] if i else None) for i, p in enumerate(paths)}
+
+    parents = chain("Singlets", "Live cells", "CD3-", "NK")
+    assert _clean_lymphocytes("/L", "/L/Singlets/Live cells/CD3-/NK", parents) == (
+        "/L/Singlets/Live cells"
+    )
+    dump = chain("Viable Dump-", "CD3-", "NK")
+    assert _clean_lymphocytes("/L", "/L/Viable Dump-/CD3-/NK", dump) == "/L"
+    mixed = chain("Singlets", "Live CD14-CD19-", "NK")
+    assert _clean_lymphocytes("/L", "/L/Singlets/Live CD14-CD19-/NK", mixed) == "/L/Singlets"

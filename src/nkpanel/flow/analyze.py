@@ -239,9 +239,15 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
     return out
 
 
-#: gates that clean a population without choosing cells by lineage: doublets, dead cells,
-#: unstable acquisition time
-_CLEANUP_GATE = re.compile(r"single|singlet|doublet|live|viab|dead|time|clean", re.IGNORECASE)
+#: names of gates that clean a population without choosing cells by a marker: doublets, dead
+#: cells, unstable acquisition time. The whole name must be one of these ("Singlets2", "Live
+#: cells", "FSC singlets"); "Live CD14- CD19-" or "Viable dump-" choose by markers, and are not
+_CLEANUP_GATE = re.compile(
+    r"((fsc|ssc)[ _-]?)?(single[ _-]?cells?|singlets?|non[ _-]?doublets?|doublets?[ _-]?"
+    r"(excluded|exclusion|discrimination)|live([ _/-]?(cells|dead))?|viable([ _-]?cells)?|"
+    r"time([ _-]?gate)?|clean([ _-]?up)?)[ _-]?\d*",
+    re.IGNORECASE,
+)
 
 
 def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -> str:
@@ -258,7 +264,7 @@ def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -
         return lymph  # NK is not gated from these lymphocytes
     for i, gate in enumerate(chain):  # deepest first
         # the gate and every gate above it, up to the lymphocytes, only clean
-        if all(_CLEANUP_GATE.search(g.rsplit("/", 1)[-1]) for g in chain[i:]):
+        if all(_CLEANUP_GATE.fullmatch(g.rsplit("/", 1)[-1].strip()) for g in chain[i:]):
             return gate
     return lymph
 
