@@ -134,9 +134,21 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
 def _relative(path: Path, folder: Path) -> str:
     """``path`` relative to ``folder`` when inside it (the case folder can then be moved)."""
     try:
-        return str(path.relative_to(folder))
+        return str(path.resolve().relative_to(folder.resolve()))
     except ValueError:
         return str(path)
+
+
+def _relative_figures(entry: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A plate's or biopsy's summary with its figures listed relative to the case folder."""
+    figures = entry.get("figures")
+    if isinstance(figures, dict):
+        fixed: Any = {k: [_relative(Path(p), folder) for p in v] for k, v in figures.items()}
+    elif isinstance(figures, list):
+        fixed = [_relative(Path(p), folder) for p in figures]
+    else:
+        return entry
+    return {**entry, "figures": fixed}
 
 
 def run_case(
@@ -216,8 +228,8 @@ def run_case(
             }
             for draw in case.blood_draws
         ],
-        "cytotoxicity": outcome.cytotoxicity,
-        "endometrial": outcome.endometrial,
+        "cytotoxicity": [_relative_figures(c, out_dir) for c in outcome.cytotoxicity],
+        "endometrial": [_relative_figures(b, out_dir) for b in outcome.endometrial],
     }
     target = out_dir / "case_summary.json"
     text = json.dumps(summary, indent=2, default=str)

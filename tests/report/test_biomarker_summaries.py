@@ -119,7 +119,8 @@ def test_a_template_runs_gating_plots_reach_the_report(tmp_path: Path) -> None:
     from tests.interpret.summaries import flow_entry
     from tests.report.conftest import _png
 
-    gates = [f"gate {i}" for i in range(MAX_TEMPLATE_PLOTS + 2)]
+    # a lab's gates, some named like nkpanel's own (Lymphocytes, NK): all are the template's
+    gates = ["Lymphocytes", "NK", *(f"gate {i}" for i in range(MAX_TEMPLATE_PLOTS))]
     listed = [f"flow/d1/samples/tube1/plots/{g}.png" for g in gates]
     for rel in listed[1:]:  # the first one was listed but not written
         _png(tmp_path / rel, (90, 90, 90))
@@ -127,4 +128,21 @@ def test_a_template_runs_gating_plots_reach_the_report(tmp_path: Path) -> None:
     episode = read_episode(summary(flow=[entry]))
     figures = biomarker_figures(episode.measurements, tmp_path)
     assert [Path(f.source).stem for f in figures] == gates[1:MAX_TEMPLATE_PLOTS]
-    assert figures[0].title == "tube1: gate 1 gate"
+    assert figures[0].title == "tube1: NK gate"
+
+
+def test_a_summary_written_before_figures_were_listed_keeps_its_gating_plots(
+    tmp_path: Path,
+) -> None:
+    from nkpanel.interpret.measurements import read_episode
+    from nkpanel.report.figures import biomarker_figures
+    from tests.interpret.summaries import flow_entry
+    from tests.report.conftest import _png
+
+    plots = tmp_path / "flow" / "draw-1" / "samples" / "tube1" / "plots"
+    for g in ("NK", "Lymphocytes", "Time"):
+        _png(plots / f"{g}.png", (90, 90, 90))
+    old = flow_entry()
+    del old["figures"]
+    figures = biomarker_figures(read_episode(summary(flow=[old])).measurements, tmp_path)
+    assert [Path(f.source).stem for f in figures] == ["Lymphocytes", "NK"]

@@ -53,3 +53,27 @@ def test_reports_from_a_real_case_summary(run_dir: Path, tmp_path: Path) -> None
     html = paths.clinician_html.read_text("utf-8")
     assert html.count("data:image/png;base64,") == len(sources)
     assert doc["synthetic"] is True and "SYNTHETIC DATA" in html
+
+
+def test_a_relative_output_folder_keeps_every_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nkpanel run case.toml --out relout` (a relative folder, the default) once lost the
+    plate's lysis curves and the biopsy's overlays from the report."""
+    manifest = write_synthetic_case(tmp_path / "case", n_events=20_000, seed=12)
+    monkeypatch.chdir(tmp_path)
+    outcome = run_case(load_case(manifest), Path("relout"), reports=False)
+    summary = outcome.summary
+    listed = [f for v in summary["cytotoxicity"][0]["figures"].values() for f in v]
+    listed += summary["endometrial"][0]["figures"]
+    assert len(listed) >= 2
+    for f in listed:  # relative to the case folder, and there
+        assert not Path(f).is_absolute() and (tmp_path / "relout" / f).is_file(), f
+    monkeypatch.chdir(tmp_path / "case")  # the report is made from elsewhere
+    paths = build_reports(summary, tmp_path / "rep", results_dir=tmp_path / "relout", pdf=False)
+    titles = [
+        f["title"]
+        for f in json.loads(paths.json.read_text("utf-8"))["figures"]["biomarker_figures"]
+    ]
+    assert any("lysis curves" in t for t in titles) and any("CD56 overlay" in t for t in titles)
+    assert any("NK gate" in t for t in titles)

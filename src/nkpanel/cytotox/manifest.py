@@ -167,7 +167,8 @@ def run_plate_for_case(
     -------
     dict
         ``id``, ``assay``, effector and target cells, date, ``sample_id``, ``synthetic``,
-        ``outputs``, ``files``, ``figures`` (per sample, the PNG figures a report embeds),
+        ``outputs``, ``files``, ``figures`` (per sample, the PNG figures a report embeds, as
+        absolute paths),
         ``headline`` (for the sample: per treatment, lysis at the standard ratio,
         lytic units, reportable, and suppression at the standard ratio), and the full summary
         (``samples``, ``failures`` with one line per cause, ``notes``).
@@ -274,7 +275,7 @@ def run_plate_for_case(
             "outputs": str(out_dir),
             "files": [str(p) for p in outputs.files],
             "figures": {
-                name: [str(p) for p in paths]
+                name: [str(p.resolve()) for p in paths]
                 for name, paths in outputs.figures.items()
                 if sid is None or name == sid
             },

@@ -819,10 +819,13 @@ def _from_uterine(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         "unk_percent_of_stromal_cells": u.get("cd56_per_100_stromal_cells"),
         "unk_per_mm2_stroma": u.get("cd56_per_mm2_stroma"),
     }
-    outputs = entry.get("outputs")
-    if isinstance(outputs, str) and outputs:
+    listed = entry.get("figures")
+    if listed is not None:
+        doc["figures"] = [str(f) for f in _list(listed, f"{where}.figures")][:4]
+    elif isinstance(outputs := entry.get("outputs"), str) and outputs:
+        # a summary from before the figures were listed: the overlays in its output folder
         found = sorted(Path(outputs).rglob("overlay*.png"))[:4]
-        doc["figures"] = [str(p) for p in found]
+        doc["figures"] = [str(p.resolve()) for p in found]
     return doc, failures
 
 

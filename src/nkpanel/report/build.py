@@ -27,6 +27,7 @@ from nkpanel.report.fhir import fhir_bundle, validate_bundle
 from nkpanel.report.figures import (
     Figure,
     biomarker_figures,
+    figure_path,
     lysis_curve_svg,
     reference_bar_svg,
     svg_data_uri,
@@ -86,7 +87,9 @@ def render_reading(
     }
     lysis = []
     for r in reading.results:
-        if r.measurement.figures:
+        if results_dir is not None and any(
+            figure_path(f, results_dir).is_file() for f in r.measurement.figures
+        ):
             continue  # the biomarker drew its own curves; they are embedded below
         svg = lysis_curve_svg(r.measurement, synthetic=synthetic)
         if svg is not None:

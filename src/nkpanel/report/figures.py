@@ -24,6 +24,7 @@ from nkpanel.interpret.serial import Trend
 __all__ = [
     "Figure",
     "biomarker_figures",
+    "figure_path",
     "lysis_curve_svg",
     "reference_bar_svg",
     "trend_svg",
@@ -241,6 +242,13 @@ def _image_uri(path: Path) -> str | None:
     return None
 
 
+def figure_path(listed: str | Path, results_dir: Path) -> Path:
+    """Where a figure a case summary lists is: relative paths are relative to the summary's
+    folder."""
+    p = Path(listed)
+    return p if p.is_absolute() else results_dir / p
+
+
 def biomarker_figures(
     measurements: Sequence[Measurement], results_dir: Path | None
 ) -> list[Figure]:
@@ -248,9 +256,10 @@ def biomarker_figures(
     gating plots of each flow sample, lysis curves of a plate, overlay thumbnails of a biopsy.
 
     Of a flow sample's gating plots, the automated gates' are shown in the order of
-    :data:`GATING_PLOTS`; a lab template's (named by the lab) in gate order, at most
-    :data:`MAX_TEMPLATE_PLOTS`. Relative paths are relative to ``results_dir``. Files that do
-    not exist are skipped; nothing is drawn again.
+    :data:`GATING_PLOTS` (looked up where the pipeline writes them for a summary that lists
+    none, written before figures were listed); a lab template's (named by the lab) in gate
+    order, at most :data:`MAX_TEMPLATE_PLOTS`. Relative paths are relative to
+    ``results_dir``. Files that do not exist are skipped; nothing is drawn again.
     """
     if results_dir is None:
         return []
@@ -260,9 +269,14 @@ def biomarker_figures(
         paths: list[tuple[str, Path]] = []
         listed = [Path(f) for f in m.figures]
         if m.biomarker == "flow":
-            by_gate = {p.stem: p for p in listed}
-            automated = [by_gate[g] for g in GATING_PLOTS if g in by_gate]
-            listed = automated or listed[:MAX_TEMPLATE_PLOTS]
+            if "template gating" in m.method:  # the lab's gates, named by the lab
+                listed = listed[:MAX_TEMPLATE_PLOTS]
+            else:
+                if not listed:  # a summary from before figures were listed: where they were
+                    plots = Path("flow") / m.specimen_id / "samples" / m.sample / "plots"
+                    listed = [plots / f"{g}.png" for g in GATING_PLOTS]
+                by_gate = {p.stem: p for p in listed}
+                listed = [by_gate[g] for g in GATING_PLOTS if g in by_gate]
         what = {"cytotoxicity": "lysis curves", "endometrial": "CD56 overlay"}.get(m.biomarker, "")
         for p in listed:
             if m.biomarker == "flow":
@@ -271,7 +285,7 @@ def biomarker_figures(
                 title = f"{m.specimen_id} ({m.sample}): {what or p.stem.replace('_', ' ')}"
             if what == "CD56 overlay" and p.stem not in ("overlay",):
                 title += f" {p.parent.name}/{p.stem}"
-            paths.append((title, p if p.is_absolute() else results_dir / p))
+            paths.append((title, figure_path(p, results_dir)))
         for title, path in paths:
             resolved = path.resolve()
             if resolved in seen or not path.is_file():
