@@ -940,3 +940,24 @@ def test_nextdata_past_the_end_is_a_note_not_an_error(tmp_path: Path) -> None:
     s = _alone(tmp_path, "guava.fcs", data)
     assert np.array_equal(s.events, _alone(tmp_path, "plain.fcs", good()).events)
     assert any("where no further data set starts" in n for n in s.notes)
+
+
+def test_a_broken_later_data_set_is_named_and_the_first_still_readable(tmp_path: Path) -> None:
+    a, _ = _chained({}, {})
+    p = tmp_path / "broken_second.fcs"
+    p.write_bytes(a + b"FCS3.1    garbage that is no header")
+    with pytest.raises(FCSFormatError) as info:
+        read_fcs(p)
+    msg = str(info.value)
+    assert msg.startswith(f"{p}: data set 2 (byte {len(a)}, from $NEXTDATA of data set 1)")
+    assert msg.endswith("--dataset 1 reads the first alone")
+    first = read_fcs(p, dataset=1)
+    assert np.array_equal(first.events, _alone(tmp_path, "a.fcs", a).events)
+    assert any("data set 2" in n and "not asked for" in n for n in first.notes)
+
+
+def test_a_blank_nextdata_is_not_a_number(tmp_path: Path) -> None:
+    p = tmp_path / "blank.fcs"
+    p.write_bytes(good(keywords={"$NEXTDATA": " "}))
+    with pytest.raises(FCSFormatError, match=r"\$NEXTDATA ' ' is not a whole number"):
+        read_fcs(p)

@@ -1069,24 +1069,40 @@ def read_fcs(
 MAX_DATA_SETS = 1000
 
 
-def _data_sets(buf: _FileBytes, p: Path, notes: list[str]) -> list[tuple[int, str]]:
+def _data_sets(
+    buf: _FileBytes, p: Path, notes: list[str], wanted: int | None = None
+) -> list[tuple[int, str]]:
     """Where each data set of the file starts, and its FCS version.
 
     $NEXTDATA is the offset of the next data set from the start of the current one (FCS 3.1
     §3.2.20); 0 ends the chain. Some instruments (Millipore/Guava) write $ENDDATA + 1 with no
     further data set: an offset at or past the end of the file, or to bytes that are no FCS
-    header, ends the chain with a note.
+    header, ends the chain with a note. A later data set that cannot be parsed ends the chain
+    with a note when an earlier one (``wanted``) is asked for, and is an error naming it
+    otherwise.
     """
     sets: list[tuple[int, str]] = []
     base = 0
     while True:
+        k = len(sets) + 1
         view = buf if base == 0 else _FileBytes(buf.array[base:])
-        header = _parse_header(view, p)
-        sets.append((base, header.version))
-        text = _split_text(view[header.text[0] : header.text[1] + 1]).keywords
-        raw = text.get("nextdata", "0").strip() or "0"
         try:
-            nextdata = int(raw)
+            header = _parse_header(view, p)
+            text = _split_text(view[header.text[0] : header.text[1] + 1]).keywords
+        except FCSFormatError as exc:
+            if k == 1:
+                raise
+            where = f"data set {k} (byte {base}, from $NEXTDATA of data set {k - 1})"
+            if wanted is not None and wanted < k:
+                notes.append(f"{where} cannot be read and was not asked for: {exc.cause}")
+                return sets
+            raise FCSFormatError(
+                p, f"{where}: {exc.cause}; --dataset 1 reads the first alone"
+            ) from None
+        sets.append((base, header.version))
+        raw = text.get("nextdata", "0")
+        try:
+            nextdata = int(raw.strip())
         except ValueError:
             raise FCSFormatError(p, f"$NEXTDATA {_short(raw)} is not a whole number") from None
         if nextdata == 0:
@@ -1156,7 +1172,7 @@ def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, 
     except OSError as exc:
         raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
     notes: list[str] = []
-    offset = _choose_data_set(_data_sets(buf, p, notes), dataset, p, notes)
+    offset = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
     return offset, tuple(notes)
 
 
@@ -1168,7 +1184,7 @@ def _read_buffer(
 ) -> FlowSample:
     buf = data if isinstance(data, _FileBytes) else _FileBytes(data)
     notes: list[str] = []
-    base = _choose_data_set(_data_sets(buf, p, notes), dataset, p, notes)
+    base = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
     if base:
         buf = _FileBytes(buf.array[base:])  # every offset of a data set counts from its start
     header = _parse_header(buf, p)
