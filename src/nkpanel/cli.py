@@ -134,7 +134,11 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
 
 
 def _print_results(
-    results: Sequence[FlowResult], failures: Sequence[BatchFailure], out: Path
+    results: Sequence[FlowResult],
+    failures: Sequence[BatchFailure],
+    out: Path,
+    *,
+    case: bool = False,
 ) -> None:
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
@@ -157,7 +161,7 @@ def _print_results(
         out_console.print(table)
     for f in failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
-    if results:
+    if results or case:  # a case writes its summary and other biomarkers' outputs anyway
         out_console.print(f"outputs written to {out}", markup=False)
     else:
         say("no file could be analysed: nothing written")
@@ -418,7 +422,7 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     results = [r for o in outcome.draws.values() for r in o.results]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
-    _print_results(results, outcome.failures, out)
+    _print_results(results, outcome.failures, out, case=True)
     out_console.print(f"case summary: {outcome.summary_path}", markup=False)
     if outcome.report is not None:
         r = outcome.report
