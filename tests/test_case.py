@@ -53,6 +53,12 @@ def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
         # two draws with one id would write into one folder: the first result lost
         (GOOD + GOOD[GOOD.index("[[blood_draws]]") :], "blood draw id(s) used twice: draw-1"),
         (GOOD.replace("[[blood_draws]]", '[[blood_draws]]\nid = "../x"'), "must be a plain name"),
+        # one folder on macOS and Windows
+        (
+            GOOD.replace("[[blood_draws]]", '[[blood_draws]]\nid = "Draw-1"')
+            + GOOD[GOOD.index("[[blood_draws]]") :],
+            "used twice: draw-1",
+        ),
         (
             GOOD
             + '\n[[endometrial]]\nid = "b"\nimages = ["a.png"]\npixel_size_um = 0.5\n'

@@ -57,3 +57,8 @@ def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Pat
         summary = (out / "samples" / r.sample / "summary.json").read_text()
         assert f'"source": "{r.source}"' in summary
     assert first.nk_percent_of_lymphocytes != second.nk_percent_of_lymphocytes
+
+
+def test_names_differing_in_letter_case_only_are_told_apart() -> None:
+    names = pipeline._unique_names([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
+    assert names == ["Tube1", "tube1-2", "TUBE1-3"]

@@ -120,7 +120,8 @@ def load_case(path: str | Path) -> Case:
         ("endometrial biopsy", [b.id for b in case.endometrial]),
     )
     for what, ids in sections:
-        refuse_duplicate_ids(ids, str(p), what)
+        # in any letter case: Draw-1 and draw-1 are one folder on macOS and Windows
+        refuse_duplicate_ids([i.casefold() for i in ids], str(p), what)
         for i in ids:
             if not i.strip() or i in (".", "..") or Path(i).name != i or "\\" in i:
                 raise ConfigError(f"{p}: {what} id {i!r} must be a plain name (it names a folder)")

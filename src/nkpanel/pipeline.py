@@ -82,15 +82,16 @@ def analyze_flow_batch(
 
 
 def _unique_names(paths: Sequence[Path]) -> list[str]:
-    """Each file's stem, with ``-2``, ``-3``… on the second and later files of one stem."""
+    """Each file's stem, with ``-2``, ``-3``… on the second and later files of one stem (in
+    any letter case: Tube1 and tube1 are one folder on macOS and Windows)."""
     taken: set[str] = set()
     names = []
     for p in paths:
         name, k = p.stem, 1
-        while name in taken:
+        while name.casefold() in taken:
             k += 1
             name = f"{p.stem}-{k}"
-        taken.add(name)
+        taken.add(name.casefold())
         names.append(name)
     return names
 

@@ -132,3 +132,15 @@ def test_history_of_another_patient_or_a_later_episode_is_refused() -> None:
     with pytest.raises(InputError, match="is the episode being reported"):
         interpret_case(now, history=[now])
     assert interpret_case(now, history=[before]).trends  # the patient's own earlier episode
+
+
+def test_history_given_twice_or_with_a_different_time_convention_is_refused() -> None:
+    from nkpanel.errors import InputError
+
+    now = summary(episode="SYNTH-EP-2", collected="2026-11-02T08:30:00")
+    before = summary(episode="SYNTH-EP-1", collected="2026-06-01T08:30:00")
+    with pytest.raises(InputError, match="given twice: SYNTH-EP-1"):
+        interpret_case(now, history=[before, before])
+    zoned = summary(episode="SYNTH-EP-1", collected="2026-06-01T08:30:00+01:00")
+    with pytest.raises(InputError, match="with a time zone and this episode without"):
+        interpret_case(now, history=[zoned])

@@ -73,7 +73,11 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
 
 
 def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
-    """Refuse history that would put another patient's, or a later, result in the serial view."""
+    """Refuse history that would put another patient's, or a later, result in the serial view,
+    or one episode twice."""
+    ids = [h.episode_id for h in earlier]
+    if twice := sorted({i for i in ids if ids.count(i) > 1}):
+        raise InputError(SOURCE, f"history episode(s) given twice: {', '.join(twice)}")
     for h in earlier:
         where = f"history episode {h.episode_id}"
         if h.patient_id != episode.patient_id:
@@ -85,8 +89,15 @@ def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
         if h.episode_id == episode.episode_id:
             raise InputError(SOURCE, f"{where} is the episode being reported, not an earlier one")
         then, now = h.collected, episode.collected
-        if then is None or now is None or (then.tzinfo is None) != (now.tzinfo is None):
+        if then is None or now is None:
             continue  # no dates to compare
+        if (then.tzinfo is None) != (now.tzinfo is None):
+            raise InputError(
+                SOURCE,
+                f"{where} gives its collection time {'with' if then.tzinfo else 'without'} a "
+                f"time zone and this episode {'with' if now.tzinfo else 'without'}: the two "
+                "cannot be put in order; give both the same way",
+            )
         if then > now:
             raise InputError(
                 SOURCE,
