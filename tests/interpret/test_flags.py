@@ -463,3 +463,18 @@ def test_every_fixed_sentence_of_every_branch_passes_the_wording_rules(tmp_path:
         assert reading.serial_notes and reading.patient_serial_notes
         for text in texts:
             assert check_wording(text) == [], text
+
+
+@pytest.mark.parametrize(("age", "compared"), [(34, True), (16, True), (64, True), (66, False)])
+def test_an_interval_of_stated_ages_is_not_applied_outside_them(age: int, compared: bool) -> None:
+    """ARUP 0092404 describes adults aged 16–64 (domain brief §1): a woman of 66 is not
+    compared with it."""
+    s = summary(flow=[flow_entry(nk_pct=30.0)])
+    s["case"]["age_years"] = age
+    r = result(interpret_case(s), "pnk-pct-lymph")
+    if compared:
+        assert r.flag == "above" and r.interval is not None
+    else:
+        assert r.flag == "no_interval" and r.interval is None
+        assert "The patient is 66; the interval describes adults aged 16–64" in r.comment
+        assert "arup-0092404-pct" in {iv.id for iv in r.other_intervals}

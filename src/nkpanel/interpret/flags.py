@@ -236,6 +236,25 @@ def pre_analytic_caveats(
     return out
 
 
+def _age_caveats(age: int | None, interval: ReferenceInterval | None) -> list[Caveat]:
+    """An interval of a stated age range (ARUP 0092404: adults aged 16–64) does not describe a
+    patient outside it."""
+    if interval is None or interval.age_min is None or interval.age_max is None or age is None:
+        return []
+    if interval.age_min <= age <= interval.age_max:
+        return []
+    return [
+        Caveat(
+            "age-outside",
+            f"The patient is {age}; the interval describes {interval.population} "
+            f"({interval.source}), so the value is not compared with it.",
+            "The usual range was measured in people of other ages than yours, so your result "
+            "is not compared with it.",
+            blocks_interval=True,
+        )
+    ]
+
+
 def _timing_caveats(
     lh_day: int | None, cycle_day: int | None, interval: ReferenceInterval
 ) -> list[Caveat]:
@@ -359,10 +378,13 @@ def interpret_measurement(
     m: Measurement,
     intervals: IntervalSet,
     settings: InterpretSettings | None = None,
+    age_years: int | None = None,
 ) -> Interpretation:
     """Read one result against the lab's default interval for its measurand.
 
     A result that failed QC upstream is not interpreted: the comment gives only the reason.
+    An interval whose population covers stated ages is not applied to a patient (of
+    ``age_years``) outside them.
     """
     settings = settings or InterpretSettings()
     meas = measurand(m.code)
@@ -408,6 +430,7 @@ def interpret_measurement(
             iv=None,
         )
     caveats = list(pre_analytic_caveats(m, interval, intervals))
+    caveats += _age_caveats(age_years, interval)
     caveats += method_caveats(m)
     caveats += [Caveat("qc-note", f"Quality note: {n}.") for n in m.qc_notes]
     unc = uncertainty_of(m, intervals, settings)

@@ -66,6 +66,9 @@ class ReferenceInterval(_Strict):
     lh_day_max: int | None = Field(default=None, ge=0, le=20)
     cycle_day_min: int | None = Field(default=None, ge=1, le=60)
     cycle_day_max: int | None = Field(default=None, ge=1, le=60)
+    #: the ages (years, inclusive) the interval's population covers, where its source says
+    age_min: int | None = Field(default=None, ge=0, le=120)
+    age_max: int | None = Field(default=None, ge=0, le=120)
     note: str = ""
     healthy_population: bool = False
 
@@ -88,6 +91,9 @@ class ReferenceInterval(_Strict):
             raise ValueError("lh_day_min and lh_day_max go together")
         if (self.cycle_day_min is None) != (self.cycle_day_max is None):
             raise ValueError("cycle_day_min and cycle_day_max go together")
+        ages = (self.age_min, self.age_max)
+        if ages[0] is not None and ages[1] is not None and ages[0] > ages[1]:
+            raise ValueError(f"age_min {ages[0]} is above age_max {ages[1]}")
         return self
 
     @property

@@ -144,7 +144,9 @@ def interpret_case(
     episode = read_episode(summary)
     earlier = tuple(read_episode(h) for h in history)
     _check_history(episode, earlier)
-    results = tuple(interpret_measurement(m, ivs, settings) for m in episode.measurements)
+    results = tuple(
+        interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements
+    )
     series = tuple(trends(episode, earlier, ivs, settings))
     notes, patient_notes = serial_notes(series)
     caveat_codes = {c.code for r in results for c in r.caveats}
