@@ -167,6 +167,24 @@ def test_brackets_in_names_are_printed_as_they_are(tmp_path: Path) -> None:
     assert f"failed: {missing}: No such file or directory" in proc.stderr
 
 
+def test_a_folder_of_fcs_files_is_analysed_file_by_file(tmp_path: Path) -> None:
+    folder = tmp_path / "tubes"
+    folder.mkdir()
+    for seed in (6, 7):
+        tube = simulate_tube(SimulationSpec(n_events=20_000, seed=seed))
+        write_fcs(tube, folder / f"tube{seed}.FCS")
+    (folder / "notes.txt").write_text("not a tube")
+    proc = nkpanel("flow", "analyze", str(folder), "--no-plots", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "o" / "flow_summary.json").read_text())
+    assert [s["sample"] for s in summary["samples"]] == ["tube6", "tube7"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = nkpanel("flow", "analyze", str(empty), "--out", str(tmp_path / "e"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {empty}: the folder holds no .fcs / .lmd file"
+
+
 def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     p = tmp_path / "case.toml"
     p.write_text("[case]\nid = 'x'\n")

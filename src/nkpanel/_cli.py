@@ -25,6 +25,7 @@ __all__ = [
     "IntervalsOption",
     "LabOption",
     "err_console",
+    "expand_folders",
     "fmt",
     "out_console",
     "output_folder",
@@ -35,6 +36,27 @@ __all__ = [
 ]
 
 V = TypeVar("V")
+
+
+def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """The files given, with each folder among them replaced by the files in it (not in its
+    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order.
+
+    Raises
+    ------
+    InputError
+        A folder that holds no such file.
+    """
+    out: list[Path] = []
+    for p in paths:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        if not found:
+            raise InputError(p, f"the folder holds no {' / '.join(suffixes)} file")
+        out += found
+    return out
 
 
 def output_folder(folder: Path) -> Path:

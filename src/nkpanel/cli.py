@@ -20,6 +20,7 @@ from nkpanel._cli import (
     HistoryOption,
     IntervalsOption,
     LabOption,
+    expand_folders,
     fmt,
     out_console,
     output_folder,
@@ -169,7 +170,9 @@ def _print_results(
 
 @flow_app.command("analyze")
 def flow_analyze(
-    files: Annotated[list[Path], typer.Argument(help="FCS files (2.0, 3.0, 3.1).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="FCS files (2.0, 3.0, 3.1), or folders of them.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
     ] = Path("nkpanel-flow"),
@@ -245,6 +248,7 @@ def flow_analyze(
     from nkpanel.flow.sample import Spillover
     from nkpanel.pipeline import analyze_flow_batch
 
+    files = expand_folders(files, (".fcs", ".lmd"))
     if (beads is None) != (volume is None):
         raise ConfigError("--beads and --volume go together (bead-method absolute counts)")
     spill = _read_spillover(spillover) if spillover is not None else None

@@ -100,6 +100,15 @@ def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) 
     assert "broken.tif: not a readable TIFF" in warning["reason"]
 
 
+def test_a_folder_of_images_is_analysed(synthetic: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["analyze", str(synthetic), "--out", str(tmp_path / "o"), "--no-detections"]
+    )
+    assert res.exit_code == 0, res.output
+    done = sorted(p.name for p in (tmp_path / "o" / "images").iterdir())
+    assert done == ["synthetic_field_01", "synthetic_field_02"]
+
+
 def test_regions_count_mismatch_is_a_config_error(synthetic: Path, tmp_path: Path) -> None:
     images = sorted(synthetic.glob("*.tif"))
     regs = sorted(synthetic.glob("*.geojson"))[:1]

@@ -18,10 +18,33 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nkpanel._cli import fmt, out_console, output_folder, progress, progress_steps, say
+from nkpanel._cli import (
+    expand_folders,
+    fmt,
+    out_console,
+    output_folder,
+    progress,
+    progress_steps,
+    say,
+)
 from nkpanel.errors import ConfigError
 
 __all__ = ["app"]
+
+#: what a folder given as input is searched for: field images and whole-slide formats
+IMAGE_SUFFIXES = (
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".svs",
+    ".ndpi",
+    ".scn",
+    ".mrxs",
+    ".bif",
+    ".vms",
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -85,7 +108,9 @@ def _print_results(batch: object, out: Path) -> None:
 def analyze(
     images: Annotated[
         list[Path],
-        typer.Argument(help="Field images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, TIFF…)."),
+        typer.Argument(
+            help="Field images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, TIFF…), or folders."
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
@@ -154,6 +179,7 @@ def analyze(
         field_diameter_um=field_diameter,
         seed=seed,
     )
+    images = expand_folders(images, IMAGE_SUFFIXES)
     paired = pair_regions(images, regions or [])
     if not images:
         raise ConfigError("no image given")
