@@ -53,6 +53,11 @@ def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
         # two draws with one id would write into one folder: the first result lost
         (GOOD + GOOD[GOOD.index("[[blood_draws]]") :], "blood draw id(s) used twice: draw-1"),
         (GOOD.replace("[[blood_draws]]", '[[blood_draws]]\nid = "../x"'), "must be a plain name"),
+        (GOOD[: GOOD.index("[[blood_draws]]")], "the case holds no specimen"),
+        (
+            GOOD.replace("collected = 2026-11-02T08:30:00", "collected = 2126-11-02T08:30:00"),
+            "blood draw draw-1 collected 2126-11-02 is in the future",
+        ),
         # one folder on macOS and Windows
         (
             GOOD.replace("[[blood_draws]]", '[[blood_draws]]\nid = "Draw-1"')

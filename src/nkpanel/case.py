@@ -125,4 +125,26 @@ def load_case(path: str | Path) -> Case:
         for i in ids:
             if not i.strip() or i in (".", "..") or Path(i).name != i or "\\" in i:
                 raise ConfigError(f"{p}: {what} id {i!r} must be a plain name (it names a folder)")
+    if not (case.blood_draws or case.cytotoxicity or case.endometrial):
+        raise ConfigError(
+            f"{p}: the case holds no specimen: add [[blood_draws]], [[cytotoxicity]] or "
+            "[[endometrial]]"
+        )
+    _refuse_future_dates(case, p)
     return case
+
+
+def _refuse_future_dates(case: Case, p: Path) -> None:
+    """A specimen dated after tomorrow is a typo (2031 for 2021): its result would be read as
+    the newest of the patient's and sorted wrongly in the serial view."""
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    dates: list[tuple[str, dt.date | dt.datetime | None]] = []
+    for d in case.blood_draws:
+        dates += [(f"blood draw {d.id} collected", d.collected)]
+        dates += [(f"blood draw {d.id} received", d.received)]
+    dates += [(f"cytotoxicity plate {c.id} assay_date", c.assay_date) for c in case.cytotoxicity]
+    dates += [(f"endometrial biopsy {b.id} collected", b.collected) for b in case.endometrial]
+    for what, when in dates:
+        day = when.date() if isinstance(when, dt.datetime) else when
+        if day is not None and day > tomorrow:
+            raise ConfigError(f"{p}: {what} {day.isoformat()} is in the future (a typo?)")
