@@ -130,3 +130,21 @@ def test_missing_marker_names_file_wanted_and_found(tube) -> None:  # type: igno
         analyze_sample(broken)
     msg = str(info.value)
     assert "no-cd56" in msg and "CD56" in msg and "APC-A" in msg
+
+
+def test_a_cytometry_setting_that_does_not_fit_the_file_is_a_warning(tube) -> None:  # type: ignore[no-untyped-def]
+    from nkpanel.flow.autogate import AutoGateSettings
+
+    as_mass = FlowSettings(autogate=AutoGateSettings(cytometry="mass"))
+    a = analyze_sample(tube.to_sample(), as_mass)
+    flag = next(f for f in a.result.qc if f.check == "cytometry")
+    assert not flag.passed and not flag.blocking
+    assert "analysed as mass cytometry as asked, but the file looks like flow" in flag.reason
+    assert not any(f.check == "cytometry" for f in analyze_sample(tube.to_sample()).result.qc)
+
+
+def test_bead_and_haematology_counts_both_given_says_which_is_used(tube) -> None:  # type: ignore[no-untyped-def]
+    both = AbsoluteCountInputs(50_000.0, 50.0, lymphocytes_per_ul=1800)
+    r = analyze_sample(tube.to_sample(), FlowSettings(counts=both)).result
+    assert r.absolute_count_method == "bead"
+    assert any("cells/µL by the bead method" in n for n in r.notes)

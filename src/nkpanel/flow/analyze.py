@@ -152,9 +152,23 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating)
     used = {d.channel for g in gating.tree.gates for d in g.dims}
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
-    result = _build_result(
-        sample, gating.membership, parents, s, cytometry, "automated", qc, gating.notes
-    )
+    looks = detect_cytometry(sample)
+    if cytometry != looks:
+        qc.append(
+            QCFlag(
+                "cytometry",
+                False,
+                None,
+                None,
+                f"analysed as {cytometry} cytometry as asked, but the file looks like {looks} "
+                "cytometry ($CYT and its channels): the gates may not fit the data",
+                blocking=False,
+            )
+        )
+    notes = gating.notes
+    if s.counts.bead_method and s.counts.lymphocytes_per_ul is not None:
+        notes += ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
+    result = _build_result(sample, gating.membership, parents, s, cytometry, "automated", qc, notes)
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
     )
