@@ -91,6 +91,9 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
         "cytotox", *plate, "--reference-high", "20", "--targets-per-well", "1e4", "--out", str(out)
     )
     assert full.returncode == 0 and "(extrapolated)" in full.stdout
+    # each suppression says where it comes from; "as measured" only for measured wells
+    lines = [x for x in full.stdout.splitlines() if "suppression at 50:1" in x]
+    assert lines and all("from the measured wells" in x or "fitted curve" in x for x in lines)
     assert (out / "plots" / "SYNTH-P02.svg").is_file()
 
 

@@ -94,7 +94,9 @@ def _report(result: CytotoxResult, out: Path) -> None:
     table = Table(
         title=f"NK activity ({result.assay})" + (" SYNTHETIC" if result.synthetic else "")
     )
-    for col in ("sample", "treatment", "lysis at std ratio %", "LU/10⁷", "S/M %", "QC"):
+    # flow killing has no maximum release: its control is the dead % of targets alone
+    control = "targets alone dead %" if result.assay == "flow" else "S/M %"
+    for col in ("sample", "treatment", "lysis at std ratio %", "LU/10⁷", control, "QC"):
         table.add_column(col)
     for s in result.samples:
         for c in s.conditions:
@@ -122,10 +124,14 @@ def _report(result: CytotoxResult, out: Path) -> None:
     for s in result.samples:
         for x in s.suppression_at(std_ratio):
             if x.suppression_percent is not None:
+                basis = (
+                    "read off each condition's fitted curve"
+                    if x.basis == "model"
+                    else "from the measured wells"
+                )
                 out_console.print(
-                    f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}"
-                    f"{' (model)' if x.basis == 'model' else ''}: {x.suppression_percent:.1f}% "
-                    "(as measured; no validated criterion)",
+                    f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}: "
+                    f"{x.suppression_percent:.1f}% ({basis}; no validated criterion)",
                     highlight=False,
                 )
     for note in _capped(list(result.notes)):
@@ -165,6 +171,11 @@ SpontOpt = Annotated[
     typer.Option(
         "--spontaneous-limit", min=0.1, max=100, help="Max spontaneous release, % of maximum."
     ),
+]
+#: flow killing's control is the dead % of the targets alone (no maximum release)
+FlowSpontOpt = Annotated[
+    float,
+    typer.Option("--spontaneous-limit", min=0.1, max=100, help="Max dead % of the targets alone."),
 ]
 CvOpt = Annotated[float, typer.Option("--cv-limit", min=0.1, help="Max replicate CV (%).")]
 CvFloorOpt = Annotated[
@@ -257,7 +268,7 @@ def flow(
     targets_per_well: TargetsOpt = None,
     lysis_level: LevelOpt = 20.0,
     standard_ratio: StdOpt = 50.0,
-    spontaneous_limit: SpontOpt = 30.0,
+    spontaneous_limit: FlowSpontOpt = 30.0,
     cv_limit: CvOpt = 20.0,
     lysis_cv_floor: CvFloorOpt = 10.0,
     min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 1,
