@@ -299,3 +299,13 @@ def test_evidence_panel_shows_only_relevant_statements(tmp_path: Path) -> None:
     shown = set(re.findall(r'data-evidence="([^"]+)"', html))
     assert {"tang-2011-pnk", "eshre-2017", "rcog-gtg17-2023", "ksri-2017"} <= shown
     assert not {"tang-2011-unk", "drury-2011", "katano-2013", "roussev-2007"} & shown
+
+
+def test_the_patient_page_says_when_a_file_could_not_be_analysed(reported: Reported) -> None:
+    """The full case has one unreadable FCS file: the patient page says a result is missing
+    (it once left it out without a word)."""
+    patient = _Text.of(reported.paths.patient_html.read_text("utf-8"))
+    assert len(reported.doc["failures"]) == 1
+    assert (
+        "1 measurement file could not be analysed, so its result is not in this report" in patient
+    )
