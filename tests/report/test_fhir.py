@@ -114,3 +114,27 @@ def test_invalid_bundles_are_rejected(reported: Reported, mutate: Any) -> None:
     mutate(broken)
     with pytest.raises(NkPanelError, match="not valid R4"):
         validate_bundle(broken)
+
+
+def test_a_biopsy_dated_by_day_stays_a_day(tmp_path: Any) -> None:
+    """A biopsy recorded as 2026-11-14 is not given a time (it once became
+    2026-11-14T00:00:00+00:00 in FHIR and 00:00 in the report)."""
+    import json
+
+    from nkpanel.report import build_reports
+    from tests.interpret.summaries import biopsy, summary
+
+    s = summary(flow=[], endometrial=[biopsy(collected="2026-11-14")])
+    paths = build_reports(s, tmp_path, pdf=False)
+    bundle = json.loads(paths.fhir.read_text("utf-8"))
+    unk = [
+        o
+        for o in resources(bundle, "Observation")
+        if any(c.get("code") == "unk-pct-stroma" for c in o["code"]["coding"])
+    ]
+    assert unk and all(o["effectiveDateTime"] == "2026-11-14" for o in unk)
+    validate_bundle(bundle)  # a day is a valid FHIR dateTime (raises otherwise)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    assert {r["collected"] for r in doc["results"] if r["code"] == "unk-pct-stroma"} == {
+        "2026-11-14"
+    }

@@ -211,11 +211,25 @@ def _bad(where: str, cause: str) -> InputError:
     return InputError(SOURCE, f"{where}: {cause}")
 
 
+class DayOnly(dt.datetime):
+    """A collection recorded as a day, without a time (a biopsy's date): it sorts as the
+    day's start, and reports print it as the day it is, inventing no time of day."""
+
+
 def _time(value: Any, where: str) -> dt.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
         return value
+    if isinstance(value, dt.date):
+        return DayOnly(value.year, value.month, value.day)
+    try:
+        day = dt.date.fromisoformat(str(value))
+    except ValueError:
+        pass
+    else:
+        if len(str(value).strip()) <= len("2026-11-14"):
+            return DayOnly(day.year, day.month, day.day)
     try:
         return dt.datetime.fromisoformat(str(value))
     except ValueError:

@@ -18,6 +18,7 @@ from nkpanel.interpret.evidence import TOPICS
 from nkpanel.interpret.flags import SPECIMEN_CAVEATS, Interpretation
 from nkpanel.interpret.intervals import ReferenceInterval
 from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM
+from nkpanel.interpret.measurements import DayOnly
 from nkpanel.interpret.panel import CaseInterpretation
 from nkpanel.interpret.preanalytic import PreAnalytic
 from nkpanel.report.model import Amendment, LabInfo
@@ -29,7 +30,12 @@ ReportStatus = Literal["preliminary", "final", "amended"]
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat(timespec="minutes") if t is not None else None
+    """A time as reports print it; a collection recorded as a day stays a day."""
+    if t is None:
+        return None
+    if isinstance(t, DayOnly):
+        return t.date().isoformat()
+    return t.isoformat(timespec="minutes")
 
 
 def _interval(iv: ReferenceInterval | None, decimals: int) -> dict[str, Any] | None:

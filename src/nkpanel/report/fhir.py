@@ -48,9 +48,12 @@ def _uid(*parts: str) -> str:
 
 
 def _instant(text: str | None, tz: dt.tzinfo) -> str | None:
-    """A FHIR dateTime with a time zone: naive times are taken in the lab's zone."""
+    """A FHIR dateTime with a time zone: naive times are taken in the lab's zone. A day
+    without a time stays a day (FHIR dateTime allows ``YYYY-MM-DD``): no time is invented."""
     if text is None:
         return None
+    if len(text) == len("2026-11-14"):
+        return dt.date.fromisoformat(text).isoformat()
     t = dt.datetime.fromisoformat(text)
     if t.tzinfo is None:
         t = t.replace(tzinfo=tz)
