@@ -278,7 +278,7 @@ def _percentile_u8(counts: NDArray[np.intp], n: int, q: float) -> float:
 def _channel_counts(px: U8) -> NDArray[np.intp]:
     """How many of the n×3 uint8 pixels have each level (3 rows of 256 counts), counted by
     Pillow's histogram in one pass (a third of three ``numpy.bincount`` calls' time)."""
-    if px.shape[0] < 1 << 30:
+    if px.shape[0] < 1 << 28:  # Pillow refuses (MemoryError) one-row images of ≥ 2^29 pixels
         from PIL import Image
 
         row = np.ascontiguousarray(px).reshape(1, -1, 3)
