@@ -77,3 +77,22 @@ def test_command_line_dataset_option(tmp_path: Path) -> None:
     bad = run(str(pair), "--dataset", "3", "--no-plots", "--out", str(tmp_path / "bad"))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert f"{pair}: data set 3 asked for, but the file holds 2" in bad.stderr
+
+
+@pytest.mark.shared_data
+def test_a_template_gates_the_data_set_the_sample_was_read_from(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """analyze_sample on a sample read from data set 2 gates data set 2 (the template reads
+    the file itself, and must read the same data set)."""
+    from nkpanel.flow.analyze import analyze_sample
+    from nkpanel.flow.sample import read_fcs
+
+    d = shared_data / "flowsom-68983"
+    pair = tmp_path / "68983.fcs"
+    pair.write_bytes(_fcs2_then((d / "68983.fcs").read_bytes()))
+    sample = read_fcs(pair, dataset=2)
+    assert sample.dataset == 2
+    a = analyze_sample(sample, FlowSettings(template=d / "gating.wsp", dataset=1))
+    nk = [k for k in a.membership if k.endswith("NK cells")]
+    assert int(np.count_nonzero(a.membership[nk[0]])) == 312

@@ -171,6 +171,8 @@ class FlowSample:
     #: :func:`read_fcs`); :mod:`nkpanel.flow.compensation` uses them
     detector_columns: NDArray[np.float64] | None = None
     compensated_with: Spillover | None = None
+    #: which data set of its file these events are, counting from 1 (a file may hold several)
+    dataset: int = 1
 
     @classmethod
     def from_fcs(cls, path: str | Path) -> FlowSample:
@@ -1123,8 +1125,8 @@ def _data_sets(
 
 def _choose_data_set(
     sets: Sequence[tuple[int, str]], dataset: int | None, p: Path, notes: list[str]
-) -> int:
-    """The byte offset of the data set to read (``dataset`` counts from 1).
+) -> tuple[int, int]:
+    """The data set to read (``dataset`` counts from 1) and its byte offset.
 
     By default the first; except in Beckman Coulter's list-mode files (Navios, Gallios), which
     hold the same events twice: an FCS 2.0 data set of compensated, log-scaled 10-bit values,
@@ -1153,7 +1155,7 @@ def _choose_data_set(
         notes.append(
             f"the file holds {len(sets)} data sets: {kinds}; data set {chosen} read ({why})"
         )
-    return sets[chosen - 1][0]
+    return chosen, sets[chosen - 1][0]
 
 
 def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, tuple[str, ...]]:
@@ -1172,7 +1174,7 @@ def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, 
     except OSError as exc:
         raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
     notes: list[str] = []
-    offset = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
+    _, offset = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
     return offset, tuple(notes)
 
 
@@ -1184,7 +1186,7 @@ def _read_buffer(
 ) -> FlowSample:
     buf = data if isinstance(data, _FileBytes) else _FileBytes(data)
     notes: list[str] = []
-    base = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
+    chosen, base = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
     if base:
         buf = _FileBytes(buf.array[base:])  # every offset of a data set counts from its start
     header = _parse_header(buf, p)
@@ -1273,6 +1275,7 @@ def _read_buffer(
         version=header.version,
         path=p,
         notes=tuple(notes),
+        dataset=chosen,
     )
     if with_matrix is None:
         return sample

@@ -378,7 +378,7 @@ def _load_fcs(fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if dataset is None:
+            if dataset in (None, 1):  # a file of one data set: flowio reads it as it is
                 try:
                     # our own handle, closed here even when flowio gives up half-way
                     with fcs_path.open("rb") as fh:
