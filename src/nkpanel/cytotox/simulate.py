@@ -13,6 +13,7 @@ multiplicative noise of a set CV (and Poisson counting noise for counts).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import math
@@ -498,7 +499,12 @@ def write_synthetic_flow_killing(
 
 
 def write_synthetic_case_assays(
-    case_dir: Path, *, seed: int = 1, flow: bool = False, sample_id: str = "SYNTH-P01"
+    case_dir: Path,
+    *,
+    seed: int = 1,
+    flow: bool = False,
+    sample_id: str = "SYNTH-P01",
+    assay_date: dt.date | None = None,
 ) -> str:
     """Write a synthetic 51Cr plate (and, with ``flow``, flow-killing tubes) under
     ``case_dir / "nk-activity"``; return the ``[[cytotoxicity]]`` TOML for the case manifest.
@@ -526,6 +532,8 @@ def write_synthetic_case_assays(
         'target_cells = "K562"\n'
         f"targets_per_well = {spec.targets_per_well}\n"
     )
+    if assay_date is not None:
+        text += f"assay_date = {assay_date.isoformat()}\n"
     if flow:
         tubes, _ = write_synthetic_flow_killing(folder / "flow", FlowKillingSpec(seed=seed))
         text += (
