@@ -55,6 +55,7 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     assert "Endometrial NK cells" in proc.stdout and "NK activity" in proc.stdout
     for line in ("clinician report:", "patient page:", "FHIR bundle:"):
         assert line in proc.stdout
+    assert "report.html" in proc.stdout and "patient.html" in proc.stdout  # as README says
 
 
 def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:

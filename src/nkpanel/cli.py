@@ -430,11 +430,8 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     out_console.print(f"case summary: {outcome.summary_path}", markup=False)
     if outcome.report is not None:
         r = outcome.report
-        out_console.print(
-            f"clinician report: {r.clinician_pdf or r.clinician_html}\n"
-            f"patient page: {r.patient_pdf or r.patient_html}\n"
-            f"FHIR bundle: {r.fhir}"
-        )
+        for line in r.lines():
+            out_console.print(line, soft_wrap=True)
 
 
 @app.command()

@@ -71,6 +71,18 @@ class ReportPaths:
     fhir: Path
     figures: tuple[Path, ...] = field(default=())
 
+    def lines(self) -> list[str]:
+        """Where each report is, as the command line prints it: HTML, and PDF when made."""
+
+        def both(html: Path, pdf: Path | None) -> str:
+            return f"{html}" + (f" (PDF: {pdf})" if pdf is not None else "")
+
+        return [
+            f"clinician report: {both(self.clinician_html, self.clinician_pdf)}",
+            f"patient page:     {both(self.patient_html, self.patient_pdf)}",
+            f"FHIR bundle:      {self.fhir}",
+        ]
+
     def all(self) -> list[Path]:
         """Every file written, in a stable order."""
         files = [self.clinician_html, self.clinician_pdf, self.patient_html, self.patient_pdf]
