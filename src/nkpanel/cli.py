@@ -115,7 +115,7 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
         return
     table = Table(title="NK activity (K562 killing)")
     for col in ("plate", "sample", "treatment", "lysis % at std ratio", "LU/1e7", "suppr. %", "QC"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # whole names, folded, never cut
 
     def num(v: object) -> str:
         return fmt(v if isinstance(v, int | float) else None)
@@ -143,7 +143,7 @@ def _print_results(
 ) -> None:
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # whole names, folded, never cut
     for r in results:
         qc = (
             "reportable"
@@ -402,7 +402,7 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
         return
     table = Table(title="Endometrial NK cells (CD56 IHC)")
     for col in ("biopsy", "timing", "CD56+ /100 stromal (95% CI)", "CD56+ /mm²", "QC"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # whole names, folded, never cut
     for b in rows:
         u = b["uterine"]
         ci = u.get("across_fields_cd56_per_100_stromal_cells") or {}

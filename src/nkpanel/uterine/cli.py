@@ -70,7 +70,7 @@ def _print_results(batch: object, out: Path) -> None:
         "glands excluded by",
         "QC",
     ):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # whole names, folded, never cut
     # the biopsy's row always: its QC (e.g. too few stromal cells over all images) can differ
     # from a single image's
     rows = list(batch.results) + ([batch.pooled] if batch.pooled else [])
