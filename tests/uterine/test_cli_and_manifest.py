@@ -98,6 +98,10 @@ def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) 
     assert not warning["passed"] and not warning["blocking"]
     assert warning["reason"].startswith("1 of 2 images analysed; not counted: ")
     assert "broken.tif: not a readable TIFF" in warning["reason"]
+    # one field image of the protocol's ten random ×400 fields: said, as a warning
+    (fields,) = [q for q in biopsy["qc"] if q["check"] == "×400 fields"]
+    assert not fields["passed"] and not fields["blocking"]
+    assert fields["reason"] == "only 1 random ×400 fields of stroma (protocol: 10)"
 
 
 def test_a_folder_of_images_is_analysed(synthetic: Path, tmp_path: Path) -> None:

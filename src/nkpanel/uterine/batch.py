@@ -33,6 +33,7 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    fields_qc,
     ratio_ci,
     stromal_cells_qc,
 )
@@ -89,11 +90,14 @@ def pool_results(
     sample: str,
     min_cells: int = 500,
     failed: Sequence[ImageFailure] = (),
+    protocol_fields: int | None = None,
 ) -> UterineResult:
     """Pool images of one biopsy: every field of every image is a field of the biopsy.
 
     Images of the biopsy that could not be analysed (``failed``) are named in a warning: the
-    result stands for the images counted, which the reader must know are fewer."""
+    result stands for the images counted, which the reader must know are fewer. Field images
+    are the biopsy's fields: fewer than ``protocol_fields`` (the standardised protocol's ten
+    random ×400 fields, Lash et al. 2016) is a warning too."""
     fields: list[FieldCount] = []
     for r in results:
         for f in r.fields:
@@ -113,6 +117,8 @@ def pool_results(
         for q in r.qc:
             if q.blocking and not q.passed and q.check != "stromal cells counted":
                 qc.append(UterineQC(q.check, False, q.value, q.limit, f"{r.sample}: {q.reason}"))
+    if protocol_fields is not None and results and all(r.kind == "field" for r in results):
+        qc.append(fields_qc(len(results), protocol_fields))
     if failed:
         n = len(results) + len(failed)
         missing = "; ".join(f"{Path(f.source).name}: {f.reason}" for f in failed)
@@ -228,7 +234,11 @@ def analyze_batch(
         batch.results.append(result)
     if batch.results:
         batch.pooled = pool_results(
-            batch.results, sample, settings.min_stromal_cells, failed=batch.failures
+            batch.results,
+            sample,
+            settings.min_stromal_cells,
+            failed=batch.failures,
+            protocol_fields=settings.n_fields,
         )
     rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
     batch.written.append(write_batch_table(rows, out_dir / "uterine_results.csv"))
