@@ -153,6 +153,9 @@ def test_flowsom_nk_against_the_expert(shared_data: Path) -> None:
     ours = a.result.nk_percent_of_lymphocytes
     assert ours is not None
     assert abs(ours - expert_pct) / expert_pct <= 0.10, (ours, expert_pct)
+    # the panel has no CD16: no subsets, and the result says why they are missing
+    assert a.result.cd56bright_percent_of_nk is None
+    assert any("no CD16 channel" in n for n in a.result.notes)
 
 
 @pytest.mark.shared_data

@@ -617,6 +617,8 @@ class _Gater:
         separate16 = cd16 is not None and cd16 != cd56
         if cd16 == cd56:
             self.notes.append("CD16 and CD56 share one channel: NK = CD3- CD16/56+; no subsets")
+        elif cd16 is None:
+            self.notes.append("no CD16 channel: NK = CD3- CD56+; CD56bright/dim subsets not gated")
         # first pass on all lymphocytes, to find the NK-marker-positive cells for the CD3 split
         marker_pos = self.values_in(lymph, cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base)
         if separate16 and cd16 is not None:
