@@ -309,3 +309,12 @@ def test_the_patient_page_says_when_a_file_could_not_be_analysed(reported: Repor
     assert (
         "1 measurement file could not be analysed, so its result is not in this report" in patient
     )
+
+
+def test_the_patient_page_gives_every_day_a_sample_was_taken(reported: Reported) -> None:
+    """Blood on 2026-11-02, the biopsy on 2026-11-14: the page says both, not the first."""
+    days = reported.doc["episode"]["collected_days"]
+    assert days == sorted({s["collected"][:10] for s in reported.doc["specimens"]})
+    assert len(days) > 1
+    patient = _Text.of(reported.paths.patient_html.read_text("utf-8"))
+    assert f"samples taken {days[0]} to {days[-1]}" in patient

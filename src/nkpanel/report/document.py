@@ -265,6 +265,8 @@ def report_document(
         "episode": {
             "id": ep.episode_id,
             "collected": _iso(ep.collected),
+            # every day a specimen of the episode was taken (a biopsy comes days after blood)
+            "collected_days": sorted({c[:10] for s in specimens if (c := s["collected"])}),
             "indication": dict(ep.indication),
             "requester": lab.requester,
         },
