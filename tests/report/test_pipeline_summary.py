@@ -51,7 +51,8 @@ def test_reports_from_a_real_case_summary(run_dir: Path, tmp_path: Path) -> None
     assert any(s.endswith("/plots/NK.png") for s in sources)
     assert any(s.endswith("/plots/Lymphocytes.png") for s in sources)
     html = paths.clinician_html.read_text("utf-8")
-    assert html.count("data:image/png;base64,") == len(sources)
+    embedded = html.count("data:image/png;base64,") + html.count("data:image/jpeg;base64,")
+    assert embedded == len(sources)
     assert doc["synthetic"] is True and "SYNTHETIC DATA" in html
 
 
@@ -77,3 +78,5 @@ def test_a_relative_output_folder_keeps_every_figure(
     ]
     assert any("lysis curves" in t for t in titles) and any("CD56 overlay" in t for t in titles)
     assert any("NK gate" in t for t in titles)
+    # three 1.3 MB overlays embedded as 1,000-pixel JPEGs: the report stays small
+    assert paths.clinician_html.stat().st_size < 3_000_000  # was 5.8 MB

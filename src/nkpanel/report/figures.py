@@ -230,8 +230,27 @@ def lysis_curve_svg(m: Measurement, *, synthetic: bool) -> str | None:
     return _svg(fig)
 
 
+#: a PNG larger than this is embedded smaller (a uNK overlay is ~1.3 MB at full resolution)
+EMBED_MAX_BYTES = 400_000
+#: ... as a JPEG of at most this many pixels on its long side; the full file stays on disk
+EMBED_MAX_SIDE = 1000
+
+
 def _png_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    """A PNG as a data URI: as it is, or when large (an overlay photograph of tissue) as a
+    JPEG of at most :data:`EMBED_MAX_SIDE` pixels, so a report with several overlays stays a
+    few hundred kB; the full-resolution file is the figure's source."""
+    data = path.read_bytes()
+    if len(data) <= EMBED_MAX_BYTES:
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        small = im.convert("RGB")
+        small.thumbnail((EMBED_MAX_SIDE, EMBED_MAX_SIDE))
+        buf = io.BytesIO()
+        small.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _image_uri(path: Path) -> str | None:
