@@ -101,7 +101,7 @@ def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) 
     # one field image of the protocol's ten random ×400 fields: said, as a warning
     (fields,) = [q for q in biopsy["qc"] if q["check"] == "×400 fields"]
     assert not fields["passed"] and not fields["blocking"]
-    assert fields["reason"] == "only 1 random ×400 fields of stroma (protocol: 10)"
+    assert fields["reason"] == "only 1 random ×400 field of stroma (protocol: 10)"
 
 
 def test_a_folder_of_images_is_analysed(synthetic: Path, tmp_path: Path) -> None:

@@ -162,7 +162,8 @@ def fields_qc(n_fields: int, protocol_fields: int) -> UterineQC:
     'only 6 random ×400 fields of stroma (protocol: 10)'
     """
     passed = n_fields >= protocol_fields
-    reason = f"{'' if passed else 'only '}{n_fields} random ×400 fields of stroma"
+    fields = "field" if n_fields == 1 else "fields"
+    reason = f"{'' if passed else 'only '}{n_fields} random ×400 {fields} of stroma"
     return UterineQC(
         "×400 fields",
         passed,
