@@ -77,6 +77,8 @@ class BloodDraw(_Strict):
     sample_volume_ul: float | None = Field(default=None, gt=0)
     lymphocytes_per_ul: float | None = Field(default=None, gt=0, le=100_000)
     template: Path | None = None
+    #: which data set of FCS files that hold several (default: see nkpanel.flow.sample.read_fcs)
+    dataset: int | None = Field(default=None, ge=1)
     notes: str = ""
     pre_analytic: PreAnalytic = PreAnalytic()
 

@@ -129,7 +129,8 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
         lymphocytes_per_ul=draw.lymphocytes_per_ul,
     )
     template = case.resolve(draw.template) if draw.template is not None else base.template
-    return dataclasses.replace(base, template=template, counts=counts)
+    dataset = draw.dataset if draw.dataset is not None else base.dataset
+    return dataclasses.replace(base, template=template, counts=counts, dataset=dataset)
 
 
 def _relative(path: Path, folder: Path) -> str:

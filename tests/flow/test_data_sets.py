@@ -96,3 +96,21 @@ def test_a_template_gates_the_data_set_the_sample_was_read_from(
     a = analyze_sample(sample, FlowSettings(template=d / "gating.wsp", dataset=1))
     nk = [k for k in a.membership if k.endswith("NK cells")]
     assert int(np.count_nonzero(a.membership[nk[0]])) == 312
+
+
+def test_a_case_manifest_names_the_data_set(tmp_path: Path) -> None:
+    from nkpanel.case import load_case
+    from nkpanel.pipeline import run_case
+
+    alone = write_fcs(simulate_tube(SimulationSpec(n_events=20_000, seed=33)), tmp_path / "t.fcs")
+    (tmp_path / "pair.fcs").write_bytes(_fcs2_then(alone.read_bytes()))
+    manifest = tmp_path / "case.toml"
+    manifest.write_text(
+        '[case]\nid = "E"\npatient_id = "P"\nsynthetic = true\n\n'
+        '[[blood_draws]]\nfcs = ["pair.fcs"]\ndataset = 1\n'
+    )
+    outcome = run_case(load_case(manifest), tmp_path / "out", reports=False)
+    draw = outcome.summary["blood_draws"][0]
+    # data set 1 is the 5-event FCS 2.0 set: read as asked, and failing for too few events
+    assert not draw["flow"] and "pair.fcs" in draw["failures"][0]["source"]
+    assert "too few events (5)" in draw["failures"][0]["reason"]
