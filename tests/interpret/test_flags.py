@@ -212,6 +212,8 @@ def test_sample_age_caveat(anticoagulant: str | None, processed: str, raised: bo
     reading = interpret_case(summary(draw_pre_analytic=pa))
     r = result(reading, "pnk-per-ul")
     assert any(c.code == "sample-age" for c in r.caveats) is raised
+    # a sample older than the assay allows is not compared with an interval
+    assert (r.flag == "no_interval") is raised
 
 
 def test_storage_and_treatment_caveats_and_episode_level_record() -> None:
@@ -225,6 +227,8 @@ def test_storage_and_treatment_caveats_and_episode_level_record() -> None:
     r = result(reading, "pnk-pct-lymph")
     codes = {c.code for c in r.caveats}
     assert {"storage", "on-treatment"} <= codes  # episode record merged into the draw's
+    # refrigerated blood is unacceptable (ARUP, LabCorp): reported, not compared
+    assert r.flag == "no_interval" and "unacceptable" in r.comment
     assert "quenby-2005" in {s.id for s in reading.evidence}
     u = result(reading, "unk-pct-stroma")
     assert "on-treatment" in {c.code for c in u.caveats}

@@ -67,7 +67,7 @@ def full_summaries() -> tuple[dict[str, Any], dict[str, Any]]:
             "acute_exposure": "exercise",
             "minutes_since_exposure": 20,
             "anticoagulant": "EDTA",
-            "processed": "2026-11-03T11:00:00",
+            "processed": "2026-11-02T15:00:00",  # 6.5 h: fresh enough to compare
         },
         failures=[{"source": "/data/tube3.fcs", "reason": "truncated FCS file"}],
     )

@@ -46,7 +46,7 @@ def test_interpretation_reaches_the_report(reported: Reported) -> None:
     # 25.5 within counting uncertainty of 26.0: binomial CV √(0.745/(0.255·20000)) = 1.21%,
     # U = 2 × 1.21% × 25.5 = 0.62 ≥ 0.5
     assert nk["near_limit"] == 26.0
-    assert {c["code"] for c in nk["caveats"]} >= {"acute-exposure", "sample-age", "on-treatment"}
+    assert {c["code"] for c in nk["caveats"]} >= {"acute-exposure", "on-treatment"}
     failed = by[("pnk-pct-lymph", "tube2")]
     assert failed["flag"] == "not_interpreted" and not failed["reportable"]
     assert failed["caveats"] == [] and "flow rate unstable" in failed["comment"]

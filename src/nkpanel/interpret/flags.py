@@ -193,8 +193,11 @@ def pre_analytic_caveats(
             Caveat(
                 "storage",
                 f"Blood was {pa.storage} before analysis; refrigerated or frozen blood is "
-                "unacceptable for NK immunophenotyping to ARUP and LabCorp.",
-                "The blood sample was stored cold, which can make this test unreliable.",
+                "unacceptable for NK immunophenotyping to ARUP and LabCorp, so the value is "
+                "not compared with an interval.",
+                "The blood sample was stored cold, which can make this test unreliable, so "
+                "it is not compared with the usual range.",
+                blocks_interval=True,
             )
         )
     if pa.processed is not None and m.collected is not None:
@@ -207,9 +210,10 @@ def pre_analytic_caveats(
                     "sample-age",
                     f"The {tube}sample was {hours:.0f} h old when processed, older than the "
                     f"{limit.max_hours:g} h the assay allows ({limit.source}); the result may "
-                    "not reflect the blood as drawn.",
+                    "not reflect the blood as drawn, so it is not compared with an interval.",
                     "The sample was older than the test allows when it was processed, so the "
-                    "result may be less reliable.",
+                    "result may be less reliable and is not compared with the usual range.",
+                    blocks_interval=True,
                 )
             )
     if pa.on_treatment:
@@ -462,7 +466,10 @@ def interpret_measurement(
             "no_interval",
             "Not compared with the interval: " + " ".join(c.text for c in blocking),
             " ".join(c.patient_text for c in blocking),
-            caveats=tuple(c for c in caveats if not c.blocks_interval),
+            # the specimen's own caveats stay with it (the report lists them per specimen)
+            caveats=tuple(
+                c for c in caveats if not c.blocks_interval or c.code in SPECIMEN_CAVEATS
+            ),
             unc=unc,
             # not applied: no report, table or FHIR reference range may carry it as applied
             iv=None,
