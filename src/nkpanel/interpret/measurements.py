@@ -366,6 +366,13 @@ def _flow_measurements(
     gating = str(entry.get("gating", "automated"))
     count_method = str(entry.get("absolute_count_method", "none"))
     base_method = f"flow cytometry, {gating} gating (CD3− CD56+ and/or CD16+ lymphocytes)"
+    # which template gate plays which role is provenance, part of the method, not a QC note
+    roles = tuple(n for n in notes if n.startswith("template ") and " = gate " in n)
+    if roles:
+        notes = tuple(n for n in notes if n not in roles)
+        base_method += "; " + "; ".join(roles)
+        if status == "warn" and not notes:
+            status = "pass"
     n_nk = _event_count(entry, "NK events")
     n_lymph = _event_count(entry, "lymphocyte events")
     n_beads = _event_count(entry, "bead events")
@@ -423,9 +430,9 @@ def _flow_measurements(
     }
     out = []
     for code, value, method, cv in rows:
-        if value is None and code == "pnk-per-ul" and count_method == "none" and reportable:
-            continue  # no absolute count was asked for: nothing to report
-        if value is None and code in ("pnk-cd56dim-pct-nk",) and reportable:
+        if value is None and reportable and not withheld.get(code):
+            # not measured (no count asked for, no such gate or channel in the panel or the
+            # template), which is not a failed check: nothing to report
             continue
         out.append(
             origin.measurement(
