@@ -140,12 +140,12 @@ def test_selection_follows_the_results() -> None:
     flow_only = {s.id for s in select_evidence(statements, measured={"pnk-pct-lymph"})}
     assert "tang-2011-pnk" in flow_only and "tang-2011-unk" not in flow_only
     assert {"eshre-2017", "rcog-gtg17-2023", "ksri-2017", "brigham-1999"} <= flow_only
-    assert "schedlowski-1993" not in flow_only  # only when flagged or after exertion
-    flagged = {
+    assert "schedlowski-1993" not in flow_only  # only when raised or after exertion
+    raised = {
         s.id
-        for s in select_evidence(statements, measured={"pnk-pct-lymph"}, flagged={"pnk-pct-lymph"})
+        for s in select_evidence(statements, measured={"pnk-pct-lymph"}, raised={"pnk-pct-lymph"})
     }
-    assert "schedlowski-1993" in flagged
+    assert "schedlowski-1993" in raised
     reading = interpret_case(summary(cytotoxicity=[plate()], endometrial=[biopsy()]))
     ids = [s.id for s in reading.evidence]
     assert {"tang-2011-nka", "katano-2013", "tang-2011-unk", "drury-2011", "roussev-2007"} <= set(
@@ -249,3 +249,15 @@ def test_moffett_citation_is_the_seed_articles() -> None:
         pytest.skip(f"seed article not found under {seeds}")
     text = found[0].read_text("utf-8")
     assert "Moffett, Ashley, Lesley Regan, and Peter Braude" in text and "BMJ 2004" in text
+
+
+def test_stress_evidence_is_for_raised_results_not_low_ones() -> None:
+    """Stress before a draw raises NK cells: its evidence explains a high result, not a low
+    one (a low flagged result once showed 'one high result is best checked again')."""
+    from nkpanel.interpret import interpret_case
+    from tests.interpret.summaries import flow_entry, summary
+
+    low = interpret_case(summary(flow=[flow_entry(nk_pct=1.7)]))
+    high = interpret_case(summary(flow=[flow_entry(nk_pct=30.0)]))
+    assert "schedlowski-1993" not in {s.id for s in low.evidence}
+    assert {"schedlowski-1993", "shakhar-2006"} <= {s.id for s in high.evidence}

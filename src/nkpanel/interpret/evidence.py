@@ -73,9 +73,13 @@ class EvidenceStatement(BaseModel):
     @classmethod
     def _conditions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for c in v:
-            if c not in ("always", "measured", "flagged", "on_treatment") and not c.startswith(
-                "caveat:"
-            ):
+            if c not in (
+                "always",
+                "measured",
+                "flagged",
+                "raised",
+                "on_treatment",
+            ) and not c.startswith("caveat:"):
                 raise ValueError(f"unknown show_when condition {c!r}")
         return v
 
@@ -134,6 +138,7 @@ def select_evidence(
     *,
     measured: Collection[str],
     flagged: Collection[str] = (),
+    raised: Collection[str] = (),
     caveats: Collection[str] = (),
     on_treatment: bool = False,
 ) -> list[EvidenceStatement]:
@@ -145,6 +150,9 @@ def select_evidence(
         Measurand codes with a result in the report.
     flagged
         Measurand codes whose result is below or above its interval, or near a limit.
+    raised
+        Measurand codes whose result is above its interval or near its upper limit (what
+        stress before a draw could explain; a low result it could not).
     caveats
         Codes of the pre-analytic caveats raised (e.g. ``"acute-exposure"``).
     on_treatment
@@ -162,6 +170,7 @@ def select_evidence(
                 cond == "always"
                 or (cond == "measured" and about(s, measured))
                 or (cond == "flagged" and about(s, flagged))
+                or (cond == "raised" and about(s, raised))
                 or (cond == "on_treatment" and on_treatment)
                 or (cond.startswith("caveat:") and cond.split(":", 1)[1] in caveats)
             ):

@@ -154,6 +154,16 @@ def interpret_case(
         statements,
         measured={r.measurement.code for r in results},
         flagged={r.measurement.code for r in results if r.flagged},
+        raised={
+            r.measurement.code
+            for r in results
+            if r.flag == "above"
+            or (
+                r.near_limit is not None
+                and r.interval is not None
+                and r.near_limit == r.interval.upper
+            )
+        },
         caveats=caveat_codes,
         on_treatment=any(r.measurement.pre_analytic.on_treatment for r in results),
     )
