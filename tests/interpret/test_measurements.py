@@ -232,3 +232,13 @@ def test_a_plate_of_several_samples_must_name_the_patients() -> None:
     # named: the patient's sample only
     named = read_episode(summary(cytotoxicity=[{**several, "sample_id": "SYNTH-P02"}]))
     assert {m.sample for m in named.measurements if m.biomarker == "cytotoxicity"} == {"SYNTH-P02"}
+
+
+def test_a_plate_dated_by_its_assay_says_so() -> None:
+    """nkpanel.cytotox records the assay date; with no collection time it dates the NK
+    activity (it was 'not recorded' in the report and absent from FHIR), and says what it is."""
+    ep = read_episode(summary(cytotoxicity=[native_plate() | {"assay_date": "2026-11-02"}]))
+    (spec,) = [s for s in ep.specimens if s["kind"] == "peripheral blood (NK activity)"]
+    assert spec["collected"] == dt.datetime(2026, 11, 2) and "date of the assay" in spec["detail"]
+    nka = [m for m in ep.measurements if m.biomarker == "cytotoxicity"]
+    assert nka and all(m.collected == dt.datetime(2026, 11, 2) for m in nka)

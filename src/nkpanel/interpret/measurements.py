@@ -790,6 +790,7 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         "id": pid,
         "sample": str(wanted or pid),
         "collected": entry.get("collected"),
+        "assay_date": entry.get("assay_date"),
         "method": method,
         "reportable": True,
         "measurements": records,
@@ -916,12 +917,18 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
             failures += own_failures
         pid = str(plate.get("id", f"plate-{i + 1}"))
         collected = _time(plate.get("collected"), f"{where}.collected")
+        detail = ""
+        if collected is None and plate.get("assay_date"):
+            # effector cells are used fresh, within hours of the draw: the assay's day is the
+            # nearest date recorded, and is said to be that
+            collected = _time(plate.get("assay_date"), f"{where}.assay_date")
+            detail = "date of the assay (the blood draw's time was not recorded)"
         specimens.append(
             {
                 "id": pid,
                 "kind": "peripheral blood (NK activity)",
                 "collected": collected,
-                "detail": "",
+                "detail": detail,
             }
         )
         named: dict[str, float | None] = {
