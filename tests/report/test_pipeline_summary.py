@@ -78,5 +78,7 @@ def test_a_relative_output_folder_keeps_every_figure(
     ]
     assert any("lysis curves" in t for t in titles) and any("CD56 overlay" in t for t in titles)
     assert any("NK gate" in t for t in titles)
+    overlays = [t for t in titles if "CD56 overlay" in t]
+    assert len(set(overlays)) == len(overlays) == 3  # each names its field image
     # three 1.3 MB overlays embedded as 1,000-pixel JPEGs: the report stays small
     assert paths.clinician_html.stat().st_size < 3_000_000  # was 5.8 MB

@@ -161,3 +161,20 @@ def test_run_biopsy_for_case(synthetic: Path, tmp_path: Path) -> None:
     assert [Path(f["source"]).name for f in out["failures"]] == ["missing.tif"]
     assert "file not found" in out["failures"][0]["reason"]
     assert (tmp_path / "uterine" / "biopsy-1" / "biopsy_summary.json").is_file()
+
+
+def test_overlays_of_synthetic_fields_say_so(synthetic: Path, tmp_path: Path) -> None:
+    """A review overlay can travel alone (into a report, a slide deck): one of a synthetic
+    field carries the SYNTHETIC label in its pixels."""
+    from PIL import Image
+
+    res = runner.invoke(
+        app,
+        ["analyze", str(synthetic / "synthetic_field_01.tif"), "--out", str(tmp_path / "o")],
+    )
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "o" / "images" / "synthetic_field_01" / "overlay.png"
+    overlay = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    corner = overlay[:24, :320]  # the label, red text (anti-aliased) on white, top left
+    text = (corner[..., 0] > 120) & (corner[..., 0] - corner[..., 1] > 60)
+    assert text.sum() > 50 and (corner == 255).all(axis=-1).sum() > 1000

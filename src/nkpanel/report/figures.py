@@ -298,12 +298,13 @@ def biomarker_figures(
                 listed = [by_gate[g] for g in GATING_PLOTS if g in by_gate]
         what = {"cytotoxicity": "lysis curves", "endometrial": "CD56 overlay"}.get(m.biomarker, "")
         for p in listed:
+            who = m.specimen_id if m.sample == m.specimen_id else f"{m.specimen_id} ({m.sample})"
             if m.biomarker == "flow":
                 title = f"{m.sample}: {p.stem} gate"
             else:
-                title = f"{m.specimen_id} ({m.sample}): {what or p.stem.replace('_', ' ')}"
-            if what == "CD56 overlay" and p.stem not in ("overlay",):
-                title += f" {p.parent.name}/{p.stem}"
+                title = f"{who}: {what or p.stem.replace('_', ' ')}"
+            if what == "CD56 overlay":  # which image (and which ×400 field of a slide)
+                title += f", {p.parent.name}" + ("" if p.stem == "overlay" else f" {p.stem}")
             paths.append((title, figure_path(p, results_dir)))
         for title, path in paths:
             resolved = path.resolve()
