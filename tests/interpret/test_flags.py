@@ -482,3 +482,13 @@ def test_an_interval_of_stated_ages_is_not_applied_outside_them(age: int, compar
         assert r.flag == "no_interval" and r.interval is None
         assert "The patient is 66; the interval describes adults aged 16–64" in r.comment
         assert "arup-0092404-pct" in {iv.id for iv in r.other_intervals}
+
+
+def test_a_dual_platform_count_says_the_analysers_cv_is_not_in_its_uncertainty() -> None:
+    s = summary(flow=[flow_entry(per_ul=252.0, count_method="dual-platform")])
+    r = result(interpret_case(s), "pnk-per-ul")
+    assert r.uncertainty is not None
+    assert "lymphocyte-count CV is not included" in r.uncertainty.basis
+    set_cv = InterpretSettings(analytical_cv={"pnk-per-ul": 5.0})
+    r = result(interpret_case(s, settings=set_cv), "pnk-per-ul")
+    assert r.uncertainty is not None and "not included" not in r.uncertainty.basis

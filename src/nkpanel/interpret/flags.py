@@ -157,11 +157,18 @@ def uncertainty_of(
         return None
     total = math.sqrt(sum(p * p for p, _ in parts))
     k = settings.coverage_factor
+    basis = "; ".join(b for _, b in parts)
+    if "dual platform" in m.method and lab_cv is None:
+        # cells/µL = % × the analyser's lymphocyte count: its CV is a term nkpanel cannot know
+        basis += (
+            "; the haematology analyser's lymphocyte-count CV is not included (a laboratory "
+            "sets the whole method's CV as the analytical CV)"
+        )
     return Uncertainty(
         cv_percent=total,
         expanded=k * total / 100.0 * abs(m.value),
         coverage_factor=k,
-        basis="; ".join(b for _, b in parts),
+        basis=basis,
     )
 
 
