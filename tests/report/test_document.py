@@ -123,3 +123,15 @@ def test_lab_file(tmp_path: Path) -> None:
         load_lab_info(f)
     with pytest.raises(ConfigError, match="time zone"):
         build_reports(summary(), tmp_path / "o", lab=LabInfo(timezone="Mars/Olympus"), pdf=False)
+
+
+def test_serial_table_columns_are_episodes_and_cells_carry_their_dates(
+    reported: Reported,
+) -> None:
+    """Blood and biopsy of one episode are taken on different days: the column is the
+    episode, and each value carries its own specimen's date."""
+    st = reported.doc["serial_table"]
+    assert st["columns"] == ["SYNTH-EP-1", "SYNTH-EP-2 · this report"]
+    rows = {r["code"]: r["cells"] for r in st["rows"]}
+    assert rows["unk-pct-stroma"][0].endswith("(2026-05-20)")
+    assert "(2026-06-01" in rows["pnk-pct-lymph"][0]

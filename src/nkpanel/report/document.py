@@ -166,21 +166,22 @@ def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
 
 
 def _serial_table(reading: CaseInterpretation) -> dict[str, Any]:
-    """All trends in one table: a column per episode (oldest first), a row per measurand."""
+    """All trends in one table: a column per episode (oldest first), a row per measurand.
+
+    A column is an episode; each cell carries its own specimen's date (and treatment), as a
+    biopsy is taken days after the blood of the same episode."""
     columns: dict[str, str] = {}
     for t in reading.trends:
         for p in t.points:
-            label = p.label + (" · this report" if p.current else "")
-            columns.setdefault(p.episode_id, label)
+            columns.setdefault(p.episode_id, p.episode_id + (" · this report" if p.current else ""))
     order = list(columns)
     rows = []
     for t in reading.trends:
         cells: dict[str, list[str]] = {e: [] for e in order}
         d = t.measurand.decimals
         for p in t.points:
-            cells[p.episode_id].append(
-                f"{p.value:.{d}f}" if p.value is not None else "not reportable"
-            )
+            value = f"{p.value:.{d}f}" if p.value is not None else "not reportable"
+            cells[p.episode_id].append(f"{value} ({p.label})")
         rows.append(
             {
                 "code": t.measurand.code,
