@@ -153,6 +153,9 @@ def test_biopsy_timing(lh_day: int | None, flag: str, caveat: str | None) -> Non
     reading = interpret_case(summary(endometrial=[biopsy(pct=3.0, lh_day=lh_day)]))
     r = result(reading, "unk-pct-stroma")
     assert r.flag == flag
+    # later in the window than its first day: compared, with a word on timing
+    late = lh_day is not None and 7 < lh_day <= 9
+    assert ("lh-late-in-window" in {c.code for c in r.caveats}) is late
     if caveat is None:
         assert "1.2–4.5" in r.comment  # Lash 2016 range at LH+7 (domain brief)
     else:

@@ -278,8 +278,20 @@ def _timing_caveats(
         "so the result is not compared with it."
     )
     if lh_day is not None:
-        if lo <= lh_day <= hi:
+        if lh_day == lo:
             return []
+        if lo < lh_day <= hi:
+            # in the window, but after its first day, while uNK are rising
+            return [
+                Caveat(
+                    "lh-late-in-window",
+                    f"Biopsy at LH+{lh_day}, within the interval's LH+{lo} to LH+{hi} window "
+                    "but after its first day; uterine NK cells rise steeply after LH+7 "
+                    "(Moffett 2004), so a value above the range may partly reflect timing.",
+                    "The biopsy was taken a day or two into the part of the cycle the usual range "
+                    "is for, when these cells are rising, which may raise the result.",
+                )
+            ]
         return [
             Caveat(
                 "lh-window",
