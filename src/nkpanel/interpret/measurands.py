@@ -150,8 +150,8 @@ _ALL = (
         "cytotoxicity",
         "blood",
         patient_name="NK-cell activity (killing test)",
-        patient_what="In the laboratory, your blood's NK cells were mixed with test cells; this "
-        "is the share of test cells they killed.",
+        patient_what="In the laboratory, white blood cells from your blood, which include your "
+        "NK cells, were mixed with test cells; this is the share of test cells they killed.",
     ),
     Measurand(
         "nka-lu",
