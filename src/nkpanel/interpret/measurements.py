@@ -673,6 +673,15 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         f"NK-cell killing ({assay}) of {entry.get('target_cells') or 'K562'} targets by "
         f"{entry.get('effector_cells') or 'patient'} effectors"
     )
+    settings = entry.get("settings")
+    band = settings.get("reference") if isinstance(settings, Mapping) else None
+    if isinstance(band, Mapping) and band.get("low_percent") is not None:
+        # drawn on the plate's figure; the report's intervals come from the interval files
+        method += (
+            f"; the laboratory's band {band.get('low_percent'):g}–{band.get('high_percent'):g}% "
+            f"at {band.get('ratio'):g}:1 ({band.get('source') or 'no source given'}) is drawn "
+            "on the lysis figure and is not an interval applied in this report"
+        )
 
     # the sample's conditions, with their checks
     sample_entry: Mapping[str, Any] | None = None
