@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_sample
+from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
 from nkpanel.flow.qc import QCLimits
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube
 
@@ -148,3 +149,20 @@ def test_bead_and_haematology_counts_both_given_says_which_is_used(tube) -> None
     r = analyze_sample(tube.to_sample(), FlowSettings(counts=both)).result
     assert r.absolute_count_method == "bead"
     assert any("cells/µL by the bead method" in n for n in r.notes)
+
+
+def test_a_template_run_checks_flow_rate_and_saturation_too(tmp_path: Path) -> None:
+    """A lab template has no time gate of nkpanel's: the clog is still found, and the
+    channels the template gates on are checked for saturation."""
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(simulate_tube(SimulationSpec(seed=22, clog_at=0.4)), tmp_path / "clog.fcs")
+    auto = analyze_file(fcs)
+    assert auto.tree is not None
+    template = tmp_path / "lab.xml"
+    export_gatingml(auto.tree, template, spillover=auto.values.spillover)
+    a = analyze_file(fcs, FlowSettings(template=template))
+    checks = {f.check: f for f in a.result.qc}
+    assert not checks["flow rate"].passed and not a.result.reportable
+    assert checks["saturation"].passed

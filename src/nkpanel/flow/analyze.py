@@ -15,7 +15,13 @@ from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import ConfigError, InputError
-from nkpanel.flow.autogate import AutoGateResult, AutoGateSettings, auto_gate, detect_cytometry
+from nkpanel.flow.autogate import (
+    AutoGateResult,
+    AutoGateSettings,
+    auto_gate,
+    detect_cytometry,
+    flow_rate,
+)
 from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.gates import GateTree
 from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
@@ -203,6 +209,7 @@ def _analyze_with_template(
     ]
     role_parents = {role: _role_parent(role, roles, parents) for role in roles}
     qc = _qc_checks(sample, membership, {**parents, **role_parents}, s, cytometry, None, None)
+    qc += _template_qc(sample, applied.channels, s)
     result = _build_result(
         sample,
         membership,
@@ -343,17 +350,7 @@ def _qc_checks(
             )
         )
     if gating is not None:
-        frac = gating.unstable_time_fraction
-        flags.append(
-            QCFlag(
-                "flow rate",
-                frac <= lim.max_unstable_time_fraction,
-                round(frac, 4),
-                lim.max_unstable_time_fraction,
-                f"flow rate unstable over {frac:.0%} of the acquisition time "
-                f"(limit {lim.max_unstable_time_fraction:.0%})",
-            )
-        )
+        flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
     if cytometry == "flow" and gating is not None:
         present = spill is not None
         identity = (
@@ -380,6 +377,31 @@ def _qc_checks(
             )
         )
     return flags
+
+
+def _flow_rate_flag(frac: float, lim: QCLimits) -> QCFlag:
+    return QCFlag(
+        "flow rate",
+        frac <= lim.max_unstable_time_fraction,
+        round(frac, 4),
+        lim.max_unstable_time_fraction,
+        f"flow rate unstable over {frac:.0%} of the acquisition time "
+        f"(limit {lim.max_unstable_time_fraction:.0%})",
+    )
+
+
+def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings) -> list[QCFlag]:
+    """The acquisition checks a template run gets as well as the automated analysis: flow
+    rate over time (a template has no time gate of nkpanel's), and saturation on the channels
+    the template gates on."""
+    out: list[QCFlag] = []
+    tch = next((c.pnn for c in sample.channels if c.pnn.strip().casefold() == "time"), None)
+    rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
+    if rate is not None:
+        out.append(_flow_rate_flag(rate[3], s.qc))
+    if channels:
+        out.append(_saturation_check(sample, set(channels), None, s.qc))
+    return out
 
 
 def _saturation_check(

@@ -40,6 +40,7 @@ __all__ = [
     "AutoGateSettings",
     "auto_gate",
     "detect_cytometry",
+    "flow_rate",
 ]
 
 Array = NDArray[np.float64]
@@ -228,6 +229,31 @@ def _logicle_w(values: Array, t: float, m: float) -> float:
     return float(np.clip(w, 0.0, m / 2.0 - 0.1))
 
 
+def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, float] | None:
+    """The acquisition's event rate over time, binned: the bin edges, the first and last
+    stable bins, and the fraction of unstable bins between them; ``None`` when the times are
+    not usable (fewer than 100 events, not sorted, or no time passing).
+
+    A bin is unstable when its count departs from the median by more than
+    ``settings.rate_tolerance`` of it and by more than 4 Poisson SDs (a clog or a bubble).
+    """
+    n = t.shape[0]
+    if n < 100 or not np.all(t[1:] >= t[:-1]) or t[-1] <= t[0]:
+        return None
+    bins = max(10, min(settings.time_bins, n // 50))
+    edges = np.linspace(t[0], t[-1], bins + 1)
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    # events per bin [edge, next edge): the times are sorted, so a search per edge counts
+    counts = np.diff(np.searchsorted(t, edges, side="left")).astype(np.float64)
+    med = float(np.median(counts))
+    tol = np.maximum(settings.rate_tolerance * med, 4.0 * np.sqrt(max(med, 1.0)))
+    bad = np.abs(counts - med) > tol
+    first = int(np.argmax(~bad)) if not bad.all() else 0
+    last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
+    interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
+    return edges, first, last, interior_bad
+
+
 class _Gater:
     def __init__(
         self, sample: FlowSample, comp: CompensatedColumns, markers: MarkerMap, s: AutoGateSettings
@@ -401,23 +427,12 @@ class _Gater:
             self.notes.append("no Time channel: flow-rate stability not checked")
             return None, 0.0
         tch = self.markers.channel_for("Time")
-        t = self.sample.events[:, self.col[tch]]
-        if self.n < 100 or not np.all(t[1:] >= t[:-1]) or t[-1] <= t[0]:
+        rate = flow_rate(self.sample.events[:, self.col[tch]], self.settings)
+        if rate is None:
             self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
             return None, 0.0
-        bins = max(10, min(self.settings.time_bins, self.n // 50))
-        edges = np.linspace(t[0], t[-1], bins + 1)
-        edges[-1] = np.nextafter(edges[-1], np.inf)
-        # events per bin [edge, next edge): the times are sorted, so a search per edge counts
-        counts = np.diff(np.searchsorted(t, edges, side="left")).astype(np.float64)
-        med = float(np.median(counts))
-        # a bin is unstable when it departs from the median rate by more than the tolerance
-        # and by more than 4 Poisson SDs
-        tol = np.maximum(self.settings.rate_tolerance * med, 4.0 * np.sqrt(max(med, 1.0)))
-        bad = np.abs(counts - med) > tol
-        first = int(np.argmax(~bad)) if not bad.all() else 0
-        last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
-        interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
+        edges, first, last, interior_bad = rate
+        bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
         # the gate is a real range wherever it is exported
         lo = float(edges[first])

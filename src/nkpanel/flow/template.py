@@ -154,6 +154,8 @@ class TemplateResult:
         The template file that was applied, and for a workspace the sample whose gates were used.
     notes
         Warnings raised while gating (recoverable oddities, for the QC notes).
+    channels
+        The file's channels ($PnN) the template's gates use (for the saturation check).
     flowkit_sample
         The ``flowkit.Sample`` the file was gated as, for figures that need its compensated
         and transformed events (so the file is not read again).
@@ -167,6 +169,8 @@ class TemplateResult:
     template: str = ""
     notes: tuple[str, ...] = ()
     flowkit_sample: Any = field(default=None, repr=False)
+    #: the file's channels ($PnN) the template gates on
+    channels: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -423,6 +427,19 @@ def _needed_channels(strategy: Any) -> dict[str, str]:
     return needed
 
 
+def _gated_channels(strategy: Any, sample: Any) -> tuple[str, ...]:
+    """The $PnN of each channel the template's gates use (named by $PnN or $PnS)."""
+    pnn = [str(x) for x in sample.pnn_labels]
+    pns = [str(x) for x in sample.pns_labels]
+    found: list[str] = []
+    for label in _needed_channels(strategy):
+        for names in (pnn, pns, [x.replace("/", "_") for x in pnn]):
+            if label in names:
+                found.append(pnn[names.index(label)])
+                break
+    return tuple(dict.fromkeys(found))
+
+
 def _check_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> None:
     pnn = [str(x) for x in sample.pnn_labels]
     known = set(pnn) | {str(x) for x in sample.pns_labels if str(x).strip()}
@@ -535,4 +552,5 @@ def apply_template(
         template=label,
         notes=notes,
         flowkit_sample=sample,
+        channels=_gated_channels(strategy, sample),
     )
