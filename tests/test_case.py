@@ -83,3 +83,11 @@ def test_bad_manifest_names_file_and_field(tmp_path: Path, text: str, fragment: 
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_case(tmp_path / "nope.toml")
+
+
+def test_a_draw_dated_by_day_stays_a_day(tmp_path: Path) -> None:
+    import datetime as dt
+
+    case = load_case(write(tmp_path, GOOD.replace("2026-11-02T08:30:00", "2026-11-02")))
+    when = case.blood_draws[0].collected
+    assert when == dt.date(2026, 11, 2) and not isinstance(when, dt.datetime)

@@ -69,7 +69,8 @@ class Indication(_Strict):
 
 class BloodDraw(_Strict):
     id: str = "draw-1"
-    collected: dt.datetime | None = None
+    #: a time, or a day when the time was not recorded (then no sample age is worked out)
+    collected: dt.datetime | dt.date | None = None
     received: dt.datetime | None = None
     fcs: tuple[Path, ...] = Field(min_length=1)
     bead_lot: str | None = None

@@ -166,3 +166,37 @@ def test_a_template_run_checks_flow_rate_and_saturation_too(tmp_path: Path) -> N
     checks = {f.check: f for f in a.result.qc}
     assert not checks["flow rate"].passed and not a.result.reportable
     assert checks["saturation"].passed
+
+
+def test_dual_platform_count_of_a_tube_without_beads() -> None:
+    """Dual platform needs no beads (a bead check once withheld it too)."""
+    tube = simulate_tube(SimulationSpec(seed=24, with_beads=False))
+    counts = AbsoluteCountInputs(lymphocytes_per_ul=1800.0)
+    r = analyze_sample(tube.to_sample(), FlowSettings(counts=counts)).result
+    assert r.absolute_count_method == "dual-platform"
+    assert r.nk_percent_of_lymphocytes is not None
+    assert r.nk_cells_per_ul == pytest.approx(r.nk_percent_of_lymphocytes / 100 * 1800)
+
+
+def test_a_template_without_a_time_gate_is_flagged_for_a_clog_at_the_start(
+    tmp_path: Path,
+) -> None:
+    from nkpanel.flow.gates import GateTree
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    spec = SimulationSpec(seed=25, clog_at=0.0, clog_duration_fraction=0.3)
+    fcs = write_fcs(simulate_tube(spec), tmp_path / "clog_start.fcs")
+    auto = analyze_file(fcs)
+    assert auto.tree is not None
+    # the lab's template: the same gates without nkpanel's time gate
+    gates = tuple(
+        g if g.parent != "Time" else dataclasses.replace(g, parent=None)
+        for g in auto.tree.gates
+        if g.name != "Time"
+    )
+    template = tmp_path / "lab.xml"
+    export_gatingml(GateTree(gates), template, spillover=auto.values.spillover)
+    a = analyze_file(fcs, FlowSettings(template=template))
+    flag = next(f for f in a.result.qc if f.check == "flow rate")
+    assert not flag.passed and not a.result.reportable

@@ -495,3 +495,24 @@ def test_a_dual_platform_count_says_the_analysers_cv_is_not_in_its_uncertainty()
     set_cv = InterpretSettings(analytical_cv={"pnk-per-ul": 5.0})
     r = result(interpret_case(s, settings=set_cv), "pnk-per-ul")
     assert r.uncertainty is not None and "not included" not in r.uncertainty.basis
+
+
+def test_a_one_sided_age_range_is_open_on_its_other_side() -> None:
+    from nkpanel.interpret.flags import _age_caveats
+    from nkpanel.interpret.intervals import load_intervals
+
+    adult = (
+        load_intervals()
+        .intervals["arup-0092404-pct"]
+        .model_copy(update={"age_min": 18, "age_max": None})
+    )
+    assert [c.code for c in _age_caveats(15, adult)] == ["age-outside"]
+    assert _age_caveats(80, adult) == []
+
+
+def test_no_sample_age_from_a_draw_dated_by_day_alone() -> None:
+    """Drawn 'on 2026-11-02' and processed the next morning: anything from 9 to 33 h, so no
+    age is claimed (counting from midnight once removed the interval)."""
+    s = summary(collected="2026-11-02", draw_pre_analytic={"processed": "2026-11-03T09:00:00"})
+    r = result(interpret_case(s), "pnk-pct-lymph")
+    assert "sample-age" not in {c.code for c in r.caveats} and r.flag != "no_interval"

@@ -134,13 +134,57 @@ def test_history_of_another_patient_or_a_later_episode_is_refused() -> None:
     assert interpret_case(now, history=[before]).trends  # the patient's own earlier episode
 
 
-def test_history_given_twice_or_with_a_different_time_convention_is_refused() -> None:
+def test_history_given_twice_is_refused_and_time_zones_may_be_mixed() -> None:
     from nkpanel.errors import InputError
 
     now = summary(episode="SYNTH-EP-2", collected="2026-11-02T08:30:00")
     before = summary(episode="SYNTH-EP-1", collected="2026-06-01T08:30:00")
     with pytest.raises(InputError, match="given twice: SYNTH-EP-1"):
         interpret_case(now, history=[before, before])
+    # one episode written with its zone, one without: put in order, not refused or crashing
     zoned = summary(episode="SYNTH-EP-1", collected="2026-06-01T08:30:00+01:00")
-    with pytest.raises(InputError, match="with a time zone and this episode without"):
-        interpret_case(now, history=[zoned])
+    trend = next(t for t in interpret_case(now, history=[zoned]).trends)
+    assert [p.episode_id for p in trend.points] == ["SYNTH-EP-1", "SYNTH-EP-2"]
+
+
+def test_an_episode_is_dated_by_its_timed_specimen_whatever_the_zones() -> None:
+    """Blood at 08:30+01:00 and a plate dated by its assay day (no zone, no time): no crash,
+    and the episode's date is the blood draw's time, not the plate's midnight."""
+    import datetime as dt
+
+    from nkpanel.interpret import read_episode
+    from tests.interpret.summaries import native_plate
+
+    s = summary(
+        collected="2026-11-02T08:30:00+01:00",
+        cytotoxicity=[native_plate() | {"assay_date": "2026-11-02"}],
+    )
+    ep = read_episode(s)
+    assert ep.collected == dt.datetime(
+        2026, 11, 2, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))
+    )
+    interpret_case(s)  # and the whole reading goes through
+
+
+def test_serial_columns_are_in_time_order_when_an_episode_lacks_the_first_measurand() -> None:
+    from nkpanel.report.document import _serial_table
+    from tests.interpret.summaries import biopsy
+
+    ep1 = summary(
+        episode="EP-1",
+        collected="2026-01-10T08:30:00",
+        endometrial=[biopsy(collected="2026-01-20T10:00:00")],
+    )
+    ep2 = summary(
+        episode="EP-2",
+        collected="2026-03-10T08:30:00",
+        flow=[],
+        endometrial=[biopsy(collected="2026-03-20T10:00:00")],
+    )
+    ep3 = summary(
+        episode="EP-3",
+        collected="2026-06-10T08:30:00",
+        endometrial=[biopsy(collected="2026-06-20T10:00:00")],
+    )
+    table = _serial_table(interpret_case(ep3, history=[ep1, ep2]))
+    assert table["columns"] == ["EP-1", "EP-2", "EP-3 · this report"]

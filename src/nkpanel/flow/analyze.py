@@ -397,8 +397,8 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
     out: list[QCFlag] = []
     tch = next((c.pnn for c in sample.channels if c.pnn.strip().casefold() == "time"), None)
     rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
-    if rate is not None:
-        out.append(_flow_rate_flag(rate[3], s.qc))
+    if rate is not None:  # every bin: a template trims no unstable start or end
+        out.append(_flow_rate_flag(rate[4], s.qc))
     if channels:
         out.append(_saturation_check(sample, set(channels), None, s.qc))
     return out
@@ -486,8 +486,8 @@ def _build_result(
         return under(name, "Leukocytes") if n_leuk else under_lymph(name)
 
     def per_ul(name: str, n: int) -> float | None:
-        if not beads_ok:
-            return None
+        if method == "bead" and not beads_ok:
+            return None  # withheld: too few beads (dual platform needs none)
         if method == "bead" and c.beads_per_test and c.sample_volume_ul and cells(name):
             # single platform (BD IFU 23-3483): cells/µL = cells/beads × beads per test / volume
             return n / n_beads * c.beads_per_test / c.sample_volume_ul

@@ -229,10 +229,11 @@ def _logicle_w(values: Array, t: float, m: float) -> float:
     return float(np.clip(w, 0.0, m / 2.0 - 0.1))
 
 
-def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, float] | None:
+def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, float, float] | None:
     """The acquisition's event rate over time, binned: the bin edges, the first and last
-    stable bins, and the fraction of unstable bins between them; ``None`` when the times are
-    not usable (fewer than 100 events, not sorted, or no time passing).
+    stable bins, the fraction of unstable bins between them (what is left once the time gate
+    trims unstable ends) and of all bins (with no time gate); ``None`` when the times are not
+    usable (fewer than 100 events, not sorted, or no time passing).
 
     A bin is unstable when its count departs from the median by more than
     ``settings.rate_tolerance`` of it and by more than 4 Poisson SDs (a clog or a bubble).
@@ -251,7 +252,7 @@ def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, fl
     first = int(np.argmax(~bad)) if not bad.all() else 0
     last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
     interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
-    return edges, first, last, interior_bad
+    return edges, first, last, interior_bad, float(bad.mean())
 
 
 class _Gater:
@@ -431,7 +432,7 @@ class _Gater:
         if rate is None:
             self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
             return None, 0.0
-        edges, first, last, interior_bad = rate
+        edges, first, last, interior_bad, _ = rate
         bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
         # the gate is a real range wherever it is exported

@@ -31,7 +31,7 @@ from typing import Literal
 
 from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval
 from nkpanel.interpret.measurands import Measurand, measurand
-from nkpanel.interpret.measurements import Measurement
+from nkpanel.interpret.measurements import DayOnly, Measurement
 from nkpanel.interpret.method_notes import MethodNote, notes_for
 
 __all__ = [
@@ -207,9 +207,18 @@ def pre_analytic_caveats(
                 blocks_interval=True,
             )
         )
-    if pa.processed is not None and m.collected is not None:
+    if (
+        pa.processed is not None
+        and m.collected is not None
+        and not isinstance(m.collected, DayOnly)  # a day without its time gives no age
+    ):
         limit = intervals.sample_age_limit(m.biomarker, pa.anticoagulant)
-        hours = (pa.processed - m.collected) / dt.timedelta(hours=1)
+        collected, processed = m.collected, pa.processed
+        if (collected.tzinfo is None) != (processed.tzinfo is None):
+            # one written with its zone, the other without: both in that zone
+            zone = collected.tzinfo or processed.tzinfo
+            collected, processed = collected.replace(tzinfo=zone), processed.replace(tzinfo=zone)
+        hours = (processed - collected) / dt.timedelta(hours=1)
         if limit is not None and hours > limit.max_hours:
             tube = f"{pa.anticoagulant} " if pa.anticoagulant else ""
             out.append(
@@ -250,9 +259,12 @@ def pre_analytic_caveats(
 def _age_caveats(age: int | None, interval: ReferenceInterval | None) -> list[Caveat]:
     """An interval of a stated age range (ARUP 0092404: adults aged 16–64) does not describe a
     patient outside it."""
-    if interval is None or interval.age_min is None or interval.age_max is None or age is None:
+    if interval is None or age is None or (interval.age_min is None and interval.age_max is None):
         return []
-    if interval.age_min <= age <= interval.age_max:
+    # a bound not given is open
+    if (interval.age_min is None or interval.age_min <= age) and (
+        interval.age_max is None or age <= interval.age_max
+    ):
         return []
     return [
         Caveat(

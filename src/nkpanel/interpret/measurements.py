@@ -151,7 +151,7 @@ class Episode:
         """The earliest collection time of the episode's specimens."""
         times = [m.collected for m in self.measurements if m.collected is not None]
         times += [t for s in self.specimens if isinstance(t := s.get("collected"), dt.datetime)]
-        return min(times) if times else None
+        return min(times, key=time_order) if times else None
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,16 @@ def _bad(where: str, cause: str) -> InputError:
 
 
 class DayOnly(dt.datetime):
-    """A collection recorded as a day, without a time (a biopsy's date): it sorts as the
-    day's start, and reports print it as the day it is, inventing no time of day."""
+    """A collection recorded as a day, without a time (a biopsy's date): reports print it as
+    the day it is, inventing no time of day."""
+
+
+def time_order(t: dt.datetime) -> tuple[dt.date, bool, dt.datetime]:
+    """A sort key for collection times of any kind: times with a zone by their UTC time,
+    times without one as written; within a day, a timed collection before a day-only one (so
+    an episode's blood drawn at 08:30 dates it, not the biopsy's day on the same date)."""
+    u = t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo is not None else t
+    return (u.date(), isinstance(t, DayOnly), u.replace(tzinfo=None))
 
 
 def _time(value: Any, where: str) -> dt.datetime | None:

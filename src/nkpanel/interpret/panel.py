@@ -12,7 +12,7 @@ from nkpanel.errors import InputError
 from nkpanel.interpret.evidence import EvidenceStatement, load_evidence, select_evidence
 from nkpanel.interpret.flags import Interpretation, InterpretSettings, interpret_measurement
 from nkpanel.interpret.intervals import IntervalSet, load_intervals
-from nkpanel.interpret.measurements import SOURCE, Episode, Failure, read_episode
+from nkpanel.interpret.measurements import SOURCE, Episode, Failure, read_episode, time_order
 from nkpanel.interpret.serial import Trend, serial_notes, trends
 
 __all__ = ["CaseInterpretation", "interpret_case"]
@@ -89,16 +89,7 @@ def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
         if h.episode_id == episode.episode_id:
             raise InputError(SOURCE, f"{where} is the episode being reported, not an earlier one")
         then, now = h.collected, episode.collected
-        if then is None or now is None:
-            continue  # no dates to compare
-        if (then.tzinfo is None) != (now.tzinfo is None):
-            raise InputError(
-                SOURCE,
-                f"{where} gives its collection time {'with' if then.tzinfo else 'without'} a "
-                f"time zone and this episode {'with' if now.tzinfo else 'without'}: the two "
-                "cannot be put in order; give both the same way",
-            )
-        if then > now:
+        if then is not None and now is not None and time_order(then) > time_order(now):
             raise InputError(
                 SOURCE,
                 f"{where} was collected {then:%Y-%m-%d}, after this episode "

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from nkpanel.interpret.flags import InterpretSettings, uncertainty_of
 from nkpanel.interpret.intervals import IntervalSet
 from nkpanel.interpret.measurands import MEASURANDS, Measurand
-from nkpanel.interpret.measurements import Episode
+from nkpanel.interpret.measurements import Episode, time_order
 
-__all__ = ["Trend", "TrendPoint", "serial_notes", "trends"]
+__all__ = ["Trend", "TrendPoint", "episode_order", "serial_notes", "trends"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,12 @@ class Trend:
     summary: str
 
 
-def _sort_key(ep: Episode, order: int) -> tuple[int, dt.datetime, int]:
+def episode_order(ep: Episode, order: int) -> tuple[int, tuple[dt.date, bool, dt.datetime], int]:
+    """How episodes are put in time order (undated ones last, in the order given)."""
     t = ep.collected
-    return (0, t, order) if t is not None else (1, dt.datetime.min, order)
+    if t is None:
+        return (1, (dt.date.min, False, dt.datetime.min), order)
+    return (0, time_order(t), order)
 
 
 def trends(
@@ -76,7 +79,7 @@ def trends(
     settings = settings or InterpretSettings()
     eps = sorted(
         [(e, i) for i, e in enumerate(history)] + [(current, len(history))],
-        key=lambda pair: _sort_key(*pair),
+        key=lambda pair: episode_order(*pair),
     )
     out = []
     for code, meas in MEASURANDS.items():
