@@ -52,7 +52,12 @@ def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Pat
         if not p.is_dir():
             out.append(p)
             continue
-        found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        found = sorted(
+            f
+            for f in p.iterdir()
+            # not hidden files (macOS writes ._name beside every file on foreign disks)
+            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+        )
         if not found:
             raise InputError(p, f"the folder holds no {' / '.join(suffixes)} file")
         out += found

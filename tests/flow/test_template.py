@@ -548,3 +548,25 @@ def test_clean_lymphocytes_stops_at_a_gate_that_chooses_by_marker() -> None:
     assert _clean_lymphocytes("/L", "/L/Viable Dump-/CD3-/NK", dump) == "/L"
     mixed = chain("Singlets", "Live CD14-CD19-", "NK")
     assert _clean_lymphocytes("/L", "/L/Singlets/Live CD14-CD19-/NK", mixed) == "/L/Singlets"
+
+
+@pytest.mark.parametrize(
+    ("name", "cleans"),
+    [
+        ("Singlets2", True),
+        ("FSC-A singlets", True),
+        ("Singlets (FSC)", True),
+        ("Live cells", True),
+        ("live-dead neg", True),
+        ("Zombie-", True),
+        ("Time", True),
+        ("Viable Dump-", False),
+        ("Live CD14-CD19-", False),
+        ("Lymphocytes", False),
+        ("CD3-", False),
+    ],
+)
+def test_clean_up_gate_names(name: str, cleans: bool) -> None:
+    from nkpanel.flow.analyze import _CLEANUP_GATE
+
+    assert bool(_CLEANUP_GATE.fullmatch(name)) is cleans

@@ -265,9 +265,11 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
 #: cells, unstable acquisition time. The whole name must be one of these ("Singlets2", "Live
 #: cells", "FSC singlets"); "Live CD14- CD19-" or "Viable dump-" choose by markers, and are not
 _CLEANUP_GATE = re.compile(
-    r"((fsc|ssc)[ _-]?)?(single[ _-]?cells?|singlets?|non[ _-]?doublets?|doublets?[ _-]?"
-    r"(excluded|exclusion|discrimination)|live([ _/-]?(cells|dead))?|viable([ _-]?cells)?|"
-    r"time([ _-]?gate)?|clean([ _-]?up)?)[ _-]?\d*",
+    r"((fsc|ssc)(-[ahw])?[ _-]?)?"
+    r"(single[ _-]?cells?|singlets?|non[ _-]?doublets?|doublets?[ _-]?"
+    r"(excluded|exclusion|discrimination)|live([ _-]?cells)?|viable([ _-]?cells)?|"
+    r"(live[ _/-]?dead|zombie|viability([ _-]?dye)?)([ _-]?(neg|negative|-))?|"
+    r"time([ _-]?gate)?|clean([ _-]?up)?)[ _-]?\d*( ?\((fsc|ssc)(-[ahw])?\))?",
     re.IGNORECASE,
 )
 

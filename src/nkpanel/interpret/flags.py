@@ -158,7 +158,7 @@ def uncertainty_of(
     total = math.sqrt(sum(p * p for p, _ in parts))
     k = settings.coverage_factor
     basis = "; ".join(b for _, b in parts)
-    if "dual platform" in m.method and lab_cv is None:
+    if "dual platform" in m.method and lab_cv is None and intervals.cv_for(m.code) is None:
         # cells/µL = % × the analyser's lymphocyte count: its CV is a term nkpanel cannot know
         basis += (
             "; the haematology analyser's lymphocyte-count CV is not included (a laboratory "
@@ -300,8 +300,8 @@ def _timing_caveats(
                     f"Biopsy at LH+{lh_day}, within the interval's LH+{lo} to LH+{hi} window "
                     "but after its first day; uterine NK cells rise steeply after LH+7 "
                     "(Moffett 2004), so a value above the range may partly reflect timing.",
-                    "The biopsy was taken a day or two into the part of the cycle the usual range "
-                    "is for, when these cells are rising, which may raise the result.",
+                    "The biopsy was taken later in the part of the cycle the usual range is "
+                    "for, when these cells are rising, which may raise the result.",
                 )
             ]
         return [

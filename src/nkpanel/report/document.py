@@ -185,7 +185,10 @@ def _serial_table(reading: CaseInterpretation) -> dict[str, Any]:
         d = t.measurand.decimals
         for p in t.points:
             value = f"{p.value:.{d}f}" if p.value is not None else "not reportable"
-            cells[p.episode_id].append(f"{value} ({p.label})")
+            when = p.collected.date().isoformat() if p.collected else "date not recorded"
+            cells[p.episode_id].append(
+                f"{value} ({when}{', on treatment' if p.on_treatment else ''})"
+            )
         rows.append(
             {
                 "code": t.measurand.code,
