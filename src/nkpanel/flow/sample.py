@@ -1071,10 +1071,20 @@ def read_fcs(
 MAX_DATA_SETS = 1000
 
 
+@dataclass(frozen=True)
+class _DataSet:
+    """One data set of a file: where it starts, and its HEADER and TEXT as parsed (offsets
+    count from ``base``)."""
+
+    base: int
+    header: _Header
+    text: _Text
+
+
 def _data_sets(
     buf: _FileBytes, p: Path, notes: list[str], wanted: int | None = None
-) -> list[tuple[int, str]]:
-    """Where each data set of the file starts, and its FCS version.
+) -> list[_DataSet]:
+    """Each data set of the file: where it starts, its HEADER and its TEXT.
 
     $NEXTDATA is the offset of the next data set from the start of the current one (FCS 3.1
     §3.2.20); 0 ends the chain. Some instruments (Millipore/Guava) write $ENDDATA + 1 with no
@@ -1083,14 +1093,14 @@ def _data_sets(
     with a note when an earlier one (``wanted``) is asked for, and is an error naming it
     otherwise.
     """
-    sets: list[tuple[int, str]] = []
+    sets: list[_DataSet] = []
     base = 0
     while True:
         k = len(sets) + 1
         view = buf if base == 0 else _FileBytes(buf.array[base:])
         try:
             header = _parse_header(view, p)
-            text = _split_text(view[header.text[0] : header.text[1] + 1]).keywords
+            parsed = _split_text(view[header.text[0] : header.text[1] + 1])
         except FCSFormatError as exc:
             if k == 1:
                 raise
@@ -1101,8 +1111,8 @@ def _data_sets(
             raise FCSFormatError(
                 p, f"{where}: {exc.cause}; --dataset 1 reads the first alone"
             ) from None
-        sets.append((base, header.version))
-        raw = text.get("nextdata", "0")
+        sets.append(_DataSet(base, header, parsed))
+        raw = parsed.keywords.get("nextdata", "0")
         try:
             nextdata = int(raw.strip())
         except ValueError:
@@ -1124,9 +1134,9 @@ def _data_sets(
 
 
 def _choose_data_set(
-    sets: Sequence[tuple[int, str]], dataset: int | None, p: Path, notes: list[str]
-) -> tuple[int, int]:
-    """The data set to read (``dataset`` counts from 1) and its byte offset.
+    sets: Sequence[_DataSet], dataset: int | None, p: Path, notes: list[str]
+) -> int:
+    """The data set to read (``dataset`` counts from 1).
 
     By default the first; except in Beckman Coulter's list-mode files (Navios, Gallios), which
     hold the same events twice: an FCS 2.0 data set of compensated, log-scaled 10-bit values,
@@ -1137,12 +1147,16 @@ def _choose_data_set(
         if not 1 <= dataset <= len(sets):
             raise FCSFormatError(p, f"data set {dataset} asked for, but the file holds {len(sets)}")
         chosen = dataset
-    elif len(sets) == 2 and sets[0][1] == "2.0" and sets[1][1].startswith("3."):
+    elif (
+        len(sets) == 2
+        and sets[0].header.version == "2.0"
+        and sets[1].header.version.startswith("3.")
+    ):
         chosen = 2
     else:
         chosen = 1
     if len(sets) > 1:
-        kinds = ", ".join(f"{i} (FCS {v})" for i, (_, v) in enumerate(sets, start=1))
+        kinds = ", ".join(f"{i} (FCS {s.header.version})" for i, s in enumerate(sets, start=1))
         why = (
             "as asked"
             if dataset is not None
@@ -1155,7 +1169,7 @@ def _choose_data_set(
         notes.append(
             f"the file holds {len(sets)} data sets: {kinds}; data set {chosen} read ({why})"
         )
-    return chosen, sets[chosen - 1][0]
+    return chosen
 
 
 def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, tuple[str, ...]]:
@@ -1174,8 +1188,8 @@ def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, 
     except OSError as exc:
         raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
     notes: list[str] = []
-    _, offset = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
-    return offset, tuple(notes)
+    sets = _data_sets(buf, p, notes, dataset)
+    return sets[_choose_data_set(sets, dataset, p, notes) - 1].base, tuple(notes)
 
 
 def _read_buffer(
@@ -1186,11 +1200,11 @@ def _read_buffer(
 ) -> FlowSample:
     buf = data if isinstance(data, _FileBytes) else _FileBytes(data)
     notes: list[str] = []
-    chosen, base = _choose_data_set(_data_sets(buf, p, notes, dataset), dataset, p, notes)
+    sets = _data_sets(buf, p, notes, dataset)
+    chosen = _choose_data_set(sets, dataset, p, notes)
+    base, header, parsed = sets[chosen - 1].base, sets[chosen - 1].header, sets[chosen - 1].text
     if base:
         buf = _FileBytes(buf.array[base:])  # every offset of a data set counts from its start
-    header = _parse_header(buf, p)
-    parsed = _split_text(buf[header.text[0] : header.text[1] + 1])
     text, delim = parsed.keywords, parsed.delimiter
     if delim in _FLOWIO_BAD_DELIMITERS:
         raise FCSFormatError(p, f"TEXT delimiter {delim!r} cannot be parsed by flowio")
