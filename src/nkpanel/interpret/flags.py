@@ -158,11 +158,10 @@ def uncertainty_of(
     total = math.sqrt(sum(p * p for p, _ in parts))
     k = settings.coverage_factor
     basis = "; ".join(b for _, b in parts)
-    if "dual platform" in m.method and lab_cv is None and intervals.cv_for(m.code) is None:
-        # cells/µL = % × the analyser's lymphocyte count: its CV is a term nkpanel cannot know
+    if m.counting_cv_leaves_out and lab_cv is None and intervals.cv_for(m.code) is None:
         basis += (
-            "; the haematology analyser's lymphocyte-count CV is not included (a laboratory "
-            "sets the whole method's CV as the analytical CV)"
+            f"; {m.counting_cv_leaves_out} is not included (a laboratory sets the whole "
+            "method's CV as the analytical CV)"
         )
     return Uncertainty(
         cv_percent=total,

@@ -93,6 +93,9 @@ class Measurement:
     qc_notes: tuple[str, ...] = ()
     cv_percent: float | None = None
     counting_cv_percent: float | None = None
+    #: a term of the method's uncertainty the counting CV does not cover (said in the report
+    #: unless the laboratory gives the method's analytical CV)
+    counting_cv_leaves_out: str = ""
     pre_analytic: PreAnalytic = field(default_factory=PreAnalytic)
     figures: tuple[str, ...] = ()
     curve: tuple[tuple[float, float], ...] = ()
@@ -180,6 +183,7 @@ class _Origin:
         reasons: tuple[str, ...],
         cv_percent: float | None = None,
         counting_cv_percent: float | None = None,
+        counting_cv_leaves_out: str = "",
         extra_notes: tuple[str, ...] = (),
     ) -> Measurement:
         """One measurement of ``code`` from this entry (in the measurand's unit), with the
@@ -201,6 +205,7 @@ class _Origin:
             collected=self.collected,
             cv_percent=cv_percent,
             counting_cv_percent=counting_cv_percent,
+            counting_cv_leaves_out=counting_cv_leaves_out,
             pre_analytic=self.pre_analytic,
             figures=self.figures,
             curve=self.curve if code.startswith("nka-lysis") else (),
@@ -399,7 +404,7 @@ def _flow_measurements(
     if count_method == "bead" and n_nk and n_beads:
         cv_abs = 100.0 * math.sqrt(1.0 / n_nk + 1.0 / n_beads)  # Poisson, events and beads
     elif count_method == "dual-platform":
-        cv_abs = cv_pct  # flow part only; the haematology count's own CV is not known here
+        cv_abs = cv_pct  # flow part only (the analyser's CV: counting_cv_leaves_out below)
     abs_method = {
         "bead": "single-platform bead count (cells/µL = cells/beads × beads per test/volume)",
         "dual-platform": "dual platform: % of lymphocytes × haematology lymphocyte count",
@@ -453,6 +458,11 @@ def _flow_measurements(
                 reasons=reasons
                 or (() if value is not None else withheld.get(code) or ("value not measured",)),
                 counting_cv_percent=cv,
+                counting_cv_leaves_out=(
+                    "the haematology analyser's lymphocyte-count CV"
+                    if code == "pnk-per-ul" and count_method == "dual-platform"
+                    else ""
+                ),
             )
         )
     return out
