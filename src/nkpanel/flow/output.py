@@ -100,14 +100,15 @@ def write_sample_outputs(
 def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
     from nkpanel.flow.plots import plot_gates
 
-    sample, comp = analysis.sample, analysis.compensated
+    sample = analysis.sample
     gating = analysis.gating
     if gating is None or analysis.tree is None:
         return []
     scales = gating.scales
 
     def values(ch: str) -> Any:
-        return comp[:, sample.index_of(ch)]
+        # one compensated column at a time, not the whole compensated matrix
+        return analysis.values.column(sample.index_of(ch))
 
     def scale_for(ch: str) -> Any:
         return scales.get(ch, lambda v: v)
