@@ -134,13 +134,7 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     out_console.print(table)
 
 
-def _print_results(
-    results: Sequence[FlowResult],
-    failures: Sequence[BatchFailure],
-    out: Path,
-    *,
-    case: bool = False,
-) -> None:
+def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailure]) -> None:
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
         table.add_column(col, overflow="fold")  # whole names, folded, never cut
@@ -162,10 +156,6 @@ def _print_results(
         out_console.print(table)
     for f in failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
-    if results or case:  # a case writes its summary and other biomarkers' outputs anyway
-        out_console.print(f"outputs written to {out}", markup=False)
-    else:
-        say("no file could be analysed: nothing written")
 
 
 @flow_app.command("analyze")
@@ -285,7 +275,11 @@ def flow_analyze(
         outcome = analyze_flow_batch(
             files, settings, out, plots=plots, export_events=export_events, on_file=step
         )
-    _print_results(outcome.results, outcome.failures, out)
+    _print_results(outcome.results, outcome.failures)
+    if outcome.results:
+        out_console.print(f"outputs written to {out}")
+    else:
+        say("no file could be analysed: nothing written")
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
@@ -321,7 +315,7 @@ def simulate(
     manifest = write_synthetic_case(
         out, n_events=n_events, seed=seed, nk_percent=nk_percent, bright_percent=bright_percent
     )
-    out_console.print(f"synthetic case written: {manifest}", markup=False)
+    out_console.print(f"synthetic case written: {manifest}")
 
 
 @app.command()
@@ -426,8 +420,9 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     results = [r for o in outcome.draws.values() for r in o.results]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
-    _print_results(results, outcome.failures, out, case=True)
-    out_console.print(f"case summary: {outcome.summary_path}", markup=False)
+    _print_results(results, outcome.failures)
+    out_console.print(f"outputs written to {out}")  # the case summary, whatever failed
+    out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:
         r = outcome.report
         for line in r.lines():

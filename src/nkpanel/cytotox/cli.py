@@ -140,7 +140,7 @@ def _report(result: CytotoxResult, out: Path) -> None:
         who = f"sample {f.sample}" if f.sample else "no sample"
         for reason in _capped(list(f.reasons)):
             say(f"({who}): {reason}", flag="failed")
-    out_console.print(f"outputs written to {out}", markup=False)
+    out_console.print(f"outputs written to {out}")
 
 
 #: a plate read against the wrong layout fails on every well: show a few, count the rest

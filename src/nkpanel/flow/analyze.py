@@ -466,7 +466,7 @@ def _build_result(
     n_beads = counts.get("Beads", 0)
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
-    beads_ok = n_beads > 0 and all(f.passed for f in qc if f.check == "bead events")
+    beads_ok = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
     if c.bead_method:
         method = "bead"  # asked for: with too few beads the count is withheld, not replaced
     elif c.lymphocytes_per_ul is not None and n_lymph > 0:

@@ -1291,13 +1291,11 @@ def _read_buffer(
         notes=tuple(notes),
         dataset=chosen,
     )
-    if with_matrix is None:
+    if with_matrix is None or unmix is None:  # unmix is set whenever with_matrix is
         return sample
-    if comp is None and unmix is not None:
+    if comp is None:
         from nkpanel.flow.compensation import detector_columns
 
         comp = detector_columns(events, unmix[0], unmix[1])
-    if comp is None:
-        return sample
     comp.setflags(write=False)
     return dataclasses.replace(sample, detector_columns=comp, compensated_with=with_matrix)

@@ -143,9 +143,10 @@ def uncertainty_of(
     """The combined uncertainty of ``m`` (see the module docstring), or ``None`` if unknown."""
     parts: list[tuple[float, str]] = []
     lab_cv = settings.analytical_cv.get(m.code)
+    file_cv = intervals.cv_for(m.code)
     if lab_cv is not None:
         parts.append((lab_cv, f"analytical CV {lab_cv:g}% (laboratory setting)"))
-    elif (file_cv := intervals.cv_for(m.code)) is not None:
+    elif file_cv is not None:
         parts.append(
             (file_cv.cv_percent, f"analytical CV {file_cv.cv_percent:g}% ({file_cv.source})")
         )
@@ -158,7 +159,7 @@ def uncertainty_of(
     total = math.sqrt(sum(p * p for p, _ in parts))
     k = settings.coverage_factor
     basis = "; ".join(b for _, b in parts)
-    if m.counting_cv_leaves_out and lab_cv is None and intervals.cv_for(m.code) is None:
+    if m.counting_cv_leaves_out and lab_cv is None and file_cv is None:
         basis += (
             f"; {m.counting_cv_leaves_out} is not included (a laboratory sets the whole "
             "method's CV as the analytical CV)"

@@ -236,13 +236,12 @@ def _time(value: Any, where: str) -> dt.datetime | None:
         return value
     if isinstance(value, dt.date):
         return DayOnly(value.year, value.month, value.day)
-    try:
+    try:  # a day alone (date.fromisoformat takes nothing longer)
         day = dt.date.fromisoformat(str(value))
     except ValueError:
         pass
     else:
-        if len(str(value).strip()) <= len("2026-11-14"):
-            return DayOnly(day.year, day.month, day.day)
+        return DayOnly(day.year, day.month, day.day)
     try:
         return dt.datetime.fromisoformat(str(value))
     except ValueError:

@@ -101,7 +101,7 @@ def _print_results(batch: object, out: Path) -> None:
         )
     for f in batch.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
-    out_console.print(f"outputs written to {out}", markup=False)
+    out_console.print(f"outputs written to {out}")
 
 
 @app.command("analyze")
