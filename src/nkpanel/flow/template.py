@@ -427,26 +427,25 @@ def _needed_channels(strategy: Any) -> dict[str, str]:
     return needed
 
 
-def _gated_channels(strategy: Any, sample: Any) -> tuple[str, ...]:
-    """The $PnN of each channel the template's gates use (named by $PnN or $PnS)."""
+def _gated_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> tuple[str, ...]:
+    """The file's channels ($PnN) the template's gates use, found by $PnN or $PnS.
+
+    Raises
+    ------
+    MarkerError
+        A gate dimension that is no channel of the file (nor a fluorochrome of the template's
+        compensation matrix).
+    """
     pnn = [str(x) for x in sample.pnn_labels]
     pns = [str(x) for x in sample.pns_labels]
     found: list[str] = []
-    for label in _needed_channels(strategy):
-        for names in (pnn, pns, [x.replace("/", "_") for x in pnn]):
-            if label in names:
-                found.append(pnn[names.index(label)])
-                break
-    return tuple(dict.fromkeys(found))
-
-
-def _check_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> None:
-    pnn = [str(x) for x in sample.pnn_labels]
-    known = set(pnn) | {str(x) for x in sample.pns_labels if str(x).strip()}
-    known |= {x.replace("/", "_") for x in pnn}
     missing = []
     for channel, comp in _needed_channels(strategy).items():
-        if channel in known:
+        names = next(
+            (n for n in (pnn, pns, [x.replace("/", "_") for x in pnn]) if channel in n), None
+        )
+        if names is not None:
+            found.append(pnn[names.index(channel)])
             continue
         matrix = strategy.comp_matrices.get(comp)
         if matrix is not None and channel in list(matrix.fluorochromes):
@@ -457,6 +456,7 @@ def _check_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> N
             fcs_path,
             f"template {label} gates on {missing}, not channels of this file (channels: {pnn})",
         )
+    return tuple(dict.fromkeys(found))
 
 
 def _path_string(parts: tuple[str, ...], names: Mapping[str, str]) -> str:
@@ -508,7 +508,7 @@ def apply_template(
     p = Path(fcs_path)
     strategy, label = _pick_strategy(template, p, sample_id, group)
     sample = _load_fcs(p, flowjo_labels=template.kind == "flowjo", dataset=dataset)
-    _check_channels(strategy, sample, p, label)
+    channels = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -552,5 +552,5 @@ def apply_template(
         template=label,
         notes=notes,
         flowkit_sample=sample,
-        channels=_gated_channels(strategy, sample),
+        channels=channels,
     )
