@@ -96,6 +96,8 @@ class Measurement:
     #: a term of the method's uncertainty the counting CV does not cover (said in the report
     #: unless the laboratory gives the method's analytical CV)
     counting_cv_leaves_out: str = ""
+    #: how a flow sample was gated: ``"automated"`` or ``"template"`` ("" for other biomarkers)
+    gating: str = ""
     pre_analytic: PreAnalytic = field(default_factory=PreAnalytic)
     figures: tuple[str, ...] = ()
     curve: tuple[tuple[float, float], ...] = ()
@@ -184,6 +186,7 @@ class _Origin:
         cv_percent: float | None = None,
         counting_cv_percent: float | None = None,
         counting_cv_leaves_out: str = "",
+        gating: str = "",
         extra_notes: tuple[str, ...] = (),
     ) -> Measurement:
         """One measurement of ``code`` from this entry (in the measurand's unit), with the
@@ -206,6 +209,7 @@ class _Origin:
             cv_percent=cv_percent,
             counting_cv_percent=counting_cv_percent,
             counting_cv_leaves_out=counting_cv_leaves_out,
+            gating=gating,
             pre_analytic=self.pre_analytic,
             figures=self.figures,
             curve=self.curve if code.startswith("nka-lysis") else (),
@@ -462,6 +466,7 @@ def _flow_measurements(
                     if code == "pnk-per-ul" and count_method == "dual-platform"
                     else ""
                 ),
+                gating=gating,
             )
         )
     return out

@@ -288,7 +288,7 @@ def biomarker_figures(
         paths: list[tuple[str, Path]] = []
         listed = [Path(f) for f in m.figures]
         if m.biomarker == "flow":
-            if "template gating" in m.method:  # the lab's gates, named by the lab
+            if m.gating == "template":  # the lab's gates, named by the lab
                 listed = listed[:MAX_TEMPLATE_PLOTS]
             else:
                 if not listed:  # a summary from before figures were listed: where they were
