@@ -507,14 +507,15 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     candidate[0] = False
     if not candidate.any():
         return labels
-    # h-maxima on the candidates' cores (only values above min_seed − h matter: see
-    # _spread_floor), cut out again into a smaller mosaic
+    # h-maxima on the candidates' cores, cut out again into a smaller mosaic: whether a pixel
+    # at least min_seed deep is an h-maximum depends only on paths whose lowest point lies
+    # above min_seed − h (anything lower is ≤ its value − h)
     floor = min_seed_px - h_px
     core = objects if floor < 0 else np.where(dist > floor, objects, 0).astype(np.int32)
     cores, src2, dst2 = _mosaic(core, candidate)
     d = np.zeros(cores.shape, dtype=np.float32)
     d.ravel()[dst2] = dist.ravel()[src2]
-    hm = _h_maxima(_spread_floor(d, floor), h_px) & (d >= min_seed_px)
+    hm = _h_maxima(d, h_px) & (d >= min_seed_px)
     marks, n_marks = ndi.label(hm, structure=eight)
     if n_marks < 2:
         return labels
@@ -590,22 +591,6 @@ def _reconstruct_by_dilation(marker: F32, mask: F32) -> F32:
         if np.array_equal(grown, rec):
             return np.array(rec)
         rec[...] = grown
-
-
-def _spread_floor(d: F32, floor: float) -> F32:
-    """``d`` with its zeros replaced by distinct negative values, when ``floor`` ≥ 0.
-
-    Whether a pixel at least ``floor + h`` deep is an h-maximum depends only on paths whose
-    lowest point lies above ``floor`` (anything lower is ≤ its value − h), so values at or
-    below ``floor`` may be lowered freely. Spreading the zeros over many levels keeps the
-    sort inside the morphological reconstruction fast (numpy's quicksort slows down tenfold on
-    one value repeated over most of an image).
-    """
-    if floor < 0:
-        return d
-    zero = d == 0
-    spread = -1.0 - (np.arange(d.size, dtype=np.float32) % 997).reshape(d.shape)
-    return np.where(zero, spread, d).astype(np.float32)
 
 
 def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]:
