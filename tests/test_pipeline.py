@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import nkpanel.pipeline as pipeline
+from nkpanel._names import unique_stems
 from nkpanel.flow.analyze import FlowAnalysis, FlowSettings
 from nkpanel.flow.results import FlowResult
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
@@ -60,5 +61,5 @@ def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Pat
 
 
 def test_names_differing_in_letter_case_only_are_told_apart() -> None:
-    names = pipeline._unique_names([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
+    names = unique_stems([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
     assert names == ["Tube1", "tube1-2", "TUBE1-3"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nkpanel._atomic import write_text
+from nkpanel._names import unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import NkPanelError, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
@@ -54,7 +55,7 @@ def analyze_flow_batch(
     stem from different folders are told apart as ``<stem>-2``, ``<stem>-3``… in the order
     given (with a note naming the file), so that none overwrites another's outputs."""
     outcome = BatchOutcome()
-    names = _unique_names(paths)
+    names = unique_stems(paths)
     for path, name in zip(paths, names, strict=True):
         if on_file is not None:
             on_file(str(path))
@@ -79,21 +80,6 @@ def analyze_flow_batch(
     if outcome.results:  # every file failed: no empty tables
         outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
     return outcome
-
-
-def _unique_names(paths: Sequence[Path]) -> list[str]:
-    """Each file's stem, with ``-2``, ``-3``… on the second and later files of one stem (in
-    any letter case: Tube1 and tube1 are one folder on macOS and Windows)."""
-    taken: set[str] = set()
-    names = []
-    for p in paths:
-        name, k = p.stem, 1
-        while name.casefold() in taken:
-            k += 1
-            name = f"{p.stem}-{k}"
-        taken.add(name.casefold())
-        names.append(name)
-    return names
 
 
 @dataclass

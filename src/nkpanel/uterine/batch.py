@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from nkpanel._atomic import write_text
+from nkpanel._names import unique_stems
 from nkpanel.errors import ConfigError, NkPanelError, one_line
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
 from nkpanel.uterine.output import (
@@ -160,14 +161,6 @@ def pool_results(
     )
 
 
-def _unique_name(stem: str, used: set[str]) -> str:
-    name, k = stem, 2
-    while name in used:
-        name, k = f"{stem}-{k}", k + 1
-    used.add(name)
-    return name
-
-
 def analyze_batch(
     images: Sequence[Path],
     out_dir: Path,
@@ -191,11 +184,9 @@ def analyze_batch(
     regs = list(regions) if regions is not None else [None] * len(images)
     if len(regs) != len(images):
         raise ConfigError(f"{len(regs)} regions file(s) for {len(images)} image(s)")
-    used: set[str] = set()
-    for path, reg in zip(images, regs, strict=True):
+    for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
             on_image(str(path))
-        name = _unique_name(Path(path).stem, used)
         img_dir = out_dir / "images" / name
         sinks: list[TileSink] = []
 
