@@ -3,6 +3,7 @@ compensate, gate (automated or a lab template), count, check quality."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -145,7 +146,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         Too few events to place a gate at all.
     """
     s = settings or FlowSettings()
-    cytometry = detect_cytometry(sample) if s.autogate.cytometry == "auto" else s.autogate.cytometry
+    looks = detect_cytometry(sample)
+    cytometry = looks if s.autogate.cytometry == "auto" else s.autogate.cytometry
     spill = s.spillover if s.spillover is not None else sample.spillover
     comp = CompensatedColumns(sample, spill)
     if s.template is not None:
@@ -153,12 +155,12 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     markers = resolve_markers(
         sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
     )
-    gating = auto_gate(sample, comp, markers, s.autogate)
+    # the kind of cytometry decided once, here (auto_gate would look again)
+    gating = auto_gate(sample, comp, markers, dataclasses.replace(s.autogate, cytometry=cytometry))
     parents = {g.name: g.parent for g in gating.tree.gates}
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating)
     used = {d.channel for g in gating.tree.gates for d in g.dims}
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
-    looks = detect_cytometry(sample)
     if cytometry != looks:
         qc.append(
             QCFlag(

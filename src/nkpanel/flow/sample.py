@@ -1184,9 +1184,13 @@ def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, 
     """
     p = Path(path)
     try:
-        buf = _read_file(p, lambda size: np.empty(size, dtype=np.uint8))
-    except OSError as exc:
-        raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
+        # only the HEADER and TEXT pages of each data set are touched
+        buf = _FileBytes(np.memmap(p, dtype=np.uint8, mode="r"))
+    except (OSError, ValueError):  # an empty file or a pipe: read it as read_fcs does
+        try:
+            buf = _read_file(p, lambda size: np.empty(size, dtype=np.uint8))
+        except OSError as exc:
+            raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
     notes: list[str] = []
     sets = _data_sets(buf, p, notes, dataset)
     return sets[_choose_data_set(sets, dataset, p, notes) - 1].base, tuple(notes)
