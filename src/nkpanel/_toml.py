@@ -142,8 +142,12 @@ def validate_toml(model: type[M], data: Mapping[str, Any], source: str | Path, w
         raise ConfigError(f"{source}: invalid {what}: {problems}") from None
 
 
+def used_twice(ids: list[str]) -> list[str]:
+    """The ids that occur more than once, sorted."""
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
 def refuse_duplicate_ids(ids: list[str], name: str, what: str) -> None:
     """One ConfigError line naming the file and every id used more than once in it."""
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
+    if dupes := used_twice(ids):
         raise ConfigError(f"{name}: {what} id(s) used twice: {', '.join(dupes)}")

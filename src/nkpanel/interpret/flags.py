@@ -121,6 +121,13 @@ class Interpretation:
         return self.flag in ("below", "above") or self.near_limit is not None
 
     @property
+    def raised(self) -> bool:
+        """Above the interval, or near its upper limit (what a stress before the draw could
+        explain)."""
+        near_top = self.interval is not None and self.near_limit == self.interval.upper
+        return self.flag == "above" or (self.near_limit is not None and near_top)
+
+    @property
     def flag_label(self) -> str:
         """The flag as printed in the results table."""
         return {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nkpanel._toml import used_twice
 from nkpanel.errors import InputError
 from nkpanel.interpret.evidence import EvidenceStatement, load_evidence, select_evidence
 from nkpanel.interpret.flags import Interpretation, InterpretSettings, interpret_measurement
@@ -75,8 +76,7 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
 def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
     """Refuse history that would put another patient's, or a later, result in the serial view,
     or one episode twice."""
-    ids = [h.episode_id for h in earlier]
-    if twice := sorted({i for i in ids if ids.count(i) > 1}):
+    if twice := used_twice([h.episode_id for h in earlier]):
         raise InputError(SOURCE, f"history episode(s) given twice: {', '.join(twice)}")
     for h in earlier:
         where = f"history episode {h.episode_id}"
@@ -145,16 +145,7 @@ def interpret_case(
         statements,
         measured={r.measurement.code for r in results},
         flagged={r.measurement.code for r in results if r.flagged},
-        raised={
-            r.measurement.code
-            for r in results
-            if r.flag == "above"
-            or (
-                r.near_limit is not None
-                and r.interval is not None
-                and r.near_limit == r.interval.upper
-            )
-        },
+        raised={r.measurement.code for r in results if r.raised},
         caveats=caveat_codes,
         on_treatment=any(r.measurement.pre_analytic.on_treatment for r in results),
     )
