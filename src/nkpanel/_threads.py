@@ -60,6 +60,9 @@ def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1
     step = -(-n_rows // threads)
     step = -(-step // align) * align
     bounds = [(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
+    if len(bounds) == 1:  # the alignment left one range: no thread to hand it to
+        work(0, n_rows)
+        return
     global _pool, _pool_size
     if _pool is None or _pool_size < len(bounds):
         _pool = ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="nkpanel")
