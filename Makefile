@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/nkpanel demo --out $(DEMO_OUT)
 
 test: $(STAMP)
+	-$(PY) -m tests.instrument_files
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -30,4 +31,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_flow.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache .cache

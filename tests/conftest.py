@@ -16,3 +16,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real public test data not found at {SHARED_DATA} (../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def instrument_fcs() -> Path:
+    """Real FCS files from many instruments (fcsparser's test data, see
+    :mod:`tests.instrument_files`), or skip with the reason."""
+    from tests.instrument_files import DEFAULT_DEST, instrument_folder
+
+    folder = instrument_folder()
+    if folder is None:
+        pytest.skip(
+            f"instrument FCS files not found in {DEFAULT_DEST}: `make test` fetches them "
+            "from PyPI (python -m tests.instrument_files)"
+        )
+    return folder

@@ -41,12 +41,18 @@ def _pack_data(events: np.ndarray, datatype: str, bits: Sequence[int], byteorder
             rows.append("".join(str(int(v)).rjust(b) for v, b in zip(row, bits, strict=True)))
         return "".join(rows).encode("ascii")
     if datatype == "I":
-        if len(set(bits)) == 1:
+        if len(set(bits)) == 1 and bits[0] in (8, 16, 32, 64):
             width = bits[0] // 8
             return events.astype(np.int64).astype(f"{bo}u{width}").tobytes()
-        codes = {8: "B", 16: "H", 32: "I"}
-        fmt = bo + "".join(codes[b] for b in bits)
-        return b"".join(struct.pack(fmt, *(int(v) for v in row)) for row in events)
+        if set(bits) <= {8, 16, 32}:
+            codes = {8: "B", 16: "H", 32: "I"}
+            fmt = bo + "".join(codes[b] for b in bits)
+            return b"".join(struct.pack(fmt, *(int(v) for v in row)) for row in events)
+        # other whole-byte widths (24 bits: Cytek xP5), one value at a time
+        order = "little" if byteorder == "little" else "big"
+        return b"".join(
+            int(v).to_bytes(b // 8, order) for row in events for v, b in zip(row, bits, strict=True)
+        )
     raise ValueError(f"unknown datatype {datatype}")
 
 
@@ -207,6 +213,11 @@ def set_header_field(buf: bytes, index: int, value: int | str) -> bytes:
 def text_span(buf: bytes) -> tuple[int, int]:
     """Inclusive byte offsets of the TEXT segment as the HEADER gives them."""
     return int(buf[10:18]), int(buf[18:26])
+
+
+def data_span(buf: bytes) -> tuple[int, int]:
+    """Inclusive byte offsets of the DATA segment as the HEADER gives them."""
+    return int(buf[26:34]), int(buf[34:42])
 
 
 def edit_text_value(buf: bytes, key: str, value: str) -> bytes:

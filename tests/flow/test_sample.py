@@ -21,7 +21,13 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import CompensationError, FCSFormatError, InputError
 from nkpanel.flow.sample import FlowSample, read_fcs
-from tests.flow.fcs_bytes import build_fcs, edit_text_value, set_header_field, text_span
+from tests.flow.fcs_bytes import (
+    build_fcs,
+    data_span,
+    edit_text_value,
+    set_header_field,
+    text_span,
+)
 from tests.flow.test_transforms import GML_DIR, compliance_gates, evaluate_rectangle, gml_truth
 
 PNN = ["FSC-A", "CD3", "CD56", "Time"]
@@ -291,6 +297,100 @@ def test_enddata_one_past_the_data_is_read_with_a_note(tmp_path: Path) -> None:
     assert s.notes == ("$ENDDATA points one byte past the data (read anyway)",)
 
 
+def test_enddata_one_past_8_bit_data_is_read_with_a_note(tmp_path: Path) -> None:
+    s = read_fcs(write(tmp_path, _off_by_one_8bit()))
+    np.testing.assert_array_equal(s.events, np.minimum(RAW, 255))
+    assert s.notes == ("$ENDDATA points one byte past the data (read anyway)",)
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_24_bit_integers_are_read_byte_by_byte(tmp_path: Path, byteorder: str) -> None:
+    """Cytek xP5 files store 3-byte integers; flowio cannot read them."""
+    # one value per byte position, and one that needs all three bytes
+    raw = np.array([[1, 256, 65536], [0xABCDEF, 2, 3], [0, 0, 0xFFFFFF]], dtype=np.float64)
+    data = build_fcs(
+        raw,
+        ["FSC", "FL1", "FL2"],
+        datatype="I",
+        bits=24,
+        byteorder=byteorder,
+        pnr=[2**24, 2**24, 2**24],
+    )
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, raw)
+    assert s.notes == ()
+
+
+def test_integer_values_are_masked_to_their_range(tmp_path: Path) -> None:
+    """Bits above the power of two at or above $PnR are ignored, as flowio and FlowKit do:
+    0xABCDEF in a range of 1024 is 0xABCDEF mod 1024 = 0x1EF = 495; a range of 1000 masks
+    to 1024 too; a range wider than the values (2^30 on 24 bits) masks nothing."""
+    raw = np.array([[0xABCDEF, 0xABCDEF, 0xABCDEF], [1023, 1500, 7]], dtype=np.float64)
+    data = build_fcs(
+        raw, ["FSC", "FL1", "FL2"], datatype="I", bits=[24, 24, 24], pnr=[1024, 1000, 2**30]
+    )
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, [[495, 495, 0xABCDEF], [1023, 1500 - 1024, 7]])
+
+
+def test_mixed_integer_widths_with_24_bits(tmp_path: Path) -> None:
+    raw = np.array([[200, 70000, 1, 0x01020304], [7, 3, 0xFFFF, 5]], dtype=np.float64)
+    data = build_fcs(
+        raw,
+        ["A", "B", "C", "D"],
+        datatype="I",
+        bits=[8, 24, 16, 32],
+        byteorder="big",
+        pnr=[256, 2**24, 2**16, 2**32],
+    )
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, raw)
+
+
+def test_blank_header_data_offsets_defer_to_text(tmp_path: Path) -> None:
+    """BD FACSDiva writes blanks, not 0, for DATA offsets it does not put in the HEADER."""
+    data = build_fcs(RAW, PNN, datatype="F", header_data=(" " * 8, " " * 8))
+    s = read_fcs(write(tmp_path, data))
+    np.testing.assert_array_equal(s.events, RAW)
+    assert s.notes == ("HEADER leaves the DATA offsets blank; $BEGINDATA/$ENDDATA used",)
+
+
+def _text_padded(pad: bytes, *, last_delimiter: bool = True) -> bytes:
+    """A file whose TEXT offsets take in ``pad`` after the last delimiter (MACSQuant, CyFlow),
+    with the last delimiter itself left out when ``last_delimiter`` is false. The TEXT is
+    moved back so that it still ends where it did; DATA stays where it was."""
+    good = build_fcs(RAW, PNN, datatype="F", text_start=512)
+    t0, t1 = text_span(good)
+    text = good[t0 : t1 + 1]
+    text = (text if last_delimiter else text[:-1]) + pad
+    start = t1 + 1 - len(text)
+    out = bytearray(good)
+    out[58:start] = b" " * (start - 58)
+    out[start : t1 + 1] = text
+    return set_header_field(bytes(out), 0, start)
+
+
+@pytest.mark.parametrize("pad", [b"    ", b"\x00\x00", b" \r\n"], ids=["spaces", "nul", "crlf"])
+def test_text_padded_after_its_last_delimiter_is_read(tmp_path: Path, pad: bytes) -> None:
+    s = read_fcs(write(tmp_path, _text_padded(pad)))
+    np.testing.assert_array_equal(s.events, RAW)
+    assert s.notes == ()
+
+
+def test_text_without_its_last_delimiter_is_read_with_a_note(tmp_path: Path) -> None:
+    s = read_fcs(write(tmp_path, _text_padded(b" \n", last_delimiter=False)))
+    np.testing.assert_array_equal(s.events, RAW)
+    assert s.notes == ("TEXT segment does not end with its delimiter '/' (read anyway)",)
+
+
+def test_spillover_of_names_only_is_noted_not_used(tmp_path: Path) -> None:
+    """MACSQuant writes $SPILLOVER as a channel count and names, with no matrix."""
+    data = build_fcs(RAW, PNN, datatype="F", keywords={"$SPILLOVER": "2,CD3,CD56"})
+    s = read_fcs(write(tmp_path, data))
+    assert s.spillover is None
+    assert s.notes == ("$SPILLOVER names 2 channels but holds no values",)
+
+
 def test_analysis_segment_is_tolerated(tmp_path: Path) -> None:
     s = read_fcs(write(tmp_path, with_analysis(b"/GATE 1/CD3-CD56+/")))
     np.testing.assert_array_equal(s.events[:, 0], RAW[:, 0])
@@ -409,10 +509,6 @@ def good(**kw: object) -> bytes:
     }
     args.update(kw)
     return build_fcs(RAW, PNN, **args)  # type: ignore[arg-type]
-
-
-def data_span(buf: bytes) -> tuple[int, int]:
-    return int(buf[26:34]), int(buf[34:42])
 
 
 def _ascii_with_text_cell() -> bytes:
@@ -583,11 +679,6 @@ BAD = [
         "DATA segment holds 48 bytes but $TOT 5",
     ),
     Bad(
-        "$ENDDATA off by one on 8-bit data",
-        _off_by_one_8bit,
-        "DATA segment holds 21 bytes but $TOT 5",
-    ),
-    Bad(
         "$PAR above the parameters", _set("$PAR", "5"), "$PAR says 5 parameters but $P5N is missing"
     ),
     Bad(
@@ -611,12 +702,12 @@ BAD = [
     Bad(
         "$PnB 0 on integer data",
         _set("$P2B", "0"),
-        "$P2B 0: integer data must use 8, 16 or 32 bits",
+        "$P2B 0: integer values must fill whole bytes, 8 to 64 bits",
     ),
     Bad(
-        "$PnB 24 on integer data",
-        lambda: good(bits=24, data=bytes(5 * 4 * 3)),
-        "$P1B 24: integer data must use 8, 16 or 32",
+        "$PnB 12 on integer data",
+        lambda: good(bits=12, data=bytes(5 * 4 * 2)),
+        "$P1B 12: integer values must fill whole bytes",
     ),
     Bad(
         "$PnB 0 on float data",
@@ -640,11 +731,6 @@ BAD = [
         "$P2R 'big' is not a number",
     ),
     Bad("$PnR missing", lambda: good(drop=["$P3R"]), "lacks the required keyword $P3R"),
-    Bad(
-        "$PnR beyond the bit width",
-        lambda: good(pnr=[1024, 1024, 262144, 1024]),
-        "$P3R 262144 exceeds what a 16-bit value ($P3B) can hold",
-    ),
     Bad(
         "$DATATYPE A with a non-number",
         lambda: _ascii_with_text_cell(),

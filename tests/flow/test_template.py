@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
 from nkpanel.flow.template import Template, TemplateResult, apply_template, load_template
+from tests.flow.fcs_bytes import build_fcs, data_span
 
 # Each Results_<id>.txt of the compliance suite → the gate it is the truth for, and every gml
 # file (gml_<stem>.xml) in which that gate is defined. Quadrant results are named after the
@@ -570,3 +571,45 @@ def test_clean_up_gate_names(name: str, cleans: bool) -> None:
     from nkpanel.flow.analyze import _CLEANUP_GATE
 
     assert bool(_CLEANUP_GATE.fullmatch(name)) is cleans
+
+
+_FSC_OVER_1000 = """<?xml version="1.0" encoding="UTF-8"?>
+<gating:Gating-ML
+    xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating"
+    xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes">
+  <gating:RectangleGate gating:id="Big">
+    <gating:dimension gating:compensation-ref="uncompensated" gating:min="1000">
+      <data-type:fcs-dimension data-type:name="FSC"/>
+    </gating:dimension>
+  </gating:RectangleGate>
+</gating:Gating-ML>
+"""
+
+
+@pytest.mark.parametrize("kind", ["24-bit integers", "ENDDATA one past the data"])
+def test_template_applies_to_a_file_flowio_cannot_read(tmp_path: Path, kind: str) -> None:
+    """Cytek xP5 (3-byte integers) and MACSQuant (an $ENDDATA one byte past the data) files
+    are read by nkpanel but not by flowio; the template is applied to nkpanel's reading."""
+    fsc = np.array([5, 999, 1000, 70000, 1001, 0], dtype=np.float64)
+    raw = np.column_stack([fsc, np.arange(6)])
+    if kind == "24-bit integers":
+        data = build_fcs(raw, ["FSC", "SSC"], datatype="I", bits=24, pnr=[2**24, 2**24])
+    else:
+        good = build_fcs(raw, ["FSC", "SSC"], datatype="F", trailer=b"\x00")
+        begin, end = data_span(good)
+        data = build_fcs(
+            raw,
+            ["FSC", "SSC"],
+            datatype="F",
+            trailer=b"\x00",
+            keywords={"$ENDDATA": str(end + 1)},
+            header_data=(begin, end + 1),
+        )
+    fcs = tmp_path / "odd.fcs"
+    fcs.write_bytes(data)
+    gml = tmp_path / "big.xml"
+    gml.write_text(_FSC_OVER_1000)
+    result = apply_template(load_template(gml), fcs)
+    # by hand: FSC of 1000 or more
+    assert result.membership["Big"].tolist() == [False, False, True, True, True, False]
+    assert any("FlowKit cannot read the file" in note for note in result.notes)

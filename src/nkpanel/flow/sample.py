@@ -1,15 +1,19 @@
 """Reading FCS files into a :class:`FlowSample`: events on their linear scale plus the keywords.
 
-FCS 2.0, 3.0 and 3.1 list-mode files with $DATATYPE I (8, 16 or 32 bits), F or D, in either byte
-order, are parsed by flowio. Before flowio sees a file, this module checks the HEADER and the TEXT
+FCS 2.0, 3.0 and 3.1 list-mode files with $DATATYPE I (integers of any whole number of bytes,
+also mixed widths), F, D or A, in either byte order. This module checks the HEADER and the TEXT
 keywords itself (offsets inside the file, segments that do not overlap, $PAR and $TOT that agree
 with the size of the DATA segment, known data type and byte order, sane $PnB/$PnE/$PnG/$PnR), so
 that every defect becomes one :class:`~nkpanel.errors.FCSFormatError` naming the file and the
 cause, and no header value can make the reader allocate more memory than the file holds
-(files in histogram mode or with more than one data set are refused the same way; ASCII data,
-which flowio does not decode, is read by nkpanel after flowio has parsed the TEXT).
-flowio's own reading of the critical keywords is cross-checked against this module's, and the
-channel values it returns are converted to scale values here:
+(files in histogram mode are refused the same way). flowio parses the TEXT too, and its reading
+of the critical keywords must agree with this module's (FlowKit reads the file through flowio
+when a lab template is applied); NumPy then decodes the DATA, which also reads what flowio
+cannot: 3-byte integers (Cytek xP5). Deviations that real instruments write and other readers
+accept are read, most with a note: blanks after the last TEXT delimiter (MACSQuant, CyFlow), a
+missing last delimiter, an $ENDDATA one byte past the data, blank HEADER DATA offsets, and a
+$SPILLOVER of channel names only (MACSQuant). Integer values are masked to the power of two at
+or above $PnR, as flowio does. Channel values are converted to scale values here:
 
 * $DATATYPE I with $PnE ``f1,f2`` and ``f1 > 0`` (log amplification): a channel value ``c`` in a
   range $PnR ``r`` becomes ``f2 · 10^(f1 · c / r)``, with ``f2 = 0`` read as 1 (FCS 3.1, $PnE);
@@ -37,7 +41,6 @@ import itertools
 import os
 import re
 import stat
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,7 +73,10 @@ _HEADER_BYTES = 58
 _VERSIONS = ("2.0", "3.0", "3.1", "3.2")
 #: FCS 3.x headers write 0 for DATA offsets beyond this byte (FCS 3.1, HEADER segment)
 _HEADER_OFFSET_LIMIT = 99_999_999
-_INT_BITS = (8, 16, 32)
+#: $PnB of integer values: whole bytes (Cytek xP5 writes 24 bits)
+_INT_BITS = (8, 16, 24, 32, 40, 48, 56, 64)
+#: bytes some writers leave after the last delimiter of TEXT, inside the TEXT offsets
+_TEXT_PADDING = " \t\r\n\x00"
 _PNN_KEY = re.compile(r"^p(\d+)n$", re.IGNORECASE)
 #: delimiters flowio's TEXT parser cannot use: it builds a regular expression from the delimiter
 #: escaping only | \\ and *, and deletes every "$" before splitting
@@ -285,6 +291,9 @@ class _Header:
     text: tuple[int, int]
     data: tuple[int, int]
     analysis: tuple[int, int]  # -1 where the header field is not a number
+    #: the HEADER as flowio must see it: blank DATA offset fields written as 0, which flowio
+    #: cannot parse otherwise; ``None`` when the file's own HEADER serves
+    for_flowio: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +304,7 @@ class _Layout:
     tot: int
     datatype: str  # "I", "F" or "D"
     bits: tuple[int, ...]  # per parameter, as decoded
+    order: Literal["<", ">"]  # byte order of binary values
     data: tuple[int, int]  # inclusive byte offsets of the DATA segment
     off_by_one: bool  # $ENDDATA points one byte past the data (common writer bug)
     header_zero: bool  # FCS 3.x HEADER gives 0 for DATA; $BEGINDATA/$ENDDATA are used
@@ -337,17 +347,20 @@ class _FileBytes:
     def startswith(self, prefix: bytes) -> bool:
         return self[: len(prefix)] == prefix
 
-    def file(self) -> io.BufferedReader:
-        """A read-only file object over the same bytes, for flowio (which closes it)."""
-        return io.BufferedReader(_ArrayFile(self.array))
+    def file(self, head: bytes | None = None) -> io.BufferedReader:
+        """A read-only file object over the same bytes, for flowio (which closes it); ``head``,
+        when given, stands in for the first bytes."""
+        return io.BufferedReader(_ArrayFile(self.array, head))
 
 
 class _ArrayFile(io.RawIOBase):
-    """A raw, seekable, read-only file over a uint8 array, without copying the array."""
+    """A raw, seekable, read-only file over a uint8 array, without copying the array (``head``,
+    when given, is read in place of the array's first bytes)."""
 
-    def __init__(self, array: NDArray[np.uint8]) -> None:
+    def __init__(self, array: NDArray[np.uint8], head: bytes | None = None) -> None:
         super().__init__()
         self._array, self._pos = array, 0
+        self._head = np.frombuffer(head or b"", dtype=np.uint8)
 
     def readable(self) -> bool:
         return True
@@ -366,7 +379,12 @@ class _ArrayFile(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         chunk = self._array[self._pos : self._pos + len(b)]
         n = int(chunk.shape[0])
-        memoryview(b).cast("B")[:n] = chunk.data
+        view = memoryview(b).cast("B")
+        view[:n] = chunk.data
+        h = self._head.shape[0]
+        if self._pos < h and n:
+            stop = min(h, self._pos + n)
+            view[: stop - self._pos] = self._head[self._pos : stop].data
         self._pos += n
         return n
 
@@ -465,10 +483,23 @@ def _parse_header(buf: _FileBytes, p: Path) -> _Header:
         text = (field(0), field(1))
     except ValueError:
         raise FCSFormatError(p, "header TEXT offsets are not numbers") from None
+    blank = [not buf[10 + 8 * i : 18 + 8 * i].strip() for i in (2, 3)]
     try:
-        data = (field(2), field(3))
+        # FCS 3.x writes 0 where an offset does not fit the HEADER and gives it in TEXT; some
+        # writers (BD FACSDiva exports of large files) leave the fields blank instead
+        data = tuple(
+            0 if version != "2.0" and empty else field(i)
+            for i, empty in zip((2, 3), blank, strict=True)
+        )
     except ValueError:
         raise FCSFormatError(p, "header DATA offsets are not numbers") from None
+    for_flowio = None
+    if any(blank) and version != "2.0":
+        head = bytearray(buf[:_HEADER_BYTES])
+        for i, empty in zip((2, 3), blank, strict=True):
+            if empty:
+                head[10 + 8 * i : 18 + 8 * i] = b"0".rjust(8)
+        for_flowio = bytes(head)
 
     def loose(i: int) -> int:  # as flowio reads the ANALYSIS offsets: -1 when not a number
         try:
@@ -482,13 +513,14 @@ def _parse_header(buf: _FileBytes, p: Path) -> _Header:
             p,
             f"header TEXT offsets {text[0]}–{text[1]} lie outside the file ({size} bytes)",
         )
-    return _Header(version, text, data, analysis)
+    return _Header(version, text, (data[0], data[1]), analysis, for_flowio)
 
 
 @dataclass(frozen=True)
 class _Text:
     keywords: dict[str, str]  # as this module reads them
-    closed: bool  # the segment ends with its delimiter, as FCS requires
+    closed: bool  # the segment ends with its delimiter, as FCS requires (padding aside)
+    paired: bool  # every keyword has a value (an unclosed segment can still be read whole)
     flowio_view: dict[str, str]  # as flowio will read them (for the cross-check)
     delimiter: str
     odd_run: bool  # an odd run of 3+ delimiters: a value starting or ending with one
@@ -511,7 +543,10 @@ def _split_text(segment: bytes) -> _Text:
     except UnicodeDecodeError:
         text = segment.decode("latin-1")
     delim = text[0]
-    body = text[1:]
+    # MACSQuant and CyFlow write TEXT offsets that take in the blanks padding the segment
+    # after its last delimiter; flowio and fcsparser read past them, and so does this
+    core = text[:1] + text[1:].rstrip("".join(set(_TEXT_PADDING) - {delim}))
+    body = core[1:]
     tokens: list[str] = []
     cur: list[str] = []
     pos = 0
@@ -547,7 +582,8 @@ def _split_text(segment: bytes) -> _Text:
         k.lower().replace(twice, delim): v.replace(twice, delim)
         for k, v in zip(theirs[0::2], theirs[1::2], strict=False)
     }
-    return _Text(out, text.endswith(delim), view, delim, odd_run)
+    closed = len(core) > 1 and core.endswith(delim)
+    return _Text(out, closed, len(tokens) % 2 == 0, view, delim, odd_run)
 
 
 def _int_kw(text: Mapping[str, str], key: str, p: Path) -> int:
@@ -568,17 +604,20 @@ def _float_kw(text: Mapping[str, str], key: str, p: Path) -> float:
         raise FCSFormatError(p, f"${key.upper()} {_short(raw)} is not a number") from None
 
 
-def _byte_order(raw: str, bits: Sequence[int], p: Path) -> None:
-    """Accept the byte orders flowio decodes correctly on this machine; refuse the rest."""
-    if raw in ("1,2,3,4", "1,2", "4,3,2,1", "2,1") or set(bits) == {8}:
-        return
+def _byte_order(raw: str, bits: Sequence[int], p: Path) -> Literal["<", ">"]:
+    """NumPy's byte-order mark for $BYTEORD: ``1,2,…`` is little-endian and ``…,2,1`` big-endian,
+    whatever the value width (FCS 3.1 allows only 1,2,3,4 and 4,3,2,1; older files write the
+    order for their own width); any other order is refused unless every value is one byte."""
     try:
         order = [int(v) for v in raw.split(",")]
     except ValueError:
         order = []
-    ascending = bool(order) and order == list(range(1, len(order) + 1))
-    if ascending and sys.byteorder == "little" and len(set(bits)) == 1:
-        return  # flowio falls back to the machine's order, which is this one
+    if order and order == list(range(1, len(order) + 1)):
+        return "<"
+    if order and order == list(range(len(order), 0, -1)):
+        return ">"
+    if set(bits) == {8}:
+        return "<"
     raise FCSFormatError(p, f"unsupported $BYTEORD {_short(raw)}")
 
 
@@ -646,7 +685,7 @@ def _check_keywords(
         elif datatype == "I":
             if b not in _INT_BITS:
                 raise FCSFormatError(
-                    p, f"$P{n}B {b}: integer data must use 8, 16 or 32 bits per value"
+                    p, f"$P{n}B {b}: integer values must fill whole bytes, 8 to 64 bits"
                 )
             rng = float(_int_kw(text, f"p{n}r", p))
             if rng <= 0:
@@ -695,25 +734,16 @@ def _check_keywords(
         dup = next(x for x in names if names.count(x) > 1)
         raise FCSFormatError(p, f"two parameters share the $PnN name {_short(dup)}")
 
-    if datatype == "I" and len(set(bits)) == 1:
-        # flowio masks uniform-width integers by the next power of two of $PnR; with one range
-        # wider than the values and another narrower its mask does not fit the value type
-        b = bits[0]
-        ranges = [int(text[f"p{i}r"]) for i in range(1, par + 1)]
-        if any(r > 2**b for r in ranges) and any(r < 2 ** (b - 1) + 1 for r in ranges):
-            i = next(i for i, r in enumerate(ranges, 1) if r > 2**b)
-            raise FCSFormatError(
-                p, f"$P{i}R {ranges[i - 1]} exceeds what a {b}-bit value ($P{i}B) can hold"
-            )
-
     if "byteord" not in text:
         raise FCSFormatError(p, "TEXT lacks the required keyword $BYTEORD")
-    if datatype != "A":  # characters have no byte order
-        _byte_order(text["byteord"], bits, p)
+    # characters have no byte order
+    order = _byte_order(text["byteord"], bits, p) if datatype != "A" else "<"
 
     data = _data_offsets(text, header, size, p)
     header_zero = header.version != "2.0" and header.data == (0, 0) and data != (0, 0)
-    if header_zero and data[1] <= _HEADER_OFFSET_LIMIT:
+    if header.for_flowio is not None:
+        notes.append("HEADER leaves the DATA offsets blank; $BEGINDATA/$ENDDATA used")
+    elif header_zero and data[1] <= _HEADER_OFFSET_LIMIT:
         notes.append("HEADER gives 0 for the DATA offsets; $BEGINDATA/$ENDDATA used")
     row_bytes = sum(bits) // 8
     expected = tot * row_bytes
@@ -731,9 +761,7 @@ def _check_keywords(
             if start <= hi and lo <= stop:
                 raise FCSFormatError(p, f"DATA segment {start}–{stop} overlaps the {name}")
         length = stop - start + 1
-        # flowio can drop one surplus byte only when it reads values wider than a byte
-        can_drop_byte = datatype != "I" or (len(set(bits)) == 1 and bits[0] > 8)
-        off_by_one = length == expected + 1 and can_drop_byte and datatype != "A"
+        off_by_one = length == expected + 1 and datatype != "A"
         if length != expected and not off_by_one and not delimited:
             raise FCSFormatError(
                 p,
@@ -750,7 +778,8 @@ def _check_keywords(
             step = float("nan")
         if not (np.isfinite(step) and step > 0):
             notes.append(f"$TIMESTEP {_short(text['timestep'])} is not a positive number; ignored")
-    return _Layout(par, tot, datatype, tuple(bits), data, off_by_one, header_zero), channels
+    layout = _Layout(par, tot, datatype, tuple(bits), order, data, off_by_one, header_zero)
+    return layout, channels
 
 
 def _data_offsets(text: Mapping[str, str], header: _Header, size: int, p: Path) -> tuple[int, int]:
@@ -802,7 +831,8 @@ def _cross_check(text: Mapping[str, str], fd_text: Mapping[str, str], par: int, 
         theirs = fd_text.get(key)
         if mine is None and theirs is None:
             continue
-        if mine is None or theirs is None or mine.replace("$", "") != theirs:
+        # blanks around a value do not change how either reads it
+        if mine is None or theirs is None or mine.replace("$", "").strip() != theirs.strip():
             raise FCSFormatError(
                 p,
                 f"TEXT segment is ambiguous (a keyword given twice, or stray delimiters or $): "
@@ -849,30 +879,32 @@ def _apply_linear(out: NDArray[np.float64], ops: Sequence[tuple[int, str, float]
                 out[:, col] /= value
 
 
-def _decode(
-    raw: NDArray[np.float64], channels: Sequence[Channel], datatype: str, text: Mapping[str, str]
+def _decode_ascii(
+    raw: NDArray[np.float64], channels: Sequence[Channel], text: Mapping[str, str]
 ) -> NDArray[np.float64]:
-    """Channel values → scale values ($PnE, $PnG, $TIMESTEP); see the module docstring."""
-    out = np.asarray(raw, dtype=np.float64)  # flowio hands over a fresh array: decode in place
-    if datatype in ("I", "A"):
-        with np.errstate(all="ignore"):
-            for ch in channels:
-                f1, f2 = ch.pne
-                if f1 > 0:
-                    col = out[:, ch.index]
-                    col[:] = f2 * np.power(10.0, f1 * col / ch.pnr)
+    """ASCII channel values → scale values ($PnE, $PnG, $TIMESTEP; see the module docstring),
+    in place: ``raw`` is a fresh array. Unlike binary integers, characters are not masked."""
+    out = raw
+    with np.errstate(all="ignore"):
+        for ch in channels:
+            f1, f2 = ch.pne
+            if f1 > 0:
+                col = out[:, ch.index]
+                col[:] = f2 * np.power(10.0, f1 * col / ch.pnr)
     _apply_linear(out, _linear_ops(channels, text))
     return out
 
 
-def _flowio_text_check(buf: _FileBytes, text: Mapping[str, str], layout: _Layout, p: Path) -> None:
+def _flowio_text_check(
+    buf: _FileBytes, text: Mapping[str, str], layout: _Layout, header: _Header, p: Path
+) -> None:
     import flowio
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fd = flowio.FlowData(
-                buf.file(),
+                buf.file(header.for_flowio),
                 only_text=True,
                 nextdata_offset=0,  # the data set chosen starts the buffer
                 ignore_offset_error=layout.off_by_one,
@@ -918,42 +950,96 @@ def _ascii_data(buf: _FileBytes, layout: _Layout, p: Path) -> NDArray[np.float64
     return values.reshape(layout.tot, layout.par)
 
 
-def _float_data(
-    buf: _FileBytes,
-    text: Mapping[str, str],
-    layout: _Layout,
-    ops: Sequence[tuple[int, str, float]],
-    unmix: tuple[list[int], NDArray[np.float64]] | None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64] | None] | None:
-    """The DATA segment decoded into a column-ordered float64 array (and compensated with
-    ``unmix`` when given) when it is uniform $DATATYPE F or D in a plain byte order of finite
-    numbers; ``None`` for anything flowio should decode (it also counts the values that are
-    not finite)."""
-    width = {"F": 32, "D": 64}.get(layout.datatype)
-    if width is None or any(b != width for b in layout.bits) or layout.off_by_one:
-        return None
-    order = text.get("byteord", "").replace(" ", "")
-    ascending = ",".join(str(i) for i in range(1, width // 8 + 1))
-    descending = ",".join(str(i) for i in range(width // 8, 0, -1))
-    if order not in (ascending, descending):
-        return None
-    kind = "<" if order == ascending else ">"
-    dtype = np.dtype(f"{kind}f{width // 8}")
-    count = layout.tot * layout.par
+def _binary_rows(buf: _FileBytes, layout: _Layout) -> NDArray[Any]:
+    """The DATA segment's binary values, one row per event, in their stored type: a view of the
+    buffer for 1-, 2-, 4- or 8-byte values of one width, else unsigned 64-bit integers
+    assembled byte by byte (3-byte values, or widths that differ between parameters)."""
+    widths = [b // 8 for b in layout.bits]
+    row = sum(widths)
     start = layout.data[0]
-    if start < 0 or start + count * dtype.itemsize > len(buf):
-        return None
-    flat = np.frombuffer(buf.array, dtype=dtype, count=count, offset=start)
-    return _to_columns(flat.reshape(layout.tot, layout.par), ops, unmix)
+    raw = buf.array[start : start + layout.tot * row]  # in the file: _check_keywords saw to it
+    kind = "u" if layout.datatype == "I" else "f"
+    if len(set(widths)) == 1 and widths[0] in (1, 2, 4, 8):
+        dtype = np.dtype(f"{layout.order}{kind}{widths[0]}")
+        return raw.view(dtype).reshape(layout.tot, layout.par)
+    cells = raw.reshape(layout.tot, row)
+    out = np.zeros((layout.tot, layout.par), dtype=np.uint64)
+    pos = 0
+    for j, w in enumerate(widths):
+        for k in range(w):
+            shift = 8 * (k if layout.order == "<" else w - 1 - k)
+            out[:, j] |= cells[:, pos + k].astype(np.uint64) << np.uint64(shift)
+        pos += w
+    return out
+
+
+def _integer_steps(
+    channels: Sequence[Channel], layout: _Layout
+) -> tuple[list[tuple[int, float]], list[tuple[int, float, float, float]]]:
+    """How integer channel values become scale values before any gain: the bit mask, as flowio
+    applies it (values modulo the power of two at or above $PnR, where the values are wider),
+    as ``(column, modulus)``; and log amplification ($PnE ``f1,f2``: ``f2 · 10^(f1 · c / r)``)
+    as ``(column, f1, f2, r)``."""
+    masks: list[tuple[int, float]] = []
+    logs: list[tuple[int, float, float, float]] = []
+    for ch, b in zip(channels, layout.bits, strict=True):
+        r = int(ch.pnr)  # a whole number: $PnR of integer data is read with _int_kw
+        top = 1 << (r - 1).bit_length()
+        if 2**b > top:
+            masks.append((ch.index, float(top)))
+        f1, f2 = ch.pne
+        if f1 > 0:
+            logs.append((ch.index, f1, f2, ch.pnr))
+    return masks, logs
+
+
+def _binary_data(
+    buf: _FileBytes,
+    layout: _Layout,
+    channels: Sequence[Channel],
+    text: Mapping[str, str],
+    unmix: tuple[list[int], NDArray[np.float64]] | None,
+    p: Path,
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """The binary DATA segment ($DATATYPE I, F or D) decoded into column-ordered float64 scale
+    values, and compensated with ``unmix`` when given.
+
+    Raises
+    ------
+    FCSFormatError
+        A value that is not finite, in the file or once decoded.
+    """
+    rows = _binary_rows(buf, layout)
+    ops = _linear_ops(channels, text)
+    masks, logs = _integer_steps(channels, layout) if layout.datatype == "I" else ([], [])
+
+    def decode(block: NDArray[np.float64]) -> None:
+        for col, modulus in masks:
+            np.fmod(block[:, col], modulus, out=block[:, col])  # exact: whole numbers < 2**53
+        for col, f1, f2, r in logs:
+            block[:, col] = f2 * np.power(10.0, f1 * block[:, col] / r)
+
+    done = _to_columns(rows, ops, unmix, decode, [col for col, *_ in logs])
+    if done is None:
+        bad = int(np.count_nonzero(~np.isfinite(rows))) if rows.dtype.kind == "f" else 0
+        if bad:
+            raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
+        raise FCSFormatError(
+            p, "DATA values overflow once decoded with $PnE, $PnG or $TIMESTEP (not finite)"
+        )
+    return done
 
 
 def _to_columns(
     rows: NDArray[Any],
     ops: Sequence[tuple[int, str, float]],
     unmix: tuple[list[int], NDArray[np.float64]] | None,
+    decode: Callable[[NDArray[np.float64]], None] | None = None,
+    decoded: Sequence[int] = (),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None] | None:
-    """Row-ordered file data → column-ordered float64 events, decoded with ``ops`` and, with
-    ``unmix``, compensated too; ``None`` when a value is not finite.
+    """Row-ordered file data → column-ordered float64 events, decoded with ``decode`` (which
+    changes the columns ``decoded``) and ``ops`` and, with ``unmix``, compensated too; ``None``
+    when a value is not finite.
 
     Block by block, by several threads: each block of rows (a few MB) is checked, converted,
     decoded and compensated while it is in the cache, which is what makes reading a million
@@ -966,14 +1052,17 @@ def _to_columns(
     if unmix is not None:
         comp = np.empty((rows.shape[0], len(unmix[0])), dtype=np.float64, order="F")
     finite: list[bool] = []
-    scaled = sorted({col for col, _, _ in ops})
+    scaled = sorted({col for col, _, _ in ops} | set(decoded))
+    floats = rows.dtype.kind == "f"  # whole numbers are finite
 
     def convert(start: int, stop: int) -> None:
         for i in range(start, stop, BLOCK_ROWS):
             j = min(i + BLOCK_ROWS, stop)
             block = rows[i:j]
-            ok = _all_finite(block)
+            ok = _all_finite(block) if floats else True
             out[i:j] = block
+            if decode is not None:
+                decode(out[i:j])
             _apply_linear(out[i:j], ops)
             # decoding can overflow only the columns it scales
             finite.append(ok and all(_all_finite(out[i:j, col]) for col in scaled))
@@ -999,7 +1088,12 @@ def _spillover_from_text(
 ) -> Spillover | None:
     for key in SPILLOVER_KEYWORDS:
         value = text.get(key, "").strip()
-        if not value or value.split(",")[0].strip() in ("0", "0.0"):
+        parts = value.split(",")
+        if not value or parts[0].strip() in ("0", "0.0"):
+            continue
+        if parts[0].strip().isdigit() and len(parts) == int(parts[0]) + 1:
+            # MACSQuant writes the channel names with no matrix
+            notes.append(f"${key.upper()} names {parts[0].strip()} channels but holds no values")
             continue
         if key == "comp":
             try:
@@ -1213,11 +1307,13 @@ def _read_buffer(
     if delim in _FLOWIO_BAD_DELIMITERS:
         raise FCSFormatError(p, f"TEXT delimiter {delim!r} cannot be parsed by flowio")
     if not parsed.closed:
-        raise FCSFormatError(
-            p,
-            f"TEXT segment {header.text[0]}–{header.text[1]} does not end with its delimiter "
-            f"{delim!r} (wrong TEXT offsets or a truncated keyword)",
-        )
+        if not parsed.paired:
+            raise FCSFormatError(
+                p,
+                f"TEXT segment {header.text[0]}–{header.text[1]} does not end with its "
+                f"delimiter {delim!r} (wrong TEXT offsets or a truncated keyword)",
+            )
+        notes.append(f"TEXT segment does not end with its delimiter {delim!r} (read anyway)")
     if parsed.odd_run:
         raise FCSFormatError(
             p,
@@ -1235,54 +1331,26 @@ def _read_buffer(
         from nkpanel.flow.compensation import unmixing
 
         unmix = unmixing(with_matrix, [c.pnn for c in channels], p)
-    fast: tuple[NDArray[np.float64], NDArray[np.float64] | None] | None = None
     comp: NDArray[np.float64] | None = None
     if layout.tot == 0:
         events = np.zeros((0, layout.par), dtype=np.float64)
         notes.append("the file holds no events ($TOT 0)")
     elif layout.datatype == "A":
         # flowio does not decode ASCII data: its TEXT is still parsed and checked by flowio
-        _flowio_text_check(buf, text, layout, p)
+        _flowio_text_check(buf, text, layout, header, p)
         events = np.asfortranarray(
-            _decode(_ascii_data(buf, layout, p), channels, layout.datatype, text)
+            _decode_ascii(_ascii_data(buf, layout, p), channels, text)
         )
-    elif (fast := _float_data(buf, text, layout, _linear_ops(channels, text), unmix)) is not None:
-        # uniform float/double data, already validated against the TEXT and the file size:
-        # flowio parses the TEXT (and must agree with nkpanel's reading of it), then NumPy
-        # reads, decodes and compensates the DATA straight into columns in one pass
-        _flowio_text_check(buf, text, layout, p)
-        events, comp = fast
+        if not _all_finite(events):  # a sum can overflow: count before refusing
+            bad = int(np.count_nonzero(~np.isfinite(events)))
+            if bad:
+                raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
     else:
-        import flowio
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fd = flowio.FlowData(
-                    buf.file(),
-                    nextdata_offset=0,  # the data set chosen starts the buffer
-                    ignore_offset_error=layout.off_by_one,
-                    ignore_offset_discrepancy=layout.header_zero,
-                )
-                _cross_check(text, fd.text, layout.par, p)
-                raw = fd.as_array(preprocess=False)
-        except FCSFormatError:
-            raise
-        except Exception as exc:  # flowio raises many types; all mean "unreadable"
-            raise FCSFormatError(
-                p, f"flowio cannot parse it (TEXT delimiter {delim!r}): {_one_line(exc)}"
-            ) from None
-        if raw.shape != (layout.tot, layout.par):
-            raise FCSFormatError(
-                p,
-                f"DATA segment decodes to {raw.shape}, not $TOT {layout.tot} × $PAR {layout.par}",
-            )
-        # one column per channel, contiguous: every step after reading works channel by channel
-        events = np.asfortranarray(_decode(raw, channels, layout.datatype, text))
-    if fast is None and not _all_finite(events):  # a sum can overflow: count before refusing
-        bad = int(np.count_nonzero(~np.isfinite(events)))
-        if bad:
-            raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
+        # flowio parses the TEXT (and must agree with nkpanel's reading of it); NumPy then
+        # reads, decodes and compensates the DATA, validated against the TEXT and the file
+        # size, straight into columns in one pass
+        _flowio_text_check(buf, text, layout, header, p)
+        events, comp = _binary_data(buf, layout, channels, text, unmix, p)
     events.setflags(write=False)
     sample = FlowSample(
         name=p.stem,

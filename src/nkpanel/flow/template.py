@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError, one_line
+
+if TYPE_CHECKING:
+    from nkpanel.flow.sample import FlowSample
 
 __all__ = [
     "GATINGML_NS",
@@ -371,9 +375,15 @@ def _pick_strategy(
     return template.strategies[wanted], f"{src.name} [{wanted}]"
 
 
-def _load_fcs(fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None) -> Any:
+def _load_fcs(
+    fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None
+) -> tuple[Any, tuple[str, ...]]:
     """A FlowKit ``Sample`` of the data set :func:`~nkpanel.flow.sample.read_fcs` would read
-    (``dataset``, or its default); on failure nkpanel's reader names the cause."""
+    (``dataset``, or its default), and notes on how it was read.
+
+    A file flowio cannot read but nkpanel can (3-byte integers, an $ENDDATA one past the data,
+    blank HEADER offsets) is handed to FlowKit as the events nkpanel read, in FlowKit's
+    32-bit floats; a note says so. Otherwise nkpanel's reader names the cause."""
     import flowio
     import flowkit
 
@@ -386,22 +396,62 @@ def _load_fcs(fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None
                 try:
                     # our own handle, closed here even when flowio gives up half-way
                     with fcs_path.open("rb") as fh:
-                        return flowkit.Sample(
+                        fk = flowkit.Sample(
                             fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
                         )
+                        return fk, ()
                 except flowio.exceptions.MultipleDataSetsError:
                     pass  # flowio wants to be told which one: the one read_fcs reads
             offset, _ = data_set_offset(fcs_path, dataset)
             with fcs_path.open("rb") as fh:
                 data = flowio.FlowData(fh, nextdata_offset=offset)
-                return flowkit.Sample(
-                    data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
-                )
+                fk = flowkit.Sample(data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels)
+                return fk, ()
     except FCSFormatError:
         raise
     except Exception as exc:
-        read_fcs(fcs_path, dataset=dataset)  # raises FCSFormatError with the precise cause
-        raise FCSFormatError(fcs_path, f"unreadable FCS data: {_one_line(exc)}") from None
+        theirs = _one_line(exc)
+    mine = read_fcs(fcs_path, dataset=dataset)  # raises FCSFormatError with the precise cause
+    try:
+        fk = _flowkit_sample_of(mine, fcs_path.name, flowjo_labels)
+    except Exception as exc:
+        raise FCSFormatError(fcs_path, f"unreadable FCS data: {theirs}") from exc
+    note = (
+        f"FlowKit cannot read the file ({theirs}); the template was applied to the events "
+        "nkpanel read, as 32-bit floats"
+    )
+    return fk, (note,)
+
+
+def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) -> Any:
+    """A FlowKit ``Sample`` holding ``sample``'s events (as 32-bit floats, FlowKit's in-memory
+    FCS), channel names, ranges and spillover keyword."""
+    import flowio
+    import flowkit
+
+    keep = {k: v for k, v in sample.metadata.items() if k in _KEPT_FOR_FLOWKIT}
+    for n, ch in enumerate(sample.channels, start=1):
+        keep[f"p{n}r"] = f"{ch.pnr:g}"
+    # FCS forbids empty values: a channel without $PnS is described by its $PnN
+    pns = [ch.pns or ch.pnn for ch in sample.channels]
+    buf = io.BytesIO()
+    flowio.create_fcs(
+        buf,
+        sample.events.astype(np.float32).ravel().tolist(),
+        channel_names=list(sample.pnn),
+        opt_channel_names=pns,
+        metadata_dict=keep,
+    )
+    buf.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return flowkit.Sample(
+            flowio.FlowData(buf), sample_id=sample_id, use_flowjo_labels=flowjo_labels
+        )
+
+
+#: keywords (lower case, no "$") carried into a FlowKit sample built from nkpanel's reading
+_KEPT_FOR_FLOWKIT = ("spillover", "spill", "comp", "cyt", "date", "btim", "etim", "fil")
 
 
 def _needed_channels(strategy: Any) -> dict[str, str]:
@@ -507,7 +557,7 @@ def apply_template(
     """
     p = Path(fcs_path)
     strategy, label = _pick_strategy(template, p, sample_id, group)
-    sample = _load_fcs(p, flowjo_labels=template.kind == "flowjo", dataset=dataset)
+    sample, read_notes = _load_fcs(p, flowjo_labels=template.kind == "flowjo", dataset=dataset)
     channels = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -515,7 +565,7 @@ def apply_template(
             results = strategy.gate_sample(sample)
         except Exception as exc:
             raise InputError(p, f"template {label} cannot be applied: {_one_line(exc)}") from None
-    notes = template.notes + _collect(caught)
+    notes = template.notes + read_notes + _collect(caught)
 
     membership: dict[str, NDArray[np.bool_]] = {}
     parents: dict[str, str | None] = {}

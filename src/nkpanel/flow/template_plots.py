@@ -68,7 +68,7 @@ def plot_template_gates(
     strategy, _ = _pick_strategy(template, fcs_path, sample_id, group)
     sample = flowkit_sample
     if sample is None:
-        sample = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
+        sample, _ = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
     names = template.gate_names
     written: list[Path] = []
     skipped: list[str] = []
