@@ -184,6 +184,12 @@ def test_a_folder_of_fcs_files_is_analysed_file_by_file(tmp_path: Path) -> None:
     proc = nkpanel("flow", "analyze", str(empty), "--out", str(tmp_path / "e"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: {empty}: the folder holds no .fcs / .lmd file"
+    proc = nkpanel("flow", "analyze", str(tmp_path), "--out", str(tmp_path / "e"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith(
+        f"error: {tmp_path}: the folder holds no .fcs / .lmd file itself, but its subfolders "
+        "hold 2: give the subfolders"
+    )
 
 
 def test_bad_manifest_is_one_line(tmp_path: Path) -> None:

@@ -52,16 +52,25 @@ def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Pat
         if not p.is_dir():
             out.append(p)
             continue
-        found = sorted(
-            f
-            for f in p.iterdir()
-            # not hidden files (macOS writes ._name beside every file on foreign disks)
-            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
-        )
+        found = sorted(f for f in p.iterdir() if _wanted(f, suffixes))
         if not found:
-            raise InputError(p, f"the folder holds no {' / '.join(suffixes)} file")
+            kinds = " / ".join(suffixes)
+            deeper = sum(1 for f in p.rglob("*") if _wanted(f, suffixes))
+            if deeper:
+                raise InputError(
+                    p,
+                    f"the folder holds no {kinds} file itself, but its subfolders hold "
+                    f"{deeper}: give the subfolders (subfolders are not searched, so that "
+                    "earlier outputs inside are not read again)",
+                )
+            raise InputError(p, f"the folder holds no {kinds} file")
         out += found
     return out
+
+
+def _wanted(f: Path, suffixes: tuple[str, ...]) -> bool:
+    # not hidden files (macOS writes ._name beside every file on foreign disks)
+    return f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
 
 
 def output_folder(folder: Path) -> Path:
