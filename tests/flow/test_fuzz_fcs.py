@@ -3,7 +3,7 @@ nkpanel InputError that starts with the path — never another exception, a warn
 large allocation.
 
 Seeds are small synthetic files from :mod:`tests.flow.fcs_bytes` covering FCS 2.0/3.0/3.1,
-$DATATYPE I (8, 16, 32 and mixed bits), F and D, both byte orders, $PnE/$PnG/$TIMESTEP and
+$DATATYPE I (8, 16, 24, 32 and mixed bits), F and D, both byte orders, $PnE/$PnG/$TIMESTEP and
 $SPILLOVER. Mutations: bit flips, truncations, insertions, deletions, HEADER offset edits,
 in-place TEXT value edits (offsets left as they were) and rebuilt files with one keyword
 replaced (offsets kept consistent, so the keyword checks themselves are reached).
@@ -67,6 +67,11 @@ SEEDS: list[dict[str, Any]] = [
     dict(version="3.1", datatype="I", bits=[8, 16, 32, 16], pnr=[256, 1024, 1024, 1024]),
     dict(version="3.0", datatype="I", bits=8, pnr=[256] * 4, delimiter="\\"),
     dict(version="3.1", datatype="I", bits=32, pnr=[1024] * 4, byteorder="big"),
+    # 3-byte integers (Cytek xP5), alone and among other widths
+    dict(version="3.0", datatype="I", bits=24, pnr=[1024] * 4, byteorder="big"),
+    dict(version="3.1", datatype="I", bits=[8, 24, 16, 32], pnr=[256, 2**24, 1000, 1024]),
+    # blank HEADER DATA offsets (FACSDiva)
+    dict(version="3.0", datatype="F", header_data=(" " * 8, " " * 8)),
 ]
 
 
