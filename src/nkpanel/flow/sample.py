@@ -975,18 +975,18 @@ def _binary_rows(buf: _FileBytes, layout: _Layout) -> NDArray[Any]:
 
 def _integer_steps(
     channels: Sequence[Channel], layout: _Layout
-) -> tuple[list[tuple[int, float]], list[tuple[int, float, float, float]]]:
+) -> tuple[list[tuple[int, int]], list[tuple[int, float, float, float]]]:
     """How integer channel values become scale values before any gain: the bit mask, as flowio
-    applies it (values modulo the power of two at or above $PnR, where the values are wider),
-    as ``(column, modulus)``; and log amplification ($PnE ``f1,f2``: ``f2 · 10^(f1 · c / r)``)
+    applies it (the bits below the power of two at or above $PnR, where the values are wider),
+    as ``(column, mask)``; and log amplification ($PnE ``f1,f2``: ``f2 · 10^(f1 · c / r)``)
     as ``(column, f1, f2, r)``."""
-    masks: list[tuple[int, float]] = []
+    masks: list[tuple[int, int]] = []
     logs: list[tuple[int, float, float, float]] = []
     for ch, b in zip(channels, layout.bits, strict=True):
         r = int(ch.pnr)  # a whole number: $PnR of integer data is read with _int_kw
         top = 1 << (r - 1).bit_length()
         if 2**b > top:
-            masks.append((ch.index, float(top)))
+            masks.append((ch.index, top - 1))
         f1, f2 = ch.pne
         if f1 > 0:
             logs.append((ch.index, f1, f2, ch.pnr))
@@ -1013,9 +1013,9 @@ def _binary_data(
     ops = _linear_ops(channels, text)
     masks, logs = _integer_steps(channels, layout) if layout.datatype == "I" else ([], [])
 
-    def decode(block: NDArray[np.float64]) -> None:
-        for col, modulus in masks:
-            np.fmod(block[:, col], modulus, out=block[:, col])  # exact: whole numbers < 2**53
+    def decode(stored: NDArray[Any], block: NDArray[np.float64]) -> None:
+        for col, keep in masks:
+            block[:, col] = stored[:, col] & stored.dtype.type(keep)
         for col, f1, f2, r in logs:
             block[:, col] = f2 * np.power(10.0, f1 * block[:, col] / r)
 
@@ -1034,12 +1034,12 @@ def _to_columns(
     rows: NDArray[Any],
     ops: Sequence[tuple[int, str, float]],
     unmix: tuple[list[int], NDArray[np.float64]] | None,
-    decode: Callable[[NDArray[np.float64]], None] | None = None,
+    decode: Callable[[NDArray[Any], NDArray[np.float64]], None] | None = None,
     decoded: Sequence[int] = (),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None] | None:
-    """Row-ordered file data → column-ordered float64 events, decoded with ``decode`` (which
-    changes the columns ``decoded``) and ``ops`` and, with ``unmix``, compensated too; ``None``
-    when a value is not finite.
+    """Row-ordered file data → column-ordered float64 events, decoded with ``decode(stored,
+    converted)`` (which may change the columns ``decoded``) and ``ops`` and, with ``unmix``,
+    compensated too; ``None`` when a value is not finite.
 
     Block by block, by several threads: each block of rows (a few MB) is checked, converted,
     decoded and compensated while it is in the cache, which is what makes reading a million
@@ -1062,7 +1062,7 @@ def _to_columns(
             ok = _all_finite(block) if floats else True
             out[i:j] = block
             if decode is not None:
-                decode(out[i:j])
+                decode(block, out[i:j])
             _apply_linear(out[i:j], ops)
             # decoding can overflow only the columns it scales
             finite.append(ok and all(_all_finite(out[i:j, col]) for col in scaled))
