@@ -1338,9 +1338,7 @@ def _read_buffer(
     elif layout.datatype == "A":
         # flowio does not decode ASCII data: its TEXT is still parsed and checked by flowio
         _flowio_text_check(buf, text, layout, header, p)
-        events = np.asfortranarray(
-            _decode_ascii(_ascii_data(buf, layout, p), channels, text)
-        )
+        events = np.asfortranarray(_decode_ascii(_ascii_data(buf, layout, p), channels, text))
         if not _all_finite(events):  # a sum can overflow: count before refusing
             bad = int(np.count_nonzero(~np.isfinite(events)))
             if bad:
