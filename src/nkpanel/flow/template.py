@@ -23,6 +23,7 @@ workflows. Front Immunol 2021;12:768541.
 
 from __future__ import annotations
 
+import array
 import functools
 import importlib
 import io
@@ -434,10 +435,12 @@ def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) 
         keep[f"p{n}r"] = f"{ch.pnr:g}"
     # FCS forbids empty values: a channel without $PnS is described by its $PnN
     pns = [ch.pns or ch.pnn for ch in sample.channels]
+    values = array.array("f")  # flowio writes this as it is, without a list of Python floats
+    values.frombytes(np.ascontiguousarray(sample.events, dtype=np.float32).tobytes())
     buf = io.BytesIO()
     flowio.create_fcs(
         buf,
-        sample.events.astype(np.float32).ravel().tolist(),
+        values,
         channel_names=list(sample.pnn),
         opt_channel_names=pns,
         metadata_dict=keep,
