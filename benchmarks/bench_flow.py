@@ -57,7 +57,7 @@ from numpy.typing import NDArray
 
 from nkpanel.flow.analyze import FlowAnalysis, FlowSettings, analyze_file
 from nkpanel.flow.compensation import CompensatedColumns
-from nkpanel.flow.gates import GateTree, RangeGate
+from nkpanel.flow.gates import GateTree
 from nkpanel.flow.gatingml import export_gatingml, gate_ids
 from nkpanel.flow.sample import read_fcs
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
@@ -74,8 +74,6 @@ GOAL_KEYS = (
     f"peak memory/matrix <= {GOAL_MEMORY_RATIO:g}",
     "identical per-event membership",
 )
-#: a lower bound below every finite value: stands in for "no bound" where Gating-ML needs one
-_OPEN_BOUND = -1e300
 #: modules the analysis imports (some lazily); the memory baseline imports the same ones
 _ANALYSIS_MODULES = ("nkpanel.flow.analyze", "flowio", "flowutils")
 
@@ -191,26 +189,6 @@ def read_data_floor(path: Path) -> NDArray[Any]:
 
 
 # ------------------------------------------------------------------------------ Gating-ML
-
-
-def exportable_tree(tree: GateTree) -> tuple[GateTree, list[str]]:
-    """``tree`` with every range gate that bounds nothing given a bound below every value.
-
-    Gating-ML 2.0 needs each rectangle dimension to have a minimum or a maximum, and
-    :func:`export_gatingml` refuses a range gate without any; earlier automated gating left the
-    Time gate open when the flow rate was stable. A minimum of -1e300 keeps every finite event,
-    so membership is unchanged. Returns the tree and the names of the gates changed.
-    """
-    gates = []
-    changed = []
-    for g in tree.gates:
-        if isinstance(g, RangeGate) and all(
-            lo is None and hi is None for lo, hi in zip(g.lo, g.hi, strict=True)
-        ):
-            g = dataclasses.replace(g, lo=(_OPEN_BOUND, *g.lo[1:]))
-            changed.append(g.name)
-        gates.append(g)
-    return GateTree(tuple(gates)), changed
 
 
 @dataclass(frozen=True)
@@ -458,17 +436,11 @@ def _run(args: argparse.Namespace, env: dict[str, Any], tmp: Path) -> int:
     if analysis.tree is None:
         raise RuntimeError("automated gating returned no gate tree")
     tree = analysis.tree
-    export_tree, opened = exportable_tree(tree)
     print(f"gates found by nkpanel: {len(tree.names)} ({', '.join(tree.names)})")
-    for name in opened:
-        print(
-            f"note: gate {name!r} bounds nothing; exported with minimum {_OPEN_BOUND:g} "
-            "(Gating-ML needs a bound; every event stays inside)"
-        )
     xml = tmp / "nkpanel-gates.xml"
     ids = gate_ids(tree.names)
     try:
-        export_gatingml(export_tree, xml, spillover=analysis.sample.spillover)
+        export_gatingml(tree, xml, spillover=analysis.sample.spillover)
         flowkit_apply_gates(path, xml, ids)
     except Exception as exc:  # any failure here means FlowKit cannot do the same work
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -549,7 +521,6 @@ def _run(args: argparse.Namespace, env: dict[str, Any], tmp: Path) -> int:
             "goals_met": goals,
             "memory": memory,
             "membership": [dataclasses.asdict(c) for c in checks],
-            "gates_exported_with_open_bound": opened,
             "profile_top_cumulative": {
                 name: [dataclasses.asdict(r) for r in rows] for name, rows in profiles.items()
             },

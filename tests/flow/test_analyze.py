@@ -200,3 +200,26 @@ def test_a_template_without_a_time_gate_is_flagged_for_a_clog_at_the_start(
     a = analyze_file(fcs, FlowSettings(template=template))
     flag = next(f for f in a.result.qc if f.check == "flow rate")
     assert not flag.passed and not a.result.reportable
+
+
+def test_lymphocytes_that_cannot_be_separated_are_not_reportable(tube) -> None:  # type: ignore[no-untyped-def]
+    """Without SSC, CD45 or CD14 (a Guava Muse file, say) the "Lymphocytes" gate keeps every
+    leukocyte: NK % of lymphocytes would be NK % of all cells, so the result is withheld."""
+    full = tube.to_sample()
+    keep = [i for i, ch in enumerate(full.channels) if not ch.pnn.startswith("SSC")]
+    keep = [i for i in keep if "CD45" not in (full.channels[i].pns or full.channels[i].pnn)]
+    cut = type(full).from_array(
+        full.events[:, keep],
+        [full.channels[i].pnn for i in keep],
+        pns=[full.channels[i].pns for i in keep],
+        spillover=None,
+    )
+    a = analyze_sample(cut, FlowSettings())
+    flag = next(f for f in a.result.qc if f.check == "lymphocyte gate")
+    assert not flag.passed and flag.blocking
+    assert "lymphocytes cannot be told from other leukocytes" in flag.reason
+    assert not a.result.reportable
+    assert a.tree is not None
+    parent = next(g.parent for g in a.tree.gates if g.name == "Lymphocytes")
+    assert parent is not None
+    assert a.membership["Lymphocytes"].sum() == a.membership[parent].sum()

@@ -362,13 +362,29 @@ def test_asinh_coordinates_are_divided_by_m_ln10(tmp_path: Path) -> None:
     assert float(d.get(f"{{{GATING}}}max", "nan")) == pytest.approx(4.0 / scale, rel=1e-15)
 
 
+@pytest.mark.parametrize("transform", [None, Asinh(5.0)], ids=["linear", "asinh"])
+def test_a_gate_that_bounds_nothing_keeps_every_event_in_flowkit(
+    tmp_path: Path, transform: Asinh | None
+) -> None:
+    """Lymphocytes with no scatter to separate them, or an open Time gate: Gating-ML needs a
+    bound, and the one written keeps every event."""
+    import flowkit
+
+    dim = Dimension("FL1-A", transform, compensated=False)
+    gate = RangeGate("Everything", None, (dim, Dimension("FL2-A")), (None, None), (None, None))
+    xml = export_gatingml(GateTree((gate,)), tmp_path / "open.xml")
+    events = np.array([[-1e30, 0.0], [-5.0, 1.0], [0.0, 2.0], [1e30, -1e30]])
+    fk = flowkit.Sample(events, sample_id="open", channel_labels=["FL1-A", "FL2-A"])
+    member = flowkit_membership(xml, fk, GateTree((gate,)))
+    assert list(member) == ["Everything"] and member["Everything"].tolist() == [True] * 4
+
+
 # -------------------------------------------------------------------------------------- bad gates
 
 
 @pytest.mark.parametrize(
     "gate",
     [
-        RangeGate("open", None, (Dimension("FL1-A"),), (None,), (None,)),
         RangeGate("nan", None, (Dimension("FL1-A"),), (math.nan,), (None,)),
         PolygonGate(
             "inf", None, (Dimension("FL1-A"), Dimension("FL2-A")), ((0, 0), (1, math.inf), (1, 0))

@@ -353,6 +353,17 @@ def _qc_checks(
                 blocking=False,
             )
         )
+    if gating is not None and not gating.lymphocytes_separated:
+        flags.append(
+            QCFlag(
+                "lymphocyte gate",
+                False,
+                None,
+                None,
+                "no SSC, CD45 or CD14 channel: lymphocytes cannot be told from other leukocytes, "
+                "so no percentage of lymphocytes can be given",
+            )
+        )
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
     if cytometry == "flow" and gating is not None:

@@ -126,6 +126,9 @@ class AutoGateResult:
     cytometry: Literal["flow", "mass"]
     unstable_time_fraction: float = 0.0
     scales: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
+    #: False when no SSC, CD45 or CD14 could tell the lymphocytes from other leukocytes: the
+    #: "Lymphocytes" gate then holds every leukocyte and no % of lymphocytes can be given
+    lymphocytes_separated: bool = True
 
 
 def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
@@ -268,6 +271,7 @@ class _Gater:
         self.member: dict[str, BoolArray] = {}
         self.cuts: dict[str, Cut] = {}
         self.notes: list[str] = []
+        self.lymphocytes_separated = True
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
@@ -612,6 +616,7 @@ class _Gater:
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
         if not dims:
             self.notes.append("no SSC or CD14: lymphocytes not separated from other leukocytes")
+            self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
         return "Lymphocytes"
@@ -752,5 +757,6 @@ def auto_gate(
         notes=tuple(g.notes),
         cytometry=g.kind,
         unstable_time_fraction=unstable,
+        lymphocytes_separated=g.lymphocytes_separated,
         scales=dict(g.scales),
     )

@@ -85,6 +85,8 @@ __all__ = ["AsinhMapping", "asinh_as_fasinh", "export_gatingml", "gate_ids"]
 TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
 #: id of an exported spillover matrix
 MATRIX_ID = "spillover"
+#: the minimum written for a range gate that bounds nothing: below every finite value
+OPEN_MINIMUM = -1e300
 _LN10 = math.log(10.0)
 
 
@@ -230,7 +232,10 @@ class _Builder:
                 if lo is not None or hi is not None
             ]
             if not dims:
-                raise ConfigError(f"range gate {gate.name!r} has no bound on any dimension")
+                # a gate that keeps its whole parent (an open Time gate, lymphocytes without a
+                # scatter to separate them): Gating-ML needs a bound on each dimension, and a
+                # minimum below every finite value keeps every event
+                dims = [self.dimension(gate.dims[0], OPEN_MINIMUM, None)]
             fk_gate = gates.RectangleGate(gate_id, dims)
         elif isinstance(gate, PolygonGate):
             sx, sy = self.scale_of(gate.dims[0]), self.scale_of(gate.dims[1])
