@@ -178,15 +178,18 @@ def test_dual_platform_count_of_a_tube_without_beads() -> None:
     assert r.nk_cells_per_ul == pytest.approx(r.nk_percent_of_lymphocytes / 100 * 1800)
 
 
+@pytest.mark.parametrize("time_name", ["Time", "HDR-T"])  # MACSQuant: HDR-T
 def test_a_template_without_a_time_gate_is_flagged_for_a_clog_at_the_start(
-    tmp_path: Path,
+    tmp_path: Path, time_name: str
 ) -> None:
     from nkpanel.flow.gates import GateTree
     from nkpanel.flow.gatingml import export_gatingml
     from nkpanel.flow.simulate import write_fcs
 
     spec = SimulationSpec(seed=25, clog_at=0.0, clog_duration_fraction=0.3)
-    fcs = write_fcs(simulate_tube(spec), tmp_path / "clog_start.fcs")
+    tube = simulate_tube(spec)
+    tube = dataclasses.replace(tube, pnn=tuple(time_name if n == "Time" else n for n in tube.pnn))
+    fcs = write_fcs(tube, tmp_path / "clog_start.fcs")
     auto = analyze_file(fcs)
     assert auto.tree is not None
     # the lab's template: the same gates without nkpanel's time gate

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
-from nkpanel.errors import ConfigError, InputError
+from nkpanel.errors import ConfigError, InputError, MarkerError
 from nkpanel.flow.autogate import (
     AutoGateResult,
     AutoGateSettings,
@@ -410,7 +410,11 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
     rate over time (a template has no time gate of nkpanel's), and saturation on the channels
     the template gates on."""
     out: list[QCFlag] = []
-    tch = next((c.pnn for c in sample.channels if c.pnn.strip().casefold() == "time"), None)
+    try:  # Time found as the automated gating finds it (MACSQuant names it HDR-T)
+        found = resolve_markers(sample, (), optional=("Time",), aliases=s.alias_table())
+        tch = found.channel_for("Time") if found.has("Time") else None
+    except MarkerError:  # two channels claim to be Time: no flow-rate check
+        tch = None
     rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
     if rate is not None:  # every bin: a template trims no unstable start or end
         out.append(_flow_rate_flag(rate[4], s.qc))
