@@ -111,6 +111,16 @@ def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     assert "CD65 is not a marker the NK analysis uses" in proc.stderr
 
 
+def test_marker_override_names_are_compared_as_the_alias_table_compares_them(
+    tmp_path: Path,
+) -> None:
+    """ "cd-56" names CD56 in the alias table, so --marker takes it too (it was refused)."""
+    fcs = write_fcs(simulate_tube(SimulationSpec(n_events=20_000, seed=8)), tmp_path / "t.fcs")
+    args = ("flow", "analyze", str(fcs), "--no-plots", "--out", str(tmp_path / "o"))
+    proc = nkpanel(*args, "--marker", "cd-56=CD56")
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize(
     ("counts", "said"),
     [
