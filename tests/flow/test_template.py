@@ -271,7 +271,8 @@ def test_template_nk_percent_is_of_the_cleaned_lymphocytes(flowsom: Path) -> Non
     assert int(a.membership["Lymphocytes"].sum()) == EXPERT_COUNTS["Singlets2"]
     nk = a.result.nk_percent_of_lymphocytes
     assert nk == pytest.approx(100 * EXPERT_COUNTS["NK cells"] / EXPERT_COUNTS["Singlets2"])
-    assert any("Lymphocytes = gate '/Lymphocytes/Singlets/Singlets2'" in n for n in a.result.notes)
+    assert a.result.template == "gating.wsp"
+    assert a.result.template_roles["Lymphocytes"] == "/Lymphocytes/Singlets/Singlets2"
     # the template's own NK row has its % of lymphocytes too (it was left empty)
     row = a.result.population("/Lymphocytes/Singlets/Singlets2/NK1_1+/NK cells")
     assert row.percent_of_lymphocytes == pytest.approx(nk)

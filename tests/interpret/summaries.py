@@ -93,6 +93,8 @@ def flow_entry(
         "qc": qc,
         "notes": [],
         "metadata": {"cyt": "hand-made test summary (synthetic)"},
+        "template": None,
+        "template_roles": {},
         "figures": figures or [],
     }
 

@@ -36,19 +36,25 @@ def test_no_absolute_count_is_left_out_not_failed() -> None:
     assert "pnk-per-ul" not in [m.code for m in ep.measurements]
 
 
-def test_a_template_without_a_subset_gate_is_not_a_failed_check() -> None:
+@pytest.mark.parametrize(
+    "roles",
+    [
+        {"template": "lab.wsp", "template_roles": {"NK": "/Lymphocytes/NK"}},
+        # a summary written before the roles had a key of their own
+        {"notes": ["template lab.wsp: NK = gate '/Lymphocytes/NK'"]},
+    ],
+    ids=["template_roles", "legacy notes"],
+)
+def test_a_template_without_a_subset_gate_is_not_a_failed_check(roles: dict[str, Any]) -> None:
     """A lab template with no CD56bright gate measured no CD56bright: nothing to report, not
     a QC failure; and which gate played which role is the method, not a quality note."""
-    entry = flow_entry(bright=None, dim=None) | {
-        "gating": "template",
-        "notes": ["template lab.wsp: NK = gate '/Lymphocytes/NK'"],
-    }
+    entry = flow_entry(bright=None, dim=None) | {"gating": "template"} | roles
     ep = read_episode(summary(flow=[entry]))
     codes = [m.code for m in ep.measurements]
     assert "pnk-cd56bright-pct-nk" not in codes and "pnk-cd56dim-pct-nk" not in codes
     nk = ep.measurements[0]
     assert nk.reportable and nk.qc_status == "pass" and not nk.qc_notes
-    assert "NK = gate '/Lymphocytes/NK'" in nk.method
+    assert "template lab.wsp: NK = gate '/Lymphocytes/NK'" in nk.method
 
 
 def test_failed_tube_and_failed_file() -> None:

@@ -173,7 +173,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
                 blocking=False,
             )
         )
-    notes = gating.notes
+    # how the file was read (data set chosen, writer quirks tolerated), then how it was gated
+    notes = (*sample.notes, *gating.notes)
     if s.counts.bead_method and s.counts.lymphocytes_per_ul is not None:
         notes += ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
     result = _build_result(sample, gating.membership, parents, s, cytometry, "automated", qc, notes)
@@ -206,9 +207,6 @@ def _analyze_with_template(
         roles["Lymphocytes"] = _clean_lymphocytes(roles["Lymphocytes"], roles["NK"], parents)
     for role, gate in roles.items():
         membership[role] = membership[gate]
-    notes = [
-        f"template {template_path.name}: {role} = gate {gate!r}" for role, gate in roles.items()
-    ]
     role_parents = {role: _role_parent(role, roles, parents) for role in roles}
     qc = _qc_checks(sample, membership, {**parents, **role_parents}, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
@@ -220,9 +218,10 @@ def _analyze_with_template(
         cytometry,
         "template",
         qc,
-        tuple(notes),
+        (*sample.notes, *applied.notes),
         roles,
     )
+    result = dataclasses.replace(result, template=template_path.name, template_roles=dict(roles))
     return FlowAnalysis(
         result,
         sample,

@@ -50,6 +50,10 @@ class FlowResult:
     nk_cells_per_ul: float | None
     absolute_count_method: Literal["bead", "dual-platform", "none"]
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: a template run's template file, and which of its gates plays each role ("NK" → gate
+    #: path); part of the method, so kept apart from the notes
+    template: str | None = None
+    template_roles: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reportable(self) -> bool:
@@ -100,4 +104,6 @@ class FlowResult:
             "qc": [asdict(f) for f in self.qc],
             "notes": list(self.notes),
             "metadata": dict(self.metadata),
+            "template": self.template,
+            "template_roles": dict(self.template_roles),
         }

@@ -383,12 +383,16 @@ def _flow_measurements(
     count_method = str(entry.get("absolute_count_method", "none"))
     base_method = f"flow cytometry, {gating} gating (CD3− CD56+ and/or CD16+ lymphocytes)"
     # which template gate plays which role is provenance, part of the method, not a QC note
-    roles = tuple(n for n in notes if n.startswith("template ") and " = gate " in n)
-    if roles:
+    template_roles = _mapping(entry.get("template_roles") or {}, f"{where}.template_roles")
+    template = str(entry.get("template") or "template")
+    roles = tuple(f"template {template}: {r} = gate {g!r}" for r, g in template_roles.items())
+    if not roles:  # summaries written before the roles had a key of their own kept them as notes
+        roles = tuple(n for n in notes if n.startswith("template ") and " = gate " in n)
         notes = tuple(n for n in notes if n not in roles)
-        base_method += "; " + "; ".join(roles)
-        if status == "warn" and not notes:
+        if roles and status == "warn" and not notes:
             status = "pass"
+    if roles:
+        base_method += "; " + "; ".join(roles)
     n_nk = _event_count(entry, "NK events")
     n_lymph = _event_count(entry, "lymphocyte events")
     n_beads = _event_count(entry, "bead events")
