@@ -226,3 +226,16 @@ def test_lymphocytes_that_cannot_be_separated_are_not_reportable(tube) -> None: 
     parent = next(g.parent for g in a.tree.gates if g.name == "Lymphocytes")
     assert parent is not None
     assert a.membership["Lymphocytes"].sum() == a.membership[parent].sum()
+
+
+def test_how_the_file_was_read_reaches_the_result(tmp_path: Path) -> None:
+    """The reader's notes (here: a $TIMESTEP that is no number) are part of the result."""
+    from nkpanel.flow.sample import read_fcs
+    from nkpanel.flow.simulate import write_fcs
+    from tests.flow.fcs_bytes import edit_text_value
+
+    fcs = write_fcs(simulate_tube(SimulationSpec(n_events=30_000, seed=26)), tmp_path / "t.fcs")
+    bad = "x" * len(read_fcs(fcs).metadata["timestep"])  # same length: offsets stay right
+    fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$TIMESTEP", bad))
+    r = analyze_file(fcs).result
+    assert f"$TIMESTEP '{bad}' is not a positive number; ignored" in r.notes
