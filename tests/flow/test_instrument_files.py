@@ -37,8 +37,8 @@ CHECKED = (
 #: fcsparser's two broken files and the cause nkpanel must name
 BROKEN = {
     "corrupted/corrupted.fcs": "not an FCS file",
-    # a SpectroFlo file cut after its TEXT: the DATA it announces is not there
-    "cytek-nl-2000/sample_header.fcs": "but the file has 3931 bytes (truncated?)",
+    # a SpectroFlo file cut inside its TEXT (the DATA it announces is not there either)
+    "cytek-nl-2000/sample_header.fcs": "does not end with its delimiter",
 }
 
 

@@ -377,10 +377,18 @@ def test_text_padded_after_its_last_delimiter_is_read(tmp_path: Path, pad: bytes
     assert s.notes == ()
 
 
-def test_text_without_its_last_delimiter_is_read_with_a_note(tmp_path: Path) -> None:
-    s = read_fcs(write(tmp_path, _text_padded(b" \n", last_delimiter=False)))
-    np.testing.assert_array_equal(s.events, RAW)
-    assert s.notes == ("TEXT segment does not end with its delimiter '/' (read anyway)",)
+def test_text_without_its_last_delimiter_is_refused(tmp_path: Path) -> None:
+    """A TEXT cut short would read like a whole one, with the keywords past the cut lost."""
+    path = write(tmp_path, _text_padded(b" \n", last_delimiter=False))
+    with pytest.raises(FCSFormatError, match="does not end with its delimiter '/'"):
+        read_fcs(path)
+
+
+def test_huge_finite_doubles_are_read(tmp_path: Path) -> None:
+    """Values near the largest double are finite, though a column's sum overflows."""
+    raw = np.array([[1e308, 1.0], [1e308, 2.0]])
+    s = read_fcs(write(tmp_path, build_fcs(raw, ["A", "B"], datatype="D")))
+    np.testing.assert_array_equal(s.events, raw)
 
 
 def test_spillover_of_names_only_is_noted_not_used(tmp_path: Path) -> None:
@@ -704,6 +712,19 @@ BAD = [
         _set("$P2B", "0"),
         "$P2B 0: integer values must fill whole bytes, 8 to 64 bits",
     ),
+    Bad(
+        "$SPILLOVER count in superscript digits",
+        _set("$SPILLOVER", "²,CD3,CD56"),
+        "spillover",
+        CompensationError,
+    ),
+    Bad(
+        "$SPILLOVER count of 5000 digits",
+        _set("$SPILLOVER", "9" * 5000 + ",CD3"),
+        "spillover",
+        CompensationError,
+    ),
+    Bad("$PnR of 400 digits", _set("$P2R", "9" * 400), "absurd $P2R"),
     Bad(
         "$PnB 12 on integer data",
         lambda: good(bits=12, data=bytes(5 * 4 * 2)),

@@ -614,3 +614,31 @@ def test_template_applies_to_a_file_flowio_cannot_read(tmp_path: Path, kind: str
     # by hand: FSC of 1000 or more
     assert result.membership["Big"].tolist() == [False, False, True, True, True, False]
     assert any("FlowKit cannot read the file" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "why"),
+    [
+        ({"$BYTEORD": "4, 3, 2, 1"}, "flowio would read $BYTEORD '4, 3, 2, 1'"),
+        ({"$P1E": "4,1"}, "flowio would apply $P1E 4,1 to floating-point values"),
+    ],
+    ids=["byte order with blanks", "log PnE on float data"],
+)
+def test_template_gates_the_values_nkpanel_reads_where_flowio_would_read_others(
+    tmp_path: Path, keywords: dict[str, str], why: str
+) -> None:
+    """flowio reads such a file without complaint but into other numbers (byte-swapped, or
+    exponentiated where FCS 3.1 says floating-point values are linear): the template gets
+    nkpanel's values instead, and says so."""
+    fsc = np.array([5, 999, 1000, 70000, 1001, 0], dtype=np.float64)
+    raw = np.column_stack([fsc, np.arange(6)])
+    byteorder = "big" if keywords.get("$BYTEORD", "").startswith("4") else "little"
+    data = build_fcs(raw, ["FSC", "SSC"], datatype="F", byteorder=byteorder, keywords=keywords)
+    fcs = tmp_path / "odd.fcs"
+    fcs.write_bytes(data)
+    gml = tmp_path / "big.xml"
+    gml.write_text(_FSC_OVER_1000)
+    result = apply_template(load_template(gml), fcs)
+    # by hand: FSC of 1000 or more, on the stored linear values
+    assert result.membership["Big"].tolist() == [False, False, True, True, True, False]
+    assert any(note.startswith(why) for note in result.notes), result.notes

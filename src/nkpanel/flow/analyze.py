@@ -196,7 +196,7 @@ def _analyze_with_template(
         raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
     template = load_template(template_path)
     # the data set the events came from (a file may hold several)
-    applied = apply_template(template, sample.path, dataset=sample.dataset)
+    applied = apply_template(template, sample.path, dataset=sample.dataset, read=sample)
     roles = _template_roles(applied.membership.keys(), s.template_populations)
     membership: dict[str, BoolArray] = {}
     parents: dict[str, str | None] = {}

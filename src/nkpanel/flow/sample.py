@@ -10,9 +10,10 @@ cause, and no header value can make the reader allocate more memory than the fil
 of the critical keywords must agree with this module's (FlowKit reads the file through flowio
 when a lab template is applied); NumPy then decodes the DATA, which also reads what flowio
 cannot: 3-byte integers (Cytek xP5). Deviations that real instruments write and other readers
-accept are read, most with a note: blanks after the last TEXT delimiter (MACSQuant, CyFlow), a
-missing last delimiter, an $ENDDATA one byte past the data, blank HEADER DATA offsets, and a
-$SPILLOVER of channel names only (MACSQuant). Integer values are masked to the power of two at
+accept are read, most with a note: blanks after the last TEXT delimiter (MACSQuant, CyFlow), an
+$ENDDATA one byte past the data, blank HEADER DATA offsets, and a $SPILLOVER of channel names
+only (MACSQuant). A TEXT segment without its last delimiter is refused: it cannot be told from
+one cut short. Integer values are masked to the power of two at
 or above $PnR, as flowio does. Channel values are converted to scale values here:
 
 * $DATATYPE I with $PnE ``f1,f2`` and ``f1 > 0`` (log amplification): a channel value ``c`` in a
@@ -473,37 +474,36 @@ def _parse_header(buf: _FileBytes, p: Path) -> _Header:
     if size < _HEADER_BYTES:
         raise FCSFormatError(p, f"file is truncated inside its {_HEADER_BYTES}-byte header")
 
+    def raw(i: int) -> bytes:  # HEADER offset field i: 0 TEXT start … 5 ANALYSIS end
+        return buf[10 + 8 * i : 18 + 8 * i]
+
     def field(i: int) -> int:
-        raw = buf[10 + 8 * i : 18 + 8 * i].strip()
-        if not re.fullmatch(rb"[+-]?\d+", raw):
-            raise ValueError(raw)
-        return int(raw)
+        value = raw(i).strip()
+        if not re.fullmatch(rb"[+-]?\d+", value):
+            raise ValueError(value)
+        return int(value)
 
     try:
         text = (field(0), field(1))
     except ValueError:
         raise FCSFormatError(p, "header TEXT offsets are not numbers") from None
-    blank = [not buf[10 + 8 * i : 18 + 8 * i].strip() for i in (2, 3)]
+    # FCS 3.x writes 0 where an offset does not fit the HEADER and gives it in TEXT; some
+    # writers (BD FACSDiva exports of large files) leave the fields blank instead
+    blank = [i for i in (2, 3) if version != "2.0" and not raw(i).strip()]
     try:
-        # FCS 3.x writes 0 where an offset does not fit the HEADER and gives it in TEXT; some
-        # writers (BD FACSDiva exports of large files) leave the fields blank instead
-        data = tuple(
-            0 if version != "2.0" and empty else field(i)
-            for i, empty in zip((2, 3), blank, strict=True)
-        )
+        data = (0 if 2 in blank else field(2), 0 if 3 in blank else field(3))
     except ValueError:
         raise FCSFormatError(p, "header DATA offsets are not numbers") from None
     for_flowio = None
-    if any(blank) and version != "2.0":
+    if blank:
         head = bytearray(buf[:_HEADER_BYTES])
-        for i, empty in zip((2, 3), blank, strict=True):
-            if empty:
-                head[10 + 8 * i : 18 + 8 * i] = b"0".rjust(8)
+        for i in blank:
+            head[10 + 8 * i : 18 + 8 * i] = b"0".rjust(8)
         for_flowio = bytes(head)
 
     def loose(i: int) -> int:  # as flowio reads the ANALYSIS offsets: -1 when not a number
         try:
-            return int(buf[10 + 8 * i : 18 + 8 * i])
+            return int(raw(i))
         except ValueError:
             return -1
 
@@ -513,14 +513,13 @@ def _parse_header(buf: _FileBytes, p: Path) -> _Header:
             p,
             f"header TEXT offsets {text[0]}–{text[1]} lie outside the file ({size} bytes)",
         )
-    return _Header(version, text, (data[0], data[1]), analysis, for_flowio)
+    return _Header(version, text, data, analysis, for_flowio)
 
 
 @dataclass(frozen=True)
 class _Text:
     keywords: dict[str, str]  # as this module reads them
     closed: bool  # the segment ends with its delimiter, as FCS requires (padding aside)
-    paired: bool  # every keyword has a value (an unclosed segment can still be read whole)
     flowio_view: dict[str, str]  # as flowio will read them (for the cross-check)
     delimiter: str
     odd_run: bool  # an odd run of 3+ delimiters: a value starting or ending with one
@@ -535,8 +534,9 @@ def _split_text(segment: bytes) -> _Text:
 
     flowio reads TEXT its own way (it deletes every ``$``, splits only at delimiters with no
     delimiter beside them, and lets the last of two equal keys win); ``flowio_view`` predicts its
-    reading, so that a TEXT segment the two read differently is refused with a clear message
-    before flowio decodes DATA with settings the metadata would not show.
+    reading, so that a TEXT segment the two read differently is refused with a clear message:
+    FlowKit reads the file through flowio when a lab template is applied, and would otherwise
+    gate events decoded with settings the metadata does not show.
     """
     try:
         text = segment.decode("utf-8")
@@ -583,7 +583,7 @@ def _split_text(segment: bytes) -> _Text:
         for k, v in zip(theirs[0::2], theirs[1::2], strict=False)
     }
     closed = len(core) > 1 and core.endswith(delim)
-    return _Text(out, closed, len(tokens) % 2 == 0, view, delim, odd_run)
+    return _Text(out, closed, view, delim, odd_run)
 
 
 def _int_kw(text: Mapping[str, str], key: str, p: Path) -> int:
@@ -594,6 +594,16 @@ def _int_kw(text: Mapping[str, str], key: str, p: Path) -> int:
         return int(raw)
     except ValueError:
         raise FCSFormatError(p, f"${key.upper()} {_short(raw)} is not a whole number") from None
+
+
+def _range_kw(text: Mapping[str, str], n: int, p: Path) -> float:
+    """$PnR of integer or ASCII data: a positive whole number a float can hold."""
+    value = _int_kw(text, f"p{n}r", p)
+    if value <= 0:
+        raise FCSFormatError(p, f"$P{n}R {_short(text[f'p{n}r'])} is not a positive range")
+    if value > 2**64:  # wider than any value can be (and than a float can always hold)
+        raise FCSFormatError(p, f"absurd $P{n}R {_short(text[f'p{n}r'])}")
+    return float(value)
 
 
 def _float_kw(text: Mapping[str, str], key: str, p: Path) -> float:
@@ -673,9 +683,7 @@ def _check_keywords(
                 raise FCSFormatError(p, f"$P{n}B {raw_b!r}: ASCII values need 1 to 64 characters")
             if raw_b != "*" and chars == 0:
                 raise FCSFormatError(p, f"$P{n}B 0 is not a number of characters")
-            rng = float(_int_kw(text, f"p{n}r", p))
-            if rng <= 0:
-                raise FCSFormatError(p, f"$P{n}R {text[f'p{n}r']!r} is not a positive range")
+            rng = _range_kw(text, n, p)
             bits.append(8 * chars)
             b = 8 * chars
         else:
@@ -687,9 +695,7 @@ def _check_keywords(
                 raise FCSFormatError(
                     p, f"$P{n}B {b}: integer values must fill whole bytes, 8 to 64 bits"
                 )
-            rng = float(_int_kw(text, f"p{n}r", p))
-            if rng <= 0:
-                raise FCSFormatError(p, f"$P{n}R {text[f'p{n}r']!r} is not a positive range")
+            rng = _range_kw(text, n, p)
             bits.append(b)
         else:
             want = 32 if datatype == "F" else 64
@@ -783,7 +789,8 @@ def _check_keywords(
 
 
 def _data_offsets(text: Mapping[str, str], header: _Header, size: int, p: Path) -> tuple[int, int]:
-    """The DATA byte range as flowio will use it, refusing HEADER/TEXT disagreements."""
+    """The DATA byte range, refusing HEADER/TEXT disagreements (flowio, and so FlowKit in a
+    template run, reads the range the same way)."""
     if header.version == "2.0":
         return header.data
     start = _int_kw(text, "begindata", p)
@@ -801,7 +808,8 @@ def _data_offsets(text: Mapping[str, str], header: _Header, size: int, p: Path) 
 
 
 def _check_analysis(text: Mapping[str, str], header: _Header, buf: _FileBytes, p: Path) -> None:
-    """flowio parses the ANALYSIS segment too; refuse what it would trip over."""
+    """flowio parses the ANALYSIS segment too (when FlowKit reads the file for a template);
+    refuse what it would trip over."""
     size = len(buf)
     try:
         start = int(text["beginanalysis"]) if "beginanalysis" in text else None
@@ -879,6 +887,12 @@ def _apply_linear(out: NDArray[np.float64], ops: Sequence[tuple[int, str, float]
                 out[:, col] /= value
 
 
+def _log_scale(channel: NDArray[np.float64], f1: float, f2: float, r: float) -> NDArray[np.float64]:
+    """Log-amplified channel values in a range ``r`` with $PnE ``f1,f2`` → scale values,
+    ``f2 · 10^(f1 · c / r)`` (FCS 3.1, $PnE)."""
+    return f2 * np.power(10.0, f1 * channel / r)
+
+
 def _decode_ascii(
     raw: NDArray[np.float64], channels: Sequence[Channel], text: Mapping[str, str]
 ) -> NDArray[np.float64]:
@@ -889,8 +903,7 @@ def _decode_ascii(
         for ch in channels:
             f1, f2 = ch.pne
             if f1 > 0:
-                col = out[:, ch.index]
-                col[:] = f2 * np.power(10.0, f1 * col / ch.pnr)
+                out[:, ch.index] = _log_scale(out[:, ch.index], f1, f2, ch.pnr)
     _apply_linear(out, _linear_ops(channels, text))
     return out
 
@@ -1017,7 +1030,7 @@ def _binary_data(
         for col, keep in masks:
             block[:, col] = stored[:, col] & stored.dtype.type(keep)
         for col, f1, f2, r in logs:
-            block[:, col] = f2 * np.power(10.0, f1 * block[:, col] / r)
+            block[:, col] = _log_scale(block[:, col], f1, f2, r)
 
     done = _to_columns(rows, ops, unmix, decode, [col for col, *_ in logs])
     if done is None:
@@ -1075,12 +1088,15 @@ def _to_columns(
 
 
 def _all_finite(events: NDArray[Any]) -> bool:
-    """True when no value is NaN or infinite; False may also mean a column's sum overflowed.
+    """True when no value is NaN or infinite.
 
-    NaN propagates through a sum and ±inf make it non-finite, so one reduction per column
-    answers the common case without allocating a mask."""
+    NaN propagates through a sum and ±inf make it non-finite, so one reduction answers the
+    common case without allocating a mask; only a sum that is not finite (which huge finite
+    values can also give) is checked value by value."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return bool(np.isfinite(np.add.reduce(events, axis=None)))
+        if np.isfinite(np.add.reduce(events, axis=None)):
+            return True
+    return bool(np.isfinite(events).all())
 
 
 def _spillover_from_text(
@@ -1091,9 +1107,10 @@ def _spillover_from_text(
         parts = value.split(",")
         if not value or parts[0].strip() in ("0", "0.0"):
             continue
-        if parts[0].strip().isdigit() and len(parts) == int(parts[0]) + 1:
+        count = parts[0].strip()
+        if re.fullmatch(r"[0-9]{1,4}", count) and len(parts) == int(count) + 1:
             # MACSQuant writes the channel names with no matrix
-            notes.append(f"${key.upper()} names {parts[0].strip()} channels but holds no values")
+            notes.append(f"${key.upper()} names {count} channels but holds no values")
             continue
         if key == "comp":
             try:
@@ -1307,13 +1324,13 @@ def _read_buffer(
     if delim in _FLOWIO_BAD_DELIMITERS:
         raise FCSFormatError(p, f"TEXT delimiter {delim!r} cannot be parsed by flowio")
     if not parsed.closed:
-        if not parsed.paired:
-            raise FCSFormatError(
-                p,
-                f"TEXT segment {header.text[0]}–{header.text[1]} does not end with its "
-                f"delimiter {delim!r} (wrong TEXT offsets or a truncated keyword)",
-            )
-        notes.append(f"TEXT segment does not end with its delimiter {delim!r} (read anyway)")
+        # no tolerance here: a TEXT cut short reads as a whole one (keywords past the cut, the
+        # spillover matrix among them, silently lost), and flowio would drop the last character
+        raise FCSFormatError(
+            p,
+            f"TEXT segment {header.text[0]}–{header.text[1]} does not end with its delimiter "
+            f"{delim!r} (wrong TEXT offsets or a truncated keyword)",
+        )
     if parsed.odd_run:
         raise FCSFormatError(
             p,

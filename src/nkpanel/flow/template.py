@@ -27,6 +27,8 @@ import array
 import functools
 import importlib
 import io
+import math
+import sys
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -39,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError, one_line
+from nkpanel.flow.sample import KEPT_KEYWORDS, SPILLOVER_KEYWORDS
 
 if TYPE_CHECKING:
     from nkpanel.flow.sample import FlowSample
@@ -377,51 +380,94 @@ def _pick_strategy(
 
 
 def _load_fcs(
-    fcs_path: Path, *, flowjo_labels: bool, dataset: int | None = None
+    fcs_path: Path,
+    *,
+    flowjo_labels: bool,
+    dataset: int | None = None,
+    read: FlowSample | None = None,
 ) -> tuple[Any, tuple[str, ...]]:
     """A FlowKit ``Sample`` of the data set :func:`~nkpanel.flow.sample.read_fcs` would read
     (``dataset``, or its default), and notes on how it was read.
 
-    A file flowio cannot read but nkpanel can (3-byte integers, an $ENDDATA one past the data,
-    blank HEADER offsets) is handed to FlowKit as the events nkpanel read, in FlowKit's
-    32-bit floats; a note says so. Otherwise nkpanel's reader names the cause."""
+    The file is read by nkpanel first (``read``, when the caller already has it), so a bad file
+    gets nkpanel's precise cause. FlowKit then reads it through flowio, unless flowio would read
+    other values than nkpanel (a $BYTEORD it does not recognise, $PnE on floating-point data,
+    a $TIMESTEP that is no positive number) or cannot read it at all (3-byte integers, an
+    $ENDDATA one past the data, blank HEADER offsets, ASCII data): FlowKit is then handed the
+    events as nkpanel read them, in FlowKit's 32-bit floats, and a note says so."""
     import flowio
     import flowkit
 
     from nkpanel.flow.sample import data_set_offset, read_fcs
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if dataset in (None, 1):  # a file of one data set: flowio reads it as it is
-                try:
-                    # our own handle, closed here even when flowio gives up half-way
-                    with fcs_path.open("rb") as fh:
-                        fk = flowkit.Sample(
-                            fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
-                        )
-                        return fk, ()
-                except flowio.exceptions.MultipleDataSetsError:
-                    pass  # flowio wants to be told which one: the one read_fcs reads
-            offset, _ = data_set_offset(fcs_path, dataset)
-            with fcs_path.open("rb") as fh:
-                data = flowio.FlowData(fh, nextdata_offset=offset)
-                fk = flowkit.Sample(data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels)
-                return fk, ()
-    except FCSFormatError:
-        raise
-    except Exception as exc:
-        theirs = _one_line(exc)
-    mine = read_fcs(fcs_path, dataset=dataset)  # raises FCSFormatError with the precise cause
+    mine = read if read is not None else read_fcs(fcs_path, dataset=dataset)
+    why = _flowio_reads_otherwise(mine)
+    if why is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if dataset in (None, 1):  # a file of one data set: flowio reads it as it is
+                    try:
+                        # our own handle, closed here even when flowio gives up half-way
+                        with fcs_path.open("rb") as fh:
+                            fk = flowkit.Sample(
+                                fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
+                            )
+                            return fk, ()
+                    except flowio.exceptions.MultipleDataSetsError:
+                        pass  # flowio wants to be told which one: the one read_fcs reads
+                offset, _ = data_set_offset(fcs_path, dataset)
+                with fcs_path.open("rb") as fh:
+                    data = flowio.FlowData(fh, nextdata_offset=offset)
+                    fk = flowkit.Sample(
+                        data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
+                    )
+                    return fk, ()
+        except FCSFormatError:
+            raise
+        except Exception as exc:
+            why = f"FlowKit cannot read the file ({_one_line(exc)})"
     try:
         fk = _flowkit_sample_of(mine, fcs_path.name, flowjo_labels)
     except Exception as exc:
-        raise FCSFormatError(fcs_path, f"unreadable FCS data: {theirs}") from exc
-    note = (
-        f"FlowKit cannot read the file ({theirs}); the template was applied to the events "
-        "nkpanel read, as 32-bit floats"
-    )
+        raise FCSFormatError(fcs_path, f"unreadable FCS data: {why}") from exc
+    note = f"{why}; the template was applied to the events as nkpanel read them, as 32-bit floats"
     return fk, (note,)
+
+
+#: $BYTEORD values flowio reads as written; any other it reads in the machine's byte order
+_FLOWIO_BYTE_ORDERS = ("1,2,3,4", "1,2", "4,3,2,1", "2,1")
+
+
+def _flowio_reads_otherwise(sample: FlowSample) -> str | None:
+    """Why flowio (and so FlowKit) would decode ``sample``'s file into other values than
+    nkpanel did, or ``None`` when it would decode the same."""
+    meta = sample.metadata
+    datatype = meta.get("datatype", "").strip().upper()
+    order = meta.get("byteord", "")
+    one_byte = datatype == "I" and all(
+        meta.get(f"p{n}b", "").strip() == "8" for n in range(1, len(sample.channels) + 1)
+    )
+    # flowio falls back to the machine's order, which is right for 1,2,…,n on this machine
+    native = sys.byteorder == "little" and order == ",".join(
+        str(i) for i in range(1, len(order.split(",")) + 1)
+    )
+    if not (order in _FLOWIO_BYTE_ORDERS or one_byte or native or datatype == "A"):
+        return f"flowio would read $BYTEORD {order!r} in this machine's byte order"
+    if datatype in ("F", "D"):
+        for n in range(1, len(sample.channels) + 1):
+            f1 = meta.get(f"p{n}e", "0,0").split(",")[0].strip()
+            if f1 not in ("0", "0.0", ""):
+                return f"flowio would apply $P{n}E {meta[f'p{n}e']} to floating-point values"
+    step = meta.get("timestep")
+    if step is not None:
+        try:
+            ok = math.isfinite(float(step)) and float(step) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"flowio would scale Time by $TIMESTEP {step!r}"
+    return None
 
 
 def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) -> Any:
@@ -432,7 +478,7 @@ def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) 
 
     keep = {k: v for k, v in sample.metadata.items() if k in _KEPT_FOR_FLOWKIT}
     for n, ch in enumerate(sample.channels, start=1):
-        keep[f"p{n}r"] = f"{ch.pnr:g}"
+        keep[f"p{n}r"] = str(int(ch.pnr)) if ch.pnr.is_integer() else repr(ch.pnr)
     # FCS forbids empty values: a channel without $PnS is described by its $PnN
     pns = [ch.pns or ch.pnn for ch in sample.channels]
     values = array.array("f")  # flowio writes this as it is, without a list of Python floats
@@ -454,7 +500,11 @@ def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) 
 
 
 #: keywords (lower case, no "$") carried into a FlowKit sample built from nkpanel's reading
-_KEPT_FOR_FLOWKIT = ("spillover", "spill", "comp", "cyt", "date", "btim", "etim", "fil")
+#: (not $TOT and $PAR, which flowio writes itself, nor $TIMESTEP, already applied to Time)
+_KEPT_FOR_FLOWKIT = (
+    *SPILLOVER_KEYWORDS,
+    *(k for k in KEPT_KEYWORDS if k not in ("timestep", "tot", "par")),
+)
 
 
 def _needed_channels(strategy: Any) -> dict[str, str]:
@@ -523,6 +573,7 @@ def apply_template(
     sample_id: str | None = None,
     group: str = "All Samples",
     dataset: int | None = None,
+    read: FlowSample | None = None,
 ) -> TemplateResult:
     """Gate one FCS file with a lab's template.
 
@@ -541,6 +592,9 @@ def apply_template(
         FlowJo only: the sample group in which ``sample_id`` is looked up.
     dataset
         The data set of a file that holds several (see :func:`~nkpanel.flow.sample.read_fcs`).
+    read
+        The file (that data set) as :func:`~nkpanel.flow.sample.read_fcs` read it, when the
+        caller has it; otherwise it is read here.
 
     Returns
     -------
@@ -560,7 +614,9 @@ def apply_template(
     """
     p = Path(fcs_path)
     strategy, label = _pick_strategy(template, p, sample_id, group)
-    sample, read_notes = _load_fcs(p, flowjo_labels=template.kind == "flowjo", dataset=dataset)
+    sample, read_notes = _load_fcs(
+        p, flowjo_labels=template.kind == "flowjo", dataset=dataset, read=read
+    )
     channels = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
