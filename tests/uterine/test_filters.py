@@ -1,4 +1,6 @@
-"""The fast square min/max filters of detect.py equal SciPy's (the reference implementation)."""
+"""The fast kernels of detect.py and _kernels.py (square min/max filters, distances, disc
+morphology, label expansion, h-maxima) equal SciPy's and scikit-image's, the reference
+implementations."""
 
 from __future__ import annotations
 
@@ -54,31 +56,34 @@ def test_flood_by_pieces_equals_one_watershed(seed: int, level: float) -> None:
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), r=st.integers(1, 9), fill=st.floats(0.02, 0.6))
 def test_disc_dilation_and_erosion_equal_scipy(seed: int, r: int, fill: float) -> None:
-    """tissue.py's distance-transform dilation and erosion by a disc equal SciPy's with the
-    same disc (erosion with everything beyond the array outside the mask)."""
-    from nkpanel.uterine.tissue import _dilate_disk, _disk, _erode_disk
+    """The distance-transform dilation and erosion by a disc (used for the tissue) equal
+    SciPy's with the same disc (erosion with everything beyond the array outside the mask)."""
+    from nkpanel.uterine._kernels import dilate_disk, disk, erode_disk
 
     mask = np.random.default_rng(seed).random((41, 57)) < fill
-    disc = _disk(r)
-    assert np.array_equal(_dilate_disk(mask, r), ndi.binary_dilation(mask, disc))
-    assert np.array_equal(_erode_disk(mask, r), ndi.binary_erosion(mask, disc, border_value=0))
+    disc = disk(r)
+    assert np.array_equal(dilate_disk(mask, r), ndi.binary_dilation(mask, disc))
+    assert np.array_equal(erode_disk(mask, r), ndi.binary_erosion(mask, disc, border_value=0))
 
 
-def test_a_small_invalid_hole_inside_a_nucleus_is_not_measured() -> None:
-    """The nucleus keeps its shape over a 3×3 hole of the valid area, but the hole's 9 pixels
-    (0.25 µm² each at the default 0.5 µm/px) are left out of what is measured."""
-    from nkpanel.uterine.detect import DetectionSettings, detect_cells
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    fill=st.floats(0.3, 0.9),
+    max_px=st.integers(0, 12),
+)
+def test_fill_small_holes_equals_scipy(seed: int, h: int, w: int, fill: float, max_px: int) -> None:
+    """The holes filled are SciPy's binary_fill_holes' (4-connected background not reaching
+    the edge), those of at most max_px pixels only."""
+    from nkpanel.uterine._kernels import fill_small_holes
 
-    yy, xx = np.mgrid[:96, :96]
-    h = (0.6 * (((yy - 48) ** 2 + (xx - 48) ** 2) < 64)).astype(np.float32)
-    d = (0.3 * (((yy - 48) ** 2 + (xx - 48) ** 2) < 150)).astype(np.float32)
-    valid = np.ones_like(h, dtype=bool)
-    valid[47:50, 47:50] = False
-    whole, _ = detect_cells(h, d, DetectionSettings())
-    holed, _ = detect_cells(h, d, DetectionSettings(), valid=valid)
-    assert len(whole) == len(holed) == 1
-    assert holed.nucleus_area_um2[0] == whole.nucleus_area_um2[0] - 9 * 0.25
-    assert holed.cell_area_um2[0] == whole.cell_area_um2[0] - 9 * 0.25
+    mask = np.random.default_rng(seed).random((h, w)) < fill
+    holes, n = ndi.label(ndi.binary_fill_holes(mask) & ~mask)
+    small = np.bincount(holes.ravel(), minlength=n + 1) <= max_px
+    small[0] = False
+    assert np.array_equal(fill_small_holes(mask, max_px), mask | small[holes])
 
 
 @settings(max_examples=150, deadline=None)
@@ -130,7 +135,8 @@ def test_expand_labels_ties_on_a_lattice() -> None:
 def test_squared_distance_equals_scipy(seed: int, h: int, w: int, fill: float, pad: bool) -> None:
     """The exact squared distance to the nearest False pixel is SciPy's, with and without a
     limit; the distance inside objects is distance_transform_edt's, rounded to float32."""
-    from nkpanel.uterine.detect import _edt_inside, _sq_distance
+    from nkpanel.uterine._kernels import sq_distance
+    from nkpanel.uterine.detect import _edt_inside
 
     inside = np.random.default_rng(seed).random((h, w)) < fill
     if pad:
@@ -141,9 +147,9 @@ def test_squared_distance_equals_scipy(seed: int, h: int, w: int, fill: float, p
         dx = ix - np.arange(inside.shape[1])[None, :]
         exact = dy * dy + dx * dx
         if (~inside).any(axis=0).all():  # every column holds a False pixel
-            assert np.array_equal(_sq_distance(inside), exact)
+            assert np.array_equal(sq_distance(inside), exact)
         for limit in (1, 2, 5, 9):
-            assert np.array_equal(_sq_distance(inside, limit), np.minimum(exact, limit * limit + 1))
+            assert np.array_equal(sq_distance(inside, limit), np.minimum(exact, limit * limit + 1))
     expected = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1].astype(np.float32)
     assert np.array_equal(_edt_inside(inside), expected)
 

@@ -65,10 +65,11 @@ van Herk 1992, Gil & Werman 1993); the shape split treats all objects in one mos
 (:func:`_split_by_shape`); per-cell sums are one ``bincount`` each over the cells' pixels.
 Only the watershed's visiting order among pixels of exactly equal distance differs from
 treating objects one by one. Distances are exact squared integers worked out only as far as
-they matter (:func:`_sq_distance`; cell expansion looks ``cell_expansion_um`` away, no
-farther, with SciPy's tie rule: :func:`_expand_labels`), and the h-maxima's reconstruction is
-iterated geodesic dilation (:func:`_h_maxima`); each gives scikit-image's or SciPy's numbers
-exactly (property tests in ``tests/uterine/test_filters.py``).
+they matter (:func:`~nkpanel.uterine._kernels.sq_distance`, shared with the tissue detection;
+cell expansion looks ``cell_expansion_um`` away, no farther, with SciPy's tie rule:
+:func:`_expand_labels`), and the h-maxima's reconstruction is iterated geodesic dilation
+(:func:`_h_maxima`); each gives scikit-image's or SciPy's numbers exactly (property tests in
+``tests/uterine/test_filters.py``).
 
 References
 ----------
@@ -92,20 +93,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from nkpanel.errors import ConfigError
+from nkpanel.uterine._kernels import column_gaps, fill_small_holes, sq_distance
 
 __all__ = ["CellTable", "DetectionSettings", "Segmentation", "detect_cells"]
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
-U16 = NDArray[np.uint16]
 Compartment = Literal["cell", "cytoplasm", "nucleus"]
 
 #: cell expansion (pixels) up to which :func:`_expand_labels` packs its keys in 32 bits
@@ -282,6 +283,33 @@ def _local_maxima(img: F32, mask: NDArray[np.bool_], distance_px: int, floor: fl
     return np.asarray(seeds, dtype=np.int32)
 
 
+def _seeds_per_object(
+    objects: I32, seeds: I32, n_objects: int, n_seeds: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.intp]]:
+    """Which seeds lie in which object: the distinct (object, seed) pairs over the seeds'
+    pixels, and how many distinct seeds each object holds.
+
+    Parameters
+    ----------
+    objects
+        Object labels 0…``n_objects`` (0: no object).
+    seeds
+        Seed labels 0…``n_seeds`` (0: no seed), of the same shape. A seed that straddles two
+        objects counts in both.
+
+    Returns
+    -------
+    (pair_object, pair_seed, seeds_in_object)
+        The object and the seed of each pair, ordered by object, then by seed; and, for each
+        object label 0…``n_objects``, the number of distinct seeds on it (at 0: on no object).
+    """
+    at = np.flatnonzero(seeds.ravel())
+    base = n_seeds + 1
+    pairs = np.unique(objects.ravel()[at].astype(np.int64) * base + seeds.ravel()[at])
+    pair_object = pairs // base
+    return pair_object, pairs % base, np.bincount(pair_object, minlength=n_objects + 1)
+
+
 def _flood(img: F32, seeds: I32, mask: NDArray[np.bool_]) -> I32:
     """Watershed of ``-img`` from ``seeds`` within ``mask`` (4-connected, as skimage's
     default), one connected piece of the mask at a time where that is cheaper.
@@ -297,14 +325,10 @@ def _flood(img: F32, seeds: I32, mask: NDArray[np.bool_]) -> I32:
     pieces, n_pieces = ndi.label(mask)
     if n_pieces == 0:
         return np.zeros(mask.shape, dtype=np.int32)
-    at = np.flatnonzero(seeds.ravel())
-    piece_of, seed_of = pieces.ravel()[at], seeds.ravel()[at]
-    pairs = np.unique(piece_of.astype(np.int64) * (int(seeds.max()) + 1) + seed_of)
-    pair_piece = pairs // (int(seeds.max()) + 1)
-    per_piece = np.bincount(pair_piece, minlength=n_pieces + 1)
+    pair_piece, pair_seed, per_piece = _seeds_per_object(pieces, seeds, n_pieces, int(seeds.max()))
     label_of = np.zeros(n_pieces + 1, dtype=np.int32)
     one = per_piece[pair_piece] == 1
-    label_of[pair_piece[one]] = (pairs % (int(seeds.max()) + 1))[one]
+    label_of[pair_piece[one]] = pair_seed[one]
     labels: I32 = np.asarray(label_of[pieces], dtype=np.int32)
     several = per_piece >= 2
     several[0] = False
@@ -359,62 +383,8 @@ def _edt_inside(mask: NDArray[np.bool_]) -> F32:
     """Euclidean distance of each mask pixel to the nearest pixel outside it (the array's
     surroundings count as outside), as ``scipy.ndimage.distance_transform_edt`` gives it
     (the square root, in float64, of the exact squared distance; here rounded to float32)."""
-    d2 = _sq_distance(np.pad(mask, 1))[1:-1, 1:-1]
+    d2 = sq_distance(np.pad(mask, 1))[1:-1, 1:-1]
     return np.sqrt(d2.astype(np.float64)).astype(np.float32)
-
-
-def _sq_distance(inside: NDArray[np.bool_], limit: int | None = None) -> NDArray[np.uint32]:
-    """Squared Euclidean distance (exact integers) from each pixel to the nearest False pixel
-    of ``inside`` (0 on False pixels); nothing beyond the array counts.
-
-    With ``limit``, only distances up to ``limit`` are worked out: a pixel with no False pixel
-    that near gets ``limit² + 1``. Without it, every column must hold a False pixel (pad the
-    array with False).
-
-    The exact squared distance is, over the columns, the least of (column offset)² +
-    (distance to the nearest False pixel within that column)² (the separable decomposition of
-    Saito & Toriwaki 1994 and Maurer et al. 2003); the column distances come by doubling
-    (:func:`_column_gaps`), the row step as shifted minima over the offsets that can matter,
-    at most the largest column distance (or ``limit``) either way.
-
-    References
-    ----------
-    Saito T, Toriwaki J-I. New algorithms for Euclidean distance transformation of an
-    n-dimensional digitized picture with applications. Pattern Recognit 1994;27:1551-1565.
-    """
-    h, w = inside.shape
-    cap = h + 1 if limit is None else limit + 1
-    if cap >= 1 << 15:
-        d2 = _sq_distance_edt(inside)
-        return d2 if limit is None else np.minimum(d2, np.uint32(limit * limit + 1))
-    up, down = _column_gaps(~inside, cap)
-    gap = np.minimum(up, down)
-    top = int(gap.max()) if limit is None else cap  # no gap is larger
-    reach = min(top if limit is None else limit, w - 1)  # column offsets that can matter
-    kind: type[np.unsignedinteger[Any]] = (
-        np.uint16 if top * top + reach * reach < 1 << 16 else np.uint32
-    )
-    sq: NDArray[np.unsignedinteger[Any]] = gap.astype(kind)
-    np.multiply(sq, sq, out=sq)
-    padded = np.full((h, w + 2 * reach), top * top, dtype=kind)  # beyond: nothing nearer
-    padded[:, reach : reach + w] = sq
-    best = sq
-    shifted = np.empty_like(best)
-    for dx in range(1, reach + 1):
-        for start in (reach - dx, reach + dx):
-            np.add(padded[:, start : start + w], kind(dx * dx), out=shifted)
-            np.minimum(best, shifted, out=best)
-    if limit is not None:
-        np.minimum(best, kind(limit * limit + 1), out=best)
-    return best.astype(np.uint32, copy=False)
-
-
-def _sq_distance_edt(inside: NDArray[np.bool_]) -> NDArray[np.uint32]:
-    """:func:`_sq_distance` on SciPy's feature transform (arrays too tall for 16-bit gaps)."""
-    iy, ix = ndi.distance_transform_edt(inside, return_distances=False, return_indices=True)
-    dy = iy.astype(np.int64) - np.arange(inside.shape[0])[:, None]
-    dx = ix.astype(np.int64) - np.arange(inside.shape[1])[None, :]
-    return np.asarray(dy * dy + dx * dx, dtype=np.uint32)
 
 
 def _pack(shapes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int, int]:
@@ -496,14 +466,12 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     seeds, n_seeds = ndi.label(peaks, structure=eight)
     if n_seeds < 2:
         return labels
-    flat = np.flatnonzero(seeds.ravel())
-    owner_px = objects.ravel()[flat]
-    key = owner_px.astype(np.int64) * (n_seeds + 1) + seeds.ravel()[flat]
-    candidate = np.bincount(np.unique(key) // (n_seeds + 1), minlength=n_obj + 1) >= 2
+    _, _, seeds_in = _seeds_per_object(objects, seeds, n_obj, n_seeds)
     # h-maxima of an object whose deepest point is less than h are empty (skimage's rule)
+    at = np.flatnonzero(seeds.ravel())
     deepest = np.zeros(n_obj + 1, dtype=np.float32)
-    np.maximum.at(deepest, owner_px, dist.ravel()[flat])
-    candidate &= deepest >= np.float32(h_px)
+    np.maximum.at(deepest, objects.ravel()[at], dist.ravel()[at])
+    candidate = (seeds_in >= 2) & (deepest >= np.float32(h_px))
     candidate[0] = False
     if not candidate.any():
         return labels
@@ -519,19 +487,16 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     marks, n_marks = ndi.label(hm, structure=eight)
     if n_marks < 2:
         return labels
-    # objects with two or more seeds are split; the others keep their label
-    owner = np.zeros(n_marks + 1, dtype=np.int64)
-    mflat = np.flatnonzero(marks.ravel())
-    owner[marks.ravel()[mflat]] = cores.ravel()[mflat]
-    n_per = np.bincount(owner[1:], minlength=n_obj + 1)
-    split_marks = np.flatnonzero(n_per[owner] >= 2)
-    split_marks = split_marks[split_marks > 0]
+    # objects with two or more seeds are split; the others keep their label. Each seed lies
+    # in one object (it is at least min_seed deep, and objects lie apart in the mosaic), so
+    # the pairs name every seed once, in the order of the objects, then of their seeds: the
+    # order of the new labels (as one by one)
+    mark_object, mark, n_per = _seeds_per_object(cores, marks, n_obj, n_marks)
+    split_marks = mark[n_per[mark_object] >= 2]
     if split_marks.size == 0:
         return labels
-    # new labels in the order of the objects, then of their seeds (as one by one)
-    order = np.lexsort((split_marks, owner[split_marks]))
     new_id = np.zeros(n_marks + 1, dtype=np.int32)
-    new_id[split_marks[order]] = np.arange(n_obj + 1, n_obj + 1 + split_marks.size, dtype=np.int32)
+    new_id[split_marks] = np.arange(n_obj + 1, n_obj + 1 + split_marks.size, dtype=np.int32)
     # the seeds back in the mosaic of whole objects; a watershed of the split ones there
     seeds_o = np.zeros(objects.shape, dtype=np.int32)
     seeds_o.ravel()[src2] = new_id[marks.ravel()[dst2]]
@@ -593,40 +558,6 @@ def _reconstruct_by_dilation(marker: F32, mask: F32) -> F32:
         rec[...] = grown
 
 
-def _fill_small_holes(mask: NDArray[np.bool_], max_px: int) -> NDArray[np.bool_]:
-    """Fill holes (4-connected pieces of background not reaching the array's edge, as
-    :func:`scipy.ndimage.binary_fill_holes` defines them) of at most ``max_px`` pixels."""
-    lab, n = ndi.label(~mask)
-    if n == 0:
-        return mask
-    small = np.bincount(lab.ravel(), minlength=n + 1) <= max_px
-    small[0] = False
-    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
-        small[edge] = False
-    if not small.any():
-        return mask
-    return np.asarray(mask | small[lab], dtype=bool)
-
-
-def _column_gaps(feat: NDArray[np.bool_], cap: int) -> tuple[U16, U16]:
-    """Rows from each pixel up to the nearest ``feat`` pixel of its column at or above it, and
-    down to the nearest at or below it; ``cap`` when there is none within ``cap − 1`` rows.
-
-    Distances double each step: after the step of ``s`` rows, a pixel knows the nearest
-    feature within ``2s − 1`` rows (min-plus doubling, log2(cap) array operations).
-    """
-    up = (~feat).astype(np.uint16) * np.uint16(cap)
-    down = up[::-1].copy()
-    span = 1
-    while span < cap and span < feat.shape[0]:
-        np.minimum(up[span:], up[:-span] + np.uint16(span), out=up[span:])
-        np.minimum(down[span:], down[:-span] + np.uint16(span), out=down[span:])
-        span *= 2
-        if span >= 8 and max(int(up.max()), int(down.max())) < cap:
-            break  # every pixel has found its feature both ways
-    return np.minimum(up, np.uint16(cap)), np.minimum(down[::-1], np.uint16(cap))
-
-
 def _expand_labels(labels: I32, distance_px: int) -> I32:
     """Grow each label into the background pixels within ``distance_px`` whose nearest label
     pixel (Euclidean) is its own; labels never overlap.
@@ -639,9 +570,10 @@ def _expand_labels(labels: I32, distance_px: int) -> I32:
     envelope keeps a parabola on equality and its scan moves on only to a strictly nearer
     one). So the pixel taken is the nearest label pixel, ties broken by smaller column, then
     smaller row. Here both steps look only ``distance_px`` pixels away (farther pixels are
-    never grown into): the column step by doubling (:func:`_column_gaps`), the row step as
-    ``2·distance_px + 1`` shifted minima of one packed key per pixel, squared distance, then
-    column, then the row offset that names the pixel; everything in small integers.
+    never grown into): the column step by doubling
+    (:func:`~nkpanel.uterine._kernels.column_gaps`), the row step as ``2·distance_px + 1``
+    shifted minima of one packed key per pixel, squared distance, then column, then the row
+    offset that names the pixel; everything in small integers.
 
     References
     ----------
@@ -655,7 +587,7 @@ def _expand_labels(labels: I32, distance_px: int) -> I32:
     h, w = labels.shape
     if r > _MAX_EXPAND_PX or h * w >= 2**31:
         return _expand_labels_edt(labels, r)
-    up, down = _column_gaps(~background, r + 1)
+    up, down = column_gaps(~background, r + 1)
     # the column's candidate: its offset (r − up or r + down, in 0…2r) and squared distance
     take_up = up <= down
     gap = np.minimum(up, down).astype(np.uint32)
@@ -716,7 +648,6 @@ def detect_cells(
     settings: DetectionSettings,
     *,
     return_labels: bool = False,
-    valid: NDArray[np.bool_] | None = None,
 ) -> tuple[CellTable, Segmentation | None]:
     """Detect nuclei and cells in one tile and measure their DAB staining.
 
@@ -728,9 +659,6 @@ def detect_cells(
         Detection and positivity settings (microns).
     return_labels
         Also return the nucleus and cell label images (for overlays and outlines).
-    valid
-        Pixels that belong to the image (False beyond its edge, where a tile is padded):
-        nothing is detected there and cells do not grow into it.
 
     Returns
     -------
@@ -763,13 +691,11 @@ def detect_cells(
             ndi.gaussian_filter(raw, s.outline_sigma_um / um, truncate=3.0), np.float32
         )
     mask = edge > s.threshold_od
-    if valid is not None:
-        mask &= valid
     if s.max_background_od > 0:
         mask &= bg <= s.max_background_od
     px_area = um * um
     min_px = max(1, round(s.min_area_um2 / px_area))
-    mask = _fill_small_holes(mask, min_px)
+    mask = fill_small_holes(mask, min_px)
     seeds = _local_maxima(sub, mask, round(s.seed_distance_um / um), s.threshold_od)
     labels = _flood(sub, seeds, mask)
     labels = _label_seedless(labels, mask)
@@ -790,8 +716,6 @@ def detect_cells(
         return CellTable.empty(), empty
     expand_px = round(s.cell_expansion_um / um)
     cells = _expand_labels(nuclei, expand_px) if expand_px > 0 else nuclei
-    if valid is not None and expand_px > 0:
-        cells = np.where(valid, cells, 0).astype(np.int32)
     # per-cell sums over the pixels of cells only, and per-nucleus sums over the pixels of
     # nuclei only (each in image order, as over the whole tile)
     at = np.flatnonzero(cells.ravel())
@@ -799,9 +723,7 @@ def detect_cells(
     m = n + 1
     cell_px = np.bincount(cf, minlength=m).astype(np.float64)
     d_cell = np.bincount(cf, weights=d.ravel()[at].astype(np.float64), minlength=m)
-    # measured where detection is valid only, as the cells are (a small hole of the valid
-    # area inside a nucleus is filled for its shape but not measured)
-    at_n = np.flatnonzero(nuclei.ravel() if valid is None else (nuclei > 0) & valid)
+    at_n = np.flatnonzero(nuclei.ravel())
     nf = nuclei.ravel()[at_n]
     nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
     row, col = np.divmod(at_n, nuclei.shape[1])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel.uterine.tissue import _disk
+from nkpanel.uterine._kernels import disk
 
 __all__ = ["FieldCircle", "choose_fields"]
 
@@ -74,8 +74,8 @@ def choose_fields(
     r = max(1, round(diameter_px0 / ds / 2))
     if 2 * r + 1 > hc or 2 * r + 1 > wc:
         return ()
-    disk = _disk(r).astype(np.float64)
-    frac = fftconvolve(coarse, disk, mode="same") / disk.sum()
+    window = disk(r).astype(np.float64)
+    frac = fftconvolve(coarse, window, mode="same") / window.sum()
     ok = np.zeros((hc, wc), dtype=bool)
     ok[r : hc - r, r : wc - r] = frac[r : hc - r, r : wc - r] >= min_stroma_fraction - 1e-6
     rng = np.random.default_rng(seed)

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine.detect import _fill_small_holes, _sq_distance
+from nkpanel.uterine._kernels import dilate_disk, erode_disk, fill_small_holes
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = ["TissueSettings", "clear_spaces", "detect_epithelium", "detect_tissue", "overview_od"]
@@ -66,28 +66,6 @@ class TissueSettings:
     min_density_od: float = 0.12
     min_epithelium_um2: float = 400.0
     margin_um: float = 4.0
-
-
-def _disk(r: int) -> BoolArray:
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return np.asarray(yy * yy + xx * xx <= r * r, dtype=bool)
-
-
-def _dilate_disk(mask: BoolArray, r: int) -> BoolArray:
-    """Binary dilation by :func:`_disk` (radius ``r``): the pixels within Euclidean distance
-    ``r`` of the mask. The same as ``ndi.binary_dilation(mask, _disk(r))``, in time that grows
-    with the disc's radius, not its area (:func:`~nkpanel.uterine.detect._sq_distance`)."""
-    if not mask.any():
-        return np.zeros_like(mask)
-    return np.asarray(_sq_distance(~mask, r) <= r * r, dtype=bool)
-
-
-def _erode_disk(mask: BoolArray, r: int) -> BoolArray:
-    """Binary erosion by :func:`_disk` with everything beyond the array outside the mask (as
-    ``ndi.binary_erosion(mask, _disk(r))``): the pixels farther than ``r`` from the nearest
-    pixel outside the mask."""
-    d2 = _sq_distance(np.pad(mask, 1), r)[1:-1, 1:-1]
-    return np.asarray(d2 > r * r, dtype=bool)
 
 
 def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
@@ -141,7 +119,7 @@ def detect_tissue(
     r = max(1, round(s.closing_um / um))
     pad = r + 1
     padded = np.pad(stained, pad, mode="edge")
-    closed = _erode_disk(_dilate_disk(padded, r), r)[pad:-pad, pad:-pad]
+    closed = erode_disk(dilate_disk(padded, r), r)[pad:-pad, pad:-pad]
     # the closing must not fill a gland lumen: clear spaces larger than a stromal gap stay out
     big_clear = _remove_small(od < s.clear_od, max(1, round(s.max_gap_um2 / (um * um))))
     closed &= ~big_clear
@@ -149,7 +127,7 @@ def detect_tissue(
     if not tissue.any():
         return tissue
     # gaps cut by the image edge count as enclosed: pad with tissue before filling
-    filled = _fill_small_holes(
+    filled = fill_small_holes(
         np.pad(tissue, 1, constant_values=True), round(s.max_gap_um2 / (um * um))
     )
     return np.asarray(filled[1:-1, 1:-1], dtype=bool)
@@ -173,7 +151,7 @@ def detect_epithelium(
     if not clear.any():
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
-    near = _dilate_disk(clear, reach) & ~clear
+    near = dilate_disk(clear, reach) & ~clear
     h, _ = deconvolve(overview, stains)
     density = ndi.gaussian_filter(np.maximum(h, 0), s.density_sigma_um / um)
     inside = density[tissue]
@@ -184,4 +162,4 @@ def detect_epithelium(
     if not epi.any():
         return epi
     r = max(1, round(s.margin_um / um))
-    return np.asarray(_dilate_disk(epi, r) & tissue, dtype=bool)
+    return np.asarray(dilate_disk(epi, r) & tissue, dtype=bool)
