@@ -331,6 +331,12 @@ def test_integer_values_are_masked_to_their_range(tmp_path: Path) -> None:
     )
     s = read_fcs(write(tmp_path, data))
     np.testing.assert_array_equal(s.events, [[495, 495, 0xABCDEF], [1023, 1500 - 1024, 7]])
+    assert s.notes == (
+        "FSC: 1 value(s) of 1024 or more ($P1R 1024) lost their higher bits, "
+        "as flowio and FlowKit read them",
+        "FL1: 2 value(s) of 1024 or more ($P2R 1000) lost their higher bits, "
+        "as flowio and FlowKit read them",
+    )
 
 
 def test_mixed_integer_widths_with_24_bits(tmp_path: Path) -> None:

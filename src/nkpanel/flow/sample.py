@@ -1013,9 +1013,11 @@ def _binary_data(
     text: Mapping[str, str],
     unmix: tuple[list[int], NDArray[np.float64]] | None,
     p: Path,
+    notes: list[str],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
     """The binary DATA segment ($DATATYPE I, F or D) decoded into column-ordered float64 scale
-    values, and compensated with ``unmix`` when given.
+    values, and compensated with ``unmix`` when given. Integer values the bit mask changes are
+    counted in ``notes``, per channel.
 
     Raises
     ------
@@ -1025,14 +1027,25 @@ def _binary_data(
     rows = _binary_rows(buf, layout)
     ops = _linear_ops(channels, text)
     masks, logs = _integer_steps(channels, layout) if layout.datatype == "I" else ([], [])
+    masked: list[tuple[int, int]] = []  # (column, values changed) per block
 
     def decode(stored: NDArray[Any], block: NDArray[np.float64]) -> None:
         for col, keep in masks:
-            block[:, col] = stored[:, col] & stored.dtype.type(keep)
+            top = stored.dtype.type(keep)
+            block[:, col] = stored[:, col] & top
+            masked.append((col, int(np.count_nonzero(stored[:, col] > top))))
         for col, f1, f2, r in logs:
             block[:, col] = _log_scale(block[:, col], f1, f2, r)
 
     done = _to_columns(rows, ops, unmix, decode, [col for col, *_ in logs])
+    for col, keep in masks:
+        changed = sum(n for c, n in masked if c == col)
+        if changed:
+            ch = channels[col]
+            notes.append(
+                f"{ch.pnn}: {changed} value(s) of {keep + 1} or more ($P{col + 1}R {ch.pnr:.0f}) "
+                "lost their higher bits, as flowio and FlowKit read them"
+            )
     if done is None:
         bad = int(np.count_nonzero(~np.isfinite(rows))) if rows.dtype.kind == "f" else 0
         if bad:
@@ -1365,7 +1378,7 @@ def _read_buffer(
         # reads, decodes and compensates the DATA, validated against the TEXT and the file
         # size, straight into columns in one pass
         _flowio_text_check(buf, text, layout, header, p)
-        events, comp = _binary_data(buf, layout, channels, text, unmix, p)
+        events, comp = _binary_data(buf, layout, channels, text, unmix, p, notes)
     events.setflags(write=False)
     sample = FlowSample(
         name=p.stem,
