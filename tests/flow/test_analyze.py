@@ -239,3 +239,38 @@ def test_how_the_file_was_read_reaches_the_result(tmp_path: Path) -> None:
     fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$TIMESTEP", bad))
     r = analyze_file(fcs).result
     assert f"$TIMESTEP '{bad}' is not a positive number; ignored" in r.notes
+
+
+@pytest.mark.parametrize(
+    ("metadata", "said"),
+    [
+        ({"cyt": "FACSCalibur"}, "compensated at acquisition by the FACSCalibur's analog"),
+        ({"cyt": "Cytek xP5", "analog_comp": "2,1,-0.2,0,1"}, "(ANALOG_COMP in the file)"),
+    ],
+    ids=["FACSCalibur", "ANALOG_COMP"],
+)
+def test_analog_compensation_is_a_warning_and_a_second_one_is_refused(
+    tube,  # type: ignore[no-untyped-def]
+    metadata: dict[str, str],
+    said: str,
+) -> None:
+    """Analog cytometers record compensated values and no matrix: that is not "uncompensated"
+    (which would withhold every result of a FACSCalibur lab); a matrix on top subtracts
+    spillover twice."""
+    from nkpanel.flow.compensation import compensate
+
+    full = tube.to_sample()
+    # what the instrument records: values already compensated, no matrix
+    plain = type(full).from_array(
+        compensate(full, full.spillover), full.pnn, pns=full.pns, metadata=metadata
+    )
+    r = analyze_sample(plain, FlowSettings()).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert said in flag.reason and "cannot be checked" in flag.reason
+    assert not flag.passed and not flag.blocking and r.reportable
+    again = type(full).from_array(
+        plain.events, full.pnn, pns=full.pns, metadata=metadata, spillover=full.spillover
+    )
+    r = analyze_sample(again, FlowSettings()).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert "subtracts spillover twice" in flag.reason and flag.blocking and not r.reportable

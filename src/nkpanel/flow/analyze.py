@@ -23,7 +23,7 @@ from nkpanel.flow.autogate import (
     detect_cytometry,
     flow_rate,
 )
-from nkpanel.flow.compensation import CompensatedColumns
+from nkpanel.flow.compensation import CompensatedColumns, analog_compensation
 from nkpanel.flow.gates import GateTree
 from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
 from nkpanel.flow.qc import QCFlag, QCLimits
@@ -365,7 +365,25 @@ def _qc_checks(
         )
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
-    if cytometry == "flow" and gating is not None:
+    analog = analog_compensation(sample) if cytometry == "flow" and gating is not None else None
+    if analog is not None:
+        # the values were compensated before they were recorded: a matrix would subtract twice
+        twice = spill is not None
+        flags.append(
+            QCFlag(
+                "compensation",
+                False,
+                None,
+                None,
+                f"{analog}; compensated again with the "
+                + ("supplied" if s.spillover else "file's")
+                + " matrix, which subtracts spillover twice"
+                if twice
+                else f"{analog}: its settings cannot be checked here",
+                blocking=twice,
+            )
+        )
+    elif cytometry == "flow" and gating is not None:
         present = spill is not None
         identity = (
             present

@@ -6,6 +6,7 @@ FCS 3.1 and the ``spectrumMatrix`` of Gating-ML 2.0, one row per dye).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,10 +20,34 @@ from nkpanel.flow.sample import FlowSample, Spillover
 __all__ = [
     "BLOCK_ROWS",
     "CompensatedColumns",
+    "analog_compensation",
     "compensate",
     "detector_columns",
     "unmixing",
 ]
+
+#: instruments whose signal electronics subtract spillover before the values are recorded, so
+#: their files carry no spillover matrix: BD's analog FACScan, FACSort and FACSCalibur
+#: (CellQuest), by $CYT
+_ANALOG_CYTOMETERS = re.compile(r"FACS\s*Calibur|FACS\s*can|FACS\s*ort", re.IGNORECASE)
+
+
+def analog_compensation(sample: FlowSample) -> str | None:
+    """How ``sample``'s fluorescence was compensated by the instrument at acquisition, or
+    ``None`` when nothing says it was.
+
+    Analog instruments (BD FACScan, FACSort, FACSCalibur) subtract spillover in their signal
+    electronics, with the percentages set on the instrument, and record compensated values
+    with no spillover keyword; FlowJo Collector's Edition on upgraded analog cytometers (Cytek
+    xP5) writes the matrix it applied as ``ANALOG_COMP``. nkpanel can neither redo nor check
+    such compensation.
+    """
+    if "analog_comp" in sample.metadata:
+        return "compensated at acquisition by the instrument (ANALOG_COMP in the file)"
+    cyt = sample.metadata.get("cyt", "")
+    if _ANALOG_CYTOMETERS.search(cyt):
+        return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
+    return None
 
 
 def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArray[np.float64]:
