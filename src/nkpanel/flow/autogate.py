@@ -331,7 +331,34 @@ class _Gater:
         return idx
 
     def scaled(self, pnn: str, within: Events) -> Array:
-        return self.scale(pnn)(self.raw(pnn)[self.subsample(within)])
+        return self.scale(pnn)(self.for_density(pnn, self.subsample(within)))
+
+    def for_density(self, pnn: str, idx: NDArray[np.intp]) -> Array:
+        """Linear values of events ``idx`` for a density: as recorded, except that a channel
+        stored as whole channel numbers (integer data, not compensated) is spread over each
+        number's width.
+
+        A 10-bit log amplifier records 1,024 numbers: dim events stand on a ladder of discrete
+        values, and a density of tied values resolves each rung as a peak. Spreading each value
+        evenly over its channel (a seeded uniform offset of ±½ channel, FCS 3.1 $PnE for log
+        channels) gives the density of what was measured. Only cut placement sees this; gates
+        compare the recorded values.
+        """
+        x = self.raw(pnn)[idx]
+        ch = self.sample.channels[self.col[pnn]]
+        integer = self.sample.metadata.get("datatype", "").strip().upper() == "I"
+        spill = self.comp.spillover
+        if not integer or x.size == 0 or (spill is not None and pnn in spill.channels):
+            return x
+        rng = np.random.default_rng(ch.index)
+        u = rng.uniform(-0.5, 0.5, x.size)
+        # the lowest value stays as it is: channel 0 holds every event below the scale, a pile
+        # at the axis that find_cut leaves out of the density (axis_pile=True)
+        u[x == x.min()] = 0.0
+        f1, _ = ch.pne
+        if f1 > 0:  # one channel is a factor of 10^(f1/R)
+            return np.asarray(x * np.power(10.0, f1 * u / ch.pnr), dtype=np.float64)
+        return np.asarray(x + u / ch.png, dtype=np.float64)
 
     def dim(self, pnn: str) -> Dimension:
         # compensated when the matrix the gating used (a supplied one, else the file's) covers it
@@ -365,6 +392,7 @@ class _Gater:
             side=side,
             brightest=brightest,
             min_separation=self.separation(pnn),
+            axis_pile=self.kind == "flow",
         )
         self.cuts[label] = c
         if c.method != "valley":
@@ -470,9 +498,11 @@ class _Gater:
         # one column per channel (column order: the reductions below run down columns)
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
         for j, p in enumerate(fluor):
-            scaled[:, j] = self.scale(p)(self.raw(p)[idx])
+            scaled[:, j] = self.scale(p)(self.for_density(p, idx))
         low = np.minimum.reduce([scaled[:, j] for j in range(len(fluor))])
-        c = find_cut(low)
+        # beads are the brightest population of this minimum: the cut is the valley below
+        # them, whatever dim structure (debris, a pile at the axis) lies further down
+        c = find_cut(low, side="below", brightest=True, axis_pile=True)
         if c.method != "valley":
             return None
         candidates = low >= c.value
@@ -585,6 +615,7 @@ class _Gater:
                 c = find_cut(
                     self.scaled(fch, base & (self.raw(fch) > 0)),
                     min_separation=self.separation(fch),
+                    axis_pile=True,  # no CD45 and a scatter channel: flow cytometry
                 )
                 if c.method == "valley":
                     self.cuts["FSC debris"] = c
@@ -685,7 +716,9 @@ class _Gater:
         nk_in = self.indices("NK")
         if separate16 and cd16 is not None and nk_in.size >= 20:
             c_bright = find_cut(
-                self.scaled(cd56, nk_in), above=float(self.scale(cd56)(np.array([c56]))[0])
+                self.scaled(cd56, nk_in),
+                above=float(self.scale(cd56)(np.array([c56]))[0]),
+                axis_pile=self.kind == "flow",
             )
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)

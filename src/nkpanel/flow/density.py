@@ -40,6 +40,8 @@ MIN_HEIGHT = 0.01
 MIN_MASS = 0.02
 #: the upper tail of a lone negative peak is its centre plus this many left-side SDs
 TAIL_SDS = 3.0
+#: the least share of a parent's events on its lowest value that counts as a pile at the axis
+AXIS_PILE_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,24 @@ def _cut_density(x: NDArray[np.float64], bw_adjust: float) -> Density:
     return density_1d(x, bw_adjust=bw_adjust, limits=(lo, hi), bandwidth=bw)
 
 
+def _without_axis_pile(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``x`` without the values piled on its lowest one, when they are at least
+    :data:`AXIS_PILE_FRACTION` of it.
+
+    Such a pile is censored data, not a population: values clipped at the bottom of the scale
+    (channel 0 of a log amplifier, where an analog cytometer puts every event dimmer than its
+    first decade). Left in, it is a spike the density takes for the negative peak, and the
+    cut lands in the dip just above it. Left out, the cut is placed among the events that
+    were measured, and the pile stays below it.
+    """
+    low = x.min()
+    pile = x == low
+    n = int(np.count_nonzero(pile))
+    if n >= AXIS_PILE_FRACTION * x.size and x.size - n >= 10:
+        return np.asarray(x[~pile], dtype=np.float64)
+    return x
+
+
 def find_cut(
     values: NDArray[np.float64],
     *,
@@ -270,6 +290,7 @@ def find_cut(
     bw_adjust: float = 1.0,
     tail_sds: float = TAIL_SDS,
     seed: int = 0,
+    axis_pile: bool = False,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -298,6 +319,11 @@ def find_cut(
     tail_sds
         For a lone peak: the cut is the peak plus this many SDs of its left side (a Gaussian
         negative population then leaves 0.13% of its events above the cut).
+    axis_pile
+        Leave a pile of values on the lowest one out of the density (see
+        :func:`_without_axis_pile`): right for fluorescence clipped at the bottom of a log
+        amplifier, where the pile sits at the foot of the dim negatives; wrong for mass
+        cytometry's zero counts, which can be the whole negative population.
 
     Returns
     -------
@@ -311,7 +337,9 @@ def find_cut(
         return Cut(float(np.max(x)) if x.size else 0.0, "fallback", ())
     if x.size > max_points:
         x = np.random.default_rng(seed).choice(x, max_points, replace=False)
-    d = _cut_density(x, bw_adjust)
+    # the pile at the axis is left out of the density, not out of the spread below a peak:
+    # it is the censored lower tail of the negative population
+    d = _cut_density(_without_axis_pile(x) if axis_pile else x, bw_adjust)
     step = float(d.grid[1] - d.grid[0])
     distance = max(1, round(min_separation / step)) if min_separation > 0 else None
     top = float(d.density.max())
