@@ -268,13 +268,22 @@ def test_gates_found_with_a_supplied_matrix_say_they_are_compensated() -> None:
         assert np.array_equal(again[name], mask), name
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_analog_compensated_log_data_like_a_facscalibur(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "baseline"),
+    [(0, 3.0), (1, 3.0), (2, 3.0), (0, 1.0)],
+    ids=["seed0", "seed1", "seed2", "seed0-half-clipped"],
+)
+def test_analog_compensated_log_data_like_a_facscalibur(
+    tmp_path: Path, seed: int, baseline: float
+) -> None:
     """A FACSCalibur records fluorescence compensated by its analog electronics, then
     log-amplified over 4 decades into 1,024 channels, with no matrix in the file. Negative
-    cells sit in the first decade and the dimmest pile up on channel 0; every dim value stands
-    on a ladder of discrete channels. Before cut placement censored the pile and spread each
-    value over its channel, NK % came out at 0-1% for most such tubes (truth ≈ 12%)."""
+    cells sit in the first decade (``baseline`` units above zero) and the dimmest pile up on
+    channel 0; every dim value stands on a ladder of discrete channels. Before cut placement
+    censored the pile and spread each value over its channel, NK % came out at 0-1% for most
+    such tubes (truth ≈ 12%). With a baseline of 1 about half the negatives are clipped, and
+    NK cells, spread by compensating their bright CD16 PE, stood as a dim CD19 peak of their
+    own: the CD19 cut now falls below the brightest (B cell) peak."""
     from nkpanel.flow.compensation import compensate
     from tests.flow.fcs_bytes import build_fcs
 
@@ -287,9 +296,9 @@ def test_analog_compensated_log_data_like_a_facscalibur(tmp_path: Path, seed: in
     for j in keep:
         name, x = tube.pnn[j], values[:, j]
         if name in fluor:
-            # the digital 0…262143 range as 4 decades, negatives 3 units above zero (the
-            # first decade), 256 channels per decade
-            analog = x / 262144.0 * 1e4 + 3.0
+            # the digital 0…262143 range as 4 decades, negatives ``baseline`` units above
+            # zero (the first decade), 256 channels per decade
+            analog = x / 262144.0 * 1e4 + baseline
             stored.append(np.clip(np.round(256 * np.log10(np.maximum(analog, 1.0))), 0, 1023))
             pne.append("4,0")
             pnr.append(1024)

@@ -373,9 +373,11 @@ class _Gater:
         within: Events,
         side: Literal["above", "below"] = "above",
         brightest: bool = False,
+        bright_only: bool = False,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
-        on the linear scale."""
+        on the linear scale. ``bright_only``: the positive population is the brightest peak,
+        whatever stands below it (B cells on CD19)."""
         if (n := _count(within)) < 10:
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
@@ -387,13 +389,24 @@ class _Gater:
                 nonzero = within[self.raw(pnn)[within] != 0]
             if _count(nonzero) >= 10:
                 within = nonzero
+        values = self.scaled(pnn, within)
         c = find_cut(
-            self.scaled(pnn, within),
+            values,
             side=side,
             brightest=brightest,
             min_separation=self.separation(pnn),
             axis_pile=self.kind == "flow",
         )
+        if bright_only and len(c.peaks) >= 3:
+            # several dim peaks below the bright one (a negative population spread apart by
+            # compensation, then clipped at the axis): the positives are the brightest peak
+            c = find_cut(
+                values,
+                side="below",
+                brightest=True,
+                min_separation=self.separation(pnn),
+                axis_pile=self.kind == "flow",
+            )
         self.cuts[label] = c
         if c.method != "valley":
             self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
@@ -692,7 +705,7 @@ class _Gater:
             self.notes.append("too few CD3- events to place a CD19 cut: B cells not excluded")
             cd19 = None
         if cd19 is not None:
-            c19 = self.cut("CD19", cd19, cd19_parent)
+            c19 = self.cut("CD19", cd19, cd19_parent, bright_only=True)
             dims.append(self.dim(cd19))
             lo.append(None)
             hi.append(c19)
