@@ -242,6 +242,26 @@ def test_how_the_file_was_read_reaches_the_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("cyt", "analog"),
+    [
+        ("FACSCalibur", True),
+        ("FACS Calibur HTS", True),
+        ("BD FACScan", True),
+        ("FACSort", True),
+        ("FACSCanto II", False),  # digital, with its matrix in the file
+        ("FACSCantoII", False),
+        ("LSRFortessa", False),
+    ],
+)
+def test_analog_cytometers_are_told_from_digital_ones(cyt: str, analog: bool) -> None:
+    from nkpanel.flow.compensation import analog_compensation
+    from nkpanel.flow.sample import FlowSample
+
+    sample = FlowSample.from_array([[1.0]], ["FL1-H"], metadata={"cyt": cyt})
+    assert (analog_compensation(sample) is not None) is analog
+
+
+@pytest.mark.parametrize(
     ("metadata", "said"),
     [
         ({"cyt": "FACSCalibur"}, "compensated at acquisition by the FACSCalibur's analog"),

@@ -29,7 +29,8 @@ __all__ = [
 #: instruments whose signal electronics subtract spillover before the values are recorded, so
 #: their files carry no spillover matrix: BD's analog FACScan, FACSort and FACSCalibur
 #: (CellQuest), by $CYT
-_ANALOG_CYTOMETERS = re.compile(r"FACS\s*Calibur|FACS\s*can|FACS\s*ort", re.IGNORECASE)
+#: (whole words: the digital FACSCanto is no FACScan)
+_ANALOG_CYTOMETERS = re.compile(r"\bFACS\s*(?:Calibur|can|ort)\b", re.IGNORECASE)
 
 
 def analog_compensation(sample: FlowSample) -> str | None:
