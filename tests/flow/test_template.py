@@ -587,12 +587,26 @@ _FSC_OVER_1000 = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+#: stored FSC values of the files below; ≥ 1000 by hand: events 3, 4 and 5
+_FSC = np.array([5, 999, 1000, 70000, 1001, 0], dtype=np.float64)
+
+
+def _gate_fsc_over_1000(tmp_path: Path, data: bytes) -> TemplateResult:
+    """Apply the FSC ≥ 1000 template to the FCS ``data`` and check membership by hand."""
+    fcs = tmp_path / "odd.fcs"
+    fcs.write_bytes(data)
+    gml = tmp_path / "big.xml"
+    gml.write_text(_FSC_OVER_1000)
+    result = apply_template(load_template(gml), fcs)
+    assert result.membership["Big"].tolist() == [v >= 1000 for v in _FSC]
+    return result
+
+
 @pytest.mark.parametrize("kind", ["24-bit integers", "ENDDATA one past the data"])
 def test_template_applies_to_a_file_flowio_cannot_read(tmp_path: Path, kind: str) -> None:
     """Cytek xP5 (3-byte integers) and MACSQuant (an $ENDDATA one byte past the data) files
     are read by nkpanel but not by flowio; the template is applied to nkpanel's reading."""
-    fsc = np.array([5, 999, 1000, 70000, 1001, 0], dtype=np.float64)
-    raw = np.column_stack([fsc, np.arange(6)])
+    raw = np.column_stack([_FSC, np.arange(6)])
     if kind == "24-bit integers":
         data = build_fcs(raw, ["FSC", "SSC"], datatype="I", bits=24, pnr=[2**24, 2**24])
     else:
@@ -606,13 +620,7 @@ def test_template_applies_to_a_file_flowio_cannot_read(tmp_path: Path, kind: str
             keywords={"$ENDDATA": str(end + 1)},
             header_data=(begin, end + 1),
         )
-    fcs = tmp_path / "odd.fcs"
-    fcs.write_bytes(data)
-    gml = tmp_path / "big.xml"
-    gml.write_text(_FSC_OVER_1000)
-    result = apply_template(load_template(gml), fcs)
-    # by hand: FSC of 1000 or more
-    assert result.membership["Big"].tolist() == [False, False, True, True, True, False]
+    result = _gate_fsc_over_1000(tmp_path, data)
     assert any("FlowKit cannot read the file" in note for note in result.notes)
 
 
@@ -630,15 +638,8 @@ def test_template_gates_the_values_nkpanel_reads_where_flowio_would_read_others(
     """flowio reads such a file without complaint but into other numbers (byte-swapped, or
     exponentiated where FCS 3.1 says floating-point values are linear): the template gets
     nkpanel's values instead, and says so."""
-    fsc = np.array([5, 999, 1000, 70000, 1001, 0], dtype=np.float64)
-    raw = np.column_stack([fsc, np.arange(6)])
+    raw = np.column_stack([_FSC, np.arange(6)])
     byteorder = "big" if keywords.get("$BYTEORD", "").startswith("4") else "little"
     data = build_fcs(raw, ["FSC", "SSC"], datatype="F", byteorder=byteorder, keywords=keywords)
-    fcs = tmp_path / "odd.fcs"
-    fcs.write_bytes(data)
-    gml = tmp_path / "big.xml"
-    gml.write_text(_FSC_OVER_1000)
-    result = apply_template(load_template(gml), fcs)
-    # by hand: FSC of 1000 or more, on the stored linear values
-    assert result.membership["Big"].tolist() == [False, False, True, True, True, False]
+    result = _gate_fsc_over_1000(tmp_path, data)
     assert any(note.startswith(why) for note in result.notes), result.notes
