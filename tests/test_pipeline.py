@@ -53,7 +53,7 @@ def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Pat
     outcome = pipeline.analyze_flow_batch(paths, FlowSettings(), out, plots=False)
     first, second = outcome.results
     assert (first.sample, second.sample) == ("tube1", "tube1-2")
-    assert second.source == str(paths[1]) and "also called tube1" in second.notes[-1]
+    assert second.source == str(paths[1]) and "also called tube1" in second.file_notes[-1]
     for r in outcome.results:  # each sample's own summary, not overwritten by the other
         summary = (out / "samples" / r.sample / "summary.json").read_text()
         assert f'"source": "{r.source}"' in summary

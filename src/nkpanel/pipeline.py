@@ -64,7 +64,7 @@ def analyze_flow_batch(
             if name != analysis.result.sample:
                 note = f"named {name}: another file of the batch is also called {path.stem}"
                 result = dataclasses.replace(
-                    analysis.result, sample=name, notes=(*analysis.result.notes, note)
+                    analysis.result, sample=name, file_notes=(*analysis.result.file_notes, note)
                 )
                 analysis = dataclasses.replace(analysis, result=result)
             written = write_sample_outputs(

@@ -238,7 +238,9 @@ def test_how_the_file_was_read_reaches_the_result(tmp_path: Path) -> None:
     bad = "x" * len(read_fcs(fcs).metadata["timestep"])  # same length: offsets stay right
     fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$TIMESTEP", bad))
     r = analyze_file(fcs).result
-    assert f"$TIMESTEP '{bad}' is not a positive number; ignored" in r.notes
+    # provenance, not a quality note (which would turn every measurement's QC to "warn")
+    assert f"$TIMESTEP '{bad}' is not a positive number; ignored" in r.file_notes
+    assert not any("$TIMESTEP" in n for n in r.notes)
 
 
 @pytest.mark.parametrize(
@@ -294,3 +296,38 @@ def test_analog_compensation_is_a_warning_and_a_second_one_is_refused(
     r = analyze_sample(again, FlowSettings()).result
     flag = next(f for f in r.qc if f.check == "compensation")
     assert "subtracts spillover twice" in flag.reason and flag.blocking and not r.reportable
+
+
+def test_an_identity_matrix_on_analog_data_subtracts_nothing(tube) -> None:  # type: ignore[no-untyped-def]
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.sample import Spillover
+
+    full = tube.to_sample()
+    fluor = full.spillover.channels
+    identity = Spillover(fluor, np.eye(len(fluor)))
+    sample = type(full).from_array(
+        compensate(full, full.spillover),
+        full.pnn,
+        pns=full.pns,
+        metadata={"cyt": "FACSCalibur"},
+        spillover=identity,
+    )
+    r = analyze_sample(sample, FlowSettings()).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert not flag.blocking and "cannot be checked" in flag.reason and r.reportable
+
+
+def test_the_top_channel_of_a_log_amplifier_counts_as_saturated() -> None:
+    """A 4-decade, 1,024-channel amplifier's highest channel decodes to 10^(4·1023/1024)
+    ≈ 9,910, not 10⁴: events there are at the top of the range."""
+    from nkpanel.flow.analyze import _saturation_check
+    from nkpanel.flow.sample import Channel, FlowSample
+
+    top = 10.0 ** (4 * 1023 / 1024)
+    ch = Channel(0, "FL2-H", "CD56 PE", pne=(4.0, 1.0), png=1.0, pnr=1024.0)
+    assert ch.top == pytest.approx(top, rel=1e-12)
+    events = np.array([[top]] * 10 + [[10.0 ** (4 * 500 / 1024)]] * 90)
+    sample = FlowSample.from_array(events, ["FL2-H"])
+    sample = dataclasses.replace(sample, channels=(ch,))
+    flag = _saturation_check(sample, {"FL2-H"}, None, QCLimits())
+    assert not flag.passed and flag.value == pytest.approx(0.10)

@@ -95,6 +95,7 @@ def flow_entry(
         "metadata": {"cyt": "hand-made test summary (synthetic)"},
         "template": None,
         "template_roles": {},
+        "file_notes": [],
         "figures": figures or [],
     }
 

@@ -173,11 +173,11 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
                 blocking=False,
             )
         )
-    # how the file was read (data set chosen, writer quirks tolerated), then how it was gated
-    notes = (*sample.notes, *gating.notes)
+    notes = gating.notes
     if s.counts.bead_method and s.counts.lymphocytes_per_ul is not None:
         notes += ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
     result = _build_result(sample, gating.membership, parents, s, cytometry, "automated", qc, notes)
+    result = dataclasses.replace(result, file_notes=sample.notes)
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
     )
@@ -218,10 +218,15 @@ def _analyze_with_template(
         cytometry,
         "template",
         qc,
-        (*sample.notes, *applied.notes),
+        (),
         roles,
     )
-    result = dataclasses.replace(result, template=template_path.name, template_roles=dict(roles))
+    result = dataclasses.replace(
+        result,
+        template=template_path.name,
+        template_roles=dict(roles),
+        file_notes=(*sample.notes, *applied.notes),
+    )
     return FlowAnalysis(
         result,
         sample,
@@ -366,9 +371,11 @@ def _qc_checks(
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
     analog = analog_compensation(sample) if cytometry == "flow" and gating is not None else None
+    identity = spill is not None and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
     if analog is not None:
         # the values were compensated before they were recorded: a matrix would subtract twice
-        twice = spill is not None
+        # (an identity matrix subtracts nothing)
+        twice = spill is not None and not identity
         flags.append(
             QCFlag(
                 "compensation",
@@ -385,11 +392,6 @@ def _qc_checks(
         )
     elif cytometry == "flow" and gating is not None:
         present = spill is not None
-        identity = (
-            present
-            and spill is not None
-            and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
-        )
         flags.append(
             QCFlag(
                 "compensation",

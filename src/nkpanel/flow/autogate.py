@@ -376,8 +376,8 @@ class _Gater:
         bright_only: bool = False,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
-        on the linear scale. ``bright_only``: the positive population is the brightest peak,
-        whatever stands below it (B cells on CD19)."""
+        on the linear scale. ``bright_only``: where three or more peaks stand, the positive
+        population is the brightest of them, whatever stands below it (B cells on CD19)."""
         if (n := _count(within)) < 10:
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
@@ -389,24 +389,12 @@ class _Gater:
                 nonzero = within[self.raw(pnn)[within] != 0]
             if _count(nonzero) >= 10:
                 within = nonzero
-        values = self.scaled(pnn, within)
-        c = find_cut(
-            values,
-            side=side,
-            brightest=brightest,
-            min_separation=self.separation(pnn),
-            axis_pile=self.kind == "flow",
-        )
+        values, gap, pile = self.scaled(pnn, within), self.separation(pnn), self.kind == "flow"
+        c = find_cut(values, side=side, brightest=brightest, min_separation=gap, axis_pile=pile)
         if bright_only and len(c.peaks) >= 3:
             # several dim peaks below the bright one (a negative population spread apart by
             # compensation, then clipped at the axis): the positives are the brightest peak
-            c = find_cut(
-                values,
-                side="below",
-                brightest=True,
-                min_separation=self.separation(pnn),
-                axis_pile=self.kind == "flow",
-            )
+            c = find_cut(values, side="below", brightest=True, min_separation=gap, axis_pile=pile)
         self.cuts[label] = c
         if c.method != "valley":
             self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
@@ -658,8 +646,7 @@ class _Gater:
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
-        if not dims:
-            self.notes.append("no SSC or CD14: lymphocytes not separated from other leukocytes")
+        if not dims:  # said by the blocking "lymphocyte gate" QC check
             self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))

@@ -54,6 +54,10 @@ class FlowResult:
     #: path); part of the method, so kept apart from the notes
     template: str | None = None
     template_roles: Mapping[str, str] = field(default_factory=dict)
+    #: how the file was read (the data set chosen, writer quirks tolerated, a template applied
+    #: to nkpanel's reading, a name changed in a batch): provenance, kept apart from the notes,
+    #: which are about the quality of the measurement
+    file_notes: tuple[str, ...] = ()
 
     @property
     def reportable(self) -> bool:
@@ -106,4 +110,5 @@ class FlowResult:
             "metadata": dict(self.metadata),
             "template": self.template,
             "template_roles": dict(self.template_roles),
+            "file_notes": list(self.file_notes),
         }

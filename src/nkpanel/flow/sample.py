@@ -7,8 +7,9 @@ with the size of the DATA segment, known data type and byte order, sane $PnB/$Pn
 that every defect becomes one :class:`~nkpanel.errors.FCSFormatError` naming the file and the
 cause, and no header value can make the reader allocate more memory than the file holds
 (files in histogram mode are refused the same way). flowio parses the TEXT too, and its reading
-of the critical keywords must agree with this module's (FlowKit reads the file through flowio
-when a lab template is applied); NumPy then decodes the DATA, which also reads what flowio
+of the critical keywords must agree with this module's (when a lab template is applied, FlowKit
+reads the file through flowio wherever flowio reads the values nkpanel reads); NumPy then
+decodes the DATA, which also reads what flowio
 cannot: 3-byte integers (Cytek xP5). Deviations that real instruments write and other readers
 accept are read, most with a note: blanks after the last TEXT delimiter (MACSQuant, CyFlow), an
 $ENDDATA one byte past the data, blank HEADER DATA offsets, and a $SPILLOVER of channel names
@@ -56,7 +57,7 @@ from numpy.typing import NDArray
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError, FCSFormatError, one_line
 
-__all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs"]
+__all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs", "timestep"]
 
 #: keywords (lower case, without "$") that may carry a spillover matrix, in order of preference;
 #: $COMP (FCS 3.0) is used only when it is written in the $SPILLOVER layout (it usually is not)
@@ -103,9 +104,11 @@ class Channel:
     @property
     def top(self) -> float:
         """The largest value the channel can hold on the scale nkpanel reads it in: $PnR, or
-        for log-amplified channels f2 · 10^f1 (a 4-decade channel decodes to 1…10⁴, whatever
-        its $PnR), divided by the gain."""
-        raw = self.pne[1] * 10.0 ** self.pne[0] if self.is_log_amplified else self.pnr
+        for log-amplified channels the value of the highest channel, f2 · 10^(f1 · (r − 1)/r)
+        (a 4-decade, 1,024-channel amplifier decodes to 1…9,910, whatever its $PnR), divided
+        by the gain."""
+        f1, f2 = self.pne
+        raw = f2 * 10.0 ** (f1 * (self.pnr - 1) / self.pnr) if self.is_log_amplified else self.pnr
         return raw / self.png if self.png > 0 else raw
 
 
@@ -777,13 +780,8 @@ def _check_keywords(
         if off_by_one:
             notes.append("$ENDDATA points one byte past the data (read anyway)")
 
-    if "timestep" in text:
-        try:
-            step = float(text["timestep"])
-        except ValueError:
-            step = float("nan")
-        if not (np.isfinite(step) and step > 0):
-            notes.append(f"$TIMESTEP {_short(text['timestep'])} is not a positive number; ignored")
+    if "timestep" in text and timestep(text) is None:
+        notes.append(f"$TIMESTEP {_short(text['timestep'])} is not a positive number; ignored")
     layout = _Layout(par, tot, datatype, tuple(bits), order, data, off_by_one, header_zero)
     return layout, channels
 
@@ -856,18 +854,21 @@ def _cross_check(text: Mapping[str, str], fd_text: Mapping[str, str], par: int, 
         )
 
 
+def timestep(text: Mapping[str, str]) -> float | None:
+    """$TIMESTEP (seconds per Time tick) of TEXT keywords ``text``, or ``None`` when it is
+    absent or no positive number (it is then ignored, with a note)."""
+    try:
+        step = float(text.get("timestep", "nan"))
+    except ValueError:
+        return None
+    return step if np.isfinite(step) and step > 0 else None
+
+
 def _linear_ops(
     channels: Sequence[Channel], text: Mapping[str, str]
 ) -> list[tuple[int, Literal["*", "/"], float]]:
     """The linear steps of decoding, per column: Time × $TIMESTEP, other channels ÷ $PnG."""
-    step: float | None = None
-    if "timestep" in text:
-        try:
-            step = float(text["timestep"])
-        except ValueError:
-            step = None
-        if step is not None and not (np.isfinite(step) and step > 0):
-            step = None
+    step = timestep(text)
     ops: list[tuple[int, Literal["*", "/"], float]] = []
     for ch in channels:
         if ch.pnn.lower() == "time":

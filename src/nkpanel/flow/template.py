@@ -27,7 +27,6 @@ import array
 import functools
 import importlib
 import io
-import math
 import sys
 import warnings
 import xml.etree.ElementTree as ET
@@ -41,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError, one_line
-from nkpanel.flow.sample import KEPT_KEYWORDS, SPILLOVER_KEYWORDS
+from nkpanel.flow.sample import KEPT_KEYWORDS, SPILLOVER_KEYWORDS, timestep
 
 if TYPE_CHECKING:
     from nkpanel.flow.sample import FlowSample
@@ -459,14 +458,8 @@ def _flowio_reads_otherwise(sample: FlowSample) -> str | None:
             f1 = meta.get(f"p{n}e", "0,0").split(",")[0].strip()
             if f1 not in ("0", "0.0", ""):
                 return f"flowio would apply $P{n}E {meta[f'p{n}e']} to floating-point values"
-    step = meta.get("timestep")
-    if step is not None:
-        try:
-            ok = math.isfinite(float(step)) and float(step) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            return f"flowio would scale Time by $TIMESTEP {step!r}"
+    if "timestep" in meta and timestep(meta) is None:
+        return f"flowio would scale Time by $TIMESTEP {meta['timestep']!r}"
     return None
 
 
