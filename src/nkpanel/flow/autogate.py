@@ -352,10 +352,10 @@ class _Gater:
             return x
         rng = np.random.default_rng(ch.index)
         u = rng.uniform(-0.5, 0.5, x.size)
-        # the lowest value stays as it is: channel 0 holds every event below the scale, a pile
-        # at the axis that find_cut leaves out of the density (axis_pile=True)
-        u[x == x.min()] = 0.0
-        f1, _ = ch.pne
+        # channel 0 stays as it is: it holds every event below the scale, a pile at the axis
+        # that find_cut leaves out of the density (axis_pile=True)
+        f1, f2 = ch.pne
+        u[x == (f2 if f1 > 0 else 0.0) / ch.png] = 0.0
         if f1 > 0:  # one channel is a factor of 10^(f1/R)
             return np.asarray(x * np.power(10.0, f1 * u / ch.pnr), dtype=np.float64)
         return np.asarray(x + u / ch.png, dtype=np.float64)
