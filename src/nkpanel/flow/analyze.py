@@ -26,7 +26,7 @@ from nkpanel.flow.autogate import (
 from nkpanel.flow.compensation import CompensatedColumns, analog_compensation
 from nkpanel.flow.gates import GateTree
 from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
-from nkpanel.flow.qc import QCFlag, QCLimits
+from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
 from nkpanel.flow.sample import FlowSample, Spillover, read_fcs
 
@@ -447,7 +447,7 @@ def _saturation_check(
 ) -> QCFlag:
     any_top = np.zeros(sample.n_events, dtype=bool)
     cols = [sample.index_of(ch) for ch in sorted(channels)]
-    tops = np.array([0.999 * sample.channels[i].top for i in cols])
+    tops = np.array([SATURATED * sample.channels[i].top for i in cols])
 
     def mark(start: int, stop: int) -> None:
         block = sample.events[start:stop]

@@ -32,6 +32,7 @@ from nkpanel.flow.compensation import CompensatedColumns
 from nkpanel.flow.density import Cut, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
+from nkpanel.flow.qc import SATURATED
 from nkpanel.flow.sample import FlowSample
 
 __all__ = [
@@ -256,6 +257,10 @@ def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, fl
     last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
     interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
     return edges, first, last, interior_bad, float(bad.mean())
+
+
+#: scatter channels, in the order one is taken to keep saturated events out of the beads
+_SCATTER = ("FSC-A", "FSC-H", "SSC-A", "SSC-H")
 
 
 class _Gater:
@@ -495,6 +500,12 @@ class _Gater:
         if len(fluor) < 2:
             return None
         base = self.member[parent] if parent else self.everything()
+        # clumps saturate the scatter and can be bright in every colour too: beads are small
+        scatter = next((self.markers.channel_for(k) for k in _SCATTER if self.markers.has(k)), None)
+        below_top = None
+        if scatter is not None:
+            below_top = SATURATED * self.sample.channels[self.col[scatter]].top
+            base = base & (self.raw(scatter) < below_top)
         idx = self.subsample(base)
         # one column per channel (column order: the reductions below run down columns)
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
@@ -521,7 +532,11 @@ class _Gater:
             return None
         self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
         lin = self.scale(best).inverse(best_cut)
-        self.add(RangeGate("Beads", parent, (self.dim(best),), (lin,), (None,)))
+        if scatter is None:
+            self.add(RangeGate("Beads", parent, (self.dim(best),), (lin,), (None,)))
+        else:
+            dims = (self.dim(best), self.dim(scatter))
+            self.add(RangeGate("Beads", parent, dims, (lin, None), (None, below_top)))
         return best, lin
 
     def singlet_gate(self, parent: str | None) -> str | None:
@@ -532,7 +547,11 @@ class _Gater:
         base = self.member[parent] if parent else self.everything()
         idx = self.subsample(base)
         a, h = self.raw(a_ch)[idx], self.raw(h_ch)[idx]
-        ok = (a > 0) & (h > 0)
+        # events at the top of either scale (clumps, bubbles: the saturation check counts them)
+        # have no measurable ratio; left in, their H/A of exactly 1 is a spike the cut lands on
+        a_top = SATURATED * self.sample.channels[self.col[a_ch]].top
+        h_top = SATURATED * self.sample.channels[self.col[h_ch]].top
+        ok = (a > 0) & (h > 0) & (a < a_top) & (h < h_top)
         a, h = _pick(a, ok), _pick(h, ok)
         if a.size < 200:
             self.notes.append("too few events for a singlet gate")

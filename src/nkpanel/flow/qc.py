@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["QCFlag", "QCLimits"]
+__all__ = ["SATURATED", "QCFlag", "QCLimits"]
+
+#: a value at or above this fraction of its channel's top (:attr:`Channel.top`) is saturated:
+#: piled at the end of the scale, with no measurable position
+SATURATED = 0.999
 
 
 @dataclass(frozen=True)
