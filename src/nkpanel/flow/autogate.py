@@ -721,7 +721,11 @@ class _Gater:
         # that a CD56-/CD16- population is always there to define "negative"
         neg_ref = cd19_parent
         c56 = self.cut("CD56", cd56, neg_ref)
-        c16 = self.cut("CD16", cd16, neg_ref) if separate16 and cd16 is not None else None
+        c16 = (
+            self.cut("CD16", cd16, neg_ref, bright_only=True)
+            if separate16 and cd16 is not None
+            else None
+        )
 
         nk: Gate
         if separate16 and cd16 is not None and c16 is not None:
