@@ -357,6 +357,26 @@ def _qc_checks(
                 blocking=False,
             )
         )
+    if all(k in member for k in ("Lymphocytes", "CD3+", "B cells", "NK")) and n_lymph:
+        parts = sum(int(np.count_nonzero(member[k])) for k in ("CD3+", "B cells", "NK"))
+        lymphosum = parts / n_lymph
+        dev = lim.max_lymphosum_deviation
+        flags.append(
+            QCFlag(
+                "lymphosum",
+                abs(lymphosum - 1.0) <= dev,
+                round(lymphosum, 4),
+                dev,
+                f"T + B + NK cells make up {lymphosum:.0%} of the lymphocyte gate "
+                f"(expected 100 ± {dev:.0%})"
+                + (
+                    ""
+                    if abs(lymphosum - 1.0) <= dev
+                    else ": other cells in the gate change NK % of lymphocytes; check the plots"
+                ),
+                blocking=False,
+            )
+        )
     if gating is not None and not gating.lymphocytes_separated:
         flags.append(
             QCFlag(

@@ -35,6 +35,12 @@ class QCLimits:
         not sampled evenly. A steady Poisson stream exceeds 4 SDs in well under 1% of bins.
     max_saturated_fraction
         0.02: events piled at the top of a channel's range cannot be placed by a gate.
+    max_lymphosum_deviation
+        0.10: T + B + NK cells should make up the lymphocytes they were gated from, 100 ± 10%
+        (the "lymphosum", IUPAC Gold Book, Pure Appl Chem 2012;84:1113, p. 1207). A shortfall
+        means other cells (monocytes, debris) sit in the lymphocyte gate and lower NK % of
+        lymphocytes. A warning, not a block: the gate's purity differs between species and
+        instruments, and a person decides on the plots.
     """
 
     min_lymphocyte_events: int = 2000
@@ -42,6 +48,7 @@ class QCLimits:
     min_bead_events: int = 1000
     max_unstable_time_fraction: float = 0.05
     max_saturated_fraction: float = 0.02
+    max_lymphosum_deviation: float = 0.10
 
 
 @dataclass(frozen=True)
