@@ -10,7 +10,7 @@ import pytest
 
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
 from nkpanel.flow.autogate import POPULATIONS
-from nkpanel.flow.gates import PolygonGate
+from nkpanel.flow.gates import PolygonGate, RangeGate
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
 
 NK_LABELS = ("NK_bright", "NK_dim", "NK_CD56neg")
@@ -115,12 +115,13 @@ def test_gate_tree_reproduces_membership() -> None:
         assert np.array_equal(by_column[name], mask), name
 
 
-def test_exported_gates_match_flowkit_event_for_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("saturated", [0.0, 0.01])  # 1%: the Beads gate bounds SSC too
+def test_exported_gates_match_flowkit_event_for_event(tmp_path: Path, saturated: float) -> None:
     flowkit = pytest.importorskip("flowkit")
     from nkpanel.flow.gatingml import export_gatingml
     from nkpanel.flow.template import apply_template, load_template
 
-    tube = simulate_tube(SimulationSpec(seed=4, n_events=30_000))
+    tube = simulate_tube(SimulationSpec(seed=4, n_events=30_000, saturate_fraction=saturated))
     path = write_fcs(tube, tmp_path / "tube.fcs")
     a = analyze_file(path)
     assert a.tree is not None
@@ -130,6 +131,9 @@ def test_exported_gates_match_flowkit_event_for_event(tmp_path: Path) -> None:
     for gate in a.tree.gates:
         theirs = applied.membership[gate.name]
         assert np.array_equal(theirs, a.membership[gate.name]), gate.name
+    beads = next(g for g in a.tree.gates if g.name == "Beads")
+    assert isinstance(beads, RangeGate) and beads.dims[-1].channel == "SSC-A"
+    assert beads.hi[-1] is not None  # events on the top of SSC are kept out of the beads
 
 
 def expert_nk_labels(shared: Path) -> np.ndarray:
@@ -371,3 +375,31 @@ def test_cd16_dim_monocytes_in_the_lymphocyte_gate_are_not_nk() -> None:
     assert np.count_nonzero(nk & (labels == "monocyte")) < 0.1 * np.count_nonzero(nk)  # 39% before
     assert a.result.nk_percent_of_lymphocytes is not None
     assert abs(a.result.nk_percent_of_lymphocytes - tube.truth["nk_percent_of_lymphocytes"]) < 1
+
+
+@pytest.mark.parametrize("channel", ["FSC", "SSC"])
+def test_beads_near_the_top_of_a_scatter_are_all_counted(channel: str) -> None:
+    """A bead lot or a scatter gain that puts beads at 90% of the top pins a few of them (4%
+    here, under the 2%-of-events saturation limit): they are still beads. On FSC only clumps
+    (pinned on SSC as well) are kept out; on SSC the bound is dropped, with a note."""
+    from nkpanel.flow.sample import FlowSample
+    from nkpanel.flow.simulate import TOP
+
+    tube = simulate_tube(SimulationSpec(seed=0, n_events=100_000))
+    labels = np.asarray(tube.label_names)[tube.label_codes]
+    sample = tube.to_sample()
+    events = np.array(sample.events)
+    beads = labels == "bead"
+    for name in (f"{channel}-A", f"{channel}-H"):
+        j = sample.index_of(name)
+        at_90 = events[beads, j] / np.median(events[beads, j]) * 0.9 * TOP
+        events[beads, j] = np.minimum(TOP, at_90)
+    moved = FlowSample.from_array(
+        events, sample.pnn, pns=sample.pns, spillover=sample.spillover, metadata=sample.metadata
+    )
+    counts = AbsoluteCountInputs(50_000.0, 50.0)
+    a = analyze_sample(moved, FlowSettings(counts=counts))
+    assert int(a.membership["Beads"].sum()) == int(beads.sum())
+    assert a.result.reportable
+    said = any("beads reach the top of SSC-A" in n for n in a.result.notes)
+    assert said is (channel == "SSC")

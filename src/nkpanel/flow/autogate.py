@@ -259,10 +259,6 @@ def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, fl
     return edges, first, last, interior_bad, float(bad.mean())
 
 
-#: scatter channels, in the order one is taken to keep saturated events out of the beads
-_SCATTER = ("FSC-A", "FSC-H", "SSC-A", "SSC-H")
-
-
 class _Gater:
     def __init__(
         self, sample: FlowSample, comp: CompensatedColumns, markers: MarkerMap, s: AutoGateSettings
@@ -500,13 +496,13 @@ class _Gater:
         if len(fluor) < 2:
             return None
         base = self.member[parent] if parent else self.everything()
-        # clumps saturate the scatter and can be bright in every colour too: beads are small
-        scatter = next((self.markers.channel_for(k) for k in _SCATTER if self.markers.has(k)), None)
-        below_top = None
-        if scatter is not None:
-            below_top = SATURATED * self.sample.channels[self.col[scatter]].top
-            base = base & (self.raw(scatter) < below_top)
         idx = self.subsample(base)
+        # clumps pin the side scatter at its top and can be bright in every colour too; beads
+        # do not reach it. Pinned events are left out of the sample (the same sample as
+        # without them otherwise) and, below, out of the gate
+        scatter = self.scatter("SSC")
+        if scatter is not None:
+            idx = idx[self.raw(scatter)[idx] < self.pinned_at(scatter)]
         # one column per channel (column order: the reductions below run down columns)
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
         for j, p in enumerate(fluor):
@@ -532,12 +528,33 @@ class _Gater:
             return None
         self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
         lin = self.scale(best).inverse(best_cut)
+        if scatter is not None and self.beads_reach_top(base, best, lin, scatter):
+            self.notes.append(f"beads reach the top of {scatter}: saturated events not kept out")
+            scatter = None
         if scatter is None:
             self.add(RangeGate("Beads", parent, (self.dim(best),), (lin,), (None,)))
         else:
             dims = (self.dim(best), self.dim(scatter))
-            self.add(RangeGate("Beads", parent, dims, (lin, None), (None, below_top)))
+            top = self.pinned_at(scatter)
+            self.add(RangeGate("Beads", parent, dims, (lin, None), (None, top)))
         return best, lin
+
+    def beads_reach_top(self, base: Events, best: str, lin: float, ssc: str) -> bool:
+        """Whether more than 1% of the events above the bead cut sit on the top of ``ssc``
+        without also pinning the forward scatter, as clumps do: beads there, which an upper
+        bound on ``ssc`` would lose."""
+        idx = self.subsample(base)
+        above = self.raw(best)[idx] >= lin
+        on_top = self.raw(ssc)[idx] >= self.pinned_at(ssc)
+        fsc = self.scatter("FSC")
+        if fsc is not None:
+            on_top &= self.raw(fsc)[idx] < self.pinned_at(fsc)
+        return int(np.count_nonzero(above & on_top)) > 0.01 * int(np.count_nonzero(above))
+
+    def pinned_at(self, pnn: str) -> float:
+        """The value at and above which ``pnn`` is saturated (:data:`~nkpanel.flow.qc.SATURATED`
+        of its top)."""
+        return SATURATED * self.sample.channels[self.col[pnn]].top
 
     def singlet_gate(self, parent: str | None) -> str | None:
         if not (self.markers.has("FSC-A") and self.markers.has("FSC-H")):
@@ -549,9 +566,7 @@ class _Gater:
         a, h = self.raw(a_ch)[idx], self.raw(h_ch)[idx]
         # events at the top of either scale (clumps, bubbles: the saturation check counts them)
         # have no measurable ratio; left in, their H/A of exactly 1 is a spike the cut lands on
-        a_top = SATURATED * self.sample.channels[self.col[a_ch]].top
-        h_top = SATURATED * self.sample.channels[self.col[h_ch]].top
-        ok = (a > 0) & (h > 0) & (a < a_top) & (h < h_top)
+        ok = (a > 0) & (h > 0) & (a < self.pinned_at(a_ch)) & (h < self.pinned_at(h_ch))
         a, h = _pick(a, ok), _pick(h, ok)
         if a.size < 200:
             self.notes.append("too few events for a singlet gate")
@@ -582,7 +597,7 @@ class _Gater:
         up = resid[resid > 0]
         hi_off = k * float(np.sqrt(np.mean(up**2))) if up.size >= 5 else 0.1
         lo_off = low_cut.value
-        top = float(self.sample.channels[self.col[a_ch]].top) * 1.05
+        top = self.pinned_at(a_ch)  # events pinned on FSC-A are no singlets one can count
         bottom = max(float(np.min(a)) * 0.5, 1.0)
         xs_lin = np.array([bottom, *np.exp(xs), top])
         modes_arr = np.array([modes[0], *modes, modes[-1]])

@@ -40,7 +40,8 @@ class QCLimits:
         (the "lymphosum", IUPAC Gold Book, Pure Appl Chem 2012;84:1113, p. 1207). A shortfall
         means other cells (monocytes, debris) sit in the lymphocyte gate and lower NK % of
         lymphocytes. A warning, not a block: the gate's purity differs between species and
-        instruments, and a person decides on the plots.
+        instruments, and a person decides on the plots. Checked where T, B and NK cells are all
+        gated (automated gating with CD19); it cannot see other cells that were gated as NK.
     """
 
     min_lymphocyte_events: int = 2000
