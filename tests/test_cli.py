@@ -244,3 +244,16 @@ def test_qc_limits_are_set_on_the_command_line(tmp_path: Path) -> None:
     assert sample["reportable"] is False
     flag = next(f for f in sample["qc"] if f["check"] == "NK events")
     assert flag["limit"] == 100000 and not flag["passed"]
+
+
+def test_warnings_and_how_the_file_was_read_are_printed(tmp_path: Path) -> None:
+    """The table says "reportable"; the lines under it say what that leaves out."""
+    from nkpanel.flow.sample import read_fcs
+    from tests.flow.fcs_bytes import edit_text_value
+
+    fcs = write_fcs(simulate_tube(SimulationSpec(n_events=20_000, seed=9)), tmp_path / "t.fcs")
+    bad = "x" * len(read_fcs(fcs).metadata["timestep"])  # same length: offsets stay right
+    fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$TIMESTEP", bad))
+    proc = nkpanel("flow", "analyze", str(fcs), "--no-plots", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"read: t: $TIMESTEP '{bad}' is not a positive number; ignored" in proc.stderr

@@ -146,11 +146,11 @@ def progress_steps(description: str, total: int) -> Iterator[Callable[[str], Non
         yield step
 
 
-def say(text: str, *, flag: str | None = None) -> None:
+def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
     """Print one line on stderr, unwrapped, exactly as given: no markup is read from it (file
     names and messages may hold brackets: ``[l/d]``, ``[/i]``). ``flag`` (e.g. ``"failed:"``)
-    leads the line in red."""
-    line = Text(text) if flag is None else Text.assemble((flag, "red"), " ", text)
+    leads the line in ``colour``."""
+    line = Text(text) if flag is None else Text.assemble((flag, colour), " ", text)
     err_console.print(line, highlight=False, soft_wrap=True)
 
 

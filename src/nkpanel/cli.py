@@ -154,6 +154,13 @@ def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailur
         )
     if results:
         out_console.print(table)
+    for r in results:
+        # what the table's "reportable" leaves out: warnings, and how the file was read
+        for q in r.qc:
+            if not q.passed and not q.blocking:
+                say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
+        for note in r.file_notes:
+            say(f"{r.sample}: {note}", flag="read:", colour="cyan")
     for f in failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
 
