@@ -486,7 +486,9 @@ class _Gater:
         return "Time", interior_bad
 
     def bead_gate(self, parent: str | None) -> tuple[str, float] | None:
-        """Counting beads are bright on every fluorescence channel at once; no cell is."""
+        """Counting beads are bright on every fluorescence channel at once; no cell is. Events
+        on the top of the side scatter (clumps, which can be bright in every colour too) are
+        kept out, unless beads themselves reach it (:meth:`beads_reach_top`)."""
         fluor = [
             self.markers.markers[m]
             for m in ("CD3", "CD19", "CD56", "CD16", "CD45")
@@ -803,8 +805,8 @@ def auto_gate(
         Its compensated events (``sample.events`` itself when there is nothing to compensate),
         as an array or as :class:`~nkpanel.flow.compensation.CompensatedColumns`.
     markers
-        Channels for CD3, CD56 (required) and CD16, CD19, CD45, CD14, FSC-A, FSC-H, SSC-A, Time
-        (used where present).
+        Channels for CD3, CD56 (required) and CD16, CD19, CD45, CD14, CD66, FSC-A, FSC-H,
+        SSC-A, SSC-H, Time (used where present).
 
     Returns
     -------
