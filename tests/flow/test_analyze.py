@@ -361,3 +361,26 @@ def test_lymphosum_warns_when_other_cells_sit_in_the_lymphocyte_gate(tube) -> No
     flag = next(f for f in r.qc if f.check == "lymphosum")
     assert not flag.passed and not flag.blocking and flag.value is not None and flag.value > 0.1
     assert "other cells in the gate" in flag.reason
+
+
+def test_a_lymphocyte_gate_that_holds_few_lymphocytes_is_not_reportable() -> None:
+    """Without CD45 and with many monocytes, the scatter-only lymphocyte gate held 11% T, B and
+    NK cells (NK 10% against 40%, reportable with a warning): under half, the gate failed."""
+    spec = SimulationSpec(
+        seed=8,
+        n_events=100_000,
+        nk_percent_of_lymphocytes=40.0,
+        cd56bright_percent_of_nk=2.0,
+        nkt_percent_of_lymphocytes=15.0,
+        b_percent_of_lymphocytes=2.0,
+        lymphocyte_percent_of_leukocytes=60.0,
+        monocyte_percent_of_leukocytes=15.0,
+        debris_fraction=0.0,
+        doublet_fraction=0.0,
+        with_cd45=False,
+    )
+    r = analyze_sample(simulate_tube(spec).to_sample()).result
+    flag = next(f for f in r.qc if f.check == "lymphosum")
+    assert flag.value is not None and flag.value > 0.5, flag.reason  # lymphosum under 50%
+    assert flag.blocking and not r.reportable
+    assert "the gate did not find the lymphocytes" in flag.reason

@@ -361,6 +361,7 @@ def _qc_checks(
         parts = sum(int(np.count_nonzero(member[k])) for k in ("CD3+", "B cells", "NK"))
         lymphosum = parts / n_lymph
         off, dev = abs(lymphosum - 1.0), lim.max_lymphosum_deviation
+        failed_gate = lymphosum < lim.min_lymphosum
         flags.append(
             QCFlag(
                 "lymphosum",
@@ -369,8 +370,16 @@ def _qc_checks(
                 dev,
                 f"T + B + NK cells make up {lymphosum:.1%} of the lymphocyte gate "
                 f"(expected 100 ± {dev:.0%})"
-                + ("" if off <= dev else ": other cells in the gate change NK % of lymphocytes"),
-                blocking=False,
+                + (
+                    ""
+                    if off <= dev
+                    else (
+                        f": under {lim.min_lymphosum:.0%}, the gate did not find the lymphocytes"
+                        if failed_gate
+                        else ": other cells in the gate change NK % of lymphocytes"
+                    )
+                ),
+                blocking=failed_gate,
             )
         )
     if gating is not None and not gating.lymphocytes_separated:

@@ -42,6 +42,10 @@ class QCLimits:
         lymphocytes. A warning, not a block: the gate's purity differs between species and
         instruments, and a person decides on the plots. Checked where T, B and NK cells are all
         gated (automated gating with CD19); it cannot see other cells that were gated as NK.
+    min_lymphosum
+        0.5: below it the lymphosum check blocks: when fewer than half the events of the
+        lymphocyte gate are T, B or NK cells, the gate did not find the lymphocytes (without
+        CD45, monocytes and debris can fill it), and NK % of "lymphocytes" means nothing.
     """
 
     min_lymphocyte_events: int = 2000
@@ -50,6 +54,7 @@ class QCLimits:
     max_unstable_time_fraction: float = 0.05
     max_saturated_fraction: float = 0.02
     max_lymphosum_deviation: float = 0.10
+    min_lymphosum: float = 0.5
 
 
 @dataclass(frozen=True)
