@@ -384,3 +384,26 @@ def test_a_lymphocyte_gate_that_holds_few_lymphocytes_is_not_reportable() -> Non
     assert flag.value is not None and flag.value > 0.5, flag.reason  # lymphosum under 50%
     assert flag.blocking and not r.reportable
     assert "the gate did not find the lymphocytes" in flag.reason
+
+
+def test_a_spillover_of_names_only_is_a_warning_not_uncompensated(tube) -> None:  # type: ignore[no-untyped-def]
+    """MACSQuant names the channels it compensated at acquisition in $SPILLOVER, with no
+    matrix: a warning that the compensation cannot be checked, not the blocking
+    "uncompensated" that withheld every MACSQuant result; a matrix supplied is used as usual."""
+    from nkpanel.flow.compensation import compensate
+
+    full = tube.to_sample()
+    names = f"{len(full.spillover.channels)}," + ",".join(full.spillover.channels)
+    recorded = compensate(full, full.spillover)  # what the instrument wrote
+    sample = type(full).from_array(
+        recorded, full.pnn, pns=full.pns, metadata={"cyt": "MACSQuant", "spillover": names}
+    )
+    r = analyze_sample(sample).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert "as MACSQuant writes" in flag.reason and not flag.blocking and r.reportable
+    raw = type(full).from_array(
+        full.events, full.pnn, pns=full.pns, metadata={"cyt": "MACSQuant", "spillover": names}
+    )
+    r = analyze_sample(raw, FlowSettings(spillover=full.spillover)).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert flag.passed and "supplied" in flag.reason

@@ -23,7 +23,11 @@ from nkpanel.flow.autogate import (
     detect_cytometry,
     flow_rate,
 )
-from nkpanel.flow.compensation import CompensatedColumns, analog_compensation
+from nkpanel.flow.compensation import (
+    CompensatedColumns,
+    analog_compensation,
+    unlisted_compensation,
+)
 from nkpanel.flow.gates import GateTree
 from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
 from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
@@ -413,6 +417,23 @@ def _qc_checks(
                 if twice
                 else f"{analog}: its settings cannot be checked here",
                 blocking=twice,
+            )
+        )
+    elif (
+        cytometry == "flow"
+        and gating is not None
+        and spill is None
+        and (unlisted := unlisted_compensation(sample)) is not None
+    ):
+        flags.append(
+            QCFlag(
+                "compensation",
+                False,
+                None,
+                None,
+                f"{unlisted}: that compensation cannot be checked here (if the data were not "
+                "compensated, supply the matrix)",
+                blocking=False,
             )
         )
     elif cytometry == "flow" and gating is not None:

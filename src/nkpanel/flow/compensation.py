@@ -15,7 +15,12 @@ from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
-from nkpanel.flow.sample import FlowSample, Spillover
+from nkpanel.flow.sample import (
+    SPILLOVER_KEYWORDS,
+    FlowSample,
+    Spillover,
+    names_only_spillover,
+)
 
 __all__ = [
     "BLOCK_ROWS",
@@ -23,6 +28,7 @@ __all__ = [
     "analog_compensation",
     "compensate",
     "detector_columns",
+    "unlisted_compensation",
     "unmixing",
 ]
 
@@ -48,6 +54,22 @@ def analog_compensation(sample: FlowSample) -> str | None:
     cyt = sample.metadata.get("cyt", "")
     if _ANALOG_CYTOMETERS.search(cyt):
         return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
+    return None
+
+
+def unlisted_compensation(sample: FlowSample) -> str | None:
+    """What ``sample``'s file says about a compensation whose matrix it does not hold, or
+    ``None``: MACSQuant writes $SPILLOVER as the names of the channels compensated at
+    acquisition, with no matrix (FCS 3.1 wants the matrix), so nkpanel can neither redo nor
+    check it; data that were not compensated need the matrix supplied."""
+    for key in SPILLOVER_KEYWORDS:
+        value = sample.metadata.get(key, "")
+        if value and names_only_spillover(value):
+            n = value.split(",")[0].strip()
+            return (
+                f"${key.upper()} names {n} channels but holds no matrix, as MACSQuant writes "
+                "for channels it compensated at acquisition"
+            )
     return None
 
 

@@ -57,7 +57,15 @@ from numpy.typing import NDArray
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError, FCSFormatError, one_line
 
-__all__ = ["Channel", "FlowSample", "Spillover", "parse_spillover", "read_fcs", "timestep"]
+__all__ = [
+    "Channel",
+    "FlowSample",
+    "Spillover",
+    "names_only_spillover",
+    "parse_spillover",
+    "read_fcs",
+    "timestep",
+]
 
 #: keywords (lower case, without "$") that may carry a spillover matrix, in order of preference;
 #: $COMP (FCS 3.0) is used only when it is written in the $SPILLOVER layout (it usually is not)
@@ -854,6 +862,14 @@ def _cross_check(text: Mapping[str, str], fd_text: Mapping[str, str], par: int, 
         )
 
 
+def names_only_spillover(value: str) -> bool:
+    """Whether a spillover keyword's ``value`` is a channel count and that many names with no
+    matrix, as MACSQuant writes $SPILLOVER."""
+    parts = value.strip().split(",")
+    count = parts[0].strip()
+    return bool(re.fullmatch(r"[1-9][0-9]{0,3}", count)) and len(parts) == int(count) + 1
+
+
 def timestep(text: Mapping[str, str]) -> float | None:
     """$TIMESTEP (seconds per Time tick) of TEXT keywords ``text``, or ``None`` when it is
     absent or no positive number (it is then ignored, with a note)."""
@@ -1122,7 +1138,7 @@ def _spillover_from_text(
         if not value or parts[0].strip() in ("0", "0.0"):
             continue
         count = parts[0].strip()
-        if re.fullmatch(r"[0-9]{1,4}", count) and len(parts) == int(count) + 1:
+        if names_only_spillover(value):
             # MACSQuant writes the channel names with no matrix
             notes.append(f"${key.upper()} names {count} channels but holds no values")
             continue
