@@ -109,6 +109,11 @@ def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     proc = nkpanel("flow", "analyze", "x.fcs", "--marker", "CD65=NK1.1", "--out", str(tmp_path))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "CD65 is not a marker the NK analysis uses" in proc.stderr
+    # two labels for one marker: refused, not the last one kept
+    args = ("--marker", "CD3=FL1", "--marker", "CD3=FL2", "--out", str(tmp_path))
+    proc = nkpanel("flow", "analyze", "x.fcs", *args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--marker CD3 is given twice" in proc.stderr
 
 
 def test_marker_override_names_are_compared_as_the_alias_table_compares_them(

@@ -167,7 +167,8 @@ def parse_pairs(
     hint: str = "",
     convert: Callable[[str, str], V],
 ) -> dict[str, V]:
-    """Read repeated ``KEY=VALUE`` options into a mapping (a later key wins).
+    """Read repeated ``KEY=VALUE`` options into a mapping; a key given twice is refused (two
+    labels for one marker would otherwise keep the last one silently).
 
     Parameters
     ----------
@@ -182,11 +183,14 @@ def parse_pairs(
     Raises
     ------
     ConfigError
-        A text without ``=``, with an empty side, or that ``convert`` rejects.
+        A text without ``=``, with an empty side, that ``convert`` rejects, or whose key was
+        given before.
     """
     out: dict[str, V] = {}
     for text in texts:
         key, sep, value = (part.strip() for part in text.partition("="))
+        if key in out:
+            raise ConfigError(f"{option} {key} is given twice; give each once")
         try:
             if not sep or not key or not value:
                 raise ValueError(text)

@@ -407,3 +407,23 @@ def test_a_spillover_of_names_only_is_a_warning_not_uncompensated(tube) -> None:
     r = analyze_sample(raw, FlowSettings(spillover=full.spillover)).result
     flag = next(f for f in r.qc if f.check == "compensation")
     assert flag.passed and "supplied" in flag.reason
+
+
+def test_a_template_run_says_what_the_file_says_about_compensation(tmp_path: Path) -> None:
+    """The automated analysis warns that a FACSCalibur's compensation cannot be checked; a
+    template run on the same file did not say it."""
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.sample import read_fcs
+    from nkpanel.flow.simulate import write_fcs
+    from tests.flow.fcs_bytes import edit_text_value
+
+    fcs = write_fcs(simulate_tube(SimulationSpec(seed=27, n_events=30_000)), tmp_path / "t.fcs")
+    auto = analyze_file(fcs)
+    assert auto.tree is not None
+    template = export_gatingml(auto.tree, tmp_path / "lab.xml", spillover=auto.values.spillover)
+    cyt = read_fcs(fcs).metadata["cyt"]
+    fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$CYT", "FACSCalibur".ljust(len(cyt))))
+    r = analyze_file(fcs, FlowSettings(template=template)).result
+    flag = next(f for f in r.qc if f.check == "compensation")
+    assert "FACSCalibur" in flag.reason and "cannot be checked" in flag.reason
+    assert not flag.blocking

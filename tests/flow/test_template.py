@@ -643,3 +643,13 @@ def test_template_gates_the_values_nkpanel_reads_where_flowio_would_read_others(
     data = build_fcs(raw, ["FSC", "SSC"], datatype="F", byteorder=byteorder, keywords=keywords)
     result = _gate_fsc_over_1000(tmp_path, data)
     assert any(note.startswith(why) for note in result.notes), result.notes
+
+
+def test_an_open_bound_is_not_drawn() -> None:
+    """An exported gate that bounds nothing carries -1e300 (Gating-ML needs a bound): drawn,
+    it stretched a figure's axis to -1e300 and hid every event."""
+    from nkpanel.flow.template_plots import _drawn_bound
+
+    assert _drawn_bound(-1e300) is None and _drawn_bound(None) is None
+    assert _drawn_bound(float("inf")) is None
+    assert _drawn_bound(1000.0) == 1000.0

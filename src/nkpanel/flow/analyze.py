@@ -394,7 +394,7 @@ def _qc_checks(
                 None,
                 None,
                 "no SSC, CD45 or CD14 channel: lymphocytes cannot be told from other leukocytes, "
-                "so no percentage of lymphocytes can be given",
+                "so percentages of lymphocytes cannot be reported",
             )
         )
     if gating is not None:
@@ -472,8 +472,8 @@ def _flow_rate_flag(frac: float, lim: QCLimits) -> QCFlag:
 
 def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings) -> list[QCFlag]:
     """The acquisition checks a template run gets as well as the automated analysis: flow
-    rate over time (a template has no time gate of nkpanel's), and saturation on the channels
-    the template gates on."""
+    rate over time (a template has no time gate of nkpanel's), saturation on the channels the
+    template gates on, and a warning where the instrument compensated before writing."""
     out: list[QCFlag] = []
     try:  # Time found as the automated gating finds it (MACSQuant names it HDR-T)
         found = resolve_markers(sample, (), optional=("Time",), aliases=s.alias_table())
@@ -485,6 +485,12 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
         out.append(_flow_rate_flag(rate[4], s.qc))
     if channels:
         out.append(_saturation_check(sample, set(channels), None, s.qc))
+    # what the file says about compensation done before it was written, as the automated
+    # analysis says it (whether the template compensates again is the template's matter)
+    said = analog_compensation(sample) or unlisted_compensation(sample)
+    if said is not None:
+        reason = f"{said}: that compensation cannot be checked here"
+        out.append(QCFlag("compensation", False, None, None, reason, blocking=False))
     return out
 
 

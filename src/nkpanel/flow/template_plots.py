@@ -25,6 +25,14 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
     return v
 
 
+def _drawn_bound(value: float | None) -> float | None:
+    """A rectangle bound as drawn: none where the gate has none, or only a stand-in below or
+    above every value (Gating-ML needs a bound; nkpanel writes -1e300 for an open gate)."""
+    if value is None or not np.isfinite(value) or abs(float(value)) >= 1e299:
+        return None
+    return float(value)
+
+
 def _ellipse_outline(
     centre: Any, covariance: Any, distance_square: float, n: int = 120
 ) -> tuple[tuple[float, float], ...] | None:
@@ -177,8 +185,8 @@ def plot_template_gates(
             vertices = tuple((float(x), float(y)) for x, y in gate.vertices)
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), vertices), cols, xforms)
         else:
-            lo = tuple(None if d.min is None else float(d.min) for d in dims)
-            hi = tuple(None if d.max is None else float(d.max) for d in dims)
+            lo = tuple(_drawn_bound(d.min) for d in dims)
+            hi = tuple(_drawn_bound(d.max) for d in dims)
             draw(key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
     notes = [f"template gates not drawn: {', '.join(skipped)}"] if skipped else []
     return written, notes
