@@ -40,6 +40,18 @@ def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
     assert draw.beads_per_test == 50000
 
 
+def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
+    """As --marker on the command line: a lab whose panel names CD56 otherwise."""
+    from nkpanel.flow.analyze import FlowSettings
+    from nkpanel.pipeline import _draw_settings
+
+    mapped = 'sample_volume_ul = 50\nmarkers = {CD56 = "NK1.1"}'
+    case = load_case(write(tmp_path, GOOD.replace("sample_volume_ul = 50", mapped)))
+    base = FlowSettings(marker_overrides={"CD3": "Leu4"})
+    settings = _draw_settings(base, case.blood_draws[0], case)
+    assert dict(settings.marker_overrides) == {"CD3": "Leu4", "CD56": "NK1.1"}
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -49,6 +61,10 @@ def test_good_manifest_resolves_paths(tmp_path: Path) -> None:
         (GOOD.replace("sample_volume_ul = 50", "sample_volume_ul = 0"), "sample_volume_ul"),
         (GOOD + "\nunknown_field = 1\n", "unknown_field"),
         (GOOD.replace('fcs = "blood/tube.fcs"', "fcs = []"), "fcs"),
+        (
+            GOOD.replace("sample_volume_ul = 50", 'sample_volume_ul = 50\nmarkers = {CD65 = "x"}'),
+            "CD65 is not a marker the NK analysis uses",
+        ),
         ("[case\n", "not valid TOML"),
         # two draws with one id would write into one folder: the first result lost
         (GOOD + GOOD[GOOD.index("[[blood_draws]]") :], "blood draw id(s) used twice: draw-1"),

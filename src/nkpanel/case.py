@@ -80,6 +80,8 @@ class BloodDraw(_Strict):
     template: Path | None = None
     #: which data set of FCS files that hold several (default: see nkpanel.flow.sample.read_fcs)
     dataset: int | None = Field(default=None, ge=1)
+    #: marker → the label of the channel that carries it, as ``--marker`` (CD56 = "NK1.1")
+    markers: dict[str, str] = Field(default_factory=dict)
     notes: str = ""
     pre_analytic: PreAnalytic = PreAnalytic()
 
@@ -87,6 +89,18 @@ class BloodDraw(_Strict):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("markers")
+    @classmethod
+    def _known_markers(cls, v: dict[str, str]) -> dict[str, str]:
+        from nkpanel.flow.analyze import is_analysis_marker
+
+        for marker, label in v.items():
+            if not is_analysis_marker(marker):
+                raise ValueError(f"{marker} is not a marker the NK analysis uses")
+            if not label.strip():
+                raise ValueError(f"{marker} is mapped to an empty label")
+        return v
 
 
 class Case(_Strict):

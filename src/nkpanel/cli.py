@@ -295,12 +295,10 @@ def flow_analyze(
 def _marker_label(marker: str, label: str) -> str:
     """A ``--marker`` override's label, once its marker is one the flow analysis uses (a
     misspelt one, CD65 for CD56, would otherwise be ignored)."""
-    from nkpanel.flow.analyze import OPTIONAL_MARKERS, REQUIRED_MARKERS
-    from nkpanel.flow.markers import normalise_label
+    from nkpanel.flow.analyze import OPTIONAL_MARKERS, REQUIRED_MARKERS, is_analysis_marker
 
     known = (*REQUIRED_MARKERS, *OPTIONAL_MARKERS)
-    # compared as the alias table compares names: "cd-56" is CD56 there too
-    if normalise_label(marker) not in {normalise_label(m) for m in known}:
+    if not is_analysis_marker(marker):
         raise ConfigError(
             f"--marker {marker}={label}: {marker} is not a marker the NK analysis uses "
             f"({', '.join(known)})"

@@ -116,7 +116,10 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     )
     template = case.resolve(draw.template) if draw.template is not None else base.template
     dataset = draw.dataset if draw.dataset is not None else base.dataset
-    return dataclasses.replace(base, template=template, counts=counts, dataset=dataset)
+    markers = {**base.marker_overrides, **draw.markers}  # the draw's own mapping wins
+    return dataclasses.replace(
+        base, template=template, counts=counts, dataset=dataset, marker_overrides=markers
+    )
 
 
 def _relative(path: Path, folder: Path) -> str:

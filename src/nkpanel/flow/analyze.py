@@ -51,6 +51,18 @@ OPTIONAL_MARKERS = (
     "SSC-H",
     "Time",
 )
+
+
+def is_analysis_marker(name: str) -> bool:
+    """Whether ``name`` is a marker or channel the NK analysis uses, compared as the alias
+    table compares names ("cd-56" is CD56): a misspelt override (CD65) is then refused
+    instead of being ignored."""
+    from nkpanel.flow.markers import normalise_label
+
+    known = {normalise_label(m) for m in (*REQUIRED_MARKERS, *OPTIONAL_MARKERS)}
+    return normalise_label(name) in known
+
+
 #: metadata keywords copied into every result
 KEPT_KEYWORDS = ("cyt", "cytsn", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src")
 

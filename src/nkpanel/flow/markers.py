@@ -369,6 +369,7 @@ def resolve_markers(
             sample.source,
             f"required marker(s) {', '.join(missing)} not found; wanted "
             f"{', '.join(required)}; channels are: {_describe(labels)}; "
-            f"map one with --marker {missing[0]}=LABEL",
+            f"map one with --marker {missing[0]}=LABEL (in a case manifest: markers = "
+            f'{{{missing[0]} = "LABEL"}})',
         )
     return MarkerMap(found_m, found_c, sample.source)
