@@ -256,9 +256,12 @@ def test_warnings_and_how_the_file_was_read_are_printed(tmp_path: Path) -> None:
     from nkpanel.flow.sample import read_fcs
     from tests.flow.fcs_bytes import edit_text_value
 
-    fcs = write_fcs(simulate_tube(SimulationSpec(n_events=20_000, seed=9)), tmp_path / "t.fcs")
+    spec = SimulationSpec(n_events=20_000, seed=9, with_cd45=False)  # a gating note
+    fcs = write_fcs(simulate_tube(spec), tmp_path / "t.fcs")
     bad = "x" * len(read_fcs(fcs).metadata["timestep"])  # same length: offsets stay right
     fcs.write_bytes(edit_text_value(fcs.read_bytes(), "$TIMESTEP", bad))
     proc = nkpanel("flow", "analyze", str(fcs), "--no-plots", "--out", str(tmp_path / "o"))
     assert proc.returncode == 0, proc.stderr
     assert f"read: t: $TIMESTEP '{bad}' is not a positive number; ignored" in proc.stderr
+    # how the gates were found
+    assert "note: t: no CD45: leukocytes taken from scatter alone" in proc.stderr

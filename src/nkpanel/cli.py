@@ -159,6 +159,8 @@ def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailur
         for q in r.qc:
             if not q.passed and not q.blocking:
                 say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
+        for note in r.notes:  # how the gates were found (a cut without a valley…)
+            say(f"{r.sample}: {note}", flag="note:", colour="yellow")
         for note in r.file_notes:
             say(f"{r.sample}: {note}", flag="read:", colour="cyan")
     for f in failures:
