@@ -411,64 +411,39 @@ def _qc_checks(
         )
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
-    analog = analog_compensation(sample) if cytometry == "flow" and gating is not None else None
+    if cytometry == "flow" and gating is not None:
+        flags.append(_compensation_flag(sample, spill, s))
+    return flags
+
+
+def _compensation_flag(sample: FlowSample, spill: Spillover | None, s: FlowSettings) -> QCFlag:
+    """Whether the fluorescence the gates used was compensated, and by what."""
     identity = spill is not None and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
+    matrix = "supplied" if s.spillover else "file's"
+
+    def flag(reason: str, *, passed: bool = False, blocking: bool = False) -> QCFlag:
+        return QCFlag("compensation", passed, None, None, reason, blocking=blocking)
+
+    analog = analog_compensation(sample)
     if analog is not None:
         # the values were compensated before they were recorded: a matrix would subtract twice
         # (an identity matrix subtracts nothing)
-        twice = spill is not None and not identity
-        flags.append(
-            QCFlag(
-                "compensation",
-                False,
-                None,
-                None,
-                f"{analog}; compensated again with the "
-                + ("supplied" if s.spillover else "file's")
-                + " matrix, which subtracts spillover twice"
-                if twice
-                else f"{analog}: its settings cannot be checked here",
-                blocking=twice,
-            )
+        if spill is not None and not identity:
+            reason = f"{analog}; compensated again with the {matrix} matrix, which subtracts"
+            return flag(f"{reason} spillover twice", blocking=True)
+        return flag(f"{analog}: its settings cannot be checked here")
+    unlisted = unlisted_compensation(sample)
+    if spill is None and unlisted is not None:
+        return flag(
+            f"{unlisted}: that compensation cannot be checked here (if the data were not "
+            "compensated, supply the matrix)"
         )
-    elif (
-        cytometry == "flow"
-        and gating is not None
-        and spill is None
-        and (unlisted := unlisted_compensation(sample)) is not None
-    ):
-        flags.append(
-            QCFlag(
-                "compensation",
-                False,
-                None,
-                None,
-                f"{unlisted}: that compensation cannot be checked here (if the data were not "
-                "compensated, supply the matrix)",
-                blocking=False,
-            )
-        )
-    elif cytometry == "flow" and gating is not None:
-        present = spill is not None
-        flags.append(
-            QCFlag(
-                "compensation",
-                present and not identity,
-                None,
-                None,
-                "no spillover matrix in the file and none supplied: fluorescence is uncompensated"
-                if not present
-                else (
-                    "spillover matrix is the identity: check that compensation was recorded"
-                    if identity
-                    else "compensated with the "
-                    + ("supplied" if s.spillover else "file's")
-                    + " matrix"
-                ),
-                blocking=not present,
-            )
-        )
-    return flags
+    if spill is None:
+        reason = "no spillover matrix in the file and none supplied: fluorescence is uncompensated"
+        return flag(reason, blocking=True)
+    if identity:
+        return flag("spillover matrix is the identity: check that compensation was recorded")
+    return flag(f"compensated with the {matrix} matrix", passed=True)
 
 
 def _flow_rate_flag(frac: float, lim: QCLimits) -> QCFlag:
