@@ -427,3 +427,16 @@ def test_a_template_run_says_what_the_file_says_about_compensation(tmp_path: Pat
     flag = next(f for f in r.qc if f.check == "compensation")
     assert "FACSCalibur" in flag.reason and "cannot be checked" in flag.reason
     assert not flag.blocking
+
+
+def test_kept_keywords_lose_the_blanks_writers_pad_them_with(tube) -> None:  # type: ignore[no-untyped-def]
+    full = tube.to_sample()
+    padded = type(full).from_array(
+        full.events,
+        full.pnn,
+        pns=full.pns,
+        spillover=full.spillover,
+        metadata={**full.metadata, "tot": f"{full.n_events}              ", "cyt": " LSRII "},
+    )
+    meta = analyze_sample(padded).result.metadata
+    assert meta["tot"] == str(full.n_events) and meta["cyt"] == "LSRII"

@@ -591,7 +591,8 @@ def _build_result(
     n_nk = counts.get("NK", 0)
     bright, dim = counts.get("NK CD56bright"), counts.get("NK CD56dim")
     nk_ul = per_ul("NK", n_nk) if "NK" in counts else None
-    meta = {k: sample.metadata[k] for k in KEPT_KEYWORDS if k in sample.metadata}
+    # as written, less the blanks some writers pad values with ("14945              ")
+    meta = {k: sample.metadata[k].strip() for k in KEPT_KEYWORDS if k in sample.metadata}
     return FlowResult(
         sample=sample.name,
         source=sample.source,
