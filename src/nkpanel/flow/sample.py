@@ -1049,8 +1049,9 @@ def _binary_data(
     def decode(stored: NDArray[Any], block: NDArray[np.float64]) -> None:
         for col, keep in masks:
             top = stored.dtype.type(keep)
-            block[:, col] = stored[:, col] & top
-            masked.append((col, int(np.count_nonzero(stored[:, col] > top))))
+            if stored[:, col].max() > top:  # values wider than the range: rare, so checked first
+                block[:, col] = stored[:, col] & top
+                masked.append((col, int(np.count_nonzero(stored[:, col] > top))))
         for col, f1, f2, r in logs:
             block[:, col] = _log_scale(block[:, col], f1, f2, r)
 
@@ -1386,10 +1387,9 @@ def _read_buffer(
         # flowio does not decode ASCII data: its TEXT is still parsed and checked by flowio
         _flowio_text_check(buf, text, layout, header, p)
         events = np.asfortranarray(_decode_ascii(_ascii_data(buf, layout, p), channels, text))
-        if not _all_finite(events):  # a sum can overflow: count before refusing
+        if not _all_finite(events):
             bad = int(np.count_nonzero(~np.isfinite(events)))
-            if bad:
-                raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
+            raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
     else:
         # flowio parses the TEXT (and must agree with nkpanel's reading of it); NumPy then
         # reads, decodes and compensates the DATA, validated against the TEXT and the file

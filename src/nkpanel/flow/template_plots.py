@@ -15,6 +15,7 @@ from flowkit.exceptions import QuadrantReferenceError
 from numpy.typing import NDArray
 
 from nkpanel.flow.gates import Dimension, Gate, PolygonGate, RangeGate
+from nkpanel.flow.gatingml import OPEN_MINIMUM
 from nkpanel.flow.plots import plot_gates
 from nkpanel.flow.template import _load_fcs, _path_string, _pick_strategy, load_template
 
@@ -27,8 +28,9 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _drawn_bound(value: float | None) -> float | None:
     """A rectangle bound as drawn: none where the gate has none, or only a stand-in below or
-    above every value (Gating-ML needs a bound; nkpanel writes -1e300 for an open gate)."""
-    if value is None or not np.isfinite(value) or abs(float(value)) >= 1e299:
+    above every value (Gating-ML needs a bound; nkpanel writes
+    :data:`~nkpanel.flow.gatingml.OPEN_MINIMUM` for an open gate)."""
+    if value is None or not np.isfinite(value) or abs(float(value)) >= abs(OPEN_MINIMUM):
         return None
     return float(value)
 
