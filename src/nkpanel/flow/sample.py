@@ -189,8 +189,10 @@ class FlowSample:
     #: :func:`read_fcs`); :mod:`nkpanel.flow.compensation` uses them
     detector_columns: NDArray[np.float64] | None = None
     compensated_with: Spillover | None = None
-    #: which data set of its file these events are, counting from 1 (a file may hold several)
+    #: which data set of its file these events are, counting from 1 (a file may hold several),
+    #: and where it starts in the file (flowio's ``nextdata_offset``)
     dataset: int = 1
+    dataset_offset: int = 0
 
     @classmethod
     def from_fcs(cls, path: str | Path) -> FlowSample:
@@ -1314,30 +1316,6 @@ def _choose_data_set(
     return chosen
 
 
-def data_set_offset(path: str | Path, dataset: int | None = None) -> tuple[int, tuple[str, ...]]:
-    """Where the data set :func:`read_fcs` reads (``dataset``, or its default) starts in the
-    file, as a byte offset (flowio's ``nextdata_offset``), and the notes on the choice.
-
-    Raises
-    ------
-    FCSFormatError
-        The file cannot be read, its HEADER or $NEXTDATA chain is broken, or it does not hold
-        ``dataset``.
-    """
-    p = Path(path)
-    try:
-        # only the HEADER and TEXT pages of each data set are touched
-        buf = _FileBytes(np.memmap(p, dtype=np.uint8, mode="r"))
-    except (OSError, ValueError):  # an empty file or a pipe: read it as read_fcs does
-        try:
-            buf = _read_file(p, lambda size: np.empty(size, dtype=np.uint8))
-        except OSError as exc:
-            raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
-    notes: list[str] = []
-    sets = _data_sets(buf, p, notes, dataset)
-    return sets[_choose_data_set(sets, dataset, p, notes) - 1].base, tuple(notes)
-
-
 def _read_buffer(
     data: bytes | _FileBytes,
     p: Path,
@@ -1407,6 +1385,7 @@ def _read_buffer(
         path=p,
         notes=tuple(notes),
         dataset=chosen,
+        dataset_offset=base,
     )
     if with_matrix is None or unmix is None:  # unmix is set whenever with_matrix is
         return sample

@@ -397,7 +397,7 @@ def _load_fcs(
     import flowio
     import flowkit
 
-    from nkpanel.flow.sample import data_set_offset, read_fcs
+    from nkpanel.flow.sample import read_fcs
 
     mine = read if read is not None else read_fcs(fcs_path, dataset=dataset)
     why = _flowio_reads_otherwise(mine)
@@ -405,19 +405,10 @@ def _load_fcs(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if dataset in (None, 1):  # a file of one data set: flowio reads it as it is
-                    try:
-                        # our own handle, closed here even when flowio gives up half-way
-                        with fcs_path.open("rb") as fh:
-                            fk = flowkit.Sample(
-                                fh, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
-                            )
-                            return fk, ()
-                    except flowio.exceptions.MultipleDataSetsError:
-                        pass  # flowio wants to be told which one: the one read_fcs reads
-                offset, _ = data_set_offset(fcs_path, dataset)
+                # our own handle, closed here even when flowio gives up half-way; the data set
+                # is the one nkpanel read (flowio wants its offset in a file of several)
                 with fcs_path.open("rb") as fh:
-                    data = flowio.FlowData(fh, nextdata_offset=offset)
+                    data = flowio.FlowData(fh, nextdata_offset=mine.dataset_offset)
                     fk = flowkit.Sample(
                         data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
                     )
