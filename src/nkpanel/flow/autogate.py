@@ -348,16 +348,15 @@ class _Gater:
         x = self.raw(pnn)[idx]
         ch = self.sample.channels[self.col[pnn]]
         integer = self.sample.metadata.get("datatype", "").strip().upper() == "I"
-        spill = self.comp.spillover
-        if not integer or x.size == 0 or (spill is not None and pnn in spill.channels):
+        if not integer or x.size == 0 or self.dim(pnn).compensated:
             return x
         rng = np.random.default_rng(ch.index)
         u = rng.uniform(-0.5, 0.5, x.size)
         # channel 0 stays as it is: it holds every event below the scale, a pile at the axis
         # that find_cut leaves out of the density (axis_pile=True)
         f1, f2 = ch.pne
-        u[x == (f2 if f1 > 0 else 0.0) / ch.png] = 0.0
-        if f1 > 0:  # one channel is a factor of 10^(f1/R)
+        u[x == (f2 if ch.is_log_amplified else 0.0) / ch.png] = 0.0
+        if ch.is_log_amplified:  # one channel is a factor of 10^(f1/R)
             return np.asarray(x * np.power(10.0, f1 * u / ch.pnr), dtype=np.float64)
         return np.asarray(x + u / ch.png, dtype=np.float64)
 
@@ -390,12 +389,14 @@ class _Gater:
                 nonzero = within[self.raw(pnn)[within] != 0]
             if _count(nonzero) >= 10:
                 within = nonzero
-        values, gap, pile = self.scaled(pnn, within), self.separation(pnn), self.kind == "flow"
-        c = find_cut(values, side=side, brightest=brightest, min_separation=gap, axis_pile=pile)
-        if bright_only and len(c.peaks) >= 3:
-            # several dim peaks below the bright one (a negative population spread apart by
-            # compensation, then clipped at the axis): the positives are the brightest peak
-            c = find_cut(values, side="below", brightest=True, min_separation=gap, axis_pile=pile)
+        c = find_cut(
+            self.scaled(pnn, within),
+            side=side,
+            brightest=brightest,
+            min_separation=self.separation(pnn),
+            axis_pile=self.kind == "flow",
+            brightest_of_many=bright_only,
+        )
         self.cuts[label] = c
         if c.method != "valley":
             self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
@@ -498,13 +499,14 @@ class _Gater:
         if len(fluor) < 2:
             return None
         base = self.member[parent] if parent else self.everything()
-        idx = self.subsample(base)
+        drawn = self.subsample(base)
         # clumps pin the side scatter at its top and can be bright in every colour too; beads
         # do not reach it. Pinned events are left out of the sample (the same sample as
         # without them otherwise) and, below, out of the gate
         scatter = self.scatter("SSC")
-        if scatter is not None:
-            idx = idx[self.raw(scatter)[idx] < self.pinned_at(scatter)]
+        top = self.pinned_at(scatter) if scatter is not None else np.inf
+        pinned = self.raw(scatter)[drawn] >= top if scatter is not None else None
+        idx = drawn if pinned is None else drawn[~pinned]
         # one column per channel (column order: the reductions below run down columns)
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
         for j, p in enumerate(fluor):
@@ -530,24 +532,24 @@ class _Gater:
             return None
         self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
         lin = self.scale(best).inverse(best_cut)
-        if scatter is not None and self.beads_reach_top(base, best, lin, scatter):
+        if pinned is not None and self.beads_reach_top(drawn, pinned, best, lin):
             self.notes.append(f"beads reach the top of {scatter}: saturated events not kept out")
             scatter = None
         if scatter is None:
             self.add(RangeGate("Beads", parent, (self.dim(best),), (lin,), (None,)))
         else:
             dims = (self.dim(best), self.dim(scatter))
-            top = self.pinned_at(scatter)
             self.add(RangeGate("Beads", parent, dims, (lin, None), (None, top)))
         return best, lin
 
-    def beads_reach_top(self, base: Events, best: str, lin: float, ssc: str) -> bool:
-        """Whether more than 1% of the events above the bead cut sit on the top of ``ssc``
-        without also pinning the forward scatter, as clumps do: beads there, which an upper
-        bound on ``ssc`` would lose."""
-        idx = self.subsample(base)
+    def beads_reach_top(
+        self, idx: NDArray[np.intp], on_top: NDArray[np.bool_], best: str, lin: float
+    ) -> bool:
+        """Whether more than 1% of the events ``idx`` above the bead cut sit on the top of the
+        side scatter (``on_top``) without also pinning the forward scatter, as clumps do: beads
+        there, which an upper bound on the side scatter would lose."""
         above = self.raw(best)[idx] >= lin
-        on_top = self.raw(ssc)[idx] >= self.pinned_at(ssc)
+        on_top = on_top.copy()
         fsc = self.scatter("FSC")
         if fsc is not None:
             on_top &= self.raw(fsc)[idx] < self.pinned_at(fsc)

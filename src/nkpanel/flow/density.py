@@ -291,6 +291,7 @@ def find_cut(
     tail_sds: float = TAIL_SDS,
     seed: int = 0,
     axis_pile: bool = False,
+    brightest_of_many: bool = False,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -319,6 +320,10 @@ def find_cut(
     tail_sds
         For a lone peak: the cut is the peak plus this many SDs of its left side (a Gaussian
         negative population then leaves 0.13% of its events above the cut).
+    brightest_of_many
+        Where three or more peaks stand, the positive population is the brightest of them
+        and the cut lies below it (``side="below"``, ``brightest=True``), whatever stands
+        further down (negatives spread into two peaks by compensation, or dim monocytes).
     axis_pile
         Leave a pile of values on the lowest one out of the density (see
         :func:`_without_axis_pile`): right for fluorescence clipped at the bottom of a log
@@ -351,6 +356,8 @@ def find_cut(
     if peaks.size == 0:
         peaks = np.array([int(np.argmax(d.density))])
     peak_x = tuple(float(v) for v in d.grid[peaks])
+    if brightest_of_many and peaks.size >= 3:
+        side, brightest = "below", True
     if side == "above":
         # the reference is the lowest prominent peak; the positive one is the next peak above it
         ref = 0
