@@ -65,6 +65,12 @@ def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
             GOOD.replace("sample_volume_ul = 50", 'sample_volume_ul = 50\nmarkers = {CD65 = "x"}'),
             "CD65 is not a marker the NK analysis uses",
         ),
+        (
+            GOOD.replace(
+                "sample_volume_ul = 50", 'sample_volume_ul = 50\nmarkers = {CD56 = "a", cd56 = "b"}'
+            ),
+            "cd56 is mapped twice",
+        ),
         ("[case\n", "not valid TOML"),
         # two draws with one id would write into one folder: the first result lost
         (GOOD + GOOD[GOOD.index("[[blood_draws]]") :], "blood draw id(s) used twice: draw-1"),

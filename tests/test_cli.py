@@ -114,6 +114,10 @@ def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     proc = nkpanel("flow", "analyze", "x.fcs", *args)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "--marker CD3 is given twice" in proc.stderr
+    # one marker under two spellings the alias table takes for one
+    args = ("--marker", "CD56=FL1", "--marker", "cd-56=FL2", "--out", str(tmp_path))
+    proc = nkpanel("flow", "analyze", "x.fcs", *args)
+    assert proc.returncode == 2 and "--marker cd-56 is given twice" in proc.stderr
 
 
 def test_marker_override_names_are_compared_as_the_alias_table_compares_them(

@@ -166,6 +166,7 @@ def parse_pairs(
     form: str,
     hint: str = "",
     convert: Callable[[str, str], V],
+    same_key: Callable[[str], str] = str,
 ) -> dict[str, V]:
     """Read repeated ``KEY=VALUE`` options into a mapping; a key given twice is refused (two
     labels for one marker would otherwise keep the last one silently).
@@ -179,6 +180,9 @@ def parse_pairs(
     convert
         ``(key, value) -> V`` with both sides stripped; raises ``ValueError`` for a value it
         cannot take.
+    same_key
+        Two keys are the same when this gives them one value (marker names are compared as
+        the alias table compares them: ``CD56`` and ``cd-56``).
 
     Raises
     ------
@@ -187,10 +191,12 @@ def parse_pairs(
         given before.
     """
     out: dict[str, V] = {}
+    seen: set[str] = set()
     for text in texts:
         key, sep, value = (part.strip() for part in text.partition("="))
-        if key in out:
+        if same_key(key) in seen:
             raise ConfigError(f"{option} {key} is given twice; give each once")
+        seen.add(same_key(key))
         try:
             if not sep or not key or not value:
                 raise ValueError(text)

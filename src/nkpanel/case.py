@@ -94,10 +94,15 @@ class BloodDraw(_Strict):
     @classmethod
     def _known_markers(cls, v: dict[str, str]) -> dict[str, str]:
         from nkpanel.flow.analyze import is_analysis_marker
+        from nkpanel.flow.markers import normalise_label
 
+        seen: set[str] = set()
         for marker, label in v.items():
             if not is_analysis_marker(marker):
                 raise ValueError(f"{marker} is not a marker the NK analysis uses")
+            if normalise_label(marker) in seen:
+                raise ValueError(f"{marker} is mapped twice")
+            seen.add(normalise_label(marker))
             if not label.strip():
                 raise ValueError(f"{marker} is mapped to an empty label")
         return v

@@ -243,7 +243,7 @@ def flow_analyze(
     """Analyse FCS files: automated NK gating (or a lab template), counts, QC, figures."""
     from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
     from nkpanel.flow.autogate import AutoGateSettings
-    from nkpanel.flow.markers import load_aliases
+    from nkpanel.flow.markers import load_aliases, normalise_label
     from nkpanel.flow.sample import Spillover
     from nkpanel.pipeline import analyze_flow_batch
 
@@ -260,6 +260,7 @@ def flow_analyze(
             form="MARKER=LABEL",
             hint=", e.g. CD56=NK1.1",
             convert=_marker_label,
+            same_key=normalise_label,
         ),
         spillover=spill,
         template=template,

@@ -29,7 +29,13 @@ from nkpanel.flow.compensation import (
     unlisted_compensation,
 )
 from nkpanel.flow.gates import GateTree
-from nkpanel.flow.markers import AliasTable, MarkerMap, load_aliases, resolve_markers
+from nkpanel.flow.markers import (
+    AliasTable,
+    MarkerMap,
+    load_aliases,
+    normalise_label,
+    resolve_markers,
+)
 from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
 from nkpanel.flow.sample import FlowSample, Spillover, read_fcs
@@ -53,14 +59,15 @@ OPTIONAL_MARKERS = (
 )
 
 
+#: every marker name above, normalised as the alias table compares names
+_ANALYSIS_MARKERS = frozenset(normalise_label(m) for m in (*REQUIRED_MARKERS, *OPTIONAL_MARKERS))
+
+
 def is_analysis_marker(name: str) -> bool:
     """Whether ``name`` is a marker or channel the NK analysis uses, compared as the alias
     table compares names ("cd-56" is CD56): a misspelt override (CD65) is then refused
     instead of being ignored."""
-    from nkpanel.flow.markers import normalise_label
-
-    known = {normalise_label(m) for m in (*REQUIRED_MARKERS, *OPTIONAL_MARKERS)}
-    return normalise_label(name) in known
+    return normalise_label(name) in _ANALYSIS_MARKERS
 
 
 #: metadata keywords copied into every result
@@ -192,8 +199,9 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     notes = gating.notes
     if s.counts.bead_method and s.counts.lymphocytes_per_ul is not None:
         notes += ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
-    result = _build_result(sample, gating.membership, parents, s, cytometry, "automated", qc, notes)
-    result = dataclasses.replace(result, file_notes=sample.notes)
+    result = _build_result(
+        sample, gating.membership, parents, s, cytometry, "automated", qc, notes, sample.notes
+    )
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
     )
@@ -223,32 +231,28 @@ def _analyze_with_template(
         roles["Lymphocytes"] = _clean_lymphocytes(roles["Lymphocytes"], roles["NK"], parents)
     for role, gate in roles.items():
         membership[role] = membership[gate]
-    role_parents = {role: _role_parent(role, roles, parents) for role in roles}
-    qc = _qc_checks(sample, membership, {**parents, **role_parents}, s, cytometry, None, None)
+    parents = {**parents, **{role: _role_parent(role, roles, parents) for role in roles}}
+    qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
     result = _build_result(
         sample,
         membership,
-        {**parents, **role_parents},
+        parents,
         s,
         cytometry,
         "template",
         qc,
         (),
+        (*sample.notes, *applied.notes),
         roles,
-    )
-    result = dataclasses.replace(
-        result,
-        template=template_path.name,
-        template_roles=dict(roles),
-        file_notes=(*sample.notes, *applied.notes),
+        template_path.name,
     )
     return FlowAnalysis(
         result,
         sample,
         comp,
         membership,
-        {**parents, **role_parents},
+        parents,
         template=template_path,
         template_sample=applied.flowkit_sample,
     )
@@ -425,25 +429,34 @@ def _compensation_flag(sample: FlowSample, spill: Spillover | None, s: FlowSetti
         return QCFlag("compensation", passed, None, None, reason, blocking=blocking)
 
     analog = analog_compensation(sample)
-    if analog is not None:
-        # the values were compensated before they were recorded: a matrix would subtract twice
-        # (an identity matrix subtracts nothing)
-        if spill is not None and not identity:
-            reason = f"{analog}; compensated again with the {matrix} matrix, which subtracts"
-            return flag(f"{reason} spillover twice", blocking=True)
-        return flag(f"{analog}: its settings cannot be checked here")
-    unlisted = unlisted_compensation(sample)
-    if spill is None and unlisted is not None:
-        return flag(
-            f"{unlisted}: that compensation cannot be checked here (if the data were not "
-            "compensated, supply the matrix)"
-        )
+    # values compensated before they were recorded: a matrix would subtract twice (an identity
+    # matrix subtracts nothing)
+    if analog is not None and spill is not None and not identity:
+        reason = f"{analog}; compensated again with the {matrix} matrix, which subtracts"
+        return flag(f"{reason} spillover twice", blocking=True)
+    if (before := _prior_compensation(sample)) is not None and (analog or spill is None):
+        return flag(before)
     if spill is None:
         reason = "no spillover matrix in the file and none supplied: fluorescence is uncompensated"
         return flag(reason, blocking=True)
     if identity:
         return flag("spillover matrix is the identity: check that compensation was recorded")
     return flag(f"compensated with the {matrix} matrix", passed=True)
+
+
+def _prior_compensation(sample: FlowSample) -> str | None:
+    """The warning for compensation the file says was done before it was written (by an
+    analog instrument, or a MACSQuant that names the channels), or ``None``."""
+    analog = analog_compensation(sample)
+    if analog is not None:
+        return f"{analog}: its settings cannot be checked here"
+    unlisted = unlisted_compensation(sample)
+    if unlisted is not None:
+        return (
+            f"{unlisted}: that compensation cannot be checked here (if the data were not "
+            "compensated, supply the matrix)"
+        )
+    return None
 
 
 def _flow_rate_flag(frac: float, lim: QCLimits) -> QCFlag:
@@ -474,10 +487,8 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
         out.append(_saturation_check(sample, set(channels), None, s.qc))
     # what the file says about compensation done before it was written, as the automated
     # analysis says it (whether the template compensates again is the template's matter)
-    said = analog_compensation(sample) or unlisted_compensation(sample)
-    if said is not None:
-        reason = f"{said}: that compensation cannot be checked here"
-        out.append(QCFlag("compensation", False, None, None, reason, blocking=False))
+    if (before := _prior_compensation(sample)) is not None:
+        out.append(QCFlag("compensation", False, None, None, before, blocking=False))
     return out
 
 
@@ -526,11 +537,14 @@ def _build_result(
     gating: Literal["automated", "template"],
     qc: list[QCFlag],
     notes: tuple[str, ...],
+    file_notes: tuple[str, ...],
     roles: Mapping[str, str] | None = None,
+    template: str | None = None,
 ) -> FlowResult:
     """The result: counts and percentages of every population, the headline measures.
 
-    ``roles`` maps a role (``"Lymphocytes"``…) to the template gate that plays it; a gate is
+    ``roles`` maps a role (``"Lymphocytes"``…) to the template gate that plays it (of the
+    template file ``template``); a gate is
     counted among the lymphocytes (or leukocytes) when the role or its gate is an ancestor.
     Percentages of leukocytes and absolute counts are given for populations inside the
     leukocytes (or, without a leukocyte gate, the lymphocytes) only: not for debris, beads or
@@ -614,4 +628,7 @@ def _build_result(
         # a bead count asked for but withheld (too few beads) stays "bead": the report says why
         absolute_count_method=method if nk_ul is not None or method == "bead" else "none",
         metadata=meta,
+        template=template,
+        template_roles=dict(roles or {}),
+        file_notes=file_notes,
     )
