@@ -53,14 +53,11 @@ def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1
     Ranges start at multiples of ``align`` (so a caller's own blocks stay whole). An exception
     in any range is raised here after every range has finished.
     """
-    threads = min(thread_count(), n_rows // MIN_ROWS_PER_THREAD)
-    if threads <= 1:
-        work(0, n_rows)
-        return
+    threads = max(1, min(thread_count(), n_rows // MIN_ROWS_PER_THREAD))
     step = -(-n_rows // threads)
-    step = -(-step // align) * align
+    step = max(1, -(-step // align) * align)
     bounds = [(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
-    if len(bounds) == 1:  # the alignment left one range: no thread to hand it to
+    if len(bounds) <= 1:  # one thread, or the alignment left one range: run it here
         work(0, n_rows)
         return
     global _pool, _pool_size

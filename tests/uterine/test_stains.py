@@ -180,3 +180,12 @@ def test_white_point_equals_numpy_percentile(seed: int, n: int, q: float, narrow
         px = (px // 64 * 64).astype(np.uint8)
     expected = np.maximum(np.percentile(px.reshape(-1, 3), q, axis=0), 1.0)
     assert estimate_white(px, percentile=q) == tuple(float(v) for v in expected)
+
+
+def test_a_shape_split_depth_of_zero_is_refused() -> None:
+    """h-maxima of depth 0 are every plateau: the setting is refused where settings are
+    checked, not deep in a tile's detection (where it was a bare ValueError)."""
+    from nkpanel.uterine.detect import DetectionSettings
+
+    with pytest.raises(ConfigError, match="shape_split_h_um"):
+        DetectionSettings(shape_split_h_um=0)

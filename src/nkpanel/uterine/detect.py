@@ -144,6 +144,7 @@ class DetectionSettings:
             "background_radius_um": self.background_radius_um >= 0,
             "threshold_od": self.threshold_od > 0,
             "seed_distance_um": self.seed_distance_um > 0,
+            "shape_split_h_um": self.shape_split_h_um > 0,
             "min_area_um2": 0 <= self.min_area_um2 < self.max_area_um2,
             "cell_expansion_um": self.cell_expansion_um >= 0,
             "positive_threshold_od": self.positive_threshold_od > 0,
@@ -521,10 +522,8 @@ def _h_maxima(image: F32, h: float) -> NDArray[np.bool_]:
     any exact algorithm gives the same numbers: here iterated elementary geodesic dilations
     (:func:`_reconstruct_by_dilation`).
     """
-    if h > np.ptp(image):
+    if h > np.ptp(image):  # h > 0: DetectionSettings refuses a shape_split_h_um of 0
         return np.zeros(image.shape, dtype=bool)
-    if h == 0:
-        raise ValueError("h = 0 is ambiguous, use local_maxima() instead?")
     resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
     shifted = image - h - resolution
     rec = _reconstruct_by_dilation(shifted, image)
