@@ -63,9 +63,8 @@ def unlisted_compensation(sample: FlowSample) -> str | None:
     acquisition, with no matrix (FCS 3.1 wants the matrix), so nkpanel can neither redo nor
     check it; data that were not compensated need the matrix supplied."""
     for key in SPILLOVER_KEYWORDS:
-        value = sample.metadata.get(key, "")
-        if value and names_only_spillover(value):
-            n = value.split(",")[0].strip()
+        n = names_only_spillover(sample.metadata.get(key, ""))
+        if n is not None:
             return (
                 f"${key.upper()} names {n} channels but holds no matrix, as MACSQuant writes "
                 "for channels it compensated at acquisition"

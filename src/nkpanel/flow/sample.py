@@ -864,12 +864,14 @@ def _cross_check(text: Mapping[str, str], fd_text: Mapping[str, str], par: int, 
         )
 
 
-def names_only_spillover(value: str) -> bool:
-    """Whether a spillover keyword's ``value`` is a channel count and that many names with no
-    matrix, as MACSQuant writes $SPILLOVER."""
+def names_only_spillover(value: str) -> int | None:
+    """The channel count of a spillover keyword's ``value`` that holds that many names and no
+    matrix, as MACSQuant writes $SPILLOVER; ``None`` for any other value."""
     parts = value.strip().split(",")
     count = parts[0].strip()
-    return bool(re.fullmatch(r"[1-9][0-9]{0,3}", count)) and len(parts) == int(count) + 1
+    if re.fullmatch(r"[1-9][0-9]{0,3}", count) and len(parts) == int(count) + 1:
+        return int(count)
+    return None
 
 
 def timestep(text: Mapping[str, str]) -> float | None:
@@ -1140,8 +1142,7 @@ def _spillover_from_text(
         parts = value.split(",")
         if not value or parts[0].strip() in ("0", "0.0"):
             continue
-        count = parts[0].strip()
-        if names_only_spillover(value):
+        if (count := names_only_spillover(value)) is not None:
             # MACSQuant writes the channel names with no matrix
             notes.append(f"${key.upper()} names {count} channels but holds no values")
             continue
