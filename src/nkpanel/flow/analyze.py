@@ -312,11 +312,12 @@ def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -
         p = parents.get(p)
     if p != lymph:
         return lymph  # NK is not gated from these lymphocytes
-    for i, gate in enumerate(chain):  # deepest first
-        # the gate and every gate above it, up to the lymphocytes, only clean
-        if all(_CLEANUP_GATE.fullmatch(g.rsplit("/", 1)[-1].strip()) for g in chain[i:]):
-            return gate
-    return lymph
+    cleaned = lymph
+    for gate in reversed(chain):  # from the lymphocytes down, while every gate only cleans
+        if not _CLEANUP_GATE.fullmatch(gate.rsplit("/", 1)[-1].strip()):
+            break
+        cleaned = gate
+    return cleaned
 
 
 def _role_parent(
