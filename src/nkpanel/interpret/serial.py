@@ -28,7 +28,7 @@ from nkpanel.interpret.intervals import IntervalSet
 from nkpanel.interpret.measurands import MEASURANDS, Measurand
 from nkpanel.interpret.measurements import Episode, time_order
 
-__all__ = ["Trend", "TrendPoint", "episode_order", "serial_notes", "trends"]
+__all__ = ["Trend", "TrendPoint", "episode_order", "episodes_in_order", "serial_notes", "trends"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,13 @@ def episode_order(ep: Episode, order: int) -> tuple[int, tuple[dt.date, bool, dt
     return (0, time_order(t), order)
 
 
+def episodes_in_order(current: Episode, history: Sequence[Episode]) -> list[Episode]:
+    """The history and the current episode, oldest first (:func:`episode_order`)."""
+    given = [*history, current]
+    order = sorted(range(len(given)), key=lambda i: episode_order(given[i], i))
+    return [given[i] for i in order]
+
+
 def trends(
     current: Episode,
     history: Sequence[Episode],
@@ -77,14 +84,11 @@ def trends(
 ) -> list[Trend]:
     """Every measurand with results in at least two episodes, in catalogue order."""
     settings = settings or InterpretSettings()
-    eps = sorted(
-        [(e, i) for i, e in enumerate(history)] + [(current, len(history))],
-        key=lambda pair: episode_order(*pair),
-    )
+    eps = episodes_in_order(current, history)
     out = []
     for code, meas in MEASURANDS.items():
         points: list[TrendPoint] = []
-        for ep, _ in eps:
+        for ep in eps:
             for m in ep.measurements:
                 if m.code != code:
                     continue

@@ -21,7 +21,7 @@ from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM
 from nkpanel.interpret.measurements import DayOnly
 from nkpanel.interpret.panel import CaseInterpretation
 from nkpanel.interpret.preanalytic import PreAnalytic
-from nkpanel.interpret.serial import episode_order
+from nkpanel.interpret.serial import episodes_in_order
 from nkpanel.report.model import Amendment, LabInfo
 
 __all__ = ["SCHEMA", "ReportStatus", "report_document"]
@@ -176,9 +176,8 @@ def _serial_table(reading: CaseInterpretation) -> dict[str, Any]:
         for p in t.points:
             columns.setdefault(p.episode_id, p.episode_id + (" · this report" if p.current else ""))
     # oldest first, as the trends order their points (an episode may lack the first measurand)
-    episodes = [*reading.history, reading.episode]
-    rank = {e.episode_id: episode_order(e, i) for i, e in enumerate(episodes)}
-    order = sorted(columns, key=lambda e: rank[e])
+    ordered = [e.episode_id for e in episodes_in_order(reading.episode, reading.history)]
+    order = [e for e in ordered if e in columns]
     rows = []
     for t in reading.trends:
         cells: dict[str, list[str]] = {e: [] for e in order}
