@@ -26,6 +26,7 @@ from nkpanel.errors import ConfigError, NkPanelError, one_line
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
 from nkpanel.uterine.output import (
     GeoJSONWriter,
+    OverlayCanvas,
     overlay_sinks,
     write_batch_table,
     write_image_outputs,
@@ -52,12 +53,14 @@ class ImageFailure:
 
 @dataclass
 class UterineBatch:
-    """Per-image results, failures, the pooled biopsy result and the files written."""
+    """Per-image results, failures, the pooled biopsy result and the files written (and which
+    of them are the review overlays)."""
 
     results: list[UterineResult] = field(default_factory=list)
     failures: list[ImageFailure] = field(default_factory=list)
     pooled: UterineResult | None = None
     written: list[Path] = field(default_factory=list)
+    overlays: list[Path] = field(default_factory=list)
 
 
 def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path | None]:
@@ -211,6 +214,7 @@ def analyze_batch(
                 on_tile=on_tile,
             )
             batch.written += write_image_outputs(analysis, img_dir, sinks)
+            batch.overlays += [sk.target for sk in sinks if isinstance(sk, OverlayCanvas)]
         except NkPanelError as exc:
             for sk in sinks:
                 if isinstance(sk, GeoJSONWriter):

@@ -153,9 +153,5 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
         "outputs": str(out_dir),
         # the review overlays a report shows (absolute paths)
-        "figures": [
-            str(p.resolve())
-            for p in batch.written
-            if p.suffix == ".png" and p.name.startswith("overlay")
-        ],
+        "figures": [str(p.resolve()) for p in batch.overlays],
     }
