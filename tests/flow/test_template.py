@@ -653,3 +653,33 @@ def test_an_open_bound_is_not_drawn() -> None:
     assert _drawn_bound(-1e300) is None and _drawn_bound(None) is None
     assert _drawn_bound(float("inf")) is None
     assert _drawn_bound(1000.0) == 1000.0
+
+
+@pytest.mark.shared_data
+def test_template_axes_are_labelled_in_the_channels_values(shared_data: Path) -> None:
+    """A template's logicle axis gets decade ticks from FlowKit's own transform: the tick for
+    10³ sits where FlowKit puts 1000; a linear axis keeps matplotlib's ticks."""
+    from flowkit import transforms
+
+    from nkpanel.flow.plots import decade_ticks
+    from nkpanel.flow.template_plots import _axis_scale, _identity
+
+    strategy = load_template(
+        shared_data
+        / "gatingml-2.0-compliance"
+        / "gml"
+        / "gml_matrix_transform_logicle_rect1_gate.xml"
+    ).strategies[""]
+    (ref, transform), *_ = (
+        (r, t)
+        for r, t in strategy.transformations.items()
+        if isinstance(t, transforms.LogicleTransform)
+    )
+    scale = _axis_scale(strategy, ref)
+    ticks = decade_ticks(scale, float(transform.apply(np.array([-100.0]))[0]), 1.0)
+    assert ticks is not None
+    labels = {label: p for p, label in ticks[0]}
+    assert labels["10³"] == pytest.approx(float(transform.apply(np.array([1000.0]))[0]))
+    assert scale.inverse(labels["10³"]) == pytest.approx(1000.0)
+    assert _axis_scale(strategy, "linear") is _identity
+    assert _axis_scale(strategy, None) is _identity

@@ -3,8 +3,10 @@ drawn on top. PNG for reports, SVG for print; data nkpanel generated carry a SYN
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +41,11 @@ PREFERRED_AXES = {
 }
 MAX_POINTS = 200_000
 BINS = 200
+#: two tick labels closer than this share of the axis would overlap: the smaller one goes
+MIN_LABEL_GAP = 0.07
+#: minor ticks closer than this share of the axis (the squeezed linear part of a logicle) go
+MIN_MINOR_GAP = 0.008
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 def _safe(name: str) -> str:
@@ -58,6 +65,7 @@ def plot_gates(
     out_dir: Path,
     synthetic: bool = False,
     formats: tuple[str, ...] = ("png", "svg"),
+    tick_scale_for: Callable[[str], Scale] | None = None,
 ) -> list[Path]:
     """Draw every gate; return the files written.
 
@@ -71,12 +79,17 @@ def plot_gates(
         $PnN → axis label, e.g. ``"CD56 (APC-A)"``.
     channel_for_marker
         Marker → $PnN, used to pick the companion axis of one-dimensional gates.
+    tick_scale_for
+        $PnN → the transform that takes the channel's own values to the plotted ones, for
+        labelling the axes in those values (:func:`decade_ticks`); ``scale_for`` when not
+        given. For events already transformed elsewhere (a template's, by FlowKit).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ticks_for = tick_scale_for or scale_for
     marker_of = {ch: m for m, ch in channel_for_marker.items()}
     written: list[Path] = []
     n_all = len(next(iter(membership.values()))) if membership else 0
@@ -111,6 +124,8 @@ def plot_gates(
             _density(ax, x, y)
             _draw_gate(ax, gate, x_ch, y_ch, sx, sy)
             ax.set_ylabel(label_for(y_ch))
+            _data_ticks(ax.yaxis, ticks_for(y_ch), ax.get_ylim())
+        _data_ticks(ax.xaxis, ticks_for(x_ch), ax.get_xlim())
         ax.set_xlabel(label_for(x_ch))
         title = f"{gate.name}: {inside.sum():,} of {gate.parent or 'all events'} ({pct:.1f}%)"
         ax.set_title(title, fontsize=9)
@@ -182,3 +197,86 @@ def _draw_gate(ax: object, gate: Gate, x_ch: str, y_ch: str, sx: Scale, sy: Scal
         ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="crimson", lw=1.5)  # type: ignore[attr-defined]
         ax.set_xlim(*xlim)  # type: ignore[attr-defined]
         ax.set_ylim(*ylim)  # type: ignore[attr-defined]
+
+
+def decade_ticks(
+    scale: Scale, lo: float, hi: float
+) -> tuple[list[tuple[float, str]], list[float]] | None:
+    """Where a transformed axis from ``lo`` to ``hi`` shows its channel's own values.
+
+    Cytometry software labels a logicle, log or asinh axis in the instrument's units, not in
+    the transform's: 0 and the decades ±10ᵏ as major ticks, 2–9 × 10ᵏ as minor ticks (Parks,
+    Roederer & Moore, Cytometry A 2006;69:541-551). The positions come from the scale
+    itself, so the ticks are right for whatever width the logicle was given. Labels that would
+    overlap in the compressed linear part near zero are left off, 0 and the largest decades
+    first; crowded minor ticks likewise.
+
+    Returns
+    -------
+    tuple or None
+        ``(position, label)`` of each major tick and the positions of the minor ticks, or None
+        when the scale has no inverse (a plain linear axis keeps matplotlib's own ticks).
+    """
+    inverse = getattr(scale, "inverse", None)
+    if inverse is None or not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return None
+    raw_lo, raw_hi = _raw_value(inverse, lo), _raw_value(inverse, hi)
+    if not (math.isfinite(raw_lo) and math.isfinite(raw_hi)) or raw_hi <= raw_lo:
+        return None
+    biggest = max(abs(raw_lo), abs(raw_hi))
+    if biggest < 1.0:
+        return None
+    decades = range(math.floor(math.log10(biggest)) + 1)
+    majors = [0.0] if raw_lo <= 0.0 <= raw_hi else []
+    # larger magnitudes first: they are the ones a reader looks for
+    majors += [s * 10.0**k for k in reversed(decades) for s in (1.0, -1.0)]
+    minors = [s * m * 10.0**k for k in decades for m in range(2, 10) for s in (1.0, -1.0)]
+    span = hi - lo
+
+    def place(values: list[float]) -> list[tuple[float, float]]:
+        inside = [v for v in values if raw_lo <= v <= raw_hi]
+        if not inside:
+            return []
+        pos = np.asarray(scale(np.asarray(inside, dtype=np.float64)), dtype=np.float64)
+        return [(float(p), v) for p, v in zip(pos, inside, strict=True) if lo <= p <= hi]
+
+    labelled: list[tuple[float, str]] = []
+    for p, v in place(majors):
+        if all(abs(p - q) >= MIN_LABEL_GAP * span for q, _ in labelled):
+            labelled.append((p, _decade_label(v)))
+    if len(labelled) < 2:
+        # less than a decade in view (a zoomed CD45 or SSC axis): 2 and 5 × 10ᵏ get labels too
+        halves = [s * m * 10.0**k for k in reversed(decades) for m in (5, 2) for s in (1.0, -1.0)]
+        for p, v in place(halves):
+            if all(abs(p - q) >= MIN_LABEL_GAP * span for q, _ in labelled):
+                labelled.append((p, _decade_label(v)))
+    kept: list[float] = []
+    taken = [p for p, _ in labelled]
+    for p, _v in sorted(place(minors)):
+        if all(abs(p - q) >= MIN_MINOR_GAP * span for q in (*taken, *kept[-1:])):
+            kept.append(p)
+    return sorted(labelled), kept
+
+
+def _raw_value(inverse: Callable[[Any], Any], y: float) -> float:
+    return float(np.asarray(inverse(y), dtype=np.float64).reshape(-1)[0])
+
+
+def _decade_label(v: float) -> str:
+    """``0``, ``10³``, ``−10²`` or ``5×10⁴``."""
+    if v == 0.0:
+        return "0"
+    exponent = math.floor(math.log10(abs(v)) + 1e-9)
+    mantissa = round(abs(v) / 10.0**exponent)
+    power = "10" + str(exponent).translate(_SUPERSCRIPT)
+    text = power if mantissa == 1 else f"{mantissa}×{power}"
+    return f"−{text}" if v < 0 else text
+
+
+def _data_ticks(axis: Any, scale: Scale, limits: tuple[float, float]) -> None:
+    ticks = decade_ticks(scale, float(limits[0]), float(limits[1]))
+    if ticks is None or len(ticks[0]) < 2:
+        return  # fewer than two decades in view: the transform's own ticks say more
+    major, minor = ticks
+    axis.set_ticks([p for p, _ in major], [label for _, label in major])
+    axis.set_ticks(minor, minor=True)

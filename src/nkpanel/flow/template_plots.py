@@ -26,6 +26,45 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
     return v
 
 
+class _FlowKitAxis:
+    """A FlowKit transform as a plot scale, for labelling an axis in the channel's values."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(self.transform.apply(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+
+    def inverse(self, y: float) -> float:
+        out = self.transform.inverse(np.array([y], dtype=np.float64))
+        return float(np.asarray(out, dtype=np.float64).reshape(-1)[0])
+
+
+def _axis_scale(strategy: Any, ref: str | None) -> Any:
+    """The scale that labels an axis transformed by ``ref`` in the channel's own values; the
+    identity (matplotlib's ticks) for untransformed and linear axes and for transforms FlowKit
+    cannot invert."""
+    if ref is None:
+        return _identity
+    transform = strategy.transformations.get(ref)
+    if transform is None:  # "linear": the axis has no transform
+        return _identity
+    name = type(transform).__name__
+    if "Linear" in name or "inverse" not in type(transform).__dict__:
+        return _identity
+    return _FlowKitAxis(transform)
+
+
+def _transform_kind(strategy: Any, ref: str | None) -> str:
+    """``logicle``, ``biex``, ``asinh``… for an axis label (FlowJo names a transform after its
+    channel, so the reference itself says nothing)."""
+    transform = strategy.transformations.get(ref) if ref is not None else None
+    if transform is None:
+        return "linear"
+    name = type(transform).__name__.removesuffix("Transform").removeprefix("WSP")
+    return name.lower() or str(ref)
+
+
 def _drawn_bound(value: float | None) -> float | None:
     """A rectangle bound as drawn: none where the gate has none, or only a stand-in below or
     above every value (Gating-ML needs a bound; nkpanel writes
@@ -112,7 +151,7 @@ def plot_template_gates(
             return cols[ch] if ch in cols else np.zeros(n)
 
         def axis_label(ch: str) -> str:
-            return f"{ch} ({xforms.get(ch, 'linear')})"
+            return f"{ch} ({_transform_kind(strategy, xforms.get(ch))})"
 
         written += plot_gates(
             sample_name=fcs_path.stem,
@@ -120,6 +159,7 @@ def plot_template_gates(
             membership=masks,
             values=values,
             scale_for=lambda ch: _identity,
+            tick_scale_for=lambda ch: _axis_scale(strategy, xforms.get(ch)),
             label_for=axis_label,
             channel_for_marker={},
             out_dir=out_dir,

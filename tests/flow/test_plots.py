@@ -1,0 +1,88 @@
+"""Gating figures label transformed axes in the channel's own units.
+
+Truth is hand arithmetic: on a log10 axis the tick for 10⁴ sits at 4; on an asinh axis with
+cofactor 5 the tick for 10³ sits at asinh(1000 / 5) and 0 at 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from nkpanel.flow.plots import MIN_LABEL_GAP, decade_ticks
+from nkpanel.flow.transforms import Asinh
+
+matplotlib.use("Agg")
+
+
+class _Log10:
+    """log10, the scale scatter channels are gated on; inverse 10^y."""
+
+    def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.log10(np.clip(x, 1.0, None))
+
+    def inverse(self, y: float) -> float:
+        return float(10.0**y)
+
+
+def test_log_axis_decades_sit_at_their_logarithms() -> None:
+    ticks = decade_ticks(_Log10(), math.log10(550.0), math.log10(2.5e5))
+    assert ticks is not None
+    major, minor = ticks
+    assert major == [(3.0, "10³"), (4.0, "10⁴"), (5.0, "10⁵")]
+    # 6..9 × 10², 2..9 × 10³, 2..9 × 10⁴, 2 × 10⁵: nothing crowded on a log axis
+    assert len(minor) == 4 + 8 + 8 + 1
+    assert minor[0] == pytest.approx(math.log10(600.0))
+    assert minor[-1] == pytest.approx(math.log10(2e5))
+
+
+def test_asinh_axis_has_zero_and_drops_labels_that_would_overlap() -> None:
+    scale = Asinh(5.0)
+    lo, hi = math.asinh(-2000.0 / 5.0), math.asinh(20000.0 / 5.0)
+    ticks = decade_ticks(scale, lo, hi)
+    assert ticks is not None
+    major, _minor = ticks
+    labels = dict((label, p) for p, label in major)
+    assert labels["0"] == 0.0
+    assert labels["10³"] == pytest.approx(math.asinh(200.0))
+    assert labels["10⁴"] == pytest.approx(math.asinh(2000.0))
+    assert labels["−10³"] == pytest.approx(-math.asinh(200.0))
+    # 10⁰ sits at asinh(0.2) = 0.199, too close to 0 to carry its own label
+    assert "10⁰" not in labels
+    positions = sorted(p for p, _ in major)
+    assert min(np.diff(positions)) >= MIN_LABEL_GAP * (hi - lo)
+
+
+def test_less_than_a_decade_in_view_labels_two_and_five_times() -> None:
+    ticks = decade_ticks(_Log10(), math.log10(6e3), math.log10(6e4))
+    assert ticks is not None
+    labels = {label: p for p, label in ticks[0]}
+    assert labels["10⁴"] == pytest.approx(4.0)
+    assert labels["2×10⁴"] == pytest.approx(math.log10(2e4))
+    assert labels["5×10⁴"] == pytest.approx(math.log10(5e4))
+
+
+def test_a_scale_without_inverse_keeps_matplotlib_ticks() -> None:
+    def identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        return v
+
+    assert decade_ticks(identity, 0.0, 100.0) is None
+
+
+def test_figure_axes_carry_the_labels() -> None:
+    import matplotlib.pyplot as plt
+
+    from nkpanel.flow.plots import _data_ticks
+
+    fig, ax = plt.subplots()
+    try:
+        ax.set_xlim(math.log10(550.0), math.log10(2.5e5))
+        _data_ticks(ax.xaxis, _Log10(), ax.get_xlim())
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["10³", "10⁴", "10⁵"]
+        assert list(ax.get_xticks()) == [3.0, 4.0, 5.0]
+    finally:
+        plt.close(fig)
