@@ -683,3 +683,27 @@ def test_template_axes_are_labelled_in_the_channels_values(shared_data: Path) ->
     assert scale.inverse(labels["10³"]) == pytest.approx(1000.0)
     assert _axis_scale(strategy, "linear") is _identity
     assert _axis_scale(strategy, None) is _identity
+
+
+@pytest.mark.shared_data
+def test_template_run_checks_the_lymphosum(flowsom: Path) -> None:
+    """The expert's workspace gates T cells (inside NK1.1-), B cells, NK and NK T cells: the
+    lymphosum check runs on a template too. From the expert's per-event labels, T subsets + B +
+    NK + NK T make up 13,671 of the 18,585 cleaned lymphocytes (73.6%); the workspace's T-cell
+    gate also holds its DN and DP T cells, so the check must find a little more, and warn
+    without withholding the result (a lab's own gates are not blocked on it)."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    with (flowsom / "gatingResult.csv").open(newline="") as fh:
+        labels = [row[0] for row in csv.reader(fh)]
+    labelled = sum(label != "Unlabeled" for label in labels)
+    assert labelled == 13_671
+    result = analyze_file(flowsom / "68983.fcs", FlowSettings(template=flowsom / "gating.wsp"))
+    flag = next(f for f in result.result.qc if f.check == "lymphosum")
+    counts = {p.population.rsplit("/", 1)[-1]: p.count for p in result.result.populations}
+    union = counts["T cells"] + counts["B cells"] + counts["NK cells"] + counts["NK T cells"]
+    lymphosum = union / EXPERT_COUNTS["Singlets2"]
+    assert labelled / EXPERT_COUNTS["Singlets2"] <= lymphosum < 0.80
+    assert flag.value == pytest.approx(1 - lymphosum, abs=5e-5)
+    assert not flag.passed and not flag.blocking
+    assert result.result.reportable

@@ -265,6 +265,9 @@ _ROLE_NAMES = {
     "NK CD56bright": ("cd56bright", "nk cd56bright", "cd56 bright"),
     "NK CD56dim": ("cd56dim", "nk cd56dim", "cd56 dim"),
     "NK-like T": ("nk t cells", "nkt", "nk-like t", "cd3+cd56+"),
+    # T and B cells: only for the lymphosum check
+    "CD3+": ("t cells", "cd3+", "cd3+ t cells", "t lymphocytes", "cd3 t cells"),
+    "B cells": ("b cells", "cd19+", "b lymphocytes", "cd19+ b cells"),
     "Beads": ("beads", "counting beads", "trucount"),
 }
 
@@ -379,10 +382,16 @@ def _qc_checks(
             )
         )
     if all(k in member for k in ("Lymphocytes", "CD3+", "B cells", "NK")) and n_lymph:
-        parts = sum(int(np.count_nonzero(member[k])) for k in ("CD3+", "B cells", "NK"))
-        lymphosum = parts / n_lymph
+        # a union, not a sum: a template may gate NK-like T cells outside its T-cell gate (the
+        # automated populations are disjoint, so there it is the sum)
+        union = member["CD3+"] | member["B cells"] | member["NK"]
+        if "NK-like T" in member:
+            union = union | member["NK-like T"]
+        lymphosum = int(np.count_nonzero(union & member["Lymphocytes"])) / n_lymph
         off, dev = abs(lymphosum - 1.0), lim.max_lymphosum_deviation
-        failed_gate = lymphosum < lim.min_lymphosum
+        # a lab's own gates are its to judge, and their roles are read from gate names: only
+        # the automated gates are withheld for a lymphocyte gate that missed the lymphocytes
+        failed_gate = lymphosum < lim.min_lymphosum and gating is not None
         flags.append(
             QCFlag(
                 "lymphosum",
