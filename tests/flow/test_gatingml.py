@@ -400,3 +400,46 @@ def test_inexpressible_gates_raise_config_error(
     with pytest.raises(ConfigError, match=repr(gate.name)):
         export_gatingml(GateTree((gate,)), target)
     assert not target.exists()  # nothing half-written
+
+
+def test_exported_gates_compensate_each_new_file_with_its_own_matrix(tmp_path: Path) -> None:
+    """The automated gates of one tube, re-applied as a template to the next patient's tube
+    acquired with another compensation matrix, are compensated with that tube's own $SPILLOVER:
+    FlowKit on the export gives exactly nkpanel's gates on the new tube compensated with its own
+    matrix, and not what the first tube's matrix would give. A supplied matrix is embedded."""
+    import flowkit
+
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    first = write_fcs(
+        simulate_tube(SimulationSpec(n_events=20_000, seed=3)), tmp_path / "a-synthetic.fcs"
+    )
+    spec_b = SimulationSpec(n_events=20_000, seed=4, spillover_scale=1.8)
+    second = write_fcs(simulate_tube(spec_b), tmp_path / "b-synthetic.fcs")
+    analysis = analyze_file(first, FlowSettings())
+    assert analysis.tree is not None
+    write_sample_outputs(analysis, tmp_path / "out", plots=False)
+    xml = next((tmp_path / "out").rglob("gates.gatingml.xml"))
+    root = ET.parse(xml).getroot()
+    refs = {d.get(f"{{{GATING}}}compensation-ref") for d in root.iter(f"{{{GATING}}}dimension")}
+    assert "FCS" in refs and "spillover" not in refs
+    assert root.findall(f"{{{TRANSFORMS}}}spectrumMatrix") == []
+
+    tree = analysis.tree
+    new = read_fcs(second)
+    own = nkpanel_membership(tree, new)
+    theirs = flowkit_membership(xml, flowkit.Sample(str(second)), tree)
+    assert_same_membership(own, theirs, tree)
+    first_matrix = read_fcs(first).spillover
+    assert first_matrix is not None and new.spillover is not None
+    column = {c.pnn: c.index for c in new.channels}
+    frozen = tree.evaluate(compensate(new, first_matrix), new.events, column)
+    assert any(not np.array_equal(frozen[g], own[g]) for g in tree.names)
+
+    supplied = Spillover(first_matrix.channels, first_matrix.matrix * 1.01)
+    with_matrix = analyze_file(first, FlowSettings(spillover=supplied))
+    write_sample_outputs(with_matrix, tmp_path / "out2", plots=False)
+    root = ET.parse(next((tmp_path / "out2").rglob("gates.gatingml.xml"))).getroot()
+    assert len(root.findall(f"{{{TRANSFORMS}}}spectrumMatrix")) == 1

@@ -72,15 +72,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nkpanel import __version__
 from nkpanel._atomic import write_bytes
-from nkpanel.errors import ConfigError
+from nkpanel.errors import CompensationError, ConfigError
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
-from nkpanel.flow.sample import Spillover
+from nkpanel.flow.sample import FlowSample, Spillover, parse_spillover
 from nkpanel.flow.template import DATATYPE_NS, GATINGML_NS, NKPANEL_NS
 from nkpanel.flow.transforms import Asinh, Linear, Logicle, Transform
 
-__all__ = ["AsinhMapping", "asinh_as_fasinh", "export_gatingml", "gate_ids"]
+__all__ = ["AsinhMapping", "asinh_as_fasinh", "export_gatingml", "gate_ids", "matrix_to_embed"]
 
 TRANSFORMS_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
 #: id of an exported spillover matrix
@@ -285,6 +287,30 @@ def _annotate(xml: bytes, names: Mapping[str, str], note: str) -> bytes:
     ET.indent(root)
     out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return out
+
+
+def matrix_to_embed(sample: FlowSample, used: Spillover | None) -> Spillover | None:
+    """The matrix an export of ``sample``'s gates should carry, or None for ``"FCS"``.
+
+    Gates exported from one file are re-applied, as a template, to the next patient's files,
+    each compensated at acquisition with that day's matrix. When the gating used the file's own
+    matrix, read from the keyword Gating-ML consumers read for ``"FCS"`` ($SPILLOVER, else
+    SPILL: FlowKit, FlowJo), the export refers to each file's own matrix instead of freezing
+    this file's; on this file both mean the same. A supplied matrix, or one read from a
+    keyword those readers do not know ($COMP), is written into the document.
+    """
+    if used is None:
+        return None
+    meta = sample.metadata
+    key = next((k for k in ("spillover", "spill") if meta.get(k, "").strip()), None)
+    if key is None:
+        return used
+    try:
+        own = parse_spillover(meta[key], sample.pnn)
+    except CompensationError:
+        return used  # e.g. a MACSQuant list of names: the reader would not find a matrix
+    same = own.channels == used.channels and np.array_equal(own.matrix, used.matrix)
+    return None if same else used
 
 
 def export_gatingml(

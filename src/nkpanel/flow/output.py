@@ -71,11 +71,12 @@ def write_sample_outputs(
     write_text(target, json.dumps(summary, indent=2, default=str))
     written.append(target)
     if analysis.tree is not None:
-        from nkpanel.flow.gatingml import export_gatingml
+        from nkpanel.flow.gatingml import export_gatingml, matrix_to_embed
 
         target = d / "gates.gatingml.xml"
-        # the matrix the gating used: the supplied one, else the file's own
-        export_gatingml(analysis.tree, target, spillover=analysis.values.spillover)
+        # the matrix the gating used: the supplied one, else a reference to each file's own
+        embed = matrix_to_embed(analysis.sample, analysis.values.spillover)
+        export_gatingml(analysis.tree, target, spillover=embed)
         written.append(target)
     if plots and analysis.tree is not None and analysis.gating is not None:
         written += _plots(analysis, d / "plots")
