@@ -15,7 +15,10 @@ __all__ = ["atomic_path", "write_bytes", "write_text", "write_with"]
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
 
-    On any exception the temporary file is removed and ``target`` is left as it was.
+    On any exception the temporary file is removed and ``target`` is left as it was. The file
+    gets the permissions an ordinary ``open()`` would give it (those of the file it replaces,
+    else 0666 less the umask), not the owner-only 0600 of a temporary file: results on a shared
+    drive are for the lab to read.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -23,10 +26,29 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (the usual
+    ``os.umask`` round trip briefly sets it to 0 for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(target: Path, data: bytes) -> None:
