@@ -242,6 +242,35 @@ def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> No
     assert (tmp_path / "samples" / "68983" / "plots" / "NK_cells.svg").stat().st_size > 0
 
 
+@pytest.mark.shared_data
+def test_workspace_template_on_a_new_patients_file(shared_data: Path, tmp_path: Path) -> None:
+    """A lab's one-sample template workspace gates a file of another name (here the same
+    events copied under a new name), with figures; --template-sample is checked before any
+    file is read."""
+    import shutil
+
+    d = shared_data / "flowsom-68983"
+    new = tmp_path / "patient 0042.fcs"
+    shutil.copyfile(d / "68983.fcs", new)
+    wsp = str(d / "gating.wsp")
+    proc = nkpanel("flow", "analyze", str(new), "--template", wsp, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "o" / "flow_populations.json").read_text())
+    assert {r["population"]: r["count"] for r in rows}["NK"] == 312
+    assert "gates of the workspace sample '68983.fcs' applied" in proc.stderr
+    assert len(list((tmp_path / "o" / "samples" / "patient 0042" / "plots").glob("*.png"))) == 15
+
+    for extra, cause in (
+        (["--template", wsp, "--template-sample", "other.fcs"], "has no sample 'other.fcs'"),
+        (["--template-sample", "68983.fcs"], "--template-sample names a sample"),
+    ):
+        proc = nkpanel("flow", "analyze", str(new), *extra, "--out", str(tmp_path / "x"))
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and cause in lines[0], proc.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
 def test_qc_limits_are_set_on_the_command_line(tmp_path: Path) -> None:
     tube = write_fcs(simulate_tube(SimulationSpec(seed=32, n_events=30_000)), tmp_path / "t.fcs")
     out = tmp_path / "out"

@@ -78,6 +78,8 @@ class BloodDraw(_Strict):
     sample_volume_ul: float | None = Field(default=None, gt=0)
     lymphocytes_per_ul: float | None = Field(default=None, gt=0, le=100_000)
     template: Path | None = None
+    #: a FlowJo template of several samples: the one whose gates to apply
+    template_sample: str | None = None
     #: which data set of FCS files that hold several (default: see nkpanel.flow.sample.read_fcs)
     dataset: int | None = Field(default=None, ge=1)
     #: marker → the label of the channel that carries it, as ``--marker`` (CD56 = "NK1.1")

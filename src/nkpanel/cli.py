@@ -179,6 +179,14 @@ def flow_analyze(
         Path | None,
         typer.Option("--template", help="Gating-ML 2.0 (.xml) or FlowJo 10 (.wsp) template."),
     ] = None,
+    template_sample: Annotated[
+        str | None,
+        typer.Option(
+            "--template-sample",
+            help="FlowJo workspace of several samples: the one whose gates to apply (default: "
+            "the sample named like each file, else the workspace's only sample).",
+        ),
+    ] = None,
     beads: Annotated[
         float | None,
         typer.Option("--beads", "--beads-per-test", help="Counting beads per test (bead lot)."),
@@ -264,6 +272,7 @@ def flow_analyze(
         ),
         spillover=spill,
         template=template,
+        template_sample=template_sample,
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
         qc=QCLimits(
             min_lymphocyte_events=min_lymphocytes,
@@ -278,9 +287,12 @@ def flow_analyze(
         dataset=dataset,
     )
     if template is not None:
-        from nkpanel.flow.template import load_template
+        from nkpanel.flow.template import check_workspace_sample, load_template
 
-        load_template(template)  # a bad template fails once, before any file is read
+        # a bad template, or a sample it does not hold, fails once, before any file is read
+        check_workspace_sample(load_template(template), template_sample)
+    elif template_sample is not None:
+        raise ConfigError("--template-sample names a sample of a --template workspace")
     with progress_steps("analysing", len(files)) as step:
         outcome = analyze_flow_batch(
             files, settings, out, plots=plots, export_events=export_events, on_file=step

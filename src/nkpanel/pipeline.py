@@ -115,10 +115,16 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
         lymphocytes_per_ul=draw.lymphocytes_per_ul,
     )
     template = case.resolve(draw.template) if draw.template is not None else base.template
+    template_sample = draw.template_sample or base.template_sample
     dataset = draw.dataset if draw.dataset is not None else base.dataset
     markers = {**base.marker_overrides, **draw.markers}  # the draw's own mapping wins
     return dataclasses.replace(
-        base, template=template, counts=counts, dataset=dataset, marker_overrides=markers
+        base,
+        template=template,
+        template_sample=template_sample,
+        counts=counts,
+        dataset=dataset,
+        marker_overrides=markers,
     )
 
 

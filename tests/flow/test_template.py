@@ -8,7 +8,6 @@ labels in gatingResult.csv.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,13 @@ import pytest
 from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
-from nkpanel.flow.template import Template, TemplateResult, apply_template, load_template
+from nkpanel.flow.template import (
+    Template,
+    TemplateResult,
+    apply_template,
+    check_workspace_sample,
+    load_template,
+)
 from tests.flow.fcs_bytes import build_fcs, data_span
 
 # Each Results_<id>.txt of the compliance suite → the gate it is the truth for, and every gml
@@ -316,13 +321,34 @@ def test_workspace_sample_gates_apply_to_a_new_file(
     with new.open("wb") as fh:
         flowio.create_fcs(fh, original.events[picked].ravel().tolist(), list(original.pnn))
 
-    with pytest.raises(ConfigError, match=re.escape(f"has no sample '{new.name}'")):
-        apply_template(wsp_template, new)
-    result = apply_template(wsp_template, new, sample_id="68983.fcs")
-    assert result.sample == new.name
-    assert set(result.membership) == set(wsp_result.membership)
-    for path, events in wsp_result.membership.items():
-        assert np.array_equal(result.membership[path], events[picked]), path
+    # the workspace holds one sample: its gates apply to the new file, and a note says whose
+    result = apply_template(wsp_template, new)
+    assert result.workspace_sample == "68983.fcs"
+    assert "gates of the workspace sample '68983.fcs' applied" in result.notes
+    named = apply_template(wsp_template, new, sample_id="68983.fcs")
+    for applied in (result, named):
+        assert applied.sample == new.name
+        assert set(applied.membership) == set(wsp_result.membership)
+        for path, events in wsp_result.membership.items():
+            assert np.array_equal(applied.membership[path], events[picked]), path
+
+
+def two_sample_workspace(flowsom: Path, folder: Path) -> Path:
+    """gating.wsp with a second sample, "68983-b.fcs", a copy of the first (synthetic edit)."""
+    text = (flowsom / "gating.wsp").read_text()
+    start, end = text.index("<Sample>"), text.index("</Sample>") + len("</Sample>")
+    copy = (
+        text[start:end]
+        .replace('sampleID="1"', 'sampleID="2"')
+        .replace('name="68983.fcs"', 'name="68983-b.fcs"')
+    )
+    text = text[:end] + "\n" + copy + text[end:]
+    text = text.replace(
+        '<SampleRef sampleID="1" />', '<SampleRef sampleID="1" /><SampleRef sampleID="2" />', 1
+    )
+    out = folder / "two-samples-synthetic-edit.wsp"
+    out.write_text(text)
+    return out
 
 
 @pytest.mark.shared_data
@@ -402,15 +428,20 @@ def test_schema_breaking_gating_ml_names_the_problem(compliance: Path) -> None:
 
 @pytest.mark.shared_data
 def test_workspace_without_the_sample(
-    compliance: Path, wsp_template: Template, flowsom: Path
+    compliance: Path, wsp_template: Template, flowsom: Path, tmp_path: Path
 ) -> None:
     data1 = compliance / "data1.fcs"
-    with pytest.raises(ConfigError, match=r"has no sample 'data1\.fcs'.*sample_id=") as info:
-        apply_template(wsp_template, data1)
-    one_line(info, flowsom / "gating.wsp")
+    two = load_template(two_sample_workspace(flowsom, tmp_path))
+    assert len(two.strategies) == 2
+    with pytest.raises(ConfigError, match=r"has no sample 'data1\.fcs'.*--template-sample") as info:
+        apply_template(two, data1)
+    one_line(info, two.source)
     with pytest.raises(ConfigError, match=r"has no sample 'other\.fcs'") as info:
         apply_template(wsp_template, data1, sample_id="other.fcs")
     one_line(info, flowsom / "gating.wsp")
+    with pytest.raises(ConfigError, match=r"has no sample 'other\.fcs'.*68983-b\.fcs") as info:
+        check_workspace_sample(two, "other.fcs")
+    check_workspace_sample(two, "68983-b.fcs")
     with pytest.raises(ConfigError, match="no sample group 'Controls'") as info:
         apply_template(wsp_template, flowsom / "68983.fcs", group="Controls")
     one_line(info, flowsom / "gating.wsp")

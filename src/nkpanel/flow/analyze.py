@@ -107,6 +107,9 @@ class FlowSettings:
     marker_overrides: Mapping[str, str] = field(default_factory=dict)
     spillover: Spillover | None = None
     template: Path | None = None
+    #: FlowJo templates: the workspace sample whose gates to apply (default: the sample named
+    #: like the file, else the workspace's only sample)
+    template_sample: str | None = None
     template_populations: Mapping[str, str] = field(default_factory=dict)
     counts: AbsoluteCountInputs = field(default_factory=AbsoluteCountInputs)
     qc: QCLimits = field(default_factory=QCLimits)
@@ -135,6 +138,8 @@ class FlowAnalysis:
     template: Path | None = None
     #: the ``flowkit.Sample`` a lab template gated (its events serve the template's figures)
     template_sample: Any = field(default=None, repr=False)
+    #: the workspace sample whose gates a FlowJo template applied
+    workspace_sample: str | None = None
 
     @property
     def compensated(self) -> NDArray[np.float64]:
@@ -220,7 +225,9 @@ def _analyze_with_template(
         raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
     template = load_template(template_path)
     # the data set the events came from (a file may hold several)
-    applied = apply_template(template, sample.path, dataset=sample.dataset, read=sample)
+    applied = apply_template(
+        template, sample.path, sample_id=s.template_sample, dataset=sample.dataset, read=sample
+    )
     roles = _template_roles(applied.membership.keys(), s.template_populations)
     membership: dict[str, BoolArray] = {}
     parents: dict[str, str | None] = {}
@@ -255,6 +262,7 @@ def _analyze_with_template(
         parents,
         template=template_path,
         template_sample=applied.flowkit_sample,
+        workspace_sample=applied.workspace_sample,
     )
 
 

@@ -89,6 +89,7 @@ def write_sample_outputs(
             analysis.membership,
             analysis.parents,
             d / "plots",
+            sample_id=analysis.workspace_sample,
             synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
             flowkit_sample=analysis.template_sample,
         )

@@ -178,6 +178,8 @@ class TemplateResult:
     flowkit_sample: Any = field(default=None, repr=False)
     #: the file's channels ($PnN) the template gates on
     channels: tuple[str, ...] = ()
+    #: the workspace sample whose gates were applied (``None`` for Gating-ML)
+    workspace_sample: str | None = None
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -352,30 +354,61 @@ def _parse_template(p: Path) -> Template:
 # ---------------------------------------------------------------------------------------- applying
 
 
+def check_workspace_sample(template: Template, sample_id: str | None) -> None:
+    """Refuse a workspace sample the template does not hold, or one named for Gating-ML.
+
+    Raises
+    ------
+    ConfigError
+        Naming the template, the sample and the samples it does hold.
+    """
+    if sample_id is None:
+        return
+    if template.kind != "flowjo":
+        raise ConfigError(
+            f"{template.source}: a Gating-ML template applies to every file; "
+            f"there is no workspace sample {sample_id!r} to choose"
+        )
+    if sample_id not in template.strategies:
+        raise ConfigError(
+            f"{template.source}: the workspace has no sample {sample_id!r} "
+            f"(samples: {sorted(template.strategies)})"
+        )
+
+
 def _pick_strategy(
     template: Template, fcs_path: Path, sample_id: str | None, group: str
-) -> tuple[Any, str]:
-    """The gating strategy to use and a label saying where it came from."""
+) -> tuple[Any, str, str | None]:
+    """The gating strategy to use, a label saying where it came from, and the workspace sample
+    whose gates it is (``None`` for Gating-ML).
+
+    A workspace applies the gates of the sample named like the file, else of ``sample_id``;
+    when neither is given and the group holds one sample only (a lab's template workspace),
+    that sample's gates apply to every file.
+    """
     if template.kind == "gatingml":
-        return template.strategies[""], template.source.name
+        return template.strategies[""], template.source.name, None
     src = template.source
     if group not in template.groups:
         raise ConfigError(
             f"{src}: no sample group {group!r} in the workspace (groups: {sorted(template.groups)})"
         )
+    members = [m for m in template.groups[group] if m in template.strategies]
     wanted = sample_id if sample_id is not None else fcs_path.name
-    members = template.groups[group]
-    if wanted not in members or wanted not in template.strategies:
+    if sample_id is None and wanted not in members and len(members) == 1:
+        wanted = members[0]
+    if wanted not in members:
         hint = (
             ""
             if sample_id is not None
-            else "; pass sample_id= to apply one workspace sample's gates to this file"
+            else "; name the workspace sample whose gates to apply (--template-sample, or "
+            "template_sample in the case manifest)"
         )
         raise ConfigError(
             f"{src}: workspace group {group!r} has no sample {wanted!r} "
-            f"(samples: {list(members)}){hint}"
+            f"(samples: {list(template.groups[group])}){hint}"
         )
-    return template.strategies[wanted], f"{src.name} [{wanted}]"
+    return template.strategies[wanted], f"{src.name} [{wanted}]", wanted
 
 
 def _load_fcs(
@@ -569,9 +602,9 @@ def apply_template(
         The FCS file to gate.
     sample_id
         FlowJo only: the workspace sample whose gate tree (with its compensation matrix and
-        transforms) is applied. Default: the sample named like ``fcs_path``. Name another
-        sample to apply a template workspace to a new patient's file. Ignored for Gating-ML,
-        whose gates apply to every file.
+        transforms) is applied. Default: the sample named like ``fcs_path``, else the group's
+        only sample. Name another sample to apply a template workspace of several samples to
+        a new patient's file. Ignored for Gating-ML, whose gates apply to every file.
     group
         FlowJo only: the sample group in which ``sample_id`` is looked up.
     dataset
@@ -597,7 +630,7 @@ def apply_template(
         FlowKit fails while compensating, transforming or gating the file.
     """
     p = Path(fcs_path)
-    strategy, label = _pick_strategy(template, p, sample_id, group)
+    strategy, label, used = _pick_strategy(template, p, sample_id, group)
     sample, read_notes = _load_fcs(
         p, flowjo_labels=template.kind == "flowjo", dataset=dataset, read=read
     )
@@ -609,6 +642,8 @@ def apply_template(
         except Exception as exc:
             raise InputError(p, f"template {label} cannot be applied: {_one_line(exc)}") from None
     notes = template.notes + read_notes + _collect(caught)
+    if used is not None and used != p.name:
+        notes += (f"gates of the workspace sample {used!r} applied",)
 
     membership: dict[str, NDArray[np.bool_]] = {}
     parents: dict[str, str | None] = {}
@@ -646,4 +681,5 @@ def apply_template(
         notes=notes,
         flowkit_sample=sample,
         channels=channels,
+        workspace_sample=used,
     )

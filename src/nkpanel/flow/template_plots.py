@@ -114,7 +114,7 @@ def plot_template_gates(
     them.
     """
     template = load_template(template_path)
-    strategy, _ = _pick_strategy(template, fcs_path, sample_id, group)
+    strategy, _, _ = _pick_strategy(template, fcs_path, sample_id, group)
     sample = flowkit_sample
     if sample is None:
         sample, _ = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
