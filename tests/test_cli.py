@@ -99,6 +99,37 @@ def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path)
     assert not none.exists()
 
 
+def test_reused_output_folder_holds_only_this_runs_results(tmp_path: Path) -> None:
+    """A second run into the same --out: each sample's folder holds only this run's files, a
+    sample folder the run did not write is pointed out, and when every file fails the earlier
+    batch tables go (they would pass for this run's)."""
+    a = write_fcs(simulate_tube(SimulationSpec(seed=41, n_events=30_000)), tmp_path / "a.fcs")
+    b = write_fcs(simulate_tube(SimulationSpec(seed=42, n_events=30_000)), tmp_path / "b.fcs")
+    out = tmp_path / "out"
+    first = nkpanel("flow", "analyze", str(a), str(b), "--out", str(out), "--export-events", "csv")
+    assert first.returncode == 0, first.stderr
+    assert (out / "samples" / "a" / "events.csv").is_file()
+    assert list((out / "samples" / "a" / "plots").glob("*.png"))
+
+    second = nkpanel("flow", "analyze", str(a), "--out", str(out), "--no-plots")
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in (out / "samples" / "a").iterdir()) == [
+        "gates.gatingml.xml",
+        "summary.json",
+    ]
+    assert f"warning: {out / 'samples' / 'b'}: from an earlier run" in second.stderr
+    summary = json.loads((out / "flow_summary.json").read_text())
+    assert [s["sample"] for s in summary["samples"]] == ["a"]
+    assert summary["earlier_sample_folders"] == [str(out / "samples" / "b")]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary left
+
+    a.write_bytes(a.read_bytes()[:5000])  # the file is now cut short
+    third = nkpanel("flow", "analyze", str(a), "--out", str(out))
+    assert third.returncode == 1
+    assert "the earlier run's batch tables were removed" in third.stderr
+    assert not list(out.glob("flow_*"))
+
+
 def test_marker_override_and_bad_marker_syntax(tmp_path: Path) -> None:
     proc = nkpanel("flow", "analyze", "x.fcs", "--marker", "CD56", "--out", str(tmp_path))
     assert proc.returncode == 2

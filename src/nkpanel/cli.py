@@ -298,10 +298,14 @@ def flow_analyze(
             files, settings, out, plots=plots, export_events=export_events, on_file=step
         )
     _print_results(outcome.results, outcome.failures)
+    for folder in outcome.earlier:
+        say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
     if outcome.results:
         out_console.print(f"outputs written to {out}")
     else:
         say("no file could be analysed: nothing written")
+    if outcome.removed:
+        say(f"{out}: the earlier run's batch tables were removed (they did not describe this run)")
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ from nkpanel._names import unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import NkPanelError, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
-from nkpanel.flow.output import BatchFailure, write_batch, write_sample_outputs
+from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, write_sample_outputs
 from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
 
@@ -38,6 +38,10 @@ class BatchOutcome:
     failures: list[BatchFailure] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)
+    #: sample folders an earlier run left in the output folder (not in this batch's tables)
+    earlier: list[Path] = field(default_factory=list)
+    #: batch tables of an earlier run, removed because every file of this one failed
+    removed: list[Path] = field(default_factory=list)
 
 
 def analyze_flow_batch(
@@ -51,9 +55,12 @@ def analyze_flow_batch(
 ) -> BatchOutcome:
     """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
 
-    When every file fails, nothing is written. Files are named by their stem; files of one
-    stem from different folders are told apart as ``<stem>-2``, ``<stem>-3``… in the order
-    given (with a note naming the file), so that none overwrites another's outputs."""
+    When every file fails, nothing is written, and batch tables an earlier run left in
+    ``out_dir`` are removed (they would pass for this run's). Sample folders of an earlier run
+    that this one did not write are listed in :attr:`BatchOutcome.earlier` and in the summary.
+    Files are named by their stem; files of one stem from different folders are told apart as
+    ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that none
+    overwrites another's outputs."""
     outcome = BatchOutcome()
     names = unique_stems(paths)
     for path, name in zip(paths, names, strict=True):
@@ -77,8 +84,20 @@ def analyze_flow_batch(
         outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
+    written_now = {r.sample for r in outcome.results}
+    samples = out_dir / "samples"
+    if samples.is_dir():
+        outcome.earlier = sorted(
+            d
+            for d in samples.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and d.name not in written_now
+        )
     if outcome.results:  # every file failed: no empty tables
-        outcome.written += write_batch(outcome.results, outcome.failures, out_dir)
+        outcome.written += write_batch(
+            outcome.results, outcome.failures, out_dir, earlier=outcome.earlier
+        )
+    else:
+        outcome.removed = remove_batch_tables(out_dir)
     return outcome
 
 

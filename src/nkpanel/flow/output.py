@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nkpanel._atomic import write_bytes, write_text, write_with
+from nkpanel._atomic import atomic_folder, write_bytes, write_text, write_with
 from nkpanel.flow.analyze import FlowAnalysis
 from nkpanel.flow.results import FlowResult
 
@@ -63,8 +63,23 @@ def write_sample_outputs(
     plots: bool = True,
     export_events: EventFormat | None = None,
 ) -> list[Path]:
-    """Per-sample files: summary JSON, Gating-ML of the automated gates, figures, events."""
-    d = sample_dir(out_dir, analysis)
+    """Per-sample files: summary JSON, Gating-ML of the automated gates, figures, events.
+
+    They are written into a new folder that then replaces the sample's folder whole, so that
+    figures or events of an earlier run into the same ``out_dir`` are not left beside them."""
+    final = sample_dir(out_dir, analysis)
+    with atomic_folder(final) as d:
+        written = _write_sample_files(analysis, d, plots=plots, export_events=export_events)
+    return [final / p.relative_to(d) for p in written]
+
+
+def _write_sample_files(
+    analysis: FlowAnalysis,
+    d: Path,
+    *,
+    plots: bool,
+    export_events: EventFormat | None,
+) -> list[Path]:
     written: list[Path] = []
     summary = analysis.result.summary()
     target = d / "summary.json"
@@ -136,12 +151,35 @@ def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
     )
 
 
+#: the batch-level files :func:`write_batch` writes
+BATCH_TABLES = (
+    "flow_populations.csv",
+    "flow_populations.parquet",
+    "flow_populations.json",
+    "flow_summary.json",
+)
+
+
+def remove_batch_tables(out_dir: Path) -> list[Path]:
+    """Remove the batch tables an earlier run left in ``out_dir``; return those removed."""
+    removed = []
+    for name in BATCH_TABLES:
+        target = out_dir / name
+        if target.is_file():
+            target.unlink()
+            removed.append(target)
+    return removed
+
+
 def write_batch(
     results: Sequence[FlowResult],
     failures: Sequence[BatchFailure],
     out_dir: Path,
+    *,
+    earlier: Sequence[Path] = (),
 ) -> list[Path]:
-    """The batch-level tidy table in three formats and the run summary."""
+    """The batch-level tidy table in three formats and the run summary (which also lists the
+    ``earlier`` sample folders a previous run left in ``out_dir``)."""
     rows = [row for r in results for row in r.rows()]
     frame = _frame(rows)
     written = []
@@ -159,6 +197,7 @@ def write_batch(
     summary = {
         "samples": [r.summary() for r in results],
         "failures": [{"source": f.source, "reason": f.reason} for f in failures],
+        "earlier_sample_folders": [str(p) for p in earlier],
     }
     target = out_dir / "flow_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=_json_default))
