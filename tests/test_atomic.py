@@ -36,3 +36,21 @@ def test_replaced_file_keeps_its_own_permissions(tmp_path: Path) -> None:
     write_text(target, "new")
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o664
+
+
+@pytest.mark.usefixtures("umask_027")
+def test_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    from nkpanel._atomic import atomic_folder
+
+    target = tmp_path / "samples" / "tube1"
+    target.mkdir(parents=True)
+    (target / "old-figure.png").write_text("earlier run")
+    with pytest.raises(RuntimeError), atomic_folder(target) as d:
+        (d / "summary.json").write_text("{}")
+        raise RuntimeError("analysis failed half-way")
+    assert [p.name for p in target.iterdir()] == ["old-figure.png"]  # untouched
+    with atomic_folder(target) as d:
+        (d / "summary.json").write_text("{}")
+    assert [p.name for p in target.iterdir()] == ["summary.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~0o027
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tube1"]  # no temporaries
