@@ -6,7 +6,6 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from nkpanel._cli import (
     progress_steps,
     say,
 )
-from nkpanel.errors import CompensationError, ConfigError, NkPanelError, one_line
+from nkpanel.errors import ConfigError, NkPanelError, one_line
 from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
@@ -78,29 +77,6 @@ def _root(
 def version() -> None:
     """Print the nkpanel version."""
     typer.echo(__version__)
-
-
-def _read_spillover(path: Path) -> object:
-    import numpy as np
-
-    from nkpanel.flow.sample import Spillover
-
-    try:
-        rows = list(csv.reader(path.read_text("utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CompensationError(path, f"cannot read spillover matrix ({exc})") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise CompensationError(path, "spillover CSV needs a header of channel names and rows")
-    names = tuple(c.strip() for c in rows[0])
-    try:
-        matrix = np.array([[float(c) for c in r] for r in rows[1:]], dtype=np.float64)
-    except ValueError:
-        raise CompensationError(path, "spillover CSV holds a non-numeric value") from None
-    try:
-        return Spillover(names, matrix)
-    except CompensationError as exc:
-        raise CompensationError(path, exc.cause) from None
 
 
 def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
@@ -252,14 +228,18 @@ def flow_analyze(
     from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
     from nkpanel.flow.autogate import AutoGateSettings
     from nkpanel.flow.markers import load_aliases, normalise_label
-    from nkpanel.flow.sample import Spillover
     from nkpanel.pipeline import analyze_flow_batch
 
     files = expand_folders(files, (".fcs", ".lmd"))
     if (beads is None) != (volume is None):
         raise ConfigError("--beads and --volume go together (bead-method absolute counts)")
-    spill = _read_spillover(spillover) if spillover is not None else None
-    assert spill is None or isinstance(spill, Spillover)
+    spill = None
+    if spillover is not None:
+        from nkpanel.flow.compensation import read_spillover_csv
+
+        spill, spill_notes = read_spillover_csv(spillover)
+        for note in spill_notes:
+            say(f"{spillover}: {note}", flag="note:", colour="yellow")
     settings = FlowSettings(
         aliases=load_aliases(aliases) if aliases is not None else None,
         marker_overrides=parse_pairs(

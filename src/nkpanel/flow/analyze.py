@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +38,7 @@ from nkpanel.flow.markers import (
 )
 from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
-from nkpanel.flow.sample import FlowSample, Spillover, read_fcs
+from nkpanel.flow.sample import FlowSample, Spillover, on_file_channels, read_fcs
 
 __all__ = ["AbsoluteCountInputs", "FlowAnalysis", "FlowSettings", "analyze_file", "analyze_sample"]
 
@@ -176,7 +176,11 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     s = settings or FlowSettings()
     looks = detect_cytometry(sample)
     cytometry = looks if s.autogate.cytometry == "auto" else s.autogate.cytometry
-    spill = s.spillover if s.spillover is not None else sample.spillover
+    spill = (
+        on_file_channels(s.spillover, sample.channels, sample.source)
+        if s.spillover is not None
+        else sample.spillover
+    )
     comp = CompensatedColumns(sample, spill)
     if s.template is not None:
         return _analyze_with_template(sample, comp, s, s.template, cytometry)
@@ -434,12 +438,16 @@ def _qc_checks(
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
     if cytometry == "flow" and gating is not None:
-        flags.append(_compensation_flag(sample, spill, s))
+        gated = {d.channel for g in gating.tree.gates for d in g.dims}
+        flags.append(_compensation_flag(sample, spill, s, gated))
     return flags
 
 
-def _compensation_flag(sample: FlowSample, spill: Spillover | None, s: FlowSettings) -> QCFlag:
-    """Whether the fluorescence the gates used was compensated, and by what."""
+def _compensation_flag(
+    sample: FlowSample, spill: Spillover | None, s: FlowSettings, gated: Collection[str] = ()
+) -> QCFlag:
+    """Whether the fluorescence the gates used (channels ``gated``) was compensated, and by
+    what."""
     identity = spill is not None and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
     matrix = "supplied" if s.spillover else "file's"
 
@@ -459,7 +467,22 @@ def _compensation_flag(sample: FlowSample, spill: Spillover | None, s: FlowSetti
         return flag(reason, blocking=True)
     if identity:
         return flag("spillover matrix is the identity: check that compensation was recorded")
+    # a supplied matrix that leaves out detectors the file's own matrix compensates
+    own = sample.spillover.channels if sample.spillover is not None else ()
+    left_out = [ch for ch in own if ch in gated and ch not in spill.channels]
+    if s.spillover is not None and left_out:
+        names = ", ".join(_channel_label(sample, ch) for ch in left_out)
+        return flag(
+            f"compensated with the supplied matrix, which leaves {names} uncompensated "
+            "(the file's own matrix covers them)"
+        )
     return flag(f"compensated with the {matrix} matrix", passed=True)
+
+
+def _channel_label(sample: FlowSample, pnn: str) -> str:
+    """``CD56 (APC-A)``, or the $PnN alone when the channel has no $PnS."""
+    pns = sample.channels[sample.index_of(pnn)].pns
+    return f"{pns} ({pnn})" if pns else pnn
 
 
 def _prior_compensation(sample: FlowSample) -> str | None:

@@ -6,6 +6,7 @@ FCS 3.1 and the ``spectrumMatrix`` of Gating-ML 2.0, one row per dye).
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from nkpanel.flow.sample import (
     FlowSample,
     Spillover,
     names_only_spillover,
+    unit_diagonal,
 )
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "analog_compensation",
     "compensate",
     "detector_columns",
+    "read_spillover_csv",
     "unlisted_compensation",
     "unmixing",
 ]
@@ -70,6 +73,77 @@ def unlisted_compensation(sample: FlowSample) -> str | None:
                 "for channels it compensated at acquisition"
             )
     return None
+
+
+def read_spillover_csv(path: Path) -> tuple[Spillover, tuple[str, ...]]:
+    """A spillover matrix from a CSV file a lab supplies, and notes on how it was read.
+
+    The first row names the channels ($PnN, or each channel's $PnS), one row per dye follows,
+    in the same order. Read as spreadsheets write it: with or without a byte-order mark, comma,
+    semicolon or tab separated (decimal commas with the latter two), with or without a first
+    column repeating the channel names, in fractions or percent (diagonal 100).
+
+    Raises
+    ------
+    CompensationError
+        One line naming the file and the cause: unreadable, not a square table of numbers
+        (the first value that is not one named by row and column), row names that differ from
+        the header, or a matrix :class:`~nkpanel.flow.sample.Spillover` refuses.
+    """
+    try:
+        text = path.read_text("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompensationError(path, f"cannot read spillover matrix ({exc})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        raise CompensationError(path, "spillover CSV needs a header of channel names and rows")
+    # the separator the header uses most: commas, semicolons or tabs
+    delimiter = max((";", "\t", ","), key=lambda d: lines[0].count(d))
+    rows = [[c.strip() for c in r] for r in csv.reader(lines, delimiter=delimiter)]
+    header, body = rows[0], rows[1:]
+    labelled = (bool(header) and header[0] == "") or all(
+        len(r) == len(header) + 1 and not _is_number(r[0], delimiter) for r in body
+    )
+    names = tuple(header[1:] if header and header[0] == "" else header)
+    if labelled:
+        labels = [r[0] for r in body]
+        if [lb.casefold() for lb in labels] != [n.casefold() for n in names]:
+            raise CompensationError(
+                path, f"spillover CSV rows are named {labels}, not as its columns {list(names)}"
+            )
+        body = [r[1:] for r in body]
+    values: list[list[float]] = []
+    for i, r in enumerate(body, start=2):
+        row = []
+        for j, cell in enumerate(r, start=1):
+            if not _is_number(cell, delimiter):
+                where = f"row {i}, column {j + labelled}"
+                hint = "" if delimiter != "," else " (a file separated by ';' or tabs is read too)"
+                raise CompensationError(
+                    path, f"spillover CSV holds {cell[:30]!r} at {where}, not a number{hint}"
+                )
+            row.append(_number(cell, delimiter))
+        values.append(row)
+    if len({len(r) for r in values}) > 1:
+        raise CompensationError(path, "spillover CSV rows have different numbers of values")
+    try:
+        spill, note = unit_diagonal(Spillover(names, np.array(values, dtype=np.float64)), path)
+    except CompensationError as exc:
+        raise CompensationError(path, exc.cause) from None
+    return spill, (note,) if note else ()
+
+
+def _number(cell: str, delimiter: str) -> float:
+    # "0,125" is a decimal comma where commas do not separate the values
+    return float(cell.replace(",", ".") if delimiter != "," else cell)
+
+
+def _is_number(cell: str, delimiter: str) -> bool:
+    try:
+        _number(cell, delimiter)
+    except ValueError:
+        return False
+    return True
 
 
 def compensate(sample: FlowSample, spillover: Spillover | None = None) -> NDArray[np.float64]:

@@ -62,9 +62,11 @@ __all__ = [
     "FlowSample",
     "Spillover",
     "names_only_spillover",
+    "on_file_channels",
     "parse_spillover",
     "read_fcs",
     "timestep",
+    "unit_diagonal",
 ]
 
 #: keywords (lower case, without "$") that may carry a spillover matrix, in order of preference;
@@ -292,6 +294,62 @@ def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None)
     try:
         return Spillover(tuple(names), values)
     except CompensationError as exc:
+        raise CompensationError(source, exc.cause) from None
+
+
+def unit_diagonal(spill: Spillover, source: str | Path | None) -> tuple[Spillover, str | None]:
+    """``spill`` with a diagonal of 1, as FCS 3.1 defines $SPILLOVER (each dye seen whole in
+    its own detector), and a note when it had to be rescaled.
+
+    A matrix written in percent (diagonal 100, as FlowJo and spreadsheets show spillover) is
+    divided by 100. Any other diagonal is refused: applied as it is, it would scale every dye
+    and misplace every gate.
+
+    Raises
+    ------
+    CompensationError
+        A diagonal that is neither all 1 nor all 100.
+    """
+    diag = np.diag(spill.matrix)
+    if diag.size == 0 or np.allclose(diag, 1.0, rtol=0.0, atol=1e-3):
+        return spill, None
+    if np.allclose(diag, 100.0, rtol=0.0, atol=0.1):
+        note = "spillover matrix in percent (diagonal 100): divided by 100"
+        return Spillover(spill.channels, spill.matrix / 100.0), note
+    raise CompensationError(
+        source,
+        f"spillover matrix diagonal runs from {diag.min():g} to {diag.max():g}, not 1 (each "
+        "dye is seen whole in its own detector) nor 100 (percent)",
+    )
+
+
+def on_file_channels(
+    spill: Spillover, channels: Sequence[Channel], source: str | Path | None
+) -> Spillover:
+    """``spill`` with every channel it names given as the file's $PnN.
+
+    A name that is no $PnN but the $PnS of exactly one channel ("CD3 FITC", as a matrix
+    exported with stain names labels it) stands for that channel; names that match neither
+    are left for :func:`~nkpanel.flow.compensation.unmixing` to refuse.
+    """
+    pnn = [c.pnn for c in channels]
+    if all(name in pnn for name in spill.channels):
+        return spill
+
+    def key(label: str) -> str:
+        return " ".join(label.casefold().split())
+
+    stains: dict[str, list[str]] = {}
+    for c in channels:
+        if c.pns:
+            stains.setdefault(key(c.pns), []).append(c.pnn)
+    names = []
+    for name in spill.channels:
+        hits = stains.get(key(name), []) if name not in pnn else [name]
+        names.append(hits[0] if len(hits) == 1 else name)
+    try:
+        return Spillover(tuple(names), spill.matrix)
+    except CompensationError as exc:  # a stain name and its channel's $PnN both given
         raise CompensationError(source, exc.cause) from None
 
 
@@ -1148,11 +1206,16 @@ def _spillover_from_text(
             continue
         if key == "comp":
             try:
-                return parse_spillover(value, pnn, source=str(p))
+                spill = parse_spillover(value, pnn, source=str(p))
             except CompensationError:
                 notes.append("$COMP (FCS 3.0 compensation) is not in $SPILLOVER form; not used")
                 return None
-        return parse_spillover(value, pnn, source=str(p))
+        else:
+            spill = parse_spillover(value, pnn, source=str(p))
+        spill, note = unit_diagonal(spill, p)
+        if note is not None:
+            notes.append(f"${key.upper()}: {note}")
+        return spill
     return None
 
 
@@ -1352,7 +1415,13 @@ def _read_buffer(
     _cross_check(text, parsed.flowio_view, layout.par, p)
 
     spill = _spillover_from_text(text, [c.pnn for c in channels], p, notes)
-    with_matrix = compensate if isinstance(compensate, Spillover) else spill if compensate else None
+    with_matrix = (
+        on_file_channels(compensate, channels, p)
+        if isinstance(compensate, Spillover)
+        else spill
+        if compensate
+        else None
+    )
     unmix = None
     if with_matrix is not None:
         from nkpanel.flow.compensation import unmixing

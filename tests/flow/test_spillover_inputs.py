@@ -1,0 +1,131 @@
+"""Spillover matrices as labs supply them: spreadsheet CSVs, percent, stain names, part-matrices.
+
+Truth is the matrix written in each test by hand: every spelling of it must read back as the same
+fractions, and an analysis with it must equal the analysis with the canonical form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nkpanel.errors import CompensationError
+from nkpanel.flow.compensation import read_spillover_csv
+from nkpanel.flow.sample import Spillover, read_fcs
+from tests.flow.fcs_bytes import build_fcs
+
+#: FITC into PE 12.5%, PE into FITC 2%, PE into PE-Cy7 4%
+CHANNELS = ("FITC-A", "PE-A", "PE-Cy7-A")
+MATRIX = np.array([[1.0, 0.125, 0.0], [0.02, 1.0, 0.04], [0.0, 0.0, 1.0]])
+
+
+def _csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("FITC-A,PE-A,PE-Cy7-A\n1,0.125,0\n0.02,1,0.04\n0,0,1\n", "utf-8"),
+        # Excel "CSV UTF-8": a byte-order mark before the first channel name
+        ("FITC-A,PE-A,PE-Cy7-A\n1,0.125,0\n0.02,1,0.04\n0,0,1\n", "utf-8-sig"),
+        # European Excel: semicolons, decimal commas
+        ("FITC-A;PE-A;PE-Cy7-A\n1;0,125;0\n0,02;1;0,04\n0;0;1\n", "utf-8"),
+        ("FITC-A\tPE-A\tPE-Cy7-A\n1\t0.125\t0\n0.02\t1\t0.04\n0\t0\t1\n", "utf-8"),
+        # a first column naming each row, as FlowJo and spreadsheets lay a matrix out
+        (",FITC-A,PE-A,PE-Cy7-A\nFITC-A,1,0.125,0\nPE-A,0.02,1,0.04\nPE-Cy7-A,0,0,1\n", "utf-8"),
+        # percent
+        ("FITC-A,PE-A,PE-Cy7-A\n100,12.5,0\n2,100,4\n0,0,100\n", "utf-8"),
+    ],
+    ids=["plain", "bom", "semicolon-decimal-comma", "tab", "row-names", "percent"],
+)
+def test_every_spreadsheet_spelling_reads_as_the_same_fractions(
+    tmp_path: Path, text: str, encoding: str
+) -> None:
+    spill, notes = read_spillover_csv(_csv(tmp_path / "m.csv", text, encoding))
+    assert spill.channels == CHANNELS
+    np.testing.assert_allclose(spill.matrix, MATRIX, rtol=0, atol=1e-15)
+    assert bool(notes) == text.startswith("FITC-A,PE-A,PE-Cy7-A\n100")
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("FITC-A;PE-A\n1;0,1\n0;x\n", "holds 'x' at row 3, column 2, not a number"),
+        ("FITC-A,PE-A\n1,0.1\n0,n/a\n", "(a file separated by ';' or tabs is read too)"),
+        (",FITC-A,PE-A\nPE-A,1,0.1\nFITC-A,0,1\n", "rows are named ['PE-A', 'FITC-A']"),
+        ("FITC-A,PE-A\n0.5,0.1\n0,1\n", "diagonal runs from 0.5 to 1, not 1"),
+        ("FITC-A,PE-A\n1,0.1\n", "is (1, 2), expected 2×2"),
+        ("FITC-A,PE-A\n", "needs a header of channel names and rows"),
+    ],
+)
+def test_bad_matrix_files_get_one_line_naming_file_and_cause(
+    tmp_path: Path, text: str, cause: str
+) -> None:
+    path = _csv(tmp_path / "bad.csv", text)
+    with pytest.raises(CompensationError) as info:
+        read_spillover_csv(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and cause in message, message
+
+
+def _fcs_with_spillover(tmp_path: Path, value: str) -> Path:
+    rng = np.random.default_rng(0)
+    events = rng.uniform(0, 1000, size=(200, 3))
+    data = build_fcs(events, CHANNELS, pns=("CD3", "CD16", "CD19"), keywords={"$SPILLOVER": value})
+    path = tmp_path / "tube-synthetic.fcs"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_files_spillover_in_percent_is_divided_by_100_with_a_note(tmp_path: Path) -> None:
+    percent = "3,FITC-A,PE-A,PE-Cy7-A,100,12.5,0,2,100,4,0,0,100"
+    sample = read_fcs(_fcs_with_spillover(tmp_path, percent))
+    assert sample.spillover == Spillover(CHANNELS, MATRIX)
+    assert any("in percent (diagonal 100): divided by 100" in n for n in sample.notes)
+
+
+def test_a_files_spillover_with_another_diagonal_is_refused(tmp_path: Path) -> None:
+    path = _fcs_with_spillover(tmp_path, "2,FITC-A,PE-A,0.5,0.1,0,1")
+    with pytest.raises(CompensationError, match=r"diagonal runs from 0\.5 to 1") as info:
+        read_fcs(path)
+    assert str(path) in str(info.value)
+
+
+def test_stain_names_stand_for_their_channels(tmp_path: Path) -> None:
+    """A matrix labelled with $PnS names compensates exactly as the one labelled with $PnN."""
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.sample import on_file_channels
+
+    sample = read_fcs(_fcs_with_spillover(tmp_path, "3,FITC-A,PE-A,PE-Cy7-A,1,0,0,0,1,0,0,0,1"))
+    by_stain = on_file_channels(Spillover(("cd3", "CD16", "CD19 "), MATRIX), sample.channels, None)
+    assert by_stain == Spillover(CHANNELS, MATRIX)
+    np.testing.assert_array_equal(
+        compensate(sample, by_stain), compensate(sample, Spillover(CHANNELS, MATRIX))
+    )
+    # a name that is neither is left for compensation to refuse, naming it
+    unknown = on_file_channels(Spillover(("CD3", "CD4", "CD19"), MATRIX), sample.channels, None)
+    with pytest.raises(CompensationError, match="names channel 'CD4', not in the file"):
+        compensate(sample, unknown)
+
+
+def test_a_supplied_matrix_leaving_out_gated_detectors_is_flagged(tmp_path: Path) -> None:
+    """The simulated tube's own matrix covers five detectors; a supplied matrix of its first
+    three leaves two gated ones uncompensated: a warning names them, the result stays."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube = simulate_tube(SimulationSpec(n_events=30_000, seed=5))
+    path = write_fcs(tube, tmp_path / "tube-synthetic.fcs")
+    own = tube.spillover
+    part = Spillover(own.channels[:3], own.matrix[:3, :3])
+    result = analyze_file(path, FlowSettings(spillover=part)).result
+    flag = next(f for f in result.qc if f.check == "compensation")
+    assert not flag.passed and not flag.blocking
+    for ch in own.channels[3:]:
+        assert ch in flag.reason
+    full = analyze_file(path, FlowSettings(spillover=own)).result
+    assert next(f for f in full.qc if f.check == "compensation").passed
