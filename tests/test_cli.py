@@ -329,3 +329,28 @@ def test_warnings_and_how_the_file_was_read_are_printed(tmp_path: Path) -> None:
     assert f"read: t: $TIMESTEP '{bad}' is not a positive number; ignored" in proc.stderr
     # how the gates were found
     assert "note: t: no CD45: leukocytes taken from scatter alone" in proc.stderr
+
+
+def test_spillover_with_a_template_is_refused_before_any_file_is_read(tmp_path: Path) -> None:
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=43, n_events=20_000)), tmp_path / "t.fcs")
+    out = tmp_path / "out"
+    first = nkpanel("flow", "analyze", str(tube), "--out", str(out), "--no-plots")
+    assert first.returncode == 0, first.stderr
+    matrix = tmp_path / "m.csv"
+    matrix.write_text("FITC-A,PE-A\n1,0.1\n0,1\n")
+    xml = out / "samples" / "t" / "gates.gatingml.xml"
+    proc = nkpanel(
+        "flow",
+        "analyze",
+        str(tube),
+        "--template",
+        str(xml),
+        "--spillover",
+        str(matrix),
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--spillover with --template" in lines[0], proc.stderr
+    assert not (tmp_path / "x").exists()

@@ -271,6 +271,10 @@ def flow_analyze(
 
         # a bad template, or a sample it does not hold, fails once, before any file is read
         check_workspace_sample(load_template(template), template_sample)
+        if spill is not None:
+            from nkpanel.flow.analyze import TEMPLATE_WITH_MATRIX
+
+            raise ConfigError(f"--spillover with --template: {TEMPLATE_WITH_MATRIX}")
     elif template_sample is not None:
         raise ConfigError("--template-sample names a sample of a --template workspace")
     with progress_steps("analysing", len(files)) as step:

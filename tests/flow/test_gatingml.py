@@ -443,3 +443,44 @@ def test_exported_gates_compensate_each_new_file_with_its_own_matrix(tmp_path: P
     write_sample_outputs(with_matrix, tmp_path / "out2", plots=False)
     root = ET.parse(next((tmp_path / "out2").rglob("gates.gatingml.xml"))).getroot()
     assert len(root.findall(f"{{{TRANSFORMS}}}spectrumMatrix")) == 1
+
+
+def test_a_templates_own_matrix_that_differs_from_the_files_is_pointed_out(
+    tmp_path: Path,
+) -> None:
+    """Gates exported with a supplied matrix embed it; applied as a template to a tube recorded
+    with other compensation, FlowKit compensates with the template's matrix (as FlowJo would),
+    and a warning gives the largest difference, computed here by hand. A supplied matrix is
+    refused with a template: it would be silently ignored."""
+    from nkpanel.errors import ConfigError
+    from nkpanel.flow.analyze import TEMPLATE_MATRIX_TOLERANCE, FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube_a = simulate_tube(SimulationSpec(n_events=20_000, seed=3))
+    first = write_fcs(tube_a, tmp_path / "a-synthetic.fcs")
+    tube_b = simulate_tube(SimulationSpec(n_events=20_000, seed=4, spillover_scale=1.5))
+    second = write_fcs(tube_b, tmp_path / "b-synthetic.fcs")
+    lab = Spillover(tube_a.spillover.channels, np.round(tube_a.spillover.matrix, 2))
+    write_sample_outputs(analyze_file(first, FlowSettings(spillover=lab)), tmp_path, plots=False)
+    xml = next(tmp_path.rglob("gates.gatingml.xml"))
+
+    applied = analyze_file(second, FlowSettings(template=xml))
+    flags = [f for f in applied.result.qc if f.check == "compensation"]
+    assert len(flags) == 1 and not flags[0].passed and not flags[0].blocking
+    expected = float(np.abs(lab.matrix - tube_b.spillover.matrix).max())
+    assert expected > TEMPLATE_MATRIX_TOLERANCE
+    assert flags[0].value == pytest.approx(expected, abs=5e-5)
+
+    with pytest.raises(ConfigError, match="does not apply with a template"):
+        analyze_file(second, FlowSettings(template=xml, spillover=lab))
+
+
+@pytest.mark.shared_data
+def test_a_workspace_matrix_equal_to_the_files_is_not_flagged(file_68983: Path) -> None:
+    """FlowJo kept 68983's acquisition matrix in the workspace (to about 1e-8): no warning."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    wsp = file_68983.parent / "gating.wsp"
+    result = analyze_file(file_68983, FlowSettings(template=wsp)).result
+    assert not [f for f in result.qc if f.check == "compensation"]

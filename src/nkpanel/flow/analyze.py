@@ -225,6 +225,9 @@ def _analyze_with_template(
 ) -> FlowAnalysis:
     from nkpanel.flow.template import apply_template, load_template
 
+    if s.spillover is not None:
+        raise ConfigError(TEMPLATE_WITH_MATRIX)
+
     if sample.path is None:
         raise InputError(sample.name, "a template can only be applied to an FCS file on disk")
     template = load_template(template_path)
@@ -245,6 +248,7 @@ def _analyze_with_template(
     parents = {**parents, **{role: _role_parent(role, roles, parents) for role in roles}}
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
+    qc += _template_matrix_flags(sample, applied.matrices)
     result = _build_result(
         sample,
         membership,
@@ -269,6 +273,14 @@ def _analyze_with_template(
         workspace_sample=applied.workspace_sample,
     )
 
+
+#: a template's matrix differing from the file's by more than this is pointed out (FlowJo
+#: keeps the acquisition matrix to about 1e-8; a matrix from other controls differs by 1e-2)
+TEMPLATE_MATRIX_TOLERANCE = 1e-4
+TEMPLATE_WITH_MATRIX = (
+    "a supplied spillover matrix does not apply with a template: the template's own "
+    "compensation does (its matrices, or each file's $SPILLOVER where it refers to it)"
+)
 
 _ROLE_NAMES = {
     "Lymphocytes": ("lymphocytes", "lymphs", "lymph"),
@@ -530,6 +542,39 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
     # analysis says it (whether the template compensates again is the template's matter)
     if (before := _prior_compensation(sample)) is not None:
         out.append(QCFlag("compensation", False, None, None, before, blocking=False))
+    return out
+
+
+def _template_matrix_flags(sample: FlowSample, matrices: Mapping[str, Spillover]) -> list[QCFlag]:
+    """A warning for each of the template's own matrices that differs from the one recorded
+    with the file: a template drawn on another instrument, day or panel compensates this file
+    with that matrix (FlowJo and Gating-ML apply the template's), not with its own."""
+    own = sample.spillover
+    if own is None:
+        return []
+    out = []
+    for ref, matrix in matrices.items():
+        shared = [ch for ch in matrix.channels if ch in own.channels]
+        if not shared:
+            continue
+        ours = [matrix.channels.index(ch) for ch in shared]
+        theirs = [own.channels.index(ch) for ch in shared]
+        diff = np.abs(matrix.matrix[np.ix_(ours, ours)] - own.matrix[np.ix_(theirs, theirs)])
+        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        if diff[i, j] <= TEMPLATE_MATRIX_TOLERANCE:
+            continue
+        out.append(
+            QCFlag(
+                "compensation",
+                False,
+                round(float(diff[i, j]), 4),
+                TEMPLATE_MATRIX_TOLERANCE,
+                f"the template compensates with its own matrix {ref!r}, which differs from the "
+                f"file's by up to {diff[i, j]:.3g} ({shared[i]} into {shared[j]}): check that "
+                "it was made for this instrument and panel",
+                blocking=False,
+            )
+        )
     return out
 
 

@@ -39,8 +39,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError, one_line
-from nkpanel.flow.sample import KEPT_KEYWORDS, SPILLOVER_KEYWORDS, timestep
+from nkpanel.errors import (
+    CompensationError,
+    ConfigError,
+    FCSFormatError,
+    InputError,
+    MarkerError,
+    one_line,
+)
+from nkpanel.flow.sample import KEPT_KEYWORDS, SPILLOVER_KEYWORDS, Spillover, timestep
 
 if TYPE_CHECKING:
     from nkpanel.flow.sample import FlowSample
@@ -180,6 +187,9 @@ class TemplateResult:
     channels: tuple[str, ...] = ()
     #: the workspace sample whose gates were applied (``None`` for Gating-ML)
     workspace_sample: str | None = None
+    #: the template's own spillover matrices its gates compensate with, by reference (a
+    #: dimension that refers to "FCS" uses the file's own $SPILLOVER and is not listed)
+    matrices: Mapping[str, Spillover] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -682,4 +692,21 @@ def apply_template(
         flowkit_sample=sample,
         channels=channels,
         workspace_sample=used,
+        matrices=_template_matrices(strategy),
     )
+
+
+def _template_matrices(strategy: Any) -> dict[str, Spillover]:
+    """The template's own spillover matrices that its gates refer to, as nkpanel matrices
+    (one row per dye, over the detectors FlowKit lists). A matrix nkpanel would refuse
+    (singular, not finite) is left out: FlowKit has applied it, and says so if it cannot."""
+    out: dict[str, Spillover] = {}
+    for ref in set(_needed_channels(strategy).values()):
+        matrix = strategy.comp_matrices.get(ref)
+        if matrix is None:
+            continue
+        try:
+            out[ref] = Spillover(tuple(str(d) for d in matrix.detectors), matrix.matrix)
+        except CompensationError:
+            continue
+    return out
