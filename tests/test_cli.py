@@ -229,6 +229,17 @@ def test_a_folder_of_fcs_files_is_analysed_file_by_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "o" / "flow_summary.json").read_text())
     assert [s["sample"] for s in summary["samples"]] == ["tube6", "tube7"]
+    # a file given again (in its folder, and by another spelling of its path) counts once
+    again = folder / ".." / "tubes" / "tube6.FCS"
+    proc = nkpanel(
+        "flow", "analyze", str(folder), str(again), "--no-plots", "--out", str(tmp_path / "t")
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: {again}: given twice (also as {folder / 'tube6.FCS'}): analysed once" in (
+        proc.stderr
+    )
+    summary = json.loads((tmp_path / "t" / "flow_summary.json").read_text())
+    assert [s["sample"] for s in summary["samples"]] == ["tube6", "tube7"]
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = nkpanel("flow", "analyze", str(empty), "--out", str(tmp_path / "e"))

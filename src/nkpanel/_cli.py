@@ -40,13 +40,33 @@ V = TypeVar("V")
 
 def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
     """The files given, with each folder among them replaced by the files in it (not in its
-    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order.
+    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order. A file
+    given twice (by the same or another path, or in a folder also given) is kept once, and a
+    note says so: analysed twice, it would be counted as two samples.
 
     Raises
     ------
     InputError
         A folder that holds no such file.
     """
+    listed = _expand(paths, suffixes)
+    out: list[Path] = []
+    seen: dict[Path, Path] = {}
+    for p in listed:
+        key = p.resolve() if p.exists() else p
+        if key in seen:
+            say(
+                f"{p}: given twice (also as {seen[key]}): analysed once",
+                flag="note:",
+                colour="yellow",
+            )
+            continue
+        seen[key] = p
+        out.append(p)
+    return out
+
+
+def _expand(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if not p.is_dir():

@@ -151,6 +151,30 @@ def test_bead_and_haematology_counts_both_given_says_which_is_used(tube) -> None
     assert any("cells/µL by the bead method" in n for n in r.notes)
 
 
+def test_too_few_beads_with_a_lymphocyte_count_falls_back_to_dual_platform() -> None:
+    """A tube without beads, both counts given: the haematology count gives cells/µL
+    (NK % × lymphocytes/µL, by hand), and a note says why."""
+    tube = simulate_tube(SimulationSpec(seed=24, with_beads=False))
+    both = AbsoluteCountInputs(50_000.0, 50.0, lymphocytes_per_ul=1800.0)
+    r = analyze_sample(tube.to_sample(), FlowSettings(counts=both)).result
+    assert r.absolute_count_method == "dual-platform"
+    assert r.nk_percent_of_lymphocytes is not None
+    assert r.nk_cells_per_ul == pytest.approx(r.nk_percent_of_lymphocytes / 100 * 1800)
+    assert any("too few counting beads (0) for the bead method" in n for n in r.notes)
+    # beads asked for and nothing else: withheld, not replaced
+    beads_only = AbsoluteCountInputs(50_000.0, 50.0)
+    r = analyze_sample(tube.to_sample(), FlowSettings(counts=beads_only)).result
+    assert r.absolute_count_method == "bead" and r.nk_cells_per_ul is None
+
+
+def test_beads_in_the_tube_without_a_bead_lot_say_why_there_is_no_count(tube) -> None:  # type: ignore[no-untyped-def]
+    r = analyze_sample(tube.to_sample()).result
+    assert r.nk_cells_per_ul is None and r.absolute_count_method == "none"
+    note = next(n for n in r.notes if "counting-bead events found" in n)
+    beads = next(p.count for p in r.populations if p.population == "Beads")
+    assert note.startswith(f"{beads} counting-bead events found, but no beads per test")
+
+
 def test_a_template_run_checks_flow_rate_and_saturation_too(tmp_path: Path) -> None:
     """A lab template has no time gate of nkpanel's: the clog is still found, and the
     channels the template gates on are checked for saturation."""

@@ -205,11 +205,16 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
                 blocking=False,
             )
         )
-    notes = gating.notes
-    if s.counts.bead_method and s.counts.lymphocytes_per_ul is not None:
-        notes += ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
     result = _build_result(
-        sample, gating.membership, parents, s, cytometry, "automated", qc, notes, sample.notes
+        sample,
+        gating.membership,
+        parents,
+        s,
+        cytometry,
+        "automated",
+        qc,
+        gating.notes,
+        sample.notes,
     )
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
@@ -642,10 +647,25 @@ def _build_result(
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
     beads_ok = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
-    if c.bead_method:
-        method = "bead"  # asked for: with too few beads the count is withheld, not replaced
-    elif c.lymphocytes_per_ul is not None and n_lymph > 0:
+    dual = c.lymphocytes_per_ul is not None and n_lymph > 0
+    if c.bead_method and (beads_ok or not dual):
+        method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
+    elif dual:
         method = "dual-platform"
+    if c.bead_method and c.lymphocytes_per_ul is not None:
+        notes += (
+            ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
+            if method == "bead"
+            else (
+                f"too few counting beads ({n_beads}) for the bead method: cells/µL by the "
+                "dual-platform method, from the lymphocyte count given",
+            )
+        )
+    elif method == "none" and n_beads >= s.qc.min_bead_events:
+        notes += (
+            f"{n_beads} counting-bead events found, but no beads per test and sample volume "
+            "given (--beads, --volume): no absolute count",
+        )
 
     def under(name: str, role: str) -> bool:
         targets = {role, (roles or {}).get(role, role)}
