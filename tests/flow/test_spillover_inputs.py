@@ -129,3 +129,20 @@ def test_a_supplied_matrix_leaving_out_gated_detectors_is_flagged(tmp_path: Path
         assert ch in flag.reason
     full = analyze_file(path, FlowSettings(spillover=own)).result
     assert next(f for f in full.qc if f.check == "compensation").passed
+
+
+def test_a_second_keyword_with_another_matrix_is_noted(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    data = build_fcs(
+        rng.uniform(0, 1000, size=(100, 3)),
+        CHANNELS,
+        keywords={
+            "$SPILLOVER": "3,FITC-A,PE-A,PE-Cy7-A,1,0.125,0,0.02,1,0.04,0,0,1",
+            "SPILL": "3,FITC-A,PE-A,PE-Cy7-A,1,0.2,0,0.02,1,0.04,0,0,1",
+        },
+    )
+    path = tmp_path / "two-matrices-synthetic.fcs"
+    path.write_bytes(data)
+    sample = read_fcs(path)
+    assert sample.spillover == Spillover(CHANNELS, MATRIX)
+    assert "SPILL holds another matrix than $SPILLOVER, which is used" in sample.notes

@@ -21,6 +21,7 @@ from nkpanel.flow.sample import (
     FlowSample,
     Spillover,
     names_only_spillover,
+    spillover_keyword,
     unit_diagonal,
 )
 
@@ -69,8 +70,8 @@ def unlisted_compensation(sample: FlowSample) -> str | None:
         n = names_only_spillover(sample.metadata.get(key, ""))
         if n is not None:
             return (
-                f"${key.upper()} names {n} channels but holds no matrix, as MACSQuant writes "
-                "for channels it compensated at acquisition"
+                f"{spillover_keyword(key)} names {n} channels but holds no matrix, as "
+                "MACSQuant writes for channels it compensated at acquisition"
             )
     return None
 

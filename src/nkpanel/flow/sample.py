@@ -1202,7 +1202,7 @@ def _spillover_from_text(
             continue
         if (count := names_only_spillover(value)) is not None:
             # MACSQuant writes the channel names with no matrix
-            notes.append(f"${key.upper()} names {count} channels but holds no values")
+            notes.append(f"{spillover_keyword(key)} names {count} channels but holds no values")
             continue
         if key == "comp":
             try:
@@ -1214,9 +1214,32 @@ def _spillover_from_text(
             spill = parse_spillover(value, pnn, source=str(p))
         spill, note = unit_diagonal(spill, p)
         if note is not None:
-            notes.append(f"${key.upper()}: {note}")
+            notes.append(f"{spillover_keyword(key)}: {note}")
+        for other in SPILLOVER_KEYWORDS[SPILLOVER_KEYWORDS.index(key) + 1 :]:
+            if _other_matrix(text.get(other, ""), pnn, spill):
+                notes.append(
+                    f"{spillover_keyword(other)} holds another matrix than "
+                    f"{spillover_keyword(key)}, which is used"
+                )
         return spill
     return None
+
+
+def spillover_keyword(key: str) -> str:
+    """A spillover keyword as files write it: ``$SPILLOVER``, ``SPILL`` (no "$": it was
+    never a standard keyword), ``$COMP``."""
+    return key.upper() if key == "spill" else f"${key.upper()}"
+
+
+def _other_matrix(value: str, pnn: Sequence[str], used: Spillover) -> bool:
+    """Whether a second spillover keyword holds a matrix that differs from ``used``."""
+    if not value.strip() or names_only_spillover(value) is not None:
+        return False
+    try:
+        other, _ = unit_diagonal(parse_spillover(value, pnn), None)
+    except CompensationError:
+        return False
+    return other != used
 
 
 def read_fcs(
