@@ -71,11 +71,37 @@ def test_analyze_with_regions_folder(synthetic: Path, tmp_path: Path) -> None:
         ring = f["geometry"]["coordinates"][0]
         assert ring[0] == ring[-1] and len(ring) >= 4
         assert f["properties"]["objectType"] == "cell"
-        assert "nucleusGeometry" in f["properties"]
         xs = [p[0] for p in ring]
         assert min(xs) >= 0 and max(xs) <= 1000
+        # QuPath (PathObjectTypeAdapters.read) takes the nucleus from a member of the Feature
+        # beside "geometry"; inside "properties" it would be dropped on import
+        assert "nucleusGeometry" not in f["properties"]
+        nucleus = f["nucleusGeometry"]
+        assert nucleus["type"] == "Polygon"
+        nring = nucleus["coordinates"][0]
+        assert nring[0] == nring[-1] and len(nring) >= 4
+        # the nucleus lies within the cell's bounding box
+        assert min(p[0] for p in nring) >= min(xs) and max(p[0] for p in nring) <= max(xs)
     cells = (img_dir / "cells.csv").read_text().splitlines()
     assert len(cells) == per_image["stromal_cells"] + 1
+
+
+def test_regions_folder_by_qupath_image_name_and_a_missing_file(
+    synthetic: Path, tmp_path: Path
+) -> None:
+    images = sorted(synthetic.glob("*.tif"))
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    # QuPath's naming for the first image (<image file name>.geojson); none for the second
+    src = synthetic / "synthetic_field_01.regions.geojson"
+    (folder / "synthetic_field_01.tif.geojson").write_text(src.read_text())
+    out = tmp_path / "out"
+    args = ["analyze", *map(str, images), "--regions", str(folder), "--out", str(out)]
+    res = runner.invoke(app, [*args, "--no-detections", "--no-overlays"])
+    assert res.exit_code == 0, res.output
+    assert "warning: synthetic_field_02: no regions file for this image" in res.output
+    rows = (out / "uterine_results.csv").read_text().splitlines()
+    assert ",regions," in rows[1] and ",automatic," in rows[2]
 
 
 def test_analyze_batch_with_a_bad_file_exits_1(synthetic: Path, tmp_path: Path) -> None:

@@ -27,6 +27,16 @@ def _feature(
 
 
 SQUARE = [[[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]]
+SQUARE_FEATURE = {
+    "type": "Feature",
+    "geometry": {"type": "Polygon", "coordinates": SQUARE},
+    "properties": {"objectType": "annotation"},
+}
+MISSING_COORDS = {
+    "type": "Feature",
+    "geometry": {"type": "Polygon"},
+    "properties": {"objectType": "annotation", "classification": {"name": "Stroma"}},
+}
 HOLE = [[20, 20], [40, 20], [40, 40], [20, 40], [20, 20]]
 
 
@@ -79,6 +89,26 @@ def test_bare_list_and_multipolygon_and_unclassified(tmp_path: Path) -> None:
         (json.dumps({"type": "FeatureCollection", "features": []}), "no polygon annotation"),
         (json.dumps([_feature({"name": "Tumor"}, SQUARE)]), "'Tumor'"),
         (json.dumps([_feature(None, [[[0, 0], [1, 1]]])]), "fewer than 3 points"),
+        # malformed files a script or a hand edit leaves: each a one-line InputError, never a
+        # KeyError/TypeError that would stop a whole batch
+        (
+            json.dumps({"type": "FeatureCollection", "features": [MISSING_COORDS]}),
+            'feature 1: Polygon geometry has no "coordinates"',
+        ),
+        (
+            json.dumps([{"type": "Feature", "geometry": "Polygon", "properties": {}}]),
+            'feature 1: "geometry" is not a GeoJSON geometry object',
+        ),
+        (json.dumps({"type": "FeatureCollection", "features": None}), '"features" is not a list'),
+        (
+            '[{"type":"Feature","geometry":{"type":"Polygon","coordinates":'
+            '[[[0,0],[NaN,0],[5,9],[0,0]]]},"properties":{}}]',
+            "coordinate that is not a number",
+        ),
+        (json.dumps([_feature(None, [[0, 0, 0]])]), "not a list of \\[x, y\\] pairs"),
+        (json.dumps([_feature(None, 7)]), '"coordinates" is not a list'),
+        (json.dumps([_feature(None, [7], gtype="MultiPolygon")]), "not a list of rings"),
+        (json.dumps([SQUARE_FEATURE, "text"]), "feature 2 is not a GeoJSON object"),
     ],
 )
 def test_bad_regions(tmp_path: Path, content: str, cause: str) -> None:
@@ -87,6 +117,25 @@ def test_bad_regions(tmp_path: Path, content: str, cause: str) -> None:
     with pytest.raises(InputError, match=cause) as info:
         read_qupath_geojson(p)
     assert str(info.value).startswith(str(p))
+    assert "\n" not in str(info.value)
+
+
+def test_feature_without_geometry_or_with_odd_properties_is_skipped(tmp_path: Path) -> None:
+    doc = [
+        {"type": "Feature", "geometry": None, "properties": {"objectType": "annotation"}},
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": SQUARE},
+            "properties": [],
+        },
+    ]
+    p = tmp_path / "r.geojson"
+    p.write_text(json.dumps(doc))
+    r = read_qupath_geojson(p)
+    # the unclassified square counts (properties that are not an object are no class)
+    assert [x.role for x in r.regions] == ["count"]
+    assert r.regions[0].area_px == pytest.approx(100 * 100)
+    assert r.notes == ("regions: skipped 1 annotations without geometry",)
 
 
 def test_missing_regions_file(tmp_path: Path) -> None:

@@ -21,9 +21,13 @@ SETTINGS = UterineSettings(n_fields=3, field_diameter_um=250.0, tile_px=256)
 
 @pytest.fixture(scope="module")
 def mosaic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Four synthetic 600×600 fields on glass: RGB, truth centres (y, x), truth positivity."""
+    """Four synthetic 600×600 fields on glass: RGB, truth centres (y, x), truth positivity.
+
+    The glass is the light the fields were simulated under (``FieldSpec.white``), with camera
+    noise: on a real slide glass and tissue are lit by the same lamp."""
     rng = np.random.default_rng(0)
-    canvas = (np.array([241, 236, 229]) + rng.integers(-2, 3, (1600, 1600, 3))).astype(np.uint8)
+    lamp = np.array(FieldSpec().white)
+    canvas = (lamp + rng.integers(-2, 3, (1600, 1600, 3))).clip(0, 255).astype(np.uint8)
     xy, pos = [], []
     for k in range(4):
         f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=20 + k))
@@ -130,3 +134,39 @@ def test_tiles_do_not_change_the_count(mosaic: tuple[np.ndarray, np.ndarray, np.
     a, b = whole.result.overall, tiled.result.overall
     assert abs(a.stromal_cells - b.stromal_cells) <= 0.01 * a.stromal_cells
     assert abs(a.cd56_positive_cells - b.cd56_positive_cells) <= 2
+
+
+def test_slide_white_point_is_the_glass_at_full_resolution(tmp_path: Path) -> None:
+    """The reduced, JPEG-compressed level the overview comes from overshoots in colour near
+    tissue (here by up to 26 levels in blue); the white point is the clear glass as scanned."""
+    import tifffile
+
+    glass = (241, 236, 229)
+    canvas = np.empty((2000, 2000, 3), np.uint8)
+    canvas[:] = glass
+    for k in range(4):
+        f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=20 + k))
+        oy, ox = 400 + 600 * (k // 2), 400 + 600 * (k % 2)
+        canvas[oy : oy + 600, ox : ox + 600] = f.rgb
+    p = tmp_path / "glass.tif"
+    with tifffile.TiffWriter(p) as tw:
+        for level, step in enumerate((1, 4)):
+            tw.write(
+                np.ascontiguousarray(canvas[::step, ::step]),
+                photometric="rgb",
+                tile=(256, 256),
+                compression="jpeg",
+                compressionargs={"level": 75},
+                resolution=(1e4 / (UM * step), 1e4 / (UM * step)),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if level else 0,
+                metadata=None,
+            )
+    src = open_image(p)
+    try:
+        assert isinstance(src, WholeSlide)
+        white = analyze_source(src, SETTINGS).result.stains["white"]
+    finally:
+        src.close()
+    # a uniform colour survives JPEG's YCbCr round trip within one level
+    assert np.abs(np.asarray(white) - np.asarray(glass)).max() <= 1

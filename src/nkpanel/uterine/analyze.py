@@ -8,7 +8,9 @@ The steps, for either kind of image:
    (:func:`~nkpanel.uterine.tissue.detect_epithelium`). Countable stroma = tissue ∩ drawn
    stroma regions (if any) − exclusions − epithelium. No tissue is an error.
 2. **Stain vectors**: the white point is estimated (99.5th percentile per channel: glass, or
-   the palest stroma of a field filled with tissue); the standard Ruifrok H-DAB vectors are used
+   the palest stroma of a field filled with tissue; on a whole slide from patches of clear glass
+   read at the analysis resolution, as a field is, not from the JPEG-compressed reduced level
+   the overview comes from); the standard Ruifrok H-DAB vectors are used
    by default, so that QuPath thresholds carry over; Macenko vectors are estimated from the image
    in every run and reported with their sanity checks, and used instead when asked
    (``stains="estimated"``) and sane.
@@ -53,7 +55,7 @@ from nkpanel.uterine.images import (
     check_brightfield,
     open_image,
 )
-from nkpanel.uterine.regions import Regions, read_qupath_geojson
+from nkpanel.uterine.regions import MAX_OUTSIDE_FRACTION, Regions, read_qupath_geojson
 from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
@@ -302,6 +304,43 @@ def _stain_sample(
     return np.concatenate(parts, axis=0)
 
 
+def _glass_white(
+    src: ImageSource,
+    tissue: BoolArray,
+    ds_ov: float,
+    ds_a: float,
+    rng: np.random.Generator,
+    *,
+    patches: int = 16,
+    size: int = 64,
+    clearance_um: float = 50.0,
+) -> tuple[float, float, float] | None:
+    """The white point of a whole slide from clear glass at the analysis resolution.
+
+    ``patches`` squares of ``size`` analysis pixels (32 µm at 0.5 µm/px) are read, wholly inside
+    the slide, centred on random overview pixels at least ``clearance_um`` from any tissue, and
+    the white point is estimated from them as from a field (:func:`~nkpanel.uterine.stains.
+    estimate_white`). None when the slide holds too little clear glass (a field of tissue):
+    the overview's estimate stands.
+    """
+    from scipy import ndimage as ndi
+
+    ov_um = src.pixel_size.um_per_px * ds_ov
+    reach = max(1, math.ceil(clearance_um / ov_um))
+    glass = ~ndi.binary_dilation(tissue, iterations=reach)
+    ys, xs = np.nonzero(glass)
+    w0 = round(size * ds_a)
+    if ys.size < patches or w0 > min(src.width, src.height):
+        return None
+    pick = rng.choice(ys.size, size=patches, replace=False)
+    parts = []
+    for i in pick:
+        x0 = min(max(0, round((xs[i] + 0.5) * ds_ov - w0 / 2)), src.width - w0)
+        y0 = min(max(0, round((ys[i] + 0.5) * ds_ov - w0 / 2)), src.height - w0)
+        parts.append(src.read(x0, y0, w0, w0, ds_a).reshape(-1, 3))
+    return estimate_white(np.concatenate(parts, axis=0))
+
+
 def _is_synthetic(src: ImageSource) -> bool:
     p = src.path
     try:
@@ -346,6 +385,15 @@ def analyze_source(
     """
     s = settings or UterineSettings()
     notes: list[str] = list(src.notes)
+    region_qc: list[UterineQC] = []
+    if regions is not None:
+        # regions from another image: refused (no region on it) or warned about (past its edges)
+        outside, warning = regions.check_on_image(src.width, src.height)
+        if warning is not None:
+            notes.append(warning)
+            region_qc.append(
+                UterineQC("regions on image", False, outside, MAX_OUTSIDE_FRACTION, warning, False)
+            )
     px0 = src.pixel_size.um_per_px
     ds_a = max(1.0, s.detection.pixel_size_um / px0)
     a_um = px0 * ds_a
@@ -368,7 +416,8 @@ def analyze_source(
         overview = _read_overview(src, ds_ov)
     if isinstance(src, WholeSlide):
         check_brightfield(overview, src.path)
-    # white point: glass on a slide overview; the palest pixels of a field
+    # white point: the palest pixels of a field; on a slide, first from its overview, then
+    # from clear glass at the analysis resolution (below)
     if s.white_point is not None:
         white = s.white_point
     elif field_a is not None:
@@ -384,6 +433,16 @@ def analyze_source(
     std = ruifrok_hdab(white)
     overview_density = overview_od(overview, std.white)  # for tissue and for glands
     tissue = detect_tissue(overview, std, tis, od=overview_density)
+    if isinstance(src, WholeSlide) and s.white_point is None and tissue.any():
+        # the overview comes from a reduced, JPEG-compressed level whose colours overshoot near
+        # tissue; the white point is read where a field's is, at the analysis resolution, from
+        # clear glass (tissue and the glass are then found again against it)
+        glass_white = _glass_white(src, tissue, ds_ov, ds_a, np.random.default_rng([s.seed, 1]))
+        if glass_white is not None and glass_white != white:
+            white = glass_white
+            std = ruifrok_hdab(white)
+            overview_density = overview_od(overview, std.white)
+            tissue = detect_tissue(overview, std, tis, od=overview_density)
     if not tissue.any():
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
     sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
@@ -565,6 +624,7 @@ def analyze_source(
     ]
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
+    qc += region_qc
     if exclusion_source == "automatic":
         notes.append(
             "glands and luminal epithelium were excluded automatically (no regions given): "

@@ -10,11 +10,18 @@ Output folder layout::
       images/<image>/detections.geojson   QuPath cell objects (Positive/Negative)
       images/<image>/overlay*.png  review overlays (one per ×400 field on a slide)
       images/<image>/overview.png  slides: tissue, exclusions and fields
+
+Each image's folder holds only the files of the latest run: its outputs are written into a
+fresh hidden folder beside it that replaces the old one when the image has been analysed, and
+an image that fails leaves no folder (an earlier run's results would look current beside a
+table that lists the image as failed).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,7 +47,18 @@ from nkpanel.uterine.results import (
     stromal_cells_qc,
 )
 
-__all__ = ["ImageFailure", "UterineBatch", "analyze_batch", "pair_regions", "pool_results"]
+__all__ = [
+    "ImageFailure",
+    "NoRegionsFile",
+    "UterineBatch",
+    "analyze_batch",
+    "pair_regions",
+    "pool_results",
+]
+
+
+#: an image's non-blocking checks about its drawn regions, repeated on the biopsy's result
+REGIONS_CHECKS = ("regions file", "regions on image")
 
 
 @dataclass(frozen=True)
@@ -63,9 +81,35 @@ class UterineBatch:
     overlays: list[Path] = field(default_factory=list)
 
 
-def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path | None]:
+@dataclass(frozen=True)
+class NoRegionsFile:
+    """A regions folder was given but holds no regions file for an image."""
+
+    folder: Path
+    tried: tuple[str, ...]
+
+    @property
+    def warning(self) -> str:
+        return (
+            f"no regions file for this image in {self.folder} (looked for "
+            f"{', '.join(self.tried)}): glands and epithelium were excluded automatically"
+        )
+
+
+def _regions_names(image: Path) -> tuple[str, ...]:
+    """Names a regions file of ``image`` may have, most specific first: QuPath's image name
+    (``a.tif.geojson``, as ``exportObjectsToGeoJson`` scripts name it after the project
+    entry), then the stem (``a.regions.geojson``, ``a.geojson``)."""
+    return (f"{image.name}.geojson", f"{image.stem}.regions.geojson", f"{image.stem}.geojson")
+
+
+def pair_regions(
+    images: Sequence[Path], regions: Sequence[Path]
+) -> list[Path | NoRegionsFile | None]:
     """Match regions files to images: one per image in order, or a folder searched for
-    ``<image stem>.geojson`` / ``<image stem>.regions.geojson``.
+    ``<image name>.geojson`` (``a.tif.geojson``), ``<image stem>.regions.geojson`` or
+    ``<image stem>.geojson``. An image the folder holds no file for gets a
+    :class:`NoRegionsFile`, which :func:`analyze_batch` turns into a warning.
 
     Raises
     ------
@@ -76,10 +120,11 @@ def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path |
         return [None] * len(images)
     if len(regions) == 1 and regions[0].is_dir():
         folder = regions[0]
-        out: list[Path | None] = []
+        out: list[Path | NoRegionsFile | None] = []
         for img in images:
-            hits = [folder / f"{img.stem}.geojson", folder / f"{img.stem}.regions.geojson"]
-            out.append(next((h for h in hits if h.is_file()), None))
+            names = _regions_names(img)
+            hit = next((folder / n for n in names if (folder / n).is_file()), None)
+            out.append(hit if hit is not None else NoRegionsFile(folder, names))
         return out
     if len(regions) != len(images):
         raise ConfigError(
@@ -87,6 +132,17 @@ def pair_regions(images: Sequence[Path], regions: Sequence[Path]) -> list[Path |
             "in the same order, or a folder holding <image name>.geojson files"
         )
     return list(regions)
+
+
+def _replace_folder(fresh: Path, target: Path) -> None:
+    """Put ``fresh`` where ``target`` is, the old ``target`` (if any) removed."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        target.rename(old / target.name)
+        fresh.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        fresh.rename(target)
 
 
 def pool_results(
@@ -121,6 +177,8 @@ def pool_results(
         for q in r.qc:
             if q.blocking and not q.passed and q.check != "stromal cells counted":
                 qc.append(UterineQC(q.check, False, q.value, q.limit, f"{r.sample}: {q.reason}"))
+            elif not q.passed and q.check in REGIONS_CHECKS:
+                qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
     if protocol_fields is not None and results and all(r.kind == "field" for r in results):
         qc.append(fields_qc(len(results), protocol_fields))
     if failed:
@@ -170,7 +228,7 @@ def analyze_batch(
     settings: UterineSettings | None = None,
     *,
     pixel_size_um: float | None = None,
-    regions: Sequence[Path | None] | None = None,
+    regions: Sequence[Path | NoRegionsFile | None] | None = None,
     sample: str = "biopsy",
     overlays: bool = True,
     detections: bool = True,
@@ -180,18 +238,25 @@ def analyze_batch(
     """Analyse each image; a bad one is recorded as a failure and the rest still run.
 
     Writes the per-image outputs, the batch table and the pooled biopsy summary (see the
-    module docstring for the layout).
+    module docstring for the layout). An image given a :class:`NoRegionsFile` (see
+    :func:`pair_regions`) is analysed with automatic exclusion and a warning.
     """
     settings = settings or UterineSettings()
     batch = UterineBatch()
     regs = list(regions) if regions is not None else [None] * len(images)
     if len(regs) != len(images):
         raise ConfigError(f"{len(regs)} regions file(s) for {len(images)} image(s)")
+    images_dir = out_dir / "images"
     for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
             on_image(str(path))
-        img_dir = out_dir / "images" / name
+        final_dir = images_dir / name
+        images_dir.mkdir(parents=True, exist_ok=True)
+        # this run's outputs go to a fresh folder that replaces the old one on success
+        img_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=images_dir))
         sinks: list[TileSink] = []
+        missing = reg if isinstance(reg, NoRegionsFile) else None
+        reg_file = None if isinstance(reg, NoRegionsFile) else reg
 
         def make_sinks(
             plan: AnalysisPlan, img_dir: Path = img_dir, sinks: list[TileSink] = sinks
@@ -209,23 +274,37 @@ def analyze_batch(
                 path,
                 settings,
                 pixel_size_um=pixel_size_um,
-                regions=reg,
+                regions=reg_file,
                 sink_factory=make_sinks,
                 on_tile=on_tile,
             )
-            batch.written += write_image_outputs(analysis, img_dir, sinks)
-            batch.overlays += [sk.target for sk in sinks if isinstance(sk, OverlayCanvas)]
+            result = analysis.result
+            if name != result.sample:
+                result = replace(result, sample=name)
+            if missing is not None:
+                warning = UterineQC("regions file", False, None, None, missing.warning, False)
+                result = replace(
+                    result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
+                )
+            analysis = replace(analysis, result=result)
+            written = write_image_outputs(analysis, img_dir, sinks)
+            _replace_folder(img_dir, final_dir)
+            batch.written += [final_dir / p.relative_to(img_dir) for p in written]
+            batch.overlays += [
+                final_dir / sk.target.relative_to(img_dir)
+                for sk in sinks
+                if isinstance(sk, OverlayCanvas)
+            ]
         except NkPanelError as exc:
             for sk in sinks:
                 if isinstance(sk, GeoJSONWriter):
                     sk.abort()
+            # an earlier run's outputs of this image must not look current
+            shutil.rmtree(final_dir, ignore_errors=True)
             batch.failures.append(ImageFailure(str(path), one_line(exc, source=Path(path))))
             continue
-        result = analysis.result
-        if name != result.sample:
-            from dataclasses import replace
-
-            result = replace(result, sample=name)
+        finally:
+            shutil.rmtree(img_dir, ignore_errors=True)
         batch.results.append(result)
     if batch.results:
         batch.pooled = pool_results(

@@ -56,7 +56,7 @@ Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 
 def _print_results(batch: object, out: Path) -> None:
-    from nkpanel.uterine.batch import UterineBatch
+    from nkpanel.uterine.batch import REGIONS_CHECKS, UterineBatch
 
     assert isinstance(batch, UterineBatch)
     table = Table(title="Endometrial NK cells (CD56)")
@@ -99,6 +99,10 @@ def _print_results(batch: object, out: Path) -> None:
         out_console.print(
             "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
         )
+    for r in batch.results:
+        for q in r.qc:
+            if not q.passed and q.check in REGIONS_CHECKS:
+                say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
     for f in batch.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
     out_console.print(f"outputs written to {out}")

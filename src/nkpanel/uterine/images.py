@@ -4,21 +4,32 @@ Two kinds of input, one reading interface (:class:`ImageSource.read`: a region o
 pixels returned at a chosen downsample), so the analysis is always tile by tile:
 
 * **Field images** (TIFF, PNG, JPEG up to :data:`MAX_FIELD_PIXELS`): decoded whole, once, after
-  their header dimensions passed the decompression-bomb guard. A field image is one field.
+  their header dimensions passed the decompression-bomb guard. A field image is one field; a
+  TIFF holding several images (an ImageJ stack, several pages) is refused, since focus planes
+  of one field and several fields cannot be told apart (one field per file).
 * **Whole-slide images** (Aperio SVS, Hamamatsu NDPI, generic tiled TIFF, and every other format
   OpenSlide reads, through openslide-python with the openslide-bin library; OME and other tiled
   TIFF pyramids OpenSlide does not open are read tile by tile with tifffile). Only the tiles a
   region needs are decoded.
 
+Colour encodings: RGB (8- or 16-bit, interleaved or planar), RGBA (composited on white),
+palette, YCbCr, and CMYK (TIFF ``SEPARATED`` or JPEG, Adobe-inverted as Pillow reads it),
+converted by :func:`cmyk_to_rgb` without colour management (noted). 16-bit samples are scaled
+from their real range: ``MaxSampleValue``, else the camera depth (8, 10, 12, 14 bits) the
+largest sample fits.
+
 Pixel size, in order: the value given by the user (``--pixel-size``); OpenSlide's
-``openslide.mpp-x``; the Aperio ``MPP =`` entry; OME ``PhysicalSizeX``; TIFF resolution tags
-in centimetres or inches; PNG ``pHYs``; JPEG/JFIF density. A value outside
+``openslide.mpp-x/y``; the Aperio ``MPP =`` entry; OME ``PhysicalSizeX/Y``; an ImageJ/Fiji
+calibration (``unit=`` micron, µm, nm, mm, cm… with X/YResolution in pixels per unit); TIFF
+resolution tags in centimetres or inches; PNG ``pHYs``; JPEG/JFIF density. A value outside
 :data:`PLAUSIBLE_UM_PER_PX` (e.g. the 72 or 96 dpi a screen-capture tool writes) is not a
 microscope scale and counts as unknown. An unknown pixel size is an error: counts per mm² and
-every size limit in microns depend on it.
+every size limit in microns depend on it. So are non-square pixels (width and height apart by
+more than :data:`SQUARE_TOLERANCE`): areas would be off by their ratio.
 
 Bad input raises :class:`~nkpanel.errors.InputError` naming the file and the cause in one line:
-not an image, too large to decode safely, grayscale or fluorescence, unknown pixel size.
+not an image, too large to decode safely, grayscale or fluorescence, several images in one
+TIFF, unknown pixel size or non-square pixels.
 """
 
 from __future__ import annotations
@@ -39,11 +50,13 @@ from nkpanel.errors import InputError
 __all__ = [
     "MAX_FIELD_PIXELS",
     "PLAUSIBLE_UM_PER_PX",
+    "SQUARE_TOLERANCE",
     "FieldImage",
     "ImageSource",
     "PixelSize",
     "WholeSlide",
     "check_brightfield",
+    "cmyk_to_rgb",
     "open_image",
 ]
 
@@ -54,14 +67,28 @@ U8 = NDArray[np.uint8]
 MAX_FIELD_PIXELS = 50_000_000
 #: a pixel size outside this range (µm per pixel) is not from a microscope
 PLAUSIBLE_UM_PER_PX = (0.05, 10.0)
+#: pixels whose width and height differ by more than this fraction are not square: their areas
+#: (per mm² of stroma) and every size limit in microns would be off by the ratio
+SQUARE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class PixelSize:
-    """Microns per pixel at level 0, and where the value came from."""
+    """Microns per pixel at level 0, and where the value came from.
+
+    ``um_per_px_y`` is the pixel height when the metadata gave one (None: square, or not said);
+    the analysis needs square pixels (:func:`open_image` refuses others).
+    """
 
     um_per_px: float
     source: str
+    um_per_px_y: float | None = None
+
+    @property
+    def is_square(self) -> bool:
+        """Width and height agree within :data:`SQUARE_TOLERANCE`."""
+        y = self.um_per_px_y
+        return y is None or abs(y - self.um_per_px) <= SQUARE_TOLERANCE * self.um_per_px
 
 
 class ImageSource(Protocol):
@@ -178,12 +205,19 @@ class WholeSlide:
 # pixel size from metadata
 
 
-def _plausible(um: float | None, source: str, notes: list[str]) -> PixelSize | None:
+def _plausible(
+    um: float | None, source: str, notes: list[str], um_y: float | None = None
+) -> PixelSize | None:
+    """A metadata pixel size (width, and height when given) if it is a microscope scale."""
     if um is None or not math.isfinite(um) or um <= 0:
         return None
     lo, hi = PLAUSIBLE_UM_PER_PX
+    if um_y is not None and not (math.isfinite(um_y) and lo <= um_y <= hi):
+        # e.g. an OME PhysicalSizeY whose unit was left out (µm by default) beside an X in mm
+        notes.append(f"{source}: height {um_y:.4g} µm/pixel is not a microscope scale (ignored)")
+        um_y = None
     if lo <= um <= hi:
-        return PixelSize(um, source)
+        return PixelSize(um, source, um_y)
     notes.append(f"{source} says {um:.4g} µm/pixel, which is not a microscope scale (ignored)")
     return None
 
@@ -201,12 +235,50 @@ def _from_resolution(value: float | None, unit: str | int | None) -> float | Non
 
 
 _APERIO_MPP = re.compile(r"MPP\s*=\s*([0-9.eE+-]+)")
-_OME_SIZE = re.compile(r'PhysicalSizeX="([0-9.eE+-]+)"')
-_OME_UNIT = re.compile(r'PhysicalSizeXUnit="([^"]+)"')
 _OME_UNITS = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+#: ImageJ/Fiji calibration units (``unit=`` in the ImageDescription) in microns; ImageJ writes
+#: µ escaped as ``\u00B5`` in the description
+_IMAGEJ_UNITS = {
+    "micron": 1.0,
+    "microns": 1.0,
+    "um": 1.0,
+    "µm": 1.0,
+    "\u03bcm": 1.0,
+    "\\u00b5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "inch": 25400.0,
+    "in": 25400.0,
+}
+
+
+def _ome_size(ome: str, axis: str) -> float | None:
+    """``PhysicalSize{axis}`` of the first OME image in µm (None when absent or unknown unit)."""
+    m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', ome)
+    if not m:
+        return None
+    mu = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', ome)
+    scale = _OME_UNITS.get(mu.group(1) if mu else "µm")
+    return float(m.group(1)) * scale if scale is not None else None
+
+
+def _rational(tag: Any) -> float:
+    if tag is None:
+        return 0.0
+    num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
+    return float(num) / float(den) if den else 0.0
 
 
 def _tiff_pixel_size(tif: Any, notes: list[str]) -> PixelSize | None:
+    """Pixel size from, in order: Aperio ``MPP =``, OME ``PhysicalSizeX/Y``, an ImageJ/Fiji
+    calibration (``unit=`` with X/YResolution in pixels per that unit, as ImageJ reads it),
+    TIFF X/YResolution in centimetres or inches."""
     page = tif.pages.first
     desc = str(getattr(page, "description", "") or "")
     m = _APERIO_MPP.search(desc)
@@ -216,22 +288,27 @@ def _tiff_pixel_size(tif: Any, notes: list[str]) -> PixelSize | None:
             return ps
     ome = tif.ome_metadata if getattr(tif, "is_ome", False) else None
     if ome:
-        m = _OME_SIZE.search(ome)
-        if m:
-            mu = _OME_UNIT.search(ome)
-            scale = _OME_UNITS.get(mu.group(1) if mu else "µm")
-            if scale is not None:
-                ps = _plausible(float(m.group(1)) * scale, "OME PhysicalSizeX", notes)
-                if ps:
-                    return ps
+        ps = _plausible(_ome_size(ome, "X"), "OME PhysicalSizeX/Y", notes, _ome_size(ome, "Y"))
+        if ps:
+            return ps
     tags = page.tags
-    xres = tags.get("XResolution")
-    unit = tags.get("ResolutionUnit")
+    xres, yres = tags.get("XResolution"), tags.get("YResolution")
+    ij = tif.imagej_metadata if getattr(tif, "is_imagej", False) else None
+    if ij and xres is not None:
+        unit = str(ij.get("unit", "")).strip()
+        scale = _IMAGEJ_UNITS.get(unit.lower())
+        x, y = _rational(xres), _rational(yres)
+        if scale is not None and x > 0:
+            # ImageJ's pixel width is 1 / XResolution in its calibration unit
+            return _plausible(
+                scale / x, f"ImageJ calibration (unit={unit})", notes, scale / y if y else None
+            )
+    unit_tag = tags.get("ResolutionUnit")
     if xres is not None:
-        num, den = xres.value if isinstance(xres.value, tuple) else (xres.value, 1)
-        value = float(num) / float(den) if den else 0.0
-        um = _from_resolution(value, int(unit.value) if unit is not None else 2)
-        return _plausible(um, "TIFF resolution tags", notes)
+        unit_code = int(unit_tag.value) if unit_tag is not None else 2
+        um = _from_resolution(_rational(xres), unit_code)
+        um_y = _from_resolution(_rational(yres), unit_code) if yres is not None else None
+        return _plausible(um, "TIFF resolution tags", notes, um_y)
     return None
 
 
@@ -240,10 +317,13 @@ def _pil_pixel_size(info: dict[str, Any], fmt: str, notes: list[str]) -> PixelSi
     if dpi:
         try:
             x = float(dpi[0])
+            y = float(dpi[1]) if len(dpi) > 1 else x
         except (TypeError, ValueError, IndexError):
             return None
         source = "PNG pHYs" if fmt == "PNG" else f"{fmt} density"
-        return _plausible(25400.0 / x if x > 0 else None, source, notes)
+        return _plausible(
+            25400.0 / x if x > 0 else None, source, notes, 25400.0 / y if y > 0 else None
+        )
     return None
 
 
@@ -283,7 +363,52 @@ def check_brightfield(rgb: U8, source: Path | str) -> None:
         )
 
 
-def _to_rgb8(arr: NDArray[Any], source: Path, mode: str) -> U8:
+#: bit depths a camera's samples have inside a 16-bit container (10-, 12- and 14-bit sensors)
+_CAMERA_BITS = (8, 10, 12, 14)
+
+
+def _full_scale(largest: int, declared_bits: int = 16) -> int:
+    """Full-scale value of integer samples: ``2**b − 1`` for the smallest camera bit depth ``b``
+    (8, 10, 12, 14) holding the largest sample, else for the declared depth.
+
+    A 12-bit camera's image stored in a 16-bit TIFF (values 0–4095) would look almost black if
+    scaled from 0–65535 and be refused as fluorescence. The brightest pixels of a brightfield
+    image are glass or pale stroma near the sensor's full scale, so the largest value tells the
+    depth; optical density is measured against the image's own white point
+    (:func:`nkpanel.uterine.stains.estimate_white`), so the choice of scale does not change it.
+    """
+    for b in _CAMERA_BITS:
+        if b < declared_bits and largest <= (1 << b) - 1:
+            return (1 << b) - 1
+    return (1 << declared_bits) - 1
+
+
+def _as_u8(a: NDArray[Any], source: Path, full_scale: int | None = None) -> U8:
+    """uint8 samples: 16-bit scaled from ``full_scale`` (see :func:`_full_scale`; from the
+    data when None), float in 0–1 scaled by 255."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        full = full_scale if full_scale is not None else _full_scale(int(a.max(initial=0)))
+        scaled = np.minimum(a.astype(np.float32) * (255.0 / full), 255.0)
+        return np.asarray(scaled.round(), dtype=np.uint8)
+    if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
+        return np.asarray(np.clip(np.nan_to_num(a) * 255.0, 0, 255).round(), dtype=np.uint8)
+    raise InputError(source, f"unsupported sample type {a.dtype} for an RGB image")
+
+
+def _on_white(rgb: U8, alpha: U8) -> U8:
+    """Composite on white, only where the image is not opaque."""
+    rgb = np.ascontiguousarray(rgb)
+    clear = alpha < 255
+    if clear.any():
+        al = alpha[clear].astype(np.uint32)[:, None]
+        mixed = (rgb[clear].astype(np.uint32) * al + 255 * (255 - al) + 127) // 255
+        rgb[clear] = mixed.astype(np.uint8)
+    return rgb
+
+
+def _to_rgb8(arr: NDArray[Any], source: Path, mode: str, full_scale: int | None = None) -> U8:
     """RGB uint8 from a decoded array; alpha is composited on white; 16-bit scaled down."""
     a = np.asarray(arr)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 2)):
@@ -296,23 +421,90 @@ def _to_rgb8(arr: NDArray[Any], source: Path, mode: str) -> U8:
         raise InputError(
             source, f"unexpected image shape {a.shape}: an RGB image (height×width×3) is needed"
         )
-    if a.dtype == np.uint16:
-        a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
-            a = np.clip(np.nan_to_num(a) * 255.0, 0, 255).round().astype(np.uint8)
-        else:
-            raise InputError(source, f"unsupported sample type {a.dtype} for an RGB image")
+    a = _as_u8(a, source, full_scale)
     if a.shape[2] == 4:
-        alpha = a[..., 3]
-        rgb = np.ascontiguousarray(a[..., :3])
-        clear = alpha < 255
-        if clear.any():  # composite on white only where the image is not opaque
-            al = alpha[clear].astype(np.uint32)[:, None]
-            mixed = (rgb[clear].astype(np.uint32) * al + 255 * (255 - al) + 127) // 255
-            rgb[clear] = mixed.astype(np.uint8)
-        return rgb
+        return _on_white(a[..., :3], a[..., 3])
     return np.ascontiguousarray(a[..., :3])
+
+
+def cmyk_to_rgb(cmyk: U8) -> U8:
+    """RGB from CMYK samples (uint8, last axis C, M, Y, K; 0 = no ink).
+
+    ``R = (255 − C)(255 − K) / 255`` (and G from M, B from Y), rounded: the conversion Pillow
+    makes (``Image.convert("RGB")``, ``cmyk2rgb`` in its ``Convert.c``), without colour
+    management; it inverts the usual grey-component replacement (``K = min(C, M, Y)``,
+    ``C' = (C − K) / (1 − K)``) exactly.
+
+    Examples
+    --------
+    >>> cmyk_to_rgb(np.array([[[0, 255, 255, 0], [0, 0, 0, 128]]], np.uint8)).tolist()
+    [[[255, 0, 0], [127, 127, 127]]]
+    """
+    c = np.asarray(cmyk, dtype=np.uint32)
+    nk = 255 - c[..., 3:4]
+    return np.asarray(((255 - c[..., :3]) * nk + 127) // 255, dtype=np.uint8)
+
+
+_CMYK_NOTE = (
+    "CMYK image converted to RGB without colour management (R = (255−C)(255−K)/255): check the "
+    "stain colours on the overlay"
+)
+
+
+def _tiff_rgb8(a: NDArray[Any], page: Any, source: Path, full_scale: int | None) -> U8:
+    """RGB uint8 from a decoded TIFF page or tile (height × width × samples, or 2-D), read by
+    its photometric interpretation: RGB/YCbCr, CMYK (SEPARATED), palette; grayscale refused."""
+    photometric = page.photometric.name
+    mode = f"{photometric}, {page.samplesperpixel} sample(s)"
+    if photometric == "PALETTE":
+        cmap = np.asarray(page.colormap)
+        if cmap.ndim != 2 or cmap.shape[0] != 3 or a.ndim != 2:
+            raise InputError(source, f"palette TIFF without a usable colour map ({mode})")
+        # TIFF colour maps are 16-bit (0–65535); some writers store 8-bit values in them
+        cmap8 = _as_u8(cmap.astype(np.uint16), source, 255 if cmap.max() <= 255 else 65535)
+        idx = np.minimum(a, cmap8.shape[1] - 1)
+        return np.ascontiguousarray(cmap8.T[idx])
+    if photometric == "SEPARATED":
+        inkset = page.tags.get("InkSet")
+        if (inkset is not None and int(inkset.value) != 1) or a.ndim != 3 or a.shape[2] < 4:
+            raise InputError(
+                source,
+                f"colour-separated TIFF that is not CMYK ({mode}): an RGB image is needed",
+            )
+        a8 = _as_u8(a, source, full_scale)
+        rgb = cmyk_to_rgb(a8[..., :4])
+        return _on_white(rgb, a8[..., 4]) if a8.shape[2] > 4 else rgb
+    if photometric not in ("RGB", "YCBCR") and (a.ndim == 2 or a.shape[2] < 3):
+        raise InputError(
+            source,
+            f"grayscale image ({mode}): a brightfield RGB image with DAB and haematoxylin "
+            "is needed",
+        )
+    return _to_rgb8(a, source, mode, full_scale)
+
+
+def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, str | None]:
+    """Full scale of a 16-bit TIFF's samples (None for 8-bit) and a note when it is not
+    65535: MaxSampleValue when the file states it, else the camera depth the largest sample
+    (``largest``) fits (:func:`_full_scale`)."""
+    bits = int(page.bitspersample)
+    if bits != 16 or page.photometric.name == "PALETTE":
+        return None, None
+    tag = page.tags.get("MaxSampleValue")
+    stated = tag.value if tag is not None else None
+    if isinstance(stated, tuple):
+        stated = max(stated)
+    if stated is not None and 0 < int(stated) < 65535:
+        full = int(stated)
+        why = "MaxSampleValue"
+    elif largest is not None:
+        full = _full_scale(largest, bits)
+        why = f"largest sample {largest}"
+    else:
+        return 65535, None
+    if full == 65535:
+        return full, None
+    return full, f"16-bit samples hold 0–{full} ({why}): scaled to 8 bits from that range"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +534,13 @@ def _resolve_pixel_size(
     if given is not None:
         if not (given > 0 and math.isfinite(given)):
             raise InputError(path, f"pixel size {given} µm is not a positive number")
-        if found is not None and abs(found.um_per_px - given) / given > 0.05:
+        if found is not None and not found.is_square:
+            notes.append(
+                f"pixel size given as {given:g} µm; the file's {found.source} says pixels are "
+                f"{found.um_per_px:.4g} µm wide and {found.um_per_px_y:.4g} µm high (the given "
+                "value is used for both)"
+            )
+        elif found is not None and abs(found.um_per_px - given) / given > 0.05:
             notes.append(
                 f"pixel size given as {given:g} µm; the file's {found.source} says "
                 f"{found.um_per_px:.4g} µm (the given value is used)"
@@ -354,7 +552,15 @@ def _resolve_pixel_size(
             "unknown pixel size: the file holds no microscope resolution in its metadata; "
             "give it with --pixel-size MICRONS",
         )
-    return found
+    if not found.is_square:
+        raise InputError(
+            path,
+            f"non-square pixels ({found.um_per_px:.4g} µm wide, {found.um_per_px_y:.4g} µm high, "
+            f"from {found.source}): areas per mm² need square pixels; resample the image to "
+            "square pixels (e.g. Fiji Image › Scale), or give --pixel-size if the metadata is "
+            "wrong",
+        )
+    return PixelSize(found.um_per_px, found.source)
 
 
 def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> FieldImage:
@@ -380,7 +586,16 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
                 mode = im.mode
                 info = {str(k): v for k, v in im.info.items()}
                 im.load()
-                arr = np.asarray(im.convert("RGBA") if mode in ("P", "PA") else im)
+                if mode in ("P", "PA"):
+                    arr = np.asarray(im.convert("RGBA"))
+                elif mode in ("CMYK", "YCbCr"):
+                    # Pillow undoes the Adobe inversion of CMYK JPEGs as it decodes them and
+                    # converts as cmyk_to_rgb does; the 4th channel is ink (K), not alpha
+                    arr = np.asarray(im.convert("RGB"))
+                    if mode == "CMYK":
+                        notes.append(_CMYK_NOTE)
+                else:
+                    arr = np.asarray(im)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -398,20 +613,34 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
     return FieldImage(path, rgb, ps, tuple(notes))
 
 
+def _planes_in(tif: Any) -> int:
+    """Images a TIFF holds apart from reduced-resolution copies (thumbnails, pyramid levels):
+    every plane (Z, T, pages of a stack…) of every series. Channels (C) of a grayscale series
+    are one image's colours; of an RGB series (samples S), each is an RGB image."""
+    n = 0
+    for series in tif.series:
+        if series.keyframe.is_reduced:
+            continue
+        axes = str(series.axes)
+        skip = "YXS" if "S" in axes else "YXSC"
+        n += math.prod(d for a, d in zip(axes, series.shape, strict=True) if a not in skip)
+    return n
+
+
 def _open_tiff_field(path: Path, tif: Any, given: float | None, notes: list[str]) -> FieldImage:
+    page = tif.pages.first
     try:
-        arr = tif.pages.first.asarray()
+        arr = page.asarray()
     except Exception as exc:  # tifffile raises many types on corrupt data
         raise InputError(path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})") from None
-    page = tif.pages.first
-    mode = f"{page.photometric.name}, {page.samplesperpixel} sample(s)"
-    if page.photometric.name not in ("RGB", "YCBCR") and arr.ndim == 2:
-        raise InputError(
-            path,
-            f"grayscale image ({mode}): a brightfield RGB image with DAB and haematoxylin "
-            "is needed",
-        )
-    rgb = _to_rgb8(arr, path, mode)
+    if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == page.samplesperpixel:
+        arr = np.moveaxis(arr, 0, -1)  # separate colour planes → height × width × samples
+    full, note = _declared_full_scale(page, int(arr.max(initial=0)) if arr.size else None)
+    if note:
+        notes.append(note)
+    rgb = _tiff_rgb8(arr, page, path, full)
+    if page.photometric.name == "SEPARATED":
+        notes.append(_CMYK_NOTE)
     check_brightfield(rgb, path)
     found = _tiff_pixel_size(tif, notes)
     ps = _resolve_pixel_size(path, given, found, notes)
@@ -429,11 +658,20 @@ def _open_openslide(path: Path, given: float | None) -> WholeSlide:
     props = dict(slide.properties)
     found: PixelSize | None = None
     mpp = props.get(openslide.PROPERTY_NAME_MPP_X)
+    mpp_y = props.get(openslide.PROPERTY_NAME_MPP_Y)
     if mpp:
-        found = _plausible(float(mpp), "slide metadata (openslide.mpp-x)", notes)
+        found = _plausible(
+            float(mpp),
+            "slide metadata (openslide.mpp-x/y)",
+            notes,
+            float(mpp_y) if mpp_y else None,
+        )
     if found is None and "tiff.XResolution" in props:
-        um = _from_resolution(float(props["tiff.XResolution"]), props.get("tiff.ResolutionUnit"))
-        found = _plausible(um, "TIFF resolution tags", notes)
+        unit = props.get("tiff.ResolutionUnit")
+        um = _from_resolution(float(props["tiff.XResolution"]), unit)
+        yres = props.get("tiff.YResolution")
+        um_y = _from_resolution(float(yres), unit) if yres else None
+        found = _plausible(um, "TIFF resolution tags", notes, um_y)
     try:
         ps = _resolve_pixel_size(path, given, found, notes)
     except InputError:
@@ -482,9 +720,28 @@ def _open_tifffile_pyramid(
                 f"larger than the {MAX_FIELD_PIXELS / 1e6:g} megapixels nkpanel decodes whole "
                 "(decompression-bomb guard); save it as a tiled pyramidal TIFF",
             )
-    if pages[0].samplesperpixel < 3:
+    if pages[0].samplesperpixel < 3 and pages[0].photometric.name != "PALETTE":
         tif.close()
-        raise InputError(path, "grayscale image: a brightfield RGB image is needed")
+        raise InputError(
+            path,
+            f"grayscale image ({pages[0].photometric.name}, {pages[0].samplesperpixel} "
+            "sample(s)): a brightfield RGB image is needed",
+        )
+    # one scale for every tile: from the smallest level (the whole slide in few pixels)
+    full: int | None = None
+    if int(pages[0].bitspersample) == 16:
+        try:
+            largest = int(pages[-1].asarray().max(initial=0))
+        except Exception as exc:
+            tif.close()
+            raise InputError(
+                path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from None
+        full, note = _declared_full_scale(pages[0], largest)
+        if note:
+            notes.append(note)
+    if pages[0].photometric.name == "SEPARATED":
+        notes.append(_CMYK_NOTE)
     found = _tiff_pixel_size(tif, notes)
     try:
         ps = _resolve_pixel_size(path, given, found, notes)
@@ -503,19 +760,34 @@ def _open_tifffile_pyramid(
         pw, ph = int(page.imagewidth), int(page.imagelength)
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         tiles_across = -(-pw // tw)
+        # separate colour planes: each sample's tiles follow the previous sample's
+        planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+        per_plane = len(page.dataoffsets) // planes
         decode = page.decode
-        for ty in range(max(ly, 0) // th, min(ly + h, ph - 1) // th + 1):
-            for tx in range(max(lx, 0) // tw, min(lx + w, pw - 1) // tw + 1):
-                idx = ty * tiles_across + tx
-                off, n = page.dataoffsets[idx], page.databytecounts[idx]
+
+        def tile_at(idx: int) -> NDArray[Any] | None:
+            parts = []
+            for s in range(planes):
+                i = s * per_plane + idx
+                off, n = page.dataoffsets[i], page.databytecounts[i]
                 if n == 0:
-                    continue
+                    return None
                 fh.seek(off)
                 try:
-                    data = decode(fh.read(n), idx, jpegtables=page.jpegtables)[0]
+                    data = decode(fh.read(n), i, jpegtables=page.jpegtables)[0]
                 except Exception as exc:
-                    raise InputError(path, f"TIFF tile {idx} cannot be decoded ({exc})") from None
-                tile = _to_rgb8(np.asarray(data)[0], path, "RGB")
+                    raise InputError(path, f"TIFF tile {i} cannot be decoded ({exc})") from None
+                parts.append(np.asarray(data)[0])
+            return parts[0] if planes == 1 else np.concatenate(parts, axis=-1)
+
+        for ty in range(max(ly, 0) // th, min(ly + h, ph - 1) // th + 1):
+            for tx in range(max(lx, 0) // tw, min(lx + w, pw - 1) // tw + 1):
+                data = tile_at(ty * tiles_across + tx)
+                if data is None:
+                    continue
+                if data.ndim == 3 and data.shape[2] == 1:
+                    data = data[..., 0]
+                tile = _tiff_rgb8(data, page, path, full)
                 # paste the overlap of this tile and the requested region
                 gx0, gy0 = tx * tw, ty * th
                 sx0, sy0 = max(lx, gx0), max(ly, gy0)
@@ -561,8 +833,20 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
         tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     notes: list[str] = []
-    if w * h <= max_pixels and n_levels == 1:
+    # a field small enough to decode whole: one level, or a pyramid whose level 0 is not
+    # tiled (a field with a thumbnail page); small tiled pyramids are read as slides
+    if w * h <= max_pixels and (n_levels == 1 or not page.is_tiled):
         try:
+            n_images = _planes_in(tif)
+            if n_images > 1:
+                # focus planes of one field and several fields look alike: counting each page
+                # could count the same cells several times, so one field per file
+                raise InputError(
+                    path,
+                    f"TIFF holds {n_images} images (a stack or several pages: focus planes "
+                    "or several fields, which nkpanel cannot tell apart); save each field as "
+                    "its own file (Fiji: Image › Stacks › Stack to Images) and give those",
+                )
             return _open_tiff_field(path, tif, given, notes)
         finally:
             tif.close()

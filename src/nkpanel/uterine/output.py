@@ -6,7 +6,8 @@
   yellow; on a slide, one overlay per random ×400 field (circle drawn) and an overview with
   tissue, exclusions and fields.
 * **Detections** (GeoJSON): a ``FeatureCollection`` of QuPath cell objects: the cell outline as
-  ``geometry``, the nucleus as ``nucleusGeometry``, class ``Positive``/``Negative`` and the
+  ``geometry``, the nucleus as the Feature's ``nucleusGeometry`` member (where QuPath reads it,
+  beside ``geometry``), class ``Positive``/``Negative`` and the
   measurements with QuPath's names ("Cytoplasm: DAB OD mean"…), in full-resolution pixel
   coordinates, so QuPath (File › Import objects) lays them over the original image.
 * **Tables**: ``summary.json`` per image and per biopsy, ``cells.csv`` (one row per counted
@@ -246,17 +247,20 @@ class GeoJSONWriter:
                     "Cell: DAB OD mean": round(float(t.dab_cell_od[k]), 4),
                 },
             }
+            feat: dict[str, Any] = {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [_ring(cell_pts, ox, oy, ds)]},
+            }
+            # QuPath reads a cell's nucleus from a member of the Feature beside "geometry"
+            # (PathObjectTypeAdapters.read: obj.get("nucleusGeometry")), not from properties;
+            # RFC 7946 §6.1 allows such foreign members, so the file stays valid GeoJSON
             nuc_pts = nuc_rings.get(i)
             if nuc_pts is not None:
-                props["nucleusGeometry"] = {
+                feat["nucleusGeometry"] = {
                     "type": "Polygon",
                     "coordinates": [_ring(nuc_pts, ox, oy, ds)],
                 }
-            feat = {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [_ring(cell_pts, ox, oy, ds)]},
-                "properties": props,
-            }
+            feat["properties"] = props
             parts.append(json.dumps(feat, ensure_ascii=False, separators=(",", ":")))
         if not parts:
             return

@@ -14,12 +14,18 @@ How a class is read (case-insensitive):
 * any other class is an error that names it: a silently ignored region would change the count.
 
 When count regions exist, only stroma inside them is counted; exclusions always win.
-Detections and point annotations in the file are skipped (and said so in the notes).
+Detections, point annotations and features without geometry are skipped (and said so in the
+notes); a malformed feature (geometry that is not an object, no or non-numeric coordinates) is
+an error naming the file and the feature's position. Regions are checked against the image
+(:meth:`Regions.check_on_image`): none on it is an error (drawn on another image), regions
+running well past its edges a warning.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,10 +35,14 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import InputError
 
-__all__ = ["EXCLUDE_PREFIXES", "Region", "Regions", "read_qupath_geojson"]
+__all__ = ["EXCLUDE_PREFIXES", "MAX_OUTSIDE_FRACTION", "Region", "Regions", "read_qupath_geojson"]
 
 BoolArray = NDArray[np.bool_]
 Ring = list[tuple[float, float]]
+
+#: regions running past the image by more than this fraction of their area are warned about
+#: (an annotation drawn up to the edge with a brush overshoots by a few percent)
+MAX_OUTSIDE_FRACTION = 0.05
 
 EXCLUDE_PREFIXES = (
     "ignore",
@@ -113,6 +123,106 @@ class Regions:
         count = draw("count") if self.has_count_regions else None
         return count, draw("exclude")
 
+    def check_on_image(self, width: int, height: int) -> tuple[float, str | None]:
+        """Check that the regions were drawn on this image (``width × height`` level-0 pixels).
+
+        Returns
+        -------
+        outside_fraction : float
+            The fraction of the regions' area (exteriors) beyond the image's edges.
+        warning : str or None
+            Said when that fraction is above :data:`MAX_OUTSIDE_FRACTION` (drawn on a larger
+            image, or at another resolution?).
+
+        Raises
+        ------
+        InputError
+            When no region, or no region to count, touches the image: the file belongs to
+            another image (a count of 0 cells would otherwise look like a result).
+        """
+        total = {"count": 0.0, "exclude": 0.0}
+        inside = {"count": 0.0, "exclude": 0.0}
+        x1 = y1 = 0.0
+        for r in self.regions:
+            total[r.role] += _shoelace(r.exterior)
+            inside[r.role] += _shoelace(_clip_to_box(r.exterior, width, height))
+            x1 = max(x1, max(x for x, _ in r.exterior))
+            y1 = max(y1, max(y for _, y in r.exterior))
+        size = f"{width}×{height} pixels"
+        if sum(inside.values()) <= 0:
+            raise InputError(
+                self.source,
+                f"no region lies on the image ({size}; the regions reach x {x1:.0f}, "
+                f"y {y1:.0f}): the GeoJSON was drawn on another image",
+            )
+        if total["count"] > 0 and inside["count"] <= 0:
+            raise InputError(
+                self.source,
+                f"no region to count (Stroma) lies on the image ({size}): the GeoJSON was "
+                "drawn on another image",
+            )
+        area = sum(total.values())
+        outside = 1.0 - sum(inside.values()) / area if area > 0 else 0.0
+        if outside > MAX_OUTSIDE_FRACTION:
+            return outside, (
+                f"regions: {outside:.0%} of the drawn regions' area lies beyond the image's "
+                f"edges ({size}; the regions reach x {x1:.0f}, y {y1:.0f}): were they drawn "
+                "on a larger image or at another resolution?"
+            )
+        return outside, None
+
+
+def _shoelace(ring: Sequence[tuple[float, float]]) -> float:
+    """Area of a simple polygon (Gauss's shoelace formula)."""
+    n = len(ring)
+    return (
+        abs(
+            sum(
+                ring[i][0] * ring[(i + 1) % n][1] - ring[(i + 1) % n][0] * ring[i][1]
+                for i in range(n)
+            )
+        )
+        / 2.0
+    )
+
+
+def _clip_to_box(
+    ring: Sequence[tuple[float, float]], width: float, height: float
+) -> list[tuple[float, float]]:
+    """The part of a polygon inside ``[0, width] × [0, height]`` (Sutherland & Hodgman 1974,
+    clipping against each edge of the box in turn; exact for any simple polygon's area).
+
+    References
+    ----------
+    Sutherland IE, Hodgman GW. Reentrant polygon clipping. Commun ACM 1974;17(1):32-42.
+    """
+    out = list(ring)
+    # each edge of the box as (axis, limit, keep the side below the limit?)
+    for axis, limit, below in (
+        (0, 0.0, False),
+        (0, width, True),
+        (1, 0.0, False),
+        (1, height, True),
+    ):
+        pts, out = out, []
+        if not pts:
+            break
+
+        def inside(
+            q: tuple[float, float], axis: int = axis, limit: float = limit, below: bool = below
+        ) -> bool:
+            return q[axis] <= limit if below else q[axis] >= limit
+
+        prev = pts[-1]
+        for cur in pts:
+            if inside(cur) != inside(prev):
+                t = (limit - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if inside(cur):
+                out.append(cur)
+            prev = cur
+    return out
+
 
 def _role(name: str | None) -> Literal["count", "exclude"] | None:
     if name is None or not name.strip():
@@ -135,14 +245,30 @@ def _class_name(props: dict[str, Any]) -> str | None:
     return None
 
 
-def _ring(coords: Any, path: Path) -> tuple[tuple[float, float], ...]:
+def _ring(coords: Any, path: Path, where: str) -> tuple[tuple[float, float], ...]:
     try:
         ring = tuple((float(p[0]), float(p[1])) for p in coords)
-    except (TypeError, ValueError, IndexError):
-        raise InputError(path, "a polygon ring is not a list of [x, y] pairs") from None
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise InputError(path, f"{where}: a polygon ring is not a list of [x, y] pairs") from None
+    if not all(math.isfinite(v) for xy in ring for v in xy):
+        raise InputError(path, f"{where}: a polygon ring has a coordinate that is not a number")
     if len(ring) < 3:
-        raise InputError(path, "a polygon ring has fewer than 3 points")
+        raise InputError(path, f"{where}: a polygon ring has fewer than 3 points")
     return ring
+
+
+def _polygons(geom: dict[str, Any], gtype: str, path: Path, where: str) -> list[Any]:
+    """The polygons (lists of rings) of a Polygon or MultiPolygon geometry."""
+    if "coordinates" not in geom:
+        raise InputError(path, f'{where}: {gtype} geometry has no "coordinates"')
+    coords = geom["coordinates"]
+    if not isinstance(coords, list):
+        raise InputError(path, f'{where}: {gtype} "coordinates" is not a list')
+    polys = [coords] if gtype == "Polygon" else coords
+    for poly in polys:
+        if not isinstance(poly, list):
+            raise InputError(path, f"{where}: a polygon of the MultiPolygon is not a list of rings")
+    return polys
 
 
 def read_qupath_geojson(path: str | Path) -> Regions:
@@ -151,8 +277,9 @@ def read_qupath_geojson(path: str | Path) -> Regions:
     Raises
     ------
     InputError
-        Unreadable or invalid JSON, no polygon annotation, or an annotation class that is
-        neither a count nor an exclusion class (named in the message).
+        Unreadable or invalid JSON; a malformed feature or geometry (named by its position in
+        the file); no polygon annotation; or an annotation class that is neither a count nor
+        an exclusion class (named in the message).
     """
     p = Path(path)
     try:
@@ -161,8 +288,12 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         raise InputError(p, f"cannot read regions file ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(p, f"regions file is not valid GeoJSON ({exc})") from None
+    except RecursionError:
+        raise InputError(p, "regions file is not valid GeoJSON (nested too deeply)") from None
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features", [])
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise InputError(p, 'the FeatureCollection\'s "features" is not a list')
     elif isinstance(data, dict) and data.get("type") == "Feature":
         features = [data]
     elif isinstance(data, list):
@@ -171,12 +302,22 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         raise InputError(p, "regions file is not a GeoJSON Feature or FeatureCollection")
     regions: list[Region] = []
     skipped: dict[str, int] = {}
-    for feat in features:
+    for n, feat in enumerate(features, start=1):
+        where = f"feature {n}"
         if not isinstance(feat, dict):
-            raise InputError(p, "a GeoJSON feature is not an object")
-        props = feat.get("properties") or {}
+            raise InputError(p, f"{where} is not a GeoJSON object")
+        props = feat.get("properties")
+        if not isinstance(props, dict):
+            props = {}
         kind = str(props.get("objectType", "annotation")).lower()
-        geom = feat.get("geometry") or {}
+        geom = feat.get("geometry")
+        if geom is None:
+            skipped["annotations without geometry"] = (
+                skipped.get("annotations without geometry", 0) + 1
+            )
+            continue
+        if not isinstance(geom, dict):
+            raise InputError(p, f'{where}: "geometry" is not a GeoJSON geometry object')
         gtype = geom.get("type")
         if kind not in ("annotation", "tma_core", "tmacore"):
             skipped[f"{kind} objects"] = skipped.get(f"{kind} objects", 0) + 1
@@ -192,12 +333,11 @@ def read_qupath_geojson(path: str | Path) -> Regions:
                 f"annotation class {name!r} is neither a region to count (Stroma, or no class) "
                 f"nor an exclusion ({', '.join(s.capitalize() + '…' for s in EXCLUDE_PREFIXES)})",
             )
-        polys = [geom["coordinates"]] if gtype == "Polygon" else list(geom["coordinates"])
-        for poly in polys:
+        for poly in _polygons(geom, str(gtype), p, where):
             if not poly:
                 continue
-            ext = _ring(poly[0], p)
-            holes = tuple(_ring(h, p) for h in poly[1:])
+            ext = _ring(poly[0], p, where)
+            holes = tuple(_ring(h, p, where) for h in poly[1:])
             regions.append(Region(role, name or "(no class)", ext, holes))
     if not regions:
         raise InputError(p, "no polygon annotation found in the regions file")

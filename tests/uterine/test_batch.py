@@ -1,0 +1,197 @@
+"""A batch of images with regions: matching regions files to images, regions that do not belong
+to the image, a malformed regions file failing only its image, and re-runs into the same output
+folder leaving only the latest run's files. SYNTHETIC fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nkpanel.errors import InputError
+from nkpanel.uterine.analyze import analyze_image
+from nkpanel.uterine.batch import NoRegionsFile, analyze_batch, pair_regions
+from nkpanel.uterine.regions import Region, Regions
+from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
+
+SIDE = 400  # pixels of each synthetic field
+
+
+@pytest.fixture(scope="module")
+def fields(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("fields")
+    return [
+        write_field(
+            simulate_field(FieldSpec(width_px=SIDE, height_px=SIDE, seed=20 + i)), d / f"{n}.tif"
+        )[0]
+        for i, n in enumerate("abc")
+    ]
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def _geojson(path: Path, *rings: list[list[float]], cls: str = "Stroma") -> Path:
+    feats: list[dict[str, Any]] = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"objectType": "annotation", "classification": {"name": cls}},
+        }
+        for ring in rings
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return path
+
+
+def _regions(*rects: tuple[str, tuple[float, float, float, float]]) -> Regions:
+    return Regions(
+        "r.geojson",
+        tuple(
+            Region("count" if role == "count" else "exclude", role, tuple(map(tuple, _rect(*r))))
+            for role, r in rects
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# which regions file belongs to which image
+
+
+def test_regions_folder_matches_qupath_image_names(tmp_path: Path) -> None:
+    imgs = [tmp_path / n for n in ("a.tif", "b.svs", "c.png", "d.tif")]
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    for name in ("a.tif.geojson", "b.geojson", "c.regions.geojson", "c.geojson"):
+        (folder / name).write_text("{}")
+    paired = pair_regions(imgs, [folder])
+    assert paired[:3] == [
+        folder / "a.tif.geojson",
+        folder / "b.geojson",
+        folder / "c.regions.geojson",
+    ]
+    missing = paired[3]
+    assert isinstance(missing, NoRegionsFile)
+    assert missing.tried == ("d.tif.geojson", "d.regions.geojson", "d.geojson")
+
+
+def test_image_without_a_regions_file_in_the_folder_is_warned_about(
+    fields: list[Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    # a Stroma region over the left half of a.tif, named as QuPath names it; none for b.tif
+    _geojson(folder / "a.tif.geojson", _rect(0, 0, SIDE / 2, SIDE))
+    imgs = fields[:2]
+    batch = analyze_batch(
+        imgs,
+        tmp_path / "out",
+        regions=pair_regions(imgs, [folder]),
+        detections=False,
+        overlays=False,
+    )
+    a, b = batch.results
+    assert a.exclusion_source == "regions" and b.exclusion_source == "automatic"
+    # the left half: 200 × 400 px at 0.5 µm = 0.02 mm² of drawn area holds a's counted stroma
+    assert 0 < a.overall.stromal_area_mm2 <= 0.02 + 1e-9
+    (warning,) = [q for q in b.qc if q.check == "regions file"]
+    assert not warning.passed and not warning.blocking
+    assert "no regions file for this image" in warning.reason and "b.tif.geojson" in warning.reason
+    assert b.reportable  # a warning, not a refusal
+    assert any("no regions file" in n for n in b.notes)
+    assert batch.pooled is not None
+    assert any(q.check == "regions file" and q.reason.startswith("b: ") for q in batch.pooled.qc)
+    summary = json.loads((tmp_path / "out" / "images" / "b" / "summary.json").read_text())
+    assert any(q["check"] == "regions file" for q in summary["qc"])
+
+
+# --------------------------------------------------------------------------------------------
+# regions drawn on another image
+
+
+def test_regions_wholly_off_the_image_are_refused() -> None:
+    with pytest.raises(InputError, match="no region lies on the image"):
+        _regions(("count", (5000, 5000, 6000, 6000))).check_on_image(1000, 1000)
+    with pytest.raises(InputError, match="no region lies on the image"):
+        _regions(("Gland", (5000, 5000, 6000, 6000))).check_on_image(1000, 1000)
+    # an exclusion on the image does not make up for a Stroma region off it
+    with pytest.raises(InputError, match="no region to count"):
+        _regions(("count", (5000, 0, 6000, 900)), ("Gland", (0, 0, 10, 10))).check_on_image(
+            1000, 1000
+        )
+
+
+def test_regions_past_the_edges_are_warned_about() -> None:
+    # drawn for an image 2 × 4 times larger: 1000² of 2000 × 4000 px² on the image, 7/8 off
+    outside, warning = _regions(("count", (0, 0, 2000, 4000))).check_on_image(1000, 1000)
+    assert outside == pytest.approx(7 / 8)
+    assert warning is not None and "88%" in warning and "x 2000, y 4000" in warning
+    # a triangle x + y ≤ 2000: of its 2·10⁶ px², the 1000² square lies on the image
+    tri = Regions("t", (Region("count", "Stroma", ((0, 0), (2000, 0), (0, 2000))),))
+    assert tri.check_on_image(1000, 1000)[0] == pytest.approx(0.5)
+    # a brush stroke 10 px past the left edge: 10·1000 of 510·1000 px², under 5%: no warning
+    outside, warning = _regions(("count", (-10, 0, 500, 1000))).check_on_image(1000, 1000)
+    assert outside == pytest.approx(10 / 510) and warning is None
+    assert _regions(("count", (0, 0, 500, 1000))).check_on_image(1000, 1000) == (0.0, None)
+
+
+def test_analysis_refuses_regions_of_another_image(fields: list[Path], tmp_path: Path) -> None:
+    reg = _geojson(tmp_path / "other.geojson", _rect(5000, 5000, 6000, 6000))
+    with pytest.raises(InputError) as info:
+        analyze_image(fields[0], regions=reg)
+    assert str(info.value).startswith(str(reg))
+    big = _geojson(tmp_path / "big.geojson", _rect(0, 0, 4 * SIDE, 4 * SIDE))
+    r = analyze_image(fields[0], regions=big).result
+    (q,) = [q for q in r.qc if q.check == "regions on image"]
+    assert q.value == pytest.approx(15 / 16) and not q.blocking and r.reportable
+
+
+# --------------------------------------------------------------------------------------------
+# one bad regions file, and re-runs
+
+
+def test_malformed_regions_file_fails_only_its_image(fields: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    _geojson(folder / "a.geojson", _rect(0, 0, SIDE, SIDE))
+    (folder / "b.geojson").write_text(
+        '{"type":"FeatureCollection","features":[{"type":"Feature","geometry":'
+        '{"type":"Polygon"},"properties":{"classification":{"name":"Stroma"}}}]}'
+    )
+    _geojson(folder / "c.geojson", _rect(0, 0, SIDE, SIDE))
+    out = tmp_path / "out"
+    batch = analyze_batch(fields, out, regions=pair_regions(fields, [folder]), detections=False)
+    assert [r.sample for r in batch.results] == ["a", "c"]
+    (fail,) = batch.failures
+    assert Path(fail.source).name == "b.tif"
+    assert "b.geojson" in fail.reason and 'no "coordinates"' in fail.reason
+    assert (out / "uterine_results.csv").is_file() and (out / "biopsy_summary.json").is_file()
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a", "c"]
+
+
+def test_rerun_leaves_only_the_latest_outputs(fields: list[Path], tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    a, b = d / "a.tif", d / "b.tif"
+    a.write_bytes(fields[0].read_bytes())
+    b.write_bytes(fields[1].read_bytes())
+    out = tmp_path / "out"
+    first = analyze_batch([a, b], out, detections=False)
+    assert not first.failures
+    (out / "images" / "a" / "overlay_field-01.png").write_bytes(b"from an older run")
+    b.write_bytes(b.read_bytes()[:1000])  # b is now truncated
+    second = analyze_batch([a, b], out, detections=False)
+    assert [Path(f.source).name for f in second.failures] == ["b.tif"]
+    # b failed: no earlier result of b remains beside a table listing it as failed
+    assert not (out / "images" / "b").exists()
+    # a succeeded: its folder holds this run's files only, and the paths reported exist
+    assert sorted(p.name for p in (out / "images" / "a").iterdir()) == [
+        "cells.csv",
+        "overlay.png",
+        "summary.json",
+    ]
+    assert all(p.is_file() for p in second.written + second.overlays)
+    assert [p.name for p in (out / "images").iterdir()] == ["a"]  # no partial folders left

@@ -1,0 +1,240 @@
+"""Image encodings a lab's camera or converter writes, read back to the RGB they were built from:
+CMYK (TIFF and Adobe JPEG), 12-bit samples in 16-bit TIFFs, palette and planar TIFFs, ImageJ
+calibration, non-square pixels and multi-page stacks. The truth of each test is the array the
+file was made from (SYNTHETIC fields) and the arithmetic written in the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from nkpanel.errors import InputError
+from nkpanel.uterine.images import FieldImage, cmyk_to_rgb, open_image
+from nkpanel.uterine.simulate import FieldSpec, simulate_field
+
+#: 0.5 µm per pixel as TIFF resolution tags (pixels per centimetre)
+RES = {"resolution": (20000, 20000), "resolutionunit": "CENTIMETER"}
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    return simulate_field(FieldSpec(width_px=240, height_px=200, seed=9)).rgb
+
+
+def _ucr_cmyk(rgb: np.ndarray) -> np.ndarray:
+    """CMYK with grey-component replacement, as a prepress tool writes it: K = min(C, M, Y)
+    and each ink reduced by it, C' = (C − K) / (1 − K); fractions of full ink."""
+    f = rgb.astype(np.float64) / 255
+    c, m, y = 1 - f[..., 0], 1 - f[..., 1], 1 - f[..., 2]
+    k = np.minimum(np.minimum(c, m), y)
+    den = np.maximum(1 - k, 1e-9)
+    cmyk = np.dstack([(c - k) / den, (m - k) / den, (y - k) / den, k])
+    return np.asarray((cmyk * 255).round(), dtype=np.uint8)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))
+
+
+# --------------------------------------------------------------------------------------------
+# CMYK
+
+
+def test_cmyk_formula_by_hand() -> None:
+    # R = (255 − C)(255 − K)/255: no ink is white, full K is black, K = 128 is mid grey
+    px = np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [0, 0, 0, 128], [255, 0, 0, 0]]], np.uint8)
+    assert cmyk_to_rgb(px).tolist() == [
+        [[255, 255, 255], [0, 0, 0], [127, 127, 127], [0, 255, 255]]
+    ]
+    # C = 100, M = 50, Y = 0, K = 60: (155·195)/255 = 118.5…, (205·195)/255 = 156.8…, 195
+    assert cmyk_to_rgb(np.array([[[100, 50, 0, 60]]], np.uint8)).tolist() == [[[119, 157, 195]]]
+
+
+def test_cmyk_tiff_reads_as_the_rgb_it_was_made_from(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "ucr.tif"
+    tifffile.imwrite(p, _ucr_cmyk(rgb), photometric="separated", **RES)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    # the UCR inks are inverted exactly by R = (1 − C')(1 − K); 8-bit inks add at most
+    # half a level each, so the round trip is within 2 levels (K as alpha gave ~100 levels)
+    d = _diff(src.rgb, rgb)
+    assert d.max() <= 2 and d.mean() < 0.5
+    assert any("CMYK" in n for n in src.notes)
+
+
+def test_cmyk_tiff_that_is_not_cmyk_is_refused(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "inks.tif"
+    tifffile.imwrite(p, _ucr_cmyk(rgb), photometric="separated", extratags=[(332, 3, 1, 2, True)])
+    with pytest.raises(InputError, match="not CMYK"):
+        open_image(p, pixel_size_um=0.5)
+
+
+def test_adobe_cmyk_jpeg_reads_as_its_rgb(tmp_path: Path, rgb: np.ndarray) -> None:
+    """Pillow writes CMYK JPEGs with Adobe's inverted inks and undoes that on reading."""
+    p = tmp_path / "ucr.jpg"
+    Image.fromarray(_ucr_cmyk(rgb), mode="CMYK").save(p, quality=95, dpi=(50800, 50800))
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    # JPEG at quality 95 moves a pixel by a few levels, never by the tens an ink read as alpha
+    # or an uninverted Adobe file gives
+    d = _diff(src.rgb, rgb)
+    assert d.mean() < 3.0
+    assert np.percentile(d, 99) < 15
+
+
+# --------------------------------------------------------------------------------------------
+# 16-bit, palette and planar TIFFs
+
+
+def test_12_bit_camera_data_in_16_bit_tiff(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "cam12.tif"
+    tifffile.imwrite(p, rgb.astype(np.uint16) * 16 + 8, photometric="rgb", **RES)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    # largest sample 16·255 + 8 = 4088 → 12-bit, full scale 4095:
+    # (16 r + 8) · 255 / 4095 = r · 0.9963 + 0.498, within one level of r
+    assert _diff(src.rgb, rgb).max() <= 1
+    assert any("0–4095" in n for n in src.notes)
+
+
+def test_8_bit_values_in_16_bit_tiff_and_full_16_bit(tmp_path: Path, rgb: np.ndarray) -> None:
+    p8 = tmp_path / "u16_8bit.tif"
+    tifffile.imwrite(p8, rgb.astype(np.uint16), photometric="rgb", **RES)
+    p16 = tmp_path / "u16.tif"
+    tifffile.imwrite(p16, rgb.astype(np.uint16) * 257, photometric="rgb", **RES)
+    for p in (p8, p16):
+        src = open_image(p)
+        assert isinstance(src, FieldImage)
+        np.testing.assert_array_equal(src.rgb, rgb)  # 255/255 and 257·r/257
+
+
+def test_palette_tiff(tmp_path: Path, rgb: np.ndarray) -> None:
+    pal = Image.fromarray(rgb).quantize(64)
+    idx = np.asarray(pal)
+    table = np.asarray(pal.getpalette()[: 3 * 64], np.uint16).reshape(64, 3)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :64] = table.T * 257  # TIFF colour maps are 16-bit
+    p = tmp_path / "palette.tif"
+    tifffile.imwrite(p, idx, photometric="palette", colormap=cmap, **RES)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(src.rgb, table.astype(np.uint8)[idx])
+
+
+def test_planar_separate_field(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "planar.tif"
+    tifffile.imwrite(p, rgb.transpose(2, 0, 1), photometric="rgb", planarconfig="separate", **RES)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(src.rgb, rgb)
+
+
+def test_planar_separate_tiled_pyramid(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "planar.ome.tif"
+    half = rgb[::2, ::2]
+    md = {"axes": "SYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+    kw = {"tile": (64, 64), "photometric": "rgb", "planarconfig": "separate"}
+    with tifffile.TiffWriter(p, ome=True) as tw:
+        tw.write(rgb.transpose(2, 0, 1), subifds=1, metadata=md, **kw)
+        tw.write(np.ascontiguousarray(half.transpose(2, 0, 1)), subfiletype=1, **kw)
+    src = open_image(p)
+    try:
+        assert src.kind == "slide"
+        h, w = rgb.shape[:2]
+        np.testing.assert_array_equal(src.read(0, 0, w, h, 1.0), rgb)
+        # the reduced level, read where it is stored: a region at downsample 2
+        np.testing.assert_array_equal(src.read(0, 0, 128, 128, 2.0), half[:64, :64])
+    finally:
+        src.close()
+
+
+# --------------------------------------------------------------------------------------------
+# pixel size
+
+
+@pytest.mark.parametrize(
+    ("unit", "pixels_per_unit"),
+    [
+        ("um", 4.0),
+        ("micron", 4.0),
+        ("\\u00B5m", 4.0),
+        ("mm", 4000.0),
+        ("cm", 40000.0),
+        ("nm", 0.004),
+    ],
+)
+def test_imagej_calibration(
+    tmp_path: Path, rgb: np.ndarray, unit: str, pixels_per_unit: float
+) -> None:
+    # ImageJ's pixel width is 1 / XResolution in its unit: 0.25 µm in every case
+    p = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        p, rgb, imagej=True, resolution=(pixels_per_unit, pixels_per_unit), metadata={"unit": unit}
+    )
+    src = open_image(p)
+    assert src.pixel_size.um_per_px == pytest.approx(0.25, rel=1e-6)
+    assert src.pixel_size.source.startswith("ImageJ calibration")
+
+
+def test_non_square_pixels_are_refused(tmp_path: Path, rgb: np.ndarray) -> None:
+    # 40000 px/cm across (0.25 µm), 20000 down (0.5 µm): each pixel is 0.125 µm², not 0.0625
+    tif = tmp_path / "aniso.tif"
+    tifffile.imwrite(
+        tif, rgb, photometric="rgb", resolution=(40000, 20000), resolutionunit="CENTIMETER"
+    )
+    ome = tmp_path / "aniso.ome.tif"
+    md = {"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5}
+    tifffile.imwrite(ome, rgb, photometric="rgb", ome=True, metadata=md)
+    png = tmp_path / "aniso.png"
+    Image.fromarray(rgb).save(png, dpi=(101600, 50800))
+    for p in (tif, ome, png):
+        with pytest.raises(InputError, match=r"non-square pixels \(0.25 µm wide, 0.5 µm high"):
+            open_image(p)
+    # the user's value stands, and the file's disagreement is noted
+    src = open_image(tif, pixel_size_um=0.25)
+    assert src.pixel_size.um_per_px == 0.25
+    assert any("0.5 µm high" in n for n in src.notes)
+
+
+def test_nearly_square_pixels_are_accepted(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "near.tif"
+    # 0.25 µm × 0.2513 µm: 0.5% apart, within the 1% tolerance
+    tifffile.imwrite(
+        p, rgb, photometric="rgb", resolution=(40000, 39800), resolutionunit="CENTIMETER"
+    )
+    assert open_image(p).pixel_size.um_per_px == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------------------------
+# several images in one TIFF
+
+
+def test_multi_page_tiff_is_refused(tmp_path: Path, rgb: np.ndarray) -> None:
+    stack = np.stack([rgb, rgb[::-1], rgb[:, ::-1]])
+    plain = tmp_path / "stack.tif"
+    tifffile.imwrite(plain, stack, photometric="rgb", **RES)
+    ij = tmp_path / "stack_ij.tif"
+    tifffile.imwrite(ij, stack, imagej=True, resolution=(2, 2), metadata={"unit": "um"})
+    pages = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(pages) as tw:
+        for im in stack[:2]:
+            tw.write(im, photometric="rgb", **RES)
+    for p, n in ((plain, 3), (ij, 3), (pages, 2)):
+        with pytest.raises(InputError) as info:
+            open_image(p)
+        assert f"TIFF holds {n} images" in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_a_thumbnail_page_is_not_a_second_image(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "with_thumb.tif"
+    with tifffile.TiffWriter(p) as tw:
+        tw.write(rgb, photometric="rgb", **RES)
+        tw.write(np.ascontiguousarray(rgb[::4, ::4]), photometric="rgb", subfiletype=1)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(src.rgb, rgb)
