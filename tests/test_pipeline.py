@@ -63,3 +63,34 @@ def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Pat
 def test_names_differing_in_letter_case_only_are_told_apart() -> None:
     names = unique_stems([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
     assert names == ["Tube1", "tube1-2", "TUBE1-3"]
+
+
+def test_a_fault_of_nkpanels_on_one_file_stops_no_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception on one file (a bug, not bad input) is that file's failure,
+    named as an internal error; the other files are analysed. With --debug it is raised."""
+    from nkpanel.errors import show_tracebacks
+
+    good = write_fcs(simulate_tube(SimulationSpec(seed=51, n_events=20_000)), tmp_path / "a.fcs")
+    odd = write_fcs(simulate_tube(SimulationSpec(seed=52, n_events=20_000)), tmp_path / "b.fcs")
+    real = pipeline.analyze_file
+
+    def analyze(path: Path, settings: FlowSettings) -> FlowAnalysis:
+        if Path(path).name == "b.fcs":
+            raise ZeroDivisionError("division by zero")
+        return real(path, settings)
+
+    monkeypatch.setattr(pipeline, "analyze_file", analyze)
+    out = pipeline.analyze_flow_batch([odd, good], FlowSettings(), tmp_path / "out", plots=False)
+    assert [r.sample for r in out.results] == ["a"]
+    (failure,) = out.failures
+    assert failure.source == str(odd)
+    assert failure.reason.startswith("internal error (ZeroDivisionError: division by zero)")
+    assert not (tmp_path / "out" / "samples" / "b").exists()
+    show_tracebacks(True)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            pipeline.analyze_flow_batch([odd], FlowSettings(), tmp_path / "o2", plots=False)
+    finally:
+        show_tracebacks(False)

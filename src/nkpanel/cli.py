@@ -27,7 +27,7 @@ from nkpanel._cli import (
     progress_steps,
     say,
 )
-from nkpanel.errors import ConfigError, NkPanelError, one_line
+from nkpanel.errors import ConfigError, NkPanelError, one_line, show_tracebacks
 from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug
+    show_tracebacks(debug)
 
 
 @app.command()

@@ -28,8 +28,36 @@ __all__ = [
     "NkPanelError",
     "NkPanelWarning",
     "QCError",
+    "batch_failure",
     "one_line",
+    "show_tracebacks",
 ]
+
+#: set by the command line's ``--debug``: a batch re-raises unexpected errors instead of
+#: recording them as one file's failure
+_tracebacks = {"on": False}
+
+
+def show_tracebacks(on: bool) -> None:
+    """Whether an unexpected error in one file of a batch stops the batch with its traceback
+    (``--debug``) or is recorded as that file's failure (the default)."""
+    _tracebacks["on"] = on
+
+
+def batch_failure(exc: Exception, source: str | Path | None = None) -> str:
+    """The one line recorded for a file of a batch that raised ``exc``.
+
+    An nkpanel error says its cause. Any other exception is a fault of nkpanel's: it is named
+    as one, so that the other files of the batch are still analysed (with ``--debug`` it is
+    raised again, traceback and all)."""
+    if isinstance(exc, NkPanelError):
+        return one_line(exc, source=source)
+    if _tracebacks["on"]:
+        raise exc
+    return (
+        f"internal error ({type(exc).__name__}: {one_line(exc, limit=200)}); the other files "
+        "were still analysed: please report it (--debug shows the traceback)"
+    )
 
 
 def one_line(exc: BaseException | str, *, limit: int = 0, source: str | Path | None = None) -> str:

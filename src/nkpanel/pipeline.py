@@ -16,7 +16,7 @@ from typing import Any, Literal
 from nkpanel._atomic import write_text
 from nkpanel._names import unique_stems
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import NkPanelError, one_line
+from nkpanel.errors import NkPanelError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, write_sample_outputs
 from nkpanel.flow.results import FlowResult
@@ -77,8 +77,8 @@ def analyze_flow_batch(
             written = write_sample_outputs(
                 analysis, out_dir, plots=plots, export_events=export_events
             )
-        except NkPanelError as exc:
-            outcome.failures.append(BatchFailure(str(path), one_line(exc, source=path)))
+        except Exception as exc:  # one file's fault, nkpanel's included, stops no batch
+            outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
             continue
         outcome.written += written
         outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from nkpanel._atomic import write_text
+from nkpanel._atomic import atomic_folder, write_text
 from nkpanel._names import unique_stems
-from nkpanel.errors import ConfigError, NkPanelError, one_line
+from nkpanel.errors import ConfigError, batch_failure
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
 from nkpanel.uterine.output import (
     GeoJSONWriter,
@@ -132,17 +131,6 @@ def pair_regions(
             "in the same order, or a folder holding <image name>.geojson files"
         )
     return list(regions)
-
-
-def _replace_folder(fresh: Path, target: Path) -> None:
-    """Put ``fresh`` where ``target`` is, the old ``target`` (if any) removed."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        target.rename(old / target.name)
-        fresh.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        fresh.rename(target)
 
 
 def pool_results(
@@ -251,60 +239,58 @@ def analyze_batch(
         if on_image is not None:
             on_image(str(path))
         final_dir = images_dir / name
-        images_dir.mkdir(parents=True, exist_ok=True)
-        # this run's outputs go to a fresh folder that replaces the old one on success
-        img_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=images_dir))
         sinks: list[TileSink] = []
         missing = reg if isinstance(reg, NoRegionsFile) else None
         reg_file = None if isinstance(reg, NoRegionsFile) else reg
-
-        def make_sinks(
-            plan: AnalysisPlan, img_dir: Path = img_dir, sinks: list[TileSink] = sinks
-        ) -> list[TileSink]:
-            made: list[TileSink] = []
-            if overlays:
-                made.extend(overlay_sinks(plan, img_dir))
-            if detections:
-                made.append(GeoJSONWriter(img_dir / "detections.geojson"))
-            sinks.extend(made)
-            return made
-
         try:
-            analysis = analyze_image(
-                path,
-                settings,
-                pixel_size_um=pixel_size_um,
-                regions=reg_file,
-                sink_factory=make_sinks,
-                on_tile=on_tile,
-            )
-            result = analysis.result
-            if name != result.sample:
-                result = replace(result, sample=name)
-            if missing is not None:
-                warning = UterineQC("regions file", False, None, None, missing.warning, False)
-                result = replace(
-                    result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
+            # this run's outputs go to a fresh folder that replaces the old one on success
+            with atomic_folder(final_dir) as img_dir:
+
+                def make_sinks(
+                    plan: AnalysisPlan, img_dir: Path = img_dir, sinks: list[TileSink] = sinks
+                ) -> list[TileSink]:
+                    made: list[TileSink] = []
+                    if overlays:
+                        made.extend(overlay_sinks(plan, img_dir))
+                    if detections:
+                        made.append(GeoJSONWriter(img_dir / "detections.geojson"))
+                    sinks.extend(made)
+                    return made
+
+                analysis = analyze_image(
+                    path,
+                    settings,
+                    pixel_size_um=pixel_size_um,
+                    regions=reg_file,
+                    sink_factory=make_sinks,
+                    on_tile=on_tile,
                 )
-            analysis = replace(analysis, result=result)
-            written = write_image_outputs(analysis, img_dir, sinks)
-            _replace_folder(img_dir, final_dir)
-            batch.written += [final_dir / p.relative_to(img_dir) for p in written]
-            batch.overlays += [
-                final_dir / sk.target.relative_to(img_dir)
-                for sk in sinks
-                if isinstance(sk, OverlayCanvas)
-            ]
-        except NkPanelError as exc:
+                result = analysis.result
+                if name != result.sample:
+                    result = replace(result, sample=name)
+                if missing is not None:
+                    warning = UterineQC("regions file", False, None, None, missing.warning, False)
+                    result = replace(
+                        result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
+                    )
+                analysis = replace(analysis, result=result)
+                written = [
+                    p.relative_to(img_dir) for p in write_image_outputs(analysis, img_dir, sinks)
+                ]
+                canvases = [
+                    sk.target.relative_to(img_dir) for sk in sinks if isinstance(sk, OverlayCanvas)
+                ]
+        except Exception as exc:  # one image's fault, nkpanel's included, stops no batch
             for sk in sinks:
                 if isinstance(sk, GeoJSONWriter):
                     sk.abort()
             # an earlier run's outputs of this image must not look current
             shutil.rmtree(final_dir, ignore_errors=True)
-            batch.failures.append(ImageFailure(str(path), one_line(exc, source=Path(path))))
+            reason = batch_failure(exc, source=Path(path))
+            batch.failures.append(ImageFailure(str(path), reason))
             continue
-        finally:
-            shutil.rmtree(img_dir, ignore_errors=True)
+        batch.written += [final_dir / p for p in written]
+        batch.overlays += [final_dir / p for p in canvases]
         batch.results.append(result)
     if batch.results:
         batch.pooled = pool_results(
