@@ -87,6 +87,27 @@ def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
             "used twice: draw-1",
         ),
         (
+            GOOD.replace("sample_volume_ul = 50", ""),
+            "beads_per_test and sample_volume_ul go together",
+        ),
+        (
+            GOOD.replace("sample_volume_ul = 50", 'sample_volume_ul = 50\ntemplate_sample = "a"'),
+            "template_sample names a sample of the draw's template",
+        ),
+        (
+            GOOD.replace(
+                "sample_volume_ul = 50", "sample_volume_ul = 50\nreceived = 2026-10-06T09:00:00"
+            ),
+            "received (2026-10-06 09:00:00) is before collected (2026-11-02 08:30:00)",
+        ),
+        (
+            GOOD.replace(
+                "sample_volume_ul = 50",
+                "sample_volume_ul = 50\npre_analytic = {processed = 2026-11-01T09:00:00}",
+            ),
+            "pre_analytic.processed (2026-11-01 09:00:00) is before collected",
+        ),
+        (
             GOOD
             + '\n[[endometrial]]\nid = "b"\nimages = ["a.png"]\npixel_size_um = 0.5\n'
             + '[[endometrial]]\nid = "b"\nimages = ["c.png"]\npixel_size_um = 0.5\n',

@@ -94,3 +94,40 @@ def test_a_fault_of_nkpanels_on_one_file_stops_no_batch(
             pipeline.analyze_flow_batch([odd], FlowSettings(), tmp_path / "o2", plots=False)
     finally:
         show_tracebacks(False)
+
+
+def test_a_case_rerun_leaves_nothing_of_the_earlier_run_that_could_pass_for_this_one(
+    tmp_path: Path,
+) -> None:
+    """Run 1: a second draw lists one FCS file twice (by two spellings) and one that is not
+    there. Run 2, into the same folder, drops that draw and writes no report: the draw's
+    folder and the old report go, and the run says so."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(
+        tmp_path / "case", n_events=30_000, cytotoxicity=False, endometrial=False
+    )
+    first_text = manifest.read_text()
+    manifest.write_text(
+        first_text
+        + '\n[[blood_draws]]\nid = "draw-2"\n'
+        + 'fcs = ["blood/tbnk_tube1.fcs", "./blood/tbnk_tube1.fcs", "blood/missing.fcs"]\n'
+    )
+    out = tmp_path / "out"
+    run1 = pipeline.run_case(load_case(manifest), out, plots=False)
+    draw2 = run1.draws["draw-2"]
+    assert [r.sample for r in draw2.results] == ["tbnk_tube1"]  # once, not tube1 and tube1-2
+    assert draw2.notes == [
+        f"{tmp_path / 'case' / 'blood' / 'tbnk_tube1.fcs'}: given twice: analysed once"
+    ]
+    (missing,) = draw2.failures
+    assert missing.source.endswith("missing.fcs")
+    assert missing.reason == "no such file (listed under blood draw 'draw-2' of the case manifest)"
+    assert (out / "report").is_dir() and (out / "flow" / "draw-2").is_dir()
+
+    manifest.write_text(first_text)
+    run2 = pipeline.run_case(load_case(manifest), out, plots=False, reports=False)
+    assert sorted(run2.removed) == sorted([out / "flow" / "draw-2", out / "report"])
+    assert not (out / "flow" / "draw-2").exists() and not (out / "report").exists()
+    assert (out / "flow" / "draw-1" / "flow_summary.json").is_file()

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from nkpanel._names import distinct_files, files_in_folders
 from nkpanel.errors import ConfigError, InputError
 
 __all__ = [
@@ -39,58 +40,19 @@ V = TypeVar("V")
 
 
 def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
-    """The files given, with each folder among them replaced by the files in it (not in its
-    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order. A file
-    given twice (by the same or another path, or in a folder also given) is kept once, and a
-    note says so: analysed twice, it would be counted as two samples.
+    """The files given, folders replaced by the files in them
+    (:func:`~nkpanel._names.files_in_folders`), each file once (a note says which were given
+    twice: :func:`~nkpanel._names.distinct_files`).
 
     Raises
     ------
     InputError
         A folder that holds no such file.
     """
-    listed = _expand(paths, suffixes)
-    out: list[Path] = []
-    seen: dict[Path, Path] = {}
-    for p in listed:
-        key = p.resolve() if p.exists() else p
-        if key in seen:
-            say(
-                f"{p}: given twice (also as {seen[key]}): analysed once",
-                flag="note:",
-                colour="yellow",
-            )
-            continue
-        seen[key] = p
-        out.append(p)
-    return out
-
-
-def _expand(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        if not p.is_dir():
-            out.append(p)
-            continue
-        found = sorted(f for f in p.iterdir() if _wanted(f, suffixes))
-        if not found:
-            kinds = " / ".join(suffixes)
-            deeper = sum(1 for f in p.rglob("*") if _wanted(f, suffixes))
-            if deeper:
-                raise InputError(
-                    p,
-                    f"the folder holds no {kinds} file itself, but its subfolders hold "
-                    f"{deeper}: give the subfolders (subfolders are not searched, so that "
-                    "earlier outputs inside are not read again)",
-                )
-            raise InputError(p, f"the folder holds no {kinds} file")
-        out += found
-    return out
-
-
-def _wanted(f: Path, suffixes: tuple[str, ...]) -> bool:
-    # not hidden files (macOS writes ._name beside every file on foreign disks)
-    return f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+    files, notes = distinct_files(files_in_folders(paths, suffixes))
+    for note in notes:
+        say(note, flag="note:", colour="yellow")
+    return files
 
 
 def output_folder(folder: Path) -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["unique_stems"]
+from nkpanel.errors import InputError
+
+__all__ = ["distinct_files", "files_in_folders", "unique_stems"]
 
 
 def unique_stems(paths: Sequence[str | Path]) -> list[str]:
@@ -22,3 +24,55 @@ def unique_stems(paths: Sequence[str | Path]) -> list[str]:
         taken.add(name.casefold())
         names.append(name)
     return names
+
+
+def files_in_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """The files given, with each folder among them replaced by the files in it (not in its
+    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order.
+
+    Raises
+    ------
+    InputError
+        A folder that holds no such file.
+    """
+    out: list[Path] = []
+    for p in paths:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in p.iterdir() if _wanted(f, suffixes))
+        if not found:
+            kinds = " / ".join(suffixes)
+            deeper = sum(1 for f in p.rglob("*") if _wanted(f, suffixes))
+            if deeper:
+                raise InputError(
+                    p,
+                    f"the folder holds no {kinds} file itself, but its subfolders hold "
+                    f"{deeper}: give the subfolders (subfolders are not searched, so that "
+                    "earlier outputs inside are not read again)",
+                )
+            raise InputError(p, f"the folder holds no {kinds} file")
+        out += found
+    return out
+
+
+def _wanted(f: Path, suffixes: tuple[str, ...]) -> bool:
+    # not hidden files (macOS writes ._name beside every file on foreign disks)
+    return f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+
+
+def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """``paths`` with each file kept once (by the same or another spelling of its path), and
+    a note for each one left out: analysed twice, a file would be counted as two samples."""
+    out: list[Path] = []
+    notes: list[str] = []
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        key = p.resolve() if p.exists() else p
+        if key in seen:
+            also = "" if str(seen[key]) == str(p) else f" (also as {seen[key]})"
+            notes.append(f"{p}: given twice{also}: analysed once")
+            continue
+        seen[key] = p
+        out.append(p)
+    return out, notes

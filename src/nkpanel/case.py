@@ -31,7 +31,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nkpanel._toml import load_toml, refuse_duplicate_ids, validate_toml
 from nkpanel.cytotox.manifest import CytotoxicityPlate
@@ -92,6 +92,23 @@ class BloodDraw(_Strict):
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _consistent(self) -> BloodDraw:
+        if (self.beads_per_test is None) != (self.sample_volume_ul is None):
+            raise ValueError(
+                "beads_per_test and sample_volume_ul go together (bead-method absolute counts)"
+            )
+        if self.template_sample is not None and self.template is None:
+            raise ValueError("template_sample names a sample of the draw's template workspace")
+        if self.collected is not None:
+            for name, when in (
+                ("received", self.received),
+                ("pre_analytic.processed", self.pre_analytic.processed),
+            ):
+                if when is not None and _before(when, self.collected):
+                    raise ValueError(f"{name} ({when}) is before collected ({self.collected})")
+        return self
+
     @field_validator("markers")
     @classmethod
     def _known_markers(cls, v: dict[str, str]) -> dict[str, str]:
@@ -108,6 +125,16 @@ class BloodDraw(_Strict):
             if not label.strip():
                 raise ValueError(f"{marker} is mapped to an empty label")
         return v
+
+
+def _before(later: dt.datetime, earlier: dt.datetime | dt.date) -> bool:
+    """Whether ``later`` is before ``earlier`` (by day when ``earlier`` is a day only; times
+    with and without a time zone are not compared)."""
+    if not isinstance(earlier, dt.datetime):
+        return later.date() < earlier
+    if (later.tzinfo is None) != (earlier.tzinfo is None):
+        return False
+    return later < earlier
 
 
 class Case(_Strict):

@@ -432,6 +432,16 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
     _print_results(results, outcome.failures)
+    for batch in outcome.draws.values():
+        for note in batch.notes:
+            say(note, flag="note:", colour="yellow")
+    if outcome.removed:
+        gone = ", ".join(str(p.relative_to(out)) for p in outcome.removed)
+        say(
+            f"removed from {out}, written by an earlier run and not by this one: {gone}",
+            flag="note:",
+            colour="yellow",
+        )
     out_console.print(f"outputs written to {out}")  # the case summary, whatever failed
     out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from nkpanel._atomic import write_text
-from nkpanel._names import unique_stems
+from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import NkPanelError, batch_failure, one_line
+from nkpanel.errors import InputError, NkPanelError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, write_sample_outputs
 from nkpanel.flow.results import FlowResult
@@ -40,8 +41,11 @@ class BatchOutcome:
     figures: dict[str, list[Path]] = field(default_factory=dict)
     #: sample folders an earlier run left in the output folder (not in this batch's tables)
     earlier: list[Path] = field(default_factory=list)
-    #: batch tables of an earlier run, removed because every file of this one failed
+    #: outputs of an earlier run removed: its batch tables when every file of this one failed,
+    #: and (``prune``) its sample folders this run did not write
     removed: list[Path] = field(default_factory=list)
+    #: how the batch was formed (a file given twice…)
+    notes: list[str] = field(default_factory=list)
 
 
 def analyze_flow_batch(
@@ -52,16 +56,19 @@ def analyze_flow_batch(
     plots: bool = True,
     export_events: Literal["parquet", "csv"] | None = None,
     on_file: Progress | None = None,
+    prune: bool = False,
 ) -> BatchOutcome:
     """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
 
     When every file fails, nothing is written, and batch tables an earlier run left in
     ``out_dir`` are removed (they would pass for this run's). Sample folders of an earlier run
-    that this one did not write are listed in :attr:`BatchOutcome.earlier` and in the summary.
+    that this one did not write are listed in :attr:`BatchOutcome.earlier` and in the summary,
+    or, with ``prune`` (a case's own folder), removed. A file given twice is analysed once.
     Files are named by their stem; files of one stem from different folders are told apart as
     ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that none
     overwrites another's outputs."""
     outcome = BatchOutcome()
+    paths, outcome.notes = distinct_files(paths)
     names = unique_stems(paths)
     for path, name in zip(paths, names, strict=True):
         if on_file is not None:
@@ -92,6 +99,11 @@ def analyze_flow_batch(
             for d in samples.iterdir()
             if d.is_dir() and not d.name.startswith(".") and d.name not in written_now
         )
+    if prune:
+        for folder in outcome.earlier:
+            shutil.rmtree(folder, ignore_errors=True)
+        outcome.removed += outcome.earlier
+        outcome.earlier = []
     if outcome.results:  # every file failed: no empty tables
         outcome.written += write_batch(
             outcome.results, outcome.failures, out_dir, earlier=outcome.earlier
@@ -112,6 +124,8 @@ class CaseOutcome:
     summary_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     report: ReportPaths | None = None
+    #: outputs of an earlier run into the same folder that this run removed
+    removed: list[Path] = field(default_factory=list)
 
     @property
     def failures(self) -> list[BatchFailure]:
@@ -145,6 +159,55 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
         dataset=dataset,
         marker_overrides=markers,
     )
+
+
+def _draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailure]]:
+    """A blood draw's FCS files as its manifest lists them (``~`` expanded, folders replaced
+    by the FCS files in them), and a failure for each entry that is not there."""
+    files: list[Path] = []
+    failures: list[BatchFailure] = []
+    where = f"listed under blood draw {draw.id!r} of the case manifest"
+    for entry in draw.fcs:
+        path = case.resolve(entry.expanduser())
+        if not path.exists():
+            failures.append(BatchFailure(str(path), f"no such file ({where})"))
+            continue
+        try:
+            files += files_in_folders([path], (".fcs", ".lmd"))
+        except InputError as exc:
+            failures.append(BatchFailure(str(path), f"{one_line(exc, source=path)} ({where})"))
+    return files, failures
+
+
+#: the folders a case run writes, one subfolder per specimen id
+_SPECIMEN_FOLDERS = ("flow", "cytotoxicity", "uterine")
+
+
+def _prune_earlier_run(case: Case, out_dir: Path, reports: bool) -> list[Path]:
+    """Remove what an earlier run of a case into ``out_dir`` wrote that this run will not
+    write again, and return it: specimens no longer in the manifest, and the reports (written
+    anew, when ``reports``, from an empty folder, so that no figure of the earlier run stays;
+    not at all with ``--no-report``). Left in place, they would pass for this run's results."""
+    ids = {
+        "flow": {d.id for d in case.blood_draws},
+        "cytotoxicity": {c.id for c in case.cytotoxicity},
+        "uterine": {b.id for b in case.endometrial},
+    }
+    removed: list[Path] = []
+    for section in _SPECIMEN_FOLDERS:
+        folder = out_dir / section
+        if not folder.is_dir():
+            continue
+        for d in sorted(folder.iterdir()):
+            if d.is_dir() and not d.name.startswith(".") and d.name not in ids[section]:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+    report = out_dir / "report"
+    if report.is_dir():
+        shutil.rmtree(report, ignore_errors=True)
+        if not reports:
+            removed.append(report)
+    return removed
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -186,12 +249,21 @@ def run_case(
     """
     base = settings or FlowSettings()
     outcome = CaseOutcome(case)
+    outcome.removed = _prune_earlier_run(case, out_dir, reports)
     for draw in case.blood_draws:
-        files = [case.resolve(p) for p in draw.fcs]
+        files, missing = _draw_files(case, draw)
         draw_out = out_dir / "flow" / draw.id
-        outcome.draws[draw.id] = analyze_flow_batch(
-            files, _draw_settings(base, draw, case), draw_out, plots=plots, on_file=on_file
+        batch = analyze_flow_batch(
+            files,
+            _draw_settings(base, draw, case),
+            draw_out,
+            plots=plots,
+            on_file=on_file,
+            prune=True,
         )
+        batch.failures[:0] = missing
+        outcome.draws[draw.id] = batch
+        outcome.removed += batch.removed
     from nkpanel.cytotox.manifest import run_plate_for_case
 
     for plate in case.cytotoxicity:
@@ -241,6 +313,7 @@ def run_case(
                     {"source": f.source, "reason": f.reason}
                     for f in outcome.draws[draw.id].failures
                 ],
+                "notes": outcome.draws[draw.id].notes,
             }
             for draw in case.blood_draws
         ],

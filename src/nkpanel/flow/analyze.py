@@ -664,7 +664,8 @@ def _build_result(
     elif method == "none" and n_beads >= s.qc.min_bead_events:
         notes += (
             f"{n_beads} counting-bead events found, but no beads per test and sample volume "
-            "given (--beads, --volume): no absolute count",
+            "given (--beads and --volume, or beads_per_test and sample_volume_ul in a case "
+            "manifest): no absolute count",
         )
 
     def under(name: str, role: str) -> bool:

@@ -85,6 +85,8 @@ class AliasTable:
 
     markers: Mapping[str, tuple[str, ...]]
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: markers and channels mapped to one label by :meth:`with_overrides`
+    overridden: frozenset[str] = frozenset()
 
     def merged(self, other: AliasTable) -> AliasTable:
         """This table extended by ``other`` (aliases appended, new markers added)."""
@@ -96,7 +98,7 @@ class AliasTable:
         for k, v in other.channels.items():
             key = _find_key(channels, k) or k
             channels[key] = tuple(dict.fromkeys((*channels.get(key, ()), *v)))
-        return AliasTable(markers, channels)
+        return AliasTable(markers, channels, self.overridden | other.overridden)
 
     def with_overrides(self, overrides: Mapping[str, str]) -> AliasTable:
         """This table with each named marker mapped to exactly one label (``--marker CD56=NK1.1``).
@@ -112,16 +114,19 @@ class AliasTable:
         """
         markers = dict(self.markers)
         channels = dict(self.channels)
+        overridden = set(self.overridden)
         for marker, label in overrides.items():
             if not str(marker).strip() or not str(label).strip():
                 raise ConfigError(f"marker override {marker!r}={label!r}: both sides must be named")
             ch_key = _find_key(channels, marker)
             if ch_key is not None:
                 channels[ch_key] = (label.strip(),)
+                overridden.add(ch_key)
             else:
                 key = _find_key(markers, marker) or marker.strip()
                 markers[key] = (label.strip(),)
-        return AliasTable(markers, channels)
+                overridden.add(key)
+        return AliasTable(markers, channels, frozenset(overridden))
 
     def aliases_for(self, name: str) -> tuple[tuple[str, ...], bool]:
         """The aliases of ``name`` and whether it is a scatter/time channel."""
@@ -364,6 +369,15 @@ def resolve_markers(
             )
         elif name in required:
             missing.append(name)
+    mapped = [m for m in missing if _find_key({k: () for k in table.overridden}, m)]
+    if mapped:
+        name = mapped[0]
+        label = table.aliases_for(name)[0][0]
+        raise MarkerError(
+            sample.source,
+            f"the mapping {name} = {label!r} (--marker, or markers in a case manifest) matches "
+            f"no channel; channels are: {_describe(labels)}",
+        )
     if missing:
         raise MarkerError(
             sample.source,
