@@ -40,17 +40,41 @@ def test_replaced_file_keeps_its_own_permissions(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("umask_027")
 def test_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
-    from nkpanel._atomic import atomic_folder
+    from nkpanel._atomic import OWNED, atomic_folder
 
     target = tmp_path / "samples" / "tube1"
-    target.mkdir(parents=True)
-    (target / "old-figure.png").write_text("earlier run")
+    with atomic_folder(target) as d:
+        (d / "old-figure.png").write_text("earlier run")
+    assert (target / OWNED).read_text() == "old-figure.png\n"
     with pytest.raises(RuntimeError), atomic_folder(target) as d:
         (d / "summary.json").write_text("{}")
         raise RuntimeError("analysis failed half-way")
-    assert [p.name for p in target.iterdir()] == ["old-figure.png"]  # untouched
+    assert sorted(p.name for p in target.iterdir()) == [OWNED, "old-figure.png"]  # untouched
     with atomic_folder(target) as d:
         (d / "summary.json").write_text("{}")
-    assert [p.name for p in target.iterdir()] == ["summary.json"]
+    assert sorted(p.name for p in target.iterdir()) == [OWNED, "summary.json"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~0o027
     assert sorted(p.name for p in target.parent.iterdir()) == ["tube1"]  # no temporaries
+
+
+def test_files_nkpanel_did_not_write_are_never_removed(tmp_path: Path) -> None:
+    """A folder holding a lab's files (or the input itself) keeps them: only nkpanel's own
+    earlier files go, the new ones come in beside them."""
+    from nkpanel._atomic import OWNED, atomic_folder, remove_owned
+
+    target = tmp_path / "samples" / "tube1"
+    target.mkdir(parents=True)
+    (target / "tube1.fcs").write_bytes(b"FCS3.1")
+    with atomic_folder(target) as d:
+        (d / "plots").mkdir()
+        (d / "plots" / "NK.png").write_text("run 1")
+        (d / "summary.json").write_text("run 1")
+    (target / "notes.txt").write_text("the lab's")
+    with atomic_folder(target) as d:
+        (d / "summary.json").write_text("run 2")
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert files == [OWNED, "notes.txt", "summary.json", "tube1.fcs"]  # run 1's figure gone
+    assert (target / "summary.json").read_text() == "run 2"
+    assert not remove_owned(target)  # the lab's files keep the folder
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt", "tube1.fcs"]
+    assert not remove_owned(tmp_path / "samples")  # no list: nothing of nkpanel's to remove

@@ -114,6 +114,7 @@ def test_reused_output_folder_holds_only_this_runs_results(tmp_path: Path) -> No
     second = nkpanel("flow", "analyze", str(a), "--out", str(out), "--no-plots")
     assert second.returncode == 0, second.stderr
     assert sorted(p.name for p in (out / "samples" / "a").iterdir()) == [
+        ".nkpanel-files",
         "gates.gatingml.xml",
         "summary.json",
     ]
@@ -121,7 +122,7 @@ def test_reused_output_folder_holds_only_this_runs_results(tmp_path: Path) -> No
     summary = json.loads((out / "flow_summary.json").read_text())
     assert [s["sample"] for s in summary["samples"]] == ["a"]
     assert summary["earlier_sample_folders"] == [str(out / "samples" / "b")]
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary left
+    assert not [p for p in out.rglob("*") if p.name.endswith((".part", ".old"))]
 
     a.write_bytes(a.read_bytes()[:5000])  # the file is now cut short
     third = nkpanel("flow", "analyze", str(a), "--out", str(out))

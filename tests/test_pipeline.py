@@ -96,12 +96,11 @@ def test_a_fault_of_nkpanels_on_one_file_stops_no_batch(
         show_tracebacks(False)
 
 
-def test_a_case_rerun_leaves_nothing_of_the_earlier_run_that_could_pass_for_this_one(
-    tmp_path: Path,
-) -> None:
+def test_a_case_rerun_names_what_the_earlier_run_left(tmp_path: Path) -> None:
     """Run 1: a second draw lists one FCS file twice (by two spellings) and one that is not
     there. Run 2, into the same folder, drops that draw and writes no report: the draw's
-    folder and the old report go, and the run says so."""
+    folder and the old report are named as the earlier run's, not removed (nkpanel cannot
+    tell them from a lab's own folders of those names)."""
     from nkpanel.case import load_case
     from nkpanel.demo import write_synthetic_case
 
@@ -124,10 +123,61 @@ def test_a_case_rerun_leaves_nothing_of_the_earlier_run_that_could_pass_for_this
     (missing,) = draw2.failures
     assert missing.source.endswith("missing.fcs")
     assert missing.reason == "no such file (listed under blood draw 'draw-2' of the case manifest)"
-    assert (out / "report").is_dir() and (out / "flow" / "draw-2").is_dir()
+    assert (out / "report" / "report.html").is_file()
+    assert not [p for p in out.rglob("*") if p.name.endswith((".part", ".old"))]
 
     manifest.write_text(first_text)
     run2 = pipeline.run_case(load_case(manifest), out, plots=False, reports=False)
-    assert sorted(run2.removed) == sorted([out / "flow" / "draw-2", out / "report"])
-    assert not (out / "flow" / "draw-2").exists() and not (out / "report").exists()
-    assert (out / "flow" / "draw-1" / "flow_summary.json").is_file()
+    assert sorted(run2.earlier) == sorted([out / "flow" / "draw-2", out / "report"])
+    assert (out / "flow" / "draw-2").is_dir() and (out / "report" / "report.html").is_file()
+
+
+def test_a_case_run_into_its_own_folder_removes_nothing_of_the_lab(tmp_path: Path) -> None:
+    """--out is the folder of the manifest, whose FCS file sits in flow/<day>/ and whose lab
+    letter sits in report/: run twice, both survive; the report's own files are replaced."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    case_dir = tmp_path / "case"
+    manifest = write_synthetic_case(
+        case_dir, n_events=30_000, cytotoxicity=False, endometrial=False
+    )
+    day = case_dir / "flow" / "2026-11-02"
+    day.mkdir(parents=True)
+    (case_dir / "blood" / "tbnk_tube1.fcs").rename(day / "tbnk_tube1.fcs")
+    manifest.write_text(
+        manifest.read_text().replace("blood/tbnk_tube1.fcs", "flow/2026-11-02/tbnk_tube1.fcs")
+    )
+    (case_dir / "report").mkdir()
+    letter = case_dir / "report" / "referral_letter.txt"
+    letter.write_text("from the referring clinic")
+    for _ in range(2):
+        run = pipeline.run_case(load_case(manifest), case_dir, plots=False)
+        assert not run.failures
+    assert (day / "tbnk_tube1.fcs").is_file() and letter.read_text() == "from the referring clinic"
+    assert (case_dir / "report" / "report.html").is_file()
+    assert run.earlier == [day]  # named, not removed
+
+
+def test_a_sample_folder_holding_the_input_keeps_it(tmp_path: Path) -> None:
+    """--out is a folder whose samples/<stem>/ holds the FCS file itself and a note."""
+    folder = tmp_path / "data" / "samples" / "tube"
+    folder.mkdir(parents=True)
+    fcs = write_fcs(simulate_tube(SimulationSpec(seed=53, n_events=20_000)), folder / "tube.fcs")
+    (folder / "operator_notes.txt").write_text("run by A.B.")
+    for _ in range(2):
+        out = pipeline.analyze_flow_batch([fcs], FlowSettings(), tmp_path / "data", plots=False)
+        assert not out.failures
+    before = {"tube.fcs", "tube.labels.csv.gz", "tube.truth.json", "operator_notes.txt"}
+    ours = {".nkpanel-files", "gates.gatingml.xml", "summary.json"}
+    assert {p.name for p in folder.iterdir()} == before | ours
+
+
+def test_a_stem_is_never_a_path_of_its_own() -> None:
+    """"..fcs" has the stem ".": as a folder name it would be samples/ itself."""
+    assert unique_stems(["a/..fcs", "b/...fcs", "c/.hidden.fcs", "d/x.fcs"]) == [
+        "sample",
+        "sample-2",
+        "hidden",
+        "x",
+    ]

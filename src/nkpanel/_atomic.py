@@ -9,7 +9,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_path", "write_bytes", "write_text", "write_with"]
+__all__ = [
+    "OWNED",
+    "atomic_folder",
+    "atomic_path",
+    "remove_owned",
+    "write_bytes",
+    "write_text",
+    "write_with",
+]
 
 
 @contextlib.contextmanager
@@ -38,30 +46,85 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+#: the file, in each folder :func:`atomic_folder` writes, that lists the files nkpanel wrote
+#: there: only those are ever replaced or removed, never a file someone else put beside them
+OWNED = ".nkpanel-files"
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a new, empty folder beside ``target``; on success it replaces ``target`` whole.
+    """Yield a new, empty folder beside ``target``; on success it takes ``target``'s place.
 
-    The folder then holds only what this run wrote: no figure or event table of an earlier
-    run is left beside the new ones. On any exception the new folder is removed and ``target``
-    is left as it was. (Between the two renames ``target`` is briefly absent; it is never
-    half-written.)
+    The folder then holds what this run wrote and no file of an earlier run of nkpanel: the
+    files nkpanel wrote are listed in :data:`OWNED`. A ``target`` holding only such files is
+    replaced whole (between the two renames it is briefly absent, never half-written). A
+    ``target`` that also holds files nkpanel did not write (the input file, a lab's notes; or
+    any file at all when it has no list, as before nkpanel kept one) keeps them: nkpanel's own
+    earlier files are removed and the new ones moved in beside them. On any exception the new
+    folder is removed and ``target`` is left as it was.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp
+        written = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+        (tmp / OWNED).write_text("\n".join(written) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is the owner's only
-        old: Path | None = None
-        if target.exists():
+        if not target.exists():
+            os.replace(tmp, target)
+        elif target.is_dir() and not _foreign_files(target):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        if old is not None:
+            os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            remove_owned(target)
+            for name in written:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp / name, target / name)
+            os.replace(tmp / OWNED, target / OWNED)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _owned(folder: Path) -> set[str]:
+    try:
+        text = (folder / OWNED).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line for line in text.splitlines() if line and ".." not in Path(line).parts}
+
+
+def _foreign_files(folder: Path) -> list[Path]:
+    """Files in ``folder`` that nkpanel's list there does not name (every file without one)."""
+    if not (folder / OWNED).is_file():
+        return [f for f in folder.rglob("*") if f.is_file() or f.is_symlink()] or [folder]
+    owned = _owned(folder) | {OWNED}
+    return [
+        f
+        for f in folder.rglob("*")
+        if (f.is_file() or f.is_symlink()) and str(f.relative_to(folder)) not in owned
+    ]
+
+
+def remove_owned(folder: Path) -> bool:
+    """Remove the files nkpanel listed as its own in ``folder`` (see :func:`atomic_folder`),
+    then the folders left empty; return whether ``folder`` itself is gone. Files nkpanel did
+    not write are never removed."""
+    if not folder.is_dir() or not (folder / OWNED).is_file():
+        return False
+    for name in _owned(folder):
+        target = folder / name
+        if target.is_file() and not target.is_symlink():
+            target.unlink()
+    (folder / OWNED).unlink()
+    for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()  # only when empty
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return not folder.exists()
 
 
 def _umask() -> int:

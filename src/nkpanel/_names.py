@@ -16,7 +16,8 @@ def unique_stems(paths: Sequence[str | Path]) -> list[str]:
     taken: set[str] = set()
     names = []
     for p in paths:
-        stem = Path(p).stem
+        # never "." or ".." (the folder above) nor hidden: "..fcs" is a sample, not a path
+        stem = Path(p).stem.lstrip(".").strip() or "sample"
         name, k = stem, 1
         while name.casefold() in taken:
             k += 1

@@ -437,11 +437,9 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
             say(note, flag="note:", colour="yellow")
     if outcome.removed:
         gone = ", ".join(str(p.relative_to(out)) for p in outcome.removed)
-        say(
-            f"removed from {out}, written by an earlier run and not by this one: {gone}",
-            flag="note:",
-            colour="yellow",
-        )
+        say(f"removed nkpanel's files of an earlier run: {gone}", flag="note:", colour="yellow")
+    for folder in outcome.earlier:
+        say(f"{folder}: from an earlier run into {out}; not part of this run", flag="warning:")
     out_console.print(f"outputs written to {out}")  # the case summary, whatever failed
     out_console.print(f"case summary: {outcome.summary_path}")
     if outcome.report is not None:

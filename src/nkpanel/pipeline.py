@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nkpanel._atomic import write_text
+from nkpanel._atomic import OWNED, atomic_folder, remove_owned, write_text
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import InputError, NkPanelError, batch_failure, one_line
@@ -94,16 +93,14 @@ def analyze_flow_batch(
     written_now = {r.sample for r in outcome.results}
     samples = out_dir / "samples"
     if samples.is_dir():
+        # sample folders of nkpanel's (they list their files) that this run did not write
         outcome.earlier = sorted(
-            d
-            for d in samples.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and d.name not in written_now
+            d for d in samples.iterdir() if (d / OWNED).is_file() and d.name not in written_now
         )
-    if prune:
-        for folder in outcome.earlier:
-            shutil.rmtree(folder, ignore_errors=True)
-        outcome.removed += outcome.earlier
-        outcome.earlier = []
+    if prune:  # only nkpanel's own files go; a folder holding anything else stays, listed
+        gone = [d for d in outcome.earlier if remove_owned(d)]
+        outcome.removed += gone
+        outcome.earlier = [d for d in outcome.earlier if d not in gone]
     if outcome.results:  # every file failed: no empty tables
         outcome.written += write_batch(
             outcome.results, outcome.failures, out_dir, earlier=outcome.earlier
@@ -124,8 +121,10 @@ class CaseOutcome:
     summary_path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     report: ReportPaths | None = None
-    #: outputs of an earlier run into the same folder that this run removed
+    #: outputs of an earlier run into the same folder that this run removed (nkpanel's own
+    #: files only) or left (specimens no longer in the manifest; a report not written again)
     removed: list[Path] = field(default_factory=list)
+    earlier: list[Path] = field(default_factory=list)
 
     @property
     def failures(self) -> list[BatchFailure]:
@@ -183,31 +182,25 @@ def _draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFail
 _SPECIMEN_FOLDERS = ("flow", "cytotoxicity", "uterine")
 
 
-def _prune_earlier_run(case: Case, out_dir: Path, reports: bool) -> list[Path]:
-    """Remove what an earlier run of a case into ``out_dir`` wrote that this run will not
-    write again, and return it: specimens no longer in the manifest, and the reports (written
-    anew, when ``reports``, from an empty folder, so that no figure of the earlier run stays;
-    not at all with ``--no-report``). Left in place, they would pass for this run's results."""
+def _earlier_specimens(case: Case, out_dir: Path) -> list[Path]:
+    """Specimen folders in ``out_dir`` that this case does not write (an earlier run's, of a
+    specimen no longer in the manifest): named, never removed, since nkpanel cannot tell them
+    from a lab's own folders of those names."""
     ids = {
         "flow": {d.id for d in case.blood_draws},
         "cytotoxicity": {c.id for c in case.cytotoxicity},
         "uterine": {b.id for b in case.endometrial},
     }
-    removed: list[Path] = []
+    out: list[Path] = []
     for section in _SPECIMEN_FOLDERS:
         folder = out_dir / section
-        if not folder.is_dir():
-            continue
-        for d in sorted(folder.iterdir()):
-            if d.is_dir() and not d.name.startswith(".") and d.name not in ids[section]:
-                shutil.rmtree(d, ignore_errors=True)
-                removed.append(d)
-    report = out_dir / "report"
-    if report.is_dir():
-        shutil.rmtree(report, ignore_errors=True)
-        if not reports:
-            removed.append(report)
-    return removed
+        if folder.is_dir():
+            out += sorted(
+                d
+                for d in folder.iterdir()
+                if d.is_dir() and not d.name.startswith(".") and d.name not in ids[section]
+            )
+    return out
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -249,7 +242,7 @@ def run_case(
     """
     base = settings or FlowSettings()
     outcome = CaseOutcome(case)
-    outcome.removed = _prune_earlier_run(case, out_dir, reports)
+    outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
         files, missing = _draw_files(case, draw)
         draw_out = out_dir / "flow" / draw.id
@@ -331,12 +324,18 @@ def run_case(
 
         if on_file is not None:
             on_file("reports")
-        outcome.report = build_reports(
-            outcome.summary,
-            out_dir / "report",
-            history=history,
-            intervals_path=intervals_path,
-            lab=lab,
-            results_dir=out_dir,
-        )
+        # written fresh (no figure of an earlier report stays), beside it and then moved in
+        final = out_dir / "report"
+        with atomic_folder(final) as tmp:
+            written = build_reports(
+                outcome.summary,
+                tmp,
+                history=history,
+                intervals_path=intervals_path,
+                lab=lab,
+                results_dir=out_dir,
+            )
+        outcome.report = written.moved(tmp, final)
+    elif (out_dir / "report").is_dir():
+        outcome.earlier.append(out_dir / "report")  # not written again: named, not removed
     return outcome

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from nkpanel._atomic import atomic_path
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
+from nkpanel.flow.transforms import Linear
 
 __all__ = ["plot_gates"]
 
@@ -215,10 +216,12 @@ def decade_ticks(
     -------
     tuple or None
         ``(position, label)`` of each major tick and the positions of the minor ticks, or None
-        when the scale has no inverse (a plain linear axis keeps matplotlib's own ticks).
+        for a linear scale or one without an inverse (matplotlib's own ticks serve).
     """
     inverse = getattr(scale, "inverse", None)
-    if inverse is None or not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+    if inverse is None or isinstance(scale, Linear):  # a linear axis: matplotlib's ticks
+        return None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return None
     raw_lo, raw_hi = _raw_value(inverse, lo), _raw_value(inverse, hi)
     if not (math.isfinite(raw_lo) and math.isfinite(raw_hi)) or raw_hi <= raw_lo:

@@ -83,6 +83,22 @@ class ReportPaths:
             f"FHIR bundle:      {self.fhir}",
         ]
 
+    def moved(self, old: Path, new: Path) -> ReportPaths:
+        """The same files after the folder ``old`` they were written in became ``new``."""
+
+        def at(p: Path | None) -> Path | None:
+            return None if p is None else new / p.relative_to(old)
+
+        return ReportPaths(
+            clinician_html=new / self.clinician_html.relative_to(old),
+            clinician_pdf=at(self.clinician_pdf),
+            patient_html=new / self.patient_html.relative_to(old),
+            patient_pdf=at(self.patient_pdf),
+            json=new / self.json.relative_to(old),
+            fhir=new / self.fhir.relative_to(old),
+            figures=tuple(new / f.relative_to(old) for f in self.figures),
+        )
+
     def all(self) -> list[Path]:
         """Every file written, in a stable order."""
         files = [self.clinician_html, self.clinician_pdf, self.patient_html, self.patient_pdf]
