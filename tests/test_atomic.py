@@ -78,3 +78,15 @@ def test_files_nkpanel_did_not_write_are_never_removed(tmp_path: Path) -> None:
     assert not remove_owned(target)  # the lab's files keep the folder
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt", "tube1.fcs"]
     assert not remove_owned(tmp_path / "samples")  # no list: nothing of nkpanel's to remove
+
+
+@pytest.mark.usefixtures("umask_027")
+def test_a_shared_folders_setgid_bit_is_passed_on(tmp_path: Path) -> None:
+    from nkpanel._atomic import atomic_folder
+
+    shared = tmp_path / "lab-share"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    with atomic_folder(shared / "tube1") as d:
+        (d / "summary.json").write_text("{}")
+    assert stat.S_IMODE((shared / "tube1").stat().st_mode) == 0o2750

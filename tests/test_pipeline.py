@@ -181,3 +181,15 @@ def test_a_stem_is_never_a_path_of_its_own() -> None:
         "hidden",
         "x",
     ]
+
+
+def test_one_file_by_two_names_is_one_file(tmp_path: Path) -> None:
+    """A hard link (as a case-insensitive disk shows Tube1.fcs and tube1.fcs) is the same file."""
+    from nkpanel._names import distinct_files
+
+    a = tmp_path / "tube1.fcs"
+    a.write_bytes(b"FCS3.1")
+    b = tmp_path / "Tube1.fcs"
+    b.hardlink_to(a)
+    kept, notes = distinct_files([a, b])
+    assert kept == [a] and notes == [f"{b}: given twice (also as {a}): analysed once"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,7 +70,9 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         yield tmp
         written = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
         (tmp / OWNED).write_text("\n".join(written) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is the owner's only
+        # mkdtemp's folder is the owner's only; a shared folder's setgid bit is passed on
+        inherit = target.parent.stat().st_mode & stat.S_ISGID
+        os.chmod(tmp, (0o777 & ~_umask()) | inherit)
         if not target.exists():
             os.replace(tmp, target)
         elif target.is_dir() and not _foreign_files(target):

@@ -67,9 +67,13 @@ def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     a note for each one left out: analysed twice, a file would be counted as two samples."""
     out: list[Path] = []
     notes: list[str] = []
-    seen: dict[Path, Path] = {}
+    seen: dict[object, Path] = {}
     for p in paths:
-        key = p.resolve() if p.exists() else p
+        try:  # one file, however spelt (letter case on macOS and Windows, links)
+            st = p.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:
+            key = p
         if key in seen:
             also = "" if str(seen[key]) == str(p) else f" (also as {seen[key]})"
             notes.append(f"{p}: given twice{also}: analysed once")
