@@ -383,9 +383,11 @@ def _run_with_progress(
     intervals_path: Path | None = None,
     lab: LabInfo | None = None,
 ) -> CaseOutcome:
-    from nkpanel.pipeline import run_case
+    from nkpanel.pipeline import draw_files, run_case
 
-    total = sum(len(d.fcs) for d in manifest.blood_draws) + len(manifest.cytotoxicity)
+    # files as the run will find them (a folder entry stands for the files in it)
+    total = sum(len(draw_files(manifest, d)[0]) for d in manifest.blood_draws)
+    total += len(manifest.cytotoxicity)
     total += len(manifest.endometrial) + (1 if reports else 0)
     with progress_steps(str(manifest.case.id), total) as step:
         return run_case(

@@ -22,7 +22,7 @@ from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, 
 from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
 
-__all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "run_case"]
+__all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "draw_files", "run_case"]
 
 Progress = Callable[[str], None]
 
@@ -160,7 +160,7 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     )
 
 
-def _draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailure]]:
+def draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailure]]:
     """A blood draw's FCS files as its manifest lists them (``~`` expanded, folders replaced
     by the FCS files in them), and a failure for each entry that is not there."""
     files: list[Path] = []
@@ -244,7 +244,7 @@ def run_case(
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
-        files, missing = _draw_files(case, draw)
+        files, missing = draw_files(case, draw)
         draw_out = out_dir / "flow" / draw.id
         batch = analyze_flow_batch(
             files,
