@@ -174,7 +174,7 @@ def test_a_sample_folder_holding_the_input_keeps_it(tmp_path: Path) -> None:
 
 
 def test_a_stem_is_never_a_path_of_its_own() -> None:
-    """"..fcs" has the stem ".": as a folder name it would be samples/ itself."""
+    """ "..fcs" has the stem ".": as a folder name it would be samples/ itself."""
     assert unique_stems(["a/..fcs", "b/...fcs", "c/.hidden.fcs", "d/x.fcs"]) == [
         "sample",
         "sample-2",

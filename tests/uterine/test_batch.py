@@ -181,7 +181,10 @@ def test_rerun_leaves_only_the_latest_outputs(fields: list[Path], tmp_path: Path
     out = tmp_path / "out"
     first = analyze_batch([a, b], out, detections=False)
     assert not first.failures
+    # a file an earlier run of nkpanel wrote (and listed as its own) that this run does not
     (out / "images" / "a" / "overlay_field-01.png").write_bytes(b"from an older run")
+    with (out / "images" / "a" / ".nkpanel-files").open("a") as fh:
+        fh.write("overlay_field-01.png\n")
     b.write_bytes(b.read_bytes()[:1000])  # b is now truncated
     second = analyze_batch([a, b], out, detections=False)
     assert [Path(f.source).name for f in second.failures] == ["b.tif"]
@@ -189,9 +192,45 @@ def test_rerun_leaves_only_the_latest_outputs(fields: list[Path], tmp_path: Path
     assert not (out / "images" / "b").exists()
     # a succeeded: its folder holds this run's files only, and the paths reported exist
     assert sorted(p.name for p in (out / "images" / "a").iterdir()) == [
+        ".nkpanel-files",
         "cells.csv",
         "overlay.png",
         "summary.json",
     ]
     assert all(p.is_file() for p in second.written + second.overlays)
     assert [p.name for p in (out / "images").iterdir()] == ["a"]  # no partial folders left
+
+
+def test_a_failed_image_removes_only_nkpanels_files(fields: list[Path], tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    a = d / "a.tif"
+    a.write_bytes(fields[0].read_bytes())
+    out = tmp_path / "out"
+    assert not analyze_batch([a], out, detections=False).failures
+    folder = out / "images" / "a"
+    note = folder / "pathologist_notes.txt"
+    note.write_text("a lab's own file, not nkpanel's")
+    a.write_bytes(a.read_bytes()[:1000])  # a is now truncated
+    second = analyze_batch([a], out, detections=False)
+    assert [Path(f.source).name for f in second.failures] == ["a.tif"]
+    # nkpanel's earlier outputs of a are gone; the lab's file stays, and the folder is named
+    assert sorted(p.name for p in folder.iterdir()) == ["pathologist_notes.txt"]
+    assert second.earlier == [folder]
+
+
+def test_earlier_image_folders_are_named_not_removed(fields: list[Path], tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    a, b = d / "a.tif", d / "b.tif"
+    a.write_bytes(fields[0].read_bytes())
+    b.write_bytes(fields[1].read_bytes())
+    out = tmp_path / "out"
+    analyze_batch([a, b], out, detections=False)
+    before = sorted(p.name for p in (out / "images" / "b").iterdir())
+    second = analyze_batch([a], out, detections=False)
+    assert second.earlier == [out / "images" / "b"]
+    assert sorted(p.name for p in (out / "images" / "b").iterdir()) == before
+    summary = json.loads((out / "biopsy_summary.json").read_text())
+    assert summary["earlier_image_folders"] == [str(out / "images" / "b")]
+    assert [r["sample"] for r in summary["images"]] == ["a"]

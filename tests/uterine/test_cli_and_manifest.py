@@ -204,3 +204,16 @@ def test_overlays_of_synthetic_fields_say_so(synthetic: Path, tmp_path: Path) ->
     corner = overlay[:24, :320]  # the label, red text (anti-aliased) on white, top left
     text = (corner[..., 0] > 120) & (corner[..., 0] - corner[..., 1] > 60)
     assert text.sum() > 50 and (corner == 255).all(axis=-1).sum() > 1000
+
+
+def test_earlier_image_folders_are_warned_about(synthetic: Path, tmp_path: Path) -> None:
+    one, two = synthetic / "synthetic_field_01.tif", synthetic / "synthetic_field_02.tif"
+    out = tmp_path / "o"
+    args = ["--out", str(out), "--no-detections", "--no-overlays"]
+    assert runner.invoke(app, ["analyze", str(one), str(two), *args]).exit_code == 0
+    res = runner.invoke(app, ["analyze", str(one), *args])
+    assert res.exit_code == 0, res.output
+    kept = out / "images" / "synthetic_field_02"
+    assert (kept / "summary.json").is_file()
+    flat = " ".join(res.output.split())  # the console may fold long lines
+    assert f"warning: {kept}: from an earlier run into {out}" in flat

@@ -165,6 +165,10 @@ def test_planar_separate_tiled_pyramid(tmp_path: Path, rgb: np.ndarray) -> None:
         ("mm", 4000.0),
         ("cm", 40000.0),
         ("nm", 0.004),
+        ("micrometer", 4.0),
+        ("micrometre", 4.0),
+        ("A", 0.0004),  # ångström: 0.25 µm = 2500 Å
+        ("\\u00C5", 0.0004),  # as ImageJ escapes Å
     ],
 )
 def test_imagej_calibration(
@@ -238,3 +242,114 @@ def test_a_thumbnail_page_is_not_a_second_image(tmp_path: Path, rgb: np.ndarray)
     src = open_image(p)
     assert isinstance(src, FieldImage)
     np.testing.assert_array_equal(src.rgb, rgb)
+
+
+def test_aperio_thumbnail_label_and_macro_are_not_more_images(
+    tmp_path: Path, rgb: np.ndarray
+) -> None:
+    """An Aperio SVS: tiled baseline, then a thumbnail with NewSubfileType 0 (as Aperio
+    writes it, not flagged reduced), a label and a macro; only the baseline is an image."""
+    p = tmp_path / "small.svs"
+    h, w = rgb.shape[:2]
+    desc = f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) RAW|MPP = 0.5"
+    with tifffile.TiffWriter(p) as tw:
+        tw.write(rgb, tile=(256, 256), photometric="rgb", description=desc, subfiletype=0)
+        thumb = np.ascontiguousarray(rgb[::2, ::2])  # a quarter of the pixels: not "much smaller"
+        tw.write(thumb, photometric="rgb", description="Aperio Image Library thumbnail")
+        label = np.full((60, 60, 3), 200, np.uint8)
+        tw.write(label, photometric="rgb", subfiletype=1, description="Aperio label\r\nlabel")
+        macro = np.full((60, 180, 3), 180, np.uint8)
+        tw.write(macro, photometric="rgb", subfiletype=9, description="Aperio macro\r\nmacro")
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    assert src.pixel_size.um_per_px == 0.5
+    np.testing.assert_array_equal(src.rgb, rgb)
+
+
+def test_ome_macro_and_label_images_are_not_more_images(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "field.ome.tif"
+    with tifffile.TiffWriter(p, ome=True) as tw:
+        meta = {"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+        tw.write(rgb, photometric="rgb", metadata={**meta, "Name": "field"})
+        for name in ("macro image", "label image"):
+            tw.write(rgb[::-1], photometric="rgb", metadata={**meta, "Name": name})
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(src.rgb, rgb)
+    # the same file with the second image named as a field is two images
+    q = tmp_path / "two.ome.tif"
+    with tifffile.TiffWriter(q, ome=True) as tw:
+        meta = {"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+        tw.write(rgb, photometric="rgb", metadata={**meta, "Name": "field 1"})
+        tw.write(rgb[::-1], photometric="rgb", metadata={**meta, "Name": "field 2"})
+    with pytest.raises(InputError, match="TIFF holds 2 images"):
+        open_image(q)
+
+
+def _tiled_12_bit_slide(path: Path, side: int, **kw: object) -> None:
+    """A single-level tiled 16-bit RGB TIFF of 12-bit camera data, written tile by tile (never
+    whole in memory): glass 3900 everywhere, tissue (2500, 1800, 3000) in the middle ninth."""
+    t = 256
+    n = -(-side // t)
+    glass = np.full((t, t, 3), 3900, np.uint16)
+    tissue = np.empty((t, t, 3), np.uint16)
+    tissue[:] = (2500, 1800, 3000)
+
+    def tiles() -> object:
+        for ty in range(n):
+            for tx in range(n):
+                middle = n // 3 <= ty < 2 * n // 3 and n // 3 <= tx < 2 * n // 3
+                yield tissue if middle else glass
+
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(side, side, 3),
+        dtype=np.uint16,
+        tile=(t, t),
+        photometric="rgb",
+        compression="zlib",
+        **RES,
+        **kw,
+    )
+
+
+def test_large_single_level_16_bit_slide_opens_in_bounded_memory(tmp_path: Path) -> None:
+    """Finding the bit depth of a one-level 16-bit slide decodes a bounded sample of tiles,
+    not the whole slide (3072² × 3 × 2 bytes = 54 MB here; 81 MP would be 490 MB)."""
+    import tracemalloc
+
+    p = tmp_path / "big16.tif"
+    side = 3072
+    _tiled_12_bit_slide(p, side)
+    tracemalloc.start()
+    try:
+        src = open_image(p, max_field_pixels=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert peak < side * side * 3 * 2 / 2  # well under the decoded image
+        assert any("0–4095" in n for n in src.notes)
+        # 12-bit full scale 4095: 3900·255/4095 = 242.86 → 243; 2500 → 155.7 → 156,
+        # 1800 → 112.1 → 112, 3000 → 186.8 → 187
+        assert src.read(0, 0, 8, 8, 1.0)[0, 0].tolist() == [243, 243, 243]
+        assert src.read(side // 2, side // 2, 8, 8, 1.0)[0, 0].tolist() == [156, 112, 187]
+    finally:
+        src.close()
+
+
+def test_tiled_16_bit_tiff_openslide_accepts_is_read_at_full_depth(tmp_path: Path) -> None:
+    """OpenSlide's generic-tiff reader keeps only the high byte of 16-bit samples (12-bit
+    glass 3900 → 15: a dark, "fluorescence" image); such files are read by tifffile."""
+    import openslide
+
+    p = tmp_path / "tiled16.tif"
+    _tiled_12_bit_slide(p, 1024)
+    assert openslide.OpenSlide.detect_format(str(p)) == "generic-tiff"
+    src = open_image(p, max_field_pixels=100_000)
+    try:
+        assert not isinstance(src, FieldImage)
+        assert src.read(0, 0, 4, 4, 1.0)[0, 0].tolist() == [243, 243, 243]
+    finally:
+        src.close()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nkpanel.errors import InputError
-from nkpanel.uterine.regions import read_qupath_geojson
+from nkpanel.uterine.regions import Region, Regions, read_qupath_geojson
 
 
 def _feature(
@@ -150,3 +150,20 @@ def test_rasterise_without_count_regions(tmp_path: Path) -> None:
     assert count is None
     assert excl[:24, :24].all() and not excl[30:, 30:].any()
     assert np.count_nonzero(excl) == pytest.approx(25 * 25, rel=0.1)
+
+
+def test_regions_without_area_are_said_to_be_empty() -> None:
+    """Polygons that enclose nothing (a line drawn back on itself, a point) lie on the image
+    but hold no stroma: the regions are empty, not from another image."""
+    line = ((100.0, 100.0), (500.0, 500.0), (100.0, 100.0))
+    point = ((300.0, 300.0), (300.0, 300.0), (300.0, 300.0))
+    empty = Regions("r.geojson", (Region("count", "Stroma", line),))
+    with pytest.raises(InputError, match="regions are empty") as info:
+        empty.check_on_image(1000, 1000)
+    assert "another image" not in str(info.value)
+    both = Regions(
+        "r.geojson",
+        (Region("count", "Stroma", point), Region("exclude", "Gland", ((0, 0), (9, 0), (9, 9)))),
+    )
+    with pytest.raises(InputError, match=r"regions to count \(Stroma\) are empty"):
+        both.check_on_image(1000, 1000)

@@ -10,7 +10,8 @@ The steps, for either kind of image:
 2. **Stain vectors**: the white point is estimated (99.5th percentile per channel: glass, or
    the palest stroma of a field filled with tissue; on a whole slide from patches of clear glass
    read at the analysis resolution, as a field is, not from the JPEG-compressed reduced level
-   the overview comes from); the standard Ruifrok H-DAB vectors are used
+   the overview comes from; pixels exactly the fill colour, where nothing was scanned or the
+   slide is transparent, are left out); the standard Ruifrok H-DAB vectors are used
    by default, so that QuPath thresholds carry over; Macenko vectors are estimated from the image
    in every run and reported with their sanity checks, and used instead when asked
    (``stains="estimated"``) and sane.
@@ -304,6 +305,34 @@ def _stain_sample(
     return np.concatenate(parts, axis=0)
 
 
+def _fill_colours(src: ImageSource) -> list[tuple[int, int, int]]:
+    """Colours a whole slide shows where nothing was scanned: white (transparent pixels are
+    composited on it, :func:`~nkpanel.uterine.images.open_image`) and OpenSlide's
+    ``openslide.background-color`` when the slide states one."""
+    out = [(255, 255, 255)]
+    bg = getattr(src, "properties", {}).get("openslide.background-color", "")
+    if len(bg) == 6 and all(c in "0123456789abcdefABCDEF" for c in bg):
+        out.append((int(bg[0:2], 16), int(bg[2:4], 16), int(bg[4:6], 16)))
+    return out
+
+
+def _is_fill(rgb: U8, fills: Sequence[tuple[int, int, int]]) -> BoolArray:
+    """Pixels exactly a fill colour in every channel (no scanned glass is that uniform)."""
+    px = rgb.reshape(-1, 3)
+    hit = np.zeros(px.shape[0], dtype=bool)
+    for c in fills:
+        hit |= (px[:, 0] == c[0]) & (px[:, 1] == c[1]) & (px[:, 2] == c[2])
+    return hit.reshape(rgb.shape[:-1])
+
+
+#: fewest overview pixels that are not fill for the overview's white point to leave fill out
+#: (0.04 mm² at 2 µm/px); fewer, and every pixel counts
+MIN_SCANNED_PIXELS = 10_000
+#: least share of the pixels read from glass patches that must be real glass (not fill)
+#: for a white point to be estimated from them
+MIN_GLASS_SHARE = 0.25
+
+
 def _glass_white(
     src: ImageSource,
     tissue: BoolArray,
@@ -311,6 +340,8 @@ def _glass_white(
     ds_a: float,
     rng: np.random.Generator,
     *,
+    fill: BoolArray | None = None,
+    fills: Sequence[tuple[int, int, int]] = ((255, 255, 255),),
     patches: int = 16,
     size: int = 64,
     clearance_um: float = 50.0,
@@ -318,16 +349,21 @@ def _glass_white(
     """The white point of a whole slide from clear glass at the analysis resolution.
 
     ``patches`` squares of ``size`` analysis pixels (32 µm at 0.5 µm/px) are read, wholly inside
-    the slide, centred on random overview pixels at least ``clearance_um`` from any tissue, and
-    the white point is estimated from them as from a field (:func:`~nkpanel.uterine.stains.
-    estimate_white`). None when the slide holds too little clear glass (a field of tissue):
-    the overview's estimate stands.
+    the slide, centred on random overview pixels at least ``clearance_um`` from any tissue and
+    not in ``fill`` (overview pixels exactly a fill colour: unscanned or transparent areas),
+    and the white point is estimated from their pixels that are not exactly a colour of
+    ``fills``, as from a field (:func:`~nkpanel.uterine.stains.estimate_white`). None when the
+    slide holds too little clear glass (a field of tissue), or less than
+    :data:`MIN_GLASS_SHARE` of the pixels read is glass rather than fill: the overview's
+    estimate stands.
     """
     from scipy import ndimage as ndi
 
     ov_um = src.pixel_size.um_per_px * ds_ov
     reach = max(1, math.ceil(clearance_um / ov_um))
     glass = ~ndi.binary_dilation(tissue, iterations=reach)
+    if fill is not None:
+        glass &= ~fill
     ys, xs = np.nonzero(glass)
     w0 = round(size * ds_a)
     if ys.size < patches or w0 > min(src.width, src.height):
@@ -338,7 +374,11 @@ def _glass_white(
         x0 = min(max(0, round((xs[i] + 0.5) * ds_ov - w0 / 2)), src.width - w0)
         y0 = min(max(0, round((ys[i] + 0.5) * ds_ov - w0 / 2)), src.height - w0)
         parts.append(src.read(x0, y0, w0, w0, ds_a).reshape(-1, 3))
-    return estimate_white(np.concatenate(parts, axis=0))
+    px = np.concatenate(parts, axis=0)
+    real = px[~_is_fill(px, fills)]
+    if real.shape[0] < MIN_GLASS_SHARE * px.shape[0]:
+        return None
+    return estimate_white(real)
 
 
 def _is_synthetic(src: ImageSource) -> bool:
@@ -418,10 +458,20 @@ def analyze_source(
         check_brightfield(overview, src.path)
     # white point: the palest pixels of a field; on a slide, first from its overview, then
     # from clear glass at the analysis resolution (below)
+    fills = _fill_colours(src)
+    fill = _is_fill(overview, fills) if isinstance(src, WholeSlide) else None
     if s.white_point is not None:
         white = s.white_point
     elif field_a is not None:
         white = estimate_white(field_a)
+    elif fill is not None and fill.any() and (~fill).sum() >= MIN_SCANNED_PIXELS:
+        # unscanned or transparent areas are exactly the fill colour, brighter than glass
+        white = estimate_white(overview[~fill])
+        notes.append(
+            f"{100 * fill.mean():.1f}% of the slide is fill (exactly "
+            + " or ".join(f"RGB {c}" for c in fills)
+            + ": not scanned, or transparent) and is left out of the white point"
+        )
     else:
         white = estimate_white(overview)
     if min(white) < 120:
@@ -437,7 +487,15 @@ def analyze_source(
         # the overview comes from a reduced, JPEG-compressed level whose colours overshoot near
         # tissue; the white point is read where a field's is, at the analysis resolution, from
         # clear glass (tissue and the glass are then found again against it)
-        glass_white = _glass_white(src, tissue, ds_ov, ds_a, np.random.default_rng([s.seed, 1]))
+        glass_white = _glass_white(
+            src,
+            tissue,
+            ds_ov,
+            ds_a,
+            np.random.default_rng([s.seed, 1]),
+            fill=fill,
+            fills=fills,
+        )
         if glass_white is not None and glass_white != white:
             white = glass_white
             std = ruifrok_hdab(white)

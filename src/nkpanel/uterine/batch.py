@@ -14,19 +14,21 @@ Output folder layout::
 Each image's folder holds only the files of the latest run: its outputs are written into a
 fresh hidden folder beside it that replaces the old one when the image has been analysed, and
 an image that fails leaves no folder (an earlier run's results would look current beside a
-table that lists the image as failed).
+table that lists the image as failed: nkpanel's own files of it are removed, never a file
+someone else put there). Image folders of an earlier run into the same folder that this run
+did not write are named in :attr:`UterineBatch.earlier` and in ``biopsy_summary.json``
+(``earlier_image_folders``), never removed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from nkpanel._atomic import atomic_folder, write_text
+from nkpanel._atomic import OWNED, atomic_folder, remove_owned, write_text
 from nkpanel._names import unique_stems
 from nkpanel.errors import ConfigError, batch_failure
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
@@ -70,14 +72,16 @@ class ImageFailure:
 
 @dataclass
 class UterineBatch:
-    """Per-image results, failures, the pooled biopsy result and the files written (and which
-    of them are the review overlays)."""
+    """Per-image results, failures, the pooled biopsy result, the files written (and which
+    of them are the review overlays) and the image folders an earlier run into the same output
+    folder left there (not this run's, not in its tables; kept)."""
 
     results: list[UterineResult] = field(default_factory=list)
     failures: list[ImageFailure] = field(default_factory=list)
     pooled: UterineResult | None = None
     written: list[Path] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
+    earlier: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,8 @@ def analyze_batch(
     if len(regs) != len(images):
         raise ConfigError(f"{len(regs)} regions file(s) for {len(images)} image(s)")
     images_dir = out_dir / "images"
+    done: set[str] = set()  # the image folders this run wrote
+    kept: list[Path] = []  # folders of failed images still holding files
     for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
             on_image(str(path))
@@ -284,14 +290,25 @@ def analyze_batch(
             for sk in sinks:
                 if isinstance(sk, GeoJSONWriter):
                     sk.abort()
-            # an earlier run's outputs of this image must not look current
-            shutil.rmtree(final_dir, ignore_errors=True)
+            # an earlier run's outputs of this image must not look current; only nkpanel's
+            # own files go (those its list in the folder names)
+            if not remove_owned(final_dir) and final_dir.exists():
+                kept.append(final_dir)  # files nkpanel did not write (or list): named, kept
             reason = batch_failure(exc, source=Path(path))
             batch.failures.append(ImageFailure(str(path), reason))
             continue
         batch.written += [final_dir / p for p in written]
         batch.overlays += [final_dir / p for p in canvases]
         batch.results.append(result)
+        done.add(name)
+    if images_dir.is_dir():
+        # image folders of nkpanel's (they list their files) that this run did not write
+        listed = [
+            d
+            for d in images_dir.iterdir()
+            if d.is_dir() and (d / OWNED).is_file() and d.name not in done
+        ]
+        batch.earlier = sorted(set(listed) | set(kept))
     if batch.results:
         batch.pooled = pool_results(
             batch.results,
@@ -306,6 +323,7 @@ def analyze_batch(
         "biopsy": batch.pooled.summary() if batch.pooled is not None else None,
         "images": [r.summary() for r in batch.results],
         "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
+        "earlier_image_folders": [str(d) for d in batch.earlier],
     }
     target = out_dir / "biopsy_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))

@@ -105,6 +105,12 @@ def _print_results(batch: object, out: Path) -> None:
                 say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
     for f in batch.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
+    for folder in batch.earlier:
+        say(
+            f"{folder}: from an earlier run into {out}; not in this run's tables",
+            flag="warning:",
+            colour="yellow",
+        )
     out_console.print(f"outputs written to {out}")
 
 

@@ -6,17 +6,19 @@ pixels returned at a chosen downsample), so the analysis is always tile by tile:
 * **Field images** (TIFF, PNG, JPEG up to :data:`MAX_FIELD_PIXELS`): decoded whole, once, after
   their header dimensions passed the decompression-bomb guard. A field image is one field; a
   TIFF holding several images (an ImageJ stack, several pages) is refused, since focus planes
-  of one field and several fields cannot be told apart (one field per file).
+  of one field and several fields cannot be told apart (one field per file). Thumbnail, label,
+  macro and overview images a file carries beside the image are not images of their own.
 * **Whole-slide images** (Aperio SVS, Hamamatsu NDPI, generic tiled TIFF, and every other format
   OpenSlide reads, through openslide-python with the openslide-bin library; OME and other tiled
-  TIFF pyramids OpenSlide does not open are read tile by tile with tifffile). Only the tiles a
+  TIFF pyramids OpenSlide does not open, and tiled TIFFs of more than 8 bits per sample, whose
+  high byte alone OpenSlide would read, are read tile by tile with tifffile). Only the tiles a
   region needs are decoded.
 
 Colour encodings: RGB (8- or 16-bit, interleaved or planar), RGBA (composited on white),
 palette, YCbCr, and CMYK (TIFF ``SEPARATED`` or JPEG, Adobe-inverted as Pillow reads it),
 converted by :func:`cmyk_to_rgb` without colour management (noted). 16-bit samples are scaled
 from their real range: ``MaxSampleValue``, else the camera depth (8, 10, 12, 14 bits) the
-largest sample fits.
+largest sample fits (on a slide, the largest of a bounded sample of its pixels).
 
 Pixel size, in order: the value given by the user (``--pixel-size``); OpenSlide's
 ``openslide.mpp-x/y``; the Aperio ``MPP =`` entry; OME ``PhysicalSizeX/Y``; an ImageJ/Fiji
@@ -241,18 +243,31 @@ _OME_UNITS = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm"
 _IMAGEJ_UNITS = {
     "micron": 1.0,
     "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometers": 1.0,
+    "micrometre": 1.0,
+    "micrometres": 1.0,
     "um": 1.0,
     "µm": 1.0,
     "\u03bcm": 1.0,
     "\\u00b5m": 1.0,
     "nm": 1e-3,
     "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    # ångström (ImageJ's unit "A" or "Å", the latter escaped as \u00C5 in the description)
+    "a": 1e-4,
+    "å": 1e-4,
+    "\\u00c5": 1e-4,
+    "angstrom": 1e-4,
     "mm": 1e3,
     "millimeter": 1e3,
+    "millimetre": 1e3,
     "cm": 1e4,
     "centimeter": 1e4,
+    "centimetre": 1e4,
     "m": 1e6,
     "meter": 1e6,
+    "metre": 1e6,
     "inch": 25400.0,
     "in": 25400.0,
 }
@@ -613,13 +628,41 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
     return FieldImage(path, rgb, ps, tuple(notes))
 
 
+#: names of images a slide file carries beside the slide (tifffile's series names: Aperio SVS,
+#: NDPI, Philips, Ventana BIF, QPTIFF…; OME ``Image Name`` as Bio-Formats and scanners write it,
+#: e.g. "macro image", "label image")
+_ASSOCIATED = re.compile(r"\b(thumbnail|label|macro|map|overview|preview|barcode)\b", re.I)
+
+
+def _associated(series: Any, main: Any) -> bool:
+    """Whether a TIFF series other than the first is a picture of the slide rather than an
+    image of its own: a reduced-resolution page (NewSubfileType bit 0), a series tifffile or
+    the OME metadata names thumbnail, label, macro, map, overview, preview or barcode, an
+    Aperio page whose ImageDescription says so (the SVS thumbnail has NewSubfileType 0), or a
+    single page with less than a quarter of the first image's pixels (a preview; two fields
+    from one camera have the same size)."""
+    page = series.keyframe
+    if page.is_reduced or _ASSOCIATED.search(str(series.name or "")):
+        return True
+    desc = str(getattr(page, "description", "") or "")
+    if desc.startswith("Aperio") and _ASSOCIATED.search(desc.split("\n", 1)[0]):
+        return True
+    own = int(page.imagewidth) * int(page.imagelength)
+    first = int(main.keyframe.imagewidth) * int(main.keyframe.imagelength)
+    return len(series.pages) == 1 and 4 * own < first
+
+
 def _planes_in(tif: Any) -> int:
-    """Images a TIFF holds apart from reduced-resolution copies (thumbnails, pyramid levels):
-    every plane (Z, T, pages of a stack…) of every series. Channels (C) of a grayscale series
-    are one image's colours; of an RGB series (samples S), each is an RGB image."""
+    """Images a TIFF holds apart from pictures of the slide (thumbnails, labels, macro and
+    overview images: :func:`_associated`) and pyramid levels: every plane (Z, T, pages of a
+    stack…) of every series. Channels (C) of a grayscale series are one image's colours; of
+    an RGB series (samples S), each is an RGB image."""
     n = 0
-    for series in tif.series:
-        if series.keyframe.is_reduced:
+    every = list(tif.series)
+    for i, series in enumerate(every):
+        if i > 0 and _associated(series, every[0]):
+            continue
+        if i == 0 and series.keyframe.is_reduced:
             continue
         axes = str(series.axes)
         skip = "YXS" if "S" in axes else "YXSC"
@@ -706,6 +749,59 @@ def _open_openslide(path: Path, given: float | None) -> WholeSlide:
     )
 
 
+#: most bytes of decoded samples read to find a 16-bit slide's bit depth (16 MB): the whole
+#: smallest pyramid level when it is no larger, else tiles (or strips) spread over it
+SAMPLE_DEPTH_BYTES = 16 << 20
+
+
+def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
+    """The largest sample of a 16-bit tiled slide, decoding at most :data:`SAMPLE_DEPTH_BYTES`
+    (None when the file states ``MaxSampleValue`` or nothing could be read within that bound:
+    :func:`_declared_full_scale` then uses the statement, or 65535).
+
+    The smallest level is decoded whole when it fits the bound (a pyramid's thumbnail level);
+    otherwise, as for a single-level slide, whose one level is the whole slide, tiles spread
+    evenly over that level are decoded one at a time. Glass, the brightest thing on a slide,
+    covers much of it, so a spread of tiles finds the camera's depth.
+    """
+    first = pages[0]
+    tag = first.tags.get("MaxSampleValue")
+    stated = tag.value if tag is not None else None
+    if isinstance(stated, tuple):
+        stated = max(stated)
+    if stated is not None and 0 < int(stated) < 65535:
+        return None
+    page = pages[-1]
+    itemsize = 2
+    whole = int(page.imagewidth) * int(page.imagelength) * int(page.samplesperpixel) * itemsize
+    if whole <= SAMPLE_DEPTH_BYTES:
+        return int(page.asarray().max(initial=0))
+    if page.is_tiled:
+        seg = int(page.tilewidth) * int(page.tilelength)
+    else:
+        seg = int(page.imagewidth) * int(page.rowsperstrip)
+    planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+    seg *= itemsize * (1 if planes > 1 else int(page.samplesperpixel))
+    n = len(page.dataoffsets)
+    k = min(n, SAMPLE_DEPTH_BYTES // max(1, seg))
+    if k == 0:
+        notes.append(
+            "16-bit samples: tiles too large to sample for the camera's bit depth; scaled "
+            "to 8 bits from 0–65535"
+        )
+        return None
+    largest = 0
+    for i in sorted({round(v) for v in np.linspace(0, n - 1, k)}):
+        off, count = page.dataoffsets[i], page.databytecounts[i]
+        if count == 0:
+            continue
+        fh.seek(off)
+        data = page.decode(fh.read(count), i, jpegtables=page.jpegtables)[0]
+        if data is not None:
+            largest = max(largest, int(np.asarray(data).max(initial=0)))
+    return largest
+
+
 def _open_tifffile_pyramid(
     path: Path, tif: Any, given: float | None, notes: list[str]
 ) -> WholeSlide:
@@ -727,11 +823,11 @@ def _open_tifffile_pyramid(
             f"grayscale image ({pages[0].photometric.name}, {pages[0].samplesperpixel} "
             "sample(s)): a brightfield RGB image is needed",
         )
-    # one scale for every tile: from the smallest level (the whole slide in few pixels)
+    # one scale for every tile, found by decoding a bounded amount of the slide
     full: int | None = None
     if int(pages[0].bitspersample) == 16:
         try:
-            largest = int(pages[-1].asarray().max(initial=0))
+            largest = _largest_sample(pages, tif.filehandle, notes)
         except Exception as exc:
             tif.close()
             raise InputError(
@@ -854,7 +950,10 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
     import openslide
 
     fmt = openslide.OpenSlide.detect_format(str(path))
-    if fmt is not None and not getattr(tif, "is_ome", False):
+    # OpenSlide reads more than 8 bits per sample as their high byte (libtiff's RGBA reading),
+    # so a 12-bit camera's image would look dark: tifffile reads those, scaled from their range
+    deep = int(page.bitspersample) > 8
+    if fmt is not None and not getattr(tif, "is_ome", False) and not deep:
         tif.close()
         return _open_openslide(path, given)
     return _open_tifffile_pyramid(path, tif, given, notes)

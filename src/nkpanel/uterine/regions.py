@@ -137,8 +137,9 @@ class Regions:
         Raises
         ------
         InputError
-            When no region, or no region to count, touches the image: the file belongs to
-            another image (a count of 0 cells would otherwise look like a result).
+            When the regions (or those to count) enclose no area; when no region, or no
+            region to count, touches the image: the file belongs to another image (a count of
+            0 cells would otherwise look like a result).
         """
         total = {"count": 0.0, "exclude": 0.0}
         inside = {"count": 0.0, "exclude": 0.0}
@@ -149,6 +150,18 @@ class Regions:
             x1 = max(x1, max(x for x, _ in r.exterior))
             y1 = max(y1, max(y for _, y in r.exterior))
         size = f"{width}×{height} pixels"
+        if sum(total.values()) <= 0:
+            raise InputError(
+                self.source,
+                "the regions are empty (every polygon encloses no area: a line or a point); "
+                "draw them again as areas",
+            )
+        if total["count"] <= 0 and any(r.role == "count" for r in self.regions):
+            raise InputError(
+                self.source,
+                "the regions to count (Stroma) are empty (they enclose no area); draw them "
+                "again as areas",
+            )
         if sum(inside.values()) <= 0:
             raise InputError(
                 self.source,
