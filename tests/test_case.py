@@ -108,6 +108,14 @@ def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
             "pre_analytic.processed (2026-11-01 09:00:00) is before collected",
         ),
         (
+            GOOD.replace(
+                "sample_volume_ul = 50",
+                "sample_volume_ul = 50\nreceived = 2026-11-03T09:00:00\n"
+                "pre_analytic = {processed = 2026-11-02T10:00:00}",
+            ),
+            "pre_analytic.processed (2026-11-02 10:00:00) is before received",
+        ),
+        (
             GOOD
             + '\n[[endometrial]]\nid = "b"\nimages = ["a.png"]\npixel_size_um = 0.5\n'
             + '[[endometrial]]\nid = "b"\nimages = ["c.png"]\npixel_size_um = 0.5\n',

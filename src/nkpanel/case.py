@@ -107,6 +107,15 @@ class BloodDraw(_Strict):
             ):
                 if when is not None and _before(when, self.collected):
                     raise ValueError(f"{name} ({when}) is before collected ({self.collected})")
+        processed = self.pre_analytic.processed
+        if (
+            processed is not None
+            and self.received is not None
+            and _before(processed, self.received)
+        ):
+            raise ValueError(
+                f"pre_analytic.processed ({processed}) is before received ({self.received})"
+            )
         return self
 
     @field_validator("markers")

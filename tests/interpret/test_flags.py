@@ -219,6 +219,30 @@ def test_sample_age_caveat(anticoagulant: str | None, processed: str, raised: bo
     assert (r.flag == "no_interval") is raised
 
 
+def test_a_sample_received_too_late_is_caveated_without_a_processing_time() -> None:
+    """EDTA blood collected 2026-11-02 08:30 and received 2026-11-06 09:00 was at least 96.5 h
+    old when processed (LabCorp allows 24 h for EDTA): the caveat says "at least", from the
+    receipt; a processing time, when recorded, is the one used."""
+    late = summary(draw_pre_analytic={"anticoagulant": "EDTA"})
+    late["blood_draws"][0]["received"] = "2026-11-06T09:00:00"
+    r = result(interpret_case(late), "pnk-per-ul")
+    (age,) = [c for c in r.caveats if c.code == "sample-age"]
+    assert "at least 96 h old when the laboratory received it" in age.text
+    assert r.flag == "no_interval"
+    # received in time, processed 4 days later: the processing time counts (98 h)
+    processed = summary(
+        draw_pre_analytic={"anticoagulant": "EDTA", "processed": "2026-11-06T10:30:00"}
+    )
+    processed["blood_draws"][0]["received"] = "2026-11-02T09:30:00"
+    r = result(interpret_case(processed), "pnk-per-ul")
+    (age,) = [c for c in r.caveats if c.code == "sample-age"]
+    assert "was 98 h old when processed" in age.text
+    on_time = summary(draw_pre_analytic={"anticoagulant": "EDTA"})
+    on_time["blood_draws"][0]["received"] = "2026-11-02T10:00:00"
+    r = result(interpret_case(on_time), "pnk-per-ul")
+    assert "sample-age" not in {c.code for c in r.caveats}
+
+
 def test_storage_and_treatment_caveats_and_episode_level_record() -> None:
     reading = interpret_case(
         summary(

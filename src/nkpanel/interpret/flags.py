@@ -214,28 +214,39 @@ def pre_analytic_caveats(
                 blocks_interval=True,
             )
         )
+    # the sample's age when processed; without that record, when it reached the laboratory
+    # (a lower bound: it was at least that old when processed)
+    aged_at, at_least = (pa.processed, False) if pa.processed is not None else (m.received, True)
     if (
-        pa.processed is not None
+        aged_at is not None
         and m.collected is not None
         and not isinstance(m.collected, DayOnly)  # a day without its time gives no age
     ):
         limit = intervals.sample_age_limit(m.biomarker, pa.anticoagulant)
-        collected, processed = m.collected, pa.processed
-        if (collected.tzinfo is None) != (processed.tzinfo is None):
+        collected = m.collected
+        if (collected.tzinfo is None) != (aged_at.tzinfo is None):
             # one written with its zone, the other without: both in that zone
-            zone = collected.tzinfo or processed.tzinfo
-            collected, processed = collected.replace(tzinfo=zone), processed.replace(tzinfo=zone)
-        hours = (processed - collected) / dt.timedelta(hours=1)
+            zone = collected.tzinfo or aged_at.tzinfo
+            collected, aged_at = collected.replace(tzinfo=zone), aged_at.replace(tzinfo=zone)
+        hours = (aged_at - collected) / dt.timedelta(hours=1)
         if limit is not None and hours > limit.max_hours:
             tube = f"{pa.anticoagulant} " if pa.anticoagulant else ""
+            age = (
+                f"at least {hours:.0f} h old when the laboratory received it (no processing "
+                "time recorded)"
+                if at_least
+                else f"{hours:.0f} h old when processed"
+            )
             out.append(
                 Caveat(
                     "sample-age",
-                    f"The {tube}sample was {hours:.0f} h old when processed, older than the "
-                    f"{limit.max_hours:g} h the assay allows ({limit.source}); the result may "
-                    "not reflect the blood as drawn, so it is not compared with an interval.",
-                    "The sample was older than the test allows when it was processed, so the "
-                    "result may be less reliable and is not compared with the usual range.",
+                    f"The {tube}sample was {age}, older than the {limit.max_hours:g} h the "
+                    f"assay allows ({limit.source}); the result may not reflect the blood as "
+                    "drawn, so it is not compared with an interval.",
+                    "The sample was older than the test allows when it was "
+                    + ("received by the laboratory" if at_least else "processed")
+                    + ", so the result may be less reliable and is not compared with the usual "
+                    "range.",
                     blocks_interval=True,
                 )
             )

@@ -89,6 +89,8 @@ class Measurement:
     episode_id: str
     biomarker: Biomarker
     collected: dt.datetime | None = None
+    #: when the specimen reached the laboratory (a blood draw's ``received``)
+    received: dt.datetime | None = None
     not_reportable_reasons: tuple[str, ...] = ()
     qc_notes: tuple[str, ...] = ()
     cv_percent: float | None = None
@@ -172,6 +174,7 @@ class _Origin:
     qc_notes: tuple[str, ...]
     figures: tuple[str, ...] = ()
     curve: tuple[tuple[float, float], ...] = ()
+    received: dt.datetime | None = None
 
     def measurement(
         self,
@@ -206,6 +209,7 @@ class _Origin:
             episode_id=self.episode_id,
             biomarker=biomarker,
             collected=self.collected,
+            received=self.received,
             cv_percent=cv_percent,
             counting_cv_percent=counting_cv_percent,
             counting_cv_leaves_out=counting_cv_leaves_out,
@@ -376,6 +380,7 @@ def _flow_measurements(
     episode_id: str,
     collected: dt.datetime | None,
     pre: PreAnalytic,
+    received: dt.datetime | None = None,
 ) -> list[Measurement]:
     status, reportable, reasons, notes = _qc(entry, where)
     sample = str(entry.get("sample", draw_id))
@@ -439,7 +444,7 @@ def _flow_measurements(
         ),
     ]
     figures = tuple(str(f) for f in _list(entry.get("figures"), f"{where}.figures"))
-    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures)
+    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures, received=received)
     # why a value asked for is missing: a failed check that withholds it (the bead count)
     withheld = {
         "pnk-per-ul": tuple(
@@ -919,6 +924,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
         draw = _mapping(raw, where)
         draw_id = str(draw.get("id", f"draw-{i + 1}"))
         collected = _time(draw.get("collected"), f"{where}.collected")
+        received = _time(draw.get("received"), f"{where}.received")
         pre = pre_for(draw, where)
         specimens.append(
             {
@@ -937,6 +943,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
                 episode_id=episode_id,
                 collected=collected,
                 pre=pre,
+                received=received,
             )
         for j, fl in enumerate(_list(draw.get("failures"), f"{where}.failures")):
             rec = _mapping(fl, f"{where}.failures[{j}]")
