@@ -366,3 +366,17 @@ def test_spillover_with_a_template_is_refused_before_any_file_is_read(tmp_path: 
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--spillover with --template" in lines[0], proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_case_with_two_draws_names_the_draw_of_each_row(tmp_path: Path) -> None:
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(
+        tmp_path / "case", n_events=20_000, cytotoxicity=False, endometrial=False
+    )
+    manifest.write_text(
+        manifest.read_text() + '\n[[blood_draws]]\nid = "draw-2"\nfcs = ["blood/tbnk_tube1.fcs"]\n'
+    )
+    proc = nkpanel("run", str(manifest), "--out", str(tmp_path / "out"), "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    assert "draw-1/tbnk_tube1" in proc.stdout and "draw-2/tbnk_tube1" in proc.stdout

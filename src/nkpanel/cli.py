@@ -430,7 +430,15 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
 
 
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
-    results = [r for o in outcome.draws.values() for r in o.results]
+    import dataclasses
+
+    # with several blood draws, each row says its draw (two draws may hold one file name)
+    several = len(outcome.draws) > 1
+    results = [
+        dataclasses.replace(r, sample=f"{draw}/{r.sample}") if several else r
+        for draw, o in outcome.draws.items()
+        for r in o.results
+    ]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
     _print_results(results, outcome.failures)
