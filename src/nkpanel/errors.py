@@ -93,6 +93,11 @@ class InputError(NkPanelError):
         self.cause = cause
         super().__init__(f"{self.source}: {cause}" if self.source else cause)
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str | None, str]]:
+        # rebuilt from its two parts: an error raised in a worker process (Dask, a process
+        # pool) must cross back to the caller whole, not fail to unpickle there
+        return (type(self), (self.source, self.cause))
+
 
 class FCSFormatError(InputError):
     """The file is not a readable FCS data set."""
