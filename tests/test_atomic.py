@@ -90,3 +90,62 @@ def test_a_shared_folders_setgid_bit_is_passed_on(tmp_path: Path) -> None:
     with atomic_folder(shared / "tube1") as d:
         (d / "summary.json").write_text("{}")
     assert stat.S_IMODE((shared / "tube1").stat().st_mode) == 0o2750
+
+
+def test_a_labs_file_of_an_nkpanel_name_is_never_overwritten(tmp_path: Path) -> None:
+    from nkpanel._atomic import atomic_folder
+    from nkpanel.errors import InputError
+
+    target = tmp_path / "report"
+    target.mkdir()
+    (target / "report.pdf").write_text("the lab's own report")
+    refused = pytest.raises(InputError, match="exists and was not written by nkpanel")
+    with refused, atomic_folder(target) as d:
+        (d / "report.pdf").write_text("nkpanel's")
+    assert (target / "report.pdf").read_text() == "the lab's own report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporaries
+
+
+def test_nothing_is_removed_or_written_through_a_link(tmp_path: Path) -> None:
+    """A link inside the folder to the user's own folder, and a list naming a path outside:
+    nothing outside the output folder is touched."""
+    from nkpanel._atomic import OWNED, atomic_folder, remove_owned
+    from nkpanel.errors import InputError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "NK.png").write_text("the user's figure")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "out" / "tube1"
+    with atomic_folder(target) as d:
+        (d / "plots").mkdir()
+        (d / "plots" / "NK.png").write_text("nkpanel's")
+    (target / "plots" / "NK.png").unlink()
+    (target / "plots").rmdir()
+    (target / "plots").symlink_to(mine)
+    with (target / OWNED).open("a") as fh:
+        fh.write(f"{victim}\n../victim.txt\n")
+    (target / "notes.txt").write_text("the lab's")  # so the folder is merged, not swapped
+    refused = pytest.raises(InputError, match="leads out of the output folder through a link")
+    with refused, atomic_folder(target) as d:
+        (d / "plots").mkdir()
+        (d / "plots" / "NK.png").write_text("nkpanel's, run 2")
+    remove_owned(target)
+    assert (mine / "NK.png").read_text() == "the user's figure"
+    assert victim.read_text() == "keep me"
+
+
+def test_a_linked_output_folder_is_written_through_not_replaced(tmp_path: Path) -> None:
+    """report/ is a link to a shared folder: the new report goes there, the link stays."""
+    from nkpanel._atomic import atomic_folder
+
+    shared = tmp_path / "shared-reports"
+    shared.mkdir()
+    (tmp_path / "case").mkdir()
+    link = tmp_path / "case" / "report"
+    link.symlink_to(shared)
+    for run in ("age 34", "age 35"):
+        with atomic_folder(link) as d:
+            (d / "report.html").write_text(run)
+    assert link.is_symlink() and (shared / "report.html").read_text() == "age 35"

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from nkpanel.errors import InputError
+
 __all__ = [
     "OWNED",
     "atomic_folder",
@@ -60,9 +62,17 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     files nkpanel wrote are listed in :data:`OWNED`. A ``target`` holding only such files is
     replaced whole (between the two renames it is briefly absent, never half-written). A
     ``target`` that also holds files nkpanel did not write (the input file, a lab's notes; or
-    any file at all when it has no list, as before nkpanel kept one) keeps them: nkpanel's own
-    earlier files are removed and the new ones moved in beside them. On any exception the new
-    folder is removed and ``target`` is left as it was.
+    any file at all when it has no list, as before nkpanel kept one), or that is a link to a
+    folder elsewhere, keeps them: nkpanel's own earlier files are removed and the new ones
+    moved in beside them. On any exception the new folder is removed and ``target`` is left
+    as it was.
+
+    Raises
+    ------
+    InputError
+        A file nkpanel would write there is already there and is not nkpanel's (a lab's own
+        ``report.pdf``): it is never overwritten; or the folder reaches outside itself through
+        a link where nkpanel would write.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
@@ -73,30 +83,76 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         # mkdtemp's folder is the owner's only; a shared folder's setgid bit is passed on
         inherit = target.parent.stat().st_mode & stat.S_ISGID
         os.chmod(tmp, (0o777 & ~_umask()) | inherit)
-        if not target.exists():
+        if not target.exists() and not target.is_symlink():
             os.replace(tmp, target)
-        elif target.is_dir() and not _foreign_files(target):
+        elif target.is_dir() and not target.is_symlink() and not _foreign_files(target):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            remove_owned(target)
-            for name in written:
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp / name, target / name)
-            os.replace(tmp / OWNED, target / OWNED)
+            _merge(tmp, target, written)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _merge(tmp: Path, target: Path, written: list[str]) -> None:
+    """Move the files ``written`` in ``tmp`` into ``target``, which holds files that are not
+    nkpanel's: those are never touched, and a name clash with one of them is refused before
+    anything moves. The list names old and new files until the end, so an interruption never
+    leaves a file of nkpanel's unlisted."""
+    if not target.is_dir():
+        raise InputError(target, "is not a folder: nkpanel cannot write its outputs there")
+    owned = _owned(target)
+    for name in written:
+        path = target / name
+        if not _inside(path, target):
+            raise InputError(path, "leads out of the output folder through a link")
+        if (path.exists() or path.is_symlink()) and name not in owned:
+            raise InputError(
+                path,
+                "exists and was not written by nkpanel: it is not overwritten (move it, or "
+                "choose another --out)",
+            )
+    _write_list(target, owned | set(written))
+    for name in owned - set(written):
+        _remove_listed(target, name)
+    for name in written:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / name, target / name)
+    _write_list(target, set(written))
+
+
+def _write_list(folder: Path, names: set[str]) -> None:
+    part = folder / f"{OWNED}.part"
+    part.write_text("".join(f"{n}\n" for n in sorted(names)), encoding="utf-8")
+    os.replace(part, folder / OWNED)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` stays in ``folder`` once links in its parent folders are followed."""
+    return path.parent.resolve().is_relative_to(folder.resolve())
+
+
+def _remove_listed(folder: Path, name: str) -> None:
+    path = folder / name
+    if _inside(path, folder) and path.is_file() and not path.is_symlink():
+        path.unlink()
+
+
 def _owned(folder: Path) -> set[str]:
+    """The files nkpanel listed in ``folder``: relative paths that stay inside it."""
     try:
         text = (folder / OWNED).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return set()
-    return {line for line in text.splitlines() if line and ".." not in Path(line).parts}
+    names = set()
+    for line in text.splitlines():
+        rel = Path(line)
+        if line and not rel.is_absolute() and ".." not in rel.parts and not rel.anchor:
+            names.add(line)
+    return names
 
 
 def _foreign_files(folder: Path) -> list[Path]:
@@ -114,17 +170,16 @@ def _foreign_files(folder: Path) -> list[Path]:
 def remove_owned(folder: Path) -> bool:
     """Remove the files nkpanel listed as its own in ``folder`` (see :func:`atomic_folder`),
     then the folders left empty; return whether ``folder`` itself is gone. Files nkpanel did
-    not write are never removed."""
-    if not folder.is_dir() or not (folder / OWNED).is_file():
+    not write, and anything reached through a link, are never removed."""
+    if folder.is_symlink() or not folder.is_dir() or not (folder / OWNED).is_file():
         return False
     for name in _owned(folder):
-        target = folder / name
-        if target.is_file() and not target.is_symlink():
-            target.unlink()
+        _remove_listed(folder, name)
     (folder / OWNED).unlink()
     for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):
-        with contextlib.suppress(OSError):
-            sub.rmdir()  # only when empty
+        if not sub.is_symlink():
+            with contextlib.suppress(OSError):
+                sub.rmdir()  # only when empty
     with contextlib.suppress(OSError):
         folder.rmdir()
     return not folder.exists()
