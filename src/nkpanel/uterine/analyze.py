@@ -61,6 +61,7 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    borderline_staining_qc,
     fields_qc,
     ratio_ci,
     stromal_cells_qc,
@@ -682,6 +683,12 @@ def analyze_source(
     ]
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
+    compartment_od = {
+        "cell": counted_cells.dab_cell_od,
+        "cytoplasm": counted_cells.dab_cytoplasm_od,
+        "nucleus": counted_cells.dab_nucleus_od,
+    }[s.detection.compartment]
+    qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     qc += region_qc
     if exclusion_source == "automatic":
         notes.append(

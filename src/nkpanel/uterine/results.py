@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from nkpanel.flow.qc import QCFlag
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "RatioCI",
     "UterineQC",
     "UterineResult",
+    "borderline_staining_qc",
     "fields_qc",
     "ratio_ci",
     "stromal_cells_qc",
@@ -149,6 +153,47 @@ def stromal_cells_qc(
     return UterineQC(
         "stromal cells counted", passed, float(cells), float(min_cells), reason, blocking
     )
+
+
+#: cells within this share of the positive threshold below it are "just under" it
+BORDERLINE_FROM = 0.5
+
+
+def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> UterineQC:
+    """The (non-blocking) check that few cells sit just under the positive threshold.
+
+    A membranous stain separates cleanly: negative cells measure near 0 OD, positive cells
+    well above the threshold. Many cells between half the threshold and the threshold, as
+    many as half the positives or more, mean a faint stain run (or a threshold too high for
+    it): the count of positives is then low, and a person should look at the overlay. The
+    rule flags; it never moves the threshold. IHC scoring disagrees most on such weakly
+    stained cells (domain brief, section 3: observer agreement).
+
+    Examples
+    --------
+    >>> od = np.array([0.0] * 900 + [0.15] * 60 + [0.4] * 40)
+    >>> q = borderline_staining_qc(od, 0.2)
+    >>> q.passed, q.value
+    (False, 60.0)
+    >>> borderline_staining_qc(np.array([0.0] * 950 + [0.4] * 50), 0.2).passed
+    True
+    """
+    od = np.asarray(dab_od, dtype=np.float64)
+    low = BORDERLINE_FROM * threshold_od
+    under = int(np.count_nonzero((od >= low) & (od < threshold_od)))
+    positive = int(np.count_nonzero(od >= threshold_od))
+    share = under / od.size if od.size else 0.0
+    passed = not (under >= 10 and share >= 0.01 and under >= 0.5 * positive)
+    reason = (
+        f"{under} cells ({share:.1%}) with a mean DAB OD of {low:g}–{threshold_od:g}, just "
+        f"under the positive threshold, against {positive} positive"
+    )
+    if not passed:
+        reason += (
+            ": faint staining, or a threshold too high for this stain run; the count of "
+            "positive cells may be low: check the overlay"
+        )
+    return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
 
 
 def fields_qc(n_fields: int, protocol_fields: int) -> UterineQC:
