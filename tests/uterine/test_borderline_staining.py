@@ -50,3 +50,42 @@ def test_a_faint_stain_run_is_flagged_and_a_strong_one_is_not(
     (q,) = [q for q in result.qc if q.check == "borderline staining"]
     assert q.passed is not flagged
     assert result.reportable  # a warning: the lab decides
+
+
+@pytest.mark.parametrize(("subsampling", "noted"), [(2, True), (1, True), (0, False)])
+def test_a_jpeg_with_halved_colour_resolution_is_noted(
+    tmp_path: Path, subsampling: int, noted: bool
+) -> None:
+    """4:2:0 and 4:2:2 JPEGs store colour at half resolution, which blurs thin membranous DAB
+    (Pillow's sampling codes 2 and 1); 4:4:4 (code 0) keeps it."""
+    from PIL import Image
+
+    from nkpanel.uterine.images import open_image
+
+    field = simulate_field(FieldSpec(width_px=200, height_px=200, seed=62))
+    path = tmp_path / f"field-{subsampling}-synthetic.jpg"
+    Image.fromarray(field.rgb).save(path, quality=92, subsampling=subsampling, dpi=(50800, 50800))
+    notes = open_image(path).notes
+    assert any("colour subsampling" in n for n in notes) is noted
+
+
+def test_the_glass_colour_is_given_as_three_numbers() -> None:
+    from nkpanel.errors import ConfigError
+    from nkpanel.uterine.stains import parse_white_point
+
+    assert parse_white_point("242,240,236") == (242.0, 240.0, 236.0)
+    assert parse_white_point(" 242 ; 240 ; 236 ") == (242.0, 240.0, 236.0)
+    for bad in ("242,240", "0,240,236", "242,240,300", "a,b,c", "nan,1,1"):
+        with pytest.raises(ConfigError, match="three numbers 1-255"):
+            parse_white_point(bad)
+
+
+def test_a_given_white_point_is_used(tmp_path: Path) -> None:
+    """The simulator's own light given as the white point is the one the analysis reports."""
+    from nkpanel.uterine.analyze import UterineSettings
+
+    spec = FieldSpec(width_px=400, height_px=400, seed=63)
+    path, _ = write_field(simulate_field(spec), tmp_path / "f-synthetic.tif")
+    light = (230.0, 231.0, 232.0)
+    result = analyze_image(path, UterineSettings(white_point=light)).result
+    assert tuple(result.stains["white"]) == pytest.approx(light)

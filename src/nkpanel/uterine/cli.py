@@ -157,6 +157,14 @@ def analyze(
         float,
         typer.Option("--threshold", min=0.001, help="CD56+ threshold, DAB OD (QuPath units)."),
     ] = 0.2,
+    white_point: Annotated[
+        str | None,
+        typer.Option(
+            "--white-point",
+            help="Glass colour R,G,B (0-255) for fields without glass, e.g. 242,240,236 "
+            "(QuPath's 'Set background'); default: estimated from the image.",
+        ),
+    ] = None,
     compartment: Annotated[
         Compartment, typer.Option("--compartment", help="Where DAB is measured.")
     ] = "cytoplasm",
@@ -178,7 +186,7 @@ def analyze(
 
     from nkpanel.uterine.analyze import UterineSettings
     from nkpanel.uterine.batch import analyze_batch, pair_regions
-    from nkpanel.uterine.stains import parse_qupath_stains
+    from nkpanel.uterine.stains import parse_qupath_stains, parse_white_point
 
     base = UterineSettings()
     settings = UterineSettings(
@@ -188,6 +196,7 @@ def analyze(
         n_fields=fields,
         field_diameter_um=field_diameter,
         seed=seed,
+        white_point=parse_white_point(white_point) if white_point is not None else None,
     )
     images = expand_folders(images, IMAGE_SUFFIXES)
     paired = pair_regions(images, regions or [])

@@ -600,6 +600,8 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
                     )
                 mode = im.mode
                 info = {str(k): v for k, v in im.info.items()}
+                if fmt == "jpeg" and _chroma_halved(im):
+                    notes.append(_SUBSAMPLED_NOTE)
                 im.load()
                 if mode in ("P", "PA"):
                     arr = np.asarray(im.convert("RGBA"))
@@ -626,6 +628,23 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
     found = _pil_pixel_size(info, fmt.upper(), notes)
     ps = _resolve_pixel_size(path, given, found, notes)
     return FieldImage(path, rgb, ps, tuple(notes))
+
+
+_SUBSAMPLED_NOTE = (
+    "JPEG with colour subsampling (4:2:0 or 4:2:2): the colour is stored at half the pixel "
+    "resolution, which blurs thin membranous DAB into its surroundings; CD56+ cells may be "
+    "undercounted (save fields as TIFF or PNG, or JPEG at 4:4:4)"
+)
+
+
+def _chroma_halved(im: Any) -> bool:
+    """Whether a JPEG stores its colour at half resolution (Pillow's sampling code 1 or 2)."""
+    from PIL import JpegImagePlugin
+
+    try:
+        return int(JpegImagePlugin.get_sampling(im)) in (1, 2)
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 #: names of images a slide file carries beside the slide (tifffile's series names: Aperio SVS,

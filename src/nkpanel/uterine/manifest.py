@@ -50,6 +50,8 @@ class EndometrialBiopsy(BaseModel):
     n_fields: int = Field(default=10, ge=1, le=100)
     field_diameter_um: float = Field(default=550.0, ge=50, le=5000)
     seed: int = 0
+    #: the glass colour, 8-bit RGB, for fields without glass (default: estimated per image)
+    white_point: tuple[float, float, float] | None = None
     notes: str = ""
 
     @field_validator("images", "regions", mode="before")
@@ -115,7 +117,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
 
     from nkpanel.uterine.analyze import UterineSettings
     from nkpanel.uterine.batch import analyze_batch, pair_regions
-    from nkpanel.uterine.stains import parse_qupath_stains
+    from nkpanel.uterine.stains import parse_qupath_stains, parse_white_point
 
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else base_dir / p
@@ -134,6 +136,11 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         n_fields=biopsy.n_fields,
         field_diameter_um=biopsy.field_diameter_um,
         seed=biopsy.seed,
+        white_point=(
+            parse_white_point(",".join(str(v) for v in biopsy.white_point))
+            if biopsy.white_point is not None
+            else None
+        ),
     )
     batch = analyze_batch(
         images,

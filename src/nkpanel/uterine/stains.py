@@ -58,6 +58,7 @@ __all__ = [
     "od_table",
     "optical_density",
     "parse_qupath_stains",
+    "parse_white_point",
     "ruifrok_hdab",
 ]
 
@@ -455,3 +456,21 @@ def estimate_macenko(
         "macenko",
     )
     return est, check
+
+
+def parse_white_point(text: str) -> tuple[float, float, float]:
+    """``"242,240,236"`` → (242.0, 240.0, 236.0): the glass colour, 8-bit RGB.
+
+    Raises
+    ------
+    ConfigError
+        Not three numbers, or one outside 1–255 (the optical density of 0 is undefined).
+    """
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) and 1.0 <= v <= 255.0 for v in values):
+        raise ConfigError(f"white point {text!r}: give three numbers 1-255, e.g. 242,240,236")
+    return values[0], values[1], values[2]
