@@ -189,6 +189,18 @@ def test_run_biopsy_for_case(synthetic: Path, tmp_path: Path) -> None:
     assert (tmp_path / "uterine" / "biopsy-1" / "biopsy_summary.json").is_file()
 
 
+def test_a_biopsy_gives_its_glass_colour(synthetic: Path, tmp_path: Path) -> None:
+    b = EndometrialBiopsy.model_validate(
+        {"id": "b", "images": ["synthetic_field_01.tif"], "white_point": [242, 240, 236]}
+    )
+    out = run_biopsy_for_case(b, synthetic, tmp_path / "b")
+    image = json.loads(
+        (tmp_path / "b" / "images" / "synthetic_field_01" / "summary.json").read_text()
+    )
+    assert image["stain_vectors"]["white"] == [242.0, 240.0, 236.0]
+    assert not out["failures"]
+
+
 def test_overlays_of_synthetic_fields_say_so(synthetic: Path, tmp_path: Path) -> None:
     """A review overlay can travel alone (into a report, a slide deck): one of a synthetic
     field carries the SYNTHETIC label in its pixels."""
