@@ -277,9 +277,9 @@ def run_case(
     for biopsy in case.endometrial:
         if on_file is not None:
             on_file(f"endometrial biopsy {biopsy.id}")
-        outcome.endometrial.append(
-            run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
-        )
+        entry = run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
+        outcome.endometrial.append(entry)
+        outcome.earlier += [Path(d) for d in entry.get("earlier_image_folders", [])]
     summary: dict[str, Any] = {
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),

@@ -158,6 +158,8 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         "uterine": batch.pooled.summary() if batch.pooled is not None else None,
         "images": [r.summary() for r in batch.results],
         "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
+        # image folders an earlier run into this folder left (named, never removed)
+        "earlier_image_folders": [str(d) for d in batch.earlier],
         "outputs": str(out_dir),
         # the review overlays a report shows (absolute paths)
         "figures": [str(p.resolve()) for p in batch.overlays],
