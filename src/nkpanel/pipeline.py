@@ -16,7 +16,7 @@ from typing import Any, Literal
 from nkpanel._atomic import OWNED, atomic_folder, remove_owned, write_text
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import InputError, NkPanelError, batch_failure, one_line
+from nkpanel.errors import InputError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, write_sample_outputs
 from nkpanel.flow.results import FlowResult
@@ -268,9 +268,9 @@ def run_case(
                     plate, case.base_dir, out_dir / "cytotoxicity" / plate.id, None, plots=plots
                 )
             )
-        except NkPanelError as exc:
+        except Exception as exc:  # one plate's fault, nkpanel's included, stops no case
             outcome.cytotoxicity.append(
-                {"id": plate.id, "assay": plate.assay, "error": one_line(exc)}
+                {"id": plate.id, "assay": plate.assay, "error": batch_failure(exc)}
             )
     from nkpanel.uterine.manifest import run_biopsy_for_case
 
