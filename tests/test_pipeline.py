@@ -193,3 +193,20 @@ def test_one_file_by_two_names_is_one_file(tmp_path: Path) -> None:
     b.hardlink_to(a)
     kept, notes = distinct_files([a, b])
     assert kept == [a] and notes == [f"{b}: given twice (also as {a}): analysed once"]
+
+
+def test_a_biopsy_that_cannot_be_analysed_stops_no_case(tmp_path: Path) -> None:
+    """Stain vectors that do not parse fail the biopsy, named as such; the blood draw is still
+    analysed and the report still written."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(tmp_path / "case", n_events=20_000, cytotoxicity=False)
+    text = manifest.read_text().replace(
+        'id = "biopsy-1"', 'id = "biopsy-1"\nqupath_stains = "not a QuPath stain line"'
+    )
+    manifest.write_text(text)
+    run = pipeline.run_case(load_case(manifest), tmp_path / "out", plots=False)
+    (failure,) = run.failures
+    assert failure.source == "endometrial biopsy biopsy-1"
+    assert run.draws["draw-1"].results and run.report is not None

@@ -277,7 +277,16 @@ def run_case(
     for biopsy in case.endometrial:
         if on_file is not None:
             on_file(f"endometrial biopsy {biopsy.id}")
-        entry = run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
+        try:
+            entry = run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
+        except Exception as exc:  # the biopsy as a whole (its regions, stain vectors…)
+            reason = batch_failure(exc)
+            entry = {
+                "id": biopsy.id,
+                "uterine": None,
+                "images": [],
+                "failures": [{"source": f"endometrial biopsy {biopsy.id}", "reason": reason}],
+            }
         outcome.endometrial.append(entry)
         outcome.earlier += [Path(d) for d in entry.get("earlier_image_folders", [])]
     summary: dict[str, Any] = {
