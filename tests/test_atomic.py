@@ -45,7 +45,8 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     target = tmp_path / "samples" / "tube1"
     with atomic_folder(target) as d:
         (d / "old-figure.png").write_text("earlier run")
-    assert (target / OWNED).read_text() == "old-figure.png\n"
+    (name, size, _mtime) = (target / OWNED).read_text().strip().split("\t")
+    assert (name, size) == ("old-figure.png", str(len("earlier run")))
     with pytest.raises(RuntimeError), atomic_folder(target) as d:
         (d / "summary.json").write_text("{}")
         raise RuntimeError("analysis failed half-way")
@@ -149,3 +150,28 @@ def test_a_linked_output_folder_is_written_through_not_replaced(tmp_path: Path) 
         with atomic_folder(link) as d:
             (d / "report.html").write_text(run)
     assert link.is_symlink() and (shared / "report.html").read_text() == "age 35"
+
+
+def test_a_listed_file_changed_since_is_the_users(tmp_path: Path) -> None:
+    """events.csv, listed as nkpanel's, then corrected by hand: a re-run neither removes nor
+    overwrites it, and says so in one line."""
+    import os
+
+    from nkpanel._atomic import atomic_folder, remove_owned
+    from nkpanel.errors import InputError
+
+    target = tmp_path / "samples" / "tube1"
+    with atomic_folder(target) as d:
+        (d / "events.csv").write_text("event,NK\n1,True\n")
+        (d / "summary.json").write_text("{}")
+    events = target / "events.csv"
+    events.write_text("event,NK\n1,False\n")  # the lab's correction
+    os.utime(events, ns=(1, 1))
+    refused = pytest.raises(InputError, match="or was changed since")
+    with refused, atomic_folder(target) as d:
+        (d / "events.csv").write_text("event,NK\n1,True\n")
+    with atomic_folder(target) as d:  # a run without --export-events
+        (d / "summary.json").write_text("{}")
+    assert events.read_text() == "event,NK\n1,False\n"
+    remove_owned(target)
+    assert sorted(p.name for p in target.iterdir()) == ["events.csv"]

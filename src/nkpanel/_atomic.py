@@ -79,7 +79,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         written = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
-        (tmp / OWNED).write_text("\n".join(written) + "\n", encoding="utf-8")
+        _write_list(tmp, {name: tmp / name for name in written})
         # mkdtemp's folder is the owner's only; a shared folder's setgid bit is passed on
         inherit = target.parent.stat().st_mode & stat.S_ISGID
         os.chmod(tmp, (0o777 & ~_umask()) | inherit)
@@ -112,21 +112,31 @@ def _merge(tmp: Path, target: Path, written: list[str]) -> None:
         if (path.exists() or path.is_symlink()) and name not in owned:
             raise InputError(
                 path,
-                "exists and was not written by nkpanel: it is not overwritten (move it, or "
-                "choose another --out)",
+                "exists and was not written by nkpanel, or was changed since: it is not "
+                "overwritten (move it, or choose another --out)",
             )
-    _write_list(target, owned | set(written))
+    _write_list(target, {**{n: target / n for n in owned}, **{n: tmp / n for n in written}})
     for name in owned - set(written):
         _remove_listed(target, name)
     for name in written:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / name, target / name)
-    _write_list(target, set(written))
+        os.replace(tmp / name, target / name)  # keeps its size and modification time
+    _write_list(target, {name: target / name for name in written})
 
 
-def _write_list(folder: Path, names: set[str]) -> None:
+def _write_list(folder: Path, files: dict[str, Path]) -> None:
+    """List ``files`` (name in ``folder`` → where the file is now) with each one's size and
+    modification time: a listed file changed since (a lab's corrections in ``events.csv``)
+    is no longer nkpanel's as written, and is kept."""
+    lines = []
+    for name in sorted(files):
+        try:
+            st = files[name].stat()
+        except OSError:
+            continue
+        lines.append(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n")
     part = folder / f"{OWNED}.part"
-    part.write_text("".join(f"{n}\n" for n in sorted(names)), encoding="utf-8")
+    part.write_text("".join(lines), encoding="utf-8")
     os.replace(part, folder / OWNED)
 
 
@@ -142,16 +152,27 @@ def _remove_listed(folder: Path, name: str) -> None:
 
 
 def _owned(folder: Path) -> set[str]:
-    """The files nkpanel listed in ``folder``: relative paths that stay inside it."""
+    """The files nkpanel listed in ``folder`` that are as it wrote them: relative paths that
+    stay inside it, whose size and modification time are those listed (a list without them,
+    from before nkpanel kept them, is taken at its word)."""
     try:
         text = (folder / OWNED).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return set()
     names = set()
     for line in text.splitlines():
-        rel = Path(line)
-        if line and not rel.is_absolute() and ".." not in rel.parts and not rel.anchor:
-            names.add(line)
+        name, *stamp = line.split("\t")
+        rel = Path(name)
+        if not name or rel.is_absolute() or ".." in rel.parts or rel.anchor:
+            continue
+        if len(stamp) == 2:
+            try:
+                st = (folder / name).stat()
+            except OSError:
+                continue
+            if [str(st.st_size), str(st.st_mtime_ns)] != stamp:
+                continue  # changed since nkpanel wrote it: someone else's now
+        names.add(name)
     return names
 
 
