@@ -89,3 +89,27 @@ def test_a_given_white_point_is_used(tmp_path: Path) -> None:
     light = (230.0, 231.0, 232.0)
     result = analyze_image(path, UterineSettings(white_point=light)).result
     assert tuple(result.stains["white"]) == pytest.approx(light)
+
+
+def test_the_warning_reaches_the_biopsy_and_the_command_line(tmp_path: Path) -> None:
+    """The faint run's warning is repeated on the pooled biopsy result (the one the report
+    reads) and printed by `nkpanel uterine analyze`."""
+    from typer.testing import CliRunner
+
+    from nkpanel.uterine.batch import analyze_batch
+    from nkpanel.uterine.cli import app
+
+    images = [
+        write_field(
+            simulate_field(FieldSpec(width_px=800, height_px=800, seed=61 + k, dab_od=0.4)),
+            tmp_path / f"faint-{k}-synthetic.tif",
+        )[0]
+        for k in range(2)
+    ]
+    batch = analyze_batch(images, tmp_path / "out", detections=False, overlays=False)
+    assert batch.pooled is not None
+    pooled = [q for q in batch.pooled.qc if q.check == "borderline staining"]
+    assert len(pooled) == 2 and not any(q.passed or q.blocking for q in pooled)
+    res = CliRunner().invoke(app, ["analyze", *map(str, images), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0
+    assert res.output.count("just under the positive threshold") == 2

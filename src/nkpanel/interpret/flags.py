@@ -232,8 +232,8 @@ def pre_analytic_caveats(
         if limit is not None and hours > limit.max_hours:
             tube = f"{pa.anticoagulant} " if pa.anticoagulant else ""
             age = (
-                f"at least {hours:.0f} h old when the laboratory received it (no processing "
-                "time recorded)"
+                f"{hours:.0f} h old when the laboratory received it (no processing time "
+                "recorded), so at least that when processed"
                 if at_least
                 else f"{hours:.0f} h old when processed"
             )

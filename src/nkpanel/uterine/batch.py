@@ -58,8 +58,9 @@ __all__ = [
 ]
 
 
-#: an image's non-blocking checks about its drawn regions, repeated on the biopsy's result
-REGIONS_CHECKS = ("regions file", "regions on image")
+#: an image's checks the biopsy's result makes again over all its images; every other check
+#: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
+POOLED_AGAIN = ("stromal cells counted", "×400 fields")
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,7 @@ def pool_results(
     qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy")]
     for r in results:
         for q in r.qc:
-            if q.blocking and not q.passed and q.check != "stromal cells counted":
-                qc.append(UterineQC(q.check, False, q.value, q.limit, f"{r.sample}: {q.reason}"))
-            elif not q.passed and q.check in REGIONS_CHECKS:
+            if not q.passed and q.check not in POOLED_AGAIN:
                 qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
     if protocol_fields is not None and results and all(r.kind == "field" for r in results):
         qc.append(fields_qc(len(results), protocol_fields))

@@ -56,7 +56,7 @@ Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 
 def _print_results(batch: object, out: Path) -> None:
-    from nkpanel.uterine.batch import REGIONS_CHECKS, UterineBatch
+    from nkpanel.uterine.batch import POOLED_AGAIN, UterineBatch
 
     assert isinstance(batch, UterineBatch)
     table = Table(title="Endometrial NK cells (CD56)")
@@ -101,7 +101,7 @@ def _print_results(batch: object, out: Path) -> None:
         )
     for r in batch.results:
         for q in r.qc:
-            if not q.passed and q.check in REGIONS_CHECKS:
+            if not q.passed and not q.blocking and q.check not in POOLED_AGAIN:
                 say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
     for f in batch.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
@@ -161,7 +161,7 @@ def analyze(
         str | None,
         typer.Option(
             "--white-point",
-            help="Glass colour R,G,B (0-255) for fields without glass, e.g. 242,240,236 "
+            help="Glass colour R,G,B (1-255) for fields without glass, e.g. 242,240,236 "
             "(QuPath's 'Set background'); default: estimated from the image.",
         ),
     ] = None,
