@@ -380,3 +380,20 @@ def test_a_case_with_two_draws_names_the_draw_of_each_row(tmp_path: Path) -> Non
     proc = nkpanel("run", str(manifest), "--out", str(tmp_path / "out"), "--no-report")
     assert proc.returncode == 0, proc.stderr
     assert "draw-1/tbnk_tube1" in proc.stdout and "draw-2/tbnk_tube1" in proc.stdout
+
+
+def test_a_labs_own_file_of_a_table_name_is_never_touched(tmp_path: Path) -> None:
+    """--out holds the lab's own flow_summary.json: the run is refused before any work, in one
+    line, and the file is left as it was (a failed run used to delete it)."""
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=44, n_events=20_000)), tmp_path / "t.fcs")
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    theirs = lab / "flow_summary.json"
+    theirs.write_text('{"the lab": "notes"}')
+    for target in (tube, tmp_path / "missing.fcs"):
+        proc = nkpanel("flow", "analyze", str(target), "--out", str(lab))
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()
+        assert str(theirs) in line and "was not written by nkpanel" in line
+    assert theirs.read_text() == '{"the lab": "notes"}'
+    assert sorted(p.name for p in lab.iterdir()) == ["flow_summary.json"]

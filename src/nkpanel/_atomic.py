@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from nkpanel.errors import InputError
@@ -16,6 +16,9 @@ __all__ = [
     "OWNED",
     "atomic_folder",
     "atomic_path",
+    "check_ours",
+    "claim",
+    "remove_claimed",
     "remove_owned",
     "write_bytes",
     "write_text",
@@ -110,11 +113,7 @@ def _merge(tmp: Path, target: Path, written: list[str]) -> None:
         if not _inside(path, target):
             raise InputError(path, "leads out of the output folder through a link")
         if (path.exists() or path.is_symlink()) and name not in owned:
-            raise InputError(
-                path,
-                "exists and was not written by nkpanel, or was changed since: it is not "
-                "overwritten (move it, or choose another --out)",
-            )
+            raise _not_ours(path)
     _write_list(target, {**{n: target / n for n in owned}, **{n: tmp / n for n in written}})
     for name in owned - set(written):
         _remove_listed(target, name)
@@ -122,6 +121,50 @@ def _merge(tmp: Path, target: Path, written: list[str]) -> None:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, target / name)  # keeps its size and modification time
     _write_list(target, {name: target / name for name in written})
+
+
+def _not_ours(path: Path) -> InputError:
+    return InputError(
+        path,
+        "exists and was not written by nkpanel, or was changed since: it is not overwritten "
+        "(move it, or choose another --out)",
+    )
+
+
+def check_ours(folder: Path, names: Iterable[str]) -> None:
+    """Refuse, before any work, to write files ``names`` into ``folder`` (which may be any
+    folder of the user's) where a file of that name is there and is not nkpanel's as it
+    wrote it.
+
+    Raises
+    ------
+    InputError
+        Naming the first such file.
+    """
+    owned = _owned(folder)
+    for name in names:
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and name not in owned:
+            raise _not_ours(path)
+
+
+def claim(folder: Path, names: Iterable[str]) -> None:
+    """Add the files ``names`` nkpanel has just written in ``folder`` to its list there."""
+    files = {n: folder / n for n in _owned(folder)}
+    files.update({n: folder / n for n in names})
+    _write_list(folder, files)
+
+
+def remove_claimed(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Remove those of the files ``names`` in ``folder`` that nkpanel wrote and nobody has
+    changed since; return them."""
+    owned = _owned(folder)
+    gone = [folder / n for n in names if n in owned and (folder / n).is_file()]
+    for path in gone:
+        path.unlink()
+    if gone:
+        _write_list(folder, {n: folder / n for n in owned if (folder / n).is_file()})
+    return gone
 
 
 def _write_list(folder: Path, files: dict[str, Path]) -> None:

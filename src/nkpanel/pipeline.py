@@ -13,12 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nkpanel._atomic import OWNED, atomic_folder, remove_owned, write_text
+from nkpanel._atomic import OWNED, atomic_folder, check_ours, claim, remove_owned, write_text
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import InputError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
-from nkpanel.flow.output import BatchFailure, remove_batch_tables, write_batch, write_sample_outputs
+from nkpanel.flow.output import (
+    BATCH_TABLES,
+    BatchFailure,
+    remove_batch_tables,
+    write_batch,
+    write_sample_outputs,
+)
 from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
 
@@ -66,6 +72,7 @@ def analyze_flow_batch(
     Files are named by their stem; files of one stem from different folders are told apart as
     ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that none
     overwrites another's outputs."""
+    check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
     outcome = BatchOutcome()
     paths, outcome.notes = distinct_files(paths)
     names = unique_stems(paths)
@@ -241,6 +248,7 @@ def run_case(
     ``history`` holds the same patient's earlier case summaries, for the serial view.
     """
     base = settings or FlowSettings()
+    check_ours(out_dir, ["case_summary.json"])  # refused before any work, as every output
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
@@ -325,6 +333,7 @@ def run_case(
     target = out_dir / "case_summary.json"
     text = json.dumps(summary, indent=2, default=str)
     write_text(target, text)
+    claim(out_dir, [target.name])
     outcome.summary_path = target
     # the reports read exactly what was written (JSON types), without reading the file back
     outcome.summary = json.loads(text)

@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nkpanel._atomic import atomic_folder, write_bytes, write_text, write_with
+from nkpanel._atomic import (
+    atomic_folder,
+    claim,
+    remove_claimed,
+    write_bytes,
+    write_text,
+    write_with,
+)
 from nkpanel.flow.analyze import FlowAnalysis
 from nkpanel.flow.results import FlowResult
 
@@ -161,14 +168,9 @@ BATCH_TABLES = (
 
 
 def remove_batch_tables(out_dir: Path) -> list[Path]:
-    """Remove the batch tables an earlier run left in ``out_dir``; return those removed."""
-    removed = []
-    for name in BATCH_TABLES:
-        target = out_dir / name
-        if target.is_file():
-            target.unlink()
-            removed.append(target)
-    return removed
+    """Remove the batch tables an earlier run of nkpanel left in ``out_dir`` (only those it
+    wrote and nobody changed since); return those removed."""
+    return remove_claimed(out_dir, BATCH_TABLES)
 
 
 def write_batch(
@@ -202,6 +204,7 @@ def write_batch(
     target = out_dir / "flow_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=_json_default))
     written.append(target)
+    claim(out_dir, BATCH_TABLES)
     return written
 
 

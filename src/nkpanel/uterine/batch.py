@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from nkpanel._atomic import OWNED, atomic_folder, remove_owned, write_text
+from nkpanel._atomic import OWNED, atomic_folder, check_ours, claim, remove_owned, write_text
 from nkpanel._names import unique_stems
 from nkpanel.errors import ConfigError, batch_failure
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
@@ -57,6 +57,9 @@ __all__ = [
     "pool_results",
 ]
 
+
+#: the batch-level files :func:`analyze_batch` writes beside ``images/``
+BATCH_TABLES = ("uterine_results.csv", "biopsy_summary.json")
 
 #: an image's checks the biopsy's result makes again over all its images; every other check
 #: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
@@ -233,6 +236,7 @@ def analyze_batch(
     :func:`pair_regions`) is analysed with automatic exclusion and a warning.
     """
     settings = settings or UterineSettings()
+    check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
     batch = UterineBatch()
     regs = list(regions) if regions is not None else [None] * len(images)
     if len(regs) != len(images):
@@ -327,4 +331,5 @@ def analyze_batch(
     target = out_dir / "biopsy_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))
     batch.written.append(target)
+    claim(out_dir, BATCH_TABLES)
     return batch
