@@ -37,10 +37,16 @@ def _csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
         ("FITC-A\tPE-A\tPE-Cy7-A\n1\t0.125\t0\n0.02\t1\t0.04\n0\t0\t1\n", "utf-8"),
         # a first column naming each row, as FlowJo and spreadsheets lay a matrix out
         (",FITC-A,PE-A,PE-Cy7-A\nFITC-A,1,0.125,0\nPE-A,0.02,1,0.04\nPE-Cy7-A,0,0,1\n", "utf-8"),
+        # a corner label of its own, and the empty cells a spreadsheet leaves at row ends
+        (
+            "Fluorochrome,FITC-A,PE-A,PE-Cy7-A,\nFITC-A,1,0.125,0,\nPE-A,0.02,1,0.04,\n"
+            "PE-Cy7-A,0,0,1,\n",
+            "utf-8",
+        ),
         # percent
         ("FITC-A,PE-A,PE-Cy7-A\n100,12.5,0\n2,100,4\n0,0,100\n", "utf-8"),
     ],
-    ids=["plain", "bom", "semicolon-decimal-comma", "tab", "row-names", "percent"],
+    ids=["plain", "bom", "semicolon-decimal-comma", "tab", "row-names", "corner-label", "percent"],
 )
 def test_every_spreadsheet_spelling_reads_as_the_same_fractions(
     tmp_path: Path, text: str, encoding: str

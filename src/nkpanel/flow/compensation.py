@@ -100,12 +100,18 @@ def read_spillover_csv(path: Path) -> tuple[Spillover, tuple[str, ...]]:
         raise CompensationError(path, "spillover CSV needs a header of channel names and rows")
     # the separator the header uses most: commas, semicolons or tabs
     delimiter = max((";", "\t", ","), key=lambda d: lines[0].count(d))
-    rows = [[c.strip() for c in r] for r in csv.reader(lines, delimiter=delimiter)]
+    rows = [_trimmed([c.strip() for c in r]) for r in csv.reader(lines, delimiter=delimiter)]
     header, body = rows[0], rows[1:]
-    labelled = (bool(header) and header[0] == "") or all(
-        len(r) == len(header) + 1 and not _is_number(r[0], delimiter) for r in body
+    firsts = [r[0].casefold() for r in body if r]
+    # a first column naming the rows: under an empty corner or a label of its own
+    # ("Fluorochrome"), or with the header naming only the columns of numbers
+    cornered = len(header) > 1 and firsts == [h.casefold() for h in header[1:]]
+    labelled = (
+        (bool(header) and header[0] == "")
+        or cornered
+        or all(len(r) == len(header) + 1 and not _is_number(r[0], delimiter) for r in body)
     )
-    names = tuple(header[1:] if header and header[0] == "" else header)
+    names = tuple(header[1:] if header and (header[0] == "" or cornered) else header)
     if labelled:
         labels = [r[0] for r in body]
         if [lb.casefold() for lb in labels] != [n.casefold() for n in names]:
@@ -132,6 +138,13 @@ def read_spillover_csv(path: Path) -> tuple[Spillover, tuple[str, ...]]:
     except CompensationError as exc:
         raise CompensationError(path, exc.cause) from None
     return spill, (note,) if note else ()
+
+
+def _trimmed(cells: list[str]) -> list[str]:
+    """A row without the empty cells a spreadsheet leaves after its last value."""
+    while cells and cells[-1] == "":
+        cells.pop()
+    return cells
 
 
 def _number(cell: str, delimiter: str) -> float:
