@@ -229,3 +229,11 @@ def test_earlier_image_folders_are_warned_about(synthetic: Path, tmp_path: Path)
     assert (kept / "summary.json").is_file()
     flat = " ".join(res.output.split())  # the console may fold long lines
     assert f"warning: {kept}: from an earlier run into {out}" in flat
+
+
+@pytest.mark.parametrize("bad", [[0, 240, 236], [242, 240], [242, 240, 300]])
+def test_a_bad_glass_colour_is_refused_with_the_manifest(bad: list[float]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="white_point"):
+        EndometrialBiopsy.model_validate({"images": ["a.tif"], "white_point": bad})

@@ -19,6 +19,7 @@ LH+7 to LH+9 (cycle day 19–23 of a 28-day cycle); outside it the summary says 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,15 @@ class EndometrialBiopsy(BaseModel):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("white_point")
+    @classmethod
+    def _glass_colour(
+        cls, v: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if v is not None and not all(math.isfinite(c) and 1.0 <= c <= 255.0 for c in v):
+            raise ValueError("give three numbers 1-255, the glass colour in 8-bit RGB")
+        return v
 
     @model_validator(mode="after")
     def _regions_match(self) -> EndometrialBiopsy:
@@ -117,7 +127,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
 
     from nkpanel.uterine.analyze import UterineSettings
     from nkpanel.uterine.batch import analyze_batch, pair_regions
-    from nkpanel.uterine.stains import parse_qupath_stains, parse_white_point
+    from nkpanel.uterine.stains import parse_qupath_stains
 
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else base_dir / p
@@ -136,11 +146,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         n_fields=biopsy.n_fields,
         field_diameter_um=biopsy.field_diameter_um,
         seed=biopsy.seed,
-        white_point=(
-            parse_white_point(",".join(str(v) for v in biopsy.white_point))
-            if biopsy.white_point is not None
-            else None
-        ),
+        white_point=biopsy.white_point,
     )
     batch = analyze_batch(
         images,
