@@ -18,6 +18,7 @@ __all__ = [
     "atomic_path",
     "check_ours",
     "claim",
+    "earlier_folders",
     "remove_claimed",
     "remove_owned",
     "write_bytes",
@@ -121,6 +122,19 @@ def _merge(tmp: Path, target: Path, written: list[str]) -> None:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, target / name)  # keeps its size and modification time
     _write_list(target, {name: target / name for name in written})
+
+
+def earlier_folders(parent: Path, written: Iterable[str]) -> list[Path]:
+    """The folders in ``parent`` that nkpanel wrote (they list their files) but not as
+    ``written`` in this run: an earlier run's, named to the user, never removed unasked."""
+    if not parent.is_dir():
+        return []
+    now = set(written)
+    return sorted(
+        d
+        for d in parent.iterdir()
+        if d.is_dir() and not d.is_symlink() and (d / OWNED).is_file() and d.name not in now
+    )
 
 
 def _not_ours(path: Path) -> InputError:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nkpanel._atomic import OWNED, atomic_folder, check_ours, claim, remove_owned, write_text
+from nkpanel._atomic import (
+    atomic_folder,
+    check_ours,
+    claim,
+    earlier_folders,
+    remove_owned,
+    write_text,
+)
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import InputError, batch_failure, one_line
@@ -98,12 +105,7 @@ def analyze_flow_batch(
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
     written_now = {r.sample for r in outcome.results}
-    samples = out_dir / "samples"
-    if samples.is_dir():
-        # sample folders of nkpanel's (they list their files) that this run did not write
-        outcome.earlier = sorted(
-            d for d in samples.iterdir() if (d / OWNED).is_file() and d.name not in written_now
-        )
+    outcome.earlier = earlier_folders(out_dir / "samples", written_now)
     if prune:  # only nkpanel's own files go; a folder holding anything else stays, listed
         gone = [d for d in outcome.earlier if remove_owned(d)]
         outcome.removed += gone

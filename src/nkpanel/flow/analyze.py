@@ -190,8 +190,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     # the kind of cytometry decided once, here (auto_gate would look again)
     gating = auto_gate(sample, comp, markers, dataclasses.replace(s.autogate, cytometry=cytometry))
     parents = {g.name: g.parent for g in gating.tree.gates}
-    qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating)
     used = {d.channel for g in gating.tree.gates for d in g.dims}
+    qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
     if cytometry != looks:
         qc.append(
@@ -294,7 +294,8 @@ _ROLE_NAMES = {
     "NK CD56bright": ("cd56bright", "nk cd56bright", "cd56 bright"),
     "NK CD56dim": ("cd56dim", "nk cd56dim", "cd56 dim"),
     "NK-like T": ("nk t cells", "nkt", "nk-like t", "cd3+cd56+"),
-    # T and B cells: only for the lymphosum check
+    # T and B cells: their gates become result rows under these names too, and the
+    # lymphosum check reads them
     "CD3+": ("t cells", "cd3+", "cd3+ t cells", "t lymphocytes", "cd3 t cells"),
     "B cells": ("b cells", "cd19+", "b lymphocytes", "cd19+ b cells"),
     "Beads": ("beads", "counting beads", "trucount"),
@@ -371,7 +372,10 @@ def _qc_checks(
     cytometry: Literal["flow", "mass"],
     spill: Spillover | None,
     gating: AutoGateResult | None,
+    gated: Collection[str] = (),
 ) -> list[QCFlag]:
+    """The checks of a result: event counts, lymphosum, and for automated gating the
+    lymphocyte gate, the flow rate and the compensation of the channels ``gated``."""
     lim = s.qc
     flags: list[QCFlag] = []
     n_lymph = int(np.count_nonzero(member["Lymphocytes"])) if "Lymphocytes" in member else 0
@@ -455,13 +459,12 @@ def _qc_checks(
     if gating is not None:
         flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
     if cytometry == "flow" and gating is not None:
-        gated = {d.channel for g in gating.tree.gates for d in g.dims}
         flags.append(_compensation_flag(sample, spill, s, gated))
     return flags
 
 
 def _compensation_flag(
-    sample: FlowSample, spill: Spillover | None, s: FlowSettings, gated: Collection[str] = ()
+    sample: FlowSample, spill: Spillover | None, s: FlowSettings, gated: Collection[str]
 ) -> QCFlag:
     """Whether the fluorescence the gates used (channels ``gated``) was compensated, and by
     what."""

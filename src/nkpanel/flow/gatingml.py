@@ -72,13 +72,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nkpanel import __version__
 from nkpanel._atomic import write_bytes
 from nkpanel.errors import CompensationError, ConfigError
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate
-from nkpanel.flow.sample import FlowSample, Spillover, parse_spillover
+from nkpanel.flow.sample import SPILLOVER_KEYWORDS, FlowSample, Spillover, parse_spillover
 from nkpanel.flow.template import DATATYPE_NS, GATINGML_NS, NKPANEL_NS
 from nkpanel.flow.transforms import Asinh, Linear, Logicle, Transform
 
@@ -302,15 +300,15 @@ def matrix_to_embed(sample: FlowSample, used: Spillover | None) -> Spillover | N
     if used is None:
         return None
     meta = sample.metadata
-    key = next((k for k in ("spillover", "spill") if meta.get(k, "").strip()), None)
+    # the keywords FlowKit reads for "FCS", in its order: nkpanel's first two
+    key = next((k for k in SPILLOVER_KEYWORDS[:2] if meta.get(k, "").strip()), None)
     if key is None:
         return used
     try:
         own = parse_spillover(meta[key], sample.pnn)
     except CompensationError:
         return used  # e.g. a MACSQuant list of names: the reader would not find a matrix
-    same = own.channels == used.channels and np.array_equal(own.matrix, used.matrix)
-    return None if same else used
+    return None if own == used else used
 
 
 def export_gatingml(

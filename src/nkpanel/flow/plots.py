@@ -279,7 +279,7 @@ def _decade_label(v: float) -> str:
 def _data_ticks(axis: Any, scale: Scale, limits: tuple[float, float]) -> None:
     ticks = decade_ticks(scale, float(limits[0]), float(limits[1]))
     if ticks is None or len(ticks[0]) < 2:
-        return  # fewer than two decades in view: the transform's own ticks say more
+        return  # fewer than two labels: the transform's own ticks say more
     major, minor = ticks
     axis.set_ticks([p for p, _ in major], [label for _, label in major])
     axis.set_ticks(minor, minor=True)

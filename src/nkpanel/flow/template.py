@@ -8,8 +8,9 @@ gate tree, checks the file has the channels the gates use, and turns every failu
 one-line nkpanel error naming the file.
 
 A FlowJo workspace holds one gate tree per sample. By default the workspace sample with the FCS
-file's name is used; ``sample_id=`` names another one, so that one sample's gates (with its
-compensation matrix and transforms) can be applied to a new patient's file.
+file's name is used, else the workspace's only sample; ``sample_id=`` names another one, so that
+one sample's gates (with its compensation matrix and transforms) can be applied to a new
+patient's file.
 
 References
 ----------
@@ -392,9 +393,9 @@ def _pick_strategy(
     """The gating strategy to use, a label saying where it came from, and the workspace sample
     whose gates it is (``None`` for Gating-ML).
 
-    A workspace applies the gates of the sample named like the file, else of ``sample_id``;
-    when neither is given and the group holds one sample only (a lab's template workspace),
-    that sample's gates apply to every file.
+    A workspace applies the gates of the sample ``sample_id`` names, else of the sample named
+    like the file, else, when the group holds one sample only (a lab's template workspace), of
+    that sample.
     """
     if template.kind == "gatingml":
         return template.strategies[""], template.source.name, None

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from nkpanel._atomic import OWNED, atomic_folder, check_ours, claim, remove_owned, write_text
+from nkpanel._atomic import (
+    atomic_folder,
+    check_ours,
+    claim,
+    earlier_folders,
+    remove_owned,
+    write_text,
+)
 from nkpanel._names import unique_stems
 from nkpanel.errors import ConfigError, batch_failure
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
@@ -304,14 +311,7 @@ def analyze_batch(
         batch.overlays += [final_dir / p for p in canvases]
         batch.results.append(result)
         done.add(name)
-    if images_dir.is_dir():
-        # image folders of nkpanel's (they list their files) that this run did not write
-        listed = [
-            d
-            for d in images_dir.iterdir()
-            if d.is_dir() and (d / OWNED).is_file() and d.name not in done
-        ]
-        batch.earlier = sorted(set(listed) | set(kept))
+    batch.earlier = sorted(set(earlier_folders(images_dir, done)) | set(kept))
     if batch.results:
         batch.pooled = pool_results(
             batch.results,
