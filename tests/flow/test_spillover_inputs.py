@@ -13,7 +13,7 @@ import pytest
 
 from nkpanel.errors import CompensationError
 from nkpanel.flow.compensation import read_spillover_csv
-from nkpanel.flow.sample import Spillover, read_fcs
+from nkpanel.flow.sample import FlowSample, Spillover, read_fcs
 from tests.flow.fcs_bytes import build_fcs
 
 #: FITC into PE 12.5%, PE into FITC 2%, PE into PE-Cy7 4%
@@ -152,3 +152,23 @@ def test_a_second_keyword_with_another_matrix_is_noted(tmp_path: Path) -> None:
     sample = read_fcs(path)
     assert sample.spillover == Spillover(CHANNELS, MATRIX)
     assert "SPILL holds another matrix than $SPILLOVER, which is used" in sample.notes
+
+
+def test_a_left_out_dye_that_spills_into_a_gated_channel_is_flagged() -> None:
+    """From MATRIX by hand: PE spills 2% into FITC and 4% into PE-Cy7, so a matrix that leaves
+    PE out matters even when PE itself is not gated; PE-Cy7 spills into nothing, so leaving it
+    out does not matter when it is not gated."""
+    from nkpanel.flow.analyze import FlowSettings, _compensation_flag
+
+    sample = FlowSample.from_array(
+        np.zeros((3, 3)), list(CHANNELS), spillover=Spillover(CHANNELS, MATRIX)
+    )
+    partial = Spillover(("FITC-A", "PE-Cy7-A"), np.array([[1.0, 0.01], [0.0, 1.0]]))
+    s = FlowSettings(spillover=partial)
+    # PE-A left out, not gated, spills 0.02 into FITC-A and 0.04 into PE-Cy7-A (both gated)
+    flag = _compensation_flag(sample, partial, s, {"FITC-A", "PE-Cy7-A"})
+    assert not flag.passed and "leaves out PE-A" in flag.reason
+    # PE-Cy7-A left out: spills nothing (its row is 0, 0, 1); gated only FITC-A and PE-A
+    no_cy7 = Spillover(("FITC-A", "PE-A"), MATRIX[:2, :2])
+    flag = _compensation_flag(sample, no_cy7, FlowSettings(spillover=no_cy7), {"FITC-A", "PE-A"})
+    assert flag.passed

@@ -487,16 +487,35 @@ def _compensation_flag(
         return flag(reason, blocking=True)
     if identity:
         return flag("spillover matrix is the identity: check that compensation was recorded")
-    # a supplied matrix that leaves out detectors the file's own matrix compensates
-    own = sample.spillover.channels if sample.spillover is not None else ()
-    left_out = [ch for ch in own if ch in gated and ch not in spill.channels]
-    if s.spillover is not None and left_out:
+    # a supplied matrix that leaves out dyes the file's own matrix compensates, where they
+    # matter: gated themselves, or spilling into a gated detector
+    left_out = _left_out(sample.spillover, spill, gated) if s.spillover is not None else []
+    if left_out:
         names = ", ".join(_channel_label(sample, ch) for ch in left_out)
         return flag(
-            f"compensated with the supplied matrix, which leaves {names} uncompensated "
-            "(the file's own matrix covers them)"
+            f"compensated with the supplied matrix, which leaves out {names}: gated, or "
+            "spilling into a gated channel, by the file's own matrix"
         )
     return flag(f"compensated with the {matrix} matrix", passed=True)
+
+
+#: spillover below this fraction (0.1%) is taken as none
+NO_SPILL = 1e-3
+
+
+def _left_out(own: Spillover | None, used: Spillover, gated: Collection[str]) -> list[str]:
+    """The dyes of the file's own matrix ``own`` that the matrix ``used`` leaves out and that
+    the gates depend on: a gated channel, or one spilling into a gated channel."""
+    if own is None:
+        return []
+    out = []
+    for i, ch in enumerate(own.channels):
+        if ch in used.channels:
+            continue
+        into = [j for j, g in enumerate(own.channels) if g in gated and j != i]
+        if ch in gated or any(own.matrix[i, j] > NO_SPILL for j in into):
+            out.append(ch)
+    return out
 
 
 def _channel_label(sample: FlowSample, pnn: str) -> str:
