@@ -210,3 +210,27 @@ def test_a_biopsy_that_cannot_be_analysed_stops_no_case(tmp_path: Path) -> None:
     (failure,) = run.failures
     assert failure.source == "endometrial biopsy biopsy-1"
     assert run.draws["draw-1"].results and run.report is not None
+
+
+def test_one_case_never_writes_over_anothers_results(tmp_path: Path) -> None:
+    """Patient B's case run into patient A's output folder is refused before any work."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+    from nkpanel.errors import ConfigError
+
+    a = write_synthetic_case(
+        tmp_path / "a", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-A"
+    )
+    b = write_synthetic_case(
+        tmp_path / "b", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-B"
+    )
+    out = tmp_path / "out"
+    pipeline.run_case(load_case(a), out, plots=False, reports=False)
+    before = (out / "case_summary.json").read_text()
+    with pytest.raises(
+        ConfigError,
+        match=r"holds the results of case .* \(patient SYNTH-A\), not of .* \(patient SYNTH-B\)",
+    ):
+        pipeline.run_case(load_case(b), out, plots=False, reports=False)
+    assert (out / "case_summary.json").read_text() == before
+    pipeline.run_case(load_case(a), out, plots=False, reports=False)  # its own folder: fine

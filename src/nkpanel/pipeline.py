@@ -23,7 +23,7 @@ from nkpanel._atomic import (
 )
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import InputError, batch_failure, one_line
+from nkpanel.errors import ConfigError, InputError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import (
     BATCH_TABLES,
@@ -169,6 +169,28 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     )
 
 
+def _check_same_case(case: Case, out_dir: Path) -> None:
+    """Refuse to write one case's results over another's: an output folder holding the case
+    summary of another episode or patient is not reused (their results would mix).
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder and the case it holds.
+    """
+    try:
+        earlier = json.loads((out_dir / "case_summary.json").read_text(encoding="utf-8"))
+        held = earlier["case"]
+        ids = (str(held["id"]), str(held["patient_id"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no summary of nkpanel's there
+    if ids != (case.case.id, case.case.patient_id):
+        raise ConfigError(
+            f"{out_dir} holds the results of case {ids[0]} (patient {ids[1]}), not of "
+            f"{case.case.id} (patient {case.case.patient_id}): give each case its own --out"
+        )
+
+
 def draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailure]]:
     """A blood draw's FCS files as its manifest lists them (``~`` expanded, folders replaced
     by the FCS files in them), and a failure for each entry that is not there."""
@@ -251,6 +273,7 @@ def run_case(
     """
     base = settings or FlowSettings()
     check_ours(out_dir, ["case_summary.json"])  # refused before any work, as every output
+    _check_same_case(case, out_dir)
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
