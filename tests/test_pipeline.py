@@ -234,3 +234,23 @@ def test_one_case_never_writes_over_anothers_results(tmp_path: Path) -> None:
         pipeline.run_case(load_case(b), out, plots=False, reports=False)
     assert (out / "case_summary.json").read_text() == before
     pipeline.run_case(load_case(a), out, plots=False, reports=False)  # its own folder: fine
+
+
+def test_a_plate_that_fails_on_a_rerun_leaves_no_earlier_result(tmp_path: Path) -> None:
+    """The NK-activity plate's reads are cut short after a first run: its earlier lysis table
+    and figures go (they would pass for this run's); the case records the failure."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(tmp_path / "case", n_events=20_000, endometrial=False)
+    out = tmp_path / "out"
+    first = pipeline.run_case(load_case(manifest), out, plots=True, reports=False)
+    (plate,) = first.cytotoxicity
+    folder = out / "cytotoxicity" / plate["id"]
+    assert (folder / "lysis.csv").is_file()
+    assert all((out / f).is_file() for figs in plate["figures"].values() for f in figs)
+    reads = tmp_path / "case" / "nk-activity" / "plate" / "plate_reads.csv"
+    reads.write_text("well,value\n")
+    second = pipeline.run_case(load_case(manifest), out, plots=True, reports=False)
+    assert "error" in second.cytotoxicity[0]
+    assert not folder.exists()

@@ -169,6 +169,20 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     )
 
 
+def _moved(value: Any, old: Path, new: Path) -> Any:
+    """``value`` (a JSON-ready summary) with every path under the folder ``old`` (as given or
+    resolved) now under ``new``."""
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    if isinstance(value, str):
+        for prefix, to in ((str(old.resolve()), str(new.resolve())), (str(old), str(new))):
+            if value == prefix or value.startswith(prefix + "/"):
+                return to + value[len(prefix) :]
+    return value
+
+
 def _check_same_case(case: Case, out_dir: Path) -> None:
     """Refuse to write one case's results over another's: an output folder holding the case
     summary of another episode or patient is not reused (their results would mix).
@@ -295,13 +309,14 @@ def run_case(
     for plate in case.cytotoxicity:
         if on_file is not None:
             on_file(f"cytotoxicity plate {plate.id}")
+        final = out_dir / "cytotoxicity" / plate.id
         try:
-            outcome.cytotoxicity.append(
-                run_plate_for_case(
-                    plate, case.base_dir, out_dir / "cytotoxicity" / plate.id, None, plots=plots
-                )
-            )
+            # written fresh, then in place of the earlier run's (whose files go if it fails)
+            with atomic_folder(final) as tmp:
+                entry = run_plate_for_case(plate, case.base_dir, tmp, None, plots=plots)
+            outcome.cytotoxicity.append(_moved(entry, tmp, final))
         except Exception as exc:  # one plate's fault, nkpanel's included, stops no case
+            remove_owned(final)
             outcome.cytotoxicity.append(
                 {"id": plate.id, "assay": plate.assay, "error": batch_failure(exc)}
             )
