@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -37,6 +39,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     drive are for the lab to read.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -79,6 +82,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         a link where nkpanel would write.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp
@@ -261,6 +265,29 @@ def remove_owned(folder: Path) -> bool:
     with contextlib.suppress(OSError):
         folder.rmdir()
     return not folder.exists()
+
+
+#: a temporary of nkpanel's untouched this long was left by a run that was killed
+LEFTOVER_AGE_S = 3600.0
+
+
+def _sweep_leftovers(target: Path) -> None:
+    """Remove the temporaries (``.<name>.*.part``, ``.<name>.*.old``) a killed run left beside
+    ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay."""
+    now = time.time()
+    pattern = f".{glob.escape(target.name)}.*"
+    for left in target.parent.glob(pattern):
+        if left.suffix not in (".part", ".old") or left.is_symlink():
+            continue
+        try:
+            if now - left.stat().st_mtime < LEFTOVER_AGE_S:
+                continue
+            if left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink()
+        except OSError:
+            continue
 
 
 def _umask() -> int:
