@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -275,9 +276,10 @@ def _sweep_leftovers(target: Path) -> None:
     """Remove the temporaries (``.<name>.*.part``, ``.<name>.*.old``) a killed run left beside
     ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay."""
     now = time.time()
-    pattern = f".{glob.escape(target.name)}.*"
-    for left in target.parent.glob(pattern):
-        if left.suffix not in (".part", ".old") or left.is_symlink():
+    # exactly tempfile's names: the prefix, 8 random characters, the suffix
+    ours = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.(part|old)")
+    for left in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if not ours.fullmatch(left.name) or left.is_symlink():
             continue
         try:
             if now - left.stat().st_mtime < LEFTOVER_AGE_S:
