@@ -182,16 +182,16 @@ def test_temporaries_a_killed_run_left_are_swept_after_an_hour(tmp_path: Path) -
 
     from nkpanel._atomic import LEFTOVER_AGE_S, atomic_folder, write_text
 
-    old_dir = tmp_path / ".tube1.abc12345.part"
+    old_dir = tmp_path / ".tube1.nkpanel-abc12345.part"
     old_dir.mkdir()
     (old_dir / "summary.json").write_text("{}")
-    old_file = tmp_path / ".flow_summary.json.xyz_1234.part"
+    old_file = tmp_path / ".flow_summary.json.nkpanel-xyz_1234.part"
     old_file.write_text("{")
-    fresh = tmp_path / ".tube1.def45678.part"  # another run's, writing now
+    fresh = tmp_path / ".tube1.nkpanel-def45678.part"  # another run's, writing now
     fresh.mkdir()
-    other = tmp_path / ".tube10.ghi78912.part"  # another target's
+    other = tmp_path / ".tube10.nkpanel-ghi78912.part"  # another target's
     other.mkdir()
-    users = tmp_path / ".tube1.old"  # a user's own hidden file: not tempfile's name
+    users = tmp_path / ".tube1.20261122.old"  # a user's own hidden backup: not nkpanel's
     users.write_text("mine")
     long_ago = os.stat(old_dir).st_mtime - LEFTOVER_AGE_S - 1
     for p in (old_dir, old_file, other, users):

@@ -41,7 +41,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep_leftovers(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=".part", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -84,7 +84,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep_leftovers(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".part", dir=target.parent))
     try:
         yield tmp
         written = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
@@ -95,7 +95,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         if not target.exists() and not target.is_symlink():
             os.replace(tmp, target)
         elif target.is_dir() and not target.is_symlink() and not _foreign_files(target):
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))
+            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -272,15 +272,22 @@ def remove_owned(folder: Path) -> bool:
 LEFTOVER_AGE_S = 3600.0
 
 
+def _tmp_prefix(target: Path) -> str:
+    """The start of the names of ``target``'s temporaries: hidden, and marked nkpanel's."""
+    return f".{target.name}.nkpanel-"
+
+
 def _sweep_leftovers(target: Path) -> None:
     """Remove the temporaries (``.<name>.*.part``, ``.<name>.*.old``) a killed run left beside
     ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay."""
     now = time.time()
-    # exactly tempfile's names: the prefix, 8 random characters, the suffix
-    ours = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.(part|old)")
-    for left in target.parent.glob(f".{glob.escape(target.name)}.*"):
+    # exactly nkpanel's names: its prefix, tempfile's 8 random characters, the suffix
+    ours = re.compile(re.escape(_tmp_prefix(target)) + r"[a-z0-9_]{8}\.(part|old)")
+    for left in target.parent.glob(glob.escape(_tmp_prefix(target)) + "*"):
         if not ours.fullmatch(left.name) or left.is_symlink():
             continue
+        if left.suffix == ".old" and not target.exists():
+            continue  # a run killed between its two renames: the only earlier copy
         try:
             if now - left.stat().st_mtime < LEFTOVER_AGE_S:
                 continue

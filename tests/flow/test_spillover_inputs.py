@@ -40,7 +40,7 @@ def _csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
         # a corner label of its own, and the empty cells a spreadsheet leaves at row ends
         (
             "Fluorochrome,FITC-A,PE-A,PE-Cy7-A,\nFITC-A,1,0.125,0,\nPE-A,0.02,1,0.04,\n"
-            "PE-Cy7-A,0,0,1,\n",
+            "PE-Cy7-A,0,0,1,\n,,,,\n",
             "utf-8",
         ),
         # percent
@@ -66,6 +66,7 @@ def test_every_spreadsheet_spelling_reads_as_the_same_fractions(
         ("FITC-A,PE-A\n0.5,0.1\n0,1\n", "diagonal runs from 0.5 to 1, not 1"),
         ("FITC-A,PE-A\n1,0.1\n", "is (1, 2), expected 2×2"),
         ("FITC-A,PE-A\n", "needs a header of channel names and rows"),
+        ("FITC-A,PE-A\n,,\n,,\n", "needs a header of channel names and rows"),
     ],
 )
 def test_bad_matrix_files_get_one_line_naming_file_and_cause(

@@ -101,6 +101,9 @@ def read_spillover_csv(path: Path) -> tuple[Spillover, tuple[str, ...]]:
     # the separator the header uses most: commas, semicolons or tabs
     delimiter = max((";", "\t", ","), key=lambda d: lines[0].count(d))
     rows = [_trimmed([c.strip() for c in r]) for r in csv.reader(lines, delimiter=delimiter)]
+    rows = [r for r in rows if r]  # rows of separators only, as spreadsheets leave them
+    if len(rows) < 2:
+        raise CompensationError(path, "spillover CSV needs a header of channel names and rows")
     header, body = rows[0], rows[1:]
     firsts = [r[0].casefold() for r in body if r]
     # a first column naming the rows: under an empty corner or a label of its own
