@@ -45,7 +45,7 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     target = tmp_path / "samples" / "tube1"
     with atomic_folder(target) as d:
         (d / "old-figure.png").write_text("earlier run")
-    (name, size, _mtime) = (target / OWNED).read_text().strip().split("\t")
+    (name, size, _mtime, _sha256) = (target / OWNED).read_text().strip().split("\t")
     assert (name, size) == ("old-figure.png", str(len("earlier run")))
     with pytest.raises(RuntimeError), atomic_folder(target) as d:
         (d / "summary.json").write_text("{}")

@@ -254,3 +254,64 @@ def test_a_plate_that_fails_on_a_rerun_leaves_no_earlier_result(tmp_path: Path) 
     second = pipeline.run_case(load_case(manifest), out, plots=True, reports=False)
     assert "error" in second.cytotoxicity[0]
     assert not folder.exists()
+
+
+def test_a_copied_output_folder_can_be_run_again(tmp_path: Path) -> None:
+    """Results restored from a backup (new modification times): the listed content still
+    says they are nkpanel's, and the case runs again in place."""
+    import shutil
+
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(
+        tmp_path / "case", n_events=20_000, cytotoxicity=False, endometrial=False
+    )
+    out = tmp_path / "out"
+    pipeline.run_case(load_case(manifest), out, plots=False, reports=False)
+    copy = tmp_path / "restored"
+    shutil.copytree(out, copy, copy_function=shutil.copy)  # times not kept
+    run = pipeline.run_case(load_case(manifest), copy, plots=False, reports=False)
+    assert not run.failures
+
+
+def test_the_folders_case_is_known_before_its_summary_is_written(tmp_path: Path) -> None:
+    """A run killed before its summary (here: the summary removed) still marks the folder as
+    its case's: another patient's run is refused."""
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+    from nkpanel.errors import ConfigError
+
+    a = write_synthetic_case(
+        tmp_path / "a", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-A"
+    )
+    b = write_synthetic_case(
+        tmp_path / "b", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-B"
+    )
+    out = tmp_path / "out"
+    pipeline.run_case(load_case(a), out, plots=False, reports=False)
+    (out / "case_summary.json").unlink()
+    with pytest.raises(ConfigError, match=r"\(patient SYNTH-A\)"):
+        pipeline.run_case(load_case(b), out, plots=False, reports=False)
+
+
+def test_a_batch_that_fails_while_writing_its_tables_does_not_lock_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the Parquet table is written: the CSV already replaced is still
+    nkpanel's, and the next run goes through."""
+    import pandas as pd
+
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=54, n_events=20_000)), tmp_path / "t.fcs")
+    out = tmp_path / "out"
+    pipeline.analyze_flow_batch([tube], FlowSettings(), out, plots=False)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(pd.DataFrame, "to_parquet", full)
+        with pytest.raises(OSError, match="No space left"):
+            pipeline.analyze_flow_batch([tube], FlowSettings(), out, plots=False)
+    again = pipeline.analyze_flow_batch([tube], FlowSettings(), out, plots=False)
+    assert [r.sample for r in again.results] == ["t"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -187,16 +188,18 @@ def remove_claimed(folder: Path, names: Iterable[str]) -> list[Path]:
 
 
 def _write_list(folder: Path, files: dict[str, Path]) -> None:
-    """List ``files`` (name in ``folder`` → where the file is now) with each one's size and
-    modification time: a listed file changed since (a lab's corrections in ``events.csv``)
-    is no longer nkpanel's as written, and is kept."""
+    """List ``files`` (name in ``folder`` → where the file is now) with each one's size,
+    modification time and SHA-256: a listed file changed since (a lab's corrections in
+    ``events.csv``) is no longer nkpanel's as written, and is kept; one only copied (a backup
+    restored, a share with coarse times) still is."""
     lines = []
     for name in sorted(files):
         try:
             st = files[name].stat()
+            digest = _digest(files[name])
         except OSError:
             continue
-        lines.append(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n")
+        lines.append(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\t{digest}\n")
     part = folder / f"{OWNED}.part"
     part.write_text("".join(lines), encoding="utf-8")
     os.replace(part, folder / OWNED)
@@ -227,15 +230,32 @@ def _owned(folder: Path) -> set[str]:
         rel = Path(name)
         if not name or rel.is_absolute() or ".." in rel.parts or rel.anchor:
             continue
-        if len(stamp) == 2:
-            try:
-                st = (folder / name).stat()
-            except OSError:
-                continue
-            if [str(st.st_size), str(st.st_mtime_ns)] != stamp:
-                continue  # changed since nkpanel wrote it: someone else's now
+        if len(stamp) >= 2 and not _as_written(folder / name, stamp):
+            continue  # changed since nkpanel wrote it: someone else's now
         names.add(name)
     return names
+
+
+def _as_written(path: Path, stamp: list[str]) -> bool:
+    """Whether ``path`` holds what nkpanel wrote: the listed size, and the listed time or,
+    when a copy or a coarse file system changed the time, the listed content (SHA-256)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if str(st.st_size) != stamp[0]:
+        return False
+    if str(st.st_mtime_ns) == stamp[1]:
+        return True
+    try:
+        return len(stamp) >= 3 and _digest(path) == stamp[2]
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _foreign_files(folder: Path) -> list[Path]:

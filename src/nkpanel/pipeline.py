@@ -183,6 +183,10 @@ def _moved(value: Any, old: Path, new: Path) -> Any:
     return value
 
 
+#: the file that says which case a case run's folder holds
+CASE_ID_FILE = ".nkpanel-case.json"
+
+
 def _check_same_case(case: Case, out_dir: Path) -> None:
     """Refuse to write one case's results over another's: an output folder holding the case
     summary of another episode or patient is not reused (their results would mix).
@@ -192,12 +196,17 @@ def _check_same_case(case: Case, out_dir: Path) -> None:
     ConfigError
         Naming the folder and the case it holds.
     """
-    try:
-        earlier = json.loads((out_dir / "case_summary.json").read_text(encoding="utf-8"))
-        held = earlier["case"]
-        ids = (str(held["id"]), str(held["patient_id"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no summary of nkpanel's there
+    ids: tuple[str, str] | None = None
+    for name, key in ((CASE_ID_FILE, None), ("case_summary.json", "case")):
+        try:
+            held = json.loads((out_dir / name).read_text(encoding="utf-8"))
+            held = held[key] if key else held
+            ids = (str(held["id"]), str(held["patient_id"]))
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if ids is None:
+        return  # no case of nkpanel's there
     if ids != (case.case.id, case.case.patient_id):
         raise ConfigError(
             f"{out_dir} holds the results of case {ids[0]} (patient {ids[1]}), not of "
@@ -286,8 +295,15 @@ def run_case(
     ``history`` holds the same patient's earlier case summaries, for the serial view.
     """
     base = settings or FlowSettings()
-    check_ours(out_dir, ["case_summary.json"])  # refused before any work, as every output
+    check_ours(out_dir, ["case_summary.json", CASE_ID_FILE])  # refused before any work
     _check_same_case(case, out_dir)
+    # the folder's case, said before any result is written (a run killed before its summary
+    # still marks the folder as this case's)
+    write_text(
+        out_dir / CASE_ID_FILE,
+        json.dumps({"id": case.case.id, "patient_id": case.case.patient_id}),
+    )
+    claim(out_dir, [CASE_ID_FILE])
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:

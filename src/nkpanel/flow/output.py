@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -184,27 +184,30 @@ def write_batch(
     ``earlier`` sample folders a previous run left in ``out_dir``)."""
     rows = [row for r in results for row in r.rows()]
     frame = _frame(rows)
-    written = []
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
-    target = out_dir / "flow_populations.csv"
-    write_text(target, buf.getvalue())
-    written.append(target)
-    target = out_dir / "flow_populations.parquet"
-    write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
-    written.append(target)
-    target = out_dir / "flow_populations.json"
-    write_bytes(target, json.dumps(rows, indent=1, default=_json_default).encode())
-    written.append(target)
     summary = {
         "samples": [r.summary() for r in results],
         "failures": [{"source": f.source, "reason": f.reason} for f in failures],
         "earlier_sample_folders": [str(p) for p in earlier],
     }
-    target = out_dir / "flow_summary.json"
-    write_text(target, json.dumps(summary, indent=2, default=_json_default))
-    written.append(target)
-    claim(out_dir, BATCH_TABLES)
+    writers: dict[str, Callable[[Path], object]] = {
+        "flow_populations.csv": lambda t: write_text(t, buf.getvalue()),
+        "flow_populations.parquet": lambda t: write_with(
+            t, lambda tmp: frame.to_parquet(tmp, index=False)
+        ),
+        "flow_populations.json": lambda t: write_bytes(
+            t, json.dumps(rows, indent=1, default=_json_default).encode()
+        ),
+        "flow_summary.json": lambda t: write_text(
+            t, json.dumps(summary, indent=2, default=_json_default)
+        ),
+    }
+    written = []
+    for name, write in writers.items():
+        write(out_dir / name)
+        claim(out_dir, [name])  # at once: a failure after it leaves it nkpanel's
+        written.append(out_dir / name)
     return written
 
 

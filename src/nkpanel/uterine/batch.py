@@ -322,6 +322,7 @@ def analyze_batch(
         )
     rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
     batch.written.append(write_batch_table(rows, out_dir / "uterine_results.csv"))
+    claim(out_dir, ["uterine_results.csv"])  # at once: a failure after it leaves it nkpanel's
     summary = {
         "biopsy": batch.pooled.summary() if batch.pooled is not None else None,
         "images": [r.summary() for r in batch.results],
@@ -331,5 +332,5 @@ def analyze_batch(
     target = out_dir / "biopsy_summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))
     batch.written.append(target)
-    claim(out_dir, BATCH_TABLES)
+    claim(out_dir, [target.name])
     return batch
