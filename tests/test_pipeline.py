@@ -212,18 +212,21 @@ def test_a_biopsy_that_cannot_be_analysed_stops_no_case(tmp_path: Path) -> None:
     assert run.draws["draw-1"].results and run.report is not None
 
 
+def _blood_only_case(tmp_path: Path, patient: str) -> Path:
+    """A SYNTHETIC case of one blood draw for ``patient``; its manifest."""
+    from nkpanel.demo import write_synthetic_case
+
+    return write_synthetic_case(
+        tmp_path / patient, n_events=20_000, cytotoxicity=False, endometrial=False, patient=patient
+    )
+
+
 def test_one_case_never_writes_over_anothers_results(tmp_path: Path) -> None:
     """Patient B's case run into patient A's output folder is refused before any work."""
     from nkpanel.case import load_case
-    from nkpanel.demo import write_synthetic_case
     from nkpanel.errors import ConfigError
 
-    a = write_synthetic_case(
-        tmp_path / "a", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-A"
-    )
-    b = write_synthetic_case(
-        tmp_path / "b", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-B"
-    )
+    a, b = (_blood_only_case(tmp_path, p) for p in ("SYNTH-A", "SYNTH-B"))
     out = tmp_path / "out"
     pipeline.run_case(load_case(a), out, plots=False, reports=False)
     before = (out / "case_summary.json").read_text()
@@ -279,15 +282,9 @@ def test_the_folders_case_is_known_before_its_summary_is_written(tmp_path: Path)
     """A run killed before its summary (here: the summary removed) still marks the folder as
     its case's: another patient's run is refused."""
     from nkpanel.case import load_case
-    from nkpanel.demo import write_synthetic_case
     from nkpanel.errors import ConfigError
 
-    a = write_synthetic_case(
-        tmp_path / "a", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-A"
-    )
-    b = write_synthetic_case(
-        tmp_path / "b", n_events=20_000, cytotoxicity=False, endometrial=False, patient="SYNTH-B"
-    )
+    a, b = (_blood_only_case(tmp_path, p) for p in ("SYNTH-A", "SYNTH-B"))
     out = tmp_path / "out"
     pipeline.run_case(load_case(a), out, plots=False, reports=False)
     (out / "case_summary.json").unlink()
