@@ -89,7 +89,9 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         written = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
-        _write_list(tmp, {name: tmp / name for name in written})
+        # stamped once, here: a move keeps a file's size, time and content
+        stamps = {name: _stamp(tmp / name) for name in written}
+        _write_list(tmp, stamps)
         # mkdtemp's folder is the owner's only; a shared folder's setgid bit is passed on
         inherit = target.parent.stat().st_mode & stat.S_ISGID
         os.chmod(tmp, (0o777 & ~_umask()) | inherit)
@@ -101,33 +103,34 @@ def atomic_folder(target: Path) -> Iterator[Path]:
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            _merge(tmp, target, written)
+            _merge(tmp, target, stamps)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge(tmp: Path, target: Path, written: list[str]) -> None:
+def _merge(tmp: Path, target: Path, stamps: dict[str, str]) -> None:
     """Move the files ``written`` in ``tmp`` into ``target``, which holds files that are not
     nkpanel's: those are never touched, and a name clash with one of them is refused before
     anything moves. The list names old and new files until the end, so an interruption never
     leaves a file of nkpanel's unlisted."""
     if not target.is_dir():
         raise InputError(target, "is not a folder: nkpanel cannot write its outputs there")
-    owned = _owned(target)
+    owned = _owned_stamps(target)
+    written = list(stamps)
     for name in written:
         path = target / name
         if not _inside(path, target):
             raise InputError(path, "leads out of the output folder through a link")
         if (path.exists() or path.is_symlink()) and name not in owned:
             raise _not_ours(path)
-    _write_list(target, {**{n: target / n for n in owned}, **{n: tmp / n for n in written}})
-    for name in owned - set(written):
+    _write_list(target, {**owned, **stamps})
+    for name in owned.keys() - stamps.keys():
         _remove_listed(target, name)
     for name in written:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, target / name)  # keeps its size and modification time
-    _write_list(target, {name: target / name for name in written})
+    _write_list(target, stamps)
 
 
 def earlier_folders(parent: Path, written: Iterable[str]) -> list[Path]:
@@ -170,38 +173,38 @@ def check_ours(folder: Path, names: Iterable[str]) -> None:
 
 def claim(folder: Path, names: Iterable[str]) -> None:
     """Add the files ``names`` nkpanel has just written in ``folder`` to its list there."""
-    files = {n: folder / n for n in _owned(folder)}
-    files.update({n: folder / n for n in names})
-    _write_list(folder, files)
+    stamps = _owned_stamps(folder)
+    stamps.update({n: _stamp(folder / n) for n in names})
+    _write_list(folder, stamps)
 
 
 def remove_claimed(folder: Path, names: Iterable[str]) -> list[Path]:
     """Remove those of the files ``names`` in ``folder`` that nkpanel wrote and nobody has
     changed since; return them."""
-    owned = _owned(folder)
+    owned = _owned_stamps(folder)
     gone = [folder / n for n in names if n in owned and (folder / n).is_file()]
     for path in gone:
         path.unlink()
     if gone:
-        _write_list(folder, {n: folder / n for n in owned if (folder / n).is_file()})
+        _write_list(folder, {n: st for n, st in owned.items() if (folder / n).is_file()})
     return gone
 
 
-def _write_list(folder: Path, files: dict[str, Path]) -> None:
-    """List ``files`` (name in ``folder`` → where the file is now) with each one's size,
-    modification time and SHA-256: a listed file changed since (a lab's corrections in
-    ``events.csv``) is no longer nkpanel's as written, and is kept; one only copied (a backup
-    restored, a share with coarse times) still is."""
-    lines = []
-    for name in sorted(files):
-        try:
-            st = files[name].stat()
-            digest = _digest(files[name])
-        except OSError:
-            continue
-        lines.append(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\t{digest}\n")
+def _stamp(path: Path) -> str:
+    """``size<TAB>modification time<TAB>SHA-256`` of the file nkpanel has just written: a
+    listed file changed since (a lab's corrections in ``events.csv``) is no longer nkpanel's
+    as written, and is kept; one only copied (a backup restored, a share with coarse times)
+    still is."""
+    st = path.stat()
+    return f"{st.st_size}\t{st.st_mtime_ns}\t{_digest(path)}"
+
+
+def _write_list(folder: Path, stamps: dict[str, str]) -> None:
+    """Write the list of nkpanel's files in ``folder``: name → stamp (empty for an entry of a
+    list from before nkpanel kept stamps)."""
+    lines = "".join(f"{n}\t{st}\n" if st else f"{n}\n" for n, st in sorted(stamps.items()))
     part = folder / f"{OWNED}.part"
-    part.write_text("".join(lines), encoding="utf-8")
+    part.write_text(lines, encoding="utf-8")
     os.replace(part, folder / OWNED)
 
 
@@ -217,14 +220,19 @@ def _remove_listed(folder: Path, name: str) -> None:
 
 
 def _owned(folder: Path) -> set[str]:
-    """The files nkpanel listed in ``folder`` that are as it wrote them: relative paths that
-    stay inside it, whose size and modification time are those listed (a list without them,
-    from before nkpanel kept them, is taken at its word)."""
+    """The files nkpanel listed in ``folder`` that are as it wrote them."""
+    return set(_owned_stamps(folder))
+
+
+def _owned_stamps(folder: Path) -> dict[str, str]:
+    """The files nkpanel listed in ``folder`` that are as it wrote them, with their stamps:
+    relative paths that stay inside it, whose stamp still fits (an entry without one, from
+    before nkpanel kept them, is taken at its word)."""
     try:
         text = (folder / OWNED).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return set()
-    names = set()
+        return {}
+    out: dict[str, str] = {}
     for line in text.splitlines():
         name, *stamp = line.split("\t")
         rel = Path(name)
@@ -232,8 +240,8 @@ def _owned(folder: Path) -> set[str]:
             continue
         if len(stamp) >= 2 and not _as_written(folder / name, stamp):
             continue  # changed since nkpanel wrote it: someone else's now
-        names.add(name)
-    return names
+        out[name] = "\t".join(stamp)
+    return out
 
 
 def _as_written(path: Path, stamp: list[str]) -> bool:
