@@ -97,7 +97,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         os.chmod(tmp, (0o777 & ~_umask()) | inherit)
         if not target.exists() and not target.is_symlink():
             os.replace(tmp, target)
-        elif target.is_dir() and not target.is_symlink() and not _foreign_files(target):
+        elif target.is_dir() and not target.is_symlink() and _only_ours(target):
             old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
@@ -119,11 +119,9 @@ def _merge(tmp: Path, target: Path, stamps: dict[str, str]) -> None:
     owned = _owned_stamps(target)
     written = list(stamps)
     for name in written:
-        path = target / name
-        if not _inside(path, target):
-            raise InputError(path, "leads out of the output folder through a link")
-        if (path.exists() or path.is_symlink()) and name not in owned:
-            raise _not_ours(path)
+        if not _inside(target / name, target):
+            raise InputError(target / name, "leads out of the output folder through a link")
+    check_ours(target, written)
     _write_list(target, {**owned, **stamps})
     for name in owned.keys() - stamps.keys():
         _remove_listed(target, name)
@@ -266,16 +264,15 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _foreign_files(folder: Path) -> list[Path]:
-    """Files in ``folder`` that nkpanel's list there does not name (every file without one)."""
+def _only_ours(folder: Path) -> bool:
+    """Whether every file in ``folder`` is one nkpanel's list there names as it wrote it."""
     if not (folder / OWNED).is_file():
-        return [f for f in folder.rglob("*") if f.is_file() or f.is_symlink()] or [folder]
+        return False
     owned = _owned(folder) | {OWNED}
-    return [
-        f
+    return not any(
+        (f.is_file() or f.is_symlink()) and str(f.relative_to(folder)) not in owned
         for f in folder.rglob("*")
-        if (f.is_file() or f.is_symlink()) and str(f.relative_to(folder)) not in owned
-    ]
+    )
 
 
 def remove_owned(folder: Path) -> bool:

@@ -683,7 +683,7 @@ def _build_result(
                 "dual-platform method, from the lymphocyte count given",
             )
         )
-    elif method == "none" and n_beads > 0 and n_beads >= s.qc.min_bead_events:
+    elif method == "none" and beads_ok:
         notes += (
             f"{n_beads} counting-bead events found, but no beads per test and sample volume "
             "given (--beads and --volume, or beads_per_test and sample_volume_ul in a case "

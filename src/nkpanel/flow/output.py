@@ -204,7 +204,8 @@ def write_batch(
         ),
     }
     written = []
-    for name, write in writers.items():
+    for name in BATCH_TABLES:
+        write = writers[name]
         write(out_dir / name)
         claim(out_dir, [name])  # at once: a failure after it leaves it nkpanel's
         written.append(out_dir / name)
