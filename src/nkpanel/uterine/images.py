@@ -697,7 +697,9 @@ def _open_tiff_field(path: Path, tif: Any, given: float | None, notes: list[str]
         raise InputError(path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})") from None
     if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == page.samplesperpixel:
         arr = np.moveaxis(arr, 0, -1)  # separate colour planes → height × width × samples
-    full, note = _declared_full_scale(page, int(arr.max(initial=0)) if arr.size else None)
+    # the largest sample is needed (a pass over the field) only for 16-bit samples
+    largest = int(arr.max()) if int(page.bitspersample) == 16 and arr.size else None
+    full, note = _declared_full_scale(page, largest)
     if note:
         notes.append(note)
     rgb = _tiff_rgb8(arr, page, path, full)

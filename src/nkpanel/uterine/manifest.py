@@ -19,7 +19,6 @@ LH+7 to LH+9 (cycle day 19–23 of a 28-day cycle); outside it the summary says 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,7 +64,9 @@ class EndometrialBiopsy(BaseModel):
     def _glass_colour(
         cls, v: tuple[float, float, float] | None
     ) -> tuple[float, float, float] | None:
-        if v is not None and not all(math.isfinite(c) and 1.0 <= c <= 255.0 for c in v):
+        from nkpanel.uterine.stains import is_glass_colour
+
+        if v is not None and not is_glass_colour(v):
             raise ValueError("give three numbers 1-255, the glass colour in 8-bit RGB")
         return v
 

@@ -73,13 +73,7 @@ class Region:
     @property
     def area_px(self) -> float:
         """Area in level-0 pixels² (shoelace formula, holes subtracted)."""
-
-        def shoelace(ring: tuple[tuple[float, float], ...]) -> float:
-            a = np.asarray(ring, dtype=np.float64)
-            x, y = a[:, 0], a[:, 1]
-            return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
-
-        return shoelace(self.exterior) - sum(shoelace(h) for h in self.holes)
+        return _shoelace(self.exterior) - sum(_shoelace(h) for h in self.holes)
 
 
 @dataclass(frozen=True)
@@ -186,17 +180,12 @@ class Regions:
 
 
 def _shoelace(ring: Sequence[tuple[float, float]]) -> float:
-    """Area of a simple polygon (Gauss's shoelace formula)."""
-    n = len(ring)
-    return (
-        abs(
-            sum(
-                ring[i][0] * ring[(i + 1) % n][1] - ring[(i + 1) % n][0] * ring[i][1]
-                for i in range(n)
-            )
-        )
-        / 2.0
-    )
+    """Area of a simple polygon (Gauss's shoelace formula); 0 for fewer than 3 points."""
+    if len(ring) < 3:
+        return 0.0
+    a = np.asarray(ring, dtype=np.float64)
+    x, y = a[:, 0], a[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
 
 
 def _clip_to_box(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,7 @@ __all__ = [
     "deconvolve",
     "estimate_macenko",
     "estimate_white",
+    "is_glass_colour",
     "od_table",
     "optical_density",
     "parse_qupath_stains",
@@ -471,6 +473,11 @@ def parse_white_point(text: str) -> tuple[float, float, float]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) != 3 or not all(math.isfinite(v) and 1.0 <= v <= 255.0 for v in values):
+    if not is_glass_colour(values):
         raise ConfigError(f"white point {text!r}: give three numbers 1-255, e.g. 242,240,236")
     return values[0], values[1], values[2]
+
+
+def is_glass_colour(values: Sequence[float]) -> bool:
+    """Three finite 8-bit values 1–255 (an optical density of 0 is undefined)."""
+    return len(values) == 3 and all(math.isfinite(v) and 1.0 <= v <= 255.0 for v in values)
