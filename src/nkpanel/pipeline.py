@@ -172,15 +172,20 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
 def _moved(value: Any, old: Path, new: Path) -> Any:
     """``value`` (a JSON-ready summary) with every path under the folder ``old`` (as given or
     resolved) now under ``new``."""
-    if isinstance(value, dict):
-        return {k: _moved(v, old, new) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_moved(v, old, new) for v in value]
-    if isinstance(value, str):
-        for prefix, to in ((str(old.resolve()), str(new.resolve())), (str(old), str(new))):
-            if value == prefix or value.startswith(prefix + "/"):
-                return to + value[len(prefix) :]
-    return value
+    prefixes = ((str(old.resolve()), str(new.resolve())), (str(old), str(new)))
+
+    def move(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        if isinstance(v, str):
+            for prefix, to in prefixes:
+                if v == prefix or v.startswith(prefix + "/"):
+                    return to + v[len(prefix) :]
+        return v
+
+    return move(value)
 
 
 #: the file that says which case a case run's folder holds
