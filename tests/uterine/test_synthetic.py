@@ -92,13 +92,13 @@ def test_dense_stroma(tmp_path: Path) -> None:
 
     Known limitation, measured here: some touching stromal nuclei are merged (the CD56+ cells,
     with their ring of cytoplasm, stay apart), so the denominator is undercounted and the CD56+
-    percentage comes out too high, by about 40% on this field (10.7 vs 7.5).
+    percentage comes out too high, by about 40% on this field (10.6 vs 7.5).
     The limits pin that down so a change that worsens it is caught."""
     field, a = _run(
         tmp_path, FieldSpec(width_px=800, height_px=800, seed=6, stromal_cells_per_mm2=12000)
     )
     s = _scores(field, a)
-    assert s["f1_all"] >= 0.75
+    assert s["f1_all"] >= 0.80  # measured 0.85
     assert s["f1_pos"] >= 0.85
     assert s["per100_truth"] <= s["per100"] <= 1.5 * s["per100_truth"]
 
@@ -136,6 +136,28 @@ def test_touching_nuclei_are_split_by_shape() -> None:
     assert len(cells) == 2
     unsplit, _ = detect_cells(h, d, DetectionSettings(split_by_shape=False))
     assert len(unsplit) == 1
+
+
+@pytest.mark.parametrize("split_by_shape", [False, True], ids=["intensity-seeds", "shape-split"])
+def test_one_oval_nucleus_is_one_cell_at_any_angle(split_by_shape: bool) -> None:
+    """A stromal nucleus is an oval about 10 × 5 µm. Drawn uniform (so the truth is one cell by
+    construction), 10 or 11 µm long, at 13 angles and two sub-pixel offsets, it is one cell
+    each time. Its blurred image and its distance map can each peak at two or three equal
+    points along the long axis (a pixel staircase); taking each such point as a seed of its
+    own cut single ovals in two at 28 of these 52 placements (4 of them from the intensity
+    seeds alone)."""
+    um = 0.5
+    yy, xx = np.mgrid[:100, :100] * um
+    settings = DetectionSettings(split_by_shape=split_by_shape)
+    counts = []
+    for angle in np.linspace(0.0, np.pi, 13):
+        for cy in (25.0, 25.25):
+            u = (xx - 25.0) * np.cos(angle) + (yy - cy) * np.sin(angle)
+            v = -(xx - 25.0) * np.sin(angle) + (yy - cy) * np.cos(angle)
+            for a in (5.0, 5.5):
+                h = (0.4 * ((u / a) ** 2 + (v / 2.5) ** 2 <= 1.0)).astype(np.float32)
+                counts.append(len(detect_cells(h, np.zeros_like(h), settings)[0]))
+    assert counts == [1] * len(counts)
 
 
 def test_pale_small_nucleus_is_found() -> None:

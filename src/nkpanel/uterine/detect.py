@@ -20,13 +20,16 @@ Steps (every length in microns, converted with the tile's pixel size)
 4. **Threshold**: pixels whose lightly smoothed, background-subtracted value exceeds
    ``threshold_od``; holes smaller than the smallest nucleus are filled.
 5. **Watershed on intensity**: seeds at local maxima (of the strongly smoothed image) at least
-   ``seed_distance_um`` apart; the smoothed stain image is flooded from them within the
+   ``seed_distance_um`` apart (equal maxima closer than that are one seed, as a plateau is:
+   the blurred image of an oval peaks at two equal points of its long axis at some angles);
+   the smoothed stain image is flooded from them within the
    thresholded mask. A thresholded piece that no seed reaches (a pale nucleus whose smoothed
    peak stays below the threshold although its outline passes it) is a nucleus of its own, as
    QuPath keeps every region whose mean exceeds the threshold.
 6. **Split by shape**: inside each object, the maxima of the distance to its edge whose
-   dynamic exceeds ``shape_split_h_um`` become seeds of a second watershed, so two touching
-   round nuclei that share one intensity maximum are parted at their waist.
+   dynamic exceeds ``shape_split_h_um`` become seeds of a second watershed, one seed per
+   h-dome (:func:`_h_maxima_marks`), so two touching round nuclei that share one intensity
+   maximum are parted at their waist and one oval nucleus is not.
 7. **Area limits**: nuclei outside [``min_area_um2``, ``max_area_um2``] are dropped.
 8. **Cell expansion**: each nucleus grows by ``cell_expansion_um`` without overlapping its
    neighbours (:func:`skimage.segmentation.expand_labels`); the ring between the nucleus and
@@ -43,7 +46,11 @@ Default values, from biology and from QuPath's own defaults
   not subtracted away; ``outline_sigma_um`` 0.5, one pixel, against camera noise;
 * ``seed_distance_um`` 3: the radius of a small lymphocyte nucleus (about 6 µm across);
   two nuclei closer than that are one object;
-* ``shape_split_h_um`` 1: a waist at least 1 µm narrower than both halves;
+* ``shape_split_h_um`` 0.5: a waist at least one pixel of the analysis grid (0.5 µm) narrower
+  than both halves. QuPath's "split by shape" is ImageJ's binary watershed, whose distance-map
+  maxima need a prominence of 0.5 pixel (``EDM.MAXFINDER_TOLERANCE``); at 0.25 µm the pixel
+  staircase of a digitised oval outline makes tops of its own (5 of 150 single oval nuclei
+  of stromal size split in two, drawn at random), at 0.5 µm none did;
 * ``min_area_um2`` 10 and ``max_area_um2`` 400 (QuPath defaults): 10 µm² is a 3.6 µm disc,
   the smallest tangential cut of a nucleus worth counting; 400 µm² excludes clumps and debris
   (a decidualised stromal nucleus is about 60–100 µm²);
@@ -129,7 +136,7 @@ class DetectionSettings:
     threshold_od: float = 0.1
     seed_distance_um: float = 3.0
     split_by_shape: bool = True
-    shape_split_h_um: float = 1.0
+    shape_split_h_um: float = 0.5
     min_area_um2: float = 10.0
     max_area_um2: float = 400.0
     cell_expansion_um: float = 4.0
@@ -276,12 +283,28 @@ def _local_maxima(img: F32, mask: NDArray[np.bool_], distance_px: int, floor: fl
     The window is reflected at the array's edge, as the image would be if it went on as its
     mirror image (the convention of every other filter here).
     """
-    size = 2 * max(distance_px, 1) + 1
-    mx = _square_extreme(img, size, np.maximum)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    d = max(distance_px, 1)
+    mx = _square_extreme(img, 2 * d + 1, np.maximum)
     peaks = (img >= mx) & mask & (img > floor)
-    # a plateau gives one seed per connected piece
-    seeds, _ = ndi.label(peaks, structure=np.ones((3, 3), dtype=bool))
-    return np.asarray(seeds, dtype=np.int32)
+    # peaks within one window of each other are equal (each is the other's window maximum):
+    # a plateau, or equal tops of one smooth oval (its blurred image peaks at two points
+    # of its long axis, in a pixel staircase); each such group is one seed, as a plateau
+    at = np.flatnonzero(peaks.ravel())
+    seeds = np.zeros(img.shape, dtype=np.int32)
+    if at.size == 0:
+        return seeds
+    yx = np.column_stack(np.divmod(at, img.shape[1]))
+    pairs = cKDTree(yx).query_pairs(d, p=np.inf, output_type="ndarray")
+    graph = coo_matrix(
+        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(at.size,) * 2
+    )
+    _, group = connected_components(graph, directed=False)
+    seeds.ravel()[at] = group.astype(np.int32) + 1
+    return seeds
 
 
 def _seeds_per_object(
@@ -484,8 +507,7 @@ def _split_by_shape(labels: I32, h_px: float, min_seed_px: float) -> I32:
     cores, src2, dst2 = _mosaic(core, candidate)
     d = np.zeros(cores.shape, dtype=np.float32)
     d.ravel()[dst2] = dist.ravel()[src2]
-    hm = _h_maxima(d, h_px) & (d >= min_seed_px)
-    marks, n_marks = ndi.label(hm, structure=eight)
+    marks, n_marks = _h_maxima_marks(d, h_px, min_seed_px)
     if n_marks < 2:
         return labels
     # objects with two or more seeds are split; the others keep their label. Each seed lies
@@ -528,6 +550,41 @@ def _h_maxima(image: F32, h: float) -> NDArray[np.bool_]:
     shifted = image - h - resolution
     rec = _reconstruct_by_dilation(shifted, image)
     return np.asarray((image - rec) >= h, dtype=bool)
+
+
+def _h_maxima_marks(image: F32, h: float, min_value: float) -> tuple[I32, int]:
+    """Watershed markers from the h-maxima of ``image``: one label per dome, not per pixel.
+
+    The h-maxima (:func:`_h_maxima`, scikit-image's) are the pixels whose residue over the
+    h-reconstruction ``rec`` reaches ``h``. A dome with several tops of equal height (the
+    distance map of an oval nucleus rises to the same value at two or three points of its
+    ridge, in a pixel staircase) gives several such pixels, not 8-connected, whose dynamic
+    between one another is far less than ``h``: labelled one by one, they split a single
+    convex nucleus. They belong to one regional maximum of ``rec`` (the h-dome's plateau, at
+    the tops' height less ``h``), and the regional maxima of ``rec`` are the extended
+    maxima (Soille 2003, §6.3.4: EMAX_h = RMAX(HMAX_h)); so each top takes the label of its
+    plateau, the 8-connected piece of pixels no lower than any neighbour in ``rec``.
+
+    Only tops at least ``min_value`` high mark; returns the marker image (0: none) and the
+    number of labels.
+    """
+    if h > np.ptp(image):
+        return np.zeros(image.shape, dtype=np.int32), 0
+    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    rec = _reconstruct_by_dilation(image - h - resolution, image)
+    tops = ((image - rec) >= h) & (image >= min_value)
+    if not tops.any():
+        return np.zeros(image.shape, dtype=np.int32), 0
+    # a pixel of a regional maximum of rec is no lower than its neighbours, and an
+    # 8-connected piece of such pixels is flat (a higher neighbour would exclude it)
+    flat = rec >= _square_extreme(rec, 3, np.maximum)
+    plateaus, n = ndi.label(flat, structure=np.ones((3, 3), dtype=bool))
+    used = np.zeros(n + 1, dtype=bool)
+    used[plateaus[tops]] = True
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[used] = np.arange(1, int(used.sum()) + 1, dtype=np.int32)
+    marks = np.where(tops, lut[plateaus], 0).astype(np.int32)
+    return marks, int(used.sum())
 
 
 def _reconstruct_by_dilation(marker: F32, mask: F32) -> F32:
