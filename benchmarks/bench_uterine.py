@@ -17,8 +17,8 @@ What it does, all in one run on one machine, every contender on one core (``OMP_
    deconvolution (Ruifrok H-DAB, white point estimated), :func:`nkpanel.uterine.detect.
    detect_cells` (background subtraction, smoothing, watershed, shape split, area limits, cell
    expansion, DAB per compartment). Settings: the defaults, except for the real Ki67 field the
-   two a lab changes for a nuclear stain (nucleus compartment, nuclei found on H+DAB), the same
-   as in ``tests/uterine/test_real_dab_field.py``.
+   one a lab changes for a nuclear stain (DAB measured in the nucleus), the same as in
+   ``tests/uterine/test_real_dab_field.py``.
    **nkpanel whole analysis**: :func:`nkpanel.uterine.analyze.analyze_source` on the same
    tiles (adds tissue, gland detection, Macenko check, counting), without output files.
 3. **HistomicsTK 1.4** in its own virtual environment (``--peers-venv``, default
@@ -220,9 +220,7 @@ def _nk_settings(real: bool) -> Any:
     from nkpanel.uterine.detect import DetectionSettings
 
     if real:
-        return UterineSettings(
-            detection=DetectionSettings(detection_image="haematoxylin+dab", compartment="nucleus")
-        )
+        return UterineSettings(detection=DetectionSettings(compartment="nucleus"))
     return UterineSettings()
 
 

@@ -7,11 +7,13 @@ by the data set; 0.25 µm/px is judged from nucleus size (the issue's figure). T
 endometrium and not CD56: it is the nearest real stand-in with an expert's annotation.
 
 Settings: the package defaults for everything (chosen from biology and QuPath's defaults, not
-from this image) except the two a lab changes for a nuclear stain: DAB is measured in the nucleus
-(``compartment = "nucleus"``: Ki67 is nuclear, CD56 membranous) and nuclei are found on
-haematoxylin + DAB (positive Ki67 nuclei are so brown that little blue is left). In fairness:
-prototypes with both detection images had been run on this image before these two settings were
-fixed, so this is not a blind evaluation; no numeric parameter was tuned to it.
+from this image) except the one a lab changes for a nuclear stain: DAB is measured in the nucleus
+(``compartment = "nucleus"``: Ki67 is nuclear, CD56 membranous). Until 2026-11-22 nuclei were
+also found on haematoxylin + DAB, on the belief that positive Ki67 nuclei are so brown that
+little blue is left; measured, the default haematoxylin image finds all 22 positive nuclei
+(haematoxylin + DAB: 20), so that departure had no reason left and was dropped. With it: positive
+F1 0.851, all-cell F1 0.583, 30.9% positive. In fairness: both detection images had been run on
+this image before, so this is not a blind evaluation; no numeric parameter was tuned to it.
 
 Matching: a detection matches a truth nucleus when their centroids are within 4 µm (16 px, about
 the radius of a nucleus 8 µm across), one-to-one (Hungarian assignment).
@@ -31,9 +33,7 @@ from .helpers import f1, match
 
 PIXEL_UM = 0.25
 RADIUS_PX = 4.0 / PIXEL_UM
-NUCLEAR_STAIN = UterineSettings(
-    detection=DetectionSettings(detection_image="haematoxylin+dab", compartment="nucleus")
-)
+NUCLEAR_STAIN = UterineSettings(detection=DetectionSettings(compartment="nucleus"))
 
 
 def _truth(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def test_positive_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarr
 @pytest.mark.xfail(
     strict=True,
     reason="two causes, seen on the overlay: the expert's mask leaves out most spindle-shaped "
-    "stromal nuclei, so ~40 detections (44 of 81) count as false; and nkpanel misses 7 of the 24 "
+    "stromal nuclei, so ~50 detections (51 of 91) count as false; and nkpanel misses 6 of the 24 "
     "annotated negative nuclei (pale ones barely above QuPath's default 0.1 OD threshold or "
     "merged with a darker neighbour); measured F1 0.58 (goal 0.80)",
 )
@@ -99,7 +99,7 @@ def test_all_cells_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndar
 @pytest.mark.xfail(
     strict=True,
     reason="same two causes: unannotated spindle nuclei enter nkpanel's denominator and some "
-    "pale negative nuclei are missed; measured 30.9% vs the expert's 47.8% (goal: within 5 points)",
+    "pale negative nuclei are missed; measured 28.6% vs the expert's 47.8% (goal: within 5 points)",
 )
 def test_positive_percent_within_5_points(
     real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
