@@ -114,3 +114,22 @@ def test_a_case_manifest_names_the_data_set(tmp_path: Path) -> None:
     # data set 1 is the 5-event FCS 2.0 set: read as asked, and failing for too few events
     assert not draw["flow"] and "pair.fcs" in draw["failures"][0]["source"]
     assert "too few events (5)" in draw["failures"][0]["reason"]
+
+
+@pytest.mark.shared_data
+def test_template_figures_drawn_without_flowkits_sample_read_the_same_data_set(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """plot_template_gates, when not handed the FlowKit sample the template gated, reads the
+    file again: the data set it reads is the one asked for (it read the first, the FCS 2.0
+    data set of 5 events, whose event count does not match the membership)."""
+    from nkpanel.flow.template_plots import plot_template_gates
+
+    d = shared_data / "flowsom-68983"
+    pair = tmp_path / "68983.fcs"
+    pair.write_bytes(_fcs2_then((d / "68983.fcs").read_bytes()))
+    a = analyze_file(pair, FlowSettings(template=d / "gating.wsp", dataset=2))
+    files, _ = plot_template_gates(
+        d / "gating.wsp", pair, a.membership, a.parents, tmp_path / "plots", dataset=2
+    )
+    assert files and all(f.stat().st_size > 0 for f in files)

@@ -114,6 +114,7 @@ def _write_sample_files(
             sample_id=analysis.workspace_sample,
             synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
             flowkit_sample=analysis.template_sample,
+            dataset=analysis.sample.dataset,
         )
         written += figures
     if export_events is not None:

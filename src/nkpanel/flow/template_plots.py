@@ -104,20 +104,21 @@ def plot_template_gates(
     group: str = "All Samples",
     synthetic: bool = False,
     flowkit_sample: Any = None,
+    dataset: int | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Draw every rectangle, polygon, quadrant and two-dimensional ellipse gate of the template
     (one figure per quadrant); return (files, notes).
 
     ``flowkit_sample``: the ``flowkit.Sample`` the template was applied to
     (:attr:`~nkpanel.flow.template.TemplateResult.flowkit_sample`); without it the file is read
-    again. Boolean gates and ellipsoids in more than two dimensions are not drawn; a note names
-    them.
+    again (data set ``dataset`` of a file holding several, as the gating read it). Boolean gates
+    and ellipsoids in more than two dimensions are not drawn; a note names them.
     """
     template = load_template(template_path)
     strategy, _, _ = _pick_strategy(template, fcs_path, sample_id, group)
     sample = flowkit_sample
     if sample is None:
-        sample, _ = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo")
+        sample, _ = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo", dataset=dataset)
     names = template.gate_names
     written: list[Path] = []
     skipped: list[str] = []
