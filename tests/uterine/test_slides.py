@@ -170,3 +170,73 @@ def test_slide_white_point_is_the_glass_at_full_resolution(tmp_path: Path) -> No
         src.close()
     # a uniform colour survives JPEG's YCbCr round trip within one level
     assert np.abs(np.asarray(white) - np.asarray(glass)).max() <= 1
+
+
+def _write_pyramid_025(path: Path, rgb: np.ndarray, compression: str) -> None:
+    """A SYNTHETIC slide at 0.25 µm/pixel with levels 1, 2 and 4 (the analysis grid, 0.5 µm,
+    is level 1)."""
+    import tifffile
+    from PIL import Image
+
+    with tifffile.TiffWriter(path) as tw:
+        for level, step in enumerate((1, 2, 4)):
+            img = rgb
+            if step > 1:
+                img = np.asarray(
+                    Image.fromarray(rgb).resize(
+                        (rgb.shape[1] // step, rgb.shape[0] // step), Image.Resampling.BOX
+                    )
+                )
+            tw.write(
+                img,
+                photometric="rgb",
+                tile=(256, 256),
+                compression=compression,
+                compressionargs={"level": 90} if compression == "jpeg" else None,
+                resolution=(1e4 / (0.25 * step), 1e4 / (0.25 * step)),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if level else 0,
+                description=SYNTHETIC_TAG if level == 0 else None,
+                metadata=None,
+            )
+
+
+def test_cells_are_read_from_a_level_with_colour_at_the_analysis_resolution(
+    tmp_path: Path,
+) -> None:
+    """A slide at 0.25 µm/pixel whose levels are JPEG 4:2:0 (one colour sample per 2×2
+    pixels): its 2× level has pixels at the 0.5 µm analysis grid but colour at 1 µm, which
+    blurs thin membranous DAB. Cells are read from level 0 instead, and count as the same
+    pixels stored losslessly do; read from the 2× level, CD56+ cells are lost."""
+    from dataclasses import replace as dc_replace
+
+    f = simulate_field(FieldSpec(width_px=1400, height_px=1400, pixel_size_um=0.25, seed=41))
+    lamp = np.array(FieldSpec().white)
+    rng = np.random.default_rng(1)
+    canvas = (lamp + rng.integers(-2, 3, (1800, 1800, 3))).clip(0, 255).astype(np.uint8)
+    canvas[200:1600, 200:1600] = f.rgb
+    settings = UterineSettings(n_fields=3, field_diameter_um=150.0, tile_px=512)
+    counts = {}
+    for name, compression in (("jpeg", "jpeg"), ("lossless", "zlib")):
+        path = tmp_path / f"{name}.tif"
+        _write_pyramid_025(path, canvas, compression)
+        src = open_image(path, max_field_pixels=1_000_000)
+        assert isinstance(src, WholeSlide)
+        try:
+            if name == "jpeg":
+                assert src.chroma_factors[:3] == (2, 2, 2)
+                assert src.best_level(2.0) == 0
+                assert any("colour at half resolution" in n for n in src.notes)
+                # the same slide read from its 2× level, as before
+                blurred = analyze_source(dc_replace(src, chroma_factors=()), settings)
+                counts["2x level"] = blurred.result.overall.cd56_positive_cells
+            else:
+                assert set(src.chroma_factors) == {1}
+                assert src.best_level(2.0) == 1
+            counts[name] = analyze_source(src, settings).result.overall.cd56_positive_cells
+        finally:
+            src.close()
+    truth = sum(c.positive for c in f.cells)
+    assert abs(counts["jpeg"] - counts["lossless"]) <= 0.05 * counts["lossless"]
+    assert abs(counts["jpeg"] - truth) <= 0.10 * truth
+    assert counts["2x level"] < 0.9 * counts["jpeg"]
