@@ -266,6 +266,37 @@ def test_aperio_thumbnail_label_and_macro_are_not_more_images(
     np.testing.assert_array_equal(src.rgb, rgb)
 
 
+@pytest.mark.parametrize("pages", [("macro",), ("label", "macro")])
+def test_a_file_of_only_label_and_macro_pictures_is_refused(
+    tmp_path: Path, rgb: np.ndarray, pages: tuple[str, ...]
+) -> None:
+    """A scanner's export holding only its pictures of the glass slide (Aperio label,
+    NewSubfileType 1; macro, NewSubfileType 9) is not a field: it was analysed as one and
+    pooled into the biopsy as a reportable 0 CD56+ of 479 cells."""
+    p = tmp_path / "export.svs"
+    with tifffile.TiffWriter(p) as tw:
+        for kind in pages:
+            tw.write(
+                rgb,
+                photometric="rgb",
+                subfiletype=1 if kind == "label" else 9,
+                description=f"Aperio Image Library v12.0.15\r\n{kind} 240x200",
+            )
+    with pytest.raises(InputError) as info:
+        open_image(p, pixel_size_um=0.5)
+    want = " and ".join(f"a {k} image" for k in pages)
+    assert f"holds only {want}" in str(info.value)
+    assert str(info.value).startswith(str(p))
+
+
+def test_a_field_whose_description_mentions_a_map_is_a_field(
+    tmp_path: Path, rgb: np.ndarray
+) -> None:
+    p = tmp_path / "field.tif"
+    tifffile.imwrite(p, rgb, photometric="rgb", description="field 3, map of the biopsy", **RES)
+    assert isinstance(open_image(p), FieldImage)
+
+
 def test_ome_macro_and_label_images_are_not_more_images(tmp_path: Path, rgb: np.ndarray) -> None:
     p = tmp_path / "field.ome.tif"
     with tifffile.TiffWriter(p, ome=True) as tw:

@@ -757,6 +757,28 @@ def _associated(series: Any, main: Any) -> bool:
     return len(series.pages) == 1 and 4 * own < first
 
 
+def _pictures_only(tif: Any) -> str | None:
+    """What a TIFF holds when every image in it is a picture of the glass slide (a label,
+    macro, thumbnail or other reduced-resolution image, as a scanner writes beside the scan;
+    Aperio marks its label and macro pages NewSubfileType 1 and 9), e.g. "a label image and a
+    macro image"; None when it holds an image of the tissue."""
+    every = list(tif.series)
+    if not every:
+        return None
+    kinds = []
+    for series in every:
+        page = series.keyframe
+        found = _ASSOCIATED.search(str(series.name or ""))
+        desc = str(getattr(page, "description", "") or "")
+        if found is None and desc.startswith("Aperio"):
+            found = _ASSOCIATED.search(desc.partition("\n")[2])
+        if not (page.is_reduced or found):
+            return None
+        kinds.append(found.group(1).lower() if found else "reduced-resolution")
+    names = [f"a {k} image" for k in dict.fromkeys(kinds)]
+    return " and ".join(names)
+
+
 def _planes_in(tif: Any) -> int:
     """Images a TIFF holds apart from pictures of the slide (thumbnails, labels, macro and
     overview images: :func:`_associated`) and pyramid levels: every plane (Z, T, pages of a
@@ -1051,6 +1073,14 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
         tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     notes: list[str] = []
+    pictures = _pictures_only(tif)
+    if pictures:
+        tif.close()
+        raise InputError(
+            path,
+            f"holds only {pictures} (pictures of the glass slide a scanner saves beside the "
+            "scan), not a field or a slide of the tissue",
+        )
     # a field small enough to decode whole: one level, or a pyramid whose level 0 is not
     # tiled (a field with a thumbnail page); small tiled pyramids are read as slides
     if w * h <= max_pixels and (n_levels == 1 or not page.is_tiled):
