@@ -68,6 +68,22 @@ def test_given_pixel_size_overrides_and_notes_disagreement(tmp_path: Path) -> No
     assert any("0.4" in n for n in src.notes)
 
 
+def test_a_given_pixel_size_the_file_contradicts_is_a_warning_on_the_result(
+    tmp_path: Path,
+) -> None:
+    """A lab's --pixel-size 0.5 on a field whose TIFF says 0.25 µm: the given value is used, as
+    asked, but every area is then 4× the truth (CD56+ per mm² a quarter of it), so the result
+    carries a failed (warning) check naming both values; an agreeing value carries none."""
+    f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=2, pixel_size_um=0.25))
+    tif = write_field(f, tmp_path / "a.tif")[0]
+    a = analyze_image(tif, pixel_size_um=0.5)
+    (q,) = [q for q in a.result.qc if q.check == "pixel size agrees with the file"]
+    assert not q.passed and not q.blocking
+    assert "given as 0.5 µm" in q.reason and "0.25" in q.reason and "4.00×" in q.reason
+    b = analyze_image(tif, pixel_size_um=0.26)
+    assert not [q for q in b.result.qc if q.check == "pixel size agrees with the file"]
+
+
 def test_screen_resolution_is_not_a_microscope_scale(
     tmp_path: Path, small_field: np.ndarray
 ) -> None:

@@ -681,6 +681,19 @@ def analyze_source(
             len(counted_cells), s.min_stromal_cells, blocking=isinstance(src, WholeSlide)
         ),
     ]
+    if src.pixel_size.disagreement is not None:
+        # the lab's value is used as asked, but a per-mm² figure off by the square of a wrong
+        # magnification must not pass unseen
+        qc.append(
+            UterineQC(
+                "pixel size agrees with the file",
+                False,
+                px0,
+                None,
+                src.pixel_size.disagreement,
+                blocking=False,
+            )
+        )
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
     compartment_od = {

@@ -85,6 +85,9 @@ class PixelSize:
     um_per_px: float
     source: str
     um_per_px_y: float | None = None
+    #: when the size was given and the file's metadata says otherwise (by more than 5%): what
+    #: the metadata says, in one line
+    disagreement: str | None = None
 
     @property
     def is_square(self) -> bool:
@@ -561,18 +564,22 @@ def _resolve_pixel_size(
     if given is not None:
         if not (given > 0 and math.isfinite(given)):
             raise InputError(path, f"pixel size {given} µm is not a positive number")
+        said: str | None = None
         if found is not None and not found.is_square:
-            notes.append(
+            said = (
                 f"pixel size given as {given:g} µm; the file's {found.source} says pixels are "
                 f"{found.um_per_px:.4g} µm wide and {found.um_per_px_y:.4g} µm high (the given "
                 "value is used for both)"
             )
         elif found is not None and abs(found.um_per_px - given) / given > 0.05:
-            notes.append(
+            said = (
                 f"pixel size given as {given:g} µm; the file's {found.source} says "
-                f"{found.um_per_px:.4g} µm (the given value is used)"
+                f"{found.um_per_px:.4g} µm (the given value is used: areas, and so CD56+ per "
+                f"mm², scale with its square, here by {(given / found.um_per_px) ** 2:.2f}×)"
             )
-        return PixelSize(float(given), "given")
+        if said is not None:
+            notes.append(said)
+        return PixelSize(float(given), "given", disagreement=said)
     if found is None:
         raise InputError(
             path,
