@@ -240,3 +240,26 @@ def test_cells_are_read_from_a_level_with_colour_at_the_analysis_resolution(
     assert abs(counts["jpeg"] - counts["lossless"]) <= 0.05 * counts["lossless"]
     assert abs(counts["jpeg"] - truth) <= 0.10 * truth
     assert counts["2x level"] < 0.9 * counts["jpeg"]
+
+
+def test_a_slide_with_fewer_fields_than_the_protocol_says_so_on_the_biopsy(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Forty 250 µm fields cannot fit on 0.36 mm² of tissue: the slide's own check fails, and
+    the biopsy result (the one printed and reported) repeats it; it was dropped, as the
+    biopsy recounts fields only for field images."""
+    from nkpanel.uterine.batch import pool_results
+
+    rgb, _, _ = mosaic
+    path = tmp_path / "slide.tif"
+    _write_generic_pyramid(path, rgb)
+    src = open_image(path, max_field_pixels=1_000_000)
+    try:
+        a = analyze_source(src, replace(SETTINGS, n_fields=40))
+    finally:
+        src.close()
+    (own,) = [q for q in a.result.qc if q.check == "×400 fields"]
+    assert not own.passed and own.value is not None and own.value < 40
+    pooled = pool_results([a.result], "biopsy", protocol_fields=40)
+    (again,) = [q for q in pooled.qc if q.check == "×400 fields"]
+    assert not again.passed and again.reason.startswith("slide: only ")

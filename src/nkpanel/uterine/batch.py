@@ -70,7 +70,8 @@ BATCH_TABLES = ("uterine_results.csv", "biopsy_summary.json")
 
 #: an image's checks the biopsy's result makes again over all its images; every other check
 #: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
-POOLED_AGAIN = ("stromal cells counted", "×400 fields")
+FIELDS_CHECK = "×400 fields"
+POOLED_AGAIN = ("stromal cells counted", FIELDS_CHECK)
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,17 @@ def pool_results(
     )
     sizes = {r.pixel_size_um for r in results}
     qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy")]
+    # field images are the biopsy's ×400 fields, counted again here; a slide's own random
+    # fields are its own check, repeated like any other
+    fields_again = (
+        protocol_fields is not None and bool(results) and all(r.kind == "field" for r in results)
+    )
+    again = {*POOLED_AGAIN} if fields_again else {*POOLED_AGAIN} - {FIELDS_CHECK}
     for r in results:
         for q in r.qc:
-            if not q.passed and q.check not in POOLED_AGAIN:
+            if not q.passed and q.check not in again:
                 qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
-    if protocol_fields is not None and results and all(r.kind == "field" for r in results):
+    if fields_again and protocol_fields is not None:
         qc.append(fields_qc(len(results), protocol_fields))
     if failed:
         n = len(results) + len(failed)
