@@ -72,6 +72,12 @@ def _root(
 ) -> None:
     _state["debug"] = debug
     show_tracebacks(debug)
+    if not debug:
+        # tifffile logs what it makes of a broken file ("<TiffPages @8> invalid page offset")
+        # without naming the file; nkpanel's own one-line error names the file and the cause
+        import logging
+
+        logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
 @app.command()

@@ -186,3 +186,12 @@ def test_truncated_file_is_refused_even_if_pillow_is_told_to_load_it(
     with pytest.raises(InputError, match="not a readable PNG"):
         open_image(p)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
+
+
+def test_an_image_smaller_than_the_smallest_tissue_piece_says_so(tmp_path: Path) -> None:
+    """A 64 × 64 crop at 0.25 µm/px (256 µm²) of pure stroma: tissue pieces under 5,000 µm²
+    are dust to the tissue detection, so the cause is the size, not a lack of stain."""
+    f = simulate_field(FieldSpec(width_px=64, height_px=64, seed=5, pixel_size_um=0.25))
+    tif = write_field(f, tmp_path / "crop.tif")[0]
+    with pytest.raises(InputError, match=r"image too small: 256 µm² in all"):
+        analyze_image(tif)

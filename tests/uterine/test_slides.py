@@ -263,3 +263,100 @@ def test_a_slide_with_fewer_fields_than_the_protocol_says_so_on_the_biopsy(
     pooled = pool_results([a.result], "biopsy", protocol_fields=40)
     (again,) = [q for q in pooled.qc if q.check == "×400 fields"]
     assert not again.passed and again.reason.startswith("slide: only ")
+
+
+def test_a_tiled_tiff_whose_header_claims_more_tiles_than_it_holds_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A 512² tiled TIFF whose header was rewritten to 200,000 × 150,000 pixels: reading it
+    as a slide that size took more than 8 minutes and 12 GB before; now one line."""
+    import tifffile
+
+    from nkpanel.errors import InputError
+
+    p = tmp_path / "hostile.tif"
+    rgb = simulate_field(FieldSpec(width_px=512, height_px=512, seed=3)).rgb
+    tifffile.imwrite(p, rgb, tile=(256, 256), photometric="rgb", metadata=None)
+    with tifffile.TiffFile(p, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(200000)
+        tif.pages[0].tags["ImageLength"].overwrite(150000)
+    with pytest.raises(InputError) as info:
+        open_image(p, pixel_size_um=0.5)
+    msg = str(info.value)
+    assert msg.startswith(str(p)) and "corrupt TIFF header" in msg
+    # 782 × 586 tiles of 256² are needed for 200,000 × 150,000 pixels; the file lists 4
+    assert "need 458252 tiles" in msg and "lists 4" in msg
+
+
+def test_the_overview_of_a_slide_without_a_pyramid_is_read_in_bounded_bands(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """A single-level slide is read at full resolution for its overview; each band read is at
+    most OVERVIEW_BAND_PIXELS of the slide (a band of 2048 output rows of a 200,000-pixel-wide
+    slide was 3 gigapixels)."""
+    import tifffile
+
+    from nkpanel.uterine import analyze as an
+
+    rgb, _, _ = mosaic
+    p = tmp_path / "flat.tif"
+    tifffile.imwrite(p, rgb, tile=(256, 256), photometric="rgb", metadata=None)
+    src = open_image(p, pixel_size_um=UM, max_field_pixels=1_000_000)
+    assert isinstance(src, WholeSlide) and len(src.levels) == 1
+    sizes: list[int] = []
+    inner = src._read_level
+
+    def spy(level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        sizes.append(w * h)
+        return inner(level, x, y, w, h)
+
+    budget = 200_000
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(an, "OVERVIEW_BAND_PIXELS", budget)
+            flat = replace(src, _read_level=spy)
+            ov = an._read_overview(flat, 4.0)
+    finally:
+        src.close()
+    assert ov.shape == (400, 400, 3)
+    assert len(sizes) > 1 and max(sizes) <= budget
+    np.testing.assert_array_equal(ov, an._resize(rgb, 400, 400))
+
+
+def test_a_truncated_slide_is_one_line_saying_so(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """A tiled slide cut short (a copy that stopped part-way): one line naming the file and
+    'truncated', and nothing of tifffile's own log (which names no file) on the console."""
+    import subprocess
+    import sys
+
+    rgb, _, _ = mosaic
+    whole = tmp_path / "whole.tif"
+    _write_generic_pyramid(whole, rgb)
+    cut = tmp_path / "cut.tif"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    from nkpanel.errors import InputError
+
+    with pytest.raises(InputError, match=r"truncated file: \d+ of \d+ tiles lie beyond its end"):
+        open_image(cut, pixel_size_um=UM, max_field_pixels=1_000_000)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nkpanel",
+            "uterine",
+            "analyze",
+            str(cut),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert f"{cut}: truncated file" in run.stderr
+    assert "tifffile" not in run.stderr and "Traceback" not in run.stderr

@@ -211,6 +211,10 @@ def _whole_field(src: FieldImage, ds: float) -> U8:
     return _resize(src.rgb, max(1, round(src.width / ds)), max(1, round(src.height / ds)))
 
 
+#: most pixels one band of the overview reads from the slide (32 megapixels: 128 MB as RGBA)
+OVERVIEW_BAND_PIXELS = 32_000_000
+
+
 def _read_overview(src: ImageSource, ds: float) -> U8:
     """The whole image at downsample ``ds``, read in bands of bounded size."""
     out_w = max(1, round(src.width / ds))
@@ -218,7 +222,12 @@ def _read_overview(src: ImageSource, ds: float) -> U8:
     if isinstance(src, FieldImage):
         return _whole_field(src, ds)
     out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-    band = max(1, 2048 // max(1, math.ceil(out_w / 2048)))
+    # bands of at most OVERVIEW_BAND_PIXELS read from the level the reader picks (a slide
+    # without a pyramid is read at full resolution: a band of output rows is ds² times as
+    # many pixels read)
+    level_ds = src.levels[src.best_level(ds)][2] if isinstance(src, WholeSlide) else 1.0
+    read_per_row = (src.width / level_ds) * (ds / level_ds)
+    band = max(1, min(2048, int(OVERVIEW_BAND_PIXELS // max(read_per_row, 1.0))))
     for y in range(0, out_h, band):
         h = min(band, out_h - y)
         y0 = round(y * ds)
@@ -503,6 +512,14 @@ def analyze_source(
             overview_density = overview_od(overview, std.white)
             tissue = detect_tissue(overview, std, tis, od=overview_density)
     if not tissue.any():
+        image_um2 = src.width * src.height * px0 * px0
+        if image_um2 < s.tissue.min_tissue_um2:
+            raise InputError(
+                src.path,
+                f"image too small: {image_um2:.0f} µm² in all, less than the "
+                f"{s.tissue.min_tissue_um2:.0f} µm² the smallest piece of tissue counted must "
+                "cover (a ×400 field is about 200,000 µm²)",
+            )
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
     sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
     estimated, check = estimate_macenko(sample, white=white)

@@ -764,6 +764,38 @@ def _associated(series: Any, main: Any) -> bool:
     return len(series.pages) == 1 and 4 * own < first
 
 
+def _tiles_missing(tif: Any) -> str | None:
+    """Why a tiled TIFF's header cannot be right, or None: a tiled page must list one tile
+    (per colour plane) for every tile its width and height need (TIFF 6.0, Section 15). A
+    header claiming far more pixels than the file holds would otherwise have nkpanel read a
+    slide of that size, mostly blank, for hours."""
+    for series in list(tif.series)[:1]:
+        for level in series.levels:
+            page = level.keyframe
+            if not page.is_tiled:
+                continue
+            across = -(-int(page.imagewidth) // int(page.tilewidth))
+            down = -(-int(page.imagelength) // int(page.tilelength))
+            planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
+            need = across * down * planes
+            have = len(page.dataoffsets)
+            if have < need:
+                return (
+                    f"corrupt TIFF header: {page.imagewidth}×{page.imagelength} pixels need "
+                    f"{need} tiles of {page.tilewidth}×{page.tilelength}, but the file lists "
+                    f"{have}"
+                )
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+            size = int(tif.filehandle.size)
+            if ends and max(ends) > size:
+                beyond = sum(e > size for e in ends)
+                return (
+                    f"truncated file: {beyond} of {have} tiles lie beyond its end "
+                    f"({size} bytes; copied or downloaded in part?)"
+                )
+    return None
+
+
 def _pictures_only(tif: Any) -> str | None:
     """What a TIFF holds when every image in it is a picture of the glass slide (a label,
     macro, thumbnail or other reduced-resolution image, as a scanner writes beside the scan;
@@ -1080,6 +1112,10 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
         tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     notes: list[str] = []
+    short = _tiles_missing(tif)
+    if short:
+        tif.close()
+        raise InputError(path, short)
     pictures = _pictures_only(tif)
     if pictures:
         tif.close()
