@@ -75,7 +75,13 @@ from nkpanel.uterine.stains import (
     estimate_white,
     ruifrok_hdab,
 )
-from nkpanel.uterine.tissue import TissueSettings, detect_epithelium, detect_tissue, overview_od
+from nkpanel.uterine.tissue import (
+    TissueSettings,
+    detect_epithelium,
+    detect_ink,
+    detect_tissue,
+    overview_od,
+)
 
 __all__ = [
     "AnalysisPlan",
@@ -492,14 +498,15 @@ def analyze_source(
         )
     std = ruifrok_hdab(white)
     overview_density = overview_od(overview, std.white)  # for tissue and for glands
-    tissue = detect_tissue(overview, std, tis, od=overview_density)
+    ink = detect_ink(overview, std, tis, od=overview_density)
+    tissue = detect_tissue(overview, std, tis, od=overview_density, ink=ink)
     if isinstance(src, WholeSlide) and s.white_point is None and tissue.any():
         # the overview comes from a reduced, JPEG-compressed level whose colours overshoot near
         # tissue; the white point is read where a field's is, at the analysis resolution, from
         # clear glass (tissue and the glass are then found again against it)
         glass_white = _glass_white(
             src,
-            tissue,
+            tissue | ink,  # the glass is read away from tissue and from ink
             ds_ov,
             ds_a,
             np.random.default_rng([s.seed, 1]),
@@ -510,7 +517,14 @@ def analyze_source(
             white = glass_white
             std = ruifrok_hdab(white)
             overview_density = overview_od(overview, std.white)
-            tissue = detect_tissue(overview, std, tis, od=overview_density)
+            ink = detect_ink(overview, std, tis, od=overview_density)
+            tissue = detect_tissue(overview, std, tis, od=overview_density, ink=ink)
+    if ink.any():
+        notes.append(
+            f"{float(ink.sum()) * (ov_um * 1e-3) ** 2:.3f} mm² of colour that neither "
+            "haematoxylin nor DAB explains (pen or marker ink; also blood or pigment) was left "
+            "out of the tissue: check it on the overlay"
+        )
     if not tissue.any():
         image_um2 = src.width * src.height * px0 * px0
         if image_um2 < s.tissue.min_tissue_um2:
