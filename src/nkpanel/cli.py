@@ -409,27 +409,52 @@ def _run_with_progress(
 
 
 def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
-    """Endometrial NK headlines of a case: CD56+ per 100 stromal cells and per mm²."""
+    """Endometrial NK headlines of a case: CD56+ per 100 stromal cells and per mm², the
+    across-field estimate beside its own 95% CI, and the whole stroma's apart."""
     rows = [b for b in biopsies if isinstance(b.get("uterine"), dict)]
     if not rows:
         return
-    table = Table(title="Endometrial NK cells (CD56 IHC)")
-    for col in ("biopsy", "timing", "CD56+ /100 stromal (95% CI)", "CD56+ /mm²", "QC"):
+    table = Table(
+        title="Endometrial NK cells (CD56 IHC)",
+        caption="Across fields: the ratio over the fields (a slide's random ×400 fields, the "
+        "standardised protocol, Lash 2016; each field image is one field) beside its own 95% CI. "
+        "Whole stroma: all stroma analysed, no CI.",
+    )
+    cols = (
+        "biopsy",
+        "timing",
+        "CD56+ /100 stromal, across fields (95% CI)",
+        "CD56+ /mm², across fields",
+        "whole stroma: /100; /mm²",
+        "QC",
+    )
+    for col in cols:
         table.add_column(col, overflow="fold")  # whole names, folded, never cut
+
+    def num(v: object, digits: int) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, int | float) else "–"
+
     for b in rows:
         u = b["uterine"]
         ci = u.get("across_fields_cd56_per_100_stromal_cells") or {}
+        ci_mm2 = u.get("across_fields_cd56_per_mm2_stroma") or {}
         low, high = ci.get("lower"), ci.get("upper")
         interval = f" ({low:.1f}–{high:.1f})" if low is not None and high is not None else ""
-        value = u.get("cd56_per_100_stromal_cells")
+        value = ci.get("estimate")  # the interval's own estimate
         shown = f"{value:.1f}{interval}" if isinstance(value, int | float) else "–"
-        per_mm2 = u.get("cd56_per_mm2_stroma")
+        if isinstance(value, int | float) and ci.get("fields"):
+            shown += f"\n{ci['fields']}"
+        whole100 = u.get(
+            "whole_stroma_cd56_per_100_stromal_cells", u.get("cd56_per_100_stromal_cells")
+        )
+        whole_mm2 = u.get("whole_stroma_cd56_per_mm2_stroma", u.get("cd56_per_mm2_stroma"))
         timing = (b.get("timing") or {}).get("lh_day")
         table.add_row(
             str(b.get("id")),
             f"LH+{timing}" if timing is not None else "not recorded",
             shown,
-            f"{per_mm2:.0f}" if isinstance(per_mm2, int | float) else "–",
+            num(ci_mm2.get("estimate"), 0),
+            f"{num(whole100, 1)}; {num(whole_mm2, 0)}",
             "reportable" if u.get("reportable") else "NOT REPORTABLE",
         )
     out_console.print(table)

@@ -69,8 +69,13 @@ def test_native_sections_become_measurements(
     )
     assert by["nka-suppression-ivig"].flag == "reported_only"
     assert len(by["nka-lysis-50-1"].measurement.curve) >= 3
-    assert by["unk-pct-stroma"].measurement.value == endo["uterine"]["cd56_per_100_stromal_cells"]
-    assert by["unk-per-mm2"].measurement.value == endo["uterine"]["cd56_per_mm2_stroma"]
+    # the across-field estimate (for a field image, one field: the whole stroma's value too)
+    u = endo["uterine"]
+    pct = u["across_fields_cd56_per_100_stromal_cells"]["estimate"]
+    assert by["unk-pct-stroma"].measurement.value == pct == u["cd56_per_100_stromal_cells"]
+    assert by["unk-per-mm2"].measurement.value == u["across_fields_cd56_per_mm2_stroma"]["estimate"]
+    assert by["unk-pct-stroma"].measurement.estimate == "1 field image (each image one field)"
+    assert by["unk-pct-stroma"].measurement.also == ()  # the field is the whole stroma
     assert by["unk-pct-stroma"].measurement.pre_analytic.lh_day == 8
     assert by["unk-pct-stroma"].flag in ("below", "within", "above")  # LH+8: the range applies
     assert all(r.measurement.figures for r in by.values() if r.measurand.biomarker != "flow")

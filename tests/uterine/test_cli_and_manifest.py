@@ -82,6 +82,13 @@ def test_analyze_with_regions_folder(synthetic: Path, tmp_path: Path) -> None:
         assert nring[0] == nring[-1] and len(nring) >= 4
         # the nucleus lies within the cell's bounding box
         assert min(p[0] for p in nring) >= min(xs) and max(p[0] for p in nring) <= max(xs)
+        # straight runs are kept as their two ends: no vertex where the outline goes straight on
+        for r in (ring, nring):
+            v = np.asarray(r[:-1])
+            into, out_ = v - np.roll(v, 1, axis=0), np.roll(v, -1, axis=0) - v
+            cross = into[:, 0] * out_[:, 1] - into[:, 1] * out_[:, 0]
+            straight = (np.abs(cross) < 1e-9) & ((into * out_).sum(axis=1) > 0)
+            assert not straight.any()
     cells = (img_dir / "cells.csv").read_text().splitlines()
     assert len(cells) == per_image["stromal_cells"] + 1
 
@@ -237,3 +244,41 @@ def test_a_bad_glass_colour_is_refused_with_the_manifest(bad: list[float]) -> No
 
     with pytest.raises(ValidationError, match="white_point"):
         EndometrialBiopsy.model_validate({"images": ["a.tif"], "white_point": bad})
+
+
+def test_detection_outlines_keep_their_corners_and_lose_nothing() -> None:
+    """The GeoJSON outline keeps only the vertices where the boundary changes direction; it is
+    the same outline: every boundary pixel centre lies on it and it encloses the same points.
+    Truth from hand-drawn labels: a rectangle has four corners; a disc and an L shape."""
+    from matplotlib.path import Path as Outline
+
+    from nkpanel.uterine.output import _corners, _outlines
+
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:15, 5:25] = 1  # a 10 × 20 rectangle
+    yy, xx = np.ogrid[:40, :60]
+    labels[(yy - 25) ** 2 + (xx - 45) ** 2 <= 64] = 2  # a disc of radius 8
+    labels[22:36, 4:8] = 3  # an L
+    labels[32:36, 4:22] = 3
+    rings = _outlines(labels, np.ones(4, dtype=bool))
+    assert set(rings) == {1, 2, 3}
+    assert sorted(map(tuple, _corners(rings[1]))) == [(5, 5), (5, 24), (14, 5), (14, 24)]
+    # sample points off every line through two pixel centres of this small grid
+    gy, gx = np.mgrid[0:40, 0:60]
+    probe = np.c_[gy.ravel() + 0.2113, gx.ravel() + 0.3719]
+    for lab, pts in rings.items():
+        kept = _corners(pts)
+        assert len(kept) < len(pts)
+        assert {tuple(p) for p in kept} <= {tuple(p) for p in pts}
+        seg_a, seg_b = kept, np.roll(kept, -1, axis=0)
+        for p in pts:  # every boundary pixel centre lies on a segment of the kept outline
+            ab, ap = seg_b - seg_a, p - seg_a
+            on = (
+                (ab[:, 0] * ap[:, 1] - ab[:, 1] * ap[:, 0] == 0)
+                & ((ap * ab).sum(axis=1) >= 0)
+                & ((ap * ab).sum(axis=1) <= (ab * ab).sum(axis=1))
+            )
+            assert on.any(), (lab, p)
+        inside_full = Outline(np.vstack([pts, pts[:1]])).contains_points(probe)
+        inside_kept = Outline(np.vstack([kept, kept[:1]])).contains_points(probe)
+        assert inside_full.any() and (inside_full == inside_kept).all(), lab

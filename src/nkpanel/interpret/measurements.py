@@ -20,7 +20,12 @@ those. The sections read:
 ``endometrial[]``
     One entry per biopsy, with ``unk_percent_of_stromal_cells``, ``unk_per_mm2_stroma``,
     ``lh_day`` (or ``cycle_day``), ``method``, ``reportable``, ``not_reportable_reasons``,
-    ``qc``, ``collected``, ``figures`` (overlay thumbnails).
+    ``qc``, ``collected``, ``figures`` (overlay thumbnails). Optionally ``estimate`` (which
+    estimate the two values are, e.g. "10 random ×400 fields (Lash 2016)"),
+    ``unk_percent_ci`` and ``unk_per_mm2_ci`` (``{"lower", "upper", "level"}``: the values'
+    own confidence intervals across fields) and ``whole_stroma`` (``{"unk_percent_of_stromal_
+    cells", "unk_per_mm2_stroma"}``: the whole stroma's values, shown beside the result,
+    labelled, and never read against the interval).
 
 The summaries the biomarker packages write themselves are read as well: a plate as
 :func:`nkpanel.cytotox.manifest.run_plate_for_case` returns it (``headline`` rows per treatment:
@@ -28,7 +33,12 @@ lysis at the standard ratio, lytic units, suppression; ``samples`` for the curve
 of every condition and ratio, which reach the report's QC table and, as warnings, the values
 they qualify) and a biopsy
 as :func:`nkpanel.uterine.manifest.run_biopsy_for_case` returns it (``uterine`` pooled summary,
-``timing``, ``outputs`` with the overlay images).
+``timing``, ``outputs`` with the overlay images). A biopsy's value is its across-field estimate
+(``across_fields_…["estimate"]``, with its confidence interval): on a slide, the standardised
+protocol's ten random ×400 fields (Lash et al. 2016), which the reference ranges come from;
+the whole stroma's value is carried beside it, labelled. For field images (each image one
+field) the two are one number. Where no field was counted, the whole stroma's value is read,
+and said to be that.
 
 Any entry may instead (or as well) carry ``measurements``: a list of generic records
 ``{"code", "value", "unit", "method", "qc_status", "reportable", "not_reportable_reasons",
@@ -44,7 +54,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +113,15 @@ class Measurement:
     pre_analytic: PreAnalytic = field(default_factory=PreAnalytic)
     figures: tuple[str, ...] = ()
     curve: tuple[tuple[float, float], ...] = ()
+    #: which estimate ``value`` is where a specimen gives more than one (an endometrial slide:
+    #: "10 random ×400 fields (Lash 2016)" or "whole stroma"); "" when there is one way
+    estimate: str = ""
+    #: ``value``'s own confidence interval from the specimen's sampling (the ratio estimator
+    #: across fields, Cochran 1977): ``(lower, upper, level)``; ``None`` when not computed
+    ci: tuple[float, float, float] | None = None
+    #: other estimates of the same measurand on the same specimen, ``(label, value)``: shown
+    #: beside the value, labelled, never read against the interval
+    also: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -492,6 +511,59 @@ _ENDO_FIELDS = {
 }
 
 
+_ENDO_CI = {"unk-pct-stroma": "unk_percent_ci", "unk-per-mm2": "unk_per_mm2_ci"}
+
+
+def _ci(value: Any, estimate: float | None, where: str) -> tuple[float, float, float] | None:
+    """``(lower, upper, level)`` of a confidence interval record, checked to hold its own
+    estimate (an interval beside another estimate's value is refused); ``None`` without
+    bounds."""
+    if value is None:
+        return None
+    rec = _mapping(value, where)
+    lower = _number(rec.get("lower"), f"{where}.lower")
+    upper = _number(rec.get("upper"), f"{where}.upper")
+    level = _number(rec.get("level", 0.95), f"{where}.level")
+    if lower is None or upper is None:
+        return None
+    if level is None or not 0 < level < 1:
+        raise _bad(f"{where}.level", f"a confidence level between 0 and 1, found {level!r}")
+    if lower > upper:
+        raise _bad(where, f"lower bound {lower:g} above the upper bound {upper:g}")
+    if estimate is not None and not lower - 1e-9 <= estimate <= upper + 1e-9:
+        raise _bad(
+            where,
+            f"the interval {lower:g}–{upper:g} does not hold the value {estimate:g} beside it: "
+            "an interval belongs to its own estimate",
+        )
+    return (lower, upper, level)
+
+
+def _endometrial_details(
+    biopsy: Mapping[str, Any], named: Mapping[str, float | None], where: str
+) -> dict[str, dict[str, Any]]:
+    """Per measurand code, what qualifies a biopsy's value: which estimate it is, its own
+    confidence interval, and the whole stroma's value shown beside it."""
+    estimate = biopsy.get("estimate")
+    if estimate is not None and not isinstance(estimate, str):
+        raise _bad(f"{where}.estimate", f"expected text, found {estimate!r}")
+    whole = _mapping(biopsy.get("whole_stroma") or {}, f"{where}.whole_stroma")
+    out: dict[str, dict[str, Any]] = {}
+    for code, key in _ENDO_FIELDS.items():
+        d: dict[str, Any] = {}
+        if estimate:
+            d["estimate"] = estimate
+        ci = _ci(biopsy.get(_ENDO_CI[code]), named.get(code), f"{where}.{_ENDO_CI[code]}")
+        if ci is not None:
+            d["ci"] = ci
+        w = _number(whole.get(key), f"{where}.whole_stroma.{key}")
+        if w is not None:
+            d["also"] = (("whole stroma", w),)
+        if d:
+            out[code] = d
+    return out
+
+
 def _generic(
     entry: Mapping[str, Any],
     *,
@@ -504,8 +576,13 @@ def _generic(
     named: Mapping[str, float | None],
     default_method: str,
     curve: tuple[tuple[float, float], ...] = (),
+    details: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Measurement]:
-    """Measurements of a cytotoxicity or endometrial entry: named fields, then the generic list."""
+    """Measurements of a cytotoxicity or endometrial entry: named fields, then the generic list.
+
+    ``details`` (code → :class:`Measurement` fields) qualify a named field's value: which
+    estimate it is, its confidence interval, the other estimates shown beside it. A record of
+    the generic list replaces the named value, and its details with it."""
     status, reportable, reasons, notes = _qc(entry, where)
     figures = tuple(str(f) for f in _list(entry.get("figures"), where))
     sample = str(entry.get("sample", specimen_id))
@@ -526,6 +603,8 @@ def _generic(
             reasons=reasons,
             cv_percent=cv_entry,
         )
+        if details and code in details:
+            found[code] = replace(found[code], **details[code])
     for i, raw in enumerate(_list(entry.get("measurements"), where)):
         w = f"{where}.measurements[{i}]"
         rec = _mapping(raw, w)
@@ -871,16 +950,53 @@ def _from_uterine(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
         }
         return doc, failures
     exclusion = u.get("exclusion_of_glands_and_epithelium", "")
+    method = (
+        "CD56 immunohistochemistry, automated count: CD56+ cells per 100 stromal cells and per "
+        f"mm² of stroma (glands and luminal epithelium excluded: {exclusion})"
+    )
     doc |= {
-        "method": "CD56 immunohistochemistry, automated count: CD56+ cells per 100 stromal "
-        f"cells and per mm² of stroma (glands and luminal epithelium excluded: {exclusion})",
         "reportable": bool(u.get("reportable", True)),
         "not_reportable_reasons": list(u.get("not_reportable_reasons") or []),
         "qc": list(u.get("qc") or []),
         "notes": list(u.get("notes") or []),
-        "unk_percent_of_stromal_cells": u.get("cd56_per_100_stromal_cells"),
-        "unk_per_mm2_stroma": u.get("cd56_per_mm2_stroma"),
     }
+    whole = {  # the whole stroma's ratios (named so since the summary says which is which)
+        "unk_percent_of_stromal_cells": u.get(
+            "whole_stroma_cd56_per_100_stromal_cells", u.get("cd56_per_100_stromal_cells")
+        ),
+        "unk_per_mm2_stroma": u.get(
+            "whole_stroma_cd56_per_mm2_stroma", u.get("cd56_per_mm2_stroma")
+        ),
+    }
+    ci100 = _mapping(
+        u.get("across_fields_cd56_per_100_stromal_cells") or {},
+        f"{where}.uterine.across_fields_cd56_per_100_stromal_cells",
+    )
+    ci_mm2 = _mapping(
+        u.get("across_fields_cd56_per_mm2_stroma") or {},
+        f"{where}.uterine.across_fields_cd56_per_mm2_stroma",
+    )
+    if ci100.get("estimate") is None:  # no field counted: the whole stroma, said so
+        doc |= whole | {"estimate": "whole stroma", "method": f"{method}; estimate: whole stroma"}
+    else:
+        # the across-field estimate (a slide's random ×400 fields: the standardised protocol
+        # the reference ranges come from, Lash et al. 2016), each CI beside its own estimate
+        label = str(ci100.get("fields") or f"{ci100.get('n_fields')} fields")
+        doc |= {
+            "unk_percent_of_stromal_cells": ci100.get("estimate"),
+            "unk_per_mm2_stroma": ci_mm2.get("estimate"),
+            "unk_percent_ci": dict(ci100),
+            "unk_per_mm2_ci": dict(ci_mm2),
+            "estimate": label,
+        }
+        method += f"; estimate: {label}"
+        if ci100.get("lower") is not None:
+            method += ", with its 95% CI across fields (ratio estimator, Cochran 1977)"
+        fields = _list(u.get("fields"), f"{where}.uterine.fields")
+        if any(isinstance(f, Mapping) and f.get("kind") == "lash-field" for f in fields):
+            doc["whole_stroma"] = whole  # a second figure: the fields are not the stroma
+            method += "; the whole stroma's value is shown beside it"
+        doc["method"] = method
     listed = entry.get("figures")
     if listed is not None:
         doc["figures"] = [str(f) for f in _list(listed, f"{where}.figures")][:4]
@@ -1033,6 +1149,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
             pre=pre,
             named=named,
             default_method="CD56 immunohistochemistry, counted in endometrial stroma",
+            details=_endometrial_details(biopsy, named, where),
         )
 
     age = case.get("age_years")

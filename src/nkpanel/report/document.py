@@ -114,6 +114,32 @@ def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
     return lines
 
 
+def _estimates(r: Interpretation) -> dict[str, Any]:
+    """Which estimate the result is, its own confidence interval, and the other estimates of
+    the same specimen shown beside it (an endometrial slide: its ten random ×400 fields, Lash
+    et al. 2016, read against the interval; its whole stroma, labelled, not read)."""
+    m, meas = r.measurement, r.measurand
+    d = meas.decimals
+    ci = None
+    if m.ci is not None and m.reportable:
+        lower, upper, level = m.ci
+        ci = {
+            "lower": round(lower, d),
+            "upper": round(upper, d),
+            "level": level,
+            "text": f"{level:.0%} CI {lower:.{d}f}–{upper:.{d}f}",
+        }
+    also = [
+        {
+            "label": label,
+            "value": round(value, d),
+            "text": f"{label}: {value:.{d}f} {meas.unit}",
+        }
+        for label, value in (m.also if m.reportable else ())
+    ]
+    return {"estimate": m.estimate, "ci": ci, "also": also}
+
+
 def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
     m, meas = r.measurement, r.measurand
     unc = r.uncertainty
@@ -127,6 +153,7 @@ def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
         "local_code": meas.code,
         "value": r.reported_value,
         "display_value": r.display_value,
+        **_estimates(r),
         "unit": meas.unit,
         "ucum": meas.ucum,
         "flag": r.flag,

@@ -130,6 +130,12 @@ def _observation(
             rng["high"] = _quantity(iv["upper"], res["unit"], res["ucum"])
         obs["referenceRange"] = [rng]
     notes = [res["comment"], *(c["text"] for c in res["caveats"])]
+    if res.get("estimate") or res.get("ci") or res.get("also"):
+        # which estimate the value is, its own CI, the others beside it (an endometrial slide)
+        said = [f"estimate: {res['estimate']}"] if res.get("estimate") else []
+        said += [res["ci"]["text"]] if res.get("ci") else []
+        said += [f"{a['text']} (not read against the interval)" for a in res.get("also", [])]
+        notes.insert(0, "; ".join(said))
     obs["note"] = [{"text": n} for n in notes if n]
     return obs
 

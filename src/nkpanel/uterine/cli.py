@@ -12,7 +12,7 @@ exits 2; in a batch, a bad image is listed and the others still run (exit 1 when
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -28,6 +28,9 @@ from nkpanel._cli import (
     say,
 )
 from nkpanel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nkpanel.uterine.results import RatioCI, UterineResult
 
 __all__ = ["app"]
 
@@ -55,18 +58,45 @@ Stains = Literal["ruifrok", "estimated"]
 Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 
+def _estimate(ci: RatioCI, decimals: int) -> str:
+    """An across-field estimate with its own 95% CI (``"–"`` where there is no estimate)."""
+    shown = fmt(ci.estimate, decimals)
+    if ci.lower is not None and ci.upper is not None:
+        shown += f" ({ci.lower:.{decimals}f}–{ci.upper:.{decimals}f})"
+    return shown
+
+
+def _fields(r: UterineResult) -> str:
+    """The fields of a row, short: "10 ×400", "3 images", "4 ×400 + 1 image"."""
+    lash = sum(f.kind == "lash-field" for f in r.fields)
+    images = len(r.fields) - lash
+    if r.kind == "slide" and not lash:
+        return "none fitted"
+    parts = [f"{lash} ×400"] if lash else []
+    parts += [f"{images} image{'' if images == 1 else 's'}"] if images else []
+    return " + ".join(parts) or "none"
+
+
+#: what the table's two estimates are, printed under it
+TABLE_CAPTION = (
+    "/100: CD56+ per 100 stromal cells (first line); /mm²: per mm² of stroma (second). "
+    "Across fields: the ratio over the fields, beside its own 95% CI (×400: a slide's random "
+    "×400 fields, the standardised protocol, Lash 2016; each field image is one field). "
+    "Whole stroma: all stroma analysed, no CI; CD56+ / stromal are its counts."
+)
+
+
 def _print_results(batch: object, out: Path) -> None:
     from nkpanel.uterine.batch import POOLED_AGAIN, UterineBatch
 
     assert isinstance(batch, UterineBatch)
-    table = Table(title="Endometrial NK cells (CD56)")
+    table = Table(title="Endometrial NK cells (CD56)", caption=TABLE_CAPTION)
     for col in (
         "image",
-        "CD56+",
-        "stromal cells",
-        "CD56+ /100 stromal",
-        "95% CI",
-        "CD56+ /mm²",
+        "CD56+ / stromal",
+        "fields",
+        "across fields (95% CI): /100; /mm²",
+        "whole stroma: /100; /mm²",
         "glands excluded by",
         "QC",
     ):
@@ -75,7 +105,6 @@ def _print_results(batch: object, out: Path) -> None:
     # from a single image's
     rows = list(batch.results) + ([batch.pooled] if batch.pooled else [])
     for r in rows:
-        ci = r.per_100_ci
         qc = (
             "reportable"
             if r.reportable
@@ -83,13 +112,13 @@ def _print_results(batch: object, out: Path) -> None:
         )
         name = r.sample + (" (synthetic)" if r.synthetic else "")
         label = Text(f"{name} (all images)", style="bold") if r.kind == "biopsy" else Text(name)
+        o = r.overall
         table.add_row(
             label,
-            str(r.overall.cd56_positive_cells),
-            str(r.overall.stromal_cells),
-            fmt(r.overall.cd56_per_100_stromal_cells, 2),
-            "–" if ci.lower is None else f"{ci.lower:.2f}–{ci.upper:.2f} ({ci.n_fields} fields)",
-            fmt(r.overall.cd56_per_mm2_stroma, 0),
+            f"{o.cd56_positive_cells} / {o.stromal_cells}",
+            _fields(r),
+            f"{_estimate(r.per_100_ci, 2)}\n{_estimate(r.per_mm2_ci, 0)}",
+            f"{fmt(o.cd56_per_100_stromal_cells, 2)}\n{fmt(o.cd56_per_mm2_stroma, 0)}",
             r.exclusion_source,
             qc,
         )

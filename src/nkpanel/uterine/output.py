@@ -6,7 +6,8 @@
   yellow; on a slide, one overlay per random ×400 field (circle drawn) and an overview with
   tissue, exclusions and fields.
 * **Detections** (GeoJSON): a ``FeatureCollection`` of QuPath cell objects: the cell outline as
-  ``geometry``, the nucleus as the Feature's ``nucleusGeometry`` member (where QuPath reads it,
+  ``geometry`` (through the boundary pixels' centres, straight runs kept as their two end
+  vertices), the nucleus as the Feature's ``nucleusGeometry`` member (where QuPath reads it,
   beside ``geometry``), class ``Positive``/``Negative`` and the
   measurements with QuPath's names ("Cytoplasm: DAB OD mean"…), in full-resolution pixel
   coordinates, so QuPath (File › Import objects) lays them over the original image.
@@ -198,8 +199,35 @@ def _outlines(
     return {int(lab[a]): pts[a:b] for a, b in zip(starts, ends, strict=True) if b - a >= 3}
 
 
+def _corners(pts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A closed ring of (row, col) pixel positions without the vertices where it goes straight on.
+
+    A vertex is dropped when the step into it and the step out of it point the same way
+    (cross product 0, dot product > 0): it lies on the segment between its neighbours, so the
+    closed outline, and what it encloses, is the same point set. The test is exact on the
+    integer pixel grid (before any scaling); a ring that would keep fewer than three
+    vertices (a degenerate outline) is returned unchanged.
+
+    Examples
+    --------
+    >>> square = np.array([[0, 0], [0, 1], [0, 2], [1, 2], [2, 2], [2, 1], [2, 0], [1, 0]], float)
+    >>> _corners(square).tolist()
+    [[0.0, 0.0], [0.0, 2.0], [2.0, 2.0], [2.0, 0.0]]
+    """
+    if len(pts) < 4:
+        return pts
+    into = pts - np.roll(pts, 1, axis=0)
+    out = np.roll(pts, -1, axis=0) - pts
+    cross = into[:, 0] * out[:, 1] - into[:, 1] * out[:, 0]
+    dot = (into * out).sum(axis=1)
+    keep = (cross != 0) | (dot <= 0)
+    return pts[keep] if np.count_nonzero(keep) >= 3 else pts
+
+
 def _ring(pts: NDArray[np.float64], x0: float, y0: float, ds: float) -> list[list[float]]:
-    """Tile (row, col) pixel centres → a closed GeoJSON ring in level-0 coordinates."""
+    """Tile (row, col) pixel centres → a closed GeoJSON ring in level-0 coordinates, its
+    straight runs kept as their end vertices only (:func:`_corners`; lossless)."""
+    pts = _corners(pts)
     xy = np.round(np.c_[(pts[:, 1] + x0 + 0.5) * ds, (pts[:, 0] + y0 + 0.5) * ds], 2)
     ring = cast(list[list[float]], xy.tolist())
     ring.append(ring[0])
@@ -369,6 +397,11 @@ def write_image_outputs(
     return written
 
 
+#: the batch table's columns. Two estimates, each named: ``across_fields_*`` is the ratio of
+#: sums across fields (a slide's random ×400 fields, the standardised protocol of Lash et al.
+#: 2016; each field image one field) beside its own 95% CI, and ``fields`` says what the fields
+#: are; ``whole_stroma_*`` is the ratio over the whole stroma analysed (no CI). The counts
+#: (``cd56_positive_cells``, ``stromal_cells``, ``stromal_area_mm2``) are the whole stroma's.
 _TABLE_COLUMNS = (
     "sample",
     "kind",
@@ -377,13 +410,16 @@ _TABLE_COLUMNS = (
     "cd56_positive_cells",
     "stromal_cells",
     "stromal_area_mm2",
-    "cd56_per_100_stromal_cells",
-    "ci_low_per_100",
-    "ci_high_per_100",
-    "cd56_per_mm2_stroma",
-    "ci_low_per_mm2",
-    "ci_high_per_mm2",
     "n_fields",
+    "fields",
+    "across_fields_cd56_per_100_stromal_cells",
+    "across_fields_ci_low_per_100",
+    "across_fields_ci_high_per_100",
+    "across_fields_cd56_per_mm2_stroma",
+    "across_fields_ci_low_per_mm2",
+    "across_fields_ci_high_per_mm2",
+    "whole_stroma_cd56_per_100_stromal_cells",
+    "whole_stroma_cd56_per_mm2_stroma",
     "exclusion_of_glands_and_epithelium",
     "pixel_size_um",
     "pixel_size_source",
@@ -393,7 +429,7 @@ _TABLE_COLUMNS = (
 
 
 def write_batch_table(results: Sequence[UterineResult], target: Path) -> Path:
-    """One row per image (and per pooled biopsy) as CSV."""
+    """One row per image (and per pooled biopsy) as CSV: each CI beside its own estimate."""
     buf = io.StringIO()
     wr = csv.writer(buf)
     wr.writerow(_TABLE_COLUMNS)
@@ -410,13 +446,16 @@ def write_batch_table(results: Sequence[UterineResult], target: Path) -> Path:
                 s["cd56_positive_cells"],
                 s["stromal_cells"],
                 s["stromal_area_mm2"],
-                s["cd56_per_100_stromal_cells"],
+                c100["n_fields"],
+                c100["fields"],
+                c100["estimate"],
                 c100["lower"],
                 c100["upper"],
-                s["cd56_per_mm2_stroma"],
+                cmm["estimate"],
                 cmm["lower"],
                 cmm["upper"],
-                c100["n_fields"],
+                s["whole_stroma_cd56_per_100_stromal_cells"],
+                s["whole_stroma_cd56_per_mm2_stroma"],
                 r.exclusion_source,
                 r.pixel_size_um,
                 r.pixel_size_source,

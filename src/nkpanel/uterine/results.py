@@ -225,8 +225,12 @@ class UterineResult:
     """CD56+ uterine NK cells of one image (or, pooled, of one biopsy).
 
     ``overall`` counts the whole stromal area analysed; ``fields`` are the units of the
-    across-field confidence interval (each field image, or the random ×400 fields of a slide);
-    ``lash`` pools those fields (the standardised protocol's estimate).
+    across-field confidence interval (each field image, or the random ×400 fields of a slide).
+    ``per_100_ci`` and ``per_mm2_ci`` pool those fields: their ``estimate`` is the across-field
+    ratio of sums, and their interval belongs to that estimate only. On a slide it is the
+    standardised protocol's estimate (ten random ×400 fields, Lash et al. 2016), which the
+    reference ranges come from, and differs from the whole stroma's ratio; for field images
+    (each image one field) the two coincide.
     """
 
     sample: str
@@ -257,8 +261,55 @@ class UterineResult:
     def not_reportable_reasons(self) -> tuple[str, ...]:
         return tuple(q.reason for q in self.qc if q.blocking and not q.passed)
 
+    @property
+    def fields_label(self) -> str:
+        """What the across-field estimate rests on, said as a report prints it.
+
+        Examples
+        --------
+        >>> img = FieldCount("a", "image", 5, 100, 0.02)
+        >>> lash = FieldCount("f01", "lash-field", 3, 90, 0.2)
+        >>> ci = RatioCI(None, None, None, 0)
+        >>> def result(kind, fields):
+        ...     return UterineResult("s", (), kind, False, None, None, None, {}, None,
+        ...                          "none", 0.0, 0.0, img, tuple(fields), ci, ci)
+        >>> result("slide", [lash] * 10).fields_label
+        '10 random ×400 fields (Lash 2016)'
+        >>> result("biopsy", [img, img]).fields_label
+        '2 field images (each image one field)'
+        >>> result("biopsy", [lash, lash, img]).fields_label
+        '3 fields: 2 random ×400 fields of slides (Lash 2016) and 1 field image'
+        """
+        lash = sum(f.kind == "lash-field" for f in self.fields)
+        images = sum(f.kind != "lash-field" for f in self.fields)
+
+        def n(k: int, what: str) -> str:
+            return f"{k} {what}{'' if k == 1 else 's'}"
+
+        if lash and images:
+            return (
+                f"{lash + images} fields: {n(lash, 'random ×400 field')} of slides (Lash 2016) "
+                f"and {n(images, 'field image')}"
+            )
+        if lash:
+            return f"{n(lash, 'random ×400 field')} (Lash 2016)"
+        if images and self.kind == "slide":
+            return "the whole stroma (no random ×400 field fitted on the slide)"
+        if images:
+            return f"{n(images, 'field image')} (each image one field)"
+        return "no field"
+
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary (every number with its unit in the key)."""
+        """A JSON-ready summary (every number with its unit in the key).
+
+        Two estimates, each named: ``across_fields_cd56_per_100_stromal_cells`` (and per mm²)
+        holds the across-field ratio as ``estimate`` with *its* confidence interval, and
+        ``fields`` says what the fields are (on a slide, its random ×400 fields: the
+        standardised protocol's estimate, Lash et al. 2016); ``whole_stroma_cd56_per_100_
+        stromal_cells`` (and per mm²) is the ratio over the whole stroma analysed, which has
+        no interval. ``cd56_per_100_stromal_cells`` and ``cd56_per_mm2_stroma`` are the
+        whole stroma's too, kept for summaries read before the names were explicit.
+        """
         o = self.overall
 
         def ci(c: RatioCI) -> dict[str, Any]:
@@ -268,6 +319,7 @@ class UterineResult:
                 "upper": _r(c.upper),
                 "level": c.level,
                 "n_fields": c.n_fields,
+                "fields": self.fields_label,
                 "method": "ratio estimator across fields, t interval (Cochran 1977 §6.4)",
             }
 
@@ -284,6 +336,8 @@ class UterineResult:
             "stromal_area_mm2": round(o.stromal_area_mm2, 6),
             "cd56_per_100_stromal_cells": _r(o.cd56_per_100_stromal_cells),
             "cd56_per_mm2_stroma": _r(o.cd56_per_mm2_stroma),
+            "whole_stroma_cd56_per_100_stromal_cells": _r(o.cd56_per_100_stromal_cells),
+            "whole_stroma_cd56_per_mm2_stroma": _r(o.cd56_per_mm2_stroma),
             "fields": [f.as_dict() for f in self.fields],
             "across_fields_cd56_per_100_stromal_cells": ci(self.per_100_ci),
             "across_fields_cd56_per_mm2_stroma": ci(self.per_mm2_ci),
