@@ -235,8 +235,12 @@ def analyze(
         task = bar.add_task("images", total=len(images), current="")
         tiles = bar.add_task("tiles", total=None, current="")
 
+        started = [0]
+
         def on_image(name: str) -> None:
-            bar.update(task, advance=1, current=Path(name).name)
+            # the images before this one are done; this one is under way
+            bar.update(task, completed=started[0], current=Path(name).name)
+            started[0] += 1
             bar.reset(tiles, total=None)
 
         def on_tile(done: int, total: int) -> None:
@@ -254,6 +258,7 @@ def analyze(
             on_image=on_image,
             on_tile=on_tile,
         )
+        bar.update(task, completed=len(images), current="")
     _print_results(batch, out)
     if batch.failures:
         say(f"{len(batch.failures)} of {len(images)} image(s) failed")
