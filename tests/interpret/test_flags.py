@@ -541,3 +541,21 @@ def test_no_sample_age_from_a_draw_dated_by_day_alone() -> None:
     s = summary(collected="2026-11-02", draw_pre_analytic={"processed": "2026-11-03T09:00:00"})
     r = result(interpret_case(s), "pnk-pct-lymph")
     assert "sample-age" not in {c.code for c in r.caveats} and r.flag != "no_interval"
+
+
+def test_a_limit_inside_the_counts_interval_across_fields_is_near() -> None:
+    """An endometrial count carries its own 95% CI across fields (Cochran's ratio estimator):
+    3.0% with 2.0–4.6 straddles the 4.5% upper limit (LH+7, the domain brief's 1.2–4.5%), so
+    it is 'near' the limit although its measurement uncertainty U alone does not reach it;
+    3.0% with 2.6–3.4 is not."""
+    entry = biopsy(pct=3.0, lh_day=7)
+    wide = entry | {"unk_percent_ci": {"lower": 2.0, "upper": 4.6, "level": 0.95}}
+    r = result(interpret_case(summary(endometrial=[wide])), "unk-pct-stroma")
+    assert r.uncertainty is None or r.uncertainty.expanded < 1.5  # |3.0 − 4.5|
+    assert r.flag == "within" and r.near_limit == 4.5
+    assert "95% confidence interval across the fields counted (2.0–4.6 %)" in r.comment
+    assert "counting more fields narrows the interval" in r.comment
+    assert check_wording(r.comment) == []
+    narrow = entry | {"unk_percent_ci": {"lower": 2.6, "upper": 3.4, "level": 0.95}}
+    r = result(interpret_case(summary(endometrial=[narrow])), "unk-pct-stroma")
+    assert r.flag == "within" and r.near_limit is None
