@@ -360,3 +360,36 @@ def test_a_truncated_slide_is_one_line_saying_so(
     assert run.returncode != 0
     assert f"{cut}: truncated file" in run.stderr
     assert "tifffile" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_slide_on_which_no_field_fits_has_no_field_estimate(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """A 2 mm field cannot fit on 0.36 mm² of tissue: the slide's whole stroma is reported as
+    the whole stroma, never as a field (it was pooled as 'a field image' and, beside another
+    slide's ×400 fields, outweighed them in a 'Lash 2016' estimate)."""
+    from nkpanel.uterine.batch import pool_results
+
+    rgb, _, _ = mosaic
+    path = tmp_path / "slide.tif"
+    _write_generic_pyramid(path, rgb)
+    src = open_image(path, max_field_pixels=1_000_000)
+    try:
+        none_fit = analyze_source(src, replace(SETTINGS, field_diameter_um=2000.0)).result
+        three = analyze_source(src, SETTINGS).result
+    finally:
+        src.close()
+    assert none_fit.fields == () and none_fit.per_100_ci.estimate is None
+    assert none_fit.overall.kind == "whole-stroma"
+    assert any("only 0 of 3 ×400 fields" in n for n in none_fit.notes)
+    assert len(three.fields) == 3
+    pooled = pool_results([three, replace(none_fit, sample="other")], "biopsy")
+    assert pooled.fields_label == "3 random ×400 fields (Lash 2016)"
+    want = (
+        100.0
+        * sum(f.cd56_positive_cells for f in three.fields)
+        / sum(f.stromal_cells for f in three.fields)
+    )
+    assert pooled.per_100_ci.estimate == pytest.approx(want)
+    summary = pool_results([none_fit], "biopsy").summary()
+    assert summary["across_fields_cd56_per_100_stromal_cells"]["estimate"] is None

@@ -660,9 +660,10 @@ def analyze_source(
 
     # counts
     stroma_mm2 = float(stroma.sum()) * ov_px_mm2
+    is_slide = isinstance(src, WholeSlide)
     overall = FieldCount(
-        "whole stroma" if fields else "image",
-        "whole-stroma" if fields else "image",
+        "whole stroma" if is_slide else "image",
+        "whole-stroma" if is_slide else "image",
         int(counted_cells.positive.sum()),
         len(counted_cells),
         stroma_mm2,
@@ -690,13 +691,16 @@ def analyze_source(
                     s.field_diameter_um,
                 )
             )
-        if len(fields) < s.n_fields:
-            notes.append(
-                f"only {len(fields)} of {s.n_fields} ×400 fields with at least "
-                f"{s.min_field_stroma_fraction:.0%} stroma fit on this slide"
-            )
-    else:
+    elif not is_slide:
+        # a field image is one field of the biopsy
         field_counts.append(overall)
+    # a slide's whole stroma is never one of its fields: with none fitted it has no
+    # across-field estimate (its whole stroma is reported, and said to be)
+    if is_slide and len(fields) < s.n_fields:
+        notes.append(
+            f"only {len(fields)} of {s.n_fields} ×400 fields with at least "
+            f"{s.min_field_stroma_fraction:.0%} stroma fit on this slide"
+        )
     qc = [
         UterineQC(
             "pixel size",
