@@ -31,6 +31,7 @@ __all__ = [
     "batch_failure",
     "one_line",
     "show_tracebacks",
+    "tracebacks_shown",
 ]
 
 #: set by the command line's ``--debug``: a batch re-raises unexpected errors instead of
@@ -42,6 +43,11 @@ def show_tracebacks(on: bool) -> None:
     """Whether an unexpected error in one file of a batch stops the batch with its traceback
     (``--debug``) or is recorded as that file's failure (the default)."""
     _tracebacks["on"] = on
+
+
+def tracebacks_shown() -> bool:
+    """Whether ``--debug`` asked for tracebacks (:func:`show_tracebacks`)."""
+    return _tracebacks["on"]
 
 
 def batch_failure(exc: Exception, source: str | Path | None = None) -> str:

@@ -47,7 +47,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel.errors import InputError
+from nkpanel.errors import InputError, tracebacks_shown
 
 __all__ = [
     "MAX_FIELD_PIXELS",
@@ -746,18 +746,38 @@ def _chroma_factors(path: Path, n_levels: int) -> tuple[int, ...]:
         return (1,) * n_levels
 
 
+#: an Aperio thumbnail's second description line: the slide's size, an arrow, its own size
+_APERIO_RESAMPLED = re.compile(r"\d+x\d+ -> \d+x\d+\b")
+
+
+def _picture_kind(series: Any) -> str | None:
+    """The kind of picture of the glass slide a TIFF series says it is ("label", "macro",
+    "thumbnail"…), or None: from tifffile's series name (it names an SVS's, NDPI's, OME's
+    pictures), or from an Aperio page's description, whose line after the first starts with
+    the kind ("label 387x463", "macro 1280x431") or, for the thumbnail, the slide's size
+    resampled ("46920x33014 -> 1024x732"); a word elsewhere in the description (a file name
+    such as "uNK map 12") says nothing."""
+    found = _ASSOCIATED.search(str(series.name or ""))
+    if found is None:
+        desc = str(getattr(series.keyframe, "description", "") or "")
+        if desc.startswith("Aperio"):
+            second = desc.splitlines()[1:2]
+            if second and _APERIO_RESAMPLED.match(second[0].strip()):
+                return "thumbnail"  # "46920x33014 -> 1024x732 - …": a resampled copy
+            for line in desc.splitlines()[1:]:
+                found = _ASSOCIATED.match(line.strip())
+                if found is not None:
+                    break
+    return found.group(1).lower() if found else None
+
+
 def _associated(series: Any, main: Any) -> bool:
     """Whether a TIFF series other than the first is a picture of the slide rather than an
-    image of its own: a reduced-resolution page (NewSubfileType bit 0), a series tifffile or
-    the OME metadata names thumbnail, label, macro, map, overview, preview or barcode, an
-    Aperio page whose ImageDescription says so (the SVS thumbnail has NewSubfileType 0), or a
-    single page with less than a quarter of the first image's pixels (a preview; two fields
-    from one camera have the same size)."""
+    image of its own: a reduced-resolution page (NewSubfileType bit 0), a series that says it
+    is one (:func:`_picture_kind`), or a single page with less than a quarter of the first
+    image's pixels (a preview; two fields from one camera have the same size)."""
     page = series.keyframe
-    if page.is_reduced or _ASSOCIATED.search(str(series.name or "")):
-        return True
-    desc = str(getattr(page, "description", "") or "")
-    if desc.startswith("Aperio") and _ASSOCIATED.search(desc.split("\n", 1)[0]):
+    if page.is_reduced or _picture_kind(series) is not None:
         return True
     own = int(page.imagewidth) * int(page.imagelength)
     first = int(main.keyframe.imagewidth) * int(main.keyframe.imagelength)
@@ -774,8 +794,11 @@ def _tiles_missing(tif: Any) -> str | None:
             page = level.keyframe
             if not page.is_tiled:
                 continue
-            across = -(-int(page.imagewidth) // int(page.tilewidth))
-            down = -(-int(page.imagelength) // int(page.tilelength))
+            tw, th = int(page.tilewidth), int(page.tilelength)
+            if tw <= 0 or th <= 0:
+                return f"corrupt TIFF header: tiles of {tw}×{th} pixels"
+            across = -(-int(page.imagewidth) // tw)
+            down = -(-int(page.imagelength) // th)
             planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
             need = across * down * planes
             have = len(page.dataoffsets)
@@ -798,22 +821,21 @@ def _tiles_missing(tif: Any) -> str | None:
 
 def _pictures_only(tif: Any) -> str | None:
     """What a TIFF holds when every image in it is a picture of the glass slide (a label,
-    macro, thumbnail or other reduced-resolution image, as a scanner writes beside the scan;
-    Aperio marks its label and macro pages NewSubfileType 1 and 9), e.g. "a label image and a
-    macro image"; None when it holds an image of the tissue."""
+    macro or thumbnail, as a scanner writes beside the scan; Aperio marks its label and macro
+    pages NewSubfileType 1 and 9), e.g. "a label image and a macro image"; None when it holds
+    an image of the tissue. The first image counts as a picture only when its page is marked
+    reduced-resolution: a name alone (an OME image named after its file, "CD56-map.svs")
+    does not make it one."""
     every = list(tif.series)
     if not every:
         return None
     kinds = []
-    for series in every:
-        page = series.keyframe
-        found = _ASSOCIATED.search(str(series.name or ""))
-        desc = str(getattr(page, "description", "") or "")
-        if found is None and desc.startswith("Aperio"):
-            found = _ASSOCIATED.search(desc.partition("\n")[2])
-        if not (page.is_reduced or found):
+    for i, series in enumerate(every):
+        reduced = bool(series.keyframe.is_reduced)
+        kind = _picture_kind(series)
+        if not reduced and (i == 0 or kind is None):
             return None
-        kinds.append(found.group(1).lower() if found else "reduced-resolution")
+        kinds.append(kind or "reduced-resolution")
     names = [f"a {k} image" for k in dict.fromkeys(kinds)]
     return " and ".join(names)
 
@@ -1105,6 +1127,14 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
     except Exception as exc:
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     try:
+        return _open_tiff_file(path, tif, given, max_pixels)
+    except BaseException:
+        tif.close()  # a slide returned keeps its file open; a failure never does
+        raise
+
+
+def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) -> ImageSource:
+    try:
         page = tif.pages.first
         w, h = int(page.imagewidth), int(page.imagelength)
         n_levels = len(tif.series[0].levels) if tif.series else 1
@@ -1112,11 +1142,15 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
         tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     notes: list[str] = []
-    short = _tiles_missing(tif)
+    try:
+        short = _tiles_missing(tif)
+        pictures = _pictures_only(tif)
+    except Exception as exc:  # tifffile raises many types on a corrupt header
+        tif.close()
+        raise InputError(path, f"corrupt TIFF header ({type(exc).__name__}: {exc})") from None
     if short:
         tif.close()
         raise InputError(path, short)
-    pictures = _pictures_only(tif)
     if pictures:
         tif.close()
         raise InputError(
@@ -1186,7 +1220,23 @@ def open_image(
     if kind == "jpeg":
         return _open_pil(p, "jpeg", pixel_size_um, max_field_pixels)
     if kind == "tiff":
-        return _open_tiff(p, pixel_size_um, max_field_pixels)
+        try:
+            return _open_tiff(p, pixel_size_um, max_field_pixels)
+        except (
+            TypeError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            ZeroDivisionError,
+        ) as exc:
+            # tifffile hands a corrupt header's values on as it finds them (a tuple where one
+            # number belongs, an unknown code): the file's fault, said in one line
+            if tracebacks_shown():
+                raise
+            raise InputError(
+                p, f"TIFF header not understood ({type(exc).__name__}: {exc}): a corrupt file?"
+            ) from None
     import openslide
 
     fmt = openslide.OpenSlide.detect_format(str(p))
