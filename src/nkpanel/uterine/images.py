@@ -141,6 +141,8 @@ class FieldImage:
     pixel_size: PixelSize
     notes: tuple[str, ...] = ()
     kind: Literal["field", "slide"] = "field"
+    #: pixels (across or down) sharing one colour sample: 2 for a JPEG 4:2:0 or 4:2:2
+    chroma_factor: int = 1
 
     @property
     def width(self) -> int:
@@ -619,8 +621,7 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
                     )
                 mode = im.mode
                 info = {str(k): v for k, v in im.info.items()}
-                if fmt == "jpeg" and _chroma_halved(im):
-                    notes.append(_SUBSAMPLED_NOTE)
+                chroma = 2 if fmt == "jpeg" and _chroma_halved(im) else 1
                 im.load()
                 if mode in ("P", "PA"):
                     arr = np.asarray(im.convert("RGBA"))
@@ -646,14 +647,7 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
     check_brightfield(rgb, path)
     found = _pil_pixel_size(info, fmt.upper(), notes)
     ps = _resolve_pixel_size(path, given, found, notes)
-    return FieldImage(path, rgb, ps, tuple(notes))
-
-
-_SUBSAMPLED_NOTE = (
-    "JPEG with colour subsampling (4:2:0 or 4:2:2): the colour is stored at half the pixel "
-    "resolution, which blurs thin membranous DAB into its surroundings; CD56+ cells may be "
-    "undercounted (save fields as TIFF or PNG, or JPEG at 4:4:4)"
-)
+    return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
 
 
 def _chroma_halved(im: Any) -> bool:
@@ -1108,8 +1102,8 @@ def _note_chroma(chroma: tuple[int, ...], notes: list[str]) -> None:
     if any(f > 1 for f in chroma):
         notes.append(
             "pyramid levels stored as JPEG with colour at half resolution (4:2:0 or 4:2:2): "
-            "cells are read from a level whose colour is at least as fine as the analysis "
-            "grid (level 0 if need be), as thin membranous DAB needs it"
+            "cells are read from a level whose colour is as fine as the analysis grid where "
+            "one is (thin membranous DAB needs it; the 'colour resolution' check says)"
         )
 
 
