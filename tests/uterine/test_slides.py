@@ -393,3 +393,54 @@ def test_a_slide_on_which_no_field_fits_has_no_field_estimate(
     assert pooled.per_100_ci.estimate == pytest.approx(want)
     summary = pool_results([none_fit], "biopsy").summary()
     assert summary["across_fields_cd56_per_100_stromal_cells"]["estimate"] is None
+
+
+def _write_ome_scenes(path: Path, images: list[tuple[str, np.ndarray]]) -> None:
+    """An OME-TIFF of several images (series), each a two-level pyramid when large."""
+    import tifffile
+
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for name, img in images:
+            meta = {"Name": name, "PhysicalSizeX": UM, "PhysicalSizeY": UM}
+            if img.shape[0] >= 512:
+                tw.write(img, tile=(256, 256), photometric="rgb", subifds=1, metadata=meta)
+                tw.write(img[::4, ::4], tile=(256, 256), photometric="rgb", subfiletype=1)
+            else:
+                tw.write(img, photometric="rgb", metadata=meta)
+
+
+def test_an_ome_file_with_its_label_first_is_read_as_its_slide(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """An OME export may put the label image first: the slide is the first image of tissue
+    (it was refused as 'TIFF holds 2 images', with a Fiji stack recipe)."""
+    rgb, xy, pos = mosaic
+    label = np.full((120, 240, 3), 200, np.uint8)
+    path = tmp_path / "labelled.ome.tif"
+    _write_ome_scenes(path, [("label image", label), ("slide A", rgb)])
+    src = open_image(path, max_field_pixels=1_000_000)
+    assert isinstance(src, WholeSlide)
+    assert (src.width, src.height) == (1600, 1600) and src.other_images == ()
+    try:
+        a = analyze_source(src, SETTINGS)
+    finally:
+        src.close()
+    f1_all, _ = _score(a, xy, pos)
+    assert f1_all >= 0.85
+    assert not [q for q in a.result.qc if q.check == "other images in the file"]
+
+
+def test_a_second_scene_of_an_ome_file_is_named_not_dropped_silently(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    rgb, _, _ = mosaic
+    path = tmp_path / "two-scenes.ome.tif"
+    _write_ome_scenes(path, [("slide A", rgb), ("slide B", rgb[:800, :800].copy())])
+    src = open_image(path, max_field_pixels=1_000_000)
+    assert isinstance(src, WholeSlide) and src.other_images == ("slide B",)
+    try:
+        a = analyze_source(src, SETTINGS)
+    finally:
+        src.close()
+    (q,) = [q for q in a.result.qc if q.check == "other images in the file"]
+    assert not q.passed and not q.blocking and "slide B" in q.reason

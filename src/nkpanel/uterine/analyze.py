@@ -750,6 +750,20 @@ def analyze_source(
             len(counted_cells), s.min_stromal_cells, blocking=isinstance(src, WholeSlide)
         ),
     ]
+    if isinstance(src, WholeSlide) and src.other_images:
+        n = len(src.other_images)
+        qc.append(
+            UterineQC(
+                "other images in the file",
+                False,
+                float(n),
+                None,
+                f"the file holds {n} more image{'s' if n > 1 else ''} of tissue "
+                f"({', '.join(src.other_images)}), not analysed: only the first was counted "
+                "(export each scene as its own file to count it)",
+                blocking=False,
+            )
+        )
     colour = _colour_qc(src, ds_a, px0, a_um)
     if colour is not None:
         qc.append(colour)

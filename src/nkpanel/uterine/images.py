@@ -191,6 +191,8 @@ class WholeSlide:
     #: per level, how many pixels share one colour sample (2 for JPEG 4:2:0 or 4:2:2 tiles,
     #: :func:`_jpeg_chroma_factor`; 1 when unknown or full colour)
     chroma_factors: tuple[int, ...] = ()
+    #: names of other images of tissue the file holds (scenes of an OME export), not analysed
+    other_images: tuple[str, ...] = ()
 
     def best_level(self, downsample: float) -> int:
         """The coarsest level whose colour is no coarser than ``downsample``: its pixels, and
@@ -307,11 +309,12 @@ def _rational(tag: Any) -> float:
     return float(num) / float(den) if den else 0.0
 
 
-def _tiff_pixel_size(tif: Any, notes: list[str]) -> PixelSize | None:
+def _tiff_pixel_size(tif: Any, notes: list[str], page: Any = None) -> PixelSize | None:
     """Pixel size from, in order: Aperio ``MPP =``, OME ``PhysicalSizeX/Y``, an ImageJ/Fiji
     calibration (``unit=`` with X/YResolution in pixels per that unit, as ImageJ reads it),
-    TIFF X/YResolution in centimetres or inches."""
-    page = tif.pages.first
+    TIFF X/YResolution in centimetres or inches; of ``page`` (the image analysed; default the
+    first page)."""
+    page = tif.pages.first if page is None else page
     desc = str(getattr(page, "description", "") or "")
     m = _APERIO_MPP.search(desc)
     if m:
@@ -834,17 +837,27 @@ def _pictures_only(tif: Any) -> str | None:
     return " and ".join(names)
 
 
-def _planes_in(tif: Any) -> int:
+def _main_series(tif: Any) -> int:
+    """The TIFF series of the tissue: the first that is not a picture of the glass slide (a
+    reduced-resolution page or one that says it is a label, macro…: an OME file may put its
+    label first); 0 when every series is one."""
+    for i, series in enumerate(tif.series):
+        if not series.keyframe.is_reduced and _picture_kind(series) is None:
+            return i
+    return 0
+
+
+def _planes_in(tif: Any, main: int = 0) -> int:
     """Images a TIFF holds apart from pictures of the slide (thumbnails, labels, macro and
     overview images: :func:`_associated`) and pyramid levels: every plane (Z, T, pages of a
     stack…) of every series. Channels (C) of a grayscale series are one image's colours; of
-    an RGB series (samples S), each is an RGB image."""
+    an RGB series (samples S), each is an RGB image. ``main``: the series of the tissue."""
     n = 0
     every = list(tif.series)
     for i, series in enumerate(every):
-        if i > 0 and _associated(series, every[0]):
+        if i != main and _associated(series, every[main]):
             continue
-        if i == 0 and series.keyframe.is_reduced:
+        if i == main and series.keyframe.is_reduced:
             continue
         axes = str(series.axes)
         skip = "YXS" if "S" in axes else "YXSC"
@@ -852,8 +865,9 @@ def _planes_in(tif: Any) -> int:
     return n
 
 
-def _open_tiff_field(path: Path, tif: Any, given: float | None, notes: list[str]) -> FieldImage:
-    page = tif.pages.first
+def _open_tiff_field(
+    path: Path, tif: Any, given: float | None, notes: list[str], page: Any
+) -> FieldImage:
     try:
         arr = page.asarray()
     except Exception as exc:  # tifffile raises many types on corrupt data
@@ -869,7 +883,7 @@ def _open_tiff_field(path: Path, tif: Any, given: float | None, notes: list[str]
     if page.photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
     check_brightfield(rgb, path)
-    found = _tiff_pixel_size(tif, notes)
+    found = _tiff_pixel_size(tif, notes, page)
     ps = _resolve_pixel_size(path, given, found, notes)
     return FieldImage(path, rgb, ps, tuple(notes))
 
@@ -990,9 +1004,16 @@ def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
 
 
 def _open_tifffile_pyramid(
-    path: Path, tif: Any, given: float | None, notes: list[str]
+    path: Path, tif: Any, given: float | None, notes: list[str], main: int = 0
 ) -> WholeSlide:
-    series = tif.series[0]
+    series = tif.series[main]
+    # other images of the tissue in the file (an OME export of several scenes): only this
+    # one is analysed, and the result says so
+    others = [
+        str(s.name or f"series {i}")
+        for i, s in enumerate(tif.series)
+        if i != main and not _associated(s, series)
+    ]
     pages = [lvl.keyframe for lvl in series.levels]
     for p in pages:
         if not p.is_tiled:
@@ -1025,7 +1046,7 @@ def _open_tifffile_pyramid(
             notes.append(note)
     if pages[0].photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
-    found = _tiff_pixel_size(tif, notes)
+    found = _tiff_pixel_size(tif, notes, pages[0])
     try:
         ps = _resolve_pixel_size(path, given, found, notes)
     except InputError:
@@ -1095,6 +1116,7 @@ def _open_tifffile_pyramid(
         tif.close,
         tuple(notes),
         chroma_factors=chroma,
+        other_images=tuple(others),
     )
 
 
@@ -1129,9 +1151,10 @@ def _open_tiff(path: Path, given: float | None, max_pixels: int) -> ImageSource:
 
 def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) -> ImageSource:
     try:
-        page = tif.pages.first
+        main = _main_series(tif)
+        page = tif.series[main].keyframe if tif.series else tif.pages.first
         w, h = int(page.imagewidth), int(page.imagelength)
-        n_levels = len(tif.series[0].levels) if tif.series else 1
+        n_levels = len(tif.series[main].levels) if tif.series else 1
     except Exception as exc:
         tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
@@ -1156,7 +1179,7 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
     # tiled (a field with a thumbnail page); small tiled pyramids are read as slides
     if w * h <= max_pixels and (n_levels == 1 or not page.is_tiled):
         try:
-            n_images = _planes_in(tif)
+            n_images = _planes_in(tif, main)
             if n_images > 1:
                 # focus planes of one field and several fields look alike: counting each page
                 # could count the same cells several times, so one field per file
@@ -1166,7 +1189,7 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
                     "or several fields, which nkpanel cannot tell apart); save each field as "
                     "its own file (Fiji: Image › Stacks › Stack to Images) and give those",
                 )
-            return _open_tiff_field(path, tif, given, notes)
+            return _open_tiff_field(path, tif, given, notes, page)
         finally:
             tif.close()
     # a large or pyramidal TIFF: OpenSlide when it knows the format, else tifffile
@@ -1176,10 +1199,10 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
     # OpenSlide reads more than 8 bits per sample as their high byte (libtiff's RGBA reading),
     # so a 12-bit camera's image would look dark: tifffile reads those, scaled from their range
     deep = int(page.bitspersample) > 8
-    if fmt is not None and not getattr(tif, "is_ome", False) and not deep:
+    if fmt is not None and not getattr(tif, "is_ome", False) and not deep and main == 0:
         tif.close()
         return _open_openslide(path, given)
-    return _open_tifffile_pyramid(path, tif, given, notes)
+    return _open_tifffile_pyramid(path, tif, given, notes, main)
 
 
 def open_image(
