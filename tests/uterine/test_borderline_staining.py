@@ -128,3 +128,28 @@ def test_the_warning_reaches_the_biopsy_and_the_command_line(tmp_path: Path) -> 
     res = CliRunner().invoke(app, ["analyze", *map(str, images), "--out", str(tmp_path / "c")])
     assert res.exit_code == 0
     assert res.output.count("just under the positive threshold") == 2
+
+
+def test_a_count_below_every_published_value_asks_for_the_positive_control(
+    tmp_path: Path,
+) -> None:
+    """A stain run that failed (DAB 0.12 OD) reads as 0 CD56+ cells; every endometrium in the
+    published series holds some (lowest 1.1 per 100, Tuckerman et al. 2007), so the result
+    asks for the run's positive control. A single field with none is common, so the biopsy is
+    judged on its pooled count: a second field with positives lifts the warning."""
+    from nkpanel.uterine.analyze import analyze_image
+    from nkpanel.uterine.batch import pool_results
+    from nkpanel.uterine.simulate import write_field
+
+    failed = simulate_field(FieldSpec(width_px=700, height_px=700, seed=63, dab_od=0.12))
+    a = analyze_image(write_field(failed, tmp_path / "failed.tif")[0]).result
+    (q,) = [q for q in a.qc if q.check == "fewer CD56+ than published"]
+    assert not q.passed and not q.blocking and "positive control" in q.reason
+    assert a.reportable
+    good = simulate_field(FieldSpec(width_px=700, height_px=700, seed=64))
+    b = analyze_image(write_field(good, tmp_path / "good.tif")[0]).result
+    assert [q.passed for q in b.qc if q.check == "fewer CD56+ than published"] == [True]
+    alone = pool_results([a], "biopsy")
+    both = pool_results([a, b], "biopsy")
+    assert [q.passed for q in alone.qc if q.check == "fewer CD56+ than published"] == [False]
+    assert [q.passed for q in both.qc if q.check == "fewer CD56+ than published"] == [True]

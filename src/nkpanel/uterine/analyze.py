@@ -62,6 +62,7 @@ from nkpanel.uterine.results import (
     UterineQC,
     UterineResult,
     borderline_staining_qc,
+    few_positives_qc,
     fields_qc,
     ratio_ci,
     stromal_cells_qc,
@@ -788,6 +789,7 @@ def analyze_source(
         "nucleus": counted_cells.dab_nucleus_od,
     }[s.detection.compartment]
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
+    qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))
     qc += region_qc
     if exclusion_source == "automatic":
         notes.append(

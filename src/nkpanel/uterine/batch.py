@@ -50,6 +50,7 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    few_positives_qc,
     fields_qc,
     ratio_ci,
     stromal_cells_qc,
@@ -71,7 +72,7 @@ BATCH_TABLES = ("uterine_results.csv", "biopsy_summary.json")
 #: an image's checks the biopsy's result makes again over all its images; every other check
 #: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
 FIELDS_CHECK = "×400 fields"
-POOLED_AGAIN = ("stromal cells counted", FIELDS_CHECK)
+POOLED_AGAIN = ("stromal cells counted", FIELDS_CHECK, "fewer CD56+ than published")
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def pool_results(
         next(iter(excl)) if len(excl) == 1 else "mixed"
     )
     sizes = {r.pixel_size_um for r in results}
-    qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy")]
+    # a field with no CD56+ cell is common; a biopsy with none is not (few_positives_qc)
+    qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy"), few_positives_qc(pos, cells)]
     # field images are the biopsy's ×400 fields, counted again here; a slide's own random
     # fields are its own check, repeated like any other
     fields_again = (

@@ -37,6 +37,7 @@ __all__ = [
     "UterineQC",
     "UterineResult",
     "borderline_staining_qc",
+    "few_positives_qc",
     "fields_qc",
     "ratio_ci",
     "stromal_cells_qc",
@@ -195,6 +196,41 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
             "neighbouring cells; check the overlay (faint staining makes the count low)"
         )
     return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
+
+
+#: the lowest CD56+ per 100 stromal cells in the published series nkpanel quotes (Tuckerman
+#: et al. 2007, Hum Reprod 22:2208: recurrent miscarriage 1.1–41.4%, controls 2.2–13.9%;
+#: ../shared/domain.md §3)
+LOWEST_PUBLISHED_PER_100 = 1.1
+
+
+def few_positives_qc(positive: int, stromal: int) -> UterineQC:
+    """The (non-blocking) check that a count is not below every published value.
+
+    Every endometrium in the published series holds CD56+ uNK cells (the lowest value quoted:
+    :data:`LOWEST_PUBLISHED_PER_100` per 100 stromal cells); a weak or failed stain run also
+    reads as few positive cells, and no threshold can tell the two apart. Below that value
+    the result says to check the run's positive control before the value is read as low.
+
+    Examples
+    --------
+    >>> few_positives_qc(0, 2000).passed, few_positives_qc(40, 2000).passed
+    (False, True)
+    """
+    per_100 = 100.0 * positive / stromal if stromal else 0.0
+    passed = stromal == 0 or per_100 >= LOWEST_PUBLISHED_PER_100
+    reason = (
+        f"{per_100:.2f} CD56+ per 100 stromal cells (lowest value in the published series "
+        f"quoted: {LOWEST_PUBLISHED_PER_100:g}, Tuckerman et al. 2007)"
+    )
+    if not passed:
+        reason += (
+            ": a weak or failed stain also reads as few positive cells; check the run's "
+            "positive control before reading the value as low"
+        )
+    return UterineQC(
+        "fewer CD56+ than published", passed, per_100, LOWEST_PUBLISHED_PER_100, reason, False
+    )
 
 
 def fields_qc(n_fields: int, protocol_fields: int) -> UterineQC:
