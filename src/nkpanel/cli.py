@@ -460,6 +460,52 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
     out_console.print(table)
 
 
+def _cytotoxicity_warnings(plates: list[dict[str, Any]]) -> list[str]:
+    """The failed non-blocking checks of a case's NK-activity plates, one line each, naming
+    the plate, the sample, the treatment and (for a ratio's check) the E:T ratio."""
+    lines = []
+    for plate in plates:
+        for s in plate.get("samples") or []:
+            for c in s.get("conditions") or []:
+                treatment = str(c.get("treatment", "none"))
+                who = f"NK activity {plate.get('id')}, sample {s.get('sample')}" + (
+                    "" if treatment == "none" else f" with {treatment}"
+                )
+                checks = [(who, q) for q in c.get("qc") or []]
+                checks += [
+                    (f"{who} at {r.get('ratio_label', r.get('ratio'))}", q)
+                    for r in c.get("ratios") or []
+                    for q in r.get("qc") or []
+                ]
+                lines += [
+                    f"{where}: {q.get('reason')}"
+                    for where, q in checks
+                    if not q.get("passed", True) and not q.get("blocking", True)
+                ]
+    return lines
+
+
+def _endometrial_warnings(biopsies: list[dict[str, Any]]) -> list[str]:
+    """The warnings of a case's endometrial biopsies (failed non-blocking checks and the
+    notes that may have moved a count), each once, naming the biopsy and its image: a check
+    the biopsy repeats from an image is the image's (:func:`nkpanel.uterine.cli.console_items`).
+    """
+    from nkpanel.uterine.cli import Checked, console_items
+
+    lines = []
+    for b in biopsies:
+        pooled = b.get("uterine")
+        images = [Checked.from_summary(r) for r in b.get("images") or [] if isinstance(r, dict)]
+        biopsy = Checked.from_summary(pooled) if isinstance(pooled, dict) else None
+        specimen = f"endometrial biopsy {b.get('id')}"
+        for _, whose, text in console_items(images, biopsy, notes=False):
+            own = biopsy is not None and whose == (biopsy.sample,)
+            lines.append(
+                f"{specimen}: {text}" if own else f"{specimen}, {', '.join(whose)}: {text}"
+            )
+    return lines
+
+
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
     import dataclasses
 
@@ -472,7 +518,13 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     ]
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
-    _print_results(results, outcome.failures)
+    _print_results(results, ())  # the flow rows, and their own warnings and notes
+    for line in dict.fromkeys(
+        [*_cytotoxicity_warnings(outcome.cytotoxicity), *_endometrial_warnings(outcome.endometrial)]
+    ):
+        say(line, flag="warning:", colour="yellow")
+    for f in outcome.failures:
+        say(f"{f.source}: {f.reason}", flag="failed:")
     for batch in outcome.draws.values():
         for note in batch.notes:
             say(note, flag="note:", colour="yellow")

@@ -381,7 +381,8 @@ def test_a_slide_on_which_no_field_fits_has_no_field_estimate(
         src.close()
     assert none_fit.fields == () and none_fit.per_100_ci.estimate is None
     assert none_fit.overall.kind == "whole-stroma"
-    assert any("only 0 of 3 ×400 fields" in n for n in none_fit.notes)
+    (q,) = [q for q in none_fit.qc if q.check == "×400 fields"]
+    assert not q.passed and q.reason.startswith("only 0 random ×400 fields")
     assert len(three.fields) == 3
     pooled = pool_results([three, replace(none_fit, sample="other")], "biopsy")
     assert pooled.fields_label == "3 random ×400 fields (Lash 2016)"

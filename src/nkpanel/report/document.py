@@ -10,6 +10,7 @@ interpretive comments, the authoriser, the report's date, version and amendment 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -140,9 +141,22 @@ def _estimates(r: Interpretation) -> dict[str, Any]:
     return {"estimate": m.estimate, "ci": ci, "also": also}
 
 
-def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
+#: nkpanel.uterine's note on a slide where fewer random ×400 fields fit than asked: its failed
+#: "×400 fields" check (:func:`nkpanel.uterine.results.fields_qc`) says the same, so where that
+#: check failed the note is left out (one warning, not two)
+_FIELDS_NOTE = re.compile(r"only \d+ of \d+ ×400 fields with at least \S+ stroma fit on this slide")
+_FIELDS_CHECK = "×400 fields"
+
+
+def _result(
+    r: Interpretation, refs: Sequence[str], *, fields_failed: bool = False
+) -> dict[str, Any]:
     m, meas = r.measurement, r.measurand
     unc = r.uncertainty
+
+    def said_twice(text: str) -> bool:
+        return fields_failed and _FIELDS_NOTE.search(text) is not None
+
     return {
         "code": meas.code,
         "label": meas.label,
@@ -174,7 +188,7 @@ def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
         "qc_status": m.qc_status,
         "reportable": m.reportable,
         "not_reportable_reasons": list(m.not_reportable_reasons),
-        "qc_notes": list(m.qc_notes),
+        "qc_notes": [n for n in m.qc_notes if not said_twice(n)],
         "specimen_id": m.specimen_id,
         "sample": m.sample,
         "collected": _iso(m.collected),
@@ -188,6 +202,7 @@ def _result(r: Interpretation, refs: Sequence[str]) -> dict[str, Any]:
                 "about_specimen": c.code in SPECIMEN_CAVEATS,
             }
             for c in r.caveats
+            if not (c.code == "qc-note" and said_twice(c.text))
         ],
         "evidence_refs": list(refs),
     }
@@ -280,6 +295,11 @@ def report_document(
             if c.patient_text and c.code in SPECIMEN_CAVEATS
         )
     )
+    fields_failed = {
+        q.specimen_id
+        for q in ep.qc
+        if any(c.check == _FIELDS_CHECK and not c.passed for c in q.checks)
+    }
     status = report_status(lab, amendments)
     return {
         "schema": SCHEMA,
@@ -305,7 +325,14 @@ def report_document(
             "requester": lab.requester,
         },
         "specimens": specimens,
-        "results": [_result(r, refs_for(r.measurand.code)) for r in reading.results],
+        "results": [
+            _result(
+                r,
+                refs_for(r.measurand.code),
+                fields_failed=r.measurement.specimen_id in fields_failed,
+            )
+            for r in reading.results
+        ],
         "failures": [
             {
                 "specimen_id": f.specimen_id,

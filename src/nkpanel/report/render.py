@@ -83,6 +83,16 @@ def render_clinician_html(
     )
 
 
+def _blood_count_in(doc: Mapping[str, Any]) -> bool:
+    """Whether the report holds a peripheral-blood NK count (flow cytometry), measured or
+    failed: the only result a blood draw under stress moves (adrenaline mobilises NK cells
+    into blood within minutes, back to baseline in one to two hours; Schedlowski et al. 1993,
+    J Clin Immunol 13:344)."""
+    return any(r.get("biomarker") == "flow" for r in doc["results"]) or any(
+        f.get("biomarker") == "flow" for f in doc["failures"]
+    )
+
+
 def render_patient_html(doc: Mapping[str, Any], *, bars: Sequence[str | None]) -> str:
     """The plain-language patient page as one HTML document."""
     plain = [e for e in doc["evidence"] if e.get("plain")]
@@ -93,6 +103,7 @@ def render_patient_html(doc: Mapping[str, Any], *, bars: Sequence[str | None]) -
             doc=doc,
             results_with_bars=list(zip(doc["results"], bars, strict=True)),
             plain_evidence=plain,
+            blood_count=_blood_count_in(doc),
         )
     )
 

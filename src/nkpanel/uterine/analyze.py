@@ -730,12 +730,8 @@ def analyze_source(
         # a field image is one field of the biopsy
         field_counts.append(overall)
     # a slide's whole stroma is never one of its fields: with none fitted it has no
-    # across-field estimate (its whole stroma is reported, and said to be)
-    if is_slide and len(fields) < s.n_fields:
-        notes.append(
-            f"only {len(fields)} of {s.n_fields} ×400 fields with at least "
-            f"{s.min_field_stroma_fraction:.0%} stroma fit on this slide"
-        )
+    # across-field estimate (its whole stroma is reported, and said to be); too few fields
+    # are the "×400 fields" check's to say (fields_qc)
     qc = [
         UterineQC(
             "pixel size",

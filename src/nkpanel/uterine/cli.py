@@ -11,8 +11,9 @@ exits 2; in a batch, a bad image is listed and the others still run (exit 1 when
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import typer
 from rich.table import Table
@@ -28,6 +29,7 @@ from nkpanel._cli import (
     say,
 )
 from nkpanel.errors import ConfigError
+from nkpanel.flow.qc import QCFlag
 
 if TYPE_CHECKING:
     from nkpanel.uterine.results import RatioCI, UterineResult
@@ -87,7 +89,7 @@ TABLE_CAPTION = (
 
 
 def _print_results(batch: object, out: Path) -> None:
-    from nkpanel.uterine.batch import POOLED_AGAIN, UterineBatch
+    from nkpanel.uterine.batch import UterineBatch
 
     assert isinstance(batch, UterineBatch)
     table = Table(title="Endometrial NK cells (CD56)", caption=TABLE_CAPTION)
@@ -128,10 +130,10 @@ def _print_results(batch: object, out: Path) -> None:
         out_console.print(
             "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
         )
-    for r in batch.results:
-        for q in r.qc:
-            if not q.passed and not q.blocking and q.check not in POOLED_AGAIN:
-                say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
+    checked = [Checked.of(r) for r in batch.results]
+    pooled = Checked.of(batch.pooled) if batch.pooled else None
+    for flag, line in console_lines(checked, pooled):
+        say(line, flag=flag, colour="yellow")
     for f in batch.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
     for folder in batch.earlier:
@@ -141,6 +143,132 @@ def _print_results(batch: object, out: Path) -> None:
             colour="yellow",
         )
     out_console.print(f"outputs written to {out}")
+
+
+#: notes that say how an image was read or analysed and leave nothing in doubt (printed as
+#: "note:"); every other note (ink left out, JPEG colour subsampling, CMYK converted without
+#: colour management, estimated stain vectors refused, region features skipped, a pixel size
+#: that disagrees with the file…) may have moved the count and is printed as a warning
+INFORMATIONAL_NOTES = (
+    "excluded automatically (no regions given)",  # analyze.py: glands found automatically
+    "of the slide is fill (exactly",  # analyze.py: unscanned fill kept out of the white point
+    "16-bit samples",  # images.py: how 16-bit samples were scaled to 8 bits
+    "pyramid levels stored as JPEG",  # images.py: the level read for its full-resolution colour
+    "is not a microscope scale (ignored)",  # images.py: implausible metadata, another source used
+)
+#: analyze.py's note on a slide where fewer ×400 fields fit than asked: says what the failed
+#: "×400 fields" check says, so it is left out where that check is printed
+FIELDS_NOTE = " ×400 fields with at least "
+
+
+class Checked(NamedTuple):
+    """What a result says beyond its numbers: its name, its checks and its notes."""
+
+    sample: str
+    qc: tuple[QCFlag, ...]
+    notes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, result: UterineResult) -> Checked:
+        return cls(result.sample, tuple(result.qc), tuple(result.notes))
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> Checked:
+        """From :meth:`UterineResult.summary` as a case summary holds it."""
+        qc = tuple(
+            QCFlag(
+                str(q.get("check", "")),
+                bool(q.get("passed", True)),
+                q.get("value"),
+                q.get("limit"),
+                str(q.get("reason", "")),
+                bool(q.get("blocking", True)),
+            )
+            for q in summary.get("qc") or []
+            if isinstance(q, Mapping)
+        )
+        return cls(str(summary.get("sample", "")), qc, tuple(map(str, summary.get("notes") or [])))
+
+
+def is_warning_note(note: str) -> bool:
+    """Whether a result's note is a warning (see :data:`INFORMATIONAL_NOTES`)."""
+    return not any(marker in note for marker in INFORMATIONAL_NOTES)
+
+
+def _said(r: Checked, again: Iterable[str], fields_check: str) -> Iterable[tuple[str, str]]:
+    """``(flag, text)`` of one result: its failed non-blocking checks (except those in
+    ``again``), then its notes; a note a failed check already says is left out."""
+    failed = [q for q in r.qc if not q.passed]
+    reasons = {q.reason for q in failed}
+    fields_failed = any(q.check == fields_check for q in failed)
+    for q in failed:
+        if not q.blocking and q.check not in again:
+            yield "warning:", q.reason
+    for note in r.notes:
+        if note in reasons or (fields_failed and FIELDS_NOTE in note):
+            continue
+        yield ("warning:" if is_warning_note(note) else "note:"), note
+
+
+def console_items(
+    images: Sequence[Checked], biopsy: Checked | None, *, notes: bool = True
+) -> list[tuple[str, tuple[str, ...], str]]:
+    """What a console prints after a biopsy's table: ``(flag, whose, text)``, warnings first.
+
+    Each failed non-blocking check and each note is said once, with whose it is (the names of
+    the images it was said of, or the biopsy's). The biopsy's result repeats its images' checks
+    and notes with the image's name in front (``"img: reason"``): those are the image's own,
+    not said again. The checks the biopsy makes again over all its images
+    (:data:`~nkpanel.uterine.batch.POOLED_AGAIN`: stromal cells, ×400 fields) are left to
+    the biopsy. One text said of several images is one item naming them all.
+
+    Parameters
+    ----------
+    images, biopsy
+        The per-image results and the pooled one.
+    notes
+        Whether informational notes (``"note:"``) are included; warnings always are.
+
+    Examples
+    --------
+    >>> def q(reason: str) -> QCFlag:
+    ...     return QCFlag("pixel size agrees with the file", False, 0.3, None, reason, False)
+    >>> a = Checked("a", (q("off by 1.44×"),), ("off by 1.44×",))
+    >>> b = Checked("biopsy", (q("a: off by 1.44×"),), ("a: off by 1.44×",))
+    >>> console_items([a], b)
+    [('warning:', ('a',), 'off by 1.44×')]
+    """
+    from nkpanel.uterine.batch import FIELDS_CHECK, POOLED_AGAIN
+
+    again = POOLED_AGAIN if biopsy is not None else ()
+    names = sorted((r.sample for r in images), key=len, reverse=True)  # longest name first
+    said: dict[tuple[str, str], list[str]] = {}
+    for r in images:
+        for flag, text in _said(r, again, FIELDS_CHECK):
+            said.setdefault((flag, text), []).append(r.sample)
+    if biopsy is not None:
+        for flag, text in _said(biopsy, (), FIELDS_CHECK):
+            who = next((n for n in names if text.startswith(f"{n}: ")), None)
+            if who is None:
+                said.setdefault((flag, text), []).append(biopsy.sample)
+            else:
+                said.setdefault((flag, text[len(who) + 2 :]), []).append(who)
+    items = [
+        (flag, tuple(dict.fromkeys(whose)), text)
+        for (flag, text), whose in said.items()
+        if notes or flag == "warning:"
+    ]
+    return sorted(items, key=lambda item: item[0] != "warning:")  # stable: warnings first
+
+
+def console_lines(
+    images: Sequence[Checked], biopsy: Checked | None, *, notes: bool = True
+) -> list[tuple[str, str]]:
+    """:func:`console_items` as ``(flag, "whose: text")`` lines."""
+    return [
+        (flag, f"{', '.join(whose)}: {text}")
+        for flag, whose, text in console_items(images, biopsy, notes=notes)
+    ]
 
 
 @app.command("analyze")
