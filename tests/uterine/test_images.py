@@ -130,6 +130,9 @@ def _make_bad(kind: str, d: Path, rgb: np.ndarray) -> Path:
         Image.fromarray(rgb).save(p)
     elif kind == "missing":
         p = d / "missing.tif"
+    elif kind == "empty":
+        p = d / "empty.tif"
+        p.write_bytes(b"")
     else:  # pragma: no cover
         raise AssertionError(kind)
     return p
@@ -145,6 +148,7 @@ BAD = {
     "no-tissue": "no tissue found",
     "no-pixel-size": "unknown pixel size",
     "missing": "file not found",
+    "empty": "empty file (0 bytes)",
 }
 
 

@@ -554,6 +554,8 @@ def _sniff(path: Path) -> str:
         return "directory"
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from None
+    if not head:
+        raise InputError(path, "empty file (0 bytes): copied or saved in part?")
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
