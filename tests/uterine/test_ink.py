@@ -224,3 +224,50 @@ def test_stromal_area_of_an_inked_field(scene: Scene, tmp_path: Path, colour: st
     iy = np.clip((a.cells.y - 0.5).astype(int), 0, SIZE - 1)
     ix = np.clip((a.cells.x - 0.5).astype(int), 0, SIZE - 1)
     assert scene.stroke[iy, ix].mean() <= 0.01
+
+
+@pytest.mark.parametrize("image", ["skimage-ihc", "deepliif-6_2"])
+def test_no_ink_on_the_real_h_dab_images(image: str, shared_data: Path) -> None:
+    """The two real H-DAB images at hand hold no ink (scikit-image's immunohistochemistry
+    image; the DeepLIIF Ki67 field): the rule leaves every stained pixel of them in."""
+    if image == "skimage-ihc":
+        from skimage import data
+
+        rgb = np.asarray(data.immunohistochemistry(), dtype=np.uint8)
+    else:
+        from PIL import Image
+
+        path = shared_data / "deepliif-ki67-sample" / "6_2.png"
+        if not path.is_file():
+            pytest.skip(f"{path} is absent")
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+    # box-averaged 8× (the overview's 2 µm at about 0.25 µm per pixel)
+    h, w = (rgb.shape[0] // 8) * 8, (rgb.shape[1] // 8) * 8
+    blocks = rgb[:h, :w].reshape(h // 8, 8, w // 8, 8, 3).mean(axis=(1, 3))
+    ov = np.asarray(np.round(blocks), dtype=np.uint8)
+    stains = ruifrok_hdab(estimate_white(rgb))
+    assert not detect_ink(ov, stains, TissueSettings(overview_um=2.0)).any()
+
+
+def test_an_h_and_e_slide_is_told_apart_from_no_tissue(tmp_path: Path) -> None:
+    """Eosin stroma (Ruifrok & Johnston's eosin vector) is colour neither haematoxylin nor DAB
+    explains: analysed by mistake, the field is refused saying so, not 'nothing stained'."""
+    import tifffile
+
+    from nkpanel.errors import InputError
+
+    h = np.array([0.65, 0.70, 0.29])
+    e = np.array([0.07, 0.99, 0.11])
+    rng = np.random.default_rng(0)
+    od = np.zeros((800, 800, 3))
+    od[60:740, 60:740] = 0.35 * e / np.linalg.norm(e)  # pink stroma
+    yy, xx = np.mgrid[:800, :800]
+    for cy, cx in rng.integers(80, 720, (200, 2)):
+        od[(yy - cy) ** 2 + (xx - cx) ** 2 < 49] += 0.5 * h / np.linalg.norm(h)
+    rgb = (235 * 10 ** (-od) + rng.integers(-2, 3, od.shape)).clip(0, 255).astype(np.uint8)
+    path = tmp_path / "he-synthetic.tif"
+    tifffile.imwrite(
+        path, rgb, photometric="rgb", resolution=(40000, 40000), resolutionunit="CENTIMETER"
+    )
+    with pytest.raises(InputError, match="neither haematoxylin nor DAB explains"):
+        analyze_image(path)

@@ -569,6 +569,13 @@ def analyze_source(
                 f"{s.tissue.min_tissue_um2:.0f} µm² the smallest piece of tissue counted must "
                 "cover (a ×400 field is about 200,000 µm²)",
             )
+        if ink.any():
+            raise InputError(
+                src.path,
+                f"no tissue left: all {float(ink.sum()) * (ov_um * 1e-3) ** 2:.3f} mm² of "
+                "stained area has colour that neither haematoxylin nor DAB explains (ink, or "
+                "not an H-DAB stain: an H&E slide?)",
+            )
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
     sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
     estimated, check = estimate_macenko(sample, white=white)

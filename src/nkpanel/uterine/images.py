@@ -581,8 +581,9 @@ def _resolve_pixel_size(
         elif found is not None and abs(found.um_per_px - given) / given > 0.05:
             said = (
                 f"pixel size given as {given:g} µm; the file's {found.source} says "
-                f"{found.um_per_px:.4g} µm (the given value is used: areas, and so CD56+ per "
-                f"mm², scale with its square, here by {(given / found.um_per_px) ** 2:.2f}×)"
+                f"{found.um_per_px:.4g} µm (the given value is used: areas ×"
+                f"{(given / found.um_per_px) ** 2:.2f}, CD56+ per mm² ×"
+                f"{(found.um_per_px / given) ** 2:.2f})"
             )
         if said is not None:
             notes.append(said)
