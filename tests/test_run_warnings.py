@@ -91,6 +91,6 @@ def test_run_prints_an_endometrial_warning_once(tmp_path: Path) -> None:
     assert pixel.startswith(
         "warning: endometrial biopsy biopsy-1, synthetic_field_01, synthetic_field_02: "
     )
-    assert "1.44×" in pixel
+    assert "areas ×1.44, CD56+ per mm² ×0.69" in pixel
     assert "warning: endometrial biopsy biopsy-1: only 2 random ×400 fields" in res.output
     assert len(warnings) == len(set(warnings)) == 2

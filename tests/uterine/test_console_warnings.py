@@ -28,7 +28,7 @@ PIXEL = (
 )
 INK = (
     "0.718 mm² of colour that neither haematoxylin nor DAB explains (pen or marker ink; also "
-    "blood or pigment) was left out of the tissue: check it on the overlay"
+    "eosin or pigment) was left out of the tissue: check it on the overlay"
 )
 FIELDS_NOTE = "only 3 of 10 ×400 fields with at least 75% stroma fit on this slide"
 AUTO = (
@@ -126,7 +126,7 @@ def test_analyze_prints_each_warning_once(fields: tuple[Path, Path], tmp_path: P
 
     # 0.6 given against the files' 0.5: areas off by (0.6/0.5)² = 1.44, once per image (the
     # TIFF's resolution tags and the JPEG's density are named apart)
-    pixel = said("warning:", "pixel size given as 0.6 µm", "1.44×")
+    pixel = said("warning:", "pixel size given as 0.6 µm", "areas ×1.44")
     assert sorted(x.split(":")[1].strip() for x in pixel) == sorted([tif.stem, jpeg.stem])
     (jpeg_line,) = said("warning:", "subsampling")
     assert jpeg_line.startswith(f"warning: {jpeg.stem}: ")

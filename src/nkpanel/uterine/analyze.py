@@ -557,7 +557,7 @@ def analyze_source(
     if ink.any():
         notes.append(
             f"{float(ink.sum()) * (ov_um * 1e-3) ** 2:.3f} mm² of colour that neither "
-            "haematoxylin nor DAB explains (pen or marker ink; also blood or pigment) was left "
+            "haematoxylin nor DAB explains (pen or marker ink; also eosin or pigment) was left "
             "out of the tissue: check it on the overlay"
         )
     if not tissue.any():

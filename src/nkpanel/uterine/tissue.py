@@ -64,8 +64,12 @@ follows haematoxylin's (R ≈ G ≫ B, e.g. (1, 0.7, 0.2) at 14°, (0.9, 0.8, 0.
 haematoxylin stained bluer than the standard lies in the same directions), faint black or
 grey ink (under OD 1 in some channel), ink too thin over tissue to pull the pixel 15° off
 the cone, and brown inks (DAB's colour). Other colour outside the cone is left out with the
-ink: haemorrhage (haemoglobin absorbs blue and green, ~19°), dense pigment, and eosin (39°:
-an H&E slide analysed by mistake loses its pink stroma). HistomicsTK
+ink: eosin (39°: an H&E slide analysed by mistake loses its pink stroma) and some pigment.
+Blood is not reliably left out: haemoglobin (absorbing blue and green, little red) lies
+about 14–19° from the cone, depending on the absorption assumed, at the edge of the
+tolerance; a pool may stay as tissue, and cells among its red cells then read as DAB-positive
+(a user audit: a 300 µm pool doubled CD56+ per 100 on a synthetic field). Draw an exclusion
+region around haemorrhage. HistomicsTK
 rests on the same physics in a simpler form: its tissue detection can work on the
 haematoxylin channel after deconvolution, which its documentation calls "better in getting
 rid of sharpie marker (if it's green, for example)". The pen filters of histolab
