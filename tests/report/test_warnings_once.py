@@ -9,7 +9,7 @@ from typing import Any
 
 from nkpanel.report import build_reports
 from nkpanel.uterine.batch import pool_results
-from tests.interpret.summaries import summary
+from tests.interpret.summaries import plate, summary
 from tests.uterine.test_console_warnings import AUTO, FIELDS_NOTE, INK, slide
 
 STRESS = "Stress or exercise just before a blood test can change it."
@@ -55,3 +55,6 @@ def test_the_patient_page_speaks_of_a_blood_test_only_with_a_blood_count(
     assert "One result can vary." in page and "blood test" not in page
     with_flow = build_reports(summary(), tmp_path / "f", pdf=False)  # one flow tube
     assert STRESS in with_flow.patient_html.read_text("utf-8")
+    # NK activity is measured on the blood's own cells: the same caveat as the interpretation
+    with_plate = build_reports(summary(flow=[], cytotoxicity=[plate()]), tmp_path / "c", pdf=False)
+    assert STRESS in with_plate.patient_html.read_text("utf-8")

@@ -153,3 +153,21 @@ def test_a_count_below_every_published_value_asks_for_the_positive_control(
     both = pool_results([a, b], "biopsy")
     assert [q.passed for q in alone.qc if q.check == "fewer CD56+ than published"] == [False]
     assert [q.passed for q in both.qc if q.check == "fewer CD56+ than published"] == [True]
+
+
+def test_a_jpeg_compressed_tiff_field_has_its_colour_checked_too(tmp_path: Path) -> None:
+    """tifffile and many camera programs write JPEG-in-TIFF as YCbCr 4:2:0: the same colour
+    check as a .jpg (it had none)."""
+    import tifffile
+
+    from nkpanel.uterine.analyze import analyze_image
+
+    field = simulate_field(FieldSpec(width_px=400, height_px=400, seed=62))
+    path = tmp_path / "field-synthetic.tif"
+    tifffile.imwrite(path, field.rgb, photometric="rgb", compression="jpeg")
+    (q,) = [
+        q
+        for q in analyze_image(path, pixel_size_um=0.5).result.qc
+        if q.check == "colour resolution"
+    ]
+    assert not q.passed and "undercounted" in q.reason

@@ -24,7 +24,7 @@ runner = CliRunner()
 
 PIXEL = (
     "pixel size given as 0.3 µm; the file's slide metadata says 0.25 µm (the given value is "
-    "used: areas, and so CD56+ per mm², scale with its square, here by 1.44×)"
+    "used: areas ×1.44, CD56+ per mm² ×0.69)"
 )
 INK = (
     "0.718 mm² of colour that neither haematoxylin nor DAB explains (pen or marker ink; also "

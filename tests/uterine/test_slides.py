@@ -396,13 +396,17 @@ def test_a_slide_on_which_no_field_fits_has_no_field_estimate(
     assert summary["across_fields_cd56_per_100_stromal_cells"]["estimate"] is None
 
 
-def _write_ome_scenes(path: Path, images: list[tuple[str, np.ndarray]]) -> None:
-    """An OME-TIFF of several images (series), each a two-level pyramid when large."""
+def _write_ome_scenes(
+    path: Path, images: list[tuple[str, np.ndarray]], sizes: dict[str, float] | None = None
+) -> None:
+    """An OME-TIFF of several images (series), each a two-level pyramid when large; pixel
+    sizes UM unless ``sizes`` names another (a label's pixels are coarse)."""
     import tifffile
 
     with tifffile.TiffWriter(path, ome=True) as tw:
         for name, img in images:
-            meta = {"Name": name, "PhysicalSizeX": UM, "PhysicalSizeY": UM}
+            um = (sizes or {}).get(name, UM)
+            meta = {"Name": name, "PhysicalSizeX": um, "PhysicalSizeY": um}
             if img.shape[0] >= 512:
                 tw.write(img, tile=(256, 256), photometric="rgb", subifds=1, metadata=meta)
                 tw.write(img[::4, ::4], tile=(256, 256), photometric="rgb", subfiletype=1)
@@ -418,9 +422,11 @@ def test_an_ome_file_with_its_label_first_is_read_as_its_slide(
     rgb, xy, pos = mosaic
     label = np.full((120, 240, 3), 200, np.uint8)
     path = tmp_path / "labelled.ome.tif"
-    _write_ome_scenes(path, [("label image", label), ("slide A", rgb)])
+    # the label's own pixels are 20 µm: the slide's pixel size is its own image's, 0.5 µm
+    _write_ome_scenes(path, [("label image", label), ("slide A", rgb)], {"label image": 20.0})
     src = open_image(path, max_field_pixels=1_000_000)
     assert isinstance(src, WholeSlide)
+    assert src.pixel_size.um_per_px == pytest.approx(UM)
     assert (src.width, src.height) == (1600, 1600) and src.other_images == ()
     try:
         a = analyze_source(src, SETTINGS)
@@ -436,7 +442,8 @@ def test_a_second_scene_of_an_ome_file_is_named_not_dropped_silently(
 ) -> None:
     rgb, _, _ = mosaic
     path = tmp_path / "two-scenes.ome.tif"
-    _write_ome_scenes(path, [("slide A", rgb), ("slide B", rgb[:800, :800].copy())])
+    # a second section a fifth the size of the first: not a preview (OME names its pictures)
+    _write_ome_scenes(path, [("slide A", rgb), ("slide B", rgb[:700, :700].copy())])
     src = open_image(path, max_field_pixels=1_000_000)
     assert isinstance(src, WholeSlide) and src.other_images == ("slide B",)
     try:

@@ -83,13 +83,17 @@ def render_clinician_html(
     )
 
 
+#: results measured on a blood draw (peripheral NK count by flow cytometry, NK activity of
+#: the blood's cells), which stress before the draw can move (adrenaline mobilises NK cells
+#: into blood within minutes; Schedlowski et al. 1993, J Clin Immunol 13:344); the same set
+#: as the interpretation's pre-analytic caveat (interpret/flags.py)
+BLOOD_BIOMARKERS = ("flow", "cytotoxicity")
+
+
 def _blood_count_in(doc: Mapping[str, Any]) -> bool:
-    """Whether the report holds a peripheral-blood NK count (flow cytometry), measured or
-    failed: the only result a blood draw under stress moves (adrenaline mobilises NK cells
-    into blood within minutes, back to baseline in one to two hours; Schedlowski et al. 1993,
-    J Clin Immunol 13:344)."""
-    return any(r.get("biomarker") == "flow" for r in doc["results"]) or any(
-        f.get("biomarker") == "flow" for f in doc["failures"]
+    """Whether the report holds a result measured on a blood draw, measured or failed."""
+    return any(r.get("biomarker") in BLOOD_BIOMARKERS for r in doc["results"]) or any(
+        f.get("biomarker") in BLOOD_BIOMARKERS for f in doc["failures"]
     )
 
 

@@ -292,12 +292,16 @@ _IMAGEJ_UNITS = {
 }
 
 
-def _ome_size(ome: str, axis: str) -> float | None:
-    """``PhysicalSize{axis}`` of the first OME image in µm (None when absent or unknown unit)."""
-    m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', ome)
+def _ome_size(ome: str, axis: str, image: int = 0) -> float | None:
+    """``PhysicalSize{axis}`` of OME image number ``image`` (its ``<Pixels>`` element, in
+    document order, as tifffile orders its series) in µm; None when absent or in an unknown
+    unit. The first image's when there are fewer."""
+    pixels = re.findall(r"<(?:\w+:)?Pixels\b[^>]*>", ome)
+    tag = pixels[image] if image < len(pixels) else (pixels[0] if pixels else ome)
+    m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tag)
     if not m:
         return None
-    mu = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', ome)
+    mu = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', tag)
     scale = _OME_UNITS.get(mu.group(1) if mu else "µm")
     return float(m.group(1)) * scale if scale is not None else None
 
@@ -309,7 +313,9 @@ def _rational(tag: Any) -> float:
     return float(num) / float(den) if den else 0.0
 
 
-def _tiff_pixel_size(tif: Any, notes: list[str], page: Any = None) -> PixelSize | None:
+def _tiff_pixel_size(
+    tif: Any, notes: list[str], page: Any = None, main: int = 0
+) -> PixelSize | None:
     """Pixel size from, in order: Aperio ``MPP =``, OME ``PhysicalSizeX/Y``, an ImageJ/Fiji
     calibration (``unit=`` with X/YResolution in pixels per that unit, as ImageJ reads it),
     TIFF X/YResolution in centimetres or inches; of ``page`` (the image analysed; default the
@@ -323,7 +329,9 @@ def _tiff_pixel_size(tif: Any, notes: list[str], page: Any = None) -> PixelSize 
             return ps
     ome = tif.ome_metadata if getattr(tif, "is_ome", False) else None
     if ome:
-        ps = _plausible(_ome_size(ome, "X"), "OME PhysicalSizeX/Y", notes, _ome_size(ome, "Y"))
+        ps = _plausible(
+            _ome_size(ome, "X", main), "OME PhysicalSizeX/Y", notes, _ome_size(ome, "Y", main)
+        )
         if ps:
             return ps
     tags = page.tags
@@ -739,8 +747,12 @@ def _chroma_factors(path: Path, n_levels: int) -> tuple[int, ...]:
     try:
         with tifffile.TiffFile(path) as tif:
             levels = list(tif.series[0].levels) if tif.series else []
-            if len(levels) != n_levels:
+            if not levels:
                 return (1,) * n_levels
+            if len(levels) != n_levels:
+                # level 0 is the same image to both readers; the others cannot be matched
+                first = _tiff_chroma_factor(levels[0].keyframe, tif.filehandle)
+                return (first,) + (1,) * (n_levels - 1)
             return tuple(_tiff_chroma_factor(lvl.keyframe, tif.filehandle) for lvl in levels)
     except Exception:
         return (1,) * n_levels
@@ -779,6 +791,10 @@ def _associated(series: Any, main: Any) -> bool:
     page = series.keyframe
     if page.is_reduced or _picture_kind(series) is not None:
         return True
+    # a small single-page image beside a camera's field is its preview; in an OME file a
+    # smaller image may be a second tissue section (OME names its pictures: label, macro…)
+    if getattr(series, "kind", "") == "ome" or len(series.levels) > 1:
+        return False
     own = int(page.imagewidth) * int(page.imagelength)
     first = int(main.keyframe.imagewidth) * int(main.keyframe.imagelength)
     return len(series.pages) == 1 and 4 * own < first
@@ -869,7 +885,7 @@ def _planes_in(tif: Any, main: int = 0) -> int:
 
 
 def _open_tiff_field(
-    path: Path, tif: Any, given: float | None, notes: list[str], page: Any
+    path: Path, tif: Any, given: float | None, notes: list[str], page: Any, main: int = 0
 ) -> FieldImage:
     try:
         arr = page.asarray()
@@ -886,9 +902,14 @@ def _open_tiff_field(
     if page.photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
     check_brightfield(rgb, path)
-    found = _tiff_pixel_size(tif, notes, page)
+    found = _tiff_pixel_size(tif, notes, page, main)
     ps = _resolve_pixel_size(path, given, found, notes)
-    return FieldImage(path, rgb, ps, tuple(notes))
+    chroma = (
+        _tiff_chroma_factor(page, tif.filehandle)
+        if page.is_tiled or int(page.compression) in (6, 7)
+        else 1
+    )
+    return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
 
 
 def _open_openslide(path: Path, given: float | None) -> WholeSlide:
@@ -1049,7 +1070,7 @@ def _open_tifffile_pyramid(
             notes.append(note)
     if pages[0].photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
-    found = _tiff_pixel_size(tif, notes, pages[0])
+    found = _tiff_pixel_size(tif, notes, pages[0], main)
     try:
         ps = _resolve_pixel_size(path, given, found, notes)
     except InputError:
@@ -1192,7 +1213,7 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
                     "or several fields, which nkpanel cannot tell apart); save each field as "
                     "its own file (Fiji: Image › Stacks › Stack to Images) and give those",
                 )
-            return _open_tiff_field(path, tif, given, notes, page)
+            return _open_tiff_field(path, tif, given, notes, page, main)
         finally:
             tif.close()
     # a large or pyramidal TIFF: OpenSlide when it knows the format, else tifffile
