@@ -12,7 +12,7 @@ import pytest
 
 from nkpanel.errors import InputError
 from nkpanel.uterine.analyze import analyze_image
-from nkpanel.uterine.batch import NoRegionsFile, analyze_batch, pair_regions
+from nkpanel.uterine.batch import NoRegionsFile, analyze_batch, pair_regions, pool_results
 from nkpanel.uterine.regions import Region, Regions
 from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
 
@@ -234,3 +234,18 @@ def test_earlier_image_folders_are_named_not_removed(fields: list[Path], tmp_pat
     summary = json.loads((out / "biopsy_summary.json").read_text())
     assert summary["earlier_image_folders"] == [str(out / "images" / "b")]
     assert [r["sample"] for r in summary["images"]] == ["a"]
+
+
+def test_a_note_several_images_share_is_one_note_on_the_biopsy() -> None:
+    """Three field images each "glands excluded automatically": the biopsy (the result the
+    report reads) carries it once, naming the three; a note of one image names that one."""
+    from dataclasses import replace
+
+    from tests.uterine.test_estimates_shown import WHOLE, _fields, _result
+
+    base = _result("x", "field", WHOLE, _fields())
+    auto = "glands were excluded automatically"
+    images = [replace(base, sample=f"f{i}", notes=(auto,)) for i in (1, 2, 3)]
+    images[1] = replace(images[1], notes=(auto, "its own note"))
+    pooled = pool_results(images, "biopsy")
+    assert pooled.notes == (f"f1, f2, f3: {auto}", "f2: its own note")

@@ -204,7 +204,13 @@ def pool_results(
                 blocking=False,
             )
         )
-    notes = tuple(f"{r.sample}: {n}" for r in results for n in r.notes)
+    # a note several images share is one note naming them (three field images each "glands
+    # excluded automatically" read as three warnings in a report)
+    by_text: dict[str, list[str]] = {}
+    for r in results:
+        for note in r.notes:
+            by_text.setdefault(note, []).append(r.sample)
+    notes = tuple(f"{', '.join(samples)}: {note}" for note, samples in by_text.items())
     return UterineResult(
         sample=sample,
         sources=sources,

@@ -246,19 +246,32 @@ def console_items(
     for r in images:
         for flag, text in _said(r, again, FIELDS_CHECK):
             said.setdefault((flag, text), []).append(r.sample)
+    known = set(names)
     if biopsy is not None:
         for flag, text in _said(biopsy, (), FIELDS_CHECK):
-            who = next((n for n in names if text.startswith(f"{n}: ")), None)
-            if who is None:
+            whose, rest = _prefixed(text, known)
+            if not whose:
                 said.setdefault((flag, text), []).append(biopsy.sample)
             else:
-                said.setdefault((flag, text[len(who) + 2 :]), []).append(who)
+                said.setdefault((flag, rest), []).extend(whose)
     items = [
         (flag, tuple(dict.fromkeys(whose)), text)
         for (flag, text), whose in said.items()
         if notes or flag == "warning:"
     ]
     return sorted(items, key=lambda item: item[0] != "warning:")  # stable: warnings first
+
+
+def _prefixed(text: str, known: set[str]) -> tuple[list[str], str]:
+    """``"a, b: text"`` → (["a", "b"], "text") when every name before the first such ": " is
+    one of ``known`` (the biopsy names the images a check or note came from); else ([], text)."""
+    start = 0
+    while (at := text.find(": ", start)) != -1:
+        parts = text[:at].split(", ")
+        if all(p in known for p in parts):
+            return parts, text[at + 2 :]
+        start = at + 1
+    return [], text
 
 
 def console_lines(
