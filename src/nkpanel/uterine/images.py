@@ -718,8 +718,8 @@ def _jpeg_chroma_factor(stream: bytes) -> int:
 
 
 def _tiff_chroma_factor(page: Any, fh: Any) -> int:
-    """The chroma factor of a tiled TIFF page: from YCbCr subsampling tags when the TIFF
-    stores YCbCr samples, else from the first tile's JPEG frame header; 1 otherwise."""
+    """The chroma factor of a TIFF page: from YCbCr subsampling tags when the TIFF stores
+    YCbCr samples, else from the first tile's (or strip's) JPEG frame header; 1 otherwise."""
     try:
         if int(page.compression) not in (6, 7):  # old-style and new-style JPEG
             if page.photometric.name == "YCBCR":
@@ -904,11 +904,7 @@ def _open_tiff_field(
     check_brightfield(rgb, path)
     found = _tiff_pixel_size(tif, notes, page, main)
     ps = _resolve_pixel_size(path, given, found, notes)
-    chroma = (
-        _tiff_chroma_factor(page, tif.filehandle)
-        if page.is_tiled or int(page.compression) in (6, 7)
-        else 1
-    )
+    chroma = _tiff_chroma_factor(page, tif.filehandle)
     return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
 
 
