@@ -424,7 +424,7 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
         "biopsy",
         "timing",
         "CD56+ /100 stromal, across fields (95% CI)",
-        "CD56+ /mm², across fields",
+        "CD56+ /mm², across fields (95% CI)",
         "whole stroma: /100; /mm²",
         "QC",
     )
@@ -453,7 +453,12 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
             str(b.get("id")),
             f"LH+{timing}" if timing is not None else "not recorded",
             shown,
-            num(ci_mm2.get("estimate"), 0),
+            num(ci_mm2.get("estimate"), 0)
+            + (
+                f" ({ci_mm2['lower']:.0f}–{ci_mm2['upper']:.0f})"
+                if ci_mm2.get("lower") is not None and ci_mm2.get("upper") is not None
+                else ""
+            ),
             f"{num(whole100, 1)}; {num(whole_mm2, 0)}",
             "reportable" if u.get("reportable") else "NOT REPORTABLE",
         )

@@ -304,4 +304,5 @@ def test_case_console_table_pairs_each_interval_with_its_own_estimate(
     low, high = FIELDS_100 - HALF_100, FIELDS_100 + HALF_100
     assert f"4.0 ({low:.1f}–{high:.1f})" in out
     assert "5.5; 33" in out  # the whole stroma, in its own column
+    assert f"40 ({FIELDS_MM2 - HALF_MM2:.0f}–{FIELDS_MM2 + HALF_MM2:.0f})" in out
     assert "5.5 (" not in out
