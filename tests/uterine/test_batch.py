@@ -249,3 +249,29 @@ def test_a_note_several_images_share_is_one_note_on_the_biopsy() -> None:
     images[1] = replace(images[1], notes=(auto, "its own note"))
     pooled = pool_results(images, "biopsy")
     assert pooled.notes == (f"f1, f2, f3: {auto}", "f2: its own note")
+
+
+def test_a_field_with_far_fewer_cells_than_the_others_is_pointed_out() -> None:
+    """Ten ×400 fields of 900 stromal cells in 0.2 mm² (4,500 per mm²) and one of 6 cells in
+    0.2 mm² (30 per mm², under a quarter of the median): the field is likely glass or ink
+    taken for stroma, and its area lowers CD56+ per mm². The slide and the biopsy say so;
+    with all fields alike they do not."""
+    from dataclasses import replace
+
+    from nkpanel.uterine.results import FieldCount
+    from tests.uterine.test_estimates_shown import WHOLE, _result
+
+    alike = tuple(FieldCount(f"field-{i:02d}", "lash-field", 40, 900, 0.2) for i in range(10))
+    glass = FieldCount("field-11", "lash-field", 0, 6, 0.2)
+    ok = pool_results([_result("slide", "slide", WHOLE, alike)], "biopsy")
+    assert [q.passed for q in ok.qc if q.check == "sparse fields"] == [True]
+    bad = pool_results([_result("slide", "slide", WHOLE, (*alike, glass))], "biopsy")
+    (q,) = [q for q in bad.qc if q.check == "sparse fields"]
+    assert not q.passed and not q.blocking
+    assert "slide/field-11 holds 30 stromal cells per mm² against a median of 4500" in q.reason
+    # one image of the biopsy: its fields are compared among themselves, never fewer than 3
+    assert [
+        q
+        for q in pool_results([replace(bad, fields=alike[:2])], "b").qc
+        if q.check == "sparse fields"
+    ] == []

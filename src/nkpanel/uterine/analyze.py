@@ -65,6 +65,7 @@ from nkpanel.uterine.results import (
     few_positives_qc,
     fields_qc,
     ratio_ci,
+    sparse_fields_qc,
     stromal_cells_qc,
 )
 from nkpanel.uterine.simulate import SYNTHETIC_TAG
@@ -786,6 +787,9 @@ def analyze_source(
         )
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
+        sparse = sparse_fields_qc(field_counts)
+        if sparse is not None:
+            qc.append(sparse)
     compartment_od = {
         "cell": counted_cells.dab_cell_od,
         "cytoplasm": counted_cells.dab_cytoplasm_od,

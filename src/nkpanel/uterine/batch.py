@@ -53,6 +53,7 @@ from nkpanel.uterine.results import (
     few_positives_qc,
     fields_qc,
     ratio_ci,
+    sparse_fields_qc,
     stromal_cells_qc,
 )
 
@@ -72,7 +73,12 @@ BATCH_TABLES = ("uterine_results.csv", "biopsy_summary.json")
 #: an image's checks the biopsy's result makes again over all its images; every other check
 #: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
 FIELDS_CHECK = "×400 fields"
-POOLED_AGAIN = ("stromal cells counted", FIELDS_CHECK, "fewer CD56+ than published")
+POOLED_AGAIN = (
+    "stromal cells counted",
+    FIELDS_CHECK,
+    "fewer CD56+ than published",
+    "sparse fields",
+)
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,9 @@ def pool_results(
                 qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
     if fields_again and protocol_fields is not None:
         qc.append(fields_qc(len(results), protocol_fields))
+    sparse = sparse_fields_qc(fields)  # every field of the biopsy, against their median
+    if sparse is not None:
+        qc.append(sparse)
     if failed:
         n = len(results) + len(failed)
         missing = "; ".join(f"{Path(f.source).name}: {f.reason}" for f in failed)

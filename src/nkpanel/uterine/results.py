@@ -40,6 +40,7 @@ __all__ = [
     "few_positives_qc",
     "fields_qc",
     "ratio_ci",
+    "sparse_fields_qc",
     "stromal_cells_qc",
 ]
 
@@ -230,6 +231,57 @@ def few_positives_qc(positive: int, stromal: int) -> UterineQC:
         )
     return UterineQC(
         "fewer CD56+ than published", passed, per_100, LOWEST_PUBLISHED_PER_100, reason, False
+    )
+
+
+#: a field holding less than this share of the median field's stromal cells per mm²
+SPARSE_FIELD_SHARE = 0.25
+
+
+def sparse_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
+    """The (non-blocking) check that every field's stroma holds cells like the others'.
+
+    Stromal cell density varies across a biopsy (oedematous and dense stroma), but a field
+    whose "stroma" holds under a quarter of the median field's cells per mm² is likely not
+    stroma: glass under uneven light, ink or mucus taken for tissue, a fold. Its area then
+    lowers CD56+ per mm². None with fewer than three fields (no median to compare with).
+
+    Examples
+    --------
+    >>> f = [FieldCount(f"f{i}", "lash-field", 5, 900, 0.2) for i in range(4)]
+    >>> sparse_fields_qc(f).passed
+    True
+    >>> q = sparse_fields_qc([*f, FieldCount("f9", "lash-field", 0, 6, 0.2)])
+    >>> q.passed, q.reason.split(":")[0]
+    (False, 'f9 holds 30 stromal cells per mm² against a median of 4500 in the fields')
+    """
+    dense = [
+        (f.field, f.stromal_cells / f.stromal_area_mm2) for f in fields if f.stromal_area_mm2 > 0
+    ]
+    if len(dense) < 3:
+        return None
+    median = float(np.median([d for _, d in dense]))
+    sparse = [(name, d) for name, d in dense if d < SPARSE_FIELD_SHARE * median]
+    if not sparse:
+        return UterineQC(
+            "sparse fields",
+            True,
+            0.0,
+            SPARSE_FIELD_SHARE,
+            f"every field holds at least a quarter of the median {median:.0f} stromal cells "
+            "per mm²",
+            blocking=False,
+        )
+    said = ", ".join(f"{name} holds {d:.0f}" for name, d in sparse)
+    return UterineQC(
+        "sparse fields",
+        False,
+        float(len(sparse)),
+        SPARSE_FIELD_SHARE,
+        f"{said} stromal cells per mm² against a median of {median:.0f} in the fields: "
+        "not stroma? (glass under uneven light, ink, mucus, a fold); its area lowers CD56+ "
+        "per mm²; check it on the overlay",
+        blocking=False,
     )
 
 
