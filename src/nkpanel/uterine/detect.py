@@ -544,12 +544,18 @@ def _h_maxima(image: F32, h: float) -> NDArray[np.bool_]:
     any exact algorithm gives the same numbers: here iterated elementary geodesic dilations
     (:func:`_reconstruct_by_dilation`).
     """
+    found = _h_reconstruction(image, h)
+    return found[1] if found is not None else np.zeros(image.shape, dtype=bool)
+
+
+def _h_reconstruction(image: F32, h: float) -> tuple[F32, NDArray[np.bool_]] | None:
+    """The h-reconstruction of ``image`` (``rec``) and its h-maxima (:func:`_h_maxima`); None
+    when ``h`` exceeds the image's range (no h-maxima: scikit-image's rule)."""
     if h > np.ptp(image):  # h > 0: DetectionSettings refuses a shape_split_h_um of 0
-        return np.zeros(image.shape, dtype=bool)
+        return None
     resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
-    shifted = image - h - resolution
-    rec = _reconstruct_by_dilation(shifted, image)
-    return np.asarray((image - rec) >= h, dtype=bool)
+    rec = _reconstruct_by_dilation(image - h - resolution, image)
+    return rec, np.asarray((image - rec) >= h, dtype=bool)
 
 
 def _h_maxima_marks(image: F32, h: float, min_value: float) -> tuple[I32, int]:
@@ -568,11 +574,11 @@ def _h_maxima_marks(image: F32, h: float, min_value: float) -> tuple[I32, int]:
     Only tops at least ``min_value`` high mark; returns the marker image (0: none) and the
     number of labels.
     """
-    if h > np.ptp(image):
+    found = _h_reconstruction(image, h)
+    if found is None:
         return np.zeros(image.shape, dtype=np.int32), 0
-    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
-    rec = _reconstruct_by_dilation(image - h - resolution, image)
-    tops = ((image - rec) >= h) & (image >= min_value)
+    rec, tops = found
+    tops &= image >= min_value
     if not tops.any():
         return np.zeros(image.shape, dtype=np.int32), 0
     # a pixel of a regional maximum of rec is no lower than its neighbours, and an
