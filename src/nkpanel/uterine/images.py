@@ -738,24 +738,17 @@ def _tiff_chroma_factor(page: Any, fh: Any) -> int:
         return 1
 
 
-def _chroma_factors(path: Path, n_levels: int) -> tuple[int, ...]:
-    """Per pyramid level of a TIFF-based slide, its chroma factor (:func:`_tiff_chroma_factor`);
-    all 1 when the file is not a TIFF tifffile reads or its first series' levels do not
-    match the ``n_levels`` the reader sees (OpenSlide may count levels differently)."""
-    import tifffile
+def _level_chroma(series: Any, fh: Any) -> tuple[int, ...]:
+    """Per pyramid level of a TIFF series, its chroma factor (:func:`_tiff_chroma_factor`)."""
+    return tuple(_tiff_chroma_factor(level.keyframe, fh) for level in series.levels)
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            levels = list(tif.series[0].levels) if tif.series else []
-            if not levels:
-                return (1,) * n_levels
-            if len(levels) != n_levels:
-                # level 0 is the same image to both readers; the others cannot be matched
-                first = _tiff_chroma_factor(levels[0].keyframe, tif.filehandle)
-                return (first,) + (1,) * (n_levels - 1)
-            return tuple(_tiff_chroma_factor(lvl.keyframe, tif.filehandle) for lvl in levels)
-    except Exception:
-        return (1,) * n_levels
+
+def _match_levels(chroma: tuple[int, ...], n_levels: int) -> tuple[int, ...]:
+    """Chroma factors for a reader that sees ``n_levels`` levels: tifffile's, when it counts
+    as many; else level 0's alone (the same image to both readers), the others 1 (unknown)."""
+    if len(chroma) == n_levels:
+        return chroma
+    return ((chroma[0],) if chroma else (1,)) + (1,) * (n_levels - 1)
 
 
 #: an Aperio thumbnail's second description line: the slide's size, an arrow, its own size
@@ -908,7 +901,11 @@ def _open_tiff_field(
     return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
 
 
-def _open_openslide(path: Path, given: float | None) -> WholeSlide:
+def _open_openslide(
+    path: Path, given: float | None, tiff_chroma: tuple[int, ...] = ()
+) -> WholeSlide:
+    """A slide through OpenSlide; ``tiff_chroma``: the chroma factors of the file's pyramid
+    levels as tifffile reads them (:func:`_level_chroma`), for a TIFF-based slide."""
     import openslide
 
     try:
@@ -953,7 +950,7 @@ def _open_openslide(path: Path, given: float | None) -> WholeSlide:
 
     w0, h0 = slide.dimensions
     vendor = openslide.OpenSlide.detect_format(str(path)) or "unknown"
-    chroma = _chroma_factors(path, len(levels))
+    chroma = _match_levels(tiff_chroma, len(levels))
     _note_chroma(chroma, notes)
     return WholeSlide(
         path,
@@ -1037,7 +1034,6 @@ def _open_tifffile_pyramid(
     pages = [lvl.keyframe for lvl in series.levels]
     for p in pages:
         if not p.is_tiled:
-            tif.close()
             raise InputError(
                 path,
                 f"TIFF of {pages[0].imagewidth}×{pages[0].imagelength} pixels is not tiled and "
@@ -1045,7 +1041,6 @@ def _open_tifffile_pyramid(
                 "(decompression-bomb guard); save it as a tiled pyramidal TIFF",
             )
     if pages[0].samplesperpixel < 3 and pages[0].photometric.name != "PALETTE":
-        tif.close()
         raise InputError(
             path,
             f"grayscale image ({pages[0].photometric.name}, {pages[0].samplesperpixel} "
@@ -1057,7 +1052,6 @@ def _open_tifffile_pyramid(
         try:
             largest = _largest_sample(pages, tif.filehandle, notes)
         except Exception as exc:
-            tif.close()
             raise InputError(
                 path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})"
             ) from None
@@ -1067,11 +1061,7 @@ def _open_tifffile_pyramid(
     if pages[0].photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
     found = _tiff_pixel_size(tif, notes, pages[0], main)
-    try:
-        ps = _resolve_pixel_size(path, given, found, notes)
-    except InputError:
-        tif.close()
-        raise
+    ps = _resolve_pixel_size(path, given, found, notes)
     w0, h0 = int(pages[0].imagewidth), int(pages[0].imagelength)
     levels = tuple((int(p.imagewidth), int(p.imagelength), w0 / float(p.imagewidth)) for p in pages)
     fh = tif.filehandle
@@ -1123,7 +1113,7 @@ def _open_tifffile_pyramid(
                     ]
         return out
 
-    chroma = tuple(_tiff_chroma_factor(p, fh) for p in pages)
+    chroma = _level_chroma(series, fh)
     _note_chroma(chroma, notes)
     return WholeSlide(
         path,
@@ -1176,20 +1166,16 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
         w, h = int(page.imagewidth), int(page.imagelength)
         n_levels = len(tif.series[main].levels) if tif.series else 1
     except Exception as exc:
-        tif.close()
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     notes: list[str] = []
     try:
         short = _tiles_missing(tif)
         pictures = _pictures_only(tif)
     except Exception as exc:  # tifffile raises many types on a corrupt header
-        tif.close()
         raise InputError(path, f"corrupt TIFF header ({type(exc).__name__}: {exc})") from None
     if short:
-        tif.close()
         raise InputError(path, short)
     if pictures:
-        tif.close()
         raise InputError(
             path,
             f"holds only {pictures} (pictures of the glass slide a scanner saves beside the "
@@ -1220,8 +1206,9 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
     # so a 12-bit camera's image would look dark: tifffile reads those, scaled from their range
     deep = int(page.bitspersample) > 8
     if fmt is not None and not getattr(tif, "is_ome", False) and not deep and main == 0:
+        chroma = _level_chroma(tif.series[0], tif.filehandle) if tif.series else ()
         tif.close()
-        return _open_openslide(path, given)
+        return _open_openslide(path, given, chroma)
     return _open_tifffile_pyramid(path, tif, given, notes, main)
 
 
