@@ -280,6 +280,16 @@ def _colour_qc(src: ImageSource, ds_a: float, px0: float, a_um: float) -> Uterin
     return UterineQC("colour resolution", passed, colour_um, a_um, reason, blocking=False)
 
 
+def _tissue_of(
+    overview: U8, stains: StainVectors, settings: TissueSettings
+) -> tuple[NDArray[np.float32], BoolArray, BoolArray]:
+    """The overview's optical density (for tissue and for glands), its ink and its tissue
+    (ink left out), against ``stains``' white point."""
+    od = overview_od(overview, stains.white)
+    ink = detect_ink(overview, stains, settings, od=od)
+    return od, ink, detect_tissue(overview, stains, settings, od=od, ink=ink)
+
+
 def _fit(a: U8, h: int, w: int) -> U8:
     """Crop or pad (white) an RGB array to h × w."""
     if a.shape[0] == h and a.shape[1] == w:
@@ -533,9 +543,7 @@ def analyze_source(
             "brightfield image is needed",
         )
     std = ruifrok_hdab(white)
-    overview_density = overview_od(overview, std.white)  # for tissue and for glands
-    ink = detect_ink(overview, std, tis, od=overview_density)
-    tissue = detect_tissue(overview, std, tis, od=overview_density, ink=ink)
+    overview_density, ink, tissue = _tissue_of(overview, std, tis)
     if isinstance(src, WholeSlide) and s.white_point is None and tissue.any():
         # the overview comes from a reduced, JPEG-compressed level whose colours overshoot near
         # tissue; the white point is read where a field's is, at the analysis resolution, from
@@ -552,14 +560,13 @@ def analyze_source(
         if glass_white is not None and glass_white != white:
             white = glass_white
             std = ruifrok_hdab(white)
-            overview_density = overview_od(overview, std.white)
-            ink = detect_ink(overview, std, tis, od=overview_density)
-            tissue = detect_tissue(overview, std, tis, od=overview_density, ink=ink)
-    if ink.any():
+            overview_density, ink, tissue = _tissue_of(overview, std, tis)
+    ink_mm2 = float(ink.sum()) * (ov_um * 1e-3) ** 2
+    if ink_mm2 > 0:
         notes.append(
-            f"{float(ink.sum()) * (ov_um * 1e-3) ** 2:.3f} mm² of colour that neither "
-            "haematoxylin nor DAB explains (pen or marker ink; also eosin or pigment) was left "
-            "out of the tissue: check it on the overlay"
+            f"{ink_mm2:.3f} mm² of colour that neither haematoxylin nor DAB explains (pen or "
+            "marker ink; also eosin or pigment) was left out of the tissue: check it on the "
+            "overlay"
         )
     if not tissue.any():
         image_um2 = src.width * src.height * px0 * px0
@@ -570,12 +577,12 @@ def analyze_source(
                 f"{s.tissue.min_tissue_um2:.0f} µm² the smallest piece of tissue counted must "
                 "cover (a ×400 field is about 200,000 µm²)",
             )
-        if ink.any():
+        if ink_mm2 > 0:
             raise InputError(
                 src.path,
-                f"no tissue left: all {float(ink.sum()) * (ov_um * 1e-3) ** 2:.3f} mm² of "
-                "stained area has colour that neither haematoxylin nor DAB explains (ink, or "
-                "not an H-DAB stain: an H&E slide?)",
+                f"no tissue left: all {ink_mm2:.3f} mm² of stained area has colour that "
+                "neither haematoxylin nor DAB explains (ink, or not an H-DAB stain: an H&E "
+                "slide?)",
             )
         raise InputError(src.path, "no tissue found (nothing stained above glass)")
     sample = field_a if field_a is not None else _stain_sample(src, tissue, ds_ov, ds_a, rng)
@@ -703,10 +710,9 @@ def analyze_source(
 
     # counts
     stroma_mm2 = float(stroma.sum()) * ov_px_mm2
-    is_slide = isinstance(src, WholeSlide)
     overall = FieldCount(
-        "whole stroma" if is_slide else "image",
-        "whole-stroma" if is_slide else "image",
+        "whole stroma" if isinstance(src, WholeSlide) else "image",
+        "whole-stroma" if isinstance(src, WholeSlide) else "image",
         int(counted_cells.positive.sum()),
         len(counted_cells),
         stroma_mm2,
@@ -734,7 +740,7 @@ def analyze_source(
                     s.field_diameter_um,
                 )
             )
-    elif not is_slide:
+    elif not isinstance(src, WholeSlide):
         # a field image is one field of the biopsy
         field_counts.append(overall)
     # a slide's whole stroma is never one of its fields: with none fitted it has no

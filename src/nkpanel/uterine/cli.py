@@ -70,8 +70,7 @@ def _estimate(ci: RatioCI, decimals: int) -> str:
 
 def _fields(r: UterineResult) -> str:
     """The fields of a row, short: "10 ×400", "3 images", "4 ×400 + 1 image"."""
-    lash = sum(f.kind == "lash-field" for f in r.fields)
-    images = len(r.fields) - lash
+    lash, images = r.field_kinds
     if r.kind == "slide" and not lash:
         return "none fitted"
     parts = [f"{lash} ×400"] if lash else []
@@ -241,12 +240,11 @@ def console_items(
     from nkpanel.uterine.batch import FIELDS_CHECK, POOLED_AGAIN
 
     again = POOLED_AGAIN if biopsy is not None else ()
-    names = sorted((r.sample for r in images), key=len, reverse=True)  # longest name first
     said: dict[tuple[str, str], list[str]] = {}
     for r in images:
         for flag, text in _said(r, again, FIELDS_CHECK):
             said.setdefault((flag, text), []).append(r.sample)
-    known = set(names)
+    known = {r.sample for r in images}
     if biopsy is not None:
         for flag, text in _said(biopsy, (), FIELDS_CHECK):
             whose, rest = _prefixed(text, known)

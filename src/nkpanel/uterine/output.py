@@ -335,10 +335,10 @@ def _overview_png(plan: AnalysisPlan, target: Path) -> Path:
         # each circle numbered as its overlay file is named (field-01.png …), in a type a
         # quarter of the circle's radius high
         draw = ImageDraw.Draw(im)
+        r = plan.fields[0].diameter / plan.overview_downsample / 2  # one diameter for all
+        font = ImageFont.load_default(size=max(12, round(r / 4)))
         for f in plan.fields:
             cx, cy = f.cx / plan.overview_downsample, f.cy / plan.overview_downsample
-            r = f.diameter / plan.overview_downsample / 2
-            font = ImageFont.load_default(size=max(12, round(r / 4)))
             label = f.name.removeprefix("field-")
             draw.text((cx + 0.72 * r, cy - 0.72 * r), label, fill=(0, 90, 255), font=font)
     write_with(target, lambda tmp: im.save(tmp, format="PNG", compress_level=1))

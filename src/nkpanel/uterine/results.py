@@ -350,6 +350,13 @@ class UterineResult:
         return tuple(q.reason for q in self.qc if q.blocking and not q.passed)
 
     @property
+    def field_kinds(self) -> tuple[int, int]:
+        """How many of the fields are a slide's random ×400 fields, and how many are field
+        images."""
+        lash = sum(f.kind == "lash-field" for f in self.fields)
+        return lash, len(self.fields) - lash
+
+    @property
     def fields_label(self) -> str:
         """What the across-field estimate rests on, said as a report prints it.
 
@@ -368,8 +375,7 @@ class UterineResult:
         >>> result("biopsy", [lash, lash, img]).fields_label
         '3 fields: 2 random ×400 fields of slides (Lash 2016) and 1 field image'
         """
-        lash = sum(f.kind == "lash-field" for f in self.fields)
-        images = sum(f.kind != "lash-field" for f in self.fields)
+        lash, images = self.field_kinds
 
         def n(k: int, what: str) -> str:
             return f"{k} {what}{'' if k == 1 else 's'}"
