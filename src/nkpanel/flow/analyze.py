@@ -491,7 +491,7 @@ def _compensation_flag(
     # matter: gated themselves, or spilling into a gated detector
     left_out = _left_out(sample.spillover, spill, gated) if s.spillover is not None else []
     if left_out:
-        names = ", ".join(_channel_label(sample, ch) for ch in left_out)
+        names = ", ".join(sample.label(ch) for ch in left_out)
         return flag(
             f"compensated with the supplied matrix, which leaves out {names}: gated, or "
             "spilling into a gated channel, by the file's own matrix"
@@ -516,12 +516,6 @@ def _left_out(own: Spillover | None, used: Spillover, gated: Collection[str]) ->
         if ch in gated or any(own.matrix[i, j] > NO_SPILL for j in into):
             out.append(ch)
     return out
-
-
-def _channel_label(sample: FlowSample, pnn: str) -> str:
-    """``CD56 (APC-A)``, or the $PnN alone when the channel has no $PnS."""
-    pns = sample.channels[sample.index_of(pnn)].pns
-    return f"{pns} ({pnn})" if pns else pnn
 
 
 def _prior_compensation(sample: FlowSample) -> str | None:

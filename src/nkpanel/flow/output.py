@@ -138,10 +138,6 @@ def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
     def scale_for(ch: str) -> Any:
         return scales.get(ch, lambda v: v)
 
-    def label_for(ch: str) -> str:
-        ch_obj = sample.channels[sample.index_of(ch)]
-        return f"{ch_obj.pns} ({ch})" if ch_obj.pns else ch
-
     markers = dict(analysis.markers.markers) if analysis.markers else {}
     if analysis.markers:
         markers.update(analysis.markers.channels)
@@ -152,7 +148,7 @@ def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
         membership=analysis.membership,
         values=values,
         scale_for=scale_for,
-        label_for=label_for,
+        label_for=sample.label,
         channel_for_marker=markers,
         out_dir=plot_dir,
         synthetic=synthetic,

@@ -250,6 +250,11 @@ class FlowSample:
     def column(self, pnn: str) -> NDArray[np.float64]:
         return self.events[:, self.index_of(pnn)]
 
+    def label(self, pnn: str) -> str:
+        """``CD56 (APC-A)``: the channel's $PnS and $PnN, or the $PnN alone without a $PnS."""
+        pns = self.channels[self.index_of(pnn)].pns
+        return f"{pns} ({pnn})" if pns else pnn
+
 
 def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None) -> Spillover:
     """Parse a $SPILLOVER / SPILL keyword value.

@@ -796,11 +796,7 @@ def analyze_source(
         sparse = sparse_fields_qc(field_counts)
         if sparse is not None:
             qc.append(sparse)
-    compartment_od = {
-        "cell": counted_cells.dab_cell_od,
-        "cytoplasm": counted_cells.dab_cytoplasm_od,
-        "nucleus": counted_cells.dab_nucleus_od,
-    }[s.detection.compartment]
+    compartment_od = counted_cells.dab_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))
     qc += region_qc

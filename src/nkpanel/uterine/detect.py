@@ -99,7 +99,7 @@ median, and max filters. IEEE TPAMI 1993;15:504-507.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -188,6 +188,14 @@ class CellTable:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    def dab_od(self, compartment: Compartment) -> F64:
+        """Each cell's mean DAB OD in ``compartment`` (what positivity is judged on)."""
+        return {
+            "cell": self.dab_cell_od,
+            "cytoplasm": self.dab_cytoplasm_od,
+            "nucleus": self.dab_nucleus_od,
+        }[compartment]
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> CellTable:
         return CellTable(*(np.asarray(getattr(self, f))[index] for f in self.__dataclass_fields__))
@@ -800,7 +808,6 @@ def detect_cells(
         d_ring_mean = np.where(
             ring_px[1:] > 0, (d_cell[1:] - d_nuc[1:]) / np.maximum(ring_px[1:], 1), d_nuc_mean
         )
-    stat = {"cell": d_cell_mean, "cytoplasm": d_ring_mean, "nucleus": d_nuc_mean}[s.compartment]
     table = CellTable(
         y=cy[1:] / nuc_px[1:],
         x=cx[1:] / nuc_px[1:],
@@ -810,6 +817,7 @@ def detect_cells(
         dab_nucleus_od=d_nuc_mean,
         dab_cytoplasm_od=d_ring_mean,
         dab_cell_od=d_cell_mean,
-        positive=stat >= s.positive_threshold_od,
+        positive=np.zeros(n, dtype=bool),
     )
+    table = replace(table, positive=table.dab_od(s.compartment) >= s.positive_threshold_od)
     return table, (Segmentation(nuclei, cells) if return_labels else None)
