@@ -526,6 +526,16 @@ def _tiff_rgb8(a: NDArray[Any], page: Any, source: Path, full_scale: int | None)
     return _to_rgb8(a, source, mode, full_scale)
 
 
+def _stated_max(page: Any) -> int | None:
+    """The page's MaxSampleValue (the largest over samples) when it states a full scale below
+    65535, else None."""
+    tag = page.tags.get("MaxSampleValue")
+    stated = tag.value if tag is not None else None
+    if isinstance(stated, tuple):
+        stated = max(stated)
+    return int(stated) if stated is not None and 0 < int(stated) < 65535 else None
+
+
 def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, str | None]:
     """Full scale of a 16-bit TIFF's samples (None for 8-bit) and a note when it is not
     65535: MaxSampleValue when the file states it, else the camera depth the largest sample
@@ -533,12 +543,9 @@ def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, st
     bits = int(page.bitspersample)
     if bits != 16 or page.photometric.name == "PALETTE":
         return None, None
-    tag = page.tags.get("MaxSampleValue")
-    stated = tag.value if tag is not None else None
-    if isinstance(stated, tuple):
-        stated = max(stated)
-    if stated is not None and 0 < int(stated) < 65535:
-        full = int(stated)
+    stated = _stated_max(page)
+    if stated is not None:
+        full = stated
         why = "MaxSampleValue"
     elif largest is not None:
         full = _full_scale(largest, bits)
@@ -972,6 +979,17 @@ def _open_openslide(
 SAMPLE_DEPTH_BYTES = 16 << 20
 
 
+def _decode_segment(page: Any, fh: Any, i: int) -> NDArray[Any] | None:
+    """Tile (or strip) ``i`` of a TIFF page, decoded as tifffile lays it out; None when the
+    file holds no bytes for it."""
+    off, count = page.dataoffsets[i], page.databytecounts[i]
+    if count == 0:
+        return None
+    fh.seek(off)
+    data = page.decode(fh.read(count), i, jpegtables=page.jpegtables)[0]
+    return None if data is None else np.asarray(data)
+
+
 def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
     """The largest sample of a 16-bit tiled slide, decoding at most :data:`SAMPLE_DEPTH_BYTES`
     (None when the file states ``MaxSampleValue`` or nothing could be read within that bound:
@@ -983,11 +1001,7 @@ def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
     covers much of it, so a spread of tiles finds the camera's depth.
     """
     first = pages[0]
-    tag = first.tags.get("MaxSampleValue")
-    stated = tag.value if tag is not None else None
-    if isinstance(stated, tuple):
-        stated = max(stated)
-    if stated is not None and 0 < int(stated) < 65535:
+    if _stated_max(first) is not None:
         return None
     page = pages[-1]
     itemsize = 2
@@ -1010,13 +1024,9 @@ def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
         return None
     largest = 0
     for i in sorted({round(v) for v in np.linspace(0, n - 1, k)}):
-        off, count = page.dataoffsets[i], page.databytecounts[i]
-        if count == 0:
-            continue
-        fh.seek(off)
-        data = page.decode(fh.read(count), i, jpegtables=page.jpegtables)[0]
+        data = _decode_segment(page, fh, i)
         if data is not None:
-            largest = max(largest, int(np.asarray(data).max(initial=0)))
+            largest = max(largest, int(data.max(initial=0)))
     return largest
 
 
@@ -1077,21 +1087,18 @@ def _open_tifffile_pyramid(
         # separate colour planes: each sample's tiles follow the previous sample's
         planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1
         per_plane = len(page.dataoffsets) // planes
-        decode = page.decode
 
         def tile_at(idx: int) -> NDArray[Any] | None:
             parts = []
             for s in range(planes):
                 i = s * per_plane + idx
-                off, n = page.dataoffsets[i], page.databytecounts[i]
-                if n == 0:
-                    return None
-                fh.seek(off)
                 try:
-                    data = decode(fh.read(n), i, jpegtables=page.jpegtables)[0]
+                    data = _decode_segment(page, fh, i)
                 except Exception as exc:
                     raise InputError(path, f"TIFF tile {i} cannot be decoded ({exc})") from None
-                parts.append(np.asarray(data)[0])
+                if data is None:
+                    return None
+                parts.append(data[0])
             return parts[0] if planes == 1 else np.concatenate(parts, axis=-1)
 
         for ty in range(max(ly, 0) // th, min(ly + h, ph - 1) // th + 1):
