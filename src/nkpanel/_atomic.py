@@ -11,7 +11,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 from nkpanel.errors import InputError
@@ -26,6 +26,7 @@ __all__ = [
     "remove_claimed",
     "remove_owned",
     "write_bytes",
+    "write_owned",
     "write_text",
     "write_with",
 ]
@@ -95,33 +96,34 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         # mkdtemp's folder is the owner's only; a shared folder's setgid bit is passed on
         inherit = target.parent.stat().st_mode & stat.S_ISGID
         os.chmod(tmp, (0o777 & ~_umask()) | inherit)
+        owned = _owned_stamps(target) if target.is_dir() else {}
         if not target.exists() and not target.is_symlink():
             os.replace(tmp, target)
-        elif target.is_dir() and not target.is_symlink() and _only_ours(target):
+        elif target.is_dir() and not target.is_symlink() and _only_ours(target, owned):
             old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            _merge(tmp, target, stamps)
+            _merge(tmp, target, stamps, owned)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge(tmp: Path, target: Path, stamps: dict[str, str]) -> None:
+def _merge(tmp: Path, target: Path, stamps: dict[str, str], owned: dict[str, str]) -> None:
     """Move the files ``written`` in ``tmp`` into ``target``, which holds files that are not
-    nkpanel's: those are never touched, and a name clash with one of them is refused before
-    anything moves. The list names old and new files until the end, so an interruption never
-    leaves a file of nkpanel's unlisted."""
+    nkpanel's (``owned``: those its list there names, :func:`_owned_stamps`): those are never
+    touched, and a name clash with one of them is refused before anything moves. The list
+    names old and new files until the end, so an interruption never leaves a file of
+    nkpanel's unlisted."""
     if not target.is_dir():
         raise InputError(target, "is not a folder: nkpanel cannot write its outputs there")
-    owned = _owned_stamps(target)
     written = list(stamps)
     for name in written:
         if not _inside(target / name, target):
             raise InputError(target / name, "leads out of the output folder through a link")
-    check_ours(target, written)
+    _refuse_clash(target, written, owned.keys())
     _write_list(target, {**owned, **stamps})
     for name in owned.keys() - stamps.keys():
         _remove_listed(target, name)
@@ -162,11 +164,24 @@ def check_ours(folder: Path, names: Iterable[str]) -> None:
     InputError
         Naming the first such file.
     """
-    owned = _owned(folder)
+    _refuse_clash(folder, names, _owned(folder))
+
+
+def _refuse_clash(folder: Path, names: Iterable[str], owned: Collection[str]) -> None:
+    """:func:`check_ours` with the names nkpanel's list there holds already read."""
     for name in names:
         path = folder / name
         if (path.exists() or path.is_symlink()) and name not in owned:
             raise _not_ours(path)
+
+
+def write_owned(target: Path, writer: Callable[[Path], object]) -> Path:
+    """Write ``target`` with ``writer`` (which writes it atomically: :func:`write_text`…) and
+    list it at once as nkpanel's in its folder (:func:`claim`): a failure after it leaves it
+    nkpanel's, removable by the next run. Returns ``target``."""
+    writer(target)
+    claim(target.parent, [target.name])
+    return target
 
 
 def claim(folder: Path, names: Iterable[str]) -> None:
@@ -264,11 +279,12 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _only_ours(folder: Path) -> bool:
-    """Whether every file in ``folder`` is one nkpanel's list there names as it wrote it."""
+def _only_ours(folder: Path, listed: Collection[str]) -> bool:
+    """Whether every file in ``folder`` is one nkpanel's list there (``listed``:
+    :func:`_owned_stamps`) names as it wrote it."""
     if not (folder / OWNED).is_file():
         return False
-    owned = _owned(folder) | {OWNED}
+    owned = {*listed, OWNED}
     return not any(
         (f.is_file() or f.is_symlink()) and str(f.relative_to(folder)) not in owned
         for f in folder.rglob("*")

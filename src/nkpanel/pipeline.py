@@ -16,9 +16,9 @@ from typing import Any, Literal
 from nkpanel._atomic import (
     atomic_folder,
     check_ours,
-    claim,
     earlier_folders,
     remove_owned,
+    write_owned,
     write_text,
 )
 from nkpanel._names import distinct_files, files_in_folders, unique_stems
@@ -304,11 +304,8 @@ def run_case(
     _check_same_case(case, out_dir)
     # the folder's case, said before any result is written (a run killed before its summary
     # still marks the folder as this case's)
-    write_text(
-        out_dir / CASE_ID_FILE,
-        json.dumps({"id": case.case.id, "patient_id": case.case.patient_id}),
-    )
-    claim(out_dir, [CASE_ID_FILE])
+    marker = json.dumps({"id": case.case.id, "patient_id": case.case.patient_id})
+    write_owned(out_dir / CASE_ID_FILE, lambda t: write_text(t, marker))
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
@@ -391,11 +388,8 @@ def run_case(
         "cytotoxicity": [_relative_figures(c, out_dir) for c in outcome.cytotoxicity],
         "endometrial": [_relative_figures(b, out_dir) for b in outcome.endometrial],
     }
-    target = out_dir / "case_summary.json"
     text = json.dumps(summary, indent=2, default=str)
-    write_text(target, text)
-    claim(out_dir, [target.name])
-    outcome.summary_path = target
+    outcome.summary_path = write_owned(out_dir / "case_summary.json", lambda t: write_text(t, text))
     # the reports read exactly what was written (JSON types), without reading the file back
     outcome.summary = json.loads(text)
     if reports:

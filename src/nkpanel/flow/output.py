@@ -15,9 +15,9 @@ import numpy as np
 
 from nkpanel._atomic import (
     atomic_folder,
-    claim,
     remove_claimed,
     write_bytes,
+    write_owned,
     write_text,
     write_with,
 )
@@ -200,13 +200,8 @@ def write_batch(
             t, json.dumps(summary, indent=2, default=_json_default)
         ),
     }
-    written = []
-    for name in BATCH_TABLES:
-        write = writers[name]
-        write(out_dir / name)
-        claim(out_dir, [name])  # at once: a failure after it leaves it nkpanel's
-        written.append(out_dir / name)
-    return written
+    # each listed as nkpanel's as soon as it is written (a failure after it leaves it ours)
+    return [write_owned(out_dir / name, writers[name]) for name in BATCH_TABLES]
 
 
 def _json_default(obj: object) -> Any:

@@ -31,9 +31,9 @@ from typing import Literal
 from nkpanel._atomic import (
     atomic_folder,
     check_ours,
-    claim,
     earlier_folders,
     remove_owned,
+    write_owned,
     write_text,
 )
 from nkpanel._names import unique_stems
@@ -345,16 +345,18 @@ def analyze_batch(
             protocol_fields=settings.n_fields,
         )
     rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
-    batch.written.append(write_batch_table(rows, out_dir / "uterine_results.csv"))
-    claim(out_dir, ["uterine_results.csv"])  # at once: a failure after it leaves it nkpanel's
+    # each table listed as nkpanel's as soon as it is written (a failure after it leaves it ours)
+    batch.written.append(
+        write_owned(out_dir / "uterine_results.csv", lambda t: write_batch_table(rows, t))
+    )
     summary = {
         "biopsy": batch.pooled.summary() if batch.pooled is not None else None,
         "images": [r.summary() for r in batch.results],
         "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
         "earlier_image_folders": [str(d) for d in batch.earlier],
     }
-    target = out_dir / "biopsy_summary.json"
-    write_text(target, json.dumps(summary, indent=2, default=str))
-    batch.written.append(target)
-    claim(out_dir, [target.name])
+    text = json.dumps(summary, indent=2, default=str)
+    batch.written.append(
+        write_owned(out_dir / "biopsy_summary.json", lambda t: write_text(t, text))
+    )
     return batch
