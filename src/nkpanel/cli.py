@@ -27,7 +27,7 @@ from nkpanel._cli import (
     progress_steps,
     say,
 )
-from nkpanel.errors import ConfigError, NkPanelError, one_line, show_tracebacks
+from nkpanel.errors import ConfigError, NkPanelError, one_line, show_tracebacks, tracebacks_shown
 from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ def _register_biomarkers() -> None:
 
 
 _register_biomarkers()
-_state = {"debug": False}
 
 Cytometry = Literal["auto", "flow", "mass"]
 EventFormat = Literal["parquet", "csv"]
@@ -70,7 +69,6 @@ EventFormat = Literal["parquet", "csv"]
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    _state["debug"] = debug
     show_tracebacks(debug)
     if not debug:
         # tifffile logs what it makes of a broken file ("<TiffPages @8> invalid page offset")
@@ -597,7 +595,7 @@ def main() -> None:
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except NkPanelError as exc:
-        if _state["debug"]:
+        if tracebacks_shown():
             raise
         say(f"error: {one_line(exc)}")
         sys.exit(2)
@@ -614,7 +612,7 @@ def main() -> None:
             say(f"error: {exc.format_message()}")
         sys.exit(exc.exit_code or 2)
     except Exception as exc:
-        if _state["debug"]:
+        if tracebacks_shown():
             raise
         say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         sys.exit(3)
