@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nkpanel._atomic import (
     atomic_folder,
@@ -101,6 +101,16 @@ class UterineBatch:
     written: list[Path] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
     earlier: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The biopsy's pooled summary, each image's, the failures and the earlier image
+        folders (named, never removed): ``biopsy_summary.json``, and a case's biopsy entry."""
+        return {
+            "biopsy": self.pooled.summary() if self.pooled is not None else None,
+            "images": [r.summary() for r in self.results],
+            "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
+            "earlier_image_folders": [str(d) for d in self.earlier],
+        }
 
 
 @dataclass(frozen=True)
@@ -349,13 +359,7 @@ def analyze_batch(
     batch.written.append(
         write_owned(out_dir / "uterine_results.csv", lambda t: write_batch_table(rows, t))
     )
-    summary = {
-        "biopsy": batch.pooled.summary() if batch.pooled is not None else None,
-        "images": [r.summary() for r in batch.results],
-        "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
-        "earlier_image_folders": [str(d) for d in batch.earlier],
-    }
-    text = json.dumps(summary, indent=2, default=str)
+    text = json.dumps(batch.summary(), indent=2, default=str)
     batch.written.append(
         write_owned(out_dir / "biopsy_summary.json", lambda t: write_text(t, text))
     )

@@ -157,16 +157,17 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         regions=regions,
         sample=biopsy.id,
     )
+    pooled = batch.summary()
     return {
         "id": biopsy.id,
         "collected": biopsy.collected.isoformat() if biopsy.collected else None,
         "timing": biopsy_timing(biopsy),
         "synthetic": batch.pooled.synthetic if batch.pooled is not None else False,
-        "uterine": batch.pooled.summary() if batch.pooled is not None else None,
-        "images": [r.summary() for r in batch.results],
-        "failures": [{"source": f.source, "reason": f.reason} for f in batch.failures],
+        "uterine": pooled["biopsy"],
+        "images": pooled["images"],
+        "failures": pooled["failures"],
         # image folders an earlier run into this folder left (named, never removed)
-        "earlier_image_folders": [str(d) for d in batch.earlier],
+        "earlier_image_folders": pooled["earlier_image_folders"],
         "outputs": str(out_dir),
         # the review overlays a report shows (absolute paths)
         "figures": [str(p.resolve()) for p in batch.overlays],
