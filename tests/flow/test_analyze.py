@@ -244,12 +244,57 @@ def test_lymphocytes_that_cannot_be_separated_are_not_reportable(tube) -> None: 
     a = analyze_sample(cut, FlowSettings())
     flag = next(f for f in a.result.qc if f.check == "lymphocyte gate")
     assert not flag.passed and flag.blocking
-    assert "lymphocytes cannot be told from other leukocytes" in flag.reason
+    assert "no side-scatter channel" in flag.reason
     assert not a.result.reportable
     assert a.tree is not None
     parent = next(g.parent for g in a.tree.gates if g.name == "Lymphocytes")
     assert parent is not None
     assert a.membership["Lymphocytes"].sum() == a.membership[parent].sum()
+
+
+def _renamed(sample, names: dict[str, str | None]):  # type: ignore[no-untyped-def]
+    """``sample`` with channels renamed ($PnN) as ``names`` says; a channel mapped to None is
+    left out."""
+    keep = [i for i, ch in enumerate(sample.channels) if names.get(ch.pnn, ch.pnn) is not None]
+    pnn = [names.get(sample.channels[i].pnn) or sample.channels[i].pnn for i in keep]
+    spill = sample.spillover
+    if spill is not None:
+        spill = type(spill)(tuple(names.get(c) or c for c in spill.channels), spill.matrix)
+    return type(sample).from_array(
+        sample.events[:, keep],
+        pnn,
+        pns=[sample.channels[i].pns for i in keep],
+        spillover=spill,
+        metadata=sample.metadata,
+    )
+
+
+def test_flow_data_without_side_scatter_are_not_reportable_even_with_cd45(tube) -> None:  # type: ignore[no-untyped-def]
+    """A flow file whose side scatter is missing (not exported, or named so that nkpanel does
+    not know it) still has CD45: CD45 alone leaves monocytes and granulocytes among the
+    "lymphocytes", and CD16+ neutrophils counted as NK gave 64% NK of lymphocytes (truth 12%)
+    as reportable. Flow data without side scatter are withheld, with how to name the channel."""
+    cut = _renamed(tube.to_sample(), {"SSC-A": None, "SSC-H": None})
+    a = analyze_sample(cut, FlowSettings())
+    flag = next(f for f in a.result.qc if f.check == "lymphocyte gate")
+    assert not flag.passed and flag.blocking
+    assert "--marker SSC-A=NAME" in flag.reason
+    assert not a.result.reportable
+
+
+def test_beckman_coulter_scatter_names_are_known(tube) -> None:  # type: ignore[no-untyped-def]
+    """Navios/Gallios/Kaluza name scatter "FS INT LIN" (pulse integral = area), "FS PEAK LIN"
+    (height), "SS INT LIN": read as FSC-A, FSC-H and SSC-A, the analysis recovers the true NK %
+    within a point and places a singlet gate (FSC area against height)."""
+    names = {"FSC-A": "FS INT LIN", "FSC-H": "FS PEAK LIN", "SSC-A": "SS INT LIN"}
+    names["SSC-H"] = "SS PEAK LIN"
+    a = analyze_sample(_renamed(tube.to_sample(), names), FlowSettings())
+    assert a.result.reportable
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
+    assert a.tree is not None
+    singlets = next(g for g in a.tree.gates if g.name == "Singlets")
+    assert {d.channel for d in singlets.dims} == {"FS INT LIN", "FS PEAK LIN"}
 
 
 def test_how_the_file_was_read_reaches_the_result(tmp_path: Path) -> None:

@@ -452,8 +452,15 @@ def _qc_checks(
                 False,
                 None,
                 None,
-                "no SSC, CD45 or CD14 channel: lymphocytes cannot be told from other leukocytes, "
-                "so percentages of lymphocytes cannot be reported",
+                (
+                    "no side-scatter channel (SSC-A, SSC-H, SS INT…; name yours with "
+                    "--marker SSC-A=NAME): in flow data CD45 alone cannot tell lymphocytes from "
+                    "monocytes and granulocytes (whose CD16 would count as NK), so percentages "
+                    "of lymphocytes cannot be reported"
+                    if gating.cytometry == "flow"
+                    else "no SSC, CD45 or CD14 channel: lymphocytes cannot be told from other "
+                    "leukocytes, so percentages of lymphocytes cannot be reported"
+                ),
             )
         )
     if gating is not None:

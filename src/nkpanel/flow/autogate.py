@@ -273,6 +273,7 @@ class _Gater:
         self.cuts: dict[str, Cut] = {}
         self.notes: list[str] = []
         self.lymphocytes_separated = True
+        self.missing_side_scatter = False
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
@@ -562,7 +563,12 @@ class _Gater:
 
     def singlet_gate(self, parent: str | None) -> str | None:
         if not (self.markers.has("FSC-A") and self.markers.has("FSC-H")):
-            self.notes.append("no FSC-A/FSC-H pair: doublets not excluded")
+            self.notes.append(
+                "mass cytometry: doublets not excluded (nkpanel places no DNA or event-length "
+                "singlet gate)"
+                if self.kind == "mass"
+                else "no FSC-A/FSC-H pair: doublets not excluded"
+            )
             return parent
         a_ch, h_ch = self.markers.channel_for("FSC-A"), self.markers.channel_for("FSC-H")
         base = self.member[parent] if parent else self.everything()
@@ -667,6 +673,11 @@ class _Gater:
             dims.append(self.dim(ch))
             lo.append(None)
             hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
+        elif self.kind == "flow":
+            # flow data without side scatter: CD45 alone does not part lymphocytes from
+            # monocytes (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be
+            # counted as NK; withheld by the blocking "lymphocyte gate" QC check
+            self.missing_side_scatter = True
         elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
             ch = self.markers.channel_for("CD45")
@@ -678,13 +689,13 @@ class _Gater:
             hi.append(None)
             base = base & (self.raw(ch) >= bright)
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
-            if self.markers.has(marker):
+            if self.markers.has(marker) and not self.missing_side_scatter:
                 ch = self.markers.channel_for(marker)
                 dims.append(self.dim(ch))
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
-        if not dims:  # said by the blocking "lymphocyte gate" QC check
+        if not dims or self.missing_side_scatter:  # said by the "lymphocyte gate" QC check
             self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
