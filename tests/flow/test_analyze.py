@@ -509,3 +509,28 @@ def test_kept_keywords_lose_the_blanks_writers_pad_them_with(tube) -> None:  # t
     )
     meta = analyze_sample(padded).result.metadata
     assert meta["tot"] == str(full.n_events) and meta["cyt"] == "LSRII"
+
+
+def test_a_dump_channel_is_not_cut_as_monocytes(tube) -> None:  # type: ignore[no-untyped-def]
+    """A channel labelled "CD14/CD19" (a dump channel) names CD14 and CD19 at once. Cut as
+    CD14-, it took the B cells out of the lymphocytes and raised NK % of lymphocytes (13.4
+    against 11.9 on the same events labelled CD19), reportable. The events are the same as the
+    plain tube's, so the NK % must be the same, and the note says why no CD14 cut was placed."""
+    plain = tube.to_sample()
+    pns = [ch.pns for ch in plain.channels]
+    at = next(i for i, p in enumerate(pns) if p and "CD19" in p)
+    pns[at] = "CD14/CD19 PE-Cy7"
+    dumped = type(plain).from_array(
+        plain.events,
+        [ch.pnn for ch in plain.channels],
+        pns=pns,
+        spillover=plain.spillover,
+        metadata=plain.metadata,
+    )
+    ref = analyze_sample(plain, FlowSettings()).result
+    a = analyze_sample(dumped, FlowSettings()).result
+    assert ref.nk_percent_of_lymphocytes is not None
+    assert a.nk_percent_of_lymphocytes == pytest.approx(ref.nk_percent_of_lymphocytes)
+    truth = tube.truth["nk_percent_of_lymphocytes"]
+    assert abs(a.nk_percent_of_lymphocytes - truth) < 1.0
+    assert any("CD14 shares channel" in n and "dump channel" in n for n in a.notes)

@@ -143,6 +143,10 @@ def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
     return "mass" if not has_scatter and metals >= 3 else "flow"
 
 
+#: what a marker's negative cut takes out of the lymphocyte gate
+_LEFT_OUT = {"CD14": "monocytes", "CD66": "granulocytes"}
+
+
 class _Scale:
     """The display/density scale of one channel: logicle (estimated W) or asinh."""
 
@@ -450,6 +454,11 @@ class _Gater:
                 return self.markers.channel_for(name)
         return None
 
+    def sharing(self, marker: str, others: tuple[str, ...]) -> list[str]:
+        """Which of ``others`` the file stains on ``marker``'s channel (a dump channel)."""
+        ch = self.markers.markers.get(marker)
+        return [m for m in others if m != marker and ch and self.markers.markers.get(m) == ch]
+
     def everything(self) -> BoolArray:
         return np.ones(self.n, dtype=bool)
 
@@ -691,6 +700,15 @@ class _Gater:
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
             if self.markers.has(marker) and not self.missing_side_scatter:
                 ch = self.markers.channel_for(marker)
+                dump = self.sharing(marker, ("CD3", "CD19", "CD56", "CD16"))
+                if dump:
+                    # a dump channel ("CD14/CD19"): cutting it out would take the B (or T)
+                    # cells out of the lymphocytes, and NK % of lymphocytes up with them
+                    self.notes.append(
+                        f"{marker} shares channel {ch} with {', '.join(dump)} (a dump channel): "
+                        f"not used to gate {_LEFT_OUT[marker]} out of the lymphocytes"
+                    )
+                    continue
                 dims.append(self.dim(ch))
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
@@ -737,6 +755,13 @@ class _Gater:
         c19: float | None = None
         cd19 = self.markers.markers.get("CD19")
         cd19_parent = _pick(base, self.values_in(lymph, cd3) < c3_neg)
+        if cd19 is not None and cd19 == cd3:
+            # a CD3/CD19 dump channel: CD3- is negative for both, and CD3+ holds the B cells
+            self.notes.append(
+                f"CD19 shares channel {cd19} with CD3 (a dump channel): B cells are not gated "
+                "apart, CD3- means CD3- CD19-, and CD3+ holds the B cells"
+            )
+            cd19 = None
         if cd19 is not None and cd19_parent.size < 10:
             self.notes.append("too few CD3- events to place a CD19 cut: B cells not excluded")
             cd19 = None
