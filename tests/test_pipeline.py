@@ -60,6 +60,27 @@ def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Pat
     assert first.nk_percent_of_lymphocytes != second.nk_percent_of_lymphocytes
 
 
+def test_a_later_batch_keeps_an_earlier_batchs_file_of_the_same_name(tmp_path: Path) -> None:
+    """Instruments name files by tube: a second patient's Tube_001.fcs analysed into the same
+    --out replaced the first patient's results, silently. It now takes Tube_001-2 (said in a
+    note), the first stays, and analysing it again replaces its own folder, not a third."""
+    paths = []
+    for seed, folder in ((3, "patient-1"), (4, "patient-2")):
+        (tmp_path / folder).mkdir()
+        tube = simulate_tube(SimulationSpec(seed=seed, n_events=20_000))
+        paths.append(write_fcs(tube, tmp_path / folder / "Tube_001.fcs"))
+    out = tmp_path / "out"
+    (first,) = pipeline.analyze_flow_batch(paths[:1], FlowSettings(), out, plots=False).results
+    for _ in range(2):
+        (second,) = pipeline.analyze_flow_batch(paths[1:], FlowSettings(), out, plots=False).results
+        assert second.sample == "Tube_001-2"
+        assert "earlier run's results of another file" in second.file_notes[-1]
+        assert sorted(p.name for p in (out / "samples").iterdir()) == ["Tube_001", "Tube_001-2"]
+    for r, path in ((first, paths[0]), (second, paths[1])):
+        summary = (out / "samples" / r.sample / "summary.json").read_text()
+        assert f'"source": "{path}"' in summary
+
+
 def test_names_differing_in_letter_case_only_are_told_apart() -> None:
     names = unique_stems([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
     assert names == ["Tube1", "tube1-2", "TUBE1-3"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nkpanel.errors import InputError
 
-__all__ = ["distinct_files", "files_in_folders", "unique_stems"]
+__all__ = ["away_from_earlier", "distinct_files", "files_in_folders", "unique_stems"]
 
 
 def unique_stems(paths: Sequence[str | Path]) -> list[str]:
@@ -81,3 +82,60 @@ def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
         seen[key] = p
         out.append(p)
     return out, notes
+
+
+def away_from_earlier(
+    folder: Path, paths: Sequence[Path], names: Sequence[str]
+) -> tuple[list[str], dict[int, str]]:
+    """``names`` (one per file of ``paths``) moved off the folders of ``folder`` that hold an
+    earlier run's results of another file, and a note for each file renamed.
+
+    Instruments name files by tube ("Tube_001.fcs" in every patient's FACSDiva export), so a
+    second batch into the same output folder would replace another patient's results under
+    the same name. A folder whose ``summary.json`` records this file (its path, resolved from
+    here) is this file's and is replaced as before; one recording another file keeps it, and
+    this file takes the next free ``<name>-2``, ``<name>-3``…
+    """
+    taken = {n.casefold() for n in names}
+    out: list[str] = []
+    notes: dict[int, str] = {}
+    for i, (path, name) in enumerate(zip(paths, names, strict=True)):
+        other = _recorded_source(folder / name)
+        if other is None or _same_file(other, path):
+            out.append(name)
+            continue
+        k = 1
+        while True:
+            k += 1
+            candidate = f"{name}-{k}"
+            if candidate.casefold() in taken:
+                continue
+            there = _recorded_source(folder / candidate)
+            if (there is None and not (folder / candidate).exists()) or (
+                there is not None and _same_file(there, path)
+            ):
+                break
+        taken.add(candidate.casefold())
+        out.append(candidate)
+        notes[i] = (
+            f"named {candidate}: {folder / name} holds an earlier run's results of another "
+            f"file ({other}), which are kept"
+        )
+    return out, notes
+
+
+def _recorded_source(sample_folder: Path) -> str | None:
+    """The input file an earlier run's ``summary.json`` in ``sample_folder`` names, if any."""
+    try:
+        data = json.loads((sample_folder / "summary.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) and source else None
+
+
+def _same_file(recorded: str, path: Path) -> bool:
+    try:
+        return Path(recorded).resolve() == path.resolve()
+    except OSError:
+        return False

@@ -21,7 +21,7 @@ from nkpanel._atomic import (
     write_owned,
     write_text,
 )
-from nkpanel._names import distinct_files, files_in_folders, unique_stems
+from nkpanel._names import away_from_earlier, distinct_files, files_in_folders, unique_stems
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import ConfigError, InputError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
@@ -78,18 +78,24 @@ def analyze_flow_batch(
     or, with ``prune`` (a case's own folder), removed. A file given twice is analysed once.
     Files are named by their stem; files of one stem from different folders are told apart as
     ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that none
-    overwrites another's outputs."""
+    overwrites another's outputs; nor, outside a case's folder, the outputs an earlier run
+    wrote there for another file of the same stem (:func:`~nkpanel._names.away_from_earlier`)."""
     check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
     outcome = BatchOutcome()
     paths, outcome.notes = distinct_files(paths)
     names = unique_stems(paths)
-    for path, name in zip(paths, names, strict=True):
+    moved: dict[int, str] = {}
+    if not prune:  # a case's own folder holds its own files: replaced, not kept beside
+        names, moved = away_from_earlier(out_dir / "samples", paths, names)
+    for i, (path, name) in enumerate(zip(paths, names, strict=True)):
         if on_file is not None:
             on_file(str(path))
         try:
             analysis = analyze_file(path, settings)
             if name != analysis.result.sample:
-                note = f"named {name}: another file of the batch is also called {path.stem}"
+                note = moved.get(i) or (
+                    f"named {name}: another file of the batch is also called {path.stem}"
+                )
                 result = dataclasses.replace(
                     analysis.result, sample=name, file_notes=(*analysis.result.file_notes, note)
                 )
