@@ -81,6 +81,24 @@ def test_a_later_batch_keeps_an_earlier_batchs_file_of_the_same_name(tmp_path: P
         assert f'"source": "{path}"' in summary
 
 
+def test_a_copy_of_a_file_is_analysed_once(tmp_path: Path) -> None:
+    """A byte-for-byte copy ("tube1 copy.fcs") is the same tube: analysed twice it would be
+    two samples. The copy is left out with a note naming both files; another file of the
+    same size but other content is not."""
+    import shutil
+
+    a = write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=20_000)), tmp_path / "t1.fcs")
+    copy = tmp_path / "t1 copy.fcs"
+    shutil.copy(a, copy)
+    other = write_fcs(simulate_tube(SimulationSpec(seed=4, n_events=20_000)), tmp_path / "t2.fcs")
+    assert other.stat().st_size == a.stat().st_size  # same size: compared by content
+    outcome = pipeline.analyze_flow_batch(
+        [a, copy, other], FlowSettings(), tmp_path / "out", plots=False
+    )
+    assert [r.sample for r in outcome.results] == ["t1", "t2"]
+    assert outcome.notes == [f"{copy}: the same content as {a} (a copy): analysed once"]
+
+
 def test_names_differing_in_letter_case_only_are_told_apart() -> None:
     names = unique_stems([Path("a/Tube1.fcs"), Path("b/tube1.fcs"), Path("c/TUBE1.fcs")])
     assert names == ["Tube1", "tube1-2", "TUBE1-3"]

@@ -64,8 +64,9 @@ def _wanted(f: Path, suffixes: tuple[str, ...]) -> bool:
 
 
 def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
-    """``paths`` with each file kept once (by the same or another spelling of its path), and
-    a note for each one left out: analysed twice, a file would be counted as two samples."""
+    """``paths`` with each file kept once (by the same or another spelling of its path, or a
+    byte-for-byte copy), and a note for each one left out: analysed twice, a file would be
+    counted as two samples."""
     out: list[Path] = []
     notes: list[str] = []
     seen: dict[object, Path] = {}
@@ -81,7 +82,50 @@ def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
             continue
         seen[key] = p
         out.append(p)
-    return out, notes
+    return _distinct_contents(out, notes)
+
+
+def _distinct_contents(paths: list[Path], notes: list[str]) -> tuple[list[Path], list[str]]:
+    """``paths`` less the byte-for-byte copies of an earlier one ("f1 copy.tif"), with a note
+    each: a copy is the same tube or field, and would count twice. Only files of equal size
+    are read (hashed in blocks), so distinct inputs cost one ``stat`` each."""
+    sizes: dict[int, list[int]] = {}
+    for i, p in enumerate(paths):
+        try:
+            sizes.setdefault(p.stat().st_size, []).append(i)
+        except OSError:
+            continue
+    dropped: set[int] = set()
+    for same_size in sizes.values():
+        if len(same_size) < 2:
+            continue
+        first: dict[str, int] = {}
+        for i in same_size:
+            digest = _digest(paths[i])
+            if digest is None:
+                continue
+            if digest in first:
+                dropped.add(i)
+                notes.append(
+                    f"{paths[i]}: the same content as {paths[first[digest]]} (a copy): "
+                    "analysed once"
+                )
+            else:
+                first[digest] = i
+    return [p for i, p in enumerate(paths) if i not in dropped], notes
+
+
+def _digest(path: Path) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def away_from_earlier(

@@ -531,6 +531,9 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     for batch in outcome.draws.values():
         for note in batch.notes:
             say(note, flag="note:", colour="yellow")
+    for b in outcome.endometrial:  # a folder's images read; an image listed twice
+        for note in b.get("notes") or ():
+            say(f"endometrial biopsy {b.get('id')}: {note}", flag="note:", colour="yellow")
     if outcome.removed:
         gone = ", ".join(str(p.relative_to(out)) for p in outcome.removed)
         say(f"removed nkpanel's files of an earlier run: {gone}", flag="note:", colour="yellow")

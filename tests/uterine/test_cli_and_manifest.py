@@ -196,6 +196,31 @@ def test_run_biopsy_for_case(synthetic: Path, tmp_path: Path) -> None:
     assert (tmp_path / "uterine" / "biopsy-1" / "biopsy_summary.json").is_file()
 
 
+def test_a_biopsy_counts_each_image_once_and_reads_folders(synthetic: Path, tmp_path: Path) -> None:
+    """A manifest listing one field four times (twice by the same path, once as ./, once as a
+    byte-for-byte copy) pooled it four times: a CI across fields of zero width, reportable.
+    Each image is now analysed once, with a note each; and a folder entry means its images
+    (it was refused as "not an image")."""
+    import shutil
+
+    shutil.copy(synthetic / "synthetic_field_01.tif", tmp_path / "field copy.tif")
+    shutil.copy(synthetic / "synthetic_field_01.tif", tmp_path / "f1.tif")
+    b = EndometrialBiopsy.model_validate(
+        {"id": "b1", "images": ["f1.tif", "f1.tif", "./f1.tif", "field copy.tif"]}
+    )
+    out = run_biopsy_for_case(b, tmp_path, tmp_path / "out-dup")
+    assert [r["sample"] for r in out["images"]] == ["f1"]
+    assert out["uterine"]["cd56_positive_cells"] == out["images"][0]["cd56_positive_cells"]
+    assert len(out["notes"]) == 3 and "a copy" in out["notes"][-1]
+    folder = EndometrialBiopsy.model_validate({"id": "b2", "images": [str(synthetic)]})
+    out = run_biopsy_for_case(folder, tmp_path, tmp_path / "out-folder")
+    assert sorted(r["sample"] for r in out["images"]) == [
+        "synthetic_field_01",
+        "synthetic_field_02",
+    ]
+    assert not out["failures"] and "its 2 image(s) analysed" in out["notes"][0]
+
+
 def test_a_biopsy_gives_its_glass_colour(synthetic: Path, tmp_path: Path) -> None:
     b = EndometrialBiopsy.model_validate(
         {"id": "b", "images": ["synthetic_field_01.tif"], "white_point": [242, 240, 236]}

@@ -36,21 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-#: what a folder given as input is searched for: field images and whole-slide formats
-IMAGE_SUFFIXES = (
-    ".tif",
-    ".tiff",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".svs",
-    ".ndpi",
-    ".scn",
-    ".mrxs",
-    ".bif",
-    ".vms",
-)
-
 app = typer.Typer(
     no_args_is_help=True,
     help="Endometrial (uterine) NK cells: CD56+ cells per 100 stromal cells and per mm² stroma.",
@@ -366,6 +351,8 @@ def analyze(
         seed=seed,
         white_point=parse_white_point(white_point) if white_point is not None else None,
     )
+    from nkpanel.uterine.images import IMAGE_SUFFIXES
+
     images = expand_folders(images, IMAGE_SUFFIXES)
     paired = pair_regions(images, regions or [])
     if not images:

@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from nkpanel.errors import InputError, tracebacks_shown
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_FIELD_PIXELS",
     "PLAUSIBLE_UM_PER_PX",
     "SQUARE_TOLERANCE",
@@ -63,6 +64,21 @@ __all__ = [
 ]
 
 U8 = NDArray[np.uint8]
+
+#: what a folder given as input is searched for: field images and whole-slide formats
+IMAGE_SUFFIXES = (
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".svs",
+    ".ndpi",
+    ".scn",
+    ".mrxs",
+    ".bif",
+    ".vms",
+)
 
 #: largest image decoded whole (50 megapixels, 150 MB as RGB): larger non-tiled images are
 #: refused as a decompression-bomb risk; a ×400 field at 0.25 µm/px is about 5 megapixels
