@@ -132,7 +132,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
     from dataclasses import replace
 
     from nkpanel.uterine.analyze import UterineSettings
-    from nkpanel.uterine.batch import analyze_batch, pair_regions
+    from nkpanel.uterine.batch import analyze_batch
     from nkpanel.uterine.stains import parse_qupath_stains
 
     def resolve(p: Path) -> Path:
