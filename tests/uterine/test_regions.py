@@ -167,3 +167,87 @@ def test_regions_without_area_are_said_to_be_empty() -> None:
     )
     with pytest.raises(InputError, match=r"regions to count \(Stroma\) are empty"):
         both.check_on_image(1000, 1000)
+
+
+def _read(tmp_path: Path, features: list[Any]) -> Regions:
+    p = tmp_path / "r.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return read_qupath_geojson(p)
+
+
+def test_detections_of_older_qupath_versions_are_not_regions(tmp_path: Path) -> None:
+    """QuPath 0.3 wrote the object type as ``object_type`` and 0.2 as the feature's ``id``
+    ("PathDetectionObject"); read as annotations, every detected cell became a region to count
+    (1 of 17 cells counted instead of 61 of 1,099). They are skipped, as QuPath reads them."""
+    cells = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": SQUARE},
+            "properties": {"object_type": "detection"},
+        },
+        {
+            "type": "Feature",
+            "id": "PathDetectionObject",
+            "geometry": {"type": "Polygon", "coordinates": SQUARE},
+            "properties": {},
+        },
+        {
+            "type": "Feature",
+            "id": "PathAnnotationObject",
+            "geometry": {"type": "Polygon", "coordinates": SQUARE},
+            "properties": {"classification": {"name": "Gland"}},
+        },
+    ]
+    r = _read(tmp_path, cells)
+    assert [x.role for x in r.regions] == ["exclude"]
+    assert r.notes == ("regions: skipped 2 detection objects",)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        {"names": ["Gland", "Luminal"], "color": [0, 0, 255]},  # QuPath 0.4+: a derived class
+        {"name": "Luminal", "parentClass": {"name": "Gland"}},  # earlier: name and parent
+        {"name": "Non-stroma"},
+        "Not stroma",
+    ],
+    ids=["names", "parentClass", "non-stroma", "not-stroma"],
+)
+def test_derived_and_negated_classes_are_exclusions(tmp_path: Path, cls: Any) -> None:
+    """A derived class ("Gland: Luminal") was read as no class, i.e. a region to count, and
+    restricted the count to the gland (0 of 21 cells); "Non-stroma" was read as stroma."""
+    (region,) = _read(tmp_path, [_feature(cls, SQUARE)]).regions
+    assert region.role == "exclude"
+
+
+def test_a_gland_drawn_as_a_geometry_collection_is_read(tmp_path: Path) -> None:
+    collection = {
+        "type": "GeometryCollection",
+        "geometries": [
+            {"type": "Polygon", "coordinates": SQUARE},
+            {"type": "LineString", "coordinates": [[0, 0], [5, 5]]},
+        ],
+    }
+    feature = {
+        "type": "Feature",
+        "geometry": collection,
+        "properties": {"objectType": "annotation", "classification": {"name": "Gland"}},
+    }
+    (region,) = _read(tmp_path, [feature]).regions
+    assert region.role == "exclude" and region.area_px == pytest.approx(100 * 100)
+
+
+def test_an_annotation_named_but_not_classed_as_a_gland_is_said(tmp_path: Path) -> None:
+    """QuPath keeps an annotation's name apart from its class; nkpanel reads the class (no
+    class = count), and says so when the name reads as an exclusion."""
+    feature = _feature(None, SQUARE)
+    feature["properties"]["name"] = "Gland"
+    r = _read(tmp_path, [feature])
+    assert r.regions[0].role == "count"
+    assert any("named 'Gland' have no class" in n for n in r.notes)
+
+
+def test_whether_regions_say_where_the_glands_are(tmp_path: Path) -> None:
+    assert not _read(tmp_path, [_feature("Ignore*", SQUARE)]).marks_glands
+    assert _read(tmp_path, [_feature("Epithelium", SQUARE)]).marks_glands
+    assert _read(tmp_path, [_feature({"name": "Stroma"}, SQUARE)]).marks_glands

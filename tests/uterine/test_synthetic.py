@@ -121,6 +121,31 @@ def test_glands_are_excluded(tmp_path: Path, drawn: bool) -> None:
     assert a.result.excluded_area_mm2 == pytest.approx(truth_gland_mm2, rel=0.5)
 
 
+def test_regions_that_exclude_only_artefacts_leave_gland_exclusion_on(tmp_path: Path) -> None:
+    """A regions file holding one Ignore* square (an artefact) switched the automatic gland
+    exclusion off: glands were counted as stroma, silently. Such regions say nothing of the
+    glands, so they are still excluded automatically, and the note says why."""
+    import json
+
+    spec = FieldSpec(width_px=900, height_px=900, seed=4, n_glands=3)
+    field = simulate_field(spec)
+    image = write_field(field, tmp_path / "field.tif")[0]
+    square = [[[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]
+    regions = tmp_path / "artefact.geojson"
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": square},
+        "properties": {"objectType": "annotation", "classification": {"name": "Ignore*"}},
+    }
+    regions.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    a = analyze_image(image, regions=regions)
+    assert a.result.exclusion_source == "automatic"
+    assert any("only Ignore*" in n for n in a.result.notes)
+    um = spec.pixel_size_um
+    truth_gland_mm2 = float(field.gland_mask.sum()) * (um * 1e-3) ** 2
+    assert a.result.excluded_area_mm2 == pytest.approx(truth_gland_mm2, rel=0.5)
+
+
 def test_touching_nuclei_are_split_by_shape() -> None:
     """Two overlapping nuclei (radius 4 µm, centres 7.5 µm apart), one paler, form one blob
     with a single intensity maximum within the seed distance; the shape split parts them at

@@ -4,7 +4,7 @@ The steps, for either kind of image:
 
 1. **Overview** at ``tissue.overview_um`` (2 µm/px): tissue (:func:`~nkpanel.uterine.tissue.
    detect_tissue`), drawn regions rasterised (:mod:`nkpanel.uterine.regions`), and, when no
-   regions were drawn, glands and luminal epithelium found automatically
+   regions were drawn (or the regions say nothing of glands), glands and luminal epithelium found automatically
    (:func:`~nkpanel.uterine.tissue.detect_epithelium`). Countable stroma = tissue ∩ drawn
    stroma regions (if any) − exclusions − epithelium. No tissue is an error.
 2. **Stain vectors**: the white point is estimated (99.5th percentile per channel: glass, or
@@ -609,7 +609,9 @@ def analyze_source(
         excluded |= excl
         exclusion_source = "regions"
         notes.extend(regions.notes)
-    elif s.auto_exclude_epithelium:
+    if s.auto_exclude_epithelium and (regions is None or not regions.marks_glands):
+        # no regions, or regions that say nothing of glands (an artefact drawn as Ignore*):
+        # glands would be counted as stroma
         excluded |= detect_epithelium(overview, tissue, std, tis, od=overview_density)
         exclusion_source = "automatic"
     stroma = tissue & ~excluded
@@ -804,6 +806,11 @@ def analyze_source(
         notes.append(
             "glands and luminal epithelium were excluded automatically (no regions given): "
             "check the excluded area on the overlay"
+            if regions is None
+            else "glands and luminal epithelium were excluded automatically, as the regions "
+            "drawn neither outline stroma nor exclude glands (only "
+            + ", ".join(dict.fromkeys(r.name for r in regions.regions))
+            + "): check the excluded area on the overlay"
         )
     result = UterineResult(
         sample=src.path.stem,

@@ -5,17 +5,22 @@ a ``FeatureCollection`` (or, from older versions, a bare list of features) whose
 full-resolution pixels of the image, with the annotation's class under
 ``properties.classification.name``.
 
-How a class is read (case-insensitive):
+How a class is read (case-insensitive; a derived class is its names joined by ": ", as QuPath
+prints it, e.g. "Gland: Luminal", from ``names`` (QuPath 0.4+) or ``name`` and ``parentClass``):
 
-* **count**: ``Stroma`` (any name containing "stroma"), or no class at all: the region to count;
 * **exclude**: names starting with ``Ignore`` (QuPath's "Ignore*"), ``Exclude``, ``Gland``,
   ``Epithel…`` (luminal or glandular epithelium), ``Lumen``, ``Necrosis``, ``Artefact``/
-  ``Artifact``, ``Fold``, ``Debris``, ``Blood``, ``Mucus``;
+  ``Artifact``, ``Fold``, ``Debris``, ``Blood``, ``Mucus``, and stroma denied ("Non-stroma");
+* **count**: ``Stroma`` (any other name containing "stroma"), or no class at all: the region
+  to count (an annotation *named* like an exclusion but without a class is said in a note);
 * any other class is an error that names it: a silently ignored region would change the count.
 
-When count regions exist, only stroma inside them is counted; exclusions always win.
-Detections, point annotations and features without geometry are skipped (and said so in the
-notes); a malformed feature (geometry that is not an object, no or non-numeric coordinates) is
+When count regions exist, only stroma inside them is counted; exclusions always win. Regions
+that neither outline stroma nor exclude glands (only an artefact drawn) leave the automatic
+gland exclusion on (:attr:`Regions.marks_glands`). The object type is read as QuPath reads it
+(``objectType``, ``object_type``, ``type``, or a QuPath 0.2 feature ``id``); detections, cells,
+tiles, point annotations and features without geometry are skipped (and said so in the
+notes); a GeometryCollection's polygons are read; a malformed feature (geometry that is not an object, no or non-numeric coordinates) is
 an error naming the file and the feature's position. Regions are checked against the image
 (:meth:`Regions.check_on_image`): none on it is an error (drawn on another image), regions
 running well past its edges a warning.
@@ -35,7 +40,14 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import InputError
 
-__all__ = ["EXCLUDE_PREFIXES", "MAX_OUTSIDE_FRACTION", "Region", "Regions", "read_qupath_geojson"]
+__all__ = [
+    "EXCLUDE_PREFIXES",
+    "GLAND_PREFIXES",
+    "MAX_OUTSIDE_FRACTION",
+    "Region",
+    "Regions",
+    "read_qupath_geojson",
+]
 
 BoolArray = NDArray[np.bool_]
 Ring = list[tuple[float, float]]
@@ -59,6 +71,22 @@ EXCLUDE_PREFIXES = (
     "blood",
     "mucus",
 )
+
+
+#: exclusion classes that mark glands or epithelium (the rest mark artefacts and the like)
+GLAND_PREFIXES = ("gland", "epithel", "luminal", "lumen")
+#: a class that names stroma only to deny it ("Non-stroma", "Not stroma") is an exclusion
+_NOT_STROMA = ("non", "not", "no ")
+#: QuPath 0.2 wrote the object type as the feature's "id" (Bankhead, QuPath's
+#: PathObjectTypeAdapters: LEGACY_TYPE_IDS)
+_LEGACY_TYPES = {
+    "PathAnnotationObject": "annotation",
+    "PathDetectionObject": "detection",
+    "PathCellObject": "cell",
+    "PathTileObject": "tile",
+    "TMACoreObject": "tma_core",
+    "PathRootObject": "root",
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,16 @@ class Regions:
     @property
     def has_exclusions(self) -> bool:
         return any(r.role == "exclude" for r in self.regions)
+
+    @property
+    def marks_glands(self) -> bool:
+        """Whether the person said where the glands are: a count region (stroma drawn, glands
+        left out) or an exclusion of glands, epithelium or lumen. Without either, only other
+        things (artefacts, folds) were drawn, and glands still need excluding."""
+        return self.has_count_regions or any(
+            r.role == "exclude" and r.name.strip().lower().startswith(GLAND_PREFIXES)
+            for r in self.regions
+        )
 
     def rasterise(
         self, width: int, height: int, pixel_size_ratio: float
@@ -230,21 +268,42 @@ def _role(name: str | None) -> Literal["count", "exclude"] | None:
     if name is None or not name.strip():
         return "count"
     n = name.strip().lower()
-    if "stroma" in n:
-        return "count"
     if n.startswith(EXCLUDE_PREFIXES):
         return "exclude"
+    if "stroma" in n:
+        return "exclude" if n.startswith(_NOT_STROMA) else "count"
     return None
 
 
 def _class_name(props: dict[str, Any]) -> str | None:
+    """The annotation's class as QuPath prints it: ``"Gland"``, or a derived class's names
+    joined by ": " (``"Gland: Luminal"``), written by QuPath 0.4 and later as ``names`` and by
+    earlier versions as a ``name`` with its ``parentClass``."""
     cls = props.get("classification")
-    if isinstance(cls, dict):
-        name = cls.get("name")
-        return str(name) if name is not None else None
     if isinstance(cls, str):
         return cls
-    return None
+    names: list[str] = []
+    while isinstance(cls, dict) and len(names) < 16:
+        listed = cls.get("names")
+        if isinstance(listed, list) and listed:
+            names[:0] = [str(n) for n in listed]
+            break
+        if cls.get("name") is not None:
+            names.insert(0, str(cls["name"]))
+        cls = cls.get("parentClass")
+    return ": ".join(names) if names else None
+
+
+def _object_type(feature: dict[str, Any], props: dict[str, Any]) -> str:
+    """What QuPath exported the feature as (QuPath's own reading): ``objectType`` (0.4+),
+    ``object_type`` (0.3), ``type``, or the feature's ``id`` (0.2); an annotation otherwise."""
+    for key in ("objectType", "object_type", "type"):
+        if key in props:
+            return str(props[key]).lower()
+    legacy = feature.get("id")
+    if isinstance(legacy, str) and legacy in _LEGACY_TYPES:
+        return _LEGACY_TYPES[legacy]
+    return "annotation"
 
 
 def _ring(coords: Any, path: Path, where: str) -> tuple[tuple[float, float], ...]:
@@ -304,6 +363,7 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         raise InputError(p, "regions file is not a GeoJSON Feature or FeatureCollection")
     regions: list[Region] = []
     skipped: dict[str, int] = {}
+    unclassed_names: list[str] = []
     for n, feat in enumerate(features, start=1):
         where = f"feature {n}"
         if not isinstance(feat, dict):
@@ -311,7 +371,7 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         props = feat.get("properties")
         if not isinstance(props, dict):
             props = {}
-        kind = str(props.get("objectType", "annotation")).lower()
+        kind = _object_type(feat, props)
         geom = feat.get("geometry")
         if geom is None:
             skipped["annotations without geometry"] = (
@@ -324,7 +384,12 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         if kind not in ("annotation", "tma_core", "tmacore"):
             skipped[f"{kind} objects"] = skipped.get(f"{kind} objects", 0) + 1
             continue
-        if gtype not in ("Polygon", "MultiPolygon"):
+        parts = [geom]
+        if gtype == "GeometryCollection":  # QuPath writes one for an area with lines or points
+            members = geom.get("geometries", geom.get("coordinates"))  # the latter: not RFC 7946
+            parts = [g for g in members if isinstance(g, dict)] if isinstance(members, list) else []
+        shapes = [g for g in parts if g.get("type") in ("Polygon", "MultiPolygon")]
+        if not shapes:
             skipped[f"{gtype} annotations"] = skipped.get(f"{gtype} annotations", 0) + 1
             continue
         name = _class_name(props)
@@ -335,13 +400,23 @@ def read_qupath_geojson(path: str | Path) -> Regions:
                 f"annotation class {name!r} is neither a region to count (Stroma, or no class) "
                 f"nor an exclusion ({', '.join(s.capitalize() + '…' for s in EXCLUDE_PREFIXES)})",
             )
-        for poly in _polygons(geom, str(gtype), p, where):
-            if not poly:
-                continue
-            ext = _ring(poly[0], p, where)
-            holes = tuple(_ring(h, p, where) for h in poly[1:])
-            regions.append(Region(role, name or "(no class)", ext, holes))
+        label = props.get("name")
+        if name is None and isinstance(label, str) and _role(label) == "exclude":
+            unclassed_names.append(label)
+        for shape in shapes:
+            for poly in _polygons(shape, str(shape["type"]), p, where):
+                if not poly:
+                    continue
+                ext = _ring(poly[0], p, where)
+                holes = tuple(_ring(h, p, where) for h in poly[1:])
+                regions.append(Region(role, name or "(no class)", ext, holes))
     if not regions:
         raise InputError(p, "no polygon annotation found in the regions file")
     notes = tuple(f"regions: skipped {n} {what}" for what, n in sorted(skipped.items()))
+    if unclassed_names:  # QuPath reads a class, not a name; so does nkpanel
+        shown = ", ".join(repr(n) for n in dict.fromkeys(unclassed_names))
+        notes += (
+            f"regions: annotation(s) named {shown} have no class, so they were read as regions "
+            "to count, not excluded: give them a class (e.g. Gland) in QuPath to exclude them",
+        )
     return Regions(str(p), tuple(regions), notes)
