@@ -4,9 +4,9 @@ The steps, for either kind of image:
 
 1. **Overview** at ``tissue.overview_um`` (2 µm/px): tissue (:func:`~nkpanel.uterine.tissue.
    detect_tissue`), drawn regions rasterised (:mod:`nkpanel.uterine.regions`), and, when no
-   regions were drawn (or the regions say nothing of glands), glands and luminal epithelium found automatically
-   (:func:`~nkpanel.uterine.tissue.detect_epithelium`). Countable stroma = tissue ∩ drawn
-   stroma regions (if any) − exclusions − epithelium. No tissue is an error.
+   regions were drawn (or the regions say nothing of glands), glands and luminal epithelium
+   found automatically (:func:`~nkpanel.uterine.tissue.detect_epithelium`). Countable
+   stroma = tissue ∩ drawn stroma regions (if any) − exclusions − epithelium. No tissue is an error.
 2. **Stain vectors**: the white point is estimated (99.5th percentile per channel: glass, or
    the palest stroma of a field filled with tissue; on a whole slide from patches of clear glass
    read at the analysis resolution, as a field is, not from the JPEG-compressed reduced level

@@ -20,8 +20,9 @@ that neither outline stroma nor exclude glands (only an artefact drawn) leave th
 gland exclusion on (:attr:`Regions.marks_glands`). The object type is read as QuPath reads it
 (``objectType``, ``object_type``, ``type``, or a QuPath 0.2 feature ``id``); detections, cells,
 tiles, point annotations and features without geometry are skipped (and said so in the
-notes); a GeometryCollection's polygons are read; a malformed feature (geometry that is not an object, no or non-numeric coordinates) is
-an error naming the file and the feature's position. Regions are checked against the image
+notes); a GeometryCollection's polygons are read; a malformed feature (geometry that is not
+an object, no or non-numeric coordinates) is an error naming the file and the feature's
+position. Regions are checked against the image
 (:meth:`Regions.check_on_image`): none on it is an error (drawn on another image), regions
 running well past its edges a warning.
 """
