@@ -140,6 +140,24 @@ def test_activity_has_no_default_interval_but_a_lab_may_choose_one(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
+    ("lh_day", "cycle_day", "disagree"), [(9, 12, True), (7, 28, False), (7, 21, False)]
+)
+def test_an_lh_day_and_a_cycle_day_that_disagree_are_said(
+    lh_day: int, cycle_day: int, disagree: bool
+) -> None:
+    """LH+9 with cycle day 12 was read as LH+9, silently: the two are 11 days from their
+    28-day correspondence (cycle day = LH day + 14); more than a week apart is said. LH+7 with
+    cycle day 28 (a 35-day cycle) is not."""
+    b = biopsy(pct=3.0, lh_day=lh_day) | {"cycle_day": cycle_day}
+    r = result(interpret_case(summary(endometrial=[b])), "unk-pct-stroma")
+    said = [c for c in r.caveats if c.code == "lh-cycle-day-disagree"]
+    assert bool(said) is disagree
+    if disagree:
+        assert f"LH+{lh_day} and cycle day {cycle_day}" in said[0].text
+        assert r.flag == "within"  # read by the LH day, the more precise of the two
+
+
+@pytest.mark.parametrize(
     ("lh_day", "flag", "caveat"),
     [
         (7, "within", None),

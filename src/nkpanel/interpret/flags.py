@@ -308,30 +308,66 @@ def _timing_caveats(
         "so the result is not compared with it."
     )
     if lh_day is not None:
-        if lh_day == lo:
-            return []
-        if lo < lh_day <= hi:
-            # in the window, but after its first day, while uNK are rising
-            return [
-                Caveat(
-                    "lh-late-in-window",
-                    f"Biopsy at LH+{lh_day}, within the interval's LH+{lo} to LH+{hi} window "
-                    "but after its first day; uterine NK cells rise steeply after LH+7 "
-                    "(Moffett 2004), so a value above the range may partly reflect timing.",
-                    "The biopsy was taken later in the part of the cycle the usual range is "
-                    "for, when these cells are rising, which may raise the result.",
-                )
-            ]
+        return _disagreeing_days(lh_day, cycle_day) + _lh_caveats(lh_day, lo, hi, outside)
+    return _cycle_day_caveats(cycle_day, interval, lo, hi, outside)
+
+
+#: how far (days) a recorded cycle day may lie from LH day + 14 (their correspondence in a
+#: 28-day cycle, domain brief: LH+7 to LH+9 is cycle day ~21 ± 2) before the two are said to
+#: disagree: a week, as cycles shorter or longer than 28 days shift the correspondence
+DAYS_APART = 7
+
+
+def _disagreeing_days(lh_day: int, cycle_day: int | None) -> list[Caveat]:
+    """Both days recorded, and more than :data:`DAYS_APART` from each other's 28-day
+    correspondence (LH+7 and cycle day 12, say): one is likely a slip; the LH day is used."""
+    if cycle_day is None or abs(cycle_day - (lh_day + 14)) <= DAYS_APART:
+        return []
+    return [
+        Caveat(
+            "lh-cycle-day-disagree",
+            f"The record gives LH+{lh_day} and cycle day {cycle_day}, "
+            f"{abs(cycle_day - lh_day - 14)} days from their correspondence in a 28-day cycle "
+            f"(cycle day {lh_day + 14}): one "
+            "of the two is likely a slip. The LH day is used; check the record.",
+            "The two dates recorded for your biopsy do not agree with each other; the result "
+            "was read using the date from ovulation (LH) testing.",
+        )
+    ]
+
+
+def _lh_caveats(lh_day: int, lo: int, hi: int, outside: str) -> list[Caveat]:
+    """The caveats of an LH-timed biopsy against an interval of window LH+lo to LH+hi."""
+    if lh_day == lo:
+        return []
+    if lo < lh_day <= hi:
+        # in the window, but after its first day, while uNK are rising
         return [
             Caveat(
-                "lh-window",
-                f"Biopsy at LH+{lh_day}, outside LH+{lo} to LH+{hi} for which the interval "
-                "applies: uterine NK cells rise steeply after LH+7 (Moffett 2004), so the range "
-                "does not apply and the value is not compared with it.",
-                outside,
-                blocks_interval=True,
+                "lh-late-in-window",
+                f"Biopsy at LH+{lh_day}, within the interval's LH+{lo} to LH+{hi} window "
+                "but after its first day; uterine NK cells rise steeply after LH+7 "
+                "(Moffett 2004), so a value above the range may partly reflect timing.",
+                "The biopsy was taken later in the part of the cycle the usual range is "
+                "for, when these cells are rising, which may raise the result.",
             )
         ]
+    return [
+        Caveat(
+            "lh-window",
+            f"Biopsy at LH+{lh_day}, outside LH+{lo} to LH+{hi} for which the interval "
+            "applies: uterine NK cells rise steeply after LH+7 (Moffett 2004), so the range "
+            "does not apply and the value is not compared with it.",
+            outside,
+            blocks_interval=True,
+        )
+    ]
+
+
+def _cycle_day_caveats(
+    cycle_day: int | None, interval: ReferenceInterval, lo: int, hi: int, outside: str
+) -> list[Caveat]:
+    """The caveats of a biopsy timed by cycle day only (or not timed at all)."""
     window = interval.cycle_day_window
     if cycle_day is not None and window is not None:
         clo, chi = window
