@@ -101,6 +101,28 @@ def test_12_bit_camera_data_in_16_bit_tiff(tmp_path: Path, rgb: np.ndarray) -> N
     assert any("0–4095" in n for n in src.notes)
 
 
+def test_a_scale_bar_at_full_value_does_not_set_the_camera_depth(
+    tmp_path: Path, rgb: np.ndarray
+) -> None:
+    """One hot pixel, or a scale bar burnt in at 65535, in 12-bit camera data made the whole
+    image scale from 0–65535: it read almost black and was refused as fluorescence. The depth
+    is set by all but 1% of the samples: the image reads as without them (bar aside)."""
+    cam = rgb.astype(np.uint16) * 16 + 8
+    cam[0, 0] = 65535  # a hot pixel
+    h, w = cam.shape[:2]
+    bar = (slice(h - 6, h - 2), slice(2, 2 + max(1, int(0.005 * h * w / 4))))  # ~0.5% of pixels
+    cam[bar] = 65535
+    p = tmp_path / "cam12_bar.tif"
+    tifffile.imwrite(p, cam, photometric="rgb", **RES)
+    src = open_image(p)
+    assert isinstance(src, FieldImage)
+    keep = np.ones((h, w), bool)
+    keep[0, 0] = False
+    keep[bar] = False
+    assert _diff(src.rgb, rgb)[keep].max() <= 1  # as test_12_bit_camera_data_in_16_bit_tiff
+    assert any("0–4095" in n for n in src.notes)
+
+
 def test_8_bit_values_in_16_bit_tiff_and_full_16_bit(tmp_path: Path, rgb: np.ndarray) -> None:
     p8 = tmp_path / "u16_8bit.tif"
     tifffile.imwrite(p8, rgb.astype(np.uint16), photometric="rgb", **RES)

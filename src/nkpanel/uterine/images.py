@@ -18,7 +18,8 @@ Colour encodings: RGB (8- or 16-bit, interleaved or planar), RGBA (composited on
 palette, YCbCr, and CMYK (TIFF ``SEPARATED`` or JPEG, Adobe-inverted as Pillow reads it),
 converted by :func:`cmyk_to_rgb` without colour management (noted). 16-bit samples are scaled
 from their real range: ``MaxSampleValue``, else the camera depth (8, 10, 12, 14 bits) the
-largest sample fits (on a slide, the largest of a bounded sample of its pixels).
+brightest samples fit (all but 1%: a hot pixel or a scale bar burnt in at full value does
+not decide it; on a slide, over a bounded sample of its pixels).
 
 Pixel size, in order: the value given by the user (``--pixel-size``); OpenSlide's
 ``openslide.mpp-x/y``; the Aperio ``MPP =`` entry; OME ``PhysicalSizeX/Y``; an ImageJ/Fiji
@@ -428,7 +429,8 @@ _CAMERA_BITS = (8, 10, 12, 14)
 
 def _full_scale(largest: int, declared_bits: int = 16) -> int:
     """Full-scale value of integer samples: ``2**b − 1`` for the smallest camera bit depth ``b``
-    (8, 10, 12, 14) holding the largest sample, else for the declared depth.
+    (8, 10, 12, 14) holding ``largest`` (the brightest samples, :func:`_brightest`), else
+    for the declared depth.
 
     A 12-bit camera's image stored in a 16-bit TIFF (values 0–4095) would look almost black if
     scaled from 0–65535 and be refused as fluorescence. The brightest pixels of a brightfield
@@ -442,13 +444,45 @@ def _full_scale(largest: int, declared_bits: int = 16) -> int:
     return (1 << declared_bits) - 1
 
 
+#: the share of 16-bit samples allowed above the value that sets the camera depth: hot pixels,
+#: or a scale bar and its label burnt in at full value (a 100 µm bar 5 µm thick and its
+#: label are about 0.5% of a 500 µm field), stay under 1%; glass, or the palest stroma near the
+#: sensor's full scale, covers more of a brightfield image than that
+BRIGHT_OUTLIERS = 0.01
+
+
+def _brightest(a: NDArray[Any]) -> int:
+    """The value all but :data:`BRIGHT_OUTLIERS` of the integer samples ``a`` lie at or
+    below (a 16-bit histogram: one pass, no sort)."""
+    return _brightest_in(_histogram16(a))
+
+
+def _histogram16(a: NDArray[Any]) -> NDArray[np.int64]:
+    """Counts of each 16-bit value in ``a``, in blocks (``bincount`` widens what it counts
+    to 64 bits: a 50-megapixel field whole would take 1.2 GB)."""
+    flat = np.asarray(a, dtype=np.uint16).ravel()
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    for start in range(0, flat.size, 1 << 22):
+        counts += np.bincount(flat[start : start + (1 << 22)], minlength=1 << 16)
+    return counts
+
+
+def _brightest_in(counts: NDArray[np.int64]) -> int:
+    """:func:`_brightest` from a histogram of the samples."""
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    above = np.cumsum(counts[::-1])[::-1]  # samples at or above each value
+    return int(np.flatnonzero(above > BRIGHT_OUTLIERS * total)[-1])
+
+
 def _as_u8(a: NDArray[Any], source: Path, full_scale: int | None = None) -> U8:
     """uint8 samples: 16-bit scaled from ``full_scale`` (see :func:`_full_scale`; from the
     data when None), float in 0–1 scaled by 255."""
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.uint16:
-        full = full_scale if full_scale is not None else _full_scale(int(a.max(initial=0)))
+        full = full_scale if full_scale is not None else _full_scale(_brightest(a))
         scaled = np.minimum(a.astype(np.float32) * (255.0 / full), 255.0)
         return np.asarray(scaled.round(), dtype=np.uint8)
     if np.issubdtype(a.dtype, np.floating) and float(np.nanmax(a)) <= 1.0:
@@ -554,8 +588,8 @@ def _stated_max(page: Any) -> int | None:
 
 def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, str | None]:
     """Full scale of a 16-bit TIFF's samples (None for 8-bit) and a note when it is not
-    65535: MaxSampleValue when the file states it, else the camera depth the largest sample
-    (``largest``) fits (:func:`_full_scale`)."""
+    65535: MaxSampleValue when the file states it, else the camera depth the brightest samples
+    (``largest``: :func:`_brightest`) fit (:func:`_full_scale`)."""
     bits = int(page.bitspersample)
     if bits != 16 or page.photometric.name == "PALETTE":
         return None, None
@@ -565,7 +599,7 @@ def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, st
         why = "MaxSampleValue"
     elif largest is not None:
         full = _full_scale(largest, bits)
-        why = f"largest sample {largest}"
+        why = f"all but 1% of samples at or below {largest}"
     else:
         return 65535, None
     if full == 65535:
@@ -909,8 +943,8 @@ def _open_tiff_field(
         raise InputError(path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})") from None
     if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == page.samplesperpixel:
         arr = np.moveaxis(arr, 0, -1)  # separate colour planes → height × width × samples
-    # the largest sample is needed (a pass over the field) only for 16-bit samples
-    largest = int(arr.max()) if int(page.bitspersample) == 16 and arr.size else None
+    # the brightest samples are needed (a pass over the field) only for 16-bit samples
+    largest = _brightest(arr) if int(page.bitspersample) == 16 and arr.size else None
     full, note = _declared_full_scale(page, largest)
     if note:
         notes.append(note)
@@ -1007,7 +1041,8 @@ def _decode_segment(page: Any, fh: Any, i: int) -> NDArray[Any] | None:
 
 
 def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
-    """The largest sample of a 16-bit tiled slide, decoding at most :data:`SAMPLE_DEPTH_BYTES`
+    """The brightest samples (:func:`_brightest`) of a 16-bit tiled slide, decoding at most
+    :data:`SAMPLE_DEPTH_BYTES`
     (None when the file states ``MaxSampleValue`` or nothing could be read within that bound:
     :func:`_declared_full_scale` then uses the statement, or 65535).
 
@@ -1023,7 +1058,7 @@ def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
     itemsize = 2
     whole = int(page.imagewidth) * int(page.imagelength) * int(page.samplesperpixel) * itemsize
     if whole <= SAMPLE_DEPTH_BYTES:
-        return int(page.asarray().max(initial=0))
+        return _brightest(page.asarray())
     if page.is_tiled:
         seg = int(page.tilewidth) * int(page.tilelength)
     else:
@@ -1038,12 +1073,12 @@ def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
             "to 8 bits from 0–65535"
         )
         return None
-    largest = 0
+    counts = np.zeros(1 << 16, dtype=np.int64)
     for i in sorted({round(v) for v in np.linspace(0, n - 1, k)}):
         data = _decode_segment(page, fh, i)
         if data is not None:
-            largest = max(largest, int(data.max(initial=0)))
-    return largest
+            counts += _histogram16(data)
+    return _brightest_in(counts)
 
 
 def _open_tifffile_pyramid(
