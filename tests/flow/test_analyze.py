@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -534,3 +535,24 @@ def test_a_dump_channel_is_not_cut_as_monocytes(tube) -> None:  # type: ignore[n
     truth = tube.truth["nk_percent_of_lymphocytes"]
     assert abs(a.nk_percent_of_lymphocytes - truth) < 1.0
     assert any("CD14 shares channel" in n and "dump channel" in n for n in a.notes)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"),
+    [
+        ({"beads_per_test": 50_000.0, "sample_volume_ul": 0.05}, "0.05 µL lies outside 1–1,000 µL"),
+        ({"lymphocytes_per_ul": 2.0}, "given in ×10⁹/L?"),
+        ({"beads_per_test": 50.0, "sample_volume_ul": 50.0}, "beads per test 50 lies"),
+    ],
+)
+def test_absolute_count_inputs_in_other_units_are_refused(
+    inputs: dict[str, float], said: str
+) -> None:
+    """A volume in mL (0.05 for 50 µL) gave 232,287 NK/µL and a lymphocyte count typed as the
+    analyser prints it (2.0 ×10⁹/L) 0.24 NK/µL, both reportable. Counts off by 1,000 look
+    like any other: such inputs are refused in one line saying which unit they were in."""
+    from nkpanel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        AbsoluteCountInputs(**inputs)
+    AbsoluteCountInputs(50_000.0, 50.0, 1_800.0)  # the usual inputs pass

@@ -74,6 +74,19 @@ def is_analysis_marker(name: str) -> bool:
 KEPT_KEYWORDS = ("cyt", "cytsn", "date", "btim", "etim", "timestep", "tot", "par", "fil", "src")
 
 
+#: the ranges outside which an absolute-count input is a unit slip, not a measurement:
+#: counting-bead tubes hold tens of thousands of beads per test (BD Trucount about 50,000,
+#: BD IFU 23-3483); a sample is pipetted in tens of µL (50 µL for Trucount), never under 1 µL
+#: nor over 1 mL; a blood lymphocyte count in cells/µL runs in the hundreds to thousands (an
+#: analyser prints ×10⁹/L: 2.0 ×10⁹/L is 2,000/µL), so one under 50 was typed in ×10⁹/L, and
+#: one over 100,000 (100 ×10⁹/L) in other units still
+UNIT_SLIPS = {
+    "beads": (1_000.0, 10_000_000.0),
+    "volume": (1.0, 1_000.0),
+    "lymphocytes": (50.0, 100_000.0),
+}
+
+
 @dataclass(frozen=True)
 class AbsoluteCountInputs:
     """What absolute counts need: the bead lot's beads per test and the sample volume (single
@@ -92,6 +105,23 @@ class AbsoluteCountInputs:
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ConfigError(
                     f"absolute counts: {what} must be a positive number, not {value:g}"
+                )
+        # a number in other units gives a count off by 1,000 that looks like any other
+        for what, value, unit, (lo, hi), slip in (
+            ("beads per test", self.beads_per_test, "", UNIT_SLIPS["beads"], "per µL of beads?"),
+            ("sample volume", self.sample_volume_ul, " µL", UNIT_SLIPS["volume"], "in mL?"),
+            (
+                "lymphocyte count",
+                self.lymphocytes_per_ul,
+                "/µL",
+                UNIT_SLIPS["lymphocytes"],
+                "given in ×10⁹/L? (×1,000 gives per µL)",
+            ),
+        ):
+            if value is not None and not lo <= value <= hi:
+                raise ConfigError(
+                    f"absolute counts: {what} {value:g}{unit} lies outside {lo:,g}–{hi:,g}{unit}, "
+                    f"where every counting tube and blood count falls: {slip}"
                 )
 
     @property
