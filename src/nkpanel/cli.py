@@ -168,6 +168,15 @@ def flow_analyze(
             "the sample named like each file, else the workspace's only sample).",
         ),
     ] = None,
+    population: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--population",
+            help="With --template: the gate that plays a role, e.g. NK=NK_cells (roles: "
+            "Lymphocytes, Leukocytes, NK, NK CD56bright, NK CD56dim, NK-like T, CD3+, B cells, "
+            "Beads); gates are otherwise found by their names.",
+        ),
+    ] = None,
     beads: Annotated[
         float | None,
         typer.Option("--beads", "--beads-per-test", help="Counting beads per test (bead lot)."),
@@ -258,6 +267,16 @@ def flow_analyze(
         spillover=spill,
         template=template,
         template_sample=template_sample,
+        template_populations=_roles(
+            parse_pairs(
+                population or [],
+                option="--population",
+                form="ROLE=GATE",
+                hint=", e.g. NK=NK_cells",
+                convert=lambda role, gate: gate,
+                same_key=str.casefold,
+            )
+        ),
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
         qc=QCLimits(
             min_lymphocyte_events=min_lymphocytes,
@@ -282,6 +301,8 @@ def flow_analyze(
             raise ConfigError(f"--spillover with --template: {TEMPLATE_WITH_MATRIX}")
     elif template_sample is not None:
         raise ConfigError("--template-sample names a sample of a --template workspace")
+    elif population:
+        raise ConfigError("--population names the gates of a --template")
     with progress_steps("analysing", len(files)) as step:
         outcome = analyze_flow_batch(
             files, settings, out, plots=plots, export_events=export_events, on_file=step
@@ -298,6 +319,23 @@ def flow_analyze(
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
+
+
+def _roles(pairs: dict[str, str]) -> dict[str, str]:
+    """``--population`` pairs keyed by the role's own spelling (``nk`` → ``NK``); an unknown
+    role is refused, naming the roles."""
+    from nkpanel.flow.analyze import TEMPLATE_ROLES
+
+    known = {r.casefold(): r for r in TEMPLATE_ROLES}
+    out = {}
+    for role, gate in pairs.items():
+        if role.casefold() not in known:
+            raise ConfigError(
+                f"--population {role}={gate}: {role} is not a role; roles are "
+                f"{', '.join(TEMPLATE_ROLES)}"
+            )
+        out[known[role.casefold()]] = gate
+    return out
 
 
 def _marker_label(marker: str, label: str) -> str:

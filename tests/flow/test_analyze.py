@@ -556,3 +556,52 @@ def test_absolute_count_inputs_in_other_units_are_refused(
     with pytest.raises(ConfigError, match=re.escape(said)):
         AbsoluteCountInputs(**inputs)
     AbsoluteCountInputs(50_000.0, 50.0, 1_800.0)  # the usual inputs pass
+
+
+def test_nkpanels_gates_resaved_by_flowkit_keep_their_roles(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The README's loop: export the automated gates, adjust them in FlowKit (or FlowJo),
+    re-run them as a template. FlowKit re-saves without nkpanel's gate names, leaving the
+    Gating-ML ids ("NK_CD56bright", "CD3pos", "B_cells"): these matched no role, and the
+    subsets, NK-like T and the lymphosum check were silently dropped. Unchanged gates must give
+    the automated analysis's numbers."""
+    import flowkit as fk
+
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(tube, tmp_path / "tube.fcs")
+    auto = analyze_file(fcs, FlowSettings())
+    assert auto.tree is not None
+    ours = export_gatingml(auto.tree, tmp_path / "gates.xml", spillover=auto.values.spillover)
+    resaved = tmp_path / "resaved.xml"
+    with resaved.open("wb") as fh:
+        fk.export_gatingml(fk.parse_gating_xml(str(ours)), fh)
+    assert b"gate-name" not in resaved.read_bytes()  # FlowKit dropped nkpanel's names
+    r = analyze_file(fcs, FlowSettings(template=resaved)).result
+    a = auto.result
+    assert r.nk_percent_of_lymphocytes == pytest.approx(a.nk_percent_of_lymphocytes)
+    assert r.cd56bright_percent_of_nk == pytest.approx(a.cd56bright_percent_of_nk)
+    assert r.nk_like_t_percent_of_lymphocytes == pytest.approx(a.nk_like_t_percent_of_lymphocytes)
+    assert any(q.check == "lymphosum" for q in r.qc)
+
+
+@pytest.mark.parametrize(
+    ("gate", "role"),
+    [("NK_cells", "NK"), ("CD3pos", "CD3+"), ("cd3neg_cd56pos", "NK"), ("B_cells", "B cells")],
+)
+def test_gate_ids_without_spaces_or_signs_find_their_role(gate: str, role: str) -> None:
+    from nkpanel.flow.analyze import _template_roles
+
+    assert _template_roles([f"/Lymphocytes/{gate}"], {}) == {role: f"/Lymphocytes/{gate}"}
+
+
+def test_a_lab_names_the_gate_of_a_role() -> None:
+    from nkpanel.errors import ConfigError, InputError
+    from nkpanel.flow.analyze import _template_roles
+
+    gates = ["/Lymphocytes", "/Lymphocytes/MyNK"]
+    assert _template_roles(gates, {"NK": "MyNK"})["NK"] == "/Lymphocytes/MyNK"
+    with pytest.raises(InputError, match="no gate 'Nope' for NK"):
+        _template_roles(gates, {"NK": "Nope"})
+    with pytest.raises(ConfigError, match="no population role 'NKT'"):
+        _template_roles(gates, {"NKT": "MyNK"})

@@ -332,19 +332,43 @@ _ROLE_NAMES = {
 }
 
 
+def _role_key(name: str) -> str:
+    """A gate name as roles are looked up: letter case, underscores and spacing aside, and
+    "pos"/"neg" as + and − (Gating-ML ids allow no spaces or "+": "NK_cells", "CD3pos")."""
+    s = name.strip().casefold().replace("_", " ")
+    s = re.sub(r"(?<=\d)pos(itive)?\b|\bpos(itive)?\b", "+", s)
+    s = re.sub(r"(?<=\d)neg(ative)?\b|\bneg(ative)?\b", "-", s)
+    s = re.sub(r"\s*([+-])\s*", r"\1", s)
+    return re.sub(r"\s+", " ", s).strip()
+
+
+#: role lookup: each alias of each role, as :func:`_role_key` writes it
+_ROLE_KEYS = {role: {_role_key(a) for a in aliases} for role, aliases in _ROLE_NAMES.items()}
+#: the roles a lab may assign a gate to by hand (``--population ROLE=GATE``)
+TEMPLATE_ROLES = tuple(_ROLE_NAMES)
+
+
 def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str]:
-    """Which template gate plays each role (NK, Lymphocytes…): explicit mapping, else by name."""
+    """Which template gate plays each role (NK, Lymphocytes…): explicit mapping, else by name
+    (:func:`_role_key`)."""
     names = list(gates)  # type: ignore[call-overload]
+    unknown = sorted(set(explicit) - set(_ROLE_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"no population role {unknown[0]!r}; roles are {', '.join(TEMPLATE_ROLES)}"
+        )
     out: dict[str, str] = {}
-    for role, aliases in _ROLE_NAMES.items():
+    for role in _ROLE_NAMES:
         if role in explicit:
-            if explicit[role] not in names:
-                raise InputError(None, f"template has no gate {explicit[role]!r} for {role}")
-            out[role] = explicit[role]
+            wanted = explicit[role]
+            hit = next((str(n) for n in names if wanted in (n, str(n).rsplit("/", 1)[-1])), None)
+            if hit is None:
+                raise InputError(None, f"template has no gate {wanted!r} for {role}")
+            out[role] = hit
             continue
         for n in names:
-            leaf = str(n).rsplit("/", 1)[-1].strip().casefold()
-            if leaf in aliases and n not in out.values():
+            leaf = _role_key(str(n).rsplit("/", 1)[-1])
+            if leaf in _ROLE_KEYS[role] and n not in out.values():
                 out[role] = str(n)
                 break
     return out
