@@ -490,3 +490,41 @@ def test_corrupt_tiff_headers_give_one_line_errors(tmp_path: Path) -> None:
             escaped.append(f"{type(exc).__name__}: {exc}")
         p.unlink()
     assert escaped == []
+
+
+def _png16(path: Path, rgb16: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand (Pillow writes no 16-bit colour): IHDR, one IDAT of
+    unfiltered big-endian rows, IEND (PNG 1.2 specification)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    h, w = rgb16.shape[:2]
+    rows = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_16_bit_png_of_12_bit_data_is_refused_with_the_way_out(
+    tmp_path: Path, rgb: np.ndarray
+) -> None:
+    """Pillow reads the high byte of 16-bit PNG colour: 12-bit camera data (0–4095) read
+    almost black and were refused as fluorescence, with no word of why. The refusal now says
+    the file is a 16-bit PNG and to save it as TIFF; full-range 16-bit PNGs read as before."""
+    p = tmp_path / "cam12.png"
+    _png16(p, rgb.astype(np.uint16) * 16 + 8)
+    with pytest.raises(InputError, match=r"16-bit PNG, read at 8 bits.*save it as TIFF"):
+        open_image(p, pixel_size_um=0.5)
+    full = tmp_path / "full16.png"
+    _png16(full, rgb.astype(np.uint16) * 257)
+    src = open_image(full, pixel_size_um=0.5)
+    assert isinstance(src, FieldImage)
+    np.testing.assert_array_equal(src.rgb, rgb)

@@ -715,10 +715,32 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved
     rgb = _to_rgb8(arr, path, mode)
-    check_brightfield(rgb, path)
+    try:
+        check_brightfield(rgb, path)
+    except InputError as exc:
+        if fmt == "png" and _png_bit_depth(path) == 16:
+            # Pillow keeps the high byte of 16-bit colour samples: data of fewer bits (a
+            # 12-bit camera's, 0–4095) read almost black
+            raise InputError(
+                path,
+                f"{exc.cause}; it is a 16-bit PNG, read at 8 bits from its high byte: if its "
+                "values use fewer bits (a 10-, 12- or 14-bit camera), save it as TIFF, which "
+                "nkpanel reads at full depth",
+            ) from None
+        raise
     found = _pil_pixel_size(info, fmt.upper(), notes)
     ps = _resolve_pixel_size(path, given, found, notes)
     return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (bytes 24 of the file), None if unreadable."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return None
+    return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else None
 
 
 def _chroma_halved(im: Any) -> bool:
