@@ -605,3 +605,24 @@ def test_a_lab_names_the_gate_of_a_role() -> None:
         _template_roles(gates, {"NK": "Nope"})
     with pytest.raises(ConfigError, match="no population role 'NKT'"):
         _template_roles(gates, {"NKT": "MyNK"})
+
+
+def test_a_templates_role_rows_name_the_gate_they_repeat(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A template run lists each gate by its path and again by its role ("NK"), so summing the
+    table's counts counted those events twice. The role rows now name the gate they repeat;
+    the gate rows name none."""
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(tube, tmp_path / "tube.fcs")
+    auto = analyze_file(fcs, FlowSettings())
+    assert auto.tree is not None
+    xml = export_gatingml(auto.tree, tmp_path / "gates.xml", spillover=auto.values.spillover)
+    rows = {
+        p.population: p for p in analyze_file(fcs, FlowSettings(template=xml)).result.populations
+    }
+    nk = rows["NK"]
+    assert nk.same_events_as is not None and nk.same_events_as.endswith("/NK")
+    gate = rows[nk.same_events_as]
+    assert gate.same_events_as is None and gate.count == nk.count
+    assert all(auto_row.same_events_as is None for auto_row in auto.result.populations)

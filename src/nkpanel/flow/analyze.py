@@ -784,6 +784,7 @@ def _build_result(
                 percent_of_lymphocytes=_pct(n, n_lymph) if under_lymph(name) else None,
                 percent_of_leukocytes=_pct(n, n_leuk) if n_leuk and cells(name) else None,
                 cells_per_ul=per_ul(name, n),
+                same_events_as=(roles or {}).get(name) if (roles or {}).get(name) != name else None,
             )
         )
     n_nk = counts.get("NK", 0)

@@ -23,6 +23,9 @@ class PopulationCount:
     percent_of_lymphocytes: float | None
     percent_of_leukocytes: float | None
     cells_per_ul: float | None
+    #: a template's role row (``"NK"``) repeats the events of its gate (``"/…/NK cells"``):
+    #: that gate's path, so that summing counts can leave the repeats out; None otherwise
+    same_events_as: str | None = None
 
 
 @dataclass(frozen=True)
