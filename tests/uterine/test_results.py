@@ -86,3 +86,13 @@ def test_fields_qc_is_worded_for_its_outcome() -> None:
     assert ok.passed and ok.reason == "10 random ×400 fields of stroma (protocol: 10)"
     assert not short.passed and short.reason == "only 6 random ×400 fields of stroma (protocol: 10)"
     assert not ok.blocking and not short.blocking
+
+
+def test_a_count_just_under_the_published_lowest_is_not_printed_as_equal() -> None:
+    """1.099 per 100 failed the check against 1.1 but was printed as "1.10": shown with the
+    digits that tell it apart."""
+    from nkpanel.uterine.results import few_positives_qc
+
+    under = few_positives_qc(1_099, 100_000)
+    assert not under.passed and under.reason.startswith("1.099 CD56+")
+    assert few_positives_qc(11, 1_000).reason.startswith("1.10 CD56+")

@@ -220,8 +220,17 @@ def few_positives_qc(positive: int, stromal: int) -> UterineQC:
     """
     per_100 = 100.0 * positive / stromal if stromal else 0.0
     passed = stromal == 0 or per_100 >= LOWEST_PUBLISHED_PER_100
+    # printed finely enough that a value just under the limit does not read as equal to it
+    shown = next(
+        (
+            f"{per_100:.{d}f}"
+            for d in (2, 3, 4)
+            if passed or round(per_100, d) < LOWEST_PUBLISHED_PER_100
+        ),
+        f"{per_100:.4f}",
+    )
     reason = (
-        f"{per_100:.2f} CD56+ per 100 stromal cells (lowest value in the published series "
+        f"{shown} CD56+ per 100 stromal cells (lowest value in the published series "
         f"quoted: {LOWEST_PUBLISHED_PER_100:g}, Tuckerman et al. 2007)"
     )
     if not passed:
