@@ -403,3 +403,38 @@ def test_beads_near_the_top_of_a_scatter_are_all_counted(channel: str) -> None:
     assert a.result.reportable
     said = any("beads reach the top of SSC-A" in n for n in a.result.notes)
     assert said is (channel == "SSC")
+
+
+@pytest.mark.parametrize("channel", ["CD3", "CD56", "CD19"])
+def test_counting_beads_dim_on_one_channel_are_still_found(channel: str) -> None:
+    """A bead lot dim on one channel (there at about 150, where cells are) was missed by a
+    gate asking for beads bright on every channel; the beads were then taken for CD45+ cells
+    and NK % came out 0.3–1.1 (truth 12.1). Beads bright on all channels but one are beads."""
+    from nkpanel.flow.markers import resolve_markers
+
+    tube = simulate_tube(SimulationSpec(seed=7, n_events=100_000))
+    sample = tube.to_sample()
+    pnn = resolve_markers(sample, [channel]).channel_for(channel)
+    at = [c.pnn for c in sample.channels].index(pnn)
+    beads = tube.labels == "bead"
+    events = sample.events.copy()
+    events[beads, at] = np.random.default_rng(0).lognormal(np.log(150), 0.5, int(beads.sum()))
+    dim = type(sample).from_array(
+        events,
+        [c.pnn for c in sample.channels],
+        pns=[c.pns for c in sample.channels],
+        spillover=sample.spillover,
+        metadata=sample.metadata,
+    )
+    a = analyze_sample(dim, FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    assert f1(beads, a.membership["Beads"]) > 0.99
+    assert any(f"dim on {pnn}" in n for n in a.result.notes)
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.5
+    assert a.result.nk_cells_per_ul == pytest.approx(tube.truth["nk_per_ul_bead_method"], rel=0.1)
+
+
+def test_a_tube_without_beads_gets_no_bead_gate() -> None:
+    a = analyze_sample(simulate_tube(SimulationSpec(seed=7, with_beads=False)).to_sample())
+    assert "Beads" not in a.membership or not a.membership["Beads"].any()
+    assert not any("counting beads are dim" in n for n in a.result.notes)

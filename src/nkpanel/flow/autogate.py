@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -497,9 +497,10 @@ class _Gater:
         return "Time", interior_bad
 
     def bead_gate(self, parent: str | None) -> tuple[str, float] | None:
-        """Counting beads are bright on every fluorescence channel at once; no cell is. Events
-        on the top of the side scatter (clumps, which can be bright in every colour too) are
-        kept out, unless beads themselves reach it (:meth:`beads_reach_top`)."""
+        """Counting beads are bright on every fluorescence channel at once; no cell is (a lot
+        dim on one channel is found on the others, with a note). Events on the top of the side
+        scatter (clumps, which can be bright in every colour too) are kept out, unless beads
+        themselves reach it (:meth:`beads_reach_top`)."""
         fluor = [
             self.markers.markers[m]
             for m in ("CD3", "CD19", "CD56", "CD16", "CD45")
@@ -521,25 +522,34 @@ class _Gater:
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
         for j, p in enumerate(fluor):
             scaled[:, j] = self.scale(p)(self.for_density(p, idx))
-        low = np.minimum.reduce([scaled[:, j] for j in range(len(fluor))])
-        # beads are the brightest population of this minimum: the cut is the valley below
-        # them, whatever dim structure (debris, a pile at the axis) lies further down
-        c = find_cut(low, side="below", brightest=True, axis_pile=True)
-        if c.method != "valley":
+        # bright on every channel; else, for a bead lot dim on one channel (its dye excited
+        # poorly there), bright on every other channel, the dim one left out
+        every = list(range(len(fluor)))
+        options = [every]
+        if len(fluor) >= 3:
+            options += [[j for j in every if j != dim] for dim in every]
+        for cols in options:
+            found = self._bright_everywhere(scaled, cols)
+            if found is None:
+                continue
+            c, candidates = found
+            # the one channel that separates beads from every cell best carries the gate
+            best, best_gap, best_cut = fluor[0], -np.inf, 0.0
+            bead_lows = np.percentile(np.asfortranarray(_pick(scaled, candidates)), 0.5, axis=0)
+            cell_highs = np.percentile(np.asfortranarray(_pick(scaled, ~candidates)), 99.95, axis=0)
+            for p, bead_lo, cell_hi in zip(fluor, bead_lows, cell_highs, strict=True):
+                gap = bead_lo - cell_hi
+                if gap > best_gap:
+                    best, best_gap, best_cut = p, float(gap), float(0.5 * (bead_lo + cell_hi))
+            if best_gap > 0:
+                break
+        else:
             return None
-        candidates = low >= c.value
-        if np.count_nonzero(candidates) < 20:
-            return None
-        # the one channel that separates beads from every cell best carries the gate
-        best, best_gap, best_cut = fluor[0], -np.inf, 0.0
-        bead_lows = np.percentile(np.asfortranarray(_pick(scaled, candidates)), 0.5, axis=0)
-        cell_highs = np.percentile(np.asfortranarray(_pick(scaled, ~candidates)), 99.95, axis=0)
-        for p, bead_lo, cell_hi in zip(fluor, bead_lows, cell_highs, strict=True):
-            gap = bead_lo - cell_hi
-            if gap > best_gap:
-                best, best_gap, best_cut = p, float(gap), float(0.5 * (bead_lo + cell_hi))
-        if best_gap <= 0:
-            return None
+        if cols != every:
+            (dim,) = set(every) - set(cols)
+            self.notes.append(
+                f"counting beads are dim on {fluor[dim]}: found on the other channels"
+            )
         self.cuts["Beads"] = Cut(best_cut, "valley", c.peaks)
         lin = self.scale(best).inverse(best_cut)
         if pinned is not None and self.beads_reach_top(drawn, pinned, best, lin):
@@ -551,6 +561,24 @@ class _Gater:
             dims = (self.dim(best), self.dim(scatter))
             self.add(RangeGate("Beads", parent, dims, (lin, None), (None, top)))
         return best, lin
+
+    @staticmethod
+    def _bright_everywhere(
+        scaled: NDArray[np.float64], columns: Iterable[int]
+    ) -> tuple[Cut, NDArray[np.bool_]] | None:
+        """The events bright on every one of ``columns`` (a valley below the brightest
+        population of their minimum) and that cut, or None."""
+        cols = list(columns)
+        low = np.minimum.reduce([scaled[:, j] for j in cols])
+        # beads are the brightest population of this minimum: the cut is the valley below
+        # them, whatever dim structure (debris, a pile at the axis) lies further down
+        c = find_cut(low, side="below", brightest=True, axis_pile=True)
+        if c.method != "valley":
+            return None
+        candidates = low >= c.value
+        if np.count_nonzero(candidates) < 20:
+            return None
+        return c, candidates
 
     def beads_reach_top(
         self, idx: NDArray[np.intp], on_top: NDArray[np.bool_], best: str, lin: float
