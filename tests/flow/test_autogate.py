@@ -438,3 +438,17 @@ def test_a_tube_without_beads_gets_no_bead_gate() -> None:
     a = analyze_sample(simulate_tube(SimulationSpec(seed=7, with_beads=False)).to_sample())
     assert "Beads" not in a.membership or not a.membership["Beads"].any()
     assert not any("counting beads are dim" in n for n in a.result.notes)
+
+
+@pytest.mark.parametrize("bright", [0.7, 1.5, 2.5])
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_rare_cd56bright_subset_is_found(bright: float, seed: int) -> None:
+    """With CD56bright under ~2.5% of NK there is no valley above the dim peak, and the cut
+    (the dim peak + 3 SD of its lower side) was taken over all NK cells: the CD56- CD16+ NK
+    cells widened that side and the cut passed over the bright cells (1.78% read as 0.04%,
+    flagged below the reference range). The cut is now placed on the CD56+ NK cells."""
+    tube = simulate_tube(SimulationSpec(seed=seed, cd56bright_percent_of_nk=bright))
+    a = analyze_sample(tube.to_sample())
+    got = a.result.cd56bright_percent_of_nk
+    assert got is not None
+    assert abs(got - tube.truth["cd56bright_percent_of_nk"]) < 0.75
