@@ -626,3 +626,46 @@ def test_a_templates_role_rows_name_the_gate_they_repeat(tube, tmp_path: Path) -
     gate = rows[nk.same_events_as]
     assert gate.same_events_as is None and gate.count == nk.count
     assert all(auto_row.same_events_as is None for auto_row in auto.result.populations)
+
+
+def _spill_scaled(sample, factor: float, one: tuple[int, int] | None = None):  # type: ignore[no-untyped-def]
+    """The sample's own spillover with every off-diagonal coefficient × ``factor``, or only
+    coefficient ``one`` (row, column)."""
+    from nkpanel.flow.sample import Spillover
+
+    m = sample.spillover.matrix.copy()
+    off = ~np.eye(len(m), dtype=bool)
+    if one is None:
+        m[off] *= factor
+    else:
+        m[one] *= factor
+    return Spillover(sample.spillover.channels, m)
+
+
+def test_compensation_is_checked_in_the_data(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A wrong matrix (another panel's, another day's) passed the compensation check, which
+    only asked where the matrix came from: off-diagonals ×2 gave NK 34% for a truth of 12%,
+    reportable. Compensated right, populations negative for a marker share one median at zero
+    in its channel (Roederer 2001); the data are now checked for it."""
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(tube, tmp_path / "tube.fcs")
+    right = analyze_file(fcs, FlowSettings()).result
+    flag = next(q for q in right.qc if q.check == "compensation in the data")
+    assert flag.passed and flag.value is not None and flag.value < 0.5
+    doubled = _spill_scaled(tube.to_sample(), 2.0)
+    wrong = analyze_file(fcs, FlowSettings(spillover=doubled)).result
+    flag = next(q for q in wrong.qc if q.check == "compensation in the data")
+    assert not flag.passed and flag.blocking and not wrong.reportable
+    assert "check the spillover matrix" in flag.reason
+
+
+def test_compensation_in_the_data_passes_on_real_expert_data(shared_data: Path) -> None:
+    """The real flowsom-68983 file, compensated with its own matrix, passes (its negative
+    populations lie at most 0.4 SD from agreement)."""
+    f = shared_data / "flowsom-68983" / "68983.fcs"
+    if not f.is_file():
+        pytest.skip(f"{f} is absent")
+    r = analyze_file(f, FlowSettings(marker_overrides={"CD56": "NK1.1"})).result
+    flag = next(q for q in r.qc if q.check == "compensation in the data")
+    assert flag.passed

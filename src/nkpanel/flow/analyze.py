@@ -223,6 +223,10 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     used = {d.channel for g in gating.tree.gates for d in g.dims}
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
+    if cytometry == "flow" and spill is not None and analog_compensation(sample) is None:
+        seen = _compensation_seen(comp, sample, gating.membership, markers.markers)
+        if seen is not None:
+            qc.append(seen)
     if cytometry != looks:
         qc.append(
             QCFlag(
@@ -558,6 +562,101 @@ def _compensation_flag(
             "spilling into a gated channel, by the file's own matrix"
         )
     return flag(f"compensated with the {matrix} matrix", passed=True)
+
+
+#: lymphocyte populations negative for a marker, whose median in that marker's channel lies
+#: at zero when compensation is right (autofluorescence aside, which is not negative)
+NEGATIVE_REFERENCES = (
+    ("CD56", "CD3+"),
+    ("CD56", "B cells"),
+    ("CD16", "CD3+"),
+    ("CD16", "B cells"),
+    ("CD19", "CD3+"),
+    ("CD19", "NK"),
+    ("CD3", "B cells"),
+    ("CD3", "NK"),
+)
+#: two populations negative for a marker and bright for different other markers: compensated
+#: right, they share one median in the marker's channel (Roederer 2001)
+SAME_NEGATIVES = (
+    ("CD19", "CD3+", "NK"),
+    ("CD3", "B cells", "NK"),
+    ("CD56", "CD3+", "B cells"),
+    ("CD16", "CD3+", "B cells"),
+)
+#: how far (robust SDs of the populations' spread) a negative population's median may lie below
+#: zero, or two negatives' medians apart, before compensation is said to look wrong; past the
+#: second limit the result is withheld. Measured: correct matrices at most 0.4 SD (the real
+#: flowsom-68983 file; simulated tubes 0.1); a matrix with off-diagonals ×1.2 up to 3.2 SD,
+#: ×2 up to 4.8 SD, one coefficient changed 1.6 to 4.9 SD
+COMPENSATION_SDS = (1.5, 3.0)
+
+
+def _compensation_seen(
+    comp: CompensatedColumns,
+    sample: FlowSample,
+    member: Mapping[str, BoolArray],
+    markers: Mapping[str, str],
+) -> QCFlag | None:
+    """Whether the compensated data look compensated right: populations negative for a
+    marker have their median at zero in its channel, and two such populations share one
+    (Roederer M. Spectral compensation for flow cytometry: visualization artifacts,
+    limitations, and caveats. Cytometry 2001;45:194-205). Over-compensation pushes a
+    population below zero; a wrong coefficient parts two negatives. None when no reference
+    population holds 50 events."""
+    col = {c.pnn: c.index for c in sample.channels}
+    stats: dict[tuple[str, str], tuple[float, float]] = {}
+    for marker, pop in NEGATIVE_REFERENCES:
+        ch = markers.get(marker)
+        if ch is None or pop not in member or int(np.count_nonzero(member[pop])) < 50:
+            continue
+        if any(markers.get(m) == ch for m in markers if m != marker):
+            continue  # a channel shared with another marker (a dump channel) has no negatives
+        q1, med, q3 = np.percentile(_pick_values(comp.column(col[ch]), member[pop]), [25, 50, 75])
+        stats[(marker, pop)] = (float(med), max(float(q3 - q1) / 1.349, 1e-9))
+    if not stats:
+        return None
+    worst, why = 0.0, ""
+    for (marker, pop), (med, sd) in stats.items():
+        if -med / sd > worst:
+            worst = -med / sd
+            why = (
+                f"{pop} sit {worst:.1f} SD below zero on {sample.label(markers[marker])}: "
+                "over-compensated"
+            )
+    for marker, a, b in SAME_NEGATIVES:
+        if (marker, a) in stats and (marker, b) in stats:
+            (ma, sa), (mb, sb) = stats[(marker, a)], stats[(marker, b)]
+            apart = abs(ma - mb) / max(sa, sb)
+            if apart > worst:
+                worst = apart
+                why = (
+                    f"{a} and {b}, both {marker}-negative, sit {apart:.1f} SD apart on "
+                    f"{sample.label(markers[marker])}: a spillover coefficient is off"
+                )
+    warn, block = COMPENSATION_SDS
+    if worst <= warn:
+        return QCFlag(
+            "compensation in the data",
+            True,
+            round(worst, 2),
+            warn,
+            "negative populations sit at zero and agree in each gated channel",
+            blocking=False,
+        )
+    return QCFlag(
+        "compensation in the data",
+        False,
+        round(worst, 2),
+        block if worst > block else warn,
+        f"{why} (compensated right, negative populations share one median at zero, Roederer "
+        "2001): check the spillover matrix",
+        blocking=worst > block,
+    )
+
+
+def _pick_values(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.float64]:
+    return values[np.flatnonzero(mask)]
 
 
 #: spillover below this fraction (0.1%) is taken as none
