@@ -452,3 +452,35 @@ def test_a_rare_cd56bright_subset_is_found(bright: float, seed: int) -> None:
     got = a.result.cd56bright_percent_of_nk
     assert got is not None
     assert abs(got - tube.truth["cd56bright_percent_of_nk"]) < 0.75
+
+
+def test_a_wrapping_time_counter_is_unwrapped_and_a_clog_still_found() -> None:
+    """A time counter that wraps (12 bits, say) is not monotonic: the flow-rate check was
+    skipped yet shown as passed ("unstable over 0%"), and a clogged tube was reportable. The
+    counter is unwrapped and the clog found as on the unwrapped file; times that cannot be put
+    in order make the check a warning that says it was not checked."""
+    tube = simulate_tube(SimulationSpec(seed=9, clog_at=0.5))
+    plain = tube.to_sample()
+    at = [c.pnn for c in plain.channels].index("Time")
+
+    def with_time(t: np.ndarray):  # type: ignore[no-untyped-def]
+        events = plain.events.copy()
+        events[:, at] = t
+        return type(plain).from_array(
+            events,
+            [c.pnn for c in plain.channels],
+            pns=[c.pns for c in plain.channels],
+            spillover=plain.spillover,
+            metadata=plain.metadata,
+        )
+
+    t = plain.events[:, at]
+    ref = next(q for q in analyze_sample(plain).result.qc if q.check == "flow rate")
+    assert not ref.passed  # the clog
+    wrapped = analyze_sample(with_time(np.mod(t, 4.0))).result  # every 4 s
+    flag = next(q for q in wrapped.qc if q.check == "flow rate")
+    assert not flag.passed and flag.value == pytest.approx(ref.value, abs=0.02)
+    assert any("Time counter wraps" in n for n in wrapped.notes)
+    shuffled = np.random.default_rng(0).permutation(t)
+    flag = next(q for q in analyze_sample(with_time(shuffled)).result.qc if q.check == "flow rate")
+    assert not flag.passed and not flag.blocking and "not checked" in flag.reason

@@ -693,7 +693,16 @@ def _prior_compensation(sample: FlowSample) -> str | None:
     return None
 
 
-def _flow_rate_flag(frac: float, lim: QCLimits) -> QCFlag:
+def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
+    if frac is None:  # a warning: a clog or bubble would go unseen
+        return QCFlag(
+            "flow rate",
+            False,
+            None,
+            lim.max_unstable_time_fraction,
+            "flow rate not checked (no usable Time channel): a clog or bubble would go unseen",
+            blocking=False,
+        )
     return QCFlag(
         "flow rate",
         frac <= lim.max_unstable_time_fraction,

@@ -125,7 +125,8 @@ class AutoGateResult:
     cuts: Mapping[str, Cut]
     notes: tuple[str, ...]
     cytometry: Literal["flow", "mass"]
-    unstable_time_fraction: float = 0.0
+    #: None when the flow rate could not be checked (no Time channel, times out of order)
+    unstable_time_fraction: float | None = 0.0
     scales: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
     #: False when no SSC, CD45 or CD14 could tell the lymphocytes from other leukocytes: the
     #: "Lymphocytes" gate then holds every leukocyte and no % of lymphocytes can be given
@@ -261,6 +262,24 @@ def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, fl
     last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
     interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
     return edges, first, last, interior_bad, float(bad.mean())
+
+
+def _unwrapped(t: Array) -> tuple[Array, float] | None:
+    """Times of a counter that wraps (older instruments count time in 10 or 12 bits and start
+    again at 0), made monotonic by adding its period at each wrap, and the period (the largest
+    fall at a wrap plus the usual step between events); None when the times fall back by less
+    than half their range somewhere (not a wrap: shuffled, or restarted)."""
+    if t.size < 3 or not np.isfinite(t).all():
+        return None
+    d = np.diff(t.astype(np.float64))
+    span = float(t.max() - t.min())
+    wraps = d < -0.5 * span
+    if span <= 0 or not wraps.any() or bool(np.any(d[~wraps] < 0)):
+        return None
+    forward = d[d > 0]
+    # at least every fall, so that no wrap leaves the times out of order
+    period = float(np.max(-d[wraps])) + (float(np.median(forward)) if forward.size else 0.0)
+    return t + period * np.concatenate(([0.0], np.cumsum(wraps))), period
 
 
 class _Gater:
@@ -468,15 +487,30 @@ class _Gater:
         return self.subsample(self.everything())
 
     # -- steps -----------------------------------------------------------------------------
-    def time_gate(self) -> tuple[str | None, float]:
+    def time_gate(self) -> tuple[str | None, float | None]:
+        """The Time gate (unstable ends trimmed) and the unstable fraction of the time between
+        them; ``None`` for the fraction when the flow rate could not be checked (said in a
+        note and by the flow-rate QC check)."""
         if not self.markers.has("Time"):
             self.notes.append("no Time channel: flow-rate stability not checked")
-            return None, 0.0
+            return None, None
         tch = self.markers.channel_for("Time")
-        rate = flow_rate(self.sample.events[:, self.col[tch]], self.settings)
+        t = self.sample.events[:, self.col[tch]]
+        rate = flow_rate(t, self.settings)
         if rate is None:
-            self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
-            return None, 0.0
+            unwrapped = _unwrapped(t)
+            rate = flow_rate(unwrapped[0], self.settings) if unwrapped is not None else None
+            if rate is None or unwrapped is None:
+                self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
+                return None, None
+            # checked on the unwrapped times; a gate on the stored (wrapping) values could not
+            # trim the ends, so none is placed
+            self.notes.append(
+                f"Time counter wraps every {unwrapped[1]:.4g}: flow rate checked on the unwrapped "
+                "times "
+                "(unstable ends not trimmed)"
+            )
+            return None, rate[4]
         edges, first, last, interior_bad, _ = rate
         bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
