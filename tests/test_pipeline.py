@@ -81,6 +81,27 @@ def test_a_later_batch_keeps_an_earlier_batchs_file_of_the_same_name(tmp_path: P
         assert f'"source": "{path}"' in summary
 
 
+def test_a_later_file_written_at_the_same_path_keeps_the_earlier_results(tmp_path: Path) -> None:
+    """An export folder reused for each patient: patient B's Tube_001.fcs is written where
+    patient A's was, and analysed into the same --out. A's results were replaced, silently;
+    the folder's summary now records the file's size and time, and B takes Tube_001-2."""
+    import os
+
+    (tmp_path / "export").mkdir()
+    path = tmp_path / "export" / "Tube_001.fcs"
+    out = tmp_path / "out"
+    write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=20_000)), path)
+    (a,) = pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=False).results
+    write_fcs(simulate_tube(SimulationSpec(seed=4, n_events=21_000)), path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    for _ in range(2):  # and again: B's own folder is replaced, no third one made
+        (b,) = pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=False).results
+        assert b.sample == "Tube_001-2" and "as it was then" in b.file_notes[-1]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["Tube_001", "Tube_001-2"]
+    kept = (out / "samples" / "Tube_001" / "summary.json").read_text()
+    assert f'"nk_percent_of_lymphocytes": {a.nk_percent_of_lymphocytes}' in kept
+
+
 def test_a_copy_of_a_file_is_analysed_once(tmp_path: Path) -> None:
     """A byte-for-byte copy ("tube1 copy.fcs") is the same tube: analysed twice it would be
     two samples. The copy is left out with a note naming both files; another file of the

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from nkpanel.errors import InputError
 
-__all__ = ["away_from_earlier", "distinct_files", "files_in_folders", "unique_stems"]
+__all__ = [
+    "away_from_earlier",
+    "distinct_files",
+    "file_stamp",
+    "files_in_folders",
+    "unique_stems",
+]
 
 
 def unique_stems(paths: Sequence[str | Path]) -> list[str]:
@@ -163,23 +169,41 @@ def away_from_earlier(
         out.append(candidate)
         notes[i] = (
             f"named {candidate}: {folder / name} holds an earlier run's results of another "
-            f"file ({other}), which are kept"
+            f"file ({other[0]}{'' if other[0] != str(path) else ', as it was then'}), which are "
+            "kept"
         )
     return out, notes
 
 
-def _recorded_source(sample_folder: Path) -> str | None:
-    """The input file an earlier run's ``summary.json`` in ``sample_folder`` names, if any."""
+def file_stamp(path: Path) -> dict[str, int] | None:
+    """A file's size and modification time (ns): what tells a file from a later one written
+    at the same path (an export folder reused for each patient)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"bytes": st.st_size, "modified_ns": st.st_mtime_ns}
+
+
+def _recorded_source(sample_folder: Path) -> tuple[str, object] | None:
+    """The input file an earlier run's ``summary.json`` in ``sample_folder`` names, and the
+    stamp it recorded of it (:func:`file_stamp`; None from runs before stamps), if any."""
     try:
         data = json.loads((sample_folder / "summary.json").read_text("utf-8"))
     except (OSError, ValueError):
         return None
     source = data.get("source") if isinstance(data, dict) else None
-    return source if isinstance(source, str) and source else None
+    if not (isinstance(source, str) and source):
+        return None
+    return source, data.get("source_file")
 
 
-def _same_file(recorded: str, path: Path) -> bool:
+def _same_file(recorded: tuple[str, object], path: Path) -> bool:
+    """Whether ``path`` is the file recorded: the same path and, where a stamp was recorded,
+    the same size and modification time (else a later file written at that path)."""
+    source, stamp = recorded
     try:
-        return Path(recorded).resolve() == path.resolve()
+        same_path = Path(source).resolve() == path.resolve()
     except OSError:
         return False
+    return same_path and (stamp is None or stamp == file_stamp(path))

@@ -21,6 +21,7 @@ from nkpanel._atomic import (
     write_text,
     write_with,
 )
+from nkpanel._names import file_stamp
 from nkpanel.flow.analyze import FlowAnalysis
 from nkpanel.flow.results import FlowResult
 
@@ -89,6 +90,8 @@ def _write_sample_files(
 ) -> list[Path]:
     written: list[Path] = []
     summary = analysis.result.summary()
+    if analysis.sample.path is not None:  # which file, as it was: a later file at the same
+        summary["source_file"] = file_stamp(analysis.sample.path)  # path is another's
     target = d / "summary.json"
     write_text(target, json.dumps(summary, indent=2, default=str))
     written.append(target)
