@@ -669,3 +669,19 @@ def test_compensation_in_the_data_passes_on_real_expert_data(shared_data: Path) 
     r = analyze_file(f, FlowSettings(marker_overrides={"CD56": "NK1.1"})).result
     flag = next(q for q in r.qc if q.check == "compensation in the data")
     assert flag.passed
+
+
+def test_an_implausible_bead_count_withholds_absolute_counts(tube) -> None:  # type: ignore[no-untyped-def]
+    """Beads per test typed with two zeros too many (5,000,000) gave 23,229 NK/µL, reportable.
+    The lymphocytes the beads give per µL (here by hand: lymphocytes / beads × 5,000,000 / 50)
+    must lie where blood counts do (50–100,000/µL), else absolute counts are withheld."""
+    sample = tube.to_sample()
+    bad = analyze_sample(sample, FlowSettings(counts=AbsoluteCountInputs(5_000_000.0, 50.0)))
+    m = {k: int(v.sum()) for k, v in bad.membership.items()}
+    flag = next(q for q in bad.result.qc if q.check == "bead count plausible")
+    assert flag.value == pytest.approx(m["Lymphocytes"] / m["Beads"] * 5_000_000 / 50, rel=1e-3)
+    assert not flag.passed and not flag.blocking
+    assert bad.result.nk_cells_per_ul is None and bad.result.reportable
+    good = analyze_sample(sample, FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    assert next(q for q in good.result.qc if q.check == "bead count plausible").passed
+    assert good.result.nk_cells_per_ul is not None

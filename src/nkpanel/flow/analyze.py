@@ -472,6 +472,25 @@ def _qc_checks(
                 blocking=False,
             )
         )
+        lymph_ul = _bead_lymphocytes_per_ul(n_lymph, n_beads, s.counts)
+        if lymph_ul is not None and n_beads >= lim.min_bead_events:
+            lo, hi = UNIT_SLIPS["lymphocytes"]
+            flags.append(
+                QCFlag(
+                    "bead count plausible",
+                    lo <= lymph_ul <= hi,
+                    round(lymph_ul, 1),
+                    hi if lymph_ul > hi else lo,
+                    f"the beads give {lymph_ul:,.0f} lymphocytes/µL"
+                    + (
+                        ""
+                        if lo <= lymph_ul <= hi
+                        else f", outside {lo:,g}–{hi:,g}/µL where every blood count falls: "
+                        "absolute counts withheld; check beads per test and sample volume"
+                    ),
+                    blocking=False,  # the absolute count only, as "bead events"
+                )
+            )
     if all(k in member for k in ("Lymphocytes", "CD3+", "B cells", "NK")) and n_lymph:
         # a union, not a sum: a template may gate NK-like T cells outside its T-cell gate (the
         # automated populations are disjoint, so there it is the sum)
@@ -693,6 +712,16 @@ def _prior_compensation(sample: FlowSample) -> str | None:
     return None
 
 
+def _bead_lymphocytes_per_ul(
+    n_lymph: int, n_beads: int, counts: AbsoluteCountInputs
+) -> float | None:
+    """Lymphocytes per µL by the bead method (BD IFU 23-3483), None without its inputs."""
+    if not (counts.bead_method and n_beads and n_lymph):
+        return None
+    assert counts.beads_per_test is not None and counts.sample_volume_ul is not None
+    return n_lymph / n_beads * counts.beads_per_test / counts.sample_volume_ul
+
+
 def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
     if frac is None:  # a warning: a clog or bubble would go unseen
         return QCFlag(
@@ -832,6 +861,9 @@ def _build_result(
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
     beads_ok = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
+    lymph_ul = _bead_lymphocytes_per_ul(n_lymph, n_beads, s.counts)
+    lo, hi = UNIT_SLIPS["lymphocytes"]
+    beads_ok = beads_ok and (lymph_ul is None or lo <= lymph_ul <= hi)  # "bead count plausible"
     dual = c.lymphocytes_per_ul is not None and n_lymph > 0
     if c.bead_method and (beads_ok or not dual):
         method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
