@@ -193,8 +193,10 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
     )
     if not passed:
         reason += (
-            ": faint staining, a threshold too high for this stain run, or DAB from "
-            "neighbouring cells; check the overlay (faint staining makes the count low)"
+            ": faint staining or a threshold too high for this stain run (the count is then "
+            "low), or background DAB, shading or DAB from neighbouring cells (then cells "
+            "just over the threshold may be false positives: the count may be high); check "
+            "the overlay"
         )
     return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
 
