@@ -685,3 +685,29 @@ def test_an_implausible_bead_count_withholds_absolute_counts(tube) -> None:  # t
     good = analyze_sample(sample, FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
     assert next(q for q in good.result.qc if q.check == "bead count plausible").passed
     assert good.result.nk_cells_per_ul is not None
+
+
+def test_a_template_without_a_recognised_nk_gate_says_how_to_name_it(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A lab's NK gate named "CD16orCD56" matches no role: the result read "0 gated NK events",
+    hiding why. It now says no gate is recognised as NK and how to name one; named with
+    --population NK=CD16orCD56, the template gives the automated analysis's NK %."""
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(tube, tmp_path / "tube.fcs")
+    auto = analyze_file(fcs, FlowSettings())
+    assert auto.tree is not None
+    xml = export_gatingml(auto.tree, tmp_path / "gates.xml", spillover=auto.values.spillover)
+    text = xml.read_text("utf-8")
+    text = text.replace('gating:id="NK"', 'gating:id="CD16orCD56"')
+    text = text.replace('gating:parent_id="NK"', 'gating:parent_id="CD16orCD56"')
+    text = re.sub(r"<[^<>]*gate-name>NK</[^<>]*gate-name>", "", text)  # nkpanel's own name
+    lab = tmp_path / "lab.xml"
+    lab.write_text(text, "utf-8")
+    r = analyze_file(fcs, FlowSettings(template=lab)).result
+    assert not r.reportable
+    assert any("--population, e.g. NK=" in reason for reason in r.not_reportable_reasons)
+    named = analyze_file(
+        fcs, FlowSettings(template=lab, template_populations={"NK": "CD16orCD56"})
+    ).result
+    assert named.nk_percent_of_lymphocytes == pytest.approx(auto.result.nk_percent_of_lymphocytes)

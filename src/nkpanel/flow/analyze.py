@@ -336,6 +336,13 @@ _ROLE_NAMES = {
 }
 
 
+#: a template none of whose gates is recognised for a role
+_NO_ROLE = (
+    "no gate of the template is recognised as the {role} (by its name): name it with "
+    "--population, e.g. {example}"
+)
+
+
 def _role_key(name: str) -> str:
     """A gate name as roles are looked up: letter case, underscores and spacing aside, and
     "pos"/"neg" as + and − (Gating-ML ids allow no spaces or "+": "NK_cells", "CD3pos")."""
@@ -443,7 +450,9 @@ def _qc_checks(
             n_lymph >= lim.min_lymphocyte_events,
             n_lymph,
             lim.min_lymphocyte_events,
-            f"{n_lymph} gated lymphocyte events (minimum {lim.min_lymphocyte_events})",
+            f"{n_lymph} gated lymphocyte events (minimum {lim.min_lymphocyte_events})"
+            if "Lymphocytes" in member
+            else _NO_ROLE.format(role="lymphocytes", example="Lymphocytes=Lymphs"),
         )
     )
     n_nk = int(np.count_nonzero(member["NK"])) if "NK" in member else 0
@@ -453,7 +462,9 @@ def _qc_checks(
             n_nk >= lim.min_nk_events,
             n_nk,
             lim.min_nk_events,
-            f"{n_nk} gated NK events (minimum {lim.min_nk_events} for a count CV ≤ 10%)",
+            f"{n_nk} gated NK events (minimum {lim.min_nk_events} for a count CV ≤ 10%)"
+            if "NK" in member
+            else _NO_ROLE.format(role="NK cells", example="NK=CD16orCD56"),
         )
     )
     if s.counts.bead_method:
