@@ -372,3 +372,20 @@ def test_a_batch_that_fails_while_writing_its_tables_does_not_lock_the_folder(
             pipeline.analyze_flow_batch([tube], FlowSettings(), out, plots=False)
     again = pipeline.analyze_flow_batch([tube], FlowSettings(), out, plots=False)
     assert [r.sample for r in again.results] == ["t"]
+
+
+def test_files_left_in_subfolders_are_said(tmp_path: Path) -> None:
+    """A draw's folder holding tubes in a subfolder too read only the top level, silently;
+    subfolders are still not searched (earlier outputs may lie there), but a note says how
+    many files were left."""
+    from nkpanel._names import files_in_folders
+
+    (tmp_path / "sub").mkdir()
+    for f in ("a.fcs", "sub/b.fcs", "sub/c.FCS", "sub/notes.txt"):
+        (tmp_path / f).write_bytes(b"x")
+    notes: list[str] = []
+    assert files_in_folders([tmp_path], (".fcs",), notes) == [tmp_path / "a.fcs"]
+    assert notes == [
+        f"{tmp_path}: 2 file(s) in its subfolders were not read (subfolders are not searched; "
+        "give them to read them)"
+    ]

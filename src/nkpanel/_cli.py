@@ -49,8 +49,9 @@ def expand_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Pat
     InputError
         A folder that holds no such file.
     """
-    files, notes = distinct_files(files_in_folders(paths, suffixes))
-    for note in notes:
+    below: list[str] = []
+    files, notes = distinct_files(files_in_folders(paths, suffixes, below))
+    for note in below + notes:
         say(note, flag="note:", colour="yellow")
     return files
 

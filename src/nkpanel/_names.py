@@ -34,9 +34,13 @@ def unique_stems(paths: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def files_in_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[Path]:
+def files_in_folders(
+    paths: Iterable[Path], suffixes: tuple[str, ...], notes: list[str] | None = None
+) -> list[Path]:
     """The files given, with each folder among them replaced by the files in it (not in its
-    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order.
+    subfolders) whose suffix is one of ``suffixes`` (any letter case), in name order. A
+    folder whose subfolders hold such files too gets a note in ``notes`` (they are not read:
+    earlier outputs may lie there).
 
     Raises
     ------
@@ -49,6 +53,13 @@ def files_in_folders(paths: Iterable[Path], suffixes: tuple[str, ...]) -> list[P
             out.append(p)
             continue
         found = sorted(f for f in p.iterdir() if _wanted(f, suffixes))
+        if found and notes is not None:
+            below = sum(1 for f in p.rglob("*") if _wanted(f, suffixes) and f.parent != p)
+            if below:
+                notes.append(
+                    f"{p}: {below} file(s) in its subfolders were not read (subfolders are "
+                    "not searched; give them to read them)"
+                )
         if not found:
             kinds = " / ".join(suffixes)
             deeper = sum(1 for f in p.rglob("*") if _wanted(f, suffixes))

@@ -225,9 +225,12 @@ def _check_same_case(case: Case, out_dir: Path) -> None:
         )
 
 
-def draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailure]]:
+def draw_files(
+    case: Case, draw: BloodDraw, notes: list[str] | None = None
+) -> tuple[list[Path], list[BatchFailure]]:
     """A blood draw's FCS files as its manifest lists them (``~`` expanded, folders replaced
-    by the FCS files in them), and a failure for each entry that is not there."""
+    by the FCS files in them, with a note in ``notes`` for files left in subfolders), and a
+    failure for each entry that is not there."""
     files: list[Path] = []
     failures: list[BatchFailure] = []
     where = f"listed under blood draw {draw.id!r} of the case manifest"
@@ -237,7 +240,7 @@ def draw_files(case: Case, draw: BloodDraw) -> tuple[list[Path], list[BatchFailu
             failures.append(BatchFailure(str(path), f"no such file ({where})"))
             continue
         try:
-            files += files_in_folders([path], (".fcs", ".lmd"))
+            files += files_in_folders([path], (".fcs", ".lmd"), notes)
         except InputError as exc:
             failures.append(BatchFailure(str(path), f"{one_line(exc, source=path)} ({where})"))
     return files, failures
@@ -315,7 +318,8 @@ def run_case(
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
     for draw in case.blood_draws:
-        files, missing = draw_files(case, draw)
+        below: list[str] = []
+        files, missing = draw_files(case, draw, below)
         draw_out = out_dir / "flow" / draw.id
         batch = analyze_flow_batch(
             files,
@@ -326,6 +330,7 @@ def run_case(
             prune=True,
         )
         batch.failures[:0] = missing
+        batch.notes[:0] = below
         outcome.draws[draw.id] = batch
         outcome.removed += batch.removed
     from nkpanel.cytotox.manifest import run_plate_for_case

@@ -212,7 +212,7 @@ def _biopsy_images(
         for f in folders
         for n in [len(files_in_folders([f], IMAGE_SUFFIXES))]
     ]
-    expanded = files_in_folders(images, IMAGE_SUFFIXES)
+    expanded = files_in_folders(images, IMAGE_SUFFIXES, notes)
     paired = pair_regions(expanded, regions)
     kept, twice = distinct_files(expanded)
     if twice:  # each image kept with the region of its first listing
