@@ -389,3 +389,26 @@ def test_files_left_in_subfolders_are_said(tmp_path: Path) -> None:
         f"{tmp_path}: 2 file(s) in its subfolders were not read (subfolders are not searched; "
         "give them to read them)"
     ]
+
+
+def test_the_same_events_exported_twice_are_said(tmp_path: Path) -> None:
+    """One tube exported twice (another $DATE or byte order: not a byte copy) was counted as
+    two samples with no word. Both are still listed, each named, and the second says it holds
+    the first's events; another tube says nothing."""
+    from tests.flow.fcs_bytes import edit_text_value
+
+    tube = simulate_tube(SimulationSpec(seed=3, n_events=20_000))
+    a = write_fcs(tube, tmp_path / "a.fcs")
+    again = tmp_path / "a_again.fcs"
+    again.write_bytes(edit_text_value(a.read_bytes(), "$DATE", "16-JAN-2024"))
+    other = write_fcs(simulate_tube(SimulationSpec(seed=4, n_events=20_000)), tmp_path / "b.fcs")
+    results = pipeline.analyze_flow_batch(
+        [a, again, other], FlowSettings(), tmp_path / "out", plots=False
+    ).results
+    assert [r.sample for r in results] == ["a", "a_again", "b"]
+    said = [[n for n in r.file_notes if "same events" in n] for r in results]
+    assert said == [
+        [],
+        ["holds the same events as a (exported twice?): both are listed, but they are one tube"],
+        [],
+    ]

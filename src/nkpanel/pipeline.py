@@ -87,17 +87,29 @@ def analyze_flow_batch(
     moved: dict[int, str] = {}
     if not prune:  # a case's own folder holds its own files: replaced, not kept beside
         names, moved = away_from_earlier(out_dir / "samples", paths, names)
+    seen: dict[str, str] = {}  # events fingerprint → the sample that holds them
     for i, (path, name) in enumerate(zip(paths, names, strict=True)):
         if on_file is not None:
             on_file(str(path))
         try:
             analysis = analyze_file(path, settings)
+            notes: list[str] = []
             if name != analysis.result.sample:
-                note = moved.get(i) or (
-                    f"named {name}: another file of the batch is also called {path.stem}"
+                notes.append(
+                    moved.get(i)
+                    or f"named {name}: another file of the batch is also called {path.stem}"
                 )
+            fingerprint = _events_fingerprint(analysis.sample.events)
+            if fingerprint in seen:  # the same tube re-exported (other keywords, byte order)
+                notes.append(
+                    f"holds the same events as {seen[fingerprint]} (exported twice?): both are "
+                    "listed, but they are one tube"
+                )
+            else:
+                seen[fingerprint] = name
+            if notes:
                 result = dataclasses.replace(
-                    analysis.result, sample=name, file_notes=(*analysis.result.file_notes, note)
+                    analysis.result, sample=name, file_notes=(*analysis.result.file_notes, *notes)
                 )
                 analysis = dataclasses.replace(analysis, result=result)
             written = write_sample_outputs(
@@ -123,6 +135,21 @@ def analyze_flow_batch(
     else:
         outcome.removed = remove_batch_tables(out_dir)
     return outcome
+
+
+def _events_fingerprint(events: Any) -> str:
+    """A digest of an event matrix from its shape and about 2,000 evenly spaced events: the
+    same tube exported twice (other keywords, other byte order) gives the same digest; two
+    tubes never hold the same values at those events."""
+    import hashlib
+
+    import numpy as np
+
+    a = np.asarray(events, dtype=np.float64)
+    step = max(1, a.shape[0] // 2048)
+    h = hashlib.blake2b(str(a.shape).encode(), digest_size=16)
+    h.update(np.ascontiguousarray(a[::step]).tobytes())
+    return h.hexdigest()
 
 
 @dataclass
