@@ -484,3 +484,28 @@ def test_a_wrapping_time_counter_is_unwrapped_and_a_clog_still_found() -> None:
     shuffled = np.random.default_rng(0).permutation(t)
     flag = next(q for q in analyze_sample(with_time(shuffled)).result.qc if q.check == "flow rate")
     assert not flag.passed and not flag.blocking and "not checked" in flag.reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_cells_of_a_bead_less_three_colour_tube_are_not_taken_for_beads(seed: int) -> None:
+    """CD3, CD16+56 and CD45 only, no beads: granulocytes and NK cells are bright on all
+    channels but CD3, and a search for beads dim on one channel took them for beads (NK 1.2%
+    for 12.1%, reportable). Dim beads are only looked for where the lab gives beads per test,
+    and on at least three channels."""
+    spec = SimulationSpec(seed=seed, with_beads=False, combined_cd16_cd56=True, with_cd19=False)
+    tube = simulate_tube(spec)
+    for counts in (AbsoluteCountInputs(), AbsoluteCountInputs(50_000.0, 50.0)):
+        a = analyze_sample(tube.to_sample(), FlowSettings(counts=counts))
+        assert "Beads" not in a.membership or not a.membership["Beads"].any()
+        nk = a.result.nk_percent_of_lymphocytes
+        assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
+
+
+def test_too_few_cd56_positive_nk_cells_give_no_subsets() -> None:
+    """With 99% of NK cells CD56- (CD16+ only) the bright cut had 8 events to stand on and
+    read 0.07% bright for 0.51%; with none it read 100%. Under 20 CD56+ NK events no subset
+    is given, and a note says why."""
+    spec = SimulationSpec(seed=1, cd56neg_percent_of_nk=99.0, cd56bright_percent_of_nk=0.5)
+    r = analyze_sample(simulate_tube(spec).to_sample()).result
+    assert r.cd56bright_percent_of_nk is None and r.cd56dim_percent_of_nk is None
+    assert any("too few to place the CD56bright cut" in n for n in r.notes)

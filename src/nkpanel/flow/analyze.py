@@ -218,7 +218,12 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
     )
     # the kind of cytometry decided once, here (auto_gate would look again)
-    gating = auto_gate(sample, comp, markers, dataclasses.replace(s.autogate, cytometry=cytometry))
+    gating = auto_gate(
+        sample,
+        comp,
+        markers,
+        dataclasses.replace(s.autogate, cytometry=cytometry, beads_expected=s.counts.bead_method),
+    )
     parents = {g.name: g.parent for g in gating.tree.gates}
     used = {d.channel for g in gating.tree.gates for d in g.dims}
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)

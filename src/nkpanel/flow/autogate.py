@@ -61,6 +61,9 @@ def _pick(values: NDArray[T], mask: BoolArray) -> NDArray[T]:
     return values[np.flatnonzero(mask)]
 
 
+#: fewest CD56+ NK events on which the CD56bright cut is placed (a density needs them)
+MIN_SUBSET_EVENTS = 20
+
 #: names of the populations automated gating can produce, parent first
 POPULATIONS = (
     "Time",
@@ -108,6 +111,9 @@ class AutoGateSettings:
     """
 
     cytometry: Literal["auto", "flow", "mass"] = "auto"
+    #: the tube holds counting beads (the lab gave beads per test): beads dim on one channel
+    #: are then looked for on the others
+    beads_expected: bool = False
     singlet_sds: float = 4.0
     time_bins: int = 100
     rate_tolerance: float = 0.25
@@ -510,7 +516,7 @@ class _Gater:
                 "times "
                 "(unstable ends not trimmed)"
             )
-            return None, rate[4]
+            return None, rate[3]
         edges, first, last, interior_bad, _ = rate
         bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
@@ -560,7 +566,10 @@ class _Gater:
         # poorly there), bright on every other channel, the dim one left out
         every = list(range(len(fluor)))
         options = [every]
-        if len(fluor) >= 3:
+        if self.settings.beads_expected and len(fluor) >= 4:
+            # only where the lab says the tube holds beads, and with three channels left:
+            # cells bright on all but one of three (granulocytes, NK cells on CD16+56 and CD45)
+            # would pass for beads in a tube without them
             options += [[j for j in every if j != dim] for dim in every]
         for cols in options:
             found = self._bright_everywhere(scaled, cols)
@@ -854,17 +863,22 @@ class _Gater:
             nk = RangeGate("NK", "CD3-", (self.dim(cd56),), (c56,), (None,))
         self.add(nk)
         nk_in = self.indices("NK")
+        positive56: Array | None = None
         if separate16 and cd16 is not None and nk_in.size >= 20:
             # on the CD56+ NK cells only: the CD56- CD16+ NK cells below the NK cut would widen
             # the dim peak's lower side, and a lone dim peak's cut (its peak + 3 SD of that
             # side) would then pass over a rare bright subset (1.8% of NK read as 0.04%)
             on56 = self.scaled(cd56, nk_in)
             c56_scaled = float(self.scale(cd56)(np.array([c56]))[0])
-            c_bright = find_cut(
-                _pick(on56, on56 >= c56_scaled),
-                above=c56_scaled,
-                axis_pile=self.kind == "flow",
-            )
+            positive56 = _pick(on56, on56 >= c56_scaled)
+            if positive56.size < MIN_SUBSET_EVENTS:
+                self.notes.append(
+                    f"only {positive56.size} CD56+ NK events: too few to place the CD56bright "
+                    "cut; CD56bright/dim subsets not given"
+                )
+                positive56 = None
+        if separate16 and cd16 is not None and nk_in.size >= 20 and positive56 is not None:
+            c_bright = find_cut(positive56, above=c56_scaled, axis_pile=self.kind == "flow")
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
             self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))
