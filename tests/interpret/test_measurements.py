@@ -36,6 +36,25 @@ def test_no_absolute_count_is_left_out_not_failed() -> None:
     assert "pnk-per-ul" not in [m.code for m in ep.measurements]
 
 
+def test_an_absolute_count_withheld_as_implausible_is_shown_withheld() -> None:
+    """A bead count outside every blood count withholds the absolute count: the report showed
+    nothing, as if none had been asked for. It is a measurement withheld, with the reason."""
+    implausible = {
+        "check": "bead count plausible",
+        "passed": False,
+        "value": 195849.0,
+        "limit": 100000.0,
+        "reason": "the beads give 195,849 lymphocytes/µL, outside 50–100,000/µL",
+        "blocking": False,
+    }
+    entry = flow_entry(per_ul=None)
+    entry["qc"] = [*entry["qc"], implausible]
+    ep = read_episode(summary(flow=[entry]))
+    count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
+    assert count.value is None
+    assert any("195,849 lymphocytes/µL" in n for n in count.qc_notes)
+
+
 @pytest.mark.parametrize(
     "roles",
     [

@@ -488,21 +488,22 @@ def _qc_checks(
                 blocking=False,
             )
         )
-        lymph_ul = _bead_lymphocytes_per_ul(n_lymph, n_beads, s.counts)
+        lymph_ul = _bead_per_ul(n_lymph, n_beads, s.counts) if n_lymph else None
         if lymph_ul is not None and n_beads >= lim.min_bead_events:
             lo, hi = UNIT_SLIPS["lymphocytes"]
+            plausible = _bead_count_plausible(n_lymph, n_beads, s.counts)
             flags.append(
                 QCFlag(
                     "bead count plausible",
-                    lo <= lymph_ul <= hi,
+                    plausible,
                     round(lymph_ul, 1),
                     hi if lymph_ul > hi else lo,
                     f"the beads give {lymph_ul:,.0f} lymphocytes/µL"
                     + (
                         ""
-                        if lo <= lymph_ul <= hi
+                        if plausible
                         else f", outside {lo:,g}–{hi:,g}/µL where every blood count falls: "
-                        "absolute counts withheld; check beads per test and sample volume"
+                        "no bead-method count; check beads per test and sample volume"
                     ),
                     blocking=False,  # the absolute count only, as "bead events"
                 )
@@ -731,14 +732,20 @@ def _prior_compensation(sample: FlowSample) -> str | None:
     return None
 
 
-def _bead_lymphocytes_per_ul(
-    n_lymph: int, n_beads: int, counts: AbsoluteCountInputs
-) -> float | None:
-    """Lymphocytes per µL by the bead method (BD IFU 23-3483), None without its inputs."""
-    if not (counts.bead_method and n_beads and n_lymph):
+def _bead_per_ul(n: int, n_beads: int, counts: AbsoluteCountInputs) -> float | None:
+    """Cells per µL by the single-platform bead method (BD IFU 23-3483): cells / beads ×
+    beads per test / sample volume; None without its inputs or beads."""
+    if not (counts.beads_per_test and counts.sample_volume_ul and n_beads):
         return None
-    assert counts.beads_per_test is not None and counts.sample_volume_ul is not None
-    return n_lymph / n_beads * counts.beads_per_test / counts.sample_volume_ul
+    return n / n_beads * counts.beads_per_test / counts.sample_volume_ul
+
+
+def _bead_count_plausible(n_lymph: int, n_beads: int, counts: AbsoluteCountInputs) -> bool:
+    """Whether the lymphocytes per µL the beads give lie where blood counts do
+    (:data:`UNIT_SLIPS`); true when there is no bead count to judge."""
+    lymph_ul = _bead_per_ul(n_lymph, n_beads, counts) if n_lymph else None
+    lo, hi = UNIT_SLIPS["lymphocytes"]
+    return lymph_ul is None or lo <= lymph_ul <= hi
 
 
 def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
@@ -879,10 +886,9 @@ def _build_result(
     n_beads = counts.get("Beads", 0)
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
-    beads_ok = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
-    lymph_ul = _bead_lymphocytes_per_ul(n_lymph, n_beads, s.counts)
-    lo, hi = UNIT_SLIPS["lymphocytes"]
-    beads_ok = beads_ok and (lymph_ul is None or lo <= lymph_ul <= hi)  # "bead count plausible"
+    enough_beads = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
+    plausible = _bead_count_plausible(n_lymph, n_beads, s.counts)  # "bead count plausible"
+    beads_ok = enough_beads and plausible
     dual = c.lymphocytes_per_ul is not None and n_lymph > 0
     if c.bead_method and (beads_ok or not dual):
         method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
@@ -893,8 +899,13 @@ def _build_result(
             ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
             if method == "bead"
             else (
-                f"too few counting beads ({n_beads}) for the bead method: cells/µL by the "
-                "dual-platform method, from the lymphocyte count given",
+                (
+                    f"too few counting beads ({n_beads})"
+                    if not enough_beads
+                    else "a bead count outside every blood count (see its check)"
+                )
+                + " for the bead method: cells/µL by the dual-platform method, from the "
+                "lymphocyte count given",
             )
         )
     elif method == "none" and beads_ok:
@@ -922,9 +933,8 @@ def _build_result(
     def per_ul(name: str, n: int) -> float | None:
         if method == "bead" and not beads_ok:
             return None  # withheld: too few beads (dual platform needs none)
-        if method == "bead" and c.beads_per_test and c.sample_volume_ul and cells(name):
-            # single platform (BD IFU 23-3483): cells/µL = cells/beads × beads per test / volume
-            return n / n_beads * c.beads_per_test / c.sample_volume_ul
+        if method == "bead" and cells(name):
+            return _bead_per_ul(n, n_beads, c)
         if method == "dual-platform" and c.lymphocytes_per_ul and under_lymph(name):
             return n / n_lymph * c.lymphocytes_per_ul
         return None

@@ -66,6 +66,8 @@ __all__ = ["Episode", "Failure", "Measurement", "QCCheck", "QCStatus", "SampleQC
 
 QCStatus = Literal["pass", "warn", "fail"]
 SOURCE = "case summary"
+#: the flow checks that, failing, withhold the absolute count only (nkpanel.flow.analyze)
+ABSOLUTE_COUNT_CHECKS = frozenset({"bead events", "bead count plausible"})
 
 
 @dataclass(frozen=True)
@@ -464,12 +466,15 @@ def _flow_measurements(
     ]
     figures = tuple(str(f) for f in _list(entry.get("figures"), f"{where}.figures"))
     origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures, received=received)
-    # why a value asked for is missing: a failed check that withholds it (the bead count)
+    # why a value asked for is missing: a failed check that withholds it (the bead count, or
+    # a count the beads give outside every blood count)
     withheld = {
         "pnk-per-ul": tuple(
             str(f.get("reason"))
             for f in _list(entry.get("qc"), where)
-            if isinstance(f, Mapping) and f.get("check") == "bead events" and not f.get("passed")
+            if isinstance(f, Mapping)
+            and f.get("check") in ABSOLUTE_COUNT_CHECKS
+            and not f.get("passed")
         )
     }
     out = []
