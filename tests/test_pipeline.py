@@ -412,3 +412,24 @@ def test_the_same_events_exported_twice_are_said(tmp_path: Path) -> None:
         ["holds the same events as a (exported twice?): both are listed, but they are one tube"],
         [],
     ]
+
+
+def test_the_same_file_given_from_another_folder_replaces_its_own_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file given by a relative path, then again from another working folder, was taken for
+    another file (its recorded path resolved from the new folder) and written beside as -2.
+    The folder records the resolved path."""
+    (tmp_path / "export").mkdir()
+    path = write_fcs(
+        simulate_tube(SimulationSpec(seed=3, n_events=20_000)), tmp_path / "export" / "t.fcs"
+    )
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    pipeline.analyze_flow_batch([Path("export/t.fcs")], FlowSettings(), out, plots=False)
+    monkeypatch.chdir(tmp_path / "export")
+    (again,) = pipeline.analyze_flow_batch(
+        [Path("t.fcs")], FlowSettings(), out, plots=False
+    ).results
+    assert again.sample == "t" and path.is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["t"]

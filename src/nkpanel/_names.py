@@ -54,7 +54,7 @@ def files_in_folders(
             continue
         found = sorted(f for f in p.iterdir() if _wanted(f, suffixes))
         if found and notes is not None:
-            below = sum(1 for f in p.rglob("*") if _wanted(f, suffixes) and f.parent != p)
+            below = sum(1 for f in p.glob("*/*") if _wanted(f, suffixes))  # one level down
             if below:
                 notes.append(
                     f"{p}: {below} file(s) in its subfolders were not read (subfolders are "
@@ -186,14 +186,15 @@ def away_from_earlier(
     return out, notes
 
 
-def file_stamp(path: Path) -> dict[str, int] | None:
-    """A file's size and modification time (ns): what tells a file from a later one written
-    at the same path (an export folder reused for each patient)."""
+def file_stamp(path: Path) -> dict[str, object] | None:
+    """A file's resolved path, size and modification time (ns): what tells a file from a
+    later one written at the same path (an export folder reused for each patient)."""
     try:
         st = path.stat()
+        where = str(path.resolve())
     except OSError:
         return None
-    return {"bytes": st.st_size, "modified_ns": st.st_mtime_ns}
+    return {"path": where, "bytes": st.st_size, "modified_ns": st.st_mtime_ns}
 
 
 def _recorded_source(sample_folder: Path) -> tuple[str, object] | None:
@@ -213,7 +214,9 @@ def _same_file(recorded: tuple[str, object], path: Path) -> bool:
     """Whether ``path`` is the file recorded: the same path and, where a stamp was recorded,
     the same size and modification time (else a later file written at that path)."""
     source, stamp = recorded
-    try:
+    if isinstance(stamp, dict) and "path" in stamp:  # resolved when written: from any folder
+        return stamp == file_stamp(path)
+    try:  # a run before stamps: the source as given, resolved from here
         same_path = Path(source).resolve() == path.resolve()
     except OSError:
         return False

@@ -711,3 +711,16 @@ def test_a_template_without_a_recognised_nk_gate_says_how_to_name_it(tube, tmp_p
         fcs, FlowSettings(template=lab, template_populations={"NK": "CD16orCD56"})
     ).result
     assert named.nk_percent_of_lymphocytes == pytest.approx(auto.result.nk_percent_of_lymphocytes)
+
+
+def test_a_population_named_by_a_gate_name_used_twice_is_refused() -> None:
+    """FlowJo workspaces often hold "CD56+" under both CD3- and CD3+: --population NK=CD56+
+    took the first, the NK-like T gate, silently. A name held by two gates is refused with
+    their paths."""
+    from nkpanel.errors import ConfigError
+    from nkpanel.flow.analyze import _template_roles
+
+    gates = ["/Lymphocytes/CD3+/CD56+", "/Lymphocytes/CD3-/CD56+"]
+    with pytest.raises(ConfigError, match="2 gates are named so"):
+        _template_roles(gates, {"NK": "CD56+"})
+    assert _template_roles(gates, {"NK": gates[1]})["NK"] == gates[1]

@@ -96,3 +96,5 @@ def test_a_count_just_under_the_published_lowest_is_not_printed_as_equal() -> No
     under = few_positives_qc(1_099, 100_000)
     assert not under.passed and under.reason.startswith("1.099 CD56+")
     assert few_positives_qc(11, 1_000).reason.startswith("1.10 CD56+")
+    # whole-slide counts come closer still: never rounded up to the limit they fail
+    assert few_positives_qc(109_999, 10_000_000).reason.startswith("1.0999 CD56+")

@@ -377,10 +377,15 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
     for role in _ROLE_NAMES:
         if role in explicit:
             wanted = explicit[role]
-            hit = next((str(n) for n in names if wanted in (n, str(n).rsplit("/", 1)[-1])), None)
-            if hit is None:
+            hits = [str(n) for n in names if wanted in (n, str(n).rsplit("/", 1)[-1])]
+            if not hits:
                 raise InputError(None, f"template has no gate {wanted!r} for {role}")
-            out[role] = hit
+            if len(hits) > 1:  # "CD56+" under both CD3- and CD3+, say: name it by its path
+                raise ConfigError(
+                    f"--population {role}={wanted}: {len(hits)} gates are named so "
+                    f"({', '.join(hits)}); give the one meant by its path"
+                )
+            out[role] = hits[0]
             continue
         for n in names:
             leaf = _role_key(str(n).rsplit("/", 1)[-1])
@@ -635,8 +640,8 @@ def _compensation_seen(
     markers: Mapping[str, str],
 ) -> QCFlag | None:
     """Whether the compensated data look compensated right: populations negative for a
-    marker have their median at zero in its channel, and two such populations share one
-    (Roederer M. Spectral compensation for flow cytometry: visualization artifacts,
+    marker are not pushed below zero in its channel, and two such populations share one
+    median there (Roederer M. Spectral compensation for flow cytometry: visualization artifacts,
     limitations, and caveats. Cytometry 2001;45:194-205). Over-compensation pushes a
     population below zero; a wrong coefficient parts two negatives. None when no reference
     population holds 50 events among those looked at."""
@@ -656,7 +661,9 @@ def _compensation_seen(
         if at.size < 50:
             continue
         q1, med, q3 = np.percentile(comp.column(col[ch])[at], [25, 50, 75])
-        stats[(marker, pop)] = (float(med), max(float(q3 - q1) / 1.349, 1e-9))
+        if q3 <= q1:
+            continue  # no spread (values piled on one number): no scale to judge by
+        stats[(marker, pop)] = (float(med), float(q3 - q1) / 1.349)
     if not stats:
         return None
     worst, why = 0.0, ""
@@ -692,8 +699,9 @@ def _compensation_seen(
         False,
         round(worst, 2),
         block if worst > block else warn,
-        f"{why} (compensated right, negative populations share one median at zero, Roederer "
-        "2001): check the spillover matrix",
+        f"{why} (compensated right, a population negative for a marker is not pushed below "
+        "zero in its channel, and two such populations share one median, Roederer 2001): "
+        "check the spillover matrix",
         blocking=worst > block,
     )
 

@@ -223,13 +223,14 @@ def few_positives_qc(positive: int, stromal: int) -> UterineQC:
     per_100 = 100.0 * positive / stromal if stromal else 0.0
     passed = stromal == 0 or per_100 >= LOWEST_PUBLISHED_PER_100
     # printed finely enough that a value just under the limit does not read as equal to it
+    # (a failing value is never rounded up to the limit: 1.099 reads 1.099, 1.09999 1.0999)
     shown = next(
         (
             f"{per_100:.{d}f}"
             for d in (2, 3, 4)
             if passed or round(per_100, d) < LOWEST_PUBLISHED_PER_100
         ),
-        f"{per_100:.4f}",
+        f"{math.floor(per_100 * 1e4) / 1e4:.4f}",
     )
     reason = (
         f"{shown} CD56+ per 100 stromal cells (lowest value in the published series "
