@@ -16,8 +16,9 @@ prints it, e.g. "Gland: Luminal", from ``names`` (QuPath 0.4+) or ``name`` and `
 * any other class is an error that names it: a silently ignored region would change the count.
 
 When count regions exist, only stroma inside them is counted; exclusions always win. Regions
-that neither outline stroma nor exclude glands (only an artefact drawn) leave the automatic
-gland exclusion on (:attr:`Regions.marks_glands`). The object type is read as QuPath reads it
+that neither outline stroma (a region classed Stroma) nor exclude glands or epithelium (an
+artefact, an unclassified tissue outline, lumens alone) leave the automatic gland exclusion on
+(:attr:`Regions.marks_glands`). The object type is read as QuPath reads it
 (``objectType``, ``object_type``, ``type``, or a QuPath 0.2 feature ``id``); detections, cells,
 tiles, point annotations and features without geometry are skipped (and said so in the
 notes); a GeometryCollection's polygons are read; a malformed feature (geometry that is not
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +77,10 @@ EXCLUDE_PREFIXES = (
 
 
 #: exclusion classes that mark glands or epithelium (the rest mark artefacts and the like)
-GLAND_PREFIXES = ("gland", "epithel", "luminal", "lumen")
-#: a class that names stroma only to deny it ("Non-stroma", "Not stroma") is an exclusion
-_NOT_STROMA = ("non", "not", "no ")
+GLAND_PREFIXES = ("gland", "epithel", "luminal")
+#: a class that is stroma denied, whole ("Non-stroma", "Not stroma", "non_stroma"), is an
+#: exclusion; "Non-decidualised stroma" is stroma
+_NOT_STROMA = re.compile(r"(non|not|no)[\s_-]*stroma")
 #: QuPath 0.2 wrote the object type as the feature's "id" (Bankhead, QuPath's
 #: PathObjectTypeAdapters: LEGACY_TYPE_IDS)
 _LEGACY_TYPES = {
@@ -123,11 +126,13 @@ class Regions:
 
     @property
     def marks_glands(self) -> bool:
-        """Whether the person said where the glands are: a count region (stroma drawn, glands
-        left out) or an exclusion of glands, epithelium or lumen. Without either, only other
-        things (artefacts, folds) were drawn, and glands still need excluding."""
-        return self.has_count_regions or any(
-            r.role == "exclude" and r.name.strip().lower().startswith(GLAND_PREFIXES)
+        """Whether the person said where the glands are: a region classed as stroma (drawn,
+        glands left out) or an exclusion of glands or epithelium. An unclassified outline (as
+        QuPath's tissue detection draws) or a lumen alone (its epithelium left in) says
+        nothing of them, and glands are then still excluded automatically."""
+        return any(
+            (r.role == "count" and "stroma" in r.name.lower())
+            or (r.role == "exclude" and r.name.strip().lower().startswith(GLAND_PREFIXES))
             for r in self.regions
         )
 
@@ -272,7 +277,7 @@ def _role(name: str | None) -> Literal["count", "exclude"] | None:
     if n.startswith(EXCLUDE_PREFIXES):
         return "exclude"
     if "stroma" in n:
-        return "exclude" if n.startswith(_NOT_STROMA) else "count"
+        return "exclude" if _NOT_STROMA.fullmatch(n) else "count"
     return None
 
 
