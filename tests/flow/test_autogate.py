@@ -12,6 +12,7 @@ from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.autogate import POPULATIONS
 from nkpanel.flow.gates import PolygonGate, RangeGate
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+from tests.flow.samples import rebuilt
 
 NK_LABELS = ("NK_bright", "NK_dim", "NK_CD56neg")
 
@@ -419,13 +420,7 @@ def test_counting_beads_dim_on_one_channel_are_still_found(channel: str) -> None
     beads = tube.labels == "bead"
     events = sample.events.copy()
     events[beads, at] = np.random.default_rng(0).lognormal(np.log(150), 0.5, int(beads.sum()))
-    dim = type(sample).from_array(
-        events,
-        [c.pnn for c in sample.channels],
-        pns=[c.pns for c in sample.channels],
-        spillover=sample.spillover,
-        metadata=sample.metadata,
-    )
+    dim = rebuilt(sample, events=events)
     a = analyze_sample(dim, FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
     assert f1(beads, a.membership["Beads"]) > 0.99
     assert any(f"dim on {pnn}" in n for n in a.result.notes)
@@ -466,13 +461,7 @@ def test_a_wrapping_time_counter_is_unwrapped_and_a_clog_still_found() -> None:
     def with_time(t: np.ndarray):  # type: ignore[no-untyped-def]
         events = plain.events.copy()
         events[:, at] = t
-        return type(plain).from_array(
-            events,
-            [c.pnn for c in plain.channels],
-            pns=[c.pns for c in plain.channels],
-            spillover=plain.spillover,
-            metadata=plain.metadata,
-        )
+        return rebuilt(plain, events=events)
 
     t = plain.events[:, at]
     ref = next(q for q in analyze_sample(plain).result.qc if q.check == "flow rate")

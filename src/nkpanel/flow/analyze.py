@@ -229,7 +229,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
     if cytometry == "flow" and spill is not None and analog_compensation(sample) is None:
-        seen = _compensation_seen(comp, sample, gating.membership, markers.markers)
+        seen = _compensation_seen(comp, sample, gating.membership, markers)
         if seen is not None:
             qc.append(seen)
     if cytometry != looks:
@@ -637,7 +637,7 @@ def _compensation_seen(
     comp: CompensatedColumns,
     sample: FlowSample,
     member: Mapping[str, BoolArray],
-    markers: Mapping[str, str],
+    marker_map: MarkerMap,
 ) -> QCFlag | None:
     """Whether the compensated data look compensated right: populations negative for a
     marker are not pushed below zero in its channel, and two such populations share one
@@ -645,6 +645,7 @@ def _compensation_seen(
     limitations, and caveats. Cytometry 2001;45:194-205). Over-compensation pushes a
     population below zero; a wrong coefficient parts two negatives. None when no reference
     population holds 50 events among those looked at."""
+    markers = marker_map.markers
     col = {c.pnn: c.index for c in sample.channels}
     # every k-th event, about 20,000 in all: a median and quartiles of the hundreds or
     # thousands of events each population holds there (standard error about 0.05 SD for 500)
@@ -655,7 +656,7 @@ def _compensation_seen(
         ch = markers.get(marker)
         if ch is None or pop not in member:
             continue
-        if any(markers.get(m) == ch for m in markers if m != marker):
+        if marker_map.sharing(marker):
             continue  # a channel shared with another marker (a dump channel) has no negatives
         at = every[member[pop][every]]
         if at.size < 50:

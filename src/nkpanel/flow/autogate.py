@@ -479,11 +479,6 @@ class _Gater:
                 return self.markers.channel_for(name)
         return None
 
-    def sharing(self, marker: str, others: tuple[str, ...]) -> list[str]:
-        """Which of ``others`` the file stains on ``marker``'s channel (a dump channel)."""
-        ch = self.markers.markers.get(marker)
-        return [m for m in others if m != marker and ch and self.markers.markers.get(m) == ch]
-
     def everything(self) -> BoolArray:
         return np.ones(self.n, dtype=bool)
 
@@ -771,7 +766,8 @@ class _Gater:
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
             if self.markers.has(marker) and not self.missing_side_scatter:
                 ch = self.markers.channel_for(marker)
-                dump = self.sharing(marker, ("CD3", "CD19", "CD56", "CD16"))
+                shared = self.markers.sharing(marker)
+                dump = [m for m in ("CD3", "CD19", "CD56", "CD16") if m in shared]
                 if dump:
                     # a dump channel ("CD14/CD19"): cutting it out would take the B (or T)
                     # cells out of the lymphocytes, and NK % of lymphocytes up with them

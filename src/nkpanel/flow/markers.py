@@ -237,6 +237,12 @@ class MarkerMap:
     def has(self, marker: str) -> bool:
         return marker in self.markers or marker in self.channels
 
+    def sharing(self, marker: str) -> list[str]:
+        """The other markers stained on ``marker``'s channel (a dump channel, "CD14/CD19"),
+        in the table's order; empty when it has a channel of its own or none."""
+        ch = self.markers.get(marker)
+        return [m for m, c in self.markers.items() if m != marker and ch is not None and c == ch]
+
     @property
     def combined_cd16_cd56(self) -> bool:
         """True when CD16 and CD56 share one channel (TBNK kits)."""
