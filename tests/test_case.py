@@ -142,3 +142,19 @@ def test_a_draw_dated_by_day_stays_a_day(tmp_path: Path) -> None:
     case = load_case(write(tmp_path, GOOD.replace("2026-11-02T08:30:00", "2026-11-02")))
     when = case.blood_draws[0].collected
     assert when == dt.date(2026, 11, 2) and not isinstance(when, dt.datetime)
+
+
+def test_a_draw_names_the_gates_of_its_template_roles(tmp_path: Path) -> None:
+    """The advice "name it with --population" had no manifest form: a draw's populations
+    table now maps roles to its template's gates, and reaches the flow settings; without a
+    template it is refused."""
+    from nkpanel.flow.analyze import FlowSettings
+    from nkpanel.pipeline import _draw_settings
+
+    text = GOOD.replace('fcs = "blood/tube.fcs"', 'fcs = "blood/tube.fcs"\ntemplate = "lab.xml"')
+    text += '\n[blood_draws.populations]\nNK = "NK_cells"\n'
+    case = load_case(write(tmp_path, text))
+    settings = _draw_settings(FlowSettings(), case.blood_draws[0], case)
+    assert dict(settings.template_populations) == {"NK": "NK_cells"}
+    with pytest.raises(ConfigError, match="populations name the gates of the draw's template"):
+        load_case(write(tmp_path, GOOD + '\n[blood_draws.populations]\nNK = "NK_cells"\n'))

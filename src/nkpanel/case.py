@@ -80,6 +80,8 @@ class BloodDraw(_Strict):
     template: Path | None = None
     #: a FlowJo template of several samples: the one whose gates to apply
     template_sample: str | None = None
+    #: with a template: role → the gate that plays it (NK = "NK_cells"), as ``--population``
+    populations: dict[str, str] = Field(default_factory=dict)
     #: which data set of FCS files that hold several (default: see nkpanel.flow.sample.read_fcs)
     dataset: int | None = Field(default=None, ge=1)
     #: marker → the label of the channel that carries it, as ``--marker`` (CD56 = "NK1.1")
@@ -100,6 +102,8 @@ class BloodDraw(_Strict):
             )
         if self.template_sample is not None and self.template is None:
             raise ValueError("template_sample names a sample of the draw's template workspace")
+        if self.populations and self.template is None:
+            raise ValueError("populations name the gates of the draw's template")
         if self.collected is not None:
             for name, when in (
                 ("received", self.received),

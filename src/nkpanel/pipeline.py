@@ -192,10 +192,12 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     template_sample = draw.template_sample or base.template_sample
     dataset = draw.dataset if draw.dataset is not None else base.dataset
     markers = {**base.marker_overrides, **draw.markers}  # the draw's own mapping wins
+    populations = {**base.template_populations, **draw.populations}
     return dataclasses.replace(
         base,
         template=template,
         template_sample=template_sample,
+        template_populations=populations,
         counts=counts,
         dataset=dataset,
         marker_overrides=markers,

@@ -344,7 +344,7 @@ _ROLE_NAMES = {
 #: a template none of whose gates is recognised for a role
 _NO_ROLE = (
     "no gate of the template is recognised as the {role} (by its name): name it with "
-    "--population, e.g. {example}"
+    "--population, e.g. {example} (in a case manifest: the draw's populations table)"
 )
 
 
