@@ -43,12 +43,18 @@ def test_batch_keeps_results_not_events(tmp_path: Path, monkeypatch: pytest.Monk
     assert (tmp_path / "out" / "flow_populations.csv").is_file()
 
 
-def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Path) -> None:
+def _one_name_in_two_folders(tmp_path: Path, folders: tuple[str, str], name: str) -> list[Path]:
+    """Two simulated tubes (seeds 3 and 4) written as ``name`` in two folders."""
     paths = []
-    for seed, folder in ((3, "episode-1"), (4, "episode-2")):
+    for seed, folder in zip((3, 4), folders, strict=True):
         (tmp_path / folder).mkdir()
         tube = simulate_tube(SimulationSpec(seed=seed, n_events=20_000))
-        paths.append(write_fcs(tube, tmp_path / folder / "tube1.fcs"))
+        paths.append(write_fcs(tube, tmp_path / folder / name))
+    return paths
+
+
+def test_files_of_one_name_from_two_folders_keep_their_own_outputs(tmp_path: Path) -> None:
+    paths = _one_name_in_two_folders(tmp_path, ("episode-1", "episode-2"), "tube1.fcs")
     out = tmp_path / "out"
     outcome = pipeline.analyze_flow_batch(paths, FlowSettings(), out, plots=False)
     first, second = outcome.results
@@ -64,11 +70,7 @@ def test_a_later_batch_keeps_an_earlier_batchs_file_of_the_same_name(tmp_path: P
     """Instruments name files by tube: a second patient's Tube_001.fcs analysed into the same
     --out replaced the first patient's results, silently. It now takes Tube_001-2 (said in a
     note), the first stays, and analysing it again replaces its own folder, not a third."""
-    paths = []
-    for seed, folder in ((3, "patient-1"), (4, "patient-2")):
-        (tmp_path / folder).mkdir()
-        tube = simulate_tube(SimulationSpec(seed=seed, n_events=20_000))
-        paths.append(write_fcs(tube, tmp_path / folder / "Tube_001.fcs"))
+    paths = _one_name_in_two_folders(tmp_path, ("patient-1", "patient-2"), "Tube_001.fcs")
     out = tmp_path / "out"
     (first,) = pipeline.analyze_flow_batch(paths[:1], FlowSettings(), out, plots=False).results
     for _ in range(2):
