@@ -218,7 +218,7 @@ def test_a_biopsy_counts_each_image_once_and_reads_folders(synthetic: Path, tmp_
         "synthetic_field_01",
         "synthetic_field_02",
     ]
-    assert not out["failures"] and "its 2 image(s) analysed" in out["notes"][0]
+    assert not out["failures"] and "its 2 image(s) read" in out["notes"][0]
 
 
 def test_a_biopsy_gives_its_glass_colour(synthetic: Path, tmp_path: Path) -> None:
@@ -307,3 +307,26 @@ def test_detection_outlines_keep_their_corners_and_lose_nothing() -> None:
         inside_full = Outline(np.vstack([pts, pts[:1]])).contains_points(probe)
         inside_kept = Outline(np.vstack([kept, kept[:1]])).contains_points(probe)
         assert inside_full.any() and (inside_full == inside_kept).all(), lab
+
+
+def test_of_an_image_and_its_copy_the_one_with_regions_is_kept(
+    synthetic: Path, tmp_path: Path
+) -> None:
+    """A byte copy whose name sorts before the original's ("… copy.tif" before ".tif") was
+    kept and the original dropped, with the regions drawn for it: glands were then excluded
+    automatically and "no regions file" warned. The listing with regions is kept."""
+    import shutil
+
+    from nkpanel.uterine.batch import NoRegionsFile, gather_images
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    shutil.copy(synthetic / "synthetic_field_01.tif", folder / "field.tif")
+    shutil.copy(synthetic / "synthetic_field_01.tif", folder / "field copy.tif")
+    regions = tmp_path / "regs"
+    regions.mkdir()
+    (regions / "field.tif.geojson").write_text("{}")
+    images, paired, notes = gather_images([folder], [regions])
+    assert [p.name for p in images] == ["field.tif"]
+    assert paired == [regions / "field.tif.geojson"] and not isinstance(paired[0], NoRegionsFile)
+    assert any("a copy" in n for n in notes)

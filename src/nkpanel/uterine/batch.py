@@ -62,6 +62,7 @@ __all__ = [
     "NoRegionsFile",
     "UterineBatch",
     "analyze_batch",
+    "gather_images",
     "pair_regions",
     "pool_results",
 ]
@@ -133,6 +134,47 @@ def _regions_names(image: Path) -> tuple[str, ...]:
     (``a.tif.geojson``, as ``exportObjectsToGeoJson`` scripts name it after the project
     entry), then the stem (``a.regions.geojson``, ``a.geojson``)."""
     return (f"{image.name}.geojson", f"{image.stem}.regions.geojson", f"{image.stem}.geojson")
+
+
+def gather_images(
+    entries: Sequence[Path], regions: Sequence[Path]
+) -> tuple[list[Path], list[Path | NoRegionsFile | None], list[str]]:
+    """Images as given (a folder replaced by the images in it), each image once, with the
+    regions paired with them (:func:`pair_regions`), and notes saying what was done.
+
+    An image listed twice (by two spellings of its path, or as a byte-for-byte copy) would be
+    pooled twice: two "fields" of identical counts, and a CI across fields narrower than the
+    data allow. Of the listings of one image, one that has a regions file is kept.
+
+    Raises
+    ------
+    ConfigError
+        Regions given one per image while an image entry is a folder (give a regions folder),
+        or numbers that do not match.
+    """
+    from nkpanel._names import distinct_files, files_in_folders
+    from nkpanel.uterine.images import IMAGE_SUFFIXES
+
+    folders = [p for p in entries if p.is_dir()]
+    if folders and len(regions) > 1:
+        raise ConfigError(
+            f"images include the folder {folders[0]}: give regions as one folder holding "
+            "<image name>.geojson files, not one file per image"
+        )
+    notes = [
+        f"{f}: a folder; its {n} image(s) read"
+        for f in folders
+        for n in [len(files_in_folders([f], IMAGE_SUFFIXES))]
+    ]
+    expanded = files_in_folders(entries, IMAGE_SUFFIXES, notes)
+    paired = pair_regions(expanded, regions)
+    # listings with a regions file first, so that of two listings of one image (a copy that
+    # sorts before its original, say) the one with regions is the one kept
+    order = sorted(range(len(expanded)), key=lambda i: not isinstance(paired[i], Path))
+    kept, twice = distinct_files([expanded[i] for i in order])
+    kept_ids = {id(p) for p in kept}
+    keep = [i for i in range(len(expanded)) if id(expanded[i]) in kept_ids]
+    return [expanded[i] for i in keep], [paired[i] for i in keep], notes + twice
 
 
 def pair_regions(

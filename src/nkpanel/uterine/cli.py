@@ -20,7 +20,6 @@ from rich.table import Table
 from rich.text import Text
 
 from nkpanel._cli import (
-    expand_folders,
     fmt,
     out_console,
     output_folder,
@@ -338,7 +337,7 @@ def analyze(
     from dataclasses import replace
 
     from nkpanel.uterine.analyze import UterineSettings
-    from nkpanel.uterine.batch import analyze_batch, pair_regions
+    from nkpanel.uterine.batch import analyze_batch
     from nkpanel.uterine.stains import parse_qupath_stains, parse_white_point
 
     base = UterineSettings()
@@ -351,10 +350,11 @@ def analyze(
         seed=seed,
         white_point=parse_white_point(white_point) if white_point is not None else None,
     )
-    from nkpanel.uterine.images import IMAGE_SUFFIXES
+    from nkpanel.uterine.batch import gather_images
 
-    images = expand_folders(images, IMAGE_SUFFIXES)
-    paired = pair_regions(images, regions or [])
+    images, paired, gathered = gather_images(images, regions or [])
+    for note in gathered:
+        say(note, flag="note:", colour="yellow")
     if not images:
         raise ConfigError("no image given")
     with progress() as bar:

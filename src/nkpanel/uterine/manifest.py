@@ -20,14 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from nkpanel.errors import ConfigError
-
-if TYPE_CHECKING:
-    from nkpanel.uterine.batch import NoRegionsFile
 
 __all__ = ["EndometrialBiopsy", "biopsy_timing", "run_biopsy_for_case"]
 
@@ -132,13 +127,13 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
     from dataclasses import replace
 
     from nkpanel.uterine.analyze import UterineSettings
-    from nkpanel.uterine.batch import analyze_batch
+    from nkpanel.uterine.batch import analyze_batch, gather_images
     from nkpanel.uterine.stains import parse_qupath_stains
 
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else base_dir / p
 
-    images, regions, notes = _biopsy_images(
+    images, regions, notes = gather_images(
         [resolve(p) for p in biopsy.images], [resolve(p) for p in biopsy.regions]
     )
     base = UterineSettings()
@@ -180,42 +175,3 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
         # the review overlays a report shows (absolute paths)
         "figures": [str(p.resolve()) for p in batch.overlays],
     }
-
-
-def _biopsy_images(
-    images: list[Path], regions: list[Path]
-) -> tuple[list[Path], list[Path | NoRegionsFile | None], list[str]]:
-    """A biopsy's images with each folder replaced by the images in it, each image once, and
-    the regions paired with them (:func:`~nkpanel.uterine.batch.pair_regions`), with notes.
-
-    An image listed twice (or by two spellings of its path) would be pooled twice: two
-    "fields" of identical counts, and a CI across fields narrower than the data allow.
-
-    Raises
-    ------
-    ConfigError
-        Regions listed one per image while an image entry is a folder (give a regions
-        folder), or numbers that do not match.
-    """
-    from nkpanel._names import distinct_files, files_in_folders
-    from nkpanel.uterine.batch import pair_regions
-    from nkpanel.uterine.images import IMAGE_SUFFIXES
-
-    folders = [p for p in images if p.is_dir()]
-    if folders and len(regions) > 1:
-        raise ConfigError(
-            f"images lists the folder {folders[0]}: give regions as one folder holding "
-            "<image name>.geojson files, not one file per image"
-        )
-    notes = [
-        f"{f}: a folder; its {n} image(s) analysed"
-        for f in folders
-        for n in [len(files_in_folders([f], IMAGE_SUFFIXES))]
-    ]
-    expanded = files_in_folders(images, IMAGE_SUFFIXES, notes)
-    paired = pair_regions(expanded, regions)
-    kept, twice = distinct_files(expanded)
-    if twice:  # each image kept with the region of its first listing
-        at = {id(p): i for i, p in enumerate(expanded)}
-        paired = [paired[at[id(p)]] for p in kept]
-    return kept, paired, notes + twice
