@@ -58,6 +58,7 @@ from nkpanel.uterine.images import (
 )
 from nkpanel.uterine.regions import MAX_OUTSIDE_FRACTION, Regions, read_qupath_geojson
 from nkpanel.uterine.results import (
+    Exclusion,
     FieldCount,
     UterineQC,
     UterineResult,
@@ -603,7 +604,7 @@ def analyze_source(
     oh, ow = tissue.shape
     excluded = np.zeros_like(tissue)
     count_region: BoolArray | None = None
-    exclusion_source: Literal["regions", "automatic", "none"] = "none"
+    exclusion_source: Exclusion = "none"
     if regions is not None:
         count_region, excl = regions.rasterise(ow, oh, ds_ov)
         excluded |= excl
@@ -613,7 +614,7 @@ def analyze_source(
         # no regions, or regions that say nothing of glands (an artefact drawn as Ignore*):
         # glands would be counted as stroma
         excluded |= detect_epithelium(overview, tissue, std, tis, od=overview_density)
-        exclusion_source = "automatic"
+        exclusion_source = "automatic" if regions is None else "regions and automatic"
     stroma = tissue & ~excluded
     if count_region is not None:
         stroma &= count_region
@@ -802,7 +803,7 @@ def analyze_source(
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))
     qc += region_qc
-    if exclusion_source == "automatic":
+    if exclusion_source in ("automatic", "regions and automatic"):
         notes.append(
             "glands and luminal epithelium were excluded automatically (no regions given): "
             "check the excluded area on the overlay"

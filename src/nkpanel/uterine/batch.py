@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from nkpanel._atomic import (
     atomic_folder,
@@ -47,6 +47,7 @@ from nkpanel.uterine.output import (
     write_image_outputs,
 )
 from nkpanel.uterine.results import (
+    Exclusion,
     FieldCount,
     UterineQC,
     UterineResult,
@@ -231,9 +232,7 @@ def pool_results(
     area = sum(r.overall.stromal_area_mm2 for r in results)
     sources = tuple(s for r in results for s in r.sources)
     excl = {r.exclusion_source for r in results}
-    exclusion: Literal["regions", "automatic", "none", "mixed"] = (
-        next(iter(excl)) if len(excl) == 1 else "mixed"
-    )
+    exclusion: Exclusion = next(iter(excl)) if len(excl) == 1 else "mixed"
     sizes = {r.pixel_size_um for r in results}
     # a field with no CD56+ cell is common; a biopsy with none is not (few_positives_qc)
     qc = [stromal_cells_qc(cells, min_cells, where=" in the biopsy"), few_positives_qc(pos, cells)]

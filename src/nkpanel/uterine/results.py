@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from nkpanel.flow.qc import QCFlag
 
 __all__ = [
+    "Exclusion",
     "FieldCount",
     "RatioCI",
     "UterineQC",
@@ -43,6 +44,11 @@ __all__ = [
     "sparse_fields_qc",
     "stromal_cells_qc",
 ]
+
+#: how glands and luminal epithelium were excluded: from drawn regions, found automatically,
+#: both (regions that say nothing of glands, with automatic exclusion on top), not at all, or,
+#: pooled over images, mixed
+Exclusion = Literal["regions", "automatic", "regions and automatic", "none", "mixed"]
 
 
 @dataclass(frozen=True)
@@ -342,7 +348,7 @@ class UterineResult:
     analysis_pixel_size_um: float | None
     stains: dict[str, Any]
     stain_estimate_check: dict[str, Any] | None
-    exclusion_source: Literal["regions", "automatic", "none", "mixed"]
+    exclusion_source: Exclusion
     tissue_area_mm2: float
     excluded_area_mm2: float
     overall: FieldCount
