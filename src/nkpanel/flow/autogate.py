@@ -842,7 +842,10 @@ class _Gater:
         # reference population for the NK cuts: CD3- lymphocytes with the B cells kept in, so
         # that a CD56-/CD16- population is always there to define "negative"
         neg_ref = cd19_parent
-        c56 = self.cut("CD56", cd56, neg_ref)
+        # on a combined CD16+56 channel (TBNK kits) CD16-dim monocytes in the lymphocyte gate
+        # stand between the negatives and the NK cells: where three peaks stand, NK cells are
+        # the brightest (as on a CD16 channel of its own)
+        c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56)
         c16 = (
             self.cut("CD16", cd16, neg_ref, bright_only=True)
             if separate16 and cd16 is not None
