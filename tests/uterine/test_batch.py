@@ -275,3 +275,30 @@ def test_a_field_with_far_fewer_cells_than_the_others_is_pointed_out() -> None:
         for q in pool_results([replace(bad, fields=alike[:2])], "b").qc
         if q.check == "sparse fields"
     ] == []
+
+
+def test_one_picture_saved_twice_is_pooled_once(fields: list[Path], tmp_path: Path) -> None:
+    """The same field saved again with another compression (not a byte copy) was pooled as a
+    second field: a narrower CI across fields than the data allow. It keeps its own row, with
+    a note, and the biopsy pools the field once; another field is pooled as before."""
+    import tifffile
+
+    again = tmp_path / "a_resaved.tif"
+    with tifffile.TiffFile(fields[0]) as tif:
+        page = tif.pages[0]
+        tifffile.imwrite(
+            again,
+            page.asarray(),
+            compression="zlib",
+            resolution=page.resolution,
+            resolutionunit=page.resolutionunit,
+            description=page.description,
+        )
+    batch = analyze_batch([fields[0], again, fields[1]], tmp_path / "out")
+    assert batch.pooled is not None
+    rows = {r.sample: r for r in batch.results}
+    assert any("the same pixels as a" in n for n in rows["a_resaved"].notes)
+    assert not any("same pixels" in n for n in rows["b"].notes)
+    once = rows["a"].overall.cd56_positive_cells + rows["b"].overall.cd56_positive_cells
+    assert batch.pooled.overall.cd56_positive_cells == once
+    assert len(batch.pooled.fields) == 2

@@ -137,6 +137,18 @@ def _regions_names(image: Path) -> tuple[str, ...]:
     return (f"{image.name}.geojson", f"{image.stem}.regions.geojson", f"{image.stem}.geojson")
 
 
+def _pixels_fingerprint(plan: AnalysisPlan) -> str:
+    """A digest of an image's pixels, from its overview (read at 2 µm/px) and full size: the
+    same picture saved twice, with another compression or other tags, gives the same one."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.blake2b(str(plan.level0_size).encode(), digest_size=16)
+    h.update(np.ascontiguousarray(plan.overview).tobytes())
+    return h.hexdigest()
+
+
 def gather_images(
     entries: Sequence[Path], regions: Sequence[Path]
 ) -> tuple[list[Path], list[Path | NoRegionsFile | None], list[str]]:
@@ -326,6 +338,8 @@ def analyze_batch(
     images_dir = out_dir / "images"
     done: set[str] = set()  # the image folders this run wrote
     kept: list[Path] = []  # folders of failed images still holding files
+    seen: dict[str, str] = {}  # pixels fingerprint → the image that holds them
+    twice: set[str] = set()
     for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
             on_image(str(path))
@@ -364,6 +378,14 @@ def analyze_batch(
                     result = replace(
                         result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
                     )
+                seen_as = seen.setdefault(_pixels_fingerprint(analysis.plan), name)
+                if seen_as != name:  # the same picture saved twice (another encoding, tags)
+                    again = (
+                        f"the same pixels as {seen_as} (the image saved twice?): counted in its "
+                        "own row, not pooled again"
+                    )
+                    result = replace(result, notes=(*result.notes, again))
+                    twice.add(name)
                 analysis = replace(analysis, result=result)
                 written = [
                     p.relative_to(img_dir) for p in write_image_outputs(analysis, img_dir, sinks)
@@ -389,7 +411,7 @@ def analyze_batch(
     batch.earlier = sorted(set(earlier_folders(images_dir, done)) | set(kept))
     if batch.results:
         batch.pooled = pool_results(
-            batch.results,
+            [r for r in batch.results if r.sample not in twice],
             sample,
             settings.min_stromal_cells,
             failed=batch.failures,
