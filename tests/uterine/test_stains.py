@@ -189,3 +189,22 @@ def test_a_shape_split_depth_of_zero_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="shape_split_h_um"):
         DetectionSettings(shape_split_h_um=0)
+
+
+def test_a_burnt_in_white_scale_bar_does_not_lift_the_white_point() -> None:
+    """A camera's scale bar burnt in at pure white over 0.5% of a field lifted the white point
+    from 241 to 248 (glass at 241): optical densities shifted, and automatic gland exclusion
+    found nothing. Pure white under 1% of the image is left out; saturated glass over more of
+    it is the white point itself."""
+    from nkpanel.uterine.stains import estimate_white
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(241, 2, (200, 200, 3)), 0, 255).astype(np.uint8)
+    img[:100] = 150  # tissue over half the field
+    plain = estimate_white(img)
+    barred = img.copy()
+    barred[190:192, :100] = 255  # 200 pixels: 0.5%
+    assert estimate_white(barred) == plain
+    saturated = img.copy()
+    saturated[100:] = 255  # glass overexposed over half the field
+    assert estimate_white(saturated) == (255.0, 255.0, 255.0)

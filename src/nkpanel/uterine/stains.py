@@ -289,6 +289,12 @@ def _channel_counts(px: U8) -> NDArray[np.intp]:
     return np.stack([np.bincount(px[:, c], minlength=256) for c in range(3)])
 
 
+#: pure-white pixels over less than this share of an image are an overlay (a scale bar, a
+#: label the camera software burnt in), left out of the white point; over more, the glass
+#: itself is saturated and white is 255
+OVERLAY_SHARE = 0.01
+
+
 def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, float, float]:
     """The white point: each channel's ``percentile`` over a sample of the image's pixels.
 
@@ -296,12 +302,23 @@ def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, 
     in a brightfield image; a high percentile rather than the maximum ignores dust glints and
     saturated pixels. QuPath's stain estimation sets its "Background" the same way, from the
     brightest pixels. For 8-bit images the percentile is read from each channel's histogram
-    (the same value as :func:`numpy.percentile`, without sorting).
+    (the same value as :func:`numpy.percentile`, without sorting). Pure-white pixels over
+    less than :data:`OVERLAY_SHARE` of the sample (a burnt-in scale bar) are left out.
     """
     px = rgb_sample.reshape(-1, 3)
     if px.dtype == np.uint8 and px.shape[0] > 0:
         n = int(px.shape[0])
         counts = _channel_counts(px)
+        if bool(np.all(counts[:, 255] > 0)):
+            # pure white in every channel over under 1% of the image is an overlay burnt in
+            # by the camera software (a scale bar, a label), not glass: left out, it would
+            # lift the white point (241 to 248 for a bar over 0.5% of a field)
+            white = np.all(px == 255, axis=1)
+            k = int(np.count_nonzero(white))
+            if 0 < k < OVERLAY_SHARE * n:
+                px = px[~white]
+                n -= k
+                counts = _channel_counts(px)
         w = [_percentile_u8(counts[c], n, percentile) for c in range(3)]
         return (max(w[0], 1.0), max(w[1], 1.0), max(w[2], 1.0))
     wp = np.maximum(np.percentile(px, percentile, axis=0), 1.0)
