@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from nkpanel.errors import InputError
 
 __all__ = [
+    "array_digest",
     "away_from_earlier",
     "distinct_files",
     "file_stamp",
@@ -221,3 +223,18 @@ def _same_file(recorded: tuple[str, object], path: Path) -> bool:
     except OSError:
         return False
     return same_path and (stamp is None or stamp == file_stamp(path))
+
+
+def array_digest(array: Any, *, rows: int | None = None, label: object = "") -> str:
+    """A digest of an array's shape and values (of ``rows`` evenly spaced rows, when given),
+    with ``label``: what tells the same data saved twice (another encoding, other keywords or
+    tags) from other data, where the files' bytes differ."""
+    import hashlib
+
+    import numpy as np
+
+    a = np.asarray(array)
+    step = max(1, a.shape[0] // rows) if rows else 1
+    h = hashlib.blake2b(f"{a.shape}|{label}".encode(), digest_size=16)
+    h.update(np.ascontiguousarray(a[::step]).tobytes())
+    return h.hexdigest()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from nkpanel._atomic import (
     atomic_folder,
     check_ours,
@@ -21,7 +23,13 @@ from nkpanel._atomic import (
     write_owned,
     write_text,
 )
-from nkpanel._names import away_from_earlier, distinct_files, files_in_folders, unique_stems
+from nkpanel._names import (
+    array_digest,
+    away_from_earlier,
+    distinct_files,
+    files_in_folders,
+    unique_stems,
+)
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import ConfigError, InputError, batch_failure, one_line
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
@@ -99,7 +107,10 @@ def analyze_flow_batch(
                     moved.get(i)
                     or f"named {name}: another file of the batch is also called {path.stem}"
                 )
-            fingerprint = _events_fingerprint(analysis.sample.events)
+            # shape and about 2,000 evenly spaced events: two tubes never share them
+            fingerprint = array_digest(
+                np.asarray(analysis.sample.events, dtype=np.float64), rows=2048
+            )
             if fingerprint in seen:  # the same tube re-exported (other keywords, byte order)
                 notes.append(
                     f"holds the same events as {seen[fingerprint]} (exported twice?): both are "
@@ -135,21 +146,6 @@ def analyze_flow_batch(
     else:
         outcome.removed = remove_batch_tables(out_dir)
     return outcome
-
-
-def _events_fingerprint(events: Any) -> str:
-    """A digest of an event matrix from its shape and about 2,000 evenly spaced events: the
-    same tube exported twice (other keywords, other byte order) gives the same digest; two
-    tubes never hold the same values at those events."""
-    import hashlib
-
-    import numpy as np
-
-    a = np.asarray(events, dtype=np.float64)
-    step = max(1, a.shape[0] // 2048)
-    h = hashlib.blake2b(str(a.shape).encode(), digest_size=16)
-    h.update(np.ascontiguousarray(a[::step]).tobytes())
-    return h.hexdigest()
 
 
 @dataclass

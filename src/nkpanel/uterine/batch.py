@@ -36,7 +36,7 @@ from nkpanel._atomic import (
     write_owned,
     write_text,
 )
-from nkpanel._names import unique_stems
+from nkpanel._names import array_digest, unique_stems
 from nkpanel.errors import ConfigError, batch_failure
 from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
 from nkpanel.uterine.output import (
@@ -135,18 +135,6 @@ def _regions_names(image: Path) -> tuple[str, ...]:
     (``a.tif.geojson``, as ``exportObjectsToGeoJson`` scripts name it after the project
     entry), then the stem (``a.regions.geojson``, ``a.geojson``)."""
     return (f"{image.name}.geojson", f"{image.stem}.regions.geojson", f"{image.stem}.geojson")
-
-
-def _pixels_fingerprint(plan: AnalysisPlan) -> str:
-    """A digest of an image's pixels, from its overview (read at 2 µm/px) and full size: the
-    same picture saved twice, with another compression or other tags, gives the same one."""
-    import hashlib
-
-    import numpy as np
-
-    h = hashlib.blake2b(str(plan.level0_size).encode(), digest_size=16)
-    h.update(np.ascontiguousarray(plan.overview).tobytes())
-    return h.hexdigest()
 
 
 def gather_images(
@@ -378,7 +366,11 @@ def analyze_batch(
                     result = replace(
                         result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
                     )
-                seen_as = seen.setdefault(_pixels_fingerprint(analysis.plan), name)
+                # the overview (2 µm/px) and full size: the same picture saved with another
+                # compression or other tags gives the same digest
+                plan = analysis.plan
+                pixels = array_digest(plan.overview, label=plan.level0_size)
+                seen_as = seen.setdefault(pixels, name)
                 if seen_as != name:  # the same picture saved twice (another encoding, tags)
                     again = (
                         f"the same pixels as {seen_as} (the image saved twice?): counted in its "
