@@ -162,12 +162,13 @@ def gather_images(
             f"images include the folder {folders[0]}: give regions as one folder holding "
             "<image name>.geojson files, not one file per image"
         )
-    notes = [
-        f"{f}: a folder; its {n} image(s) read"
-        for f in folders
-        for n in [len(files_in_folders([f], IMAGE_SUFFIXES))]
-    ]
-    expanded = files_in_folders(entries, IMAGE_SUFFIXES, notes)
+    notes: list[str] = []
+    expanded: list[Path] = []
+    for entry in entries:  # each folder listed once, its count read off what it gave
+        found = files_in_folders([entry], IMAGE_SUFFIXES, notes)
+        if entry.is_dir():
+            notes.append(f"{entry}: a folder; its {len(found)} image(s) read")
+        expanded += found
     paired = pair_regions(expanded, regions)
     # listings with a regions file first, so that of two listings of one image (a copy that
     # sorts before its original, say) the one with regions is the one kept
