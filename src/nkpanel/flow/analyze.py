@@ -496,7 +496,7 @@ def _qc_checks(
         lymph_ul = _bead_per_ul(n_lymph, n_beads, s.counts) if n_lymph else None
         if lymph_ul is not None and n_beads >= lim.min_bead_events:
             lo, hi = UNIT_SLIPS["lymphocytes"]
-            plausible = _bead_count_plausible(n_lymph, n_beads, s.counts)
+            plausible = _bead_count_plausible(lymph_ul)
             flags.append(
                 QCFlag(
                     "bead count plausible",
@@ -741,6 +741,12 @@ def _prior_compensation(sample: FlowSample) -> str | None:
     return None
 
 
+def _repeats(name: str, roles: Mapping[str, str] | None) -> str | None:
+    """The template gate whose events the role row ``name`` repeats, or None."""
+    gate = (roles or {}).get(name)
+    return gate if gate != name else None
+
+
 def _bead_per_ul(n: int, n_beads: int, counts: AbsoluteCountInputs) -> float | None:
     """Cells per µL by the single-platform bead method (BD IFU 23-3483): cells / beads ×
     beads per test / sample volume; None without its inputs or beads."""
@@ -749,10 +755,9 @@ def _bead_per_ul(n: int, n_beads: int, counts: AbsoluteCountInputs) -> float | N
     return n / n_beads * counts.beads_per_test / counts.sample_volume_ul
 
 
-def _bead_count_plausible(n_lymph: int, n_beads: int, counts: AbsoluteCountInputs) -> bool:
-    """Whether the lymphocytes per µL the beads give lie where blood counts do
-    (:data:`UNIT_SLIPS`); true when there is no bead count to judge."""
-    lymph_ul = _bead_per_ul(n_lymph, n_beads, counts) if n_lymph else None
+def _bead_count_plausible(lymph_ul: float | None) -> bool:
+    """Whether the lymphocytes per µL the beads give (:func:`_bead_per_ul`) lie where blood
+    counts do (:data:`UNIT_SLIPS`); true when there is no bead count to judge."""
     lo, hi = UNIT_SLIPS["lymphocytes"]
     return lymph_ul is None or lo <= lymph_ul <= hi
 
@@ -896,7 +901,8 @@ def _build_result(
     c = s.counts
     method: Literal["bead", "dual-platform", "none"] = "none"
     enough_beads = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
-    plausible = _bead_count_plausible(n_lymph, n_beads, s.counts)  # "bead count plausible"
+    lymph_ul = _bead_per_ul(n_lymph, n_beads, c) if n_lymph else None
+    plausible = _bead_count_plausible(lymph_ul)  # the "bead count plausible" check
     beads_ok = enough_beads and plausible
     dual = c.lymphocytes_per_ul is not None and n_lymph > 0
     if c.bead_method and (beads_ok or not dual):
@@ -962,7 +968,7 @@ def _build_result(
                 percent_of_lymphocytes=_pct(n, n_lymph) if under_lymph(name) else None,
                 percent_of_leukocytes=_pct(n, n_leuk) if n_leuk and cells(name) else None,
                 cells_per_ul=per_ul(name, n),
-                same_events_as=(roles or {}).get(name) if (roles or {}).get(name) != name else None,
+                same_events_as=_repeats(name, roles),
             )
         )
     n_nk = counts.get("NK", 0)

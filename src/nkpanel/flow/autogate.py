@@ -302,7 +302,6 @@ class _Gater:
         self.cuts: dict[str, Cut] = {}
         self.notes: list[str] = []
         self.lymphocytes_separated = True
-        self.missing_side_scatter = False
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
@@ -508,8 +507,7 @@ class _Gater:
             # trim the ends, so none is placed
             self.notes.append(
                 f"Time counter wraps every {unwrapped[1]:.4g}: flow rate checked on the unwrapped "
-                "times "
-                "(unstable ends not trimmed)"
+                "times (unstable ends not trimmed)"
             )
             return None, rate[3]
         edges, first, last, interior_bad, _ = rate
@@ -727,6 +725,10 @@ class _Gater:
         hi: list[float | None] = []
         ssc = self.scatter("SSC")
         fsc = self.scatter("FSC")
+        # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
+        # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
+        # NK; withheld by the blocking "lymphocyte gate" QC check
+        no_side_scatter = ssc is None and self.kind == "flow"
         if ssc is not None:
             if not self.markers.has("CD45") and fsc is not None:
                 # without CD45, debris (low FSC, low SSC) must go before the low-SSC cluster is
@@ -748,12 +750,7 @@ class _Gater:
             dims.append(self.dim(ch))
             lo.append(None)
             hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
-        elif self.kind == "flow":
-            # flow data without side scatter: CD45 alone does not part lymphocytes from
-            # monocytes (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be
-            # counted as NK; withheld by the blocking "lymphocyte gate" QC check
-            self.missing_side_scatter = True
-        elif self.markers.has("CD45"):
+        elif self.markers.has("CD45") and not no_side_scatter:
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
             ch = self.markers.channel_for("CD45")
             dims.append(self.dim(ch))
@@ -764,7 +761,7 @@ class _Gater:
             hi.append(None)
             base = base & (self.raw(ch) >= bright)
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
-            if self.markers.has(marker) and not self.missing_side_scatter:
+            if self.markers.has(marker) and not no_side_scatter:
                 ch = self.markers.channel_for(marker)
                 shared = self.markers.sharing(marker)
                 dump = [m for m in ("CD3", "CD19", "CD56", "CD16") if m in shared]
@@ -780,7 +777,7 @@ class _Gater:
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
-        if not dims or self.missing_side_scatter:  # said by the "lymphocyte gate" QC check
+        if not dims or no_side_scatter:  # said by the "lymphocyte gate" QC check
             self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
@@ -862,7 +859,7 @@ class _Gater:
             nk = RangeGate("NK", "CD3-", (self.dim(cd56),), (c56,), (None,))
         self.add(nk)
         nk_in = self.indices("NK")
-        positive56: Array | None = None
+        positive56: Array | None = None  # the CD56+ NK cells' CD56, where subsets are cut
         if separate16 and cd16 is not None and nk_in.size >= 20:
             # on the CD56+ NK cells only: the CD56- CD16+ NK cells below the NK cut would widen
             # the dim peak's lower side, and a lone dim peak's cut (its peak + 3 SD of that
@@ -876,7 +873,7 @@ class _Gater:
                     "cut; CD56bright/dim subsets not given"
                 )
                 positive56 = None
-        if separate16 and cd16 is not None and nk_in.size >= 20 and positive56 is not None:
+        if cd16 is not None and positive56 is not None:
             c_bright = find_cut(positive56, above=c56_scaled, axis_pile=self.kind == "flow")
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
