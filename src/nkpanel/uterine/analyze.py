@@ -258,11 +258,13 @@ def _colour_qc(src: ImageSource, ds_a: float, px0: float, a_um: float) -> Uterin
     pixel, or 4:4:4, nothing was lost)."""
     if isinstance(src, WholeSlide):
         level = src.best_level(ds_a)
-        factor = src.chroma_factors[level] if level < len(src.chroma_factors) else 1
+        factor = src.chroma_factor(level)
         colour_um = px0 * src.levels[level][2] * factor
-    else:
-        factor = getattr(src, "chroma_factor", 1)
+    elif isinstance(src, FieldImage):
+        factor = src.chroma_factor
         colour_um = px0 * factor
+    else:  # another source knows nothing of its colour sampling
+        return None
     if factor <= 1:
         return None
     passed = colour_um <= a_um * 1.0001

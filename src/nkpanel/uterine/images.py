@@ -222,10 +222,14 @@ class WholeSlide:
         """
         best = 0
         for i, (_, _, ds) in enumerate(self.levels):
-            factor = self.chroma_factors[i] if i < len(self.chroma_factors) else 1
-            if ds * factor <= downsample * 1.0001:
+            if ds * self.chroma_factor(i) <= downsample * 1.0001:
                 best = i
         return best
+
+    def chroma_factor(self, level: int) -> int:
+        """Pixels per colour sample along each axis at ``level`` (2 for JPEG 4:2:0; 1 when
+        the colour is full, or not known)."""
+        return self.chroma_factors[level] if level < len(self.chroma_factors) else 1
 
     def read(self, x: int, y: int, w: int, h: int, downsample: float) -> U8:
         level = self.best_level(downsample)
