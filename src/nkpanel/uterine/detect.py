@@ -99,7 +99,7 @@ median, and max filters. IEEE TPAMI 1993;15:504-507.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -115,6 +115,12 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
 Compartment = Literal["cell", "cytoplasm", "nucleus"]
+#: the CellTable field holding each compartment's mean DAB OD
+_COMPARTMENT_FIELDS: dict[str, str] = {
+    "cell": "dab_cell_od",
+    "cytoplasm": "dab_cytoplasm_od",
+    "nucleus": "dab_nucleus_od",
+}
 
 #: cell expansion (pixels) up to which :func:`_expand_labels` packs its keys in 32 bits
 _MAX_EXPAND_PX = 120
@@ -191,11 +197,8 @@ class CellTable:
 
     def dab_od(self, compartment: Compartment) -> F64:
         """Each cell's mean DAB OD in ``compartment`` (what positivity is judged on)."""
-        return {
-            "cell": self.dab_cell_od,
-            "cytoplasm": self.dab_cytoplasm_od,
-            "nucleus": self.dab_nucleus_od,
-        }[compartment]
+        od: F64 = getattr(self, _COMPARTMENT_FIELDS[compartment])
+        return od
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> CellTable:
         return CellTable(*(np.asarray(getattr(self, f))[index] for f in self.__dataclass_fields__))
@@ -808,6 +811,8 @@ def detect_cells(
         d_ring_mean = np.where(
             ring_px[1:] > 0, (d_cell[1:] - d_nuc[1:]) / np.maximum(ring_px[1:], 1), d_nuc_mean
         )
+    judged = {"dab_nucleus_od": d_nuc_mean, "dab_cytoplasm_od": d_ring_mean}
+    judged["dab_cell_od"] = d_cell_mean
     table = CellTable(
         y=cy[1:] / nuc_px[1:],
         x=cx[1:] / nuc_px[1:],
@@ -817,7 +822,6 @@ def detect_cells(
         dab_nucleus_od=d_nuc_mean,
         dab_cytoplasm_od=d_ring_mean,
         dab_cell_od=d_cell_mean,
-        positive=np.zeros(n, dtype=bool),
+        positive=judged[_COMPARTMENT_FIELDS[s.compartment]] >= s.positive_threshold_od,
     )
-    table = replace(table, positive=table.dab_od(s.compartment) >= s.positive_threshold_od)
     return table, (Segmentation(nuclei, cells) if return_labels else None)
