@@ -568,10 +568,10 @@ def interpret_measurement(
         flag = "above"
     else:
         flag = "within"
-    near = None
+    by_unc = None  # the nearest limit within the measurement uncertainty
     if unc is not None:
         close = [lim for lim in limits if abs(reported - lim) <= unc.expanded]
-        near = min(close, key=lambda lim: abs(reported - lim)) if close else None
+        by_unc = min(close, key=lambda lim: abs(reported - lim)) if close else None
     # a value with its own confidence interval from sampling (an endometrial count's ratio
     # across fields): a limit inside that interval is as undecided as one inside U
     in_ci = None
@@ -579,8 +579,7 @@ def interpret_measurement(
         lo_ci, hi_ci, _ = m.ci
         inside = [lim for lim in limits if lo_ci <= lim <= hi_ci]
         in_ci = min(inside, key=lambda lim: abs(reported - lim)) if inside else None
-    if near is None and in_ci is not None:
-        near = in_ci
+    near = by_unc if by_unc is not None else in_ci
     d = meas.decimals
     phrase = _limit_phrase(interval, d)
     comment = {
@@ -602,17 +601,17 @@ def interpret_measurement(
             "clinics."
         )
     patient = _patient_sentence(flag, interval, d)
-    if near is not None and unc is not None and abs(reported - near) <= unc.expanded:
+    if by_unc is not None and unc is not None:
         comment += (
-            f" The limit {_fmt(near, d)} {meas.unit} lies within the result's measurement "
+            f" The limit {_fmt(by_unc, d)} {meas.unit} lies within the result's measurement "
             f"uncertainty (± {_fmt(unc.expanded, d)} {meas.unit}, k = {unc.coverage_factor:g}): "
             "the test cannot tell on which side of the limit the value lies, so repeat the "
             "measurement rather than act on this result."
         )
-    elif near is not None and m.ci is not None:
+    elif in_ci is not None and m.ci is not None:
         lo_ci, hi_ci, level = m.ci
         comment += (
-            f" The limit {_fmt(near, d)} {meas.unit} lies within the result's {level:.0%} "
+            f" The limit {_fmt(in_ci, d)} {meas.unit} lies within the result's {level:.0%} "
             f"confidence interval across the fields counted ({_fmt(lo_ci, d)}–{_fmt(hi_ci, d)} "
             f"{meas.unit}): the fields counted cannot tell on which side of the limit the "
             "value lies; counting more fields narrows the interval."
