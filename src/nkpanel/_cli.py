@@ -28,6 +28,7 @@ __all__ = [
     "err_console",
     "expand_folders",
     "fmt",
+    "fmt_ci",
     "out_console",
     "output_folder",
     "parse_pairs",
@@ -137,9 +138,19 @@ def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
 
 
-def fmt(value: float | None, decimals: int = 1) -> str:
-    """A number for a results table; ``–`` when there is none."""
-    return "–" if value is None else f"{value:.{decimals}f}"
+def fmt(value: object, decimals: int = 1) -> str:
+    """A number for a results table; ``–`` when there is none (or what is there is no
+    number, as a summary read back from JSON may hold)."""
+    return f"{value:.{decimals}f}" if isinstance(value, int | float) else "–"
+
+
+def fmt_ci(estimate: object, lower: object, upper: object, decimals: int = 1) -> str:
+    """An estimate with its interval, ``"7.9 (7.1–8.8)"``; the estimate alone where a bound
+    is missing, ``–`` where there is no estimate."""
+    shown = fmt(estimate, decimals)
+    if shown != "–" and isinstance(lower, int | float) and isinstance(upper, int | float):
+        shown += f" ({lower:.{decimals}f}–{upper:.{decimals}f})"
+    return shown
 
 
 def parse_pairs(

@@ -21,6 +21,7 @@ from nkpanel._cli import (
     LabOption,
     expand_folders,
     fmt,
+    fmt_ci,
     out_console,
     output_folder,
     parse_pairs,
@@ -98,18 +99,15 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
     for col in ("plate", "sample", "treatment", "lysis % at std ratio", "LU/1e7", "suppr. %", "QC"):
         table.add_column(col, overflow="fold")  # whole names, folded, never cut
 
-    def num(v: object) -> str:
-        return fmt(v if isinstance(v, int | float) else None)
-
     for plate_id, h in rows:
         qc = "reportable" if h.get("reportable") else "NOT REPORTABLE"
         table.add_row(
             plate_id,
             str(h.get("sample")),
             str(h.get("treatment")),
-            num(h.get("lysis_at_standard_ratio_percent")),
-            num(h.get("lu_per_1e7_effectors")),
-            num(h.get("suppression_at_standard_ratio_percent")),
+            fmt(h.get("lysis_at_standard_ratio_percent")),
+            fmt(h.get("lu_per_1e7_effectors")),
+            fmt(h.get("suppression_at_standard_ratio_percent")),
             qc,
         )
     out_console.print(table)
@@ -467,18 +465,13 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
     for col in cols:
         table.add_column(col, overflow="fold")  # whole names, folded, never cut
 
-    def num(v: object, digits: int) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, int | float) else "–"
-
     for b in rows:
         u = b["uterine"]
         ci = u.get("across_fields_cd56_per_100_stromal_cells") or {}
         ci_mm2 = u.get("across_fields_cd56_per_mm2_stroma") or {}
-        low, high = ci.get("lower"), ci.get("upper")
-        interval = f" ({low:.1f}–{high:.1f})" if low is not None and high is not None else ""
-        value = ci.get("estimate")  # the interval's own estimate
-        shown = f"{value:.1f}{interval}" if isinstance(value, int | float) else "–"
-        if isinstance(value, int | float) and ci.get("fields"):
+        # each interval beside its own estimate
+        shown = fmt_ci(ci.get("estimate"), ci.get("lower"), ci.get("upper"))
+        if shown != "–" and ci.get("fields"):
             shown += f"\n{ci['fields']}"
         whole100 = u.get(
             "whole_stroma_cd56_per_100_stromal_cells", u.get("cd56_per_100_stromal_cells")
@@ -489,13 +482,8 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
             str(b.get("id")),
             f"LH+{timing}" if timing is not None else "not recorded",
             shown,
-            num(ci_mm2.get("estimate"), 0)
-            + (
-                f" ({ci_mm2['lower']:.0f}–{ci_mm2['upper']:.0f})"
-                if ci_mm2.get("lower") is not None and ci_mm2.get("upper") is not None
-                else ""
-            ),
-            f"{num(whole100, 1)}; {num(whole_mm2, 0)}",
+            fmt_ci(ci_mm2.get("estimate"), ci_mm2.get("lower"), ci_mm2.get("upper"), 0),
+            f"{fmt(whole100, 1)}; {fmt(whole_mm2, 0)}",
             "reportable" if u.get("reportable") else "NOT REPORTABLE",
         )
     out_console.print(table)

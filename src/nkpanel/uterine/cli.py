@@ -21,6 +21,7 @@ from rich.text import Text
 
 from nkpanel._cli import (
     fmt,
+    fmt_ci,
     out_console,
     output_folder,
     progress,
@@ -46,10 +47,7 @@ Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 def _estimate(ci: RatioCI, decimals: int) -> str:
     """An across-field estimate with its own 95% CI (``"–"`` where there is no estimate)."""
-    shown = fmt(ci.estimate, decimals)
-    if ci.lower is not None and ci.upper is not None:
-        shown += f" ({ci.lower:.{decimals}f}–{ci.upper:.{decimals}f})"
-    return shown
+    return fmt_ci(ci.estimate, ci.lower, ci.upper, decimals)
 
 
 def _fields(r: UterineResult) -> str:
