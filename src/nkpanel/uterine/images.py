@@ -814,9 +814,9 @@ def _tiff_chroma_factor(page: Any, fh: Any) -> int:
             return 1
         fh.seek(page.dataoffsets[k])
         head = fh.read(min(int(page.databytecounts[k]), 4096))
-        tables = bytes(page.jpegtables or b"")
-        # the frame header is in the tile's own stream (the tables hold only DQT/DHT)
-        return _jpeg_chroma_factor(head if head[:2] == b"\xff\xd8" else tables)
+        # the frame header is in the tile's own stream: JPEGTables hold only DQT/DHT (TIFF
+        # Technical Note 2), so a stream that does not start one says nothing of its colour
+        return _jpeg_chroma_factor(head) if head[:2] == b"\xff\xd8" else 1
     except Exception:  # an unreadable page is found (and reported) when it is read
         return 1
 
