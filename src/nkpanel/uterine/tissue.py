@@ -179,15 +179,29 @@ def overview_od(overview: U8, white: tuple[float, float, float]) -> NDArray[np.f
 _INK_BLOCK_PX = 1 << 20
 
 
-def _off_cone(
-    px: U8, stains: StainVectors, sin_max: float, floor: float, black: float
-) -> BoolArray:
+@dataclass(frozen=True)
+class _Cone:
+    """What :func:`_off_cone` needs of the stains, worked out once per image: the OD lookup
+    table on the white point, the unmixing matrix, and cos of the H–DAB angle."""
+
+    table: NDArray[np.float32]
+    unmix: NDArray[np.float32]
+    cos_hd: np.float32
+
+    @classmethod
+    def of(cls, stains: StainVectors) -> _Cone:
+        m = stains.matrix()
+        return cls(
+            od_table(stains.white).astype(np.float32),
+            stains.unmixing().astype(np.float32),
+            np.float32(float(m[0] @ m[1])),
+        )
+
+
+def _off_cone(px: U8, cone: _Cone, sin_max: float, floor: float, black: float) -> BoolArray:
     """For n×3 uint8 pixels: is the OD vector farther than the tolerance from the H-DAB cone,
     or above ``black`` in every channel? (Module docstring; one LUT gather per channel.)"""
-    table = od_table(stains.white).astype(np.float32)
-    m = stains.matrix()
-    u = stains.unmixing().astype(np.float32)
-    cos_hd = np.float32(float(m[0] @ m[1]))
+    table, u, cos_hd = cone.table, cone.unmix, cone.cos_hd
     o = [np.take(table[c], px[:, c]) for c in range(3)]
     h = o[0] * u[0, 0] + o[1] * u[1, 0] + o[2] * u[2, 0]
     d = o[0] * u[0, 1] + o[1] * u[1, 1] + o[2] * u[2, 1]
@@ -257,10 +271,11 @@ def detect_ink(
     stained = (od > s.tissue_od).ravel()
     ink = np.zeros(flat.shape[0], dtype=bool)
     sin_max = math.sin(math.radians(s.ink_angle_deg))
+    cone = _Cone.of(stains)
     for i in range(0, flat.shape[0], _INK_BLOCK_PX):
         sel = np.flatnonzero(stained[i : i + _INK_BLOCK_PX]) + i
         if sel.size:
-            ink[sel] = _off_cone(flat[sel], stains, sin_max, s.ink_floor_od, s.ink_black_od)
+            ink[sel] = _off_cone(flat[sel], cone, sin_max, s.ink_floor_od, s.ink_black_od)
     mask = _remove_small(ink.reshape(od.shape), max(1, round(s.min_ink_um2 / (um * um))))
     r = round(s.ink_margin_um / um)
     if r < 1 or not mask.any():
