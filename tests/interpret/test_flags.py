@@ -577,3 +577,55 @@ def test_a_limit_inside_the_counts_interval_across_fields_is_near() -> None:
     narrow = entry | {"unk_percent_ci": {"lower": 2.6, "upper": 3.4, "level": 0.95}}
     r = result(interpret_case(summary(endometrial=[narrow])), "unk-pct-stroma")
     assert r.flag == "within" and r.near_limit is None
+
+
+def _disagree(reading: Any) -> dict[str, list[str]]:
+    return {
+        r.measurement.sample: [c.text for c in r.caveats if c.code == "samples-disagree"]
+        for r in reading.results
+        if r.measurand.code == "pnk-pct-lymph"
+    }
+
+
+@pytest.mark.parametrize(("second", "apart"), [(14.3, False), (15.0, False), (15.2, True)])
+def test_two_tubes_of_one_draw_that_disagree_are_said(second: float, apart: bool) -> None:
+    # By hand, 20,000 lymphocyte events: u = 100·√(p(1−p)/n) points.
+    # 14%: √(0.14·0.86/20000) = 0.2454; 15.2%: √(0.152·0.848/20000) = 0.2539;
+    # 15.0%: 0.2525. The difference's u = √(u₁² + u₂²): 0.3531 (15.2) and 0.3481 (15.0);
+    # 3u = 1.059 and 1.044, so 1.2 points apart is beyond chance and 1.0 is not.
+    tubes = [flow_entry(sample="tube1", nk_pct=14.0), flow_entry(sample="tube2", nk_pct=second)]
+    reading = interpret_case(summary(flow=tubes))
+    said = _disagree(reading)
+    assert bool(said["tube1"]) is apart and bool(said["tube2"]) is apart
+    if apart:
+        assert said["tube1"][0].startswith("Sample tube2 of the same specimen (draw-1) gave 15.2 %")
+        assert "1.2 percentage points apart" in said["tube1"][0]
+        assert "(0.4 percentage points, from counting alone" in said["tube1"][0]  # 0.353
+        assert any("Samples of one specimen disagree" in c for c in reading.comments)
+        for r in reading.results:
+            for c in r.caveats:
+                assert check_wording(c.text) == [] and check_wording(c.patient_text) == []
+    else:
+        assert not any("disagree" in c for c in reading.comments)
+
+
+def test_a_laboratorys_tube_to_tube_cv_widens_what_two_tubes_may_differ() -> None:
+    # with a 5% analytical CV: u(14) = 14·√(5² + 1.753²)% = 0.742, u(15.2) = 0.803 (1.670%
+    # counting); 3·√(0.742² + 0.803²) = 3.28 points, so 1.2 apart is within chance
+    tubes = [flow_entry(sample="tube1", nk_pct=14.0), flow_entry(sample="tube2", nk_pct=15.2)]
+    lab = InterpretSettings(analytical_cv={"pnk-pct-lymph": 5.0})
+    assert _disagree(interpret_case(summary(flow=tubes), settings=lab)) == {
+        "tube1": [],
+        "tube2": [],
+    }
+    tubes[1] = flow_entry(
+        sample="tube2", nk_pct=18.0
+    )  # u(18) = 18·√(5² + 1.509²)% = 0.940: 4.0 > 3·√(0.742² + 0.940²) = 3.59
+    said = _disagree(interpret_case(summary(flow=tubes), settings=lab))
+    assert "from its analytical CV and counting" in said["tube1"][0]
+
+
+def test_only_reportable_results_of_different_samples_are_compared() -> None:
+    withheld = flow_entry(sample="tube2", nk_pct=30.0, failed_check="flow rate unstable")
+    reading = interpret_case(summary(flow=[flow_entry(sample="tube1", nk_pct=14.0), withheld]))
+    assert _disagree(reading) == {"tube1": [], "tube2": []}

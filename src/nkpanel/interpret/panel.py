@@ -10,6 +10,7 @@ from typing import Any
 
 from nkpanel._toml import used_twice
 from nkpanel.errors import InputError
+from nkpanel.interpret.concordance import DISAGREE, samples_disagree
 from nkpanel.interpret.evidence import EvidenceStatement, load_evidence, select_evidence
 from nkpanel.interpret.flags import Interpretation, InterpretSettings, interpret_measurement
 from nkpanel.interpret.intervals import IntervalSet, load_intervals
@@ -53,6 +54,11 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
         out.append(
             "One or more results lie within measurement uncertainty of a limit: repeat the "
             "measurement rather than act on it."
+        )
+    if any(c.code == DISAGREE for r in results for c in r.caveats):
+        out.append(
+            "Samples of one specimen disagree beyond their measurement uncertainty (the results "
+            "table names them): check the samples' identity and staining before using them."
         )
     if any(r.flag in ("above", "below") for r in results):
         out.append(
@@ -135,8 +141,10 @@ def interpret_case(
     episode = read_episode(summary)
     earlier = tuple(read_episode(h) for h in history)
     _check_history(episode, earlier)
-    results = tuple(
-        interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements
+    results = samples_disagree(
+        [interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements],
+        ivs,
+        settings,
     )
     series = tuple(trends(episode, earlier, ivs, settings))
     notes, patient_notes = serial_notes(series)

@@ -1,0 +1,102 @@
+"""Two samples of one specimen that disagree: two tubes stained from one blood draw measure the
+same blood, so their NK results must agree within what their uncertainties allow.
+
+Rule
+    For every measurand, the reportable results of different samples of one specimen are
+    compared in pairs. The difference of two independent measurements of one quantity has the
+    standard uncertainty √(u₁² + u₂²), with u = CV · value the combined standard uncertainty
+    of each (:func:`~nkpanel.interpret.flags.uncertainty_of`: the lab's analytical CV where it
+    is given, the counting CV of the events behind each value always). A difference of more than
+    :data:`CRITICAL_Z` = 3 times that happens by chance in 0.3% of pairs of a normal
+    distribution (ISO 5725-6 builds its repeatability limit the same way, with 2.8 for 95%).
+    Such a pair gets a caveat on both results: a tube of another patient, or one stained or
+    acquired differently, is the likelier cause, and neither value should be used before the
+    tubes are checked.
+
+Where only counting is known (no analytical CV set) the uncertainty is the smallest the values
+can have, so tube-to-tube variation from pipetting and staining can also pass the limit; the
+caveat says which uncertainty was used, and a laboratory that knows its tube-to-tube CV gives
+it as the measurand's analytical CV (interval file or ``InterpretSettings.analytical_cv``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+from nkpanel.interpret.flags import Caveat, Interpretation, InterpretSettings, uncertainty_of
+from nkpanel.interpret.intervals import IntervalSet
+
+__all__ = ["CRITICAL_Z", "DISAGREE", "samples_disagree"]
+
+#: a difference this many standard uncertainties of the difference is beyond chance
+CRITICAL_Z = 3.0
+#: the caveat's code
+DISAGREE = "samples-disagree"
+
+
+def _u(r: Interpretation, intervals: IntervalSet, settings: InterpretSettings) -> float | None:
+    """The standard uncertainty of ``r``'s value, in its unit (``None`` when unknown)."""
+    unc = uncertainty_of(r.measurement, intervals, settings)
+    value = r.measurement.value
+    if unc is None or value is None:
+        return None
+    return unc.cv_percent / 100.0 * abs(value)
+
+
+def samples_disagree(
+    results: Sequence[Interpretation], intervals: IntervalSet, settings: InterpretSettings
+) -> tuple[Interpretation, ...]:
+    """``results`` with a :data:`DISAGREE` caveat on each reportable result whose value differs
+    from another sample's of the same specimen and measurand by more than :data:`CRITICAL_Z`
+    standard uncertainties of the difference (see the module docstring)."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for i, r in enumerate(results):
+        m = r.measurement
+        if m.reportable and m.value is not None:
+            groups[(m.specimen_id, m.code, m.estimate)].append(i)
+    extra: dict[int, list[Caveat]] = defaultdict(list)
+    for (specimen, _, _), members in groups.items():
+        for i, j in itertools.combinations(members, 2):
+            a, b = results[i], results[j]
+            if a.measurement.sample == b.measurement.sample:
+                continue
+            ua, ub = _u(a, intervals, settings), _u(b, intervals, settings)
+            if ua is None or ub is None:
+                continue
+            diff = abs(float(a.measurement.value or 0.0) - float(b.measurement.value or 0.0))
+            u_diff = math.hypot(ua, ub)
+            if diff <= CRITICAL_Z * u_diff:
+                continue
+            extra[i].append(_caveat(a, b, specimen, diff, u_diff))
+            extra[j].append(_caveat(b, a, specimen, diff, u_diff))
+    return tuple(
+        replace(r, caveats=r.caveats + tuple(extra[i])) if i in extra else r
+        for i, r in enumerate(results)
+    )
+
+
+def _caveat(
+    own: Interpretation, other: Interpretation, specimen: str, diff: float, u_diff: float
+) -> Caveat:
+    d, unit = own.measurand.decimals, own.measurand.unit
+    apart = "percentage points" if unit == "%" else unit
+    basis = (
+        "from its analytical CV and counting"
+        if own.uncertainty is not None and "analytical CV" in own.uncertainty.basis
+        else "from counting alone: no tube-to-tube CV is set by the laboratory"
+    )
+    return Caveat(
+        DISAGREE,
+        f"Sample {other.measurement.sample} of the same specimen ({specimen}) gave "
+        f"{other.display_value} {unit} against {own.display_value} {unit} here: "
+        f"{diff:.{d}f} {apart} apart, more than {CRITICAL_Z:g} times the difference's standard "
+        f"uncertainty ({u_diff:.{d}f} {apart}, {basis}). Samples of one specimen measure the same "
+        "cells; check that both are this patient's and were stained and acquired alike before "
+        "using either value.",
+        "Two samples taken from the same specimen gave different results; the laboratory will "
+        "check them before this result is used.",
+    )
