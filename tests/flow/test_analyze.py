@@ -73,6 +73,53 @@ def test_clog_fails_flow_rate_check() -> None:
     assert not a.result.reportable
 
 
+def test_a_pause_is_not_an_unstable_flow_rate(tmp_path: Path) -> None:
+    # no events for a fifth of the acquisition (paused, or blocked outright), steady either
+    # side: nothing acquired is wrong, so the rate is judged where events were acquired
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import write_fcs
+
+    spec = SimulationSpec(seed=22, clog_at=0.4, clog_duration_fraction=0.2, clog_rate_factor=0.0)
+    tube = simulate_tube(spec)
+    t0, t1 = tube.truth["acquisition"]["clog_window_s"]
+    pause = (t1 - t0) / tube.truth["acquisition"]["duration_s"]
+    assert pause == pytest.approx(0.2, abs=0.005)  # by construction (to the last arrival)
+    fcs = write_fcs(tube, tmp_path / "pause.fcs")
+    a = analyze_file(fcs)
+    flag = next(f for f in a.result.qc if f.check == "flow rate")
+    assert flag.passed and a.result.reportable
+    (note,) = [n for n in a.result.notes if n.startswith("no events over")]
+    empty = float(note.split("over ")[1].split("%")[0]) / 100
+    # whole 1%-bins inside the pause: one or two bins at its edges hold events
+    assert pause - 0.025 <= empty <= pause
+    # a template run (no time gate of nkpanel's) says it in its flow-rate check
+    assert a.tree is not None
+    template = tmp_path / "lab.xml"
+    export_gatingml(a.tree, template, spillover=a.values.spillover)
+    rate = next(
+        f
+        for f in analyze_file(fcs, FlowSettings(template=template)).result.qc
+        if f.check == "flow rate"
+    )
+    assert rate.passed and "no events over" in rate.reason
+
+
+@pytest.mark.parametrize("tick_s", [0.1, 1.0])
+@pytest.mark.parametrize("clog", [False, True])
+def test_a_coarse_time_counter_is_binned_in_whole_ticks(tick_s: float, clog: bool) -> None:
+    # an older instrument's clock ticks every 0.1 s or 1 s over a ~25 s tube: bins of 2 and
+    # 3 ticks in turn once read as a rate jumping by half (a steady tube withheld, 41% unstable)
+    spec = SimulationSpec(seed=5, clog_at=0.4 if clog else None, clog_duration_fraction=0.2)
+    sample = simulate_tube(spec).to_sample()
+    col = [c.pnn for c in sample.channels].index("Time")
+    events = sample.events.copy()
+    events[:, col] = np.floor(events[:, col] / tick_s) * tick_s
+    a = analyze_sample(dataclasses.replace(sample, events=events))
+    flag = next(f for f in a.result.qc if f.check == "flow rate")
+    assert flag.passed is not clog
+    assert not any(n.startswith("no events over") for n in a.result.notes)
+
+
 def test_steady_flow_passes(tube) -> None:  # type: ignore[no-untyped-def]
     a = analyze_sample(tube.to_sample())
     assert next(f for f in a.result.qc if f.check == "flow rate").passed

@@ -794,7 +794,10 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
         tch = None
     rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
     if rate is not None:  # every bin: a template trims no unstable start or end
-        out.append(_flow_rate_flag(rate[4], s.qc))
+        flag = _flow_rate_flag(rate.unstable, s.qc)
+        if rate.pause:
+            flag = dataclasses.replace(flag, reason=f"{flag.reason}; {rate.pause}")
+        out.append(flag)
     if channels:
         out.append(_saturation_check(sample, set(channels), None, s.qc))
     # what the file says about compensation done before it was written, as the automated

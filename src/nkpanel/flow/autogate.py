@@ -22,7 +22,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -244,30 +244,91 @@ def _logicle_w(values: Array, t: float, m: float) -> float:
     return float(np.clip(w, 0.0, m / 2.0 - 0.1))
 
 
-def flow_rate(t: Array, settings: AutoGateSettings) -> tuple[Array, int, int, float, float] | None:
-    """The acquisition's event rate over time, binned: the bin edges, the first and last
-    stable bins, the fraction of unstable bins between them (what is left once the time gate
-    trims unstable ends) and of all bins (with no time gate); ``None`` when the times are not
-    usable (fewer than 100 events, not sorted, or no time passing).
+class FlowRate(NamedTuple):
+    """The acquisition's event rate over time, binned (:func:`flow_rate`)."""
+
+    #: bin edges, in the Time channel's units
+    edges: Array
+    #: the first and last stable bins (a time gate keeps what lies between them)
+    first: int
+    last: int
+    #: fraction of the bins that hold events, between ``first`` and ``last``, that are unstable
+    interior_unstable: float
+    #: the same over every bin that holds events (a template run has no time gate)
+    unstable: float
+    #: fraction of the bins with no event at all: the acquisition paused, or the line was
+    #: blocked outright
+    empty: float
+
+    @property
+    def pause(self) -> str | None:
+        """What a stretch of time with no events means, for a note; ``None`` without one."""
+        if self.empty <= 0:
+            return None
+        return (
+            f"no events over {self.empty:.0%} of the acquisition time (acquisition paused, or "
+            "the line blocked outright): the flow rate is judged where events were acquired"
+        )
+
+
+def flow_rate(t: Array, settings: AutoGateSettings) -> FlowRate | None:
+    """The acquisition's event rate over time, binned; ``None`` when the times are not usable
+    (fewer than 100 events, not sorted, or no time passing).
 
     A bin is unstable when its count departs from the median by more than
     ``settings.rate_tolerance`` of it and by more than 4 Poisson SDs (a clog or a bubble).
+    A bin with no event at all is a pause (the operator paused acquisition) or a blockage that
+    stopped the stream outright: no events were acquired in it to be wrong, so it is counted
+    apart (``empty``) and the rate is judged on the bins that hold events, the median too. The
+    bins at the edges of a pause hold fewer events and count as unstable.
     """
     n = t.shape[0]
     if n < 100 or not np.all(t[1:] >= t[:-1]) or t[-1] <= t[0]:
         return None
-    bins = max(10, min(settings.time_bins, n // 50))
-    edges = np.linspace(t[0], t[-1], bins + 1)
-    edges[-1] = np.nextafter(edges[-1], np.inf)
+    edges = _time_bins(t, max(10, min(settings.time_bins, n // 50)))
+    bins = edges.size - 1
     # events per bin [edge, next edge): the times are sorted, so a search per edge counts
     counts = np.diff(np.searchsorted(t, edges, side="left")).astype(np.float64)
-    med = float(np.median(counts))
-    tol = np.maximum(settings.rate_tolerance * med, 4.0 * np.sqrt(max(med, 1.0)))
-    bad = np.abs(counts - med) > tol
-    first = int(np.argmax(~bad)) if not bad.all() else 0
-    last = bins - 1 - int(np.argmax(~bad[::-1])) if not bad.all() else bins - 1
-    interior_bad = float(bad[first : last + 1].mean()) if last >= first else 1.0
-    return edges, first, last, interior_bad, float(bad.mean())
+    widths = np.diff(edges)
+    held = counts > 0  # the first and the last bin always hold an event
+    per_width = float(np.median(counts[held] / widths[held]))
+    expected = per_width * widths  # a shorter last bin expects fewer events
+    tol = np.maximum(settings.rate_tolerance * expected, 4.0 * np.sqrt(np.maximum(expected, 1.0)))
+    bad = (np.abs(counts - expected) > tol) & held
+    ok = held & ~bad
+    first = int(np.argmax(ok)) if ok.any() else 0
+    last = bins - 1 - int(np.argmax(ok[::-1])) if ok.any() else bins - 1
+    inner = held[first : last + 1]
+    interior_bad = float(bad[first : last + 1][inner].mean()) if inner.any() else 1.0
+    return FlowRate(
+        edges,
+        first,
+        last,
+        interior_bad,
+        float(bad[held].mean()),
+        float(1.0 - held.mean()),
+    )
+
+
+def _time_bins(t: Array, bins: int) -> Array:
+    """Edges of about ``bins`` bins over sorted times ``t``. Where the counter ticks coarsely
+    (fewer than 20 ticks per bin: an older instrument's 0.1 s or 1,024-step clock), each bin
+    spans a whole number of ticks, the last one what is left: bins of 2 and 3 ticks in turn
+    would read as a rate jumping by half."""
+    span = float(t[-1] - t[0])
+    head = np.diff(t[: min(t.size, 20_001)])  # the clock's step, from consecutive events
+    steps = head[head > 0]
+    tick = float(steps.min()) if steps.size else span
+    if span / bins >= 20 * tick:
+        edges = np.linspace(t[0], t[-1], bins + 1)
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        return edges
+    per_bin = max(1, round(span / bins / tick))
+    start = float(t[0]) - tick / 2
+    full = int((span + tick) // (per_bin * tick))
+    edges = start + per_bin * tick * np.arange(full + 1)
+    end = float(t[-1]) + tick / 2
+    return np.append(edges, end) if end - edges[-1] > tick / 2 else np.append(edges[:-1], end)
 
 
 def _unwrapped(t: Array) -> tuple[Array, float] | None:
@@ -509,8 +570,12 @@ class _Gater:
                 f"Time counter wraps every {unwrapped[1]:.4g}: flow rate checked on the unwrapped "
                 "times (unstable ends not trimmed)"
             )
-            return None, rate[3]
-        edges, first, last, interior_bad, _ = rate
+            if rate.pause:
+                self.notes.append(rate.pause)
+            return None, rate.interior_unstable
+        if rate.pause:
+            self.notes.append(rate.pause)
+        edges, first, last = rate.edges, rate.first, rate.last
         bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
         # the gate is a real range wherever it is exported
@@ -527,7 +592,7 @@ class _Gater:
             self.member["Time"] = np.ones(self.n, dtype=bool)
         if trimmed:
             self.notes.append(f"Time: {trimmed} unstable bin(s) trimmed at the start/end")
-        return "Time", interior_bad
+        return "Time", rate.interior_unstable
 
     def bead_gate(self, parent: str | None) -> tuple[str, float] | None:
         """Counting beads are bright on every fluorescence channel at once; no cell is (a lot

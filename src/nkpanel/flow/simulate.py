@@ -301,8 +301,9 @@ class SimulationSpec:
     #: multiplies every off-diagonal spillover value
     spillover_scale: float = 1.0
     events_per_second: float = 2000.0
-    #: the clog lasts this fraction of the acquisition time, at this fraction of the flow rate,
-    #: and events acquired in it have their signals multiplied by ``clog_signal_factor``
+    #: the clog lasts this fraction of the acquisition time, at this fraction of the flow rate
+    #: (0: a pause, or a line blocked outright: no events), and events acquired in it have
+    #: their signals multiplied by ``clog_signal_factor``
     clog_duration_fraction: float = 0.10
     clog_rate_factor: float = 0.10
     clog_signal_factor: float = 0.80
@@ -412,8 +413,8 @@ def _check_spec(spec: SimulationSpec) -> datetime:
         )
     if not 0.0 < spec.clog_duration_fraction <= 1.0:
         raise bad("clog_duration_fraction must be in (0, 1]")
-    if not 0.0 < spec.clog_rate_factor <= 1.0:
-        raise bad("clog_rate_factor must be in (0, 1]")
+    if not 0.0 <= spec.clog_rate_factor <= 1.0:
+        raise bad("clog_rate_factor must be in [0, 1] (0: a pause, no events)")
     if not 0.0 < spec.clog_signal_factor <= 1.0:
         raise bad("clog_signal_factor must be in (0, 1]")
     if not 0.0 <= spec.spillover_scale <= 3.0:
@@ -528,9 +529,10 @@ def _arrival_times(
     t1 = t0 + delta * duration
     lam0 = r * t0
     lam1 = lam0 + f * r * (t1 - t0)
-    t = np.where(
-        s < lam0, s / r, np.where(s < lam1, t0 + (s - lam0) / (f * r), t1 + (s - lam1) / r)
-    )
+    after = t1 + (s - lam1) / r
+    if f == 0.0:  # a pause: no arrivals between t0 and t1
+        return np.where(s < lam0, s / r, after), (t0, t1)
+    t = np.where(s < lam0, s / r, np.where(s < lam1, t0 + (s - lam0) / (f * r), after))
     return t, (t0, t1)
 
 
