@@ -135,3 +135,25 @@ def test_analyze_prints_each_warning_once(fields: tuple[Path, Path], tmp_path: P
     (auto,) = said("note:", "excluded automatically")
     assert auto.startswith(f"note: {tif.stem}, {jpeg.stem}: ")
     assert len([x for x in lines if x.startswith(("warning:", "note:"))]) == 5
+
+
+@pytest.mark.parametrize(
+    ("note", "warning"),
+    [
+        # the range a 16-bit field was scaled from, found in its samples: how it was read
+        ("16-bit samples hold 0–4095 (12-bit camera): scaled to 8 bits from that range", False),
+        # no range found (tiles too large to sample): a 12-bit slide then reads dark
+        (
+            "16-bit samples: tiles too large to sample for the camera's bit depth; scaled "
+            "to 8 bits from 0–65535",
+            True,
+        ),
+    ],
+)
+def test_a_16_bit_note_is_a_warning_only_when_the_range_was_not_found(
+    note: str, warning: bool
+) -> None:
+    image = slide("s", (note,))
+    assert ("warning:" if warning else "note:", f"s: {note}") in console_lines(
+        [Checked.of(image)], None
+    )

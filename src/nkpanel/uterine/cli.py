@@ -133,7 +133,9 @@ def _print_results(batch: object, out: Path) -> None:
 INFORMATIONAL_NOTES = (
     "excluded automatically (no regions given)",  # analyze.py: glands found automatically
     "of the slide is fill (exactly",  # analyze.py: unscanned fill kept out of the white point
-    "16-bit samples",  # images.py: how 16-bit samples were scaled to 8 bits
+    # images.py: the range 16-bit samples were scaled from, found in the data (its other
+    # note, tiles too large to find that range, is a warning: a 12-bit slide then reads dark)
+    "16-bit samples hold 0–",
     "pyramid levels stored as JPEG",  # images.py: the level read for its full-resolution colour
     "is not a microscope scale (ignored)",  # images.py: implausible metadata, another source used
 )
