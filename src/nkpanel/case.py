@@ -195,6 +195,10 @@ def load_case(path: str | Path) -> Case:
             "[[endometrial]]"
         )
     _refuse_future_dates(case, p)
+    from nkpanel.flow.analyze import named_roles  # numpy and the flow stack: only when read
+
+    for d in case.blood_draws:  # roles in any letter case, as --population takes them
+        named_roles(d.populations, f"{p}: blood draw {d.id} populations")
     return case
 
 

@@ -237,7 +237,7 @@ def flow_analyze(
     ] = QCLimits.max_saturated_fraction,
 ) -> None:
     """Analyse FCS files: automated NK gating (or a lab template), counts, QC, figures."""
-    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
+    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, named_roles
     from nkpanel.flow.autogate import AutoGateSettings
     from nkpanel.flow.markers import load_aliases, normalise_label
     from nkpanel.pipeline import analyze_flow_batch
@@ -265,7 +265,7 @@ def flow_analyze(
         spillover=spill,
         template=template,
         template_sample=template_sample,
-        template_populations=_roles(
+        template_populations=named_roles(
             parse_pairs(
                 population or [],
                 option="--population",
@@ -273,7 +273,8 @@ def flow_analyze(
                 hint=", e.g. NK=NK_cells",
                 convert=lambda role, gate: gate,
                 same_key=str.casefold,
-            )
+            ),
+            "--population",
         ),
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
         qc=QCLimits(
@@ -317,23 +318,6 @@ def flow_analyze(
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)
-
-
-def _roles(pairs: dict[str, str]) -> dict[str, str]:
-    """``--population`` pairs keyed by the role's own spelling (``nk`` → ``NK``); an unknown
-    role is refused, naming the roles."""
-    from nkpanel.flow.analyze import TEMPLATE_ROLES
-
-    known = {r.casefold(): r for r in TEMPLATE_ROLES}
-    out = {}
-    for role, gate in pairs.items():
-        if role.casefold() not in known:
-            raise ConfigError(
-                f"--population {role}={gate}: {role} is not a role; roles are "
-                f"{', '.join(TEMPLATE_ROLES)}"
-            )
-        out[known[role.casefold()]] = gate
-    return out
 
 
 def _marker_label(marker: str, label: str) -> str:

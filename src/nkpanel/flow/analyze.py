@@ -364,6 +364,21 @@ _ROLE_KEYS = {role: {_role_key(a) for a in aliases} for role, aliases in _ROLE_N
 TEMPLATE_ROLES = tuple(_ROLE_NAMES)
 
 
+def named_roles(pairs: Mapping[str, str], where: str) -> dict[str, str]:
+    """Role → gate pairs (``--population`` or a draw's ``populations``) keyed by the role's own
+    spelling (``nk`` → ``NK``); an unknown role is refused, naming ``where`` and the roles."""
+    known = {r.casefold(): r for r in TEMPLATE_ROLES}
+    out = {}
+    for role, gate in pairs.items():
+        if role.casefold() not in known:
+            raise ConfigError(
+                f"{where} {role}={gate}: {role} is not a role; roles are "
+                f"{', '.join(TEMPLATE_ROLES)}"
+            )
+        out[known[role.casefold()]] = gate
+    return out
+
+
 def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str]:
     """Which template gate plays each role (NK, Lymphocytes…): explicit mapping, else by name
     (:func:`_role_key`)."""
