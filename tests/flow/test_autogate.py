@@ -527,3 +527,34 @@ def test_too_few_cd56_positive_nk_cells_give_no_subsets() -> None:
     r = analyze_sample(simulate_tube(spec).to_sample()).result
     assert r.cd56bright_percent_of_nk is None and r.cd56dim_percent_of_nk is None
     assert any("too few to place the CD56bright cut" in n for n in r.notes)
+
+
+@pytest.mark.parametrize(
+    ("cyt", "kind"),
+    [
+        ("CytoFLEX", "flow"),  # Beckman Coulter flow cytometers: "cytof" begins the name
+        ("CytoFLEX LX", "flow"),
+        ("Attune NxT", "flow"),  # Thermo Fisher: "xt" ends the name
+        ("FACSCanto II", "flow"),
+        ("CyTOF", "mass"),
+        ("CyTOF2", "mass"),
+        ("CyTOF XT", "mass"),
+        ("Helios", "mass"),
+        ("Fluidigm Helios", "mass"),
+    ],
+)
+def test_the_cytometer_named_in_cyt_sets_flow_or_mass(cyt: str, kind: str) -> None:
+    import dataclasses
+
+    from nkpanel.flow.autogate import detect_cytometry
+
+    sample = simulate_tube(SimulationSpec(seed=3, n_events=20_000)).to_sample()
+    named = dataclasses.replace(sample, metadata={**sample.metadata, "cyt": cyt})
+    assert detect_cytometry(named) == kind
+    if kind == "flow":  # a flow tube named so is analysed as one (CytoFLEX tubes were withheld)
+        a = analyze_sample(named)
+        assert a.result.cytometry == "flow" and a.result.reportable
+        assert not any("mass cytometry" in n for n in a.result.notes)
+    else:  # said, with the way out
+        notes = analyze_sample(named).result.notes
+        assert any(f"analysed as mass cytometry ($CYT {cyt!r})" in n for n in notes)

@@ -22,6 +22,7 @@ from nkpanel.flow.autogate import (
     auto_gate,
     detect_cytometry,
     flow_rate,
+    mass_cytometry_note,
 )
 from nkpanel.flow.compensation import (
     CompensatedColumns,
@@ -244,6 +245,9 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
                 blocking=False,
             )
         )
+    # taken for mass cytometry unasked: said, with the way out
+    auto_mass = s.autogate.cytometry == "auto" and cytometry == "mass"
+    unasked = (mass_cytometry_note(sample),) if auto_mass else ()
     result = _build_result(
         sample,
         gating.membership,
@@ -252,7 +256,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         cytometry,
         "automated",
         qc,
-        gating.notes,
+        unasked + gating.notes,
         sample.notes,
     )
     return FlowAnalysis(

@@ -80,7 +80,11 @@ POPULATIONS = (
     "B cells",
 )
 
-_MASS_CYTOMETERS = re.compile(r"cytof|helios|fluidigm|standard biotools|xt\b", re.IGNORECASE)
+#: $CYT of mass cytometers: CyTOF (2, XT), Helios, by maker. "CytoFLEX" (Beckman) and
+#: "Attune NxT" (Thermo) are flow cytometers
+_MASS_CYTOMETERS = re.compile(
+    r"\bcytof(?![a-z])|\bhelios\b|fluidigm|standard biotools", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,16 @@ def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
     has_scatter = "FSC" in names or "SSC" in names or re.search(r"\bFS\b|\bSS\b", names)
     metals = sum(bool(re.fullmatch(r"[A-Z][a-z]?\d{2,3}D[id]", n)) for n in sample.pnn)
     return "mass" if not has_scatter and metals >= 3 else "flow"
+
+
+def mass_cytometry_note(sample: FlowSample) -> str:
+    """Why :func:`detect_cytometry` took ``sample`` for mass cytometry, and the way out."""
+    cyt = sample.metadata.get("cyt", "")
+    why = f"$CYT {cyt!r}" if _MASS_CYTOMETERS.search(cyt) else "metal channels, no scatter"
+    return (
+        f"analysed as mass cytometry ({why}): asinh scale, no scatter gates; "
+        "--cytometry flow if it is a flow cytometer"
+    )
 
 
 #: what a marker's negative cut takes out of the lymphocyte gate
@@ -358,10 +372,10 @@ class _Gater:
         self.kind: Literal["flow", "mass"] = (
             detect_cytometry(sample) if s.cytometry == "auto" else s.cytometry
         )
+        self.notes: list[str] = []
         self.gates: list[Gate] = []
         self.member: dict[str, BoolArray] = {}
         self.cuts: dict[str, Cut] = {}
-        self.notes: list[str] = []
         self.lymphocytes_separated = True
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
