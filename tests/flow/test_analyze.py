@@ -11,6 +11,7 @@ import pytest
 
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
 from nkpanel.flow.qc import QCLimits
+from nkpanel.flow.sample import Spillover
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube
 
 
@@ -700,6 +701,32 @@ def test_compensation_is_checked_in_the_data(tube, tmp_path: Path) -> None:  # t
     assert "check the spillover matrix" in flag.reason
 
 
+@pytest.mark.parametrize(("seed", "nk"), [(1, 30.0), (3, 40.0), (1, 10.0)])
+def test_nk_cells_made_cd19_positive_by_a_missing_entry_are_caught(seed: int, nk: float) -> None:
+    """A matrix right but for CD16-PE's spillover into CD19-PE-Cy7 (0.10 left out) made
+    CD16-bright NK cells CD19-dim: the B-cell cut took them, 30% NK read as 2.4%, and every
+    check passed (audit 8). The NK cells found among B cells are what NK % lost."""
+    spec = SimulationSpec(
+        seed=seed, n_events=100_000, nk_percent_of_lymphocytes=nk, cd45_fluorochrome="V500"
+    )
+    tube = simulate_tube(spec)
+    sample = tube.to_sample()
+    assert sample.spillover is not None
+    m = sample.spillover.matrix.copy()
+    chans = sample.spillover.channels
+    m[chans.index("PE-A"), chans.index("PE-Cy7-A")] = 0.0
+    right = analyze_sample(sample).result
+    flag = next(q for q in right.qc if q.check == "NK cells among B cells")
+    assert flag.passed and flag.value is not None and flag.value < 0.5
+    wrong = analyze_sample(sample, FlowSettings(spillover=Spillover(chans, m))).result
+    flag = next(q for q in wrong.qc if q.check == "NK cells among B cells")
+    lost = tube.truth["nk_percent_of_lymphocytes"] - (wrong.nk_percent_of_lymphocytes or 0.0)
+    assert lost > 5.0  # the defect, reproduced
+    assert not flag.passed and flag.blocking and not wrong.reportable
+    assert flag.value == pytest.approx(lost, abs=0.5)
+    assert "check the spillover matrix's entries into CD19's channel" in flag.reason
+
+
 def test_compensation_in_the_data_passes_on_real_expert_data(shared_data: Path) -> None:
     """The real flowsom-68983 file, compensated with its own matrix, passes (its negative
     populations lie at most 0.4 SD from agreement)."""
@@ -709,6 +736,8 @@ def test_compensation_in_the_data_passes_on_real_expert_data(shared_data: Path) 
     r = analyze_file(f, FlowSettings(marker_overrides={"CD56": "NK1.1"})).result
     flag = next(q for q in r.qc if q.check == "compensation in the data")
     assert flag.passed
+    # its B cells hold no NK1.1-bright cells either
+    assert next(q for q in r.qc if q.check == "NK cells among B cells").passed
 
 
 def test_an_implausible_bead_count_withholds_absolute_counts(tube) -> None:  # type: ignore[no-untyped-def]
