@@ -210,8 +210,12 @@ def test_detections_of_older_qupath_versions_are_not_regions(tmp_path: Path) -> 
         {"name": "Luminal", "parentClass": {"name": "Gland"}},  # earlier: name and parent
         {"name": "Non-stroma"},
         "Not stroma",
+        # stroma sub-classed to be left out (audit 8: counted as stroma)
+        {"names": ["Stroma", "Blood"]},
+        {"name": "Necrosis", "parentClass": {"name": "Stroma"}},
+        "Stroma: Ignore*",
     ],
-    ids=["names", "parentClass", "non-stroma", "not-stroma"],
+    ids=["names", "parentClass", "non-stroma", "not-stroma", "blood", "necrosis", "ignore"],
 )
 def test_derived_and_negated_classes_are_exclusions(tmp_path: Path, cls: Any) -> None:
     """A derived class ("Gland: Luminal") was read as no class, i.e. a region to count, and
@@ -266,3 +270,23 @@ def test_stroma_qualified_by_a_negation_is_still_stroma(tmp_path: Path, name: st
     stroma" was read as one and half a field's stroma was dropped, silently."""
     (region,) = _read(tmp_path, [_feature({"name": name}, SQUARE)]).regions
     assert region.role == "count"
+
+
+@pytest.mark.parametrize("band_first", [True, False])
+def test_a_regions_hole_is_its_own(band_first: bool) -> None:
+    """An Ignore band around the tissue edge (QuPath's "Remove interior": a polygon with a
+    hole) exported after the glands un-excluded every gland: holes were painted on the
+    canvas all regions of a role share. Either order now excludes the gland and the band."""
+
+    def sq(x0: float, y0: float, x1: float, y1: float) -> tuple[tuple[float, float], ...]:
+        return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+    gland = Region("exclude", "Gland", sq(40, 40, 60, 60))
+    band = Region("exclude", "Ignore*", sq(0, 0, 100, 100), (sq(5, 5, 95, 95),))
+    order = (band, gland) if band_first else (gland, band)
+    _, excl = Regions("x", order).rasterise(100, 100, 1.0)
+    assert excl[40:60, 40:60].all()  # the gland
+    assert excl[:5].all() and excl[96:].all() and excl[:, :5].all()  # the band
+    assert not excl[10:35, 10:35].any()  # the band's hole, outside the gland
+    # areas: band 100² − 90², gland 20² (edges drawn inclusive: 2,160 pixels)
+    assert np.count_nonzero(excl) == pytest.approx(100 * 100 - 90 * 90 + 20 * 20, rel=0.1)

@@ -144,19 +144,39 @@ class Regions:
         was drawn (then all tissue counts)."""
         from PIL import Image, ImageDraw
 
+        def grid(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+            return [(x / pixel_size_ratio, y / pixel_size_ratio) for x, y in points]
+
         def draw(role: str) -> BoolArray:
             im = Image.new("1", (width, height), 0)
             d = ImageDraw.Draw(im)
+            holed = []
             for r in self.regions:
                 if r.role != role:
                     continue
-                ext = [(x / pixel_size_ratio, y / pixel_size_ratio) for x, y in r.exterior]
-                d.polygon(ext, fill=1)
+                if r.holes:
+                    holed.append(r)
+                else:
+                    d.polygon(grid(r.exterior), fill=1)
+            mask = np.asarray(im, dtype=bool).copy()
+            # a region's holes are its own: drawn on one canvas, a later region's hole (an
+            # Ignore band around the tissue) would wipe out earlier regions inside it (every
+            # gland). Each holed region is drawn in its own box and added
+            for r in holed:
+                ext = grid(r.exterior)
+                x0 = max(0, int(np.floor(min(x for x, _ in ext))))
+                y0 = max(0, int(np.floor(min(y for _, y in ext))))
+                x1 = min(width, int(np.ceil(max(x for x, _ in ext))) + 1)
+                y1 = min(height, int(np.ceil(max(y for _, y in ext))) + 1)
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                box = Image.new("1", (x1 - x0, y1 - y0), 0)
+                bd = ImageDraw.Draw(box)
+                bd.polygon([(x - x0, y - y0) for x, y in ext], fill=1)
                 for hole in r.holes:
-                    d.polygon(
-                        [(x / pixel_size_ratio, y / pixel_size_ratio) for x, y in hole], fill=0
-                    )
-            return np.asarray(im, dtype=bool)
+                    bd.polygon([(x - x0, y - y0) for x, y in grid(hole)], fill=0)
+                mask[y0:y1, x0:x1] |= np.asarray(box, dtype=bool)
+            return mask
 
         count = draw("count") if self.has_count_regions else None
         return count, draw("exclude")
@@ -274,7 +294,9 @@ def _role(name: str | None) -> Literal["count", "exclude"] | None:
     if name is None or not name.strip():
         return "count"
     n = name.strip().lower()
-    if n.startswith(EXCLUDE_PREFIXES):
+    # a derived class ("Stroma: Blood") is an exclusion when any of its names is one: a lab
+    # sub-classes areas of stroma to leave them out
+    if any(part.strip().startswith(EXCLUDE_PREFIXES) for part in n.split(":")):
         return "exclude"
     if "stroma" in n:
         return "exclude" if _NOT_STROMA.fullmatch(n) else "count"
