@@ -429,6 +429,8 @@ def _run_with_progress(
 def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
     """Endometrial NK headlines of a case: CD56+ per 100 stromal cells and per mm², the
     across-field estimate beside its own 95% CI, and the whole stroma's apart."""
+    from nkpanel.interpret.preanalytic import lh_label
+
     rows = [b for b in biopsies if isinstance(b.get("uterine"), dict)]
     if not rows:
         return
@@ -464,7 +466,7 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
         timing = (b.get("timing") or {}).get("lh_day")
         table.add_row(
             str(b.get("id")),
-            f"LH+{timing}" if timing is not None else "not recorded",
+            lh_label(timing) if timing is not None else "not recorded",
             shown,
             fmt_ci(ci_mm2.get("estimate"), ci_mm2.get("lower"), ci_mm2.get("upper"), 0),
             f"{fmt(whole100, 1)}; {fmt(whole_mm2, 0)}",

@@ -164,6 +164,7 @@ def test_an_lh_day_and_a_cycle_day_that_disagree_are_said(
         (9, "within", None),
         (11, "no_interval", "lh-window"),
         (5, "no_interval", "lh-window"),
+        (-2, "no_interval", "lh-window"),  # before the surge: "LH−2", once "LH+-2"
         (None, "no_interval", "lh-unknown"),
     ],
 )
@@ -182,6 +183,8 @@ def test_biopsy_timing(lh_day: int | None, flag: str, caveat: str | None) -> Non
         # the LH+7 interval is not the one applied: nothing may present it as applied
         assert r.interval is None
         assert "lash-2016-lh7" in {iv.id for iv in r.other_intervals}
+    if lh_day is not None:
+        assert ("LH−2" in r.comment) is (lh_day == -2) and "+-" not in r.comment
     # uNK per mm² has no interval at all
     assert result(reading, "unk-per-mm2").flag == "no_interval"
 

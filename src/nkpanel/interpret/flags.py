@@ -33,6 +33,7 @@ from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval
 from nkpanel.interpret.measurands import Measurand, measurand
 from nkpanel.interpret.measurements import DayOnly, Measurement
 from nkpanel.interpret.method_notes import MethodNote, notes_for
+from nkpanel.interpret.preanalytic import lh_label
 
 __all__ = [
     "SPECIMEN_CAVEATS",
@@ -326,7 +327,7 @@ def _disagreeing_days(lh_day: int, cycle_day: int | None) -> list[Caveat]:
     return [
         Caveat(
             "lh-cycle-day-disagree",
-            f"The record gives LH+{lh_day} and cycle day {cycle_day}, "
+            f"The record gives {lh_label(lh_day)} and cycle day {cycle_day}, "
             f"{abs(cycle_day - lh_day - 14)} days from their correspondence in a 28-day cycle "
             f"(cycle day {lh_day + 14}): one "
             "of the two is likely a slip. The LH day is used; check the record.",
@@ -345,7 +346,7 @@ def _lh_caveats(lh_day: int, lo: int, hi: int, outside: str) -> list[Caveat]:
         return [
             Caveat(
                 "lh-late-in-window",
-                f"Biopsy at LH+{lh_day}, within the interval's LH+{lo} to LH+{hi} window "
+                f"Biopsy at {lh_label(lh_day)}, within the interval's LH+{lo} to LH+{hi} window "
                 "but after its first day; uterine NK cells rise steeply after LH+7 "
                 "(Moffett 2004), so a value above the range may partly reflect timing.",
                 "The biopsy was taken later in the part of the cycle the usual range is "
@@ -355,7 +356,7 @@ def _lh_caveats(lh_day: int, lo: int, hi: int, outside: str) -> list[Caveat]:
     return [
         Caveat(
             "lh-window",
-            f"Biopsy at LH+{lh_day}, outside LH+{lo} to LH+{hi} for which the interval "
+            f"Biopsy at {lh_label(lh_day)}, outside LH+{lo} to LH+{hi} for which the interval "
             "applies: uterine NK cells rise steeply after LH+7 (Moffett 2004), so the range "
             "does not apply and the value is not compared with it.",
             outside,

@@ -60,7 +60,12 @@ from typing import Any, Literal
 
 from nkpanel.errors import InputError
 from nkpanel.interpret.measurands import MEASURANDS, Biomarker, measurand
-from nkpanel.interpret.preanalytic import PreAnalytic, merge_pre_analytic, parse_pre_analytic
+from nkpanel.interpret.preanalytic import (
+    PreAnalytic,
+    lh_label,
+    merge_pre_analytic,
+    parse_pre_analytic,
+)
 
 __all__ = ["Episode", "Failure", "Measurement", "QCCheck", "QCStatus", "SampleQC", "read_episode"]
 
@@ -1131,7 +1136,7 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
             if day is not None:
                 pre = pre.model_copy(update={key: int(day)})
         timing = (
-            f"LH+{pre.lh_day}"
+            lh_label(pre.lh_day)
             if pre.lh_day is not None
             else f"cycle day {pre.cycle_day}"
             if pre.cycle_day is not None

@@ -18,9 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nkpanel.errors import InputError
 
-__all__ = ["PreAnalytic", "merge_pre_analytic", "parse_pre_analytic"]
+__all__ = ["PreAnalytic", "lh_label", "merge_pre_analytic", "parse_pre_analytic"]
 
 Exposure = Literal["none", "stress", "exercise", "adrenaline"]
+
+
+def lh_label(day: int | float) -> str:
+    """A biopsy's day after the LH surge as written: ``LH+7``, ``LH+0``, ``LH−2`` (before it)."""
+    n = int(day)
+    return f"LH+{n}" if n >= 0 else f"LH\u2212{-n}"
 
 
 class PreAnalytic(BaseModel):

@@ -21,7 +21,7 @@ from nkpanel.interpret.intervals import ReferenceInterval
 from nkpanel.interpret.measurands import LOCAL_CODE_SYSTEM
 from nkpanel.interpret.measurements import DayOnly
 from nkpanel.interpret.panel import CaseInterpretation
-from nkpanel.interpret.preanalytic import PreAnalytic
+from nkpanel.interpret.preanalytic import PreAnalytic, lh_label
 from nkpanel.interpret.serial import episodes_in_order
 from nkpanel.report.model import Amendment, LabInfo
 
@@ -111,7 +111,7 @@ def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
     if pa.processed:
         lines.append(f"processed: {_iso(pa.processed)}")
     if pa.lh_day is not None:
-        lines.append(f"biopsy day: LH+{pa.lh_day}")
+        lines.append(f"biopsy day: {lh_label(pa.lh_day)}")
     return lines
 
 

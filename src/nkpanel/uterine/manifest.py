@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nkpanel.interpret.preanalytic import lh_label
+
 __all__ = ["EndometrialBiopsy", "biopsy_timing", "run_biopsy_for_case"]
 
 #: the mid-luteal window for uNK counts: LH+7 to LH+9, cycle day 19–23 (28-day cycle)
@@ -85,7 +87,7 @@ def biopsy_timing(biopsy: EndometrialBiopsy) -> dict[str, Any]:
     if biopsy.lh_day is not None:
         lo, hi = LH_WINDOW
         inside = lo <= biopsy.lh_day <= hi
-        day = f"LH+{biopsy.lh_day}"
+        day = lh_label(biopsy.lh_day)
         window = f"LH+{lo} to LH+{hi}"
     elif biopsy.cycle_day is not None:
         lo, hi = CYCLE_DAY_WINDOW
