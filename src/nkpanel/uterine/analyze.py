@@ -46,7 +46,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import InputError, QCError
-from nkpanel.uterine.detect import CellTable, DetectionSettings, Segmentation, detect_cells
+from nkpanel.uterine.detect import (
+    CellTable,
+    DetectionSettings,
+    Segmentation,
+    dab_background,
+    detect_cells,
+)
 from nkpanel.uterine.fields import FieldCircle, choose_fields
 from nkpanel.uterine.images import (
     FieldImage,
@@ -63,6 +69,7 @@ from nkpanel.uterine.results import (
     UterineQC,
     UterineResult,
     borderline_staining_qc,
+    dab_background_qc,
     few_positives_qc,
     fields_qc,
     ratio_ci,
@@ -291,6 +298,24 @@ def _tissue_of(
     od = overview_od(overview, stains.white)
     ink = detect_ink(overview, stains, settings, od=od)
     return od, ink, detect_tissue(overview, stains, settings, od=od, ink=ink)
+
+
+def _dab_background_qc(
+    overview: U8, stains: StainVectors, stroma: BoolArray, det: DetectionSettings, ov_um: float
+) -> UterineQC | None:
+    """The stroma whose own DAB background (:func:`~nkpanel.uterine.detect.dab_background`,
+    on the overview) reaches half the positive threshold, as a check with its area in mm²
+    (:func:`~nkpanel.uterine.results.dab_background_qc`); None when the background is not
+    measured (``dab_background_um`` 0)."""
+    if det.dab_background_um <= 0:
+        return None
+    _, dab = deconvolve(overview, stains)
+    block = max(2, round(det.dab_background_um / ov_um))
+    back = dab_background(dab, np.zeros(dab.shape, dtype=bool), block, det.dab_background_floor_od)
+    limit = 0.5 * det.positive_threshold_od
+    raised = stroma & (back >= limit)
+    px_mm2 = (ov_um * 1e-3) ** 2
+    return dab_background_qc(float(raised.sum()) * px_mm2, float(stroma.sum()) * px_mm2, limit)
 
 
 def _fit(a: U8, h: int, w: int) -> U8:
@@ -621,6 +646,7 @@ def analyze_source(
     if count_region is not None:
         stroma &= count_region
     ov_px_mm2 = (ov_um * 1e-3) ** 2
+    background_qc = _dab_background_qc(overview, stains, stroma, det, ov_um)
     if isinstance(src, WholeSlide):
         fields = choose_fields(
             stroma,
@@ -801,8 +827,10 @@ def analyze_source(
         sparse = sparse_fields_qc(field_counts)
         if sparse is not None:
             qc.append(sparse)
-    compartment_od = counted_cells.dab_od(s.detection.compartment)
+    compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
+    if background_qc is not None:
+        qc.append(background_qc)
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))
     qc += region_qc
     if exclusion_source in ("automatic", "regions and automatic"):

@@ -34,8 +34,21 @@ Steps (every length in microns, converted with the tile's pixel size)
 8. **Cell expansion**: each nucleus grows by ``cell_expansion_um`` without overlapping its
    neighbours (:func:`skimage.segmentation.expand_labels`); the ring between the nucleus and
    the cell edge is the "cytoplasm" compartment, where a membranous stain such as CD56 lies.
-9. **Positivity**: a cell is positive when the mean DAB OD of ``compartment`` reaches
-   ``positive_threshold_od``.
+9. **Positivity**: a cell is positive when the mean DAB OD of ``compartment``, less the DAB
+   background around it (step 10), reaches ``positive_threshold_od``.
+10. **DAB background**: the median DAB OD of the pixels outside nuclei, in square blocks of
+   ``dab_background_um``, interpolated between block centres (the mesh background of
+   photutils' ``Background2D`` and SExtractor, with a plain median), less
+   ``dab_background_floor_od`` (:func:`dab_background`). CD56 lies on single cells; the
+   stroma between them carries none. What colours the stroma itself as DAB is not CD56:
+   red cells, whose haemoglobin unmixes as DAB (about 0.16 OD per red cell, 0.3 in a pool of
+   packed red cells; :mod:`nkpanel.uterine.haemoglobin`), or non-specific background. Colour
+   cannot part them (haemoglobin lies nearly in the plane of the H and DAB vectors), but
+   place can: a cell among red cells has their haemoglobin in its ring too, and a negative
+   cell's ring then measures about the stroma's background, a CD56+ cell's its own DAB more.
+   The measurements in the table stay QuPath's (uncorrected); the background is recorded
+   beside them (``dab_background_od``). ``dab_background_um`` 0 turns this off (QuPath's
+   rule).
 
 Default values, from biology and from QuPath's own defaults
 -----------------------------------------------------------
@@ -58,6 +71,13 @@ Default values, from biology and from QuPath's own defaults
 * ``cell_expansion_um`` 4: a uNK cell is a large granular lymphocyte 10–14 µm across with a
   nucleus about 6 µm across, so the membrane lies 2–4 µm beyond the nuclear edge (QuPath's
   default is 5);
+* ``dab_background_um`` 24: a block of stroma about twice the area of the largest uNK cell
+  (14 µm across; King 1989), so that one CD56+ cell, whose nucleus is left out and whose
+  ring fills under half of the block's other pixels, cannot raise the median; fine enough to
+  follow a patch of haemorrhage 70 µm across. ``dab_background_floor_od`` 0.02: the DAB an
+  unstained stroma shows from a white point a few grey levels off (the same allowance as
+  the ink rule's ``ink_floor_od`` in :mod:`nkpanel.uterine.tissue`): without it, every
+  faint stain run would lose its borderline cells to a background that is no stain;
 * ``positive_threshold_od`` 0.2 (QuPath's default single threshold) on the mean DAB OD of the
   ring between the nucleus and the cell edge (``compartment = "cytoplasm"``, QuPath's
   "Cytoplasm: DAB OD mean"): CD56 lies on the membrane and in the granules of the cytoplasm,
@@ -91,6 +111,8 @@ transforms of binary images in arbitrary dimensions. IEEE TPAMI 2003;25:265-270.
 Soille P. Morphological Image Analysis, 2nd ed. Springer 2003, ch. 6 (h-maxima, dynamics).
 Vincent L. Morphological grayscale reconstruction in image analysis: applications and
 efficient algorithms. IEEE Trans Image Process 1993;2:176-201.
+Bertin E, Arnouts S. SExtractor: software for source extraction. Astron Astrophys Suppl
+1996;117:393-404 (background as a mesh of local medians, interpolated).
 van Herk M. A fast algorithm for local minimum and maximum filters on rectangular and
 octagonal kernels. Pattern Recognit Lett 1992;13:517-521; Gil J, Werman M. Computing 2-D min,
 median, and max filters. IEEE TPAMI 1993;15:504-507.
@@ -109,7 +131,7 @@ from scipy import ndimage as ndi
 from nkpanel.errors import ConfigError
 from nkpanel.uterine._kernels import column_gaps, fill_small_holes, sq_distance
 
-__all__ = ["CellTable", "DetectionSettings", "Segmentation", "detect_cells"]
+__all__ = ["CellTable", "DetectionSettings", "Segmentation", "dab_background", "detect_cells"]
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -148,6 +170,8 @@ class DetectionSettings:
     cell_expansion_um: float = 4.0
     compartment: Compartment = "cytoplasm"
     positive_threshold_od: float = 0.2
+    dab_background_um: float = 24.0
+    dab_background_floor_od: float = 0.02
 
     def __post_init__(self) -> None:
         checks = {
@@ -161,6 +185,8 @@ class DetectionSettings:
             "min_area_um2": 0 <= self.min_area_um2 < self.max_area_um2,
             "cell_expansion_um": self.cell_expansion_um >= 0,
             "positive_threshold_od": self.positive_threshold_od > 0,
+            "dab_background_um": self.dab_background_um >= 0,
+            "dab_background_floor_od": self.dab_background_floor_od >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -179,7 +205,10 @@ class CellTable:
     """Detected cells of one tile (or a whole image), one entry per cell.
 
     Coordinates are in the pixels of the tile analysed (``y``, ``x`` are centroids of the
-    nucleus); measurements are means over the compartment named.
+    nucleus); measurements are means over the compartment named (QuPath's, not corrected).
+    ``dab_background_od`` is the stroma's DAB around the cell (module docstring, step 10),
+    averaged over the compartment judged; a cell is ``positive`` when that compartment's
+    mean DAB OD less this background reaches the threshold.
     """
 
     y: F64
@@ -190,15 +219,21 @@ class CellTable:
     dab_nucleus_od: F64
     dab_cytoplasm_od: F64
     dab_cell_od: F64
+    dab_background_od: F64
     positive: NDArray[np.bool_]
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def dab_od(self, compartment: Compartment) -> F64:
-        """Each cell's mean DAB OD in ``compartment`` (what positivity is judged on)."""
+        """Each cell's mean DAB OD in ``compartment``, as QuPath measures it."""
         od: F64 = getattr(self, _COMPARTMENT_FIELDS[compartment])
         return od
+
+    def dab_above_background_od(self, compartment: Compartment) -> F64:
+        """Each cell's mean DAB OD in ``compartment`` less the DAB background around it
+        (what positivity is judged on)."""
+        return np.asarray(self.dab_od(compartment) - self.dab_background_od, dtype=np.float64)
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> CellTable:
         return CellTable(*(np.asarray(getattr(self, f))[index] for f in self.__dataclass_fields__))
@@ -206,7 +241,7 @@ class CellTable:
     @staticmethod
     def empty() -> CellTable:
         z = np.zeros(0, dtype=np.float64)
-        return CellTable(z, z, z, z, z, z, z, z, np.zeros(0, dtype=bool))
+        return CellTable(z, z, z, z, z, z, z, z, z, np.zeros(0, dtype=bool))
 
     @staticmethod
     def concat(tables: list[CellTable]) -> CellTable:
@@ -230,6 +265,7 @@ class CellTable:
             self.dab_nucleus_od,
             self.dab_cytoplasm_od,
             self.dab_cell_od,
+            self.dab_background_od,
             self.positive,
         )
 
@@ -709,6 +745,50 @@ def _expand_labels_edt(labels: I32, distance_px: int) -> I32:
     return out
 
 
+def dab_background(
+    dab: F32, exclude: NDArray[np.bool_], block_px: int, floor_od: float = 0.02
+) -> F32:
+    """The DAB of the stroma around each pixel: the median DAB OD of the pixels not in
+    ``exclude`` (nuclei), per square block of ``block_px``, interpolated bilinearly between
+    block centres, less ``floor_od`` and never below 0.
+
+    A block with fewer than a quarter of its pixels outside ``exclude`` (a crowd of nuclei)
+    has no background (0). See the module docstring (step 10) for why.
+
+    Parameters
+    ----------
+    dab
+        H×W DAB optical density.
+    exclude
+        H×W mask of pixels left out of the median (the nuclei: a DAB-coloured nucleus is
+        a cell's own, never the stroma's).
+    block_px
+        Block side in pixels.
+    floor_od
+        Background up to this is unstained stroma's (a colour cast of the white point) and
+        is not subtracted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dab = np.full((64, 64), 0.3, np.float32)  # a field evenly brown
+    >>> round(float(dab_background(dab, np.zeros((64, 64), bool), 16)[32, 32]), 3)
+    0.28
+    """
+    h, w = dab.shape
+    nby, nbx = -(-h // block_px), -(-w // block_px)
+    v = np.full((nby * block_px, nbx * block_px), np.nan, dtype=np.float32)
+    v[:h, :w] = np.where(exclude, np.float32(np.nan), dab)
+    blocks = v.reshape(nby, block_px, nbx, block_px).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
+    valid = np.count_nonzero(~np.isnan(blocks), axis=2)
+    enough = valid >= (block_px * block_px) // 4
+    blocks[~enough] = 0.0  # an all-NaN block would warn; its value is not used
+    med = np.where(enough, np.nanmedian(blocks, axis=2), 0.0)
+    med = np.maximum(med - floor_od, 0.0).astype(np.float32)
+    full = ndi.zoom(med, block_px, order=1, mode="nearest", grid_mode=True)
+    return np.asarray(full[:h, :w], dtype=np.float32)
+
+
 def _relabel(labels: I32, keep: NDArray[np.bool_]) -> I32:
     lut = np.zeros(keep.shape[0], dtype=np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
@@ -813,6 +893,26 @@ def detect_cells(
         )
     judged = {"dab_nucleus_od": d_nuc_mean, "dab_cytoplasm_od": d_ring_mean}
     judged["dab_cell_od"] = d_cell_mean
+    # the DAB of the stroma around each cell (module docstring, step 10), averaged over the
+    # compartment positivity is judged on
+    if s.dab_background_um > 0:
+        block = max(2, round(s.dab_background_um / um))
+        back = dab_background(d, nuclei > 0, block, s.dab_background_floor_od)
+        b_cell = np.bincount(cf, weights=back.ravel()[at].astype(np.float64), minlength=m)
+        b_nuc = np.bincount(nf, weights=back.ravel()[at_n].astype(np.float64), minlength=m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b_nuc_mean = b_nuc[1:] / nuc_px[1:]
+            background = {
+                "nucleus": b_nuc_mean,
+                "cell": b_cell[1:] / cell_px[1:],
+                "cytoplasm": np.where(
+                    ring_px[1:] > 0,
+                    (b_cell[1:] - b_nuc[1:]) / np.maximum(ring_px[1:], 1),
+                    b_nuc_mean,
+                ),
+            }[s.compartment]
+    else:
+        background = np.zeros(n, dtype=np.float64)
     table = CellTable(
         y=cy[1:] / nuc_px[1:],
         x=cx[1:] / nuc_px[1:],
@@ -822,6 +922,7 @@ def detect_cells(
         dab_nucleus_od=d_nuc_mean,
         dab_cytoplasm_od=d_ring_mean,
         dab_cell_od=d_cell_mean,
-        positive=judged[_COMPARTMENT_FIELDS[s.compartment]] >= s.positive_threshold_od,
+        dab_background_od=background,
+        positive=judged[_COMPARTMENT_FIELDS[s.compartment]] - background >= s.positive_threshold_od,
     )
     return table, (Segmentation(nuclei, cells) if return_labels else None)

@@ -273,6 +273,7 @@ class GeoJSONWriter:
                     "Nucleus: DAB OD mean": round(float(t.dab_nucleus_od[k]), 4),
                     "Cytoplasm: DAB OD mean": round(float(t.dab_cytoplasm_od[k]), 4),
                     "Cell: DAB OD mean": round(float(t.dab_cell_od[k]), 4),
+                    "DAB background OD (nkpanel)": round(float(t.dab_background_od[k]), 4),
                 },
             }
             feat: dict[str, Any] = {
@@ -365,6 +366,7 @@ def _cells_csv(analysis: UterineAnalysis, target: Path) -> Path:
             "dab_nucleus_od",
             "dab_cytoplasm_od",
             "dab_cell_od",
+            "dab_background_od",
         ]
     )
     for k in range(len(c)):
@@ -383,6 +385,7 @@ def _cells_csv(analysis: UterineAnalysis, target: Path) -> Path:
                 f"{c.dab_nucleus_od[k]:.4f}",
                 f"{c.dab_cytoplasm_od[k]:.4f}",
                 f"{c.dab_cell_od[k]:.4f}",
+                f"{c.dab_background_od[k]:.4f}",
             ]
         )
     write_text(target, buf.getvalue())

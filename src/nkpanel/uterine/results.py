@@ -38,6 +38,7 @@ __all__ = [
     "UterineQC",
     "UterineResult",
     "borderline_staining_qc",
+    "dab_background_qc",
     "few_positives_qc",
     "fields_qc",
     "ratio_ci",
@@ -205,6 +206,51 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
             "the overlay"
         )
     return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
+
+
+#: raised DAB background over less than this (µm²) is not flagged: a capillary full of red
+#: cells (the same allowance as the ink rule's ``min_ink_um2``, :mod:`nkpanel.uterine.tissue`)
+MIN_RAISED_BACKGROUND_UM2 = 2000.0
+
+
+def dab_background_qc(raised_mm2: float, stroma_mm2: float, limit_od: float) -> UterineQC:
+    """The (non-blocking) check that the stroma itself is not DAB-coloured.
+
+    CD56 stains single cells; stroma whose own DAB background (the median between nuclei,
+    :func:`~nkpanel.uterine.detect.dab_background`) reaches ``limit_od`` (half the positive
+    threshold) is coloured by something else: red cells, whose haemoglobin unmixes as DAB
+    (:mod:`nkpanel.uterine.haemoglobin`), non-specific staining, or CD56+ cells crowded
+    so densely that their own DAB fills the stroma (on the synthetic sweep it fired on 4 of
+    40 fields without blood, all with 14–22% CD56+ cells at DAB 0.75–1.0 OD, three of them
+    counted more than 2 points high). Cells there are judged
+    on their DAB above that background, which a negative cell's ring barely exceeds, but a
+    faint CD56+ cell among red cells can fall under the threshold. The check gives the area
+    (mm²) so that a person can look at the overlay and, as QuPath users do, draw an
+    exclusion region around haemorrhage.
+
+    Examples
+    --------
+    >>> q = dab_background_qc(0.06, 0.25, 0.1)
+    >>> q.passed, q.value
+    (False, 0.06)
+    >>> dab_background_qc(0.0, 0.25, 0.1).passed
+    True
+    """
+    share = raised_mm2 / stroma_mm2 if stroma_mm2 > 0 else 0.0
+    passed = raised_mm2 * 1e6 < MIN_RAISED_BACKGROUND_UM2
+    reason = (
+        f"{raised_mm2:.4f} mm² of stroma ({share:.1%}) with a DAB background of "
+        f"{limit_od:g} OD or more"
+    )
+    if not passed:
+        reason += (
+            ": red cells (haemoglobin reads as DAB), non-specific staining, or CD56+ cells "
+            "so crowded that their DAB fills the stroma between them; cells there are judged "
+            "on their DAB above that background, so faint CD56+ cells among red cells may be "
+            "missed and crowded ones miscounted: check the overlay, and draw an exclusion "
+            "region around haemorrhage if it should not be counted"
+        )
+    return UterineQC("DAB background", passed, round(raised_mm2, 6), None, reason, blocking=False)
 
 
 #: the lowest CD56+ per 100 stromal cells in the published series nkpanel quotes (Tuckerman

@@ -26,8 +26,18 @@ then blurred slightly (optics) and given camera noise. Objects:
   whose elongated nuclei (4.5 × 2 µm semi-axes) point at the lumen, packed 4 µm apart; CD56
   negative.
 
+* **red cells** (optional, ``blood``): extravasated blood in the stroma, as patches
+  (:class:`BloodPatch`) of biconcave discs 7.8 µm across (Evans & Fung 1972) lying flat between
+  and over the cells, as many as the patch's haematocrit fills of a ``section_um`` section
+  (34% covers about half of a patch; 90% is a pool of packed red cells). They are not
+  stained: each pixel's path through red-cell cytoplasm is turned into light by haemoglobin's
+  own absorption (:func:`nkpanel.uterine.haemoglobin.haemoglobin_od`, from its spectrum),
+  multiplied into the stains' light (Beer–Lambert). The cells under them keep their kind in
+  the truth (a stromal cell among red cells is still a stromal cell). They are drawn from
+  their own random stream, so a field with blood is the same field as without it.
+
 Variants used by the tests: ``dab_od`` 0.15–0.3 for faint staining, ``stromal_cells_per_mm2``
-12,000 for dense (decidualised) stroma, ``n_glands`` > 0 for glands.
+12,000 for dense (decidualised) stroma, ``n_glands`` > 0 for glands, ``blood`` for red cells.
 """
 
 from __future__ import annotations
@@ -43,8 +53,16 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from nkpanel._atomic import write_text, write_with
+from nkpanel.uterine.haemoglobin import haemoglobin_od, red_cell_thickness_um
 
-__all__ = ["SYNTHETIC_TAG", "FieldSpec", "SyntheticField", "simulate_field", "write_field"]
+__all__ = [
+    "SYNTHETIC_TAG",
+    "BloodPatch",
+    "FieldSpec",
+    "SyntheticField",
+    "simulate_field",
+    "write_field",
+]
 
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]
@@ -54,6 +72,18 @@ SYNTHETIC_TAG = "nkpanel SYNTHETIC CD56 field (simulated, not a patient)"
 
 _S_H = np.array([0.650, 0.704, 0.286]) / np.linalg.norm([0.650, 0.704, 0.286])
 _S_D = np.array([0.268, 0.570, 0.776]) / np.linalg.norm([0.268, 0.570, 0.776])
+
+
+@dataclass(frozen=True)
+class BloodPatch:
+    """Red cells in a disc of the field: centre and radius in µm, and the share of the
+    section's volume they fill there (``haematocrit``: 0.34 covers about half the patch's
+    area, 0.9 is a pool of packed red cells)."""
+
+    y_um: float
+    x_um: float
+    radius_um: float
+    haematocrit: float
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,8 @@ class FieldSpec:
     n_glands: int = 0
     white: tuple[float, float, float] = (242.0, 240.0, 236.0)
     noise_sd: float = 2.0
+    blood: tuple[BloodPatch, ...] = ()
+    section_um: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +124,7 @@ class SyntheticField:
     cells: tuple[TruthCell, ...]
     gland_mask: NDArray[np.bool_]
     glands: tuple[tuple[float, float, float, float], ...]  # (cy, cx, lumen r, outer r) px
+    red_cell_path_um: NDArray[np.float32] | None = None  # path through red cells per pixel
 
     @property
     def stromal_cells(self) -> int:
@@ -106,6 +139,14 @@ class SyntheticField:
         px = self.spec.pixel_size_um * 1e-3
         return float((~self.gland_mask).sum()) * px * px
 
+    @property
+    def red_cell_area_mm2(self) -> float:
+        """The area covered by red cells (any path through them), mm²."""
+        if self.red_cell_path_um is None:
+            return 0.0
+        px = self.spec.pixel_size_um * 1e-3
+        return float((self.red_cell_path_um > 0).sum()) * px * px
+
     def truth(self) -> dict[str, object]:
         return {
             "synthetic": True,
@@ -115,6 +156,7 @@ class SyntheticField:
             "stromal_cells": self.stromal_cells,
             "cd56_per_100_stromal_cells": 100.0 * self.positive_cells / max(self.stromal_cells, 1),
             "stromal_area_mm2": self.stromal_area_mm2,
+            "red_cell_area_mm2": self.red_cell_area_mm2,
             "cells": [
                 {"y_px": round(c.y_px, 2), "x_px": round(c.x_px, 2), "kind": c.kind}
                 for c in self.cells
@@ -281,11 +323,58 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
             )
         cells.append(TruthCell(float(y), float(x), "stromal" if kind == "stromal" else "unk"))
     od = H[..., None] * _S_H.astype(np.float32) + D[..., None] * _S_D.astype(np.float32)
+    path = _red_cells(spec) if spec.blood else None
+    if path is not None:
+        od += _haemoglobin_lut(path, spec.section_um)
     light = np.asarray(spec.white, np.float32) * np.power(np.float32(10.0), -od)
     light = ndi.gaussian_filter(light, (0.5, 0.5, 0))
     light += rng.normal(0, spec.noise_sd, light.shape).astype(np.float32)
     rgb = np.clip(np.round(light), 0, 255).astype(np.uint8)
-    return SyntheticField(spec, rgb, tuple(cells), gland_mask, tuple(glands))
+    return SyntheticField(spec, rgb, tuple(cells), gland_mask, tuple(glands), path)
+
+
+#: Evans & Fung's red cell: radius (µm) and volume (µm³)
+_RED_CELL_RADIUS_UM = 3.91
+_RED_CELL_VOLUME_UM3 = 94.0
+
+
+def _red_cells(spec: FieldSpec) -> F32:
+    """Path through red-cell cytoplasm (µm) per pixel: flat biconcave discs at random in each
+    :class:`BloodPatch`, stacked where they overlap, no deeper than the section."""
+    rng = np.random.default_rng([spec.seed, 0xB100D])
+    um = spec.pixel_size_um
+    h_, w_ = spec.height_px, spec.width_px
+    path = np.zeros((h_, w_), np.float32)
+    r_px = _RED_CELL_RADIUS_UM / um
+    k = math.ceil(r_px) + 1
+    oy, ox = np.mgrid[-k : k + 1, -k : k + 1].astype(np.float64)
+    for p in spec.blood:
+        area_um2 = math.pi * p.radius_um**2
+        n = int(rng.poisson(p.haematocrit * spec.section_um * area_um2 / _RED_CELL_VOLUME_UM3))
+        rho = p.radius_um * np.sqrt(rng.uniform(0, 1, n))
+        phi = rng.uniform(0, 2 * math.pi, n)
+        cy = (p.y_um + rho * np.sin(phi)) / um
+        cx = (p.x_um + rho * np.cos(phi)) / um
+        for y, x in zip(cy, cx, strict=True):
+            iy, ix = round(y), round(x)
+            y0, y1 = max(0, iy - k), min(h_, iy + k + 1)
+            x0, x1 = max(0, ix - k), min(w_, ix + k + 1)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            dy = oy[y0 - iy + k : y1 - iy + k, x0 - ix + k : x1 - ix + k] + (iy - y)
+            dx = ox[y0 - iy + k : y1 - iy + k, x0 - ix + k : x1 - ix + k] + (ix - x)
+            t = red_cell_thickness_um(np.hypot(dy, dx) * um)
+            path[y0:y1, x0:x1] += t.astype(np.float32)
+    return np.minimum(path, np.float32(spec.section_um))
+
+
+def _haemoglobin_lut(path: F32, section_um: float) -> F32:
+    """Haemoglobin's OD per channel (H×W×3) for each pixel's path, from a table of the
+    spectral integral every 0.01 µm (it is not linear in the path)."""
+    steps = np.arange(0.0, section_um + 0.02, 0.01)
+    table = haemoglobin_od(steps).astype(np.float32)  # (n, 3)
+    i = np.clip(np.round(path / np.float32(0.01)).astype(np.intp), 0, len(steps) - 1)
+    return np.asarray(table[i], dtype=np.float32)
 
 
 def _gland_geojson(f: SyntheticField, n_vertices: int = 48) -> dict[str, object]:
