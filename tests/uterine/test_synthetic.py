@@ -280,3 +280,24 @@ def test_qc_reasons_read_right_when_passing_and_failing(
     )
     assert not qb["pixel size"].passed
     assert "too coarse: nuclei need ≤ 0.01 µm per pixel" in qb["pixel size"].reason
+
+
+@pytest.mark.parametrize(("factor", "passed"), [(None, True), (2.0, False), (0.5, False)])
+def test_a_wrong_pixel_size_shows_in_the_size_of_the_nuclei(
+    ordinary: tuple[SyntheticField, UterineAnalysis], factor: float | None, passed: bool
+) -> None:
+    """A field read at twice its pixel size (another objective's calibration; a JPEG's wrapped
+    dpi field) gave CD56+ per mm² −51%, reportable and silent (audit 8). Nuclei are 5–10 µm
+    across: the median nucleus of the cells counted tells a scale off by 2 either way."""
+    field, a = ordinary
+    if factor is not None:
+        given = field.spec.pixel_size_um * factor
+        a = analyze_image(a.result.sources[0], pixel_size_um=given)
+    flag = next(q for q in a.result.qc if q.check == "nucleus size")
+    assert flag.passed is passed and not flag.blocking
+    # the simulator's stromal nuclei (most cells) are ellipses of semi-axes 3.5–5.5 × 2.2–3.2
+    # µm: at the midpoints π · 4.5 · 2.7 = 38 µm²
+    if passed:
+        assert flag.value == pytest.approx(np.pi * 4.5 * 2.7, rel=0.3)
+    else:
+        assert "the pixel size is likely wrong" in flag.reason

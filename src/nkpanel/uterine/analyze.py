@@ -72,6 +72,7 @@ from nkpanel.uterine.results import (
     dab_background_qc,
     few_positives_qc,
     fields_qc,
+    nucleus_size_qc,
     ratio_ci,
     sparse_fields_qc,
     stromal_cells_qc,
@@ -829,6 +830,7 @@ def analyze_source(
             qc.append(sparse)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
+    qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))
     if background_qc is not None:
         qc.append(background_qc)
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))

@@ -41,6 +41,7 @@ __all__ = [
     "dab_background_qc",
     "few_positives_qc",
     "fields_qc",
+    "nucleus_size_qc",
     "ratio_ci",
     "sparse_fields_qc",
     "stromal_cells_qc",
@@ -206,6 +207,49 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
             "the overlay"
         )
     return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
+
+
+#: the median nucleus area (µm²) of the cells counted, expected at the right pixel size: the
+#: nuclei of endometrial stromal cells and lymphocytes are about 5–10 µm across (20–80 µm²);
+#: a margin above for decidualised stroma (real field of the tests: 30 µm²)
+NUCLEUS_AREA_UM2 = (20.0, 90.0)
+
+
+def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float) -> UterineQC:
+    """The (non-blocking) check that the nuclei counted are the size nuclei are.
+
+    A pixel size that is wrong (a calibration for another objective; a JPEG whose 16-bit dpi
+    field wrapped: 0.25 µm written as 101,600 dpi is stored as 36,064, read as 0.70 µm) moves
+    CD56+ per mm² by its square and, through the cell-size settings, per 100 too, with nothing
+    else to show it: on synthetic fields the median nucleus read 45 µm² at the right scale
+    from 0.25 to 1 µm per pixel, 94–97 µm² at twice the pixel size, 15 µm² at half. The
+    check names the pixel size used and the factor the nuclei suggest it is off by.
+
+    Examples
+    --------
+    >>> nucleus_size_qc(np.full(500, 45.0), 0.25).passed
+    True
+    >>> q = nucleus_size_qc(np.full(500, 180.0), 0.7)
+    >>> q.passed, q.value
+    (False, 180.0)
+    """
+    areas = np.asarray(nucleus_area_um2, dtype=np.float64)
+    lo, hi = NUCLEUS_AREA_UM2
+    if areas.size < 50:  # too few nuclei to judge a scale by
+        return UterineQC(
+            "nucleus size", True, None, None, f"{areas.size} nuclei: size not judged", False
+        )
+    median = float(np.median(areas))
+    passed = lo <= median <= hi
+    reason = f"median nucleus {median:.0f} µm² at {pixel_size_um:.4g} µm/pixel"
+    if not passed:
+        off = float(np.sqrt(median / np.sqrt(lo * hi)))
+        reason += (
+            f", outside the {lo:g}–{hi:g} µm² of stromal and immune nuclei: the pixel size is "
+            f"likely wrong (about ×{off:.2g}; per mm² moves by its square); check the "
+            "microscope calibration, or give --pixel-size"
+        )
+    return UterineQC("nucleus size", passed, round(median, 1), None, reason, blocking=False)
 
 
 #: raised DAB background over less than this (µm²) is not flagged: a capillary full of red
