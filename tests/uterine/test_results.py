@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkpanel.uterine.results import FieldCount, fields_qc, ratio_ci, stromal_cells_qc
+from nkpanel.uterine.results import (
+    FieldCount,
+    fields_qc,
+    outlier_fields_qc,
+    ratio_ci,
+    stromal_cells_qc,
+)
 
 
 def test_ratio_ci_by_hand() -> None:
@@ -98,3 +104,18 @@ def test_a_count_just_under_the_published_lowest_is_not_printed_as_equal() -> No
     assert few_positives_qc(11, 1_000).reason.startswith("1.10 CD56+")
     # whole-slide counts come closer still: never rounded up to the limit they fail
     assert few_positives_qc(109_999, 10_000_000).reason.startswith("1.0999 CD56+")
+
+
+def test_a_field_far_richer_than_the_others_spread_is_said() -> None:
+    """By hand. Fields of 100 stromal cells with 3, 6, 9, 12 and 15 CD56+ (uNK cluster: more
+    spread than counting gives). The richest against the rest: p = 30/400 = 0.075,
+    n·p·(1−p) = 6.9375, χ² = (4.5² + 1.5² + 1.5² + 4.5²)/6.9375 = 6.486 on 3 df, φ = 2.162,
+    z = 7.5/√(6.9375 · 2.162) = 1.94: no outlier. A control section's field of 54: p = 45/500,
+    n·p·(1−p) = 8.19, χ² = 90/8.19 on 4 df, φ = 2.747, z = 45/√(8.19 · 2.747) = 9.49."""
+    fields = [FieldCount(f"f{x}", "lash-field", x, 100, 0.2) for x in (3, 6, 9, 12, 15)]
+    q = outlier_fields_qc(fields)
+    assert q is not None and q.passed and q.value == pytest.approx(1.9)
+    q = outlier_fields_qc([*fields, FieldCount("control", "lash-field", 54, 100, 0.2)])
+    assert q is not None and not q.passed and not q.blocking
+    assert q.value == pytest.approx(9.5) and q.reason.startswith("control reads 54.0")
+    assert outlier_fields_qc(fields[:3]) is None  # too few fields to judge the spread

@@ -73,6 +73,7 @@ from nkpanel.uterine.results import (
     few_positives_qc,
     fields_qc,
     nucleus_size_qc,
+    outlier_fields_qc,
     ratio_ci,
     sparse_fields_qc,
     stromal_cells_qc,
@@ -825,9 +826,9 @@ def analyze_source(
         )
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
-        sparse = sparse_fields_qc(field_counts)
-        if sparse is not None:
-            qc.append(sparse)
+        for across in (sparse_fields_qc(field_counts), outlier_fields_qc(field_counts)):
+            if across is not None:
+                qc.append(across)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))

@@ -53,6 +53,7 @@ from nkpanel.uterine.results import (
     UterineResult,
     few_positives_qc,
     fields_qc,
+    outlier_fields_qc,
     ratio_ci,
     sparse_fields_qc,
     stromal_cells_qc,
@@ -80,6 +81,7 @@ POOLED_AGAIN = (
     FIELDS_CHECK,
     "fewer CD56+ than published",
     "sparse fields",
+    "outlier field",
 )
 
 
@@ -249,9 +251,10 @@ def pool_results(
                 qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
     if fields_again and protocol_fields is not None:
         qc.append(fields_qc(len(results), protocol_fields))
-    sparse = sparse_fields_qc(fields)  # every field of the biopsy, against their median
-    if sparse is not None:
-        qc.append(sparse)
+    # every field of the biopsy, against their median and against the others' CD56+ rate
+    for across in (sparse_fields_qc(fields), outlier_fields_qc(fields)):
+        if across is not None:
+            qc.append(across)
     if failed:
         n = len(results) + len(failed)
         missing = "; ".join(f"{Path(f.source).name}: {f.reason}" for f in failed)

@@ -42,6 +42,7 @@ __all__ = [
     "few_positives_qc",
     "fields_qc",
     "nucleus_size_qc",
+    "outlier_fields_qc",
     "ratio_ci",
     "sparse_fields_qc",
     "stromal_cells_qc",
@@ -344,6 +345,68 @@ def few_positives_qc(positive: int, stromal: int) -> UterineQC:
 
 #: a field holding less than this share of the median field's stromal cells per mm²
 SPARSE_FIELD_SHARE = 0.25
+
+
+#: a field whose CD56+ count lies this many standard deviations above the other fields' rate,
+#: their own spread across fields included, is another tissue's (see outlier_fields_qc)
+OUTLIER_FIELD_Z = 5.0
+
+
+def outlier_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
+    """The (non-blocking) check that no field is far richer in CD56+ cells than the others.
+
+    uNK cells cluster (around spiral arterioles), so fields differ by more than counting alone
+    allows; a field far beyond that spread is likely not this biopsy's stroma: a positive
+    control section mounted beside it (decidua, 30-50% CD56+, counted as stroma when no region
+    is drawn: 8.5 per 100 read as 16.1, audit 8), or a lymphoid aggregate. Each field is judged
+    against the others, left out: their pooled rate p and their overdispersion φ (Pearson's
+    χ² over its degrees of freedom, at least 1; McCullagh & Nelder 1989, §4.5.2), as
+    z = (x − n p) / √(n p (1 − p) φ). None with fewer than four fields with cells.
+
+    Examples
+    --------
+    >>> f = [FieldCount(f"f{i}", "lash-field", 8 + i % 3, 100, 0.2) for i in range(8)]
+    >>> outlier_fields_qc(f).passed
+    True
+    >>> q = outlier_fields_qc([*f, FieldCount("control", "lash-field", 54, 100, 0.2)])
+    >>> q.passed, q.reason.split(" (")[0]
+    (False, 'control reads 54.0 CD56+ per 100 stromal cells against 8.9 in the other fields')
+    """
+    counted = [f for f in fields if f.stromal_cells > 0]
+    if len(counted) < 4:
+        return None
+    x = np.array([f.cd56_positive_cells for f in counted], dtype=np.float64)
+    n = np.array([f.stromal_cells for f in counted], dtype=np.float64)
+    worst: tuple[float, int, float] | None = None
+    for i in range(len(counted)):
+        rest = np.arange(len(counted)) != i
+        p = float(x[rest].sum() / n[rest].sum())
+        if not 0.0 < p < 1.0:
+            continue
+        var = n[rest] * p * (1.0 - p)
+        phi = max(1.0, float(np.sum((x[rest] - n[rest] * p) ** 2 / var)) / (rest.sum() - 1))
+        z = (x[i] - n[i] * p) / float(np.sqrt(n[i] * p * (1.0 - p) * phi))
+        if worst is None or z > worst[0]:
+            worst = (z, i, p)
+    if worst is None:
+        return None
+    z, i, p = worst
+    f = counted[i]
+    passed = bool(z <= OUTLIER_FIELD_Z)
+    reason = (
+        f"{f.field} reads {f.cd56_per_100_stromal_cells:.1f} CD56+ per 100 stromal cells "
+        f"against {100 * p:.1f} in the other fields ({z:.1f} SD above them, their own spread "
+        "across fields included)"
+    )
+    if not passed:
+        reason += (
+            ": another tissue in the field? (a positive control section beside the biopsy, a "
+            "lymphoid aggregate); check it on the overlay, and draw a Stroma region around the "
+            "biopsy if so"
+        )
+    return UterineQC(
+        "outlier field", passed, round(float(z), 1), OUTLIER_FIELD_Z, reason, blocking=False
+    )
 
 
 def sparse_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
