@@ -290,3 +290,19 @@ def test_a_regions_hole_is_its_own(band_first: bool) -> None:
     assert not excl[10:35, 10:35].any()  # the band's hole, outside the gland
     # areas: band 100² − 90², gland 20² (edges drawn inclusive: 2,160 pixels)
     assert np.count_nonzero(excl) == pytest.approx(100 * 100 - 90 * 90 + 20 * 20, rel=0.1)
+
+
+def test_gland_areas_exported_as_detections_are_exclusions(tmp_path: Path) -> None:
+    """QuPath's pixel classifier may write its Gland areas as detections beside a Stroma
+    annotation: skipped, the glands were counted as stroma and, the Stroma region marking
+    where glands are, automatic exclusion was off too (−8% per mm², audit 8)."""
+    stroma = _feature({"name": "Stroma"}, SQUARE)
+    gland = _feature({"name": "Gland"}, [HOLE], kind="detection")
+    cell = _feature({"name": "Positive"}, [HOLE], kind="detection")  # a cell's, not an area
+    r = _read(tmp_path, [stroma, gland, cell])
+    assert [(x.role, x.name) for x in r.regions] == [("count", "Stroma"), ("exclude", "Gland")]
+    assert r.marks_glands
+    count, excl = r.rasterise(100, 100, 1.0)
+    assert count is not None and excl[25:35, 25:35].all() and not excl[50:, 50:].any()
+    assert "regions: 1 detection object(s) classed as exclusions" in " ".join(r.notes)
+    assert "regions: skipped 1 detection objects" in r.notes

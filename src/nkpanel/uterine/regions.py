@@ -19,7 +19,8 @@ When count regions exist, only stroma inside them is counted; exclusions always 
 that neither outline stroma (a region classed Stroma) nor exclude glands or epithelium (an
 artefact, an unclassified tissue outline, lumens alone) leave the automatic gland exclusion on
 (:attr:`Regions.marks_glands`). The object type is read as QuPath reads it
-(``objectType``, ``object_type``, ``type``, or a QuPath 0.2 feature ``id``); detections, cells,
+(``objectType``, ``object_type``, ``type``, or a QuPath 0.2 feature ``id``); detections classed
+as an exclusion (a pixel classifier's Gland areas) are exclusions, other detections, cells,
 tiles, point annotations and features without geometry are skipped (and said so in the
 notes); a GeometryCollection's polygons are read; a malformed feature (geometry that is not
 an object, no or non-numeric coordinates) is an error naming the file and the feature's
@@ -392,6 +393,7 @@ def read_qupath_geojson(path: str | Path) -> Regions:
     regions: list[Region] = []
     skipped: dict[str, int] = {}
     unclassed_names: list[str] = []
+    read_detections = 0
     for n, feat in enumerate(features, start=1):
         where = f"feature {n}"
         if not isinstance(feat, dict):
@@ -409,7 +411,13 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         if not isinstance(geom, dict):
             raise InputError(p, f'{where}: "geometry" is not a GeoJSON geometry object')
         gtype = geom.get("type")
-        if kind not in ("annotation", "tma_core", "tmacore"):
+        # QuPath's pixel classifier may write its areas (Gland, Epithelium…) as detections:
+        # an exclusion is one whatever object holds it (skipped, its glands were counted as
+        # stroma, and with a Stroma annotation beside them automatic exclusion was off)
+        excluding = kind == "detection" and _role(_class_name(props)) == "exclude"
+        if excluding:
+            read_detections += 1
+        elif kind not in ("annotation", "tma_core", "tmacore"):
             skipped[f"{kind} objects"] = skipped.get(f"{kind} objects", 0) + 1
             continue
         parts = [geom]
@@ -441,6 +449,11 @@ def read_qupath_geojson(path: str | Path) -> Regions:
     if not regions:
         raise InputError(p, "no polygon annotation found in the regions file")
     notes = tuple(f"regions: skipped {n} {what}" for what, n in sorted(skipped.items()))
+    if read_detections:
+        notes += (
+            f"regions: {read_detections} detection object(s) classed as exclusions (a pixel "
+            "classifier's areas) read as exclusions",
+        )
     if unclassed_names:  # QuPath reads a class, not a name; so does nkpanel
         shown = ", ".join(repr(n) for n in dict.fromkeys(unclassed_names))
         notes += (
