@@ -793,3 +793,41 @@ def test_a_population_named_by_a_gate_name_used_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="2 gates are named so"):
         _template_roles(gates, {"NK": "CD56+"})
     assert _template_roles(gates, {"NK": gates[1]})["NK"] == gates[1]
+
+
+@pytest.mark.parametrize("cyt", ["Aurora", "Northern Lights", "ID7000"])
+def test_unmixed_spectral_data_are_not_refused_as_uncompensated(tube, cyt: str) -> None:  # type: ignore[no-untyped-def]
+    """A spectral cytometer's export holds dye abundances its software unmixed; with no
+    spillover keyword it was withheld as "uncompensated" (audit 8). It is a warning that the
+    unmixing cannot be checked, and the unmixed data are still judged by Roederer's rules."""
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.sample import FlowSample
+
+    sample = tube.to_sample()
+    unmixed = FlowSample.from_array(
+        compensate(sample),
+        sample.pnn,
+        pns=sample.pns,
+        name="unmixed",
+        spillover=None,
+        metadata={**sample.metadata, "cyt": cyt},
+    )
+    r = analyze_sample(unmixed).result
+    checks = {q.check: q for q in r.qc}
+    flag = checks["compensation"]
+    assert not flag.passed and not flag.blocking and f"unmixed by the {cyt}" in flag.reason
+    assert checks["compensation in the data"].passed
+    assert r.reportable
+    assert r.nk_percent_of_lymphocytes == pytest.approx(
+        tube.truth["nk_percent_of_lymphocytes"], abs=1.0
+    )
+    # raw detector data of the same instrument named nowhere as spectral stay withheld
+    raw = FlowSample.from_array(
+        sample.events,
+        sample.pnn,
+        pns=sample.pns,
+        name="raw",
+        spillover=None,
+        metadata={**sample.metadata, "cyt": "FACSCanto II"},
+    )
+    assert not analyze_sample(raw).result.reportable

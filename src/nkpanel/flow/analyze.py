@@ -27,6 +27,7 @@ from nkpanel.flow.autogate import (
 from nkpanel.flow.compensation import (
     CompensatedColumns,
     analog_compensation,
+    spectral_unmixing,
     unlisted_compensation,
 )
 from nkpanel.flow.gates import GateTree
@@ -229,7 +230,9 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     used = {d.channel for g in gating.tree.gates for d in g.dims}
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
-    if cytometry == "flow" and spill is not None and analog_compensation(sample) is None:
+    # unmixed spectral data are judged as compensated data are (Roederer's rules hold for both)
+    unmixed = spill is not None or spectral_unmixing(sample) is not None
+    if cytometry == "flow" and unmixed and analog_compensation(sample) is None:
         seen = _compensation_seen(comp, sample, gating.membership, markers)
         if seen is not None:
             qc.append(seen)
@@ -811,6 +814,9 @@ def _prior_compensation(sample: FlowSample) -> str | None:
             f"{unlisted}: that compensation cannot be checked here (if the data were not "
             "compensated, supply the matrix)"
         )
+    spectral = spectral_unmixing(sample)
+    if spectral is not None and sample.spillover is None:
+        return f"{spectral}: its reference spectra cannot be checked here, only its result"
     return None
 
 

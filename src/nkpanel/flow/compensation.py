@@ -32,6 +32,7 @@ __all__ = [
     "compensate",
     "detector_columns",
     "read_spillover_csv",
+    "spectral_unmixing",
     "unlisted_compensation",
     "unmixing",
 ]
@@ -58,6 +59,21 @@ def analog_compensation(sample: FlowSample) -> str | None:
     cyt = sample.metadata.get("cyt", "")
     if _ANALOG_CYTOMETERS.search(cyt):
         return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
+    return None
+
+
+#: full-spectrum cytometers, whose software unmixes each event's spectrum into dye abundances
+#: before export (Cytek Aurora and Northern Lights with SpectroFlo, Sony ID7000): their
+#: fluorescence channels are unmixed, not raw detectors a spillover matrix would compensate
+_SPECTRAL_CYTOMETERS = re.compile(r"\baurora\b|northern\s*lights|\bid7000\b", re.IGNORECASE)
+
+
+def spectral_unmixing(sample: FlowSample) -> str | None:
+    """How ``sample``'s fluorescence was unmixed by a spectral cytometer's software, or
+    ``None`` when its $CYT names no such instrument."""
+    cyt = sample.metadata.get("cyt", "")
+    if _SPECTRAL_CYTOMETERS.search(cyt):
+        return f"unmixed by the {cyt.strip()}'s spectral software (no spillover matrix applies)"
     return None
 
 
