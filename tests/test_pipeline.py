@@ -388,8 +388,8 @@ def test_files_left_in_subfolders_are_said(tmp_path: Path) -> None:
     notes: list[str] = []
     assert files_in_folders([tmp_path], (".fcs",), notes) == [tmp_path / "a.fcs"]
     assert notes == [
-        f"{tmp_path}: 2 file(s) in its subfolders were not read (subfolders are not searched; "
-        "give them to read them)"
+        f"{tmp_path}: 2 file(s) in its subfolders (counted one level down) were not read "
+        "(subfolders are not searched; give them to read them)"
     ]
 
 

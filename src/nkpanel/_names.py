@@ -59,8 +59,8 @@ def files_in_folders(
             below = sum(1 for f in p.glob("*/*") if _wanted(f, suffixes))  # one level down
             if below:
                 notes.append(
-                    f"{p}: {below} file(s) in its subfolders were not read (subfolders are "
-                    "not searched; give them to read them)"
+                    f"{p}: {below} file(s) in its subfolders (counted one level down) were "
+                    "not read (subfolders are not searched; give them to read them)"
                 )
         if not found:
             kinds = " / ".join(suffixes)
