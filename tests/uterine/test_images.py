@@ -200,3 +200,45 @@ def test_an_image_smaller_than_the_smallest_tissue_piece_says_so(tmp_path: Path)
     tif = write_field(f, tmp_path / "crop.tif")[0]
     with pytest.raises(InputError, match=r"image too small: 256 µm² in all"):
         analyze_image(tif)
+
+
+def _jpeg_with_exif(path: Path, rgb: np.ndarray, jfif_dpi: float, per_cm: float) -> None:
+    """A JPEG with a JFIF density of ``jfif_dpi`` and an EXIF resolution of ``per_cm``
+    pixels per centimetre (ResolutionUnit 3)."""
+    exif = Image.Exif()
+    exif[282], exif[283], exif[296] = per_cm, per_cm, 3
+    Image.fromarray(rgb).save(path, quality=95, dpi=(jfif_dpi, jfif_dpi), exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("jfif_dpi", "why"),
+    [
+        (72.0, "a screen's 72 dpi beside the camera's EXIF scale: refused as no scale"),
+        # 0.25 µm is 101,600 dpi; the 16-bit field holds 101,600 − 65,536 = 36,064 (0.704 µm)
+        (101_600.0 - 65_536.0, "a wrapped JFIF density: read as 0.704 µm, per mm² −61%"),
+    ],
+)
+def test_a_jpegs_exif_resolution_wins_over_its_jfif_density(
+    tmp_path: Path, small_field: np.ndarray, jfif_dpi: float, why: str
+) -> None:
+    jpg = tmp_path / "f.jpg"
+    _jpeg_with_exif(jpg, small_field, jfif_dpi, per_cm=40_000.0)  # 0.25 µm/pixel
+    src = open_image(jpg)
+    assert src.pixel_size.source == "EXIF resolution", why
+    assert src.pixel_size.um_per_px == pytest.approx(0.25, rel=1e-6)
+    if jfif_dpi > 1000:  # a plausible but different JFIF scale is said
+        assert any("the EXIF value is used" in n for n in src.notes)
+
+
+@pytest.mark.parametrize(("unit", "per_unit"), [(4, 4_000.0), (5, 4.0)])  # mm, µm
+def test_tiff_resolution_in_millimetres_or_microns(
+    tmp_path: Path, small_field: np.ndarray, unit: int, per_unit: float
+) -> None:
+    """tifffile writes ResolutionUnit 4 (mm) and 5 (µm) beyond TIFF 6's inch and cm; they
+    were refused as "no microscope resolution" (audit 8). 4,000 px/mm = 4 px/µm = 0.25 µm."""
+    import tifffile
+
+    tif = tmp_path / "f.tif"
+    tifffile.imwrite(tif, small_field, resolution=(per_unit, per_unit), resolutionunit=unit)
+    src = open_image(tif)
+    assert src.pixel_size.um_per_px == pytest.approx(0.25, rel=1e-6)

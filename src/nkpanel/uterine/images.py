@@ -265,12 +265,17 @@ def _plausible(
 
 
 def _from_resolution(value: float | None, unit: str | int | None) -> float | None:
-    """µm per pixel from a resolution in pixels per unit (TIFF 2 = inch, 3 = cm)."""
+    """µm per pixel from a resolution in pixels per unit (TIFF 2 = inch, 3 = cm; 4 = mm and
+    5 = µm, as tifffile writes them beyond the TIFF 6 units)."""
     if not value or value <= 0:
         return None
     u = str(unit).lower() if unit is not None else ""
     if u in ("3", "centimeter", "cm", "resunit.centimeter"):
         return 1e4 / value
+    if u in ("4", "millimeter", "mm", "resunit.millimeter"):
+        return 1e3 / value
+    if u in ("5", "micrometer", "um", "µm", "resunit.micrometer"):
+        return 1.0 / value
     if u in ("2", "inch", "resunit.inch"):
         return 25400.0 / value
     return None
@@ -376,19 +381,60 @@ def _tiff_pixel_size(
     return None
 
 
-def _pil_pixel_size(info: dict[str, Any], fmt: str, notes: list[str]) -> PixelSize | None:
+def _exif_resolution(im: Any) -> tuple[float, float, int] | None:
+    """EXIF XResolution, YResolution and ResolutionUnit (tags 282, 283, 296) of a Pillow
+    image, or None. Rationals of 32 bits each: a camera's pixels per cm or inch at ×400 fit,
+    where JFIF's 16-bit density does not."""
+    try:
+        exif = im.getexif()
+    except Exception:  # a malformed EXIF block leaves the other metadata to use
+        return None
+    try:
+        x, y = float(exif.get(282, 0) or 0), float(exif.get(283, 0) or 0)
+        unit = int(exif.get(296, 2) or 2)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return (x, y or x, unit) if x > 0 else None
+
+
+def _pil_pixel_size(
+    info: dict[str, Any],
+    fmt: str,
+    notes: list[str],
+    exif: tuple[float, float, int] | None = None,
+) -> PixelSize | None:
+    """The pixel size a JPEG's or PNG's metadata give: EXIF resolution first (32-bit
+    rationals), else the JFIF density or PNG pHYs (Pillow's ``dpi``). A JPEG's JFIF density
+    is 16 bits: 0.25 µm/pixel is 101,600 dpi, stored as 36,064 (0.70 µm) by writers that
+    truncate, so where both are given and disagree the EXIF value is used, and said."""
     dpi = info.get("dpi")
+    own: PixelSize | None = None
+    source = "PNG pHYs" if fmt == "PNG" else f"{fmt} density"
     if dpi:
         try:
             x = float(dpi[0])
             y = float(dpi[1]) if len(dpi) > 1 else x
         except (TypeError, ValueError, IndexError):
-            return None
-        source = "PNG pHYs" if fmt == "PNG" else f"{fmt} density"
-        return _plausible(
-            25400.0 / x if x > 0 else None, source, notes, 25400.0 / y if y > 0 else None
-        )
-    return None
+            x = y = 0.0
+        if x > 0:
+            quiet: list[str] = []  # said below only when it is what is used
+            own = _plausible(25400.0 / x, source, quiet, 25400.0 / y if y > 0 else None)
+            if exif is None:
+                notes += quiet
+    if exif is not None:
+        ex, ey, unit = exif
+        um = _from_resolution(ex, unit)
+        um_y = _from_resolution(ey, unit)
+        found = _plausible(um, "EXIF resolution", notes, um_y)
+        if found is not None:
+            if own is not None and abs(own.um_per_px / found.um_per_px - 1) > 0.01:
+                notes.append(
+                    f"{source} says {own.um_per_px:.4g} µm/pixel, EXIF {found.um_per_px:.4g}: "
+                    "the EXIF value is used (JFIF's 16-bit density cannot hold a ×400 scale "
+                    "in dots per inch)"
+                )
+            return found
+    return own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,6 +742,7 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
                     )
                 mode = im.mode
                 info = {str(k): v for k, v in im.info.items()}
+                exif_resolution = _exif_resolution(im)
                 chroma = 2 if fmt == "jpeg" and _chroma_halved(im) else 1
                 im.load()
                 if mode in ("P", "PA"):
@@ -732,7 +779,7 @@ def _open_pil(path: Path, fmt: str, given: float | None, max_pixels: int) -> Fie
                 "nkpanel reads at full depth",
             ) from None
         raise
-    found = _pil_pixel_size(info, fmt.upper(), notes)
+    found = _pil_pixel_size(info, fmt.upper(), notes, exif_resolution)
     ps = _resolve_pixel_size(path, given, found, notes)
     return FieldImage(path, rgb, ps, tuple(notes), chroma_factor=chroma)
 
