@@ -242,3 +242,22 @@ def test_tiff_resolution_in_millimetres_or_microns(
     tifffile.imwrite(tif, small_field, resolution=(per_unit, per_unit), resolutionunit=unit)
     src = open_image(tif)
     assert src.pixel_size.um_per_px == pytest.approx(0.25, rel=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["png", "tif"])
+def test_an_alpha_channel_left_at_zero_is_ignored(
+    tmp_path: Path, small_field: np.ndarray, fmt: str
+) -> None:
+    """An exporter that leaves alpha unset (0 in every pixel): composited on white, the field
+    was refused as a grayscale image (audit 8). The colour is read as stored."""
+    import tifffile
+
+    rgba = np.dstack([small_field, np.zeros(small_field.shape[:2], np.uint8)])
+    path = tmp_path / f"f.{fmt}"
+    if fmt == "png":
+        Image.fromarray(rgba, "RGBA").save(path, dpi=(50_800, 50_800))
+    else:
+        tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    src = open_image(path, pixel_size_um=0.5)
+    h, w = small_field.shape[:2]
+    np.testing.assert_array_equal(src.read(0, 0, w, h, 1.0), small_field)

@@ -541,8 +541,12 @@ def _as_u8(a: NDArray[Any], source: Path, full_scale: int | None = None) -> U8:
 
 
 def _on_white(rgb: U8, alpha: U8) -> U8:
-    """Composite on white, only where the image is not opaque."""
+    """Composite on white, only where the image is not opaque. An alpha of 0 in every pixel
+    is an exporter's unset channel, not a picture transparent throughout (composited, it read
+    as a white "grayscale image"): it is ignored."""
     rgb = np.ascontiguousarray(rgb)
+    if not alpha.any():
+        return rgb
     clear = alpha < 255
     if clear.any():
         al = alpha[clear].astype(np.uint32)[:, None]
@@ -552,7 +556,8 @@ def _on_white(rgb: U8, alpha: U8) -> U8:
 
 
 def _to_rgb8(arr: NDArray[Any], source: Path, mode: str, full_scale: int | None = None) -> U8:
-    """RGB uint8 from a decoded array; alpha is composited on white; 16-bit scaled down."""
+    """RGB uint8 from a decoded array; alpha is composited on white (an alpha of 0 in every
+    pixel is ignored); 16-bit scaled down."""
     a = np.asarray(arr)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 2)):
         raise InputError(
