@@ -831,3 +831,18 @@ def test_unmixed_spectral_data_are_not_refused_as_uncompensated(tube, cyt: str) 
         metadata={**sample.metadata, "cyt": "FACSCanto II"},
     )
     assert not analyze_sample(raw).result.reportable
+
+
+@pytest.mark.parametrize(("beads", "agree"), [(50_000.0, True), (500_000.0, False)])
+def test_a_bead_count_far_from_the_analysers_is_said(tube, beads: float, agree: bool) -> None:  # type: ignore[no-untyped-def]
+    """Beads per test typed ×10 (500,000 for 50,000) gave 2,324 NK/µL: 20,191 lymphocytes/µL
+    lie inside the band of every blood count, so nothing was said (audit 8). With the
+    analyser's lymphocyte count given too, two counts of one blood a factor 2 apart are."""
+    given = tube.truth["lymphocytes_per_ul_expected"]
+    counts = AbsoluteCountInputs(beads, 50.0, lymphocytes_per_ul=given)
+    r = analyze_sample(tube.to_sample(), FlowSettings(counts=counts)).result
+    flag = next(q for q in r.qc if q.check == "bead and haematology counts agree")
+    assert flag.passed is agree and not flag.blocking
+    if not agree:  # by construction ×10 from the right count, which the simulator realises
+        assert flag.value == pytest.approx(10.0, rel=0.1)
+        assert "check beads per test, sample volume and the lymphocyte count" in flag.reason

@@ -89,6 +89,12 @@ UNIT_SLIPS = {
 }
 
 
+#: a bead-method lymphocyte count and a haematology analyser's of the same blood further apart
+#: than this factor: an input slipped (single- and dual-platform counts of one sample agree
+#: far more closely than 2×; a ×10 slip is the common one)
+BEAD_VS_ANALYSER = 2.0
+
+
 @dataclass(frozen=True)
 class AbsoluteCountInputs:
     """What absolute counts need: the bead lot's beads per test and the sample volume (single
@@ -538,6 +544,29 @@ def _qc_checks(
                     blocking=False,  # the absolute count only, as "bead events"
                 )
             )
+            given = s.counts.lymphocytes_per_ul
+            if plausible and given:
+                # two counts of the same blood: a factor of 2 apart is a slip in an input (beads
+                # per test or volume ×10 gave 20,191 lymphocytes/µL, inside the wide band above)
+                apart = max(lymph_ul / given, given / lymph_ul)
+                agree = apart <= BEAD_VS_ANALYSER
+                flags.append(
+                    QCFlag(
+                        "bead and haematology counts agree",
+                        agree,
+                        round(apart, 2),
+                        BEAD_VS_ANALYSER,
+                        f"the beads give {lymph_ul:,.0f} lymphocytes/µL, the haematology count "
+                        f"{given:,.0f}"
+                        + (
+                            ""
+                            if agree
+                            else f" ({apart:.1f}× apart): check beads per test, sample volume "
+                            "and the lymphocyte count for a slip"
+                        ),
+                        blocking=False,
+                    )
+                )
     if all(k in member for k in ("Lymphocytes", "CD3+", "B cells", "NK")) and n_lymph:
         # a union, not a sum: a template may gate NK-like T cells outside its T-cell gate (the
         # automated populations are disjoint, so there it is the sum)
