@@ -846,3 +846,21 @@ def test_a_bead_count_far_from_the_analysers_is_said(tube, beads: float, agree: 
     if not agree:  # by construction ×10 from the right count, which the simulator realises
         assert flag.value == pytest.approx(10.0, rel=0.1)
         assert "check beads per test, sample volume and the lymphocyte count" in flag.reason
+
+
+def test_a_failed_compensation_check_names_a_fluorescence_gain(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A $PnG of 2 on PE (CD16) divides its values before compensation (FCS 3.1): the matrix,
+    measured on undivided values, then leaves CD16 under-compensated and the check blamed the
+    matrix alone (audit 8). The gain is named."""
+    from nkpanel.flow.simulate import write_fcs
+
+    fcs = write_fcs(tube, tmp_path / "tube.fcs")
+    pe = tube.pnn.index("PE-A") + 1
+    raw = fcs.read_bytes()
+    key = f"$P{pe}G/1.0/".encode()
+    assert raw.count(key) == 1
+    fcs.write_bytes(raw.replace(key, f"$P{pe}G/4.0/".encode()))  # same length: offsets hold
+    r = analyze_file(fcs).result
+    flag = next(q for q in r.qc if q.check == "compensation in the data")
+    assert not flag.passed
+    assert "the file gives $PnG other than 1 on " in flag.reason and "(4)" in flag.reason

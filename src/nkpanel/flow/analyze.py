@@ -749,6 +749,19 @@ def _compensation_seen(
             "negative populations sit at zero and agree in each gated channel",
             blocking=False,
         )
+    # a gain the file gives on a fluorescence channel divides its values before compensation
+    # (FCS 3.1 $PnG); a matrix measured on undivided values then looks wrong
+    gains = [
+        f"{sample.label(ch.pnn)} ({ch.png:g})"
+        for ch in sample.channels
+        if ch.png != 1.0 and ch.pnn in set(markers.values())
+    ]
+    gained = (
+        f"; the file gives $PnG other than 1 on {', '.join(gains)}: its values were divided by "
+        "it before compensation, so check that the matrix was measured the same way"
+        if gains
+        else ""
+    )
     return QCFlag(
         "compensation in the data",
         False,
@@ -756,7 +769,7 @@ def _compensation_seen(
         block if worst > block else warn,
         f"{why} (compensated right, a population negative for a marker is not pushed below "
         "zero in its channel, and two such populations share one median, Roederer 2001): "
-        "check the spillover matrix",
+        f"check the spillover matrix{gained}",
         blocking=worst > block,
     )
 
