@@ -452,3 +452,41 @@ def test_a_second_scene_of_an_ome_file_is_named_not_dropped_silently(
         src.close()
     (q,) = [q for q in a.result.qc if q.check == "other images in the file"]
     assert not q.passed and not q.blocking and "slide B" in q.reason
+
+
+def test_a_slide_of_uncompressed_240_pixel_tiles_is_read_whole(
+    tmp_path: Path, mosaic: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Aperio's 240×240 tiles stored uncompressed: OpenSlide (libtiff's RGBA reader) failed
+    partway through ("Invalid tile byte count"), audit 8. Uncompressed tiles are read by
+    tifffile, as stored, and count the same cells as LZW tiles of the same pixels."""
+    import tifffile
+
+    rgb, xy, pos = mosaic
+    counts = {}
+    for compression in (None, "lzw"):
+        path = tmp_path / f"slide_{compression}.tif"
+        with tifffile.TiffWriter(path) as tw:
+            for level, step in enumerate((1, 4)):
+                tw.write(
+                    np.ascontiguousarray(rgb[::step, ::step]),
+                    photometric="rgb",
+                    tile=(240, 240),
+                    compression=compression,
+                    resolution=(1e4 / (UM * step), 1e4 / (UM * step)),
+                    resolutionunit="CENTIMETER",
+                    subfiletype=1 if level else 0,
+                    description=SYNTHETIC_TAG if level == 0 else None,
+                    metadata=None,
+                )
+        src = open_image(path, max_field_pixels=1_000_000)
+        assert isinstance(src, WholeSlide)
+        if compression is None:
+            assert src.backend.startswith("tifffile")
+        try:
+            a = analyze_source(src, SETTINGS)
+        finally:
+            src.close()
+        counts[compression] = (a.result.overall.cd56_positive_cells, a.result.overall.stromal_cells)
+        assert _score(a, xy, pos)[1] >= 0.90
+    assert counts[None] == counts["lzw"]

@@ -1341,7 +1341,10 @@ def _open_tiff_file(path: Path, tif: Any, given: float | None, max_pixels: int) 
     # OpenSlide reads more than 8 bits per sample as their high byte (libtiff's RGBA reading),
     # so a 12-bit camera's image would look dark: tifffile reads those, scaled from their range
     deep = int(page.bitspersample) > 8
-    if fmt is not None and not getattr(tif, "is_ome", False) and not deep and main == 0:
+    # uncompressed tiles: libtiff's RGBA reader under OpenSlide refused Aperio's 240×240 ones
+    # partway through a slide ("Invalid tile byte count"), which tifffile reads as stored
+    raw = int(page.compression) == 1
+    if fmt is not None and not getattr(tif, "is_ome", False) and not deep and not raw and main == 0:
         chroma = _level_chroma(tif.series[0], tif.filehandle) if tif.series else ()
         tif.close()
         return _open_openslide(path, given, chroma)
