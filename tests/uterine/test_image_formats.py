@@ -528,3 +528,23 @@ def test_a_16_bit_png_of_12_bit_data_is_refused_with_the_way_out(
     src = open_image(full, pixel_size_um=0.5)
     assert isinstance(src, FieldImage)
     np.testing.assert_array_equal(src.rgb, rgb)
+
+
+def test_a_label_at_full_value_over_more_than_1_percent_says_why_the_field_reads_dark(
+    tmp_path: Path, rgb: np.ndarray
+) -> None:
+    """Over 1% of a 12-bit field at 65535 (a label burnt in) sets the scale to 0–65535: the
+    field then reads almost black and is refused, as grayscale or fluorescence; the refusal
+    said nothing of the label (closing note 7; audit 8). It now says why, and what to do."""
+    from nkpanel.errors import InputError
+
+    cam = rgb.astype(np.uint16) * 16 + 8
+    h = cam.shape[0]
+    cam[: max(1, h // 20)] = 65535  # a band over 5% of the field
+    p = tmp_path / "cam12_label.tif"
+    tifffile.imwrite(p, cam, photometric="rgb", **RES)
+    with pytest.raises(InputError) as caught:
+        open_image(p)
+    message = str(caught.value)
+    assert "scaled from 0–65535 because 5.0% of them are at 65535" in message
+    assert "crop that area out, or save the field at its camera's depth" in message

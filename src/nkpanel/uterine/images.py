@@ -641,6 +641,24 @@ def _stated_max(page: Any) -> int | None:
     return int(stated) if stated is not None and 0 < int(stated) < 65535 else None
 
 
+def _full_scale_hint(arr: NDArray[Any], full: int | None) -> str | None:
+    """Why a 16-bit field scaled from 0–65535 may read dark, when most of its samples lie far
+    below that (a camera's 10–14 bits) and more than 1% sit at the top (a label or a
+    saturated area, burnt in at full value): else None."""
+    if full != 65535 or arr.dtype != np.uint16 or not arr.size:
+        return None
+    flat = arr.ravel()[:: max(1, arr.size // 200_000)]
+    typical = int(np.percentile(flat, 95))
+    top = float(np.mean(flat >= 65535))
+    if typical >= 65535 // 8 or top <= BRIGHT_OUTLIERS:
+        return None
+    return (
+        f"its 16-bit samples were scaled from 0–65535 because {top:.1%} of them are at 65535 "
+        f"(a label or a saturated area?) while 95% lie at or below {typical}: crop that area "
+        "out, or save the field at its camera's depth"
+    )
+
+
 def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, str | None]:
     """Full scale of a 16-bit TIFF's samples (None for 8-bit) and a note when it is not
     65535: MaxSampleValue when the file states it, else the camera depth the brightest samples
@@ -1029,7 +1047,13 @@ def _open_tiff_field(
     rgb = _tiff_rgb8(arr, page, path, full)
     if page.photometric.name == "SEPARATED":
         notes.append(_CMYK_NOTE)
-    check_brightfield(rgb, path)
+    try:
+        check_brightfield(rgb, path)
+    except InputError as exc:
+        hint = _full_scale_hint(arr, full)
+        if hint is None:
+            raise
+        raise InputError(path, f"{exc.cause}; {hint}") from None
     found = _tiff_pixel_size(tif, notes, page, main)
     ps = _resolve_pixel_size(path, given, found, notes)
     chroma = _tiff_chroma_factor(page, tif.filehandle)
