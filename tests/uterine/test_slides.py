@@ -39,7 +39,12 @@ def mosaic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return canvas, np.asarray(xy), np.asarray(pos)
 
 
-def _write_generic_pyramid(path: Path, rgb: np.ndarray) -> None:
+def _write_generic_pyramid(
+    path: Path,
+    rgb: np.ndarray,
+    tile: int = 256,
+    compression: str | None = "jpeg",
+) -> None:
     import tifffile
 
     with tifffile.TiffWriter(path) as tw:
@@ -47,9 +52,9 @@ def _write_generic_pyramid(path: Path, rgb: np.ndarray) -> None:
             tw.write(
                 np.ascontiguousarray(rgb[::step, ::step]),
                 photometric="rgb",
-                tile=(256, 256),
-                compression="jpeg",
-                compressionargs={"level": 95},
+                tile=(tile, tile),
+                compression=compression,
+                compressionargs={"level": 95} if compression == "jpeg" else None,
                 resolution=(1e4 / (UM * step), 1e4 / (UM * step)),
                 resolutionunit="CENTIMETER",
                 subfiletype=1 if level else 0,
@@ -460,25 +465,11 @@ def test_a_slide_of_uncompressed_240_pixel_tiles_is_read_whole(
     """Aperio's 240×240 tiles stored uncompressed: OpenSlide (libtiff's RGBA reader) failed
     partway through ("Invalid tile byte count"), audit 8. Uncompressed tiles are read by
     tifffile, as stored, and count the same cells as LZW tiles of the same pixels."""
-    import tifffile
-
     rgb, xy, pos = mosaic
     counts = {}
     for compression in (None, "lzw"):
         path = tmp_path / f"slide_{compression}.tif"
-        with tifffile.TiffWriter(path) as tw:
-            for level, step in enumerate((1, 4)):
-                tw.write(
-                    np.ascontiguousarray(rgb[::step, ::step]),
-                    photometric="rgb",
-                    tile=(240, 240),
-                    compression=compression,
-                    resolution=(1e4 / (UM * step), 1e4 / (UM * step)),
-                    resolutionunit="CENTIMETER",
-                    subfiletype=1 if level else 0,
-                    description=SYNTHETIC_TAG if level == 0 else None,
-                    metadata=None,
-                )
+        _write_generic_pyramid(path, rgb, tile=240, compression=compression)
         src = open_image(path, max_field_pixels=1_000_000)
         assert isinstance(src, WholeSlide)
         if compression is None:
