@@ -169,3 +169,30 @@ def test_analysis_flags_the_pool_with_its_area(tmp_path: Path) -> None:
             assert "red cells" in q.reason
             truth = sum(c.positive for c in field.cells) / len(field.cells) * 100
             assert a.result.overall.cd56_per_100_stromal_cells == pytest.approx(truth, abs=2.0)
+
+
+def test_a_lab_can_judge_cells_on_their_dab_alone_as_qupath_does(tmp_path: Path) -> None:
+    """``--dab-background 0`` (and a biopsy's ``dab_background_um = 0``) gives QuPath's rule:
+    in a pool of red cells most stromal cells then read CD56+ again, as the module says."""
+    from typer.testing import CliRunner
+
+    from nkpanel.uterine.cli import app
+    from nkpanel.uterine.manifest import EndometrialBiopsy
+
+    spec = FieldSpec(width_px=400, height_px=400, pixel_size_um=0.5, seed=5, blood=POOL)
+    image = write_field(simulate_field(spec), tmp_path / "pool.tif")[0]
+    import csv
+
+    positive = {}
+    for block in ("24", "0"):
+        out = tmp_path / f"out{block}"
+        args = ["analyze", str(image), "--dab-background", block, "--out", str(out)]
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 0, done.output
+        with (out / "uterine_results.csv").open(newline="") as fh:
+            row = next(r for r in csv.DictReader(fh) if r["sample"] == "pool")
+        positive[block] = int(row["cd56_positive_cells"]) / int(row["stromal_cells"])
+    # truth: the field's 8% CD56+ (FieldSpec default); in the pool QuPath's rule reads most
+    # stromal cells positive, the background rule near the truth
+    assert positive["0"] > 0.5 and positive["24"] < 0.2
+    assert EndometrialBiopsy(images=(image,), dab_background_um=0).dab_background_um == 0

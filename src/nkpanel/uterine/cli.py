@@ -309,6 +309,16 @@ def analyze(
         float,
         typer.Option("--threshold", min=0.001, help="CD56+ threshold, DAB OD (QuPath units)."),
     ] = 0.2,
+    dab_background: Annotated[
+        float,
+        typer.Option(
+            "--dab-background",
+            min=0.0,
+            max=500.0,
+            help="Block size (µm) of the stroma's own DAB background, judged above "
+            "(red cells read as DAB); 0 judges cells on their DAB alone, as QuPath does.",
+        ),
+    ] = 24.0,
     white_point: Annotated[
         str | None,
         typer.Option(
@@ -342,7 +352,12 @@ def analyze(
 
     base = UterineSettings()
     settings = UterineSettings(
-        detection=replace(base.detection, positive_threshold_od=threshold, compartment=compartment),
+        detection=replace(
+            base.detection,
+            positive_threshold_od=threshold,
+            compartment=compartment,
+            dab_background_um=dab_background,
+        ),
         stains=stains,
         stain_vectors=parse_qupath_stains(qupath_stains) if qupath_stains else None,
         n_fields=fields,

@@ -10,6 +10,7 @@ Example::
     pixel_size_um = 0.25            # when the files do not say
     regions = ["uterine/cd56_field01.geojson", "uterine/cd56_field02.geojson"]  # optional
     positive_threshold_od = 0.2     # QuPath units (DAB OD); the lab's own setting
+    dab_background_um = 24          # DAB judged above the stroma's own; 0: QuPath's rule
 
 Timing: uNK rise steeply after LH+7, so a biopsy is read against the mid-luteal window
 LH+7 to LH+9 (cycle day 19–23 of a 28-day cycle); outside it the summary says so
@@ -49,6 +50,9 @@ class EndometrialBiopsy(BaseModel):
     qupath_stains: str | None = None
     positive_threshold_od: float = Field(default=0.2, gt=0, le=3)
     compartment: Literal["cytoplasm", "cell", "nucleus"] = "cytoplasm"
+    #: blocks of the stroma's own DAB background, µm (nkpanel.uterine.detect, step 10); 0 judges
+    #: cells on their DAB alone, as QuPath does
+    dab_background_um: float = Field(default=24.0, ge=0, le=500)
     n_fields: int = Field(default=10, ge=1, le=100)
     field_diameter_um: float = Field(default=550.0, ge=50, le=5000)
     seed: int = 0
@@ -144,6 +148,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
             base.detection,
             positive_threshold_od=biopsy.positive_threshold_od,
             compartment=biopsy.compartment,
+            dab_background_um=biopsy.dab_background_um,
         ),
         stains=biopsy.stains,
         stain_vectors=parse_qupath_stains(biopsy.qupath_stains) if biopsy.qupath_stains else None,
