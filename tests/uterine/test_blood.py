@@ -95,10 +95,22 @@ def test_blood_leaves_the_field_and_its_truth_as_they_were() -> None:
 # ---------------------------------------------------------------- the DAB background
 
 
-def test_background_of_an_evenly_brown_field_is_its_dab_less_the_floor() -> None:
-    dab = np.full((96, 96), 0.3, np.float32)
-    back = dab_background(dab, np.zeros(dab.shape, bool), 24, 0.02)
+@pytest.mark.parametrize("side", [96, 970])
+def test_background_of_an_evenly_brown_field_is_its_dab_less_the_floor(side: int) -> None:
+    """Everywhere, the last partial block too (970 = 20 blocks of 48 and 10 px): it had too
+    few pixels to measure and read 0, pulling the background down to 0.085 over its width."""
+    dab = np.full((side, side), 0.3, np.float32)
+    back = dab_background(dab, np.zeros(dab.shape, bool), 24 if side == 96 else 48, 0.02)
     np.testing.assert_allclose(back, 0.28, atol=1e-6)
+
+
+def test_a_block_crowded_with_nuclei_takes_its_neighbours_background() -> None:
+    """A block whose pixels are nearly all nuclei measures no stroma; it read 0, and a cell
+    there was judged on its whole DAB in a pool of red cells."""
+    dab = np.full((480, 480), 0.3, np.float32)
+    nuclei = np.zeros(dab.shape, bool)
+    nuclei[96:144, 96:144] = True  # one whole block
+    np.testing.assert_allclose(dab_background(dab, nuclei, 48, 0.02), 0.28, atol=1e-6)
 
 
 def test_one_cd56_cell_does_not_raise_the_background() -> None:
@@ -138,9 +150,12 @@ def test_cells_in_a_pool_of_red_cells_are_judged_on_their_own_dab() -> None:
     negative = ~truth_pos[j]
     # without the background, haemoglobin makes most stromal cells "positive" (the problem)
     assert raw.positive[i][negative].mean() > 0.5
-    # with it, hardly any are, and most CD56+ cells stay positive
-    assert cells.positive[i][negative].mean() < 0.03
-    assert cells.positive[i][~negative].mean() > 0.6
+    # with it, hardly any are; CD56+ cells are still told from them, but inside a pool that
+    # covers the whole field about half stay positive (the pool's haemoglobin lies in their
+    # rings too, and the fainter ones fall under the threshold: README, blood in the stroma)
+    false_rate = cells.positive[i][negative].mean()
+    assert false_rate < 0.03
+    assert cells.positive[i][~negative].mean() > max(0.4, 10 * false_rate)
     # haemoglobin is measured and shown, not hidden: about 0.2 OD under a pool
     assert float(np.median(cells.dab_background_od[i])) > 0.15
 
@@ -196,3 +211,34 @@ def test_a_lab_can_judge_cells_on_their_dab_alone_as_qupath_does(tmp_path: Path)
     # stromal cells positive, the background rule near the truth
     assert positive["0"] > 0.5 and positive["24"] < 0.2
     assert EndometrialBiopsy(images=(image,), dab_background_um=0).dab_background_um == 0
+
+
+def test_a_flat_dab_tint_parts_the_rules_and_says_so(tmp_path: Path) -> None:
+    """A flat non-specific DAB tint (0.08 OD) on a faintly stained field (0.5 OD): QuPath's
+    rule counts the faint cells the tint lifts over the threshold, the background rule counts
+    what the stain gives, as on the untinted field. The tint stays under the DAB background
+    warning's limit, so the parting is said by its own check (review 8)."""
+    from nkpanel.uterine.analyze import UterineSettings
+
+    field = simulate_field(FieldSpec(seed=1, dab_od=0.5))
+    dab_rgb = np.asarray(ruifrok_hdab().dab)  # OD per unit of DAB in R, G, B
+    tinted = np.clip(np.round(field.rgb * 10.0 ** (-0.08 * dab_rgb)), 0, 255).astype(np.uint8)
+    # the glass is untinted: the white point is the lamp's (estimated, it would take the tint)
+    settings = UterineSettings(white_point=tuple(float(c) for c in field.spec.white))
+    qupath = replace(settings, detection=replace(settings.detection, dab_background_um=0.0))
+    counts = {}
+    for name, rgb in (("clean", field.rgb), ("tinted", tinted)):
+        path = write_field(replace(field, rgb=rgb), tmp_path / f"{name}.tif")[0]
+        a = analyze_image(path, settings)
+        counts[name] = a.result.overall.cd56_positive_cells
+        (q,) = [q for q in a.result.qc if q.check == "background changed calls"]
+        assert q.passed is (name == "clean"), q.reason
+        if name == "tinted":
+            counts["tinted, QuPath's rule"] = analyze_image(
+                path, qupath
+            ).result.overall.cd56_positive_cells
+    # the tint moves QuPath's count far more than the background rule's (only the 0.02 OD
+    # the floor leaves of it lifts faint cells there)
+    lifted_qupath = counts["tinted, QuPath's rule"] - counts["clean"]
+    lifted_background = counts["tinted"] - counts["clean"]
+    assert lifted_qupath > 2 * max(lifted_background, 1), counts

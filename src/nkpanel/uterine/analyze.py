@@ -12,9 +12,12 @@ The steps, for either kind of image:
    read at the analysis resolution, as a field is, not from the JPEG-compressed reduced level
    the overview comes from; pixels exactly the fill colour, where nothing was scanned or the
    slide is transparent, are left out); the standard Ruifrok H-DAB vectors are used
-   by default, so that QuPath thresholds carry over; Macenko vectors are estimated from the image
-   in every run and reported with their sanity checks, and used instead when asked
-   (``stains="estimated"``) and sane.
+   by default, so that QuPath's OD scale and thresholds carry over (cells are judged on their
+   DAB above the stroma's own, :mod:`nkpanel.uterine.detect` step 10, which agrees with
+   QuPath's rule on clean stroma; where the two part, the "background changed calls" check
+   says so, and ``dab_background_um = 0`` gives QuPath's rule); Macenko vectors are
+   estimated from the image in every run and reported with their sanity checks, and used
+   instead when asked (``stains="estimated"``) and sane.
 3. **Fields**: a field image is one field. On a whole slide, ten random ×400 fields of stroma
    are chosen (:mod:`nkpanel.uterine.fields`) before counting.
 4. **Tiles**: the analysis grid (0.5 µm/px by default; the image's own pixel size when it is
@@ -68,6 +71,7 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    background_calls_qc,
     borderline_staining_qc,
     dab_background_qc,
     few_positives_qc,
@@ -831,6 +835,9 @@ def analyze_source(
                 qc.append(across)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
+    if s.detection.dab_background_um > 0:
+        raw_od = counted_cells.dab_od(s.detection.compartment)
+        qc.append(background_calls_qc(raw_od, compartment_od, s.detection.positive_threshold_od))
     qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))
     if background_qc is not None:
         qc.append(background_qc)

@@ -752,8 +752,9 @@ def dab_background(
     ``exclude`` (nuclei), per square block of ``block_px``, interpolated bilinearly between
     block centres, less ``floor_od`` and never below 0.
 
-    A block with fewer than a quarter of its pixels outside ``exclude`` (a crowd of nuclei)
-    has no background (0). See the module docstring (step 10) for why.
+    A block with fewer than a quarter of its pixels outside ``exclude`` (a crowd of nuclei,
+    the image's last partial block) takes the value of the nearest block measured; with none
+    measured the background is 0. See the module docstring (step 10) for why.
 
     Parameters
     ----------
@@ -782,8 +783,16 @@ def dab_background(
     blocks = v.reshape(nby, block_px, nbx, block_px).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
     valid = np.count_nonzero(~np.isnan(blocks), axis=2)
     enough = valid >= (block_px * block_px) // 4
-    blocks[~enough] = 0.0  # an all-NaN block would warn; its value is not used
-    med = np.where(enough, np.nanmedian(blocks, axis=2), 0.0)
+    if not enough.any():
+        return np.zeros((h, w), dtype=np.float32)
+    med = np.full((nby, nbx), np.nan, dtype=np.float64)
+    med[enough] = np.nanmedian(blocks[enough], axis=1)
+    if not enough.all():
+        # a block of too few stroma pixels (a crowd of nuclei, the image's last partial
+        # block) takes its nearest measured neighbour's value: a 0 there pulled the
+        # background down over a block's width, and cells among red cells read positive
+        _, (iy, ix) = ndi.distance_transform_edt(~enough, return_indices=True)
+        med = med[iy, ix]
     med = np.maximum(med - floor_od, 0.0).astype(np.float32)
     full = ndi.zoom(med, block_px, order=1, mode="nearest", grid_mode=True)
     return np.asarray(full[:h, :w], dtype=np.float32)

@@ -37,6 +37,7 @@ __all__ = [
     "RatioCI",
     "UterineQC",
     "UterineResult",
+    "background_calls_qc",
     "borderline_staining_qc",
     "dab_background_qc",
     "few_positives_qc",
@@ -251,6 +252,51 @@ def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float)
             "microscope calibration, or give --pixel-size"
         )
     return UterineQC("nucleus size", passed, round(median, 1), None, reason, blocking=False)
+
+
+#: cells that lose positivity to the stroma's DAB background, as a share of those positive on
+#: their DAB alone, above which the count is said to depart from QuPath's rule
+BACKGROUND_CALLS_SHARE = 0.10
+
+
+def background_calls_qc(
+    raw_od: NDArray[np.float64], above_od: NDArray[np.float64], threshold_od: float
+) -> UterineQC:
+    """The (non-blocking) check that judging cells above the stroma's own DAB changed few
+    calls against QuPath's rule (their DAB alone).
+
+    Where the stroma is clean the two rules agree. Red cells, or a non-specific DAB tint,
+    raise the background: a tint adds DAB to every cell alike, and QuPath's rule then counts
+    faint cells it would not count on a clean slide (a synthetic field of faint 0.5 OD stain,
+    truth 8.0 per 100, read 2.5 untinted and 7.7–8.7 with a flat 0.05–0.12 OD tint), while
+    the background rule reads 3.8 at every tint (the 0.02 OD floor of the tint is kept). A
+    threshold a lab set in QuPath on its own slides may assume either; the check says when the
+    rules part, by how many cells, so that the lab can look and choose
+    (``--dab-background 0`` gives QuPath's rule).
+
+    Examples
+    --------
+    >>> raw = np.array([0.0] * 900 + [0.25] * 60 + [0.5] * 40)
+    >>> q = background_calls_qc(raw, raw - 0.08, 0.2)
+    >>> q.passed, q.value
+    (False, 60.0)
+    """
+    raw = np.asarray(raw_od, dtype=np.float64)
+    positive = raw >= threshold_od
+    lost = int(np.count_nonzero(positive & (np.asarray(above_od) < threshold_od)))
+    n = int(np.count_nonzero(positive))
+    passed = not (lost >= 10 and lost > BACKGROUND_CALLS_SHARE * n)
+    reason = (
+        f"{lost} of the {n} cells positive on their DAB alone (QuPath's rule) are not above "
+        "the stroma's own DAB"
+    )
+    if not passed:
+        reason += (
+            ": red cells or a non-specific DAB tint under them; the count follows the stain "
+            "above that background and departs from QuPath's rule here (--dab-background 0 "
+            "gives QuPath's); check the overlay"
+        )
+    return UterineQC("background changed calls", passed, float(lost), None, reason, False)
 
 
 #: raised DAB background over less than this (µm²) is not flagged: a capillary full of red
