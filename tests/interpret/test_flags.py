@@ -603,7 +603,15 @@ def test_two_tubes_of_one_draw_that_disagree_are_said(second: float, apart: bool
     if apart:
         assert said["tube1"][0].startswith("Sample tube2 of the same specimen (draw-1) gave 15.2 %")
         assert "1.2 percentage points apart" in said["tube1"][0]
-        assert "(0.4 percentage points, from counting alone" in said["tube1"][0]  # 0.353
+        assert "(0.4 percentage points; each value's: counting CV 1.8%)" in said["tube1"][0]
+        assert "That uncertainty is counting alone" in said["tube1"][0]
+        # counting alone may miss tube-to-tube variation: nothing on the patient's page
+        assert all(
+            c.patient_text == ""
+            for r in reading.results
+            for c in r.caveats
+            if c.code == "samples-disagree"
+        )
         assert any("Samples of one specimen disagree" in c for c in reading.comments)
         for r in reading.results:
             for c in r.caveats:
@@ -624,8 +632,12 @@ def test_a_laboratorys_tube_to_tube_cv_widens_what_two_tubes_may_differ() -> Non
     tubes[1] = flow_entry(
         sample="tube2", nk_pct=18.0
     )  # u(18) = 18·√(5² + 1.509²)% = 0.940: 4.0 > 3·√(0.742² + 0.940²) = 3.59
-    said = _disagree(interpret_case(summary(flow=tubes), settings=lab))
-    assert "from its analytical CV and counting" in said["tube1"][0]
+    reading = interpret_case(summary(flow=tubes), settings=lab)
+    said = _disagree(reading)
+    assert "each value's: analytical CV 5% (laboratory setting); counting CV" in said["tube1"][0]
+    assert "Samples of one specimen measure the same cells" in said["tube1"][0]
+    caveat = next(c for r in reading.results for c in r.caveats if c.code == "samples-disagree")
+    assert caveat.patient_text.startswith("Two samples taken from the same specimen")
 
 
 def test_only_reportable_results_of_different_samples_are_compared() -> None:

@@ -67,7 +67,7 @@ def samples_disagree(
             ua, ub = _u(a, intervals, settings), _u(b, intervals, settings)
             if ua is None or ub is None:
                 continue
-            diff = abs(float(a.measurement.value or 0.0) - float(b.measurement.value or 0.0))
+            diff = abs(float(a.measurement.value) - float(b.measurement.value))  # type: ignore[arg-type]
             u_diff = math.hypot(ua, ub)
             if diff <= CRITICAL_Z * u_diff:
                 continue
@@ -82,21 +82,35 @@ def samples_disagree(
 def _caveat(
     own: Interpretation, other: Interpretation, specimen: str, diff: float, u_diff: float
 ) -> Caveat:
+    """The caveat on ``own``. Where the uncertainty known is counting alone, tubes of one blood
+    may also part by pipetting and staining, which the laboratory has not given: the
+    clinician is told so, and the patient's page says nothing (a false alarm there would ask
+    whether a sample was another patient's)."""
     d, unit = own.measurand.decimals, own.measurand.unit
     apart = "percentage points" if unit == "%" else unit
-    basis = (
-        "from its analytical CV and counting"
-        if own.uncertainty is not None and "analytical CV" in own.uncertainty.basis
-        else "from counting alone: no tube-to-tube CV is set by the laboratory"
-    )
-    return Caveat(
-        DISAGREE,
+    basis = own.uncertainty.basis if own.uncertainty is not None else "not known"
+    counting_only = "analytical CV" not in basis and "replicates" not in basis
+    text = (
         f"Sample {other.measurement.sample} of the same specimen ({specimen}) gave "
         f"{other.display_value} {unit} against {own.display_value} {unit} here: "
         f"{diff:.{d}f} {apart} apart, more than {CRITICAL_Z:g} times the difference's standard "
-        f"uncertainty ({u_diff:.{d}f} {apart}, {basis}). Samples of one specimen measure the same "
-        "cells; check that both are this patient's and were stained and acquired alike before "
-        "using either value.",
+        f"uncertainty ({u_diff:.{d}f} {apart}; each value's: {basis}). "
+    )
+    if counting_only:
+        text += (
+            "That uncertainty is counting alone; tubes of one blood also part by pipetting and "
+            "staining, which the laboratory has not set as an analytical CV: if the difference "
+            "is beyond its tube-to-tube variation, check that both samples are this patient's "
+            "and were stained and acquired alike before using either value."
+        )
+        return Caveat(DISAGREE, text)
+    text += (
+        "Samples of one specimen measure the same cells; check that both are this patient's "
+        "and were stained and acquired alike before using either value."
+    )
+    return Caveat(
+        DISAGREE,
+        text,
         "Two samples taken from the same specimen gave different results; the laboratory will "
         "check them before this result is used.",
     )
