@@ -23,6 +23,7 @@ did not write are named in :attr:`UterineBatch.earlier` and in ``biopsy_summary.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -307,12 +308,25 @@ def pool_results(
 
 U8 = NDArray[np.uint8]
 
-#: two overviews (the tissue at 2 µm/px) of one size that differ by less than this mean
-#: (grey levels, over pixels either shows as tissue) are one picture: JPEG at quality 50 of a
-#: synthetic field differed from its TIFF by 2.8, two different fields by 53
+#: two overviews (the tissue at 2 µm/px, as thumbnails) of one size that differ by less than
+#: this mean (grey levels, over pixels either shows as tissue) are one picture: JPEG at
+#: quality 50 of a synthetic field differed from its TIFF by 2.8, two different fields by 53
 SAME_PICTURE_GREY = 8.0
 #: pixels darker than this (of 255, mean of R, G and B) are tissue for that comparison
 _TISSUE_GREY = 220.0
+
+
+#: the long side (pixels) of the thumbnails images are compared by
+THUMBNAIL_PX = 256
+
+
+def _thumbnail(overview: U8) -> U8:
+    """``overview`` reduced to at most :data:`THUMBNAIL_PX` on its long side (block means)."""
+    from nkpanel.uterine.images import _resize
+
+    h, w = overview.shape[:2]
+    k = max(1, math.ceil(max(h, w) / THUMBNAIL_PX))
+    return _resize(overview, max(1, w // k), max(1, h // k)) if k > 1 else overview
 
 
 def _lossy_copy_of(
@@ -369,7 +383,8 @@ def analyze_batch(
     done: set[str] = set()  # the image folders this run wrote
     kept: list[Path] = []  # folders of failed images still holding files
     seen: dict[str, str] = {}  # pixels fingerprint → the image that holds them
-    looks: list[tuple[str, tuple[int, int], U8]] = []  # each image's overview, to compare
+    # each image's overview as a thumbnail (a slide's overview is hundreds of MB), to compare
+    looks: list[tuple[str, tuple[int, int], U8]] = []
     twice: set[str] = set()
     for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
@@ -420,13 +435,13 @@ def analyze_batch(
                         f"the same pixels as {seen_as} (the image saved twice?): counted in its "
                         "own row, not pooled again"
                     )
-                elif (lossy := _lossy_copy_of(plan.overview, plan.level0_size, looks)) is not None:
+                elif lossy := _lossy_copy_of(_thumbnail(plan.overview), plan.level0_size, looks):
                     again = (
                         f"the same picture as {lossy[0]}, saved with lossy compression (mean "
                         f"difference {lossy[1]:.1f} grey levels over the tissue): counted in its "
                         "own row, not pooled again"
                     )
-                looks.append((name, plan.level0_size, plan.overview))
+                looks.append((name, plan.level0_size, _thumbnail(plan.overview)))
                 if again is not None:
                     result = replace(result, notes=(*result.notes, again))
                     twice.add(name)
