@@ -584,3 +584,21 @@ def test_whole_channel_scatter_keeps_the_singlets(seed: int, integer: bool) -> N
     kept = np.count_nonzero(a.membership["Singlets"][lymph]) / np.count_nonzero(lymph)
     assert kept >= 0.99
     assert a.result.nk_cells_per_ul == pytest.approx(tube.truth["nk_per_ul_bead_method"], rel=0.1)
+
+
+@pytest.mark.parametrize("seed", [7104, 7201])
+def test_in_lymphopenia_the_bead_cut_keeps_the_cd56bright_nk_cells(seed: int) -> None:
+    """Lymphocytes 3% of leukocytes: CD56bright NK cells are about 9 of the 30,000 events the
+    cuts are placed on, so the CD56 channel looked as if no cell came near the beads, and the
+    bead cut, midway, took half of them out of the leukocytes (CD56bright 8.2% of NK read 4.6,
+    reportable; audit 9). A CD56 or CD16 channel now carries the bead gate only when it
+    separates twice as well as the others."""
+    spec = SimulationSpec(
+        seed=seed, n_events=300_000, lymphocyte_percent_of_leukocytes=3.0, lymphocytes_per_ul=300
+    )
+    tube = simulate_tube(spec)
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    bright = tube.labels == "NK_bright"
+    assert np.mean(a.membership["Leukocytes"][bright]) >= 0.99
+    beads = next(g for g in a.gating.tree.gates if g.name == "Beads")
+    assert beads.dims[0].channel not in {a.markers.markers["CD56"], a.markers.markers["CD16"]}
