@@ -63,9 +63,14 @@ def analog_compensation(sample: FlowSample) -> str | None:
 
 
 #: full-spectrum cytometers, whose software unmixes each event's spectrum into dye abundances
-#: before export (Cytek Aurora and Northern Lights with SpectroFlo, Sony ID7000): their
-#: fluorescence channels are unmixed, not raw detectors a spillover matrix would compensate
-_SPECTRAL_CYTOMETERS = re.compile(r"\baurora\b|northern\s*lights|\bid7000\b", re.IGNORECASE)
+#: before export (Cytek Aurora and Northern Lights, NL-3000, with SpectroFlo; Sony ID7000,
+#: SP6500/SP6800; BD FACSDiscover and FACSymphony A5 SE): their fluorescence channels are
+#: unmixed, not raw detectors a spillover matrix would compensate
+_SPECTRAL_CYTOMETERS = re.compile(
+    r"\baurora\b|northern\s*lights|\bnl-\d{4}\b|\bid7000\b|\bsp6[58]00\b|facsdiscover"
+    r"|symphony\s*a5\s*se\b",
+    re.IGNORECASE,
+)
 
 
 def spectral_unmixing(sample: FlowSample) -> str | None:
@@ -73,7 +78,9 @@ def spectral_unmixing(sample: FlowSample) -> str | None:
     ``None`` when its $CYT names no such instrument."""
     cyt = sample.metadata.get("cyt", "")
     if _SPECTRAL_CYTOMETERS.search(cyt):
-        return f"unmixed by the {cyt.strip()}'s spectral software (no spillover matrix applies)"
+        return (
+            f"unmixed by the spectral software of the {cyt.strip()} (no spillover matrix applies)"
+        )
     return None
 
 
