@@ -23,7 +23,6 @@ did not write are named in :attr:`UterineBatch.earlier` and in ``biopsy_summary.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -308,50 +307,80 @@ def pool_results(
 
 U8 = NDArray[np.uint8]
 
-#: two overviews (the tissue at 2 µm/px, as thumbnails) of one size that differ by less than
-#: this mean (grey levels, over pixels either shows as tissue) are one picture: JPEG at
-#: quality 50 of a synthetic field differed from its TIFF by 2.8, two different fields by 53
+#: two images whose thumbnails (below) differ by less than this mean (grey levels, over pixels
+#: either shows as tissue) are one picture: JPEG at quality 50 of a synthetic field differed
+#: from its TIFF by 2.8, two different fields by 53
 SAME_PICTURE_GREY = 8.0
 #: pixels darker than this (of 255, mean of R, G and B) are tissue for that comparison
 _TISSUE_GREY = 220.0
+#: the side (pixels) of the square thumbnails images are compared by, whatever their size: a
+#: copy saved at half size, or cropped by a few pixels, is the same picture
+THUMBNAIL_PX = 64
+#: images whose width:height ratios differ by more than this share are not compared
+_ASPECT_TOLERANCE = 0.05
+#: file types whose compression loses detail: of a picture saved twice, another is kept
+_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
-#: the long side (pixels) of the thumbnails images are compared by
-THUMBNAIL_PX = 256
+@dataclass(frozen=True)
+class _Look:
+    """What an image looks like, to tell a copy of it: its thumbnail and its shape."""
+
+    name: str
+    aspect: float
+    thumbnail: U8
+    lossy: bool
 
 
-def _thumbnail(overview: U8) -> U8:
-    """``overview`` reduced to at most :data:`THUMBNAIL_PX` on its long side (block means)."""
+def _look(name: str, path: Path, overview: U8, size: tuple[int, int]) -> _Look:
     from nkpanel.uterine.images import _resize
 
-    h, w = overview.shape[:2]
-    k = max(1, math.ceil(max(h, w) / THUMBNAIL_PX))
-    return _resize(overview, max(1, w // k), max(1, h // k)) if k > 1 else overview
+    thumb = _resize(np.ascontiguousarray(overview), THUMBNAIL_PX, THUMBNAIL_PX)
+    lossy = path.suffix.lower() in _LOSSY_SUFFIXES
+    return _Look(name, size[0] / max(1, size[1]), thumb, lossy)
 
 
-def _lossy_copy_of(
-    overview: U8, size: tuple[int, int], earlier: Sequence[tuple[str, tuple[int, int], U8]]
-) -> tuple[str, float] | None:
-    """The earlier image whose overview ``overview`` (of a level-0 image of ``size``) repeats
-    within :data:`SAME_PICTURE_GREY`, and the mean difference; None when none does.
+def _same_picture(a: _Look, b: _Look) -> float | None:
+    """The mean difference of ``a``'s and ``b``'s thumbnails over the tissue when they show
+    one picture (:data:`SAME_PICTURE_GREY`), else None.
 
     A field saved both as TIFF and as JPEG (microscope software often writes both) has
     different pixels, so the exact digest misses it, and it was pooled as another field: two
-    fields of 20% and 3% CD56+ and the JPEG of the first read 15.1 per 100 for 12.2 (audit 8).
-    A field captured twice with the stage moved is not recognised.
+    fields of 20% and 3% CD56+ and the JPEG of the first read 15.1 per 100 for 12.2 (audit 8);
+    a copy saved at half size, or cropped, was missed too (audit 9). A field captured twice
+    with the stage moved further than a few percent of its width is not recognised.
     """
-    a = overview.astype(np.float32)
-    for name, other_size, other in earlier:
-        if other_size != size or other.shape != overview.shape:
-            continue
-        b = other.astype(np.float32)
-        tissue = (a.mean(axis=2) < _TISSUE_GREY) | (b.mean(axis=2) < _TISSUE_GREY)
-        if np.count_nonzero(tissue) < 0.01 * tissue.size:
-            continue  # glass with no tissue to tell pictures apart
-        diff = float(np.abs(a - b)[tissue].mean())
-        if diff < SAME_PICTURE_GREY:
-            return name, diff
-    return None
+    if abs(a.aspect / b.aspect - 1.0) > _ASPECT_TOLERANCE:
+        return None
+    x, y = a.thumbnail.astype(np.float32), b.thumbnail.astype(np.float32)
+    tissue = (x.mean(axis=2) < _TISSUE_GREY) | (y.mean(axis=2) < _TISSUE_GREY)
+    if np.count_nonzero(tissue) < 0.01 * tissue.size:
+        return None  # glass with no tissue to tell pictures apart
+    diff = float(np.abs(x - y)[tissue].mean())
+    return diff if diff < SAME_PICTURE_GREY else None
+
+
+def _copies(looks: Sequence[_Look]) -> dict[str, tuple[str, float]]:
+    """Image → (the image kept in its place, mean difference), for every image that repeats
+    another's picture; of a picture saved twice, a losslessly saved one is kept, else the one
+    given first."""
+    out: dict[str, tuple[str, float]] = {}
+    kept: list[_Look] = []  # one of each picture so far
+    for b in looks:
+        for k, a in enumerate(kept):
+            diff = _same_picture(a, b)
+            if diff is None:
+                continue
+            if a.lossy and not b.lossy:  # b keeps the picture's place
+                out[a.name] = (b.name, diff)
+                out.update({n: (b.name, d) for n, (m, d) in out.items() if m == a.name})
+                kept[k] = b
+            else:
+                out[b.name] = (a.name, diff)
+            break
+        else:
+            kept.append(b)
+    return out
 
 
 def analyze_batch(
@@ -383,8 +412,8 @@ def analyze_batch(
     done: set[str] = set()  # the image folders this run wrote
     kept: list[Path] = []  # folders of failed images still holding files
     seen: dict[str, str] = {}  # pixels fingerprint → the image that holds them
-    # each image's overview as a thumbnail (a slide's overview is hundreds of MB), to compare
-    looks: list[tuple[str, tuple[int, int], U8]] = []
+    # each image's thumbnail (a slide's overview is hundreds of MB), to tell copies
+    looks: list[_Look] = []
     twice: set[str] = set()
     for path, reg, name in zip(images, regs, unique_stems(images), strict=True):
         if on_image is not None:
@@ -435,13 +464,8 @@ def analyze_batch(
                         f"the same pixels as {seen_as} (the image saved twice?): counted in its "
                         "own row, not pooled again"
                     )
-                elif lossy := _lossy_copy_of(_thumbnail(plan.overview), plan.level0_size, looks):
-                    again = (
-                        f"the same picture as {lossy[0]}, saved with lossy compression (mean "
-                        f"difference {lossy[1]:.1f} grey levels over the tissue): counted in its "
-                        "own row, not pooled again"
-                    )
-                looks.append((name, plan.level0_size, _thumbnail(plan.overview)))
+                else:  # compared with the others once all are read
+                    looks.append(_look(name, Path(path), plan.overview, plan.level0_size))
                 if again is not None:
                     result = replace(result, notes=(*result.notes, again))
                     twice.add(name)
@@ -468,6 +492,17 @@ def analyze_batch(
         batch.results.append(result)
         done.add(name)
     batch.earlier = sorted(set(earlier_folders(images_dir, done)) | set(kept))
+    copies = _copies(looks)
+    for k, r in enumerate(batch.results):
+        if r.sample in copies:
+            keep, diff = copies[r.sample]
+            again = (
+                f"the same picture as {keep} (mean difference {diff:.1f} grey levels over the "
+                "tissue: saved twice, at another size or compression?): counted in its own row, "
+                f"not pooled again; {keep} is pooled"
+            )
+            batch.results[k] = replace(r, notes=(*r.notes, again))
+            twice.add(r.sample)
     if batch.results:
         batch.pooled = pool_results(
             [r for r in batch.results if r.sample not in twice],
