@@ -576,7 +576,11 @@ def test_whole_channel_scatter_keeps_the_singlets(seed: int, integer: bool) -> N
     assert len(scatter) == 4
     events[:, scatter] = np.floor(events[:, scatter] / 256)  # 262,144 → 1,024 channels
     meta = {**sample.metadata, "datatype": "I" if integer else "F"}
-    coarse = dataclasses.replace(sample, events=events, metadata=meta)
+    # the scatter channels' range as a 10-bit instrument writes it ($PnR 1024)
+    channels = tuple(
+        dataclasses.replace(c, pnr=1024.0) if c.index in scatter else c for c in sample.channels
+    )
+    coarse = dataclasses.replace(sample, events=events, metadata=meta, channels=channels)
     counts = AbsoluteCountInputs(50_000.0, 50.0)
     a = analyze_sample(coarse, FlowSettings(counts=counts))
     lymph = np.isin(tube.labels, ["T", "NKT", "B", "NK_bright", "NK_dim", "NK_CD56neg"])

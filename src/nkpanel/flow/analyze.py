@@ -237,8 +237,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
     # unmixed spectral data are judged as compensated data are (Roederer's rules hold for both)
-    unmixed = spill is not None or spectral_unmixing(sample) is not None
-    if cytometry == "flow" and unmixed and analog_compensation(sample) is None:
+    compensated_or_unmixed = spill is not None or spectral_unmixing(sample) is not None
+    if cytometry == "flow" and compensated_or_unmixed and analog_compensation(sample) is None:
         seen = _compensation_seen(comp, sample, gating.membership, markers)
         if seen is not None:
             qc.append(seen)
@@ -640,6 +640,13 @@ def _compensation_flag(
     if analog is not None and spill is not None and not identity:
         reason = f"{analog}; compensated again with the {matrix} matrix, which subtracts"
         return flag(f"{reason} spillover twice", blocking=True)
+    spectral = spectral_unmixing(sample)
+    if spectral is not None and spill is not None and not identity and s.spillover is not None:
+        # unmixed abundances are no detector values: a supplied matrix mixes them anew
+        return flag(
+            f"{spectral}; compensated again with the supplied matrix: check that the export "
+            "holds raw detector values, as a spillover matrix needs"
+        )
     if (before := _prior_compensation(sample)) is not None and (analog or spill is None):
         return flag(before)
     if spill is None:

@@ -440,8 +440,8 @@ class _Gater:
 
     def for_density(self, pnn: str, idx: NDArray[np.intp]) -> Array:
         """Linear values of events ``idx`` for a density: as recorded, except that a channel
-        stored as whole channel numbers (integer data, not compensated) is spread over each
-        number's width.
+        stored as whole channel numbers (integer data, or floats that all hold whole numbers;
+        not compensated) is spread over each number's width.
 
         A 10-bit log amplifier records 1,024 numbers: dim events stand on a ladder of discrete
         values, and a density of tied values resolves each rung as a peak. Spreading each value
@@ -744,8 +744,10 @@ class _Gater:
         # residuals' spread below would follow (20-40% of lymphocytes lost, no bead)
         a, h = self.for_density(a_ch, idx), self.for_density(h_ch, idx)
         # events at the top of either scale (clumps, bubbles: the saturation check counts them)
-        # have no measurable ratio; left in, their H/A of exactly 1 is a spike the cut lands on
-        ok = (a > 0) & (h > 0) & (a < self.pinned_at(a_ch)) & (h < self.pinned_at(h_ch))
+        # have no measurable ratio; left in, their H/A of exactly 1 is a spike the cut lands on.
+        # Judged on the values recorded: spread, half of a top channel's events fall under it
+        ra, rh = self.raw(a_ch)[idx], self.raw(h_ch)[idx]
+        ok = (ra > 0) & (rh > 0) & (ra < self.pinned_at(a_ch)) & (rh < self.pinned_at(h_ch))
         a, h = _pick(a, ok), _pick(h, ok)
         if a.size < 200:
             self.notes.append("too few events for a singlet gate")

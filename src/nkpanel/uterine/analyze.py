@@ -71,15 +71,14 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    across_fields_qc,
     background_calls_qc,
     borderline_staining_qc,
     dab_background_qc,
     few_positives_qc,
     fields_qc,
     nucleus_size_qc,
-    outlier_fields_qc,
     ratio_ci,
-    sparse_fields_qc,
     stromal_cells_qc,
 )
 from nkpanel.uterine.simulate import SYNTHETIC_TAG
@@ -830,9 +829,7 @@ def analyze_source(
         )
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
-        for across in (sparse_fields_qc(field_counts), outlier_fields_qc(field_counts)):
-            if across is not None:
-                qc.append(across)
+        qc += across_fields_qc(field_counts)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     if s.detection.dab_background_um > 0:

@@ -54,11 +54,10 @@ from nkpanel.uterine.results import (
     FieldCount,
     UterineQC,
     UterineResult,
+    across_fields_qc,
     few_positives_qc,
     fields_qc,
-    outlier_fields_qc,
     ratio_ci,
-    sparse_fields_qc,
     stromal_cells_qc,
 )
 
@@ -255,9 +254,7 @@ def pool_results(
     if fields_again and protocol_fields is not None:
         qc.append(fields_qc(len(results), protocol_fields))
     # every field of the biopsy, against their median and against the others' CD56+ rate
-    for across in (sparse_fields_qc(fields), outlier_fields_qc(fields)):
-        if across is not None:
-            qc.append(across)
+    qc += across_fields_qc(fields)
     if failed:
         n = len(results) + len(failed)
         missing = "; ".join(f"{Path(f.source).name}: {f.reason}" for f in failed)

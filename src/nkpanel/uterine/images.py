@@ -409,6 +409,7 @@ def _pil_pixel_size(
     truncate, so where both are given and disagree the EXIF value is used, and said."""
     dpi = info.get("dpi")
     own: PixelSize | None = None
+    quiet: list[str] = []  # the density's own notes, said only when it is what is used
     source = "PNG pHYs" if fmt == "PNG" else f"{fmt} density"
     if dpi:
         try:
@@ -417,7 +418,6 @@ def _pil_pixel_size(
         except (TypeError, ValueError, IndexError):
             x = y = 0.0
         if x > 0:
-            quiet: list[str] = []  # said below only when it is what is used
             own = _plausible(25400.0 / x, source, quiet, 25400.0 / y if y > 0 else None)
             if exif is None:
                 notes += quiet
@@ -425,15 +425,19 @@ def _pil_pixel_size(
         ex, ey, unit = exif
         um = _from_resolution(ex, unit)
         um_y = _from_resolution(ey, unit)
-        found = _plausible(um, "EXIF resolution", notes, um_y)
-        if found is not None:
-            if own is not None and abs(own.um_per_px / found.um_per_px - 1) > 0.01:
-                notes.append(
-                    f"{source} says {own.um_per_px:.4g} µm/pixel, EXIF {found.um_per_px:.4g}: "
-                    "the EXIF value is used (JFIF's 16-bit density cannot hold a ×400 scale "
-                    "in dots per inch)"
-                )
-            return found
+        exif_notes: list[str] = []
+        found = _plausible(um, "EXIF resolution", exif_notes, um_y)
+        if found is None:  # the JFIF or PNG value (if any) is used: its notes, and EXIF's
+            notes += exif_notes + quiet
+            return own
+        notes += exif_notes
+        if own is not None and abs(own.um_per_px / found.um_per_px - 1) > 0.01:
+            notes.append(
+                f"{source} says {own.um_per_px:.4g} µm/pixel, EXIF {found.um_per_px:.4g}: "
+                "the EXIF value is used (JFIF's 16-bit density cannot hold a ×400 scale "
+                "in dots per inch)"
+            )
+        return found
     return own
 
 
@@ -650,7 +654,8 @@ def _full_scale_hint(arr: NDArray[Any], full: int | None) -> str | None:
     flat = arr.ravel()[:: max(1, arr.size // 200_000)]
     typical = int(np.percentile(flat, 95))
     top = float(np.mean(flat >= 65535))
-    if typical >= 65535 // 8 or top <= BRIGHT_OUTLIERS:
+    # a camera of 14 bits or fewer keeps 95% of its samples under 16,383
+    if typical > (1 << 14) - 1 or top <= BRIGHT_OUTLIERS:
         return None
     return (
         f"its 16-bit samples were scaled from 0–65535 because {top:.1%} of them are at 65535 "

@@ -37,6 +37,7 @@ __all__ = [
     "RatioCI",
     "UterineQC",
     "UterineResult",
+    "across_fields_qc",
     "background_calls_qc",
     "borderline_staining_qc",
     "dab_background_qc",
@@ -462,6 +463,12 @@ def outlier_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
     return UterineQC(
         "outlier field", passed, round(float(z[i]), 1), OUTLIER_FIELD_Z, reason, blocking=False
     )
+
+
+def across_fields_qc(fields: Sequence[FieldCount]) -> list[UterineQC]:
+    """The checks that compare fields with one another: :func:`sparse_fields_qc` and
+    :func:`outlier_fields_qc` (those that apply)."""
+    return [q for q in (sparse_fields_qc(fields), outlier_fields_qc(fields)) if q is not None]
 
 
 def sparse_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
