@@ -824,6 +824,10 @@ def test_unmixed_spectral_data_are_not_refused_as_uncompensated(tube, cyt: str) 
     assert r.nk_percent_of_lymphocytes == pytest.approx(
         tube.truth["nk_percent_of_lymphocytes"], abs=1.0
     )
+    # a matrix supplied for it would mix the abundances anew: said
+    again = analyze_sample(unmixed, FlowSettings(spillover=sample.spillover)).result
+    flag = next(q for q in again.qc if q.check == "compensation")
+    assert not flag.passed and "compensated again with the supplied matrix" in flag.reason
     # raw detector data of the same instrument named nowhere as spectral stay withheld
     raw = FlowSample.from_array(
         sample.events,
