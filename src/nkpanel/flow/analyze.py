@@ -592,7 +592,8 @@ def _qc_checks(
                     else (
                         f": under {lim.min_lymphosum:.0%}, the gate did not find the lymphocytes"
                         if failed_gate
-                        else ": other cells in the gate change NK % of lymphocytes"
+                        else ": other cells in the gate, or lymphocytes a wrong spillover "
+                        "matrix moved out of their gates, change NK % of lymphocytes"
                     )
                 ),
                 blocking=failed_gate,

@@ -308,10 +308,11 @@ def _tissue_of(
 def _dab_background_qc(
     overview: U8, stains: StainVectors, stroma: BoolArray, det: DetectionSettings, ov_um: float
 ) -> UterineQC | None:
-    """The stroma whose own DAB background (:func:`~nkpanel.uterine.detect.dab_background`,
-    on the overview) reaches half the positive threshold, as a check with its area in mm²
-    (:func:`~nkpanel.uterine.results.dab_background_qc`); None when the background is not
-    measured (``dab_background_um`` 0)."""
+    """The stroma whose DAB background (:func:`~nkpanel.uterine.detect.dab_background`, on
+    the overview: block medians of every pixel, nuclei not left out at that resolution, so a
+    crowd of strongly stained cells raises it too) reaches half the positive threshold, as a
+    check with its area in mm² (:func:`~nkpanel.uterine.results.dab_background_qc`); None when
+    the background is not measured (``dab_background_um`` 0)."""
     if det.dab_background_um <= 0:
         return None
     _, dab = deconvolve(overview, stains)

@@ -308,8 +308,9 @@ MIN_RAISED_BACKGROUND_UM2 = 2000.0
 def dab_background_qc(raised_mm2: float, stroma_mm2: float, limit_od: float) -> UterineQC:
     """The (non-blocking) check that the stroma itself is not DAB-coloured.
 
-    CD56 stains single cells; stroma whose own DAB background (the median between nuclei,
-    :func:`~nkpanel.uterine.detect.dab_background`) reaches ``limit_od`` (half the positive
+    CD56 stains single cells; stroma whose own DAB background (block medians on the overview,
+    nuclei not left out at its resolution, :func:`~nkpanel.uterine.detect.dab_background`;
+    cells are judged on the finer one between nuclei) reaches ``limit_od`` (half the positive
     threshold) is coloured by something else: red cells, whose haemoglobin unmixes as DAB
     (:mod:`nkpanel.uterine.haemoglobin`), non-specific staining, or CD56+ cells crowded
     so densely that their own DAB fills the stroma (on the synthetic sweep it fired on 4 of
