@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -435,3 +436,20 @@ def test_the_same_file_given_from_another_folder_replaces_its_own_results(
     ).results
     assert again.sample == "t" and path.is_file()
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["t"]
+
+
+def test_an_image_in_two_biopsies_of_a_case_is_said(tmp_path: Path) -> None:
+    """One picture listed under two biopsies (a copy-and-paste slip in a manifest) was counted
+    in both with nothing said (audit 9); each later biopsy gets a note naming the first."""
+    from nkpanel.pipeline import _images_in_two_biopsies
+
+    shared = tmp_path / "field.tif"
+    entries: list[dict[str, Any]] = [
+        {"id": "b1", "images": [{"sources": [str(shared)]}], "notes": []},
+        {"id": "b2", "images": [{"sources": [str(tmp_path / "." / "field.tif")]}]},
+        {"id": "b3", "images": [{"sources": [str(tmp_path / "other.tif")]}], "notes": []},
+    ]
+    _images_in_two_biopsies(entries)
+    assert entries[0]["notes"] == [] and entries[2]["notes"] == []
+    (note,) = entries[1]["notes"]
+    assert note.endswith("also an image of biopsy b1; one picture counted in two biopsies")

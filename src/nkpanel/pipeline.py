@@ -225,6 +225,22 @@ def _moved(value: Any, old: Path, new: Path) -> Any:
 CASE_ID_FILE = ".nkpanel-case.json"
 
 
+def _images_in_two_biopsies(biopsies: list[dict[str, Any]]) -> None:
+    """A note on each biopsy one of whose images (by resolved path) another biopsy of the case
+    counted too: one picture in two biopsies (a manifest's copy-and-paste slip)."""
+    first: dict[str, str] = {}
+    for entry in biopsies:
+        for image in entry.get("images") or []:
+            for source in image.get("sources") or []:
+                key = str(Path(source).resolve())
+                other = first.setdefault(key, str(entry.get("id")))
+                if other != entry.get("id"):
+                    entry.setdefault("notes", []).append(
+                        f"{source}: also an image of biopsy {other}; one picture counted in two "
+                        "biopsies"
+                    )
+
+
 def _check_same_case(case: Case, out_dir: Path) -> None:
     """Refuse to write one case's results over another's: an output folder holding the case
     summary of another episode or patient is not reused (their results would mix).
@@ -393,6 +409,7 @@ def run_case(
             }
         outcome.endometrial.append(entry)
         outcome.earlier += [Path(d) for d in entry.get("earlier_image_folders", [])]
+    _images_in_two_biopsies(outcome.endometrial)
     summary: dict[str, Any] = {
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),
