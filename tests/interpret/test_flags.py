@@ -640,3 +640,18 @@ def test_only_reportable_results_of_different_samples_are_compared() -> None:
     withheld = flow_entry(sample="tube2", nk_pct=30.0, failed_check="flow rate unstable")
     reading = interpret_case(summary(flow=[flow_entry(sample="tube1", nk_pct=14.0), withheld]))
     assert _disagree(reading) == {"tube1": [], "tube2": []}
+
+
+@pytest.mark.parametrize(
+    ("per_ul", "far"), [(2300.0, True), (1400.0, False), (30.0, False), (24.0, True)]
+)
+def test_a_count_far_outside_its_interval_asks_for_its_inputs(per_ul: float, far: bool) -> None:
+    """ARUP 0092404: 78–470 NK/µL (domain brief). Beads per test typed ×10 gave 2,300 NK/µL
+    for 236, flagged only as above the interval (audit 9). Beyond 3 × 470 = 1,410 or under
+    78 / 3 = 26 the result asks for its inputs to be checked for a slip."""
+    reading = interpret_case(summary(flow=[flow_entry(per_ul=per_ul)]))
+    r = result(reading, "pnk-per-ul")
+    codes = [c.code for c in r.caveats]
+    assert ("far-outside" in codes) is far
+    for c in r.caveats:
+        assert check_wording(c.text) == []

@@ -406,6 +406,33 @@ def _cycle_day_caveats(
     ]
 
 
+#: an absolute count this many times beyond a limit of its reference interval is more often an
+#: input slipped by a power of ten (beads per test, sample volume, an analyser's count) than
+#: a patient: said, with what to check
+FAR_OUTSIDE = 3.0
+
+
+def _far_outside(value: float, iv: ReferenceInterval, meas: Measurand) -> list[Caveat]:
+    """A caveat on an absolute count (cells/µL) more than :data:`FAR_OUTSIDE` times above the
+    upper limit of a reference interval or below its lower one: beads per test typed ×10
+    gave 2,300 NK/µL for 236, flagged only as above the interval (audit 9)."""
+    if "/µL" not in meas.unit or iv.kind != "reference_interval":
+        return []
+    high = iv.upper is not None and value > FAR_OUTSIDE * iv.upper
+    low = iv.lower is not None and value < iv.lower / FAR_OUTSIDE
+    if not (high or low):
+        return []
+    side = "above the upper" if high else "below the lower"
+    return [
+        Caveat(
+            "far-outside",
+            f"More than {FAR_OUTSIDE:g} times {side} limit of the interval: check the count's "
+            "inputs (beads per test and sample volume, or the analyser's lymphocyte count) for "
+            "a slip by a power of ten before reading it as the patient's.",
+        )
+    ]
+
+
 def _limit_phrase(iv: ReferenceInterval, decimals: int) -> str:
     where = f"({iv.source}; {iv.population})"
     if iv.kind == "reference_interval":
@@ -602,6 +629,7 @@ def interpret_measurement(
             "clinics."
         )
     patient = _patient_sentence(flag, interval, d)
+    caveats += _far_outside(reported, interval, meas)
     if by_unc is not None and unc is not None:
         comment += (
             f" The limit {_fmt(by_unc, d)} {meas.unit} lies within the result's measurement "
