@@ -481,3 +481,30 @@ def test_a_slide_of_uncompressed_240_pixel_tiles_is_read_whole(
         counts[compression] = (a.result.overall.cd56_positive_cells, a.result.overall.stromal_cells)
         assert _score(a, xy, pos)[1] >= 0.90
     assert counts[None] == counts["lzw"]
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_a_control_section_beside_the_biopsy_is_said(tmp_path: Path, control: bool) -> None:
+    """Two biopsy fragments (8% CD56+) and, on the same slide, a positive control section
+    (35%): counted as stroma when no region is drawn, a 22% control beside an 8% biopsy read
+    14–16 per 100 and was within the fields' own spread (audit 10). The control is a piece of
+    tissue of its own, far richer than the rest: said. Two fragments alike are not."""
+    lamp = np.array(FieldSpec().white)
+    rng = np.random.default_rng(1)
+    canvas = (lamp + rng.integers(-2, 3, (700, 2200, 3))).clip(0, 255).astype(np.uint8)
+    pieces = [(50, 50, 8.0, 31), (50, 800, 8.0, 32), (50, 1550, 35.0 if control else 8.0, 33)]
+    for oy, ox, pct, seed in pieces:
+        spec = FieldSpec(width_px=600, height_px=600, seed=seed, unk_percent_of_stromal=pct)
+        canvas[oy : oy + 600, ox : ox + 600] = simulate_field(spec).rgb
+    path = tmp_path / "slide.tif"
+    _write_generic_pyramid(path, canvas, compression="lzw")
+    src = open_image(path, max_field_pixels=100_000)
+    assert isinstance(src, WholeSlide)
+    try:
+        a = analyze_source(src, SETTINGS)
+    finally:
+        src.close()
+    (q,) = [q for q in a.result.qc if q.check == "tissue pieces"]
+    assert q.passed is not control, q.reason
+    if control:  # by construction: the control is 35/8 ≈ 4.4 times the fragments' rate
+        assert q.value is not None and q.value > 3.0

@@ -78,6 +78,7 @@ from nkpanel.uterine.results import (
     few_positives_qc,
     fields_qc,
     nucleus_size_qc,
+    pieces_qc,
     ratio_ci,
     stromal_cells_qc,
 )
@@ -322,6 +323,35 @@ def _dab_background_qc(
     raised = stroma & (back >= limit)
     px_mm2 = (ov_um * 1e-3) ** 2
     return dab_background_qc(float(raised.sum()) * px_mm2, float(stroma.sum()) * px_mm2, limit)
+
+
+#: stroma pieces smaller than this (mm²) are not compared on their own (a fragment's edge, a
+#: speck the region left)
+MIN_PIECE_MM2 = 0.02
+
+
+def _pieces(
+    stroma: BoolArray, cells: CellTable, ds_ov: float, ov_px_mm2: float
+) -> list[FieldCount]:
+    """The counts of each separate piece of stroma on the overview (8-connected, at least
+    :data:`MIN_PIECE_MM2`), for :func:`~nkpanel.uterine.results.pieces_qc`."""
+    from scipy import ndimage as ndi
+
+    labels, n = ndi.label(stroma, structure=np.ones((3, 3), dtype=bool))
+    if n < 2:
+        return []
+    oh, ow = stroma.shape
+    oxi = np.clip((cells.x / ds_ov).astype(np.intp), 0, ow - 1)
+    oyi = np.clip((cells.y / ds_ov).astype(np.intp), 0, oh - 1)
+    of_cell = labels[oyi, oxi]
+    area = np.bincount(labels.ravel(), minlength=n + 1) * ov_px_mm2
+    cells_in = np.bincount(of_cell, minlength=n + 1)
+    positive_in = np.bincount(of_cell, weights=cells.positive.astype(np.float64), minlength=n + 1)
+    return [
+        FieldCount(f"piece {k}", "image", int(positive_in[k]), int(cells_in[k]), float(area[k]))
+        for k in range(1, n + 1)
+        if area[k] >= MIN_PIECE_MM2
+    ]
 
 
 def _fit(a: U8, h: int, w: int) -> U8:
@@ -831,6 +861,9 @@ def analyze_source(
     if isinstance(src, WholeSlide):
         qc.append(fields_qc(len(fields), s.n_fields))
         qc += across_fields_qc(field_counts)
+        piece_check = pieces_qc(_pieces(stroma, counted_cells, ds_ov, ov_px_mm2))
+        if piece_check is not None:
+            qc.append(piece_check)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
     qc.append(borderline_staining_qc(compartment_od, s.detection.positive_threshold_od))
     if s.detection.dab_background_um > 0:

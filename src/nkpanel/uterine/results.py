@@ -45,6 +45,7 @@ __all__ = [
     "fields_qc",
     "nucleus_size_qc",
     "outlier_fields_qc",
+    "pieces_qc",
     "ratio_ci",
     "sparse_fields_qc",
     "stromal_cells_qc",
@@ -470,6 +471,66 @@ def across_fields_qc(fields: Sequence[FieldCount]) -> list[UterineQC]:
     """The checks that compare fields with one another: :func:`sparse_fields_qc` and
     :func:`outlier_fields_qc` (those that apply)."""
     return [q for q in (sparse_fields_qc(fields), outlier_fields_qc(fields)) if q is not None]
+
+
+#: a piece of tissue is compared with the rest of the slide from this many stromal cells, and
+#: said when its CD56+ rate is over this many times the rest's (and 5 binomial SD above it)
+PIECE_MIN_CELLS = 200
+PIECE_RATIO = 2.0
+
+
+def pieces_qc(pieces: Sequence[FieldCount]) -> UterineQC | None:
+    """The (non-blocking) check that no separate piece of tissue on a slide is far richer in
+    CD56+ cells than the rest.
+
+    A positive control section mounted beside the biopsy (decidua or tonsil) is a piece of
+    its own; counted as stroma when no region is drawn, a 22% control beside an 8% biopsy read
+    14.1–15.5 per 100 and was too little beyond the fields' own spread for
+    :func:`outlier_fields_qc` (audit 10). Each piece of at least :data:`PIECE_MIN_CELLS`
+    stromal cells is set against the pooled rest: said when its rate is over
+    :data:`PIECE_RATIO` times theirs and 5 binomial SD above it. Fragments of one biopsy
+    differ less than that as a rule, but can: the check asks a person to look. None with
+    fewer than two such pieces.
+
+    Examples
+    --------
+    >>> biopsy = [FieldCount(f"piece {i}", "image", x, 1000, 0.2) for i, x in ((1, 85), (2, 80))]
+    >>> pieces_qc(biopsy).passed
+    True
+    >>> q = pieces_qc([*biopsy, FieldCount("piece 3", "image", 220, 1000, 0.2)])
+    >>> q.passed, q.reason.split(" (")[0]
+    (False, 'piece 3 reads 22.0 CD56+ per 100 stromal cells against 8.2 in the rest of the slide')
+    """
+    big = [p for p in pieces if p.stromal_cells >= PIECE_MIN_CELLS]
+    if len(big) < 2:
+        return None
+    x = np.array([p.cd56_positive_cells for p in big], dtype=np.float64)
+    n = np.array([p.stromal_cells for p in big], dtype=np.float64)
+    worst: tuple[float, int, float] | None = None
+    for i in range(len(big)):
+        rest = np.arange(len(big)) != i
+        p_rest = float(x[rest].sum() / n[rest].sum())
+        rate = x[i] / n[i]
+        ratio = rate / p_rest if p_rest > 0 else float("inf")
+        if worst is None or ratio > worst[0]:
+            worst = (ratio, i, p_rest)
+    assert worst is not None
+    ratio, i, p_rest = worst
+    piece = big[i]
+    rate = x[i] / n[i]
+    se = float(np.sqrt(max(p_rest * (1.0 - p_rest), 1e-12) / n[i]))
+    passed = not (ratio > PIECE_RATIO and (rate - p_rest) / se > 5.0)
+    reason = (
+        f"{piece.field} reads {100 * rate:.1f} CD56+ per 100 stromal cells against "
+        f"{100 * p_rest:.1f} in the rest of the slide ({piece.stromal_cells} cells, "
+        f"{piece.stromal_area_mm2:.3f} mm²)"
+    )
+    if not passed:
+        reason += (
+            ": another tissue on the slide? (a positive control section beside the biopsy); "
+            "check the overview, and draw a Stroma region around the biopsy if so"
+        )
+    return UterineQC("tissue pieces", passed, round(ratio, 2), PIECE_RATIO, reason, False)
 
 
 def sparse_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
