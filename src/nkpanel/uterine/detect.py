@@ -884,7 +884,6 @@ def detect_cells(
     cf = cells.ravel()[at]
     m = n + 1
     cell_px = np.bincount(cf, minlength=m).astype(np.float64)
-    d_cell = np.bincount(cf, weights=d.ravel()[at].astype(np.float64), minlength=m)
     at_n = np.flatnonzero(nuclei.ravel())
     nf = nuclei.ravel()[at_n]
     nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
@@ -892,34 +891,29 @@ def detect_cells(
     cy = np.bincount(nf, weights=row.astype(np.float64), minlength=m)
     cx = np.bincount(nf, weights=col.astype(np.float64), minlength=m)
     h_nuc = np.bincount(nf, weights=h.ravel()[at_n].astype(np.float64), minlength=m)
-    d_nuc = np.bincount(nf, weights=d.ravel()[at_n].astype(np.float64), minlength=m)
     ring_px = cell_px - nuc_px
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d_nuc_mean = d_nuc[1:] / nuc_px[1:]
-        d_cell_mean = d_cell[1:] / cell_px[1:]
-        d_ring_mean = np.where(
-            ring_px[1:] > 0, (d_cell[1:] - d_nuc[1:]) / np.maximum(ring_px[1:], 1), d_nuc_mean
-        )
-    judged = {"dab_nucleus_od": d_nuc_mean, "dab_cytoplasm_od": d_ring_mean}
-    judged["dab_cell_od"] = d_cell_mean
+
+    def means(image: F32) -> dict[Compartment, F64]:
+        """Each cell's mean of ``image`` in each compartment (the ring: the cell less its
+        nucleus; the nucleus's mean where no ring is left)."""
+        in_cell = np.bincount(cf, weights=image.ravel()[at].astype(np.float64), minlength=m)
+        in_nuc = np.bincount(nf, weights=image.ravel()[at_n].astype(np.float64), minlength=m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nucleus = in_nuc[1:] / nuc_px[1:]
+            ring = (in_cell[1:] - in_nuc[1:]) / np.maximum(ring_px[1:], 1)
+            return {
+                "nucleus": nucleus,
+                "cell": in_cell[1:] / cell_px[1:],
+                "cytoplasm": np.where(ring_px[1:] > 0, ring, nucleus),
+            }
+
+    dab_means = means(d)
     # the DAB of the stroma around each cell (module docstring, step 10), averaged over the
     # compartment positivity is judged on
     if s.dab_background_um > 0:
         block = max(2, round(s.dab_background_um / um))
         back = dab_background(d, nuclei > 0, block, s.dab_background_floor_od)
-        b_cell = np.bincount(cf, weights=back.ravel()[at].astype(np.float64), minlength=m)
-        b_nuc = np.bincount(nf, weights=back.ravel()[at_n].astype(np.float64), minlength=m)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b_nuc_mean = b_nuc[1:] / nuc_px[1:]
-            background = {
-                "nucleus": b_nuc_mean,
-                "cell": b_cell[1:] / cell_px[1:],
-                "cytoplasm": np.where(
-                    ring_px[1:] > 0,
-                    (b_cell[1:] - b_nuc[1:]) / np.maximum(ring_px[1:], 1),
-                    b_nuc_mean,
-                ),
-            }[s.compartment]
+        background = means(back)[s.compartment]
     else:
         background = np.zeros(n, dtype=np.float64)
     table = CellTable(
@@ -928,10 +922,10 @@ def detect_cells(
         nucleus_area_um2=nuc_px[1:] * px_area,
         cell_area_um2=cell_px[1:] * px_area,
         haematoxylin_nucleus_od=h_nuc[1:] / nuc_px[1:],
-        dab_nucleus_od=d_nuc_mean,
-        dab_cytoplasm_od=d_ring_mean,
-        dab_cell_od=d_cell_mean,
+        dab_nucleus_od=dab_means["nucleus"],
+        dab_cytoplasm_od=dab_means["cytoplasm"],
+        dab_cell_od=dab_means["cell"],
         dab_background_od=background,
-        positive=judged[_COMPARTMENT_FIELDS[s.compartment]] - background >= s.positive_threshold_od,
+        positive=dab_means[s.compartment] - background >= s.positive_threshold_od,
     )
     return table, (Segmentation(nuclei, cells) if return_labels else None)
