@@ -31,8 +31,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
-from nkpanel.interpret.flags import Caveat, Interpretation, InterpretSettings, uncertainty_of
-from nkpanel.interpret.intervals import IntervalSet
+from nkpanel.interpret.flags import Caveat, Interpretation
 
 __all__ = ["CRITICAL_Z", "DISAGREE", "samples_disagree"]
 
@@ -46,41 +45,39 @@ DISAGREE = "samples-disagree"
 GROSS_RATIO = 1.5
 
 
-def _u(r: Interpretation, intervals: IntervalSet, settings: InterpretSettings) -> float | None:
-    """The standard uncertainty of ``r``'s value, in its unit (``None`` when unknown)."""
-    unc = uncertainty_of(r.measurement, intervals, settings)
+def _u(r: Interpretation) -> float | None:
+    """The standard uncertainty of ``r``'s value, in its unit (``None`` when unknown): from the
+    uncertainty its interpretation worked out (:func:`~nkpanel.interpret.flags.uncertainty_of`)."""
     value = r.measurement.value
-    if unc is None or value is None:
+    if r.uncertainty is None or value is None:
         return None
-    return unc.cv_percent / 100.0 * abs(value)
+    return r.uncertainty.cv_percent / 100.0 * abs(value)
 
 
-def samples_disagree(
-    results: Sequence[Interpretation], intervals: IntervalSet, settings: InterpretSettings
-) -> tuple[Interpretation, ...]:
+def samples_disagree(results: Sequence[Interpretation]) -> tuple[Interpretation, ...]:
     """``results`` with a :data:`DISAGREE` caveat on each reportable result whose value differs
     from another sample's of the same specimen and measurand by more than :data:`CRITICAL_Z`
     standard uncertainties of the difference (see the module docstring)."""
-    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[tuple[int, float]]] = defaultdict(list)
     for i, r in enumerate(results):
         m = r.measurement
         if m.reportable and m.value is not None:
-            groups[(m.specimen_id, m.code, m.estimate)].append(i)
+            groups[(m.specimen_id, m.code, m.estimate)].append((i, float(m.value)))
     extra: dict[int, list[Caveat]] = defaultdict(list)
     for (specimen, _, _), members in groups.items():
-        for i, j in itertools.combinations(members, 2):
+        for (i, value_a), (j, value_b) in itertools.combinations(members, 2):
             a, b = results[i], results[j]
             if a.measurement.sample == b.measurement.sample:
                 continue
-            ua, ub = _u(a, intervals, settings), _u(b, intervals, settings)
+            ua, ub = _u(a), _u(b)
             if ua is None or ub is None:
                 continue
-            diff = abs(float(a.measurement.value) - float(b.measurement.value))  # type: ignore[arg-type]
+            diff = abs(value_a - value_b)
             u_diff = math.hypot(ua, ub)
             if diff <= CRITICAL_Z * u_diff:
                 continue
-            va, vb = sorted((abs(float(a.measurement.value)), abs(float(b.measurement.value))))  # type: ignore[arg-type]
-            gross = va > 0 and vb / va > GROSS_RATIO
+            low, high = sorted((abs(value_a), abs(value_b)))
+            gross = low > 0 and high / low > GROSS_RATIO
             if (
                 _counting_only(a)
                 and _counting_only(b)

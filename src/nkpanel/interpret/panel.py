@@ -142,9 +142,7 @@ def interpret_case(
     earlier = tuple(read_episode(h) for h in history)
     _check_history(episode, earlier)
     results = samples_disagree(
-        [interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements],
-        ivs,
-        settings,
+        [interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements]
     )
     series = tuple(trends(episode, earlier, ivs, settings))
     notes, patient_notes = serial_notes(series)
