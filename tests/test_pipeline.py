@@ -453,3 +453,18 @@ def test_an_image_in_two_biopsies_of_a_case_is_said(tmp_path: Path) -> None:
     assert entries[0]["notes"] == [] and entries[2]["notes"] == []
     (note,) = entries[1]["notes"]
     assert note.endswith("also an image of biopsy b1; one picture counted in two biopsies")
+
+
+def test_files_alike_in_their_opening_block_are_told_apart_by_the_rest(tmp_path: Path) -> None:
+    """Equal-sized files are compared by their first 64 KiB, and whole only where those agree:
+    two fields that differ after the opening block are both kept, a true copy is dropped."""
+    from nkpanel._names import distinct_files
+
+    head = bytes(range(256)) * 256  # 64 KiB alike
+    a, b, c = tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "c.tif"
+    a.write_bytes(head + b"A" * 1000)
+    b.write_bytes(head + b"B" * 1000)
+    c.write_bytes(head + b"A" * 1000)
+    kept, notes = distinct_files([a, b, c])
+    assert kept == [a, b]
+    assert notes == [f"{c}: the same content as {a} (a copy): analysed once"]

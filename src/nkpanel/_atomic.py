@@ -209,7 +209,7 @@ def _stamp(path: Path) -> str:
     as written, and is kept; one only copied (a backup restored, a share with coarse times)
     still is."""
     st = path.stat()
-    return f"{st.st_size}\t{st.st_mtime_ns}\t{_digest(path)}"
+    return f"{st.st_size}\t{st.st_mtime_ns}\t{file_sha256(path)}"
 
 
 def _write_list(folder: Path, stamps: dict[str, str]) -> None:
@@ -269,14 +269,23 @@ def _as_written(path: Path, stamp: list[str]) -> bool:
     if str(st.st_mtime_ns) == stamp[1]:
         return True
     try:
-        return len(stamp) >= 3 and _digest(path) == stamp[2]
+        return len(stamp) >= 3 and file_sha256(path) == stamp[2]
     except OSError:
         return False
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path, head: int | None = None) -> str:
+    """The SHA-256 of ``path``'s bytes, or of its first ``head`` bytes.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    """
     with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        if head is None:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+        return hashlib.sha256(fh.read(head)).hexdigest()
 
 
 def _only_ours(folder: Path, listed: Collection[str]) -> bool:

@@ -107,7 +107,8 @@ def distinct_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
 def _distinct_contents(paths: list[Path], notes: list[str]) -> tuple[list[Path], list[str]]:
     """``paths`` less the byte-for-byte copies of an earlier one ("f1 copy.tif"), with a note
     each: a copy is the same tube or field, and would count twice. Only files of equal size
-    are read (hashed in blocks), so distinct inputs cost one ``stat`` each."""
+    are read, first their opening 64 KiB and whole only where those agree, so distinct inputs
+    cost one ``stat`` each, and equal-sized ones (a camera's uncompressed fields) one block."""
     sizes: dict[int, list[int]] = {}
     for i, p in enumerate(paths):
         try:
@@ -115,36 +116,44 @@ def _distinct_contents(paths: list[Path], notes: list[str]) -> tuple[list[Path],
         except OSError:
             continue
     dropped: set[int] = set()
+    whole: dict[int, str | None] = {}
+
+    def full(i: int) -> str | None:
+        if i not in whole:
+            whole[i] = _sha256(paths[i])
+        return whole[i]
+
     for same_size in sizes.values():
         if len(same_size) < 2:
             continue
-        first: dict[str, int] = {}
+        kept: dict[str, list[int]] = {}  # opening block's digest → files kept with it
         for i in same_size:
-            digest = _digest(paths[i])
+            head = _sha256(paths[i], 1 << 16)
+            if head is None:
+                continue
+            if head not in kept:
+                kept[head] = [i]
+                continue
+            digest = full(i)
             if digest is None:
                 continue
-            if digest in first:
-                dropped.add(i)
-                notes.append(
-                    f"{paths[i]}: the same content as {paths[first[digest]]} (a copy): "
-                    "analysed once"
-                )
-            else:
-                first[digest] = i
+            match = next((j for j in kept[head] if full(j) == digest), None)
+            if match is None:
+                kept[head].append(i)
+                continue
+            dropped.add(i)
+            notes.append(f"{paths[i]}: the same content as {paths[match]} (a copy): analysed once")
     return [p for i, p in enumerate(paths) if i not in dropped], notes
 
 
-def _digest(path: Path) -> str | None:
-    import hashlib
+def _sha256(path: Path, head: int | None = None) -> str | None:
+    """:func:`~nkpanel._atomic.file_sha256`, or None when the file cannot be read."""
+    from nkpanel._atomic import file_sha256
 
-    h = hashlib.sha256()
     try:
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
+        return file_sha256(path, head)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def away_from_earlier(
