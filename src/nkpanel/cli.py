@@ -237,7 +237,7 @@ def flow_analyze(
     ] = QCLimits.max_saturated_fraction,
 ) -> None:
     """Analyse FCS files: automated NK gating (or a lab template), counts, QC, figures."""
-    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, named_roles
+    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings
     from nkpanel.flow.autogate import AutoGateSettings
     from nkpanel.flow.markers import load_aliases, normalise_label
     from nkpanel.pipeline import analyze_flow_batch
@@ -265,16 +265,13 @@ def flow_analyze(
         spillover=spill,
         template=template,
         template_sample=template_sample,
-        template_populations=named_roles(
-            parse_pairs(
-                population or [],
-                option="--population",
-                form="ROLE=GATE",
-                hint=", e.g. NK=NK_cells",
-                convert=lambda role, gate: gate,
-                same_key=str.casefold,
-            ),
-            "--population",
+        template_populations=parse_pairs(
+            population or [],
+            option="--population",
+            form="ROLE=GATE",
+            hint=", e.g. NK=NK_cells",
+            convert=lambda role, gate: gate,
+            same_key=str.casefold,
         ),
         counts=AbsoluteCountInputs(beads, volume, lymphocytes_per_ul),
         qc=QCLimits(

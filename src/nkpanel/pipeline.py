@@ -32,7 +32,7 @@ from nkpanel._names import (
 )
 from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import ConfigError, InputError, batch_failure, one_line
-from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, named_roles
+from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import (
     BATCH_TABLES,
     BatchFailure,
@@ -188,9 +188,8 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
     template_sample = draw.template_sample or base.template_sample
     dataset = draw.dataset if draw.dataset is not None else base.dataset
     markers = {**base.marker_overrides, **draw.markers}  # the draw's own mapping wins
-    # in the roles' own spelling (load_case refused unknown roles)
-    own = named_roles(draw.populations, f"blood draw {draw.id} populations")
-    populations = {**base.template_populations, **own}
+    # the draw's own win; FlowSettings puts every role in its own spelling (nk → NK)
+    populations = {**base.template_populations, **draw.populations}
     return dataclasses.replace(
         base,
         template=template,

@@ -156,6 +156,12 @@ class FlowSettings:
     #: choice of :func:`~nkpanel.flow.sample.read_fcs`)
     dataset: int | None = None
 
+    def __post_init__(self) -> None:
+        # roles in their own spelling (nk → NK), however given: one place for the CLI's
+        # --population and a draw's populations (an unknown role is refused, naming it)
+        roles = named_roles(self.template_populations, "--population")
+        object.__setattr__(self, "template_populations", roles)
+
     def alias_table(self) -> AliasTable:
         table = self.aliases or load_aliases()
         return table.with_overrides(self.marker_overrides) if self.marker_overrides else table
