@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from nkpanel._atomic import (
     atomic_folder,
     check_ours,
@@ -108,9 +106,7 @@ def analyze_flow_batch(
                     or f"named {name}: another file of the batch is also called {path.stem}"
                 )
             # shape and about 2,000 evenly spaced events: two tubes never share them
-            fingerprint = array_digest(
-                np.asarray(analysis.sample.events, dtype=np.float64), rows=2048
-            )
+            fingerprint = array_digest(analysis.sample.events, rows=2048)
             if fingerprint in seen:  # the same tube re-exported (other keywords, byte order)
                 notes.append(
                     f"holds the same events as {seen[fingerprint]} (exported twice?): both are "

@@ -765,10 +765,11 @@ def _compensation_seen(
         )
     # a gain the file gives on a fluorescence channel divides its values before compensation
     # (FCS 3.1 $PnG); a matrix measured on undivided values then looks wrong
+    gated = set(markers.values())
     gains = [
         f"{sample.label(ch.pnn)} ({ch.png:g})"
         for ch in sample.channels
-        if ch.png != 1.0 and ch.pnn in set(markers.values())
+        if ch.png != 1.0 and ch.pnn in gated
     ]
     gained = (
         f"; the file gives $PnG other than 1 on {', '.join(gains)}: its values were divided by "

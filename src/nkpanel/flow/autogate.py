@@ -576,23 +576,23 @@ class _Gater:
         tch = self.markers.channel_for("Time")
         t = self.sample.events[:, self.col[tch]]
         rate = flow_rate(t, self.settings)
+        wraps = rate is None
         if rate is None:
             unwrapped = _unwrapped(t)
             rate = flow_rate(unwrapped[0], self.settings) if unwrapped is not None else None
             if rate is None or unwrapped is None:
                 self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
                 return None, None
-            # checked on the unwrapped times; a gate on the stored (wrapping) values could not
-            # trim the ends, so none is placed
             self.notes.append(
                 f"Time counter wraps every {unwrapped[1]:.4g}: flow rate checked on the unwrapped "
                 "times (unstable ends not trimmed)"
             )
-            if rate.pause:
-                self.notes.append(rate.pause)
-            return None, rate.interior_unstable
         if rate.pause:
             self.notes.append(rate.pause)
+        if wraps:
+            # checked on the unwrapped times; a gate on the stored (wrapping) values could not
+            # trim the ends, so none is placed
+            return None, rate.interior_unstable
         edges, first, last = rate.edges, rate.first, rate.last
         bins = edges.size - 1
         # an untrimmed end still gets a bound (the acquisition's own start or end), so that
@@ -826,7 +826,12 @@ class _Gater:
         # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
         # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
         # NK; withheld by the blocking "lymphocyte gate" QC check
-        no_side_scatter = ssc is None and self.kind == "flow"
+        if ssc is None and self.kind == "flow":
+            self.lymphocytes_separated = False
+            # said by the "lymphocyte gate" QC check: every leukocyte passes
+            whole = (self.dim(self.sample.pnn[0]),)
+            self.add(RangeGate("Lymphocytes", parent, whole, (None,), (None,)))
+            return "Lymphocytes"
         if ssc is not None:
             if not self.markers.has("CD45") and fsc is not None:
                 # without CD45, debris (low FSC, low SSC) must go before the low-SSC cluster is
@@ -848,7 +853,7 @@ class _Gater:
             dims.append(self.dim(ch))
             lo.append(None)
             hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
-        elif self.markers.has("CD45") and not no_side_scatter:
+        elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
             ch = self.markers.channel_for("CD45")
             dims.append(self.dim(ch))
@@ -859,7 +864,7 @@ class _Gater:
             hi.append(None)
             base = base & (self.raw(ch) >= bright)
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
-            if self.markers.has(marker) and not no_side_scatter:
+            if self.markers.has(marker):
                 ch = self.markers.channel_for(marker)
                 shared = self.markers.sharing(marker)
                 dump = [m for m in ("CD3", "CD19", "CD56", "CD16") if m in shared]
@@ -875,7 +880,7 @@ class _Gater:
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
-        if not dims or no_side_scatter:  # said by the "lymphocyte gate" QC check
+        if not dims:  # said by the "lymphocyte gate" QC check
             self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))

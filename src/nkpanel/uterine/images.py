@@ -1045,7 +1045,9 @@ def _open_tiff_field(
     if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == page.samplesperpixel:
         arr = np.moveaxis(arr, 0, -1)  # separate colour planes → height × width × samples
     # the brightest samples are needed (a pass over the field) only for 16-bit samples
-    largest = _brightest(arr) if int(page.bitspersample) == 16 and arr.size else None
+    # (not when the file states its range, nor for a palette: _declared_full_scale uses neither)
+    deep = int(page.bitspersample) == 16 and page.photometric.name != "PALETTE"
+    largest = _brightest(arr) if deep and arr.size and _stated_max(page) is None else None
     full, note = _declared_full_scale(page, largest)
     if note:
         notes.append(note)

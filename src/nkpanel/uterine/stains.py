@@ -316,9 +316,9 @@ def estimate_white(rgb_sample: U8, *, percentile: float = 99.5) -> tuple[float, 
             white = np.all(px == 255, axis=1)
             k = int(np.count_nonzero(white))
             if 0 < k < OVERLAY_SHARE * n:
-                px = px[~white]
+                # each pure-white pixel is one count in bin 255 of every channel
+                counts[:, 255] -= k
                 n -= k
-                counts = _channel_counts(px)
         w = [_percentile_u8(counts[c], n, percentile) for c in range(3)]
         return (max(w[0], 1.0), max(w[1], 1.0), max(w[2], 1.0))
     wp = np.maximum(np.percentile(px, percentile, axis=0), 1.0)
