@@ -561,6 +561,7 @@ def analyze_source(
                 UterineQC("regions on image", False, outside, MAX_OUTSIDE_FRACTION, warning, False)
             )
     px0 = src.pixel_size.um_per_px
+    is_slide = isinstance(src, WholeSlide)
     ds_a = max(1.0, s.detection.pixel_size_um / px0)
     a_um = px0 * ds_a
     det = replace(s.detection, pixel_size_um=a_um)
@@ -580,12 +581,12 @@ def analyze_source(
         )
     else:
         overview = _read_overview(src, ds_ov)
-    if isinstance(src, WholeSlide):
+    if is_slide:
         check_brightfield(overview, src.path)
     # white point: the palest pixels of a field; on a slide, first from its overview, then
     # from clear glass at the analysis resolution (below)
     fills = _fill_colours(src)
-    fill = _is_fill(overview, fills) if isinstance(src, WholeSlide) else None
+    fill = _is_fill(overview, fills) if is_slide else None
     if s.white_point is not None:
         white = s.white_point
     elif field_a is not None:
@@ -608,7 +609,7 @@ def analyze_source(
         )
     std = ruifrok_hdab(white)
     overview_density, ink, tissue = _tissue_of(overview, std, tis)
-    if isinstance(src, WholeSlide) and s.white_point is None and tissue.any():
+    if is_slide and s.white_point is None and tissue.any():
         # the overview comes from a reduced, JPEG-compressed level whose colours overshoot near
         # tissue; the white point is read where a field's is, at the analysis resolution, from
         # clear glass (tissue and the glass are then found again against it)
@@ -778,8 +779,8 @@ def analyze_source(
     # counts
     stroma_mm2 = float(stroma.sum()) * ov_px_mm2
     overall = FieldCount(
-        "whole stroma" if isinstance(src, WholeSlide) else "image",
-        "whole-stroma" if isinstance(src, WholeSlide) else "image",
+        "whole stroma" if is_slide else "image",
+        "whole-stroma" if is_slide else "image",
         int(counted_cells.positive.sum()),
         len(counted_cells),
         stroma_mm2,
@@ -807,7 +808,7 @@ def analyze_source(
                     s.field_diameter_um,
                 )
             )
-    elif not isinstance(src, WholeSlide):
+    elif not is_slide:
         # a field image is one field of the biopsy
         field_counts.append(overall)
     # a slide's whole stroma is never one of its fields: with none fitted it has no
@@ -824,9 +825,7 @@ def analyze_source(
             else f"pixel size {px0:.3g} µm is too coarse: nuclei need ≤ "
             f"{s.max_pixel_size_um:g} µm per pixel",
         ),
-        stromal_cells_qc(
-            len(counted_cells), s.min_stromal_cells, blocking=isinstance(src, WholeSlide)
-        ),
+        stromal_cells_qc(len(counted_cells), s.min_stromal_cells, blocking=is_slide),
     ]
     if isinstance(src, WholeSlide) and src.other_images:
         n = len(src.other_images)
@@ -858,7 +857,7 @@ def analyze_source(
                 blocking=False,
             )
         )
-    if isinstance(src, WholeSlide):
+    if is_slide:
         qc.append(fields_qc(len(fields), s.n_fields))
         qc += across_fields_qc(field_counts)
         piece_check = pieces_qc(_pieces(stroma, counted_cells, ds_ov, ov_px_mm2))
