@@ -30,7 +30,7 @@ from nkpanel.flow.compensation import (
     spectral_unmixing,
     unlisted_compensation,
 )
-from nkpanel.flow.gates import GateTree
+from nkpanel.flow.gates import GateTree, dimension_values
 from nkpanel.flow.markers import (
     AliasTable,
     MarkerMap,
@@ -816,10 +816,7 @@ def _nk_among_b_cells(
     # the lymphocytes near 1% is then known to about a tenth of itself
     every = np.arange(0, sample.n_events, max(1, sample.n_events // 50_000))
     b = every[member["B cells"][every]]
-    values = []
-    for d in nk.dims:
-        v = (comp.column(col[d.channel]) if d.compensated else sample.column(d.channel))[b]
-        values.append(d.transform(v) if d.transform is not None else v)
+    values = [dimension_values(d, comp, sample.events, col, b) for d in nk.dims]
     lymphocytes = int(np.count_nonzero(member["Lymphocytes"][every]))
     points = 100.0 * int(np.count_nonzero(nk.contains(values))) / max(1, lymphocytes)
     warn, block = NK_AMONG_B_POINTS

@@ -23,6 +23,7 @@ __all__ = [
     "GateTree",
     "PolygonGate",
     "RangeGate",
+    "dimension_values",
     "gate_events",
     "points_in_polygon",
 ]
@@ -185,6 +186,26 @@ def gate_events(
     return inside, contained
 
 
+def dimension_values(
+    dim: Dimension,
+    compensated: NDArray[np.float64] | ColumnSource,
+    raw: NDArray[np.float64],
+    column: Mapping[str, int],
+    idx: NDArray[np.intp] | None = None,
+) -> NDArray[np.float64]:
+    """A gate dimension's values at events ``idx`` (every event for ``None``): the compensated
+    or the raw column, as the dimension says, through its transform."""
+    j = column[dim.channel]
+    if not dim.compensated:
+        col = raw[:, j]
+    elif isinstance(compensated, np.ndarray):
+        col = compensated[:, j]
+    else:
+        col = compensated.column(j)
+    v = col if idx is None else col[idx]
+    return dim.transform(v) if dim.transform is not None else v
+
+
 class ColumnSource(Protocol):
     """Compensated events one channel at a time."""
 
@@ -237,15 +258,7 @@ class GateTree:
         for g in self.gates:
 
             def values(dim: Dimension, idx: NDArray[np.intp] | None) -> NDArray[np.float64]:
-                j = column[dim.channel]
-                if not dim.compensated:
-                    col = raw[:, j]
-                elif isinstance(compensated, np.ndarray):
-                    col = compensated[:, j]
-                else:
-                    col = compensated.column(j)
-                v = col if idx is None else col[idx]
-                return dim.transform(v) if dim.transform is not None else v
+                return dimension_values(dim, compensated, raw, column, idx)
 
             def parent_events(name: str | None = g.parent) -> NDArray[np.intp]:
                 key = str(name)
