@@ -606,3 +606,65 @@ def test_in_lymphopenia_the_bead_cut_keeps_the_cd56bright_nk_cells(seed: int) ->
     assert np.mean(a.membership["Leukocytes"][bright]) >= 0.99
     beads = next(g for g in a.gating.tree.gates if g.name == "Beads")
     assert beads.dims[0].channel not in {a.markers.markers["CD56"], a.markers.markers["CD16"]}
+
+
+def _nk_labels(tube: object) -> np.ndarray:
+    return np.isin(tube.labels, ["NK_dim", "NK_bright", "NK_CD56neg"])  # type: ignore[attr-defined]
+
+
+def test_lymphopenia_keeps_the_nk_cells_that_scatter_more_side_light() -> None:
+    """NK cells scatter more side light than T cells. At 2% lymphocytes, where monocytes
+    outnumber them, the side-scatter valley lay inside the NK cells' spread (audit 10, this
+    seed: 16% of CD56dim NK cells dropped, NK/µL −13%, reportable with every check passed).
+    The lymphocyte gate drawn across FSC and SSC keeps them and still leaves the monocytes out.
+    Truth is each simulated event's population."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=31059,
+            n_events=300_000,
+            lymphocyte_percent_of_leukocytes=2.2,
+            lymphocytes_per_ul=800.0,
+            cd56bright_percent_of_nk=12.0,
+            nk_percent_of_lymphocytes=7.2,
+        )
+    )
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000, 50)))
+    lymph = a.membership["Lymphocytes"]
+    assert isinstance(a.tree["Lymphocytes"] if a.tree else None, PolygonGate)
+    assert lymph[_nk_labels(tube)].mean() >= 0.97
+    assert lymph[tube.labels == "T"].mean() >= 0.995
+    assert np.count_nonzero(lymph & (tube.labels == "monocyte")) <= 0.01 * lymph.sum()
+    nk_per_ul = a.result.nk_cells_per_ul
+    assert nk_per_ul is not None
+    assert abs(nk_per_ul / tube.truth["nk_per_ul_bead_method"] - 1) <= 0.05
+
+
+def test_the_oblique_lymphocyte_gate_matches_flowkit(tmp_path: Path) -> None:
+    """The automated gates, the FSC/SSC polygon among them, exported as Gating-ML give the same
+    members in FlowKit as here, event for event."""
+    import flowkit
+
+    from nkpanel.flow.gatingml import export_gatingml
+    from tests.flow.test_gatingml import assert_same_membership, flowkit_membership
+
+    tube = simulate_tube(SimulationSpec(seed=5, n_events=60_000))
+    path = write_fcs(tube, tmp_path / "tube-synthetic.fcs")
+    a = analyze_file(path)
+    assert a.tree is not None and isinstance(a.tree["Lymphocytes"], PolygonGate)
+    xml = export_gatingml(a.tree, tmp_path / "auto.xml", spillover=a.sample.spillover)
+    fk = flowkit.Sample(str(path), sample_id="tube")
+    assert_same_membership(dict(a.membership), flowkit_membership(xml, fk, a.tree), a.tree)
+
+
+def test_a_monocyte_marker_keeps_the_side_scatter_gate() -> None:
+    """With CD14 stained the monocytes are gated out on it, and the lymphocyte gate stays a
+    rectangle (side scatter and CD14) rather than the FSC/SSC polygon."""
+    tube = simulate_tube(SimulationSpec(seed=3, n_events=40_000))
+    plain = tube.to_sample()
+    pns = [ch.pns for ch in plain.channels]
+    at = next(i for i, p in enumerate(pns) if p and "CD19" in p)
+    pns[at] = "CD14 PE-Cy7"
+    a = analyze_sample(rebuilt(plain, pns=pns), FlowSettings())
+    gate = a.tree["Lymphocytes"] if a.tree else None
+    assert isinstance(gate, RangeGate)
+    assert [d.channel for d in gate.dims][-1] == "PE-Cy7-A"

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkpanel.flow.gates import _ratio_band, points_in_polygon
+from nkpanel.flow.autogate import _oblique_polygon
+from nkpanel.flow.gates import _ratio_band, _under_chain, points_in_polygon
 
 
 def _kernel(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -40,6 +41,49 @@ def test_band_polygons_match_the_kernel(seed: int, n: int) -> None:
     extra = np.concatenate((on_edges.reshape(-1, 2), near.reshape(-1, 2), vertices))
     x, y = np.r_[x, extra[:, 0]], np.r_[y, extra[:, 1]]
     assert np.array_equal(points_in_polygon(x, y, vertices), _kernel(x, y, vertices))
+
+
+def _edge_points(rng: np.random.Generator, vertices: np.ndarray) -> np.ndarray:
+    """Points exactly on every edge, at the vertices, and within rounding of them."""
+    ends = np.roll(vertices, -1, axis=0)
+    t = rng.random((vertices.shape[0], 50))
+    on_edges = vertices[:, None, :] + t[..., None] * (ends - vertices)[:, None, :]
+    near = vertices[:, None, :] * (1 + rng.choice([-1, 0, 1], (vertices.shape[0], 5, 2)) * 1e-15)
+    return np.concatenate((on_edges.reshape(-1, 2), near.reshape(-1, 2), vertices))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.floats(0.2, 3.0),
+    debris=st.booleans(),
+)
+def test_oblique_gates_match_the_kernel(seed: int, k: float, debris: bool) -> None:
+    """The oblique lymphocyte gate (the region under a curve in FSC/SSC): the chain shortcut
+    gives the kernel's answer for every point, on and near every edge included."""
+    rng = np.random.default_rng(seed)
+    c = np.log10(rng.uniform(1e4, 4e4)) + k * np.log10(rng.uniform(3e4, 9e4))
+    left = float(rng.uniform(5e3, 3e4)) if debris else None
+    vertices = np.asarray(
+        _oblique_polygon(c, k, ceiling=3.6e4, left=left, right=2.65e5, bottom=-2.62e5)
+    )
+    assert _under_chain(vertices) is not None
+    x = rng.uniform(-2e4, 2.8e5, 20_000)
+    y = rng.lognormal(np.log(2e4), 0.8, x.size) + rng.normal(0.0, 2e3, x.size)
+    extra = _edge_points(rng, vertices)
+    x, y = np.r_[x, extra[:, 0]], np.r_[y, extra[:, 1]]
+    assert np.array_equal(points_in_polygon(x, y, vertices), _kernel(x, y, vertices))
+
+
+def test_oblique_gate_by_hand() -> None:
+    """log10 SSC + log10 FSC < 9 under a ceiling of SSC 10^4 (hand-placed points): the curve
+    meets the ceiling at FSC 10^5; at FSC 2·10^5 the edge is at SSC 5,000."""
+    edge = _oblique_polygon(9.0, 1.0, ceiling=1e4, left=None, right=3e5, bottom=-1.0)
+    vertices = np.asarray(edge)
+    x = np.array([5e4, 5e4, 2e5, 2e5, 1e5, 2.9e5, 3.1e5])
+    y = np.array([9e3, 1.1e4, 4.9e3, 5.2e3, 9.8e3, 100.0, 100.0])
+    inside = [True, False, True, False, True, True, False]
+    assert points_in_polygon(x, y, vertices).tolist() == inside
 
 
 def test_shapes_that_are_not_bands_take_the_kernel_alone() -> None:

@@ -880,11 +880,90 @@ class _Gater:
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
+        scatter_only = ssc is not None and bool(dims) and dims[-1].channel == ssc
+        if scatter_only and fsc is not None and self.kind == "flow":
+            left = lo[0] if len(dims) == 2 else None  # the debris cut on FSC, where placed
+            vertices = self.oblique_scatter(fsc, str(ssc), base, left)
+            if vertices is not None:
+                dims_2d = (self.dim(fsc), self.dim(str(ssc)))
+                self.add(PolygonGate("Lymphocytes", parent, dims_2d, vertices))
+                return "Lymphocytes"
         if not dims:  # said by the "lymphocyte gate" QC check
             self.lymphocytes_separated = False
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
         return "Lymphocytes"
+
+    def oblique_scatter(
+        self, fsc: str, ssc: str, base: BoolArray, left: float | None
+    ) -> tuple[tuple[float, float], ...] | None:
+        """The lymphocyte gate's edge against the monocytes drawn across forward and side
+        scatter together, as a polygon on the linear scale; ``None`` where side scatter alone
+        parts them as well.
+
+        NK cells, large granular lymphocytes, scatter more side light than T and B cells, and
+        the upper end of their spread reaches the valley between lymphocytes and monocytes on
+        side scatter. A cut there drops the NK cells' bright tail, and when monocytes
+        outnumber the lymphocytes (lymphopenia) the valley moves down into them: 5 to 12% of
+        NK cells lost, T cells kept, on simulated tubes at 2–6% lymphocytes. Monocytes are
+        also larger than lymphocytes (forward scatter), which side scatter alone cannot use;
+        the classical lymphocyte gate is drawn on both. Here the direction that parts the
+        two best is Fisher's linear discriminant of the two populations (as placed by the
+        side-scatter valley: events below it, and events from it to as far again beyond the
+        monocytes' peak) in log forward and log side scatter; the cut is the density valley
+        along it, found as every other cut is. The gate is used only where the discriminant
+        parts the populations at least :data:`OBLIQUE_GAIN` times better than side scatter
+        alone, with monocytes larger and more granular than lymphocytes.
+
+        The edge ``log SSC + k log FSC = c`` is a curve on the linear scale, written as
+        :data:`OBLIQUE_VERTICES` vertices along it from the gate's ceiling (the edge's height
+        at the smallest lymphocytes, the 1st percentile of their forward scatter, and never
+        above the monocytes' peak) to the top of forward scatter; the polygon is the gate,
+        evaluated the same way here and in FlowKit.
+        ``left`` is a lower forward-scatter cut (debris) that the polygon then keeps.
+        """
+        c = self.cuts["SSC low"]
+        above = [p for p in c.peaks if p > c.value]
+        if c.method != "valley" or not above:
+            return None
+        mono = min(above)
+        idx = self.subsample(base)
+        f_raw, s_raw = self.raw(fsc)[idx], self.raw(ssc)[idx]
+        ok = (f_raw > 1.0) & (s_raw > 1.0)  # the log scale clips at 1
+        f, s = np.log10(f_raw[ok]), np.log10(s_raw[ok])
+        low = s < c.value
+        high = ~low & (s < 2.0 * mono - c.value)
+        if np.count_nonzero(low) < 50 or np.count_nonzero(high) < 50:
+            return None
+        xy = np.column_stack((f, s))
+        a, b = xy[low], xy[high]
+        pooled = (np.cov(a.T) * (a.shape[0] - 1) + np.cov(b.T) * (b.shape[0] - 1)) / (
+            a.shape[0] + b.shape[0] - 2
+        )
+        diff = b.mean(axis=0) - a.mean(axis=0)
+        try:
+            w = np.linalg.solve(pooled, diff)
+        except np.linalg.LinAlgError:
+            return None
+        if not (w[0] > 0 and w[1] > 0 and diff[1] > 0):
+            return None
+        along_ssc = diff[1] / np.sqrt(pooled[1, 1])
+        fisher = np.sqrt(float(diff @ w))
+        if fisher < OBLIQUE_GAIN * along_ssc:
+            return None
+        k = float(w[0] / w[1])  # the projection in side-scatter units: log SSC + k log FSC
+        cut = find_cut(s + k * f, min_separation=self.separation(ssc))
+        if cut.method != "valley":
+            return None
+        self.cuts["SSC low (size-adjusted)"] = cut
+        top_f = max(self.sample.channels[self.col[fsc]].top, float(np.max(f_raw)))
+        top_s = self.sample.channels[self.col[ssc]].top
+        # no lymphocyte scatters more side light than the edge allows at the smallest of them
+        # (the 1st percentile of their forward scatter), nor more than a monocyte
+        ceiling = 10.0 ** min(mono, cut.value - k * float(np.quantile(f[low], 0.01)))
+        return _oblique_polygon(
+            cut.value, k, ceiling=ceiling, left=left, right=1.01 * top_f, bottom=-top_s
+        )
 
     def lineage_gates(self, lymph: str) -> None:
         """CD3/CD19/CD56/CD16 gates inside the lymphocytes.
@@ -1005,6 +1084,39 @@ class _Gater:
         if y is None:  # a fallback cut (fewer than 10 usable events) has no tail end
             raise QCError(f"{self.sample.source}: too few usable events on {pnn} to place a cut")
         return self.scale(pnn).inverse(y)
+
+
+#: the oblique lymphocyte gate is drawn only where Fisher's discriminant of lymphocytes and
+#: monocytes on log FSC and log SSC separates them this many times better than SSC alone (on
+#: simulated blood 1.15–1.25 times; a gain under a tenth is not worth a curved gate)
+OBLIQUE_GAIN = 1.1
+#: vertices along the curved edge of the oblique lymphocyte gate (the chords then lie within
+#: about 0.5% of the curve in side scatter)
+OBLIQUE_VERTICES = 24
+
+
+def _oblique_polygon(
+    c: float, k: float, *, ceiling: float, left: float | None, right: float, bottom: float
+) -> tuple[tuple[float, float], ...]:
+    """The region ``log10 SSC + k log10 FSC < c`` below ``ceiling`` (SSC), right of ``left``
+    (FSC; every event for ``None``) and left of ``right``, as polygon vertices on the linear
+    scale: a flat bottom at ``bottom``, and an upper edge that runs along the ceiling and
+    then down the curve ``SSC = 10^c FSC^-k`` (vertices evenly spaced in log FSC).
+
+    >>> v = _oblique_polygon(10.0, 1.0, ceiling=1e5, left=None, right=1e6, bottom=-1.0)
+    >>> v[1], v[2]  # up the left side to the ceiling, along it to where the curve meets it
+    ((-1000000.0, 100000.0), (100000.0, 100000.0))
+    >>> v[-2], v[-1]  # the curve's end at the right edge (10^10 / 10^6), down to the bottom
+    ((1000000.0, 10000.0), (1000000.0, -1.0))
+    """
+    x_left = left if left is not None else -right
+    x_cap = 10.0 ** ((c - np.log10(ceiling)) / k)  # where the curve meets the ceiling
+    start = max(x_cap, x_left, 1.0)
+    xs = np.geomspace(start, right, OBLIQUE_VERTICES) if start < right else np.array([right])
+    ys = np.minimum(10.0 ** (c - k * np.log10(xs)), ceiling)
+    upper = [(x_left, ceiling)] if x_left < start else []
+    upper += [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)]
+    return ((x_left, bottom), *upper, (right, bottom))
 
 
 def auto_gate(

@@ -93,6 +93,30 @@ def points_in_polygon(
 
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     band = _ratio_band(vertices)
+    chain = None if band is not None else _under_chain(vertices)
+    if chain is not None:
+        # under an x-monotone upper edge: the edge's height at each point's x decides all but
+        # the points within rounding of an edge, which go to the kernel
+        in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
+        cand = np.flatnonzero(in_box)
+        cx, cy = x[cand], y[cand]
+        edge = np.interp(cx, chain[:, 0], chain[:, 1])
+        margin = _BAND_MARGIN * (np.abs(edge) + np.abs(cy) + 1.0)
+        span = _BAND_MARGIN * (np.abs(lo) + np.abs(hi) + 1.0)
+        clear = (
+            (cx > lo[0] + span[0])
+            & (cx < hi[0] - span[0])
+            & (cy > lo[1] + span[1])
+            & (cy < edge - margin)
+        )
+        unsure = ~clear & (cy <= edge + margin)
+        inside = np.zeros(x.shape[0], dtype=bool)
+        inside[cand[clear]] = True
+        near = cand[unsure]
+        if near.size:
+            pts = np.column_stack((x[near], y[near]))
+            inside[near] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
+        return inside
     if band is None:
         inside = np.zeros(x.shape[0], dtype=bool)
         in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
@@ -159,6 +183,32 @@ def _ratio_band(
         return None
     low, high = lower[:, 1] / xs, upper[:, 1] / xs
     return (float(low.min()), float(low.max())), (float(high.min()), float(high.max()))
+
+
+def _under_chain(vertices: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """The upper edge of a polygon that is the region under an x-monotone chain, or ``None``
+    for any other shape.
+
+    Such a polygon starts at its bottom-left corner, rises straight up, runs along a chain
+    of vertices with x strictly increasing, drops straight down at the right and closes
+    along a flat bottom below every chain vertex (the oblique lymphocyte gate). A point
+    strictly inside its x range and above the bottom is inside exactly when it lies below
+    the chain at its x: the chain's height there is a linear interpolation.
+    """
+    n = vertices.shape[0]
+    if n < 4:
+        return None
+    bottom = vertices[0, 1]
+    chain = vertices[1:-1]
+    if (
+        vertices[-1, 1] != bottom
+        or vertices[0, 0] != chain[0, 0]
+        or vertices[-1, 0] != chain[-1, 0]
+        or not np.all(np.diff(chain[:, 0]) > 0)
+        or not np.all(chain[:, 1] > bottom)
+    ):
+        return None
+    return chain
 
 
 def gate_events(

@@ -102,7 +102,9 @@ def plot_gates(
             idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
         x_ch = gate.dims[0].channel
         y_ch: str | None
-        preferred = [channel_for_marker.get(m) for m in PREFERRED_AXES.get(gate.name, ())]
+        # a polygon is drawn on its own axes (the oblique lymphocyte gate on FSC and SSC)
+        axes = () if isinstance(gate, PolygonGate) else PREFERRED_AXES.get(gate.name, ())
+        preferred = [channel_for_marker.get(m) for m in axes]
         if len(preferred) == 2 and preferred[0] and preferred[1]:
             x_ch, y_ch = preferred[0], preferred[1]
         elif len(gate.dims) >= 2:
