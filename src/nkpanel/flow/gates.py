@@ -95,21 +95,17 @@ def points_in_polygon(
     band = _ratio_band(vertices)
     chain = None if band is not None else _under_chain(vertices)
     if chain is not None:
-        # under an x-monotone upper edge: the edge's height at each point's x decides all but
-        # the points within rounding of an edge, which go to the kernel
+        # under an x-monotone upper edge: the edge's lowest and highest points over a narrow
+        # strip of x around each point decide all but the points within rounding of the edge
+        # (or in the strips at the ends), which go to the kernel
         in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
         cand = np.flatnonzero(in_box)
         cx, cy = x[cand], y[cand]
-        edge = np.interp(cx, chain[:, 0], chain[:, 1])
-        margin = _BAND_MARGIN * (np.abs(edge) + np.abs(cy) + 1.0)
-        span = _BAND_MARGIN * (np.abs(lo) + np.abs(hi) + 1.0)
-        clear = (
-            (cx > lo[0] + span[0])
-            & (cx < hi[0] - span[0])
-            & (cy > lo[1] + span[1])
-            & (cy < edge - margin)
-        )
-        unsure = ~clear & (cy <= edge + margin)
+        edge_lo, edge_hi, x0, per_strip = _chain_strips(chain)
+        strip = ((cx - x0) * per_strip).astype(np.intp)
+        np.clip(strip, 0, edge_lo.size - 1, out=strip)
+        clear = (cy < edge_lo[strip]) & (cy > lo[1] + _BAND_MARGIN * (abs(lo[1]) + 1.0))
+        unsure = ~clear & (cy <= edge_hi[strip])
         inside = np.zeros(x.shape[0], dtype=bool)
         inside[cand[clear]] = True
         near = cand[unsure]
@@ -209,6 +205,37 @@ def _under_chain(vertices: NDArray[np.float64]) -> NDArray[np.float64] | None:
     ):
         return None
     return chain
+
+
+#: strips of x over which an x-monotone chain's height is tabulated (its lowest and highest
+#: point in each): a point is then placed by arithmetic, not by a search
+_CHAIN_STRIPS = 4096
+
+
+def _chain_strips(
+    chain: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float, float]:
+    """The lowest and highest point of ``chain`` (vertices with x increasing) over each of
+    :data:`_CHAIN_STRIPS` equal strips of its x range, widened by the rounding margin; the
+    strips at both ends are left open (``-inf``, ``inf``) so that points on the polygon's
+    vertical sides go to the kernel. Returns the two tables, the range's start and the
+    strips per unit of x."""
+    xs, ys = chain[:, 0], chain[:, 1]
+    edges = np.linspace(xs[0], xs[-1], _CHAIN_STRIPS + 1)
+    at_edges = np.interp(edges, xs, ys)
+    low = np.minimum(at_edges[:-1], at_edges[1:])
+    high = np.maximum(at_edges[:-1], at_edges[1:])
+    # a vertex inside a strip can be its lowest or highest point
+    per_strip = _CHAIN_STRIPS / float(xs[-1] - xs[0])
+    which = np.clip(((xs - xs[0]) * per_strip).astype(np.intp), 0, _CHAIN_STRIPS - 1)
+    np.minimum.at(low, which, ys)
+    np.maximum.at(high, which, ys)
+    margin = _BAND_MARGIN * (np.abs(low) + np.abs(high) + 1.0)
+    low -= margin
+    high += margin
+    low[[0, -1]] = -np.inf
+    high[[0, -1]] = np.inf
+    return low, high, float(xs[0]), per_strip
 
 
 def gate_events(
