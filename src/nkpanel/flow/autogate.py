@@ -4,7 +4,7 @@ The sequence follows clinical TBNK practice (domain.md §1):
 
     Time (stable flow) ─┬─ Beads (counting beads, when present)
                         └─ Singlets (FSC-A vs FSC-H) ─ Leukocytes (CD45+, not beads)
-                             └─ Lymphocytes (low SSC)
+                             └─ Lymphocytes (below the monocytes on FSC and SSC)
                                   ├─ CD3- (and CD19- where stained) ─ NK (CD56+ and/or CD16+)
                                   │     ├─ NK CD56bright            └─ NK CD56dim CD16+
                                   ├─ CD3+ ─ NK-like T (CD3+ CD56+)
