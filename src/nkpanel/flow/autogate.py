@@ -852,7 +852,7 @@ class _Gater:
             ch = ssc
             dims.append(self.dim(ch))
             lo.append(None)
-            hi.append(self.cut("SSC low", ch, base & (self.raw(ch) > 0)))
+            hi.append(self.ssc_low(ch, base & (self.raw(ch) > 0)))
         elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
             ch = self.markers.channel_for("CD45")
@@ -893,6 +893,32 @@ class _Gater:
             dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
         return "Lymphocytes"
+
+    def ssc_low(self, ssc: str, within: BoolArray) -> float:
+        """The side-scatter cut above the lymphocytes (linear), recorded as "SSC low".
+
+        The first valley above the lowest peak is found among all ``within`` (leukocytes),
+        where few monocytes (2% of leukocytes is normal) are too light a peak beside the
+        granulocytes and the valley falls between lymphocytes and granulocytes, monocytes
+        and all. So the events below that valley are looked at again: where they hold two
+        populations, the cut is the valley between the lowest two (the first valley is kept
+        as "SSC low (first)"). NK cells, whose side scatter is higher than T cells', are a
+        shoulder of the lymphocytes' peak, closer than two populations stand
+        (:meth:`separation`).
+        """
+        first = self.cut("SSC low", ssc, within)
+        c = self.cuts["SSC low"]
+        if c.method != "valley":
+            return first
+        below = within & (self.raw(ssc) < first)
+        inner = find_cut(
+            self.scaled(ssc, below), min_separation=self.separation(ssc), axis_pile=True
+        )
+        if inner.method != "valley":
+            return first
+        self.cuts["SSC low (first)"] = c
+        self.cuts["SSC low"] = inner
+        return self.scale(ssc).inverse(inner.value)
 
     def oblique_scatter(
         self, fsc: str, ssc: str, base: BoolArray, left: float | None
