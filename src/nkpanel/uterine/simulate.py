@@ -36,8 +36,27 @@ then blurred slightly (optics) and given camera noise. Objects:
   the truth (a stromal cell among red cells is still a stromal cell). They are drawn from
   their own random stream, so a field with blood is the same field as without it.
 
+* **oedema** (optional, ``oedema`` 0–1): the loose, watery stroma of the mid- and late-secretory
+  endometrium. The extracellular matrix is diluted by fluid: its haematoxylin wash and fibres
+  are multiplied by ``1 − oedema·m``, with ``m`` a smooth random field (0.5–1, varying over
+  about 20 µm) so that the watery space is patchy, as it is in sections; at ``oedema`` 1 most of
+  the space between cells is as pale as the glass (summed OD under 0.03). The stromal cells
+  are those of ``stromal_cells_per_mm2`` (1,500–2,500 per mm² in oedematous stroma, against
+  about 5,000 in ordinary proliferative stroma): they lie widely spaced, and the pale space
+  between them is stroma, part of the true stromal area. Drawn from its own random stream, so
+  the cells of a field with oedema are those of the same field without it.
+* **glass** (optional): the glass beyond a tissue edge (``edge_glass_um``: a band that wide,
+  on average, along the field's right side, its border wavy by about ±8 µm) and tears
+  (:class:`Tear`: a straight crack of a given width between two points). Nothing is painted
+  there (the light is the white point's) and no cell lies there; glass is not stroma.
+
+The true stromal area (:attr:`SyntheticField.stromal_area_mm2`) is the field less the glands
+(epithelium and lumen) and less the glass; the oedematous space is inside it.
+
 Variants used by the tests: ``dab_od`` 0.15–0.3 for faint staining, ``stromal_cells_per_mm2``
-12,000 for dense (decidualised) stroma, ``n_glands`` > 0 for glands, ``blood`` for red cells.
+12,000 for dense (decidualised) stroma, ``n_glands`` > 0 for glands, ``blood`` for red cells,
+``oedema`` with 1,500–2,500 cells per mm² for oedematous stroma, ``edge_glass_um`` and
+``tears`` for glass.
 """
 
 from __future__ import annotations
@@ -60,6 +79,7 @@ __all__ = [
     "BloodPatch",
     "FieldSpec",
     "SyntheticField",
+    "Tear",
     "simulate_field",
     "write_field",
 ]
@@ -87,6 +107,18 @@ class BloodPatch:
 
 
 @dataclass(frozen=True)
+class Tear:
+    """A tear in the section: a straight crack of glass ``width_um`` wide from
+    (``y0_um``, ``x0_um``) to (``y1_um``, ``x1_um``), µm from the field's top left corner."""
+
+    y0_um: float
+    x0_um: float
+    y1_um: float
+    x1_um: float
+    width_um: float
+
+
+@dataclass(frozen=True)
 class FieldSpec:
     """What to simulate. Densities per mm² of the whole field; lengths in µm."""
 
@@ -102,6 +134,9 @@ class FieldSpec:
     noise_sd: float = 2.0
     blood: tuple[BloodPatch, ...] = ()
     section_um: float = 4.0
+    oedema: float = 0.0
+    edge_glass_um: float = 0.0
+    tears: tuple[Tear, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,7 +152,8 @@ class TruthCell:
 
 @dataclass(frozen=True)
 class SyntheticField:
-    """A simulated RGB field, its truth cells and its truth gland mask."""
+    """A simulated RGB field, its truth cells, its truth gland mask and its glass (None when
+    the field has none)."""
 
     spec: FieldSpec
     rgb: U8
@@ -125,6 +161,7 @@ class SyntheticField:
     gland_mask: NDArray[np.bool_]
     glands: tuple[tuple[float, float, float, float], ...]  # (cy, cx, lumen r, outer r) px
     red_cell_path_um: NDArray[np.float32] | None = None  # path through red cells per pixel
+    glass_mask: NDArray[np.bool_] | None = None  # glass beyond a tissue edge and in tears
 
     @property
     def stromal_cells(self) -> int:
@@ -136,8 +173,21 @@ class SyntheticField:
 
     @property
     def stromal_area_mm2(self) -> float:
+        """The field less the glands (epithelium and lumen) and the glass, mm²; oedematous
+        space between the stromal cells is stroma."""
         px = self.spec.pixel_size_um * 1e-3
-        return float((~self.gland_mask).sum()) * px * px
+        stroma = ~self.gland_mask
+        if self.glass_mask is not None:
+            stroma &= ~self.glass_mask
+        return float(stroma.sum()) * px * px
+
+    @property
+    def glass_area_mm2(self) -> float:
+        """The glass beyond a tissue edge and in tears, mm²."""
+        if self.glass_mask is None:
+            return 0.0
+        px = self.spec.pixel_size_um * 1e-3
+        return float(self.glass_mask.sum()) * px * px
 
     @property
     def red_cell_area_mm2(self) -> float:
@@ -157,6 +207,7 @@ class SyntheticField:
             "cd56_per_100_stromal_cells": 100.0 * self.positive_cells / max(self.stromal_cells, 1),
             "stromal_area_mm2": self.stromal_area_mm2,
             "red_cell_area_mm2": self.red_cell_area_mm2,
+            "glass_area_mm2": self.glass_area_mm2,
             "cells": [
                 {"y_px": round(c.y_px, 2), "x_px": round(c.x_px, 2), "kind": c.kind}
                 for c in self.cells
@@ -229,11 +280,15 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
     chrom /= np.float32(chrom.std() + 1e-6)  # unit-SD granularity
     # stroma wash with fibres
     fib = ndi.gaussian_filter(rng.normal(0, 1, (h_, w_)).astype(np.float32), (0.6 / um, 4.0 / um))
-    H += (
+    wash = (
         np.float32(0.03)
         + np.float32(0.012) * texture
         + np.float32(0.02) * np.abs(fib) / (float(np.abs(fib).std()) + 1e-6) * np.float32(0.5)
     )
+    if spec.oedema > 0:
+        wash *= _oedema_factor(spec)
+    glass = _glass(spec) if spec.edge_glass_um > 0 or spec.tears else None
+    H += wash
     gland_mask = np.zeros((h_, w_), bool)
     glands: list[tuple[float, float, float, float]] = []
     cells: list[TruthCell] = []
@@ -263,7 +318,8 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
             if 0 <= ny < h_ and 0 <= nx < w_:
                 cells.append(TruthCell(float(ny), float(nx), "epithelial"))
     # stromal cells and uNK cells by dart throwing with a minimum spacing
-    area_mm2 = (~gland_mask).sum() * (um * 1e-3) ** 2
+    stroma_px = ~gland_mask if glass is None else ~gland_mask & ~glass
+    area_mm2 = stroma_px.sum() * (um * 1e-3) ** 2
     n_cells = int(rng.poisson(spec.stromal_cells_per_mm2 * area_mm2))
     n_unk = round(n_cells * spec.unk_percent_of_stromal / 100.0)
     placed: list[tuple[float, float, float]] = []
@@ -271,7 +327,7 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
     cellsz = 14.0 / um
 
     def free(y: float, x: float, r: float) -> bool:
-        if gland_mask[min(int(y), h_ - 1), min(int(x), w_ - 1)]:
+        if not stroma_px[min(int(y), h_ - 1), min(int(x), w_ - 1)]:
             return False
         for g in glands:
             if math.hypot(y - g[0], x - g[1]) < g[3] + r:
@@ -322,6 +378,11 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
                 H, y, x, a, b, rng.uniform(0, math.pi), rng.uniform(0.25, 0.5) * (1 + 0.25 * chrom)
             )
         cells.append(TruthCell(float(y), float(x), "stromal" if kind == "stromal" else "unk"))
+    if glass is not None:
+        # a cell at the edge of a tear or of the tissue is cut there; no epithelium on glass
+        H[glass] = 0.0
+        D[glass] = 0.0
+        cells = [c for c in cells if not glass[min(int(c.y_px), h_ - 1), min(int(c.x_px), w_ - 1)]]
     od = H[..., None] * _S_H.astype(np.float32) + D[..., None] * _S_D.astype(np.float32)
     path = _red_cells(spec) if spec.blood else None
     if path is not None:
@@ -330,7 +391,43 @@ def simulate_field(spec: FieldSpec) -> SyntheticField:
     light = ndi.gaussian_filter(light, (0.5, 0.5, 0))
     light += rng.normal(0, spec.noise_sd, light.shape).astype(np.float32)
     rgb = np.clip(np.round(light), 0, 255).astype(np.uint8)
-    return SyntheticField(spec, rgb, tuple(cells), gland_mask, tuple(glands), path)
+    return SyntheticField(spec, rgb, tuple(cells), gland_mask, tuple(glands), path, glass)
+
+
+def _oedema_factor(spec: FieldSpec) -> F32:
+    """What is left of the stroma's wash where fluid dilutes it: ``1 − oedema·m``, ``m`` a
+    smooth random field between 0.5 and 1 varying over about 20 µm (its own random stream)."""
+    rng = np.random.default_rng([spec.seed, 0x0ED3A])
+    um = spec.pixel_size_um
+    noise = rng.normal(0, 1, (spec.height_px, spec.width_px)).astype(np.float32)
+    smooth = ndi.gaussian_filter(noise, 10.0 / um)
+    smooth /= np.float32(smooth.std() + 1e-12)
+    m = np.clip(np.float32(0.75) + np.float32(0.25) * smooth, 0.5, 1.0)
+    return np.asarray(np.float32(1.0) - np.float32(min(max(spec.oedema, 0.0), 1.0)) * m)
+
+
+def _glass(spec: FieldSpec) -> NDArray[np.bool_]:
+    """Glass beyond the tissue edge (a band along the right side, ``edge_glass_um`` wide on
+    average, its border wavy by about ±8 µm) and in each :class:`Tear` (its own random stream)."""
+    rng = np.random.default_rng([spec.seed, 0x61A55])
+    um = spec.pixel_size_um
+    h_, w_ = spec.height_px, spec.width_px
+    yy, xx = np.mgrid[0:h_, 0:w_].astype(np.float32)
+    glass = np.zeros((h_, w_), bool)
+    if spec.edge_glass_um > 0:
+        wave = ndi.gaussian_filter1d(rng.normal(0, 1, h_).astype(np.float32), 15.0 / um)
+        wave *= np.float32(8.0 / um / (float(wave.std()) + 1e-12))
+        border = np.float32(w_ - spec.edge_glass_um / um) + wave
+        glass |= xx >= border[:, None]
+    for t in spec.tears:
+        y0, x0, y1, x1 = t.y0_um / um, t.x0_um / um, t.y1_um / um, t.x1_um / um
+        dy, dx = y1 - y0, x1 - x0
+        length2 = max(dy * dy + dx * dx, 1e-12)
+        # distance from each pixel centre to the segment
+        f = np.clip(((yy - y0) * dy + (xx - x0) * dx) / np.float32(length2), 0.0, 1.0)
+        d = np.hypot(yy - (y0 + f * dy), xx - (x0 + f * dx))
+        glass |= d <= t.width_um / um / 2
+    return glass
 
 
 #: Evans & Fung's red cell: radius (µm) and volume (µm³)
