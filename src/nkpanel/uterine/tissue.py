@@ -2,14 +2,55 @@
 
 Tissue
 ------
-Pixels whose summed optical density (R+G+B, against the white point) exceeds
-``tissue_od`` after a light blur are stained; a morphological closing of radius
-``closing_um`` joins the stained pixels of loose stroma (nuclei are rarely more than 30 µm
-apart), small specks (under ``min_tissue_um2``, dust) are removed and holes smaller than
-``max_gap_um2`` are filled (gaps cut by the image edge included). Clear spaces (summed OD below
-``clear_od``: glass, a gland lumen) larger than ``max_gap_um2`` are kept out of the tissue even
-where the closing would bridge them. What is left out is glass, gland lumina, large tears and
-ink (below).
+Pixels whose summed optical density (R+G+B, against the white point) exceeds ``tissue_od``
+after a light blur are stained: nuclei, and the denser matrix of ordinary stroma. Between them
+lies stain-free space, and the question is which of it is stroma. Endometrial stroma is cells
+in a matrix; when the matrix is oedematous (mid- and late-secretory phase) it holds so much
+fluid that it is as pale as the glass, and the stromal cells lie widely spaced in it: that pale
+space is part of the stromal area (it is where the cells are counted per mm²). Glass, by
+contrast, is space *no stromal cell borders at the spacing of stromal cells*. The rule says it
+with two shapes that cannot fit inside stroma (Serra's morphological opening: the union of
+every placement of a shape that fits in the stain-free space):
+
+* a **disc** of radius ``closing_um`` (35 µm): wider than any space between stromal cells. At
+  the lowest density of oedematous stroma, about 1,500 cells per mm², stromal nuclei lie
+  nearly at random (a Poisson pattern of intensity ρ); the chance that a point lies farther
+  than r from every nucleus centre is exp(−ρπr²), so over the N ≈ ρA independent places of a
+  ×400 field (A ≈ 0.2 mm², N ≈ 300) the widest empty disc has ρπr² ≈ ln N: r ≈ 35 µm
+  from the nearest nucleus centre, ~31 µm from its stained edge. A whole slide's stroma
+  (10 mm², ln N ≈ 9.6) allows 45 µm at 1,500/mm² and 31 µm at 2,500/mm²: 35 µm leaves a
+  stray empty disc to the sparsest oedema of a large biopsy (a few hundred µm² a slide).
+  Every place not covered by such a disc is within 35 µm of stained tissue on all sides:
+  this is the morphological closing of the stained pixels at 35 µm.
+* a **crack**: stain-free space at least ``tear_width_um`` (50 µm) wide throughout (the
+  places a disc that wide fits) in one piece at least ``tear_length_um`` (200 µm) from end to
+  end, in any direction: a tear, narrower than the disc but longer than any run of stroma
+  without a cell. The places farther than 25 µm from every stained pixel, about 29 µm from
+  every nucleus centre, cover exp(−ρπ·29²) of Poisson stroma: 1.9% at 1,500 cells per mm²,
+  0.5% at 2,000, in pockets far apart, each the size of one gap between cells (such holes join
+  into long channels only above about a third of the area, the vacancy percolation threshold
+  of randomly placed discs), so no piece of them reaches 200 µm. At 40 µm (24 µm from
+  nucleus centres, 7% at 1,500 cells per mm²) the pockets of a synthetic oedematous field cut
+  by the image's edge already joined, mirrored, into 130 µm pieces.
+
+Both are found on the stain-free pixels with the image mirrored beyond its edge (as if the
+tissue went on as its mirror image: glass that reaches the edge is glass, a gap cut by the
+edge is judged on its mirror image). Tissue is what neither covers; specks under
+``min_tissue_um2`` (dust) are removed. Gland lumina narrower than the disc are tissue here and
+are left out with their epithelium (below); wider ones, the uterine cavity, glass at the
+tissue's edge and tears (wider than 70 µm, or 50–70 µm wide and longer than 200 µm) are left
+out as glass, and so is ink (below).
+
+What this cannot tell apart: a tear narrower than 50 µm, or 50–70 µm wide and shorter than
+200 µm, is counted as stroma (it is shaped like the space between oedematous stromal cells);
+stroma sparser than
+about 1,500 cells per mm² (or its cells in clusters around vessels, with wider cell-free
+lakes between) loses its widest lakes to the glass. A cell-free margin of matrix at a
+tissue edge is counted only as far as the outermost nuclei. The overlay shows the tissue so a
+pathologist can check it. QuPath's simple tissue detection (threshold, then fill holes up to a
+maximum area) and HistomicsTK's ``get_tissue_mask`` (Otsu threshold on the smoothed image,
+keep large components) measure area, not width: filling by area cannot tell a gland's lumen
+from an oedematous gap of the same size, and a threshold alone loses oedematous stroma.
 
 Marker ink and other colour that is neither stain
 -------------------------------------------------
@@ -87,6 +128,10 @@ haematoxylin density (mean H OD over a ``density_sigma_um`` Gaussian) reaches
 ``density_ratio`` × the tissue's median density (and at least ``min_density_od``) is
 epithelium; pieces smaller than ``min_epithelium_um2`` (a stromal cell or two beside a
 vessel) are dropped; the rest, grown by ``margin_um`` to take in whole cells, is excluded.
+A clear space is a lumen, and is excluded with its epithelium, when at least
+``lumen_lined_fraction`` (half) of its rim is that epithelium: a lumen is lined by epithelium
+all round (less where the section or the image cuts the gland), whereas an oedematous gap
+beside a gland touches it on one side only, and the rest of its rim is stroma.
 
 This is a heuristic, not a classifier: glands cut without a lumen (solid tangential cuts) are
 missed, and a vessel lined by dense stroma can be taken for a gland. The output always says
@@ -110,7 +155,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine._kernels import dilate_disk, erode_disk, fill_small_holes
+from nkpanel.uterine._kernels import dilate_disk, disk, erode_disk
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = [
@@ -119,6 +164,7 @@ __all__ = [
     "detect_epithelium",
     "detect_ink",
     "detect_tissue",
+    "glass_mask",
     "overview_od",
 ]
 
@@ -131,18 +177,24 @@ class TissueSettings:
     """Tissue and epithelium detection on the overview (lengths in µm, areas in µm²).
 
     ``overview_um`` 2: fine enough to follow a gland's epithelium (15–30 µm high), coarse
-    enough that a 1-gigapixel slide at 0.25 µm/px is a 16-megapixel overview. ``exclude_ink``
-    and the ``ink_*`` limits: marker ink and other colour outside the H-DAB cone (module
-    docstring).
+    enough that a 1-gigapixel slide at 0.25 µm/px is a 16-megapixel overview. ``closing_um``
+    (the radius of the widest stain-free disc stroma holds), ``tear_width_um`` and
+    ``tear_length_um`` (the narrowest and shortest crack that is glass): what separates oedematous
+    stroma from glass (module docstring, with their reasoning). ``lumen_lined_fraction``: the
+    share of a clear space's rim that must be epithelium for it to be a gland's lumen.
+    ``exclude_ink`` and the ``ink_*`` limits: marker ink and other colour outside the H-DAB
+    cone (module docstring).
     """
 
     overview_um: float = 2.0
     tissue_od: float = 0.1
     clear_od: float = 0.03
-    closing_um: float = 16.0
+    closing_um: float = 35.0
+    tear_width_um: float = 50.0
+    tear_length_um: float = 200.0
     min_tissue_um2: float = 5000.0
-    max_gap_um2: float = 400.0
     min_lumen_um2: float = 150.0
+    lumen_lined_fraction: float = 0.5
     epithelium_um: float = 24.0
     density_sigma_um: float = 4.0
     density_ratio: float = 1.6
@@ -300,6 +352,56 @@ def clear_spaces(
     return _remove_small(clear, max(1, round(s.min_lumen_um2 / (um * um))))
 
 
+def glass_mask(free: BoolArray, settings: TissueSettings | None = None) -> BoolArray:
+    """Glass among stain-free pixels: the places a disc of radius ``closing_um`` fits into
+    ``free``, and the long cracks (module docstring), with the array mirrored beyond its edge.
+
+    Parameters
+    ----------
+    free
+        Stain-free pixels of an overview at ``settings.overview_um`` µm per pixel.
+    settings
+        ``closing_um``, ``tear_width_um``, ``tear_length_um``, ``overview_um``.
+
+    Returns
+    -------
+    mask
+        True on glass (a subset of ``free``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> free = np.zeros((100, 100), bool)
+    >>> free[:, 60:] = True  # glass beyond a tissue edge, 80 µm wide at 2 µm per pixel
+    >>> free[20:30, 20:30] = True  # a 20 µm gap between cells
+    >>> g = glass_mask(free)
+    >>> bool(g[:, 60:].all()), bool(g[20:30, 20:30].any())
+    (True, False)
+    """
+    s = settings or TissueSettings()
+    um = s.overview_um
+    r = max(1, round(s.closing_um / um))
+    t = max(1, round(s.tear_width_um / um / 2))
+    pad = max(r, t) + 1
+    padded = np.pad(free, pad, mode="symmetric")
+    glass = dilate_disk(erode_disk(padded, r), r)
+    # cracks: the pieces of stain-free space a tear_width_um disc fits into that reach
+    # tear_length_um from end to end (the diagonal of their bounding box, the disc's width
+    # added back), grown back by the disc
+    core = erode_disk(padded, t)
+    lab, n = ndi.label(core, structure=np.ones((3, 3), dtype=bool))
+    if n:
+        long = np.zeros(n + 1, dtype=bool)
+        for i, box in enumerate(ndi.find_objects(lab), start=1):
+            if box is None:
+                continue
+            dy, dx = box[0].stop - box[0].start, box[1].stop - box[1].start
+            long[i] = math.hypot(dy, dx) + 2 * t >= s.tear_length_um / um
+        if long.any():
+            glass |= dilate_disk(long[lab], t)
+    return np.asarray(glass[pad:-pad, pad:-pad] & free, dtype=bool)
+
+
 def detect_tissue(
     overview: U8,
     stains: StainVectors,
@@ -310,29 +412,19 @@ def detect_tissue(
 ) -> BoolArray:
     """Tissue mask of an RGB overview at ``settings.overview_um`` µm per pixel (``od``: its
     :func:`overview_od`, when the caller has it; ``ink``: its :func:`detect_ink`, worked out
-    here when not given). Ink is left out, under the closing and the filling too."""
+    here when not given): everything but the glass (:func:`glass_mask`) and the ink. Pale
+    space between stromal cells, oedematous stroma's, is tissue (module docstring)."""
     s = settings or TissueSettings()
     um = s.overview_um
     od = overview_od(overview, stains.white) if od is None else od
     ink = detect_ink(overview, stains, s, od=od) if ink is None else ink
-    stained = od > s.tissue_od
-    stained &= ~ink
-    r = max(1, round(s.closing_um / um))
-    pad = r + 1
-    padded = np.pad(stained, pad, mode="edge")
-    closed = erode_disk(dilate_disk(padded, r), r)[pad:-pad, pad:-pad]
-    # the closing must not fill a gland lumen: clear spaces larger than a stromal gap stay out
-    big_clear = _remove_small(od < s.clear_od, max(1, round(s.max_gap_um2 / (um * um))))
-    closed &= ~big_clear
-    closed &= ~ink
-    tissue = _remove_small(closed, max(1, round(s.min_tissue_um2 / (um * um))))
-    if not tissue.any():
-        return tissue
-    # gaps cut by the image edge count as enclosed: pad with tissue before filling
-    filled = fill_small_holes(
-        np.pad(tissue, 1, constant_values=True), round(s.max_gap_um2 / (um * um))
-    )
-    return np.asarray(filled[1:-1, 1:-1] & ~ink, dtype=bool)
+    free = od <= s.tissue_od
+    free |= ink
+    if free.all():
+        return np.zeros_like(free)
+    tissue = ~glass_mask(free, s)
+    tissue &= ~ink
+    return _remove_small(tissue, max(1, round(s.min_tissue_um2 / (um * um))))
 
 
 def detect_epithelium(
@@ -349,7 +441,7 @@ def detect_epithelium(
     um = s.overview_um
     if not tissue.any():
         return np.zeros_like(tissue)
-    clear = clear_spaces(overview, stains, s, od=od) & ~tissue
+    clear = clear_spaces(overview, stains, s, od=od)
     if not clear.any():
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
@@ -364,4 +456,26 @@ def detect_epithelium(
     if not epi.any():
         return epi
     r = max(1, round(s.margin_um / um))
-    return np.asarray(dilate_disk(epi, r) & tissue, dtype=bool)
+    epi = dilate_disk(epi, r) & tissue
+    # a lumen's rim: the pixels within the epithelium's margin and one pixel of it; the lumen
+    # is excluded with its rim (the apical edge of the epithelium, paler than its nuclei)
+    lumens = _lumens(clear & tissue, epi, s.lumen_lined_fraction, r + 1)
+    if lumens.any():
+        epi |= dilate_disk(lumens, r + 1) & tissue
+    return np.asarray(epi, dtype=bool)
+
+
+def _lumens(clear: BoolArray, epithelium: BoolArray, lined: float, reach_px: int) -> BoolArray:
+    """The pieces of ``clear`` at least ``lined`` of whose rim (the pixels outside them within
+    ``reach_px``, in the array) is ``epithelium``."""
+    lab, n = ndi.label(clear)
+    if n == 0:
+        return np.zeros_like(clear)
+    rim = ndi.grey_dilation(lab, footprint=disk(reach_px))
+    rim[clear] = 0
+    on_rim = rim > 0
+    total = np.bincount(rim[on_rim], minlength=n + 1)
+    lined_px = np.bincount(rim[on_rim & epithelium], minlength=n + 1)
+    keep = lined_px >= lined * np.maximum(total, 1)
+    keep[0] = False
+    return np.asarray(keep[lab], dtype=bool)
