@@ -128,10 +128,16 @@ haematoxylin density (mean H OD over a ``density_sigma_um`` Gaussian) reaches
 ``density_ratio`` × the tissue's median density (and at least ``min_density_od``) is
 epithelium; pieces smaller than ``min_epithelium_um2`` (a stromal cell or two beside a
 vessel) are dropped; the rest, grown by ``margin_um`` to take in whole cells, is excluded.
-A clear space is a lumen, and is excluded with its epithelium, when at least
-``lumen_lined_fraction`` (half) of its rim is that epithelium: a lumen is lined by epithelium
-all round (less where the section or the image cuts the gland), whereas an oedematous gap
-beside a gland touches it on one side only, and the rest of its rim is stroma.
+The clear spaces the rule looks beside are those outside the tissue (glass, the cavity,
+lumina wider than the glass disc) and those inside it of at least ``min_enclosed_lumen_um2``
+(400 µm², a lumen about 22 µm across: the narrowest a gland cut across shows; smaller clear
+gaps are the space one stromal cell leaves, of which oedematous stroma is full). The tissue's
+median density is taken without its clear spaces, so that pale oedematous space does not lower
+the threshold towards clusters of stromal nuclei. A clear space inside the tissue is a lumen,
+and is excluded with its epithelium and a rim of half the epithelium's height, when at least
+``lumen_lined_fraction`` (half) of that rim is epithelium: a lumen is lined by epithelium all
+round (less where the section or the image cuts the gland), whereas an oedematous gap beside a
+gland touches it on one side only, and the rest of its rim is stroma.
 
 This is a heuristic, not a classifier: glands cut without a lumen (solid tangential cuts) are
 missed, and a vessel lined by dense stroma can be taken for a gland. The output always says
@@ -181,7 +187,9 @@ class TissueSettings:
     (the radius of the widest stain-free disc stroma holds), ``tear_width_um`` and
     ``tear_length_um`` (the narrowest and shortest crack that is glass): what separates oedematous
     stroma from glass (module docstring, with their reasoning). ``lumen_lined_fraction``: the
-    share of a clear space's rim that must be epithelium for it to be a gland's lumen.
+    share of a clear space's rim that must be epithelium for it to be a gland's lumen;
+    ``min_enclosed_lumen_um2``: the smallest clear space inside the tissue that epithelium is
+    looked for beside.
     ``exclude_ink`` and the ``ink_*`` limits: marker ink and other colour outside the H-DAB
     cone (module docstring).
     """
@@ -194,6 +202,7 @@ class TissueSettings:
     tear_length_um: float = 200.0
     min_tissue_um2: float = 5000.0
     min_lumen_um2: float = 150.0
+    min_enclosed_lumen_um2: float = 400.0
     lumen_lined_fraction: float = 0.5
     epithelium_um: float = 24.0
     density_sigma_um: float = 4.0
@@ -442,13 +451,21 @@ def detect_epithelium(
     if not tissue.any():
         return np.zeros_like(tissue)
     clear = clear_spaces(overview, stains, s, od=od)
-    if not clear.any():
+    # what epithelium lines: glass, the cavity and lumina wider than a stromal gap (outside the
+    # tissue), and clear spaces inside it of a gland lumen's size
+    enclosed = _remove_small(clear & tissue, max(1, round(s.min_enclosed_lumen_um2 / (um * um))))
+    lined = (clear & ~tissue) | enclosed
+    if not lined.any():
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
-    near = dilate_disk(clear, reach) & ~clear
+    near = dilate_disk(lined, reach) & ~lined
     h, _ = deconvolve(overview, stains)
     density = ndi.gaussian_filter(np.maximum(h, 0), s.density_sigma_um / um)
-    inside = density[tissue]
+    # the tissue's median density, its clear spaces left out: pale oedematous space would
+    # lower it, and the epithelium's threshold with it, towards clusters of stromal nuclei
+    inside = density[tissue & ~clear]
+    if inside.size == 0:
+        inside = density[tissue]
     median = float(np.median(inside[:: max(1, inside.size // 1_000_000)]))
     floor = max(s.min_density_od, s.density_ratio * median)
     epi = near & tissue & (density >= floor)
@@ -457,11 +474,12 @@ def detect_epithelium(
         return epi
     r = max(1, round(s.margin_um / um))
     epi = dilate_disk(epi, r) & tissue
-    # a lumen's rim: the pixels within the epithelium's margin and one pixel of it; the lumen
-    # is excluded with its rim (the apical edge of the epithelium, paler than its nuclei)
-    lumens = _lumens(clear & tissue, epi, s.lumen_lined_fraction, r + 1)
+    # a lumen's rim: the pixels within half the epithelium's height (its apical cytoplasm and
+    # its nuclei); the lumen is excluded with that rim
+    rim = max(r + 1, round(s.epithelium_um / 2 / um))
+    lumens = _lumens(enclosed, epi, s.lumen_lined_fraction, rim)
     if lumens.any():
-        epi |= dilate_disk(lumens, r + 1) & tissue
+        epi |= dilate_disk(lumens, rim) & tissue
     return np.asarray(epi, dtype=bool)
 
 
