@@ -43,14 +43,21 @@ out as glass, and so is ink (below).
 
 What this cannot tell apart: a tear narrower than 50 µm, or 50–70 µm wide and shorter than
 200 µm, is counted as stroma (it is shaped like the space between oedematous stromal cells);
-stroma sparser than
-about 1,500 cells per mm² (or its cells in clusters around vessels, with wider cell-free
-lakes between) loses its widest lakes to the glass. A cell-free margin of matrix at a
-tissue edge is counted only as far as the outermost nuclei. The overlay shows the tissue so a
-pathologist can check it. QuPath's simple tissue detection (threshold, then fill holes up to a
-maximum area) and HistomicsTK's ``get_tissue_mask`` (Otsu threshold on the smoothed image,
-keep large components) measure area, not width: filling by area cannot tell a gland's lumen
-from an oedematous gap of the same size, and a threshold alone loses oedematous stroma.
+stroma sparser than about 1,500 cells per mm² (or its cells in clusters around vessels, with
+wider cell-free lakes between) loses its widest lakes to the glass. At a cut (the tissue's
+edge, a tear) the outline runs through the outermost nuclei, and the matrix between them and
+the cut, as pale as the glass, is lost: on average up to 1/√(2ρ) per length of edge for
+nuclei at random (16 µm at 2,000 cells per mm²); a synthetic oedematous field with 2.2 mm of
+edges in 0.25 mm² reads 21% short (ordinary stroma: 2%). The overlay shows the tissue so a
+pathologist can check it. Measured on SYNTHETIC fields (:mod:`~nkpanel.uterine.simulate`,
+``oedema``): CD56+ per mm² of oedematous stroma at 1,500–2,500 cells per mm² within 6% of the
+truth, where the rule before (clear space over 400 µm² left out) read +55% to +150%.
+
+QuPath's simple tissue detection (threshold, then fill holes up to a maximum area) and
+HistomicsTK's ``get_tissue_mask`` (Otsu threshold on the smoothed image, keep large
+components) measure area, not width: filling by area cannot tell a gland's lumen from an
+oedematous gap of the same size (filling gaps under a maximum area counted the lumina as
+stroma, +5–7% of the area beside glands), and a threshold alone loses oedematous stroma.
 
 Marker ink and other colour that is neither stain
 -------------------------------------------------
@@ -72,7 +79,7 @@ amount of the other stain. A stained pixel (summed OD above ``tissue_od``) is in
 or when its OD exceeds ``ink_black_od`` in every channel (below); pieces smaller than
 ``min_ink_um2`` are ignored (a vessel of red cells, a speck of pigment), the rest is grown by
 ``ink_margin_um`` (one overview pixel: the one that straddles the stroke's edge) and left out
-of the tissue, which the closing and the filling of holes do not bridge back.
+of the tissue (to the glass test it is unstained, so that ink on glass leaves the glass whole).
 
 Thresholds, from the stain vectors and the optics rather than from any image:
 
@@ -150,6 +157,12 @@ Ruifrok AC, Johnston DA. Quantification of histochemical staining by color decon
 Anal Quant Cytol Histol 2001;23:291-299.
 Gutman DA et al. The Digital Slide Archive (HistomicsTK): ``histomicstk.saliency.
 tissue_detection.get_tissue_mask``, option ``deconvolve_first``. Cancer Res 2017;77:e75-e78.
+Serra J. Image Analysis and Mathematical Morphology. London: Academic Press, 1982 (opening
+and closing by a structuring element).
+Chiu SN, Stoyan D, Kendall WS, Mecke J. Stochastic Geometry and its Applications, 3rd ed.
+Wiley, 2013 (the Poisson process's empty-space function, 1 − exp(−ρπr²)).
+Quintanilla J, Torquato S, Ziff RM. Efficient measurement of the percolation threshold for
+fully penetrable discs. J Phys A 2000;33:L399-L407 (discs covering 67.6% of the plane).
 """
 
 from __future__ import annotations
