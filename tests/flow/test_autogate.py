@@ -696,3 +696,27 @@ def test_few_monocytes_are_still_gated_out_of_the_lymphocytes() -> None:
     assert "SSC low (first)" in a.gating.cuts if a.gating else False
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
+
+
+def test_beads_are_found_when_granulocytes_fill_the_tube() -> None:
+    """In lymphopenia the granulocytes fill the acquisition and the beads are under 2% of the
+    events, the least share of an ordinary population: no bead gate was drawn and NK/µL was
+    not given (audit 10, this seed). Beads stand apart from every cell on every channel, so a
+    small peak of them counts. Truth is the simulated bead-method count."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=31112,
+            n_events=300_000,
+            lymphocyte_percent_of_leukocytes=2.4,
+            lymphocytes_per_ul=1112.5,
+            cd56bright_percent_of_nk=5.0,
+            nk_percent_of_lymphocytes=14.7,
+        )
+    )
+    beads = tube.labels == "bead"
+    assert beads.mean() < 0.02
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000, 50)))
+    assert f1(beads, a.membership["Beads"]) > 0.99
+    nk_per_ul = a.result.nk_cells_per_ul
+    assert nk_per_ul is not None
+    assert abs(nk_per_ul / tube.truth["nk_per_ul_bead_method"] - 1) <= 0.05

@@ -214,9 +214,11 @@ def density_1d(
     return Density(centres, dens, bw)
 
 
-def _drop_light_peaks(d: Density, peaks: NDArray[np.intp]) -> NDArray[np.intp]:
+def _drop_light_peaks(
+    d: Density, peaks: NDArray[np.intp], min_mass: float = MIN_MASS
+) -> NDArray[np.intp]:
     """Remove, lightest first, peaks whose share of the density (between the valleys that bound
-    them) is below ``MIN_MASS``."""
+    them) is below ``min_mass``."""
     peaks = np.asarray(peaks)
     step = float(d.grid[1] - d.grid[0])
     while peaks.size > 1:
@@ -226,7 +228,7 @@ def _drop_light_peaks(d: Density, peaks: NDArray[np.intp]) -> NDArray[np.intp]:
         bounds.append(d.density.size)
         mass = np.array([d.density[lo:hi].sum() * step for lo, hi in itertools.pairwise(bounds)])
         lightest = int(np.argmin(mass))
-        if mass[lightest] >= MIN_MASS:
+        if mass[lightest] >= min_mass:
             break
         peaks = np.delete(peaks, lightest)
     return peaks
@@ -292,6 +294,7 @@ def find_cut(
     seed: int = 0,
     axis_pile: bool = False,
     brightest_of_many: bool = False,
+    min_mass: float = MIN_MASS,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -324,6 +327,10 @@ def find_cut(
         Where three or more peaks stand, the positive population is the brightest of them
         and the cut lies below it (``side="below"``, ``brightest=True``), whatever stands
         further down (negatives spread into two peaks by compensation, or dim monocytes).
+    min_mass
+        The least share of the events a peak must hold to count as a population
+        (:data:`MIN_MASS`); lower for a population known to be small and apart from the rest
+        (counting beads).
     axis_pile
         Leave a pile of values on the lowest one out of the density (see
         :func:`_without_axis_pile`): right for fluorescence clipped at the bottom of a log
@@ -350,7 +357,7 @@ def find_cut(
     top = float(d.density.max())
     peaks, props = find_peaks(d.density, prominence=0.0, height=MIN_HEIGHT * top, distance=distance)
     keep = props["prominences"] >= MIN_RELATIVE_PROMINENCE * d.density[peaks]
-    peaks = _drop_light_peaks(d, peaks[keep])
+    peaks = _drop_light_peaks(d, peaks[keep], min_mass)
     if above is not None:
         peaks = peaks[d.grid[peaks] > above]
     if peaks.size == 0:
