@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nkpanel.flow.autogate import _oblique_polygon
-from nkpanel.flow.gates import _ratio_band, _under_chain, points_in_polygon
+from nkpanel.flow.gates import _chain_strips, _ratio_band, _under_chain, points_in_polygon
 
 
 def _kernel(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -73,6 +73,38 @@ def test_oblique_gates_match_the_kernel(seed: int, k: float, debris: bool) -> No
     extra = _edge_points(rng, vertices)
     x, y = np.r_[x, extra[:, 0]], np.r_[y, extra[:, 1]]
     assert np.array_equal(points_in_polygon(x, y, vertices), _kernel(x, y, vertices))
+
+
+def test_a_steep_step_at_a_strip_boundary_matches_the_kernel() -> None:
+    """A near-vertical step in a chain (two vertices 10^-2 to 10^-6 apart, as a hand-drawn
+    "vertical" part of a template gives) right at a boundary of the shortcut's strips: points
+    within a few ulps of that boundary, just under a strip's tabulated floor, may be placed in
+    the strip beside theirs; they must still get the kernel's answer (the review's
+    reproducer: up to 4,764 of 36,855 such points differed)."""
+    rng = np.random.default_rng(3)
+    mismatched = tested = 0
+    for top in (262_144.0, 4_194_304.0):
+        span = 1.01 * top
+        edges = np.linspace(-span, span, 4097)
+        for k in rng.choice(np.arange(1, 4096), 40, replace=False):
+            b = edges[k]
+            for dx, (y_lo, y_hi) in ((1e-2, (1.0, 2.0)), (1e-6, (1_000.0, 50_000.0))):
+                xs = np.array([-span, b - dx / 2, b + dx / 2, span])
+                ys = np.array([y_lo, y_lo, y_hi, y_hi])
+                v = np.vstack(([xs[0], -top], np.column_stack((xs, ys)), [xs[-1], -top]))
+                chain = _under_chain(v)
+                assert chain is not None
+                floor, _, x0, per = _chain_strips(chain)
+                px = b + np.arange(-4, 5) * np.spacing(abs(b))
+                strip = np.clip(((px - x0) * per).astype(np.intp), 0, floor.size - 1)
+                py = np.nextafter(floor[strip], -np.inf)
+                ok = np.isfinite(py)
+                px, py = px[ok], py[ok]
+                ours, theirs = points_in_polygon(px, py, v), _kernel(px, py, v)
+                mismatched += int(np.count_nonzero(ours != theirs))
+                tested += px.size
+    assert tested > 1000
+    assert mismatched == 0
 
 
 def test_oblique_gate_by_hand() -> None:

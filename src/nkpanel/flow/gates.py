@@ -93,36 +93,13 @@ def points_in_polygon(
 
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     band = _ratio_band(vertices)
-    chain = None if band is not None else _under_chain(vertices)
-    if chain is not None:
-        # under an x-monotone upper edge: the edge's lowest and highest points over a narrow
-        # strip of x around each point decide all but the points within rounding of the edge
-        # (or in the strips at the ends), which go to the kernel
-        in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
-        cand = np.flatnonzero(in_box)
-        cx, cy = x[cand], y[cand]
-        edge_lo, edge_hi, x0, per_strip = _chain_strips(chain)
-        strip = ((cx - x0) * per_strip).astype(np.intp)
-        np.clip(strip, 0, edge_lo.size - 1, out=strip)
-        clear = (cy < edge_lo[strip]) & (cy > lo[1] + _BAND_MARGIN * (abs(lo[1]) + 1.0))
-        unsure = ~clear & (cy <= edge_hi[strip])
-        inside = np.zeros(x.shape[0], dtype=bool)
-        inside[cand[clear]] = True
-        near = cand[unsure]
-        if near.size:
-            pts = np.column_stack((x[near], y[near]))
-            inside[near] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
-        return inside
-    if band is None:
-        inside = np.zeros(x.shape[0], dtype=bool)
-        in_box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
-    else:
+    if band is not None:
         # inside the band's x range, y/x decides all but the points near an edge (the y
         # range of the bounding box is implied by the ratio bounds)
         # points on or within rounding of an edge go to the kernel, whose own rule decides
         # them (it is not "edges inclusive" everywhere): only clear cases are decided here
         (low_min, low_max), (high_min, high_max) = band
-        eps = _BAND_MARGIN
+        eps = _ROUNDING_MARGIN
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = y / x
         in_box = (
@@ -131,23 +108,49 @@ def points_in_polygon(
             & (ratio >= low_min * (1 - eps))
             & (ratio <= high_max * (1 + eps))
         )
-        inside = (
+        inside: BoolArray = (
             (x > lo[0])
             & (x < hi[0])
             & (ratio > low_max * (1 + eps))
             & (ratio < high_min * (1 - eps))
         )
-        in_box &= ~inside
-    cand = np.flatnonzero(in_box)
+        cand = np.flatnonzero(in_box & ~inside)
+    else:
+        inside = np.zeros(x.shape[0], dtype=bool)
+        cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
+        chain = _under_chain(vertices)
+        if chain is not None and cand.size:
+            cand = _decide_under_chain(x, y, cand, float(lo[1]), chain, inside)
     if cand.size:
         pts = np.column_stack((x[cand], y[cand]))
         inside[cand] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
     return inside
 
 
-#: relative margin around a band's ratio bounds within which the kernel decides (far above the
-#: rounding of y/x and of the kernel's own arithmetic)
-_BAND_MARGIN = 1e-9
+def _decide_under_chain(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    cand: NDArray[np.intp],
+    bottom: float,
+    chain: NDArray[np.float64],
+    inside: BoolArray,
+) -> NDArray[np.intp]:
+    """Mark ``inside`` the points ``cand`` (in the bounding box) that lie clearly under the
+    x-monotone ``chain`` and above ``bottom``; return the ones it cannot decide (within
+    rounding of an edge, or in the strips at the ends), for the kernel."""
+    cx, cy = x[cand], y[cand]
+    edge_lo, edge_hi, x0, per_strip = _chain_strips(chain)
+    strip = ((cx - x0) * per_strip).astype(np.intp)
+    np.clip(strip, 0, edge_lo.size - 1, out=strip)
+    clear = (cy < edge_lo[strip]) & (cy > bottom + _ROUNDING_MARGIN * (abs(bottom) + 1.0))
+    inside[cand[clear]] = True
+    return cand[~clear & (cy <= edge_hi[strip])]
+
+
+#: relative margin around a band's ratio bounds, or a chain's height, within which the kernel
+#: decides (far above the rounding of y/x, of the chain's interpolation and of the kernel's
+#: own arithmetic)
+_ROUNDING_MARGIN = 1e-9
 
 
 def _ratio_band(
@@ -216,10 +219,11 @@ def _chain_strips(
     chain: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], float, float]:
     """The lowest and highest point of ``chain`` (vertices with x increasing) over each of
-    :data:`_CHAIN_STRIPS` equal strips of its x range, widened by the rounding margin; the
-    strips at both ends are left open (``-inf``, ``inf``) so that points on the polygon's
-    vertical sides go to the kernel. Returns the two tables, the range's start and the
-    strips per unit of x."""
+    :data:`_CHAIN_STRIPS` equal strips of its x range, each widened to its two neighbours'
+    (a point within rounding of a boundary may be placed beside its strip) and by the rounding
+    margin; the strips at both ends are left open (``-inf``, ``inf``) so that points on the
+    polygon's vertical sides go to the kernel. Returns the two tables, the range's start and
+    the strips per unit of x."""
     xs, ys = chain[:, 0], chain[:, 1]
     edges = np.linspace(xs[0], xs[-1], _CHAIN_STRIPS + 1)
     at_edges = np.interp(edges, xs, ys)
@@ -230,7 +234,14 @@ def _chain_strips(
     which = np.clip(((xs - xs[0]) * per_strip).astype(np.intp), 0, _CHAIN_STRIPS - 1)
     np.minimum.at(low, which, ys)
     np.maximum.at(high, which, ys)
-    margin = _BAND_MARGIN * (np.abs(low) + np.abs(high) + 1.0)
+    # a point within rounding of a strip's boundary can be placed in the strip beside it: each
+    # strip's range takes in its neighbours' (the chain is continuous, so this covers the
+    # chain's height wherever the point really lies, however steep the chain is there)
+    low[1:] = np.minimum(low[1:], low[:-1].copy())
+    low[:-1] = np.minimum(low[:-1], low[1:].copy())
+    high[1:] = np.maximum(high[1:], high[:-1].copy())
+    high[:-1] = np.maximum(high[:-1], high[1:].copy())
+    margin = _ROUNDING_MARGIN * (np.abs(low) + np.abs(high) + 1.0)
     low -= margin
     high += margin
     low[[0, -1]] = -np.inf
