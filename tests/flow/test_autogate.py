@@ -720,3 +720,28 @@ def test_beads_are_found_when_granulocytes_fill_the_tube() -> None:
     nk_per_ul = a.result.nk_cells_per_ul
     assert nk_per_ul is not None
     assert abs(nk_per_ul / tube.truth["nk_per_ul_bead_method"] - 1) <= 0.05
+
+
+def test_cd56_negative_nk_cells_without_b_cells() -> None:
+    """With no B cells and 40% NK cells the CD3- lymphocytes are nearly all NK: on CD16 they
+    stand as one positive peak, and a cut at its tail left the CD56- CD16+ NK cells out of
+    the NK gate (extreme sweep, this design: NK % 1.2 points low, reportable, unwarned). The
+    cut found on all lymphocytes, where the T cells are the negatives, is used and said.
+    Truth is each simulated event's population."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=6225,
+            n_events=300_000,
+            nk_percent_of_lymphocytes=40.0,
+            cd56bright_percent_of_nk=2.0,
+            nkt_percent_of_lymphocytes=0.5,
+            b_percent_of_lymphocytes=0.0,
+            lymphocyte_percent_of_leukocytes=20.0,
+            monocyte_percent_of_leukocytes=2.0,
+        )
+    )
+    a = analyze_sample(tube.to_sample(), FlowSettings())
+    assert a.membership["NK"][tube.labels == "NK_CD56neg"].mean() > 0.95
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5
+    assert any("no negative population" in n for n in a.result.notes)

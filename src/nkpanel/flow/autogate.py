@@ -1054,8 +1054,9 @@ class _Gater:
         # stand between the negatives and the NK cells: where three peaks stand, NK cells are
         # the brightest (as on a CD16 channel of its own)
         c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56)
+        c56 = self.negatives_missing("CD56", cd56, c56)
         c16 = (
-            self.cut("CD16", cd16, neg_ref, bright_only=True)
+            self.negatives_missing("CD16", cd16, self.cut("CD16", cd16, neg_ref, bright_only=True))
             if separate16 and cd16 is not None
             else None
         )
@@ -1108,6 +1109,29 @@ class _Gater:
                     "B cells", lymph, (self.dim(cd3), self.dim(cd19)), (None, c19), (c3_neg, None)
                 )
             )
+
+    def negatives_missing(self, label: str, pnn: str, value: float) -> float:
+        """The NK cut ``label`` on the CD3- lymphocytes, or the one on all lymphocytes where
+        the CD3- ones held no negative population.
+
+        Where B cells are absent and the CD3- lymphocytes are nearly all NK cells, their
+        one peak on CD16 is the positive population, and a cut at its tail (for a lone
+        negative peak) lies above the NK cells: CD56- CD16+ NK cells fell out of the NK
+        gate (extreme sweep, 1.2 points of NK % silent). The T cells are the negatives on
+        all lymphocytes, and the cut found there (a valley below that peak) is used.
+        """
+        own, every = self.cuts[label], self.cuts.get(f"{label} (all lymphocytes)")
+        if own.method == "valley" or every is None or every.method != "valley":
+            return value
+        if not own.peaks or min(own.peaks) <= every.value:
+            return value
+        self.cuts[f"{label} (CD3-, no negatives)"] = own
+        self.cuts[label] = every
+        self.notes.append(
+            f"{label}: the CD3- lymphocytes stand as one positive peak on {pnn} (no negative "
+            "population there): cut where it is found on all lymphocytes"
+        )
+        return self.linear(pnn, every.value)
 
     def linear(self, pnn: str, y: float | None) -> float:
         if y is None:  # a fallback cut (fewer than 10 usable events) has no tail end
