@@ -137,3 +137,20 @@ def test_a_strong_stain_raises_no_alarm(tmp_path: Path, dab_od: float, seed: int
     assert misread < 0.05
     assert not flagged
     assert fitted < 0.08
+
+
+def test_dense_strongly_stained_stroma_keeps_the_two_sided_message(tmp_path: Path) -> None:
+    """In dense (decidualised) stroma at 12,000 cells per mm² a strong stain's membranes touch
+    negative cells, whose rings then read 0.1-0.3 OD: the count is high (by construction here,
+    about a quarter), and the fit takes those negatives for the positives' shoulder. The
+    older rule fires too, and its message, which says the count may be low or high, is the
+    one given: the fitted share alone would say "low"."""
+    spec = FieldSpec(width_px=900, height_px=900, seed=86, dab_od=1.2, stromal_cells_per_mm2=12_000)
+    field = simulate_field(spec)
+    path, _ = write_field(field, tmp_path / "dense-synthetic.tif")
+    result = analyze_image(path).result
+    assert result.overall.cd56_positive_cells > 1.1 * field.positive_cells
+    (q,) = [q for q in result.qc if q.check == "borderline staining"]
+    assert not q.passed
+    assert "the count may be high" in q.reason
+    assert "continue the CD56+ population" not in q.reason

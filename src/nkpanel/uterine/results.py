@@ -301,22 +301,26 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
         lost, median, _, n = fitted
         reason += (
             f"; the CD56+ population (fitted to the {n} cells from "
-            f"{POSITIVE_FIT_FROM * threshold_od:.3g} OD) peaks at {median:.2f} OD, an estimated "
-            f"{lost:.0%} of it under the threshold (warned from {POSITIVES_UNDER_LIMIT:.0%})"
+            f"{POSITIVE_FIT_FROM * threshold_od:.3g} OD) has its median at {median:.2f} OD, "
+            f"an estimated {lost:.0%} of it under the threshold (warned from "
+            f"{POSITIVES_UNDER_LIMIT:.0%})"
         )
-    if straddles and fitted is not None:
-        reason += (
-            ": the cells just under the threshold continue the CD56+ population, as when "
-            "the stain is too faint for the threshold: the CD56+ count is then low by about "
-            f"{fitted[0]:.0%} (per 100 and per mm²); unless they are negative cells carrying "
-            "background DAB or a neighbour's; check the overlay and the run's positive control"
-        )
-    elif many_under:
+    if many_under:
+        # the cells just under may be either: dim CD56+ cells, or negatives with a touching
+        # positive's DAB in their ring (dense, strongly stained stroma: then the fit takes
+        # them for the positives' shoulder too, and the count is high, not low)
         reason += (
             ": faint staining or a threshold too high for this stain run (the count is then "
             "low), or background DAB, shading or DAB from neighbouring cells (then cells "
             "just over the threshold may be false positives: the count may be high); check "
             "the overlay"
+        )
+    elif straddles and fitted is not None:
+        reason += (
+            ": the cells just under the threshold continue the CD56+ population, as when "
+            "the stain is too faint for the threshold: the CD56+ count is then low by about "
+            f"{fitted[0]:.0%} (per 100 and per mm²); unless they are negative cells carrying "
+            "background DAB or a neighbour's; check the overlay and the run's positive control"
         )
     return UterineQC("borderline staining", passed, float(under), None, reason, blocking=False)
 
