@@ -87,44 +87,75 @@ def points_in_polygon(
     The kernel is the one FlowKit evaluates Gating-ML polygons with, so exported gates give
     the same membership in both, points on an edge included (the kernel's own rule decides
     them). Points outside the bounding box are never tested, nor, for a band polygon (see
-    :func:`_ratio_band`), points clearly inside or outside it.
+    :func:`_ratio_band`) or the region under a chain (:func:`_under_chain`), points clearly
+    inside or outside it. A million points are worked on in row blocks by a few threads
+    (:func:`~nkpanel._threads.for_row_blocks`).
     """
-    from flowutils.gating import points_in_polygon as _kernel
+    from nkpanel._threads import for_row_blocks
 
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    band = _ratio_band(vertices)
-    if band is not None:
-        # inside the band's x range, y/x decides all but the points near an edge (the y
-        # range of the bounding box is implied by the ratio bounds)
-        # points on or within rounding of an edge go to the kernel, whose own rule decides
-        # them (it is not "edges inclusive" everywhere): only clear cases are decided here
-        (low_min, low_max), (high_min, high_max) = band
-        eps = _ROUNDING_MARGIN
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = y / x
-        in_box = (
-            (x >= lo[0])
-            & (x <= hi[0])
-            & (ratio >= low_min * (1 - eps))
-            & (ratio <= high_max * (1 + eps))
-        )
-        inside: BoolArray = (
-            (x > lo[0])
-            & (x < hi[0])
-            & (ratio > low_max * (1 + eps))
-            & (ratio < high_min * (1 - eps))
-        )
-        cand = np.flatnonzero(in_box & ~inside)
-    else:
-        inside = np.zeros(x.shape[0], dtype=bool)
-        cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
-        chain = _under_chain(vertices)
-        if chain is not None and cand.size:
-            cand = _decide_under_chain(x, y, cand, float(lo[1]), chain, inside)
-    if cand.size:
-        pts = np.column_stack((x[cand], y[cand]))
-        inside[cand] = np.asarray(_kernel(np.ascontiguousarray(vertices), pts), dtype=bool)
-    return inside
+    shape = _Shape.of(np.ascontiguousarray(vertices, dtype=np.float64))
+    out = np.empty(x.shape[0], dtype=bool)
+
+    def work(start: int, stop: int) -> None:
+        out[start:stop] = shape.contains(x[start:stop], y[start:stop])
+
+    for_row_blocks(x.shape[0], work)
+    return out
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A polygon with what its shortcuts need, worked out once for every block of points."""
+
+    vertices: NDArray[np.float64]
+    lo: NDArray[np.float64]
+    hi: NDArray[np.float64]
+    band: tuple[tuple[float, float], tuple[float, float]] | None
+    #: for the region under a chain: its strips' tables (:func:`_chain_strips`)
+    strips: tuple[NDArray[np.float64], NDArray[np.float64], float, float] | None
+
+    @classmethod
+    def of(cls, vertices: NDArray[np.float64]) -> _Shape:
+        band = _ratio_band(vertices)
+        chain = None if band is not None else _under_chain(vertices)
+        strips = None if chain is None else _chain_strips(chain)
+        return cls(vertices, vertices.min(axis=0), vertices.max(axis=0), band, strips)
+
+    def contains(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> BoolArray:
+        from flowutils.gating import points_in_polygon as _kernel
+
+        lo, hi = self.lo, self.hi
+        if self.band is not None:
+            # inside the band's x range, y/x decides all but the points near an edge (the y
+            # range of the bounding box is implied by the ratio bounds)
+            # points on or within rounding of an edge go to the kernel, whose own rule decides
+            # them (it is not "edges inclusive" everywhere): only clear cases are decided here
+            (low_min, low_max), (high_min, high_max) = self.band
+            eps = _ROUNDING_MARGIN
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = y / x
+            in_box = (
+                (x >= lo[0])
+                & (x <= hi[0])
+                & (ratio >= low_min * (1 - eps))
+                & (ratio <= high_max * (1 + eps))
+            )
+            inside: BoolArray = (
+                (x > lo[0])
+                & (x < hi[0])
+                & (ratio > low_max * (1 + eps))
+                & (ratio < high_min * (1 - eps))
+            )
+            cand = np.flatnonzero(in_box & ~inside)
+        else:
+            inside = np.zeros(x.shape[0], dtype=bool)
+            cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
+            if self.strips is not None and cand.size:
+                cand = _decide_under_chain(x, y, cand, float(lo[1]), self.strips, inside)
+        if cand.size:
+            pts = np.column_stack((x[cand], y[cand]))
+            inside[cand] = np.asarray(_kernel(self.vertices, pts), dtype=bool)
+        return inside
 
 
 def _decide_under_chain(
@@ -132,14 +163,15 @@ def _decide_under_chain(
     y: NDArray[np.float64],
     cand: NDArray[np.intp],
     bottom: float,
-    chain: NDArray[np.float64],
+    strips: tuple[NDArray[np.float64], NDArray[np.float64], float, float],
     inside: BoolArray,
 ) -> NDArray[np.intp]:
     """Mark ``inside`` the points ``cand`` (in the bounding box) that lie clearly under the
-    x-monotone ``chain`` and above ``bottom``; return the ones it cannot decide (within
-    rounding of an edge, or in the strips at the ends), for the kernel."""
+    chain whose ``strips`` (:func:`_chain_strips`) are given and above ``bottom``; return the
+    ones it cannot decide (within rounding of an edge, or in the strips at the ends), for the
+    kernel."""
     cx, cy = x[cand], y[cand]
-    edge_lo, edge_hi, x0, per_strip = _chain_strips(chain)
+    edge_lo, edge_hi, x0, per_strip = strips
     strip = ((cx - x0) * per_strip).astype(np.intp)
     np.clip(strip, 0, edge_lo.size - 1, out=strip)
     clear = (cy < edge_lo[strip]) & (cy > bottom + _ROUNDING_MARGIN * (abs(bottom) + 1.0))
