@@ -85,6 +85,17 @@ def test_the_nuclei_of_a_real_field_are_of_a_nucleus_size(
     assert flag.passed and flag.value is not None and 20 <= flag.value <= 45
 
 
+def test_the_real_field_raises_no_merged_nuclei_warning(
+    real: tuple[UterineAnalysis, np.ndarray, np.ndarray],
+) -> None:
+    """Its nuclei are irregular (the smaller half's median ellipse fill 0.92, against 0.99 for
+    simulated ellipses), so shape cannot tell merged nuclei from one and the check is silent:
+    it says it did not judge, and counts nothing."""
+    a, _, _ = real
+    (flag,) = [q for q in a.result.qc if q.check == "merged nuclei"]
+    assert flag.passed and flag.value is None and "not judged" in flag.reason
+
+
 def test_positive_detection_f1(real: tuple[UterineAnalysis, np.ndarray, np.ndarray]) -> None:
     a, xy, pos = real
     det = _detected(a)

@@ -77,6 +77,7 @@ from nkpanel.uterine.results import (
     dab_background_qc,
     few_positives_qc,
     fields_qc,
+    merged_nuclei_qc,
     nucleus_size_qc,
     pieces_qc,
     ratio_ci,
@@ -869,6 +870,7 @@ def analyze_source(
         raw_od = counted_cells.dab_od(s.detection.compartment)
         qc.append(background_calls_qc(raw_od, compartment_od, s.detection.positive_threshold_od))
     qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))
+    qc.append(merged_nuclei_qc(counted_cells.nucleus_area_um2, counted_cells.nucleus_ellipse_fill))
     if background_qc is not None:
         qc.append(background_qc)
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))

@@ -57,6 +57,7 @@ from nkpanel.uterine.results import (
     across_fields_qc,
     few_positives_qc,
     fields_qc,
+    pooled_merged_nuclei_qc,
     ratio_ci,
     stromal_cells_qc,
 )
@@ -78,12 +79,15 @@ BATCH_TABLES = ("uterine_results.csv", "biopsy_summary.json")
 #: an image's checks the biopsy's result makes again over all its images; every other check
 #: an image fails (its regions, borderline staining…) is repeated on the biopsy's result
 FIELDS_CHECK = "×400 fields"
+#: pooled over the biopsy's images (their estimated missed nuclei summed), not repeated
+MERGED_CHECK = "merged nuclei"
 POOLED_AGAIN = (
     "stromal cells counted",
     FIELDS_CHECK,
     "fewer CD56+ than published",
     "sparse fields",
     "outlier field",
+    MERGED_CHECK,
 )
 
 
@@ -253,6 +257,16 @@ def pool_results(
                 qc.append(replace(q, reason=f"{r.sample}: {q.reason}"))
     if fields_again and protocol_fields is not None:
         qc.append(fields_qc(len(results), protocol_fields))
+    merged = pooled_merged_nuclei_qc(
+        [
+            (r.sample, q, r.overall.stromal_cells)
+            for r in results
+            for q in r.qc
+            if q.check == MERGED_CHECK
+        ]
+    )
+    if merged is not None:
+        qc.append(merged)
     # every field of the biopsy, against their median and against the others' CD56+ rate
     qc += across_fields_qc(fields)
     if failed:
