@@ -745,3 +745,25 @@ def test_cd56_negative_nk_cells_without_b_cells() -> None:
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5
     assert any("no negative population" in n for n in a.result.notes)
+
+
+def test_lymphocytes_standing_alone_keep_their_nk_cells() -> None:
+    """Separated cells (98% lymphocytes, 2% monocytes, no granulocytes): no population forms
+    a peak above the lymphocytes, and the side-scatter cut for a lone peak, read from its
+    lower half, dropped the NK cells' high side-scatter tail (NK % 1.4 points and NK/µL 13%
+    low, no check failed). The lymphocytes' own upper spread now sets it. Truth is each
+    simulated event's population."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=1,
+            n_events=50_000,
+            lymphocyte_percent_of_leukocytes=98.0,
+            monocyte_percent_of_leukocytes=2.0,
+        )
+    )
+    a = analyze_sample(tube.to_sample(), FlowSettings())
+    lymph = a.membership["Lymphocytes"]
+    assert lymph[_nk_labels(tube)].mean() >= 0.97
+    assert np.count_nonzero(lymph & (tube.labels == "monocyte")) <= 0.01 * lymph.sum()
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5

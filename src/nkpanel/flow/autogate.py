@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import QCError
 from nkpanel.flow.compensation import CompensatedColumns
-from nkpanel.flow.density import Cut, density_1d, find_cut
+from nkpanel.flow.density import TAIL_SDS, Cut, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.qc import SATURATED
@@ -908,6 +908,8 @@ class _Gater:
         """
         first = self.cut("SSC low", ssc, within)
         c = self.cuts["SSC low"]
+        if c.method == "tail" and c.peaks:
+            return self.lone_lymphocytes(ssc, within, first)
         if c.method != "valley":
             return first
         below = within & (self.raw(ssc) < first)
@@ -919,6 +921,31 @@ class _Gater:
         self.cuts["SSC low (first)"] = c
         self.cuts["SSC low"] = inner
         return self.scale(ssc).inverse(inner.value)
+
+    def lone_lymphocytes(self, ssc: str, within: BoolArray, first: float) -> float:
+        """The side-scatter cut above lymphocytes that stand alone (no monocyte or granulocyte
+        peak above them: separated cells): their peak plus :data:`TAIL_SDS` SDs of their own
+        upper half, where the cut for a lone peak reads the lower half.
+
+        A lone negative population's upper tail is placed from its lower half, clean of what
+        lies above it. The lymphocytes' upper half is wider than their lower: NK cells
+        scatter more side light than T cells, and the cut from the lower half dropped 5–11%
+        of NK cells in simulated tubes of lymphocytes alone (NK/µL up to 11% low, no check
+        failed). Nothing else stands above them to be kept out, so their own upper spread
+        sets the cut; never below the first one.
+        """
+        c = self.cuts["SSC low"]
+        centre = min(c.peaks)
+        x = self.scaled(ssc, within)
+        upper = x[x >= centre] - centre
+        if upper.size < 5:
+            return first
+        tail = centre + TAIL_SDS * float(np.sqrt(np.mean(upper**2)))
+        if tail <= c.value:
+            return first
+        self.cuts["SSC low (lower half)"] = c
+        self.cuts["SSC low"] = Cut(tail, "tail", c.peaks, tail)
+        return self.scale(ssc).inverse(tail)
 
     def oblique_scatter(
         self, fsc: str, ssc: str, base: BoolArray, left: float | None
