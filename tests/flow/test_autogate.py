@@ -725,9 +725,10 @@ def test_beads_are_found_when_granulocytes_fill_the_tube() -> None:
 def test_cd56_negative_nk_cells_without_b_cells() -> None:
     """With no B cells and 40% NK cells the CD3- lymphocytes are nearly all NK: on CD16 they
     stand as one positive peak, and a cut at its tail left the CD56- CD16+ NK cells out of
-    the NK gate (extreme sweep, this design: NK % 1.2 points low, reportable, unwarned). The
-    cut found on all lymphocytes, where the T cells are the negatives, is used and said.
-    Truth is each simulated event's population."""
+    the NK gate (extreme sweep, this design with 2% monocytes: NK % 1.2 points low,
+    reportable, unwarned). The cut found on all lymphocytes, where the T cells are the
+    negatives, is used and said. No monocytes here, so that none in the lymphocyte gate stand
+    in for the negatives. Truth is each simulated event's population."""
     tube = simulate_tube(
         SimulationSpec(
             seed=6225,
@@ -737,7 +738,7 @@ def test_cd56_negative_nk_cells_without_b_cells() -> None:
             nkt_percent_of_lymphocytes=0.5,
             b_percent_of_lymphocytes=0.0,
             lymphocyte_percent_of_leukocytes=20.0,
-            monocyte_percent_of_leukocytes=2.0,
+            monocyte_percent_of_leukocytes=0.0,
         )
     )
     a = analyze_sample(tube.to_sample(), FlowSettings())
@@ -767,3 +768,54 @@ def test_lymphocytes_standing_alone_keep_their_nk_cells() -> None:
     assert np.count_nonzero(lymph & (tube.labels == "monocyte")) <= 0.01 * lymph.sum()
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5
+
+
+def test_the_fsc_ssc_edge_is_not_drawn_beyond_the_monocytes() -> None:
+    """Without CD19 at 2% lymphocytes the lymphocytes were too light a peak along the FSC/SSC
+    discriminant beside the granulocytes: the edge fell in the valley between monocytes and
+    granulocytes, and 9,597 monocytes entered the lymphocyte gate (NK/µL +229%, no check
+    failed; audit 12). The valley is looked for among lymphocytes and monocytes only, and
+    must lie between them. Truth is each simulated event's population."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=1, n_events=300_000, lymphocyte_percent_of_leukocytes=2.0, with_cd19=False
+        )
+    )
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000, 50)))
+    lymph = a.membership["Lymphocytes"]
+    assert np.count_nonzero(lymph & (tube.labels == "monocyte")) <= 0.02 * lymph.sum()
+    nk_per_ul = a.result.nk_cells_per_ul
+    assert nk_per_ul is not None
+    assert abs(nk_per_ul / tube.truth["nk_per_ul_bead_method"] - 1) <= 0.10
+
+
+def test_large_nk_cells_of_normal_side_scatter_stay_in_the_lymphocyte_gate() -> None:
+    """A third of the NK cells made 1.4 times larger on FSC (and 1.15 on SSC), at 3%
+    lymphocytes: the falling FSC/SSC edge left them out (NK recall 75%, NK/µL −25%, no check
+    failed; audit 12). What the side-scatter cut keeps stays in the gate; the edge only adds.
+    Truth is each simulated event's population."""
+    from nkpanel.flow.sample import FlowSample
+
+    tube = simulate_tube(
+        SimulationSpec(seed=0, n_events=300_000, lymphocyte_percent_of_leukocytes=3.0)
+    )
+    full = tube.to_sample()
+    events = np.array(full.events, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    large = _nk_labels(tube) & (rng.random(tube.labels.size) < 0.3)
+    for name, factor in (("FSC-A", 1.4), ("FSC-H", 1.4), ("SSC-A", 1.15), ("SSC-H", 1.15)):
+        events[large, full.pnn.index(name)] *= factor
+    sample = FlowSample.from_array(
+        events,
+        list(full.pnn),
+        pns=[c.pns for c in full.channels],
+        name="large-nk",
+        spillover=full.spillover,
+        metadata=full.metadata,
+    )
+    a = analyze_sample(sample, FlowSettings())
+    lymph = a.membership["Lymphocytes"]
+    assert lymph[large].mean() >= 0.85
+    assert lymph[_nk_labels(tube)].mean() >= 0.9
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 1.0

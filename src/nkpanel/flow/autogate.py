@@ -1008,8 +1008,12 @@ class _Gater:
         if fisher < OBLIQUE_GAIN * along_ssc:
             return None
         k = float(w[0] / w[1])  # the projection in side-scatter units: log SSC + k log FSC
-        cut = find_cut(s + k * f, min_separation=self.separation(ssc))
-        if cut.method != "valley":
+        # the valley between the two populations alone (granulocytes far beyond would
+        # outweigh few lymphocytes), and it must lie between their means along the projection
+        p = s + k * f
+        both = low | high
+        cut = find_cut(p[both], min_separation=self.separation(ssc))
+        if cut.method != "valley" or not (p[low].mean() < cut.value < p[high].mean()):
             return None
         self.cuts["SSC low (size-adjusted)"] = cut
         top_f = max(self.sample.channels[self.col[fsc]].top, float(np.max(f_raw)))
@@ -1017,8 +1021,18 @@ class _Gater:
         # no lymphocyte scatters more side light than the edge allows at the smallest of them
         # (the 1st percentile of their forward scatter), nor more than a monocyte
         ceiling = 10.0 ** min(mono, cut.value - k * float(np.quantile(f[low], 0.01)))
+        # what the side-scatter cut keeps stays in: the edge only adds the lymphocytes that
+        # scatter more side light at a lymphocyte's size (large lymphocytes of normal side
+        # scatter would otherwise fall beyond a falling edge)
+        floor = 10.0**c.value
         return _oblique_polygon(
-            cut.value, k, ceiling=ceiling, left=left, right=1.01 * top_f, bottom=-top_s
+            cut.value,
+            k,
+            ceiling=max(ceiling, floor),
+            left=left,
+            right=1.01 * top_f,
+            bottom=-top_s,
+            floor=floor,
         )
 
     def lineage_gates(self, lymph: str) -> None:
@@ -1182,26 +1196,46 @@ OBLIQUE_VERTICES = 24
 
 
 def _oblique_polygon(
-    c: float, k: float, *, ceiling: float, left: float | None, right: float, bottom: float
+    c: float,
+    k: float,
+    *,
+    ceiling: float,
+    left: float | None,
+    right: float,
+    bottom: float,
+    floor: float | None = None,
 ) -> tuple[tuple[float, float], ...]:
     """The region ``log10 SSC + k log10 FSC < c`` below ``ceiling`` (SSC), right of ``left``
-    (FSC; every event for ``None``) and left of ``right``, as polygon vertices on the linear
-    scale: a flat bottom at ``bottom``, and an upper edge that runs along the ceiling and
-    then down the curve ``SSC = 10^c FSC^-k`` (vertices evenly spaced in log FSC).
+    (FSC; every event for ``None``) and left of ``right``, together with everything below
+    ``floor`` (SSC) in that FSC range, as polygon vertices on the linear scale: a flat bottom
+    at ``bottom``, and an upper edge that runs along the ceiling, then down the curve
+    ``SSC = 10^c FSC^-k`` (vertices evenly spaced in log FSC) until it meets the floor, then
+    along the floor.
 
     >>> v = _oblique_polygon(10.0, 1.0, ceiling=1e5, left=None, right=1e6, bottom=-1.0)
     >>> v[1], v[2]  # up the left side to the ceiling, along it to where the curve meets it
     ((-1000000.0, 100000.0), (100000.0, 100000.0))
     >>> v[-2], v[-1]  # the curve's end at the right edge (10^10 / 10^6), down to the bottom
     ((1000000.0, 10000.0), (1000000.0, -1.0))
+    >>> v = _oblique_polygon(10.0, 1.0, ceiling=1e5, left=None, right=1e6, bottom=-1.0,
+    ...                      floor=2e4)
+    >>> [(round(x), round(y)) for x, y in v[-3:-1]]  # meets the floor at FSC 5·10^5, then on
+    [(500000, 20000), (1000000, 20000)]
     """
     x_left = left if left is not None else -right
     x_cap = 10.0 ** ((c - np.log10(ceiling)) / k)  # where the curve meets the ceiling
     start = max(x_cap, x_left, 1.0)
-    xs = np.geomspace(start, right, OBLIQUE_VERTICES) if start < right else np.array([right])
+    end = right
+    if floor is not None and floor > 0:
+        end = min(right, 10.0 ** ((c - np.log10(floor)) / k))  # where it meets the floor
+    xs = np.geomspace(start, end, OBLIQUE_VERTICES) if start < end else np.array([end])
     ys = np.minimum(10.0 ** (c - k * np.log10(xs)), ceiling)
+    if floor is not None:
+        ys = np.maximum(ys, floor)
     upper = [(x_left, ceiling)] if x_left < start else []
     upper += [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)]
+    if end < right:
+        upper.append((right, float(floor if floor is not None else ys[-1])))
     return ((x_left, bottom), *upper, (right, bottom))
 
 
