@@ -7,6 +7,7 @@ cofactor 5 the tick for 10³ sits at asinh(1000 / 5) and 0 at 0.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -86,3 +87,33 @@ def test_figure_axes_carry_the_labels() -> None:
         assert list(ax.get_xticks()) == [3.0, 4.0, 5.0]
     finally:
         plt.close(fig)
+
+
+def test_a_gate_title_counts_every_event_not_the_points_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent larger than the points drawn is sampled for the plot; the title still gives
+    the gate's count and share of all its parent's events (counted here by hand)."""
+    import nkpanel.flow.plots as plots
+    from nkpanel.flow.gates import Dimension, RangeGate
+
+    monkeypatch.setattr(plots, "MAX_POINTS", 500)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 100.0, 4000)
+    gate = RangeGate("Low", None, (Dimension("A"),), (None,), (30.0,))
+    member = {"Low": x < 30.0}
+    written = plots.plot_gates(
+        sample_name="synthetic",
+        gates=(gate,),
+        membership=member,
+        values=lambda ch: x,
+        scale_for=lambda ch: lambda v: np.asarray(v, dtype=np.float64),  # type: ignore[arg-type,return-value]
+        label_for=lambda ch: ch,
+        channel_for_marker={},
+        out_dir=tmp_path,
+        synthetic=True,
+        formats=("svg",),
+    )
+    svg = written[0].read_text()
+    n = int(np.count_nonzero(x < 30.0))
+    assert f"Low: {n:,} of all events ({100 * n / 4000:.1f}%)" in svg

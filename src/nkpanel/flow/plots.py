@@ -113,10 +113,12 @@ def plot_gates(
             partner = COMPANION.get(marker_of.get(x_ch, x_ch))
             y_ch = channel_for_marker.get(partner, None) if partner else None
         fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=100)
-        inside = membership[gate.name][idx]
         sx = scale_for(x_ch)
         x = sx(values(x_ch)[idx])
-        pct = 100.0 * inside.sum() / max(idx.size, 1)
+        # the title counts every event, not the points drawn (a sample of large parents)
+        n_in = int(np.count_nonzero(membership[gate.name] & parent))
+        n_parent = int(np.count_nonzero(parent))
+        pct = 100.0 * n_in / max(n_parent, 1)
         if y_ch is None:
             ax.hist(x, bins=BINS, color="0.35", histtype="stepfilled")
             ax.set_ylabel("events")
@@ -130,7 +132,7 @@ def plot_gates(
             _data_ticks(ax.yaxis, ticks_for(y_ch), ax.get_ylim())
         _data_ticks(ax.xaxis, ticks_for(x_ch), ax.get_xlim())
         ax.set_xlabel(label_for(x_ch))
-        title = f"{gate.name}: {inside.sum():,} of {gate.parent or 'all events'} ({pct:.1f}%)"
+        title = f"{gate.name}: {n_in:,} of {gate.parent or 'all events'} ({pct:.1f}%)"
         ax.set_title(title, fontsize=9)
         fig.suptitle(sample_name + ("  SYNTHETIC DATA" if synthetic else ""), fontsize=8, y=0.995)
         fig.tight_layout()
