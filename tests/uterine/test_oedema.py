@@ -18,6 +18,7 @@ the positivity threshold (faint staining has its own tests).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ import pytest
 
 from nkpanel.uterine.analyze import UterineAnalysis, analyze_image
 from nkpanel.uterine.simulate import FieldSpec, SyntheticField, Tear, simulate_field, write_field
-from nkpanel.uterine.tissue import TissueSettings, glass_mask
+from nkpanel.uterine.stains import ruifrok_hdab
+from nkpanel.uterine.tissue import TissueSettings, detect_tissue, glass_mask
 
 from .helpers import match
 
@@ -193,20 +195,32 @@ def _edge_um(glass: np.ndarray, um: float) -> float:
     return float(steps) * um * math.pi / 4
 
 
+#: E[(μ − D)⁺] / μ for a Rayleigh-distributed D of mean μ: 1 − erf(√π / 2)
+RAYLEIGH_SHORTFALL = 1 - math.erf(math.sqrt(math.pi) / 2)
+
+
 @pytest.mark.parametrize(
-    ("oedema", "cells_per_mm2"), [(0.0, 5000), (1.0, 2000)], ids=["ordinary", "oedematous"]
+    ("oedema", "cells_per_mm2"),
+    [(0.0, 5000), (1.0, 1500), (1.0, 2000), (1.0, 2500)],
+    ids=["ordinary", "oedematous-1500", "oedematous-2000", "oedematous-2500"],
 )
 def test_glass_at_an_edge_and_in_tears_stays_out(
     tmp_path: Path, oedema: float, cells_per_mm2: int
 ) -> None:
     """The glass (a 120 µm band beyond the tissue's edge, a 100 µm and a 56 µm tear) is left
-    out: under 3% of it is taken for tissue, and the stromal area is at most 3% above the
-    truth. Below the truth, tissue loses a margin at every edge: its outline runs through its
-    outermost nuclei, and the matrix between them and the cut is as pale as the glass. For
-    nuclei at random with density ρ, a point on a cut lies 1/√(2ρ) on average from the nearest
-    nucleus centre within the tissue (16 µm at 2,000 per mm², 10 µm at 5,000): the area may
-    be short by that much times the length of the edges, and no more (this field is cut more
-    than most: 2.2 mm of edges in 0.25 mm²)."""
+    out, and the stroma up to the cut is kept (this field is cut more than most: 2.2 mm of
+    edges in 0.25 mm²).
+
+    At a cut the outline runs through the outermost nuclei; the pale matrix between them and
+    the cut is given back as the local mean half-plane contact distance (for nuclei at random,
+    1/√(2ρ): 16 µm at 2,000 per mm²). Where the outermost nucleus happens to lie nearer the cut
+    than that mean, the margin given back spills onto the glass: for a Rayleigh-distributed
+    contact distance D of mean μ (the Poisson case) by E[(μ − D)⁺] = 0.21 μ per length of
+    edge. Glass taken for tissue: at most 3% of it (the outline's pixels) and that spill.
+    Stromal area: within 6% of the truth (limits set on measurement, 2026-11-22: −5.5% to
+    +4.4% at 1,500–2,500 per mm²; the outline alone read 13% to 31% short). Ordinary stroma,
+    whose matrix is stained to the cut, gets no margin: as before, at most 3% above the truth
+    and short by no more than 1/√(2ρ) per length of edge."""
     spec = FieldSpec(
         width_px=SIDE_PX,
         height_px=SIDE_PX,
@@ -221,11 +235,72 @@ def test_glass_at_an_edge_and_in_tears_stays_out(
     assert field.glass_mask is not None
     assert field.glass_area_mm2 > 0.25 * (SIDE_PX * spec.pixel_size_um * 1e-3) ** 2
     glass = _on_overview(field.glass_mask, a)
-    assert (a.plan.tissue & glass).sum() <= 0.03 * glass.sum()
-    area = a.result.overall.stromal_area_mm2
-    margin_mm = 1 / math.sqrt(2 * cells_per_mm2)
-    short_mm2 = _edge_um(field.glass_mask, spec.pixel_size_um) * 1e-3 * margin_mm
-    assert field.stromal_area_mm2 - short_mm2 <= area <= 1.03 * field.stromal_area_mm2
+    margin_um = 1e3 / math.sqrt(2 * cells_per_mm2)
+    edge_um = _edge_um(field.glass_mask, spec.pixel_size_um)
+    ov_um = spec.pixel_size_um * a.plan.overview_downsample
+    spill_px = RAYLEIGH_SHORTFALL * margin_um * edge_um / ov_um**2
+    assert (a.plan.tissue & glass).sum() <= 0.03 * glass.sum() + spill_px
+    area, truth = a.result.overall.stromal_area_mm2, field.stromal_area_mm2
+    if oedema:
+        assert area == pytest.approx(truth, rel=0.06)
+        measured, expected = _per_mm2(field, a)
+        assert measured == pytest.approx(expected, rel=0.10)
+    else:
+        assert truth - edge_um * margin_um * 1e-6 <= area <= 1.03 * truth
+
+
+def _cut_overview(cells_per_mm2: float, matrix_od: float, seed: int) -> np.ndarray:
+    """An overview at 2 µm per pixel, 800 µm high: stroma (nuclei at random, 8 µm across,
+    haematoxylin OD 0.6, in a matrix of ``matrix_od``) up to a straight cut at x = 500 µm,
+    glass beyond it for 400 µm."""
+    rng = np.random.default_rng(seed)
+    h, w, cut = 400, 450, 250
+    n = rng.poisson(cells_per_mm2 * (h * 2e-3) * (cut * 2e-3))
+    ys, xs = rng.uniform(0, h, n), rng.uniform(0, cut, n)
+    hem = np.zeros((h, w), np.float32)
+    hem[:, :cut] = matrix_od
+    yy, xx = np.mgrid[0:h, 0:w]
+    for y, x in zip(ys, xs, strict=True):
+        y0, x0 = int(y), int(x)
+        sl = (slice(max(0, y0 - 3), y0 + 4), slice(max(0, x0 - 3), x0 + 4))
+        inside = (yy[sl] + 0.5 - y) ** 2 + (xx[sl] + 0.5 - x) ** 2 <= 2.0**2
+        hem[sl][inside] = 0.6
+    hem[:, cut:] = 0.0  # nuclei on the cut are cut with it
+    s_h = np.array([0.650, 0.704, 0.286]) / np.linalg.norm([0.650, 0.704, 0.286])
+    rgb = 240.0 * np.power(10.0, -hem[..., None] * s_h)
+    return np.asarray(np.round(rgb), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("cells_per_mm2", [2000, 2500])
+def test_the_pale_margin_at_a_cut_is_given_back(cells_per_mm2: int) -> None:
+    """Hand geometry: the outline of oedematous stroma runs through its outermost nuclei, on
+    average 1/√(2ρ) from the cut (16 µm at 2,000 per mm²) less a nucleus's radius; the margin
+    given back brings the tissue's mean edge within 4 µm (two overview pixels) of the cut, and
+    nowhere more than ``tear_width_um / 2`` (25 µm) beyond it. (Nuclei wholly at random at
+    1,500 per mm² also leave lakes that open onto the glass, deeper than any margin: 21–46 µm
+    lost on three seeds, 2–19 µm after; the simulator's nuclei, which keep a spacing, do not.)"""
+    s = TissueSettings()
+    white = ruifrok_hdab((240.0, 240.0, 240.0))
+    ov = _cut_overview(cells_per_mm2, 0.0, seed=cells_per_mm2)
+    before = detect_tissue(ov, white, replace(s, restore_cut_margin=False))
+    after = detect_tissue(ov, white, s)
+    cut_um = 250 * s.overview_um
+    mean_before = before.sum(axis=1).mean() * s.overview_um
+    mean_after = after.sum(axis=1).mean() * s.overview_um
+    assert cut_um - mean_before >= 0.5 / math.sqrt(2 * cells_per_mm2 * 1e-6)  # the defect
+    assert mean_after == pytest.approx(cut_um, abs=4.0)
+    assert not after[:, 250 + round(s.tear_width_um / 2 / s.overview_um) + 1 :].any()
+
+
+def test_stroma_stained_to_the_cut_gets_no_margin() -> None:
+    """Ordinary stroma, its matrix stained (haematoxylin OD 0.1, summed OD about 0.16, above
+    ``tissue_od``): the outline is the cut itself, and nothing is added to it."""
+    s = TissueSettings()
+    white = ruifrok_hdab((240.0, 240.0, 240.0))
+    ov = _cut_overview(5000, 0.1, seed=5)
+    tissue = detect_tissue(ov, white, s)
+    assert tissue[:, :250].all()
+    assert not tissue[:, 251:].any()
 
 
 def test_the_simulator_keeps_cells_off_the_glass() -> None:

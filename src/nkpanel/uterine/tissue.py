@@ -44,14 +44,35 @@ out as glass, and so is ink (below).
 What this cannot tell apart: a tear narrower than 50 µm, or 50–70 µm wide and shorter than
 200 µm, is counted as stroma (it is shaped like the space between oedematous stromal cells);
 stroma sparser than about 1,500 cells per mm² (or its cells in clusters around vessels, with
-wider cell-free lakes between) loses its widest lakes to the glass. At a cut (the tissue's
-edge, a tear) the outline runs through the outermost nuclei, and the matrix between them and
-the cut, as pale as the glass, is lost: on average up to 1/√(2ρ) per length of edge for
-nuclei at random (16 µm at 2,000 cells per mm²); a synthetic oedematous field with 2.2 mm of
-edges in 0.25 mm² reads 21% short (ordinary stroma: 2%). The overlay shows the tissue so a
-pathologist can check it. Measured on SYNTHETIC fields (:mod:`~nkpanel.uterine.simulate`,
-``oedema``): CD56+ per mm² of oedematous stroma at 1,500–2,500 cells per mm² within 6% of the
-truth, where the rule before (clear space over 400 µm² left out) read +55% to +150%.
+wider cell-free lakes between) loses its widest lakes to the glass. The overlay shows the
+tissue so a pathologist can check it.
+
+At a cut (the tissue's edge, a tear) the outline runs through the outermost stained pixels, and
+the matrix between them and the cut, as pale as the glass, would be lost. It is given back
+(``restore_cut_margin``): the glass within the *mean half-plane contact distance* of the tissue
+becomes tissue again. A cut is a line laid across the stroma without regard to its cells, so a
+point on it sees stain on one side only: if stained pixels form a Boolean model (germs at
+random; Chiu et al. 2013, ch. 3), the chance that none lies within r of that point on the
+tissue's side is exp(−½·ρ·|dilated germ|) = √S(r), where S(r) = 1 − H_s(r) is the stroma's own
+empty-space function (the share of it farther than r from stain), so the mean distance from the
+cut to the nearest stain is ∫√S(r) dr: 1/√(2ρ) for point nuclei (16 µm at 2,000 cells per mm²,
+18 µm at 1,500), less about a nucleus's radius for real ones. S is measured, not assumed: from
+the stroma 17.5–52.5 µm behind the outline (past the outermost nuclei the cut picked out), in
+280 µm blocks pooled with their eight neighbours, up to ``tear_width_um``/2 (25 µm, also the
+most any edge grows). Stroma stained to the cut (ordinary matrix above ``tissue_od``) has S ≈ 0
+and gets nothing; glass farther than the margin from tissue stays glass, so a crack closes only
+where it is narrower than twice the margin (a tear the width of a gap between cells). Measured
+on SYNTHETIC fields with 2.2 mm of edges and tears in 0.25 mm² at 1,500–2,500 cells per mm²,
+two seeds each: stromal area −11% to +4.4% of the truth (the outline alone: −13% to −31%);
+ordinary stroma at 3,000 per mm²: −1.5% (was −4.4%); at 5,000 and dense stroma unchanged. What
+stays: a margin is a mean, so where the outermost nucleus lies on the cut the tissue spills
+onto the glass, by about 0.21 of the margin per length of edge (E[(μ − D)⁺] for a Rayleigh D of
+mean μ); and with nuclei wholly at random at 1,500 per mm² the glass also takes lakes that open
+onto it, deeper than any margin (a straight cut: 21–46 µm lost, 2–19 µm after).
+
+Away from cuts, measured on SYNTHETIC fields (:mod:`~nkpanel.uterine.simulate`, ``oedema``):
+CD56+ per mm² of oedematous stroma at 1,500–2,500 cells per mm² within 6% of the truth, where
+the rule before (clear space over 400 µm² left out) read +55% to +150%.
 
 QuPath's simple tissue detection (threshold, then fill holes up to a maximum area) and
 HistomicsTK's ``get_tissue_mask`` (Otsu threshold on the smoothed image, keep large
@@ -174,7 +195,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine._kernels import dilate_disk, disk, erode_disk
+from nkpanel.uterine._kernels import dilate_disk, disk, erode_disk, sq_distance
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = [
@@ -204,7 +225,8 @@ class TissueSettings:
     ``min_enclosed_lumen_um2``: the smallest clear space inside the tissue that epithelium is
     looked for beside.
     ``exclude_ink`` and the ``ink_*`` limits: marker ink and other colour outside the H-DAB
-    cone (module docstring).
+    cone (module docstring). ``restore_cut_margin``: give back the pale stroma between the
+    outermost nuclei and a cut (module docstring, "At a cut").
     """
 
     overview_um: float = 2.0
@@ -229,6 +251,7 @@ class TissueSettings:
     ink_black_od: float = 1.0
     min_ink_um2: float = 2000.0
     ink_margin_um: float = 2.0
+    restore_cut_margin: bool = True
 
 
 def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
@@ -444,9 +467,58 @@ def detect_tissue(
     free |= ink
     if free.all():
         return np.zeros_like(free)
-    tissue = ~glass_mask(free, s)
-    tissue &= ~ink
+    glass = glass_mask(free, s)
+    tissue = ~glass & ~ink
+    if s.restore_cut_margin:
+        tissue |= _cut_margin(glass, tissue, ~free, s)
     return _remove_small(tissue, max(1, round(s.min_tissue_um2 / (um * um))))
+
+
+#: the side of the blocks the pale margin at a cut is estimated over, in units of ``closing_um``
+_MARGIN_BLOCK = 8
+
+
+def _cut_margin(
+    glass: BoolArray, tissue: BoolArray, stained: BoolArray, s: TissueSettings
+) -> BoolArray:
+    """The pale margin lost at a cut: the glass within the local mean half-plane contact
+    distance ∫√S(r) dr of the tissue, S the empty-space function of ``stained`` in the tissue
+    behind the outline (module docstring, "At a cut"), capped at ``tear_width_um / 2``.
+
+    References
+    ----------
+    Chiu SN, Stoyan D, Kendall WS, Mecke J. Stochastic Geometry and its Applications, 3rd ed.
+    Wiley, 2013 (the Boolean model's contact distribution functions).
+    """
+    um = s.overview_um
+    if not glass.any() or not tissue.any():
+        return np.zeros_like(glass)
+    cap = max(1, round(s.tear_width_um / 2 / um))
+    b0, b1 = round(s.closing_um / 2 / um), round(1.5 * s.closing_um / um)
+    # the stroma behind the outline, where the cut's selection no longer shows
+    depth2 = sq_distance(~glass, b1)
+    band = tissue & (depth2 > b0 * b0) & (depth2 <= b1 * b1)
+    if not band.any():
+        return np.zeros_like(glass)
+    # contact distance (whole pixels, up to the cap) from each band pixel to stain
+    contact2 = sq_distance(~stained, cap)
+    k = np.minimum(np.ceil(np.sqrt(contact2[band].astype(np.float32))), cap).astype(np.int64)
+    side = max(1, round(_MARGIN_BLOCK * s.closing_um / um))
+    gh, gw = -(-glass.shape[0] // side), -(-glass.shape[1] // side)
+    yy, xx = np.nonzero(band)
+    block = (yy // side) * gw + xx // side
+    hist = np.bincount(block * (cap + 1) + k, minlength=gh * gw * (cap + 1))
+    hist = hist.reshape(gh, gw, cap + 1).astype(np.float64)
+    # each block pooled with its neighbours (a window three blocks wide)
+    hist = ndi.uniform_filter(hist, size=(3, 3, 1), mode="constant")
+    n = hist.sum(axis=2)
+    # S(r): the share of the band farther than r from stain, r = 0, 1, …, cap − 1 pixels
+    beyond = n[..., None] - np.cumsum(hist, axis=2)[..., :cap]
+    survival = np.divide(beyond, n[..., None], out=np.zeros_like(beyond), where=n[..., None] > 0)
+    margin_px = np.sqrt(np.clip(survival, 0, 1)).sum(axis=2)  # ∫ √S(r) dr, in pixels
+    grid = margin_px[np.arange(glass.shape[0]) // side][:, np.arange(glass.shape[1]) // side]
+    near2 = sq_distance(~tissue, cap)
+    return np.asarray(glass & (near2 <= grid * grid), dtype=bool)
 
 
 def detect_epithelium(
