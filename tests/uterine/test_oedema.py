@@ -303,6 +303,18 @@ def test_stroma_stained_to_the_cut_gets_no_margin() -> None:
     assert not tissue[:, 251:].any()
 
 
+def test_the_margin_is_not_given_back_over_ink() -> None:
+    """Marker ink on the glass just beyond the cut stays out of the tissue (the margin grows
+    into glass only, never into ink)."""
+    s = TissueSettings()
+    white = ruifrok_hdab((240.0, 240.0, 240.0))
+    ov = _cut_overview(2000, 0.0, seed=3)
+    ov[:, 252:262] = (60, 150, 70)  # a green stroke, 20 µm wide, 4 µm beyond the cut
+    tissue = detect_tissue(ov, white, s)
+    assert not tissue[:, 251:263].any()
+    assert tissue[:, :200].mean() > 0.99
+
+
 def test_the_simulator_keeps_cells_off_the_glass() -> None:
     """The truth by construction: no cell on glass, glass and glands out of the stromal area,
     and the truth file says the field is synthetic."""

@@ -470,7 +470,7 @@ def detect_tissue(
     glass = glass_mask(free, s)
     tissue = ~glass & ~ink
     if s.restore_cut_margin:
-        tissue |= _cut_margin(glass, tissue, ~free, s)
+        tissue |= _cut_margin(glass, tissue, ~free, s) & ~ink
     return _remove_small(tissue, max(1, round(s.min_tissue_um2 / (um * um))))
 
 
