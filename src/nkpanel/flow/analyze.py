@@ -806,11 +806,9 @@ def _nk_among_b_cells(
     the compensation check compares with had lost the NK cells). ``None`` without a B-cell or
     an NK gate."""
     member = gating.membership
-    if "B cells" not in member or "Lymphocytes" not in member:
+    if not all(name in member for name in ("B cells", "Lymphocytes", "NK")):
         return None
-    nk = next((g for g in gating.tree.gates if g.name == "NK"), None)
-    if nk is None:
-        return None
+    nk = gating.tree["NK"]
     col = {c.pnn: c.index for c in sample.channels}
     # every k-th event, about 50,000 in all, as the compensation check samples: a share of
     # the lymphocytes near 1% is then known to about a tenth of itself

@@ -456,7 +456,8 @@ class _Gater:
         # integer data, or whole channel numbers stored as floats (an FCS 2.0 export of a
         # 10-bit instrument)
         integer = self.sample.metadata.get("datatype", "").strip().upper() == "I"
-        if not (integer or bool(np.all(x * ch.png == np.round(x * ch.png)))):
+        channels = x * ch.png
+        if not (integer or bool(np.all(channels == np.round(channels)))):
             return x
         rng = np.random.default_rng(ch.index)
         u = rng.uniform(-0.5, 0.5, x.size)
@@ -827,11 +828,7 @@ class _Gater:
         # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
         # NK; withheld by the blocking "lymphocyte gate" QC check
         if ssc is None and self.kind == "flow":
-            self.lymphocytes_separated = False
-            # said by the "lymphocyte gate" QC check: every leukocyte passes
-            whole = (self.dim(self.sample.pnn[0]),)
-            self.add(RangeGate("Lymphocytes", parent, whole, (None,), (None,)))
-            return "Lymphocytes"
+            return self.every_leukocyte(parent)
         if ssc is not None:
             if not self.markers.has("CD45") and fsc is not None:
                 # without CD45, debris (low FSC, low SSC) must go before the low-SSC cluster is
@@ -888,10 +885,17 @@ class _Gater:
                 dims_2d = (self.dim(fsc), self.dim(str(ssc)))
                 self.add(PolygonGate("Lymphocytes", parent, dims_2d, vertices))
                 return "Lymphocytes"
-        if not dims:  # said by the "lymphocyte gate" QC check
-            self.lymphocytes_separated = False
-            dims, lo, hi = [self.dim(self.sample.pnn[0])], [None], [None]
+        if not dims:
+            return self.every_leukocyte(parent)
         self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
+        return "Lymphocytes"
+
+    def every_leukocyte(self, parent: str | None) -> str:
+        """A "Lymphocytes" gate that every leukocyte passes, where nothing parts lymphocytes
+        from the others (said by the blocking "lymphocyte gate" QC check)."""
+        self.lymphocytes_separated = False
+        whole = (self.dim(self.sample.pnn[0]),)
+        self.add(RangeGate("Lymphocytes", parent, whole, (None,), (None,)))
         return "Lymphocytes"
 
     def ssc_low(self, ssc: str, within: BoolArray) -> float:

@@ -98,6 +98,7 @@ def plot_gates(
     for gate in gates:
         parent = membership[gate.parent] if gate.parent else np.ones(n_all, dtype=bool)
         idx = np.flatnonzero(parent)
+        n_parent = idx.size
         if idx.size > MAX_POINTS:
             idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
         x_ch = gate.dims[0].channel
@@ -117,7 +118,6 @@ def plot_gates(
         x = sx(values(x_ch)[idx])
         # the title counts every event, not the points drawn (a sample of large parents)
         n_in = int(np.count_nonzero(membership[gate.name] & parent))
-        n_parent = int(np.count_nonzero(parent))
         pct = 100.0 * n_in / max(n_parent, 1)
         if y_ch is None:
             ax.hist(x, bins=BINS, color="0.35", histtype="stepfilled")

@@ -469,17 +469,15 @@ def analyze_batch(
                 plan = analysis.plan
                 pixels = array_digest(plan.overview, label=plan.level0_size)
                 seen_as = seen.setdefault(pixels, name)
-                again = None
                 if seen_as != name:  # the same picture saved twice (another encoding, tags)
                     again = (
                         f"the same pixels as {seen_as} (the image saved twice?): counted in its "
                         "own row, not pooled again"
                     )
-                else:  # compared with the others once all are read
-                    looks.append(_look(name, Path(path), plan.overview, plan.level0_size))
-                if again is not None:
                     result = replace(result, notes=(*result.notes, again))
                     twice.add(name)
+                else:  # compared with the others once all are read
+                    looks.append(_look(name, path, plan.overview, plan.level0_size))
                 analysis = replace(analysis, result=result)
                 written = [
                     p.relative_to(img_dir) for p in write_image_outputs(analysis, img_dir, sinks)

@@ -727,12 +727,9 @@ def outlier_fields_qc(fields: Sequence[FieldCount]) -> UterineQC | None:
     i = int(np.argmax(z))
     f = counted[i]
     rate = x[i] / n[i]
-    passed = not (z[i] > OUTLIER_FIELD_Z and rate > OUTLIER_FIELD_RATIO * m)
-    flagged = [
-        g.field
-        for g, zg, xg, ng in zip(counted, z, x, n, strict=True)
-        if zg > OUTLIER_FIELD_Z and xg / ng > OUTLIER_FIELD_RATIO * m
-    ]
+    over = (z > OUTLIER_FIELD_Z) & (x / n > OUTLIER_FIELD_RATIO * m)
+    passed = not over[i]
+    flagged = [counted[j].field for j in np.flatnonzero(over)]
     reason = (
         f"{f.field} reads {100 * rate:.1f} CD56+ per 100 stromal cells against a median field "
         f"of {100 * m:.1f} ({z[i]:.1f} robust SD above the fields, their own spread included)"
@@ -788,16 +785,12 @@ def pieces_qc(pieces: Sequence[FieldCount]) -> UterineQC | None:
         return None
     x = np.array([p.cd56_positive_cells for p in big], dtype=np.float64)
     n = np.array([p.stromal_cells for p in big], dtype=np.float64)
-    worst: tuple[float, int, float] | None = None
-    for i in range(len(big)):
-        rest = np.arange(len(big)) != i
-        p_rest = float(x[rest].sum() / n[rest].sum())
-        rate = x[i] / n[i]
-        ratio = rate / p_rest if p_rest > 0 else float("inf")
-        if worst is None or ratio > worst[0]:
-            worst = (ratio, i, p_rest)
-    assert worst is not None
-    ratio, i, p_rest = worst
+    # each piece against the rest of the slide (whole counts: the sums are exact)
+    rest = (x.sum() - x) / (n.sum() - n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(rest > 0, (x / n) / rest, np.inf)
+    i = int(np.argmax(ratios))
+    ratio, p_rest = float(ratios[i]), float(rest[i])
     piece = big[i]
     rate = x[i] / n[i]
     se = float(np.sqrt(max(p_rest * (1.0 - p_rest), 1e-12) / n[i]))
