@@ -52,6 +52,8 @@ from numpy.typing import NDArray
 __all__ = [
     "MCHC_G_PER_L",
     "RED_CELL_PATH_UM",
+    "RED_CELL_RADIUS_UM",
+    "RED_CELL_VOLUME_UM3",
     "haemoglobin_od",
     "haemoglobin_vector",
     "red_cell_thickness_um",
@@ -63,6 +65,9 @@ F64 = NDArray[np.float64]
 MCHC_G_PER_L = 330.0
 #: haemoglobin's molar mass as Prahl's table uses it (tetramer), g/mol
 _HB_G_PER_MOL = 64_500.0
+#: the Evans–Fung red cell: its radius (µm) and volume (µm³)
+RED_CELL_RADIUS_UM = 3.91
+RED_CELL_VOLUME_UM3 = 94.0
 #: a whole red cell lying flat, as path through red-cell cytoplasm at the MCHC, µm: the
 #: Evans–Fung cell's volume over its area (94 µm³ / 48 µm²)
 RED_CELL_PATH_UM = 1.96
@@ -191,7 +196,7 @@ def haemoglobin_vector(path_um: float = RED_CELL_PATH_UM) -> tuple[float, float,
     return (float(u[0]), float(u[1]), float(u[2]))
 
 
-def red_cell_thickness_um(r_um: F64, radius_um: float = 3.91) -> F64:
+def red_cell_thickness_um(r_um: F64, radius_um: float = RED_CELL_RADIUS_UM) -> F64:
     """Thickness of a biconcave red cell at distance ``r_um`` from its axis, µm (Evans & Fung
     1972: ``t = sqrt(1 − x²)·(C0 + C1·x² + C2·x⁴)``, ``x = r/R``, R 3.91 µm, C0 0.81,
     C1 7.83, C2 −4.39 µm): 0.8 µm at the centre, 2.5 µm at the rim, 0 outside; 94 µm³ in all.

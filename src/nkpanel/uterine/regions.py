@@ -414,7 +414,9 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         # QuPath's pixel classifier may write its areas (Gland, Epithelium…) as detections:
         # an exclusion is one whatever object holds it (skipped, its glands were counted as
         # stroma, and with a Stroma annotation beside them automatic exclusion was off)
-        excluding = kind == "detection" and _role(_class_name(props)) == "exclude"
+        name = _class_name(props)
+        role = _role(name)
+        excluding = kind == "detection" and role == "exclude"
         if excluding:
             read_detections += 1
         elif kind not in ("annotation", "tma_core", "tmacore"):
@@ -428,8 +430,6 @@ def read_qupath_geojson(path: str | Path) -> Regions:
         if not shapes:
             skipped[f"{gtype} annotations"] = skipped.get(f"{gtype} annotations", 0) + 1
             continue
-        name = _class_name(props)
-        role = _role(name)
         if role is None:
             raise InputError(
                 p,

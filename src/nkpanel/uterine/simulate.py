@@ -72,7 +72,12 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from nkpanel._atomic import write_text, write_with
-from nkpanel.uterine.haemoglobin import haemoglobin_od, red_cell_thickness_um
+from nkpanel.uterine.haemoglobin import (
+    RED_CELL_RADIUS_UM,
+    RED_CELL_VOLUME_UM3,
+    haemoglobin_od,
+    red_cell_thickness_um,
+)
 
 __all__ = [
     "SYNTHETIC_TAG",
@@ -430,11 +435,6 @@ def _glass(spec: FieldSpec) -> NDArray[np.bool_]:
     return glass
 
 
-#: Evans & Fung's red cell: radius (µm) and volume (µm³)
-_RED_CELL_RADIUS_UM = 3.91
-_RED_CELL_VOLUME_UM3 = 94.0
-
-
 def _red_cells(spec: FieldSpec) -> F32:
     """Path through red-cell cytoplasm (µm) per pixel: flat biconcave discs at random in each
     :class:`BloodPatch`, stacked where they overlap, no deeper than the section."""
@@ -442,12 +442,12 @@ def _red_cells(spec: FieldSpec) -> F32:
     um = spec.pixel_size_um
     h_, w_ = spec.height_px, spec.width_px
     path = np.zeros((h_, w_), np.float32)
-    r_px = _RED_CELL_RADIUS_UM / um
+    r_px = RED_CELL_RADIUS_UM / um
     k = math.ceil(r_px) + 1
     oy, ox = np.mgrid[-k : k + 1, -k : k + 1].astype(np.float64)
     for p in spec.blood:
         area_um2 = math.pi * p.radius_um**2
-        n = int(rng.poisson(p.haematocrit * spec.section_um * area_um2 / _RED_CELL_VOLUME_UM3))
+        n = int(rng.poisson(p.haematocrit * spec.section_um * area_um2 / RED_CELL_VOLUME_UM3))
         rho = p.radius_um * np.sqrt(rng.uniform(0, 1, n))
         phi = rng.uniform(0, 2 * math.pi, n)
         cy = (p.y_um + rho * np.sin(phi)) / um

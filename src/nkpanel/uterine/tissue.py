@@ -516,9 +516,14 @@ def _cut_margin(
     beyond = n[..., None] - np.cumsum(hist, axis=2)[..., :cap]
     survival = np.divide(beyond, n[..., None], out=np.zeros_like(beyond), where=n[..., None] > 0)
     margin_px = np.sqrt(np.clip(survival, 0, 1)).sum(axis=2)  # ∫ √S(r) dr, in pixels
-    grid = margin_px[np.arange(glass.shape[0]) // side][:, np.arange(glass.shape[1]) // side]
+    # compared on the glass alone, each pixel with its block's margin squared (no full-size
+    # float arrays of a per-block value)
+    limit2 = margin_px * margin_px
     near2 = sq_distance(~tissue, cap)
-    return np.asarray(glass & (near2 <= grid * grid), dtype=bool)
+    gy, gx = np.nonzero(glass)
+    out = np.zeros_like(glass)
+    out[gy, gx] = near2[gy, gx] <= limit2[gy // side, gx // side]
+    return out
 
 
 def detect_epithelium(
