@@ -662,3 +662,22 @@ def test_a_count_far_outside_its_interval_asks_for_its_inputs(per_ul: float, far
     assert ("far-outside" in codes) is far
     for c in r.caveats:
         assert check_wording(c.text) == []
+
+
+def test_counting_alone_is_known_from_the_uncertainty_not_its_wording() -> None:
+    """A dual-platform count on counting alone says that the analyser's count "is not included
+    (a laboratory sets the whole method's CV as the analytical CV)": the words "analytical CV"
+    are in its basis, and the disagreement check, reading the basis, took it for a result with
+    an analytical CV (its second pair of tubes then reached the patient's page). Counting alone
+    is now said by the uncertainty itself: no laboratory or interval-file CV, no replicates."""
+    from nkpanel.interpret import InterpretSettings
+    from nkpanel.interpret.flags import uncertainty_of
+
+    m = result(interpret_case(summary(flow=[flow_entry()])), "pnk-per-ul").measurement
+    dual = replace(m, counting_cv_leaves_out="the analyser's lymphocyte count")
+    u = uncertainty_of(dual, load_intervals(), InterpretSettings())
+    assert u is not None and "analytical CV" in u.basis
+    assert u.counting_only
+    lab = InterpretSettings(analytical_cv={"pnk-per-ul": 5.0})
+    u = uncertainty_of(dual, load_intervals(), lab)
+    assert u is not None and not u.counting_only

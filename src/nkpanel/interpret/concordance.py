@@ -98,8 +98,7 @@ def samples_disagree(results: Sequence[Interpretation]) -> tuple[Interpretation,
 
 def _counting_only(r: Interpretation) -> bool:
     """Whether ``r``'s uncertainty is counting alone (no analytical or replicate CV)."""
-    basis = r.uncertainty.basis if r.uncertainty is not None else ""
-    return "analytical CV" not in basis and "replicates" not in basis
+    return r.uncertainty is not None and r.uncertainty.counting_only
 
 
 def _caveat(

@@ -83,6 +83,9 @@ class Uncertainty:
     expanded: float
     coverage_factor: float
     basis: str
+    #: the CV is counting statistics alone: no analytical CV (laboratory or interval file)
+    #: and no replicate CV, so the tubes' own variation (pipetting, staining) is left out
+    counting_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,13 @@ def uncertainty_of(
             f"; {m.counting_cv_leaves_out} is not included (a laboratory sets the whole "
             "method's CV as the analytical CV)"
         )
+    replicates = m.cv_percent is not None and m.cv_percent > 0
     return Uncertainty(
         cv_percent=total,
         expanded=k * total / 100.0 * abs(m.value),
         coverage_factor=k,
         basis=basis,
+        counting_only=lab_cv is None and file_cv is None and not replicates,
     )
 
 
