@@ -123,7 +123,7 @@ def _distinct_contents(paths: list[Path], notes: list[str]) -> tuple[list[Path],
             whole[i] = _sha256(paths[i])
         return whole[i]
 
-    for same_size in sizes.values():
+    for size, same_size in sizes.items():
         if len(same_size) < 2:
             continue
         kept: dict[str, list[int]] = {}  # opening block's digest → files kept with it
@@ -131,6 +131,8 @@ def _distinct_contents(paths: list[Path], notes: list[str]) -> tuple[list[Path],
             head = _sha256(paths[i], 1 << 16)
             if head is None:
                 continue
+            if size <= 1 << 16:  # the opening block is the whole file
+                whole[i] = head
             if head not in kept:
                 kept[head] = [i]
                 continue

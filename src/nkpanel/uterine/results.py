@@ -337,6 +337,10 @@ def borderline_staining_qc(dab_od: NDArray[np.float64], threshold_od: float) -> 
 NUCLEUS_AREA_UM2 = (20.0, 90.0)
 
 
+#: fewest detections to judge a field's nuclei by (their size, their merges)
+MIN_NUCLEI_JUDGED = 50
+
+
 def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float) -> UterineQC:
     """The (non-blocking) check that the nuclei counted are the size nuclei are.
 
@@ -357,7 +361,7 @@ def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float)
     """
     areas = np.asarray(nucleus_area_um2, dtype=np.float64)
     lo, hi = NUCLEUS_AREA_UM2
-    if areas.size < 50:  # too few nuclei to judge a scale by
+    if areas.size < MIN_NUCLEI_JUDGED:  # too few nuclei to judge a scale by
         return UterineQC(
             "nucleus size", True, None, None, f"{areas.size} nuclei: size not judged", False
         )
@@ -396,9 +400,6 @@ ELLIPTIC_NUCLEI_FILL = 0.98
 #: (Drury et al. 2011), as for :data:`POSITIVES_UNDER_LIMIT`
 MERGED_LIMIT = 0.15
 
-#: fewest detections to judge merges by (as :func:`nucleus_size_qc`)
-MERGED_MIN_NUCLEI = 50
-
 
 def _small_nuclei_fill(area: NDArray[np.float64], fill: NDArray[np.float64]) -> float:
     """The median ellipse fill of the detections no larger than the median detection."""
@@ -417,7 +418,7 @@ def merged_nuclei(
     of at least :data:`MERGED_AREA_RATIO` · ``A1`` whose fill is under :data:`MERGED_FILL` is
     taken for ``area / A1`` nuclei, and at least two (overlapping nuclei share area), so it
     hides ``max(1, area / A1 − 1)`` of them. Nothing is judged (None) with fewer than
-    :data:`MERGED_MIN_NUCLEI` detections or where the median fill of the smaller half of
+    :data:`MIN_NUCLEI_JUDGED` detections or where the median fill of the smaller half of
     the detections (single nuclei, even where half the detections are merged) is under
     :data:`ELLIPTIC_NUCLEI_FILL`: nuclei too irregular for shape to tell two from one.
 
@@ -437,7 +438,7 @@ def merged_nuclei(
     area = np.asarray(nucleus_area_um2, dtype=np.float64)
     fill = np.asarray(nucleus_ellipse_fill, dtype=np.float64)
     # the smaller half of the detections are single nuclei even where half are merged
-    if area.size < MERGED_MIN_NUCLEI or _small_nuclei_fill(area, fill) < ELLIPTIC_NUCLEI_FILL:
+    if area.size < MIN_NUCLEI_JUDGED or _small_nuclei_fill(area, fill) < ELLIPTIC_NUCLEI_FILL:
         return None
     single = float(np.median(area[fill >= MERGED_FILL]))
     merged = (area >= MERGED_AREA_RATIO * single) & (fill < MERGED_FILL)
@@ -475,7 +476,7 @@ def merged_nuclei_qc(
     if est is None:
         why = (
             f"{n} nuclei: merges not judged (too few)"
-            if n < MERGED_MIN_NUCLEI
+            if n < MIN_NUCLEI_JUDGED
             else f"{n} nuclei: merges not judged (the smaller half's median ellipse fill is "
             f"{_small_nuclei_fill(area, fill):.2f}, under {ELLIPTIC_NUCLEI_FILL:g}: nuclei too "
             "irregular for shape to tell two touching nuclei from one)"
