@@ -10,11 +10,11 @@ Each tube is drawn at random from a design space and simulated with
 (bead method, 50,000 beads in 50 µL) is compared with that truth:
 
 * ``realistic``: NK 2–30% of lymphocytes, CD56bright 2–20% of NK, B 3–20%, NKT 1–10%,
-  lymphocytes 15–45% and monocytes 4–12% of leukocytes, debris 0–15%, doublets 0–5%,
-  0–0.5% saturated events;
-* ``extreme``: NK 2–40%, lymphocytes 8–60% and monocytes 2–15% of leukocytes, debris up to
-  30%, doublets up to 10%, up to 1.5% saturated events, tubes without beads, without CD45 or
-  with CD16 and CD56 on one channel.
+  lymphocytes 15–45%, monocytes 4–12% and basophils 0–1% of leukocytes, debris 0–15%,
+  doublets 0–5%, 0–0.5% saturated events;
+* ``extreme``: NK 2–40%, lymphocytes 8–60%, monocytes 2–15% and basophils 0–2% of
+  leukocytes, debris up to 30%, doublets up to 10%, up to 1.5% saturated events, tubes
+  without beads, without CD45 or with CD16 and CD56 on one channel.
 
 It reports the NK % error (percentage points) and the NK/µL error (relative) of the reportable
 tubes, and lists the tubes that are reportable, carry no warning, and are off by more than one
@@ -43,7 +43,15 @@ class Outcome:
 
 
 def draw(rng: np.random.Generator, kind: str) -> dict[str, Any]:
-    """One random design."""
+    """One random design. Basophils are drawn from the design's own seed, so that the other
+    parameters of every design are those drawn before basophils were simulated."""
+    design = _design(rng, kind)
+    own = np.random.default_rng(design["seed"])
+    basophils = own.uniform(0, 1) if kind == "realistic" else own.choice([0, 0.5, 1, 2])
+    return {**design, "basophil_percent_of_leukocytes": float(basophils)}
+
+
+def _design(rng: np.random.Generator, kind: str) -> dict[str, Any]:
     if kind == "realistic":
         return {
             "seed": int(rng.integers(10_000, 99_999)),

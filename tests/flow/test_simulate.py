@@ -283,6 +283,15 @@ def test_populations_have_the_expected_phenotypes(default: Written) -> None:
     # monocytes: SSC between lymphocytes and granulocytes, CD45 bright
     assert med("T", "SSC-A") < med("monocyte", "SSC-A") < med("granulocyte", "SSC-A")
     assert med("monocyte", "PerCP-Cy5.5-A") > med("T", "PerCP-Cy5.5-A")
+    # basophils: scatter of a lymphocyte, a little more SSC; CD45 dim, no lineage marker
+    assert med("T", "SSC-A") < med("basophil", "SSC-A") < med("monocyte", "SSC-A")
+    assert med("basophil", "PerCP-Cy5.5-A") < 0.5 * med("T", "PerCP-Cy5.5-A")
+    assert med("basophil", "FITC-A") < 0.1 * med("T", "FITC-A")
+    assert med("basophil", "APC-A") < 0.1 * med("NK_dim", "APC-A")
+    leukocytes = np.isin(lab, [*LYMPHOCYTE_LABELS, "monocyte", "granulocyte", "basophil"])
+    n = np.count_nonzero(leukocytes)
+    p = default.truth["spec"]["basophil_percent_of_leukocytes"] / 100
+    assert abs(np.count_nonzero(lab == "basophil") - n * p) <= Z * math.sqrt(n * p * (1 - p)) + 1
     # debris: low FSC, CD45 negative
     assert med("debris", "FSC-A") < 0.5 * med("T", "FSC-A")
     assert med("debris", "PerCP-Cy5.5-A") < 0.05 * med("T", "PerCP-Cy5.5-A")

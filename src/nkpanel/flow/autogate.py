@@ -36,6 +36,7 @@ from nkpanel.flow.qc import SATURATED
 from nkpanel.flow.sample import FlowSample
 
 __all__ = [
+    "LYMPHOCYTE_SCATTER",
     "POPULATIONS",
     "AutoGateResult",
     "AutoGateSettings",
@@ -63,6 +64,11 @@ def _pick(values: NDArray[T], mask: BoolArray) -> NDArray[T]:
 
 #: fewest CD56+ NK events on which the CD56bright cut is placed (a density needs them)
 MIN_SUBSET_EVENTS = 20
+#: the lymphocyte gate on scatter, where CD45-dim events in it are then left out
+LYMPHOCYTE_SCATTER = "Lymphocyte scatter"
+#: the least share of the lymphocyte scatter gate a CD45-dim population must hold to be
+#: looked for: basophils, 0.5-1% of leukocytes, are at least that share of it
+CD45_DIM_MIN_MASS = 0.005
 
 #: names of the populations automated gating can produce, parent first
 POPULATIONS = (
@@ -70,6 +76,7 @@ POPULATIONS = (
     "Beads",
     "Singlets",
     "Leukocytes",
+    "Lymphocyte scatter",
     "Lymphocytes",
     "CD3-",
     "NK",
@@ -824,6 +831,7 @@ class _Gater:
         hi: list[float | None] = []
         ssc = self.scatter("SSC")
         fsc = self.scatter("FSC")
+        bright: float | None = None  # the CD45 cut below the lymphocytes, where placed
         # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
         # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
         # NK; withheld by the blocking "lymphocyte gate" QC check
@@ -849,7 +857,14 @@ class _Gater:
             ch = ssc
             dims.append(self.dim(ch))
             lo.append(None)
-            hi.append(self.ssc_low(ch, base & (self.raw(ch) > 0)))
+            scattering = base & (self.raw(ch) > 0)
+            top = self.ssc_low(ch, scattering)
+            bright = self.cd45_bright(ch, scattering, top) if self.kind == "flow" else None
+            if bright is not None:
+                # the scatter cuts placed again on the CD45-bright events alone
+                base = base & (self.raw(self.markers.channel_for("CD45")) >= bright)
+                top = self.ssc_low(ch, base & (self.raw(ch) > 0))
+            hi.append(top)
         elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
             ch = self.markers.channel_for("CD45")
@@ -877,18 +892,61 @@ class _Gater:
                 lo.append(None)
                 hi.append(self.cut(f"{marker}-", ch, base))
                 base = base & (self.raw(ch) < hi[-1])  # type: ignore[operator]
+        name = "Lymphocytes" if bright is None else LYMPHOCYTE_SCATTER
         scatter_only = ssc is not None and bool(dims) and dims[-1].channel == ssc
         if scatter_only and fsc is not None and self.kind == "flow":
             left = lo[0] if len(dims) == 2 else None  # the debris cut on FSC, where placed
             vertices = self.oblique_scatter(fsc, str(ssc), base, left)
             if vertices is not None:
                 dims_2d = (self.dim(fsc), self.dim(str(ssc)))
-                self.add(PolygonGate("Lymphocytes", parent, dims_2d, vertices))
-                return "Lymphocytes"
+                self.add(PolygonGate(name, parent, dims_2d, vertices))
+                return self.cd45_bright_gate(bright)
         if not dims:
             return self.every_leukocyte(parent)
-        self.add(RangeGate("Lymphocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
+        self.add(RangeGate(name, parent, tuple(dims), tuple(lo), tuple(hi)))
+        return self.cd45_bright_gate(bright)
+
+    def cd45_bright_gate(self, bright: float | None) -> str:
+        """The lymphocyte gate: the CD45-bright events of :data:`LYMPHOCYTE_SCATTER` where a
+        CD45 cut was placed (:meth:`cd45_bright`), else the scatter gate itself."""
+        if bright is not None:
+            dim = (self.dim(self.markers.channel_for("CD45")),)
+            self.add(RangeGate("Lymphocytes", LYMPHOCYTE_SCATTER, dim, (bright,), (None,)))
         return "Lymphocytes"
+
+    def cd45_bright(self, ssc: str, within: BoolArray, first: float) -> float | None:
+        """The CD45 cut below the lymphocytes (linear), where CD45-dim events share their
+        side scatter; ``None`` where none form a population of their own.
+
+        Lymphocytes are the CD45-bright, low side-scatter cluster (Nicholson et al. 1996;
+        CDC guidelines for CD4+ T-cell counts, MMWR 1997;46(RR-2)). Basophils have about
+        the scatter of lymphocytes, dimmer CD45 and none of the panel's lineage markers: in a
+        scatter gate they are counted among the lymphocytes and lower NK % of lymphocytes,
+        by a fifth when lymphocytes are 3% and basophils 1% of the leukocytes (simulated),
+        and lying between lymphocytes and monocytes they fill the valley the scatter gate is
+        drawn at. The cut is a valley below the lymphocytes' CD45 peak among the events
+        under the side-scatter cut ``first``, never a tail: without a second population
+        nothing is cut.
+        """
+        if not self.markers.has("CD45"):
+            return None
+        ch = self.markers.channel_for("CD45")
+        idx = self.subsample(within)
+        idx = idx[self.raw(ssc)[idx] < first]
+        if idx.size < 10:
+            return None
+        c = find_cut(
+            self.scale(ch)(self.for_density(ch, idx)),
+            side="below",
+            brightest=True,
+            min_separation=self.separation(ch),
+            axis_pile=True,
+            min_mass=CD45_DIM_MIN_MASS,
+        )
+        if c.method != "valley":
+            return None
+        self.cuts["Lymphocytes CD45 bright"] = c
+        return self.scale(ch).inverse(c.value)
 
     def every_leukocyte(self, parent: str | None) -> str:
         """A "Lymphocytes" gate that every leukocyte passes, where nothing parts lymphocytes

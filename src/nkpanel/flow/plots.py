@@ -34,6 +34,7 @@ COMPANION = {
 #: the axes a person expects for a gate, where the channels exist (else the gate's own dims)
 PREFERRED_AXES = {
     "Leukocytes": ("CD45", "SSC-A"),
+    "Lymphocyte scatter": ("CD45", "SSC-A"),
     "Lymphocytes": ("CD45", "SSC-A"),
     "CD3+": ("CD3", "CD56"),
     "NK-like T": ("CD3", "CD56"),

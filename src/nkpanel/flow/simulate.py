@@ -96,6 +96,7 @@ LABELS: tuple[str, ...] = (
     "NK_bright",
     "NK_dim",
     "NK_CD56neg",
+    "basophil",
 )
 LYMPHOCYTE_LABELS: tuple[str, ...] = ("T", "NKT", "B", "NK_bright", "NK_dim", "NK_CD56neg")
 NK_LABELS: tuple[str, ...] = ("NK_bright", "NK_dim", "NK_CD56neg")
@@ -229,6 +230,17 @@ _PHENOTYPES: tuple[_Phenotype, ...] = (
         (("CD45", 14_000, 0.25),),
         autofluorescence=10.0,
     ),
+    # basophils: about lymphocyte-sized, a little more side scatter, CD45 dimmer than
+    # lymphocytes (the "CD45 dim, SSC low" cluster of a CD45/SSC plot), no lineage marker of
+    # the panel
+    _Phenotype(
+        "basophil",
+        "basophil",
+        (58_000, 0.10),
+        (17_000, 0.20),
+        (("CD45", 6_000, 0.25),),
+        autofluorescence=1.5,
+    ),
     _Phenotype("debris", "debris", (9_000, 0.60), (5_000, 0.80), (), 0.5, fsc_offset=4_000),
     _Phenotype("bead", "bead", (26_000, 0.06), (32_000, 0.07), direct=(1.0, 0.04)),
     _Phenotype("clump", "saturated", (TOP, 0.0), (TOP, 0.0), direct=(0.5, 1.0)),
@@ -250,7 +262,7 @@ for _i, _p in enumerate(_PHENOTYPES):
 _LEUKOCYTE_PHENOTYPES = tuple(
     i
     for i, p in enumerate(_PHENOTYPES)
-    if p.label in ("granulocyte", "monocyte", *LYMPHOCYTE_LABELS)
+    if p.label in ("granulocyte", "basophil", "monocyte", *LYMPHOCYTE_LABELS)
 )
 
 #: shape factor area/height of singlets (BD area scaling makes it close to 1)
@@ -294,6 +306,9 @@ class SimulationSpec:
     #: leukocyte differential: the rest of the leukocytes are granulocytes
     lymphocyte_percent_of_leukocytes: float = 30.0
     monocyte_percent_of_leukocytes: float = 7.0
+    #: 0.02-0.1 x 10^9/L of 4-10 x 10^9/L leukocytes in healthy adults (Bain BJ et al., Dacie
+    #: and Lewis Practical Haematology, 12th ed., 2017, table 1.2: reference ranges)
+    basophil_percent_of_leukocytes: float = 0.5
     debris_fraction: float = 0.08
     doublet_fraction: float = 0.03
     #: CD45 on PerCP-Cy5.5 (488 nm) or V500 (405 nm)
@@ -382,6 +397,7 @@ def _check_spec(spec: SimulationSpec) -> datetime:
         "b_percent_of_lymphocytes",
         "lymphocyte_percent_of_leukocytes",
         "monocyte_percent_of_leukocytes",
+        "basophil_percent_of_leukocytes",
     ):
         value = float(getattr(spec, name))
         if not 0.0 <= value <= 100.0:
@@ -392,8 +408,11 @@ def _check_spec(spec: SimulationSpec) -> datetime:
     subsets += spec.b_percent_of_lymphocytes
     if subsets > 100.0:
         raise bad(f"NK + NKT + B percentages of lymphocytes add up to {subsets:g} > 100")
-    if spec.lymphocyte_percent_of_leukocytes + spec.monocyte_percent_of_leukocytes > 100.0:
-        raise bad("lymphocyte + monocyte percentages of leukocytes add up to more than 100")
+    differential = spec.lymphocyte_percent_of_leukocytes + spec.monocyte_percent_of_leukocytes
+    if differential + spec.basophil_percent_of_leukocytes > 100.0:
+        raise bad(
+            "lymphocyte + monocyte + basophil percentages of leukocytes add up to more than 100"
+        )
     if spec.lymphocyte_percent_of_leukocytes <= 0.0:
         raise bad("lymphocyte_percent_of_leukocytes must be above 0")
     for name in ("lymphocytes_per_ul", "beads_per_test", "sample_volume_ul", "events_per_second"):
@@ -475,7 +494,8 @@ def _phenotype_probabilities(spec: SimulationSpec) -> tuple[NDArray[np.float64],
     """Probability of each phenotype among all events, and of a doublet."""
     lym = spec.lymphocyte_percent_of_leukocytes / 100.0
     mono = spec.monocyte_percent_of_leukocytes / 100.0
-    gran = max(0.0, 1.0 - lym - mono)
+    baso = spec.basophil_percent_of_leukocytes / 100.0
+    gran = max(0.0, 1.0 - lym - mono - baso)
     nk = spec.nk_percent_of_lymphocytes / 100.0
     bright = spec.cd56bright_percent_of_nk / 100.0
     nkt = spec.nkt_percent_of_lymphocytes / 100.0
@@ -493,6 +513,7 @@ def _phenotype_probabilities(spec: SimulationSpec) -> tuple[NDArray[np.float64],
     leuko[_P["CD16+ monocyte"]] = mono * _MONOCYTE_CD16_POSITIVE
     leuko[_P["neutrophil"]] = gran * (1.0 - _GRANULOCYTE_EOSINOPHIL)
     leuko[_P["eosinophil"]] = gran * _GRANULOCYTE_EOSINOPHIL
+    leuko[_P["basophil"]] = baso
     leuko /= leuko.sum()
 
     cells = 1.0 - spec.saturate_fraction - spec.debris_fraction - spec.doublet_fraction
