@@ -39,7 +39,15 @@ COLOURS = {
     "muted": "#8a8a8a",
 }
 #: Automated gating plots shown in the report, in the order a reader follows the gating.
-GATING_PLOTS = ("Lymphocytes", "CD3neg", "NK", "NK_CD56bright", "NK-like_T", "Beads")
+GATING_PLOTS = (
+    "Lymphocyte_scatter",
+    "Lymphocytes",
+    "CD3neg",
+    "NK",
+    "NK_CD56bright",
+    "NK-like_T",
+    "Beads",
+)
 #: At most this many gating plots of a lab template (every gate has one) per sample.
 MAX_TEMPLATE_PLOTS = 8
 
