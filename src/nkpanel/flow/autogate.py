@@ -814,7 +814,10 @@ class _Gater:
             lo.append(self.cut("CD45+", ch, notbead, side="below"))
             hi.append(None)
         else:
-            self.notes.append("no CD45: leukocytes taken from scatter alone")
+            self.notes.append(
+                "no CD45: leukocytes taken from scatter alone, and basophils (about 0.5-1% of "
+                "leukocytes, a lymphocyte's scatter) counted among the lymphocytes"
+            )
         if bead is not None and (not dims or dims[0].channel != bead[0]):
             dims.append(self.dim(bead[0]))
             lo.append(None)
