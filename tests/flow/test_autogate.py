@@ -729,6 +729,22 @@ def test_no_cd45_cut_without_a_cd45_dim_population(seed: int, lymphocytes: float
     assert "Lymphocytes CD45 bright" not in a.gating.cuts
 
 
+def test_scatter_named_in_words_is_gated_as_scatter() -> None:
+    """Scatter channels the alias table knows by a name that does not begin with FSC/SSC
+    ("Forward Scatter", "Side Scatter") were put on the logicle scale of fluorescence, and the
+    FSC/SSC lymphocyte gate, drawn on log scatter only, fell back to the side-scatter cut.
+    They are on the log scale of scatter now, and gated as the same file with FSC-A/SSC-A."""
+    tube = simulate_tube(SimulationSpec(seed=4, n_events=60_000))
+    plain = tube.to_sample()
+    names = {"FSC-A": "Forward Scatter", "SSC-A": "Side Scatter"}
+    worded = rebuilt(plain, pnn=[names.get(c.pnn, c.pnn) for c in plain.channels])
+    a, b = analyze_sample(plain), analyze_sample(worded)
+    assert isinstance(_scatter_gate(a), PolygonGate) and isinstance(_scatter_gate(b), PolygonGate)
+    assert b.gating.scales["Side Scatter"].kind == "log"
+    assert np.array_equal(a.membership["Lymphocytes"], b.membership["Lymphocytes"])
+    assert a.result.nk_percent_of_lymphocytes == b.result.nk_percent_of_lymphocytes
+
+
 def test_few_monocytes_are_still_gated_out_of_the_lymphocytes() -> None:
     """At 2% of leukocytes (normal) monocytes are too light a peak beside the granulocytes:
     the first side-scatter valley fell between lymphocytes and granulocytes, and the

@@ -390,6 +390,10 @@ class _Gater:
         self._values: dict[tuple[str, str], Array] = {}
         #: population → (its parent, which of the parent's events it holds), where known
         self._inside: dict[str, tuple[str, NDArray[np.intp]]] = {}
+        #: the scatter channels, by the marker map ("Side Scatter" as well as "SSC-A")
+        self.scatters = {
+            markers.channel_for(m) for m in ("FSC-A", "FSC-H", "SSC-A", "SSC-H") if markers.has(m)
+        }
 
     # -- helpers ---------------------------------------------------------------------------
     def raw(self, pnn: str) -> Array:
@@ -402,7 +406,7 @@ class _Gater:
                 self.scales[pnn] = _Scale(
                     "asinh", t=0, m=0, w=0, cofactor=self.settings.asinh_cofactor
                 )
-            elif pnn.upper().startswith(("FSC", "SSC", "FS", "SS")):
+            elif pnn.upper().startswith(("FSC", "SSC", "FS", "SS")) or pnn in self.scatters:
                 self.scales[pnn] = _Scale("log", t=0, m=0, w=0, cofactor=1)
             else:
                 ch = self.sample.channels[self.col[pnn]]
