@@ -10,7 +10,7 @@ How an event is made
 --------------------
 1. **Composition.** Event counts per population are one multinomial draw: saturated clumps,
    debris, doublets, counting beads and single leukocytes (lymphocytes, monocytes,
-   granulocytes), with lymphocyte subsets (T, NKT, B, CD56bright NK, CD56dim NK) from the spec.
+   granulocytes, basophils), with lymphocyte subsets (T, NKT, B, CD56bright NK, CD56dim NK) from the spec.
    Bead events are set by the single-platform absolute-count relation (BD Trucount IFU 23-3483)::
 
        lymphocytes/µL = (lymphocyte events / bead events) × (beads per test / sample volume µL)
@@ -26,7 +26,9 @@ How an event is made
    lognormal autofluorescence that is larger for monocytes and granulocytes. CD56bright NK are
    ~10× brighter in CD56 than CD56dim NK and CD16−/dim; CD56dim NK are CD16 bright;
    neutrophils are CD16 very bright, CD45 dimmer than lymphocytes, high SSC; monocytes are CD45
-   bright, mid SSC, mostly CD16 low; beads are bright in every channel.
+   bright, mid SSC, mostly CD16 low; basophils have about a lymphocyte's scatter, CD45 about a
+   third of a T cell's and none of the panel's lineage markers; beads are bright in every
+   channel.
 5. **Detection.** The dye signals pass through a spillover matrix ``S`` (observed = true · S,
    Roederer 2001), then detector noise is added: Gaussian electronic noise plus photon-counting
    noise whose variance grows with the detector signal. Compensated negatives therefore spread
