@@ -869,8 +869,9 @@ class _Gater:
             bright = self.cd45_bright(ch, scattering, top) if self.kind == "flow" else None
             if bright is not None:
                 # the scatter cuts placed again on the CD45-bright events alone
-                base = base & (self.raw(self.markers.channel_for("CD45")) >= bright)
-                top = self.ssc_low(ch, base & (self.raw(ch) > 0))
+                cd45_bright = self.raw(self.markers.channel_for("CD45")) >= bright
+                base = base & cd45_bright
+                top = self.ssc_low(ch, scattering & cd45_bright)
             hi.append(top)
         elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
