@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import nkpanel.flow.gates as gates_module
 from nkpanel.flow.autogate import _oblique_polygon
-from nkpanel.flow.gates import _chain_strips, _ratio_band, _under_chain, points_in_polygon
+from nkpanel.flow.gates import (
+    Dimension,
+    RangeGate,
+    _chain_strips,
+    _ratio_band,
+    _under_chain,
+    gate_events,
+    points_in_polygon,
+)
 
 
 def _kernel(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -145,3 +155,81 @@ def test_band_of_a_hand_drawn_singlet_gate() -> None:
     x = np.array([50.0, 50.0, 50.0, 5.0, 150.0])
     y = np.array([50.0, 20.0, 90.0, 5.0, 150.0])
     assert points_in_polygon(x, y, vertices).tolist() == [True, False, False, False, False]
+
+
+# ---- block-by-block evaluation: the same membership as one pass over all events ----------
+
+
+def _awkward_values(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    """Values with NaN, ±inf, exact zeros and repeats sprinkled in."""
+    v = rng.normal(0.0, scale, n)
+    if n:
+        k = max(1, n // 50)
+        v[rng.integers(0, n, k)] = np.nan
+        v[rng.integers(0, n, k)] = np.inf
+        v[rng.integers(0, n, k)] = -np.inf
+        v[rng.integers(0, n, k)] = 0.0
+    return v
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("n", [0, 1, 5, 65_536, 300_001])
+def test_range_gates_in_blocks_match_one_pass(
+    n: int, threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gate_events' block-by-block range test (threaded for large inputs) gives
+    ``RangeGate.contains(values) & parent`` exactly, with NaN and ±inf among the values,
+    open sides, and with and without a parent (a parent of one event or none is gated on its
+    own events)."""
+    monkeypatch.setenv("NKPANEL_THREADS", threads)
+    rng = np.random.default_rng(n)
+    dims = (Dimension("A"), Dimension("B"), Dimension("C"))
+    values = {d.channel: _awkward_values(rng, n, 1e3) for d in dims}
+    gates = [
+        RangeGate("one side", None, dims[:1], (-10.0,), (None,)),
+        RangeGate("box", None, dims[:2], (-500.0, None), (500.0, 0.0)),
+        RangeGate("three", None, dims, (None, -1e3, 0.0), (1e3, None, None)),
+        RangeGate("open", None, dims[:1], (None,), (None,)),
+    ]
+    for parent in (None, rng.random(n) < 0.8):
+        for gate in gates:
+            expected = gate.contains([values[d.channel] for d in gate.dims])
+            if parent is not None:
+                expected = expected & parent
+            got, _ = gate_events(
+                gate,
+                n,
+                parent,
+                lambda p=parent: np.flatnonzero(p),
+                lambda d, i: values[d.channel] if i is None else values[d.channel][i],
+            )
+            assert got.dtype == np.bool_
+            assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_polygons_in_blocks_match_one_pass(threads: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """points_in_polygon over many blocks and threads gives what one block over every point
+    gives (NaN and ±inf among the points), and the kernel's answer for finite points, for a
+    band, the region under a chain, and another shape."""
+    monkeypatch.setenv("NKPANEL_THREADS", threads)
+    rng = np.random.default_rng(11)
+    n = 300_007
+    band = _band(rng, 8)
+    chain = np.asarray(
+        _oblique_polygon(9.3, 1.2, ceiling=3.6e4, left=1e4, right=2.65e5, bottom=-2.62e5)
+    )
+    triangle = np.array([[1e4, 1e4], [2.5e5, 2e4], [1e5, 2.5e5]])
+    for vertices in (band, chain, triangle):
+        x = np.abs(_awkward_values(rng, n, 1e5))
+        y = np.abs(_awkward_values(rng, n, 1e5))
+        got = points_in_polygon(x, y, vertices)
+        monkeypatch.setattr(gates_module, "_POLYGON_BLOCK", 10**9)
+        monkeypatch.setenv("NKPANEL_THREADS", "1")
+        whole = points_in_polygon(x, y, vertices)
+        monkeypatch.undo()
+        monkeypatch.setenv("NKPANEL_THREADS", threads)
+        assert np.array_equal(got, whole)
+        finite = np.isfinite(x) & np.isfinite(y)
+        assert not got[~finite].any()
+        assert np.array_equal(got[finite], _kernel(x[finite], y[finite], vertices))

@@ -17,6 +17,7 @@ oversmooths multimodal data and would blur the valleys gating depends on).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Literal
@@ -69,15 +70,42 @@ class Cut:
 
 
 def _bin_counts(x: NDArray[np.float64], lo: float, hi: float, bins: int) -> NDArray[np.int64]:
-    """Counts of ``x`` in ``bins`` even bins over [lo, hi); values outside are left out.
+    """Counts of ``x`` (finite values) in ``bins`` even bins over [lo, hi); values outside are
+    left out.
 
     The same counts as ``np.histogram`` up to values within rounding of a bin edge, at a third
-    of its cost (an index per value and one ``bincount``).
+    of its cost (an index per value and one ``bincount``). Values below the first bin are
+    counted in one bin before it and values above the last in one after it, both dropped: a
+    clip, not a mask and a compaction of the values inside.
     """
     scale = bins / (hi - lo)
     idx = np.floor((x - lo) * scale)
-    idx = idx[(idx >= 0) & (idx < bins)].astype(np.intp)
-    return np.bincount(idx, minlength=bins).astype(np.int64)
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(lo)):
+        # (x − lo) · scale could be NaN: only the values that fall in a bin are counted
+        idx = idx[(idx >= 0) & (idx < bins)].astype(np.intp)
+        return np.bincount(idx, minlength=bins).astype(np.int64)
+    # finite x, lo and scale: every index is a whole number or ±inf, never NaN
+    np.clip(idx, -1.0, float(bins), out=idx)
+    idx += 1.0
+    counts = np.bincount(idx.astype(np.intp), minlength=bins + 2)
+    return counts[1 : bins + 1].astype(np.int64)
+
+
+def _finite(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The finite values of ``x``, in order (``x`` itself when every value is)."""
+    ok = np.isfinite(x)
+    return x if ok.all() else x[ok]
+
+
+def _below(x: NDArray[np.float64], centre: float) -> NDArray[np.float64]:
+    """``x[x <= centre] - centre``: the same values in the same order, by the indices of the
+    mask (boolean indexing of a mask without a pattern costs about twice as much)."""
+    return np.take(x, np.flatnonzero(x <= centre)) - centre
+
+
+def _above(x: NDArray[np.float64], centre: float) -> NDArray[np.float64]:
+    """``x[x >= centre] - centre``, as :func:`_below` computes it."""
+    return np.take(x, np.flatnonzero(x >= centre)) - centre
 
 
 def _quantiles_from_counts(
@@ -113,6 +141,33 @@ def isj_bandwidth(x: NDArray[np.float64], *, n_grid: int = 1024) -> float | None
     return _isj_from_counts(counts, x.size, span)
 
 
+#: ℓ, the number of stages of the ISJ fixed point (Botev et al. 2010, §5: ℓ = 7)
+_ISJ_ELL = 7
+
+
+@functools.lru_cache(maxsize=4)
+def _isj_tables(
+    n_grid: int,
+) -> tuple[dict[int, NDArray[np.float64]], NDArray[np.float64], dict[int, np.float64]]:
+    """What the ISJ fixed point needs that depends on the grid alone, worked out once per grid
+    size: ``2 π^(2s) i^(2s)`` per stage ``s``, the decay ``−i² π²`` and the stages' constants
+    before division by the number of events (Botev et al. 2010, eq. 29 and the γ functional)."""
+    i2 = np.arange(1, n_grid, dtype=np.float64) ** 2
+    powers = {s: 2.0 * np.pi ** (2 * s) * i2**s for s in range(2, _ISJ_ELL + 1)}
+    decay = -i2 * np.pi**2
+    const = {
+        s: 2.0
+        * (1 + 0.5 ** (s + 0.5))
+        / 3.0
+        * float(np.prod(np.arange(1, 2 * s, 2)))
+        / np.sqrt(2 * np.pi)
+        for s in range(2, _ISJ_ELL)
+    }
+    for arr in (*powers.values(), decay):
+        arr.setflags(write=False)
+    return powers, decay, const
+
+
 def _isj_from_counts(
     counts: NDArray[np.int64], n: int, span: float, near: tuple[float, float] | None = None
 ) -> float | None:
@@ -123,30 +178,30 @@ def _isj_from_counts(
     """
     n_grid = counts.size
     a = dct(counts / counts.sum(), type=2)
-    i2 = np.arange(1, n_grid, dtype=np.float64) ** 2
     a2 = (a[1:] / 2.0) ** 2
-    ell = 7
-    # the fixed point is evaluated a few hundred times: its weights and constants once
-    weights = {s: 2.0 * np.pi ** (2 * s) * i2**s * a2 for s in range(2, ell + 1)}
-    decay = -i2 * np.pi**2
-    consts = {
-        s: 2.0
-        * (1 + 0.5 ** (s + 0.5))
-        / 3.0
-        * float(np.prod(np.arange(1, 2 * s, 2)))
-        / np.sqrt(2 * np.pi)
-        / n
-        for s in range(2, ell)
-    }
+    ell = _ISJ_ELL
+    powers, decay, const = _isj_tables(n_grid)
+    # the fixed point is evaluated a few dozen times: its weights and constants once
+    weights = {s: powers[s] * a2 for s in range(2, ell + 1)}
+    consts = {s: const[s] / n for s in range(2, ell)}
+    terms = np.empty(n_grid - 1, dtype=np.float64)
 
     def functional(s: int, t: float) -> float:
-        return float(weights[s] @ np.exp(decay * t))
+        np.multiply(decay, t, out=terms)
+        np.exp(terms, out=terms)
+        return float(weights[s] @ terms)
+
+    seen: dict[float, float] = {}
 
     def fixed_point(t: float) -> float:
+        # brentq starts at both ends of the bracket, where the bracket was tried: once each
+        if t in seen:
+            return seen[t]
         f = functional(ell, t)
         for s in range(ell - 1, 1, -1):
             f = functional(s, (consts[s] / f) ** (2.0 / (3 + 2 * s)))
-        return float(t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4))
+        seen[t] = value = float(t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4))
+        return value
 
     bracket = (1e-12, 0.1)
     if near is not None:
@@ -188,8 +243,7 @@ def density_1d(
     quartiles
         The 25th and 75th percentiles of ``values`` when the caller has them already.
     """
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = _finite(np.asarray(values, dtype=np.float64))
     if x.size < 2:
         raise ValueError("at least two finite values are needed for a density")
     lo, hi = limits if limits is not None else (float(np.min(x)), float(np.max(x)))
@@ -343,8 +397,7 @@ def find_cut(
         ``method`` is ``"valley"`` when a density minimum between two peaks was used,
         ``"tail"`` when only the negative peak was found.
     """
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = _finite(np.asarray(values, dtype=np.float64))
     if x.size < 10:
         return Cut(float(np.max(x)) if x.size else 0.0, "fallback", ())
     if x.size > max_points:
@@ -375,7 +428,7 @@ def find_cut(
         other = ref - 1 if ref >= 1 else None
     centre = float(d.grid[int(peaks[ref])])
     # the reference population's spread, from its outer half (the side away from the other one)
-    half = x[x <= centre] - centre if side == "above" else x[x >= centre] - centre
+    half = _below(x, centre) if side == "above" else _above(x, centre)
     sd = float(np.sqrt(np.mean(half**2))) if half.size >= 5 else float(np.std(x))
     tail = centre + (tail_sds if side == "above" else -tail_sds) * sd
     if other is not None:
@@ -383,7 +436,7 @@ def find_cut(
         valley = float(d.grid[a + int(np.argmin(d.density[a : b + 1]))])
         end = min(valley, tail) if side == "above" else max(valley, tail)
         o_centre = float(d.grid[int(peaks[other])])
-        o_half = x[x >= o_centre] - o_centre if side == "above" else x[x <= o_centre] - o_centre
+        o_half = _above(x, o_centre) if side == "above" else _below(x, o_centre)
         o_sd = float(np.sqrt(np.mean(o_half**2))) if o_half.size >= 5 else sd
         o_tail = o_centre - (tail_sds if side == "above" else -tail_sds) * o_sd
         start = max(valley, o_tail) if side == "above" else min(valley, o_tail)
