@@ -1074,3 +1074,97 @@ def test_a_blank_nextdata_is_not_a_number(tmp_path: Path) -> None:
     p.write_bytes(good(keywords={"$NEXTDATA": " "}))
     with pytest.raises(FCSFormatError, match=r"\$NEXTDATA ' ' is not a whole number"):
         read_fcs(p)
+
+
+# -- the DATA segment read block by block from the file ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("datatype", "bits", "byteorder", "pne", "png"),
+    [
+        ("F", 32, "little", None, None),
+        ("F", 32, "big", None, [2.0, 1.0, 0.5, 1.0]),
+        ("D", 64, "big", None, None),
+        ("I", 16, "little", ["0,0", "4,1", "0,0", "0,0"], None),
+        ("I", 32, "big", None, [1.0, 3.0, 1.0, 1.0]),
+        ("I", 8, "little", None, None),
+        ("I", 24, "big", None, None),
+    ],
+)
+@pytest.mark.parametrize("n", [1, 70_000, 150_001])
+def test_a_file_read_block_by_block_equals_its_bytes_read_at_once(
+    tmp_path: Path,
+    datatype: str,
+    bits: int,
+    byteorder: str,
+    pne: list[str] | None,
+    png: list[float] | None,
+    n: int,
+) -> None:
+    """read_fcs reads a file's DATA block by block as it converts it (several blocks, several
+    threads): the same events, compensated values, notes and keywords as the same bytes read
+    whole (as from a pipe)."""
+    from nkpanel.flow.sample import _read_buffer
+
+    rng = np.random.default_rng(n)
+    top = 256 if bits == 8 else 1024
+    raw = rng.integers(0, top, (n, 4)).astype(np.float64)
+    if bits != 8:
+        raw[: min(n, 2), 0] = 5000  # masked to $PnR 1024 for integers
+    data = build_fcs(
+        raw,
+        ["FSC-A", "FL1-A", "FL2-A", "Time"],
+        datatype=datatype,
+        bits=bits,
+        byteorder=byteorder,
+        pne=pne,
+        png=png,
+        pnr=[top] * 4,
+        keywords={"$TIMESTEP": "0.01", "$SPILLOVER": "2,FL1-A,FL2-A,1,0.1,0.2,1"},
+    )
+    path = write(tmp_path, data)
+    for compensate in (False, True):
+        streamed = read_fcs(path, compensate=compensate)
+        whole = _read_buffer(data, path, compensate)
+        assert np.array_equal(streamed.events, whole.events)
+        assert streamed.events.flags.f_contiguous and not streamed.events.flags.writeable
+        if compensate:
+            assert streamed.detector_columns is not None
+            assert whole.detector_columns is not None
+            assert np.array_equal(streamed.detector_columns, whole.detector_columns)
+        assert streamed.notes == whole.notes
+        assert streamed.metadata == whole.metadata
+
+
+def test_rows_too_wide_for_a_block_are_read_with_the_whole_file(tmp_path: Path) -> None:
+    """300 parameters of 4 bytes: a block of rows would not fit the cache, so the file is read
+    whole first, with the same events."""
+    from nkpanel.flow.sample import _read_buffer
+
+    raw = np.random.default_rng(2).normal(100.0, 10.0, (70, 300)).astype(np.float32)
+    data = build_fcs(raw, [f"P{i}" for i in range(300)])
+    s = read_fcs(write(tmp_path, data))
+    assert np.array_equal(s.events, raw.astype(np.float64))
+    assert np.array_equal(s.events, _read_buffer(data, tmp_path / "t.fcs").events)
+
+
+def test_a_file_that_ends_while_its_data_are_read_is_refused(tmp_path: Path) -> None:
+    """A file cut short after its TEXT was checked (still being written, or truncated by
+    another program): the DATA read stops short and the reader says so, naming the file."""
+    import contextlib
+
+    from nkpanel.flow.sample import _open_file, _OpenFile, _StreamedRows
+
+    raw = np.arange(2_000.0).reshape(1_000, 2)
+    path = write(tmp_path, build_fcs(raw, ["FSC-A", "SSC-A"]))
+    start, _ = data_span(path.read_bytes())
+    with contextlib.ExitStack() as held:
+        opened = _open_file(path, lambda size: np.empty(size, dtype=np.uint8), held)
+        assert isinstance(opened, _OpenFile)
+        rows = _StreamedRows(opened, start, 1_000, 2, np.dtype("<f4"), path)
+        assert np.array_equal(rows[10:20], raw[10:20])
+        os.truncate(path, start + 4_000)
+        with pytest.raises(FCSFormatError, match=r"t\.fcs.*ended inside its DATA"):
+            rows[0:1_000]
+        with pytest.raises(FCSFormatError, match="ended inside its DATA"):
+            rows.whole()

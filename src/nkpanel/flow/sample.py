@@ -424,19 +424,175 @@ class _FileBytes:
     def startswith(self, prefix: bytes) -> bool:
         return self[: len(prefix)] == prefix
 
+    def tail(self, base: int) -> _FileBytes:
+        """The bytes from ``base`` on (a later data set's, whose offsets count from there)."""
+        return _FileBytes(self.array[base:])
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        """Copy the bytes from ``offset`` into ``view``; the number copied (fewer at the end)."""
+        chunk = self.array[offset : offset + len(view)]
+        n = int(chunk.shape[0])
+        view[:n] = chunk.data
+        return n
+
     def file(self, head: bytes | None = None) -> io.BufferedReader:
         """A read-only file object over the same bytes, for flowio (which closes it); ``head``,
         when given, stands in for the first bytes."""
-        return io.BufferedReader(_ArrayFile(self.array, head))
+        return io.BufferedReader(_ArrayFile(self, head))
+
+
+class _OpenFile:
+    """A regular file's bytes, sliced like ``bytes`` and read from the open file on demand.
+
+    Only what the reader asks for is read: the HEADER and TEXT (the file's first 64 KiB are
+    read at once and kept), single bytes, and the DATA segment block by block
+    (:class:`_StreamedRows`), straight into the conversion instead of through a copy of the
+    whole file, which for a 40 MB file cost as much as the conversion itself. :attr:`array`
+    reads every byte, for the layouts decoded from the whole segment at once (ASCII data,
+    3-byte or mixed integer widths, rows too wide for a block in the cache).
+    """
+
+    def __init__(
+        self, fd: int, size: int, buffer: Callable[[int], NDArray[np.uint8]], base: int = 0
+    ) -> None:
+        self.fd, self.size, self.base, self._buffer = fd, size, base, buffer
+        self._head = _pread(fd, min(len(self), _HEAD_BYTES), base)
+        self._array: NDArray[np.uint8] | None = None
+
+    def __len__(self) -> int:
+        return max(0, self.size - self.base)
+
+    @overload
+    def __getitem__(self, key: int) -> int: ...
+    @overload
+    def __getitem__(self, key: slice) -> bytes: ...
+    def __getitem__(self, key: int | slice) -> int | bytes:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("only contiguous slices of a file are read")
+            if stop <= start:
+                return b""
+            if stop <= len(self._head):
+                return self._head[start:stop]
+            return _pread(self.fd, stop - start, self.base + start)
+        index = key + len(self) if key < 0 else key
+        if not 0 <= index < len(self):
+            raise IndexError("file offset out of range")
+        return self[index : index + 1][0]
+
+    def startswith(self, prefix: bytes) -> bool:
+        return self[: len(prefix)] == prefix
+
+    def tail(self, base: int) -> _OpenFile:
+        """The bytes from ``base`` on (a later data set's, whose offsets count from there)."""
+        return _OpenFile(self.fd, self.size, self._buffer, self.base + base)
+
+    def read_into(self, offset: int, view: memoryview) -> int:
+        """Read the bytes from ``offset`` into ``view``; the number read (fewer at the end)."""
+        got = 0
+        while got < len(view):
+            n = os.preadv(self.fd, [view[got:]], self.base + offset + got)
+            if n <= 0:
+                break
+            got += n
+        return got
+
+    @property
+    def array(self) -> NDArray[np.uint8]:
+        """Every byte (from ``base``), read once, in parts by a few threads; a part that
+        comes back short (the file shrank while being read) ends the array there."""
+        if self._array is None:
+            array = self._buffer(len(self))
+            ends: dict[int, int] = {}
+
+            def read_part(start: int, stop: int) -> None:
+                ends[start] = start + self.read_into(start, array.data[start:stop])
+
+            for_row_blocks(len(self), read_part, align=1 << 20)
+            end = 0
+            for start in sorted(ends):
+                if start != end:
+                    break
+                end = ends[start]
+            self._array = array[:end]
+        return self._array
+
+    def file(self, head: bytes | None = None) -> io.BufferedReader:
+        """A read-only file object over the same bytes, for flowio (which closes it); ``head``,
+        when given, stands in for the first bytes."""
+        return io.BufferedReader(_ArrayFile(self, head))
+
+
+#: the bytes of a file read at once when it is opened (the HEADER and TEXT of nearly every
+#: file; later parts are read as asked for)
+_HEAD_BYTES = 1 << 16
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes from ``offset`` (fewer at the end of the file)."""
+    parts = []
+    got = 0
+    while got < size:
+        chunk = os.pread(fd, size - got, offset + got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+#: a DATA block's rows are read into a buffer each thread keeps (a few MB), when a block of
+#: rows is at most this size; wider rows are read with the whole file
+_MAX_STREAMED_BLOCK_BYTES = 16 << 20
+_thread_buffers = threading.local()
+
+
+def _thread_buffer(size: int) -> NDArray[np.uint8]:
+    """This thread's buffer for a block of rows, of at least ``size`` bytes."""
+    kept: NDArray[np.uint8] | None = getattr(_thread_buffers, "array", None)
+    if kept is None or kept.shape[0] < size:
+        kept = np.empty(size, dtype=np.uint8)
+        _thread_buffers.array = kept
+    return kept[:size]
+
+
+class _StreamedRows:
+    """The DATA segment's binary rows (values of one width), read block by block from the
+    file: ``rows[i:j]`` reads rows ``i`` to ``j`` into the calling thread's buffer and views
+    them in their stored type (valid until the thread reads its next block)."""
+
+    def __init__(
+        self, src: _OpenFile, start: int, tot: int, par: int, dtype: np.dtype[Any], p: Path
+    ) -> None:
+        self.src, self.start, self.dtype, self.p = src, start, dtype, p
+        self.shape = (tot, par)
+        self.row_bytes = dtype.itemsize * par
+
+    def __getitem__(self, key: slice) -> NDArray[Any]:
+        i, j, _ = key.indices(self.shape[0])
+        size = (j - i) * self.row_bytes
+        buf = _thread_buffer(size)
+        if self.src.read_into(self.start + i * self.row_bytes, buf.data) < size:
+            raise FCSFormatError(self.p, "the file ended inside its DATA segment while it was read")
+        return buf.view(self.dtype).reshape(j - i, self.shape[1])
+
+    def whole(self) -> NDArray[Any]:
+        """Every row, in an array of its own."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        view = out.reshape(-1).view(np.uint8).data
+        if self.src.read_into(self.start, view) < len(view):
+            raise FCSFormatError(self.p, "the file ended inside its DATA segment while it was read")
+        return out
 
 
 class _ArrayFile(io.RawIOBase):
-    """A raw, seekable, read-only file over a uint8 array, without copying the array (``head``,
-    when given, is read in place of the array's first bytes)."""
+    """A raw, seekable, read-only file over a file's bytes (``head``, when given, is read in
+    place of the first bytes)."""
 
-    def __init__(self, array: NDArray[np.uint8], head: bytes | None = None) -> None:
+    def __init__(self, source: _FileBytes | _OpenFile, head: bytes | None = None) -> None:
         super().__init__()
-        self._array, self._pos = array, 0
+        self._source, self._pos = source, 0
         self._head = np.frombuffer(head or b"", dtype=np.uint8)
 
     def readable(self) -> bool:
@@ -449,15 +605,13 @@ class _ArrayFile(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._array)}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._source)}[whence]
         self._pos = max(0, base + offset)
         return self._pos
 
     def readinto(self, b: Any) -> int:
-        chunk = self._array[self._pos : self._pos + len(b)]
-        n = int(chunk.shape[0])
         view = memoryview(b).cast("B")
-        view[:n] = chunk.data
+        n = self._source.read_into(self._pos, view) if self._pos < len(self._source) else 0
         h = self._head.shape[0]
         if self._pos < h and n:
             stop = min(h, self._pos + n)
@@ -491,54 +645,26 @@ def _buffer(size: int) -> Iterator[NDArray[np.uint8]]:
         yield np.empty(size, dtype=np.uint8)
 
 
-def _read_file(p: Path, buffer: Callable[[int], NDArray[np.uint8]]) -> _FileBytes:
-    """The whole file in a NumPy buffer from ``buffer(size)``, no intermediate ``bytes``.
-
-    Large files are read in parts by several threads at once (``os.preadv`` at each part's
-    offset, where the platform has it): copying from the page cache is then shared between
-    cores. A part that comes back short (the file shrank while being read) ends the buffer
-    there, so the checks that follow see a truncated file.
-    """
+def _open_file(
+    p: Path, buffer: Callable[[int], NDArray[np.uint8]], held: contextlib.ExitStack
+) -> _FileBytes | _OpenFile:
+    """The file's bytes: a regular file opened for reading on demand (closed when ``held``
+    closes), anything else (a pipe, a special file: no size to go by) read to its end."""
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            # a pipe or a special file: no size to go by, read to its end
+        if not stat.S_ISREG(info.st_mode) or not hasattr(os, "preadv"):
             with os.fdopen(os.dup(fd), "rb") as stream:
                 return _FileBytes(stream.read())
-        size = info.st_size
-        array = buffer(size)
-        ends: dict[int, int] = {}
-
-        def read_part(start: int, stop: int) -> None:
-            view = array.data[start:stop]
-            got = 0
-            while got < stop - start:
-                n = os.preadv(fd, [view[got:]], start + got)
-                if n <= 0:
-                    break
-                got += n
-            ends[start] = start + got
-
-        if hasattr(os, "preadv"):
-            for_row_blocks(size, read_part, align=1 << 20)
-        else:  # one sequential read
-            with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
-                got = 0
-                while got < size and (n := fh.readinto(array.data[got:]) or 0) > 0:
-                    got += n
-            ends[0] = got
-    finally:
+        opened = _OpenFile(fd, info.st_size, buffer)
+    except BaseException:
         os.close(fd)
-    end = 0
-    for start in sorted(ends):
-        if start != end:
-            break
-        end = ends[start]
-    return _FileBytes(array[:end])
+        raise
+    held.callback(os.close, fd)
+    return opened
 
 
-def _parse_header(buf: _FileBytes, p: Path) -> _Header:
+def _parse_header(buf: _FileBytes | _OpenFile, p: Path) -> _Header:
     size = len(buf)
     if size == 0:
         raise FCSFormatError(p, "file is empty")
@@ -878,7 +1004,9 @@ def _data_offsets(text: Mapping[str, str], header: _Header, size: int, p: Path) 
     return start, stop
 
 
-def _check_analysis(text: Mapping[str, str], header: _Header, buf: _FileBytes, p: Path) -> None:
+def _check_analysis(
+    text: Mapping[str, str], header: _Header, buf: _FileBytes | _OpenFile, p: Path
+) -> None:
     """flowio parses the ANALYSIS segment too (when FlowKit reads the file for a template);
     refuse what it would trip over."""
     size = len(buf)
@@ -993,7 +1121,11 @@ def _decode_ascii(
 
 
 def _flowio_text_check(
-    buf: _FileBytes, text: Mapping[str, str], layout: _Layout, header: _Header, p: Path
+    buf: _FileBytes | _OpenFile,
+    text: Mapping[str, str],
+    layout: _Layout,
+    header: _Header,
+    p: Path,
 ) -> None:
     import flowio
 
@@ -1012,7 +1144,7 @@ def _flowio_text_check(
     _cross_check(text, fd.text, layout.par, p)
 
 
-def _ascii_data(buf: _FileBytes, layout: _Layout, p: Path) -> NDArray[np.float64]:
+def _ascii_data(buf: _FileBytes | _OpenFile, layout: _Layout, p: Path) -> NDArray[np.float64]:
     """$DATATYPE A: fixed-width character fields ($PnB characters each) or, where every $PnB
     is "*", numbers separated by spaces, tabs, commas or line breaks (FCS 3.1 §3.3.9)."""
     start, stop = layout.data
@@ -1047,18 +1179,26 @@ def _ascii_data(buf: _FileBytes, layout: _Layout, p: Path) -> NDArray[np.float64
     return values.reshape(layout.tot, layout.par)
 
 
-def _binary_rows(buf: _FileBytes, layout: _Layout) -> NDArray[Any]:
-    """The DATA segment's binary values, one row per event, in their stored type: a view of the
-    buffer for 1-, 2-, 4- or 8-byte values of one width, else unsigned 64-bit integers
-    assembled byte by byte (3-byte values, or widths that differ between parameters)."""
+def _binary_rows(
+    buf: _FileBytes | _OpenFile, layout: _Layout, p: Path
+) -> NDArray[Any] | _StreamedRows:
+    """The DATA segment's binary values, one row per event, in their stored type: for 1-, 2-,
+    4- or 8-byte values of one width, the rows as read block by block from an open file or
+    a view of the bytes in memory; else unsigned 64-bit integers assembled byte by byte
+    (3-byte values, or widths that differ between parameters)."""
+    from nkpanel.flow.compensation import BLOCK_ROWS
+
     widths = [b // 8 for b in layout.bits]
     row = sum(widths)
     start = layout.data[0]
-    raw = buf.array[start : start + layout.tot * row]  # in the file: _check_keywords saw to it
     kind = "u" if layout.datatype == "I" else "f"
     if len(set(widths)) == 1 and widths[0] in (1, 2, 4, 8):
         dtype = np.dtype(f"{layout.order}{kind}{widths[0]}")
+        if isinstance(buf, _OpenFile) and row * BLOCK_ROWS <= _MAX_STREAMED_BLOCK_BYTES:
+            return _StreamedRows(buf, start, layout.tot, layout.par, dtype, p)
+        raw = buf.array[start : start + layout.tot * row]  # in the file: _check_keywords saw to it
         return raw.view(dtype).reshape(layout.tot, layout.par)
+    raw = buf.array[start : start + layout.tot * row]
     cells = raw.reshape(layout.tot, row)
     out = np.zeros((layout.tot, layout.par), dtype=np.uint64)
     pos = 0
@@ -1091,7 +1231,7 @@ def _integer_steps(
 
 
 def _binary_data(
-    buf: _FileBytes,
+    buf: _FileBytes | _OpenFile,
     layout: _Layout,
     channels: Sequence[Channel],
     text: Mapping[str, str],
@@ -1108,7 +1248,7 @@ def _binary_data(
     FCSFormatError
         A value that is not finite, in the file or once decoded.
     """
-    rows = _binary_rows(buf, layout)
+    rows = _binary_rows(buf, layout, p)
     ops = _linear_ops(channels, text)
     masks, logs = _integer_steps(channels, layout) if layout.datatype == "I" else ([], [])
     masked: list[tuple[int, int]] = []  # (column, values changed) per block
@@ -1132,7 +1272,8 @@ def _binary_data(
                 "lost their higher bits, as flowio and FlowKit read them"
             )
     if done is None:
-        bad = int(np.count_nonzero(~np.isfinite(rows))) if rows.dtype.kind == "f" else 0
+        stored = rows.whole() if isinstance(rows, _StreamedRows) else rows
+        bad = int(np.count_nonzero(~np.isfinite(stored))) if rows.dtype.kind == "f" else 0
         if bad:
             raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
         raise FCSFormatError(
@@ -1142,7 +1283,7 @@ def _binary_data(
 
 
 def _to_columns(
-    rows: NDArray[Any],
+    rows: NDArray[Any] | _StreamedRows,
     ops: Sequence[tuple[int, str, float]],
     unmix: tuple[list[int], NDArray[np.float64]] | None,
     decode: Callable[[NDArray[Any], NDArray[np.float64]], None] | None = None,
@@ -1297,10 +1438,12 @@ def read_fcs(
             return held.enter_context(_buffer(size))
 
         try:
-            buf = _read_file(p, buffer)
+            buf = _open_file(p, buffer, held)
+            # the file is read as the reader goes (its DATA block by block): an error of the
+            # file system can come up at any point
+            return _read_buffer(buf, p, compensate, dataset)
         except OSError as exc:
             raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
-        return _read_buffer(buf, p, compensate, dataset)
 
 
 #: at most this many data sets are looked for in one file (a loop of $NEXTDATA is refused)
@@ -1318,7 +1461,7 @@ class _DataSet:
 
 
 def _data_sets(
-    buf: _FileBytes, p: Path, notes: list[str], wanted: int | None = None
+    buf: _FileBytes | _OpenFile, p: Path, notes: list[str], wanted: int | None = None
 ) -> list[_DataSet]:
     """Each data set of the file: where it starts, its HEADER and its TEXT.
 
@@ -1333,7 +1476,7 @@ def _data_sets(
     base = 0
     while True:
         k = len(sets) + 1
-        view = buf if base == 0 else _FileBytes(buf.array[base:])
+        view = buf if base == 0 else buf.tail(base)
         try:
             header = _parse_header(view, p)
             parsed = _split_text(view[header.text[0] : header.text[1] + 1])
@@ -1409,18 +1552,18 @@ def _choose_data_set(
 
 
 def _read_buffer(
-    data: bytes | _FileBytes,
+    data: bytes | _FileBytes | _OpenFile,
     p: Path,
     compensate: bool | Spillover = False,
     dataset: int | None = None,
 ) -> FlowSample:
-    buf = data if isinstance(data, _FileBytes) else _FileBytes(data)
+    buf = data if isinstance(data, _FileBytes | _OpenFile) else _FileBytes(data)
     notes: list[str] = []
     sets = _data_sets(buf, p, notes, dataset)
     chosen = _choose_data_set(sets, dataset, p, notes)
     base, header, parsed = sets[chosen - 1].base, sets[chosen - 1].header, sets[chosen - 1].text
     if base:
-        buf = _FileBytes(buf.array[base:])  # every offset of a data set counts from its start
+        buf = buf.tail(base)  # every offset of a data set counts from its start
     text, delim = parsed.keywords, parsed.delimiter
     if delim in _FLOWIO_BAD_DELIMITERS:
         raise FCSFormatError(p, f"TEXT delimiter {delim!r} cannot be parsed by flowio")
