@@ -718,7 +718,8 @@ def _compensation_seen(
     # every k-th event, about 20,000 in all: a median and quartiles of the hundreds or
     # thousands of events each population holds there (standard error about 0.05 SD for 500)
     # do for a check at 1.5 SD, at a fraction of the passes over a file's million events
-    every = np.arange(0, sample.n_events, max(1, sample.n_events // 20_000))
+    step = max(1, sample.n_events // 20_000)
+    sampled: dict[str, NDArray[np.intp]] = {}  # a population's events among every step-th
     stats: dict[tuple[str, str], tuple[float, float]] = {}
     for marker, pop in NEGATIVE_REFERENCES:
         ch = markers.get(marker)
@@ -726,7 +727,10 @@ def _compensation_seen(
             continue
         if marker_map.sharing(marker):
             continue  # a channel shared with another marker (a dump channel) has no negatives
-        at = every[member[pop][every]]
+        if pop not in sampled:
+            # the mask read at every step-th event (a strided view, no gather)
+            sampled[pop] = np.flatnonzero(member[pop][::step]) * step
+        at = sampled[pop]
         if at.size < 50:
             continue
         q1, med, q3 = np.percentile(comp.column(col[ch])[at], [25, 50, 75])

@@ -143,22 +143,25 @@ class _Shape:
             eps = _ROUNDING_MARGIN
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = y / x
-            in_box = (
-                (x >= lo[0])
-                & (x <= hi[0])
-                & (ratio >= low_min * (1 - eps))
-                & (ratio <= high_max * (1 + eps))
-            )
-            inside: BoolArray = (
-                (x > lo[0])
-                & (x < hi[0])
-                & (ratio > low_max * (1 + eps))
-                & (ratio < high_min * (1 - eps))
-            )
-            cand = np.flatnonzero(in_box & ~inside)
+            in_box = x >= lo[0]
+            in_box &= x <= hi[0]
+            in_box &= ratio >= low_min * (1 - eps)
+            in_box &= ratio <= high_max * (1 + eps)
+            inside: BoolArray = x > lo[0]
+            inside &= x < hi[0]
+            inside &= ratio > low_max * (1 + eps)
+            inside &= ratio < high_min * (1 - eps)
+            # the points clearly inside are in the box too (narrower bounds on both sides):
+            # the box less them
+            in_box ^= inside
+            cand = np.flatnonzero(in_box)
         else:
             inside = np.zeros(x.shape[0], dtype=bool)
-            cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
+            box = x >= lo[0]
+            box &= x <= hi[0]
+            box &= y >= lo[1]
+            box &= y <= hi[1]
+            cand = np.flatnonzero(box)
             if self.strips is not None and cand.size:
                 cand = _decide_under_chain(x, y, cand, float(lo[1]), self.strips, inside)
         if cand.size:
