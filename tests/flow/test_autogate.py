@@ -17,6 +17,7 @@ from nkpanel.flow.analyze import (
 )
 from nkpanel.flow.autogate import LYMPHOCYTE_SCATTER, POPULATIONS
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
+from nkpanel.flow.sample import FlowSample
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
 from tests.flow.samples import rebuilt
 
@@ -711,6 +712,54 @@ def test_basophils_are_left_out_of_the_lymphocytes(with_cd19: bool) -> None:
     assert lymph[_nk_labels(tube)].mean() >= 0.97
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5
+
+
+def _scaled_events(tube: object, label: str, factors: dict[str, float]) -> FlowSample:
+    """The tube as a sample with the recorded values of ``label``'s events multiplied, per
+    channel (a population brighter or dimmer than the simulator makes it)."""
+    sample = tube.to_sample()  # type: ignore[attr-defined]
+    events = np.array(sample.events, copy=True)
+    rows = tube.labels == label  # type: ignore[attr-defined]
+    for channel, factor in factors.items():
+        events[rows, sample.index_of(channel)] *= factor
+    return rebuilt(sample, events=events)
+
+
+def test_monocytes_brighter_in_cd45_do_not_take_the_lymphocytes_place() -> None:
+    """The CD45 cut lies below the lymphocytes' CD45 peak, found where the T cells (CD3+)
+    stand: the brightest peak under the side-scatter cut was taken for it, and monocytes 3x
+    brighter than lymphocytes, in monocytosis with low side scatter, became "Lymphocytes"
+    (audit 13: 99.9% of T cells left out, silent without CD19). Truth is each simulated
+    event's population."""
+    tube = simulate_tube(
+        SimulationSpec(
+            seed=0, n_events=150_000, monocyte_percent_of_leukocytes=25.0, with_cd19=False
+        )
+    )
+    factors = {"PerCP-Cy5.5-A": 60_000 / 32_000, "SSC-A": 0.6, "SSC-H": 0.6}
+    a = analyze_sample(_scaled_events(tube, "monocyte", factors), FlowSettings())
+    lymph = a.membership["Lymphocytes"]
+    assert lymph[tube.labels == "T"].mean() >= 0.99
+    assert np.count_nonzero(lymph & (tube.labels == "monocyte")) <= 0.05 * lymph.sum()
+
+
+def test_lymphocytes_left_out_by_the_cd45_cut_are_said() -> None:
+    """Basophils carry no lineage marker: lineage-marked events among those the CD45 cut left
+    out are lymphocytes dimmer in CD45 than the cut allowed. B cells at a third of the T
+    cells' CD45 stand as a peak of their own and were cut out whole, NK % 1.6 points high and
+    every check passed (audit 13). The lineage gates' own cuts find them among the events
+    left out, and the result is withheld."""
+    tube = simulate_tube(SimulationSpec(seed=0, n_events=150_000))
+    sample = _scaled_events(tube, "B", {"PerCP-Cy5.5-A": 0.35 * 20_000 / 16_000})
+    a = analyze_sample(sample, FlowSettings())
+    flag = next(q for q in a.result.qc if q.check == "lymphocytes left out by the CD45 cut")
+    assert not flag.passed and flag.blocking and not a.result.reportable
+    left_b = np.count_nonzero((tube.labels == "B") & ~a.membership["Lymphocytes"])
+    assert flag.value == pytest.approx(left_b / a.membership["Lymphocytes"].sum(), rel=0.1)
+    # the same tube as simulated: the cut leaves out basophils, and the check passes
+    plain = analyze_sample(tube.to_sample(), FlowSettings())
+    flag = next(q for q in plain.result.qc if q.check == "lymphocytes left out by the CD45 cut")
+    assert flag.passed and flag.value is not None and flag.value < 0.01
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -251,6 +251,9 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         crossed = _nk_among_b_cells(comp, sample, gating)
         if crossed is not None:
             qc.append(crossed)
+    left_out = _left_out_by_cd45(gating)
+    if left_out is not None:
+        qc.append(left_out)
     if cytometry != looks:
         qc.append(
             QCFlag(
@@ -836,6 +839,45 @@ def _nk_among_b_cells(
             "lost from NK % by as much; check the spillover matrix's entries into CD19's channel)"
         ),
         blocking=points > block,
+    )
+
+
+#: lymphocytes the CD45 cut below them left out, as a share of those counted (of the NK
+#: cells, or of all lymphocytes): above the first a warning, above the second withheld. 10% is
+#: the NK/µL error the accuracy sweeps call a miss; basophils carry no lineage marker, so on
+#: the simulated sweeps the cut leaves out a few lymphocytes in a thousand
+LEFT_BY_CD45 = (0.05, 0.10)
+
+
+def _left_out_by_cd45(gating: AutoGateResult) -> QCFlag | None:
+    """Lymphocytes (by the lineage gates' own cuts) among the CD45-dim events left out of the
+    lymphocyte gate (:meth:`~nkpanel.flow.autogate._Gater.cd45_bright`): NK cells lost to
+    NK % and NK/µL, or T and B cells lost to the denominator; ``None`` where no CD45 cut was
+    placed."""
+    left = gating.left_out_by_cd45
+    if left is None:
+        return None
+    nk = left.nk / max(1, left.nk_counted)
+    lineage = left.lineage / max(1, left.lymphocytes_counted)
+    share = max(nk, lineage)
+    warn, block = LEFT_BY_CD45
+    passed = share <= warn
+    return QCFlag(
+        "lymphocytes left out by the CD45 cut",
+        passed,
+        round(share, 4),
+        warn if passed or share <= block else block,
+        f"the CD45-dim events left out of the lymphocytes hold {left.nk:,} NK cells "
+        f"({nk:.1%} of the {left.nk_counted:,} counted) and {left.lineage:,} T, B or NK cells "
+        f"({lineage:.1%} of the lymphocytes) by the lineage gates"
+        + (
+            ""
+            if passed
+            else ": lymphocytes dimmer in CD45 than the cut (CD16 over-compensated out of "
+            "CD45's channel, a CD45-dim subset) change NK % and NK/µL; check the spillover "
+            "matrix and the CD45 plot"
+        ),
+        blocking=share > block,
     )
 
 

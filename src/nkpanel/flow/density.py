@@ -349,6 +349,7 @@ def find_cut(
     axis_pile: bool = False,
     brightest_of_many: bool = False,
     min_mass: float = MIN_MASS,
+    reference: float | None = None,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -385,6 +386,10 @@ def find_cut(
         The least share of the events a peak must hold to count as a population
         (:data:`MIN_MASS`); lower for a population known to be small and apart from the rest
         (counting beads).
+    reference
+        With ``side="below"``: the reference population is the peak nearest this value
+        (instead of the highest or the brightest), e.g. where the population is known by
+        another marker.
     axis_pile
         Leave a pile of values on the lowest one out of the density (see
         :func:`_without_axis_pile`): right for fluorescence clipped at the bottom of a log
@@ -425,6 +430,8 @@ def find_cut(
     else:
         # the reference is the highest peak; the negative one is the nearest prominent peak below
         ref = peaks.size - 1 if brightest else int(np.argmax(d.density[peaks]))
+        if reference is not None:
+            ref = int(np.argmin(np.abs(d.grid[peaks] - reference)))
         other = ref - 1 if ref >= 1 else None
     centre = float(d.grid[int(peaks[ref])])
     # the reference population's spread, from its outer half (the side away from the other one)

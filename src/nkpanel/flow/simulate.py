@@ -10,7 +10,8 @@ How an event is made
 --------------------
 1. **Composition.** Event counts per population are one multinomial draw: saturated clumps,
    debris, doublets, counting beads and single leukocytes (lymphocytes, monocytes,
-   granulocytes, basophils), with lymphocyte subsets (T, NKT, B, CD56bright NK, CD56dim NK) from the spec.
+   granulocytes, basophils), with lymphocyte subsets (T, NKT, B, CD56bright NK, CD56dim NK)
+   from the spec.
    Bead events are set by the single-platform absolute-count relation (BD Trucount IFU 23-3483)::
 
        lymphocytes/µL = (lymphocyte events / bead events) × (beads per test / sample volume µL)
