@@ -308,16 +308,13 @@ def _tissue_of(
 
 
 def _dab_background_qc(
-    overview: U8, stains: StainVectors, stroma: BoolArray, det: DetectionSettings, ov_um: float
-) -> UterineQC | None:
+    dab: NDArray[np.float32], stroma: BoolArray, det: DetectionSettings, ov_um: float
+) -> UterineQC:
     """The stroma whose DAB background (:func:`~nkpanel.uterine.detect.dab_background`, on
-    the overview: block medians of every pixel, nuclei not left out at that resolution, so a
-    crowd of strongly stained cells raises it too) reaches half the positive threshold, as a
-    check with its area in mm² (:func:`~nkpanel.uterine.results.dab_background_qc`); None when
-    the background is not measured (``dab_background_um`` 0)."""
-    if det.dab_background_um <= 0:
-        return None
-    _, dab = deconvolve(overview, stains)
+    the overview's DAB ``dab``: block medians of every pixel, nuclei not left out at that
+    resolution, so a crowd of strongly stained cells raises it too) reaches half the positive
+    threshold, as a check with its area in mm² (:func:`~nkpanel.uterine.results.
+    dab_background_qc`); for a background that is measured (``dab_background_um`` > 0)."""
     block = max(2, round(det.dab_background_um / ov_um))
     back = dab_background(dab, np.zeros(dab.shape, dtype=bool), block, det.dab_background_floor_od)
     limit = 0.5 * det.positive_threshold_od
@@ -675,16 +672,30 @@ def analyze_source(
         excluded |= excl
         exclusion_source = "regions"
         notes.extend(regions.notes)
+    # the overview's DAB for the background check, when it is unmixed on the same vectors as
+    # the haematoxylin glands are found on (the standard ones, by default): unmixed once
+    overview_dab: NDArray[np.float32] | None = None
     if s.auto_exclude_epithelium and (regions is None or not regions.marks_glands):
         # no regions, or regions that say nothing of glands (an artefact drawn as Ignore*):
         # glands would be counted as stroma
-        excluded |= detect_epithelium(overview, tissue, std, tis, od=overview_density)
+        hem, dab = deconvolve(overview, std)
+        excluded |= detect_epithelium(
+            overview, tissue, std, tis, od=overview_density, haematoxylin=hem
+        )
         exclusion_source = "automatic" if regions is None else "regions and automatic"
+        if stains == std and det.dab_background_um > 0:
+            overview_dab = dab
+        del hem, dab
     stroma = tissue & ~excluded
     if count_region is not None:
         stroma &= count_region
     ov_px_mm2 = (ov_um * 1e-3) ** 2
-    background_qc = _dab_background_qc(overview, stains, stroma, det, ov_um)
+    background_qc: UterineQC | None = None
+    if det.dab_background_um > 0:
+        if overview_dab is None:
+            overview_dab = deconvolve(overview, stains)[1]
+        background_qc = _dab_background_qc(overview_dab, stroma, det, ov_um)
+    del overview_dab
     if isinstance(src, WholeSlide):
         fields = choose_fields(
             stroma,

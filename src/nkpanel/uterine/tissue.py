@@ -533,9 +533,11 @@ def detect_epithelium(
     settings: TissueSettings | None = None,
     *,
     od: NDArray[np.float32] | None = None,
+    haematoxylin: NDArray[np.float32] | None = None,
 ) -> BoolArray:
     """Glandular and luminal epithelium (mask on the overview grid); see the module docstring.
-    ``od``: the overview's :func:`overview_od`, when the caller has it."""
+    ``od``: the overview's :func:`overview_od`, and ``haematoxylin``: its haematoxylin
+    (:func:`~nkpanel.uterine.stains.deconvolve` against ``stains``), when the caller has them."""
     s = settings or TissueSettings()
     um = s.overview_um
     if not tissue.any():
@@ -549,7 +551,7 @@ def detect_epithelium(
         return np.zeros_like(tissue)
     reach = max(1, round(s.epithelium_um / um))
     near = dilate_disk(lined, reach) & ~lined
-    h, _ = deconvolve(overview, stains)
+    h = deconvolve(overview, stains)[0] if haematoxylin is None else haematoxylin
     density = ndi.gaussian_filter(np.maximum(h, 0), s.density_sigma_um / um)
     # the tissue's median density, its clear spaces left out: pale oedematous space would
     # lower it, and the epithelium's threshold with it, towards clusters of stromal nuclei
