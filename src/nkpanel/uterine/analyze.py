@@ -330,22 +330,20 @@ MIN_PIECE_MM2 = 0.02
 
 
 def _pieces(
-    stroma: BoolArray, cells: CellTable, ds_ov: float, ov_px_mm2: float
+    stroma: BoolArray, cell_pixels: NDArray[np.intp], positive: BoolArray, ov_px_mm2: float
 ) -> list[FieldCount]:
     """The counts of each separate piece of stroma on the overview (8-connected, at least
-    :data:`MIN_PIECE_MM2`), for :func:`~nkpanel.uterine.results.pieces_qc`."""
+    :data:`MIN_PIECE_MM2`), for :func:`~nkpanel.uterine.results.pieces_qc`; ``cell_pixels``:
+    each counted cell's overview pixel (flat index), ``positive``: whether it is CD56+."""
     from scipy import ndimage as ndi
 
     labels, n = ndi.label(stroma, structure=np.ones((3, 3), dtype=bool))
     if n < 2:
         return []
-    oh, ow = stroma.shape
-    oxi = np.clip((cells.x / ds_ov).astype(np.intp), 0, ow - 1)
-    oyi = np.clip((cells.y / ds_ov).astype(np.intp), 0, oh - 1)
-    of_cell = labels[oyi, oxi]
+    of_cell = labels.ravel()[cell_pixels]
     area = np.bincount(labels.ravel(), minlength=n + 1) * ov_px_mm2
     cells_in = np.bincount(of_cell, minlength=n + 1)
-    positive_in = np.bincount(of_cell, weights=cells.positive.astype(np.float64), minlength=n + 1)
+    positive_in = np.bincount(of_cell, weights=positive.astype(np.float64), minlength=n + 1)
     return [
         FieldCount(f"piece {k}", "image", int(positive_in[k]), int(cells_in[k]), float(area[k]))
         for k in range(1, n + 1)
@@ -750,6 +748,8 @@ def analyze_source(
             if stroma[oy0:oy1, ox0:ox1].any():
                 boxes.append((xa, ya, tw, th))
     tables: list[CellTable] = []
+    # each counted cell's overview pixel (flat index), for the pieces of stroma of a slide
+    cell_pixels: list[NDArray[np.intp]] = []
     for k, (xa, ya, tw, th) in enumerate(boxes):
         want_labels = any(sk.wants(xa, ya, tw, th) for sk in all_sinks)
         # the tile with its margin, cut at the image's edge: beyond it every filter reflects
@@ -773,6 +773,8 @@ def analyze_source(
         oxi = np.clip((gx / ds_ov).astype(np.intp), 0, ow - 1)
         oyi = np.clip((gy / ds_ov).astype(np.intp), 0, oh - 1)
         counted = core & stroma[oyi, oxi]
+        if is_slide:
+            cell_pixels.append(oyi[counted] * ow + oxi[counted])
         kept = cells.take(counted)
         tables.append(
             CellTable(
@@ -878,7 +880,8 @@ def analyze_source(
     if is_slide:
         qc.append(fields_qc(len(fields), s.n_fields))
         qc += across_fields_qc(field_counts)
-        piece_check = pieces_qc(_pieces(stroma, counted_cells, ds_ov, ov_px_mm2))
+        pixels = np.concatenate(cell_pixels) if cell_pixels else np.zeros(0, dtype=np.intp)
+        piece_check = pieces_qc(_pieces(stroma, pixels, counted_cells.positive, ov_px_mm2))
         if piece_check is not None:
             qc.append(piece_check)
     compartment_od = counted_cells.dab_above_background_od(s.detection.compartment)
