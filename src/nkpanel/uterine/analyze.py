@@ -43,12 +43,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel.errors import InputError, QCError
+from nkpanel.uterine import options
 from nkpanel.uterine.detect import (
     CellTable,
     DetectionSettings,
@@ -145,15 +146,15 @@ class UterineSettings:
 
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     tissue: TissueSettings = field(default_factory=TissueSettings)
-    stains: Literal["ruifrok", "estimated"] = "ruifrok"
+    stains: options.Stains = options.STAINS
     stain_vectors: StainVectors | None = None
     white_point: tuple[float, float, float] | None = None
     auto_exclude_epithelium: bool = True
     tile_px: int = 1024
-    n_fields: int = 10
-    field_diameter_um: float = 550.0
+    n_fields: int = options.N_FIELDS
+    field_diameter_um: float = options.FIELD_DIAMETER_UM
     min_field_stroma_fraction: float = 0.75
-    seed: int = 0
+    seed: int = options.SEED
     min_stromal_cells: int = 500
     max_pixel_size_um: float = 1.0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 from rich.table import Table
@@ -30,6 +30,8 @@ from nkpanel._cli import (
 )
 from nkpanel.errors import ConfigError
 from nkpanel.flow.qc import QCFlag
+from nkpanel.uterine import options
+from nkpanel.uterine.options import Compartment, Stains
 
 if TYPE_CHECKING:
     from nkpanel.uterine.results import RatioCI, UterineResult
@@ -40,9 +42,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Endometrial (uterine) NK cells: CD56+ cells per 100 stromal cells and per mm² stroma.",
 )
-
-Stains = Literal["ruifrok", "estimated"]
-Compartment = Literal["cytoplasm", "cell", "nucleus"]
 
 
 def _estimate(ci: RatioCI, decimals: int) -> str:
@@ -297,7 +296,7 @@ def analyze(
     ] = None,
     stains: Annotated[
         Stains, typer.Option("--stains", help="Standard Ruifrok vectors or estimated per image.")
-    ] = "ruifrok",
+    ] = options.STAINS,
     qupath_stains: Annotated[
         str | None,
         typer.Option(
@@ -308,7 +307,7 @@ def analyze(
     threshold: Annotated[
         float,
         typer.Option("--threshold", min=0.001, help="CD56+ threshold, DAB OD (QuPath units)."),
-    ] = 0.2,
+    ] = options.POSITIVE_THRESHOLD_OD,
     dab_background: Annotated[
         float,
         typer.Option(
@@ -318,7 +317,7 @@ def analyze(
             help="Block size (µm) of the stroma's own DAB background, judged above "
             "(red cells read as DAB); 0 judges cells on their DAB alone, as QuPath does.",
         ),
-    ] = 24.0,
+    ] = options.DAB_BACKGROUND_UM,
     white_point: Annotated[
         str | None,
         typer.Option(
@@ -329,14 +328,16 @@ def analyze(
     ] = None,
     compartment: Annotated[
         Compartment, typer.Option("--compartment", help="Where DAB is measured.")
-    ] = "cytoplasm",
+    ] = options.COMPARTMENT,
     fields: Annotated[
         int, typer.Option("--fields", min=1, help="Random ×400 fields per slide.")
-    ] = 10,
+    ] = options.N_FIELDS,
     field_diameter: Annotated[
         float, typer.Option("--field-diameter", min=50.0, help="×400 field diameter, µm.")
-    ] = 550.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random field choice.")] = 0,
+    ] = options.FIELD_DIAMETER_UM,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the random field choice.")
+    ] = options.SEED,
     sample: Annotated[str, typer.Option("--sample", help="Name of the pooled biopsy.")] = "biopsy",
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays")] = True,
     detections: Annotated[
@@ -344,26 +345,18 @@ def analyze(
     ] = True,
 ) -> None:
     """Count CD56+ uNK cells per 100 stromal cells and per mm² of stroma, with overlays."""
-    from dataclasses import replace
-
-    from nkpanel.uterine.analyze import UterineSettings
     from nkpanel.uterine.batch import analyze_batch
-    from nkpanel.uterine.stains import parse_qupath_stains, parse_white_point
 
-    base = UterineSettings()
-    settings = UterineSettings(
-        detection=replace(
-            base.detection,
-            positive_threshold_od=threshold,
-            compartment=compartment,
-            dab_background_um=dab_background,
-        ),
+    settings = options.uterine_settings(
         stains=stains,
-        stain_vectors=parse_qupath_stains(qupath_stains) if qupath_stains else None,
+        qupath_stains=qupath_stains,
+        positive_threshold_od=threshold,
+        compartment=compartment,
+        dab_background_um=dab_background,
         n_fields=fields,
         field_diameter_um=field_diameter,
         seed=seed,
-        white_point=parse_white_point(white_point) if white_point is not None else None,
+        white_point=white_point,
     )
     from nkpanel.uterine.batch import gather_images
 

@@ -129,6 +129,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from nkpanel.errors import ConfigError
+from nkpanel.uterine import options
 from nkpanel.uterine._kernels import column_gaps, fill_small_holes, sq_distance
 
 __all__ = [
@@ -175,9 +176,9 @@ class DetectionSettings:
     min_area_um2: float = 10.0
     max_area_um2: float = 400.0
     cell_expansion_um: float = 4.0
-    compartment: Compartment = "cytoplasm"
-    positive_threshold_od: float = 0.2
-    dab_background_um: float = 24.0
+    compartment: Compartment = options.COMPARTMENT
+    positive_threshold_od: float = options.POSITIVE_THRESHOLD_OD
+    dab_background_um: float = options.DAB_BACKGROUND_UM
     dab_background_floor_od: float = 0.02
 
     def __post_init__(self) -> None:

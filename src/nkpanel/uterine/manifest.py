@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nkpanel.interpret.preanalytic import lh_label
+from nkpanel.uterine import options
 
 __all__ = ["EndometrialBiopsy", "biopsy_timing", "run_biopsy_for_case"]
 
@@ -46,16 +47,16 @@ class EndometrialBiopsy(BaseModel):
     images: tuple[Path, ...] = Field(min_length=1)
     pixel_size_um: float | None = Field(default=None, gt=0, le=50)
     regions: tuple[Path, ...] = ()
-    stains: Literal["ruifrok", "estimated"] = "ruifrok"
+    stains: options.Stains = options.STAINS
     qupath_stains: str | None = None
-    positive_threshold_od: float = Field(default=0.2, gt=0, le=3)
-    compartment: Literal["cytoplasm", "cell", "nucleus"] = "cytoplasm"
+    positive_threshold_od: float = Field(default=options.POSITIVE_THRESHOLD_OD, gt=0, le=3)
+    compartment: options.Compartment = options.COMPARTMENT
     #: blocks of the stroma's own DAB background, µm (nkpanel.uterine.detect, step 10); 0 judges
     #: cells on their DAB alone, as QuPath does
-    dab_background_um: float = Field(default=24.0, ge=0, le=500)
-    n_fields: int = Field(default=10, ge=1, le=100)
-    field_diameter_um: float = Field(default=550.0, ge=50, le=5000)
-    seed: int = 0
+    dab_background_um: float = Field(default=options.DAB_BACKGROUND_UM, ge=0, le=500)
+    n_fields: int = Field(default=options.N_FIELDS, ge=1, le=100)
+    field_diameter_um: float = Field(default=options.FIELD_DIAMETER_UM, ge=50, le=5000)
+    seed: int = options.SEED
     #: the glass colour, 8-bit RGB, for fields without glass (default: estimated per image)
     white_point: tuple[float, float, float] | None = None
     notes: str = ""
@@ -130,11 +131,7 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
     ConfigError
         Invalid stain vectors or regions that do not match the images.
     """
-    from dataclasses import replace
-
-    from nkpanel.uterine.analyze import UterineSettings
     from nkpanel.uterine.batch import analyze_batch, gather_images
-    from nkpanel.uterine.stains import parse_qupath_stains
 
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else base_dir / p
@@ -142,16 +139,12 @@ def run_biopsy_for_case(biopsy: EndometrialBiopsy, base_dir: Path, out_dir: Path
     images, regions, notes = gather_images(
         [resolve(p) for p in biopsy.images], [resolve(p) for p in biopsy.regions]
     )
-    base = UterineSettings()
-    settings = UterineSettings(
-        detection=replace(
-            base.detection,
-            positive_threshold_od=biopsy.positive_threshold_od,
-            compartment=biopsy.compartment,
-            dab_background_um=biopsy.dab_background_um,
-        ),
+    settings = options.uterine_settings(
         stains=biopsy.stains,
-        stain_vectors=parse_qupath_stains(biopsy.qupath_stains) if biopsy.qupath_stains else None,
+        qupath_stains=biopsy.qupath_stains,
+        positive_threshold_od=biopsy.positive_threshold_od,
+        compartment=biopsy.compartment,
+        dab_background_um=biopsy.dab_background_um,
         n_fields=biopsy.n_fields,
         field_diameter_um=biopsy.field_diameter_um,
         seed=biopsy.seed,
