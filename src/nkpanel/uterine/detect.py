@@ -122,7 +122,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -857,10 +857,22 @@ def ellipse_fill(
     y = np.asarray(row, dtype=np.float64).ravel()
     x = np.asarray(col, dtype=np.float64).ravel()
     area = np.bincount(lab, minlength=n).astype(np.float64)
+    sum_y = np.bincount(lab, weights=y, minlength=n)
+    sum_x = np.bincount(lab, weights=x, minlength=n)
+    return _ellipse_fill(lab, y, x, area, sum_y, sum_x)
+
+
+def _ellipse_fill(
+    lab: NDArray[np.integer], y: F64, x: F64, area: F64, sum_y: NDArray[Any], sum_x: NDArray[Any]
+) -> F64:
+    """:func:`ellipse_fill` from each object's pixel count ``area`` and the sums of its rows
+    ``sum_y`` and columns ``sum_x`` (``y``, ``x``: each pixel's, as float64), for a caller
+    that has them (:func:`detect_cells`: the nuclei's areas and centroids)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        my = np.bincount(lab, weights=y, minlength=n) / area
-        mx = np.bincount(lab, weights=x, minlength=n) / area
+        my = sum_y / area
+        mx = sum_x / area
         dy, dx = y - my[lab], x - mx[lab]
+        n = area.size
         syy = np.bincount(lab, weights=dy * dy, minlength=n) / area + 1.0 / 12.0
         sxx = np.bincount(lab, weights=dx * dx, minlength=n) / area + 1.0 / 12.0
         sxy = np.bincount(lab, weights=dy * dx, minlength=n) / area
@@ -959,8 +971,9 @@ def detect_cells(
     nf = nuclei.ravel()[at_n]
     nuc_px = np.bincount(nf, minlength=m).astype(np.float64)
     row, col = np.divmod(at_n, nuclei.shape[1])
-    cy = np.bincount(nf, weights=row.astype(np.float64), minlength=m)
-    cx = np.bincount(nf, weights=col.astype(np.float64), minlength=m)
+    ry, rx = row.astype(np.float64), col.astype(np.float64)
+    cy = np.bincount(nf, weights=ry, minlength=m)
+    cx = np.bincount(nf, weights=rx, minlength=m)
     h_nuc = np.bincount(nf, weights=h.ravel()[at_n].astype(np.float64), minlength=m)
     ring_px = cell_px - nuc_px
 
@@ -991,7 +1004,7 @@ def detect_cells(
         y=cy[1:] / nuc_px[1:],
         x=cx[1:] / nuc_px[1:],
         nucleus_area_um2=nuc_px[1:] * px_area,
-        nucleus_ellipse_fill=ellipse_fill(nf, row, col, m)[1:],
+        nucleus_ellipse_fill=_ellipse_fill(nf, ry, rx, nuc_px, cy, cx)[1:],
         cell_area_um2=cell_px[1:] * px_area,
         haematoxylin_nucleus_od=h_nuc[1:] / nuc_px[1:],
         dab_nucleus_od=dab_means["nucleus"],
