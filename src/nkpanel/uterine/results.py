@@ -483,18 +483,25 @@ def merged_nuclei_qc(
         )
         return UterineQC("merged nuclei", True, None, MERGED_LIMIT, why, blocking=False)
     share, n_merged, missed, single = est
-    passed = share < MERGED_LIMIT
     reason = (
         f"{n_merged} of {n} detections ({n_merged / n:.1%}) are larger than "
         f"{MERGED_AREA_RATIO:g}× the single-nucleus area ({single:.0f} µm²) and not shaped as "
         f"one nucleus: an estimated {missed:.0f} nuclei merged into them, {share:.1%} of the "
         f"count (warned from {MERGED_LIMIT:.0%})"
     )
+    low = f"the stromal count is likely low (about {n + missed:.0f}, not {n})"
+    return _merged_check(share, reason, low, "overlay")
+
+
+def _merged_check(share: float, reason: str, low: str, overlay: str) -> UterineQC:
+    """The "merged nuclei" check of an image's or a biopsy's estimated share of nuclei merged
+    into larger detections: failed from :data:`MERGED_LIMIT`, when ``reason`` is followed by
+    what that means (``low``: whose stromal count is low; ``overlay``: what to look at)."""
+    passed = share < MERGED_LIMIT
     if not passed:
         reason += (
-            f": touching nuclei counted as one (dense stroma); the stromal count is likely low "
-            f"(about {n + missed:.0f}, not {n}) and CD56+ per 100 stromal cells about "
-            f"{share:.0%} too high; per mm² is not affected; check the overlay"
+            f": touching nuclei counted as one (dense stroma); {low} and CD56+ per 100 stromal "
+            f"cells about {share:.0%} too high; per mm² is not affected; check the {overlay}"
         )
     return UterineQC("merged nuclei", passed, round(share, 4), MERGED_LIMIT, reason, False)
 
@@ -521,7 +528,6 @@ def pooled_merged_nuclei_qc(parts: Sequence[tuple[str, UterineQC, int]]) -> Uter
     missed = sum(float(q.value or 0.0) * n for _, q, n in judged)
     counted = sum(n for _, _, n in judged)
     share = missed / counted
-    passed = share < MERGED_LIMIT
     over = [name for name, q, _ in judged if not q.passed]
     reason = (
         f"an estimated {missed:.0f} nuclei merged into larger detections in the "
@@ -530,13 +536,7 @@ def pooled_merged_nuclei_qc(parts: Sequence[tuple[str, UterineQC, int]]) -> Uter
     )
     if over:
         reason += f"; over the limit in {', '.join(over)}"
-    if not passed:
-        reason += (
-            ": touching nuclei counted as one (dense stroma); the biopsy's stromal count is "
-            f"likely low and CD56+ per 100 stromal cells about {share:.0%} too high; per mm² "
-            "is not affected; check the overlays"
-        )
-    return UterineQC("merged nuclei", passed, round(share, 4), MERGED_LIMIT, reason, False)
+    return _merged_check(share, reason, "the biopsy's stromal count is likely low", "overlays")
 
 
 #: cells that lose positivity to the stroma's DAB background, as a share of those positive on
