@@ -4,10 +4,10 @@ Cell detection (:mod:`~nkpanel.uterine.detect`), tissue and epithelium detection
 (:mod:`~nkpanel.uterine.tissue`) and the choice of ×400 fields (:mod:`~nkpanel.uterine.fields`)
 all need the same few binary-image operations: exact squared Euclidean distances
 (:func:`sq_distance`, from the nearest-feature distances down each column,
-:func:`column_gaps`), dilation and erosion by a disc on those distances (:func:`disk`,
-:func:`dilate_disk`, :func:`erode_disk`) and the filling of small holes
-(:func:`fill_small_holes`). Each gives SciPy's numbers exactly (property tests in
-``tests/uterine/test_filters.py``).
+:func:`column_gaps`; :func:`outside_sq_distance` as erosion counts them), dilation and
+erosion by a disc on those distances (:func:`disk`, :func:`dilate_disk`, :func:`erode_disk`)
+and the filling of small holes (:func:`fill_small_holes`). Each gives SciPy's numbers exactly
+(property tests in ``tests/uterine/test_filters.py``).
 
 The names are public within the package and private to it: nothing here is part of
 :mod:`nkpanel.uterine`'s surface.
@@ -34,6 +34,7 @@ __all__ = [
     "disk",
     "erode_disk",
     "fill_small_holes",
+    "outside_sq_distance",
     "sq_distance",
 ]
 
@@ -60,8 +61,14 @@ def erode_disk(mask: BoolArray, r: int) -> BoolArray:
     """Binary erosion by :func:`disk` with everything beyond the array outside the mask (as
     ``ndi.binary_erosion(mask, disk(r))``): the pixels farther than ``r`` from the nearest
     pixel outside the mask."""
-    d2 = sq_distance(np.pad(mask, 1), r)[1:-1, 1:-1]
-    return np.asarray(d2 > r * r, dtype=bool)
+    return np.asarray(outside_sq_distance(mask, r) > r * r, dtype=bool)
+
+
+def outside_sq_distance(mask: BoolArray, limit: int) -> NDArray[np.uint32]:
+    """:func:`sq_distance` to the nearest pixel outside ``mask`` with everything beyond the
+    array outside it, as :func:`erode_disk` has it (``> r²``: the erosion by a disc of any
+    radius ``r`` up to ``limit``)."""
+    return sq_distance(np.pad(mask, 1), limit)[1:-1, 1:-1]
 
 
 def fill_small_holes(mask: BoolArray, max_px: int) -> BoolArray:

@@ -195,7 +195,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from nkpanel.uterine._kernels import dilate_disk, erode_disk, sq_distance
+from nkpanel.uterine._kernels import dilate_disk, outside_sq_distance, sq_distance
 from nkpanel.uterine.stains import StainVectors, deconvolve, od_table
 
 __all__ = [
@@ -254,12 +254,17 @@ class TissueSettings:
     restore_cut_margin: bool = True
 
 
-def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
+def _large_pieces(mask: BoolArray, min_px: int) -> tuple[NDArray[np.int32], BoolArray]:
+    """The pieces of ``mask`` (4-connected, :func:`scipy.ndimage.label`'s labels) and, per
+    label, whether its piece has at least ``min_px`` pixels (False for the background)."""
     lab, n = ndi.label(mask)
-    if n == 0:
-        return mask
     big = np.bincount(lab.ravel(), minlength=n + 1) >= min_px
     big[0] = False
+    return lab, big
+
+
+def _remove_small(mask: BoolArray, min_px: int) -> BoolArray:
+    lab, big = _large_pieces(mask, min_px)
     return np.asarray(big[lab], dtype=bool)
 
 
@@ -423,17 +428,30 @@ def glass_mask(free: BoolArray, settings: TissueSettings | None = None) -> BoolA
     >>> bool(g[:, 60:].all()), bool(g[20:30, 20:30].any())
     (True, False)
     """
-    s = settings or TissueSettings()
+    return _glass(free, settings or TissueSettings())[0]
+
+
+def _glass(free: BoolArray, s: TissueSettings) -> tuple[BoolArray, NDArray[np.uint32]]:
+    """:func:`glass_mask`, and the squared distance (whole pixels) from each pixel of ``free``
+    to the nearest pixel that is not free (:func:`~nkpanel.uterine._kernels.sq_distance`)
+    up to the larger of the disc's radius and the crack's half width (beyond it, that
+    limit² + 1): both disc fits are read from it, and :func:`_cut_margin` measures how far
+    stroma lies from stain with it."""
     um = s.overview_um
     r = max(1, round(s.closing_um / um))
     t = max(1, round(s.tear_width_um / um / 2))
-    pad = max(r, t) + 1
+    reach = max(r, t)
+    pad = reach + 1
     padded = np.pad(free, pad, mode="symmetric")
-    glass = dilate_disk(erode_disk(padded, r), r)
+    # the places each disc fits (d2 > r²: erode_disk; beyond the mirrored array nothing is
+    # free); the mirror image of a stained pixel is never nearer than the pixel itself, so
+    # inside the array these are the distances of the array alone
+    d2 = outside_sq_distance(padded, reach)
+    glass = dilate_disk(d2 > r * r, r)
     # cracks: the pieces of stain-free space a tear_width_um disc fits into that reach
     # tear_length_um from end to end (the diagonal of their bounding box, the disc's width
     # added back), grown back by the disc
-    core = erode_disk(padded, t)
+    core = d2 > t * t
     lab, n = ndi.label(core, structure=np.ones((3, 3), dtype=bool))
     if n:
         long = np.zeros(n + 1, dtype=bool)
@@ -444,7 +462,8 @@ def glass_mask(free: BoolArray, settings: TissueSettings | None = None) -> BoolA
             long[i] = math.hypot(dy, dx) + 2 * t >= s.tear_length_um / um
         if long.any():
             glass |= dilate_disk(long[lab], t)
-    return np.asarray(glass[pad:-pad, pad:-pad] & free, dtype=bool)
+    inside = (slice(pad, -pad), slice(pad, -pad))
+    return np.asarray(glass[inside] & free, dtype=bool), d2[inside]
 
 
 def detect_tissue(
@@ -467,10 +486,10 @@ def detect_tissue(
     free |= ink
     if free.all():
         return np.zeros_like(free)
-    glass = glass_mask(free, s)
+    glass, stain_d2 = _glass(free, s)
     tissue = ~glass & ~ink
     if s.restore_cut_margin:
-        tissue |= _cut_margin(glass, tissue, ~free, s) & ~ink
+        tissue |= _cut_margin(glass, tissue, stain_d2, s) & ~ink
     return _remove_small(tissue, max(1, round(s.min_tissue_um2 / (um * um))))
 
 
@@ -479,11 +498,13 @@ _MARGIN_BLOCK = 8
 
 
 def _cut_margin(
-    glass: BoolArray, tissue: BoolArray, stained: BoolArray, s: TissueSettings
+    glass: BoolArray, tissue: BoolArray, stain_d2: NDArray[np.uint32], s: TissueSettings
 ) -> BoolArray:
     """The pale margin lost at a cut: the glass within the local mean half-plane contact
-    distance ∫√S(r) dr of the tissue, S the empty-space function of ``stained`` in the tissue
-    behind the outline (module docstring, "At a cut"), capped at ``tear_width_um / 2``.
+    distance ∫√S(r) dr of the tissue, S the empty-space function of the stained pixels in the
+    tissue behind the outline (module docstring, "At a cut"), capped at ``tear_width_um / 2``.
+    ``stain_d2``: each pixel's squared distance to stain, exact up to at least that cap
+    (:func:`_glass`).
 
     References
     ----------
@@ -501,8 +522,8 @@ def _cut_margin(
     if not band.any():
         return np.zeros_like(glass)
     # contact distance (whole pixels, up to the cap) from each band pixel to stain
-    contact2 = sq_distance(~stained, cap)
-    k = np.minimum(np.ceil(np.sqrt(contact2[band].astype(np.float32))), cap).astype(np.int64)
+    contact2 = np.minimum(stain_d2[band], np.uint32(cap * cap + 1))
+    k = np.minimum(np.ceil(np.sqrt(contact2.astype(np.float32))), cap).astype(np.int64)
     side = max(1, round(_MARGIN_BLOCK * s.closing_um / um))
     gh, gw = -(-glass.shape[0] // side), -(-glass.shape[1] // side)
     yy, xx = np.nonzero(band)
@@ -544,8 +565,11 @@ def detect_epithelium(
         return np.zeros_like(tissue)
     clear = clear_spaces(overview, stains, s, od=od)
     # what epithelium lines: glass, the cavity and lumina wider than a stromal gap (outside the
-    # tissue), and clear spaces inside it of a gland lumen's size
-    enclosed = _remove_small(clear & tissue, max(1, round(s.min_enclosed_lumen_um2 / (um * um))))
+    # tissue), and clear spaces inside it of a gland lumen's size (labelled: the lumina)
+    clear_lab, lumen = _large_pieces(
+        clear & tissue, max(1, round(s.min_enclosed_lumen_um2 / (um * um)))
+    )
+    enclosed = lumen[clear_lab]
     lined = (clear & ~tissue) | enclosed
     if not lined.any():
         return np.zeros_like(tissue)
@@ -569,24 +593,32 @@ def detect_epithelium(
     # a lumen's rim: the pixels within half the epithelium's height (its apical cytoplasm and
     # its nuclei); the lumen is excluded with that rim
     rim = max(r + 1, round(s.epithelium_um / 2 / um))
-    lumens = _lumens(enclosed, epi, s.lumen_lined_fraction, rim)
+    lumens = _lumens(clear_lab, lumen, enclosed, epi, s.lumen_lined_fraction, rim)
     if lumens.any():
         epi |= dilate_disk(lumens, rim) & tissue
     return np.asarray(epi, dtype=bool)
 
 
-def _lumens(clear: BoolArray, epithelium: BoolArray, lined: float, reach_px: int) -> BoolArray:
-    """The pieces of ``clear`` at least ``lined`` of whose rim (the pixels outside them within
-    ``reach_px``, in the array) is ``epithelium``."""
-    lab, n = ndi.label(clear)
-    if n == 0:
+def _lumens(
+    lab: NDArray[np.int32],
+    lumen: BoolArray,
+    clear: BoolArray,
+    epithelium: BoolArray,
+    lined: float,
+    reach_px: int,
+) -> BoolArray:
+    """The pieces of ``clear`` (the pieces labelled ``lab`` whose label is ``lumen``) at least
+    ``lined`` of whose rim (the pixels outside them within ``reach_px``, in the array) is
+    ``epithelium``."""
+    n = lumen.size - 1
+    if not lumen.any():
         return np.zeros_like(clear)
     # each piece's label spread over the pixels within reach of it (the largest where two
     # reach one pixel, as a grey dilation by the disc gives), piece by piece in its own box
     rim = np.zeros_like(lab)
     h, w = lab.shape
     for i, box in enumerate(ndi.find_objects(lab), start=1):
-        if box is None:
+        if box is None or not lumen[i]:
             continue
         y0, x0 = max(box[0].start - reach_px, 0), max(box[1].start - reach_px, 0)
         y1, x1 = min(box[0].stop + reach_px, h), min(box[1].stop + reach_px, w)
@@ -596,6 +628,5 @@ def _lumens(clear: BoolArray, epithelium: BoolArray, lined: float, reach_px: int
     on_rim = rim > 0
     total = np.bincount(rim[on_rim], minlength=n + 1)
     lined_px = np.bincount(rim[on_rim & epithelium], minlength=n + 1)
-    keep = lined_px >= lined * np.maximum(total, 1)
-    keep[0] = False
+    keep = (lined_px >= lined * np.maximum(total, 1)) & lumen
     return np.asarray(keep[lab], dtype=bool)
