@@ -664,10 +664,13 @@ def _full_scale_hint(arr: NDArray[Any], full: int | None) -> str | None:
     )
 
 
-def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, str | None]:
+def _declared_full_scale(
+    page: Any, brightest: Callable[[], int | None]
+) -> tuple[int | None, str | None]:
     """Full scale of a 16-bit TIFF's samples (None for 8-bit) and a note when it is not
     65535: MaxSampleValue when the file states it, else the camera depth the brightest samples
-    (``largest``: :func:`_brightest`) fit (:func:`_full_scale`)."""
+    (``brightest()``, asked only then: :func:`_brightest`, or None when not known) fit
+    (:func:`_full_scale`)."""
     bits = int(page.bitspersample)
     if bits != 16 or page.photometric.name == "PALETTE":
         return None, None
@@ -675,11 +678,12 @@ def _declared_full_scale(page: Any, largest: int | None) -> tuple[int | None, st
     if stated is not None:
         full = stated
         why = "MaxSampleValue"
-    elif largest is not None:
+    else:
+        largest = brightest()
+        if largest is None:
+            return 65535, None
         full = _full_scale(largest, bits)
         why = f"all but 1% of samples at or below {largest}"
-    else:
-        return 65535, None
     if full == 65535:
         return full, None
     return full, f"16-bit samples hold 0–{full} ({why}): scaled to 8 bits from that range"
@@ -1044,11 +1048,8 @@ def _open_tiff_field(
         raise InputError(path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})") from None
     if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == page.samplesperpixel:
         arr = np.moveaxis(arr, 0, -1)  # separate colour planes → height × width × samples
-    # the brightest samples are needed (a pass over the field) only for 16-bit samples
-    # (not when the file states its range, nor for a palette: _declared_full_scale uses neither)
-    deep = int(page.bitspersample) == 16 and page.photometric.name != "PALETTE"
-    largest = _brightest(arr) if deep and arr.size and _stated_max(page) is None else None
-    full, note = _declared_full_scale(page, largest)
+    # the brightest samples (a pass over the field) only when the scale is read from them
+    full, note = _declared_full_scale(page, lambda: _brightest(arr) if arr.size else None)
     if note:
         notes.append(note)
     rgb = _tiff_rgb8(arr, page, path, full)
@@ -1225,7 +1226,7 @@ def _open_tifffile_pyramid(
             raise InputError(
                 path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})"
             ) from None
-        full, note = _declared_full_scale(pages[0], largest)
+        full, note = _declared_full_scale(pages[0], lambda: largest)
         if note:
             notes.append(note)
     if pages[0].photometric.name == "SEPARATED":
