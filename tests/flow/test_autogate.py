@@ -811,6 +811,9 @@ def test_few_monocytes_are_still_gated_out_of_the_lymphocytes() -> None:
         monocyte_percent_of_leukocytes=2.0,
         debris_fraction=0.0,
         doublet_fraction=0.1,
+        # no CD45-dim cut: with basophils (and the CD45-dim granulocytes) left out the first
+        # valley itself parts monocytes from lymphocytes here
+        basophil_percent_of_leukocytes=0.0,
     )
     tube = simulate_tube(spec)
     a = analyze_sample(tube.to_sample())

@@ -555,7 +555,9 @@ class _Gater:
                 self._values[key] = self.raw(pnn)[self.indices(population)]
         return self._values[key]
 
-    def add(self, gate: Gate) -> BoolArray:
+    def add(self, gate: Gate, known: BoolArray | None = None) -> BoolArray:
+        """Record ``gate`` and its members: ``known`` where they were already worked out (the
+        gate's own comparisons, on the same values, within its parent), else evaluated."""
         name = gate.parent
 
         def values(dim: Dimension, idx: NDArray[np.intp] | None) -> Array:
@@ -564,9 +566,13 @@ class _Gater:
             return self.values_in(name, dim.channel)  # the parent's events, kept
 
         parent = None if name is None else self.member[name]
-        inside, contained = gate_events(
-            gate, self.n, parent, lambda: self.indices(str(name)), values
-        )
+        contained: BoolArray | None = None
+        if known is not None:
+            inside = known
+        else:
+            inside, contained = gate_events(
+                gate, self.n, parent, lambda: self.indices(str(name)), values
+            )
         if name is not None and contained is not None:
             # the gate's events and which of its parent's they are, for its own children
             which = np.flatnonzero(contained)
@@ -854,6 +860,7 @@ class _Gater:
         ssc = self.scatter("SSC")
         fsc = self.scatter("FSC")
         bright: float | None = None  # the CD45 cut below the lymphocytes, where placed
+        bright_events: BoolArray | None = None  # the events at or above it
         # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
         # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
         # NK; withheld by the blocking "lymphocyte gate" QC check
@@ -879,14 +886,9 @@ class _Gater:
             ch = ssc
             dims.append(self.dim(ch))
             lo.append(None)
-            scattering = base & (self.raw(ch) > 0)
-            top = self.ssc_low(ch, scattering)
-            bright = self.cd45_bright(ch, scattering, top) if self.kind == "flow" else None
-            if bright is not None:
-                # the scatter cuts placed again on the CD45-bright events alone
-                cd45_bright = self.raw(self.markers.channel_for("CD45")) >= bright
-                base = base & cd45_bright
-                top = self.ssc_low(ch, scattering & cd45_bright)
+            top, bright, bright_events = self.ssc_low(ch, base & (self.raw(ch) > 0))
+            if bright_events is not None:
+                base = base & bright_events
             hi.append(top)
         elif self.markers.has("CD45"):
             # no side scatter (mass cytometry): lymphocytes are the CD45-brightest leukocytes
@@ -894,10 +896,10 @@ class _Gater:
             dims.append(self.dim(ch))
             # placed on all events, where the CD45-dim granulocytes still stand as their own peak
             everyone = self.member.get("Time", self.everything())
-            bright = self.cut("CD45 bright", ch, everyone, side="below", brightest=True)
-            lo.append(bright)
+            cd45_lo = self.cut("CD45 bright", ch, everyone, side="below", brightest=True)
+            lo.append(cd45_lo)
             hi.append(None)
-            base = base & (self.raw(ch) >= bright)
+            base = base & (self.raw(ch) >= cd45_lo)
         for marker in ("CD14", "CD66"):  # monocytes, granulocytes
             if self.markers.has(marker):
                 ch = self.markers.channel_for(marker)
@@ -923,18 +925,20 @@ class _Gater:
             if vertices is not None:
                 dims_2d = (self.dim(fsc), self.dim(str(ssc)))
                 self.add(PolygonGate(name, parent, dims_2d, vertices))
-                return self.cd45_bright_gate(bright)
+                return self.cd45_bright_gate(bright, bright_events)
         if not dims:
             return self.every_leukocyte(parent)
         self.add(RangeGate(name, parent, tuple(dims), tuple(lo), tuple(hi)))
-        return self.cd45_bright_gate(bright)
+        return self.cd45_bright_gate(bright, bright_events)
 
-    def cd45_bright_gate(self, bright: float | None) -> str:
+    def cd45_bright_gate(self, bright: float | None, events: BoolArray | None) -> str:
         """The lymphocyte gate: the CD45-bright events of :data:`LYMPHOCYTE_SCATTER` where a
-        CD45 cut was placed (:meth:`cd45_bright`), else the scatter gate itself."""
-        if bright is not None:
+        CD45 cut was placed (:meth:`cd45_bright`; ``events``: every event at or above it),
+        else the scatter gate itself."""
+        if bright is not None and events is not None:
             dim = (self.dim(self.markers.channel_for("CD45")),)
-            self.add(RangeGate("Lymphocytes", LYMPHOCYTE_SCATTER, dim, (bright,), (None,)))
+            gate = RangeGate("Lymphocytes", LYMPHOCYTE_SCATTER, dim, (bright,), (None,))
+            self.add(gate, self.member[LYMPHOCYTE_SCATTER] & events)
         return "Lymphocytes"
 
     def cd45_bright(self, ssc: str, within: BoolArray, first: float) -> float | None:
@@ -948,7 +952,7 @@ class _Gater:
         by a fifth when lymphocytes are 3% and basophils 1% of the leukocytes (simulated),
         and lying between lymphocytes and monocytes they fill the valley the scatter gate is
         drawn at. The cut is a valley below the lymphocytes' CD45 peak among the events
-        under the side-scatter cut ``first``, never a tail: without a second population
+        under the first side-scatter valley ``first``, never a tail: without a second population
         nothing is cut. The lymphocytes' peak is the one where the T cells (CD3+, most of
         the lymphocytes) stand, not the brightest: monocytes under the cut may be brighter.
         No cut is placed where it would leave out more than :data:`CD45_MAX_T_CELLS_LEFT`
@@ -995,14 +999,7 @@ class _Gater:
         a CD45-dim lymphocyte subset)."""
         if LYMPHOCYTE_SCATTER not in self.member or "NK" not in self.member:
             return None
-        scatter = self.indices(LYMPHOCYTE_SCATTER)
-        inside = self._inside.get("Lymphocytes")
-        if inside is not None:
-            kept = np.zeros(scatter.size, dtype=bool)
-            kept[inside[1]] = True
-        else:
-            kept = self.member["Lymphocytes"][scatter]
-        out = scatter[~kept]
+        out = np.flatnonzero(self.member[LYMPHOCYTE_SCATTER] & ~self.member["Lymphocytes"])
         gates = {g.name: g for g in self.gates}
 
         def within(name: str) -> BoolArray:
@@ -1028,8 +1025,10 @@ class _Gater:
         self.add(RangeGate("Lymphocytes", parent, whole, (None,), (None,)))
         return "Lymphocytes"
 
-    def ssc_low(self, ssc: str, within: BoolArray) -> float:
-        """The side-scatter cut above the lymphocytes (linear), recorded as "SSC low".
+    def ssc_low(self, ssc: str, within: BoolArray) -> tuple[float, float | None, BoolArray | None]:
+        """The side-scatter cut above the lymphocytes (linear), recorded as "SSC low"; and the
+        CD45 cut below them with every event at or above it, where one was placed
+        (:meth:`cd45_bright`).
 
         The first valley above the lowest peak is found among all ``within`` (leukocytes),
         where few monocytes (2% of leukocytes is normal) are too light a peak beside the
@@ -1038,9 +1037,21 @@ class _Gater:
         populations, the cut is the valley between the lowest two (the first valley is kept
         as "SSC low (first)"). NK cells, whose side scatter is higher than T cells', are a
         shoulder of the lymphocytes' peak, closer than two populations stand
-        (:meth:`separation`).
+        (:meth:`separation`). CD45-dim events under the first valley, where they form a
+        population, are left out before the cuts are placed (basophils, between
+        lymphocytes and monocytes, fill the valleys): the first valley is found again
+        without them.
         """
         first = self.cut("SSC low", ssc, within)
+        bright = self.cd45_bright(ssc, within, first) if self.kind == "flow" else None
+        events: BoolArray | None = None
+        if bright is not None:
+            events = self.raw(self.markers.channel_for("CD45")) >= bright
+            within = within & events
+            first = self.cut("SSC low", ssc, within)
+        return self._ssc_low_inner(ssc, within, first), bright, events
+
+    def _ssc_low_inner(self, ssc: str, within: BoolArray, first: float) -> float:
         c = self.cuts["SSC low"]
         if c.method == "tail" and c.peaks:
             return self.lone_lymphocytes(ssc, within, first)
