@@ -824,21 +824,32 @@ def _nk_among_b_cells(
     values = [dimension_values(d, comp, sample.events, col, b) for d in nk.dims]
     lymphocytes = int(np.count_nonzero(member["Lymphocytes"][every]))
     points = 100.0 * int(np.count_nonzero(nk.contains(values))) / max(1, lymphocytes)
-    warn, block = NK_AMONG_B_POINTS
-    passed = points <= warn
-    return QCFlag(
+    return _warn_or_withhold(
         "NK cells among B cells",
+        points,
+        NK_AMONG_B_POINTS,
+        f"B-cell gate events as bright on CD56/CD16 as NK cells: {points:.2f}% of lymphocytes",
+        " (B and NK cells are separate lineages: NK cells made CD19+ by spillover, lost from "
+        "NK % by as much; check the spillover matrix's entries into CD19's channel)",
+        2,
+    )
+
+
+def _warn_or_withhold(
+    check: str, value: float, limits: tuple[float, float], reason: str, failed: str, digits: int
+) -> QCFlag:
+    """A check with two limits: passed up to the first, a warning up to the second, withheld
+    above it; ``failed`` is added to the reason when it does not pass, and the value is
+    given to ``digits`` decimals."""
+    warn, block = limits
+    passed = value <= warn
+    return QCFlag(
+        check,
         passed,
-        round(points, 2),
-        warn if passed or points <= block else block,
-        f"B-cell gate events as bright on CD56/CD16 as NK cells: {points:.2f}% of lymphocytes"
-        + (
-            ""
-            if passed
-            else " (B and NK cells are separate lineages: NK cells made CD19+ by spillover, "
-            "lost from NK % by as much; check the spillover matrix's entries into CD19's channel)"
-        ),
-        blocking=points > block,
+        round(value, digits),
+        warn if passed or value <= block else block,
+        reason + ("" if passed else failed),
+        blocking=value > block,
     )
 
 
@@ -860,24 +871,17 @@ def _left_out_by_cd45(gating: AutoGateResult) -> QCFlag | None:
     nk = left.nk / max(1, left.nk_counted)
     lineage = left.lineage / max(1, left.lymphocytes_counted)
     share = max(nk, lineage)
-    warn, block = LEFT_BY_CD45
-    passed = share <= warn
-    return QCFlag(
+    return _warn_or_withhold(
         "lymphocytes left out by the CD45 cut",
-        passed,
-        round(share, 4),
-        warn if passed or share <= block else block,
+        share,
+        LEFT_BY_CD45,
         f"the CD45-dim events left out of the lymphocytes hold {left.nk:,} NK cells "
         f"({nk:.1%} of the {left.nk_counted:,} counted) and {left.lineage:,} T, B or NK cells "
-        f"({lineage:.1%} of the lymphocytes) by the lineage gates"
-        + (
-            ""
-            if passed
-            else ": lymphocytes dimmer in CD45 than the cut (CD16 over-compensated out of "
-            "CD45's channel, a CD45-dim subset) change NK % and NK/µL; check the spillover "
-            "matrix and the CD45 plot"
-        ),
-        blocking=share > block,
+        f"({lineage:.1%} of the lymphocytes) by the lineage gates",
+        ": lymphocytes dimmer in CD45 than the cut (CD16 over-compensated out of CD45's "
+        "channel, a CD45-dim subset) change NK % and NK/µL; check the spillover matrix and the "
+        "CD45 plot",
+        4,
     )
 
 
