@@ -71,7 +71,7 @@ LYMPHOCYTE_SCATTER = "Lymphocyte scatter"
 CD45_DIM_MIN_MASS = 0.005
 #: the most T cells a CD45 cut below the lymphocytes may leave out: T cells are lymphocytes
 #: whatever their CD45; a cut through them is not below the lymphocytes (a lognormal CD45
-#: leaves 2% of its events 2 SD below its median)
+#: leaves about 2% of its events more than 2 SD below its median)
 CD45_MAX_T_CELLS_LEFT = 0.02
 
 #: names of the populations automated gating can produce, parent first
@@ -945,8 +945,9 @@ class _Gater:
         """The CD45 cut below the lymphocytes (linear), where CD45-dim events share their
         side scatter; ``None`` where none form a population of their own.
 
-        Lymphocytes are the CD45-bright, low side-scatter cluster (Nicholson et al. 1996;
-        CDC guidelines for CD4+ T-cell counts, MMWR 1997;46(RR-2)). Basophils have about
+        Lymphocytes are the CD45-bright, low side-scatter cluster (Nicholson JK, Hubbard M,
+        Jones BM. Cytometry 1996;26:16-21; CDC guidelines for CD4+ T-cell determinations,
+        MMWR 1997;46(RR-2)). Basophils have about
         the scatter of lymphocytes, dimmer CD45 and none of the panel's lineage markers: in a
         scatter gate they are counted among the lymphocytes and lower NK % of lymphocytes,
         by a fifth when lymphocytes are 3% and basophils 1% of the leukocytes (simulated),

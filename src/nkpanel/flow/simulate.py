@@ -309,8 +309,8 @@ class SimulationSpec:
     #: leukocyte differential: the rest of the leukocytes are granulocytes
     lymphocyte_percent_of_leukocytes: float = 30.0
     monocyte_percent_of_leukocytes: float = 7.0
-    #: 0.02-0.1 x 10^9/L of 4-10 x 10^9/L leukocytes in healthy adults (Bain BJ et al., Dacie
-    #: and Lewis Practical Haematology, 12th ed., 2017, table 1.2: reference ranges)
+    #: 0.02-0.1 x 10^9/L of 4-10 x 10^9/L leukocytes in healthy adults (the adult reference
+    #: ranges of Bain BJ et al., Dacie and Lewis Practical Haematology, 12th ed., 2017)
     basophil_percent_of_leukocytes: float = 0.5
     debris_fraction: float = 0.08
     doublet_fraction: float = 0.03
