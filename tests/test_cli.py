@@ -162,6 +162,21 @@ def test_marker_override_names_are_compared_as_the_alias_table_compares_them(
     assert proc.returncode == 0, proc.stderr
 
 
+def test_keep_cd45_dim_gates_the_lymphocytes_on_scatter_alone(tmp_path: Path) -> None:
+    """--keep-cd45-dim leaves the CD45-dim events (basophils) in the lymphocyte gate: no
+    "Lymphocyte scatter" gate above the lymphocytes, as there is by default."""
+    fcs = write_fcs(simulate_tube(SimulationSpec(n_events=30_000, seed=8)), tmp_path / "t.fcs")
+
+    def populations(*extra: str) -> str:
+        out = tmp_path / ("o" + "".join(extra))
+        proc = nkpanel("flow", "analyze", str(fcs), "--no-plots", "--out", str(out), *extra)
+        assert proc.returncode == 0, proc.stderr
+        return (out / "flow_populations.csv").read_text("utf-8")
+
+    assert ",Lymphocyte scatter," in populations()
+    assert ",Lymphocyte scatter," not in populations("--keep-cd45-dim")
+
+
 @pytest.mark.parametrize(
     ("counts", "said"),
     [

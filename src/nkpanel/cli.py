@@ -204,6 +204,14 @@ def flow_analyze(
     logicle_m: Annotated[
         float, typer.Option("--logicle-m", min=2.0, max=7.0, help="Logicle decades M (flow).")
     ] = 4.5,
+    cd45_dim_out: Annotated[
+        bool,
+        typer.Option(
+            "--cd45-dim-out/--keep-cd45-dim",
+            help="Leave CD45-dim events (basophils) out of the lymphocytes where they form a "
+            "population of their own, or keep the lymphocyte gate on scatter alone.",
+        ),
+    ] = True,
     export_events: Annotated[
         EventFormat | None,
         typer.Option("--export-events", help="Write per-event gate membership."),
@@ -282,7 +290,10 @@ def flow_analyze(
             max_saturated_fraction=max_saturated,
         ),
         autogate=AutoGateSettings(
-            cytometry=cytometry, asinh_cofactor=asinh_cofactor, logicle_m=logicle_m
+            cytometry=cytometry,
+            asinh_cofactor=asinh_cofactor,
+            logicle_m=logicle_m,
+            cd45_dim_out=cd45_dim_out,
         ),
         dataset=dataset,
     )

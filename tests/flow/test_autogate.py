@@ -15,7 +15,7 @@ from nkpanel.flow.analyze import (
     analyze_file,
     analyze_sample,
 )
-from nkpanel.flow.autogate import LYMPHOCYTE_SCATTER, POPULATIONS
+from nkpanel.flow.autogate import LYMPHOCYTE_SCATTER, POPULATIONS, AutoGateSettings
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
 from nkpanel.flow.sample import FlowSample
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
@@ -756,6 +756,14 @@ def test_lymphocytes_left_out_by_the_cd45_cut_are_said() -> None:
     assert not flag.passed and flag.blocking and not a.result.reportable
     left_b = np.count_nonzero((tube.labels == "B") & ~a.membership["Lymphocytes"])
     assert flag.value == pytest.approx(left_b / a.membership["Lymphocytes"].sum(), rel=0.1)
+    assert "--keep-cd45-dim" in flag.reason
+    # the way out it names: the lymphocyte gate on scatter alone keeps the B cells
+    scatter_only = FlowSettings(autogate=AutoGateSettings(cd45_dim_out=False))
+    kept = analyze_sample(sample, scatter_only)
+    assert kept.tree is not None and LYMPHOCYTE_SCATTER not in kept.tree.names
+    assert kept.membership["Lymphocytes"][tube.labels == "B"].mean() >= 0.99
+    nk = kept.result.nk_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.5
     # the same tube as simulated: the cut leaves out basophils, and the check passes
     plain = analyze_sample(tube.to_sample(), FlowSettings())
     flag = next(q for q in plain.result.qc if q.check == "lymphocytes left out by the CD45 cut")

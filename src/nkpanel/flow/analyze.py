@@ -880,7 +880,7 @@ def _left_out_by_cd45(gating: AutoGateResult) -> QCFlag | None:
         f"({lineage:.1%} of the lymphocytes) by the lineage gates",
         ": lymphocytes dimmer in CD45 than the cut (CD16 over-compensated out of CD45's "
         "channel, a CD45-dim subset) change NK % and NK/µL; check the spillover matrix and the "
-        "CD45 plot",
+        "CD45 plot, or gate the lymphocytes on scatter alone (--keep-cd45-dim)",
         4,
     )
 
