@@ -1161,10 +1161,64 @@ def test_a_file_that_ends_while_its_data_are_read_is_refused(tmp_path: Path) -> 
     with contextlib.ExitStack() as held:
         opened = _open_file(path, lambda size: np.empty(size, dtype=np.uint8), held)
         assert isinstance(opened, _OpenFile)
-        rows = _StreamedRows(opened, start, 1_000, 2, np.dtype("<f4"), path)
-        assert np.array_equal(rows[10:20], raw[10:20])
+        rows = _StreamedRows(opened, start, 1_000, 2, np.dtype("<f4"))
+        scratch = rows.scratch(1_000)
+        assert np.array_equal(rows.read(10, 20, scratch), raw[10:20])
         os.truncate(path, start + 4_000)
         with pytest.raises(FCSFormatError, match=r"t\.fcs.*ended inside its DATA"):
-            rows[0:1_000]
+            rows.read(0, 1_000, scratch)
         with pytest.raises(FCSFormatError, match="ended inside its DATA"):
             rows.whole()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(pnn=["A", "B", "C", "D"]),  # 4-byte floats: read block by block
+        dict(pnn=["A", "B", "C", "D"], datatype="I", bits=24, pnr=[1024] * 4),  # 3-byte
+        dict(pnn=["A", "B"], datatype="I", bits=[8, 16], pnr=[256, 1024]),  # mixed widths
+        dict(pnn=[f"P{i}" for i in range(80)]),  # rows too wide for a block: read whole
+    ],
+)
+def test_a_file_cut_short_after_its_text_was_checked_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: dict[str, object]
+) -> None:
+    """However the DATA segment is read (block by block, or whole for 3-byte and mixed
+    integer widths and wide rows), a file that shrinks after its HEADER and TEXT were checked
+    against its size is refused naming the file; the whole-file reads gave a ValueError from
+    reshape (review 14)."""
+    import nkpanel.flow.sample as sample_module
+
+    pnn = list(layout.pop("pnn"))  # type: ignore[call-overload]
+    events = np.random.default_rng(0).integers(0, 200, (3_000, len(pnn))).astype(np.float64)
+    data = build_fcs(events, pnn, **layout)  # type: ignore[arg-type]
+    path = write(tmp_path, data)
+    start, stop = data_span(data)
+    checked = sample_module._check_keywords
+
+    def check_then_cut(*args: object, **kwargs: object) -> object:
+        out = checked(*args, **kwargs)  # type: ignore[arg-type]
+        os.truncate(path, start + (stop - start) // 2)  # cut short after the TEXT was checked
+        return out
+
+    monkeypatch.setattr(sample_module, "_check_keywords", check_then_cut)
+    with pytest.raises(FCSFormatError, match=r"t\.fcs.*ended inside its DATA segment"):
+        read_fcs(path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_reading_a_pipe_leaves_no_file_descriptor_open(tmp_path: Path) -> None:
+    """A pipe is read to its end through a copy of its descriptor; the descriptor opened
+    first was left open on every read (review 14: 20 reads, 20 descriptors)."""
+    import threading
+
+    data = build_fcs(np.arange(40.0).reshape(20, 2), ["FSC-A", "SSC-A"])
+    pipe = tmp_path / "pipe.fcs"
+    os.mkfifo(pipe)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        writer = threading.Thread(target=pipe.write_bytes, args=(data,))
+        writer.start()
+        read_fcs(pipe)
+        writer.join(timeout=10)
+    assert len(os.listdir("/proc/self/fd")) == before

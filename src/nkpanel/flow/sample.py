@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import itertools
 import os
@@ -453,11 +454,28 @@ class _OpenFile:
     """
 
     def __init__(
-        self, fd: int, size: int, buffer: Callable[[int], NDArray[np.uint8]], base: int = 0
+        self,
+        fd: int,
+        size: int,
+        buffer: Callable[[int], NDArray[np.uint8]],
+        p: Path,
+        base: int = 0,
     ) -> None:
-        self.fd, self.size, self.base, self._buffer = fd, size, base, buffer
-        self._head = _pread(fd, min(len(self), _HEAD_BYTES), base)
+        self.fd, self.size, self.base, self._buffer, self.p = fd, size, base, buffer, p
+        self._head = self._pread(min(len(self), _HEAD_BYTES), 0)
         self._array: NDArray[np.uint8] | None = None
+
+    def _shrank(self) -> FCSFormatError:
+        """The file is shorter than when it was opened: every read that comes back short of
+        its size says so (its HEADER and TEXT were checked against the size at opening)."""
+        return FCSFormatError(self.p, "the file ended inside its DATA segment while it was read")
+
+    def _pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes from ``offset`` (from ``base``), all of them within the file."""
+        data = _pread(self.fd, size, self.base + offset)
+        if len(data) < size:
+            raise self._shrank()
+        return data
 
     def __len__(self) -> int:
         return max(0, self.size - self.base)
@@ -475,7 +493,7 @@ class _OpenFile:
                 return b""
             if stop <= len(self._head):
                 return self._head[start:stop]
-            return _pread(self.fd, stop - start, self.base + start)
+            return self._pread(stop - start, start)
         index = key + len(self) if key < 0 else key
         if not 0 <= index < len(self):
             raise IndexError("file offset out of range")
@@ -486,36 +504,31 @@ class _OpenFile:
 
     def tail(self, base: int) -> _OpenFile:
         """The bytes from ``base`` on (a later data set's, whose offsets count from there)."""
-        return _OpenFile(self.fd, self.size, self._buffer, self.base + base)
+        return _OpenFile(self.fd, self.size, self._buffer, self.p, self.base + base)
 
     def read_into(self, offset: int, view: memoryview) -> int:
-        """Read the bytes from ``offset`` into ``view``; the number read (fewer at the end)."""
+        """Read the bytes from ``offset`` into ``view``; the number read (fewer only where
+        ``view`` reaches past the end of the file)."""
+        size = max(0, min(len(view), len(self) - offset))
         got = 0
-        while got < len(view):
-            n = os.preadv(self.fd, [view[got:]], self.base + offset + got)
+        while got < size:
+            n = os.preadv(self.fd, [view[got:size]], self.base + offset + got)
             if n <= 0:
-                break
+                raise self._shrank()
             got += n
         return got
 
     @property
     def array(self) -> NDArray[np.uint8]:
-        """Every byte (from ``base``), read once, in parts by a few threads; a part that
-        comes back short (the file shrank while being read) ends the array there."""
+        """Every byte (from ``base``), read once, in parts by a few threads."""
         if self._array is None:
             array = self._buffer(len(self))
-            ends: dict[int, int] = {}
 
             def read_part(start: int, stop: int) -> None:
-                ends[start] = start + self.read_into(start, array.data[start:stop])
+                self.read_into(start, array.data[start:stop])
 
             for_row_blocks(len(self), read_part, align=1 << 20)
-            end = 0
-            for start in sorted(ends):
-                if start != end:
-                    break
-                end = ends[start]
-            self._array = array[:end]
+            self._array = array
         return self._array
 
     def file(self, head: bytes | None = None) -> io.BufferedReader:
@@ -542,47 +555,37 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-#: a DATA block's rows are read into a buffer each thread keeps (a few MB), when a block of
-#: rows is at most this size; wider rows are read with the whole file
+#: a DATA block's rows are read into a scratch buffer of the conversion (a few MB), when a
+#: block of rows is at most this size; wider rows are read with the whole file
 _MAX_STREAMED_BLOCK_BYTES = 16 << 20
-_thread_buffers = threading.local()
-
-
-def _thread_buffer(size: int) -> NDArray[np.uint8]:
-    """This thread's buffer for a block of rows, of at least ``size`` bytes."""
-    kept: NDArray[np.uint8] | None = getattr(_thread_buffers, "array", None)
-    if kept is None or kept.shape[0] < size:
-        kept = np.empty(size, dtype=np.uint8)
-        _thread_buffers.array = kept
-    return kept[:size]
 
 
 class _StreamedRows:
     """The DATA segment's binary rows (values of one width), read block by block from the
-    file: ``rows[i:j]`` reads rows ``i`` to ``j`` into the calling thread's buffer and views
-    them in their stored type (valid until the thread reads its next block)."""
+    file: ``rows.read(i, j, scratch)`` reads rows ``i`` to ``j`` into ``scratch`` (from
+    :meth:`scratch`, one per thread of the conversion) and views them in their stored type."""
 
     def __init__(
-        self, src: _OpenFile, start: int, tot: int, par: int, dtype: np.dtype[Any], p: Path
+        self, src: _OpenFile, start: int, tot: int, par: int, dtype: np.dtype[Any]
     ) -> None:
-        self.src, self.start, self.dtype, self.p = src, start, dtype, p
+        self.src, self.start, self.dtype = src, start, dtype
         self.shape = (tot, par)
         self.row_bytes = dtype.itemsize * par
 
-    def __getitem__(self, key: slice) -> NDArray[Any]:
-        i, j, _ = key.indices(self.shape[0])
+    def scratch(self, rows: int) -> NDArray[np.uint8]:
+        """A buffer for ``rows`` rows."""
+        return np.empty(rows * self.row_bytes, dtype=np.uint8)
+
+    def read(self, i: int, j: int, scratch: NDArray[np.uint8]) -> NDArray[Any]:
         size = (j - i) * self.row_bytes
-        buf = _thread_buffer(size)
-        if self.src.read_into(self.start + i * self.row_bytes, buf.data) < size:
-            raise FCSFormatError(self.p, "the file ended inside its DATA segment while it was read")
+        buf = scratch[:size]
+        self.src.read_into(self.start + i * self.row_bytes, buf.data)
         return buf.view(self.dtype).reshape(j - i, self.shape[1])
 
     def whole(self) -> NDArray[Any]:
         """Every row, in an array of its own."""
         out = np.empty(self.shape, dtype=self.dtype)
-        view = out.reshape(-1).view(np.uint8).data
-        if self.src.read_into(self.start, view) < len(view):
-            raise FCSFormatError(self.p, "the file ended inside its DATA segment while it was read")
+        self.src.read_into(self.start, out.reshape(-1).view(np.uint8).data)
         return out
 
 
@@ -651,17 +654,12 @@ def _open_file(
     """The file's bytes: a regular file opened for reading on demand (closed when ``held``
     closes), anything else (a pipe, a special file: no size to go by) read to its end."""
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or not hasattr(os, "preadv"):
-            with os.fdopen(os.dup(fd), "rb") as stream:
-                return _FileBytes(stream.read())
-        opened = _OpenFile(fd, info.st_size, buffer)
-    except BaseException:
-        os.close(fd)
-        raise
     held.callback(os.close, fd)
-    return opened
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or not hasattr(os, "preadv"):
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            return _FileBytes(stream.read())
+    return _OpenFile(fd, info.st_size, buffer, p)
 
 
 def _parse_header(buf: _FileBytes | _OpenFile, p: Path) -> _Header:
@@ -1139,6 +1137,8 @@ def _flowio_text_check(
                 ignore_offset_error=layout.off_by_one,
                 ignore_offset_discrepancy=layout.header_zero,
             )
+    except (OSError, FCSFormatError):
+        raise  # reading the file failed, or it shrank: said as such by the caller
     except Exception as exc:  # flowio raises many types; all mean "unreadable"
         raise FCSFormatError(p, f"flowio cannot parse its TEXT: {_one_line(exc)}") from None
     _cross_check(text, fd.text, layout.par, p)
@@ -1195,7 +1195,7 @@ def _binary_rows(
     if len(set(widths)) == 1 and widths[0] in (1, 2, 4, 8):
         dtype = np.dtype(f"{layout.order}{kind}{widths[0]}")
         if isinstance(buf, _OpenFile) and row * BLOCK_ROWS <= _MAX_STREAMED_BLOCK_BYTES:
-            return _StreamedRows(buf, start, layout.tot, layout.par, dtype, p)
+            return _StreamedRows(buf, start, layout.tot, layout.par, dtype)
         raw = buf.array[start : start + layout.tot * row]  # in the file: _check_keywords saw to it
         return raw.view(dtype).reshape(layout.tot, layout.par)
     raw = buf.array[start : start + layout.tot * row]
@@ -1272,8 +1272,10 @@ def _binary_data(
                 "lost their higher bits, as flowio and FlowKit read them"
             )
     if done is None:
-        stored = rows.whole() if isinstance(rows, _StreamedRows) else rows
-        bad = int(np.count_nonzero(~np.isfinite(stored))) if rows.dtype.kind == "f" else 0
+        bad = 0
+        if rows.dtype.kind == "f":
+            stored = rows.whole() if isinstance(rows, _StreamedRows) else rows
+            bad = int(np.count_nonzero(~np.isfinite(stored)))
         if bad:
             raise FCSFormatError(p, f"DATA segment holds {bad} non-finite values")
         raise FCSFormatError(
@@ -1308,9 +1310,14 @@ def _to_columns(
     floats = rows.dtype.kind == "f"  # whole numbers are finite
 
     def convert(start: int, stop: int) -> None:
+        if isinstance(rows, _StreamedRows):
+            scratch = rows.scratch(min(BLOCK_ROWS, stop - start))
+            read = functools.partial(rows.read, scratch=scratch)
+        else:
+            read = functools.partial(_row_block, rows)
         for i in range(start, stop, BLOCK_ROWS):
             j = min(i + BLOCK_ROWS, stop)
-            block = rows[i:j]
+            block = read(i, j)
             ok = _all_finite(block) if floats else True
             out[i:j] = block
             if decode is not None:
@@ -1324,6 +1331,10 @@ def _to_columns(
     with np.errstate(invalid="ignore", over="ignore"):
         for_row_blocks(rows.shape[0], convert, align=BLOCK_ROWS)
     return (out, comp) if all(finite) else None
+
+
+def _row_block(rows: NDArray[Any], i: int, j: int) -> NDArray[Any]:
+    return rows[i:j]
 
 
 def _all_finite(events: NDArray[Any]) -> bool:
