@@ -54,13 +54,7 @@ class RangeGate:
     hi: tuple[float | None, ...]
 
     def contains(self, values: Sequence[NDArray[np.float64]]) -> BoolArray:
-        inside = np.ones(values[0].shape[0], dtype=bool)
-        for v, lo, hi in zip(values, self.lo, self.hi, strict=True):
-            if lo is not None:
-                inside &= v >= lo
-            if hi is not None:
-                inside &= v < hi
-        return inside
+        return _range_members(self, values, None)
 
 
 @dataclass(frozen=True)
@@ -335,8 +329,9 @@ _RANGE_BLOCK = 65_536
 def _range_members(
     gate: RangeGate, values: Sequence[NDArray[np.float64]], parent: BoolArray | None
 ) -> BoolArray:
-    """``gate.contains(values) & parent`` (every event for ``parent`` ``None``), block by
-    block (each test's mask stays in the cache) and by a few threads for a million events."""
+    """Which ``values`` lie in ``gate`` (on a lower bound inside, on an upper bound outside,
+    as in Gating-ML 2.0), among ``parent`` (every event for ``None``): block by block (each
+    test's mask stays in the cache) and by a few threads for a million events."""
     from nkpanel._threads import for_row_blocks
 
     n = values[0].shape[0]
