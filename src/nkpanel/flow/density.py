@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -148,7 +150,7 @@ _ISJ_ELL = 7
 @functools.lru_cache(maxsize=4)
 def _isj_tables(
     n_grid: int,
-) -> tuple[dict[int, NDArray[np.float64]], NDArray[np.float64], dict[int, np.float64]]:
+) -> tuple[Mapping[int, NDArray[np.float64]], NDArray[np.float64], Mapping[int, float]]:
     """What the ISJ fixed point needs that depends on the grid alone, worked out once per grid
     size: ``2 π^(2s) i^(2s)`` per stage ``s``, the decay ``−i² π²`` and the stages' constants
     before division by the number of events (Botev et al. 2010, eq. 29 and the γ functional)."""
@@ -165,7 +167,8 @@ def _isj_tables(
     }
     for arr in (*powers.values(), decay):
         arr.setflags(write=False)
-    return powers, decay, const
+    # kept by lru_cache for every later call: read-only, mappings and arrays alike
+    return MappingProxyType(powers), decay, MappingProxyType(const)
 
 
 def _isj_from_counts(
