@@ -121,8 +121,8 @@ median, and max filters. IEEE TPAMI 1993;15:504-507.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -131,6 +131,7 @@ from scipy import ndimage as ndi
 from nkpanel.errors import ConfigError
 from nkpanel.uterine import options
 from nkpanel.uterine._kernels import column_gaps, fill_small_holes, sq_distance
+from nkpanel.uterine.options import Compartment
 
 __all__ = [
     "CellTable",
@@ -144,7 +145,6 @@ __all__ = [
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
-Compartment = Literal["cell", "cytoplasm", "nucleus"]
 #: the CellTable field holding each compartment's mean DAB OD
 _COMPARTMENT_FIELDS: dict[str, str] = {
     "cell": "dab_cell_od",
@@ -199,7 +199,7 @@ class DetectionSettings:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"invalid cell detection settings: {', '.join(bad)}")
-        if self.compartment not in ("cell", "cytoplasm", "nucleus"):
+        if self.compartment not in get_args(Compartment):
             raise ConfigError(
                 f"compartment {self.compartment!r}: expected cell, cytoplasm or nucleus"
             )
@@ -252,7 +252,8 @@ class CellTable:
     @staticmethod
     def empty() -> CellTable:
         z = np.zeros(0, dtype=np.float64)
-        return CellTable(z, z, z, z, z, z, z, z, z, z, np.zeros(0, dtype=bool))
+        columns = {f: z for f in CellTable.__dataclass_fields__ if f != "positive"}
+        return CellTable(**columns, positive=np.zeros(0, dtype=bool))
 
     @staticmethod
     def concat(tables: list[CellTable]) -> CellTable:
@@ -267,19 +268,7 @@ class CellTable:
 
     def shifted(self, dy: float, dx: float, scale: float = 1.0) -> CellTable:
         """The same cells with coordinates ``(y, x) * scale + (dy, dx)``."""
-        return CellTable(
-            self.y * scale + dy,
-            self.x * scale + dx,
-            self.nucleus_area_um2,
-            self.nucleus_ellipse_fill,
-            self.cell_area_um2,
-            self.haematoxylin_nucleus_od,
-            self.dab_nucleus_od,
-            self.dab_cytoplasm_od,
-            self.dab_cell_od,
-            self.dab_background_od,
-            self.positive,
-        )
+        return replace(self, y=self.y * scale + dy, x=self.x * scale + dx)
 
 
 @dataclass(frozen=True)

@@ -431,6 +431,12 @@ def glass_mask(free: BoolArray, settings: TissueSettings | None = None) -> BoolA
     return _glass(free, settings or TissueSettings())[0]
 
 
+def _half_tear_px(s: TissueSettings) -> int:
+    """Half the narrowest crack taken for a tear, in overview pixels: how far :func:`_glass`
+    measures distances to stain, and the cut margin's cap (:func:`_cut_margin`)."""
+    return max(1, round(s.tear_width_um / s.overview_um / 2))
+
+
 def _glass(free: BoolArray, s: TissueSettings) -> tuple[BoolArray, NDArray[np.uint32]]:
     """:func:`glass_mask`, and the squared distance (whole pixels) from each pixel of ``free``
     to the nearest pixel that is not free (:func:`~nkpanel.uterine._kernels.sq_distance`)
@@ -439,7 +445,7 @@ def _glass(free: BoolArray, s: TissueSettings) -> tuple[BoolArray, NDArray[np.ui
     stroma lies from stain with it."""
     um = s.overview_um
     r = max(1, round(s.closing_um / um))
-    t = max(1, round(s.tear_width_um / um / 2))
+    t = _half_tear_px(s)
     reach = max(r, t)
     pad = reach + 1
     padded = np.pad(free, pad, mode="symmetric")
@@ -514,7 +520,7 @@ def _cut_margin(
     um = s.overview_um
     if not glass.any() or not tissue.any():
         return np.zeros_like(glass)
-    cap = max(1, round(s.tear_width_um / 2 / um))
+    cap = _half_tear_px(s)
     b0, b1 = round(s.closing_um / 2 / um), round(1.5 * s.closing_um / um)
     # the stroma behind the outline, where the cut's selection no longer shows
     depth2 = sq_distance(~glass, b1)
@@ -522,8 +528,7 @@ def _cut_margin(
     if not band.any():
         return np.zeros_like(glass)
     # contact distance (whole pixels, up to the cap) from each band pixel to stain
-    contact2 = np.minimum(stain_d2[band], np.uint32(cap * cap + 1))
-    k = np.minimum(np.ceil(np.sqrt(contact2.astype(np.float32))), cap).astype(np.int64)
+    k = np.minimum(np.ceil(np.sqrt(stain_d2[band].astype(np.float32))), cap).astype(np.int64)
     side = max(1, round(_MARGIN_BLOCK * s.closing_um / um))
     gh, gw = -(-glass.shape[0] // side), -(-glass.shape[1] // side)
     yy, xx = np.nonzero(band)
