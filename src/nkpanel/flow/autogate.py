@@ -971,12 +971,12 @@ class _Gater:
         idx = idx[self.raw(ssc)[idx] < first]
         if idx.size < 10:
             return None
-        x3 = self.scale(cd3)(self.for_density(cd3, idx))
+        x3 = self.scaled(cd3, idx)
         c3 = find_cut(x3, min_separation=self.separation(cd3), axis_pile=True)
         t_cells = x3 >= c3.value
         if c3.method != "valley" or np.count_nonzero(t_cells) < MIN_SUBSET_EVENTS:
             return None
-        x = self.scale(ch)(self.for_density(ch, idx))
+        x = self.scaled(ch, idx)
         c = find_cut(
             x,
             side="below",
@@ -1129,10 +1129,9 @@ class _Gater:
         """
         c = self.cuts["SSC low"]
         above = [p for p in c.peaks if p > c.value]
-        # the cut and the edge below are in log10 units: scatter on another scale (named as a
-        # fluorescence channel would be) keeps the side-scatter cut
-        on_log = self.scale(fsc).kind == self.scale(ssc).kind == "log"
-        if c.method != "valley" or not above or not on_log:
+        # the cut and the edge below are in log10 units: scatter channels are on the log scale
+        # (:meth:`scale`, by the marker map)
+        if c.method != "valley" or not above:
             return None
         mono = min(above)
         idx = self.subsample(base)

@@ -1179,9 +1179,7 @@ def _ascii_data(buf: _FileBytes | _OpenFile, layout: _Layout, p: Path) -> NDArra
     return values.reshape(layout.tot, layout.par)
 
 
-def _binary_rows(
-    buf: _FileBytes | _OpenFile, layout: _Layout, p: Path
-) -> NDArray[Any] | _StreamedRows:
+def _binary_rows(buf: _FileBytes | _OpenFile, layout: _Layout) -> NDArray[Any] | _StreamedRows:
     """The DATA segment's binary values, one row per event, in their stored type: for 1-, 2-,
     4- or 8-byte values of one width, the rows as read block by block from an open file or
     a view of the bytes in memory; else unsigned 64-bit integers assembled byte by byte
@@ -1248,7 +1246,7 @@ def _binary_data(
     FCSFormatError
         A value that is not finite, in the file or once decoded.
     """
-    rows = _binary_rows(buf, layout, p)
+    rows = _binary_rows(buf, layout)
     ops = _linear_ops(channels, text)
     masks, logs = _integer_steps(channels, layout) if layout.datatype == "I" else ([], [])
     masked: list[tuple[int, int]] = []  # (column, values changed) per block
