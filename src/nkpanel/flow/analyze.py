@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import ConfigError, InputError, MarkerError
 from nkpanel.flow.autogate import (
+    LYMPHOCYTE_SCATTER,
     AutoGateResult,
     AutoGateSettings,
     auto_gate,
@@ -251,7 +252,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         crossed = _nk_among_b_cells(comp, sample, gating)
         if crossed is not None:
             qc.append(crossed)
-    left_out = _left_out_by_cd45(gating)
+    left_out = _left_out_by_cd45(comp, sample, gating)
     if left_out is not None:
         qc.append(left_out)
     if cytometry != looks:
@@ -860,24 +861,42 @@ def _warn_or_withhold(
 LEFT_BY_CD45 = (0.05, 0.10)
 
 
-def _left_out_by_cd45(gating: AutoGateResult) -> QCFlag | None:
+def _left_out_by_cd45(
+    comp: CompensatedColumns, sample: FlowSample, gating: AutoGateResult
+) -> QCFlag | None:
     """Lymphocytes (by the lineage gates' own cuts) among the CD45-dim events left out of the
     lymphocyte gate (:meth:`~nkpanel.flow.autogate._Gater.cd45_bright`): NK cells lost to
     NK % and NK/µL, or T and B cells lost to the denominator; ``None`` where no CD45 cut was
-    placed."""
-    left = gating.left_out_by_cd45
-    if left is None:
+    placed. Basophils carry no lineage marker of the panel: lymphocytes left out are dimmer
+    in CD45 than the cut allowed (CD16 over-compensated out of CD45's channel, a CD45-dim
+    lymphocyte subset)."""
+    member, tree = gating.membership, gating.tree
+    if LYMPHOCYTE_SCATTER not in member or "NK" not in member:
         return None
-    nk = left.nk / max(1, left.nk_counted)
-    lineage = left.lineage / max(1, left.lymphocytes_counted)
-    share = max(nk, lineage)
+    out = np.flatnonzero(member[LYMPHOCYTE_SCATTER] & ~member["Lymphocytes"])
+    col = {c.pnn: c.index for c in sample.channels}
+
+    def within(name: str) -> BoolArray:
+        gate = tree[name]
+        return gate.contains(
+            [dimension_values(d, comp, sample.events, col, out) for d in gate.dims]
+        )
+
+    in_nk = within("CD3-") & within("NK")
+    lineage = within("CD3+") | in_nk
+    if "B cells" in member:  # a gate of the lymphocytes of its own (CD3- CD19+)
+        lineage |= within("B cells")
+    left_nk, left = int(np.count_nonzero(in_nk)), int(np.count_nonzero(lineage))
+    counted_nk = int(np.count_nonzero(member["NK"]))
+    nk = left_nk / max(1, counted_nk)
+    lineage_share = left / max(1, int(np.count_nonzero(member["Lymphocytes"])))
     return _warn_or_withhold(
         "lymphocytes left out by the CD45 cut",
-        share,
+        max(nk, lineage_share),
         LEFT_BY_CD45,
-        f"the CD45-dim events left out of the lymphocytes hold {left.nk:,} NK cells "
-        f"({nk:.1%} of the {left.nk_counted:,} counted) and {left.lineage:,} T, B or NK cells "
-        f"({lineage:.1%} of the lymphocytes) by the lineage gates",
+        f"the CD45-dim events left out of the lymphocytes hold {left_nk:,} NK cells "
+        f"({nk:.1%} of the {counted_nk:,} counted) and {left:,} T, B or NK cells "
+        f"({lineage_share:.1%} of the lymphocytes) by the lineage gates",
         ": lymphocytes dimmer in CD45 than the cut (CD16 over-compensated out of CD45's "
         "channel, a CD45-dim subset) change NK % and NK/µL; check the spillover matrix and the "
         "CD45 plot, or gate the lymphocytes on scatter alone (--keep-cd45-dim)",

@@ -142,15 +142,6 @@ class AutoGateSettings:
     cd45_dim_out: bool = True
 
 
-class CD45LeftOut(NamedTuple):
-    """Lymphocytes among the events the CD45 cut left out of the lymphocyte scatter gate."""
-
-    nk: int  #: NK cells by the NK gate's cuts
-    lineage: int  #: T, B or NK cells by the lineage gates' cuts
-    nk_counted: int
-    lymphocytes_counted: int
-
-
 @dataclass(frozen=True)
 class AutoGateResult:
     """The gates found for one sample, each event's membership, and how each cut was found."""
@@ -166,8 +157,6 @@ class AutoGateResult:
     #: False when no SSC, CD45 or CD14 could tell the lymphocytes from other leukocytes: the
     #: "Lymphocytes" gate then holds every leukocyte and no % of lymphocytes can be given
     lymphocytes_separated: bool = True
-    #: lymphocytes the CD45 cut left out (None: no CD45 cut)
-    left_out_by_cd45: CD45LeftOut | None = None
 
 
 def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
@@ -997,32 +986,6 @@ class _Gater:
         self.cuts["Lymphocytes CD45 bright"] = c
         return self.scale(ch).inverse(c.value)
 
-    def left_out_by_cd45(self) -> CD45LeftOut | None:
-        """The lymphocytes of each lineage (by the lineage gates' own cuts) among the events
-        the CD45 cut left out of the lymphocyte scatter gate; ``None`` where no CD45 cut was
-        placed. Basophils carry no lineage marker of the panel: lymphocytes left out are
-        dimmer in CD45 than the cut allowed (CD16 over-compensated out of CD45's channel,
-        a CD45-dim lymphocyte subset)."""
-        if LYMPHOCYTE_SCATTER not in self.member or "NK" not in self.member:
-            return None
-        out = np.flatnonzero(self.member[LYMPHOCYTE_SCATTER] & ~self.member["Lymphocytes"])
-        gates = {g.name: g for g in self.gates}
-
-        def within(name: str) -> BoolArray:
-            gate = gates[name]
-            return gate.contains([self.raw(d.channel)[out] for d in gate.dims])
-
-        nk = within("CD3-") & within("NK")
-        lineage = within("CD3+") | nk
-        if "B cells" in gates:  # a gate of the lymphocytes of its own (CD3- CD19+)
-            lineage |= within("B cells")
-        return CD45LeftOut(
-            int(np.count_nonzero(nk)),
-            int(np.count_nonzero(lineage)),
-            _count(self.member["NK"]),
-            _count(self.member["Lymphocytes"]),
-        )
-
     def every_leukocyte(self, parent: str | None) -> str:
         """A "Lymphocytes" gate that every leukocyte passes, where nothing parts lymphocytes
         from the others (said by the blocking "lymphocyte gate" QC check)."""
@@ -1433,5 +1396,4 @@ def auto_gate(
         unstable_time_fraction=unstable,
         lymphocytes_separated=g.lymphocytes_separated,
         scales=dict(g.scales),
-        left_out_by_cd45=g.left_out_by_cd45(),
     )
