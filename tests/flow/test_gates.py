@@ -224,7 +224,7 @@ def test_polygons_in_blocks_match_one_pass(threads: str, monkeypatch: pytest.Mon
         x = np.abs(_awkward_values(rng, n, 1e5))
         y = np.abs(_awkward_values(rng, n, 1e5))
         got = points_in_polygon(x, y, vertices)
-        monkeypatch.setattr(gates_module, "_POLYGON_BLOCK", 10**9)
+        monkeypatch.setattr(gates_module, "_BLOCK", 10**9)
         monkeypatch.setenv("NKPANEL_THREADS", "1")
         whole = points_in_polygon(x, y, vertices)
         monkeypatch.undo()

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel.flow.compensation import BLOCK_ROWS
 from nkpanel.flow.transforms import Transform
 
 __all__ = [
@@ -73,9 +74,9 @@ class PolygonGate:
 Gate = RangeGate | PolygonGate
 
 
-#: points tested per block by :func:`points_in_polygon` (half a megabyte of each temporary
-#: float array)
-_POLYGON_BLOCK = 65_536
+#: points tested per block by :func:`points_in_polygon` and :func:`_range_members` (half a
+#: megabyte of each temporary float array): the rows compensation works on per block
+_BLOCK = BLOCK_ROWS
 
 
 def points_in_polygon(
@@ -98,8 +99,8 @@ def points_in_polygon(
     def work(start: int, stop: int) -> None:
         # in blocks whose temporaries stay in the cache (and are reused by the allocator
         # rather than mapped afresh): a third of the time of one pass over a thread's range
-        for i in range(start, stop, _POLYGON_BLOCK):
-            j = min(i + _POLYGON_BLOCK, stop)
+        for i in range(start, stop, _BLOCK):
+            j = min(i + _BLOCK, stop)
             out[i:j] = shape.contains(x[i:j], y[i:j])
 
     for_row_blocks(x.shape[0], work)
@@ -322,10 +323,6 @@ def gate_events(
     return inside, contained
 
 
-#: events tested per block by :func:`_range_members`
-_RANGE_BLOCK = 65_536
-
-
 def _range_members(
     gate: RangeGate, values: Sequence[NDArray[np.float64]], parent: BoolArray | None
 ) -> BoolArray:
@@ -339,8 +336,8 @@ def _range_members(
     tests = list(zip(values, gate.lo, gate.hi, strict=True))
 
     def work(start: int, stop: int) -> None:
-        for i in range(start, stop, _RANGE_BLOCK):
-            j = min(i + _RANGE_BLOCK, stop)
+        for i in range(start, stop, _BLOCK):
+            j = min(i + _BLOCK, stop)
             inside = out[i:j]
             if parent is None:
                 inside.fill(True)
