@@ -308,21 +308,22 @@ def _tissue_of(
     return od, ink, detect_tissue(overview, stains, settings, od=od, ink=ink)
 
 
-def _raised_background_mm2(
+def _dab_background_qc(
     dab: NDArray[np.float32],
     stroma: BoolArray,
+    stroma_mm2: float,
     det: DetectionSettings,
     ov_um: float,
-    ov_px_mm2: float,
-    limit_od: float,
-) -> float:
-    """The area (mm²) of the stroma whose DAB background (:func:`~nkpanel.uterine.detect.
-    dab_background`, on the overview's DAB ``dab``: block medians of every pixel, nuclei not
-    left out at that resolution, so a crowd of strongly stained cells raises it too) reaches
-    ``limit_od``, for :func:`~nkpanel.uterine.results.dab_background_qc`."""
+) -> UterineQC:
+    """:func:`~nkpanel.uterine.results.dab_background_qc` of the stroma whose DAB background
+    (:func:`~nkpanel.uterine.detect.dab_background`, on the overview's DAB ``dab``: block
+    medians of every pixel, nuclei not left out at that resolution, so a crowd of strongly
+    stained cells raises it too) reaches half the positive threshold."""
+    limit_od = 0.5 * det.positive_threshold_od
     block = max(2, round(det.dab_background_um / ov_um))
     back = dab_background(dab, np.zeros(dab.shape, dtype=bool), block, det.dab_background_floor_od)
-    return float((stroma & (back >= limit_od)).sum()) * ov_px_mm2
+    raised_mm2 = float((stroma & (back >= limit_od)).sum()) * (ov_um * 1e-3) ** 2
+    return dab_background_qc(raised_mm2, stroma_mm2, limit_od)
 
 
 #: stroma pieces smaller than this (mm²) are not compared on their own (a fragment's edge, a
@@ -683,7 +684,7 @@ def analyze_source(
             overview, tissue, std, tis, od=overview_density, haematoxylin=hem
         )
         exclusion_source = "automatic" if regions is None else "regions and automatic"
-        if stains == std and det.dab_background_um > 0:
+        if stains == std:
             overview_dab = dab
         del hem, dab
     stroma = tissue & ~excluded
@@ -691,16 +692,12 @@ def analyze_source(
         stroma &= count_region
     ov_px_mm2 = (ov_um * 1e-3) ** 2
     stroma_mm2 = float(stroma.sum()) * ov_px_mm2
-    # stroma whose own DAB reaches half the positive threshold (the "DAB background" check),
-    # measured while the overview's DAB is at hand
-    background_limit = 0.5 * det.positive_threshold_od
-    raised_mm2: float | None = None
+    # the "DAB background" check, measured while the overview's DAB is at hand
+    background_qc: UterineQC | None = None
     if det.dab_background_um > 0:
         if overview_dab is None:
             overview_dab = deconvolve(overview, stains)[1]
-        raised_mm2 = _raised_background_mm2(
-            overview_dab, stroma, det, ov_um, ov_px_mm2, background_limit
-        )
+        background_qc = _dab_background_qc(overview_dab, stroma, stroma_mm2, det, ov_um)
     del overview_dab
     if isinstance(src, WholeSlide):
         fields = choose_fields(
@@ -892,8 +889,8 @@ def analyze_source(
         qc.append(background_calls_qc(raw_od, compartment_od, s.detection.positive_threshold_od))
     qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))
     qc.append(merged_nuclei_qc(counted_cells.nucleus_area_um2, counted_cells.nucleus_ellipse_fill))
-    if raised_mm2 is not None:
-        qc.append(dab_background_qc(raised_mm2, stroma_mm2, background_limit))
+    if background_qc is not None:
+        qc.append(background_qc)
     qc.append(few_positives_qc(int(counted_cells.positive.sum()), len(counted_cells)))
     qc += region_qc
     if exclusion_source in ("automatic", "regions and automatic"):
