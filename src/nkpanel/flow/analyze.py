@@ -820,10 +820,10 @@ def _nk_among_b_cells(
     col = {c.pnn: c.index for c in sample.channels}
     # every k-th event, about 50,000 in all, as the compensation check samples: a share of
     # the lymphocytes near 1% is then known to about a tenth of itself
-    every = np.arange(0, sample.n_events, max(1, sample.n_events // 50_000))
-    b = every[member["B cells"][every]]
+    step = max(1, sample.n_events // 50_000)
+    b = np.flatnonzero(member["B cells"][::step]) * step  # a strided view, as just above
     values = [dimension_values(d, comp, sample.events, col, b) for d in nk.dims]
-    lymphocytes = int(np.count_nonzero(member["Lymphocytes"][every]))
+    lymphocytes = int(np.count_nonzero(member["Lymphocytes"][::step]))
     points = 100.0 * int(np.count_nonzero(nk.contains(values))) / max(1, lymphocytes)
     return _warn_or_withhold(
         "NK cells among B cells",
