@@ -432,6 +432,28 @@ def test_large_single_level_16_bit_slide_opens_in_bounded_memory(tmp_path: Path)
         src.close()
 
 
+def test_a_slide_stating_its_full_scale_is_not_sampled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MaxSampleValue (tag 281) states the camera's full scale: no tile is decoded to find it,
+    and the slide scales from 0–4095 as stated."""
+    from nkpanel.uterine import images
+
+    p = tmp_path / "stated16.tif"
+    _tiled_12_bit_slide(p, 1024, extratags=[(281, "H", 3, (4095, 4095, 4095), True)])
+
+    def no_sampling(*_: object) -> None:
+        raise AssertionError("tiles were sampled for a full scale the file states")
+
+    monkeypatch.setattr(images, "_largest_sample", no_sampling)
+    src = open_image(p, max_field_pixels=100_000)
+    try:
+        assert any("0–4095 (MaxSampleValue)" in n for n in src.notes)
+        assert src.read(0, 0, 4, 4, 1.0)[0, 0].tolist() == [243, 243, 243]
+    finally:
+        src.close()
+
+
 def test_tiled_16_bit_tiff_openslide_accepts_is_read_at_full_depth(tmp_path: Path) -> None:
     """OpenSlide's generic-tiff reader keeps only the high byte of 16-bit samples (12-bit
     glass 3900 → 15: a dark, "fluorescence" image); such files are read by tifffile."""

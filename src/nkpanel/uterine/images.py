@@ -1151,19 +1151,15 @@ def _decode_segment(page: Any, fh: Any, i: int) -> NDArray[Any] | None:
 
 
 def _largest_sample(pages: list[Any], fh: Any, notes: list[str]) -> int | None:
-    """The brightest samples (:func:`_brightest`) of a 16-bit tiled slide, decoding at most
-    :data:`SAMPLE_DEPTH_BYTES`
-    (None when the file states ``MaxSampleValue`` or nothing could be read within that bound:
-    :func:`_declared_full_scale` then uses the statement, or 65535).
+    """The brightest samples (:func:`_brightest`) of a 16-bit tiled slide that states no
+    ``MaxSampleValue``, decoding at most :data:`SAMPLE_DEPTH_BYTES` (None when nothing could be
+    read within that bound: :func:`_declared_full_scale` then takes 65535).
 
     The smallest level is decoded whole when it fits the bound (a pyramid's thumbnail level);
     otherwise, as for a single-level slide, whose one level is the whole slide, tiles spread
     evenly over that level are decoded one at a time. Glass, the brightest thing on a slide,
     covers much of it, so a spread of tiles finds the camera's depth.
     """
-    first = pages[0]
-    if _stated_max(first) is not None:
-        return None
     page = pages[-1]
     itemsize = 2
     whole = int(page.imagewidth) * int(page.imagelength) * int(page.samplesperpixel) * itemsize
@@ -1220,13 +1216,16 @@ def _open_tifffile_pyramid(
     # one scale for every tile, found by decoding a bounded amount of the slide
     full: int | None = None
     if int(pages[0].bitspersample) == 16:
-        try:
-            largest = _largest_sample(pages, tif.filehandle, notes)
-        except Exception as exc:
-            raise InputError(
-                path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})"
-            ) from None
-        full, note = _declared_full_scale(pages[0], lambda: largest)
+
+        def largest() -> int | None:
+            try:
+                return _largest_sample(pages, tif.filehandle, notes)
+            except Exception as exc:
+                raise InputError(
+                    path, f"TIFF cannot be decoded ({type(exc).__name__}: {exc})"
+                ) from None
+
+        full, note = _declared_full_scale(pages[0], largest)
         if note:
             notes.append(note)
     if pages[0].photometric.name == "SEPARATED":
