@@ -527,9 +527,18 @@ class _Gater:
             brightest_of_many=bright_only,
         )
         self.cuts[label] = c
-        if c.method != "valley":
-            self.notes.append(f"{label}: no clear valley on {pnn}; cut at the population's tail")
+        self.note_tail(label, pnn, c)
         return self.scale(pnn).inverse(c.value)
+
+    def note_tail(self, label: str, pnn: str, c: Cut) -> None:
+        """Say that the cut ``label`` is at a population's tail, or that it no longer is: a cut
+        placed again (the SSC cut without CD45-dim events; an NK cut taken from all
+        lymphocytes) says only what its last placement did."""
+        text = f"{label}: no clear valley on {pnn}; cut at the population's tail"
+        if text in self.notes:
+            self.notes.remove(text)
+        if c.method != "valley":
+            self.notes.append(text)
 
     def indices(self, population: str) -> NDArray[np.intp]:
         """The events of a population (kept: several gates share a parent)."""
@@ -1282,6 +1291,7 @@ class _Gater:
             return value
         self.cuts[f"{label} (CD3-, no negatives)"] = own
         self.cuts[label] = every
+        self.note_tail(label, pnn, every)
         self.notes.append(
             f"{label}: the CD3- lymphocytes stand as one positive peak on {pnn} (no negative "
             "population there): cut where it is found on all lymphocytes"
