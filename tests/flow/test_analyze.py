@@ -640,8 +640,10 @@ def test_a_lab_names_the_gate_of_a_role() -> None:
     assert _template_roles(gates, {"NK": "MyNK"})["NK"] == "/Lymphocytes/MyNK"
     with pytest.raises(InputError, match="no gate 'Nope' for NK"):
         _template_roles(gates, {"NK": "Nope"})
-    with pytest.raises(ConfigError, match="no population role 'NKT'"):
-        _template_roles(gates, {"NKT": "MyNK"})
+    # roles come through FlowSettings, which spells them and refuses one it does not know
+    with pytest.raises(ConfigError, match="--population NKT=MyNK: NKT is not a role; roles are"):
+        FlowSettings(template_populations={"NKT": "MyNK"})
+    assert FlowSettings(template_populations={"nk": "MyNK"}).template_populations == {"NK": "MyNK"}
 
 
 def test_a_templates_role_rows_name_the_gate_they_repeat(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
