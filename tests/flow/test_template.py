@@ -531,6 +531,35 @@ def test_quadrant_gates_are_drawn_one_figure_per_quadrant(
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "name",
+    ["gml_ratio_range1_gate.xml", "gml_ratio_range2_gate.xml", "gml_log_ratio_range1_gate.xml"],
+)
+def test_ratio_gates_are_drawn_on_the_ratio(shared_data: Path, tmp_path: Path, name: str) -> None:
+    """A range gate on a ratio of two channels (fratio) is drawn on that ratio: the figure
+    step raised AttributeError (a ratio dimension has no channel id), and the whole sample
+    failed with its counts right. The drawn range holds the events FlowKit put in the gate."""
+    gml, fcs, applied = _compliance_applied(shared_data, name)
+    files, notes = _plots(gml, fcs, applied, tmp_path)
+    drawn = [f for f in files if f.suffix == ".png"]
+    assert len(drawn) == len(applied.membership) and notes == []
+    strategy = load_template(gml).strategies[""]
+    for gate_name, ancestors in strategy.get_gate_ids():
+        gate = strategy.get_gate(gate_name, ancestors)
+        (dim,) = gate.dimensions
+        frame = strategy._preprocess_sample_events(applied.flowkit_sample, gate)
+        x = np.asarray(frame[dim.ratio_ref], dtype=float)
+        lo, hi = getattr(dim, "min", None), getattr(dim, "max", None)
+        inside = np.ones(x.size, bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x < hi
+        key = next(k for k in applied.membership if k.endswith(gate_name))
+        np.testing.assert_array_equal(inside, np.asarray(applied.membership[key]))
+
+
+@pytest.mark.shared_data
 def test_ellipse_gate_is_drawn_from_its_own_outline(shared_data: Path, tmp_path: Path) -> None:
     """The drawn outline of gml_ellipse1_gate.xml holds the events FlowKit put in the gate."""
     from nkpanel.flow.gates import points_in_polygon

@@ -65,6 +65,13 @@ def _transform_kind(strategy: Any, ref: str | None) -> str:
     return name.lower() or str(ref)
 
 
+def _axis_ref(dim: Any) -> str:
+    """The column FlowKit gives a gate dimension in its preprocessed events: the channel, or
+    for a ratio of two channels (Gating-ML's fratio), the ratio transform's id."""
+    ratio = getattr(dim, "ratio_ref", None)
+    return str(ratio if ratio is not None else dim.id)
+
+
 def _drawn_bound(value: float | None) -> float | None:
     """A rectangle bound as drawn: none where the gate has none, or only a stand-in below or
     above every value (Gating-ML needs a bound; nkpanel writes
@@ -214,7 +221,7 @@ def plot_template_gates(
             if key not in membership or outline is None:
                 skipped.append(f"{key} ({'no result' if outline else 'no ellipse'})")
                 continue
-            cols, xforms, our_dims = axes(gate, lambda d: d.id)
+            cols, xforms, our_dims = axes(gate, _axis_ref)
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), outline), cols, xforms)
             continue
         if kind not in ("RectangleGate", "PolygonGate") or not 1 <= len(dims) <= 2:
@@ -223,13 +230,14 @@ def plot_template_gates(
         if key not in membership:
             skipped.append(f"{key} (no result)")
             continue
-        cols, xforms, our_dims = axes(gate, lambda d: d.id)
+        cols, xforms, our_dims = axes(gate, _axis_ref)
         if kind == "PolygonGate":
             vertices = tuple((float(x), float(y)) for x, y in gate.vertices)
             draw(key, PolygonGate("", None, (our_dims[0], our_dims[1]), vertices), cols, xforms)
         else:
-            lo = tuple(_drawn_bound(d.min) for d in dims)
-            hi = tuple(_drawn_bound(d.max) for d in dims)
+            # a ratio dimension has no attribute for a side it leaves open
+            lo = tuple(_drawn_bound(getattr(d, "min", None)) for d in dims)
+            hi = tuple(_drawn_bound(getattr(d, "max", None)) for d in dims)
             draw(key, RangeGate("", None, our_dims, lo, hi), cols, xforms)
     notes = [f"template gates not drawn: {', '.join(skipped)}"] if skipped else []
     return written, notes
