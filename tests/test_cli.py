@@ -278,6 +278,22 @@ def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and str(p) in lines[0] and "patient_id" in lines[0]
 
 
+def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
+    """Error lines ask for --debug; given after the command, where a user adds it, it works
+    as given first (it was "No such option: --debug", exit 2)."""
+    from nkpanel.cli import _debug_first
+
+    assert _debug_first(["run", "c.toml", "--debug"]) == ["--debug", "run", "c.toml"]
+    assert _debug_first(["run", "--", "--debug"]) == ["run", "--", "--debug"]  # a file name
+    p = tmp_path / "case.toml"
+    p.write_text("[case]\nid = 'x'\n")
+    plain = nkpanel("run", str(p), "--out", str(tmp_path / "o"))
+    shown = nkpanel("run", str(p), "--out", str(tmp_path / "o"), "--debug")
+    assert "Traceback" not in plain.stderr and plain.returncode == 2
+    assert "No such option" not in shown.stderr
+    assert "Traceback" in shown.stderr and "ConfigError" in shown.stderr
+
+
 @pytest.mark.shared_data
 def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> None:
     d = shared_data / "flowsom-68983"

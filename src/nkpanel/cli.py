@@ -610,10 +610,20 @@ def demo(
         raise typer.Exit(1)
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is the app's own option, but error lines ask for it after the command that
+    failed (``nkpanel flow analyze … --debug``): wherever it is given (before a ``--``), it
+    is taken as given first."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for i, a in enumerate(args) if i >= end or a != "--debug")]
+
+
 def main() -> None:
     """Entry point: run the app, turning nkpanel errors into one line and a non-zero exit."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
         # without standalone mode a typer.Exit comes back as its exit code
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)

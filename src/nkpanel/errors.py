@@ -61,7 +61,7 @@ def batch_failure(exc: Exception, source: str | Path | None = None) -> str:
     if _tracebacks["on"]:
         raise exc
     return (
-        f"internal error ({type(exc).__name__}: {one_line(exc, limit=200)}); the other files "
+        f"internal error ({type(exc).__name__}: {one_line(exc, limit=200)}); any other files "
         "were still analysed: please report it (--debug shows the traceback)"
     )
 
