@@ -278,6 +278,40 @@ def test_bad_manifest_is_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and str(p) in lines[0] and "patient_id" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (("simulate", "--events", "5000"), "blood/tbnk_tube1.fcs"),
+        (("simulate", "--events", "5000"), "case.toml"),
+        (("cytotox", "simulate"), "plate_reads.csv"),
+        (("uterine", "simulate", "--fields", "1"), "synthetic_field_01.tif"),
+    ],
+)
+def test_simulators_never_overwrite_a_users_file(
+    tmp_path: Path, command: tuple[str, ...], name: str
+) -> None:
+    """A simulator writing into a folder that holds a file of the same name that nkpanel did
+    not write (a real tube, a lab's plate reads) refuses in one line and writes nothing; it
+    silently replaced the file (audit 17). Its own earlier output it replaces."""
+    out = tmp_path / "out"
+    mine = out / name
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"PRECIOUS REAL DATA")
+    proc = nkpanel(*command, "--out", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {mine}: exists and was not written by nkpanel, or was changed since: it is "
+        "not overwritten (move it, or choose another --out)"
+    ]
+    assert mine.read_bytes() == b"PRECIOUS REAL DATA"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+        {name, *(q.as_posix() for q in Path(name).parents if q != Path("."))}
+    )
+    again = tmp_path / "again"
+    assert nkpanel(*command, "--out", str(again)).returncode == 0
+    assert nkpanel(*command, "--out", str(again), "--seed", "2").returncode == 0
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

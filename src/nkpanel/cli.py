@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from nkpanel import __version__
+from nkpanel._atomic import atomic_folder
 from nkpanel._cli import (
     HistoryOption,
     IntervalsOption,
@@ -355,10 +356,17 @@ def simulate(
     """Write a synthetic case: simulated FCS 3.1 tube(s) with truth files, and its case.toml."""
     from nkpanel.demo import write_synthetic_case
 
-    manifest = write_synthetic_case(
-        out, n_events=n_events, seed=seed, nk_percent=nk_percent, bright_percent=bright_percent
-    )
-    out_console.print(f"synthetic case written: {manifest}")
+    # written whole beside --out, then moved in: a file there that nkpanel did not write (a
+    # real tube of the same name) is refused before anything is replaced
+    with atomic_folder(out) as staged:
+        manifest = write_synthetic_case(
+            staged,
+            n_events=n_events,
+            seed=seed,
+            nk_percent=nk_percent,
+            bright_percent=bright_percent,
+        )
+    out_console.print(f"synthetic case written: {out / manifest.relative_to(staged)}")
 
 
 @app.command()
@@ -582,17 +590,19 @@ def demo(
     outcome: CaseOutcome | None = None
     for i, ep in enumerate(DEMO_EPISODES):
         last = i == len(DEMO_EPISODES) - 1
-        manifest_path = write_synthetic_case(
-            out / "synthetic-cases" / ep.folder,
-            seed=ep.seed,
-            nk_percent=ep.nk_percent,
-            bright_percent=ep.bright_percent,
-            collected=ep.collected,
-            episode=ep.episode,
-            pre_analytic=ep.pre_analytic,
-        )
+        case_dir = out / "synthetic-cases" / ep.folder
+        with atomic_folder(case_dir) as staged:
+            manifest = write_synthetic_case(
+                staged,
+                seed=ep.seed,
+                nk_percent=ep.nk_percent,
+                bright_percent=ep.bright_percent,
+                collected=ep.collected,
+                episode=ep.episode,
+                pre_analytic=ep.pre_analytic,
+            )
         result = _run_with_progress(
-            load_case(manifest_path),
+            load_case(case_dir / manifest.relative_to(staged)),
             out / "results" / ep.folder,
             reports=last,
             history=list(history),

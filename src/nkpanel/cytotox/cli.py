@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from nkpanel._atomic import atomic_folder
 from nkpanel._cli import fmt, out_console, output_folder, progress_steps, say
 
 if TYPE_CHECKING:
@@ -329,8 +330,12 @@ def simulate(
 
     if wells not in (96, 384):
         raise ConfigError(f"--wells {wells}: a plate has 96 or 384 wells")
+    # written whole beside --out, then moved in: a file there that nkpanel did not write (a
+    # lab's own plate_reads.csv) is refused before anything is replaced
     if assay == "flow":
-        tubes, truth = write_synthetic_flow_killing(out, FlowKillingSpec(seed=seed))
+        with atomic_folder(out) as staged:
+            written = write_synthetic_flow_killing(staged, FlowKillingSpec(seed=seed))
+        tubes, truth = (out / p.relative_to(staged) for p in written)
         out_console.print(
             "SYNTHETIC flow-killing tubes written (not from a patient):\n"
             f"tube list: {tubes}\ntruth: {truth}\n"
@@ -338,7 +343,9 @@ def simulate(
         )
         return
     spec = PlateSimulationSpec(seed=seed, kind=assay, plate_format=96 if wells == 96 else 384)
-    reads, layout, truth = write_synthetic_plate(out, spec, form=form)
+    with atomic_folder(out) as staged:
+        files = write_synthetic_plate(staged, spec, form=form)
+    reads, layout, truth = (out / p.relative_to(staged) for p in files)
     out_console.print(
         "SYNTHETIC plate written (not from a patient):\n"
         f"reads: {reads}\nlayout: {layout}\ntruth: {truth}\n"

@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from nkpanel._atomic import atomic_folder
 from nkpanel._cli import (
     fmt,
     fmt_ci,
@@ -419,7 +420,9 @@ def simulate(
     from nkpanel.uterine.simulate import FieldSpec, simulate_field, write_field
 
     written = []
-    with progress_steps("simulating", n_fields) as step:
+    # written whole beside --out, then moved in: a file there that nkpanel did not write is
+    # refused before anything is replaced
+    with progress_steps("simulating", n_fields) as step, atomic_folder(out) as staged:
         for i in range(n_fields):
             spec = FieldSpec(
                 seed=seed * 1000 + i,
@@ -428,7 +431,8 @@ def simulate(
                 n_glands=glands,
                 stromal_cells_per_mm2=density,
             )
-            written += write_field(simulate_field(spec), out / f"synthetic_field_{i + 1:02d}.tif")
+            field = simulate_field(spec)
+            written += write_field(field, staged / f"synthetic_field_{i + 1:02d}.tif")
             step(f"field {i + 1}")
     out_console.print(
         f"SYNTHETIC DATA: {n_fields} simulated CD56 field(s) written to {out} "
