@@ -71,18 +71,36 @@ def test_given_pixel_size_overrides_and_notes_disagreement(tmp_path: Path) -> No
 def test_a_given_pixel_size_the_file_contradicts_is_a_warning_on_the_result(
     tmp_path: Path,
 ) -> None:
-    """A lab's --pixel-size 0.5 on a field whose TIFF says 0.25 µm: the given value is used, as
-    asked, but every area is then 4× the truth (CD56+ per mm² a quarter of it), so the result
+    """A lab's --pixel-size 0.3 on a field whose TIFF says 0.25 µm: the given value is used, as
+    asked, but every area is then 1.44× the truth (CD56+ per mm² 0.69 of it), so the result
     carries a failed (warning) check naming both values; an agreeing value carries none."""
     f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=2, pixel_size_um=0.25))
     tif = write_field(f, tmp_path / "a.tif")[0]
-    a = analyze_image(tif, pixel_size_um=0.5)
+    a = analyze_image(tif, pixel_size_um=0.3)
     (q,) = [q for q in a.result.qc if q.check == "pixel size agrees with the file"]
     assert not q.passed and not q.blocking
-    assert "given as 0.5 µm" in q.reason and "0.25" in q.reason
-    assert "areas ×4.00, CD56+ per mm² ×0.25" in q.reason
+    assert "given as 0.3 µm" in q.reason and "0.25" in q.reason
+    assert "areas ×1.44, CD56+ per mm² ×0.69" in q.reason
+    (size,) = [q for q in a.result.qc if q.check == "nucleus size"]
+    assert size.passed  # 45 µm² nuclei read 65 µm²: inside their range
     b = analyze_image(tif, pixel_size_um=0.26)
     assert not [q for q in b.result.qc if q.check == "pixel size agrees with the file"]
+
+
+@pytest.mark.parametrize("given", [0.5, 0.125])
+def test_a_given_pixel_size_the_nuclei_also_contradict_is_not_reported(
+    tmp_path: Path, given: float
+) -> None:
+    """Given ×2 or ×½ the file's 0.25 µm (a calibration for another objective), the nuclei
+    also measure outside their range (×4 or ×¼ their area), on the side the file's value would
+    correct: two independent signs of one mistake, so the count is withheld, saying both. (At
+    ×2 it was reported, its per-100 halved: audit 17.)"""
+    f = simulate_field(FieldSpec(width_px=600, height_px=600, seed=2, pixel_size_um=0.25))
+    tif = write_field(f, tmp_path / "a.tif")[0]
+    a = analyze_image(tif, pixel_size_um=given)
+    (q,) = [q for q in a.result.qc if q.check == "pixel size agrees with the file"]
+    assert not q.passed and q.blocking and not a.result.reportable
+    assert f"given as {given:g} µm" in q.reason and "the nuclei measure" in q.reason
 
 
 def test_screen_resolution_is_not_a_microscope_scale(

@@ -81,6 +81,7 @@ from nkpanel.uterine.results import (
     merged_nuclei_qc,
     nucleus_size_qc,
     pieces_qc,
+    pixel_size_qc,
     ratio_ci,
     stromal_cells_qc,
 )
@@ -862,18 +863,12 @@ def analyze_source(
     colour = _colour_qc(src, ds_a, px0, a_um)
     if colour is not None:
         qc.append(colour)
+    size = nucleus_size_qc(counted_cells.nucleus_area_um2, px0)
     if src.pixel_size.disagreement is not None:
         # the lab's value is used as asked, but a per-mm² figure off by the square of a wrong
         # magnification must not pass unseen
         qc.append(
-            UterineQC(
-                "pixel size agrees with the file",
-                False,
-                px0,
-                None,
-                src.pixel_size.disagreement,
-                blocking=False,
-            )
+            pixel_size_qc(src.pixel_size.disagreement, px0, src.pixel_size.file_um_per_px, size)
         )
     if is_slide:
         qc.append(fields_qc(len(fields), s.n_fields))
@@ -887,7 +882,7 @@ def analyze_source(
     if s.detection.dab_background_um > 0:
         raw_od = counted_cells.dab_od(s.detection.compartment)
         qc.append(background_calls_qc(raw_od, compartment_od, s.detection.positive_threshold_od))
-    qc.append(nucleus_size_qc(counted_cells.nucleus_area_um2, px0))
+    qc.append(size)
     qc.append(merged_nuclei_qc(counted_cells.nucleus_area_um2, counted_cells.nucleus_ellipse_fill))
     if background_qc is not None:
         qc.append(background_qc)

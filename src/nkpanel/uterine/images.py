@@ -105,6 +105,8 @@ class PixelSize:
     #: when the size was given and the file's metadata says otherwise (by more than 5%): what
     #: the metadata says, in one line
     disagreement: str | None = None
+    #: ... and the file's (square) pixel size itself
+    file_um_per_px: float | None = None
 
     @property
     def is_square(self) -> bool:
@@ -719,6 +721,7 @@ def _resolve_pixel_size(
         if not (given > 0 and math.isfinite(given)):
             raise InputError(path, f"pixel size {given} µm is not a positive number")
         said: str | None = None
+        on_file: float | None = None
         if found is not None and not found.is_square:
             said = (
                 f"pixel size given as {given:g} µm; the file's {found.source} says pixels are "
@@ -726,6 +729,7 @@ def _resolve_pixel_size(
                 "value is used for both)"
             )
         elif found is not None and abs(found.um_per_px - given) / given > 0.05:
+            on_file = found.um_per_px
             said = (
                 f"pixel size given as {given:g} µm; the file's {found.source} says "
                 f"{found.um_per_px:.4g} µm (the given value is used: areas ×"
@@ -734,7 +738,7 @@ def _resolve_pixel_size(
             )
         if said is not None:
             notes.append(said)
-        return PixelSize(float(given), "given", disagreement=said)
+        return PixelSize(float(given), "given", disagreement=said, file_um_per_px=on_file)
     if found is None:
         raise InputError(
             path,

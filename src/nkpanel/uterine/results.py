@@ -54,6 +54,7 @@ __all__ = [
     "nucleus_size_qc",
     "outlier_fields_qc",
     "pieces_qc",
+    "pixel_size_qc",
     "pooled_merged_nuclei_qc",
     "positives_under_threshold",
     "ratio_ci",
@@ -376,6 +377,51 @@ def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float)
             "microscope calibration, or give --pixel-size"
         )
     return UterineQC("nucleus size", passed, round(median, 1), None, reason, blocking=False)
+
+
+def pixel_size_qc(
+    disagreement: str, given_um: float, file_um: float | None, size: UterineQC
+) -> UterineQC:
+    """The check that a pixel size given by hand agrees with the file's: a warning, and a
+    blocking one where the nuclei also measure outside their range on the side the file's value
+    would correct (given larger than the file's: nuclei too large; smaller: too small).
+
+    The two are independent signs of one mistake (a calibration for another objective typed
+    in): together the count is not reported. On synthetic fields at 0.5 µm per pixel, given as
+    1 µm, per 100 read 4.4 for 8.6 and the flag moved from above the interval to within it,
+    reportable (audit 17). Alone, either stays a warning: a file's metadata can be wrong, and
+    nuclei vary by tissue.
+
+    Examples
+    --------
+    >>> big = UterineQC("nucleus size", False, 98.0, None, "median nucleus 98 µm²", False)
+    >>> pixel_size_qc("given 1 µm; the file says 0.5", 1.0, 0.5, big).blocking
+    True
+    >>> pixel_size_qc("given 0.25 µm; the file says 0.5", 0.25, 0.5, big).blocking
+    False
+    """
+    lo, hi = NUCLEUS_AREA_UM2
+    nuclei = size.value
+    agree = (
+        nuclei is not None
+        and file_um is not None
+        and ((given_um > file_um and nuclei > hi) or (given_um < file_um and nuclei < lo))
+    )
+    if not agree:
+        return UterineQC(
+            "pixel size agrees with the file", False, given_um, None, disagreement, False
+        )
+    return UterineQC(
+        "pixel size agrees with the file",
+        False,
+        given_um,
+        None,
+        f"{disagreement}; and the nuclei measure {nuclei:.0f} µm² (median), outside the "
+        f"{lo:g}–{hi:g} µm² of stromal and immune nuclei as they would at that wrong scale: not "
+        "reported (check which pixel size is right and give it with --pixel-size, or "
+        "pixel_size_um in the case manifest)",
+        blocking=True,
+    )
 
 
 #: a detection is taken for merged nuclei from this many times the field's single-nucleus
