@@ -6,6 +6,7 @@ plates) and endometrial NK cells plug in here as they land.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -141,6 +142,8 @@ def analyze_flow_batch(
         )
     else:
         outcome.removed = remove_batch_tables(out_dir)
+        with contextlib.suppress(OSError):  # the samples folder this run made, if left empty
+            (out_dir / "samples").rmdir()
     return outcome
 
 

@@ -221,6 +221,45 @@ def test_a_failed_image_removes_only_nkpanels_files(fields: list[Path], tmp_path
     assert second.earlier == [folder]
 
 
+def test_a_batch_whose_every_image_fails_writes_nothing(fields: list[Path], tmp_path: Path) -> None:
+    """Every image failed: no empty table, and the tables of an earlier run into the same
+    folder, which would pass for this run's, are removed (as flow's are); the command says
+    nothing was written, where it said "outputs written" (audit 17)."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "in"
+    d.mkdir()
+    a = d / "a.tif"
+    a.write_bytes(fields[0].read_bytes())
+    out = tmp_path / "out"
+    assert not analyze_batch([a], out, detections=False).failures
+    assert (out / "uterine_results.csv").is_file()
+    a.write_bytes(a.read_bytes()[:1000])  # a is now truncated
+    again = analyze_batch([a], out, detections=False)
+    assert len(again.failures) == 1 and not again.results
+    assert sorted(p.name for p in again.removed) == ["biopsy_summary.json", "uterine_results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".nkpanel-files"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nkpanel",
+            "uterine",
+            "analyze",
+            str(a),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1 and "outputs written" not in proc.stdout + proc.stderr
+    assert "no image could be analysed: nothing written" in proc.stderr
+    assert not (tmp_path / "o" / "uterine_results.csv").exists()
+
+
 def test_earlier_image_folders_are_named_not_removed(fields: list[Path], tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()

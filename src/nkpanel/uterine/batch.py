@@ -22,6 +22,7 @@ did not write are named in :attr:`UterineBatch.earlier` and in ``biopsy_summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from nkpanel._atomic import (
     atomic_folder,
     check_ours,
     earlier_folders,
+    remove_claimed,
     remove_owned,
     write_owned,
     write_text,
@@ -111,6 +113,9 @@ class UterineBatch:
     written: list[Path] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
     earlier: list[Path] = field(default_factory=list)
+    #: the batch tables of an earlier run into the same folder, removed when every image of
+    #: this one failed (they would pass for this run's)
+    removed: list[Path] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The biopsy's pooled summary, each image's, the failures and the earlier image
@@ -512,15 +517,19 @@ def analyze_batch(
             )
             batch.results[k] = replace(r, notes=(*r.notes, again))
             twice.add(r.sample)
-    if batch.results:
-        batch.pooled = pool_results(
-            [r for r in batch.results if r.sample not in twice],
-            sample,
-            settings.min_stromal_cells,
-            failed=batch.failures,
-            protocol_fields=settings.n_fields,
-        )
-    rows = list(batch.results) + ([batch.pooled] if batch.pooled is not None else [])
+    if not batch.results:  # every image failed: no empty tables, and none of an earlier run
+        batch.removed = remove_claimed(out_dir, BATCH_TABLES)
+        with contextlib.suppress(OSError):  # the images folder this run made, if left empty
+            images_dir.rmdir()
+        return batch
+    batch.pooled = pool_results(
+        [r for r in batch.results if r.sample not in twice],
+        sample,
+        settings.min_stromal_cells,
+        failed=batch.failures,
+        protocol_fields=settings.n_fields,
+    )
+    rows = [*batch.results, batch.pooled]
     # each table listed as nkpanel's as soon as it is written (a failure after it leaves it ours)
     batch.written.append(
         write_owned(out_dir / "uterine_results.csv", lambda t: write_batch_table(rows, t))

@@ -123,7 +123,12 @@ def _print_results(batch: object, out: Path) -> None:
             flag="warning:",
             colour="yellow",
         )
-    out_console.print(f"outputs written to {out}")
+    if batch.results:
+        out_console.print(f"outputs written to {out}")
+    else:
+        say("no image could be analysed: nothing written")
+    if batch.removed:
+        say(f"{out}: the earlier run's batch tables were removed (they did not describe this run)")
 
 
 #: notes that say how an image was read or analysed and leave nothing in doubt (printed as
