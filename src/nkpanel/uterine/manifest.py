@@ -7,7 +7,8 @@ Example::
     collected = 2026-11-20
     lh_day = 7                      # LH+7; or cycle_day = 21
     images = ["uterine/cd56_field01.tif", "uterine/cd56_field02.tif"]   # relative to the manifest
-    pixel_size_um = 0.25            # when the files do not say
+    pixel_size_um = 0.25            # µm per pixel: used over what the files say (give it only
+                                    # when they say nothing, or say it wrongly)
     regions = ["uterine/cd56_field01.geojson", "uterine/cd56_field02.geojson"]  # optional
     positive_threshold_od = 0.2     # QuPath units (DAB OD); the lab's own setting
     dab_background_um = 24          # DAB judged above the stroma's own; 0: QuPath's rule

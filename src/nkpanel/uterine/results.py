@@ -374,7 +374,7 @@ def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float)
         reason += (
             f", outside the {lo:g}–{hi:g} µm² of stromal and immune nuclei: the pixel size is "
             f"likely wrong (about ×{off:.2g}; per mm² moves by its square); check the "
-            "microscope calibration, or give --pixel-size"
+            "microscope calibration, or give --pixel-size (a case manifest's pixel_size_um)"
         )
     return UterineQC("nucleus size", passed, round(median, 1), None, reason, blocking=False)
 
