@@ -312,6 +312,26 @@ def test_simulators_never_overwrite_a_users_file(
     assert nkpanel(*command, "--out", str(again), "--seed", "2").returncode == 0
 
 
+def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -> None:
+    """--history of another patient, or of the episode itself, is refused in one line naming
+    the file before anything is analysed; it was refused only after every biomarker had run,
+    leaving results with no report and no "outputs written" line (audit 17)."""
+    case = tmp_path / "c"
+    assert nkpanel("simulate", "--out", str(case), "--events", "5000").returncode == 0
+    for patient, episode, why in (
+        ("OTHER-9", "EP-0", "is of patient OTHER-9, not SYNTH-0001"),
+        ("SYNTH-0001", "SYNTH-EP-0001", "is the episode being run"),
+    ):
+        other = tmp_path / f"{patient}.json"
+        other.write_text(json.dumps({"case": {"id": episode, "patient_id": patient}}))
+        out = tmp_path / f"out-{patient}"
+        proc = nkpanel("run", str(case / "case.toml"), "--out", str(out), "--history", str(other))
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"error: {other}: --history episode {episode} ") and why in line
+        assert not out.exists()
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

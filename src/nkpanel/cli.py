@@ -389,6 +389,8 @@ def run(
 
     manifest = load_case(case)
     earlier = [_read_summary(p) for p in history or []]
+    for path, summary in zip(history or [], earlier, strict=True):
+        _refuse_other_patient(path, summary, manifest)
     lab = load_lab_info(lab_file) if lab_file is not None else None
     outcome = _run_with_progress(
         manifest,
@@ -402,6 +404,22 @@ def run(
     _print_case(outcome, out)
     if outcome.failures:
         raise typer.Exit(1)
+
+
+def _refuse_other_patient(path: Path, summary: dict[str, Any], manifest: Case) -> None:
+    """Before any work: a --history episode of another patient, or the case's own episode,
+    is refused naming its file (the report's own check, with the rest of the serial view's
+    rules, would refuse it only once every biomarker had run)."""
+    of = summary.get("case") or {}
+    if of.get("patient_id") != manifest.case.patient_id:
+        raise ConfigError(
+            f"{path}: --history episode {of.get('id')} is of patient {of.get('patient_id')}, "
+            f"not {manifest.case.patient_id}: a serial view compares one patient's episodes only"
+        )
+    if of.get("id") == manifest.case.id:
+        raise ConfigError(
+            f"{path}: --history episode {of.get('id')} is the episode being run, not an earlier one"
+        )
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
