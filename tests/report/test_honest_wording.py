@@ -40,6 +40,9 @@ def test_patient_page_never_calls_a_cutoff_a_healthy_range(tmp_path: Path) -> No
     # the other flow results are still read against ARUP's laboratory reference intervals
     assert "healthy adults" in patient
     assert not re.search(r"cutoff[^.]*healthy adults", patient)
+    # ARUP's interval, bundled with nkpanel, is not called the issuing laboratory's own
+    assert "laboratory's reference range" not in patient
+    assert "inside the reference range used for this test" in patient
 
 
 def test_healthy_adults_not_said_without_a_healthy_reference(tmp_path: Path) -> None:

@@ -482,10 +482,10 @@ def _patient_sentence(flag: Flag, iv: ReferenceInterval, decimals: int) -> str:
     rng = iv.describe(decimals)
     if iv.healthy_population:
         return (
-            f"Your result is {where} the laboratory's reference range ({rng}), which describes "
-            "values seen in healthy adults."
+            f"Your result is {where} the reference range used for this test ({rng}), which "
+            "describes values seen in healthy adults."
         )
-    return f"Your result is {where} the range the laboratory uses ({rng})."
+    return f"Your result is {where} the range used for this test ({rng})."
 
 
 def method_caveats(m: Measurement, notes: Sequence[MethodNote] | None = None) -> list[Caveat]:

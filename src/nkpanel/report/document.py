@@ -71,8 +71,9 @@ def _patient_interval_kind(iv: ReferenceInterval | None) -> str | None:
 
 #: What the patient page says about each kind of interval applied to a reported result.
 PATIENT_INTERVAL_NOTES = {
-    "healthy_reference": "Where a result is compared with the laboratory's reference range, "
-    "that range describes values seen in healthy adults. Being outside it is not a diagnosis.",
+    "healthy_reference": "Where a result is compared with a reference range, that range "
+    "describes values seen in healthy adults (the laboratory's full report names its source). "
+    "Being outside it is not a diagnosis.",
     "range": "Where a result is compared with a range from published studies, being outside "
     "it is not a diagnosis.",
     "cutoff": "Where a result is compared with a cutoff, it is a cutoff some clinics use; "
