@@ -427,6 +427,23 @@ def test_schema_breaking_gating_ml_names_the_problem(compliance: Path) -> None:
 
 
 @pytest.mark.shared_data
+def test_flowjos_gating_ml_export_points_to_the_workspace(flowsom: Path) -> None:
+    """FlowJo's Gating-ML export (manualGating.xml beside the expert's workspace) leaves out
+    each dimension's compensation-ref, which Gating-ML 2.0 requires (FlowKit refuses it too):
+    the refusal says so and names the way that works, the .wsp (audit 17)."""
+    bad = flowsom / "manualGating.xml"
+    with pytest.raises(ConfigError, match=r"compensation-ref.*apply the FlowJo workspace") as info:
+        load_template(bad)
+    one_line(info, bad)
+    # a schema problem in a file FlowJo did not write gets no such hint
+    with pytest.raises(ConfigError) as other:
+        load_template(
+            flowsom.parent / "gatingml-2.0-compliance" / "gml" / "gml_range_gate_attr_testing.xml"
+        )
+    assert "FlowJo" not in str(other.value)
+
+
+@pytest.mark.shared_data
 def test_workspace_without_the_sample(
     compliance: Path, wsp_template: Template, flowsom: Path, tmp_path: Path
 ) -> None:

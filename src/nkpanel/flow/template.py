@@ -260,6 +260,17 @@ def _schema_problem(path: Path) -> str | None:
         return None
 
 
+def _flowjo_export(path: Path) -> bool:
+    """Whether a Gating-ML file was written by FlowJo (its gates carry FlowJo's display
+    attributes, such as ``annoOffsetX`` and ``quadId``, outside any namespace)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return b"annoOffsetX=" in head and b"quadId=" in head
+
+
 def _collect(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
     """FlowKit's own warnings as notes; library deprecation chatter is dropped."""
     skip = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -336,6 +347,12 @@ def _parse_template(p: Path) -> Template:
                     if problem
                     else f"cannot build its gates: {_one_line(exc)}"
                 )
+                if problem and "compensation-ref" in problem and _flowjo_export(p):
+                    # which matrix FlowJo gated on is not in the file: not guessed
+                    cause += (
+                        "; FlowJo's Gating-ML export leaves out which compensation each gate "
+                        "is on: apply the FlowJo workspace (.wsp) instead"
+                    )
                 raise ConfigError(f"{p}: {cause}") from None
             names = _gate_display_names(p)
             return Template(
