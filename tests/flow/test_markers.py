@@ -121,6 +121,23 @@ def test_separate_cd16_and_cd56_are_not_combined() -> None:
     assert not m.combined_cd16_cd56
 
 
+def test_a_marker_mapped_onto_another_markers_channel_is_refused() -> None:
+    """--marker CD56=FL2-A where FL2-A is "CD16 PE" (CD56 on FL3): CD16 and CD56 would share
+    FL2-A and be analysed as a TBNK CD16+56 channel, NK % 1.2 points low and reportable, said
+    only in a note (audit 17). Refused, naming the way to say it is a cocktail: map both."""
+    s = sample_with(["CD3 FITC", "CD16 PE", "CD56 APC"])
+    slip = load_aliases().with_overrides({"CD56": "FL2-A"})
+    with pytest.raises(MarkerError, match=r"puts CD56 on the channel that carries CD16") as info:
+        resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=slip)
+    assert "--marker CD16=FL2-A --marker CD56=FL2-A" in str(info.value)
+    both = load_aliases().with_overrides({"CD56": "FL2-A", "CD16": "FL2-A"})
+    assert resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=both).combined_cd16_cd56
+    # a marker mapped onto a channel no other marker claims is taken as asked
+    alone = load_aliases().with_overrides({"CD56": "FL3-A"})
+    m = resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=alone)
+    assert not m.combined_cd16_cd56
+
+
 def test_whole_label_beats_a_word_of_another_label() -> None:
     # "CD3" exactly on FL1, and CD3 as one word of a dump channel on FL2: the exact label wins
     s = sample_with(["CD3", "CD3/CD19 dump"])

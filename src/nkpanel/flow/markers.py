@@ -312,6 +312,35 @@ def _describe(labels: Sequence[_Label], only: Sequence[str] | None = None) -> st
     )
 
 
+def _refuse_one_mapped_onto_another(
+    found: Mapping[str, str],
+    overridden: Mapping[str, tuple[()]],
+    labels: Sequence[_Label],
+    source: str | Path | None,
+) -> None:
+    """Refuse a marker mapped by hand onto the channel another marker was found on by its own
+    label (``--marker CD56=PE-A`` where PE-A is "CD16 PE"): the analysis would take the two
+    for a shared CD16+56 channel and report without a word (NK % 1.2 points low in audit 17).
+    Two markers on one channel stand where both were mapped by hand (a cocktail labelled with
+    one name) or neither was (a "CD16+56" label)."""
+    on: dict[str, list[str]] = {}
+    for name, channel in found.items():
+        on.setdefault(channel, []).append(name)
+    for channel, names in on.items():
+        by_hand = [n for n in names if _find_key(overridden, n)]
+        if len(names) < 2 or not by_hand or len(by_hand) == len(names):
+            continue
+        other = next(n for n in names if n not in by_hand)
+        raise MarkerError(
+            source,
+            f"the mapping {by_hand[0]} = {channel} (--marker, or markers in a case manifest) "
+            f"puts {by_hand[0]} on the channel that carries {other} "
+            f"({_describe(labels, [channel])}); if that channel holds both (a "
+            f"{COMBINED_CD16_CD56} cocktail), map both: --marker {other}={channel} "
+            f"--marker {by_hand[0]}={channel}",
+        )
+
+
 def resolve_markers(
     sample: FlowSample,
     required: Sequence[str],
@@ -375,7 +404,9 @@ def resolve_markers(
             )
         elif name in required:
             missing.append(name)
-    mapped = [m for m in missing if _find_key({k: () for k in table.overridden}, m)]
+    overridden = {k: () for k in table.overridden}
+    _refuse_one_mapped_onto_another(found_m, overridden, labels, sample.source)
+    mapped = [m for m in missing if _find_key(overridden, m)]
     if mapped:
         name = mapped[0]
         label = table.aliases_for(name)[0][0]
