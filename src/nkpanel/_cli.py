@@ -89,7 +89,11 @@ IntervalsOption = Annotated[
 ]
 LabOption = Annotated[
     Path | None,
-    typer.Option("--lab", help="Lab TOML: name, address, accreditation, analyst, authoriser, …"),
+    typer.Option(
+        "--lab",
+        help="Lab TOML, keys at the top level: name, address, accreditation, contact, analyst, "
+        "authoriser, requester, timezone (docs/case-manifest.md).",
+    ),
 ]
 
 

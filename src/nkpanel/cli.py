@@ -371,7 +371,9 @@ def simulate(
 
 @app.command()
 def run(
-    case: Annotated[Path, typer.Argument(help="Case manifest (TOML).")],
+    case: Annotated[
+        Path, typer.Argument(help="Case manifest (TOML; every key: docs/case-manifest.md).")
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
     ] = Path("nkpanel-out"),
