@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -482,3 +483,27 @@ def test_a_labs_own_file_of_a_table_name_is_never_touched(tmp_path: Path) -> Non
         assert str(theirs) in line and "was not written by nkpanel" in line
     assert theirs.read_text() == '{"the lab": "notes"}'
     assert sorted(p.name for p in lab.iterdir()) == ["flow_summary.json"]
+
+
+def test_version_flag_and_every_option_has_help() -> None:
+    """``nkpanel --version`` prints what ``nkpanel version`` prints; and no option of any
+    command is listed in --help without a word of what it does (audit 17 found 13)."""
+    import typer
+
+    from nkpanel import __version__
+    from nkpanel.cli import app
+
+    proc = nkpanel("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == __version__
+    bare: list[str] = []
+
+    def walk(cmd: Any, path: str) -> None:  # typer's own click (typer._click) since 0.2x
+        for p in cmd.params:
+            option = p.param_type_name == "option" and not p.hidden
+            if option and not (p.help or "").strip():
+                bare.append(f"{path} {p.opts[0]}")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "nkpanel")
+    assert not bare, bare

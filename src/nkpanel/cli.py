@@ -67,9 +67,24 @@ Cytometry = Literal["auto", "flow", "mass"]
 EventFormat = Literal["parquet", "csv"]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the nkpanel version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
     show_tracebacks(debug)
     if not debug:
@@ -198,7 +213,13 @@ def flow_analyze(
         Path | None,
         typer.Option("--spillover", help="Spillover matrix CSV to use instead of the file's."),
     ] = None,
-    cytometry: Annotated[Cytometry, typer.Option("--cytometry")] = "auto",
+    cytometry: Annotated[
+        Cytometry,
+        typer.Option(
+            "--cytometry",
+            help="auto (from $CYT and the channels), flow or mass (asinh, no scatter).",
+        ),
+    ] = "auto",
     asinh_cofactor: Annotated[
         float, typer.Option("--asinh-cofactor", min=0.01, help="asinh cofactor (mass cytometry).")
     ] = 5.0,
@@ -348,10 +369,16 @@ def simulate(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the synthetic case.", callback=output_folder)
     ] = Path("nkpanel-synthetic"),
-    n_events: Annotated[int, typer.Option("--events", min=1000)] = 100_000,
-    seed: Annotated[int, typer.Option("--seed")] = 1,
-    nk_percent: Annotated[float, typer.Option("--nk-percent", min=0.1, max=80)] = 14.0,
-    bright_percent: Annotated[float, typer.Option("--cd56bright-percent", min=0, max=100)] = 8.0,
+    n_events: Annotated[
+        int, typer.Option("--events", min=1000, help="Events in the tube.")
+    ] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+    nk_percent: Annotated[
+        float, typer.Option("--nk-percent", min=0.1, max=80, help="True NK % of lymphocytes.")
+    ] = 14.0,
+    bright_percent: Annotated[
+        float, typer.Option("--cd56bright-percent", min=0, max=100, help="True CD56bright % of NK.")
+    ] = 8.0,
 ) -> None:
     """Write a synthetic case: simulated FCS 3.1 tube(s) with truth files, and its case.toml."""
     from nkpanel.demo import write_synthetic_case
@@ -377,7 +404,7 @@ def run(
     out: Annotated[
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
     ] = Path("nkpanel-out"),
-    plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Figures.")] = True,
     reports: Annotated[
         bool, typer.Option("--report/--no-report", help="Interpret and write the reports.")
     ] = True,
@@ -601,8 +628,8 @@ def demo(
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
     ] = Path("demo-output"),
 ) -> None:
-    """Simulate a synthetic patient with two episodes, run both, report the second with the
-    first as history, and say where everything is."""
+    """Simulate a synthetic patient's two episodes, run both, report the second (the first as
+    its history) and say where everything is."""
     from nkpanel.case import load_case
     from nkpanel.demo import DEMO_EPISODES, write_synthetic_case
 

@@ -192,7 +192,9 @@ RefLowOpt = Annotated[float | None, typer.Option("--reference-low", help="Refere
 RefHighOpt = Annotated[
     float | None, typer.Option("--reference-high", help="Reference band high %.")
 ]
-RefRatioOpt = Annotated[float, typer.Option("--reference-ratio", min=0.01)]
+RefRatioOpt = Annotated[
+    float, typer.Option("--reference-ratio", min=0.01, help="E:T ratio of the reference band.")
+]
 RefSourceOpt = Annotated[str, typer.Option("--reference-source", help="Where the band is from.")]
 PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Lysis figures.")]
 
@@ -212,9 +214,13 @@ def analyze(
         str | None, typer.Option("--unit", help="Unit when the file is silent.")
     ] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="XLSX sheet of the reads.")] = None,
-    layout_sheet: Annotated[str | None, typer.Option("--layout-sheet")] = None,
+    layout_sheet: Annotated[
+        str | None, typer.Option("--layout-sheet", help="XLSX sheet of the layout.")
+    ] = None,
     grid: Annotated[int | None, typer.Option("--grid", min=1, help="Which plate grid.")] = None,
-    plate_id: Annotated[str | None, typer.Option("--plate-id")] = None,
+    plate_id: Annotated[
+        str | None, typer.Option("--plate-id", help="Plate name (default: the reads file's name).")
+    ] = None,
     # the analysis settings, read by name from ctx.params in _settings
     targets_per_well: TargetsOpt = None,
     lysis_level: LevelOpt = 20.0,
@@ -222,7 +228,9 @@ def analyze(
     spontaneous_limit: SpontOpt = 30.0,
     cv_limit: CvOpt = 20.0,
     lysis_cv_floor: CvFloorOpt = 10.0,
-    min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 2,
+    min_replicates: Annotated[
+        int, typer.Option("--min-replicates", min=1, help="Fewest replicate wells.")
+    ] = 2,
     reference_low: RefLowOpt = None,
     reference_high: RefHighOpt = None,
     reference_ratio: RefRatioOpt = 50.0,
@@ -264,7 +272,9 @@ def flow(
     dead_channel: Annotated[
         str | None, typer.Option("--dead-channel", help="Dead-cell dye channel, e.g. PE-A.")
     ] = None,
-    min_target_events: Annotated[int, typer.Option("--min-target-events", min=1)] = 1000,
+    min_target_events: Annotated[
+        int, typer.Option("--min-target-events", min=1, help="Fewest target events per tube.")
+    ] = 1000,
     # the analysis settings, read by name from ctx.params in _settings
     targets_per_well: TargetsOpt = None,
     lysis_level: LevelOpt = 20.0,
@@ -272,7 +282,9 @@ def flow(
     spontaneous_limit: FlowSpontOpt = 30.0,
     cv_limit: CvOpt = 20.0,
     lysis_cv_floor: CvFloorOpt = 10.0,
-    min_replicates: Annotated[int, typer.Option("--min-replicates", min=1)] = 1,
+    min_replicates: Annotated[
+        int, typer.Option("--min-replicates", min=1, help="Fewest tubes per ratio.")
+    ] = 1,
     reference_low: RefLowOpt = None,
     reference_high: RefHighOpt = None,
     reference_ratio: RefRatioOpt = 50.0,
@@ -312,11 +324,13 @@ def simulate(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the synthetic files.", callback=output_folder)
     ] = Path("nkpanel-synthetic-cytotox"),
-    assay: Annotated[SimAssay, typer.Option("--assay")] = "chromium51",
+    assay: Annotated[
+        SimAssay, typer.Option("--assay", help="Release assay kind, or flow for killing tubes.")
+    ] = "chromium51",
     form: Annotated[
         ReadsForm, typer.Option("--form", help="Reads as grid, long or xlsx.")
     ] = "grid",
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     wells: Annotated[int, typer.Option("--wells", help="Plate format: 96 or 384.")] = 96,
 ) -> None:
     """Write a SYNTHETIC plate (reads, layout, truth) or flow-killing tubes (FCS, tube list)."""

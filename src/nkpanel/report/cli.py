@@ -70,7 +70,9 @@ def report(
     history: HistoryOption = None,
     reference_intervals: IntervalsOption = None,
     lab_file: LabOption = None,
-    analyst: Annotated[str | None, typer.Option("--analyst")] = None,
+    analyst: Annotated[
+        str | None, typer.Option("--analyst", help="Who performed the analysis.")
+    ] = None,
     authoriser: Annotated[
         str | None,
         typer.Option("--authoriser", help="Who authorises the report (else: preliminary)."),

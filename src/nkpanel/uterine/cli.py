@@ -345,7 +345,9 @@ def analyze(
         int, typer.Option("--seed", help="Seed of the random field choice.")
     ] = options.SEED,
     sample: Annotated[str, typer.Option("--sample", help="Name of the pooled biopsy.")] = "biopsy",
-    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays")] = True,
+    overlays: Annotated[
+        bool, typer.Option("--overlays/--no-overlays", help="Overlay images of every cell.")
+    ] = True,
     detections: Annotated[
         bool, typer.Option("--detections/--no-detections", help="QuPath GeoJSON of the cells.")
     ] = True,
@@ -410,12 +412,16 @@ def simulate(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the synthetic fields.", callback=output_folder)
     ] = Path("nkpanel-uterine-synthetic"),
-    n_fields: Annotated[int, typer.Option("--fields", min=1, max=100)] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    n_fields: Annotated[
+        int, typer.Option("--fields", min=1, max=100, help="Fields to simulate.")
+    ] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     unk_percent: Annotated[
         float, typer.Option("--unk-percent", min=0.0, max=60.0, help="CD56+ % of stromal cells.")
     ] = 5.0,
-    dab_od: Annotated[float, typer.Option("--dab-od", min=0.05, max=2.0)] = 0.8,
+    dab_od: Annotated[
+        float, typer.Option("--dab-od", min=0.05, max=2.0, help="DAB OD of CD56+ cells.")
+    ] = 0.8,
     glands: Annotated[int, typer.Option("--glands", min=0, max=10, help="Glands per field.")] = 1,
     density: Annotated[
         float, typer.Option("--density", min=500, max=20000, help="Stromal cells per mm².")
