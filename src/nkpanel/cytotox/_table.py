@@ -185,10 +185,16 @@ def read_table(path: str | Path, *, sheet: str | None = None) -> Table:
     """
     p = Path(path)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        raise InputError(p, "is a folder: give the plate's file (CSV, TSV, TXT or XLSX)")
     if not p.is_file():
         raise InputError(p, "file not found")
     if suffix in _SHEET_SUFFIXES:
         return _read_sheet(p, sheet)
+    if sheet is not None:
+        raise InputError(
+            p, f"a sheet ({sheet!r}) was named, but sheets are an XLSX workbook's: this is {suffix}"
+        )
     if suffix == ".xls":
         raise InputError(p, "legacy .xls workbooks are not read; save the sheet as XLSX or CSV")
     if suffix not in _TEXT_SUFFIXES:
