@@ -104,6 +104,8 @@ def test_image_without_a_regions_file_in_the_folder_is_warned_about(
     assert "no regions file for this image" in warning.reason and "b.tif.geojson" in warning.reason
     assert b.reportable  # a warning, not a refusal
     assert any("no regions file" in n for n in b.notes)
+    # said once: not again as the note of an image given no regions at all (audit 17)
+    assert not any("(no regions given)" in n for n in b.notes)
     assert batch.pooled is not None
     assert any(q.check == "regions file" and q.reason.startswith("b: ") for q in batch.pooled.qc)
     summary = json.loads((tmp_path / "out" / "images" / "b" / "summary.json").read_text())

@@ -230,6 +230,13 @@ class UterineAnalysis:
     field_of_cell: NDArray[np.int16]  # index into plan.fields, −1 outside every field
 
 
+#: the note of an image analysed without regions: glands found automatically
+NO_REGIONS_NOTE = (
+    "glands and luminal epithelium were excluded automatically (no regions given): "
+    "check the excluded area on the overlay"
+)
+
+
 def _whole_field(src: FieldImage, ds: float) -> U8:
     """A field image at downsample ``ds``: ``src.read(0, 0, width, height, ds)`` without the
     copy that a region read makes."""
@@ -890,8 +897,7 @@ def analyze_source(
     qc += region_qc
     if exclusion_source in ("automatic", "regions and automatic"):
         notes.append(
-            "glands and luminal epithelium were excluded automatically (no regions given): "
-            "check the excluded area on the overlay"
+            NO_REGIONS_NOTE
             if regions is None
             else "glands and luminal epithelium were excluded automatically, as the regions "
             "drawn neither outline stroma nor exclude glands (only "

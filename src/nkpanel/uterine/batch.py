@@ -43,7 +43,13 @@ from nkpanel._atomic import (
 )
 from nkpanel._names import array_digest, unique_stems
 from nkpanel.errors import ConfigError, batch_failure
-from nkpanel.uterine.analyze import AnalysisPlan, TileSink, UterineSettings, analyze_image
+from nkpanel.uterine.analyze import (
+    NO_REGIONS_NOTE,
+    AnalysisPlan,
+    TileSink,
+    UterineSettings,
+    analyze_image,
+)
 from nkpanel.uterine.output import (
     GeoJSONWriter,
     OverlayCanvas,
@@ -139,7 +145,8 @@ class NoRegionsFile:
     def warning(self) -> str:
         return (
             f"no regions file for this image in {self.folder} (looked for "
-            f"{', '.join(self.tried)}): glands and epithelium were excluded automatically"
+            f"{', '.join(self.tried)}): glands and epithelium were excluded automatically; "
+            "check the excluded area on the overlay"
         )
 
 
@@ -466,8 +473,10 @@ def analyze_batch(
                     result = replace(result, sample=name)
                 if missing is not None:
                     warning = UterineQC("regions file", False, None, None, missing.warning, False)
+                    # the warning says what the analysis's own note says, and why
+                    notes = [n for n in result.notes if n != NO_REGIONS_NOTE]
                     result = replace(
-                        result, qc=(*result.qc, warning), notes=(*result.notes, missing.warning)
+                        result, qc=(*result.qc, warning), notes=(*notes, missing.warning)
                     )
                 # the overview (2 µm/px) and full size: the same picture saved with another
                 # compression or other tags gives the same digest
