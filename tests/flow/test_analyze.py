@@ -646,6 +646,21 @@ def test_a_lab_names_the_gate_of_a_role() -> None:
     assert FlowSettings(template_populations={"nk": "MyNK"}).template_populations == {"NK": "MyNK"}
 
 
+def test_a_gate_given_a_role_its_name_gives_another_is_warned() -> None:
+    """--population NK="NK T cells" (a CD3+ gate) was taken as NK, 2.88% for 1.68% on the
+    FlowSOM workspace, with only the lymphosum warning (audit 17): the result now says the
+    gate's name is NK-like T's. A name of no role, or of the role itself, is not warned."""
+    from nkpanel.flow.analyze import _roles_named_as_others
+
+    (flag,) = _roles_named_as_others({"NK": "/Singlets2/NK T cells"}, {"NK": "NK T cells"})
+    assert not flag.passed and not flag.blocking
+    assert "a name of NK-like T, not of NK" in flag.reason
+    assert _roles_named_as_others({"NK": "/Lymphs/MyNK"}, {"NK": "MyNK"}) == []
+    assert _roles_named_as_others({"NK": "/Lymphs/NK_cells"}, {"NK": "NK_cells"}) == []
+    # found by name, not given by hand: nothing to check
+    assert _roles_named_as_others({"NK": "/Lymphs/NK T cells"}, {}) == []
+
+
 def test_a_templates_role_rows_name_the_gate_they_repeat(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A template run lists each gate by its path and again by its role ("NK"), so summing the
     table's counts counted those events twice. The role rows now name the gate they repeat;

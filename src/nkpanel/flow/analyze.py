@@ -319,6 +319,7 @@ def _analyze_with_template(
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
     qc += _template_matrix_flags(sample, applied.matrices)
+    qc += _roles_named_as_others(roles, s.template_populations)
     result = _build_result(
         sample,
         membership,
@@ -429,6 +430,33 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
             if leaf in _ROLE_KEYS[role] and n not in out.values():
                 out[role] = str(n)
                 break
+    return out
+
+
+def _roles_named_as_others(roles: Mapping[str, str], explicit: Mapping[str, str]) -> list[QCFlag]:
+    """A warning for each gate the lab assigned to a role by hand whose own name is one of
+    another role's (``--population NK="NK T cells"``: a CD3+ gate counted as NK, 2.88% for
+    1.68% on the FlowSOM workspace with only a lymphosum warning; audit 17). The lab's word
+    stands, as asked; the result says what the name says."""
+    out = []
+    for role, wanted in explicit.items():
+        gate = roles.get(role)
+        if gate is None:
+            continue
+        leaf = _role_key(gate.rsplit("/", 1)[-1])
+        others = [r for r, keys in _ROLE_KEYS.items() if r != role and leaf in keys]
+        if others and leaf not in _ROLE_KEYS[role]:
+            out.append(
+                QCFlag(
+                    "population roles",
+                    False,
+                    None,
+                    None,
+                    f"--population {role}={wanted}: that gate's name is a name of {others[0]}, "
+                    f"not of {role}: check that it holds the {role} events",
+                    blocking=False,
+                )
+            )
     return out
 
 
