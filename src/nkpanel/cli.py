@@ -620,6 +620,8 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
         r = outcome.report
         for line in r.lines():
             out_console.print(line, soft_wrap=True)
+        for note in r.notes:
+            say(note, flag="note:", colour="yellow")
 
 
 @app.command()

@@ -165,3 +165,22 @@ def test_a_lab_interval_file_breaking_the_wording_rules_is_one_config_error(
     assert "internal error" not in proc.stderr and "AssertionError" not in proc.stderr
     assert str(lab) in proc.stderr and "interval 'lab-x' population" in proc.stderr
     assert not (tmp_path / "o" / "report.html").exists()
+
+
+def test_a_preliminary_report_in_no_laboratorys_name_is_said_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    """Without an authoriser the report is preliminary, and without a lab file it names no
+    laboratory: both were said only on the pages (audit 17)."""
+    current = write(tmp_path / "s.json", summary())
+    bare = _nkpanel("report", str(current), "--out", str(tmp_path / "a"), "--no-pdf")
+    assert bare.returncode == 0, bare.stderr
+    assert "note: the report is PRELIMINARY: no authoriser" in bare.stderr
+    assert "note: no laboratory is named on the report" in bare.stderr
+    lab = tmp_path / "lab.toml"
+    lab.write_text('name = "Test Lab"\nauthoriser = "Dr B"\n', "utf-8")
+    named = _nkpanel(
+        "report", str(current), "--out", str(tmp_path / "b"), "--no-pdf", "--lab", str(lab)
+    )
+    assert named.returncode == 0, named.stderr
+    assert "note:" not in named.stderr

@@ -140,3 +140,5 @@ def report(
     typer.echo(patient)
     typer.echo(f"report JSON:      {paths.json}")
     typer.echo(f"FHIR R4 bundle:   {paths.fhir}")
+    for note in paths.notes:
+        typer.echo(f"note: {note}", err=True)

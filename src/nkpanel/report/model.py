@@ -70,6 +70,9 @@ class ReportPaths:
     json: Path
     fhir: Path
     figures: tuple[Path, ...] = field(default=())
+    #: what the command line says of the report beside its paths (a preliminary report, no
+    #: laboratory named): the pages say it too, but a lab should not learn it from them
+    notes: tuple[str, ...] = field(default=())
 
     def lines(self) -> list[str]:
         """Where each report is, as the command line prints it: HTML, and PDF when made."""
@@ -97,6 +100,7 @@ class ReportPaths:
             json=new / self.json.relative_to(old),
             fhir=new / self.fhir.relative_to(old),
             figures=tuple(new / f.relative_to(old) for f in self.figures),
+            notes=self.notes,
         )
 
     def all(self) -> list[Path]:
