@@ -95,6 +95,12 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
     lines = [x for x in full.stdout.splitlines() if "suppression at 50:1" in x]
     assert lines and all("from the measured wells" in x or "fitted curve" in x for x in lines)
     assert (out / "plots" / "SYNTH-P02.svg").is_file()
+    assert "LU/10⁷ –" not in full.stderr
+    # without targets per well, the table's "–" for LU says why, once (audit 17)
+    bare = nkpanel("cytotox", *plate, "--reference-high", "20", "--out", str(tmp_path / "b"))
+    assert bare.returncode == 0
+    note = "note: LU/10⁷ –: targets per well not given: LU not computed (--targets-per-well N)"
+    assert bare.stderr.count(note) == 1
 
 
 def test_flow_killing_command(tmp_path: Path) -> None:

@@ -121,6 +121,18 @@ def _report(result: CytotoxResult, out: Path) -> None:
             )
     if result.samples:
         out_console.print(table)
+    # why a condition's LU/10⁷ reads "–", once per reason (results CSV: lu_note)
+    no_lu = {
+        c.lytic_units.reason
+        for s in result.samples
+        for c in s.conditions
+        if c.lytic_units is not None
+        and c.lytic_units.lu_per_1e7_effectors is None
+        and c.lytic_units.reason
+    }
+    for reason in sorted(no_lu):
+        hint = " (--targets-per-well N)" if reason.startswith("targets per well") else ""
+        say(f"note: LU/10⁷ –: {reason}{hint}")
     std_ratio = float(result.settings.get("standard_ratio", 50.0))
     for s in result.samples:
         for x in s.suppression_at(std_ratio):
