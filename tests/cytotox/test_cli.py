@@ -148,3 +148,22 @@ def test_root_cli_failed_samples_exit_1_and_the_rest_written(tmp_path: Path) -> 
 def test_usage_errors(args: list[str]) -> None:
     res = runner.invoke(app, args)
     assert res.exit_code != 0
+
+
+def test_a_layout_slip_is_counted_as_what_it_did(tmp_path: Path) -> None:
+    """A misspelt role on the six spontaneous wells fails no sample but leaves every
+    condition unreportable: the closing line said "1 sample(s) not analysed (6 problem(s))"
+    (audit 17); it now counts the problems in no sample and the conditions left out."""
+    sim = runner.invoke(app, ["simulate", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    layout = tmp_path / "sim" / "plate_layout.csv"
+    bad = tmp_path / "bad_layout.csv"
+    bad.write_text(layout.read_text().replace("spontaneous", "spontanous"))
+    reads = str(tmp_path / "sim" / "plate_reads.csv")
+    proc = nkpanel("cytotox", "analyze", reads, "--layout", str(bad), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("6 problem(s) in no sample; ")
+    assert (
+        last.endswith(" analysed sample(s) not reportable") and "sample(s) not analysed" not in last
+    )

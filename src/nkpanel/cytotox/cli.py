@@ -266,9 +266,38 @@ def analyze(
     )
     _write_and_report(result, out, settings, plots=plots)
     if result.failures:
-        n = sum(len(f.reasons) for f in result.failures)
-        say(f"{len(result.failures)} sample(s) not analysed ({n} problem(s))")
+        say(_failure_count(result))
         raise typer.Exit(1)
+
+
+def _failure_count(result: CytotoxResult) -> str:
+    """The closing line of a run with problems: samples not analysed, problems that belong to
+    no sample (a layout row with an unknown role), and the conditions they left unreportable
+    (a layout slip that loses the controls fails no sample but every condition).
+
+    Examples
+    --------
+    >>> from nkpanel.cytotox.results import CytotoxResult, SampleFailure
+    >>> loose = (SampleFailure("", ("A1: unknown role", "A2: unknown role")),)
+    >>> r = CytotoxResult("p", "release", "reads.csv", "layout.csv", None, (), loose)
+    >>> _failure_count(r)
+    '2 problem(s) in no sample'
+    """
+    samples = [f for f in result.failures if f.sample]
+    loose = sum(len(f.reasons) for f in result.failures if not f.sample)
+    parts = []
+    if samples:
+        n = sum(len(f.reasons) for f in samples)
+        parts.append(f"{len(samples)} sample(s) not analysed ({n} problem(s))")
+    if loose:
+        parts.append(f"{loose} problem(s) in no sample")
+    unreportable = [(s.sample, c) for s in result.samples for c in s.conditions if not c.reportable]
+    if unreportable:
+        parts.append(
+            f"{len(unreportable)} condition(s) of {len({s for s, _ in unreportable})} "
+            "analysed sample(s) not reportable"
+        )
+    return "; ".join(parts)
 
 
 @app.command("flow")
