@@ -333,6 +333,18 @@ def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -
         assert not out.exists()
 
 
+def test_why_a_sample_is_not_reportable_is_a_line_each(tmp_path: Path) -> None:
+    """The table says NOT REPORTABLE; each reason is its own line under it (in the table, a
+    narrow terminal folded the reasons into a dozen lines per row: audit 17)."""
+    tube = tmp_path / "small.fcs"
+    write_fcs(simulate_tube(SimulationSpec(n_events=2000, seed=3)), tube)
+    proc = nkpanel("flow", "analyze", str(tube), "--out", str(tmp_path / "o"), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    assert "NOT REPORTABLE" in proc.stdout and "minimum" not in proc.stdout
+    withheld = [x for x in proc.stderr.splitlines() if x.startswith("not reportable: small: ")]
+    assert any("gated lymphocyte events (minimum 2000)" in x for x in withheld)
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

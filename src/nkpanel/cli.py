@@ -134,11 +134,7 @@ def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailur
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
         table.add_column(col, overflow="fold")  # whole names, folded, never cut
     for r in results:
-        qc = (
-            "reportable"
-            if r.reportable
-            else "NOT REPORTABLE: " + "; ".join(r.not_reportable_reasons)
-        )
+        qc = "reportable" if r.reportable else "NOT REPORTABLE"
         table.add_row(
             r.sample,
             fmt(r.nk_percent_of_lymphocytes),
@@ -150,6 +146,10 @@ def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailur
     if results:
         out_console.print(table)
     for r in results:
+        # why a row is NOT REPORTABLE, a line each (in the table they folded a narrow
+        # terminal's column into dozens of lines)
+        for reason in r.not_reportable_reasons:
+            say(f"{r.sample}: {reason}", flag="not reportable:")
         # what the table's "reportable" leaves out: warnings, and how the file was read
         for q in r.qc:
             if not q.passed and not q.blocking:

@@ -111,16 +111,20 @@ def _report(result: CytotoxResult, out: Path) -> None:
             lu_text = fmt(lu)
             if lu is not None and c.lytic_units is not None and c.lytic_units.extrapolated:
                 lu_text += " (extrapolated)"  # beyond the tested ratios: the model, not wells
-            qc = (
-                "reportable"
-                if c.reportable
-                else "NOT REPORTABLE: " + "; ".join(c.not_reportable_reasons)
-            )
+            qc = "reportable" if c.reportable else "NOT REPORTABLE"
             table.add_row(
                 s.sample, c.treatment, at, lu_text, fmt(c.spontaneous_percent_of_maximum), qc
             )
     if result.samples:
         out_console.print(table)
+    withheld = [  # why a row is NOT REPORTABLE, a line each
+        f"{s.sample} ({c.treatment}): {reason}"
+        for s in result.samples
+        for c in s.conditions
+        for reason in c.not_reportable_reasons
+    ]
+    for line in _capped(withheld):
+        say(line, flag="not reportable:")
     # why a condition's LU/10⁷ reads "–", once per reason (results CSV: lu_note)
     no_lu = {
         c.lytic_units.reason

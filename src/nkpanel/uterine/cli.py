@@ -88,11 +88,7 @@ def _print_results(batch: object, out: Path) -> None:
     # from a single image's
     rows = list(batch.results) + ([batch.pooled] if batch.pooled else [])
     for r in rows:
-        qc = (
-            "reportable"
-            if r.reportable
-            else "NOT REPORTABLE: " + "; ".join(r.not_reportable_reasons)
-        )
+        qc = "reportable" if r.reportable else "NOT REPORTABLE"
         name = r.sample + (" (synthetic)" if r.synthetic else "")
         label = Text(f"{name} (all images)", style="bold") if r.kind == "biopsy" else Text(name)
         o = r.overall
@@ -111,6 +107,9 @@ def _print_results(batch: object, out: Path) -> None:
         out_console.print(
             "SYNTHETIC DATA: images labelled synthetic were simulated by nkpanel, not a patient."
         )
+    for r in rows:  # why a row is NOT REPORTABLE, a line each
+        for reason in r.not_reportable_reasons:
+            say(f"{r.sample}: {reason}", flag="not reportable:")
     checked = [Checked.of(r) for r in batch.results]
     pooled = Checked.of(batch.pooled) if batch.pooled else None
     for flag, line in console_lines(checked, pooled):
