@@ -184,15 +184,13 @@ def _isj_from_counts(
     a2 = (a[1:] / 2.0) ** 2
     ell = _ISJ_ELL
     powers, decay, const = _isj_tables(n_grid)
-    # the fixed point is evaluated a few dozen times: its weights and constants once
-    weights = {s: powers[s] * a2 for s in range(2, ell + 1)}
-    consts = {s: const[s] / n for s in range(2, ell)}
+    # the fixed point is evaluated a few dozen times, six functionals each: their weights,
+    # constants and exponents once, in the order the stages are taken (ℓ, then ℓ − 1 … 2)
+    top = powers[ell] * a2
+    stages = [(powers[s] * a2, const[s] / n, 2.0 / (3 + 2 * s)) for s in range(ell - 1, 1, -1)]
+    scale = 2 * n * np.sqrt(np.pi)
     terms = np.empty(n_grid - 1, dtype=np.float64)
-
-    def functional(s: int, t: float) -> float:
-        np.multiply(decay, t, out=terms)
-        np.exp(terms, out=terms)
-        return float(weights[s] @ terms)
+    multiply, exp, dot = np.multiply, np.exp, np.dot
 
     seen: dict[float, float] = {}
 
@@ -200,10 +198,15 @@ def _isj_from_counts(
         # brentq starts at both ends of the bracket, where the bracket was tried: once each
         if t in seen:
             return seen[t]
-        f = functional(ell, t)
-        for s in range(ell - 1, 1, -1):
-            f = functional(s, (consts[s] / f) ** (2.0 / (3 + 2 * s)))
-        seen[t] = value = float(t - (2 * n * np.sqrt(np.pi) * f) ** (-0.4))
+        # each stage's functional: Σ weights · exp(−i² π² t_s), with t_s from the one before
+        multiply(decay, t, out=terms)
+        exp(terms, out=terms)
+        f = float(dot(top, terms))
+        for weights, c, power in stages:
+            multiply(decay, (c / f) ** power, out=terms)
+            exp(terms, out=terms)
+            f = float(dot(weights, terms))
+        seen[t] = value = float(t - (scale * f) ** (-0.4))
         return value
 
     bracket = (1e-12, 0.1)
