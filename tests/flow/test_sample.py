@@ -1222,3 +1222,46 @@ def test_reading_a_pipe_leaves_no_file_descriptor_open(tmp_path: Path) -> None:
         read_fcs(pipe)
         writer.join(timeout=10)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("rows_per_block", [7, 300, 10**6])
+def test_column_maxima_found_while_reading_are_the_events_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_block: int
+) -> None:
+    """Each column's largest value, found while the events are read (the saturation check
+    reads no column that stays below its top), is the decoded events' own maximum: float data
+    with a gain and Time × $TIMESTEP, and integer data masked to $PnR and log-amplified; in
+    one block of rows or many, of 256-row groups and a remainder. Truth: NumPy's max."""
+    import dataclasses
+
+    import nkpanel.flow.compensation as compensation
+
+    monkeypatch.setattr(compensation, "BLOCK_ROWS", rows_per_block)
+    rng = np.random.default_rng(1)
+    ev = rng.uniform(-50.0, 1000.0, (1000, 3))
+    ev[:, 2] = np.arange(1000)
+    floats = build_fcs(
+        ev, ["FL1", "FL2", "Time"], png=[1.0, 2.5, 1.0], keywords={"$TIMESTEP": "0.01"}
+    )
+    ints = build_fcs(
+        rng.integers(0, 4096, (1000, 2)),
+        ["FL1", "FL2"],
+        datatype="I",
+        bits=16,
+        pne=["0,0", "4,1"],
+        pnr=[1024, 1024],
+    )
+    for name, data in (("floats.fcs", floats), ("ints.fcs", ints)):
+        s = read_fcs(write(tmp_path, data, name))
+        assert np.array_equal(s.column_maxima(), s.events.max(axis=0)), name
+        # only for the events they were found in
+        other = dataclasses.replace(s, events=s.events[:10])
+        assert other.column_maxima() is None
+    assert FlowSample.from_array(ev, ["a", "b", "c"]).column_maxima() is None
+
+
+def test_negative_infinity_in_float_data_is_refused(tmp_path: Path) -> None:
+    ev = RAW.copy()
+    ev[1, 2] = -np.inf
+    with pytest.raises(FCSFormatError, match="DATA segment holds 1 non-finite values"):
+        read_fcs(write(tmp_path, build_fcs(ev, PNN, datatype="F")))

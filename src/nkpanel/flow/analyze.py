@@ -1070,15 +1070,23 @@ def _saturation_check(
     any_top = np.zeros(sample.n_events, dtype=bool)
     cols = [sample.index_of(ch) for ch in sorted(channels)]
     tops = np.array([SATURATED * sample.channels[i].top for i in cols])
+    # most channels never reach the top: where the reader found each column's largest value,
+    # those are passed over without reading them again
+    peaks = sample.column_maxima()
+    if peaks is not None:
+        reach = [k for k, i in enumerate(cols) if peaks[i] >= tops[k]]
+        cols, tops = [cols[k] for k in reach], tops[reach]
 
     def mark(start: int, stop: int) -> None:
         block = sample.events[start:stop]
         for i, top in zip(cols, tops, strict=True):
             col = block[:, i]
-            if col.size and col.max() >= top:  # most channels never reach the top: no mask
+            # most channels never reach the top: no mask (known already where peaks are)
+            if col.size and (peaks is not None or col.max() >= top):
                 any_top[start:stop] |= col >= top
 
-    for_row_blocks(sample.n_events, mark)
+    if cols:
+        for_row_blocks(sample.n_events, mark)
     n = int(np.count_nonzero(within)) if within is not None else sample.n_events
     hits = (
         int(np.count_nonzero(any_top & within))

@@ -192,6 +192,9 @@ class FlowSample:
     #: :func:`read_fcs`); :mod:`nkpanel.flow.compensation` uses them
     detector_columns: NDArray[np.float64] | None = None
     compensated_with: Spillover | None = None
+    #: the largest value of each column of ``events``, found while they were read (see
+    #: :meth:`column_maxima`)
+    events_max: _ColumnMaxima | None = field(default=None, repr=False, compare=False)
     #: which data set of its file these events are, counting from 1 (a file may hold several),
     #: and where it starts in the file (flowio's ``nextdata_offset``)
     dataset: int = 1
@@ -251,10 +254,25 @@ class FlowSample:
     def column(self, pnn: str) -> NDArray[np.float64]:
         return self.events[:, self.index_of(pnn)]
 
+    def column_maxima(self) -> NDArray[np.float64] | None:
+        """The largest value of each column of :attr:`events`, where the reader found them
+        (in passing, while each block of rows was in the cache); ``None`` where it did not,
+        or for events other than the ones it read."""
+        found = self.events_max
+        return found.values if found is not None and found.events is self.events else None
+
     def label(self, pnn: str) -> str:
         """``CD56 (APC-A)``: the channel's $PnS and $PnN, or the $PnN alone without a $PnS."""
         pns = self.channels[self.index_of(pnn)].pns
         return f"{pns} ({pnn})" if pns else pnn
+
+
+@dataclass(frozen=True, eq=False)
+class _ColumnMaxima:
+    """Each column's largest value, and the events array they were found in."""
+
+    events: NDArray[np.float64]
+    values: NDArray[np.float64]
 
 
 def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None) -> Spillover:
@@ -1236,10 +1254,10 @@ def _binary_data(
     unmix: tuple[list[int], NDArray[np.float64]] | None,
     p: Path,
     notes: list[str],
-) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64]]:
     """The binary DATA segment ($DATATYPE I, F or D) decoded into column-ordered float64 scale
-    values, and compensated with ``unmix`` when given. Integer values the bit mask changes are
-    counted in ``notes``, per channel.
+    values, compensated with ``unmix`` when given, and each column's largest value. Integer
+    values the bit mask changes are counted in ``notes``, per channel.
 
     Raises
     ------
@@ -1260,7 +1278,8 @@ def _binary_data(
         for col, f1, f2, r in logs:
             block[:, col] = _log_scale(block[:, col], f1, f2, r)
 
-    done = _to_columns(rows, ops, unmix, decode, [col for col, *_ in logs])
+    decoded = [col for col, _ in masks] + [col for col, *_ in logs]
+    done = _to_columns(rows, ops, unmix, decode, decoded)
     for col, keep in masks:
         changed = sum(n for c, n in masked if c == col)
         if changed:
@@ -1288,14 +1307,17 @@ def _to_columns(
     unmix: tuple[list[int], NDArray[np.float64]] | None,
     decode: Callable[[NDArray[Any], NDArray[np.float64]], None] | None = None,
     decoded: Sequence[int] = (),
-) -> tuple[NDArray[np.float64], NDArray[np.float64] | None] | None:
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64]] | None:
     """Row-ordered file data → column-ordered float64 events, decoded with ``decode(stored,
     converted)`` (which may change the columns ``decoded``) and ``ops`` and, with ``unmix``,
-    compensated too; ``None`` when a value is not finite.
+    compensated too, with each column's largest value; ``None`` when a value is not finite.
 
     Block by block, by several threads: each block of rows (a few MB) is checked, converted,
     decoded and compensated while it is in the cache, which is what makes reading a million
-    events a small multiple of copying their bytes.
+    events a small multiple of copying their bytes. Each column's largest and smallest stored
+    value in the block answer whether every value is finite (NaN makes both NaN, ±inf one of
+    them) and give the column maxima the saturation check needs without another pass over
+    the events; columns that decoding changes are looked at once decoded.
     """
     from nkpanel.flow.compensation import BLOCK_ROWS, unmix_block
 
@@ -1304,7 +1326,8 @@ def _to_columns(
     if unmix is not None:
         comp = np.empty((rows.shape[0], len(unmix[0])), dtype=np.float64, order="F")
     finite: list[bool] = []
-    scaled = sorted({col for col, _, _ in ops} | set(decoded))
+    tops: list[NDArray[np.float64]] = []
+    changed = sorted({col for col, _, _ in ops} | set(decoded))
     floats = rows.dtype.kind == "f"  # whole numbers are finite
 
     def convert(start: int, stop: int) -> None:
@@ -1316,23 +1339,58 @@ def _to_columns(
         for i in range(start, stop, BLOCK_ROWS):
             j = min(i + BLOCK_ROWS, stop)
             block = read(i, j)
-            ok = _all_finite(block) if floats else True
+            top = _column_extreme(block, np.maximum).astype(np.float64)
+            ok = not floats or bool(
+                np.isfinite(top).all() and np.isfinite(_column_extreme(block, np.minimum)).all()
+            )
             out[i:j] = block
             if decode is not None:
                 decode(block, out[i:j])
             _apply_linear(out[i:j], ops)
-            # decoding can overflow only the columns it scales
-            finite.append(ok and all(_all_finite(out[i:j, col]) for col in scaled))
+            for col in changed:  # decoding can overflow only the columns it changes
+                values = out[i:j, col]
+                top[col] = values.max()
+                ok = ok and bool(np.isfinite(top[col]) and np.isfinite(values.min()))
+            finite.append(ok)
+            tops.append(top)
             if comp is not None and unmix is not None:
                 unmix_block(out[i:j], comp[i:j], unmix[0], unmix[1])
 
     with np.errstate(invalid="ignore", over="ignore"):
         for_row_blocks(rows.shape[0], convert, align=BLOCK_ROWS)
-    return (out, comp) if all(finite) else None
+    if not all(finite):
+        return None
+    return out, comp, np.maximum.reduce(tops, axis=0)
 
 
 def _row_block(rows: NDArray[Any], i: int, j: int) -> NDArray[Any]:
     return rows[i:j]
+
+
+#: rows whose values one step of :func:`_column_extreme` compares at a time
+_EXTREME_ROWS = 256
+
+
+def _column_extreme(block: NDArray[Any], ufunc: np.ufunc) -> NDArray[Any]:
+    """Each column's largest (``np.maximum``) or smallest (``np.minimum``) value of a block of
+    rows; NaN where the column holds one.
+
+    Reduced down the rows, a row-ordered block of a few columns costs a short inner loop per
+    row: taken :data:`_EXTREME_ROWS` rows at a time (a row of that many rows' values), the
+    comparisons run over long rows instead, then the few partial results are reduced (the
+    extremes, NaN included, are the same whatever the grouping)."""
+    rows, cols = block.shape
+    head = rows - rows % _EXTREME_ROWS
+    parts: list[NDArray[Any]] = []
+    if head:
+        grouped = ufunc.reduce(block[:head].reshape(-1, _EXTREME_ROWS * cols), axis=0)
+        parts.append(ufunc.reduce(grouped.reshape(_EXTREME_ROWS, cols), axis=0))
+    if head < rows:
+        parts.append(ufunc.reduce(block[head:], axis=0))
+    if len(parts) == 1:
+        return parts[0]
+    extreme: NDArray[Any] = ufunc.reduce(parts, axis=0)
+    return extreme
 
 
 def _all_finite(events: NDArray[Any]) -> bool:
@@ -1608,6 +1666,7 @@ def _read_buffer(
 
         unmix = unmixing(with_matrix, [c.pnn for c in channels], p)
     comp: NDArray[np.float64] | None = None
+    events_max: NDArray[np.float64] | None = None
     if layout.tot == 0:
         events = np.zeros((0, layout.par), dtype=np.float64)
         notes.append("the file holds no events ($TOT 0)")
@@ -1623,7 +1682,7 @@ def _read_buffer(
         # reads, decodes and compensates the DATA, validated against the TEXT and the file
         # size, straight into columns in one pass
         _flowio_text_check(buf, text, layout, header, p)
-        events, comp = _binary_data(buf, layout, channels, text, unmix, p, notes)
+        events, comp, events_max = _binary_data(buf, layout, channels, text, unmix, p, notes)
     events.setflags(write=False)
     sample = FlowSample(
         name=p.stem,
@@ -1636,6 +1695,7 @@ def _read_buffer(
         notes=tuple(notes),
         dataset=chosen,
         dataset_offset=base,
+        events_max=None if events_max is None else _ColumnMaxima(events, events_max),
     )
     if with_matrix is None or unmix is None:  # unmix is set whenever with_matrix is
         return sample
