@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from nkpanel._threads import MIN_ROWS_PER_THREAD, for_row_blocks, thread_count
+from nkpanel._threads import MIN_ROWS_PER_THREAD, RANGES_PER_THREAD, for_row_blocks, thread_count
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
@@ -28,8 +28,41 @@ def test_every_row_is_worked_on_once(
     for_row_blocks(n_rows, work, align=1000)
     assert np.all(hits == 1)
     assert all(start % 1000 == 0 for start, _ in ranges)
-    expected = 1 if threads == "1" or n_rows < 2 * MIN_ROWS_PER_THREAD else int(threads)
+    expected = (
+        1
+        if threads == "1" or n_rows < 2 * MIN_ROWS_PER_THREAD
+        else int(threads) * RANGES_PER_THREAD
+    )
     assert len(ranges) == expected
+
+
+def test_the_calling_thread_works_while_the_pool_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool thread that does not come (asleep, or busy: here held by another task) holds
+    nothing up: the calling thread takes every range itself."""
+    import nkpanel._threads as threads_module
+
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    for_row_blocks(MIN_ROWS_PER_THREAD * 4, lambda start, stop: None)  # the pool exists
+    pool = threads_module._pool
+    assert pool is not None
+    release = threading.Event()
+    # every pool thread held by another task
+    held = [pool.submit(release.wait, 10) for _ in range(threads_module._pool_size)]
+    try:
+        hits = np.zeros(MIN_ROWS_PER_THREAD * 4, dtype=np.int64)
+        workers: set[int] = set()
+
+        def work(start: int, stop: int) -> None:
+            workers.add(threading.get_ident())
+            hits[start:stop] += 1
+
+        for_row_blocks(hits.size, work)
+        assert np.all(hits == 1)
+        assert workers == {threading.get_ident()}
+    finally:
+        release.set()
+        for h in held:
+            h.result()
 
 
 def test_an_error_in_a_block_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +100,7 @@ def test_a_forked_child_gets_a_working_pool(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("NKPANEL_THREADS", "2")
     both = threading.Barrier(2, timeout=10)
-    # two ranges that wait for each other: the parent's pool then has two (idle) threads
+    # ranges that wait for each other in pairs: the parent's pool thread has then worked
     for_row_blocks(MIN_ROWS_PER_THREAD * 4, lambda start, stop: both.wait() and None)
     ctx = multiprocessing.get_context("fork")
     child = ctx.Process(target=_work_in_child)

@@ -10,6 +10,7 @@ that already runs one task per core).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -17,6 +18,8 @@ __all__ = ["for_row_blocks", "thread_count"]
 
 #: below this many rows one thread is faster than handing work to others
 MIN_ROWS_PER_THREAD = 100_000
+#: ranges the rows are cut into per thread, for the threads to take in turn
+RANGES_PER_THREAD = 4
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -48,30 +51,58 @@ def thread_count() -> int:
 
 
 def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1) -> None:
-    """Call ``work(start, stop)`` over ``[0, n_rows)`` cut into one range per thread.
+    """Call ``work(start, stop)`` over ``[0, n_rows)``, cut into a few ranges per thread that
+    the threads take in turn.
 
-    Ranges start at multiples of ``align`` (so a caller's own blocks stay whole). An exception
-    in any range is raised here after every range has finished.
+    Ranges start at multiples of ``align`` (so a caller's own blocks stay whole). The calling
+    thread takes ranges too, and every thread takes the next range left until none is: a pool
+    thread that was asleep can take longer to wake (an idle virtual CPU) than the work takes,
+    and waiting for it made two threads slower than one; one that wakes late takes what is
+    left. An exception in any range is raised here after every range has finished (the
+    first range's, in row order).
     """
     threads = max(1, min(thread_count(), n_rows // MIN_ROWS_PER_THREAD))
-    step = -(-n_rows // threads)
+    step = -(-n_rows // (threads * RANGES_PER_THREAD))
     step = max(1, -(-step // align) * align)
     bounds = [(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
-    if len(bounds) <= 1:  # one thread, or the alignment left one range: run it here
+    if threads <= 1 or len(bounds) <= 1:  # one thread, or one range: run it here
         work(0, n_rows)
         return
     global _pool, _pool_size
-    if _pool is None or _pool_size < len(bounds):
-        _pool = ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="nkpanel")
-        _pool_size = len(bounds)
-    futures = [_pool.submit(work, lo, hi) for lo, hi in bounds]
+    helpers = threads - 1
+    if _pool is None or _pool_size < helpers:
+        _pool = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="nkpanel")
+        _pool_size = helpers
+    turns = iter(range(len(bounds)))
+    lock = threading.Lock()
+    errors: list[Exception | None] = [None] * len(bounds)
+    stop = False
+
+    def take_turns() -> None:
+        while not stop:
+            with lock:
+                k = next(turns, None)
+            if k is None:
+                return
+            try:
+                work(*bounds[k])
+            except Exception as exc:  # raised below, once every range has finished
+                errors[k] = exc
+
+    futures = [_pool.submit(take_turns) for _ in range(helpers)]
     try:
-        wait(futures)
+        take_turns()
     finally:
         # interrupted (KeyboardInterrupt…): no range may still be running once this returns,
         # since the caller's buffers and files are released then
-        for f in futures:
-            f.cancel()
-        wait(futures)
-    for f in futures:
+        stop = True
+        # helpers not started yet (their pool busy, or asleep) are not needed: only the ones
+        # that did start are waited for (a cancelled future counts as done only once the
+        # pool has dequeued it)
+        started = [f for f in futures if not f.cancel()]
+        wait(started)
+    for f in started:
         f.result()
+    for exc in errors:
+        if exc is not None:
+            raise exc

@@ -1330,9 +1330,15 @@ def _to_columns(
     changed = sorted({col for col, _, _ in ops} | set(decoded))
     floats = rows.dtype.kind == "f"  # whole numbers are finite
 
+    scratches: dict[int, NDArray[np.uint8]] = {}  # one per thread, for every range it takes
+
     def convert(start: int, stop: int) -> None:
         if isinstance(rows, _StreamedRows):
-            scratch = rows.scratch(min(BLOCK_ROWS, stop - start))
+            scratch = scratches.get(threading.get_ident())
+            if scratch is None:
+                scratch = scratches[threading.get_ident()] = rows.scratch(
+                    min(BLOCK_ROWS, rows.shape[0])
+                )
             read = functools.partial(rows.read, scratch=scratch)
         else:
             read = functools.partial(_row_block, rows)
