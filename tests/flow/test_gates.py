@@ -233,3 +233,25 @@ def test_polygons_in_blocks_match_one_pass(threads: str, monkeypatch: pytest.Mon
         finite = np.isfinite(x) & np.isfinite(y)
         assert not got[~finite].any()
         assert np.array_equal(got[finite], _kernel(x[finite], y[finite], vertices))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_polygons_within_a_parent_are_the_polygon_and_the_parent(
+    threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tested within a parent mask (only its points looked at), a band, the region under a
+    chain and another shape give the kernel's answer there and nothing elsewhere."""
+    monkeypatch.setenv("NKPANEL_THREADS", threads)
+    rng = np.random.default_rng(12)
+    n = 300_007
+    band = _band(rng, 8)
+    chain = np.asarray(
+        _oblique_polygon(9.3, 1.2, ceiling=3.6e4, left=1e4, right=2.65e5, bottom=-2.62e5)
+    )
+    triangle = np.array([[1e4, 1e4], [2.5e5, 2e4], [1e5, 2.5e5]])
+    for vertices in (band, chain, triangle):
+        x = rng.uniform(-1e4, 3e5, n)
+        y = x * np.exp(rng.normal(0.0, 0.6, n)) + rng.normal(0.0, 2e3, n)
+        parent = rng.random(n) < 0.6
+        got = points_in_polygon(x, y, vertices, within=parent)
+        assert np.array_equal(got, _kernel(x, y, vertices) & parent)
