@@ -1,10 +1,12 @@
 """Row blocks of one large array worked on by a few threads.
 
 Converting and compensating a million events is a stream through memory; NumPy releases the
-GIL for it, so two threads on two halves of the rows finish in about two thirds of the time
-on the project's 2-core machine. The number of threads is the CPUs this process may use,
-at most 4, or ``NKPANEL_THREADS`` when set (1 turns threading off, e.g. under a Dask worker
-that already runs one task per core).
+GIL for it, so two threads on the rows finish in about two thirds of the time on the
+project's 2-core machine, when the second thread is running. The rows are cut into a few
+ranges per thread that the calling thread and the pool's take in turn: a pool thread woken
+after a spell of single-threaded work can start late, and then takes only what is left. The
+number of threads is the CPUs this process may use, at most 4, or ``NKPANEL_THREADS`` when
+set (1 turns threading off, e.g. under a Dask worker that already runs one task per core).
 """
 
 from __future__ import annotations
