@@ -8,7 +8,7 @@ from here, so that every command looks and fails the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -140,6 +140,17 @@ def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
     leads the line in ``colour``."""
     line = Text(text) if flag is None else Text.assemble((flag, colour), " ", text)
     err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def say_written(out: Path, written: bool, removed: Sequence[Path], what: str) -> None:
+    """A batch's closing lines: where its outputs are, or that nothing was written as no
+    ``what`` ("file", "image") could be analysed; and the earlier run's tables it removed."""
+    if written:
+        out_console.print(f"outputs written to {out}")
+    else:
+        say(f"no {what} could be analysed: nothing written")
+    if removed:
+        say(f"{out}: the earlier run's batch tables were removed (they did not describe this run)")
 
 
 def fmt(value: object, decimals: int = 1) -> str:

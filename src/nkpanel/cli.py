@@ -28,6 +28,7 @@ from nkpanel._cli import (
     parse_pairs,
     progress_steps,
     say,
+    say_written,
 )
 from nkpanel.errors import ConfigError, NkPanelError, one_line, show_tracebacks, tracebacks_shown
 from nkpanel.flow.qc import QCLimits
@@ -339,12 +340,7 @@ def flow_analyze(
     _print_results(outcome.results, outcome.failures)
     for folder in outcome.earlier:
         say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
-    if outcome.results:
-        out_console.print(f"outputs written to {out}")
-    else:
-        say("no file could be analysed: nothing written")
-    if outcome.removed:
-        say(f"{out}: the earlier run's batch tables were removed (they did not describe this run)")
+    say_written(out, bool(outcome.results), outcome.removed, "file")
     if outcome.failures:
         say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
         raise typer.Exit(1)

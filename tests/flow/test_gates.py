@@ -207,6 +207,13 @@ def test_range_gates_in_blocks_match_one_pass(
             assert np.array_equal(got, expected)
 
 
+def _three_shapes(rng: np.random.Generator) -> list[np.ndarray]:
+    """A band, the region under a chain (an automated lymphocyte gate's shape) and a triangle."""
+    chain = _oblique_polygon(9.3, 1.2, ceiling=3.6e4, left=1e4, right=2.65e5, bottom=-2.62e5)
+    triangle = np.array([[1e4, 1e4], [2.5e5, 2e4], [1e5, 2.5e5]])
+    return [_band(rng, 8), np.asarray(chain), triangle]
+
+
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_polygons_in_blocks_match_one_pass(threads: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """points_in_polygon over many blocks and threads gives what one block over every point
@@ -215,12 +222,7 @@ def test_polygons_in_blocks_match_one_pass(threads: str, monkeypatch: pytest.Mon
     monkeypatch.setenv("NKPANEL_THREADS", threads)
     rng = np.random.default_rng(11)
     n = 300_007
-    band = _band(rng, 8)
-    chain = np.asarray(
-        _oblique_polygon(9.3, 1.2, ceiling=3.6e4, left=1e4, right=2.65e5, bottom=-2.62e5)
-    )
-    triangle = np.array([[1e4, 1e4], [2.5e5, 2e4], [1e5, 2.5e5]])
-    for vertices in (band, chain, triangle):
+    for vertices in _three_shapes(rng):
         x = np.abs(_awkward_values(rng, n, 1e5))
         y = np.abs(_awkward_values(rng, n, 1e5))
         got = points_in_polygon(x, y, vertices)
@@ -244,12 +246,7 @@ def test_polygons_within_a_parent_are_the_polygon_and_the_parent(
     monkeypatch.setenv("NKPANEL_THREADS", threads)
     rng = np.random.default_rng(12)
     n = 300_007
-    band = _band(rng, 8)
-    chain = np.asarray(
-        _oblique_polygon(9.3, 1.2, ceiling=3.6e4, left=1e4, right=2.65e5, bottom=-2.62e5)
-    )
-    triangle = np.array([[1e4, 1e4], [2.5e5, 2e4], [1e5, 2.5e5]])
-    for vertices in (band, chain, triangle):
+    for vertices in _three_shapes(rng):
         x = rng.uniform(-1e4, 3e5, n)
         y = x * np.exp(rng.normal(0.0, 0.6, n)) + rng.normal(0.0, 2e3, n)
         parent = rng.random(n) < 0.6

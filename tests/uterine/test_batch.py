@@ -205,13 +205,19 @@ def test_rerun_leaves_only_the_latest_outputs(fields: list[Path], tmp_path: Path
     assert [p.name for p in (out / "images").iterdir()] == ["a"]  # no partial folders left
 
 
-def test_a_failed_image_removes_only_nkpanels_files(fields: list[Path], tmp_path: Path) -> None:
+def _analysed(field: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of ``field`` analysed into ``out``: (the copy, out)."""
     d = tmp_path / "in"
     d.mkdir()
     a = d / "a.tif"
-    a.write_bytes(fields[0].read_bytes())
+    a.write_bytes(field.read_bytes())
     out = tmp_path / "out"
     assert not analyze_batch([a], out, detections=False).failures
+    return a, out
+
+
+def test_a_failed_image_removes_only_nkpanels_files(fields: list[Path], tmp_path: Path) -> None:
+    a, out = _analysed(fields[0], tmp_path)
     folder = out / "images" / "a"
     note = folder / "pathologist_notes.txt"
     note.write_text("a lab's own file, not nkpanel's")
@@ -230,12 +236,7 @@ def test_a_batch_whose_every_image_fails_writes_nothing(fields: list[Path], tmp_
     import subprocess
     import sys
 
-    d = tmp_path / "in"
-    d.mkdir()
-    a = d / "a.tif"
-    a.write_bytes(fields[0].read_bytes())
-    out = tmp_path / "out"
-    assert not analyze_batch([a], out, detections=False).failures
+    a, out = _analysed(fields[0], tmp_path)
     assert (out / "uterine_results.csv").is_file()
     a.write_bytes(a.read_bytes()[:1000])  # a is now truncated
     again = analyze_batch([a], out, detections=False)

@@ -28,6 +28,7 @@ from nkpanel._cli import (
     progress,
     progress_steps,
     say,
+    say_written,
 )
 from nkpanel.errors import ConfigError
 from nkpanel.flow.qc import QCFlag
@@ -122,12 +123,7 @@ def _print_results(batch: object, out: Path) -> None:
             flag="warning:",
             colour="yellow",
         )
-    if batch.results:
-        out_console.print(f"outputs written to {out}")
-    else:
-        say("no image could be analysed: nothing written")
-    if batch.removed:
-        say(f"{out}: the earlier run's batch tables were removed (they did not describe this run)")
+    say_written(out, bool(batch.results), batch.removed, "image")
 
 
 #: notes that say how an image was read or analysed and leave nothing in doubt (printed as
