@@ -313,6 +313,20 @@ def test_simulators_never_overwrite_a_users_file(
     assert nkpanel(*command, "--out", str(again), "--seed", "2").returncode == 0
 
 
+def test_a_simulator_removes_nothing_already_in_its_folder(tmp_path: Path) -> None:
+    """Written into a folder holding nkpanel's outputs of another command (a case run's
+    summary, another simulator's files), a simulator adds its files beside them and removes
+    none: it had deleted a run's case_summary.json with exit 0 (review 18)."""
+    out = tmp_path / "out"
+    assert nkpanel("simulate", "--out", str(out), "--events", "5000").returncode == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert nkpanel("cytotox", "simulate", "--out", str(out)).returncode == 0
+    after = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    assert set(before) <= after and Path("plate_reads.csv") in after
+    # the second simulator's files are nkpanel's too: a third run replaces them
+    assert nkpanel("cytotox", "simulate", "--out", str(out), "--seed", "2").returncode == 0
+
+
 def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -> None:
     """--history of another patient, or of the episode itself, is refused in one line naming
     the file before anything is analysed; it was refused only after every biomarker had run,

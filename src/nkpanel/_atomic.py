@@ -65,8 +65,12 @@ OWNED = ".nkpanel-files"
 
 
 @contextlib.contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
+def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
     """Yield a new, empty folder beside ``target``; on success it takes ``target``'s place.
+
+    With ``prune=False`` (the simulators, which add example files to a folder that may hold
+    anything) nothing already there is removed: the new files are moved in beside the others,
+    replacing only nkpanel's own files of the same names.
 
     The folder then holds what this run wrote and no file of an earlier run of nkpanel: the
     files nkpanel wrote are listed in :data:`OWNED`. A ``target`` holding only such files is
@@ -99,6 +103,8 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         owned = _owned_stamps(target) if target.is_dir() else {}
         if not target.exists() and not target.is_symlink():
             os.replace(tmp, target)
+        elif not prune:
+            _merge(tmp, target, stamps, owned, prune=False)
         elif target.is_dir() and not target.is_symlink() and _only_ours(target, owned):
             old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
             os.replace(target, old / target.name)
@@ -111,12 +117,14 @@ def atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge(tmp: Path, target: Path, stamps: dict[str, str], owned: dict[str, str]) -> None:
+def _merge(
+    tmp: Path, target: Path, stamps: dict[str, str], owned: dict[str, str], *, prune: bool = True
+) -> None:
     """Move the files ``written`` in ``tmp`` into ``target``, which holds files that are not
     nkpanel's (``owned``: those its list there names, :func:`_owned_stamps`): those are never
     touched, and a name clash with one of them is refused before anything moves. The list
     names old and new files until the end, so an interruption never leaves a file of
-    nkpanel's unlisted."""
+    nkpanel's unlisted. Without ``prune``, nkpanel's other files there stay too."""
     if not target.is_dir():
         raise InputError(target, "is not a folder: nkpanel cannot write its outputs there")
     written = list(stamps)
@@ -125,12 +133,13 @@ def _merge(tmp: Path, target: Path, stamps: dict[str, str], owned: dict[str, str
             raise InputError(target / name, "leads out of the output folder through a link")
     _refuse_clash(target, written, owned.keys())
     _write_list(target, {**owned, **stamps})
-    for name in owned.keys() - stamps.keys():
+    kept = {} if prune else {n: st for n, st in owned.items() if n not in stamps}
+    for name in owned.keys() - stamps.keys() - kept.keys():
         _remove_listed(target, name)
     for name in written:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, target / name)  # keeps its size and modification time
-    _write_list(target, stamps)
+    _write_list(target, {**kept, **stamps})
 
 
 def earlier_folders(parent: Path, written: Iterable[str]) -> list[Path]:

@@ -380,8 +380,9 @@ def simulate(
     from nkpanel.demo import write_synthetic_case
 
     # written whole beside --out, then moved in: a file there that nkpanel did not write (a
-    # real tube of the same name) is refused before anything is replaced
-    with atomic_folder(out) as staged:
+    # real tube of the same name) is refused before anything is replaced;
+    # nothing else there is removed (an analysis's outputs, another simulator's files)
+    with atomic_folder(out, prune=False) as staged:
         manifest = write_synthetic_case(
             staged,
             n_events=n_events,
@@ -636,7 +637,7 @@ def demo(
     for i, ep in enumerate(DEMO_EPISODES):
         last = i == len(DEMO_EPISODES) - 1
         case_dir = out / "synthetic-cases" / ep.folder
-        with atomic_folder(case_dir) as staged:
+        with atomic_folder(case_dir, prune=False) as staged:
             manifest = write_synthetic_case(
                 staged,
                 seed=ep.seed,

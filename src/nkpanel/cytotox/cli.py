@@ -390,9 +390,10 @@ def simulate(
     if wells not in (96, 384):
         raise ConfigError(f"--wells {wells}: a plate has 96 or 384 wells")
     # written whole beside --out, then moved in: a file there that nkpanel did not write (a
-    # lab's own plate_reads.csv) is refused before anything is replaced
+    # lab's own plate_reads.csv) is refused before anything is replaced;
+    # nothing else there is removed (an analysis's outputs, another simulator's files)
     if assay == "flow":
-        with atomic_folder(out) as staged:
+        with atomic_folder(out, prune=False) as staged:
             written = write_synthetic_flow_killing(staged, FlowKillingSpec(seed=seed))
         tubes, truth = (out / p.relative_to(staged) for p in written)
         out_console.print(
@@ -402,7 +403,7 @@ def simulate(
         )
         return
     spec = PlateSimulationSpec(seed=seed, kind=assay, plate_format=96 if wells == 96 else 384)
-    with atomic_folder(out) as staged:
+    with atomic_folder(out, prune=False) as staged:
         files = write_synthetic_plate(staged, spec, form=form)
     reads, layout, truth = (out / p.relative_to(staged) for p in files)
     out_console.print(

@@ -427,8 +427,8 @@ def simulate(
 
     written = []
     # written whole beside --out, then moved in: a file there that nkpanel did not write is
-    # refused before anything is replaced
-    with progress_steps("simulating", n_fields) as step, atomic_folder(out) as staged:
+    # refused before anything is replaced; nothing else there is removed
+    with progress_steps("simulating", n_fields) as step, atomic_folder(out, prune=False) as staged:
         for i in range(n_fields):
             spec = FieldSpec(
                 seed=seed * 1000 + i,
