@@ -57,6 +57,11 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     for line in ("clinician report:", "patient page:", "FHIR bundle:"):
         assert line in proc.stdout
     assert "report.html" in proc.stdout and "patient.html" in proc.stdout  # as README says
+    # a preliminary report is said, with the way a case run takes an authoriser (run has no
+    # --authoriser option: review 18)
+    assert "note: the report is PRELIMINARY: no authoriser (authoriser = … in a --lab file)" in (
+        proc.stderr
+    )
 
 
 def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:

@@ -145,22 +145,9 @@ def render_reading(
         json=paths["json"],
         fhir=paths["fhir"],
         figures=tuple(figure_files),
-        notes=_status_notes(doc),
+        preliminary=doc["report"]["status"] == "preliminary",
+        lab_unnamed=doc["laboratory"]["name"] == LabInfo.model_fields["name"].default,
     )
-
-
-def _status_notes(doc: Mapping[str, Any]) -> tuple[str, ...]:
-    """What a lab should hear of the report it just wrote: preliminary (no authoriser), or
-    issued in no laboratory's name."""
-    notes = []
-    if doc["report"]["status"] == "preliminary":
-        notes.append(
-            "the report is PRELIMINARY: no authoriser (--authoriser, or authoriser in the --lab "
-            "file)"
-        )
-    if doc["laboratory"]["name"] == LabInfo.model_fields["name"].default:
-        notes.append("no laboratory is named on the report (--lab FILE: docs/case-manifest.md)")
-    return tuple(notes)
 
 
 def _zone(lab: LabInfo) -> dt.tzinfo:

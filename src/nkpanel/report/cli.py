@@ -20,7 +20,14 @@ from typing import Annotated, Any
 
 import typer
 
-from nkpanel._cli import HistoryOption, IntervalsOption, LabOption, output_folder, parse_pairs
+from nkpanel._cli import (
+    HistoryOption,
+    IntervalsOption,
+    LabOption,
+    output_folder,
+    parse_pairs,
+    say,
+)
 from nkpanel.errors import ConfigError, InputError
 
 __all__ = ["app", "read_summary", "report"]
@@ -140,5 +147,5 @@ def report(
     typer.echo(patient)
     typer.echo(f"report JSON:      {paths.json}")
     typer.echo(f"FHIR R4 bundle:   {paths.fhir}")
-    for note in paths.notes:
-        typer.echo(f"note: {note}", err=True)
+    for note in paths.notes(authoriser="--authoriser, or authoriser = … in a --lab file"):
+        say(note, flag="note:", colour="yellow")

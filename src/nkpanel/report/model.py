@@ -70,9 +70,10 @@ class ReportPaths:
     json: Path
     fhir: Path
     figures: tuple[Path, ...] = field(default=())
-    #: what the command line says of the report beside its paths (a preliminary report, no
-    #: laboratory named): the pages say it too, but a lab should not learn it from them
-    notes: tuple[str, ...] = field(default=())
+    #: no authoriser: the report is preliminary
+    preliminary: bool = False
+    #: no lab file: the report names no laboratory
+    lab_unnamed: bool = False
 
     def lines(self) -> list[str]:
         """Where each report is, as the command line prints it: HTML, and PDF when made."""
@@ -100,8 +101,20 @@ class ReportPaths:
             json=new / self.json.relative_to(old),
             fhir=new / self.fhir.relative_to(old),
             figures=tuple(new / f.relative_to(old) for f in self.figures),
-            notes=self.notes,
+            preliminary=self.preliminary,
+            lab_unnamed=self.lab_unnamed,
         )
+
+    def notes(self, authoriser: str) -> list[str]:
+        """What the command line says of the report beside its paths, ``authoriser`` naming
+        how the calling command takes one: the pages say it too, but a lab should not learn
+        it from them."""
+        out = []
+        if self.preliminary:
+            out.append(f"the report is PRELIMINARY: no authoriser ({authoriser})")
+        if self.lab_unnamed:
+            out.append("no laboratory is named on the report (a --lab file: name = …)")
+        return out
 
     def all(self) -> list[Path]:
         """Every file written, in a stable order."""
