@@ -332,6 +332,25 @@ def test_a_simulator_removes_nothing_already_in_its_folder(tmp_path: Path) -> No
     assert nkpanel("cytotox", "simulate", "--out", str(out), "--seed", "2").returncode == 0
 
 
+def test_a_case_run_says_why_each_withheld_result_is(tmp_path: Path) -> None:
+    """In a case run, a withheld biopsy said only NOT REPORTABLE in its table, and an LU of
+    "–" nothing at all (review 18): each reason is a line under the tables."""
+    case = tmp_path / "c"
+    assert nkpanel("simulate", "--out", str(case), "--events", "5000").returncode == 0
+    toml = case / "case.toml"
+    text = toml.read_text().replace("lh_day = 7\n", "lh_day = 7\npixel_size_um = 1.0\n")
+    toml.write_text("\n".join(x for x in text.splitlines() if "targets_per_well" not in x))
+    proc = nkpanel("run", str(toml), "--out", str(tmp_path / "o"), "--no-report", "--no-plots")
+    lines = proc.stderr.splitlines()
+    assert any(
+        x.startswith("not reportable: endometrial biopsy biopsy-1: ") and "pixel size" in x
+        for x in lines
+    )
+    assert "note: NK activity nk-activity-51cr: LU/10⁷ –: targets per well not given" in (
+        proc.stderr
+    )
+
+
 def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -> None:
     """--history of another patient, or of the episode itself, is refused in one line naming
     the file before anything is analysed; it was refused only after every biomarker had run,

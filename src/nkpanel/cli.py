@@ -114,7 +114,8 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
         return
     table = Table(title="NK activity (K562 killing)")
     for col in ("plate", "sample", "treatment", "lysis % at std ratio", "LU/1e7", "suppr. %", "QC"):
-        table.add_column(col, overflow="fold")  # whole names, folded, never cut
+        # whole names, folded, never cut; the QC word kept whole
+        table.add_column(col, overflow="fold", no_wrap=col == "QC")
 
     for plate_id, h in rows:
         qc = "reportable" if h.get("reportable") else "NOT REPORTABLE"
@@ -133,7 +134,8 @@ def _print_cytotoxicity(plates: list[dict[str, object]]) -> None:
 def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailure]) -> None:
     table = Table(title="Peripheral-blood NK cells", show_lines=False)
     for col in ("sample", "NK % lymph", "NK /µL", "CD56bright % NK", "NK-like T % lymph", "QC"):
-        table.add_column(col, overflow="fold")  # whole names, folded, never cut
+        # whole names, folded, never cut; the QC word kept whole
+        table.add_column(col, overflow="fold", no_wrap=col == "QC")
     for r in results:
         qc = "reportable" if r.reportable else "NOT REPORTABLE"
         table.add_row(
@@ -509,7 +511,8 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
         "QC",
     )
     for col in cols:
-        table.add_column(col, overflow="fold")  # whole names, folded, never cut
+        # whole names, folded, never cut; the QC word kept whole
+        table.add_column(col, overflow="fold", no_wrap=col == "QC")
 
     for b in rows:
         u = b["uterine"]
@@ -581,6 +584,31 @@ def _endometrial_warnings(biopsies: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _case_withheld(outcome: CaseOutcome) -> tuple[list[str], list[str]]:
+    """Why each NK-activity condition and endometrial biopsy of a case is NOT REPORTABLE, a
+    line each (the flow rows say theirs with :func:`_print_results`); and why a condition's
+    LU/10⁷ reads "–", once per reason."""
+    lines = []
+    no_lu = []
+    for p in outcome.cytotoxicity:
+        for h in p.get("headline") or []:
+            treatment = str(h.get("treatment", "none"))
+            who = f"NK activity {p.get('id')}, sample {h.get('sample')}" + (
+                "" if treatment == "none" else f" with {treatment}"
+            )
+            lines += [f"{who}: {r}" for r in h.get("not_reportable_reasons") or []]
+        for s in p.get("samples") or []:
+            for c in s.get("conditions") or []:
+                lu = c.get("lytic_units") or {}
+                if lu.get("lu_per_1e7_effectors") is None and lu.get("reason"):
+                    no_lu.append(f"NK activity {p.get('id')}: LU/10⁷ –: {lu['reason']}")
+    for b in outcome.endometrial:
+        pooled = b.get("uterine") or {}
+        for r in pooled.get("not_reportable_reasons") or []:
+            lines.append(f"endometrial biopsy {b.get('id')}: {r}")
+    return lines, list(dict.fromkeys(no_lu))
+
+
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
     import dataclasses
 
@@ -594,6 +622,11 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
     _print_cytotoxicity(outcome.cytotoxicity)
     _print_endometrial(outcome.endometrial)
     _print_results(results, ())  # the flow rows, and their own warnings and notes
+    withheld, no_lu = _case_withheld(outcome)
+    for line in withheld:
+        say(line, flag="not reportable:")
+    for line in no_lu:
+        say(line, flag="note:", colour="yellow")
     for line in dict.fromkeys(
         [*_cytotoxicity_warnings(outcome.cytotoxicity), *_endometrial_warnings(outcome.endometrial)]
     ):

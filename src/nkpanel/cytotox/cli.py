@@ -98,7 +98,8 @@ def _report(result: CytotoxResult, out: Path) -> None:
     # flow killing has no maximum release: its control is the dead % of targets alone
     control = "targets alone dead %" if result.assay == "flow" else "S/M %"
     for col in ("sample", "treatment", "lysis at std ratio %", "LU/10⁷", control, "QC"):
-        table.add_column(col, overflow="fold")  # whole names, folded, never cut
+        # whole names, folded, never cut; the QC word kept whole
+        table.add_column(col, overflow="fold", no_wrap=col == "QC")
     for s in result.samples:
         for c in s.conditions:
             std = c.standard_ratio

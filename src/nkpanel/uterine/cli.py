@@ -84,7 +84,8 @@ def _print_results(batch: object, out: Path) -> None:
         "glands excluded by",
         "QC",
     ):
-        table.add_column(col, overflow="fold")  # whole names, folded, never cut
+        # whole names, folded, never cut; the QC word kept whole
+        table.add_column(col, overflow="fold", no_wrap=col == "QC")
     # the biopsy's row always: its QC (e.g. too few stromal cells over all images) can differ
     # from a single image's
     rows = list(batch.results) + ([batch.pooled] if batch.pooled else [])
