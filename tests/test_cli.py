@@ -351,6 +351,22 @@ def test_a_case_run_says_why_each_withheld_result_is(tmp_path: Path) -> None:
     )
 
 
+def test_the_episodes_lh_day_times_a_biopsy_that_gives_none(tmp_path: Path) -> None:
+    """An LH day in the episode's [pre_analytic] (and none in the biopsy's table): the report
+    used it, while the biopsy's summary said "biopsy timing not given" (review 18)."""
+    case = tmp_path / "c"
+    assert nkpanel("simulate", "--out", str(case), "--events", "5000").returncode == 0
+    toml = case / "case.toml"
+    text = toml.read_text().replace("lh_day = 7\n", "")
+    text = text.replace("[[blood_draws]]", "[pre_analytic]\nlh_day = 8\n\n[[blood_draws]]", 1)
+    toml.write_text(text)
+    out = tmp_path / "o"
+    proc = nkpanel("run", str(toml), "--out", str(out), "--no-report", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    (biopsy,) = json.loads((out / "case_summary.json").read_text())["endometrial"]
+    assert biopsy["timing"]["lh_day"] == 8 and biopsy["timing"]["in_mid_luteal_window"]
+
+
 def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -> None:
     """--history of another patient, or of the episode itself, is refused in one line naming
     the file before anything is analysed; it was refused only after every biomarker had run,

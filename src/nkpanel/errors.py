@@ -50,6 +50,16 @@ def tracebacks_shown() -> bool:
     return _tracebacks["on"]
 
 
+def option_or_key(option: str, key: str) -> str:
+    """A setting as a message names it: the command line's option and the case manifest's
+    key, since one message reaches both (``nkpanel run`` has no ``--pixel-size``).
+
+    >>> option_or_key("--pixel-size", "pixel_size_um")
+    '--pixel-size (in a case manifest: pixel_size_um)'
+    """
+    return f"{option} (in a case manifest: {key})"
+
+
 def batch_failure(exc: Exception, source: str | Path | None = None) -> str:
     """The one line recorded for a file of a batch that raised ``exc``.
 

@@ -395,6 +395,13 @@ def run_case(
     for biopsy in case.endometrial:
         if on_file is not None:
             on_file(f"endometrial biopsy {biopsy.id}")
+        if biopsy.lh_day is None and biopsy.cycle_day is None:
+            # the episode's timing stands for a biopsy that gives none, as it does for the
+            # report (a specimen's own facts win over the episode's)
+            episode = case.pre_analytic
+            biopsy = biopsy.model_copy(
+                update={"lh_day": episode.lh_day, "cycle_day": episode.cycle_day}
+            )
         try:
             entry = run_biopsy_for_case(biopsy, case.base_dir, out_dir / "uterine" / biopsy.id)
         except Exception as exc:  # the biopsy as a whole (its regions, stain vectors…)

@@ -101,6 +101,8 @@ def test_a_given_pixel_size_the_nuclei_also_contradict_is_not_reported(
     (q,) = [q for q in a.result.qc if q.check == "pixel size agrees with the file"]
     assert not q.passed and q.blocking and not a.result.reportable
     assert f"given as {given:g} µm" in q.reason and "the nuclei measure" in q.reason
+    # the way to mend it named for the command line and for a case manifest alike
+    assert "--pixel-size (in a case manifest: pixel_size_um)" in q.reason
 
 
 def test_screen_resolution_is_not_a_microscope_scale(

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nkpanel._threads import for_row_blocks
-from nkpanel.errors import ConfigError, InputError, MarkerError
+from nkpanel.errors import ConfigError, InputError, MarkerError, option_or_key
 from nkpanel.flow.autogate import (
     LYMPHOCYTE_SCATTER,
     AutoGateResult,
@@ -420,7 +420,8 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
                 raise InputError(None, f"template has no gate {wanted!r} for {role}")
             if len(hits) > 1:  # "CD56+" under both CD3- and CD3+, say: name it by its path
                 raise ConfigError(
-                    f"--population {role}={wanted}: {len(hits)} gates are named so "
+                    f"{option_or_key(f'--population {role}={wanted}', 'populations')}: "
+                    f"{len(hits)} gates are named so "
                     f"({', '.join(hits)}); give the one meant by its path"
                 )
             out[role] = hits[0]
@@ -452,7 +453,8 @@ def _roles_named_as_others(roles: Mapping[str, str], explicit: Mapping[str, str]
                     False,
                     None,
                     None,
-                    f"--population {role}={wanted}: that gate's name is a name of {others[0]}, "
+                    f"{option_or_key(f'--population {role}={wanted}', 'populations')}: "
+                    f"that gate's name is a name of {others[0]}, "
                     f"not of {role}: check that it holds the {role} events",
                     blocking=False,
                 )

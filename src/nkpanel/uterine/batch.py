@@ -42,7 +42,7 @@ from nkpanel._atomic import (
     write_text,
 )
 from nkpanel._names import array_digest, unique_stems
-from nkpanel.errors import ConfigError, batch_failure
+from nkpanel.errors import ConfigError, batch_failure, option_or_key
 from nkpanel.uterine.analyze import (
     NO_REGIONS_NOTE,
     AnalysisPlan,
@@ -224,8 +224,9 @@ def pair_regions(
         return out
     if len(regions) != len(images):
         raise ConfigError(
-            f"--regions: {len(regions)} file(s) for {len(images)} image(s); give one per image "
-            "in the same order, or a folder holding <image name>.geojson files"
+            f"{option_or_key('--regions', 'regions')}: {len(regions)} file(s) for "
+            f"{len(images)} image(s); give one per image in the same order, or a folder holding "
+            "<image name>.geojson files"
         )
     return list(regions)
 

@@ -48,7 +48,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel.errors import InputError, tracebacks_shown
+from nkpanel.errors import InputError, option_or_key, tracebacks_shown
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -743,16 +743,15 @@ def _resolve_pixel_size(
         raise InputError(
             path,
             "unknown pixel size: the file holds no microscope resolution in its metadata; "
-            "give it with --pixel-size MICRONS (in a case manifest: pixel_size_um in the "
-            "biopsy's [[endometrial]] table)",
+            f"give it with {option_or_key('--pixel-size MICRONS', 'pixel_size_um')}",
         )
     if not found.is_square:
         raise InputError(
             path,
             f"non-square pixels ({found.um_per_px:.4g} µm wide, {found.um_per_px_y:.4g} µm high, "
             f"from {found.source}): areas per mm² need square pixels; resample the image to "
-            "square pixels (e.g. Fiji Image › Scale), or give --pixel-size (a case manifest's "
-            "pixel_size_um) if the metadata is wrong",
+            "square pixels (e.g. Fiji Image › Scale), or give "
+            f"{option_or_key('--pixel-size', 'pixel_size_um')} if the metadata is wrong",
         )
     return PixelSize(found.um_per_px, found.source)
 

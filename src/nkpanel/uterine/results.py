@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from nkpanel.errors import option_or_key
 from nkpanel.flow.qc import QCFlag
 
 __all__ = [
@@ -374,7 +375,7 @@ def nucleus_size_qc(nucleus_area_um2: NDArray[np.float64], pixel_size_um: float)
         reason += (
             f", outside the {lo:g}–{hi:g} µm² of stromal and immune nuclei: the pixel size is "
             f"likely wrong (about ×{off:.2g}; per mm² moves by its square); check the "
-            "microscope calibration, or give --pixel-size (a case manifest's pixel_size_um)"
+            f"microscope calibration, or give {option_or_key('--pixel-size', 'pixel_size_um')}"
         )
     return UterineQC("nucleus size", passed, round(median, 1), None, reason, blocking=False)
 
@@ -418,8 +419,8 @@ def pixel_size_qc(
         None,
         f"{disagreement}; and the nuclei measure {nuclei:.0f} µm² (median), outside the "
         f"{lo:g}–{hi:g} µm² of stromal and immune nuclei as they would at that wrong scale: not "
-        "reported (check which pixel size is right and give it with --pixel-size, or "
-        "pixel_size_um in the case manifest)",
+        "reported (check which pixel size is right and give it with "
+        f"{option_or_key('--pixel-size', 'pixel_size_um')})",
         blocking=True,
     )
 
@@ -624,8 +625,9 @@ def background_calls_qc(
     if not passed:
         reason += (
             ": red cells or a non-specific DAB tint under them; the count follows the stain "
-            "above that background and departs from QuPath's rule here (--dab-background 0 "
-            "gives QuPath's); check the overlay"
+            "above that background and departs from QuPath's rule here "
+            f"({option_or_key('--dab-background 0', 'dab_background_um = 0')} gives QuPath's); "
+            "check the overlay"
         )
     return UterineQC("background changed calls", passed, float(lost), None, reason, False)
 
