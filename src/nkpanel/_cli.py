@@ -92,7 +92,7 @@ LabOption = Annotated[
     typer.Option(
         "--lab",
         help="Lab TOML, keys at the top level: name, address, accreditation, contact, analyst, "
-        "authoriser, requester, timezone (docs/case-manifest.md).",
+        "authoriser, requester, timezone (docs/case-manifest.md in nkpanel's source).",
     ),
 ]
 

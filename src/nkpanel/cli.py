@@ -398,7 +398,10 @@ def simulate(
 @app.command()
 def run(
     case: Annotated[
-        Path, typer.Argument(help="Case manifest (TOML; every key: docs/case-manifest.md).")
+        Path,
+        typer.Argument(
+            help="Case manifest (TOML; every key: docs/case-manifest.md in nkpanel's source)."
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", help="Output folder.", callback=output_folder)
