@@ -132,6 +132,14 @@ def test_a_marker_mapped_onto_another_markers_channel_is_refused() -> None:
     assert "--marker CD16=FL2-A --marker CD56=FL2-A" in str(info.value)
     both = load_aliases().with_overrides({"CD56": "FL2-A", "CD16": "FL2-A"})
     assert resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=both).combined_cd16_cd56
+    # any other two markers on one channel are refused, mapped by hand once or twice, with
+    # no cocktail hint (review 18: the hint was given for CD3 and CD45, and following it
+    # was accepted)
+    for pairs in ({"CD3": "FL2-A"}, {"CD3": "FL2-A", "CD16": "FL2-A"}):
+        odd = load_aliases().with_overrides(pairs)
+        with pytest.raises(MarkerError, match="one channel carries one marker") as info:
+            resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=odd)
+        assert "cocktail" not in str(info.value)
     # a marker mapped onto a channel no other marker claims is taken as asked
     alone = load_aliases().with_overrides({"CD56": "FL3-A"})
     m = resolve_markers(s, ["CD3", "CD56", "CD16"], aliases=alone)

@@ -318,26 +318,36 @@ def _refuse_one_mapped_onto_another(
     labels: Sequence[_Label],
     source: str | Path | None,
 ) -> None:
-    """Refuse a marker mapped by hand onto the channel another marker was found on by its own
-    label (``--marker CD56=PE-A`` where PE-A is "CD16 PE"): the analysis would take the two
-    for a shared CD16+56 channel and report without a word (NK % 1.2 points low in audit 17).
-    Two markers on one channel stand where both were mapped by hand (a cocktail labelled with
-    one name) or neither was (a "CD16+56" label)."""
+    """Refuse a marker mapped by hand onto the channel another marker is on (``--marker
+    CD56=PE-A`` where PE-A is "CD16 PE"): the analysis would take CD16 and CD56 for a shared
+    CD16+56 channel and report without a word (NK % 1.2 points low in audit 17), and any other
+    two markers on one channel make no panel. CD16 and CD56 may share a channel where both were
+    mapped by hand (a cocktail labelled with one name) or neither was (a "CD16+56" label)."""
     on: dict[str, list[str]] = {}
     for name, channel in found.items():
         on.setdefault(channel, []).append(name)
+    cocktail = {normalise_label(m) for m in ("CD16", "CD56")}
     for channel, names in on.items():
         by_hand = [n for n in names if _find_key(overridden, n)]
-        if len(names) < 2 or not by_hand or len(by_hand) == len(names):
+        if len(names) < 2 or not by_hand:
             continue
-        other = next(n for n in names if n not in by_hand)
+        pair = {normalise_label(n) for n in names} == cocktail
+        if pair and len(by_hand) == len(names):
+            continue
+        other = next(
+            (n for n in names if n not in by_hand), next(n for n in names if n != by_hand[0])
+        )
+        hint = (
+            f"; if that channel holds both (a {COMBINED_CD16_CD56} cocktail), map both: "
+            f"--marker {other}={channel} --marker {by_hand[0]}={channel}"
+            if pair
+            else ": one channel carries one marker"
+        )
         raise MarkerError(
             source,
             f"the mapping {by_hand[0]} = {channel} (--marker, or markers in a case manifest) "
             f"puts {by_hand[0]} on the channel that carries {other} "
-            f"({_describe(labels, [channel])}); if that channel holds both (a "
-            f"{COMBINED_CD16_CD56} cocktail), map both: --marker {other}={channel} "
-            f"--marker {by_hand[0]}={channel}",
+            f"({_describe(labels, [channel])}){hint}",
         )
 
 
