@@ -11,10 +11,11 @@ set (1 turns threading off, e.g. under a Dask worker that already runs one task 
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 __all__ = ["for_row_blocks", "thread_count"]
 
@@ -91,18 +92,30 @@ def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1
             except Exception as exc:  # raised below, once every range has finished
                 errors[k] = exc
 
-    futures = [_pool.submit(take_turns) for _ in range(helpers)]
-    try:
-        take_turns()
-    finally:
-        # interrupted (KeyboardInterrupt…): no range may still be running once this returns,
-        # since the caller's buffers and files are released then
-        stop = True
+    futures: list[Future[None]] = []
+
+    def helpers_done() -> list[Future[None]]:
         # helpers not started yet (their pool busy, or asleep) are not needed: only the ones
         # that did start are waited for (a cancelled future counts as done only once the
         # pool has dequeued it)
         started = [f for f in futures if not f.cancel()]
         wait(started)
+        return started
+
+    try:
+        for _ in range(helpers):
+            # in a copy of the caller's context: np.errstate is a context variable, and a
+            # file's overflow must raise the same error whichever thread meets it
+            futures.append(_pool.submit(contextvars.copy_context().run, take_turns))
+        take_turns()
+        stop = True
+        started = helpers_done()
+    finally:
+        # interrupted (KeyboardInterrupt…) while taking a range or waiting for a helper: no
+        # range may still be running once this returns, since the caller's buffers and files
+        # are released then
+        stop = True
+        started = helpers_done()
     for f in started:
         f.result()
     for exc in errors:

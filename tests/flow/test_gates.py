@@ -11,6 +11,8 @@ import nkpanel.flow.gates as gates_module
 from nkpanel.flow.autogate import _oblique_polygon
 from nkpanel.flow.gates import (
     Dimension,
+    GateTree,
+    PolygonGate,
     RangeGate,
     _chain_strips,
     _ratio_band,
@@ -252,3 +254,22 @@ def test_polygons_within_a_parent_are_the_polygon_and_the_parent(
         parent = rng.random(n) < 0.6
         got = points_in_polygon(x, y, vertices, within=parent)
         assert np.array_equal(got, _kernel(x, y, vertices) & parent)
+
+
+def test_root_gates_on_no_events_hold_none() -> None:
+    """A gate tree evaluated on zero events gives empty memberships; a root gate looked up
+    the events of a parent named 'None' (KeyError) once gates began testing only a small
+    parent's events (review 17)."""
+    raw = np.zeros((0, 2))
+    cols = {"Time": 0, "FSC-A": 0, "SSC-A": 1}
+    for gate in (
+        RangeGate("Time", None, (Dimension("Time", compensated=False),), (0.0,), (None,)),
+        PolygonGate(
+            "Cells",
+            None,
+            (Dimension("FSC-A", compensated=False), Dimension("SSC-A", compensated=False)),
+            ((1.0, 1.0), (5.0, 1.0), (3.0, 5.0)),
+        ),
+    ):
+        (members,) = GateTree((gate,)).evaluate(raw, raw, cols).values()
+        assert members.shape == (0,) and members.dtype == np.bool_

@@ -326,7 +326,7 @@ def gate_events(
     second result says which of them are inside (else it is ``None``).
     """
     held = n if parent is None else int(np.count_nonzero(parent))
-    if 4 * held > n:
+    if parent is None or 4 * held > n:  # a root gate, or most of its parent's events
         every = [values(d, None) for d in gate.dims]
         if isinstance(gate, RangeGate):
             return _range_members(gate, every, parent), None

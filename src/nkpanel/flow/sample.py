@@ -192,13 +192,19 @@ class FlowSample:
     #: :func:`read_fcs`); :mod:`nkpanel.flow.compensation` uses them
     detector_columns: NDArray[np.float64] | None = None
     compensated_with: Spillover | None = None
-    #: the largest value of each column of ``events``, found while they were read (see
-    #: :meth:`column_maxima`)
-    events_max: _ColumnMaxima | None = field(default=None, repr=False, compare=False)
     #: which data set of its file these events are, counting from 1 (a file may hold several),
     #: and where it starts in the file (flowio's ``nextdata_offset``)
     dataset: int = 1
     dataset_offset: int = 0
+    #: the largest value of each column of ``events``, found while they were read (see
+    #: :meth:`column_maxima`)
+    events_max: _ColumnMaxima | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # a sample made from another with other events (dataclasses.replace) does not keep
+        # the other's events alive through their maxima
+        if self.events_max is not None and self.events_max.events is not self.events:
+            object.__setattr__(self, "events_max", None)
 
     @classmethod
     def from_fcs(cls, path: str | Path) -> FlowSample:
@@ -259,7 +265,9 @@ class FlowSample:
         (in passing, while each block of rows was in the cache); ``None`` where it did not,
         or for events other than the ones it read."""
         found = self.events_max
-        return found.values if found is not None and found.events is self.events else None
+        if found is None or found.events is not self.events or self.events.flags.writeable:
+            return None  # not found, or the events may have changed since (made writable)
+        return found.values
 
     def label(self, pnn: str) -> str:
         """``CD56 (APC-A)``: the channel's $PnS and $PnN, or the $PnN alone without a $PnS."""
