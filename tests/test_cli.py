@@ -367,36 +367,42 @@ def test_the_episodes_lh_day_times_a_biopsy_that_gives_none(tmp_path: Path) -> N
     assert biopsy["timing"]["lh_day"] == 8 and biopsy["timing"]["in_mid_luteal_window"]
 
 
-def test_history_of_another_patient_is_refused_before_any_work(tmp_path: Path) -> None:
-    """--history of another patient, or of the episode itself, is refused in one line naming
-    the file before anything is analysed; it was refused only after every biomarker had run,
-    leaving results with no report and no "outputs written" line (audit 17)."""
+def test_history_that_breaks_the_serial_views_rules_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    """--history of another patient, of the episode itself, given twice, or collected after
+    this episode: refused in one line naming the file before anything is analysed; it was
+    refused only after every biomarker had run, naming "case summary" and leaving results
+    with no report (audit 17, review 18)."""
     case = tmp_path / "c"
     assert nkpanel("simulate", "--out", str(case), "--events", "5000").returncode == 0
-    for patient, episode, why in (
-        ("OTHER-9", "EP-0", "is of patient OTHER-9, not SYNTH-0001"),
-        ("SYNTH-0001", "SYNTH-EP-0001", "is the episode being run"),
+
+    def summary(name: str, patient: str, episode: str, collected: str) -> Path:
+        path = tmp_path / f"{name}.json"
+        draw = {"id": "draw-1", "collected": collected, "flow": []}
+        path.write_text(
+            json.dumps({"case": {"id": episode, "patient_id": patient}, "blood_draws": [draw]})
+        )
+        return path
+
+    before = "2026-06-01T08:30:00"
+    other = summary("other", "OTHER-9", "EP-0", before)
+    itself = summary("itself", "SYNTH-0001", "SYNTH-EP-0001", before)
+    old = summary("old", "SYNTH-0001", "EP-OLD", before)
+    later = summary("later", "SYNTH-0001", "EP-LATER", "2026-11-20T08:30:00")
+    for given, file, why in (
+        ([other], other, "is of patient OTHER-9, not SYNTH-0001"),
+        ([itself], itself, "is the episode being reported"),
+        ([old, old], old, "given twice: EP-OLD"),
+        ([later], later, "was collected 2026-11-20, after this episode (2026-11-02)"),
     ):
-        other = tmp_path / f"{patient}.json"
-        other.write_text(json.dumps({"case": {"id": episode, "patient_id": patient}}))
-        out = tmp_path / f"out-{patient}"
-        proc = nkpanel("run", str(case / "case.toml"), "--out", str(out), "--history", str(other))
+        out = tmp_path / f"out-{file.stem}"
+        args = [a for p in given for a in ("--history", str(p))]
+        proc = nkpanel("run", str(case / "case.toml"), "--out", str(out), *args)
         assert proc.returncode == 2
         (line,) = proc.stderr.strip().splitlines()
-        assert line.startswith(f"error: {other}: --history episode {episode} ") and why in line
+        assert line.startswith(f"error: {file}: ") and why in line, line
         assert not out.exists()
-
-
-def test_why_a_sample_is_not_reportable_is_a_line_each(tmp_path: Path) -> None:
-    """The table says NOT REPORTABLE; each reason is its own line under it (in the table, a
-    narrow terminal folded the reasons into a dozen lines per row: audit 17)."""
-    tube = tmp_path / "small.fcs"
-    write_fcs(simulate_tube(SimulationSpec(n_events=2000, seed=3)), tube)
-    proc = nkpanel("flow", "analyze", str(tube), "--out", str(tmp_path / "o"), "--no-plots")
-    assert proc.returncode == 0, proc.stderr
-    assert "NOT REPORTABLE" in proc.stdout and "minimum" not in proc.stdout
-    withheld = [x for x in proc.stderr.splitlines() if x.startswith("not reportable: small: ")]
-    assert any("gated lymphocyte events (minimum 2000)" in x for x in withheld)
 
 
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -420,8 +422,7 @@ def run(
 
     manifest = load_case(case)
     earlier = [_read_summary(p) for p in history or []]
-    for path, summary in zip(history or [], earlier, strict=True):
-        _refuse_other_patient(path, summary, manifest)
+    _check_history_first(manifest, history or [], earlier)
     lab = load_lab_info(lab_file) if lab_file is not None else None
     outcome = _run_with_progress(
         manifest,
@@ -437,20 +438,28 @@ def run(
         raise typer.Exit(1)
 
 
-def _refuse_other_patient(path: Path, summary: dict[str, Any], manifest: Case) -> None:
-    """Before any work: a --history episode of another patient, or the case's own episode,
-    is refused naming its file (the report's own check, with the rest of the serial view's
-    rules, would refuse it only once every biomarker had run)."""
-    of = summary.get("case") or {}
-    if of.get("patient_id") != manifest.case.patient_id:
-        raise ConfigError(
-            f"{path}: --history episode {of.get('id')} is of patient {of.get('patient_id')}, "
-            f"not {manifest.case.patient_id}: a serial view compares one patient's episodes only"
-        )
-    if of.get("id") == manifest.case.id:
-        raise ConfigError(
-            f"{path}: --history episode {of.get('id')} is the episode being run, not an earlier one"
-        )
+@dataclasses.dataclass(frozen=True)
+class _Planned:
+    """The episode a case manifest is about to make: who and when."""
+
+    episode_id: str
+    patient_id: str
+    collected: dt.datetime | None
+
+
+def _check_history_first(
+    manifest: Case, paths: Sequence[Path], earlier: Sequence[dict[str, Any]]
+) -> None:
+    """The serial view's rules on the --history files, before any work, each refusal naming
+    its file (the report checks them again, after the work, for ``nkpanel report``)."""
+    from nkpanel.interpret.measurements import read_episode, time_order
+    from nkpanel.interpret.panel import check_history
+
+    times = [d.collected for d in manifest.blood_draws if isinstance(d.collected, dt.datetime)]
+    times += [b.collected for b in manifest.endometrial if isinstance(b.collected, dt.datetime)]
+    first = min(times, key=time_order, default=None)
+    planned = _Planned(manifest.case.id, manifest.case.patient_id, first)
+    check_history(planned, [read_episode(h) for h in earlier], [str(p) for p in paths])
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -613,8 +622,6 @@ def _case_withheld(outcome: CaseOutcome) -> tuple[list[str], list[str]]:
 
 
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
-    import dataclasses
-
     # with several blood draws, each row says its draw (two draws may hold one file name)
     several = len(outcome.draws) > 1
     results = [

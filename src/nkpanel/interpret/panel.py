@@ -3,10 +3,11 @@ relevant evidence, and the case-level comments a report opens with."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nkpanel._toml import used_twice
 from nkpanel.errors import InputError
@@ -79,25 +80,50 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
     return out
 
 
-def _check_history(episode: Episode, earlier: Sequence[Episode]) -> None:
+class EpisodeIdentity(Protocol):
+    """Who and when an episode is: what :func:`check_history` compares."""
+
+    @property
+    def episode_id(self) -> str: ...
+    @property
+    def patient_id(self) -> str: ...
+    @property
+    def collected(self) -> dt.datetime | None: ...
+
+
+def check_history(
+    episode: EpisodeIdentity,
+    earlier: Sequence[EpisodeIdentity],
+    sources: Sequence[str | Path] | None = None,
+) -> None:
     """Refuse history that would put another patient's, or a later, result in the serial view,
-    or one episode twice."""
-    if twice := used_twice([h.episode_id for h in earlier]):
-        raise InputError(SOURCE, f"history episode(s) given twice: {', '.join(twice)}")
-    for h in earlier:
+    or one episode twice. ``sources`` names each earlier episode's file for the message
+    (``nkpanel run`` checks before any work; the report checks again).
+
+    Raises
+    ------
+    InputError
+        Naming the history file (else the case summary) and the rule broken.
+    """
+    where_from = list(sources) if sources is not None else [SOURCE] * len(earlier)
+    ids = [h.episode_id for h in earlier]
+    if twice := used_twice(ids):
+        again = where_from[max(i for i, e in enumerate(ids) if e in twice)]
+        raise InputError(again, f"history episode(s) given twice: {', '.join(twice)}")
+    for h, source in zip(earlier, where_from, strict=True):
         where = f"history episode {h.episode_id}"
         if h.patient_id != episode.patient_id:
             raise InputError(
-                SOURCE,
+                source,
                 f"{where} is of patient {h.patient_id}, not {episode.patient_id}: a serial view "
                 "compares one patient's episodes only",
             )
         if h.episode_id == episode.episode_id:
-            raise InputError(SOURCE, f"{where} is the episode being reported, not an earlier one")
+            raise InputError(source, f"{where} is the episode being reported, not an earlier one")
         then, now = h.collected, episode.collected
         if then is not None and now is not None and time_order(then) > time_order(now):
             raise InputError(
-                SOURCE,
+                source,
                 f"{where} was collected {then:%Y-%m-%d}, after this episode "
                 f"({now:%Y-%m-%d}): history holds earlier episodes only",
             )
@@ -140,7 +166,7 @@ def interpret_case(
     statements = list(evidence) if evidence is not None else load_evidence()
     episode = read_episode(summary)
     earlier = tuple(read_episode(h) for h in history)
-    _check_history(episode, earlier)
+    check_history(episode, earlier)
     results = samples_disagree(
         [interpret_measurement(m, ivs, settings, episode.age_years) for m in episode.measurements]
     )
