@@ -179,10 +179,10 @@ def test_units() -> None:
 def test_a_folder_or_a_sheet_of_a_csv_is_said_as_such(tmp_path: Path) -> None:
     """A folder given for the reads was "file not found", and --sheet on a CSV was ignored
     without a word (audit 17)."""
-    with pytest.raises(InputError, match="is a folder: give the plate's file"):
+    with pytest.raises(InputError, match="is a folder: give the file"):
         read_plate(tmp_path)
     p = tmp_path / "reads.csv"
     p.write_text("well,value\nA1,100\nA2,110\n")
-    with pytest.raises(InputError, match=r"a sheet \('Sheet2'\) was named, but sheets are"):
+    with pytest.raises(InputError, match=r"a sheet \('Sheet2'\) was named by --sheet/"):
         read_plate(p, sheet="Sheet2")
     assert len(read_plate(p).values) == 2

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from nkpanel.errors import InputError, one_line
+from nkpanel.errors import InputError, one_line, option_or_key
 
 __all__ = ["Cell", "Table", "cell_text", "parse_number", "read_table"]
 
@@ -186,14 +186,15 @@ def read_table(path: str | Path, *, sheet: str | None = None) -> Table:
     p = Path(path)
     suffix = p.suffix.lower()
     if p.is_dir():
-        raise InputError(p, "is a folder: give the plate's file (CSV, TSV, TXT or XLSX)")
+        raise InputError(p, "is a folder: give the file (CSV, TSV, TXT or XLSX)")
     if not p.is_file():
         raise InputError(p, "file not found")
     if suffix in _SHEET_SUFFIXES:
         return _read_sheet(p, sheet)
     if sheet is not None:
+        named = option_or_key("--sheet/--layout-sheet", "sheet/layout_sheet")
         raise InputError(
-            p, f"a sheet ({sheet!r}) was named, but sheets are an XLSX workbook's: this is {suffix}"
+            p, f"a sheet ({sheet!r}) was named by {named}, but only an XLSX workbook has sheets"
         )
     if suffix == ".xls":
         raise InputError(p, "legacy .xls workbooks are not read; save the sheet as XLSX or CSV")

@@ -362,6 +362,7 @@ def flow(
         extra_tables={"gating.csv": gating},
     )
     if fk.result.failures:
+        say(_failure_count(fk.result))
         raise typer.Exit(1)
 
 
