@@ -103,6 +103,8 @@ def points_in_polygon(
     """
     from nkpanel._threads import for_row_blocks
 
+    if within is not None and within.shape != x.shape:  # a block's slice would cut it short
+        raise ValueError(f"within holds {within.shape[0]} events for {x.shape[0]} points")
     shape = _Shape.of(np.ascontiguousarray(vertices, dtype=np.float64))
     out = np.empty(x.shape[0], dtype=bool)
 
