@@ -405,6 +405,29 @@ def test_history_that_breaks_the_serial_views_rules_is_refused_before_any_work(
         assert not out.exists()
 
 
+def test_a_folder_another_run_writes_to_is_refused(tmp_path: Path) -> None:
+    """Two runs into one --out at once mixed their samples' tables, gates and plots (audit
+    18): while one run holds the folder, another is refused in one line before any work, and
+    the folder holds no lock file afterwards."""
+    from nkpanel._cli import hold_folder
+
+    out = tmp_path / "out"
+    release = hold_folder(out)
+    try:
+        proc = nkpanel("simulate", "--out", str(out), "--events", "5000")
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            f"error: {out}: another nkpanel run is writing to this output folder (--out): "
+            "wait for it to finish, or choose another folder"
+        ]
+        assert not any(out.iterdir())
+    finally:
+        release()
+    assert not out.exists()  # made by the hold, left empty: removed
+    assert nkpanel("simulate", "--out", str(out), "--events", "5000").returncode == 0
+    assert not [p for p in out.iterdir() if "lock" in p.name]
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""
