@@ -428,6 +428,23 @@ def test_a_folder_another_run_writes_to_is_refused(tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if "lock" in p.name]
 
 
+def test_an_output_folder_this_user_cannot_write_to_is_refused_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only --out gave an internal error for every file (audit 18): refused once, before
+    any work. (Permissions are asked of os.access, as root passes every chmod.)"""
+    import os
+
+    from nkpanel._cli import hold_folder
+    from nkpanel.errors import InputError
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != out)
+    with pytest.raises(InputError, match="is not writable by this user"):
+        hold_folder(out)
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

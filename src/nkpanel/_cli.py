@@ -97,6 +97,9 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         raise InputError(
             folder, f"the output folder (--out) cannot be made or read ({exc.strerror or exc})"
         ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        os.close(fd)
+        raise InputError(folder, "the output folder (--out) is not writable by this user")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
