@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nkpanel.errors import InputError
@@ -381,3 +382,19 @@ def test_a_jpeg_copy_of_a_field_is_pooled_once(
     once = rows["a"].overall.cd56_positive_cells + rows["b"].overall.cd56_positive_cells
     assert batch.pooled.overall.cd56_positive_cells == once
     assert len(batch.pooled.fields) == 2
+
+
+def test_pictures_alike_but_of_other_extents_are_two_tissues() -> None:
+    """Two slides of one block (serial sections) look alike at 64 px against their glass: two
+    of 2.5 × 3 and 3 × 3.5 mm (4.05 and 9.66 per 100) were taken for one picture and the second
+    left out of the biopsy (audit 18). Pictures are one only where they show as much tissue in
+    microns; a copy at half the pixels and twice the pixel size still is one."""
+    from nkpanel.uterine.batch import _look, _same_picture
+
+    rng = np.random.default_rng(3)
+    overview = rng.integers(60, 200, (64, 64, 3), dtype=np.uint8)
+    slide = _look("s1", Path("s1.tif"), overview, (5000, 6000), 0.5)
+    other = _look("s2", Path("s2.tif"), overview, (6000, 7000), 0.5)
+    half = _look("s1_half", Path("s1_half.tif"), overview, (2500, 3000), 1.0)
+    assert _same_picture(slide, other) is None
+    assert _same_picture(slide, half) == 0.0

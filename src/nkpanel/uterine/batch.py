@@ -342,6 +342,13 @@ _TISSUE_GREY = 220.0
 THUMBNAIL_PX = 64
 #: images whose width:height ratios differ by more than this share are not compared
 _ASPECT_TOLERANCE = 0.05
+#: two pictures alike in their thumbnails are one only where they show as much tissue: their
+#: widths and heights in microns (pixels × pixel size) agree within this share. Whole slides
+#: of one block (serial sections) look alike at 64 px against their glass (audit 18: two
+#: slides of 2.5 × 3 and 3 × 3.5 mm, 4.05 and 9.66 per 100, taken for one picture and the
+#: second dropped from the pool); a copy saved at another size keeps its extent when its
+#: pixel size is said (and a copy's is the same as its original's)
+_EXTENT_TOLERANCE = 0.05
 #: file types whose compression loses detail: of a picture saved twice, another is kept
 _LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -354,14 +361,17 @@ class _Look:
     aspect: float
     thumbnail: U8
     lossy: bool
+    #: width and height in microns
+    extent_um: tuple[float, float] = (0.0, 0.0)
 
 
-def _look(name: str, path: Path, overview: U8, size: tuple[int, int]) -> _Look:
+def _look(name: str, path: Path, overview: U8, size: tuple[int, int], pixel_um: float) -> _Look:
     from nkpanel.uterine.images import _resize
 
     thumb = _resize(np.ascontiguousarray(overview), THUMBNAIL_PX, THUMBNAIL_PX)
     lossy = path.suffix.lower() in _LOSSY_SUFFIXES
-    return _Look(name, size[0] / max(1, size[1]), thumb, lossy)
+    extent = (size[0] * pixel_um, size[1] * pixel_um)
+    return _Look(name, size[0] / max(1, size[1]), thumb, lossy, extent)
 
 
 def _same_picture(a: _Look, b: _Look) -> float | None:
@@ -376,6 +386,10 @@ def _same_picture(a: _Look, b: _Look) -> float | None:
     """
     if abs(a.aspect / b.aspect - 1.0) > _ASPECT_TOLERANCE:
         return None
+    (wa, ha), (wb, hb) = a.extent_um, b.extent_um
+    known = min(wa, ha, wb, hb) > 0
+    if known and (abs(wa / wb - 1) > _EXTENT_TOLERANCE or abs(ha / hb - 1) > _EXTENT_TOLERANCE):
+        return None  # as much tissue in microns, or another piece (a serial section)
     x, y = a.thumbnail.astype(np.float32), b.thumbnail.astype(np.float32)
     tissue = (x.mean(axis=2) < _TISSUE_GREY) | (y.mean(axis=2) < _TISSUE_GREY)
     if np.count_nonzero(tissue) < 0.01 * tissue.size:
@@ -492,7 +506,11 @@ def analyze_batch(
                     result = replace(result, notes=(*result.notes, again))
                     twice.add(name)
                 else:  # compared with the others once all are read
-                    looks.append(_look(name, path, plan.overview, plan.level0_size))
+                    looks.append(
+                        _look(
+                            name, path, plan.overview, plan.level0_size, result.pixel_size_um or 0
+                        )
+                    )
                 analysis = replace(analysis, result=result)
                 written = [
                     p.relative_to(img_dir) for p in write_image_outputs(analysis, img_dir, sinks)
