@@ -398,3 +398,20 @@ def test_pictures_alike_but_of_other_extents_are_two_tissues() -> None:
     half = _look("s1_half", Path("s1_half.tif"), overview, (2500, 3000), 1.0)
     assert _same_picture(slide, other) is None
     assert _same_picture(slide, half) == 0.0
+
+
+def test_pictures_alike_at_64_px_but_not_in_detail_are_two_tissues() -> None:
+    """Two synthetic sections of one block (one outline, other cells) differed by 6.4 grey at
+    64 px against their glass, under the 8 of a copy, and the second was left out of the
+    biopsy (audit 18); at 256 px they differ by 28, a copy by under 3. Both must agree."""
+    from nkpanel.uterine.batch import _Look, _same_picture
+
+    rng = np.random.default_rng(4)
+    coarse = rng.integers(60, 200, (64, 64, 3), dtype=np.uint8)
+    fine = rng.integers(60, 200, (256, 256, 3), dtype=np.uint8)
+    other = rng.integers(60, 200, (256, 256, 3), dtype=np.uint8)
+    one = _Look("l1", 1.2, coarse, False, (2500.0, 3000.0), fine)
+    section = _Look("l2", 1.2, coarse, False, (2500.0, 3000.0), other)
+    copy = _Look("l1_copy", 1.2, coarse, True, (2500.0, 3000.0), fine)
+    assert _same_picture(one, section) is None
+    assert _same_picture(one, copy) == 0.0

@@ -340,6 +340,11 @@ _TISSUE_GREY = 220.0
 #: the side (pixels) of the square thumbnails images are compared by, whatever their size: a
 #: copy saved at half size, or cropped by a few pixels, is the same picture
 THUMBNAIL_PX = 64
+#: ... and whose detail thumbnails (:data:`DETAIL_PX`) differ by less than this: at 256 px
+#: two synthetic serial sections of one block (same outline, other cells) differed by 28, a
+#: JPEG (quality 50) or half-size copy of one by 1.8–2.8 (audit 18)
+SAME_DETAIL_GREY = 12.0
+DETAIL_PX = 256
 #: images whose width:height ratios differ by more than this share are not compared
 _ASPECT_TOLERANCE = 0.05
 #: two pictures alike in their thumbnails are one only where they show as much tissue: their
@@ -363,15 +368,19 @@ class _Look:
     lossy: bool
     #: width and height in microns
     extent_um: tuple[float, float] = (0.0, 0.0)
+    #: a finer thumbnail (:data:`DETAIL_PX`)
+    detail: U8 = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8))
 
 
 def _look(name: str, path: Path, overview: U8, size: tuple[int, int], pixel_um: float) -> _Look:
     from nkpanel.uterine.images import _resize
 
-    thumb = _resize(np.ascontiguousarray(overview), THUMBNAIL_PX, THUMBNAIL_PX)
+    picture = np.ascontiguousarray(overview)
+    thumb = _resize(picture, THUMBNAIL_PX, THUMBNAIL_PX)
+    detail = _resize(picture, DETAIL_PX, DETAIL_PX)
     lossy = path.suffix.lower() in _LOSSY_SUFFIXES
     extent = (size[0] * pixel_um, size[1] * pixel_um)
-    return _Look(name, size[0] / max(1, size[1]), thumb, lossy, extent)
+    return _Look(name, size[0] / max(1, size[1]), thumb, lossy, extent, detail)
 
 
 def _same_picture(a: _Look, b: _Look) -> float | None:
@@ -390,12 +399,23 @@ def _same_picture(a: _Look, b: _Look) -> float | None:
     known = min(wa, ha, wb, hb) > 0
     if known and (abs(wa / wb - 1) > _EXTENT_TOLERANCE or abs(ha / hb - 1) > _EXTENT_TOLERANCE):
         return None  # as much tissue in microns, or another piece (a serial section)
-    x, y = a.thumbnail.astype(np.float32), b.thumbnail.astype(np.float32)
+    diff = _thumbnail_difference(a.thumbnail, b.thumbnail)
+    if diff is None or diff >= SAME_PICTURE_GREY:
+        return None
+    # alike at 64 px: alike in their detail too (a whole slide's 64 px are a millimetre's
+    # outline; two sections of one block share it, not their cells)
+    detail = _thumbnail_difference(a.detail, b.detail)
+    return diff if detail is not None and detail < SAME_DETAIL_GREY else None
+
+
+def _thumbnail_difference(x8: U8, y8: U8) -> float | None:
+    """Mean absolute difference of two thumbnails over the pixels either shows as tissue;
+    None where tissue covers under 1% of them (glass does not tell pictures apart)."""
+    x, y = x8.astype(np.float32), y8.astype(np.float32)
     tissue = (x.mean(axis=2) < _TISSUE_GREY) | (y.mean(axis=2) < _TISSUE_GREY)
     if np.count_nonzero(tissue) < 0.01 * tissue.size:
-        return None  # glass with no tissue to tell pictures apart
-    diff = float(np.abs(x - y)[tissue].mean())
-    return diff if diff < SAME_PICTURE_GREY else None
+        return None
+    return float(np.abs(x - y)[tissue].mean())
 
 
 def _copies(looks: Sequence[_Look]) -> dict[str, tuple[str, float]]:
