@@ -445,6 +445,36 @@ def test_an_output_folder_this_user_cannot_write_to_is_refused_once(
         hold_folder(out)
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_says_so_and_leaves_nothing_half_written(
+    tmp_path: Path, signame: str
+) -> None:
+    """Ctrl-C exited 130 without a word, and SIGTERM (a scheduler, `kill`) ended the run at
+    once, leaving half-built temporary folders that a complete re-run kept for an hour (audit
+    18). Both now stop through the run's clean-up and say so."""
+    import signal
+    import time
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nkpanel", "demo", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "synthetic-cases").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run has started (its folder is made once --out is taken)
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("aborted: interrupted: every file written")
+    assert not [p for p in out.rglob("*") if ".part" in p.name]
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

@@ -719,11 +719,30 @@ def _debug_first(args: list[str]) -> list[str]:
     return ["--debug", *(a for i, a in enumerate(args) if i >= end or a != "--debug")]
 
 
+#: said when a run is interrupted (Ctrl-C, or SIGTERM from a scheduler or `kill`)
+INTERRUPTED = (
+    "interrupted: every file written so far is whole (none is left half-written); run the "
+    "same command again to finish"
+)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the run stops through its own clean-up (temporary folders removed,
+    helper threads waited for), where Python's default ended it at once, leaving them."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: run the app, turning nkpanel errors into one line and a non-zero exit."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
-        # without standalone mode a typer.Exit comes back as its exit code
+        # without standalone mode a typer.Exit comes back as its exit code; typer turns
+        # Ctrl-C into exit code 130 with no word
+        if rc == 130:
+            say(INTERRUPTED, flag="aborted:")
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except NkPanelError as exc:
@@ -734,7 +753,7 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        say("aborted")
+        say(INTERRUPTED, flag="aborted:")
         sys.exit(130)
     except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own help
         show = getattr(exc, "show", None)
