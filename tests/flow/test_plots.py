@@ -117,3 +117,21 @@ def test_a_gate_title_counts_every_event_not_the_points_drawn(
     svg = written[0].read_text()
     n = int(np.count_nonzero(x < 30.0))
     assert f"Low: {n:,} of all events ({100 * n / 4000:.1f}%)" in svg
+
+
+def test_figures_are_the_same_bytes_on_every_run(tmp_path: Path) -> None:
+    """A re-run that changes nothing changes no figure: every SVG differed on every run (its
+    creation date and random element ids; audit 18)."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_sample
+    from nkpanel.flow.output import write_sample_outputs
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    tube = simulate_tube(SimulationSpec(n_events=20_000, seed=4))
+    analysis = analyze_sample(tube.to_sample(), FlowSettings())
+    first = write_sample_outputs(analysis, tmp_path / "a", plots=True)
+    second = write_sample_outputs(analysis, tmp_path / "b", plots=True)
+    figures = [p for p in first if p.suffix in (".svg", ".png")]
+    assert len(figures) >= 8
+    for p, q in zip(first, second, strict=True):
+        if p.suffix in (".svg", ".png"):
+            assert p.read_bytes() == q.read_bytes(), p.name

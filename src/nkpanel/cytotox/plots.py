@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nkpanel._atomic import atomic_path
+from nkpanel._figures import save_figure
 from nkpanel.cytotox.results import SampleResult, ratio_label
 
 __all__ = ["plot_sample"]
@@ -117,8 +117,7 @@ def plot_sample(
     written: list[Path] = []
     for ext in formats:
         target = out_dir / f"{_safe(sample.sample)}.{ext}"
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext)
+        save_figure(fig, target, ext)
         written.append(target)
     plt.close(fig)
     return written

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nkpanel._atomic import atomic_path
+from nkpanel._figures import save_figure
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
 from nkpanel.flow.transforms import Linear
 
@@ -139,8 +139,7 @@ def plot_gates(
         fig.tight_layout()
         for ext in formats:
             target = out_dir / f"{_safe(gate.name)}.{ext}"
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=ext)
+            save_figure(fig, target, ext)
             written.append(target)
         plt.close(fig)
     return written

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nkpanel._figures import save_figure
 from nkpanel.interpret.flags import Interpretation
 from nkpanel.interpret.intervals import ReferenceInterval
 from nkpanel.interpret.measurements import Measurement
@@ -63,11 +64,8 @@ class Figure:
 
 
 def _svg(fig: Any) -> str:
-    import matplotlib
-
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "nkpanel"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    save_figure(fig, buf, "svg", rc={"svg.fonttype": "none"}, bbox_inches="tight")
     return buf.getvalue()
 
 
