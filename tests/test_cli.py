@@ -94,6 +94,11 @@ def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path)
     assert "Traceback" not in proc.stderr
     summary = json.loads((out / "flow_summary.json").read_text())
     assert [s["sample"] for s in summary["samples"]] == ["good"]
+    # what every result rests on beyond the files (audit 18: an audit trail)
+    from nkpanel import __version__
+
+    assert summary["settings"]["nkpanel"] == __version__
+    assert "beads_per_test" in summary["settings"] and "marker_overrides" in summary["settings"]
     assert len(summary["failures"]) == 3
     events = (out / "samples" / "good" / "events.csv").read_text().splitlines()
     assert len(events) == 30_000 + 1

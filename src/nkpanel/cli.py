@@ -346,7 +346,7 @@ def flow_analyze(
         say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
     say_written(out, bool(outcome.results), outcome.removed, "file")
     if outcome.failures:
-        say(f"{len(outcome.failures)} of {len(files)} file(s) failed")
+        say(f"{len(outcome.failures)} of the {len(files)} distinct file(s) failed")
         raise typer.Exit(1)
 
 

@@ -138,13 +138,38 @@ def analyze_flow_batch(
         outcome.earlier = [d for d in outcome.earlier if d not in gone]
     if outcome.results:  # every file failed: no empty tables
         outcome.written += write_batch(
-            outcome.results, outcome.failures, out_dir, earlier=outcome.earlier
+            outcome.results,
+            outcome.failures,
+            out_dir,
+            earlier=outcome.earlier,
+            settings=_run_settings(settings),
         )
     else:
         outcome.removed = remove_batch_tables(out_dir)
         with contextlib.suppress(OSError):  # the samples folder this run made, if left empty
             (out_dir / "samples").rmdir()
     return outcome
+
+
+def _run_settings(s: FlowSettings) -> dict[str, Any]:
+    """What a batch's results rest on beyond the files, for its summary: nkpanel's version,
+    the absolute-count inputs behind every cells/µL, and the choices a lab made."""
+    from nkpanel import __version__
+
+    return {
+        "nkpanel": __version__,
+        "beads_per_test": s.counts.beads_per_test,
+        "sample_volume_ul": s.counts.sample_volume_ul,
+        "lymphocytes_per_ul": s.counts.lymphocytes_per_ul,
+        "template": None if s.template is None else str(s.template),
+        "template_sample": s.template_sample,
+        "populations": dict(s.template_populations),
+        "marker_overrides": dict(s.marker_overrides),
+        "spillover_supplied": s.spillover is not None,
+        "cytometry": s.autogate.cytometry,
+        "cd45_dim_out": s.autogate.cd45_dim_out,
+        "dataset": s.dataset,
+    }
 
 
 @dataclass

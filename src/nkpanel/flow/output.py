@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -179,14 +179,17 @@ def write_batch(
     out_dir: Path,
     *,
     earlier: Sequence[Path] = (),
+    settings: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """The batch-level tidy table in three formats and the run summary (which also lists the
-    ``earlier`` sample folders a previous run left in ``out_dir``)."""
+    ``earlier`` sample folders a previous run left in ``out_dir``, and the ``settings`` every
+    sample was analysed with: nkpanel's version, the absolute-count inputs…)."""
     rows = [row for r in results for row in r.rows()]
     frame = _frame(rows)
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
     summary = {
+        "settings": dict(settings or {}),
         "samples": [r.summary() for r in results],
         "failures": [{"source": f.source, "reason": f.reason} for f in failures],
         "earlier_sample_folders": [str(p) for p in earlier],
