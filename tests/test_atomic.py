@@ -201,3 +201,23 @@ def test_temporaries_a_killed_run_left_are_swept_after_an_hour(tmp_path: Path) -
     write_text(tmp_path / "flow_summary.json", "{}")
     assert not old_dir.exists() and not old_file.exists()
     assert fresh.exists() and other.exists() and users.read_text() == "mine"
+
+
+def test_an_interrupt_is_held_back_while_a_folder_is_swapped() -> None:
+    """Ctrl-C or SIGTERM between atomic_folder's two renames left neither the old nor the new
+    folder in place (review 19): they are delivered once both renames are done."""
+    import os
+    import signal
+
+    from nkpanel._atomic import _signals_held
+
+    done = []
+    try:
+        with _signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("first rename")
+            done.append("second rename")
+        raise AssertionError("the interrupt was lost")
+    except KeyboardInterrupt:
+        pass
+    assert done == ["first rename", "second rename"]

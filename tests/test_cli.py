@@ -433,6 +433,33 @@ def test_a_folder_another_run_writes_to_is_refused(tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if "lock" in p.name]
 
 
+def test_a_usage_error_after_out_leaves_no_folder(tmp_path: Path) -> None:
+    """--out is taken as it is parsed; a later option that fails to parse left the folder (and
+    the folders above it that were made for it) empty behind (review 19)."""
+    out = tmp_path / "new" / "out"
+    proc = nkpanel("simulate", "--out", str(out), "--events", "5")
+    assert proc.returncode == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On NFS a folder cannot be flock-ed (EBADF): every run was refused as if another held
+    the folder (review 19). It runs unlocked, saying so; only a held lock refuses."""
+    import errno
+    import fcntl
+
+    from nkpanel._cli import hold_folder
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    release = hold_folder(tmp_path / "share")
+    release()
+
+
 def test_an_output_folder_this_user_cannot_write_to_is_refused_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -516,6 +543,12 @@ def test_template_from_flowjo_workspace(shared_data: Path, tmp_path: Path) -> No
     plots = sorted((tmp_path / "samples" / "68983" / "plots").glob("*.png"))
     assert len(plots) == 15
     assert (tmp_path / "samples" / "68983" / "plots" / "NK_cells.svg").stat().st_size > 0
+    # the template recorded by name and content, not by a path on the lab's machine
+    import hashlib
+
+    run = json.loads((tmp_path / "flow_summary.json").read_text())["settings"]
+    assert run["template"] == "gating.wsp" and str(d) not in json.dumps(run)
+    assert run["template_sha256"] == hashlib.sha256((d / "gating.wsp").read_bytes()).hexdigest()
 
 
 @pytest.mark.shared_data

@@ -107,14 +107,33 @@ def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
             _merge(tmp, target, stamps, owned, prune=False)
         elif target.is_dir() and not target.is_symlink() and _only_ours(target, owned):
             old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
+            with _signals_held():  # an interrupt between the renames left neither in place
+                os.replace(target, old / target.name)
+                os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
             _merge(tmp, target, stamps, owned)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back (delivered after) for a step that must not be cut in two;
+    only the main thread can hold them, elsewhere the step runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _merge(

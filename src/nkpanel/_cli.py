@@ -73,23 +73,36 @@ def output_folder(ctx: typer.Context, folder: Path) -> Path:
     return folder
 
 
+#: the releases of the folders this process holds (:func:`hold_folder`), for a command that
+#: ends before its context is entered (a usage error in a later option)
+_HELD: list[Callable[[], None]] = []
+
+
+def release_all() -> None:
+    """Release every folder this process holds (:func:`hold_folder`)."""
+    while _HELD:
+        _HELD[-1]()
+
+
 def hold_folder(folder: Path) -> Callable[[], None]:
     """Lock ``folder`` for this process's run (made if it is not there); return what releases
     it. Two runs writing into one folder at once mixed their samples' tables, gates and plots
     (audit 18): the second is refused before any work. The folder itself is locked (``flock``
-    on it: no lock file is left behind); one this run made and left empty is removed on
-    release. Where the system has no ``flock`` (Windows), nothing is locked.
+    on it: no lock file is left behind); the folders this run made and left empty are removed
+    on release. Where the system has no ``flock`` (Windows), or the file system refuses one
+    (a network share: NFS, SMB), the run goes on unlocked, said in a warning.
 
     Raises
     ------
     InputError
-        Another run holds the folder, or it cannot be made or read.
+        Another run holds the folder, or it cannot be made, read or written to.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on Linux or macOS
         return lambda: None
-    made = not folder.exists()
+    top = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    made = [p for p in (folder, *folder.parents) if p != top and not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY)
@@ -102,23 +115,35 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         raise InputError(folder, "the output folder (--out) is not writable by this user")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         raise InputError(
             folder,
             "another nkpanel run is writing to this output folder (--out): wait for it to "
             "finish, or choose another folder",
         ) from None
+    except OSError as exc:  # a file system without flock on folders (NFS gives EBADF)
+        say(
+            f"{folder}: the output folder cannot be locked ({exc.strerror or exc}): make sure "
+            "no other nkpanel run writes to it at the same time",
+            flag="warning:",
+            colour="yellow",
+        )
 
     def release() -> None:
+        if release in _HELD:
+            _HELD.remove(release)
         try:
-            if made and not any(folder.iterdir()):  # nothing written: no folder left either
-                folder.rmdir()
+            for p in made:  # innermost first: nothing written, no folder left either
+                if any(p.iterdir()):
+                    break
+                p.rmdir()
         except OSError:
             pass
         finally:
             os.close(fd)
 
+    _HELD.append(release)
     return release
 
 

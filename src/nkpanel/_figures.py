@@ -21,7 +21,8 @@ def save_figure(fig: Any, target: Path | IO[str], fmt: str, **kwargs: Any) -> No
     open text buffer, without a creation date; ``kwargs`` go to ``savefig``."""
     import matplotlib
 
-    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    # matplotlib's key for the date is "Date" in SVG and "CreationDate" in PDF
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
     rc: Any = {**STABLE_SVG, **kwargs.pop("rc", {})}  # matplotlib types its keys as literals
     with matplotlib.rc_context(rc):
         if isinstance(target, Path):

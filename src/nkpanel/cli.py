@@ -29,6 +29,7 @@ from nkpanel._cli import (
     output_folder,
     parse_pairs,
     progress_steps,
+    release_all,
     say,
     say_written,
 )
@@ -756,6 +757,7 @@ def main() -> None:
         say(INTERRUPTED, flag="aborted:")
         sys.exit(130)
     except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own help
+        release_all()  # an --out taken before a later option failed to parse
         show = getattr(exc, "show", None)
         if callable(show):
             show()

@@ -18,6 +18,7 @@ from nkpanel._atomic import (
     atomic_folder,
     check_ours,
     earlier_folders,
+    file_sha256,
     remove_owned,
     write_owned,
     write_text,
@@ -161,7 +162,9 @@ def _run_settings(s: FlowSettings) -> dict[str, Any]:
         "beads_per_test": s.counts.beads_per_test,
         "sample_volume_ul": s.counts.sample_volume_ul,
         "lymphocytes_per_ul": s.counts.lymphocytes_per_ul,
-        "template": None if s.template is None else str(s.template),
+        # the template by name and content, not by a path on the lab's machine
+        "template": None if s.template is None else s.template.name,
+        "template_sha256": None if s.template is None else file_sha256(s.template),
         "template_sample": s.template_sample,
         "populations": dict(s.template_populations),
         "marker_overrides": dict(s.marker_overrides),

@@ -135,3 +135,20 @@ def test_figures_are_the_same_bytes_on_every_run(tmp_path: Path) -> None:
     for p, q in zip(first, second, strict=True):
         if p.suffix in (".svg", ".png"):
             assert p.read_bytes() == q.read_bytes(), p.name
+
+
+def test_a_pdf_figure_is_the_same_bytes_a_second_later(tmp_path: Path) -> None:
+    """PDF keeps its date under another key than SVG ("CreationDate"; review 19)."""
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from nkpanel._figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3])
+    save_figure(fig, tmp_path / "a.pdf", "pdf")
+    time.sleep(1.1)
+    save_figure(fig, tmp_path / "b.pdf", "pdf")
+    plt.close(fig)
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()

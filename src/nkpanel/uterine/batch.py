@@ -338,11 +338,14 @@ SAME_PICTURE_GREY = 8.0
 #: pixels darker than this (of 255, mean of R, G and B) are tissue for that comparison
 _TISSUE_GREY = 220.0
 #: the side (pixels) of the square thumbnails images are compared by, whatever their size: a
-#: copy saved at half size, or cropped by a few pixels, is the same picture
+#: copy saved at half size is the same picture
 THUMBNAIL_PX = 64
 #: ... and whose detail thumbnails (:data:`DETAIL_PX`) differ by less than this: at 256 px
 #: two synthetic serial sections of one block (same outline, other cells) differed by 28, a
-#: JPEG (quality 50) or half-size copy of one by 1.8–2.8 (audit 18)
+#: JPEG (quality 50) or half-size copy of one by 1.8–2.8 (audit 18). A copy cropped by a few
+#: pixels is rescaled by a fraction of a pixel there and differs as much as a section (27 for
+#: 8 px of 2000): it is counted as another picture, pooled twice (its own counts again, so the
+#: ratio barely moves), where taking a section for a copy dropped it from the biopsy
 SAME_DETAIL_GREY = 12.0
 DETAIL_PX = 256
 #: images whose width:height ratios differ by more than this share are not compared
@@ -404,8 +407,25 @@ def _same_picture(a: _Look, b: _Look) -> float | None:
         return None
     # alike at 64 px: alike in their detail too (a whole slide's 64 px are a millimetre's
     # outline; two sections of one block share it, not their cells)
-    detail = _thumbnail_difference(a.detail, b.detail)
+    detail = _detail_difference(a.detail, b.detail)
     return diff if detail is not None and detail < SAME_DETAIL_GREY else None
+
+
+def _detail_difference(x: U8, y: U8, shift: int = 2) -> float | None:
+    """:func:`_thumbnail_difference` of two detail thumbnails at the best of the offsets up
+    to ``shift`` pixels: a copy cropped by a few pixels (0.4% of a field) is shifted by one
+    pixel at 256 px and was no longer taken for the same picture (review 19)."""
+    n = x.shape[0]
+    found = [
+        _thumbnail_difference(
+            x[max(0, dy) : n + min(0, dy), max(0, dx) : n + min(0, dx)],
+            y[max(0, -dy) : n + min(0, -dy), max(0, -dx) : n + min(0, -dx)],
+        )
+        for dy in range(-shift, shift + 1)
+        for dx in range(-shift, shift + 1)
+    ]
+    known = [d for d in found if d is not None]
+    return min(known) if known else None
 
 
 def _thumbnail_difference(x8: U8, y8: U8) -> float | None:
