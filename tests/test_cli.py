@@ -458,6 +458,8 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
     monkeypatch.setattr(fcntl, "flock", no_locks)
     release = hold_folder(tmp_path / "share")
     release()
+    release()  # a second release closes nothing (its descriptor number may be another's)
+    assert not (tmp_path / "share").exists()
 
 
 def test_an_output_folder_this_user_cannot_write_to_is_refused_once(

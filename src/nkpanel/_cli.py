@@ -131,8 +131,9 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         )
 
     def release() -> None:
-        if release in _HELD:
-            _HELD.remove(release)
+        if release not in _HELD:  # released already: its descriptor may be another's now
+            return
+        _HELD.remove(release)
         try:
             for p in made:  # innermost first: nothing written, no folder left either
                 if any(p.iterdir()):
