@@ -551,6 +551,13 @@ def _print_endometrial(biopsies: list[dict[str, Any]]) -> None:
     out_console.print(table)
 
 
+def _condition_name(plate: dict[str, Any], sample: object, treatment: object) -> str:
+    """An NK-activity condition of a case as console lines name it: plate, sample and, where
+    one was added, the treatment."""
+    with_ = "" if treatment in (None, "none") else f" with {treatment}"
+    return f"NK activity {plate.get('id')}, sample {sample}{with_}"
+
+
 def _cytotoxicity_warnings(plates: list[dict[str, Any]]) -> list[str]:
     """The failed non-blocking checks of a case's NK-activity plates, one line each, naming
     the plate, the sample, the treatment and (for a ratio's check) the E:T ratio."""
@@ -558,10 +565,7 @@ def _cytotoxicity_warnings(plates: list[dict[str, Any]]) -> list[str]:
     for plate in plates:
         for s in plate.get("samples") or []:
             for c in s.get("conditions") or []:
-                treatment = str(c.get("treatment", "none"))
-                who = f"NK activity {plate.get('id')}, sample {s.get('sample')}" + (
-                    "" if treatment == "none" else f" with {treatment}"
-                )
+                who = _condition_name(plate, s.get("sample"), c.get("treatment"))
                 checks = [(who, q) for q in c.get("qc") or []]
                 checks += [
                     (f"{who} at {r.get('ratio_label', r.get('ratio'))}", q)
@@ -605,10 +609,7 @@ def _case_withheld(outcome: CaseOutcome) -> tuple[list[str], list[str]]:
     no_lu = []
     for p in outcome.cytotoxicity:
         for h in p.get("headline") or []:
-            treatment = str(h.get("treatment", "none"))
-            who = f"NK activity {p.get('id')}, sample {h.get('sample')}" + (
-                "" if treatment == "none" else f" with {treatment}"
-            )
+            who = _condition_name(p, h.get("sample"), h.get("treatment"))
             lines += [f"{who}: {r}" for r in h.get("not_reportable_reasons") or []]
         for s in p.get("samples") or []:
             for c in s.get("conditions") or []:
