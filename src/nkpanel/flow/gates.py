@@ -54,8 +54,11 @@ class RangeGate:
     lo: tuple[float | None, ...]
     hi: tuple[float | None, ...]
 
-    def contains(self, values: Sequence[NDArray[np.float64]]) -> BoolArray:
-        return _range_members(self, values, None)
+    def contains(
+        self, values: Sequence[NDArray[np.float64]], within: BoolArray | None = None
+    ) -> BoolArray:
+        """Which points lie inside; with ``within``, only those of its points."""
+        return _range_members(self, values, within)
 
 
 @dataclass(frozen=True)
@@ -330,8 +333,6 @@ def gate_events(
     held = n if parent is None else int(np.count_nonzero(parent))
     if parent is None or 4 * held > n:  # a root gate, or most of its parent's events
         every = [values(d, None) for d in gate.dims]
-        if isinstance(gate, RangeGate):
-            return _range_members(gate, every, parent), None
         # a new array, the gate's own: the parent's points alone are tested (a parent that
         # holds every event, such as a Time gate that trimmed nothing, is no test)
         return gate.contains(every, within=None if held == n else parent), None
