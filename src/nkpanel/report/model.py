@@ -4,6 +4,7 @@ authoriser, the report's date and, for an amended report, what changed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,19 +91,19 @@ class ReportPaths:
     def moved(self, old: Path, new: Path) -> ReportPaths:
         """The same files after the folder ``old`` they were written in became ``new``."""
 
-        def at(p: Path | None) -> Path | None:
-            return None if p is None else new / p.relative_to(old)
+        def at(p: Path) -> Path:
+            return new / p.relative_to(old)
 
-        return ReportPaths(
-            clinician_html=new / self.clinician_html.relative_to(old),
-            clinician_pdf=at(self.clinician_pdf),
-            patient_html=new / self.patient_html.relative_to(old),
-            patient_pdf=at(self.patient_pdf),
-            json=new / self.json.relative_to(old),
-            fhir=new / self.fhir.relative_to(old),
-            figures=tuple(new / f.relative_to(old) for f in self.figures),
-            preliminary=self.preliminary,
-            lab_unnamed=self.lab_unnamed,
+        # the paths moved; every other field (the report's status…) kept as it is
+        return dataclasses.replace(
+            self,
+            clinician_html=at(self.clinician_html),
+            clinician_pdf=None if self.clinician_pdf is None else at(self.clinician_pdf),
+            patient_html=at(self.patient_html),
+            patient_pdf=None if self.patient_pdf is None else at(self.patient_pdf),
+            json=at(self.json),
+            fhir=at(self.fhir),
+            figures=tuple(at(f) for f in self.figures),
         )
 
     def notes(self, authoriser: str) -> list[str]:
