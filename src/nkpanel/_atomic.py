@@ -152,13 +152,14 @@ def _merge(
             raise InputError(target / name, "leads out of the output folder through a link")
     _refuse_clash(target, written, owned.keys())
     _write_list(target, {**owned, **stamps})
-    kept = {} if prune else {n: st for n, st in owned.items() if n not in stamps}
-    for name in owned.keys() - stamps.keys() - kept.keys():
-        _remove_listed(target, name)
+    if prune:
+        for name in owned.keys() - stamps.keys():
+            _remove_listed(target, name)
     for name in written:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, target / name)  # keeps its size and modification time
-    _write_list(target, {**kept, **stamps})
+    if prune:  # else the list already names what stays: the others and the new
+        _write_list(target, stamps)
 
 
 def earlier_folders(parent: Path, written: Iterable[str]) -> list[Path]:
