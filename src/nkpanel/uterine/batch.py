@@ -370,9 +370,9 @@ class _Look:
     thumbnail: U8
     lossy: bool
     #: width and height in microns
-    extent_um: tuple[float, float] = (0.0, 0.0)
+    extent_um: tuple[float, float]
     #: a finer thumbnail (:data:`DETAIL_PX`)
-    detail: U8 = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8))
+    detail: U8
 
 
 def _look(name: str, path: Path, overview: U8, size: tuple[int, int], pixel_um: float) -> _Look:
