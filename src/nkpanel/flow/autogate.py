@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from nkpanel.errors import QCError
 from nkpanel.flow.compensation import CompensatedColumns
-from nkpanel.flow.density import TAIL_SDS, Cut, density_1d, find_cut
+from nkpanel.flow.density import TAIL_SDS, Cut, _above, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.qc import SATURATED
@@ -1101,7 +1101,7 @@ class _Gater:
         c = self.cuts["SSC low"]
         centre = min(c.peaks)
         x = self.scaled(ssc, within)
-        upper = _pick(x, x >= centre) - centre
+        upper = _above(x, centre)  # find_cut's gather, here for the upper half
         if upper.size < 5:
             return first
         tail = centre + TAIL_SDS * float(np.sqrt(np.mean(upper**2)))
