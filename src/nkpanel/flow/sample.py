@@ -498,10 +498,9 @@ class _OpenFile:
 
     def _pread(self, size: int, offset: int) -> bytes:
         """``size`` bytes from ``offset`` (from ``base``), all of them within the file."""
-        data = _pread(self.fd, size, self.base + offset)
-        if len(data) < size:
-            raise self._shrank()
-        return data
+        data = bytearray(size)
+        self.read_into(offset, memoryview(data))  # a file that shrank: FCSFormatError
+        return bytes(data)
 
     def __len__(self) -> int:
         return max(0, self.size - self.base)
@@ -566,19 +565,6 @@ class _OpenFile:
 #: the bytes of a file read at once when it is opened (the HEADER and TEXT of nearly every
 #: file; later parts are read as asked for)
 _HEAD_BYTES = 1 << 16
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    """``size`` bytes from ``offset`` (fewer at the end of the file)."""
-    parts = []
-    got = 0
-    while got < size:
-        chunk = os.pread(fd, size - got, offset + got)
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
 
 
 #: a DATA block's rows are read into a scratch buffer of the conversion (a few MB), when a
