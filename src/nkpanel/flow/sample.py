@@ -264,8 +264,8 @@ class FlowSample:
         """The largest value of each column of :attr:`events`, where the reader found them
         (in passing, while each block of rows was in the cache); ``None`` where it did not,
         or for events other than the ones it read."""
-        found = self.events_max
-        if found is None or found.events is not self.events or self.events.flags.writeable:
+        found = self.events_max  # of these events (__post_init__ drops another array's)
+        if found is None or self.events.flags.writeable:
             return None  # not found, or the events may have changed since (made writable)
         return found.values
 
