@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from nkpanel._names import distinct_files, files_in_folders
-from nkpanel.errors import ConfigError, InputError
+from nkpanel.errors import ConfigError, InputError, interrupted
 
 __all__ = [
     "HistoryOption",
@@ -207,6 +207,8 @@ def progress_steps(description: str, total: int) -> Iterator[Callable[[str], Non
         task = bar.add_task(description, total=total, current="")
 
         def step(name: str) -> None:
+            if interrupted():  # an interrupt Python swallowed (raised in a callback)
+                raise KeyboardInterrupt
             bar.update(task, advance=1, current=Path(name).name)
 
         yield step

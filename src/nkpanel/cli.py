@@ -33,7 +33,15 @@ from nkpanel._cli import (
     say,
     say_written,
 )
-from nkpanel.errors import ConfigError, NkPanelError, one_line, show_tracebacks, tracebacks_shown
+from nkpanel.errors import (
+    ConfigError,
+    NkPanelError,
+    interrupt,
+    interrupted,
+    one_line,
+    show_tracebacks,
+    tracebacks_shown,
+)
 from nkpanel.flow.qc import QCLimits
 
 if TYPE_CHECKING:
@@ -728,23 +736,49 @@ INTERRUPTED = (
 )
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C: the run stops through its own clean-up (temporary folders removed,
-    helper threads waited for), where Python's default ended it at once, leaving them."""
-    raise KeyboardInterrupt
+#: set once the interrupted run has said so (:func:`_stopping`)
+_STOPPED: list[bool] = []
+
+
+def _stopping() -> None:
+    """Said once a run is interrupted; a second Ctrl-C or SIGTERM while it is said (a
+    scheduler that signals twice) no longer ends the process by the signal itself."""
+    import signal
+
+    _STOPPED.append(True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    say(INTERRUPTED, flag="aborted:")
+    sys.exit(130)
 
 
 def main() -> None:
     """Entry point: run the app, turning nkpanel errors into one line and a non-zero exit."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM as Ctrl-C: the run stops through its own clean-up (temporary folders removed,
+    # helper threads waited for), where Python's default for SIGTERM ended it at once
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        _main()
+    except KeyboardInterrupt:  # an interrupt that came while another was being handled
+        _stopping()
+    except SystemExit:
+        if interrupted() and not _STOPPED:  # swallowed where it was raised
+            _stopping()
+        raise
+    if interrupted():  # swallowed where it was raised, and the work done all the same
+        _stopping()
+
+
+def _main() -> None:
     try:
         rc = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
         # without standalone mode a typer.Exit comes back as its exit code; typer turns
         # Ctrl-C into exit code 130 with no word
         if rc == 130:
-            say(INTERRUPTED, flag="aborted:")
+            _stopping()
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except NkPanelError as exc:
@@ -755,8 +789,7 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        say(INTERRUPTED, flag="aborted:")
-        sys.exit(130)
+        _stopping()
     except typer.exceptions.TyperException as exc:  # usage errors: typer prints its own help
         release_all()  # an --out taken before a later option failed to parse
         show = getattr(exc, "show", None)
@@ -766,6 +799,8 @@ def main() -> None:
             say(f"error: {exc.format_message()}")
         sys.exit(exc.exit_code or 2)
     except Exception as exc:
+        if interrupted():  # an interrupt turned into another error where it was raised
+            _stopping()
         if tracebacks_shown():
             raise
         say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")

@@ -60,12 +60,33 @@ def option_or_key(option: str, key: str) -> str:
     return f"{option} (in a case manifest: {key})"
 
 
+#: set by the command line's Ctrl-C and SIGTERM handlers (installed by ``nkpanel.cli.main``)
+_INTERRUPTED: list[bool] = []
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C's or SIGTERM's handler: remembered, then raised as KeyboardInterrupt, so that
+    the run stops through its own clean-up. Python raises it wherever the program is: in a
+    weakref callback it is swallowed, in a module being imported it becomes ImportError; the
+    remembered interrupt is raised again at the next item of a progress bar, and an error
+    that follows it is taken for it (:func:`interrupted`)."""
+    _INTERRUPTED.append(True)
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM came (:func:`interrupt`)."""
+    return bool(_INTERRUPTED)
+
+
 def batch_failure(exc: Exception, source: str | Path | None = None) -> str:
     """The one line recorded for a file of a batch that raised ``exc``.
 
     An nkpanel error says its cause. Any other exception is a fault of nkpanel's: it is named
     as one, so that the other files of the batch are still analysed (with ``--debug`` it is
     raised again, traceback and all)."""
+    if interrupted():  # an interrupt turned into this error where it was raised: stop
+        raise KeyboardInterrupt from exc
     if isinstance(exc, NkPanelError):
         return one_line(exc, source=source)
     if _tracebacks["on"]:
