@@ -89,6 +89,52 @@ def test_figure_axes_carry_the_labels() -> None:
         plt.close(fig)
 
 
+def test_minor_ticks_are_drawn_at_the_decades_multiples() -> None:
+    """The minor marks (drawn as one line of tick markers, not matplotlib ticks) stand at
+    2–9 × 10ᵏ in the plotted coordinates: log10(600)…log10(2×10⁵) on this axis."""
+    import matplotlib.pyplot as plt
+
+    from nkpanel.flow.plots import _data_ticks
+
+    fig, ax = plt.subplots()
+    try:
+        ax.set_xlim(math.log10(550.0), math.log10(2.5e5))
+        _data_ticks(ax.xaxis, _Log10(), ax.get_xlim())
+        (marks,) = ax.get_lines()
+        x = np.asarray(marks.get_xdata(), dtype=np.float64)
+        assert x[0] == pytest.approx(math.log10(600.0))
+        assert x[-1] == pytest.approx(math.log10(2e5))
+        assert len(x) == 4 + 8 + 8 + 1
+        assert ax.get_xlim() == pytest.approx((math.log10(550.0), math.log10(2.5e5)))
+    finally:
+        plt.close(fig)
+
+
+def test_a_linear_scatter_axis_is_labelled_in_thousands() -> None:
+    """FSC and SSC run to 262,144 on a linear axis: labelled 50K, 100K… (six digits ran into
+    each other under fixed margins), values under a thousand as they are."""
+    import matplotlib.pyplot as plt
+
+    from nkpanel.flow.plots import _data_ticks, _in_thousands
+
+    assert [_in_thousands(v) for v in (0.0, 500.0, 50_000.0, 125_000.0, -2_500.0)] == [
+        "0",
+        "500",
+        "50K",
+        "125K",
+        "−2.5K",
+    ]
+    fig, ax = plt.subplots()
+    try:
+        ax.set_xlim(0.0, 250_000.0)
+        _data_ticks(ax.xaxis, lambda v: v, ax.get_xlim())
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert labels[:3] == ["0", "50K", "100K"]
+    finally:
+        plt.close(fig)
+
+
 def test_a_gate_title_counts_every_event_not_the_points_drawn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

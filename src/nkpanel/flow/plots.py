@@ -42,6 +42,14 @@ PREFERRED_AXES = {
     "NK CD56dim": ("CD56", "CD16"),
 }
 MAX_POINTS = 200_000
+#: figure size (inches) and the axes' place in it
+FIGSIZE = (4.2, 3.8)
+MARGINS = {"left": 0.19, "right": 0.96, "bottom": 0.14, "top": 0.88}
+#: a linear axis reaching this far is labelled in thousands
+THOUSANDS_FROM = 10_000.0
+#: minor tick marks' length and width (points), matplotlib's defaults
+MINOR_TICK_POINTS = 2.0
+MINOR_TICK_WIDTH = 0.6
 BINS = 200
 #: two tick labels closer than this share of the axis would overlap: the smaller one goes
 MIN_LABEL_GAP = 0.07
@@ -114,7 +122,10 @@ def plot_gates(
         else:
             partner = COMPANION.get(marker_of.get(x_ch, x_ch))
             y_ch = channel_for_marker.get(partner, None) if partner else None
-        fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=100)
+        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=100)
+        # fixed margins, wide enough for the longest labels: tight_layout measured every tick
+        # label of every figure again (a third of a batch's figure time, audit 18)
+        fig.subplots_adjust(**MARGINS)
         sx = scale_for(x_ch)
         x = sx(values(x_ch)[idx])
         # the title counts every event, not the points drawn (a sample of large parents)
@@ -136,7 +147,6 @@ def plot_gates(
         title = f"{gate.name}: {n_in:,} of {gate.parent or 'all events'} ({pct:.1f}%)"
         ax.set_title(title, fontsize=9)
         fig.suptitle(sample_name + ("  SYNTHETIC DATA" if synthetic else ""), fontsize=8, y=0.995)
-        fig.tight_layout()
         for ext in formats:
             target = out_dir / f"{_safe(gate.name)}.{ext}"
             save_figure(fig, target, ext)
@@ -283,7 +293,52 @@ def _decade_label(v: float) -> str:
 def _data_ticks(axis: Any, scale: Scale, limits: tuple[float, float]) -> None:
     ticks = decade_ticks(scale, float(limits[0]), float(limits[1]))
     if ticks is None or len(ticks[0]) < 2:
-        return  # fewer than two labels: the transform's own ticks say more
+        # the transform's own ticks say more; on a linear scatter axis in thousands, as
+        # cytometry software writes them ("50K"), where six digits would run into each other
+        if max(abs(limits[0]), abs(limits[1])) >= THOUSANDS_FROM:
+            from matplotlib.ticker import FuncFormatter
+
+            axis.set_major_formatter(FuncFormatter(_in_thousands))
+        return
     major, minor = ticks
     axis.set_ticks([p for p, _ in major], [label for _, label in major])
-    axis.set_ticks(minor, minor=True)
+    _minor_marks(axis, minor)
+
+
+def _in_thousands(value: float, _position: object = None) -> str:
+    """``50K`` for 50,000; values under a thousand as they are."""
+    if abs(value) < 1000.0:
+        return f"{value:g}"
+    return f"{value / 1000.0:g}K".replace("-", "−")
+
+
+def _minor_marks(axis: Any, positions: list[float]) -> None:
+    """Minor tick marks drawn as one line of tick markers: matplotlib builds a whole tick (two
+    marks, two labels, a grid line) for each minor tick, and a logicle axis has dozens, which
+    took a third of the figures' time. The marks are matplotlib's own tick marker, outward,
+    at its default minor size and width."""
+    from matplotlib.markers import TICKDOWN, TICKLEFT
+    from matplotlib.transforms import blended_transform_factory
+
+    if not positions:
+        return
+    ax = axis.axes
+    zeros = [0.0] * len(positions)
+    if axis.axis_name == "x":
+        xy, marker = (positions, zeros), TICKDOWN
+        transform = blended_transform_factory(ax.transData, ax.transAxes)
+    else:
+        xy, marker = (zeros, positions), TICKLEFT
+        transform = blended_transform_factory(ax.transAxes, ax.transData)
+    ax.plot(
+        *xy,
+        linestyle="none",
+        marker=marker,
+        markersize=MINOR_TICK_POINTS,
+        markeredgewidth=MINOR_TICK_WIDTH,
+        color="black",
+        transform=transform,
+        clip_on=False,
+        scalex=False,
+        scaley=False,
+    )
