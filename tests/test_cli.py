@@ -310,7 +310,8 @@ def test_simulators_never_overwrite_a_users_file(
     mine.write_bytes(b"PRECIOUS REAL DATA")
     proc = nkpanel(*command, "--out", str(out))
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    said = [ln for ln in proc.stderr.splitlines() if not ln.startswith("simulating ")]
+    assert said == [  # besides the progress line, off a terminal, of the field simulated
         f"error: {mine}: exists and was not written by nkpanel, or was changed since: it is "
         "not overwritten (move it, or choose another --out)"
     ]
@@ -689,3 +690,49 @@ def test_version_flag_and_every_option_has_help() -> None:
 
     walk(typer.main.get_command(app), "nkpanel")
     assert not bare, bare
+
+
+def test_a_batch_off_a_terminal_says_each_file_as_it_starts_and_shared_notes_once(
+    tmp_path: Path,
+) -> None:
+    """Audit 18: a logged batch was silent until its table, and the same note ("counting-bead
+    events found, but no beads per test…") came once per file. Off a terminal each file is a
+    plain line as it starts; a fact every file shares is one line naming them, its differing
+    numbers as a range."""
+    files = []
+    for seed in (1, 2, 3):
+        tube = simulate_tube(SimulationSpec(n_events=20_000, seed=seed))
+        files.append(str(write_fcs(tube, tmp_path / f"t{seed}.fcs")))
+    proc = nkpanel("flow", "analyze", *files, "--out", str(tmp_path / "out"), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [ln for ln in lines if ln.startswith("analysing")] == [
+        "analysing 1/3: t1.fcs",
+        "analysing 2/3: t2.fcs",
+        "analysing 3/3: t3.fcs",
+    ]
+    beads = [ln for ln in lines if "counting-bead events found" in ln]
+    assert len(beads) == 1, beads
+    assert beads[0].startswith("note: t1, t2, t3: ")
+
+
+def test_grouped_lines_keep_what_differs() -> None:
+    """Hand-made lines: numbers that differ become their range, equal ones stay, numbers
+    inside names (CD3, tube1) are words; different facts stay apart, in order of first
+    appearance; more than four samples are counted."""
+    from nkpanel._cli import grouped
+
+    lines = [
+        ("a", "17240 beads on CD3, 2.5% kept"),
+        ("b", "cut at the tail of CD56"),
+        ("b", "17607 beads on CD3, 2.5% kept"),
+        ("c", "9 beads on CD3, 2.5% kept"),
+        ("c", "read tube1.fcs"),
+    ]
+    assert grouped(lines) == [
+        "a, b, c: 9–17607 beads on CD3, 2.5% kept",
+        "b: cut at the tail of CD56",
+        "c: read tube1.fcs",
+    ]
+    many = [(f"s{i}", "no beads per test") for i in range(6)]
+    assert grouped(many) == ["6 samples (s0 … s5): no beads per test"]

@@ -9,6 +9,7 @@ from here, so that every command looks and fails the same way.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from nkpanel._names import distinct_files, files_in_folders
@@ -176,14 +184,15 @@ LabOption = Annotated[
 
 
 def progress() -> Progress:
-    """A transient progress bar on stderr, silent when stderr is not a terminal.
+    """A transient progress bar on stderr, not drawn when stderr is not a terminal (see
+    :func:`starting` for the plain lines said then).
 
     Tasks carry a ``current`` field: the item being worked on.
     """
     return Progress(
         TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        MofNCompleteColumn(),  # "0/?" while a total is not known yet
         TimeElapsedColumn(),
         TextColumn("{task.fields[current]}", markup=False),
         console=err_console,
@@ -194,9 +203,12 @@ def progress() -> Progress:
 
 @contextmanager
 def progress_steps(description: str, total: int) -> Iterator[Callable[[str], None]]:
-    """A :func:`progress` bar of ``total`` items; yields the callback that counts one done.
+    """A :func:`progress` bar of ``total`` items; yields the callback to call as each item
+    starts, with its name (a path shows as its file name).
 
-    The callback takes the item's name (a path shows as its file name).
+    The bar counts the items finished (those before the one under way). Off a terminal (a
+    log, a scheduled run) each item is one plain line instead, ``analysing 3/20: tube002.fcs``,
+    so that a long batch is not silent until its table.
 
     Example::
 
@@ -205,13 +217,28 @@ def progress_steps(description: str, total: int) -> Iterator[Callable[[str], Non
     """
     with progress() as bar:
         task = bar.add_task(description, total=total, current="")
+        started = 0
 
         def step(name: str) -> None:
+            nonlocal started
             if interrupted():  # an interrupt Python swallowed (raised in a callback)
                 raise KeyboardInterrupt
-            bar.update(task, advance=1, current=Path(name).name)
+            started += 1
+            starting(bar, task, description, started, total, name)
 
         yield step
+
+
+def starting(bar: Progress, task: TaskID, label: str, number: int, total: int, name: str) -> None:
+    """Item ``number`` (from 1) of ``total`` starts: the items before it are done. On a
+    terminal the bar moves; off one, a plain line says which item starts
+    (``analysing 3/20: tube002.fcs``)."""
+    shown = Path(name).name
+    bar.update(task, completed=number - 1, current=shown)
+    if bar.disable:
+        err_console.print(
+            Text(f"{label} {number}/{total}: {shown}"), highlight=False, soft_wrap=True
+        )
 
 
 def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
@@ -220,6 +247,42 @@ def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
     leads the line in ``colour``."""
     line = Text(text) if flag is None else Text.assemble((flag, colour), " ", text)
     err_console.print(line, highlight=False, soft_wrap=True)
+
+
+#: a number standing as a word ("17240", "14.0", "1,024"), not one inside a name ("CD3")
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
+
+
+def grouped(lines: Sequence[tuple[str, str]]) -> list[str]:
+    """``(sample, text)`` lines, one line per fact: lines that differ only in their numbers
+    ("17240 counting-bead events found…" in every file of a batch) become one, naming the
+    samples, with each number that differs given as its range ("17240–17607"). Order: first
+    appearance."""
+    groups: dict[tuple[str, ...], list[tuple[str, list[str]]]] = {}
+    for sample, text in lines:
+        words = tuple(_NUMBER.split(text))
+        groups.setdefault(words, []).append((sample, _NUMBER.findall(text)))
+    out = []
+    for words, members in groups.items():
+        samples = list(dict.fromkeys(m[0] for m in members))
+        numbers = [_span([m[1][k] for m in members]) for k in range(len(words) - 1)]
+        text = "".join(w + n for w, n in zip(words, [*numbers, ""], strict=True))
+        out.append(f"{_samples_named(samples)}: {text}")
+    return out
+
+
+def _span(values: list[str]) -> str:
+    """One number as written, or the lowest and highest of several ("17240–17607")."""
+    if len(set(values)) == 1:
+        return values[0]
+    ordered = sorted(values, key=lambda v: float(v.replace(",", "")))
+    return f"{ordered[0]}–{ordered[-1]}"
+
+
+def _samples_named(samples: list[str]) -> str:
+    if len(samples) <= 4:
+        return ", ".join(samples)
+    return f"{len(samples)} samples ({samples[0]} … {samples[-1]})"
 
 
 def say_written(out: Path, written: bool, removed: Sequence[Path], what: str) -> None:

@@ -25,6 +25,7 @@ from nkpanel._cli import (
     expand_folders,
     fmt,
     fmt_ci,
+    grouped,
     out_console,
     output_folder,
     parse_pairs,
@@ -159,19 +160,19 @@ def _print_results(results: Sequence[FlowResult], failures: Sequence[BatchFailur
         )
     if results:
         out_console.print(table)
-    for r in results:
-        # why a row is NOT REPORTABLE, a line each (in the table they folded a narrow
-        # terminal's column into dozens of lines)
-        for reason in r.not_reportable_reasons:
-            say(f"{r.sample}: {reason}", flag="not reportable:")
-        # what the table's "reportable" leaves out: warnings, and how the file was read
-        for q in r.qc:
-            if not q.passed and not q.blocking:
-                say(f"{r.sample}: {q.reason}", flag="warning:", colour="yellow")
-        for note in r.notes:  # how the gates were found (a cut without a valley…)
-            say(f"{r.sample}: {note}", flag="note:", colour="yellow")
-        for note in r.file_notes:
-            say(f"{r.sample}: {note}", flag="read:", colour="cyan")
+    # why a row is NOT REPORTABLE, a line each (in the table they folded a narrow terminal's
+    # column into dozens of lines); what "reportable" leaves out: warnings, how the gates were
+    # found (a cut without a valley…), how the file was read. A fact every file shares (no
+    # beads per test given) is one line naming the samples, not one line per file.
+    kinds = (
+        ("not reportable:", "red", lambda r: r.not_reportable_reasons),
+        ("warning:", "yellow", lambda r: [q.reason for q in r.qc if not (q.passed or q.blocking)]),
+        ("note:", "yellow", lambda r: r.notes),
+        ("read:", "cyan", lambda r: r.file_notes),
+    )
+    for flag, colour, texts in kinds:
+        for line in grouped([(r.sample, t) for r in results for t in texts(r)]):
+            say(line, flag=flag, colour=colour)
     for f in failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
 

@@ -29,6 +29,7 @@ from nkpanel._cli import (
     progress_steps,
     say,
     say_written,
+    starting,
 )
 from nkpanel.errors import ConfigError
 from nkpanel.flow.qc import QCFlag
@@ -376,9 +377,8 @@ def analyze(
         started = [0]
 
         def on_image(name: str) -> None:
-            # the images before this one are done; this one is under way
-            bar.update(task, completed=started[0], current=Path(name).name)
             started[0] += 1
+            starting(bar, task, "images", started[0], len(images), name)
             bar.reset(tiles, total=None)
 
         def on_tile(done: int, total: int) -> None:
@@ -431,6 +431,7 @@ def simulate(
     # refused before anything is replaced; nothing else there is removed
     with progress_steps("simulating", n_fields) as step, atomic_folder(out, prune=False) as staged:
         for i in range(n_fields):
+            step(f"field {i + 1}")
             spec = FieldSpec(
                 seed=seed * 1000 + i,
                 unk_percent_of_stromal=unk_percent,
@@ -440,7 +441,6 @@ def simulate(
             )
             field = simulate_field(spec)
             written += write_field(field, staged / f"synthetic_field_{i + 1:02d}.tif")
-            step(f"field {i + 1}")
     out_console.print(
         f"SYNTHETIC DATA: {n_fields} simulated CD56 field(s) written to {out} "
         f"({len(written)} files: images, truth JSON, gland regions GeoJSON)"
