@@ -105,6 +105,33 @@ def test_a_later_file_written_at_the_same_path_keeps_the_earlier_results(tmp_pat
     assert f'"nk_percent_of_lymphocytes": {a.nk_percent_of_lymphocytes}' in kept
 
 
+def test_the_same_file_copied_again_keeps_its_name(tmp_path: Path) -> None:
+    """Audit 18: the morning's export copied again (cp without -p: a new modification time)
+    was taken for another file, and every sample became tube-2. The same content at the same
+    path is the same file, whatever its time; another acquisition of the same size written
+    there is still another file."""
+    import os
+    import shutil
+
+    path = tmp_path / "export" / "t.fcs"
+    path.parent.mkdir()
+    write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=20_000)), tmp_path / "t.fcs")
+    shutil.copy(tmp_path / "t.fcs", path)
+    out = tmp_path / "out"
+    pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=False)
+    shutil.copy(tmp_path / "t.fcs", path)  # again, a second later
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    (again,) = pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=False).results
+    assert again.sample == "t" and not again.file_notes
+    other = write_fcs(simulate_tube(SimulationSpec(seed=4, n_events=20_000)), tmp_path / "u.fcs")
+    assert other.stat().st_size == path.stat().st_size
+    shutil.copy(other, path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2 * 10**9))
+    (b,) = pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=False).results
+    assert b.sample == "t-2"
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["t", "t-2"]
+
+
 def test_a_copy_of_a_file_is_analysed_once(tmp_path: Path) -> None:
     """A byte-for-byte copy ("tube1 copy.fcs") is the same tube: analysed twice it would be
     two samples. The copy is left out with a note naming both files; another file of the

@@ -200,14 +200,52 @@ def away_from_earlier(
 
 
 def file_stamp(path: Path) -> dict[str, object] | None:
-    """A file's resolved path, size and modification time (ns): what tells a file from a
-    later one written at the same path (an export folder reused for each patient)."""
+    """A file's resolved path, size, modification time (ns) and a digest of its content
+    (:func:`sampled_digest`): what tells a file from a later one written at the same path (an
+    export folder reused for each patient), and the same file copied there again (a new
+    modification time, as ``cp`` or ``rsync`` without ``-t`` give) from another."""
     try:
         st = path.stat()
         where = str(path.resolve())
+        digest = sampled_digest(path, st.st_size)
     except OSError:
         return None
-    return {"path": where, "bytes": st.st_size, "modified_ns": st.st_mtime_ns}
+    return {
+        "path": where,
+        "bytes": st.st_size,
+        "modified_ns": st.st_mtime_ns,
+        "sampled_sha256": digest,
+    }
+
+
+#: :func:`sampled_digest` reads this many blocks of this many bytes
+DIGEST_BLOCKS = 64
+DIGEST_BLOCK_BYTES = 4096
+
+
+def sampled_digest(path: Path, size: int) -> str:
+    """SHA-256 of ``DIGEST_BLOCKS`` blocks spread evenly over the file (the whole file when it
+    is smaller): a fixed small read, where a whole SHA-256 of a million-event file took longer
+    than its analysis. An FCS file's first block holds its TEXT ($DATE, $BTIM, $FIL, $TOT), and
+    the other blocks its events, so another acquisition of the same size differs in them.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    """
+    import hashlib
+
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        if size <= DIGEST_BLOCKS * DIGEST_BLOCK_BYTES:
+            h.update(fh.read())
+            return h.hexdigest()
+        last = size - DIGEST_BLOCK_BYTES
+        for k in range(DIGEST_BLOCKS):
+            fh.seek(last * k // (DIGEST_BLOCKS - 1))
+            h.update(fh.read(DIGEST_BLOCK_BYTES))
+    return h.hexdigest()
 
 
 def _recorded_source(sample_folder: Path) -> tuple[str, object] | None:
@@ -225,15 +263,21 @@ def _recorded_source(sample_folder: Path) -> tuple[str, object] | None:
 
 def _same_file(recorded: tuple[str, object], path: Path) -> bool:
     """Whether ``path`` is the file recorded: the same path and, where a stamp was recorded,
-    the same size and modification time (else a later file written at that path)."""
+    the same size and either the same modification time or the same content digest (a copy
+    made again); else a later file written at that path."""
     source, stamp = recorded
     if isinstance(stamp, dict) and "path" in stamp:  # resolved when written: from any folder
-        return stamp == file_stamp(path)
+        now = file_stamp(path)
+        if now is None or (now["path"], now["bytes"]) != (stamp["path"], stamp.get("bytes")):
+            return False
+        return now["modified_ns"] == stamp.get("modified_ns") or (
+            now["sampled_sha256"] == stamp.get("sampled_sha256")
+        )
     try:  # a run before stamps: the source as given, resolved from here
         same_path = Path(source).resolve() == path.resolve()
     except OSError:
         return False
-    return same_path and (stamp is None or stamp == file_stamp(path))
+    return same_path and stamp is None
 
 
 def array_digest(array: Any, *, rows: int | None = None, label: object = "") -> str:
