@@ -495,3 +495,37 @@ def test_files_alike_in_their_opening_block_are_told_apart_by_the_rest(tmp_path:
     kept, notes = distinct_files([a, b, c])
     assert kept == [a, b]
     assert notes == [f"{c}: the same content as {a} (a copy): analysed once"]
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_the_results_standing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drawing fault (here made to happen) failed the whole sample as an internal error,
+    its numbers lost. The sample's results are written without figures, with a note saying
+    why; the other outputs are there, and nothing is half-written."""
+    import json
+
+    import nkpanel.flow.plots as plots
+
+    def broken(**_: Any) -> list[Path]:
+        raise ValueError("Axis limits cannot be NaN or Inf")
+
+    monkeypatch.setattr(plots, "plot_gates", broken)
+    path = write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=20_000)), tmp_path / "t.fcs")
+    out = tmp_path / "out"
+    outcome = pipeline.analyze_flow_batch([path], FlowSettings(), out, plots=True)
+    assert not outcome.failures
+    (r,) = outcome.results
+    assert r.notes[-1] == (
+        "figures not drawn (Axis limits cannot be NaN or Inf); the results are not affected"
+    )
+    assert r.nk_percent_of_lymphocytes is not None
+    folder = out / "samples" / "t"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".nkpanel-files",
+        "gates.gatingml.xml",
+        "summary.json",
+    ]
+    assert r.notes[-1] in json.loads((folder / "summary.json").read_text())["notes"]
+    assert (out / "flow_populations.csv").is_file()
+    assert not list(out.rglob("*.part"))

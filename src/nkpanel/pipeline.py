@@ -31,11 +31,19 @@ from nkpanel._names import (
     unique_stems,
 )
 from nkpanel.case import BloodDraw, Case
-from nkpanel.errors import ConfigError, InputError, batch_failure, one_line
+from nkpanel.errors import (
+    ConfigError,
+    InputError,
+    batch_failure,
+    interrupted,
+    one_line,
+    tracebacks_shown,
+)
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import (
     BATCH_TABLES,
     BatchFailure,
+    FigureError,
     remove_batch_tables,
     write_batch,
     write_sample_outputs,
@@ -121,9 +129,21 @@ def analyze_flow_batch(
                     analysis.result, sample=name, file_notes=(*analysis.result.file_notes, *notes)
                 )
                 analysis = dataclasses.replace(analysis, result=result)
-            written = write_sample_outputs(
-                analysis, out_dir, plots=plots, export_events=export_events
-            )
+            try:
+                written = write_sample_outputs(
+                    analysis, out_dir, plots=plots, export_events=export_events
+                )
+            except FigureError as exc:  # the numbers stand: written again, without figures
+                if interrupted():  # an interrupt turned into the drawing's error
+                    raise KeyboardInterrupt from exc
+                if tracebacks_shown() and exc.__cause__ is not None:  # --debug: the fault
+                    raise exc.__cause__ from None
+                note = f"figures not drawn ({exc}); the results are not affected"
+                result = dataclasses.replace(analysis.result, notes=(*analysis.result.notes, note))
+                analysis = dataclasses.replace(analysis, result=result)
+                written = write_sample_outputs(
+                    analysis, out_dir, plots=False, export_events=export_events
+                )
         except Exception as exc:  # one file's fault, nkpanel's included, stops no batch
             outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
             continue

@@ -22,10 +22,17 @@ from nkpanel._atomic import (
     write_with,
 )
 from nkpanel._names import file_stamp
+from nkpanel.errors import one_line
 from nkpanel.flow.analyze import FlowAnalysis
 from nkpanel.flow.results import FlowResult
 
-__all__ = ["BatchFailure", "write_batch", "write_events", "write_sample_outputs"]
+__all__ = [
+    "BatchFailure",
+    "FigureError",
+    "write_batch",
+    "write_events",
+    "write_sample_outputs",
+]
 
 EventFormat = Literal["parquet", "csv"]
 
@@ -103,9 +110,28 @@ def _write_sample_files(
         embed = matrix_to_embed(analysis.sample, analysis.values.spillover)
         export_gatingml(analysis.tree, target, spillover=embed)
         written.append(target)
-    if plots and analysis.tree is not None and analysis.gating is not None:
-        written += _plots(analysis, d / "plots")
-    elif plots and analysis.template is not None and analysis.sample.path is not None:
+    if plots:
+        try:
+            written += _figures(analysis, d / "plots")
+        except (OSError, KeyboardInterrupt):
+            raise  # a disk that cannot take files fails the sample's other files as well
+        except Exception as exc:  # any drawing fault: said, and the numbers stand
+            raise FigureError(one_line(exc, limit=200)) from exc
+    if export_events is not None:
+        written.append(write_events(analysis, d / f"events.{export_events}", export_events))
+    return written
+
+
+class FigureError(Exception):
+    """A sample's figures could not be drawn (its numbers were not affected): the batch
+    writes the sample's outputs again without figures, with a note saying why."""
+
+
+def _figures(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
+    written: list[Path] = []
+    if analysis.tree is not None and analysis.gating is not None:
+        written += _plots(analysis, plot_dir)
+    elif analysis.template is not None and analysis.sample.path is not None:
         from nkpanel.flow.template_plots import plot_template_gates
 
         figures, _ = plot_template_gates(
@@ -113,15 +139,13 @@ def _write_sample_files(
             analysis.sample.path,
             analysis.membership,
             analysis.parents,
-            d / "plots",
+            plot_dir,
             sample_id=analysis.workspace_sample,
             synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
             flowkit_sample=analysis.template_sample,
             dataset=analysis.sample.dataset,
         )
         written += figures
-    if export_events is not None:
-        written.append(write_events(analysis, d / f"events.{export_events}", export_events))
     return written
 
 
