@@ -505,7 +505,8 @@ def test_an_interrupted_run_says_so_and_leaves_nothing_half_written(
     time.sleep(1.0)
     proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    # 128 + the signal's number, as a shell reports it: a scheduler tells its stop from Ctrl-C
+    assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143}[signame], err
     assert err.strip().splitlines()[-1].startswith("aborted: interrupted: every file written")
     assert not [p for p in out.rglob("*") if ".part" in p.name]
 

@@ -38,6 +38,7 @@ from nkpanel.errors import (
     ConfigError,
     NkPanelError,
     interrupt,
+    interrupt_exit_code,
     interrupted,
     one_line,
     show_tracebacks,
@@ -750,7 +751,7 @@ def _stopping() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     say(INTERRUPTED, flag="aborted:")
-    sys.exit(130)
+    sys.exit(interrupt_exit_code())
 
 
 def main() -> None:

@@ -60,8 +60,9 @@ def option_or_key(option: str, key: str) -> str:
     return f"{option} (in a case manifest: {key})"
 
 
-#: set by the command line's Ctrl-C and SIGTERM handlers (installed by ``nkpanel.cli.main``)
-_INTERRUPTED: list[bool] = []
+#: the signals that came, set by the command line's Ctrl-C and SIGTERM handlers (installed by
+#: ``nkpanel.cli.main``)
+_INTERRUPTED: list[int] = []
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -70,13 +71,23 @@ def interrupt(signum: int, frame: object) -> None:
     weakref callback it is swallowed, in a module being imported it becomes ImportError; the
     remembered interrupt is raised again at the next item of a progress bar, and an error
     that follows it is taken for it (:func:`interrupted`)."""
-    _INTERRUPTED.append(True)
+    _INTERRUPTED.append(signum)
     raise KeyboardInterrupt
 
 
 def interrupted() -> bool:
     """Whether Ctrl-C or SIGTERM came (:func:`interrupt`)."""
     return bool(_INTERRUPTED)
+
+
+def interrupt_exit_code() -> int:
+    """The exit status of a run stopped by the first signal that came: 128 + its number, as
+    a shell reports a process the signal ended (130 for Ctrl-C, 143 for SIGTERM), so that a
+    scheduler tells its own stop from a user's; 130 when Ctrl-C came without a signal
+    handler of nkpanel's (a KeyboardInterrupt raised otherwise)."""
+    import signal
+
+    return 128 + (_INTERRUPTED[0] if _INTERRUPTED else int(signal.SIGINT))
 
 
 def batch_failure(exc: Exception, source: str | Path | None = None) -> str:
