@@ -498,7 +498,7 @@ def _run_with_progress(
     total = sum(len(draw_files(manifest, d)[0]) for d in manifest.blood_draws)
     total += len(manifest.cytotoxicity)
     total += len(manifest.endometrial) + (1 if reports else 0)
-    with progress_steps(str(manifest.case.id), total) as step:
+    with progress_steps(f"case {manifest.case.id}", total) as step:
         return run_case(
             manifest,
             out,
