@@ -221,3 +221,44 @@ def test_an_interrupt_is_held_back_while_a_folder_is_swapped() -> None:
     except KeyboardInterrupt:
         pass
     assert done == ["first rename", "second rename"]
+
+
+def test_an_interrupt_is_held_back_while_other_threads_run() -> None:
+    """With other threads alive (nkpanel's reading helpers), a signal blocked in the main
+    thread's mask was handed to one of them and Python raised it at once (the full suite
+    caught it): the interrupt still comes only after the step."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from nkpanel._atomic import _signals_held
+
+    stop = threading.Event()
+
+    def busy() -> None:  # wakes often, as a reading helper does
+        while not stop.is_set():
+            time.sleep(0.0001)
+
+    helpers = [threading.Thread(target=busy, daemon=True) for _ in range(2)]
+    for h in helpers:
+        h.start()
+    time.sleep(0.05)
+    done = []
+    try:
+        with _signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            # longer than Python's switch interval (5 ms): the helpers take the lock in
+            # between, and a signal that reached one of them is then run in this thread
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                pass
+            done.append("step")
+        raise AssertionError("the interrupt was lost")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for h in helpers:
+            h.join()
+    assert done == ["step"]

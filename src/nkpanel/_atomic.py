@@ -121,19 +121,31 @@ def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM held back (delivered after) for a step that must not be cut in two;
-    only the main thread can hold them, elsewhere the step runs as it is."""
+    only the main thread can hold them, elsewhere the step runs as it is.
+
+    They are held by handlers that only note them, then sent again to the handlers that were
+    there: blocking them in the main thread's signal mask (as before) holds nothing while
+    other threads run (nkpanel's reading helpers), since the kernel then hands the signal to
+    one of those and Python runs its handler at once."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    came: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        came.append(signum)
+
+    before = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)
 
 
 def _merge(
