@@ -192,6 +192,50 @@ def test_spontaneous_below_the_blank_is_a_warning(tmp_path: Path) -> None:
     assert lysis(res, "P1", "none", 50.0) == pytest.approx([40.0, 42.0, 38.0])
 
 
+def test_a_blank_at_the_maximum_withholds_instead_of_skipping_the_spontaneous_check(
+    tmp_path: Path,
+) -> None:
+    """Audit 20: blank and maximum wells swapped (blank 3000 against maximum 2500) made the
+    blank-corrected maximum −500, and the S/M check was skipped, so a plate that cannot be
+    judged was reportable. % lysis itself does not depend on the blank (still 40, 42, 38)."""
+    wells = plate_wells()
+    for w in ("A7", "A8", "A9"):
+        wells[w] = ("", "blank", "", "none", 3000.0)
+    res = run(tmp_path, wells)
+    cond = res.sample("P1").condition("none")
+    flag = next(f for f in cond.qc if f.check == "spontaneous_release")
+    assert not flag.passed and flag.blocking
+    assert flag.value == pytest.approx(-500.0)  # 2500 − 3000
+    assert "blank and maximum wells swapped?" in flag.reason
+    assert not cond.reportable
+    assert lysis(res, "P1", "none", 50.0) == pytest.approx([40.0, 42.0, 38.0])
+
+
+def test_lysis_above_100_percent_is_withheld(tmp_path: Path) -> None:
+    """Audit 20: wells releasing more than the maximum (110% lysis) were reportable with no
+    flag. By hand: (2800 − 100 − 400) / 2000 = 115%, (2700 − 500) / 2000 = 110%, (2600 − 500) /
+    2000 = 105%: mean 110%, above 100: not reportable, with the reason. 100% itself is not."""
+    wells = plate_wells()
+    for w, v in (("B1", 2800.0), ("B2", 2700.0), ("B3", 2600.0)):
+        s, role, ratio, t, _ = wells[w]
+        wells[w] = (s, role, ratio, t, v)
+    res = run(tmp_path, wells)
+    cond = res.sample("P1").condition("none")
+    r50 = next(r for r in cond.ratios if r.ratio == 50.0)
+    assert r50.mean_lysis_percent == pytest.approx(110.0)
+    flag = next(f for f in r50.qc if f.check == "lysis_above_maximum")
+    assert not flag.passed and flag.blocking and "check the maximum-release wells" in flag.reason
+    assert not cond.reportable
+    assert any(
+        r.startswith("50:1: mean lysis 110.0% is above 100%") for r in cond.not_reportable_reasons
+    )
+    for w in ("B1", "B2", "B3"):  # 2500 − 500 = 2000: exactly 100%
+        s, role, ratio, t, _ = wells[w]
+        wells[w] = (s, role, ratio, t, 2500.0)
+    at_100 = run(tmp_path / "b", wells).sample("P1").condition("none")
+    assert not any(f.check == "lysis_above_maximum" for r in at_100.ratios for f in r.qc)
+
+
 def test_replicate_cv_above_the_limit(tmp_path: Path) -> None:
     wells = plate_wells()
     # corrected 1000, 1500, 2000: signal CV = 500 / 1500 = 33.3% > 20%

@@ -123,3 +123,23 @@ def test_ratio_labels() -> None:
     # dilutions as a lab writes them; a ratio read off a curve to four significant digits
     assert [ratio_label(x) for x in (50, 12.5, 1.5625)] == ["50:1", "12.5:1", "1.5625:1"]
     assert ratio_label(52.49991234) == "52.5:1" and ratio_label(120.70712) == "120.7:1"
+
+
+def test_a_level_not_reached_within_the_tested_ratios_gives_a_bound_not_a_value() -> None:
+    """Audit 20: where lysis stays under the level at every tested ratio, the model's ratio
+    for it lies beyond the data, and its lytic units moved several-fold with the noise (3.8
+    to 11.9 for one design). No value then; the bound the data do support: the level needs
+    more than the highest ratio's effectors, so LU < 10⁷ / (50 × 10⁴) = 20 per 10⁷."""
+    ratios = [50.0, 25.0, 12.5, 6.25]
+    fit = fit_exponential(ratios, [30 * (1 - math.exp(-0.012 * r)) for r in ratios])
+    lu = lytic_units(fit, targets_per_well=10_000)
+    assert lu.lu_per_1e7_effectors is None and lu.extrapolated
+    assert lu.upper_bound_per_1e7 == pytest.approx(20.0)
+    # the true curve reaches 20% at ln 3 / 0.012 = 91.6:1
+    assert lu.ratio_at_level == pytest.approx(math.log(3) / 0.012, rel=1e-4)
+    assert lu.reason is not None and lu.reason.endswith("LU20 below 20 per 10⁷ effectors")
+    # reached below the lowest ratio: a value, read off the curve towards the origin
+    strong = fit_exponential(ratios, [60 * (1 - math.exp(-0.2 * r)) for r in ratios])
+    near = lytic_units(strong, targets_per_well=10_000)
+    assert near.extrapolated and near.lu_per_1e7_effectors is not None
+    assert near.ratio_at_level == pytest.approx(-math.log(1 - 20 / 60) / 0.2, rel=1e-3)

@@ -742,6 +742,18 @@ def _condition(
                     limit=s.spontaneous_limit_percent,
                 )
             )
+        elif not flow:  # the blank reads at or above the maximum: S/M cannot be judged
+            qc.append(
+                _flag(
+                    "spontaneous_release",
+                    False,
+                    f"the maximum-release wells read {m_mean:.4g} after the medium blank, at or "
+                    "below the blank itself (blank and maximum wells swapped?): spontaneous "
+                    "release as a share of maximum cannot be judged",
+                    value=m_mean,
+                    limit=0.0,
+                )
+            )
     if not flow and blank is not None and s_mean is not None and s_mean < 0:
         qc.append(
             _flag(
@@ -854,6 +866,19 @@ def _condition(
                     blocking=False,
                 )
             )
+        if mean is not None and mean > 100.0:
+            rq.append(
+                _flag(
+                    "lysis_above_maximum",
+                    False,
+                    f"mean lysis {mean:.1f}% is above 100%: the wells released more than the "
+                    "maximum-release wells, which is not possible (maximum release too low, "
+                    "e.g. incomplete detergent lysis, or a mis-pipetted well): check the "
+                    "maximum-release wells",
+                    value=mean,
+                    limit=100.0,
+                )
+            )
         if mean is not None and mean < 0:
             rq.append(
                 _flag(
@@ -903,7 +928,13 @@ def _condition(
                 blocking=False,
             )
         )
-    if lu is not None and lu.ratio_at_level is not None and lu.extrapolated and fit is not None:
+    if (
+        lu is not None
+        and lu.ratio_at_level is not None
+        and lu.extrapolated
+        and lu.upper_bound_per_1e7 is None  # a bound in place of a value says so itself
+        and fit is not None
+    ):
         qc.append(
             _flag(
                 "lytic_units_extrapolated",

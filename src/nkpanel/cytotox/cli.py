@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from nkpanel._atomic import atomic_folder
-from nkpanel._cli import fmt, out_console, output_folder, progress_steps, say
+from nkpanel._cli import fmt, grouped, out_console, output_folder, progress_steps, say
 
 if TYPE_CHECKING:
     from nkpanel.cytotox.analyze import CytotoxSettings
@@ -126,18 +126,21 @@ def _report(result: CytotoxResult, out: Path) -> None:
     ]
     for line in _capped(withheld):
         say(line, flag="not reportable:")
-    # why a condition's LU/10⁷ reads "–", once per reason (results CSV: lu_note)
-    no_lu = {
-        c.lytic_units.reason
+    # why a condition's LU/10⁷ reads "–" (results CSV: lu_note): a plate-wide reason once,
+    # a condition's own naming it (conditions alike but for their numbers on one line)
+    no_lu = [
+        (f"{s.sample} ({c.treatment})", c.lytic_units.reason)
         for s in result.samples
         for c in s.conditions
         if c.lytic_units is not None
         and c.lytic_units.lu_per_1e7_effectors is None
         and c.lytic_units.reason
-    }
-    for reason in sorted(no_lu):
-        hint = " (--targets-per-well N)" if reason.startswith("targets per well") else ""
-        say(f"note: LU/10⁷ –: {reason}{hint}")
+    ]
+    plate_wide = sorted({r for _, r in no_lu if r.startswith("targets per well")})
+    for reason in plate_wide:
+        say(f"note: LU/10⁷ –: {reason} (--targets-per-well N)")
+    for line in grouped([(who, r) for who, r in no_lu if r not in plate_wide]):
+        say(f"note: LU/10⁷ –: {line}")
     std_ratio = float(result.settings.get("standard_ratio", 50.0))
     for s in result.samples:
         for x in s.suppression_at(std_ratio):

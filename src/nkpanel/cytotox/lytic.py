@@ -98,7 +98,11 @@ class LyticUnits:
     """Lytic units at one lysis level, or why there are none.
 
     ``lu_per_1e7_effectors`` needs the number of targets per well; without it only the ratio at
-    the level is given. ``extrapolated`` is true when that ratio lies outside the tested ones.
+    the level is given. ``extrapolated`` is true when that ratio lies outside the tested ones:
+    below the lowest, the value is read off the curve between it and the origin; above the
+    highest (the level not reached within the tested ratios), no value is given, only
+    ``upper_bound_per_1e7``: beyond the data the fitted plateau and rate trade off, and the
+    value moved several-fold with the assay's noise (audit 20).
     """
 
     lysis_level_percent: float
@@ -107,6 +111,9 @@ class LyticUnits:
     lu_per_1e7_effectors: float | None
     extrapolated: bool
     reason: str | None = None
+    #: where the level is not reached within the tested ratios: the most the lytic units can
+    #: be (10^7 / (highest ratio · T)), given in place of a value
+    upper_bound_per_1e7: float | None = None
 
 
 def _sse_fixed(k: float, x: NDArray[np.float64], y: NDArray[np.float64], a: float) -> float:
@@ -260,7 +267,27 @@ def lytic_units(
             False,
             f"the fitted plateau ({fit.plateau_percent:.1f}%) does not reach {p:g}% lysis",
         )
-    extrapolated = not fit.ratio_min <= x_p <= fit.ratio_max
+    if x_p > fit.ratio_max:
+        # the level is not reached at any tested ratio: beyond them the model is not
+        # identified by the data (its plateau and rate trade off), so only a bound is given
+        bound = (
+            None
+            if targets_per_well is None
+            else EFFECTORS_PER_LU_BASIS / (fit.ratio_max * float(targets_per_well))
+        )
+        below = "" if bound is None else f": LU{p:g} below {bound:.3g} per 10⁷ effectors"
+        return LyticUnits(
+            p,
+            x_p,
+            targets_per_well,
+            None,
+            True,
+            f"{p:g}% lysis is not reached at the highest tested ratio "
+            f"({fit.ratio_max:g}:1; the model would reach it only at {x_p:.3g}:1, beyond the "
+            f"data){below}",
+            upper_bound_per_1e7=bound,
+        )
+    extrapolated = x_p < fit.ratio_min
     if targets_per_well is None:
         return LyticUnits(
             p, x_p, None, None, extrapolated, "targets per well not given: LU not computed"

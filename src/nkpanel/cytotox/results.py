@@ -300,6 +300,7 @@ class CytotoxResult:
                         "targets_per_well": lu.targets_per_well if lu else None,
                         "lu_per_1e7_effectors": lu.lu_per_1e7_effectors if lu else None,
                         "lu_extrapolated": lu.extrapolated if lu else None,
+                        "lu_upper_bound_per_1e7": lu.upper_bound_per_1e7 if lu else None,
                         "lu_note": lu.reason if lu else None,
                         "standard_ratio": std.ratio,
                         "standard_ratio_lysis_percent": std.lysis_percent,
