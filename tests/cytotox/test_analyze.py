@@ -236,6 +236,39 @@ def test_lysis_above_100_percent_is_withheld(tmp_path: Path) -> None:
     assert not any(f.check == "lysis_above_maximum" for r in at_100.ratios for f in r.qc)
 
 
+def test_a_ratio_typed_twice_is_withheld_by_its_replicate_numbers(tmp_path: Path) -> None:
+    """Audit 20: P1's 25:1 wells typed "50" merged into six wells at 50:1, reportable, and
+    the 25:1 point was gone. By hand: wells 40, 42, 38 and 20, 20, 20 % → mean 30%. With a
+    replicate column (1, 2, 3, 1, 2, 3) the repeat is certain: withheld, naming the wells;
+    without one, six wells where the other ratio has three is a warning."""
+    wells = {**CONTROLS, **{w: v for w, v in P1.items() if v[3] == "none"}}
+    for w in ("B4", "B5", "B6"):
+        s_, role, _, t, v = wells[w]
+        wells[w] = (s_, role, "50", t, v)
+    reps = {"B1": 1, "B2": 2, "B3": 3, "B4": 1, "B5": 2, "B6": 3, "B7": 1, "B8": 2, "B9": 3}
+    reads, _ = write_plate(tmp_path / "plain", wells)
+    layout = tmp_path / "layout.csv"
+    lines = ["well,sample,role,ratio,treatment,replicate"]
+    lines += [
+        f"{w},{s_},{r},{ratio},{t},{reps.get(w, '')}" for w, (s_, r, ratio, t, _) in wells.items()
+    ]
+    layout.write_text("\n".join(lines) + "\n")
+    cond = analyze_plate_files(reads, layout).sample("P1").condition("none")
+    r50 = next(r for r in cond.ratios if r.ratio == 50.0)
+    assert r50.n == 6 and r50.mean_lysis_percent == pytest.approx(30.0)
+    flag = next(f for f in r50.qc if f.check == "replicates_distinct")
+    assert not flag.passed and flag.blocking and not cond.reportable
+    assert flag.reason.startswith("wells B1 and B4 are both replicate 1 at 50:1")
+    # no replicate column: a warning only (two ratios' wells are not told apart for certain)
+    plain = run(tmp_path / "p", wells).sample("P1").condition("none")
+    flag = next(f for r in plain.ratios for f in r.qc if f.check == "replicates_distinct")
+    assert not flag.passed and not flag.blocking
+    assert flag.reason.startswith("6 wells at 50:1, where another ratio of the condition has 3")
+    # the hand plate itself (three wells at each ratio) says nothing
+    ok = run(tmp_path / "ok").sample("P1").condition("none")
+    assert not any(f.check == "replicates_distinct" for r in ok.ratios for f in r.qc)
+
+
 def test_replicate_cv_above_the_limit(tmp_path: Path) -> None:
     wells = plate_wells()
     # corrected 1000, 1500, 2000: signal CV = 500 / 1500 = 33.3% > 20%

@@ -814,6 +814,8 @@ def _condition(
     for ratio in sorted(by_ratio, reverse=True):
         wells = by_ratio[ratio]
         rq: list[QCFlag] = [f for m in wells for f in m.qc]
+        others = [len(w) for r, w in by_ratio.items() if r != ratio]
+        rq += _replicates_typed_twice(wells, ratio, min(others, default=None))
         corrected = np.array([float(m.signal) - b for m in wells if m.signal is not None])
         es_wells = _effector_wells(idx, sample, treatment, ratio)
         es_mean = _mean([float(m.signal) - b for m in es_wells if m.signal is not None])
@@ -973,6 +975,44 @@ def _condition(
         standard_ratio=std,
         qc=tuple(qc),
     )
+
+
+def _replicates_typed_twice(
+    wells: Sequence[Measurement], ratio: float, fewest: int | None
+) -> list[QCFlag]:
+    """A ratio typed twice in a layout (25:1 wells marked "50:1") merges two ratios' wells
+    into one, and the other ratio is gone (audit 20). Replicate numbers that repeat within the
+    ratio say so for certain: withheld. Without replicate numbers, at least twice the wells of
+    the condition's other ratio with the fewest (``fewest``) is a warning."""
+    seen: dict[int, str] = {}
+    for m in wells:
+        if m.replicate is None:
+            continue
+        if m.replicate in seen:
+            return [
+                _flag(
+                    "replicates_distinct",
+                    False,
+                    f"wells {seen[m.replicate]} and {m.unit_id} are both replicate "
+                    f"{m.replicate} at {ratio_label(ratio)}: a ratio typed twice in the layout? "
+                    "Their wells would be averaged as one ratio's",
+                )
+            ]
+        seen[m.replicate] = m.unit_id
+    if not seen and fewest and len(wells) >= 2 * fewest:
+        return [
+            _flag(
+                "replicates_distinct",
+                False,
+                f"{len(wells)} wells at {ratio_label(ratio)}, where another ratio of the "
+                f"condition has {fewest}: a ratio typed twice in the layout? (a replicate "
+                "column would tell)",
+                value=len(wells),
+                limit=fewest,
+                blocking=False,
+            )
+        ]
+    return []
 
 
 def _standard_ratio(
