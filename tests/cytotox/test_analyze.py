@@ -555,3 +555,16 @@ def test_in_memory_plate() -> None:
     res = analyze_plate(reads, layout)
     assert lysis(res, "P1", "IVIG 2 mg/mL", 25.0) == pytest.approx([10.0, 10.0, 10.0])
     assert not res.synthetic and len(res.rows()) == 8
+
+
+def test_a_reference_band_needs_its_source() -> None:
+    """Audit 20: limits given without a source were drawn on the figure as "reference"; every
+    interval nkpanel shows names where it is from (README, domain brief)."""
+    from nkpanel.cytotox.analyze import ReferenceBand
+
+    with pytest.raises(ConfigError, match="reference band: its source is required"):
+        ReferenceBand.from_limits(15.0, 60.0)
+    with pytest.raises(ConfigError, match="its source is required"):
+        ReferenceBand.from_limits(15.0, 60.0, source="  ")
+    band = ReferenceBand.from_limits(15.0, 60.0, source="Lab validation 2025 (n = 40)")
+    assert band is not None and band.source == "Lab validation 2025 (n = 40)"

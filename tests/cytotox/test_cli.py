@@ -56,6 +56,8 @@ def test_simulate_then_analyze(tmp_path: Path) -> None:
         "5",
         "--reference-low",
         "10",
+        "--reference-source",
+        "SYNTHETIC test band",
     ]
     res = runner.invoke(
         app,

@@ -95,6 +95,12 @@ class ReferenceBand:
             )
         if not (math.isfinite(self.ratio) and self.ratio > 0):
             raise ConfigError("reference band: ratio must be a positive number")
+        if not self.source.strip():  # every interval shown names where it is from
+            raise ConfigError(
+                "reference band: its source is required (--reference-source, or "
+                "reference_source in a case manifest): where the limits come from is shown "
+                "beside them"
+            )
 
     @classmethod
     def from_limits(
