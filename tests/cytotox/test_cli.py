@@ -174,3 +174,16 @@ def test_a_layout_slip_is_counted_as_what_it_did(tmp_path: Path) -> None:
     assert (
         last.endswith(" analysed sample(s) not reportable") and "sample(s) not analysed" not in last
     )
+
+
+def test_the_console_says_the_warnings_behind_reportable(tmp_path: Path) -> None:
+    """Audit 20: a condition with negative lysis or an outlier well printed "reportable" and
+    nothing else; the warnings were only in the tables. The hand plate's P2 has −2% lysis at
+    25:1 ((360 − 400) / 2000)."""
+    reads, layout = write_plate(tmp_path / "plate")
+    out = str(tmp_path / "o")
+    proc = nkpanel("cytotox", "analyze", str(reads), "--layout", str(layout), "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert "warning: P2 (none): 25:1: mean lysis -2.0% is below zero" in " ".join(warned)
+    assert not any("P1 (none)" in ln for ln in warned)  # P1's checks all pass

@@ -126,6 +126,24 @@ def _report(result: CytotoxResult, out: Path) -> None:
     ]
     for line in _capped(withheld):
         say(line, flag="not reportable:")
+    # what "reportable" leaves out: the failed warnings (an outlier well, negative lysis, a
+    # high lysis CV…), which were only in the tables (audit 20)
+    warned = [
+        (f"{s.sample} ({c.treatment})", f.reason)
+        for s in result.samples
+        for c in s.conditions
+        for f in c.qc
+        if not (f.passed or f.blocking)
+    ] + [
+        (f"{s.sample} ({c.treatment})", f"{ratio_label(r.ratio)}: {f.reason}")
+        for s in result.samples
+        for c in s.conditions
+        for r in c.ratios
+        for f in r.qc
+        if not (f.passed or f.blocking)
+    ]
+    for line in _capped(grouped(warned)):
+        say(line, flag="warning:", colour="yellow")
     # why a condition's LU/10⁷ reads "–" (results CSV: lu_note): a plate-wide reason once,
     # a condition's own naming it (conditions alike but for their numbers on one line)
     no_lu = [
