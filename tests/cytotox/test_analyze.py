@@ -568,3 +568,16 @@ def test_a_reference_band_needs_its_source() -> None:
         ReferenceBand.from_limits(15.0, 60.0, source="  ")
     band = ReferenceBand.from_limits(15.0, 60.0, source="Lab validation 2025 (n = 40)")
     assert band is not None and band.source == "Lab validation 2025 (n = 40)"
+
+
+def test_suppression_read_beyond_the_tested_ratios_says_so(tmp_path: Path) -> None:
+    """Audit 20: suppression at an untested 100:1 was read off curves fitted up to 50:1 (it
+    came out −4% where the wells measured +30%) with no caveat. Its note now says so; at an
+    untested ratio within the tested ones (30:1) it does not."""
+    beyond = run(tmp_path, settings=CytotoxSettings(standard_ratio=100.0))
+    (x,) = [x for x in beyond.sample("P1").suppression if x.basis == "model"]
+    assert x.ratio == 100.0 and x.note is not None
+    assert "beyond the tested ratios at 100:1, not measured there" in x.note
+    within = run(tmp_path / "w", settings=CytotoxSettings(standard_ratio=30.0))
+    (y,) = [x for x in within.sample("P1").suppression if x.basis == "model"]
+    assert y.note is None or "beyond" not in y.note

@@ -29,6 +29,7 @@ analysed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -1089,17 +1090,22 @@ def _suppression(
         if not measured:
             a, b = ref.standard_ratio, c.standard_ratio
             if a.lysis_percent is not None and b.lysis_percent is not None:
-                out.append(
-                    _one_suppression(
-                        sample,
-                        c.treatment,
-                        s.standard_ratio,
-                        "model",
-                        a.lysis_percent,
-                        b.lysis_percent,
-                        ref.reportable and c.reportable,
-                    )
+                x = _one_suppression(
+                    sample,
+                    c.treatment,
+                    s.standard_ratio,
+                    "model",
+                    a.lysis_percent,
+                    b.lysis_percent,
+                    ref.reportable and c.reportable,
                 )
+                if "extrapolated" in (a.method, b.method):  # audit 20: it flipped sign there
+                    beyond = (
+                        f"read off a fitted curve beyond the tested ratios at "
+                        f"{ratio_label(s.standard_ratio)}, not measured there"
+                    )
+                    x = dataclasses.replace(x, note=f"{x.note}; {beyond}" if x.note else beyond)
+                out.append(x)
     return out, []
 
 

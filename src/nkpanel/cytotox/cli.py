@@ -168,6 +168,8 @@ def _report(result: CytotoxResult, out: Path) -> None:
                     if x.basis == "model"
                     else "from the measured wells"
                 )
+                if x.note and "beyond the tested ratios" in x.note:
+                    basis += ", beyond the tested ratios"
                 out_console.print(
                     f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}: "
                     f"{x.suppression_percent:.1f}% ({basis}; no validated criterion)",
