@@ -529,3 +529,33 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_results_standing(
     assert r.notes[-1] in json.loads((folder / "summary.json").read_text())["notes"]
     assert (out / "flow_populations.csv").is_file()
     assert not list(out.rglob("*.part"))
+
+
+def test_simulated_inputs_label_the_case_synthetic_whatever_the_manifest_says(
+    tmp_path: Path,
+) -> None:
+    """Audit 19: a simulated case whose manifest said synthetic = false (or nothing) gave a
+    report, patient page and FHIR bundle with no SYNTHETIC label at all, though the FCS file,
+    the plate and the images say they are synthetic. Any such input labels the case."""
+    import json
+
+    from nkpanel.case import load_case
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(tmp_path / "case", n_events=20_000, endometrial=False)
+    text = manifest.read_text()
+    assert "synthetic = true" in text
+    manifest.write_text(text.replace("synthetic = true", "synthetic = false"))
+    run = pipeline.run_case(load_case(manifest), tmp_path / "out", plots=False)
+    assert run.summary["synthetic"] is True
+    assert run.summary["synthetic_inputs"] == [
+        str(manifest.parent / "blood" / "tbnk_tube1.fcs"),
+        "cytotoxicity plate nk-activity-51cr",
+    ]
+    assert run.report is not None
+    doc = json.loads(run.report.json.read_text())
+    assert doc["synthetic"] is True
+    assert "SYNTHETIC" in run.report.clinician_html.read_text()
+    assert "SYNTHETIC" in run.report.patient_html.read_text()
+    fhir = json.loads(run.report.fhir.read_text())
+    assert fhir["meta"]["security"][0]["code"] == "HTEST"

@@ -634,6 +634,18 @@ def _case_withheld(outcome: CaseOutcome) -> tuple[list[str], list[str]]:
 
 
 def _print_case(outcome: CaseOutcome, out: Path) -> None:
+    labelled = list(outcome.summary.get("synthetic_inputs") or [])
+    if labelled and not outcome.case.case.synthetic:
+        shown = ", ".join(labelled[:3]) + (
+            f" and {len(labelled) - 3} more" if len(labelled) > 3 else ""
+        )
+        say(
+            f"{shown}: written by nkpanel's simulator (labelled synthetic), although the case "
+            "manifest does not say synthetic = true: the case and its report are labelled "
+            "SYNTHETIC",
+            flag="warning:",
+            colour="yellow",
+        )
     # with several blood draws, each row says its draw (two draws may hold one file name)
     several = len(outcome.draws) > 1
     results = [

@@ -74,6 +74,8 @@ class BatchOutcome:
     removed: list[Path] = field(default_factory=list)
     #: how the batch was formed (a file given twice…)
     notes: list[str] = field(default_factory=list)
+    #: files nkpanel's simulator wrote (labelled synthetic in the file)
+    synthetic: list[str] = field(default_factory=list)
 
 
 def analyze_flow_batch(
@@ -148,6 +150,8 @@ def analyze_flow_batch(
             outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
             continue
         outcome.written += written
+        if analysis.sample.metadata.get("nkpanel_synthetic", "") == "1":
+            outcome.synthetic.append(str(path))
         outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
         outcome.results.append(analysis.result)
         del analysis  # its events go before the next file is read
@@ -170,6 +174,17 @@ def analyze_flow_batch(
         with contextlib.suppress(OSError):  # the samples folder this run made, if left empty
             (out_dir / "samples").rmdir()
     return outcome
+
+
+def _synthetic_inputs(outcome: CaseOutcome) -> list[str]:
+    """The inputs of a case that nkpanel's simulators wrote (labelled so in the file)."""
+    out = [f for o in outcome.draws.values() for f in o.synthetic]
+    out += [f"cytotoxicity plate {c.get('id')}" for c in outcome.cytotoxicity if c.get("synthetic")]
+    for b in outcome.endometrial:
+        images = [i for i in b.get("images") or [] if isinstance(i, dict)]
+        if b.get("synthetic") or any(i.get("synthetic") for i in images):
+            out.append(f"endometrial biopsy {b.get('id')}")
+    return out
 
 
 def _run_settings(s: FlowSettings) -> dict[str, Any]:
@@ -463,10 +478,14 @@ def run_case(
         outcome.endometrial.append(entry)
         outcome.earlier += [Path(d) for d in entry.get("earlier_image_folders", [])]
     _images_in_two_biopsies(outcome.endometrial)
+    labelled = _synthetic_inputs(outcome)
     summary: dict[str, Any] = {
         "case": case.case.model_dump(mode="json"),
         "indication": case.indication.model_dump(mode="json"),
-        "synthetic": case.case.synthetic,
+        # synthetic when the manifest says so or any input is labelled so: a manifest that
+        # says false (or nothing) left a simulated case's report looking like a patient's
+        "synthetic": case.case.synthetic or bool(labelled),
+        "synthetic_inputs": labelled,
         "pre_analytic": case.pre_analytic.model_dump(mode="json", exclude_none=True),
         "blood_draws": [
             {
