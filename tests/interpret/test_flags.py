@@ -533,6 +533,21 @@ def test_an_interval_of_stated_ages_is_not_applied_outside_them(age: int, compar
         assert "arup-0092404-pct" in {iv.id for iv in r.other_intervals}
 
 
+@pytest.mark.parametrize(("age", "compared"), [(12, False), (17, False), (18, True), (45, True)])
+def test_an_interval_of_adults_is_not_applied_to_a_child(age: int, compared: bool) -> None:
+    """Audit 19: ARUP 2013805 and Baystate describe "adults" with no ages, and a 12-year-old's
+    CD56bright 7.7% was flagged above 0.7–6.3% ("values seen in healthy adults"). Adults are
+    taken as 18 and over."""
+    s = summary(flow=[flow_entry(bright=7.7)])
+    s["case"]["age_years"] = age
+    r = result(interpret_case(s), "pnk-cd56bright-pct-nk")
+    if compared:
+        assert r.flag == "above" and r.interval is not None
+    else:
+        assert r.flag == "no_interval" and r.interval is None
+        assert f"The patient is {age}; the interval describes adults" in r.comment
+
+
 def test_a_dual_platform_count_says_the_analysers_cv_is_not_in_its_uncertainty() -> None:
     s = summary(flow=[flow_entry(per_ul=252.0, count_method="dual-platform")])
     r = result(interpret_case(s), "pnk-per-ul")
