@@ -23,7 +23,7 @@ from nkpanel.interpret import (
     interpret_measurement,
     load_intervals,
 )
-from tests.interpret.summaries import biopsy, flow_entry, plate, summary
+from tests.interpret.summaries import biopsy, flow_entry, native_plate, plate, summary
 
 
 def result(reading: Any, code: str) -> Interpretation:
@@ -696,3 +696,30 @@ def test_counting_alone_is_known_from_the_uncertainty_not_its_wording() -> None:
     lab = InterpretSettings(analytical_cv={"pnk-per-ul": 5.0})
     u = uncertainty_of(dual, load_intervals(), lab)
     assert u is not None and not u.counting_only
+
+
+def test_the_manifests_nk_activity_band_is_the_interval_applied() -> None:
+    """Audit 19: a lab's band in the case manifest (15–25% at 50:1, with its source) was drawn
+    on the lysis figure while the report said no interval had been chosen. It is now the
+    interval lysis at 50:1 is compared with (30% → above), sourced; a band at another ratio,
+    or an interval file that chooses one, leaves it out."""
+    from nkpanel.interpret.panel import with_manifest_bands
+
+    entry = native_plate()
+    entry["reference_band"] = {
+        "low_percent": 15.0,
+        "high_percent": 25.0,
+        "ratio": 50.0,
+        "source": "Lab validation 2025 (n = 40)",
+    }
+    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
+    assert r.flag == "above" and r.interval is not None
+    assert (r.interval.lower, r.interval.upper) == (15.0, 25.0)
+    assert r.interval.source == "Lab validation 2025 (n = 40)"
+    entry["reference_band"] = {**entry["reference_band"], "ratio": 25.0}
+    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
+    assert r.interval is None
+    from nkpanel.interpret import load_intervals
+
+    chosen = load_intervals()
+    assert with_manifest_bands(chosen, {"cytotoxicity": []}) is chosen

@@ -220,6 +220,17 @@ _LAB_IV = (
             "population='local controls'\nsource='Lab study 2026'\nnote='NK-mediated loss'\n",
             "interval 'lab-x' note",
         ),
+        # recommendations by outcome or need (audit 19: both reached the clinician report)
+        (
+            "population='our controls'\nsource='Lab study 2026'\n"
+            "note='Patients above this benefit from IVIG.'\n",
+            "interval 'lab-x' note",
+        ),
+        (
+            "population='our controls'\nsource='Lab study 2026'\n"
+            "note='Elevated levels warrant immunomodulatory therapy.'\n",
+            "interval 'lab-x' note",
+        ),
     ],
 )
 def test_lab_text_breaking_the_wording_rules_is_refused_at_load(
@@ -261,3 +272,13 @@ def test_healthy_population_only_on_laboratory_reference_intervals(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match="healthy_population applies only"):
         load_intervals(f)
+
+
+@pytest.mark.parametrize("source", ["???", "TBD", "n/a", "N.A.", "unknown", "1234"])
+def test_a_placeholder_is_no_source(tmp_path: Path, source: str) -> None:
+    """Audit 19: "???" was accepted as an interval's source and printed beside its limits."""
+    f = tmp_path / "lab.toml"
+    f.write_text(_LAB_IV + f"population='our controls'\nsource='{source}'\n", "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_intervals(f)
+    assert str(f) in str(info.value) and "names no source" in str(info.value)

@@ -102,6 +102,10 @@ class ReferenceBand:
                 "reference_source in a case manifest): where the limits come from is shown "
                 "beside them"
             )
+        from nkpanel.interpret.wording import source_problem
+
+        if (why := source_problem(self.source)) is not None:
+            raise ConfigError(f"reference band: the source {why}")
 
     @classmethod
     def from_limits(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -189,8 +190,6 @@ def run_plate_for_case(
     extra: dict[str, Any] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     if plate.assay == "flow":
-        from dataclasses import asdict
-
         from nkpanel.cytotox.flowkill import FlowKillingSettings, analyze_flow_killing
 
         assert plate.tubes is not None
@@ -280,6 +279,8 @@ def run_plate_for_case(
                 if sid is None or name == sid
             },
             "headline": headline,
+            # the lab's band from the manifest, which the interpretation applies as an interval
+            "reference_band": asdict(settings.reference) if settings.reference else None,
             **extra,
             **{k: v for k, v in summary.items() if k not in ("plate", "assay", "synthetic")},
         }

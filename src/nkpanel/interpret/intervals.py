@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nkpanel._toml import load_toml_or_bundled, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
-from nkpanel.interpret.wording import check_wording
+from nkpanel.interpret.wording import check_wording, source_problem
 
 __all__ = ["AnalyticalCV", "IntervalSet", "ReferenceInterval", "SampleAgeLimit", "load_intervals"]
 
@@ -74,6 +74,8 @@ class ReferenceInterval(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ReferenceInterval:
+        if (why := source_problem(self.source)) is not None:
+            raise ValueError(f"source {why}")
         if self.healthy_population and self.kind != "reference_interval":
             raise ValueError("healthy_population applies only to a reference_interval")
         if self.measurand not in MEASURANDS:
@@ -131,6 +133,12 @@ class AnalyticalCV(_Strict):
     cv_percent: float = Field(gt=0, le=100)
     source: str = Field(min_length=3)
 
+    @model_validator(mode="after")
+    def _check(self) -> AnalyticalCV:
+        if (why := source_problem(self.source)) is not None:
+            raise ValueError(f"source {why}")
+        return self
+
 
 class SampleAgeLimit(_Strict):
     """The oldest a specimen may be for a biomarker's assay (optionally per anticoagulant)."""
@@ -139,6 +147,12 @@ class SampleAgeLimit(_Strict):
     anticoagulant: Literal["EDTA", "ACD", "heparin", "other"] | None = None
     max_hours: float = Field(gt=0)
     source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _check(self) -> SampleAgeLimit:
+        if (why := source_problem(self.source)) is not None:
+            raise ValueError(f"source {why}")
+        return self
 
 
 class _File(_Strict):

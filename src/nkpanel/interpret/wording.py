@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["check_wording"]
+__all__ = ["check_wording", "source_problem"]
 
 #: Phrasings that diagnose (name a condition as the patient's).
 _DIAGNOSIS = (
@@ -29,16 +29,23 @@ _DIAGNOSIS = (
     r"\b(killer cells?|NK cells?) (are |were )?(attack|reject)\w*",
 )
 #: Phrasings that prescribe or dose.
+#: treatments, and treatment in general, as a recommendation would name them
+_AGENTS = (
+    r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|heparin|"
+    r"aspirin|tacrolimus|treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
+)
 _PRESCRIBING = (
     r"\b\d+(\.\d+)?\s?(mg|g|mL|ml|µg|mcg|IU)\b(?!\s?/\s?(mL|ml|L|dL))",
     r"\bmg/kg\b",
     r"\b(dose|doses|dosing|dosage|regimen)\b",
-    r"\b(start|begin|commence|initiate|take|give|administer|prescribe\w*)\b[^.]{0,40}"
-    r"\b(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|heparin|"
-    r"aspirin|tacrolimus|treatment|therapy)\b",
+    r"\b(start|begin|commence|initiate|take|give|administer|prescribe\w*)\b[^.]{0,40}\b" + _AGENTS,
     r"\b(is|are) indicated\b",
     r"\bshould (be )?(treated|receive|start|take|have treatment)\b",
     r"\btreatment (is )?(advised|needed|required|warranted)\b",
+    # a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
+    # levels warrant immunomodulatory therapy" (audit 19: both reached a report)
+    r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _AGENTS,
+    r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b" + _AGENTS,
 )
 #: Recommending in nkpanel's own voice (allowed only when attributed to a named body).
 _RECOMMENDING = (r"\brecommend\w*\b", r"\b(we|nkpanel|the laboratory) (advise|suggest)s?\b")
@@ -78,3 +85,27 @@ def check_wording(text: str, *, attributed: bool = False) -> list[str]:
             if m:
                 problems.append(f"recommends in nkpanel's own voice: {m.group(0)!r}")
     return problems
+
+
+#: texts that stand in for a source without naming one
+_PLACEHOLDER_SOURCES = frozenset(
+    {"tbd", "tba", "na", "nil", "none", "unknown", "todo", "xxx", "source", "test", "ref"}
+)
+
+
+def source_problem(text: str) -> str | None:
+    """Why ``text`` does not name a source (a publication, a laboratory's test or its own
+    validation), or None when it may: at least three letters, and not a placeholder such as
+    "???", "TBD" or "n/a" (audit 19: "???" was printed as an interval's source).
+
+    >>> source_problem("ARUP Laboratories, test 0092404") is None
+    True
+    >>> source_problem("n/a")
+    "'n/a' names no source (a publication, a laboratory's test or its own validation)"
+    """
+    core = re.sub(r"[\W_]+", "", text).casefold()
+    if sum(ch.isalpha() for ch in text) < 3 or core in _PLACEHOLDER_SOURCES:
+        return (
+            f"{text!r} names no source (a publication, a laboratory's test or its own validation)"
+        )
+    return None
