@@ -131,6 +131,10 @@ def test_history_of_another_patient_or_a_later_episode_is_refused() -> None:
         interpret_case(now, history=[later])
     with pytest.raises(InputError, match="is the episode being reported"):
         interpret_case(now, history=[now])
+    # another episode of the same minute is no earlier one (audit 19: shown as a change)
+    same = summary(episode="SYNTH-EP-9", collected="2026-11-02T08:30:00")
+    with pytest.raises(InputError, match="at the same time as this episode"):
+        interpret_case(now, history=[same])
     assert interpret_case(now, history=[before]).trends  # the patient's own earlier episode
 
 
@@ -188,3 +192,21 @@ def test_serial_columns_are_in_time_order_when_an_episode_lacks_the_first_measur
     )
     table = _serial_table(interpret_case(ep3, history=[ep1, ep2]))
     assert table["columns"] == ["EP-1", "EP-2", "EP-3 · this report"]
+
+
+def test_a_change_is_worked_out_from_the_values_as_measured() -> None:
+    """Audit 19: 20.9601% → 13.2308% was said as a change of −7.8 points (21.0 − 13.2 after
+    rounding each); by hand 13.2308 − 20.9601 = −7.7293, printed −7.7."""
+    now = summary(
+        episode="SYNTH-EP-2", collected="2026-11-02T08:30:00", flow=[flow_entry(nk_pct=13.2308)]
+    )
+    before = summary(
+        episode="SYNTH-EP-1", collected="2026-06-01T08:30:00", flow=[flow_entry(nk_pct=20.9601)]
+    )
+    (t,) = [
+        t
+        for t in interpret_case(now, history=[before]).trends
+        if t.measurand.code == "pnk-pct-lymph"
+    ]
+    assert t.change == pytest.approx(-7.7293)
+    assert "21.0 % (2026-06-01) → 13.2 % (2026-11-02): change -7.7 percentage points" in t.summary

@@ -121,10 +121,12 @@ def check_history(
         if h.episode_id == episode.episode_id:
             raise InputError(source, f"{where} is the episode being reported, not an earlier one")
         then, now = h.collected, episode.collected
-        if then is not None and now is not None and time_order(then) > time_order(now):
+        if then is not None and now is not None and time_order(then) >= time_order(now):
+            # the same time too (audit 19: an episode of the same minute was shown as a change)
+            when = "after" if time_order(then) > time_order(now) else "at the same time as"
             raise InputError(
                 source,
-                f"{where} was collected {then:%Y-%m-%d}, after this episode "
+                f"{where} was collected {then:%Y-%m-%d}, {when} this episode "
                 f"({now:%Y-%m-%d}): history holds earlier episodes only",
             )
 

@@ -93,7 +93,10 @@ def trends(
                 if m.code != code:
                     continue
                 unc = uncertainty_of(m, intervals, settings)
-                value = round(m.value, meas.decimals) if m.value is not None else None
+                # as measured: a change worked out from values rounded for display was off
+                # by a last digit (audit 19: −7.8 for −7.73), and so was its comparison
+                # with the uncertainty; the text rounds each value as it prints it
+                value = m.value
                 points.append(
                     TrendPoint(
                         episode_id=ep.episode_id,
