@@ -135,3 +135,29 @@ def test_serial_table_columns_are_episodes_and_cells_carry_their_dates(
     rows = {r["code"]: r["cells"] for r in st["rows"]}
     assert rows["unk-pct-stroma"][0].endswith("(2026-05-20)")
     assert "(2026-06-01" in rows["pnk-pct-lymph"][0]
+
+
+def test_the_draws_stress_is_not_printed_on_the_biopsy(tmp_path: Path) -> None:
+    """Audit 19: the episode's "stress, 10 min before the draw" was printed on an endometrial
+    biopsy taken 12 days later (report and FHIR Specimen.note). The blood specimen keeps it;
+    the biopsy keeps what is its own (its day, the corticosteroid)."""
+    import json
+
+    from tests.interpret.summaries import biopsy, flow_entry
+
+    s = summary(
+        flow=[flow_entry()],
+        endometrial=[biopsy()],
+        pre_analytic={
+            "acute_exposure": "stress",
+            "minutes_since_exposure": 10,
+            "current_corticosteroid": True,
+        },
+    )
+    paths = build_reports(s, tmp_path, pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    lines = {sp["kind"]: sp["pre_analytic_lines"] for sp in doc["specimens"]}
+    assert "stress/exercise/adrenaline: stress, 10 min before the draw" in lines["peripheral blood"]
+    biopsy_lines = lines["endometrial biopsy"]
+    assert not any("stress" in x for x in biopsy_lines)
+    assert "current corticosteroid: yes" in biopsy_lines

@@ -90,9 +90,13 @@ def _patient_interval_notes(results: Sequence[Interpretation]) -> list[str]:
     return [text for kind, text in PATIENT_INTERVAL_NOTES.items() if kind in kinds]
 
 
-def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
+def _pre_analytic_lines(pa: PreAnalytic, *, biopsy: bool = False) -> list[str]:
+    """A specimen's pre-analytic facts as the report lists them. The blood draw's own (the
+    stress or exercise before it, the anticoagulant) are not a biopsy's: the episode's stress
+    record was printed on a biopsy taken 12 days later (audit 19); the biopsy day is a
+    biopsy's only."""
     lines = []
-    if pa.acute_exposure is not None:
+    if pa.acute_exposure is not None and not biopsy:
         when = (
             f", {pa.minutes_since_exposure:.0f} min before the draw"
             if pa.minutes_since_exposure is not None
@@ -105,13 +109,13 @@ def _pre_analytic_lines(pa: PreAnalytic) -> list[str]:
         lines.append(f"current immunotherapy: {'yes' if pa.current_immunotherapy else 'no'}")
     if pa.medication_note:
         lines.append(f"medication recorded: “{pa.medication_note}”")
-    if pa.anticoagulant:
+    if pa.anticoagulant and not biopsy:
         lines.append(f"anticoagulant: {pa.anticoagulant}")
     if pa.storage:
         lines.append(f"storage: {pa.storage.replace('_', ' ')}")
     if pa.processed:
         lines.append(f"processed: {_iso(pa.processed)}")
-    if pa.lh_day is not None:
+    if pa.lh_day is not None and biopsy:
         lines.append(f"biopsy day: {lh_label(pa.lh_day)}")
     return lines
 
@@ -284,7 +288,9 @@ def report_document(
                 "collected": _iso(s.get("collected")),
                 "detail": s.get("detail", ""),
                 "pre_analytic": pa.model_dump(mode="json", exclude_defaults=True),
-                "pre_analytic_lines": _pre_analytic_lines(pa),
+                "pre_analytic_lines": _pre_analytic_lines(
+                    pa, biopsy=s["kind"] == "endometrial biopsy"
+                ),
                 "caveats": [{"code": code, "text": text} for text, code in caveats.items()],
             }
         )
