@@ -151,3 +151,33 @@ def test_a_summary_written_before_figures_were_listed_keeps_its_gating_plots(
     del old["figures"]
     figures = biomarker_figures(read_episode(summary(flow=[old])).measurements, tmp_path)
     assert [Path(f.source).stem for f in figures] == ["Lymphocytes", "NK"]
+
+
+def test_a_withheld_samples_gating_plots_say_so(tmp_path: Path) -> None:
+    """Audit 19: a tube that failed QC had its gating plots embedded unlabelled, their titles
+    giving the withheld counts ("NK: 262 of CD3-"). Each is now marked not reportable; a
+    reportable sample's are not."""
+    from nkpanel.interpret.measurements import read_episode
+    from nkpanel.report.figures import biomarker_figures
+    from tests.interpret.summaries import flow_entry
+    from tests.report.conftest import _png
+
+    for sample in ("bad", "good"):
+        for g in ("Lymphocytes", "NK"):
+            _png(tmp_path / "flow" / "d1" / "samples" / sample / "plots" / f"{g}.png", (9, 9, 9))
+    entries = [
+        flow_entry(
+            sample=name,
+            failed_check="lymphocyte_events" if name == "bad" else None,
+            figures=[f"flow/d1/samples/{name}/plots/{g}.png" for g in ("Lymphocytes", "NK")],
+        )
+        for name in ("bad", "good")
+    ]
+    figures = biomarker_figures(read_episode(summary(flow=entries)).measurements, tmp_path)
+    titles = [f.title for f in figures]
+    assert titles == [
+        "bad: Lymphocytes gate (NOT REPORTABLE: for review only; its counts are withheld)",
+        "bad: NK gate (NOT REPORTABLE: for review only; its counts are withheld)",
+        "good: Lymphocytes gate",
+        "good: NK gate",
+    ]

@@ -290,6 +290,13 @@ def biomarker_figures(
         return []
     out: list[Figure] = []
     seen: set[Path] = set()
+    # a figure every result of which is withheld says so (audit 19: a failed tube's gating
+    # plots were embedded unlabelled, their titles giving the withheld counts)
+    reportable: dict[Path, bool] = {}
+    for m in measurements:
+        for f in m.figures:
+            key = figure_path(Path(f), results_dir).resolve()
+            reportable[key] = reportable.get(key, False) or m.reportable
     for m in measurements:
         paths: list[tuple[str, Path]] = []
         listed = [Path(f) for f in m.figures]
@@ -320,5 +327,7 @@ def biomarker_figures(
             if uri is None:
                 continue
             seen.add(resolved)
+            if not reportable.get(resolved, m.reportable):
+                title += " (NOT REPORTABLE: for review only; its counts are withheld)"
             out.append(Figure(title=title, data_uri=uri, source=str(path)))
     return out
