@@ -161,3 +161,21 @@ def test_the_draws_stress_is_not_printed_on_the_biopsy(tmp_path: Path) -> None:
     biopsy_lines = lines["endometrial biopsy"]
     assert not any("stress" in x for x in biopsy_lines)
     assert "current corticosteroid: yes" in biopsy_lines
+
+
+@pytest.mark.parametrize(("age", "banded"), [(34, True), (67, False)])
+def test_a_trend_bands_only_the_interval_todays_result_was_compared_with(
+    tmp_path: Path, age: int, banded: bool
+) -> None:
+    """Audit 19: the trend figure drew the default interval as "the interval applied today"
+    for a woman of 67, whom the results table did not compare with ARUP's 16–64 interval."""
+    from tests.interpret.summaries import flow_entry
+
+    now = summary(flow=[flow_entry(nk_pct=13.0)])
+    now["case"]["age_years"] = age
+    before = summary(
+        episode="SYNTH-EP-1", collected="2026-06-01T08:30:00", flow=[flow_entry(nk_pct=21.0)]
+    )
+    paths = build_reports(now, tmp_path, history=[before], pdf=False)
+    svg = (tmp_path / "figures" / "trend_pnk-pct-lymph.svg").read_text("utf-8")
+    assert ("interval 4.0–26.0" in svg) is banded, paths

@@ -21,6 +21,7 @@ from nkpanel._atomic import write_text
 from nkpanel.errors import ConfigError, NkPanelWarning
 from nkpanel.interpret.evidence import EvidenceStatement
 from nkpanel.interpret.flags import InterpretSettings
+from nkpanel.interpret.intervals import ReferenceInterval
 from nkpanel.interpret.panel import CaseInterpretation, interpret_case
 from nkpanel.report.document import report_document
 from nkpanel.report.fhir import fhir_bundle, validate_bundle
@@ -81,7 +82,7 @@ def render_reading(
     trend_figs = {
         t.measurand.code: save(
             f"trend_{t.measurand.code}.svg",
-            trend_svg(t, reading.intervals.default_for(t.measurand.code), synthetic=synthetic),
+            trend_svg(t, _applied_today(reading, t.measurand.code), synthetic=synthetic),
         )
         for t in reading.trends
     }
@@ -164,6 +165,17 @@ def pdf_engine_available() -> bool:
     except (ImportError, OSError):
         return False
     return True
+
+
+def _applied_today(reading: CaseInterpretation, code: str) -> ReferenceInterval | None:
+    """The interval a trend figure bands: the one today's result of ``code`` was compared
+    with, and none where it was not compared (a sample too old, an age or a cycle day outside
+    the interval's population): the band read "the interval applied today" where the
+    results table said "not compared" (audit 19)."""
+    for r in reading.results:
+        if r.measurand.code == code and r.interval is not None:
+            return r.interval
+    return None
 
 
 def build_reports(
