@@ -57,11 +57,15 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     for line in ("clinician report:", "patient page:", "FHIR bundle:"):
         assert line in proc.stdout
     assert "report.html" in proc.stdout and "patient.html" in proc.stdout  # as README says
-    # a preliminary report is said, with the way a case run takes an authoriser (run has no
-    # --authoriser option: review 18)
-    assert "note: the report is PRELIMINARY: no authoriser (authoriser = … in a --lab file)" in (
-        proc.stderr
+    # a preliminary report is said, with the way it is authorised: after review, by nkpanel
+    # report on this case summary (run has no --authoriser: review 18; a lab file's
+    # authoriser does not authorise: audit 19)
+    summary_path = current / "case_summary.json"
+    expected = (
+        "note: the report is PRELIMINARY: no authoriser (authorise it after review: nkpanel "
+        f"report {summary_path} --out {current / 'report'} --authoriser NAME"
     )
+    assert expected in proc.stderr
 
 
 def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:
@@ -737,3 +741,23 @@ def test_grouped_lines_keep_what_differs() -> None:
     ]
     many = [(f"s{i}", "no beads per test") for i in range(6)]
     assert grouped(many) == ["6 samples (s0 … s5): no beads per test"]
+
+
+def test_a_case_runs_report_is_preliminary_whatever_the_lab_file_says(tmp_path: Path) -> None:
+    """Audit 19: a lab file naming an authoriser made every case run's report "final" and
+    "Authorised by", even one whose results failed QC. A run's report is preliminary until a
+    person authorises it after review (nkpanel report --authoriser)."""
+    from nkpanel.demo import write_synthetic_case
+
+    manifest = write_synthetic_case(
+        tmp_path / "case", n_events=20_000, cytotoxicity=False, endometrial=False
+    )
+    lab = tmp_path / "lab.toml"
+    lab.write_text('name = "Test Lab"\nauthoriser = "Dr Q. Audit"\n', "utf-8")
+    out = tmp_path / "out"
+    proc = nkpanel("run", str(manifest), "--out", str(out), "--no-plots", "--lab", str(lab))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "report" / "report.json").read_text("utf-8"))
+    assert doc["report"]["status"] == "preliminary"
+    assert "Dr Q. Audit" not in (out / "report" / "report.html").read_text("utf-8")
+    assert "note: the report is PRELIMINARY" in proc.stderr

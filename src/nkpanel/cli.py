@@ -429,12 +429,14 @@ def run(
 ) -> None:
     """Run every biomarker a case manifest holds, then interpret and report."""
     from nkpanel.case import load_case
-    from nkpanel.report.model import load_lab_info
+    from nkpanel.report.model import load_lab_info, not_authorised
 
     manifest = load_case(case)
     earlier = [_read_summary(p) for p in history or []]
     _check_history_first(manifest, history or [], earlier)
     lab = load_lab_info(lab_file) if lab_file is not None else None
+    if lab is not None:  # a run's report is preliminary: authorised after review
+        lab, _ = not_authorised(lab)
     outcome = _run_with_progress(
         manifest,
         out,
@@ -684,7 +686,12 @@ def _print_case(outcome: CaseOutcome, out: Path) -> None:
         r = outcome.report
         for line in r.lines():
             out_console.print(line, soft_wrap=True)
-        for note in r.notes(authoriser="authoriser = … in a --lab file"):
+        # a run's report is preliminary: a person authorises it after review (audit 19)
+        how = (
+            f"authorise it after review: nkpanel report {outcome.summary_path} --out "
+            f"{r.clinician_html.parent} --authoriser NAME; a lab file's authoriser does not"
+        )
+        for note in r.notes(authoriser=how):
             say(note, flag="note:", colour="yellow")
 
 

@@ -179,8 +179,29 @@ def test_a_preliminary_report_in_no_laboratorys_name_is_said_on_the_command_line
     assert "note: no laboratory is named on the report" in bare.stderr
     lab = tmp_path / "lab.toml"
     lab.write_text('name = "Test Lab"\nauthoriser = "Dr B"\n', "utf-8")
+    # the lab file's authoriser does not authorise a report (audit 19: every run with it was
+    # "final", even one whose results failed QC); --authoriser, given after review, does
     named = _nkpanel(
         "report", str(current), "--out", str(tmp_path / "b"), "--no-pdf", "--lab", str(lab)
     )
     assert named.returncode == 0, named.stderr
-    assert "note:" not in named.stderr
+    notes = [ln for ln in named.stderr.splitlines() if ln.startswith("note:")]
+    assert notes == [
+        "note: the report is PRELIMINARY: no authoriser (--authoriser NAME, after review; a lab "
+        "file's authoriser does not authorise)"
+    ]
+    signed = _nkpanel(
+        "report",
+        str(current),
+        "--out",
+        str(tmp_path / "c"),
+        "--no-pdf",
+        "--lab",
+        str(lab),
+        "--authoriser",
+        "Dr B",
+    )
+    assert signed.returncode == 0, signed.stderr
+    assert "note:" not in signed.stderr
+    doc = json.loads((tmp_path / "c" / "report.json").read_text("utf-8"))
+    assert doc["report"]["status"] == "final"

@@ -102,11 +102,12 @@ def report(
     from nkpanel.interpret.flags import InterpretSettings
     from nkpanel.interpret.measurands import MEASURANDS
     from nkpanel.report.build import build_reports
-    from nkpanel.report.model import LabInfo, load_lab_info
+    from nkpanel.report.model import LabInfo, load_lab_info, not_authorised
 
     summary = read_summary(case_summary)
     earlier = [read_summary(p) for p in history or []]
-    lab = load_lab_info(lab_file) if lab_file is not None else LabInfo()
+    # authorised by --authoriser, after review; a lab file's authoriser does not authorise
+    lab, _ = not_authorised(load_lab_info(lab_file) if lab_file is not None else LabInfo())
     updates = {k: v for k, v in (("analyst", analyst), ("authoriser", authoriser)) if v}
     if updates:
         lab = lab.model_copy(update=updates)
@@ -147,5 +148,7 @@ def report(
     typer.echo(patient)
     typer.echo(f"report JSON:      {paths.json}")
     typer.echo(f"FHIR R4 bundle:   {paths.fhir}")
-    for note in paths.notes(authoriser="--authoriser, or authoriser = … in a --lab file"):
+    for note in paths.notes(
+        authoriser="--authoriser NAME, after review; a lab file's authoriser does not authorise"
+    ):
         say(note, flag="note:", colour="yellow")
