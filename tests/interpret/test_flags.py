@@ -723,3 +723,16 @@ def test_the_manifests_nk_activity_band_is_the_interval_applied() -> None:
 
     chosen = load_intervals()
     assert with_manifest_bands(chosen, {"cytotoxicity": []}) is chosen
+
+
+def test_the_guidelines_position_is_in_the_interpretive_comment() -> None:
+    """Audit 19: ESHRE's and the RCOG's positions came only in the evidence panel, page 12 of
+    the demo's 14, after flags such as "H (above)" on page 1. The interpretive comment gives
+    them, in the domain brief's words, on every report."""
+    from nkpanel.interpret.wording import check_wording
+
+    reading = interpret_case(summary(flow=[flow_entry()]))
+    (said,) = [c for c in reading.comments if c.startswith("ESHRE (2017)")]
+    assert "insufficient evidence" in said and "RCOG (2023)" in said
+    assert "should not be offered routinely outside a research context" in said
+    assert check_wording(said) == []

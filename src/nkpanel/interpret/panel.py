@@ -72,6 +72,13 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
             "Stress, exercise or adrenaline shortly before the draw can raise NK cells in blood "
             "for up to 1–2 h: repeat the draw at rest before drawing conclusions."
         )
+    # the guidelines' position on the first page, not only in the evidence panel near the end
+    # of the report (audit 19: page 12 of 14), in the words of the domain brief
+    out.append(
+        "ESHRE (2017) found insufficient evidence to support NK-cell testing of blood or "
+        "endometrium in recurrent pregnancy loss, and the RCOG (2023) states that NK-cell tests "
+        "should not be offered routinely outside a research context (see the evidence panel)."
+    )
     out.append(
         "This report gives measurements, their quality and where they lie against stated "
         "intervals, with the state of the evidence; clinical decisions rest with the treating "
