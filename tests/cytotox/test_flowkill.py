@@ -149,3 +149,26 @@ def test_tube_list_errors(tmp_path: Path) -> None:
     p.write_text("file,role\n")
     with pytest.raises(InputError, match=r"empty|names no tube"):
         read_tube_list(p)
+
+
+def test_a_tube_listed_twice_is_not_two_replicates(
+    tubes: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    """Audit 20: the same FCS file listed twice counted as two replicates (CV 0, reportable);
+    plate wells listed twice were refused. The second listing is the sample's problem."""
+    tube_list, _ = tubes
+    good = tube_list.parent / "tubes"
+    lst = tmp_path / "tubes.csv"
+    lst.write_text(
+        "file,sample,role,ratio,treatment\n"
+        f"{good / 'targets_alone_none.fcs'},P1,targets,,none\n"
+        f"{good / 'none_et50.fcs'},P1,test,50,none\n"
+        f"{good / 'none_et50.fcs'},P1,test,50,none\n"
+    )
+    parsed = read_tube_list(lst)
+    assert len(parsed.entries) == 2
+    (problem,) = parsed.problems["P1"]
+    assert problem == (
+        f"{lst}: tube {good / 'none_et50.fcs'}: listed twice (lines 3 and 4): one tube is one "
+        "replicate"
+    )

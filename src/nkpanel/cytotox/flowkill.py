@@ -227,6 +227,7 @@ def read_tube_list(path: str | Path) -> TubeList:
     c_treat, c_rep = col("treatment", "condition"), col("replicate", "rep")
     entries: list[TubeEntry] = []
     problems: dict[str, list[str]] = {}
+    listed: dict[Path, int] = {}  # each tube's file, resolved → the line that first names it
 
     def get(row: tuple[object, ...], j: int | None) -> str:
         if j is None or j >= len(row):
@@ -272,6 +273,12 @@ def read_tube_list(path: str | Path) -> TubeList:
         fpath = Path(file_text)
         if not fpath.is_absolute():
             fpath = p.resolve().parent / fpath
+        first = listed.setdefault(fpath.resolve(), line)
+        if first != line:  # audit 20: one tube counted as two replicates, CV 0, reportable
+            problems.setdefault(sample, []).append(
+                f"{where}: listed twice (lines {first} and {line}): one tube is one replicate"
+            )
+            continue
         entries.append(TubeEntry(fpath, sample, role, ratio, treatment, replicate, line))
     if not entries and not problems:
         raise InputError(table.source, "the tube list names no tube")
