@@ -186,3 +186,29 @@ def test_a_folder_or_a_sheet_of_a_csv_is_said_as_such(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"a sheet \('Sheet2'\) was named by --sheet/"):
         read_plate(p, sheet="Sheet2")
     assert len(read_plate(p).values) == 2
+
+
+def test_european_number_formats(tmp_path: Path) -> None:
+    """Audit 20: decimal commas were read only in semicolon files (a tab export failed well by
+    well as "text in a numeric cell"), and a thousands dot ("6.000") was read as 6.0 with no
+    word. By hand: 1.336,87 is 1336.87 and 6.000 is 6000 where commas are the decimal mark; a
+    semicolon file whose dots all group thousands is read as before, and said."""
+    tab = tmp_path / "tab.txt"
+    tab.write_text("well\tvalue\nA1\t1336,86984\nA2\t85\nA3\t1.336,87\nA4\t6.000\n")
+    reads = read_plate(tab)
+    assert dict(reads.values) == {
+        "A1": pytest.approx(1336.86984),
+        "A2": 85.0,
+        "A3": pytest.approx(1336.87),
+        "A4": 6000.0,
+    }
+    assert not reads.bad_cells and not reads.notes
+    semi = tmp_path / "semi.csv"
+    semi.write_text("well;value\nA1;6.000\nA2;13.369\nA3;85\n")
+    guessed = read_plate(semi)
+    assert dict(guessed.values) == {"A1": 6.0, "A2": 13.369, "A3": 85.0}
+    (note,) = guessed.notes
+    assert note.startswith("numbers such as '6.000' were read with '.' as the decimal point")
+    plain = tmp_path / "plain.csv"  # English decimals in a semicolon file: no note
+    plain.write_text("well;value\nA1;1336.87\nA2;12.5\n")
+    assert read_plate(plain).notes == ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class Table:
     rows: tuple[tuple[Cell, ...], ...]
     row_numbers: tuple[int, ...]
     decimal_comma: bool = False
+    #: how the file's numbers were read, where that was a guess a person should check
+    number_note: str | None = None
 
     @property
     def says_synthetic(self) -> bool:
@@ -71,11 +74,41 @@ def parse_number(cell: Cell, *, decimal_comma: bool = False) -> float | None:
     if not text:
         return None
     if decimal_comma:
-        text = text.replace(",", ".")
+        # a European export: the comma is the decimal mark, a dot only groups thousands
+        # ("1.336,87"; "6.000" is six thousand)
+        if "." in text and not _THOUSANDS.match(text):
+            raise ValueError(text)
+        text = text.replace(".", "").replace(",", ".")
     value = float(text)  # raises ValueError for text
     if not math.isfinite(value):
         raise ValueError(text)
     return value
+
+
+#: a number written with a comma decimal mark ("1336,87", "1.336,87")
+_COMMA_DECIMAL = re.compile(r"^-?\d[\d.]*,\d+$")
+#: dots grouping thousands ("6.000", "1.336,87")
+_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(\.\d{3})+(,\d+)?$")
+
+
+def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, str | None]:
+    """Whether a text table writes decimal commas, and a note where its dots are a guess.
+
+    Decimal commas are possible wherever the delimiter is not a comma (semicolon and tab
+    exports of European plate readers: audit 20 found tab files failing well by well). A
+    semicolon file with no decimal comma whose dotted numbers all look like thousands
+    ("6.000", "13.369") is read with the dot as the decimal mark, as before, and said."""
+    cells = [c for row in rows for c in row if isinstance(c, str)]
+    if delim != "," and any(_COMMA_DECIMAL.match(c) for c in cells):
+        return True, None
+    dotted = [c for c in cells if "." in c and c.replace(".", "").lstrip("-").isdigit()]
+    if delim == ";" and dotted and all(_THOUSANDS.match(c) for c in dotted):
+        return False, (
+            f"numbers such as {dotted[0]!r} were read with '.' as the decimal point "
+            f"({float(dotted[0]):g}); in a European export they are thousands "
+            f"({dotted[0].replace('.', '')}): check the file's number format"
+        )
+    return False, None
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
@@ -115,7 +148,8 @@ def _read_text(path: Path) -> Table:
         if any(c is not None for c in cells):
             rows.append(cells)
             numbers.append(i)
-    return Table(str(path), tuple(rows), tuple(numbers), decimal_comma=delim == ";")
+    comma, note = _number_format(rows, delim)
+    return Table(str(path), tuple(rows), tuple(numbers), decimal_comma=comma, number_note=note)
 
 
 def _xlsx_cell(value: object) -> Cell:

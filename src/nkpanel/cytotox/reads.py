@@ -418,6 +418,6 @@ def read_plate(
         unit=resolved,
         plate_format=fmt,
         form=form,
-        notes=tuple(notes),
+        notes=tuple(notes) + ((table.number_note,) if table.number_note else ()),
         synthetic=table.says_synthetic,
     )
