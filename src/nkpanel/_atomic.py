@@ -23,6 +23,7 @@ __all__ = [
     "check_ours",
     "claim",
     "earlier_folders",
+    "listed",
     "remove_claimed",
     "remove_owned",
     "write_bytes",
@@ -242,6 +243,11 @@ def remove_claimed(folder: Path, names: Iterable[str]) -> list[Path]:
     if gone:
         _write_list(folder, {n: st for n, st in owned.items() if (folder / n).is_file()})
     return gone
+
+
+def listed(folder: Path) -> set[str]:
+    """The files (relative paths) nkpanel listed in ``folder`` that are as it wrote them."""
+    return _owned(folder)
 
 
 def _stamp(path: Path) -> str:

@@ -187,3 +187,32 @@ def test_the_console_says_the_warnings_behind_reportable(tmp_path: Path) -> None
     warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert "warning: P2 (none): 25:1: mean lysis -2.0% is below zero" in " ".join(warned)
     assert not any("P1 (none)" in ln for ln in warned)  # P1's checks all pass
+
+
+def test_a_rerun_into_the_same_folder_leaves_no_earlier_plates_outputs(tmp_path: Path) -> None:
+    """Audit 20: the first plate's figures stayed beside the next plate's tables (flow and
+    uterine runs prune their own earlier outputs; NK activity did not). nkpanel's own earlier
+    outputs go; a lab's own file there stays."""
+    out = tmp_path / "out"
+    sim = runner.invoke(app, ["simulate", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    first = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(tmp_path / "sim" / "plate_reads.csv"),
+            "--layout",
+            str(tmp_path / "sim" / "plate_layout.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert (out / "plots" / "SYNTH-P01.png").is_file()
+    (out / "lab notes.txt").write_text("ours")
+    reads, layout = write_plate(tmp_path / "plate")
+    second = runner.invoke(app, ["analyze", str(reads), "--layout", str(layout), "--out", str(out)])
+    assert second.exit_code == 0, second.output
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots == ["P1.png", "P1.svg", "P2.png", "P2.svg"]
+    assert (out / "lab notes.txt").read_text() == "ours"

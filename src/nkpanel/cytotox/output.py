@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nkpanel._atomic import write_text
+from nkpanel._atomic import claim, listed, remove_claimed, write_text
 from nkpanel.cytotox.results import CytotoxResult
 
 __all__ = ["CytotoxOutputs", "clean_json", "write_outputs"]
@@ -158,4 +158,31 @@ def write_outputs(
             )
             written += drawn
             figures[s.sample] = [f for f in drawn if f.suffix == ".png"]
+    _replace_earlier(out_dir, written)
     return CytotoxOutputs(written, figures)
+
+
+#: the files an NK-activity analysis may write in its output folder (besides ``plots/``)
+OUTPUT_TABLES = frozenset(
+    {
+        "lysis.csv",
+        "lysis.json",
+        "conditions.csv",
+        "suppression.csv",
+        "wells.csv",
+        "summary.json",
+        "gating.csv",
+    }
+)
+
+
+def _replace_earlier(out_dir: Path, written: Sequence[Path]) -> None:
+    """Remove the NK-activity outputs an earlier run wrote into ``out_dir`` that this one did
+    not write again (audit 20: a first plate's figures, a flow run's gating.csv, stayed beside
+    the next run's tables), then list this run's files as nkpanel's. Only files nkpanel
+    listed there and nobody changed since are removed, and only its own kinds (the tables
+    above and ``plots/``): another command's outputs in the same folder stay."""
+    names = {str(p.relative_to(out_dir)) for p in written}
+    earlier = {n for n in listed(out_dir) if n in OUTPUT_TABLES or n.startswith("plots/")}
+    remove_claimed(out_dir, earlier - names)
+    claim(out_dir, sorted(names))
