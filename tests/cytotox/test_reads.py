@@ -212,3 +212,16 @@ def test_european_number_formats(tmp_path: Path) -> None:
     plain = tmp_path / "plain.csv"  # English decimals in a semicolon file: no note
     plain.write_text("well;value\nA1;1336.87\nA2;12.5\n")
     assert read_plate(plain).notes == ()
+
+
+def test_numbered_positions_are_said_not_called_an_empty_plate(tmp_path: Path) -> None:
+    """Audit 20: a gamma-counter export with numbered positions (Pos 1–96) was refused as an
+    "empty plate"; the lines' own notes, which said why, were dropped."""
+    p = tmp_path / "gamma.csv"
+    p.write_text("Rack,Pos,Sample,CPM\n1,1,A,512\n1,2,B,600\n1,3,C,640\n")
+    with pytest.raises(InputError) as info:
+        read_plate(p)
+    assert str(info.value) == (
+        f"{p}: no well holds a value: line 2: '1' is not a well name; line ignored (and 2 more "
+        "like it); the well column needs well names such as A1 (positions 1–96 are not)"
+    )

@@ -409,7 +409,15 @@ def read_plate(
         form = "long"
         fmt = plate_format_of(set(values) | set(bad))
     if not values and not bad:
-        raise InputError(table.source, "no well holds a value (empty plate)")
+        # the lines' own notes say why (audit 20: a gamma counter's numbered positions, "Pos
+        # 1–96", were each "not a well name", and the file was called an empty plate)
+        why = " (empty plate)"
+        if notes:
+            more = f" (and {len(notes) - 1} more like it)" if len(notes) > 1 else ""
+            why = f": {notes[0]}{more}"
+            if "is not a well name" in why:
+                why += "; the well column needs well names such as A1 (positions 1–96 are not)"
+        raise InputError(table.source, "no well holds a value" + why)
     resolved = _resolve_unit(table.source, found_unit, unit, kind)
     return PlateReads(
         source=table.source,
