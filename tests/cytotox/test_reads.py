@@ -225,3 +225,29 @@ def test_numbered_positions_are_said_not_called_an_empty_plate(tmp_path: Path) -
         f"{p}: no well holds a value: line 2: '1' is not a well name; line ignored (and 2 more "
         "like it); the well column needs well names such as A1 (positions 1–96 are not)"
     )
+
+
+def test_a_broken_workbook_and_error_cells_are_said_plainly(tmp_path: Path) -> None:
+    """Audit 20: an empty .xlsx got pandas' advice ("you must specify an engine manually"),
+    and an Excel error cell (#DIV/0!) or a formula never calculated was "no value"."""
+    empty = tmp_path / "empty.xlsx"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError) as info:
+        read_plate(empty)
+    assert str(info.value) == (
+        f"{empty}: not a readable XLSX workbook (not a zip archive: empty, damaged, or another "
+        "kind of file named .xlsx)"
+    )
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["well", "value"], ["A1", 512], ["A2", "=1/0"]):
+        sheet.append(row)
+    path = tmp_path / "errors.xlsx"
+    book.save(path)
+    reads = read_plate(path)
+    assert dict(reads.values) == {"A1": 512.0}
+    assert reads.bad_cells["A2"] == (
+        "the value cell is empty, or holds an Excel error or a formula without a saved value "
+        "(line 3)"
+    )

@@ -174,7 +174,10 @@ def _read_sheet(path: Path, sheet: str | None) -> Table:
     except ImportError as exc:
         raise InputError(path, f"reading XLSX needs openpyxl ({exc})") from None
     except Exception as exc:  # zip, XML and openpyxl errors all mean "unreadable"
-        msg = one_line(exc)[:120]
+        if "cannot be determined" in str(exc):  # pandas' own advice means nothing to a lab
+            msg = "not a zip archive: empty, damaged, or another kind of file named .xlsx"
+        else:
+            msg = one_line(exc)[:120]
         raise InputError(path, f"not a readable XLSX workbook ({msg})") from None
     names = list(book)
     if not names:

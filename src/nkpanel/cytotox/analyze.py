@@ -711,7 +711,9 @@ def _condition(
             _flag(
                 "controls_present",
                 False,
-                f"no {s_name} wells for sample {sample} ({treatment}) nor plate-wide",
+                f"no {s_name} tubes for sample {sample} ({treatment})"
+                if flow
+                else f"no {s_name} wells for sample {sample} ({treatment}) nor plate-wide",
             )
         )
     if m_mean is None:
@@ -732,7 +734,8 @@ def _condition(
                 _flag(
                     "maximum_above_spontaneous",
                     m_mean > s_mean,
-                    f"maximum release {m_mean:.4g} is not above spontaneous {s_mean:.4g}: "
+                    f"maximum release {m_mean:.4g} is not above spontaneous {s_mean:.4g} "
+                    f"({'after the medium blank' if blank is not None else 'as read'}): "
                     "% lysis is undefined"
                     if m_mean <= s_mean
                     else "maximum release is above spontaneous",

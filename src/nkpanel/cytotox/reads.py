@@ -296,7 +296,13 @@ def _read_long(
             bad[well] = f"text {cell_text(cell)[:30]!r} in a numeric cell (line {line})"
             continue
         if value is None:
-            bad[well] = f"the value cell is empty (line {line})"
+            # a sheet reads an Excel error (#DIV/0!) or a formula never calculated as empty
+            what = (
+                "empty, or holds an Excel error or a formula without a saved value"
+                if "[sheet " in table.source
+                else "empty"
+            )
+            bad[well] = f"the value cell is {what} (line {line})"
             continue
         values[well] = value
     if len(units) > 1:
