@@ -179,3 +179,20 @@ def test_a_trend_bands_only_the_interval_todays_result_was_compared_with(
     paths = build_reports(now, tmp_path, history=[before], pdf=False)
     svg = (tmp_path / "figures" / "trend_pnk-pct-lymph.svg").read_text("utf-8")
     assert ("interval 4.0–26.0" in svg) is banded, paths
+
+
+def test_a_failed_file_is_named_by_its_file_name_and_the_patient_told_which_test(
+    tmp_path: Path,
+) -> None:
+    """Audit 19: the report printed full local paths (a path may hold a patient's name), and
+    the patient page said only "1 measurement file could not be analysed"."""
+    import json
+
+    failure = {"source": "/home/lab/Smith_Jane/blood/tbnk_tube1.fcs", "reason": "truncated"}
+    paths = build_reports(summary(flow=[], failures=[failure]), tmp_path, pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    (f,) = doc["failures"]
+    assert f["source"] == "tbnk_tube1.fcs" and doc["failed_tests_plain"] == ["NK cells in blood"]
+    for page in (paths.clinician_html, paths.patient_html):
+        assert "Smith_Jane" not in page.read_text("utf-8")
+    assert "not in this report (NK cells in blood)" in paths.patient_html.read_text("utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from nkpanel import __version__
@@ -247,6 +248,23 @@ def _serial_table(reading: CaseInterpretation) -> dict[str, Any]:
     return {"columns": [columns[e] for e in order], "rows": rows}
 
 
+#: a biomarker as the patient page names it
+_PLAIN_TESTS = {
+    "flow": "NK cells in blood",
+    "cytotoxicity": "NK-cell activity (killing test)",
+    "endometrial": "NK cells in the lining of the womb",
+}
+
+
+def _file_name(source: str) -> str:
+    """A failed input as the report names it: its file name, not the folders on the lab's
+    machine (audit 19: full local paths were printed, and a path may hold a patient's name);
+    a specimen named in words ("cytotoxicity plate p1") as it is."""
+    if "/" in source or "\\" in source:
+        return Path(source.replace("\\", "/")).name
+    return source
+
+
 def report_status(lab: LabInfo, amendments: Sequence[Amendment]) -> ReportStatus:
     """Preliminary until authorised; amended once an earlier version was replaced."""
     if not lab.authoriser:
@@ -343,12 +361,17 @@ def report_document(
         "failures": [
             {
                 "specimen_id": f.specimen_id,
-                "source": f.source,
+                "source": _file_name(f.source),
                 "reason": f.reason,
                 "biomarker": f.biomarker,
             }
             for f in reading.failures
         ],
+        # which tests the patient page says are missing (audit 19: "2 measurement files could
+        # not be analysed" did not say the blood NK count was missing)
+        "failed_tests_plain": list(
+            dict.fromkeys(_PLAIN_TESTS.get(f.biomarker, "a test") for f in reading.failures)
+        ),
         "qc": [
             {
                 "specimen_id": q.specimen_id,
