@@ -103,10 +103,14 @@ def test_plate_qc_reaches_the_qc_table(tmp_path: Path) -> None:
     qc = _Text.of(html[html.index('id="qc"') : html.index('id="trends"')])
     assert "SYNTH-P01, no additive (spontaneous release 12.0% of maximum)" in qc
     assert "spontaneous release is 12.0% of maximum (limit 30%)" in qc
-    assert "replicate_cv at 50:1" in qc and "lytic_units_extrapolated" in qc
+    # checks by name in words, not as identifiers (audit 19: "maximum_above_spontaneou s")
+    assert "replicate cv at 50:1" in qc and "lytic units extrapolated" in qc
+    assert "replicate_cv" not in qc
     results = _Text.of(html[html.index('id="results"') : html.index('id="comments"')])
     # the extrapolated lytic units carry their warning beside the value
     assert "outside the tested 12.5:1–50:1" in results and "fitted curve" in results
+    # a value without an interval has no bar: "no interval", not "no value" (audit 19)
+    assert "no interval" in results
     doc = json.loads(paths.json.read_text("utf-8"))
     lu = next(r for r in doc["results"] if r["code"] == "nka-lu")
     assert lu["qc_status"] == "warn" and lu["qc_notes"]
