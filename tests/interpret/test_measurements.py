@@ -278,3 +278,15 @@ def test_a_plates_reference_band_is_said_not_to_be_applied() -> None:
     lysis = next(m for m in ep.measurements if m.code == "nka-lysis-50-1")
     assert "band 10–15% at 50:1 (lab 2025) is drawn on the lysis figure" in lysis.method
     assert "not an interval applied in this report" in lysis.method
+
+
+def test_the_patient_page_explains_the_words_it_uses_for_treatments_and_units() -> None:
+    """Audit 19: "intralipid" and the unit "LU/10^7 cells" were never explained to the
+    patient (IVIG only in the evidence list). Each measurand that names them says what they
+    are, in its own plain-language line."""
+    from nkpanel.interpret import MEASURANDS
+
+    what = {code: m.patient_what for code, m in MEASURANDS.items()}
+    assert "(a fat emulsion that some clinics give by drip)" in what["nka-suppression-intralipid"]
+    assert "(an antibody product made from donated blood)" in what["nka-suppression-ivig"]
+    assert "lytic units per 10 million cells" in what["nka-lu"]

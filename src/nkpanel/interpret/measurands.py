@@ -163,7 +163,8 @@ _ALL = (
         "blood",
         patient_name="NK-cell activity in lytic units",
         patient_what="Another way of expressing the killing test: how much killing a fixed "
-        "number of your cells does.",
+        "number of your cells does, counted in lytic units per 10 million cells (the higher "
+        "the number, the more killing).",
     ),
     Measurand(
         "nka-suppression-ivig",
@@ -175,8 +176,8 @@ _ALL = (
         "blood",
         verdict=False,
         patient_name="Change in the killing test when IVIG was added in the laboratory",
-        patient_what="How much less killing the NK cells did in the test tube when IVIG was "
-        "added there.",
+        patient_what="How much less killing the NK cells did in the test tube when IVIG (an "
+        "antibody product made from donated blood) was added there.",
     ),
     Measurand(
         "nka-suppression-intralipid",
@@ -189,7 +190,7 @@ _ALL = (
         verdict=False,
         patient_name="Change in the killing test when intralipid was added in the laboratory",
         patient_what="How much less killing the NK cells did in the test tube when intralipid "
-        "was added there.",
+        "(a fat emulsion that some clinics give by drip) was added there.",
     ),
     Measurand(
         "unk-pct-stroma",
