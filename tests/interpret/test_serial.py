@@ -210,3 +210,34 @@ def test_a_change_is_worked_out_from_the_values_as_measured() -> None:
     ]
     assert t.change == pytest.approx(-7.7293)
     assert "21.0 % (2026-06-01) → 13.2 % (2026-11-02): change -7.7 percentage points" in t.summary
+
+
+def test_a_change_resting_on_a_caveated_specimen_says_so() -> None:
+    """Audit 19: a change from a sample the report said "may not reflect the blood as drawn"
+    (or a draw 10 min after stress) was stated as a plain change. The series now says which
+    result carries a caveat about its specimen."""
+    now = summary(
+        episode="SYNTH-EP-2",
+        collected="2026-11-02T08:30:00",
+        flow=[flow_entry(nk_pct=13.0)],
+        pre_analytic={"acute_exposure": "stress", "minutes_since_exposure": 10},
+    )
+    before = summary(
+        episode="SYNTH-EP-1", collected="2026-06-01T08:30:00", flow=[flow_entry(nk_pct=21.0)]
+    )
+    (t,) = [
+        t
+        for t in interpret_case(now, history=[before]).trends
+        if t.measurand.code == "pnk-pct-lymph"
+    ]
+    assert t.summary.endswith(
+        "The 2026-11-02 result carries a caveat about its specimen (stress or exercise shortly "
+        "before the draw): the change may reflect that, not the patient."
+    )
+    plain = summary(episode="SYNTH-EP-2", flow=[flow_entry(nk_pct=13.0)])
+    (u,) = [
+        t
+        for t in interpret_case(plain, history=[before]).trends
+        if t.measurand.code == "pnk-pct-lymph"
+    ]
+    assert "caveat" not in u.summary

@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nkpanel.interpret.flags import InterpretSettings, uncertainty_of
+from nkpanel.interpret.flags import InterpretSettings, interpret_measurement, uncertainty_of
 from nkpanel.interpret.intervals import IntervalSet
 from nkpanel.interpret.measurands import MEASURANDS, Measurand
 from nkpanel.interpret.measurements import Episode, time_order
@@ -43,6 +43,9 @@ class TrendPoint:
     on_treatment: bool
     current: bool
     expanded_uncertainty: float | None
+    #: what about the specimen makes the result not like-for-like with another (its caveat
+    #: codes of :data:`NOT_LIKE_FOR_LIKE`)
+    caveats: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -93,6 +96,8 @@ def trends(
                 if m.code != code:
                     continue
                 unc = uncertainty_of(m, intervals, settings)
+                read = interpret_measurement(m, intervals, settings, ep.age_years)
+                apart = tuple(c.code for c in read.caveats if c.code in NOT_LIKE_FOR_LIKE)
                 # as measured: a change worked out from values rounded for display was off
                 # by a last digit (audit 19: −7.8 for −7.73), and so was its comparison
                 # with the uncertainty; the text rounds each value as it prints it
@@ -107,6 +112,7 @@ def trends(
                         on_treatment=m.pre_analytic.on_treatment,
                         current=ep is current,
                         expanded_uncertainty=unc.expanded if unc and m.reportable else None,
+                        caveats=tuple(dict.fromkeys(apart)),
                     )
                 )
         if len({p.episode_id for p in points}) < 2:
@@ -141,7 +147,28 @@ def _trend(meas: Measurand, points: list[TrendPoint], k: float) -> Trend:
         )
     else:
         text += "; the measurement uncertainty of the difference is not known."
+    # a result whose specimen is not like the other's (audit 19: a 30-hour-old sample, a
+    # biopsy on cycle day 26 against one at LH+7) makes the change partly the specimen's
+    for p in (a, b):
+        if p.caveats:
+            why = ", ".join(dict.fromkeys(NOT_LIKE_FOR_LIKE[c] for c in p.caveats))
+            text += (
+                f" The {p.label} result carries a caveat about its specimen ({why}): the "
+                "change may reflect that, not the patient."
+            )
     return Trend(meas, tuple(points), delta, exceeds, text)
+
+
+#: caveats that make a result not like-for-like with another of the series, as said
+NOT_LIKE_FOR_LIKE = {
+    "acute-exposure": "stress or exercise shortly before the draw",
+    "storage": "how the blood was stored",
+    "sample-age": "the sample's age when analysed",
+    "lh-window": "biopsy timing",
+    "cycle-day-window": "biopsy timing",
+    "lh-cycle-day-disagree": "biopsy timing",
+    "lh-unknown": "biopsy timing not recorded",
+}
 
 
 #: What the serial comparison leaves out (clinician wording).
