@@ -745,3 +745,15 @@ def test_the_guidelines_position_is_in_the_interpretive_comment() -> None:
     assert "insufficient evidence" in said and "RCOG (2023)" in said
     assert "should not be offered routinely outside a research context" in said
     assert check_wording(said) == []
+
+
+@pytest.mark.parametrize(("pct", "flag"), [(4.9, "within"), (5.0, "above"), (5.1, "above")])
+def test_an_excluded_upper_limit_is_outside(tmp_path: Path, pct: float, flag: str) -> None:
+    """Quenby 2005 defines 'normal' as <5% (domain brief §3): a uNK of exactly 5.0% is not
+    normal, where limits are otherwise inclusive (audit 19: it read "≤ 5.0 %")."""
+    lab = tmp_path / "lab.toml"
+    lab.write_text("[defaults]\n'unk-pct-stroma' = 'quenby-2005-cutoff-5'\n", "utf-8")
+    s = summary(flow=[], endometrial=[biopsy(pct=pct, lh_day=8)])
+    r = result(interpret_case(s, intervals_path=lab), "unk-pct-stroma")
+    assert r.flag == flag and r.interval is not None
+    assert r.interval.describe() == "< 5.0 % (clinic cutoff)"

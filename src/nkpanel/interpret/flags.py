@@ -597,8 +597,10 @@ def interpret_measurement(
     flag: Flag
     if interval.lower is not None and reported < interval.lower:
         flag = "below"
-    elif interval.upper is not None and reported > interval.upper:
-        flag = "above"
+    elif interval.upper is not None and (
+        reported > interval.upper or (interval.upper_exclusive and reported >= interval.upper)
+    ):
+        flag = "above"  # at an excluded limit too ("normal <5%": 5.0 is not normal)
     else:
         flag = "within"
     by_unc = None  # the nearest limit within the measurement uncertainty

@@ -71,6 +71,9 @@ class ReferenceInterval(_Strict):
     age_max: int | None = Field(default=None, ge=0, le=120)
     note: str = ""
     healthy_population: bool = False
+    #: the upper limit itself lies outside ("normal <5%", Quenby 2005): a value equal to it is
+    #: above; limits are otherwise inclusive
+    upper_exclusive: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ReferenceInterval:
@@ -87,6 +90,8 @@ class ReferenceInterval(_Strict):
             raise ValueError(f"{self.measurand} is reported in {expected!r}, not {self.unit!r}")
         if self.lower is None and self.upper is None:
             raise ValueError("needs a lower limit, an upper limit, or both")
+        if self.upper_exclusive and self.upper is None:
+            raise ValueError("upper_exclusive needs an upper limit")
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise ValueError(f"lower {self.lower} is above upper {self.upper}")
         if (self.lh_day_min is None) != (self.lh_day_max is None):
@@ -113,13 +118,15 @@ class ReferenceInterval(_Strict):
         return (self.cycle_day_min, self.cycle_day_max)
 
     def describe(self, decimals: int = 1) -> str:
-        """The interval as printed, e.g. ``"4.0–26.0 %"`` or ``"> 12.0 % (clinic cutoff)"``."""
+        """The interval as printed, e.g. ``"4.0–26.0 %"``, ``"≤ 12.0 % (clinic cutoff)"`` or,
+        with its upper limit excluded, ``"< 5.0 % (clinic cutoff)"``."""
         fmt = f"{{:.{decimals}f}}"
         unit = self.unit
         if self.lower is not None and self.upper is not None:
-            text = f"{fmt.format(self.lower)}–{fmt.format(self.upper)} {unit}"
+            below = "under " if self.upper_exclusive else ""
+            text = f"{fmt.format(self.lower)}–{below}{fmt.format(self.upper)} {unit}"
         elif self.upper is not None:
-            text = f"≤ {fmt.format(self.upper)} {unit}"
+            text = f"{'<' if self.upper_exclusive else '≤'} {fmt.format(self.upper)} {unit}"
         else:
             assert self.lower is not None
             text = f"≥ {fmt.format(self.lower)} {unit}"
