@@ -559,3 +559,30 @@ def test_simulated_inputs_label_the_case_synthetic_whatever_the_manifest_says(
     assert "SYNTHETIC" in run.report.patient_html.read_text()
     fhir = json.loads(run.report.fhir.read_text())
     assert fhir["meta"]["security"][0]["code"] == "HTEST"
+
+
+def test_a_case_rerun_keeps_a_plate_whose_folder_holds_a_labs_file(tmp_path: Path) -> None:
+    """Review 21: a plate's outputs listed themselves as nkpanel's inside the case's staging
+    folder, and that list named itself; a re-run with a lab's file in the plate folder then
+    refused the list as not nkpanel's, failed the plate and removed its results."""
+    from nkpanel.case import load_case
+
+    manifest = write_case(tmp_path)
+    out = tmp_path / "out"
+    first = pipeline.run_case(load_case(manifest), out, plots=False, reports=False)
+    assert not first.failures
+    (plate_dir,) = (out / "cytotoxicity").iterdir()
+    owned = [ln.split("\t")[0] for ln in (plate_dir / ".nkpanel-files").read_text().splitlines()]
+    assert ".nkpanel-files" not in owned and "lysis.csv" in owned
+    (plate_dir / "notes.txt").write_text("the lab's")
+    again = pipeline.run_case(load_case(manifest), out, plots=False, reports=False)
+    assert not again.failures
+    assert (plate_dir / "notes.txt").read_text() == "the lab's"
+    assert (plate_dir / "lysis.csv").is_file()
+
+
+def write_case(tmp_path: Path) -> Path:
+    """A SYNTHETIC case of one blood draw and one NK-activity plate; its manifest."""
+    from nkpanel.demo import write_synthetic_case
+
+    return write_synthetic_case(tmp_path / "case", n_events=20_000, endometrial=False)
