@@ -167,6 +167,13 @@ def test_a_tube_listed_twice_is_not_two_replicates(
     )
     parsed = read_tube_list(lst)
     assert len(parsed.entries) == 2
+    # one targets-alone tube shared by two samples is listed once for each (review 21)
+    lst.write_text(
+        lst.read_text() + f"{good / 'targets_alone_none.fcs'},P2,targets,,none\n"
+        f"{good / 'none_et25.fcs'},P2,test,25,none\n"
+    )
+    parsed = read_tube_list(lst)
+    assert len(parsed.entries) == 4 and "P2" not in parsed.problems
     (problem,) = parsed.problems["P1"]
     assert problem == (
         f"{lst}: tube {good / 'none_et50.fcs'}: listed twice (lines 3 and 4): one tube is one "

@@ -227,7 +227,8 @@ def read_tube_list(path: str | Path) -> TubeList:
     c_treat, c_rep = col("treatment", "condition"), col("replicate", "rep")
     entries: list[TubeEntry] = []
     problems: dict[str, list[str]] = {}
-    listed: dict[Path, int] = {}  # each tube's file, resolved → the line that first names it
+    #: each tube's file (resolved) and sample → the line that first names them
+    listed: dict[tuple[Path, str], int] = {}
 
     def get(row: tuple[object, ...], j: int | None) -> str:
         if j is None or j >= len(row):
@@ -273,8 +274,10 @@ def read_tube_list(path: str | Path) -> TubeList:
         fpath = Path(file_text)
         if not fpath.is_absolute():
             fpath = p.resolve().parent / fpath
-        first = listed.setdefault(fpath.resolve(), line)
-        if first != line:  # audit 20: one tube counted as two replicates, CV 0, reportable
+        # audit 20: one tube listed twice for a sample counted as two replicates (CV 0,
+        # reportable); one targets-alone tube shared by two samples is listed once for each
+        first = listed.setdefault((fpath.resolve(), sample), line)
+        if first != line:
             problems.setdefault(sample, []).append(
                 f"{where}: listed twice (lines {first} and {line}): one tube is one replicate"
             )
