@@ -138,6 +138,17 @@ def test_a_level_not_reached_within_the_tested_ratios_gives_a_bound_not_a_value(
     # the true curve reaches 20% at ln 3 / 0.012 = 91.6:1
     assert lu.ratio_at_level == pytest.approx(math.log(3) / 0.012, rel=1e-4)
     assert lu.reason is not None and lu.reason.endswith("LU20 below 20 per 10⁷ effectors")
+    # the wells reached 20% at 50:1 (22%) but the curve passes it just beyond: a value read
+    # off the curve, marked extrapolated, not a bound "below" that would point the wrong way
+    # (review 21)
+    close = fit_exponential(ratios, [20.0, 8.0, 3.0, 1.0])
+    assert close.ratio_at(20.0) is not None and close.ratio_at(20.0) > 50.0
+    reached = lytic_units(close, targets_per_well=10_000, measured_at_highest=22.0)
+    assert reached.lu_per_1e7_effectors is not None and reached.extrapolated
+    assert reached.upper_bound_per_1e7 is None
+    # without targets per well: that is the reason given (its hint), not the bound
+    bare = lytic_units(fit)
+    assert bare.reason == "targets per well not given: LU not computed" and bare.extrapolated
     # reached below the lowest ratio: a value, read off the curve towards the origin
     strong = fit_exponential(ratios, [60 * (1 - math.exp(-0.2 * r)) for r in ratios])
     near = lytic_units(strong, targets_per_well=10_000)

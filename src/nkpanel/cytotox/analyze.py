@@ -925,9 +925,13 @@ def _condition(
             )
         )
     fit = fit_exponential(fit_x, fit_y) if fit_x else None
+    highest = max(ratios, key=lambda r: r.ratio, default=None)
     lu = (
         lytic_units(
-            fit, lysis_level_percent=s.lysis_level_percent, targets_per_well=s.targets_per_well
+            fit,
+            lysis_level_percent=s.lysis_level_percent,
+            targets_per_well=s.targets_per_well,
+            measured_at_highest=highest.mean_lysis_percent if highest else None,
         )
         if lysis_ok
         else None

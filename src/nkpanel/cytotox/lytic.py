@@ -241,10 +241,18 @@ def lytic_units(
     *,
     lysis_level_percent: float = 20.0,
     targets_per_well: float | None = None,
+    measured_at_highest: float | None = None,
 ) -> LyticUnits:
     """Lytic units per 10^7 effectors at ``lysis_level_percent`` from a fitted model.
 
     ``LU = 10^7 / (x_p · T)`` with ``x_p = −ln(1 − p/A)/k`` and ``T`` targets per well.
+
+    Where the level is not reached within the tested ratios (the model's ``x_p`` beyond the
+    highest, and the mean lysis measured there, ``measured_at_highest``, under the level),
+    no value is given, only its upper bound ``10^7 / (highest ratio · T)``. Where the wells
+    reached the level at the highest ratio but the curve passes it just beyond, the value is
+    read off the curve and marked extrapolated (review 21: a bound "below" would point the
+    wrong way there).
 
     Examples
     --------
@@ -267,15 +275,16 @@ def lytic_units(
             False,
             f"the fitted plateau ({fit.plateau_percent:.1f}%) does not reach {p:g}% lysis",
         )
-    if x_p > fit.ratio_max:
+    extrapolated = not fit.ratio_min <= x_p <= fit.ratio_max
+    if targets_per_well is None:
+        return LyticUnits(
+            p, x_p, None, None, extrapolated, "targets per well not given: LU not computed"
+        )
+    not_reached = measured_at_highest is None or measured_at_highest < p
+    if x_p > fit.ratio_max and not_reached:
         # the level is not reached at any tested ratio: beyond them the model is not
         # identified by the data (its plateau and rate trade off), so only a bound is given
-        bound = (
-            None
-            if targets_per_well is None
-            else EFFECTORS_PER_LU_BASIS / (fit.ratio_max * float(targets_per_well))
-        )
-        below = "" if bound is None else f": LU{p:g} below {bound:.3g} per 10⁷ effectors"
+        bound = EFFECTORS_PER_LU_BASIS / (fit.ratio_max * float(targets_per_well))
         return LyticUnits(
             p,
             x_p,
@@ -284,13 +293,8 @@ def lytic_units(
             True,
             f"{p:g}% lysis is not reached at the highest tested ratio "
             f"({fit.ratio_max:g}:1; the model would reach it only at {x_p:.3g}:1, beyond the "
-            f"data){below}",
+            f"data): LU{p:g} below {bound:.3g} per 10⁷ effectors",
             upper_bound_per_1e7=bound,
-        )
-    extrapolated = x_p < fit.ratio_min
-    if targets_per_well is None:
-        return LyticUnits(
-            p, x_p, None, None, extrapolated, "targets per well not given: LU not computed"
         )
     lu = EFFECTORS_PER_LU_BASIS / (x_p * float(targets_per_well))
     return LyticUnits(p, x_p, float(targets_per_well), lu, extrapolated, None)
