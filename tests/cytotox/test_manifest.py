@@ -84,13 +84,6 @@ def test_run_plate_for_case(tmp_path: Path) -> None:
     assert head["none"]["lu_per_1e7_effectors"] > 0
     assert head["IVIG 2 mg/mL"]["suppression_at_standard_ratio_percent"] > 0
     assert head["none"]["suppression_at_standard_ratio_percent"] is None
-    # the manifest's band goes with the plate's entry, for the interpretation (audit 19)
-    assert summary["reference_band"] == {
-        "low_percent": 10.0,
-        "high_percent": 20.0,
-        "ratio": 50.0,
-        "source": "SYNTHETIC example band",
-    }
     for name in ("lysis.csv", "lysis.json", "conditions.csv", "suppression.csv", "summary.json"):
         assert (out / name).is_file()
     assert (out / "plots" / "SYNTH-P01.png").is_file()

@@ -23,7 +23,7 @@ from nkpanel.interpret import (
     interpret_measurement,
     load_intervals,
 )
-from tests.interpret.summaries import biopsy, flow_entry, native_plate, plate, summary
+from tests.interpret.summaries import biopsy, flow_entry, plate, summary
 
 
 def result(reading: Any, code: str) -> Interpretation:
@@ -707,33 +707,6 @@ def test_counting_alone_is_known_from_the_uncertainty_not_its_wording() -> None:
     assert u is not None and not u.counting_only
 
 
-def test_the_manifests_nk_activity_band_is_the_interval_applied() -> None:
-    """Audit 19: a lab's band in the case manifest (15–25% at 50:1, with its source) was drawn
-    on the lysis figure while the report said no interval had been chosen. It is now the
-    interval lysis at 50:1 is compared with (30% → above), sourced; a band at another ratio,
-    or an interval file that chooses one, leaves it out."""
-    from nkpanel.interpret.panel import with_manifest_bands
-
-    entry = native_plate()
-    entry["reference_band"] = {
-        "low_percent": 15.0,
-        "high_percent": 25.0,
-        "ratio": 50.0,
-        "source": "Lab validation 2025 (n = 40)",
-    }
-    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
-    assert r.flag == "above" and r.interval is not None
-    assert (r.interval.lower, r.interval.upper) == (15.0, 25.0)
-    assert r.interval.source == "Lab validation 2025 (n = 40)"
-    entry["reference_band"] = {**entry["reference_band"], "ratio": 25.0}
-    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
-    assert r.interval is None
-    from nkpanel.interpret import load_intervals
-
-    chosen = load_intervals()
-    assert with_manifest_bands(chosen, {"cytotoxicity": []}) is chosen
-
-
 def test_the_guidelines_position_is_in_the_interpretive_comment() -> None:
     """Audit 19: ESHRE's and the RCOG's positions came only in the evidence panel, page 12 of
     the demo's 14, after flags such as "H (above)" on page 1. The interpretive comment gives
@@ -757,3 +730,28 @@ def test_an_excluded_upper_limit_is_outside(tmp_path: Path, pct: float, flag: st
     r = result(interpret_case(s, intervals_path=lab), "unk-pct-stroma")
     assert r.flag == flag and r.interval is not None
     assert r.interval.describe() == "< 5.0 % (clinic cutoff)"
+
+
+def test_a_manifest_band_is_said_to_be_drawn_and_not_applied_without_contradiction() -> None:
+    """Audit 19 and review 21: the report said "no reference interval has been chosen by the
+    laboratory" beside a lysis figure drawing the lab's band; applying the band instead gave it
+    a population the manifest never states. The band stays on the figure only, and the text
+    says no interval of the lab's interval files applies, and what the band is."""
+    from tests.interpret.summaries import native_plate
+
+    entry = native_plate()
+    entry["settings"] = {
+        "reference": {
+            "low_percent": 15.0,
+            "high_percent": 25.0,
+            "ratio": 50.0,
+            "source": "Lab validation 2025 (n = 40)",
+        }
+    }
+    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
+    assert r.flag == "no_interval" and r.interval is None
+    assert "none is chosen in the laboratory's interval files" in r.comment
+    assert "has been chosen by the laboratory" not in r.comment
+    assert "15–25% at 50:1 (Lab validation 2025 (n = 40)) is drawn on the lysis figure" in (
+        r.measurement.method
+    )

@@ -279,8 +279,6 @@ def run_plate_for_case(
                 if sid is None or name == sid
             },
             "headline": headline,
-            # the lab's band from the manifest, which the interpretation applies as an interval
-            "reference_band": asdict(settings.reference) if settings.reference else None,
             **extra,
             **{k: v for k, v in summary.items() if k not in ("plate", "assay", "synthetic")},
         }

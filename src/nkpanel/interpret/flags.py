@@ -570,8 +570,8 @@ def interpret_measurement(
         published = "; ".join(f"{iv.describe(meas.decimals)} ({iv.source})" for iv in others)
         return done(
             "no_interval",
-            "No reference interval has been chosen by the laboratory for this measurand, so "
-            "the value is reported without a flag."
+            "No reference interval is applied to this measurand (none is chosen in the "
+            "laboratory's interval files), so the value is reported without a flag."
             + (f" Published limits: {published}." if published else ""),
             "There is no agreed normal range for this measurement, so the result is given "
             "as a number only.",

@@ -138,54 +138,6 @@ def check_history(
             )
 
 
-#: the measurand a case manifest's NK-activity band describes, and the ratio it is given at
-_BAND_MEASURAND = ("nka-lysis-50-1", 50.0)
-
-
-def with_manifest_bands(ivs: IntervalSet, summary: Mapping[str, Any]) -> IntervalSet:
-    """``ivs`` with an NK-activity plate's own band (``reference_low_percent``… in the case
-    manifest, with its source) as the interval for lysis at 50:1, where the laboratory's
-    interval files choose none for it.
-
-    Audit 19: the band was drawn on the lysis figure while the report said "no reference
-    interval has been chosen by the laboratory". A band at another ratio describes no reported
-    measurand and is left to the figure; two plates with different bands choose none.
-    """
-    import dataclasses
-    import math
-
-    from nkpanel.interpret.intervals import ReferenceInterval
-
-    code, ratio = _BAND_MEASURAND
-    if code in ivs.defaults:
-        return ivs
-    bands = []
-    for plate in summary.get("cytotoxicity") or []:
-        band = plate.get("reference_band") if isinstance(plate, Mapping) else None
-        if isinstance(band, Mapping) and math.isclose(float(band.get("ratio", 0.0)), ratio):
-            bands.append((str(plate.get("id")), band))
-    limits = {(b["low_percent"], b["high_percent"], b["source"]) for _, b in bands}
-    if len(limits) != 1:
-        return ivs
-    plate_id, band = bands[0]
-    interval = ReferenceInterval(
-        id=f"manifest-band-{plate_id}"[:80],
-        measurand=code,
-        kind="reference_interval",
-        lower=float(band["low_percent"]),
-        upper=float(band["high_percent"]),
-        unit="%",
-        method="the laboratory's own NK-activity assay",
-        population="the laboratory's own, given in the case manifest",
-        source=str(band["source"]),
-    )
-    return dataclasses.replace(
-        ivs,
-        intervals={**ivs.intervals, interval.id: interval},
-        defaults={**ivs.defaults, code: interval.id},
-    )
-
-
 def interpret_case(
     summary: Mapping[str, Any],
     *,
@@ -219,7 +171,7 @@ def interpret_case(
         An invalid interval or evidence file.
     """
     settings = settings or InterpretSettings()
-    ivs = with_manifest_bands(intervals or load_intervals(intervals_path), summary)
+    ivs = intervals or load_intervals(intervals_path)
     statements = list(evidence) if evidence is not None else load_evidence()
     episode = read_episode(summary)
     earlier = tuple(read_episode(h) for h in history)
