@@ -251,3 +251,21 @@ def test_a_broken_workbook_and_error_cells_are_said_plainly(tmp_path: Path) -> N
         "the value cell is empty, or holds an Excel error or a formula without a saved value "
         "(line 3)"
     )
+
+
+def test_an_ambiguous_comma_is_not_taken_for_a_decimal_mark(tmp_path: Path) -> None:
+    """Review 21: one "3,082" (Excel's tab text of 3082) switched a tab file to decimal commas
+    and read it as 3.082; one "0,5" in a file of dot decimals turned "1.250" into 1250. A comma
+    with three digits after it may group thousands: such a cell is not read (as before); a
+    file with both marks is read with the dot, and said."""
+    thousands = tmp_path / "thousands.tsv"
+    thousands.write_text("well\tvalue\nA1\t335\nA2\t3,082\n")
+    reads = read_plate(thousands)
+    assert dict(reads.values) == {"A1": 335.0}
+    assert reads.bad_cells["A2"] == "text '3,082' in a numeric cell (line 3)"
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("dilution\t0,5\nwell\tvalue\nA1\t1.250\nA2\t0.875\n")
+    reads = read_plate(mixed)
+    assert dict(reads.values) == {"A1": 1.25, "A2": 0.875}
+    (note,) = reads.notes
+    assert note.startswith("numbers such as '0,5' and '0.875' use both a comma and a dot")

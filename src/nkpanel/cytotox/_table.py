@@ -87,25 +87,42 @@ def parse_number(cell: Cell, *, decimal_comma: bool = False) -> float | None:
 
 #: a number written with a comma decimal mark ("1336,87", "1.336,87")
 _COMMA_DECIMAL = re.compile(r"^-?\d[\d.]*,\d+$")
+#: a comma that may as well group thousands ("3,082", as Excel writes 3082 in tab text)
+_COMMA_AMBIGUOUS = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
+#: a number written with a dot decimal mark that cannot be a thousands group ("12.5", "0.875")
+_DOT_DECIMAL = re.compile(r"^-?\d+\.\d+$")
 #: dots grouping thousands ("6.000", "1.336,87")
 _THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(\.\d{3})+(,\d+)?$")
 
 
 def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, str | None]:
-    """Whether a text table writes decimal commas, and a note where its dots are a guess.
+    """Whether a text table writes decimal commas, and a note where that is a guess.
 
     Decimal commas are possible wherever the delimiter is not a comma (semicolon and tab
-    exports of European plate readers: audit 20 found tab files failing well by well). A
-    semicolon file with no decimal comma whose dotted numbers all look like thousands
-    ("6.000", "13.369") is read with the dot as the decimal mark, as before, and said."""
+    exports of European plate readers: audit 20 found tab files failing well by well). They
+    are taken to be the decimal mark only where some number leaves no doubt ("1336,87",
+    "1.336,87": not "3,082", which may group thousands, review 21) and no number has a dot
+    decimal ("12.5"). A semicolon file with no decimal comma whose dotted numbers all look like
+    thousands ("6.000", "13.369") is read with the dot as the decimal mark, as before, and
+    said."""
     cells = [c for row in rows for c in row if isinstance(c, str)]
-    if delim != "," and any(_COMMA_DECIMAL.match(c) for c in cells):
-        return True, None
+    if delim == ",":
+        return False, None
+    commas = [c for c in cells if _COMMA_DECIMAL.match(c)]
+    dots = [c for c in cells if _DOT_DECIMAL.match(c) and not _THOUSANDS.match(c)]
+    if any(not _COMMA_AMBIGUOUS.match(c) for c in commas):
+        if not dots:
+            return True, None
+        return False, (
+            f"numbers such as {commas[0]!r} and {dots[0]!r} use both a comma and a dot as the "
+            "decimal mark: read with the dot (cells with a comma are not read); check the "
+            "file's number format"
+        )
     dotted = [c for c in cells if "." in c and c.replace(".", "").lstrip("-").isdigit()]
     if delim == ";" and dotted and all(_THOUSANDS.match(c) for c in dotted):
         return False, (
             f"numbers such as {dotted[0]!r} were read with '.' as the decimal point "
-            f"({float(dotted[0]):g}); in a European export they are thousands "
+            f"({float(dotted[0]):g}); in a European export they may be thousands "
             f"({dotted[0].replace('.', '')}): check the file's number format"
         )
     return False, None
