@@ -741,6 +741,16 @@ def test_grouped_lines_keep_what_differs() -> None:
     ]
     many = [(f"s{i}", "no beads per test") for i in range(6)]
     assert grouped(many) == ["6 samples (s0 … s5): no beads per test"]
+    # two numbers differing stay apart: which CV goes with which ratio would be lost, and a
+    # range 12.5–50:1 would take in 25:1 (review 21); a comma after a number is no digit
+    ratios = [
+        ("P1 (none)", "50:1: % lysis CV 30.0% at a mean lysis of 40.0%"),
+        ("P1 (none)", "12.5:1: % lysis CV 30.0% at a mean lysis of 20.0%"),
+    ]
+    assert grouped(ratios) == [f"{who}: {text}" for who, text in ratios]
+    assert grouped([("t1", "17240, then -3.2"), ("t2", "17607, then -3.2")]) == [
+        "t1, t2: 17240–17607, then -3.2"
+    ]
 
 
 def test_a_case_runs_report_is_preliminary_whatever_the_lab_file_says(tmp_path: Path) -> None:

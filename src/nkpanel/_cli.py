@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -250,25 +251,52 @@ def say(text: str, *, flag: str | None = None, colour: str = "red") -> None:
 
 
 #: a number standing as a word ("17240", "14.0", "1,024"), not one inside a name ("CD3")
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
 
 
 def grouped(lines: Sequence[tuple[str, str]]) -> list[str]:
-    """``(sample, text)`` lines, one line per fact: lines that differ only in their numbers
+    """``(sample, text)`` lines, one line per fact: lines that differ only in one number
     ("17240 counting-bead events found…" in every file of a batch) become one, naming the
-    samples, with each number that differs given as its range ("17240–17607"). Order: first
-    appearance."""
-    groups: dict[tuple[str, ...], list[tuple[str, list[str]]]] = {}
+    samples, with that number given as its range ("17240–17607"). Lines differing in two
+    numbers or more stay apart: ranges of each would lose which goes with which (review 21:
+    two ratios' CVs became "12.5–50:1 … 20.0–40.0%", taking in 25:1, which passed). Order:
+    first appearance."""
+    groups: list[_Group] = []
     for sample, text in lines:
-        words = tuple(_NUMBER.split(text))
-        groups.setdefault(words, []).append((sample, _NUMBER.findall(text)))
+        words, numbers = tuple(_NUMBER.split(text)), _NUMBER.findall(text)
+        for g in groups:
+            if g.takes(words, numbers):
+                g.members.append((sample, numbers))
+                break
+        else:
+            groups.append(_Group(words, [(sample, numbers)]))
     out = []
-    for words, members in groups.items():
-        samples = list(dict.fromkeys(m[0] for m in members))
-        numbers = [_span([m[1][k] for m in members]) for k in range(len(words) - 1)]
-        text = "".join(w + n for w, n in zip(words, [*numbers, ""], strict=True))
+    for g in groups:
+        samples = list(dict.fromkeys(m[0] for m in g.members))
+        spans = [_span([m[1][k] for m in g.members]) for k in range(len(g.words) - 1)]
+        text = "".join(w + n for w, n in zip(g.words, [*spans, ""], strict=True))
         out.append(f"{_samples_named(samples)}: {text}")
     return out
+
+
+@dataclass
+class _Group:
+    """Lines of one text but for one number (:func:`grouped`)."""
+
+    words: tuple[str, ...]
+    members: list[tuple[str, list[str]]]
+    varies: int | None = None  # the number that differs among the members
+
+    def takes(self, words: tuple[str, ...], numbers: list[str]) -> bool:
+        if words != self.words:
+            return False
+        first = self.members[0][1]
+        apart = [k for k, (a, b) in enumerate(zip(first, numbers, strict=True)) if a != b]
+        if len(apart) > 1 or (apart and self.varies not in (None, apart[0])):
+            return False
+        if apart:
+            self.varies = apart[0]
+        return True
 
 
 def _span(values: list[str]) -> str:
