@@ -282,3 +282,23 @@ def test_a_placeholder_is_no_source(tmp_path: Path, source: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_intervals(f)
     assert str(f) in str(info.value) and "names no source" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("Patients above this benefit from IVIG.", True),
+        ("Elevated levels warrant immunomodulatory therapy.", True),
+        ("Patients who did well still need IVIG.", True),
+        # negated findings and sample tubes are no recommendation (review 21)
+        ("Women did not benefit from IVIG in the meta-analysis.", False),
+        ("No woman in the reference group required immunotherapy.", False),
+        ("Samples require EDTA or heparin tubes.", False),
+    ],
+)
+def test_recommendations_by_need_are_refused_but_findings_are_not(
+    text: str, refused: bool
+) -> None:
+    from nkpanel.interpret.wording import check_wording
+
+    assert bool(check_wording(text)) is refused

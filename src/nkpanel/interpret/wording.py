@@ -42,11 +42,20 @@ _PRESCRIBING = (
     r"\b(is|are) indicated\b",
     r"\bshould (be )?(treated|receive|start|take|have treatment)\b",
     r"\btreatment (is )?(advised|needed|required|warranted)\b",
-    # a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
-    # levels warrant immunomodulatory therapy" (audit 19: both reached a report)
-    r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _AGENTS,
-    r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b" + _AGENTS,
 )
+#: a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
+#: levels warrant immunomodulatory therapy" (audit 19: both reached a report); not when
+#: negated ("did not benefit from IVIG", the meta-analysis' finding), and not of a sample
+#: tube's anticoagulant ("samples require EDTA or heparin tubes"; review 21)
+_TREATMENTS = (
+    r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|tacrolimus|"
+    r"treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
+)
+_RECOMMENDING_BY_NEED = (
+    r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _TREATMENTS,
+    r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b" + _TREATMENTS,
+)
+_NEGATED = re.compile(r"\b(not|no|never|without|nor)\b[^.]{0,40}$|n't\b[^.]{0,40}$", re.I)
 #: Recommending in nkpanel's own voice (allowed only when attributed to a named body).
 _RECOMMENDING = (r"\brecommend\w*\b", r"\b(we|nkpanel|the laboratory) (advise|suggest)s?\b")
 
@@ -54,6 +63,7 @@ _COMPILED = [(re.compile(p, re.IGNORECASE), "diagnoses") for p in _DIAGNOSIS] + 
     (re.compile(p, re.IGNORECASE), "prescribes or doses") for p in _PRESCRIBING
 ]
 _OWN_VOICE = [re.compile(p, re.IGNORECASE) for p in _RECOMMENDING]
+_BY_NEED = [re.compile(p, re.IGNORECASE) for p in _RECOMMENDING_BY_NEED]
 
 
 def check_wording(text: str, *, attributed: bool = False) -> list[str]:
@@ -79,6 +89,11 @@ def check_wording(text: str, *, attributed: bool = False) -> list[str]:
         m = pattern.search(text)
         if m:
             problems.append(f"{what}: {m.group(0)!r}")
+    for pattern in _BY_NEED:
+        for m in pattern.finditer(text):
+            if not _NEGATED.search(text[: m.start()]):
+                problems.append(f"prescribes or doses: {m.group(0)!r}")
+                break
     if not attributed:
         for pattern in _OWN_VOICE:
             m = pattern.search(text)
