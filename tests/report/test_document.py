@@ -196,3 +196,22 @@ def test_a_failed_file_is_named_by_its_file_name_and_the_patient_told_which_test
     for page in (paths.clinician_html, paths.patient_html):
         assert "Smith_Jane" not in page.read_text("utf-8")
     assert "not in this report (NK cells in blood)" in paths.patient_html.read_text("utf-8")
+
+
+def test_a_plate_the_run_could_not_analyse_is_a_failure_not_a_reportable_specimen(
+    tmp_path: Path,
+) -> None:
+    """Review 21: a plate whose reads file was garbage was listed in the clinician report's QC
+    as "reportable … No checks recorded", and the patient page did not say the killing test
+    was missing."""
+    import json
+
+    s = summary(
+        cytotoxicity=[{"id": "p1", "assay": "chromium51", "error": "reads.csv: not a table"}]
+    )
+    paths = build_reports(s, tmp_path, pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    assert [f["source"] for f in doc["failures"]] == ["cytotoxicity plate p1"]
+    assert doc["failed_tests_plain"] == ["NK-cell activity (killing test)"]
+    assert not [q for q in doc["qc"] if q["specimen_id"] == "p1"]
+    assert "NK-cell activity (killing test)" in paths.patient_html.read_text("utf-8")

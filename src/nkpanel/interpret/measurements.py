@@ -1080,6 +1080,14 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
     for i, raw in enumerate(_list(summary.get("cytotoxicity"), "cytotoxicity")):
         where = f"cytotoxicity[{i}]"
         plate = _mapping(raw, where)
+        if "error" in plate and "headline" not in plate:
+            # a plate the case run could not analyse (its reads or layout): a failure, not a
+            # specimen without checks that the report showed as reportable (review 21)
+            pid = str(plate.get("id", f"plate-{i + 1}"))
+            failures.append(
+                Failure(pid, f"cytotoxicity plate {pid}", str(plate["error"]), "cytotoxicity")
+            )
+            continue
         if "headline" in plate:  # as nkpanel.cytotox writes it
             plate, own_failures = _from_cytotox(plate, where)
             failures += own_failures
