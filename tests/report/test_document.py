@@ -215,3 +215,21 @@ def test_a_plate_the_run_could_not_analyse_is_a_failure_not_a_reportable_specime
     assert doc["failed_tests_plain"] == ["NK-cell activity (killing test)"]
     assert not [q for q in doc["qc"] if q["specimen_id"] == "p1"]
     assert "NK-cell activity (killing test)" in paths.patient_html.read_text("utf-8")
+
+
+def test_report_json_gives_trend_values_as_the_report_prints_them(tmp_path: Path) -> None:
+    """Review 21: once the series kept values as measured (for the change), report.json's
+    trend points gave 13.2308 where the report prints 13.2. The change is worked out from the
+    measured values (13.2308 − 20.9601 = −7.7293) and given as printed, −7.7."""
+    import json
+
+    from tests.interpret.summaries import flow_entry
+
+    now = summary(flow=[flow_entry(nk_pct=13.2308)])
+    before = summary(
+        episode="SYNTH-EP-1", collected="2026-06-01T08:30:00", flow=[flow_entry(nk_pct=20.9601)]
+    )
+    paths = build_reports(now, tmp_path, history=[before], pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    (t,) = [t for t in doc["trends"] if t["code"] == "pnk-pct-lymph"]
+    assert [p["value"] for p in t["points"]] == [21.0, 13.2] and t["change"] == -7.7

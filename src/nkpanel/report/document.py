@@ -265,6 +265,11 @@ def _file_name(source: str) -> str:
     return source
 
 
+def _shown(value: float | None, decimals: int) -> float | None:
+    """A value rounded as the report prints it (None stays None)."""
+    return None if value is None else round(value, decimals)
+
+
 def report_status(lab: LabInfo, amendments: Sequence[Amendment]) -> ReportStatus:
     """Preliminary until authorised; amended once an earlier version was replaced."""
     if not lab.authoriser:
@@ -400,14 +405,15 @@ def report_document(
                 "label": t.measurand.label,
                 "unit": t.measurand.unit,
                 "summary": t.summary,
-                "change": t.change,
+                # as shown (the series keeps the values as measured for its change)
+                "change": _shown(t.change, t.measurand.decimals),
                 "change_exceeds_uncertainty": t.change_exceeds_uncertainty,
                 "points": [
                     {
                         "episode_id": p.episode_id,
                         "specimen_id": p.specimen_id,
                         "collected": _iso(p.collected),
-                        "value": p.value,
+                        "value": _shown(p.value, t.measurand.decimals),
                         "reportable": p.reportable,
                         "on_treatment": p.on_treatment,
                         "current": p.current,
