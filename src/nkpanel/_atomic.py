@@ -211,7 +211,7 @@ def check_ours(folder: Path, names: Iterable[str]) -> None:
     InputError
         Naming the first such file.
     """
-    _refuse_clash(folder, names, _owned(folder))
+    _refuse_clash(folder, names, listed(folder))
 
 
 def _refuse_clash(folder: Path, names: Iterable[str], owned: Collection[str]) -> None:
@@ -250,11 +250,6 @@ def remove_claimed(folder: Path, names: Iterable[str]) -> list[Path]:
     return gone
 
 
-def listed(folder: Path) -> set[str]:
-    """The files (relative paths) nkpanel listed in ``folder`` that are as it wrote them."""
-    return _owned(folder)
-
-
 def _stamp(path: Path) -> str:
     """``size<TAB>modification time<TAB>SHA-256`` of the file nkpanel has just written: a
     listed file changed since (a lab's corrections in ``events.csv``) is no longer nkpanel's
@@ -284,8 +279,8 @@ def _remove_listed(folder: Path, name: str) -> None:
         path.unlink()
 
 
-def _owned(folder: Path) -> set[str]:
-    """The files nkpanel listed in ``folder`` that are as it wrote them."""
+def listed(folder: Path) -> set[str]:
+    """The files (relative paths) nkpanel listed in ``folder`` that are as it wrote them."""
     return set(_owned_stamps(folder))
 
 
@@ -358,7 +353,7 @@ def remove_owned(folder: Path) -> bool:
     not write, and anything reached through a link, are never removed."""
     if folder.is_symlink() or not folder.is_dir() or not (folder / OWNED).is_file():
         return False
-    for name in _owned(folder):
+    for name in listed(folder):
         _remove_listed(folder, name)
     (folder / OWNED).unlink()
     for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):

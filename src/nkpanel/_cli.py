@@ -179,7 +179,8 @@ LabOption = Annotated[
     typer.Option(
         "--lab",
         help="Lab TOML, keys at the top level: name, address, accreditation, contact, analyst, "
-        "authoriser, requester, timezone (docs/case-manifest.md in nkpanel's source).",
+        "requester, timezone (docs/case-manifest.md in nkpanel's source); an authoriser there "
+        "authorises no report (nkpanel report --authoriser does, after review).",
     ),
 ]
 

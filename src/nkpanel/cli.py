@@ -436,7 +436,7 @@ def run(
     _check_history_first(manifest, history or [], earlier)
     lab = load_lab_info(lab_file) if lab_file is not None else None
     if lab is not None:  # a run's report is preliminary: authorised after review
-        lab, _ = not_authorised(lab)
+        lab = not_authorised(lab)
     outcome = _run_with_progress(
         manifest,
         out,

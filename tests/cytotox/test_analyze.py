@@ -576,8 +576,8 @@ def test_suppression_read_beyond_the_tested_ratios_says_so(tmp_path: Path) -> No
     untested ratio within the tested ones (30:1) it does not."""
     beyond = run(tmp_path, settings=CytotoxSettings(standard_ratio=100.0))
     (x,) = [x for x in beyond.sample("P1").suppression if x.basis == "model"]
-    assert x.ratio == 100.0 and x.note is not None
+    assert x.ratio == 100.0 and x.note is not None and x.extrapolated
     assert "beyond the tested ratios at 100:1, not measured there" in x.note
     within = run(tmp_path / "w", settings=CytotoxSettings(standard_ratio=30.0))
     (y,) = [x for x in within.sample("P1").suppression if x.basis == "model"]
-    assert y.note is None or "beyond" not in y.note
+    assert (y.note is None or "beyond" not in y.note) and not y.extrapolated

@@ -296,9 +296,7 @@ def test_a_placeholder_is_no_source(tmp_path: Path, source: str) -> None:
         ("Samples require EDTA or heparin tubes.", False),
     ],
 )
-def test_recommendations_by_need_are_refused_but_findings_are_not(
-    text: str, refused: bool
-) -> None:
+def test_recommendations_by_need_are_refused_but_findings_are_not(text: str, refused: bool) -> None:
     from nkpanel.interpret.wording import check_wording
 
     assert bool(check_wording(text)) is refused

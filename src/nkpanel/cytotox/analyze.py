@@ -1115,7 +1115,9 @@ def _suppression(
                         f"read off a fitted curve beyond the tested ratios at "
                         f"{ratio_label(s.standard_ratio)}, not measured there"
                     )
-                    x = dataclasses.replace(x, note=f"{x.note}; {beyond}" if x.note else beyond)
+                    x = dataclasses.replace(
+                        x, note=f"{x.note}; {beyond}" if x.note else beyond, extrapolated=True
+                    )
                 out.append(x)
     return out, []
 

@@ -144,20 +144,22 @@ def _report(result: CytotoxResult, out: Path) -> None:
     ]
     for line in _capped(grouped(warned)):
         say(line, flag="warning:", colour="yellow")
-    # why a condition's LU/10⁷ reads "–" (results CSV: lu_note): a plate-wide reason once,
-    # a condition's own naming it (conditions alike but for their numbers on one line)
+    # why a condition's LU/10⁷ reads "–" (results CSV: lu_note): targets per well not given
+    # once for the plate, with the option that gives them; a condition's own reason naming it
+    # (conditions alike but for one number on one line)
     no_lu = [
-        (f"{s.sample} ({c.treatment})", c.lytic_units.reason)
+        (f"{s.sample} ({c.treatment})", c.lytic_units)
         for s in result.samples
         for c in s.conditions
         if c.lytic_units is not None
         and c.lytic_units.lu_per_1e7_effectors is None
         and c.lytic_units.reason
     ]
-    plate_wide = sorted({r for _, r in no_lu if r.startswith("targets per well")})
-    for reason in plate_wide:
+    untargeted = {lu.reason for _, lu in no_lu if lu.targets_per_well is None}
+    for reason in sorted(r for r in untargeted if r):
         say(f"note: LU/10⁷ –: {reason} (--targets-per-well N)")
-    for line in grouped([(who, r) for who, r in no_lu if r not in plate_wide]):
+    own = [(who, lu.reason) for who, lu in no_lu if lu.targets_per_well is not None and lu.reason]
+    for line in grouped(own):
         say(f"note: LU/10⁷ –: {line}")
     std_ratio = float(result.settings.get("standard_ratio", 50.0))
     for s in result.samples:
@@ -168,7 +170,7 @@ def _report(result: CytotoxResult, out: Path) -> None:
                     if x.basis == "model"
                     else "from the measured wells"
                 )
-                if x.note and "beyond the tested ratios" in x.note:
+                if x.extrapolated:
                     basis += ", beyond the tested ratios"
                 out_console.print(
                     f"{s.sample}: {x.treatment} suppression at {ratio_label(x.ratio)}: "

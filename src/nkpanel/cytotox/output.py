@@ -131,6 +131,7 @@ def write_outputs(
         "suppression_percent",
         "reportable",
         "note",
+        "extrapolated",
         "synthetic",
     ]
     put("suppression.csv", _csv(suppression, sup_cols))

@@ -165,6 +165,8 @@ class SuppressionResult:
     suppression_percent: float | None
     reportable: bool
     note: str | None = None
+    #: read off fitted curves beyond the tested ratios (``basis`` "model" only)
+    extrapolated: bool = False
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def report(
     summary = read_summary(case_summary)
     earlier = [read_summary(p) for p in history or []]
     # authorised by --authoriser, after review; a lab file's authoriser does not authorise
-    lab, _ = not_authorised(load_lab_info(lab_file) if lab_file is not None else LabInfo())
+    lab = not_authorised(load_lab_info(lab_file) if lab_file is not None else LabInfo())
     updates = {k: v for k, v in (("analyst", analyst), ("authoriser", authoriser)) if v}
     if updates:
         lab = lab.model_copy(update=updates)

@@ -49,18 +49,16 @@ class LabInfo(BaseModel):
     )
 
 
-def not_authorised(lab: LabInfo) -> tuple[LabInfo, str | None]:
-    """``lab`` without its ``authoriser``, and who that was (None when it named none).
+def not_authorised(lab: LabInfo) -> LabInfo:
+    """``lab`` without its ``authoriser``.
 
     A report is authorised by a person after reviewing it (ISO 15189 has results reviewed
     before they are released), not by a name in the lab's configuration: with an authoriser in
     the lab file, every run was issued "final", even one whose results failed QC (audit 19).
     The command line authorises a report with ``nkpanel report CASE_SUMMARY --authoriser
-    NAME``; the lab file's name no longer does.
+    NAME``; the lab file's name does not.
     """
-    if not lab.authoriser:
-        return lab, None
-    return lab.model_copy(update={"authoriser": None}), lab.authoriser
+    return lab.model_copy(update={"authoriser": None})
 
 
 def load_lab_info(path: Path) -> LabInfo:
