@@ -34,6 +34,8 @@ class Table:
     decimal_comma: bool = False
     #: how the file's numbers were read, where that was a guess a person should check
     number_note: str | None = None
+    #: read from a workbook's sheet (whose empty cells may be Excel errors or formulas)
+    from_sheet: bool = False
 
     @property
     def says_synthetic(self) -> bool:
@@ -184,17 +186,19 @@ def _xlsx_cell(value: object) -> Cell:
 
 
 def _read_sheet(path: Path, sheet: str | None) -> Table:
+    import zipfile
+
     import pandas as pd
 
+    if not zipfile.is_zipfile(path):  # pandas' own message asks to choose an "engine"
+        why = "not a zip archive: empty, damaged, or another kind of file named .xlsx"
+        raise InputError(path, f"not a readable XLSX workbook ({why})")
     try:
         book = pd.read_excel(path, sheet_name=None, header=None, dtype=object)
     except ImportError as exc:
         raise InputError(path, f"reading XLSX needs openpyxl ({exc})") from None
     except Exception as exc:  # zip, XML and openpyxl errors all mean "unreadable"
-        if "cannot be determined" in str(exc):  # pandas' own advice means nothing to a lab
-            msg = "not a zip archive: empty, damaged, or another kind of file named .xlsx"
-        else:
-            msg = one_line(exc)[:120]
+        msg = one_line(exc)[:120]
         raise InputError(path, f"not a readable XLSX workbook ({msg})") from None
     names = list(book)
     if not names:
@@ -218,7 +222,7 @@ def _read_sheet(path: Path, sheet: str | None) -> Table:
         others = [n for n in names if n != chosen and not book[n].dropna(how="all").empty]
         hint = f"; data found on sheet {others[0]!r} (choose it with --sheet)" if others else ""
         raise InputError(source, f"the sheet is empty{hint}")
-    return Table(source, tuple(rows), tuple(numbers))
+    return Table(source, tuple(rows), tuple(numbers), from_sheet=True)
 
 
 def read_table(path: str | Path, *, sheet: str | None = None) -> Table:

@@ -299,7 +299,7 @@ def _read_long(
             # a sheet reads an Excel error (#DIV/0!) or a formula never calculated as empty
             what = (
                 "empty, or holds an Excel error or a formula without a saved value"
-                if "[sheet " in table.source
+                if table.from_sheet
                 else "empty"
             )
             bad[well] = f"the value cell is {what} (line {line})"
