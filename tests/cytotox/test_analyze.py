@@ -263,7 +263,9 @@ def test_a_ratio_typed_twice_is_withheld_by_its_replicate_numbers(tmp_path: Path
     plain = run(tmp_path / "p", wells).sample("P1").condition("none")
     flag = next(f for r in plain.ratios for f in r.qc if f.check == "replicates_distinct")
     assert not flag.passed and not flag.blocking
-    assert flag.reason.startswith("6 wells at 50:1, where another ratio of the condition has 3")
+    assert flag.reason.startswith(
+        "6 wells at 50:1, where another ratio of the condition has 3: more replicates by design"
+    )
     # the hand plate itself (three wells at each ratio) says nothing
     ok = run(tmp_path / "ok").sample("P1").condition("none")
     assert not any(f.check == "replicates_distinct" for r in ok.ratios for f in r.qc)

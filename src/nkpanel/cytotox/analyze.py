@@ -1023,8 +1023,8 @@ def _replicates_typed_twice(
                 "replicates_distinct",
                 False,
                 f"{len(wells)} wells at {ratio_label(ratio)}, where another ratio of the "
-                f"condition has {fewest}: a ratio typed twice in the layout? (a replicate "
-                "column would tell)",
+                f"condition has {fewest}: more replicates by design, or a ratio typed twice "
+                "in the layout? (a replicate column would tell)",
                 value=len(wells),
                 limit=fewest,
                 blocking=False,
