@@ -61,11 +61,27 @@ def test_demo_writes_results(tmp_path: Path) -> None:
     # report on this case summary (run has no --authoriser: review 18; a lab file's
     # authoriser does not authorise: audit 19)
     summary_path = current / "case_summary.json"
+    earlier = out / "results" / "episode-1-2026-06" / "case_summary.json"
     expected = (
         "note: the report is PRELIMINARY: no authoriser (authorise it after review: nkpanel "
-        f"report {summary_path} --out {current / 'report'} --authoriser NAME"
+        f"report {summary_path} --out {current / 'report'} --history {earlier} --authoriser NAME"
     )
     assert expected in proc.stderr
+    # the way said works, and keeps the serial view
+    signed = nkpanel(
+        "report",
+        str(summary_path),
+        "--out",
+        str(current / "report"),
+        "--history",
+        str(earlier),
+        "--authoriser",
+        "Dr Test",
+        "--no-pdf",
+    )
+    assert signed.returncode == 0, signed.stderr
+    again = json.loads((current / "report" / "report.json").read_text())
+    assert again["report"]["status"] == "final" and again["trends"]
 
 
 def test_batch_with_bad_files_reports_each_and_analyses_the_rest(tmp_path: Path) -> None:
