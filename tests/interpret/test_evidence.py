@@ -261,3 +261,23 @@ def test_stress_evidence_is_for_raised_results_not_low_ones() -> None:
     high = interpret_case(summary(flow=[flow_entry(nk_pct=30.0)]))
     assert "schedlowski-1993" not in {s.id for s in low.evidence}
     assert {"schedlowski-1993", "shakhar-2006"} <= {s.id for s in high.evidence}
+
+
+@pytest.mark.parametrize(("losses", "shown"), [(0, False), (1, True), (3, True), (None, True)])
+def test_the_supportive_care_baseline_is_shown_where_losses_are_recorded(
+    losses: int | None, shown: bool
+) -> None:
+    """Audit 19: the 75% baseline of women with unexplained recurrent miscarriage was shown
+    to a patient with infertility and no loss: another population's reassurance. It is shown
+    where the indication records a loss, or records none at all."""
+    from nkpanel.interpret import interpret_case
+    from tests.interpret.summaries import summary
+
+    s = summary()
+    if losses is None:
+        del s["indication"]["pregnancy_losses"]
+    else:
+        s["indication"]["pregnancy_losses"] = losses
+    ids = {e.id for e in interpret_case(s).evidence}
+    assert ("brigham-1999" in ids) is shown and ("hum-reprod-1997" in ids) is shown
+    assert {"eshre-2017", "rcog-gtg17-2023"} <= ids  # the guidelines always

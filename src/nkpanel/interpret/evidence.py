@@ -79,6 +79,7 @@ class EvidenceStatement(BaseModel):
                 "flagged",
                 "raised",
                 "on_treatment",
+                "pregnancy_loss",
             ) and not c.startswith("caveat:"):
                 raise ValueError(f"unknown show_when condition {c!r}")
         return v
@@ -141,6 +142,7 @@ def select_evidence(
     raised: Collection[str] = (),
     caveats: Collection[str] = (),
     on_treatment: bool = False,
+    pregnancy_losses: int | None = None,
 ) -> list[EvidenceStatement]:
     """The statements relevant to a case, grouped by topic in :data:`TOPICS` order.
 
@@ -157,6 +159,11 @@ def select_evidence(
         Codes of the pre-analytic caveats raised (e.g. ``"acute-exposure"``).
     on_treatment
         Whether a current corticosteroid or immunotherapy is recorded.
+    pregnancy_losses
+        The losses the case's indication records (None: not recorded). Statements about
+        women with miscarriages (``show_when = ["pregnancy_loss"]``: the supportive-care
+        baseline) are shown where at least one is recorded, or none is known: a patient with
+        infertility and no loss was given another population's reassurance (audit 19).
     """
 
     def about(s: EvidenceStatement, codes: Collection[str]) -> bool:
@@ -172,6 +179,7 @@ def select_evidence(
                 or (cond == "flagged" and about(s, flagged))
                 or (cond == "raised" and about(s, raised))
                 or (cond == "on_treatment" and on_treatment)
+                or (cond == "pregnancy_loss" and (pregnancy_losses is None or pregnancy_losses > 0))
                 or (cond.startswith("caveat:") and cond.split(":", 1)[1] in caveats)
             ):
                 return True

@@ -138,6 +138,12 @@ def check_history(
             )
 
 
+def _losses(indication: Mapping[str, Any]) -> int | None:
+    """The pregnancy losses an episode's indication records (None when it records none)."""
+    n = indication.get("pregnancy_losses")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def interpret_case(
     summary: Mapping[str, Any],
     *,
@@ -189,6 +195,7 @@ def interpret_case(
         raised={r.measurement.code for r in results if r.raised},
         caveats=caveat_codes,
         on_treatment=any(r.measurement.pre_analytic.on_treatment for r in results),
+        pregnancy_losses=_losses(episode.indication),
     )
     return CaseInterpretation(
         episode=episode,
