@@ -82,6 +82,8 @@ def test_values_flags_ranges_and_qc_failures(reported: Reported) -> None:
             assert "flow rate unstable" in o["dataAbsentReason"]["text"]
         codes = [c["code"] for i in o.get("interpretation", []) for c in i["coding"]]
         expected = {"below": ["L"], "within": ["N"], "above": ["H"]}.get(res["flag"], [])
+        if res["near_limit"] is not None and res["flag"] == "within":
+            expected = []  # not coded "Normal" near a limit (audit 19)
         assert codes == expected
         if res["interval"]:
             assert res["interval"]["source"] in o["referenceRange"][0]["text"]
@@ -104,9 +106,9 @@ def test_synthetic_label_on_every_resource(reported: Reported) -> None:
         lambda b: resources(b, "Observation")[0].update(status="bogus"),
         lambda b: resources(b, "Observation")[0].pop("code"),
         lambda b: b["entry"][0]["resource"].update(issued="2026-11-05T14:00:00"),  # no zone
-        lambda b: resources(b, "Observation")[0]["interpretation"][0]["coding"][0].update(
-            code="HIGHISH"
-        ),
+        lambda b: next(o for o in resources(b, "Observation") if "interpretation" in o)[
+            "interpretation"
+        ][0]["coding"][0].update(code="HIGHISH"),
     ],
 )
 def test_invalid_bundles_are_rejected(reported: Reported, mutate: Any) -> None:
@@ -138,3 +140,26 @@ def test_a_biopsy_dated_by_day_stays_a_day(tmp_path: Any) -> None:
     assert {r["collected"] for r in doc["results"] if r["code"] == "unk-pct-stroma"} == {
         "2026-11-14"
     }
+
+
+@pytest.mark.parametrize(("nk_pct", "coded"), [(14.0, "N"), (26.0, None), (30.0, "H")])
+def test_a_near_limit_result_is_not_coded_normal(
+    tmp_path: Any, nk_pct: float, coded: str | None
+) -> None:
+    """Audit 19: FHIR said "N" Normal for 26.0% against ARUP's 4.0–26.0%, where the report
+    says "within · near limit … repeat the measurement rather than act"."""
+    import json
+
+    from nkpanel.report import build_reports
+    from tests.interpret.summaries import flow_entry, summary
+
+    paths = build_reports(summary(flow=[flow_entry(nk_pct=nk_pct)]), tmp_path, pdf=False)
+    bundle = json.loads(paths.fhir.read_text("utf-8"))
+    (obs,) = [
+        o
+        for o in resources(bundle, "Observation")
+        if any(c.get("code") == "pnk-pct-lymph" for c in o["code"]["coding"])
+    ]
+    codes = [c["code"] for i in obs.get("interpretation", []) for c in i["coding"]]
+    assert codes == ([coded] if coded else [])
+    validate_bundle(bundle)

@@ -113,7 +113,10 @@ def _observation(
             "coding": [{"system": ABSENT, "code": "error", "display": "Error"}],
             "text": "; ".join(res["not_reportable_reasons"]) or "not reportable",
         }
-    if res["flag"] in _FLAG_CODE:
+    # a value within measurement uncertainty of a limit is not coded "Normal": the report says
+    # "within · near limit", repeat rather than act (audit 19); the note carries it
+    near = res["flag"] == "within" and res.get("near_limit") is not None
+    if res["flag"] in _FLAG_CODE and not near:
         code, display = _FLAG_CODE[res["flag"]]
         obs["interpretation"] = [
             {"coding": [{"system": INTERPRETATION, "code": code, "display": display}]}
