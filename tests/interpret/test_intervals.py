@@ -290,9 +290,12 @@ def test_a_placeholder_is_no_source(tmp_path: Path, source: str) -> None:
         ("Patients above this benefit from IVIG.", True),
         ("Elevated levels warrant immunomodulatory therapy.", True),
         ("Patients who did well still need IVIG.", True),
-        # negated findings and sample tubes are no recommendation (review 21)
+        # a negation elsewhere in the sentence, or heparin as the treatment (review 22)
+        ("If NK is not normal, patients benefit from IVIG.", True),
+        ("Patients with raised uNK benefit from heparin.", True),
+        # a negated finding and a sample tube are no recommendation (review 21)
         ("Women did not benefit from IVIG in the meta-analysis.", False),
-        ("No woman in the reference group required immunotherapy.", False),
+        ("They didn't benefit from IVIG.", False),
         ("Samples require EDTA or heparin tubes.", False),
     ],
 )

@@ -44,18 +44,21 @@ _PRESCRIBING = (
     r"\btreatment (is )?(advised|needed|required|warranted)\b",
 )
 #: a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
-#: levels warrant immunomodulatory therapy" (audit 19: both reached a report); not when
-#: negated ("did not benefit from IVIG", the meta-analysis' finding), and not of a sample
-#: tube's anticoagulant ("samples require EDTA or heparin tubes"; review 21)
+#: levels warrant immunomodulatory therapy" (audit 19: both reached a report); not when the
+#: verb itself is negated ("did not benefit from IVIG", the meta-analysis' finding), and need
+#: or requirement not of a sample tube's anticoagulant ("samples require EDTA or heparin
+#: tubes"; reviews 21 and 22)
 _TREATMENTS = (
     r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|tacrolimus|"
     r"treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
 )
 _RECOMMENDING_BY_NEED = (
-    r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _TREATMENTS,
+    r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _AGENTS,
     r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b" + _TREATMENTS,
 )
-_NEGATED = re.compile(r"\b(not|no|never|without|nor)\b[^.]{0,40}$|n't\b[^.]{0,40}$", re.I)
+#: a negation of the verb that follows it: at most two words between, no clause break
+_NEGATED = re.compile(r"\b(not|never|no|n't)\s+(\w+\s+){0,2}$|n't\s+(\w+\s+){0,2}$", re.I)
+
 #: Recommending in nkpanel's own voice (allowed only when attributed to a named body).
 _RECOMMENDING = (r"\brecommend\w*\b", r"\b(we|nkpanel|the laboratory) (advise|suggest)s?\b")
 
