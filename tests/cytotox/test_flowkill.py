@@ -174,6 +174,10 @@ def test_a_tube_listed_twice_is_not_two_replicates(
     )
     parsed = read_tube_list(lst)
     assert len(parsed.entries) == 4 and "P2" not in parsed.problems
+    # a test tube is one sample's: listed for another too, refused there (review 22)
+    lst.write_text(lst.read_text() + f"{good / 'none_et25.fcs'},P3,test,25,none\n")
+    (taken,) = read_tube_list(lst).problems["P3"]
+    assert "listed twice (lines 6 and 7)" in taken
     (problem,) = parsed.problems["P1"]
     assert problem == (
         f"{lst}: tube {good / 'none_et50.fcs'}: listed twice (lines 3 and 4): one tube is one "

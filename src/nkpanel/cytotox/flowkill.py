@@ -227,7 +227,8 @@ def read_tube_list(path: str | Path) -> TubeList:
     c_treat, c_rep = col("treatment", "condition"), col("replicate", "rep")
     entries: list[TubeEntry] = []
     problems: dict[str, list[str]] = {}
-    #: each tube's file (resolved) and sample → the line that first names them
+    #: each tube's file (resolved), and for a targets-alone tube its sample → the line that
+    #: first names them
     listed: dict[tuple[Path, str], int] = {}
 
     def get(row: tuple[object, ...], j: int | None) -> str:
@@ -274,9 +275,11 @@ def read_tube_list(path: str | Path) -> TubeList:
         fpath = Path(file_text)
         if not fpath.is_absolute():
             fpath = p.resolve().parent / fpath
-        # audit 20: one tube listed twice for a sample counted as two replicates (CV 0,
-        # reportable); one targets-alone tube shared by two samples is listed once for each
-        first = listed.setdefault((fpath.resolve(), sample), line)
+        # audit 20: one tube listed twice counted as two replicates (CV 0, reportable); only a
+        # targets-alone tube may serve several samples, listed once for each (reviews 21, 22:
+        # a test tube is one sample's)
+        shared = sample if role == "spontaneous" else ""
+        first = listed.setdefault((fpath.resolve(), shared), line)
         if first != line:
             problems.setdefault(sample, []).append(
                 f"{where}: listed twice (lines {first} and {line}): one tube is one replicate"
