@@ -787,3 +787,21 @@ def test_a_case_runs_report_is_preliminary_whatever_the_lab_file_says(tmp_path: 
     assert doc["report"]["status"] == "preliminary"
     assert "Dr Q. Audit" not in (out / "report" / "report.html").read_text("utf-8")
     assert "note: the report is PRELIMINARY" in proc.stderr
+    # authorised as the console says, after review; a later run into the folder still works
+    # (review 22: the report's files, written in place, were refused by it as not nkpanel's)
+    signed = nkpanel(
+        "report",
+        str(out / "case_summary.json"),
+        "--out",
+        str(out / "report"),
+        "--lab",
+        str(lab),
+        "--authoriser",
+        "Dr Q. Audit",
+        "--no-pdf",
+    )
+    assert signed.returncode == 0, signed.stderr
+    doc = json.loads((out / "report" / "report.json").read_text("utf-8"))
+    assert doc["report"]["status"] == "final"
+    again = nkpanel("run", str(manifest), "--out", str(out), "--no-plots", "--lab", str(lab))
+    assert again.returncode == 0, again.stderr

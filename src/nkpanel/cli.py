@@ -446,9 +446,12 @@ def run(
         intervals_path=reference_intervals,
         lab=lab,
     )
-    again = [f"--history {p}" for p in history or []]
-    again += [f"--reference-intervals {reference_intervals}"] if reference_intervals else []
-    again += [f"--lab {lab_file}"] if lab_file else []
+    import shlex
+
+    again = [f"--history {shlex.quote(str(p))}" for p in history or []]
+    if reference_intervals:
+        again.append(f"--reference-intervals {shlex.quote(str(reference_intervals))}")
+    again += [f"--lab {shlex.quote(str(lab_file))}"] if lab_file else []
     _print_case(outcome, out, again)
     if outcome.failures:
         raise typer.Exit(1)
@@ -692,11 +695,13 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         for line in r.lines():
             out_console.print(line, soft_wrap=True)
         # a run's report is preliminary: a person authorises it after review (audit 19)
+        import shlex
+
         same = "".join(f" {a}" for a in again)  # the serial view and intervals kept
         how = (
-            f"authorise it after review: nkpanel report {outcome.summary_path} --out "
-            f"{r.clinician_html.parent}{same} --authoriser NAME; a lab file's authoriser does "
-            "not"
+            f"authorise it after review: nkpanel report {shlex.quote(str(outcome.summary_path))}"
+            f" --out {shlex.quote(str(r.clinician_html.parent))}{same} --authoriser NAME; a lab "
+            "file's authoriser does not"
         )
         for note in r.notes(authoriser=how):
             say(note, flag="note:", colour="yellow")
@@ -710,6 +715,8 @@ def demo(
 ) -> None:
     """Simulate a synthetic patient's two episodes, run both, report the second (the first as
     its history) and say where everything is."""
+    import shlex
+
     from nkpanel.case import load_case
     from nkpanel.demo import DEMO_EPISODES, write_synthetic_case
 
@@ -737,7 +744,8 @@ def demo(
         )
         if last:
             out_console.rule(f"current episode {ep.episode} (earlier episodes as history)")
-            _print_case(result, out / "results" / ep.folder, [f"--history {p}" for p in earlier])
+            since = [f"--history {shlex.quote(str(p))}" for p in earlier]
+            _print_case(result, out / "results" / ep.folder, since)
         history.append(result.summary)
         earlier.append(result.summary_path)
         outcome = result
