@@ -102,30 +102,35 @@ def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, str 
 
     Decimal commas are possible wherever the delimiter is not a comma (semicolon and tab
     exports of European plate readers: audit 20 found tab files failing well by well). They
-    are taken to be the decimal mark only where some number leaves no doubt ("1336,87",
-    "1.336,87": not "3,082", which may group thousands, review 21) and no number has a dot
-    decimal ("12.5"). A semicolon file with no decimal comma whose dotted numbers all look like
-    thousands ("6.000", "13.369") is read with the dot as the decimal mark, as before, and
-    said."""
+    are taken to be the decimal mark where the numbers that leave no doubt ("1336,87",
+    "1.336,87"; not "3,082", which may group thousands) outnumber those with a dot decimal
+    ("12.5") and those whose dots may group thousands ("1.250"): one stray cell (a version
+    "3.12" in a header line, a "0,5" dilution) no longer decides a file (reviews 21, 22).
+    Where the choice is a guess, or some numbers cannot be read either way, a note says so."""
     cells = [c for row in rows for c in row if isinstance(c, str)]
     if delim == ",":
         return False, None
     commas = [c for c in cells if _COMMA_DECIMAL.match(c)]
+    sure = [c for c in commas if not _COMMA_AMBIGUOUS.match(c)]
     dots = [c for c in cells if _DOT_DECIMAL.match(c) and not _THOUSANDS.match(c)]
-    if any(not _COMMA_AMBIGUOUS.match(c) for c in commas):
-        if not dots:
-            return True, None
+    grouped = [c for c in cells if _THOUSANDS.match(c) and "," not in c]
+    if sure and len(sure) > len(dots) and len(sure) >= len(grouped):
+        return True, None
+    if sure:
         return False, (
-            f"numbers such as {commas[0]!r} and {dots[0]!r} use both a comma and a dot as the "
-            "decimal mark: read with the dot (cells with a comma are not read); check the "
-            "file's number format"
+            f"numbers such as {sure[0]!r} have a decimal comma where more have a dot: read "
+            "with the dot (cells with a comma are not read); check the file's number format"
         )
-    dotted = [c for c in cells if "." in c and c.replace(".", "").lstrip("-").isdigit()]
-    if delim == ";" and dotted and all(_THOUSANDS.match(c) for c in dotted):
+    if commas and not dots:
         return False, (
-            f"numbers such as {dotted[0]!r} were read with '.' as the decimal point "
-            f"({float(dotted[0]):g}); in a European export they may be thousands "
-            f"({dotted[0].replace('.', '')}): check the file's number format"
+            f"numbers such as {commas[0]!r} are not read: the comma may be a decimal mark or "
+            "group thousands; export the file with one decimal mark and no thousands separator"
+        )
+    if delim == ";" and grouped and not dots:
+        return False, (
+            f"numbers such as {grouped[0]!r} were read with '.' as the decimal point "
+            f"({float(grouped[0]):g}); in a European export they may be thousands "
+            f"({grouped[0].replace('.', '')}): check the file's number format"
         )
     return False, None
 
