@@ -185,7 +185,7 @@ def test_the_console_says_the_warnings_behind_reportable(tmp_path: Path) -> None
     proc = nkpanel("cytotox", "analyze", str(reads), "--layout", str(layout), "--out", out)
     assert proc.returncode == 0, proc.stderr
     warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
-    assert "warning: P2 (none): 25:1: mean lysis -2.0% is below zero" in " ".join(warned)
+    assert "warning: P2 (none) at 25:1: mean lysis -2.0% is below zero" in " ".join(warned)
     assert not any("P1 (none)" in ln for ln in warned)  # P1's checks all pass
 
 
@@ -216,3 +216,18 @@ def test_a_rerun_into_the_same_folder_leaves_no_earlier_plates_outputs(tmp_path:
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == ["P1.png", "P1.svg", "P2.png", "P2.svg"]
     assert (out / "lab notes.txt").read_text() == "ours"
+
+
+def test_a_plateau_reason_is_not_given_the_targets_hint(tmp_path: Path) -> None:
+    """Review 22: without --targets-per-well, a condition's own reason ("the fitted plateau
+    does not reach 20%") was printed as plate-wide, unnamed, with a --targets-per-well hint
+    that would not help. The hand plate's P1 IVIG plateau stays under 20% (20, 10, 5 %)."""
+    reads, layout = write_plate(tmp_path / "plate")
+    out = str(tmp_path / "o")
+    proc = nkpanel("cytotox", "analyze", str(reads), "--layout", str(layout), "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note: LU/10⁷")]
+    assert notes[0] == (
+        "note: LU/10⁷ –: targets per well not given: LU not computed (--targets-per-well N)"
+    )
+    assert all("--targets-per-well" not in n for n in notes[1:])

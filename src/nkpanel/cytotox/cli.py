@@ -135,7 +135,9 @@ def _report(result: CytotoxResult, out: Path) -> None:
         for f in c.qc
         if not (f.passed or f.blocking)
     ] + [
-        (f"{s.sample} ({c.treatment})", f"{ratio_label(r.ratio)}: {f.reason}")
+        # the ratio with the condition, not in the text: lines of two ratios merged into a
+        # range of ratios that took in one that passed (review 22)
+        (f"{s.sample} ({c.treatment}) at {ratio_label(r.ratio)}", f.reason)
         for s in result.samples
         for c in s.conditions
         for r in c.ratios
@@ -155,10 +157,11 @@ def _report(result: CytotoxResult, out: Path) -> None:
         and c.lytic_units.lu_per_1e7_effectors is None
         and c.lytic_units.reason
     ]
-    untargeted = {lu.reason for _, lu in no_lu if lu.targets_per_well is None}
-    for reason in sorted(r for r in untargeted if r):
-        say(f"note: LU/10⁷ –: {reason} (--targets-per-well N)")
-    own = [(who, lu.reason) for who, lu in no_lu if lu.targets_per_well is not None and lu.reason]
+    from nkpanel.cytotox.lytic import NO_TARGETS
+
+    if any(lu.reason == NO_TARGETS for _, lu in no_lu):
+        say(f"note: LU/10⁷ –: {NO_TARGETS} (--targets-per-well N)")
+    own = [(who, lu.reason) for who, lu in no_lu if lu.reason and lu.reason != NO_TARGETS]
     for line in grouped(own):
         say(f"note: LU/10⁷ –: {line}")
     std_ratio = float(result.settings.get("standard_ratio", 50.0))

@@ -41,12 +41,15 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "EFFECTORS_PER_LU_BASIS",
+    "NO_TARGETS",
     "ExponentialFit",
     "LyticUnits",
     "fit_exponential",
     "lytic_units",
 ]
 
+#: why lytic units are not given when the number of targets per well is not
+NO_TARGETS = "targets per well not given: LU not computed"
 #: lytic units are expressed per this many effector cells
 EFFECTORS_PER_LU_BASIS = 1e7
 _MAX_PLATEAU = 100.0
@@ -277,9 +280,7 @@ def lytic_units(
         )
     extrapolated = not fit.ratio_min <= x_p <= fit.ratio_max
     if targets_per_well is None:
-        return LyticUnits(
-            p, x_p, None, None, extrapolated, "targets per well not given: LU not computed"
-        )
+        return LyticUnits(p, x_p, None, None, extrapolated, NO_TARGETS)
     not_reached = measured_at_highest is None or measured_at_highest < p
     if x_p > fit.ratio_max and not_reached:
         # the level is not reached at any tested ratio: beyond them the model is not
