@@ -730,6 +730,11 @@ def test_an_excluded_upper_limit_is_outside(tmp_path: Path, pct: float, flag: st
     r = result(interpret_case(s, intervals_path=lab), "unk-pct-stroma")
     assert r.flag == flag and r.interval is not None
     assert r.interval.describe() == "< 5.0 % (clinic cutoff)"
+    if pct == 5.0:  # at the excluded limit: not "above" it in words (review 22)
+        assert r.comment.startswith("At the limit of the clinic cutoff of 5.0 %")
+        assert r.patient_comment.startswith(
+            "Your result is at a cutoff (5.0 %) that some clinics use, and counts as above it."
+        )
 
 
 def test_a_manifest_band_is_said_to_be_drawn_and_not_applied_without_contradiction() -> None:
