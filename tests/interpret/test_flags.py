@@ -753,6 +753,7 @@ def test_a_manifest_band_is_said_to_be_drawn_and_not_applied_without_contradicti
             "source": "Lab validation 2025 (n = 40)",
         }
     }
+    entry["figures"] = {"SYNTH-P01": ["cytotoxicity/p1/plots/SYNTH-P01.png"]}
     r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
     assert r.flag == "no_interval" and r.interval is None
     assert "none is chosen in the laboratory's interval files" in r.comment
@@ -760,3 +761,8 @@ def test_a_manifest_band_is_said_to_be_drawn_and_not_applied_without_contradicti
     assert "15–25% at 50:1 (Lab validation 2025 (n = 40)) is drawn on the lysis figure" in (
         r.measurement.method
     )
+    # without figures (--no-plots) nothing is drawn, and the text does not say so (review 22)
+    entry["figures"] = {}
+    r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
+    assert "drawn" not in r.measurement.method
+    assert "(Lab validation 2025 (n = 40)) is not an interval applied" in r.measurement.method

@@ -796,11 +796,16 @@ def _from_cytotox(entry: Mapping[str, Any], where: str) -> tuple[dict[str, Any],
     settings = entry.get("settings")
     band = settings.get("reference") if isinstance(settings, Mapping) else None
     if isinstance(band, Mapping) and band.get("low_percent") is not None:
-        # drawn on the plate's figure; the report's intervals come from the interval files
+        # drawn on the plate's figure, where there is one; the report's intervals come from
+        # the interval files
+        drawn = (
+            any(entry.get("figures") or {}) if isinstance(entry.get("figures"), Mapping) else False
+        )
         method += (
             f"; the laboratory's band {band.get('low_percent'):g}–{band.get('high_percent'):g}% "
-            f"at {band.get('ratio'):g}:1 ({band.get('source') or 'no source given'}) is drawn "
-            "on the lysis figure and is not an interval applied in this report"
+            f"at {band.get('ratio'):g}:1 ({band.get('source') or 'no source given'}) "
+            + ("is drawn on the lysis figure and " if drawn else "")
+            + "is not an interval applied in this report"
         )
 
     # the sample's conditions, with their checks
