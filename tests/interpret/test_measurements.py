@@ -273,7 +273,8 @@ def test_a_plates_reference_band_is_said_not_to_be_applied() -> None:
     """A lab's band drawn on the lysis figure, beside a result compared with no interval, is
     explained in the method (the two seemed to contradict each other)."""
     band = {"low_percent": 10.0, "high_percent": 15.0, "ratio": 50.0, "source": "lab 2025"}
-    plate = native_plate() | {"settings": {"reference": band}}
+    drawn = {"SYNTH-P01": ["cytotoxicity/p1/plots/SYNTH-P01.png"]}
+    plate = native_plate() | {"settings": {"reference": band}, "figures": drawn}
     ep = read_episode(summary(cytotoxicity=[plate]))
     lysis = next(m for m in ep.measurements if m.code == "nka-lysis-50-1")
     assert "band 10–15% at 50:1 (lab 2025) is drawn on the lysis figure" in lysis.method
