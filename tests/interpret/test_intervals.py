@@ -293,9 +293,15 @@ def test_a_placeholder_is_no_source(tmp_path: Path, source: str) -> None:
         # a negation elsewhere in the sentence, or heparin as the treatment (review 22)
         ("If NK is not normal, patients benefit from IVIG.", True),
         ("Patients with raised uNK benefit from heparin.", True),
-        # a negated finding and a sample tube are no recommendation (review 21)
-        ("Women did not benefit from IVIG in the meta-analysis.", False),
-        ("They didn't benefit from IVIG.", False),
+        # a negation may belong elsewhere: refused whatever it negates (reviews 22, 23); a
+        # negative finding is worded without the recommending phrase
+        ("Women with no live birth benefit from IVIG.", True),
+        ("If NK is not normal patients benefit from IVIG.", True),
+        ("Women did not benefit from IVIG in the meta-analysis.", True),
+        ("No live-birth benefit was seen with IVIG.", False),
+        ("Heparin did not improve live birth.", False),
+        # heparin needed by a patient, not by a sample tube (review 21)
+        ("Patients need heparin.", True),
         ("Samples require EDTA or heparin tubes.", False),
     ],
 )

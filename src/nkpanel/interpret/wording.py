@@ -44,20 +44,21 @@ _PRESCRIBING = (
     r"\btreatment (is )?(advised|needed|required|warranted)\b",
 )
 #: a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
-#: levels warrant immunomodulatory therapy" (audit 19: both reached a report); not when the
-#: verb itself is negated ("did not benefit from IVIG", the meta-analysis' finding), and need
-#: or requirement not of a sample tube's anticoagulant ("samples require EDTA or heparin
-#: tubes"; reviews 21 and 22)
+#: levels warrant immunomodulatory therapy" (audit 19: both reached a report). Refused also
+#: when negated: a negation may belong to another part of the sentence ("women with no live
+#: birth benefit from IVIG"), and no rule of words tells which (reviews 22, 23); a lab words a
+#: negative finding otherwise ("no live-birth benefit was seen"). Need or requirement of
+#: heparin or aspirin is refused except of a sample tube ("require EDTA or heparin tubes").
 _TREATMENTS = (
     r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|tacrolimus|"
     r"treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
 )
+_NEEDING = r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b"
 _RECOMMENDING_BY_NEED = (
     r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _AGENTS,
-    r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b" + _TREATMENTS,
+    _NEEDING + _TREATMENTS,
+    _NEEDING + r"(heparin|aspirin)\b(?!\s+(tubes?|vacutainers?))",
 )
-#: a negation of the verb that follows it: at most two words between, no clause break
-_NEGATED = re.compile(r"\b(not|never|no|n't)\s+(\w+\s+){0,2}$|n't\s+(\w+\s+){0,2}$", re.I)
 
 #: Recommending in nkpanel's own voice (allowed only when attributed to a named body).
 _RECOMMENDING = (r"\brecommend\w*\b", r"\b(we|nkpanel|the laboratory) (advise|suggest)s?\b")
@@ -93,10 +94,8 @@ def check_wording(text: str, *, attributed: bool = False) -> list[str]:
         if m:
             problems.append(f"{what}: {m.group(0)!r}")
     for pattern in _BY_NEED:
-        for m in pattern.finditer(text):
-            if not _NEGATED.search(text[: m.start()]):
-                problems.append(f"prescribes or doses: {m.group(0)!r}")
-                break
+        if m := pattern.search(text):
+            problems.append(f"prescribes or doses: {m.group(0)!r}")
     if not attributed:
         for pattern in _OWN_VOICE:
             m = pattern.search(text)
