@@ -178,6 +178,9 @@ def test_a_tube_listed_twice_is_not_two_replicates(
     lst.write_text(lst.read_text() + f"{good / 'none_et25.fcs'},P3,test,25,none\n")
     (taken,) = read_tube_list(lst).problems["P3"]
     assert "listed twice (lines 6 and 7)" in taken
+    # no tube is both a sample's targets-alone control and its test tube (review 23: 0% lysis)
+    lst.write_text(lst.read_text() + f"{good / 'targets_alone_none.fcs'},P1,test,12.5,none\n")
+    assert any("(lines 2 and 8)" in p for p in read_tube_list(lst).problems["P1"])
     (problem,) = parsed.problems["P1"]
     assert problem == (
         f"{lst}: tube {good / 'none_et50.fcs'}: listed twice (lines 3 and 4): one tube is one "

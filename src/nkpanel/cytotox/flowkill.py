@@ -227,9 +227,8 @@ def read_tube_list(path: str | Path) -> TubeList:
     c_treat, c_rep = col("treatment", "condition"), col("replicate", "rep")
     entries: list[TubeEntry] = []
     problems: dict[str, list[str]] = {}
-    #: each tube's file (resolved), and for a targets-alone tube its sample → the line that
-    #: first names them
-    listed: dict[tuple[Path, str], int] = {}
+    #: each tube's file (resolved) → the role, sample and line of each listing of it
+    listed: dict[Path, list[tuple[str, str, int]]] = {}
 
     def get(row: tuple[object, ...], j: int | None) -> str:
         if j is None or j >= len(row):
@@ -276,11 +275,20 @@ def read_tube_list(path: str | Path) -> TubeList:
         if not fpath.is_absolute():
             fpath = p.resolve().parent / fpath
         # audit 20: one tube listed twice counted as two replicates (CV 0, reportable); only a
-        # targets-alone tube may serve several samples, listed once for each (reviews 21, 22:
-        # a test tube is one sample's)
-        shared = sample if role == "spontaneous" else ""
-        first = listed.setdefault((fpath.resolve(), shared), line)
-        if first != line:
+        # targets-alone tube may serve several samples, once for each (reviews 21-23: a test
+        # tube is one sample's, and no tube is both a sample's control and its test)
+        earlier = listed.setdefault(fpath.resolve(), [])
+        clash = next(
+            (
+                first
+                for first_role, first_sample, first in earlier
+                if not (role == first_role == "spontaneous" and sample != first_sample)
+            ),
+            None,
+        )
+        earlier.append((role, sample, line))
+        if clash is not None:
+            first = clash
             problems.setdefault(sample, []).append(
                 f"{where}: listed twice (lines {first} and {line}): one tube is one replicate"
             )
