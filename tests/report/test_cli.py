@@ -205,3 +205,17 @@ def test_a_preliminary_report_in_no_laboratorys_name_is_said_on_the_command_line
     assert "note:" not in signed.stderr
     doc = json.loads((tmp_path / "c" / "report.json").read_text("utf-8"))
     assert doc["report"]["status"] == "final"
+
+
+def test_a_report_into_the_case_summarys_own_folder_removes_nothing(tmp_path: Path) -> None:
+    """Review 23: `nkpanel report RUN/case_summary.json --out RUN` removed the case summary it
+    was made from (nkpanel's own file in --out, not written again). Nothing in --out is
+    removed; the report's files are written there."""
+    from nkpanel._atomic import write_owned, write_text
+
+    run = tmp_path / "run"
+    run.mkdir()
+    current = write_owned(run / "case_summary.json", lambda t: write_text(t, json.dumps(summary())))
+    proc = _nkpanel("report", str(current), "--out", str(run), "--no-pdf")
+    assert proc.returncode == 0, proc.stderr
+    assert current.is_file() and (run / "report.html").is_file()

@@ -130,10 +130,11 @@ def report(
     # amended now, by whoever signs this version
     by = lab.authoriser or lab.analyst or ""
     amendments = [_amendment(t, i + 1, now, by) for i, t in enumerate(amendment or [])]
-    # written fresh beside --out and moved in, listed as nkpanel's, as a case run writes its
-    # report: written in place, the files were not nkpanel's to the next run, which then
-    # refused them after all its work (review 22)
-    with atomic_folder(out) as staged:
+    # written beside --out and moved in, listed as nkpanel's: written in place, the files were
+    # not nkpanel's to the next run, which then refused them after all its work (review 22).
+    # Nothing else in --out is removed: it may be the run's own folder, holding the case
+    # summary this report is made from (review 23)
+    with atomic_folder(out, prune=False) as staged:
         written = build_reports(
             summary,
             staged,
