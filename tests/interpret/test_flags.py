@@ -766,3 +766,24 @@ def test_a_manifest_band_is_said_to_be_drawn_and_not_applied_without_contradicti
     r = result(interpret_case(summary(cytotoxicity=[entry])), "nka-lysis-50-1")
     assert "drawn" not in r.measurement.method
     assert "(Lab validation 2025 (n = 40)) is not an interval applied" in r.measurement.method
+
+
+def test_a_reference_interval_excluding_its_upper_limit_says_a_value_at_it_is_outside(
+    tmp_path: Path,
+) -> None:
+    """Review 23: for a lab's reference interval excluding its upper limit, 20.0% against
+    5.0–under 20.0 was flagged H but told "Above the upper limit" (clinician) and "at the
+    upper limit of the range" (patient, which reads as inside)."""
+    lab = tmp_path / "lab.toml"
+    lab.write_text(
+        "[[interval]]\nid='lab-x'\nmeasurand='pnk-pct-lymph'\nkind='reference_interval'\n"
+        "lower=5.0\nupper=20.0\nupper_exclusive=true\nunit='%'\nmethod='our TBNK tube'\n"
+        "population='our controls'\nsource='Lab study 2026'\n[defaults]\n"
+        "'pnk-pct-lymph'='lab-x'\n",
+        "utf-8",
+    )
+    s = summary(flow=[flow_entry(nk_pct=20.0)])
+    r = result(interpret_case(s, intervals_path=lab), "pnk-pct-lymph")
+    assert r.flag == "above"
+    assert r.comment.startswith("At the limit of the reference interval 5.0–under 20.0 %")
+    assert "A result at this limit counts as above the range." in r.patient_comment

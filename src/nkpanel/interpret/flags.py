@@ -637,18 +637,21 @@ def interpret_measurement(
         )
     patient = _patient_sentence(flag, interval, d)
     if interval.upper_exclusive and reported == interval.upper:
-        # at an excluded limit ("normal <5%": 5.0): not "above" it in words (review 22)
-        comment = comment.replace(
-            f"Above the {phrase}.",
-            f"At the limit of the {phrase}, which itself counts as outside.",
-            1,
-        )
+        # at an excluded limit ("normal <5%": 5.0): not "above" it in words, nor "at the
+        # limit" as if inside (reviews 22, 23)
+        for said in (f"Above the upper limit of the {phrase}.", f"Above the {phrase}."):
+            comment = comment.replace(
+                said, f"At the limit of the {phrase}, which itself counts as outside.", 1
+            )
         if "is above a cutoff" in patient:
             patient = patient.replace("is above a cutoff", "is at a cutoff", 1).replace(
                 " that some clinics use.", " that some clinics use, and counts as above it.", 1
             )
         else:
-            patient = patient.replace("is above", "is at the upper limit of", 1)
+            patient = (
+                patient.replace("is above", "is at the upper limit of", 1)
+                + " A result at this limit counts as above the range."
+            )
     caveats += _far_outside(reported, interval, meas)
     if by_unc is not None and unc is not None:
         comment += (
