@@ -36,6 +36,9 @@ class Table:
     number_note: str | None = None
     #: read from a workbook's sheet (whose empty cells may be Excel errors or formulas)
     from_sheet: bool = False
+    #: numbers whose dots may group thousands or mark decimals, the file not saying which:
+    #: not read (:func:`parse_number` ``unsure_dots``)
+    unsure_dots: bool = False
 
     @property
     def says_synthetic(self) -> bool:
@@ -53,7 +56,9 @@ def cell_text(cell: Cell) -> str:
     return cell.strip()
 
 
-def parse_number(cell: Cell, *, decimal_comma: bool = False) -> float | None:
+def parse_number(
+    cell: Cell, *, decimal_comma: bool = False, unsure_dots: bool = False
+) -> float | None:
     """A cell's number, ``None`` when the cell is empty.
 
     Raises
@@ -75,6 +80,8 @@ def parse_number(cell: Cell, *, decimal_comma: bool = False) -> float | None:
     text = cell.strip()
     if not text:
         return None
+    if unsure_dots and "," not in text and _THOUSANDS.match(text):
+        raise ValueError(text)  # "2.919": 2919 or 2.919, the file does not say
     if decimal_comma:
         # a European export: the comma is the decimal mark, a dot only groups thousands
         # ("1.336,87"; "6.000" is six thousand)
@@ -97,42 +104,68 @@ _DOT_DECIMAL = re.compile(r"^-?\d+\.\d+$")
 _THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(\.\d{3})+(,\d+)?$")
 
 
-def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, str | None]:
-    """Whether a text table writes decimal commas, and a note where that is a guess.
+def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, bool, str | None]:
+    """How a text table writes its numbers: (decimal commas, dots left unread, a note).
 
     Decimal commas are possible wherever the delimiter is not a comma (semicolon and tab
     exports of European plate readers: audit 20 found tab files failing well by well). They
     are taken to be the decimal mark where the numbers that leave no doubt ("1336,87",
     "1.336,87"; not "3,082", which may group thousands) outnumber those with a dot decimal
     ("12.5") and those whose dots may group thousands ("1.250"): one stray cell (a version
-    "3.12" in a header line, a "0,5" dilution) no longer decides a file (reviews 21, 22).
-    Where the choice is a guess, or some numbers cannot be read either way, a note says so."""
+    "3.12" in a header line) no longer decides a file (reviews 21, 22). Where a few sure
+    commas stand beside many "2.919"-like numbers and no dot decimal, the file does not say
+    whether those are thousands (counts) or decimals (absorbances): they are not read, and
+    said (review 23). Where the choice is a guess, a note says so."""
     cells = [c for row in rows for c in row if isinstance(c, str)]
     if delim == ",":
-        return False, None
+        return False, False, None
     commas = [c for c in cells if _COMMA_DECIMAL.match(c)]
     sure = [c for c in commas if not _COMMA_AMBIGUOUS.match(c)]
     dots = [c for c in cells if _DOT_DECIMAL.match(c) and not _THOUSANDS.match(c)]
     grouped = [c for c in cells if _THOUSANDS.match(c) and "," not in c]
     if sure and len(sure) > len(dots) and len(sure) >= len(grouped):
-        return True, None
+        return True, False, None
+    if sure and not dots:
+        return (
+            True,
+            True,
+            (
+                f"numbers such as {grouped[0]!r} are not read: with decimal commas elsewhere in "
+                f"the file ({sure[0]!r}) the dot would group thousands "
+                f"({grouped[0].replace('.', '')}), without them it would be a decimal point "
+                f"({float(grouped[0]):g}); export the file with one decimal mark and no thousands "
+                "separator"
+            ),
+        )
     if sure:
-        return False, (
-            f"numbers such as {sure[0]!r} have a decimal comma where more have a dot: read "
-            "with the dot (cells with a comma are not read); check the file's number format"
+        return (
+            False,
+            False,
+            (
+                f"numbers such as {sure[0]!r} have a decimal comma where more have a dot: read "
+                "with the dot (cells with a comma are not read); check the file's number format"
+            ),
         )
     if commas and not dots:
-        return False, (
-            f"numbers such as {commas[0]!r} are not read: the comma may be a decimal mark or "
-            "group thousands; export the file with one decimal mark and no thousands separator"
+        return (
+            False,
+            False,
+            (
+                f"numbers such as {commas[0]!r} are not read: the comma may be a decimal mark or "
+                "group thousands; export the file with one decimal mark and no thousands separator"
+            ),
         )
     if delim == ";" and grouped and not dots:
-        return False, (
-            f"numbers such as {grouped[0]!r} were read with '.' as the decimal point "
-            f"({float(grouped[0]):g}); in a European export they may be thousands "
-            f"({grouped[0].replace('.', '')}): check the file's number format"
+        return (
+            False,
+            False,
+            (
+                f"numbers such as {grouped[0]!r} were read with '.' as the decimal point "
+                f"({float(grouped[0]):g}); in a European export they may be thousands "
+                f"({grouped[0].replace('.', '')}): check the file's number format"
+            ),
         )
-    return False, None
+    return False, False, None
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
@@ -172,8 +205,15 @@ def _read_text(path: Path) -> Table:
         if any(c is not None for c in cells):
             rows.append(cells)
             numbers.append(i)
-    comma, note = _number_format(rows, delim)
-    return Table(str(path), tuple(rows), tuple(numbers), decimal_comma=comma, number_note=note)
+    comma, unsure, note = _number_format(rows, delim)
+    return Table(
+        str(path),
+        tuple(rows),
+        tuple(numbers),
+        decimal_comma=comma,
+        number_note=note,
+        unsure_dots=unsure,
+    )
 
 
 def _xlsx_cell(value: object) -> Cell:

@@ -199,7 +199,9 @@ def _read_grid(table: Table, grid: _Grid) -> tuple[dict[str, float], dict[str, s
             cell = row[col] if col < len(row) else None
             well = f"{letters[n_rows]}{c + 1}"
             try:
-                value = parse_number(cell, decimal_comma=table.decimal_comma)
+                value = parse_number(
+                    cell, decimal_comma=table.decimal_comma, unsure_dots=table.unsure_dots
+                )
             except ValueError:
                 bad[well] = f"text {cell_text(cell)[:30]!r} in a numeric cell (line {line})"
                 continue
@@ -291,7 +293,9 @@ def _read_long(
         if ucol is not None and ucol < len(row) and cell_text(row[ucol]):
             units.add(cell_text(row[ucol]))
         try:
-            value = parse_number(cell, decimal_comma=table.decimal_comma)
+            value = parse_number(
+                cell, decimal_comma=table.decimal_comma, unsure_dots=table.unsure_dots
+            )
         except ValueError:
             bad[well] = f"text {cell_text(cell)[:30]!r} in a numeric cell (line {line})"
             continue
