@@ -455,9 +455,13 @@ def _num(v: float, decimals: int, unit: str) -> str:
     return f"{_fmt(v, decimals)} {unit}"
 
 
-def _patient_sentence(flag: Flag, iv: ReferenceInterval, decimals: int) -> str:
+def _patient_sentence(
+    flag: Flag, iv: ReferenceInterval, decimals: int, *, at_limit: bool = False
+) -> str:
     """Where the result lies, for the patient: a clinic cutoff is never called a normal range,
-    and "healthy adults" is said only of a reference interval from a healthy population."""
+    and "healthy adults" is said only of a reference interval from a healthy population.
+    ``at_limit``: the result is at an upper limit the interval excludes ("normal <5%": 5.0),
+    which counts as above it (reviews 22, 23)."""
     if iv.kind == "clinic_cutoff":
         lo = _num(iv.lower, decimals, iv.unit) if iv.lower is not None else None
         hi = _num(iv.upper, decimals, iv.unit) if iv.upper is not None else None
@@ -474,18 +478,26 @@ def _patient_sentence(flag: Flag, iv: ReferenceInterval, decimals: int) -> str:
                 "below": f"below a cutoff ({limit})",
                 "within": f"not {side} a cutoff ({limit})",
             }[flag]
+        if at_limit:
+            where = f"at a cutoff ({hi}) that some clinics use, and counts as above it."
+        else:
+            where += " that some clinics use."
         return (
-            f"Your result is {where} that some clinics use. Cutoffs differ between clinics, "
-            "and none has been shown to guide treatment."
+            f"Your result is {where} Cutoffs differ between clinics, and none has been shown "
+            "to guide treatment."
         )
     where = {"within": "inside", "above": "above", "below": "below"}[flag]
+    if at_limit:
+        where = "at the upper limit of"
     rng = iv.describe(decimals)
     if iv.healthy_population:
-        return (
+        said = (
             f"Your result is {where} the reference range used for this test ({rng}), which "
             "describes values seen in healthy adults."
         )
-    return f"Your result is {where} the range used for this test ({rng})."
+    else:
+        said = f"Your result is {where} the range used for this test ({rng})."
+    return said + (" A result at this limit counts as above the range." if at_limit else "")
 
 
 def method_caveats(m: Measurement, notes: Sequence[MethodNote] | None = None) -> list[Caveat]:
@@ -617,6 +629,9 @@ def interpret_measurement(
     near = by_unc if by_unc is not None else in_ci
     d = meas.decimals
     phrase = _limit_phrase(interval, d)
+    # at an excluded limit ("normal <5%": 5.0): not "above" it in words, nor "at the limit" as
+    # if inside (reviews 22, 23)
+    at_limit = interval.upper_exclusive and reported == interval.upper
     comment = {
         "within": f"Within the {phrase}.",
         "above": f"Above the upper limit of the {phrase}.",
@@ -631,27 +646,15 @@ def interpret_measurement(
             "above": f"Above the {phrase}.",
             "below": f"Below the {phrase}.",
         }[flag]
+        if at_limit:
+            comment = f"At the limit of the {phrase}, which itself counts as outside."
         comment += (
             " This cutoff is not validated as a treatment threshold; cutoffs differ between "
             "clinics."
         )
-    patient = _patient_sentence(flag, interval, d)
-    if interval.upper_exclusive and reported == interval.upper:
-        # at an excluded limit ("normal <5%": 5.0): not "above" it in words, nor "at the
-        # limit" as if inside (reviews 22, 23)
-        for said in (f"Above the upper limit of the {phrase}.", f"Above the {phrase}."):
-            comment = comment.replace(
-                said, f"At the limit of the {phrase}, which itself counts as outside.", 1
-            )
-        if "is above a cutoff" in patient:
-            patient = patient.replace("is above a cutoff", "is at a cutoff", 1).replace(
-                " that some clinics use.", " that some clinics use, and counts as above it.", 1
-            )
-        else:
-            patient = (
-                patient.replace("is above", "is at the upper limit of", 1)
-                + " A result at this limit counts as above the range."
-            )
+    if at_limit and interval.kind == "reference_interval":
+        comment = f"At the limit of the {phrase}, which itself counts as outside."
+    patient = _patient_sentence(flag, interval, d, at_limit=at_limit)
     caveats += _far_outside(reported, interval, meas)
     if by_unc is not None and unc is not None:
         comment += (
