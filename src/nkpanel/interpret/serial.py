@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nkpanel.interpret.flags import InterpretSettings, interpret_measurement, uncertainty_of
+from nkpanel.interpret.flags import InterpretSettings, interpret_measurement
 from nkpanel.interpret.intervals import IntervalSet
 from nkpanel.interpret.measurands import MEASURANDS, Measurand
 from nkpanel.interpret.measurements import Episode, time_order
@@ -95,8 +95,8 @@ def trends(
             for m in ep.measurements:
                 if m.code != code:
                     continue
-                unc = uncertainty_of(m, intervals, settings)
                 read = interpret_measurement(m, intervals, settings, ep.age_years)
+                unc = read.uncertainty  # worked out there (of a reportable result)
                 apart = tuple(c.code for c in read.caveats if c.code in NOT_LIKE_FOR_LIKE)
                 # as measured: a change worked out from values rounded for display was off
                 # by a last digit (audit 19: −7.8 for −7.73), and so was its comparison
