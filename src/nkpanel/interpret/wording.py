@@ -28,12 +28,21 @@ _DIAGNOSIS = (
     r"\b(you|the patient|she) (ha[sv]e?|suffers? from) (an? )?\w*\s?(immune|NK)\b",
     r"\b(killer cells?|NK cells?) (are |were )?(attack|reject)\w*",
 )
-#: Phrasings that prescribe or dose.
 #: treatments, and treatment in general, as a recommendation would name them
-_AGENTS = (
-    r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|heparin|"
-    r"aspirin|tacrolimus|treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
+_TREATMENT_WORDS = (
+    r"prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|tacrolimus|"
+    r"treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*"
 )
+#: the same with heparin and aspirin, which are also sample tubes' anticoagulants
+_AGENTS = rf"({_TREATMENT_WORDS}|heparin|aspirin)\b"
+_TREATMENTS = rf"({_TREATMENT_WORDS})\b"
+_NEEDING = r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b"
+#: Phrasings that prescribe or dose. The last three recommend by outcome or need ("patients
+#: above this benefit from IVIG", "elevated levels warrant immunomodulatory therapy": audit
+#: 19), refused also when negated: a negation may belong to another part of the sentence
+#: ("women with no live birth benefit from IVIG"), and no rule of words tells which (reviews
+#: 22, 23); a lab words a negative finding otherwise ("no live-birth benefit was seen"). Need
+#: of heparin or aspirin is refused except of a sample tube ("require EDTA or heparin tubes").
 _PRESCRIBING = (
     r"\b\d+(\.\d+)?\s?(mg|g|mL|ml|µg|mcg|IU)\b(?!\s?/\s?(mL|ml|L|dL))",
     r"\bmg/kg\b",
@@ -42,19 +51,6 @@ _PRESCRIBING = (
     r"\b(is|are) indicated\b",
     r"\bshould (be )?(treated|receive|start|take|have treatment)\b",
     r"\btreatment (is )?(advised|needed|required|warranted)\b",
-)
-#: a recommendation by outcome or need: "patients above this benefit from IVIG", "elevated
-#: levels warrant immunomodulatory therapy" (audit 19: both reached a report). Refused also
-#: when negated: a negation may belong to another part of the sentence ("women with no live
-#: birth benefit from IVIG"), and no rule of words tells which (reviews 22, 23); a lab words a
-#: negative finding otherwise ("no live-birth benefit was seen"). Need or requirement of
-#: heparin or aspirin is refused except of a sample tube ("require EDTA or heparin tubes").
-_TREATMENTS = (
-    r"(prednisolone|steroids?|corticosteroids?|IVIG|intralipid|immunoglobulin|tacrolimus|"
-    r"treatment|therapy|immunotherapy|immunomodulat\w*|immunosuppress\w*)\b"
-)
-_NEEDING = r"\b(warrant(s|ed)?|need(s|ed)?|require(s|d)?|merit(s|ed)?)\b[^.]{0,40}\b"
-_RECOMMENDING_BY_NEED = (
     r"\bbenefit(s|ed)? from\b[^.]{0,40}\b" + _AGENTS,
     _NEEDING + _TREATMENTS,
     _NEEDING + r"(heparin|aspirin)\b(?!\s+(tubes?|vacutainers?))",
@@ -67,7 +63,6 @@ _COMPILED = [(re.compile(p, re.IGNORECASE), "diagnoses") for p in _DIAGNOSIS] + 
     (re.compile(p, re.IGNORECASE), "prescribes or doses") for p in _PRESCRIBING
 ]
 _OWN_VOICE = [re.compile(p, re.IGNORECASE) for p in _RECOMMENDING]
-_BY_NEED = [re.compile(p, re.IGNORECASE) for p in _RECOMMENDING_BY_NEED]
 
 
 def check_wording(text: str, *, attributed: bool = False) -> list[str]:
@@ -93,9 +88,6 @@ def check_wording(text: str, *, attributed: bool = False) -> list[str]:
         m = pattern.search(text)
         if m:
             problems.append(f"{what}: {m.group(0)!r}")
-    for pattern in _BY_NEED:
-        if m := pattern.search(text):
-            problems.append(f"prescribes or doses: {m.group(0)!r}")
     if not attributed:
         for pattern in _OWN_VOICE:
             m = pattern.search(text)
