@@ -40,6 +40,10 @@ class Table:
     #: not read (:func:`parse_number` ``unsure_dots``)
     unsure_dots: bool = False
 
+    def number(self, cell: Cell) -> float | None:
+        """A cell's number as this table writes its numbers (:func:`parse_number`)."""
+        return parse_number(cell, decimal_comma=self.decimal_comma, unsure_dots=self.unsure_dots)
+
     @property
     def says_synthetic(self) -> bool:
         """Whether the first rows carry a SYNTHETIC mark, as every table nkpanel generates
@@ -116,9 +120,9 @@ def _number_format(rows: list[tuple[Cell, ...]], delim: str) -> tuple[bool, bool
     commas stand beside many "2.919"-like numbers and no dot decimal, the file does not say
     whether those are thousands (counts) or decimals (absorbances): they are not read, and
     said (review 23). Where the choice is a guess, a note says so."""
-    cells = [c for row in rows for c in row if isinstance(c, str)]
-    if delim == ",":
+    if delim == ",":  # the commonest case: no cell need be looked at
         return False, False, None
+    cells = [c for row in rows for c in row if isinstance(c, str)]
     commas = [c for c in cells if _COMMA_DECIMAL.match(c)]
     sure = [c for c in commas if not _COMMA_AMBIGUOUS.match(c)]
     dots = [c for c in cells if _DOT_DECIMAL.match(c) and not _THOUSANDS.match(c)]

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from nkpanel.cytotox._table import Cell, Table, cell_text, parse_number, read_table
+from nkpanel.cytotox._table import Cell, Table, cell_text, read_table
 from nkpanel.cytotox.wells import PLATE_SHAPES, PlateFormat, normalise_well, plate_format_of
 from nkpanel.errors import InputError
 
@@ -199,9 +199,7 @@ def _read_grid(table: Table, grid: _Grid) -> tuple[dict[str, float], dict[str, s
             cell = row[col] if col < len(row) else None
             well = f"{letters[n_rows]}{c + 1}"
             try:
-                value = parse_number(
-                    cell, decimal_comma=table.decimal_comma, unsure_dots=table.unsure_dots
-                )
+                value = table.number(cell)
             except ValueError:
                 bad[well] = f"text {cell_text(cell)[:30]!r} in a numeric cell (line {line})"
                 continue
@@ -293,9 +291,7 @@ def _read_long(
         if ucol is not None and ucol < len(row) and cell_text(row[ucol]):
             units.add(cell_text(row[ucol]))
         try:
-            value = parse_number(
-                cell, decimal_comma=table.decimal_comma, unsure_dots=table.unsure_dots
-            )
+            value = table.number(cell)
         except ValueError:
             bad[well] = f"text {cell_text(cell)[:30]!r} in a numeric cell (line {line})"
             continue
