@@ -35,9 +35,7 @@ from nkpanel.errors import (
     ConfigError,
     InputError,
     batch_failure,
-    interrupted,
     one_line,
-    tracebacks_shown,
 )
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import (
@@ -136,10 +134,6 @@ def analyze_flow_batch(
                     analysis, out_dir, plots=plots, export_events=export_events
                 )
             except FigureError as exc:  # the numbers stand: written again, without figures
-                if interrupted():  # an interrupt turned into the drawing's error
-                    raise KeyboardInterrupt from exc
-                if tracebacks_shown() and exc.__cause__ is not None:  # --debug: the fault
-                    raise exc.__cause__ from None
                 note = f"figures not drawn ({exc}); the results are not affected"
                 result = dataclasses.replace(analysis.result, notes=(*analysis.result.notes, note))
                 analysis = dataclasses.replace(analysis, result=result)

@@ -22,7 +22,7 @@ from nkpanel._atomic import (
     write_with,
 )
 from nkpanel._names import file_stamp
-from nkpanel.errors import one_line
+from nkpanel.errors import interrupted, one_line, tracebacks_shown
 from nkpanel.flow.analyze import FlowAnalysis
 from nkpanel.flow.results import FlowResult
 
@@ -113,9 +113,11 @@ def _write_sample_files(
     if plots:
         try:
             written += _figures(analysis, d / "plots")
-        except (OSError, KeyboardInterrupt):
+        except OSError:
             raise  # a disk that cannot take files fails the sample's other files as well
         except Exception as exc:  # any drawing fault: said, and the numbers stand
+            if interrupted() or tracebacks_shown():  # an interrupt turned into it; --debug
+                raise
             raise FigureError(one_line(exc, limit=200)) from exc
     if export_events is not None:
         written.append(write_events(analysis, d / f"events.{export_events}", export_events))
