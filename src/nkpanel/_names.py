@@ -267,12 +267,16 @@ def _same_file(recorded: tuple[str, object], path: Path) -> bool:
     made again); else a later file written at that path."""
     source, stamp = recorded
     if isinstance(stamp, dict) and "path" in stamp:  # resolved when written: from any folder
-        now = file_stamp(path)
-        if now is None or (now["path"], now["bytes"]) != (stamp["path"], stamp.get("bytes")):
+        try:
+            st = path.stat()
+            if (str(path.resolve()), st.st_size) != (stamp["path"], stamp.get("bytes")):
+                return False
+            # the content is read only where the time differs (a copy made again)
+            return st.st_mtime_ns == stamp.get("modified_ns") or (
+                sampled_digest(path, st.st_size) == stamp.get("sampled_sha256")
+            )
+        except OSError:
             return False
-        return now["modified_ns"] == stamp.get("modified_ns") or (
-            now["sampled_sha256"] == stamp.get("sampled_sha256")
-        )
     try:  # a run before stamps: the source as given, resolved from here
         same_path = Path(source).resolve() == path.resolve()
     except OSError:
