@@ -144,7 +144,7 @@ def analyze_flow_batch(
             outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
             continue
         outcome.written += written
-        if analysis.sample.metadata.get("nkpanel_synthetic", "") == "1":
+        if analysis.sample.synthetic:
             outcome.synthetic.append(str(path))
         outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
         outcome.results.append(analysis.result)

@@ -365,7 +365,7 @@ def analyze_flow_killing(
                 msg = msg.replace("--marker TargetLabel=LABEL", "--label-channel LABEL")
                 bad[i] = msg.replace("--marker DeadDye=LABEL", "--dead-channel LABEL")
                 continue
-            synthetic = synthetic or fs.metadata.get("nkpanel_synthetic") == "1"
+            synthetic = synthetic or fs.synthetic
             read.append((e, fs, mm.channel_for("TargetLabel"), mm.channel_for("DeadDye")))
         if read:
             cap = s.max_events_per_tube_for_cuts

@@ -143,7 +143,7 @@ def _figures(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
             analysis.parents,
             plot_dir,
             sample_id=analysis.workspace_sample,
-            synthetic=analysis.sample.metadata.get("nkpanel_synthetic", "") == "1",
+            synthetic=analysis.sample.synthetic,
             flowkit_sample=analysis.template_sample,
             dataset=analysis.sample.dataset,
         )
@@ -170,7 +170,7 @@ def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
     markers = dict(analysis.markers.markers) if analysis.markers else {}
     if analysis.markers:
         markers.update(analysis.markers.channels)
-    synthetic = sample.metadata.get("nkpanel_synthetic", "") == "1"
+    synthetic = sample.synthetic
     return plot_gates(
         sample_name=sample.name,
         gates=analysis.tree.gates,

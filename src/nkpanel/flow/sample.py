@@ -269,6 +269,11 @@ class FlowSample:
             return None  # not found, or the events may have changed since (made writable)
         return found.values
 
+    @property
+    def synthetic(self) -> bool:
+        """Whether nkpanel's simulator wrote the file (its NKPANEL_SYNTHETIC keyword)."""
+        return self.metadata.get("nkpanel_synthetic", "") == "1"
+
     def label(self, pnn: str) -> str:
         """``CD56 (APC-A)``: the channel's $PnS and $PnN, or the $PnN alone without a $PnS."""
         pns = self.channels[self.index_of(pnn)].pns
