@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,8 +84,14 @@ EventFormat = Literal["parquet", "csv"]
 
 def _print_version(asked: bool) -> None:
     if asked:
-        typer.echo(__version__)
+        version()
         raise typer.Exit()
+
+
+def _options(pairs: Sequence[tuple[str, object]]) -> list[str]:
+    """Command-line options as a person would type them again, shell-quoted; a value of None
+    leaves its option out."""
+    return [f"{name} {shlex.quote(str(value))}" for name, value in pairs if value is not None]
 
 
 @app.callback()
@@ -446,12 +453,10 @@ def run(
         intervals_path=reference_intervals,
         lab=lab,
     )
-    import shlex
-
-    again = [f"--history {shlex.quote(str(p))}" for p in history or []]
-    if reference_intervals:
-        again.append(f"--reference-intervals {shlex.quote(str(reference_intervals))}")
-    again += [f"--lab {shlex.quote(str(lab_file))}"] if lab_file else []
+    again = _options(
+        [("--history", p) for p in history or []]
+        + [("--reference-intervals", reference_intervals), ("--lab", lab_file)]
+    )
     _print_case(outcome, out, again)
     if outcome.failures:
         raise typer.Exit(1)
@@ -695,13 +700,11 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         for line in r.lines():
             out_console.print(line, soft_wrap=True)
         # a run's report is preliminary: a person authorises it after review (audit 19)
-        import shlex
-
-        same = "".join(f" {a}" for a in again)  # the serial view and intervals kept
+        # the serial view and intervals kept
+        said = _options([("report", outcome.summary_path), ("--out", r.clinician_html.parent)])
         how = (
-            f"authorise it after review: nkpanel report {shlex.quote(str(outcome.summary_path))}"
-            f" --out {shlex.quote(str(r.clinician_html.parent))}{same} --authoriser NAME; a lab "
-            "file's authoriser does not"
+            f"authorise it after review: nkpanel {' '.join([*said, *again])} --authoriser "
+            "NAME; a lab file's authoriser does not"
         )
         for note in r.notes(authoriser=how):
             say(note, flag="note:", colour="yellow")
@@ -715,7 +718,6 @@ def demo(
 ) -> None:
     """Simulate a synthetic patient's two episodes, run both, report the second (the first as
     its history) and say where everything is."""
-    import shlex
 
     from nkpanel.case import load_case
     from nkpanel.demo import DEMO_EPISODES, write_synthetic_case
@@ -744,7 +746,7 @@ def demo(
         )
         if last:
             out_console.rule(f"current episode {ep.episode} (earlier episodes as history)")
-            since = [f"--history {shlex.quote(str(p))}" for p in earlier]
+            since = _options([("--history", p) for p in earlier])
             _print_case(result, out / "results" / ep.folder, since)
         history.append(result.summary)
         earlier.append(result.summary_path)
