@@ -646,14 +646,13 @@ def interpret_measurement(
             "above": f"Above the {phrase}.",
             "below": f"Below the {phrase}.",
         }[flag]
-        if at_limit:
-            comment = f"At the limit of the {phrase}, which itself counts as outside."
+    if at_limit:
+        comment = f"At the limit of the {phrase}, which itself counts as outside."
+    if interval.kind == "clinic_cutoff":
         comment += (
             " This cutoff is not validated as a treatment threshold; cutoffs differ between "
             "clinics."
         )
-    if at_limit and interval.kind == "reference_interval":
-        comment = f"At the limit of the {phrase}, which itself counts as outside."
     patient = _patient_sentence(flag, interval, d, at_limit=at_limit)
     caveats += _far_outside(reported, interval, meas)
     if by_unc is not None and unc is not None:
