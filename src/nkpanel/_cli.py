@@ -223,8 +223,6 @@ def progress_steps(description: str, total: int) -> Iterator[Callable[[str], Non
 
         def step(name: str) -> None:
             nonlocal started
-            if interrupted():  # an interrupt Python swallowed (raised in a callback)
-                raise KeyboardInterrupt
             started += 1
             starting(bar, task, description, started, total, name)
 
@@ -235,6 +233,8 @@ def starting(bar: Progress, task: TaskID, label: str, number: int, total: int, n
     """Item ``number`` (from 1) of ``total`` starts: the items before it are done. On a
     terminal the bar moves; off one, a plain line says which item starts
     (``analysing 3/20: tube002.fcs``)."""
+    if interrupted():  # an interrupt Python swallowed (raised in a callback): stop here
+        raise KeyboardInterrupt
     shown = Path(name).name
     bar.update(task, completed=number - 1, current=shown)
     if bar.disable:
