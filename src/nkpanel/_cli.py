@@ -110,8 +110,7 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         import fcntl
     except ImportError:  # pragma: no cover - not on Linux or macOS
         return lambda: None
-    top = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
-    made = [p for p in (folder, *folder.parents) if p != top and not p.exists()]
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # removed if left empty
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY)
