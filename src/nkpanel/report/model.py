@@ -49,27 +49,24 @@ class LabInfo(BaseModel):
     )
 
 
-def not_authorised(lab: LabInfo) -> LabInfo:
-    """``lab`` without its ``authoriser``.
+def load_lab_info(path: Path) -> LabInfo:
+    """Read a lab file (TOML with the :class:`LabInfo` fields at the top level), less its
+    ``authoriser``.
 
     A report is authorised by a person after reviewing it (ISO 15189 has results reviewed
     before they are released), not by a name in the lab's configuration: with an authoriser in
     the lab file, every run was issued "final", even one whose results failed QC (audit 19).
-    The command line authorises a report with ``nkpanel report CASE_SUMMARY --authoriser
-    NAME``; the lab file's name does not.
-    """
-    return lab.model_copy(update={"authoriser": None})
-
-
-def load_lab_info(path: Path) -> LabInfo:
-    """Read a lab file (TOML with the :class:`LabInfo` fields at the top level).
+    The field is accepted (a lab's existing file still loads) and dropped here, so that no
+    caller, the command line's or a library's, authorises by it; ``nkpanel report
+    CASE_SUMMARY --authoriser NAME`` authorises after review.
 
     Raises
     ------
     ConfigError
         Unreadable file, invalid TOML or invalid fields; the message names the file.
     """
-    return validate_toml(LabInfo, load_toml(path, "lab file"), path, "lab file")
+    lab = validate_toml(LabInfo, load_toml(path, "lab file"), path, "lab file")
+    return lab.model_copy(update={"authoriser": None})
 
 
 @dataclass(frozen=True)
