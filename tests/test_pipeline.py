@@ -501,14 +501,27 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_results_standing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A drawing fault (here made to happen) failed the whole sample as an internal error,
-    its numbers lost. The sample's results are written without figures, with a note saying
-    why; the other outputs are there, and nothing is half-written."""
+    its numbers lost. The sample's results are written without figures (those drawn before
+    the fault too), with a note saying why; the other outputs are there, written once, and
+    nothing is half-written."""
     import json
 
+    import nkpanel.flow.output as output
     import nkpanel.flow.plots as plots
 
-    def broken(**_: Any) -> list[Path]:
+    def broken(*, out_dir: Path, **_: Any) -> list[Path]:
+        out_dir.mkdir(parents=True)
+        (out_dir / "first_gate.png").write_bytes(b"drawn before the fault")
         raise ValueError("Axis limits cannot be NaN or Inf")
+
+    summaries: list[Path] = []
+    write_text = output.write_text
+
+    def counted(target: Path, text: str) -> None:
+        summaries.append(target)
+        write_text(target, text)
+
+    monkeypatch.setattr(output, "write_text", counted)
 
     monkeypatch.setattr(plots, "plot_gates", broken)
     path = write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=20_000)), tmp_path / "t.fcs")
@@ -527,6 +540,7 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_results_standing(
         "summary.json",
     ]
     assert r.notes[-1] in json.loads((folder / "summary.json").read_text())["notes"]
+    assert [p.name for p in summaries].count("summary.json") == 1  # the sample written once
     assert (out / "flow_populations.csv").is_file()
     assert not list(out.rglob("*.part"))
 

@@ -41,7 +41,6 @@ from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
 from nkpanel.flow.output import (
     BATCH_TABLES,
     BatchFailure,
-    FigureError,
     remove_batch_tables,
     write_batch,
     write_sample_outputs,
@@ -129,25 +128,17 @@ def analyze_flow_batch(
                     analysis.result, sample=name, file_notes=(*analysis.result.file_notes, *notes)
                 )
                 analysis = dataclasses.replace(analysis, result=result)
-            try:
-                written = write_sample_outputs(
-                    analysis, out_dir, plots=plots, export_events=export_events
-                )
-            except FigureError as exc:  # the numbers stand: written again, without figures
-                note = f"figures not drawn ({exc}); the results are not affected"
-                result = dataclasses.replace(analysis.result, notes=(*analysis.result.notes, note))
-                analysis = dataclasses.replace(analysis, result=result)
-                written = write_sample_outputs(
-                    analysis, out_dir, plots=False, export_events=export_events
-                )
+            outputs = write_sample_outputs(
+                analysis, out_dir, plots=plots, export_events=export_events
+            )
         except Exception as exc:  # one file's fault, nkpanel's included, stops no batch
             outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
             continue
-        outcome.written += written
+        outcome.written += outputs.paths
         if analysis.sample.synthetic:
             outcome.synthetic.append(str(path))
-        outcome.figures[analysis.result.sample] = [p for p in written if p.suffix == ".png"]
-        outcome.results.append(analysis.result)
+        outcome.figures[outputs.result.sample] = [p for p in outputs.paths if p.suffix == ".png"]
+        outcome.results.append(outputs.result)
         del analysis  # its events go before the next file is read
     written_now = {r.sample for r in outcome.results}
     outcome.earlier = earlier_folders(out_dir / "samples", written_now)

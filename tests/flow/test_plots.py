@@ -174,8 +174,8 @@ def test_figures_are_the_same_bytes_on_every_run(tmp_path: Path) -> None:
 
     tube = simulate_tube(SimulationSpec(n_events=20_000, seed=4))
     analysis = analyze_sample(tube.to_sample(), FlowSettings())
-    first = write_sample_outputs(analysis, tmp_path / "a", plots=True)
-    second = write_sample_outputs(analysis, tmp_path / "b", plots=True)
+    first = write_sample_outputs(analysis, tmp_path / "a", plots=True).paths
+    second = write_sample_outputs(analysis, tmp_path / "b", plots=True).paths
     figures = [p for p in first if p.suffix in (".svg", ".png")]
     assert len(figures) >= 8
     for p, q in zip(first, second, strict=True):

@@ -513,7 +513,7 @@ def test_template_figures_reuse_the_gated_sample(
         raise AssertionError("the FCS file was read again for the figures")
 
     monkeypatch.setattr(template_plots, "_load_fcs", no_second_read)
-    written = write_sample_outputs(analysis, tmp_path, plots=True)
+    written = write_sample_outputs(analysis, tmp_path, plots=True).paths
     assert len([p for p in written if p.suffix == ".png"]) == 15
 
 

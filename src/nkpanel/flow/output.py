@@ -4,8 +4,10 @@ written atomically, so an interrupted run leaves no half-written output."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ from nkpanel.flow.results import FlowResult
 
 __all__ = [
     "BatchFailure",
-    "FigureError",
+    "SampleOutputs",
     "write_batch",
     "write_events",
     "write_sample_outputs",
@@ -71,21 +73,33 @@ def write_events(analysis: FlowAnalysis, target: Path, fmt: EventFormat) -> Path
     return target
 
 
+@dataclass(frozen=True)
+class SampleOutputs:
+    """What :func:`write_sample_outputs` wrote, and the sample's result as written: with a note
+    where its figures could not be drawn."""
+
+    paths: list[Path]
+    result: FlowResult
+
+
 def write_sample_outputs(
     analysis: FlowAnalysis,
     out_dir: Path,
     *,
     plots: bool = True,
     export_events: EventFormat | None = None,
-) -> list[Path]:
+) -> SampleOutputs:
     """Per-sample files: summary JSON, Gating-ML of the automated gates, figures, events.
 
     They are written into a new folder that then replaces the sample's folder whole, so that
-    figures or events of an earlier run into the same ``out_dir`` are not left beside them."""
+    figures or events of an earlier run into the same ``out_dir`` are not left beside them.
+    Figures that cannot be drawn leave the numbers standing: the sample is written without
+    figures, its result noting why (a disk that cannot take files, an interrupt, or any fault
+    under ``--debug`` still fails it)."""
     final = sample_dir(out_dir, analysis)
     with atomic_folder(final) as d:
-        written = _write_sample_files(analysis, d, plots=plots, export_events=export_events)
-    return [final / p.relative_to(d) for p in written]
+        written, result = _write_sample_files(analysis, d, plots=plots, export_events=export_events)
+    return SampleOutputs([final / p.relative_to(d) for p in written], result)
 
 
 def _write_sample_files(
@@ -94,9 +108,22 @@ def _write_sample_files(
     *,
     plots: bool,
     export_events: EventFormat | None,
-) -> list[Path]:
+) -> tuple[list[Path], FlowResult]:
     written: list[Path] = []
-    summary = analysis.result.summary()
+    result = analysis.result
+    if plots:  # first: a note on figures not drawn belongs in the summary
+        try:
+            written += _figures(analysis, d / "plots")
+        except OSError:
+            raise  # a disk that cannot take files fails the sample's other files as well
+        except Exception as exc:  # any drawing fault: said, and the numbers stand
+            if interrupted() or tracebacks_shown():  # an interrupt turned into it; --debug
+                raise
+            shutil.rmtree(d / "plots", ignore_errors=True)  # the figures drawn before it
+            written = []
+            note = f"figures not drawn ({one_line(exc, limit=200)}); the results are not affected"
+            result = dataclasses.replace(result, notes=(*result.notes, note))
+    summary = result.summary()
     if analysis.sample.path is not None:  # which file, as it was: a later file at the same
         summary["source_file"] = file_stamp(analysis.sample.path)  # path is another's
     target = d / "summary.json"
@@ -110,23 +137,9 @@ def _write_sample_files(
         embed = matrix_to_embed(analysis.sample, analysis.values.spillover)
         export_gatingml(analysis.tree, target, spillover=embed)
         written.append(target)
-    if plots:
-        try:
-            written += _figures(analysis, d / "plots")
-        except OSError:
-            raise  # a disk that cannot take files fails the sample's other files as well
-        except Exception as exc:  # any drawing fault: said, and the numbers stand
-            if interrupted() or tracebacks_shown():  # an interrupt turned into it; --debug
-                raise
-            raise FigureError(one_line(exc, limit=200)) from exc
     if export_events is not None:
         written.append(write_events(analysis, d / f"events.{export_events}", export_events))
-    return written
-
-
-class FigureError(Exception):
-    """A sample's figures could not be drawn (its numbers were not affected): the batch
-    writes the sample's outputs again without figures, with a note saying why."""
+    return written, result
 
 
 def _figures(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
