@@ -182,6 +182,32 @@ def test_lab_evidence_is_held_to_the_same_rules(tmp_path: Path) -> None:
         load_evidence(f)
 
 
+@pytest.mark.parametrize("source", ["???", "TBD", "n/a"])
+def test_a_lab_statement_must_name_its_source(tmp_path: Path, source: str) -> None:
+    """A placeholder was refused as an interval's source (audit 19) but printed as an evidence
+    statement's: a lab's statement is shown beside the bundled ones, with its source."""
+    f = tmp_path / "ev.toml"
+    f.write_text(
+        '[[statement]]\nid = "x"\ntopic = "population"\n'
+        'text = "In this laboratory\'s audit, the median was 11%."\n'
+        f'source = "{source}"\n',
+        "utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_evidence(f)
+    assert str(f) in str(info.value) and "names no source" in str(info.value)
+
+
+def test_every_bundled_method_note_names_its_source() -> None:
+    from nkpanel.interpret.method_notes import MethodNote, load_method_notes
+
+    assert load_method_notes()  # loaded through the same rule
+    with pytest.raises(ValueError, match="names no source"):
+        MethodNote(
+            id="x", measurands=("pnk-pct-lymph",), text="t" * 10, plain="p" * 10, source="TBD"
+        )
+
+
 def test_lab_evidence_extends(tmp_path: Path) -> None:
     f = tmp_path / "ev.toml"
     f.write_text(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nkpanel._toml import load_toml_or_bundled, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import known_codes
-from nkpanel.interpret.wording import check_wording
+from nkpanel.interpret.wording import SourceText, check_wording
 
 __all__ = ["TOPICS", "EvidenceStatement", "load_evidence", "select_evidence"]
 
@@ -57,7 +57,7 @@ class EvidenceStatement(BaseModel):
     show_when: tuple[str, ...] = ("always",)
     text: str = Field(min_length=10)
     plain: str = ""
-    source: str = Field(min_length=3)
+    source: SourceText
     design: str | None = None
     size: str | None = None
     effect: str | None = None

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nkpanel._toml import load_toml_or_bundled, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import MEASURANDS
-from nkpanel.interpret.wording import check_wording, source_problem
+from nkpanel.interpret.wording import SourceText, check_wording
 
 __all__ = ["AnalyticalCV", "IntervalSet", "ReferenceInterval", "SampleAgeLimit", "load_intervals"]
 
@@ -60,7 +60,7 @@ class ReferenceInterval(_Strict):
     unit: str
     method: str
     population: str
-    source: str = Field(min_length=3)
+    source: SourceText
     cycle_timing: str | None = None
     lh_day_min: int | None = Field(default=None, ge=0, le=20)
     lh_day_max: int | None = Field(default=None, ge=0, le=20)
@@ -77,8 +77,6 @@ class ReferenceInterval(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ReferenceInterval:
-        if (why := source_problem(self.source)) is not None:
-            raise ValueError(f"source {why}")
         if self.healthy_population and self.kind != "reference_interval":
             raise ValueError("healthy_population applies only to a reference_interval")
         if self.measurand not in MEASURANDS:
@@ -138,13 +136,7 @@ class AnalyticalCV(_Strict):
 
     measurand: str
     cv_percent: float = Field(gt=0, le=100)
-    source: str = Field(min_length=3)
-
-    @model_validator(mode="after")
-    def _check(self) -> AnalyticalCV:
-        if (why := source_problem(self.source)) is not None:
-            raise ValueError(f"source {why}")
-        return self
+    source: SourceText
 
 
 class SampleAgeLimit(_Strict):
@@ -153,13 +145,7 @@ class SampleAgeLimit(_Strict):
     biomarker: Literal["flow", "cytotoxicity"]
     anticoagulant: Literal["EDTA", "ACD", "heparin", "other"] | None = None
     max_hours: float = Field(gt=0)
-    source: str = Field(min_length=3)
-
-    @model_validator(mode="after")
-    def _check(self) -> SampleAgeLimit:
-        if (why := source_problem(self.source)) is not None:
-            raise ValueError(f"source {why}")
-        return self
+    source: SourceText
 
 
 class _File(_Strict):

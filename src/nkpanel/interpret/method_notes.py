@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nkpanel._toml import load_bundled_toml, refuse_duplicate_ids, validate_toml
 from nkpanel.errors import ConfigError
 from nkpanel.interpret.measurands import known_codes
-from nkpanel.interpret.wording import check_wording
+from nkpanel.interpret.wording import SourceText, check_wording
 
 __all__ = ["MethodFigure", "MethodNote", "load_method_notes", "notes_for"]
 
@@ -48,7 +48,7 @@ class MethodNote(BaseModel):
     method_contains: str = ""
     text: str = Field(min_length=10)
     plain: str = Field(min_length=10)
-    source: str = Field(min_length=3)
+    source: SourceText
     figures: tuple[MethodFigure, ...] = ()
 
     @field_validator("measurands")

@@ -16,8 +16,11 @@ body ("ESHRE … found insufficient evidence to recommend …"); nkpanel's own v
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-__all__ = ["check_wording", "source_problem"]
+from pydantic import AfterValidator
+
+__all__ = ["SourceText", "check_wording", "source_problem"]
 
 #: Phrasings that diagnose (name a condition as the patient's).
 _DIAGNOSIS = (
@@ -118,3 +121,14 @@ def source_problem(text: str) -> str | None:
             f"{text!r} names no source (a publication, a laboratory's test or its own validation)"
         )
     return None
+
+
+def _named_source(text: str) -> str:
+    if (why := source_problem(text)) is not None:
+        raise ValueError(f"source {why}")
+    return text
+
+
+#: a data file's ``source`` field (an interval's, an analytical CV's, an evidence statement's,
+#: a method note's): it must name one (:func:`source_problem`)
+SourceText = Annotated[str, AfterValidator(_named_source)]
