@@ -23,6 +23,7 @@ from nkpanel.interpret import (
     interpret_measurement,
     load_intervals,
 )
+from nkpanel.interpret.panel import guideline_comment
 from tests.interpret.summaries import biopsy, flow_entry, plate, summary
 
 
@@ -30,6 +31,14 @@ def result(reading: Any, code: str) -> Interpretation:
     found = [r for r in reading.results if r.measurand.code == code]
     assert len(found) == 1, [r.measurand.code for r in reading.results]
     return found[0]
+
+
+def own_comments(reading: Any) -> list[str]:
+    """The case comments in nkpanel's own words: the guidelines' statements, quoted, are
+    checked with their attribution (test_the_guidelines_position_is_in_the_interpretive_comment)."""
+    quoted = guideline_comment(reading.evidence)
+    assert quoted in reading.comments
+    return [c for c in reading.comments if c != quoted]
 
 
 def nk_pct(value: float, **kw: Any) -> Interpretation:
@@ -298,7 +307,7 @@ def test_every_sentence_passes_the_wording_rules() -> None:
             draw_pre_analytic={"acute_exposure": "stress", "current_immunotherapy": True},
         )
     )
-    texts = list(reading.comments)
+    texts = own_comments(reading)
     for r in reading.results:
         texts += [r.comment, r.patient_comment] + [c.text for c in r.caveats]
         texts += [c.patient_text for c in r.caveats]
@@ -508,7 +517,7 @@ def test_every_fixed_sentence_of_every_branch_passes_the_wording_rules(tmp_path:
             history=[before],
             intervals_path=lab,
         )
-        texts = [*reading.comments, *reading.serial_notes, *reading.patient_serial_notes]
+        texts = [*own_comments(reading), *reading.serial_notes, *reading.patient_serial_notes]
         texts += [t.summary for t in reading.trends]
         for r in reading.results:
             texts += [r.comment, r.patient_comment]
@@ -710,14 +719,29 @@ def test_counting_alone_is_known_from_the_uncertainty_not_its_wording() -> None:
 def test_the_guidelines_position_is_in_the_interpretive_comment() -> None:
     """Audit 19: ESHRE's and the RCOG's positions came only in the evidence panel, page 12 of
     the demo's 14, after flags such as "H (above)" on page 1. The interpretive comment gives
-    them, in the domain brief's words, on every report."""
+    them on every report, as the evidence file words them (the sourced statements), not in
+    words of its own."""
+    from nkpanel.interpret.evidence import EvidenceStatement
     from nkpanel.interpret.wording import check_wording
 
     reading = interpret_case(summary(flow=[flow_entry()]))
-    (said,) = [c for c in reading.comments if c.startswith("ESHRE (2017)")]
-    assert "insufficient evidence" in said and "RCOG (2023)" in said
-    assert "should not be offered routinely outside a research context" in said
-    assert check_wording(said) == []
+    (said,) = [c for c in reading.comments if c.startswith("ESHRE's 2017 guideline")]
+    assert "insufficient evidence to recommend NK cell testing" in said
+    assert "should not be routinely offered outside a research context" in said
+    assert "RCOG's Green-top Guideline 17 (2023)" in said and "evidence panel" in said
+    assert said == guideline_comment(reading.evidence)
+    assert check_wording(said, attributed=True) == []
+    # a lab's evidence file with another guideline statement: the comment follows it
+    own = EvidenceStatement(
+        id="national-2026",
+        topic="guideline",
+        text="The national society's 2026 guideline advises against routine NK cell testing.",
+        source="National Society guideline 2026 (synthetic example)",
+    )
+    reading = interpret_case(summary(flow=[flow_entry()]), evidence=[own])
+    assert [c for c in reading.comments if "guideline" in c] == [
+        own.text + " (Sources: the evidence panel.)"
+    ]
 
 
 @pytest.mark.parametrize(("pct", "flag"), [(4.9, "within"), (5.0, "above"), (5.1, "above")])

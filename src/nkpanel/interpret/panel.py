@@ -18,7 +18,7 @@ from nkpanel.interpret.intervals import IntervalSet, load_intervals
 from nkpanel.interpret.measurements import SOURCE, Episode, Failure, read_episode, time_order
 from nkpanel.interpret.serial import Trend, serial_notes, trends
 
-__all__ = ["CaseInterpretation", "interpret_case"]
+__all__ = ["CaseInterpretation", "guideline_comment", "interpret_case"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,11 @@ class CaseInterpretation:
         return {c.code for r in self.results for c in r.caveats}
 
 
-def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) -> list[str]:
+def _comments(
+    results: Sequence[Interpretation],
+    failures: Sequence[Failure],
+    evidence: Sequence[EvidenceStatement],
+) -> list[str]:
     out = []
     failed = [r for r in results if r.flag == "not_interpreted"]
     if failed or failures:
@@ -72,19 +76,24 @@ def _comments(results: Sequence[Interpretation], failures: Sequence[Failure]) ->
             "Stress, exercise or adrenaline shortly before the draw can raise NK cells in blood "
             "for up to 1–2 h: repeat the draw at rest before drawing conclusions."
         )
-    # the guidelines' position on the first page, not only in the evidence panel near the end
-    # of the report (audit 19: page 12 of 14), in the words of the domain brief
-    out.append(
-        "ESHRE (2017) found insufficient evidence to support NK-cell testing of blood or "
-        "endometrium in recurrent pregnancy loss, and the RCOG (2023) states that NK-cell tests "
-        "should not be offered routinely outside a research context (see the evidence panel)."
-    )
+    if (said := guideline_comment(evidence)) is not None:
+        out.append(said)
     out.append(
         "This report gives measurements, their quality and where they lie against stated "
         "intervals, with the state of the evidence; clinical decisions rest with the treating "
         "clinician."
     )
     return out
+
+
+def guideline_comment(evidence: Sequence[EvidenceStatement]) -> str | None:
+    """The guidelines' position for the first page, not only in the evidence panel near the
+    end of the report (audit 19: page 12 of 14): the chosen guideline statements of the
+    evidence file, quoted, so that the comment says what the sourced statements say and
+    follows a lab's file. Quoted, they are the bodies' words, held to the wording rules with
+    their attribution when the file loads (they may report a body's recommendation)."""
+    quoted = [s.text for s in evidence if s.topic == "guideline"]
+    return " ".join(quoted) + " (Sources: the evidence panel.)" if quoted else None
 
 
 class EpisodeIdentity(Protocol):
@@ -206,7 +215,7 @@ def interpret_case(
         evidence=tuple(chosen),
         intervals=ivs,
         settings=settings,
-        comments=tuple(_comments(results, episode.failures)),
+        comments=tuple(_comments(results, episode.failures, chosen)),
         serial_notes=tuple(notes),
         patient_serial_notes=tuple(patient_notes),
     )
