@@ -429,6 +429,15 @@ def test_history_that_breaks_the_serial_views_rules_is_refused_before_any_work(
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"error: {file}: ") and why in line, line
         assert not out.exists()
+    # an episode recorded by days alone (no draw time): its days count, as in its summary
+    # (review 24: the check before the work saw no time and let the later episode through)
+    manifest = case / "case.toml"
+    text = manifest.read_text("utf-8")
+    manifest.write_text(text.replace("collected = 2026-11-02T08:30:00", "collected = 2026-11-22"))
+    out = tmp_path / "out-days"
+    proc = nkpanel("run", str(manifest), "--out", str(out), "--history", str(later))
+    assert proc.returncode == 2 and not out.exists()
+    assert "was collected 2026-11-20, after this episode (2026-11-02)" in proc.stderr
 
 
 def test_a_folder_another_run_writes_to_is_refused(tmp_path: Path) -> None:

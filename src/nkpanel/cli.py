@@ -476,13 +476,16 @@ def _check_history_first(
 ) -> None:
     """The serial view's rules on the --history files, before any work, each refusal naming
     its file (the report checks them again, after the work, for ``nkpanel report``)."""
-    from nkpanel.interpret.measurements import read_episode, time_order
+    from nkpanel.interpret.measurements import earliest, read_episode
     from nkpanel.interpret.panel import check_history
 
-    times = [d.collected for d in manifest.blood_draws if isinstance(d.collected, dt.datetime)]
-    times += [b.collected for b in manifest.endometrial if isinstance(b.collected, dt.datetime)]
-    first = min(times, key=time_order, default=None)
-    planned = _Planned(manifest.case.id, manifest.case.patient_id, first)
+    # the episode's time as its summary will give it: every specimen's, a day alone too (a
+    # plate's assay day, a biopsy's date), by the same rule (review 24: days were left out
+    # here, and history after a day-only episode was refused only after all the work)
+    times = [d.collected for d in manifest.blood_draws]
+    times += [c.assay_date for c in manifest.cytotoxicity]
+    times += [b.collected for b in manifest.endometrial]
+    planned = _Planned(manifest.case.id, manifest.case.patient_id, earliest(times))
     check_history(planned, [read_episode(h) for h in earlier], [str(p) for p in paths])
 
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -182,9 +182,8 @@ class Episode:
     @property
     def collected(self) -> dt.datetime | None:
         """The earliest collection time of the episode's specimens."""
-        times = [m.collected for m in self.measurements if m.collected is not None]
-        times += [t for s in self.specimens if isinstance(t := s.get("collected"), dt.datetime)]
-        return min(times, key=time_order) if times else None
+        times = [m.collected for m in self.measurements]
+        return earliest(times + [s.get("collected") for s in self.specimens])
 
 
 @dataclass(frozen=True)
@@ -253,6 +252,20 @@ def _bad(where: str, cause: str) -> InputError:
 class DayOnly(dt.datetime):
     """A collection recorded as a day, without a time (a biopsy's date): reports print it as
     the day it is, inventing no time of day."""
+
+
+def earliest(times: Iterable[object]) -> dt.datetime | None:
+    """The earliest of collection times (``None`` when none is): a day alone (a
+    :class:`datetime.date`) counts as that day, after any timed collection on it
+    (:func:`time_order`); values of other kinds are not times. One rule for an episode's time,
+    whether read from its summary or, before a run, from its manifest (``nkpanel run`` checks
+    ``--history`` against it before any work)."""
+    days = [
+        t if isinstance(t, dt.datetime) else DayOnly(t.year, t.month, t.day)
+        for t in times
+        if isinstance(t, dt.date)
+    ]
+    return min(days, key=time_order) if days else None
 
 
 def time_order(t: dt.datetime) -> tuple[dt.date, bool, dt.datetime]:
