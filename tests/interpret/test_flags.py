@@ -392,6 +392,23 @@ def test_biopsy_timed_by_cycle_day(cycle_day: int, flag: str, caveat: str) -> No
         assert f"cycle day {cycle_day}, outside cycle day 19–23" in r.comment
 
 
+def test_a_biopsys_own_timing_stands_whole_against_the_episodes() -> None:
+    """The run analyses a biopsy by its own timing when it gives one, the episode's only when
+    it gives none; the report took the episode's LH day beside the biopsy's own cycle day,
+    labelled it LH+7 and compared it with the LH+7 to LH+9 interval."""
+    entry = biopsy(pct=3.0, lh_day=None)
+    entry["cycle_day"] = 26
+    own = summary(endometrial=[entry], pre_analytic={"lh_day": 7})
+    r = result(interpret_case(own), "unk-pct-stroma")
+    assert r.flag == "no_interval"
+    assert "cycle day 26, outside cycle day 19–23" in r.comment
+    assert (r.measurement.pre_analytic.lh_day, r.measurement.pre_analytic.cycle_day) == (None, 26)
+    # a biopsy that gives none: the episode's stands for it
+    untimed = summary(endometrial=[biopsy(pct=3.0, lh_day=None)], pre_analytic={"lh_day": 7})
+    r = result(interpret_case(untimed), "unk-pct-stroma")
+    assert r.measurement.pre_analytic.lh_day == 7 and r.flag == "within"
+
+
 # ---- free text from a case is quoted as data, never checked or rejected ---------------------
 
 

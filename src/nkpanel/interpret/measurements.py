@@ -1157,10 +1157,14 @@ def read_episode(summary: Mapping[str, Any]) -> Episode:
         bid = str(biopsy.get("id", f"biopsy-{i + 1}"))
         collected = _time(biopsy.get("collected"), f"{where}.collected")
         pre = pre_for(biopsy, where)
-        for key in ("lh_day", "cycle_day"):
-            day = _number(biopsy.get(key), f"{where}.{key}")
-            if day is not None:
-                pre = pre.model_copy(update={key: int(day)})
+        own = {k: _number(biopsy.get(k), f"{where}.{k}") for k in ("lh_day", "cycle_day")}
+        if any(day is not None for day in own.values()):
+            # the biopsy's own timing, whole: a specimen's own facts win over the episode's,
+            # as the run analysed it (an episode's LH day beside a biopsy's cycle day was
+            # labelled and compared by the episode's)
+            pre = pre.model_copy(
+                update={k: None if day is None else int(day) for k, day in own.items()}
+            )
         timing = (
             lh_label(pre.lh_day)
             if pre.lh_day is not None
