@@ -540,6 +540,98 @@ def test_an_interrupted_run_says_so_and_leaves_nothing_half_written(
     assert not [p for p in out.rglob("*") if ".part" in p.name]
 
 
+@pytest.mark.parametrize(
+    ("signame", "whom"), [("SIGINT", "group"), ("SIGTERM", "group"), ("SIGTERM", "parent")]
+)
+def test_an_interrupted_batch_in_worker_processes_stops_whole(
+    tmp_path: Path, signame: str, whom: str
+) -> None:
+    """--jobs: Ctrl-C (the terminal signals the whole process group) or SIGTERM to nkpanel
+    alone (a scheduler, `kill`) stops a batch analysed in worker processes: its status, no
+    half-written folder, and no worker process left behind."""
+    import signal
+    import time
+
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube = simulate_tube(SimulationSpec(seed=2, n_events=60_000))
+    files = [write_fcs(tube, tmp_path / f"t{i}.fcs") for i in range(6)]
+    for i, f in enumerate(files):  # six tubes, not one file six times
+        f.write_bytes(f.read_bytes().replace(b"SYNTH", b"SYNTi"[:4] + str(i).encode(), 1))
+    out = tmp_path / "out"
+    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nkpanel", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("samples/*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # workers are writing samples
+    sig = getattr(signal, signame)
+    if whom == "group":
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines()[-1].startswith("aborted: interrupted"), err
+    assert "Traceback" not in err  # a worker between files says nothing
+    assert not [p for p in out.rglob("*") if ".part" in p.name or ".old" in p.name]
+    for folder in out.glob("samples/*"):  # each sample folder whole
+        assert (folder / "summary.json").is_file() and (folder / "plots").is_dir()
+    # nothing of the run's process group is left running (an exited process that this
+    # sandbox's init has not reaped yet shows as Z)
+    listed = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout.splitlines()
+    assert [p for p in listed if p.split()[1][0] != "Z"] == [], listed
+
+
+def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
+    """A worker killed under a batch (the system's OOM killer, `kill -9`): the run says which
+    file it was analysing and what to do, in one line, with no traceback."""
+    import signal
+    import time
+
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=60_000)), tmp_path / f"t{i}.fcs")
+        for i in range(6)
+    ]
+    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nkpanel", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the forkserver's children are the workers
+        rows = subprocess.run(
+            ["ps", "-o", "pid=,ppid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
+        ).stdout.splitlines()
+        server = [
+            int(r.split()[0]) for r in rows if "forkserver" in r and int(r.split()[1]) == proc.pid
+        ]
+        workers = [int(r.split()[0]) for r in rows if server and int(r.split()[1]) == server[0]]
+    time.sleep(0.5)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "ended before it finished" in line, err
+    assert "--jobs 1" in line
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

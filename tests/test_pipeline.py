@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import weakref
 from pathlib import Path
 from typing import Any
@@ -421,10 +422,12 @@ def test_files_left_in_subfolders_are_said(tmp_path: Path) -> None:
     ]
 
 
-def test_the_same_events_exported_twice_are_said(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_same_events_exported_twice_are_said(tmp_path: Path, jobs: int) -> None:
     """One tube exported twice (another $DATE or byte order: not a byte copy) was counted as
     two samples with no word. Both are still listed, each named, and the second says it holds
-    the first's events; another tube says nothing."""
+    the first's events; another tube says nothing. In worker processes too, where the second
+    is analysed before the batch knows the first's events."""
     from tests.flow.fcs_bytes import edit_text_value
 
     tube = simulate_tube(SimulationSpec(seed=3, n_events=20_000))
@@ -433,9 +436,11 @@ def test_the_same_events_exported_twice_are_said(tmp_path: Path) -> None:
     again.write_bytes(edit_text_value(a.read_bytes(), "$DATE", "16-JAN-2024"))
     other = write_fcs(simulate_tube(SimulationSpec(seed=4, n_events=20_000)), tmp_path / "b.fcs")
     results = pipeline.analyze_flow_batch(
-        [a, again, other], FlowSettings(), tmp_path / "out", plots=False
+        [a, again, other], FlowSettings(), tmp_path / "out", plots=False, jobs=jobs
     ).results
     assert [r.sample for r in results] == ["a", "a_again", "b"]
+    written = json.loads((tmp_path / "out" / "samples" / "a_again" / "summary.json").read_text())
+    assert any("same events as a" in n for n in written["file_notes"])
     said = [[n for n in r.file_notes if "same events" in n] for r in results]
     assert said == [
         [],
@@ -600,3 +605,40 @@ def write_case(tmp_path: Path) -> Path:
     from nkpanel.demo import write_synthetic_case
 
     return write_synthetic_case(tmp_path / "case", n_events=20_000, endometrial=False)
+
+
+def test_files_analysed_in_worker_processes_give_the_same_outcome(tmp_path: Path) -> None:
+    """--jobs: files analysed at once, each in a worker process, give what one after another
+    gives: the same results in the order given, the same failures, the same files with the
+    same bytes (tables, summaries, gates, figures), and a fault that stops nothing."""
+    import hashlib
+
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=8_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7)
+    ]
+    bad = tmp_path / "broken.fcs"
+    bad.write_bytes(b"FCS3.1    not really")
+    given = [files[0], bad, files[1], files[2]]
+    outcomes = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        seen: list[str] = []
+        outcomes[jobs] = (
+            pipeline.analyze_flow_batch(given, FlowSettings(), out, jobs=jobs, on_file=seen.append),
+            {
+                str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*"))
+                if p.is_file() and p.name != ".nkpanel-files"  # its file times differ
+            },
+            seen,
+        )
+    (one, one_files, one_seen), (two, two_files, two_seen) = outcomes[1], outcomes[2]
+    assert [r.sample for r in two.results] == ["t5", "t6", "t7"]
+    assert two.results == one.results
+    assert [f.source for f in two.failures] == [str(bad)]
+    assert two.failures == one.failures
+    assert two_seen == one_seen == [str(p) for p in given]
+    assert len([f for f in two_files if f.endswith(".png")]) >= 3 * 8
+    assert two_files == one_files
+    assert not list((tmp_path / "out2").rglob("*.part"))

@@ -173,6 +173,16 @@ IntervalsOption = Annotated[
         help="The lab's reference-interval TOML, replacing or extending the bundled one.",
     ),
 ]
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="FCS files analysed at once, each in a process of its own (default: the CPUs, at "
+        "most 8, or NKPANEL_JOBS, for 3 files or more with figures; 1: one after another).",
+    ),
+]
 LabOption = Annotated[
     Path | None,
     typer.Option(

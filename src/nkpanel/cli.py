@@ -22,6 +22,7 @@ from nkpanel._atomic import atomic_folder
 from nkpanel._cli import (
     HistoryOption,
     IntervalsOption,
+    JobsOption,
     LabOption,
     expand_folders,
     fmt,
@@ -262,6 +263,7 @@ def flow_analyze(
         typer.Option("--export-events", help="Write per-event gate membership."),
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Gating figures.")] = True,
+    jobs: JobsOption = None,
     dataset: Annotated[
         int | None,
         typer.Option(
@@ -357,7 +359,13 @@ def flow_analyze(
         raise ConfigError("--population names the gates of a --template")
     with progress_steps("analysing", len(files)) as step:
         outcome = analyze_flow_batch(
-            files, settings, out, plots=plots, export_events=export_events, on_file=step
+            files,
+            settings,
+            out,
+            plots=plots,
+            export_events=export_events,
+            on_file=step,
+            jobs=jobs,  # None: nkpanel chooses
         )
     _print_results(outcome.results, outcome.failures)
     for folder in outcome.earlier:
@@ -433,6 +441,7 @@ def run(
     history: HistoryOption = None,
     reference_intervals: IntervalsOption = None,
     lab_file: LabOption = None,
+    jobs: JobsOption = None,
 ) -> None:
     """Run every biomarker a case manifest holds, then interpret and report."""
     from nkpanel.case import load_case
@@ -452,6 +461,7 @@ def run(
         history=earlier,
         intervals_path=reference_intervals,
         lab=lab,
+        jobs=jobs,
     )
     again = _options(
         [("--history", p) for p in history or []]
@@ -507,6 +517,7 @@ def _run_with_progress(
     history: Sequence[dict[str, Any]] = (),
     intervals_path: Path | None = None,
     lab: LabInfo | None = None,
+    jobs: int | None = None,
 ) -> CaseOutcome:
     from nkpanel.pipeline import draw_files, run_case
 
@@ -524,6 +535,7 @@ def _run_with_progress(
             history=history,
             intervals_path=intervals_path,
             lab=lab,
+            jobs=jobs,  # None: nkpanel chooses
         )
 
 

@@ -6,10 +6,12 @@ plates) and endometrial NK cells plug in here as they land.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +36,9 @@ from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import (
     ConfigError,
     InputError,
+    NkPanelError,
     batch_failure,
+    interrupted,
     one_line,
 )
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
@@ -75,6 +79,116 @@ class BatchOutcome:
     synthetic: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _FileDone:
+    """One file of a batch, analysed and written (its result and paths), or its failure."""
+
+    result: FlowResult | None = None
+    paths: tuple[Path, ...] = ()
+    synthetic: bool = False
+    #: shape and about 2,000 evenly spaced events: two tubes never share them
+    fingerprint: str | None = None
+    #: the earlier sample of the batch holding the same events, as its outputs say
+    same_as: str | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class _File:
+    """One file of a batch and everything its analysis needs (sent to a worker whole)."""
+
+    path: Path
+    name: str
+    moved: str | None
+    settings: FlowSettings
+    out_dir: Path
+    plots: bool
+    export_events: Literal["parquet", "csv"] | None
+
+    def analyse(self, seen: Mapping[str, str]) -> _FileDone:
+        """Analyse the file and write its sample folder; ``seen``: the events of the batch's
+        earlier samples (fingerprint → sample)."""
+        try:
+            analysis = analyze_file(self.path, self.settings)
+            notes: list[str] = []
+            if self.name != analysis.result.sample:
+                notes.append(
+                    self.moved
+                    or f"named {self.name}: another file of the batch is also called "
+                    f"{self.path.stem}"
+                )
+            fingerprint = array_digest(analysis.sample.events, rows=2048)
+            same_as = seen.get(fingerprint)
+            if same_as is not None:  # the same tube re-exported (other keywords, byte order)
+                notes.append(
+                    f"holds the same events as {same_as} (exported twice?): both are listed, "
+                    "but they are one tube"
+                )
+            if notes:
+                result = dataclasses.replace(
+                    analysis.result,
+                    sample=self.name,
+                    file_notes=(*analysis.result.file_notes, *notes),
+                )
+                analysis = dataclasses.replace(analysis, result=result)
+            outputs = write_sample_outputs(
+                analysis, self.out_dir, plots=self.plots, export_events=self.export_events
+            )
+        except Exception as exc:  # one file's fault, nkpanel's included, stops no batch
+            return _FileDone(failure=batch_failure(exc, source=self.path))
+        return _FileDone(
+            outputs.result,
+            tuple(outputs.paths),
+            analysis.sample.synthetic,
+            fingerprint,
+            same_as,
+        )
+
+
+def _in_workers(
+    files: Sequence[_File],
+    jobs: int,
+    record: Callable[[_File, _FileDone], None],
+    on_file: Progress | None,
+) -> None:
+    """Analyse ``files`` in ``jobs`` worker processes, at most ``jobs`` under way at once,
+    recording each in the order given. An interrupt (or ``--debug``'s error) stops the batch:
+    files not started are not, those under way stop through their own clean-up."""
+    from nkpanel._workers import process_pool, run_in_worker, stop_workers
+
+    pool = process_pool(jobs)
+    under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
+    try:
+        for file in files:
+            if len(under_way) == jobs:
+                record(*_finished(under_way.popleft()))
+            if on_file is not None:
+                on_file(str(file.path))
+            under_way.append((file, pool.submit(run_in_worker, file.analyse, {})))
+        while under_way:
+            record(*_finished(under_way.popleft()))
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _finished(item: tuple[_File, Future[_FileDone]]) -> tuple[_File, _FileDone]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    file, future = item
+    try:
+        return file, future.result()
+    except BrokenProcessPool as exc:
+        if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
+            raise KeyboardInterrupt from exc
+        raise NkPanelError(
+            f"{file.path}: the worker process analysing it ended before it finished (stopped "
+            "by a signal, or out of memory: --jobs 1 analyses one file at a time, in less "
+            "memory)"
+        ) from exc
+
+
 def analyze_flow_batch(
     paths: Sequence[Path],
     settings: FlowSettings,
@@ -84,8 +198,9 @@ def analyze_flow_batch(
     export_events: Literal["parquet", "csv"] | None = None,
     on_file: Progress | None = None,
     prune: bool = False,
+    jobs: int | None = 1,
 ) -> BatchOutcome:
-    """Analyse each file in turn; a bad file is recorded as a failure and the rest still run.
+    """Analyse each file; a bad file is recorded as a failure and the rest still run.
 
     When every file fails, nothing is written, and batch tables an earlier run left in
     ``out_dir`` are removed (they would pass for this run's). Sample folders of an earlier run
@@ -94,7 +209,13 @@ def analyze_flow_batch(
     Files are named by their stem; files of one stem from different folders are told apart as
     ``<stem>-2``, ``<stem>-3``… in the order given (with a note naming the file), so that none
     overwrites another's outputs; nor, outside a case's folder, the outputs an earlier run
-    wrote there for another file of the same stem (:func:`~nkpanel._names.away_from_earlier`)."""
+    wrote there for another file of the same stem (:func:`~nkpanel._names.away_from_earlier`).
+
+    With ``jobs`` > 1, that many files are analysed at once, each in a worker process
+    (:mod:`nkpanel._workers`); the outcome is the same as one by one, in the order given.
+    ``None`` chooses (:func:`~nkpanel._workers.default_jobs`). Worker processes start afresh
+    and import the program's main module, as Python's ``multiprocessing`` does: a script
+    that asks for workers runs its own work under ``if __name__ == "__main__":``."""
     check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
     outcome = BatchOutcome()
     paths, outcome.notes = distinct_files(paths)
@@ -103,43 +224,38 @@ def analyze_flow_batch(
     if not prune:  # a case's own folder holds its own files: replaced, not kept beside
         names, moved = away_from_earlier(out_dir / "samples", paths, names)
     seen: dict[str, str] = {}  # events fingerprint → the sample that holds them
-    for i, (path, name) in enumerate(zip(paths, names, strict=True)):
-        if on_file is not None:
-            on_file(str(path))
-        try:
-            analysis = analyze_file(path, settings)
-            notes: list[str] = []
-            if name != analysis.result.sample:
-                notes.append(
-                    moved.get(i)
-                    or f"named {name}: another file of the batch is also called {path.stem}"
-                )
-            # shape and about 2,000 evenly spaced events: two tubes never share them
-            fingerprint = array_digest(analysis.sample.events, rows=2048)
-            if fingerprint in seen:  # the same tube re-exported (other keywords, byte order)
-                notes.append(
-                    f"holds the same events as {seen[fingerprint]} (exported twice?): both are "
-                    "listed, but they are one tube"
-                )
-            else:
-                seen[fingerprint] = name
-            if notes:
-                result = dataclasses.replace(
-                    analysis.result, sample=name, file_notes=(*analysis.result.file_notes, *notes)
-                )
-                analysis = dataclasses.replace(analysis, result=result)
-            outputs = write_sample_outputs(
-                analysis, out_dir, plots=plots, export_events=export_events
-            )
-        except Exception as exc:  # one file's fault, nkpanel's included, stops no batch
-            outcome.failures.append(BatchFailure(str(path), batch_failure(exc, source=path)))
-            continue
-        outcome.written += outputs.paths
-        if analysis.sample.synthetic:
-            outcome.synthetic.append(str(path))
-        outcome.figures[outputs.result.sample] = [p for p in outputs.paths if p.suffix == ".png"]
-        outcome.results.append(outputs.result)
-        del analysis  # its events go before the next file is read
+    files = [
+        _File(path, name, moved.get(i), settings, out_dir, plots, export_events)
+        for i, (path, name) in enumerate(zip(paths, names, strict=True))
+    ]
+
+    def record(file: _File, done: _FileDone) -> None:
+        if done.fingerprint in seen and done.same_as is None:
+            # analysed in a worker before the batch knew the earlier file: again, here, so
+            # that its outputs say so
+            done = file.analyse(seen)
+        if done.failure is not None:
+            outcome.failures.append(BatchFailure(str(file.path), done.failure))
+            return
+        assert done.result is not None and done.fingerprint is not None
+        seen.setdefault(done.fingerprint, done.result.sample)
+        outcome.written += done.paths
+        if done.synthetic:
+            outcome.synthetic.append(str(file.path))
+        outcome.figures[done.result.sample] = [p for p in done.paths if p.suffix == ".png"]
+        outcome.results.append(done.result)
+
+    if jobs is None:
+        from nkpanel._workers import default_jobs
+
+        jobs = default_jobs(len(files), plots)
+    if jobs > 1 and len(files) > 1:
+        _in_workers(files, min(jobs, len(files)), record, on_file)
+    else:
+        for file in files:
+            if on_file is not None:
+                on_file(str(file.path))
+            record(file, file.analyse(seen))
     written_now = {r.sample for r in outcome.results}
     outcome.earlier = earlier_folders(out_dir / "samples", written_now)
     if prune:  # only nkpanel's own files go; a folder holding anything else stays, listed
@@ -391,11 +507,13 @@ def run_case(
     history: Sequence[dict[str, Any]] = (),
     intervals_path: Path | None = None,
     lab: LabInfo | None = None,
+    jobs: int | None = 1,
 ) -> CaseOutcome:
     """Run every biomarker of ``case``, write a case summary beside the per-biomarker outputs,
     then interpret it and write the reports (clinician, patient, JSON, FHIR) under ``report/``.
 
-    ``history`` holds the same patient's earlier case summaries, for the serial view.
+    ``history`` holds the same patient's earlier case summaries, for the serial view. ``jobs``:
+    the files of a blood draw analysed at once (:func:`analyze_flow_batch`).
     """
     base = settings or FlowSettings()
     check_ours(out_dir, ["case_summary.json", CASE_ID_FILE])  # refused before any work
@@ -417,6 +535,7 @@ def run_case(
             plots=plots,
             on_file=on_file,
             prune=True,
+            jobs=jobs,
         )
         batch.failures[:0] = missing
         batch.notes[:0] = below

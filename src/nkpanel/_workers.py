@@ -1,0 +1,124 @@
+"""Worker processes for a batch's files: each file's analysis and figures in a process of its
+own, so that a batch uses the machine's cores (figures, drawn by matplotlib in Python, are most
+of a batch's time and hold the GIL).
+
+The processes are started fresh (``forkserver``: no copy of the parent's threads and locks),
+each with the parent's ``--debug`` setting and a share of the row-block threads
+(:mod:`nkpanel._threads`). In a worker, Ctrl-C and SIGTERM stop the file under way through its
+own clean-up (its sample folder is written whole or not at all), and end a worker between
+files; a parent that stops sends its workers SIGTERM (:func:`stop_workers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from nkpanel.errors import show_tracebacks, tracebacks_shown
+
+__all__ = ["default_jobs", "job_count", "process_pool", "run_in_worker", "stop_workers"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: at most this many processes by default: more rarely helps (each holds a whole file's events)
+MAX_DEFAULT_JOBS = 8
+
+#: what every worker imports (the analysis and its figures)
+PRELOAD = ("nkpanel.pipeline", "nkpanel.flow.plots", "matplotlib.backends.backend_agg")
+
+#: a file under way; the signal that stops it (0: none)
+_busy = {"on": False, "stopping": 0}
+
+
+def job_count() -> int:
+    """Processes for a batch: ``NKPANEL_JOBS`` when set, else the CPUs this process may use,
+    at most :data:`MAX_DEFAULT_JOBS`."""
+    setting = os.environ.get("NKPANEL_JOBS", "").strip()
+    if setting:
+        try:
+            return max(1, int(setting))
+        except ValueError:
+            return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_JOBS))
+
+
+#: fewest files for which workers are worth starting by default (measured on 2 cores: starting
+#: them takes about 0.7 s, a file's figures 0.3–3 s)
+MIN_FILES_FOR_WORKERS = 3
+
+
+def default_jobs(n_files: int, plots: bool) -> int:
+    """Processes for a batch when the user chose none: :func:`job_count` for a batch with
+    figures of :data:`MIN_FILES_FOR_WORKERS` files or more, else one (the analysis alone of
+    a file takes a fraction of a second: starting workers would cost more than they save)."""
+    return job_count() if plots and n_files >= MIN_FILES_FOR_WORKERS else 1
+
+
+def process_pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` worker processes set up as the module says."""
+    from nkpanel._threads import thread_count
+
+    threads = max(1, thread_count() // jobs)
+    context = multiprocessing.get_context("forkserver")
+    # imported once, in the server the workers are forked from, not once in each worker
+    context.set_forkserver_preload(list(PRELOAD))
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_start,
+        initargs=(tracebacks_shown(), threads),
+    )
+
+
+def _start(debug: bool, threads: int) -> None:
+    show_tracebacks(debug)
+    os.environ["NKPANEL_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, _stop_the_file)
+    signal.signal(signal.SIGTERM, _stop_the_file)
+
+
+def _stop_the_file(signum: int, frame: object) -> None:
+    if _busy["on"]:
+        if _busy["stopping"]:  # a second signal (Ctrl-C, then the parent's SIGTERM) waits
+            return  # for the clean-up under way: cut short, it leaves a half-built folder
+        _busy["stopping"] = signum  # through the file's clean-up: its folder whole or absent
+        raise KeyboardInterrupt
+    # between files: nothing to clean up; a worker that stayed would wait for work forever
+    # (the pool that would send it is stopping, its parent perhaps gone)
+    raise SystemExit(128 + signum)
+
+
+def run_in_worker(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``fn(*args, **kwargs)`` in a worker: a signal that comes meanwhile stops it (as
+    KeyboardInterrupt, through its clean-up), and then the worker; a second signal waits for
+    that clean-up. Between files, a signal ends the worker."""
+    _busy["on"] = True
+    try:
+        return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        if _busy["stopping"]:  # stopped by a signal, its clean-up done: the batch stops, and
+            # so does this worker (the pool that would end it may be gone with its parent)
+            os._exit(128 + int(_busy["stopping"]))
+        raise
+    finally:
+        _busy["on"], _busy["stopping"] = False, 0
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` now: files not started are not, those under way stop through their
+    clean-up (SIGTERM to each worker), and the workers are waited for."""
+    # the pool's own list of its processes (Python 3.14 has terminate_workers() for it)
+    for process in list(getattr(pool, "_processes", None) or {}):
+        with contextlib.suppress(OSError):
+            os.kill(process, signal.SIGTERM)
+    pool.shutdown(wait=True, cancel_futures=True)
