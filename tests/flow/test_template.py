@@ -16,6 +16,7 @@ import pytest
 from numpy.typing import NDArray
 
 from nkpanel.errors import ConfigError, FCSFormatError, InputError, MarkerError
+from nkpanel.flow.results import FlowResult
 from nkpanel.flow.template import (
     Template,
     TemplateResult,
@@ -784,3 +785,163 @@ def test_template_run_checks_the_lymphosum(flowsom: Path) -> None:
     assert flag.value == pytest.approx(1 - lymphosum, abs=5e-5)
     assert not flag.passed and not flag.blocking
     assert result.result.reportable
+
+
+# ---- a lab's hand edits of nkpanel's own exported gates (audit 21) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A synthetic tube and the Gating-ML text of the gates nkpanel's automated gating found
+    on it: the template a lab edits by hand."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    folder = tmp_path_factory.mktemp("exported")
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=2, n_events=40_000)), folder / "s.fcs")
+    analysis = analyze_file(tube, FlowSettings())
+    assert analysis.tree is not None
+    export_gatingml(analysis.tree, folder / "gates.xml", spillover=None)
+    return tube, (folder / "gates.xml").read_text("utf-8")
+
+
+def _edited(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def _swapped_time_range(text: str) -> str:
+    """The Time gate's range typed the wrong way round (its maximum as the minimum)."""
+    import re
+
+    m = re.search(r'gating:min="([^"]+)" gating:max="([^"]+)"', text)
+    assert m is not None
+    return text.replace(m.group(0), f'gating:min="{m.group(2)}" gating:max="{m.group(1)}"', 1)
+
+
+def _undefined_transformation(text: str) -> str:
+    old = '<gating:dimension gating:compensation-ref="uncompensated" gating:min='
+    at = text.index(old)  # the Time gate's, the file's first dimension
+    return (
+        text[:at]
+        + old.replace(
+            "<gating:dimension ", '<gating:dimension gating:transformation-ref="Logicle_APC" '
+        )
+        + text[at + len(old) :]
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        # a range typed the wrong way round holds no event: CD56bright 0.0%, reportable
+        (_swapped_time_range, "gate 'Time', dimension 'Time': its minimum 19.98"),
+        (
+            lambda t: _edited(
+                t,
+                'gating:id="Beads" gating:parent_id="Time">',
+                'gating:id="Beads" gating:parent_id="Tme">',
+            ),
+            "it refers to 'Tme', which it does not define (a gate's parent_id?)",
+        ),
+        (
+            lambda t: t.replace(  # the first of them: the bead gate's
+                '<gating:dimension gating:compensation-ref="FCS" gating:min="',
+                '<gating:dimension gating:compensation-ref="MyMatrix" gating:min="',
+                1,
+            ),
+            "gate 'Beads', dimension 'PE-Cy7-A': compensation 'MyMatrix' is not a matrix",
+        ),
+        (_undefined_transformation, "transformation 'Logicle_APC' is not defined"),
+    ],
+)
+def test_a_hand_edit_that_breaks_a_gate_is_refused_when_the_template_loads(
+    exported: tuple[Path, str], tmp_path: Path, edit: Callable[[str], str], said: str
+) -> None:
+    """Audit 21: a minimum above the maximum gave an empty gate, reported as 0.0%; a missing
+    parent, transformation or matrix failed as a bare name ('CD3minus'), file by file."""
+    _, text = exported
+    bad = tmp_path / "edited.xml"
+    bad.write_text(edit(text), "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_template(bad)
+    one_line(info, bad)
+    assert said in str(info.value)
+
+
+def _template_run(tube: Path, template: Path, **populations: str) -> FlowResult:
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    roles = {k.replace("_", " "): v for k, v in populations.items()}
+    return analyze_file(tube, FlowSettings(template=template, template_populations=roles)).result
+
+
+def test_nk_gated_outside_the_lymphocytes_is_withheld(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: NK hung from the leukocytes (a hand edit, or a lab tree with CD45+ >
+    Lymphocytes beside CD45+ > CD3- > NK) read 201% of lymphocytes, reportable, every check
+    passed. The lab's own tree, unedited, stays reportable."""
+    tube, text = exported
+    as_found = tmp_path / "as_found.xml"
+    as_found.write_text(text, "utf-8")
+    good = _template_run(tube, as_found)
+    assert good.reportable and good.nk_percent_of_lymphocytes is not None
+    moved = tmp_path / "moved.xml"
+    moved.write_text(
+        _edited(
+            text,
+            'gating:id="CD3-" gating:parent_id="Lymphocytes"',
+            'gating:id="CD3-" gating:parent_id="Leukocytes"',
+        ),
+        "utf-8",
+    )
+    r = _template_run(tube, moved)
+    assert not r.reportable and r.nk_percent_of_lymphocytes is None
+    (flag,) = [q for q in r.qc if q.check == "population roles"]
+    assert flag.blocking and "lie outside the gate playing Lymphocytes" in flag.reason
+    assert "/Leukocytes/CD3-/NK" in flag.reason
+
+
+def test_two_gates_named_as_nk_are_not_chosen_between(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: with a CD3+ gate named "NK cells" before the CD3- one, the first in the file
+    was NK (3.96% for 6.2%, "within"). Both are named and --population decides."""
+    tube, text = exported
+    two = tmp_path / "two.xml"
+    two.write_text(
+        _edited(
+            text,
+            "<nkpanel:gate-name>NK-like T</nkpanel:gate-name>",
+            "<nkpanel:gate-name>NK cells</nkpanel:gate-name>",
+        ),
+        "utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"2 gates of the template are named as the NK \(") as e:
+        _template_run(tube, two)
+    assert "/CD3+/NK cells" in str(e.value) and "/CD3-/NK," in str(e.value) + ","
+    nk = next(p for p in str(e.value).split("(")[1].split(", ") if p.endswith("/CD3-/NK"))
+    assert _template_run(tube, two, NK=nk).reportable
+
+
+def test_a_leukocyte_gate_inside_the_lymphocytes_is_withheld(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: Lymphocytes > CD45+ (a common naming) took the CD45+ gate as the leukocytes:
+    NK % of leukocytes 6.21 for 1.85, and every % of leukocytes of the tables likewise."""
+    tube, text = exported
+    for old, new in (
+        ("Leukocytes</nkpanel:gate-name>", "WBC</nkpanel:gate-name>"),
+        ("Lymphocyte scatter</nkpanel:gate-name>", "Lymphs</nkpanel:gate-name>"),
+        ("<nkpanel:gate-name>Lymphocytes<", "<nkpanel:gate-name>CD45+<"),
+    ):
+        text = _edited(text, old, new)
+    renamed = tmp_path / "renamed.xml"
+    renamed.write_text(text, "utf-8")
+    r = _template_run(tube, renamed)
+    assert r.template_roles["Leukocytes"].endswith("/Lymphs/CD45+")
+    assert not r.reportable
+    (flag,) = [q for q in r.qc if q.check == "population roles"]
+    assert "the gate playing Leukocytes" in flag.reason and "lies inside" in flag.reason

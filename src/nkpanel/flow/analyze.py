@@ -320,6 +320,7 @@ def _analyze_with_template(
     qc += _template_qc(sample, applied.channels, s)
     qc += _template_matrix_flags(sample, applied.matrices)
     qc += _roles_named_as_others(roles, s.template_populations)
+    qc += _role_nesting_flags(roles, membership, parents)
     result = _build_result(
         sample,
         membership,
@@ -426,11 +427,68 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
                 )
             out[role] = hits[0]
             continue
-        for n in names:
-            leaf = _role_key(str(n).rsplit("/", 1)[-1])
-            if leaf in _ROLE_KEYS[role] and n not in out.values():
-                out[role] = str(n)
-                break
+        hits = [
+            str(n)
+            for n in names
+            if _role_key(str(n).rsplit("/", 1)[-1]) in _ROLE_KEYS[role] and n not in out.values()
+        ]
+        if len(hits) > 1:  # the first in the file was taken: a CD3+ "NK cells" gate (audit 21)
+            raise ConfigError(
+                f"{len(hits)} gates of the template are named as the {role} "
+                f"({', '.join(hits)}): name the one meant with "
+                f"{option_or_key(f'--population {role}=PATH', 'populations')}"
+            )
+        if hits:
+            out[role] = hits[0]
+    return out
+
+
+#: (role, the role whose events it must lie within): the result's percentages of the second
+#: and the absolute counts rest on it
+_NESTED_ROLES = (
+    ("NK", "Lymphocytes"),
+    ("NK CD56bright", "NK"),
+    ("NK CD56dim", "NK"),
+    ("NK-like T", "Lymphocytes"),
+    ("CD3+", "Lymphocytes"),
+    ("B cells", "Lymphocytes"),
+)
+
+
+def _role_nesting_flags(
+    roles: Mapping[str, str], member: Mapping[str, BoolArray], parents: Mapping[str, str | None]
+) -> list[QCFlag]:
+    """A blocking flag for each template gate whose events are not all within the gate its
+    role lies in (NK within the lymphocytes, the CD56 subsets within NK…), and for a gate
+    playing the Leukocytes that lies inside the Lymphocytes' gate. A lab's tree may hang NK
+    from the leukocytes: NK % of lymphocytes then read 201%, reportable (audit 21). Judged
+    on the events, so that a Boolean gate counts as where its events are."""
+    out: list[QCFlag] = []
+
+    def flag(text: str) -> None:
+        out.append(QCFlag("population roles", False, None, None, text, blocking=True))
+
+    for inner, outer in _NESTED_ROLES:
+        if inner not in roles or outer not in roles:
+            continue
+        outside = int(np.count_nonzero(member[roles[inner]] & ~member[roles[outer]]))
+        if outside:
+            flag(
+                f"{outside} events of the gate playing {inner} ({roles[inner]}) lie outside the "
+                f"gate playing {outer} ({roles[outer]}): its % of "
+                f"{outer if outer == 'NK' else outer.lower()} cannot be worked out; gate it "
+                "within them, or name the gates with --population"
+            )
+    lymph, leuk = roles.get("Lymphocytes"), roles.get("Leukocytes")
+    p = None if leuk is None else parents.get(leuk)
+    while p is not None and p != lymph:
+        p = parents.get(p)
+    if leuk is not None and lymph is not None and p == lymph:
+        flag(
+            f"the gate playing Leukocytes ({leuk}) lies inside the gate playing Lymphocytes "
+            f"({lymph}): it cannot hold the leukocytes; name the leukocyte gate with "
+            "--population Leukocytes=PATH"
+        )
     return out
 
 
@@ -1208,8 +1266,19 @@ def _build_result(
                 same_events_as=_repeats(name, roles),
             )
         )
+
+    def within(inner: str, outer: str) -> bool:
+        """Whether ``inner``'s events all lie in ``outer``'s: so by construction for the
+        automated gates; a template's may not be (see :func:`_role_nesting_flags`)."""
+        if inner not in member or outer not in member:
+            return False
+        return gating == "automated" or not np.any(member[inner] & ~member[outer])
+
     n_nk = counts.get("NK", 0)
-    bright, dim = counts.get("NK CD56bright"), counts.get("NK CD56dim")
+    # a percentage of a population is of events within it: else none, not 201% (audit 21)
+    bright = counts.get("NK CD56bright") if within("NK CD56bright", "NK") else None
+    dim = counts.get("NK CD56dim") if within("NK CD56dim", "NK") else None
+    nk_in_lymph = within("NK", "Lymphocytes")
     nk_ul = per_ul("NK", n_nk) if "NK" in counts else None
     # as written, less the blanks some writers pad values with ("14945              ")
     meta = {k: sample.metadata[k].strip() for k in KEPT_KEYWORDS if k in sample.metadata}
@@ -1222,13 +1291,15 @@ def _build_result(
         populations=tuple(rows),
         qc=tuple(qc),
         notes=notes,
-        nk_percent_of_lymphocytes=_pct(n_nk, n_lymph) if "NK" in counts else None,
-        nk_percent_of_leukocytes=_pct(n_nk, n_leuk) if "NK" in counts and n_leuk else None,
+        nk_percent_of_lymphocytes=_pct(n_nk, n_lymph) if nk_in_lymph else None,
+        nk_percent_of_leukocytes=_pct(n_nk, n_leuk)
+        if n_leuk and within("NK", "Leukocytes")
+        else None,
         cd56bright_percent_of_nk=_pct(bright, n_nk) if bright is not None else None,
         cd56dim_percent_of_nk=_pct(dim, n_nk) if dim is not None else None,
         cd56bright_to_dim_ratio=bright / dim if bright is not None and dim else None,
         nk_like_t_percent_of_lymphocytes=_pct(counts["NK-like T"], n_lymph)
-        if "NK-like T" in counts
+        if within("NK-like T", "Lymphocytes")
         else None,
         nk_cells_per_ul=nk_ul,
         # a bead count asked for but withheld (too few beads) stays "bead": the report says why

@@ -345,6 +345,9 @@ def _parse_template(p: Path) -> Template:
                 cause = (
                     f"not valid Gating-ML 2.0 ({problem})"
                     if problem
+                    else f"cannot build its gates: it refers to {exc.args[0]!r}, which it does "
+                    "not define (a gate's parent_id?)"
+                    if isinstance(exc, KeyError) and exc.args
                     else f"cannot build its gates: {_one_line(exc)}"
                 )
                 if problem and "compensation-ref" in problem and _flowjo_export(p):
@@ -355,6 +358,7 @@ def _parse_template(p: Path) -> Template:
                     )
                 raise ConfigError(f"{p}: {cause}") from None
             names = _gate_display_names(p)
+            _check_gates(p, strategy)
             return Template(
                 p,
                 kind,
@@ -369,6 +373,8 @@ def _parse_template(p: Path) -> Template:
     samples = {str(k): v["gating_strategy"] for k, v in wsp["samples"].items()}
     if not samples:
         raise ConfigError(f"{p}: the FlowJo workspace holds no samples")
+    for strategy in samples.values():
+        _check_gates(p, strategy)
     groups = {str(g): tuple(str(s) for s in d["samples"]) for g, d in wsp["groups"].items()}
     return Template(
         p,
@@ -377,6 +383,32 @@ def _parse_template(p: Path) -> Template:
         MappingProxyType(groups),
         notes=_collect(caught),
     )
+
+
+def _check_gates(path: Path, strategy: Any) -> None:
+    """Refuse, when the template loads, a gate that can hold no event (a range whose minimum
+    lies above its maximum: a hand edit's slip, audit 21, that reported CD56bright 0.0%) or
+    that refers to a transformation or matrix the template does not define (found per file,
+    as a bare name, before)."""
+    for name, gate_path in strategy.get_gate_ids():
+        try:
+            gate = strategy.get_gate(name, gate_path)
+        except Exception:  # a quadrant of a quadrant gate: its gate is checked itself
+            continue
+        for dim in getattr(gate, "dimensions", None) or ():
+            where = f"{path}: gate {name!r}, dimension {getattr(dim, 'id', '?')!r}"
+            lo, hi = getattr(dim, "min", None), getattr(dim, "max", None)
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"{where}: its minimum {lo:g} is above its maximum {hi:g}")
+            ref = getattr(dim, "transformation_ref", None)
+            if ref is not None and ref not in strategy.transformations:
+                raise ConfigError(f"{where}: transformation {ref!r} is not defined in the template")
+            ref = getattr(dim, "compensation_ref", None)
+            if ref not in (None, "uncompensated", "FCS") and ref not in strategy.comp_matrices:
+                raise ConfigError(
+                    f"{where}: compensation {ref!r} is not a matrix of the template (nor FCS, "
+                    "the file's own, nor uncompensated)"
+                )
 
 
 # ---------------------------------------------------------------------------------------- applying
