@@ -41,3 +41,35 @@ def test_an_error_raised_in_a_worker_process_reaches_the_caller() -> None:
         future = pool.submit(_refuse, "x.fcs")
         with pytest.raises(FCSFormatError, match=r"^x\.fcs: not an FCS file$"):
             future.result()
+
+
+def test_an_interrupt_python_swallows_is_not_printed_as_a_traceback() -> None:
+    """Ctrl-C landing in a weakref callback is swallowed by Python, which printed "Exception
+    ignored in …" and a traceback under a run that then stopped cleanly (seen under --jobs);
+    the interrupt is remembered and acted on, so it is not printed. Other swallowed errors
+    still are."""
+    import subprocess
+    import sys
+
+    script = """
+import gc, weakref
+from nkpanel.errors import interrupt, interrupted, quiet_swallowed_interrupts
+quiet_swallowed_interrupts()
+class Thing: pass
+def callback(_):
+    interrupt(2, None)
+def faulty(_):
+    raise ValueError("a real fault")
+a, b = Thing(), Thing()
+weakref.ref(a, callback), weakref.ref(b, faulty)
+keep = [weakref.ref(a, callback), weakref.ref(b, faulty)]
+del a, b
+gc.collect()
+print(interrupted())
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout.strip() == "True"
+    assert "KeyboardInterrupt" not in proc.stderr
+    assert "ValueError: a real fault" in proc.stderr

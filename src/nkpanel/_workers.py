@@ -19,7 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from nkpanel.errors import show_tracebacks, tracebacks_shown
+from nkpanel.errors import (
+    interrupt,
+    quiet_swallowed_interrupts,
+    show_tracebacks,
+    tracebacks_shown,
+)
 
 __all__ = ["default_jobs", "job_count", "process_pool", "run_in_worker", "stop_workers"]
 
@@ -85,6 +90,7 @@ def _start(debug: bool, threads: int) -> None:
     os.environ["NKPANEL_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, _stop_the_file)
     signal.signal(signal.SIGTERM, _stop_the_file)
+    quiet_swallowed_interrupts()
 
 
 def _stop_the_file(signum: int, frame: object) -> None:
@@ -92,10 +98,29 @@ def _stop_the_file(signum: int, frame: object) -> None:
         if _busy["stopping"]:  # a second signal (Ctrl-C, then the parent's SIGTERM) waits
             return  # for the clean-up under way: cut short, it leaves a half-built folder
         _busy["stopping"] = signum  # through the file's clean-up: its folder whole or absent
-        raise KeyboardInterrupt
+        # noted as the command line's own handler notes it: an error the interrupt turns
+        # into where it lands (a figure half drawn) is taken for it, not for the file's fault
+        interrupt(signum, frame)
     # between files: nothing to clean up; a worker that stayed would wait for work forever
-    # (the pool that would send it is stopping, its parent perhaps gone)
-    raise SystemExit(128 + signum)
+    # (the pool that would send it is stopping, its parent perhaps gone), and the pool
+    # waits for its workers to end. Not while it sends its last result back, though: cut
+    # short, that leaves half a message in the pipe, and the pool waits for the rest forever
+    if _sending(frame):
+        _busy["stopping"] = signum
+        signal.signal(signal.SIGALRM, _stop_the_file)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)  # again, once the result is sent
+        return
+    raise SystemExit(128 + (_busy["stopping"] if signum == signal.SIGALRM else signum))
+
+
+def _sending(frame: object) -> bool:
+    """Whether ``frame`` (a signal handler's) is within the pool's sending of a result."""
+    f = frame
+    while f is not None:
+        if getattr(getattr(f, "f_code", None), "co_name", "") in ("_sendback_result", "put"):
+            return True
+        f = getattr(f, "f_back", None)
+    return False
 
 
 def run_in_worker(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

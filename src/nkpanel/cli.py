@@ -43,6 +43,7 @@ from nkpanel.errors import (
     interrupt_exit_code,
     interrupted,
     one_line,
+    quiet_swallowed_interrupts,
     show_tracebacks,
     tracebacks_shown,
 )
@@ -815,6 +816,7 @@ def main() -> None:
     # helper threads waited for), where Python's default for SIGTERM ended it at once
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
+    quiet_swallowed_interrupts()
     try:
         _main()
     except KeyboardInterrupt:  # an interrupt that came while another was being handled

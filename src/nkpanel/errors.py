@@ -18,6 +18,7 @@ The command line turns any ``NkPanelError`` into one line on stderr and a non-ze
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CompensationError",
@@ -73,6 +74,23 @@ def interrupt(signum: int, frame: object) -> None:
     that follows it is taken for it (:func:`interrupted`)."""
     _INTERRUPTED.append(signum)
     raise KeyboardInterrupt
+
+
+def quiet_swallowed_interrupts() -> None:
+    """Say nothing of an interrupt Python swallowed where :func:`interrupt` raised it (a
+    weakref callback: "Exception ignored in … KeyboardInterrupt" and a traceback on stderr);
+    it is remembered and acted on (:func:`interrupted`). Other such errors are reported as
+    before."""
+    import sys
+
+    default = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED:
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def interrupted() -> bool:
