@@ -158,6 +158,9 @@ def test_a_draw_names_the_gates_of_its_template_roles(tmp_path: Path) -> None:
     assert dict(settings.template_populations) == {"NK": "NK_cells"}
     with pytest.raises(ConfigError, match="populations name the gates of the draw's template"):
         load_case(write(tmp_path, GOOD + '\n[blood_draws.populations]\nNK = "NK_cells"\n'))
+    # markers map channels for the automated gating: with a template, unused (audit 21)
+    with pytest.raises(ConfigError, match="a template's gates name their channels themselves"):
+        load_case(write(tmp_path, text + '\n[blood_draws.markers]\nCD56 = "NK1.1"\n'))
     # roles in any letter case, as --population takes them; an unknown role is refused on load
     case = load_case(write(tmp_path, text.replace('NK = "NK_cells"', 'nk = "NK_cells"')))
     settings = _draw_settings(FlowSettings(), case.blood_draws[0], case)

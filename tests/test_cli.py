@@ -576,7 +576,11 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
         os.killpg(proc.pid, sig)
     else:
         proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     assert proc.returncode == 128 + sig, err
     assert err.strip().splitlines()[-1].startswith("aborted: interrupted"), err
     assert "Traceback" not in err  # a worker between files says nothing
@@ -630,7 +634,11 @@ def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
         workers = [int(r.split()[0]) for r in rows if server and int(r.split()[1]) == server[0]]
     time.sleep(0.5)
     os.kill(workers[0], signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     assert proc.returncode == 2, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
@@ -763,6 +771,24 @@ def test_spillover_with_a_template_is_refused_before_any_file_is_read(tmp_path: 
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--spillover with --template" in lines[0], proc.stderr
     assert not (tmp_path / "x").exists()
+    # the automated gating's options: accepted, unused and recorded as the settings behind
+    # the results (audit 21)
+    for given, said in (
+        (["--marker", "CD56=FITC-A"], "--marker with --template: it sets"),
+        (["--logicle-m", "3", "--keep-cd45-dim"], "--logicle-m, --keep-cd45-dim with"),
+    ):
+        proc = nkpanel(
+            "flow",
+            "analyze",
+            str(tube),
+            "--template",
+            str(xml),
+            *given,
+            "--out",
+            str(tmp_path / "x"),
+        )
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert not (tmp_path / "x").exists()
 
 
 def test_a_case_with_two_draws_names_the_draw_of_each_row(tmp_path: Path) -> None:
@@ -777,6 +803,13 @@ def test_a_case_with_two_draws_names_the_draw_of_each_row(tmp_path: Path) -> Non
     proc = nkpanel("run", str(manifest), "--out", str(tmp_path / "out"), "--no-report")
     assert proc.returncode == 0, proc.stderr
     assert "draw-1/tbnk_tube1" in proc.stdout and "draw-2/tbnk_tube1" in proc.stdout
+    # a failure says its draw too: one file in two draws, each with its own template, failed
+    # as the same file (audit 21)
+    (tmp_path / "case" / "lab.xml").write_text("<not-closed>")
+    manifest.write_text(manifest.read_text() + 'template = "lab.xml"\n')
+    proc = nkpanel("run", str(manifest), "--out", str(tmp_path / "out2"), "--no-report")
+    failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("failed:")]
+    assert failed and all(ln.startswith("failed: blood draw draw-2: ") for ln in failed), failed
 
 
 def test_a_labs_own_file_of_a_table_name_is_never_touched(tmp_path: Path) -> None:

@@ -104,6 +104,11 @@ class BloodDraw(_Strict):
             raise ValueError("template_sample names a sample of the draw's template workspace")
         if self.populations and self.template is None:
             raise ValueError("populations name the gates of the draw's template")
+        if self.markers and self.template is not None:  # audit 21: accepted, and unused
+            raise ValueError(
+                "markers map channels for the automated gating; a template's gates name "
+                "their channels themselves"
+            )
         if self.collected is not None:
             for name, when in (
                 ("received", self.received),

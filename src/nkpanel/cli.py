@@ -354,6 +354,24 @@ def flow_analyze(
             from nkpanel.flow.analyze import TEMPLATE_WITH_MATRIX
 
             raise ConfigError(f"--spillover with --template: {TEMPLATE_WITH_MATRIX}")
+        # options of the automated gating: accepted, unused, and recorded as the settings
+        # behind the results (audit 21)
+        given = [
+            name
+            for name, used in (
+                ("--marker", bool(marker)),
+                ("--aliases", aliases is not None),
+                ("--logicle-m", logicle_m != AutoGateSettings.logicle_m),
+                ("--asinh-cofactor", asinh_cofactor != AutoGateSettings.asinh_cofactor),
+                ("--keep-cd45-dim", not cd45_dim_out),
+            )
+            if used
+        ]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} with --template: {'they set' if len(given) > 1 else 'it sets'}"
+                " the automated gating; the template's gates name their channels and scales"
+            )
     elif template_sample is not None:
         raise ConfigError("--template-sample names a sample of a --template workspace")
     elif population:

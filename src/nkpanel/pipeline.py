@@ -329,7 +329,13 @@ class CaseOutcome:
 
     @property
     def failures(self) -> list[BatchFailure]:
-        out = [f for o in self.draws.values() for f in o.failures]
+        """Every file or entry that failed, each named with its specimen (two draws may hold
+        one file name, each with its own template: audit 21)."""
+        out = [
+            BatchFailure(f"blood draw {draw}: {f.source}", f.reason)
+            for draw, o in self.draws.items()
+            for f in o.failures
+        ]
         for plate in self.cytotoxicity:
             if "error" in plate:
                 out.append(BatchFailure(f"cytotoxicity plate {plate['id']}", plate["error"]))

@@ -945,3 +945,51 @@ def test_a_leukocyte_gate_inside_the_lymphocytes_is_withheld(
     assert not r.reportable
     (flag,) = [q for q in r.qc if q.check == "population roles"]
     assert "the gate playing Leukocytes" in flag.reason and "lies inside" in flag.reason
+
+
+def test_a_boolean_nk_gate_without_a_parent_is_counted_where_its_events_are(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: NK as a Boolean gate (legal Gating-ML without a parent) lost its NK/µL and
+    % of lymphocytes without a word: its events all lie within the lymphocytes."""
+    from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file
+
+    tube, text = exported
+    boolean = (
+        '  <gating:BooleanGate gating:id="NK_any">\n'
+        "    <gating:or>\n"
+        '      <gating:gateReference gating:ref="NK_CD56bright" />\n'
+        '      <gating:gateReference gating:ref="NK_CD56dim" />\n'
+        "    </gating:or>\n"
+        "  </gating:BooleanGate>\n"
+    )
+    path = tmp_path / "boolean.xml"
+    path.write_text(_edited(text, "</gating:Gating-ML>", boolean + "</gating:Gating-ML>"))
+    counts = AbsoluteCountInputs(beads_per_test=50_000, sample_volume_ul=50)
+    results = [
+        analyze_file(tube, FlowSettings(template=path, template_populations=roles, counts=counts))
+        for roles in ({}, {"NK": "NK_any"})
+    ]
+    by_tree, boolean_nk = (r.result for r in results)
+    nk = boolean_nk.population("NK")
+    assert boolean_nk.nk_cells_per_ul is not None and nk.percent_of_lymphocytes is not None
+    # the same events as the tree's own NK subsets together
+    expected = sum(p.count for p in by_tree.populations if p.population.startswith("NK CD56"))
+    assert nk.count == expected
+    assert boolean_nk.nk_cells_per_ul == pytest.approx(
+        by_tree.nk_cells_per_ul * expected / by_tree.population("NK").count
+    )
+
+
+@pytest.mark.shared_data
+def test_gates_without_a_figure_are_named_in_the_result(compliance: Path, tmp_path: Path) -> None:
+    """Audit 21: 35 figures for 49 gates, and the note naming the others was dropped."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+
+    settings = FlowSettings(template=compliance / "gml" / "gml_all_gates.xml")
+    written = write_sample_outputs(analyze_file(compliance / "data1.fcs", settings), tmp_path)
+    (note,) = [n for n in written.result.notes if n.startswith("template gates not drawn: ")]
+    assert "/Or1 (BooleanGate)" in note and "/Quadrant2 (QuadrantGate)" in note
+    summary = (tmp_path / "samples" / "data1" / "summary.json").read_text("utf-8")
+    assert "/Or1 (BooleanGate)" in summary

@@ -4,6 +4,7 @@ compensate, gate (automated or a lab template), count, check quality."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -1225,6 +1226,7 @@ def _build_result(
             "manifest): no absolute count",
         )
 
+    @functools.cache
     def under(name: str, role: str) -> bool:
         targets = {role, (roles or {}).get(role, role)}
         p: str | None = name
@@ -1232,7 +1234,14 @@ def _build_result(
             if p in targets:
                 return True
             p = parents.get(p)
-        return False
+        # a template's gate whose events all lie within the role's, wherever it hangs (a
+        # Boolean gate has no parent: its NK/µL was missing without a word, audit 21)
+        return (
+            gating == "template"
+            and role in member
+            and counts.get(name, 0) > 0
+            and not np.any(member[name] & ~member[role])
+        )
 
     def under_lymph(name: str) -> bool:
         return under(name, "Lymphocytes")

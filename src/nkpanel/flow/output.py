@@ -113,7 +113,10 @@ def _write_sample_files(
     result = analysis.result
     if plots:  # first: a note on figures not drawn belongs in the summary
         try:
-            written += _figures(analysis, d / "plots")
+            drawn, not_drawn = _figures(analysis, d / "plots")
+            written += drawn
+            if not_drawn:  # gates a figure cannot show (audit 21: the notes were dropped)
+                result = dataclasses.replace(result, notes=(*result.notes, *not_drawn))
         except OSError:
             raise  # a disk that cannot take files fails the sample's other files as well
         except Exception as exc:  # any drawing fault: said, and the numbers stand
@@ -142,14 +145,16 @@ def _write_sample_files(
     return written, result
 
 
-def _figures(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
+def _figures(analysis: FlowAnalysis, plot_dir: Path) -> tuple[list[Path], list[str]]:
+    """The sample's figures, and notes on gates that have none."""
     written: list[Path] = []
+    notes: list[str] = []
     if analysis.tree is not None and analysis.gating is not None:
         written += _plots(analysis, plot_dir)
     elif analysis.template is not None and analysis.sample.path is not None:
         from nkpanel.flow.template_plots import plot_template_gates
 
-        figures, _ = plot_template_gates(
+        figures, notes = plot_template_gates(
             analysis.template,
             analysis.sample.path,
             analysis.membership,
@@ -161,7 +166,7 @@ def _figures(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
             dataset=analysis.sample.dataset,
         )
         written += figures
-    return written
+    return written, notes
 
 
 def _plots(analysis: FlowAnalysis, plot_dir: Path) -> list[Path]:
