@@ -993,3 +993,38 @@ def test_gates_without_a_figure_are_named_in_the_result(compliance: Path, tmp_pa
     assert "/Or1 (BooleanGate)" in note and "/Quadrant2 (QuadrantGate)" in note
     summary = (tmp_path / "samples" / "data1" / "summary.json").read_text("utf-8")
     assert "/Or1 (BooleanGate)" in summary
+
+
+def test_compensation_a_templates_gates_leave_out_is_said(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: gates referring to the file's own matrix on a file without one were applied
+    to raw data, silently (the automated analysis withholds such a result); a gate that left
+    compensated channels uncompensated gave NK 6.4% for 6.2%, reportable, without a word."""
+    tube, text = exported
+    template = tmp_path / "gates.xml"
+    template.write_text(text, "utf-8")
+    bare = tmp_path / "no_matrix.fcs"
+    raw = tube.read_bytes()
+    assert raw.count(b"$SPILLOVER") == 1
+    bare.write_bytes(raw.replace(b"$SPILLOVER", b"$XPILLOVER"))  # the keyword unread
+    r = _template_run(bare, template)
+    (flag,) = [q for q in r.qc if q.check == "compensation" and not q.passed]
+    assert flag.blocking and not r.reportable
+    assert "with the file's own matrix, but the file holds none" in flag.reason
+    assert "(APC-A)" in flag.reason and "(FSC-A)" not in flag.reason
+    # the NK gate alone on uncompensated values: said, not withheld (a lab may draw so)
+    nk = text.index('gating:id="NK" gating:parent_id="CD3-"')
+    end = text.index("</gating:PolygonGate>", nk)
+    raw_nk = (
+        text[:nk]
+        + text[nk:end].replace('compensation-ref="FCS"', 'compensation-ref="uncompensated"')
+        + text[end:]
+    )
+    uncompensated = tmp_path / "nk_uncompensated.xml"
+    uncompensated.write_text(raw_nk, "utf-8")
+    r = _template_run(tube, uncompensated)
+    (flag,) = [q for q in r.qc if q.check == "compensation" and not q.passed]
+    assert not flag.blocking and "uncompensated, though the file's spillover matrix" in flag.reason
+    assert r.reportable
+    assert not [q for q in _template_run(tube, template).qc if q.check == "compensation"]

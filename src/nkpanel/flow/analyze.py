@@ -320,6 +320,7 @@ def _analyze_with_template(
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
     qc += _template_matrix_flags(sample, applied.matrices)
+    qc += _template_compensation_flags(sample, applied.compensation)
     qc += _roles_named_as_others(roles, s.template_populations)
     qc += _role_nesting_flags(roles, membership, parents)
     result = _build_result(
@@ -1090,6 +1091,53 @@ def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings)
     if (before := _prior_compensation(sample)) is not None:
         out.append(QCFlag("compensation", False, None, None, before, blocking=False))
     return out
+
+
+def _template_compensation_flags(
+    sample: FlowSample, refs: Mapping[str, tuple[str, ...]]
+) -> list[QCFlag]:
+    """Compensation a template's gates leave out (audit 21: FlowKit gates raw data, silently,
+    where a gate refers to the file's matrix and the file has none; NK 6.4% for 6.2%,
+    reportable, where the NK gate alone was uncompensated). ``refs``: each gated channel →
+    the compensation references of its gates."""
+    fluorescence = [ch for ch in refs if ch not in ("Time",) and not _is_scatter(ch)]
+    out: list[QCFlag] = []
+    if _prior_compensation(sample) is not None:  # compensated before it was written
+        return out
+    own = sample.spillover
+    on_file_matrix = [ch for ch in fluorescence if "FCS" in refs[ch]]
+    if own is None and on_file_matrix:
+        out.append(
+            QCFlag(
+                "compensation",
+                False,
+                None,
+                None,
+                f"the template compensates {', '.join(map(sample.label, on_file_matrix))} with "
+                "the file's own matrix, but the file holds none: fluorescence is gated "
+                "uncompensated",
+            )
+        )
+    raw = [ch for ch in fluorescence if "uncompensated" in refs[ch]]
+    covered = [ch for ch in raw if own is not None and ch in own.channels]
+    if covered:
+        out.append(
+            QCFlag(
+                "compensation",
+                False,
+                None,
+                None,
+                f"the template gates {', '.join(map(sample.label, covered))} uncompensated, "
+                "though the file's spillover matrix covers them: check that the gates were "
+                "drawn on uncompensated data",
+                blocking=False,
+            )
+        )
+    return out
+
+
+def _is_scatter(pnn: str) -> bool:
+    return pnn.upper().startswith(("FSC", "SSC", "FS ", "SS "))
 
 
 def _template_matrix_flags(sample: FlowSample, matrices: Mapping[str, Spillover]) -> list[QCFlag]:

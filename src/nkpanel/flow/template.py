@@ -186,6 +186,9 @@ class TemplateResult:
     flowkit_sample: Any = field(default=None, repr=False)
     #: the file's channels ($PnN) the template gates on
     channels: tuple[str, ...] = ()
+    #: each of them → the compensation its gates use ("FCS": the file's own matrix, a
+    #: template matrix's reference, or "uncompensated")
+    compensation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: the workspace sample whose gates were applied (``None`` for Gating-ML)
     workspace_sample: str | None = None
     #: the template's own spillover matrices its gates compensate with, by reference (a
@@ -584,11 +587,18 @@ _KEPT_FOR_FLOWKIT = (
 )
 
 
-def _needed_channels(strategy: Any) -> dict[str, str]:
-    """Channel label → compensation reference, for every gate dimension of ``strategy``."""
+def _needed_channels(strategy: Any) -> dict[str, tuple[str, ...]]:
+    """Channel label → the compensation references its gate dimensions use (in gate order:
+    one channel may be gated compensated by one gate and uncompensated by another)."""
     import flowkit
 
-    needed: dict[str, str] = {}
+    needed: dict[str, tuple[str, ...]] = {}
+
+    def add(label: str, comp: str) -> None:
+        refs = needed.setdefault(label, ())
+        if comp not in refs:
+            needed[label] = (*refs, comp)
+
     for name, ancestors in strategy.get_gate_ids():
         try:
             gate = strategy.get_gate(name, ancestors)
@@ -599,16 +609,19 @@ def _needed_channels(strategy: Any) -> dict[str, str]:
             if isinstance(dim, flowkit.RatioDimension):
                 ratio = strategy.transformations.get(dim.ratio_ref)
                 for label in getattr(ratio, "dimensions", []):
-                    needed.setdefault(str(label), comp)
+                    add(str(label), comp)
             elif isinstance(dim, flowkit.QuadrantDivider):
-                needed.setdefault(str(dim.dimension_ref), comp)
+                add(str(dim.dimension_ref), comp)
             else:
-                needed.setdefault(str(dim.id), comp)
+                add(str(dim.id), comp)
     return needed
 
 
-def _gated_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> tuple[str, ...]:
-    """The file's channels ($PnN) the template's gates use, found by $PnN or $PnS.
+def _gated_channels(
+    strategy: Any, sample: Any, fcs_path: Path, label: str
+) -> dict[str, tuple[str, ...]]:
+    """The file's channels ($PnN) the template's gates use, found by $PnN or $PnS, each with
+    the compensation references of its gate dimensions.
 
     Raises
     ------
@@ -618,17 +631,17 @@ def _gated_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> t
     """
     pnn = [str(x) for x in sample.pnn_labels]
     pns = [str(x) for x in sample.pns_labels]
-    found: list[str] = []
+    found: dict[str, tuple[str, ...]] = {}
     missing = []
-    for channel, comp in _needed_channels(strategy).items():
+    for channel, refs in _needed_channels(strategy).items():
         names = next(
             (n for n in (pnn, pns, [x.replace("/", "_") for x in pnn]) if channel in n), None
         )
         if names is not None:
-            found.append(pnn[names.index(channel)])
+            found.setdefault(pnn[names.index(channel)], refs)
             continue
-        matrix = strategy.comp_matrices.get(comp)
-        if matrix is not None and channel in list(matrix.fluorochromes):
+        matrices = [strategy.comp_matrices.get(ref) for ref in refs]
+        if any(m is not None and channel in list(m.fluorochromes) for m in matrices):
             continue
         missing.append(channel)
     if missing:
@@ -636,7 +649,7 @@ def _gated_channels(strategy: Any, sample: Any, fcs_path: Path, label: str) -> t
             fcs_path,
             f"template {label} gates on {missing}, not channels of this file (channels: {pnn})",
         )
-    return tuple(dict.fromkeys(found))
+    return found
 
 
 def _path_string(parts: tuple[str, ...], names: Mapping[str, str]) -> str:
@@ -694,7 +707,7 @@ def apply_template(
     sample, read_notes = _load_fcs(
         p, flowjo_labels=template.kind == "flowjo", dataset=dataset, read=read
     )
-    channels = _gated_channels(strategy, sample, p, label)
+    compensation = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -740,7 +753,8 @@ def apply_template(
         template=label,
         notes=notes,
         flowkit_sample=sample,
-        channels=channels,
+        channels=tuple(compensation),
+        compensation=MappingProxyType(compensation),
         workspace_sample=used,
         matrices=_template_matrices(strategy),
     )
@@ -751,7 +765,7 @@ def _template_matrices(strategy: Any) -> dict[str, Spillover]:
     (one row per dye, over the detectors FlowKit lists). A matrix nkpanel would refuse
     (singular, not finite) is left out: FlowKit has applied it, and says so if it cannot."""
     out: dict[str, Spillover] = {}
-    for ref in set(_needed_channels(strategy).values()):
+    for ref in {r for refs in _needed_channels(strategy).values() for r in refs}:
         matrix = strategy.comp_matrices.get(ref)
         if matrix is None:
             continue
