@@ -1028,3 +1028,34 @@ def test_compensation_a_templates_gates_leave_out_is_said(
     assert not flag.blocking and "uncompensated, though the file's spillover matrix" in flag.reason
     assert r.reportable
     assert not [q for q in _template_run(tube, template).qc if q.check == "compensation"]
+
+
+def test_a_template_matrix_the_data_show_wrong_withholds_the_result(tmp_path: Path) -> None:
+    """Audit 21: a template's own matrix one coefficient off (PE into PE-Cy7, 0.02 for 0.10)
+    moved CD16-bright NK cells into the CD19 gate (here NK 4.8% for 12.2%), reportable with
+    only a warning that the matrices differ: the automated analysis's in-data check (two
+    CD19-negative populations apart on CD19) now runs on template runs too, and with the
+    matrix known to differ it withholds. The file's own matrix passes it."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.gatingml import export_gatingml
+    from nkpanel.flow.sample import Spillover
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=3, n_events=40_000)), tmp_path / "t.fcs")
+    automated = analyze_file(tube, FlowSettings())
+    assert automated.tree is not None and automated.sample.spillover is not None
+    own = automated.sample.spillover
+    off = own.matrix.copy()
+    off[own.channels.index("PE-A"), own.channels.index("PE-Cy7-A")] = 0.02
+    results = {}
+    for name, matrix in (("own", own), ("off", Spillover(own.channels, off))):
+        export_gatingml(automated.tree, tmp_path / f"{name}.xml", spillover=matrix)
+        results[name] = _template_run(tube, tmp_path / f"{name}.xml")
+    assert results["own"].reportable
+    assert not [q for q in results["own"].qc if q.check.startswith("compensation") and not q.passed]
+    wrong = results["off"]
+    assert wrong.nk_percent_of_lymphocytes < 0.5 * results["own"].nk_percent_of_lymphocytes
+    assert not wrong.reportable
+    (seen,) = [q for q in wrong.qc if q.check == "compensation in the data"]
+    assert seen.blocking and "CD19-negative" in seen.reason
+    assert seen.reason.endswith("the template's own matrix differs from the file's")
