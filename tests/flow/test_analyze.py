@@ -638,7 +638,8 @@ def test_a_lab_names_the_gate_of_a_role() -> None:
 
     gates = ["/Lymphocytes", "/Lymphocytes/MyNK"]
     assert _template_roles(gates, {"NK": "MyNK"})["NK"] == "/Lymphocytes/MyNK"
-    with pytest.raises(InputError, match="no gate 'Nope' for NK"):
+    # the template's gates listed, so that a misspelling is seen (audit 21)
+    with pytest.raises(InputError, match=r"no gate 'Nope' for NK \(its gates: Lymphocytes, MyNK\)"):
         _template_roles(gates, {"NK": "Nope"})
     # roles come through FlowSettings, which spells them and refuses one it does not know
     with pytest.raises(ConfigError, match="--population NKT=MyNK: NKT is not a role; roles are"):

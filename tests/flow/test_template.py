@@ -1059,3 +1059,16 @@ def test_a_template_matrix_the_data_show_wrong_withholds_the_result(tmp_path: Pa
     (seen,) = [q for q in wrong.qc if q.check == "compensation in the data"]
     assert seen.blocking and "CD19-negative" in seen.reason
     assert seen.reason.endswith("the template's own matrix differs from the file's")
+
+
+def test_a_template_cut_short_is_said_to_be_no_well_formed_xml(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: a Gating-ML file cut short failed as "cannot build its gates: Couldn't find
+    end of Start Tag…"; the cause is the XML itself."""
+    _, text = exported
+    bad = tmp_path / "cut.xml"
+    bad.write_text(text[: len(text) // 2], "utf-8")
+    with pytest.raises(ConfigError, match=r"not well-formed XML \(.*line \d+") as info:
+        load_template(bad)
+    one_line(info, bad)

@@ -433,7 +433,11 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
             wanted = explicit[role]
             hits = [str(n) for n in names if wanted in (n, str(n).rsplit("/", 1)[-1])]
             if not hits:
-                raise InputError(None, f"template has no gate {wanted!r} for {role}")
+                leaves = dict.fromkeys(str(n).rsplit("/", 1)[-1] for n in names)
+                raise InputError(
+                    None,
+                    f"template has no gate {wanted!r} for {role} (its gates: {', '.join(leaves)})",
+                )
             if len(hits) > 1:  # "CD56+" under both CD3- and CD3+, say: name it by its path
                 raise ConfigError(
                     f"{option_or_key(f'--population {role}={wanted}', 'populations')}: "

@@ -338,6 +338,12 @@ def _parse_template(p: Path) -> Template:
     import flowkit
 
     kind = _detect_kind(p)
+    try:  # the whole document: a file cut short was "cannot build its gates" (audit 21)
+        ET.parse(p)
+    except ET.ParseError as exc:
+        raise ConfigError(
+            f"{p}: not well-formed XML ({_one_line(exc)}): cut short, or edited by hand?"
+        ) from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if kind == "gatingml":
