@@ -1072,3 +1072,34 @@ def test_a_template_cut_short_is_said_to_be_no_well_formed_xml(
     with pytest.raises(ConfigError, match=r"not well-formed XML \(.*line \d+") as info:
         load_template(bad)
     one_line(info, bad)
+
+
+def test_a_template_applied_to_another_panels_file_is_withheld(tmp_path: Path) -> None:
+    """Audit 21: a template is matched to a file by detector names, so a file whose FITC
+    carries CD8 where the gates were drawn with CD3 was gated as if it were CD3, reportable.
+    nkpanel's export records each marker's channel; another panel's file is withheld, the
+    same panel's passes, and a file that does not name the channel's marker is not judged."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+    from tests.flow.fcs_bytes import edit_text_value
+
+    tube = write_fcs(simulate_tube(SimulationSpec(seed=5, n_events=30_000)), tmp_path / "t.fcs")
+    write_sample_outputs(analyze_file(tube, FlowSettings()), tmp_path / "auto", plots=False)
+    template = tmp_path / "auto" / "samples" / "t" / "gates.gatingml.xml"
+    assert 'name="CD3" channel="FITC-A"' in template.read_text("utf-8")
+    raw = tube.read_bytes()
+    assert b"CD3 FITC" in raw
+    for name, label, reportable in (
+        ("same", "CD3 FITC", True),
+        ("other", "CD8 FITC", False),
+        ("unnamed", "FITC dye", True),  # the same length: offsets unchanged
+    ):
+        path = tmp_path / f"{name}.fcs"
+        path.write_bytes(edit_text_value(raw, "$P5S", label))
+        r = _template_run(path, template)
+        flags = [q for q in r.qc if q.check == "template panel"]
+        assert r.reportable is reportable, (name, flags)
+        if not reportable:
+            (flag,) = flags
+            assert "CD3 was on FITC-A; this file's FITC-A is 'CD8 FITC'" in flag.reason

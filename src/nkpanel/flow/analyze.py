@@ -319,6 +319,7 @@ def _analyze_with_template(
     parents = {**parents, **{role: _role_parent(role, roles, parents) for role in roles}}
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
+    qc += _template_panel_flags(sample, template.markers, applied.channels, s)
     differs = _template_matrix_flags(sample, applied.matrices)
     qc += differs
     qc += _template_compensation_flags(sample, applied.compensation)
@@ -1188,6 +1189,52 @@ def _template_compensation_seen(
     except NkPanelError:  # a matrix that does not fit the file: FlowKit has said so
         return None
     return _compensation_seen(columns, sample, member, markers)
+
+
+#: a stain label that names a marker by its CD number ("CD8 FITC", "CD 56", "cd16b")
+_CD_NAME = re.compile(r"\bCD[ -]?\d+[a-z]?\b", re.IGNORECASE)
+
+
+def _template_panel_flags(
+    sample: FlowSample, recorded: Mapping[str, str], gated: Collection[str], s: FlowSettings
+) -> list[QCFlag]:
+    """A blocking flag where a gated channel carries another marker in this file than where
+    the template's gates were drawn (recorded by nkpanel's own export): a template is matched
+    to a file by detector names, so another panel's file, CD8 where CD3 was, passed silently
+    (audit 21). A channel whose marker this file does not say is not judged."""
+    if not recorded:
+        return []
+    try:
+        found = dict(
+            resolve_markers(sample, (), optional=tuple(recorded), aliases=s.alias_table()).markers
+        )
+    except NkPanelError:  # two channels claim one marker: judged channel by channel below
+        found = {}
+    wrong = []
+    for marker, channel in recorded.items():
+        if channel not in gated or found.get(marker) == channel:
+            continue
+        pns = sample.channels[sample.index_of(channel)].pns if channel in sample.pnn else ""
+        elsewhere = found.get(marker)
+        carries = [m for m, c in found.items() if c == channel and m != marker]
+        if elsewhere is None and not carries and not _CD_NAME.search(pns):
+            continue  # the file does not say what this channel carries ("FITC", or nothing)
+        here = f"this file's {channel} is {pns!r}" if pns else f"this file's {channel} is unnamed"
+        wrong.append(
+            f"{marker} was on {channel}; {here}"
+            + (f", and {marker} is on {elsewhere}" if elsewhere else "")
+        )
+    if not wrong:
+        return []
+    return [
+        QCFlag(
+            "template panel",
+            False,
+            None,
+            None,
+            "the template's gates were drawn on another panel: " + "; ".join(wrong),
+        )
+    ]
 
 
 def _is_scatter(pnn: str) -> bool:

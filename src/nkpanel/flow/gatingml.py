@@ -258,8 +258,9 @@ def _check_finite(gate: Gate) -> None:
         raise ConfigError(f"gate {gate.name!r} has a non-finite coordinate")
 
 
-def _annotate(xml: bytes, names: Mapping[str, str], note: str) -> bytes:
-    """Add each gate's display name and a provenance note in ``data-type:custom_info``."""
+def _annotate(xml: bytes, names: Mapping[str, str], note: str, markers: Mapping[str, str]) -> bytes:
+    """Add each gate's display name, a provenance note and the markers' channels in
+    ``data-type:custom_info``."""
     for prefix, uri in (
         ("gating", GATINGML_NS),
         ("data-type", DATATYPE_NS),
@@ -281,6 +282,8 @@ def _annotate(xml: bytes, names: Mapping[str, str], note: str) -> bytes:
     prov.set("software", "nkpanel")
     prov.set("version", __version__)
     prov.text = note
+    for marker, channel in markers.items():
+        ET.SubElement(info, f"{{{NKPANEL_NS}}}marker", {"name": marker, "channel": channel})
     root.insert(0, info)
     ET.indent(root)
     out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
@@ -317,6 +320,7 @@ def export_gatingml(
     *,
     spillover: Spillover | None = None,
     asinh_top: float = 262144.0,
+    markers: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``tree`` as a Gating-ML 2.0 document.
 
@@ -331,6 +335,11 @@ def export_gatingml(
         it is written into the document and compensated dimensions refer to it.
     asinh_top
         Top of scale T for ``Asinh`` axes exported as ``fasinh`` (see the module notes).
+    markers
+        Marker → the channel ($PnN) that carried it in the file the gates were found on,
+        recorded in the root's ``custom_info``: a file the template is applied to later whose
+        channels carry other markers (another panel) is then told apart (see
+        :mod:`nkpanel.flow.template`).
 
     Returns
     -------
@@ -370,6 +379,6 @@ def export_gatingml(
         "Gates written by nkpanel's automated gating, not drawn by a person; asinh axes are "
         f"exported as fasinh with T={asinh_top:g}, A=0 and coordinates divided by M*ln(10)."
     )
-    data = _annotate(buffer.getvalue(), {v: k for k, v in ids.items()}, note)
+    data = _annotate(buffer.getvalue(), {v: k for k, v in ids.items()}, note, markers or {})
     write_bytes(target, data)
     return target

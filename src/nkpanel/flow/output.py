@@ -138,7 +138,8 @@ def _write_sample_files(
         target = d / "gates.gatingml.xml"
         # the matrix the gating used: the supplied one, else a reference to each file's own
         embed = matrix_to_embed(analysis.sample, analysis.values.spillover)
-        export_gatingml(analysis.tree, target, spillover=embed)
+        markers = dict(analysis.markers.markers) if analysis.markers is not None else {}
+        export_gatingml(analysis.tree, target, spillover=embed, markers=markers)
         written.append(target)
     if export_events is not None:
         written.append(write_events(analysis, d / f"events.{export_events}", export_events))

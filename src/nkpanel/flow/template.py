@@ -128,6 +128,8 @@ class Template:
     gate_names
         Gating-ML gate id → display name, for documents written by
         :func:`nkpanel.flow.gatingml.export_gatingml` (whose ids must be XML names).
+    markers
+        Marker → channel the gates were drawn with, from nkpanel's own exports.
     notes
         Warnings FlowKit raised while reading the file.
     """
@@ -138,6 +140,9 @@ class Template:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     gate_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     notes: tuple[str, ...] = ()
+    #: marker → the channel ($PnN) that carried it where the gates were drawn, as nkpanel's
+    #: own exports record it (empty otherwise)
+    markers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def sample_names(self) -> tuple[str, ...]:
@@ -280,6 +285,13 @@ def _collect(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
     return tuple(_one_line(str(w.message)) for w in caught if not issubclass(w.category, skip))
 
 
+def _recorded_markers(path: Path) -> dict[str, str]:
+    """Marker → channel, from the root ``custom_info`` of nkpanel's own exports."""
+    root = ET.parse(path).getroot()
+    found = root.findall(f"{{{DATATYPE_NS}}}custom_info/{{{NKPANEL_NS}}}marker")
+    return {str(e.get("name")): str(e.get("channel")) for e in found if e.get("name")}
+
+
 def _gate_display_names(path: Path) -> dict[str, str]:
     """Gate id → name from nkpanel's ``custom_info`` (present only in nkpanel's own exports)."""
     names: dict[str, str] = {}
@@ -374,6 +386,7 @@ def _parse_template(p: Path) -> Template:
                 MappingProxyType({"": strategy}),
                 gate_names=MappingProxyType(names),
                 notes=_collect(caught),
+                markers=MappingProxyType(_recorded_markers(p)),
             )
         try:
             wsp = flowkit.parse_wsp(str(p))
