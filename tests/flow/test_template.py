@@ -1103,3 +1103,18 @@ def test_a_template_applied_to_another_panels_file_is_withheld(tmp_path: Path) -
         if not reportable:
             (flag,) = flags
             assert "CD3 was on FITC-A; this file's FITC-A is 'CD8 FITC'" in flag.reason
+
+
+def test_a_time_gate_from_another_tube_is_said(exported: tuple[Path, str], tmp_path: Path) -> None:
+    """Audit 21: nkpanel's exported Time gate holds the seconds of the tube it was found on;
+    applied to a longer tube it left half of it unanalysed, unsaid."""
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube, text = exported
+    template = tmp_path / "gates.xml"
+    template.write_text(text, "utf-8")
+    assert not [q for q in _template_run(tube, template).qc if q.check == "time gate"]
+    longer = write_fcs(simulate_tube(SimulationSpec(seed=7, n_events=120_000)), tmp_path / "l.fcs")
+    (flag,) = [q for q in _template_run(longer, template).qc if q.check == "time gate"]
+    assert not flag.blocking and flag.value is not None and flag.value < 0.95
+    assert flag.reason.startswith("the template's gate /Time on acquisition time keeps ")

@@ -320,6 +320,7 @@ def _analyze_with_template(
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
     qc += _template_qc(sample, applied.channels, s)
     qc += _template_panel_flags(sample, template.markers, applied.channels, s)
+    qc += _template_time_flags(sample, applied, membership, s)
     differs = _template_matrix_flags(sample, applied.matrices)
     qc += differs
     qc += _template_compensation_flags(sample, applied.compensation)
@@ -1086,16 +1087,58 @@ def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
     )
 
 
+def _time_channel(sample: FlowSample, s: FlowSettings) -> str | None:
+    """The Time channel, found as the automated gating finds it (MACSQuant names it HDR-T);
+    None where none is, or two channels claim to be it."""
+    try:
+        found = resolve_markers(sample, (), optional=("Time",), aliases=s.alias_table())
+    except MarkerError:
+        return None
+    return found.channel_for("Time") if found.has("Time") else None
+
+
+#: a template's time gate keeping less than this share of the events it is applied to is said
+#: (a clog or start-up trimmed by hand takes a few percent; a range of another tube's seconds,
+#: half of a longer tube: audit 21)
+TIME_GATE_KEEPS = 0.95
+
+
+def _template_time_flags(
+    sample: FlowSample, applied: Any, member: Mapping[str, BoolArray], s: FlowSettings
+) -> list[QCFlag]:
+    """A warning for a template gate on acquisition time alone that keeps less than
+    :data:`TIME_GATE_KEEPS` of its parent's events: nkpanel's export writes the time range of
+    the tube the gates were found on, and a longer tube lost half its events to it unsaid."""
+    tch = _time_channel(sample, s)
+    out: list[QCFlag] = []
+    for gate, dims in applied.dimensions.items():
+        if tch is None or dims != (tch,) or gate not in member:
+            continue
+        parent = applied.parents.get(gate)
+        within = int(np.count_nonzero(member[parent])) if parent in member else sample.n_events
+        kept = int(np.count_nonzero(member[gate]))
+        if within and kept < TIME_GATE_KEEPS * within:
+            out.append(
+                QCFlag(
+                    "time gate",
+                    False,
+                    round(kept / within, 4),
+                    TIME_GATE_KEEPS,
+                    f"the template's gate {gate} on acquisition time keeps {kept / within:.0%} "
+                    "of the events: a time range drawn on another tube leaves the rest of this "
+                    "one unanalysed",
+                    blocking=False,
+                )
+            )
+    return out
+
+
 def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings) -> list[QCFlag]:
     """The acquisition checks a template run gets as well as the automated analysis: flow
     rate over time (a template has no time gate of nkpanel's), saturation on the channels the
     template gates on, and a warning where the instrument compensated before writing."""
     out: list[QCFlag] = []
-    try:  # Time found as the automated gating finds it (MACSQuant names it HDR-T)
-        found = resolve_markers(sample, (), optional=("Time",), aliases=s.alias_table())
-        tch = found.channel_for("Time") if found.has("Time") else None
-    except MarkerError:  # two channels claim to be Time: no flow-rate check
-        tch = None
+    tch = _time_channel(sample, s)
     rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
     if rate is not None:  # every bin: a template trims no unstable start or end
         flag = _flow_rate_flag(rate.unstable, s.qc)

@@ -194,6 +194,9 @@ class TemplateResult:
     #: each of them → the compensation its gates use ("FCS": the file's own matrix, a
     #: template matrix's reference, or "uncompensated")
     compensation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: each gate (by path) → the channel labels of its dimensions, as the template names them
+    #: (empty for a Boolean gate or a quadrant)
+    dimensions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: the workspace sample whose gates were applied (``None`` for Gating-ML)
     workspace_sample: str | None = None
     #: the template's own spillover matrices its gates compensate with, by reference (a
@@ -755,8 +758,14 @@ def apply_template(
         gate_name = str(row.gate_name)
         rank = position.get((gate_name, tree_path), len(position))
         rows.append((rank, gate_name, parent_path, tree_path))
+    dimensions: dict[str, tuple[str, ...]] = {}
     for _rank, gate_name, parent_path, tree_path in sorted(rows):
         key = _path_string((*tree_path[1:], gate_name), names)
+        try:
+            gate = strategy.get_gate(gate_name, tree_path)
+            dimensions[key] = tuple(str(d.id) for d in getattr(gate, "dimensions", None) or ())
+        except Exception:  # a quadrant of a quadrant gate
+            dimensions[key] = ()
         events = np.array(results.get_gate_membership(gate_name, parent_path), dtype=bool)
         events.setflags(write=False)
         membership[key] = events
@@ -774,6 +783,7 @@ def apply_template(
         flowkit_sample=sample,
         channels=tuple(compensation),
         compensation=MappingProxyType(compensation),
+        dimensions=MappingProxyType(dimensions),
         workspace_sample=used,
         matrices=_template_matrices(strategy),
     )
