@@ -1118,3 +1118,23 @@ def test_a_time_gate_from_another_tube_is_said(exported: tuple[Path, str], tmp_p
     (flag,) = [q for q in _template_run(longer, template).qc if q.check == "time gate"]
     assert not flag.blocking and flag.value is not None and flag.value < 0.95
     assert flag.reason.startswith("the template's gate /Time on acquisition time keeps ")
+
+
+def test_untransformed_fluorescence_is_drawn_on_a_logicle_display(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Audit 21: nkpanel's own exported gates have no transform, so their figures drew
+    fluorescence on linear axes, the events squashed against them; shown on a logicle display
+    as FlowJo does, labelled so, with scatter left linear."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.output import write_sample_outputs
+
+    tube, text = exported
+    template = tmp_path / "gates.xml"
+    template.write_text(text, "utf-8")
+    analysis = analyze_file(tube, FlowSettings(template=template))
+    paths = write_sample_outputs(analysis, tmp_path / "out").paths
+    svg = {p.stem: p.read_text("utf-8") for p in paths if p.suffix == ".svg"}
+    assert "APC-A (logicle display)" in svg["NK"] and "PE-A (logicle display)" in svg["NK"]
+    assert "FSC-A (linear)" in svg["Lymphocyte_scatter"]
+    assert "(logicle display)" not in svg["Lymphocyte_scatter"]

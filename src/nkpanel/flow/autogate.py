@@ -43,6 +43,7 @@ __all__ = [
     "auto_gate",
     "detect_cytometry",
     "flow_rate",
+    "logicle_width",
 ]
 
 Array = NDArray[np.float64]
@@ -299,7 +300,7 @@ def _whole_numbers(x: Array, gain: float) -> bool:
     return bool(np.all(channels == np.round(channels)))
 
 
-def _logicle_w(values: Array, t: float, m: float) -> float:
+def logicle_width(values: Array, t: float, m: float) -> float:
     """Logicle linearisation width from the data's negative tail (Parks et al. 2006, eq. 9).
 
     W = (M − log10(T / |r|)) / 2 with r the 5th percentile of the negative values, bounded to
@@ -462,7 +463,7 @@ class _Gater:
                 ch = self.sample.channels[self.col[pnn]]
                 t = ch.top if ch.top > 1 else 262144.0
                 m = self.settings.logicle_m
-                w = _logicle_w(self.raw(pnn)[self.sample_of_all], t, m)
+                w = logicle_width(self.raw(pnn)[self.sample_of_all], t, m)
                 self.scales[pnn] = _Scale("logicle", t=t, m=m, w=w, cofactor=1)
         return self.scales[pnn]
 
