@@ -1125,7 +1125,7 @@ def test_untransformed_fluorescence_is_drawn_on_a_logicle_display(
 ) -> None:
     """Audit 21: nkpanel's own exported gates have no transform, so their figures drew
     fluorescence on linear axes, the events squashed against them; shown on a logicle display
-    as FlowJo does, labelled so, with scatter left linear."""
+    as FlowJo does, labelled so and with the stain, with scatter left linear."""
     from nkpanel.flow.analyze import FlowSettings, analyze_file
     from nkpanel.flow.output import write_sample_outputs
 
@@ -1135,6 +1135,7 @@ def test_untransformed_fluorescence_is_drawn_on_a_logicle_display(
     analysis = analyze_file(tube, FlowSettings(template=template))
     paths = write_sample_outputs(analysis, tmp_path / "out").paths
     svg = {p.stem: p.read_text("utf-8") for p in paths if p.suffix == ".svg"}
-    assert "APC-A (logicle display)" in svg["NK"] and "PE-A (logicle display)" in svg["NK"]
+    assert "CD56 APC (APC-A, logicle display)" in svg["NK"]
+    assert "CD16 PE (PE-A, logicle display)" in svg["NK"]
     assert "FSC-A (linear)" in svg["Lymphocyte_scatter"]
     assert "(logicle display)" not in svg["Lymphocyte_scatter"]

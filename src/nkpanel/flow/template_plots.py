@@ -156,6 +156,11 @@ def plot_template_gates(
     if sample is None:
         sample, _ = _load_fcs(fcs_path, flowjo_labels=template.kind == "flowjo", dataset=dataset)
     names = template.gate_names
+    stains = {
+        str(pnn): str(pns)
+        for pnn, pns in zip(sample.pnn_labels, sample.pns_labels, strict=False)
+        if str(pns).strip() and str(pns) != str(pnn)
+    }
     written: list[Path] = []
     skipped: list[str] = []
     n = int(sample.event_count)
@@ -196,7 +201,8 @@ def plot_template_gates(
 
         def axis_label(ch: str) -> str:
             kind = "logicle display" if ch in display else _transform_kind(strategy, xforms.get(ch))
-            return f"{ch} ({kind})"
+            # the stain too, as the automated figures name it (audit 21: "PE-A (biex)" alone)
+            return f"{stains[ch]} ({ch}, {kind})" if stains.get(ch) else f"{ch} ({kind})"
 
         written += plot_gates(
             sample_name=fcs_path.stem,
