@@ -1035,7 +1035,8 @@ def test_a_template_matrix_the_data_show_wrong_withholds_the_result(tmp_path: Pa
     moved CD16-bright NK cells into the CD19 gate (here NK 4.8% for 12.2%), reportable with
     only a warning that the matrices differ: the automated analysis's in-data check (two
     CD19-negative populations apart on CD19) now runs on template runs too, and with the
-    matrix known to differ it withholds. The file's own matrix passes it."""
+    matrix known to differ it withholds; so does the "NK cells among B cells" check, with the
+    template's own NK gate. The file's own matrix passes both."""
     from nkpanel.flow.analyze import FlowSettings, analyze_file
     from nkpanel.flow.gatingml import export_gatingml
     from nkpanel.flow.sample import Spillover
@@ -1059,6 +1060,11 @@ def test_a_template_matrix_the_data_show_wrong_withholds_the_result(tmp_path: Pa
     (seen,) = [q for q in wrong.qc if q.check == "compensation in the data"]
     assert seen.blocking and "CD19-negative" in seen.reason
     assert seen.reason.endswith("the template's own matrix differs from the file's")
+    # and the B-gate events the template's own NK gate shape takes, as the automated check
+    (crossed,) = [q for q in wrong.qc if q.check == "NK cells among B cells"]
+    assert crossed.blocking and crossed.value is not None and crossed.value > 1
+    (fine,) = [q for q in results["own"].qc if q.check == "NK cells among B cells"]
+    assert fine.passed
 
 
 def test_a_template_cut_short_is_said_to_be_no_well_formed_xml(

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import math
 import re
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,6 +337,9 @@ def _analyze_with_template(
             )
         if seen is not None:
             qc.append(seen)
+        crossed = _template_nk_among_b_cells(applied, roles, membership)
+        if crossed is not None:
+            qc.append(crossed)
     qc += _roles_named_as_others(roles, s.template_populations)
     qc += _role_nesting_flags(roles, membership, parents)
     result = _build_result(
@@ -935,6 +939,44 @@ def _nk_among_b_cells(
         points,
         NK_AMONG_B_POINTS,
         f"B-cell gate events as bright on CD56/CD16 as NK cells: {points:.2f}% of lymphocytes",
+        " (B and NK cells are separate lineages: NK cells made CD19+ by spillover, lost from "
+        "NK % by as much; check the spillover matrix's entries into CD19's channel)",
+        2,
+    )
+
+
+def _template_nk_among_b_cells(
+    applied: Any, roles: Mapping[str, str], member: Mapping[str, BoolArray]
+) -> QCFlag | None:
+    """:func:`_nk_among_b_cells` on a template run: B-gate events that the template's own NK
+    gate shape takes (tested on every event, whatever its parent), in points of lymphocytes.
+    A template matrix one coefficient off moved CD16-bright NK cells into the CD19 gate,
+    reportable (audit 21). ``None`` without B-cell, lymphocyte and NK roles, or where the NK
+    gate is no shape (a Boolean gate) or a shape on uncompensated values."""
+    if not all(role in roles for role in ("B cells", "Lymphocytes", "NK")):
+        return None
+    found = applied.gate_ids.get(roles["NK"])
+    if applied.strategy is None or applied.flowkit_sample is None or found is None:
+        return None
+    try:
+        gate = applied.strategy.get_gate(*found)
+        if not hasattr(gate, "dimensions") or type(gate).__name__ == "BooleanGate":
+            return None
+        if any(getattr(d, "compensation_ref", None) == "uncompensated" for d in gate.dimensions):
+            return None  # its shape is of raw values, where B cells carry every dye's spill
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = applied.strategy._preprocess_sample_events(applied.flowkit_sample, gate)
+            shape = np.asarray(gate.apply(frame), dtype=bool)
+    except Exception:  # a gate FlowKit cannot test on its own (a quadrant): not judged
+        return None
+    lymphocytes = int(np.count_nonzero(member["Lymphocytes"]))
+    points = 100.0 * int(np.count_nonzero(member["B cells"] & shape)) / max(1, lymphocytes)
+    return _warn_or_withhold(
+        "NK cells among B cells",
+        points,
+        NK_AMONG_B_POINTS,
+        f"B-cell gate events the NK gate's shape takes: {points:.2f}% of lymphocytes",
         " (B and NK cells are separate lineages: NK cells made CD19+ by spillover, lost from "
         "NK % by as much; check the spillover matrix's entries into CD19's channel)",
         2,

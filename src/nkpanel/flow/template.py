@@ -197,6 +197,9 @@ class TemplateResult:
     #: each gate (by path) → the channel labels of its dimensions, as the template names them
     #: (empty for a Boolean gate or a quadrant)
     dimensions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the FlowKit ``GatingStrategy`` applied, and each gate's (name, path) in it
+    strategy: Any = field(default=None, repr=False)
+    gate_ids: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     #: the workspace sample whose gates were applied (``None`` for Gating-ML)
     workspace_sample: str | None = None
     #: the template's own spillover matrices its gates compensate with, by reference (a
@@ -759,8 +762,10 @@ def apply_template(
         rank = position.get((gate_name, tree_path), len(position))
         rows.append((rank, gate_name, parent_path, tree_path))
     dimensions: dict[str, tuple[str, ...]] = {}
+    gates: dict[str, tuple[str, tuple[str, ...]]] = {}
     for _rank, gate_name, parent_path, tree_path in sorted(rows):
         key = _path_string((*tree_path[1:], gate_name), names)
+        gates[key] = (gate_name, tree_path)
         try:
             gate = strategy.get_gate(gate_name, tree_path)
             dimensions[key] = tuple(str(d.id) for d in getattr(gate, "dimensions", None) or ())
@@ -784,6 +789,8 @@ def apply_template(
         channels=tuple(compensation),
         compensation=MappingProxyType(compensation),
         dimensions=MappingProxyType(dimensions),
+        strategy=strategy,
+        gate_ids=MappingProxyType(gates),
         workspace_sample=used,
         matrices=_template_matrices(strategy),
     )
