@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-__all__ = ["for_row_blocks", "thread_count"]
+__all__ = ["for_row_blocks", "setting_or_cpus", "thread_count"]
 
 #: below this many rows one thread is faster than handing work to others
 MIN_ROWS_PER_THREAD = 100_000
@@ -40,7 +40,13 @@ if hasattr(os, "register_at_fork"):
 
 def thread_count() -> int:
     """Threads for row-block work: ``NKPANEL_THREADS``, else usable CPUs capped at 4."""
-    setting = os.environ.get("NKPANEL_THREADS", "").strip()
+    return setting_or_cpus("NKPANEL_THREADS", 4)
+
+
+def setting_or_cpus(variable: str, cap: int) -> int:
+    """The whole number the environment ``variable`` sets (1 when it is not one), else the
+    CPUs this process may use, at most ``cap``."""
+    setting = os.environ.get(variable, "").strip()
     if setting:
         try:
             return max(1, int(setting))
@@ -50,7 +56,7 @@ def thread_count() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+    return max(1, min(cpus, cap))
 
 
 def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1) -> None:

@@ -44,17 +44,9 @@ _busy = {"on": False, "stopping": 0}
 def job_count() -> int:
     """Processes for a batch: ``NKPANEL_JOBS`` when set, else the CPUs this process may use,
     at most :data:`MAX_DEFAULT_JOBS`."""
-    setting = os.environ.get("NKPANEL_JOBS", "").strip()
-    if setting:
-        try:
-            return max(1, int(setting))
-        except ValueError:
-            return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_DEFAULT_JOBS))
+    from nkpanel._threads import setting_or_cpus
+
+    return setting_or_cpus("NKPANEL_JOBS", MAX_DEFAULT_JOBS)
 
 
 #: fewest files for which workers are worth starting by default (measured on 2 cores: starting
