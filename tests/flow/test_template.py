@@ -1145,3 +1145,25 @@ def test_untransformed_fluorescence_is_drawn_on_a_logicle_display(
     assert "CD16 PE (PE-A, logicle display)" in svg["NK"]
     assert "FSC-A (linear)" in svg["Lymphocyte_scatter"]
     assert "(logicle display)" not in svg["Lymphocyte_scatter"]
+
+
+def test_a_subset_outside_nk_leaves_out_its_percentage_alone(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Review 25: a CD56bright gate with events outside NK withheld the whole result, though
+    NK % and NK/µL stood; its own percentage is left out, the rest reportable."""
+    tube, text = exported
+    moved = tmp_path / "moved.xml"
+    moved.write_text(
+        _edited(
+            text,
+            'gating:id="NK_CD56bright" gating:parent_id="NK"',
+            'gating:id="NK_CD56bright" gating:parent_id="Lymphocytes"',
+        ),
+        "utf-8",
+    )
+    r = _template_run(tube, moved)
+    (flag,) = [q for q in r.qc if q.check == "population roles"]
+    assert not flag.blocking and "NK CD56bright" in flag.reason and "is not given" in flag.reason
+    assert r.reportable and r.nk_percent_of_lymphocytes is not None
+    assert r.cd56bright_percent_of_nk is None and r.cd56dim_percent_of_nk is not None

@@ -490,19 +490,22 @@ def _role_nesting_flags(
     on the events, so that a Boolean gate counts as where its events are."""
     out: list[QCFlag] = []
 
-    def flag(text: str) -> None:
-        out.append(QCFlag("population roles", False, None, None, text, blocking=True))
+    def flag(text: str, blocking: bool = True) -> None:
+        out.append(QCFlag("population roles", False, None, None, text, blocking=blocking))
 
     for inner, outer in _NESTED_ROLES:
         if inner not in roles or outer not in roles:
             continue
         outside = int(np.count_nonzero(member[roles[inner]] & ~member[roles[outer]]))
         if outside:
+            # NK outside the lymphocytes withholds the result; another role's percentage is
+            # left out alone, the NK result standing (review 25)
             flag(
                 f"{outside} events of the gate playing {inner} ({roles[inner]}) lie outside the "
                 f"gate playing {outer} ({roles[outer]}): its % of "
-                f"{outer if outer == 'NK' else outer.lower()} cannot be worked out; gate it "
-                "within them, or name the gates with --population"
+                f"{outer if outer == 'NK' else outer.lower()} is not given; gate it within "
+                "them, or name the gates with --population",
+                blocking=inner == "NK",
             )
     lymph, leuk = roles.get("Lymphocytes"), roles.get("Leukocytes")
     p = None if leuk is None else parents.get(leuk)
@@ -511,8 +514,9 @@ def _role_nesting_flags(
     if leuk is not None and lymph is not None and p == lymph:
         flag(
             f"the gate playing Leukocytes ({leuk}) lies inside the gate playing Lymphocytes "
-            f"({lymph}): it cannot hold the leukocytes; name the leukocyte gate with "
-            "--population Leukocytes=PATH"
+            f"({lymph}): it cannot hold the leukocytes; name the template's leukocyte gate "
+            "with --population Leukocytes=PATH, or rename this one (CD45+ lymphocytes are no "
+            "leukocyte gate)"
         )
     return out
 
