@@ -885,3 +885,26 @@ def test_a_failed_compensation_check_names_a_fluorescence_gain(tube, tmp_path: P
     flag = next(q for q in r.qc if q.check == "compensation in the data")
     assert not flag.passed
     assert "the file gives $PnG other than 1 on " in flag.reason and "(4)" in flag.reason
+
+
+def test_a_marker_named_on_two_channels_is_no_other_panel() -> None:
+    """Review 25: FITC-A and FITC-H both labelled "CD3 FITC" claim CD3 twice; the panel check
+    of a template run took that for another panel and withheld a right result. A channel that
+    names the recorded marker stands; one naming another marker does not."""
+    import numpy as np
+
+    from nkpanel.flow.analyze import FlowSettings, _template_panel_flags
+    from nkpanel.flow.sample import FlowSample
+
+    pnn = ["FSC-A", "FITC-A", "FITC-H", "APC-A"]
+    recorded = {"CD3": "FITC-A", "CD56": "APC-A"}
+    gated = ("FSC-A", "FITC-A", "APC-A")
+    twice = FlowSample.from_array(
+        np.zeros((10, 4)), pnn, pns=["", "CD3 FITC", "CD3 FITC", "CD56 APC"]
+    )
+    assert _template_panel_flags(twice, recorded, gated, FlowSettings()) == []
+    other = FlowSample.from_array(
+        np.zeros((10, 4)), pnn, pns=["", "CD8 FITC", "CD8 FITC", "CD56 APC"]
+    )
+    (flag,) = _template_panel_flags(other, recorded, gated, FlowSettings())
+    assert flag.blocking and "CD3 was on FITC-A; this file's FITC-A is 'CD8 FITC'" in flag.reason

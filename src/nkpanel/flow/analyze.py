@@ -1304,6 +1304,10 @@ def _template_panel_flags(
         if channel not in gated or found.get(marker) == channel:
             continue
         pns = sample.channels[sample.index_of(channel)].pns if channel in sample.pnn else ""
+        words = {normalise_label(w) for w in re.split(r"[\s_/,;()]+", pns) if w}
+        if words & {normalise_label(a) for a in s.alias_table().aliases_for(marker)[0]}:
+            continue  # the channel names the marker (resolved or not: FITC-A and FITC-H
+            # both "CD3 FITC" claim CD3 twice, review 25)
         elsewhere = found.get(marker)
         carries = [m for m, c in found.items() if c == channel and m != marker]
         if elsewhere is None and not carries and not _CD_NAME.search(pns):
