@@ -642,8 +642,8 @@ def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith("error: ") and "ended before it finished" in line, err
-    assert "--jobs 1" in line
+    assert line.startswith("error: ") and "ended before finishing its file" in line, err
+    assert "--jobs 1" in line and "files under way: " in line
 
 
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:

@@ -154,6 +154,8 @@ def _in_workers(
     """Analyse ``files`` in ``jobs`` worker processes, at most ``jobs`` under way at once,
     recording each in the order given. An interrupt (or ``--debug``'s error) stops the batch:
     files not started are not, those under way stop through their own clean-up."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from nkpanel._workers import process_pool, run_in_worker, stop_workers
 
     pool = process_pool(jobs)
@@ -161,32 +163,37 @@ def _in_workers(
     try:
         for file in files:
             if len(under_way) == jobs:
-                record(*_finished(under_way.popleft()))
+                record(*_finished(under_way))
             if on_file is not None:
                 on_file(str(file.path))
             under_way.append((file, pool.submit(run_in_worker, file.analyse, {})))
         while under_way:
-            record(*_finished(under_way.popleft()))
+            record(*_finished(under_way))
+    except BrokenProcessPool as exc:  # a worker ended: which file it held is not known
+        stop_workers(pool)
+        if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
+            raise KeyboardInterrupt from exc
+        names = ", ".join(f.path.name for f, _ in under_way) or "none"
+        raise NkPanelError(
+            f"a worker process ended before finishing its file (stopped by a signal, or out "
+            f"of memory: --jobs 1 analyses one file at a time, in less memory); files under "
+            f"way: {names}; files before them are written, these and later ones are not"
+        ) from exc
     except BaseException:
         stop_workers(pool)
         raise
     pool.shutdown(wait=True)
 
 
-def _finished(item: tuple[_File, Future[_FileDone]]) -> tuple[_File, _FileDone]:
-    from concurrent.futures.process import BrokenProcessPool
-
-    file, future = item
-    try:
-        return file, future.result()
-    except BrokenProcessPool as exc:
-        if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
-            raise KeyboardInterrupt from exc
-        raise NkPanelError(
-            f"{file.path}: the worker process analysing it ended before it finished (stopped "
-            "by a signal, or out of memory: --jobs 1 analyses one file at a time, in less "
-            "memory)"
-        ) from exc
+def _finished(
+    under_way: collections.deque[tuple[_File, Future[_FileDone]]],
+) -> tuple[_File, _FileDone]:
+    """The first file under way, once done (taken off the queue only then, so that a worker
+    that ends meanwhile leaves it among the files said to be under way)."""
+    file, future = under_way[0]
+    done = future.result()
+    under_way.popleft()
+    return file, done
 
 
 def analyze_flow_batch(
