@@ -209,11 +209,11 @@ def test_an_interrupt_is_held_back_while_a_folder_is_swapped() -> None:
     import os
     import signal
 
-    from nkpanel._atomic import _signals_held
+    from nkpanel._atomic import signals_held
 
     done = []
     try:
-        with _signals_held():
+        with signals_held():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("first rename")
             done.append("second rename")
@@ -232,7 +232,7 @@ def test_an_interrupt_is_held_back_while_other_threads_run() -> None:
     import threading
     import time
 
-    from nkpanel._atomic import _signals_held
+    from nkpanel._atomic import signals_held
 
     stop = threading.Event()
 
@@ -246,7 +246,7 @@ def test_an_interrupt_is_held_back_while_other_threads_run() -> None:
     time.sleep(0.05)
     done = []
     try:
-        with _signals_held():
+        with signals_held():
             os.kill(os.getpid(), signal.SIGINT)
             # longer than Python's switch interval (5 ms): the helpers take the lock in
             # between, and a signal that reached one of them is then run in this thread

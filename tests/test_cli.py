@@ -601,6 +601,41 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
     assert running == [], listed
 
 
+@pytest.mark.parametrize("after", [0.4, 0.8, 1.2])
+def test_an_interrupt_while_the_workers_start_prints_no_traceback(
+    tmp_path: Path, after: float
+) -> None:
+    """Review 25: Ctrl-C in the first seconds of a worker batch, while the worker processes
+    import nkpanel, printed their tracebacks (12 of 12 runs in that window)."""
+    import signal
+    import time
+
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=20_000)), tmp_path / f"t{i}.fcs")
+        for i in range(4)
+    ]
+    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nkpanel", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert "Traceback" not in err and "Fatal Python error" not in err, err
+    if proc.returncode != 0:  # stopped (not finished before the signal came)
+        assert proc.returncode == 130 and "aborted: interrupted" in err, err
+
+
 def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
     """A worker killed under a batch (the system's OOM killer, `kill -9`): the run says which
     file it was analysing and what to do, in one line, with no traceback."""

@@ -26,6 +26,7 @@ __all__ = [
     "listed",
     "remove_claimed",
     "remove_owned",
+    "signals_held",
     "write_bytes",
     "write_owned",
     "write_text",
@@ -113,7 +114,7 @@ def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
             _merge(tmp, target, stamps, owned, prune=False)
         elif target.is_dir() and not target.is_symlink() and _only_ours(target, owned):
             old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=tmp.parent))
-            with _signals_held():  # an interrupt between the renames left neither in place
+            with signals_held():  # an interrupt between the renames left neither in place
                 os.replace(target, old / target.name)
                 os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -125,7 +126,7 @@ def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM held back (delivered after) for a step that must not be cut in two;
     only the main thread can hold them, elsewhere the step runs as it is.
 

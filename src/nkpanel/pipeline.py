@@ -156,7 +156,7 @@ def _in_workers(
     files not started are not, those under way stop through their own clean-up."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from nkpanel._workers import process_pool, run_in_worker, stop_workers
+    from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
 
     pool = process_pool(jobs)
     under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
@@ -166,7 +166,8 @@ def _in_workers(
                 record(*_finished(under_way))
             if on_file is not None:
                 on_file(str(file.path))
-            under_way.append((file, pool.submit(run_in_worker, file.analyse, {})))
+            with starting_workers():  # the first submits start the worker processes
+                under_way.append((file, pool.submit(run_in_worker, file.analyse, {})))
         while under_way:
             record(*_finished(under_way))
     except BrokenProcessPool as exc:  # a worker ended: which file it held is not known
