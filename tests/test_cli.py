@@ -581,7 +581,7 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
     except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-    assert proc.returncode == 128 + sig, err
+    assert proc.returncode in (128 + sig, -sig), err  # a shell reports both as 128 + sig
     assert err.strip().splitlines()[-1].startswith("aborted: interrupted"), err
     assert "Traceback" not in err  # a worker between files says nothing
     assert not [p for p in out.rglob("*") if ".part" in p.name or ".old" in p.name]
@@ -632,8 +632,9 @@ def test_an_interrupt_while_the_workers_start_prints_no_traceback(
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     assert "Traceback" not in err and "Fatal Python error" not in err, err
-    if proc.returncode != 0:  # stopped (not finished before the signal came)
-        assert proc.returncode == 130 and "aborted: interrupted" in err, err
+    if proc.returncode != 0:  # stopped (not finished before the signal came); ended by the
+        # signal itself (-2, once in ~30 runs) is what a shell reports as 130 too
+        assert proc.returncode in (130, -signal.SIGINT) and "aborted: interrupted" in err, err
 
 
 def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
