@@ -540,6 +540,41 @@ def test_an_interrupted_run_says_so_and_leaves_nothing_half_written(
     assert not [p for p in out.rglob("*") if ".part" in p.name]
 
 
+def _worker_batch(
+    tmp_path: Path, n_files: int, n_events: int
+) -> tuple[subprocess.Popen[str], Path]:
+    """``nkpanel flow analyze`` of ``n_files`` different synthetic tubes in two worker
+    processes, started in a process group of its own (as a terminal's job); its --out."""
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    files = [  # different tubes (one tube n times would be re-analysed in the parent)
+        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=n_events)), tmp_path / f"t{i}.fcs")
+        for i in range(n_files)
+    ]
+    out = tmp_path / "out"
+    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nkpanel", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,
+    )
+    return proc, out
+
+
+def _stderr_of(proc: subprocess.Popen[str]) -> str:
+    """The run's stderr once it ends; a run that hangs is not left running after its test."""
+    import signal
+
+    try:
+        return proc.communicate(timeout=120)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
 @pytest.mark.parametrize(
     ("signame", "whom"), [("SIGINT", "group"), ("SIGTERM", "group"), ("SIGTERM", "parent")]
 )
@@ -552,22 +587,7 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
     import signal
     import time
 
-    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
-
-    files = [  # six tubes (one tube six times would be re-analysed in the parent: review 25)
-        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=60_000)), tmp_path / f"t{i}.fcs")
-        for i in range(6)
-    ]
-    out = tmp_path / "out"
-    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(out)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nkpanel", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        start_new_session=True,  # its own process group, as a terminal's job
-    )
+    proc, out = _worker_batch(tmp_path, 6, 60_000)
     deadline = time.monotonic() + 120
     while not list(out.glob("samples/*")) and time.monotonic() < deadline:
         time.sleep(0.05)  # workers are writing samples
@@ -576,11 +596,7 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
         os.killpg(proc.pid, sig)
     else:
         proc.send_signal(sig)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
+    err = _stderr_of(proc)
     assert proc.returncode in (128 + sig, -sig), err  # a shell reports both as 128 + sig
     assert err.strip().splitlines()[-1].startswith("aborted: interrupted"), err
     assert "Traceback" not in err  # a worker between files says nothing
@@ -610,27 +626,10 @@ def test_an_interrupt_while_the_workers_start_prints_no_traceback(
     import signal
     import time
 
-    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
-
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=20_000)), tmp_path / f"t{i}.fcs")
-        for i in range(4)
-    ]
-    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nkpanel", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc, _ = _worker_batch(tmp_path, 4, 20_000)
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
+    err = _stderr_of(proc)
     assert "Traceback" not in err and "Fatal Python error" not in err, err
     if proc.returncode != 0:  # stopped (not finished before the signal came); ended by the
         # signal itself (-2, once in ~30 runs) is what a shell reports as 130 too
@@ -638,25 +637,12 @@ def test_an_interrupt_while_the_workers_start_prints_no_traceback(
 
 
 def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
-    """A worker killed under a batch (the system's OOM killer, `kill -9`): the run says which
-    file it was analysing and what to do, in one line, with no traceback."""
+    """A worker killed under a batch (the system's OOM killer, `kill -9`): the run names the
+    files under way and what to do, in one line, with no traceback."""
     import signal
     import time
 
-    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
-
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=i, n_events=60_000)), tmp_path / f"t{i}.fcs")
-        for i in range(6)
-    ]
-    args = ["flow", "analyze", *map(str, files), "--jobs", "2", "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nkpanel", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc, _ = _worker_batch(tmp_path, 6, 60_000)
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline:
@@ -670,11 +656,7 @@ def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
         workers = [int(r.split()[0]) for r in rows if server and int(r.split()[1]) == server[0]]
     time.sleep(0.5)
     os.kill(workers[0], signal.SIGKILL)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # a run that hangs is not left running after its test
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
+    err = _stderr_of(proc)
     assert proc.returncode == 2, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
