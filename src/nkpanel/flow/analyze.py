@@ -8,7 +8,7 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -319,9 +319,10 @@ def _analyze_with_template(
         membership[role] = membership[gate]
     parents = {**parents, **{role: _role_parent(role, roles, parents) for role in roles}}
     qc = _qc_checks(sample, membership, parents, s, cytometry, None, None)
-    qc += _template_qc(sample, applied.channels, s)
+    tch = _time_channel(sample, s)  # one look for the flow-rate check and the time gates
+    qc += _template_qc(sample, applied.channels, s, tch)
     qc += _template_panel_flags(sample, template.markers, applied.channels, s)
-    qc += _template_time_flags(sample, applied, membership, s)
+    qc += _template_time_flags(sample, applied, membership, tch)
     differs = _template_matrix_flags(sample, applied.matrices)
     qc += differs
     qc += _template_compensation_flags(sample, applied.compensation)
@@ -959,11 +960,10 @@ def _template_nk_among_b_cells(
     gate is no shape (a Boolean gate) or a shape on uncompensated values."""
     if not all(role in roles for role in ("B cells", "Lymphocytes", "NK")):
         return None
-    found = applied.gate_ids.get(roles["NK"])
-    if applied.strategy is None or applied.flowkit_sample is None or found is None:
+    gate = applied.gate(roles["NK"])
+    if gate is None or applied.flowkit_sample is None:
         return None
     try:
-        gate = applied.strategy.get_gate(*found)
         if not hasattr(gate, "dimensions") or type(gate).__name__ == "BooleanGate":
             return None
         if any(getattr(d, "compensation_ref", None) == "uncompensated" for d in gate.dimensions):
@@ -1150,14 +1150,15 @@ TIME_GATE_KEEPS = 0.95
 
 
 def _template_time_flags(
-    sample: FlowSample, applied: Any, member: Mapping[str, BoolArray], s: FlowSettings
+    sample: FlowSample, applied: Any, member: Mapping[str, BoolArray], tch: str | None
 ) -> list[QCFlag]:
     """A warning for a template gate on acquisition time alone that keeps less than
     :data:`TIME_GATE_KEEPS` of its parent's events: nkpanel's export writes the time range of
     the tube the gates were found on, and a longer tube lost half its events to it unsaid."""
-    tch = _time_channel(sample, s)
     out: list[QCFlag] = []
-    for gate, dims in applied.dimensions.items():
+    for gate in applied.gate_ids:
+        shape = applied.gate(gate)
+        dims = tuple(str(getattr(d, "id", "")) for d in getattr(shape, "dimensions", None) or ())
         if tch is None or dims != (tch,) or gate not in member:
             continue
         parent = applied.parents.get(gate)
@@ -1179,12 +1180,13 @@ def _template_time_flags(
     return out
 
 
-def _template_qc(sample: FlowSample, channels: tuple[str, ...], s: FlowSettings) -> list[QCFlag]:
+def _template_qc(
+    sample: FlowSample, channels: tuple[str, ...], s: FlowSettings, tch: str | None
+) -> list[QCFlag]:
     """The acquisition checks a template run gets as well as the automated analysis: flow
     rate over time (a template has no time gate of nkpanel's), saturation on the channels the
     template gates on, and a warning where the instrument compensated before writing."""
     out: list[QCFlag] = []
-    tch = _time_channel(sample, s)
     rate = flow_rate(sample.column(tch), s.autogate) if tch is not None else None
     if rate is not None:  # every bin: a template trims no unstable start or end
         flag = _flow_rate_flag(rate.unstable, s.qc)
@@ -1207,7 +1209,7 @@ def _template_compensation_flags(
     where a gate refers to the file's matrix and the file has none; NK 6.4% for 6.2%,
     reportable, where the NK gate alone was uncompensated). ``refs``: each gated channel →
     the compensation references of its gates."""
-    fluorescence = [ch for ch in refs if ch not in ("Time",) and not _is_scatter(ch)]
+    fluorescence = _fluorescence(refs)
     out: list[QCFlag] = []
     if _prior_compensation(sample) is not None:  # compensated before it was written
         return out
@@ -1253,12 +1255,7 @@ def _template_compensation_seen(
     cells into the B gate: NK 7.0% for 14.1%, reportable with only a warning that the
     matrices differ (audit 21). None where the markers or the roles' populations are not
     known, or the gates compensate otherwise."""
-    refs = {
-        ref
-        for ch, chan_refs in applied.compensation.items()
-        if ch != "Time" and not _is_scatter(ch)
-        for ref in chan_refs
-    }
+    refs = {ref for ch in _fluorescence(applied.compensation) for ref in applied.compensation[ch]}
     if len(refs) != 1:
         return None
     (ref,) = refs
@@ -1328,6 +1325,11 @@ def _template_panel_flags(
             "the template's gates were drawn on another panel: " + "; ".join(wrong),
         )
     ]
+
+
+def _fluorescence(channels: Iterable[str]) -> list[str]:
+    """The channels that are neither scatter nor the acquisition time, by their names."""
+    return [ch for ch in channels if ch != "Time" and not _is_scatter(ch)]
 
 
 def _is_scatter(pnn: str) -> bool:
@@ -1519,11 +1521,11 @@ def _build_result(
         )
 
     def within(inner: str, outer: str) -> bool:
-        """Whether ``inner``'s events all lie in ``outer``'s: so by construction for the
-        automated gates; a template's may not be (see :func:`_role_nesting_flags`)."""
+        """Whether ``inner``'s events all lie in ``outer``'s (an empty population lies in
+        any): a template's may not (see :func:`_role_nesting_flags`)."""
         if inner not in member or outer not in member:
             return False
-        return gating == "automated" or not np.any(member[inner] & ~member[outer])
+        return counts[inner] == 0 or under(inner, outer)
 
     n_nk = counts.get("NK", 0)
     # a percentage of a population is of events within it: else none, not 201% (audit 21)

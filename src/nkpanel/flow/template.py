@@ -194,12 +194,23 @@ class TemplateResult:
     #: each of them → the compensation its gates use ("FCS": the file's own matrix, a
     #: template matrix's reference, or "uncompensated")
     compensation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    #: each gate (by path) → the channel labels of its dimensions, as the template names them
-    #: (empty for a Boolean gate or a quadrant)
-    dimensions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: the FlowKit ``GatingStrategy`` applied, and each gate's (name, path) in it
     strategy: Any = field(default=None, repr=False)
     gate_ids: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def gate(self, key: str) -> Any:
+        """The FlowKit gate of the population ``key``, or ``None`` (no strategy; a quadrant,
+        which is a part of its quadrant gate)."""
+        from flowkit.exceptions import QuadrantReferenceError
+
+        found = self.gate_ids.get(key)
+        if self.strategy is None or found is None:
+            return None
+        try:
+            return self.strategy.get_gate(*found)
+        except QuadrantReferenceError:
+            return None
+
     #: the workspace sample whose gates were applied (``None`` for Gating-ML)
     workspace_sample: str | None = None
     #: the template's own spillover matrices its gates compensate with, by reference (a
@@ -291,17 +302,16 @@ def _collect(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
     return tuple(_one_line(str(w.message)) for w in caught if not issubclass(w.category, skip))
 
 
-def _recorded_markers(path: Path) -> dict[str, str]:
+def _recorded_markers(root: ET.Element) -> dict[str, str]:
     """Marker → channel, from the root ``custom_info`` of nkpanel's own exports."""
-    root = ET.parse(path).getroot()
     found = root.findall(f"{{{DATATYPE_NS}}}custom_info/{{{NKPANEL_NS}}}marker")
     return {str(e.get("name")): str(e.get("channel")) for e in found if e.get("name")}
 
 
-def _gate_display_names(path: Path) -> dict[str, str]:
+def _gate_display_names(root: ET.Element) -> dict[str, str]:
     """Gate id → name from nkpanel's ``custom_info`` (present only in nkpanel's own exports)."""
     names: dict[str, str] = {}
-    for elem in ET.parse(path).getroot():
+    for elem in root:
         gate_id = elem.get(f"{{{GATINGML_NS}}}id")
         if gate_id is None:
             continue
@@ -357,7 +367,7 @@ def _parse_template(p: Path) -> Template:
 
     kind = _detect_kind(p)
     try:  # the whole document: a file cut short was "cannot build its gates" (audit 21)
-        ET.parse(p)
+        root = ET.parse(p).getroot()
     except ET.ParseError as exc:
         raise ConfigError(
             f"{p}: not well-formed XML ({_one_line(exc)}): cut short, or edited by hand?"
@@ -384,7 +394,7 @@ def _parse_template(p: Path) -> Template:
                         "is on: apply the FlowJo workspace (.wsp) instead"
                     )
                 raise ConfigError(f"{p}: {cause}") from None
-            names = _gate_display_names(p)
+            names = _gate_display_names(root)
             _check_gates(p, strategy)
             return Template(
                 p,
@@ -392,7 +402,7 @@ def _parse_template(p: Path) -> Template:
                 MappingProxyType({"": strategy}),
                 gate_names=MappingProxyType(names),
                 notes=_collect(caught),
-                markers=MappingProxyType(_recorded_markers(p)),
+                markers=MappingProxyType(_recorded_markers(root)),
             )
         try:
             wsp = flowkit.parse_wsp(str(p))
@@ -413,16 +423,24 @@ def _parse_template(p: Path) -> Template:
     )
 
 
+def _template_gates(strategy: Any) -> Iterator[tuple[str, Any]]:
+    """Each gate of ``strategy`` with its name, in the template's order; a quadrant of a
+    quadrant gate is not one (its quadrant gate is)."""
+    from flowkit.exceptions import QuadrantReferenceError
+
+    for name, path in strategy.get_gate_ids():
+        try:
+            yield str(name), strategy.get_gate(name, path)
+        except QuadrantReferenceError:
+            continue
+
+
 def _check_gates(path: Path, strategy: Any) -> None:
     """Refuse, when the template loads, a gate that can hold no event (a range whose minimum
     lies above its maximum: a hand edit's slip, audit 21, that reported CD56bright 0.0%) or
     that refers to a transformation or matrix the template does not define (found per file,
     as a bare name, before)."""
-    for name, gate_path in strategy.get_gate_ids():
-        try:
-            gate = strategy.get_gate(name, gate_path)
-        except Exception:  # a quadrant of a quadrant gate: its gate is checked itself
-            continue
+    for name, gate in _template_gates(strategy):
         for dim in getattr(gate, "dimensions", None) or ():
             where = f"{path}: gate {name!r}, dimension {getattr(dim, 'id', '?')!r}"
             lo, hi = getattr(dim, "min", None), getattr(dim, "max", None)
@@ -624,11 +642,7 @@ def _needed_channels(strategy: Any) -> dict[str, tuple[str, ...]]:
         if comp not in refs:
             needed[label] = (*refs, comp)
 
-    for name, ancestors in strategy.get_gate_ids():
-        try:
-            gate = strategy.get_gate(name, ancestors)
-        except flowkit.exceptions.QuadrantReferenceError:
-            continue
+    for _name, gate in _template_gates(strategy):
         for dim in getattr(gate, "dimensions", None) or []:
             comp = str(getattr(dim, "compensation_ref", None) or "uncompensated")
             if isinstance(dim, flowkit.RatioDimension):
@@ -761,16 +775,10 @@ def apply_template(
         gate_name = str(row.gate_name)
         rank = position.get((gate_name, tree_path), len(position))
         rows.append((rank, gate_name, parent_path, tree_path))
-    dimensions: dict[str, tuple[str, ...]] = {}
     gates: dict[str, tuple[str, tuple[str, ...]]] = {}
     for _rank, gate_name, parent_path, tree_path in sorted(rows):
         key = _path_string((*tree_path[1:], gate_name), names)
         gates[key] = (gate_name, tree_path)
-        try:
-            gate = strategy.get_gate(gate_name, tree_path)
-            dimensions[key] = tuple(str(d.id) for d in getattr(gate, "dimensions", None) or ())
-        except Exception:  # a quadrant of a quadrant gate
-            dimensions[key] = ()
         events = np.array(results.get_gate_membership(gate_name, parent_path), dtype=bool)
         events.setflags(write=False)
         membership[key] = events
@@ -788,7 +796,6 @@ def apply_template(
         flowkit_sample=sample,
         channels=tuple(compensation),
         compensation=MappingProxyType(compensation),
-        dimensions=MappingProxyType(dimensions),
         strategy=strategy,
         gate_ids=MappingProxyType(gates),
         workspace_sample=used,
