@@ -150,6 +150,7 @@ def _in_workers(
     jobs: int,
     record: Callable[[_File, _FileDone], None],
     on_file: Progress | None,
+    seen: Mapping[str, str],
 ) -> None:
     """Analyse ``files`` in ``jobs`` worker processes, at most ``jobs`` under way at once,
     recording each in the order given. An interrupt (or ``--debug``'s error) stops the batch:
@@ -161,13 +162,17 @@ def _in_workers(
     pool = process_pool(jobs)
     under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
     try:
-        for file in files:
+        for i, file in enumerate(files):
             if len(under_way) == jobs:
                 record(*_finished(under_way))
             if on_file is not None:
                 on_file(str(file.path))
-            with starting_workers():  # the first submits start the worker processes
-                under_way.append((file, pool.submit(run_in_worker, file.analyse, {})))
+            # the events of the files recorded so far: a twin of one of them is said in the
+            # worker; only one of a file still under way is analysed again (see record)
+            known = dict(seen)
+            # the first submits start the worker processes (one each, never replaced)
+            with starting_workers() if i < jobs else contextlib.nullcontext():
+                under_way.append((file, pool.submit(run_in_worker, file.analyse, known)))
         while under_way:
             record(*_finished(under_way))
     except BrokenProcessPool as exc:  # a worker ended: which file it held is not known
@@ -239,8 +244,8 @@ def analyze_flow_batch(
 
     def record(file: _File, done: _FileDone) -> None:
         if done.fingerprint in seen and done.same_as is None:
-            # analysed in a worker before the batch knew the earlier file: again, here, so
-            # that its outputs say so
+            # analysed in a worker while its twin was still under way: again, here, so that
+            # its outputs say so
             done = file.analyse(seen)
         if done.failure is not None:
             outcome.failures.append(BatchFailure(str(file.path), done.failure))
@@ -258,7 +263,7 @@ def analyze_flow_batch(
 
         jobs = default_jobs(len(files), plots)
     if jobs > 1 and len(files) > 1:
-        _in_workers(files, min(jobs, len(files)), record, on_file)
+        _in_workers(files, min(jobs, len(files)), record, on_file, seen)
     else:
         for file in files:
             if on_file is not None:

@@ -1290,10 +1290,9 @@ def _template_panel_flags(
     (audit 21). A channel whose marker this file does not say is not judged."""
     if not recorded:
         return []
+    aliases = s.alias_table()
     try:
-        found = dict(
-            resolve_markers(sample, (), optional=tuple(recorded), aliases=s.alias_table()).markers
-        )
+        found = dict(resolve_markers(sample, (), optional=tuple(recorded), aliases=aliases).markers)
     except NkPanelError:  # two channels claim one marker: judged channel by channel below
         found = {}
     wrong = []
@@ -1302,7 +1301,7 @@ def _template_panel_flags(
             continue
         pns = sample.channels[sample.index_of(channel)].pns if channel in sample.pnn else ""
         words = {normalise_label(w) for w in re.split(r"[\s_/,;()]+", pns) if w}
-        if words & {normalise_label(a) for a in s.alias_table().aliases_for(marker)[0]}:
+        if words & {normalise_label(a) for a in aliases.aliases_for(marker)[0]}:
             continue  # the channel names the marker (resolved or not: FITC-A and FITC-H
             # both "CD3 FITC" claim CD3 twice, review 25)
         elsewhere = found.get(marker)
