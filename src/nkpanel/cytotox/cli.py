@@ -74,10 +74,10 @@ def _write_and_report(
 
     ``extra`` and ``extra_tables`` go to :func:`~nkpanel.cytotox.output.write_outputs`.
     """
-    from nkpanel.cytotox.output import write_outputs
+    from nkpanel.cytotox.output import replace_earlier, write_outputs
 
     with progress_steps("figures", len(result.samples)) as step:
-        write_outputs(
+        written = write_outputs(
             result,
             out,
             plots=plots,
@@ -86,6 +86,7 @@ def _write_and_report(
             extra_tables=extra_tables,
             on_sample=step,
         )
+    replace_earlier(out, written.files)
     _report(result, out)
 
 

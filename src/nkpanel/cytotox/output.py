@@ -159,7 +159,6 @@ def write_outputs(
             )
             written += drawn
             figures[s.sample] = [f for f in drawn if f.suffix == ".png"]
-    _replace_earlier(out_dir, written)
     return CytotoxOutputs(written, figures)
 
 
@@ -177,12 +176,14 @@ OUTPUT_TABLES = frozenset(
 )
 
 
-def _replace_earlier(out_dir: Path, written: Sequence[Path]) -> None:
+def replace_earlier(out_dir: Path, written: Sequence[Path]) -> None:
     """Remove the NK-activity outputs an earlier run wrote into ``out_dir`` that this one did
     not write again (audit 20: a first plate's figures, a flow run's gating.csv, stayed beside
     the next run's tables), then list this run's files as nkpanel's. Only files nkpanel
     listed there and nobody changed since are removed, and only its own kinds (the tables
-    above and ``plots/``): another command's outputs in the same folder stay."""
+    above and ``plots/``): another command's outputs in the same folder stay. For a run that
+    writes in place (``nkpanel cytotox analyze``); a case's plate folder is written whole by
+    :func:`~nkpanel._atomic.atomic_folder`, which lists its files itself."""
     names = {str(p.relative_to(out_dir)) for p in written}
     earlier = {n for n in listed(out_dir) if n in OUTPUT_TABLES or n.startswith("plots/")}
     remove_claimed(out_dir, earlier - names)
