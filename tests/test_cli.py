@@ -643,19 +643,25 @@ def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
     import time
 
     proc, _ = _worker_batch(tmp_path, 6, 60_000)
-    workers: list[int] = []
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the forkserver's children are the workers
-        rows = subprocess.run(
-            ["ps", "-o", "pid=,ppid=,args=", "-g", str(proc.pid)], capture_output=True, text=True
-        ).stdout.splitlines()
-        server = [
-            int(r.split()[0]) for r in rows if "forkserver" in r and int(r.split()[1]) == proc.pid
-        ]
-        workers = [int(r.split()[0]) for r in rows if server and int(r.split()[1]) == server[0]]
-    time.sleep(0.5)
-    os.kill(workers[0], signal.SIGKILL)
+    try:
+        workers: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            # the workers are the grandchildren (forked by the forkserver, a child): found by
+            # process ids alone, as a command line is cut to the terminal's width (COLUMNS)
+            rows = subprocess.run(
+                ["ps", "-o", "pid=,ppid=", "-g", str(proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            parent_of = dict(zip(map(int, rows[::2]), map(int, rows[1::2]), strict=True))
+            workers = [p for p, pp in parent_of.items() if parent_of.get(pp) == proc.pid]
+        assert len(workers) >= 2, f"no two workers seen; run ended {proc.poll()}"
+        time.sleep(0.5)
+        os.kill(workers[0], signal.SIGKILL)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
     err = _stderr_of(proc)
     assert proc.returncode == 2, err
     assert "Traceback" not in err
