@@ -209,6 +209,24 @@ def test_ambiguous_marker_error() -> None:
     assert "--marker CD56=LABEL" in msg
 
 
+def test_a_detectors_area_is_taken_beside_its_height() -> None:
+    """A cytometer recording heights writes FITC-A and FITC-H, both "CD3 FITC": the area is
+    the fluorescence (it was "matches several channels" for every marker of the panel); two
+    detectors, or two heights of one stain on different detectors, are still refused."""
+    s = sample_with(
+        ["CD3 FITC", "CD3 FITC", "CD3 FITC", "CD56 PE", "CD56 PE"],
+        ["FITC-A", "FITC-H", "FITC-W", "PE-H", "PE-A"],
+    )
+    m = resolve_markers(s, ["CD3", "CD56"])
+    assert (m.channel_for("CD3"), m.channel_for("CD56")) == ("FITC-A", "PE-A")
+    two = sample_with(["CD3", "CD3"], ["FITC-H", "PE-H"])
+    with pytest.raises(MarkerError, match="CD3 matches several channels"):
+        resolve_markers(two, ["CD3"])
+    heights = sample_with(["CD3", "CD3"], ["FITC-H", "FITC-W"])
+    with pytest.raises(MarkerError, match="CD3 matches several channels"):
+        resolve_markers(heights, ["CD3"])
+
+
 def test_optional_missing_is_fine() -> None:
     m = resolve_markers(sample_with(["CD3", "CD56"]), ["CD3"], optional=["CD19", "Time"])
     assert not m.has("CD19") and not m.has("Time")

@@ -1167,3 +1167,38 @@ def test_a_subset_outside_nk_leaves_out_its_percentage_alone(
     assert not flag.blocking and "NK CD56bright" in flag.reason and "is not given" in flag.reason
     assert r.reportable and r.nk_percent_of_lymphocytes is not None
     assert r.cd56bright_percent_of_nk is None and r.cd56dim_percent_of_nk is not None
+
+
+def test_a_file_recording_heights_beside_areas_takes_the_template(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A cytometer recording each detector's height (FITC-H beside FITC-A, both "CD3 FITC")
+    writes its $SPILLOVER over the areas: the template failed ("Labels in FCS file not found in
+    comp matrix", FlowKit's refusal) and the automated gating refused every marker as on
+    several channels. Both now gate the areas, as on the file without heights."""
+    import dataclasses
+
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube, text = exported
+    sim = simulate_tube(SimulationSpec(seed=2, n_events=40_000))  # the fixture's tube
+    areas = [i for i, n in enumerate(sim.pnn) if n.endswith("-A") and n[:3] not in ("FSC", "SSC")]
+    assert len(areas) >= 4
+    with_heights = write_fcs(
+        dataclasses.replace(
+            sim,
+            events=np.hstack([sim.events, sim.events[:, areas] * np.float32(0.7)]),
+            pnn=(*sim.pnn, *(sim.pnn[i][:-2] + "-H" for i in areas)),
+            pns=(*sim.pns, *(sim.pns[i] for i in areas)),
+        ),
+        tmp_path / "heights.fcs",
+    )
+    template = tmp_path / "gates.xml"
+    template.write_text(text, "utf-8")
+    for settings in (FlowSettings(template=template), FlowSettings()):
+        plain = analyze_file(tube, settings).result
+        heights = analyze_file(with_heights, settings).result
+        assert heights.reportable, heights.not_reportable_reasons
+        assert heights.nk_percent_of_lymphocytes == plain.nk_percent_of_lymphocytes
+        assert heights.cd56bright_percent_of_nk == plain.cd56bright_percent_of_nk

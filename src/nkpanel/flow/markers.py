@@ -289,6 +289,21 @@ def _match_marker(aliases: Iterable[str], labels: Sequence[_Label]) -> list[str]
     return []
 
 
+#: a detector's pulse readouts in $PnN: area, height, width (``FITC-A``, ``FITC-H``)
+_READOUT = re.compile(r"^(?P<detector>.+)-(?P<readout>[AHW])$")
+
+
+def _area_of_one_detector(hits: list[str]) -> list[str]:
+    """The area readout alone where ``hits`` are one detector's area and height (or width)
+    readouts, as a cytometer recording heights writes them: fluorescence is measured as the
+    pulse's area, the readout its spillover matrix is written for; else ``hits``."""
+    parts = [_READOUT.match(h) for h in hits]
+    if len(hits) < 2 or not all(parts) or len({m["detector"] for m in parts if m}) > 1:
+        return hits
+    area = [h for h, m in zip(hits, parts, strict=True) if m and m["readout"] == "A"]
+    return area if len(area) == 1 else hits
+
+
 def _match_channel(aliases: Sequence[str], labels: Sequence[_Label]) -> list[str]:
     """Scatter/time: the first alias, in table order, equal to a whole $PnN (then $PnS)."""
     for alias in aliases:
@@ -404,6 +419,7 @@ def resolve_markers(
             if not hits and normalise_label(name) in ("cd16", "cd56"):
                 combined, _ = table.aliases_for(COMBINED_CD16_CD56)
                 hits = _match_marker(combined, labels)
+            hits = _area_of_one_detector(hits)
         if len(hits) == 1:
             (found_c if is_channel else found_m)[name] = hits[0]
         elif len(hits) > 1:

@@ -31,7 +31,7 @@ import io
 import sys
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -523,9 +523,12 @@ def _load_fcs(
     flowjo_labels: bool,
     dataset: int | None = None,
     read: FlowSample | None = None,
+    in_matrices: Sequence[str] = (),
 ) -> tuple[Any, tuple[str, ...]]:
     """A FlowKit ``Sample`` of the data set :func:`~nkpanel.flow.sample.read_fcs` would read
-    (``dataset``, or its default), and notes on how it was read.
+    (``dataset``, or its default), and notes on how it was read. Fluorescence channels in
+    neither the file's spillover matrix nor ``in_matrices`` (the template's) are FlowKit's
+    null channels (:func:`_outside_the_matrix`).
 
     The file is read by nkpanel first (``read``, when the caller already has it), so a bad file
     gets nkpanel's precise cause. FlowKit then reads it through flowio, unless flowio would read
@@ -539,6 +542,7 @@ def _load_fcs(
     from nkpanel.flow.sample import read_fcs
 
     mine = read if read is not None else read_fcs(fcs_path, dataset=dataset)
+    null = _outside_the_matrix(mine, in_matrices)
     why = _flowio_reads_otherwise(mine)
     if why is None:
         try:
@@ -547,7 +551,9 @@ def _load_fcs(
                 # our own handle, closed here even when flowio gives up half-way; the data set
                 # is the one nkpanel read (flowio wants its offset in a file of several)
                 with fcs_path.open("rb") as fh:
-                    data = flowio.FlowData(fh, nextdata_offset=mine.dataset_offset)
+                    data = flowio.FlowData(
+                        fh, nextdata_offset=mine.dataset_offset, null_channel_list=null
+                    )
                     fk = flowkit.Sample(
                         data, sample_id=fcs_path.name, use_flowjo_labels=flowjo_labels
                     )
@@ -557,7 +563,7 @@ def _load_fcs(
         except Exception as exc:
             why = f"FlowKit cannot read the file ({_one_line(exc)})"
     try:
-        fk = _flowkit_sample_of(mine, fcs_path.name, flowjo_labels)
+        fk = _flowkit_sample_of(mine, fcs_path.name, flowjo_labels, null)
     except Exception as exc:
         raise FCSFormatError(fcs_path, f"unreadable FCS data: {why}") from exc
     note = f"{why}; the template was applied to the events as nkpanel read them, as 32-bit floats"
@@ -593,9 +599,27 @@ def _flowio_reads_otherwise(sample: FlowSample) -> str | None:
     return None
 
 
-def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) -> Any:
+def _outside_the_matrix(sample: FlowSample, in_matrices: Sequence[str]) -> list[str]:
+    """The channels FlowKit takes for fluorescence that the file's spillover matrix leaves out
+    (and no matrix of the template holds), when the file has one: a cytometer that records
+    each detector's height (``FITC-H``) beside its area writes the matrix over the areas, and
+    FlowKit refuses that matrix for a file with more fluorescence channels than it names.
+    Such a channel has no compensated value other than its own, as in FlowJo."""
+    if sample.spillover is None:
+        return []
+    named = {*sample.spillover.channels, *in_matrices}
+    return [  # FlowKit's (flowio's) rule for which channels are fluorescence
+        pnn
+        for pnn in sample.pnn
+        if pnn.lower()[:4] not in ("fsc-", "ssc-", "time") and pnn not in named
+    ]
+
+
+def _flowkit_sample_of(
+    sample: FlowSample, sample_id: str, flowjo_labels: bool, null: Sequence[str] = ()
+) -> Any:
     """A FlowKit ``Sample`` holding ``sample``'s events (as 32-bit floats, FlowKit's in-memory
-    FCS), channel names, ranges and spillover keyword."""
+    FCS), channel names, ranges and spillover keyword; ``null``: FlowKit's null channels."""
     import flowio
     import flowkit
 
@@ -618,7 +642,9 @@ def _flowkit_sample_of(sample: FlowSample, sample_id: str, flowjo_labels: bool) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return flowkit.Sample(
-            flowio.FlowData(buf), sample_id=sample_id, use_flowjo_labels=flowjo_labels
+            flowio.FlowData(buf, null_channel_list=list(null)),
+            sample_id=sample_id,
+            use_flowjo_labels=flowjo_labels,
         )
 
 
@@ -744,7 +770,11 @@ def apply_template(
     p = Path(fcs_path)
     strategy, label, used = _pick_strategy(template, p, sample_id, group)
     sample, read_notes = _load_fcs(
-        p, flowjo_labels=template.kind == "flowjo", dataset=dataset, read=read
+        p,
+        flowjo_labels=template.kind == "flowjo",
+        dataset=dataset,
+        read=read,
+        in_matrices=[d for m in strategy.comp_matrices.values() for d in m.detectors],
     )
     compensation = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
