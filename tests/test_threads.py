@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,10 +78,35 @@ def test_an_error_in_a_block_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
         for_row_blocks(MIN_ROWS_PER_THREAD * 4, work)
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("1", 1), ("3", 3), ("junk", 1), ("0", 1)])
+@pytest.mark.parametrize(("setting", "expected"), [("1", 1), ("3", 3), (" 2 ", 2)])
 def test_thread_count_setting(setting: str, expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NKPANEL_THREADS", setting)
     assert thread_count() == expected
+
+
+@pytest.mark.parametrize("setting", ["junk", "0", "-1", "2.5"])
+@pytest.mark.parametrize("variable", ["NKPANEL_THREADS", "NKPANEL_JOBS"])
+def test_a_setting_that_is_no_count_is_said_before_any_work(
+    variable: str, setting: str, tmp_path: Path
+) -> None:
+    """NKPANEL_JOBS=abc (or 0) was taken for 1 without a word: one line, exit 2, nothing
+    written."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "nkpanel", "flow", "analyze", "x.fcs", "--out", "o"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, variable: setting},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: environment variable {variable}={setting!r} is not a whole number of 1 or "
+        "more (unset it to use the CPUs)"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_compensation_is_the_same_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:

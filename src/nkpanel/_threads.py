@@ -44,14 +44,28 @@ def thread_count() -> int:
 
 
 def setting_or_cpus(variable: str, cap: int) -> int:
-    """The whole number the environment ``variable`` sets (1 when it is not one), else the
-    CPUs this process may use, at most ``cap``."""
+    """The whole number the environment ``variable`` sets, else the CPUs this process may
+    use, at most ``cap``.
+
+    Raises
+    ------
+    ConfigError
+        ``variable`` is set to anything but a whole number of 1 or more (it was taken for 1
+        without a word)."""
     setting = os.environ.get(variable, "").strip()
     if setting:
+        from nkpanel.errors import ConfigError
+
         try:
-            return max(1, int(setting))
+            number = int(setting)
         except ValueError:
-            return 1
+            number = 0
+        if number < 1:
+            raise ConfigError(
+                f"environment variable {variable}={setting!r} is not a whole number of 1 or "
+                f"more (unset it to use the CPUs)",
+            )
+        return number
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

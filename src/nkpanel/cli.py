@@ -110,6 +110,10 @@ def _root(
     ] = False,
 ) -> None:
     show_tracebacks(debug)
+    from nkpanel._threads import thread_count
+    from nkpanel._workers import job_count
+
+    job_count(), thread_count()  # a setting that is no number: said before any work
     if not debug:
         # tifffile logs what it makes of a broken file ("<TiffPages @8> invalid page offset")
         # without naming the file; nkpanel's own one-line error names the file and the cause
