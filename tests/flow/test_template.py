@@ -763,6 +763,40 @@ def test_template_axes_are_labelled_in_the_channels_values(shared_data: Path) ->
     assert _axis_scale(strategy, None) is _identity
 
 
+def test_a_linearly_rescaled_axis_is_labelled_in_the_channels_values(
+    wsp_template: Template,
+) -> None:
+    """Audit 21 C1: FlowJo's workspace scales scatter linearly to 0–1, and the figures read
+    "FSC-A 0.3" where FlowJo shows 78K; the ticks are now at round values of the channel
+    (tick 50K where FlowKit's transform puts 50,000)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from flowkit import transforms
+
+    from nkpanel.flow.plots import _data_ticks
+    from nkpanel.flow.template_plots import _axis_scale
+
+    strategy = next(iter(wsp_template.strategies.values()))
+    (ref, transform), *_ = (
+        (r, t)
+        for r, t in strategy.transformations.items()
+        if isinstance(t, transforms.LinearTransform) and r.startswith("FSC-A")
+    )
+    fig, ax = plt.subplots()
+    try:
+        limits = (float(transform.apply(np.array([20_000.0]))[0]), 0.6)
+        _data_ticks(ax.xaxis, _axis_scale(strategy, ref), limits)
+        ticks = {
+            t.get_text(): p for p, t in zip(ax.get_xticks(), ax.get_xticklabels(), strict=True)
+        }
+    finally:
+        plt.close(fig)
+    assert "50K" in ticks and "150K" in ticks, ticks
+    assert ticks["50K"] == pytest.approx(float(transform.apply(np.array([50_000.0]))[0]))
+
+
 @pytest.mark.shared_data
 def test_template_run_checks_the_lymphosum(flowsom: Path) -> None:
     """The expert's workspace gates T cells (inside NK1.1-), B cells, NK and NK T cells: the

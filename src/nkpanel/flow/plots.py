@@ -291,6 +291,9 @@ def _decade_label(v: float) -> str:
 
 
 def _data_ticks(axis: Any, scale: Scale, limits: tuple[float, float]) -> None:
+    if getattr(scale, "linear", False):  # a linear rescaling (FlowJo's scatter, to 0–1)
+        _rescaled_ticks(axis, scale, limits)
+        return
     ticks = decade_ticks(scale, float(limits[0]), float(limits[1]))
     if ticks is None or len(ticks[0]) < 2:
         # the transform's own ticks say more; on a linear scatter axis in thousands, as
@@ -303,6 +306,20 @@ def _data_ticks(axis: Any, scale: Scale, limits: tuple[float, float]) -> None:
     major, minor = ticks
     axis.set_ticks([p for p, _ in major], [label for _, label in major])
     _minor_marks(axis, minor)
+
+
+def _rescaled_ticks(axis: Any, scale: Any, limits: tuple[float, float]) -> None:
+    """Ticks at round values of the channel's own units on an axis ``scale`` rescales
+    linearly, labelled as cytometry software labels such an axis ("50K", not 0.19)."""
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = sorted(float(scale.inverse(v)) for v in limits)
+    raw = [v for v in MaxNLocator(nbins=6).tick_values(lo, hi) if lo <= v <= hi]
+    positions = np.asarray(scale(np.asarray(raw, dtype=np.float64)), dtype=np.float64)
+    big = max(abs(lo), abs(hi)) >= THOUSANDS_FROM
+    axis.set_ticks(
+        [float(p) for p in positions], [_in_thousands(v) if big else f"{v:g}" for v in raw]
+    )
 
 
 def _in_thousands(value: float, _position: object = None) -> str:

@@ -29,10 +29,12 @@ def _identity(v: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 class _FlowKitAxis:
-    """A FlowKit transform as a plot scale, for labelling an axis in the channel's values."""
+    """A FlowKit transform as a plot scale, for labelling an axis in the channel's values;
+    ``linear``: a linear rescaling (ticks at round values, not decades)."""
 
-    def __init__(self, transform: Any) -> None:
+    def __init__(self, transform: Any, *, linear: bool = False) -> None:
         self.transform = transform
+        self.linear = linear
 
     def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.asarray(self.transform.apply(np.asarray(x, dtype=np.float64)), dtype=np.float64)
@@ -44,17 +46,17 @@ class _FlowKitAxis:
 
 def _axis_scale(strategy: Any, ref: str | None) -> Any:
     """The scale that labels an axis transformed by ``ref`` in the channel's own values; the
-    identity (matplotlib's ticks) for untransformed and linear axes and for transforms FlowKit
-    cannot invert."""
+    identity (matplotlib's ticks) for untransformed axes and for transforms FlowKit cannot
+    invert. A linear transform rescales the channel (FlowJo's scatter to 0–1, audit 21 C1):
+    its axis is labelled in the channel's values too."""
     if ref is None:
         return _identity
     transform = strategy.transformations.get(ref)
     if transform is None:  # "linear": the axis has no transform
         return _identity
-    name = type(transform).__name__
-    if "Linear" in name or "inverse" not in type(transform).__dict__:
+    if "inverse" not in type(transform).__dict__:
         return _identity
-    return _FlowKitAxis(transform)
+    return _FlowKitAxis(transform, linear="Linear" in type(transform).__name__)
 
 
 def _shown_logicle(channel: str, xforms: Mapping[str, str]) -> bool:
