@@ -908,3 +908,43 @@ def test_a_marker_named_on_two_channels_is_no_other_panel() -> None:
     )
     (flag,) = _template_panel_flags(other, recorded, gated, FlowSettings())
     assert flag.blocking and "CD3 was on FITC-A; this file's FITC-A is 'CD8 FITC'" in flag.reason
+
+
+@pytest.mark.parametrize("dead", ["constant", "noise about zero", "flat band low"])
+def test_a_side_scatter_channel_that_recorded_nothing_withholds(dead: str) -> None:
+    """Audit 27: SSC-A and SSC-H of a detector switched off or not connected read NK 65% of
+    lymphocytes for 17%, reportable (the granulocytes' CD16 counted as NK), with a lymphosum
+    warning only: withheld, as for a file with no side-scatter channel, saying why."""
+    tube = simulate_tube(SimulationSpec(seed=6, n_events=60_000, nk_percent_of_lymphocytes=17))
+    sample = tube.to_sample()
+    rng = np.random.default_rng(0)
+    n = sample.n_events
+    fill = {
+        "constant": lambda: np.full(n, 1000.0),
+        "noise about zero": lambda: np.abs(rng.normal(0.0, 30.0, n)),
+        "flat band low": lambda: rng.uniform(400.0, 600.0, n),
+    }[dead]
+    events = sample.events.copy()
+    for name in ("SSC-A", "SSC-H"):
+        events[:, sample.pnn.index(name)] = fill()
+    a = analyze_sample(dataclasses.replace(sample, events=events))
+    assert not a.result.reportable
+    (reason,) = (r for r in a.result.not_reportable_reasons if "no side scatter recorded" in r)
+    assert reason.startswith("SSC-A") and "percentages of lymphocytes cannot be reported" in reason
+    truth = analyze_sample(sample).result  # the tube as recorded: reportable, near the truth
+    assert truth.reportable and truth.nk_percent_of_lymphocytes == pytest.approx(17, abs=1)
+
+
+@pytest.mark.shared_data
+def test_side_scatter_of_real_lymphocytes_is_not_taken_for_a_dead_channel(
+    shared_data: Path,
+) -> None:
+    """The check must not take real side scatter for none: 68983.fcs holds only lymphocytes
+    (SSC-A 5th–95th percentile 19,700–66,900; its SSC-H a narrow 67,200–75,400)."""
+    from nkpanel.flow.autogate import side_scatter_missing
+    from nkpanel.flow.sample import read_fcs
+
+    sample = read_fcs(shared_data / "flowsom-68983" / "68983.fcs")
+    for name in ("SSC-A", "SSC-H", "SSC-W"):
+        i = sample.pnn.index(name)
+        assert side_scatter_missing(sample.channels[i], sample.events[:, i]) is None, name

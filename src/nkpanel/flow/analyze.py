@@ -731,10 +731,9 @@ def _qc_checks(
                 None,
                 None,
                 (
-                    "no side-scatter channel (SSC-A, SSC-H, SS INT…; name yours with "
-                    "--marker SSC-A=NAME): in flow data CD45 alone cannot tell lymphocytes from "
-                    "monocytes and granulocytes (whose CD16 would count as NK), so percentages "
-                    "of lymphocytes cannot be reported"
+                    f"{gating.dead_side_scatter or _NO_SSC}: in flow data CD45 alone cannot "
+                    "tell lymphocytes from monocytes and granulocytes (whose CD16 would count "
+                    "as NK), so percentages of lymphocytes cannot be reported"
                     if gating.cytometry == "flow"
                     else "no SSC, CD45 or CD14 channel: lymphocytes cannot be told from other "
                     "leukocytes, so percentages of lymphocytes cannot be reported"
@@ -1111,6 +1110,9 @@ def _bead_count_plausible(lymph_ul: float | None) -> bool:
     counts do (:data:`UNIT_SLIPS`); true when there is no bead count to judge."""
     lo, hi = UNIT_SLIPS["lymphocytes"]
     return lymph_ul is None or lo <= lymph_ul <= hi
+
+
+_NO_SSC = "no side-scatter channel (SSC-A, SSC-H, SS INT…; name yours with --marker SSC-A=NAME)"
 
 
 def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:

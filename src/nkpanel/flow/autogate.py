@@ -33,7 +33,7 @@ from nkpanel.flow.density import TAIL_SDS, Cut, _above, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.qc import SATURATED
-from nkpanel.flow.sample import FlowSample
+from nkpanel.flow.sample import Channel, FlowSample
 
 __all__ = [
     "LYMPHOCYTE_SCATTER",
@@ -44,6 +44,7 @@ __all__ = [
     "detect_cytometry",
     "flow_rate",
     "logicle_width",
+    "side_scatter_missing",
 ]
 
 Array = NDArray[np.float64]
@@ -169,6 +170,38 @@ class AutoGateResult:
     #: False when no SSC, CD45 or CD14 could tell the lymphocytes from other leukocytes: the
     #: "Lymphocytes" gate then holds every leukocyte and no % of lymphocytes can be given
     lymphocytes_separated: bool = True
+    #: why the side-scatter channel was taken for none (:func:`side_scatter_missing`)
+    dead_side_scatter: str | None = None
+
+
+#: a linear side-scatter channel whose leukocytes' median lies under this fraction of its range
+#: recorded no side scatter: a cytometer's set-up puts the lymphocytes, the leukocytes of least
+#: side scatter, well clear of the detector's noise (on an 18-bit scale, 0.5% is 1,311), and
+#: one that left them in the noise could not part them from anything either
+DEAD_SCATTER_LEVEL = 0.005
+
+
+def side_scatter_missing(channel: Channel, values: Array) -> str | None:
+    """Why ``channel`` (side scatter; ``values``: the leukocytes') carries no side scatter, or
+    ``None`` when it does: a detector switched off or not connected reads noise about zero, a
+    constant, or a narrow band at the bottom of its range (audit 27: such a channel read NK
+    65% of lymphocytes for 17%, reportable, with the granulocytes in the lymphocyte gate)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    q05, q25, q50, q95 = np.percentile(finite, [5, 25, 50, 95])
+    name = channel.pnn
+    if q25 <= 0.0:
+        return f"{name} reads 0 or less for a quarter of the events (no side scatter recorded)"
+    if q05 == q95:
+        return f"{name} reads {q05:.6g} for 90% of the events (no side scatter recorded)"
+    # a log amplifier's lowest channels decode to its lowest values: judged on the above alone
+    if not channel.is_log_amplified and q50 < DEAD_SCATTER_LEVEL * channel.top:
+        return (
+            f"{name}: the events' median {q50:.4g} lies under {DEAD_SCATTER_LEVEL:.1%} of its "
+            f"range {channel.top:.6g}, in the detector's noise (no side scatter recorded)"
+        )
+    return None
 
 
 def detect_cytometry(sample: FlowSample) -> Literal["flow", "mass"]:
@@ -435,6 +468,7 @@ class _Gater:
         self.member: dict[str, BoolArray] = {}
         self.cuts: dict[str, Cut] = {}
         self.lymphocytes_separated = True
+        self.dead_side_scatter: str | None = None
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
@@ -905,6 +939,11 @@ class _Gater:
         fsc = self.scatter("FSC")
         bright: float | None = None  # the CD45 cut below the lymphocytes, where placed
         bright_events: BoolArray | None = None  # the events at or above it
+        if ssc is not None and self.kind == "flow":
+            channel = self.sample.channels[self.col[ssc]]
+            self.dead_side_scatter = side_scatter_missing(channel, self.raw(ssc)[base])
+            if self.dead_side_scatter is not None:  # as no side-scatter channel at all
+                ssc = None
         # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
         # (both CD45 bright) nor, reliably, from granulocytes, whose CD16 would be counted as
         # NK; withheld by the blocking "lymphocyte gate" QC check
@@ -1446,5 +1485,6 @@ def auto_gate(
         cytometry=g.kind,
         unstable_time_fraction=unstable,
         lymphocytes_separated=g.lymphocytes_separated,
+        dead_side_scatter=g.dead_side_scatter,
         scales=dict(g.scales),
     )
