@@ -642,3 +642,27 @@ def test_files_analysed_in_worker_processes_give_the_same_outcome(tmp_path: Path
     assert len([f for f in two_files if f.endswith(".png")]) >= 3 * 8
     assert two_files == one_files
     assert not list((tmp_path / "out2").rglob("*.part"))
+
+
+def test_more_workers_than_cpus_are_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 27: --jobs 100 (or NKPANEL_JOBS copied from a larger machine) started 20 workers
+    on 2 CPUs without a word, slower than one and 8× the memory: a note says so."""
+    import nkpanel._threads
+
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6)
+    ]
+    monkeypatch.setattr(nkpanel._threads, "usable_cpus", lambda: 1)
+    notes = pipeline.analyze_flow_batch(
+        files, FlowSettings(), tmp_path / "out", plots=False, jobs=100
+    ).notes
+    assert notes == [
+        "2 worker processes on 1 CPU: more processes than CPUs only share them, and each "
+        "holds a whole file in memory (--jobs)"
+    ]
+    monkeypatch.setattr(nkpanel._threads, "usable_cpus", lambda: 2)
+    again = pipeline.analyze_flow_batch(
+        files, FlowSettings(), tmp_path / "out", plots=False, jobs=2
+    )
+    assert again.notes == []

@@ -87,6 +87,18 @@ def output_folder(ctx: typer.Context, folder: Path) -> Path:
 _HELD: list[Callable[[], None]] = []
 
 
+def check_settings(jobs: int | None) -> None:
+    """The environment's row threads (``NKPANEL_THREADS``) and, where ``--jobs`` does not
+    say, worker processes (``NKPANEL_JOBS``): a setting that is no count is said before any
+    work (it was taken for 1 without a word); commands that use neither do not read them."""
+    from nkpanel._threads import thread_count
+    from nkpanel._workers import job_count
+
+    thread_count()
+    if jobs is None:
+        job_count()
+
+
 def release_all() -> None:
     """Release every folder this process holds (:func:`hold_folder`)."""
     while _HELD:

@@ -43,9 +43,10 @@ def thread_count() -> int:
     return setting_or_cpus("NKPANEL_THREADS", 4)
 
 
-def setting_or_cpus(variable: str, cap: int) -> int:
+def setting_or_cpus(variable: str, cap: int, *, instead: str = "") -> int:
     """The whole number the environment ``variable`` sets, else the CPUs this process may
-    use, at most ``cap``.
+    use (:func:`usable_cpus`), at most ``cap``. ``instead``: what else the user may do, for
+    the message.
 
     Raises
     ------
@@ -63,14 +64,18 @@ def setting_or_cpus(variable: str, cap: int) -> int:
         if number < 1:
             raise ConfigError(
                 f"environment variable {variable}={setting!r} is not a whole number of 1 or "
-                f"more (unset it to use the CPUs)",
+                f"more (unset it to use the CPUs{instead})",
             )
         return number
+    return max(1, min(usable_cpus(), cap))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, cap))
+        return os.cpu_count() or 1
 
 
 def for_row_blocks(n_rows: int, work: Callable[[int, int], None], align: int = 1) -> None:

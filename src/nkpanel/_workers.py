@@ -54,7 +54,7 @@ def job_count() -> int:
     at most :data:`MAX_DEFAULT_JOBS`."""
     from nkpanel._threads import setting_or_cpus
 
-    return setting_or_cpus("NKPANEL_JOBS", MAX_DEFAULT_JOBS)
+    return setting_or_cpus("NKPANEL_JOBS", MAX_DEFAULT_JOBS, instead=", or give --jobs N")
 
 
 #: fewest files for which workers are worth starting by default (measured on 2 cores: starting

@@ -24,6 +24,7 @@ from nkpanel._cli import (
     IntervalsOption,
     JobsOption,
     LabOption,
+    check_settings,
     expand_folders,
     fmt,
     fmt_ci,
@@ -110,10 +111,6 @@ def _root(
     ] = False,
 ) -> None:
     show_tracebacks(debug)
-    from nkpanel._threads import thread_count
-    from nkpanel._workers import job_count
-
-    job_count(), thread_count()  # a setting that is no number: said before any work
     if not debug:
         # tifffile logs what it makes of a broken file ("<TiffPages @8> invalid page offset")
         # without naming the file; nkpanel's own one-line error names the file and the cause
@@ -302,6 +299,7 @@ def flow_analyze(
     from nkpanel.flow.markers import load_aliases, normalise_label
     from nkpanel.pipeline import analyze_flow_batch
 
+    check_settings(jobs)
     files = expand_folders(files, (".fcs", ".lmd"))
     if (beads is None) != (volume is None):
         raise ConfigError("--beads and --volume go together (bead-method absolute counts)")
@@ -391,6 +389,8 @@ def flow_analyze(
             jobs=jobs,  # None: nkpanel chooses
         )
     _print_results(outcome.results, outcome.failures)
+    for note in outcome.notes:  # the files were made distinct above: the batch's own notes
+        say(note, flag="note:", colour="yellow")
     for folder in outcome.earlier:
         say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
     say_written(out, bool(outcome.results), outcome.removed, "file")
@@ -544,6 +544,7 @@ def _run_with_progress(
 ) -> CaseOutcome:
     from nkpanel.pipeline import draw_files, run_case
 
+    check_settings(jobs)
     # files as the run will find them (a folder entry stands for the files in it)
     total = sum(len(draw_files(manifest, d)[0]) for d in manifest.blood_draws)
     total += len(manifest.cytotoxicity)

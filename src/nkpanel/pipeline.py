@@ -263,7 +263,16 @@ def analyze_flow_batch(
 
         jobs = default_jobs(len(files), plots)
     if jobs > 1 and len(files) > 1:
-        _in_workers(files, min(jobs, len(files)), record, on_file, seen)
+        from nkpanel._threads import usable_cpus
+
+        jobs = min(jobs, len(files))
+        cpus = usable_cpus()
+        if jobs > cpus:
+            outcome.notes.append(
+                f"{jobs} worker processes on {cpus} CPU{'s' * (cpus != 1)}: more processes "
+                f"than CPUs only share them, and each holds a whole file in memory (--jobs)"
+            )
+        _in_workers(files, jobs, record, on_file, seen)
     else:
         for file in files:
             if on_file is not None:
