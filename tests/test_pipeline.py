@@ -666,3 +666,31 @@ def test_more_workers_than_cpus_are_said(tmp_path: Path, monkeypatch: pytest.Mon
         files, FlowSettings(), tmp_path / "out", plots=False, jobs=2
     )
     assert again.notes == []
+
+
+def test_the_same_events_in_two_blood_draws_withhold_the_later(tmp_path: Path) -> None:
+    """Audit 27: one FCS file attached to two blood draws of a case (a copy under another
+    name) read as two draws' results that agreed, with no word: the later draw's is withheld,
+    naming the earlier; a draw of its own tube is not."""
+    import re
+    import shutil
+
+    from nkpanel.case import load_case
+
+    manifest = _blood_only_case(tmp_path, "P1")
+    text = manifest.read_text()
+    (fcs,) = re.findall(r'fcs = \["([^"]+)"\]', text)
+    shutil.copy(manifest.parent / fcs, manifest.parent / "draw2.fcs")
+    other = write_fcs(simulate_tube(SimulationSpec(seed=9, n_events=20_000)), tmp_path / "o.fcs")
+    draw = text[text.index("[[blood_draws]]") :].split("\n[", 1)[0]
+    second = draw.replace('id = "draw-1"', 'id = "draw-2"').replace(fcs, "draw2.fcs")
+    third = draw.replace('id = "draw-1"', 'id = "draw-3"').replace(fcs, str(other))
+    manifest.write_text(text.replace(draw, f"{draw}\n{second}\n{third}"))
+    run = pipeline.run_case(load_case(manifest), tmp_path / "out", plots=False, reports=False)
+    first, copy, own = (run.draws[d].results[0] for d in ("draw-1", "draw-2", "draw-3"))
+    assert first.reportable and own.reportable
+    assert not copy.reportable
+    assert copy.not_reportable_reasons == (
+        f"holds the same events as {first.sample} of blood draw draw-1: two blood draws cannot "
+        "hold the same events (the same file given for both?)",
+    )

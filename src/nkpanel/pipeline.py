@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from nkpanel._atomic import (
@@ -49,6 +50,7 @@ from nkpanel.flow.output import (
     write_batch,
     write_sample_outputs,
 )
+from nkpanel.flow.qc import QCFlag
 from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
 
@@ -77,6 +79,8 @@ class BatchOutcome:
     notes: list[str] = field(default_factory=list)
     #: files nkpanel's simulator wrote (labelled synthetic in the file)
     synthetic: list[str] = field(default_factory=list)
+    #: each sample's events fingerprint (:func:`~nkpanel._atomic.array_digest`) → its name
+    events: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class _File:
     out_dir: Path
     plots: bool
     export_events: Literal["parquet", "csv"] | None
+    #: events fingerprints of files of the case's other blood draws → what to call them
+    elsewhere: Mapping[str, str]
 
     def analyse(self, seen: Mapping[str, str]) -> _FileDone:
         """Analyse the file and write its sample folder; ``seen``: the events of the batch's
@@ -123,6 +129,13 @@ class _File:
                 notes.append(
                     f"holds the same events as {same_as} (exported twice?): both are listed, "
                     "but they are one tube"
+                )
+            if (where := self.elsewhere.get(fingerprint)) is not None:
+                analysis = dataclasses.replace(
+                    analysis,
+                    result=dataclasses.replace(
+                        analysis.result, qc=(*analysis.result.qc, _same_as_elsewhere(where))
+                    ),
                 )
             if notes:
                 result = dataclasses.replace(
@@ -191,6 +204,20 @@ def _in_workers(
     pool.shutdown(wait=True)
 
 
+def _same_as_elsewhere(where: str) -> QCFlag:
+    """The blocking check of a file whose events another blood draw of the case holds: two
+    draws cannot hold the same events (audit 27: the same file attached to two draws read as
+    two results that agreed)."""
+    return QCFlag(
+        "same events as another blood draw",
+        False,
+        None,
+        None,
+        f"holds the same events as {where}: two blood draws cannot hold the same events (the "
+        "same file given for both?)",
+    )
+
+
 def _finished(
     under_way: collections.deque[tuple[_File, Future[_FileDone]]],
 ) -> tuple[_File, _FileDone]:
@@ -212,6 +239,7 @@ def analyze_flow_batch(
     on_file: Progress | None = None,
     prune: bool = False,
     jobs: int | None = 1,
+    elsewhere: Mapping[str, str] = MappingProxyType({}),
 ) -> BatchOutcome:
     """Analyse each file; a bad file is recorded as a failure and the rest still run.
 
@@ -226,7 +254,9 @@ def analyze_flow_batch(
 
     With ``jobs`` > 1, that many files are analysed at once, each in a worker process
     (:mod:`nkpanel._workers`); the outcome is the same as one by one, in the order given.
-    ``None`` chooses (:func:`~nkpanel._workers.default_jobs`). Worker processes start afresh
+    ``None`` chooses (:func:`~nkpanel._workers.default_jobs`). ``elsewhere``: the events
+    fingerprints of a case's other blood draws (:attr:`BatchOutcome.events`) and what to call
+    each; a file holding one of them is withheld. Worker processes start afresh
     and import the program's main module, as Python's ``multiprocessing`` does: a script
     that asks for workers runs its own work under ``if __name__ == "__main__":``."""
     check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
@@ -238,7 +268,7 @@ def analyze_flow_batch(
         names, moved = away_from_earlier(out_dir / "samples", paths, names)
     seen: dict[str, str] = {}  # events fingerprint → the sample that holds them
     files = [
-        _File(path, name, moved.get(i), settings, out_dir, plots, export_events)
+        _File(path, name, moved.get(i), settings, out_dir, plots, export_events, dict(elsewhere))
         for i, (path, name) in enumerate(zip(paths, names, strict=True))
     ]
 
@@ -278,6 +308,7 @@ def analyze_flow_batch(
             if on_file is not None:
                 on_file(str(file.path))
             record(file, file.analyse(seen))
+    outcome.events = seen
     written_now = {r.sample for r in outcome.results}
     outcome.earlier = earlier_folders(out_dir / "samples", written_now)
     if prune:  # only nkpanel's own files go; a folder holding anything else stays, listed
@@ -552,6 +583,7 @@ def run_case(
     write_owned(out_dir / CASE_ID_FILE, lambda t: write_text(t, marker))
     outcome = CaseOutcome(case)
     outcome.earlier = _earlier_specimens(case, out_dir)
+    elsewhere: dict[str, str] = {}  # the events of the draws before
     for draw in case.blood_draws:
         below: list[str] = []
         files, missing = draw_files(case, draw, below)
@@ -564,7 +596,10 @@ def run_case(
             on_file=on_file,
             prune=True,
             jobs=jobs,
+            elsewhere=elsewhere,
         )
+        for fingerprint, sample in batch.events.items():
+            elsewhere.setdefault(fingerprint, f"{sample} of blood draw {draw.id}")
         batch.failures[:0] = missing
         batch.notes[:0] = below
         outcome.draws[draw.id] = batch
