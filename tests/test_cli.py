@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -603,18 +605,12 @@ def test_an_interrupted_batch_in_worker_processes_stops_whole(
     assert not [p for p in out.rglob("*") if ".part" in p.name or ".old" in p.name]
     for folder in out.glob("samples/*"):  # each sample folder whole
         assert (folder / "summary.json").is_file() and (folder / "plots").is_dir()
-    # nothing of the run's process group is left running (an exited process that this
-    # sandbox's init has not reaped yet shows as Z; one still exiting, for a moment, as R)
+    # nothing of the run's process group is left running (one still exiting, for a moment,
+    # shows as R)
     deadline = time.monotonic() + 10
-    while True:
-        listed = subprocess.run(
-            ["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)], capture_output=True, text=True
-        ).stdout.splitlines()
-        running = [p for p in listed if p.split()[1][0] != "Z"]
-        if not running or time.monotonic() > deadline:
-            break
+    while (running := _running_in_session(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert running == [], listed
+    assert running == []
 
 
 @pytest.mark.parametrize("after", [0.4, 0.8, 1.2])
@@ -636,6 +632,71 @@ def test_an_interrupt_while_the_workers_start_prints_no_traceback(
         assert proc.returncode in (130, -signal.SIGINT) and "aborted: interrupted" in err, err
 
 
+@contextlib.contextmanager
+def _killed_on_failure(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """The run's process group killed when the test fails within (not left running)."""
+    import signal
+
+    try:
+        yield
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+
+
+def _workers_of(proc: subprocess.Popen[str]) -> list[int]:
+    """The worker processes of ``proc`` (a batch in two), once both are running."""
+    import time
+
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        # the workers are the grandchildren (forked by the forkserver, a child): found by
+        # process ids alone, as a command line is cut to the terminal's width (COLUMNS)
+        rows = subprocess.run(
+            ["ps", "-o", "pid=,ppid=", "-g", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        parent_of = dict(zip(map(int, rows[::2]), map(int, rows[1::2]), strict=True))
+        workers = [p for p, pp in parent_of.items() if parent_of.get(pp) == proc.pid]
+    assert len(workers) >= 2, f"no two workers seen; run ended {proc.poll()}"
+    return workers
+
+
+def _running_in_session(sid: int) -> list[str]:
+    """The processes of session ``sid`` not yet ended (an exited process this sandbox's init
+    has not reaped shows as Z)."""
+    listed = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-g", str(sid)], capture_output=True, text=True
+    ).stdout.splitlines()
+    return [p for p in listed if p.split()[1][0] != "Z"]
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_workers_end_when_their_run_is_killed(tmp_path: Path, after: float) -> None:
+    """Audit 27: a run killed outright (kill -9, a wrapper's time limit, SIGHUP to it alone)
+    left its two workers (~285 MB each), the forkserver and the resource tracker running for
+    good, the workers waiting for work; now they stop through their clean-up (no .part)."""
+    import signal
+    import time
+
+    proc, out = _worker_batch(tmp_path, 6, 60_000)
+    with _killed_on_failure(proc):
+        _workers_of(proc)
+        time.sleep(after)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()  # not its stderr: a worker left running holds it open
+        deadline = time.monotonic() + 20
+        while (left := _running_in_session(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == []
+        proc.communicate()  # its stderr, closed by all now
+    assert not [p for p in out.rglob("*") if ".part" in p.name]
+    for folder in out.glob("samples/*"):  # each sample folder whole
+        assert (folder / "summary.json").is_file() and (folder / "plots").is_dir()
+
+
 def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
     """A worker killed under a batch (the system's OOM killer, `kill -9`): the run names the
     files under way and what to do, in one line, with no traceback."""
@@ -643,25 +704,10 @@ def test_a_worker_process_that_dies_is_said_in_one_line(tmp_path: Path) -> None:
     import time
 
     proc, _ = _worker_batch(tmp_path, 6, 60_000)
-    try:
-        workers: list[int] = []
-        deadline = time.monotonic() + 60
-        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            # the workers are the grandchildren (forked by the forkserver, a child): found by
-            # process ids alone, as a command line is cut to the terminal's width (COLUMNS)
-            rows = subprocess.run(
-                ["ps", "-o", "pid=,ppid=", "-g", str(proc.pid)], capture_output=True, text=True
-            ).stdout.split()
-            parent_of = dict(zip(map(int, rows[::2]), map(int, rows[1::2]), strict=True))
-            workers = [p for p, pp in parent_of.items() if parent_of.get(pp) == proc.pid]
-        assert len(workers) >= 2, f"no two workers seen; run ended {proc.poll()}"
+    with _killed_on_failure(proc):
+        workers = _workers_of(proc)
         time.sleep(0.5)
         os.kill(workers[0], signal.SIGKILL)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
     err = _stderr_of(proc)
     assert proc.returncode == 2, err
     assert "Traceback" not in err
