@@ -977,6 +977,11 @@ def test_grouped_lines_keep_what_differs() -> None:
     assert grouped([("t1", "17240, then -3.2"), ("t2", "17607, then -3.2")]) == [
         "t1, t2: 17240–17607, then -3.2"
     ]
+    # a value quoted as read is no measure (audit 27: "$TIMESTEP '-0.01–0'")
+    quoted = [("a", "$TIMESTEP '-0.01' is not positive"), ("b", "$TIMESTEP '0' is not positive")]
+    assert grouped(quoted) == [f"{who}: {text}" for who, text in quoted]
+    same = [("a", "$TIMESTEP '0' is not"), ("b", "$TIMESTEP '0' is not")]
+    assert grouped(same) == ["a, b: $TIMESTEP '0' is not"]
 
 
 def test_a_case_runs_report_is_preliminary_whatever_the_lab_file_says(tmp_path: Path) -> None:

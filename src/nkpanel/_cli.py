@@ -316,6 +316,11 @@ class _Group:
         apart = [k for k, (a, b) in enumerate(zip(first, numbers, strict=True)) if a != b]
         if len(apart) > 1 or (apart and self.varies not in (None, apart[0])):
             return False
+        # a value quoted as read ("$TIMESTEP '0'") is not a measure: no range of two of them
+        # (audit 27: '-0.01' and '0' read "'-0.01–0'")
+        quotes = ("'", '"')
+        if apart and words[apart[0]].endswith(quotes) and words[apart[0] + 1].startswith(quotes):
+            return False
         if apart:
             self.varies = apart[0]
         return True
