@@ -694,3 +694,47 @@ def test_the_same_events_in_two_blood_draws_withhold_the_later(tmp_path: Path) -
         f"holds the same events as {first.sample} of blood draw draw-1: two blood draws cannot "
         "hold the same events (the same file given for both?)",
     )
+
+
+def test_a_broken_pool_names_only_the_files_it_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 27: when a worker died, every file under way was said not written, one whose
+    folder was written whole among them. A stand-in pool: the first file's worker dies, the
+    second file's result has come back."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nkpanel._workers
+    from nkpanel.errors import NkPanelError
+
+    class Pool:
+        def __init__(self) -> None:
+            self.submitted = 0
+
+        def submit(self, fn: Any, analyse: Any, known: Any) -> Future[Any]:
+            self.submitted += 1
+            future: Future[Any] = Future()
+            if self.submitted == 1:
+                future.set_exception(BrokenProcessPool("a worker died"))
+            else:
+                future.set_result(analyse(known))
+            return future
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7)
+    ]
+    out = tmp_path / "out"
+    with pytest.raises(NkPanelError) as info:
+        pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
+    assert (
+        "files under way: t5.fcs; files before them are written (written all the same: "
+        "t6.fcs), these and later ones are not"
+    ) in str(info.value)
+    assert (out / "samples" / "t6" / "summary.json").is_file()
+    assert not (out / "samples" / "t5").exists() and not (out / "samples" / "t7").exists()

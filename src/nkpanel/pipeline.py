@@ -192,11 +192,18 @@ def _in_workers(
         stop_workers(pool)
         if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
             raise KeyboardInterrupt from exc
-        names = ", ".join(f.path.name for f, _ in under_way) or "none"
+        # files whose results came back before are written: recorded, and not named below
+        # (audit 27: a file written whole was said not to be)
+        while under_way and under_way[0][1].done() and under_way[0][1].exception() is None:
+            record(*_finished(under_way))
+        back = {f.path.name for f, fut in under_way if fut.done() and fut.exception() is None}
+        lost = ", ".join(f.path.name for f, _ in under_way if f.path.name not in back)
+        also = f" (written all the same: {', '.join(sorted(back))})" if back else ""
         raise NkPanelError(
             f"a worker process ended before finishing its file (stopped by a signal, or out "
             f"of memory: --jobs 1 analyses one file at a time, in less memory); files under "
-            f"way: {names}; files before them are written, these and later ones are not"
+            f"way: {lost or 'none'}; files before them are written{also}, these and later "
+            f"ones are not"
         ) from exc
     except BaseException:
         stop_workers(pool)
