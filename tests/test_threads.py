@@ -116,3 +116,102 @@ def test_a_setting_that_is_no_count_is_said_before_any_work(
     assert (given.returncode == 2) == (variable == "NKPANEL_THREADS")
     assert "x.fcs" in given.stderr or variable == "NKPANEL_THREADS"  # the file's own fault
     assert nkpanel("simulate", "--out", "s", "--events", "2000").returncode == 0
+
+
+def test_compensation_is_the_same_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    sample = simulate_tube(SimulationSpec(seed=2, n_events=250_000)).to_sample()
+    monkeypatch.setenv("NKPANEL_THREADS", "1")
+    one = compensate(sample)
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    assert np.array_equal(compensate(sample), one)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_gets_a_working_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After fork the parent's pool threads do not exist in the child; work must still run."""
+    import multiprocessing
+
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    both = threading.Barrier(2, timeout=10)
+    # ranges that wait for each other in pairs: the parent's pool thread has then worked
+    for_row_blocks(MIN_ROWS_PER_THREAD * 4, lambda start, stop: both.wait() and None)
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_work_in_child)
+    child.start()
+    child.join(timeout=20)
+    if child.is_alive():  # hung: its pool had no threads
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+
+
+def _work_in_child() -> None:
+    hits = np.zeros(MIN_ROWS_PER_THREAD * 4, dtype=np.int64)
+
+    def work(start: int, stop: int) -> None:
+        hits[start:stop] += 1
+
+    for_row_blocks(hits.size, work)
+    raise SystemExit(0 if np.all(hits == 1) else 1)
+
+
+def test_an_interrupt_while_waiting_for_a_helper_leaves_no_range_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while the caller waits for a helper's last range: the call raised at once with
+    the range still running, though the caller's buffers are released then (review 17)."""
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    main = threading.get_ident()
+    running = [0]
+    lock = threading.Lock()
+
+    def work(start: int, stop: int) -> None:
+        with lock:
+            running[0] += 1
+        try:
+            time.sleep(0.3 if threading.get_ident() != main else 0.01)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    timer = threading.Timer(0.15, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for_row_blocks(8 * MIN_ROWS_PER_THREAD, work)
+            time.sleep(1.0)  # the interrupt came after the call: raised here instead
+        assert running[0] == 0
+    finally:
+        timer.cancel()
+
+
+def test_helpers_work_under_the_callers_errstate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper thread runs its ranges under the caller's np.errstate: an overflow the caller
+    ignores (the FCS reader checks values itself) raised RuntimeWarning, under the test
+    suite's warnings-as-errors, only when a helper met it (review 17)."""
+    import time
+
+    monkeypatch.setenv("NKPANEL_THREADS", "2")
+    main = threading.get_ident()
+    helpers: set[int] = set()
+
+    def work(start: int, stop: int) -> None:
+        if threading.get_ident() != main:
+            helpers.add(threading.get_ident())
+        else:
+            time.sleep(0.01)  # the caller's ranges slow: a helper takes some
+        np.multiply(np.full(4, 1e308), 10.0)  # overflows to inf
+
+    for _ in range(20):  # until a helper has taken a range
+        with np.errstate(over="ignore"):
+            for_row_blocks(8 * MIN_ROWS_PER_THREAD, work)
+        if helpers:
+            break
+    assert helpers
