@@ -158,6 +158,11 @@ class _File:
         )
 
 
+#: files handed to the worker processes at once, per worker (each waits as a path until a
+#: worker takes it; their results, small, until recorded in order)
+FILES_AHEAD = 4
+
+
 def _in_workers(
     files: Sequence[_File],
     jobs: int,
@@ -165,9 +170,10 @@ def _in_workers(
     on_file: Progress | None,
     seen: Mapping[str, str],
 ) -> None:
-    """Analyse ``files`` in ``jobs`` worker processes, at most ``jobs`` under way at once,
-    recording each in the order given. An interrupt (or ``--debug``'s error) stops the batch:
-    files not started are not, those under way stop through their own clean-up."""
+    """Analyse ``files`` in ``jobs`` worker processes, recording each in the order given
+    (:data:`FILES_AHEAD` per worker handed out at once). An interrupt (or ``--debug``'s
+    error) stops the batch: files not started are not, those under way stop through their
+    own clean-up."""
     from concurrent.futures.process import BrokenProcessPool
 
     from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
@@ -176,7 +182,10 @@ def _in_workers(
     under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
     try:
         for i, file in enumerate(files):
-            if len(under_way) == jobs:
+            # files are handed out ahead of the results recorded in order: a slow file at
+            # the head does not leave the other workers idle (audit 27: 1M + 8 × 100k events,
+            # 8.4–8.7 s with the large file first, 6.9–7.2 s with it last)
+            if len(under_way) == FILES_AHEAD * jobs:
                 record(*_finished(under_way))
             if on_file is not None:
                 on_file(str(file.path))
