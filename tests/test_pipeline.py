@@ -739,3 +739,25 @@ def test_a_broken_pool_names_only_the_files_it_lost(
     assert (out / "samples" / "t6" / "summary.json").is_file()
     assert (out / "samples" / "t7" / "summary.json").is_file()
     assert not (out / "samples" / "t5").exists()
+
+
+def test_worker_batches_say_a_file_when_those_before_it_are_done(tmp_path: Path) -> None:
+    """Audit 27: the progress bar counted the files handed to the workers as done, running
+    ahead of the work; each file is now said, as one after another says it, once every file
+    before it is written."""
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7, 8)
+    ]
+    out = tmp_path / "out"
+    written_before: list[list[str]] = []
+
+    def on_file(path: str) -> None:
+        written = {p.parent.name for p in out.glob("samples/*/summary.json")}
+        written_before.append(sorted(w for w in written if not w.startswith(".")))  # not .part
+
+    pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2, on_file=on_file)
+    names = ["t5", "t6", "t7", "t8"]
+    assert len(written_before) == 4
+    for k, written in enumerate(written_before):  # later ones may be written already
+        assert set(names[:k]) <= set(written), (k, written)

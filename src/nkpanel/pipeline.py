@@ -180,15 +180,27 @@ def _in_workers(
 
     pool = process_pool(jobs)
     under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
+    recorded = 0
+
+    def record_next() -> None:
+        """The first file under way recorded, once done, and the next file said as one
+        after another says it: when every file before it is done (audit 27: the progress
+        bar counted the files handed out as done)."""
+        nonlocal recorded
+        record(*_finished(under_way))
+        recorded += 1
+        if on_file is not None and recorded < len(files):
+            on_file(str(files[recorded].path))
+
     try:
+        if on_file is not None and files:
+            on_file(str(files[0].path))
         for i, file in enumerate(files):
             # files are handed out ahead of the results recorded in order: a slow file at
             # the head does not leave the other workers idle (audit 27: 1M + 8 × 100k events,
             # 8.4–8.7 s with the large file first, 6.9–7.2 s with it last)
             if len(under_way) == FILES_AHEAD * jobs:
-                record(*_finished(under_way))
-            if on_file is not None:
-                on_file(str(file.path))
+                record_next()
             # the events of the files recorded so far: a twin of one of them is said in the
             # worker; only one of a file still under way is analysed again (see record)
             known = dict(seen)
@@ -196,7 +208,7 @@ def _in_workers(
             with starting_workers() if i < jobs else contextlib.nullcontext():
                 under_way.append((file, pool.submit(run_in_worker, file.analyse, known)))
         while under_way:
-            record(*_finished(under_way))
+            record_next()
     except BrokenProcessPool as exc:  # a worker ended: which file it held is not known
         stop_workers(pool)
         if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
@@ -204,7 +216,7 @@ def _in_workers(
         # files whose results came back before are written: recorded, and not named below
         # (audit 27: a file written whole was said not to be)
         while under_way and under_way[0][1].done() and under_way[0][1].exception() is None:
-            record(*_finished(under_way))
+            record_next()
         back = {f.path.name for f, fut in under_way if fut.done() and fut.exception() is None}
         lost = ", ".join(f.path.name for f, _ in under_way if f.path.name not in back)
         also = f" (written all the same: {', '.join(sorted(back))})" if back else ""
