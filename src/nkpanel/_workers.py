@@ -95,11 +95,13 @@ def _start(debug: bool, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, _stop_the_file)
     signal.signal(signal.SIGTERM, _stop_the_file)
     quiet_swallowed_interrupts()
+    # before the signals are let in: a stop raised in here would be printed, with its
+    # traceback, as the pool's "Exception in initializer"
+    _stop_when_gone(parent)
     # blocked since the parent started the pool (see :func:`starting_workers`): one that came
     # meanwhile is handled now, by ending this worker quietly
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _busy["ready"] = 1
-    _stop_when_gone(parent)
 
 
 def _stop_when_gone(parent: int) -> None:
