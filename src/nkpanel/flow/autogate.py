@@ -481,6 +481,10 @@ class _Gater:
         }
 
     # -- helpers ---------------------------------------------------------------------------
+    def channel(self, pnn: str) -> Channel:
+        """The channel ``pnn`` as the file describes it (range, amplification)."""
+        return self.sample.channels[self.col[pnn]]
+
     def raw(self, pnn: str) -> Array:
         """A channel's (compensated) linear values, every event."""
         return self.comp.column(self.col[pnn])
@@ -494,7 +498,7 @@ class _Gater:
             elif pnn.upper().startswith(("FSC", "SSC", "FS", "SS")) or pnn in self.scatters:
                 self.scales[pnn] = _Scale("log", t=0, m=0, w=0, cofactor=1)
             else:
-                ch = self.sample.channels[self.col[pnn]]
+                ch = self.channel(pnn)
                 t = ch.top if ch.top > 1 else 262144.0
                 m = self.settings.logicle_m
                 w = logicle_width(self.raw(pnn)[self.sample_of_all], t, m)
@@ -546,7 +550,7 @@ class _Gater:
         compare the recorded values.
         """
         x = self.raw(pnn)[idx]
-        ch = self.sample.channels[self.col[pnn]]
+        ch = self.channel(pnn)
         if x.size == 0 or self.dim(pnn).compensated:
             return x
         # integer data, or whole channel numbers stored as floats (an FCS 2.0 export of a
@@ -836,7 +840,7 @@ class _Gater:
     def pinned_at(self, pnn: str) -> float:
         """The value at and above which ``pnn`` is saturated (:data:`~nkpanel.flow.qc.SATURATED`
         of its top)."""
-        return SATURATED * self.sample.channels[self.col[pnn]].top
+        return SATURATED * self.channel(pnn).top
 
     def singlet_gate(self, parent: str | None) -> str | None:
         if not (self.markers.has("FSC-A") and self.markers.has("FSC-H")):
@@ -940,10 +944,9 @@ class _Gater:
         bright: float | None = None  # the CD45 cut below the lymphocytes, where placed
         bright_events: BoolArray | None = None  # the events at or above it
         if ssc is not None and self.kind == "flow":
-            channel = self.sample.channels[self.col[ssc]]
             # judged on the events a density is drawn from (percentiles of all cost 10 ms)
             values = self.raw(ssc)[self.subsample(base)]
-            self.dead_side_scatter = side_scatter_missing(channel, values)
+            self.dead_side_scatter = side_scatter_missing(self.channel(ssc), values)
             if self.dead_side_scatter is not None:  # as no side-scatter channel at all
                 ssc = None
         # flow data without side scatter: CD45 alone does not part lymphocytes from monocytes
@@ -1221,8 +1224,8 @@ class _Gater:
         if cut.method != "valley" or not (p[low].mean() < cut.value < p[high].mean()):
             return None
         self.cuts["SSC low (size-adjusted)"] = cut
-        top_f = max(self.sample.channels[self.col[fsc]].top, float(np.max(f_raw)))
-        top_s = self.sample.channels[self.col[ssc]].top
+        top_f = max(self.channel(fsc).top, float(np.max(f_raw)))
+        top_s = self.channel(ssc).top
         # no lymphocyte scatters more side light than the edge allows at the smallest of them
         # (the 1st percentile of their forward scatter), nor more than a monocyte
         ceiling = 10.0 ** min(mono, cut.value - k * float(np.quantile(f[low], 0.01)))
