@@ -203,6 +203,34 @@ def test_temporaries_a_killed_run_left_are_swept_after_an_hour(tmp_path: Path) -
     assert fresh.exists() and other.exists() and users.read_text() == "mine"
 
 
+def test_in_a_folder_the_run_holds_locked_every_leftover_is_swept(tmp_path: Path) -> None:
+    """Audit 27: a worker killed with `kill -9` (or a run a closed terminal ended) left a
+    hidden folder that a re-run within the hour kept. In a folder this run holds locked no
+    other run writes, so a temporary there of any age is a leftover; elsewhere the hour
+    stands."""
+    from nkpanel._atomic import atomic_folder, held
+
+    locked, other = tmp_path / "locked" / "samples", tmp_path / "free"
+    for folder in (locked, other):
+        folder.mkdir(parents=True)
+        (folder / ".tube1.nkpanel-abc12345.part").mkdir()  # young: a minute ago, say
+    release = held(tmp_path / "locked")
+    try:
+        for folder in (locked, other):
+            with atomic_folder(folder / "tube1") as d:
+                (d / "summary.json").write_text("{}")
+    finally:
+        release()
+    assert not (locked / ".tube1.nkpanel-abc12345.part").exists()
+    assert (other / ".tube1.nkpanel-abc12345.part").exists()
+    with atomic_folder(locked / "tube1") as d:  # released: the hour stands again
+        (locked / ".tube1.nkpanel-def45678.part").mkdir()
+        (d / "summary.json").write_text("{}")
+    with atomic_folder(locked / "tube1") as d:
+        (d / "summary.json").write_text("{}")
+    assert (locked / ".tube1.nkpanel-def45678.part").exists()
+
+
 def test_an_interrupt_is_held_back_while_a_folder_is_swapped() -> None:
     """Ctrl-C or SIGTERM between atomic_folder's two renames left neither the old nor the new
     folder in place (review 19): they are delivered once both renames are done."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -696,26 +697,25 @@ def test_the_same_events_in_two_blood_draws_withhold_the_later(tmp_path: Path) -
     )
 
 
-def test_a_broken_pool_names_only_the_files_it_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Audit 27: when a worker died, every file under way was said not written, one whose
-    folder was written whole among them. A stand-in pool: the first file's worker dies, the
-    other files' results have come back."""
+def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int], bool]) -> None:
+    """Stand-in worker pools, run in this process: a file's worker "dies" (its future gets
+    BrokenProcessPool) when ``breaks(file name, how many pools so far)``; the other files'
+    results come back."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
     import nkpanel._workers
-    from nkpanel.errors import NkPanelError
+
+    made = [0]
 
     class Pool:
         def __init__(self) -> None:
-            self.submitted = 0
+            made[0] += 1
+            self.n = made[0]
 
         def submit(self, fn: Any, analyse: Any, known: Any) -> Future[Any]:
-            self.submitted += 1
             future: Future[Any] = Future()
-            if self.submitted == 1:
+            if breaks(analyse.__self__.path.name, self.n):
                 future.set_exception(BrokenProcessPool("a worker died"))
             else:
                 future.set_result(analyse(known))
@@ -725,20 +725,54 @@ def test_a_broken_pool_names_only_the_files_it_lost(
             pass
 
     monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
+
+
+def test_a_worker_that_ends_costs_the_batch_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 27: a worker that ended (out of memory, `kill`) stopped the batch, which wrote no
+    tables for the files it had finished. The file it held is analysed again alone, and the
+    batch goes on: every file written, in order, the batch tables too, with a note."""
+    _breaking_pools(monkeypatch, lambda name, pool: name == "t5.fcs" and pool == 1)
     files = [
         write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
         for s in (5, 6, 7)
     ]
     out = tmp_path / "out"
-    with pytest.raises(NkPanelError) as info:
-        pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
-    assert (
-        "files under way: t5.fcs; files before them are written (written all the same: "
-        "t6.fcs, t7.fcs), these and later ones are not"
-    ) in str(info.value)
-    assert (out / "samples" / "t6" / "summary.json").is_file()
-    assert (out / "samples" / "t7" / "summary.json").is_file()
+    done = pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
+    assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
+    assert done.notes == [
+        "a worker process ended before finishing its file (stopped by a signal, or out of "
+        "memory): t5.fcs analysed again, one at a time"
+    ]
+    rows = json.loads((out / "flow_summary.json").read_text())["samples"]
+    assert [r["sample"] for r in rows] == ["t5", "t6", "t7"]
+
+
+def test_a_file_that_ends_its_worker_twice_is_its_failure_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose worker ends again when it is analysed alone is that file's failure; the
+    files before and after it are written, with the batch tables."""
+    _breaking_pools(monkeypatch, lambda name, pool: name == "t5.fcs")
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (4, 5, 6, 7)
+    ]
+    out = tmp_path / "out"
+    done = pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
+    assert [r.sample for r in done.results] == ["t4", "t6", "t7"]
+    assert [(Path(f.source).name, f.reason) for f in done.failures] == [
+        (
+            "t5.fcs",
+            "the worker process analysing it ended before finishing, twice, the second time "
+            "with no other file beside it (out of memory? stopped by a signal?)",
+        )
+    ]
     assert not (out / "samples" / "t5").exists()
+    summary = json.loads((out / "flow_summary.json").read_text())
+    assert "t5.fcs" in json.dumps(summary["failures"])
+    assert [r["sample"] for r in summary["samples"]] == ["t4", "t6", "t7"]
 
 
 def test_worker_batches_say_a_file_when_those_before_it_are_done(tmp_path: Path) -> None:

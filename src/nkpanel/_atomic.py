@@ -23,6 +23,8 @@ __all__ = [
     "check_ours",
     "claim",
     "earlier_folders",
+    "held",
+    "held_folders",
     "listed",
     "remove_claimed",
     "remove_owned",
@@ -383,6 +385,27 @@ def remove_owned(folder: Path) -> bool:
 #: a temporary of nkpanel's untouched this long was left by a run that was killed
 LEFTOVER_AGE_S = 3600.0
 
+#: folders this run holds locked (``nkpanel._cli.hold_folder``; a worker is told its
+#: parent's): no other run writes in them, so a temporary there of any age is a leftover
+_HELD: list[Path] = []
+
+
+def held(folder: Path) -> Callable[[], None]:
+    """Note that this run holds ``folder`` locked; return what un-notes it."""
+    path = folder.resolve()
+    _HELD.append(path)
+    return lambda: _HELD.remove(path) if path in _HELD else None
+
+
+def held_folders() -> list[Path]:
+    """The folders this run holds locked (:func:`held`)."""
+    return list(_HELD)
+
+
+def _in_held_folder(path: Path) -> bool:
+    where = path.parent.resolve()
+    return any(where.is_relative_to(folder) for folder in _HELD)
+
 
 def _tmp_prefix(target: Path) -> str:
     """The start of the names of ``target``'s temporaries: hidden, and marked nkpanel's."""
@@ -391,8 +414,12 @@ def _tmp_prefix(target: Path) -> str:
 
 def _sweep_leftovers(target: Path) -> None:
     """Remove the temporaries (``.<name>.*.part``, ``.<name>.*.old``) a killed run left beside
-    ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay."""
+    ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay,
+    but in a folder this run holds locked (:func:`held`) none is (audit 27: a worker killed
+    with ``kill -9``, or a run ended by a closed terminal, left hidden folders that a re-run
+    within the hour kept)."""
     now = time.time()
+    age = 0.0 if _in_held_folder(target) else LEFTOVER_AGE_S
     # exactly nkpanel's names: its prefix, tempfile's 8 random characters, the suffix
     ours = re.compile(re.escape(_tmp_prefix(target)) + r"[a-z0-9_]{8}\.(part|old)")
     for left in target.parent.glob(glob.escape(_tmp_prefix(target)) + "*"):
@@ -401,7 +428,7 @@ def _sweep_leftovers(target: Path) -> None:
         if left.suffix == ".old" and not target.exists():
             continue  # a run killed between its two renames: the only earlier copy
         try:
-            if now - left.stat().st_mtime < LEFTOVER_AGE_S:
+            if now - left.stat().st_mtime < age:
                 continue
             if left.is_dir():
                 shutil.rmtree(left, ignore_errors=True)

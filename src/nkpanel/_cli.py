@@ -133,6 +133,7 @@ def hold_folder(folder: Path) -> Callable[[], None]:
     if not os.access(folder, os.W_OK | os.X_OK):
         os.close(fd)
         raise InputError(folder, "the output folder (--out) is not writable by this user")
+    unheld: Callable[[], None] | None = None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -149,11 +150,17 @@ def hold_folder(folder: Path) -> Callable[[], None]:
             flag="warning:",
             colour="yellow",
         )
+    else:  # locked: no other run writes here (its temporaries of any age are leftovers)
+        from nkpanel._atomic import held
+
+        unheld = held(folder)
 
     def release() -> None:
         if release not in _HELD:  # released already: its descriptor may be another's now
             return
         _HELD.remove(release)
+        if unheld is not None:
+            unheld()
         try:
             for p in made:  # innermost first: nothing written, no folder left either
                 if any(p.iterdir()):

@@ -18,6 +18,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from nkpanel.errors import (
@@ -71,6 +72,7 @@ def default_jobs(n_files: int, plots: bool) -> int:
 
 def process_pool(jobs: int) -> ProcessPoolExecutor:
     """A pool of ``jobs`` worker processes set up as the module says."""
+    from nkpanel._atomic import held_folders
     from nkpanel._threads import thread_count
 
     threads = max(1, thread_count() // jobs)
@@ -81,7 +83,7 @@ def process_pool(jobs: int) -> ProcessPoolExecutor:
         max_workers=jobs,
         mp_context=context,
         initializer=_start,
-        initargs=(tracebacks_shown(), threads, os.getpid()),
+        initargs=(tracebacks_shown(), threads, os.getpid(), held_folders()),
     )
 
 
@@ -89,8 +91,12 @@ def process_pool(jobs: int) -> ProcessPoolExecutor:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _start(debug: bool, threads: int, parent: int) -> None:
+def _start(debug: bool, threads: int, parent: int, folders: list[Path]) -> None:
+    from nkpanel._atomic import held
+
     show_tracebacks(debug)
+    for folder in folders:  # the parent's locked output folders: its temporaries are stale
+        held(folder)
     os.environ["NKPANEL_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, _stop_the_file)
     signal.signal(signal.SIGTERM, _stop_the_file)

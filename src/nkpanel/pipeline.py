@@ -37,7 +37,6 @@ from nkpanel.case import BloodDraw, Case
 from nkpanel.errors import (
     ConfigError,
     InputError,
-    NkPanelError,
     batch_failure,
     interrupted,
     one_line,
@@ -169,38 +168,78 @@ def _in_workers(
     record: Callable[[_File, _FileDone], None],
     on_file: Progress | None,
     seen: Mapping[str, str],
-) -> None:
+) -> list[str]:
     """Analyse ``files`` in ``jobs`` worker processes, recording each in the order given
-    (:data:`FILES_AHEAD` per worker handed out at once). An interrupt (or ``--debug``'s
-    error) stops the batch: files not started are not, those under way stop through their
-    own clean-up."""
+    (:data:`FILES_AHEAD` per worker handed out at once); returns notes on workers that ended.
+    An interrupt (or ``--debug``'s error) stops the batch: files not started are not, those
+    under way stop through their own clean-up.
+
+    A worker that ends before finishing its file (the system's out-of-memory killer, a
+    ``kill``) breaks its pool, and which file it held is not known: the files under way whose
+    results had not come back are analysed again, one at a time in a worker of their own (in
+    less memory, and a file that ends that worker too is known: its failure), and the batch
+    goes on in a new pool (audit 27: the batch stopped there, and wrote no tables for the
+    files it had finished)."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
-
-    pool = process_pool(jobs)
-    under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
     recorded = 0
+    notes: list[str] = []
 
-    def record_next() -> None:
-        """The first file under way recorded, once done, and the next file said as one
-        after another says it: when every file before it is done (audit 27: the progress
-        bar counted the files handed out as done)."""
+    def record_in_order(file: _File, done: _FileDone) -> None:
+        """Record the next file, and say the one after it as one after another says it:
+        when every file before it is done (audit 27: the progress bar counted the files
+        handed out as done)."""
         nonlocal recorded
-        record(*_finished(under_way))
+        record(file, done)
         recorded += 1
         if on_file is not None and recorded < len(files):
             on_file(str(files[recorded].path))
 
+    if on_file is not None and files:
+        on_file(str(files[0].path))
+    while recorded < len(files):
+        under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
+        try:
+            _through_pool(files[recorded:], jobs, under_way, record_in_order, seen)
+        except BrokenProcessPool:
+            if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers
+                raise KeyboardInterrupt from None
+            again = [f for f, fut in under_way if not _came_back(fut)]
+            notes.append(
+                f"a worker process ended before finishing its file (stopped by a signal, or "
+                f"out of memory): {', '.join(f.path.name for f in again)} analysed again, "
+                "one at a time"
+            )
+            for file, future in under_way:
+                record_in_order(file, future.result() if _came_back(future) else _alone(file, seen))
+    return notes
+
+
+def _came_back(future: Future[_FileDone]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _through_pool(
+    files: Sequence[_File],
+    jobs: int,
+    under_way: collections.deque[tuple[_File, Future[_FileDone]]],
+    record: Callable[[_File, _FileDone], None],
+    seen: Mapping[str, str],
+) -> None:
+    """Hand ``files`` to a pool of ``jobs`` workers, :data:`FILES_AHEAD` per worker ahead of
+    the results, and record each in order. ``under_way`` holds the files handed out and not
+    yet recorded, for the caller when the pool breaks (BrokenProcessPool, the pool stopped)."""
+
+    from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
+
+    pool = process_pool(jobs)
     try:
-        if on_file is not None and files:
-            on_file(str(files[0].path))
         for i, file in enumerate(files):
             # files are handed out ahead of the results recorded in order: a slow file at
             # the head does not leave the other workers idle (audit 27: 1M + 8 × 100k events,
             # 8.4–8.7 s with the large file first, 6.9–7.2 s with it last)
             if len(under_way) == FILES_AHEAD * jobs:
-                record_next()
+                record(*_finished(under_way))
             # the events of the files recorded so far: a twin of one of them is said in the
             # worker; only one of a file still under way is analysed again (see record)
             known = dict(seen)
@@ -208,28 +247,38 @@ def _in_workers(
             with starting_workers() if i < jobs else contextlib.nullcontext():
                 under_way.append((file, pool.submit(run_in_worker, file.analyse, known)))
         while under_way:
-            record_next()
-    except BrokenProcessPool as exc:  # a worker ended: which file it held is not known
-        stop_workers(pool)
-        if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers too
-            raise KeyboardInterrupt from exc
-        # files whose results came back before are written: recorded, and not named below
-        # (audit 27: a file written whole was said not to be)
-        while under_way and under_way[0][1].done() and under_way[0][1].exception() is None:
-            record_next()
-        back = {f.path.name for f, fut in under_way if fut.done() and fut.exception() is None}
-        lost = ", ".join(f.path.name for f, _ in under_way if f.path.name not in back)
-        also = f" (written all the same: {', '.join(sorted(back))})" if back else ""
-        raise NkPanelError(
-            f"a worker process ended before finishing its file (stopped by a signal, or out "
-            f"of memory: --jobs 1 analyses one file at a time, in less memory); files under "
-            f"way: {lost or 'none'}; files before them are written{also}, these and later "
-            f"ones are not"
-        ) from exc
+            record(*_finished(under_way))
     except BaseException:
         stop_workers(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _alone(file: _File, seen: Mapping[str, str]) -> _FileDone:
+    """``file`` analysed in a worker process of its own; one that ends again is the file's
+    failure."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
+
+    pool = process_pool(1)
+    try:
+        with starting_workers():
+            future = pool.submit(run_in_worker, file.analyse, dict(seen))
+        done = future.result()
+    except BrokenProcessPool:
+        stop_workers(pool)
+        if interrupted():
+            raise KeyboardInterrupt from None
+        return _FileDone(
+            failure="the worker process analysing it ended before finishing, twice, the "
+            "second time with no other file beside it (out of memory? stopped by a signal?)"
+        )
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+    return done
 
 
 def _same_as_elsewhere(where: str) -> QCFlag:
@@ -330,7 +379,7 @@ def analyze_flow_batch(
                 f"{jobs} worker processes on {cpus} CPU{'s' * (cpus != 1)}: more processes "
                 f"than CPUs only share them, and each holds a whole file in memory (--jobs)"
             )
-        _in_workers(files, jobs, record, on_file, seen)
+        outcome.notes += _in_workers(files, jobs, record, on_file, seen)
     else:
         for file in files:
             if on_file is not None:
