@@ -719,6 +719,31 @@ def test_a_worker_process_that_dies_costs_the_batch_no_file(tmp_path: Path) -> N
     assert not list((out / "samples").glob(".*"))  # no half-built folder left
 
 
+def test_an_interrupt_caught_in_string_code_keeps_the_exit_code(tmp_path: Path) -> None:
+    """Audit 27: SIGTERM in the first half second (while dataclasses build their methods from
+    strings, on import) ended `python -m nkpanel` by SIGINT (exit 130, -2 to subprocess), not
+    143: CPython took the KeyboardInterrupt raised in string code for unhandled although it
+    was caught. The run's own way out still gives 128 + the signal."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "__main__.py").write_text(
+        "import signal\n"
+        "from nkpanel import cli, errors\n"
+        "try:\n"
+        "    exec('raise KeyboardInterrupt', {})  # as a signal landing in string code\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "errors._INTERRUPTED.append(int(signal.SIGTERM))\n"
+        "cli._stopping()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "probe"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert "aborted: interrupted" in proc.stderr
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

@@ -828,6 +828,11 @@ def _stopping() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     say(INTERRUPTED, flag="aborted:")
+    # CPython notes a KeyboardInterrupt that ended code run from a string (dataclasses and
+    # namedtuples make their methods so, on import) as unhandled, even once it is caught, and
+    # a `python -m` run then ends by SIGINT whatever its exit code (audit 27: 130, not 143,
+    # for a SIGTERM in the first half second). Running a string resets that note
+    exec("None")
     sys.exit(interrupt_exit_code())
 
 
