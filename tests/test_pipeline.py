@@ -749,6 +749,35 @@ def test_a_worker_that_ends_costs_the_batch_no_file(
     assert [r["sample"] for r in rows] == ["t5", "t6", "t7"]
 
 
+def test_workers_that_do_not_start_leave_the_files_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool broken before it took any file (its workers could not start) is not started
+    again and again: the files are analysed here, one after another, said in a note."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nkpanel._workers
+
+    class Pool:
+        def submit(self, *args: Any) -> None:
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7)
+    ]
+    done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
+    assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
+    assert done.notes == [
+        "worker processes could not be started: the files were analysed one after another "
+        "in this process"
+    ]
+
+
 def test_a_file_that_ends_its_worker_twice_is_its_failure_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -204,6 +204,14 @@ def _in_workers(
         except BrokenProcessPool:
             if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers
                 raise KeyboardInterrupt from None
+            if not under_way:  # broken before it took a file: its workers did not start
+                notes.append(
+                    "worker processes could not be started: the files were analysed one "
+                    "after another in this process"
+                )
+                for file in files[recorded:]:
+                    record_in_order(file, file.analyse(seen))
+                break
             again = [f for f, fut in under_way if not _came_back(fut)]
             notes.append(
                 f"a worker process ended before finishing its file (stopped by a signal, or "
