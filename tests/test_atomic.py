@@ -231,6 +231,34 @@ def test_in_a_folder_the_run_holds_locked_every_leftover_is_swept(tmp_path: Path
     assert (locked / ".tube1.nkpanel-def45678.part").exists()
 
 
+def test_a_folder_another_run_holds_on_the_path_keeps_its_temporaries(tmp_path: Path) -> None:
+    """Review 28: a case run into `out/case` and a batch into `out/case/flow/draw-1` each held
+    their own folder and took the draw's for theirs alone, removing each other's live
+    temporaries. Another run holding a folder above or below keeps the hour."""
+    import fcntl
+    import os
+
+    from nkpanel._atomic import atomic_folder, held
+
+    outer, inner = tmp_path / "case", tmp_path / "case" / "flow" / "draw-1"
+    samples = inner / "samples"
+    samples.mkdir(parents=True)
+    for mine, theirs in ((outer, inner), (inner, outer)):
+        live = samples / ".t1.nkpanel-abc12345.part"  # the other run's, being written
+        live.mkdir()
+        fd = os.open(theirs, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as nkpanel._cli.hold_folder does
+        release = held(mine)
+        try:
+            with atomic_folder(samples / "t1") as d:
+                (d / "summary.json").write_text("{}")
+        finally:
+            release()
+            os.close(fd)
+        assert live.is_dir(), f"held {mine.name}, another run {theirs.name}"
+        live.rmdir()
+
+
 def test_an_interrupt_is_held_back_while_a_folder_is_swapped() -> None:
     """Ctrl-C or SIGTERM between atomic_folder's two renames left neither the old nor the new
     folder in place (review 19): they are delivered once both renames are done."""

@@ -713,7 +713,11 @@ def test_a_worker_process_that_dies_costs_the_batch_no_file(tmp_path: Path) -> N
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     said = [line for line in err.splitlines() if "a worker process ended" in line]
-    assert len(said) == 1 and "analysed again, one at a time" in said[0], err
+    assert len(said) == 1 and "analysed again, each in a worker of its own" in said[0], err
+    # only the files that can have been in a worker (two workers, one file queued): not
+    # every file handed out (review 28: 8 files of 12 analysed again one at a time)
+    again = said[0].split("): ")[1].split(" analysed again")[0].split(", ")
+    assert 1 <= len(again) <= 3, said[0]
     rows = json.loads((out / "flow_summary.json").read_text())["samples"]
     assert [r["sample"] for r in rows] == [f"t{i}" for i in range(6)]
     assert not list((out / "samples").glob(".*"))  # no half-built folder left

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -713,8 +715,12 @@ def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int]
             made[0] += 1
             self.n = made[0]
 
-        def submit(self, fn: Any, analyse: Any, known: Any) -> Future[Any]:
+        def submit(self, fn: Any, *args: Any) -> Future[Any]:
             future: Future[Any] = Future()
+            if fn is not nkpanel._workers.run_in_worker:  # the check that a worker works
+                future.set_result(fn(*args))
+                return future
+            analyse, known = args
             if breaks(analyse.__self__.path.name, self.n):
                 future.set_exception(BrokenProcessPool("a worker died"))
             else:
@@ -743,7 +749,7 @@ def test_a_worker_that_ends_costs_the_batch_no_file(
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
     assert done.notes == [
         "a worker process ended before finishing its file (stopped by a signal, or out of "
-        "memory): t5.fcs analysed again, one at a time"
+        "memory): t5.fcs analysed again, each in a worker of its own"
     ]
     rows = json.loads((out / "flow_summary.json").read_text())["samples"]
     assert [r["sample"] for r in rows] == ["t5", "t6", "t7"]
@@ -773,8 +779,9 @@ def test_workers_that_do_not_start_leave_the_files_to_this_process(
     done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
     assert done.notes == [
-        "worker processes could not be started: the files were analysed one after another "
-        "in this process"
+        "worker processes could not be started (a script that asks for them runs its work "
+        'under `if __name__ == "__main__":`): the files were analysed one after another in '
+        "this process"
     ]
 
 
@@ -794,14 +801,43 @@ def test_a_file_that_ends_its_worker_twice_is_its_failure_alone(
     assert [(Path(f.source).name, f.reason) for f in done.failures] == [
         (
             "t5.fcs",
-            "the worker process analysing it ended before finishing, twice, the second time "
-            "with no other file beside it (out of memory? stopped by a signal?)",
+            "its worker process ended before finishing it, with no other file beside it (out "
+            "of memory? stopped by a signal?)",
         )
     ]
     assert not (out / "samples" / "t5").exists()
     summary = json.loads((out / "flow_summary.json").read_text())
     assert "t5.fcs" in json.dumps(summary["failures"])
     assert [r["sample"] for r in summary["samples"]] == ["t4", "t6", "t7"]
+
+
+def test_a_script_without_a_main_guard_still_gets_its_batch(tmp_path: Path) -> None:
+    """Worker processes import the program's main module: a script that asks for workers
+    outside `if __name__ == "__main__":` made every worker fail as it started (review 28:
+    every file then failed as "out of memory", and an earlier run's tables were removed).
+    The files are analysed in the script's own process instead, said in a note."""
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7)
+    ]
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from nkpanel.flow.analyze import FlowSettings\n"
+        "from nkpanel.pipeline import analyze_flow_batch\n"
+        f"files = [Path(p) for p in {[str(f) for f in files]!r}]\n"
+        f"out = Path({str(tmp_path / 'out')!r})\n"
+        "done = analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)\n"
+        "print(json.dumps([[r.sample for r in done.results], len(done.failures), done.notes]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    samples, failures, notes = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert samples == ["t5", "t6", "t7"] and failures == 0
+    assert len(notes) == 1 and notes[0].startswith("worker processes could not be started")
 
 
 def test_worker_batches_say_a_file_when_those_before_it_are_done(tmp_path: Path) -> None:

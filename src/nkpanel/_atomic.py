@@ -27,6 +27,7 @@ __all__ = [
     "held_folders",
     "listed",
     "remove_claimed",
+    "remove_leftovers",
     "remove_owned",
     "signals_held",
     "write_bytes",
@@ -386,7 +387,8 @@ def remove_owned(folder: Path) -> bool:
 LEFTOVER_AGE_S = 3600.0
 
 #: folders this run holds locked (``nkpanel._cli.hold_folder``; a worker is told its
-#: parent's): no other run writes in them, so a temporary there of any age is a leftover
+#: parent's): no other run writes in them unless it holds a folder above or below (see
+#: :func:`_only_this_run_writes`)
 _HELD: list[Path] = []
 
 
@@ -402,9 +404,38 @@ def held_folders() -> list[Path]:
     return list(_HELD)
 
 
-def _in_held_folder(path: Path) -> bool:
-    where = path.parent.resolve()
-    return any(where.is_relative_to(folder) for folder in _HELD)
+def _only_this_run_writes(folder: Path) -> bool:
+    """Whether ``folder`` lies in a folder this run holds locked and no other run holds a
+    folder on its path: one that writes there locks ``folder`` or a folder above it (review
+    28: a case run into ``out/case`` and a batch into ``out/case/flow/draw-1`` each took the
+    draw's folder for their own, and removed each other's temporaries)."""
+    where = folder.resolve()
+    if not any(where.is_relative_to(mine) for mine in _HELD):
+        return False
+    import fcntl  # there where a folder is held (see nkpanel._cli.hold_folder)
+
+    for above in (where, *where.parents):
+        if above in _HELD:
+            continue
+        try:
+            fd = os.open(above, os.O_RDONLY)
+        except OSError:
+            continue  # a folder this user cannot open is not where a run of theirs writes
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # another run holds it
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # and the shared lock with it
+    return True
+
+
+def remove_leftovers(target: Path) -> None:
+    """Remove the temporaries of ``target`` that no run is writing any more (see
+    :func:`_sweep_leftovers`): after a worker ended while writing it, say."""
+    _sweep_leftovers(target)
 
 
 def _tmp_prefix(target: Path) -> str:
@@ -419,7 +450,7 @@ def _sweep_leftovers(target: Path) -> None:
     with ``kill -9``, or a run ended by a closed terminal, left hidden folders that a re-run
     within the hour kept)."""
     now = time.time()
-    age = 0.0 if _in_held_folder(target) else LEFTOVER_AGE_S
+    age = 0.0 if _only_this_run_writes(target.parent) else LEFTOVER_AGE_S
     # exactly nkpanel's names: its prefix, tempfile's 8 random characters, the suffix
     ours = re.compile(re.escape(_tmp_prefix(target)) + r"[a-z0-9_]{8}\.(part|old)")
     for left in target.parent.glob(glob.escape(_tmp_prefix(target)) + "*"):

@@ -95,7 +95,7 @@ def _start(debug: bool, threads: int, parent: int, folders: list[Path]) -> None:
     from nkpanel._atomic import held
 
     show_tracebacks(debug)
-    for folder in folders:  # the parent's locked output folders: its temporaries are stale
+    for folder in folders:  # the parent's locked output folders, for the sweep of leftovers
         held(folder)
     os.environ["NKPANEL_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, _stop_the_file)

@@ -721,9 +721,9 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         say(line, flag="warning:", colour="yellow")
     for f in outcome.failures:
         say(f"{f.source}: {f.reason}", flag="failed:")
-    for batch in outcome.draws.values():
+    for draw, batch in outcome.draws.items():
         for note in batch.notes:
-            say(note, flag="note:", colour="yellow")
+            say(f"blood draw {draw}: {note}", flag="note:", colour="yellow")
     for b in outcome.endometrial:  # a folder's images read; an image listed twice
         for note in b.get("notes") or ():
             say(f"endometrial biopsy {b.get('id')}: {note}", flag="note:", colour="yellow")

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from nkpanel._atomic import (
     check_ours,
     earlier_folders,
     file_sha256,
+    remove_leftovers,
     remove_owned,
     write_owned,
     write_text,
@@ -175,11 +177,11 @@ def _in_workers(
     under way stop through their own clean-up.
 
     A worker that ends before finishing its file (the system's out-of-memory killer, a
-    ``kill``) breaks its pool, and which file it held is not known: the files under way whose
-    results had not come back are analysed again, one at a time in a worker of their own (in
-    less memory, and a file that ends that worker too is known: its failure), and the batch
-    goes on in a new pool (audit 27: the batch stopped there, and wrote no tables for the
-    files it had finished)."""
+    ``kill``) breaks its pool, and which file it held is not known: the files that can have
+    been in a worker are analysed again, one at a time in a worker of their own (in less
+    memory, and a file that ends that worker too is known: its failure), and the batch goes
+    on in a new pool (audit 27: the batch stopped there, and wrote no tables for the files it
+    had finished). Where no worker process starts at all, the files are analysed here."""
     from concurrent.futures.process import BrokenProcessPool
 
     recorded = 0
@@ -201,26 +203,63 @@ def _in_workers(
         under_way: collections.deque[tuple[_File, Future[_FileDone]]] = collections.deque()
         try:
             _through_pool(files[recorded:], jobs, under_way, record_in_order, seen)
+            break
         except BrokenProcessPool:
             if interrupted():  # the run's own Ctrl-C or SIGTERM, which reached its workers
                 raise KeyboardInterrupt from None
-            if not under_way:  # broken before it took a file: its workers did not start
-                notes.append(
-                    "worker processes could not be started: the files were analysed one "
-                    "after another in this process"
-                )
-                for file in files[recorded:]:
-                    record_in_order(file, file.analyse(seen))
-                break
-            again = [f for f, fut in under_way if not _came_back(fut)]
-            notes.append(
-                f"a worker process ended before finishing its file (stopped by a signal, or "
-                f"out of memory): {', '.join(f.path.name for f in again)} analysed again, "
-                "one at a time"
-            )
-            for file, future in under_way:
-                record_in_order(file, future.result() if _came_back(future) else _alone(file, seen))
+        if not under_way:  # broken before it took a file: its workers did not start
+            _in_this_process(files[recorded:], record_in_order, seen, notes)
+            break
+        back = {id(f): fut.result() for f, fut in under_way if _came_back(fut)}
+        # the pool's call queue takes the files in the order given, at most one more than
+        # its workers: only the first files without a result can have been in a worker
+        # (review 28: every file handed out was analysed again, one at a time); the files
+        # after them were never started, and go to the next pool
+        held = [f for f, _ in under_way if id(f) not in back][: jobs + 1]
+        try:
+            for file, _ in under_way:
+                if id(file) in back:
+                    record_in_order(file, back[id(file)])
+                elif file in held:
+                    record_in_order(file, _alone(file, seen))
+                else:
+                    break
+        except _NoWorkers:  # the workers never started (review 28: every file then "failed")
+            _in_this_process(files[recorded:], record_in_order, seen, notes, back)
+            break
+        notes.append(
+            "a worker process ended before finishing its file (stopped by a signal, or out of "
+            f"memory): {_named(held, files)} analysed again, each in a worker of its own"
+        )
     return notes
+
+
+def _in_this_process(
+    files: Sequence[_File],
+    record: Callable[[_File, _FileDone], None],
+    seen: Mapping[str, str],
+    notes: list[str],
+    back: Mapping[int, _FileDone] = MappingProxyType({}),
+) -> None:
+    """Record ``files`` analysed here, one after another, where no worker process starts
+    (those whose results came back from a worker before: as they came back)."""
+    notes.append(
+        "worker processes could not be started (a script that asks for them runs its work "
+        'under `if __name__ == "__main__":`): the files were analysed one after another in '
+        "this process"
+    )
+    for file in files:
+        record(file, back.get(id(file)) or file.analyse(seen))
+
+
+def _named(some: Sequence[_File], batch: Sequence[_File]) -> str:
+    """``some`` files of ``batch`` by file name, or by path where two share one."""
+    names = collections.Counter(f.path.name for f in batch)
+    return ", ".join(f.path.name if names[f.path.name] == 1 else str(f.path) for f in some)
+
+
+class _NoWorkers(Exception):
+    """A worker process could not be started at all (it ended before taking any work)."""
 
 
 def _came_back(future: Future[_FileDone]) -> bool:
@@ -263,27 +302,40 @@ def _through_pool(
 
 
 def _alone(file: _File, seen: Mapping[str, str]) -> _FileDone:
-    """``file`` analysed in a worker process of its own; one that ends again is the file's
-    failure."""
+    """``file`` analysed in a worker process of its own, started and seen to work first; one
+    that ends with the file is the file's failure, and its temporaries are removed.
+
+    Raises
+    ------
+    _NoWorkers
+        The worker ended before it took any work (a script without ``if __name__ ==
+        "__main__":``, a broken installation): it is not the file's fault.
+    """
     from concurrent.futures.process import BrokenProcessPool
 
     from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
 
     pool = process_pool(1)
     try:
-        with starting_workers():
-            future = pool.submit(run_in_worker, file.analyse, dict(seen))
-        done = future.result()
+        try:
+            with starting_workers():
+                pool.submit(os.getpid).result()
+        except BrokenProcessPool:
+            raise _NoWorkers from None
+        done = pool.submit(run_in_worker, file.analyse, dict(seen)).result()
     except BrokenProcessPool:
         stop_workers(pool)
         if interrupted():
             raise KeyboardInterrupt from None
+        remove_leftovers(file.out_dir / "samples" / file.name)
         return _FileDone(
-            failure="the worker process analysing it ended before finishing, twice, the "
-            "second time with no other file beside it (out of memory? stopped by a signal?)"
+            failure="its worker process ended before finishing it, with no other file beside "
+            "it (out of memory? stopped by a signal?)"
         )
     except BaseException:
         stop_workers(pool)
+        if interrupted():
+            raise KeyboardInterrupt from None
         raise
     pool.shutdown(wait=True)
     return done
