@@ -701,8 +701,8 @@ def test_the_same_events_in_two_blood_draws_withhold_the_later(tmp_path: Path) -
 
 def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int], bool]) -> None:
     """Stand-in worker pools, run in this process: a file's worker "dies" (its future gets
-    BrokenProcessPool) when ``breaks(file name, how many pools so far)``; the other files'
-    results come back."""
+    BrokenProcessPool) when ``breaks(file name, how many pools so far)``, the check that a
+    new worker works when ``breaks("check", …)``; the other files' results come back."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -718,7 +718,10 @@ def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int]
         def submit(self, fn: Any, *args: Any) -> Future[Any]:
             future: Future[Any] = Future()
             if fn is not nkpanel._workers.run_in_worker:  # the check that a worker works
-                future.set_result(fn(*args))
+                if breaks("check", self.n):
+                    future.set_exception(BrokenProcessPool("a worker died as it started"))
+                else:
+                    future.set_result(fn(*args))
                 return future
             analyse, known = args
             if breaks(analyse.__self__.path.name, self.n):
@@ -779,10 +782,90 @@ def test_workers_that_do_not_start_leave_the_files_to_this_process(
     done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
     assert done.notes == [
-        "worker processes could not be started (a script that asks for them runs its work "
-        'under `if __name__ == "__main__":`): the files were analysed one after another in '
-        "this process"
+        "worker processes could not be started: the files were analysed one after another in "
+        "this process (a script that asks for them runs its work under `if __name__ == "
+        '"__main__":`)'
     ]
+
+
+def test_a_retry_worker_that_ends_as_it_starts_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 29: a retry worker killed as it started sent the rest of the batch into this
+    process, said as workers that cannot start. It is started again; only where no worker of
+    the batch has worked and two in a row end is the batch analysed here."""
+    _breaking_pools(
+        monkeypatch,
+        lambda what, pool: (what == "t5.fcs" and pool == 1) or (what == "check" and pool == 2),
+    )
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6)
+    ]
+    done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
+    assert [r.sample for r in done.results] == ["t5", "t6"] and not done.failures
+    assert len(done.notes) == 1 and done.notes[0].startswith("a worker process ended")
+
+
+def test_a_worker_that_ends_between_files_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 29: a pool that broke with every result back (a worker killed while idle) was
+    said as "…: analysed again" naming no file."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nkpanel._workers
+
+    made = [0]
+
+    class Pool:
+        def __init__(self) -> None:
+            made[0] += 1
+            self.n = made[0]
+
+        def submit(self, fn: Any, *args: Any) -> Future[Any]:
+            ours = self.n == 1 and fn is nkpanel._workers.run_in_worker
+            if ours and args[0].__self__.path.name == "t7.fcs":  # broken by now
+                raise BrokenProcessPool("a worker died")
+            future: Future[Any] = Future()
+            future.set_result(fn(*args))
+            return future
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
+    files = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6, 7)
+    ]
+    done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
+    assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
+    assert done.notes == [
+        "a worker process ended between files (stopped by a signal, or out of memory): the "
+        "batch went on in new ones"
+    ]
+
+
+def test_only_a_script_of_its_own_is_told_of_the_main_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review 29: the note for workers that cannot start spoke of "a script" on nkpanel's own
+    command line."""
+    import importlib.machinery
+    import types
+
+    def main(file: str | None, spec: str | None) -> bool:
+        module = types.ModuleType("__main__")
+        module.__file__ = file
+        module.__spec__ = importlib.machinery.ModuleSpec(spec, None) if spec else None
+        monkeypatch.setitem(sys.modules, "__main__", module)
+        return pipeline._run_as_script()
+
+    assert not main("/venv/lib/nkpanel/__main__.py", "nkpanel.__main__")  # python -m nkpanel
+    assert not main("/venv/bin/nkpanel", None)  # the console script
+    assert main("/lab/scripts/nightly.py", None)
 
 
 def test_a_file_that_ends_its_worker_twice_is_its_failure_alone(

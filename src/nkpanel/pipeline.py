@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nkpanel._atomic import (
     atomic_folder,
@@ -54,6 +54,9 @@ from nkpanel.flow.output import (
 from nkpanel.flow.qc import QCFlag
 from nkpanel.flow.results import FlowResult
 from nkpanel.report.model import LabInfo, ReportPaths
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["BatchOutcome", "CaseOutcome", "analyze_flow_batch", "draw_files", "run_case"]
 
@@ -216,21 +219,29 @@ def _in_workers(
         # (review 28: every file handed out was analysed again, one at a time); the files
         # after them were never started, and go to the next pool
         held = [f for f, _ in under_way if id(f) not in back][: jobs + 1]
+        # a worker of the batch worked: one that ends as it starts is not taken for workers
+        # that cannot start (review 29: the rest of the batch went to this process)
+        started = recorded > 0 or bool(back)
+        ended = (
+            "a worker process ended before finishing its file (stopped by a signal, or out of "
+            f"memory): {_named(held, files)} analysed again, each in a worker of its own"
+            if held
+            else "a worker process ended between files (stopped by a signal, or out of "
+            "memory): the batch went on in new ones"
+        )
         try:
             for file, _ in under_way:
                 if id(file) in back:
                     record_in_order(file, back[id(file)])
                 elif file in held:
-                    record_in_order(file, _alone(file, seen))
+                    record_in_order(file, _alone(file, seen, started))
+                    started = True
                 else:
                     break
         except _NoWorkers:  # the workers never started (review 28: every file then "failed")
             _in_this_process(files[recorded:], record_in_order, seen, notes, back)
             break
-        notes.append(
-            "a worker process ended before finishing its file (stopped by a signal, or out of "
-            f"memory): {_named(held, files)} analysed again, each in a worker of its own"
-        )
+        notes.append(ended)
     return notes
 
 
@@ -244,12 +255,28 @@ def _in_this_process(
     """Record ``files`` analysed here, one after another, where no worker process starts
     (those whose results came back from a worker before: as they came back)."""
     notes.append(
-        "worker processes could not be started (a script that asks for them runs its work "
-        'under `if __name__ == "__main__":`): the files were analysed one after another in '
+        "worker processes could not be started: the files were analysed one after another in "
         "this process"
+        + (
+            ' (a script that asks for them runs its work under `if __name__ == "__main__":`)'
+            if _run_as_script()
+            else ""
+        )
     )
     for file in files:
         record(file, back.get(id(file)) or file.analyse(seen))
+
+
+def _run_as_script() -> bool:
+    """Whether this process runs a script of its own, not nkpanel's command line (whose
+    workers would not start for want of a main guard: review 29)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.split(".")[0] == "nkpanel":  # python -m nkpanel
+        return False
+    return Path(getattr(main, "__file__", None) or "nkpanel").stem != "nkpanel"
 
 
 def _named(some: Sequence[_File], batch: Sequence[_File]) -> str:
@@ -301,27 +328,19 @@ def _through_pool(
     pool.shutdown(wait=True)
 
 
-def _alone(file: _File, seen: Mapping[str, str]) -> _FileDone:
-    """``file`` analysed in a worker process of its own, started and seen to work first; one
-    that ends with the file is the file's failure, and its temporaries are removed.
-
-    Raises
-    ------
-    _NoWorkers
-        The worker ended before it took any work (a script without ``if __name__ ==
-        "__main__":``, a broken installation): it is not the file's fault.
-    """
+def _alone(file: _File, seen: Mapping[str, str], started: bool) -> _FileDone:
+    """``file`` analysed in a worker process of its own (:func:`_worker_that_starts`); one
+    that ends with the file is the file's failure, and its temporaries are removed."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from nkpanel._workers import process_pool, run_in_worker, starting_workers, stop_workers
+    from nkpanel._workers import run_in_worker, stop_workers
 
-    pool = process_pool(1)
+    pool = _worker_that_starts(started)
+    if pool is None:
+        return _FileDone(
+            failure="no worker process could be started to analyse it again (out of memory?)"
+        )
     try:
-        try:
-            with starting_workers():
-                pool.submit(os.getpid).result()
-        except BrokenProcessPool:
-            raise _NoWorkers from None
         done = pool.submit(run_in_worker, file.analyse, dict(seen)).result()
     except BrokenProcessPool:
         stop_workers(pool)
@@ -339,6 +358,41 @@ def _alone(file: _File, seen: Mapping[str, str]) -> _FileDone:
         raise
     pool.shutdown(wait=True)
     return done
+
+
+def _worker_that_starts(started: bool) -> ProcessPoolExecutor | None:
+    """A pool of one worker process seen to work (it answered a no-op), tried twice: a worker
+    that ends as it starts is not yet a worker that cannot start (review 29). ``None`` where
+    neither started though workers of the batch have worked (``started``).
+
+    Raises
+    ------
+    _NoWorkers
+        Neither started, and no worker of the batch has worked: workers cannot start here (a
+        script without ``if __name__ == "__main__":``, a broken installation).
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nkpanel._workers import process_pool, starting_workers, stop_workers
+
+    for _ in range(2):
+        pool = process_pool(1)
+        try:
+            with starting_workers():
+                pool.submit(os.getpid).result()
+            return pool
+        except BrokenProcessPool:
+            stop_workers(pool)
+            if interrupted():
+                raise KeyboardInterrupt from None
+        except BaseException:
+            stop_workers(pool)
+            if interrupted():
+                raise KeyboardInterrupt from None
+            raise
+    if not started:
+        raise _NoWorkers
+    return None
 
 
 def _same_as_elsewhere(where: str) -> QCFlag:
