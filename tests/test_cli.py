@@ -276,6 +276,7 @@ def test_a_folder_of_fcs_files_is_analysed_file_by_file(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not a tube")
     proc = nkpanel("flow", "analyze", str(folder), "--no-plots", "--out", str(tmp_path / "o"))
     assert proc.returncode == 0, proc.stderr
+    assert f"review the gates: {tmp_path / 'o' / 'flow_review.html'}" in proc.stdout
     summary = json.loads((tmp_path / "o" / "flow_summary.json").read_text())
     assert [s["sample"] for s in summary["samples"]] == ["tube6", "tube7"]
     # a file given again (in its folder, and by another spelling of its path) counts once

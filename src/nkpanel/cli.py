@@ -394,6 +394,8 @@ def flow_analyze(
     for folder in outcome.earlier:
         say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
     say_written(out, bool(outcome.results), outcome.removed, "file")
+    if outcome.results:  # the gates of every sample to look at before the results go out
+        out_console.print(f"review the gates: {out / 'flow_review.html'}")
     if outcome.failures:
         say(f"{len(outcome.failures)} of the {len(files)} distinct file(s) failed")
         raise typer.Exit(1)

@@ -513,6 +513,8 @@ def analyze_flow_batch(
             out_dir,
             earlier=outcome.earlier,
             settings=_run_settings(settings),
+            figures=outcome.figures,
+            synthetic=outcome.synthetic,
         )
     else:
         outcome.removed = remove_batch_tables(out_dir)

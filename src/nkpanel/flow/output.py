@@ -209,6 +209,7 @@ BATCH_TABLES = (
     "flow_populations.parquet",
     "flow_populations.json",
     "flow_summary.json",
+    "flow_review.html",
 )
 
 
@@ -225,10 +226,16 @@ def write_batch(
     *,
     earlier: Sequence[Path] = (),
     settings: Mapping[str, Any] | None = None,
+    figures: Mapping[str, Sequence[Path]] | None = None,
+    synthetic: Sequence[str] = (),
 ) -> list[Path]:
-    """The batch-level tidy table in three formats and the run summary (which also lists the
+    """The batch-level tidy table in three formats, the run summary (which also lists the
     ``earlier`` sample folders a previous run left in ``out_dir``, and the ``settings`` every
-    sample was analysed with: nkpanel's version, the absolute-count inputs…)."""
+    sample was analysed with: nkpanel's version, the absolute-count inputs…) and the review
+    page (:mod:`nkpanel.flow.review`: each sample's ``figures``, the ``synthetic`` sources
+    marked)."""
+    from nkpanel.flow.review import render_review
+
     rows = [row for r in results for row in r.rows()]
     frame = _frame(rows)
     buf = io.StringIO()
@@ -249,6 +256,18 @@ def write_batch(
         ),
         "flow_summary.json": lambda t: write_text(
             t, json.dumps(summary, indent=2, default=_json_default)
+        ),
+        "flow_review.html": lambda t: write_text(
+            t,
+            render_review(
+                results,
+                failures,
+                out_dir,
+                figures=figures or {},
+                synthetic=synthetic,
+                earlier=earlier,
+                settings=settings,
+            ),
         ),
     }
     # each listed as nkpanel's as soon as it is written (a failure after it leaves it ours)

@@ -1,0 +1,109 @@
+"""The batch review page: every sample of a flow batch on one page, its numbers, its quality
+checks and its gating figures side by side, for the person who checks the gates before the
+results go out (as a cytometry program's batch layout shows them).
+
+The page links to the figures in the sample folders beside it (a batch of 50 samples holds
+some 650 of them: inlined, the page would weigh as much as all of them), so it is read where
+it was written, or with its folder. It holds no date: a re-run that changes nothing changes
+nothing in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+from nkpanel.flow.output import BatchFailure
+from nkpanel.flow.results import FlowResult
+
+__all__ = ["render_review"]
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("nkpanel.flow", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _figure(path: Path, out_dir: Path) -> dict[str, str]:
+    """A gate's figure as the page links it: PNG shown, SVG behind it where there is one."""
+    png = path.relative_to(out_dir).as_posix()
+    svg = path.with_suffix(".svg")
+    return {
+        "src": quote(png),
+        "href": quote(svg.relative_to(out_dir).as_posix()) if svg.is_file() else quote(png),
+        "name": path.stem.replace("_", " "),
+    }
+
+
+def _sample(
+    r: FlowResult, figures: Sequence[Path], out_dir: Path, synthetic: bool
+) -> dict[str, Any]:
+    warnings = [f.reason for f in r.qc if not f.passed and not f.blocking]
+    return {
+        "name": r.sample,
+        "source": r.source,
+        "synthetic": synthetic,
+        "reportable": r.reportable,
+        "reasons": list(r.not_reportable_reasons),
+        "warnings": warnings,
+        "notes": [*r.notes, *r.file_notes],
+        "gating": r.gating if r.template is None else f"template {r.template}",
+        "events": f"{r.n_events:,}",
+        "nk_lymph": _number(r.nk_percent_of_lymphocytes, 1),
+        "nk_ul": _number(r.nk_cells_per_ul, 0),
+        "bright": _number(r.cd56bright_percent_of_nk, 1),
+        "ratio": _number(r.cd56bright_to_dim_ratio, 2),
+        "nkt": _number(r.nk_like_t_percent_of_lymphocytes, 1),
+        "method": r.absolute_count_method,
+        "figures": [_figure(p, out_dir) for p in figures],
+    }
+
+
+def render_review(
+    results: Sequence[FlowResult],
+    failures: Sequence[BatchFailure],
+    out_dir: Path,
+    *,
+    figures: Mapping[str, Sequence[Path]],
+    synthetic: Sequence[str] = (),
+    earlier: Sequence[Path] = (),
+    settings: Mapping[str, Any] | None = None,
+) -> str:
+    """The review page of a batch written to ``out_dir``: ``results`` in the order given,
+    ``figures`` per sample (PNG paths in gate order, in ``out_dir``), the ``failures``, the
+    sample folders an ``earlier`` run left, and the ``settings`` the batch ran with.
+    ``synthetic``: the sources nkpanel's simulator wrote, each marked so."""
+    fake = set(synthetic)
+    samples = [_sample(r, figures.get(r.sample, ()), out_dir, r.source in fake) for r in results]
+    run = dict(settings or {})
+    return (
+        _env()
+        .get_template("review.html.j2")
+        .render(
+            samples=samples,
+            failures=[{"source": f.source, "reason": f.reason} for f in failures],
+            earlier=[str(p) for p in earlier],
+            synthetic=bool(fake & {r.source for r in results}),
+            version=run.get("nkpanel", ""),
+            beads=run.get("beads_per_test"),
+            volume=run.get("sample_volume_ul"),
+            lymphocytes=run.get("lymphocytes_per_ul"),
+            template=run.get("template"),
+            not_reportable=sum(not s["reportable"] for s in samples),
+        )
+    )
