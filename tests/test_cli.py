@@ -726,7 +726,7 @@ def test_a_worker_process_that_dies_costs_the_batch_no_file(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("after", [0.03, 0.06, 0.1])
 def test_an_interrupt_while_the_program_loads_is_quiet(tmp_path: Path, after: float) -> None:
-    """Review 28 (flake loop): a Ctrl-C in the first ~0.1 s, while the command line was still
+    """The flake loop of session 15: a Ctrl-C in the first ~0.1 s, while the command line was still
     being imported, printed Python's KeyboardInterrupt traceback (3 of 3 runs at 0.03–0.07 s
     here). Nothing has started then: the run ends quietly with 130."""
     import signal
