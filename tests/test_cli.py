@@ -378,6 +378,9 @@ def test_a_case_run_says_why_each_withheld_result_is(tmp_path: Path) -> None:
     assert "note: NK activity nk-activity-51cr: LU/10⁷ –: targets per well not given" in (
         proc.stderr
     )
+    # each blood draw's gates to look at, named (review 30: the pages were nowhere said)
+    page = tmp_path / "o" / "flow" / "draw-1" / "flow_review.html"
+    assert f"review the gates of blood draw draw-1: {page}" in proc.stdout and page.is_file()
 
 
 def test_the_episodes_lh_day_times_a_biopsy_that_gives_none(tmp_path: Path) -> None:

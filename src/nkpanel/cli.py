@@ -736,6 +736,10 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         say(f"{folder}: from an earlier run into {out}; not part of this run", flag="warning:")
     out_console.print(f"outputs written to {out}")  # the case summary, whatever failed
     out_console.print(f"case summary: {outcome.summary_path}")
+    for draw, batch in outcome.draws.items():  # each draw's gates, to look at (review 30)
+        if batch.results:
+            page = out / "flow" / draw / "flow_review.html"
+            out_console.print(f"review the gates of blood draw {draw}: {page}")
     if outcome.report is not None:
         r = outcome.report
         for line in r.lines():

@@ -515,6 +515,7 @@ def analyze_flow_batch(
             settings=_run_settings(settings),
             figures=outcome.figures,
             synthetic=outcome.synthetic,
+            notes=outcome.notes,
         )
     else:
         outcome.removed = remove_batch_tables(out_dir)

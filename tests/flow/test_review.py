@@ -155,3 +155,39 @@ def test_without_figures_the_page_says_so_and_it_goes_when_every_file_fails(
     bad.write_bytes(b"truncated")
     done = analyze_flow_batch([bad], SETTINGS, out, plots=False)
     assert done.failures and not (out / "flow_review.html").exists()  # no page of old results
+
+
+def test_the_banner_says_which_samples_are_synthetic_and_the_notes_are_shown(
+    tmp_path: Path,
+) -> None:
+    """Review 30: in a batch of a real and a synthetic file the banner called the whole page
+    synthetic; a file given twice was left off the page without a word."""
+    from nkpanel.flow.review import render_review
+
+    tubes = [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6)
+    ]
+    done = analyze_flow_batch([*tubes, tubes[0]], SETTINGS, tmp_path / "o", plots=False)
+    page = " ".join(_read(tmp_path / "o" / "flow_review.html").text)
+    assert "given twice" in page and "Notes on the batch" in page
+    assert "SYNTHETIC DATA: files written by nkpanel's simulator" in page  # both are
+    # as if the first were a patient's: the banner says some are, the badge which
+    html = render_review(done.results, [], tmp_path / "o", figures={}, synthetic=[str(tubes[1])])
+    assert "SYNTHETIC DATA in this batch: the samples marked SYNTHETIC" in html
+    assert html.count('class="badge synthetic"') == 2  # t6 in the table and its heading
+
+
+@pytest.mark.shared_data
+def test_a_template_run_says_which_gates_play_which_role(shared_data: Path, tmp_path: Path) -> None:
+    """Review 30: a template run's NK % reads against the gates the template's roles name
+    (NK 312 of Singlets2's 18,585), not the gate a figure calls "Lymphocytes": the page
+    names them."""
+    d = shared_data / "flowsom-68983"
+    settings = FlowSettings(template=d / "gating.wsp")
+    analyze_flow_batch([d / "68983.fcs"], settings, tmp_path / "o", plots=False)
+    summary = json.loads((tmp_path / "o" / "flow_summary.json").read_text())
+    roles = summary["samples"][0]["template_roles"]
+    page = " ".join(_read(tmp_path / "o" / "flow_review.html").text)
+    assert roles and "The template's gates read as:" in page
+    assert all(f"{role} = {gate}" in page for role, gate in roles.items())

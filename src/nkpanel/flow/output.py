@@ -228,12 +228,13 @@ def write_batch(
     settings: Mapping[str, Any] | None = None,
     figures: Mapping[str, Sequence[Path]] | None = None,
     synthetic: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> list[Path]:
     """The batch-level tidy table in three formats, the run summary (which also lists the
     ``earlier`` sample folders a previous run left in ``out_dir``, and the ``settings`` every
     sample was analysed with: nkpanel's version, the absolute-count inputs…) and the review
     page (:mod:`nkpanel.flow.review`: each sample's ``figures``, the ``synthetic`` sources
-    marked)."""
+    marked, the batch's ``notes``)."""
     from nkpanel.flow.review import render_review
 
     rows = [row for r in results for row in r.rows()]
@@ -267,6 +268,7 @@ def write_batch(
                 synthetic=synthetic,
                 earlier=earlier,
                 settings=settings,
+                notes=notes,
             ),
         ),
     }

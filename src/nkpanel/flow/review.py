@@ -39,6 +39,11 @@ def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def _plain(value: float | None) -> str | None:
+    """A setting as a person writes it: 50000.0 → 50,000."""
+    return None if value is None else f"{value:,.6g}"
+
+
 def _figure(path: Path, out_dir: Path) -> dict[str, str]:
     """A gate's figure as the page links it: PNG shown, SVG behind it where there is one."""
     png = path.relative_to(out_dir).as_posix()
@@ -69,7 +74,12 @@ def _sample(
         "bright": _number(r.cd56bright_percent_of_nk, 1),
         "ratio": _number(r.cd56bright_to_dim_ratio, 2),
         "nkt": _number(r.nk_like_t_percent_of_lymphocytes, 1),
-        "method": r.absolute_count_method,
+        "method": r.absolute_count_method
+        if r.nk_cells_per_ul is not None
+        else f"{r.absolute_count_method}, not given (see the checks)"
+        if r.absolute_count_method != "none"
+        else "none",
+        "roles": dict(r.template_roles),
         "figures": [_figure(p, out_dir) for p in figures],
     }
 
@@ -83,11 +93,14 @@ def render_review(
     synthetic: Sequence[str] = (),
     earlier: Sequence[Path] = (),
     settings: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The review page of a batch written to ``out_dir``: ``results`` in the order given,
     ``figures`` per sample (PNG paths in gate order, in ``out_dir``), the ``failures``, the
-    sample folders an ``earlier`` run left, and the ``settings`` the batch ran with.
-    ``synthetic``: the sources nkpanel's simulator wrote, each marked so."""
+    sample folders an ``earlier`` run left, the ``settings`` the batch ran with and its
+    ``notes`` (a file given twice, one that is a copy of another…). ``synthetic``: the
+    sources nkpanel's simulator wrote, each marked so (the banner over the page says whether
+    all samples are, or some)."""
     fake = set(synthetic)
     samples = [_sample(r, figures.get(r.sample, ()), out_dir, r.source in fake) for r in results]
     run = dict(settings or {})
@@ -98,11 +111,12 @@ def render_review(
             samples=samples,
             failures=[{"source": f.source, "reason": f.reason} for f in failures],
             earlier=[str(p) for p in earlier],
-            synthetic=bool(fake & {r.source for r in results}),
+            synthetic=sum(s["synthetic"] for s in samples),
+            notes=list(notes),
             version=run.get("nkpanel", ""),
-            beads=run.get("beads_per_test"),
-            volume=run.get("sample_volume_ul"),
-            lymphocytes=run.get("lymphocytes_per_ul"),
+            beads=_plain(run.get("beads_per_test")),
+            volume=_plain(run.get("sample_volume_ul")),
+            lymphocytes=_plain(run.get("lymphocytes_per_ul")),
             template=run.get("template"),
             not_reportable=sum(not s["reportable"] for s in samples),
         )
