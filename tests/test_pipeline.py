@@ -652,10 +652,7 @@ def test_more_workers_than_cpus_are_said(tmp_path: Path, monkeypatch: pytest.Mon
     on 2 CPUs without a word, slower than one and 8× the memory: a note says so."""
     import nkpanel._threads
 
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6)
-    ]
+    files = _tubes(tmp_path, 5, 6)
     monkeypatch.setattr(nkpanel._threads, "usable_cpus", lambda: 1)
     notes = pipeline.analyze_flow_batch(
         files, FlowSettings(), tmp_path / "out", plots=False, jobs=100
@@ -699,6 +696,41 @@ def test_the_same_events_in_two_blood_draws_withhold_the_later(tmp_path: Path) -
     )
 
 
+class _StandInPool:
+    """What a stand-in for ProcessPoolExecutor needs beside ``submit``; ``n`` numbers the
+    pools of its kind made so far, from 1."""
+
+    made = 0
+
+    def __init_subclass__(cls) -> None:
+        cls.made = 0
+
+    def __init__(self) -> None:
+        type(self).made += 1
+        self.n = type(self).made
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def _tubes(folder: Path, *seeds: int) -> list[Path]:
+    """Small synthetic tubes ``t<seed>.fcs`` in ``folder``."""
+    return [
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), folder / f"t{s}.fcs")
+        for s in seeds
+    ]
+
+
+def _in_stand_in_pools(
+    monkeypatch: pytest.MonkeyPatch, pool: Callable[[], Any], files: list[Path], out: Path
+) -> pipeline.BatchOutcome:
+    """``files`` analysed in two workers' worth of stand-in pools made by ``pool``."""
+    import nkpanel._workers
+
+    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: pool())
+    return pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
+
+
 def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int], bool]) -> None:
     """Stand-in worker pools, run in this process: a file's worker "dies" (its future gets
     BrokenProcessPool) when ``breaks(file name, how many pools so far)``, the check that a
@@ -708,13 +740,7 @@ def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int]
 
     import nkpanel._workers
 
-    made = [0]
-
-    class Pool:
-        def __init__(self) -> None:
-            made[0] += 1
-            self.n = made[0]
-
+    class Pool(_StandInPool):
         def submit(self, fn: Any, *args: Any) -> Future[Any]:
             future: Future[Any] = Future()
             if fn is not nkpanel._workers.run_in_worker:  # the check that a worker works
@@ -730,9 +756,6 @@ def _breaking_pools(monkeypatch: pytest.MonkeyPatch, breaks: Callable[[str, int]
                 future.set_result(analyse(known))
             return future
 
-        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-            pass
-
     monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
 
 
@@ -743,10 +766,7 @@ def test_a_worker_that_ends_costs_the_batch_no_file(
     tables for the files it had finished. The file it held is analysed again alone, and the
     batch goes on: every file written, in order, the batch tables too, with a note."""
     _breaking_pools(monkeypatch, lambda name, pool: name == "t5.fcs" and pool == 1)
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6, 7)
-    ]
+    files = _tubes(tmp_path, 5, 6, 7)
     out = tmp_path / "out"
     done = pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
@@ -765,21 +785,11 @@ def test_workers_that_do_not_start_leave_the_files_to_this_process(
     again and again: the files are analysed here, one after another, said in a note."""
     from concurrent.futures.process import BrokenProcessPool
 
-    import nkpanel._workers
-
-    class Pool:
+    class Pool(_StandInPool):
         def submit(self, *args: Any) -> None:
             raise BrokenProcessPool("a child process terminated abruptly")
 
-        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-            pass
-
-    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6, 7)
-    ]
-    done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
+    done = _in_stand_in_pools(monkeypatch, Pool, _tubes(tmp_path, 5, 6, 7), tmp_path / "o")
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
     assert done.notes == [
         "worker processes could not be started: the files were analysed one after another in "
@@ -798,10 +808,7 @@ def test_a_retry_worker_that_ends_as_it_starts_is_tried_again(
         monkeypatch,
         lambda what, pool: (what == "t5.fcs" and pool == 1) or (what == "check" and pool == 2),
     )
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6)
-    ]
+    files = _tubes(tmp_path, 5, 6)
     done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
     assert [r.sample for r in done.results] == ["t5", "t6"] and not done.failures
     assert len(done.notes) == 1 and done.notes[0].startswith("a worker process ended")
@@ -817,13 +824,7 @@ def test_a_worker_that_ends_between_files_is_said_so(
 
     import nkpanel._workers
 
-    made = [0]
-
-    class Pool:
-        def __init__(self) -> None:
-            made[0] += 1
-            self.n = made[0]
-
+    class Pool(_StandInPool):
         def submit(self, fn: Any, *args: Any) -> Future[Any]:
             ours = self.n == 1 and fn is nkpanel._workers.run_in_worker
             if ours and args[0].__self__.path.name == "t7.fcs":  # broken by now
@@ -832,15 +833,7 @@ def test_a_worker_that_ends_between_files_is_said_so(
             future.set_result(fn(*args))
             return future
 
-        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-            pass
-
-    monkeypatch.setattr(nkpanel._workers, "process_pool", lambda jobs: Pool())
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6, 7)
-    ]
-    done = pipeline.analyze_flow_batch(files, FlowSettings(), tmp_path / "o", plots=False, jobs=2)
+    done = _in_stand_in_pools(monkeypatch, Pool, _tubes(tmp_path, 5, 6, 7), tmp_path / "o")
     assert [r.sample for r in done.results] == ["t5", "t6", "t7"] and not done.failures
     assert done.notes == [
         "a worker process ended between files (stopped by a signal, or out of memory): the "
@@ -874,10 +867,7 @@ def test_a_file_that_ends_its_worker_twice_is_its_failure_alone(
     """A file whose worker ends again when it is analysed alone is that file's failure; the
     files before and after it are written, with the batch tables."""
     _breaking_pools(monkeypatch, lambda name, pool: name == "t5.fcs")
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (4, 5, 6, 7)
-    ]
+    files = _tubes(tmp_path, 4, 5, 6, 7)
     out = tmp_path / "out"
     done = pipeline.analyze_flow_batch(files, FlowSettings(), out, plots=False, jobs=2)
     assert [r.sample for r in done.results] == ["t4", "t6", "t7"]
@@ -899,10 +889,7 @@ def test_a_script_without_a_main_guard_still_gets_its_batch(tmp_path: Path) -> N
     outside `if __name__ == "__main__":` made every worker fail as it started (review 28:
     every file then failed as "out of memory", and an earlier run's tables were removed).
     The files are analysed in the script's own process instead, said in a note."""
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6, 7)
-    ]
+    files = _tubes(tmp_path, 5, 6, 7)
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import json, sys\n"
@@ -927,10 +914,7 @@ def test_worker_batches_say_a_file_when_those_before_it_are_done(tmp_path: Path)
     """Audit 27: the progress bar counted the files handed to the workers as done, running
     ahead of the work; each file is now said, as one after another says it, once every file
     before it is written."""
-    files = [
-        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
-        for s in (5, 6, 7, 8)
-    ]
+    files = _tubes(tmp_path, 5, 6, 7, 8)
     out = tmp_path / "out"
     written_before: list[list[str]] = []
 
