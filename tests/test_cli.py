@@ -775,6 +775,25 @@ def test_an_interrupt_caught_in_string_code_keeps_the_exit_code(tmp_path: Path) 
     assert "aborted: interrupted" in proc.stderr
 
 
+def test_the_paths_said_at_the_end_are_not_cut(tmp_path: Path) -> None:
+    """The demo's "review the gates" line broke its path in two at 80 columns (a pipe or a
+    log: no terminal width); paths are said on one line each, to be copied whole."""
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+
+    tube = write_fcs(simulate_tube(SimulationSpec(n_events=5_000)), tmp_path / "t.fcs")
+    out = tmp_path / ("a long folder name " * 4) / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nkpanel", "flow", "analyze", str(tube), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "60"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"outputs written to {out}\n" in proc.stdout
+    assert f"review the gates: {out / 'flow_review.html'}\n" in proc.stdout
+
+
 def test_debug_after_the_command_shows_the_traceback(tmp_path: Path) -> None:
     """Error lines ask for --debug; given after the command, where a user adds it, it works
     as given first (it was "No such option: --debug", exit 2)."""

@@ -351,7 +351,7 @@ def say_written(out: Path, written: bool, removed: Sequence[Path], what: str) ->
     """A batch's closing lines: where its outputs are, or that nothing was written as no
     ``what`` ("file", "image") could be analysed; and the earlier run's tables it removed."""
     if written:
-        out_console.print(f"outputs written to {out}")
+        out_console.print(f"outputs written to {out}", soft_wrap=True)
     else:
         say(f"no {what} could be analysed: nothing written")
     if removed:

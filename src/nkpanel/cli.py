@@ -395,7 +395,7 @@ def flow_analyze(
         say(f"{folder}: from an earlier run into {out}; not in this run's tables", flag="warning:")
     say_written(out, bool(outcome.results), outcome.removed, "file")
     if outcome.results:  # the gates of every sample to look at before the results go out
-        out_console.print(f"review the gates: {out / 'flow_review.html'}")
+        out_console.print(f"review the gates: {out / 'flow_review.html'}", soft_wrap=True)
     if outcome.failures:
         say(f"{len(outcome.failures)} of the {len(files)} distinct file(s) failed")
         raise typer.Exit(1)
@@ -734,12 +734,14 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         say(f"removed nkpanel's files of an earlier run: {gone}", flag="note:", colour="yellow")
     for folder in outcome.earlier:
         say(f"{folder}: from an earlier run into {out}; not part of this run", flag="warning:")
-    out_console.print(f"outputs written to {out}")  # the case summary, whatever failed
-    out_console.print(f"case summary: {outcome.summary_path}")
+    out_console.print(
+        f"outputs written to {out}", soft_wrap=True
+    )  # the case summary, whatever failed
+    out_console.print(f"case summary: {outcome.summary_path}", soft_wrap=True)
     for draw, batch in outcome.draws.items():  # each draw's gates, to look at (review 30)
         if batch.results:
             page = out / "flow" / draw / "flow_review.html"
-            out_console.print(f"review the gates of blood draw {draw}: {page}")
+            out_console.print(f"review the gates of blood draw {draw}: {page}", soft_wrap=True)
     if outcome.report is not None:
         r = outcome.report
         for line in r.lines():
