@@ -105,6 +105,7 @@ def test_every_figure_of_every_sample_is_linked_and_there(batch: Path) -> None:
     # the name's characters are escaped in the text and quoted in the links
     html = (batch / "flow_review.html").read_text("utf-8")
     assert "a&lt;b&gt;&amp;#1 ?" in html and "<b>&" not in html
+    assert "<figcaption>CD3-</figcaption>" in html  # the gate's name, not its file's (CD3neg)
     assert any("a%3Cb%3E%26%231%20%3F" in src for src in page.images)
 
 
@@ -185,9 +186,11 @@ def test_a_template_run_says_which_gates_play_which_role(shared_data: Path, tmp_
     names them."""
     d = shared_data / "flowsom-68983"
     settings = FlowSettings(template=d / "gating.wsp")
-    analyze_flow_batch([d / "68983.fcs"], settings, tmp_path / "o", plots=False)
+    analyze_flow_batch([d / "68983.fcs"], settings, tmp_path / "o")
     summary = json.loads((tmp_path / "o" / "flow_summary.json").read_text())
     roles = summary["samples"][0]["template_roles"]
     page = " ".join(_read(tmp_path / "o" / "flow_review.html").text)
     assert roles and "The template's gates read as:" in page
     assert all(f"{role} = {gate}" in page for role, gate in roles.items())
+    # figures named as their gates, not their files (review 30: "NK1 1pos")
+    assert "NK1_1+" in page.split() and "NK1 1pos" not in page

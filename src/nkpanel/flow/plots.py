@@ -15,7 +15,7 @@ from nkpanel._figures import save_figure
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
 from nkpanel.flow.transforms import Linear
 
-__all__ = ["plot_gates"]
+__all__ = ["figure_stem", "plot_gates"]
 
 Array = NDArray[np.float64]
 Scale = Callable[[Array], Array]
@@ -58,7 +58,8 @@ MIN_MINOR_GAP = 0.008
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
-def _safe(name: str) -> str:
+def figure_stem(name: str) -> str:
+    """The file name (without its suffix) of the figure of the gate ``name``."""
     name = name.replace("+", "pos").replace("-", "neg") if name[-1:] in "+-" else name
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_") or "gate"
 
@@ -148,7 +149,7 @@ def plot_gates(
         ax.set_title(title, fontsize=9)
         fig.suptitle(sample_name + ("  SYNTHETIC DATA" if synthetic else ""), fontsize=8, y=0.995)
         for ext in formats:
-            target = out_dir / f"{_safe(gate.name)}.{ext}"
+            target = out_dir / f"{figure_stem(gate.name)}.{ext}"
             save_figure(fig, target, ext)
             written.append(target)
         plt.close(fig)

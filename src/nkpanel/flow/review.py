@@ -19,6 +19,7 @@ from urllib.parse import quote
 import jinja2
 
 from nkpanel.flow.output import BatchFailure
+from nkpanel.flow.plots import figure_stem
 from nkpanel.flow.results import FlowResult
 
 __all__ = ["render_review"]
@@ -44,15 +45,27 @@ def _plain(value: float | None) -> str | None:
     return None if value is None else f"{value:,.6g}"
 
 
-def _figure(path: Path, out_dir: Path) -> dict[str, str]:
-    """A gate's figure as the page links it: PNG shown, SVG behind it where there is one."""
+def _figure(path: Path, out_dir: Path, gates: Mapping[str, str]) -> dict[str, str]:
+    """A gate's figure as the page links it: PNG shown, SVG behind it where there is one,
+    named as its gate (``gates``: figure file stem → gate name)."""
     png = path.relative_to(out_dir).as_posix()
     svg = path.with_suffix(".svg")
     return {
         "src": quote(png),
         "href": quote(svg.relative_to(out_dir).as_posix()) if svg.is_file() else quote(png),
-        "name": path.stem.replace("_", " "),
+        "name": gates.get(path.stem, path.stem.replace("_", " ")),
     }
+
+
+def _gate_names(r: FlowResult) -> dict[str, str]:
+    """Figure file stem → the gate's own name (review 30: FlowJo's "NK1_1+" read "NK1 1pos"):
+    a template's gates by their paths' last step, before its roles ("NK") of the same stem."""
+    gates = sorted(r.populations, key=lambda p: "/" not in p.population)
+    out: dict[str, str] = {}
+    for p in gates:
+        name = p.population.rsplit("/", 1)[-1]
+        out.setdefault(figure_stem(name), name)
+    return out
 
 
 def _sample(
@@ -80,7 +93,7 @@ def _sample(
         if r.absolute_count_method != "none"
         else "none",
         "roles": dict(r.template_roles),
-        "figures": [_figure(p, out_dir) for p in figures],
+        "figures": [_figure(p, out_dir, _gate_names(r)) for p in figures],
     }
 
 
