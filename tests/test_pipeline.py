@@ -217,6 +217,13 @@ def test_a_case_rerun_names_what_the_earlier_run_left(tmp_path: Path) -> None:
     (missing,) = draw2.failures
     assert missing.source.endswith("missing.fcs")
     assert missing.reason == "no such file (listed under blood draw 'draw-2' of the case manifest)"
+    # the draw's review page names its draw and case, and says what its batch said (review 30)
+    page = (out / "flow" / "draw-2" / "flow_review.html").read_text("utf-8")
+    case_id = load_case(manifest).case.id
+    assert f"<h1>Peripheral-blood NK cells: batch review, blood draw draw-2 of case {case_id}" in (
+        page
+    )
+    assert "missing.fcs" in page and "given twice" in page
     assert (out / "report" / "report.html").is_file()
     assert not [p for p in out.rglob("*") if p.name.endswith((".part", ".old"))]
 

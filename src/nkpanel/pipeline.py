@@ -431,6 +431,9 @@ def analyze_flow_batch(
     prune: bool = False,
     jobs: int | None = 1,
     elsewhere: Mapping[str, str] = MappingProxyType({}),
+    title: str = "",
+    failed: Sequence[BatchFailure] = (),
+    notes: Sequence[str] = (),
 ) -> BatchOutcome:
     """Analyse each file; a bad file is recorded as a failure and the rest still run.
 
@@ -447,12 +450,15 @@ def analyze_flow_batch(
     (:mod:`nkpanel._workers`); the outcome is the same as one by one, in the order given.
     ``None`` chooses (:func:`~nkpanel._workers.default_jobs`). ``elsewhere``: the events
     fingerprints of a case's other blood draws (:attr:`BatchOutcome.events`) and what to call
-    each; a file holding one of them is withheld. Worker processes start afresh
-    and import the program's main module, as Python's ``multiprocessing`` does: a script
-    that asks for workers runs its own work under ``if __name__ == "__main__":``."""
+    each; a file holding one of them is withheld. ``title`` names the batch on its review
+    page (a case's blood draw); ``failed`` and ``notes``: what was found wrong or worth saying
+    before the batch (a case's files that are missing), recorded first. Worker processes
+    start afresh and import the program's main module, as Python's ``multiprocessing`` does:
+    a script that asks for workers runs its own work under ``if __name__ == "__main__":``."""
     check_ours(out_dir, BATCH_TABLES)  # a lab's own file of one of their names: refused now
-    outcome = BatchOutcome()
-    paths, outcome.notes = distinct_files(paths)
+    outcome = BatchOutcome(failures=list(failed))
+    paths, distinct = distinct_files(paths)
+    outcome.notes = [*notes, *distinct]
     names = unique_stems(paths)
     moved: dict[int, str] = {}
     if not prune:  # a case's own folder holds its own files: replaced, not kept beside
@@ -516,6 +522,7 @@ def analyze_flow_batch(
             figures=outcome.figures,
             synthetic=outcome.synthetic,
             notes=outcome.notes,
+            title=title,
         )
     else:
         outcome.removed = remove_batch_tables(out_dir)
@@ -791,11 +798,12 @@ def run_case(
             prune=True,
             jobs=jobs,
             elsewhere=elsewhere,
+            title=f"blood draw {draw.id} of case {case.case.id}",
+            failed=missing,
+            notes=below,
         )
         for fingerprint, sample in batch.events.items():
             elsewhere.setdefault(fingerprint, f"{sample} of blood draw {draw.id}")
-        batch.failures[:0] = missing
-        batch.notes[:0] = below
         outcome.draws[draw.id] = batch
         outcome.removed += batch.removed
     from nkpanel.cytotox.manifest import run_plate_for_case

@@ -229,12 +229,13 @@ def write_batch(
     figures: Mapping[str, Sequence[Path]] | None = None,
     synthetic: Sequence[str] = (),
     notes: Sequence[str] = (),
+    title: str = "",
 ) -> list[Path]:
     """The batch-level tidy table in three formats, the run summary (which also lists the
     ``earlier`` sample folders a previous run left in ``out_dir``, and the ``settings`` every
     sample was analysed with: nkpanel's version, the absolute-count inputs…) and the review
     page (:mod:`nkpanel.flow.review`: each sample's ``figures``, the ``synthetic`` sources
-    marked, the batch's ``notes``)."""
+    marked, the batch's ``notes``, its ``title``)."""
     from nkpanel.flow.review import render_review
 
     rows = [row for r in results for row in r.rows()]
@@ -269,6 +270,7 @@ def write_batch(
                 earlier=earlier,
                 settings=settings,
                 notes=notes,
+                title=title,
             ),
         ),
     }

@@ -107,11 +107,13 @@ def render_review(
     earlier: Sequence[Path] = (),
     settings: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    title: str = "",
 ) -> str:
     """The review page of a batch written to ``out_dir``: ``results`` in the order given,
     ``figures`` per sample (PNG paths in gate order, in ``out_dir``), the ``failures``, the
     sample folders an ``earlier`` run left, the ``settings`` the batch ran with and its
-    ``notes`` (a file given twice, one that is a copy of another…). ``synthetic``: the
+    ``notes`` (a file given twice, one that is a copy of another…); ``title`` names the batch
+    (a case's blood draw: review 30). ``synthetic``: the
     sources nkpanel's simulator wrote, each marked so (the banner over the page says whether
     all samples are, or some)."""
     fake = set(synthetic)
@@ -126,6 +128,7 @@ def render_review(
             earlier=[str(p) for p in earlier],
             synthetic=sum(s["synthetic"] for s in samples),
             notes=list(notes),
+            title=title,
             version=run.get("nkpanel", ""),
             beads=_plain(run.get("beads_per_test")),
             volume=_plain(run.get("sample_volume_ul")),
