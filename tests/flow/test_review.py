@@ -194,3 +194,20 @@ def test_a_template_run_says_which_gates_play_which_role(shared_data: Path, tmp_
     assert all(f"{role} = {gate}" in page for role, gate in roles.items())
     # figures named as their gates, not their files (review 30: "NK1 1pos")
     assert "NK1_1+" in page.split() and "NK1 1pos" not in page
+
+
+def test_an_earlier_runs_folders_are_named_as_they_sit_beside_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 30: an earlier run's sample folders were listed as paths from wherever the
+    command was run."""
+    first, second = (
+        write_fcs(simulate_tube(SimulationSpec(seed=s, n_events=5_000)), tmp_path / f"t{s}.fcs")
+        for s in (5, 6)
+    )
+    monkeypatch.chdir(tmp_path)
+    analyze_flow_batch([first], SETTINGS, Path("o"), plots=False)
+    done = analyze_flow_batch([second], SETTINGS, Path("o"), plots=False)
+    assert done.earlier == [Path("o/samples/t5")]
+    page = _read(tmp_path / "o" / "flow_review.html")
+    assert "samples/t5" in [t.strip() for t in page.text]

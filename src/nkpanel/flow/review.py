@@ -40,6 +40,14 @@ def _number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def _beside(path: Path, out_dir: Path) -> str:
+    """``path`` as seen from the page in ``out_dir`` (as given where it lies elsewhere)."""
+    try:
+        return path.resolve().relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _plain(value: float | None) -> str | None:
     """A setting as a person writes it: 50000.0 → 50,000."""
     return None if value is None else f"{value:,.6g}"
@@ -125,7 +133,8 @@ def render_review(
         .render(
             samples=samples,
             failures=[{"source": f.source, "reason": f.reason} for f in failures],
-            earlier=[str(p) for p in earlier],
+            # as they sit beside the page (review 30: paths from where the command ran)
+            earlier=[_beside(p, out_dir) for p in earlier],
             synthetic=sum(s["synthetic"] for s in samples),
             notes=list(notes),
             title=title,
