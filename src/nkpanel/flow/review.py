@@ -80,6 +80,7 @@ def _sample(
     r: FlowResult, figures: Sequence[Path], out_dir: Path, synthetic: bool
 ) -> dict[str, Any]:
     warnings = [f.reason for f in r.qc if not f.passed and not f.blocking]
+    gates = _gate_names(r)
     return {
         "name": r.sample,
         "source": r.source,
@@ -101,7 +102,7 @@ def _sample(
         if r.absolute_count_method != "none"
         else "none",
         "roles": dict(r.template_roles),
-        "figures": [_figure(p, out_dir, _gate_names(r)) for p in figures],
+        "figures": [_figure(p, out_dir, gates) for p in figures],
     }
 
 
