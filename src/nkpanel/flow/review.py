@@ -11,29 +11,16 @@ nothing in it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
-
+from nkpanel._templates import html_templates
 from nkpanel.flow.output import BatchFailure
 from nkpanel.flow.plots import figure_stem
 from nkpanel.flow.results import FlowResult
 
 __all__ = ["render_review"]
-
-
-@cache
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("nkpanel.flow", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -129,7 +116,7 @@ def render_review(
     samples = [_sample(r, figures.get(r.sample, ()), out_dir, r.source in fake) for r in results]
     run = dict(settings or {})
     return (
-        _env()
+        html_templates("nkpanel.flow")
         .get_template("review.html.j2")
         .render(
             samples=samples,

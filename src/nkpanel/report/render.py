@@ -15,6 +15,7 @@ import jinja2
 import markupsafe
 
 from nkpanel._atomic import write_with
+from nkpanel._templates import html_templates
 from nkpanel.report.figures import Figure
 
 __all__ = ["render_clinician_html", "render_patient_html", "write_pdf"]
@@ -41,13 +42,7 @@ def when(value: object) -> str:
 
 @cache
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("nkpanel.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = html_templates("nkpanel.report")
     env.filters["css_string"] = css_string
     env.filters["when"] = when
     return env
