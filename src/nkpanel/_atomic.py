@@ -47,7 +47,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     drive are for the lab to read.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_leftovers(target)
+    remove_leftovers(target)
     tmp: Path | None = None
     try:
         # made and named in one step an interrupt cannot cut (audit 27: one that landed just
@@ -100,7 +100,7 @@ def atomic_folder(target: Path, *, prune: bool = True) -> Iterator[Path]:
         a link where nkpanel would write.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_leftovers(target)
+    remove_leftovers(target)
     tmp: Path | None = None
     try:
         # made and named in one step an interrupt cannot cut (audit 27: one that landed in
@@ -432,25 +432,20 @@ def _only_this_run_writes(folder: Path) -> bool:
     return True
 
 
-def remove_leftovers(target: Path) -> None:
-    """Remove the temporaries of ``target`` that no run is writing any more (see
-    :func:`_sweep_leftovers`): after a worker ended while writing it, say."""
-    _sweep_leftovers(target)
-
-
 def _tmp_prefix(target: Path) -> str:
     """The start of the names of ``target``'s temporaries: hidden, and marked nkpanel's."""
     return f".{target.name}.nkpanel-"
 
 
-def _sweep_leftovers(target: Path) -> None:
+def remove_leftovers(target: Path) -> None:
     """Remove the temporaries (``.<name>.*.part``, ``.<name>.*.old``) a killed run left beside
-    ``target``; those younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay,
-    but in a folder this run holds locked (:func:`held`) none is (audit 27: a worker killed
-    with ``kill -9``, or a run ended by a closed terminal, left hidden folders that a re-run
-    within the hour kept)."""
+    ``target`` (every atomic write does, and a batch after a worker ended writing it); those
+    younger than :data:`LEFTOVER_AGE_S` may be another run's, and stay, but in a folder this
+    run holds locked (:func:`held`) none is (audit 27: a worker killed with ``kill -9``, or a
+    run ended by a closed terminal, left hidden folders that a re-run within the hour kept)."""
     now = time.time()
-    age = 0.0 if _only_this_run_writes(target.parent) else LEFTOVER_AGE_S
+    # judged once a leftover is found, not on every write (it looks at the locks above)
+    age: float | None = None
     # exactly nkpanel's names: its prefix, tempfile's 8 random characters, the suffix
     ours = re.compile(re.escape(_tmp_prefix(target)) + r"[a-z0-9_]{8}\.(part|old)")
     for left in target.parent.glob(glob.escape(_tmp_prefix(target)) + "*"):
@@ -458,6 +453,8 @@ def _sweep_leftovers(target: Path) -> None:
             continue
         if left.suffix == ".old" and not target.exists():
             continue  # a run killed between its two renames: the only earlier copy
+        if age is None:
+            age = 0.0 if _only_this_run_writes(target.parent) else LEFTOVER_AGE_S
         try:
             if now - left.stat().st_mtime < age:
                 continue
