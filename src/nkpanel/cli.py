@@ -734,9 +734,8 @@ def _print_case(outcome: CaseOutcome, out: Path, again: Sequence[str] = ()) -> N
         say(f"removed nkpanel's files of an earlier run: {gone}", flag="note:", colour="yellow")
     for folder in outcome.earlier:
         say(f"{folder}: from an earlier run into {out}; not part of this run", flag="warning:")
-    out_console.print(
-        f"outputs written to {out}", soft_wrap=True
-    )  # the case summary, whatever failed
+    # the case summary, whatever failed; each path on one line, to be copied whole
+    out_console.print(f"outputs written to {out}", soft_wrap=True)
     out_console.print(f"case summary: {outcome.summary_path}", soft_wrap=True)
     for draw, batch in outcome.draws.items():  # each draw's gates, to look at (review 30)
         if batch.results:

@@ -331,9 +331,7 @@ def _through_pool(
 def _alone(file: _File, seen: Mapping[str, str], started: bool) -> _FileDone:
     """``file`` analysed in a worker process of its own (:func:`_worker_that_starts`); one
     that ends with the file is the file's failure, and its temporaries are removed."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from nkpanel._workers import run_in_worker, stop_workers
+    from nkpanel._workers import run_in_worker
 
     pool = _worker_that_starts(started)
     if pool is None:
@@ -342,22 +340,29 @@ def _alone(file: _File, seen: Mapping[str, str], started: bool) -> _FileDone:
         )
     try:
         done = pool.submit(run_in_worker, file.analyse, dict(seen)).result()
-    except BrokenProcessPool:
-        stop_workers(pool)
-        if interrupted():
-            raise KeyboardInterrupt from None
+    except BaseException as exc:
+        _stopped(pool, exc)
         remove_leftovers(file.out_dir / "samples" / file.name)
         return _FileDone(
             failure="its worker process ended before finishing it, with no other file beside "
             "it (out of memory? stopped by a signal?)"
         )
-    except BaseException:
-        stop_workers(pool)
-        if interrupted():
-            raise KeyboardInterrupt from None
-        raise
     pool.shutdown(wait=True)
     return done
+
+
+def _stopped(pool: ProcessPoolExecutor, exc: BaseException) -> None:
+    """Stop ``pool``'s workers after ``exc``, and raise again unless it is the pool broken by
+    a worker that ended (an interrupt, as KeyboardInterrupt, however it surfaced)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nkpanel._workers import stop_workers
+
+    stop_workers(pool)
+    if interrupted():
+        raise KeyboardInterrupt from None
+    if not isinstance(exc, BrokenProcessPool):
+        raise exc
 
 
 def _worker_that_starts(started: bool) -> ProcessPoolExecutor | None:
@@ -371,9 +376,7 @@ def _worker_that_starts(started: bool) -> ProcessPoolExecutor | None:
         Neither started, and no worker of the batch has worked: workers cannot start here (a
         script without ``if __name__ == "__main__":``, a broken installation).
     """
-    from concurrent.futures.process import BrokenProcessPool
-
-    from nkpanel._workers import process_pool, starting_workers, stop_workers
+    from nkpanel._workers import process_pool, starting_workers
 
     for _ in range(2):
         pool = process_pool(1)
@@ -381,15 +384,8 @@ def _worker_that_starts(started: bool) -> ProcessPoolExecutor | None:
             with starting_workers():
                 pool.submit(os.getpid).result()
             return pool
-        except BrokenProcessPool:
-            stop_workers(pool)
-            if interrupted():
-                raise KeyboardInterrupt from None
-        except BaseException:
-            stop_workers(pool)
-            if interrupted():
-                raise KeyboardInterrupt from None
-            raise
+        except BaseException as exc:
+            _stopped(pool, exc)
     if not started:
         raise _NoWorkers
     return None
@@ -464,8 +460,9 @@ def analyze_flow_batch(
     if not prune:  # a case's own folder holds its own files: replaced, not kept beside
         names, moved = away_from_earlier(out_dir / "samples", paths, names)
     seen: dict[str, str] = {}  # events fingerprint → the sample that holds them
+    others = dict(elsewhere)  # one copy for every file
     files = [
-        _File(path, name, moved.get(i), settings, out_dir, plots, export_events, dict(elsewhere))
+        _File(path, name, moved.get(i), settings, out_dir, plots, export_events, others)
         for i, (path, name) in enumerate(zip(paths, names, strict=True))
     ]
 
