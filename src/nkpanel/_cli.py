@@ -84,7 +84,7 @@ def output_folder(ctx: typer.Context, folder: Path) -> Path:
 
 #: the releases of the folders this process holds (:func:`hold_folder`), for a command that
 #: ends before its context is entered (a usage error in a later option)
-_HELD: list[Callable[[], None]] = []
+_RELEASES: list[Callable[[], None]] = []
 
 
 def check_settings(jobs: int | None) -> None:
@@ -101,8 +101,8 @@ def check_settings(jobs: int | None) -> None:
 
 def release_all() -> None:
     """Release every folder this process holds (:func:`hold_folder`)."""
-    while _HELD:
-        _HELD[-1]()
+    while _RELEASES:
+        _RELEASES[-1]()
 
 
 def hold_folder(folder: Path) -> Callable[[], None]:
@@ -156,9 +156,9 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         unheld = held(folder)
 
     def release() -> None:
-        if release not in _HELD:  # released already: its descriptor may be another's now
+        if release not in _RELEASES:  # released already: its descriptor may be another's now
             return
-        _HELD.remove(release)
+        _RELEASES.remove(release)
         if unheld is not None:
             unheld()
         try:
@@ -171,7 +171,7 @@ def hold_folder(folder: Path) -> Callable[[], None]:
         finally:
             os.close(fd)
 
-    _HELD.append(release)
+    _RELEASES.append(release)
     return release
 
 
