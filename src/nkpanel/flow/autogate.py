@@ -1269,9 +1269,13 @@ class _Gater:
             marker_pos |= self.values_in(lymph, cd16) >= c16_all
         nk_marker = _pick(base, marker_pos)
         enough = nk_marker.size >= 50
-        self.cut("CD3", cd3, nk_marker if enough else base)
+        # NK-like T cells are the CD3-brightest of them: where three or more peaks stand, the
+        # ones below are NK cells whose CD3 spreads apart (CD56bright NK cells pushed below
+        # zero by unmixing or compensation), not a CD3- peak and a CD3+ one (audit 31: the
+        # lowest valley of a Cytek Aurora PBMC made its CD56dim NK cells NK-like T)
+        self.cut("CD3", cd3, nk_marker if enough else base, bright_only=True)
         c3_valley = self.linear(cd3, self.cuts["CD3"].value)
-        c3_neg = self.linear(cd3, self.cuts["CD3"].tail_end)
+        c3_neg = self.linear(cd3, self.cuts["CD3"].negatives_end)
 
         dims = [self.dim(cd3)]
         lo: list[float | None] = [None]

@@ -69,6 +69,16 @@ class Cut:
     #: likewise where the other population's spread begins (its peak ∓ ``tail_sds`` SDs of its
     #: outer half), never before the valley; ``None`` when it forms no peak
     other_start: float | None = None
+    #: ``"above"`` when the reference population is the lower one (the negatives), ``"below"``
+    #: when it is the upper one (``side="below"``, or the brightest of many peaks)
+    side: Literal["above", "below"] = "above"
+
+    @property
+    def negatives_end(self) -> float:
+        """Where the lower (negative) population's own spread ends, whichever population the
+        cut was placed from: events above it and below :attr:`value` belong to neither."""
+        end = self.tail_end if self.side == "above" else self.other_start
+        return self.value if end is None else end
 
 
 def _bin_counts(x: NDArray[np.float64], lo: float, hi: float, bins: int) -> NDArray[np.int64]:
@@ -453,5 +463,5 @@ def find_cut(
         o_sd = float(np.sqrt(np.mean(o_half**2))) if o_half.size >= 5 else sd
         o_tail = o_centre - (tail_sds if side == "above" else -tail_sds) * o_sd
         start = max(valley, o_tail) if side == "above" else min(valley, o_tail)
-        return Cut(valley, "valley", peak_x, end, start)
-    return Cut(tail, "tail", peak_x, tail)
+        return Cut(valley, "valley", peak_x, end, start, side)
+    return Cut(tail, "tail", peak_x, tail, side=side)
