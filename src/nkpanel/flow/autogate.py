@@ -77,6 +77,11 @@ def _pick_columns(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.fl
 
 #: fewest CD56+ NK events on which the CD56bright cut is placed (a density needs them)
 MIN_SUBSET_EVENTS = 20
+#: a mass-cytometry channel's lowest value is its zero count where at least this many events,
+#: and this share of them, sit on it exactly (a normalisation's floor; one event on the lowest
+#: value of randomised counts is no pile)
+ZERO_PILE_EVENTS = 10
+ZERO_PILE_FRACTION = 0.01
 #: the lymphocyte gate on scatter, where CD45-dim events in it are then left out
 LYMPHOCYTE_SCATTER = "Lymphocyte scatter"
 #: the least share of the lymphocyte scatter gate a CD45-dim population must hold to be
@@ -473,6 +478,7 @@ class _Gater:
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
         self._values: dict[tuple[str, str], Array] = {}
+        self._zeros: dict[str, float] = {}
         #: population → (its parent, which of the parent's events it holds), where known
         self._inside: dict[str, tuple[str, NDArray[np.intp]]] = {}
         #: the scatter channels, by the marker map ("Side Scatter" as well as "SSC-A")
@@ -591,10 +597,11 @@ class _Gater:
         if self.kind == "mass":
             # zero counts are unambiguously negative but pile into a spike that a density would
             # take for a population of its own: place the cut on the non-zero events
+            zero = self.zero_count(pnn)
             if within.dtype == np.bool_:
-                nonzero = within & (self.raw(pnn) != 0)
+                nonzero = within & (self.raw(pnn) != zero)
             else:
-                nonzero = within[self.raw(pnn)[within] != 0]
+                nonzero = within[self.raw(pnn)[within] != zero]
             if _count(nonzero) >= 10:
                 within = nonzero
         c = find_cut(
@@ -608,6 +615,25 @@ class _Gater:
         self.cuts[label] = c
         self.note_tail(label, pnn, c)
         return self.scale(pnn).inverse(c.value)
+
+    def zero_count(self, pnn: str) -> float:
+        """The value a mass-cytometry channel gives a zero count: 0, or the channel's lowest
+        value where a pile of events sits on it exactly (normalisation, CytoNorm's say, moves
+        the zeros to a small constant; left in, that pile stood as the negative peak and the
+        CD3- gate held 2 of 310 lymphocytes: audit 31)."""
+        if pnn not in self._zeros:
+            x = self.raw(pnn)
+            low = float(x.min()) if x.size else 0.0
+            on = int(np.count_nonzero(x == low)) if low != 0 else 0
+            self._zeros[pnn] = (
+                low if on >= max(ZERO_PILE_EVENTS, ZERO_PILE_FRACTION * x.size) else 0.0
+            )
+            if self._zeros[pnn] != 0:
+                self.notes.append(
+                    f"{pnn}: {on} events sit on its lowest value {low:.3g}, taken as zero counts "
+                    "(moved there by a normalisation)"
+                )
+        return self._zeros[pnn]
 
     def note_tail(self, label: str, pnn: str, c: Cut) -> None:
         """Say that the cut ``label`` is at a population's tail, or that it no longer is: a cut
