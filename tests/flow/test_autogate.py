@@ -20,6 +20,7 @@ from nkpanel.flow.autogate import LYMPHOCYTE_SCATTER, POPULATIONS, AutoGateSetti
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
 from nkpanel.flow.sample import FlowSample, read_fcs
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+from tests.flow.fcs_bytes import edit_text_value
 from tests.flow.samples import rebuilt
 
 NK_LABELS = ("NK_bright", "NK_dim", "NK_CD56neg")
@@ -1003,3 +1004,23 @@ def test_nk_cells_spread_into_two_cd3_peaks_stay_nk(seed: int) -> None:
     nkt = a.result.nk_like_t_percent_of_lymphocytes
     assert nkt is not None and abs(nkt - tube.truth["nkt_percent_of_lymphocytes"]) < 0.5
     assert a.membership["NK"][np.isin(tube.labels, NK_LABELS)].mean() > 0.95
+
+
+def test_a_scatter_range_rewritten_below_the_data_changes_nothing(tmp_path: Path) -> None:
+    """A program that rewrote the file left the scatter channels' $PnR at 8,192, below nearly
+    every event: 93% of events were called saturated, no singlet gate was placed, and NK came
+    out 0.3% for 12.1% (audit 31 U1, a Cytek Aurora file). The range is now taken from the
+    data, and the analysis is that of the file as written."""
+    tube = simulate_tube(SimulationSpec(seed=3, n_events=50_000))
+    path = write_fcs(tube, tmp_path / "t.fcs")
+    buf = path.read_bytes()
+    for i, name in enumerate(tube.pnn, 1):
+        if name.startswith(("FSC", "SSC")):
+            buf = edit_text_value(buf, f"$P{i}R", "008192")  # same length: offsets hold
+    edited = tmp_path / "edited.fcs"
+    edited.write_bytes(buf)
+    a, b = analyze_file(path), analyze_file(edited)
+    assert b.result.reportable, b.result.not_reportable_reasons
+    for population in ("Singlets", "Lymphocytes", "NK"):
+        assert np.array_equal(a.membership[population], b.membership[population])
+    assert any("above the file's range on 4 channels: FSC-A" in n for n in b.result.file_notes)

@@ -397,6 +397,27 @@ def test_huge_finite_doubles_are_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.events, raw)
 
 
+def test_values_mostly_above_the_range_give_the_range_from_the_data(tmp_path: Path) -> None:
+    """A file whose $PnR was rewritten below its data (a Cytek Aurora's 4,194,304 as 262,144:
+    audit 31) had every event called saturated and no singlet gate. Where more than 1% of a
+    channel's events lie above its range, the range is the next power of two at or above its
+    largest value, said in a note; a few values past the top stay saturated events."""
+    rng = np.random.default_rng(0)
+    raw = np.column_stack(
+        [
+            rng.uniform(2_000, 50_000, 1000),  # all above a $PnR of 1024
+            np.r_[np.full(5, 3_000.0), rng.uniform(0, 1000, 995)],  # 0.5% above: kept
+            rng.uniform(0, 1000, 1000),
+        ]
+    )
+    s = read_fcs(write(tmp_path, build_fcs(raw, ["FSC-A", "CD3", "CD56"], pnr=[1024] * 3)))
+    assert [c.pnr for c in s.channels] == [65536, 1024, 1024]  # 2^16 ≥ 50,000 > 2^15
+    (note,) = [n for n in s.notes if "above the file's range" in n]
+    assert "FSC-A ($P1R 1024: 100% of events above it" in note and "taken as 65536" in note
+    assert "CD3" not in note
+    np.testing.assert_array_equal(s.events, raw.astype(np.float32))
+
+
 def test_spillover_of_names_only_is_noted_not_used(tmp_path: Path) -> None:
     """MACSQuant writes $SPILLOVER as a channel count and names, with no matrix."""
     data = build_fcs(RAW, PNN, datatype="F", keywords={"$SPILLOVER": "2,CD3,CD56"})

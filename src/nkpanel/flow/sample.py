@@ -1518,6 +1518,54 @@ def read_fcs(
             raise FCSFormatError(p, exc.strerror or _one_line(exc)) from None
 
 
+#: a channel's $PnR is taken to be wrong where more than this share of its events lie above it
+RANGE_EXCEEDED_FRACTION = 0.01
+
+
+def _ranges_from_data(
+    channels: Sequence[Channel],
+    events: NDArray[np.float64],
+    maxima: NDArray[np.float64] | None,
+    notes: list[str],
+) -> list[Channel]:
+    """The channels, with the range of any whose values mostly lie beyond its $PnR taken from
+    the data: the next power of two at or above its largest value, as instruments' ranges are.
+
+    A program that rewrote the file can leave a range that is not the instrument's (a Cytek
+    Aurora's 4,194,304 written as 262,144: audit 31). Left as it was, every event above it
+    counted as saturated, the singlet gate found no event off the "pinned" top, and the
+    logicle scale ended far below the data.
+    """
+    out = list(channels)
+    n = events.shape[0]
+    if n == 0:
+        return out
+    tops = maxima if maxima is not None else events.max(axis=0)
+    said: list[str] = []
+    for i, ch in enumerate(channels):
+        if ch.is_log_amplified or ch.pnn.lower() == "time" or not tops[i] > ch.top:
+            continue
+        above = int(np.count_nonzero(events[:, i] > ch.top))
+        if above <= RANGE_EXCEEDED_FRACTION * n:
+            continue  # a few values past the top are saturated events, as they are counted
+        gain = ch.png if ch.png > 0 else 1.0
+        pnr = float(tops[i] * gain)
+        if pnr < 2.0**1023:  # the next power of two, where there is one
+            pnr = float(2.0 ** np.ceil(np.log2(pnr)))
+        out[i] = dataclasses.replace(ch, pnr=pnr)
+        said.append(
+            f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {above / n:.0%} of events above it, up "
+            f"to {tops[i]:.3g}; taken as {pnr:.0f})"
+        )
+    if said:
+        notes.append(
+            f"values lie above the file's range on {len(said)} channel"
+            f"{'s' if len(said) > 1 else ''}: {'; '.join(said)}; "
+            "each range is taken from its data (was the file rewritten by another program?)"
+        )
+    return out
+
+
 #: at most this many data sets are looked for in one file (a loop of $NEXTDATA is refused)
 MAX_DATA_SETS = 1000
 
@@ -1689,6 +1737,7 @@ def _read_buffer(
         _flowio_text_check(buf, text, layout, header, p)
         events, comp, events_max = _binary_data(buf, layout, channels, text, unmix, p, notes)
     events.setflags(write=False)
+    channels = _ranges_from_data(channels, events, events_max, notes)
     sample = FlowSample(
         name=p.stem,
         channels=tuple(channels),
