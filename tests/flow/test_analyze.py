@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nkpanel.errors import InputError
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
 from nkpanel.flow.qc import QCLimits
-from nkpanel.flow.sample import Spillover
+from nkpanel.flow.sample import Spillover, read_fcs
 from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+from nkpanel.flow.transforms import Asinh, Logicle
+from tests.flow.fcs_bytes import build_fcs
 
 
 @pytest.fixture(scope="module")
@@ -948,3 +951,30 @@ def test_side_scatter_of_real_lymphocytes_is_not_taken_for_a_dead_channel(
     for name in ("SSC-A", "SSC-H", "SSC-W"):
         i = sample.pnn.index(name)
         assert side_scatter_missing(sample.channels[i], sample.events[:, i]) is None, name
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("kind", ["logicle", "asinh"])
+def test_values_exported_already_transformed_are_refused(
+    shared_data: Path, tmp_path: Path, kind: str
+) -> None:
+    """An export of transformed values (flowCore's, or FlowJo's "export transformed") was
+    compensated and transformed again: on flowsom's logicle copy of 68983, NK F1 0.69 against
+    the expert (0.96 on the raw file), the reason given naming the lymphocyte gate (audit 31).
+    It is refused, naming the file and the cause; the raw file is analysed as before."""
+    if kind == "logicle":
+        raw = read_fcs(shared_data / "flowsom-68983" / "68983.fcs")
+        scale = Logicle(t=262144, w=0.5, m=4.5, a=0)
+    else:
+        raw = read_fcs(shared_data / "cytonorm-cytof" / "Gates_PTLG021_Unstim_Control_2.fcs")
+        scale = Asinh(5.0)  # mass cytometry's arcsinh(x / 5)
+    events = np.array(raw.events, copy=True)
+    for c in raw.channels:
+        if c.pns and not c.pnn.upper().startswith(("FSC", "SSC", "TIME")):
+            events[:, c.index] = scale(events[:, c.index])
+    path = tmp_path / "exported.fcs"
+    path.write_bytes(build_fcs(events, raw.pnn, pns=raw.pns, pnr=[c.pnr for c in raw.channels]))
+    with pytest.raises(InputError, match=r"exported\.fcs: the values are already transformed"):
+        analyze_file(path)
+    settings = FlowSettings(marker_overrides={"CD56": "NK1/1"} if kind == "logicle" else {})
+    assert analyze_sample(raw, settings).result.nk_percent_of_lymphocytes is not None
