@@ -978,3 +978,24 @@ def test_values_exported_already_transformed_are_refused(
         analyze_file(path)
     settings = FlowSettings(marker_overrides={"CD56": "NK1/1"} if kind == "logicle" else {})
     assert analyze_sample(raw, settings).result.nk_percent_of_lymphocytes is not None
+
+
+def test_no_percentage_of_cd45_positive_leukocytes_without_cd45() -> None:
+    """Without CD45 the leukocyte gate is drawn on scatter and holds debris too: NK "% of CD45+
+    leukocytes" read 3.30 for a truth of 3.60, and leukocytes/µL were counted through it
+    (audit 33). Nothing is given as a share of it; with CD45 both are given."""
+    spec = SimulationSpec(seed=61, with_cd45=False)
+    a = analyze_sample(
+        simulate_tube(spec).to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0))
+    )
+    assert a.result.nk_percent_of_leukocytes is None
+    assert all(p.percent_of_leukocytes is None for p in a.result.populations)
+    leukocytes = next(p for p in a.result.populations if p.population == "Leukocytes")
+    assert leukocytes.cells_per_ul is None
+    assert a.result.nk_cells_per_ul is not None  # through the lymphocytes, as before
+    assert any("no percentage of CD45+ leukocytes" in n for n in a.result.notes)
+    b = analyze_sample(
+        simulate_tube(dataclasses.replace(spec, with_cd45=True)).to_sample(),
+        FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)),
+    )
+    assert b.result.nk_percent_of_leukocytes is not None

@@ -948,8 +948,9 @@ class _Gater:
             hi.append(None)
         else:
             self.notes.append(
-                "no CD45: leukocytes taken from scatter alone, and basophils (about 0.5-1% of "
-                "leukocytes, a lymphocyte's scatter) counted among the lymphocytes"
+                "no CD45: leukocytes taken from scatter alone (no percentage of CD45+ "
+                "leukocytes is given), and basophils (about 0.5-1% of leukocytes, a "
+                "lymphocyte's scatter) counted among the lymphocytes"
             )
         if bead is not None and (not dims or dims[0].channel != bead[0]):
             dims.append(self.dim(bead[0]))
