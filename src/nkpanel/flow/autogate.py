@@ -842,7 +842,14 @@ class _Gater:
         low = np.minimum.reduce([scaled[:, j] for j in cols])
         # beads are the brightest population of this minimum: the cut is the valley below
         # them, whatever dim structure (debris, a pile at the axis) lies further down
-        c = find_cut(low, side="below", brightest=True, axis_pile=True, min_mass=BEAD_MIN_MASS)
+        c = find_cut(
+            low,
+            side="below",
+            brightest=True,
+            axis_pile=True,
+            min_mass=BEAD_MIN_MASS,
+            from_lowest=True,
+        )
         if c.method != "valley":
             return None
         candidates = low >= c.value

@@ -366,6 +366,7 @@ def find_cut(
     brightest_of_many: bool = False,
     min_mass: float = MIN_MASS,
     reference: float | None = None,
+    from_lowest: bool = False,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -406,6 +407,12 @@ def find_cut(
         With ``side="below"``: the reference population is the peak nearest this value
         (instead of the highest or the brightest), e.g. where the population is known by
         another marker.
+    from_lowest
+        With ``side="below"``: the other population is the lowest peak, not the nearest one
+        below the reference, and the cut is the density's lowest point between them. Counting
+        beads acquired during a partial clog are dimmer and stand as a second bead peak; the
+        gap that parts beads from cells is the one above the cells (audit 32: a third of the
+        beads fell out of the gate, NK/µL 45% high).
     axis_pile
         Leave a pile of values on the lowest one out of the density (see
         :func:`_without_axis_pile`): right for fluorescence clipped at the bottom of a log
@@ -448,7 +455,7 @@ def find_cut(
         ref = peaks.size - 1 if brightest else int(np.argmax(d.density[peaks]))
         if reference is not None:
             ref = int(np.argmin(np.abs(d.grid[peaks] - reference)))
-        other = ref - 1 if ref >= 1 else None
+        other = (0 if from_lowest else ref - 1) if ref >= 1 else None
     centre = float(d.grid[int(peaks[ref])])
     # the reference population's spread, from its outer half (the side away from the other one)
     half = _below(x, centre) if side == "above" else _above(x, centre)
