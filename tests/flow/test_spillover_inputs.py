@@ -121,7 +121,8 @@ def test_stain_names_stand_for_their_channels(tmp_path: Path) -> None:
 
 def test_a_supplied_matrix_leaving_out_gated_detectors_is_flagged(tmp_path: Path) -> None:
     """The simulated tube's own matrix covers five detectors; a supplied matrix of its first
-    three leaves two gated ones uncompensated: a warning names them, the result stays."""
+    three leaves two gated ones uncompensated: the result is withheld, naming them (a warning
+    alone left B cells at 0.01% of lymphocytes for 11.9, reportable: audit 33)."""
     from nkpanel.flow.analyze import FlowSettings, analyze_file
     from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
 
@@ -131,7 +132,7 @@ def test_a_supplied_matrix_leaving_out_gated_detectors_is_flagged(tmp_path: Path
     part = Spillover(own.channels[:3], own.matrix[:3, :3])
     result = analyze_file(path, FlowSettings(spillover=part)).result
     flag = next(f for f in result.qc if f.check == "compensation")
-    assert not flag.passed and not flag.blocking
+    assert not flag.passed and flag.blocking and not result.reportable
     for ch in own.channels[3:]:
         assert ch in flag.reason
     full = analyze_file(path, FlowSettings(spillover=own)).result
@@ -173,3 +174,32 @@ def test_a_left_out_dye_that_spills_into_a_gated_channel_is_flagged() -> None:
     no_cy7 = Spillover(("FITC-A", "PE-A"), MATRIX[:2, :2])
     flag = _compensation_flag(sample, no_cy7, FlowSettings(spillover=no_cy7), {"FITC-A", "PE-A"})
     assert flag.passed
+
+
+@pytest.mark.parametrize("matrix", ["identity", "three of five"])
+def test_a_file_matrix_that_leaves_gated_dyes_uncompensated_withholds(
+    tmp_path: Path, matrix: str
+) -> None:
+    """A file whose $SPILLOVER is the identity (no compensation set up at acquisition), or
+    covers three of its five gated dyes, is as uncompensated as one with no matrix: it gave
+    CD56bright 0.0% of NK for 9.6 and B cells 0.04% for 11.8, reportable (audit 33). Withheld,
+    as a file without a matrix is; with its right matrix the same events pass."""
+    from nkpanel.flow.analyze import analyze_file, analyze_sample
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+    from tests.flow.samples import rebuilt
+
+    tube = simulate_tube(SimulationSpec(n_events=30_000, seed=31, spillover_scale=2.0))
+    own = tube.spillover
+    wrong = (
+        Spillover(own.channels, np.eye(len(own.channels)))
+        if matrix == "identity"
+        else Spillover(own.channels[:3], own.matrix[:3, :3])
+    )
+    path = write_fcs(tube, tmp_path / "tube-synthetic.fcs")
+    assert analyze_file(path).result.reportable
+    result = analyze_sample(rebuilt(read_fcs(path), spillover=wrong)).result
+    flag = next(f for f in result.qc if f.check == "compensation")
+    assert flag.blocking and not flag.passed and not result.reportable
+    assert ("identity" in flag.reason) == (matrix == "identity")
+    if matrix != "identity":
+        assert all(ch in flag.reason for ch in own.channels[3:])
