@@ -1048,3 +1048,19 @@ def test_beads_dimmed_by_a_partial_clog_stay_beads(seed: int) -> None:
     assert a.membership["Beads"][~beads].mean() < 1e-4
     got, truth = a.result.nk_cells_per_ul, tube.truth["nk_per_ul_bead_method"]
     assert got is not None and abs(got / truth - 1) < 0.05
+
+
+def test_a_bump_above_the_nk_cut_keeps_the_cd56bright_cut_above_the_dim_peak() -> None:
+    """In this tube (one of about 620 in audit 32's sweep) a small bump of CD56+ NK events just
+    above the NK cut stood as the lowest peak of the CD56+ NK cells, and the bright cut went in
+    the valley above it, below the whole CD56dim peak: CD56bright 92.4% of NK for 7.4% and
+    CD56dim 1.8% for 88.7%, reportable. The CD56dim NK cells, around the CD56+ NK cells'
+    median, are now the reference. Truth is each simulated event's population."""
+    spec = SimulationSpec(
+        n_events=60_000, seed=4, nk_percent_of_lymphocytes=5.0, nkt_percent_of_lymphocytes=14.0
+    )
+    tube = simulate_tube(spec)
+    a = analyze_sample(tube.to_sample())
+    bright, dim = a.result.cd56bright_percent_of_nk, a.result.cd56dim_percent_of_nk
+    assert bright is not None and abs(bright - tube.truth["cd56bright_percent_of_nk"]) < 1.0
+    assert dim is not None and abs(dim - tube.truth["cd56dim_percent_of_nk"]) < 2.0

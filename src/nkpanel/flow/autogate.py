@@ -1373,7 +1373,15 @@ class _Gater:
                 )
                 positive56 = None
         if cd16 is not None and positive56 is not None:
-            c_bright = find_cut(positive56, above=c56_scaled, axis_pile=self.kind == "flow")
+            # the CD56dim NK cells are the reference: most of the CD56+ NK cells, around their
+            # median; a small bump just above the NK cut, taken for the lowest peak, had put
+            # the bright cut below the whole dim peak (CD56bright 92% of NK for 7%: audit 32)
+            c_bright = find_cut(
+                positive56,
+                above=c56_scaled,
+                axis_pile=self.kind == "flow",
+                reference=float(np.median(positive56)),
+            )
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
             self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))

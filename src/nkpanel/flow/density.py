@@ -404,9 +404,9 @@ def find_cut(
         (:data:`MIN_MASS`); lower for a population known to be small and apart from the rest
         (counting beads).
     reference
-        With ``side="below"``: the reference population is the peak nearest this value
-        (instead of the highest or the brightest), e.g. where the population is known by
-        another marker.
+        The reference population is the peak nearest this value (instead of the lowest, the
+        highest or the brightest), e.g. where the population is known by another marker, or
+        holds most of the events (the CD56dim NK cells, around the CD56+ NK cells' median).
     from_lowest
         With ``side="below"``: the other population is the lowest peak, not the nearest one
         below the reference, and the cut is the density's lowest point between them. Counting
@@ -447,9 +447,10 @@ def find_cut(
     if brightest_of_many and peaks.size >= 3:
         side, brightest = "below", True
     if side == "above":
-        # the reference is the lowest prominent peak; the positive one is the next peak above it
-        ref = 0
-        other = 1 if peaks.size >= 2 else None
+        # the reference is the lowest prominent peak (or the one nearest ``reference``); the
+        # positive one is the next peak above it
+        ref = 0 if reference is None else int(np.argmin(np.abs(d.grid[peaks] - reference)))
+        other = ref + 1 if peaks.size >= ref + 2 else None
     else:
         # the reference is the highest peak; the negative one is the nearest prominent peak below
         ref = peaks.size - 1 if brightest else int(np.argmax(d.density[peaks]))
