@@ -1064,3 +1064,21 @@ def test_a_bump_above_the_nk_cut_keeps_the_cd56bright_cut_above_the_dim_peak() -
     bright, dim = a.result.cd56bright_percent_of_nk, a.result.cd56dim_percent_of_nk
     assert bright is not None and abs(bright - tube.truth["cd56bright_percent_of_nk"]) < 1.0
     assert dim is not None and abs(dim - tube.truth["cd56dim_percent_of_nk"]) < 2.0
+
+
+def test_cd56bright_cd16_positive_cells_are_not_cd56bright_cd16_negative() -> None:
+    """The CD56bright subset is reported as CD56bright CD16-/dim and read against ARUP's
+    CD3-CD16-CD56bright interval, but its gate had no CD16 limit: 300 CD56dim CD16+ NK cells
+    made CD56-bright (×10 on CD56, CD16 kept) counted as CD56bright, 18.3% of NK for 7.2%
+    (audit 32). They are now in neither subset. Truth: each event's simulated population."""
+    tube = simulate_tube(SimulationSpec(seed=2))
+    cd56 = next(i for i, s in enumerate(tube.pns) if s.startswith("CD56"))
+    moved = np.flatnonzero(tube.labels == "NK_dim")[:300]
+    events = np.array(tube.events, copy=True)
+    events[moved, cd56] *= 10.0
+    a = analyze_sample(rebuilt(tube.to_sample(), events=events))
+    bright = a.membership["NK CD56bright"]
+    assert bright[moved].mean() < 0.05
+    true_bright = tube.labels == "NK_bright"
+    assert bright[true_bright].mean() > 0.9
+    assert bright.sum() < 1.1 * true_bright.sum()

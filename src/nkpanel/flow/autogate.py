@@ -1384,7 +1384,21 @@ class _Gater:
             )
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
-            self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))
+            # CD56bright CD16-/dim (ARUP 2013805's CD3-CD16-CD56bright): below the CD16+ NK
+            # cells' own spread on CD16; CD56bright CD16+ cells are in neither subset (they
+            # had counted as CD56bright, which the label and the interval leave out: audit 32)
+            c16_used = self.cuts["CD16"]
+            lim16 = self.linear(cd16, c16_used.positives_start)
+            lim16 = lim16 if c16 is None else max(lim16, c16)
+            self.add(
+                RangeGate(
+                    "NK CD56bright",
+                    "NK",
+                    (self.dim(cd56), self.dim(cd16)),
+                    (lin_b, None),
+                    (None, lim16),
+                )
+            )
             self.add(
                 RangeGate(
                     # CD56dim CD16+ (ARUP 2013805): CD56 between the NK cut and the bright cut;

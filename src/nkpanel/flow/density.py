@@ -80,6 +80,13 @@ class Cut:
         end = self.tail_end if self.side == "above" else self.other_start
         return self.value if end is None else end
 
+    @property
+    def positives_start(self) -> float:
+        """Where the upper (positive) population's own spread begins, whichever population
+        the cut was placed from; the cut itself where no positive peak stands."""
+        start = self.other_start if self.side == "above" else self.tail_end
+        return self.value if start is None else start
+
 
 def _bin_counts(x: NDArray[np.float64], lo: float, hi: float, bins: int) -> NDArray[np.int64]:
     """Counts of ``x`` (finite values) in ``bins`` even bins over [lo, hi); values outside are
