@@ -1082,3 +1082,20 @@ def test_cd56bright_cd16_positive_cells_are_not_cd56bright_cd16_negative() -> No
     true_bright = tube.labels == "NK_bright"
     assert bright[true_bright].mean() > 0.9
     assert bright.sum() < 1.1 * true_bright.sum()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_tube_without_nk_cells_keeps_its_nk_like_t_cells_cd3_positive(seed: int) -> None:
+    """With no NK cells, the NK-marker-positive lymphocytes are all NK-like T cells: their lone
+    CD3 peak was taken for the negatives, so every T cell was CD3-, the NK-like T cells were
+    counted as NK (NK ~4% for 0) and the result was withheld as "the gate did not find the
+    lymphocytes" (audit 32). The CD3 cut is then taken on all lymphocytes. Truth is each
+    simulated event's population."""
+    tube = simulate_tube(SimulationSpec(seed=seed, nk_percent_of_lymphocytes=0.0))
+    a = analyze_sample(tube.to_sample())
+    nkt = a.result.nk_like_t_percent_of_lymphocytes
+    assert nkt is not None and abs(nkt - tube.truth["nkt_percent_of_lymphocytes"]) < 0.5
+    nk = a.result.nk_percent_of_lymphocytes
+    assert nk is not None and nk < 0.2
+    assert not a.result.reportable
+    assert all("NK events" in r for r in a.result.not_reportable_reasons)

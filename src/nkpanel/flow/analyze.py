@@ -1032,6 +1032,8 @@ def _warn_or_withhold(
 #: the NK/µL error the accuracy sweeps call a miss; basophils carry no lineage marker, so on
 #: the simulated sweeps the cut leaves out a few lymphocytes in a thousand
 LEFT_BY_CD45 = (0.05, 0.10)
+#: fewest NK cells left out by the CD45 cut that count as a share of the NK cells
+MIN_LEFT_NK = 10
 
 
 def _left_out_by_cd45(
@@ -1061,7 +1063,9 @@ def _left_out_by_cd45(
         lineage |= within("B cells")
     left_nk, left = int(np.count_nonzero(in_nk)), int(np.count_nonzero(lineage))
     counted_nk = int(np.count_nonzero(member["NK"]))
-    nk = left_nk / max(1, counted_nk)
+    # a few NK cells are no share: 1 left out beside 4 counted (a tube without NK cells) read
+    # as 25% and withheld the result for it
+    nk = left_nk / max(1, counted_nk) if left_nk >= MIN_LEFT_NK else 0.0
     lineage_share = left / max(1, int(np.count_nonzero(member["Lymphocytes"])))
     return _warn_or_withhold(
         "lymphocytes left out by the CD45 cut",

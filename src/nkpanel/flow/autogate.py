@@ -1308,6 +1308,15 @@ class _Gater:
         # zero by unmixing or compensation), not a CD3- peak and a CD3+ one (audit 31: the
         # lowest valley of a Cytek Aurora PBMC made its CD56dim NK cells NK-like T)
         self.cut("CD3", cd3, nk_marker if enough else base, bright_only=True)
+        if enough and self.cuts["CD3"].method != "valley":
+            # one population among them, NK or NK-like T: a lone peak is taken for the
+            # negatives, and in a tube without NK cells the NK-like T cells were called NK and
+            # every T cell CD3- (audit 32). The T cells among all lymphocytes set the cut
+            self.notes.append(
+                "CD3: the NK-marker-positive lymphocytes form one population; the CD3 cut is "
+                "taken on all lymphocytes"
+            )
+            self.cut("CD3", cd3, base, bright_only=True)
         c3_valley = self.linear(cd3, self.cuts["CD3"].value)
         c3_neg = self.linear(cd3, self.cuts["CD3"].negatives_end)
 
