@@ -1297,7 +1297,8 @@ class _Gater:
         elif cd16 is None:
             self.notes.append("no CD16 channel: NK = CD3- CD56+; CD56bright/dim subsets not gated")
         # first pass on all lymphocytes, to find the NK-marker-positive cells for the CD3 split
-        marker_pos = self.values_in(lymph, cd56) >= self.cut("CD56 (all lymphocytes)", cd56, base)
+        c56_all = self.cut("CD56 (all lymphocytes)", cd56, base)
+        marker_pos = self.values_in(lymph, cd56) >= c56_all
         if separate16 and cd16 is not None:
             c16_all = self.cut("CD16 (all lymphocytes)", cd16, base)
             marker_pos |= self.values_in(lymph, cd16) >= c16_all
@@ -1420,7 +1421,12 @@ class _Gater:
                 )
             )
         self.add(RangeGate("CD3+", lymph, (self.dim(cd3),), (c3_valley,), (None,)))
-        self.add(RangeGate("NK-like T", "CD3+", (self.dim(cd56),), (c56,), (None,)))
+        # on a combined CD16+56 channel the NK cut lies above the CD16-dim monocytes, which
+        # the CD3+ cells hold none of: there the NK-like T cells (CD56 dimmer than NK cells)
+        # are cut where all lymphocytes part into negatives and positives (they read 0.946× the
+        # truth on 20 TBNK-style tubes, 2.85% for 4.02%: audit 32)
+        nkt_cut = c56_all if cd16 == cd56 else c56
+        self.add(RangeGate("NK-like T", "CD3+", (self.dim(cd56),), (nkt_cut,), (None,)))
         if cd19 is not None and c19 is not None:
             self.add(
                 RangeGate(
