@@ -999,3 +999,19 @@ def test_no_percentage_of_cd45_positive_leukocytes_without_cd45() -> None:
         FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)),
     )
     assert b.result.nk_percent_of_leukocytes is not None
+
+
+def test_nk_like_t_cells_as_most_t_cells_withhold_the_result() -> None:
+    """NK-like T cells are a few percent of blood T cells; an automated result with most CD3+
+    cells CD56+ has a cut inside a population (NK 0.5% with NK-like T 99% was reportable on a
+    real Aurora PBMC, audit 31) and is withheld for review. Here the simulated blood really
+    holds them (62% of T cells, as a CD3+CD56+ expansion might): it is the lab's to review."""
+    many = simulate_tube(
+        SimulationSpec(seed=3, nkt_percent_of_lymphocytes=50.0, b_percent_of_lymphocytes=10.0)
+    )
+    a = analyze_sample(many.to_sample())
+    flag = next(f for f in a.result.qc if f.check == "NK-like T cells")
+    assert flag.blocking and not a.result.reportable and flag.value is not None
+    assert flag.value > 0.5 and "review the gates" in flag.reason
+    b = analyze_sample(simulate_tube(SimulationSpec(seed=3)).to_sample())
+    assert all(f.check != "NK-like T cells" for f in b.result.qc)

@@ -727,6 +727,24 @@ def _qc_checks(
                 blocking=failed_gate,
             )
         )
+    if gating is not None and all(k in member for k in ("CD3+", "NK-like T")):
+        n_t = int(np.count_nonzero(member["CD3+"]))
+        share = int(np.count_nonzero(member["NK-like T"])) / n_t if n_t else 0.0
+        if share > MAX_NK_LIKE_T_OF_T:
+            # CD3+CD56+ cells are a few percent of blood T cells (NK-like T 0.9-14.4% of
+            # lymphocytes, ARUP 2013805); most of them means a cut inside a population (NK
+            # 0.5% with NK-like T 99% was reportable on a real Aurora PBMC: audit 31)
+            flags.append(
+                QCFlag(
+                    "NK-like T cells",
+                    False,
+                    round(share, 4),
+                    MAX_NK_LIKE_T_OF_T,
+                    f"NK-like T cells are {share:.0%} of the CD3+ cells (more than "
+                    f"{MAX_NK_LIKE_T_OF_T:.0%}): a CD3 or CD56 cut lies inside a population; "
+                    "review the gates",
+                )
+            )
     if gating is not None and not gating.lymphocytes_separated:
         flags.append(
             QCFlag(
@@ -1026,6 +1044,10 @@ def _warn_or_withhold(
         blocking=value > block,
     )
 
+
+#: NK-like T cells above this share of the CD3+ cells withhold an automated result: they are
+#: a few percent of blood T cells, and most of them means a misplaced cut
+MAX_NK_LIKE_T_OF_T = 0.5
 
 #: lymphocytes the CD45 cut below them left out, as a share of those counted (of the NK
 #: cells, or of all lymphocytes): above the first a warning, above the second withheld. 10% is
