@@ -861,7 +861,9 @@ def test_unmixed_spectral_data_are_not_refused_as_uncompensated(tube, cyt: str) 
 def test_a_bead_count_far_from_the_analysers_is_said(tube, beads: float, agree: bool) -> None:  # type: ignore[no-untyped-def]
     """Beads per test typed ×10 (500,000 for 50,000) gave 2,324 NK/µL: 20,191 lymphocytes/µL
     lie inside the band of every blood count, so nothing was said (audit 8). With the
-    analyser's lymphocyte count given too, two counts of one blood a factor 2 apart are."""
+    analyser's lymphocyte count given too, two counts of one blood a factor 2 apart are, and
+    neither count is then given (NK 23/µL, flagged low, had been reported beside a
+    dual-platform 235/µL: audit 32)."""
     given = tube.truth["lymphocytes_per_ul_expected"]
     counts = AbsoluteCountInputs(beads, 50.0, lymphocytes_per_ul=given)
     r = analyze_sample(tube.to_sample(), FlowSettings(counts=counts)).result
@@ -870,6 +872,9 @@ def test_a_bead_count_far_from_the_analysers_is_said(tube, beads: float, agree: 
     if not agree:  # by construction ×10 from the right count, which the simulator realises
         assert flag.value == pytest.approx(10.0, rel=0.1)
         assert "check beads per test, sample volume and the lymphocyte count" in flag.reason
+    assert (r.nk_cells_per_ul is not None) is agree
+    assert all((p.cells_per_ul is not None) is agree for p in r.populations if p.population == "NK")
+    assert r.reportable  # the percentages need no count
 
 
 def test_a_failed_compensation_check_names_a_fluorescence_gain(tube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,27 @@ def test_an_absolute_count_withheld_as_implausible_is_shown_withheld() -> None:
     assert any("195,849 lymphocytes/µL" in n for n in count.qc_notes)
 
 
+def test_an_absolute_count_withheld_for_two_counts_apart_is_shown_withheld() -> None:
+    """A bead count and the analyser's more than 2× apart withhold the absolute count (audit
+    32: NK 23/µL flagged low beside a dual-platform 235/µL): shown withheld, with the reason,
+    not left out as if no count had been asked for."""
+    apart = {
+        "check": "bead and haematology counts agree",
+        "passed": False,
+        "value": 10.1,
+        "limit": 2.0,
+        "reason": "the beads give 198 lymphocytes/µL, the haematology count 2,000 (10.1× "
+        "apart): no absolute count is given",
+        "blocking": False,
+    }
+    entry = flow_entry(per_ul=None)
+    entry["qc"] = [*entry["qc"], apart]
+    ep = read_episode(summary(flow=[entry]))
+    count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
+    assert count.value is None and not count.reportable
+    assert any("10.1× apart" in n for n in count.qc_notes)
+
+
 @pytest.mark.parametrize(
     "roles",
     [

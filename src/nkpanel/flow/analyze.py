@@ -689,8 +689,8 @@ def _qc_checks(
                         + (
                             ""
                             if agree
-                            else f" ({apart:.1f}× apart): check beads per test, sample volume "
-                            "and the lymphocyte count for a slip"
+                            else f" ({apart:.1f}× apart): no absolute count is given; check "
+                            "beads per test, sample volume and the lymphocyte count for a slip"
                         ),
                         blocking=False,
                     )
@@ -1539,6 +1539,16 @@ def _build_result(
     plausible = _bead_count_plausible(lymph_ul)  # the "bead count plausible" check
     beads_ok = enough_beads and plausible
     dual = c.lymphocytes_per_ul is not None and n_lymph > 0
+    # two counts of one blood more than 2× apart (the "bead and haematology counts agree"
+    # check): which input slipped cannot be told, so neither count is given (NK 23/µL, flagged
+    # low, was given beside a dual-platform 235/µL from beads per test typed ×10 low: audit 32)
+    disagree = bool(
+        c.bead_method
+        and beads_ok
+        and lymph_ul
+        and c.lymphocytes_per_ul
+        and max(lymph_ul / c.lymphocytes_per_ul, c.lymphocytes_per_ul / lymph_ul) > BEAD_VS_ANALYSER
+    )
     if c.bead_method and (beads_ok or not dual):
         method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
     elif dual:
@@ -1588,6 +1598,8 @@ def _build_result(
         return under(name, "Leukocytes") if n_leuk else under_lymph(name)
 
     def per_ul(name: str, n: int) -> float | None:
+        if disagree:
+            return None
         if method == "bead" and not beads_ok:
             return None  # withheld: too few beads (dual platform needs none)
         if method == "bead" and cells(name):

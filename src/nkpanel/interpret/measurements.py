@@ -72,7 +72,9 @@ __all__ = ["Episode", "Failure", "Measurement", "QCCheck", "QCStatus", "SampleQC
 QCStatus = Literal["pass", "warn", "fail"]
 SOURCE = "case summary"
 #: the flow checks that, failing, withhold the absolute count only (nkpanel.flow.analyze)
-ABSOLUTE_COUNT_CHECKS = frozenset({"bead events", "bead count plausible"})
+ABSOLUTE_COUNT_CHECKS = frozenset(
+    {"bead events", "bead count plausible", "bead and haematology counts agree"}
+)
 
 
 @dataclass(frozen=True)
