@@ -1020,3 +1020,26 @@ def test_nk_like_t_cells_as_most_t_cells_withhold_the_result() -> None:
     assert flag.value > 0.5 and "review the gates" in flag.reason
     b = analyze_sample(simulate_tube(SimulationSpec(seed=3)).to_sample())
     assert all(f.check != "NK-like T cells" for f in b.result.qc)
+
+
+def test_a_clog_trimmed_at_the_start_is_said_in_the_flow_rate_check() -> None:
+    """A stream at 0.1× over the first 30% of the run is trimmed by the Time gate, and the
+    check read "unstable over 0% of the acquisition time", the trim only in a note (audit 32).
+    The share trimmed is now in the check's reason; the result, judged on the rest, stands."""
+    spec = SimulationSpec(seed=5, clog_at=0.0, clog_duration_fraction=0.3, clog_rate_factor=0.1)
+    a = analyze_sample(simulate_tube(spec).to_sample())
+    flag = next(f for f in a.result.qc if f.check == "flow rate")
+    trimmed = re.search(r"; ([\d.]+)% more was unstable at the start or end", flag.reason)
+    assert trimmed is not None and 20 <= float(trimmed.group(1)) <= 40
+
+
+def test_limits_are_said_with_the_digits_they_were_given() -> None:
+    """A lab's 0.5% saturation limit was said as "limit 0%", and 3.99% for the flow rate as
+    "limit 4%" beside a failing 4% (audit 32)."""
+    lim = QCLimits(max_saturated_fraction=0.005, max_unstable_time_fraction=0.0399)
+    a = analyze_sample(
+        simulate_tube(SimulationSpec(seed=22, clog_at=0.4)).to_sample(), FlowSettings(qc=lim)
+    )
+    reasons = {f.check: f.reason for f in a.result.qc}
+    assert "(limit 0.5%)" in reasons["saturation"]
+    assert "(limit 3.99%)" in reasons["flow rate"]

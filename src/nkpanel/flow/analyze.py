@@ -763,7 +763,9 @@ def _qc_checks(
             )
         )
     if gating is not None:
-        flags.append(_flow_rate_flag(gating.unstable_time_fraction, lim))
+        flags.append(
+            _flow_rate_flag(gating.unstable_time_fraction, lim, gating.trimmed_time_fraction)
+        )
     if cytometry == "flow" and gating is not None:
         flags.append(_compensation_flag(sample, spill, s, gated))
     return flags
@@ -1164,7 +1166,13 @@ def _bead_count_plausible(lymph_ul: float | None) -> bool:
 _NO_SSC = "no side-scatter channel (SSC-A, SSC-H, SS INT…; name yours with --marker SSC-A=NAME)"
 
 
-def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
+def _share(x: float) -> str:
+    """A fraction as a percentage with the digits it was given (a lab's 0.5% limit printed
+    as "0%", and 3.99% as "4%" beside a value of 4%: audit 32)."""
+    return f"{100 * x:.3g}%"
+
+
+def _flow_rate_flag(frac: float | None, lim: QCLimits, trimmed: float = 0.0) -> QCFlag:
     if frac is None:  # a warning: a clog or bubble would go unseen
         return QCFlag(
             "flow rate",
@@ -1179,8 +1187,14 @@ def _flow_rate_flag(frac: float | None, lim: QCLimits) -> QCFlag:
         frac <= lim.max_unstable_time_fraction,
         round(frac, 4),
         lim.max_unstable_time_fraction,
-        f"flow rate unstable over {frac:.0%} of the acquisition time "
-        f"(limit {lim.max_unstable_time_fraction:.0%})",
+        f"flow rate unstable over {_share(frac)} of the acquisition time "
+        f"(limit {_share(lim.max_unstable_time_fraction)})"
+        + (
+            f"; {_share(trimmed)} more was unstable at the start or end and left out "
+            "(Time gate), its events with it"
+            if trimmed
+            else ""
+        ),
     )
 
 
@@ -1494,7 +1508,7 @@ def _saturation_check(
         round(sat, 5),
         lim.max_saturated_fraction,
         f"{sat:.2%} of events at the top of a gated channel's range "
-        f"(limit {lim.max_saturated_fraction:.0%})",
+        f"(limit {_share(lim.max_saturated_fraction)})",
     )
 
 

@@ -171,6 +171,8 @@ class AutoGateResult:
     cytometry: Literal["flow", "mass"]
     #: None when the flow rate could not be checked (no Time channel, times out of order)
     unstable_time_fraction: float | None = 0.0
+    #: the share of the acquisition time trimmed at the start and end as unstable
+    trimmed_time_fraction: float = 0.0
     scales: Mapping[str, Callable[[Array], Array]] = field(default_factory=dict)
     #: False when no SSC, CD45 or CD14 could tell the lymphocytes from other leukocytes: the
     #: "Lymphocytes" gate then holds every leukocyte and no % of lymphocytes can be given
@@ -473,6 +475,7 @@ class _Gater:
         self.member: dict[str, BoolArray] = {}
         self.cuts: dict[str, Cut] = {}
         self.lymphocytes_separated = True
+        self.trimmed_time = 0.0
         self.dead_side_scatter: str | None = None
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
@@ -750,6 +753,7 @@ class _Gater:
             self.gates.append(gate)
             self.member["Time"] = np.ones(self.n, dtype=bool)
         if trimmed:
+            self.trimmed_time = trimmed / bins
             self.notes.append(f"Time: {trimmed} unstable bin(s) trimmed at the start/end")
         return "Time", rate.interior_unstable
 
@@ -1564,6 +1568,7 @@ def auto_gate(
         notes=tuple(g.notes),
         cytometry=g.kind,
         unstable_time_fraction=unstable,
+        trimmed_time_fraction=g.trimmed_time,
         lymphocytes_separated=g.lymphocytes_separated,
         dead_side_scatter=g.dead_side_scatter,
         scales=dict(g.scales),
