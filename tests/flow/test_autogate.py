@@ -19,7 +19,7 @@ from nkpanel.flow.analyze import (
 from nkpanel.flow.autogate import LYMPHOCYTE_SCATTER, POPULATIONS, AutoGateSettings
 from nkpanel.flow.gates import Gate, PolygonGate, RangeGate
 from nkpanel.flow.sample import FlowSample, read_fcs
-from nkpanel.flow.simulate import SimulationSpec, simulate_tube, write_fcs
+from nkpanel.flow.simulate import SimulatedTube, SimulationSpec, simulate_tube, write_fcs
 from tests.flow.fcs_bytes import edit_text_value
 from tests.flow.samples import rebuilt
 
@@ -304,28 +304,18 @@ def test_gates_found_with_a_supplied_matrix_say_they_are_compensated() -> None:
         assert np.array_equal(again[name], mask), name
 
 
-@pytest.mark.parametrize(
-    ("seed", "baseline"),
-    [(0, 3.0), (1, 3.0), (2, 3.0), (0, 1.0)],
-    ids=["seed0", "seed1", "seed2", "seed0-half-clipped"],
-)
-def test_analog_compensated_log_data_like_a_facscalibur(
-    tmp_path: Path, seed: int, baseline: float
-) -> None:
-    """A FACSCalibur records fluorescence compensated by its analog electronics, then
-    log-amplified over 4 decades into 1,024 channels, with no matrix in the file. Negative
-    cells sit in the first decade (``baseline`` units above zero) and the dimmest pile up on
-    channel 0; every dim value stands on a ladder of discrete channels. Before cut placement
-    censored the pile and spread each value over its channel, NK % came out at 0-1% for most
-    such tubes (truth ≈ 12%). With a baseline of 1 about half the negatives are clipped, and
-    NK cells, spread by compensating their bright CD16 PE, stood as a dim CD19 peak of their
-    own: the CD19 cut now falls below the brightest (B cell) peak."""
+def _calibur_file(
+    tube: SimulatedTube, tmp_path: Path, baseline: float, *, compensated: bool
+) -> Path:
+    """``tube`` as a FACSCalibur records it: FCS 2.0, 1,024 channels, fluorescence
+    log-amplified over 4 decades with negatives ``baseline`` units above zero, and compensated
+    by the analog electronics (or with them switched off). Synthetic."""
     from nkpanel.flow.compensation import compensate
     from tests.flow.fcs_bytes import build_fcs
 
-    tube = simulate_tube(SimulationSpec(seed=seed, n_events=50_000))
     sample = tube.to_sample()
-    values = compensate(sample, sample.spillover)  # what the analog circuit passes on
+    # what the analog circuit passes on
+    values = compensate(sample, sample.spillover) if compensated else sample.events
     fluor = set(tube.spillover.channels)
     keep = [j for j, name in enumerate(tube.pnn) if name not in ("FSC-A", "SSC-A")]
     stored, pne, pnr = [], [], []
@@ -360,6 +350,27 @@ def test_analog_compensated_log_data_like_a_facscalibur(
     )
     path = tmp_path / "calibur-synthetic.fcs"
     path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("seed", "baseline"),
+    [(0, 3.0), (1, 3.0), (2, 3.0), (0, 1.0)],
+    ids=["seed0", "seed1", "seed2", "seed0-half-clipped"],
+)
+def test_analog_compensated_log_data_like_a_facscalibur(
+    tmp_path: Path, seed: int, baseline: float
+) -> None:
+    """A FACSCalibur records fluorescence compensated by its analog electronics, then
+    log-amplified over 4 decades into 1,024 channels, with no matrix in the file. Negative
+    cells sit in the first decade (``baseline`` units above zero) and the dimmest pile up on
+    channel 0; every dim value stands on a ladder of discrete channels. Before cut placement
+    censored the pile and spread each value over its channel, NK % came out at 0-1% for most
+    such tubes (truth ≈ 12%). With a baseline of 1 about half the negatives are clipped, and
+    NK cells, spread by compensating their bright CD16 PE, stood as a dim CD19 peak of their
+    own: the CD19 cut now falls below the brightest (B cell) peak."""
+    tube = simulate_tube(SimulationSpec(seed=seed, n_events=50_000))
+    path = _calibur_file(tube, tmp_path, baseline, compensated=True)
     r = analyze_file(path).result
     assert r.nk_percent_of_lymphocytes is not None
     assert abs(r.nk_percent_of_lymphocytes - tube.truth["nk_percent_of_lymphocytes"]) < 1.0
@@ -1112,3 +1123,19 @@ def test_nk_like_t_cells_on_a_combined_cd16_56_channel(seed: int) -> None:
     assert nkt is not None and abs(nkt - tube.truth["nkt_percent_of_lymphocytes"]) < 0.15
     nk = a.result.nk_percent_of_lymphocytes
     assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_analog_data_recorded_without_compensation_are_withheld(tmp_path: Path, seed: int) -> None:
+    """Data of an analog instrument are compensated by its electronics, so no matrix is
+    applied; with that compensation switched off they were reportable without a word (NK-like
+    T 23% and 46% for 4: audit 33), as the in-data check was not run on them. It is now: here
+    (B cells 0.03% of lymphocytes for 11.6) it fails, and passes on the same tube compensated
+    (audit 33's own emulations, with a FACSCalibur's FITC-to-PE spillover, were withheld by it
+    in 5 of 6 tubes)."""
+    tube = simulate_tube(SimulationSpec(seed=seed, n_events=50_000, spillover_scale=3.0))
+    off = analyze_file(_calibur_file(tube, tmp_path, 3.0, compensated=False)).result
+    flag = next(f for f in off.qc if f.check == "compensation in the data")
+    assert not flag.passed and flag.value is not None and flag.value > 1.5
+    on = analyze_file(_calibur_file(tube, tmp_path, 3.0, compensated=True)).result
+    assert next(f for f in on.qc if f.check == "compensation in the data").passed
