@@ -284,6 +284,28 @@ def test_lab_alias_file_extends_the_bundled_table(tmp_path: Path) -> None:
     assert (m.channel_for("CD56"), m.channel_for("NKp46")) == ("FL2-A", "FL3-A")
 
 
+def test_an_alias_naming_another_markers_channel_is_refused(tmp_path: Path) -> None:
+    """``CD56 = ["CD16"]`` in a lab's alias file (its own CD56 name mistyped) put CD56 on the
+    "CD16 PE" channel: the panel, with a CD56 channel of its own, was analysed as a CD16+56
+    one, NK-like T 0.96% for 4.13, reportable (audit 33); on the command line the same mistake
+    is refused. Labels that name both markers still take both."""
+    f = tmp_path / "lab.toml"
+    f.write_text('[markers]\nCD56 = ["CD16"]\n', encoding="utf-8")
+    table = load_aliases(f)
+    s = sample_with(["CD3", "MyCD56 APC", "CD16 PE"])
+    with pytest.raises(
+        MarkerError, match=r"puts CD56 on FL3-A \[CD16 PE\], whose label names CD16"
+    ):
+        resolve_markers(s, ["CD3", "CD56"], optional=["CD16"], aliases=table)
+    combined = sample_with(["CD3", "CD16+56 PE"])
+    m = resolve_markers(combined, ["CD3", "CD56"], optional=["CD16"], aliases=table)
+    assert m.combined_cd16_cd56
+    right = tmp_path / "right.toml"
+    right.write_text('[markers]\nCD56 = ["MyCD56"]\n', encoding="utf-8")
+    m = resolve_markers(s, ["CD3", "CD56"], optional=["CD16"], aliases=load_aliases(right))
+    assert (m.channel_for("CD56"), m.channel_for("CD16")) == ("FL2-A", "FL3-A")
+
+
 @pytest.mark.parametrize(
     ("content", "cause"),
     [

@@ -366,6 +366,43 @@ def _refuse_one_mapped_onto_another(
         )
 
 
+def _refuse_one_aliased_onto_another(
+    found: Mapping[str, str],
+    overridden: Mapping[str, tuple[()]],
+    labels: Sequence[_Label],
+    source: str | Path | None,
+) -> None:
+    """Refuse two markers on one channel where a lab's alias file put one of them there and
+    the channel's label names only the other: ``CD56 = ["CD16"]`` (a typo for the lab's own
+    CD56 name) made a panel with its own CD56 channel a CD16+56 one, NK-like T 0.96% for 4.13,
+    reportable; the same mistake on the command line is refused (audit 33). A label that names
+    both (a CD16+56 cocktail, a CD3/CD19 dump) matches both by the bundled table."""
+    bundled = _bundled_aliases()
+    combined = bundled.aliases_for(COMBINED_CD16_CD56)[0]
+    on: dict[str, list[str]] = {}
+    for name, channel in found.items():
+        if not _find_key(overridden, name):
+            on.setdefault(channel, []).append(name)
+    for channel, names in on.items():
+        if len(names) < 2:
+            continue
+        label = [lab for lab in labels if lab.pnn == channel]
+        named = [
+            n
+            for n in names
+            if _match_marker(bundled.aliases_for(n)[0], label)
+            or (normalise_label(n) in ("cd16", "cd56") and _match_marker(combined, label))
+        ]
+        if named and len(named) < len(names):
+            alien = next(n for n in names if n not in named)
+            raise MarkerError(
+                source,
+                f"the alias file (--aliases) puts {alien} on {_describe(labels, [channel])}, "
+                f"whose label names {', '.join(named)}: one channel carries one marker; check "
+                f"the file's {alien} entry",
+            )
+
+
 def resolve_markers(
     sample: FlowSample,
     required: Sequence[str],
@@ -432,6 +469,8 @@ def resolve_markers(
             missing.append(name)
     overridden = {k: () for k in table.overridden}
     _refuse_one_mapped_onto_another(found_m, overridden, labels, sample.source)
+    if table is not _bundled_aliases():
+        _refuse_one_aliased_onto_another(found_m, overridden, labels, sample.source)
     mapped = [m for m in missing if _find_key(overridden, m)]
     if mapped:
         name = mapped[0]
