@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nkpanel.errors import InputError
+from nkpanel.errors import InputError, MarkerError
 from nkpanel.flow.analyze import AbsoluteCountInputs, FlowSettings, analyze_file, analyze_sample
 from nkpanel.flow.qc import QCLimits
 from nkpanel.flow.sample import Spillover, read_fcs
@@ -1043,3 +1043,15 @@ def test_limits_are_said_with_the_digits_they_were_given() -> None:
     reasons = {f.check: f.reason for f in a.result.qc}
     assert "(limit 0.5%)" in reasons["saturation"]
     assert "(limit 3.99%)" in reasons["flow rate"]
+
+
+def test_raw_spectral_detectors_are_sent_to_be_unmixed(tmp_path: Path) -> None:
+    """A Cytek Aurora's raw detector export (V1-A…, no stain names) failed with "map one with
+    --marker CD3=LABEL": one detector of a spectral instrument holds many dyes (audit 31)."""
+    rng = np.random.default_rng(0)
+    names = ["FSC-A", "SSC-A", "V1-A", "V2-A", "B1-A", "R1-A"]
+    data = build_fcs(rng.uniform(0, 1e5, (200, 6)), names, keywords={"$CYT": "Aurora"})
+    path = tmp_path / "raw-detectors-synthetic.fcs"
+    path.write_bytes(data)
+    with pytest.raises(MarkerError, match=r"raw-detectors-synthetic\.fcs: no channel names a "):
+        analyze_file(path)

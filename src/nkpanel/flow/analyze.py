@@ -234,9 +234,22 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     comp = CompensatedColumns(sample, spill)
     if s.template is not None:
         return _analyze_with_template(sample, comp, s, s.template, cytometry)
-    markers = resolve_markers(
-        sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
-    )
+    try:
+        markers = resolve_markers(
+            sample, REQUIRED_MARKERS, optional=OPTIONAL_MARKERS, aliases=s.alias_table()
+        )
+    except MarkerError as exc:
+        spectral = spectral_unmixing(sample)
+        if spectral is None or any(c.pns.strip() for c in sample.channels):
+            raise
+        # a spectral cytometer's raw detectors carry no stain: mapping a marker onto one of
+        # them, as the message suggested, gates one detector of many dyes (audit 31)
+        raise MarkerError(
+            exc.source,
+            "no channel names a stain: these look like the raw detector channels of a spectral "
+            f"cytometer ($CYT {sample.metadata.get('cyt', '').strip()}); unmix them in the "
+            "instrument's software and analyse the unmixed export",
+        ) from None
     # the kind of cytometry decided once, here (auto_gate would look again)
     gating = auto_gate(
         sample,

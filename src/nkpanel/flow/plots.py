@@ -44,7 +44,7 @@ PREFERRED_AXES = {
 MAX_POINTS = 200_000
 #: figure size (inches) and the axes' place in it
 FIGSIZE = (4.2, 3.8)
-MARGINS = {"left": 0.19, "right": 0.96, "bottom": 0.14, "top": 0.88}
+MARGINS = {"left": 0.21, "right": 0.96, "bottom": 0.14, "top": 0.88}
 #: a linear axis reaching this far is labelled in thousands
 THOUSANDS_FROM = 10_000.0
 #: minor tick marks' length and width (points), matplotlib's defaults
