@@ -52,6 +52,32 @@ def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
     assert dict(settings.marker_overrides) == {"CD3": "Leu4", "CD56": "NK1.1"}
 
 
+def test_a_draw_gives_its_own_matrix_aliases_and_cytometry(tmp_path: Path) -> None:
+    """``nkpanel run`` could take no spillover matrix, alias file or cytometry mode, yet its
+    "no spillover matrix in the file and none supplied" told the lab to supply one (audit 33):
+    a blood draw now names them, as flow analyze's options do (paths from the manifest)."""
+    from nkpanel.flow.analyze import FlowSettings
+    from nkpanel.pipeline import _draw_settings
+
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "spill.csv").write_text("FITC-A,PE-A\n100,12.5\n2,100\n")
+    (tmp_path / "lab" / "aliases.toml").write_text('[markers]\nCD56 = ["MyNK"]\n')
+    own = (
+        'sample_volume_ul = 50\nspillover = "lab/spill.csv"\naliases = "lab/aliases.toml"\n'
+        'cytometry = "flow"'
+    )
+    case = load_case(write(tmp_path, GOOD.replace("sample_volume_ul = 50", own)))
+    notes: list[str] = []
+    settings = _draw_settings(FlowSettings(), case.blood_draws[0], case, notes)
+    assert settings.spillover is not None and settings.spillover.channels == ("FITC-A", "PE-A")
+    assert settings.spillover.matrix[0, 1] == 0.125  # given in percent: divided by 100
+    assert any("spill.csv" in n and "100" in n for n in notes)
+    assert settings.aliases is not None and "MyNK" in settings.aliases.markers["CD56"]
+    assert settings.autogate.cytometry == "flow"
+    plain = _draw_settings(FlowSettings(), load_case(write(tmp_path, GOOD)).blood_draws[0], case)
+    assert plain.spillover is None and plain.aliases is None
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -60,6 +86,17 @@ def test_a_draw_maps_its_markers_for_the_analysis(tmp_path: Path) -> None:
         (GOOD.replace("pregnancy_losses = 3", "pregnancy_losses = -1"), "pregnancy_losses"),
         (GOOD.replace("sample_volume_ul = 50", "sample_volume_ul = 0"), "sample_volume_ul"),
         (GOOD + "\nunknown_field = 1\n", "unknown_field"),
+        (
+            GOOD.replace(
+                "sample_volume_ul = 50",
+                'sample_volume_ul = 50\naliases = "a.toml"\ntemplate = "t.wsp"',
+            ),
+            "aliases name markers for the automated gating",
+        ),
+        (
+            GOOD.replace("sample_volume_ul = 50", 'sample_volume_ul = 50\ncytometry = "x"'),
+            "cytometry",
+        ),
         (GOOD.replace('fcs = "blood/tube.fcs"', "fcs = []"), "fcs"),
         (
             GOOD.replace("sample_volume_ul = 50", 'sample_volume_ul = 50\nmarkers = {CD65 = "x"}'),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -86,6 +86,12 @@ class BloodDraw(_Strict):
     dataset: int | None = Field(default=None, ge=1)
     #: marker → the label of the channel that carries it, as ``--marker`` (CD56 = "NK1.1")
     markers: dict[str, str] = Field(default_factory=dict)
+    #: the lab's spillover matrix (CSV, as --spillover), used instead of the files' own
+    spillover: Path | None = None
+    #: the lab's marker alias file (TOML, as --aliases)
+    aliases: Path | None = None
+    #: flow or mass cytometry, as --cytometry (default: told from each file)
+    cytometry: Literal["auto", "flow", "mass"] | None = None
     notes: str = ""
     pre_analytic: PreAnalytic = PreAnalytic()
 
@@ -107,6 +113,11 @@ class BloodDraw(_Strict):
         if self.markers and self.template is not None:  # audit 21: accepted, and unused
             raise ValueError(
                 "markers map channels for the automated gating; a template's gates name "
+                "their channels themselves"
+            )
+        if self.aliases is not None and self.template is not None:
+            raise ValueError(
+                "aliases name markers for the automated gating; a template's gates name "
                 "their channels themselves"
             )
         if self.collected is not None:

@@ -598,7 +598,31 @@ class CaseOutcome:
         return out
 
 
-def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSettings:
+def _draw_settings(
+    base: FlowSettings, draw: BloodDraw, case: Case, notes: list[str] | None = None
+) -> FlowSettings:
+    """The flow settings of one blood draw: the run's, with the draw's own inputs; how a
+    spillover CSV was read goes into ``notes``.
+
+    Raises
+    ------
+    InputError
+        The draw's spillover matrix or alias file cannot be read (the message names it).
+    """
+    spillover, aliases, autogate = base.spillover, base.aliases, base.autogate
+    if draw.spillover is not None:
+        from nkpanel.flow.compensation import read_spillover_csv
+
+        path = case.resolve(draw.spillover)
+        spillover, read_notes = read_spillover_csv(path)
+        if notes is not None:
+            notes += [f"blood draw {draw.id}: {path.name}: {n}" for n in read_notes]
+    if draw.aliases is not None:
+        from nkpanel.flow.markers import load_aliases
+
+        aliases = load_aliases(case.resolve(draw.aliases))
+    if draw.cytometry is not None:
+        autogate = dataclasses.replace(autogate, cytometry=draw.cytometry)
     counts = AbsoluteCountInputs(
         beads_per_test=draw.beads_per_test,
         sample_volume_ul=draw.sample_volume_ul,
@@ -618,6 +642,9 @@ def _draw_settings(base: FlowSettings, draw: BloodDraw, case: Case) -> FlowSetti
         counts=counts,
         dataset=dataset,
         marker_overrides=markers,
+        spillover=spillover,
+        aliases=aliases,
+        autogate=autogate,
     )
 
 
@@ -788,7 +815,7 @@ def run_case(
         draw_out = out_dir / "flow" / draw.id
         batch = analyze_flow_batch(
             files,
-            _draw_settings(base, draw, case),
+            _draw_settings(base, draw, case, below),
             draw_out,
             plots=plots,
             on_file=on_file,
