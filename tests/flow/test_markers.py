@@ -31,6 +31,9 @@ def sample_with(pns: list[str], pnn: list[str] | None = None, name: str = "tube"
         ("NK1.1", "nk11"),
         ("Leu‑11 (non-breaking hyphen)", "leu11(nonbreakinghyphen)"),
         ("ＣＤ５６", "cd56"),  # full-width characters (NFKC)
+        # zero-width characters from a pasted label: it looked like CD56 and matched nothing
+        ("CD\u200b56", "cd56"),
+        ("\ufeffCD\u2060\u00ad3", "cd3"),
     ],
 )
 def test_normalise_label(text: str, expected: str) -> None:
@@ -436,3 +439,10 @@ def test_data1_cd8_is_ambiguous(shared_data: Path) -> None:
     assert dict(m.markers) == {"CD3": "FL3-H", "CD4": "FL1-H"}
     with pytest.raises(MarkerError, match=r"CD8 matches several channels: FL2-H .*, FL4-H"):
         resolve_markers(s, ["CD8"])
+
+
+def test_a_label_with_a_zero_width_character_is_found() -> None:
+    """A $PnS pasted with a zero-width space ("CD\u200b56 APC") failed with "CD56 not found",
+    listing a label that reads CD56 (audit 33)."""
+    m = resolve_markers(sample_with(["CD3 FITC", "CD\u200b56 APC"]), ["CD3", "CD56"])
+    assert m.channel_for("CD56") == "FL2-A"

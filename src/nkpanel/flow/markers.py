@@ -47,7 +47,11 @@ __all__ = [
 
 _SPLIT = re.compile(r"[\s_:|/+&()\[\]{},;]+")
 _STRIP = re.compile(r"[\s\-_.·]+")
-_DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―−", "-"))
+# dashes as "-"; zero-width characters (a label pasted from a document: "CD\u200b56"
+# looked like CD56 in the message and matched nothing, audit 33) dropped
+_DASHES = str.maketrans(
+    {**dict.fromkeys("‐‑‒–—―−", "-"), **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad")}
+)
 # "CD16+56", "CD16/56", "CD3/16/56": a bare number after a CD word names another CD
 _CD_SHORTHAND = re.compile(r"(?i)\b(cd\d+[a-z]*)(\s*[+/&]\s*)(\d+[a-z]*)\b")
 COMBINED_CD16_CD56 = "CD16+56"
