@@ -203,3 +203,83 @@ def test_a_file_matrix_that_leaves_gated_dyes_uncompensated_withholds(
     assert ("identity" in flag.reason) == (matrix == "identity")
     if matrix != "identity":
         assert all(ch in flag.reason for ch in own.channels[3:])
+
+
+def test_a_spillover_keyword_naming_stains_is_read(tmp_path: Path) -> None:
+    """A $SPILLOVER written with the stain labels ("CD3 FITC", as a CSV may be) failed the file
+    with "names channel 'CD3 FITC', not in the file", though that is FITC-A's $PnS (audit 33)."""
+    rng = np.random.default_rng(1)
+    values = ",".join(format(v, "g") for v in MATRIX.ravel())
+    data = build_fcs(
+        rng.uniform(0, 1000, size=(100, 3)),
+        CHANNELS,
+        pns=["CD3 FITC", "CD16 PE", "CD19 PE-Cy7"],
+        keywords={"$SPILLOVER": f"3,cd3 fitc,CD16  PE,CD19 PE-Cy7,{values}"},
+    )
+    path = tmp_path / "stain-names-synthetic.fcs"
+    path.write_bytes(data)
+    assert read_fcs(path).spillover == Spillover(CHANNELS, MATRIX)
+
+
+def _exported(tmp_path: Path, *, spillover: str | None) -> Path:
+    """A SYNTHETIC tube as FlowJo exports it compensated: each fluorescence channel named
+    FJComp-…, values compensated, and the matrix dropped or kept under its old names."""
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    tube = simulate_tube(SimulationSpec(n_events=30_000, seed=9))
+    sample = tube.to_sample()
+    fluor = set(tube.spillover.channels)
+    names = [f"FJComp-{n}" if n in fluor else n for n in tube.pnn]
+    keywords = {"$TIMESTEP": "1"}
+    if spillover is not None:
+        keywords["$SPILLOVER"] = spillover
+    data = build_fcs(
+        compensate(sample, sample.spillover), names, pns=list(tube.pns), keywords=keywords
+    )
+    path = tmp_path / "flowjo-export-synthetic.fcs"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("matrix", ["dropped", "kept under the old names"])
+def test_a_compensated_export_is_not_called_uncompensated(tmp_path: Path, matrix: str) -> None:
+    """FlowJo's compensated export (FJComp-FITC-A…) was withheld as "fluorescence is
+    uncompensated" without a matrix, and failed outright with its old $SPILLOVER, even with
+    --spillover (audit 33). Its data are compensated: reportable, with a warning that the
+    compensation cannot be checked here; a matrix applied on top is refused, as it would
+    subtract spillover twice."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    stale = "2,FITC-A,PE-A,1,0.1,0.02,1" if matrix != "dropped" else None
+    path = _exported(tmp_path, spillover=stale)
+    result = analyze_file(path).result
+    assert result.reportable, result.not_reportable_reasons
+    flag = next(f for f in result.qc if f.check == "compensation")
+    assert "compensated before export" in flag.reason and not flag.blocking
+    if stale is not None:
+        assert any("names the channels before compensation" in n for n in result.file_notes)
+    again = Spillover(("FJComp-FITC-A", "FJComp-PE-A"), np.array([[1.0, 0.1], [0.02, 1.0]]))
+    twice = analyze_file(path, FlowSettings(spillover=again)).result
+    flag = next(f for f in twice.qc if f.check == "compensation")
+    assert flag.blocking and "twice" in flag.reason
+
+
+def test_a_supplied_matrix_stands_in_for_a_keyword_that_cannot_be_used(tmp_path: Path) -> None:
+    """A $SPILLOVER naming a channel the file lacks failed the file even with --spillover,
+    whose help says it is used instead of the file's (audit 33). With a matrix supplied the
+    keyword is said in a note; without one it is still an error naming the file."""
+    rng = np.random.default_rng(2)
+    values = ",".join(format(v, "g") for v in MATRIX.ravel())
+    data = build_fcs(
+        rng.uniform(0, 1000, size=(100, 3)),
+        CHANNELS,
+        keywords={"$SPILLOVER": f"3,FITC-A,PE-A,APC-A,{values}"},
+    )
+    path = tmp_path / "stale-synthetic.fcs"
+    path.write_bytes(data)
+    with pytest.raises(CompensationError, match=r"stale-synthetic\.fcs: spillover names channel"):
+        read_fcs(path)
+    sample = read_fcs(path, compensate=Spillover(CHANNELS, MATRIX))
+    assert sample.spillover is None
+    assert any("cannot be used" in n and "the supplied matrix is" in n for n in sample.notes)

@@ -43,7 +43,13 @@ from nkpanel.flow.markers import (
 )
 from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
-from nkpanel.flow.sample import FlowSample, Spillover, on_file_channels, read_fcs
+from nkpanel.flow.sample import (
+    COMPENSATED_EXPORT,
+    FlowSample,
+    Spillover,
+    on_file_channels,
+    read_fcs,
+)
 
 __all__ = ["AbsoluteCountInputs", "FlowAnalysis", "FlowSettings", "analyze_file", "analyze_sample"]
 
@@ -829,7 +835,11 @@ def _compensation_flag(
             "(supply the lab's matrix with --spillover)",
             blocking=True,
         )
-    outside = [ch for ch in sorted(gated) if not _NOT_STAINS.match(ch) and ch not in spill.channels]
+    outside = [
+        ch
+        for ch in sorted(gated)
+        if not (_NOT_STAINS.match(ch) or COMPENSATED_EXPORT.match(ch)) and ch not in spill.channels
+    ]
     if outside and before is None:
         names = ", ".join(sample.label(ch) for ch in outside)
         return flag(

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
 from nkpanel.flow.sample import (
+    COMPENSATED_EXPORT,
     SPILLOVER_KEYWORDS,
     FlowSample,
     Spillover,
@@ -59,7 +60,18 @@ def analog_compensation(sample: FlowSample) -> str | None:
     cyt = sample.metadata.get("cyt", "")
     if _ANALOG_CYTOMETERS.search(cyt):
         return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
+    # every fluorescence channel a compensated export ("Comp-FITC-A"): compensated before
+    # the file was written, as analog data are (audit 33: withheld as "uncompensated")
+    fluor = [c.pnn for c in sample.channels if not _SCATTER_OR_TIME.match(c.pnn)]
+    if fluor and all(COMPENSATED_EXPORT.match(f) for f in fluor):
+        return (
+            f"compensated before export (channels named {fluor[0]}…, as FACSDiva and FlowJo "
+            "write compensated values)"
+        )
     return None
+
+
+_SCATTER_OR_TIME = re.compile(r"^(fsc|ssc|fs|ss|time)", re.IGNORECASE)
 
 
 #: full-spectrum cytometers, whose software unmixes each event's spectrum into dye abundances

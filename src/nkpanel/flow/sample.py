@@ -288,11 +288,19 @@ class _ColumnMaxima:
     values: NDArray[np.float64]
 
 
-def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None) -> Spillover:
+def parse_spillover(
+    text: str,
+    pnn: Sequence[str],
+    *,
+    source: str | None = None,
+    pns: Sequence[str] | None = None,
+) -> Spillover:
     """Parse a $SPILLOVER / SPILL keyword value.
 
     The value is ``n, name_1 … name_n, m_11 … m_nn`` (row-major, FCS 3.1 $SPILLOVER); names may
-    also be 1-based channel numbers, as some instruments write them.
+    also be 1-based channel numbers, as some instruments write them, or (given ``pns``, the
+    channels' stain labels in $PnN's order) the stain label of exactly one channel, as a
+    matrix exported with stain names has them.
 
     Raises
     ------
@@ -314,12 +322,19 @@ def parse_spillover(text: str, pnn: Sequence[str], *, source: str | None = None)
             f"(expected {n + n * n if 0 < n <= len(pnn) else 'n + n²'}) "
             f"for a file of {len(pnn)} channels",
         )
+    stains: dict[str, list[str]] = {}
+    for name, stain in zip(pnn, pns or (), strict=False):
+        if stain.strip():
+            stains.setdefault(" ".join(stain.casefold().split()), []).append(name)
     names: list[str] = []
     for raw in parts[1 : 1 + n]:
+        by_stain = stains.get(" ".join(raw.casefold().split()), [])
         if raw in pnn:
             names.append(raw)
         elif raw.isdigit() and 1 <= int(raw) <= len(pnn):
             names.append(pnn[int(raw) - 1])
+        elif len(by_stain) == 1:
+            names.append(by_stain[0])
         else:
             raise CompensationError(
                 source, f"spillover names channel {raw[:40]!r}, not in the file"
@@ -1410,9 +1425,24 @@ def _all_finite(events: NDArray[Any]) -> bool:
     return bool(np.isfinite(events).all())
 
 
+#: channels exported with their values compensated ("Comp-FITC-A" from FACSDiva and FlowJo,
+#: "FJComp-FITC-A" from FlowJo)
+COMPENSATED_EXPORT = re.compile(r"^(?:FJ)?Comp-", re.IGNORECASE)
+
+
 def _spillover_from_text(
-    text: Mapping[str, str], pnn: Sequence[str], p: Path, notes: list[str]
+    text: Mapping[str, str],
+    channels: Sequence[Channel],
+    p: Path,
+    notes: list[str],
+    supplied: bool = False,
 ) -> Spillover | None:
+    """The file's spillover matrix, or ``None``. A keyword that cannot be used is an error,
+    except where the file's channels are compensated exports of the channels it names (a stale
+    matrix: used, it would compensate twice) or a matrix is supplied in its place (``supplied``):
+    both said in a note (audit 33: either failed the file, even with --spillover)."""
+    pnn = [c.pnn for c in channels]
+    pns = [c.pns for c in channels]
     for key in SPILLOVER_KEYWORDS:
         value = text.get(key, "").strip()
         parts = value.split(",")
@@ -1429,7 +1459,24 @@ def _spillover_from_text(
                 notes.append("$COMP (FCS 3.0 compensation) is not in $SPILLOVER form; not used")
                 return None
         else:
-            spill = parse_spillover(value, pnn, source=str(p))
+            try:
+                spill = parse_spillover(value, pnn, source=str(p), pns=pns)
+            except CompensationError as exc:
+                named = [x.strip() for x in parts[1:]]
+                exported = [f for f in pnn if COMPENSATED_EXPORT.match(f)]
+                if exported and any(COMPENSATED_EXPORT.sub("", f) in named for f in exported):
+                    notes.append(
+                        f"{spillover_keyword(key)} names the channels before compensation, "
+                        f"which the file holds compensated ({exported[0]}…): not used"
+                    )
+                    return None
+                if supplied:
+                    notes.append(
+                        f"{spillover_keyword(key)} cannot be used ({exc.cause}); the supplied "
+                        "matrix is"
+                    )
+                    return None
+                raise
         spill, note = unit_diagonal(spill, p)
         if note is not None:
             notes.append(f"{spillover_keyword(key)}: {note}")
@@ -1705,7 +1752,9 @@ def _read_buffer(
     _check_analysis(text, header, buf, p)
     _cross_check(text, parsed.flowio_view, layout.par, p)
 
-    spill = _spillover_from_text(text, [c.pnn for c in channels], p, notes)
+    spill = _spillover_from_text(
+        text, channels, p, notes, supplied=isinstance(compensate, Spillover)
+    )
     with_matrix = (
         on_file_channels(compensate, channels, p)
         if isinstance(compensate, Spillover)
