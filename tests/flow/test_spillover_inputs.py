@@ -283,3 +283,18 @@ def test_a_supplied_matrix_stands_in_for_a_keyword_that_cannot_be_used(tmp_path:
     sample = read_fcs(path, compensate=Spillover(CHANNELS, MATRIX))
     assert sample.spillover is None
     assert any("cannot be used" in n and "the supplied matrix is" in n for n in sample.notes)
+
+
+def test_a_comp_keyword_it_cannot_use_is_named_in_the_reason() -> None:
+    """A $COMP in FCS 3.0's own layout (no channel names) is not used; the result was withheld
+    as "no spillover matrix in the file", though the file holds one (audit 33)."""
+    from nkpanel.flow.analyze import FlowSettings, _compensation_flag
+
+    sample = FlowSample.from_array(
+        np.zeros((3, 3)), list(CHANNELS), metadata={"comp": "3,1,0.125,0,0.02,1,0.04,0,0,1"}
+    )
+    flag = _compensation_flag(sample, None, FlowSettings(), set(CHANNELS))
+    assert flag.blocking and "no spillover matrix it could use in the file ($COMP" in flag.reason
+    plain = FlowSample.from_array(np.zeros((3, 3)), list(CHANNELS))
+    flag = _compensation_flag(plain, None, FlowSettings(), set(CHANNELS))
+    assert flag.reason.startswith("no spillover matrix in the file and none supplied")

@@ -45,10 +45,12 @@ from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
 from nkpanel.flow.sample import (
     COMPENSATED_EXPORT,
+    SPILLOVER_KEYWORDS,
     FlowSample,
     Spillover,
     on_file_channels,
     read_fcs,
+    spillover_keyword,
 )
 
 __all__ = ["AbsoluteCountInputs", "FlowAnalysis", "FlowSettings", "analyze_file", "analyze_sample"]
@@ -822,7 +824,18 @@ def _compensation_flag(
     if before is not None and (analog or spill is None):
         return flag(before)
     if spill is None:
-        reason = "no spillover matrix in the file and none supplied: fluorescence is uncompensated"
+        unread = [
+            spillover_keyword(k)
+            for k in SPILLOVER_KEYWORDS
+            if sample.metadata.get(k, "").strip() not in ("", "0")
+        ]
+        held = (
+            f"no spillover matrix it could use in the file ({', '.join(unread)}: see the "
+            "file's notes)"
+            if unread
+            else "no spillover matrix in the file"
+        )
+        reason = f"{held} and none supplied: fluorescence is uncompensated"
         return flag(reason, blocking=True)
     # a matrix that compensates nothing, or not the dyes the gates depend on, is missing
     # compensation as much as no matrix is: an identity matrix gave CD56bright 0.0% for 9.6
