@@ -76,6 +76,29 @@ def test_an_absolute_count_withheld_for_two_counts_apart_is_shown_withheld() -> 
     assert any("10.1× apart" in n for n in count.qc_notes)
 
 
+def test_a_bead_note_is_on_the_count_not_on_the_percentages() -> None:
+    """Too few beads (a non-blocking check that withholds the count) put "999 counting-bead
+    events" on NK %, CD56bright % and NK-like T % of the report and the FHIR bundle, which use
+    no beads (audit 32). It is the count's note alone; the percentages pass."""
+    few = {
+        "check": "bead events",
+        "passed": False,
+        "value": 999.0,
+        "limit": 1000.0,
+        "reason": "999 counting-bead events (minimum 1000)",
+        "blocking": False,
+    }
+    entry = flow_entry(per_ul=None)
+    entry["qc"] = [*entry["qc"], few]
+    ep = read_episode(summary(flow=[entry]))
+    count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
+    assert any("999 counting-bead events" in n for n in count.qc_notes)
+    for m in ep.measurements:
+        if m.code != "pnk-per-ul":
+            assert not any("counting-bead" in n for n in m.qc_notes), m.code
+            assert m.qc_status == "pass", m.code
+
+
 @pytest.mark.parametrize(
     "roles",
     [

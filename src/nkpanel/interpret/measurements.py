@@ -485,7 +485,6 @@ def _flow_measurements(
         ),
     ]
     figures = tuple(str(f) for f in _list(entry.get("figures"), f"{where}.figures"))
-    origin = _Origin(draw_id, sample, episode_id, collected, pre, notes, figures, received=received)
     # why a value asked for is missing: a failed check that withholds it (the bead count, or
     # a count the beads give outside every blood count)
     withheld = {
@@ -497,8 +496,26 @@ def _flow_measurements(
             and not f.get("passed")
         )
     }
+    # the counts' own checks are notes on the count alone: percentages use no beads (audit 32
+    # found "999 counting-bead events" on NK %, CD56bright % and NK-like T %)
+    count_notes = tuple(n for n in notes if n in withheld["pnk-per-ul"])
+    origin = _Origin(
+        draw_id,
+        sample,
+        episode_id,
+        collected,
+        pre,
+        tuple(n for n in notes if n not in count_notes),
+        figures,
+        received=received,
+    )
     out = []
     for code, value, method, cv in rows:
+        own = count_notes if code == "pnk-per-ul" else ()
+        if status == "warn" and not (origin.qc_notes or own):
+            code_status: QCStatus = "pass"
+        else:
+            code_status = status
         if value is None and reportable and not withheld.get(code):
             # not measured (no count asked for, no such gate or channel in the panel or the
             # template), which is not a failed check: nothing to report
@@ -509,10 +526,11 @@ def _flow_measurements(
                 value,
                 biomarker="flow",
                 method=method,
-                qc_status=status,
+                qc_status=code_status,
                 reportable=reportable and value is not None,
                 reasons=reasons
                 or (() if value is not None else withheld.get(code) or ("value not measured",)),
+                extra_notes=own,
                 counting_cv_percent=cv,
                 counting_cv_leaves_out=(
                     "the haematology analyser's lymphocyte-count CV"
