@@ -36,20 +36,20 @@ def test_no_absolute_count_is_left_out_not_failed() -> None:
     assert "pnk-per-ul" not in [m.code for m in ep.measurements]
 
 
+def _count_check_failed(check: str, value: float, limit: float, reason: str) -> Any:
+    """The episode of a flow entry with no absolute count and the count's check ``check``
+    failed (non-blocking: it withholds the count only)."""
+    flag = {"check": check, "passed": False, "value": value, "limit": limit}
+    entry = flow_entry(per_ul=None)
+    entry["qc"] = [*entry["qc"], {**flag, "reason": reason, "blocking": False}]
+    return read_episode(summary(flow=[entry]))
+
+
 def test_an_absolute_count_withheld_as_implausible_is_shown_withheld() -> None:
     """A bead count outside every blood count withholds the absolute count: the report showed
     nothing, as if none had been asked for. It is a measurement withheld, with the reason."""
-    implausible = {
-        "check": "bead count plausible",
-        "passed": False,
-        "value": 195849.0,
-        "limit": 100000.0,
-        "reason": "the beads give 195,849 lymphocytes/µL, outside 50–100,000/µL",
-        "blocking": False,
-    }
-    entry = flow_entry(per_ul=None)
-    entry["qc"] = [*entry["qc"], implausible]
-    ep = read_episode(summary(flow=[entry]))
+    reason = "the beads give 195,849 lymphocytes/µL, outside 50–100,000/µL"
+    ep = _count_check_failed("bead count plausible", 195849.0, 100000.0, reason)
     count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
     assert count.value is None
     assert any("195,849 lymphocytes/µL" in n for n in count.qc_notes)
@@ -59,18 +59,11 @@ def test_an_absolute_count_withheld_for_two_counts_apart_is_shown_withheld() -> 
     """A bead count and the analyser's more than 2× apart withhold the absolute count (audit
     32: NK 23/µL flagged low beside a dual-platform 235/µL): shown withheld, with the reason,
     not left out as if no count had been asked for."""
-    apart = {
-        "check": "bead and haematology counts agree",
-        "passed": False,
-        "value": 10.1,
-        "limit": 2.0,
-        "reason": "the beads give 198 lymphocytes/µL, the haematology count 2,000 (10.1× "
-        "apart): no absolute count is given",
-        "blocking": False,
-    }
-    entry = flow_entry(per_ul=None)
-    entry["qc"] = [*entry["qc"], apart]
-    ep = read_episode(summary(flow=[entry]))
+    reason = (
+        "the beads give 198 lymphocytes/µL, the haematology count 2,000 (10.1× apart): no "
+        "absolute count is given"
+    )
+    ep = _count_check_failed("bead and haematology counts agree", 10.1, 2.0, reason)
     count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
     assert count.value is None and not count.reportable
     assert any("10.1× apart" in n for n in count.qc_notes)
@@ -80,17 +73,8 @@ def test_a_bead_note_is_on_the_count_not_on_the_percentages() -> None:
     """Too few beads (a non-blocking check that withholds the count) put "999 counting-bead
     events" on NK %, CD56bright % and NK-like T % of the report and the FHIR bundle, which use
     no beads (audit 32). It is the count's note alone; the percentages pass."""
-    few = {
-        "check": "bead events",
-        "passed": False,
-        "value": 999.0,
-        "limit": 1000.0,
-        "reason": "999 counting-bead events (minimum 1000)",
-        "blocking": False,
-    }
-    entry = flow_entry(per_ul=None)
-    entry["qc"] = [*entry["qc"], few]
-    ep = read_episode(summary(flow=[entry]))
+    reason = "999 counting-bead events (minimum 1000)"
+    ep = _count_check_failed("bead events", 999.0, 1000.0, reason)
     count = next(m for m in ep.measurements if m.code == "pnk-per-ul")
     assert any("999 counting-bead events" in n for n in count.qc_notes)
     for m in ep.measurements:

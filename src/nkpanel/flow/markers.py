@@ -331,6 +331,14 @@ def _describe(labels: Sequence[_Label], only: Sequence[str] | None = None) -> st
     )
 
 
+def _by_channel(found: Mapping[str, str]) -> dict[str, list[str]]:
+    """The markers of ``found`` (marker → channel) grouped by their channel."""
+    on: dict[str, list[str]] = {}
+    for name, channel in found.items():
+        on.setdefault(channel, []).append(name)
+    return on
+
+
 def _refuse_one_mapped_onto_another(
     found: Mapping[str, str],
     overridden: Mapping[str, tuple[()]],
@@ -342,11 +350,8 @@ def _refuse_one_mapped_onto_another(
     CD16+56 channel and report without a word (NK % 1.2 points low in audit 17), and any other
     two markers on one channel make no panel. CD16 and CD56 may share a channel where both were
     mapped by hand (a cocktail labelled with one name) or neither was (a "CD16+56" label)."""
-    on: dict[str, list[str]] = {}
-    for name, channel in found.items():
-        on.setdefault(channel, []).append(name)
     cocktail = {normalise_label(m) for m in ("CD16", "CD56")}
-    for channel, names in on.items():
+    for channel, names in _by_channel(found).items():
         by_hand = [n for n in names if _find_key(overridden, n)]
         if len(names) < 2 or not by_hand:
             continue
@@ -383,11 +388,8 @@ def _refuse_one_aliased_onto_another(
     both (a CD16+56 cocktail, a CD3/CD19 dump) matches both by the bundled table."""
     bundled = _bundled_aliases()
     combined = bundled.aliases_for(COMBINED_CD16_CD56)[0]
-    on: dict[str, list[str]] = {}
-    for name, channel in found.items():
-        if not _find_key(overridden, name):
-            on.setdefault(channel, []).append(name)
-    for channel, names in on.items():
+    by_file = {n: ch for n, ch in found.items() if not _find_key(overridden, n)}
+    for channel, names in _by_channel(by_file).items():
         if len(names) < 2:
             continue
         label = [lab for lab in labels if lab.pnn == channel]
