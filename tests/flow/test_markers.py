@@ -446,3 +446,17 @@ def test_a_label_with_a_zero_width_character_is_found() -> None:
     listing a label that reads CD56 (audit 33)."""
     m = resolve_markers(sample_with(["CD3 FITC", "CD\u200b56 APC"]), ["CD3", "CD56"])
     assert m.channel_for("CD56") == "FL2-A"
+
+
+def test_a_stain_label_naming_another_cd_marker_is_said() -> None:
+    """$PnN "CD3" with $PnS "CD8 FITC" was used as CD3 without a word (audit 33): if the stain
+    label is the truth (a name left from another panel), NK would be CD8- CD56+. Said in a
+    note; labels that name the marker (CD16+56, NCAM1) say nothing."""
+    odd = sample_with(["CD8 FITC", "CD56 APC"], pnn=["CD3", "APC-A"])
+    (note,) = resolve_markers(odd, ["CD3", "CD56"]).notes
+    assert (
+        note
+        == "CD3 is taken for CD3 by its name, but its stain label 'CD8 FITC' names CD8: check the panel"
+    )
+    for pns in (["CD3 FITC", "CD16+56 PE"], ["Leu-4 FITC", "NCAM1 APC"]):
+        assert resolve_markers(sample_with(pns), ["CD3", "CD56"]).notes == ()

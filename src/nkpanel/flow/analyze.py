@@ -308,7 +308,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         cytometry,
         "automated",
         qc,
-        unasked + gating.notes,
+        unasked + markers.notes + gating.notes,
         sample.notes,
         leukocytes_by_cd45=markers.has("CD45"),
     )

@@ -230,6 +230,8 @@ class MarkerMap:
     markers: Mapping[str, str]
     channels: Mapping[str, str]
     source: str = ""
+    #: what a person checking the panel should know (a stain label naming another marker)
+    notes: tuple[str, ...] = ()
 
     def channel_for(self, marker: str) -> str:
         if marker in self.markers:
@@ -494,4 +496,35 @@ def resolve_markers(
             f"map one with --marker {missing[0]}=LABEL (in a case manifest: markers = "
             f'{{{missing[0]} = "LABEL"}})',
         )
-    return MarkerMap(found_m, found_c, sample.source)
+    return MarkerMap(found_m, found_c, sample.source, _labels_naming_others(found_m, labels, table))
+
+
+_CD_WORD = re.compile(r"cd\d+[a-z]?")
+
+
+def _labels_naming_others(
+    found: Mapping[str, str], labels: Sequence[_Label], table: AliasTable
+) -> tuple[str, ...]:
+    """Notes on channels taken for a marker whose stain label ($PnS) does not name it but names
+    another CD marker: $PnN "CD3" with $PnS "CD8 FITC" was used as CD3 without a word
+    (audit 33); if the stain is the truth (a $PnN left from another panel), NK is CD8- CD56+."""
+    notes = []
+    for name, channel in found.items():
+        label = next((lab for lab in labels if lab.pnn == channel), None)
+        if label is None or not label.pns.strip():
+            continue
+        # the stain label alone, as a channel of its own
+        stain = [
+            _Label(
+                "", label.pns, frozenset({normalise_label(label.pns)}), label.pns_words, frozenset()
+            )
+        ]
+        if _match_marker(table.aliases_for(name)[0], stain):
+            continue
+        others = sorted({w.upper() for w in label.pns_words if _CD_WORD.fullmatch(w)})
+        if others:
+            notes.append(
+                f"{channel} is taken for {name} by its name, but its stain label "
+                f"{label.pns!r} names {', '.join(others)}: check the panel"
+            )
+    return tuple(notes)
