@@ -454,9 +454,9 @@ def test_a_stain_label_naming_another_cd_marker_is_said() -> None:
     note; labels that name the marker (CD16+56, NCAM1) say nothing."""
     odd = sample_with(["CD8 FITC", "CD56 APC"], pnn=["CD3", "APC-A"])
     (note,) = resolve_markers(odd, ["CD3", "CD56"]).notes
-    assert (
-        note
-        == "CD3 is taken for CD3 by its name, but its stain label 'CD8 FITC' names CD8: check the panel"
+    assert note == (
+        "CD3 is taken for CD3 by its name, but its stain label 'CD8 FITC' names CD8: "
+        "check the panel"
     )
     for pns in (["CD3 FITC", "CD16+56 PE"], ["Leu-4 FITC", "NCAM1 APC"]):
         assert resolve_markers(sample_with(pns), ["CD3", "CD56"]).notes == ()
