@@ -1139,3 +1139,39 @@ def test_analog_data_recorded_without_compensation_are_withheld(tmp_path: Path, 
     assert not flag.passed and flag.value is not None and flag.value > 1.5
     on = analyze_file(_calibur_file(tube, tmp_path, 3.0, compensated=True)).result
     assert next(f for f in on.qc if f.check == "compensation in the data").passed
+
+
+@pytest.mark.parametrize("bright", [50.0, 60.0, 90.0])
+def test_cd56bright_cells_in_the_majority_are_counted(bright: float) -> None:
+    """The CD56bright cut's reference had been the CD56+ NK cells' median: where CD56bright
+    cells outnumber CD56dim ones the median lies among them, and CD56bright read 0.0% for 61,
+    reportable, "below the lower limit" (review 34). The reference is the lowest peak holding a
+    fair share of them: the dim cells. Truth is each simulated event's population."""
+    tube = simulate_tube(SimulationSpec(seed=1, cd56bright_percent_of_nk=bright))
+    got = analyze_sample(tube.to_sample()).result.cd56bright_percent_of_nk
+    assert got is not None and abs(got - tube.truth["cd56bright_percent_of_nk"]) < 2.0
+
+
+def test_cd56bright_cells_keep_their_cd16_dim_ones_where_cd16_has_no_valley() -> None:
+    """With about 170 NK cells (0.2% of lymphocytes) the CD16+ cells form no peak and the CD16
+    cut lies at the negatives' tail; the CD56bright gate's CD16 limit, put there too, left out
+    the CD16-dim bright cells: 4.68% for 10.6 (the limit-free gate: 8.19; review 34). The limit
+    is drawn only where the CD16+ cells stand as a peak."""
+    tube = simulate_tube(SimulationSpec(seed=51, n_events=300_000, nk_percent_of_lymphocytes=0.2))
+    a = analyze_sample(tube.to_sample())
+    assert a.gating is not None and a.gating.cuts["CD16"].method != "valley"  # the case
+    assert len(a.tree["NK CD56bright"].dims) == 1
+    got = a.result.cd56bright_percent_of_nk
+    assert got is not None and got > 7.0  # truth 10.6 of ~170 NK events
+
+
+def test_scatter_and_time_named_otherwise_are_not_asked_to_be_compensated() -> None:
+    """The compensation check asked for a matrix holding MACSQuant's Time (HDR-T) and scatter
+    named "Forward/Side Scatter" (names the alias table accepts), and withheld right results
+    (review 34). Scatter and time are the channels the marker map finds, by any name."""
+    sample = simulate_tube(SimulationSpec(seed=3)).to_sample()
+    names = {"Time": "HDR-T", "FSC-A": "Forward Scatter", "SSC-A": "Side Scatter"}
+    renamed = rebuilt(sample, pnn=[names.get(c.pnn, c.pnn) for c in sample.channels])
+    a = analyze_sample(renamed)
+    assert a.result.reportable, a.result.not_reportable_reasons
+    assert next(f for f in a.result.qc if f.check == "compensation").passed

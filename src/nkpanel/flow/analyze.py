@@ -267,7 +267,17 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
     )
     parents = {g.name: g.parent for g in gating.tree.gates}
     used = {d.channel for g in gating.tree.gates for d in g.dims}
-    qc = _qc_checks(sample, gating.membership, parents, s, cytometry, spill, gating, used)
+    # the compensation of the fluorescence the gates used: scatter and time are found by the
+    # marker map, whatever their names (MACSQuant's HDR-T, "Side Scatter", a Sony's BSC-A had
+    # been asked to be in the spillover matrix: review 34)
+    physical = {
+        markers.channel_for(c)
+        for c in ("FSC-A", "FSC-H", "SSC-A", "SSC-H", "Time")
+        if markers.has(c)
+    }
+    qc = _qc_checks(
+        sample, gating.membership, parents, s, cytometry, spill, gating, used - physical
+    )
     qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
     # unmixed spectral data are judged as compensated data are (Roederer's rules hold for both)
     compensated_or_unmixed = spill is not None or spectral_unmixing(sample) is not None

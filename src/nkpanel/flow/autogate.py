@@ -77,6 +77,9 @@ def _pick_columns(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.fl
 
 #: fewest CD56+ NK events on which the CD56bright cut is placed (a density needs them)
 MIN_SUBSET_EVENTS = 20
+#: a peak of the CD56+ NK cells holding this share of them, or standing apart from the NK cut,
+#: is the CD56dim one, the CD56bright cut's reference (a bump beside the NK cut holds ~2%)
+SUBSET_REFERENCE_MASS = 0.05
 #: a mass-cytometry channel's lowest value is its zero count where at least this many events,
 #: and this share of them, sit on it exactly (a normalisation's floor; one event on the lowest
 #: value of randomised counts is no pile)
@@ -1387,32 +1390,40 @@ class _Gater:
                 )
                 positive56 = None
         if cd16 is not None and positive56 is not None:
-            # the CD56dim NK cells are the reference: most of the CD56+ NK cells, around their
-            # median; a small bump just above the NK cut, taken for the lowest peak, had put
-            # the bright cut below the whole dim peak (CD56bright 92% of NK for 7%: audit 32)
+            # the CD56dim NK cells are the reference: the lowest peak holding a fair share of
+            # the CD56+ NK cells; a small bump just above the NK cut, taken for the lowest
+            # peak, had put the bright cut below the whole dim peak (CD56bright 92% of NK for
+            # 7%: audit 32), and the median lies among the bright cells where they are the
+            # majority (CD56bright 0.0% for 61: review 34)
             c_bright = find_cut(
                 positive56,
                 above=c56_scaled,
                 axis_pile=self.kind == "flow",
-                reference=float(np.median(positive56)),
+                reference_mass=SUBSET_REFERENCE_MASS,
+                reference_gap=self.separation(cd56),
             )
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
             # CD56bright CD16-/dim (ARUP 2013805's CD3-CD16-CD56bright): below the CD16+ NK
             # cells' own spread on CD16; CD56bright CD16+ cells are in neither subset (they
             # had counted as CD56bright, which the label and the interval leave out: audit 32)
+            # only where the CD16+ cells stand as a peak of their own: a cut at the CD16-
+            # negatives' tail (few NK cells) would leave out the CD16-dim ones (CD56bright 4.7%
+            # for 10.6: review 34)
             c16_used = self.cuts["CD16"]
-            lim16 = self.linear(cd16, c16_used.positives_start)
-            lim16 = lim16 if c16 is None else max(lim16, c16)
-            self.add(
-                RangeGate(
-                    "NK CD56bright",
-                    "NK",
-                    (self.dim(cd56), self.dim(cd16)),
-                    (lin_b, None),
-                    (None, lim16),
+            if c16_used.method == "valley" and c16 is not None:
+                lim16 = max(self.linear(cd16, c16_used.positives_start), c16)
+                self.add(
+                    RangeGate(
+                        "NK CD56bright",
+                        "NK",
+                        (self.dim(cd56), self.dim(cd16)),
+                        (lin_b, None),
+                        (None, lim16),
+                    )
                 )
-            )
+            else:
+                self.add(RangeGate("NK CD56bright", "NK", (self.dim(cd56),), (lin_b,), (None,)))
             self.add(
                 RangeGate(
                     # CD56dim CD16+ (ARUP 2013805): CD56 between the NK cut and the bright cut;

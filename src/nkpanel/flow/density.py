@@ -291,19 +291,24 @@ def density_1d(
     return Density(centres, dens, bw)
 
 
+def _peak_masses(d: Density, peaks: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Each peak's share of the density, between the valleys that bound it."""
+    step = float(d.grid[1] - d.grid[0])
+    bounds = [0]
+    for a, b in itertools.pairwise(peaks):
+        bounds.append(int(a) + int(np.argmin(d.density[a : b + 1])))
+    bounds.append(d.density.size)
+    return np.array([d.density[lo:hi].sum() * step for lo, hi in itertools.pairwise(bounds)])
+
+
 def _drop_light_peaks(
     d: Density, peaks: NDArray[np.intp], min_mass: float = MIN_MASS
 ) -> NDArray[np.intp]:
     """Remove, lightest first, peaks whose share of the density (between the valleys that bound
     them) is below ``min_mass``."""
     peaks = np.asarray(peaks)
-    step = float(d.grid[1] - d.grid[0])
     while peaks.size > 1:
-        bounds = [0]
-        for a, b in itertools.pairwise(peaks):
-            bounds.append(int(a) + int(np.argmin(d.density[a : b + 1])))
-        bounds.append(d.density.size)
-        mass = np.array([d.density[lo:hi].sum() * step for lo, hi in itertools.pairwise(bounds)])
+        mass = _peak_masses(d, peaks)
         lightest = int(np.argmin(mass))
         if mass[lightest] >= min_mass:
             break
@@ -374,6 +379,8 @@ def find_cut(
     min_mass: float = MIN_MASS,
     reference: float | None = None,
     from_lowest: bool = False,
+    reference_mass: float | None = None,
+    reference_gap: float = 0.0,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -414,6 +421,13 @@ def find_cut(
         The reference population is the peak nearest this value (instead of the lowest, the
         highest or the brightest), e.g. where the population is known by another marker, or
         holds most of the events (the CD56dim NK cells, around the CD56+ NK cells' median).
+    reference_mass, reference_gap
+        With ``side="above"``: the reference population is the lowest peak that holds at least
+        ``reference_mass`` of the events or stands more than ``reference_gap`` above ``above``
+        (a light peak hard by ``above`` is the cut-off edge of the population below it): the
+        CD56dim NK cells, below which such a bump just above the NK cut had stood as the lowest
+        peak (audit 32); a median missed them where CD56bright cells are the majority (review
+        34), and a share alone where they are 95% of the CD56+ NK cells.
     from_lowest
         With ``side="below"``: the other population is the lowest peak, not the nearest one
         below the reference, and the cut is the density's lowest point between them. Counting
@@ -457,6 +471,11 @@ def find_cut(
         # the reference is the lowest prominent peak (or the one nearest ``reference``); the
         # positive one is the next peak above it
         ref = 0 if reference is None else int(np.argmin(np.abs(d.grid[peaks] - reference)))
+        if reference_mass is not None and peaks.size > 1:
+            # a light peak hard by ``above`` is the cut-off edge of the population below it
+            edge = (above if above is not None else -np.inf) + reference_gap
+            real = (_peak_masses(d, peaks) >= reference_mass) | (d.grid[peaks] > edge)
+            ref = int(np.flatnonzero(real)[0]) if real.any() else 0
         other = ref + 1 if peaks.size >= ref + 2 else None
     else:
         # the reference is the highest peak; the negative one is the nearest prominent peak below
