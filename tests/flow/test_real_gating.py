@@ -40,3 +40,23 @@ def test_cytonorm_normalised_cytof_keeps_its_nk_cells(
     assert after.nk_percent_of_lymphocytes is not None
     assert abs(after.nk_percent_of_lymphocytes - before.nk_percent_of_lymphocytes) < 2.5
     assert any("taken as zero counts" in n for n in after.notes)
+
+
+def test_an_identity_matrix_over_unmixed_channels_is_right(aurora_pbmc: Path) -> None:
+    """A spectral cytometer's export may carry an identity $SPILLOVER over its unmixed
+    channels; it was withheld as uncompensated, with advice to supply a matrix that would
+    compensate twice (review 34). Unmixed data need none: the result is as without it."""
+    import dataclasses
+
+    import numpy as np
+
+    from nkpanel.flow.analyze import analyze_sample
+    from nkpanel.flow.sample import Spillover, read_fcs
+
+    sample = read_fcs(aurora_pbmc)
+    stained = tuple(c.pnn for c in sample.channels if c.pns.strip() or c.pnn.startswith("CD"))
+    identity = Spillover(stained, np.eye(len(stained)))
+    with_identity = analyze_sample(dataclasses.replace(sample, spillover=identity)).result
+    plain = analyze_sample(sample).result
+    assert with_identity.reportable, with_identity.not_reportable_reasons
+    assert with_identity.nk_percent_of_lymphocytes == plain.nk_percent_of_lymphocytes

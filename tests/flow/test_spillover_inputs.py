@@ -298,3 +298,23 @@ def test_a_comp_keyword_it_cannot_use_is_named_in_the_reason() -> None:
     plain = FlowSample.from_array(np.zeros((3, 3)), list(CHANNELS))
     flag = _compensation_flag(plain, None, FlowSettings(), set(CHANNELS))
     assert flag.reason.startswith("no spillover matrix in the file and none supplied")
+
+
+def test_a_left_out_detector_with_no_stain_only_warns() -> None:
+    """A supplied matrix of the tube's own dyes leaves out a detector the file's matrix lists
+    but no stain labels (an unused BV421): that held no dye, and the result was right, yet it
+    was withheld (review 34). A left-out stained dye still withholds."""
+    from nkpanel.flow.analyze import FlowSettings, _compensation_flag
+
+    partial = Spillover(("FITC-A", "PE-Cy7-A"), np.array([[1.0, 0.01], [0.0, 1.0]]))
+    s = FlowSettings(spillover=partial)
+    for pns, blocking in (
+        (["CD3 FITC", "", "CD19 PE-Cy7"], False),
+        (["CD3", "CD16", "CD19"], True),
+    ):
+        sample = FlowSample.from_array(
+            np.zeros((3, 3)), list(CHANNELS), pns=pns, spillover=Spillover(CHANNELS, MATRIX)
+        )
+        flag = _compensation_flag(sample, partial, s, {"FITC-A", "PE-Cy7-A"})
+        assert not flag.passed and "PE-A" in flag.reason and "leaves out" in flag.reason
+        assert flag.blocking is blocking

@@ -853,6 +853,10 @@ def _compensation_flag(
     if identity:
         if before is not None:  # compensated before it was written: nothing is subtracted
             return flag(before)
+        if spectral is not None:  # unmixed: an identity over the unmixed channels is right
+            return flag(
+                f"{spectral}: its reference spectra cannot be checked here, only its result"
+            )
         return flag(
             f"the {matrix} spillover matrix is the identity: fluorescence is uncompensated "
             "(supply the lab's matrix with --spillover)",
@@ -875,10 +879,15 @@ def _compensation_flag(
     left_out = _left_out(sample.spillover, spill, gated) if s.spillover is not None else []
     if left_out:
         names = ", ".join(sample.label(ch) for ch in left_out)
+        # a stained dye left out is missing compensation; a detector the file labels with no
+        # stain held no dye in this tube, and a matrix of the tube's dyes is right (review 34)
+        labelled = any(c.pns.strip() for c in sample.channels)
+        stained = [ch for ch in left_out if sample.channels[sample.index_of(ch)].pns.strip()]
         return flag(
             f"compensated with the supplied matrix, which leaves out {names}: gated, or "
-            "spilling into a gated channel, by the file's own matrix",
-            blocking=True,
+            "spilling into a gated channel, by the file's own matrix"
+            + ("" if stained or not labelled else " (no stain is labelled on it)"),
+            blocking=bool(stained) or not labelled,
         )
     return flag(f"compensated with the {matrix} matrix", passed=True)
 
