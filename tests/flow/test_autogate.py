@@ -1175,3 +1175,29 @@ def test_scatter_and_time_named_otherwise_are_not_asked_to_be_compensated() -> N
     a = analyze_sample(renamed)
     assert a.result.reportable, a.result.not_reportable_reasons
     assert next(f for f in a.result.qc if f.check == "compensation").passed
+
+
+@pytest.mark.parametrize(("share", "brighter"), [(0.2, 4.0), (0.5, 3.0)])
+def test_a_cd3_brighter_nk_like_t_subset_keeps_the_cd3_cut_under_the_t_cells(
+    share: float, brighter: float
+) -> None:
+    """A share of the NK-like T cells 3-4× brighter on CD3 (as TCRγδ T cells can be) stood as
+    the brightest of three CD3 peaks; taking it put the cut above every ordinary T cell: NK
+    15.5-17.4% for 12.6, withheld as "the gate did not find the lymphocytes" (review 34). The
+    NK-like T peak is the one where the T cells of all lymphocytes are. Truth: each event's
+    simulated population; the brighter signal is detected through the tube's own spillover."""
+    tube = simulate_tube(SimulationSpec(seed=301, n_events=60_000, nkt_percent_of_lymphocytes=6))
+    assert tube.pre_spillover is not None
+    events, pre = np.array(tube.events, copy=True), np.array(tube.pre_spillover, copy=True)
+    nkt = np.flatnonzero(tube.labels == "NKT")
+    pick = np.random.default_rng(301).choice(nkt, int(share * nkt.size), replace=False)
+    channels = list(tube.spillover.channels)
+    pre[pick, channels.index("FITC-A")] *= brighter  # CD3 FITC
+    detected = pre @ tube.spillover.matrix
+    for j, name in enumerate(channels):
+        events[pick, tube.pnn.index(name)] = np.minimum(detected[pick, j], 262143.0)
+    a = analyze_sample(dataclasses.replace(tube, events=events).to_sample())
+    assert a.result.reportable, a.result.not_reportable_reasons
+    nk, nkt_pct = a.result.nk_percent_of_lymphocytes, a.result.nk_like_t_percent_of_lymphocytes
+    assert nk is not None and abs(nk - tube.truth["nk_percent_of_lymphocytes"]) < 0.3
+    assert nkt_pct is not None and abs(nkt_pct - tube.truth["nkt_percent_of_lymphocytes"]) < 0.3

@@ -594,6 +594,7 @@ class _Gater:
         side: Literal["above", "below"] = "above",
         brightest: bool = False,
         bright_only: bool = False,
+        reference: float | None = None,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
         on the linear scale. ``bright_only``: where three or more peaks stand, the positive
@@ -617,6 +618,7 @@ class _Gater:
             min_separation=self.separation(pnn),
             axis_pile=self.kind == "flow",
             brightest_of_many=bright_only,
+            reference=reference,
         )
         self.cuts[label] = c
         self.note_tail(label, pnn, c)
@@ -1311,11 +1313,20 @@ class _Gater:
             marker_pos |= self.values_in(lymph, cd16) >= c16_all
         nk_marker = _pick(base, marker_pos)
         enough = nk_marker.size >= 50
-        # NK-like T cells are the CD3-brightest of them: where three or more peaks stand, the
-        # ones below are NK cells whose CD3 spreads apart (CD56bright NK cells pushed below
-        # zero by unmixing or compensation), not a CD3- peak and a CD3+ one (audit 31: the
-        # lowest valley of a Cytek Aurora PBMC made its CD56dim NK cells NK-like T)
-        self.cut("CD3", cd3, nk_marker if enough else base, bright_only=True)
+        # NK-like T cells sit on CD3 where the T cells of all lymphocytes do: the peak of the
+        # NK-marker-positive cells nearest the T cells' median is theirs, and the cut is the
+        # valley below it, whatever stands further down (audit 31: NK cells spread into two
+        # peaks by unmixing, whose lowest valley made the CD56dim ones NK-like T on a real
+        # Cytek Aurora PBMC) or further up (review 34: a CD3-brighter subset, as TCRγδ T cells
+        # can be, had the brightest peak taken and the cut above every ordinary T cell)
+        c3_all = self.cut("CD3 (all lymphocytes)", cd3, base)
+        t_median: float | None = None
+        if self.cuts["CD3 (all lymphocytes)"].method == "valley":  # the T cells stand apart
+            t_cells = self.scaled(cd3, _pick(base, self.values_in(lymph, cd3) >= c3_all))
+            t_median = float(np.median(t_cells)) if t_cells.size else None
+        # without T cells standing apart, the lowest peak is the negatives', as for any cut
+        side: Literal["above", "below"] = "below" if t_median is not None else "above"
+        self.cut("CD3", cd3, nk_marker if enough else base, side=side, reference=t_median)
         if enough and self.cuts["CD3"].method != "valley":
             # one population among them, NK or NK-like T: a lone peak is taken for the
             # negatives, and in a tube without NK cells the NK-like T cells were called NK and
@@ -1324,7 +1335,7 @@ class _Gater:
                 "CD3: the NK-marker-positive lymphocytes form one population; the CD3 cut is "
                 "taken on all lymphocytes"
             )
-            self.cut("CD3", cd3, base, bright_only=True)
+            self.cut("CD3", cd3, base, side=side, reference=t_median)
         c3_valley = self.linear(cd3, self.cuts["CD3"].value)
         c3_neg = self.linear(cd3, self.cuts["CD3"].negatives_end)
 
