@@ -775,9 +775,9 @@ def _qc_checks(
                     False,
                     round(share, 4),
                     MAX_NK_LIKE_T_OF_T,
-                    f"NK-like T cells are {share:.0%} of the CD3+ cells (more than "
-                    f"{MAX_NK_LIKE_T_OF_T:.0%}): a CD3 or CD56 cut lies inside a population; "
-                    "review the gates",
+                    f"NK-like T cells are {_share(share)} of the CD3+ cells (more than "
+                    f"{_share(MAX_NK_LIKE_T_OF_T)}): a CD3 or CD56 cut inside a population, or "
+                    "an expansion of CD3+ CD56+ T cells (T-LGL); review the gates",
                 )
             )
     if gating is not None and not gating.lymphocytes_separated:
@@ -1631,7 +1631,7 @@ def _build_result(
         method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
     elif dual:
         method = "dual-platform"
-    if c.bead_method and c.lymphocytes_per_ul is not None:
+    if c.bead_method and c.lymphocytes_per_ul is not None and not disagree:
         notes += (
             ("both a bead count and a lymphocyte count given: cells/µL by the bead method",)
             if method == "bead"

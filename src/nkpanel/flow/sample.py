@@ -1601,8 +1601,8 @@ def _ranges_from_data(
             pnr = float(2.0 ** np.ceil(np.log2(pnr)))
         out[i] = dataclasses.replace(ch, pnr=pnr)
         said.append(
-            f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {above / n:.0%} of events above it, up "
-            f"to {tops[i]:.3g}; taken as {pnr:.0f})"
+            f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {100 * above / n:.3g}% of events above "
+            f"it, up to {tops[i]:.3g}; taken as {pnr:.0f})"
         )
     if said:
         notes.append(
