@@ -303,6 +303,14 @@ def test_an_alias_naming_another_markers_channel_is_refused(tmp_path: Path) -> N
     combined = sample_with(["CD3", "CD16+56 PE"])
     m = resolve_markers(combined, ["CD3", "CD56"], optional=["CD16"], aliases=table)
     assert m.combined_cd16_cd56
+    # a cocktail labelled with one name, declared by the lab (review 34: refused, naming a
+    # "CD16 entry" the file did not have)
+    cocktail = sample_with(["CD3", "CD56 PE"])
+    for text in ('"CD16+56" = ["CD56 PE"]', 'CD16 = ["CD56 PE"]\nCD56 = ["CD56 PE"]'):
+        lab = tmp_path / "cocktail.toml"
+        lab.write_text(f"[markers]\n{text}\n", encoding="utf-8")
+        m = resolve_markers(cocktail, ["CD3", "CD56"], optional=["CD16"], aliases=load_aliases(lab))
+        assert m.combined_cd16_cd56
     right = tmp_path / "right.toml"
     right.write_text('[markers]\nCD56 = ["MyCD56"]\n', encoding="utf-8")
     m = resolve_markers(s, ["CD3", "CD56"], optional=["CD16"], aliases=load_aliases(right))

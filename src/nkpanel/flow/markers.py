@@ -382,19 +382,32 @@ def _refuse_one_aliased_onto_another(
     overridden: Mapping[str, tuple[()]],
     labels: Sequence[_Label],
     source: str | Path | None,
+    table: AliasTable,
 ) -> None:
     """Refuse two markers on one channel where a lab's alias file put one of them there and
     the channel's label names only the other: ``CD56 = ["CD16"]`` (a typo for the lab's own
     CD56 name) made a panel with its own CD56 channel a CD16+56 one, NK-like T 0.96% for 4.13,
     reportable; the same mistake on the command line is refused (audit 33). A label that names
-    both (a CD16+56 cocktail, a CD3/CD19 dump) matches both by the bundled table."""
+    both (a CD16+56 cocktail, a CD3/CD19 dump) matches both by the bundled table; a lab file
+    may say so itself, with a "CD16+56" entry or with both markers' entries naming the label
+    (review 34), as both may be mapped on the command line."""
     bundled = _bundled_aliases()
     combined = bundled.aliases_for(COMBINED_CD16_CD56)[0]
+
+    def own(name: str) -> tuple[str, ...]:  # the lab file's own aliases of ``name``
+        mine = table.aliases_for(name)[0]
+        return tuple(a for a in mine if a not in bundled.aliases_for(name)[0])
+
     by_file = {n: ch for n, ch in found.items() if not _find_key(overridden, n)}
     for channel, names in _by_channel(by_file).items():
         if len(names) < 2:
             continue
         label = [lab for lab in labels if lab.pnn == channel]
+        pair = {normalise_label(n) for n in names} == {"cd16", "cd56"}
+        if (pair and _match_marker(own(COMBINED_CD16_CD56), label)) or all(
+            _match_marker(own(n), label) for n in names
+        ):
+            continue  # the lab's file puts both there on purpose
         named = [
             n
             for n in names
@@ -478,7 +491,7 @@ def resolve_markers(
     overridden = {k: () for k in table.overridden}
     _refuse_one_mapped_onto_another(found_m, overridden, labels, sample.source)
     if table is not _bundled_aliases():
-        _refuse_one_aliased_onto_another(found_m, overridden, labels, sample.source)
+        _refuse_one_aliased_onto_another(found_m, overridden, labels, sample.source, table)
     mapped = [m for m in missing if _find_key(overridden, m)]
     if mapped:
         name = mapped[0]
