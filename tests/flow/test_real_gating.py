@@ -17,7 +17,8 @@ def test_a_cytek_aurora_pbmc_is_gated_where_its_populations_are(aurora_pbmc: Pat
     96% (the CD3 cut in the lowest valley split the NK cells; every event "saturated" and no
     singlet gate). NK cells are 5-20% of PBMC lymphocytes and NK-like T cells a few percent
     (ARUP 2013805: 0.9-14.4%); here about 5% of each, as a person gating it finds (audit 31:
-    5.5% and 5.8% with the file's range corrected by hand)."""
+    5.5% and 5.8% with the file's range corrected by hand, which the ranges taken from the
+    data now give as well)."""
     r = analyze_file(aurora_pbmc).result
     nk, nkt = r.nk_percent_of_lymphocytes, r.nk_like_t_percent_of_lymphocytes
     assert nk is not None and 4.0 <= nk <= 7.0

@@ -401,20 +401,25 @@ def test_values_mostly_above_the_range_give_the_range_from_the_data(tmp_path: Pa
     """A file whose $PnR was rewritten below its data (a Cytek Aurora's 4,194,304 as 262,144:
     audit 31) had every event called saturated and no singlet gate. Where more than 1% of a
     channel's events lie above its range, the range is the next power of two at or above its
-    largest value, said in a note; a few values past the top stay saturated events."""
+    largest value, said in a note; a few values past the top stay saturated events. Where a
+    scatter channel's range was rewritten, every channel that shared it takes the scatter's
+    (review 34: CD3 and CD56 of the Aurora file kept 262,144 beside scatter at 4,194,304)."""
     rng = np.random.default_rng(0)
     raw = np.column_stack(
         [
             rng.uniform(2_000, 50_000, 1000),  # all above a $PnR of 1024
-            np.r_[np.full(5, 3_000.0), rng.uniform(0, 1000, 995)],  # 0.5% above: kept
+            np.r_[np.full(5, 3_000.0), rng.uniform(0, 1000, 995)],  # 0.5% above 1024
+            rng.uniform(0, 1000, 1000),
             rng.uniform(0, 1000, 1000),
         ]
     )
-    s = read_fcs(write(tmp_path, build_fcs(raw, ["FSC-A", "CD3", "CD56"], pnr=[1024] * 3)))
-    assert [c.pnr for c in s.channels] == [65536, 1024, 1024]  # 2^16 ≥ 50,000 > 2^15
+    names = ["FSC-A", "CD3", "CD56", "CD16"]
+    pnr = [1024, 2048, 1024, 2048]  # CD56 shared the scatter's range; CD3, CD16 did not
+    s = read_fcs(write(tmp_path, build_fcs(raw, names, pnr=pnr)))
+    assert [c.pnr for c in s.channels] == [65536, 2048, 65536, 2048]  # 2^16 ≥ 50,000 > 2^15
     (note,) = [n for n in s.notes if "above the file's range" in n]
     assert "FSC-A ($P1R 1024: 100% of events above it" in note and "taken as 65536" in note
-    assert "CD3" not in note
+    assert "CD3" not in note and "the scatter's range is taken for CD56, which shared it" in note
     np.testing.assert_array_equal(s.events, raw.astype(np.float32))
 
 

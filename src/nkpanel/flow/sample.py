@@ -1604,11 +1604,32 @@ def _ranges_from_data(
             f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {100 * above / n:.3g}% of events above "
             f"it, up to {tops[i]:.3g}; taken as {pnr:.0f})"
         )
+    # the scatter channels read the instrument's digitiser: where their range was rewritten,
+    # every channel that shared it had the instrument's range too (review 34: the Aurora's
+    # CD3 and CD56 kept 262,144 beside scatter taken as 4,194,304, and NK-like T read 3.6%
+    # for 5.8 with the file's ranges corrected by hand)
+    scatter = [
+        (channels[i].pnr, out[i].pnr)
+        for i in range(len(out))
+        if out[i].pnr != channels[i].pnr and re.match(r"(?i)(fsc|ssc)", channels[i].pnn)
+    ]
+    shared: list[str] = []
+    for old_range, new_range in sorted(set(scatter)):
+        for i, ch in enumerate(channels):
+            fits = ch.pnr == old_range and not ch.is_log_amplified and ch.pnn.lower() != "time"
+            if fits and out[i].pnr < new_range:
+                out[i] = dataclasses.replace(ch, pnr=new_range)
+                shared.append(ch.pnn)
     if said:
         notes.append(
             f"values lie above the file's range on {len(said)} channel"
             f"{'s' if len(said) > 1 else ''}: {'; '.join(said)}; "
             "each range is taken from its data (was the file rewritten by another program?)"
+            + (
+                f"; the scatter's range is taken for {', '.join(shared)}, which shared it"
+                if shared
+                else ""
+            )
         )
     return out
 
