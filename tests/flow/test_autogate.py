@@ -1110,6 +1110,11 @@ def test_a_tube_without_nk_cells_keeps_its_nk_like_t_cells_cd3_positive(seed: in
     assert nk is not None and nk < 0.2
     assert not a.result.reportable
     assert all("NK events" in r for r in a.result.not_reportable_reasons)
+    # the CD3- lymphocytes are then B cells alone: their CD19 cut is taken where the T cells
+    # are CD19's negatives (B cells had read 0.00% for 12: review 34)
+    b = next(p for p in a.result.populations if p.population == "B cells")
+    assert b.percent_of_lymphocytes is not None
+    assert abs(b.percent_of_lymphocytes - tube.truth["b_percent_of_lymphocytes"]) < 0.5
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

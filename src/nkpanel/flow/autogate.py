@@ -1357,6 +1357,18 @@ class _Gater:
             cd19 = None
         if cd19 is not None:
             c19 = self.cut("CD19", cd19, cd19_parent, bright_only=True)
+            if self.cuts["CD19"].method != "valley":
+                # the CD3- lymphocytes as one population: B cells alone (a tube without NK
+                # cells: B cells read 0.00% for 12, review 34) or no B cells. All lymphocytes
+                # hold the T cells as CD19's negatives: a valley there is the B cells'
+                found = self.cuts["CD19"]
+                every = self.cut("CD19 (all lymphocytes)", cd19, base, bright_only=True)
+                if self.cuts["CD19 (all lymphocytes)"].method == "valley":
+                    c19 = every
+                    self.cuts["CD19"] = self.cuts["CD19 (all lymphocytes)"]
+                    self.note_tail("CD19", cd19, self.cuts["CD19"])
+                else:
+                    self.cuts["CD19"] = found
             dims.append(self.dim(cd19))
             lo.append(None)
             hi.append(c19)
