@@ -1146,7 +1146,7 @@ def test_analog_data_recorded_without_compensation_are_withheld(tmp_path: Path, 
     assert next(f for f in on.qc if f.check == "compensation in the data").passed
 
 
-@pytest.mark.parametrize("bright", [50.0, 60.0, 90.0])
+@pytest.mark.parametrize("bright", [50.0, 60.0, 90.0, 93.0])
 def test_cd56bright_cells_in_the_majority_are_counted(bright: float) -> None:
     """The CD56bright cut's reference had been the CD56+ NK cells' median: where CD56bright
     cells outnumber CD56dim ones the median lies among them, and CD56bright read 0.0% for 61,

@@ -300,21 +300,40 @@ def test_a_comp_keyword_it_cannot_use_is_named_in_the_reason() -> None:
     assert flag.reason.startswith("no spillover matrix in the file and none supplied")
 
 
-def test_a_left_out_detector_with_no_stain_only_warns() -> None:
-    """A supplied matrix of the tube's own dyes leaves out a detector the file's matrix lists
-    but no stain labels (an unused BV421): that held no dye, and the result was right, yet it
-    was withheld (review 34). A left-out stained dye still withholds."""
+def test_a_left_out_dye_withholds_whether_its_channel_is_labelled_or_not() -> None:
+    """A supplied matrix that leaves out a dye withholds, labelled or not: a stained channel
+    need not carry a $PnS, and letting unlabelled ones only warn gave NK 7.2% for 12.3,
+    reportable (review 35). The reason says how to include a detector that held no dye."""
     from nkpanel.flow.analyze import FlowSettings, _compensation_flag
 
     partial = Spillover(("FITC-A", "PE-Cy7-A"), np.array([[1.0, 0.01], [0.0, 1.0]]))
     s = FlowSettings(spillover=partial)
-    for pns, blocking in (
-        (["CD3 FITC", "", "CD19 PE-Cy7"], False),
-        (["CD3", "CD16", "CD19"], True),
-    ):
+    for pns in (["CD3 FITC", "", "CD19 PE-Cy7"], ["CD3", "CD16", "CD19"]):
         sample = FlowSample.from_array(
             np.zeros((3, 3)), list(CHANNELS), pns=pns, spillover=Spillover(CHANNELS, MATRIX)
         )
         flag = _compensation_flag(sample, partial, s, {"FITC-A", "PE-Cy7-A"})
-        assert not flag.passed and "PE-A" in flag.reason and "leaves out" in flag.reason
-        assert flag.blocking is blocking
+        assert not flag.passed and flag.blocking and "PE-A" in flag.reason
+        assert "can go into the supplied matrix as the file's matrix has it" in flag.reason
+
+
+def test_an_identity_matrix_on_a_spectral_instrument_needs_the_data_to_bear_it_out() -> None:
+    """An identity $SPILLOVER is right over unmixed channels, but uncompensated detector values
+    from an instrument named spectral (FACSymphony A5 SE) read CD56bright 0.0% for 9.6,
+    reportable, with warnings only (review 35): where the check in the data does not pass,
+    the result is withheld."""
+    import dataclasses
+
+    from nkpanel.flow.analyze import analyze_sample
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    tube = simulate_tube(SimulationSpec(n_events=30_000, seed=31, spillover_scale=2.0))
+    sample = tube.to_sample()
+    identity = Spillover(tube.spillover.channels, np.eye(len(tube.spillover.channels)))
+    named = dataclasses.replace(
+        sample, spillover=identity, metadata={**sample.metadata, "cyt": "FACSymphony A5 SE"}
+    )
+    result = analyze_sample(named).result
+    assert not result.reportable
+    flag = next(f for f in result.qc if f.check == "compensation")
+    assert flag.blocking and "the data do not look compensated" in flag.reason

@@ -289,6 +289,21 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         seen = _compensation_seen(comp, sample, gating.membership, markers)
         if seen is not None:
             qc.append(seen)
+        if (seen is None or not seen.passed) and spill is not None and _identity(spill):
+            # an identity matrix is taken for unmixed data only where the data bear it out:
+            # uncompensated detector values labelled with a spectral instrument read
+            # CD56bright 0.0% for 9.6, reportable, with warnings only (review 35)
+            qc = [
+                dataclasses.replace(
+                    f,
+                    reason=f"{f.reason}; but its spillover matrix is the identity and the data "
+                    "do not look compensated (see the check in the data)",
+                    blocking=True,
+                )
+                if f.check == "compensation" and not f.blocking
+                else f
+                for f in qc
+            ]
         crossed = _nk_among_b_cells(comp, sample, gating)
         if crossed is not None:
             qc.append(crossed)
@@ -806,12 +821,17 @@ def _qc_checks(
     return flags
 
 
+def _identity(spill: Spillover) -> bool:
+    """Whether ``spill`` subtracts nothing."""
+    return bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
+
+
 def _compensation_flag(
     sample: FlowSample, spill: Spillover | None, s: FlowSettings, gated: Collection[str]
 ) -> QCFlag:
     """Whether the fluorescence the gates used (channels ``gated``) was compensated, and by
     what."""
-    identity = spill is not None and bool(np.allclose(spill.matrix, np.eye(len(spill.channels))))
+    identity = spill is not None and _identity(spill)
     matrix = "supplied" if s.spillover else "file's"
 
     def flag(reason: str, *, passed: bool = False, blocking: bool = False) -> QCFlag:
@@ -879,15 +899,15 @@ def _compensation_flag(
     left_out = _left_out(sample.spillover, spill, gated) if s.spillover is not None else []
     if left_out:
         names = ", ".join(sample.label(ch) for ch in left_out)
-        # a stained dye left out is missing compensation; a detector the file labels with no
-        # stain held no dye in this tube, and a matrix of the tube's dyes is right (review 34)
-        labelled = any(c.pns.strip() for c in sample.channels)
-        stained = [ch for ch in left_out if sample.channels[sample.index_of(ch)].pns.strip()]
+        # a dye left out is missing compensation, labelled or not (a stained channel need not
+        # carry a $PnS: NK 7.2% for 12.3, reportable, when unlabelled ones only warned: review
+        # 35); a detector that held no dye in the tube can be put in the lab's matrix as the
+        # file's matrix has it
         return flag(
             f"compensated with the supplied matrix, which leaves out {names}: gated, or "
-            "spilling into a gated channel, by the file's own matrix"
-            + ("" if stained or not labelled else " (no stain is labelled on it)"),
-            blocking=bool(stained) or not labelled,
+            "spilling into a gated channel, by the file's own matrix (a detector that held no "
+            "dye in this tube can go into the supplied matrix as the file's matrix has it)",
+            blocking=True,
         )
     return flag(f"compensated with the {matrix} matrix", passed=True)
 

@@ -422,12 +422,13 @@ def find_cut(
         highest or the brightest), e.g. where the population is known by another marker, or
         holds most of the events (the CD56dim NK cells, around the CD56+ NK cells' median).
     reference_mass, reference_gap
-        With ``side="above"``: the reference population is the lowest peak that holds at least
-        ``reference_mass`` of the events or stands more than ``reference_gap`` above ``above``
-        (a light peak hard by ``above`` is the cut-off edge of the population below it): the
-        CD56dim NK cells, below which such a bump just above the NK cut had stood as the lowest
-        peak (audit 32); a median missed them where CD56bright cells are the majority (review
-        34), and a share alone where they are 95% of the CD56+ NK cells.
+        With ``side="above"`` and three or more peaks: the reference population is the lowest
+        peak that holds at least ``reference_mass`` of the events or stands more than
+        ``reference_gap`` above ``above`` (a light peak hard by ``above``, below two others, is
+        the cut-off edge of the population under it): the CD56dim NK cells, below which such a
+        bump just above the NK cut had stood as the lowest peak (audit 32). A median missed
+        them where CD56bright cells are the majority (review 34); with two peaks the lowest is
+        the reference, however light (CD56dim 3% of NK where 93% are bright: review 35).
     from_lowest
         With ``side="below"``: the other population is the lowest peak, not the nearest one
         below the reference, and the cut is the density's lowest point between them. Counting
@@ -471,7 +472,10 @@ def find_cut(
         # the reference is the lowest prominent peak (or the one nearest ``reference``); the
         # positive one is the next peak above it
         ref = 0 if reference is None else int(np.argmin(np.abs(d.grid[peaks] - reference)))
-        if reference_mass is not None and peaks.size > 1:
+        if reference_mass is not None and peaks.size > 2:
+            # only with two peaks above it: a light peak by ``above`` beside a lone brighter one
+            # is the smaller population itself (CD56dim NK cells where 95% are CD56bright:
+            # review 35)
             # a light peak hard by ``above`` is the cut-off edge of the population below it
             edge = (above if above is not None else -np.inf) + reference_gap
             real = (_peak_masses(d, peaks) >= reference_mass) | (d.grid[peaks] > edge)

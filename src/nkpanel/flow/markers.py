@@ -532,9 +532,13 @@ def _labels_naming_others(
                 "", label.pns, frozenset({normalise_label(label.pns)}), label.pns_words, frozenset()
             )
         ]
-        if _match_marker(table.aliases_for(name)[0], stain):
-            continue
-        others = sorted({w.upper() for w in label.pns_words if _CD_WORD.fullmatch(w)})
+        own = (*table.aliases_for(name)[0], *_bundled_aliases().aliases_for(name)[0])
+        if _match_marker(own, stain):
+            continue  # (a --marker mapping replaces the table's aliases: the bundled ones too)
+        others = sorted(
+            {w.upper() for w in label.pns_words if _CD_WORD.fullmatch(w)}
+            - {normalise_label(name).upper()}
+        )
         if others:
             notes.append(
                 f"{channel} is taken for {name} by its name, but its stain label "
