@@ -1361,14 +1361,11 @@ class _Gater:
                 # the CD3- lymphocytes as one population: B cells alone (a tube without NK
                 # cells: B cells read 0.00% for 12, review 34) or no B cells. All lymphocytes
                 # hold the T cells as CD19's negatives: a valley there is the B cells'
-                found = self.cuts["CD19"]
                 every = self.cut("CD19 (all lymphocytes)", cd19, base, bright_only=True)
                 if self.cuts["CD19 (all lymphocytes)"].method == "valley":
                     c19 = every
                     self.cuts["CD19"] = self.cuts["CD19 (all lymphocytes)"]
                     self.note_tail("CD19", cd19, self.cuts["CD19"])
-                else:
-                    self.cuts["CD19"] = found
             dims.append(self.dim(cd19))
             lo.append(None)
             hi.append(c19)
@@ -1413,11 +1410,11 @@ class _Gater:
                 )
                 positive56 = None
         if cd16 is not None and positive56 is not None:
-            # the CD56dim NK cells are the reference: the lowest peak holding a fair share of
-            # the CD56+ NK cells; a small bump just above the NK cut, taken for the lowest
-            # peak, had put the bright cut below the whole dim peak (CD56bright 92% of NK for
-            # 7%: audit 32), and the median lies among the bright cells where they are the
-            # majority (CD56bright 0.0% for 61: review 34)
+            # the CD56dim NK cells are the reference: the lowest CD56+ NK peak, passing over a
+            # light one hard by the NK cut where two more stand above it (that bump had put the
+            # bright cut below the whole dim peak: CD56bright 92% of NK for 7%, audit 32); not
+            # the median, which lies among the bright cells where they are the majority
+            # (CD56bright 0.0% for 61: review 34)
             c_bright = find_cut(
                 positive56,
                 above=c56_scaled,
