@@ -399,7 +399,7 @@ def test_huge_finite_doubles_are_read(tmp_path: Path) -> None:
 
 def test_values_mostly_above_the_range_give_the_range_from_the_data(tmp_path: Path) -> None:
     """A file whose $PnR was rewritten below its data (a Cytek Aurora's 4,194,304 as 262,144:
-    audit 31) had every event called saturated and no singlet gate. Where more than 1% of a
+    audit 31) had every event called saturated and no singlet gate. Where more than 10% of a
     channel's events lie above its range, the range is the next power of two at or above its
     largest value, said in a note; a few values past the top stay saturated events. Where a
     scatter channel's range was rewritten, every channel that shared it takes the scatter's
@@ -421,6 +421,19 @@ def test_values_mostly_above_the_range_give_the_range_from_the_data(tmp_path: Pa
     assert "FSC-A ($P1R 1024: 100% of events above it" in note and "taken as 65536" in note
     assert "CD3" not in note and "the scatter's range is taken for CD56, which shared it" in note
     np.testing.assert_array_equal(s.events, raw.astype(np.float32))
+
+
+def test_saturated_clumps_just_above_the_range_leave_it_as_it_is(tmp_path: Path) -> None:
+    """1.2% of events (clumps) a little above the scatter's $PnR re-ranged it, and every
+    channel that shared it: the clumps no longer counted as saturated and the leukocyte gate
+    collapsed (review 36). Saturated events are a few percent at most, for the saturation
+    check to judge; only a range most events exceed is taken from the data."""
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(1_000, 200_000, size=(5_000, 3))
+    raw[rng.choice(5_000, 60, replace=False), 0] = 262_150.0  # 1.2% just above 262,144
+    s = read_fcs(write(tmp_path, build_fcs(raw, ["FSC-A", "SSC-A", "CD3"], pnr=[262144] * 3)))
+    assert [c.pnr for c in s.channels] == [262144] * 3
+    assert not any("above the file's range" in n for n in s.notes)
 
 
 def test_spillover_of_names_only_is_noted_not_used(tmp_path: Path) -> None:

@@ -296,8 +296,10 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
             qc = [
                 dataclasses.replace(
                     f,
-                    reason=f"{f.reason}; but its spillover matrix is the identity and the data "
-                    "do not look compensated (see the check in the data)",
+                    reason="the spillover matrix is the identity and the data do not look "
+                    "compensated (see the check in the data): if these are a detector's "
+                    "uncompensated values, supply the lab's matrix (--spillover); if unmixed, "
+                    "check the unmixing",
                     blocking=True,
                 )
                 if f.check == "compensation" and not f.blocking
