@@ -275,37 +275,29 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         for c in ("FSC-A", "FSC-H", "SSC-A", "SSC-H", "Time")
         if markers.has(c)
     }
-    qc = _qc_checks(
-        sample, gating.membership, parents, s, cytometry, spill, gating, used - physical
-    )
-    qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
     # unmixed spectral data are judged as compensated data are (Roederer's rules hold for both)
     compensated_or_unmixed = spill is not None or spectral_unmixing(sample) is not None
     # data compensated by an analog instrument's electronics are judged as they were
     # recorded: compensation switched off there gave NK-like T 23% and 46% for 4, reportable
     # (audit 33)
     analog = analog_compensation(sample) is not None
-    if cytometry == "flow" and (compensated_or_unmixed or analog):
-        seen = _compensation_seen(comp, sample, gating.membership, markers)
+    judged = cytometry == "flow" and (compensated_or_unmixed or analog)
+    seen = _compensation_seen(comp, sample, gating.membership, markers) if judged else None
+    qc = _qc_checks(
+        sample,
+        gating.membership,
+        parents,
+        s,
+        cytometry,
+        spill,
+        gating,
+        used - physical,
+        data_compensated=seen is not None and seen.passed,
+    )
+    qc.append(_saturation_check(sample, used, gating.membership.get("Time"), s.qc))
+    if judged:
         if seen is not None:
             qc.append(seen)
-        if (seen is None or not seen.passed) and spill is not None and _identity(spill):
-            # an identity matrix is taken for unmixed data only where the data bear it out:
-            # uncompensated detector values labelled with a spectral instrument read
-            # CD56bright 0.0% for 9.6, reportable, with warnings only (review 35)
-            qc = [
-                dataclasses.replace(
-                    f,
-                    reason="the spillover matrix is the identity and the data do not look "
-                    "compensated (see the check in the data): if these are a detector's "
-                    "uncompensated values, supply the lab's matrix (--spillover); if unmixed, "
-                    "check the unmixing",
-                    blocking=True,
-                )
-                if f.check == "compensation" and not f.blocking
-                else f
-                for f in qc
-            ]
         crossed = _nk_among_b_cells(comp, sample, gating)
         if crossed is not None:
             qc.append(crossed)
@@ -659,9 +651,12 @@ def _qc_checks(
     spill: Spillover | None,
     gating: AutoGateResult | None,
     gated: Collection[str] = (),
+    data_compensated: bool = True,
 ) -> list[QCFlag]:
     """The checks of a result: event counts, lymphosum, and for automated gating the
-    lymphocyte gate, the flow rate and the compensation of the channels ``gated``."""
+    lymphocyte gate, the flow rate and the compensation of the channels ``gated``
+    (``data_compensated``: whether the check in the data passed, see
+    :func:`_compensation_flag`)."""
     lim = s.qc
     flags: list[QCFlag] = []
     n_lymph = int(np.count_nonzero(member["Lymphocytes"])) if "Lymphocytes" in member else 0
@@ -819,7 +814,7 @@ def _qc_checks(
             _flow_rate_flag(gating.unstable_time_fraction, lim, gating.trimmed_time_fraction)
         )
     if cytometry == "flow" and gating is not None:
-        flags.append(_compensation_flag(sample, spill, s, gated))
+        flags.append(_compensation_flag(sample, spill, s, gated, data_compensated))
     return flags
 
 
@@ -829,15 +824,35 @@ def _identity(spill: Spillover) -> bool:
 
 
 def _compensation_flag(
-    sample: FlowSample, spill: Spillover | None, s: FlowSettings, gated: Collection[str]
+    sample: FlowSample,
+    spill: Spillover | None,
+    s: FlowSettings,
+    gated: Collection[str],
+    data_compensated: bool = True,
 ) -> QCFlag:
     """Whether the fluorescence the gates used (channels ``gated``) was compensated, and by
-    what."""
+    what. ``data_compensated``: whether the check in the data (:func:`_compensation_seen`)
+    passed; an identity matrix on data compensated or unmixed before they were written stands
+    only where it did."""
     identity = spill is not None and _identity(spill)
     matrix = "supplied" if s.spillover else "file's"
 
     def flag(reason: str, *, passed: bool = False, blocking: bool = False) -> QCFlag:
         return QCFlag("compensation", passed, None, None, reason, blocking=blocking)
+
+    def before_written(reason: str) -> QCFlag:
+        """The data were compensated or unmixed before they were written: ``reason`` as a
+        warning; with an identity matrix, only where the data bear it out (uncompensated
+        values labelled with a spectral instrument read CD56bright 0.0% for 9.6, reportable,
+        with warnings only: review 35)."""
+        if identity and not data_compensated:
+            return flag(
+                "the spillover matrix is the identity and the data do not look compensated "
+                "(see the check in the data): if these are a detector's uncompensated values, "
+                "supply the lab's matrix (--spillover); if unmixed, check the unmixing",
+                blocking=True,
+            )
+        return flag(reason)
 
     analog = analog_compensation(sample)
     # values compensated before they were recorded: a matrix would subtract twice (an identity
@@ -854,7 +869,7 @@ def _compensation_flag(
         )
     before = _prior_compensation(sample)
     if before is not None and (analog or spill is None):
-        return flag(before)
+        return before_written(before)
     if spill is None:
         unread = [
             spillover_keyword(k)
@@ -874,9 +889,9 @@ def _compensation_flag(
     # and B cells 0.04% for 11.8, reportable (audit 33)
     if identity:
         if before is not None:  # compensated before it was written: nothing is subtracted
-            return flag(before)
+            return before_written(before)
         if spectral is not None:  # unmixed: an identity over the unmixed channels is right
-            return flag(
+            return before_written(
                 f"{spectral}: its reference spectra cannot be checked here, only its result"
             )
         return flag(
