@@ -1657,13 +1657,7 @@ def _build_result(
     # two counts of one blood more than 2× apart (the "bead and haematology counts agree"
     # check): which input slipped cannot be told, so neither count is given (NK 23/µL, flagged
     # low, was given beside a dual-platform 235/µL from beads per test typed ×10 low: audit 32)
-    disagree = bool(
-        c.bead_method
-        and beads_ok
-        and lymph_ul
-        and c.lymphocytes_per_ul
-        and max(lymph_ul / c.lymphocytes_per_ul, c.lymphocytes_per_ul / lymph_ul) > BEAD_VS_ANALYSER
-    )
+    disagree = any(f.check == "bead and haematology counts agree" and not f.passed for f in qc)
     if c.bead_method and (beads_ok or not dual):
         method = "bead"  # asked for: with too few beads and nothing else, the count is withheld
     elif dual:

@@ -418,9 +418,9 @@ def find_cut(
         (:data:`MIN_MASS`); lower for a population known to be small and apart from the rest
         (counting beads).
     reference
-        The reference population is the peak nearest this value (instead of the lowest, the
-        highest or the brightest), e.g. where the population is known by another marker, or
-        holds most of the events (the CD56dim NK cells, around the CD56+ NK cells' median).
+        With ``side="below"``: the reference population is the peak nearest this value
+        (instead of the highest or the brightest), e.g. where the population is known by
+        another marker (the NK-like T cells, where the T cells of all lymphocytes are).
     reference_mass, reference_gap
         With ``side="above"`` and three or more peaks: the reference population is the lowest
         peak that holds at least ``reference_mass`` of the events or stands more than
@@ -469,14 +469,11 @@ def find_cut(
     if brightest_of_many and peaks.size >= 3:
         side, brightest = "below", True
     if side == "above":
-        # the reference is the lowest prominent peak (or the one nearest ``reference``); the
-        # positive one is the next peak above it
-        ref = 0 if reference is None else int(np.argmin(np.abs(d.grid[peaks] - reference)))
+        # the reference is the lowest prominent peak; the positive one is the next peak above
+        ref = 0
         if reference_mass is not None and peaks.size > 2:
-            # only with two peaks above it: a light peak by ``above`` beside a lone brighter one
-            # is the smaller population itself (CD56dim NK cells where 95% are CD56bright:
-            # review 35)
-            # a light peak hard by ``above`` is the cut-off edge of the population below it
+            # a light peak hard by ``above`` is the cut-off edge of the population below it;
+            # beside a lone brighter peak it is the smaller population itself (review 35)
             edge = (above if above is not None else -np.inf) + reference_gap
             real = (_peak_masses(d, peaks) >= reference_mass) | (d.grid[peaks] > edge)
             ref = int(np.flatnonzero(real)[0]) if real.any() else 0
