@@ -45,6 +45,7 @@ from nkpanel.flow.qc import SATURATED, QCFlag, QCLimits
 from nkpanel.flow.results import FlowResult, PopulationCount
 from nkpanel.flow.sample import (
     COMPENSATED_EXPORT,
+    SCATTER_OR_TIME,
     SPILLOVER_KEYWORDS,
     FlowSample,
     Spillover,
@@ -902,7 +903,8 @@ def _compensation_flag(
     outside = [
         ch
         for ch in sorted(gated)
-        if not (_NOT_STAINS.match(ch) or COMPENSATED_EXPORT.match(ch)) and ch not in spill.channels
+        if not (SCATTER_OR_TIME.match(ch) or COMPENSATED_EXPORT.match(ch))
+        and ch not in spill.channels
     ]
     if outside and before is None:
         names = ", ".join(sample.label(ch) for ch in outside)
@@ -1538,7 +1540,6 @@ def _template_matrix_flags(sample: FlowSample, matrices: Mapping[str, Spillover]
 #: (linear) stained cells read in the thousands on a flow cytometer and hundreds of counts on a
 #: mass cytometer, while logicle and asinh scales end near 4.5 and 10
 TRANSFORMED_MAX = 20.0
-_NOT_STAINS = re.compile(r"^(fsc|ssc|fs|ss|time)", re.IGNORECASE)
 
 
 def transformed_already(sample: FlowSample) -> str | None:
@@ -1552,7 +1553,7 @@ def transformed_already(sample: FlowSample) -> str | None:
     if sample.n_events == 0:
         return None
     # log-amplified channels are decoded here to the linear scale: they are never transformed
-    own = [c for c in sample.channels if not (_NOT_STAINS.match(c.pnn) or c.is_log_amplified)]
+    own = [c for c in sample.channels if not (SCATTER_OR_TIME.match(c.pnn) or c.is_log_amplified)]
     stained = [c for c in own if c.pns.strip()] or own
     if not stained:
         return None

@@ -18,6 +18,7 @@ from nkpanel._threads import for_row_blocks
 from nkpanel.errors import CompensationError
 from nkpanel.flow.sample import (
     COMPENSATED_EXPORT,
+    SCATTER_OR_TIME,
     SPILLOVER_KEYWORDS,
     FlowSample,
     Spillover,
@@ -62,16 +63,13 @@ def analog_compensation(sample: FlowSample) -> str | None:
         return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
     # every fluorescence channel a compensated export ("Comp-FITC-A"): compensated before
     # the file was written, as analog data are (audit 33: withheld as "uncompensated")
-    fluor = [c.pnn for c in sample.channels if not _SCATTER_OR_TIME.match(c.pnn)]
+    fluor = [c.pnn for c in sample.channels if not SCATTER_OR_TIME.match(c.pnn)]
     if fluor and all(COMPENSATED_EXPORT.match(f) for f in fluor):
         return (
             f"compensated before export (channels named {fluor[0]}…, as FACSDiva and FlowJo "
             "write compensated values)"
         )
     return None
-
-
-_SCATTER_OR_TIME = re.compile(r"^(fsc|ssc|fs|ss|time)", re.IGNORECASE)
 
 
 #: full-spectrum cytometers, whose software unmixes each event's spectrum into dye abundances

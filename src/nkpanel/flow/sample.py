@@ -46,7 +46,7 @@ import re
 import stat
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -322,13 +322,10 @@ def parse_spillover(
             f"(expected {n + n * n if 0 < n <= len(pnn) else 'n + n²'}) "
             f"for a file of {len(pnn)} channels",
         )
-    stains: dict[str, list[str]] = {}
-    for name, stain in zip(pnn, pns or (), strict=False):
-        if stain.strip():
-            stains.setdefault(" ".join(stain.casefold().split()), []).append(name)
+    stains = _by_stain(zip(pnn, pns or (), strict=False))
     names: list[str] = []
     for raw in parts[1 : 1 + n]:
-        by_stain = stains.get(" ".join(raw.casefold().split()), [])
+        by_stain = stains.get(_stain_key(raw), [])
         if raw in pnn:
             names.append(raw)
         elif raw.isdigit() and 1 <= int(raw) <= len(pnn):
@@ -375,6 +372,24 @@ def unit_diagonal(spill: Spillover, source: str | Path | None) -> tuple[Spillove
     )
 
 
+def _stain_key(label: str) -> str:
+    """A stain label as matrices name it, case and spacing aside ("CD16  PE" is "cd16 pe")."""
+    return " ".join(label.casefold().split())
+
+
+def _by_stain(channels: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The $PnN of the channels (``($PnN, $PnS)`` pairs) by their stain label's key."""
+    stains: dict[str, list[str]] = {}
+    for name, stain in channels:
+        if stain.strip():
+            stains.setdefault(_stain_key(stain), []).append(name)
+    return stains
+
+
+#: the channels of scatter and time, by the names instruments give them (not stained)
+SCATTER_OR_TIME = re.compile(r"^(fsc|ssc|fs|ss|time)", re.IGNORECASE)
+
+
 def on_file_channels(
     spill: Spillover, channels: Sequence[Channel], source: str | Path | None
 ) -> Spillover:
@@ -387,17 +402,10 @@ def on_file_channels(
     pnn = [c.pnn for c in channels]
     if all(name in pnn for name in spill.channels):
         return spill
-
-    def key(label: str) -> str:
-        return " ".join(label.casefold().split())
-
-    stains: dict[str, list[str]] = {}
-    for c in channels:
-        if c.pns:
-            stains.setdefault(key(c.pns), []).append(c.pnn)
+    stains = _by_stain((c.pnn, c.pns) for c in channels)
     names = []
     for name in spill.channels:
-        hits = stains.get(key(name), []) if name not in pnn else [name]
+        hits = stains.get(_stain_key(name), []) if name not in pnn else [name]
         names.append(hits[0] if len(hits) == 1 else name)
     try:
         return Spillover(tuple(names), spill.matrix)
