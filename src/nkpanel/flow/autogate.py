@@ -595,10 +595,15 @@ class _Gater:
         brightest: bool = False,
         bright_only: bool = False,
         reference: float | None = None,
+        negatives_up_to: float | None = None,
+        noted: bool = True,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
         on the linear scale. ``bright_only``: where three or more peaks stand, the positive
-        population is the brightest of them, whatever stands below it (B cells on CD19)."""
+        population is the brightest of them, whatever stands below it (B cells on CD19).
+        ``reference``, ``negatives_up_to``: as :func:`~nkpanel.flow.density.find_cut`'s, on
+        the channel's scale. ``noted``: a cut at a population's tail is said in the notes
+        (not for a cut that only informs another)."""
         if (n := _count(within)) < 10:
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
@@ -619,9 +624,11 @@ class _Gater:
             axis_pile=self.kind == "flow",
             brightest_of_many=bright_only,
             reference=reference,
+            negatives_up_to=negatives_up_to,
         )
         self.cuts[label] = c
-        self.note_tail(label, pnn, c)
+        if noted:
+            self.note_tail(label, pnn, c)
         return self.scale(pnn).inverse(c.value)
 
     def zero_count(self, pnn: str) -> float:
@@ -1377,7 +1384,16 @@ class _Gater:
         # on a combined CD16+56 channel (TBNK kits) CD16-dim monocytes in the lymphocyte gate
         # stand between the negatives and the NK cells: where three peaks stand, NK cells are
         # the brightest (as on a CD16 channel of its own)
-        c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56)
+        # the CD56- cells of the CD3- lymphocytes reach where the T cells' CD56- cells do:
+        # a light peak up to there is CD56- cells slipped into the lymphocyte gate (dendritic
+        # cells and monocytes on a real Cytek Aurora PBMC, audit 31), not the NK cells, and
+        # the valley below it had made the T cells' upper tail NK-like T (10% for 4-5%)
+        t_negatives: float | None = None
+        cd3_pos = _pick(base, self.values_in(lymph, cd3) >= c3_valley)
+        if cd16 != cd56 and cd3_pos.size >= 50:
+            self.cut("CD56 (CD3+)", cd56, cd3_pos, noted=False)
+            t_negatives = self.cuts["CD56 (CD3+)"].value
+        c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56, negatives_up_to=t_negatives)
         c56 = self.negatives_missing("CD56", cd56, c56)
         c16 = (
             self.negatives_missing("CD16", cd16, self.cut("CD16", cd16, neg_ref, bright_only=True))

@@ -381,6 +381,7 @@ def find_cut(
     from_lowest: bool = False,
     reference_mass: float | None = None,
     reference_gap: float = 0.0,
+    negatives_up_to: float | None = None,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -429,6 +430,14 @@ def find_cut(
         bump just above the NK cut had stood as the lowest peak (audit 32). A median missed
         them where CD56bright cells are the majority (review 34); with two peaks the lowest is
         the reference, however light (CD56dim 3% of NK where 93% are bright: review 35).
+    negatives_up_to
+        With ``side="above"``: the negative population is the highest peak at or below this
+        value that has a peak above it (the lowest peak where none is), not the lowest one:
+        where another population known to be negative (the T cells, on CD56) reaches. A light
+        population of CD56- cells slipped into the lymphocyte gate (dendritic cells and
+        monocytes, CD4+ CD11c+ on a real Cytek Aurora PBMC) stands as a peak on the upper
+        side of the CD3- lymphocytes' negatives, and the lowest valley, below it, had doubled
+        NK-like T (audit 31).
     from_lowest
         With ``side="below"``: the other population is the lowest peak, not the nearest one
         below the reference, and the cut is the density's lowest point between them. Counting
@@ -471,6 +480,9 @@ def find_cut(
     if side == "above":
         # the reference is the lowest prominent peak; the positive one is the next peak above
         ref = 0
+        if negatives_up_to is not None and peaks.size > 2:
+            below = np.flatnonzero(d.grid[peaks[:-1]] <= negatives_up_to)
+            ref = int(below[-1]) if below.size else 0
         if reference_mass is not None and peaks.size > 2:
             # a light peak hard by ``above`` is the cut-off edge of the population below it;
             # beside a lone brighter peak it is the smaller population itself (review 35)
