@@ -146,6 +146,22 @@ def test_saturation_check() -> None:
     assert flag.value == pytest.approx(expected, abs=0.01)
 
 
+def test_a_time_counter_past_its_range_is_not_saturation() -> None:
+    """A time counter is no detector: a real Aurora export's Time reached 4.5x its $PnR, and
+    once a time gate took Time among the gated channels, 78% of the events of a (synthetic)
+    bootstrap of it were "at the top of a gated channel's range": a right result withheld."""
+    sample = simulate_tube(SimulationSpec(seed=23)).to_sample()
+    plain = analyze_sample(sample)
+    t = sample.index_of("Time")
+    chans = list(sample.channels)
+    chans[t] = dataclasses.replace(chans[t], pnr=float(np.quantile(sample.events[:, t], 0.2)))
+    short = analyze_sample(dataclasses.replace(sample, channels=tuple(chans)))
+    assert "Time" in short.membership
+    flags = [next(f for f in a.result.qc if f.check == "saturation") for a in (plain, short)]
+    assert flags[1].passed and flags[1].value == flags[0].value
+    assert short.result.reportable, short.result.not_reportable_reasons
+
+
 def test_bead_method_without_beads_says_so() -> None:
     tube = simulate_tube(SimulationSpec(seed=24, with_beads=False))
     a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
