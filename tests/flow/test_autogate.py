@@ -1061,6 +1061,43 @@ def test_beads_dimmed_by_a_partial_clog_stay_beads(seed: int) -> None:
     assert got is not None and abs(got / truth - 1) < 0.05
 
 
+def _with_events_bright_everywhere(seed: int, share: float, level: float) -> SimulatedTube:
+    """A simulated tube in which ``share`` of the events, taken from the debris, carry every
+    dye at ``level`` times the beads' median with a lognormal spread of 0.25 on each, as dead
+    cells or clumps binding every antibody might (review 34's emulation), spillover applied."""
+    tube = simulate_tube(SimulationSpec(n_events=50_000, seed=seed))
+    assert tube.pre_spillover is not None
+    pre = np.array(tube.pre_spillover)
+    events = np.array(tube.events)
+    rng = np.random.default_rng(seed)
+    debris = np.flatnonzero(tube.labels == "debris")
+    pick = rng.choice(debris, int(share * tube.n_events), replace=False)
+    bead_median = np.median(pre[tube.labels == "bead"], axis=0)
+    pre[pick] = level * bead_median * np.exp(rng.normal(0.0, 0.25, (pick.size, pre.shape[1])))
+    seen = pre[pick] @ tube.spillover.matrix
+    for j, channel in enumerate(tube.spillover.channels):
+        events[pick, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
+    return dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+
+
+@pytest.mark.parametrize(("share", "level"), [(0.02, 0.3), (0.02, 0.5), (0.005, 0.15)])
+def test_events_bright_everywhere_in_other_colours_are_no_beads(share: float, level: float) -> None:
+    """Events bright on every channel at a fraction of the beads' level stand as a peak between
+    the cells and the beads. Taken as beads dimmed by a clog, 2% of them read NK/µL 198-200 for
+    231, reportable; at 0.15x the bead gate was lost and the beads became the "lymphocytes";
+    kept out of the beads alone, 2% of them became the lymphocytes (review 34). Beads keep their
+    colours however dim (the clog test above); these do not. Truth: each event's population."""
+    tube = _with_events_bright_everywhere(401, share, level)
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    beads = tube.labels == "bead"
+    assert a.membership["Beads"][beads].mean() > 0.99
+    # the brightest of them reach the beads' level (16 of 1,000 at 0.5x)
+    assert np.count_nonzero(a.membership["Beads"][~beads]) < 0.01 * np.count_nonzero(beads)
+    got, truth = a.result.nk_cells_per_ul, tube.truth["nk_per_ul_bead_method"]
+    assert got is not None and abs(got / truth - 1) < 0.03
+    assert a.result.reportable, a.result.not_reportable_reasons
+
+
 def test_a_bump_above_the_nk_cut_keeps_the_cd56bright_cut_above_the_dim_peak() -> None:
     """In this tube (one of about 620 in audit 32's sweep) a small bump of CD56+ NK events just
     above the NK cut stood as the lowest peak of the CD56+ NK cells, and the bright cut went in

@@ -64,6 +64,17 @@ def _pick(values: NDArray[T], mask: BoolArray) -> NDArray[T]:
     return values[np.flatnonzero(mask)]
 
 
+def _same_colours(scaled: NDArray[np.float64], beads: BoolArray, others: BoolArray) -> bool:
+    """Whether the events ``others`` have the colours of the events ``beads``: each event's
+    profile is its values on the (log-like) scale less their mean, the same for a bead however
+    bright; ``others`` have the beads' colours where their profiles lie as near the beads'
+    median profile as the beads' own do (the median distance within twice the beads')."""
+    profile = scaled - scaled.mean(axis=1, keepdims=True)
+    centre = np.median(profile[beads], axis=0)
+    distance = np.sqrt(np.mean((profile - centre) ** 2, axis=1))
+    return bool(np.median(distance[others]) <= BEAD_COLOUR_SPREAD * np.median(distance[beads]))
+
+
 def _pick_columns(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.float64]:
     """``values[mask]`` of a 2-D array, in column order: one gather down each column (rows
     gathered whole from a column-ordered array, then reordered, cost about three times as
@@ -464,6 +475,16 @@ def _unwrapped(t: Array) -> tuple[Array, float] | None:
     return t + period * np.concatenate(([0.0], np.cumsum(wraps))), period
 
 
+class BeadCut(NamedTuple):
+    """The counting-bead gate's channel and cut (linear), and the level on that channel above
+    which no cell lies: the cut itself, or lower where events bright on every channel in
+    other colours than the beads stand between the cells and the beads."""
+
+    channel: str
+    value: float
+    no_cell: float
+
+
 class _Gater:
     def __init__(
         self, sample: FlowSample, comp: CompensatedColumns, markers: MarkerMap, s: AutoGateSettings
@@ -769,7 +790,7 @@ class _Gater:
             self.notes.append(f"Time: {trimmed} unstable bin(s) trimmed at the start/end")
         return "Time", rate.interior_unstable
 
-    def bead_gate(self, parent: str | None) -> tuple[str, float] | None:
+    def bead_gate(self, parent: str | None) -> BeadCut | None:
         """Counting beads are bright on every fluorescence channel at once; no cell is (a lot
         dim on one channel is found on the others, with a note). Events on the top of the side
         scatter (clumps, which can be bright in every colour too) are kept out, unless beads
@@ -809,7 +830,7 @@ class _Gater:
             found = self._bright_everywhere(scaled, cols)
             if found is None:
                 continue
-            c, candidates = found
+            c, candidates, stray = found
             # the one channel that separates beads from every cell best carries the gate; a
             # CD56 or CD16 channel must do so twice as well: CD56bright NK cells are too few to
             # show in the sample where lymphocytes are scarce (3% of leukocytes: about 9 of
@@ -846,14 +867,25 @@ class _Gater:
         else:
             dims = (self.dim(best), self.dim(scatter))
             self.add(RangeGate("Beads", parent, dims, (lin, None), (None, top)))
-        return best, lin
+        # events bright on every channel that are no beads are no cells either: kept out of
+        # the leukocytes too where they stand above every cell on the beads' channel (left in,
+        # 2% of them became the "lymphocytes": review 34)
+        no_cell = lin
+        if np.count_nonzero(stray):
+            j = fluor.index(best)
+            stray_lo = float(np.percentile(scaled[stray, j], 0.5))
+            cell_hi = float(np.percentile(scaled[~(candidates | stray), j], 99.95))
+            if stray_lo > cell_hi:
+                no_cell = self.scale(best).inverse(0.5 * (stray_lo + cell_hi))
+        return BeadCut(best, lin, no_cell)
 
     @staticmethod
     def _bright_everywhere(
         scaled: NDArray[np.float64], columns: Iterable[int]
-    ) -> tuple[Cut, NDArray[np.bool_]] | None:
+    ) -> tuple[Cut, BoolArray, BoolArray] | None:
         """The events bright on every one of ``columns`` (a valley below the brightest
-        population of their minimum) and that cut, or None."""
+        population of their minimum), that cut, and the events bright on every one of them
+        but in other colours than the beads (none where there are none), or None."""
         cols = list(columns)
         low = np.minimum.reduce([scaled[:, j] for j in cols])
         # beads are the brightest population of this minimum: the cut is the valley below
@@ -868,10 +900,25 @@ class _Gater:
         )
         if c.method != "valley":
             return None
+        stray = np.zeros(low.size, dtype=bool)
+        if len(c.peaks) > 2:
+            # a peak between the cells and the beads: beads dimmed by a partial clog (audit
+            # 32) keep the beads' colours, the same dyes in the same proportions; events
+            # bright on every channel in other proportions (dead cells or clumps binding
+            # every antibody) are no beads, and the cut is the valley just below the beads
+            # (they had been counted as beads: NK/µL 14% low, reportable; review 34)
+            near = find_cut(
+                low, side="below", brightest=True, axis_pile=True, min_mass=BEAD_MIN_MASS
+            )
+            between = (low >= c.value) & (low < near.value)
+            if np.count_nonzero(between) >= 20 and not _same_colours(
+                scaled[:, cols], low >= near.value, between
+            ):
+                c, stray = near, between
         candidates = low >= c.value
         if np.count_nonzero(candidates) < 20:
             return None
-        return c, candidates
+        return c, candidates, stray
 
     def beads_reach_top(
         self, idx: NDArray[np.intp], on_top: NDArray[np.bool_], best: str, lin: float
@@ -958,14 +1005,14 @@ class _Gater:
         self.add(PolygonGate("Singlets", parent, dims, tuple(vertices)))
         return "Singlets"
 
-    def leukocyte_gate(self, parent: str | None, bead: tuple[str, float] | None) -> str | None:
+    def leukocyte_gate(self, parent: str | None, bead: BeadCut | None) -> str | None:
         base = self.member[parent] if parent else self.everything()
         dims: list[Dimension] = []
         lo: list[float | None] = []
         hi: list[float | None] = []
         if self.markers.has("CD45"):
             ch = self.markers.channel_for("CD45")
-            notbead = base if bead is None else base & (self.raw(bead[0]) < bead[1])
+            notbead = base if bead is None else base & (self.raw(bead.channel) < bead.no_cell)
             dims.append(self.dim(ch))
             lo.append(self.cut("CD45+", ch, notbead, side="below"))
             hi.append(None)
@@ -975,10 +1022,12 @@ class _Gater:
                 "leukocytes is given), and basophils (about 0.5-1% of leukocytes, a "
                 "lymphocyte's scatter) counted among the lymphocytes"
             )
-        if bead is not None and (not dims or dims[0].channel != bead[0]):
-            dims.append(self.dim(bead[0]))
+        if bead is not None and dims and dims[0].channel == bead.channel:
+            hi[0] = bead.no_cell  # beads on CD45 itself: below them
+        elif bead is not None:
+            dims.append(self.dim(bead.channel))
             lo.append(None)
-            hi.append(bead[1])
+            hi.append(bead.no_cell)
         if not dims:
             return parent
         self.add(RangeGate("Leukocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
@@ -1521,6 +1570,11 @@ class _Gater:
 #: the default share of a population (2%) beads were not found in 2 of 62 lymphopenic tubes,
 #: where granulocytes fill the acquisition (audit 10)
 BEAD_MIN_MASS = 0.002
+#: events between the cells and the beads are beads (dimmed by a clog) where their colour
+#: profile lies within this many times the beads' own median distance of the beads' profile:
+#: on simulated tubes clog-dimmed beads lie at 1.0x, events bright on every channel with a
+#: lognormal spread of 0.25 per channel at 6x (review 34)
+BEAD_COLOUR_SPREAD = 2.0
 #: the oblique lymphocyte gate is drawn only where Fisher's discriminant of lymphocytes and
 #: monocytes on log FSC and log SSC separates them this many times better than SSC alone (on
 #: simulated blood 1.15–1.25 times; a gain under a tenth is not worth a curved gate)
