@@ -1098,6 +1098,28 @@ def test_events_bright_everywhere_in_other_colours_are_no_beads(share: float, le
     assert a.result.reportable, a.result.not_reportable_reasons
 
 
+def test_beads_gated_on_the_cd45_channel_are_no_leukocytes() -> None:
+    """A bead lot dim on every channel but CD45's is gated on CD45 itself; the leukocyte gate
+    (CD45+, not beads) then had no upper bound and held every bead: NK 3.12% of CD45+
+    leukocytes for 3.63 (this session). Truth: each event's population."""
+    tube = simulate_tube(SimulationSpec(n_events=50_000, seed=3))
+    assert tube.pre_spillover is not None
+    pre, events = np.array(tube.pre_spillover), np.array(tube.events)
+    beads = tube.labels == "bead"
+    cd45 = tube.pnn[tube.pns.index("CD45 PerCP-Cy5.5")]
+    dim = [j for j, c in enumerate(tube.spillover.channels) if c != cd45]
+    pre[np.ix_(beads, dim)] *= 0.1
+    seen = pre[beads] @ tube.spillover.matrix
+    for j, channel in enumerate(tube.spillover.channels):
+        events[beads, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
+    tube = dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    gate = next(g for g in a.tree.gates if g.name == "Beads") if a.tree else None
+    assert gate is not None and gate.dims[0].channel == cd45
+    assert a.membership["Beads"][beads].mean() > 0.99
+    assert not a.membership["Leukocytes"][beads].any()
+
+
 def test_a_bump_above_the_nk_cut_keeps_the_cd56bright_cut_above_the_dim_peak() -> None:
     """In this tube (one of about 620 in audit 32's sweep) a small bump of CD56+ NK events just
     above the NK cut stood as the lowest peak of the CD56+ NK cells, and the bright cut went in
