@@ -473,3 +473,22 @@ def test_a_stain_label_naming_another_cd_marker_is_said() -> None:
     mapped = load_aliases().with_overrides({"CD3": "FL1-A"})
     plain = sample_with(["CD3 FITC", "CD56 APC"])
     assert resolve_markers(plain, ["CD3", "CD56"], aliases=mapped).notes == ()
+
+
+def test_an_alias_file_key_the_analysis_does_not_know_is_said(tmp_path: Path) -> None:
+    """A lab file's key that names no marker of the analysis ("NCAM" for CD56, "SSC" for
+    SSC-A) was passed over without a word: "required marker(s) CD56 not found" (audit 33).
+    It stays allowed (a lab template may gate on a marker of its own, NKp46 above), and is
+    said in the error and in the notes of every result."""
+    f = tmp_path / "lab.toml"
+    f.write_text('[markers]\nNCAM = ["MyCD56"]\n[channels]\nSSC = ["Side"]\n', encoding="utf-8")
+    table = load_aliases(f)
+    assert table.foreign == ("NCAM", "SSC")
+    s = sample_with(["CD3", "MyCD56 APC"])
+    with pytest.raises(MarkerError, match=r"key\(s\) NCAM, SSC name no marker or channel"):
+        resolve_markers(s, ["CD3", "CD56"], aliases=table)
+    m = resolve_markers(sample_with(["CD3", "CD56 APC"]), ["CD3", "CD56"], aliases=table)
+    assert any("NCAM, SSC name no marker" in n for n in m.notes)
+    # keys the analysis knows, however written, are no foreign keys
+    f.write_text('[markers]\n"cd-56" = ["MyCD56"]\n[channels]\nssc-a = ["Side"]\n', "utf-8")
+    assert load_aliases(f).foreign == ()

@@ -22,6 +22,7 @@ $PnN (then $PnS) only, so "FSC-H" is never taken for "FSC".
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -91,6 +92,9 @@ class AliasTable:
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: markers and channels mapped to one label by :meth:`with_overrides`
     overridden: frozenset[str] = frozenset()
+    #: a lab file's keys that name no marker or channel of the bundled table (its aliases
+    #: serve only a lab template naming them; a misspelt key is otherwise silent)
+    foreign: tuple[str, ...] = ()
 
     def merged(self, other: AliasTable) -> AliasTable:
         """This table extended by ``other`` (aliases appended, new markers added)."""
@@ -102,7 +106,12 @@ class AliasTable:
         for k, v in other.channels.items():
             key = _find_key(channels, k) or k
             channels[key] = tuple(dict.fromkeys((*channels.get(key, ()), *v)))
-        return AliasTable(markers, channels, self.overridden | other.overridden)
+        return AliasTable(
+            markers,
+            channels,
+            self.overridden | other.overridden,
+            tuple(dict.fromkeys((*self.foreign, *other.foreign))),
+        )
 
     def with_overrides(self, overrides: Mapping[str, str]) -> AliasTable:
         """This table with each named marker mapped to exactly one label (``--marker CD56=NK1.1``).
@@ -130,7 +139,7 @@ class AliasTable:
                 key = _find_key(markers, marker) or marker.strip()
                 markers[key] = (label.strip(),)
                 overridden.add(key)
-        return AliasTable(markers, channels, frozenset(overridden))
+        return AliasTable(markers, channels, frozenset(overridden), self.foreign)
 
     def aliases_for(self, name: str) -> tuple[tuple[str, ...], bool]:
         """The aliases of ``name`` and whether it is a scatter/time channel."""
@@ -220,7 +229,10 @@ def load_aliases(path: str | Path | None = None) -> AliasTable:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return table.merged(_parse_table(extra, str(p)))
+    lab = _parse_table(extra, str(p))
+    known = {**table.markers, **table.channels}
+    foreign = tuple(k for k in (*lab.markers, *lab.channels) if _find_key(known, k) is None)
+    return dataclasses.replace(table.merged(lab), foreign=foreign)
 
 
 @dataclass(frozen=True)
@@ -507,9 +519,23 @@ def resolve_markers(
             f"required marker(s) {', '.join(missing)} not found; wanted "
             f"{', '.join(required)}; channels are: {_describe(labels)}; "
             f"map one with --marker {missing[0]}=LABEL (in a case manifest: markers = "
-            f'{{{missing[0]} = "LABEL"}})',
+            f'{{{missing[0]} = "LABEL"}})' + (f"; {_foreign_note(table)}" if table.foreign else ""),
         )
-    return MarkerMap(found_m, found_c, sample.source, _labels_naming_others(found_m, labels, table))
+    notes = _labels_naming_others(found_m, labels, table)
+    if table.foreign:
+        notes += (_foreign_note(table),)
+    return MarkerMap(found_m, found_c, sample.source, notes)
+
+
+def _foreign_note(table: AliasTable) -> str:
+    """What a lab alias file's unknown keys mean (audit 33: "NCAM" for CD56 and "SSC" for
+    SSC-A were passed over without a word)."""
+    keys, known = ", ".join(table.foreign), _bundled_aliases()
+    return (
+        f"the alias file's key(s) {keys} name no marker or channel of the NK analysis "
+        f"(markers: {', '.join(known.markers)}; channels: {', '.join(known.channels)}): "
+        "their aliases serve only a lab template that names them"
+    )
 
 
 _CD_WORD = re.compile(r"cd\d+[a-z]?")
