@@ -1075,3 +1075,19 @@ def test_raw_spectral_detectors_are_sent_to_be_unmixed(tmp_path: Path) -> None:
     path.write_bytes(data)
     with pytest.raises(MarkerError, match=r"raw-detectors-synthetic\.fcs: no channel names a "):
         analyze_file(path)
+
+
+def test_a_side_scatter_range_far_above_its_data_is_named_as_a_cause() -> None:
+    """$PnR 2^32 over float data put the whole side scatter under 0.5% of its range, and the
+    result was withheld as "no side scatter recorded", blaming the detector (audit 33): the
+    reason now names the range too where the values spread as side scatter does, and not
+    where they lie in a narrow band, as a dead detector's do."""
+    from nkpanel.flow.autogate import side_scatter_missing
+    from nkpanel.flow.sample import Channel
+
+    rng = np.random.default_rng(1)
+    scatter = np.exp(rng.normal(np.log(30_000.0), 0.9, 5000))  # lymphocytes to granulocytes
+    absurd = side_scatter_missing(Channel(3, "SSC-A", pnr=2.0**32), scatter)
+    assert absurd is not None and "or its $PnR is wrong" in absurd
+    band = side_scatter_missing(Channel(3, "SSC-A"), rng.uniform(400.0, 600.0, 5000))
+    assert band is not None and "$PnR" not in band

@@ -33,7 +33,7 @@ from nkpanel.flow.density import TAIL_SDS, Cut, _above, density_1d, find_cut
 from nkpanel.flow.gates import Dimension, Gate, GateTree, PolygonGate, RangeGate, gate_events
 from nkpanel.flow.markers import MarkerMap
 from nkpanel.flow.qc import SATURATED
-from nkpanel.flow.sample import Channel, FlowSample
+from nkpanel.flow.sample import Channel, FlowSample, timestep
 
 __all__ = [
     "LYMPHOCYTE_SCATTER",
@@ -218,9 +218,20 @@ def side_scatter_missing(channel: Channel, values: Array) -> str | None:
         return f"{name} reads {q05:.6g} for 90% of the events (no side scatter recorded)"
     # a log amplifier's lowest channels decode to its lowest values: judged on the above alone
     if not channel.is_log_amplified and q50 < DEAD_SCATTER_LEVEL * channel.top:
+        high = float(finite.max())
+        # the range keyword may be what is wrong ($PnR 2^32 over float data: audit 33) where
+        # the values spread as leukocytes' side scatter does (granulocytes ~10x lymphocytes),
+        # not in a detector's narrow band of noise
+        wrong_range = (
+            f"; or its $PnR is wrong: the largest value, {high:.4g}, is "
+            f"{high / channel.top:.2g} of it"
+            if high < 0.01 * channel.top and q95 >= 3.0 * q05
+            else ""
+        )
         return (
             f"{name}: the events' median {q50:.4g} lies under {DEAD_SCATTER_LEVEL:.1%} of its "
             f"range {channel.top:.6g}, in the detector's noise (no side scatter recorded)"
+            f"{wrong_range}"
         )
     return None
 
@@ -760,9 +771,12 @@ class _Gater:
             if rate is None or unwrapped is None:
                 self.notes.append("Time channel is not monotonic: flow-rate stability not checked")
                 return None, None
+            # Time is read in seconds where $TIMESTEP gives its tick (audit 33: no unit given)
+            in_s = tch.lower() == "time" and timestep(self.sample.metadata) is not None
+            unit = " s" if in_s else " ticks (no $TIMESTEP)"
             self.notes.append(
-                f"Time counter wraps every {unwrapped[1]:.4g}: flow rate checked on the unwrapped "
-                "times (unstable ends not trimmed)"
+                f"Time counter wraps every {unwrapped[1]:.4g}{unit}: flow rate checked on the "
+                "unwrapped times (unstable ends not trimmed)"
             )
         if rate.pause:
             self.notes.append(rate.pause)
