@@ -436,6 +436,35 @@ def test_saturated_clumps_just_above_the_range_leave_it_as_it_is(tmp_path: Path)
     assert not any("above the file's range" in n for n in s.notes)
 
 
+def test_a_range_thousands_of_times_above_the_scatter_is_taken_from_the_data(
+    tmp_path: Path,
+) -> None:
+    """$PnR 2^32 over float data (audit 33) put every channel's logicle scale far above its
+    data, and the side scatter, its median under 0.5% of that range, was taken for a dead
+    detector: a right tube withheld. Where every linear scatter channel's data lie under
+    0.1% of its range, the range is taken from them, and for the channels that shared it
+    (never below their own data). A scatter near its range keeps every range: a Guava
+    Muse writes FSC in decades (0-4) beside a linear FSC, both with $PnR 10,000."""
+    rng = np.random.default_rng(2)
+    raw = np.column_stack(
+        [
+            rng.uniform(10_000, 200_000, 1000),  # FSC-A
+            rng.uniform(5_000, 250_000, 1000),  # SSC-A
+            rng.uniform(0, 100_000, 1000),  # CD3
+            np.r_[rng.uniform(0, 100_000, 999), 300_000.0],  # CD56, one value above 2^18
+        ]
+    )
+    names = ["FSC-A", "SSC-A", "CD3", "CD56"]
+    s = read_fcs(write(tmp_path, build_fcs(raw, names, pnr=[2**32] * 4)))
+    assert [c.pnr for c in s.channels] == [262144, 262144, 262144, 524288]
+    (note,) = [n for n in s.notes if "thousands of times above" in n]
+    assert "FSC-A ($P1R 4.29497e+09, data up to 2e+05)" in note and "CD3, CD56" in note
+    guava = np.column_stack([rng.uniform(10, 900, 1000), rng.uniform(0, 1.2, 1000)])
+    g = read_fcs(write(tmp_path, build_fcs(guava, ["FSC-HLin", "FSC-HLog"], pnr=[10_000] * 2)))
+    assert [c.pnr for c in g.channels] == [10_000, 10_000]
+    assert not any("thousands of times above" in n for n in g.notes)
+
+
 def test_spillover_of_names_only_is_noted_not_used(tmp_path: Path) -> None:
     """MACSQuant writes $SPILLOVER as a channel count and names, with no matrix."""
     data = build_fcs(RAW, PNN, datatype="F", keywords={"$SPILLOVER": "2,CD3,CD56"})

@@ -1577,6 +1577,8 @@ def read_fcs(
 #: (saturated events pile at the top of a right range: a few percent, which the saturation
 #: check judges; 1.2% of clumps just above it had re-ranged a tube's scatter: review 36)
 RANGE_EXCEEDED_FRACTION = 0.10
+#: a scatter channel's $PnR is taken to be wrong where all its data lie under this share of it
+RANGE_FAR_ABOVE = 0.001
 
 
 def _ranges_from_data(
@@ -1591,7 +1593,9 @@ def _ranges_from_data(
     A program that rewrote the file can leave a range that is not the instrument's (a Cytek
     Aurora's 4,194,304 written as 262,144: audit 31). Left as it was, every event above it
     counted as saturated, the singlet gate found no event off the "pinned" top, and the
-    logicle scale ended far below the data.
+    logicle scale ended far below the data. A scatter channel's range more than a thousand
+    times above all its data is taken from them likewise (:data:`RANGE_FAR_ABOVE`). Channels
+    that shared a scatter's old range take its new one, never one below their own data.
     """
     out = list(channels)
     n = events.shape[0]
@@ -1599,16 +1603,31 @@ def _ranges_from_data(
         return out
     tops = maxima if maxima is not None else events.max(axis=0)
     said: list[str] = []
+    far: list[str] = []
+    # a scatter's data fill a good part of its digitiser's range: where every scatter
+    # channel's lie thousands of times below it, the range is no instrument's ($PnR 2^32 over
+    # float data put every channel's logicle scale far above its data, and the side scatter
+    # was taken for a dead detector: audit 33). One scatter near its range (a Guava Muse's
+    # linear FSC beside its FSC in decades) says the range is the instrument's
+    linear_scatter = [
+        i for i, ch in enumerate(channels) if _scatter(ch) and not ch.is_log_amplified
+    ]
+    all_far = bool(linear_scatter) and all(
+        0 < tops[i] < RANGE_FAR_ABOVE * channels[i].top for i in linear_scatter
+    )
     for i, ch in enumerate(channels):
-        if ch.is_log_amplified or ch.pnn.lower() == "time" or not tops[i] > ch.top:
+        if ch.is_log_amplified or ch.pnn.lower() == "time":
+            continue
+        pnr = _range_of(ch, float(tops[i]))
+        if all_far and i in linear_scatter:
+            out[i] = dataclasses.replace(ch, pnr=pnr)
+            far.append(f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}, data up to {tops[i]:.3g})")
+            continue
+        if not tops[i] > ch.top:
             continue
         above = int(np.count_nonzero(events[:, i] > ch.top))
         if above <= RANGE_EXCEEDED_FRACTION * n:
             continue  # a few values past the top are saturated events, as they are counted
-        gain = ch.png if ch.png > 0 else 1.0
-        pnr = float(tops[i] * gain)
-        if pnr < 2.0**1023:  # the next power of two, where there is one
-            pnr = float(2.0 ** np.ceil(np.log2(pnr)))
         out[i] = dataclasses.replace(ch, pnr=pnr)
         said.append(
             f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {100 * above / n:.3g}% of events above "
@@ -1621,14 +1640,18 @@ def _ranges_from_data(
     scatter = [
         (channels[i].pnr, out[i].pnr)
         for i in range(len(out))
-        if out[i].pnr != channels[i].pnr and re.match(r"(?i)(fsc|ssc)", channels[i].pnn)
+        if out[i].pnr != channels[i].pnr and _scatter(channels[i])
     ]
     shared: list[str] = []
-    for old_range, new_range in sorted(set(scatter)):
+    # the largest of the scatter's new ranges, where one old range gave several
+    for old_range, new_range in sorted(dict(sorted(scatter, key=lambda r: r[1])).items()):
         for i, ch in enumerate(channels):
-            fits = ch.pnr == old_range and not ch.is_log_amplified and ch.pnn.lower() != "time"
-            if fits and out[i].pnr < new_range:
-                out[i] = dataclasses.replace(ch, pnr=new_range)
+            if ch.pnr != old_range or ch.is_log_amplified or ch.pnn.lower() == "time":
+                continue
+            # never below the channel's own data
+            wanted = max(new_range, _range_of(ch, float(tops[i])))
+            if out[i].pnr != wanted:
+                out[i] = dataclasses.replace(ch, pnr=wanted)
                 shared.append(ch.pnn)
     if said:
         notes.append(
@@ -1641,7 +1664,26 @@ def _ranges_from_data(
                 else ""
             )
         )
+    if far:
+        notes.append(
+            f"the file's range lies thousands of times above the scatter's data: "
+            f"{'; '.join(far)}; the range is taken from the data"
+            + (f", and for {', '.join(shared)}, which shared it" if shared and not said else "")
+        )
     return out
+
+
+def _range_of(channel: Channel, top: float) -> float:
+    """The range an instrument would give data reaching ``top`` on ``channel``: the next
+    power of two at or above it (on the scale before $PnG)."""
+    gain = channel.png if channel.png > 0 else 1.0
+    pnr = top * gain
+    return float(2.0 ** np.ceil(np.log2(pnr))) if 0 < pnr < 2.0**1023 else pnr
+
+
+def _scatter(channel: Channel) -> bool:
+    """Whether ``channel`` is a forward or side scatter, by its name (the digitiser's range)."""
+    return re.match(r"(?i)(fsc|ssc)", channel.pnn) is not None
 
 
 #: at most this many data sets are looked for in one file (a loop of $NEXTDATA is refused)
