@@ -96,6 +96,7 @@ def flow_entry(
         "template": None,
         "template_roles": {},
         "file_notes": [],
+        "markers": {"CD3": "FITC-A", "CD16": "PE-A", "CD56": "APC-A"},
         "figures": figures or [],
     }
 

@@ -236,3 +236,24 @@ def test_report_json_gives_trend_values_as_the_report_prints_them(tmp_path: Path
     doc = json.loads(paths.json.read_text("utf-8"))
     (t,) = [t for t in doc["trends"] if t["code"] == "pnk-pct-lymph"]
     assert [p["value"] for p in t["points"]] == [21.0, 13.2] and t["change"] == -7.7
+
+
+@pytest.mark.parametrize("combined", [True, False])
+def test_nk_like_t_is_named_as_the_panel_gated_it(tmp_path: Path, combined: bool) -> None:
+    """With CD16 and CD56 on one channel (a TBNK kit's CD16+56), the NK-like T cells are CD3+
+    CD16/56+, not CD3+ CD56+ as the report had named them (audit 33 finding 11): the row's
+    label and the method say so; a panel with its own CD56 channel keeps the catalogue's.
+    Synthetic tube (nkpanel's simulator) through the analysis and its summary."""
+    import json
+
+    from nkpanel.flow.analyze import analyze_sample
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    tube = simulate_tube(SimulationSpec(n_events=40_000, seed=5, combined_cd16_cd56=combined))
+    entry = analyze_sample(tube.to_sample()).result.summary() | {"figures": []}
+    paths = build_reports(summary(flow=[entry]), tmp_path, pdf=False)
+    doc = json.loads(paths.json.read_text("utf-8"))
+    (row,) = [r for r in doc["results"] if r["code"] == "pnk-nklike-t-pct-lymph"]
+    assert ("CD3+ CD16/56+" in row["label"]) is combined
+    assert ("CD3+ CD16/56+" in row["method"]) is combined
+    assert row["label"].startswith("NK-like T cells (CD3+ C")

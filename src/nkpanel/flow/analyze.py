@@ -335,6 +335,7 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         sample.notes,
         leukocytes_by_cd45=markers.has("CD45"),
     )
+    result = dataclasses.replace(result, markers=dict(markers.markers))
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
     )

@@ -61,6 +61,9 @@ class FlowResult:
     #: to nkpanel's reading, a name changed in a batch): provenance, kept apart from the notes,
     #: which are about the quality of the measurement
     file_notes: tuple[str, ...] = ()
+    #: the channel ($PnN) that carried each marker of the automated gating ("CD16" and "CD56"
+    #: on one channel: a TBNK kit's combined CD16+56); empty for a template run
+    markers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reportable(self) -> bool:
@@ -114,4 +117,5 @@ class FlowResult:
             "template": self.template,
             "template_roles": dict(self.template_roles),
             "file_notes": list(self.file_notes),
+            "markers": dict(self.markers),
         }

@@ -131,6 +131,9 @@ class Measurement:
     #: other estimates of the same measurand on the same specimen, ``(label, value)``: shown
     #: beside the value, labelled, never read against the interval
     also: tuple[tuple[str, float], ...] = ()
+    #: the measurand's label as this specimen's panel measured it, where it differs from the
+    #: catalogue's ("NK-like T cells (CD3+ CD16/56+)" on a combined CD16+56 channel); "" when not
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ class _Origin:
         counting_cv_leaves_out: str = "",
         gating: str = "",
         extra_notes: tuple[str, ...] = (),
+        label: str = "",
     ) -> Measurement:
         """One measurement of ``code`` from this entry (in the measurand's unit), with the
         entry's QC notes and ``extra_notes`` of its own; the lysis curve goes only to the lysis
@@ -241,6 +245,7 @@ class _Origin:
             counting_cv_percent=counting_cv_percent,
             counting_cv_leaves_out=counting_cv_leaves_out,
             gating=gating,
+            label=label,
             pre_analytic=self.pre_analytic,
             figures=self.figures,
             curve=self.curve if code.startswith("nka-lysis") else (),
@@ -427,7 +432,20 @@ def _flow_measurements(
     sample = str(entry.get("sample", draw_id))
     gating = str(entry.get("gating", "automated"))
     count_method = str(entry.get("absolute_count_method", "none"))
-    base_method = f"flow cytometry, {gating} gating (CD3− CD56+ and/or CD16+ lymphocytes)"
+    # which channel carried which marker (summaries written before it was kept have none):
+    # one channel for CD16 and CD56 (a TBNK kit) gates CD3+ CD16/56+ cells, not CD3+ CD56+
+    panel = _mapping(entry.get("markers") or {}, f"{where}.markers")
+    combined = panel.get("CD16") is not None and panel.get("CD16") == panel.get("CD56")
+    nk_cells = "CD3− CD16/56+ lymphocytes" if combined else "CD3− CD56+ and/or CD16+ lymphocytes"
+    base_method = f"flow cytometry, {gating} gating ({nk_cells})"
+    labels = (
+        {
+            "pnk-nklike-t-pct-lymph": "NK-like T cells (CD3+ CD16/56+: CD16 and CD56 on one "
+            "channel), % of lymphocytes (reported apart from NK cells)"
+        }
+        if combined
+        else {}
+    )
     # which template gate plays which role is provenance, part of the method, not a QC note
     template_roles = _mapping(entry.get("template_roles") or {}, f"{where}.template_roles")
     template = str(entry.get("template") or "template")
@@ -480,7 +498,7 @@ def _flow_measurements(
         (
             "pnk-nklike-t-pct-lymph",
             nklt,
-            "flow cytometry, CD3+ CD56+ lymphocytes",
+            f"flow cytometry, CD3+ {'CD16/56+' if combined else 'CD56+'} lymphocytes",
             _binomial_cv(nklt / 100, n_lymph) if nklt is not None else None,
         ),
     ]
@@ -538,6 +556,7 @@ def _flow_measurements(
                     else ""
                 ),
                 gating=gating,
+                label=labels.get(code, ""),
             )
         )
     return out

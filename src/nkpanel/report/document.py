@@ -165,7 +165,7 @@ def _result(
 
     return {
         "code": meas.code,
-        "label": meas.label,
+        "label": m.label or meas.label,
         "patient_name": meas.patient_name,
         "patient_what": meas.patient_what,
         "biomarker": meas.biomarker,
