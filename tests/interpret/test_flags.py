@@ -130,6 +130,34 @@ def test_suppression_is_reported_without_a_verdict() -> None:
         assert "no verdict" in r.comment
 
 
+def test_a_limit_finer_than_the_result_is_printed_as_used(tmp_path: Path) -> None:
+    """A lab's upper limit 11.72 was printed "4.0–11.7 %", and the result 11.728, printed
+    11.7 and compared as printed, read "within" a limit the reader could not see; the
+    expanded uncertainty read "± 0.3 %" in the comment and "± 0.26 %" in the methods table
+    (audit 32). The limit is printed with its own digits, the uncertainty with one more
+    decimal than the result, alike everywhere."""
+    lab = tmp_path / "lab.toml"
+    lab.write_text(
+        '[defaults]\n"pnk-pct-lymph" = "lab-nk"\n[[interval]]\nid = "lab-nk"\n'
+        'measurand = "pnk-pct-lymph"\nkind = "reference_interval"\nlower = 4.0\n'
+        'upper = 11.72\nunit = "%"\nmethod = "flow"\npopulation = "lab convention"\n'
+        'source = "Lab SOP (synthetic)"\n',
+        "utf-8",
+    )
+    settings = InterpretSettings(analytical_cv={"pnk-pct-lymph": 1.1})
+    reading = interpret_case(
+        summary(flow=[flow_entry(nk_pct=11.728, n_lymph=10**9)]),
+        intervals_path=lab,
+        settings=settings,
+    )
+    r = result(reading, "pnk-pct-lymph")
+    assert r.interval is not None and r.interval.describe(1) == "4.0–11.72 %"
+    assert r.flag == "within" and r.display_value == "11.7"
+    # U = 2 × 1.1% × 11.728 = 0.258: "± 0.26", as the methods table rounds it
+    assert r.uncertainty is not None and "(± 0.26 %, k = 2)" in r.comment
+    assert "The limit 11.72 %" in r.comment
+
+
 def test_activity_has_no_default_interval_but_a_lab_may_choose_one(tmp_path: Path) -> None:
     reading = interpret_case(summary(cytotoxicity=[plate(lysis=18.0)]))
     r = result(reading, "nka-lysis-50-1")

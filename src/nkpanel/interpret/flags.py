@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval
+from nkpanel.interpret.intervals import IntervalSet, ReferenceInterval, limit_text
 from nkpanel.interpret.measurands import Measurand, measurand
 from nkpanel.interpret.measurements import DayOnly, Measurement
 from nkpanel.interpret.method_notes import MethodNote, notes_for
@@ -452,7 +452,8 @@ def _limit_phrase(iv: ReferenceInterval, decimals: int) -> str:
 
 
 def _num(v: float, decimals: int, unit: str) -> str:
-    return f"{_fmt(v, decimals)} {unit}"
+    """A limit with its unit (its own digits where finer than the result's)."""
+    return f"{limit_text(v, decimals)} {unit}"
 
 
 def _patient_sentence(
@@ -657,15 +658,16 @@ def interpret_measurement(
     caveats += _far_outside(reported, interval, meas)
     if by_unc is not None and unc is not None:
         comment += (
-            f" The limit {_fmt(by_unc, d)} {meas.unit} lies within the result's measurement "
-            f"uncertainty (± {_fmt(unc.expanded, d)} {meas.unit}, k = {unc.coverage_factor:g}): "
+            f" The limit {limit_text(by_unc, d)} {meas.unit} lies within the result's "
+            f"measurement uncertainty (± {_fmt(unc.expanded, d + 1)} {meas.unit}, "
+            f"k = {unc.coverage_factor:g}): "
             "the test cannot tell on which side of the limit the value lies, so repeat the "
             "measurement rather than act on this result."
         )
     elif in_ci is not None and m.ci is not None:
         lo_ci, hi_ci, level = m.ci
         comment += (
-            f" The limit {_fmt(in_ci, d)} {meas.unit} lies within the result's {level:.0%} "
+            f" The limit {limit_text(in_ci, d)} {meas.unit} lies within the result's {level:.0%} "
             f"confidence interval across the fields counted ({_fmt(lo_ci, d)}–{_fmt(hi_ci, d)} "
             f"{meas.unit}): the fields counted cannot tell on which side of the limit the "
             "value lies; counting more fields narrows the interval."

@@ -118,17 +118,31 @@ class ReferenceInterval(_Strict):
     def describe(self, decimals: int = 1) -> str:
         """The interval as printed, e.g. ``"4.0–26.0 %"``, ``"≤ 12.0 % (clinic cutoff)"`` or,
         with its upper limit excluded, ``"< 5.0 % (clinic cutoff)"``."""
-        fmt = f"{{:.{decimals}f}}"
         unit = self.unit
+
+        def fmt(v: float) -> str:
+            return limit_text(v, decimals)
+
         if self.lower is not None and self.upper is not None:
             below = "under " if self.upper_exclusive else ""
-            text = f"{fmt.format(self.lower)}–{below}{fmt.format(self.upper)} {unit}"
+            text = f"{fmt(self.lower)}–{below}{fmt(self.upper)} {unit}"
         elif self.upper is not None:
-            text = f"{'<' if self.upper_exclusive else '≤'} {fmt.format(self.upper)} {unit}"
+            text = f"{'<' if self.upper_exclusive else '≤'} {fmt(self.upper)} {unit}"
         else:
             assert self.lower is not None
-            text = f"≥ {fmt.format(self.lower)} {unit}"
+            text = f"≥ {fmt(self.lower)} {unit}"
         return text + (" (clinic cutoff)" if self.kind == "clinic_cutoff" else "")
+
+
+def limit_text(value: float, decimals: int) -> str:
+    """A limit as printed: with the result's ``decimals``, or with its own digits where it was
+    given more finely (a lab's upper limit 11.72 had been printed 11.7, and a result of 11.7
+    compared with 11.72 read "within" against a limit the reader could not see: audit 32)."""
+    for places in range(decimals, decimals + 7):
+        text = f"{value:.{places}f}"
+        if abs(float(text) - value) <= 1e-9 * max(1.0, abs(value)):
+            return text
+    return f"{value:.{decimals + 6}f}"
 
 
 class AnalyticalCV(_Strict):

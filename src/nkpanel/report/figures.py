@@ -18,7 +18,7 @@ from typing import Any
 
 from nkpanel._figures import save_figure
 from nkpanel.interpret.flags import Interpretation
-from nkpanel.interpret.intervals import ReferenceInterval
+from nkpanel.interpret.intervals import ReferenceInterval, limit_text
 from nkpanel.interpret.measurements import Measurement
 from nkpanel.interpret.serial import Trend
 
@@ -141,7 +141,7 @@ def reference_bar_svg(r: Interpretation, *, synthetic: bool) -> str | None:
         {x for x in (iv.lower if iv else None, iv.upper if iv else None) if x is not None}
     )
     d = r.measurand.decimals
-    ax.set_xticks(ticks, [f"{t:.{d}f}" for t in ticks])
+    ax.set_xticks(ticks, [limit_text(t, d) for t in ticks])
     ax.tick_params(axis="x", labelsize=7.5, length=2, pad=1)
     ax.set_xlim(a, b)
     ax.set_ylim(0, 1)
