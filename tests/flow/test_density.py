@@ -102,7 +102,8 @@ def test_negatives_up_to_passes_over_a_light_negative_peak() -> None:
     31): negatives, a light CD56- population above them, CD56dim and CD56bright NK cells.
     The lowest valley lies between the two negative populations; where another negative
     population (the T cells) is known to reach past the light one, the cut is the valley
-    above it, and it can never pass the last peak below the brightest."""
+    above it. Only light peaks are passed over: a reach past the CD56dim NK cells (a T-cell
+    tail merged by spreading) had taken them for negatives (review 37)."""
     rng = np.random.default_rng(5)
     x = np.concatenate(
         [
@@ -118,5 +119,5 @@ def test_negatives_up_to_passes_over_a_light_negative_peak() -> None:
     assert passed.peaks == plain.peaks and 0.26 < passed.value < 0.45
     # no peak at or below the reach: the lowest one stays the negatives'
     assert find_cut(x, negatives_up_to=0.05).value == plain.value
-    # a reach past every peak: the cut still has a positive peak above it
-    assert 0.58 < find_cut(x, negatives_up_to=0.9).value < 0.66
+    # a reach past every peak passes over the light one alone, not the CD56dim peak
+    assert find_cut(x, negatives_up_to=0.9).value == passed.value

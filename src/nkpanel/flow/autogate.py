@@ -75,6 +75,20 @@ def _same_colours(scaled: NDArray[np.float64], beads: BoolArray, others: BoolArr
     return bool(np.median(distance[others]) <= BEAD_COLOUR_SPREAD * np.median(distance[beads]))
 
 
+def _within_a_spell(events: NDArray[np.intp], beads: NDArray[np.intp]) -> bool:
+    """Whether ``events`` (their places in the acquisition) arrived within a spell of it
+    rather than throughout, as ``beads`` did: their two-sample Kolmogorov-Smirnov distance
+    exceeds :data:`BEAD_SPELL_KS`, or chance's at 1% (1.63/√n) where ``events`` are few."""
+    a, b = np.sort(events), np.sort(beads)
+    if a.size == 0 or b.size == 0:
+        return False
+    x = np.concatenate([a, b])
+    gap = (
+        np.searchsorted(a, x, side="right") / a.size - np.searchsorted(b, x, side="right") / b.size
+    )
+    return float(np.max(np.abs(gap))) > max(BEAD_SPELL_KS, 1.63 / float(np.sqrt(a.size)))
+
+
 def _pick_columns(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.float64]:
     """``values[mask]`` of a 2-D array, in column order: one gather down each column (rows
     gathered whole from a column-ordered array, then reordered, cost about three times as
@@ -841,7 +855,7 @@ class _Gater:
             # would pass for beads in a tube without them
             options += [[j for j in every if j != dim] for dim in every]
         for cols in options:
-            found = self._bright_everywhere(scaled, cols)
+            found = self._bright_everywhere(scaled, cols, idx)
             if found is None:
                 continue
             c, candidates, stray = found
@@ -885,7 +899,13 @@ class _Gater:
         # the leukocytes too where they stand above every cell on the beads' channel (left in,
         # 2% of them became the "lymphocytes": review 34)
         no_cell = lin
-        if np.count_nonzero(stray):
+        if n_stray := np.count_nonzero(stray):
+            share = n_stray / np.count_nonzero(candidates)
+            self.notes.append(
+                "events bright on every bead channel but in other colours than the beads, and "
+                "throughout the acquisition (dead cells or clumps binding every antibody?), "
+                f"are not counted as beads: about {share:.0%} as many as the beads"
+            )
             j = fluor.index(best)
             stray_lo = float(np.percentile(scaled[stray, j], 0.5))
             cell_hi = float(np.percentile(scaled[~(candidates | stray), j], 99.95))
@@ -895,11 +915,12 @@ class _Gater:
 
     @staticmethod
     def _bright_everywhere(
-        scaled: NDArray[np.float64], columns: Iterable[int]
+        scaled: NDArray[np.float64], columns: Iterable[int], order: NDArray[np.intp]
     ) -> tuple[Cut, BoolArray, BoolArray] | None:
         """The events bright on every one of ``columns`` (a valley below the brightest
         population of their minimum), that cut, and the events bright on every one of them
-        but in other colours than the beads (none where there are none), or None."""
+        but no beads (none where there are none), or None. ``order``: each row's place in
+        the acquisition."""
         cols = list(columns)
         low = np.minimum.reduce([scaled[:, j] for j in cols])
         # beads are the brightest population of this minimum: the cut is the valley below
@@ -917,16 +938,21 @@ class _Gater:
         stray = np.zeros(low.size, dtype=bool)
         if len(c.peaks) > 2:
             # a peak between the cells and the beads: beads dimmed by a partial clog (audit
-            # 32) keep the beads' colours, the same dyes in the same proportions; events
-            # bright on every channel in other proportions (dead cells or clumps binding
-            # every antibody) are no beads, and the cut is the valley just below the beads
-            # (they had been counted as beads: NK/µL 14% low, reportable; review 34)
+            # 32) keep the beads' colours, the same dyes in the same proportions, or, where
+            # the clog dims one laser more than another (review 37), arrive within the clog;
+            # events bright on every channel in other proportions throughout the acquisition,
+            # as the beads arrive (dead cells or clumps binding every antibody), are no beads,
+            # and the cut is the valley just below the beads (they had been counted as beads:
+            # NK/µL 14% low, reportable; review 34)
             near = find_cut(
                 low, side="below", brightest=True, axis_pile=True, min_mass=BEAD_MIN_MASS
             )
             between = (low >= c.value) & (low < near.value)
-            if np.count_nonzero(between) >= 20 and not _same_colours(
-                scaled[:, cols], low >= near.value, between
+            beads = low >= near.value
+            if (
+                np.count_nonzero(between) >= 20
+                and not _same_colours(scaled[:, cols], beads, between)
+                and not _within_a_spell(order[between], order[beads])
             ):
                 c, stray = near, between
         candidates = low >= c.value
@@ -1455,8 +1481,21 @@ class _Gater:
         cd3_pos = _pick(base, self.values_in(lymph, cd3) >= c3_valley)
         if cd16 != cd56 and cd3_pos.size >= 50:
             self.cut("CD56 (CD3+)", cd56, cd3_pos, noted=False)
-            t_negatives = self.cuts["CD56 (CD3+)"].value
+            # only where the T cells' CD56- cells stand apart: a tail of T and NK-like T cells
+            # merged by spreading reached past the CD56dim NK cells (review 37)
+            if self.cuts["CD56 (CD3+)"].method == "valley":
+                t_negatives = self.cuts["CD56 (CD3+)"].value
         c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56, negatives_up_to=t_negatives)
+        passed = self.cuts["CD56"]
+        if t_negatives is not None and len(passed.peaks) > 2 and passed.value > passed.peaks[1]:
+            over = [p for p in passed.peaks if p < passed.value][1:]
+            shown = ", ".join(f"{self.scale(cd56).inverse(p):.3g}" for p in over)
+            self.notes.append(
+                f"CD56: a light peak of the CD3- lymphocytes at {shown} lies where the T cells' "
+                f"CD56- cells reach (up to {self.scale(cd56).inverse(t_negatives):.3g}): taken "
+                "as CD56- (dendritic cells or monocytes in the lymphocyte gate?); the NK cut is "
+                "the valley above it"
+            )
         c56 = self.negatives_missing("CD56", cd56, c56)
         c16 = (
             self.negatives_missing("CD16", cd16, self.cut("CD16", cd16, neg_ref, bright_only=True))
@@ -1589,6 +1628,10 @@ BEAD_MIN_MASS = 0.002
 #: on simulated tubes clog-dimmed beads lie at 1.0x, events bright on every channel with a
 #: lognormal spread of 0.25 per channel at 6x (review 34)
 BEAD_COLOUR_SPREAD = 2.0
+#: ... or where they arrived within a spell of the acquisition (a clog), their distribution over
+#: it this far (Kolmogorov-Smirnov) from the beads': a clog over three quarters of the run
+#: or less; events spread as the beads are, at random, stay under ~1.63/√n
+BEAD_SPELL_KS = 0.25
 #: the oblique lymphocyte gate is drawn only where Fisher's discriminant of lymphocytes and
 #: monocytes on log FSC and log SSC separates them this many times better than SSC alone (on
 #: simulated blood 1.15–1.25 times; a gain under a tenth is not worth a curved gate)

@@ -41,6 +41,10 @@ MIN_HEIGHT = 0.01
 #: … and hold at least this fraction of the events between its valleys (a population, not a
 #: ripple of a few events that a narrow bandwidth resolves in a sparse tail)
 MIN_MASS = 0.02
+#: a peak passed over as part of the negatives (``negatives_up_to``) holds less than this share
+#: of the events: CD56- dendritic cells and monocytes in a scatter-only lymphocyte gate held
+#: 2-4% of the CD3- lymphocytes of a real Aurora PBMC (audit 31)
+NEGATIVE_BUMP_MASS = 0.10
 #: the upper tail of a lone negative peak is its centre plus this many left-side SDs
 TAIL_SDS = 3.0
 #: the least share of a parent's events on its lowest value that counts as a pile at the axis
@@ -431,9 +435,10 @@ def find_cut(
         them where CD56bright cells are the majority (review 34); with two peaks the lowest is
         the reference, however light (CD56dim 3% of NK where 93% are bright: review 35).
     negatives_up_to
-        With ``side="above"``: the negative population is the highest peak at or below this
-        value that has a peak above it (the lowest peak where none is), not the lowest one:
-        where another population known to be negative (the T cells, on CD56) reaches. A light
+        With ``side="above"``: the negative population is the lowest peak, or above it the
+        highest of the light peaks (each under :data:`NEGATIVE_BUMP_MASS` of the events, and a
+        peak left above them) that stand at or below this value: where another population
+        known to be negative (the T cells, on CD56) reaches. A light
         population of CD56- cells slipped into the lymphocyte gate (dendritic cells and
         monocytes, CD4+ CD11c+ on a real Cytek Aurora PBMC) stands as a peak on the upper
         side of the CD3- lymphocytes' negatives, and the lowest valley, below it, had doubled
@@ -481,8 +486,15 @@ def find_cut(
         # the reference is the lowest prominent peak; the positive one is the next peak above
         ref = 0
         if negatives_up_to is not None and peaks.size > 2:
-            below = np.flatnonzero(d.grid[peaks[:-1]] <= negatives_up_to)
-            ref = int(below[-1]) if below.size else 0
+            # over light peaks only, each under NEGATIVE_BUMP_MASS of the events (review 37:
+            # a reach past the CD56dim NK peak had taken it for the negatives)
+            light = _peak_masses(d, peaks) < NEGATIVE_BUMP_MASS
+            while (
+                ref + 2 < peaks.size
+                and light[ref + 1]
+                and d.grid[peaks[ref + 1]] <= negatives_up_to
+            ):
+                ref += 1
         if reference_mass is not None and peaks.size > 2:
             # a light peak hard by ``above`` is the cut-off edge of the population below it;
             # beside a lone brighter peak it is the smaller population itself (review 35)
