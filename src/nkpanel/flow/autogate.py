@@ -1479,7 +1479,9 @@ class _Gater:
         # the valley below it had made the T cells' upper tail NK-like T (10% for 4-5%)
         t_negatives: float | None = None
         cd3_pos = _pick(base, self.values_in(lymph, cd3) >= c3_valley)
-        if cd16 != cd56 and cd3_pos.size >= 50:
+        # (flow data: on mass cytometry's CD56 the peak passed over held NK cells as often as
+        # not, by CD7 and HLA-DR, and no truth chose between the cuts: review 37)
+        if cd16 != cd56 and cd3_pos.size >= 50 and self.kind == "flow":
             self.cut("CD56 (CD3+)", cd56, cd3_pos, noted=False)
             # only where the T cells' CD56- cells stand apart: a tail of T and NK-like T cells
             # merged by spreading reached past the CD56dim NK cells (review 37)
