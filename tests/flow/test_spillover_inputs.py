@@ -337,3 +337,37 @@ def test_an_identity_matrix_on_a_spectral_instrument_needs_the_data_to_bear_it_o
     assert not result.reportable
     flag = next(f for f in result.qc if f.check == "compensation")
     assert flag.blocking and "the data do not look compensated" in flag.reason
+
+
+def test_gating_on_compensated_copies_beside_raw_channels_says_so(tmp_path: Path) -> None:
+    """A file holding raw channels (with $SPILLOVER) and FlowJo's compensated copies (Comp-…),
+    gated on the copies with --marker: the flag said "compensated with the file's matrix",
+    though no matrix touched those channels (audit 33 finding 19). SYNTHETIC tube."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+    from nkpanel.flow.compensation import compensate
+    from nkpanel.flow.simulate import SimulationSpec, simulate_tube
+
+    tube = simulate_tube(SimulationSpec(n_events=30_000, seed=9))
+    sample = tube.to_sample()
+    fluor = list(tube.spillover.channels)
+    done = compensate(sample, sample.spillover)
+    copies = done[:, [tube.pnn.index(c) for c in fluor]]
+    values = ",".join(format(float(v), ".10g") for v in tube.spillover.matrix.ravel())
+    data = build_fcs(
+        np.column_stack([sample.events, copies]),
+        [*tube.pnn, *(f"Comp-{c}" for c in fluor)],
+        pns=[*tube.pns, *([""] * len(fluor))],
+        keywords={"$TIMESTEP": "1", "$SPILLOVER": f"{len(fluor)},{','.join(fluor)},{values}"},
+    )
+    path = tmp_path / "raw-and-comp-synthetic.fcs"
+    path.write_bytes(data)
+    stains = {p.split()[0]: c for p, c in zip(tube.pns, tube.pnn, strict=True) if p}
+    overrides = {m: f"Comp-{c}" for m, c in stains.items()}
+    copied = analyze_file(path, FlowSettings(marker_overrides=overrides)).result
+    flag = next(f for f in copied.qc if f.check == "compensation")
+    assert flag.passed and "compensated before export" in flag.reason
+    assert "file's matrix" not in flag.reason
+    raw = analyze_file(path).result  # the raw channels, compensated here
+    flag = next(f for f in raw.qc if f.check == "compensation")
+    assert flag.passed and flag.reason == "compensated with the file's matrix"
+    assert copied.nk_percent_of_lymphocytes == pytest.approx(raw.nk_percent_of_lymphocytes)

@@ -932,6 +932,22 @@ def _compensation_flag(
             "dye in this tube can go into the supplied matrix as the file's matrix has it)",
             blocking=True,
         )
+    # channels a FlowJo or FACSDiva export compensated (Comp-/FJComp-) take no matrix here:
+    # the flag had said the file's matrix compensated them (audit 33 finding 19)
+    fluor = [ch for ch in sorted(gated) if not SCATTER_OR_TIME.match(ch)]
+    exported = [ch for ch in fluor if COMPENSATED_EXPORT.match(ch)]
+    if exported and len(exported) == len(fluor):
+        return flag(
+            "the gated channels were compensated before export (Comp-/FJComp- channels of "
+            "FlowJo or FACSDiva): no matrix applied to them here",
+            passed=True,
+        )
+    if exported:
+        names = ", ".join(exported)
+        return flag(
+            f"compensated with the {matrix} matrix; {names} compensated before export",
+            passed=True,
+        )
     return flag(f"compensated with the {matrix} matrix", passed=True)
 
 
