@@ -1091,3 +1091,33 @@ def test_a_side_scatter_range_far_above_its_data_is_named_as_a_cause() -> None:
     assert absurd is not None and "or its $PnR is wrong" in absurd
     band = side_scatter_missing(Channel(3, "SSC-A"), rng.uniform(400.0, 600.0, 5000))
     assert band is not None and "$PnR" not in band
+
+
+@pytest.mark.parametrize(("pne", "noted"), [((0.0, 0.0), True), ((4.0, 1.0), False)])
+def test_linear_fluorescence_of_an_analog_cytometer_is_noted(
+    pne: tuple[float, float], noted: bool
+) -> None:
+    """A FACSCalibur file whose 1,024-channel fluorescence carries $PnE 0,0 (or none) was read
+    as linear channel numbers without a word (audit 33 finding 18: NK 11.34% for 11.60); its
+    log amplifiers' output is rarely linear."""
+    from nkpanel.flow.analyze import _linear_analog_note
+    from nkpanel.flow.markers import resolve_markers
+    from nkpanel.flow.sample import FlowSample
+
+    sample = FlowSample.from_array(
+        np.zeros((10, 4)),
+        ["FSC-H", "SSC-H", "FL1-H", "FL4-H"],
+        pns=["", "", "CD3 FITC", "CD56 APC"],
+        metadata={"cyt": "FACSCalibur"},
+    )
+    chans = tuple(
+        dataclasses.replace(c, pnr=1024.0, pne=pne if c.pnn.startswith("FL") else (0.0, 0.0))
+        for c in sample.channels
+    )
+    sample = dataclasses.replace(sample, channels=chans)
+    note = _linear_analog_note(sample, resolve_markers(sample, ["CD3", "CD56"]))
+    assert bool(note) is noted
+    if noted:
+        assert note[0].startswith("FL1-H, FL4-H: $PnE says linear")
+    digital = dataclasses.replace(sample, metadata={"cyt": "FACSCanto II"})
+    assert _linear_analog_note(digital, resolve_markers(digital, ["CD3", "CD56"])) == ()

@@ -28,6 +28,7 @@ from nkpanel.flow.autogate import (
     mass_cytometry_note,
 )
 from nkpanel.flow.compensation import (
+    ANALOG_CYTOMETERS,
     CompensatedColumns,
     analog_compensation,
     spectral_unmixing,
@@ -322,7 +323,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         )
     # taken for mass cytometry unasked: said, with the way out
     auto_mass = s.autogate.cytometry == "auto" and cytometry == "mass"
-    unasked = (mass_cytometry_note(sample),) if auto_mass else ()
+    unasked: tuple[str, ...] = (mass_cytometry_note(sample),) if auto_mass else ()
+    unasked += _linear_analog_note(sample, markers)
     result = _build_result(
         sample,
         gating.membership,
@@ -1245,6 +1247,27 @@ def _left_out(own: Spillover | None, used: Spillover, gated: Collection[str]) ->
         if ch in gated or any(own.matrix[i, j] > NO_SPILL for j in into):
             out.append(ch)
     return out
+
+
+def _linear_analog_note(sample: FlowSample, markers: MarkerMap) -> tuple[str, ...]:
+    """A note where an analog cytometer's 1,024-channel fluorescence is said to be linear
+    ($PnE 0,0 or none), as its log amplifiers' output rarely is: the channel numbers are then
+    read as linear intensities (audit 33 finding 18: NK 11.34% for 11.60, no word said)."""
+    if not ANALOG_CYTOMETERS.search(sample.metadata.get("cyt", "")):
+        return ()
+    gated = sorted({sample.index_of(pnn) for pnn in markers.markers.values()})
+    linear = [
+        c.pnn
+        for c in (sample.channels[i] for i in gated)
+        if c.pnr <= 1024 and not c.is_log_amplified
+    ]
+    if not linear:
+        return ()
+    return (
+        f"{', '.join(linear)}: $PnE says linear, but an analog cytometer's "
+        "1,024-channel fluorescence is usually recorded through a 4-decade log amplifier "
+        "($PnE 4,0 or 4,1); read as linear channel numbers: check the instrument's settings",
+    )
 
 
 def _prior_compensation(sample: FlowSample) -> str | None:

@@ -28,6 +28,7 @@ from nkpanel.flow.sample import (
 )
 
 __all__ = [
+    "ANALOG_CYTOMETERS",
     "BLOCK_ROWS",
     "CompensatedColumns",
     "analog_compensation",
@@ -43,7 +44,7 @@ __all__ = [
 #: their files carry no spillover matrix: BD's analog FACScan, FACSort and FACSCalibur
 #: (CellQuest), by $CYT
 #: (whole words: the digital FACSCanto is no FACScan)
-_ANALOG_CYTOMETERS = re.compile(r"\bFACS\s*(?:Calibur|can|ort)\b", re.IGNORECASE)
+ANALOG_CYTOMETERS = re.compile(r"\bFACS\s*(?:Calibur|can|ort)\b", re.IGNORECASE)
 
 
 def analog_compensation(sample: FlowSample) -> str | None:
@@ -59,7 +60,7 @@ def analog_compensation(sample: FlowSample) -> str | None:
     if "analog_comp" in sample.metadata:
         return "compensated at acquisition by the instrument (ANALOG_COMP in the file)"
     cyt = sample.metadata.get("cyt", "")
-    if _ANALOG_CYTOMETERS.search(cyt):
+    if ANALOG_CYTOMETERS.search(cyt):
         return f"compensated at acquisition by the {cyt.strip()}'s analog electronics"
     # every fluorescence channel a compensated export ("Comp-FITC-A"): compensated before
     # the file was written, as analog data are (audit 33: withheld as "uncompensated")
