@@ -1529,6 +1529,8 @@ class _Gater:
                     "cut; CD56bright/dim subsets not given"
                 )
                 positive56 = None
+        if cd16 is not None and positive56 is not None and self.lone_bright_peak(positive56, nk_in):
+            positive56 = None
         if cd16 is not None and positive56 is not None:
             # the CD56dim NK cells are the reference: the lowest CD56+ NK peak, passing over a
             # light one hard by the NK cut where two more stand above it (that bump had put the
@@ -1588,6 +1590,32 @@ class _Gater:
                     "B cells", lymph, (self.dim(cd3), self.dim(cd19)), (None, c19), (c3_neg, None)
                 )
             )
+
+    def lone_bright_peak(self, positive56: Array, nk_in: NDArray[np.intp]) -> bool:
+        """Whether the CD56+ NK cells (their CD56, ``positive56``; NK events ``nk_in``) stand
+        as one CD56 population that is mostly CD16-, as CD56bright cells are and CD56dim ones
+        are not: taken for the CD56dim cells, it had read CD56bright 0.1% of NK for 95 and
+        CD56dim 41% for 3 (this session). Which subset it is cannot be told from CD56 alone,
+        so the subsets are not given, with a note."""
+        c16 = self.cuts.get("CD16")
+        if c16 is None or c16.method == "fallback":
+            return False
+        lone = find_cut(positive56, axis_pile=self.kind == "flow")
+        if lone.method == "valley":
+            return False
+        cd16 = self.markers.channel_for("CD16")
+        c56 = self.cuts["CD56"].value
+        on56 = self.scaled(self.markers.channel_for("CD56"), nk_in) >= c56
+        on16 = self.scaled(cd16, nk_in) >= c16.value
+        share = float(np.count_nonzero(on56 & on16)) / max(1, int(np.count_nonzero(on56)))
+        if share >= 0.5:
+            return False
+        self.notes.append(
+            f"the CD56+ NK cells stand as one CD56 population, {1 - share:.0%} of them CD16- "
+            "(as CD56bright NK cells are; CD56dim ones are CD16+): CD56bright/dim subsets not "
+            "given; review the NK gate's CD56 and CD16"
+        )
+        return True
 
     def negatives_missing(self, label: str, pnn: str, value: float) -> float:
         """The NK cut ``label`` on the CD3- lymphocytes, or the one on all lymphocytes where
