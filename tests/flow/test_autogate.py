@@ -1061,6 +1061,20 @@ def test_beads_dimmed_by_a_partial_clog_stay_beads(seed: int) -> None:
     assert got is not None and abs(got / truth - 1) < 0.05
 
 
+def _redetected(
+    tube: SimulatedTube, pre: np.ndarray, rows: np.ndarray | None = None
+) -> SimulatedTube:
+    """``tube`` with the dye signals ``pre`` (one column per spillover channel) of its events
+    ``rows`` (every event by default) detected again through its own spillover matrix, pinned
+    at the top of the 18-bit range and stored as float32, as the simulator writes them."""
+    at = np.arange(tube.n_events) if rows is None else rows
+    events = np.array(tube.events)
+    seen = pre[at] @ tube.spillover.matrix
+    for j, channel in enumerate(tube.spillover.channels):
+        events[at, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
+    return dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+
+
 def _with_events_bright_everywhere(seed: int, share: float, level: float) -> SimulatedTube:
     """A simulated tube in which ``share`` of the events, taken from the debris, carry every
     dye at ``level`` times the beads' median with a lognormal spread of 0.25 on each, as dead
@@ -1068,16 +1082,12 @@ def _with_events_bright_everywhere(seed: int, share: float, level: float) -> Sim
     tube = simulate_tube(SimulationSpec(n_events=50_000, seed=seed))
     assert tube.pre_spillover is not None
     pre = np.array(tube.pre_spillover)
-    events = np.array(tube.events)
     rng = np.random.default_rng(seed)
     debris = np.flatnonzero(tube.labels == "debris")
     pick = rng.choice(debris, int(share * tube.n_events), replace=False)
     bead_median = np.median(pre[tube.labels == "bead"], axis=0)
     pre[pick] = level * bead_median * np.exp(rng.normal(0.0, 0.25, (pick.size, pre.shape[1])))
-    seen = pre[pick] @ tube.spillover.matrix
-    for j, channel in enumerate(tube.spillover.channels):
-        events[pick, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
-    return dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+    return _redetected(tube, pre, pick)
 
 
 @pytest.mark.parametrize(("share", "level"), [(0.02, 0.3), (0.02, 0.5), (0.005, 0.15)])
@@ -1121,10 +1131,7 @@ def test_beads_dimmed_by_a_clog_more_on_one_laser_stay_beads() -> None:
     start, end = tube.truth["acquisition"]["clog_window_s"]
     inside = (seconds >= start) & (seconds < end)
     pre[inside, tube.spillover.channels.index("APC-A")] *= 0.7
-    seen = pre @ tube.spillover.matrix
-    for j, channel in enumerate(tube.spillover.channels):
-        events[:, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
-    tube = dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+    tube = _redetected(tube, pre)
     a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
     beads = tube.labels == "bead"
     assert a.membership["Beads"][beads & inside].mean() > 0.99
@@ -1148,17 +1155,14 @@ def test_t_cells_spread_on_cd56_do_not_lift_the_nk_cut() -> None:
     )
     tube = simulate_tube(spec)
     assert tube.pre_spillover is not None
-    pre, events = np.array(tube.pre_spillover), np.array(tube.events)
+    pre = np.array(tube.pre_spillover)
     channels = list(tube.spillover.channels)
     cd56 = channels.index(tube.pnn[tube.pns.index("CD56 APC")])
     cd3 = channels.index(tube.pnn[tube.pns.index("CD3 FITC")])
     pre[tube.labels == "NKT", cd56] *= 0.3
     rng = np.random.default_rng(0)
     pre[:, cd56] += rng.standard_normal(len(pre)) * 3.0 * np.sqrt(np.maximum(pre[:, cd3], 0.0))
-    seen = pre @ tube.spillover.matrix
-    for j, channel in enumerate(channels):
-        events[:, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
-    tube = dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+    tube = _redetected(tube, pre)
     r = analyze_sample(tube.to_sample()).result
     bright, nkt = r.cd56bright_percent_of_nk, r.nk_like_t_percent_of_lymphocytes
     assert bright is not None and abs(bright - tube.truth["cd56bright_percent_of_nk"]) < 5
@@ -1193,15 +1197,12 @@ def test_beads_gated_on_the_cd45_channel_are_no_leukocytes() -> None:
     leukocytes for 3.63 (this session). Truth: each event's population."""
     tube = simulate_tube(SimulationSpec(n_events=50_000, seed=3))
     assert tube.pre_spillover is not None
-    pre, events = np.array(tube.pre_spillover), np.array(tube.events)
+    pre = np.array(tube.pre_spillover)
     beads = tube.labels == "bead"
     cd45 = tube.pnn[tube.pns.index("CD45 PerCP-Cy5.5")]
     dim = [j for j, c in enumerate(tube.spillover.channels) if c != cd45]
     pre[np.ix_(beads, dim)] *= 0.1
-    seen = pre[beads] @ tube.spillover.matrix
-    for j, channel in enumerate(tube.spillover.channels):
-        events[beads, tube.pnn.index(channel)] = np.minimum(seen[:, j], 262_143.0)
-    tube = dataclasses.replace(tube, events=events.astype(np.float32).astype(np.float64))
+    tube = _redetected(tube, pre, np.flatnonzero(beads))
     a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
     gate = next(g for g in a.tree.gates if g.name == "Beads") if a.tree else None
     assert gate is not None and gate.dims[0].channel == cd45
