@@ -1529,8 +1529,7 @@ class _Gater:
                     "cut; CD56bright/dim subsets not given"
                 )
                 positive56 = None
-        if cd16 is not None and positive56 is not None and self.lone_bright_peak(positive56, nk_in):
-            positive56 = None
+        c_bright: Cut | None = None
         if cd16 is not None and positive56 is not None:
             # the CD56dim NK cells are the reference: the lowest CD56+ NK peak, passing over a
             # light one hard by the NK cut where two more stand above it (that bump had put the
@@ -1544,6 +1543,9 @@ class _Gater:
                 reference_mass=SUBSET_REFERENCE_MASS,
                 reference_gap=self.separation(cd56),
             )
+            if c_bright.method != "valley" and self.mostly_cd16_negative(nk_in):
+                c_bright = None
+        if cd16 is not None and c_bright is not None:
             self.cuts["CD56bright"] = c_bright
             lin_b = self.linear(cd56, c_bright.value)
             # CD56bright CD16-/dim (ARUP 2013805's CD3-CD16-CD56bright): below the CD16+ NK
@@ -1591,17 +1593,14 @@ class _Gater:
                 )
             )
 
-    def lone_bright_peak(self, positive56: Array, nk_in: NDArray[np.intp]) -> bool:
-        """Whether the CD56+ NK cells (their CD56, ``positive56``; NK events ``nk_in``) stand
-        as one CD56 population that is mostly CD16-, as CD56bright cells are and CD56dim ones
-        are not: taken for the CD56dim cells, it had read CD56bright 0.1% of NK for 95 and
+    def mostly_cd16_negative(self, nk_in: NDArray[np.intp]) -> bool:
+        """Whether the CD56+ NK cells (of the NK events ``nk_in``), standing as one CD56
+        population, are mostly CD16-, as CD56bright cells are and CD56dim ones are not: taken
+        for the CD56dim cells, such a population had read CD56bright 0.1% of NK for 95 and
         CD56dim 41% for 3 (this session). Which subset it is cannot be told from CD56 alone,
         so the subsets are not given, with a note."""
         c16 = self.cuts.get("CD16")
         if c16 is None or c16.method == "fallback":
-            return False
-        lone = find_cut(positive56, axis_pile=self.kind == "flow")
-        if lone.method == "valley":
             return False
         cd16 = self.markers.channel_for("CD16")
         c56 = self.cuts["CD56"].value
