@@ -334,6 +334,39 @@ def test_workspace_sample_gates_apply_to_a_new_file(
             assert np.array_equal(applied.membership[path], events[picked]), path
 
 
+@pytest.mark.shared_data
+def test_acquisition_defined_compensation_is_the_new_files_own(
+    flowsom: Path, wsp_template: Template, wsp_result: TemplateResult, tmp_path: Path
+) -> None:
+    """FlowJo's "Acquisition-defined" matrix is each file's own: a new patient's tube acquired
+    after a new compensation run (PE into PE-Cy7 2% for 0.36), its $SPILL saying so, was
+    compensated with the workspace sample's copy: NK 142 for 312 (NK 0.8% for 1.7),
+    reportable (audit 39). SYNTHETIC file: the real 68983 events, spilled anew."""
+    import flowio
+
+    from nkpanel.flow.sample import read_fcs
+
+    original = read_fcs(flowsom / "68983.fcs")
+    spill = original.spillover
+    assert spill is not None
+    at = [original.pnn.index(c) for c in spill.channels]
+    newer = spill.matrix.copy()
+    newer[spill.channels.index("PE-A"), spill.channels.index("PE-Cy7-A")] = 0.02
+    events = original.events.copy()
+    events[:, at] = events[:, at] @ np.linalg.inv(spill.matrix) @ newer
+    values = ",".join(format(float(v), ".6g") for v in newer.ravel())
+    keyword = f"{len(spill.channels)},{','.join(spill.channels)},{values}"
+    new = tmp_path / "patient-3 (synthetic).fcs"
+    with new.open("wb") as fh:
+        flowio.create_fcs(
+            fh, events.ravel().tolist(), list(original.pnn), metadata_dict={"SPILL": keyword}
+        )
+    result = apply_template(wsp_template, new)
+    for gate in ("NK cells", "NK T cells"):
+        assert result.counts[gate] == EXPERT_COUNTS[gate], gate
+    assert any("'Acquisition-defined', FlowJo's name" in n for n in result.notes)
+
+
 def two_sample_workspace(flowsom: Path, folder: Path) -> Path:
     """gating.wsp with a second sample, "68983-b.fcs", a copy of the first (synthetic edit)."""
     text = (flowsom / "gating.wsp").read_text()

@@ -767,15 +767,20 @@ def apply_template(
     InputError
         FlowKit fails while compensating, transforming or gating the file.
     """
+    from nkpanel.flow.sample import read_fcs
+
     p = Path(fcs_path)
     strategy, label, used = _pick_strategy(template, p, sample_id, group)
+    mine = read if read is not None else read_fcs(p, dataset=dataset)
+    strategy, acquired = _acquisition_matrix(strategy, mine)
     sample, read_notes = _load_fcs(
         p,
         flowjo_labels=template.kind == "flowjo",
         dataset=dataset,
-        read=read,
+        read=mine,
         in_matrices=[d for m in strategy.comp_matrices.values() for d in m.detectors],
     )
+    read_notes += acquired
     compensation = _gated_channels(strategy, sample, p, label)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -830,6 +835,49 @@ def apply_template(
         gate_ids=MappingProxyType(gates),
         workspace_sample=used,
         matrices=_template_matrices(strategy),
+    )
+
+
+#: FlowJo's name for the matrix a file was acquired with: each file's own $SPILLOVER (a
+#: workspace keeps a copy of its sample's; FlowJo applies a new file's own to it)
+ACQUISITION_DEFINED = "Acquisition-defined"
+
+
+def _acquisition_matrix(strategy: Any, sample: FlowSample) -> tuple[Any, tuple[str, ...]]:
+    """``strategy`` with its "Acquisition-defined" matrix replaced by ``sample``'s own, as
+    FlowJo applies it, and a note; ``strategy`` itself where it has none, or where the file's
+    matrix does not hold the same detectors (said in the note).
+
+    The workspace's copy is the acquisition matrix of the sample the template was drawn on:
+    applied to a new file acquired after a new compensation run (PE into PE-Cy7 2% for 0.36),
+    it read NK 0.8% for 1.7, reportable (audit 39)."""
+    import copy
+
+    import flowkit
+
+    stored = strategy.comp_matrices.get(ACQUISITION_DEFINED)
+    if stored is None:
+        return strategy, ()
+    own = sample.spillover
+    detectors = [str(d) for d in stored.detectors]
+    if own is None or set(own.channels) != set(detectors):
+        why = (
+            "has no spillover matrix"
+            if own is None
+            else f"'s matrix names other detectors ({', '.join(own.channels)})"
+        )
+        return strategy, (
+            f"the template compensates with {ACQUISITION_DEFINED!r}, FlowJo's name for each "
+            f"file's own matrix, but this file {why}: the template sample's copy was applied",
+        )
+    order = [own.channels.index(d) for d in detectors]
+    matrix = flowkit.Matrix(own.matrix[np.ix_(order, order)], detectors)
+    replaced = copy.copy(strategy)
+    replaced.comp_matrices = {**strategy.comp_matrices, ACQUISITION_DEFINED: matrix}
+    replaced.clear_cache()  # its own cache: another file's events compensated otherwise
+    return replaced, (
+        f"the template compensates with {ACQUISITION_DEFINED!r}, FlowJo's name for each "
+        "file's own matrix: this file's spillover keyword applied, as FlowJo does",
     )
 
 
