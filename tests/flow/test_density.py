@@ -95,29 +95,3 @@ def test_find_cut_leaves_non_finite_values_out() -> None:
     assert find_cut(dirty) == find_cut(clean)
     assert find_cut(clean).method == "valley"
     assert 0.3 < find_cut(clean).value < 0.6
-
-
-def test_negatives_up_to_passes_over_a_light_negative_peak() -> None:
-    """Four populations, as the CD3- lymphocytes of a real Aurora PBMC stood on CD56 (audit
-    31): negatives, a light CD56- population above them, CD56dim and CD56bright NK cells.
-    The lowest valley lies between the two negative populations; where another negative
-    population (the T cells) is known to reach past the light one, the cut is the valley
-    above it. Only light peaks are passed over: a reach past the CD56dim NK cells (a T-cell
-    tail merged by spreading) had taken them for negatives (review 37)."""
-    rng = np.random.default_rng(5)
-    x = np.concatenate(
-        [
-            rng.normal(0.10, 0.030, 6000),
-            rng.normal(0.21, 0.020, 400),
-            rng.normal(0.54, 0.045, 2500),
-            rng.normal(0.70, 0.030, 800),
-        ]
-    )
-    plain = find_cut(x)
-    assert len(plain.peaks) == 4 and 0.12 < plain.value < 0.21
-    passed = find_cut(x, negatives_up_to=0.26)
-    assert passed.peaks == plain.peaks and 0.26 < passed.value < 0.45
-    # no peak at or below the reach: the lowest one stays the negatives'
-    assert find_cut(x, negatives_up_to=0.05).value == plain.value
-    # a reach past every peak passes over the light one alone, not the CD56dim peak
-    assert find_cut(x, negatives_up_to=0.9).value == passed.value

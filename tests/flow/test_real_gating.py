@@ -92,16 +92,28 @@ def _smoothed_bootstrap(source: Path, out: Path, n: int, seed: int) -> Path:
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 3, 6, 11])
+_W3 = pytest.mark.xfail(
+    strict=True,
+    reason="audit 31 W3, left as found: a light CD56- peak above the B cells takes the NK cut; "
+    "passing over it by the T cells' CD56 cut lost light CD56dim NK peaks (reviews 37, 38)",
+)
+
+
+@pytest.mark.parametrize(
+    "seed", [1, pytest.param(3, marks=_W3), pytest.param(6, marks=_W3), pytest.param(11, marks=_W3)]
+)
 def test_cd56_negatives_in_the_lymphocyte_gate_do_not_set_the_nk_cut(
     aurora_pbmc: Path, tmp_path: Path, seed: int
 ) -> None:
     """80,000-event smoothed bootstraps of the real Aurora PBMC (synthetic derivatives, audit
     31 W3). Its CD3- lymphocytes hold a light CD56- population (CD4+ CD11c+: dendritic cells
     and monocytes in a scatter-only lymphocyte gate) just above the B cells on CD56; in 3 of
-    12 seeds it stood as a peak, and the valley below it, the NK cut, lay inside the T cells'
+    12 seeds it stands as a peak, and the valley below it, the NK cut, lies inside the T cells'
     CD56- cloud: NK-like T 10.1-10.5% against 3.3-4.9% in the other seeds, NK 5.6-6.0 against
-    4.9-5.4. The seeds here: one that was right (1) and the three that went wrong."""
+    4.9-5.4. A rule that passed over such a peak (where the T cells' CD56- cells reach) mended
+    these seeds but took light CD56dim NK peaks for negatives in synthetic low-NK tubes
+    (CD56bright 0% of NK for 23-75, reportable), and was withdrawn: the three seeds are known
+    to fail (strict xfail), seed 1 to pass."""
     tube = _smoothed_bootstrap(aurora_pbmc, tmp_path / f"boot{seed}.fcs", 80_000, seed)
     r = analyze_file(tube).result
     nk, nkt = r.nk_percent_of_lymphocytes, r.nk_like_t_percent_of_lymphocytes

@@ -1269,3 +1269,25 @@ def test_a_file_recording_heights_beside_areas_takes_the_template(
         assert heights.reportable, heights.not_reportable_reasons
         assert heights.nk_percent_of_lymphocytes == plain.nk_percent_of_lymphocytes
         assert heights.cd56bright_percent_of_nk == plain.cd56bright_percent_of_nk
+
+
+@pytest.mark.shared_data
+def test_a_gate_named_with_a_slash_is_found_by_its_name(flowsom: Path, tmp_path: Path) -> None:
+    """FlowJo users name gates "CD3-/CD56+"; such a gate could not be named with --population
+    (its path was split on "/"), and the error listed "NK1.1+" for it (audit 39 F3).
+    SYNTHETIC edit of the expert's workspace: the two NK gates renamed so."""
+    from nkpanel.flow.analyze import FlowSettings, analyze_file
+
+    text = (flowsom / "gating.wsp").read_text()
+    text = text.replace('name="NK cells"', 'name="CD3-/NK1.1+"')
+    text = text.replace('name="NK T cells"', 'name="CD3+/NK1.1+"')
+    edited = tmp_path / "slash-names-synthetic-edit.wsp"
+    edited.write_text(text)
+    named = {"NK": "CD3-/NK1.1+", "NK-like T": "CD3+/NK1.1+"}
+    settings = FlowSettings(template=edited, template_populations=named)
+    r = analyze_file(flowsom / "68983.fcs", settings).result
+    nk = r.nk_percent_of_lymphocytes
+    assert nk == pytest.approx(100 * EXPERT_COUNTS["NK cells"] / EXPERT_COUNTS["Singlets2"])
+    wrong = FlowSettings(template=edited, template_populations={"NK": "CD3-/NK1.2+"})
+    with pytest.raises(InputError, match=r"its gates: .*CD3-/NK1\.1\+, CD3\+/NK1\.1\+"):
+        analyze_file(flowsom / "68983.fcs", wrong)

@@ -48,6 +48,7 @@ from nkpanel.flow.sample import (
     COMPENSATED_EXPORT,
     SCATTER_OR_TIME,
     SPILLOVER_KEYWORDS,
+    TRANSFORMED_MAX,
     FlowSample,
     Spillover,
     on_file_channels,
@@ -362,14 +363,17 @@ def _analyze_with_template(
     applied = apply_template(
         template, sample.path, sample_id=s.template_sample, dataset=sample.dataset, read=sample
     )
-    roles = _template_roles(applied.membership.keys(), s.template_populations)
+    leaves = applied.leaves
+    roles = _template_roles(applied.membership.keys(), s.template_populations, leaves)
     membership: dict[str, BoolArray] = {}
     parents: dict[str, str | None] = {}
     for name, mask in applied.membership.items():
         membership[name] = np.asarray(mask, dtype=bool)
         parents[name] = applied.parents.get(name)
     if "Lymphocytes" in roles and "NK" in roles and "Lymphocytes" not in s.template_populations:
-        roles["Lymphocytes"] = _clean_lymphocytes(roles["Lymphocytes"], roles["NK"], parents)
+        roles["Lymphocytes"] = _clean_lymphocytes(
+            roles["Lymphocytes"], roles["NK"], parents, leaves
+        )
     for role, gate in roles.items():
         membership[role] = membership[gate]
     parents = {**parents, **{role: _role_parent(role, roles, parents) for role in roles}}
@@ -396,7 +400,7 @@ def _analyze_with_template(
         crossed = _template_nk_among_b_cells(applied, roles, membership)
         if crossed is not None:
             qc.append(crossed)
-    qc += _roles_named_as_others(roles, s.template_populations)
+    qc += _roles_named_as_others(roles, s.template_populations, leaves)
     qc += _role_nesting_flags(roles, membership, parents)
     result = _build_result(
         sample,
@@ -484,21 +488,30 @@ def named_roles(pairs: Mapping[str, str], where: str) -> dict[str, str]:
     return out
 
 
-def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str]:
+def _leaf(path: str, leaves: Mapping[str, str]) -> str:
+    """The gate's own name of the template gate ``path`` (``leaves``: path → name), which may
+    hold a "/" (FlowJo's "CD3-/CD56+"); the path's last part where it is not listed."""
+    return leaves.get(path) or path.rsplit("/", 1)[-1]
+
+
+def _template_roles(
+    gates: object, explicit: Mapping[str, str], leaves: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Which template gate plays each role (NK, Lymphocytes…): the explicit mapping (its roles
     checked and spelt as :func:`named_roles` does, by :class:`FlowSettings`), else by name
-    (:func:`_role_key`)."""
+    (:func:`_role_key`). ``leaves``: each gate path's own gate name (:func:`_leaf`)."""
     names = list(gates)  # type: ignore[call-overload]
+    own = leaves or {}
     out: dict[str, str] = {}
     for role in _ROLE_NAMES:
         if role in explicit:
             wanted = explicit[role]
-            hits = [str(n) for n in names if wanted in (n, str(n).rsplit("/", 1)[-1])]
+            hits = [str(n) for n in names if wanted in (n, _leaf(str(n), own))]
             if not hits:
-                leaves = dict.fromkeys(str(n).rsplit("/", 1)[-1] for n in names)
+                listed = dict.fromkeys(_leaf(str(n), own) for n in names)
                 raise InputError(
                     None,
-                    f"template has no gate {wanted!r} for {role} (its gates: {', '.join(leaves)})",
+                    f"template has no gate {wanted!r} for {role} (its gates: {', '.join(listed)})",
                 )
             if len(hits) > 1:  # "CD56+" under both CD3- and CD3+, say: name it by its path
                 raise ConfigError(
@@ -511,7 +524,7 @@ def _template_roles(gates: object, explicit: Mapping[str, str]) -> dict[str, str
         hits = [
             str(n)
             for n in names
-            if _role_key(str(n).rsplit("/", 1)[-1]) in _ROLE_KEYS[role] and n not in out.values()
+            if _role_key(_leaf(str(n), own)) in _ROLE_KEYS[role] and n not in out.values()
         ]
         if len(hits) > 1:  # the first in the file was taken: a CD3+ "NK cells" gate (audit 21)
             raise ConfigError(
@@ -577,7 +590,9 @@ def _role_nesting_flags(
     return out
 
 
-def _roles_named_as_others(roles: Mapping[str, str], explicit: Mapping[str, str]) -> list[QCFlag]:
+def _roles_named_as_others(
+    roles: Mapping[str, str], explicit: Mapping[str, str], leaves: Mapping[str, str] | None = None
+) -> list[QCFlag]:
     """A warning for each gate the lab assigned to a role by hand whose own name is one of
     another role's (``--population NK="NK T cells"``: a CD3+ gate counted as NK, 2.88% for
     1.68% on the FlowSOM workspace with only a lymphosum warning; audit 17). The lab's word
@@ -587,7 +602,7 @@ def _roles_named_as_others(roles: Mapping[str, str], explicit: Mapping[str, str]
         gate = roles.get(role)
         if gate is None:
             continue
-        leaf = _role_key(gate.rsplit("/", 1)[-1])
+        leaf = _role_key(_leaf(gate, leaves or {}))
         others = [r for r, keys in _ROLE_KEYS.items() if r != role and leaf in keys]
         if others and leaf not in _ROLE_KEYS[role]:
             out.append(
@@ -618,7 +633,9 @@ _CLEANUP_GATE = re.compile(
 )
 
 
-def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -> str:
+def _clean_lymphocytes(
+    lymph: str, nk: str, parents: Mapping[str, str | None], leaves: Mapping[str, str] | None = None
+) -> str:
     """The lymphocytes NK cells are counted among: in a template whose lymphocyte gate is
     followed, on the way to NK, by singlet, live-cell or time gates, the last of those (the
     cleaned lymphocytes NK are gated from, as the percentage's denominator must be); else the
@@ -632,7 +649,7 @@ def _clean_lymphocytes(lymph: str, nk: str, parents: Mapping[str, str | None]) -
         return lymph  # NK is not gated from these lymphocytes
     cleaned = lymph
     for gate in reversed(chain):  # from the lymphocytes down, while every gate only cleans
-        if not _CLEANUP_GATE.fullmatch(gate.rsplit("/", 1)[-1].strip()):
+        if not _CLEANUP_GATE.fullmatch(_leaf(gate, leaves or {}).strip()):
             break
         cleaned = gate
     return cleaned
@@ -690,6 +707,12 @@ def _qc_checks(
             else _NO_ROLE.format(role="NK cells", example="NK=CD16orCD56"),
         )
     )
+    if gating is not None and gating.bead_doubt is not None:
+        in_cells = gating.bead_doubt_in_cells
+        if s.counts.bead_method or in_cells:
+            # the absolute count only, as "bead events" (reviews 34, 37, 38), unless those
+            # events stay among the cells: then every percentage
+            flags.append(QCFlag("bead population", False, None, None, gating.bead_doubt, in_cells))
     if s.counts.bead_method:
         n_beads = int(np.count_nonzero(member["Beads"])) if "Beads" in member else 0
         flags.append(
@@ -1579,12 +1602,6 @@ def _template_matrix_flags(sample: FlowSample, matrices: Mapping[str, Spillover]
     return out
 
 
-#: stained channels whose values all stay within this are taken as already transformed: raw
-#: (linear) stained cells read in the thousands on a flow cytometer and hundreds of counts on a
-#: mass cytometer, while logicle and asinh scales end near 4.5 and 10
-TRANSFORMED_MAX = 20.0
-
-
 def transformed_already(sample: FlowSample) -> str | None:
     """Why ``sample``'s values are already transformed (logicle, asinh, or scaled to 0–1) or
     ``None``: every stained channel (with a $PnS; else every channel but scatter and time;
@@ -1696,7 +1713,9 @@ def _build_result(
     enough_beads = 0 < n_beads >= s.qc.min_bead_events  # the "bead events" check, passed
     lymph_ul = _bead_per_ul(n_lymph, n_beads, c) if n_lymph else None
     plausible = _bead_count_plausible(lymph_ul)  # the "bead count plausible" check
-    beads_ok = enough_beads and plausible
+    # the "bead population" check: events between the cells and the beads of doubtful kind
+    doubt = any(f.check == "bead population" and not f.passed for f in qc)
+    beads_ok = enough_beads and plausible and not doubt
     dual = c.lymphocytes_per_ul is not None and n_lymph > 0
     # two counts of one blood more than 2× apart (the "bead and haematology counts agree"
     # check): which input slipped cannot be told, so neither count is given (NK 23/µL, flagged
@@ -1714,6 +1733,8 @@ def _build_result(
                 (
                     f"too few counting beads ({n_beads})"
                     if not enough_beads
+                    else "bead events in doubt (see the bead population check)"
+                    if doubt
                     else "a bead count outside every blood count (see its check)"
                 )
                 + " for the bead method: cells/µL by the dual-platform method, from the "

@@ -75,20 +75,6 @@ def _same_colours(scaled: NDArray[np.float64], beads: BoolArray, others: BoolArr
     return bool(np.median(distance[others]) <= BEAD_COLOUR_SPREAD * np.median(distance[beads]))
 
 
-def _within_a_spell(events: NDArray[np.intp], beads: NDArray[np.intp]) -> bool:
-    """Whether ``events`` (their places in the acquisition) arrived within a spell of it
-    rather than throughout, as ``beads`` did: their two-sample Kolmogorov-Smirnov distance
-    exceeds :data:`BEAD_SPELL_KS`, or chance's at 1% (1.63/√n) where ``events`` are few."""
-    a, b = np.sort(events), np.sort(beads)
-    if a.size == 0 or b.size == 0:
-        return False
-    x = np.concatenate([a, b])
-    gap = (
-        np.searchsorted(a, x, side="right") / a.size - np.searchsorted(b, x, side="right") / b.size
-    )
-    return float(np.max(np.abs(gap))) > max(BEAD_SPELL_KS, 1.63 / float(np.sqrt(a.size)))
-
-
 def _pick_columns(values: NDArray[np.float64], mask: BoolArray) -> NDArray[np.float64]:
     """``values[mask]`` of a 2-D array, in column order: one gather down each column (rows
     gathered whole from a column-ordered array, then reordered, cost about three times as
@@ -207,6 +193,11 @@ class AutoGateResult:
     lymphocytes_separated: bool = True
     #: why the side-scatter channel was taken for none (:func:`side_scatter_missing`)
     dead_side_scatter: str | None = None
+    #: why the bead events cannot be counted with confidence (a population between the cells
+    #: and the beads in other colours than the beads), or None
+    bead_doubt: str | None = None
+    #: whether those events stay among the cells too (every percentage then in doubt)
+    bead_doubt_in_cells: bool = False
 
 
 #: a linear side-scatter channel whose leukocytes' median lies under this fraction of its range
@@ -501,13 +492,10 @@ def _unwrapped(t: Array) -> tuple[Array, float] | None:
 
 
 class BeadCut(NamedTuple):
-    """The counting-bead gate's channel and cut (linear), and the level on that channel above
-    which no cell lies: the cut itself, or lower where events bright on every channel in
-    other colours than the beads stand between the cells and the beads."""
+    """The counting-bead gate's channel and cut (linear)."""
 
     channel: str
     value: float
-    no_cell: float
 
 
 class _Gater:
@@ -526,6 +514,8 @@ class _Gater:
         self.lymphocytes_separated = True
         self.trimmed_time = 0.0
         self.dead_side_scatter: str | None = None
+        self.bead_doubt: str | None = None
+        self.bead_doubt_in_cells = False
         self.scales: dict[str, _Scale] = {}
         self.n = sample.n_events
         self._indices: dict[str, NDArray[np.intp]] = {}
@@ -641,15 +631,10 @@ class _Gater:
         brightest: bool = False,
         bright_only: bool = False,
         reference: float | None = None,
-        negatives_up_to: float | None = None,
-        noted: bool = True,
     ) -> float:
         """Find a cut on ``pnn`` inside ``within`` (a mask or indices); record it; return it
         on the linear scale. ``bright_only``: where three or more peaks stand, the positive
-        population is the brightest of them, whatever stands below it (B cells on CD19).
-        ``reference``, ``negatives_up_to``: as :func:`~nkpanel.flow.density.find_cut`'s, on
-        the channel's scale. ``noted``: a cut at a population's tail is said in the notes
-        (not for a cut that only informs another)."""
+        population is the brightest of them, whatever stands below it (B cells on CD19)."""
         if (n := _count(within)) < 10:
             raise QCError(f"{self.sample.source}: too few events ({n}) to place the {label} cut")
         if self.kind == "mass":
@@ -670,11 +655,9 @@ class _Gater:
             axis_pile=self.kind == "flow",
             brightest_of_many=bright_only,
             reference=reference,
-            negatives_up_to=negatives_up_to,
         )
         self.cuts[label] = c
-        if noted:
-            self.note_tail(label, pnn, c)
+        self.note_tail(label, pnn, c)
         return self.scale(pnn).inverse(c.value)
 
     def zero_count(self, pnn: str) -> float:
@@ -854,11 +837,22 @@ class _Gater:
             # cells bright on all but one of three (granulocytes, NK cells on CD16+56 and CD45)
             # would pass for beads in a tube without them
             options += [[j for j in every if j != dim] for dim in every]
-        for cols in options:
-            found = self._bright_everywhere(scaled, cols, idx)
-            if found is None:
-                continue
-            c, candidates, stray = found
+        # the cuts to try, found only as far as needed: below all events bright on every
+        # channel, option by option, then just below the beads (review 38: that fallback, tried
+        # before the next option, had left clumps among the cells where old had found the
+        # clumps and beads together on the channels but one)
+        found: dict[tuple[int, ...], list[tuple[Cut, BoolArray, float]]] = {}
+
+        def cuts(cols: list[int]) -> list[tuple[Cut, BoolArray, float]]:
+            if tuple(cols) not in found:
+                found[tuple(cols)] = self._bright_everywhere(scaled, cols)
+            return found[tuple(cols)]
+
+        attempts = (
+            (cols, k, cuts(cols)[k]) for k in (0, 1) for cols in options if len(cuts(cols)) > k
+        )
+        for attempt in attempts:
+            used, fallback, (c, candidates, odd) = attempt
             # the one channel that separates beads from every cell best carries the gate; a
             # CD56 or CD16 channel must do so twice as well: CD56bright NK cells are too few to
             # show in the sample where lymphocytes are scarce (3% of leukocytes: about 9 of
@@ -880,8 +874,8 @@ class _Gater:
                 break
         else:
             return None
-        if cols != every:
-            (dim,) = set(every) - set(cols)
+        if used != every:
+            (dim,) = set(every) - set(used)
             self.notes.append(
                 f"counting beads are dim on {fluor[dim]}: found on the other channels"
             )
@@ -895,32 +889,41 @@ class _Gater:
         else:
             dims = (self.dim(best), self.dim(scatter))
             self.add(RangeGate("Beads", parent, dims, (lin, None), (None, top)))
-        # events bright on every channel that are no beads are no cells either: kept out of
-        # the leukocytes too where they stand above every cell on the beads' channel (left in,
-        # 2% of them became the "lymphocytes": review 34)
-        no_cell = lin
-        if n_stray := np.count_nonzero(stray):
-            share = n_stray / np.count_nonzero(candidates)
-            self.notes.append(
-                "events bright on every bead channel but in other colours than the beads, and "
-                "throughout the acquisition (dead cells or clumps binding every antibody?), "
-                f"are not counted as beads: about {share:.0%} as many as the beads"
+        if odd:
+            self.bead_doubt = (
+                f"about {odd:.0%} as many events as the beads stand between the cells and the "
+                "beads, bright on every bead channel in other colours than the beads: beads "
+                "dimmed unevenly by a clog, or clumps binding every antibody, which cannot be "
+                "told apart; no bead-method count"
             )
-            j = fluor.index(best)
-            stray_lo = float(np.percentile(scaled[stray, j], 0.5))
-            cell_hi = float(np.percentile(scaled[~(candidates | stray), j], 99.95))
-            if stray_lo > cell_hi:
-                no_cell = self.scale(best).inverse(0.5 * (stray_lo + cell_hi))
-        return BeadCut(best, lin, no_cell)
+            if fallback:
+                # no channel parted them from the cells: left among them, they read NK-like T
+                # 6-10% for 4, where old had lost the bead gate (review 38)
+                self.bead_doubt_in_cells = True
+                self.bead_doubt += (
+                    "; no channel parts them from every cell, so they stay among the cells and "
+                    "every percentage is in doubt"
+                )
+        return BeadCut(best, lin)
 
     @staticmethod
     def _bright_everywhere(
-        scaled: NDArray[np.float64], columns: Iterable[int], order: NDArray[np.intp]
-    ) -> tuple[Cut, BoolArray, BoolArray] | None:
-        """The events bright on every one of ``columns`` (a valley below the brightest
-        population of their minimum), that cut, and the events bright on every one of them
-        but no beads (none where there are none), or None. ``order``: each row's place in
-        the acquisition."""
+        scaled: NDArray[np.float64], columns: Iterable[int]
+    ) -> list[tuple[Cut, BoolArray, float]]:
+        """Cuts below the events bright on every one of ``columns`` (a valley below the
+        brightest population of their minimum), to try in turn, each with the events above it
+        and how many events stand between the cells and the beads in other colours than the
+        beads, as a share of the beads (0 where none do); none where there is no such valley.
+
+        Beads dimmed by a partial clog keep the beads' colours, the same dyes in the same
+        proportions, and are beads (audit 32). Events in other colours may be beads a clog
+        dimmed more on one laser than another, or clumps and dead cells binding every
+        antibody: counted as beads, clumps read NK/µL 14% low (review 34); left out, such beads
+        read it 40% high (review 37), and neither their arrival in a spell of the run nor
+        throughout it told them apart (review 38). No cell is bright on every channel: the
+        gate keeps them all out of the cells, and their share withholds the count. Where no
+        channel then parts the beads from every cell, the valley just below the beads is
+        tried (at 0.15x the beads' level such events had lost the bead gate: review 34)."""
         cols = list(columns)
         low = np.minimum.reduce([scaled[:, j] for j in cols])
         # beads are the brightest population of this minimum: the cut is the valley below
@@ -933,32 +936,17 @@ class _Gater:
             min_mass=BEAD_MIN_MASS,
             from_lowest=True,
         )
-        if c.method != "valley":
-            return None
-        stray = np.zeros(low.size, dtype=bool)
-        if len(c.peaks) > 2:
-            # a peak between the cells and the beads: beads dimmed by a partial clog (audit
-            # 32) keep the beads' colours, the same dyes in the same proportions, or, where
-            # the clog dims one laser more than another (review 37), arrive within the clog;
-            # events bright on every channel in other proportions throughout the acquisition,
-            # as the beads arrive (dead cells or clumps binding every antibody), are no beads,
-            # and the cut is the valley just below the beads (they had been counted as beads:
-            # NK/µL 14% low, reportable; review 34)
-            near = find_cut(
-                low, side="below", brightest=True, axis_pile=True, min_mass=BEAD_MIN_MASS
-            )
-            between = (low >= c.value) & (low < near.value)
-            beads = low >= near.value
-            if (
-                np.count_nonzero(between) >= 20
-                and not _same_colours(scaled[:, cols], beads, between)
-                and not _within_a_spell(order[between], order[beads])
-            ):
-                c, stray = near, between
-        candidates = low >= c.value
-        if np.count_nonzero(candidates) < 20:
-            return None
-        return c, candidates, stray
+        if c.method != "valley" or np.count_nonzero(low >= c.value) < 20:
+            return []
+        if len(c.peaks) <= 2:
+            return [(c, low >= c.value, 0.0)]
+        near = find_cut(low, side="below", brightest=True, axis_pile=True, min_mass=BEAD_MIN_MASS)
+        between = (low >= c.value) & (low < near.value)
+        beads = low >= near.value
+        if np.count_nonzero(between) < 20 or _same_colours(scaled[:, cols], beads, between):
+            return [(c, low >= c.value, 0.0)]
+        odd = np.count_nonzero(between) / max(1, int(np.count_nonzero(beads)))
+        return [(c, low >= c.value, odd), (near, beads, odd)]
 
     def beads_reach_top(
         self, idx: NDArray[np.intp], on_top: NDArray[np.bool_], best: str, lin: float
@@ -1052,7 +1040,7 @@ class _Gater:
         hi: list[float | None] = []
         if self.markers.has("CD45"):
             ch = self.markers.channel_for("CD45")
-            notbead = base if bead is None else base & (self.raw(bead.channel) < bead.no_cell)
+            notbead = base if bead is None else base & (self.raw(bead.channel) < bead.value)
             dims.append(self.dim(ch))
             lo.append(self.cut("CD45+", ch, notbead, side="below"))
             hi.append(None)
@@ -1063,11 +1051,11 @@ class _Gater:
                 "lymphocyte's scatter) counted among the lymphocytes"
             )
         if bead is not None and dims and dims[0].channel == bead.channel:
-            hi[0] = bead.no_cell  # beads on CD45 itself: below them
+            hi[0] = bead.value  # beads on CD45 itself: below them
         elif bead is not None:
             dims.append(self.dim(bead.channel))
             lo.append(None)
-            hi.append(bead.no_cell)
+            hi.append(bead.value)
         if not dims:
             return parent
         self.add(RangeGate("Leukocytes", parent, tuple(dims), tuple(lo), tuple(hi)))
@@ -1473,31 +1461,7 @@ class _Gater:
         # on a combined CD16+56 channel (TBNK kits) CD16-dim monocytes in the lymphocyte gate
         # stand between the negatives and the NK cells: where three peaks stand, NK cells are
         # the brightest (as on a CD16 channel of its own)
-        # the CD56- cells of the CD3- lymphocytes reach where the T cells' CD56- cells do:
-        # a light peak up to there is CD56- cells slipped into the lymphocyte gate (dendritic
-        # cells and monocytes on a real Cytek Aurora PBMC, audit 31), not the NK cells, and
-        # the valley below it had made the T cells' upper tail NK-like T (10% for 4-5%)
-        t_negatives: float | None = None
-        cd3_pos = _pick(base, self.values_in(lymph, cd3) >= c3_valley)
-        # (flow data: on mass cytometry's CD56 the peak passed over held NK cells as often as
-        # not, by CD7 and HLA-DR, and no truth chose between the cuts: review 37)
-        if cd16 != cd56 and cd3_pos.size >= 50 and self.kind == "flow":
-            self.cut("CD56 (CD3+)", cd56, cd3_pos, noted=False)
-            # only where the T cells' CD56- cells stand apart: a tail of T and NK-like T cells
-            # merged by spreading reached past the CD56dim NK cells (review 37)
-            if self.cuts["CD56 (CD3+)"].method == "valley":
-                t_negatives = self.cuts["CD56 (CD3+)"].value
-        c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56, negatives_up_to=t_negatives)
-        passed = self.cuts["CD56"]
-        if t_negatives is not None and len(passed.peaks) > 2 and passed.value > passed.peaks[1]:
-            over = [p for p in passed.peaks if p < passed.value][1:]
-            shown = ", ".join(f"{self.scale(cd56).inverse(p):.3g}" for p in over)
-            self.notes.append(
-                f"CD56: a light peak of the CD3- lymphocytes at {shown} lies where the T cells' "
-                f"CD56- cells reach (up to {self.scale(cd56).inverse(t_negatives):.3g}): taken "
-                "as CD56- (dendritic cells or monocytes in the lymphocyte gate?); the NK cut is "
-                "the valley above it"
-            )
+        c56 = self.cut("CD56", cd56, neg_ref, bright_only=cd16 == cd56)
         c56 = self.negatives_missing("CD56", cd56, c56)
         c16 = (
             self.negatives_missing("CD16", cd16, self.cut("CD16", cd16, neg_ref, bright_only=True))
@@ -1657,10 +1621,6 @@ BEAD_MIN_MASS = 0.002
 #: on simulated tubes clog-dimmed beads lie at 1.0x, events bright on every channel with a
 #: lognormal spread of 0.25 per channel at 6x (review 34)
 BEAD_COLOUR_SPREAD = 2.0
-#: ... or where they arrived within a spell of the acquisition (a clog), their distribution over
-#: it this far (Kolmogorov-Smirnov) from the beads': a clog over three quarters of the run
-#: or less; events spread as the beads are, at random, stay under ~1.63/√n
-BEAD_SPELL_KS = 0.25
 #: the oblique lymphocyte gate is drawn only where Fisher's discriminant of lymphocytes and
 #: monocytes on log FSC and log SSC separates them this many times better than SSC alone (on
 #: simulated blood 1.15–1.25 times; a gain under a tenth is not worth a curved gate)
@@ -1758,5 +1718,7 @@ def auto_gate(
         trimmed_time_fraction=g.trimmed_time,
         lymphocytes_separated=g.lymphocytes_separated,
         dead_side_scatter=g.dead_side_scatter,
+        bead_doubt=g.bead_doubt,
+        bead_doubt_in_cells=g.bead_doubt_in_cells,
         scales=dict(g.scales),
     )

@@ -41,10 +41,6 @@ MIN_HEIGHT = 0.01
 #: … and hold at least this fraction of the events between its valleys (a population, not a
 #: ripple of a few events that a narrow bandwidth resolves in a sparse tail)
 MIN_MASS = 0.02
-#: a peak passed over as part of the negatives (``negatives_up_to``) holds less than this share
-#: of the events: CD56- dendritic cells and monocytes in a scatter-only lymphocyte gate held
-#: 2-4% of the CD3- lymphocytes of a real Aurora PBMC (audit 31)
-NEGATIVE_BUMP_MASS = 0.10
 #: the upper tail of a lone negative peak is its centre plus this many left-side SDs
 TAIL_SDS = 3.0
 #: the least share of a parent's events on its lowest value that counts as a pile at the axis
@@ -385,7 +381,6 @@ def find_cut(
     from_lowest: bool = False,
     reference_mass: float | None = None,
     reference_gap: float = 0.0,
-    negatives_up_to: float | None = None,
 ) -> Cut:
     """Threshold between a negative population and the positive one above it.
 
@@ -434,15 +429,6 @@ def find_cut(
         bump just above the NK cut had stood as the lowest peak (audit 32). A median missed
         them where CD56bright cells are the majority (review 34); with two peaks the lowest is
         the reference, however light (CD56dim 3% of NK where 93% are bright: review 35).
-    negatives_up_to
-        With ``side="above"``: the negative population is the lowest peak, or above it the
-        highest of the light peaks (each under :data:`NEGATIVE_BUMP_MASS` of the events, and a
-        peak left above them) that stand at or below this value: where another population
-        known to be negative (the T cells, on CD56) reaches. A light
-        population of CD56- cells slipped into the lymphocyte gate (dendritic cells and
-        monocytes, CD4+ CD11c+ on a real Cytek Aurora PBMC) stands as a peak on the upper
-        side of the CD3- lymphocytes' negatives, and the lowest valley, below it, had doubled
-        NK-like T (audit 31).
     from_lowest
         With ``side="below"``: the other population is the lowest peak, not the nearest one
         below the reference, and the cut is the density's lowest point between them. Counting
@@ -485,16 +471,6 @@ def find_cut(
     if side == "above":
         # the reference is the lowest prominent peak; the positive one is the next peak above
         ref = 0
-        if negatives_up_to is not None and peaks.size > 2:
-            # over light peaks only, each under NEGATIVE_BUMP_MASS of the events (review 37:
-            # a reach past the CD56dim NK peak had taken it for the negatives)
-            light = _peak_masses(d, peaks) < NEGATIVE_BUMP_MASS
-            while (
-                ref + 2 < peaks.size
-                and light[ref + 1]
-                and d.grid[peaks[ref + 1]] <= negatives_up_to
-            ):
-                ref += 1
         if reference_mass is not None and peaks.size > 2:
             # a light peak hard by ``above`` is the cut-off edge of the population below it;
             # beside a lone brighter peak it is the smaller population itself (review 35)

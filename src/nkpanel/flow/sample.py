@@ -1579,6 +1579,10 @@ def read_fcs(
 RANGE_EXCEEDED_FRACTION = 0.10
 #: a scatter channel's $PnR is taken to be wrong where all its data lie under this share of it
 RANGE_FAR_ABOVE = 0.001
+#: channels whose values all stay within this are taken as already transformed: raw (linear)
+#: stained cells read in the thousands on a flow cytometer and hundreds of counts on a mass
+#: cytometer, and scatter hundreds at least, while logicle and asinh scales end near 4.5 and 10
+TRANSFORMED_MAX = 20.0
 
 
 def _ranges_from_data(
@@ -1612,8 +1616,10 @@ def _ranges_from_data(
     linear_scatter = [
         i for i, ch in enumerate(channels) if _scatter(ch) and not ch.is_log_amplified
     ]
+    # (a scatter written already transformed, asinh or log10 values of 0-8, is no range
+    # error: taken from the data, it was gated as linear and read NK 63.8% for 12.2: review 38)
     all_far = bool(linear_scatter) and all(
-        0 < tops[i] < RANGE_FAR_ABOVE * channels[i].top for i in linear_scatter
+        TRANSFORMED_MAX < tops[i] < RANGE_FAR_ABOVE * channels[i].top for i in linear_scatter
     )
     for i, ch in enumerate(channels):
         if ch.is_log_amplified or ch.pnn.lower() == "time":

@@ -197,6 +197,9 @@ class TemplateResult:
     #: the FlowKit ``GatingStrategy`` applied, and each gate's (name, path) in it
     strategy: Any = field(default=None, repr=False)
     gate_ids: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: each gate path → the gate's own name, which may hold a "/" ("CD3-/CD56+", as FlowJo
+    #: users name gates: its path cannot be split on "/" to find it, audit 39)
+    leaves: Mapping[str, str] = field(default_factory=dict)
 
     def gate(self, key: str) -> Any:
         """The FlowKit gate of the population ``key``, or ``None`` (no strategy; a quadrant,
@@ -833,6 +836,7 @@ def apply_template(
         compensation=MappingProxyType(compensation),
         strategy=strategy,
         gate_ids=MappingProxyType(gates),
+        leaves=MappingProxyType(leaf),
         workspace_sample=used,
         matrices=_template_matrices(strategy),
     )

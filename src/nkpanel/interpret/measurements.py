@@ -73,7 +73,7 @@ QCStatus = Literal["pass", "warn", "fail"]
 SOURCE = "case summary"
 #: the flow checks that, failing, withhold the absolute count only (nkpanel.flow.analyze)
 ABSOLUTE_COUNT_CHECKS = frozenset(
-    {"bead events", "bead count plausible", "bead and haematology counts agree"}
+    {"bead events", "bead population", "bead count plausible", "bead and haematology counts agree"}
 )
 
 
