@@ -493,6 +493,11 @@ def test_workspace_without_the_sample(
     with pytest.raises(ConfigError, match=r"has no sample 'other\.fcs'.*68983-b\.fcs") as info:
         check_workspace_sample(two, "other.fcs")
     check_workspace_sample(two, "68983-b.fcs")
+    # a renamed export keeps its $FIL, which the refusal names (audit 39 F4)
+    renamed = tmp_path / "renamed (synthetic copy).fcs"
+    renamed.write_bytes((flowsom / "68983.fcs").read_bytes())
+    with pytest.raises(ConfigError, match=r"the file's \$FIL is '68983\.fcs', a sample"):
+        apply_template(two, renamed)
     with pytest.raises(ConfigError, match="no sample group 'Controls'") as info:
         apply_template(wsp_template, flowsom / "68983.fcs", group="Controls")
     one_line(info, flowsom / "gating.wsp")

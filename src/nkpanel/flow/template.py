@@ -486,7 +486,7 @@ def check_workspace_sample(template: Template, sample_id: str | None) -> None:
 
 
 def _pick_strategy(
-    template: Template, fcs_path: Path, sample_id: str | None, group: str
+    template: Template, fcs_path: Path, sample_id: str | None, group: str, fil: str = ""
 ) -> tuple[Any, str, str | None]:
     """The gating strategy to use, a label saying where it came from, and the workspace sample
     whose gates it is (``None`` for Gating-ML).
@@ -507,10 +507,12 @@ def _pick_strategy(
     if sample_id is None and wanted not in members and len(members) == 1:
         wanted = members[0]
     if wanted not in members:
+        # a renamed export keeps its $FIL: said, not matched silently (audit 39)
+        was = f"; the file's $FIL is {fil!r}, a sample of the workspace" if fil in members else ""
         hint = (
             ""
             if sample_id is not None
-            else "; name the workspace sample whose gates to apply (--template-sample, or "
+            else f"{was}; name the workspace sample whose gates to apply (--template-sample, or "
             "template_sample in the case manifest)"
         )
         raise ConfigError(
@@ -773,8 +775,10 @@ def apply_template(
     from nkpanel.flow.sample import read_fcs
 
     p = Path(fcs_path)
-    strategy, label, used = _pick_strategy(template, p, sample_id, group)
     mine = read if read is not None else read_fcs(p, dataset=dataset)
+    strategy, label, used = _pick_strategy(
+        template, p, sample_id, group, mine.metadata.get("fil", "").strip()
+    )
     strategy, acquired = _acquisition_matrix(strategy, mine)
     sample, read_notes = _load_fcs(
         p,
