@@ -1296,3 +1296,23 @@ def test_a_gate_named_with_a_slash_is_found_by_its_name(flowsom: Path, tmp_path:
     wrong = FlowSettings(template=edited, template_populations={"NK": "CD3-/NK1.2+"})
     with pytest.raises(InputError, match=r"its gates: .*CD3-/NK1\.1\+, CD3\+/NK1\.1\+"):
         analyze_file(flowsom / "68983.fcs", wrong)
+
+
+@pytest.mark.shared_data
+def test_a_workspaces_own_sample_is_checked_against_flowjos_stored_counts(
+    wsp_template: Template, wsp_result: TemplateResult
+) -> None:
+    """FlowJo stores each gate's count in the workspace: for the workspace's own sample they are
+    a check of the whole import, said in a note (audit 39 F2). On the expert's file the NK and
+    NK-like T gates hold FlowJo's counts exactly; 9 gates hold 1-13 events more (events on a
+    polygon's edge, which FlowJo rasterises at its gate resolution, and FlowKit does not)."""
+    total, stored = wsp_template.stored_counts["68983.fcs"]
+    assert total == wsp_result.n_events == 19_225
+    for gate in ("NK cells", "NK T cells", "NK1_1+"):
+        path = next(p for p in stored if p.endswith("/" + gate))
+        assert wsp_result.counts[path] == stored[path], gate
+    differ = [p for p in stored if wsp_result.counts[p] != stored[p]]
+    assert len(differ) == 9 and all(0 < wsp_result.counts[p] - stored[p] <= 13 for p in differ)
+    assert "6 of 15 gates hold the events FlowJo stored for this sample" in " ".join(
+        wsp_result.notes
+    )
