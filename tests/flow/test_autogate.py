@@ -1129,6 +1129,25 @@ def test_events_bright_everywhere_in_other_colours_withhold_the_bead_count(
     assert r.absolute_count_method == "dual-platform" and r.nk_cells_per_ul is not None
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bead_doublets_leave_the_bead_count_alone(seed: int) -> None:
+    """Bead doublets (twice the dye; a few percent of a lot) stand above the single beads,
+    pinned at the top of most channels: taken for "the beads", they made the singlets events
+    "in other colours", and a right count was withheld (34 of 108 tubes, review 40). The beads
+    are the heaviest bright population. Truth: the simulator's (synthetic)."""
+    tube = simulate_tube(SimulationSpec(n_events=60_000, seed=seed))
+    assert tube.pre_spillover is not None
+    pre = np.array(tube.pre_spillover)
+    beads = np.flatnonzero(tube.labels == "bead")
+    doublets = np.random.default_rng(seed).choice(beads, int(0.05 * beads.size), replace=False)
+    pre[doublets] *= 2.0
+    tube = _redetected(tube, pre, doublets)
+    a = analyze_sample(tube.to_sample(), FlowSettings(counts=AbsoluteCountInputs(50_000.0, 50.0)))
+    assert not any(f.check == "bead population" for f in a.result.qc)
+    got, truth = a.result.nk_cells_per_ul, tube.truth["nk_per_ul_bead_method"]
+    assert got is not None and abs(got / truth - 1) < 0.03
+
+
 def test_beads_dimmed_by_a_clog_more_on_one_laser_stay_beads() -> None:
     """A partial clog need not dim every laser alike (the stream moves off each laser's spot
     differently): beads in it, dimmed 0.8x and 0.56x on the red laser's APC, lost the beads'

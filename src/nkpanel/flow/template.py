@@ -923,14 +923,23 @@ def _acquisition_matrix(strategy: Any, sample: FlowSample) -> tuple[Any, tuple[s
     own = sample.spillover
     detectors = [str(d) for d in stored.detectors]
     if own is None or set(own.channels) != set(detectors):
-        why = (
-            "has no spillover matrix"
-            if own is None
-            else f"'s matrix names other detectors ({', '.join(own.channels)})"
-        )
+        if own is None:
+            why = " has no spillover matrix"
+        else:
+            lacks = [d for d in detectors if d not in own.channels]
+            extra = [d for d in own.channels if d not in detectors]
+            why = "'s matrix " + "; ".join(
+                part
+                for part in (
+                    f"lacks {', '.join(lacks)}" if lacks else "",
+                    f"holds {', '.join(extra)} besides" if extra else "",
+                )
+                if part
+            )
         return strategy, (
             f"the template compensates with {ACQUISITION_DEFINED!r}, FlowJo's name for each "
-            f"file's own matrix, but this file {why}: the template sample's copy was applied",
+            f"file's own matrix, but this file{why}: the "
+            "template sample's copy was applied",
         )
     order = [own.channels.index(d) for d in detectors]
     matrix = flowkit.Matrix(own.matrix[np.ix_(order, order)], detectors)
