@@ -1316,3 +1316,17 @@ def test_a_workspaces_own_sample_is_checked_against_flowjos_stored_counts(
     assert "6 of 15 gates hold the events FlowJo stored for this sample" in " ".join(
         wsp_result.notes
     )
+
+
+def test_the_stored_counts_note_says_when_a_gap_is_more_than_edges() -> None:
+    """Edge events explain a few per thousand; a 50% gap (another file under the workspace
+    sample's name) was put down to them too, and a workspace with no counts stored read "all
+    0 gates" (review 41)."""
+    from nkpanel.flow.template import _against_stored_counts
+
+    (edges,) = _against_stored_counts({"/a": 1000, "/b": 7}, {"/a": 998, "/b": 7})
+    assert edges.startswith("1 of 2 gates hold the events FlowJo stored")
+    assert "(1,000 here, 998 in FlowJo: 0.20%; events on a polygon's edge" in edges
+    (gap,) = _against_stored_counts({"/a": 50}, {"/a": 100})
+    assert "50.00%; more than edge events: check that this is the workspace's own file" in gap
+    assert _against_stored_counts({"/a": 1}, {}) == ()

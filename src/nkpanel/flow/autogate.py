@@ -64,12 +64,24 @@ def _pick(values: NDArray[T], mask: BoolArray) -> NDArray[T]:
     return values[np.flatnonzero(mask)]
 
 
-def _same_colours(scaled: NDArray[np.float64], beads: BoolArray, others: BoolArray) -> bool:
+def _same_colours(
+    scaled: NDArray[np.float64], at_top: BoolArray, beads: BoolArray, others: BoolArray
+) -> bool:
     """Whether the events ``others`` have the colours of the events ``beads``: each event's
     profile is its values on the (log-like) scale less their mean, the same for a bead however
     bright; ``others`` have the beads' colours where their profiles lie as near the beads'
-    median profile as the beads' own do (the median distance within twice the beads')."""
-    profile = scaled - scaled.mean(axis=1, keepdims=True)
+    median profile as the beads' own do (the median distance within twice the beads').
+    Channels where either holds events at the top (``at_top``: no measurable value) are left
+    out; with fewer than two left, nothing tells them apart and they are taken as alike."""
+    usable = [
+        j
+        for j in range(scaled.shape[1])
+        if at_top[beads, j].mean() < 0.05 and at_top[others, j].mean() < 0.05
+    ]
+    if len(usable) < 2:
+        return True
+    values = scaled[:, usable]
+    profile = values - values.mean(axis=1, keepdims=True)
     centre = np.median(profile[beads], axis=0)
     distance = np.sqrt(np.mean((profile - centre) ** 2, axis=1))
     return bool(np.median(distance[others]) <= BEAD_COLOUR_SPREAD * np.median(distance[beads]))
@@ -828,6 +840,10 @@ class _Gater:
         scaled = np.empty((idx.size, len(fluor)), dtype=np.float64, order="F")
         for j, p in enumerate(fluor):
             scaled[:, j] = self.scale(p)(self.for_density(p, idx))
+        # values recorded at the top of a channel have no measurable colour (bead doublets
+        # pin it; compensated, a pinned value no longer reads as the top)
+        recorded = self.sample.events
+        at_top = np.column_stack([recorded[idx, self.col[p]] >= self.pinned_at(p) for p in fluor])
         # bright on every channel; else, for a bead lot dim on one channel (its dye excited
         # poorly there), bright on every other channel, the dim one left out
         every = list(range(len(fluor)))
@@ -845,7 +861,7 @@ class _Gater:
 
         def cuts(cols: list[int]) -> list[tuple[Cut, BoolArray, float]]:
             if tuple(cols) not in found:
-                found[tuple(cols)] = self._bright_everywhere(scaled, cols)
+                found[tuple(cols)] = self._bright_everywhere(scaled, at_top, cols)
             return found[tuple(cols)]
 
         attempts = (
@@ -908,7 +924,7 @@ class _Gater:
 
     @staticmethod
     def _bright_everywhere(
-        scaled: NDArray[np.float64], columns: Iterable[int]
+        scaled: NDArray[np.float64], at_top: BoolArray, columns: Iterable[int]
     ) -> list[tuple[Cut, BoolArray, float]]:
         """Cuts below the events bright on every one of ``columns`` (a valley below the
         brightest population of their minimum), to try in turn, each with the events above it
@@ -943,25 +959,30 @@ class _Gater:
         # the beads are the heaviest population above the cut, not the brightest: bead doublets
         # (twice the dye, a few percent of a lot) stand above the singlets, which were then
         # taken for events in other colours (a right count withheld in 34 of 108 tubes: review
-        # 40)
+        # 40). Events below it and above it are compared with its colours alike: beads a long
+        # clog dimmed are the heaviest, and clumps can outnumber the beads (review 41)
         above = [x for x in c.peaks if x > c.value]
         edges = [c.value, *((a + b) / 2 for a, b in itertools.pairwise(above)), np.inf]
         held = [np.count_nonzero((low >= lo) & (low < hi)) for lo, hi in itertools.pairwise(edges)]
-        heaviest = above[int(np.argmax(held))] if above else None
+        k = int(np.argmax(held))
         near = find_cut(
             low,
             side="below",
-            brightest=heaviest is None,
-            reference=heaviest,
+            reference=above[k],
             axis_pile=True,
             min_mass=BEAD_MIN_MASS,
         )
-        between = (low >= c.value) & (low < near.value)
-        beads = low >= near.value
-        if np.count_nonzero(between) < 20 or _same_colours(scaled[:, cols], beads, between):
+        core = (low >= max(near.value, edges[k])) & (low < edges[k + 1])
+        odd_events = 0
+        for others in ((low >= c.value) & (low < near.value), low >= edges[k + 1]):
+            if np.count_nonzero(others) >= 20 and not _same_colours(
+                scaled[:, cols], at_top[:, cols], core, others
+            ):
+                odd_events += int(np.count_nonzero(others))
+        if not odd_events:
             return [(c, low >= c.value, 0.0)]
-        odd = np.count_nonzero(between) / max(1, int(np.count_nonzero(beads)))
-        return [(c, low >= c.value, odd), (near, beads, odd)]
+        odd = odd_events / max(1, int(np.count_nonzero(core)))
+        return [(c, low >= c.value, odd), (near, low >= near.value, odd)]
 
     def beads_reach_top(
         self, idx: NDArray[np.intp], on_top: NDArray[np.bool_], best: str, lin: float
