@@ -1622,10 +1622,10 @@ def _ranges_from_data(
         TRANSFORMED_MAX < tops[i] < RANGE_FAR_ABOVE * channels[i].top for i in linear_scatter
     )
     for i, ch in enumerate(channels):
-        if ch.is_log_amplified or ch.pnn.lower() == "time":
+        if not _rangeable(ch):
             continue
-        pnr = _range_of(ch, float(tops[i]))
         if all_far and i in linear_scatter:
+            pnr = _range_of(ch, float(tops[i]))
             out[i] = dataclasses.replace(ch, pnr=pnr)
             far.append(f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}, data up to {tops[i]:.3g})")
             continue
@@ -1634,6 +1634,7 @@ def _ranges_from_data(
         above = int(np.count_nonzero(events[:, i] > ch.top))
         if above <= RANGE_EXCEEDED_FRACTION * n:
             continue  # a few values past the top are saturated events, as they are counted
+        pnr = _range_of(ch, float(tops[i]))
         out[i] = dataclasses.replace(ch, pnr=pnr)
         said.append(
             f"{ch.pnn} ($P{ch.index + 1}R {ch.pnr:g}: {100 * above / n:.3g}% of events above "
@@ -1652,7 +1653,7 @@ def _ranges_from_data(
     # the largest of the scatter's new ranges, where one old range gave several
     for old_range, new_range in sorted(dict(sorted(scatter, key=lambda r: r[1])).items()):
         for i, ch in enumerate(channels):
-            if ch.pnr != old_range or ch.is_log_amplified or ch.pnn.lower() == "time":
+            if ch.pnr != old_range or not _rangeable(ch):
                 continue
             # never below the channel's own data
             wanted = max(new_range, _range_of(ch, float(tops[i])))
@@ -1685,6 +1686,11 @@ def _range_of(channel: Channel, top: float) -> float:
     gain = channel.png if channel.png > 0 else 1.0
     pnr = top * gain
     return float(2.0 ** np.ceil(np.log2(pnr))) if 0 < pnr < 2.0**1023 else pnr
+
+
+def _rangeable(channel: Channel) -> bool:
+    """Whether ``channel``'s range may be taken from its data: linear, and no time counter."""
+    return not channel.is_log_amplified and channel.pnn.lower() != "time"
 
 
 def _scatter(channel: Channel) -> bool:
