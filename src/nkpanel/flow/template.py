@@ -444,7 +444,7 @@ def _stored_counts(root: ET.Element) -> dict[str, tuple[int, dict[str, int]]]:
                     continue
                 here = (*path, name)
                 if count is not None and count.strip().isdigit():
-                    gates["/" + "/".join(here)] = int(count)
+                    gates[_path_string(here, {})] = int(count)
                 walk(pop, here, gates)
 
     out: dict[str, tuple[int, dict[str, int]]] = {}
@@ -942,14 +942,9 @@ def _acquisition_matrix(strategy: Any, sample: FlowSample) -> tuple[Any, tuple[s
         else:
             lacks = [d for d in detectors if d not in own.channels]
             extra = [d for d in own.channels if d not in detectors]
-            why = "'s matrix " + "; ".join(
-                part
-                for part in (
-                    f"lacks {', '.join(lacks)}" if lacks else "",
-                    f"holds {', '.join(extra)} besides" if extra else "",
-                )
-                if part
-            )
+            parts = [f"lacks {', '.join(lacks)}"] if lacks else []
+            parts += [f"holds {', '.join(extra)} besides"] if extra else []
+            why = "'s matrix " + "; ".join(parts)
         return strategy, (
             f"the template compensates with {ACQUISITION_DEFINED!r}, FlowJo's name for each "
             f"file's own matrix, but this file{why}: the "

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,10 +120,7 @@ class ReferenceInterval(_Strict):
         """The interval as printed, e.g. ``"4.0–26.0 %"``, ``"≤ 12.0 % (clinic cutoff)"`` or,
         with its upper limit excluded, ``"< 5.0 % (clinic cutoff)"``."""
         unit = self.unit
-
-        def fmt(v: float) -> str:
-            return limit_text(v, decimals)
-
+        fmt = functools.partial(limit_text, decimals=decimals)
         if self.lower is not None and self.upper is not None:
             below = "under " if self.upper_exclusive else ""
             text = f"{fmt(self.lower)}–{below}{fmt(self.upper)} {unit}"
