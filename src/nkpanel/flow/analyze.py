@@ -337,8 +337,8 @@ def analyze_sample(sample: FlowSample, settings: FlowSettings | None = None) -> 
         unasked + markers.notes + gating.notes,
         sample.notes,
         leukocytes_by_cd45=markers.has("CD45"),
+        markers=markers.markers,
     )
-    result = dataclasses.replace(result, markers=dict(markers.markers))
     return FlowAnalysis(
         result, sample, comp, gating.membership, parents, gating.tree, gating, markers
     )
@@ -1691,6 +1691,7 @@ def _build_result(
     roles: Mapping[str, str] | None = None,
     template: str | None = None,
     leukocytes_by_cd45: bool = True,
+    markers: Mapping[str, str] | None = None,
 ) -> FlowResult:
     """The result: counts and percentages of every population, the headline measures.
 
@@ -1841,4 +1842,5 @@ def _build_result(
         template=template,
         template_roles=dict(roles or {}),
         file_notes=file_notes,
+        markers=dict(markers or {}),
     )
