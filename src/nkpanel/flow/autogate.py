@@ -1516,12 +1516,14 @@ class _Gater:
         self.add(nk)
         nk_in = self.indices("NK")
         positive56: Array | None = None  # the CD56+ NK cells' CD56, where subsets are cut
+        positive_nk = nk_in  # and those events
         if separate16 and cd16 is not None and nk_in.size >= 20:
             # on the CD56+ NK cells only: the CD56- CD16+ NK cells below the NK cut would widen
             # the dim peak's lower side, and a lone dim peak's cut (its peak + 3 SD of that
             # side) would then pass over a rare bright subset (1.8% of NK read as 0.04%)
             on56 = self.scaled(cd56, nk_in)
             c56_scaled = float(self.scale(cd56)(np.array([c56]))[0])
+            positive_nk = _pick(nk_in, on56 >= c56_scaled)
             positive56 = _pick(on56, on56 >= c56_scaled)
             if positive56.size < MIN_SUBSET_EVENTS:
                 self.notes.append(
@@ -1543,7 +1545,7 @@ class _Gater:
                 reference_mass=SUBSET_REFERENCE_MASS,
                 reference_gap=self.separation(cd56),
             )
-            if c_bright.method != "valley" and self.mostly_cd16_negative(nk_in):
+            if c_bright.method != "valley" and self.mostly_cd16_negative(positive_nk):
                 c_bright = None
         if cd16 is not None and c_bright is not None:
             self.cuts["CD56bright"] = c_bright
@@ -1593,8 +1595,8 @@ class _Gater:
                 )
             )
 
-    def mostly_cd16_negative(self, nk_in: NDArray[np.intp]) -> bool:
-        """Whether the CD56+ NK cells (of the NK events ``nk_in``), standing as one CD56
+    def mostly_cd16_negative(self, positive_nk: NDArray[np.intp]) -> bool:
+        """Whether the CD56+ NK cells (events ``positive_nk``), standing as one CD56
         population, are mostly CD16-, as CD56bright cells are and CD56dim ones are not: taken
         for the CD56dim cells, such a population had read CD56bright 0.1% of NK for 95 and
         CD56dim 41% for 3 (this session). Which subset it is cannot be told from CD56 alone,
@@ -1602,11 +1604,8 @@ class _Gater:
         c16 = self.cuts.get("CD16")
         if c16 is None or c16.method == "fallback":
             return False
-        cd16 = self.markers.channel_for("CD16")
-        c56 = self.cuts["CD56"].value
-        on56 = self.scaled(self.markers.channel_for("CD56"), nk_in) >= c56
-        on16 = self.scaled(cd16, nk_in) >= c16.value
-        share = float(np.count_nonzero(on56 & on16)) / max(1, int(np.count_nonzero(on56)))
+        on16 = self.scaled(self.markers.channel_for("CD16"), positive_nk) >= c16.value
+        share = float(np.count_nonzero(on16)) / max(1, on16.size)
         if share >= 0.5:
             return False
         # the reader is not pointed to one subset: CD56dim cells that shed CD16 (activation,
